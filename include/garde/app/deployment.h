@@ -1,0 +1,58 @@
+// A deployment: one data directory (keyring + database) with its policies, opened and wired
+// into the domain services. `garde serve` and every CLI command that touches data open one.
+//
+//   auto d = Deployment::Open(config);          // fails with a clear message
+//   d.value()->vault().Read(caller, id, "customer_management");
+#pragma once
+
+#include <memory>
+
+#include "garde/base/clock.h"
+#include "garde/config/config.h"
+#include "garde/crypto/keyed_hash.h"
+#include "garde/crypto/keyring_source.h"
+#include "garde/domain/access_journal.h"
+#include "garde/domain/api_keys.h"
+#include "garde/domain/entry_standard.h"
+#include "garde/domain/key_rotation.h"
+#include "garde/domain/subject_vault.h"
+#include "garde/policy/policy_holder.h"
+#include "garde/store/store.h"
+
+namespace garde {
+
+class Deployment {
+ public:
+  // Creates the data directory (mode 0700), keyring and database. Refuses an existing keyring.
+  static Status Initialise(const Config& config);
+  static Result<std::unique_ptr<Deployment>> Open(const Config& config);
+  Deployment(const Deployment&) = delete;
+  Deployment& operator=(const Deployment&) = delete;
+
+  const Config& config() const { return config_; }
+  Store& store() { return *store_; }
+  KeyringSource& keys() { return keys_; }
+  PolicyHolder& policies() { return *policies_; }
+  const Clock& clock() const { return clock_; }
+  ApiKeys& api_keys() { return *api_keys_; }
+  SubjectVault& vault() { return *vault_; }
+  KeyRotation& rotation() { return *rotation_; }
+  AccessJournal& journal() { return *journal_; }
+
+ private:
+  explicit Deployment(Config config);
+  Config config_;
+  SystemClock clock_;
+  KeyringSource keys_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<PolicyHolder> policies_;
+  std::unique_ptr<BlindIndex> blind_index_;
+  std::unique_ptr<KeyedHash> api_key_hash_;
+  std::unique_ptr<EntryStandard> standard_;
+  std::unique_ptr<AccessJournal> journal_;
+  std::unique_ptr<ApiKeys> api_keys_;
+  std::unique_ptr<SubjectVault> vault_;
+  std::unique_ptr<KeyRotation> rotation_;
+};
+
+}  // namespace garde

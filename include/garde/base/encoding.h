@@ -1,0 +1,44 @@
+// Byte <-> text encodings used on the wire and in files, plus UTF-8 checks.
+//
+//   std::string t = Base64UrlEncode(bytes);
+//   std::optional<Bytes> b = Base64UrlDecode(t);
+//   std::string id = RandomId("sub_");   // "sub_" + 26 base32 chars, 130 random bits
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace garde {
+
+using Bytes = std::vector<uint8_t>;
+
+std::string HexEncode(const uint8_t* data, size_t n);
+inline std::string HexEncode(const Bytes& b) { return HexEncode(b.data(), b.size()); }
+std::optional<Bytes> HexDecode(std::string_view text);
+
+// Standard alphabet with padding (RFC 4648 §4), as in keyring files.
+std::string Base64Encode(const uint8_t* data, size_t n);
+inline std::string Base64Encode(const Bytes& b) { return Base64Encode(b.data(), b.size()); }
+std::optional<Bytes> Base64Decode(std::string_view text);
+// URL-safe alphabet, no padding (RFC 4648 §5), as in tokens.
+std::string Base64UrlEncode(const uint8_t* data, size_t n);
+inline std::string Base64UrlEncode(const Bytes& b) { return Base64UrlEncode(b.data(), b.size()); }
+std::optional<Bytes> Base64UrlDecode(std::string_view text);
+
+// prefix + 26 characters of lower-case Crockford base32 drawn from the OS CSPRNG.
+std::string RandomId(std::string_view prefix);
+// True when text is prefix + 26 Crockford base32 characters.
+bool IsRandomId(std::string_view text, std::string_view prefix);
+
+// Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
+bool IsValidUtf8(std::string_view text);
+
+inline std::string_view AsStringView(const Bytes& b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+inline Bytes AsBytes(std::string_view s) { return Bytes(s.begin(), s.end()); }
+
+}  // namespace garde

@@ -1,0 +1,54 @@
+// Service configuration. Every option has one documented default and can be set, from lowest
+// to highest precedence, in the config file (YAML), a GARDE_* environment variable, or a flag.
+//
+//   auto cfg = ResolveConfig(flags);    // flags: {"data-dir": "/var/lib/garde", ...}
+//   if (!cfg.ok()) Die(cfg.status());   // names the option and what is wrong
+//   cfg->listen_port;
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "garde/base/status.h"
+
+namespace garde {
+
+struct Config {
+  std::string data_dir;
+  std::string policies_dir;
+  std::string listen_host = "127.0.0.1";
+  uint16_t listen_port = 8080;
+  int max_threads = 128;         // Poco holds one thread per open keep-alive connection
+  int max_queued = 256;          // accepted connections waiting for a thread
+  int request_timeout = 15;      // seconds to receive a request or send a response
+  int keep_alive_timeout = 10;   // seconds an idle keep-alive connection is kept
+  int max_keep_alive_requests = 10000;
+  int64_t max_body_bytes = 1 << 20;
+  int64_t max_batch_bytes = 16 << 20;
+  int max_batch_rows = 1000;
+  bool durable = true;           // fsync every commit
+  std::string default_region = "FR";
+  std::string log_level = "info";
+  std::string log_file;
+  int keyring_watch_seconds = 2;
+
+  std::string keyring_path() const { return data_dir + "/keyring.json"; }
+  std::string database_path() const { return data_dir + "/garde.db"; }
+};
+
+struct OptionDoc {
+  const char* name;     // config-file key; flag is --name with '_' as '-'
+  const char* env;      // environment variable
+  const char* fallback; // default, as text
+  const char* help;
+};
+// Every option, for --help and docs/operations.md.
+const std::vector<OptionDoc>& ConfigOptions();
+
+// Resolves the configuration from defaults, the file named by --config / GARDE_CONFIG,
+// the environment, then `flags` (keys are option names with '-' or '_').
+Result<Config> ResolveConfig(const std::map<std::string, std::string>& flags);
+
+}  // namespace garde

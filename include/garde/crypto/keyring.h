@@ -1,0 +1,65 @@
+// The keyring: versioned root keys that wrap subjects' data keys, and one master key from
+// which every other sub-key is derived with crypto_kdf (distinct 8-byte contexts).
+//
+//   auto ring = Keyring::Load(data_dir + "/keyring.json");   // refused if mode & 077
+//   const SecretKey* root = ring.value()->Root(ring.value()->current_version());
+//   SecretKey blind = ring.value()->Derive(KeyContext::kBlindIndex);
+//
+// The file is JSON, mode 0600, rewritten atomically (write + fsync + rename). Rotation adds a
+// root version; retiring a version erases its key material but keeps its number and dates.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "garde/base/status.h"
+#include "garde/crypto/secret.h"
+
+namespace garde {
+
+// Sub-key uses. Each has its own crypto_kdf context, so no two uses ever share a key.
+enum class KeyContext {
+  kBlindIndex,   // "gdblindx": per-field blind-index keys
+  kSuppression,  // "gdsuppr_": suppression-list hashes
+  kSubjectToken, // "gdtoken_": subject link tokens
+  kApiKeyHash,   // "gdapikey": stored API-key hashes
+  kSigning,      // "gdsignkp": Ed25519 seed for receipts and tree heads
+};
+
+struct RootKeyInfo {
+  uint32_t version = 0;
+  std::string created_at;
+  std::string retired_at;  // empty while usable
+};
+
+class Keyring {
+ public:
+  // Creates a new keyring file (refuses to overwrite). Mode 0600.
+  static Status Create(const std::string& path);
+  // Loads and checks permissions; any group/other bit set is refused.
+  static Result<std::shared_ptr<const Keyring>> Load(const std::string& path);
+  // Adds a root version and makes it current; returns the new version.
+  static Result<uint32_t> AddVersion(const std::string& path);
+  // Erases the key material of a non-current version.
+  static Status Retire(const std::string& path, uint32_t version);
+
+  uint32_t current_version() const { return current_; }
+  // The root key of a version, or nullptr when unknown or retired.
+  const SecretKey* Root(uint32_t version) const;
+  const std::map<uint32_t, RootKeyInfo>& versions() const { return info_; }
+  // Derives the sub-key for a use (crypto_kdf from the master key).
+  SecretKey Derive(KeyContext context) const;
+  // Derives the data-key wrapping key of a root version (context "gddekwrp").
+  bool DeriveWrappingKey(uint32_t version, uint8_t out[kKeyBytes]) const;
+
+ private:
+  Keyring() = default;
+  std::unique_ptr<SecretKey> master_;
+  std::map<uint32_t, SecretKey> roots_;
+  std::map<uint32_t, RootKeyInfo> info_;
+  uint32_t current_ = 0;
+};
+
+}  // namespace garde

@@ -1,0 +1,38 @@
+// The live keyring of a running process: loaded from its file, reloaded when the file
+// changes (after `garde keys rotate`), shared by readers without locks on the hot path.
+//
+//   KeyringSource keys(path);
+//   GARDE_RETURN_IF_ERROR(keys.Load());
+//   std::shared_ptr<const Keyring> ring = keys.Current();
+//   keys.RefreshIfChanged();   // from a watcher thread, or after an unknown key version
+#pragma once
+
+#include <ctime>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "garde/base/status.h"
+#include "garde/crypto/keyring.h"
+
+namespace garde {
+
+class KeyringSource {
+ public:
+  explicit KeyringSource(std::string path) : path_(std::move(path)) {}
+
+  Status Load();
+  std::shared_ptr<const Keyring> Current() const;
+  // Reloads when the file's modification time or size changed; true when reloaded.
+  bool RefreshIfChanged();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  mutable std::mutex mu_;
+  std::shared_ptr<const Keyring> ring_;
+  struct timespec mtime_ {};
+  long size_ = -1;
+};
+
+}  // namespace garde

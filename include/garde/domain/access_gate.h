@@ -1,0 +1,37 @@
+// Roles and purpose binding (SPEC §3.4): the one place that decides whether a caller may make
+// a call, and which fields a read may return.
+//
+//   GARDE_RETURN_IF_ERROR(AccessGate::Require(policies, caller, "subjects.write"));
+//   Result<const Activity*> a = AccessGate::BindPurpose(policies, caller, x_purpose);
+//   // a.value()->fields: the only fields this read may return
+#pragma once
+
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "garde/base/status.h"
+#include "garde/policy/policy_set.h"
+
+namespace garde {
+
+// Who is calling: an API key (or, later, a subject token) and the request it made.
+struct Caller {
+  std::string key_id;
+  std::string role;
+  std::set<std::string> activities;
+  std::string request_id;
+};
+
+class AccessGate {
+ public:
+  // 403 unless the caller's role grants `capability`.
+  static Status Require(const PolicySet& policies, const Caller& caller,
+                        std::string_view capability);
+  // The activity a personal-data read serves. 403 unless the activity is in the register,
+  // the caller's role may read personal data, and the key is bound to the activity.
+  static Result<const Activity*> BindPurpose(const PolicySet& policies, const Caller& caller,
+                                             const std::string& activity_id);
+};
+
+}  // namespace garde

@@ -1,0 +1,46 @@
+// API keys: created with a role and bound activities, shown once, stored only as a keyed
+// BLAKE2b hash, looked up by that hash on every request.
+//
+//   ApiKeys keys(store, hasher, clock);
+//   Result<NewApiKey> k = keys.Create(policies, "crm", "operator", {"customer_management"});
+//   std::cout << k->token;                       // "gk_..." — never stored
+//   Result<Caller> who = keys.Authenticate(token);
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "garde/base/clock.h"
+#include "garde/base/status.h"
+#include "garde/crypto/keyed_hash.h"
+#include "garde/domain/access_gate.h"
+#include "garde/policy/policy_set.h"
+#include "garde/store/store.h"
+
+namespace garde {
+
+struct NewApiKey {
+  ApiKeyRow row;
+  std::string token;  // shown once
+};
+
+class ApiKeys {
+ public:
+  ApiKeys(Store& store, const KeyedHash& hasher, const Clock& clock)
+      : store_(store), hasher_(hasher), clock_(clock) {}
+
+  // Validates the role and activities against the policies, then stores the key's hash.
+  Result<NewApiKey> Create(const PolicySet& policies, const std::string& name,
+                           const std::string& role, const std::vector<std::string>& activities);
+  // 401 for an unknown, malformed or revoked token.
+  Result<Caller> Authenticate(const std::string& token) const;
+  Result<std::vector<ApiKeyRow>> List() const;
+  Status Revoke(const std::string& id);
+
+ private:
+  Store& store_;
+  const KeyedHash& hasher_;
+  const Clock& clock_;
+};
+
+}  // namespace garde

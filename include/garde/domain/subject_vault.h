@@ -1,0 +1,113 @@
+// The customer vault: subjects whose personal fields are validated, normalised, sealed under
+// a per-subject data key, blind-indexed for look-ups, and returned only for a declared
+// processing activity, minimised to the fields that activity may use.
+//
+//   SubjectVault vault(deps);
+//   Result<SubjectView> s = vault.Create(caller, {.kind = "person", .fields = {...}});
+//   Result<SubjectView> r = vault.Read(caller, s->id, "customer_management");
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "garde/base/clock.h"
+#include "garde/crypto/keyed_hash.h"
+#include "garde/crypto/keyring_source.h"
+#include "garde/domain/access_journal.h"
+#include "garde/domain/entry_standard.h"
+#include "garde/domain/field_value.h"
+#include "garde/policy/policy_holder.h"
+#include "garde/store/store.h"
+
+namespace garde {
+
+// The pseudo-field holding a CRM's own customer reference (`external_id` on the wire).
+inline constexpr const char* kExternalIdField = "external_id";
+
+struct NewSubject {
+  std::string kind;
+  std::string source;
+  std::optional<std::string> external_id;
+  FieldMap fields;
+};
+
+// A rectification: values to set; a null value removes the field.
+struct SubjectChanges {
+  FieldMap fields;
+  std::optional<FieldValue> external_id;
+};
+
+struct SubjectView {
+  std::string id;
+  std::string kind;
+  std::string status;
+  std::string source;
+  int64_t created_at = 0;
+  int64_t updated_at = 0;
+  int64_t last_interaction_at = 0;
+  std::optional<std::string> external_id;
+  FieldMap fields;
+};
+
+struct VaultDeps {
+  Store& store;
+  KeyringSource& keys;
+  const BlindIndex& blind_index;
+  const EntryStandard& standard;
+  const PolicyHolder& policies;
+  AccessJournal& journal;
+  const Clock& clock;
+};
+
+class SubjectVault {
+ public:
+  explicit SubjectVault(VaultDeps deps) : d_(deps) {}
+
+  // Validates everything first: a write that fails is refused whole, every problem listed.
+  Result<SubjectView> Create(const Caller& caller, const NewSubject& subject);
+  // The validation problems of a create, without writing (for merging with edge checks).
+  Status CheckNew(const NewSubject& subject) const;
+  Result<SubjectView> Rectify(const Caller& caller, const std::string& id,
+                              const SubjectChanges& changes);
+  // Fields of `activity` only; 403 unless the caller is bound to it.
+  Result<SubjectView> Read(const Caller& caller, const std::string& id,
+                           const std::string& activity);
+  // Equality look-up on blind-indexed fields (all criteria must match).
+  Result<std::vector<SubjectView>> Search(const Caller& caller, const std::string& activity,
+                                          const FieldMap& criteria);
+
+ private:
+  struct Prepared {
+    FieldMap values;                  // normalised values to set
+    std::vector<std::string> removed; // fields to delete
+  };
+  Status Validate(const PolicySet& policies, const std::string& kind, const FieldMap& fields,
+                  const std::optional<FieldValue>& external_id, bool creating,
+                  Prepared* out) const;
+  Status CheckNewInto(const PolicySet& policies, const NewSubject& in, Prepared* out) const;
+  // The spec of a schema field, or of the external_id pseudo-field.
+  const FieldSpec* SpecOf(const PolicySet& policies, const std::string& field) const;
+  Status CheckUnique(ReadTx& tx, const PolicySet& policies, const std::string& self_id,
+                     const FieldMap& values) const;
+  Status UnwrapFor(const SubjectRow& row, ScopedKey* dek) const;
+  Result<std::optional<FieldValue>> OpenOne(ReadTx& tx, const SubjectRow& row,
+                                            const std::string& field) const;
+  Result<SubjectView> Decrypt(ReadTx& tx, const SubjectRow& row,
+                              const std::set<std::string>& allowed) const;
+  void Audit(WriteTx* tx, const Caller& caller, AccessEvent event) const;
+
+  VaultDeps d_;
+  FieldSpec external_id_spec_ = [] {
+    FieldSpec s;
+    s.name = kExternalIdField;
+    s.type = FieldType::kString;
+    s.category = "identity";
+    s.unique = true;
+    s.max_length = 128;
+    s.blind_index_bytes = 16;
+    return s;
+  }();
+};
+
+}  // namespace garde

@@ -1,0 +1,52 @@
+// One HTTP exchange as route handlers see it: the parsed request (method, path parameters,
+// query, headers, whole body) and the answer they build. Handlers return a Status; a non-Ok
+// status becomes a problem+json answer.
+//
+//   Status GetSubject(Exchange& x) {
+//     auto caller = x.RequireCaller();  ...
+//     x.Json(200, body);
+//     return Status::Ok();
+//   }
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "garde/base/status.h"
+#include "garde/domain/access_gate.h"
+
+namespace garde {
+
+struct Exchange {
+  // Request.
+  std::string method;
+  std::string path;
+  std::string route;  // the matched pattern, safe to log (no tokens or ids)
+  std::map<std::string, std::string> params;
+  std::map<std::string, std::string> query;
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string content_type;                    // media type only, lower-case
+  std::string body;
+  std::string request_id;
+  std::optional<Caller> caller;
+
+  // Answer.
+  int status = 200;
+  std::string reply_type = "application/json";
+  std::string reply;
+  std::vector<std::pair<std::string, std::string>> reply_headers;
+
+  std::string Header(const std::string& lower_name) const {
+    auto it = headers.find(lower_name);
+    return it == headers.end() ? std::string() : it->second;
+  }
+  void Json(int http_status, std::string json) {
+    status = http_status;
+    reply_type = "application/json";
+    reply = std::move(json);
+  }
+};
+
+}  // namespace garde

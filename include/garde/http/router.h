@@ -1,0 +1,40 @@
+// Maps method + path to a handler. Patterns are literal segments and {name} parameters; a
+// segment may end in a literal ":verb" suffix (Google AIP custom methods), e.g.
+// "/v1/subjects:batch" or "/v1/requests/{id}:verify".
+//
+//   router.Add("GET", "/v1/subjects/{id}", GetSubject);
+//   const Route* r = router.Match("GET", path, &params, &allowed);
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "garde/http/exchange.h"
+
+namespace garde {
+
+using Handler = std::function<Status(Exchange&)>;
+
+struct Route {
+  std::string method;
+  std::string pattern;
+  Handler handler;
+  std::vector<std::string> segments;
+};
+
+class Router {
+ public:
+  void Add(std::string method, std::string pattern, Handler handler);
+  // The route for method+path, filling params; nullptr when none. When the path matches other
+  // methods only, `allowed` lists them (for 405 and the Allow header).
+  const Route* Match(const std::string& method, const std::string& path,
+                     std::map<std::string, std::string>* params,
+                     std::vector<std::string>* allowed) const;
+
+ private:
+  std::vector<Route> routes_;
+};
+
+}  // namespace garde

@@ -1,0 +1,92 @@
+// The policy set: schema, purposes catalogue, register of processing activities and roles,
+// loaded together from one directory and cross-checked. Immutable once loaded; a reload
+// builds a new set and swaps it in.
+//
+//   auto set = LoadPolicies("policies");     // errors name file:line and what is wrong
+//   const Activity* a = set.value()->FindActivity("crm.customer_management");
+//   const Role* r = set.value()->FindRole("operator");
+#pragma once
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "garde/base/status.h"
+#include "garde/policy/schema.h"
+
+namespace garde {
+
+enum class LegalBasis {
+  kConsent, kContract, kLegalObligation, kVitalInterests, kPublicTask, kLegitimateInterests,
+};
+const char* LegalBasisName(LegalBasis b);
+
+struct NoticeVersion {
+  std::string version;
+  std::string text;
+  std::string url;
+  std::string valid_from;
+};
+
+struct Purpose {
+  std::string id;
+  std::string title;
+  std::string description;
+  LegalBasis legal_basis = LegalBasis::kConsent;
+  std::vector<std::string> channels;
+  std::vector<NoticeVersion> notices;
+  std::string validity;  // ISO 8601 duration, empty: no expiry
+  bool gpc_opt_out = false;
+  bool marketing = false;  // direct marketing: Art. 21(3) objections are absolute
+  int line = 0;
+};
+
+struct Activity {
+  std::string id;
+  std::string name;
+  std::string reference;
+  std::vector<std::string> purposes;
+  LegalBasis legal_basis = LegalBasis::kContract;
+  std::set<std::string> fields;  // schema fields the activity may use (data minimisation)
+  std::string retention;
+  int line = 0;
+};
+
+// What a role may do. Capabilities are the names routes ask for ("subjects.write", ...).
+struct Role {
+  std::string name;
+  std::string description;
+  std::set<std::string> capabilities;
+  bool personal_data = false;  // may read personal data for its bound activities
+};
+
+class PolicySet {
+ public:
+  const Schema& schema() const { return schema_; }
+  const Activity* FindActivity(const std::string& id) const;
+  const Purpose* FindPurpose(const std::string& id) const;
+  const Role* FindRole(const std::string& name) const;
+  const std::vector<Activity>& activities() const { return activities_; }
+  const std::vector<Purpose>& purposes() const { return purposes_; }
+  const std::map<std::string, Role>& roles() const { return roles_; }
+  const std::string& directory() const { return directory_; }
+  // SHA-256 over the policy files' bytes, hex; changes whenever any file's content does.
+  const std::string& content_hash() const { return content_hash_; }
+
+ private:
+  friend Result<std::shared_ptr<const PolicySet>> LoadPolicies(const std::string& dir);
+  Schema schema_;
+  std::vector<Purpose> purposes_;
+  std::vector<Activity> activities_;
+  std::map<std::string, Role> roles_;
+  std::string directory_;
+  std::string content_hash_;
+};
+
+// Loads schema.yaml, purposes.yaml, register.yaml and roles.yaml from `dir`. On failure the
+// status lists every problem found as {field: "file:line", message}.
+Result<std::shared_ptr<const PolicySet>> LoadPolicies(const std::string& dir);
+
+}  // namespace garde

@@ -1,0 +1,101 @@
+// The storage interface. Domain code sees only this; SQLite (and later PostgreSQL) implement
+// it, and all backend-specific SQL stays inside the implementations.
+//
+//   Status s = store.Write([&](WriteTx& tx) -> Status {
+//     GARDE_RETURN_IF_ERROR(tx.InsertSubject(row));
+//     return tx.PutField(row.id, sealed);
+//   });   // commits when the function returns Ok, rolls back otherwise
+//
+// Rows hold ciphertext and keyed digests only; plaintext personal data never reaches a store.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "garde/base/encoding.h"
+#include "garde/base/status.h"
+
+namespace garde {
+
+struct SubjectRow {
+  std::string id;
+  std::string kind;
+  std::string status;  // active | restricted | erased
+  std::string source;
+  int64_t created_at = 0;
+  int64_t updated_at = 0;
+  int64_t last_interaction_at = 0;
+  uint32_t root_key_version = 0;  // root key that wraps the DEK
+  uint32_t dek_version = 1;
+  Bytes wrapped_dek;
+};
+
+struct SealedField {
+  std::string field;
+  Bytes box;
+};
+
+struct IndexEntry {
+  std::string field;
+  Bytes digest;
+};
+
+struct ApiKeyRow {
+  std::string id;
+  std::string name;
+  std::string role;
+  std::vector<std::string> activities;
+  Bytes key_hash;
+  int64_t created_at = 0;
+  int64_t revoked_at = 0;  // 0 while valid
+};
+
+class ReadTx {
+ public:
+  virtual ~ReadTx() = default;
+  virtual Result<std::optional<SubjectRow>> GetSubject(const std::string& id) = 0;
+  virtual Result<std::vector<SealedField>> GetFields(const std::string& id) = 0;
+  // Subject ids whose blind-index digest for `field` equals `digest`.
+  virtual Result<std::vector<std::string>> FindByIndex(const std::string& field,
+                                                        const Bytes& digest) = 0;
+  virtual Result<std::optional<ApiKeyRow>> FindApiKeyByHash(const Bytes& hash) = 0;
+  virtual Result<std::vector<ApiKeyRow>> ListApiKeys() = 0;
+  // Up to `limit` subjects whose DEK is wrapped by a root version other than `version`.
+  virtual Result<std::vector<SubjectRow>> SubjectsNotWrappedBy(uint32_t version,
+                                                               size_t limit) = 0;
+  virtual Result<std::map<uint32_t, int64_t>> CountByRootKeyVersion() = 0;
+  virtual Result<int64_t> CountSubjects() = 0;
+};
+
+class WriteTx : public ReadTx {
+ public:
+  virtual Status InsertSubject(const SubjectRow& row) = 0;
+  // Updates status, source and timestamps of an existing subject.
+  virtual Status UpdateSubject(const SubjectRow& row) = 0;
+  virtual Status PutField(const std::string& subject_id, const SealedField& field) = 0;
+  virtual Status DeleteField(const std::string& subject_id, const std::string& field) = 0;
+  virtual Status PutIndex(const std::string& subject_id, const IndexEntry& entry) = 0;
+  virtual Status DeleteIndex(const std::string& subject_id, const std::string& field) = 0;
+  virtual Status InsertApiKey(const ApiKeyRow& row) = 0;
+  virtual Status RevokeApiKey(const std::string& id, int64_t at) = 0;
+  // Compare-and-set re-wrap: true when the DEK was still under `from_version`.
+  virtual Result<bool> RewrapDataKey(const std::string& subject_id, uint32_t from_version,
+                                     uint32_t to_version, const Bytes& wrapped) = 0;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+  // Runs fn in a read transaction (one consistent snapshot).
+  virtual Status Read(const std::function<Status(ReadTx&)>& fn) = 0;
+  // Runs fn in a write transaction; commits when fn returns Ok, rolls back otherwise.
+  virtual Status Write(const std::function<Status(WriteTx&)>& fn) = 0;
+  // Cheap check that the database answers (for /readyz).
+  virtual Status Ping() = 0;
+};
+
+}  // namespace garde

@@ -1,0 +1,47 @@
+#include "garde/app/deployment.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "garde/store/sqlite_store.h"
+
+namespace garde {
+
+Deployment::Deployment(Config config)
+    : config_(std::move(config)), keys_(config_.keyring_path()) {}
+
+Status Deployment::Initialise(const Config& config) {
+  std::error_code ec;
+  std::filesystem::create_directories(config.data_dir, ec);
+  if (ec) return Unavailable("cannot create data directory " + config.data_dir + ": " + ec.message());
+  ::chmod(config.data_dir.c_str(), 0700);
+  GARDE_RETURN_IF_ERROR(Keyring::Create(config.keyring_path()));
+  auto store = SqliteStore::Open({config.database_path(), config.durable});
+  return store.status();
+}
+
+Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
+  if (!InitSodium()) return Unavailable("libsodium cannot be initialised");
+  std::unique_ptr<Deployment> d(new Deployment(config));  // private constructor
+  auto policies = LoadPolicies(config.policies_dir);
+  if (!policies.ok()) return policies.status();
+  GARDE_RETURN_IF_ERROR(d->keys_.Load());
+  auto store = SqliteStore::Open({config.database_path(), config.durable});
+  if (!store.ok()) return store.status();
+  d->store_ = std::move(store).value();
+  d->policies_ = std::make_unique<PolicyHolder>(policies.value());
+  const auto ring = d->keys_.Current();
+  d->blind_index_ = std::make_unique<BlindIndex>(ring->Derive(KeyContext::kBlindIndex));
+  d->api_key_hash_ = std::make_unique<KeyedHash>(ring->Derive(KeyContext::kApiKeyHash));
+  d->standard_ = std::make_unique<EntryStandard>(config.default_region);
+  d->journal_ = std::make_unique<LogJournal>();
+  d->api_keys_ = std::make_unique<ApiKeys>(*d->store_, *d->api_key_hash_, d->clock_);
+  d->vault_ = std::make_unique<SubjectVault>(VaultDeps{*d->store_, d->keys_, *d->blind_index_,
+                                                       *d->standard_, *d->policies_,
+                                                       *d->journal_, d->clock_});
+  d->rotation_ = std::make_unique<KeyRotation>(*d->store_, d->keys_);
+  return d;
+}
+
+}  // namespace garde

@@ -1,0 +1,429 @@
+#include "garde/cli/commands.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "garde/app/deployment.h"
+#include "garde/base/clock.h"
+#include "garde/base/json_writer.h"
+#include "garde/base/log.h"
+#include "garde/cli/serve_command.h"
+#include "garde/config/config.h"
+#include "garde/policy/policy_set.h"
+
+namespace garde {
+namespace {
+
+constexpr const char* kSwitches[] = {"help", "json", "no-retire", "version"};
+
+constexpr const char* kTopHelp = R"(garde — privacy compliance and consent management
+
+Usage: garde <command> [options]
+
+Commands:
+  init              create the data directory, keyring and database; print the first admin key
+  serve             run the HTTP service
+  apikey create     create an API key with a role and bound activities; print it once
+  apikey list       list API keys (never the keys themselves)
+  apikey revoke     revoke an API key by id
+  keys rotate       add a root-key version and re-wrap every data key under it
+  keys status       show root-key versions and how many subjects each wraps
+  lint              load and check the policy files
+
+Every command takes --data-dir DIR and --policies DIR (or GARDE_DATA_DIR, GARDE_POLICIES,
+or a config file given with --config FILE). `garde <command> --help` describes a command.
+)";
+
+std::string OptionsHelp() {
+  std::string out = "\nConfiguration (flag / environment / config-file key, default):\n";
+  for (const auto& o : ConfigOptions()) {
+    std::string flag = o.name;
+    for (char& c : flag) c = c == '_' ? '-' : c;
+    char line[256];
+    std::snprintf(line, sizeof line, "  --%-24s %-30s %s (default %s)\n", flag.c_str(), o.env,
+                  o.help, o.fallback);
+    out += line;
+  }
+  out += "  --config FILE              GARDE_CONFIG                   YAML file of the keys above\n";
+  return out;
+}
+
+struct CommandHelp {
+  const char* words;
+  const char* text;
+};
+
+constexpr CommandHelp kHelp[] = {
+    {"init", R"(Usage: garde init --data-dir DIR [--policies DIR]
+
+Creates DIR (mode 0700) with a new keyring (keyring.json, mode 0600) and database (garde.db),
+checks the policies, and creates a first API key with role admin. The key is printed alone on
+the last line of stdout; it is shown only this once. Refuses to overwrite an existing keyring.
+)"},
+    {"serve", R"(Usage: garde serve --data-dir DIR [--policies DIR] [--listen HOST:PORT] [--config FILE]
+
+Runs the HTTP service until SIGTERM or SIGINT, then stops accepting connections and lets
+requests in progress finish. With --listen HOST:0 a free port is chosen. The first line on
+stdout is "garde listening on http://HOST:PORT". Logs are JSON lines on stderr.
+)"},
+    {"apikey create", R"(Usage: garde apikey create --data-dir DIR --name NAME --role ROLE [--activity ID]...
+
+Creates an API key. ROLE is one of the roles of roles.yaml (admin, officer, operator,
+marketing, auditor). Each --activity binds the key to a processing activity of the register:
+reads of personal data are allowed only for bound activities. The key is printed alone on the
+last line of stdout, once; only a keyed hash of it is stored.
+)"},
+    {"apikey list", R"(Usage: garde apikey list --data-dir DIR [--json]
+
+Lists API keys: id, name, role, activities, creation and revocation time.
+)"},
+    {"apikey revoke", R"(Usage: garde apikey revoke --data-dir DIR --id KEY_ID
+
+Revokes an API key. Requests carrying it are refused from then on.
+)"},
+    {"keys rotate", R"(Usage: garde keys rotate --data-dir DIR [--batch N] [--no-retire]
+
+Adds a root-key version to the keyring and makes it current, then re-wraps every subject's
+data key under it, N per transaction (default 500). Fields are not re-encrypted. Safe to run
+while `garde serve` is running (it picks up the new version within keyring_watch_seconds) and
+safe to interrupt: run it again to resume. Once no subject uses an old version, that version's
+key material is erased from the keyring (unless --no-retire).
+)"},
+    {"keys status", R"(Usage: garde keys status --data-dir DIR [--json]
+
+Shows each root-key version, whether it is current or retired, and how many subjects' data
+keys it wraps.
+)"},
+    {"lint", R"(Usage: garde lint [--policies DIR] [--json]
+
+Loads the policy files and reports every problem with file:line. Exits 1 when any is found.
+)"},
+};
+
+const char* HelpFor(const std::string& words) {
+  for (const auto& h : kHelp) {
+    if (words == h.words) return h.text;
+  }
+  return nullptr;
+}
+
+int Fail(const std::string& message) {
+  std::cerr << "garde: " << message << "\n";
+  return 1;
+}
+
+int FailStatus(const Status& s) {
+  std::cerr << "garde: " << s.message() << "\n";
+  for (const auto& e : s.errors()) std::cerr << "  " << e.field << ": " << e.message << "\n";
+  return 1;
+}
+
+Result<Config> ConfigFrom(const CliArgs& args) { return ResolveConfig(args.ConfigFlags()); }
+
+int RunInit(const CliArgs& args) {
+  auto cfg = ConfigFrom(args);
+  if (!cfg.ok()) return FailStatus(cfg.status());
+  auto policies = LoadPolicies(cfg->policies_dir);
+  if (!policies.ok()) return FailStatus(policies.status());
+  Status s = Deployment::Initialise(cfg.value());
+  if (!s.ok()) return FailStatus(s);
+  auto d = Deployment::Open(cfg.value());
+  if (!d.ok()) return FailStatus(d.status());
+  auto key = d.value()->api_keys().Create(*d.value()->policies().Current(), "admin", "admin", {});
+  if (!key.ok()) return FailStatus(key.status());
+  Caller cli{"cli", "admin", {}, "init"};
+  d.value()->journal().Record(nullptr, cli, {"apikey.create", "", "", "ok", {}, 1}).IgnoreError();
+  std::cout << "Initialised " << cfg->data_dir << " (keyring.json, garde.db).\n"
+            << "First admin API key (shown once; store it safely):\n"
+            << key->token << std::endl;
+  return 0;
+}
+
+int RunApiKeyCreate(const CliArgs& args) {
+  auto cfg = ConfigFrom(args);
+  if (!cfg.ok()) return FailStatus(cfg.status());
+  auto d = Deployment::Open(cfg.value());
+  if (!d.ok()) return FailStatus(d.status());
+  if (args.Get("name").empty()) return Fail("--name is required");
+  if (args.Get("role").empty()) return Fail("--role is required");
+  auto key = d.value()->api_keys().Create(*d.value()->policies().Current(), args.Get("name"),
+                                          args.Get("role"), args.All("activity"));
+  if (!key.ok()) return FailStatus(key.status());
+  Caller cli{"cli", "admin", {}, "apikey-create"};
+  d.value()->journal().Record(nullptr, cli, {"apikey.create", "", "", "ok", {}, 1}).IgnoreError();
+  std::cout << "Created API key " << key->row.id << " (role " << key->row.role
+            << "). Shown once:\n"
+            << key->token << std::endl;
+  return 0;
+}
+
+int RunApiKeyList(const CliArgs& args) {
+  auto cfg = ConfigFrom(args);
+  if (!cfg.ok()) return FailStatus(cfg.status());
+  auto d = Deployment::Open(cfg.value());
+  if (!d.ok()) return FailStatus(d.status());
+  auto keys = d.value()->api_keys().List();
+  if (!keys.ok()) return FailStatus(keys.status());
+  if (args.Has("json")) {
+    JsonWriter w;
+    w.BeginArray();
+    for (const auto& k : keys.value()) {
+      w.BeginObject().Key("id").String(k.id).Key("name").String(k.name).Key("role").String(k.role);
+      w.Key("activities").BeginArray();
+      for (const auto& a : k.activities) w.String(a);
+      w.EndArray().Key("created_at").String(FormatRfc3339(k.created_at));
+      w.Key("revoked_at");
+      if (k.revoked_at != 0) {
+        w.String(FormatRfc3339(k.revoked_at));
+      } else {
+        w.Null();
+      }
+      w.EndObject();
+    }
+    w.EndArray();
+    std::cout << w.str() << std::endl;
+    return 0;
+  }
+  for (const auto& k : keys.value()) {
+    std::string acts;
+    for (const auto& a : k.activities) acts += (acts.empty() ? "" : ",") + a;
+    std::cout << k.id << "  " << k.role << "  " << k.name << "  ["
+              << acts << "]  created " << FormatRfc3339(k.created_at)
+              << (k.revoked_at != 0 ? "  revoked " + FormatRfc3339(k.revoked_at) : "") << "\n";
+  }
+  return 0;
+}
+
+int RunApiKeyRevoke(const CliArgs& args) {
+  auto cfg = ConfigFrom(args);
+  if (!cfg.ok()) return FailStatus(cfg.status());
+  auto d = Deployment::Open(cfg.value());
+  if (!d.ok()) return FailStatus(d.status());
+  const std::string id = args.Get("id");
+  if (id.empty()) return Fail("--id is required");
+  Status s = d.value()->api_keys().Revoke(id);
+  if (!s.ok()) return FailStatus(s);
+  Caller cli{"cli", "admin", {}, "apikey-revoke"};
+  d.value()->journal().Record(nullptr, cli, {"apikey.revoke", "", "", "ok", {id}, 1}).IgnoreError();
+  std::cout << "Revoked " << id << std::endl;
+  return 0;
+}
+
+int RunKeysStatus(const CliArgs& args) {
+  auto cfg = ConfigFrom(args);
+  if (!cfg.ok()) return FailStatus(cfg.status());
+  auto d = Deployment::Open(cfg.value());
+  if (!d.ok()) return FailStatus(d.status());
+  auto usage = d.value()->rotation().Usage();
+  if (!usage.ok()) return FailStatus(usage.status());
+  const auto ring = d.value()->keys().Current();
+  JsonWriter w;
+  w.BeginObject().Key("current").Int(ring->current_version()).Key("versions").BeginArray();
+  for (const auto& [v, info] : ring->versions()) {
+    const int64_t n = usage->count(v) ? usage->at(v) : 0;
+    w.BeginObject().Key("version").Int(v).Key("created_at").String(info.created_at)
+        .Key("retired_at").StringOrNull(info.retired_at).Key("subjects").Int(n).EndObject();
+    if (!args.Has("json")) {
+      std::cout << "version " << v << (v == ring->current_version() ? " (current)" : "")
+                << (info.retired_at.empty() ? "" : " retired " + info.retired_at) << ": " << n
+                << " subjects\n";
+    }
+  }
+  w.EndArray().EndObject();
+  if (args.Has("json")) std::cout << w.str() << std::endl;
+  return 0;
+}
+
+int RunKeysRotate(const CliArgs& args) {
+  auto cfg = ConfigFrom(args);
+  if (!cfg.ok()) return FailStatus(cfg.status());
+  auto added = Keyring::AddVersion(cfg->keyring_path());
+  if (!added.ok()) return FailStatus(added.status());
+  std::cerr << "Added root-key version " << added.value() << "; re-wrapping data keys...\n";
+  auto d = Deployment::Open(cfg.value());
+  if (!d.ok()) return FailStatus(d.status());
+  int64_t batch = 500;
+  try {
+    batch = std::stoll(args.Get("batch", "500"));
+  } catch (...) {
+    return Fail("--batch must be a number");
+  }
+  if (batch < 1 || batch > 100000) return Fail("--batch must be between 1 and 100000");
+  auto progress = [](int64_t done) {
+    if (isatty(STDERR_FILENO)) std::cerr << "\r  re-wrapped " << done << std::flush;
+  };
+  auto& rotation = d.value()->rotation();
+  auto done = rotation.RewrapAll(static_cast<size_t>(batch), progress);
+  if (!done.ok()) return FailStatus(done.status());
+  int64_t total = done.value();
+  // A running service may still write under the old version until it notices the new
+  // keyring; wait past its watch interval, then sweep until a pass finds nothing.
+  const int grace = cfg->keyring_watch_seconds * 2 + 1;
+  for (int pass = 0; pass < 10; ++pass) {
+    std::this_thread::sleep_for(std::chrono::seconds(grace));
+    auto more = rotation.RewrapAll(static_cast<size_t>(batch), progress);
+    if (!more.ok()) return FailStatus(more.status());
+    total += more.value();
+    if (more.value() == 0) break;
+  }
+  std::cerr << "\n";
+  auto usage = rotation.Usage();
+  if (!usage.ok()) return FailStatus(usage.status());
+  const uint32_t current = added.value();
+  std::cout << "Root key version " << current << " is current; re-wrapped " << total
+            << " data keys.\n";
+  if (!args.Has("no-retire")) {
+    for (const auto& [v, info] : d.value()->keys().Current()->versions()) {
+      if (v == current || !info.retired_at.empty()) continue;
+      if (usage->count(v) != 0 && usage->at(v) > 0) {
+        std::cout << "Version " << v << " still wraps " << usage->at(v)
+                  << " data keys; not retired. Run `garde keys rotate` again later.\n";
+        continue;
+      }
+      Status s = Keyring::Retire(cfg->keyring_path(), v);
+      if (!s.ok()) return FailStatus(s);
+      std::cout << "Retired version " << v << " (key material erased).\n";
+    }
+  }
+  Caller cli{"cli", "admin", {}, "keys-rotate"};
+  d.value()->journal().Record(nullptr, cli, {"keys.rotate", "", "", "ok", {}, total}).IgnoreError();
+  return 0;
+}
+
+int RunLint(const CliArgs& args) {
+  std::map<std::string, std::string> flags = args.ConfigFlags();
+  flags.emplace("data-dir", ".");  // lint needs no data directory
+  auto cfg = ResolveConfig(flags);
+  if (!cfg.ok()) return FailStatus(cfg.status());
+  auto policies = LoadPolicies(cfg->policies_dir);
+  if (args.Has("json")) {
+    JsonWriter w;
+    w.BeginObject().Key("ok").Bool(policies.ok()).Key("findings").BeginArray();
+    for (const auto& e : policies.status().errors()) {
+      w.BeginObject().Key("severity").String("error").Key("location").String(e.field)
+          .Key("message").String(e.message).EndObject();
+    }
+    w.EndArray().EndObject();
+    std::cout << w.str() << std::endl;
+    return policies.ok() ? 0 : 1;
+  }
+  if (!policies.ok()) {
+    for (const auto& e : policies.status().errors()) {
+      std::cout << cfg->policies_dir << "/" << e.field << ": error: " << e.message << "\n";
+    }
+    return 1;
+  }
+  std::cout << "Policies in " << cfg->policies_dir << " are valid ("
+            << policies.value()->schema().fields().size() << " fields, "
+            << policies.value()->purposes().size() << " purposes, "
+            << policies.value()->activities().size() << " activities).\n";
+  return 0;
+}
+
+}  // namespace
+
+std::string CliArgs::Get(const std::string& name, const std::string& fallback) const {
+  auto it = options.find(name);
+  return it == options.end() ? fallback : it->second;
+}
+
+std::vector<std::string> CliArgs::All(const std::string& name) const {
+  std::vector<std::string> out;
+  auto [b, e] = options.equal_range(name);
+  for (auto it = b; it != e; ++it) out.push_back(it->second);
+  return out;
+}
+
+std::map<std::string, std::string> CliArgs::ConfigFlags() const {
+  std::map<std::string, std::string> out;
+  for (const auto& [k, v] : options) {
+    if (k != "name" && k != "role" && k != "activity" && k != "id" && k != "batch") out[k] = v;
+  }
+  return out;
+}
+
+CliArgs ParseCliArgs(int argc, char** argv) {
+  CliArgs args;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-h") a = "--help";
+    if (a.rfind("--", 0) != 0) {
+      args.words.push_back(a);
+      continue;
+    }
+    std::string name = a.substr(2);
+    std::string value;
+    const size_t eq = name.find('=');
+    bool has_value = false;
+    if (eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      has_value = true;
+    }
+    bool is_switch = false;
+    for (const char* s : kSwitches) is_switch |= name == s;
+    if (is_switch) {
+      args.switches.insert(name);
+      continue;
+    }
+    if (!has_value) {
+      if (i + 1 >= argc) {
+        args.error = "--" + name + " needs a value";
+        break;
+      }
+      value = argv[++i];
+    }
+    args.options.emplace(name, value);
+  }
+  return args;
+}
+
+int RunCli(int argc, char** argv) {
+  ::umask(077);  // database, WAL, backups and logs are readable by the service user only
+  CliArgs args = ParseCliArgs(argc, argv);
+  std::string words;
+  for (const auto& w : args.words) words += (words.empty() ? "" : " ") + w;
+  if (args.Has("version")) {
+    std::cout << "garde " << GARDE_VERSION << std::endl;
+    return 0;
+  }
+  if (words.empty() || words == "help") {
+    std::cout << kTopHelp << OptionsHelp();
+    return words.empty() && !args.Has("help") ? 2 : 0;
+  }
+  if (args.Has("help")) {
+    const char* text = HelpFor(words);
+    if (text == nullptr && (words == "apikey" || words == "keys")) {
+      std::cout << kTopHelp;
+      return 0;
+    }
+    if (text == nullptr) {
+      std::cerr << "garde: unknown command '" << words << "'\n" << kTopHelp;
+      return 2;
+    }
+    std::cout << text << OptionsHelp();
+    return 0;
+  }
+  if (!args.error.empty()) {
+    std::cerr << "garde: " << args.error << "\n";
+    return 2;
+  }
+  SetUpLogging(std::getenv("GARDE_LOG_LEVEL") ? std::getenv("GARDE_LOG_LEVEL") : "warn", "");
+  if (words == "init") return RunInit(args);
+  if (words == "serve") return RunServe(args);
+  if (words == "apikey create") return RunApiKeyCreate(args);
+  if (words == "apikey list") return RunApiKeyList(args);
+  if (words == "apikey revoke") return RunApiKeyRevoke(args);
+  if (words == "keys rotate") return RunKeysRotate(args);
+  if (words == "keys status") return RunKeysStatus(args);
+  if (words == "lint") return RunLint(args);
+  std::cerr << "garde: unknown command '" << words << "'\n" << kTopHelp;
+  return 2;
+}
+
+}  // namespace garde

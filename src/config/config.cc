@@ -1,0 +1,165 @@
+#include "garde/config/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+namespace garde {
+namespace {
+
+std::string Canonical(std::string name) {
+  for (char& c : name) {
+    if (c == '-') c = '_';
+  }
+  return name;
+}
+
+bool ParseInt(const std::string& text, int64_t lo, int64_t hi, int64_t* out) {
+  if (text.empty() || text.size() > 18) return false;
+  int64_t v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  if (v < lo || v > hi) return false;
+  *out = v;
+  return true;
+}
+
+std::string DefaultPolicies() {
+  if (std::filesystem::exists("policies/register.yaml")) return "policies";
+  return GARDE_SOURCE_POLICIES;
+}
+
+}  // namespace
+
+const std::vector<OptionDoc>& ConfigOptions() {
+  static const std::vector<OptionDoc> kOptions = {
+      {"data_dir", "GARDE_DATA_DIR", "(required)", "data directory: keyring, database, backups"},
+      {"policies", "GARDE_POLICIES", "./policies", "policies directory (schema, purposes, register, roles)"},
+      {"listen", "GARDE_LISTEN", "127.0.0.1:8080", "HOST:PORT to serve HTTP on (port 0 picks a free one)"},
+      {"max_threads", "GARDE_MAX_THREADS", "128", "worker threads; one per open keep-alive connection"},
+      {"max_queued", "GARDE_MAX_QUEUED", "256", "accepted connections waiting for a worker"},
+      {"request_timeout", "GARDE_REQUEST_TIMEOUT", "15", "seconds to receive a request or send a reply"},
+      {"keep_alive_timeout", "GARDE_KEEP_ALIVE_TIMEOUT", "10", "seconds an idle connection is kept open"},
+      {"max_keep_alive_requests", "GARDE_MAX_KEEP_ALIVE_REQUESTS", "10000", "requests per connection"},
+      {"max_body_bytes", "GARDE_MAX_BODY_BYTES", "1048576", "largest request body (413 above)"},
+      {"max_batch_bytes", "GARDE_MAX_BATCH_BYTES", "16777216", "largest batch body (413 above)"},
+      {"max_batch_rows", "GARDE_MAX_BATCH_ROWS", "1000", "most rows in one batch (413 above)"},
+      {"durable", "GARDE_DURABLE", "true", "fsync every commit (false: survive crashes, not power loss)"},
+      {"default_region", "GARDE_DEFAULT_REGION", "FR", "region for phone numbers written without +"},
+      {"log_level", "GARDE_LOG_LEVEL", "info", "trace, debug, info, warn, error"},
+      {"log_file", "GARDE_LOG_FILE", "(stderr only)", "also append JSON log lines to this file"},
+      {"keyring_watch_seconds", "GARDE_KEYRING_WATCH_SECONDS", "2", "how often the keyring file is checked for a rotation"},
+  };
+  return kOptions;
+}
+
+Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags) {
+  std::map<std::string, std::string> flags;
+  for (const auto& [k, v] : raw_flags) flags[Canonical(k)] = v;
+
+  std::map<std::string, std::string> values;
+  std::string config_file = flags.count("config") ? flags["config"] : "";
+  if (config_file.empty()) {
+    if (const char* e = std::getenv("GARDE_CONFIG")) config_file = e;
+  }
+  if (!config_file.empty()) {
+    try {
+      YAML::Node root = YAML::LoadFile(config_file);
+      if (!root.IsMap()) return Unprocessable("config file " + config_file + ": expected a mapping");
+      for (const auto& kv : root) {
+        const std::string key = Canonical(kv.first.as<std::string>(""));
+        bool known = false;
+        for (const auto& o : ConfigOptions()) known |= key == o.name;
+        if (!known) {
+          return Unprocessable("config file " + config_file + ":" +
+                               std::to_string(kv.first.Mark().line + 1) + ": unknown option '" +
+                               key + "'");
+        }
+        if (!kv.second.IsScalar()) {
+          return Unprocessable("config file " + config_file + ": '" + key + "' must be a value");
+        }
+        values[key] = kv.second.as<std::string>();
+      }
+    } catch (const YAML::Exception& e) {
+      return Unprocessable("config file " + config_file + ": " + e.what());
+    }
+  }
+  for (const auto& o : ConfigOptions()) {
+    if (const char* e = std::getenv(o.env)) values[o.name] = e;
+  }
+  for (const auto& [k, v] : flags) {
+    if (k == "config") continue;
+    bool known = false;
+    for (const auto& o : ConfigOptions()) known |= k == o.name;
+    if (known) values[k] = v;
+  }
+
+  Config c;
+  Status bad(Code::kUnprocessable, "invalid configuration");
+  auto int_opt = [&](const char* name, int64_t lo, int64_t hi, auto* field) {
+    auto it = values.find(name);
+    if (it == values.end()) return;
+    int64_t v;
+    if (!ParseInt(it->second, lo, hi, &v)) {
+      bad.AddError(name, "must be a whole number from " + std::to_string(lo) + " to " +
+                             std::to_string(hi));
+      return;
+    }
+    *field = static_cast<std::remove_reference_t<decltype(*field)>>(v);
+  };
+  c.data_dir = values.count("data_dir") ? values["data_dir"] : "";
+  if (c.data_dir.empty()) bad.AddError("data_dir", "is required (--data-dir or GARDE_DATA_DIR)");
+  c.policies_dir = values.count("policies") ? values["policies"] : DefaultPolicies();
+  if (values.count("listen")) {
+    const std::string& l = values["listen"];
+    const size_t colon = l.rfind(':');
+    int64_t port;
+    if (colon == std::string::npos || colon == 0 || !ParseInt(l.substr(colon + 1), 0, 65535, &port)) {
+      bad.AddError("listen", "must be HOST:PORT, e.g. 127.0.0.1:8080");
+    } else {
+      c.listen_host = l.substr(0, colon);
+      if (c.listen_host.size() > 2 && c.listen_host.front() == '[') {
+        c.listen_host = c.listen_host.substr(1, c.listen_host.size() - 2);
+      }
+      c.listen_port = static_cast<uint16_t>(port);
+    }
+  }
+  int_opt("max_threads", 2, 4096, &c.max_threads);
+  int_opt("max_queued", 1, 100000, &c.max_queued);
+  int_opt("request_timeout", 1, 3600, &c.request_timeout);
+  int_opt("keep_alive_timeout", 1, 3600, &c.keep_alive_timeout);
+  int_opt("max_keep_alive_requests", 1, 10000000, &c.max_keep_alive_requests);
+  int_opt("max_body_bytes", 1024, int64_t{1} << 30, &c.max_body_bytes);
+  int_opt("max_batch_bytes", 1024, int64_t{1} << 31, &c.max_batch_bytes);
+  int_opt("max_batch_rows", 1, 100000, &c.max_batch_rows);
+  int_opt("keyring_watch_seconds", 1, 3600, &c.keyring_watch_seconds);
+  if (values.count("durable")) {
+    const std::string& d = values["durable"];
+    if (d == "true" || d == "1" || d == "yes") {
+      c.durable = true;
+    } else if (d == "false" || d == "0" || d == "no") {
+      c.durable = false;
+    } else {
+      bad.AddError("durable", "must be true or false");
+    }
+  }
+  if (values.count("default_region")) {
+    c.default_region = values["default_region"];
+    if (c.default_region.size() != 2) bad.AddError("default_region", "must be a 2-letter region");
+  }
+  if (values.count("log_level")) {
+    c.log_level = values["log_level"];
+    static const char* kLevels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+    bool ok = false;
+    for (const char* l : kLevels) ok |= c.log_level == l;
+    if (!ok) bad.AddError("log_level", "must be one of trace, debug, info, warn, error, off");
+  }
+  if (values.count("log_file")) c.log_file = values["log_file"];
+  if (!bad.errors().empty()) return bad;
+  return c;
+}
+
+}  // namespace garde

@@ -1,0 +1,100 @@
+#include "garde/crypto/envelope.h"
+
+#include <sodium.h>
+
+namespace garde {
+namespace {
+
+constexpr uint8_t kFieldFormat = 0x01;
+constexpr uint8_t kWrapFormat = 0x01;
+constexpr size_t kNonce = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
+constexpr size_t kTag = crypto_aead_xchacha20poly1305_ietf_ABYTES;
+
+std::string FieldAd(const FieldBinding& b) {
+  std::string ad = "garde.field.v1";
+  ad += '\0';
+  ad += b.subject_id;
+  ad += '\0';
+  ad += b.field;
+  ad += '\0';
+  ad += std::to_string(b.dek_version);
+  return ad;
+}
+
+std::string WrapAd(std::string_view subject_id, uint32_t version) {
+  std::string ad = "garde.dek.v1";
+  ad += '\0';
+  ad += subject_id;
+  ad += '\0';
+  ad += std::to_string(version);
+  return ad;
+}
+
+Bytes Seal(const uint8_t* key, uint8_t format, const std::string& ad, const uint8_t* msg,
+           size_t len) {
+  Bytes out(1 + kNonce + len + kTag);
+  out[0] = format;
+  randombytes_buf(out.data() + 1, kNonce);
+  unsigned long long clen = 0;
+  crypto_aead_xchacha20poly1305_ietf_encrypt(
+      out.data() + 1 + kNonce, &clen, msg, len, reinterpret_cast<const uint8_t*>(ad.data()),
+      ad.size(), nullptr, out.data() + 1, key);
+  return out;
+}
+
+bool Open(const uint8_t* key, uint8_t format, const std::string& ad, const Bytes& box,
+          uint8_t* out, size_t* out_len) {
+  if (box.size() < 1 + kNonce + kTag || box[0] != format) return false;
+  unsigned long long mlen = 0;
+  const int rc = crypto_aead_xchacha20poly1305_ietf_decrypt(
+      out, &mlen, nullptr, box.data() + 1 + kNonce, box.size() - 1 - kNonce,
+      reinterpret_cast<const uint8_t*>(ad.data()), ad.size(), box.data() + 1, key);
+  *out_len = static_cast<size_t>(mlen);
+  return rc == 0;
+}
+
+}  // namespace
+
+Bytes SealField(const ScopedKey& dek, const FieldBinding& b, std::string_view plaintext) {
+  return Seal(dek.data(), kFieldFormat, FieldAd(b),
+              reinterpret_cast<const uint8_t*>(plaintext.data()), plaintext.size());
+}
+
+Result<std::string> OpenField(const ScopedKey& dek, const FieldBinding& b, const Bytes& box) {
+  if (box.size() < 1 + kNonce + kTag) return Damaged("field " + std::string(b.field));
+  std::string out(box.size() - 1 - kNonce - kTag, '\0');
+  size_t n = 0;
+  if (!Open(dek.data(), kFieldFormat, FieldAd(b), box, reinterpret_cast<uint8_t*>(out.data()),
+            &n)) {
+    sodium_memzero(out.data(), out.size());
+    return Damaged("field " + std::string(b.field) + " fails authentication");
+  }
+  out.resize(n);
+  return out;
+}
+
+Result<Bytes> WrapDataKey(const Keyring& ring, uint32_t version, std::string_view subject_id,
+                          const ScopedKey& dek) {
+  ScopedKey kek;
+  if (!ring.DeriveWrappingKey(version, kek.data())) {
+    return Unavailable("root key version " + std::to_string(version) + " is not available");
+  }
+  return Seal(kek.data(), kWrapFormat, WrapAd(subject_id, version), dek.data(), kKeyBytes);
+}
+
+Status UnwrapDataKey(const Keyring& ring, uint32_t version, std::string_view subject_id,
+                     const Bytes& wrapped, ScopedKey* dek) {
+  ScopedKey kek;
+  if (!ring.DeriveWrappingKey(version, kek.data())) {
+    return Unavailable("root key version " + std::to_string(version) + " is not available");
+  }
+  if (wrapped.size() != 1 + kNonce + kKeyBytes + kTag) return Damaged("data key");
+  size_t n = 0;
+  if (!Open(kek.data(), kWrapFormat, WrapAd(subject_id, version), wrapped, dek->data(), &n) ||
+      n != kKeyBytes) {
+    return Damaged("data key fails authentication");
+  }
+  return Status::Ok();
+}
+
+}  // namespace garde

@@ -1,0 +1,41 @@
+#include "garde/crypto/secret.h"
+
+#include <new>
+
+namespace garde {
+
+bool InitSodium() {
+  static const bool ok = sodium_init() >= 0;
+  return ok;
+}
+
+SecretKey SecretKey::FromBytes(const uint8_t* bytes) {
+  auto* p = static_cast<uint8_t*>(sodium_malloc(kKeyBytes));
+  if (p == nullptr) throw std::bad_alloc();
+  std::memcpy(p, bytes, kKeyBytes);
+  sodium_mprotect_readonly(p);
+  return SecretKey(p);
+}
+
+SecretKey SecretKey::Random() {
+  auto* p = static_cast<uint8_t*>(sodium_malloc(kKeyBytes));
+  if (p == nullptr) throw std::bad_alloc();
+  randombytes_buf(p, kKeyBytes);
+  sodium_mprotect_readonly(p);
+  return SecretKey(p);
+}
+
+SecretKey& SecretKey::operator=(SecretKey&& other) noexcept {
+  if (this != &other) {
+    if (p_ != nullptr) sodium_free(p_);
+    p_ = other.p_;
+    other.p_ = nullptr;
+  }
+  return *this;
+}
+
+SecretKey::~SecretKey() {
+  if (p_ != nullptr) sodium_free(p_);  // sodium_free lifts the protection and wipes
+}
+
+}  // namespace garde

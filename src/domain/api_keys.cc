@@ -1,0 +1,81 @@
+#include "garde/domain/api_keys.h"
+
+#include <sodium.h>
+
+namespace garde {
+namespace {
+constexpr std::string_view kTokenPrefix = "gk_";
+constexpr size_t kTokenChars = 43;  // base64url of 32 random bytes
+}  // namespace
+
+Result<NewApiKey> ApiKeys::Create(const PolicySet& policies, const std::string& name,
+                                  const std::string& role,
+                                  const std::vector<std::string>& activities) {
+  Status invalid(Code::kUnprocessable, "API key not created");
+  if (name.empty() || name.size() > 100 || !IsValidUtf8(name)) {
+    invalid.AddError("name", "must be 1 to 100 characters");
+  }
+  if (policies.FindRole(role) == nullptr) {
+    std::string known;
+    for (const auto& [r, _] : policies.roles()) known += (known.empty() ? "" : ", ") + r;
+    invalid.AddError("role", "unknown role '" + role + "' (one of: " + known + ")");
+  }
+  for (const auto& a : activities) {
+    if (policies.FindActivity(a) == nullptr) {
+      invalid.AddError("activity", "'" + a + "' is not an activity of the register");
+    }
+  }
+  if (!invalid.errors().empty()) return invalid;
+
+  uint8_t secret[32];
+  randombytes_buf(secret, sizeof secret);
+  NewApiKey key;
+  key.token = std::string(kTokenPrefix) + Base64UrlEncode(secret, sizeof secret);
+  sodium_memzero(secret, sizeof secret);
+  key.row.id = RandomId("key_");
+  key.row.name = name;
+  key.row.role = role;
+  key.row.activities = activities;
+  key.row.key_hash = hasher_.Digest(key.token);
+  key.row.created_at = clock_.Now();
+  GARDE_RETURN_IF_ERROR(store_.Write([&](WriteTx& tx) { return tx.InsertApiKey(key.row); }));
+  return key;
+}
+
+Result<Caller> ApiKeys::Authenticate(const std::string& token) const {
+  if (token.size() != kTokenPrefix.size() + kTokenChars ||
+      token.compare(0, kTokenPrefix.size(), kTokenPrefix) != 0) {
+    return Unauthenticated("the API key is not valid");
+  }
+  const Bytes hash = hasher_.Digest(token);
+  std::optional<ApiKeyRow> row;
+  GARDE_RETURN_IF_ERROR(store_.Read([&](ReadTx& tx) -> Status {
+    auto r = tx.FindApiKeyByHash(hash);
+    if (!r.ok()) return r.status();
+    row = std::move(r.value());
+    return Status::Ok();
+  }));
+  if (!row || row->revoked_at != 0) return Unauthenticated("the API key is not valid");
+  Caller caller;
+  caller.key_id = row->id;
+  caller.role = row->role;
+  caller.activities.insert(row->activities.begin(), row->activities.end());
+  return caller;
+}
+
+Result<std::vector<ApiKeyRow>> ApiKeys::List() const {
+  std::vector<ApiKeyRow> out;
+  GARDE_RETURN_IF_ERROR(store_.Read([&](ReadTx& tx) -> Status {
+    auto r = tx.ListApiKeys();
+    if (!r.ok()) return r.status();
+    out = std::move(r.value());
+    return Status::Ok();
+  }));
+  return out;
+}
+
+Status ApiKeys::Revoke(const std::string& id) {
+  return store_.Write([&](WriteTx& tx) { return tx.RevokeApiKey(id, clock_.Now()); });
+}
+
+}  // namespace garde

@@ -1,0 +1,448 @@
+#include "garde/domain/subject_vault.h"
+
+#include <sodium.h>
+
+#include <algorithm>
+
+#include "garde/base/encoding.h"
+#include "garde/crypto/envelope.h"
+
+namespace garde {
+namespace {
+
+constexpr size_t kMaxSearchResults = 100;
+
+bool ValidSource(const std::string& s) {
+  if (s.empty() || s.size() > 64) return false;
+  for (char c : s) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          c == '_' || c == '-' || c == '.')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool SameValue(const std::string& a, const std::string& b) {
+  return a.size() == b.size() && sodium_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+std::vector<std::string> Names(const FieldMap& m) {
+  std::vector<std::string> out;
+  for (const auto& [k, _] : m) out.push_back(k);
+  return out;
+}
+
+}  // namespace
+
+const FieldSpec* SubjectVault::SpecOf(const PolicySet& policies, const std::string& field) const {
+  if (field == kExternalIdField) return &external_id_spec_;
+  return policies.schema().Find(field);
+}
+
+void SubjectVault::Audit(WriteTx* tx, const Caller& caller, AccessEvent event) const {
+  d_.journal.Record(tx, caller, event).IgnoreError();
+}
+
+Status SubjectVault::Validate(const PolicySet& policies, const std::string& kind,
+                              const FieldMap& fields,
+                              const std::optional<FieldValue>& external_id, bool creating,
+                              Prepared* out) const {
+  Status invalid(Code::kUnprocessable, "the subject is not valid; nothing was stored");
+  for (const auto& [name, value] : fields) {
+    const std::string path = "fields." + name;
+    const FieldSpec* spec = policies.schema().Find(name);
+    if (spec == nullptr) {
+      invalid.AddError(path, "is not a field of the schema");
+      continue;
+    }
+    if (spec->kinds.count(kind) == 0) {
+      invalid.AddError(path, "is not a field of a " + kind);
+      continue;
+    }
+    if (value.is_null()) {
+      if (spec->required) {
+        invalid.AddError(path, "is required and cannot be removed");
+      } else if (!creating) {
+        out->removed.push_back(name);
+      }
+      continue;
+    }
+    std::string why;
+    auto normalised = d_.standard.Normalize(*spec, value, &why);
+    if (!normalised) {
+      invalid.AddError(path, why);
+      continue;
+    }
+    out->values[name] = std::move(*normalised);
+  }
+  if (external_id) {
+    if (external_id->is_null()) {
+      if (!creating) out->removed.push_back(kExternalIdField);
+    } else {
+      std::string why;
+      auto normalised = d_.standard.Normalize(external_id_spec_, *external_id, &why);
+      if (normalised) {
+        out->values[kExternalIdField] = std::move(*normalised);
+      } else {
+        invalid.AddError(kExternalIdField, why);
+      }
+    }
+  }
+  if (creating) {
+    for (const auto& spec : policies.schema().fields()) {
+      if (spec.required && spec.kinds.count(kind) != 0 && out->values.count(spec.name) == 0) {
+        invalid.AddError("fields." + spec.name, "is required");
+      }
+    }
+  }
+  return invalid.errors().empty() ? Status::Ok() : invalid;
+}
+
+Status SubjectVault::UnwrapFor(const SubjectRow& row, ScopedKey* dek) const {
+  auto ring = d_.keys.Current();
+  if (ring->Root(row.root_key_version) == nullptr && d_.keys.RefreshIfChanged()) {
+    ring = d_.keys.Current();  // a rotation added a version since we loaded
+  }
+  Status s = UnwrapDataKey(*ring, row.root_key_version, row.id, row.wrapped_dek, dek);
+  if (s.code() == Code::kDamaged) return Damaged("the record of subject " + row.id + " is damaged");
+  return s;
+}
+
+Result<std::optional<FieldValue>> SubjectVault::OpenOne(ReadTx& tx, const SubjectRow& row,
+                                                        const std::string& field) const {
+  auto fields = tx.GetFields(row.id);
+  if (!fields.ok()) return fields.status();
+  for (const auto& sealed : fields.value()) {
+    if (sealed.field != field) continue;
+    ScopedKey dek;
+    GARDE_RETURN_IF_ERROR(UnwrapFor(row, &dek));
+    auto plain = OpenField(dek, {row.id, field, row.dek_version}, sealed.box);
+    if (!plain.ok()) return plain.status();
+    auto value = DecodeFieldValue(plain.value());
+    sodium_memzero(plain.value().data(), plain.value().size());
+    if (!value) return Damaged("field " + field + " is damaged");
+    return std::optional<FieldValue>(std::move(*value));
+  }
+  return std::optional<FieldValue>();
+}
+
+Status SubjectVault::CheckUnique(ReadTx& tx, const PolicySet& policies,
+                                 const std::string& self_id, const FieldMap& values) const {
+  for (const auto& [name, value] : values) {
+    const FieldSpec* spec = SpecOf(policies, name);
+    if (spec == nullptr || !spec->unique) continue;
+    const std::string text = IndexText(value);
+    auto ids = tx.FindByIndex(name, d_.blind_index.Digest(name, text, spec->blind_index_bytes));
+    if (!ids.ok()) return ids.status();
+    for (const auto& id : ids.value()) {
+      if (id == self_id) continue;
+      auto row = tx.GetSubject(id);
+      if (!row.ok()) return row.status();
+      if (!row.value() || row.value()->status == "erased") continue;
+      // A truncated digest can collide: compare the real values, in constant time.
+      auto other = OpenOne(tx, *row.value(), name);
+      if (!other.ok()) continue;  // a damaged candidate cannot prove a duplicate
+      if (other.value() && SameValue(IndexText(*other.value()), text)) {
+        return Conflict("field '" + name + "' already belongs to another subject")
+            .AddError("fields." + name, "already belongs to another subject")
+            .AddExtra("existing_id", id);
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status SubjectVault::CheckNewInto(const PolicySet& policies, const NewSubject& in,
+                                  Prepared* prepared) const {
+  Status invalid(Code::kUnprocessable, "the subject is not valid; nothing was stored");
+  if (in.kind != "person" && in.kind != "organization") {
+    invalid.AddError("kind", "must be \"person\" or \"organization\"");
+  }
+  if (!ValidSource(in.source)) {
+    invalid.AddError("source", "must be 1 to 64 letters, digits, '_', '-' or '.'");
+  }
+  std::optional<FieldValue> external_id;
+  if (in.external_id) external_id = FieldValue::String(*in.external_id);
+  if (invalid.errors().empty()) {
+    Status s = Validate(policies, in.kind, in.fields, external_id, true, prepared);
+    for (const auto& e : s.errors()) invalid.AddError(e.field, e.message);
+  }
+  return invalid.errors().empty() ? Status::Ok() : invalid;
+}
+
+Status SubjectVault::CheckNew(const NewSubject& in) const {
+  Prepared ignored;
+  return CheckNewInto(*d_.policies.Current(), in, &ignored);
+}
+
+Result<SubjectView> SubjectVault::Create(const Caller& caller, const NewSubject& in) {
+  auto policies = d_.policies.Current();
+  GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "subjects.write"));
+  Prepared prepared;
+  Status invalid = CheckNewInto(*policies, in, &prepared);
+  if (!invalid.ok()) {
+    Audit(nullptr, caller, {"subject.create", "", "", "invalid", {}, 0});
+    return invalid;
+  }
+
+  const auto ring = d_.keys.Current();
+  SubjectRow row;
+  row.id = RandomId("sub_");
+  row.kind = in.kind;
+  row.status = "active";
+  row.source = in.source;
+  row.created_at = row.updated_at = row.last_interaction_at = d_.clock.Now();
+  row.root_key_version = ring->current_version();
+  row.dek_version = 1;
+  ScopedKey dek;
+  dek.Randomize();
+  auto wrapped = WrapDataKey(*ring, row.root_key_version, row.id, dek);
+  if (!wrapped.ok()) return wrapped.status();
+  row.wrapped_dek = std::move(wrapped.value());
+
+  Status written = d_.store.Write([&](WriteTx& tx) -> Status {
+    GARDE_RETURN_IF_ERROR(CheckUnique(tx, *policies, row.id, prepared.values));
+    GARDE_RETURN_IF_ERROR(tx.InsertSubject(row));
+    for (const auto& [name, value] : prepared.values) {
+      std::string plain = EncodeFieldValue(value);
+      Bytes box = SealField(dek, {row.id, name, row.dek_version}, plain);
+      sodium_memzero(plain.data(), plain.size());
+      GARDE_RETURN_IF_ERROR(tx.PutField(row.id, {name, std::move(box)}));
+      const FieldSpec* spec = SpecOf(*policies, name);
+      if (spec != nullptr && spec->blind_index_bytes > 0) {
+        GARDE_RETURN_IF_ERROR(tx.PutIndex(
+            row.id, {name, d_.blind_index.Digest(name, IndexText(value), spec->blind_index_bytes)}));
+      }
+    }
+    return d_.journal.Record(&tx, caller,
+                             {"subject.create", row.id, "", "ok", Names(prepared.values), 0});
+  });
+  if (!written.ok()) {
+    Audit(nullptr, caller,
+          {"subject.create", "", "", written.code() == Code::kConflict ? "conflict" : "error", {},
+           0});
+    return written;
+  }
+  SubjectView view{row.id, row.kind, row.status, row.source, row.created_at, row.updated_at,
+                   row.last_interaction_at, in.external_id ? prepared.values[kExternalIdField].text
+                                                           : std::optional<std::string>(),
+                   {}};
+  prepared.values.erase(kExternalIdField);
+  view.fields = std::move(prepared.values);
+  return view;
+}
+
+Result<SubjectView> SubjectVault::Rectify(const Caller& caller, const std::string& id,
+                                          const SubjectChanges& changes) {
+  auto policies = d_.policies.Current();
+  GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "subjects.write"));
+  std::optional<SubjectView> result;
+  Status written = d_.store.Write([&](WriteTx& tx) -> Status {
+    auto found = tx.GetSubject(id);
+    if (!found.ok()) return found.status();
+    if (!found.value()) return NotFound("no such subject");
+    SubjectRow row = *found.value();
+    if (row.status == "erased") return Conflict("subject " + id + " has been erased");
+    Prepared prepared;
+    GARDE_RETURN_IF_ERROR(
+        Validate(*policies, row.kind, changes.fields, changes.external_id, false, &prepared));
+    GARDE_RETURN_IF_ERROR(CheckUnique(tx, *policies, row.id, prepared.values));
+    ScopedKey dek;
+    GARDE_RETURN_IF_ERROR(UnwrapFor(row, &dek));
+    std::vector<std::string> touched;
+    for (const auto& [name, value] : prepared.values) {
+      std::string plain = EncodeFieldValue(value);
+      Bytes box = SealField(dek, {row.id, name, row.dek_version}, plain);
+      sodium_memzero(plain.data(), plain.size());
+      GARDE_RETURN_IF_ERROR(tx.PutField(row.id, {name, std::move(box)}));
+      const FieldSpec* spec = SpecOf(*policies, name);
+      if (spec != nullptr && spec->blind_index_bytes > 0) {
+        GARDE_RETURN_IF_ERROR(tx.PutIndex(
+            row.id, {name, d_.blind_index.Digest(name, IndexText(value), spec->blind_index_bytes)}));
+      }
+      touched.push_back(name);
+    }
+    for (const auto& name : prepared.removed) {
+      GARDE_RETURN_IF_ERROR(tx.DeleteField(row.id, name));
+      GARDE_RETURN_IF_ERROR(tx.DeleteIndex(row.id, name));
+      touched.push_back(name);
+    }
+    row.updated_at = d_.clock.Now();
+    GARDE_RETURN_IF_ERROR(tx.UpdateSubject(row));
+    GARDE_RETURN_IF_ERROR(
+        d_.journal.Record(&tx, caller, {"subject.rectify", row.id, "", "ok", touched, 0}));
+    SubjectView view{row.id, row.kind, row.status, row.source, row.created_at, row.updated_at,
+                     row.last_interaction_at, std::nullopt, {}};
+    auto ext = prepared.values.find(kExternalIdField);
+    if (ext != prepared.values.end()) {
+      view.external_id = ext->second.text;
+      prepared.values.erase(ext);
+    }
+    view.fields = std::move(prepared.values);
+    for (const auto& name : prepared.removed) {
+      if (name != kExternalIdField) view.fields[name] = FieldValue::Null();
+    }
+    result = std::move(view);
+    return Status::Ok();
+  });
+  if (!written.ok()) {
+    const char* outcome = written.code() == Code::kNotFound       ? "not_found"
+                          : written.code() == Code::kUnprocessable ? "invalid"
+                          : written.code() == Code::kConflict      ? "conflict"
+                                                                   : "error";
+    Audit(nullptr, caller, {"subject.rectify", id, "", outcome, {}, 0});
+    return written;
+  }
+  return std::move(*result);
+}
+
+Result<SubjectView> SubjectVault::Decrypt(ReadTx& tx, const SubjectRow& row,
+                                          const std::set<std::string>& allowed) const {
+  SubjectView view{row.id, row.kind, row.status, row.source, row.created_at, row.updated_at,
+                   row.last_interaction_at, std::nullopt, {}};
+  auto sealed = tx.GetFields(row.id);
+  if (!sealed.ok()) return sealed.status();
+  bool need_key = false;
+  for (const auto& f : sealed.value()) {
+    need_key |= allowed.count(f.field) != 0 || f.field == kExternalIdField;
+  }
+  if (!need_key) return view;
+  ScopedKey dek;
+  GARDE_RETURN_IF_ERROR(UnwrapFor(row, &dek));
+  for (const auto& f : sealed.value()) {
+    const bool is_external = f.field == kExternalIdField;
+    if (!is_external && allowed.count(f.field) == 0) continue;  // data minimisation
+    auto plain = OpenField(dek, {row.id, f.field, row.dek_version}, f.box);
+    if (!plain.ok()) {
+      return Damaged("the record of subject " + row.id + " is damaged (field " + f.field +
+                     " fails authentication)")
+          .AddError("fields." + f.field, "fails authentication; the stored value was altered "
+                                         "or belongs to another record");
+    }
+    auto value = DecodeFieldValue(plain.value());
+    sodium_memzero(plain.value().data(), plain.value().size());
+    if (!value) return Damaged("the record of subject " + row.id + " is damaged");
+    if (is_external) {
+      view.external_id = value->text;
+    } else {
+      view.fields[f.field] = std::move(*value);
+    }
+  }
+  return view;
+}
+
+Result<SubjectView> SubjectVault::Read(const Caller& caller, const std::string& id,
+                                       const std::string& activity_id) {
+  auto policies = d_.policies.Current();
+  GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "subjects.read"));
+  auto activity = AccessGate::BindPurpose(*policies, caller, activity_id);
+  if (!activity.ok()) {
+    Audit(nullptr, caller, {"subject.read", id, activity_id, "denied", {}, 0});
+    return activity.status();
+  }
+  std::optional<SubjectView> result;
+  Status s = d_.store.Read([&](ReadTx& tx) -> Status {
+    auto row = tx.GetSubject(id);
+    if (!row.ok()) return row.status();
+    if (!row.value()) return NotFound("no such subject");
+    auto view = Decrypt(tx, *row.value(), activity.value()->fields);
+    if (!view.ok()) return view.status();
+    result = std::move(view.value());
+    return Status::Ok();
+  });
+  if (!s.ok()) {
+    Audit(nullptr, caller,
+          {"subject.read", id, activity_id,
+           s.code() == Code::kNotFound ? "not_found"
+           : s.code() == Code::kDamaged ? "damaged"
+                                        : "error",
+           {}, 0});
+    return s;
+  }
+  Audit(nullptr, caller, {"subject.read", id, activity_id, "ok", Names(result->fields), 1});
+  return std::move(*result);
+}
+
+Result<std::vector<SubjectView>> SubjectVault::Search(const Caller& caller,
+                                                      const std::string& activity_id,
+                                                      const FieldMap& criteria) {
+  auto policies = d_.policies.Current();
+  GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "subjects.read"));
+  auto activity = AccessGate::BindPurpose(*policies, caller, activity_id);
+  if (!activity.ok()) {
+    Audit(nullptr, caller, {"subject.search", "", activity_id, "denied", Names(criteria), 0});
+    return activity.status();
+  }
+  Status invalid(Code::kUnprocessable, "the search is not valid");
+  if (criteria.empty()) invalid.AddError("", "name at least one blind-indexed field");
+  FieldMap wanted;
+  for (const auto& [name, value] : criteria) {
+    const FieldSpec* spec = SpecOf(*policies, name);
+    if (spec == nullptr || spec->blind_index_bytes == 0) {
+      invalid.AddError(name, "is not a searchable (blind-indexed) field");
+      continue;
+    }
+    std::string why;
+    auto normalised = d_.standard.Normalize(*spec, value, &why);
+    if (!normalised) {
+      invalid.AddError(name, why);
+      continue;
+    }
+    wanted[name] = std::move(*normalised);
+  }
+  if (!invalid.errors().empty()) return invalid;
+
+  std::vector<SubjectView> results;
+  Status s = d_.store.Read([&](ReadTx& tx) -> Status {
+    std::vector<std::string> candidates;
+    bool first = true;
+    for (const auto& [name, value] : wanted) {
+      const FieldSpec* spec = SpecOf(*policies, name);
+      auto ids = tx.FindByIndex(
+          name, d_.blind_index.Digest(name, IndexText(value), spec->blind_index_bytes));
+      if (!ids.ok()) return ids.status();
+      std::sort(ids.value().begin(), ids.value().end());
+      if (first) {
+        candidates = std::move(ids.value());
+        first = false;
+      } else {
+        std::vector<std::string> both;
+        std::set_intersection(candidates.begin(), candidates.end(), ids.value().begin(),
+                              ids.value().end(), std::back_inserter(both));
+        candidates = std::move(both);
+      }
+    }
+    for (const auto& id : candidates) {
+      if (results.size() >= kMaxSearchResults) break;
+      auto row = tx.GetSubject(id);
+      if (!row.ok()) return row.status();
+      if (!row.value() || row.value()->status == "erased") continue;
+      // Confirm every criterion on the decrypted value: truncated digests can collide.
+      bool match = true;
+      for (const auto& [name, value] : wanted) {
+        auto actual = OpenOne(tx, *row.value(), name);
+        if (!actual.ok() || !actual.value() ||
+            !SameValue(IndexText(*actual.value()), IndexText(value))) {
+          match = false;
+          break;
+        }
+      }
+      if (!match) continue;
+      auto view = Decrypt(tx, *row.value(), activity.value()->fields);
+      if (!view.ok()) return view.status();
+      results.push_back(std::move(view.value()));
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  for (const auto& r : results) {
+    Audit(nullptr, caller, {"subject.read", r.id, activity_id, "ok", Names(r.fields), 1});
+  }
+  Audit(nullptr, caller,
+        {"subject.search", "", activity_id, "ok", Names(criteria),
+         static_cast<int64_t>(results.size())});
+  return results;
+}
+
+}  // namespace garde

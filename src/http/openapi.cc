@@ -1,0 +1,583 @@
+// Generated from the API's shape; keep in step with the routes (tests check that every
+// route is described).
+#include "garde/http/openapi.h"
+
+namespace garde {
+
+const char* OpenApiDocument() {
+  return R"openapi({
+ "openapi": "3.1.0",
+ "info": {
+  "title": "Garde API",
+  "version": "1.0.0",
+  "description": "Encrypted, purpose-bound customer vault with consent, register and data-subject rights. Errors are RFC 9457 problem+json. Reads of personal data name their processing activity in X-Purpose."
+ },
+ "servers": [
+  {
+   "url": "/"
+  }
+ ],
+ "security": [
+  {
+   "bearer": []
+  }
+ ],
+ "components": {
+  "securitySchemes": {
+   "bearer": {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "API key created with `garde apikey create`."
+   }
+  },
+  "parameters": {
+   "XPurpose": {
+    "name": "X-Purpose",
+    "in": "header",
+    "required": true,
+    "schema": {
+     "type": "string"
+    },
+    "description": "Id of the processing activity (register.yaml) this read serves. The key must be bound to it; only the activity's fields are returned."
+   },
+   "SubjectId": {
+    "name": "id",
+    "in": "path",
+    "required": true,
+    "schema": {
+     "type": "string"
+    }
+   }
+  },
+  "schemas": {
+   "Subject": {
+    "type": "object",
+    "required": [
+     "id",
+     "kind",
+     "status",
+     "fields",
+     "created_at",
+     "updated_at"
+    ],
+    "properties": {
+     "id": {
+      "type": "string",
+      "pattern": "^sub_[0-9a-hjkmnp-tv-z]{26}$"
+     },
+     "kind": {
+      "type": "string",
+      "enum": [
+       "person",
+       "organization"
+      ]
+     },
+     "status": {
+      "type": "string",
+      "enum": [
+       "active",
+       "restricted",
+       "erased"
+      ]
+     },
+     "source": {
+      "type": "string"
+     },
+     "external_id": {
+      "type": "string"
+     },
+     "fields": {
+      "type": "object",
+      "additionalProperties": {
+       "type": [
+        "string",
+        "number",
+        "boolean",
+        "null"
+       ]
+      }
+     },
+     "created_at": {
+      "type": "string",
+      "format": "date-time"
+     },
+     "updated_at": {
+      "type": "string",
+      "format": "date-time"
+     },
+     "last_interaction_at": {
+      "type": "string",
+      "format": "date-time"
+     }
+    }
+   },
+   "NewSubject": {
+    "type": "object",
+    "required": [
+     "kind"
+    ],
+    "additionalProperties": false,
+    "properties": {
+     "kind": {
+      "type": "string",
+      "enum": [
+       "person",
+       "organization"
+      ]
+     },
+     "source": {
+      "type": "string",
+      "description": "Where the data came from (order, web_form, import, call_centre...). Default: api."
+     },
+     "external_id": {
+      "type": "string",
+      "maxLength": 128
+     },
+     "fields": {
+      "type": "object",
+      "additionalProperties": {
+       "type": [
+        "string",
+        "number",
+        "boolean"
+       ]
+      },
+      "description": "Fields declared in policies/schema.yaml."
+     }
+    }
+   },
+   "SubjectChanges": {
+    "type": "object",
+    "additionalProperties": false,
+    "properties": {
+     "fields": {
+      "type": "object",
+      "additionalProperties": {
+       "type": [
+        "string",
+        "number",
+        "boolean",
+        "null"
+       ]
+      },
+      "description": "null removes a field."
+     },
+     "external_id": {
+      "type": [
+       "string",
+       "null"
+      ]
+     }
+    }
+   },
+   "Problem": {
+    "type": "object",
+    "required": [
+     "type",
+     "title",
+     "status",
+     "detail"
+    ],
+    "properties": {
+     "type": {
+      "type": "string",
+      "format": "uri"
+     },
+     "title": {
+      "type": "string"
+     },
+     "status": {
+      "type": "integer"
+     },
+     "detail": {
+      "type": "string"
+     },
+     "request_id": {
+      "type": "string"
+     },
+     "existing_id": {
+      "type": "string",
+      "description": "On 409 for a unique field: the subject that holds the value."
+     },
+     "errors": {
+      "type": "array",
+      "items": {
+       "type": "object",
+       "required": [
+        "field",
+        "message"
+       ],
+       "properties": {
+        "field": {
+         "type": "string"
+        },
+        "message": {
+         "type": "string"
+        }
+       }
+      }
+     }
+    }
+   },
+   "BatchResult": {
+    "type": "object",
+    "properties": {
+     "results": {
+      "type": "array",
+      "items": {
+       "type": "object",
+       "required": [
+        "index",
+        "status"
+       ],
+       "properties": {
+        "index": {
+         "type": "integer"
+        },
+        "status": {
+         "type": "integer"
+        },
+        "id": {
+         "type": "string"
+        },
+        "type": {
+         "type": "string"
+        },
+        "detail": {
+         "type": "string"
+        },
+        "existing_id": {
+         "type": "string"
+        },
+        "errors": {
+         "type": "array",
+         "items": {
+          "type": "object"
+         }
+        }
+       }
+      }
+     }
+    }
+   }
+  },
+  "responses": {
+   "Problem": {
+    "description": "Problem details (RFC 9457)",
+    "content": {
+     "application/problem+json": {
+      "schema": {
+       "$ref": "#/components/schemas/Problem"
+      }
+     }
+    }
+   }
+  }
+ },
+ "paths": {
+  "/healthz": {
+   "get": {
+    "summary": "Liveness",
+    "security": [],
+    "responses": {
+     "200": {
+      "description": "Alive"
+     }
+    }
+   }
+  },
+  "/readyz": {
+   "get": {
+    "summary": "Readiness: database and keys usable",
+    "security": [],
+    "responses": {
+     "200": {
+      "description": "Ready"
+     },
+     "503": {
+      "description": "Not ready"
+     }
+    }
+   }
+  },
+  "/openapi.json": {
+   "get": {
+    "summary": "This document",
+    "security": [],
+    "responses": {
+     "200": {
+      "description": "OpenAPI 3.1"
+     }
+    }
+   }
+  },
+  "/v1/subjects": {
+   "post": {
+    "summary": "Create a subject (operator)",
+    "requestBody": {
+     "required": true,
+     "content": {
+      "application/json": {
+       "schema": {
+        "$ref": "#/components/schemas/NewSubject"
+       }
+      }
+     }
+    },
+    "responses": {
+     "201": {
+      "description": "Created",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Subject"
+        }
+       }
+      }
+     },
+     "400": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "409": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "413": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "415": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/subjects:batch": {
+   "post": {
+    "summary": "Create (no id) or rectify (with id) many subjects (operator); JSON array or NDJSON",
+    "requestBody": {
+     "required": true,
+     "content": {
+      "application/json": {
+       "schema": {
+        "type": "array",
+        "items": {
+         "type": "object"
+        }
+       }
+      },
+      "application/x-ndjson": {
+       "schema": {
+        "type": "string"
+       }
+      }
+     }
+    },
+    "responses": {
+     "200": {
+      "description": "Per-row results",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/BatchResult"
+        }
+       }
+      }
+     },
+     "400": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "413": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "415": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/subjects/{id}": {
+   "get": {
+    "summary": "Read a subject for a processing activity",
+    "parameters": [
+     {
+      "$ref": "#/components/parameters/SubjectId"
+     },
+     {
+      "$ref": "#/components/parameters/XPurpose"
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "The subject with the activity's fields only",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Subject"
+        }
+       }
+      }
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "409": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   },
+   "patch": {
+    "summary": "Rectify fields (operator)",
+    "parameters": [
+     {
+      "$ref": "#/components/parameters/SubjectId"
+     }
+    ],
+    "requestBody": {
+     "required": true,
+     "content": {
+      "application/json": {
+       "schema": {
+        "$ref": "#/components/schemas/SubjectChanges"
+       }
+      }
+     }
+    },
+    "responses": {
+     "200": {
+      "description": "The subject with the changed fields",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Subject"
+        }
+       }
+      }
+     },
+     "400": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "409": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "413": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "415": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/subjects:search": {
+   "post": {
+    "summary": "Look up subjects by blind-indexed fields",
+    "parameters": [
+     {
+      "$ref": "#/components/parameters/XPurpose"
+     }
+    ],
+    "requestBody": {
+     "required": true,
+     "content": {
+      "application/json": {
+       "schema": {
+        "type": "object",
+        "additionalProperties": {
+         "type": [
+          "string",
+          "number"
+         ]
+        },
+        "example": {
+         "email": "ana@example.org"
+        }
+       }
+      }
+     }
+    },
+    "responses": {
+     "200": {
+      "description": "Matches",
+      "content": {
+       "application/json": {
+        "schema": {
+         "type": "object",
+         "properties": {
+          "items": {
+           "type": "array",
+           "items": {
+            "$ref": "#/components/schemas/Subject"
+           }
+          },
+          "count": {
+           "type": "integer"
+          },
+          "next_cursor": {
+           "type": [
+            "string",
+            "null"
+           ]
+          }
+         }
+        }
+       }
+      }
+     },
+     "400": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "415": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  }
+ }
+})openapi";
+}
+
+}  // namespace garde

@@ -1,0 +1,64 @@
+#include "garde/http/problem.h"
+
+#include "garde/base/json_writer.h"
+
+namespace garde {
+namespace {
+
+struct Mapping {
+  Code code;
+  int http;
+  const char* slug;
+  const char* title;
+};
+
+constexpr Mapping kMappings[] = {
+    {Code::kOk, 200, "ok", "OK"},
+    {Code::kBadRequest, 400, "malformed-request", "Malformed request"},
+    {Code::kUnauthenticated, 401, "unauthenticated", "Authentication required"},
+    {Code::kPermissionDenied, 403, "forbidden", "Not allowed"},
+    {Code::kNotFound, 404, "not-found", "Not found"},
+    {Code::kMethodNotAllowed, 405, "method-not-allowed", "Method not allowed"},
+    {Code::kConflict, 409, "conflict", "Conflict"},
+    {Code::kDamaged, 409, "record-damaged", "Stored record is damaged"},
+    {Code::kPayloadTooLarge, 413, "payload-too-large", "Request too large"},
+    {Code::kUnsupportedMediaType, 415, "unsupported-media-type", "Unsupported content type"},
+    {Code::kUnprocessable, 422, "validation-failed", "Invalid content"},
+    {Code::kUnavailable, 503, "unavailable", "Service unavailable"},
+    {Code::kInternal, 500, "internal", "Internal error"},
+};
+
+const Mapping& Find(Code code) {
+  for (const auto& m : kMappings) {
+    if (m.code == code) return m;
+  }
+  return kMappings[std::size(kMappings) - 1];
+}
+
+}  // namespace
+
+int HttpStatusOf(Code code) { return Find(code).http; }
+const char* ProblemSlug(Code code) { return Find(code).slug; }
+const char* ProblemTitle(Code code) { return Find(code).title; }
+
+std::string ProblemBody(const Status& s, const std::string& request_id) {
+  JsonWriter w;
+  w.BeginObject()
+      .Key("type").String(std::string(kProblemBase) + ProblemSlug(s.code()))
+      .Key("title").String(ProblemTitle(s.code()))
+      .Key("status").Int(HttpStatusOf(s.code()))
+      .Key("detail").String(s.message())
+      .Key("request_id").String(request_id);
+  for (const auto& [k, v] : s.extras()) w.Key(k).String(v);
+  if (!s.errors().empty()) {
+    w.Key("errors").BeginArray();
+    for (const auto& e : s.errors()) {
+      w.BeginObject().Key("field").String(e.field).Key("message").String(e.message).EndObject();
+    }
+    w.EndArray();
+  }
+  w.EndObject();
+  return w.Take();
+}
+
+}  // namespace garde

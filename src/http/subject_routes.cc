@@ -1,0 +1,264 @@
+// /v1/subjects: create, batch, read, rectify, search. Bodies are JSON; reads of personal data
+// name their processing activity in X-Purpose.
+#include <sstream>
+
+#include "garde/base/clock.h"
+#include "garde/base/encoding.h"
+#include "garde/base/json_writer.h"
+#include "garde/http/http_service.h"
+#include "garde/http/json_input.h"
+#include "garde/http/problem.h"
+
+namespace garde {
+namespace {
+
+void WriteFieldValue(JsonWriter& w, const FieldValue& v) {
+  switch (v.type) {
+    case FieldValue::Type::kString: w.String(v.text); break;
+    case FieldValue::Type::kNumber: w.Number(v.number); break;
+    case FieldValue::Type::kBool: w.Bool(v.boolean); break;
+    default: w.Null();
+  }
+}
+
+void WriteSubject(JsonWriter& w, const SubjectView& s) {
+  w.BeginObject()
+      .Key("id").String(s.id)
+      .Key("kind").String(s.kind)
+      .Key("status").String(s.status)
+      .Key("source").String(s.source);
+  if (s.external_id) w.Key("external_id").String(*s.external_id);
+  w.Key("fields").BeginObject();
+  for (const auto& [name, value] : s.fields) {
+    w.Key(name);
+    WriteFieldValue(w, value);
+  }
+  w.EndObject()
+      .Key("created_at").String(FormatRfc3339(s.created_at))
+      .Key("updated_at").String(FormatRfc3339(s.updated_at))
+      .Key("last_interaction_at").String(FormatRfc3339(s.last_interaction_at))
+      .EndObject();
+}
+
+std::string SubjectJson(const SubjectView& s) {
+  JsonWriter w;
+  WriteSubject(w, s);
+  return w.Take();
+}
+
+Status RequireRole(Deployment& d, Exchange& x, const char* capability) {
+  GARDE_RETURN_IF_ERROR(Authenticate(d, x));
+  return AccessGate::Require(*d.policies().Current(), *x.caller, capability);
+}
+
+// Reads a create row ({kind, fields, source, external_id}); problems are prefixed.
+NewSubject ReadNewSubject(const Poco::JSON::Object& obj, const std::string& prefix,
+                          Status* problems) {
+  NewSubject in;
+  CheckMembers(obj, {"kind", "fields", "source", "external_id"}, prefix, problems);
+  auto kind = ReadString(obj, "kind", prefix, problems);
+  if (!kind && !obj.has("kind")) problems->AddError(prefix + "kind", "is required");
+  in.kind = kind.value_or("");
+  in.source = ReadString(obj, "source", prefix, problems).value_or("api");
+  in.external_id = ReadString(obj, "external_id", prefix, problems);
+  Status nested(Code::kUnprocessable, "");
+  in.fields = ReadFieldMap(obj, "fields", &nested);
+  for (const auto& e : nested.errors()) problems->AddError(prefix + e.field, e.message);
+  return in;
+}
+
+SubjectChanges ReadChanges(const Poco::JSON::Object& obj, const std::string& prefix,
+                           Status* problems, bool allow_id) {
+  SubjectChanges changes;
+  if (allow_id) {
+    CheckMembers(obj, {"id", "fields", "external_id"}, prefix, problems);
+  } else {
+    CheckMembers(obj, {"fields", "external_id"}, prefix, problems);
+  }
+  Status nested(Code::kUnprocessable, "");
+  changes.fields = ReadFieldMap(obj, "fields", &nested);
+  for (const auto& e : nested.errors()) problems->AddError(prefix + e.field, e.message);
+  if (obj.has("external_id")) {
+    FieldValue v = ToFieldValue(obj.get("external_id"));
+    if (v.type != FieldValue::Type::kString && !v.is_null()) {
+      problems->AddError(prefix + "external_id", "must be a string or null");
+    } else {
+      changes.external_id = v;
+    }
+  }
+  return changes;
+}
+
+Status CreateSubject(Deployment& d, Exchange& x) {
+  GARDE_RETURN_IF_ERROR(RequireRole(d, x, "subjects.write"));
+  GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
+  auto obj = ParseJsonObject(x.body);
+  if (!obj.ok()) return obj.status();
+  Status problems(Code::kUnprocessable, "the subject is not valid; nothing was stored");
+  NewSubject in = ReadNewSubject(*obj.value(), "", &problems);
+  if (!problems.errors().empty()) {
+    // List the field problems too: one answer names everything that is wrong.
+    const Status fields = d.vault().CheckNew(in);
+    for (const auto& e : fields.errors()) problems.AddError(e.field, e.message);
+    return problems;
+  }
+  auto created = d.vault().Create(*x.caller, in);
+  if (!created.ok()) return created.status();
+  x.Json(201, SubjectJson(created.value()));
+  x.reply_headers.emplace_back("Location", "/v1/subjects/" + created->id);
+  return Status::Ok();
+}
+
+// One row of a batch: a create without "id", a rectification with one.
+void BatchRow(Deployment& d, Exchange& x, size_t index, const Poco::Dynamic::Var& row,
+              JsonWriter& w) {
+  w.BeginObject().Key("index").Int(static_cast<int64_t>(index));
+  Status problems(Code::kUnprocessable, "the row is not valid; nothing was stored for it");
+  Status outcome;
+  std::string id;
+  int http = 200;
+  if (!IsJsonObject(row)) {
+    outcome = Unprocessable("each row must be a JSON object");
+  } else {
+    const auto& obj = *row.extract<Poco::JSON::Object::Ptr>();
+    if (obj.has("id")) {
+      auto target = ReadString(obj, "id", "", &problems);
+      SubjectChanges changes = ReadChanges(obj, "", &problems, true);
+      if (!problems.errors().empty()) {
+        outcome = problems;
+      } else {
+        auto r = d.vault().Rectify(*x.caller, target.value_or(""), changes);
+        outcome = r.status();
+        if (r.ok()) id = r->id;
+      }
+    } else {
+      NewSubject in = ReadNewSubject(obj, "", &problems);
+      if (!problems.errors().empty()) {
+        outcome = problems;
+      } else {
+        auto r = d.vault().Create(*x.caller, in);
+        outcome = r.status();
+        if (r.ok()) {
+          id = r->id;
+          http = 201;
+        }
+      }
+    }
+  }
+  if (outcome.ok()) {
+    w.Key("status").Int(http).Key("id").String(id);
+  } else {
+    w.Key("status").Int(HttpStatusOf(outcome.code()))
+        .Key("type").String(std::string(kProblemBase) + ProblemSlug(outcome.code()))
+        .Key("detail").String(outcome.message());
+    for (const auto& [k, v] : outcome.extras()) w.Key(k).String(v);
+    if (!outcome.errors().empty()) {
+      w.Key("errors").BeginArray();
+      for (const auto& e : outcome.errors()) {
+        w.BeginObject().Key("field").String(e.field).Key("message").String(e.message).EndObject();
+      }
+      w.EndArray();
+    }
+  }
+  w.EndObject();
+}
+
+Status BatchSubjects(Deployment& d, Exchange& x) {
+  GARDE_RETURN_IF_ERROR(RequireRole(d, x, "subjects.write"));
+  const bool ndjson = x.content_type == "application/x-ndjson" ||
+                      x.content_type == "application/ndjson" ||
+                      x.content_type == "application/jsonl";
+  if (!ndjson) GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
+  std::vector<Poco::Dynamic::Var> rows;
+  if (ndjson) {
+    std::istringstream lines(x.body);
+    std::string line;
+    size_t n = 0;
+    while (std::getline(lines, line)) {
+      ++n;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      auto v = ParseJson(line);
+      if (!v.ok()) return BadRequest("line " + std::to_string(n) + " is not well-formed JSON");
+      rows.push_back(std::move(v.value()));
+    }
+  } else {
+    auto v = ParseJson(x.body);
+    if (!v.ok()) return v.status();
+    if (!IsJsonArray(v.value())) return Unprocessable("the body must be a JSON array of rows");
+    const auto& arr = *v.value().extract<Poco::JSON::Array::Ptr>();
+    for (size_t i = 0; i < arr.size(); ++i) rows.push_back(arr.get(static_cast<unsigned>(i)));
+  }
+  const auto max_rows = static_cast<size_t>(d.config().max_batch_rows);
+  if (rows.size() > max_rows) {
+    return Status(Code::kPayloadTooLarge,
+                  "a batch holds at most " + std::to_string(max_rows) + " rows");
+  }
+  if (rows.empty()) return Unprocessable("the batch has no rows");
+  JsonWriter w;
+  w.BeginObject().Key("results").BeginArray();
+  for (size_t i = 0; i < rows.size(); ++i) BatchRow(d, x, i, rows[i], w);
+  w.EndArray().EndObject();
+  x.Json(200, w.Take());
+  return Status::Ok();
+}
+
+Status GetSubject(Deployment& d, Exchange& x) {
+  GARDE_RETURN_IF_ERROR(RequireRole(d, x, "subjects.read"));
+  auto view = d.vault().Read(*x.caller, x.params["id"], x.Header("x-purpose"));
+  if (!view.ok()) return view.status();
+  x.Json(200, SubjectJson(view.value()));
+  return Status::Ok();
+}
+
+Status PatchSubject(Deployment& d, Exchange& x) {
+  GARDE_RETURN_IF_ERROR(RequireRole(d, x, "subjects.write"));
+  GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
+  auto obj = ParseJsonObject(x.body);
+  if (!obj.ok()) return obj.status();
+  Status problems(Code::kUnprocessable, "the change is not valid; nothing was stored");
+  SubjectChanges changes = ReadChanges(*obj.value(), "", &problems, false);
+  if (!problems.errors().empty()) return problems;
+  auto view = d.vault().Rectify(*x.caller, x.params["id"], changes);
+  if (!view.ok()) return view.status();
+  x.Json(200, SubjectJson(view.value()));
+  return Status::Ok();
+}
+
+Status SearchSubjects(Deployment& d, Exchange& x) {
+  GARDE_RETURN_IF_ERROR(RequireRole(d, x, "subjects.read"));
+  GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
+  auto obj = ParseJsonObject(x.body);
+  if (!obj.ok()) return obj.status();
+  FieldMap criteria;
+  Status problems(Code::kUnprocessable, "the search is not valid");
+  for (const auto& [name, value] : *obj.value()) {
+    FieldValue v = ToFieldValue(value);
+    if (v.type == FieldValue::Type::kComposite || v.is_null()) {
+      problems.AddError(name, "must be a single value");
+      continue;
+    }
+    criteria[name] = std::move(v);
+  }
+  if (!problems.errors().empty()) return problems;
+  auto found = d.vault().Search(*x.caller, x.Header("x-purpose"), criteria);
+  if (!found.ok()) return found.status();
+  JsonWriter w;
+  w.BeginObject().Key("items").BeginArray();
+  for (const auto& s : found.value()) WriteSubject(w, s);
+  w.EndArray().Key("count").Int(static_cast<int64_t>(found->size())).Key("next_cursor").Null();
+  w.EndObject();
+  x.Json(200, w.Take());
+  return Status::Ok();
+}
+
+}  // namespace
+
+void AddSubjectRoutes(Router& router, Deployment& d) {
+  router.Add("POST", "/v1/subjects", [&d](Exchange& x) { return CreateSubject(d, x); });
+  router.Add("POST", "/v1/subjects:batch", [&d](Exchange& x) { return BatchSubjects(d, x); });
+  router.Add("POST", "/v1/subjects:search", [&d](Exchange& x) { return SearchSubjects(d, x); });
+  router.Add("GET", "/v1/subjects/{id}", [&d](Exchange& x) { return GetSubject(d, x); });
+  router.Add("PATCH", "/v1/subjects/{id}", [&d](Exchange& x) { return PatchSubject(d, x); });
+}
+
+}  // namespace garde

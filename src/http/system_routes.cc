@@ -1,0 +1,39 @@
+// Routes anyone may call: liveness, readiness, the OpenAPI description.
+#include "garde/base/json_writer.h"
+#include "garde/http/http_service.h"
+#include "garde/http/openapi.h"
+
+namespace garde {
+
+void AddSystemRoutes(Router& router, Deployment& d) {
+  router.Add("GET", "/healthz", [](Exchange& x) {
+    x.Json(200, R"({"status":"ok"})");
+    return Status::Ok();
+  });
+  router.Add("GET", "/readyz", [&d](Exchange& x) {
+    const Status db = d.store().Ping();
+    const auto ring = d.keys().Current();
+    const bool keys_ok = ring && ring->Root(ring->current_version()) != nullptr;
+    JsonWriter w;
+    w.BeginObject()
+        .Key("status").String(db.ok() && keys_ok ? "ready" : "unavailable")
+        .Key("checks").BeginObject()
+        .Key("database").String(db.ok() ? "ok" : "failing")
+        .Key("keys").String(keys_ok ? "ok" : "failing")
+        .EndObject()
+        .EndObject();
+    if (!db.ok() || !keys_ok) {
+      x.status = 503;
+      x.reply = w.Take();
+      return Status::Ok();
+    }
+    x.Json(200, w.Take());
+    return Status::Ok();
+  });
+  router.Add("GET", "/openapi.json", [](Exchange& x) {
+    x.Json(200, std::string(OpenApiDocument()));
+    return Status::Ok();
+  });
+}
+
+}  // namespace garde

@@ -1,0 +1,421 @@
+#include "garde/policy/policy_set.h"
+
+#include <Poco/Exception.h>
+#include <Poco/RegularExpression.h>
+#include <sodium.h>
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "garde/base/encoding.h"
+
+namespace garde {
+namespace {
+
+// Reads one YAML file and collects "file:line: message" problems instead of throwing.
+class YamlFile {
+ public:
+  YamlFile(std::string dir, std::string name, Status* problems)
+      : name_(std::move(name)), path_(dir + "/" + name_), problems_(problems) {}
+
+  bool Load(std::string* raw) {
+    std::ifstream in(path_, std::ios::binary);
+    if (!in) {
+      Problem(0, "cannot read file");
+      return false;
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    *raw = ss.str();
+    try {
+      root_ = YAML::Load(*raw);
+    } catch (const YAML::Exception& e) {
+      Problem(e.mark.line + 1, "not valid YAML: " + e.msg);
+      return false;
+    }
+    if (!root_.IsMap()) {
+      Problem(1, "expected a mapping at the top level");
+      return false;
+    }
+    return true;
+  }
+
+  const YAML::Node& root() const { return root_; }
+  static int Line(const YAML::Node& n) { return n.Mark().line + 1; }
+
+  void Problem(int line, const std::string& message) {
+    problems_->AddError(name_ + ":" + std::to_string(line), message);
+  }
+
+  // Flags keys outside `allowed`, so a typo is an error rather than a silently ignored rule.
+  void OnlyKeys(const YAML::Node& map, std::initializer_list<const char*> allowed,
+                const std::string& where) {
+    for (const auto& kv : map) {
+      const auto key = kv.first.as<std::string>("");
+      bool ok = false;
+      for (const char* a : allowed) ok |= (key == a);
+      if (!ok) Problem(Line(kv.first), where + ": unknown key '" + key + "'");
+    }
+  }
+
+  std::string String(const YAML::Node& map, const char* key, const std::string& where,
+                     bool required, const std::string& fallback = "") {
+    const YAML::Node n = map[key];
+    if (!n) {
+      if (required) Problem(Line(map), where + ": missing '" + key + "'");
+      return fallback;
+    }
+    if (!n.IsScalar()) {
+      Problem(Line(n), where + ": '" + key + "' must be a text value");
+      return fallback;
+    }
+    return n.as<std::string>();
+  }
+
+  bool Bool(const YAML::Node& map, const char* key, const std::string& where, bool fallback) {
+    const YAML::Node n = map[key];
+    if (!n) return fallback;
+    try {
+      return n.as<bool>();
+    } catch (const YAML::Exception&) {
+      Problem(Line(n), where + ": '" + key + "' must be true or false");
+      return fallback;
+    }
+  }
+
+  std::optional<double> Number(const YAML::Node& map, const char* key, const std::string& where) {
+    const YAML::Node n = map[key];
+    if (!n) return std::nullopt;
+    try {
+      return n.as<double>();
+    } catch (const YAML::Exception&) {
+      Problem(Line(n), where + ": '" + key + "' must be a number");
+      return std::nullopt;
+    }
+  }
+
+  std::vector<std::string> List(const YAML::Node& map, const char* key,
+                                const std::string& where) {
+    std::vector<std::string> out;
+    const YAML::Node n = map[key];
+    if (!n) return out;
+    if (!n.IsSequence()) {
+      Problem(Line(n), where + ": '" + key + "' must be a list");
+      return out;
+    }
+    for (const auto& item : n) {
+      if (!item.IsScalar()) {
+        Problem(Line(item), where + ": '" + key + "' must list text values");
+        continue;
+      }
+      out.push_back(item.as<std::string>());
+    }
+    return out;
+  }
+
+ private:
+  std::string name_;
+  std::string path_;
+  Status* problems_;
+  YAML::Node root_;
+};
+
+std::optional<LegalBasis> ParseLegalBasis(const std::string& s) {
+  if (s == "consent") return LegalBasis::kConsent;
+  if (s == "contract") return LegalBasis::kContract;
+  if (s == "legal_obligation") return LegalBasis::kLegalObligation;
+  if (s == "vital_interests") return LegalBasis::kVitalInterests;
+  if (s == "public_task") return LegalBasis::kPublicTask;
+  if (s == "legitimate_interests") return LegalBasis::kLegitimateInterests;
+  return std::nullopt;
+}
+
+bool IsFieldName(const std::string& s) {
+  if (s.empty() || s.size() > 64 || !(s[0] >= 'a' && s[0] <= 'z')) return false;
+  for (char c : s) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
+  }
+  return true;
+}
+
+void LoadSchema(YamlFile& f, Schema* schema) {
+  const YAML::Node fields = f.root()["fields"];
+  f.OnlyKeys(f.root(), {"version", "fields"}, "schema");
+  if (!fields || !fields.IsSequence()) {
+    f.Problem(1, "'fields' must be a list of field declarations");
+    return;
+  }
+  for (const auto& n : fields) {
+    const int line = YamlFile::Line(n);
+    if (!n.IsMap()) {
+      f.Problem(line, "each field must be a mapping");
+      continue;
+    }
+    FieldSpec spec;
+    spec.line = line;
+    spec.name = f.String(n, "name", "field", true);
+    const std::string where = "field '" + spec.name + "'";
+    f.OnlyKeys(n, {"name", "type", "category", "description", "kinds", "required", "unique",
+                   "provided_by_subject", "min_length", "max_length", "pattern", "min", "max",
+                   "integer", "values", "blind_index"},
+               where);
+    if (!IsFieldName(spec.name)) {
+      f.Problem(line, where + ": names are lower-case letters, digits and '_' (max 64)");
+      continue;
+    }
+    if (schema->by_name_.count(spec.name) != 0) {
+      f.Problem(line, where + ": declared twice");
+      continue;
+    }
+    const std::string type = f.String(n, "type", where, true, "string");
+    if (auto t = ParseFieldType(type)) {
+      spec.type = *t;
+    } else {
+      f.Problem(line, where + ": unknown type '" + type + "'");
+    }
+    spec.category = f.String(n, "category", where, true);
+    if (!spec.category.empty() && !IsKnownCategory(spec.category)) {
+      f.Problem(line, where + ": unknown data category '" + spec.category + "'");
+    }
+    spec.description = f.String(n, "description", where, false);
+    for (const auto& k : f.List(n, "kinds", where)) {
+      if (k != "person" && k != "organization") {
+        f.Problem(line, where + ": unknown subject kind '" + k + "'");
+      }
+      spec.kinds.insert(k);
+    }
+    if (spec.kinds.empty()) spec.kinds = {"person", "organization"};
+    spec.required = f.Bool(n, "required", where, false);
+    spec.unique = f.Bool(n, "unique", where, false);
+    spec.provided_by_subject = f.Bool(n, "provided_by_subject", where, true);
+    if (auto v = f.Number(n, "min_length", where)) spec.min_length = static_cast<size_t>(*v);
+    if (auto v = f.Number(n, "max_length", where)) spec.max_length = static_cast<size_t>(*v);
+    spec.min = f.Number(n, "min", where);
+    spec.max = f.Number(n, "max", where);
+    spec.integer = f.Bool(n, "integer", where, false);
+    spec.values = f.List(n, "values", where);
+    spec.pattern = f.String(n, "pattern", where, false);
+    if (!spec.pattern.empty()) {
+      try {
+        spec.pattern_re = std::make_shared<Poco::RegularExpression>(
+            "^(?:" + spec.pattern + ")$", Poco::RegularExpression::RE_UTF8);
+      } catch (const Poco::Exception& e) {
+        f.Problem(line, where + ": invalid pattern: " + e.message());
+      }
+    }
+    if (spec.type == FieldType::kEnum && spec.values.empty()) {
+      f.Problem(line, where + ": an enum needs 'values'");
+    }
+    if (const YAML::Node bi = n["blind_index"]) {
+      if (bi.IsMap()) {
+        f.OnlyKeys(bi, {"bytes"}, where + " blind_index");
+        spec.blind_index_bytes = static_cast<size_t>(f.Number(bi, "bytes", where).value_or(16));
+      } else if (f.Bool(n, "blind_index", where, false)) {
+        spec.blind_index_bytes = 16;
+      }
+      if (spec.blind_index_bytes != 0 &&
+          (spec.blind_index_bytes < 4 || spec.blind_index_bytes > 32)) {
+        f.Problem(line, where + ": blind_index bytes must be between 4 and 32");
+      }
+    }
+    if (spec.unique && spec.blind_index_bytes == 0) {
+      f.Problem(line, where + ": a unique field needs a blind_index");
+    }
+    schema->by_name_[spec.name] = schema->fields_.size();
+    schema->fields_.push_back(std::move(spec));
+  }
+}
+
+void LoadPurposes(YamlFile& f, std::vector<Purpose>* out) {
+  f.OnlyKeys(f.root(), {"version", "purposes"}, "purposes");
+  const YAML::Node list = f.root()["purposes"];
+  if (!list || !list.IsSequence()) {
+    f.Problem(1, "'purposes' must be a list");
+    return;
+  }
+  for (const auto& n : list) {
+    const int line = YamlFile::Line(n);
+    if (!n.IsMap()) {
+      f.Problem(line, "each purpose must be a mapping");
+      continue;
+    }
+    Purpose p;
+    p.line = line;
+    p.id = f.String(n, "id", "purpose", true);
+    const std::string where = "purpose '" + p.id + "'";
+    f.OnlyKeys(n, {"id", "title", "description", "legal_basis", "channels", "notices",
+                   "validity", "gpc_opt_out", "marketing"},
+               where);
+    p.title = f.String(n, "title", where, true);
+    p.description = f.String(n, "description", where, false);
+    const std::string basis = f.String(n, "legal_basis", where, true);
+    if (auto b = ParseLegalBasis(basis)) {
+      p.legal_basis = *b;
+    } else {
+      f.Problem(line, where + ": unknown legal basis '" + basis + "'");
+    }
+    p.channels = f.List(n, "channels", where);
+    p.validity = f.String(n, "validity", where, false);
+    p.gpc_opt_out = f.Bool(n, "gpc_opt_out", where, false);
+    p.marketing = f.Bool(n, "marketing", where, false);
+    if (const YAML::Node notices = n["notices"]) {
+      for (const auto& nv : notices) {
+        NoticeVersion v;
+        v.version = f.String(nv, "version", where + " notice", true);
+        v.text = f.String(nv, "text", where + " notice", false);
+        v.url = f.String(nv, "url", where + " notice", false);
+        v.valid_from = f.String(nv, "valid_from", where + " notice", false);
+        p.notices.push_back(std::move(v));
+      }
+    }
+    for (const auto& other : *out) {
+      if (other.id == p.id) f.Problem(line, where + ": declared twice");
+    }
+    out->push_back(std::move(p));
+  }
+}
+
+void LoadRegister(YamlFile& f, const Schema& schema, const std::vector<Purpose>& purposes,
+                  std::vector<Activity>* out) {
+  const YAML::Node list = f.root()["activities"];
+  if (!list || !list.IsSequence()) {
+    f.Problem(1, "'activities' must be a list");
+    return;
+  }
+  for (const auto& n : list) {
+    const int line = YamlFile::Line(n);
+    if (!n.IsMap()) {
+      f.Problem(line, "each activity must be a mapping");
+      continue;
+    }
+    Activity a;
+    a.line = line;
+    a.id = f.String(n, "id", "activity", true);
+    const std::string where = "activity '" + a.id + "'";
+    a.name = f.String(n, "name", where, true);
+    a.reference = f.String(n, "reference", where, false);
+    const std::string basis = f.String(n, "legal_basis", where, true);
+    if (auto b = ParseLegalBasis(basis)) {
+      a.legal_basis = *b;
+    } else if (!basis.empty()) {
+      f.Problem(line, where + ": unknown legal basis '" + basis + "'");
+    }
+    if (const YAML::Node ps = n["purposes"]) {
+      for (const auto& pn : ps) {
+        const std::string pid = pn.IsMap() ? f.String(pn, "id", where + " purpose", true)
+                                           : pn.as<std::string>("");
+        bool known = false;
+        for (const auto& p : purposes) known |= (p.id == pid);
+        if (!known) f.Problem(YamlFile::Line(pn), where + ": unknown purpose '" + pid + "'");
+        a.purposes.push_back(pid);
+      }
+    }
+    if (const YAML::Node data = n["data"]) {
+      for (const auto& field : f.List(data, "fields", where)) {
+        if (schema.Find(field) == nullptr) {
+          f.Problem(YamlFile::Line(data), where + ": unknown schema field '" + field + "'");
+        }
+        a.fields.insert(field);
+      }
+      for (const auto& cat : f.List(data, "categories", where)) {
+        if (!IsKnownCategory(cat)) {
+          f.Problem(YamlFile::Line(data), where + ": unknown data category '" + cat + "'");
+        }
+        for (auto& name : schema.FieldsInCategory(cat)) a.fields.insert(std::move(name));
+      }
+    }
+    if (const YAML::Node r = n["retention"]) {
+      a.retention = r.IsScalar() ? r.as<std::string>() : f.String(r, "duration", where, false);
+    }
+    for (const auto& other : *out) {
+      if (other.id == a.id) f.Problem(line, where + ": declared twice");
+    }
+    out->push_back(std::move(a));
+  }
+}
+
+void LoadRoles(YamlFile& f, std::map<std::string, Role>* out) {
+  f.OnlyKeys(f.root(), {"version", "roles"}, "roles");
+  const YAML::Node roles = f.root()["roles"];
+  if (!roles || !roles.IsMap()) {
+    f.Problem(1, "'roles' must map role names to their rights");
+    return;
+  }
+  for (const auto& kv : roles) {
+    Role r;
+    r.name = kv.first.as<std::string>("");
+    const std::string where = "role '" + r.name + "'";
+    f.OnlyKeys(kv.second, {"description", "capabilities", "personal_data"}, where);
+    r.description = f.String(kv.second, "description", where, false);
+    for (auto& c : f.List(kv.second, "capabilities", where)) r.capabilities.insert(std::move(c));
+    r.personal_data = f.Bool(kv.second, "personal_data", where, false);
+    (*out)[r.name] = std::move(r);
+  }
+  for (const char* required : {"admin", "officer", "operator", "marketing", "auditor"}) {
+    if (out->count(required) == 0) f.Problem(1, std::string("missing role '") + required + "'");
+  }
+}
+
+}  // namespace
+
+const char* LegalBasisName(LegalBasis b) {
+  switch (b) {
+    case LegalBasis::kConsent: return "consent";
+    case LegalBasis::kContract: return "contract";
+    case LegalBasis::kLegalObligation: return "legal_obligation";
+    case LegalBasis::kVitalInterests: return "vital_interests";
+    case LegalBasis::kPublicTask: return "public_task";
+    case LegalBasis::kLegitimateInterests: return "legitimate_interests";
+  }
+  return "consent";
+}
+
+const Activity* PolicySet::FindActivity(const std::string& id) const {
+  for (const auto& a : activities_) {
+    if (a.id == id) return &a;
+  }
+  return nullptr;
+}
+
+const Purpose* PolicySet::FindPurpose(const std::string& id) const {
+  for (const auto& p : purposes_) {
+    if (p.id == id) return &p;
+  }
+  return nullptr;
+}
+
+const Role* PolicySet::FindRole(const std::string& name) const {
+  auto it = roles_.find(name);
+  return it == roles_.end() ? nullptr : &it->second;
+}
+
+Result<std::shared_ptr<const PolicySet>> LoadPolicies(const std::string& dir) {
+  Status problems(Code::kUnprocessable, "policies in " + dir + " are not valid");
+  auto set = std::shared_ptr<PolicySet>(new PolicySet());  // private constructor
+  set->directory_ = dir;
+  crypto_hash_sha256_state hash;
+  crypto_hash_sha256_init(&hash);
+  auto load = [&](const char* name, auto&& parse) {
+    YamlFile f(dir, name, &problems);
+    std::string raw;
+    const bool loaded = f.Load(&raw);
+    const std::string framed = std::string(name) + '\0' + std::to_string(raw.size()) + '\0';
+    crypto_hash_sha256_update(&hash, reinterpret_cast<const uint8_t*>(framed.data()),
+                              framed.size());
+    crypto_hash_sha256_update(&hash, reinterpret_cast<const uint8_t*>(raw.data()), raw.size());
+    if (loaded) parse(f);
+  };
+  load("schema.yaml", [&](YamlFile& f) { LoadSchema(f, &set->schema_); });
+  load("purposes.yaml", [&](YamlFile& f) { LoadPurposes(f, &set->purposes_); });
+  load("register.yaml",
+       [&](YamlFile& f) { LoadRegister(f, set->schema_, set->purposes_, &set->activities_); });
+  load("roles.yaml", [&](YamlFile& f) { LoadRoles(f, &set->roles_); });
+  uint8_t digest[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256_final(&hash, digest);
+  set->content_hash_ = HexEncode(digest, sizeof digest);
+  if (!problems.errors().empty()) return problems;
+  return std::shared_ptr<const PolicySet>(std::move(set));
+}
+
+}  // namespace garde

@@ -1,0 +1,481 @@
+#include "garde/store/sqlite_store.h"
+
+#include <sqlite3.h>
+
+#include <unordered_map>
+
+namespace garde {
+
+// Ordered migrations; version N is migrations[N-1]. Never edit one that has shipped.
+static const char* const kMigrations[] = {
+    // 1: subjects, sealed fields, blind indexes, API keys.
+    R"sql(
+CREATE TABLE subjects(
+  id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  status TEXT NOT NULL,
+  source TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  last_interaction_at INTEGER NOT NULL,
+  root_key_version INTEGER NOT NULL,
+  dek_version INTEGER NOT NULL,
+  wrapped_dek BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX subjects_by_root_key ON subjects(root_key_version);
+CREATE TABLE subject_fields(
+  subject_id TEXT NOT NULL,
+  field TEXT NOT NULL,
+  box BLOB NOT NULL,
+  PRIMARY KEY(subject_id, field)
+) WITHOUT ROWID;
+CREATE TABLE blind_index(
+  field TEXT NOT NULL,
+  digest BLOB NOT NULL,
+  subject_id TEXT NOT NULL,
+  PRIMARY KEY(field, digest, subject_id)
+) WITHOUT ROWID;
+CREATE INDEX blind_index_by_subject ON blind_index(subject_id, field);
+CREATE TABLE api_keys(
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  role TEXT NOT NULL,
+  activities TEXT NOT NULL,
+  key_hash BLOB NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL,
+  revoked_at INTEGER NOT NULL DEFAULT 0
+);
+)sql",
+};
+
+class SqliteConnection {
+ public:
+  explicit SqliteConnection(sqlite3* db) : db_(db) {}
+  SqliteConnection(const SqliteConnection&) = delete;
+  SqliteConnection& operator=(const SqliteConnection&) = delete;
+  ~SqliteConnection() {
+    for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
+    sqlite3_close_v2(db_);
+  }
+
+  sqlite3* db() const { return db_; }
+
+  // A cached prepared statement, reset and with bindings cleared.
+  sqlite3_stmt* Prepare(const char* sql) {
+    auto it = cache_.find(sql);
+    if (it != cache_.end()) {
+      sqlite3_reset(it->second);
+      sqlite3_clear_bindings(it->second);
+      return it->second;
+    }
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) !=
+        SQLITE_OK) {
+      return nullptr;
+    }
+    cache_.emplace(sql, stmt);
+    return stmt;
+  }
+
+  Status Exec(const char* sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = err != nullptr ? err : "unknown error";
+      sqlite3_free(err);
+      return ErrorStatus(msg);
+    }
+    return Status::Ok();
+  }
+
+  Status ErrorStatus(const std::string& what) const {
+    const int code = sqlite3_errcode(db_);
+    if (code == SQLITE_BUSY || code == SQLITE_LOCKED) {
+      return Unavailable("database busy: " + what);
+    }
+    if (code == SQLITE_CONSTRAINT) return Conflict("constraint violated: " + what);
+    return Internal("sqlite: " + what + ": " + sqlite3_errmsg(db_));
+  }
+
+ private:
+  sqlite3* db_;
+  // Keyed by the SQL text's address: every statement is a string literal.
+  std::unordered_map<const char*, sqlite3_stmt*> cache_;
+};
+
+namespace {
+
+// Binds parameters by position and steps a cached statement.
+class Query {
+ public:
+  Query(SqliteConnection& conn, const char* sql) : conn_(conn), stmt_(conn.Prepare(sql)) {}
+  ~Query() {
+    if (stmt_ != nullptr) sqlite3_reset(stmt_);
+  }
+  bool ok() const { return stmt_ != nullptr; }
+
+  Query& Text(const std::string& v) {
+    sqlite3_bind_text(stmt_, ++n_, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Query& Blob(const Bytes& v) {
+    sqlite3_bind_blob(stmt_, ++n_, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Query& Int(int64_t v) {
+    sqlite3_bind_int64(stmt_, ++n_, v);
+    return *this;
+  }
+
+  // SQLITE_ROW, SQLITE_DONE or an error code.
+  int Step() { return stmt_ == nullptr ? SQLITE_ERROR : sqlite3_step(stmt_); }
+  Status Run() {
+    const int rc = Step();
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? Status::Ok() : conn_.ErrorStatus("write");
+  }
+  Status Error() const { return conn_.ErrorStatus(stmt_ == nullptr ? "prepare" : "read"); }
+
+  std::string ColText(int i) const {
+    const auto* p = sqlite3_column_text(stmt_, i);
+    return p == nullptr ? std::string()
+                        : std::string(reinterpret_cast<const char*>(p),
+                                      static_cast<size_t>(sqlite3_column_bytes(stmt_, i)));
+  }
+  Bytes ColBlob(int i) const {
+    const auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(stmt_, i));
+    return p == nullptr ? Bytes() : Bytes(p, p + sqlite3_column_bytes(stmt_, i));
+  }
+  int64_t ColInt(int i) const { return sqlite3_column_int64(stmt_, i); }
+
+ private:
+  SqliteConnection& conn_;
+  sqlite3_stmt* stmt_;
+  int n_ = 0;
+};
+
+constexpr const char* kSubjectColumns =
+    "id, kind, status, source, created_at, updated_at, last_interaction_at, root_key_version, "
+    "dek_version, wrapped_dek";
+
+SubjectRow ReadSubject(const Query& q) {
+  SubjectRow r;
+  r.id = q.ColText(0);
+  r.kind = q.ColText(1);
+  r.status = q.ColText(2);
+  r.source = q.ColText(3);
+  r.created_at = q.ColInt(4);
+  r.updated_at = q.ColInt(5);
+  r.last_interaction_at = q.ColInt(6);
+  r.root_key_version = static_cast<uint32_t>(q.ColInt(7));
+  r.dek_version = static_cast<uint32_t>(q.ColInt(8));
+  r.wrapped_dek = q.ColBlob(9);
+  return r;
+}
+
+std::string JoinActivities(const std::vector<std::string>& list) {
+  std::string out;
+  for (const auto& a : list) {
+    if (!out.empty()) out += ' ';
+    out += a;
+  }
+  return out;
+}
+
+std::vector<std::string> SplitActivities(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < s.size()) {
+    size_t end = s.find(' ', start);
+    if (end == std::string::npos) end = s.size();
+    if (end > start) out.push_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+ApiKeyRow ReadApiKey(const Query& q) {
+  ApiKeyRow r;
+  r.id = q.ColText(0);
+  r.name = q.ColText(1);
+  r.role = q.ColText(2);
+  r.activities = SplitActivities(q.ColText(3));
+  r.key_hash = q.ColBlob(4);
+  r.created_at = q.ColInt(5);
+  r.revoked_at = q.ColInt(6);
+  return r;
+}
+
+class SqliteTx final : public WriteTx {
+ public:
+  explicit SqliteTx(SqliteConnection& conn) : c_(conn) {}
+
+  Result<std::optional<SubjectRow>> GetSubject(const std::string& id) override {
+    static const std::string sql =
+        std::string("SELECT ") + kSubjectColumns + " FROM subjects WHERE id = ?";
+    Query q(c_, sql.c_str());
+    q.Text(id);
+    const int rc = q.Step();
+    if (rc == SQLITE_DONE) return std::optional<SubjectRow>();
+    if (rc != SQLITE_ROW) return q.Error();
+    return std::optional<SubjectRow>(ReadSubject(q));
+  }
+
+  Result<std::vector<SealedField>> GetFields(const std::string& id) override {
+    Query q(c_, "SELECT field, box FROM subject_fields WHERE subject_id = ?");
+    q.Text(id);
+    std::vector<SealedField> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) out.push_back({q.ColText(0), q.ColBlob(1)});
+    if (rc != SQLITE_DONE) return q.Error();
+    return out;
+  }
+
+  Result<std::vector<std::string>> FindByIndex(const std::string& field,
+                                               const Bytes& digest) override {
+    Query q(c_, "SELECT subject_id FROM blind_index WHERE field = ? AND digest = ? LIMIT 1000");
+    q.Text(field).Blob(digest);
+    std::vector<std::string> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) out.push_back(q.ColText(0));
+    if (rc != SQLITE_DONE) return q.Error();
+    return out;
+  }
+
+  Result<std::optional<ApiKeyRow>> FindApiKeyByHash(const Bytes& hash) override {
+    Query q(c_,
+            "SELECT id, name, role, activities, key_hash, created_at, revoked_at FROM api_keys "
+            "WHERE key_hash = ?");
+    q.Blob(hash);
+    const int rc = q.Step();
+    if (rc == SQLITE_DONE) return std::optional<ApiKeyRow>();
+    if (rc != SQLITE_ROW) return q.Error();
+    return std::optional<ApiKeyRow>(ReadApiKey(q));
+  }
+
+  Result<std::vector<ApiKeyRow>> ListApiKeys() override {
+    Query q(c_,
+            "SELECT id, name, role, activities, key_hash, created_at, revoked_at FROM api_keys "
+            "ORDER BY created_at, id");
+    std::vector<ApiKeyRow> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) out.push_back(ReadApiKey(q));
+    if (rc != SQLITE_DONE) return q.Error();
+    return out;
+  }
+
+  Result<std::vector<SubjectRow>> SubjectsNotWrappedBy(uint32_t version, size_t limit) override {
+    static const std::string sql = std::string("SELECT ") + kSubjectColumns +
+                                   " FROM subjects WHERE root_key_version <> ? LIMIT ?";
+    Query q(c_, sql.c_str());
+    q.Int(version).Int(static_cast<int64_t>(limit));
+    std::vector<SubjectRow> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) out.push_back(ReadSubject(q));
+    if (rc != SQLITE_DONE) return q.Error();
+    return out;
+  }
+
+  Result<std::map<uint32_t, int64_t>> CountByRootKeyVersion() override {
+    Query q(c_, "SELECT root_key_version, COUNT(*) FROM subjects GROUP BY root_key_version");
+    std::map<uint32_t, int64_t> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) out[static_cast<uint32_t>(q.ColInt(0))] = q.ColInt(1);
+    if (rc != SQLITE_DONE) return q.Error();
+    return out;
+  }
+
+  Result<int64_t> CountSubjects() override {
+    Query q(c_, "SELECT COUNT(*) FROM subjects");
+    if (q.Step() != SQLITE_ROW) return q.Error();
+    return q.ColInt(0);
+  }
+
+  Status InsertSubject(const SubjectRow& r) override {
+    static const std::string sql = std::string("INSERT INTO subjects(") + kSubjectColumns +
+                                   ") VALUES(?,?,?,?,?,?,?,?,?,?)";
+    Query q(c_, sql.c_str());
+    q.Text(r.id).Text(r.kind).Text(r.status).Text(r.source).Int(r.created_at).Int(r.updated_at)
+        .Int(r.last_interaction_at).Int(r.root_key_version).Int(r.dek_version)
+        .Blob(r.wrapped_dek);
+    return q.Run();
+  }
+
+  Status UpdateSubject(const SubjectRow& r) override {
+    Query q(c_,
+            "UPDATE subjects SET status = ?, source = ?, updated_at = ?, last_interaction_at = ? "
+            "WHERE id = ?");
+    q.Text(r.status).Text(r.source).Int(r.updated_at).Int(r.last_interaction_at).Text(r.id);
+    return q.Run();
+  }
+
+  Status PutField(const std::string& id, const SealedField& f) override {
+    Query q(c_, "INSERT OR REPLACE INTO subject_fields(subject_id, field, box) VALUES(?,?,?)");
+    q.Text(id).Text(f.field).Blob(f.box);
+    return q.Run();
+  }
+
+  Status DeleteField(const std::string& id, const std::string& field) override {
+    Query q(c_, "DELETE FROM subject_fields WHERE subject_id = ? AND field = ?");
+    q.Text(id).Text(field);
+    return q.Run();
+  }
+
+  Status PutIndex(const std::string& id, const IndexEntry& e) override {
+    GARDE_RETURN_IF_ERROR(DeleteIndex(id, e.field));
+    Query q(c_, "INSERT INTO blind_index(field, digest, subject_id) VALUES(?,?,?)");
+    q.Text(e.field).Blob(e.digest).Text(id);
+    return q.Run();
+  }
+
+  Status DeleteIndex(const std::string& id, const std::string& field) override {
+    Query q(c_, "DELETE FROM blind_index WHERE subject_id = ? AND field = ?");
+    q.Text(id).Text(field);
+    return q.Run();
+  }
+
+  Status InsertApiKey(const ApiKeyRow& r) override {
+    Query q(c_,
+            "INSERT INTO api_keys(id, name, role, activities, key_hash, created_at, revoked_at) "
+            "VALUES(?,?,?,?,?,?,?)");
+    q.Text(r.id).Text(r.name).Text(r.role).Text(JoinActivities(r.activities)).Blob(r.key_hash)
+        .Int(r.created_at).Int(r.revoked_at);
+    return q.Run();
+  }
+
+  Status RevokeApiKey(const std::string& id, int64_t at) override {
+    Query q(c_, "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at = 0");
+    q.Int(at).Text(id);
+    GARDE_RETURN_IF_ERROR(q.Run());
+    if (sqlite3_changes(c_.db()) == 0) return NotFound("no active API key " + id);
+    return Status::Ok();
+  }
+
+  Result<bool> RewrapDataKey(const std::string& id, uint32_t from, uint32_t to,
+                             const Bytes& wrapped) override {
+    Query q(c_,
+            "UPDATE subjects SET root_key_version = ?, wrapped_dek = ? "
+            "WHERE id = ? AND root_key_version = ?");
+    q.Int(to).Blob(wrapped).Text(id).Int(from);
+    GARDE_RETURN_IF_ERROR(q.Run());
+    return sqlite3_changes(c_.db()) == 1;
+  }
+
+ private:
+  SqliteConnection& c_;
+};
+
+Result<std::unique_ptr<SqliteConnection>> OpenConnection(const SqliteOptions& o) {
+  sqlite3* db = nullptr;
+  const int rc = sqlite3_open_v2(
+      o.path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+      nullptr);
+  auto conn = std::make_unique<SqliteConnection>(db);
+  if (rc != SQLITE_OK) return Unavailable("cannot open database " + o.path);
+  sqlite3_busy_timeout(db, o.busy_timeout_ms);
+  GARDE_RETURN_IF_ERROR(conn->Exec("PRAGMA journal_mode=WAL"));
+  GARDE_RETURN_IF_ERROR(conn->Exec(o.synchronous_full ? "PRAGMA synchronous=FULL"
+                                                      : "PRAGMA synchronous=NORMAL"));
+  GARDE_RETURN_IF_ERROR(conn->Exec("PRAGMA foreign_keys=ON"));
+  // Deleted content is overwritten, so erased ciphertext does not linger in free pages.
+  GARDE_RETURN_IF_ERROR(conn->Exec("PRAGMA secure_delete=ON"));
+  return conn;
+}
+
+}  // namespace
+
+SqliteStore::SqliteStore(SqliteOptions options) : options_(std::move(options)) {}
+SqliteStore::~SqliteStore() = default;
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& options) {
+  std::unique_ptr<SqliteStore> store(new SqliteStore(options));  // private constructor
+  auto conn = OpenConnection(options);
+  if (!conn.ok()) return conn.status();
+  SqliteConnection& c = *conn.value();
+  GARDE_RETURN_IF_ERROR(c.Exec("BEGIN IMMEDIATE"));
+  GARDE_RETURN_IF_ERROR(
+      c.Exec("CREATE TABLE IF NOT EXISTS schema_migrations(version INTEGER PRIMARY KEY, "
+             "applied_at INTEGER NOT NULL)"));
+  int current = 0;
+  {
+    Query q(c, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+    if (q.Step() != SQLITE_ROW) return q.Error();
+    current = static_cast<int>(q.ColInt(0));
+  }
+  const int known = static_cast<int>(std::size(kMigrations));
+  if (current > known) {
+    c.Exec("ROLLBACK").IgnoreError();
+    return Unavailable("database schema version " + std::to_string(current) +
+                       " is newer than this garde (" + std::to_string(known) + ")");
+  }
+  for (int v = current + 1; v <= known; ++v) {
+    Status s = c.Exec(kMigrations[v - 1]);
+    if (s.ok()) {
+      Query q(c, "INSERT INTO schema_migrations(version, applied_at) VALUES(?, unixepoch())");
+      q.Int(v);
+      s = q.Run();
+    }
+    if (!s.ok()) {
+      c.Exec("ROLLBACK").IgnoreError();
+      return s;
+    }
+  }
+  GARDE_RETURN_IF_ERROR(c.Exec("COMMIT"));
+  store->schema_version_ = known;
+  store->Release(std::move(conn).value());
+  return store;
+}
+
+Result<std::unique_ptr<SqliteConnection>> SqliteStore::Acquire() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!idle_.empty()) {
+      auto c = std::move(idle_.back());
+      idle_.pop_back();
+      return c;
+    }
+  }
+  return OpenConnection(options_);
+}
+
+void SqliteStore::Release(std::unique_ptr<SqliteConnection> conn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  idle_.push_back(std::move(conn));
+}
+
+Status SqliteStore::Read(const std::function<Status(ReadTx&)>& fn) {
+  auto conn = Acquire();
+  if (!conn.ok()) return conn.status();
+  SqliteConnection& c = *conn.value();
+  Status s = c.Exec("BEGIN");
+  if (s.ok()) {
+    SqliteTx tx(c);
+    s = fn(tx);
+    c.Exec("COMMIT").IgnoreError();  // read-only: nothing to lose
+  }
+  Release(std::move(conn).value());
+  return s;
+}
+
+Status SqliteStore::Write(const std::function<Status(WriteTx&)>& fn) {
+  auto conn = Acquire();
+  if (!conn.ok()) return conn.status();
+  SqliteConnection& c = *conn.value();
+  Status s = c.Exec("BEGIN IMMEDIATE");
+  if (s.ok()) {
+    SqliteTx tx(c);
+    s = fn(tx);
+    if (s.ok()) {
+      s = c.Exec("COMMIT");
+      if (!s.ok()) c.Exec("ROLLBACK").IgnoreError();
+    } else {
+      c.Exec("ROLLBACK").IgnoreError();
+    }
+  }
+  Release(std::move(conn).value());
+  return s;
+}
+
+Status SqliteStore::Ping() {
+  return Read([](ReadTx& tx) { return tx.CountByRootKeyVersion().status(); });
+}
+
+}  // namespace garde

@@ -1,0 +1,245 @@
+#include "garde_process.h"
+
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/StreamCopier.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace garde::testing {
+namespace {
+
+std::string UniqueDir(const char* prefix) {
+  static int counter = 0;
+  auto dir = std::filesystem::temp_directory_path() /
+             (std::string(prefix) + std::to_string(::getpid()) + "-" + std::to_string(++counter));
+  std::filesystem::remove_all(dir);
+  return dir.string();
+}
+
+// fork + exec with stdout and stderr sent to files; returns the pid.
+int Spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
+          const std::string& out_path, const std::string& err_path) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    const int in = ::open("/dev/null", O_RDONLY);
+    ::dup2(in, 0);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    std::vector<char*> argv;
+    std::string bin = GARDE_BINARY;
+    argv.push_back(bin.data());
+    std::vector<std::string> copy = args;
+    for (auto& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(bin.c_str(), argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+}  // namespace
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string JsonString(const std::string& json, const std::string& member) {
+  try {
+    Poco::JSON::Parser p;
+    auto obj = p.parse(json).extract<Poco::JSON::Object::Ptr>();
+    return obj->optValue<std::string>(member, "");
+  } catch (...) {
+    return "";
+  }
+}
+
+std::string RunResult::LastLine() const {
+  std::string last;
+  std::istringstream lines(out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (!line.empty()) last = line;
+  }
+  return last;
+}
+
+RunResult RunGarde(const std::vector<std::string>& args,
+                   const std::map<std::string, std::string>& env) {
+  const std::string dir = UniqueDir("garde-run-");
+  std::filesystem::create_directories(dir);
+  const std::string out = dir + "/out", err = dir + "/err";
+  const int pid = Spawn(args, env, out, err);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  RunResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = ReadFile(out);
+  r.err = ReadFile(err);
+  std::filesystem::remove_all(dir);
+  return r;
+}
+
+GardeProcess::GardeProcess(std::string policies)
+    : data_dir_(UniqueDir("garde-e2e-")),
+      policies_(policies.empty() ? GARDE_POLICIES_DIR : std::move(policies)) {
+  std::filesystem::create_directories(data_dir_ + "-logs");
+  log_path_ = data_dir_ + "-logs/serve.err";
+  out_path_ = data_dir_ + "-logs/serve.out";
+  RunResult r = RunGarde({"init", "--data-dir", data_dir_, "--policies", policies_});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  admin_key_ = r.LastLine();
+}
+
+GardeProcess::~GardeProcess() {
+  if (pid_ > 0) Stop();
+  std::filesystem::remove_all(data_dir_);
+  std::filesystem::remove_all(data_dir_ + "-logs");
+}
+
+std::string GardeProcess::CreateKey(const std::string& name, const std::string& role,
+                                    const std::vector<std::string>& activities) {
+  std::vector<std::string> args = {"apikey", "create", "--data-dir", data_dir_, "--policies",
+                                   policies_, "--name", name, "--role", role};
+  for (const auto& a : activities) {
+    args.push_back("--activity");
+    args.push_back(a);
+  }
+  RunResult r = RunGarde(args);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return r.LastLine();
+}
+
+void GardeProcess::Start(const std::vector<std::string>& extra) {
+  std::vector<std::string> args = {"serve", "--data-dir", data_dir_, "--policies", policies_,
+                                   "--listen", "127.0.0.1:0"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  ::truncate(out_path_.c_str(), 0);
+  pid_ = Spawn(args, {{"GARDE_LOG_LEVEL", "debug"}}, out_path_, log_path_);
+  const std::string marker = "listening on http://127.0.0.1:";
+  for (int i = 0; i < 200; ++i) {
+    const std::string out = ReadFile(out_path_);
+    const size_t at = out.find(marker);
+    if (at != std::string::npos && out.find('\n', at) != std::string::npos) {
+      port_ = std::stoi(out.substr(at + marker.size()));
+      return;
+    }
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      FAIL() << "garde serve exited early: " << ReadFile(log_path_);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  FAIL() << "garde serve did not start: " << ReadFile(log_path_);
+}
+
+int GardeProcess::Stop() {
+  if (pid_ <= 0) return -1;
+  ::kill(pid_, SIGTERM);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string GardeProcess::Logs() const { return ReadFile(log_path_) + ReadFile(out_path_); }
+
+HttpReply GardeProcess::Request(const std::string& method, const std::string& path,
+                                const std::string& body,
+                                const std::map<std::string, std::string>& headers,
+                                const std::string& content_type) const {
+  Poco::Net::HTTPClientSession session("127.0.0.1", static_cast<Poco::UInt16>(port_));
+  session.setTimeout(Poco::Timespan(30, 0));
+  Poco::Net::HTTPRequest req(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
+  for (const auto& [k, v] : headers) req.set(k, v);
+  if (!body.empty() || method == "POST" || method == "PATCH") {
+    if (!content_type.empty()) req.setContentType(content_type);
+    req.setContentLength64(static_cast<Poco::Int64>(body.size()));
+  }
+  std::ostream& os = session.sendRequest(req);
+  os << body;
+  Poco::Net::HTTPResponse resp;
+  std::istream& is = session.receiveResponse(resp);
+  HttpReply reply;
+  reply.status = resp.getStatus();
+  Poco::StreamCopier::copyToString(is, reply.body);
+  reply.content_type = resp.getContentType();
+  for (const auto& [k, v] : resp) {
+    std::string lower = k;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    reply.headers[lower] = v;
+  }
+  return reply;
+}
+
+HttpReply GardeProcess::Get(const std::string& path, const std::string& key,
+                            const std::string& purpose) const {
+  std::map<std::string, std::string> h;
+  if (!key.empty()) h["Authorization"] = "Bearer " + key;
+  if (!purpose.empty()) h["X-Purpose"] = purpose;
+  return Request("GET", path, "", h, "");
+}
+
+HttpReply GardeProcess::Post(const std::string& path, const std::string& body,
+                             const std::string& key, const std::string& purpose) const {
+  std::map<std::string, std::string> h;
+  if (!key.empty()) h["Authorization"] = "Bearer " + key;
+  if (!purpose.empty()) h["X-Purpose"] = purpose;
+  return Request("POST", path, body, h);
+}
+
+HttpReply GardeProcess::Patch(const std::string& path, const std::string& body,
+                              const std::string& key) const {
+  return Request("PATCH", path, body, {{"Authorization", "Bearer " + key}});
+}
+
+std::vector<std::vector<std::string>> GardeProcess::Sql(const std::string& sql) const {
+  sqlite3* db = nullptr;
+  std::vector<std::vector<std::string>> rows;
+  if (sqlite3_open(db_path().c_str(), &db) != SQLITE_OK) {
+    ADD_FAILURE() << "cannot open " << db_path();
+    sqlite3_close(db);
+    return rows;
+  }
+  sqlite3_busy_timeout(db, 10000);
+  char* err = nullptr;
+  auto cb = [](void* out, int n, char** values, char**) {
+    auto* r = static_cast<std::vector<std::vector<std::string>>*>(out);
+    r->emplace_back();
+    for (int i = 0; i < n; ++i) r->back().push_back(values[i] ? values[i] : "");
+    return 0;
+  };
+  if (sqlite3_exec(db, sql.c_str(), cb, &rows, &err) != SQLITE_OK) {
+    ADD_FAILURE() << "SQL failed: " << (err ? err : "?") << " in " << sql;
+    sqlite3_free(err);
+  }
+  sqlite3_close(db);
+  return rows;
+}
+
+int64_t GardeProcess::CountRows(const std::string& table) const {
+  auto rows = Sql("SELECT COUNT(*) FROM " + table);
+  return rows.empty() ? -1 : std::stoll(rows[0][0]);
+}
+
+}  // namespace garde::testing

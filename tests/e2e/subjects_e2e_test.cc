@@ -1,0 +1,167 @@
+// The customer vault as a CRM and a marketer use it, through the real binary over HTTP.
+#include <gtest/gtest.h>
+
+#include "garde_process.h"
+
+namespace garde::testing {
+namespace {
+
+class SubjectsE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    operator_key_ = g_.CreateKey("crm", "operator", {"customer_management"});
+    marketing_key_ = g_.CreateKey("campaigns", "marketing", {"marketing_email"});
+    g_.Start();
+  }
+  std::string CreateAna() {
+    HttpReply r = g_.Post("/v1/subjects",
+                          R"({"kind":"person","source":"web_form","fields":{
+                               "email":"Ana.Lopez@Example.org","first_name":"Ana",
+                               "birth_date":"1990-01-31","phone":"06 12 34 56 78"}})",
+                          operator_key_);
+    EXPECT_EQ(r.status, 201) << r.body;
+    return JsonString(r.body, "id");
+  }
+  GardeProcess g_;
+  std::string operator_key_;
+  std::string marketing_key_;
+};
+
+TEST_F(SubjectsE2E, NewUserStoresACustomerAndReadsItBackForABoundActivity) {
+  const std::string id = CreateAna();
+  ASSERT_EQ(id.rfind("sub_", 0), 0u);
+  EXPECT_EQ(id.size(), 30u);
+  HttpReply r = g_.Get("/v1/subjects/" + id, operator_key_, "customer_management");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find(R"("email":"ana.lopez@example.org")"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find(R"("phone":"+33612345678")"), std::string::npos);
+  EXPECT_NE(r.body.find(R"("kind":"person")"), std::string::npos);
+  EXPECT_NE(r.body.find(R"("status":"active")"), std::string::npos);
+  EXPECT_NE(r.body.find(R"("created_at":"20)"), std::string::npos);
+  EXPECT_EQ(r.headers["cache-control"], "no-store");
+}
+
+TEST_F(SubjectsE2E, ReadForAnUnboundActivityIsRefused) {
+  const std::string id = CreateAna();
+  HttpReply r = g_.Get("/v1/subjects/" + id, operator_key_, "marketing_email");
+  EXPECT_EQ(r.status, 403);
+  EXPECT_EQ(r.content_type, "application/problem+json");
+  EXPECT_EQ(r.body.find("ana"), std::string::npos);
+  r = g_.Get("/v1/subjects/" + id, operator_key_);  // no X-Purpose
+  EXPECT_EQ(r.status, 403);
+}
+
+TEST_F(SubjectsE2E, MarketingSeesOnlyItsActivityFields) {
+  const std::string id = CreateAna();
+  HttpReply r = g_.Get("/v1/subjects/" + id, marketing_key_, "marketing_email");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("\"email\""), std::string::npos);
+  EXPECT_NE(r.body.find("\"first_name\""), std::string::npos);
+  EXPECT_EQ(r.body.find("birth_date"), std::string::npos);  // not declared by the activity
+  EXPECT_EQ(r.body.find("phone"), std::string::npos);
+}
+
+TEST_F(SubjectsE2E, DuplicateEmailAnswers409WithTheExistingId) {
+  const std::string id = CreateAna();
+  HttpReply r = g_.Post("/v1/subjects", R"({"kind":"person","fields":{"email":" ANA.LOPEZ@example.org"}})",
+                        operator_key_);
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_EQ(JsonString(r.body, "existing_id"), id);
+  EXPECT_EQ(g_.CountRows("subjects"), 1);
+}
+
+TEST_F(SubjectsE2E, PatchRectifiesAndNullRemoves) {
+  const std::string id = CreateAna();
+  HttpReply r = g_.Patch("/v1/subjects/" + id,
+                         R"({"fields":{"first_name":null,"city":"Paris","email":"ana@new.example"}})",
+                         operator_key_);
+  ASSERT_EQ(r.status, 200) << r.body;
+  r = g_.Get("/v1/subjects/" + id, operator_key_, "customer_management");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.body.find("first_name"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find(R"("city":"Paris")"), std::string::npos);
+  EXPECT_NE(r.body.find(R"("email":"ana@new.example")"), std::string::npos);
+  r = g_.Patch("/v1/subjects/sub_0000000000000000000000000a", R"({"fields":{"city":"Lyon"}})",
+               operator_key_);
+  EXPECT_EQ(r.status, 404);
+}
+
+TEST_F(SubjectsE2E, SearchByEmailTravelsInTheBody) {
+  const std::string id = CreateAna();
+  HttpReply r = g_.Post("/v1/subjects:search", R"({"email":"ana.lopez@EXAMPLE.org"})",
+                        operator_key_, "customer_management");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find(id), std::string::npos);
+  EXPECT_NE(r.body.find(R"("count":1)"), std::string::npos);
+  r = g_.Post("/v1/subjects:search", R"({"email":"nobody@example.org"})", operator_key_,
+              "customer_management");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find(R"("count":0)"), std::string::npos);
+  r = g_.Post("/v1/subjects:search", R"({"first_name":"Ana"})", operator_key_,
+              "customer_management");
+  EXPECT_EQ(r.status, 422);  // not blind-indexed
+}
+
+TEST_F(SubjectsE2E, BatchTakesJsonArrayAndNdjsonWithPerRowResults) {
+  HttpReply r = g_.Post("/v1/subjects:batch",
+                        R"([{"kind":"person","fields":{"email":"one@example.org"}},
+                            {"kind":"person","fields":{"email":"bad"}},
+                            {"kind":"person","fields":{"email":"one@example.org"}}])",
+                        operator_key_);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find(R"({"index":0,"status":201,"id":"sub_)"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find(R"({"index":1,"status":422)"), std::string::npos);
+  EXPECT_NE(r.body.find(R"({"index":2,"status":409)"), std::string::npos);
+  EXPECT_EQ(g_.CountRows("subjects"), 1);
+
+  const std::string ndjson =
+      "{\"kind\":\"person\",\"fields\":{\"email\":\"two@example.org\"}}\n"
+      "{\"kind\":\"organization\",\"fields\":{\"legal_name\":\"ACME SAS\"}}\n";
+  r = g_.Request("POST", "/v1/subjects:batch", ndjson,
+                 {{"Authorization", "Bearer " + operator_key_}}, "application/x-ndjson");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find(R"({"index":1,"status":201)"), std::string::npos) << r.body;
+  EXPECT_EQ(g_.CountRows("subjects"), 3);
+
+  // An update row names the subject.
+  const std::string id = g_.Sql("SELECT id FROM subjects LIMIT 1")[0][0];
+  r = g_.Post("/v1/subjects:batch", R"([{"id":")" + id + R"(","fields":{"city":"Nantes"}}])",
+              operator_key_);
+  EXPECT_NE(r.body.find(R"({"index":0,"status":200,"id":")" + id), std::string::npos) << r.body;
+
+  std::string many = "[";
+  for (int i = 0; i < 1001; ++i) many += std::string(i ? "," : "") + R"({"kind":"person"})";
+  many += "]";
+  r = g_.Post("/v1/subjects:batch", many, operator_key_);
+  EXPECT_EQ(r.status, 413);
+  EXPECT_EQ(g_.CountRows("subjects"), 3);
+}
+
+TEST_F(SubjectsE2E, RequestIdIsEchoedOrGenerated) {
+  HttpReply r = g_.Request("GET", "/healthz", "", {{"X-Request-Id", "trace-42"}}, "");
+  EXPECT_EQ(r.headers["x-request-id"], "trace-42");
+  r = g_.Request("GET", "/healthz", "", {}, "");
+  EXPECT_EQ(r.headers["x-request-id"].rfind("req_", 0), 0u);
+}
+
+TEST_F(SubjectsE2E, HealthReadinessAndOpenApi) {
+  EXPECT_EQ(g_.Get("/healthz", "").status, 200);
+  HttpReply r = g_.Get("/readyz", "");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("\"ready\""), std::string::npos);
+  r = g_.Get("/openapi.json", "");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("\"openapi\": \"3.1.0\""), std::string::npos);
+  for (const char* path : {"/v1/subjects", "/v1/subjects:batch", "/v1/subjects/{id}",
+                           "/v1/subjects:search", "/healthz", "/readyz"}) {
+    EXPECT_NE(r.body.find(std::string("\"") + path + "\""), std::string::npos) << path;
+  }
+}
+
+TEST_F(SubjectsE2E, SigtermStopsGracefully) {
+  EXPECT_EQ(g_.Stop(), 0);
+  EXPECT_NE(g_.Logs().find("\"msg\":\"stopped\""), std::string::npos);
+}
+
+}  // namespace
+}  // namespace garde::testing

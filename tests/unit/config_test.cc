@@ -1,0 +1,50 @@
+#include "garde/config/config.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace garde {
+namespace {
+
+TEST(Config, PrecedenceIsDefaultsThenFileThenEnvironmentThenFlags) {
+  const auto file = std::filesystem::temp_directory_path() / "garde-config-test.yaml";
+  std::ofstream(file) << "data_dir: /from/file\nlisten: 0.0.0.0:9000\nmax_threads: 64\n";
+  ::setenv("GARDE_MAX_THREADS", "32", 1);
+  auto cfg = ResolveConfig({{"config", file.string()}, {"listen", "127.0.0.1:7000"}});
+  ::unsetenv("GARDE_MAX_THREADS");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().message();
+  EXPECT_EQ(cfg->data_dir, "/from/file");
+  EXPECT_EQ(cfg->listen_port, 7000);           // flag beats file
+  EXPECT_EQ(cfg->max_threads, 32);             // environment beats file
+  EXPECT_EQ(cfg->max_queued, 256);             // default
+}
+
+TEST(Config, BadSettingsAreRefusedWithTheirName) {
+  const std::map<std::string, std::string> bad[] = {
+      {{"data-dir", "/d"}, {"listen", "nowhere"}},
+      {{"data-dir", "/d"}, {"max-threads", "lots"}},
+      {{"data-dir", "/d"}, {"max-threads", "1"}},
+      {{"data-dir", "/d"}, {"durable", "maybe"}},
+      {{"data-dir", "/d"}, {"log-level", "loud"}},
+      {{"listen", "127.0.0.1:1"}},  // no data dir
+  };
+  for (const auto& flags : bad) {
+    auto cfg = ResolveConfig(flags);
+    ASSERT_FALSE(cfg.ok());
+    ASSERT_FALSE(cfg.status().errors().empty());
+  }
+}
+
+TEST(Config, UnknownConfigFileKeyIsRefused) {
+  const auto file = std::filesystem::temp_directory_path() / "garde-config-unknown.yaml";
+  std::ofstream(file) << "data_dir: /d\nlisten_adress: 1.2.3.4:5\n";
+  auto cfg = ResolveConfig({{"config", file.string()}});
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_NE(cfg.status().message().find("listen_adress"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace garde

@@ -1,0 +1,95 @@
+#include "garde/crypto/keyring.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "garde/crypto/keyed_hash.h"
+
+namespace garde {
+namespace {
+
+std::string TempKeyring(const char* name) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("garde-keyring-" + std::to_string(::getpid()) + "-" + name);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return (dir / "keyring.json").string();
+}
+
+TEST(Keyring, CreatedFileIsOwnerOnly) {
+  const std::string path = TempKeyring("mode");
+  ASSERT_TRUE(Keyring::Create(path).ok());
+  struct stat st;
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST(Keyring, RefusesToOverwrite) {
+  const std::string path = TempKeyring("overwrite");
+  ASSERT_TRUE(Keyring::Create(path).ok());
+  EXPECT_EQ(Keyring::Create(path).code(), Code::kConflict);
+}
+
+TEST(Keyring, RefusesAKeyringReadableByGroupOrOthers) {
+  const std::string path = TempKeyring("loose");
+  ASSERT_TRUE(Keyring::Create(path).ok());
+  for (mode_t mode : {0640u, 0604u, 0644u, 0660u}) {
+    ::chmod(path.c_str(), mode);
+    auto ring = Keyring::Load(path);
+    ASSERT_FALSE(ring.ok()) << std::oct << mode;
+    EXPECT_NE(ring.status().message().find("chmod 600"), std::string::npos);
+  }
+  ::chmod(path.c_str(), 0600);
+  EXPECT_TRUE(Keyring::Load(path).ok());
+}
+
+TEST(Keyring, RefusesAFileThatIsNotAKeyring) {
+  const std::string path = TempKeyring("garbage");
+  std::ofstream(path) << "{\"format\":\"something-else\"}";
+  ::chmod(path.c_str(), 0600);
+  EXPECT_FALSE(Keyring::Load(path).ok());
+}
+
+TEST(Keyring, EachUseGetsItsOwnSubKey) {
+  const std::string path = TempKeyring("derive");
+  ASSERT_TRUE(Keyring::Create(path).ok());
+  auto ring = Keyring::Load(path);
+  ASSERT_TRUE(ring.ok());
+  const KeyContext contexts[] = {KeyContext::kBlindIndex, KeyContext::kSuppression,
+                                 KeyContext::kSubjectToken, KeyContext::kApiKeyHash,
+                                 KeyContext::kSigning};
+  std::vector<Bytes> keys;
+  for (auto c : contexts) {
+    SecretKey k = ring.value()->Derive(c);
+    keys.emplace_back(k.data(), k.data() + kKeyBytes);
+  }
+  for (size_t i = 0; i < keys.size(); ++i) {
+    for (size_t j = i + 1; j < keys.size(); ++j) EXPECT_NE(keys[i], keys[j]);
+  }
+  // Deterministic: the same keyring derives the same key again.
+  SecretKey again = ring.value()->Derive(KeyContext::kBlindIndex);
+  EXPECT_EQ(Bytes(again.data(), again.data() + kKeyBytes), keys[0]);
+}
+
+TEST(BlindIndex, PerFieldKeysAndTruncation) {
+  const std::string path = TempKeyring("blind");
+  ASSERT_TRUE(Keyring::Create(path).ok());
+  auto ring = Keyring::Load(path);
+  ASSERT_TRUE(ring.ok());
+  BlindIndex index(ring.value()->Derive(KeyContext::kBlindIndex));
+  const Bytes a = index.Digest("email", "ana@example.org", 16);
+  EXPECT_EQ(a.size(), 16u);
+  EXPECT_EQ(a, index.Digest("email", "ana@example.org", 16));
+  EXPECT_NE(a, index.Digest("email", "ana@example.com", 16));
+  // The same value under another field has an unrelated digest.
+  EXPECT_NE(a, index.Digest("customer_number", "ana@example.org", 16));
+  const Bytes short_digest = index.Digest("email", "ana@example.org", 8);
+  EXPECT_EQ(short_digest.size(), 8u);
+  EXPECT_TRUE(std::equal(short_digest.begin(), short_digest.end(), a.begin()));
+}
+
+}  // namespace
+}  // namespace garde

@@ -1,0 +1,205 @@
+#include "garde/domain/subject_vault.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "garde/app/deployment.h"
+
+namespace garde {
+namespace {
+
+class SubjectVaultTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("garde-vault-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    cfg_.data_dir = dir_.string();
+    cfg_.policies_dir = GARDE_TEST_FIXTURES "/../../policies";
+    cfg_.durable = false;
+    ASSERT_TRUE(Deployment::Initialise(cfg_).ok());
+    auto d = Deployment::Open(cfg_);
+    ASSERT_TRUE(d.ok()) << d.status().message();
+    d_ = std::move(d.value());
+  }
+  void TearDown() override {
+    d_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  SubjectView MustCreate(FieldMap fields, const char* kind = "person") {
+    auto r = d_->vault().Create(operator_, {kind, "web_form", std::nullopt, std::move(fields)});
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    return r.ok() ? r.value() : SubjectView{};
+  }
+  int64_t CountSubjects() {
+    int64_t n = -1;
+    EXPECT_TRUE(d_->store()
+                    .Read([&](ReadTx& tx) {
+                      auto c = tx.CountSubjects();
+                      n = c.ok() ? c.value() : -1;
+                      return c.status();
+                    })
+                    .ok());
+    return n;
+  }
+
+  std::filesystem::path dir_;
+  Config cfg_;
+  std::unique_ptr<Deployment> d_;
+  Caller operator_{"key_op", "operator", {"customer_management", "marketing_email"}, "req_t"};
+};
+
+TEST_F(SubjectVaultTest, ReadReturnsOnlyTheActivityFields) {
+  auto s = MustCreate({{"email", FieldValue::String("Ana@Example.org")},
+                       {"birth_date", FieldValue::String("1990-01-31")},
+                       {"first_name", FieldValue::String("Ana")}});
+  auto full = d_->vault().Read(operator_, s.id, "customer_management");
+  ASSERT_TRUE(full.ok());
+  EXPECT_EQ(full->fields.at("email").text, "ana@example.org");
+  EXPECT_EQ(full->fields.count("birth_date"), 1u);
+  auto mkt = d_->vault().Read(operator_, s.id, "marketing_email");
+  ASSERT_TRUE(mkt.ok());
+  EXPECT_EQ(mkt->fields.count("birth_date"), 0u);
+  EXPECT_EQ(mkt->fields.count("email"), 1u);
+  EXPECT_EQ(d_->vault().Read(operator_, s.id, "dsr_handling").status().code(),
+            Code::kPermissionDenied);
+}
+
+TEST_F(SubjectVaultTest, InvalidWriteStoresNothingAndListsEveryProblem) {
+  auto r = d_->vault().Create(operator_, {"person", "web_form", std::nullopt,
+                                          {{"email", FieldValue::String("nope")},
+                                           {"legal_name", FieldValue::String("ACME")},
+                                           {"shoe_size", FieldValue::Number(42)},
+                                           {"household_size", FieldValue::String("3")}}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kUnprocessable);
+  std::set<std::string> fields;
+  for (const auto& e : r.status().errors()) fields.insert(e.field);
+  EXPECT_EQ(fields, (std::set<std::string>{"fields.email", "fields.legal_name",
+                                           "fields.shoe_size", "fields.household_size"}));
+  EXPECT_EQ(CountSubjects(), 0);
+}
+
+TEST_F(SubjectVaultTest, DuplicateUniqueValueConflictsWithTheExistingId) {
+  auto first = MustCreate({{"email", FieldValue::String("dup@example.org")}});
+  auto second = d_->vault().Create(
+      operator_, {"person", "import", std::nullopt, {{"email", FieldValue::String(" DUP@example.org")}}});
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), Code::kConflict);
+  ASSERT_EQ(second.status().extras().size(), 1u);
+  EXPECT_EQ(second.status().extras()[0].second, first.id);
+  EXPECT_EQ(CountSubjects(), 1);
+}
+
+TEST_F(SubjectVaultTest, RectifySetsRemovesAndReindexes) {
+  auto s = MustCreate({{"email", FieldValue::String("old@example.org")},
+                       {"first_name", FieldValue::String("Ana")}});
+  auto r = d_->vault().Rectify(operator_, s.id,
+                               {{{"email", FieldValue::String("new@example.org")},
+                                 {"first_name", FieldValue::Null()}},
+                                std::nullopt});
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  auto read = d_->vault().Read(operator_, s.id, "customer_management");
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(read->fields.count("first_name"), 0u);
+  EXPECT_EQ(read->fields.at("email").text, "new@example.org");
+  auto old_hit = d_->vault().Search(operator_, "customer_management",
+                                    {{"email", FieldValue::String("old@example.org")}});
+  ASSERT_TRUE(old_hit.ok());
+  EXPECT_TRUE(old_hit->empty());
+  auto new_hit = d_->vault().Search(operator_, "customer_management",
+                                    {{"email", FieldValue::String("NEW@example.org")}});
+  ASSERT_TRUE(new_hit.ok());
+  ASSERT_EQ(new_hit->size(), 1u);
+  EXPECT_EQ(new_hit->at(0).id, s.id);
+  EXPECT_EQ(d_->vault().Rectify(operator_, "sub_00000000000000000000000000", {}).status().code(),
+            Code::kNotFound);
+}
+
+TEST_F(SubjectVaultTest, SearchIntersectsCriteriaAndRefusesUnindexedFields) {
+  auto a = MustCreate({{"email", FieldValue::String("a@example.org")},
+                       {"postal_code", FieldValue::String("75011")}});
+  MustCreate({{"email", FieldValue::String("b@example.org")},
+              {"postal_code", FieldValue::String("75011")}});
+  auto both = d_->vault().Search(operator_, "customer_management",
+                                 {{"postal_code", FieldValue::String("75011")}});
+  ASSERT_TRUE(both.ok());
+  EXPECT_EQ(both->size(), 2u);
+  auto one = d_->vault().Search(operator_, "customer_management",
+                                {{"postal_code", FieldValue::String("75011")},
+                                 {"email", FieldValue::String("a@example.org")}});
+  ASSERT_TRUE(one.ok());
+  ASSERT_EQ(one->size(), 1u);
+  EXPECT_EQ(one->at(0).id, a.id);
+  EXPECT_EQ(d_->vault()
+                .Search(operator_, "customer_management",
+                        {{"first_name", FieldValue::String("Ana")}})
+                .status()
+                .code(),
+            Code::kUnprocessable);
+}
+
+TEST_F(SubjectVaultTest, CiphertextCopiedToAnotherSubjectOrFieldReadsAsDamaged) {
+  auto a = MustCreate({{"email", FieldValue::String("a@example.org")}});
+  auto b = MustCreate({{"email", FieldValue::String("b@example.org")},
+                       {"first_name", FieldValue::String("Bea")}});
+  Bytes a_email;
+  ASSERT_TRUE(d_->store()
+                  .Read([&](ReadTx& tx) {
+                    auto f = tx.GetFields(a.id);
+                    a_email = f.value().at(0).box;
+                    return Status::Ok();
+                  })
+                  .ok());
+  // Onto another subject's same field.
+  ASSERT_TRUE(d_->store().Write([&](WriteTx& tx) { return tx.PutField(b.id, {"email", a_email}); }).ok());
+  auto r = d_->vault().Read(operator_, b.id, "customer_management");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kDamaged);
+  EXPECT_EQ(r.status().message().find("a@example.org"), std::string::npos);
+  // Onto another field of the same subject.
+  ASSERT_TRUE(d_->store().Write([&](WriteTx& tx) { return tx.PutField(a.id, {"first_name", a_email}); }).ok());
+  EXPECT_EQ(d_->vault().Read(operator_, a.id, "customer_management").status().code(),
+            Code::kDamaged);
+}
+
+TEST_F(SubjectVaultTest, MarketingCannotWrite) {
+  Caller marketing{"key_m", "marketing", {"marketing_email"}, "req"};
+  auto r = d_->vault().Create(marketing, {"person", "api", std::nullopt, {}});
+  EXPECT_EQ(r.status().code(), Code::kPermissionDenied);
+}
+
+TEST_F(SubjectVaultTest, RotationRewrapsWithoutChangingFields) {
+  auto s = MustCreate({{"email", FieldValue::String("rot@example.org")}});
+  Bytes before;
+  ASSERT_TRUE(d_->store().Read([&](ReadTx& tx) {
+                before = tx.GetFields(s.id).value().at(0).box;
+                return Status::Ok();
+              }).ok());
+  ASSERT_TRUE(Keyring::AddVersion(cfg_.keyring_path()).ok());
+  ASSERT_TRUE(d_->keys().Load().ok());
+  auto n = d_->rotation().RewrapAll(10, nullptr);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(n.value(), 1);
+  auto usage = d_->rotation().Usage();
+  ASSERT_TRUE(usage.ok());
+  EXPECT_EQ(usage->count(1), 0u);
+  EXPECT_EQ(usage->at(2), 1);
+  Bytes after;
+  ASSERT_TRUE(d_->store().Read([&](ReadTx& tx) {
+                after = tx.GetFields(s.id).value().at(0).box;
+                return Status::Ok();
+              }).ok());
+  EXPECT_EQ(before, after);  // no field was re-encrypted
+  ASSERT_TRUE(Keyring::Retire(cfg_.keyring_path(), 1).ok());
+  ASSERT_TRUE(d_->keys().Load().ok());
+  auto read = d_->vault().Read(operator_, s.id, "customer_management");
+  ASSERT_TRUE(read.ok()) << read.status().message();
+  EXPECT_EQ(read->fields.at("email").text, "rot@example.org");
+}
+
+}  // namespace
+}  // namespace garde

@@ -27,7 +27,11 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   auto policies = LoadPolicies(config.policies_dir);
   if (!policies.ok()) return policies.status();
   GARDE_RETURN_IF_ERROR(d->keys_.Load());
-  auto store = SqliteStore::Open({config.database_path(), config.durable});
+  SqliteOptions options;
+  options.path = config.database_path();
+  options.synchronous_full = config.durable;
+  options.max_connections = config.db_connections;
+  auto store = SqliteStore::Open(options);
   if (!store.ok()) return store.status();
   d->store_ = std::move(store).value();
   d->policies_ = std::make_unique<PolicyHolder>(policies.value());
@@ -36,7 +40,8 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   d->api_key_hash_ = std::make_unique<KeyedHash>(ring->Derive(KeyContext::kApiKeyHash));
   d->standard_ = std::make_unique<EntryStandard>(config.default_region);
   d->journal_ = std::make_unique<LogJournal>();
-  d->api_keys_ = std::make_unique<ApiKeys>(*d->store_, *d->api_key_hash_, d->clock_);
+  d->api_keys_ = std::make_unique<ApiKeys>(*d->store_, *d->api_key_hash_, d->clock_,
+                                            config.api_key_cache_seconds);
   d->vault_ = std::make_unique<SubjectVault>(VaultDeps{*d->store_, d->keys_, *d->blind_index_,
                                                        *d->standard_, *d->policies_,
                                                        *d->journal_, d->clock_});

@@ -47,11 +47,13 @@ const std::vector<OptionDoc>& ConfigOptions() {
       {"max_body_bytes", "GARDE_MAX_BODY_BYTES", "1048576", "largest request body (413 above)"},
       {"max_batch_bytes", "GARDE_MAX_BATCH_BYTES", "16777216", "largest batch body (413 above)"},
       {"max_batch_rows", "GARDE_MAX_BATCH_ROWS", "1000", "most rows in one batch (413 above)"},
+      {"db_connections", "GARDE_DB_CONNECTIONS", "8", "SQLite connections shared by the worker threads"},
       {"durable", "GARDE_DURABLE", "true", "fsync every commit (false: survive crashes, not power loss)"},
       {"default_region", "GARDE_DEFAULT_REGION", "FR", "region for phone numbers written without +"},
       {"log_level", "GARDE_LOG_LEVEL", "info", "trace, debug, info, warn, error"},
       {"log_file", "GARDE_LOG_FILE", "(stderr only)", "also append JSON log lines to this file"},
       {"keyring_watch_seconds", "GARDE_KEYRING_WATCH_SECONDS", "2", "how often the keyring file is checked for a rotation"},
+      {"api_key_cache_seconds", "GARDE_API_KEY_CACHE_SECONDS", "2", "how long a verified API key is remembered (revocation delay; 0 disables)"},
   };
   return kOptions;
 }
@@ -135,7 +137,9 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
   int_opt("max_body_bytes", 1024, int64_t{1} << 30, &c.max_body_bytes);
   int_opt("max_batch_bytes", 1024, int64_t{1} << 31, &c.max_batch_bytes);
   int_opt("max_batch_rows", 1, 100000, &c.max_batch_rows);
+  int_opt("db_connections", 1, 256, &c.db_connections);
   int_opt("keyring_watch_seconds", 1, 3600, &c.keyring_watch_seconds);
+  int_opt("api_key_cache_seconds", 0, 300, &c.api_key_cache_seconds);
   if (values.count("durable")) {
     const std::string& d = values["durable"];
     if (d == "true" || d == "1" || d == "yes") {

@@ -48,6 +48,13 @@ Result<Caller> ApiKeys::Authenticate(const std::string& token) const {
     return Unauthenticated("the API key is not valid");
   }
   const Bytes hash = hasher_.Digest(token);
+  const std::string cache_key(AsStringView(hash));
+  const auto now = std::chrono::steady_clock::now();
+  if (cache_seconds_ > 0) {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    auto it = cache_.find(cache_key);
+    if (it != cache_.end() && it->second.expires > now) return it->second.caller;
+  }
   std::optional<ApiKeyRow> row;
   GARDE_RETURN_IF_ERROR(store_.Read([&](ReadTx& tx) -> Status {
     auto r = tx.FindApiKeyByHash(hash);
@@ -60,6 +67,11 @@ Result<Caller> ApiKeys::Authenticate(const std::string& token) const {
   caller.key_id = row->id;
   caller.role = row->role;
   caller.activities.insert(row->activities.begin(), row->activities.end());
+  if (cache_seconds_ > 0) {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    if (cache_.size() > 10000) cache_.clear();  // bounded; only valid keys are cached
+    cache_[cache_key] = {caller, now + std::chrono::seconds(cache_seconds_)};
+  }
   return caller;
 }
 
@@ -75,7 +87,11 @@ Result<std::vector<ApiKeyRow>> ApiKeys::List() const {
 }
 
 Status ApiKeys::Revoke(const std::string& id) {
-  return store_.Write([&](WriteTx& tx) { return tx.RevokeApiKey(id, clock_.Now()); });
+  GARDE_RETURN_IF_ERROR(
+      store_.Write([&](WriteTx& tx) { return tx.RevokeApiKey(id, clock_.Now()); }));
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  cache_.clear();
+  return Status::Ok();
 }
 
 }  // namespace garde

@@ -31,6 +31,14 @@ bool ValidRequestId(const std::string& id) {
   return true;
 }
 
+// Request ids need to be unique, not secret: a per-thread random prefix and a counter avoid a
+// getrandom() call per request.
+std::string NextRequestId() {
+  thread_local const std::string prefix = RandomId("req_").substr(0, 16);
+  thread_local uint64_t counter = 0;
+  return prefix + std::to_string(++counter);
+}
+
 std::string Lower(std::string s) {
   for (char& c : s) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
@@ -54,7 +62,7 @@ class GardeRequestHandler final : public Poco::Net::HTTPRequestHandler {
     Exchange x;
     x.method = req.getMethod();
     const std::string incoming_id = req.get("X-Request-Id", "");
-    x.request_id = ValidRequestId(incoming_id) ? incoming_id : RandomId("req_");
+    x.request_id = ValidRequestId(incoming_id) ? incoming_id : NextRequestId();
     bool sent = false;
     try {
       Status body_status = ReadRequest(req, x);
@@ -260,7 +268,10 @@ Status HttpService::Start() {
     params->setMaxKeepAliveRequests(cfg.max_keep_alive_requests);
     params->setServerName("garde");
     // A pool of our own: Poco's default pool caps at 16 threads whatever maxThreads says.
-    pool_ = std::make_unique<Poco::ThreadPool>(4, cfg.max_threads + 4, 60);
+    // Workers are started up front (up to 64) so a burst of connections does not wait for
+    // thread creation; the pool grows to max_threads on demand.
+    pool_ = std::make_unique<Poco::ThreadPool>(std::min(cfg.max_threads, 64),
+                                               cfg.max_threads + 4, 60);
     // HTTPServer takes ownership of the factory.
     server_ = std::make_unique<Poco::Net::HTTPServer>(new GardeHandlerFactory(*this), *pool_,
                                                       socket, params);

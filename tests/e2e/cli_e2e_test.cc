@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "garde_process.h"
 
@@ -62,6 +63,8 @@ TEST(CliE2E, ApiKeysAreCreatedListedAndRevoked) {
   RunResult revoke = RunGarde({"apikey", "revoke", "--data-dir", g.data_dir(), "--policies",
                                g.policies(), "--id", id});
   EXPECT_EQ(revoke.exit_code, 0) << revoke.err;
+  // The service remembers a verified key for api_key_cache_seconds (default 2).
+  std::this_thread::sleep_for(std::chrono::milliseconds(2300));
   EXPECT_EQ(g.Post("/v1/subjects", body, key).status, 401);
 }
 

@@ -187,7 +187,8 @@ TEST_F(SecurityE2E, CiphertextSwappedBetweenRecordsReadsAsDamagedNot5xx) {
 TEST_F(SecurityE2E, SlowAndIdleConnectionsTimeOut) {
   g_.Start({"--request-timeout", "1", "--keep-alive-timeout", "1"});
   Poco::Net::StreamSocket s(Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(g_.port())));
-  s.sendBytes("GET /healthz HTTP/1.1\r\nHost: x\r\n", 34);  // never finishes the headers
+  const std::string partial = "GET /healthz HTTP/1.1\r\nHost: x\r\n";  // headers never end
+  s.sendBytes(partial.data(), static_cast<int>(partial.size()));
   s.setReceiveTimeout(Poco::Timespan(5, 0));
   const auto start = std::chrono::steady_clock::now();
   char buf[512];

@@ -29,10 +29,12 @@ struct Config {
   int64_t max_batch_bytes = 16 << 20;
   int max_batch_rows = 1000;
   bool durable = true;           // fsync every commit
+  int db_connections = 8;        // SQLite connections shared by the worker threads
   std::string default_region = "FR";
   std::string log_level = "info";
   std::string log_file;
   int keyring_watch_seconds = 2;
+  int api_key_cache_seconds = 2;  // a revoked key stops working within this time
 
   std::string keyring_path() const { return data_dir + "/keyring.json"; }
   std::string database_path() const { return data_dir + "/garde.db"; }

@@ -7,7 +7,10 @@
 //   Result<Caller> who = keys.Authenticate(token);
 #pragma once
 
+#include <chrono>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "garde/base/clock.h"
@@ -26,8 +29,10 @@ struct NewApiKey {
 
 class ApiKeys {
  public:
-  ApiKeys(Store& store, const KeyedHash& hasher, const Clock& clock)
-      : store_(store), hasher_(hasher), clock_(clock) {}
+  // cache_seconds: how long a successful authentication is remembered in memory (0: never).
+  // A key revoked from another process stops working within that time.
+  ApiKeys(Store& store, const KeyedHash& hasher, const Clock& clock, int cache_seconds = 0)
+      : store_(store), hasher_(hasher), clock_(clock), cache_seconds_(cache_seconds) {}
 
   // Validates the role and activities against the policies, then stores the key's hash.
   Result<NewApiKey> Create(const PolicySet& policies, const std::string& name,
@@ -38,9 +43,16 @@ class ApiKeys {
   Status Revoke(const std::string& id);
 
  private:
+  struct CachedCaller {
+    Caller caller;
+    std::chrono::steady_clock::time_point expires;
+  };
   Store& store_;
   const KeyedHash& hasher_;
   const Clock& clock_;
+  int cache_seconds_;
+  mutable std::mutex cache_mu_;
+  mutable std::unordered_map<std::string, CachedCaller> cache_;  // key hash -> caller
 };
 
 }  // namespace garde

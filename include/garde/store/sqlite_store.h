@@ -1,10 +1,14 @@
 // SQLite implementation of Store: one file in WAL mode, a pool of connections each with its
-// own prepared-statement cache, BEGIN IMMEDIATE for writes, versioned migrations.
+// own prepared-statement cache, versioned migrations, and group commit: writers that arrive
+// while a commit is in flight are run together in the next transaction, each inside its own
+// SAVEPOINT (so one failing write rolls back alone), and share one fsync.
 //
 //   auto store = SqliteStore::Open({.path = dir + "/garde.db"});
 //   if (!store.ok()) Fail(store.status());
 #pragma once
 
+#include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -20,6 +24,9 @@ struct SqliteOptions {
   // the last transactions may be lost on power failure.
   bool synchronous_full = true;
   int busy_timeout_ms = 10000;
+  // Open connections at most; callers wait for a free one. Each maps the file (mmap) and keeps
+  // a small page cache, so a few connections serve many worker threads.
+  int max_connections = 8;
 };
 
 class SqliteConnection;
@@ -38,13 +45,29 @@ class SqliteStore final : public Store {
 
  private:
   explicit SqliteStore(SqliteOptions options);
+  struct PendingWrite;
   Result<std::unique_ptr<SqliteConnection>> Acquire();
   void Release(std::unique_ptr<SqliteConnection> conn);
+  // Runs a batch of queued writes in one transaction (the group-commit leader's job).
+  void CommitBatch(const std::vector<PendingWrite*>& batch);
 
   SqliteOptions options_;
   std::mutex mu_;
+  // Threads waiting for a connection, served first come first served: a released connection
+  // is handed to the oldest waiter, so nobody starves behind newcomers.
+  struct Waiter {
+    std::condition_variable cv;
+    std::unique_ptr<SqliteConnection> conn;
+  };
+  std::deque<Waiter*> waiters_;
   std::vector<std::unique_ptr<SqliteConnection>> idle_;
+  int open_connections_ = 0;
   int schema_version_ = 0;
+
+  std::mutex write_mu_;
+  std::condition_variable write_cv_;
+  std::deque<PendingWrite*> write_queue_;
+  bool leader_active_ = false;
 };
 
 }  // namespace garde

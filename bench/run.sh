@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# HTTP benchmarks for the vault (issue: foundation). Prints every round and a summary table
+# of medians, with the bare Poco baseline measured in the same run, interleaved.
+#
+#   bench/run.sh [--subjects 100000] [--duration 10] [--rounds 3]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUBJECTS=100000 DURATION=10 ROUNDS=3
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --subjects) SUBJECTS=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+BUILD=${BUILD_DIR:-build}
+GARDE=$BUILD/garde
+WORK=$(mktemp -d /tmp/garde-bench.XXXXXX)
+GARDE_PORT=18181 BARE_PORT=18182
+cleanup() { kill "${GARDE_PID:-}" "${BARE_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+echo "== setup: $SUBJECTS subjects in $WORK"
+"$GARDE" init --data-dir "$WORK/data" --policies policies > /dev/null
+export GARDE_KEY=$("$GARDE" apikey create --data-dir "$WORK/data" --policies policies \
+  --name bench --role operator --activity customer_management | tail -1)
+start=$(date +%s)
+"$BUILD/bench/garde_bench_seed" --data-dir "$WORK/data" --policies policies \
+  --count "$SUBJECTS" --ids "$WORK/ids.txt"
+echo "seeded in $(( $(date +%s) - start )) s"
+export GARDE_IDS=$WORK/ids.txt
+
+GARDE_LOG_LEVEL=warn "$GARDE" serve --data-dir "$WORK/data" --policies policies \
+  --listen 127.0.0.1:$GARDE_PORT > "$WORK/serve.out" 2> "$WORK/serve.err" &
+GARDE_PID=$!
+"$BUILD/bench/garde_bench_bare" 127.0.0.1:$BARE_PORT > "$WORK/bare.out" 2>&1 &
+BARE_PID=$!
+for _ in $(seq 100); do
+  curl -sf "http://127.0.0.1:$GARDE_PORT/healthz" > /dev/null && \
+  curl -sf "http://127.0.0.1:$BARE_PORT/" > /dev/null && break
+  sleep 0.1
+done
+
+WRK="wrk -t2 -c64 -d${DURATION}s"
+run() {  # name, then wrk arguments; appends "name rps p50 p99 errors non2xx"
+  local name=$1; shift
+  local line
+  line=$($WRK "$@" | grep '^RESULT')
+  echo "  $name: $line"
+  echo "$name $line" >> "$WORK/results"
+}
+
+echo "== GET /v1/subjects/{id} vs bare Poco (2 threads, 64 connections, ${DURATION}s x $ROUNDS)"
+for r in $(seq "$ROUNDS"); do
+  # Same request script for both, so the load generator costs the same on this machine.
+  run bare -s bench/get_subject.lua "http://127.0.0.1:$BARE_PORT"
+  run get -s bench/get_subject.lua "http://127.0.0.1:$GARDE_PORT"
+done
+RSS_KB=$(awk '/VmRSS/ {print $2}' /proc/$GARDE_PID/status)
+PSS_KB=$(awk '/^Pss:/ {print $2}' /proc/$GARDE_PID/smaps_rollup)
+
+echo "== POST /v1/subjects, durable commits (synchronous=FULL)"
+for r in $(seq "$ROUNDS"); do
+  run post -s bench/post_subject.lua "http://127.0.0.1:$GARDE_PORT"
+done
+
+python3 - "$WORK/results" "$RSS_KB" "$SUBJECTS" "$PSS_KB" <<'PY'
+import re, statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, rest = line.split(" ", 1)
+    kv = dict(re.findall(r"(\w+)=([\d.]+)", rest))
+    rows.setdefault(name, []).append(kv)
+def med(name, key):
+    return statistics.median(float(r[key]) for r in rows[name])
+bare, get, post = med("bare", "rps"), med("get", "rps"), med("post", "rps")
+errs = sum(int(r["errors"]) + int(r["non2xx"]) for n in ("get", "post") for r in rows[n])
+print()
+print(f"| measure ({sys.argv[3]} subjects, median of {len(rows['get'])} rounds) | value | target |")
+print("|---|---|---|")
+print(f"| bare Poco fixed 60-byte JSON, req/s | {bare:.0f} | baseline |")
+print(f"| GET /v1/subjects/{{id}}, req/s | {get:.0f} | |")
+print(f"| GET ratio to bare | {get / bare:.2f} | >= 0.5 |")
+print(f"| GET p50 / p99 latency, ms | {med('get', 'p50_ms'):.2f} / {med('get', 'p99_ms'):.2f} | p99 <= 10 |")
+print(f"| POST /v1/subjects (durable), req/s | {post:.0f} | report |")
+print(f"| POST p50 / p99 latency, ms | {med('post', 'p50_ms'):.2f} / {med('post', 'p99_ms'):.2f} | report |")
+print(f"| garde RSS / PSS after GET rounds, MiB | {int(sys.argv[2]) / 1024:.0f} / {int(sys.argv[4]) / 1024:.0f} | report |")
+print(f"| failed or non-2xx responses | {errs} | 0 |")
+PY

@@ -1,0 +1,79 @@
+#include "http_fuzz_harness.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "garde/base/log.h"
+
+namespace garde::fuzz {
+
+HttpFuzzHarness::HttpFuzzHarness() {
+  dir_ = (std::filesystem::temp_directory_path() /
+          ("garde-fuzz-" + std::to_string(::getpid())))
+             .string();
+  std::filesystem::remove_all(dir_);
+  SetUpLogging("off", "");
+  Config cfg;
+  cfg.data_dir = dir_;
+  cfg.policies_dir = GARDE_FUZZ_POLICIES;
+  cfg.durable = false;
+  if (!Deployment::Initialise(cfg).ok()) std::abort();
+  auto d = Deployment::Open(cfg);
+  if (!d.ok()) std::abort();
+  deployment_ = std::move(d.value());
+  auto key = deployment_->api_keys().Create(*deployment_->policies().Current(), "fuzz",
+                                            "operator", {"customer_management"});
+  if (!key.ok()) std::abort();
+  operator_key_ = key->token;
+  http_ = std::make_unique<HttpService>(*deployment_);
+}
+
+HttpFuzzHarness::~HttpFuzzHarness() {
+  http_.reset();
+  deployment_.reset();
+  std::filesystem::remove_all(dir_);
+}
+
+Exchange HttpFuzzHarness::Run(const uint8_t* data, size_t size) {
+  std::string in(reinterpret_cast<const char*>(data), size);
+  Exchange x;
+  x.request_id = "req_fuzz";
+  if (!in.empty() && in[0] == '!') {
+    x.headers["authorization"] = "Bearer " + operator_key_;
+    in.erase(0, 1);
+  }
+  size_t eol = in.find('\n');
+  const std::string first = in.substr(0, eol);
+  const size_t space = first.find(' ');
+  x.method = first.substr(0, space);
+  x.path = space == std::string::npos ? "/" : first.substr(space + 1);
+  size_t pos = eol == std::string::npos ? in.size() : eol + 1;
+  while (pos < in.size()) {
+    eol = in.find('\n', pos);
+    if (eol == std::string::npos) eol = in.size();
+    const std::string line = in.substr(pos, eol - pos);
+    pos = eol + 1;
+    if (line.empty()) break;
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string name = line.substr(0, colon);
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::string value = line.substr(colon + 1);
+    while (!value.empty() && value[0] == ' ') value.erase(0, 1);
+    x.headers[name] = value;
+    if (name == "content-type") x.content_type = value.substr(0, value.find(';'));
+  }
+  if (pos < in.size()) x.body = in.substr(pos);
+  http_->Dispatch(x);
+  return x;
+}
+
+bool HttpFuzzHarness::KeepsContract(const Exchange& x) {
+  if (x.status >= 500) return false;
+  if (x.status >= 400 && x.reply_type != "application/problem+json") return false;
+  return x.status >= 200;
+}
+
+}  // namespace garde::fuzz

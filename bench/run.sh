@@ -2,7 +2,8 @@
 # HTTP benchmarks for the vault (issue: foundation). Prints every round and a summary table
 # of medians, with the bare Poco baseline measured in the same run, interleaved.
 #
-#   bench/run.sh [--subjects 100000] [--duration 10] [--rounds 3]
+#   bench/run.sh [--subjects 100000] [--duration 10] [--rounds 3] [--reuse DIR]
+# --reuse keeps the seeded data directory in DIR across runs (seeds it the first time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUBJECTS=100000 DURATION=10 ROUNDS=3
@@ -11,6 +12,7 @@ while [ $# -gt 0 ]; do
     --subjects) SUBJECTS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
+    --reuse) REUSE=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -21,17 +23,22 @@ GARDE_PORT=18181 BARE_PORT=18182
 cleanup() { kill "${GARDE_PID:-}" "${BARE_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-echo "== setup: $SUBJECTS subjects in $WORK"
-"$GARDE" init --data-dir "$WORK/data" --policies policies > /dev/null
-export GARDE_KEY=$("$GARDE" apikey create --data-dir "$WORK/data" --policies policies \
-  --name bench --role operator --activity customer_management | tail -1)
-start=$(date +%s)
-"$BUILD/bench/garde_bench_seed" --data-dir "$WORK/data" --policies policies \
-  --count "$SUBJECTS" --ids "$WORK/ids.txt"
-echo "seeded in $(( $(date +%s) - start )) s"
-export GARDE_IDS=$WORK/ids.txt
+DATA=${REUSE:-$WORK}
+if [ ! -f "$DATA/data/keyring.json" ]; then
+  echo "== setup: $SUBJECTS subjects in $DATA"
+  mkdir -p "$DATA"
+  "$GARDE" init --data-dir "$DATA/data" --policies policies > /dev/null
+  "$GARDE" apikey create --data-dir "$DATA/data" --policies policies \
+    --name bench --role operator --activity customer_management | tail -1 > "$DATA/key"
+  start=$(date +%s)
+  "$BUILD/bench/garde_bench_seed" --data-dir "$DATA/data" --policies policies \
+    --count "$SUBJECTS" --ids "$DATA/ids.txt"
+  echo "seeded in $(( $(date +%s) - start )) s"
+fi
+export GARDE_KEY=$(cat "$DATA/key")
+export GARDE_IDS=$DATA/ids.txt
 
-GARDE_LOG_LEVEL=warn "$GARDE" serve --data-dir "$WORK/data" --policies policies \
+GARDE_LOG_LEVEL=warn "$GARDE" serve --data-dir "$DATA/data" --policies policies \
   --listen 127.0.0.1:$GARDE_PORT > "$WORK/serve.out" 2> "$WORK/serve.err" &
 GARDE_PID=$!
 "$BUILD/bench/garde_bench_bare" 127.0.0.1:$BARE_PORT > "$WORK/bare.out" 2>&1 &
@@ -65,7 +72,7 @@ for r in $(seq "$ROUNDS"); do
   run post -s bench/post_subject.lua "http://127.0.0.1:$GARDE_PORT"
 done
 
-python3 - "$WORK/results" "$RSS_KB" "$SUBJECTS" "$PSS_KB" <<'PY'
+python3 - "$WORK/results" "$RSS_KB" "$(wc -l < "$GARDE_IDS")" "$PSS_KB" <<'PY'
 import re, statistics, sys
 rows = {}
 for line in open(sys.argv[1]):

@@ -385,10 +385,9 @@ Result<std::unique_ptr<SqliteConnection>> OpenConnection(const SqliteOptions& o)
   GARDE_RETURN_IF_ERROR(conn->Exec(o.synchronous_full ? "PRAGMA synchronous=FULL"
                                                       : "PRAGMA synchronous=NORMAL"));
   GARDE_RETURN_IF_ERROR(conn->Exec("PRAGMA foreign_keys=ON"));
-  // Reads come from one shared memory map instead of a private page cache per connection
-  // (the service keeps one connection per busy worker thread).
-  GARDE_RETURN_IF_ERROR(conn->Exec("PRAGMA mmap_size=268435456"));
-  GARDE_RETURN_IF_ERROR(conn->Exec("PRAGMA cache_size=-8000"));
+  GARDE_RETURN_IF_ERROR(
+      conn->Exec(("PRAGMA mmap_size=" + std::to_string(o.mmap_bytes)).c_str()));
+  GARDE_RETURN_IF_ERROR(conn->Exec("PRAGMA cache_size=-16000"));
   // Deleted content is overwritten, so erased ciphertext does not linger in free pages.
   GARDE_RETURN_IF_ERROR(conn->Exec("PRAGMA secure_delete=ON"));
   return conn;

@@ -27,6 +27,8 @@ struct SqliteOptions {
   // Open connections at most; callers wait for a free one. Each maps the file (mmap) and keeps
   // a small page cache, so a few connections serve many worker threads.
   int max_connections = 8;
+  // Bytes of the file each connection memory-maps (0: read through its page cache).
+  int64_t mmap_bytes = 0;
 };
 
 class SqliteConnection;

@@ -40,12 +40,14 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   d->blind_index_ = std::make_unique<BlindIndex>(ring->Derive(KeyContext::kBlindIndex));
   d->api_key_hash_ = std::make_unique<KeyedHash>(ring->Derive(KeyContext::kApiKeyHash));
   d->standard_ = std::make_unique<EntryStandard>(config.default_region);
-  d->journal_ = std::make_unique<LogJournal>();
+  d->signer_ = std::make_unique<CheckpointSigner>(ring->Derive(KeyContext::kSigning),
+                                                  config.audit_origin);
+  d->audit_ = std::make_unique<AuditLog>(*d->store_, d->clock_, *d->signer_);
   d->api_keys_ = std::make_unique<ApiKeys>(*d->store_, *d->api_key_hash_, d->clock_,
                                             config.api_key_cache_seconds);
   d->vault_ = std::make_unique<SubjectVault>(VaultDeps{*d->store_, d->keys_, *d->blind_index_,
                                                        *d->standard_, *d->policies_,
-                                                       *d->journal_, d->clock_});
+                                                       *d->audit_, d->clock_});
   d->rotation_ = std::make_unique<KeyRotation>(*d->store_, d->keys_);
   return d;
 }

@@ -4,22 +4,27 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <climits>
+#include <fstream>
+#include <sstream>
 #include <cstdio>
 #include <iostream>
 #include <thread>
 
 #include "garde/app/deployment.h"
 #include "garde/base/clock.h"
+#include "garde/base/encoding.h"
 #include "garde/base/json_writer.h"
 #include "garde/base/log.h"
 #include "garde/cli/serve_command.h"
 #include "garde/config/config.h"
 #include "garde/policy/policy_set.h"
+#include "garde/store/sqlite_store.h"
 
 namespace garde {
 namespace {
 
-constexpr const char* kSwitches[] = {"help", "json", "no-retire", "version"};
+constexpr const char* kSwitches[] = {"help", "json", "no-retire", "version", "progress"};
 
 constexpr const char* kTopHelp = R"(garde — privacy compliance and consent management
 
@@ -33,6 +38,9 @@ Commands:
   apikey revoke     revoke an API key by id
   keys rotate       add a root-key version and re-wrap every data key under it
   keys status       show root-key versions and how many subjects each wraps
+  audit verify      check the whole audit log offline against its signed checkpoints
+  audit checkpoint  sign the current audit tree head and print it
+  audit export      print audit entries (the exact hashed bytes), one per line
   lint              load and check the policy files
 
 Every command takes --data-dir DIR and --policies DIR (or GARDE_DATA_DIR, GARDE_POLICIES,
@@ -98,6 +106,22 @@ key material is erased from the keyring (unless --no-retire).
 
 Shows each root-key version, whether it is current or retired, and how many subjects' data
 keys it wraps.
+)"},
+    {"audit verify", R"(Usage: garde audit verify --data-dir DIR [--checkpoint FILE]... [--public-key B64 --origin O] [--progress] [--json]
+
+Reads the audit log from the database file, recomputes every entry's RFC 6962 leaf hash and
+the Merkle tree, checks the signature of every stored checkpoint and of each --checkpoint
+FILE (a checkpoint saved elsewhere), and that each signed root matches the tree of its size.
+Reports the first changed, missing, moved or inserted entry and any truncation. Exits 0 when
+the log verifies, 1 otherwise. Without --public-key the key comes from the keyring.
+)"},
+    {"audit checkpoint", R"(Usage: garde audit checkpoint --data-dir DIR
+
+Signs the current audit tree head (unless the latest checkpoint covers it) and prints it.
+)"},
+    {"audit export", R"(Usage: garde audit export --data-dir DIR [--start N] [--end N]
+
+Prints audit entries [start, end) one per line, byte for byte as hashed into the tree.
 )"},
     {"lint", R"(Usage: garde lint [--policies DIR] [--json]
 
@@ -295,6 +319,94 @@ int RunKeysRotate(const CliArgs& args) {
   return 0;
 }
 
+int RunAuditCheckpoint(const CliArgs& args) {
+  auto cfg = ConfigFrom(args);
+  if (!cfg.ok()) return FailStatus(cfg.status());
+  auto d = Deployment::Open(cfg.value());
+  if (!d.ok()) return FailStatus(d.status());
+  auto head = d.value()->audit().Checkpoint();
+  if (!head.ok()) return FailStatus(head.status());
+  std::cout << head->note;
+  return 0;
+}
+
+int RunAuditExport(const CliArgs& args) {
+  auto cfg = ConfigFrom(args);
+  if (!cfg.ok()) return FailStatus(cfg.status());
+  auto d = Deployment::Open(cfg.value());
+  if (!d.ok()) return FailStatus(d.status());
+  uint64_t start = 0, end = UINT64_MAX;
+  try {
+    start = std::stoull(args.Get("start", "0"));
+    if (!args.Get("end").empty()) end = std::stoull(args.Get("end"));
+  } catch (...) {
+    return Fail("--start and --end must be numbers");
+  }
+  Status s = d.value()->audit().Scan(start, end, [](const AuditRow& r) {
+    std::cout << r.entry << '\n';
+    return true;
+  });
+  std::cout.flush();
+  return s.ok() ? 0 : FailStatus(s);
+}
+
+int RunAuditVerify(const CliArgs& args) {
+  auto cfg = ConfigFrom(args);
+  if (!cfg.ok()) return FailStatus(cfg.status());
+  PublicKey key{};
+  std::string origin = args.Get("origin");
+  std::unique_ptr<CheckpointSigner> signer;
+  if (!args.Get("public-key").empty()) {
+    auto raw = Base64Decode(args.Get("public-key"));
+    if (!raw || raw->size() != key.size()) return Fail("--public-key must be 32 bytes, base64");
+    std::copy(raw->begin(), raw->end(), key.begin());
+    if (origin.empty()) return Fail("--origin is required with --public-key");
+  } else {
+    auto ring = Keyring::Load(cfg->keyring_path());
+    if (!ring.ok()) return FailStatus(ring.status());
+    signer = std::make_unique<CheckpointSigner>(ring.value()->Derive(KeyContext::kSigning),
+                                                cfg->audit_origin);
+    key = signer->public_key();
+    if (origin.empty()) origin = signer->origin();
+  }
+  std::vector<std::string> notes;
+  for (const auto& file : args.All("checkpoint")) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) return Fail("cannot read " + file);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    notes.push_back(ss.str());
+  }
+  SqliteOptions options;
+  options.path = cfg->database_path();
+  auto store = SqliteStore::Open(options);
+  if (!store.ok()) return FailStatus(store.status());
+  const bool show = args.Has("progress") || isatty(STDERR_FILENO);
+  const auto started = std::chrono::steady_clock::now();
+  AuditVerification report = VerifyAuditLog(*store.value(), key, origin, notes, [&](uint64_t n) {
+    if (show) std::cerr << "\r  verified " << n << " entries" << std::flush;
+  });
+  if (show) std::cerr << "\n";
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (args.Has("json")) {
+    JsonWriter w;
+    w.BeginObject().Key("ok").Bool(report.ok()).Key("entries").Int(static_cast<int64_t>(report.entries))
+        .Key("checkpoints").Int(static_cast<int64_t>(report.checkpoints))
+        .Key("seconds").Number(secs).Key("problems").BeginArray();
+    for (const auto& p : report.problems) w.String(p);
+    w.EndArray().EndObject();
+    std::cout << w.str() << std::endl;
+  } else if (report.ok()) {
+    std::cout << "audit log verified: " << report.entries << " entries, " << report.checkpoints
+              << " signed checkpoints (" << origin << "), " << secs << " s\n";
+  } else {
+    std::cout << "audit log FAILED verification (" << report.entries << " entries read):\n";
+    for (const auto& p : report.problems) std::cout << "  " << p << "\n";
+  }
+  return report.ok() ? 0 : 1;
+}
+
 int RunLint(const CliArgs& args) {
   std::map<std::string, std::string> flags = args.ConfigFlags();
   flags.emplace("data-dir", ".");  // lint needs no data directory
@@ -342,7 +454,10 @@ std::vector<std::string> CliArgs::All(const std::string& name) const {
 std::map<std::string, std::string> CliArgs::ConfigFlags() const {
   std::map<std::string, std::string> out;
   for (const auto& [k, v] : options) {
-    if (k != "name" && k != "role" && k != "activity" && k != "id" && k != "batch") out[k] = v;
+    static const std::set<std::string> kCommandOptions = {
+        "name", "role", "activity", "id", "batch", "checkpoint", "public-key", "origin",
+        "start", "end"};
+    if (kCommandOptions.count(k) == 0) out[k] = v;
   }
   return out;
 }
@@ -398,7 +513,7 @@ int RunCli(int argc, char** argv) {
   }
   if (args.Has("help")) {
     const char* text = HelpFor(words);
-    if (text == nullptr && (words == "apikey" || words == "keys")) {
+    if (text == nullptr && (words == "apikey" || words == "keys" || words == "audit")) {
       std::cout << kTopHelp;
       return 0;
     }
@@ -422,6 +537,9 @@ int RunCli(int argc, char** argv) {
   if (words == "keys rotate") return RunKeysRotate(args);
   if (words == "keys status") return RunKeysStatus(args);
   if (words == "lint") return RunLint(args);
+  if (words == "audit verify") return RunAuditVerify(args);
+  if (words == "audit checkpoint") return RunAuditCheckpoint(args);
+  if (words == "audit export") return RunAuditExport(args);
   std::cerr << "garde: unknown command '" << words << "'\n" << kTopHelp;
   return 2;
 }

@@ -57,6 +57,32 @@ class ServeApplication final : public Poco::Util::ServerApplication {
         }
       }
     });
+    // Signs a tree head every audit_checkpoint_every entries or audit_checkpoint_seconds.
+    std::thread checkpointer([&] {
+      auto last = std::chrono::steady_clock::now();
+      std::unique_lock<std::mutex> lock(mu);
+      while (!cv.wait_for(lock, std::chrono::seconds(1), [&] { return stopping; })) {
+        lock.unlock();
+        auto size = d.value()->audit().Size();
+        auto heads = d.value()->audit().Checkpoints();
+        const uint64_t signed_size =
+            heads.ok() && !heads->empty() ? heads->back().size : 0;
+        const bool due_by_count =
+            size.ok() && size.value() >= signed_size + static_cast<uint64_t>(config_.audit_checkpoint_every);
+        const bool due_by_time =
+            size.ok() && size.value() > signed_size &&
+            std::chrono::steady_clock::now() - last >= std::chrono::seconds(config_.audit_checkpoint_seconds);
+        if (due_by_count || due_by_time) {
+          auto head = d.value()->audit().Checkpoint();
+          if (head.ok()) {
+            last = std::chrono::steady_clock::now();
+          } else {
+            LogLine(spdlog::level::err, "audit checkpoint failed").Str("detail", head.status().message());
+          }
+        }
+        lock.lock();
+      }
+    });
 
     waitForTerminationRequest();
     LogLine(spdlog::level::info, "stopping");
@@ -66,7 +92,14 @@ class ServeApplication final : public Poco::Util::ServerApplication {
     }
     cv.notify_all();
     watcher.join();
+    checkpointer.join();
     http.Stop();
+    // The last entries are covered by a signed head before the process exits.
+    auto head = d.value()->audit().Checkpoint();
+    if (!head.ok()) {
+      LogLine(spdlog::level::err, "final audit checkpoint failed")
+          .Str("detail", head.status().message());
+    }
     LogLine(spdlog::level::info, "stopped");
     return 0;
   }

@@ -54,6 +54,9 @@ const std::vector<OptionDoc>& ConfigOptions() {
       {"log_level", "GARDE_LOG_LEVEL", "info", "trace, debug, info, warn, error"},
       {"log_file", "GARDE_LOG_FILE", "(stderr only)", "also append JSON log lines to this file"},
       {"keyring_watch_seconds", "GARDE_KEYRING_WATCH_SECONDS", "2", "how often the keyring file is checked for a rotation"},
+      {"audit_origin", "GARDE_AUDIT_ORIGIN", "garde/<key id>", "origin line of signed audit checkpoints"},
+      {"audit_checkpoint_every", "GARDE_AUDIT_CHECKPOINT_EVERY", "1000", "sign a tree head after this many new audit entries"},
+      {"audit_checkpoint_seconds", "GARDE_AUDIT_CHECKPOINT_SECONDS", "60", "or this many seconds after the last checkpoint"},
       {"api_key_cache_seconds", "GARDE_API_KEY_CACHE_SECONDS", "2", "how long a verified API key is remembered (revocation delay; 0 disables)"},
   };
   return kOptions;
@@ -142,6 +145,14 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
   int_opt("db_mmap_bytes", 0, int64_t{1} << 40, &c.db_mmap_bytes);
   int_opt("keyring_watch_seconds", 1, 3600, &c.keyring_watch_seconds);
   int_opt("api_key_cache_seconds", 0, 300, &c.api_key_cache_seconds);
+  int_opt("audit_checkpoint_every", 1, 100000000, &c.audit_checkpoint_every);
+  int_opt("audit_checkpoint_seconds", 1, 86400, &c.audit_checkpoint_seconds);
+  if (values.count("audit_origin")) {
+    c.audit_origin = values["audit_origin"];
+    if (c.audit_origin.find_first_of(" \n+") != std::string::npos || c.audit_origin.size() > 200) {
+      bad.AddError("audit_origin", "must be one line without spaces or '+'");
+    }
+  }
   if (values.count("durable")) {
     const std::string& d = values["durable"];
     if (d == "true" || d == "1" || d == "yes") {

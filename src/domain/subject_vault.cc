@@ -337,10 +337,7 @@ Result<SubjectView> SubjectVault::Read(const Caller& caller, const std::string& 
   auto policies = d_.policies.Current();
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "subjects.read"));
   auto activity = AccessGate::BindPurpose(*policies, caller, activity_id);
-  if (!activity.ok()) {
-    Audit(nullptr, caller, {"subject.read", id, activity_id, "denied", {}, 0});
-    return activity.status();
-  }
+  if (!activity.ok()) return activity.status();  // refusals are audited at the edge
   std::optional<SubjectView> result;
   Status s = d_.store.Read([&](ReadTx& tx) -> Status {
     auto row = tx.GetSubject(id);
@@ -360,7 +357,10 @@ Result<SubjectView> SubjectVault::Read(const Caller& caller, const std::string& 
            {}, 0});
     return s;
   }
-  Audit(nullptr, caller, {"subject.read", id, activity_id, "ok", Names(result->fields), 1});
+  // No personal data leaves without its audit entry: if the entry cannot be written, the
+  // read fails.
+  GARDE_RETURN_IF_ERROR(d_.journal.Record(
+      nullptr, caller, {"subject.read", id, activity_id, "ok", Names(result->fields), 1}));
   return std::move(*result);
 }
 
@@ -370,10 +370,7 @@ Result<std::vector<SubjectView>> SubjectVault::Search(const Caller& caller,
   auto policies = d_.policies.Current();
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "subjects.read"));
   auto activity = AccessGate::BindPurpose(*policies, caller, activity_id);
-  if (!activity.ok()) {
-    Audit(nullptr, caller, {"subject.search", "", activity_id, "denied", Names(criteria), 0});
-    return activity.status();
-  }
+  if (!activity.ok()) return activity.status();  // refusals are audited at the edge
   Status invalid(Code::kUnprocessable, "the search is not valid");
   if (criteria.empty()) invalid.AddError("", "name at least one blind-indexed field");
   FieldMap wanted;
@@ -436,12 +433,15 @@ Result<std::vector<SubjectView>> SubjectVault::Search(const Caller& caller,
     return Status::Ok();
   });
   if (!s.ok()) return s;
-  for (const auto& r : results) {
-    Audit(nullptr, caller, {"subject.read", r.id, activity_id, "ok", Names(r.fields), 1});
-  }
-  Audit(nullptr, caller,
-        {"subject.search", "", activity_id, "ok", Names(criteria),
-         static_cast<int64_t>(results.size())});
+  GARDE_RETURN_IF_ERROR(d_.store.Write([&](WriteTx& tx) -> Status {
+    for (const auto& r : results) {
+      GARDE_RETURN_IF_ERROR(d_.journal.Record(
+          &tx, caller, {"subject.read", r.id, activity_id, "ok", Names(r.fields), 1}));
+    }
+    return d_.journal.Record(&tx, caller,
+                             {"subject.search", "", activity_id, "ok", Names(criteria),
+                              static_cast<int64_t>(results.size())});
+  }));
   return results;
 }
 

@@ -223,6 +223,7 @@ Status RequireJsonBody(const Exchange& x) {
 HttpService::HttpService(Deployment& deployment) : d_(deployment) {
   AddSystemRoutes(router_, d_);
   AddSubjectRoutes(router_, d_);
+  AddAuditRoutes(router_, d_);
 }
 
 HttpService::~HttpService() { Stop(); }
@@ -243,6 +244,18 @@ void HttpService::Dispatch(Exchange& x) {
   } else {
     x.route = route->method + " " + route->pattern;
     s = route->handler(x);
+    if (s.code() == Code::kPermissionDenied && x.caller) {
+      // Refusals are evidence too: who tried what, for which activity.
+      auto subject = x.params.find("id");
+      d_.journal()
+          .Record(nullptr, *x.caller,
+                  {"access.denied",
+                   subject != x.params.end() && IsRandomId(subject->second, "sub_")
+                       ? subject->second
+                       : "",
+                   x.Header("x-purpose").substr(0, 100), "denied", {x.route}, 0})
+          .IgnoreError();
+    }
   }
   if (!s.ok()) Fail(x, s);
   if (x.status >= 500) {

@@ -2,6 +2,8 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
+#include <climits>
 #include <unordered_map>
 
 namespace garde {
@@ -46,6 +48,30 @@ CREATE TABLE api_keys(
   revoked_at INTEGER NOT NULL DEFAULT 0
 );
 )sql",
+    // 2: the audit log (RFC 6962 leaves), its perfect-subtree hashes, signed checkpoints.
+    // Search indexes are on the entry's own JSON members, so they cannot disagree with it.
+    R"sql(
+CREATE TABLE audit_log(
+  seq INTEGER PRIMARY KEY,
+  entry TEXT NOT NULL,
+  leaf_hash BLOB NOT NULL
+);
+CREATE INDEX audit_by_subject ON audit_log(json_extract(entry, '$.subject'));
+CREATE INDEX audit_by_actor ON audit_log(json_extract(entry, '$.actor'));
+CREATE INDEX audit_by_action ON audit_log(json_extract(entry, '$.action'));
+CREATE TABLE audit_nodes(
+  level INTEGER NOT NULL,
+  idx INTEGER NOT NULL,
+  hash BLOB NOT NULL,
+  PRIMARY KEY(level, idx)
+) WITHOUT ROWID;
+CREATE TABLE audit_checkpoints(
+  size INTEGER PRIMARY KEY,
+  root BLOB NOT NULL,
+  time INTEGER NOT NULL,
+  note TEXT NOT NULL
+);
+)sql",
 };
 
 class SqliteConnection {
@@ -61,7 +87,7 @@ class SqliteConnection {
   sqlite3* db() const { return db_; }
 
   // A cached prepared statement, reset and with bindings cleared.
-  sqlite3_stmt* Prepare(const char* sql) {
+  sqlite3_stmt* Prepare(const std::string& sql) {
     auto it = cache_.find(sql);
     if (it != cache_.end()) {
       sqlite3_reset(it->second);
@@ -69,7 +95,7 @@ class SqliteConnection {
       return it->second;
     }
     sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) !=
+    if (sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) !=
         SQLITE_OK) {
       return nullptr;
     }
@@ -89,7 +115,7 @@ class SqliteConnection {
 
   // Runs a parameterless statement through the prepared-statement cache (BEGIN, COMMIT,
   // SAVEPOINT...): sqlite3_exec would compile it again on every transaction.
-  Status Run(const char* sql) {
+  Status Run(const std::string& sql) {
     sqlite3_stmt* stmt = Prepare(sql);
     if (stmt == nullptr) return ErrorStatus(sql);
     const int rc = sqlite3_step(stmt);
@@ -108,8 +134,8 @@ class SqliteConnection {
 
  private:
   sqlite3* db_;
-  // Keyed by the SQL text's address: every statement is a string literal.
-  std::unordered_map<const char*, sqlite3_stmt*> cache_;
+  // Keyed by SQL text; dynamic queries come from a small fixed set of shapes.
+  std::unordered_map<std::string, sqlite3_stmt*> cache_;
 };
 
 namespace {
@@ -117,7 +143,7 @@ namespace {
 // Binds parameters by position and steps a cached statement.
 class Query {
  public:
-  Query(SqliteConnection& conn, const char* sql) : conn_(conn), stmt_(conn.Prepare(sql)) {}
+  Query(SqliteConnection& conn, const std::string& sql) : conn_(conn), stmt_(conn.Prepare(sql)) {}
   ~Query() {
     if (stmt_ != nullptr) sqlite3_reset(stmt_);
   }
@@ -221,7 +247,7 @@ class SqliteTx final : public WriteTx {
   Result<std::optional<SubjectRow>> GetSubject(const std::string& id) override {
     static const std::string sql =
         std::string("SELECT ") + kSubjectColumns + " FROM subjects WHERE id = ?";
-    Query q(c_, sql.c_str());
+    Query q(c_, sql);
     q.Text(id);
     const int rc = q.Step();
     if (rc == SQLITE_DONE) return std::optional<SubjectRow>();
@@ -275,7 +301,7 @@ class SqliteTx final : public WriteTx {
   Result<std::vector<SubjectRow>> SubjectsNotWrappedBy(uint32_t version, size_t limit) override {
     static const std::string sql = std::string("SELECT ") + kSubjectColumns +
                                    " FROM subjects WHERE root_key_version <> ? LIMIT ?";
-    Query q(c_, sql.c_str());
+    Query q(c_, sql);
     q.Int(version).Int(static_cast<int64_t>(limit));
     std::vector<SubjectRow> out;
     int rc;
@@ -299,10 +325,106 @@ class SqliteTx final : public WriteTx {
     return q.ColInt(0);
   }
 
+  Result<uint64_t> AuditSize() override {
+    Query q(c_, "SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_log");
+    if (q.Step() != SQLITE_ROW) return q.Error();
+    return static_cast<uint64_t>(q.ColInt(0));
+  }
+
+  Result<Bytes> AuditNode(unsigned level, uint64_t index) override {
+    Query q(c_, level == 0 ? "SELECT leaf_hash FROM audit_log WHERE seq = ?"
+                           : "SELECT hash FROM audit_nodes WHERE idx = ? AND level = ?");
+    q.Int(static_cast<int64_t>(index));
+    if (level != 0) q.Int(level);
+    const int rc = q.Step();
+    if (rc == SQLITE_DONE) {
+      return NotFound("no audit tree node " + std::to_string(level) + "/" +
+                      std::to_string(index));
+    }
+    if (rc != SQLITE_ROW) return q.Error();
+    return q.ColBlob(0);
+  }
+
+  Result<std::vector<AuditRow>> QueryAudit(const AuditQuery& aq) override {
+    std::string sql = "SELECT seq, entry, leaf_hash FROM audit_log WHERE 1=1";
+    std::vector<std::string> params;
+    auto filter = [&](const std::string& value, const char* clause) {
+      if (value.empty()) return;
+      sql += clause;
+      params.push_back(value);
+    };
+    filter(aq.subject, " AND json_extract(entry, '$.subject') = ?");
+    filter(aq.actor, " AND json_extract(entry, '$.actor') = ?");
+    filter(aq.action, " AND json_extract(entry, '$.action') = ?");
+    filter(aq.activity, " AND json_extract(entry, '$.activity') = ?");
+    filter(aq.since, " AND json_extract(entry, '$.time') >= ?");
+    filter(aq.until, " AND json_extract(entry, '$.time') <= ?");
+    if (aq.after_seq) sql += " AND seq > ?";
+    sql += " ORDER BY seq LIMIT ?";
+    Query q(c_, sql);
+    for (const auto& p : params) q.Text(p);
+    if (aq.after_seq) q.Int(static_cast<int64_t>(*aq.after_seq));
+    q.Int(static_cast<int64_t>(aq.limit));
+    std::vector<AuditRow> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      out.push_back({static_cast<uint64_t>(q.ColInt(0)), q.ColText(1), q.ColBlob(2)});
+    }
+    if (rc != SQLITE_DONE) return q.Error();
+    return out;
+  }
+
+  Status ScanAudit(uint64_t from_seq, uint64_t to_seq,
+                   const std::function<bool(const AuditRow&)>& fn) override {
+    Query q(c_, "SELECT seq, entry, leaf_hash FROM audit_log WHERE seq >= ? AND seq < ? "
+                "ORDER BY seq");
+    q.Int(static_cast<int64_t>(from_seq)).Int(static_cast<int64_t>(
+        std::min<uint64_t>(to_seq, static_cast<uint64_t>(INT64_MAX))));
+    int rc;
+    AuditRow row;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      row.seq = static_cast<uint64_t>(q.ColInt(0));
+      row.entry = q.ColText(1);
+      row.leaf_hash = q.ColBlob(2);
+      if (!fn(row)) return Status::Ok();
+    }
+    if (rc != SQLITE_DONE) return q.Error();
+    return Status::Ok();
+  }
+
+  Result<std::vector<CheckpointRow>> ListCheckpoints() override {
+    Query q(c_, "SELECT size, root, time, note FROM audit_checkpoints ORDER BY size");
+    std::vector<CheckpointRow> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      out.push_back({static_cast<uint64_t>(q.ColInt(0)), q.ColBlob(1), q.ColInt(2), q.ColText(3)});
+    }
+    if (rc != SQLITE_DONE) return q.Error();
+    return out;
+  }
+
+  Status InsertAuditEntry(const AuditRow& r) override {
+    Query q(c_, "INSERT INTO audit_log(seq, entry, leaf_hash) VALUES(?,?,?)");
+    q.Int(static_cast<int64_t>(r.seq)).Text(r.entry).Blob(r.leaf_hash);
+    return q.Run();
+  }
+
+  Status InsertAuditNode(unsigned level, uint64_t index, const Bytes& hash) override {
+    Query q(c_, "INSERT INTO audit_nodes(level, idx, hash) VALUES(?,?,?)");
+    q.Int(level).Int(static_cast<int64_t>(index)).Blob(hash);
+    return q.Run();
+  }
+
+  Status InsertCheckpoint(const CheckpointRow& r) override {
+    Query q(c_, "INSERT OR IGNORE INTO audit_checkpoints(size, root, time, note) VALUES(?,?,?,?)");
+    q.Int(static_cast<int64_t>(r.size)).Blob(r.root).Int(r.time).Text(r.note);
+    return q.Run();
+  }
+
   Status InsertSubject(const SubjectRow& r) override {
     static const std::string sql = std::string("INSERT INTO subjects(") + kSubjectColumns +
                                    ") VALUES(?,?,?,?,?,?,?,?,?,?)";
-    Query q(c_, sql.c_str());
+    Query q(c_, sql);
     q.Text(r.id).Text(r.kind).Text(r.status).Text(r.source).Int(r.created_at).Int(r.updated_at)
         .Int(r.last_interaction_at).Int(r.root_key_version).Int(r.dek_version)
         .Blob(r.wrapped_dek);

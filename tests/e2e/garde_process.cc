@@ -32,7 +32,8 @@ std::string UniqueDir(const char* prefix) {
 
 // fork + exec with stdout and stderr sent to files; returns the pid.
 int Spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
-          const std::string& out_path, const std::string& err_path) {
+          const std::string& out_path, const std::string& err_path,
+          const std::string& program = GARDE_BINARY) {
   const pid_t pid = ::fork();
   if (pid == 0) {
     const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
@@ -43,7 +44,7 @@ int Spawn(const std::vector<std::string>& args, const std::map<std::string, std:
     ::dup2(err, 2);
     for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
     std::vector<char*> argv;
-    std::string bin = GARDE_BINARY;
+    std::string bin = program;
     argv.push_back(bin.data());
     std::vector<std::string> copy = args;
     for (auto& a : copy) argv.push_back(a.data());
@@ -81,6 +82,21 @@ std::string RunResult::LastLine() const {
     if (!line.empty()) last = line;
   }
   return last;
+}
+
+RunResult RunProgram(const std::vector<std::string>& argv) {
+  const std::string dir = UniqueDir("garde-prog-");
+  std::filesystem::create_directories(dir);
+  const int pid = Spawn(std::vector<std::string>(argv.begin() + 1, argv.end()), {},
+                        dir + "/out", dir + "/err", argv[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  RunResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = ReadFile(dir + "/out");
+  r.err = ReadFile(dir + "/err");
+  std::filesystem::remove_all(dir);
+  return r;
 }
 
 RunResult RunGarde(const std::vector<std::string>& args,

@@ -28,6 +28,8 @@ struct HttpReply {
   std::map<std::string, std::string> headers;  // lower-case names
 };
 
+// Runs any program (argv[0] is its path) to completion.
+RunResult RunProgram(const std::vector<std::string>& argv);
 // Runs `garde args...` to completion with extra environment variables.
 RunResult RunGarde(const std::vector<std::string>& args,
                    const std::map<std::string, std::string>& env = {});

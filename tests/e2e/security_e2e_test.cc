@@ -148,7 +148,16 @@ TEST_F(SecurityE2E, PlantedPersonalDataNeverReachesDatabaseWalOrLogs) {
   scan("while running");
   EXPECT_EQ(g_.Stop(), 0);
   scan("after shutdown");
-  EXPECT_NE(g_.Logs().find("subject.create"), std::string::npos);  // logs were written
+  EXPECT_NE(g_.Logs().find("\"msg\":\"request\""), std::string::npos);  // logs were written
+  // The audit log records every one of those calls, without the values.
+  RunResult exported = RunGarde({"audit", "export", "--data-dir", g_.data_dir(), "--policies",
+                                 g_.policies()});
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  EXPECT_NE(exported.out.find("\"action\":\"subject.create\""), std::string::npos);
+  EXPECT_NE(exported.out.find("\"action\":\"subject.search\""), std::string::npos);
+  EXPECT_EQ(exported.out.find("zqxcanary"), std::string::npos);
+  EXPECT_EQ(exported.out.find("Zqxcanary"), std::string::npos);
+  EXPECT_EQ(exported.out.find("ZQXEXT"), std::string::npos);
 }
 
 TEST_F(SecurityE2E, CiphertextSwappedBetweenRecordsReadsAsDamagedNot5xx) {

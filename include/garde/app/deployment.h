@@ -11,7 +11,9 @@
 #include "garde/config/config.h"
 #include "garde/crypto/keyed_hash.h"
 #include "garde/crypto/keyring_source.h"
+#include "garde/crypto/checkpoint_signer.h"
 #include "garde/domain/access_journal.h"
+#include "garde/domain/audit_log.h"
 #include "garde/domain/api_keys.h"
 #include "garde/domain/entry_standard.h"
 #include "garde/domain/key_rotation.h"
@@ -37,7 +39,9 @@ class Deployment {
   ApiKeys& api_keys() { return *api_keys_; }
   SubjectVault& vault() { return *vault_; }
   KeyRotation& rotation() { return *rotation_; }
-  AccessJournal& journal() { return *journal_; }
+  AccessJournal& journal() { return *audit_; }
+  AuditLog& audit() { return *audit_; }
+  const CheckpointSigner& signer() const { return *signer_; }
 
  private:
   explicit Deployment(Config config);
@@ -49,7 +53,8 @@ class Deployment {
   std::unique_ptr<BlindIndex> blind_index_;
   std::unique_ptr<KeyedHash> api_key_hash_;
   std::unique_ptr<EntryStandard> standard_;
-  std::unique_ptr<AccessJournal> journal_;
+  std::unique_ptr<CheckpointSigner> signer_;
+  std::unique_ptr<AuditLog> audit_;
   std::unique_ptr<ApiKeys> api_keys_;
   std::unique_ptr<SubjectVault> vault_;
   std::unique_ptr<KeyRotation> rotation_;

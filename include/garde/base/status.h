@@ -100,10 +100,15 @@ class [[nodiscard]] Result {
   std::variant<T, Status> v_;
 };
 
-#define GARDE_RETURN_IF_ERROR(expr)          \
-  do {                                       \
-    ::garde::Status garde_status_ = (expr);  \
-    if (!garde_status_.ok()) return garde_status_; \
+#define GARDE_CONCAT_INNER(a, b) a##b
+#define GARDE_CONCAT(a, b) GARDE_CONCAT_INNER(a, b)
+// Returns the status of `expr` from the enclosing function unless it is Ok. The variable is
+// named after the line so that nested uses (inside a lambda) do not shadow each other.
+#define GARDE_RETURN_IF_ERROR(expr) GARDE_RETURN_IF_ERROR_IMPL(GARDE_CONCAT(garde_status_, __LINE__), expr)
+#define GARDE_RETURN_IF_ERROR_IMPL(var, expr) \
+  do {                                        \
+    ::garde::Status var = (expr);             \
+    if (!var.ok()) return var;                \
   } while (0)
 
 }  // namespace garde

@@ -30,10 +30,4 @@ class AccessJournal {
   virtual Status Record(WriteTx* tx, const Caller& caller, const AccessEvent& event) = 0;
 };
 
-// Writes every event as one JSON log line (no values, only names and ids).
-class LogJournal final : public AccessJournal {
- public:
-  Status Record(WriteTx* tx, const Caller& caller, const AccessEvent& event) override;
-};
-
 }  // namespace garde

@@ -54,6 +54,27 @@ struct ApiKeyRow {
   int64_t revoked_at = 0;  // 0 while valid
 };
 
+// One audit-log entry as stored: its position, canonical bytes and RFC 6962 leaf hash.
+struct AuditRow {
+  uint64_t seq = 0;
+  std::string entry;
+  Bytes leaf_hash;
+};
+
+struct AuditQuery {
+  std::string subject, actor, action, activity;
+  std::string since, until;  // RFC 3339, inclusive
+  std::optional<uint64_t> after_seq;
+  size_t limit = 100;
+};
+
+struct CheckpointRow {
+  uint64_t size = 0;
+  Bytes root;
+  int64_t time = 0;
+  std::string note;  // the signed checkpoint text
+};
+
 class ReadTx {
  public:
   virtual ~ReadTx() = default;
@@ -69,6 +90,16 @@ class ReadTx {
                                                                size_t limit) = 0;
   virtual Result<std::map<uint32_t, int64_t>> CountByRootKeyVersion() = 0;
   virtual Result<int64_t> CountSubjects() = 0;
+
+  // Audit log.
+  virtual Result<uint64_t> AuditSize() = 0;
+  // Hash of the perfect subtree (level, index); level 0 is an entry's leaf hash.
+  virtual Result<Bytes> AuditNode(unsigned level, uint64_t index) = 0;
+  virtual Result<std::vector<AuditRow>> QueryAudit(const AuditQuery& query) = 0;
+  // Calls fn for entries from `from_seq` in order until fn returns false.
+  virtual Status ScanAudit(uint64_t from_seq, uint64_t to_seq,
+                           const std::function<bool(const AuditRow&)>& fn) = 0;
+  virtual Result<std::vector<CheckpointRow>> ListCheckpoints() = 0;
 };
 
 class WriteTx : public ReadTx {
@@ -83,6 +114,10 @@ class WriteTx : public ReadTx {
   virtual Status InsertApiKey(const ApiKeyRow& row) = 0;
   virtual Status RevokeApiKey(const std::string& id, int64_t at) = 0;
   // Compare-and-set re-wrap: true when the DEK was still under `from_version`.
+  virtual Status InsertAuditEntry(const AuditRow& row) = 0;
+  virtual Status InsertAuditNode(unsigned level, uint64_t index, const Bytes& hash) = 0;
+  // Ignored when a checkpoint of that size exists already.
+  virtual Status InsertCheckpoint(const CheckpointRow& row) = 0;
   virtual Result<bool> RewrapDataKey(const std::string& subject_id, uint32_t from_version,
                                      uint32_t to_version, const Bytes& wrapped) = 0;
 };

@@ -32,6 +32,7 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   options.synchronous_full = config.durable;
   options.max_connections = config.db_connections;
   options.mmap_bytes = config.db_mmap_bytes;
+  options.deferred_sync_ms = config.deferred_sync_ms;
   auto store = SqliteStore::Open(options);
   if (!store.ok()) return store.status();
   d->store_ = std::move(store).value();

@@ -441,7 +441,7 @@ Result<std::vector<SubjectView>> SubjectVault::Search(const Caller& caller,
     return d_.journal.Record(&tx, caller,
                              {"subject.search", "", activity_id, "ok", Names(criteria),
                               static_cast<int64_t>(results.size())});
-  }));
+  }, Durability::kDeferred));
   return results;
 }
 

@@ -259,6 +259,63 @@ const char* OpenApiDocument() {
       }
      }
     }
+   },
+   "AuditEntry": {
+    "type": "object",
+    "description": "See docs/audit.md; members in this order.",
+    "properties": {
+     "v": {
+      "type": "integer"
+     },
+     "seq": {
+      "type": "integer"
+     },
+     "time": {
+      "type": "string"
+     },
+     "actor": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "role": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "action": {
+      "type": "string"
+     },
+     "subject": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "activity": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "request_id": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "outcome": {
+      "type": "string"
+     },
+     "fields": {
+      "type": "array"
+     },
+     "count": {
+      "type": "integer"
+     }
+    }
    }
   },
   "responses": {
@@ -572,6 +629,361 @@ const char* OpenApiDocument() {
      },
      "422": {
       "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/audit": {
+   "get": {
+    "summary": "Search the audit log (officer, auditor)",
+    "parameters": [
+     {
+      "name": "subject",
+      "in": "query",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "actor",
+      "in": "query",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "action",
+      "in": "query",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "activity",
+      "in": "query",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "since",
+      "in": "query",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "until",
+      "in": "query",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "cursor",
+      "in": "query",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "limit",
+      "in": "query",
+      "required": false,
+      "schema": {
+       "type": "integer"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "Entries in log order",
+      "content": {
+       "application/json": {
+        "schema": {
+         "type": "object",
+         "properties": {
+          "items": {
+           "type": "array",
+           "items": {
+            "$ref": "#/components/schemas/AuditEntry"
+           }
+          },
+          "next_cursor": {
+           "type": [
+            "string",
+            "null"
+           ]
+          }
+         }
+        }
+       }
+      }
+     },
+     "400": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/audit/entries": {
+   "get": {
+    "summary": "Exact entry bytes [start, end), one per line (officer, auditor)",
+    "parameters": [
+     {
+      "name": "start",
+      "in": "query",
+      "required": false,
+      "schema": {
+       "type": "integer"
+      }
+     },
+     {
+      "name": "end",
+      "in": "query",
+      "required": false,
+      "schema": {
+       "type": "integer"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "NDJSON",
+      "content": {
+       "application/x-ndjson": {
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/audit/checkpoint": {
+   "get": {
+    "summary": "Latest signed tree head, signing a new one if the tree grew (officer, auditor)",
+    "responses": {
+     "200": {
+      "description": "Checkpoint",
+      "content": {
+       "application/json": {
+        "schema": {
+         "type": "object",
+         "properties": {
+          "size": {
+           "type": "integer"
+          },
+          "root_hash": {
+           "type": "string"
+          },
+          "time": {
+           "type": "string",
+           "format": "date-time"
+          },
+          "checkpoint": {
+           "type": "string",
+           "description": "C2SP signed note"
+          }
+         }
+        }
+       }
+      }
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/audit/proof/inclusion": {
+   "get": {
+    "summary": "RFC 6962 inclusion proof (officer, auditor)",
+    "parameters": [
+     {
+      "name": "index",
+      "in": "query",
+      "required": true,
+      "schema": {
+       "type": "integer"
+      }
+     },
+     {
+      "name": "size",
+      "in": "query",
+      "required": true,
+      "schema": {
+       "type": "integer"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "Proof",
+      "content": {
+       "application/json": {
+        "schema": {
+         "type": "object",
+         "properties": {
+          "index": {
+           "type": "integer"
+          },
+          "size": {
+           "type": "integer"
+          },
+          "leaf_hash": {
+           "type": "string"
+          },
+          "root_hash": {
+           "type": "string"
+          },
+          "proof": {
+           "type": "array",
+           "items": {
+            "type": "string"
+           }
+          }
+         }
+        }
+       }
+      }
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/audit/proof/consistency": {
+   "get": {
+    "summary": "RFC 6962 consistency proof (officer, auditor)",
+    "parameters": [
+     {
+      "name": "from",
+      "in": "query",
+      "required": true,
+      "schema": {
+       "type": "integer"
+      }
+     },
+     {
+      "name": "to",
+      "in": "query",
+      "required": true,
+      "schema": {
+       "type": "integer"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "Proof",
+      "content": {
+       "application/json": {
+        "schema": {
+         "type": "object",
+         "properties": {
+          "from": {
+           "type": "integer"
+          },
+          "to": {
+           "type": "integer"
+          },
+          "from_root": {
+           "type": "string"
+          },
+          "to_root": {
+           "type": "string"
+          },
+          "proof": {
+           "type": "array",
+           "items": {
+            "type": "string"
+           }
+          }
+         }
+        }
+       }
+      }
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/keys/public": {
+   "get": {
+    "summary": "Ed25519 public key for checkpoints and receipts",
+    "security": [],
+    "responses": {
+     "200": {
+      "description": "Key",
+      "content": {
+       "application/json": {
+        "schema": {
+         "type": "object",
+         "properties": {
+          "algorithm": {
+           "const": "Ed25519"
+          },
+          "public_key": {
+           "type": "string"
+          },
+          "key_id": {
+           "type": "string"
+          },
+          "origin": {
+           "type": "string"
+          },
+          "verifier_key": {
+           "type": "string"
+          }
+         }
+        }
+       }
+      }
      }
     }
    }

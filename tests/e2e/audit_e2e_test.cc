@@ -148,6 +148,14 @@ TEST_F(TamperMatrix, ChangeWithRecomputedLeafHashIsCaughtByTheSignedRoot) {
   ExpectDetected("do not match the signed checkpoint");
 }
 
+TEST_F(TamperMatrix, SearchColumnPointingElsewhereIsDetected) {
+  // Hiding an access from "who read this customer" by editing the look-up column only.
+  const std::string seq =
+      g_.Sql("SELECT MIN(seq) FROM audit_log WHERE subject IS NOT NULL")[0][0];
+  g_.Sql("UPDATE audit_log SET subject = 'sub_00000000000000000000000000' WHERE seq = " + seq);
+  ExpectDetected("entry " + seq + ": its search column names another subject");
+}
+
 TEST_F(TamperMatrix, DeletedEntryIsDetected) {
   g_.Sql("DELETE FROM audit_log WHERE seq = 5");
   ExpectDetected("entry 5 is missing");

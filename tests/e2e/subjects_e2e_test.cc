@@ -153,7 +153,10 @@ TEST_F(SubjectsE2E, HealthReadinessAndOpenApi) {
   ASSERT_EQ(r.status, 200);
   EXPECT_NE(r.body.find("\"openapi\": \"3.1.0\""), std::string::npos);
   for (const char* path : {"/v1/subjects", "/v1/subjects:batch", "/v1/subjects/{id}",
-                           "/v1/subjects:search", "/healthz", "/readyz"}) {
+                           "/v1/subjects:search", "/healthz", "/readyz", "/v1/audit",
+                           "/v1/audit/entries", "/v1/audit/checkpoint",
+                           "/v1/audit/proof/inclusion", "/v1/audit/proof/consistency",
+                           "/v1/keys/public"}) {
     EXPECT_NE(r.body.find(std::string("\"") + path + "\""), std::string::npos) << path;
   }
 }

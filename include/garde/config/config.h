@@ -30,7 +30,8 @@ struct Config {
   int max_batch_rows = 1000;
   bool durable = true;           // fsync every commit
   int db_connections = 8;        // SQLite connections shared by the worker threads
-  int64_t db_mmap_bytes = 0;     // bytes of the database each connection memory-maps
+  int64_t db_mmap_bytes = 0;
+  int deferred_sync_ms = 50;     // read-audit entries reach stable storage within this     // bytes of the database each connection memory-maps
   std::string default_region = "FR";
   std::string log_level = "info";
   std::string log_file;

@@ -11,6 +11,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,8 @@ struct SqliteOptions {
   // the last transactions may be lost on power failure.
   bool synchronous_full = true;
   int busy_timeout_ms = 10000;
+  // Deferred-durability commits are fsynced within this many milliseconds.
+  int deferred_sync_ms = 50;
   // Open connections at most; callers wait for a free one. Each maps the file (mmap) and keeps
   // a small page cache, so a few connections serve many worker threads.
   int max_connections = 8;
@@ -40,7 +43,8 @@ class SqliteStore final : public Store {
   ~SqliteStore() override;
 
   Status Read(const std::function<Status(ReadTx&)>& fn) override;
-  Status Write(const std::function<Status(WriteTx&)>& fn) override;
+  Status Write(const std::function<Status(WriteTx&)>& fn,
+               Durability durability = Durability::kImmediate) override;
   Status Ping() override;
   // Schema version after migrations.
   int schema_version() const { return schema_version_; }
@@ -52,6 +56,9 @@ class SqliteStore final : public Store {
   void Release(std::unique_ptr<SqliteConnection> conn);
   // Runs a batch of queued writes in one transaction (the group-commit leader's job).
   void CommitBatch(const std::vector<PendingWrite*>& batch);
+  // fsyncs the WAL when deferred commits are pending; the flusher thread's loop.
+  void SyncDeferred();
+  void FlusherLoop();
 
   SqliteOptions options_;
   std::mutex mu_;
@@ -65,6 +72,12 @@ class SqliteStore final : public Store {
   std::vector<std::unique_ptr<SqliteConnection>> idle_;
   int open_connections_ = 0;
   int schema_version_ = 0;
+
+  std::mutex flush_mu_;
+  std::condition_variable flush_cv_;
+  bool deferred_pending_ = false;
+  bool stopping_ = false;
+  std::thread flusher_;
 
   std::mutex write_mu_;
   std::condition_variable write_cv_;

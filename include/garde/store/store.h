@@ -59,6 +59,7 @@ struct AuditRow {
   uint64_t seq = 0;
   std::string entry;
   Bytes leaf_hash;
+  std::string subject;  // the entry's subject member, for look-ups ("" when null)
 };
 
 struct AuditQuery {
@@ -122,13 +123,21 @@ class WriteTx : public ReadTx {
                                      uint32_t to_version, const Bytes& wrapped) = 0;
 };
 
+// When a committed write must be on stable storage.
+enum class Durability {
+  kImmediate,  // fsynced before Write returns
+  kDeferred,   // survives a crash of the process at once; on stable storage within the
+               // store's deferred-sync window (power loss can lose at most that window)
+};
+
 class Store {
  public:
   virtual ~Store() = default;
   // Runs fn in a read transaction (one consistent snapshot).
   virtual Status Read(const std::function<Status(ReadTx&)>& fn) = 0;
   // Runs fn in a write transaction; commits when fn returns Ok, rolls back otherwise.
-  virtual Status Write(const std::function<Status(WriteTx&)>& fn) = 0;
+  virtual Status Write(const std::function<Status(WriteTx&)>& fn,
+                       Durability durability = Durability::kImmediate) = 0;
   // Cheap check that the database answers (for /readyz).
   virtual Status Ping() = 0;
 };

@@ -41,8 +41,9 @@ struct Fixture {
     // The same vault wiring with the journal swapped out.
     static EntryStandard standard("FR");
     static auto blind = BlindIndex(d->keys().Current()->Derive(KeyContext::kBlindIndex));
-    unaudited = std::make_unique<SubjectVault>(
-        VaultDeps{d->store(), d->keys(), blind, standard, d->policies(), none, d->clock()});
+    unaudited = std::make_unique<SubjectVault>(VaultDeps{d->store(), d->keys(), blind,
+                                                         d->suppression_hash(), standard,
+                                                         d->policies(), none, d->clock()});
   }
   ~Fixture() {
     unaudited.reset();

@@ -40,15 +40,19 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   const auto ring = d->keys_.Current();
   d->blind_index_ = std::make_unique<BlindIndex>(ring->Derive(KeyContext::kBlindIndex));
   d->api_key_hash_ = std::make_unique<KeyedHash>(ring->Derive(KeyContext::kApiKeyHash));
+  d->suppression_hash_ = std::make_unique<KeyedHash>(ring->Derive(KeyContext::kSuppression));
   d->standard_ = std::make_unique<EntryStandard>(config.default_region);
   d->signer_ = std::make_unique<CheckpointSigner>(ring->Derive(KeyContext::kSigning),
                                                   config.audit_origin);
   d->audit_ = std::make_unique<AuditLog>(*d->store_, d->clock_, *d->signer_);
   d->api_keys_ = std::make_unique<ApiKeys>(*d->store_, *d->api_key_hash_, d->clock_,
                                             config.api_key_cache_seconds);
-  d->vault_ = std::make_unique<SubjectVault>(VaultDeps{*d->store_, d->keys_, *d->blind_index_,
-                                                       *d->standard_, *d->policies_,
-                                                       *d->audit_, d->clock_});
+  d->vault_ = std::make_unique<SubjectVault>(
+      VaultDeps{*d->store_, d->keys_, *d->blind_index_, *d->suppression_hash_, *d->standard_,
+                *d->policies_, *d->audit_, d->clock_});
+  d->consents_ = std::make_unique<ConsentLedger>(ConsentDeps{
+      *d->store_, *d->policies_, *d->standard_, *d->suppression_hash_, *d->signer_, *d->audit_,
+      d->clock_});
   d->rotation_ = std::make_unique<KeyRotation>(*d->store_, d->keys_);
   return d;
 }

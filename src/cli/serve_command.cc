@@ -2,6 +2,9 @@
 
 #include <Poco/Util/ServerApplication.h>
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <condition_variable>
 #include <iostream>
 #include <mutex>
@@ -20,6 +23,15 @@ class ServeApplication final : public Poco::Util::ServerApplication {
 
  protected:
   int main(const std::vector<std::string>&) override {
+    // Block the termination signals before any thread exists: every thread inherits the mask,
+    // so a SIGTERM that arrives during start-up stays pending until waitForTerminationRequest()
+    // takes it, instead of killing the process mid-start.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGQUIT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     SetUpLogging(config_.log_level, config_.log_file);
     auto d = Deployment::Open(config_);
     if (!d.ok()) {

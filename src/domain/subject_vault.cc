@@ -35,6 +35,19 @@ std::vector<std::string> Names(const FieldMap& m) {
 
 }  // namespace
 
+Bytes SuppressionDigest(const KeyedHash& key, const std::string& kind, const std::string& value) {
+  std::string msg = kind;
+  msg += '\0';
+  msg += value;
+  return key.Digest(msg, 32);
+}
+
+const char* SuppressionKind(FieldType type) {
+  if (type == FieldType::kEmail) return "email";
+  if (type == FieldType::kPhone) return "phone";
+  return "";
+}
+
 const FieldSpec* SubjectVault::SpecOf(const PolicySet& policies, const std::string& field) const {
   if (field == kExternalIdField) return &external_id_spec_;
   return policies.schema().Find(field);
@@ -153,6 +166,22 @@ Status SubjectVault::CheckUnique(ReadTx& tx, const PolicySet& policies,
   return Status::Ok();
 }
 
+Status SubjectVault::PutIndexes(WriteTx& tx, const PolicySet& policies, const std::string& id,
+                                const std::string& name, const FieldValue& value) const {
+  const FieldSpec* spec = SpecOf(policies, name);
+  if (spec == nullptr) return Status::Ok();
+  if (spec->blind_index_bytes > 0) {
+    GARDE_RETURN_IF_ERROR(tx.PutIndex(
+        id, {name, d_.blind_index.Digest(name, IndexText(value), spec->blind_index_bytes)}));
+  }
+  const std::string kind = SuppressionKind(spec->type);
+  if (!kind.empty()) {
+    GARDE_RETURN_IF_ERROR(
+        tx.PutIndex(id, {"~" + name, SuppressionDigest(d_.suppression, kind, IndexText(value))}));
+  }
+  return Status::Ok();
+}
+
 Status SubjectVault::CheckNewInto(const PolicySet& policies, const NewSubject& in,
                                   Prepared* prepared) const {
   Status invalid(Code::kUnprocessable, "the subject is not valid; nothing was stored");
@@ -209,11 +238,7 @@ Result<SubjectView> SubjectVault::Create(const Caller& caller, const NewSubject&
       Bytes box = SealField(dek, {row.id, name, row.dek_version}, plain);
       sodium_memzero(plain.data(), plain.size());
       GARDE_RETURN_IF_ERROR(tx.PutField(row.id, {name, std::move(box)}));
-      const FieldSpec* spec = SpecOf(*policies, name);
-      if (spec != nullptr && spec->blind_index_bytes > 0) {
-        GARDE_RETURN_IF_ERROR(tx.PutIndex(
-            row.id, {name, d_.blind_index.Digest(name, IndexText(value), spec->blind_index_bytes)}));
-      }
+      GARDE_RETURN_IF_ERROR(PutIndexes(tx, *policies, row.id, name, value));
     }
     return d_.journal.Record(&tx, caller,
                              {"subject.create", row.id, "", "ok", Names(prepared.values), 0});
@@ -256,16 +281,13 @@ Result<SubjectView> SubjectVault::Rectify(const Caller& caller, const std::strin
       Bytes box = SealField(dek, {row.id, name, row.dek_version}, plain);
       sodium_memzero(plain.data(), plain.size());
       GARDE_RETURN_IF_ERROR(tx.PutField(row.id, {name, std::move(box)}));
-      const FieldSpec* spec = SpecOf(*policies, name);
-      if (spec != nullptr && spec->blind_index_bytes > 0) {
-        GARDE_RETURN_IF_ERROR(tx.PutIndex(
-            row.id, {name, d_.blind_index.Digest(name, IndexText(value), spec->blind_index_bytes)}));
-      }
+      GARDE_RETURN_IF_ERROR(PutIndexes(tx, *policies, row.id, name, value));
       touched.push_back(name);
     }
     for (const auto& name : prepared.removed) {
       GARDE_RETURN_IF_ERROR(tx.DeleteField(row.id, name));
       GARDE_RETURN_IF_ERROR(tx.DeleteIndex(row.id, name));
+      GARDE_RETURN_IF_ERROR(tx.DeleteIndex(row.id, "~" + name));
       touched.push_back(name);
     }
     row.updated_at = d_.clock.Now();

@@ -224,6 +224,7 @@ HttpService::HttpService(Deployment& deployment) : d_(deployment) {
   AddSystemRoutes(router_, d_);
   AddSubjectRoutes(router_, d_);
   AddAuditRoutes(router_, d_);
+  AddConsentRoutes(router_, d_);
 }
 
 HttpService::~HttpService() { Stop(); }

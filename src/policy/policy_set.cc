@@ -408,8 +408,16 @@ Result<std::shared_ptr<const PolicySet>> LoadPolicies(const std::string& dir) {
   };
   load("schema.yaml", [&](YamlFile& f) { LoadSchema(f, &set->schema_); });
   load("purposes.yaml", [&](YamlFile& f) { LoadPurposes(f, &set->purposes_); });
-  load("register.yaml",
-       [&](YamlFile& f) { LoadRegister(f, set->schema_, set->purposes_, &set->activities_); });
+  load("register.yaml", [&](YamlFile& f) {
+    LoadRegister(f, set->schema_, set->purposes_, &set->activities_);
+    const YAML::Node controller = f.root()["organisation"]["controller"];
+    if (controller && controller.IsMap()) {
+      set->controller_name_ = f.String(controller, "name", "controller", true);
+      set->controller_contact_ = f.String(controller, "contact", "controller", false);
+    } else {
+      f.Problem(1, "'organisation.controller' (name, address, contact) is required");
+    }
+  });
   load("roles.yaml", [&](YamlFile& f) { LoadRoles(f, &set->roles_); });
   uint8_t digest[crypto_hash_sha256_BYTES];
   crypto_hash_sha256_final(&hash, digest);

@@ -75,6 +75,31 @@ CREATE TABLE audit_checkpoints(
   note TEXT NOT NULL
 );
 )sql",
+    // 3: consent ledger (append-only) and the suppression list (keyed hashes only).
+    R"sql(
+CREATE TABLE consent_events(
+  id TEXT PRIMARY KEY,
+  subject_id TEXT NOT NULL,
+  purpose TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  event TEXT NOT NULL,
+  legal_basis TEXT NOT NULL,
+  notice_version TEXT NOT NULL,
+  method TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  receipt TEXT NOT NULL
+);
+CREATE INDEX consent_by_subject ON consent_events(subject_id, at);
+CREATE TABLE suppressions(
+  kind TEXT NOT NULL,
+  digest BLOB NOT NULL,
+  reason TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  PRIMARY KEY(kind, digest)
+) WITHOUT ROWID;
+)sql",
 };
 
 class SqliteConnection {
@@ -409,6 +434,83 @@ class SqliteTx final : public WriteTx {
     }
     if (rc != SQLITE_DONE) return q.Error();
     return out;
+  }
+
+  Result<std::vector<ConsentEventRow>> ConsentEventsOf(const std::string& subject_id) override {
+    Query q(c_,
+            "SELECT id, subject_id, purpose, channel, event, legal_basis, notice_version, method, "
+            "actor, at, expires_at, receipt FROM consent_events WHERE subject_id = ? "
+            "ORDER BY at, id");
+    q.Text(subject_id);
+    std::vector<ConsentEventRow> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      ConsentEventRow r;
+      r.id = q.ColText(0);
+      r.subject_id = q.ColText(1);
+      r.purpose = q.ColText(2);
+      r.channel = q.ColText(3);
+      r.event = q.ColText(4);
+      r.legal_basis = q.ColText(5);
+      r.notice_version = q.ColText(6);
+      r.method = q.ColText(7);
+      r.actor = q.ColText(8);
+      r.at = q.ColInt(9);
+      r.expires_at = q.ColInt(10);
+      r.receipt = q.ColText(11);
+      out.push_back(std::move(r));
+    }
+    if (rc != SQLITE_DONE) return q.Error();
+    return out;
+  }
+
+  Result<bool> IsSuppressed(const std::string& kind, const Bytes& digest) override {
+    Query q(c_, "SELECT 1 FROM suppressions WHERE kind = ? AND digest = ?");
+    q.Text(kind).Blob(digest);
+    const int rc = q.Step();
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return q.Error();
+  }
+
+  Result<std::vector<Bytes>> IndexDigestsOf(const std::string& subject_id,
+                                            const std::string& field) override {
+    Query q(c_, "SELECT digest FROM blind_index WHERE subject_id = ? AND field = ?");
+    q.Text(subject_id).Text(field);
+    std::vector<Bytes> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) out.push_back(q.ColBlob(0));
+    if (rc != SQLITE_DONE) return q.Error();
+    return out;
+  }
+
+  Result<bool> SubjectSuppressed(const std::string& subject_id, const std::string& field,
+                                 const std::string& kind) override {
+    Query q(c_,
+            "SELECT 1 FROM blind_index b JOIN suppressions s ON s.kind = ? AND s.digest = b.digest "
+            "WHERE b.subject_id = ? AND b.field = ? LIMIT 1");
+    q.Text(kind).Text(subject_id).Text(field);
+    const int rc = q.Step();
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return q.Error();
+  }
+
+  Status InsertConsentEvent(const ConsentEventRow& r) override {
+    Query q(c_,
+            "INSERT INTO consent_events(id, subject_id, purpose, channel, event, legal_basis, "
+            "notice_version, method, actor, at, expires_at, receipt) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
+    q.Text(r.id).Text(r.subject_id).Text(r.purpose).Text(r.channel).Text(r.event)
+        .Text(r.legal_basis).Text(r.notice_version).Text(r.method).Text(r.actor).Int(r.at)
+        .Int(r.expires_at).Text(r.receipt);
+    return q.Run();
+  }
+
+  Status PutSuppression(const std::string& kind, const Bytes& digest, const std::string& reason,
+                        int64_t at) override {
+    Query q(c_, "INSERT OR IGNORE INTO suppressions(kind, digest, reason, at) VALUES(?,?,?,?)");
+    q.Text(kind).Blob(digest).Text(reason).Int(at);
+    return q.Run();
   }
 
   Status InsertAuditEntry(const AuditRow& r) override {

@@ -161,6 +161,8 @@ TEST_F(SubjectsE2E, HealthReadinessAndOpenApi) {
   }
 }
 
+// Regression: a SIGTERM arriving right after start-up (before the service waited for it)
+// killed the process instead of stopping it.
 TEST_F(SubjectsE2E, SigtermStopsGracefully) {
   EXPECT_EQ(g_.Stop(), 0);
   EXPECT_NE(g_.Logs().find("\"msg\":\"stopped\""), std::string::npos);

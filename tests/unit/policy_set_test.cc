@@ -42,8 +42,8 @@ TEST(PolicySet, ErrorsNameFileLineAndProblem) {
   EXPECT_TRUE(has("schema.yaml:6", "unknown data category 'animals'"));
   EXPECT_TRUE(has("schema.yaml:9", "unknown key 'colour'"));
   EXPECT_TRUE(has("schema.yaml:10", "unique field needs a blind_index"));
-  EXPECT_TRUE(has("register.yaml:6", "unknown purpose 'no.such.purpose'"));
-  EXPECT_TRUE(has("register.yaml:8", "unknown schema field 'shoe_size'"));
+  EXPECT_TRUE(has("register.yaml:8", "unknown purpose 'no.such.purpose'"));
+  EXPECT_TRUE(has("register.yaml:10", "unknown schema field 'shoe_size'"));
   for (const auto& e : errors) std::cerr << e.field << ": " << e.message << "\n";
 }
 

@@ -17,6 +17,7 @@
 #include "garde/domain/api_keys.h"
 #include "garde/domain/entry_standard.h"
 #include "garde/domain/key_rotation.h"
+#include "garde/domain/consent_ledger.h"
 #include "garde/domain/subject_vault.h"
 #include "garde/policy/policy_holder.h"
 #include "garde/store/store.h"
@@ -38,6 +39,8 @@ class Deployment {
   const Clock& clock() const { return clock_; }
   ApiKeys& api_keys() { return *api_keys_; }
   SubjectVault& vault() { return *vault_; }
+  ConsentLedger& consents() { return *consents_; }
+  const KeyedHash& suppression_hash() const { return *suppression_hash_; }
   KeyRotation& rotation() { return *rotation_; }
   AccessJournal& journal() { return *audit_; }
   AuditLog& audit() { return *audit_; }
@@ -52,11 +55,13 @@ class Deployment {
   std::unique_ptr<PolicyHolder> policies_;
   std::unique_ptr<BlindIndex> blind_index_;
   std::unique_ptr<KeyedHash> api_key_hash_;
+  std::unique_ptr<KeyedHash> suppression_hash_;
   std::unique_ptr<EntryStandard> standard_;
   std::unique_ptr<CheckpointSigner> signer_;
   std::unique_ptr<AuditLog> audit_;
   std::unique_ptr<ApiKeys> api_keys_;
   std::unique_ptr<SubjectVault> vault_;
+  std::unique_ptr<ConsentLedger> consents_;
   std::unique_ptr<KeyRotation> rotation_;
 };
 

@@ -50,10 +50,18 @@ struct SubjectView {
   FieldMap fields;
 };
 
+// Suppression-list digest of a normalised contact: keyed BLAKE2b over "kind\0value".
+// kind is "email" or "phone". The vault keeps one per subject contact (index field "~kind"),
+// so a consent decision can tell a suppressed contact without decrypting it.
+Bytes SuppressionDigest(const KeyedHash& key, const std::string& kind, const std::string& value);
+// "email", "phone", or "" for field types that are not suppressible contacts.
+const char* SuppressionKind(FieldType type);
+
 struct VaultDeps {
   Store& store;
   KeyringSource& keys;
   const BlindIndex& blind_index;
+  const KeyedHash& suppression;
   const EntryStandard& standard;
   const PolicyHolder& policies;
   AccessJournal& journal;
@@ -86,6 +94,9 @@ class SubjectVault {
                   const std::optional<FieldValue>& external_id, bool creating,
                   Prepared* out) const;
   Status CheckNewInto(const PolicySet& policies, const NewSubject& in, Prepared* out) const;
+  // Blind-index and suppression digests of one field value.
+  Status PutIndexes(WriteTx& tx, const PolicySet& policies, const std::string& id,
+                    const std::string& name, const FieldValue& value) const;
   // The spec of a schema field, or of the external_id pseudo-field.
   const FieldSpec* SpecOf(const PolicySet& policies, const std::string& field) const;
   Status CheckUnique(ReadTx& tx, const PolicySet& policies, const std::string& self_id,

@@ -72,6 +72,9 @@ class PolicySet {
   const std::vector<Purpose>& purposes() const { return purposes_; }
   const std::map<std::string, Role>& roles() const { return roles_; }
   const std::string& directory() const { return directory_; }
+  // The data controller named in register.yaml (organisation.controller).
+  const std::string& controller_name() const { return controller_name_; }
+  const std::string& controller_contact() const { return controller_contact_; }
   // SHA-256 over the policy files' bytes, hex; changes whenever any file's content does.
   const std::string& content_hash() const { return content_hash_; }
 
@@ -83,6 +86,8 @@ class PolicySet {
   std::map<std::string, Role> roles_;
   std::string directory_;
   std::string content_hash_;
+  std::string controller_name_;
+  std::string controller_contact_;
 };
 
 // Loads schema.yaml, purposes.yaml, register.yaml and roles.yaml from `dir`. On failure the

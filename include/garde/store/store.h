@@ -76,6 +76,14 @@ struct CheckpointRow {
   std::string note;  // the signed checkpoint text
 };
 
+struct ConsentEventRow {
+  std::string id, subject_id, purpose, channel, event, legal_basis, notice_version, method,
+      actor;
+  int64_t at = 0;
+  int64_t expires_at = 0;
+  std::string receipt;
+};
+
 class ReadTx {
  public:
   virtual ~ReadTx() = default;
@@ -101,6 +109,16 @@ class ReadTx {
   virtual Status ScanAudit(uint64_t from_seq, uint64_t to_seq,
                            const std::function<bool(const AuditRow&)>& fn) = 0;
   virtual Result<std::vector<CheckpointRow>> ListCheckpoints() = 0;
+
+  // Consent and suppression.
+  virtual Result<std::vector<ConsentEventRow>> ConsentEventsOf(const std::string& subject_id) = 0;
+  virtual Result<bool> IsSuppressed(const std::string& kind, const Bytes& digest) = 0;
+  // The subject's own index digests under `field`.
+  virtual Result<std::vector<Bytes>> IndexDigestsOf(const std::string& subject_id,
+                                                    const std::string& field) = 0;
+  // True when one of the subject's index entries under `field` is a suppressed digest.
+  virtual Result<bool> SubjectSuppressed(const std::string& subject_id, const std::string& field,
+                                         const std::string& kind) = 0;
 };
 
 class WriteTx : public ReadTx {
@@ -115,6 +133,9 @@ class WriteTx : public ReadTx {
   virtual Status InsertApiKey(const ApiKeyRow& row) = 0;
   virtual Status RevokeApiKey(const std::string& id, int64_t at) = 0;
   // Compare-and-set re-wrap: true when the DEK was still under `from_version`.
+  virtual Status InsertConsentEvent(const ConsentEventRow& row) = 0;
+  virtual Status PutSuppression(const std::string& kind, const Bytes& digest,
+                                const std::string& reason, int64_t at) = 0;
   virtual Status InsertAuditEntry(const AuditRow& row) = 0;
   virtual Status InsertAuditNode(unsigned level, uint64_t index, const Bytes& hash) = 0;
   // Ignored when a checkpoint of that size exists already.

@@ -1,0 +1,54 @@
+// The decision rule of SPEC §2.2: "may I process subject S for purpose P on channel C now?"
+// A pure function of the subject's status, suppression, and consent history.
+//
+//   ConsentDecision d = Decide({status, suppressed, events}, purpose, "email", now);
+//   d.allowed; d.reason;   // "consent_granted", "consent_withdrawn", "objected", ...
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "garde/policy/policy_set.h"
+
+namespace garde {
+
+enum class ConsentEventType { kGranted, kWithdrawn, kRefused, kObjected };
+const char* ConsentEventName(ConsentEventType t);
+bool ParseConsentEventType(const std::string& s, ConsentEventType* out);
+
+struct ConsentEvent {
+  std::string id;
+  std::string subject_id;
+  std::string purpose;
+  std::string channel;  // empty: all channels of the purpose
+  ConsentEventType type = ConsentEventType::kGranted;
+  std::string legal_basis;
+  std::string notice_version;
+  std::string method;
+  std::string actor;
+  int64_t at = 0;
+  int64_t expires_at = 0;  // 0: no expiry
+  std::string receipt;     // signed receipt JSON
+};
+
+struct SubjectConsentFacts {
+  std::string status;               // active | restricted | erased
+  bool suppressed = false;          // the contact for the asked channel is suppressed
+  std::vector<ConsentEvent> events; // this subject's events, any order
+};
+
+struct ConsentDecision {
+  bool allowed = false;
+  std::string reason;     // stable machine word
+  std::string basis;      // legal basis applied
+  int64_t since = 0;      // time of the event the answer rests on (0: none)
+  int64_t expires_at = 0; // 0: none
+};
+
+// Art. 21(3): an objection to direct marketing is absolute — any `objected` event on a
+// marketing purpose denies every marketing purpose.
+ConsentDecision Decide(const SubjectConsentFacts& facts, const PolicySet& policies,
+                       const Purpose& purpose, const std::string& channel, int64_t now);
+
+}  // namespace garde

@@ -1,0 +1,89 @@
+// The consent ledger: an append-only history of consent events per subject × purpose
+// (× channel), a signed receipt for each event, decisions derived from it, and the
+// suppression list of contacts that must never be contacted again.
+//
+//   ConsentLedger ledger(deps);
+//   Result<ConsentEvent> e = ledger.Record(caller, subject_id, request);   // e->receipt signed
+//   Result<ConsentAnswer> a = ledger.Check(caller, subject_id, "marketing.email", "email");
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "garde/base/clock.h"
+#include "garde/crypto/checkpoint_signer.h"
+#include "garde/crypto/keyed_hash.h"
+#include "garde/domain/access_journal.h"
+#include "garde/domain/consent_decision.h"
+#include "garde/domain/entry_standard.h"
+#include "garde/policy/policy_holder.h"
+#include "garde/store/store.h"
+
+namespace garde {
+
+// Collection methods a consent event may name.
+inline constexpr const char* kCollectionMethods[] = {
+    "web_form", "preference_centre", "one_click_unsubscribe", "phone", "import", "gpc",
+    "api", "in_store", "call_centre", "email"};
+
+struct ConsentRequest {
+  std::string purpose;
+  std::string channel;        // empty: every channel of the purpose
+  std::string event;          // granted | withdrawn | refused | objected
+  std::string notice_version; // required when granting a consent-based purpose
+  std::string method;
+  std::string collected_at;   // RFC 3339; empty: now
+};
+
+struct ConsentAnswer {
+  std::string subject;
+  std::string purpose;
+  std::string channel;
+  ConsentDecision decision;
+};
+
+struct ConsentDeps {
+  Store& store;
+  const PolicyHolder& policies;
+  const EntryStandard& standard;
+  const KeyedHash& suppression;
+  const CheckpointSigner& signer;
+  AccessJournal& journal;
+  const Clock& clock;
+};
+
+class ConsentLedger {
+ public:
+  explicit ConsentLedger(ConsentDeps deps) : d_(deps) {}
+
+  // Appends an event with its signed receipt. An objection to a marketing purpose also puts
+  // the subject's e-mail and phone on the suppression list.
+  Result<ConsentEvent> Record(const Caller& caller, const std::string& subject_id,
+                              const ConsentRequest& request);
+  // Current state per purpose/channel and the whole history.
+  Result<std::vector<ConsentEvent>> History(const Caller& caller, const std::string& subject_id);
+  Result<ConsentAnswer> Check(const Caller& caller, const std::string& subject_id,
+                              const std::string& purpose, const std::string& channel);
+  // One decision per subject id, in order (unknown ids answer `not_found`).
+  Result<std::vector<ConsentAnswer>> CheckMany(const Caller& caller,
+                                               const std::vector<std::string>& subject_ids,
+                                               const std::string& purpose,
+                                               const std::string& channel);
+  // Which of these contacts are suppressed (normalised first; invalid ones are not).
+  Result<std::vector<bool>> Suppressed(const Caller& caller, const std::string& kind,
+                                       const std::vector<std::string>& values);
+
+ private:
+  Result<ConsentAnswer> Decide1(ReadTx& tx, const PolicySet& policies, const std::string& id,
+                                const Purpose& purpose, const std::string& channel,
+                                int64_t now);
+  Status ValidatePurposeChannel(const PolicySet& policies, const std::string& purpose,
+                                const std::string& channel, const Purpose** out) const;
+  ConsentDeps d_;
+};
+
+ConsentEvent ConsentEventFromRow(const ConsentEventRow& row);
+// Adds an ISO 8601 duration such as P24M, P1Y, P30D, PT12H to a time; nullopt if invalid.
+std::optional<int64_t> AddIsoDuration(int64_t t, const std::string& duration);
+
+}  // namespace garde

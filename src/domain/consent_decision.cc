@@ -1,0 +1,121 @@
+#include "garde/domain/consent_decision.h"
+
+namespace garde {
+
+const char* ConsentEventName(ConsentEventType t) {
+  switch (t) {
+    case ConsentEventType::kGranted: return "granted";
+    case ConsentEventType::kWithdrawn: return "withdrawn";
+    case ConsentEventType::kRefused: return "refused";
+    case ConsentEventType::kObjected: return "objected";
+  }
+  return "granted";
+}
+
+bool ParseConsentEventType(const std::string& s, ConsentEventType* out) {
+  for (auto t : {ConsentEventType::kGranted, ConsentEventType::kWithdrawn,
+                 ConsentEventType::kRefused, ConsentEventType::kObjected}) {
+    if (s == ConsentEventName(t)) {
+      *out = t;
+      return true;
+    }
+  }
+  return false;
+}
+
+ConsentDecision Decide(const SubjectConsentFacts& facts, const PolicySet& policies,
+                       const Purpose& purpose, const std::string& channel, int64_t now) {
+  ConsentDecision d;
+  d.basis = LegalBasisName(purpose.legal_basis);
+  if (facts.status == "erased") {
+    d.reason = "erased";
+    return d;
+  }
+  if (facts.status == "restricted") {
+    d.reason = "restricted";
+    return d;
+  }
+  if (facts.suppressed) {
+    d.reason = "suppressed";
+    return d;
+  }
+  // The latest event for this purpose on this channel or on all channels; and any
+  // objection to direct marketing.
+  const ConsentEvent* latest = nullptr;
+  const ConsentEvent* marketing_objection = nullptr;
+  for (const auto& e : facts.events) {
+    if (e.type == ConsentEventType::kObjected) {
+      const Purpose* p = policies.FindPurpose(e.purpose);
+      if (p != nullptr && p->marketing &&
+          (marketing_objection == nullptr || e.at >= marketing_objection->at)) {
+        marketing_objection = &e;
+      }
+    }
+    if (e.purpose != purpose.id) continue;
+    if (!e.channel.empty() && !channel.empty() && e.channel != channel) continue;
+    if (!e.channel.empty() && channel.empty()) continue;  // a channel-specific event does not
+                                                          // answer for every channel
+    if (latest == nullptr || e.at > latest->at || (e.at == latest->at && e.id > latest->id)) {
+      latest = &e;
+    }
+  }
+  if (purpose.marketing && marketing_objection != nullptr) {
+    d.reason = "objected";
+    d.since = marketing_objection->at;
+    return d;
+  }
+  switch (purpose.legal_basis) {
+    case LegalBasis::kConsent:
+      if (latest == nullptr) {
+        d.reason = "no_consent";
+      } else if (latest->type == ConsentEventType::kGranted) {
+        d.since = latest->at;
+        d.expires_at = latest->expires_at;
+        if (latest->expires_at != 0 && latest->expires_at <= now) {
+          d.reason = "consent_expired";
+        } else {
+          d.allowed = true;
+          d.reason = "consent_granted";
+        }
+      } else {
+        d.since = latest->at;
+        d.reason = latest->type == ConsentEventType::kWithdrawn ? "consent_withdrawn"
+                   : latest->type == ConsentEventType::kRefused ? "consent_refused"
+                                                                 : "objected";
+      }
+      return d;
+    case LegalBasis::kLegitimateInterests:
+      if (latest != nullptr && (latest->type == ConsentEventType::kWithdrawn ||
+                                latest->type == ConsentEventType::kObjected ||
+                                latest->type == ConsentEventType::kRefused)) {
+        d.since = latest->at;
+        d.reason = latest->type == ConsentEventType::kObjected ? "objected"
+                   : latest->type == ConsentEventType::kRefused ? "consent_refused"
+                                                                 : "consent_withdrawn";
+        return d;
+      }
+      d.allowed = true;
+      d.reason = "legitimate_interest";
+      if (latest != nullptr) d.since = latest->at;
+      return d;
+    case LegalBasis::kContract:
+      d.allowed = true;
+      d.reason = "contract";
+      return d;
+    case LegalBasis::kLegalObligation:
+      d.allowed = true;
+      d.reason = "legal_obligation";
+      return d;
+    case LegalBasis::kVitalInterests:
+      d.allowed = true;
+      d.reason = "vital_interests";
+      return d;
+    case LegalBasis::kPublicTask:
+      d.allowed = true;
+      d.reason = "public_task";
+      return d;
+  }
+  return d;
+}
+
+}  // namespace garde

@@ -1,0 +1,336 @@
+#include "garde/domain/consent_ledger.h"
+
+#include <algorithm>
+
+#include "garde/base/encoding.h"
+#include "garde/base/json_writer.h"
+#include "garde/domain/subject_vault.h"
+
+namespace garde {
+namespace {
+
+constexpr size_t kMaxBatch = 10000;
+
+// Which contact field a channel reaches, for the suppression check.
+const char* ContactFieldFor(const std::string& channel) {
+  if (channel == "email") return "email";
+  if (channel == "sms" || channel == "phone") return "phone";
+  return nullptr;
+}
+
+bool IsChannelOf(const Purpose& p, const std::string& channel) {
+  return std::find(p.channels.begin(), p.channels.end(), channel) != p.channels.end();
+}
+
+}  // namespace
+
+std::optional<int64_t> AddIsoDuration(int64_t t, const std::string& d) {
+  if (d.size() < 3 || d[0] != 'P') return std::nullopt;
+  int64_t years = 0, months = 0, days = 0, seconds = 0;
+  bool in_time = false;
+  int64_t num = -1;
+  for (size_t i = 1; i < d.size(); ++i) {
+    const char c = d[i];
+    if (c == 'T') {
+      if (in_time || num != -1) return std::nullopt;
+      in_time = true;
+      continue;
+    }
+    if (c >= '0' && c <= '9') {
+      num = (num < 0 ? 0 : num) * 10 + (c - '0');
+      if (num > 100000) return std::nullopt;
+      continue;
+    }
+    if (num < 0) return std::nullopt;
+    if (!in_time && c == 'Y') years += num;
+    else if (!in_time && c == 'M') months += num;
+    else if (!in_time && c == 'W') days += num * 7;
+    else if (!in_time && c == 'D') days += num;
+    else if (in_time && c == 'H') seconds += num * 3600;
+    else if (in_time && c == 'M') seconds += num * 60;
+    else if (in_time && c == 'S') seconds += num;
+    else return std::nullopt;
+    num = -1;
+  }
+  if (num != -1) return std::nullopt;
+  // Calendar arithmetic: add months, clamping the day to the target month's length.
+  int64_t day_index = t >= 0 ? t / 86400 : (t - 86399) / 86400;
+  const int64_t secs = t - day_index * 86400;
+  CivilDate c = CivilFromDays(day_index);
+  int64_t m = c.month - 1 + months + years * 12;
+  c.year += static_cast<int>(m >= 0 ? m / 12 : (m - 11) / 12);
+  c.month = static_cast<int>(((m % 12) + 12) % 12 + 1);
+  c.day = std::min(c.day, DaysInMonth(c.year, c.month));
+  return (DaysFromCivil(c) + days) * 86400 + secs + seconds;
+}
+
+ConsentEvent ConsentEventFromRow(const ConsentEventRow& r) {
+  ConsentEvent e;
+  e.id = r.id;
+  e.subject_id = r.subject_id;
+  e.purpose = r.purpose;
+  e.channel = r.channel;
+  ParseConsentEventType(r.event, &e.type);
+  e.legal_basis = r.legal_basis;
+  e.notice_version = r.notice_version;
+  e.method = r.method;
+  e.actor = r.actor;
+  e.at = r.at;
+  e.expires_at = r.expires_at;
+  e.receipt = r.receipt;
+  return e;
+}
+
+Status ConsentLedger::ValidatePurposeChannel(const PolicySet& policies, const std::string& purpose,
+                                             const std::string& channel,
+                                             const Purpose** out) const {
+  Status invalid(Code::kUnprocessable, "the consent request is not valid");
+  const Purpose* p = policies.FindPurpose(purpose);
+  if (p == nullptr) {
+    invalid.AddError("purpose", "is not a purpose of the catalogue");
+  } else if (!channel.empty() && !IsChannelOf(*p, channel)) {
+    std::string list;
+    for (const auto& c : p->channels) list += (list.empty() ? "" : ", ") + c;
+    invalid.AddError("channel", "is not a channel of " + purpose +
+                                    (list.empty() ? " (it has none)" : " (one of: " + list + ")"));
+  }
+  if (!invalid.errors().empty()) return invalid;
+  *out = p;
+  return Status::Ok();
+}
+
+Result<ConsentEvent> ConsentLedger::Record(const Caller& caller, const std::string& subject_id,
+                                           const ConsentRequest& req) {
+  auto policies = d_.policies.Current();
+  GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "consents.write"));
+  const Purpose* purpose = nullptr;
+  Status invalid(Code::kUnprocessable, "the consent event is not valid; nothing was stored");
+  Status pc = ValidatePurposeChannel(*policies, req.purpose, req.channel, &purpose);
+  for (const auto& e : pc.errors()) invalid.AddError(e.field, e.message);
+  ConsentEventType type = ConsentEventType::kGranted;
+  if (!ParseConsentEventType(req.event, &type)) {
+    invalid.AddError("event", "must be granted, withdrawn, refused or objected");
+  }
+  if (std::find_if(std::begin(kCollectionMethods), std::end(kCollectionMethods),
+                   [&](const char* m) { return req.method == m; }) ==
+      std::end(kCollectionMethods)) {
+    std::string list;
+    for (const char* m : kCollectionMethods) list += (list.empty() ? "" : ", ") + std::string(m);
+    invalid.AddError("method", "must be one of: " + list);
+  }
+  int64_t at = d_.clock.Now();
+  if (!req.collected_at.empty()) {
+    auto t = ParseRfc3339(req.collected_at);
+    if (!t || *t > at + 300) {
+      invalid.AddError("collected_at", "must be an RFC 3339 time, not in the future");
+    } else {
+      at = *t;
+    }
+  }
+  if (purpose != nullptr && type == ConsentEventType::kGranted &&
+      purpose->legal_basis == LegalBasis::kConsent) {
+    const bool known = std::any_of(purpose->notices.begin(), purpose->notices.end(),
+                                   [&](const NoticeVersion& n) { return n.version == req.notice_version; });
+    if (!known) {
+      invalid.AddError("notice_version",
+                       "consent must name the notice version shown (see GET /v1/purposes)");
+    }
+  } else if (purpose != nullptr && !req.notice_version.empty() &&
+             std::none_of(purpose->notices.begin(), purpose->notices.end(),
+                          [&](const NoticeVersion& n) { return n.version == req.notice_version; })) {
+    invalid.AddError("notice_version", "is not a notice version of this purpose");
+  }
+  if (!invalid.errors().empty()) return invalid;
+
+  ConsentEvent e;
+  e.id = RandomId("cev_");
+  e.subject_id = subject_id;
+  e.purpose = purpose->id;
+  e.channel = req.channel;
+  e.type = type;
+  e.legal_basis = LegalBasisName(purpose->legal_basis);
+  e.notice_version = req.notice_version;
+  e.method = req.method;
+  e.actor = caller.key_id;
+  e.at = at;
+  if (type == ConsentEventType::kGranted && !purpose->validity.empty()) {
+    e.expires_at = AddIsoDuration(at, purpose->validity).value_or(0);
+  }
+
+  // The receipt (ISO/IEC TS 27560 / Kantara CR v1.1 fields), signed over its exact bytes.
+  JsonWriter r;
+  r.BeginObject()
+      .Key("version").String("garde-consent-receipt/1")
+      .Key("record_id").String(e.id)
+      .Key("subject").String(e.subject_id)
+      .Key("controller").BeginObject().Key("name").String(policies->controller_name())
+      .Key("contact").String(policies->controller_contact()).EndObject()
+      .Key("purpose").String(e.purpose)
+      .Key("purpose_title").String(purpose->title)
+      .Key("channel").StringOrNull(e.channel)
+      .Key("event").String(ConsentEventName(e.type))
+      .Key("legal_basis").String(e.legal_basis)
+      .Key("notice_version").StringOrNull(e.notice_version)
+      .Key("collection_method").String(e.method)
+      .Key("collected_at").String(FormatRfc3339(e.at))
+      .Key("expires_at");
+  if (e.expires_at != 0) {
+    r.String(FormatRfc3339(e.expires_at));
+  } else {
+    r.Null();
+  }
+  r.Key("withdrawal_method")
+      .String("the preference centre link in every message, one-click unsubscribe, or the "
+              "controller's contact above")
+      .EndObject();
+  const std::string payload = r.Take();
+  const auto sig = d_.signer.SignBytes(payload);
+  JsonWriter signed_receipt;
+  signed_receipt.BeginObject()
+      .Key("receipt").Raw(payload)
+      .Key("signature").BeginObject()
+      .Key("alg").String("Ed25519")
+      .Key("key_id").String(d_.signer.key_id_hex())
+      .Key("signed").String(Base64UrlEncode(AsBytes(payload)))
+      .Key("value").String(Base64Encode(sig.data(), sig.size()))
+      .EndObject().EndObject();
+  e.receipt = signed_receipt.Take();
+
+  Status written = d_.store.Write([&](WriteTx& tx) -> Status {
+    auto row = tx.GetSubject(subject_id);
+    if (!row.ok()) return row.status();
+    if (!row.value()) return NotFound("no such subject");
+    if (row.value()->status == "erased") return Conflict("the subject has been erased");
+    GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent({e.id, e.subject_id, e.purpose, e.channel,
+                                                 ConsentEventName(e.type), e.legal_basis,
+                                                 e.notice_version, e.method, e.actor, e.at,
+                                                 e.expires_at, e.receipt}));
+    if (type == ConsentEventType::kObjected && purpose->marketing) {
+      // Art. 21(3): the contacts are never used for direct marketing again, even after the
+      // record is erased. The digests were computed when the contacts were written.
+      for (const char* field : {"email", "phone"}) {
+        auto digests = tx.IndexDigestsOf(subject_id, "~" + std::string(field));
+        if (!digests.ok()) return digests.status();
+        for (const auto& digest : digests.value()) {
+          GARDE_RETURN_IF_ERROR(tx.PutSuppression(field, digest, "objection", e.at));
+        }
+      }
+    }
+    return d_.journal.Record(&tx, caller,
+                             {"consent.record", subject_id, "", "ok",
+                              {e.purpose, ConsentEventName(e.type)}, 1});
+  });
+  if (!written.ok()) return written;
+  return e;
+}
+
+Result<std::vector<ConsentEvent>> ConsentLedger::History(const Caller& caller,
+                                                         const std::string& subject_id) {
+  auto policies = d_.policies.Current();
+  GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "consents.read"));
+  std::vector<ConsentEvent> out;
+  GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
+    auto row = tx.GetSubject(subject_id);
+    if (!row.ok()) return row.status();
+    if (!row.value()) return NotFound("no such subject");
+    auto events = tx.ConsentEventsOf(subject_id);
+    if (!events.ok()) return events.status();
+    for (const auto& r : events.value()) out.push_back(ConsentEventFromRow(r));
+    return Status::Ok();
+  }));
+  GARDE_RETURN_IF_ERROR(d_.journal.Record(
+      nullptr, caller,
+      {"consent.history", subject_id, "", "ok", {}, static_cast<int64_t>(out.size())}));
+  return out;
+}
+
+Result<ConsentAnswer> ConsentLedger::Decide1(ReadTx& tx, const PolicySet& policies,
+                                             const std::string& id, const Purpose& purpose,
+                                             const std::string& channel, int64_t now) {
+  ConsentAnswer a{id, purpose.id, channel, {}};
+  auto row = tx.GetSubject(id);
+  if (!row.ok()) return row.status();
+  if (!row.value()) {
+    a.decision.reason = "not_found";
+    a.decision.basis = LegalBasisName(purpose.legal_basis);
+    return a;
+  }
+  SubjectConsentFacts facts;
+  facts.status = row.value()->status;
+  if (const char* field = ContactFieldFor(channel)) {
+    auto s = tx.SubjectSuppressed(id, "~" + std::string(field), field);
+    if (!s.ok()) return s.status();
+    facts.suppressed = s.value();
+  }
+  auto events = tx.ConsentEventsOf(id);
+  if (!events.ok()) return events.status();
+  for (const auto& r : events.value()) facts.events.push_back(ConsentEventFromRow(r));
+  a.decision = Decide(facts, policies, purpose, channel, now);
+  return a;
+}
+
+Result<ConsentAnswer> ConsentLedger::Check(const Caller& caller, const std::string& subject_id,
+                                           const std::string& purpose_id,
+                                           const std::string& channel) {
+  auto batch = CheckMany(caller, {subject_id}, purpose_id, channel);
+  if (!batch.ok()) return batch.status();
+  if (batch->front().decision.reason == "not_found") return NotFound("no such subject");
+  return batch->front();
+}
+
+Result<std::vector<ConsentAnswer>> ConsentLedger::CheckMany(
+    const Caller& caller, const std::vector<std::string>& ids, const std::string& purpose_id,
+    const std::string& channel) {
+  auto policies = d_.policies.Current();
+  GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "consent.check"));
+  const Purpose* purpose = nullptr;
+  GARDE_RETURN_IF_ERROR(ValidatePurposeChannel(*policies, purpose_id, channel, &purpose));
+  if (ids.size() > kMaxBatch) {
+    return Status(Code::kPayloadTooLarge,
+                  "check at most " + std::to_string(kMaxBatch) + " subjects at once");
+  }
+  const int64_t now = d_.clock.Now();
+  std::vector<ConsentAnswer> out;
+  out.reserve(ids.size());
+  GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
+    for (const auto& id : ids) {
+      auto a = Decide1(tx, *policies, id, *purpose, channel, now);
+      if (!a.ok()) return a.status();
+      out.push_back(std::move(a.value()));
+    }
+    return Status::Ok();
+  }));
+  int64_t allowed = 0;
+  for (const auto& a : out) allowed += a.decision.allowed ? 1 : 0;
+  GARDE_RETURN_IF_ERROR(d_.journal.Record(
+      nullptr, caller,
+      {"consent.check", ids.size() == 1 ? ids.front() : "", purpose_id, "ok",
+       {channel.empty() ? "*" : channel, "allowed:" + std::to_string(allowed)},
+       static_cast<int64_t>(out.size())}));
+  return out;
+}
+
+Result<std::vector<bool>> ConsentLedger::Suppressed(const Caller& caller, const std::string& kind,
+                                                    const std::vector<std::string>& values) {
+  auto policies = d_.policies.Current();
+  GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "suppressions.check"));
+  const FieldSpec* spec = policies->schema().Find(kind);
+  std::vector<bool> out(values.size(), false);
+  GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (spec == nullptr) continue;
+      std::string why;
+      auto norm = d_.standard.Normalize(*spec, FieldValue::String(values[i]), &why);
+      if (!norm) continue;
+      auto hit = tx.IsSuppressed(kind, SuppressionDigest(d_.suppression, kind, norm->text));
+      if (!hit.ok()) return hit.status();
+      out[i] = hit.value();
+    }
+    return Status::Ok();
+  }));
+  GARDE_RETURN_IF_ERROR(d_.journal.Record(
+      nullptr, caller, {"suppression.check", "", "", "ok", {kind}, static_cast<int64_t>(values.size())}));
+  return out;
+}
+
+}  // namespace garde

@@ -1,0 +1,250 @@
+// /v1/purposes, /v1/subjects/{id}/consents, /v1/consent/check, /v1/suppressions:check.
+#include <map>
+
+#include "garde/base/clock.h"
+#include "garde/base/json_writer.h"
+#include "garde/http/http_service.h"
+#include "garde/http/json_input.h"
+
+namespace garde {
+namespace {
+
+void TimeOrNull(JsonWriter& w, int64_t t) {
+  if (t == 0) {
+    w.Null();
+  } else {
+    w.String(FormatRfc3339(t));
+  }
+}
+
+void WriteAnswer(JsonWriter& w, const ConsentAnswer& a) {
+  w.BeginObject()
+      .Key("subject").String(a.subject)
+      .Key("purpose").String(a.purpose)
+      .Key("channel").StringOrNull(a.channel)
+      .Key("allowed").Bool(a.decision.allowed)
+      .Key("reason").String(a.decision.reason)
+      .Key("basis").String(a.decision.basis)
+      .Key("since");
+  TimeOrNull(w, a.decision.since);
+  w.Key("expires_at");
+  TimeOrNull(w, a.decision.expires_at);
+  w.EndObject();
+}
+
+void WriteEvent(JsonWriter& w, const ConsentEvent& e, bool with_receipt) {
+  w.BeginObject()
+      .Key("id").String(e.id)
+      .Key("subject").String(e.subject_id)
+      .Key("purpose").String(e.purpose)
+      .Key("channel").StringOrNull(e.channel)
+      .Key("event").String(ConsentEventName(e.type))
+      .Key("legal_basis").String(e.legal_basis)
+      .Key("notice_version").StringOrNull(e.notice_version)
+      .Key("method").String(e.method)
+      .Key("actor").String(e.actor)
+      .Key("at").String(FormatRfc3339(e.at))
+      .Key("expires_at");
+  TimeOrNull(w, e.expires_at);
+  if (with_receipt) w.Key("receipt").Raw(e.receipt);
+  w.EndObject();
+}
+
+Status ListPurposes(Deployment& d, Exchange& x) {
+  GARDE_RETURN_IF_ERROR(Authenticate(d, x));
+  auto policies = d.policies().Current();
+  GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, *x.caller, "purposes.read"));
+  JsonWriter w;
+  w.BeginObject().Key("items").BeginArray();
+  for (const auto& p : policies->purposes()) {
+    w.BeginObject()
+        .Key("id").String(p.id)
+        .Key("title").String(p.title)
+        .Key("description").String(p.description)
+        .Key("legal_basis").String(LegalBasisName(p.legal_basis))
+        .Key("marketing").Bool(p.marketing)
+        .Key("channels").BeginArray();
+    for (const auto& c : p.channels) w.String(c);
+    w.EndArray().Key("validity").StringOrNull(p.validity).Key("gpc_opt_out").Bool(p.gpc_opt_out);
+    w.Key("notices").BeginArray();
+    for (const auto& n : p.notices) {
+      w.BeginObject().Key("version").String(n.version).Key("text").StringOrNull(n.text)
+          .Key("url").StringOrNull(n.url).Key("valid_from").StringOrNull(n.valid_from).EndObject();
+    }
+    w.EndArray().EndObject();
+  }
+  w.EndArray().EndObject();
+  x.Json(200, w.Take());
+  return Status::Ok();
+}
+
+Status RecordConsent(Deployment& d, Exchange& x) {
+  GARDE_RETURN_IF_ERROR(Authenticate(d, x));
+  GARDE_RETURN_IF_ERROR(
+      AccessGate::Require(*d.policies().Current(), *x.caller, "consents.write"));
+  GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
+  auto obj = ParseJsonObject(x.body);
+  if (!obj.ok()) return obj.status();
+  Status problems(Code::kUnprocessable, "the consent event is not valid; nothing was stored");
+  CheckMembers(*obj.value(),
+               {"purpose", "channel", "event", "notice_version", "method", "collected_at"}, "",
+               &problems);
+  ConsentRequest req;
+  req.purpose = ReadString(*obj.value(), "purpose", "", &problems).value_or("");
+  req.channel = ReadString(*obj.value(), "channel", "", &problems).value_or("");
+  req.event = ReadString(*obj.value(), "event", "", &problems).value_or("");
+  req.notice_version = ReadString(*obj.value(), "notice_version", "", &problems).value_or("");
+  req.method = ReadString(*obj.value(), "method", "", &problems).value_or("api");
+  req.collected_at = ReadString(*obj.value(), "collected_at", "", &problems).value_or("");
+  if (req.purpose.empty()) problems.AddError("purpose", "is required");
+  if (req.event.empty()) problems.AddError("event", "is required");
+  if (!problems.errors().empty()) return problems;
+  auto e = d.consents().Record(*x.caller, x.params["id"], req);
+  if (!e.ok()) return e.status();
+  JsonWriter w;
+  WriteEvent(w, e.value(), true);
+  x.Json(201, w.Take());
+  x.reply_headers.emplace_back("Location", "/v1/subjects/" + x.params["id"] + "/consents");
+  return Status::Ok();
+}
+
+Status ConsentHistory(Deployment& d, Exchange& x) {
+  GARDE_RETURN_IF_ERROR(Authenticate(d, x));
+  auto events = d.consents().History(*x.caller, x.params["id"]);
+  if (!events.ok()) return events.status();
+  // Current state: the latest event per purpose and channel.
+  std::map<std::pair<std::string, std::string>, const ConsentEvent*> latest;
+  for (const auto& e : events.value()) {
+    auto& slot = latest[{e.purpose, e.channel}];
+    if (slot == nullptr || e.at >= slot->at) slot = &e;
+  }
+  JsonWriter w;
+  w.BeginObject().Key("subject").String(x.params["id"]).Key("state").BeginArray();
+  for (const auto& [key, e] : latest) WriteEvent(w, *e, false);
+  w.EndArray().Key("history").BeginArray();
+  for (const auto& e : events.value()) WriteEvent(w, e, true);
+  w.EndArray().EndObject();
+  x.Json(200, w.Take());
+  return Status::Ok();
+}
+
+Status CheckOne(Deployment& d, Exchange& x) {
+  GARDE_RETURN_IF_ERROR(Authenticate(d, x));
+  Status problems(Code::kUnprocessable, "the consent check is not valid");
+  if (x.query["subject"].empty()) problems.AddError("subject", "is required");
+  if (x.query["purpose"].empty()) problems.AddError("purpose", "is required");
+  if (!problems.errors().empty()) return problems;
+  auto a = d.consents().Check(*x.caller, x.query["subject"], x.query["purpose"],
+                              x.query["channel"]);
+  if (!a.ok()) return a.status();
+  JsonWriter w;
+  WriteAnswer(w, a.value());
+  x.Json(200, w.Take());
+  return Status::Ok();
+}
+
+Status CheckBatch(Deployment& d, Exchange& x) {
+  GARDE_RETURN_IF_ERROR(Authenticate(d, x));
+  GARDE_RETURN_IF_ERROR(AccessGate::Require(*d.policies().Current(), *x.caller, "consent.check"));
+  GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
+  auto obj = ParseJsonObject(x.body);
+  if (!obj.ok()) return obj.status();
+  Status problems(Code::kUnprocessable, "the consent check is not valid");
+  CheckMembers(*obj.value(), {"purpose", "channel", "subjects"}, "", &problems);
+  const std::string purpose = ReadString(*obj.value(), "purpose", "", &problems).value_or("");
+  const std::string channel = ReadString(*obj.value(), "channel", "", &problems).value_or("");
+  if (purpose.empty()) problems.AddError("purpose", "is required");
+  std::vector<std::string> ids;
+  if (!obj.value()->has("subjects") || !IsJsonArray(obj.value()->get("subjects"))) {
+    problems.AddError("subjects", "must be an array of subject ids");
+  } else {
+    const auto& arr = *obj.value()->getArray("subjects");
+    for (size_t i = 0; i < arr.size(); ++i) {
+      const auto v = arr.get(static_cast<unsigned>(i));
+      if (!v.isString()) {
+        problems.AddError("subjects[" + std::to_string(i) + "]", "must be a string");
+        continue;
+      }
+      ids.push_back(v.extract<std::string>());
+    }
+  }
+  if (!problems.errors().empty()) return problems;
+  auto answers = d.consents().CheckMany(*x.caller, ids, purpose, channel);
+  if (!answers.ok()) return answers.status();
+  JsonWriter w;
+  int64_t allowed = 0;
+  w.BeginObject().Key("purpose").String(purpose).Key("channel").StringOrNull(channel)
+      .Key("decisions").BeginArray();
+  for (const auto& a : answers.value()) {
+    WriteAnswer(w, a);
+    allowed += a.decision.allowed ? 1 : 0;
+  }
+  w.EndArray().Key("allowed").Int(allowed)
+      .Key("denied").Int(static_cast<int64_t>(answers->size()) - allowed).EndObject();
+  x.Json(200, w.Take());
+  return Status::Ok();
+}
+
+Status CheckSuppressions(Deployment& d, Exchange& x) {
+  GARDE_RETURN_IF_ERROR(Authenticate(d, x));
+  GARDE_RETURN_IF_ERROR(
+      AccessGate::Require(*d.policies().Current(), *x.caller, "suppressions.check"));
+  GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
+  auto obj = ParseJsonObject(x.body);
+  if (!obj.ok()) return obj.status();
+  Status problems(Code::kUnprocessable, "the suppression check is not valid");
+  CheckMembers(*obj.value(), {"emails", "phones"}, "", &problems);
+  std::map<std::string, std::vector<std::string>> lists;
+  size_t total = 0;
+  for (const char* member : {"emails", "phones"}) {
+    if (!obj.value()->has(member)) continue;
+    if (!IsJsonArray(obj.value()->get(member))) {
+      problems.AddError(member, "must be an array of strings");
+      continue;
+    }
+    const auto& arr = *obj.value()->getArray(member);
+    for (size_t i = 0; i < arr.size(); ++i) {
+      const auto v = arr.get(static_cast<unsigned>(i));
+      if (!v.isString()) {
+        problems.AddError(std::string(member) + "[" + std::to_string(i) + "]", "must be a string");
+        continue;
+      }
+      lists[member].push_back(v.extract<std::string>());
+      ++total;
+    }
+  }
+  if (total > 10000) return Status(Code::kPayloadTooLarge, "check at most 10000 contacts at once");
+  if (!problems.errors().empty()) return problems;
+  JsonWriter w;
+  w.BeginObject();
+  int64_t suppressed = 0;
+  for (const auto& [member, kind] : {std::pair<std::string, std::string>{"emails", "email"},
+                                     {"phones", "phone"}}) {
+    auto result = d.consents().Suppressed(*x.caller, kind, lists[member]);
+    if (!result.ok()) return result.status();
+    // Answers by position: the response never repeats the contacts themselves.
+    w.Key(member).BeginArray();
+    for (size_t i = 0; i < result->size(); ++i) {
+      w.BeginObject().Key("index").Int(static_cast<int64_t>(i))
+          .Key("suppressed").Bool((*result)[i]).EndObject();
+      suppressed += (*result)[i] ? 1 : 0;
+    }
+    w.EndArray();
+  }
+  w.Key("suppressed").Int(suppressed).EndObject();
+  x.Json(200, w.Take());
+  return Status::Ok();
+}
+
+}  // namespace
+
+void AddConsentRoutes(Router& router, Deployment& d) {
+  router.Add("GET", "/v1/purposes", [&d](Exchange& x) { return ListPurposes(d, x); });
+  router.Add("POST", "/v1/subjects/{id}/consents", [&d](Exchange& x) { return RecordConsent(d, x); });
+  router.Add("GET", "/v1/subjects/{id}/consents", [&d](Exchange& x) { return ConsentHistory(d, x); });
+  router.Add("GET", "/v1/consent/check", [&d](Exchange& x) { return CheckOne(d, x); });
+  router.Add("POST", "/v1/consent/check", [&d](Exchange& x) { return CheckBatch(d, x); });
+  router.Add("POST", "/v1/suppressions:check", [&d](Exchange& x) { return CheckSuppressions(d, x); });
+}
+
+}  // namespace garde

@@ -35,7 +35,9 @@ ConsentDecision Decide(const SubjectConsentFacts& facts, const PolicySet& polici
     d.reason = "restricted";
     return d;
   }
-  if (facts.suppressed) {
+  // The suppression list stops marketing contact; it does not stop an order confirmation or
+  // a legally required notice (see docs/api.md, "Choices").
+  if (facts.suppressed && purpose.marketing) {
     d.reason = "suppressed";
     return d;
   }
@@ -55,9 +57,8 @@ ConsentDecision Decide(const SubjectConsentFacts& facts, const PolicySet& polici
     if (!e.channel.empty() && !channel.empty() && e.channel != channel) continue;
     if (!e.channel.empty() && channel.empty()) continue;  // a channel-specific event does not
                                                           // answer for every channel
-    if (latest == nullptr || e.at > latest->at || (e.at == latest->at && e.id > latest->id)) {
-      latest = &e;
-    }
+    // Events come in recording order: on equal times the later-recorded one wins.
+    if (latest == nullptr || e.at >= latest->at) latest = &e;
   }
   if (purpose.marketing && marketing_objection != nullptr) {
     d.reason = "objected";

@@ -316,6 +316,148 @@ const char* OpenApiDocument() {
       "type": "integer"
      }
     }
+   },
+   "ConsentDecision": {
+    "type": "object",
+    "required": [
+     "subject",
+     "purpose",
+     "channel",
+     "allowed",
+     "reason",
+     "basis",
+     "since",
+     "expires_at"
+    ],
+    "properties": {
+     "subject": {
+      "type": "string"
+     },
+     "purpose": {
+      "type": "string"
+     },
+     "channel": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "allowed": {
+      "type": "boolean"
+     },
+     "reason": {
+      "type": "string",
+      "enum": [
+       "consent_granted",
+       "no_consent",
+       "consent_withdrawn",
+       "consent_refused",
+       "consent_expired",
+       "objected",
+       "suppressed",
+       "restricted",
+       "erased",
+       "legitimate_interest",
+       "contract",
+       "legal_obligation",
+       "vital_interests",
+       "public_task",
+       "not_found"
+      ]
+     },
+     "basis": {
+      "type": "string"
+     },
+     "since": {
+      "type": [
+       "string",
+       "null"
+      ],
+      "format": "date-time"
+     },
+     "expires_at": {
+      "type": [
+       "string",
+       "null"
+      ],
+      "format": "date-time"
+     }
+    }
+   },
+   "ConsentEvent": {
+    "type": "object",
+    "properties": {
+     "id": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "subject": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "purpose": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "channel": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "event": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "legal_basis": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "notice_version": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "method": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "actor": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "at": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "expires_at": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "receipt": {
+      "type": "object",
+      "description": "{receipt:{\u2026}, signature:{alg, key_id, signed (base64url of the exact receipt bytes), value (base64 Ed25519)}}"
+     }
+    }
    }
   },
   "responses": {
@@ -984,6 +1126,300 @@ const char* OpenApiDocument() {
         }
        }
       }
+     }
+    }
+   }
+  },
+  "/v1/purposes": {
+   "get": {
+    "summary": "Purposes catalogue (any key)",
+    "responses": {
+     "200": {
+      "description": "Purposes"
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/subjects/{id}/consents": {
+   "post": {
+    "summary": "Record a consent event (operator) \u2192 signed receipt",
+    "parameters": [
+     {
+      "$ref": "#/components/parameters/SubjectId"
+     }
+    ],
+    "requestBody": {
+     "required": true,
+     "content": {
+      "application/json": {
+       "schema": {
+        "type": "object",
+        "required": [
+         "purpose",
+         "event"
+        ],
+        "additionalProperties": false,
+        "properties": {
+         "purpose": {
+          "type": "string"
+         },
+         "channel": {
+          "type": "string"
+         },
+         "event": {
+          "enum": [
+           "granted",
+           "withdrawn",
+           "refused",
+           "objected"
+          ]
+         },
+         "notice_version": {
+          "type": "string"
+         },
+         "method": {
+          "enum": [
+           "web_form",
+           "preference_centre",
+           "one_click_unsubscribe",
+           "phone",
+           "import",
+           "gpc",
+           "api",
+           "in_store",
+           "call_centre",
+           "email"
+          ]
+         },
+         "collected_at": {
+          "type": "string",
+          "format": "date-time"
+         }
+        }
+       }
+      }
+     }
+    },
+    "responses": {
+     "201": {
+      "description": "The event with its receipt",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/ConsentEvent"
+        }
+       }
+      }
+     },
+     "400": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "409": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "415": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   },
+   "get": {
+    "summary": "Current state per purpose/channel and history (operator, officer)",
+    "parameters": [
+     {
+      "$ref": "#/components/parameters/SubjectId"
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "{subject, state:[event], history:[event with receipt]}"
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/consent/check": {
+   "get": {
+    "summary": "One decision with its reason (marketing, operator)",
+    "parameters": [
+     {
+      "name": "subject",
+      "in": "query",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "purpose",
+      "in": "query",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "channel",
+      "in": "query",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "Decision",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/ConsentDecision"
+        }
+       }
+      }
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   },
+   "post": {
+    "summary": "Decisions for up to 10 000 subjects (marketing, operator)",
+    "requestBody": {
+     "required": true,
+     "content": {
+      "application/json": {
+       "schema": {
+        "type": "object",
+        "required": [
+         "purpose",
+         "subjects"
+        ],
+        "properties": {
+         "purpose": {
+          "type": "string"
+         },
+         "channel": {
+          "type": "string"
+         },
+         "subjects": {
+          "type": "array",
+          "items": {
+           "type": "string"
+          }
+         }
+        }
+       }
+      }
+     }
+    },
+    "responses": {
+     "200": {
+      "description": "{purpose, channel, decisions:[decision], allowed, denied}"
+     },
+     "400": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "413": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "415": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/suppressions:check": {
+   "post": {
+    "summary": "Which contacts are suppressed, answered by position (marketing)",
+    "requestBody": {
+     "required": true,
+     "content": {
+      "application/json": {
+       "schema": {
+        "type": "object",
+        "properties": {
+         "emails": {
+          "type": "array",
+          "items": {
+           "type": "string"
+          }
+         },
+         "phones": {
+          "type": "array",
+          "items": {
+           "type": "string"
+          }
+         }
+        }
+       }
+      }
+     }
+    },
+    "responses": {
+     "200": {
+      "description": "{emails:[{index, suppressed}], phones:[\u2026], suppressed}"
+     },
+     "400": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "413": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "415": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
      }
     }
    }

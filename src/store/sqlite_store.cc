@@ -440,7 +440,7 @@ class SqliteTx final : public WriteTx {
     Query q(c_,
             "SELECT id, subject_id, purpose, channel, event, legal_basis, notice_version, method, "
             "actor, at, expires_at, receipt FROM consent_events WHERE subject_id = ? "
-            "ORDER BY at, id");
+            "ORDER BY at, rowid");
     q.Text(subject_id);
     std::vector<ConsentEventRow> out;
     int rc;

@@ -156,7 +156,8 @@ TEST_F(SubjectsE2E, HealthReadinessAndOpenApi) {
                            "/v1/subjects:search", "/healthz", "/readyz", "/v1/audit",
                            "/v1/audit/entries", "/v1/audit/checkpoint",
                            "/v1/audit/proof/inclusion", "/v1/audit/proof/consistency",
-                           "/v1/keys/public"}) {
+                           "/v1/keys/public", "/v1/purposes", "/v1/subjects/{id}/consents",
+                           "/v1/consent/check", "/v1/suppressions:check"}) {
     EXPECT_NE(r.body.find(std::string("\"") + path + "\""), std::string::npos) << path;
   }
 }

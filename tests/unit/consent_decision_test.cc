@@ -53,6 +53,8 @@ TEST(ConsentDecision, DecisionTable) {
       {"restricted", "restricted", false, {Ev("marketing.email", "", T::kGranted, 10)}, "marketing.email", "email", false, "restricted"},
       {"erased", "erased", false, {Ev("marketing.email", "", T::kGranted, 10)}, "marketing.email", "email", false, "erased"},
       {"suppressed", "active", true, {Ev("marketing.email", "", T::kGranted, 10)}, "marketing.email", "email", false, "suppressed"},
+      {"suppression does not stop the contract", "active", true, {}, "service.orders", "email", true, "contract"},
+      {"same-second withdrawal after grant wins", "active", false, {Ev("marketing.email", "", T::kGranted, 10), Ev("marketing.email", "", T::kWithdrawn, 10)}, "marketing.email", "email", false, "consent_withdrawn"},
       {"objection to any marketing is absolute", "active", false, {Ev("marketing.post", "", T::kObjected, 5), Ev("marketing.email", "", T::kGranted, 10)}, "marketing.email", "email", false, "objected"},
       {"objection does not stop the contract", "active", false, {Ev("marketing.post", "", T::kObjected, 5)}, "service.orders", "email", true, "contract"},
       {"legitimate interest, no event", "active", false, {}, "marketing.post", "post", true, "legitimate_interest"},

@@ -35,7 +35,7 @@ struct ConsentEvent {
 struct SubjectConsentFacts {
   std::string status;               // active | restricted | erased
   bool suppressed = false;          // the contact for the asked channel is suppressed
-  std::vector<ConsentEvent> events; // this subject's events, any order
+  std::vector<ConsentEvent> events; // this subject's events in recording order
 };
 
 struct ConsentDecision {

@@ -41,6 +41,7 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   d->blind_index_ = std::make_unique<BlindIndex>(ring->Derive(KeyContext::kBlindIndex));
   d->api_key_hash_ = std::make_unique<KeyedHash>(ring->Derive(KeyContext::kApiKeyHash));
   d->suppression_hash_ = std::make_unique<KeyedHash>(ring->Derive(KeyContext::kSuppression));
+  d->tokens_ = std::make_unique<SubjectTokens>(ring->Derive(KeyContext::kSubjectToken));
   d->standard_ = std::make_unique<EntryStandard>(config.default_region);
   d->signer_ = std::make_unique<CheckpointSigner>(ring->Derive(KeyContext::kSigning),
                                                   config.audit_origin);

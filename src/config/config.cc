@@ -55,6 +55,7 @@ const std::vector<OptionDoc>& ConfigOptions() {
       {"log_level", "GARDE_LOG_LEVEL", "info", "trace, debug, info, warn, error"},
       {"log_file", "GARDE_LOG_FILE", "(stderr only)", "also append JSON log lines to this file"},
       {"keyring_watch_seconds", "GARDE_KEYRING_WATCH_SECONDS", "2", "how often the keyring file is checked for a rotation"},
+      {"public_url", "GARDE_PUBLIC_URL", "http://<listen>", "base URL of subject links (preference centre, unsubscribe)"},
       {"audit_origin", "GARDE_AUDIT_ORIGIN", "garde/<key id>", "origin line of signed audit checkpoints"},
       {"audit_checkpoint_every", "GARDE_AUDIT_CHECKPOINT_EVERY", "1000", "sign a tree head after this many new audit entries"},
       {"audit_checkpoint_seconds", "GARDE_AUDIT_CHECKPOINT_SECONDS", "60", "or this many seconds after the last checkpoint"},
@@ -149,6 +150,13 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
   int_opt("api_key_cache_seconds", 0, 300, &c.api_key_cache_seconds);
   int_opt("audit_checkpoint_every", 1, 100000000, &c.audit_checkpoint_every);
   int_opt("audit_checkpoint_seconds", 1, 86400, &c.audit_checkpoint_seconds);
+  if (values.count("public_url")) {
+    c.public_url = values["public_url"];
+    if (c.public_url.rfind("http://", 0) != 0 && c.public_url.rfind("https://", 0) != 0) {
+      bad.AddError("public_url", "must start with http:// or https://");
+    }
+    while (!c.public_url.empty() && c.public_url.back() == '/') c.public_url.pop_back();
+  }
   if (values.count("audit_origin")) {
     c.audit_origin = values["audit_origin"];
     if (c.audit_origin.find_first_of(" \n+") != std::string::npos || c.audit_origin.size() > 200) {

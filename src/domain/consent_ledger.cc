@@ -310,6 +310,72 @@ Result<std::vector<ConsentAnswer>> ConsentLedger::CheckMany(
   return out;
 }
 
+Result<int> ConsentLedger::UnsubscribeByToken(const SubjectTokenClaims& claims,
+                                              const std::string& request_id) {
+  auto policies = d_.policies.Current();
+  Caller subject{"subject-token", "subject", {}, request_id};
+  std::vector<const Purpose*> purposes;
+  for (const auto& p : policies->purposes()) {
+    if (p.marketing && (claims.scope == "*" || claims.scope == p.id)) purposes.push_back(&p);
+  }
+  if (purposes.empty()) return NotFound("this link is not valid or has expired");
+  int recorded = 0;
+  const int64_t now = d_.clock.Now();
+  Status s = d_.store.Write([&](WriteTx& tx) -> Status {
+    recorded = 0;
+    auto row = tx.GetSubject(claims.subject);
+    if (!row.ok()) return row.status();
+    if (!row.value() || row.value()->status == "erased") {
+      return NotFound("this link is not valid or has expired");
+    }
+    auto events = tx.ConsentEventsOf(claims.subject);
+    if (!events.ok()) return events.status();
+    for (const Purpose* p : purposes) {
+      // Idempotent: a mail client may POST twice; nothing to record if already withdrawn.
+      const ConsentEventRow* latest = nullptr;
+      for (const auto& e : events.value()) {
+        if (e.purpose == p->id && e.channel.empty()) latest = &e;
+      }
+      if (latest != nullptr && latest->event == "withdrawn") continue;
+      ConsentEventRow e;
+      e.id = RandomId("cev_");
+      e.subject_id = claims.subject;
+      e.purpose = p->id;
+      e.event = "withdrawn";
+      e.legal_basis = LegalBasisName(p->legal_basis);
+      e.method = "one_click_unsubscribe";
+      e.actor = "subject-token";
+      e.at = now;
+      JsonWriter r;
+      r.BeginObject().Key("version").String("garde-consent-receipt/1")
+          .Key("record_id").String(e.id).Key("subject").String(e.subject_id)
+          .Key("controller").BeginObject().Key("name").String(policies->controller_name())
+          .Key("contact").String(policies->controller_contact()).EndObject()
+          .Key("purpose").String(e.purpose).Key("purpose_title").String(p->title)
+          .Key("channel").Null().Key("event").String("withdrawn")
+          .Key("legal_basis").String(e.legal_basis).Key("notice_version").Null()
+          .Key("collection_method").String(e.method)
+          .Key("collected_at").String(FormatRfc3339(now)).Key("expires_at").Null()
+          .Key("withdrawal_method").String("one-click unsubscribe link").EndObject();
+      const std::string payload = r.Take();
+      const auto sig = d_.signer.SignBytes(payload);
+      JsonWriter full;
+      full.BeginObject().Key("receipt").Raw(payload).Key("signature").BeginObject()
+          .Key("alg").String("Ed25519").Key("key_id").String(d_.signer.key_id_hex())
+          .Key("signed").String(Base64UrlEncode(AsBytes(payload)))
+          .Key("value").String(Base64Encode(sig.data(), sig.size())).EndObject().EndObject();
+      e.receipt = full.Take();
+      GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(e));
+      GARDE_RETURN_IF_ERROR(d_.journal.Record(
+          &tx, subject, {"consent.unsubscribe", claims.subject, "", "ok", {p->id}, 1}));
+      ++recorded;
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return recorded;
+}
+
 Result<std::vector<bool>> ConsentLedger::Suppressed(const Caller& caller, const std::string& kind,
                                                     const std::vector<std::string>& values) {
   auto policies = d_.policies.Current();

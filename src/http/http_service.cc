@@ -225,6 +225,7 @@ HttpService::HttpService(Deployment& deployment) : d_(deployment) {
   AddSubjectRoutes(router_, d_);
   AddAuditRoutes(router_, d_);
   AddConsentRoutes(router_, d_);
+  AddLinkRoutes(router_, d_);
 }
 
 HttpService::~HttpService() { Stop(); }

@@ -1423,6 +1423,129 @@ const char* OpenApiDocument() {
      }
     }
    }
+  },
+  "/v1/subjects/{id}/links": {
+   "post": {
+    "summary": "Mint subject links (operator): preference centre and one-click unsubscribe",
+    "parameters": [
+     {
+      "$ref": "#/components/parameters/SubjectId"
+     }
+    ],
+    "requestBody": {
+     "content": {
+      "application/json": {
+       "schema": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+         "uses": {
+          "type": "array",
+          "items": {
+           "enum": [
+            "preferences",
+            "unsubscribe"
+           ]
+          }
+         },
+         "purpose": {
+          "type": "string",
+          "description": "a marketing purpose, default * (all)"
+         },
+         "ttl_days": {
+          "type": "integer",
+          "minimum": 1,
+          "maximum": 400
+         }
+        }
+       }
+      }
+     }
+    },
+    "responses": {
+     "201": {
+      "description": "{subject, links:[{use, url, token, expires_at, headers?}]}"
+     },
+     "400": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "415": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/u/{token}": {
+   "get": {
+    "summary": "One-click unsubscribe confirmation page (never unsubscribes)",
+    "security": [],
+    "parameters": [
+     {
+      "name": "token",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "HTML form"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   },
+   "post": {
+    "summary": "RFC 8058 one-click unsubscribe: body List-Unsubscribe=One-Click (urlencoded or multipart); 200, no redirect",
+    "security": [],
+    "parameters": [
+     {
+      "name": "token",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "HTML confirmation"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/.well-known/gpc.json": {
+   "get": {
+    "summary": "Global Privacy Control support statement",
+    "security": [],
+    "responses": {
+     "200": {
+      "description": "{gpc:true, lastUpdate}"
+     }
+    }
+   }
   }
  }
 })openapi";

@@ -41,6 +41,7 @@ class Deployment {
   SubjectVault& vault() { return *vault_; }
   ConsentLedger& consents() { return *consents_; }
   const KeyedHash& suppression_hash() const { return *suppression_hash_; }
+  const SubjectTokens& tokens() const { return *tokens_; }
   KeyRotation& rotation() { return *rotation_; }
   AccessJournal& journal() { return *audit_; }
   AuditLog& audit() { return *audit_; }
@@ -56,6 +57,7 @@ class Deployment {
   std::unique_ptr<BlindIndex> blind_index_;
   std::unique_ptr<KeyedHash> api_key_hash_;
   std::unique_ptr<KeyedHash> suppression_hash_;
+  std::unique_ptr<SubjectTokens> tokens_;
   std::unique_ptr<EntryStandard> standard_;
   std::unique_ptr<CheckpointSigner> signer_;
   std::unique_ptr<AuditLog> audit_;

@@ -37,6 +37,7 @@ struct Config {
   std::string log_file;
   int keyring_watch_seconds = 2;
   int api_key_cache_seconds = 2;
+  std::string public_url;             // base of links put in e-mails; empty: http://listen
   std::string audit_origin;           // checkpoint origin line; empty: derived from the key
   int audit_checkpoint_every = 1000;  // sign a tree head after this many new entries ...
   int audit_checkpoint_seconds = 60;  // ... or this long after the last one  // a revoked key stops working within this time

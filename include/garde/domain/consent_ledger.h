@@ -13,6 +13,7 @@
 #include "garde/base/clock.h"
 #include "garde/crypto/checkpoint_signer.h"
 #include "garde/crypto/keyed_hash.h"
+#include "garde/crypto/subject_token.h"
 #include "garde/domain/access_journal.h"
 #include "garde/domain/consent_decision.h"
 #include "garde/domain/entry_standard.h"
@@ -69,6 +70,9 @@ class ConsentLedger {
                                                const std::vector<std::string>& subject_ids,
                                                const std::string& purpose,
                                                const std::string& channel);
+  // One-click unsubscribe (RFC 8058) authorised by a subject token: withdraws the token's
+  // purpose, or every marketing purpose for scope "*". Idempotent. Returns events recorded.
+  Result<int> UnsubscribeByToken(const SubjectTokenClaims& claims, const std::string& request_id);
   // Which of these contacts are suppressed (normalised first; invalid ones are not).
   Result<std::vector<bool>> Suppressed(const Caller& caller, const std::string& kind,
                                        const std::vector<std::string>& values);

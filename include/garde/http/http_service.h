@@ -52,6 +52,7 @@ void AddSystemRoutes(Router& router, Deployment& d);
 void AddSubjectRoutes(Router& router, Deployment& d);
 void AddAuditRoutes(Router& router, Deployment& d);
 void AddConsentRoutes(Router& router, Deployment& d);
+void AddLinkRoutes(Router& router, Deployment& d);
 
 // Authenticates the bearer key of `x` into x.caller (401 when missing or unknown).
 Status Authenticate(Deployment& d, Exchange& x);

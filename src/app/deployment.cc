@@ -54,6 +54,9 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   d->consents_ = std::make_unique<ConsentLedger>(ConsentDeps{
       *d->store_, *d->policies_, *d->standard_, *d->suppression_hash_, *d->signer_, *d->audit_,
       d->clock_});
+  d->audiences_ = std::make_unique<AudienceBuilder>(*d->store_, *d->vault_, *d->consents_,
+                                                    *d->policies_, *d->standard_, *d->audit_,
+                                                    d->clock_);
   d->rotation_ = std::make_unique<KeyRotation>(*d->store_, d->keys_);
   return d;
 }

@@ -247,16 +247,24 @@ Result<std::vector<ConsentEvent>> ConsentLedger::History(const Caller& caller,
 Result<ConsentAnswer> ConsentLedger::Decide1(ReadTx& tx, const PolicySet& policies,
                                              const std::string& id, const Purpose& purpose,
                                              const std::string& channel, int64_t now) {
-  ConsentAnswer a{id, purpose.id, channel, {}};
   auto row = tx.GetSubject(id);
   if (!row.ok()) return row.status();
   if (!row.value()) {
+    ConsentAnswer a{id, purpose.id, channel, {}};
     a.decision.reason = "not_found";
     a.decision.basis = LegalBasisName(purpose.legal_basis);
     return a;
   }
+  return DecideIn(tx, policies, *row.value(), purpose, channel, now);
+}
+
+Result<ConsentAnswer> ConsentLedger::DecideIn(ReadTx& tx, const PolicySet& policies,
+                                              const SubjectRow& subject, const Purpose& purpose,
+                                              const std::string& channel, int64_t now) {
+  const std::string& id = subject.id;
+  ConsentAnswer a{id, purpose.id, channel, {}};
   SubjectConsentFacts facts;
-  facts.status = row.value()->status;
+  facts.status = subject.status;
   if (const char* field = ContactFieldFor(channel)) {
     auto s = tx.SubjectSuppressed(id, "~" + std::string(field), field);
     if (!s.ok()) return s.status();

@@ -354,6 +354,13 @@ Result<SubjectView> SubjectVault::Decrypt(ReadTx& tx, const SubjectRow& row,
   return view;
 }
 
+Result<FieldMap> SubjectVault::OpenFields(ReadTx& tx, const SubjectRow& row,
+                                          const std::set<std::string>& fields) const {
+  auto view = Decrypt(tx, row, fields);
+  if (!view.ok()) return view.status();
+  return std::move(view.value().fields);
+}
+
 Result<SubjectView> SubjectVault::Read(const Caller& caller, const std::string& id,
                                        const std::string& activity_id) {
   auto policies = d_.policies.Current();

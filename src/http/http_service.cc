@@ -226,6 +226,7 @@ HttpService::HttpService(Deployment& deployment) : d_(deployment) {
   AddAuditRoutes(router_, d_);
   AddConsentRoutes(router_, d_);
   AddLinkRoutes(router_, d_);
+  AddAudienceRoutes(router_, d_);
 }
 
 HttpService::~HttpService() { Stop(); }

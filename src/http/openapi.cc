@@ -1546,6 +1546,85 @@ const char* OpenApiDocument() {
      }
     }
    }
+  },
+  "/v1/audiences": {
+   "post": {
+    "summary": "Campaign audience (marketing): where-language \u2229 consent, activity fields only; NDJSON or CSV",
+    "requestBody": {
+     "required": true,
+     "content": {
+      "application/json": {
+       "schema": {
+        "type": "object",
+        "required": [
+         "activity",
+         "purpose"
+        ],
+        "additionalProperties": false,
+        "properties": {
+         "activity": {
+          "type": "string"
+         },
+         "purpose": {
+          "type": "string"
+         },
+         "channel": {
+          "type": "string"
+         },
+         "format": {
+          "enum": [
+           "ndjson",
+           "csv"
+          ]
+         },
+         "fields": {
+          "type": "array",
+          "items": {
+           "type": "string"
+          }
+         },
+         "where": {
+          "type": "object",
+          "description": "{all:[\u2026]} | {any:[\u2026]} | {not:{\u2026}} | {field, eq|in|prefix|gt|gte|lt|lte|within: value}"
+         }
+        }
+       }
+      }
+     }
+    },
+    "responses": {
+     "200": {
+      "description": "One member per line / row; X-Audience-Count and X-Audience-Sha256 headers",
+      "content": {
+       "application/x-ndjson": {
+        "schema": {
+         "type": "string"
+        }
+       },
+       "text/csv": {
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "400": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "415": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
   }
  }
 })openapi";

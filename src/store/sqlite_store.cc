@@ -351,6 +351,19 @@ class SqliteTx final : public WriteTx {
     return out;
   }
 
+  Result<std::vector<SubjectRow>> ScanSubjects(const std::string& after_id,
+                                               size_t limit) override {
+    static const std::string sql = std::string("SELECT ") + kSubjectColumns +
+                                   " FROM subjects WHERE id > ? ORDER BY id LIMIT ?";
+    Query q(c_, sql);
+    q.Text(after_id).Int(static_cast<int64_t>(limit));
+    std::vector<SubjectRow> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) out.push_back(ReadSubject(q));
+    if (rc != SQLITE_DONE) return q.Error();
+    return out;
+  }
+
   Result<int64_t> CountSubjects() override {
     Query q(c_, "SELECT COUNT(*) FROM subjects");
     if (q.Step() != SQLITE_ROW) return q.Error();

@@ -17,6 +17,7 @@
 #include "garde/domain/api_keys.h"
 #include "garde/domain/entry_standard.h"
 #include "garde/domain/key_rotation.h"
+#include "garde/domain/audience.h"
 #include "garde/domain/consent_ledger.h"
 #include "garde/domain/subject_vault.h"
 #include "garde/policy/policy_holder.h"
@@ -40,6 +41,7 @@ class Deployment {
   ApiKeys& api_keys() { return *api_keys_; }
   SubjectVault& vault() { return *vault_; }
   ConsentLedger& consents() { return *consents_; }
+  AudienceBuilder& audiences() { return *audiences_; }
   const KeyedHash& suppression_hash() const { return *suppression_hash_; }
   const SubjectTokens& tokens() const { return *tokens_; }
   KeyRotation& rotation() { return *rotation_; }
@@ -64,6 +66,7 @@ class Deployment {
   std::unique_ptr<ApiKeys> api_keys_;
   std::unique_ptr<SubjectVault> vault_;
   std::unique_ptr<ConsentLedger> consents_;
+  std::unique_ptr<AudienceBuilder> audiences_;
   std::unique_ptr<KeyRotation> rotation_;
 };
 

@@ -73,6 +73,11 @@ class ConsentLedger {
   // One-click unsubscribe (RFC 8058) authorised by a subject token: withdraws the token's
   // purpose, or every marketing purpose for scope "*". Idempotent. Returns events recorded.
   Result<int> UnsubscribeByToken(const SubjectTokenClaims& claims, const std::string& request_id);
+  // The decision for one subject inside a caller's transaction (no audit: the caller
+  // audits the whole operation).
+  Result<ConsentAnswer> DecideIn(ReadTx& tx, const PolicySet& policies, const SubjectRow& row,
+                                 const Purpose& purpose, const std::string& channel,
+                                 int64_t now);
   // Which of these contacts are suppressed (normalised first; invalid ones are not).
   Result<std::vector<bool>> Suppressed(const Caller& caller, const std::string& kind,
                                        const std::vector<std::string>& values);

@@ -81,6 +81,10 @@ class SubjectVault {
   // Fields of `activity` only; 403 unless the caller is bound to it.
   Result<SubjectView> Read(const Caller& caller, const std::string& id,
                            const std::string& activity);
+  // Decrypts `fields` of a subject inside a caller's transaction, for internal processing
+  // that has already been authorised and is audited by its caller (audiences).
+  Result<FieldMap> OpenFields(ReadTx& tx, const SubjectRow& row,
+                              const std::set<std::string>& fields) const;
   // Equality look-up on blind-indexed fields (all criteria must match).
   Result<std::vector<SubjectView>> Search(const Caller& caller, const std::string& activity,
                                           const FieldMap& criteria);

@@ -99,6 +99,9 @@ class ReadTx {
                                                                size_t limit) = 0;
   virtual Result<std::map<uint32_t, int64_t>> CountByRootKeyVersion() = 0;
   virtual Result<int64_t> CountSubjects() = 0;
+  // Up to `limit` subjects with id > after_id, in id order.
+  virtual Result<std::vector<SubjectRow>> ScanSubjects(const std::string& after_id,
+                                                       size_t limit) = 0;
 
   // Audit log.
   virtual Result<uint64_t> AuditSize() = 0;

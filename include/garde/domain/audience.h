@@ -1,0 +1,70 @@
+// Campaign audiences: subjects matching a `where` predicate over their (encrypted) fields,
+// intersected with the consent decision for the purpose, returning only the fields the
+// activity declares. The campaign is audited with its size and a hash of its id list.
+//
+//   AudienceBuilder b(vault, ledger, store, policies, standard, journal, clock);
+//   Result<Audience> a = b.Build(caller, {"marketing_email", "marketing.email", "email",
+//                                         where, {"first_name", "email"}});
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "garde/domain/consent_ledger.h"
+#include "garde/domain/subject_vault.h"
+
+namespace garde {
+
+// The `where` language (SPEC §4): equality, set membership, prefixes, numeric and date
+// ranges, `within` a duration of now, and all / any / not.
+struct Predicate {
+  enum class Kind { kAll, kAny, kNot, kEq, kIn, kPrefix, kGt, kGte, kLt, kLte, kWithin };
+  Kind kind = Kind::kAll;
+  std::vector<Predicate> children;
+  std::string field;
+  std::vector<FieldValue> values;
+  std::string duration;  // kWithin
+};
+
+struct AudienceRequest {
+  std::string activity;
+  std::string purpose;
+  std::string channel;
+  Predicate where;                  // kAll with no children: everyone
+  std::vector<std::string> fields;  // empty: every field the activity declares
+};
+
+struct AudienceMember {
+  std::string id;
+  FieldMap fields;
+};
+
+struct Audience {
+  std::vector<std::string> fields;  // output columns
+  std::vector<AudienceMember> members;
+  std::string list_sha256;          // SHA-256 of the sorted ids, one per line
+  int64_t scanned = 0;
+  int64_t matched = 0;              // matched the predicate, before consent
+};
+
+class AudienceBuilder {
+ public:
+  AudienceBuilder(Store& store, SubjectVault& vault, ConsentLedger& ledger,
+                  const PolicyHolder& policies, const EntryStandard& standard,
+                  AccessJournal& journal, const Clock& clock)
+      : store_(store), vault_(vault), ledger_(ledger), policies_(policies),
+        standard_(standard), journal_(journal), clock_(clock) {}
+
+  Result<Audience> Build(const Caller& caller, const AudienceRequest& request);
+
+ private:
+  Store& store_;
+  SubjectVault& vault_;
+  ConsentLedger& ledger_;
+  const PolicyHolder& policies_;
+  const EntryStandard& standard_;
+  AccessJournal& journal_;
+  const Clock& clock_;
+};
+
+}  // namespace garde

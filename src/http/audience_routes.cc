@@ -1,0 +1,177 @@
+// POST /v1/audiences: a campaign audience as NDJSON (default) or CSV.
+#include "garde/base/json_writer.h"
+#include "garde/http/http_service.h"
+#include "garde/http/json_input.h"
+
+namespace garde {
+namespace {
+
+using Kind = Predicate::Kind;
+
+// Parses one `where` node; problems are reported with their JSON path.
+Predicate ParseWhere(const Poco::Dynamic::Var& v, const std::string& path, Status* problems) {
+  Predicate p;
+  if (!IsJsonObject(v)) {
+    problems->AddError(path, "must be an object");
+    return p;
+  }
+  const auto& o = *v.extract<Poco::JSON::Object::Ptr>();
+  for (const char* combinator : {"all", "any"}) {
+    if (!o.has(combinator)) continue;
+    p.kind = std::string(combinator) == "all" ? Kind::kAll : Kind::kAny;
+    const auto list = o.get(combinator);
+    if (!IsJsonArray(list)) {
+      problems->AddError(path + "." + combinator, "must be an array");
+      return p;
+    }
+    const auto& arr = *list.extract<Poco::JSON::Array::Ptr>();
+    for (size_t i = 0; i < arr.size(); ++i) {
+      p.children.push_back(ParseWhere(arr.get(static_cast<unsigned>(i)),
+                                      path + "." + combinator + "[" + std::to_string(i) + "]",
+                                      problems));
+    }
+    if (o.size() != 1) problems->AddError(path, "a combinator stands alone in its object");
+    return p;
+  }
+  if (o.has("not")) {
+    p.kind = Kind::kNot;
+    p.children.push_back(ParseWhere(o.get("not"), path + ".not", problems));
+    if (o.size() != 1) problems->AddError(path, "a combinator stands alone in its object");
+    return p;
+  }
+  static const std::pair<const char*, Kind> kOps[] = {
+      {"eq", Kind::kEq}, {"in", Kind::kIn}, {"prefix", Kind::kPrefix}, {"gt", Kind::kGt},
+      {"gte", Kind::kGte}, {"lt", Kind::kLt}, {"lte", Kind::kLte}, {"within", Kind::kWithin}};
+  p.field = ReadString(o, "field", path + ".", problems).value_or("");
+  if (p.field.empty()) problems->AddError(path, "needs all, any, not, or a field and an operator");
+  int ops = 0;
+  for (const auto& [name, kind] : kOps) {
+    if (!o.has(name)) continue;
+    ++ops;
+    p.kind = kind;
+    const auto value = o.get(name);
+    if (kind == Kind::kIn) {
+      if (!IsJsonArray(value)) {
+        problems->AddError(path + ".in", "must be an array");
+        continue;
+      }
+      const auto& arr = *value.extract<Poco::JSON::Array::Ptr>();
+      for (size_t i = 0; i < arr.size(); ++i) p.values.push_back(ToFieldValue(arr.get(static_cast<unsigned>(i))));
+    } else if (kind == Kind::kWithin) {
+      p.duration = value.isString() ? value.extract<std::string>() : "";
+    } else {
+      p.values.push_back(ToFieldValue(value));
+    }
+  }
+  for (const auto& v2 : p.values) {
+    if (v2.type == FieldValue::Type::kComposite || v2.is_null()) {
+      problems->AddError(path, "values must be strings, numbers or booleans");
+    }
+  }
+  if (ops != 1) problems->AddError(path, "needs exactly one operator (eq, in, prefix, gt, gte, lt, lte, within)");
+  if (o.size() != 2) problems->AddError(path, "holds only field and one operator");
+  return p;
+}
+
+std::string CsvCell(const std::string& s) {
+  std::string v = s;
+  // A cell starting like a formula is neutralised for spreadsheets (CSV injection).
+  if (!v.empty() && (v[0] == '=' || v[0] == '+' || v[0] == '-' || v[0] == '@')) v = "'" + v;
+  if (v.find_first_of(",\"\r\n") == std::string::npos) return v;
+  std::string out = "\"";
+  for (char c : v) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+std::string CellText(const FieldValue& v) {
+  if (v.type == FieldValue::Type::kString) return v.text;
+  if (v.type == FieldValue::Type::kBool) return v.boolean ? "true" : "false";
+  return IndexText(v);
+}
+
+Status BuildAudience(Deployment& d, Exchange& x) {
+  GARDE_RETURN_IF_ERROR(Authenticate(d, x));
+  GARDE_RETURN_IF_ERROR(AccessGate::Require(*d.policies().Current(), *x.caller, "audiences.build"));
+  GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
+  auto obj = ParseJsonObject(x.body);
+  if (!obj.ok()) return obj.status();
+  Status problems(Code::kUnprocessable, "the audience request is not valid");
+  CheckMembers(*obj.value(), {"activity", "purpose", "channel", "where", "fields", "format"}, "",
+               &problems);
+  AudienceRequest req;
+  req.activity = ReadString(*obj.value(), "activity", "", &problems).value_or("");
+  req.purpose = ReadString(*obj.value(), "purpose", "", &problems).value_or("");
+  req.channel = ReadString(*obj.value(), "channel", "", &problems).value_or("");
+  const std::string format = ReadString(*obj.value(), "format", "", &problems)
+                                 .value_or(x.Header("accept").find("text/csv") != std::string::npos ? "csv" : "ndjson");
+  if (format != "csv" && format != "ndjson") problems.AddError("format", "must be ndjson or csv");
+  if (req.activity.empty()) problems.AddError("activity", "is required");
+  if (req.purpose.empty()) problems.AddError("purpose", "is required");
+  if (obj.value()->has("where")) req.where = ParseWhere(obj.value()->get("where"), "where", &problems);
+  if (obj.value()->has("fields")) {
+    const auto f = obj.value()->get("fields");
+    if (!IsJsonArray(f)) {
+      problems.AddError("fields", "must be an array of field names");
+    } else {
+      const auto& arr = *f.extract<Poco::JSON::Array::Ptr>();
+      for (size_t i = 0; i < arr.size(); ++i) {
+        const auto v = arr.get(static_cast<unsigned>(i));
+        if (!v.isString()) {
+          problems.AddError("fields[" + std::to_string(i) + "]", "must be a string");
+        } else {
+          req.fields.push_back(v.extract<std::string>());
+        }
+      }
+    }
+  }
+  if (!problems.errors().empty()) return problems;
+  auto audience = d.audiences().Build(*x.caller, req);
+  if (!audience.ok()) return audience.status();
+  std::string out;
+  if (format == "csv") {
+    out = "id";
+    for (const auto& f : audience->fields) out += "," + CsvCell(f);
+    out += "\r\n";
+    for (const auto& m : audience->members) {
+      out += m.id;
+      for (const auto& f : audience->fields) {
+        auto it = m.fields.find(f);
+        out += "," + (it == m.fields.end() ? std::string() : CsvCell(CellText(it->second)));
+      }
+      out += "\r\n";
+    }
+    x.reply_type = "text/csv; charset=utf-8";
+  } else {
+    for (const auto& m : audience->members) {
+      JsonWriter w;
+      w.BeginObject().Key("id").String(m.id).Key("fields").BeginObject();
+      for (const auto& [name, v] : m.fields) {
+        w.Key(name);
+        if (v.type == FieldValue::Type::kNumber) {
+          w.Number(v.number);
+        } else if (v.type == FieldValue::Type::kBool) {
+          w.Bool(v.boolean);
+        } else {
+          w.String(v.text);
+        }
+      }
+      w.EndObject().EndObject();
+      out += w.str();
+      out += '\n';
+    }
+    x.reply_type = "application/x-ndjson";
+  }
+  x.status = 200;
+  x.reply = std::move(out);
+  x.reply_headers.emplace_back("X-Audience-Count", std::to_string(audience->members.size()));
+  x.reply_headers.emplace_back("X-Audience-Sha256", audience->list_sha256);
+  return Status::Ok();
+}
+
+}  // namespace
+
+void AddAudienceRoutes(Router& router, Deployment& d) {
+  router.Add("POST", "/v1/audiences", [&d](Exchange& x) { return BuildAudience(d, x); });
+}
+
+}  // namespace garde

@@ -1,0 +1,153 @@
+// Campaign audiences against a brute-force oracle over a generated population.
+#include <gtest/gtest.h>
+
+#include <random>
+#include <set>
+#include <sstream>
+
+#include "garde/base/clock.h"
+#include "garde_process.h"
+
+namespace garde::testing {
+namespace {
+
+struct Person {
+  std::string id;
+  std::string gender;
+  std::string postal_code;
+  int spend_30d = 0;
+  int days_since_purchase = 0;
+  int consent = 0;  // 0 none, 1 granted, 2 granted then withdrawn, 3 objected to marketing
+};
+
+std::set<std::string> Ids(const std::string& ndjson) {
+  std::set<std::string> out;
+  std::istringstream lines(ndjson);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (!line.empty()) out.insert(JsonString(line, "id"));
+  }
+  return out;
+}
+
+TEST(AudienceE2E, WomenIn75WhoSpentOver500LastMonthAndMayBeEmailedMatchTheOracle) {
+  GardeProcess g;
+  const std::string op = g.CreateKey("crm", "operator", {"customer_management"});
+  const std::string mkt = g.CreateKey("campaigns", "marketing", {"marketing_email"});
+  const std::string officer = g.CreateKey("dpo", "officer", {});
+  g.Start();
+
+  std::mt19937 rng(20261122);
+  const char* genders[] = {"F", "M", "X"};
+  const char* codes[] = {"75001", "75011", "75020", "69003", "13008", "92100"};
+  const int64_t today = SystemClock().Now() / 86400;
+  std::vector<Person> people;
+  for (int i = 0; i < 240; ++i) {
+    Person p;
+    p.gender = genders[rng() % 3];
+    p.postal_code = codes[rng() % 6];
+    p.spend_30d = static_cast<int>(rng() % 1000);
+    p.days_since_purchase = static_cast<int>(rng() % 60);
+    const int draw = static_cast<int>(rng() % 6);  // none, granted x3, withdrawn, objected
+    p.consent = draw == 0 ? 0 : draw <= 3 ? 1 : draw - 2;
+    const std::string body =
+        R"({"kind":"person","fields":{"email":"pop)" + std::to_string(i) +
+        R"(@example.org","first_name":"P)" + std::to_string(i) + R"(","gender":")" + p.gender +
+        R"(","postal_code":")" + p.postal_code + R"(","spend_30d":)" + std::to_string(p.spend_30d) +
+        R"(,"last_purchase":")" + FormatIsoDate(CivilFromDays(today - p.days_since_purchase)) +
+        R"(","birth_date":"1980-01-01"}})";
+    HttpReply r = g.Post("/v1/subjects", body, op);
+    ASSERT_EQ(r.status, 201) << r.body;
+    p.id = JsonString(r.body, "id");
+    auto record = [&](const std::string& purpose, const std::string& event) {
+      std::string c = R"({"purpose":")" + purpose + R"(","event":")" + event + R"(","method":"web_form")";
+      if (event == "granted") c += R"(,"notice_version":"2026-01")";
+      c += "}";
+      ASSERT_EQ(g.Post("/v1/subjects/" + p.id + "/consents", c, op).status, 201);
+    };
+    if (p.consent >= 1) record("marketing.email", "granted");
+    if (p.consent == 2) record("marketing.email", "withdrawn");
+    if (p.consent == 3) record("marketing.post", "objected");
+    people.push_back(p);
+  }
+
+  const std::string request =
+      R"({"activity":"marketing_email","purpose":"marketing.email","channel":"email",
+          "where":{"all":[{"field":"gender","eq":"f"},{"field":"postal_code","prefix":"75"},
+                          {"field":"spend_30d","gt":500},{"field":"last_purchase","within":"P30D"}]},
+          "fields":["first_name","email"]})";
+  HttpReply r = g.Post("/v1/audiences", request, mkt);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.content_type, "application/x-ndjson");
+  std::set<std::string> expected;
+  for (const auto& p : people) {
+    if (p.gender == "F" && p.postal_code.rfind("75", 0) == 0 && p.spend_30d > 500 &&
+        p.days_since_purchase <= 30 && p.consent == 1) {
+      expected.insert(p.id);
+    }
+  }
+  ASSERT_GE(expected.size(), 1u) << "the generated population should hold some matches";
+  EXPECT_EQ(Ids(r.body), expected);
+  EXPECT_EQ(r.headers["x-audience-count"], std::to_string(expected.size()));
+  // Only the requested (declared) fields: no birth date, no gender, no spend.
+  EXPECT_EQ(r.body.find("birth_date"), std::string::npos);
+  EXPECT_EQ(r.body.find("spend_30d"), std::string::npos);
+  EXPECT_NE(r.body.find("\"email\":\"pop"), std::string::npos);
+
+  // The campaign is audited with its size and list hash.
+  HttpReply audit = g.Get("/v1/audit?action=audience.build", officer);
+  EXPECT_NE(audit.body.find("list_sha256:" + r.headers["x-audience-sha256"]), std::string::npos)
+      << audit.body;
+
+  // A member unsubscribes in one click from the mail client and leaves the next audience.
+  const std::string leaving = *expected.begin();
+  HttpReply links = g.Post("/v1/subjects/" + leaving + "/links",
+                           R"({"uses":["unsubscribe"],"purpose":"marketing.email"})", op);
+  const size_t at = links.body.find("/u/");
+  const std::string path = links.body.substr(at, links.body.find('"', at) - at);
+  ASSERT_EQ(g.Request("POST", path, "List-Unsubscribe=One-Click", {},
+                      "application/x-www-form-urlencoded").status, 200);
+  r = g.Post("/v1/audiences", request, mkt);
+  expected.erase(leaving);
+  EXPECT_EQ(Ids(r.body), expected);
+
+  // CSV for spreadsheets.
+  HttpReply csv = g.Post("/v1/audiences",
+                         R"({"activity":"marketing_email","purpose":"marketing.email","format":"csv",
+                             "where":{"any":[{"field":"postal_code","in":["69003"]},{"not":{"field":"gender","in":["F","M","X"]}}]},
+                             "fields":["first_name","postal_code"]})",
+                         mkt);
+  ASSERT_EQ(csv.status, 200) << csv.body;
+  EXPECT_EQ(csv.body.rfind("id,first_name,postal_code\r\n", 0), 0u) << csv.body;
+}
+
+TEST(AudienceE2E, RequestsBeyondTheActivityAreRefused) {
+  GardeProcess g;
+  const std::string mkt = g.CreateKey("campaigns", "marketing", {"marketing_email"});
+  const std::string op = g.CreateKey("crm", "operator", {"customer_management"});
+  g.Start();
+  struct Case {
+    std::string body;
+    int status;
+  } cases[] = {
+      {R"({"activity":"customer_management","purpose":"service.orders"})", 403},  // not bound
+      {R"({"activity":"marketing_email","purpose":"marketing.sms"})", 422},        // not its purpose
+      {R"({"activity":"marketing_email","purpose":"marketing.email","fields":["birth_date"]})", 422},
+      {R"({"activity":"marketing_email","purpose":"marketing.email","where":{"field":"birth_date","eq":"1980-01-01"}})", 422},
+      {R"({"activity":"marketing_email","purpose":"marketing.email","where":{"field":"gender"}})", 422},
+      {R"({"activity":"marketing_email","purpose":"marketing.email","where":{"field":"spend_30d","gt":"lots"}})", 422},
+      {R"({"activity":"marketing_email","purpose":"marketing.email","where":{"field":"last_purchase","within":"soon"}})", 422},
+      {R"({"activity":"marketing_email","purpose":"marketing.email","where":{"all":"x"}})", 422},
+      {R"({"activity":"marketing_email","purpose":"marketing.email","format":"xml"})", 422},
+      {R"({"activity":"marketing_email")", 400},
+  };
+  for (const auto& c : cases) {
+    HttpReply r = g.Post("/v1/audiences", c.body, mkt);
+    EXPECT_EQ(r.status, c.status) << c.body << " -> " << r.body;
+    EXPECT_EQ(r.content_type, "application/problem+json");
+  }
+  EXPECT_EQ(g.Post("/v1/audiences", R"({"activity":"marketing_email","purpose":"marketing.email"})", op).status, 403);
+}
+
+}  // namespace
+}  // namespace garde::testing

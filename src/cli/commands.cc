@@ -21,6 +21,10 @@
 #include "garde/policy/policy_set.h"
 #include "garde/store/sqlite_store.h"
 
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <sodium.h>
+
 namespace garde {
 namespace {
 
@@ -41,6 +45,7 @@ Commands:
   audit verify      check the whole audit log offline against its signed checkpoints
   audit checkpoint  sign the current audit tree head and print it
   audit export      print audit entries (the exact hashed bytes), one per line
+  receipt verify    check a consent receipt's signature
   lint              load and check the policy files
 
 Every command takes --data-dir DIR and --policies DIR (or GARDE_DATA_DIR, GARDE_POLICIES,
@@ -122,6 +127,12 @@ Signs the current audit tree head (unless the latest checkpoint covers it) and p
     {"audit export", R"(Usage: garde audit export --data-dir DIR [--start N] [--end N]
 
 Prints audit entries [start, end) one per line, byte for byte as hashed into the tree.
+)"},
+    {"receipt verify", R"(Usage: garde receipt verify FILE [--data-dir DIR | --public-key B64]
+
+Checks the Ed25519 signature of a consent receipt (the JSON returned when a consent event is
+recorded: {"receipt": {...}, "signature": {...}}) and that the signed bytes are the receipt
+shown. Exits 0 when it verifies, 1 otherwise.
 )"},
     {"lint", R"(Usage: garde lint [--policies DIR] [--json]
 
@@ -407,6 +418,60 @@ int RunAuditVerify(const CliArgs& args) {
   return report.ok() ? 0 : 1;
 }
 
+int RunReceiptVerify(const CliArgs& args) {
+  if (args.words.size() != 3) return Fail("name the receipt file: garde receipt verify FILE");
+  std::ifstream in(args.words[2], std::ios::binary);
+  if (!in) return Fail("cannot read " + args.words[2]);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  PublicKey key{};
+  if (!args.Get("public-key").empty()) {
+    auto raw = Base64Decode(args.Get("public-key"));
+    if (!raw || raw->size() != key.size()) return Fail("--public-key must be 32 bytes, base64");
+    std::copy(raw->begin(), raw->end(), key.begin());
+  } else {
+    auto cfg = ConfigFrom(args);
+    if (!cfg.ok()) return FailStatus(cfg.status());
+    auto ring = Keyring::Load(cfg->keyring_path());
+    if (!ring.ok()) return FailStatus(ring.status());
+    key = CheckpointSigner(ring.value()->Derive(KeyContext::kSigning), "").public_key();
+  }
+  try {
+    Poco::JSON::Parser parser;
+    auto doc = parser.parse(ss.str()).extract<Poco::JSON::Object::Ptr>();
+    auto sig = doc->getObject("signature");
+    auto receipt = doc->getObject("receipt");
+    if (!sig || !receipt) return Fail("not a consent receipt");
+    auto signed_bytes = Base64UrlDecode(sig->getValue<std::string>("signed"));
+    auto value = Base64Decode(sig->getValue<std::string>("value"));
+    if (!signed_bytes || !value || value->size() != crypto_sign_BYTES) {
+      return Fail("malformed signature");
+    }
+    if (crypto_sign_verify_detached(value->data(), signed_bytes->data(), signed_bytes->size(),
+                                    key.data()) != 0) {
+      std::cout << "receipt signature does NOT verify\n";
+      return 1;
+    }
+    // The signed bytes must be the receipt shown, member for member.
+    auto signed_doc = parser.parse(std::string(AsStringView(*signed_bytes)))
+                          .extract<Poco::JSON::Object::Ptr>();
+    std::ostringstream a, b;
+    signed_doc->stringify(a);
+    receipt->stringify(b);
+    if (a.str() != b.str()) {
+      std::cout << "receipt signature verifies, but the receipt shown differs from what was "
+                   "signed\n";
+      return 1;
+    }
+    std::cout << "receipt " << receipt->optValue<std::string>("record_id", "?")
+              << " verifies (" << receipt->optValue<std::string>("event", "?") << " "
+              << receipt->optValue<std::string>("purpose", "?") << ")\n";
+    return 0;
+  } catch (const Poco::Exception& e) {
+    return Fail("not a consent receipt: " + e.displayText());
+  }
+}
+
 int RunLint(const CliArgs& args) {
   std::map<std::string, std::string> flags = args.ConfigFlags();
   flags.emplace("data-dir", ".");  // lint needs no data directory
@@ -513,6 +578,7 @@ int RunCli(int argc, char** argv) {
   }
   if (args.Has("help")) {
     const char* text = HelpFor(words);
+    if (text == nullptr && words.rfind("receipt verify", 0) == 0) text = HelpFor("receipt verify");
     if (text == nullptr && (words == "apikey" || words == "keys" || words == "audit")) {
       std::cout << kTopHelp;
       return 0;
@@ -540,6 +606,9 @@ int RunCli(int argc, char** argv) {
   if (words == "audit verify") return RunAuditVerify(args);
   if (words == "audit checkpoint") return RunAuditCheckpoint(args);
   if (words == "audit export") return RunAuditExport(args);
+  if (args.words.size() == 3 && args.words[0] == "receipt" && args.words[1] == "verify") {
+    return RunReceiptVerify(args);
+  }
   std::cerr << "garde: unknown command '" << words << "'\n" << kTopHelp;
   return 2;
 }

@@ -16,7 +16,9 @@ TEST(CliE2E, HelpDescribesEveryCommand) {
        {std::vector<std::string>{"--help"}, {"init", "--help"}, {"serve", "--help"},
         {"apikey", "create", "--help"}, {"apikey", "list", "--help"},
         {"apikey", "revoke", "--help"}, {"keys", "rotate", "--help"},
-        {"keys", "status", "--help"}, {"lint", "--help"}}) {
+        {"keys", "status", "--help"}, {"lint", "--help"}, {"audit", "verify", "--help"},
+        {"audit", "export", "--help"}, {"audit", "checkpoint", "--help"},
+        {"receipt", "verify", "--help"}}) {
     RunResult r = RunGarde(words);
     EXPECT_EQ(r.exit_code, 0) << words[0];
     EXPECT_NE(r.out.find("Usage: garde"), std::string::npos) << words[0];

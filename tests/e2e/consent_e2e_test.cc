@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <sodium.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "garde/base/encoding.h"
 #include "garde_process.h"
 
@@ -94,6 +97,25 @@ TEST_F(ConsentE2E, ReceiptIsSignedAndVerifiesWithThePublicKey) {
   EXPECT_EQ(shown->getValue<std::string>("notice_version"), "2026-01");
   EXPECT_EQ(shown->getValue<std::string>("collection_method"), "phone");
   EXPECT_EQ(shown->getObject("controller")->getValue<std::string>("name"), "Maison Exemple SAS");
+  // The CLI verifies the receipt file, and refuses an edited one.
+  const std::string file = g_.data_dir() + "-logs/receipt.json";
+  {
+    std::ostringstream os;
+    Parse(r.body)->getObject("receipt")->stringify(os);
+    std::ofstream(file) << os.str();
+  }
+  RunResult ok = RunGarde({"receipt", "verify", file, "--data-dir", g_.data_dir(), "--policies",
+                           g_.policies()});
+  EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err;
+  EXPECT_NE(ok.out.find("verifies"), std::string::npos);
+  {
+    std::string text = ReadFile(file);
+    text.replace(text.find("\"phone\""), 7, "\"email\"");  // claim another method
+    std::ofstream(file) << text;
+  }
+  RunResult bad = RunGarde({"receipt", "verify", file, "--data-dir", g_.data_dir(), "--policies",
+                            g_.policies()});
+  EXPECT_EQ(bad.exit_code, 1) << bad.out << bad.err;
   // A changed byte does not verify.
   Bytes tampered = *signed_bytes;
   tampered[tampered.size() / 2] ^= 1;

@@ -67,6 +67,26 @@ done
 RSS_KB=$(awk '/VmRSS/ {print $2}' /proc/$GARDE_PID/status)
 PSS_KB=$(awk '/^Pss:/ {print $2}' /proc/$GARDE_PID/smaps_rollup)
 
+echo "== GET /v1/consent/check (2 threads, 64 connections)"
+for r in $(seq "$ROUNDS"); do
+  run check -s bench/consent_check.lua "http://127.0.0.1:$GARDE_PORT"
+done
+
+echo "== POST /v1/consent/check, 10 000 subjects (wall time of the whole call, 5 runs)"
+python3 - "$GARDE_IDS" > "$WORK/batch.json" <<'PY'
+import json, sys
+ids = [l.strip() for l in open(sys.argv[1]) if l.strip()]
+ids = (ids * (10000 // max(len(ids), 1) + 1))[:10000]
+print(json.dumps({"purpose": "marketing.email", "channel": "email", "subjects": ids}))
+PY
+for r in $(seq 5); do
+  t=$(curl -s -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $GARDE_KEY" \
+    -H 'Content-Type: application/json' --data-binary @"$WORK/batch.json" \
+    "http://127.0.0.1:$GARDE_PORT/v1/consent/check")
+  echo "  batch: RESULT ms=$(python3 -c "print(round($t*1000,1))")"
+  echo "batch RESULT ms=$(python3 -c "print(round($t*1000,1))")" >> "$WORK/results"
+done
+
 echo "== POST /v1/subjects, durable commits (synchronous=FULL)"
 for r in $(seq "$ROUNDS"); do
   run post -s bench/post_subject.lua "http://127.0.0.1:$GARDE_PORT"
@@ -82,7 +102,7 @@ for line in open(sys.argv[1]):
 def med(name, key):
     return statistics.median(float(r[key]) for r in rows[name])
 bare, get, post = med("bare", "rps"), med("get", "rps"), med("post", "rps")
-errs = sum(int(r["errors"]) + int(r["non2xx"]) for n in ("get", "post") for r in rows[n])
+errs = sum(int(r["errors"]) + int(r["non2xx"]) for n in ("get", "post", "check") for r in rows[n])
 print()
 print(f"| measure ({sys.argv[3]} subjects, median of {len(rows['get'])} rounds) | value | target |")
 print("|---|---|---|")
@@ -93,5 +113,10 @@ print(f"| GET p50 / p99 latency, ms | {med('get', 'p50_ms'):.2f} / {med('get', '
 print(f"| POST /v1/subjects (durable), req/s | {post:.0f} | report |")
 print(f"| POST p50 / p99 latency, ms | {med('post', 'p50_ms'):.2f} / {med('post', 'p99_ms'):.2f} | report |")
 print(f"| garde RSS / PSS after GET rounds, MiB | {int(sys.argv[2]) / 1024:.0f} / {int(sys.argv[4]) / 1024:.0f} | report |")
+check = med("check", "rps")
+print(f"| GET /v1/consent/check, req/s | {check:.0f} | |")
+print(f"| consent check ratio to bare | {check / bare:.2f} | >= 0.6 |")
+print(f"| consent check p50 / p99, ms | {med('check', 'p50_ms'):.2f} / {med('check', 'p99_ms'):.2f} | p99 <= 5 |")
+print(f"| POST /v1/consent/check 10k subjects, ms (wall, incl. transfer) | {med('batch', 'ms'):.0f} | <= 50 server time |")
 print(f"| failed or non-2xx responses | {errs} | 0 |")
 PY

@@ -24,6 +24,68 @@ bool IsChannelOf(const Purpose& p, const std::string& channel) {
 
 }  // namespace
 
+// Builds an event with its signed receipt (ISO/IEC TS 27560 / Kantara CR v1.1 fields,
+// Ed25519 over the exact receipt bytes, which travel base64url-encoded beside it).
+ConsentEventRow ConsentLedger::MakeEvent(const PolicySet& policies, const Purpose& purpose,
+                                         const std::string& subject_id,
+                                         const std::string& channel, ConsentEventType type,
+                                         const std::string& notice_version,
+                                         const std::string& method, const std::string& actor,
+                                         int64_t at) const {
+  ConsentEventRow e;
+  e.id = RandomId("cev_");
+  e.subject_id = subject_id;
+  e.purpose = purpose.id;
+  e.channel = channel;
+  e.event = ConsentEventName(type);
+  e.legal_basis = LegalBasisName(purpose.legal_basis);
+  e.notice_version = notice_version;
+  e.method = method;
+  e.actor = actor;
+  e.at = at;
+  if (type == ConsentEventType::kGranted && !purpose.validity.empty()) {
+    e.expires_at = AddIsoDuration(at, purpose.validity).value_or(0);
+  }
+  JsonWriter r;
+  r.BeginObject()
+      .Key("version").String("garde-consent-receipt/1")
+      .Key("record_id").String(e.id)
+      .Key("subject").String(e.subject_id)
+      .Key("controller").BeginObject().Key("name").String(policies.controller_name())
+      .Key("contact").String(policies.controller_contact()).EndObject()
+      .Key("purpose").String(e.purpose)
+      .Key("purpose_title").String(purpose.title)
+      .Key("channel").StringOrNull(e.channel)
+      .Key("event").String(e.event)
+      .Key("legal_basis").String(e.legal_basis)
+      .Key("notice_version").StringOrNull(e.notice_version)
+      .Key("collection_method").String(e.method)
+      .Key("collected_at").String(FormatRfc3339(e.at))
+      .Key("expires_at");
+  if (e.expires_at != 0) {
+    r.String(FormatRfc3339(e.expires_at));
+  } else {
+    r.Null();
+  }
+  r.Key("withdrawal_method")
+      .String("the preference centre link in every message, one-click unsubscribe, or the "
+              "controller's contact above")
+      .EndObject();
+  const std::string payload = r.Take();
+  const auto sig = d_.signer.SignBytes(payload);
+  JsonWriter full;
+  full.BeginObject()
+      .Key("receipt").Raw(payload)
+      .Key("signature").BeginObject()
+      .Key("alg").String("Ed25519")
+      .Key("key_id").String(d_.signer.key_id_hex())
+      .Key("signed").String(Base64UrlEncode(AsBytes(payload)))
+      .Key("value").String(Base64Encode(sig.data(), sig.size()))
+      .EndObject().EndObject();
+  e.receipt = full.Take();
+  return e;
+}
+
 std::optional<int64_t> AddIsoDuration(int64_t t, const std::string& d) {
   if (d.size() < 3 || d[0] != 'P') return std::nullopt;
   int64_t years = 0, months = 0, days = 0, seconds = 0;
@@ -142,69 +204,16 @@ Result<ConsentEvent> ConsentLedger::Record(const Caller& caller, const std::stri
   }
   if (!invalid.errors().empty()) return invalid;
 
-  ConsentEvent e;
-  e.id = RandomId("cev_");
-  e.subject_id = subject_id;
-  e.purpose = purpose->id;
-  e.channel = req.channel;
-  e.type = type;
-  e.legal_basis = LegalBasisName(purpose->legal_basis);
-  e.notice_version = req.notice_version;
-  e.method = req.method;
-  e.actor = caller.key_id;
-  e.at = at;
-  if (type == ConsentEventType::kGranted && !purpose->validity.empty()) {
-    e.expires_at = AddIsoDuration(at, purpose->validity).value_or(0);
-  }
-
-  // The receipt (ISO/IEC TS 27560 / Kantara CR v1.1 fields), signed over its exact bytes.
-  JsonWriter r;
-  r.BeginObject()
-      .Key("version").String("garde-consent-receipt/1")
-      .Key("record_id").String(e.id)
-      .Key("subject").String(e.subject_id)
-      .Key("controller").BeginObject().Key("name").String(policies->controller_name())
-      .Key("contact").String(policies->controller_contact()).EndObject()
-      .Key("purpose").String(e.purpose)
-      .Key("purpose_title").String(purpose->title)
-      .Key("channel").StringOrNull(e.channel)
-      .Key("event").String(ConsentEventName(e.type))
-      .Key("legal_basis").String(e.legal_basis)
-      .Key("notice_version").StringOrNull(e.notice_version)
-      .Key("collection_method").String(e.method)
-      .Key("collected_at").String(FormatRfc3339(e.at))
-      .Key("expires_at");
-  if (e.expires_at != 0) {
-    r.String(FormatRfc3339(e.expires_at));
-  } else {
-    r.Null();
-  }
-  r.Key("withdrawal_method")
-      .String("the preference centre link in every message, one-click unsubscribe, or the "
-              "controller's contact above")
-      .EndObject();
-  const std::string payload = r.Take();
-  const auto sig = d_.signer.SignBytes(payload);
-  JsonWriter signed_receipt;
-  signed_receipt.BeginObject()
-      .Key("receipt").Raw(payload)
-      .Key("signature").BeginObject()
-      .Key("alg").String("Ed25519")
-      .Key("key_id").String(d_.signer.key_id_hex())
-      .Key("signed").String(Base64UrlEncode(AsBytes(payload)))
-      .Key("value").String(Base64Encode(sig.data(), sig.size()))
-      .EndObject().EndObject();
-  e.receipt = signed_receipt.Take();
-
+  const ConsentEventRow row_to_add =
+      MakeEvent(*policies, *purpose, subject_id, req.channel, type, req.notice_version,
+                req.method, caller.key_id, at);
+  ConsentEvent e = ConsentEventFromRow(row_to_add);
   Status written = d_.store.Write([&](WriteTx& tx) -> Status {
     auto row = tx.GetSubject(subject_id);
     if (!row.ok()) return row.status();
     if (!row.value()) return NotFound("no such subject");
     if (row.value()->status == "erased") return Conflict("the subject has been erased");
-    GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent({e.id, e.subject_id, e.purpose, e.channel,
-                                                 ConsentEventName(e.type), e.legal_basis,
-                                                 e.notice_version, e.method, e.actor, e.at,
-                                                 e.expires_at, e.receipt}));
+    GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(row_to_add));
     if (type == ConsentEventType::kObjected && purpose->marketing) {
       // Art. 21(3): the contacts are never used for direct marketing again, even after the
       // record is erased. The digests were computed when the contacts were written.
@@ -345,34 +354,9 @@ Result<int> ConsentLedger::UnsubscribeByToken(const SubjectTokenClaims& claims,
         if (e.purpose == p->id && e.channel.empty()) latest = &e;
       }
       if (latest != nullptr && latest->event == "withdrawn") continue;
-      ConsentEventRow e;
-      e.id = RandomId("cev_");
-      e.subject_id = claims.subject;
-      e.purpose = p->id;
-      e.event = "withdrawn";
-      e.legal_basis = LegalBasisName(p->legal_basis);
-      e.method = "one_click_unsubscribe";
-      e.actor = "subject-token";
-      e.at = now;
-      JsonWriter r;
-      r.BeginObject().Key("version").String("garde-consent-receipt/1")
-          .Key("record_id").String(e.id).Key("subject").String(e.subject_id)
-          .Key("controller").BeginObject().Key("name").String(policies->controller_name())
-          .Key("contact").String(policies->controller_contact()).EndObject()
-          .Key("purpose").String(e.purpose).Key("purpose_title").String(p->title)
-          .Key("channel").Null().Key("event").String("withdrawn")
-          .Key("legal_basis").String(e.legal_basis).Key("notice_version").Null()
-          .Key("collection_method").String(e.method)
-          .Key("collected_at").String(FormatRfc3339(now)).Key("expires_at").Null()
-          .Key("withdrawal_method").String("one-click unsubscribe link").EndObject();
-      const std::string payload = r.Take();
-      const auto sig = d_.signer.SignBytes(payload);
-      JsonWriter full;
-      full.BeginObject().Key("receipt").Raw(payload).Key("signature").BeginObject()
-          .Key("alg").String("Ed25519").Key("key_id").String(d_.signer.key_id_hex())
-          .Key("signed").String(Base64UrlEncode(AsBytes(payload)))
-          .Key("value").String(Base64Encode(sig.data(), sig.size())).EndObject().EndObject();
-      e.receipt = full.Take();
+      const ConsentEventRow e =
+          MakeEvent(*policies, *p, claims.subject, "", ConsentEventType::kWithdrawn, "",
+                    "one_click_unsubscribe", "subject-token", now);
       GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(e));
       GARDE_RETURN_IF_ERROR(d_.journal.Record(
           &tx, subject, {"consent.unsubscribe", claims.subject, "", "ok", {p->id}, 1}));

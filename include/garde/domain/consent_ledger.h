@@ -88,6 +88,11 @@ class ConsentLedger {
                                 int64_t now);
   Status ValidatePurposeChannel(const PolicySet& policies, const std::string& purpose,
                                 const std::string& channel, const Purpose** out) const;
+  ConsentEventRow MakeEvent(const PolicySet& policies, const Purpose& purpose,
+                            const std::string& subject_id, const std::string& channel,
+                            ConsentEventType type, const std::string& notice_version,
+                            const std::string& method, const std::string& actor,
+                            int64_t at) const;
   ConsentDeps d_;
 };
 

@@ -11,6 +11,12 @@ namespace garde {
 Deployment::Deployment(Config config)
     : config_(std::move(config)), keys_(config_.keyring_path()) {}
 
+std::string Deployment::PublicBaseUrl() const {
+  if (!config_.public_url.empty()) return config_.public_url;
+  const uint16_t port = bound_port_ != 0 ? bound_port_.load() : config_.listen_port;
+  return "http://" + config_.listen_host + ":" + std::to_string(port);
+}
+
 Status Deployment::Initialise(const Config& config) {
   std::error_code ec;
   std::filesystem::create_directories(config.data_dir, ec);

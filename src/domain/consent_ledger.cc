@@ -368,6 +368,78 @@ Result<int> ConsentLedger::UnsubscribeByToken(const SubjectTokenClaims& claims,
   return recorded;
 }
 
+Result<std::vector<ConsentLedger::Preference>> ConsentLedger::Preferences(
+    const SubjectTokenClaims& claims) {
+  auto policies = d_.policies.Current();
+  std::vector<Preference> out;
+  const int64_t now = d_.clock.Now();
+  GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
+    auto row = tx.GetSubject(claims.subject);
+    if (!row.ok()) return row.status();
+    if (!row.value() || row.value()->status == "erased") {
+      return NotFound("this link is not valid or has expired");
+    }
+    for (const auto& p : policies->purposes()) {
+      if (!p.marketing) continue;
+      auto a = DecideIn(tx, *policies, *row.value(), p, "", now);
+      if (!a.ok()) return a.status();
+      out.push_back({&p, a->decision});
+    }
+    return Status::Ok();
+  }));
+  return out;
+}
+
+Result<int> ConsentLedger::ApplyPreferences(const SubjectTokenClaims& claims,
+                                            const std::map<std::string, bool>* wanted,
+                                            bool gpc, const std::string& request_id) {
+  auto policies = d_.policies.Current();
+  Caller subject{"subject-token", "subject", {}, request_id};
+  const int64_t now = d_.clock.Now();
+  int recorded = 0;
+  Status s = d_.store.Write([&](WriteTx& tx) -> Status {
+    recorded = 0;
+    auto row = tx.GetSubject(claims.subject);
+    if (!row.ok()) return row.status();
+    if (!row.value() || row.value()->status == "erased") {
+      return NotFound("this link is not valid or has expired");
+    }
+    for (const auto& p : policies->purposes()) {
+      if (!p.marketing) continue;
+      auto current = DecideIn(tx, *policies, *row.value(), p, "", now);
+      if (!current.ok()) return current.status();
+      const bool allowed = current->decision.allowed;
+      bool want = allowed;
+      std::string method = "preference_centre";
+      if (wanted != nullptr) {
+        auto it = wanted->find(p.id);
+        want = it != wanted->end() && it->second;
+      }
+      if (gpc && p.gpc_opt_out) {
+        want = false;  // the browser's Global Privacy Control signal is an opt-out
+        method = "gpc";
+      }
+      if (want == allowed) continue;
+      std::string notice;
+      if (want && p.legal_basis == LegalBasis::kConsent) {
+        if (p.notices.empty()) continue;  // nothing to consent to without a notice
+        notice = p.notices.back().version;
+      }
+      const ConsentEventRow e =
+          MakeEvent(*policies, p, claims.subject, "",
+                    want ? ConsentEventType::kGranted : ConsentEventType::kWithdrawn, notice,
+                    method, "subject-token", now);
+      GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(e));
+      GARDE_RETURN_IF_ERROR(d_.journal.Record(
+          &tx, subject, {"consent.preferences", claims.subject, "", "ok", {p.id, e.event}, 1}));
+      ++recorded;
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return recorded;
+}
+
 Result<std::vector<bool>> ConsentLedger::Suppressed(const Caller& caller, const std::string& kind,
                                                     const std::vector<std::string>& values) {
   auto policies = d_.policies.Current();

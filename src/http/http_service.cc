@@ -275,6 +275,7 @@ Status HttpService::Start() {
     Poco::Net::SocketAddress address(cfg.listen_host, cfg.listen_port);
     Poco::Net::ServerSocket socket(address, 128);
     port_ = socket.address().port();
+    d_.set_bound_port(port_);
     auto params = Poco::AutoPtr<Poco::Net::HTTPServerParams>(new Poco::Net::HTTPServerParams);
     params->setMaxThreads(cfg.max_threads);
     params->setMaxQueued(cfg.max_queued);

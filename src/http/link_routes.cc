@@ -1,5 +1,8 @@
 // Subject links: minting (operator), one-click unsubscribe (RFC 8058, no credentials but the
 // token), and the Global Privacy Control statement.
+#include <cctype>
+#include <map>
+
 #include "garde/base/clock.h"
 #include "garde/base/json_writer.h"
 #include "garde/http/http_service.h"
@@ -26,16 +29,22 @@ std::string HtmlEscape(const std::string& s) {
   return out;
 }
 
-void Page(Exchange& x, int status, const std::string& title, const std::string& body) {
+void Page(Exchange& x, int status, const std::string& title, const std::string& body,
+          const std::string& lang = "en") {
   x.status = status;
   x.reply_type = "text/html; charset=utf-8";
-  x.reply = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+  x.reply = "<!doctype html><html lang=\"" + lang + "\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             "<title>" + HtmlEscape(title) + "</title>"
             "<style>body{font:1.1rem/1.5 system-ui,sans-serif;max-width:36rem;margin:3rem auto;"
             "padding:0 1rem;color:#111;background:#fff}button{font:inherit;padding:.6rem 1.2rem;"
             "border:2px solid #111;background:#111;color:#fff;border-radius:.3rem}"
-            "button:focus{outline:3px solid #1a56db;outline-offset:2px}</style></head><body><main>"
+            "button:focus,input:focus{outline:3px solid #1a56db;outline-offset:2px}"
+            ".purpose{border:1px solid #555;border-radius:.3rem;padding:.8rem;margin:1rem 0}"
+            ".purpose label{font-weight:600}.notice{color:#333;margin:.3rem 0 0 1.8rem}"
+            "input[type=checkbox]{width:1.2rem;height:1.2rem;margin-right:.6rem}"
+            ".status{background:#e6f4ea;border-left:4px solid #137333;padding:.6rem}"
+            ".secondary{background:#fff;color:#111}</style></head><body><main>"
             "<h1>" + HtmlEscape(title) + "</h1>" + body + "</main></body></html>";
   x.reply_headers.emplace_back("Content-Security-Policy",
                                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'");
@@ -63,6 +72,172 @@ bool IsOneClickBody(const Exchange& x) {
     return value != std::string::npos && x.body.compare(value + 4, 9, "One-Click") == 0;
   }
   return false;
+}
+
+// Interface text of the preference centre, by language.
+struct PageText {
+  const char* title;
+  const char* intro;
+  const char* save;
+  const char* saved;
+  const char* unsubscribe_all;
+  const char* unsubscribed_all;
+  const char* gpc;
+  const char* on;
+  const char* off;
+  const char* objected;
+};
+
+const PageText& TextFor(const std::string& lang) {
+  static const PageText kEn{
+      "Your communication preferences",
+      "Choose what we may send you. You can change your mind at any time.",
+      "Save my choices",
+      "Your choices are saved.",
+      "Unsubscribe from everything",
+      "You are unsubscribed from everything.",
+      "Your browser sent a Global Privacy Control signal: we have recorded it as an opt-out "
+      "for the uses it covers.",
+      "on", "off",
+      "You objected to direct marketing: we no longer use your data for it."};
+  static const PageText kFr{
+      "Vos préférences de communication",
+      "Choisissez ce que nous pouvons vous envoyer. Vous pouvez changer d'avis à tout moment.",
+      "Enregistrer mes choix",
+      "Vos choix sont enregistrés.",
+      "Me désabonner de tout",
+      "Vous êtes désabonné(e) de tout.",
+      "Votre navigateur a envoyé un signal Global Privacy Control : nous l'avons enregistré "
+      "comme une opposition pour les usages concernés.",
+      "activé", "désactivé",
+      "Vous vous êtes opposé(e) à la prospection : nous n'utilisons plus vos données pour cela."};
+  return lang == "fr" ? kFr : kEn;
+}
+
+std::string LanguageOf(const Exchange& x) {
+  auto q = x.query.find("lang");
+  if (q != x.query.end()) return q->second == "fr" ? "fr" : "en";
+  const std::string accept = x.Header("accept-language");
+  return accept.rfind("fr", 0) == 0 ? "fr" : "en";
+}
+
+// application/x-www-form-urlencoded pairs (names and values percent-decoded).
+std::multimap<std::string, std::string> FormPairs(const std::string& body) {
+  std::multimap<std::string, std::string> out;
+  auto decode = [](const std::string& in) {
+    std::string out2;
+    for (size_t i = 0; i < in.size(); ++i) {
+      if (in[i] == '+') {
+        out2 += ' ';
+      } else if (in[i] == '%' && i + 2 < in.size() && std::isxdigit(static_cast<unsigned char>(in[i + 1])) &&
+                 std::isxdigit(static_cast<unsigned char>(in[i + 2]))) {
+        out2 += static_cast<char>(std::stoi(in.substr(i + 1, 2), nullptr, 16));
+        i += 2;
+      } else {
+        out2 += in[i];
+      }
+    }
+    return out2;
+  };
+  size_t start = 0;
+  while (start < body.size()) {
+    size_t amp = body.find('&', start);
+    if (amp == std::string::npos) amp = body.size();
+    const std::string pair = body.substr(start, amp - start);
+    const size_t eq = pair.find('=');
+    if (eq != std::string::npos) out.emplace(decode(pair.substr(0, eq)), decode(pair.substr(eq + 1)));
+    start = amp + 1;
+  }
+  return out;
+}
+
+Status RenderPreferences(Deployment& d, Exchange& x, const SubjectTokenClaims& claims,
+                         const std::string& status_message) {
+  const std::string lang = LanguageOf(x);
+  const PageText& t = TextFor(lang);
+  auto prefs = d.consents().Preferences(claims);
+  if (!prefs.ok()) return prefs.status();
+  std::string body = "<p>" + HtmlEscape(t.intro) + "</p>";
+  if (!status_message.empty()) {
+    body += "<p class=\"status\" role=\"status\">" + status_message + "</p>";
+  }
+  body += "<form method=\"post\"><input type=\"hidden\" name=\"form\" value=\"preferences\">";
+  int n = 0;
+  for (const auto& p : prefs.value()) {
+    const std::string id = "p" + std::to_string(n++);
+    std::string notice = p.purpose->description;
+    if (!p.purpose->notices.empty()) {
+      notice = p.purpose->notices.back().text.empty() ? p.purpose->notices.back().url
+                                                      : p.purpose->notices.back().text;
+    }
+    body += "<div class=\"purpose\"><input type=\"checkbox\" id=\"" + id +
+            "\" name=\"purpose\" value=\"" + HtmlEscape(p.purpose->id) + "\" aria-describedby=\"" +
+            id + "-notice\"" + (p.decision.allowed ? " checked" : "") + "><label for=\"" + id +
+            "\">" + HtmlEscape(p.purpose->title) + "</label> <span data-state=\"" +
+            (p.decision.allowed ? "on" : "off") + "\">(" +
+            (p.decision.allowed ? t.on : t.off) + ")</span><p class=\"notice\" id=\"" + id +
+            "-notice\">" + HtmlEscape(notice) + "</p>";
+    if (p.decision.reason == "objected") body += "<p class=\"notice\">" + HtmlEscape(t.objected) + "</p>";
+    body += "</div>";
+  }
+  body += "<button type=\"submit\">" + HtmlEscape(t.save) + "</button></form>"
+          "<form method=\"post\"><input type=\"hidden\" name=\"form\" value=\"unsubscribe_all\">"
+          "<p><button type=\"submit\" class=\"secondary\">" + HtmlEscape(t.unsubscribe_all) +
+          "</button></p></form>";
+  Page(x, 200, t.title, body, lang);
+  return Status::Ok();
+}
+
+Status PreferencesPage(Deployment& d, Exchange& x) {
+  auto claims = d.tokens().Verify(x.params["token"], d.clock().Now());
+  if (!claims.ok() || claims->use != "preferences") {
+    return NotFound("this link is not valid or has expired");
+  }
+  std::string message;
+  if (x.Header("sec-gpc") == "1") {
+    auto done = d.consents().ApplyPreferences(claims.value(), nullptr, true, x.request_id);
+    if (!done.ok()) return done.status();
+    message = HtmlEscape(TextFor(LanguageOf(x)).gpc);
+  }
+  return RenderPreferences(d, x, claims.value(), message);
+}
+
+Status PreferencesPost(Deployment& d, Exchange& x) {
+  auto claims = d.tokens().Verify(x.params["token"], d.clock().Now());
+  if (!claims.ok() || claims->use != "preferences") {
+    return NotFound("this link is not valid or has expired");
+  }
+  if (x.content_type != "application/x-www-form-urlencoded") {
+    return Status(Code::kUnsupportedMediaType, "send the form as application/x-www-form-urlencoded");
+  }
+  const auto form = FormPairs(x.body);
+  const PageText& t = TextFor(LanguageOf(x));
+  auto kind = form.find("form");
+  std::map<std::string, bool> wanted;
+  std::string message;
+  if (kind != form.end() && kind->second == "unsubscribe_all") {
+    message = HtmlEscape(t.unsubscribed_all);  // nothing wanted
+  } else if (kind != form.end() && kind->second == "preferences") {
+    auto policies = d.policies().Current();
+    auto [b, e] = form.equal_range("purpose");
+    for (auto it = b; it != e; ++it) {
+      const Purpose* p = policies->FindPurpose(it->second);
+      if (p == nullptr || !p->marketing) {
+        return Status(Code::kUnprocessable, "the form names an unknown purpose")
+            .AddError("purpose", "is not a marketing purpose of the catalogue");
+      }
+      wanted[p->id] = true;
+    }
+    message = HtmlEscape(t.saved);
+  } else {
+    return Status(Code::kUnprocessable, "the form is not a preference-centre form")
+        .AddError("form", "must be preferences or unsubscribe_all");
+  }
+  const bool gpc = x.Header("sec-gpc") == "1";
+  auto done = d.consents().ApplyPreferences(claims.value(), &wanted, gpc, x.request_id);
+  if (!done.ok()) return done.status();
+  if (gpc) message += " " + HtmlEscape(t.gpc);
+  return RenderPreferences(d, x, claims.value(), message);
 }
 
 Status MintLinks(Deployment& d, Exchange& x) {
@@ -118,10 +293,7 @@ Status MintLinks(Deployment& d, Exchange& x) {
     return Status::Ok();
   });
   GARDE_RETURN_IF_ERROR(exists);
-  const Config& cfg = d.config();
-  const std::string base = !cfg.public_url.empty()
-                               ? cfg.public_url
-                               : "http://" + cfg.listen_host + ":" + std::to_string(cfg.listen_port);
+  const std::string base = d.PublicBaseUrl();
   const int64_t expires = d.clock().Now() + ttl;
   JsonWriter w;
   w.BeginObject().Key("subject").String(id).Key("links").BeginArray();
@@ -178,6 +350,8 @@ Status UnsubscribePost(Deployment& d, Exchange& x) {
 
 void AddLinkRoutes(Router& router, Deployment& d) {
   router.Add("POST", "/v1/subjects/{id}/links", [&d](Exchange& x) { return MintLinks(d, x); });
+  router.Add("GET", "/p/{token}", [&d](Exchange& x) { return PreferencesPage(d, x); });
+  router.Add("POST", "/p/{token}", [&d](Exchange& x) { return PreferencesPost(d, x); });
   router.Add("GET", "/u/{token}", [&d](Exchange& x) { return UnsubscribePage(d, x); });
   router.Add("POST", "/u/{token}", [&d](Exchange& x) { return UnsubscribePost(d, x); });
   router.Add("GET", "/.well-known/gpc.json", [](Exchange& x) {

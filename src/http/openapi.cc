@@ -1625,6 +1625,67 @@ const char* OpenApiDocument() {
      }
     }
    }
+  },
+  "/p/{token}": {
+   "get": {
+    "summary": "Preference centre page (no JavaScript needed; French or English by Accept-Language or ?lang=); Sec-GPC: 1 records a GPC opt-out",
+    "security": [],
+    "parameters": [
+     {
+      "name": "token",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "HTML"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   },
+   "post": {
+    "summary": "Save choices: form=preferences with purpose=<id> for each wanted purpose, or form=unsubscribe_all",
+    "security": [],
+    "parameters": [
+     {
+      "name": "token",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "requestBody": {
+     "content": {
+      "application/x-www-form-urlencoded": {
+       "schema": {
+        "type": "object"
+       }
+      }
+     }
+    },
+    "responses": {
+     "200": {
+      "description": "HTML with the saved state"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "415": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
   }
  }
 })openapi";

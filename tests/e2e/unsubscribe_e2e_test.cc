@@ -114,6 +114,9 @@ TEST_F(UnsubscribeE2E, LinksNeedAnOperatorAndAValidRequest) {
   EXPECT_EQ(r.status, 201);
   EXPECT_NE(r.body.find(R"("use":"preferences")"), std::string::npos);
   EXPECT_EQ(r.body.find("u4@"), std::string::npos);  // no personal data in links
+  // Regression: with --listen host:0 the links named port 0 instead of the bound port.
+  EXPECT_NE(r.body.find("\"url\":\"http://127.0.0.1:" + std::to_string(g_.port()) + "/p/"),
+            std::string::npos) << r.body;
   HttpReply gpc = g_.Get("/.well-known/gpc.json", "");
   EXPECT_EQ(gpc.status, 200);
   EXPECT_NE(gpc.body.find(R"("gpc":true)"), std::string::npos);

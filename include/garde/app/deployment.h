@@ -5,6 +5,7 @@
 //   d.value()->vault().Read(caller, id, "customer_management");
 #pragma once
 
+#include <atomic>
 #include <memory>
 
 #include "garde/base/clock.h"
@@ -34,6 +35,9 @@ class Deployment {
   Deployment& operator=(const Deployment&) = delete;
 
   const Config& config() const { return config_; }
+  // Base URL of links put in e-mails: public_url, else http://host:port as actually bound.
+  std::string PublicBaseUrl() const;
+  void set_bound_port(uint16_t port) { bound_port_ = port; }
   Store& store() { return *store_; }
   KeyringSource& keys() { return keys_; }
   PolicyHolder& policies() { return *policies_; }
@@ -52,6 +56,7 @@ class Deployment {
  private:
   explicit Deployment(Config config);
   Config config_;
+  std::atomic<uint16_t> bound_port_{0};
   SystemClock clock_;
   KeyringSource keys_;
   std::unique_ptr<Store> store_;

@@ -7,6 +7,7 @@
 //   Result<ConsentAnswer> a = ledger.Check(caller, subject_id, "marketing.email", "email");
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -78,6 +79,18 @@ class ConsentLedger {
   Result<ConsentAnswer> DecideIn(ReadTx& tx, const PolicySet& policies, const SubjectRow& row,
                                  const Purpose& purpose, const std::string& channel,
                                  int64_t now);
+  // The preference centre: each marketing purpose with the subject's current decision.
+  struct Preference {
+    const Purpose* purpose = nullptr;
+    ConsentDecision decision;
+  };
+  Result<std::vector<Preference>> Preferences(const SubjectTokenClaims& claims);
+  // Applies the customer's choices (purpose id -> wanted; purposes absent are not wanted)
+  // and, when `gpc` is set, a Global Privacy Control opt-out for the purposes flagged for it.
+  // Records only changes. Returns the number of events recorded.
+  Result<int> ApplyPreferences(const SubjectTokenClaims& claims,
+                               const std::map<std::string, bool>* wanted, bool gpc,
+                               const std::string& request_id);
   // Which of these contacts are suppressed (normalised first; invalid ones are not).
   Result<std::vector<bool>> Suppressed(const Caller& caller, const std::string& kind,
                                        const std::vector<std::string>& values);

@@ -1,0 +1,118 @@
+// The preference centre as a customer uses it, in headless Chromium (Debian's package):
+// open a minted link, switch a purpose off, submit, and the API's consent check says no.
+// Run twice: with JavaScript enabled and disabled. Screenshots go to screenshots/.
+//
+//   node preference_centre.test.mjs <garde binary> <policies dir>
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+
+const garde = process.argv[2] ?? process.env.GARDE_BINARY;
+const policies = process.argv[3] ?? process.env.GARDE_POLICIES;
+const shots = new URL('./screenshots/', import.meta.url).pathname;
+mkdirSync(shots, { recursive: true });
+
+async function startGarde() {
+  const dir = mkdtempSync(join(tmpdir(), 'garde-browser-'));
+  const data = join(dir, 'data');
+  const run = (...args) => execFileSync(garde, args, { encoding: 'utf8' }).trim().split('\n').pop();
+  run('init', '--data-dir', data, '--policies', policies);
+  const operator = run('apikey', 'create', '--data-dir', data, '--policies', policies,
+    '--name', 'crm', '--role', 'operator', '--activity', 'customer_management');
+  const proc = spawn(garde, ['serve', '--data-dir', data, '--policies', policies, '--listen', '127.0.0.1:0']);
+  const base = await new Promise((resolve, reject) => {
+    let out = '';
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
+      if (m) resolve(m[1]);
+    });
+    proc.on('exit', (code) => reject(new Error('garde exited ' + code)));
+  });
+  const api = async (method, path, body) => {
+    const r = await fetch(base + path, {
+      method, headers: { Authorization: 'Bearer ' + operator, 'Content-Type': 'application/json' },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    return { status: r.status, json: await r.json() };
+  };
+  return { base, api, stop: () => { proc.kill('SIGTERM'); rmSync(dir, { recursive: true, force: true }); } };
+}
+
+async function customerWithConsent(g, email) {
+  const s = await g.api('POST', '/v1/subjects', { kind: 'person', fields: { email } });
+  assert.equal(s.status, 201);
+  const id = s.json.id;
+  for (const purpose of ['marketing.email', 'marketing.sms']) {
+    const c = await g.api('POST', `/v1/subjects/${id}/consents`,
+      { purpose, event: 'granted', notice_version: '2026-01', method: 'web_form' });
+    assert.equal(c.status, 201);
+  }
+  const links = await g.api('POST', `/v1/subjects/${id}/links`, { uses: ['preferences'] });
+  assert.equal(links.status, 201);
+  return { id, url: links.json.links[0].url };
+}
+
+const check = async (g, id, purpose) =>
+  (await g.api('GET', `/v1/consent/check?subject=${id}&purpose=${purpose}&channel=`)).json;
+
+for (const javaScriptEnabled of [true, false]) {
+  test(`switching e-mail off in the preference centre (JavaScript ${javaScriptEnabled ? 'on' : 'off'})`, async () => {
+    const g = await startGarde();
+    const browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    try {
+      const { id, url } = await customerWithConsent(g, `browser-${javaScriptEnabled}@example.org`);
+      assert.equal((await check(g, id, 'marketing.email')).allowed, true);
+      const context = await browser.newContext({ javaScriptEnabled, locale: 'fr-FR' });
+      const page = await context.newPage();
+      await page.goto(url);
+      assert.equal(await page.getAttribute('html', 'lang'), 'fr');
+      const email = page.getByLabel('Email newsletters and offers');
+      assert.equal(await email.isChecked(), true);
+      await page.screenshot({ path: join(shots, `preferences-before-js-${javaScriptEnabled}.png`), fullPage: true });
+      await email.focus();                 // keyboard reachable
+      await page.keyboard.press('Space');  // and operable
+      assert.equal(await email.isChecked(), false);
+      await page.getByRole('button', { name: 'Enregistrer mes choix' }).click();
+      await page.getByRole('status').waitFor();
+      assert.match(await page.getByRole('status').innerText(), /enregistrés/);
+      await page.screenshot({ path: join(shots, `preferences-after-js-${javaScriptEnabled}.png`), fullPage: true });
+      const decision = await check(g, id, 'marketing.email');
+      assert.equal(decision.allowed, false);
+      assert.equal(decision.reason, 'consent_withdrawn');
+      assert.equal((await check(g, id, 'marketing.sms')).allowed, true);  // untouched
+      await context.close();
+    } finally {
+      await browser.close();
+      g.stop();
+    }
+  });
+}
+
+test('a GPC signal is recorded and the page says so', async () => {
+  const g = await startGarde();
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
+  });
+  try {
+    const { id, url } = await customerWithConsent(g, 'gpc@example.org');
+    const context = await browser.newContext({ extraHTTPHeaders: { 'Sec-GPC': '1' } });
+    const page = await context.newPage();
+    await page.goto(url);
+    assert.match(await page.getByRole('status').innerText(), /Global Privacy Control/);
+    await page.screenshot({ path: join(shots, 'preferences-gpc.png'), fullPage: true });
+    assert.equal((await check(g, id, 'marketing.email')).reason, 'consent_withdrawn');
+  } finally {
+    await browser.close();
+    g.stop();
+  }
+});

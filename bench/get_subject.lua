@@ -1,3 +1,4 @@
+dofile("bench/report.lua")
 -- wrk: GET /v1/subjects/{id} for random seeded ids, bound to an activity.
 local ids = {}
 local key = os.getenv("GARDE_KEY")
@@ -7,10 +8,4 @@ request = function()
   return wrk.format("GET", "/v1/subjects/" .. id,
     { ["Authorization"] = "Bearer " .. key, ["X-Purpose"] = "customer_management" })
 end
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT rps=%.0f p50_ms=%.3f p99_ms=%.3f errors=%d non2xx=%d\n",
-    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
-    latency:percentile(99) / 1000,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    summary.errors.status))
-end
+done = report

@@ -1,3 +1,4 @@
+dofile("bench/report.lua")
 -- wrk: POST /v1/subjects with a unique email per request (durable commits).
 local key = os.getenv("GARDE_KEY")
 local counter = 0
@@ -14,10 +15,4 @@ request = function()
   return wrk.format("POST", "/v1/subjects",
     { ["Authorization"] = "Bearer " .. key, ["Content-Type"] = "application/json" }, body)
 end
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT rps=%.0f p50_ms=%.3f p99_ms=%.3f errors=%d non2xx=%d\n",
-    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
-    latency:percentile(99) / 1000,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    summary.errors.status))
-end
+done = report

@@ -327,6 +327,20 @@ Result<std::vector<ConsentAnswer>> ConsentLedger::CheckMany(
   return out;
 }
 
+namespace {
+
+// The subject a token names, if it is still on file (an erased subject's links stop working).
+Result<SubjectRow> TokenSubject(ReadTx& tx, const SubjectTokenClaims& claims) {
+  auto row = tx.GetSubject(claims.subject);
+  if (!row.ok()) return row.status();
+  if (!row.value() || row.value()->status == "erased") {
+    return NotFound("this link is not valid or has expired");
+  }
+  return *row.value();
+}
+
+}  // namespace
+
 Result<int> ConsentLedger::UnsubscribeByToken(const SubjectTokenClaims& claims,
                                               const std::string& request_id) {
   auto policies = d_.policies.Current();
@@ -340,11 +354,8 @@ Result<int> ConsentLedger::UnsubscribeByToken(const SubjectTokenClaims& claims,
   const int64_t now = d_.clock.Now();
   Status s = d_.store.Write([&](WriteTx& tx) -> Status {
     recorded = 0;
-    auto row = tx.GetSubject(claims.subject);
+    auto row = TokenSubject(tx, claims);
     if (!row.ok()) return row.status();
-    if (!row.value() || row.value()->status == "erased") {
-      return NotFound("this link is not valid or has expired");
-    }
     auto events = tx.ConsentEventsOf(claims.subject);
     if (!events.ok()) return events.status();
     for (const Purpose* p : purposes) {
@@ -374,14 +385,11 @@ Result<std::vector<ConsentLedger::Preference>> ConsentLedger::Preferences(
   std::vector<Preference> out;
   const int64_t now = d_.clock.Now();
   GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
-    auto row = tx.GetSubject(claims.subject);
+    auto row = TokenSubject(tx, claims);
     if (!row.ok()) return row.status();
-    if (!row.value() || row.value()->status == "erased") {
-      return NotFound("this link is not valid or has expired");
-    }
     for (const auto& p : policies->purposes()) {
       if (!p.marketing) continue;
-      auto a = DecideIn(tx, *policies, *row.value(), p, "", now);
+      auto a = DecideIn(tx, *policies, row.value(), p, "", now);
       if (!a.ok()) return a.status();
       out.push_back({&p, a->decision});
     }
@@ -399,14 +407,11 @@ Result<int> ConsentLedger::ApplyPreferences(const SubjectTokenClaims& claims,
   int recorded = 0;
   Status s = d_.store.Write([&](WriteTx& tx) -> Status {
     recorded = 0;
-    auto row = tx.GetSubject(claims.subject);
+    auto row = TokenSubject(tx, claims);
     if (!row.ok()) return row.status();
-    if (!row.value() || row.value()->status == "erased") {
-      return NotFound("this link is not valid or has expired");
-    }
     for (const auto& p : policies->purposes()) {
       if (!p.marketing) continue;
-      auto current = DecideIn(tx, *policies, *row.value(), p, "", now);
+      auto current = DecideIn(tx, *policies, row.value(), p, "", now);
       if (!current.ok()) return current.status();
       const bool allowed = current->decision.allowed;
       bool want = allowed;

@@ -4,39 +4,20 @@
 
 #include <filesystem>
 
+#include "deployment_fixture.h"
 #include "garde/app/deployment.h"
 #include "garde/base/encoding.h"
 
 namespace garde {
 namespace {
 
-class AuditLogTest : public ::testing::Test {
+class AuditLogTest : public DeploymentFixture {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("garde-audit-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    cfg_.data_dir = dir_.string();
-    cfg_.policies_dir = GARDE_TEST_FIXTURES "/../../policies";
-    cfg_.durable = false;
-    ASSERT_TRUE(Deployment::Initialise(cfg_).ok());
-    auto d = Deployment::Open(cfg_);
-    ASSERT_TRUE(d.ok()) << d.status().message();
-    d_ = std::move(d.value());
-  }
-  void TearDown() override {
-    d_.reset();
-    std::filesystem::remove_all(dir_);
-  }
   void Append(int n) {
     for (int i = 0; i < n; ++i) {
       ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"test.event", "", "", "ok", {"f"}, i}).ok());
     }
   }
-  std::filesystem::path dir_;
-  Config cfg_;
-  std::unique_ptr<Deployment> d_;
   Caller caller_{"key_t", "operator", {}, "req_t"};
 };
 

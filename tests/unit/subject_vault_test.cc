@@ -4,30 +4,14 @@
 
 #include <filesystem>
 
+#include "deployment_fixture.h"
 #include "garde/app/deployment.h"
 
 namespace garde {
 namespace {
 
-class SubjectVaultTest : public ::testing::Test {
+class SubjectVaultTest : public DeploymentFixture {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("garde-vault-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    cfg_.data_dir = dir_.string();
-    cfg_.policies_dir = GARDE_TEST_FIXTURES "/../../policies";
-    cfg_.durable = false;
-    ASSERT_TRUE(Deployment::Initialise(cfg_).ok());
-    auto d = Deployment::Open(cfg_);
-    ASSERT_TRUE(d.ok()) << d.status().message();
-    d_ = std::move(d.value());
-  }
-  void TearDown() override {
-    d_.reset();
-    std::filesystem::remove_all(dir_);
-  }
 
   SubjectView MustCreate(FieldMap fields, const char* kind = "person") {
     auto r = d_->vault().Create(operator_, {kind, "web_form", std::nullopt, std::move(fields)});
@@ -46,9 +30,6 @@ class SubjectVaultTest : public ::testing::Test {
     return n;
   }
 
-  std::filesystem::path dir_;
-  Config cfg_;
-  std::unique_ptr<Deployment> d_;
   Caller operator_{"key_op", "operator", {"customer_management", "marketing_email"}, "req_t"};
 };
 

@@ -103,6 +103,28 @@ TEST_F(UnsubscribeE2E, TamperedForeignOrMalformedTokensAreRefusedWithoutDetail) 
   EXPECT_TRUE(Allowed(a, "marketing.email"));
 }
 
+TEST_F(UnsubscribeE2E, PreferenceCentreRefusesBadFormsAndForeignTokens) {
+  const std::string id = CreateConsenting("p1@example.org");
+  HttpReply links = g_.Post("/v1/subjects/" + id + "/links", R"({"uses":["preferences"]})", operator_key_);
+  const size_t at = links.body.find("/p/");
+  const std::string path = links.body.substr(at, links.body.find('"', at) - at);
+  EXPECT_EQ(g_.Request("POST", path, "{}", {}, "application/json").status, 415);
+  EXPECT_EQ(g_.Request("POST", path, "form=teleport", {}, "application/x-www-form-urlencoded").status, 422);
+  EXPECT_EQ(g_.Request("POST", path, "form=preferences&purpose=service.orders", {},
+                       "application/x-www-form-urlencoded").status, 422);
+  EXPECT_TRUE(Allowed(id, "marketing.email"));  // none of that changed anything
+  // An unsubscribe token is not a preference-centre token, and vice versa.
+  const std::string unsub = UnsubscribePath(id, "marketing.email");
+  EXPECT_EQ(g_.Request("GET", "/p/" + unsub.substr(3), "", {}, "").status, 404);
+  EXPECT_EQ(g_.Request("POST", "/u/" + path.substr(3), "List-Unsubscribe=One-Click", {},
+                       "application/x-www-form-urlencoded").status, 404);
+  // Unchecking everything through the real form withdraws.
+  HttpReply saved = g_.Request("POST", path, "form=preferences", {}, "application/x-www-form-urlencoded");
+  EXPECT_EQ(saved.status, 200);
+  EXPECT_NE(saved.body.find("role=\"status\""), std::string::npos);
+  EXPECT_FALSE(Allowed(id, "marketing.email"));
+}
+
 TEST_F(UnsubscribeE2E, LinksNeedAnOperatorAndAValidRequest) {
   const std::string id = CreateConsenting("u4@example.org");
   EXPECT_EQ(g_.Post("/v1/subjects/" + id + "/links", "{}", marketing_key_).status, 403);

@@ -19,6 +19,7 @@
 #include "garde/cli/serve_command.h"
 #include "garde/config/config.h"
 #include "garde/policy/policy_set.h"
+#include "garde/policy/register_lint.h"
 #include "garde/store/sqlite_store.h"
 
 #include <Poco/JSON/Object.h>
@@ -478,28 +479,37 @@ int RunLint(const CliArgs& args) {
   auto cfg = ResolveConfig(flags);
   if (!cfg.ok()) return FailStatus(cfg.status());
   auto policies = LoadPolicies(cfg->policies_dir);
+  // Load problems first (each one an error), then the register rules.
+  std::vector<LintFinding> findings;
+  for (const auto& e : policies.status().errors()) {
+    findings.push_back({"error", "policy-file", e.field, e.message, "fix the file"});
+  }
+  if (policies.ok()) findings = LintRegister(*policies.value());
+  bool ok = true;
+  for (const auto& f : findings) ok &= f.severity != "error";
   if (args.Has("json")) {
     JsonWriter w;
-    w.BeginObject().Key("ok").Bool(policies.ok()).Key("findings").BeginArray();
-    for (const auto& e : policies.status().errors()) {
-      w.BeginObject().Key("severity").String("error").Key("location").String(e.field)
-          .Key("message").String(e.message).EndObject();
+    w.BeginObject().Key("ok").Bool(ok).Key("findings").BeginArray();
+    for (const auto& f : findings) {
+      w.BeginObject().Key("severity").String(f.severity).Key("rule").String(f.rule)
+          .Key("location").String(f.location).Key("message").String(f.message)
+          .Key("hint").String(f.hint).EndObject();
     }
     w.EndArray().EndObject();
     std::cout << w.str() << std::endl;
-    return policies.ok() ? 0 : 1;
+    return ok ? 0 : 1;
   }
-  if (!policies.ok()) {
-    for (const auto& e : policies.status().errors()) {
-      std::cout << cfg->policies_dir << "/" << e.field << ": error: " << e.message << "\n";
-    }
-    return 1;
+  for (const auto& f : findings) {
+    std::cout << cfg->policies_dir << "/" << f.location << ": " << f.severity << ": "
+              << f.message << " [" << f.rule << "] (" << f.hint << ")\n";
   }
-  std::cout << "Policies in " << cfg->policies_dir << " are valid ("
-            << policies.value()->schema().fields().size() << " fields, "
-            << policies.value()->purposes().size() << " purposes, "
-            << policies.value()->activities().size() << " activities).\n";
-  return 0;
+  if (ok && policies.ok()) {
+    std::cout << "Policies in " << cfg->policies_dir << " are valid ("
+              << policies.value()->schema().fields().size() << " fields, "
+              << policies.value()->purposes().size() << " purposes, "
+              << policies.value()->activities().size() << " activities).\n";
+  }
+  return ok ? 0 : 1;
 }
 
 }  // namespace

@@ -227,6 +227,7 @@ HttpService::HttpService(Deployment& deployment) : d_(deployment) {
   AddConsentRoutes(router_, d_);
   AddLinkRoutes(router_, d_);
   AddAudienceRoutes(router_, d_);
+  AddRegisterRoutes(router_, d_);
 }
 
 HttpService::~HttpService() { Stop(); }

@@ -1686,6 +1686,83 @@ const char* OpenApiDocument() {
      }
     }
    }
+  },
+  "/v1/register": {
+   "get": {
+    "summary": "Register of processing activities (officer)",
+    "parameters": [
+     {
+      "name": "format",
+      "in": "query",
+      "schema": {
+       "enum": [
+        "json",
+        "csv",
+        "md"
+       ]
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "JSON {organisation, content_hash, activities}; CSV (UTF-8 BOM, one row per activity); Markdown"
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/register/{id}": {
+   "get": {
+    "summary": "One activity (officer)",
+    "parameters": [
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "The activity as in register.yaml"
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/register/lint": {
+   "get": {
+    "summary": "Lint findings (officer, admin)",
+    "responses": {
+     "200": {
+      "description": "{findings:[{severity, rule, location, message, hint}], ok}"
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
   }
  }
 })openapi";

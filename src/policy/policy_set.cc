@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "garde/base/encoding.h"
+#include "garde/base/json_writer.h"
 
 namespace garde {
 namespace {
@@ -129,6 +130,34 @@ std::optional<LegalBasis> ParseLegalBasis(const std::string& s) {
   if (s == "public_task") return LegalBasis::kPublicTask;
   if (s == "legitimate_interests") return LegalBasis::kLegitimateInterests;
   return std::nullopt;
+}
+
+// A YAML node as JSON (scalars as strings, except null, true/false and plain numbers).
+void YamlToJson(const YAML::Node& n, JsonWriter& w) {
+  if (!n || n.IsNull()) {
+    w.Null();
+  } else if (n.IsSequence()) {
+    w.BeginArray();
+    for (const auto& item : n) YamlToJson(item, w);
+    w.EndArray();
+  } else if (n.IsMap()) {
+    w.BeginObject();
+    for (const auto& kv : n) {
+      w.Key(kv.first.as<std::string>(""));
+      YamlToJson(kv.second, w);
+    }
+    w.EndObject();
+  } else {
+    const std::string v = n.as<std::string>("");
+    if (n.Tag() != "!" && (v == "true" || v == "false")) {
+      w.Bool(v == "true");
+    } else if (n.Tag() != "!" && !v.empty() &&
+               v.find_first_not_of("0123456789") == std::string::npos && v.size() < 16) {
+      w.Int(std::stoll(v));
+    } else {
+      w.String(v);
+    }
+  }
 }
 
 bool IsFieldName(const std::string& s) {
@@ -291,11 +320,21 @@ void LoadRegister(YamlFile& f, const Schema& schema, const std::vector<Purpose>&
     }
     Activity a;
     a.line = line;
+    JsonWriter json;
+    YamlToJson(n, json);
+    a.json = json.Take();
     a.id = f.String(n, "id", "activity", true);
     const std::string where = "activity '" + a.id + "'";
     a.name = f.String(n, "name", where, true);
     a.reference = f.String(n, "reference", where, false);
-    const std::string basis = f.String(n, "legal_basis", where, true);
+    const std::string basis = f.String(n, "legal_basis", where, false);
+    a.has_legal_basis = !basis.empty();
+    a.has_art9_condition = static_cast<bool>(n["art9_condition"]);
+    if (const YAML::Node transfers = n["transfers"]; transfers && transfers.IsSequence()) {
+      for (const auto& t : transfers) {
+        if (t.IsMap() && !t["safeguard"]) a.transfers_without_safeguard.push_back(t["country"].as<std::string>("?"));
+      }
+    }
     if (auto b = ParseLegalBasis(basis)) {
       a.legal_basis = *b;
     } else if (!basis.empty()) {
@@ -410,6 +449,9 @@ Result<std::shared_ptr<const PolicySet>> LoadPolicies(const std::string& dir) {
   load("purposes.yaml", [&](YamlFile& f) { LoadPurposes(f, &set->purposes_); });
   load("register.yaml", [&](YamlFile& f) {
     LoadRegister(f, set->schema_, set->purposes_, &set->activities_);
+    JsonWriter org;
+    YamlToJson(f.root()["organisation"], org);
+    set->organisation_json_ = org.Take();
     const YAML::Node controller = f.root()["organisation"]["controller"];
     if (controller && controller.IsMap()) {
       set->controller_name_ = f.String(controller, "name", "controller", true);

@@ -159,7 +159,8 @@ TEST_F(SubjectsE2E, HealthReadinessAndOpenApi) {
                            "/v1/keys/public", "/v1/purposes", "/v1/subjects/{id}/consents",
                            "/v1/consent/check", "/v1/suppressions:check", "/v1/audiences",
                            "/v1/subjects/{id}/links", "/u/{token}", "/.well-known/gpc.json",
-                           "/p/{token}"}) {
+                           "/p/{token}", "/v1/register", "/v1/register/{id}",
+                           "/v1/register/lint"}) {
     EXPECT_NE(r.body.find(std::string("\"") + path + "\""), std::string::npos) << path;
   }
 }

@@ -54,6 +54,7 @@ void AddAuditRoutes(Router& router, Deployment& d);
 void AddConsentRoutes(Router& router, Deployment& d);
 void AddLinkRoutes(Router& router, Deployment& d);
 void AddAudienceRoutes(Router& router, Deployment& d);
+void AddRegisterRoutes(Router& router, Deployment& d);
 
 // Authenticates the bearer key of `x` into x.caller (401 when missing or unknown).
 Status Authenticate(Deployment& d, Exchange& x);

@@ -45,6 +45,10 @@ struct Purpose {
 
 struct Activity {
   std::string id;
+  std::string json;  // the whole register entry as JSON, for exports
+  bool has_legal_basis = false;
+  std::vector<std::string> transfers_without_safeguard;  // countries
+  bool has_art9_condition = false;
   std::string name;
   std::string reference;
   std::vector<std::string> purposes;
@@ -72,6 +76,8 @@ class PolicySet {
   const std::vector<Purpose>& purposes() const { return purposes_; }
   const std::map<std::string, Role>& roles() const { return roles_; }
   const std::string& directory() const { return directory_; }
+  // register.yaml's organisation block as JSON.
+  const std::string& organisation_json() const { return organisation_json_; }
   // The data controller named in register.yaml (organisation.controller).
   const std::string& controller_name() const { return controller_name_; }
   const std::string& controller_contact() const { return controller_contact_; }
@@ -86,6 +92,7 @@ class PolicySet {
   std::map<std::string, Role> roles_;
   std::string directory_;
   std::string content_hash_;
+  std::string organisation_json_ = "null";
   std::string controller_name_;
   std::string controller_contact_;
 };

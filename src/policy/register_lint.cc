@@ -1,0 +1,73 @@
+#include "garde/policy/register_lint.h"
+
+namespace garde {
+namespace {
+
+std::string At(const char* file, int line) { return std::string(file) + ":" + std::to_string(line); }
+
+}  // namespace
+
+std::vector<LintFinding> LintRegister(const PolicySet& p) {
+  std::vector<LintFinding> out;
+  for (const auto& f : p.schema().fields()) {
+    bool covered = false;
+    for (const auto& a : p.activities()) covered |= a.fields.count(f.name) != 0;
+    if (!covered) {
+      out.push_back({"error", "field-not-covered", At("schema.yaml", f.line),
+                     "field '" + f.name + "' is used by no processing activity",
+                     "list it under data.fields of the activities that use it, or remove it"});
+    }
+    if (f.blind_index_bytes > 0 &&
+        (f.type == FieldType::kEnum || f.type == FieldType::kBool || f.type == FieldType::kCountry)) {
+      out.push_back({"warning", "blind-index-low-cardinality", At("schema.yaml", f.line),
+                     "field '" + f.name + "' has few possible values: its blind index reveals them",
+                     "remove blind_index, or index it only together with a high-cardinality field"});
+    }
+  }
+  for (const auto& pu : p.purposes()) {
+    bool used = false;
+    for (const auto& a : p.activities()) {
+      for (const auto& id : a.purposes) used |= id == pu.id;
+    }
+    if (!used) {
+      out.push_back({"error", "purpose-unused", At("purposes.yaml", pu.line),
+                     "purpose '" + pu.id + "' is served by no processing activity",
+                     "add it to the purposes of an activity, or remove it"});
+    }
+    if (pu.legal_basis == LegalBasis::kConsent && pu.notices.empty()) {
+      out.push_back({"error", "consent-without-notice", At("purposes.yaml", pu.line),
+                     "purpose '" + pu.id + "' rests on consent but has no notice",
+                     "add notices: [{version, text or url, valid_from}]"});
+    }
+  }
+  for (const auto& a : p.activities()) {
+    if (a.retention.empty()) {
+      out.push_back({"error", "activity-without-retention", At("register.yaml", a.line),
+                     "activity '" + a.id + "' has no retention rule",
+                     "add retention: an ISO 8601 duration, \"P3Y after last_interaction\", or criteria"});
+    }
+    if (!a.has_legal_basis) {
+      out.push_back({"error", "activity-without-legal-basis", At("register.yaml", a.line),
+                     "activity '" + a.id + "' has no legal basis",
+                     "add legal_basis (GDPR Art. 6)"});
+    }
+    bool special = false;
+    for (const auto& name : a.fields) {
+      const FieldSpec* f = p.schema().Find(name);
+      special |= f != nullptr && IsSpecialCategory(f->category);
+    }
+    if (special && !a.has_art9_condition) {
+      out.push_back({"error", "special-category-without-art9", At("register.yaml", a.line),
+                     "activity '" + a.id + "' processes special-category data without an Art. 9 condition",
+                     "add art9_condition (e.g. explicit_consent, Art. 9(2)(a))"});
+    }
+    for (const auto& country : a.transfers_without_safeguard) {
+      out.push_back({"error", "transfer-without-safeguard", At("register.yaml", a.line),
+                     "activity '" + a.id + "' transfers data to " + country + " without a safeguard",
+                     "add safeguard (adequacy decision, SCC, BCR) and its documentation"});
+    }
+  }
+  return out;
+}
+
+}  // namespace garde

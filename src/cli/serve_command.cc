@@ -76,9 +76,9 @@ class ServeApplication final : public Poco::Util::ServerApplication {
       while (!cv.wait_for(lock, std::chrono::seconds(1), [&] { return stopping; })) {
         lock.unlock();
         auto size = d.value()->audit().Size();
-        auto heads = d.value()->audit().Checkpoints();
+        auto latest = d.value()->audit().LatestCheckpoint();
         const uint64_t signed_size =
-            heads.ok() && !heads->empty() ? heads->back().size : 0;
+            latest.ok() && latest.value() ? latest.value()->size : 0;
         const bool due_by_count =
             size.ok() && size.value() >= signed_size + static_cast<uint64_t>(config_.audit_checkpoint_every);
         const bool due_by_time =

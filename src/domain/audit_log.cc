@@ -136,12 +136,12 @@ Result<std::vector<Hash>> AuditLog::ConsistencyProof(uint64_t from, uint64_t to)
 Result<CheckpointRow> AuditLog::Checkpoint() {
   CheckpointRow row;
   GARDE_RETURN_IF_ERROR(store_.Write([&](WriteTx& tx) -> Status {
-    auto list = tx.ListCheckpoints();
-    if (!list.ok()) return list.status();
+    auto latest = tx.LatestCheckpoint();
+    if (!latest.ok()) return latest.status();
     auto n = tx.AuditSize();
     if (!n.ok()) return n.status();
-    if (!list.value().empty() && list.value().back().size == n.value()) {
-      row = list.value().back();
+    if (latest.value() && latest.value()->size == n.value()) {
+      row = *latest.value();
       return Status::Ok();
     }
     MerkleTree tree([&](unsigned l, uint64_t i) { return ToHash(tx.AuditNode(l, i)); });
@@ -154,12 +154,12 @@ Result<CheckpointRow> AuditLog::Checkpoint() {
   return row;
 }
 
-Result<std::vector<CheckpointRow>> AuditLog::Checkpoints() {
-  std::vector<CheckpointRow> out;
+Result<std::optional<CheckpointRow>> AuditLog::LatestCheckpoint() {
+  std::optional<CheckpointRow> out;
   GARDE_RETURN_IF_ERROR(store_.Read([&](ReadTx& tx) -> Status {
-    auto list = tx.ListCheckpoints();
-    if (!list.ok()) return list.status();
-    out = std::move(list.value());
+    auto latest = tx.LatestCheckpoint();
+    if (!latest.ok()) return latest.status();
+    out = std::move(latest.value());
     return Status::Ok();
   }));
   return out;

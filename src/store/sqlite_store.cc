@@ -526,6 +526,15 @@ class SqliteTx final : public WriteTx {
     return q.Run();
   }
 
+  Result<std::optional<CheckpointRow>> LatestCheckpoint() override {
+    Query q(c_, "SELECT size, root, time, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1");
+    const int rc = q.Step();
+    if (rc == SQLITE_DONE) return std::optional<CheckpointRow>();
+    if (rc != SQLITE_ROW) return q.Error();
+    return std::optional<CheckpointRow>(
+        CheckpointRow{static_cast<uint64_t>(q.ColInt(0)), q.ColBlob(1), q.ColInt(2), q.ColText(3)});
+  }
+
   Status InsertAuditEntry(const AuditRow& r) override {
     Query q(c_, "INSERT INTO audit_log(seq, entry, leaf_hash, subject) VALUES(?,?,?,?)");
     q.Int(static_cast<int64_t>(r.seq)).Text(r.entry).Blob(r.leaf_hash);

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,7 +40,7 @@ class AuditLog final : public AccessJournal {
   Result<uint64_t> Size();
   // Signs the current tree head unless the latest checkpoint already covers it.
   Result<CheckpointRow> Checkpoint();
-  Result<std::vector<CheckpointRow>> Checkpoints();
+  Result<std::optional<CheckpointRow>> LatestCheckpoint();
   Result<Hash> Root(uint64_t size);
   Result<std::vector<Hash>> InclusionProof(uint64_t index, uint64_t size);
   Result<std::vector<Hash>> ConsistencyProof(uint64_t from, uint64_t to);

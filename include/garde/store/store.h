@@ -112,6 +112,8 @@ class ReadTx {
   virtual Status ScanAudit(uint64_t from_seq, uint64_t to_seq,
                            const std::function<bool(const AuditRow&)>& fn) = 0;
   virtual Result<std::vector<CheckpointRow>> ListCheckpoints() = 0;
+  // The checkpoint of the largest tree size, if any.
+  virtual Result<std::optional<CheckpointRow>> LatestCheckpoint() = 0;
 
   // Consent and suppression.
   virtual Result<std::vector<ConsentEventRow>> ConsentEventsOf(const std::string& subject_id) = 0;

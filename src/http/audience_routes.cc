@@ -108,22 +108,8 @@ Status BuildAudience(Deployment& d, Exchange& x) {
   if (req.activity.empty()) problems.AddError("activity", "is required");
   if (req.purpose.empty()) problems.AddError("purpose", "is required");
   if (obj.value()->has("where")) req.where = ParseWhere(obj.value()->get("where"), "where", &problems);
-  if (obj.value()->has("fields")) {
-    const auto f = obj.value()->get("fields");
-    if (!IsJsonArray(f)) {
-      problems.AddError("fields", "must be an array of field names");
-    } else {
-      const auto& arr = *f.extract<Poco::JSON::Array::Ptr>();
-      for (size_t i = 0; i < arr.size(); ++i) {
-        const auto v = arr.get(static_cast<unsigned>(i));
-        if (!v.isString()) {
-          problems.AddError("fields[" + std::to_string(i) + "]", "must be a string");
-        } else {
-          req.fields.push_back(v.extract<std::string>());
-        }
-      }
-    }
-  }
+  req.fields = ReadStringArray(*obj.value(), "fields", "must be an array of field names", &problems)
+                   .value_or(std::vector<std::string>{});
   if (!problems.errors().empty()) return problems;
   auto audience = d.audiences().Build(*x.caller, req);
   if (!audience.ok()) return audience.status();

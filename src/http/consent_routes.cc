@@ -154,20 +154,10 @@ Status CheckBatch(Deployment& d, Exchange& x) {
   const std::string purpose = ReadString(*obj.value(), "purpose", "", &problems).value_or("");
   const std::string channel = ReadString(*obj.value(), "channel", "", &problems).value_or("");
   if (purpose.empty()) problems.AddError("purpose", "is required");
-  std::vector<std::string> ids;
-  if (!obj.value()->has("subjects") || !IsJsonArray(obj.value()->get("subjects"))) {
-    problems.AddError("subjects", "must be an array of subject ids");
-  } else {
-    const auto& arr = *obj.value()->getArray("subjects");
-    for (size_t i = 0; i < arr.size(); ++i) {
-      const auto v = arr.get(static_cast<unsigned>(i));
-      if (!v.isString()) {
-        problems.AddError("subjects[" + std::to_string(i) + "]", "must be a string");
-        continue;
-      }
-      ids.push_back(v.extract<std::string>());
-    }
-  }
+  const std::string kIdsMessage = "must be an array of subject ids";
+  const std::vector<std::string> ids =
+      ReadStringArray(*obj.value(), "subjects", kIdsMessage, &problems).value_or(std::vector<std::string>{});
+  if (!obj.value()->has("subjects")) problems.AddError("subjects", kIdsMessage);
   if (!problems.errors().empty()) return problems;
   auto answers = d.consents().CheckMany(*x.caller, ids, purpose, channel);
   if (!answers.ok()) return answers.status();
@@ -197,21 +187,10 @@ Status CheckSuppressions(Deployment& d, Exchange& x) {
   std::map<std::string, std::vector<std::string>> lists;
   size_t total = 0;
   for (const char* member : {"emails", "phones"}) {
-    if (!obj.value()->has(member)) continue;
-    if (!IsJsonArray(obj.value()->get(member))) {
-      problems.AddError(member, "must be an array of strings");
-      continue;
-    }
-    const auto& arr = *obj.value()->getArray(member);
-    for (size_t i = 0; i < arr.size(); ++i) {
-      const auto v = arr.get(static_cast<unsigned>(i));
-      if (!v.isString()) {
-        problems.AddError(std::string(member) + "[" + std::to_string(i) + "]", "must be a string");
-        continue;
-      }
-      lists[member].push_back(v.extract<std::string>());
-      ++total;
-    }
+    auto list = ReadStringArray(*obj.value(), member, "must be an array of strings", &problems);
+    if (!list) continue;
+    total += list->size();
+    lists[member] = std::move(*list);
   }
   if (total > 10000) return Status(Code::kPayloadTooLarge, "check at most 10000 contacts at once");
   if (!problems.errors().empty()) return problems;

@@ -88,4 +88,27 @@ std::optional<std::string> ReadString(const Poco::JSON::Object& obj, const std::
   return v.extract<std::string>();
 }
 
+std::optional<std::vector<std::string>> ReadStringArray(const Poco::JSON::Object& obj,
+                                                        const std::string& name,
+                                                        const std::string& array_message,
+                                                        Status* problems) {
+  if (!obj.has(name)) return std::nullopt;
+  std::vector<std::string> out;
+  const Poco::Dynamic::Var v = obj.get(name);
+  if (!IsJsonArray(v)) {
+    problems->AddError(name, array_message);
+    return out;
+  }
+  const auto& arr = *v.extract<Poco::JSON::Array::Ptr>();
+  for (size_t i = 0; i < arr.size(); ++i) {
+    const auto item = arr.get(static_cast<unsigned>(i));
+    if (!item.isString()) {
+      problems->AddError(name + "[" + std::to_string(i) + "]", "must be a string");
+      continue;
+    }
+    out.push_back(item.extract<std::string>());
+  }
+  return out;
+}
+
 }  // namespace garde

@@ -12,6 +12,7 @@
 #include <initializer_list>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "garde/base/status.h"
 #include "garde/domain/field_value.h"
@@ -33,5 +34,13 @@ FieldMap ReadFieldMap(const Poco::JSON::Object& obj, const std::string& name,
 // Reads an optional string member; a non-string is a problem.
 std::optional<std::string> ReadString(const Poco::JSON::Object& obj, const std::string& name,
                                       const std::string& prefix, Status* problems);
+
+// Reads an optional member that must be an array of strings: nullopt when absent; otherwise
+// the strings, with `array_message` reported for a non-array and "must be a string" for each
+// other element (field "name[i]").
+std::optional<std::vector<std::string>> ReadStringArray(const Poco::JSON::Object& obj,
+                                                        const std::string& name,
+                                                        const std::string& array_message,
+                                                        Status* problems);
 
 }  // namespace garde

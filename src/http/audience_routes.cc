@@ -1,5 +1,6 @@
 // POST /v1/audiences: a campaign audience as NDJSON (default) or CSV.
 #include "garde/base/json_writer.h"
+#include "garde/http/csv.h"
 #include "garde/http/http_service.h"
 #include "garde/http/json_input.h"
 
@@ -71,16 +72,6 @@ Predicate ParseWhere(const Poco::Dynamic::Var& v, const std::string& path, Statu
   if (ops != 1) problems->AddError(path, "needs exactly one operator (eq, in, prefix, gt, gte, lt, lte, within)");
   if (o.size() != 2) problems->AddError(path, "holds only field and one operator");
   return p;
-}
-
-std::string CsvCell(const std::string& s) {
-  std::string v = s;
-  // A cell starting like a formula is neutralised for spreadsheets (CSV injection).
-  if (!v.empty() && (v[0] == '=' || v[0] == '+' || v[0] == '-' || v[0] == '@')) v = "'" + v;
-  if (v.find_first_of(",\"\r\n") == std::string::npos) return v;
-  std::string out = "\"";
-  for (char c : v) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return out + "\"";
 }
 
 std::string CellText(const FieldValue& v) {

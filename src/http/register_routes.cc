@@ -1,19 +1,11 @@
 // /v1/register (JSON, CSV, Markdown), /v1/register/{id}, /v1/register/lint.
 #include "garde/base/json_writer.h"
+#include "garde/http/csv.h"
 #include "garde/http/http_service.h"
 #include "garde/policy/register_lint.h"
 
 namespace garde {
 namespace {
-
-std::string CsvCell(const std::string& v) {
-  std::string s = v;
-  if (!s.empty() && (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@')) s = "'" + s;
-  if (s.find_first_of(",\"\r\n;") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return out + "\"";
-}
 
 std::string Join(const std::vector<std::string>& v, const char* sep) {
   std::string out;

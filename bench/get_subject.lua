@@ -1,11 +1,7 @@
-dofile("bench/report.lua")
 -- wrk: GET /v1/subjects/{id} for random seeded ids, bound to an activity.
-local ids = {}
-local key = os.getenv("GARDE_KEY")
-for line in io.lines(os.getenv("GARDE_IDS")) do ids[#ids + 1] = line end
+dofile("bench/common.lua")
 request = function()
-  local id = ids[math.random(#ids)]
-  return wrk.format("GET", "/v1/subjects/" .. id,
+  return wrk.format("GET", "/v1/subjects/" .. random_id(),
     { ["Authorization"] = "Bearer " .. key, ["X-Purpose"] = "customer_management" })
 end
 done = report

@@ -1,6 +1,5 @@
-dofile("bench/report.lua")
+dofile("bench/common.lua")
 -- wrk: POST /v1/subjects with a unique email per request (durable commits).
-local key = os.getenv("GARDE_KEY")
 local counter = 0
 local thread_tag = 0
 setup = function(thread)

@@ -63,7 +63,7 @@ void BM_CreateSubject(benchmark::State& state) {
   Fixture& f = Writes();
   const bool audited = state.range(0) == 1;
   SubjectVault& vault = audited ? f.d->vault() : *f.unaudited;
-  Caller op{"key_bench", "operator", {}, "req_bench"};
+  Caller op{"key_bench", "operator", {}, "req_bench", ""};
   for (auto _ : state) {
     NewSubject s;
     s.kind = "person";
@@ -83,7 +83,7 @@ constexpr uint64_t kEntries = 1000000;
 Fixture& BigLog() {
   static Fixture* f = [] {
     auto* fx = new Fixture("garde-bench-audit-1m", false);  // lives for the process
-    Caller c{"key_bench", "marketing", {}, "req_bench"};
+    Caller c{"key_bench", "marketing", {}, "req_bench", ""};
     for (uint64_t done = 0; done < kEntries;) {
       Status s = fx->d->store().Write([&](WriteTx& tx) -> Status {
         for (int i = 0; i < 10000 && done < kEntries; ++i, ++done) {

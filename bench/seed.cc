@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
   }
   const long count = std::stol(args.Get("count", "100000"));
   std::ofstream ids(args.Get("ids", "ids.txt"));
-  garde::Caller seeder{"seed", "operator", {}, "seed"};
+  garde::Caller seeder{"seed", "operator", {}, "seed", ""};
   std::mt19937 rng(42);
   const char* firsts[] = {"Ana", "Louis", "Chloé", "Karim", "Zoë", "Jean", "Inès", "Hugo"};
   const char* genders[] = {"F", "M", "X"};

@@ -1,5 +1,7 @@
 #include "garde/app/deployment.h"
 
+#include <algorithm>
+
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -63,6 +65,16 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   d->audiences_ = std::make_unique<AudienceBuilder>(*d->store_, *d->vault_, *d->consents_,
                                                     *d->policies_, *d->standard_, *d->audit_,
                                                     d->clock_);
+  auto jurisdictions = ParseJurisdictions(config.dsr_jurisdictions);
+  if (!jurisdictions.ok()) return Unprocessable("dsr_jurisdictions: " + jurisdictions.status().message());
+  if (std::none_of(jurisdictions.value().begin(), jurisdictions.value().end(),
+                   [&](const Jurisdiction& j) { return j.name == config.dsr_jurisdiction; })) {
+    return Unprocessable("dsr_jurisdiction: '" + config.dsr_jurisdiction +
+                         "' is not one of dsr_jurisdictions");
+  }
+  d->requests_ = std::make_unique<RequestDesk>(RequestDeps{
+      *d->store_, *d->policies_, *d->vault_, *d->consents_, *d->audit_, d->clock_,
+      std::move(jurisdictions.value()), config.dsr_jurisdiction});
   d->rotation_ = std::make_unique<KeyRotation>(*d->store_, d->keys_);
   return d;
 }

@@ -172,7 +172,7 @@ int RunInit(const CliArgs& args) {
   if (!d.ok()) return FailStatus(d.status());
   auto key = d.value()->api_keys().Create(*d.value()->policies().Current(), "admin", "admin", {});
   if (!key.ok()) return FailStatus(key.status());
-  Caller cli{"cli", "admin", {}, "init"};
+  Caller cli{"cli", "admin", {}, "init", ""};
   d.value()->journal().Record(nullptr, cli, {"apikey.create", "", "", "ok", {}, 1}).IgnoreError();
   std::cout << "Initialised " << cfg->data_dir << " (keyring.json, garde.db).\n"
             << "First admin API key (shown once; store it safely):\n"
@@ -190,7 +190,7 @@ int RunApiKeyCreate(const CliArgs& args) {
   auto key = d.value()->api_keys().Create(*d.value()->policies().Current(), args.Get("name"),
                                           args.Get("role"), args.All("activity"));
   if (!key.ok()) return FailStatus(key.status());
-  Caller cli{"cli", "admin", {}, "apikey-create"};
+  Caller cli{"cli", "admin", {}, "apikey-create", ""};
   d.value()->journal().Record(nullptr, cli, {"apikey.create", "", "", "ok", {}, 1}).IgnoreError();
   std::cout << "Created API key " << key->row.id << " (role " << key->row.role
             << "). Shown once:\n"
@@ -244,7 +244,7 @@ int RunApiKeyRevoke(const CliArgs& args) {
   if (id.empty()) return Fail("--id is required");
   Status s = d.value()->api_keys().Revoke(id);
   if (!s.ok()) return FailStatus(s);
-  Caller cli{"cli", "admin", {}, "apikey-revoke"};
+  Caller cli{"cli", "admin", {}, "apikey-revoke", ""};
   d.value()->journal().Record(nullptr, cli, {"apikey.revoke", "", "", "ok", {id}, 1}).IgnoreError();
   std::cout << "Revoked " << id << std::endl;
   return 0;
@@ -326,7 +326,7 @@ int RunKeysRotate(const CliArgs& args) {
       std::cout << "Retired version " << v << " (key material erased).\n";
     }
   }
-  Caller cli{"cli", "admin", {}, "keys-rotate"};
+  Caller cli{"cli", "admin", {}, "keys-rotate", ""};
   d.value()->journal().Record(nullptr, cli, {"keys.rotate", "", "", "ok", {}, total}).IgnoreError();
   return 0;
 }

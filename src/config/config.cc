@@ -59,6 +59,8 @@ const std::vector<OptionDoc>& ConfigOptions() {
       {"audit_origin", "GARDE_AUDIT_ORIGIN", "garde/<key id>", "origin line of signed audit checkpoints"},
       {"audit_checkpoint_every", "GARDE_AUDIT_CHECKPOINT_EVERY", "1000", "sign a tree head after this many new audit entries"},
       {"audit_checkpoint_seconds", "GARDE_AUDIT_CHECKPOINT_SECONDS", "60", "or this many seconds after the last checkpoint"},
+      {"dsr_jurisdictions", "GARDE_DSR_JURISDICTIONS", "gdpr=P1M+P2M,uk_gdpr=P1M+P2M,ccpa=P45D+P45D", "DSR deadline and longest extension per jurisdiction (ISO 8601 durations)"},
+      {"dsr_jurisdiction", "GARDE_DSR_JURISDICTION", "gdpr", "jurisdiction of a request that names none"},
       {"api_key_cache_seconds", "GARDE_API_KEY_CACHE_SECONDS", "2", "how long a verified API key is remembered (revocation delay; 0 disables)"},
   };
   return kOptions;
@@ -185,6 +187,8 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
     if (!ok) bad.AddError("log_level", "must be one of trace, debug, info, warn, error, off");
   }
   if (values.count("log_file")) c.log_file = values["log_file"];
+  if (values.count("dsr_jurisdictions")) c.dsr_jurisdictions = values["dsr_jurisdictions"];
+  if (values.count("dsr_jurisdiction")) c.dsr_jurisdiction = values["dsr_jurisdiction"];
   if (!bad.errors().empty()) return bad;
   return c;
 }

@@ -215,15 +215,7 @@ Result<ConsentEvent> ConsentLedger::Record(const Caller& caller, const std::stri
     if (row.value()->status == "erased") return Conflict("the subject has been erased");
     GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(row_to_add));
     if (type == ConsentEventType::kObjected && purpose->marketing) {
-      // Art. 21(3): the contacts are never used for direct marketing again, even after the
-      // record is erased. The digests were computed when the contacts were written.
-      for (const char* field : {"email", "phone"}) {
-        auto digests = tx.IndexDigestsOf(subject_id, "~" + std::string(field));
-        if (!digests.ok()) return digests.status();
-        for (const auto& digest : digests.value()) {
-          GARDE_RETURN_IF_ERROR(tx.PutSuppression(field, digest, "objection", e.at));
-        }
-      }
+      GARDE_RETURN_IF_ERROR(SuppressContactsIn(tx, subject_id, "objection", e.at));
     }
     return d_.journal.Record(&tx, caller,
                              {"consent.record", subject_id, "", "ok",
@@ -231,6 +223,35 @@ Result<ConsentEvent> ConsentLedger::Record(const Caller& caller, const std::stri
   });
   if (!written.ok()) return written;
   return e;
+}
+
+Status ConsentLedger::SuppressContactsIn(WriteTx& tx, const std::string& subject_id,
+                                         const std::string& reason, int64_t at) {
+  // Art. 21(3): the contacts are never used for direct marketing again, even after the
+  // record is erased. The digests were computed when the contacts were written.
+  for (const char* field : {"email", "phone"}) {
+    auto digests = tx.IndexDigestsOf(subject_id, "~" + std::string(field));
+    if (!digests.ok()) return digests.status();
+    for (const auto& digest : digests.value()) {
+      GARDE_RETURN_IF_ERROR(tx.PutSuppression(field, digest, reason, at));
+    }
+  }
+  return Status::Ok();
+}
+
+Status ConsentLedger::ObjectIn(WriteTx& tx, const PolicySet& policies,
+                               const std::string& subject_id,
+                               const std::vector<const Purpose*>& purposes,
+                               const std::string& method, const std::string& actor,
+                               int64_t at) const {
+  bool marketing = false;
+  for (const Purpose* p : purposes) {
+    GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(MakeEvent(
+        policies, *p, subject_id, "", ConsentEventType::kObjected, "", method, actor, at)));
+    marketing |= p->marketing;
+  }
+  if (marketing) GARDE_RETURN_IF_ERROR(SuppressContactsIn(tx, subject_id, "objection", at));
+  return Status::Ok();
 }
 
 Result<std::vector<ConsentEvent>> ConsentLedger::History(const Caller& caller,
@@ -344,7 +365,7 @@ Result<SubjectRow> TokenSubject(ReadTx& tx, const SubjectTokenClaims& claims) {
 Result<int> ConsentLedger::UnsubscribeByToken(const SubjectTokenClaims& claims,
                                               const std::string& request_id) {
   auto policies = d_.policies.Current();
-  Caller subject{"subject-token", "subject", {}, request_id};
+  Caller subject{"subject-token", "subject", {}, request_id, claims.subject};
   std::vector<const Purpose*> purposes;
   for (const auto& p : policies->purposes()) {
     if (p.marketing && (claims.scope == "*" || claims.scope == p.id)) purposes.push_back(&p);
@@ -402,7 +423,7 @@ Result<int> ConsentLedger::ApplyPreferences(const SubjectTokenClaims& claims,
                                             const std::map<std::string, bool>* wanted,
                                             bool gpc, const std::string& request_id) {
   auto policies = d_.policies.Current();
-  Caller subject{"subject-token", "subject", {}, request_id};
+  Caller subject{"subject-token", "subject", {}, request_id, claims.subject};
   const int64_t now = d_.clock.Now();
   int recorded = 0;
   Status s = d_.store.Write([&](WriteTx& tx) -> Status {

@@ -42,4 +42,13 @@ std::string IndexText(const FieldValue& v) {
   }
 }
 
+void WriteFieldValue(JsonWriter& w, const FieldValue& v) {
+  switch (v.type) {
+    case FieldValue::Type::kString: w.String(v.text); break;
+    case FieldValue::Type::kNumber: w.Number(v.number); break;
+    case FieldValue::Type::kBool: w.Bool(v.boolean); break;
+    default: w.Null();
+  }
+}
+
 }  // namespace garde

@@ -264,48 +264,9 @@ Result<SubjectView> SubjectVault::Rectify(const Caller& caller, const std::strin
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "subjects.write"));
   std::optional<SubjectView> result;
   Status written = d_.store.Write([&](WriteTx& tx) -> Status {
-    auto found = tx.GetSubject(id);
-    if (!found.ok()) return found.status();
-    if (!found.value()) return NotFound("no such subject");
-    SubjectRow row = *found.value();
-    if (row.status == "erased") return Conflict("subject " + id + " has been erased");
-    Prepared prepared;
-    GARDE_RETURN_IF_ERROR(
-        Validate(*policies, row.kind, changes.fields, changes.external_id, false, &prepared));
-    GARDE_RETURN_IF_ERROR(CheckUnique(tx, *policies, row.id, prepared.values));
-    ScopedKey dek;
-    GARDE_RETURN_IF_ERROR(UnwrapFor(row, &dek));
-    std::vector<std::string> touched;
-    for (const auto& [name, value] : prepared.values) {
-      std::string plain = EncodeFieldValue(value);
-      Bytes box = SealField(dek, {row.id, name, row.dek_version}, plain);
-      sodium_memzero(plain.data(), plain.size());
-      GARDE_RETURN_IF_ERROR(tx.PutField(row.id, {name, std::move(box)}));
-      GARDE_RETURN_IF_ERROR(PutIndexes(tx, *policies, row.id, name, value));
-      touched.push_back(name);
-    }
-    for (const auto& name : prepared.removed) {
-      GARDE_RETURN_IF_ERROR(tx.DeleteField(row.id, name));
-      GARDE_RETURN_IF_ERROR(tx.DeleteIndex(row.id, name));
-      GARDE_RETURN_IF_ERROR(tx.DeleteIndex(row.id, "~" + name));
-      touched.push_back(name);
-    }
-    row.updated_at = d_.clock.Now();
-    GARDE_RETURN_IF_ERROR(tx.UpdateSubject(row));
-    GARDE_RETURN_IF_ERROR(
-        d_.journal.Record(&tx, caller, {"subject.rectify", row.id, "", "ok", touched, 0}));
-    SubjectView view{row.id, row.kind, row.status, row.source, row.created_at, row.updated_at,
-                     row.last_interaction_at, std::nullopt, {}};
-    auto ext = prepared.values.find(kExternalIdField);
-    if (ext != prepared.values.end()) {
-      view.external_id = ext->second.text;
-      prepared.values.erase(ext);
-    }
-    view.fields = std::move(prepared.values);
-    for (const auto& name : prepared.removed) {
-      if (name != kExternalIdField) view.fields[name] = FieldValue::Null();
-    }
-    result = std::move(view);
+    auto view = RectifyIn(tx, *policies, caller, id, changes);
+    if (!view.ok()) return view.status();
+    result = std::move(view.value());
     return Status::Ok();
   });
   if (!written.ok()) {
@@ -317,6 +278,95 @@ Result<SubjectView> SubjectVault::Rectify(const Caller& caller, const std::strin
     return written;
   }
   return std::move(*result);
+}
+
+Status SubjectVault::CheckChanges(const std::string& kind, const SubjectChanges& changes) const {
+  auto policies = d_.policies.Current();
+  Prepared prepared;
+  return Validate(*policies, kind, changes.fields, changes.external_id, false, &prepared);
+}
+
+Result<SubjectView> SubjectVault::RectifyIn(WriteTx& tx, const PolicySet& policies,
+                                            const Caller& caller, const std::string& id,
+                                            const SubjectChanges& changes) {
+  auto found = tx.GetSubject(id);
+  if (!found.ok()) return found.status();
+  if (!found.value()) return NotFound("no such subject");
+  SubjectRow row = *found.value();
+  if (row.status == "erased") return Conflict("subject " + id + " has been erased");
+  Prepared prepared;
+  GARDE_RETURN_IF_ERROR(
+      Validate(policies, row.kind, changes.fields, changes.external_id, false, &prepared));
+  GARDE_RETURN_IF_ERROR(CheckUnique(tx, policies, row.id, prepared.values));
+  ScopedKey dek;
+  GARDE_RETURN_IF_ERROR(UnwrapFor(row, &dek));
+  std::vector<std::string> touched;
+  for (const auto& [name, value] : prepared.values) {
+    std::string plain = EncodeFieldValue(value);
+    Bytes box = SealField(dek, {row.id, name, row.dek_version}, plain);
+    sodium_memzero(plain.data(), plain.size());
+    GARDE_RETURN_IF_ERROR(tx.PutField(row.id, {name, std::move(box)}));
+    GARDE_RETURN_IF_ERROR(PutIndexes(tx, policies, row.id, name, value));
+    touched.push_back(name);
+  }
+  for (const auto& name : prepared.removed) {
+    GARDE_RETURN_IF_ERROR(tx.DeleteField(row.id, name));
+    GARDE_RETURN_IF_ERROR(tx.DeleteIndex(row.id, name));
+    GARDE_RETURN_IF_ERROR(tx.DeleteIndex(row.id, "~" + name));
+    touched.push_back(name);
+  }
+  row.updated_at = d_.clock.Now();
+  GARDE_RETURN_IF_ERROR(tx.UpdateSubject(row));
+  GARDE_RETURN_IF_ERROR(
+      d_.journal.Record(&tx, caller, {"subject.rectify", row.id, "", "ok", touched, 0}));
+  SubjectView view{row.id, row.kind, row.status, row.source, row.created_at, row.updated_at,
+                   row.last_interaction_at, std::nullopt, {}};
+  auto ext = prepared.values.find(kExternalIdField);
+  if (ext != prepared.values.end()) {
+    view.external_id = ext->second.text;
+    prepared.values.erase(ext);
+  }
+  view.fields = std::move(prepared.values);
+  for (const auto& name : prepared.removed) {
+    if (name != kExternalIdField) view.fields[name] = FieldValue::Null();
+  }
+  return view;
+}
+
+Result<SubjectView> SubjectVault::OpenAll(ReadTx& tx, const SubjectRow& row) const {
+  std::set<std::string> all;
+  auto sealed = tx.GetFields(row.id);
+  if (!sealed.ok()) return sealed.status();
+  for (const auto& f : sealed.value()) all.insert(f.field);
+  return Decrypt(tx, row, all);
+}
+
+Result<Bytes> SubjectVault::SealFor(const SubjectRow& row, const std::string& label,
+                                    std::string_view plaintext) const {
+  ScopedKey dek;
+  GARDE_RETURN_IF_ERROR(UnwrapFor(row, &dek));
+  return SealField(dek, {row.id, "~" + label, row.dek_version}, plaintext);
+}
+
+Result<std::string> SubjectVault::OpenFor(const SubjectRow& row, const std::string& label,
+                                          const Bytes& box) const {
+  ScopedKey dek;
+  GARDE_RETURN_IF_ERROR(UnwrapFor(row, &dek));
+  auto plain = OpenField(dek, {row.id, "~" + label, row.dek_version}, box);
+  if (!plain.ok()) return Damaged("sealed " + label + " of subject " + row.id + " is damaged");
+  return plain;
+}
+
+Status SubjectVault::EraseIn(WriteTx& tx, const SubjectRow& row,
+                             const std::set<std::string>& keep) const {
+  auto sealed = tx.GetFields(row.id);
+  if (!sealed.ok()) return sealed.status();
+  for (const auto& f : sealed.value()) {
+    if (keep.count(f.field) == 0) GARDE_RETURN_IF_ERROR(tx.DeleteField(row.id, f.field));
+  }
+  GARDE_RETURN_IF_ERROR(tx.DeleteIndexesOf(row.id));
+  if (keep.empty()) GARDE_RETURN_IF_ERROR(tx.ShredDataKey(row.id));
+  return Status::Ok();
 }
 
 Result<SubjectView> SubjectVault::Decrypt(ReadTx& tx, const SubjectRow& row,
@@ -472,6 +522,25 @@ Result<std::vector<SubjectView>> SubjectVault::Search(const Caller& caller,
                               static_cast<int64_t>(results.size())});
   }, Durability::kDeferred));
   return results;
+}
+
+void WriteSubjectJson(JsonWriter& w, const SubjectView& s) {
+  w.BeginObject()
+      .Key("id").String(s.id)
+      .Key("kind").String(s.kind)
+      .Key("status").String(s.status)
+      .Key("source").String(s.source);
+  if (s.external_id) w.Key("external_id").String(*s.external_id);
+  w.Key("fields").BeginObject();
+  for (const auto& [name, value] : s.fields) {
+    w.Key(name);
+    WriteFieldValue(w, value);
+  }
+  w.EndObject()
+      .Key("created_at").String(FormatRfc3339(s.created_at))
+      .Key("updated_at").String(FormatRfc3339(s.updated_at))
+      .Key("last_interaction_at").String(FormatRfc3339(s.last_interaction_at))
+      .EndObject();
 }
 
 }  // namespace garde

@@ -4,6 +4,7 @@
 #include <Poco/JSON/Parser.h>
 
 #include "garde/base/encoding.h"
+#include "garde/domain/subject_vault.h"
 
 namespace garde {
 
@@ -109,6 +110,28 @@ std::optional<std::vector<std::string>> ReadStringArray(const Poco::JSON::Object
     out.push_back(item.extract<std::string>());
   }
   return out;
+}
+
+SubjectChanges ReadChanges(const Poco::JSON::Object& obj, const std::string& prefix,
+                           Status* problems, bool allow_id) {
+  SubjectChanges changes;
+  if (allow_id) {
+    CheckMembers(obj, {"id", "fields", "external_id"}, prefix, problems);
+  } else {
+    CheckMembers(obj, {"fields", "external_id"}, prefix, problems);
+  }
+  Status nested(Code::kUnprocessable, "");
+  changes.fields = ReadFieldMap(obj, "fields", &nested);
+  for (const auto& e : nested.errors()) problems->AddError(prefix + e.field, e.message);
+  if (obj.has("external_id")) {
+    FieldValue v = ToFieldValue(obj.get("external_id"));
+    if (v.type != FieldValue::Type::kString && !v.is_null()) {
+      problems->AddError(prefix + "external_id", "must be a string or null");
+    } else {
+      changes.external_id = v;
+    }
+  }
+  return changes;
 }
 
 }  // namespace garde

@@ -5,6 +5,7 @@
 
 #include "garde/base/clock.h"
 #include "garde/base/json_writer.h"
+#include "garde/http/html.h"
 #include "garde/http/http_service.h"
 #include "garde/http/json_input.h"
 
@@ -13,43 +14,6 @@ namespace {
 
 constexpr int64_t kDefaultTtl = 60 * 86400;       // links in e-mails live 60 days
 constexpr int64_t kMaxTtl = 400 * 86400;
-
-std::string HtmlEscape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
-
-void Page(Exchange& x, int status, const std::string& title, const std::string& body,
-          const std::string& lang = "en") {
-  x.status = status;
-  x.reply_type = "text/html; charset=utf-8";
-  x.reply = "<!doctype html><html lang=\"" + lang + "\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            "<title>" + HtmlEscape(title) + "</title>"
-            "<style>body{font:1.1rem/1.5 system-ui,sans-serif;max-width:36rem;margin:3rem auto;"
-            "padding:0 1rem;color:#111;background:#fff}button{font:inherit;padding:.6rem 1.2rem;"
-            "border:2px solid #111;background:#111;color:#fff;border-radius:.3rem}"
-            "button:focus,input:focus{outline:3px solid #1a56db;outline-offset:2px}"
-            ".purpose{border:1px solid #555;border-radius:.3rem;padding:.8rem;margin:1rem 0}"
-            ".purpose label{font-weight:600}.notice{color:#333;margin:.3rem 0 0 1.8rem}"
-            "input[type=checkbox]{width:1.2rem;height:1.2rem;margin-right:.6rem}"
-            ".status{background:#e6f4ea;border-left:4px solid #137333;padding:.6rem}"
-            ".secondary{background:#fff;color:#111}</style></head><body><main>"
-            "<h1>" + HtmlEscape(title) + "</h1>" + body + "</main></body></html>";
-  x.reply_headers.emplace_back("Content-Security-Policy",
-                               "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'");
-  x.reply_headers.emplace_back("Referrer-Policy", "no-referrer");
-}
 
 // RFC 8058 §3.1: the body carries List-Unsubscribe=One-Click, form-urlencoded or multipart.
 bool IsOneClickBody(const Exchange& x) {
@@ -121,36 +85,6 @@ std::string LanguageOf(const Exchange& x) {
   return accept.rfind("fr", 0) == 0 ? "fr" : "en";
 }
 
-// application/x-www-form-urlencoded pairs (names and values percent-decoded).
-std::multimap<std::string, std::string> FormPairs(const std::string& body) {
-  std::multimap<std::string, std::string> out;
-  auto decode = [](const std::string& in) {
-    std::string out2;
-    for (size_t i = 0; i < in.size(); ++i) {
-      if (in[i] == '+') {
-        out2 += ' ';
-      } else if (in[i] == '%' && i + 2 < in.size() && std::isxdigit(static_cast<unsigned char>(in[i + 1])) &&
-                 std::isxdigit(static_cast<unsigned char>(in[i + 2]))) {
-        out2 += static_cast<char>(std::stoi(in.substr(i + 1, 2), nullptr, 16));
-        i += 2;
-      } else {
-        out2 += in[i];
-      }
-    }
-    return out2;
-  };
-  size_t start = 0;
-  while (start < body.size()) {
-    size_t amp = body.find('&', start);
-    if (amp == std::string::npos) amp = body.size();
-    const std::string pair = body.substr(start, amp - start);
-    const size_t eq = pair.find('=');
-    if (eq != std::string::npos) out.emplace(decode(pair.substr(0, eq)), decode(pair.substr(eq + 1)));
-    start = amp + 1;
-  }
-  return out;
-}
-
 Status RenderPreferences(Deployment& d, Exchange& x, const SubjectTokenClaims& claims,
                          const std::string& status_message) {
   const std::string lang = LanguageOf(x);
@@ -184,7 +118,7 @@ Status RenderPreferences(Deployment& d, Exchange& x, const SubjectTokenClaims& c
           "<form method=\"post\"><input type=\"hidden\" name=\"form\" value=\"unsubscribe_all\">"
           "<p><button type=\"submit\" class=\"secondary\">" + HtmlEscape(t.unsubscribe_all) +
           "</button></p></form>";
-  Page(x, 200, t.title, body, lang);
+  HtmlPage(x, 200, t.title, body, lang);
   return Status::Ok();
 }
 
@@ -322,7 +256,7 @@ Status UnsubscribePage(Deployment& d, Exchange& x) {
     return NotFound("this link is not valid or has expired");
   }
   // GET never unsubscribes (link scanners follow links): it only offers the button.
-  Page(x, 200, "Unsubscribe",
+  HtmlPage(x, 200, "Unsubscribe",
        "<p>Stop receiving these messages?</p>"
        "<form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" "
        "value=\"One-Click\"><button type=\"submit\">Unsubscribe</button></form>");
@@ -340,7 +274,7 @@ Status UnsubscribePost(Deployment& d, Exchange& x) {
   }
   auto done = d.consents().UnsubscribeByToken(claims.value(), x.request_id);
   if (!done.ok()) return done.status();
-  Page(x, 200, "You are unsubscribed",
+  HtmlPage(x, 200, "You are unsubscribed",
        "<p>You will not receive these messages any more. It may take a moment for messages "
        "already on their way to stop.</p>");
   return Status::Ok();

@@ -12,37 +12,9 @@
 namespace garde {
 namespace {
 
-void WriteFieldValue(JsonWriter& w, const FieldValue& v) {
-  switch (v.type) {
-    case FieldValue::Type::kString: w.String(v.text); break;
-    case FieldValue::Type::kNumber: w.Number(v.number); break;
-    case FieldValue::Type::kBool: w.Bool(v.boolean); break;
-    default: w.Null();
-  }
-}
-
-void WriteSubject(JsonWriter& w, const SubjectView& s) {
-  w.BeginObject()
-      .Key("id").String(s.id)
-      .Key("kind").String(s.kind)
-      .Key("status").String(s.status)
-      .Key("source").String(s.source);
-  if (s.external_id) w.Key("external_id").String(*s.external_id);
-  w.Key("fields").BeginObject();
-  for (const auto& [name, value] : s.fields) {
-    w.Key(name);
-    WriteFieldValue(w, value);
-  }
-  w.EndObject()
-      .Key("created_at").String(FormatRfc3339(s.created_at))
-      .Key("updated_at").String(FormatRfc3339(s.updated_at))
-      .Key("last_interaction_at").String(FormatRfc3339(s.last_interaction_at))
-      .EndObject();
-}
-
 std::string SubjectJson(const SubjectView& s) {
   JsonWriter w;
-  WriteSubject(w, s);
+  WriteSubjectJson(w, s);
   return w.Take();
 }
 
@@ -65,28 +37,6 @@ NewSubject ReadNewSubject(const Poco::JSON::Object& obj, const std::string& pref
   in.fields = ReadFieldMap(obj, "fields", &nested);
   for (const auto& e : nested.errors()) problems->AddError(prefix + e.field, e.message);
   return in;
-}
-
-SubjectChanges ReadChanges(const Poco::JSON::Object& obj, const std::string& prefix,
-                           Status* problems, bool allow_id) {
-  SubjectChanges changes;
-  if (allow_id) {
-    CheckMembers(obj, {"id", "fields", "external_id"}, prefix, problems);
-  } else {
-    CheckMembers(obj, {"fields", "external_id"}, prefix, problems);
-  }
-  Status nested(Code::kUnprocessable, "");
-  changes.fields = ReadFieldMap(obj, "fields", &nested);
-  for (const auto& e : nested.errors()) problems->AddError(prefix + e.field, e.message);
-  if (obj.has("external_id")) {
-    FieldValue v = ToFieldValue(obj.get("external_id"));
-    if (v.type != FieldValue::Type::kString && !v.is_null()) {
-      problems->AddError(prefix + "external_id", "must be a string or null");
-    } else {
-      changes.external_id = v;
-    }
-  }
-  return changes;
 }
 
 Status CreateSubject(Deployment& d, Exchange& x) {
@@ -244,7 +194,7 @@ Status SearchSubjects(Deployment& d, Exchange& x) {
   if (!found.ok()) return found.status();
   JsonWriter w;
   w.BeginObject().Key("items").BeginArray();
-  for (const auto& s : found.value()) WriteSubject(w, s);
+  for (const auto& s : found.value()) WriteSubjectJson(w, s);
   w.EndArray().Key("count").Int(static_cast<int64_t>(found->size())).Key("next_cursor").Null();
   w.EndObject();
   x.Json(200, w.Take());

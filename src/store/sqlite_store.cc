@@ -100,6 +100,41 @@ CREATE TABLE suppressions(
   PRIMARY KEY(kind, digest)
 ) WITHOUT ROWID;
 )sql",
+    // 4: data-subject requests, erasure tombstones, the outbox for downstream systems.
+    R"sql(
+CREATE TABLE requests(
+  id TEXT PRIMARY KEY,
+  type TEXT NOT NULL,
+  subject_id TEXT NOT NULL,
+  status TEXT NOT NULL,
+  jurisdiction TEXT NOT NULL,
+  opened_by TEXT NOT NULL,
+  verification TEXT NOT NULL,
+  received_at INTEGER NOT NULL,
+  verified_at INTEGER NOT NULL,
+  due_at INTEGER NOT NULL,
+  completed_at INTEGER NOT NULL,
+  extended INTEGER NOT NULL,
+  sealed BLOB NOT NULL,
+  package BLOB NOT NULL,
+  result TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX requests_by_due ON requests(due_at, id);
+CREATE INDEX requests_by_subject ON requests(subject_id);
+CREATE TABLE tombstones(
+  subject_id TEXT PRIMARY KEY,
+  request_id TEXT NOT NULL,
+  at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE outbox(
+  seq INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  topic TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  delivered_at INTEGER NOT NULL DEFAULT 0
+);
+)sql",
 };
 
 class SqliteConnection {
@@ -182,6 +217,10 @@ class Query {
     return *this;
   }
   Query& Blob(const Bytes& v) {
+    if (v.empty()) {  // a null pointer would bind NULL, not an empty blob
+      sqlite3_bind_zeroblob(stmt_, ++n_, 0);
+      return *this;
+    }
     sqlite3_bind_blob(stmt_, ++n_, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
   }
@@ -258,6 +297,30 @@ std::vector<std::string> SplitActivities(const std::string& s) {
     start = end + 1;
   }
   return out;
+}
+
+constexpr const char* kRequestColumns =
+    "id, type, subject_id, status, jurisdiction, opened_by, verification, received_at, "
+    "verified_at, due_at, completed_at, extended, sealed, package, result";
+
+RequestRow ReadRequest(const Query& q) {
+  RequestRow r;
+  r.id = q.ColText(0);
+  r.type = q.ColText(1);
+  r.subject_id = q.ColText(2);
+  r.status = q.ColText(3);
+  r.jurisdiction = q.ColText(4);
+  r.opened_by = q.ColText(5);
+  r.verification = q.ColText(6);
+  r.received_at = q.ColInt(7);
+  r.verified_at = q.ColInt(8);
+  r.due_at = q.ColInt(9);
+  r.completed_at = q.ColInt(10);
+  r.extended = q.ColInt(11) != 0;
+  r.sealed = q.ColBlob(12);
+  r.package = q.ColBlob(13);
+  r.result = q.ColText(14);
+  return r;
 }
 
 ApiKeyRow ReadApiKey(const Query& q) {
@@ -507,6 +570,119 @@ class SqliteTx final : public WriteTx {
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
     return q.Error();
+  }
+
+  Result<std::optional<RequestRow>> GetRequest(const std::string& id) override {
+    static const std::string sql =
+        std::string("SELECT ") + kRequestColumns + " FROM requests WHERE id = ?";
+    Query q(c_, sql);
+    q.Text(id);
+    const int rc = q.Step();
+    if (rc == SQLITE_DONE) return std::optional<RequestRow>();
+    if (rc != SQLITE_ROW) return q.Error();
+    return std::optional<RequestRow>(ReadRequest(q));
+  }
+
+  Result<std::vector<RequestRow>> QueryRequests(const RequestQuery& rq) override {
+    std::string sql = std::string("SELECT ") + kRequestColumns + " FROM requests WHERE 1=1";
+    if (!rq.statuses.empty()) {
+      sql += " AND status IN (";
+      for (size_t i = 0; i < rq.statuses.size(); ++i) sql += i == 0 ? "?" : ",?";
+      sql += ")";
+    }
+    if (!rq.type.empty()) sql += " AND type = ?";
+    if (!rq.subject.empty()) sql += " AND subject_id = ?";
+    if (rq.due_before != 0) sql += " AND due_at < ?";
+    if (rq.after) sql += " AND (due_at, id) > (?, ?)";
+    sql += " ORDER BY due_at, id LIMIT ?";
+    Query q(c_, sql);
+    for (const auto& s : rq.statuses) q.Text(s);
+    if (!rq.type.empty()) q.Text(rq.type);
+    if (!rq.subject.empty()) q.Text(rq.subject);
+    if (rq.due_before != 0) q.Int(rq.due_before);
+    if (rq.after) q.Int(rq.after->first).Text(rq.after->second);
+    q.Int(static_cast<int64_t>(rq.limit));
+    std::vector<RequestRow> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) out.push_back(ReadRequest(q));
+    if (rc != SQLITE_DONE) return q.Error();
+    return out;
+  }
+
+  Result<std::vector<TombstoneRow>> ListTombstones(int64_t since) override {
+    Query q(c_, "SELECT subject_id, request_id, at FROM tombstones WHERE at >= ? ORDER BY at");
+    q.Int(since);
+    std::vector<TombstoneRow> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) out.push_back({q.ColText(0), q.ColText(1), q.ColInt(2)});
+    if (rc != SQLITE_DONE) return q.Error();
+    return out;
+  }
+
+  Result<std::vector<OutboxRow>> ListOutbox(size_t limit) override {
+    Query q(c_, "SELECT id, topic, payload, created_at FROM outbox ORDER BY seq LIMIT ?");
+    q.Int(static_cast<int64_t>(limit));
+    std::vector<OutboxRow> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      out.push_back({q.ColText(0), q.ColText(1), q.ColText(2), q.ColInt(3)});
+    }
+    if (rc != SQLITE_DONE) return q.Error();
+    return out;
+  }
+
+  Status InsertRequest(const RequestRow& r) override {
+    static const std::string sql = std::string("INSERT INTO requests(") + kRequestColumns +
+                                   ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+    Query q(c_, sql);
+    q.Text(r.id).Text(r.type).Text(r.subject_id).Text(r.status).Text(r.jurisdiction)
+        .Text(r.opened_by).Text(r.verification).Int(r.received_at).Int(r.verified_at)
+        .Int(r.due_at).Int(r.completed_at).Int(r.extended ? 1 : 0).Blob(r.sealed)
+        .Blob(r.package).Text(r.result);
+    return q.Run();
+  }
+
+  Status UpdateRequest(const RequestRow& r) override {
+    Query q(c_,
+            "UPDATE requests SET status = ?, jurisdiction = ?, opened_by = ?, verification = ?, "
+            "verified_at = ?, due_at = ?, completed_at = ?, extended = ?, sealed = ?, "
+            "package = ?, result = ? WHERE id = ?");
+    q.Text(r.status).Text(r.jurisdiction).Text(r.opened_by).Text(r.verification)
+        .Int(r.verified_at).Int(r.due_at).Int(r.completed_at).Int(r.extended ? 1 : 0)
+        .Blob(r.sealed).Blob(r.package).Text(r.result).Text(r.id);
+    GARDE_RETURN_IF_ERROR(q.Run());
+    if (sqlite3_changes(c_.db()) == 0) return NotFound("no request " + r.id);
+    return Status::Ok();
+  }
+
+  Status InsertTombstone(const TombstoneRow& r) override {
+    Query q(c_, "INSERT OR REPLACE INTO tombstones(subject_id, request_id, at) VALUES(?,?,?)");
+    q.Text(r.subject_id).Text(r.request_id).Int(r.at);
+    return q.Run();
+  }
+
+  Status InsertOutbox(const OutboxRow& r) override {
+    Query q(c_, "INSERT INTO outbox(id, topic, payload, created_at) VALUES(?,?,?,?)");
+    q.Text(r.id).Text(r.topic).Text(r.payload).Int(r.created_at);
+    return q.Run();
+  }
+
+  Status DeleteIndexesOf(const std::string& subject_id) override {
+    Query q(c_, "DELETE FROM blind_index WHERE subject_id = ?");
+    q.Text(subject_id);
+    return q.Run();
+  }
+
+  Status DeleteConsentEventsOf(const std::string& subject_id) override {
+    Query q(c_, "DELETE FROM consent_events WHERE subject_id = ?");
+    q.Text(subject_id);
+    return q.Run();
+  }
+
+  Status ShredDataKey(const std::string& subject_id) override {
+    Query q(c_, "UPDATE subjects SET wrapped_dek = x'' WHERE id = ?");
+    q.Text(subject_id);
+    return q.Run();
   }
 
   Status InsertConsentEvent(const ConsentEventRow& r) override {

@@ -31,7 +31,7 @@ TEST(AccessGate, PurposeBindingTable) {
       {"stranger", {"customer_management"}, "customer_management", false},
   };
   for (const auto& c : cases) {
-    Caller caller{"key_x", c.role, c.bound, "req"};
+    Caller caller{"key_x", c.role, c.bound, "req", ""};
     auto r = AccessGate::BindPurpose(*Policies(), caller, c.activity);
     EXPECT_EQ(r.ok(), c.allowed) << c.role << " / " << c.activity;
     if (!r.ok()) {
@@ -52,11 +52,11 @@ TEST(AccessGate, RolesGrantOnlyTheirCapabilities) {
       {"officer", "subjects.write"},   {"admin", "subjects.write"},
       {"operator", "audit.read"}};
   for (auto [role, cap] : allowed) {
-    EXPECT_TRUE(AccessGate::Require(*Policies(), {"k", role, {}, "r"}, cap).ok())
+    EXPECT_TRUE(AccessGate::Require(*Policies(), {"k", role, {}, "r", ""}, cap).ok())
         << role << " " << cap;
   }
   for (auto [role, cap] : denied) {
-    EXPECT_EQ(AccessGate::Require(*Policies(), {"k", role, {}, "r"}, cap).code(),
+    EXPECT_EQ(AccessGate::Require(*Policies(), {"k", role, {}, "r", ""}, cap).code(),
               Code::kPermissionDenied)
         << role << " " << cap;
   }

@@ -18,7 +18,7 @@ class AuditLogTest : public DeploymentFixture {
       ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"test.event", "", "", "ok", {"f"}, i}).ok());
     }
   }
-  Caller caller_{"key_t", "operator", {}, "req_t"};
+  Caller caller_{"key_t", "operator", {}, "req_t", ""};
 };
 
 TEST_F(AuditLogTest, EntriesAreCanonicalAndCarryNoValues) {

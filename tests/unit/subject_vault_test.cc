@@ -30,7 +30,7 @@ class SubjectVaultTest : public DeploymentFixture {
     return n;
   }
 
-  Caller operator_{"key_op", "operator", {"customer_management", "marketing_email"}, "req_t"};
+  Caller operator_{"key_op", "operator", {"customer_management", "marketing_email"}, "req_t", ""};
 };
 
 TEST_F(SubjectVaultTest, ReadReturnsOnlyTheActivityFields) {
@@ -148,7 +148,7 @@ TEST_F(SubjectVaultTest, CiphertextCopiedToAnotherSubjectOrFieldReadsAsDamaged) 
 }
 
 TEST_F(SubjectVaultTest, MarketingCannotWrite) {
-  Caller marketing{"key_m", "marketing", {"marketing_email"}, "req"};
+  Caller marketing{"key_m", "marketing", {"marketing_email"}, "req", ""};
   auto r = d_->vault().Create(marketing, {"person", "api", std::nullopt, {}});
   EXPECT_EQ(r.status().code(), Code::kPermissionDenied);
 }

@@ -20,6 +20,7 @@
 #include "garde/domain/key_rotation.h"
 #include "garde/domain/audience.h"
 #include "garde/domain/consent_ledger.h"
+#include "garde/domain/subject_requests.h"
 #include "garde/domain/subject_vault.h"
 #include "garde/policy/policy_holder.h"
 #include "garde/store/store.h"
@@ -46,6 +47,7 @@ class Deployment {
   SubjectVault& vault() { return *vault_; }
   ConsentLedger& consents() { return *consents_; }
   AudienceBuilder& audiences() { return *audiences_; }
+  RequestDesk& requests() { return *requests_; }
   const KeyedHash& suppression_hash() const { return *suppression_hash_; }
   const SubjectTokens& tokens() const { return *tokens_; }
   KeyRotation& rotation() { return *rotation_; }
@@ -72,6 +74,7 @@ class Deployment {
   std::unique_ptr<SubjectVault> vault_;
   std::unique_ptr<ConsentLedger> consents_;
   std::unique_ptr<AudienceBuilder> audiences_;
+  std::unique_ptr<RequestDesk> requests_;
   std::unique_ptr<KeyRotation> rotation_;
 };
 

@@ -30,17 +30,20 @@ struct Config {
   int max_batch_rows = 1000;
   bool durable = true;           // fsync every commit
   int db_connections = 8;        // SQLite connections shared by the worker threads
-  int64_t db_mmap_bytes = 0;
-  int deferred_sync_ms = 50;     // read-audit entries reach stable storage within this     // bytes of the database each connection memory-maps
+  int64_t db_mmap_bytes = 0;    // bytes of the database each connection memory-maps
+  int deferred_sync_ms = 50;     // read-audit entries reach stable storage within this (ms)
   std::string default_region = "FR";
   std::string log_level = "info";
   std::string log_file;
   int keyring_watch_seconds = 2;
-  int api_key_cache_seconds = 2;
+  int api_key_cache_seconds = 2;  // a revoked key stops working within this time
   std::string public_url;             // base of links put in e-mails; empty: http://listen
   std::string audit_origin;           // checkpoint origin line; empty: derived from the key
   int audit_checkpoint_every = 1000;  // sign a tree head after this many new entries ...
-  int audit_checkpoint_seconds = 60;  // ... or this long after the last one  // a revoked key stops working within this time
+  int audit_checkpoint_seconds = 60;  // ... or this long after the last one
+  // Data-subject request deadlines: NAME=DEADLINE+LONGEST_EXTENSION, comma-separated.
+  std::string dsr_jurisdictions = "gdpr=P1M+P2M,uk_gdpr=P1M+P2M,ccpa=P45D+P45D";
+  std::string dsr_jurisdiction = "gdpr";  // applied when a request names none
 
   std::string keyring_path() const { return data_dir + "/keyring.json"; }
   std::string database_path() const { return data_dir + "/garde.db"; }

@@ -15,12 +15,15 @@
 
 namespace garde {
 
-// Who is calling: an API key (or, later, a subject token) and the request it made.
+// Who is calling: an API key, or a customer holding a subject token, and the request it made.
 struct Caller {
-  std::string key_id;
-  std::string role;
+  std::string key_id;   // "subject-token" for a customer
+  std::string role;     // "subject" for a customer
   std::set<std::string> activities;
   std::string request_id;
+  std::string subject;  // the token's subject, for a customer; empty for API keys
+
+  bool is_subject() const { return !subject.empty(); }
 };
 
 class AccessGate {

@@ -26,7 +26,7 @@ namespace garde {
 // Collection methods a consent event may name.
 inline constexpr const char* kCollectionMethods[] = {
     "web_form", "preference_centre", "one_click_unsubscribe", "phone", "import", "gpc",
-    "api", "in_store", "call_centre", "email"};
+    "api", "in_store", "call_centre", "email", "data_subject_request"};
 
 struct ConsentRequest {
   std::string purpose;
@@ -79,6 +79,14 @@ class ConsentLedger {
   Result<ConsentAnswer> DecideIn(ReadTx& tx, const PolicySet& policies, const SubjectRow& row,
                                  const Purpose& purpose, const std::string& channel,
                                  int64_t now);
+  // Inside a caller's transaction (DSR objection): records an `objected` event for each of
+  // `purposes` and, when one is a marketing purpose, suppresses the subject's contacts.
+  Status ObjectIn(WriteTx& tx, const PolicySet& policies, const std::string& subject_id,
+                  const std::vector<const Purpose*>& purposes, const std::string& method,
+                  const std::string& actor, int64_t at) const;
+  // Puts the subject's e-mail and phone digests on the suppression list.
+  static Status SuppressContactsIn(WriteTx& tx, const std::string& subject_id,
+                                   const std::string& reason, int64_t at);
   // The preference centre: each marketing purpose with the subject's current decision.
   struct Preference {
     const Purpose* purpose = nullptr;

@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include "garde/base/json_writer.h"
+
 namespace garde {
 
 struct FieldValue {
@@ -35,5 +37,7 @@ std::string EncodeFieldValue(const FieldValue& v);
 std::optional<FieldValue> DecodeFieldValue(std::string_view plain);
 // The text a blind index is computed over (the normalised value).
 std::string IndexText(const FieldValue& v);
+// Writes the value as a JSON scalar.
+void WriteFieldValue(JsonWriter& w, const FieldValue& v);
 
 }  // namespace garde

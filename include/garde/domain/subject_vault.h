@@ -57,6 +57,9 @@ Bytes SuppressionDigest(const KeyedHash& key, const std::string& kind, const std
 // "email", "phone", or "" for field types that are not suppressible contacts.
 const char* SuppressionKind(FieldType type);
 
+// A subject as the API shows it: {id, kind, status, source, external_id?, fields, times}.
+void WriteSubjectJson(JsonWriter& w, const SubjectView& s);
+
 struct VaultDeps {
   Store& store;
   KeyringSource& keys;
@@ -85,6 +88,25 @@ class SubjectVault {
   // that has already been authorised and is audited by its caller (audiences).
   Result<FieldMap> OpenFields(ReadTx& tx, const SubjectRow& row,
                               const std::set<std::string>& fields) const;
+  // Every field of a subject, decrypted, inside a caller's transaction (DSR packages; the
+  // caller has authorised and audits the access).
+  Result<SubjectView> OpenAll(ReadTx& tx, const SubjectRow& row) const;
+  // The validation problems of a rectification, without writing.
+  Status CheckChanges(const std::string& kind, const SubjectChanges& changes) const;
+  // Rectifies inside a caller's transaction; the caller has authorised it. Audited.
+  Result<SubjectView> RectifyIn(WriteTx& tx, const PolicySet& policies, const Caller& caller,
+                                const std::string& id, const SubjectChanges& changes);
+  // Seals / opens data that belongs with a subject but is not a schema field (DSR notes,
+  // delivered packages) under the subject's data key, bound to `label`. Crypto-shredding the
+  // subject makes it unreadable too.
+  Result<Bytes> SealFor(const SubjectRow& row, const std::string& label,
+                        std::string_view plaintext) const;
+  Result<std::string> OpenFor(const SubjectRow& row, const std::string& label,
+                              const Bytes& box) const;
+  // Erasure inside a caller's transaction: destroys every field not in `keep` and every
+  // blind-index entry of the subject; when nothing is kept, destroys the data key too
+  // (crypto-shredding). The caller updates the subject's status and audits.
+  Status EraseIn(WriteTx& tx, const SubjectRow& row, const std::set<std::string>& keep) const;
   // Equality look-up on blind-indexed fields (all criteria must match).
   Result<std::vector<SubjectView>> Search(const Caller& caller, const std::string& activity,
                                           const FieldMap& criteria);

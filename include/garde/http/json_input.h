@@ -43,4 +43,9 @@ std::optional<std::vector<std::string>> ReadStringArray(const Poco::JSON::Object
                                                         const std::string& array_message,
                                                         Status* problems);
 
+// Reads a rectification ({fields, external_id}, plus "id" when allow_id); null removes a field.
+struct SubjectChanges;
+SubjectChanges ReadChanges(const Poco::JSON::Object& obj, const std::string& prefix,
+                           Status* problems, bool allow_id);
+
 }  // namespace garde

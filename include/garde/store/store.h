@@ -84,6 +84,41 @@ struct ConsentEventRow {
   std::string receipt;
 };
 
+// A data-subject request (SPEC §2.5). Free text (notes, reasons) and rectification changes
+// may hold personal data: they travel in `sealed`, encrypted under the subject's data key,
+// and die with it on erasure. `result` says what was done, without personal data.
+struct RequestRow {
+  std::string id, type, subject_id, status, jurisdiction, opened_by, verification;
+  int64_t received_at = 0;
+  int64_t verified_at = 0;
+  int64_t due_at = 0;
+  int64_t completed_at = 0;
+  bool extended = false;
+  Bytes sealed;        // JSON {note, changes, extension_reason, rejection_reason, ...}
+  Bytes package;       // the access/portability package as delivered, sealed
+  std::string result;  // JSON, no personal data
+};
+
+struct RequestQuery {
+  std::vector<std::string> statuses;  // empty: any
+  std::string type, subject;
+  int64_t due_before = 0;             // 0: no bound; otherwise due_at < due_before
+  std::optional<std::pair<int64_t, std::string>> after;  // (due_at, id) of the last row seen
+  size_t limit = 100;
+};
+
+// Kept after an erasure so that a restored backup can re-apply it.
+struct TombstoneRow {
+  std::string subject_id, request_id;
+  int64_t at = 0;
+};
+
+// An event for downstream systems (webhooks), written in the transaction of its change.
+struct OutboxRow {
+  std::string id, topic, payload;
+  int64_t created_at = 0;
+};
+
 class ReadTx {
  public:
   virtual ~ReadTx() = default;
@@ -124,6 +159,13 @@ class ReadTx {
   // True when one of the subject's index entries under `field` is a suppressed digest.
   virtual Result<bool> SubjectSuppressed(const std::string& subject_id, const std::string& field,
                                          const std::string& kind) = 0;
+
+  // Data-subject requests, erasure tombstones, outbox.
+  virtual Result<std::optional<RequestRow>> GetRequest(const std::string& id) = 0;
+  // Ordered by (due_at, id).
+  virtual Result<std::vector<RequestRow>> QueryRequests(const RequestQuery& query) = 0;
+  virtual Result<std::vector<TombstoneRow>> ListTombstones(int64_t since) = 0;
+  virtual Result<std::vector<OutboxRow>> ListOutbox(size_t limit) = 0;
 };
 
 class WriteTx : public ReadTx {
@@ -145,6 +187,15 @@ class WriteTx : public ReadTx {
   virtual Status InsertAuditNode(unsigned level, uint64_t index, const Bytes& hash) = 0;
   // Ignored when a checkpoint of that size exists already.
   virtual Status InsertCheckpoint(const CheckpointRow& row) = 0;
+  virtual Status InsertRequest(const RequestRow& row) = 0;
+  // Updates every column but id, type, subject_id and received_at.
+  virtual Status UpdateRequest(const RequestRow& row) = 0;
+  virtual Status InsertTombstone(const TombstoneRow& row) = 0;
+  virtual Status InsertOutbox(const OutboxRow& row) = 0;
+  virtual Status DeleteIndexesOf(const std::string& subject_id) = 0;
+  virtual Status DeleteConsentEventsOf(const std::string& subject_id) = 0;
+  // Crypto-shredding: forgets the subject's wrapped data key for good.
+  virtual Status ShredDataKey(const std::string& subject_id) = 0;
   virtual Result<bool> RewrapDataKey(const std::string& subject_id, uint32_t from_version,
                                      uint32_t to_version, const Bytes& wrapped) = 0;
 };

@@ -1,0 +1,21 @@
+// Server-rendered pages for customers (preference centre, unsubscribe, DSR confirmation,
+// access package): escaping, one accessible page frame, and form bodies.
+//
+//   HtmlPage(x, 200, "Your data", "<p>" + HtmlEscape(text) + "</p>", "fr");
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "garde/http/exchange.h"
+
+namespace garde {
+
+std::string HtmlEscape(const std::string& s);
+// Answers a complete HTML page (no scripts, strict CSP, no referrer) around `body`.
+void HtmlPage(Exchange& x, int status, const std::string& title, const std::string& body,
+              const std::string& lang = "en");
+// application/x-www-form-urlencoded pairs, names and values decoded.
+std::multimap<std::string, std::string> FormPairs(const std::string& body);
+
+}  // namespace garde

@@ -1,0 +1,932 @@
+#include "garde/domain/subject_requests.h"
+
+#include <Poco/Exception.h>
+#include <Poco/JSON/Parser.h>
+#include <sodium.h>
+
+#include <algorithm>
+#include <map>
+#include <sstream>
+
+#include "garde/base/encoding.h"
+#include "garde/base/json_writer.h"
+
+namespace garde {
+
+// What a request carries that may be personal data, sealed under the subject's data key.
+struct RequestDesk::Texts {
+  std::string note, verification_note, extension_reason, rejection_reason;
+  // Rectification: encoded field values (EncodeFieldValue); nullopt removes the field.
+  std::map<std::string, std::optional<std::string>> changes;
+  std::vector<std::string> purposes;
+  bool suppress = false;
+  bool destroyed = false;  // the subject's key is gone: nothing can be opened or sealed
+};
+
+namespace {
+
+constexpr size_t kAuditPage = 1000;
+
+bool IsOpen(const std::string& status) {
+  return status == "received" || status == "verified" || status == "in_progress";
+}
+
+std::string Sha256Hex(std::string_view data) {
+  uint8_t digest[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(digest, reinterpret_cast<const uint8_t*>(data.data()), data.size());
+  return HexEncode(digest, sizeof digest);
+}
+
+std::string EncodeTexts(const RequestDesk::Texts& t);
+
+// The member `key` of a JSON object text, as JSON ("null" when absent or unparsable).
+std::string MemberJson(const std::string& json, const char* key) {
+  try {
+    Poco::JSON::Parser parser;
+    auto obj = parser.parse(json).extract<Poco::JSON::Object::Ptr>();
+    if (obj.isNull() || !obj->has(key)) return "null";
+    std::ostringstream out;
+    Poco::JSON::Stringifier::stringify(obj->get(key), out);
+    return out.str();
+  } catch (const Poco::Exception&) {
+    return "null";
+  } catch (const std::exception&) {
+    return "null";
+  }
+}
+
+// "P10Y after last_purchase" -> ("P10Y", "last_purchase"); "P3Y" -> ("P3Y", "").
+std::pair<std::string, std::string> SplitRetention(const std::string& retention) {
+  const size_t at = retention.find(" after ");
+  if (at == std::string::npos) return {retention, ""};
+  return {retention.substr(0, at), retention.substr(at + 7)};
+}
+
+}  // namespace
+
+Result<std::vector<Jurisdiction>> ParseJurisdictions(const std::string& spec) {
+  std::vector<Jurisdiction> out;
+  size_t start = 0;
+  while (start < spec.size()) {
+    size_t comma = spec.find(',', start);
+    if (comma == std::string::npos) comma = spec.size();
+    const std::string item = spec.substr(start, comma - start);
+    const size_t eq = item.find('=');
+    const size_t plus = item.find('+');
+    if (eq == std::string::npos || eq == 0 || plus == std::string::npos || plus < eq) {
+      return Unprocessable("'" + item + "' is not NAME=DEADLINE+EXTENSION (e.g. gdpr=P1M+P2M)");
+    }
+    Jurisdiction j{item.substr(0, eq), item.substr(eq + 1, plus - eq - 1), item.substr(plus + 1)};
+    if (!AddIsoDuration(0, j.deadline) || !AddIsoDuration(0, j.extension)) {
+      return Unprocessable("'" + item + "': deadline and extension must be ISO 8601 durations");
+    }
+    out.push_back(std::move(j));
+    start = comma + 1;
+  }
+  if (out.empty()) return Unprocessable("no jurisdiction given");
+  return out;
+}
+
+std::optional<int64_t> DueAt(int64_t received_at, const Jurisdiction& j) {
+  return AddIsoDuration(received_at, j.deadline);
+}
+
+Result<int64_t> ExtendedDue(const RequestRow& r, const Jurisdiction& j, const std::string& by,
+                            int64_t now) {
+  if (!IsOpen(r.status)) return Conflict("the request is " + r.status + "; it cannot be extended");
+  if (r.extended) return Conflict("the request was extended already; only one extension is allowed");
+  if (now >= r.due_at) {
+    return Conflict("the deadline has passed; an extension must be decided before it");
+  }
+  const auto extended = AddIsoDuration(r.due_at, by);
+  const auto longest = AddIsoDuration(r.due_at, j.extension);
+  if (!extended || *extended <= r.due_at) {
+    return Status(Code::kUnprocessable, "the extension is not valid")
+        .AddError("by", "must be an ISO 8601 duration such as P1M or P2M");
+  }
+  if (!longest || *extended > *longest) {
+    return Status(Code::kUnprocessable, "the extension is too long")
+        .AddError("by", "may be at most " + j.extension + " under " + j.name);
+  }
+  return *extended;
+}
+
+namespace {
+
+std::string EncodeTexts(const RequestDesk::Texts& t) {
+  JsonWriter w;
+  w.BeginObject()
+      .Key("note").String(t.note)
+      .Key("verification_note").String(t.verification_note)
+      .Key("extension_reason").String(t.extension_reason)
+      .Key("rejection_reason").String(t.rejection_reason)
+      .Key("changes").BeginObject();
+  for (const auto& [field, value] : t.changes) {
+    w.Key(field);
+    if (value) {
+      w.String(*value);
+    } else {
+      w.Null();
+    }
+  }
+  w.EndObject().Key("purposes").BeginArray();
+  for (const auto& p : t.purposes) w.String(p);
+  w.EndArray().Key("suppress").Bool(t.suppress).EndObject();
+  return w.Take();
+}
+
+Status DecodeTexts(const std::string& json, RequestDesk::Texts* t) {
+  try {
+    Poco::JSON::Parser parser;
+    auto o = parser.parse(json).extract<Poco::JSON::Object::Ptr>();
+    t->note = o->optValue<std::string>("note", "");
+    t->verification_note = o->optValue<std::string>("verification_note", "");
+    t->extension_reason = o->optValue<std::string>("extension_reason", "");
+    t->rejection_reason = o->optValue<std::string>("rejection_reason", "");
+    t->suppress = o->optValue<bool>("suppress", false);
+    if (auto changes = o->getObject("changes")) {
+      for (const auto& [k, v] : *changes) {
+        if (v.isEmpty()) {
+          t->changes[k] = std::nullopt;
+        } else {
+          t->changes[k] = v.convert<std::string>();
+        }
+      }
+    }
+    if (auto purposes = o->getArray("purposes")) {
+      for (size_t i = 0; i < purposes->size(); ++i) {
+        t->purposes.push_back(purposes->getElement<std::string>(static_cast<unsigned>(i)));
+      }
+    }
+  } catch (const std::exception&) {
+    return Damaged("the sealed texts of a request are damaged");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+void WriteRequestJson(JsonWriter& w, const RequestView& v, int64_t now) {
+  const RequestRow& r = v.row;
+  auto time_or_null = [&](int64_t t) -> JsonWriter& {
+    return t == 0 ? w.Null() : w.String(FormatRfc3339(t));
+  };
+  w.BeginObject()
+      .Key("id").String(r.id)
+      .Key("type").String(r.type)
+      .Key("subject").String(r.subject_id)
+      .Key("status").String(r.status)
+      .Key("jurisdiction").String(r.jurisdiction)
+      .Key("received_at").String(FormatRfc3339(r.received_at))
+      .Key("verified_at");
+  time_or_null(r.verified_at);
+  w.Key("due_at").String(FormatRfc3339(r.due_at))
+      .Key("extended").Bool(r.extended)
+      .Key("overdue").Bool(IsOpen(r.status) && now > r.due_at)
+      .Key("completed_at");
+  time_or_null(r.completed_at);
+  w.Key("opened_by").String(r.opened_by)
+      .Key("verification").StringOrNull(r.verification);
+  auto text = [&](const char* key, const std::string& value) {
+    if (!value.empty()) w.Key(key).String(value);
+  };
+  text("note", v.note);
+  text("verification_note", v.verification_note);
+  text("extension_reason", v.extension_reason);
+  text("rejection_reason", v.rejection_reason);
+  if (v.texts_destroyed) w.Key("texts_destroyed").Bool(true);
+  w.Key("result").Raw(r.result.empty() ? "null" : r.result);
+  w.EndObject();
+}
+
+const Jurisdiction* RequestDesk::FindJurisdiction(const std::string& name) const {
+  for (const auto& j : d_.jurisdictions) {
+    if (j.name == name) return &j;
+  }
+  return nullptr;
+}
+
+Status RequestDesk::Load(ReadTx& tx, const Caller& caller, const std::string& id,
+                         RequestRow* out, SubjectRow* subject) const {
+  auto row = tx.GetRequest(id);
+  if (!row.ok()) return row.status();
+  // A customer never learns whether another subject's request exists.
+  if (!row.value() || (caller.is_subject() && row.value()->subject_id != caller.subject)) {
+    return NotFound("no such request");
+  }
+  *out = *row.value();
+  auto s = tx.GetSubject(out->subject_id);
+  if (!s.ok()) return s.status();
+  if (!s.value()) return Internal("request " + id + " names a missing subject");
+  *subject = *s.value();
+  return Status::Ok();
+}
+
+Result<RequestView> RequestDesk::ViewOf(const RequestRow& row, const SubjectRow* subject) const {
+  RequestView v;
+  v.row = row;
+  if (row.sealed.empty() || subject == nullptr || subject->wrapped_dek.empty()) {
+    v.texts_destroyed = !row.sealed.empty() || (subject != nullptr && subject->wrapped_dek.empty());
+    return v;
+  }
+  auto plain = d_.vault.OpenFor(*subject, "request:" + row.id, row.sealed);
+  if (!plain.ok()) return plain.status();
+  Texts t;
+  GARDE_RETURN_IF_ERROR(DecodeTexts(plain.value(), &t));
+  sodium_memzero(plain.value().data(), plain.value().size());
+  v.note = t.note;
+  v.verification_note = t.verification_note;
+  v.extension_reason = t.extension_reason;
+  v.rejection_reason = t.rejection_reason;
+  return v;
+}
+
+Result<RequestView> RequestDesk::Open(const Caller& caller, const NewRequest& in) {
+  auto policies = d_.policies.Current();
+  if (!caller.is_subject()) {
+    GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "requests.open"));
+  }
+  Status invalid(Code::kUnprocessable, "the request is not valid; nothing was stored");
+  if (std::none_of(std::begin(kRequestTypes), std::end(kRequestTypes),
+                   [&](const char* t) { return in.type == t; })) {
+    invalid.AddError("type", "must be access, portability, rectification, erasure, restriction "
+                             "or objection");
+  }
+  const std::string subject_id = caller.is_subject() && in.subject.empty() ? caller.subject
+                                                                            : in.subject;
+  if (caller.is_subject() && subject_id != caller.subject) {
+    return PermissionDenied("a subject link opens requests for its own subject only");
+  }
+  if (!IsRandomId(subject_id, "sub_")) invalid.AddError("subject", "must be a subject id");
+  const std::string jname = in.jurisdiction.empty() ? d_.default_jurisdiction : in.jurisdiction;
+  const Jurisdiction* j = FindJurisdiction(jname);
+  if (j == nullptr) {
+    std::string names;
+    for (const auto& k : d_.jurisdictions) names += (names.empty() ? "" : ", ") + k.name;
+    invalid.AddError("jurisdiction", "must be one of: " + names);
+  }
+  if (in.note.size() > 4000) invalid.AddError("note", "must be at most 4000 bytes");
+  if (in.type == "rectification" && (!in.changes || (in.changes->fields.empty() &&
+                                                     !in.changes->external_id))) {
+    invalid.AddError("changes", "a rectification names the fields to change");
+  }
+  if (in.type != "rectification" && in.changes) {
+    invalid.AddError("changes", "only a rectification carries changes");
+  }
+  if (in.type != "objection" && !in.purposes.empty()) {
+    invalid.AddError("purposes", "only an objection names purposes");
+  }
+  if (in.type != "erasure" && in.suppress) {
+    invalid.AddError("suppress", "only an erasure asks for suppression");
+  }
+  for (size_t i = 0; i < in.purposes.size(); ++i) {
+    const Purpose* p = policies->FindPurpose(in.purposes[i]);
+    const std::string at = "purposes[" + std::to_string(i) + "]";
+    if (p == nullptr) {
+      invalid.AddError(at, "is not a purpose of the catalogue");
+    } else if (!p->marketing && p->legal_basis != LegalBasis::kLegitimateInterests &&
+               p->legal_basis != LegalBasis::kPublicTask) {
+      invalid.AddError(at, "an objection (Art. 21) applies to direct marketing and to "
+                           "processing on legitimate interests or a public task");
+    }
+  }
+  if (!invalid.errors().empty()) return invalid;
+
+  const int64_t now = d_.clock.Now();
+  RequestRow row;
+  row.id = RandomId("req_");
+  row.type = in.type;
+  row.subject_id = subject_id;
+  row.jurisdiction = j->name;
+  row.received_at = now;
+  row.due_at = DueAt(now, *j).value_or(now);
+  row.opened_by = caller.is_subject() ? "subject" : caller.key_id;
+  if (caller.is_subject()) {
+    // The link was sent to the customer's own contact: following it proves control of it.
+    row.status = "verified";
+    row.verification = "subject_link";
+    row.verified_at = now;
+  } else {
+    row.status = "received";
+  }
+  Texts texts;
+  texts.note = in.note;
+  texts.purposes = in.purposes;
+  texts.suppress = in.suppress;
+  std::optional<RequestView> view;
+  Status written = d_.store.Write([&](WriteTx& tx) -> Status {
+    auto s = tx.GetSubject(subject_id);
+    if (!s.ok()) return s.status();
+    if (!s.value()) return NotFound("no such subject");
+    const SubjectRow& subject = *s.value();
+    if (subject.status == "erased") return Conflict("the subject has been erased");
+    if (in.changes) {
+      Status bad = d_.vault.CheckChanges(subject.kind, *in.changes);
+      if (!bad.ok()) return bad;
+      for (const auto& [field, value] : in.changes->fields) {
+        texts.changes[field] = value.is_null() ? std::nullopt
+                                               : std::optional<std::string>(EncodeFieldValue(value));
+      }
+      if (in.changes->external_id) {
+        texts.changes[kExternalIdField] =
+            in.changes->external_id->is_null()
+                ? std::nullopt
+                : std::optional<std::string>(EncodeFieldValue(*in.changes->external_id));
+      }
+    }
+    std::string plain = EncodeTexts(texts);
+    auto sealed = d_.vault.SealFor(subject, "request:" + row.id, plain);
+    sodium_memzero(plain.data(), plain.size());
+    if (!sealed.ok()) return sealed.status();
+    row.sealed = std::move(sealed.value());
+    GARDE_RETURN_IF_ERROR(tx.InsertRequest(row));
+    GARDE_RETURN_IF_ERROR(d_.journal.Record(
+        &tx, caller, {"request.open", subject_id, "", "ok", {row.id, row.type, row.status}, 1}));
+    RequestView v;
+    v.row = row;
+    v.note = in.note;
+    view = std::move(v);
+    return Status::Ok();
+  });
+  if (!written.ok()) {
+    d_.journal
+        .Record(nullptr, caller,
+                {"request.open", IsRandomId(subject_id, "sub_") ? subject_id : "",
+                 "", written.code() == Code::kNotFound ? "not_found" : "refused", {in.type}, 0})
+        .IgnoreError();
+    return written;
+  }
+  return std::move(*view);
+}
+
+Result<RequestView> RequestDesk::Get(const Caller& caller, const std::string& id) {
+  auto policies = d_.policies.Current();
+  if (!caller.is_subject()) {
+    GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "requests.manage"));
+  }
+  std::optional<RequestView> view;
+  GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
+    RequestRow row;
+    SubjectRow subject;
+    GARDE_RETURN_IF_ERROR(Load(tx, caller, id, &row, &subject));
+    auto v = ViewOf(row, &subject);
+    if (!v.ok()) return v.status();
+    view = std::move(v.value());
+    return Status::Ok();
+  }));
+  return std::move(*view);
+}
+
+Result<std::vector<RequestRow>> RequestDesk::List(const Caller& caller, const RequestQuery& q) {
+  auto policies = d_.policies.Current();
+  RequestQuery query = q;
+  if (caller.is_subject()) {
+    query.subject = caller.subject;
+  } else {
+    GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "requests.manage"));
+  }
+  std::vector<RequestRow> out;
+  GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
+    auto rows = tx.QueryRequests(query);
+    if (!rows.ok()) return rows.status();
+    out = std::move(rows.value());
+    return Status::Ok();
+  }));
+  return out;
+}
+
+Result<RequestView> RequestDesk::Step(
+    const Caller& caller, const std::string& id, const char* action,
+    const std::function<Status(WriteTx&, RequestRow&, SubjectRow&, Texts&)>& fn) {
+  auto policies = d_.policies.Current();
+  if (!caller.is_subject()) {
+    GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "requests.manage"));
+  }
+  std::optional<RequestView> view;
+  std::string subject_id;
+  Status written = d_.store.Write([&](WriteTx& tx) -> Status {
+    RequestRow row;
+    SubjectRow subject;
+    GARDE_RETURN_IF_ERROR(Load(tx, caller, id, &row, &subject));
+    subject_id = row.subject_id;
+    Texts texts;
+    if (subject.wrapped_dek.empty()) {
+      texts.destroyed = true;
+    } else if (!row.sealed.empty()) {
+      auto plain = d_.vault.OpenFor(subject, "request:" + row.id, row.sealed);
+      if (!plain.ok()) return plain.status();
+      GARDE_RETURN_IF_ERROR(DecodeTexts(plain.value(), &texts));
+      sodium_memzero(plain.value().data(), plain.value().size());
+    }
+    GARDE_RETURN_IF_ERROR(fn(tx, row, subject, texts));
+    if (texts.destroyed) {
+      row.sealed.clear();
+    } else {
+      std::string plain = EncodeTexts(texts);
+      auto sealed = d_.vault.SealFor(subject, "request:" + row.id, plain);
+      sodium_memzero(plain.data(), plain.size());
+      if (!sealed.ok()) return sealed.status();
+      row.sealed = std::move(sealed.value());
+    }
+    GARDE_RETURN_IF_ERROR(tx.UpdateRequest(row));
+    GARDE_RETURN_IF_ERROR(d_.journal.Record(
+        &tx, caller, {action, row.subject_id, "", "ok", {row.id, row.type, row.status}, 1}));
+    RequestView v;
+    v.row = row;
+    v.note = texts.note;
+    v.verification_note = texts.verification_note;
+    v.extension_reason = texts.extension_reason;
+    v.rejection_reason = texts.rejection_reason;
+    v.texts_destroyed = texts.destroyed;
+    view = std::move(v);
+    return Status::Ok();
+  });
+  if (!written.ok()) {
+    const char* outcome = written.code() == Code::kNotFound       ? "not_found"
+                          : written.code() == Code::kConflict      ? "conflict"
+                          : written.code() == Code::kUnprocessable ? "invalid"
+                                                                   : "error";
+    d_.journal.Record(nullptr, caller, {action, subject_id, "", outcome, {id}, 0}).IgnoreError();
+    return written;
+  }
+  return std::move(*view);
+}
+
+Result<RequestView> RequestDesk::Verify(const Caller& caller, const std::string& id,
+                                        const std::string& note) {
+  if (note.empty() || note.size() > 4000) {
+    return Status(Code::kUnprocessable, "say how the requester's identity was checked")
+        .AddError("note", "is required (at most 4000 bytes)");
+  }
+  return Step(caller, id, "request.verify",
+              [&](WriteTx&, RequestRow& r, SubjectRow&, Texts& t) -> Status {
+                if (r.status != "received") {
+                  return Conflict("the request is " + r.status + ", not awaiting verification");
+                }
+                r.status = "verified";
+                r.verification = "officer";
+                r.verified_at = d_.clock.Now();
+                t.verification_note = note;
+                return Status::Ok();
+              });
+}
+
+Result<RequestView> RequestDesk::VerifyByLink(const SubjectTokenClaims& claims,
+                                              const std::string& request_id) {
+  Caller subject{"subject-token", "subject", {}, request_id, claims.subject};
+  // Single use: the link only ever moves its request from received to verified.
+  return Step(subject, claims.scope, "request.verify",
+              [&](WriteTx&, RequestRow& r, SubjectRow&, Texts&) -> Status {
+                if (r.status != "received") {
+                  return Conflict("this request is already confirmed");
+                }
+                r.status = "verified";
+                r.verification = "subject_link";
+                r.verified_at = d_.clock.Now();
+                return Status::Ok();
+              });
+}
+
+Result<RequestView> RequestDesk::Start(const Caller& caller, const std::string& id) {
+  return Step(caller, id, "request.start",
+              [&](WriteTx&, RequestRow& r, SubjectRow&, Texts&) -> Status {
+                if (r.status != "verified") {
+                  return Conflict(r.status == "received"
+                                      ? "verify the requester's identity first"
+                                      : "the request is " + r.status);
+                }
+                r.status = "in_progress";
+                return Status::Ok();
+              });
+}
+
+Result<RequestView> RequestDesk::Extend(const Caller& caller, const std::string& id,
+                                        const std::string& by, const std::string& reason) {
+  if (reason.empty() || reason.size() > 4000) {
+    return Status(Code::kUnprocessable, "an extension needs a reason to give the requester")
+        .AddError("reason", "is required (at most 4000 bytes)");
+  }
+  return Step(caller, id, "request.extend",
+              [&](WriteTx&, RequestRow& r, SubjectRow&, Texts& t) -> Status {
+                const Jurisdiction* j = FindJurisdiction(r.jurisdiction);
+                if (j == nullptr) return Conflict("jurisdiction " + r.jurisdiction + " is no longer configured");
+                auto due = ExtendedDue(r, *j, by, d_.clock.Now());
+                if (!due.ok()) return due.status();
+                r.due_at = due.value();
+                r.extended = true;
+                t.extension_reason = reason;
+                return Status::Ok();
+              });
+}
+
+Result<RequestView> RequestDesk::Reject(const Caller& caller, const std::string& id,
+                                        const std::string& reason) {
+  if (reason.empty() || reason.size() > 4000) {
+    return Status(Code::kUnprocessable, "a rejection needs a reason to give the requester")
+        .AddError("reason", "is required (at most 4000 bytes)");
+  }
+  return Step(caller, id, "request.reject",
+              [&](WriteTx&, RequestRow& r, SubjectRow&, Texts& t) -> Status {
+                if (!IsOpen(r.status)) return Conflict("the request is " + r.status + " already");
+                r.status = "rejected";
+                r.completed_at = d_.clock.Now();
+                t.rejection_reason = reason;
+                r.result = "{\"rejected\":true}";
+                return Status::Ok();
+              });
+}
+
+Result<RequestView> RequestDesk::Lift(const Caller& caller, const std::string& id) {
+  return Step(caller, id, "request.lift",
+              [&](WriteTx& tx, RequestRow& r, SubjectRow& s, Texts&) -> Status {
+                if (r.type != "restriction" || r.status != "completed") {
+                  return Conflict("only a completed restriction request can be lifted");
+                }
+                if (s.status != "restricted") return Conflict("the subject is not restricted");
+                s.status = "active";
+                s.updated_at = d_.clock.Now();
+                GARDE_RETURN_IF_ERROR(tx.UpdateSubject(s));
+                r.result = "{\"restricted\":false,\"lifted_at\":\"" +
+                           FormatRfc3339(s.updated_at) + "\"}";
+                return Status::Ok();
+              });
+}
+
+Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::string& id,
+                                          const std::string& note) {
+  if (note.size() > 4000) {
+    return Status(Code::kUnprocessable, "the note is too long").AddError("note", "at most 4000 bytes");
+  }
+  auto policies = d_.policies.Current();
+  return Step(caller, id, "request.complete",
+              [&](WriteTx& tx, RequestRow& r, SubjectRow& s, Texts& t) -> Status {
+    if (r.status == "received") return Conflict("verify the requester's identity first");
+    if (!IsOpen(r.status)) return Conflict("the request is " + r.status + " already");
+    if (s.status == "erased") return Conflict("the subject has been erased; nothing is left to do");
+    const int64_t now = d_.clock.Now();
+    if (!note.empty()) t.note = t.note.empty() ? note : t.note + "\n" + note;
+    JsonWriter result;
+    if (r.type == "access" || r.type == "portability") {
+      r.completed_at = now;  // the package says when it was delivered
+      auto package = BuildPackage(tx, *policies, r, s);
+      if (!package.ok()) return package.status();
+      auto sealed = d_.vault.SealFor(s, "request-package:" + r.id, package.value());
+      if (!sealed.ok()) return sealed.status();
+      r.package = std::move(sealed.value());
+      result.BeginObject().Key("package_sha256").String(Sha256Hex(package.value()))
+          .Key("package_bytes").Int(static_cast<int64_t>(package.value().size())).EndObject();
+      sodium_memzero(package.value().data(), package.value().size());
+    } else if (r.type == "rectification") {
+      SubjectChanges changes;
+      for (const auto& [field, encoded] : t.changes) {
+        FieldValue v;
+        if (encoded) {
+          auto decoded = DecodeFieldValue(*encoded);
+          if (!decoded) return Damaged("the sealed changes of " + r.id + " are damaged");
+          v = std::move(*decoded);
+        }
+        if (field == kExternalIdField) {
+          changes.external_id = v;
+        } else {
+          changes.fields[field] = v;
+        }
+      }
+      auto view = d_.vault.RectifyIn(tx, *policies, caller, s.id, changes);
+      if (!view.ok()) return view.status();
+      result.BeginObject().Key("rectified_fields").BeginArray();
+      for (const auto& [field, _] : t.changes) result.String(field);
+      result.EndArray().EndObject();
+    } else if (r.type == "erasure") {
+      std::string summary;
+      GARDE_RETURN_IF_ERROR(Erase(tx, *policies, caller, r, s, t.suppress, &summary));
+      if (s.wrapped_dek.empty()) t.destroyed = true;
+      result.Raw(summary);
+    } else if (r.type == "restriction") {
+      s.status = "restricted";
+      s.updated_at = now;
+      GARDE_RETURN_IF_ERROR(tx.UpdateSubject(s));
+      result.BeginObject().Key("restricted").Bool(true).EndObject();
+    } else if (r.type == "objection") {
+      std::vector<const Purpose*> purposes;
+      if (t.purposes.empty()) {
+        for (const auto& p : policies->purposes()) {
+          if (p.marketing) purposes.push_back(&p);
+        }
+      } else {
+        for (const auto& id2 : t.purposes) {
+          const Purpose* p = policies->FindPurpose(id2);
+          if (p == nullptr) return Conflict("purpose " + id2 + " is no longer in the catalogue");
+          purposes.push_back(p);
+        }
+      }
+      GARDE_RETURN_IF_ERROR(d_.consents.ObjectIn(tx, *policies, s.id, purposes,
+                                                 "data_subject_request", caller.key_id, now));
+      result.BeginObject().Key("objected").BeginArray();
+      bool marketing = false;
+      for (const Purpose* p : purposes) {
+        result.String(p->id);
+        marketing |= p->marketing;
+      }
+      result.EndArray().Key("contacts_suppressed").Bool(marketing).EndObject();
+    }
+    r.status = "completed";
+    r.completed_at = now;
+    r.result = result.Take();
+    GARDE_RETURN_IF_ERROR(tx.InsertOutbox(
+        {RandomId("evt_"), "request.completed",
+         "{\"request\":\"" + r.id + "\",\"type\":\"" + r.type + "\",\"subject\":\"" + s.id +
+             "\",\"completed_at\":\"" + FormatRfc3339(now) + "\"}",
+         now}));
+    return Status::Ok();
+  });
+}
+
+Status RequestDesk::Erase(WriteTx& tx, const PolicySet& policies, const Caller& caller,
+                          RequestRow& request, SubjectRow& subject, bool suppress,
+                          std::string* summary) const {
+  const int64_t now = d_.clock.Now();
+  auto sealed = tx.GetFields(subject.id);
+  if (!sealed.ok()) return sealed.status();
+  std::set<std::string> present;
+  for (const auto& f : sealed.value()) present.insert(f.field);
+
+  // Legal holds: fields an activity must keep under a legal obligation whose retention has
+  // not run out. A retention is "DURATION after ANCHOR"; the anchor is last_interaction,
+  // created, or a date field of the subject. Other anchors are criteria Garde cannot
+  // evaluate for one subject and hold nothing.
+  struct Hold {
+    std::string activity;
+    int64_t until = 0;
+  };
+  std::map<std::string, Hold> holds;
+  std::optional<SubjectView> plain;
+  for (const auto& a : policies.activities()) {
+    if (a.legal_basis != LegalBasis::kLegalObligation || a.retention.empty()) continue;
+    auto [duration, anchor] = SplitRetention(a.retention);
+    std::optional<int64_t> from;
+    if (anchor.empty() || anchor == "last_interaction") {
+      from = subject.last_interaction_at;
+    } else if (anchor == "created") {
+      from = subject.created_at;
+    } else if (const FieldSpec* spec = policies.schema().Find(anchor);
+               spec != nullptr && spec->type == FieldType::kDate && present.count(anchor)) {
+      if (!plain) {
+        auto opened = d_.vault.OpenAll(tx, subject);
+        if (!opened.ok()) return opened.status();
+        plain = std::move(opened.value());
+      }
+      auto it = plain->fields.find(anchor);
+      if (it != plain->fields.end()) {
+        if (auto date = ParseIsoDate(it->second.text)) from = DaysFromCivil(*date) * 86400;
+      }
+    }
+    if (!from) continue;
+    const auto until = AddIsoDuration(*from, duration);
+    if (!until || *until <= now) continue;
+    for (const auto& field : a.fields) {
+      if (present.count(field) == 0) continue;
+      Hold& h = holds[field];
+      if (*until > h.until) h = {a.id, *until};
+    }
+  }
+  if (plain) {
+    for (auto& [_, v] : plain->fields) sodium_memzero(v.text.data(), v.text.size());
+  }
+
+  // Contacts that must never be contacted again go to the suppression list before their
+  // digests are destroyed.
+  bool objected = suppress;
+  auto events = tx.ConsentEventsOf(subject.id);
+  if (!events.ok()) return events.status();
+  for (const auto& e : events.value()) {
+    const Purpose* p = policies.FindPurpose(e.purpose);
+    objected |= e.event == "objected" && p != nullptr && p->marketing;
+  }
+  if (objected) {
+    GARDE_RETURN_IF_ERROR(ConsentLedger::SuppressContactsIn(tx, subject.id, "erasure", now));
+  }
+
+  std::set<std::string> keep;
+  for (const auto& [field, _] : holds) keep.insert(field);
+  GARDE_RETURN_IF_ERROR(d_.vault.EraseIn(tx, subject, keep));
+  GARDE_RETURN_IF_ERROR(tx.DeleteConsentEventsOf(subject.id));
+  std::vector<std::string> erased;
+  for (const auto& f : present) {
+    if (keep.count(f) == 0) erased.push_back(f);
+  }
+  subject.updated_at = now;
+  subject.status = keep.empty() ? "erased" : "restricted";
+  GARDE_RETURN_IF_ERROR(tx.UpdateSubject(subject));
+  if (keep.empty()) {
+    subject.wrapped_dek.clear();  // shredded in the store: nothing may be sealed under it now
+    request.package.clear();
+    GARDE_RETURN_IF_ERROR(tx.InsertTombstone({subject.id, request.id, now}));
+  }
+  // Art. 19: recipients of the data are told, through the outbox.
+  JsonWriter event;
+  event.BeginObject().Key("subject").String(subject.id).Key("request").String(request.id)
+      .Key("erased_at").String(FormatRfc3339(now)).Key("activities").BeginArray();
+  for (const auto& a : policies.activities()) {
+    if (std::any_of(present.begin(), present.end(),
+                    [&](const std::string& f) { return a.fields.count(f) != 0; })) {
+      event.String(a.id);
+    }
+  }
+  event.EndArray().Key("fully_erased").Bool(keep.empty()).EndObject();
+  GARDE_RETURN_IF_ERROR(tx.InsertOutbox({RandomId("evt_"), "subject.erased", event.Take(), now}));
+  GARDE_RETURN_IF_ERROR(d_.journal.Record(&tx, caller,
+                                          {"subject.erase", subject.id, "", "ok", erased,
+                                           static_cast<int64_t>(keep.size())}));
+
+  JsonWriter w;
+  w.BeginObject().Key("erased_fields").BeginArray();
+  for (const auto& f : erased) w.String(f);
+  w.EndArray().Key("kept").BeginArray();
+  for (const auto& [field, hold] : holds) {
+    w.BeginObject().Key("field").String(field).Key("activity").String(hold.activity)
+        .Key("reason").String("kept under a legal obligation (" + hold.activity +
+                              ") until its retention runs out; restricted meanwhile")
+        .Key("until").String(FormatRfc3339(hold.until)).EndObject();
+  }
+  w.EndArray()
+      .Key("data_key_destroyed").Bool(keep.empty())
+      .Key("subject_status").String(subject.status)
+      .Key("contacts_suppressed").Bool(objected)
+      .EndObject();
+  *summary = w.Take();
+  return Status::Ok();
+}
+
+Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& policies,
+                                              const RequestRow& request,
+                                              const SubjectRow& subject) const {
+  auto view = d_.vault.OpenAll(tx, subject);
+  if (!view.ok()) return view.status();
+  const int64_t now = request.completed_at != 0 ? request.completed_at : d_.clock.Now();
+  JsonWriter w;
+  if (request.type == "portability") {
+    // Art. 20: what the subject provided (not behavioural or transactional aggregates the
+    // business derived), processed under consent or contract.
+    std::set<std::string> portable;
+    for (const auto& a : policies.activities()) {
+      bool basis = a.legal_basis == LegalBasis::kConsent || a.legal_basis == LegalBasis::kContract;
+      for (const auto& pid : a.purposes) {
+        const Purpose* p = policies.FindPurpose(pid);
+        basis |= p != nullptr && (p->legal_basis == LegalBasis::kConsent ||
+                                  p->legal_basis == LegalBasis::kContract);
+      }
+      if (!basis) continue;
+      for (const auto& f : a.fields) {
+        const FieldSpec* spec = policies.schema().Find(f);
+        if (spec != nullptr && spec->category != "behavioural" &&
+            spec->category != "transactional") {
+          portable.insert(f);
+        }
+      }
+    }
+    w.BeginObject()
+        .Key("format").String("garde-portability/1")
+        .Key("request").String(request.id)
+        .Key("subject").String(subject.id)
+        .Key("kind").String(subject.kind)
+        .Key("generated_at").String(FormatRfc3339(now))
+        .Key("fields").BeginObject();
+    for (const auto& [name, value] : view->fields) {
+      if (portable.count(name) == 0) continue;
+      w.Key(name);
+      WriteFieldValue(w, value);
+    }
+    w.EndObject().EndObject();
+    return w.Take();
+  }
+
+  // Art. 15(1)(a)-(h).
+  w.BeginObject()
+      .Key("format").String("garde-access-package/1")
+      .Key("request").String(request.id)
+      .Key("generated_at").String(FormatRfc3339(now))
+      .Key("controller").Raw(policies.organisation_json())
+      .Key("subject");
+  WriteSubjectJson(w, view.value());
+  w.Key("consents").BeginArray();
+  auto events = tx.ConsentEventsOf(subject.id);
+  if (!events.ok()) return events.status();
+  for (const auto& e : events.value()) {
+    w.BeginObject()
+        .Key("purpose").String(e.purpose)
+        .Key("channel").StringOrNull(e.channel)
+        .Key("event").String(e.event)
+        .Key("legal_basis").String(e.legal_basis)
+        .Key("method").String(e.method)
+        .Key("at").String(FormatRfc3339(e.at))
+        .Key("expires_at");
+    if (e.expires_at == 0) {
+      w.Null();
+    } else {
+      w.String(FormatRfc3339(e.expires_at));
+    }
+    w.Key("receipt").Raw(e.receipt.empty() ? "null" : e.receipt).EndObject();
+  }
+  w.EndArray().Key("processing").BeginArray();
+  for (const auto& a : policies.activities()) {
+    std::vector<std::string> used;
+    for (const auto& [name, _] : view->fields) {
+      if (a.fields.count(name)) used.push_back(name);
+    }
+    if (used.empty()) continue;
+    w.BeginObject()
+        .Key("activity").String(a.id)
+        .Key("name").String(a.name)
+        .Key("legal_basis").String(LegalBasisName(a.legal_basis))
+        .Key("purposes").BeginArray();
+    for (const auto& pid : a.purposes) {
+      const Purpose* p = policies.FindPurpose(pid);
+      w.BeginObject().Key("id").String(pid);
+      if (p != nullptr) {
+        w.Key("title").String(p->title).Key("legal_basis").String(LegalBasisName(p->legal_basis));
+      }
+      w.EndObject();
+    }
+    w.EndArray().Key("fields").BeginArray();
+    for (const auto& f : used) w.String(f);
+    w.EndArray()
+        .Key("recipients").Raw(MemberJson(a.json, "recipients"))
+        .Key("transfers").Raw(MemberJson(a.json, "transfers"))
+        .Key("retention").String(a.retention)
+        .Key("source").String(subject.source)
+        .EndObject();
+  }
+  w.EndArray().Key("requests").BeginArray();
+  RequestQuery rq;
+  rq.subject = subject.id;
+  rq.limit = 1000;
+  auto requests = tx.QueryRequests(rq);
+  if (!requests.ok()) return requests.status();
+  for (const auto& r : requests.value()) {
+    w.BeginObject().Key("id").String(r.id).Key("type").String(r.type)
+        .Key("status").String(r.id == request.id ? "completed" : r.status)
+        .Key("received_at").String(FormatRfc3339(r.received_at))
+        .Key("due_at").String(FormatRfc3339(r.due_at))
+        .EndObject();
+  }
+  // Who accessed the data, when and for which activity: the audit entries about the subject
+  // (they hold no personal data, and each can be proven against a signed tree head).
+  w.EndArray().Key("accesses").BeginArray();
+  AuditQuery aq;
+  aq.subject = subject.id;
+  aq.limit = kAuditPage;
+  for (;;) {
+    auto page = tx.QueryAudit(aq);
+    if (!page.ok()) return page.status();
+    for (const auto& row : page.value()) w.Raw(row.entry);
+    if (page.value().size() < kAuditPage) break;
+    aq.after_seq = page.value().back().seq;
+  }
+  w.EndArray().EndObject();
+  for (auto& [_, v] : view->fields) sodium_memzero(v.text.data(), v.text.size());
+  return w.Take();
+}
+
+Result<std::string> RequestDesk::Package(const Caller& caller, const std::string& id) {
+  auto policies = d_.policies.Current();
+  if (!caller.is_subject()) {
+    GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "requests.manage"));
+  }
+  std::string package;
+  std::string subject_id;
+  GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
+    RequestRow row;
+    SubjectRow subject;
+    GARDE_RETURN_IF_ERROR(Load(tx, caller, id, &row, &subject));
+    subject_id = row.subject_id;
+    if (row.type != "access" && row.type != "portability") {
+      return Conflict("a " + row.type + " request has no package");
+    }
+    if (row.status == "completed") {
+      if (row.package.empty() || subject.wrapped_dek.empty()) {
+        return Conflict("the package was destroyed with the subject's data");
+      }
+      auto plain = d_.vault.OpenFor(subject, "request-package:" + row.id, row.package);
+      if (!plain.ok()) return plain.status();
+      package = std::move(plain.value());
+      return Status::Ok();
+    }
+    if (caller.is_subject()) return Conflict("the package is not ready yet");
+    if (row.status != "verified" && row.status != "in_progress") {
+      return Conflict(row.status == "received" ? "verify the requester's identity first"
+                                               : "the request is " + row.status);
+    }
+    if (subject.status == "erased") return Conflict("the subject has been erased");
+    auto built = BuildPackage(tx, *policies, row, subject);
+    if (!built.ok()) return built.status();
+    package = std::move(built.value());
+    return Status::Ok();
+  }));
+  GARDE_RETURN_IF_ERROR(d_.journal.Record(
+      nullptr, caller,
+      {"request.package", subject_id, "", "ok", {id, "sha256:" + Sha256Hex(package)},
+       static_cast<int64_t>(package.size())}));
+  return package;
+}
+
+}  // namespace garde

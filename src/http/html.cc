@@ -1,0 +1,71 @@
+#include "garde/http/html.h"
+
+#include <Poco/Exception.h>
+#include <Poco/URI.h>
+
+namespace garde {
+
+std::string HtmlEscape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '&': out += "&amp;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+void HtmlPage(Exchange& x, int status, const std::string& title, const std::string& body,
+              const std::string& lang) {
+  x.status = status;
+  x.reply_type = "text/html; charset=utf-8";
+  x.reply = "<!doctype html><html lang=\"" + lang + "\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            "<title>" + HtmlEscape(title) + "</title>"
+            "<style>body{font:1.1rem/1.5 system-ui,sans-serif;max-width:36rem;margin:3rem auto;"
+            "padding:0 1rem;color:#111;background:#fff}button{font:inherit;padding:.6rem 1.2rem;"
+            "border:2px solid #111;background:#111;color:#fff;border-radius:.3rem}"
+            "button:focus,input:focus{outline:3px solid #1a56db;outline-offset:2px}"
+            ".purpose{border:1px solid #555;border-radius:.3rem;padding:.8rem;margin:1rem 0}"
+            ".purpose label{font-weight:600}.notice{color:#333;margin:.3rem 0 0 1.8rem}"
+            "input[type=checkbox]{width:1.2rem;height:1.2rem;margin-right:.6rem}"
+            ".status{background:#e6f4ea;border-left:4px solid #137333;padding:.6rem}"
+            ".secondary{background:#fff;color:#111}</style></head><body><main>"
+            "<h1>" + HtmlEscape(title) + "</h1>" + body + "</main></body></html>";
+  x.reply_headers.emplace_back("Content-Security-Policy",
+                               "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'");
+  x.reply_headers.emplace_back("Referrer-Policy", "no-referrer");
+}
+
+std::multimap<std::string, std::string> FormPairs(const std::string& body) {
+  auto decode = [](std::string in) {
+    for (char& c : in) {
+      if (c == '+') c = ' ';
+    }
+    std::string out;
+    try {
+      Poco::URI::decode(in, out);
+    } catch (const Poco::Exception&) {
+      out = in;  // a malformed escape is kept as typed
+    }
+    return out;
+  };
+  std::multimap<std::string, std::string> out;
+  size_t start = 0;
+  while (start < body.size()) {
+    size_t amp = body.find('&', start);
+    if (amp == std::string::npos) amp = body.size();
+    const std::string pair = body.substr(start, amp - start);
+    const size_t eq = pair.find('=');
+    if (eq != std::string::npos) out.emplace(decode(pair.substr(0, eq)), decode(pair.substr(eq + 1)));
+    start = amp + 1;
+  }
+  return out;
+}
+
+}  // namespace garde

@@ -365,7 +365,7 @@ Result<SubjectRow> TokenSubject(ReadTx& tx, const SubjectTokenClaims& claims) {
 Result<int> ConsentLedger::UnsubscribeByToken(const SubjectTokenClaims& claims,
                                               const std::string& request_id) {
   auto policies = d_.policies.Current();
-  Caller subject{"subject-token", "subject", {}, request_id, claims.subject};
+  const Caller subject = SubjectCaller(claims.subject, request_id);
   std::vector<const Purpose*> purposes;
   for (const auto& p : policies->purposes()) {
     if (p.marketing && (claims.scope == "*" || claims.scope == p.id)) purposes.push_back(&p);
@@ -423,7 +423,7 @@ Result<int> ConsentLedger::ApplyPreferences(const SubjectTokenClaims& claims,
                                             const std::map<std::string, bool>* wanted,
                                             bool gpc, const std::string& request_id) {
   auto policies = d_.policies.Current();
-  Caller subject{"subject-token", "subject", {}, request_id, claims.subject};
+  const Caller subject = SubjectCaller(claims.subject, request_id);
   const int64_t now = d_.clock.Now();
   int recorded = 0;
   Status s = d_.store.Write([&](WriteTx& tx) -> Status {

@@ -113,6 +113,15 @@ Result<int64_t> ExtendedDue(const RequestRow& r, const Jurisdiction& j, const st
 
 namespace {
 
+// Keeps a rectification's values, encoded, until the request is completed.
+void KeepChanges(const SubjectChanges& changes, RequestDesk::Texts* t) {
+  auto encode = [](const FieldValue& v) {
+    return v.is_null() ? std::nullopt : std::optional<std::string>(EncodeFieldValue(v));
+  };
+  for (const auto& [field, value] : changes.fields) t->changes[field] = encode(value);
+  if (changes.external_id) t->changes[kExternalIdField] = encode(*changes.external_id);
+}
+
 std::string EncodeTexts(const RequestDesk::Texts& t) {
   JsonWriter w;
   w.BeginObject()
@@ -266,9 +275,8 @@ Result<RequestView> RequestDesk::Open(const Caller& caller, const NewRequest& in
     invalid.AddError("jurisdiction", "must be one of: " + names);
   }
   if (in.note.size() > 4000) invalid.AddError("note", "must be at most 4000 bytes");
-  if (in.type == "rectification" && (!in.changes || (in.changes->fields.empty() &&
-                                                     !in.changes->external_id))) {
-    invalid.AddError("changes", "a rectification names the fields to change");
+  if (in.changes && in.changes->fields.empty() && !in.changes->external_id) {
+    invalid.AddError("changes", "names no field to change");
   }
   if (in.type != "rectification" && in.changes) {
     invalid.AddError("changes", "only a rectification carries changes");
@@ -290,16 +298,20 @@ Result<RequestView> RequestDesk::Open(const Caller& caller, const NewRequest& in
                            "processing on legitimate interests or a public task");
     }
   }
+  const int64_t now = d_.clock.Now();
+  constexpr int64_t kClockSkew = 300;
+  if (in.received_at && *in.received_at > now + kClockSkew) {
+    invalid.AddError("received_at", "must not be in the future");
+  }
   if (!invalid.errors().empty()) return invalid;
 
-  const int64_t now = d_.clock.Now();
   RequestRow row;
-  row.id = RandomId("req_");
+  row.id = RandomId("dsr_");
   row.type = in.type;
   row.subject_id = subject_id;
   row.jurisdiction = j->name;
-  row.received_at = now;
-  row.due_at = DueAt(now, *j).value_or(now);
+  row.received_at = std::min(in.received_at.value_or(now), now);
+  row.due_at = DueAt(row.received_at, *j).value_or(row.received_at);
   row.opened_by = caller.is_subject() ? "subject" : caller.key_id;
   if (caller.is_subject()) {
     // The link was sent to the customer's own contact: following it proves control of it.
@@ -323,16 +335,7 @@ Result<RequestView> RequestDesk::Open(const Caller& caller, const NewRequest& in
     if (in.changes) {
       Status bad = d_.vault.CheckChanges(subject.kind, *in.changes);
       if (!bad.ok()) return bad;
-      for (const auto& [field, value] : in.changes->fields) {
-        texts.changes[field] = value.is_null() ? std::nullopt
-                                               : std::optional<std::string>(EncodeFieldValue(value));
-      }
-      if (in.changes->external_id) {
-        texts.changes[kExternalIdField] =
-            in.changes->external_id->is_null()
-                ? std::nullopt
-                : std::optional<std::string>(EncodeFieldValue(*in.changes->external_id));
-      }
+      KeepChanges(*in.changes, &texts);
     }
     std::string plain = EncodeTexts(texts);
     auto sealed = d_.vault.SealFor(subject, "request:" + row.id, plain);
@@ -454,9 +457,9 @@ Result<RequestView> RequestDesk::Step(
 
 Result<RequestView> RequestDesk::Verify(const Caller& caller, const std::string& id,
                                         const std::string& note) {
-  if (note.empty() || note.size() > 4000) {
-    return Status(Code::kUnprocessable, "say how the requester's identity was checked")
-        .AddError("note", "is required (at most 4000 bytes)");
+  if (note.size() > 4000) {
+    return Status(Code::kUnprocessable, "the note is too long")
+        .AddError("note", "at most 4000 bytes");
   }
   return Step(caller, id, "request.verify",
               [&](WriteTx&, RequestRow& r, SubjectRow&, Texts& t) -> Status {
@@ -473,7 +476,7 @@ Result<RequestView> RequestDesk::Verify(const Caller& caller, const std::string&
 
 Result<RequestView> RequestDesk::VerifyByLink(const SubjectTokenClaims& claims,
                                               const std::string& request_id) {
-  Caller subject{"subject-token", "subject", {}, request_id, claims.subject};
+  const Caller subject = SubjectCaller(claims.subject, request_id);
   // Single use: the link only ever moves its request from received to verified.
   return Step(subject, claims.scope, "request.verify",
               [&](WriteTx&, RequestRow& r, SubjectRow&, Texts&) -> Status {
@@ -510,7 +513,8 @@ Result<RequestView> RequestDesk::Extend(const Caller& caller, const std::string&
               [&](WriteTx&, RequestRow& r, SubjectRow&, Texts& t) -> Status {
                 const Jurisdiction* j = FindJurisdiction(r.jurisdiction);
                 if (j == nullptr) return Conflict("jurisdiction " + r.jurisdiction + " is no longer configured");
-                auto due = ExtendedDue(r, *j, by, d_.clock.Now());
+                // Without `by`, the longest extension the jurisdiction allows.
+                auto due = ExtendedDue(r, *j, by.empty() ? j->extension : by, d_.clock.Now());
                 if (!due.ok()) return due.status();
                 r.due_at = due.value();
                 r.extended = true;
@@ -553,7 +557,8 @@ Result<RequestView> RequestDesk::Lift(const Caller& caller, const std::string& i
 }
 
 Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::string& id,
-                                          const std::string& note) {
+                                          const std::string& note,
+                                          const std::optional<SubjectChanges>& given) {
   if (note.size() > 4000) {
     return Status(Code::kUnprocessable, "the note is too long").AddError("note", "at most 4000 bytes");
   }
@@ -561,6 +566,10 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
   return Step(caller, id, "request.complete",
               [&](WriteTx& tx, RequestRow& r, SubjectRow& s, Texts& t) -> Status {
     if (r.status == "received") return Conflict("verify the requester's identity first");
+    if (given && r.type != "rectification") {
+      return Status(Code::kUnprocessable, "only a rectification carries changes")
+          .AddError("changes", "not allowed for a " + r.type + " request");
+    }
     if (!IsOpen(r.status)) return Conflict("the request is " + r.status + " already");
     if (s.status == "erased") return Conflict("the subject has been erased; nothing is left to do");
     const int64_t now = d_.clock.Now();
@@ -577,6 +586,12 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
           .Key("package_bytes").Int(static_cast<int64_t>(package.value().size())).EndObject();
       sodium_memzero(package.value().data(), package.value().size());
     } else if (r.type == "rectification") {
+      if (given) {
+        if (!t.changes.empty()) {
+          return Conflict("the request already names its changes; complete it without new ones");
+        }
+        KeepChanges(*given, &t);
+      }
       SubjectChanges changes;
       for (const auto& [field, encoded] : t.changes) {
         FieldValue v;
@@ -805,7 +820,7 @@ Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& polic
       .Key("format").String("garde-access-package/1")
       .Key("request").String(request.id)
       .Key("generated_at").String(FormatRfc3339(now))
-      .Key("controller").Raw(policies.organisation_json())
+      .Key("organisation").Raw(policies.organisation_json())
       .Key("subject");
   WriteSubjectJson(w, view.value());
   w.Key("consents").BeginArray();

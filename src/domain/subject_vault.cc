@@ -411,6 +411,11 @@ Result<FieldMap> SubjectVault::OpenFields(ReadTx& tx, const SubjectRow& row,
   return std::move(view.value().fields);
 }
 
+// Art. 18: a restricted subject's data is only stored, or used where the law obliges.
+bool SubjectVault::MayProcess(const SubjectRow& subject, const Activity& activity) {
+  return subject.status != "restricted" || activity.legal_basis == LegalBasis::kLegalObligation;
+}
+
 Result<SubjectView> SubjectVault::Read(const Caller& caller, const std::string& id,
                                        const std::string& activity_id) {
   auto policies = d_.policies.Current();
@@ -422,6 +427,10 @@ Result<SubjectView> SubjectVault::Read(const Caller& caller, const std::string& 
     auto row = tx.GetSubject(id);
     if (!row.ok()) return row.status();
     if (!row.value()) return NotFound("no such subject");
+    if (!MayProcess(*row.value(), *activity.value())) {
+      return PermissionDenied("processing of this subject is restricted (GDPR Art. 18): only "
+                              "activities under a legal obligation may read it");
+    }
     auto view = Decrypt(tx, *row.value(), activity.value()->fields);
     if (!view.ok()) return view.status();
     result = std::move(view.value());
@@ -430,9 +439,10 @@ Result<SubjectView> SubjectVault::Read(const Caller& caller, const std::string& 
   if (!s.ok()) {
     Audit(nullptr, caller,
           {"subject.read", id, activity_id,
-           s.code() == Code::kNotFound ? "not_found"
-           : s.code() == Code::kDamaged ? "damaged"
-                                        : "error",
+           s.code() == Code::kNotFound           ? "not_found"
+           : s.code() == Code::kDamaged          ? "damaged"
+           : s.code() == Code::kPermissionDenied ? "restricted"
+                                                 : "error",
            {}, 0});
     return s;
   }
@@ -493,7 +503,10 @@ Result<std::vector<SubjectView>> SubjectVault::Search(const Caller& caller,
       if (results.size() >= kMaxSearchResults) break;
       auto row = tx.GetSubject(id);
       if (!row.ok()) return row.status();
-      if (!row.value() || row.value()->status == "erased") continue;
+      if (!row.value() || row.value()->status == "erased" ||
+          !MayProcess(*row.value(), *activity.value())) {
+        continue;
+      }
       // Confirm every criterion on the decrypted value: truncated digests can collide.
       bool match = true;
       for (const auto& [name, value] : wanted) {

@@ -27,7 +27,7 @@ void HtmlPage(Exchange& x, int status, const std::string& title, const std::stri
   x.reply = "<!doctype html><html lang=\"" + lang + "\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             "<title>" + HtmlEscape(title) + "</title>"
-            "<style>body{font:1.1rem/1.5 system-ui,sans-serif;max-width:36rem;margin:3rem auto;"
+            "<style>body{font:1.1rem/1.5 system-ui,sans-serif;max-width:46rem;margin:3rem auto;"
             "padding:0 1rem;color:#111;background:#fff}button{font:inherit;padding:.6rem 1.2rem;"
             "border:2px solid #111;background:#111;color:#fff;border-radius:.3rem}"
             "button:focus,input:focus{outline:3px solid #1a56db;outline-offset:2px}"
@@ -35,11 +35,21 @@ void HtmlPage(Exchange& x, int status, const std::string& title, const std::stri
             ".purpose label{font-weight:600}.notice{color:#333;margin:.3rem 0 0 1.8rem}"
             "input[type=checkbox]{width:1.2rem;height:1.2rem;margin-right:.6rem}"
             ".status{background:#e6f4ea;border-left:4px solid #137333;padding:.6rem}"
-            ".secondary{background:#fff;color:#111}</style></head><body><main>"
+            ".secondary{background:#fff;color:#111}table{border-collapse:collapse;width:100%;"
+            "margin:.5rem 0 1.5rem}th,td{border:1px solid #777;padding:.3rem .5rem;"
+            "text-align:left;vertical-align:top}caption{text-align:left;font-weight:600}"
+            "dt{font-weight:600}dd{margin:0 0 .5rem 1rem}</style></head><body><main>"
             "<h1>" + HtmlEscape(title) + "</h1>" + body + "</main></body></html>";
   x.reply_headers.emplace_back("Content-Security-Policy",
                                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'");
   x.reply_headers.emplace_back("Referrer-Policy", "no-referrer");
+}
+
+std::string PageLanguage(const Exchange& x) {
+  auto q = x.query.find("lang");
+  if (q != x.query.end()) return q->second == "fr" ? "fr" : "en";
+  const std::string accept = x.Header("accept-language");
+  return accept.rfind("fr", 0) == 0 ? "fr" : "en";
 }
 
 std::multimap<std::string, std::string> FormPairs(const std::string& body) {

@@ -16,6 +16,7 @@
 #include "garde/base/encoding.h"
 #include "garde/base/log.h"
 #include "garde/http/problem.h"
+#include "garde/http/request_pages.h"
 
 namespace garde {
 namespace {
@@ -208,6 +209,12 @@ Status Authenticate(Deployment& d, Exchange& x) {
   return Status::Ok();
 }
 
+std::string BearerCredential(const Exchange& x) {
+  const std::string auth = x.Header("authorization");
+  if (auth.size() < 8 || Lower(auth.substr(0, 7)) != "bearer ") return "";
+  return auth.substr(7);
+}
+
 Status RequireJsonBody(const Exchange& x) {
   const std::string& ct = x.content_type;
   const bool json = ct == "application/json" ||
@@ -228,6 +235,8 @@ HttpService::HttpService(Deployment& deployment) : d_(deployment) {
   AddLinkRoutes(router_, d_);
   AddAudienceRoutes(router_, d_);
   AddRegisterRoutes(router_, d_);
+  AddRequestRoutes(router_, d_);
+  AddRequestPages(router_, d_);
 }
 
 HttpService::~HttpService() { Stop(); }

@@ -1,6 +1,5 @@
 // Subject links: minting (operator), one-click unsubscribe (RFC 8058, no credentials but the
 // token), and the Global Privacy Control statement.
-#include <cctype>
 #include <map>
 
 #include "garde/base/clock.h"
@@ -8,6 +7,7 @@
 #include "garde/http/html.h"
 #include "garde/http/http_service.h"
 #include "garde/http/json_input.h"
+#include "garde/http/request_pages.h"
 
 namespace garde {
 namespace {
@@ -78,16 +78,9 @@ const PageText& TextFor(const std::string& lang) {
   return lang == "fr" ? kFr : kEn;
 }
 
-std::string LanguageOf(const Exchange& x) {
-  auto q = x.query.find("lang");
-  if (q != x.query.end()) return q->second == "fr" ? "fr" : "en";
-  const std::string accept = x.Header("accept-language");
-  return accept.rfind("fr", 0) == 0 ? "fr" : "en";
-}
-
 Status RenderPreferences(Deployment& d, Exchange& x, const SubjectTokenClaims& claims,
                          const std::string& status_message) {
-  const std::string lang = LanguageOf(x);
+  const std::string lang = PageLanguage(x);
   const PageText& t = TextFor(lang);
   auto prefs = d.consents().Preferences(claims);
   if (!prefs.ok()) return prefs.status();
@@ -118,7 +111,9 @@ Status RenderPreferences(Deployment& d, Exchange& x, const SubjectTokenClaims& c
           "<form method=\"post\"><input type=\"hidden\" name=\"form\" value=\"unsubscribe_all\">"
           "<p><button type=\"submit\" class=\"secondary\">" + HtmlEscape(t.unsubscribe_all) +
           "</button></p></form>";
-  HtmlPage(x, 200, t.title, body, lang);
+  auto rights = RightsSection(d, claims, "/p/" + x.params["token"], lang);
+  if (!rights.ok()) return rights.status();
+  HtmlPage(x, 200, t.title, body + rights.value(), lang);
   return Status::Ok();
 }
 
@@ -131,7 +126,7 @@ Status PreferencesPage(Deployment& d, Exchange& x) {
   if (x.Header("sec-gpc") == "1") {
     auto done = d.consents().ApplyPreferences(claims.value(), nullptr, true, x.request_id);
     if (!done.ok()) return done.status();
-    message = HtmlEscape(TextFor(LanguageOf(x)).gpc);
+    message = HtmlEscape(TextFor(PageLanguage(x)).gpc);
   }
   return RenderPreferences(d, x, claims.value(), message);
 }
@@ -145,10 +140,14 @@ Status PreferencesPost(Deployment& d, Exchange& x) {
     return Status(Code::kUnsupportedMediaType, "send the form as application/x-www-form-urlencoded");
   }
   const auto form = FormPairs(x.body);
-  const PageText& t = TextFor(LanguageOf(x));
+  const PageText& t = TextFor(PageLanguage(x));
   auto kind = form.find("form");
   std::map<std::string, bool> wanted;
   std::string message;
+  if (kind != form.end() && kind->second == "request") {
+    GARDE_RETURN_IF_ERROR(OpenRequestFromForm(d, x, claims.value(), form, &message));
+    return RenderPreferences(d, x, claims.value(), message);
+  }
   if (kind != form.end() && kind->second == "unsubscribe_all") {
     message = HtmlEscape(t.unsubscribed_all);  // nothing wanted
   } else if (kind != form.end() && kind->second == "preferences") {
@@ -192,8 +191,9 @@ Status MintLinks(Deployment& d, Exchange& x) {
       for (size_t i = 0; i < arr.size(); ++i) {
         const auto v = arr.get(static_cast<unsigned>(i));
         const std::string use = v.isString() ? v.extract<std::string>() : "";
-        if (use != "preferences" && use != "unsubscribe") {
-          problems.AddError("uses[" + std::to_string(i) + "]", "must be preferences or unsubscribe");
+        if (use != "preferences" && use != "unsubscribe" && use != "dsr") {
+          problems.AddError("uses[" + std::to_string(i) + "]",
+                            "must be preferences, unsubscribe or dsr");
         } else {
           uses.push_back(use);
         }
@@ -232,8 +232,10 @@ Status MintLinks(Deployment& d, Exchange& x) {
   JsonWriter w;
   w.BeginObject().Key("subject").String(id).Key("links").BeginArray();
   for (const auto& use : uses) {
-    const std::string token = d.tokens().Mint({id, use, scope, expires});
-    const std::string url = base + (use == "unsubscribe" ? "/u/" : "/p/") + token;
+    // A DSR link opens the customer's rights page, whatever the purpose scope.
+    const std::string token = d.tokens().Mint({id, use, use == "dsr" ? "*" : scope, expires});
+    const std::string url =
+        base + (use == "unsubscribe" ? "/u/" : use == "dsr" ? "/r/" : "/p/") + token;
     w.BeginObject().Key("use").String(use).Key("url").String(url).Key("token").String(token)
         .Key("expires_at").String(FormatRfc3339(expires));
     if (use == "unsubscribe") {

@@ -287,18 +287,6 @@ std::string JoinActivities(const std::vector<std::string>& list) {
   return out;
 }
 
-std::vector<std::string> SplitActivities(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start < s.size()) {
-    size_t end = s.find(' ', start);
-    if (end == std::string::npos) end = s.size();
-    if (end > start) out.push_back(s.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
-}
-
 constexpr const char* kRequestColumns =
     "id, type, subject_id, status, jurisdiction, opened_by, verification, received_at, "
     "verified_at, due_at, completed_at, extended, sealed, package, result";
@@ -328,7 +316,7 @@ ApiKeyRow ReadApiKey(const Query& q) {
   r.id = q.ColText(0);
   r.name = q.ColText(1);
   r.role = q.ColText(2);
-  r.activities = SplitActivities(q.ColText(3));
+  r.activities = SplitList(q.ColText(3), ' ');
   r.key_hash = q.ColBlob(4);
   r.created_at = q.ColInt(5);
   r.revoked_at = q.ColInt(6);

@@ -26,6 +26,11 @@ struct Caller {
   bool is_subject() const { return !subject.empty(); }
 };
 
+// The caller behind a subject link (preference centre, DSR link) of `subject`.
+inline Caller SubjectCaller(const std::string& subject, const std::string& request_id) {
+  return Caller{"subject-token", "subject", {}, request_id, subject};
+}
+
 class AccessGate {
  public:
   // 403 unless the caller's role grants `capability`.

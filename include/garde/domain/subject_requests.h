@@ -56,6 +56,9 @@ struct NewRequest {
   std::optional<SubjectChanges> changes;   // rectification: the requested values
   std::vector<std::string> purposes;       // objection: empty means every marketing purpose
   bool suppress = false;                   // erasure: also never contact again
+  // When the request reached the controller (a letter recorded days later); the deadline
+  // counts from it. Not in the future; empty means now.
+  std::optional<int64_t> received_at;
 };
 
 // A request with its sealed texts opened (empty once the subject's key is destroyed).
@@ -85,19 +88,23 @@ class RequestDesk {
   // Officers see any request; a customer sees only their own (404 otherwise).
   Result<RequestView> Get(const Caller& caller, const std::string& id);
   Result<std::vector<RequestRow>> List(const Caller& caller, const RequestQuery& query);
+  // An officer checked the requester's identity; `note` says how (kept sealed).
   Result<RequestView> Verify(const Caller& caller, const std::string& id,
                              const std::string& note);
   // The customer followed the DSR verification link minted for request `id`.
   Result<RequestView> VerifyByLink(const SubjectTokenClaims& claims, const std::string& request_id);
   Result<RequestView> Start(const Caller& caller, const std::string& id);
+  // `by` empty: the longest extension of the request's jurisdiction.
   Result<RequestView> Extend(const Caller& caller, const std::string& id, const std::string& by,
                              const std::string& reason);
   Result<RequestView> Reject(const Caller& caller, const std::string& id,
                              const std::string& reason);
   // Carries the request out (package, rectification, erasure, restriction, objection) and
   // closes it, all in one transaction with its audit entries.
+  // A rectification opened without its changes takes them here.
   Result<RequestView> Complete(const Caller& caller, const std::string& id,
-                               const std::string& note);
+                               const std::string& note,
+                               const std::optional<SubjectChanges>& changes = std::nullopt);
   // Lifts the restriction a completed restriction request put in place.
   Result<RequestView> Lift(const Caller& caller, const std::string& id);
   // The access or portability package as JSON: the one delivered once completed, a preview

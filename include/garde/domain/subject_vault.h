@@ -81,7 +81,8 @@ class SubjectVault {
   Status CheckNew(const NewSubject& subject) const;
   Result<SubjectView> Rectify(const Caller& caller, const std::string& id,
                               const SubjectChanges& changes);
-  // Fields of `activity` only; 403 unless the caller is bound to it.
+  // Fields of `activity` only; 403 unless the caller is bound to it, and for a restricted
+  // subject unless the activity is under a legal obligation.
   Result<SubjectView> Read(const Caller& caller, const std::string& id,
                            const std::string& activity);
   // Decrypts `fields` of a subject inside a caller's transaction, for internal processing
@@ -107,7 +108,11 @@ class SubjectVault {
   // blind-index entry of the subject; when nothing is kept, destroys the data key too
   // (crypto-shredding). The caller updates the subject's status and audits.
   Status EraseIn(WriteTx& tx, const SubjectRow& row, const std::set<std::string>& keep) const;
-  // Equality look-up on blind-indexed fields (all criteria must match).
+  // Whether `activity` may use the subject's data: a restricted subject (Art. 18) only for
+  // activities under a legal obligation.
+  static bool MayProcess(const SubjectRow& subject, const Activity& activity);
+  // Equality look-up on blind-indexed fields (all criteria must match); restricted subjects
+  // are left out for other activities.
   Result<std::vector<SubjectView>> Search(const Caller& caller, const std::string& activity,
                                           const FieldMap& criteria);
 

@@ -15,6 +15,8 @@ std::string HtmlEscape(const std::string& s);
 // Answers a complete HTML page (no scripts, strict CSP, no referrer) around `body`.
 void HtmlPage(Exchange& x, int status, const std::string& title, const std::string& body,
               const std::string& lang = "en");
+// "fr" or "en": the `lang` query parameter, else Accept-Language.
+std::string PageLanguage(const Exchange& x);
 // application/x-www-form-urlencoded pairs, names and values decoded.
 std::multimap<std::string, std::string> FormPairs(const std::string& body);
 

@@ -55,9 +55,12 @@ void AddConsentRoutes(Router& router, Deployment& d);
 void AddLinkRoutes(Router& router, Deployment& d);
 void AddAudienceRoutes(Router& router, Deployment& d);
 void AddRegisterRoutes(Router& router, Deployment& d);
+void AddRequestRoutes(Router& router, Deployment& d);
 
 // Authenticates the bearer key of `x` into x.caller (401 when missing or unknown).
 Status Authenticate(Deployment& d, Exchange& x);
+// The credential of an `Authorization: Bearer` header; empty when there is none.
+std::string BearerCredential(const Exchange& x);
 // 415 unless the body is JSON (application/json or +json).
 Status RequireJsonBody(const Exchange& x);
 

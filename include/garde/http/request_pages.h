@@ -1,0 +1,34 @@
+// What customers see of their data-subject requests: the access / portability package as
+// JSON, CSV or a readable HTML page, the "your rights" part of the preference centre, and the
+// DSR link pages (/r/{token}) that confirm a request or open a new one.
+//
+//   GARDE_RETURN_IF_ERROR(SendPackage(x, package_json, "html", "fr"));
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "garde/app/deployment.h"
+#include "garde/crypto/subject_token.h"
+#include "garde/http/router.h"
+
+namespace garde {
+
+// Answers a package (from RequestDesk::Package) in `format`: json | html | csv.
+Status SendPackage(Exchange& x, const std::string& package_json, const std::string& format,
+                   const std::string& lang);
+
+// The "your data and rights" section of a customer page at `page_path` (/p/{token} or
+// /r/{token}): the customer's requests with their packages, and buttons to ask for access,
+// a portable copy or erasure.
+Result<std::string> RightsSection(Deployment& d, const SubjectTokenClaims& claims,
+                                  const std::string& page_path, const std::string& lang);
+// Handles a posted rights form (form=request, type=...); `message` says what happened.
+Status OpenRequestFromForm(Deployment& d, Exchange& x, const SubjectTokenClaims& claims,
+                           const std::multimap<std::string, std::string>& form,
+                           std::string* message);
+
+// /r/{token}, /r/{token}/requests/{id}/package and /p/{token}/requests/{id}/package.
+void AddRequestPages(Router& router, Deployment& d);
+
+}  // namespace garde

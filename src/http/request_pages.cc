@@ -1,0 +1,488 @@
+#include "garde/http/request_pages.h"
+
+#include <Poco/Exception.h>
+#include <Poco/JSON/Parser.h>
+
+#include <sstream>
+
+#include "garde/base/clock.h"
+#include "garde/domain/subject_requests.h"
+#include "garde/http/csv.h"
+#include "garde/http/html.h"
+#include "garde/http/json_input.h"
+
+namespace garde {
+namespace {
+
+struct RightsText {
+  const char* title;
+  const char* intro;
+  const char* access;
+  const char* portability;
+  const char* erasure;
+  const char* erasure_confirm;
+  const char* requests;
+  const char* none;
+  const char* received;  // followed by the due date
+  const char* confirm_title;
+  const char* confirm_intro;
+  const char* confirm;
+  const char* confirmed;
+  const char* read;
+  const char* type, *status, *received_on, *answer_by;
+};
+
+const RightsText& RightsFor(const std::string& lang) {
+  static const RightsText kEn{
+      "Your data and your rights",
+      "You can ask for a copy of your data, a copy in a portable format, or for your data to "
+      "be erased. We answer within the time the law gives us.",
+      "Get a copy of my data",
+      "Get my data in a portable format",
+      "Erase my data",
+      "I understand that my data will be erased, except what the law obliges us to keep.",
+      "Your requests",
+      "You have made no request.",
+      "Your request is recorded. We will answer by",
+      "Confirm your request",
+      "We received a request about your personal data. Please confirm that you made it.",
+      "Yes, I made this request",
+      "Thank you: your request is confirmed.",
+      "read",
+      "Request", "Status", "Received", "Answer by"};
+  static const RightsText kFr{
+      "Vos données et vos droits",
+      "Vous pouvez demander une copie de vos données, une copie dans un format portable, ou "
+      "l'effacement de vos données. Nous répondons dans le délai prévu par la loi.",
+      "Obtenir une copie de mes données",
+      "Récupérer mes données dans un format portable",
+      "Effacer mes données",
+      "Je comprends que mes données seront effacées, sauf celles que la loi nous oblige à "
+      "conserver.",
+      "Vos demandes",
+      "Vous n'avez fait aucune demande.",
+      "Votre demande est enregistrée. Nous vous répondrons au plus tard le",
+      "Confirmez votre demande",
+      "Nous avons reçu une demande concernant vos données personnelles. Merci de confirmer "
+      "que vous en êtes l'auteur.",
+      "Oui, j'ai fait cette demande",
+      "Merci : votre demande est confirmée.",
+      "lire",
+      "Demande", "État", "Reçue le", "Réponse au plus tard le"};
+  return lang == "fr" ? kFr : kEn;
+}
+
+const char* TypeName(const std::string& type, const std::string& lang) {
+  static const std::map<std::string, std::pair<const char*, const char*>> kNames{
+      {"access", {"Access to my data", "Accès à mes données"}},
+      {"portability", {"Portable copy", "Copie portable"}},
+      {"rectification", {"Rectification", "Rectification"}},
+      {"erasure", {"Erasure", "Effacement"}},
+      {"restriction", {"Restriction", "Limitation"}},
+      {"objection", {"Objection", "Opposition"}}};
+  auto it = kNames.find(type);
+  if (it == kNames.end()) return "";
+  return lang == "fr" ? it->second.second : it->second.first;
+}
+
+const char* StatusName(const std::string& status, const std::string& lang) {
+  static const std::map<std::string, std::pair<const char*, const char*>> kNames{
+      {"received", {"awaiting confirmation", "en attente de confirmation"}},
+      {"verified", {"confirmed", "confirmée"}},
+      {"in_progress", {"in progress", "en cours"}},
+      {"completed", {"answered", "traitée"}},
+      {"rejected", {"declined", "refusée"}}};
+  auto it = kNames.find(status);
+  if (it == kNames.end()) return "";
+  return lang == "fr" ? it->second.second : it->second.first;
+}
+
+// The calendar date of `t` (the customer cares about the day, not the second).
+std::string Day(int64_t t) { return FormatRfc3339(t).substr(0, 10); }
+
+Result<SubjectTokenClaims> CustomerToken(Deployment& d, const std::string& token,
+                                         bool dsr_only) {
+  auto claims = d.tokens().Verify(token, d.clock().Now());
+  if (!claims.ok() || (claims->use != "dsr" && (dsr_only || claims->use != "preferences"))) {
+    return NotFound("this link is not valid or has expired");
+  }
+  return claims;
+}
+
+// --- the package, for people -------------------------------------------------------------
+
+struct PackageText {
+  const char* title;
+  const char* portable_title;
+  const char* controller;
+  const char* data;
+  const char* consents;
+  const char* processing;
+  const char* requests;
+  const char* accesses;
+  const char* none;
+  const char* field, *value;
+  const char* purpose, *channel, *event, *basis, *method, *at, *expires;
+  const char* activity, *purposes, *fields, *recipients, *transfers, *retention, *source;
+  const char* who, *action, *outcome;
+  const char* generated;
+};
+
+const PackageText& PackageFor(const std::string& lang) {
+  static const PackageText kEn{
+      "Your personal data", "Your data in a portable format", "Who is responsible",
+      "The data we hold about you", "Your consents and choices",
+      "How and why we use your data", "Your requests", "Who accessed your data",
+      "Nothing.", "Data", "Value",
+      "Purpose", "Channel", "Event", "Legal basis", "How", "When", "Expires",
+      "Activity", "Purposes", "Data used", "Recipients", "Transfers outside the EU",
+      "Kept for", "Where the data came from",
+      "Who", "What", "Result", "Generated on"};
+  static const PackageText kFr{
+      "Vos données personnelles", "Vos données dans un format portable", "Responsable du traitement",
+      "Les données que nous détenons sur vous", "Vos consentements et vos choix",
+      "Comment et pourquoi nous utilisons vos données", "Vos demandes",
+      "Qui a accédé à vos données",
+      "Rien.", "Donnée", "Valeur",
+      "Finalité", "Canal", "Événement", "Base légale", "Comment", "Quand", "Expire le",
+      "Traitement", "Finalités", "Données utilisées", "Destinataires",
+      "Transferts hors de l'UE", "Durée de conservation", "Origine des données",
+      "Qui", "Quoi", "Résultat", "Produit le"};
+  return lang == "fr" ? kFr : kEn;
+}
+
+using Object = Poco::JSON::Object;
+using Array = Poco::JSON::Array;
+
+bool IsObject(const Poco::Dynamic::Var& v) { return v.type() == typeid(Object::Ptr); }
+bool IsArray(const Poco::Dynamic::Var& v) { return v.type() == typeid(Array::Ptr); }
+
+// Any JSON value as readable HTML: lists for arrays, definition lists for objects.
+std::string ValueHtml(const Poco::Dynamic::Var& v) {
+  if (v.isEmpty()) return "";
+  if (IsObject(v)) {
+    const auto& obj = *v.extract<Object::Ptr>();
+    std::string out = "<dl>";
+    for (const auto& [k, member] : obj) {
+      out += "<dt>" + HtmlEscape(k) + "</dt><dd>" + ValueHtml(member) + "</dd>";
+    }
+    return out + "</dl>";
+  }
+  if (IsArray(v)) {
+    const auto& arr = *v.extract<Array::Ptr>();
+    if (arr.size() == 0) return "";
+    std::string out = "<ul>";
+    for (size_t i = 0; i < arr.size(); ++i) {
+      out += "<li>" + ValueHtml(arr.get(static_cast<unsigned>(i))) + "</li>";
+    }
+    return out + "</ul>";
+  }
+  return HtmlEscape(v.toString());
+}
+
+// A value as one CSV cell: scalars as text, composites as compact JSON.
+std::string ValueText(const Poco::Dynamic::Var& v) {
+  if (v.isEmpty()) return "";
+  if (IsObject(v) || IsArray(v)) {
+    std::ostringstream out;
+    Poco::JSON::Stringifier::stringify(v, out);
+    return out.str();
+  }
+  return v.toString();
+}
+
+Poco::Dynamic::Var Member(const Object& obj, const char* key) {
+  return obj.has(key) ? obj.get(key) : Poco::Dynamic::Var();
+}
+
+std::string Cell(const Object& obj, const char* key) { return ValueHtml(Member(obj, key)); }
+
+// A table of `rows` (objects) with one column per (key, heading).
+std::string Table(const Poco::Dynamic::Var& rows, const PackageText& t,
+                  std::initializer_list<std::pair<const char*, const char*>> columns) {
+  if (!IsArray(rows) || rows.extract<Array::Ptr>()->size() == 0) {
+    return "<p>" + HtmlEscape(t.none) + "</p>";
+  }
+  std::string out = "<table><thead><tr>";
+  for (const auto& [_, heading] : columns) out += "<th scope=\"col\">" + HtmlEscape(heading) + "</th>";
+  out += "</tr></thead><tbody>";
+  const auto& arr = *rows.extract<Array::Ptr>();
+  for (size_t i = 0; i < arr.size(); ++i) {
+    const auto row = arr.get(static_cast<unsigned>(i));
+    if (!IsObject(row)) continue;
+    const auto& obj = *row.extract<Object::Ptr>();
+    out += "<tr>";
+    for (const auto& [key, _] : columns) out += "<td>" + Cell(obj, key) + "</td>";
+    out += "</tr>";
+  }
+  return out + "</tbody></table>";
+}
+
+std::string FieldsTable(const Poco::Dynamic::Var& fields, const PackageText& t) {
+  if (!IsObject(fields) || fields.extract<Object::Ptr>()->size() == 0) {
+    return "<p>" + HtmlEscape(t.none) + "</p>";
+  }
+  std::string out = "<table><thead><tr><th scope=\"col\">" + HtmlEscape(t.field) +
+                    "</th><th scope=\"col\">" + HtmlEscape(t.value) + "</th></tr></thead><tbody>";
+  for (const auto& [name, value] : *fields.extract<Object::Ptr>()) {
+    out += "<tr><th scope=\"row\">" + HtmlEscape(name) + "</th><td>" + ValueHtml(value) +
+           "</td></tr>";
+  }
+  return out + "</tbody></table>";
+}
+
+Result<Object::Ptr> ParsePackage(const std::string& json) {
+  try {
+    Poco::JSON::Parser parser;
+    auto v = parser.parse(json);
+    if (!IsObject(v)) return Damaged("the package is not a JSON object");
+    return v.extract<Object::Ptr>();
+  } catch (const Poco::Exception&) {
+    return Damaged("the package is not well-formed JSON");
+  }
+}
+
+// The subject's fields in a package: "fields" (portability) or "subject.fields" (access).
+Poco::Dynamic::Var PackageFields(const Object& pkg) {
+  if (pkg.has("fields")) return pkg.get("fields");
+  const auto subject = Member(pkg, "subject");
+  return IsObject(subject) ? Member(*subject.extract<Object::Ptr>(), "fields")
+                           : Poco::Dynamic::Var();
+}
+
+std::string PackageHtml(const Object& pkg, const std::string& lang, std::string* title) {
+  const PackageText& t = PackageFor(lang);
+  const bool portable = Member(pkg, "format").toString() == "garde-portability/1";
+  *title = portable ? t.portable_title : t.title;
+  std::string body = "<p>" + HtmlEscape(t.generated) + " " +
+                     HtmlEscape(Member(pkg, "generated_at").toString()) + "</p>";
+  if (pkg.has("organisation")) {
+    body += "<h2>" + HtmlEscape(t.controller) + "</h2>" + Cell(pkg, "organisation");
+  }
+  body += "<h2>" + HtmlEscape(t.data) + "</h2>" + FieldsTable(PackageFields(pkg), t);
+  if (portable) return body;
+  body += "<h2>" + HtmlEscape(t.consents) + "</h2>" +
+          Table(Member(pkg, "consents"), t,
+                {{"purpose", t.purpose}, {"channel", t.channel}, {"event", t.event},
+                 {"legal_basis", t.basis}, {"method", t.method}, {"at", t.at},
+                 {"expires_at", t.expires}});
+  body += "<h2>" + HtmlEscape(t.processing) + "</h2>";
+  const auto processing = Member(pkg, "processing");
+  if (IsArray(processing) && processing.extract<Array::Ptr>()->size() > 0) {
+    const auto& arr = *processing.extract<Array::Ptr>();
+    for (size_t i = 0; i < arr.size(); ++i) {
+      const auto a = arr.get(static_cast<unsigned>(i));
+      if (!IsObject(a)) continue;
+      const auto& obj = *a.extract<Object::Ptr>();
+      body += "<section><h3>" + Cell(obj, "name") + "</h3><dl>" +
+              "<dt>" + HtmlEscape(t.purposes) + "</dt><dd>" + Cell(obj, "purposes") + "</dd>" +
+              "<dt>" + HtmlEscape(t.basis) + "</dt><dd>" + Cell(obj, "legal_basis") + "</dd>" +
+              "<dt>" + HtmlEscape(t.fields) + "</dt><dd>" + Cell(obj, "fields") + "</dd>" +
+              "<dt>" + HtmlEscape(t.recipients) + "</dt><dd>" + Cell(obj, "recipients") + "</dd>" +
+              "<dt>" + HtmlEscape(t.transfers) + "</dt><dd>" + Cell(obj, "transfers") + "</dd>" +
+              "<dt>" + HtmlEscape(t.retention) + "</dt><dd>" + Cell(obj, "retention") + "</dd>" +
+              "<dt>" + HtmlEscape(t.source) + "</dt><dd>" + Cell(obj, "source") + "</dd></dl>" +
+              "</section>";
+    }
+  } else {
+    body += "<p>" + HtmlEscape(t.none) + "</p>";
+  }
+  const RightsText& r = RightsFor(lang);
+  body += "<h2>" + HtmlEscape(t.requests) + "</h2>" +
+          Table(Member(pkg, "requests"), t,
+                {{"type", r.type}, {"status", r.status}, {"received_at", r.received_on},
+                 {"due_at", r.answer_by}});
+  body += "<h2>" + HtmlEscape(t.accesses) + "</h2>" +
+          Table(Member(pkg, "accesses"), t,
+                {{"time", t.at}, {"role", t.who}, {"action", t.action},
+                 {"activity", t.activity}, {"outcome", t.outcome}});
+  return body;
+}
+
+}  // namespace
+
+Status SendPackage(Exchange& x, const std::string& json, const std::string& format,
+                   const std::string& lang) {
+  auto pkg = ParsePackage(json);
+  if (!pkg.ok()) return pkg.status();
+  const std::string request = Member(*pkg.value(), "request").toString();
+  const std::string kind =
+      Member(*pkg.value(), "format").toString() == "garde-portability/1" ? "portability" : "access";
+  if (format == "html") {
+    std::string title;
+    const std::string body = PackageHtml(*pkg.value(), lang, &title);
+    HtmlPage(x, 200, title, body, lang);
+    return Status::Ok();
+  }
+  const std::string file = "garde-" + kind + "-" + request;
+  if (format == "csv") {
+    // One row per field; a UTF-8 BOM so that spreadsheets read accents right.
+    std::string csv = "\xEF\xBB\xBF" "field,value\r\n";
+    const auto fields = PackageFields(*pkg.value());
+    if (IsObject(fields)) {
+      for (const auto& [name, value] : *fields.extract<Object::Ptr>()) {
+        csv += CsvCell(name) + "," + CsvCell(ValueText(value)) + "\r\n";
+      }
+    }
+    x.status = 200;
+    x.reply_type = "text/csv; charset=utf-8";
+    x.reply = std::move(csv);
+    x.reply_headers.emplace_back("Content-Disposition", "attachment; filename=\"" + file + ".csv\"");
+  } else {
+    x.Json(200, json);
+    x.reply_headers.emplace_back("Content-Disposition",
+                                 "attachment; filename=\"" + file + ".json\"");
+  }
+  x.reply_headers.emplace_back("Cache-Control", "no-store");
+  return Status::Ok();
+}
+
+Result<std::string> RightsSection(Deployment& d, const SubjectTokenClaims& claims,
+                                  const std::string& page_path, const std::string& lang) {
+  const RightsText& t = RightsFor(lang);
+  RequestQuery q;
+  q.subject = claims.subject;
+  q.limit = 50;
+  auto mine = d.requests().List(SubjectCaller(claims.subject, ""), q);
+  if (!mine.ok()) return mine.status();
+  std::string out = "<section aria-labelledby=\"rights\"><h2 id=\"rights\">" +
+                    HtmlEscape(t.title) + "</h2><p>" + HtmlEscape(t.intro) + "</p>";
+  out += "<h3>" + HtmlEscape(t.requests) + "</h3>";
+  if (mine->empty()) {
+    out += "<p>" + HtmlEscape(t.none) + "</p>";
+  } else {
+    out += "<table><thead><tr><th scope=\"col\">" + HtmlEscape(t.type) + "</th><th scope=\"col\">" +
+           HtmlEscape(t.status) + "</th><th scope=\"col\">" + HtmlEscape(t.received_on) +
+           "</th><th scope=\"col\">" + HtmlEscape(t.answer_by) + "</th></tr></thead><tbody>";
+    for (const auto& r : mine.value()) {
+      std::string status = HtmlEscape(StatusName(r.status, lang));
+      if (r.status == "completed" && (r.type == "access" || r.type == "portability") &&
+          !r.package.empty()) {
+        const std::string base = page_path + "/requests/" + r.id + "/package?lang=" + lang +
+                                 "&amp;format=";
+        status += ": <a href=\"" + base + "html\">" + HtmlEscape(t.read) + "</a>, <a href=\"" +
+                  base + "json\">JSON</a>" +
+                  (r.type == "portability" ? ", <a href=\"" + base + "csv\">CSV</a>" : "");
+      }
+      out += "<tr><td>" + HtmlEscape(TypeName(r.type, lang)) + "</td><td data-request=\"" +
+             r.id + "\" data-status=\"" + r.status + "\">" + status + "</td><td>" +
+             Day(r.received_at) + "</td><td>" + Day(r.due_at) + "</td></tr>";
+    }
+    out += "</tbody></table>";
+  }
+  auto button = [&](const char* type, const char* label, const std::string& extra) {
+    return "<form method=\"post\"><input type=\"hidden\" name=\"form\" value=\"request\">"
+           "<input type=\"hidden\" name=\"type\" value=\"" + std::string(type) + "\">" + extra +
+           "<p><button type=\"submit\" class=\"secondary\">" + HtmlEscape(label) +
+           "</button></p></form>";
+  };
+  out += button("access", t.access, "");
+  out += button("portability", t.portability, "");
+  out += button("erasure", t.erasure,
+                "<p><input type=\"checkbox\" id=\"erase-confirm\" name=\"confirm\" value=\"yes\" "
+                "required><label for=\"erase-confirm\">" + HtmlEscape(t.erasure_confirm) +
+                    "</label></p>");
+  return out + "</section>";
+}
+
+Status OpenRequestFromForm(Deployment& d, Exchange& x, const SubjectTokenClaims& claims,
+                           const std::multimap<std::string, std::string>& form,
+                           std::string* message) {
+  auto type = form.find("type");
+  if (type == form.end() || (type->second != "access" && type->second != "portability" &&
+                             type->second != "erasure")) {
+    return Status(Code::kUnprocessable, "the form does not name a request this page offers")
+        .AddError("type", "must be access, portability or erasure");
+  }
+  auto confirm = form.find("confirm");
+  if (type->second == "erasure" && (confirm == form.end() || confirm->second != "yes")) {
+    return Status(Code::kUnprocessable, "an erasure must be confirmed")
+        .AddError("confirm", "tick the box to confirm the erasure");
+  }
+  NewRequest in;
+  in.type = type->second;
+  in.subject = claims.subject;
+  auto opened = d.requests().Open(SubjectCaller(claims.subject, x.request_id), in);
+  if (!opened.ok()) return opened.status();
+  *message = HtmlEscape(RightsFor(PageLanguage(x)).received) + " " + Day(opened->row.due_at) + ".";
+  return Status::Ok();
+}
+
+namespace {
+
+Status CustomerPackage(Deployment& d, Exchange& x, bool dsr_only) {
+  auto claims = CustomerToken(d, x.params["token"], dsr_only);
+  if (!claims.ok()) return claims.status();
+  auto it = x.query.find("format");
+  const std::string format = it == x.query.end() || it->second.empty() ? "html" : it->second;
+  if (format != "json" && format != "html" && format != "csv") {
+    return Status(Code::kUnprocessable, "unknown package format")
+        .AddError("format", "must be json, html or csv");
+  }
+  auto package = d.requests().Package(SubjectCaller(claims->subject, x.request_id),
+                                      x.params["id"]);
+  if (!package.ok()) return package.status();
+  return SendPackage(x, package.value(), format, PageLanguage(x));
+}
+
+// A DSR link: scope "*" is the customer's rights page; scope = a request id confirms it.
+Status DsrPage(Deployment& d, Exchange& x, const std::string& message) {
+  auto claims = CustomerToken(d, x.params["token"], true);
+  if (!claims.ok()) return claims.status();
+  const std::string lang = PageLanguage(x);
+  const RightsText& t = RightsFor(lang);
+  std::string body;
+  if (!message.empty()) body += "<p class=\"status\" role=\"status\">" + message + "</p>";
+  if (claims->scope != "*") {
+    auto r = d.requests().Get(SubjectCaller(claims->subject, x.request_id), claims->scope);
+    if (!r.ok()) return r.status();
+    if (r->row.status == "received") {
+      body += "<p>" + HtmlEscape(t.confirm_intro) + "</p><p>" +
+              HtmlEscape(TypeName(r->row.type, lang)) + " — " + HtmlEscape(t.received_on) +
+              " " + Day(r->row.received_at) + "</p><form method=\"post\"><input type=\"hidden\" "
+              "name=\"form\" value=\"confirm\"><button type=\"submit\">" +
+              HtmlEscape(t.confirm) + "</button></form>";
+      HtmlPage(x, 200, t.confirm_title, body, lang);
+      return Status::Ok();
+    }
+  }
+  auto rights = RightsSection(d, claims.value(), "/r/" + x.params["token"], lang);
+  if (!rights.ok()) return rights.status();
+  HtmlPage(x, 200, t.title, body + rights.value(), lang);
+  return Status::Ok();
+}
+
+Status DsrPost(Deployment& d, Exchange& x) {
+  auto claims = CustomerToken(d, x.params["token"], true);
+  if (!claims.ok()) return claims.status();
+  if (x.content_type != "application/x-www-form-urlencoded") {
+    return Status(Code::kUnsupportedMediaType, "send the form as application/x-www-form-urlencoded");
+  }
+  const auto form = FormPairs(x.body);
+  auto kind = form.find("form");
+  std::string message;
+  if (kind != form.end() && kind->second == "confirm" && claims->scope != "*") {
+    auto done = d.requests().VerifyByLink(claims.value(), x.request_id);
+    if (!done.ok()) return done.status();
+    message = HtmlEscape(RightsFor(PageLanguage(x)).confirmed);
+  } else if (kind != form.end() && kind->second == "request") {
+    GARDE_RETURN_IF_ERROR(OpenRequestFromForm(d, x, claims.value(), form, &message));
+  } else {
+    return Status(Code::kUnprocessable, "the form is not a request form")
+        .AddError("form", "must be confirm or request");
+  }
+  return DsrPage(d, x, message);
+}
+
+}  // namespace
+
+void AddRequestPages(Router& router, Deployment& d) {
+  router.Add("GET", "/r/{token}", [&d](Exchange& x) { return DsrPage(d, x, ""); });
+  router.Add("POST", "/r/{token}", [&d](Exchange& x) { return DsrPost(d, x); });
+  router.Add("GET", "/r/{token}/requests/{id}/package",
+             [&d](Exchange& x) { return CustomerPackage(d, x, true); });
+  router.Add("GET", "/p/{token}/requests/{id}/package",
+             [&d](Exchange& x) { return CustomerPackage(d, x, false); });
+}
+
+}  // namespace garde

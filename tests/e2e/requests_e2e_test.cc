@@ -1,0 +1,441 @@
+// Data-subject requests as officers and customers work them, through the real binary: the
+// queue, the six types from received to completed, erasure with crypto-shredding and legal
+// holds, the access package, and customers limited to their own requests.
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "garde/base/clock.h"
+#include "garde_process.h"
+
+namespace garde::testing {
+namespace {
+
+Poco::JSON::Object::Ptr Parse(const std::string& body) {
+  Poco::JSON::Parser p;
+  return p.parse(body).extract<Poco::JSON::Object::Ptr>();
+}
+
+class RequestsE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    operator_key_ = g_.CreateKey("crm", "operator", {"customer_management", "orders_invoicing"});
+    officer_key_ = g_.CreateKey("dpo", "officer", {});
+    marketing_key_ = g_.CreateKey("campaigns", "marketing", {"marketing_email"});
+    g_.Start();
+  }
+  std::string CreateSubject(const std::string& fields) {
+    HttpReply r = g_.Post("/v1/subjects", R"({"kind":"person","fields":)" + fields + "}",
+                          operator_key_);
+    EXPECT_EQ(r.status, 201) << r.body;
+    return JsonString(r.body, "id");
+  }
+  void Grant(const std::string& id, const std::string& purpose) {
+    EXPECT_EQ(g_.Post("/v1/subjects/" + id + "/consents",
+                      R"({"purpose":")" + purpose +
+                          R"(","event":"granted","notice_version":"2026-01","method":"web_form"})",
+                      operator_key_).status, 201);
+  }
+  Poco::JSON::Object::Ptr Open(const std::string& body, const std::string& key) {
+    HttpReply r = g_.Post("/v1/requests", body, key);
+    EXPECT_EQ(r.status, 201) << r.body;
+    return Parse(r.body);
+  }
+  Poco::JSON::Object::Ptr Step(const std::string& id, const std::string& verb,
+                               const std::string& body = "{}", int expected = 200) {
+    HttpReply r = g_.Post("/v1/requests/" + id + ":" + verb, body, officer_key_);
+    EXPECT_EQ(r.status, expected) << verb << " " << r.body;
+    return Parse(r.body);
+  }
+  std::string Decision(const std::string& id, const std::string& purpose) {
+    HttpReply r = g_.Get("/v1/consent/check?subject=" + id + "&purpose=" + purpose, marketing_key_);
+    EXPECT_EQ(r.status, 200) << r.body;
+    return Parse(r.body)->getValue<std::string>("reason");
+  }
+  std::string SubjectToken(const std::string& id, const std::string& use = "preferences") {
+    HttpReply r = g_.Post("/v1/subjects/" + id + "/links", R"({"uses":[")" + use + R"("]})",
+                          operator_key_);
+    EXPECT_EQ(r.status, 201) << r.body;
+    return Parse(r.body)->getArray("links")->getObject(0)->getValue<std::string>("token");
+  }
+  HttpReply WithBearer(const std::string& method, const std::string& path,
+                       const std::string& token, const std::string& body = "") {
+    return g_.Request(method, path, body, {{"Authorization", "Bearer " + token}},
+                      body.empty() ? "" : "application/json");
+  }
+
+  GardeProcess g_;
+  std::string operator_key_, officer_key_, marketing_key_;
+};
+
+TEST_F(RequestsE2E, OpenedRequestCarriesTheContractFieldsAndACalendarMonthDeadline) {
+  const std::string id = CreateSubject(R"({"email":"dl@example.org"})");
+  auto r = Open(R"({"type":"access","subject":")" + id + R"("})", operator_key_);
+  for (const char* member : {"id", "type", "subject", "status", "received_at", "due_at",
+                             "extended", "completed_at"}) {
+    EXPECT_TRUE(r->has(member)) << member;
+  }
+  EXPECT_EQ(r->getValue<std::string>("status"), "received");
+  EXPECT_EQ(r->getValue<std::string>("subject"), id);
+  EXPECT_TRUE(r->isNull("completed_at"));
+  EXPECT_FALSE(r->getValue<bool>("extended"));
+  // A letter received on 31 January is due on the last day of February.
+  auto late = Open(R"({"type":"access","subject":")" + id +
+                       R"(","received_at":"2026-01-31T09:00:00Z"})",
+                   operator_key_);
+  EXPECT_EQ(late->getValue<std::string>("due_at"), "2026-02-28T09:00:00Z");
+  EXPECT_TRUE(late->getValue<bool>("overdue"));
+  auto ccpa = Open(R"({"type":"access","subject":")" + id +
+                       R"(","jurisdiction":"ccpa","received_at":"2026-01-01T00:00:00Z"})",
+                   operator_key_);
+  EXPECT_EQ(ccpa->getValue<std::string>("due_at"), "2026-02-15T00:00:00Z");
+}
+
+TEST_F(RequestsE2E, QueueFiltersOpenDueSoonAndOverdueWithCursorPages) {
+  const std::string id = CreateSubject(R"({"email":"queue@example.org"})");
+  const std::string overdue =
+      Open(R"({"type":"access","subject":")" + id + R"(","received_at":"2026-01-31T09:00:00Z"})",
+           operator_key_)->getValue<std::string>("id");
+  const std::string fresh = Open(R"({"type":"erasure","subject":")" + id + R"("})", operator_key_)
+                                ->getValue<std::string>("id");
+  const std::string rejected = Open(R"({"type":"objection","subject":")" + id + R"("})",
+                                    operator_key_)->getValue<std::string>("id");
+  auto rej = Step(rejected, "reject", R"({"reason":"the requester could not be identified"})");
+  EXPECT_EQ(rej->getValue<std::string>("status"), "rejected");
+
+  auto ids = [&](const std::string& query) {
+    HttpReply r = g_.Get("/v1/requests" + query, officer_key_);
+    EXPECT_EQ(r.status, 200) << query << " " << r.body;
+    std::vector<std::string> out;
+    auto items = Parse(r.body)->getArray("items");
+    for (size_t i = 0; i < items->size(); ++i) {
+      out.push_back(items->getObject(static_cast<unsigned>(i))->getValue<std::string>("id"));
+    }
+    return out;
+  };
+  EXPECT_EQ(ids("?status=open"), (std::vector<std::string>{overdue, fresh}));  // by due date
+  EXPECT_EQ(ids("?overdue=true"), (std::vector<std::string>{overdue}));
+  EXPECT_EQ(ids("?due_within=40"), (std::vector<std::string>{overdue, fresh}));
+  EXPECT_EQ(ids("?status=rejected"), (std::vector<std::string>{rejected}));
+  EXPECT_EQ(ids("?type=erasure"), (std::vector<std::string>{fresh}));
+  EXPECT_EQ(ids("").size(), 3u);
+
+  HttpReply page1 = g_.Get("/v1/requests?status=open&limit=1", officer_key_);
+  const std::string cursor = Parse(page1.body)->getValue<std::string>("next_cursor");
+  EXPECT_EQ(ids("?status=open&limit=1&cursor=" + cursor), (std::vector<std::string>{fresh}));
+
+  for (const char* bad : {"?status=lost", "?overdue=maybe", "?due_within=-3", "?limit=0",
+                          "?cursor=bm9wZQ", "?type=wish", "?subject=alice"}) {
+    HttpReply r = g_.Get(std::string("/v1/requests") + bad, officer_key_);
+    EXPECT_EQ(r.status, 422) << bad << " " << r.body;
+    EXPECT_EQ(r.content_type, "application/problem+json");
+  }
+  // The queue is the officer's: an operator may open requests, not read the queue.
+  EXPECT_EQ(g_.Get("/v1/requests", operator_key_).status, 403);
+  EXPECT_EQ(g_.Get("/v1/requests/" + fresh, marketing_key_).status, 403);
+  EXPECT_EQ(g_.Get("/v1/requests/dsr_00000000000000000000000000", officer_key_).status, 404);
+}
+
+TEST_F(RequestsE2E, EachOfTheSixTypesIsWorkedFromReceivedToCompleted) {
+  const std::string id = CreateSubject(
+      R"({"email":"six@example.org","first_name":"Six","city":"Lyon","phone":"+33611223344"})");
+  Grant(id, "marketing.email");
+  ASSERT_EQ(Decision(id, "marketing.email"), "consent_granted");
+  const std::string types[] = {"access", "portability", "rectification",
+                               "restriction", "objection"};
+  std::map<std::string, std::string> request;
+  for (const auto& type : types) {
+    std::string body = R"({"type":")" + type + R"(","subject":")" + id + R"(")";
+    if (type == "rectification") body += R"(,"changes":{"city":"Marseille"})";
+    body += "}";
+    auto r = Open(body, operator_key_);
+    EXPECT_EQ(r->getValue<std::string>("status"), "received");
+    request[type] = r->getValue<std::string>("id");
+    // Nothing happens before the identity is verified.
+    Step(request[type], "complete", "{}", 409);
+    EXPECT_EQ(Step(request[type], "verify", R"({"note":"ID checked at the shop"})")
+                  ->getValue<std::string>("status"), "verified");
+    EXPECT_EQ(Step(request[type], "start")->getValue<std::string>("status"), "in_progress");
+  }
+  // Extension: once, with a reason, before the deadline.
+  Step(request["access"], "extend", R"({"by":"P2M"})", 422);  // no reason
+  auto extended = Step(request["access"], "extend", R"({"by":"P2M","reason":"many records"})");
+  EXPECT_TRUE(extended->getValue<bool>("extended"));
+  Step(request["access"], "extend", R"({"by":"P1M","reason":"again"})", 409);
+
+  for (const auto& type : types) {
+    auto done = Step(request[type], "complete");
+    EXPECT_EQ(done->getValue<std::string>("status"), "completed") << type;
+    EXPECT_FALSE(done->isNull("completed_at"));
+    EXPECT_FALSE(done->getValue<bool>("overdue"));
+    Step(request[type], "complete", "{}", 409);  // once only
+  }
+  // Restriction: every processing check says no until lifted; only what the law obliges.
+  HttpReply read = g_.Get("/v1/subjects/" + id, operator_key_, "customer_management");
+  EXPECT_EQ(read.status, 403) << read.body;
+  EXPECT_EQ(g_.Get("/v1/subjects/" + id, operator_key_, "orders_invoicing").status, 200);
+  EXPECT_EQ(Decision(id, "marketing.email"), "restricted");
+  EXPECT_EQ(g_.Get("/v1/subjects/" + id, marketing_key_, "marketing_email").status, 403);
+  EXPECT_EQ(Step(request["restriction"], "lift")->getValue<std::string>("status"), "completed");
+  // Rectification applied through the normal validation.
+  read = g_.Get("/v1/subjects/" + id, operator_key_, "customer_management");
+  ASSERT_EQ(read.status, 200) << read.body;
+  EXPECT_NE(read.body.find("\"city\":\"Marseille\""), std::string::npos) << read.body;
+  // Objection: marketing denied for good, contacts suppressed.
+  EXPECT_EQ(Decision(id, "marketing.email"), "objected");
+  Grant(id, "marketing.email");
+  EXPECT_EQ(Decision(id, "marketing.email"), "objected");
+  HttpReply sup = g_.Post("/v1/suppressions:check", R"({"emails":["six@example.org"]})",
+                          marketing_key_);
+  EXPECT_NE(sup.body.find("\"suppressed\":true"), std::string::npos) << sup.body;
+  // Access and portability packages.
+  HttpReply access = g_.Get("/v1/requests/" + request["access"] + "/package", officer_key_);
+  ASSERT_EQ(access.status, 200) << access.body;
+  EXPECT_EQ(Parse(access.body)->getValue<std::string>("format"), "garde-access-package/1");
+  HttpReply csv = g_.Get("/v1/requests/" + request["portability"] + "/package?format=csv",
+                         officer_key_);
+  ASSERT_EQ(csv.status, 200) << csv.body;
+  EXPECT_NE(csv.content_type.find("text/csv"), std::string::npos);
+  EXPECT_NE(csv.body.find("email,six@example.org"), std::string::npos) << csv.body;
+  EXPECT_EQ(g_.Get("/v1/requests/" + request["objection"] + "/package", officer_key_).status, 409);
+  // The sixth type, erasure, on another customer, through the same steps.
+  const std::string other = CreateSubject(R"({"email":"sixth@example.org"})");
+  const std::string erasure = Open(R"({"type":"erasure","subject":")" + other + R"("})",
+                                   operator_key_)->getValue<std::string>("id");
+  Step(erasure, "verify", R"({"note":"known customer"})");
+  Step(erasure, "start");
+  EXPECT_EQ(Step(erasure, "complete")->getValue<std::string>("status"), "completed");
+  EXPECT_EQ(Decision(other, "marketing.email"), "erased");
+  // Every step is in the audit log.
+  HttpReply audit = g_.Get("/v1/audit?subject=" + id + "&limit=1000", officer_key_);
+  for (const char* action : {"request.open", "request.verify", "request.start", "request.extend",
+                             "request.complete", "request.lift", "request.package"}) {
+    EXPECT_NE(audit.body.find(std::string("\"action\":\"") + action + "\""), std::string::npos)
+        << action;
+  }
+}
+
+TEST_F(RequestsE2E, ErasureShredsTheKeyAndLeavesNothingThatDecrypts) {
+  const std::string id = CreateSubject(
+      R"({"email":"erase.me@example.org","first_name":"Erasme","phone":"+33698765432"})");
+  Grant(id, "marketing.email");
+  const auto boxes = g_.Sql("SELECT field, hex(box) FROM subject_fields WHERE subject_id='" + id + "'");
+  ASSERT_EQ(boxes.size(), 3u);
+  // The customer asks from their link: verified on receipt.
+  const std::string token = SubjectToken(id);
+  HttpReply opened = WithBearer("POST", "/v1/requests", token, R"({"type":"erasure"})");
+  ASSERT_EQ(opened.status, 201) << opened.body;
+  auto r = Parse(opened.body);
+  EXPECT_EQ(r->getValue<std::string>("status"), "verified");
+  auto done = Step(r->getValue<std::string>("id"), "complete");
+  auto result = done->getObject("result");
+  EXPECT_TRUE(result->getValue<bool>("data_key_destroyed"));
+  EXPECT_EQ(result->getArray("kept")->size(), 0u);
+
+  // The data key is gone, and with it every copy of the ciphertext.
+  EXPECT_EQ(g_.Sql("SELECT length(wrapped_dek), status FROM subjects WHERE id='" + id + "'"),
+            (std::vector<std::vector<std::string>>{{"0", "erased"}}));
+  EXPECT_EQ(g_.Sql("SELECT COUNT(*) FROM subject_fields WHERE subject_id='" + id + "'")[0][0], "0");
+  EXPECT_EQ(g_.Sql("SELECT COUNT(*) FROM blind_index WHERE subject_id='" + id + "'")[0][0], "0");
+  EXPECT_EQ(g_.Sql("SELECT COUNT(*) FROM tombstones WHERE subject_id='" + id + "'")[0][0], "1");
+  EXPECT_EQ(g_.Sql("SELECT COUNT(*) FROM outbox WHERE topic='subject.erased'")[0][0], "1");
+  // Put the old ciphertext back (a copy kept somewhere): it no longer decrypts.
+  for (const auto& row : boxes) {
+    g_.Sql("INSERT INTO subject_fields(subject_id, field, box) VALUES('" + id + "','" + row[0] +
+           "', x'" + row[1] + "')");
+  }
+  HttpReply read = g_.Get("/v1/subjects/" + id, operator_key_, "customer_management");
+  EXPECT_GE(read.status, 400) << read.body;
+  EXPECT_LT(read.status, 500) << read.body;
+  EXPECT_EQ(read.body.find("erase.me"), std::string::npos) << read.body;
+
+  HttpReply found = g_.Post("/v1/subjects:search", R"({"email":"erase.me@example.org"})",
+                            operator_key_, "customer_management");
+  EXPECT_EQ(found.status, 200);
+  EXPECT_NE(found.body.find("\"items\":[]"), std::string::npos) << found.body;
+  EXPECT_EQ(Decision(id, "marketing.email"), "erased");
+  // The customer's erasure request stays readable to them, and the log still verifies.
+  EXPECT_EQ(WithBearer("GET", "/v1/requests/" + r->getValue<std::string>("id"), token).status, 200);
+  HttpReply audit = g_.Get("/v1/audit?subject=" + id + "&action=subject.erase", officer_key_);
+  EXPECT_NE(audit.body.find("\"action\":\"subject.erase\""), std::string::npos) << audit.body;
+  RunResult verify = RunGarde({"audit", "verify", "--data-dir", g_.data_dir()});
+  EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
+}
+
+TEST_F(RequestsE2E, LegalHoldKeepsInvoicingFieldsRestrictedWithTheReason) {
+  const std::string last_purchase = FormatRfc3339(SystemClock().Now() - 40 * 86400).substr(0, 10);
+  const std::string id = CreateSubject(
+      R"({"email":"invoice@example.org","first_name":"Ines","phone":"+33655443322",)"
+      R"("customer_number":"C-1001","last_purchase":")" + last_purchase + R"("})");
+  auto r = Open(R"({"type":"erasure","subject":")" + id + R"("})", operator_key_);
+  Step(r->getValue<std::string>("id"), "verify", R"({"note":"signed letter"})");
+  auto done = Step(r->getValue<std::string>("id"), "complete");
+  auto result = done->getObject("result");
+  EXPECT_FALSE(result->getValue<bool>("data_key_destroyed"));
+  EXPECT_EQ(result->getValue<std::string>("subject_status"), "restricted");
+  auto kept = result->getArray("kept");
+  std::set<std::string> kept_fields;
+  for (size_t i = 0; i < kept->size(); ++i) {
+    auto k = kept->getObject(static_cast<unsigned>(i));
+    kept_fields.insert(k->getValue<std::string>("field"));
+    EXPECT_EQ(k->getValue<std::string>("activity"), "orders_invoicing");
+    EXPECT_NE(k->getValue<std::string>("reason").find("legal obligation"), std::string::npos);
+  }
+  EXPECT_TRUE(kept_fields.count("customer_number"));
+  EXPECT_TRUE(kept_fields.count("last_purchase"));
+  EXPECT_FALSE(kept_fields.count("phone"));  // not an invoicing field: destroyed
+  // The invoicing activity still reads what it must keep; nothing else reads anything.
+  HttpReply inv = g_.Get("/v1/subjects/" + id, operator_key_, "orders_invoicing");
+  ASSERT_EQ(inv.status, 200) << inv.body;
+  EXPECT_NE(inv.body.find("C-1001"), std::string::npos);
+  EXPECT_EQ(inv.body.find("+33655443322"), std::string::npos);
+  EXPECT_EQ(g_.Get("/v1/subjects/" + id, operator_key_, "customer_management").status, 403);
+  EXPECT_EQ(Decision(id, "marketing.email"), "restricted");
+}
+
+TEST_F(RequestsE2E, AccessPackageListsAnEarlierMarketingReadWithItsActivity) {
+  const std::string id = CreateSubject(R"({"email":"pkg@example.org","first_name":"Paquet"})");
+  Grant(id, "marketing.email");
+  ASSERT_EQ(g_.Get("/v1/subjects/" + id, marketing_key_, "marketing_email").status, 200);
+  auto r = Open(R"({"type":"access","subject":")" + id + R"("})", operator_key_);
+  const std::string rid = r->getValue<std::string>("id");
+  Step(rid, "verify", R"({"note":"video call"})");
+  Step(rid, "complete");
+  HttpReply pkg = g_.Get("/v1/requests/" + rid + "/package", officer_key_);
+  ASSERT_EQ(pkg.status, 200) << pkg.body;
+  auto p = Parse(pkg.body);
+  EXPECT_EQ(p->getObject("subject")->getObject("fields")->getValue<std::string>("email"),
+            "pkg@example.org");
+  EXPECT_EQ(p->getArray("consents")->size(), 1u);
+  EXPECT_FALSE(p->getArray("consents")->getObject(0)->isNull("receipt"));
+  EXPECT_GE(p->getArray("processing")->size(), 2u);
+  EXPECT_TRUE(p->getArray("processing")->getObject(0)->has("recipients"));
+  bool marketing_read = false;
+  auto accesses = p->getArray("accesses");
+  for (size_t i = 0; i < accesses->size(); ++i) {
+    auto a = accesses->getObject(static_cast<unsigned>(i));
+    marketing_read |= a->getValue<std::string>("action") == "subject.read" &&
+                      a->getValue<std::string>("role") == "marketing" &&
+                      a->getValue<std::string>("activity") == "marketing_email";
+  }
+  EXPECT_TRUE(marketing_read) << pkg.body;
+  bool lists_itself = false;
+  auto requests = p->getArray("requests");
+  for (size_t i = 0; i < requests->size(); ++i) {
+    lists_itself |= requests->getObject(static_cast<unsigned>(i))->getValue<std::string>("id") == rid;
+  }
+  EXPECT_TRUE(lists_itself);
+  // The HTML rendition a customer can read, in French too.
+  HttpReply html = g_.Get("/v1/requests/" + rid + "/package?format=html&lang=fr", officer_key_);
+  ASSERT_EQ(html.status, 200);
+  EXPECT_NE(html.content_type.find("text/html"), std::string::npos);
+  EXPECT_NE(html.body.find("Qui a accédé à vos données"), std::string::npos);
+  EXPECT_NE(html.body.find("marketing_email"), std::string::npos);
+  EXPECT_EQ(g_.Get("/v1/requests/" + rid + "/package?format=pdf", officer_key_).status, 422);
+}
+
+TEST_F(RequestsE2E, ASubjectTokenOnlyReachesItsOwnSubjectsRequests) {
+  const std::string alice = CreateSubject(R"({"email":"alice.dsr@example.org"})");
+  const std::string bob = CreateSubject(R"({"email":"bob.dsr@example.org"})");
+  const std::string alice_token = SubjectToken(alice);
+  const std::string bob_token = SubjectToken(bob, "dsr");
+  HttpReply mine = WithBearer("POST", "/v1/requests", bob_token, R"({"type":"access"})");
+  ASSERT_EQ(mine.status, 201) << mine.body;
+  const std::string bob_request = JsonString(mine.body, "id");
+  // Alice can neither open a request for Bob nor read, work or download his.
+  EXPECT_EQ(WithBearer("POST", "/v1/requests", alice_token,
+                       R"({"type":"erasure","subject":")" + bob + R"("})").status, 403);
+  EXPECT_EQ(WithBearer("GET", "/v1/requests/" + bob_request, alice_token).status, 404);
+  EXPECT_EQ(WithBearer("GET", "/v1/requests/" + bob_request + "/package", alice_token).status, 404);
+  EXPECT_EQ(WithBearer("POST", "/v1/requests/" + bob_request + ":complete", alice_token, "{}").status,
+            401);
+  HttpReply list = WithBearer("GET", "/v1/requests", alice_token);
+  ASSERT_EQ(list.status, 200) << list.body;
+  EXPECT_EQ(list.body.find(bob_request), std::string::npos);
+  // Tampered and unsubscribe-only tokens are not credentials.
+  std::string tampered = alice_token;
+  tampered[5] = tampered[5] == 'A' ? 'B' : 'A';
+  EXPECT_EQ(WithBearer("GET", "/v1/requests", tampered).status, 401);
+  EXPECT_EQ(WithBearer("GET", "/v1/requests", SubjectToken(alice, "unsubscribe")).status, 401);
+  // Bob downloads his package once it is answered.
+  Step(bob_request, "complete");
+  HttpReply pkg = WithBearer("GET", "/v1/requests/" + bob_request + "/package", bob_token);
+  ASSERT_EQ(pkg.status, 200) << pkg.body;
+  EXPECT_NE(pkg.body.find("bob.dsr@example.org"), std::string::npos);
+}
+
+TEST_F(RequestsE2E, VerificationLinkConfirmsOnlyOnPostAndOnlyOnce) {
+  const std::string id = CreateSubject(R"({"email":"link@example.org"})");
+  auto r = Open(R"({"type":"portability","subject":")" + id + R"("})", operator_key_);
+  const std::string url = r->getValue<std::string>("verification_url");
+  const std::string path = url.substr(url.find("/r/"));
+  HttpReply page = g_.Request("GET", path, "", {}, "");
+  ASSERT_EQ(page.status, 200) << page.body;
+  EXPECT_NE(page.body.find("name=\"form\" value=\"confirm\""), std::string::npos);
+  const std::string rid = r->getValue<std::string>("id");
+  EXPECT_EQ(JsonString(g_.Get("/v1/requests/" + rid, officer_key_).body, "status"), "received");
+  HttpReply post = g_.Request("POST", path, "form=confirm", {}, "application/x-www-form-urlencoded");
+  ASSERT_EQ(post.status, 200) << post.body;
+  auto after = Parse(g_.Get("/v1/requests/" + rid, officer_key_).body);
+  EXPECT_EQ(after->getValue<std::string>("status"), "verified");
+  EXPECT_EQ(after->getValue<std::string>("verification"), "subject_link");
+  EXPECT_EQ(g_.Request("POST", path, "form=confirm", {}, "application/x-www-form-urlencoded").status,
+            409);
+}
+
+TEST_F(RequestsE2E, BadRequestsAre4xxAndStoreNothing) {
+  const std::string id = CreateSubject(R"({"email":"bad.dsr@example.org"})");
+  const std::string cases[] = {
+      R"({"type":"wish","subject":")" + id + R"("})",
+      R"({"subject":")" + id + R"("})",
+      R"({"type":"access"})",
+      R"({"type":"access","subject":"sub_nope"})",
+      R"({"type":"access","subject":")" + id + R"(","jurisdiction":"mars"})",
+      R"({"type":"access","subject":")" + id + R"(","colour":"blue"})",
+      R"({"type":"access","subject":")" + id + R"(","received_at":"2999-01-01T00:00:00Z"})",
+      R"({"type":"rectification","subject":")" + id + R"(","changes":{"email":"not an email"}})",
+      R"({"type":"rectification","subject":")" + id + R"(","changes":{"shoe_size":"42"}})",
+      R"({"type":"access","subject":")" + id + R"(","suppress":true})",
+      R"({"type":"objection","subject":")" + id + R"(","purposes":["service.invoicing"]})",
+      R"({"type":"access","subject":)",
+      R"([1,2])",
+  };
+  for (const auto& body : cases) {
+    HttpReply r = g_.Post("/v1/requests", body, operator_key_);
+    EXPECT_GE(r.status, 400) << body;
+    EXPECT_LT(r.status, 500) << body << " " << r.body;
+    EXPECT_EQ(r.content_type, "application/problem+json") << body;
+    EXPECT_EQ(r.body.find("not an email"), std::string::npos) << "a value was echoed";
+  }
+  EXPECT_EQ(g_.Post("/v1/requests", R"({"type":"access","subject":"sub_00000000000000000000000000"})",
+                    operator_key_).status, 404);
+  EXPECT_EQ(g_.Post("/v1/requests", R"({"type":"access","subject":")" + id + R"("})",
+                    marketing_key_).status, 403);
+  EXPECT_EQ(g_.Post("/v1/requests", R"({"type":"access","subject":")" + id + R"("})", "").status, 401);
+  EXPECT_EQ(g_.CountRows("requests"), 0);
+}
+
+TEST_F(RequestsE2E, RequestNotesNeverReachTheDatabaseInPlaintext) {
+  const std::string id = CreateSubject(R"({"email":"notes@example.org"})");
+  auto r = Open(R"({"type":"rectification","subject":")" + id +
+                    R"(","note":"Zqxnotecanary lives at 3 rue Canary","changes":{"city":"Zqxcitycanary"}})",
+                operator_key_);
+  const std::string rid = r->getValue<std::string>("id");
+  Step(rid, "verify", R"({"note":"Zqxverifycanary passport 12AB"})");
+  Step(rid, "complete");
+  HttpReply got = g_.Get("/v1/requests/" + rid, officer_key_);
+  EXPECT_NE(got.body.find("Zqxnotecanary"), std::string::npos);  // the officer reads it
+  ASSERT_EQ(g_.Stop(), 0);
+  for (const std::string& path : {g_.db_path(), g_.db_path() + "-wal", g_.log_path()}) {
+    const std::string bytes = ReadFile(path);
+    for (const char* canary : {"Zqxnotecanary", "Zqxverifycanary", "Zqxcitycanary"}) {
+      EXPECT_EQ(bytes.find(canary), std::string::npos) << canary << " in " << path;
+    }
+  }
+  EXPECT_EQ(g_.Logs().find("Zqx"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace garde::testing

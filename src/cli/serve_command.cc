@@ -41,6 +41,16 @@ class ServeApplication final : public Poco::Util::ServerApplication {
       }
       return 1;
     }
+    // A database restored from a backup may predate erasures: carry them out again first.
+    auto reapplied = d.value()->requests().ReapplyTombstones();
+    if (!reapplied.ok()) {
+      std::cerr << "garde: cannot re-apply erasures: " << reapplied.status().message() << "\n";
+      return 1;
+    }
+    if (reapplied.value() > 0) {
+      LogLine(spdlog::level::warn, "erasures re-applied from the tombstone log")
+          .Int("subjects", static_cast<int64_t>(reapplied.value()));
+    }
     HttpService http(*d.value());
     Status started = http.Start();
     if (!started.ok()) {

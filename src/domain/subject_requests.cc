@@ -4,7 +4,11 @@
 #include <Poco/JSON/Parser.h>
 #include <sodium.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -563,7 +567,8 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
     return Status(Code::kUnprocessable, "the note is too long").AddError("note", "at most 4000 bytes");
   }
   auto policies = d_.policies.Current();
-  return Step(caller, id, "request.complete",
+  std::optional<TombstoneRow> tombstone;
+  auto done = Step(caller, id, "request.complete",
               [&](WriteTx& tx, RequestRow& r, SubjectRow& s, Texts& t) -> Status {
     if (r.status == "received") return Conflict("verify the requester's identity first");
     if (given && r.type != "rectification") {
@@ -614,7 +619,10 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
     } else if (r.type == "erasure") {
       std::string summary;
       GARDE_RETURN_IF_ERROR(Erase(tx, *policies, caller, r, s, t.suppress, &summary));
-      if (s.wrapped_dek.empty()) t.destroyed = true;
+      if (s.wrapped_dek.empty()) {
+        t.destroyed = true;
+        tombstone = TombstoneRow{s.id, r.id, now};
+      }
       result.Raw(summary);
     } else if (r.type == "restriction") {
       s.status = "restricted";
@@ -654,6 +662,73 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
          now}));
     return Status::Ok();
   });
+  if (done.ok() && tombstone) {
+    // The erasure is committed; its tombstone also goes outside the database. Should this
+    // fail, the tombstones table still has it and the next start copies it out.
+    Status kept = AppendTombstone(*tombstone);
+    if (!kept.ok()) return kept;
+  }
+  return done;
+}
+
+Status RequestDesk::AppendTombstone(const TombstoneRow& t) const {
+  if (d_.tombstone_log.empty()) return Status::Ok();
+  const int fd = ::open(d_.tombstone_log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return Unavailable("cannot open the tombstone log " + d_.tombstone_log);
+  const std::string line = t.subject_id + " " + t.request_id + " " + std::to_string(t.at) + "\n";
+  const bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
+                  ::fsync(fd) == 0;
+  ::close(fd);
+  return ok ? Status::Ok() : Unavailable("cannot write the tombstone log " + d_.tombstone_log);
+}
+
+Result<size_t> RequestDesk::ReapplyTombstones() {
+  // Both sources: the log survives a database restored from backup; the table covers a log
+  // line lost to a crash between commit and append.
+  std::map<std::string, TombstoneRow> all;
+  if (!d_.tombstone_log.empty()) {
+    std::ifstream in(d_.tombstone_log);
+    std::string subject, request;
+    int64_t at = 0;
+    while (in >> subject >> request >> at) {
+      if (IsRandomId(subject, "sub_")) all[subject] = {subject, request, at};
+    }
+  }
+  std::vector<TombstoneRow> in_db;
+  GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
+    auto rows = tx.ListTombstones(0);
+    if (!rows.ok()) return rows.status();
+    in_db = std::move(rows.value());
+    return Status::Ok();
+  }));
+  for (const auto& t : in_db) {
+    if (all.emplace(t.subject_id, t).second) GARDE_RETURN_IF_ERROR(AppendTombstone(t));
+  }
+  const Caller system{"garde", "system", {}, "startup", ""};
+  size_t reapplied = 0;
+  for (const auto& [id, t] : all) {
+    GARDE_RETURN_IF_ERROR(d_.store.Write([&](WriteTx& tx) -> Status {
+      auto row = tx.GetSubject(id);
+      if (!row.ok()) return row.status();
+      if (!row.value()) return Status::Ok();
+      SubjectRow s = *row.value();
+      auto fields = tx.GetFields(id);
+      if (!fields.ok()) return fields.status();
+      if (s.status == "erased" && s.wrapped_dek.empty() && fields.value().empty()) {
+        return Status::Ok();
+      }
+      GARDE_RETURN_IF_ERROR(d_.vault.EraseIn(tx, s, {}));
+      GARDE_RETURN_IF_ERROR(tx.DeleteConsentEventsOf(id));
+      s.status = "erased";
+      s.updated_at = d_.clock.Now();
+      GARDE_RETURN_IF_ERROR(tx.UpdateSubject(s));
+      GARDE_RETURN_IF_ERROR(tx.InsertTombstone(t));
+      ++reapplied;
+      return d_.journal.Record(&tx, system,
+                               {"subject.erase", id, "", "reapplied", {t.request_id}, 0});
+    }));
+  }
+  return reapplied;
 }
 
 Status RequestDesk::Erase(WriteTx& tx, const PolicySet& policies, const Caller& caller,

@@ -458,6 +458,115 @@ const char* OpenApiDocument() {
       "description": "{receipt:{\u2026}, signature:{alg, key_id, signed (base64url of the exact receipt bytes), value (base64 Ed25519)}}"
      }
     }
+   },
+   "Request": {
+    "type": "object",
+    "description": "A data-subject request (SPEC \u00a72.5). Notes and reasons are present only while the subject's data key exists.",
+    "required": [
+     "id",
+     "type",
+     "subject",
+     "status",
+     "received_at",
+     "due_at",
+     "extended",
+     "completed_at"
+    ],
+    "properties": {
+     "id": {
+      "type": "string"
+     },
+     "type": {
+      "enum": [
+       "access",
+       "portability",
+       "rectification",
+       "erasure",
+       "restriction",
+       "objection"
+      ]
+     },
+     "subject": {
+      "type": "string"
+     },
+     "status": {
+      "enum": [
+       "received",
+       "verified",
+       "in_progress",
+       "completed",
+       "rejected"
+      ]
+     },
+     "jurisdiction": {
+      "type": "string"
+     },
+     "received_at": {
+      "type": "string",
+      "format": "date-time"
+     },
+     "verified_at": {
+      "type": [
+       "string",
+       "null"
+      ],
+      "format": "date-time"
+     },
+     "due_at": {
+      "type": "string",
+      "format": "date-time"
+     },
+     "extended": {
+      "type": "boolean"
+     },
+     "overdue": {
+      "type": "boolean"
+     },
+     "completed_at": {
+      "type": [
+       "string",
+       "null"
+      ],
+      "format": "date-time"
+     },
+     "opened_by": {
+      "type": "string",
+      "description": "API key id, or \"subject\" for the customer's own link"
+     },
+     "verification": {
+      "type": [
+       "string",
+       "null"
+      ],
+      "enum": [
+       "officer",
+       "subject_link",
+       null
+      ]
+     },
+     "note": {
+      "type": "string"
+     },
+     "verification_note": {
+      "type": "string"
+     },
+     "extension_reason": {
+      "type": "string"
+     },
+     "rejection_reason": {
+      "type": "string"
+     },
+     "texts_destroyed": {
+      "type": "boolean"
+     },
+     "result": {
+      "description": "What completing the request did: package hash and size, rectified fields, erased and kept fields with reasons, objected purposes. No personal data."
+     },
+     "verification_url": {
+      "type": "string",
+      "description": "Only on creation of a request that awaits verification: the link to send to the customer's known contact."
+     }
+    }
    }
   },
   "responses": {
@@ -1444,7 +1553,8 @@ const char* OpenApiDocument() {
           "items": {
            "enum": [
             "preferences",
-            "unsubscribe"
+            "unsubscribe",
+            "dsr"
            ]
           }
          },
@@ -1759,6 +1869,776 @@ const char* OpenApiDocument() {
       "$ref": "#/components/responses/Problem"
      },
      "403": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/requests": {
+   "post": {
+    "summary": "Open a data-subject request (operator, officer, or the customer's subject link as bearer token)",
+    "requestBody": {
+     "required": true,
+     "content": {
+      "application/json": {
+       "schema": {
+        "type": "object",
+        "required": [
+         "type"
+        ],
+        "additionalProperties": false,
+        "properties": {
+         "type": {
+          "enum": [
+           "access",
+           "portability",
+           "rectification",
+           "erasure",
+           "restriction",
+           "objection"
+          ]
+         },
+         "subject": {
+          "type": "string",
+          "description": "required with an API key; a subject link implies its own subject"
+         },
+         "jurisdiction": {
+          "type": "string",
+          "description": "deadline rules (dsr_jurisdictions); default dsr_jurisdiction"
+         },
+         "note": {
+          "type": "string",
+          "maxLength": 4000
+         },
+         "received_at": {
+          "type": "string",
+          "format": "date-time",
+          "description": "when the request reached the controller, if earlier than now (API keys only)"
+         },
+         "changes": {
+          "type": "object",
+          "description": "rectification: {field: value|null} or {fields:{\u2026}, external_id}"
+         },
+         "purposes": {
+          "type": "array",
+          "items": {
+           "type": "string"
+          },
+          "description": "objection: purposes objected to; default every marketing purpose"
+         },
+         "suppress": {
+          "type": "boolean",
+          "description": "erasure: also put the contacts on the suppression list"
+         }
+        }
+       }
+      }
+     }
+    },
+    "responses": {
+     "201": {
+      "description": "The request; status verified when opened through a subject link",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Request"
+        }
+       }
+      }
+     },
+     "400": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "409": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "415": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   },
+   "get": {
+    "summary": "The queue (officer), oldest deadline first; a subject link lists its own requests",
+    "parameters": [
+     {
+      "name": "status",
+      "in": "query",
+      "schema": {
+       "type": "string"
+      },
+      "description": "comma-separated: open, received, verified, in_progress, completed, rejected"
+     },
+     {
+      "name": "overdue",
+      "in": "query",
+      "schema": {
+       "type": "boolean"
+      }
+     },
+     {
+      "name": "due_within",
+      "in": "query",
+      "schema": {
+       "type": "integer",
+       "minimum": 0
+      },
+      "description": "open requests due within N days (overdue included)"
+     },
+     {
+      "name": "type",
+      "in": "query",
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "subject",
+      "in": "query",
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "cursor",
+      "in": "query",
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "limit",
+      "in": "query",
+      "schema": {
+       "type": "integer",
+       "minimum": 1,
+       "maximum": 1000
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "{items:[Request], count, next_cursor}"
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/requests/{id}": {
+   "get": {
+    "summary": "One request (officer; a subject link for its own)",
+    "parameters": [
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "The request",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Request"
+        }
+       }
+      }
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/requests/{id}:verify": {
+   "post": {
+    "summary": "Identity verified by an officer (officer)",
+    "parameters": [
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "requestBody": {
+     "required": false,
+     "description": "{note?}",
+     "content": {
+      "application/json": {
+       "schema": {
+        "type": "object"
+       }
+      }
+     }
+    },
+    "responses": {
+     "200": {
+      "description": "The request after the step",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Request"
+        }
+       }
+      }
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "409": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "415": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/requests/{id}:start": {
+   "post": {
+    "summary": "Work begins (verified \u2192 in_progress) (officer)",
+    "parameters": [
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "requestBody": {
+     "required": false,
+     "description": "{}",
+     "content": {
+      "application/json": {
+       "schema": {
+        "type": "object"
+       }
+      }
+     }
+    },
+    "responses": {
+     "200": {
+      "description": "The request after the step",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Request"
+        }
+       }
+      }
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "409": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "415": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/requests/{id}:extend": {
+   "post": {
+    "summary": "The one extension, before the first deadline, with a reason (officer)",
+    "parameters": [
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "requestBody": {
+     "required": false,
+     "description": "{by?: ISO 8601 duration (default the jurisdiction's longest), reason}",
+     "content": {
+      "application/json": {
+       "schema": {
+        "type": "object"
+       }
+      }
+     }
+    },
+    "responses": {
+     "200": {
+      "description": "The request after the step",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Request"
+        }
+       }
+      }
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "409": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "415": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/requests/{id}:reject": {
+   "post": {
+    "summary": "Refuse, with the reason given to the requester (officer)",
+    "parameters": [
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "requestBody": {
+     "required": false,
+     "description": "{reason}",
+     "content": {
+      "application/json": {
+       "schema": {
+        "type": "object"
+       }
+      }
+     }
+    },
+    "responses": {
+     "200": {
+      "description": "The request after the step",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Request"
+        }
+       }
+      }
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "409": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "415": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/requests/{id}:complete": {
+   "post": {
+    "summary": "Carry the request out and close it, in one transaction with its audit entries (officer)",
+    "parameters": [
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "requestBody": {
+     "required": false,
+     "description": "{note?, changes? (rectification opened without them)}",
+     "content": {
+      "application/json": {
+       "schema": {
+        "type": "object"
+       }
+      }
+     }
+    },
+    "responses": {
+     "200": {
+      "description": "The request after the step",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Request"
+        }
+       }
+      }
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "409": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "415": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/requests/{id}:lift": {
+   "post": {
+    "summary": "Lift the restriction a completed restriction request put in place (officer)",
+    "parameters": [
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "requestBody": {
+     "required": false,
+     "description": "{}",
+     "content": {
+      "application/json": {
+       "schema": {
+        "type": "object"
+       }
+      }
+     }
+    },
+    "responses": {
+     "200": {
+      "description": "The request after the step",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Request"
+        }
+       }
+      }
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "409": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "415": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/requests/{id}/package": {
+   "get": {
+    "summary": "Access (Art. 15) or portability (Art. 20) package: officer, or the customer's subject link",
+    "parameters": [
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "format",
+      "in": "query",
+      "schema": {
+       "enum": [
+        "json",
+        "html",
+        "csv"
+       ]
+      }
+     },
+     {
+      "name": "lang",
+      "in": "query",
+      "schema": {
+       "enum": [
+        "en",
+        "fr"
+       ]
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "garde-access-package/1 or garde-portability/1 JSON; an HTML page; CSV of the fields",
+      "content": {
+       "application/json": {},
+       "text/html": {},
+       "text/csv": {}
+      }
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "409": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/r/{token}": {
+   "get": {
+    "summary": "DSR link page: confirm the request the link was sent for, or the customer's rights page (requests, downloads, new access/portability/erasure)",
+    "security": [],
+    "parameters": [
+     {
+      "name": "token",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "HTML",
+      "content": {
+       "text/html": {}
+      }
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   },
+   "post": {
+    "summary": "form=confirm confirms the request (once); form=request&type=access|portability|erasure[&confirm=yes] opens one",
+    "security": [],
+    "parameters": [
+     {
+      "name": "token",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "requestBody": {
+     "content": {
+      "application/x-www-form-urlencoded": {
+       "schema": {
+        "type": "object"
+       }
+      }
+     }
+    },
+    "responses": {
+     "200": {
+      "description": "HTML",
+      "content": {
+       "text/html": {}
+      }
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "409": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "415": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/r/{token}/requests/{id}/package": {
+   "get": {
+    "summary": "The customer's package through their link (HTML by default)",
+    "security": [],
+    "parameters": [
+     {
+      "name": "token",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "format",
+      "in": "query",
+      "schema": {
+       "enum": [
+        "json",
+        "html",
+        "csv"
+       ]
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "the package"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "409": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/p/{token}/requests/{id}/package": {
+   "get": {
+    "summary": "The customer's package through their link (HTML by default)",
+    "security": [],
+    "parameters": [
+     {
+      "name": "token",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "format",
+      "in": "query",
+      "schema": {
+       "enum": [
+        "json",
+        "html",
+        "csv"
+       ]
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "the package"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "409": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
       "$ref": "#/components/responses/Problem"
      }
     }

@@ -250,6 +250,21 @@ Poco::Dynamic::Var PackageFields(const Object& pkg) {
                            : Poco::Dynamic::Var();
 }
 
+// Purposes as "title (legal basis)".
+std::string PurposesHtml(const Poco::Dynamic::Var& purposes) {
+  if (!IsArray(purposes)) return ValueHtml(purposes);
+  std::string out = "<ul>";
+  const auto& arr = *purposes.extract<Array::Ptr>();
+  for (size_t i = 0; i < arr.size(); ++i) {
+    const auto p = arr.get(static_cast<unsigned>(i));
+    if (!IsObject(p)) continue;
+    const auto& obj = *p.extract<Object::Ptr>();
+    out += "<li>" + Cell(obj, obj.has("title") ? "title" : "id") +
+           (obj.has("legal_basis") ? " (" + Cell(obj, "legal_basis") + ")" : "") + "</li>";
+  }
+  return out + "</ul>";
+}
+
 std::string PackageHtml(const Object& pkg, const std::string& lang, std::string* title) {
   const PackageText& t = PackageFor(lang);
   const bool portable = Member(pkg, "format").toString() == "garde-portability/1";
@@ -275,7 +290,8 @@ std::string PackageHtml(const Object& pkg, const std::string& lang, std::string*
       if (!IsObject(a)) continue;
       const auto& obj = *a.extract<Object::Ptr>();
       body += "<section><h3>" + Cell(obj, "name") + "</h3><dl>" +
-              "<dt>" + HtmlEscape(t.purposes) + "</dt><dd>" + Cell(obj, "purposes") + "</dd>" +
+              "<dt>" + HtmlEscape(t.purposes) + "</dt><dd>" + PurposesHtml(Member(obj, "purposes")) +
+              "</dd>" +
               "<dt>" + HtmlEscape(t.basis) + "</dt><dd>" + Cell(obj, "legal_basis") + "</dd>" +
               "<dt>" + HtmlEscape(t.fields) + "</dt><dd>" + Cell(obj, "fields") + "</dd>" +
               "<dt>" + HtmlEscape(t.recipients) + "</dt><dd>" + Cell(obj, "recipients") + "</dd>" +

@@ -23,6 +23,8 @@ async function startGarde() {
   run('init', '--data-dir', data, '--policies', policies);
   const operator = run('apikey', 'create', '--data-dir', data, '--policies', policies,
     '--name', 'crm', '--role', 'operator', '--activity', 'customer_management');
+  const officer = run('apikey', 'create', '--data-dir', data, '--policies', policies,
+    '--name', 'dpo', '--role', 'officer');
   const proc = spawn(garde, ['serve', '--data-dir', data, '--policies', policies, '--listen', '127.0.0.1:0']);
   const base = await new Promise((resolve, reject) => {
     let out = '';
@@ -33,14 +35,14 @@ async function startGarde() {
     });
     proc.on('exit', (code) => reject(new Error('garde exited ' + code)));
   });
-  const api = async (method, path, body) => {
+  const api = async (method, path, body, key = operator) => {
     const r = await fetch(base + path, {
-      method, headers: { Authorization: 'Bearer ' + operator, 'Content-Type': 'application/json' },
+      method, headers: { Authorization: 'Bearer ' + key, 'Content-Type': 'application/json' },
       body: body ? JSON.stringify(body) : undefined,
     });
     return { status: r.status, json: await r.json() };
   };
-  return { base, api, stop: () => { proc.kill('SIGTERM'); rmSync(dir, { recursive: true, force: true }); } };
+  return { base, api, officer, stop: () => { proc.kill('SIGTERM'); rmSync(dir, { recursive: true, force: true }); } };
 }
 
 async function customerWithConsent(g, email) {
@@ -111,6 +113,46 @@ test('a GPC signal is recorded and the page says so', async () => {
     assert.match(await page.getByRole('status').innerText(), /Global Privacy Control/);
     await page.screenshot({ path: join(shots, 'preferences-gpc.png'), fullPage: true });
     assert.equal((await check(g, id, 'marketing.email')).reason, 'consent_withdrawn');
+  } finally {
+    await browser.close();
+    g.stop();
+  }
+});
+
+test('a customer asks for a copy of their data, reads it, then asks for erasure (no JavaScript)', async () => {
+  const g = await startGarde();
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
+  });
+  try {
+    const { id, url } = await customerWithConsent(g, 'rights@example.org');
+    const context = await browser.newContext({ javaScriptEnabled: false, locale: 'en-GB' });
+    const page = await context.newPage();
+    await page.goto(url);
+    await page.getByRole('button', { name: 'Get a copy of my data' }).click();
+    await page.getByRole('status').waitFor();
+    assert.match(await page.getByRole('status').innerText(), /We will answer by \d{4}-\d{2}-\d{2}/);
+    // Opened from the customer's own link: verified on receipt; the officer answers it.
+    const queue = await g.api('GET', `/v1/requests?subject=${id}`, undefined, g.officer);
+    assert.equal(queue.json.items.length, 1);
+    assert.equal(queue.json.items[0].status, 'verified');
+    const done = await g.api('POST', `/v1/requests/${queue.json.items[0].id}:complete`, {}, g.officer);
+    assert.equal(done.status, 200);
+    await page.goto(url);
+    await page.getByRole('link', { name: 'read' }).click();
+    await page.getByRole('heading', { name: 'Who accessed your data' }).waitFor();
+    assert.match(await page.content(), /rights@example\.org/);
+    await page.screenshot({ path: join(shots, 'access-package.png'), fullPage: true });
+    // Erasure needs the box ticked (the browser enforces `required` without JavaScript).
+    await page.goto(url);
+    await page.getByLabel(/I understand that my data will be erased/).check();
+    await page.getByRole('button', { name: 'Erase my data' }).click();
+    await page.getByRole('status').waitFor();
+    await page.screenshot({ path: join(shots, 'erasure-requested.png'), fullPage: true });
+    const after = await g.api('GET', `/v1/requests?subject=${id}&type=erasure`, undefined, g.officer);
+    assert.equal(after.json.items.length, 1);
+    assert.equal(after.json.items[0].opened_by, 'subject');
   } finally {
     await browser.close();
     g.stop();

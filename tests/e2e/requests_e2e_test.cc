@@ -264,6 +264,32 @@ TEST_F(RequestsE2E, ErasureShredsTheKeyAndLeavesNothingThatDecrypts) {
   EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
 }
 
+TEST_F(RequestsE2E, ARestoredBackupReappliesTheErasureAtStart) {
+  const std::string id = CreateSubject(R"({"email":"restored@example.org","first_name":"Rex"})");
+  const std::string keep = CreateSubject(R"({"email":"stays@example.org"})");
+  const std::string backup = g_.data_dir() + "/backup.db";
+  g_.Sql("VACUUM INTO '" + backup + "'");  // an online backup, taken before the erasure
+  auto r = Open(R"({"type":"erasure","subject":")" + id + R"("})", operator_key_);
+  Step(r->getValue<std::string>("id"), "verify", R"({"note":"by phone"})");
+  Step(r->getValue<std::string>("id"), "complete");
+  ASSERT_EQ(g_.Stop(), 0);
+  // Disaster: the database is replaced by the backup, which still holds the subject's key.
+  std::filesystem::remove(g_.db_path() + "-wal");
+  std::filesystem::remove(g_.db_path() + "-shm");
+  std::filesystem::copy_file(backup, g_.db_path(),
+                             std::filesystem::copy_options::overwrite_existing);
+  ASSERT_EQ(g_.Sql("SELECT length(wrapped_dek) > 0 FROM subjects WHERE id='" + id + "'")[0][0], "1");
+  g_.Start();
+  EXPECT_EQ(g_.Sql("SELECT length(wrapped_dek), status FROM subjects WHERE id='" + id + "'"),
+            (std::vector<std::vector<std::string>>{{"0", "erased"}}));
+  HttpReply found = g_.Post("/v1/subjects:search", R"({"email":"restored@example.org"})",
+                            operator_key_, "customer_management");
+  EXPECT_NE(found.body.find("\"items\":[]"), std::string::npos) << found.body;
+  EXPECT_EQ(g_.Get("/v1/subjects/" + keep, operator_key_, "customer_management").status, 200);
+  HttpReply audit = g_.Get("/v1/audit?subject=" + id + "&action=subject.erase", officer_key_);
+  EXPECT_NE(audit.body.find("\"outcome\":\"reapplied\""), std::string::npos) << audit.body;
+}
+
 TEST_F(RequestsE2E, LegalHoldKeepsInvoicingFieldsRestrictedWithTheReason) {
   const std::string last_purchase = FormatRfc3339(SystemClock().Now() - 40 * 86400).substr(0, 10);
   const std::string id = CreateSubject(

@@ -160,7 +160,10 @@ TEST_F(SubjectsE2E, HealthReadinessAndOpenApi) {
                            "/v1/consent/check", "/v1/suppressions:check", "/v1/audiences",
                            "/v1/subjects/{id}/links", "/u/{token}", "/.well-known/gpc.json",
                            "/p/{token}", "/v1/register", "/v1/register/{id}",
-                           "/v1/register/lint"}) {
+                           "/v1/register/lint", "/v1/requests", "/v1/requests/{id}",
+                           "/v1/requests/{id}:verify", "/v1/requests/{id}:extend",
+                           "/v1/requests/{id}:complete", "/v1/requests/{id}:reject",
+                           "/v1/requests/{id}/package", "/r/{token}"}) {
     EXPECT_NE(r.body.find(std::string("\"") + path + "\""), std::string::npos) << path;
   }
 }

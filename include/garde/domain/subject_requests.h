@@ -77,6 +77,9 @@ struct RequestDeps {
   const Clock& clock;
   std::vector<Jurisdiction> jurisdictions;
   std::string default_jurisdiction;
+  // Append-only file of completed erasures ("subject request unix-time" per line), kept
+  // beside the database and outside it, so that a restored backup re-applies them.
+  std::string tombstone_log;
 };
 
 class RequestDesk {
@@ -107,6 +110,10 @@ class RequestDesk {
                                const std::optional<SubjectChanges>& changes = std::nullopt);
   // Lifts the restriction a completed restriction request put in place.
   Result<RequestView> Lift(const Caller& caller, const std::string& id);
+  // Re-applies every erasure of the tombstone log (and of the tombstones table) whose subject
+  // still has data, as after restoring a backup taken before it. Returns how many.
+  Result<size_t> ReapplyTombstones();
+
   // The access or portability package as JSON: the one delivered once completed, a preview
   // for officers before. Audited with its SHA-256.
   Result<std::string> Package(const Caller& caller, const std::string& id);
@@ -125,6 +132,7 @@ class RequestDesk {
   Result<RequestView> ViewOf(const RequestRow& row, const SubjectRow* subject) const;
   Result<std::string> BuildPackage(ReadTx& tx, const PolicySet& policies,
                                    const RequestRow& request, const SubjectRow& subject) const;
+  Status AppendTombstone(const TombstoneRow& t) const;
   Status Erase(WriteTx& tx, const PolicySet& policies, const Caller& caller, RequestRow& request,
                SubjectRow& subject, bool suppress, std::string* result) const;
 

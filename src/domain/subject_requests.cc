@@ -786,11 +786,11 @@ Status RequestDesk::Erase(WriteTx& tx, const PolicySet& policies, const Caller& 
   // Contacts that must never be contacted again go to the suppression list before their
   // digests are destroyed.
   bool objected = suppress;
-  auto events = tx.ConsentEventsOf(subject.id);
-  if (!events.ok()) return events.status();
-  for (const auto& e : events.value()) {
-    const Purpose* p = policies.FindPurpose(e.purpose);
-    objected |= e.event == "objected" && p != nullptr && p->marketing;
+  auto objections = tx.ObjectedPurposesOf(subject.id);
+  if (!objections.ok()) return objections.status();
+  for (const auto& purpose : objections.value()) {
+    const Purpose* p = policies.FindPurpose(purpose);
+    objected |= p != nullptr && p->marketing;
   }
   if (objected) {
     GARDE_RETURN_IF_ERROR(ConsentLedger::SuppressContactsIn(tx, subject.id, "erasure", now));

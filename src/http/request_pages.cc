@@ -373,7 +373,7 @@ Result<std::string> RightsSection(Deployment& d, const SubjectTokenClaims& claim
     for (const auto& r : mine.value()) {
       std::string status = HtmlEscape(StatusName(r.status, lang));
       if (r.status == "completed" && (r.type == "access" || r.type == "portability") &&
-          !r.package.empty()) {
+          r.package_bytes > 0) {
         const std::string base = page_path + "/requests/" + r.id + "/package?lang=" + lang +
                                  "&amp;format=";
         status += ": <a href=\"" + base + "html\">" + HtmlEscape(t.read) + "</a>, <a href=\"" +

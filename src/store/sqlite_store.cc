@@ -308,7 +308,15 @@ RequestRow ReadRequest(const Query& q) {
   r.sealed = q.ColBlob(12);
   r.package = q.ColBlob(13);
   r.result = q.ColText(14);
+  r.package_bytes = q.ColInt(15);
   return r;
+}
+
+// Lists leave the packages (megabytes each) in the database: only their size is read.
+std::string RequestSelect(bool with_package) {
+  std::string columns = kRequestColumns;
+  if (!with_package) columns.replace(columns.find(", package,"), 10, ", x'',");
+  return "SELECT " + columns + ", length(package) FROM requests";
 }
 
 ApiKeyRow ReadApiKey(const Query& q) {
@@ -500,6 +508,18 @@ class SqliteTx final : public WriteTx {
     return out;
   }
 
+  Result<std::vector<std::string>> ObjectedPurposesOf(const std::string& subject_id) override {
+    Query q(c_,
+            "SELECT DISTINCT purpose FROM consent_events WHERE subject_id = ? AND event = "
+            "'objected'");
+    q.Text(subject_id);
+    std::vector<std::string> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) out.push_back(q.ColText(0));
+    if (rc != SQLITE_DONE) return q.Error();
+    return out;
+  }
+
   Result<std::vector<ConsentEventRow>> ConsentEventsOf(const std::string& subject_id) override {
     Query q(c_,
             "SELECT id, subject_id, purpose, channel, event, legal_basis, notice_version, method, "
@@ -562,7 +582,7 @@ class SqliteTx final : public WriteTx {
 
   Result<std::optional<RequestRow>> GetRequest(const std::string& id) override {
     static const std::string sql =
-        std::string("SELECT ") + kRequestColumns + " FROM requests WHERE id = ?";
+        RequestSelect(true) + " WHERE id = ?";
     Query q(c_, sql);
     q.Text(id);
     const int rc = q.Step();
@@ -572,7 +592,7 @@ class SqliteTx final : public WriteTx {
   }
 
   Result<std::vector<RequestRow>> QueryRequests(const RequestQuery& rq) override {
-    std::string sql = std::string("SELECT ") + kRequestColumns + " FROM requests WHERE 1=1";
+    std::string sql = RequestSelect(false) + " WHERE 1=1";
     if (!rq.statuses.empty()) {
       sql += " AND status IN (";
       for (size_t i = 0; i < rq.statuses.size(); ++i) sql += i == 0 ? "?" : ",?";
@@ -811,8 +831,10 @@ Result<std::unique_ptr<SqliteConnection>> OpenConnection(const SqliteOptions& o)
   GARDE_RETURN_IF_ERROR(
       conn->Exec(("PRAGMA mmap_size=" + std::to_string(o.mmap_bytes)).c_str()));
   GARDE_RETURN_IF_ERROR(conn->Exec("PRAGMA cache_size=-16000"));
-  // Deleted content is overwritten, so erased ciphertext does not linger in free pages.
-  GARDE_RETURN_IF_ERROR(conn->Exec("PRAGMA secure_delete=ON"));
+  // Deleted content is overwritten where that costs no extra I/O (FAST): b-tree pages are
+  // purged; whole pages freed by a delete may keep old bytes, which for subject data is
+  // ciphertext under a key that erasure destroys (docs/security.md).
+  GARDE_RETURN_IF_ERROR(conn->Exec("PRAGMA secure_delete=FAST"));
   return conn;
 }
 

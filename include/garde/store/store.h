@@ -95,7 +95,8 @@ struct RequestRow {
   int64_t completed_at = 0;
   bool extended = false;
   Bytes sealed;        // JSON {note, changes, extension_reason, rejection_reason, ...}
-  Bytes package;       // the access/portability package as delivered, sealed
+  Bytes package;       // the access/portability package as delivered, sealed (GetRequest only)
+  int64_t package_bytes = 0;  // its stored size (also filled by QueryRequests)
   std::string result;  // JSON, no personal data
 };
 
@@ -152,6 +153,8 @@ class ReadTx {
 
   // Consent and suppression.
   virtual Result<std::vector<ConsentEventRow>> ConsentEventsOf(const std::string& subject_id) = 0;
+  // The purposes the subject objected to (events 'objected'), without loading receipts.
+  virtual Result<std::vector<std::string>> ObjectedPurposesOf(const std::string& subject_id) = 0;
   virtual Result<bool> IsSuppressed(const std::string& kind, const Bytes& digest) = 0;
   // The subject's own index digests under `field`.
   virtual Result<std::vector<Bytes>> IndexDigestsOf(const std::string& subject_id,

@@ -20,6 +20,7 @@
 #include "garde/config/config.h"
 #include "garde/policy/policy_set.h"
 #include "garde/policy/register_lint.h"
+#include "garde/http/register_export.h"
 #include "garde/store/sqlite_store.h"
 
 #include <Poco/JSON/Object.h>
@@ -48,6 +49,7 @@ Commands:
   audit export      print audit entries (the exact hashed bytes), one per line
   receipt verify    check a consent receipt's signature
   lint              load and check the policy files
+  register export   write the register of processing activities (json, csv, md, html)
 
 Every command takes --data-dir DIR and --policies DIR (or GARDE_DATA_DIR, GARDE_POLICIES,
 or a config file given with --config FILE). `garde <command> --help` describes a command.
@@ -134,6 +136,13 @@ Prints audit entries [start, end) one per line, byte for byte as hashed into the
 Checks the Ed25519 signature of a consent receipt (the JSON returned when a consent event is
 recorded: {"receipt": {...}, "signature": {...}}) and that the signed bytes are the receipt
 shown. Exits 0 when it verifies, 1 otherwise.
+)"},
+    {"register export", R"(Usage: garde register export [--policies DIR] [--format json|csv|md|html] [--out FILE]
+
+Writes the register of processing activities held in the policy files: JSON (default), CSV
+(one row per activity, UTF-8 BOM), Markdown, or a printable HTML page laid out like the CNIL
+register sheet (organisation first, one A4 sheet per activity). Lints first and refuses to
+export a register with errors (exit 1). Without --out, writes to standard output.
 )"},
     {"lint", R"(Usage: garde lint [--policies DIR] [--json]
 
@@ -512,6 +521,35 @@ int RunLint(const CliArgs& args) {
   return ok ? 0 : 1;
 }
 
+int RunRegisterExport(const CliArgs& args) {
+  std::map<std::string, std::string> flags = args.ConfigFlags();
+  flags.emplace("data-dir", ".");  // the register lives in the policy files only
+  auto cfg = ResolveConfig(flags);
+  if (!cfg.ok()) return FailStatus(cfg.status());
+  auto policies = LoadPolicies(cfg->policies_dir);
+  if (!policies.ok()) return FailStatus(policies.status());
+  for (const auto& f : LintRegister(*policies.value())) {
+    if (f.severity == "error") {
+      return Fail("the register has lint errors; run `garde lint` (first: " + f.location + ": " +
+                  f.message + ")");
+    }
+  }
+  auto doc = ExportRegister(*policies.value(), args.Get("format", "json"));
+  if (!doc.ok()) return FailStatus(doc.status());
+  const std::string out = args.Get("out", "");
+  if (out.empty()) {
+    std::cout << doc->body;
+    return 0;
+  }
+  std::ofstream file(out, std::ios::binary | std::ios::trunc);
+  file << doc->body;
+  file.close();
+  if (!file) return Fail("cannot write " + out);
+  std::cerr << "wrote " << out << " (" << doc->body.size() << " bytes, "
+            << policies.value()->activities().size() << " activities)\n";
+  return 0;
+}
+
 }  // namespace
 
 std::string CliArgs::Get(const std::string& name, const std::string& fallback) const {
@@ -531,7 +569,7 @@ std::map<std::string, std::string> CliArgs::ConfigFlags() const {
   for (const auto& [k, v] : options) {
     static const std::set<std::string> kCommandOptions = {
         "name", "role", "activity", "id", "batch", "checkpoint", "public-key", "origin",
-        "start", "end"};
+        "start", "end", "format", "out"};
     if (kCommandOptions.count(k) == 0) out[k] = v;
   }
   return out;
@@ -589,7 +627,7 @@ int RunCli(int argc, char** argv) {
   if (args.Has("help")) {
     const char* text = HelpFor(words);
     if (text == nullptr && words.rfind("receipt verify", 0) == 0) text = HelpFor("receipt verify");
-    if (text == nullptr && (words == "apikey" || words == "keys" || words == "audit")) {
+    if (text == nullptr && (words == "apikey" || words == "keys" || words == "audit" || words == "register")) {
       std::cout << kTopHelp;
       return 0;
     }
@@ -613,6 +651,7 @@ int RunCli(int argc, char** argv) {
   if (words == "keys rotate") return RunKeysRotate(args);
   if (words == "keys status") return RunKeysStatus(args);
   if (words == "lint") return RunLint(args);
+  if (words == "register export") return RunRegisterExport(args);
   if (words == "audit verify") return RunAuditVerify(args);
   if (words == "audit checkpoint") return RunAuditCheckpoint(args);
   if (words == "audit export") return RunAuditExport(args);

@@ -855,8 +855,8 @@ Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& polic
   const int64_t now = request.completed_at != 0 ? request.completed_at : d_.clock.Now();
   JsonWriter w;
   if (request.type == "portability") {
-    // Art. 20: what the subject provided (not behavioural or transactional aggregates the
-    // business derived), processed under consent or contract.
+    // Art. 20: what the subject provided (schema `provided_by_subject`; not what the business
+    // derived), processed under consent or contract.
     std::set<std::string> portable;
     for (const auto& a : policies.activities()) {
       bool basis = a.legal_basis == LegalBasis::kConsent || a.legal_basis == LegalBasis::kContract;
@@ -868,8 +868,7 @@ Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& polic
       if (!basis) continue;
       for (const auto& f : a.fields) {
         const FieldSpec* spec = policies.schema().Find(f);
-        if (spec != nullptr && spec->category != "behavioural" &&
-            spec->category != "transactional") {
+        if (spec != nullptr && spec->provided_by_subject) {
           portable.insert(f);
         }
       }

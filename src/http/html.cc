@@ -1,6 +1,8 @@
 #include "garde/http/html.h"
 
 #include <Poco/Exception.h>
+#include <Poco/JSON/Array.h>
+#include <Poco/JSON/Object.h>
 #include <Poco/URI.h>
 
 namespace garde {
@@ -20,11 +22,30 @@ std::string HtmlEscape(const std::string& s) {
   return out;
 }
 
-void HtmlPage(Exchange& x, int status, const std::string& title, const std::string& body,
-              const std::string& lang) {
-  x.status = status;
-  x.reply_type = "text/html; charset=utf-8";
-  x.reply = "<!doctype html><html lang=\"" + lang + "\"><head><meta charset=\"utf-8\">"
+std::string JsonHtml(const Poco::Dynamic::Var& v) {
+  if (v.isEmpty()) return "";
+  if (v.type() == typeid(Poco::JSON::Object::Ptr)) {
+    std::string out = "<dl>";
+    for (const auto& [k, member] : *v.extract<Poco::JSON::Object::Ptr>()) {
+      out += "<dt>" + HtmlEscape(k) + "</dt><dd>" + JsonHtml(member) + "</dd>";
+    }
+    return out + "</dl>";
+  }
+  if (v.type() == typeid(Poco::JSON::Array::Ptr)) {
+    const auto& arr = *v.extract<Poco::JSON::Array::Ptr>();
+    if (arr.size() == 0) return "";
+    std::string out = "<ul>";
+    for (size_t i = 0; i < arr.size(); ++i) {
+      out += "<li>" + JsonHtml(arr.get(static_cast<unsigned>(i))) + "</li>";
+    }
+    return out + "</ul>";
+  }
+  return HtmlEscape(v.toString());
+}
+
+std::string HtmlDocument(const std::string& title, const std::string& body,
+                         const std::string& lang, const std::string& extra_css) {
+  return "<!doctype html><html lang=\"" + lang + "\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             "<title>" + HtmlEscape(title) + "</title>"
             "<style>body{font:1.1rem/1.5 system-ui,sans-serif;max-width:46rem;margin:3rem auto;"
@@ -38,8 +59,16 @@ void HtmlPage(Exchange& x, int status, const std::string& title, const std::stri
             ".secondary{background:#fff;color:#111}table{border-collapse:collapse;width:100%;"
             "margin:.5rem 0 1.5rem}th,td{border:1px solid #777;padding:.3rem .5rem;"
             "text-align:left;vertical-align:top}caption{text-align:left;font-weight:600}"
-            "dt{font-weight:600}dd{margin:0 0 .5rem 1rem}</style></head><body><main>"
+            "dt{font-weight:600}dd{margin:0 0 .5rem 1rem}" + extra_css +
+            "</style></head><body><main>"
             "<h1>" + HtmlEscape(title) + "</h1>" + body + "</main></body></html>";
+}
+
+void HtmlPage(Exchange& x, int status, const std::string& title, const std::string& body,
+              const std::string& lang, const std::string& extra_css) {
+  x.status = status;
+  x.reply_type = "text/html; charset=utf-8";
+  x.reply = HtmlDocument(title, body, lang, extra_css);
   x.reply_headers.emplace_back("Content-Security-Policy",
                                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'");
   x.reply_headers.emplace_back("Referrer-Policy", "no-referrer");

@@ -1,17 +1,11 @@
-// /v1/register (JSON, CSV, Markdown), /v1/register/{id}, /v1/register/lint.
+// /v1/register (JSON, CSV, Markdown, printable HTML), /v1/register/{id}, /v1/register/lint.
 #include "garde/base/json_writer.h"
-#include "garde/http/csv.h"
 #include "garde/http/http_service.h"
+#include "garde/http/register_export.h"
 #include "garde/policy/register_lint.h"
 
 namespace garde {
 namespace {
-
-std::string Join(const std::vector<std::string>& v, const char* sep) {
-  std::string out;
-  for (const auto& s : v) out += (out.empty() ? "" : sep) + s;
-  return out;
-}
 
 Status RequireOfficer(Deployment& d, Exchange& x, const char* capability) {
   GARDE_RETURN_IF_ERROR(Authenticate(d, x));
@@ -22,45 +16,13 @@ Status GetRegister(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(RequireOfficer(d, x, "register.read"));
   auto p = d.policies().Current();
   const std::string format = x.query.count("format") ? x.query["format"] : "json";
-  if (format == "json") {
-    JsonWriter w;
-    w.BeginObject().Key("organisation").Raw(p->organisation_json())
-        .Key("content_hash").String(p->content_hash()).Key("activities").BeginArray();
-    for (const auto& a : p->activities()) w.Raw(a.json);
-    w.EndArray().EndObject();
-    x.Json(200, w.Take());
-  } else if (format == "csv") {
-    // UTF-8 BOM so spreadsheets read accents right; one row per activity.
-    std::string out = "\xEF\xBB\xBFid,reference,name,legal_basis,purposes,data,retention\r\n";
-    for (const auto& a : p->activities()) {
-      std::vector<std::string> fields(a.fields.begin(), a.fields.end());
-      out += CsvCell(a.id) + "," + CsvCell(a.reference) + "," + CsvCell(a.name) + "," +
-             CsvCell(LegalBasisName(a.legal_basis)) + "," + CsvCell(Join(a.purposes, "; ")) +
-             "," + CsvCell(Join(fields, "; ")) + "," + CsvCell(a.retention) + "\r\n";
-    }
-    x.status = 200;
-    x.reply_type = "text/csv; charset=utf-8";
-    x.reply = std::move(out);
-  } else if (format == "md") {
-    std::string out = "# Register of processing activities\n\n"
-                      "| reference | activity | legal basis | purposes | data | retention |\n"
-                      "| --- | --- | --- | --- | --- | --- |\n";
-    auto cell = [](std::string s) {
-      for (size_t i = 0; (i = s.find('|', i)) != std::string::npos; i += 2) s.replace(i, 1, "\\|");
-      return s;
-    };
-    for (const auto& a : p->activities()) {
-      std::vector<std::string> fields(a.fields.begin(), a.fields.end());
-      out += "| " + cell(a.reference) + " | " + cell(a.name) + " (`" + a.id + "`) | " +
-             LegalBasisName(a.legal_basis) + " | " + cell(Join(a.purposes, ", ")) + " | " +
-             cell(Join(fields, ", ")) + " | " + cell(a.retention) + " |\n";
-    }
-    x.status = 200;
-    x.reply_type = "text/markdown; charset=utf-8";
-    x.reply = std::move(out);
-  } else {
-    return Status(Code::kUnprocessable, "unsupported register format")
-        .AddError("format", "must be json, csv or md (the printable html sheet is not built yet)");
+  auto doc = ExportRegister(*p, format);
+  if (!doc.ok()) return doc.status();
+  x.status = 200;
+  x.reply_type = doc->content_type;
+  x.reply = std::move(doc->body);
+  if (format == "html") {
+    x.reply_headers.emplace_back("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
   }
   return d.journal().Record(nullptr, *x.caller,
                             {"register.export", "", "", "ok", {format},

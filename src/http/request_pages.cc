@@ -21,6 +21,7 @@ struct RightsText {
   const char* portability;
   const char* erasure;
   const char* erasure_confirm;
+  const char* never_contact;
   const char* requests;
   const char* none;
   const char* received;  // followed by the due date
@@ -41,6 +42,8 @@ const RightsText& RightsFor(const std::string& lang) {
       "Get my data in a portable format",
       "Erase my data",
       "I understand that my data will be erased, except what the law obliges us to keep.",
+      "Never contact me again (we keep a one-way fingerprint of your e-mail address and phone "
+      "number, not the address or number, to recognise them).",
       "Your requests",
       "You have made no request.",
       "Your request is recorded. We will answer by",
@@ -59,6 +62,8 @@ const RightsText& RightsFor(const std::string& lang) {
       "Effacer mes données",
       "Je comprends que mes données seront effacées, sauf celles que la loi nous oblige à "
       "conserver.",
+      "Ne plus jamais me contacter (nous gardons une empreinte irréversible de votre adresse "
+      "e-mail et de votre numéro, pas l'adresse ni le numéro, pour les reconnaître).",
       "Vos demandes",
       "Vous n'avez fait aucune demande.",
       "Votre demande est enregistrée. Nous vous répondrons au plus tard le",
@@ -157,29 +162,6 @@ using Array = Poco::JSON::Array;
 bool IsObject(const Poco::Dynamic::Var& v) { return v.type() == typeid(Object::Ptr); }
 bool IsArray(const Poco::Dynamic::Var& v) { return v.type() == typeid(Array::Ptr); }
 
-// Any JSON value as readable HTML: lists for arrays, definition lists for objects.
-std::string ValueHtml(const Poco::Dynamic::Var& v) {
-  if (v.isEmpty()) return "";
-  if (IsObject(v)) {
-    const auto& obj = *v.extract<Object::Ptr>();
-    std::string out = "<dl>";
-    for (const auto& [k, member] : obj) {
-      out += "<dt>" + HtmlEscape(k) + "</dt><dd>" + ValueHtml(member) + "</dd>";
-    }
-    return out + "</dl>";
-  }
-  if (IsArray(v)) {
-    const auto& arr = *v.extract<Array::Ptr>();
-    if (arr.size() == 0) return "";
-    std::string out = "<ul>";
-    for (size_t i = 0; i < arr.size(); ++i) {
-      out += "<li>" + ValueHtml(arr.get(static_cast<unsigned>(i))) + "</li>";
-    }
-    return out + "</ul>";
-  }
-  return HtmlEscape(v.toString());
-}
-
 // A value as one CSV cell: scalars as text, composites as compact JSON.
 std::string ValueText(const Poco::Dynamic::Var& v) {
   if (v.isEmpty()) return "";
@@ -195,7 +177,7 @@ Poco::Dynamic::Var Member(const Object& obj, const char* key) {
   return obj.has(key) ? obj.get(key) : Poco::Dynamic::Var();
 }
 
-std::string Cell(const Object& obj, const char* key) { return ValueHtml(Member(obj, key)); }
+std::string Cell(const Object& obj, const char* key) { return JsonHtml(Member(obj, key)); }
 
 // A table of `rows` (objects) with one column per (key, heading).
 std::string Table(const Poco::Dynamic::Var& rows, const PackageText& t,
@@ -225,7 +207,7 @@ std::string FieldsTable(const Poco::Dynamic::Var& fields, const PackageText& t) 
   std::string out = "<table><thead><tr><th scope=\"col\">" + HtmlEscape(t.field) +
                     "</th><th scope=\"col\">" + HtmlEscape(t.value) + "</th></tr></thead><tbody>";
   for (const auto& [name, value] : *fields.extract<Object::Ptr>()) {
-    out += "<tr><th scope=\"row\">" + HtmlEscape(name) + "</th><td>" + ValueHtml(value) +
+    out += "<tr><th scope=\"row\">" + HtmlEscape(name) + "</th><td>" + JsonHtml(value) +
            "</td></tr>";
   }
   return out + "</tbody></table>";
@@ -252,7 +234,7 @@ Poco::Dynamic::Var PackageFields(const Object& pkg) {
 
 // Purposes as "title (legal basis)".
 std::string PurposesHtml(const Poco::Dynamic::Var& purposes) {
-  if (!IsArray(purposes)) return ValueHtml(purposes);
+  if (!IsArray(purposes)) return JsonHtml(purposes);
   std::string out = "<ul>";
   const auto& arr = *purposes.extract<Array::Ptr>();
   for (size_t i = 0; i < arr.size(); ++i) {
@@ -397,7 +379,9 @@ Result<std::string> RightsSection(Deployment& d, const SubjectTokenClaims& claim
   out += button("erasure", t.erasure,
                 "<p><input type=\"checkbox\" id=\"erase-confirm\" name=\"confirm\" value=\"yes\" "
                 "required><label for=\"erase-confirm\">" + HtmlEscape(t.erasure_confirm) +
-                    "</label></p>");
+                    "</label></p><p><input type=\"checkbox\" id=\"erase-suppress\" "
+                    "name=\"suppress\" value=\"yes\"><label for=\"erase-suppress\">" +
+                    HtmlEscape(t.never_contact) + "</label></p>");
   return out + "</section>";
 }
 
@@ -418,6 +402,8 @@ Status OpenRequestFromForm(Deployment& d, Exchange& x, const SubjectTokenClaims&
   NewRequest in;
   in.type = type->second;
   in.subject = claims.subject;
+  auto suppress = form.find("suppress");
+  in.suppress = in.type == "erasure" && suppress != form.end() && suppress->second == "yes";
   auto opened = d.requests().Open(SubjectCaller(claims.subject, x.request_id), in);
   if (!opened.ok()) return opened.status();
   *message = HtmlEscape(RightsFor(PageLanguage(x)).received) + " " + Day(opened->row.due_at) + ".";

@@ -147,12 +147,17 @@ test('a customer asks for a copy of their data, reads it, then asks for erasure 
     // Erasure needs the box ticked (the browser enforces `required` without JavaScript).
     await page.goto(url);
     await page.getByLabel(/I understand that my data will be erased/).check();
+    await page.getByLabel(/Never contact me again/).check();
     await page.getByRole('button', { name: 'Erase my data' }).click();
     await page.getByRole('status').waitFor();
     await page.screenshot({ path: join(shots, 'erasure-requested.png'), fullPage: true });
     const after = await g.api('GET', `/v1/requests?subject=${id}&type=erasure`, undefined, g.officer);
     assert.equal(after.json.items.length, 1);
     assert.equal(after.json.items[0].opened_by, 'subject');
+    const erased = await g.api('POST', `/v1/requests/${after.json.items[0].id}:complete`, {}, g.officer);
+    assert.equal(erased.status, 200);
+    assert.equal(erased.json.result.contacts_suppressed, true);
+    assert.equal(erased.json.result.data_key_destroyed, true);
   } finally {
     await browser.close();
     g.stop();

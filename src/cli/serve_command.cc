@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "garde/app/deployment.h"
+#include "garde/app/policy_reload.h"
 #include "garde/base/log.h"
 #include "garde/http/http_service.h"
 
@@ -31,6 +32,7 @@ class ServeApplication final : public Poco::Util::ServerApplication {
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGQUIT);
+    sigaddset(&stop_signals, SIGHUP);  // taken by the reload thread below
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     SetUpLogging(config_.log_level, config_.log_file);
     auto d = Deployment::Open(config_);
@@ -50,6 +52,10 @@ class ServeApplication final : public Poco::Util::ServerApplication {
     if (reapplied.value() > 0) {
       LogLine(spdlog::level::warn, "erasures re-applied from the tombstone log")
           .Int("subjects", static_cast<int64_t>(reapplied.value()));
+    }
+    if (Status recorded = RecordStartingPolicies(*d.value()); !recorded.ok()) {
+      std::cerr << "garde: cannot record the policy version: " << recorded.message() << "\n";
+      return 1;
     }
     HttpService http(*d.value());
     Status started = http.Start();
@@ -106,6 +112,31 @@ class ServeApplication final : public Poco::Util::ServerApplication {
       }
     });
 
+    // SIGHUP reloads the policies, linted first, exactly as POST /v1/admin/reload does.
+    std::thread reloader([&] {
+      sigset_t hup;
+      sigemptyset(&hup);
+      sigaddset(&hup, SIGHUP);
+      const timespec tick{0, 200 * 1000 * 1000};
+      for (;;) {
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          if (stopping) return;
+        }
+        if (sigtimedwait(&hup, nullptr, &tick) != SIGHUP) continue;
+        const Caller signal{"sighup", "admin", {}, "sighup", ""};
+        auto r = ReloadPolicies(*d.value(), signal, "sighup");
+        if (r.ok()) {
+          LogLine(spdlog::level::info, "policies reloaded")
+              .Str("before", r->before).Str("after", r->after).Int("changed", r->changed);
+        } else {
+          LogLine(spdlog::level::err, "policy reload refused; the running policies stay")
+              .Str("detail", r.status().message())
+              .Int("errors", static_cast<int64_t>(r.status().errors().size()));
+        }
+      }
+    });
+
     waitForTerminationRequest();
     LogLine(spdlog::level::info, "stopping");
     {
@@ -115,6 +146,7 @@ class ServeApplication final : public Poco::Util::ServerApplication {
     cv.notify_all();
     watcher.join();
     checkpointer.join();
+    reloader.join();
     http.Stop();
     // The last entries are covered by a signed head before the process exits.
     auto head = d.value()->audit().Checkpoint();

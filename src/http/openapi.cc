@@ -1808,7 +1808,8 @@ const char* OpenApiDocument() {
        "enum": [
         "json",
         "csv",
-        "md"
+        "md",
+        "html"
        ]
       }
      }
@@ -2639,6 +2640,41 @@ const char* OpenApiDocument() {
       "$ref": "#/components/responses/Problem"
      },
      "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/admin/reload": {
+   "post": {
+    "summary": "Reload the policy files (admin): linted first; on errors the running policies stay and the errors come back (422); a change is audited with before/after content hashes. SIGHUP does the same.",
+    "responses": {
+     "200": {
+      "description": "{changed, before, after, summary:{activities|purposes|roles|fields:{added, removed, changed}}}"
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/register/history": {
+   "get": {
+    "summary": "The policy versions the service ran with, newest first (officer)",
+    "responses": {
+     "200": {
+      "description": "{current, items:[{content_hash, loaded_at, source: start|api|sighup, changes}]}"
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
       "$ref": "#/components/responses/Problem"
      }
     }

@@ -1,4 +1,7 @@
-// /v1/register (JSON, CSV, Markdown, printable HTML), /v1/register/{id}, /v1/register/lint.
+// /v1/register (JSON, CSV, Markdown, printable HTML), /v1/register/{id}, /v1/register/lint,
+// /v1/register/history and POST /v1/admin/reload.
+#include "garde/app/policy_reload.h"
+#include "garde/base/clock.h"
 #include "garde/base/json_writer.h"
 #include "garde/http/http_service.h"
 #include "garde/http/register_export.h"
@@ -54,11 +57,46 @@ Status GetLint(Deployment& d, Exchange& x) {
   return Status::Ok();
 }
 
+Status Reload(Deployment& d, Exchange& x) {
+  GARDE_RETURN_IF_ERROR(RequireOfficer(d, x, "policies.reload"));
+  auto r = ReloadPolicies(d, *x.caller, "api");
+  if (!r.ok()) return r.status();
+  JsonWriter w;
+  w.BeginObject().Key("changed").Bool(r->changed).Key("before").String(r->before)
+      .Key("after").String(r->after).Key("summary").Raw(r->summary).EndObject();
+  x.Json(200, w.Take());
+  return Status::Ok();
+}
+
+Status History(Deployment& d, Exchange& x) {
+  GARDE_RETURN_IF_ERROR(RequireOfficer(d, x, "register.read"));
+  std::vector<PolicyVersionRow> rows;
+  GARDE_RETURN_IF_ERROR(d.store().Read([&](ReadTx& tx) -> Status {
+    auto list = tx.ListPolicyVersions(1000);
+    if (!list.ok()) return list.status();
+    rows = std::move(list.value());
+    return Status::Ok();
+  }));
+  const std::string current = d.policies().Current()->content_hash();
+  JsonWriter w;
+  w.BeginObject().Key("current").String(current).Key("items").BeginArray();
+  for (const auto& v : rows) {
+    w.BeginObject().Key("content_hash").String(v.content_hash)
+        .Key("loaded_at").String(FormatRfc3339(v.loaded_at)).Key("source").String(v.source)
+        .Key("changes").Raw(v.summary).EndObject();
+  }
+  w.EndArray().EndObject();
+  x.Json(200, w.Take());
+  return Status::Ok();
+}
+
 }  // namespace
 
 void AddRegisterRoutes(Router& router, Deployment& d) {
   router.Add("GET", "/v1/register", [&d](Exchange& x) { return GetRegister(d, x); });
   router.Add("GET", "/v1/register/lint", [&d](Exchange& x) { return GetLint(d, x); });
+  router.Add("GET", "/v1/register/history", [&d](Exchange& x) { return History(d, x); });
+  router.Add("POST", "/v1/admin/reload", [&d](Exchange& x) { return Reload(d, x); });
   router.Add("GET", "/v1/register/{id}", [&d](Exchange& x) { return GetActivity(d, x); });
 }
 

@@ -135,6 +135,16 @@ CREATE TABLE outbox(
   delivered_at INTEGER NOT NULL DEFAULT 0
 );
 )sql",
+    // 5: the policy versions the service has run with.
+    R"sql(
+CREATE TABLE policy_versions(
+  seq INTEGER PRIMARY KEY,
+  content_hash TEXT NOT NULL,
+  loaded_at INTEGER NOT NULL,
+  source TEXT NOT NULL,
+  summary TEXT NOT NULL
+);
+)sql",
 };
 
 class SqliteConnection {
@@ -627,6 +637,20 @@ class SqliteTx final : public WriteTx {
     return out;
   }
 
+  Result<std::vector<PolicyVersionRow>> ListPolicyVersions(size_t limit) override {
+    Query q(c_,
+            "SELECT seq, content_hash, loaded_at, source, summary FROM policy_versions "
+            "ORDER BY seq DESC LIMIT ?");
+    q.Int(static_cast<int64_t>(limit));
+    std::vector<PolicyVersionRow> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      out.push_back({q.ColInt(0), q.ColText(1), q.ColInt(2), q.ColText(3), q.ColText(4)});
+    }
+    if (rc != SQLITE_DONE) return q.Error();
+    return out;
+  }
+
   Result<std::vector<OutboxRow>> ListOutbox(size_t limit) override {
     Query q(c_, "SELECT id, topic, payload, created_at FROM outbox ORDER BY seq LIMIT ?");
     q.Int(static_cast<int64_t>(limit));
@@ -666,6 +690,14 @@ class SqliteTx final : public WriteTx {
   Status InsertTombstone(const TombstoneRow& r) override {
     Query q(c_, "INSERT OR REPLACE INTO tombstones(subject_id, request_id, at) VALUES(?,?,?)");
     q.Text(r.subject_id).Text(r.request_id).Int(r.at);
+    return q.Run();
+  }
+
+  Status InsertPolicyVersion(const PolicyVersionRow& r) override {
+    Query q(c_,
+            "INSERT INTO policy_versions(content_hash, loaded_at, source, summary) "
+            "VALUES(?,?,?,?)");
+    q.Text(r.content_hash).Int(r.loaded_at).Text(r.source).Text(r.summary);
     return q.Run();
   }
 

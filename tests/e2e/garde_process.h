@@ -48,6 +48,7 @@ class GardeProcess {
   const std::string& policies() const { return policies_; }
   std::string db_path() const { return data_dir_ + "/garde.db"; }
   int port() const { return port_; }
+  int pid() const { return pid_; }
 
   // `garde apikey create ...`; returns the key (last stdout line).
   std::string CreateKey(const std::string& name, const std::string& role,

@@ -1,8 +1,13 @@
 // The register as an officer reads and exports it.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "garde_process.h"
 
@@ -81,6 +86,87 @@ TEST(RegisterE2E, ExportCommandWritesDocumentsThatParseBack) {
   RunResult refused = RunGarde({"register", "export", "--policies", broken});
   EXPECT_EQ(refused.exit_code, 1) << refused.out;
   EXPECT_TRUE(refused.out.empty());
+}
+
+}  // namespace
+}  // namespace garde::testing
+
+namespace garde::testing {
+namespace {
+
+// A copy of the repository's policies the test may edit.
+std::string CopyPolicies(const std::string& from, const std::string& to) {
+  std::filesystem::create_directories(to);
+  for (const auto& f : std::filesystem::directory_iterator(from)) {
+    std::filesystem::copy_file(f.path(), to + "/" + f.path().filename().string(),
+                               std::filesystem::copy_options::overwrite_existing);
+  }
+  return to;
+}
+
+void Write(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::trunc) << text;
+}
+
+TEST(RegisterE2E, ReloadIsLintedAuditedAndRevokesRemovedActivitiesAtOnce) {
+  const std::string dir = std::filesystem::temp_directory_path() /
+                          ("garde-reload-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  const std::string policies = CopyPolicies(GARDE_POLICIES_DIR, dir);
+  const std::string original = ReadFile(policies + "/register.yaml");
+  GardeProcess g(policies);
+  const std::string officer = g.CreateKey("dpo", "officer", {});
+  const std::string operator_key = g.CreateKey("crm", "operator", {"customer_management"});
+  const std::string marketing = g.CreateKey("campaigns", "marketing", {"marketing_email"});
+  g.Start();
+  HttpReply created = g.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"rl@example.org"}})",
+                             operator_key);
+  ASSERT_EQ(created.status, 201);
+  const std::string id = JsonString(created.body, "id");
+  ASSERT_EQ(g.Get("/v1/subjects/" + id, marketing, "marketing_email").status, 200);
+  const std::string hash = JsonString(g.Get("/v1/register", officer).body, "content_hash");
+
+  // A broken register is refused with its location; the running one stays.
+  std::string broken = original;
+  broken.replace(broken.find("legal_basis: consent"), 20, "legal_basis: whim");
+  Write(policies + "/register.yaml", broken);
+  HttpReply refused = g.Post("/v1/admin/reload", "", g.admin_key());
+  EXPECT_EQ(refused.status, 422) << refused.body;
+  EXPECT_NE(refused.body.find("register.yaml:"), std::string::npos) << refused.body;
+  EXPECT_EQ(g.Get("/v1/subjects/" + id, marketing, "marketing_email").status, 200);
+  EXPECT_EQ(JsonString(g.Get("/v1/register", officer).body, "content_hash"), hash);
+  EXPECT_EQ(g.Post("/v1/admin/reload", "", officer).status, 403);
+
+  // Removing an activity (here: replaced by a new one) revokes reads bound to it at once.
+  std::string without = original;
+  without.replace(without.find("  - id: marketing_email"), 23, "  - id: newsletter_2027");
+  Write(policies + "/register.yaml", without);
+  HttpReply ok = g.Post("/v1/admin/reload", "", g.admin_key());
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  EXPECT_NE(ok.body.find(R"("activities":{"added":["newsletter_2027"],"removed":["marketing_email"])"),
+            std::string::npos) << ok.body;
+  EXPECT_NE(ok.body.find(R"("before":")" + hash), std::string::npos);
+  EXPECT_EQ(g.Get("/v1/subjects/" + id, marketing, "marketing_email").status, 403);
+  EXPECT_EQ(g.Get("/v1/register/marketing_email", officer).status, 404);
+  HttpReply audit = g.Get("/v1/audit?action=policies.reload", officer);
+  EXPECT_NE(audit.body.find("-activities:marketing_email"), std::string::npos) << audit.body;
+  EXPECT_NE(audit.body.find("\"outcome\":\"refused\""), std::string::npos) << audit.body;
+
+  // SIGHUP does the same; the history lists every version the service ran with.
+  Write(policies + "/register.yaml", original);
+  ASSERT_EQ(::kill(g.pid(), SIGHUP), 0);
+  for (int i = 0; i < 50; ++i) {
+    if (g.Get("/v1/subjects/" + id, marketing, "marketing_email").status == 200) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(g.Get("/v1/subjects/" + id, marketing, "marketing_email").status, 200);
+  HttpReply history = g.Get("/v1/register/history", officer);
+  ASSERT_EQ(history.status, 200) << history.body;
+  for (const char* source : {R"("source":"start")", R"("source":"api")", R"("source":"sighup")"}) {
+    EXPECT_NE(history.body.find(source), std::string::npos) << source << history.body;
+  }
+  EXPECT_EQ(g.Stop(), 0);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

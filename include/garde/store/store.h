@@ -120,6 +120,15 @@ struct OutboxRow {
   int64_t created_at = 0;
 };
 
+// One policy set the service ran with: loaded at start or by a reload.
+struct PolicyVersionRow {
+  int64_t seq = 0;
+  std::string content_hash;
+  int64_t loaded_at = 0;
+  std::string source;   // "start", "api", "sighup"
+  std::string summary;  // JSON: what changed from the previous version
+};
+
 class ReadTx {
  public:
   virtual ~ReadTx() = default;
@@ -169,6 +178,8 @@ class ReadTx {
   virtual Result<std::vector<RequestRow>> QueryRequests(const RequestQuery& query) = 0;
   virtual Result<std::vector<TombstoneRow>> ListTombstones(int64_t since) = 0;
   virtual Result<std::vector<OutboxRow>> ListOutbox(size_t limit) = 0;
+  // Newest first.
+  virtual Result<std::vector<PolicyVersionRow>> ListPolicyVersions(size_t limit) = 0;
 };
 
 class WriteTx : public ReadTx {
@@ -195,6 +206,7 @@ class WriteTx : public ReadTx {
   virtual Status UpdateRequest(const RequestRow& row) = 0;
   virtual Status InsertTombstone(const TombstoneRow& row) = 0;
   virtual Status InsertOutbox(const OutboxRow& row) = 0;
+  virtual Status InsertPolicyVersion(const PolicyVersionRow& row) = 0;
   virtual Status DeleteIndexesOf(const std::string& subject_id) = 0;
   virtual Status DeleteConsentEventsOf(const std::string& subject_id) = 0;
   // Crypto-shredding: forgets the subject's wrapped data key for good.

@@ -750,9 +750,9 @@ Status RequestDesk::Erase(WriteTx& tx, const PolicySet& policies, const Caller& 
   };
   std::map<std::string, Hold> holds;
   std::optional<SubjectView> plain;
-  for (const auto& a : policies.activities()) {
-    if (a.legal_basis != LegalBasis::kLegalObligation || a.retention.empty()) continue;
-    auto [duration, anchor] = SplitRetention(a.retention);
+  // When the retention `rule` of a field runs out for this subject; nullopt: it holds nothing.
+  auto runs_until = [&](const std::string& rule) -> Result<std::optional<int64_t>> {
+    auto [duration, anchor] = SplitRetention(rule);
     std::optional<int64_t> from;
     if (anchor.empty() || anchor == "last_interaction") {
       from = subject.last_interaction_at;
@@ -770,13 +770,29 @@ Status RequestDesk::Erase(WriteTx& tx, const PolicySet& policies, const Caller& 
         if (auto date = ParseIsoDate(it->second.text)) from = DaysFromCivil(*date) * 86400;
       }
     }
-    if (!from) continue;
-    const auto until = AddIsoDuration(*from, duration);
-    if (!until || *until <= now) continue;
+    if (!from) return std::optional<int64_t>();
+    return AddIsoDuration(*from, duration);
+  };
+  // The activity's own rule says whether the obligation applies to this subject at all (no
+  // purchase: no accounting record); a category's rule may end its hold sooner.
+  for (const auto& a : policies.activities()) {
+    if (a.legal_basis != LegalBasis::kLegalObligation || a.retention.empty()) continue;
+    auto main_until = runs_until(a.retention);
+    if (!main_until.ok()) return main_until.status();
+    if (!main_until.value() || *main_until.value() <= now) continue;
     for (const auto& field : a.fields) {
       if (present.count(field) == 0) continue;
+      int64_t until = *main_until.value();
+      const FieldSpec* spec = policies.schema().Find(field);
+      if (const std::string& rule = a.RetentionFor(spec != nullptr ? spec->category : "");
+          rule != a.retention) {
+        auto shorter = runs_until(rule);
+        if (!shorter.ok()) return shorter.status();
+        if (shorter.value()) until = std::min(until, *shorter.value());
+      }
+      if (until <= now) continue;
       Hold& h = holds[field];
-      if (*until > h.until) h = {a.id, *until};
+      if (until > h.until) h = {a.id, until};
     }
   }
   if (plain) {
@@ -942,6 +958,9 @@ Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& polic
         .Key("recipients").Raw(MemberJson(a.json, "recipients"))
         .Key("transfers").Raw(MemberJson(a.json, "transfers"))
         .Key("retention").String(a.retention)
+        .Key("retention_by_category").BeginObject();
+    for (const auto& [category, rule] : a.category_retention) w.Key(category).String(rule);
+    w.EndObject()
         .Key("source").String(subject.source)
         .EndObject();
   }

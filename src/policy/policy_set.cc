@@ -320,6 +320,13 @@ void LoadRegister(YamlFile& f, const Schema& schema, const std::vector<Purpose>&
     }
     Activity a;
     a.line = line;
+    // A misspelt key would silently drop a register column: refuse it.
+    f.OnlyKeys(n,
+               {"id", "name", "reference", "created", "updated", "description", "purposes",
+                "sub_purposes", "legal_basis", "art9_condition", "joint_controllers",
+                "data_subjects", "data", "recipients", "transfers", "retention", "security",
+                "dpia", "notes"},
+               "activity");
     JsonWriter json;
     YamlToJson(n, json);
     a.json = json.Take();
@@ -356,6 +363,20 @@ void LoadRegister(YamlFile& f, const Schema& schema, const std::vector<Purpose>&
           f.Problem(YamlFile::Line(data), where + ": unknown schema field '" + field + "'");
         }
         a.fields.insert(field);
+      }
+      f.OnlyKeys(data, {"fields", "categories", "retention"}, where + " data");
+      if (const YAML::Node kept = data["retention"]) {
+        if (!kept.IsMap()) {
+          f.Problem(YamlFile::Line(kept), where + ": data.retention must map categories to rules");
+        } else {
+          for (const auto& entry : kept) {
+            const std::string cat = entry.first.as<std::string>("");
+            if (!IsKnownCategory(cat)) {
+              f.Problem(YamlFile::Line(entry.first), where + ": unknown data category '" + cat + "'");
+            }
+            a.category_retention[cat] = entry.second.as<std::string>("");
+          }
+        }
       }
       for (const auto& cat : f.List(data, "categories", where)) {
         if (!IsKnownCategory(cat)) {

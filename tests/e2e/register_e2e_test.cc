@@ -31,7 +31,7 @@ TEST(RegisterE2E, OfficerReadsExportsAndLintsTheRegister) {
   EXPECT_EQ(csv.body.rfind("\xEF\xBB\xBFid,reference,name,", 0), 0u);  // BOM + header
   size_t rows = 0;
   for (char c : csv.body) rows += c == '\n' ? 1 : 0;
-  EXPECT_EQ(rows, 11u);  // header + 10 activities
+  EXPECT_EQ(rows, 12u);  // header + 11 activities
 
   HttpReply md = g.Get("/v1/register?format=md", officer);
   ASSERT_EQ(md.status, 200);

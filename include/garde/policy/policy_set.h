@@ -55,7 +55,15 @@ struct Activity {
   LegalBasis legal_basis = LegalBasis::kContract;
   std::set<std::string> fields;  // schema fields the activity may use (data minimisation)
   std::string retention;
+  // data.retention: categories of data kept for a time of their own (category -> rule).
+  std::map<std::string, std::string> category_retention;
   int line = 0;
+
+  // The retention rule for a field of `category`.
+  const std::string& RetentionFor(const std::string& category) const {
+    auto it = category_retention.find(category);
+    return it == category_retention.end() ? retention : it->second;
+  }
 };
 
 // What a role may do. Capabilities are the names routes ask for ("subjects.write", ...).

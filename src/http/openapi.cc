@@ -567,6 +567,155 @@ const char* OpenApiDocument() {
       "description": "Only on creation of a request that awaits verification: the link to send to the customer's known contact."
      }
     }
+   },
+   "Register": {
+    "type": "object",
+    "required": [
+     "organisation",
+     "content_hash",
+     "activities"
+    ],
+    "properties": {
+     "organisation": {
+      "type": "object",
+      "required": [
+       "controller"
+      ],
+      "properties": {
+       "controller": {
+        "type": "object",
+        "required": [
+         "name",
+         "contact"
+        ]
+       },
+       "dpo": {
+        "type": [
+         "object",
+         "null"
+        ]
+       },
+       "representative": {
+        "type": [
+         "object",
+         "null"
+        ]
+       }
+      }
+     },
+     "content_hash": {
+      "type": "string"
+     },
+     "activities": {
+      "type": "array",
+      "items": {
+       "$ref": "#/components/schemas/Activity"
+      }
+     }
+    }
+   },
+   "Activity": {
+    "type": "object",
+    "required": [
+     "id",
+     "name",
+     "purposes",
+     "legal_basis",
+     "data_subjects",
+     "data",
+     "retention"
+    ],
+    "properties": {
+     "id": {
+      "type": "string"
+     },
+     "name": {
+      "type": "string"
+     },
+     "reference": {
+      "type": "string"
+     },
+     "purposes": {
+      "type": "array",
+      "items": {
+       "type": "string"
+      }
+     },
+     "legal_basis": {
+      "enum": [
+       "consent",
+       "contract",
+       "legal_obligation",
+       "vital_interests",
+       "public_task",
+       "legitimate_interests"
+      ]
+     },
+     "data_subjects": {
+      "type": "array",
+      "items": {
+       "type": "string"
+      }
+     },
+     "data": {
+      "type": "object",
+      "properties": {
+       "fields": {
+        "type": "array",
+        "items": {
+         "type": "string"
+        }
+       },
+       "categories": {
+        "type": "array",
+        "items": {
+         "type": "string"
+        }
+       },
+       "retention": {
+        "type": "object"
+       }
+      }
+     },
+     "recipients": {
+      "type": "object"
+     },
+     "transfers": {
+      "type": "array",
+      "items": {
+       "type": "object",
+       "required": [
+        "country",
+        "safeguard"
+       ]
+      }
+     },
+     "retention": {
+      "type": "string"
+     },
+     "security": {
+      "type": [
+       "array",
+       "object"
+      ]
+     },
+     "dpia": {
+      "type": "object",
+      "required": [
+       "required"
+      ]
+     },
+     "joint_controllers": {
+      "type": "array",
+      "items": {
+       "type": "object",
+       "required": [
+        "name",
+        "contact"
+       ]
+      }
+     }
+    }
    }
   },
   "responses": {
@@ -1816,7 +1965,17 @@ const char* OpenApiDocument() {
     ],
     "responses": {
      "200": {
-      "description": "JSON {organisation, content_hash, activities}; CSV (UTF-8 BOM, one row per activity); Markdown"
+      "description": "The register: JSON (Register), CSV, Markdown or HTML by format",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Register"
+        }
+       },
+       "text/csv": {},
+       "text/markdown": {},
+       "text/html": {}
+      }
      },
      "401": {
       "$ref": "#/components/responses/Problem"

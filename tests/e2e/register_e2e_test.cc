@@ -43,6 +43,16 @@ TEST(RegisterE2E, OfficerReadsExportsAndLintsTheRegister) {
   EXPECT_NE(one.body.find(R"("retention":"P10Y after last_purchase")"), std::string::npos);
   EXPECT_EQ(g.Get("/v1/register/nope", officer).status, 404);
   EXPECT_EQ(g.Get("/v1/register?format=pdf", officer).status, 422);
+  // The JSON export matches the Register schema the service publishes; CSV and HTML parse.
+  const std::string out = g.data_dir();
+  std::ofstream(out + "/openapi.json") << g.Get("/openapi.json", "").body;
+  std::ofstream(out + "/register.json") << r.body;
+  std::ofstream(out + "/register.csv", std::ios::binary) << csv.body;
+  std::ofstream(out + "/register.html") << g.Get("/v1/register?format=html", officer).body;
+  RunResult parsed = RunProgram({"/usr/bin/python3", GARDE_EXPORT_CHECKER, out + "/register.json",
+                                 out + "/register.csv", out + "/register.html",
+                                 out + "/openapi.json"});
+  EXPECT_EQ(parsed.exit_code, 0) << parsed.out << parsed.err;
   HttpReply html = g.Get("/v1/register?format=html", officer);
   ASSERT_EQ(html.status, 200);
   EXPECT_NE(html.content_type.find("text/html"), std::string::npos);

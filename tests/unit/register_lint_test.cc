@@ -1,6 +1,12 @@
 #include "garde/policy/register_lint.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 
 namespace garde {
 namespace {
@@ -33,6 +39,42 @@ TEST(RegisterLint, EveryRuleFiresWithItsLocation) {
   EXPECT_TRUE(has("special-category-without-art9", "register.yaml:5", "error"));
   EXPECT_TRUE(has("transfer-without-safeguard", "register.yaml:5", "error"));
   EXPECT_EQ(findings.size(), 8u);
+}
+
+}  // namespace
+}  // namespace garde
+
+namespace garde {
+namespace {
+
+// policy-file rule: a misspelt register column is an error with its file:line, not a
+// silently missing column.
+TEST(RegisterLint, MisspeltActivityKeyIsAnErrorWithItsLine) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("garde-lint-key-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::filesystem::path source = GARDE_TEST_FIXTURES "/../../policies";
+  for (const auto& f : std::filesystem::directory_iterator(source)) {
+    std::filesystem::copy_file(f.path(), dir / f.path().filename());
+  }
+  std::ifstream in(dir / "register.yaml");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  in.close();
+  const size_t at = text.find("    retention: \"P3Y after last_interaction\"");
+  ASSERT_NE(at, std::string::npos);
+  const int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<long>(at), '\n'));
+  text.replace(at, 14, "    retension:");
+  std::ofstream(dir / "register.yaml", std::ios::trunc) << text;
+  auto set = LoadPolicies(dir.string());
+  ASSERT_FALSE(set.ok());
+  bool named = false;
+  for (const auto& e : set.status().errors()) {
+    named |= e.field == "register.yaml:" + std::to_string(line) &&
+             e.message.find("unknown key 'retension'") != std::string::npos;
+  }
+  EXPECT_TRUE(named) << set.status().message();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

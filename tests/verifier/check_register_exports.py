@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Parses the register exports back with independent parsers (Python standard library only).
 
-    check_register_exports.py register.json register.csv register.html
+    check_register_exports.py register.json register.csv register.html [openapi.json]
 
-Exits non-zero, naming the problem, when the JSON lacks the register's members, when a CSV
+Exits non-zero, naming the problem, when the JSON lacks the register's members or does not
+match the OpenAPI document's `Register` schema (when one is given), when a CSV
 row does not have the header's columns (or the BOM is missing), or when the HTML is not
 well-formed (every element closed, properly nested) or lacks one sheet per activity.
 """
@@ -41,13 +42,55 @@ class WellFormed(HTMLParser):
         self.stack.pop()
 
 
+TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
+         "integer": int, "number": (int, float)}
+
+
+def validate(value, schema, root, path="$"):
+    """The JSON Schema subset the OpenAPI document uses: $ref, type, enum, required,
+    properties, items. Returns the first problem, or None."""
+    if "$ref" in schema:
+        node = root
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            node = node[part]
+        return validate(value, node, root, path)
+    if "enum" in schema and value not in schema["enum"]:
+        return f"{path}: {value!r} is not one of {schema['enum']}"
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not any(isinstance(value, TYPES[t]) and not (t in ("integer", "number") and
+                                                        isinstance(value, bool))
+                   for t in types):
+            return f"{path}: expected {types}, got {type(value).__name__}"
+    if isinstance(value, dict):
+        for member in schema.get("required", []):
+            if member not in value:
+                return f"{path}: lacks required member {member}"
+        for member, sub in schema.get("properties", {}).items():
+            if member in value:
+                problem = validate(value[member], sub, root, f"{path}.{member}")
+                if problem:
+                    return problem
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            problem = validate(item, schema["items"], root, f"{path}[{i}]")
+            if problem:
+                return problem
+    return None
+
+
 def fail(message):
     print("register export check failed:", message)
     sys.exit(1)
 
 
-def main(json_path, csv_path, html_path):
+def main(json_path, csv_path, html_path, openapi_path=None):
     doc = json.load(open(json_path, encoding="utf-8"))
+    if openapi_path:
+        openapi = json.load(open(openapi_path, encoding="utf-8"))
+        problem = validate(doc, {"$ref": "#/components/schemas/Register"}, openapi)
+        if problem:
+            fail("JSON against the OpenAPI Register schema: " + problem)
     for member in ("organisation", "content_hash", "activities"):
         if member not in doc:
             fail(f"JSON lacks {member}")
@@ -84,4 +127,4 @@ def main(json_path, csv_path, html_path):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

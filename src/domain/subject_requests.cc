@@ -706,7 +706,9 @@ Result<size_t> RequestDesk::ReapplyTombstones() {
   }
   const Caller system{"garde", "system", {}, "startup", ""};
   size_t reapplied = 0;
-  for (const auto& [id, t] : all) {
+  for (const auto& entry : all) {
+    const std::string& id = entry.first;
+    const TombstoneRow& t = entry.second;
     GARDE_RETURN_IF_ERROR(d_.store.Write([&](WriteTx& tx) -> Status {
       auto row = tx.GetSubject(id);
       if (!row.ok()) return row.status();

@@ -258,8 +258,16 @@ Status RequestStep(Deployment& d, Exchange& x, const std::string& verb) {
     if (!problems.errors().empty()) return problems;
     done = d.requests().Start(*x.caller, id);
   } else if (verb == "extend") {
-    CheckMembers(body, {"by", "reason"}, "", &problems);
+    CheckMembers(body, {"by", "months", "reason"}, "", &problems);
     std::string by = ReadString(body, "by", "", &problems).value_or("");
+    if (body.has("months")) {  // {"months": 2} says the same as {"by": "P2M"}
+      const auto m = body.get("months");
+      if (!m.isInteger() || m.convert<int>() < 1 || m.convert<int>() > 12 || !by.empty()) {
+        problems.AddError("months", "must be a whole number of months (1-12), instead of by");
+      } else {
+        by = "P" + std::to_string(m.convert<int>()) + "M";
+      }
+    }
     const std::string reason = ReadString(body, "reason", "", &problems).value_or("");
     if (!problems.errors().empty()) return problems;
     done = d.requests().Extend(*x.caller, id, by, reason);

@@ -164,6 +164,9 @@ TEST_F(RequestsE2E, EachOfTheSixTypesIsWorkedFromReceivedToCompleted) {
   auto extended = Step(request["access"], "extend", R"({"by":"P2M","reason":"many records"})");
   EXPECT_TRUE(extended->getValue<bool>("extended"));
   Step(request["access"], "extend", R"({"by":"P1M","reason":"again"})", 409);
+  Step(request["portability"], "extend", R"({"months":3,"reason":"too long"})", 422);
+  EXPECT_TRUE(Step(request["portability"], "extend", R"({"months":1,"reason":"volume"})")
+                  ->getValue<bool>("extended"));
 
   for (const auto& type : types) {
     auto done = Step(request[type], "complete");

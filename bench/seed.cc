@@ -1,7 +1,7 @@
 // Seeds a data directory with generated subjects through the real vault (validation,
 // encryption, blind indexes), and writes their ids one per line for the load scripts.
 //
-//   garde_bench_seed --data-dir D --policies P --count 100000 --ids ids.txt
+//   garde_bench_seed --data-dir D --policies P --count 100000 --ids ids.txt [--consent-share 0.6]
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   auto flags = args.ConfigFlags();
   flags.erase("count");
   flags.erase("ids");
+  flags.erase("consent-share");
   flags["durable"] = "false";  // seeding speed; the service under test runs durable
   auto cfg = garde::ResolveConfig(flags);
   if (!cfg.ok()) {
@@ -29,6 +30,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   const long count = std::stol(args.Get("count", "100000"));
+  const double consent_share = std::stod(args.Get("consent-share", "0"));
   std::ofstream ids(args.Get("ids", "ids.txt"));
   garde::Caller seeder{"seed", "operator", {}, "seed", ""};
   std::mt19937 rng(42);
@@ -54,6 +56,18 @@ int main(int argc, char** argv) {
       return 1;
     }
     ids << r->id << "\n";
+    // A share of them agreed to e-mail marketing (signed receipt and all), for audiences.
+    if (consent_share > 0 && static_cast<double>(rng() % 1000) < consent_share * 1000) {
+      garde::ConsentRequest grant;
+      grant.purpose = "marketing.email";
+      grant.event = "granted";
+      grant.notice_version = "2026-01";
+      grant.method = "import";
+      if (!d.value()->consents().Record(seeder, r->id, grant).ok()) {
+        std::cerr << "consent seed failed at " << i << "\n";
+        return 1;
+      }
+    }
     if (i % 10000 == 0) std::cerr << "\rseeded " << i << std::flush;
   }
   std::cerr << "\rseeded " << count << "\n";

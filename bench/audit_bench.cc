@@ -115,7 +115,7 @@ BENCHMARK(BM_InclusionProof)->Unit(benchmark::kMicrosecond)->MinTime(2);
 void BM_VerifyLog(benchmark::State& state) {
   Fixture& f = BigLog();
   for (auto _ : state) {
-    auto report = VerifyAuditLog(f.d->store(), f.d->signer().public_key(), f.d->signer().origin(),
+    auto report = VerifyAuditLog(f.d->audit_store(), f.d->signer().public_key(), f.d->signer().origin(),
                                  {}, nullptr);
     if (!report.ok() || report.entries != kEntries) state.SkipWithError("verify failed");
   }

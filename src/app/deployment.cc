@@ -25,8 +25,14 @@ Status Deployment::Initialise(const Config& config) {
   if (ec) return Unavailable("cannot create data directory " + config.data_dir + ": " + ec.message());
   ::chmod(config.data_dir.c_str(), 0700);
   GARDE_RETURN_IF_ERROR(Keyring::Create(config.keyring_path()));
-  auto store = SqliteStore::Open({config.database_path(), config.durable});
-  return store.status();
+  SqliteOptions vault;
+  vault.path = config.database_path();
+  vault.synchronous_full = config.durable;
+  GARDE_RETURN_IF_ERROR(SqliteStore::Open(vault).status());
+  SqliteOptions log = vault;
+  log.path = config.audit_database_path();
+  log.schema = SqliteSchema::kAudit;
+  return SqliteStore::Open(log).status();
 }
 
 Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
@@ -44,6 +50,15 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   auto store = SqliteStore::Open(options);
   if (!store.ok()) return store.status();
   d->store_ = std::move(store).value();
+  // The audit log's own file: same durability, few connections (one appender, rare readers).
+  SqliteOptions log = options;
+  log.path = config.audit_database_path();
+  log.schema = SqliteSchema::kAudit;
+  log.max_connections = 4;
+  auto audit_store = SqliteStore::Open(log);
+  if (!audit_store.ok()) return audit_store.status();
+  GARDE_RETURN_IF_ERROR(audit_store.value()->ImportLegacyAudit(options.path));
+  d->audit_store_ = std::move(audit_store).value();
   d->policies_ = std::make_unique<PolicyHolder>(policies.value());
   const auto ring = d->keys_.Current();
   d->blind_index_ = std::make_unique<BlindIndex>(ring->Derive(KeyContext::kBlindIndex));
@@ -53,7 +68,23 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   d->standard_ = std::make_unique<EntryStandard>(config.default_region);
   d->signer_ = std::make_unique<CheckpointSigner>(ring->Derive(KeyContext::kSigning),
                                                   config.audit_origin);
-  d->audit_ = std::make_unique<AuditLog>(*d->store_, d->clock_, *d->signer_);
+  d->audit_ = std::make_unique<AuditLog>(*d->store_, *d->audit_store_, d->clock_, *d->signer_,
+                                         config.data_dir, config.deferred_sync_ms);
+  GARDE_RETURN_IF_ERROR(d->audit_->Recover());
+  // Entries a crashed process left in its journal or pending are logged now; after a vault
+  // restored from an older backup, new pending ids must stay above those already logged.
+  int64_t logged_up_to = 0;
+  GARDE_RETURN_IF_ERROR(d->audit_store_->Read([&](ReadTx& tx) -> Status {
+    auto mark = tx.AuditIntakeMark();
+    if (!mark.ok()) return mark.status();
+    logged_up_to = mark.value();
+    return Status::Ok();
+  }));
+  if (logged_up_to > 0) {
+    GARDE_RETURN_IF_ERROR(d->store_->Write(
+        [&](WriteTx& tx) { return tx.ReservePendingAuditIds(logged_up_to); }));
+  }
+  GARDE_RETURN_IF_ERROR(d->audit_->Flush());
   d->api_keys_ = std::make_unique<ApiKeys>(*d->store_, *d->api_key_hash_, d->clock_,
                                             config.api_key_cache_seconds);
   d->vault_ = std::make_unique<SubjectVault>(

@@ -399,7 +399,8 @@ int RunAuditVerify(const CliArgs& args) {
     notes.push_back(ss.str());
   }
   SqliteOptions options;
-  options.path = cfg->database_path();
+  options.path = cfg->audit_database_path();
+  options.schema = SqliteSchema::kAudit;
   auto store = SqliteStore::Open(options);
   if (!store.ok()) return FailStatus(store.status());
   const bool show = args.Has("progress") || isatty(STDERR_FILENO);

@@ -1,9 +1,22 @@
 #include "garde/domain/audit_log.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
 #include <map>
+#include <shared_mutex>
+#include <string_view>
 
 #include "garde/base/encoding.h"
 #include "garde/base/json_writer.h"
+#include "garde/base/log.h"
 
 namespace garde {
 namespace {
@@ -54,13 +67,23 @@ std::string AuditLog::Encode(uint64_t seq, int64_t time, const Caller& caller,
   return w.Take();
 }
 
-Status AuditLog::Append(WriteTx& tx, const Caller& caller, const AccessEvent& event) {
-  auto size = tx.AuditSize();
-  if (!size.ok()) return size.status();
-  const uint64_t seq = size.value();
-  const std::string entry = Encode(seq, clock_.Now(), caller, event);
+namespace {
+
+constexpr char kEntryHead[] = "{\"v\":1,\"seq\":";
+constexpr size_t kPendingBatch = 4096;  // pending vault rows taken per audit transaction
+
+// The entry without its head and position: everything after {"v":1,"seq":N.
+std::string EncodeTail(int64_t time, const Caller& caller, const AccessEvent& event) {
+  std::string full = AuditLog::Encode(0, time, caller, event);
+  return full.substr(sizeof(kEntryHead) - 1 + 1);  // the head and the digit 0
+}
+
+// Appends one entry at position `seq` with the subtree hashes it completes.
+Status AppendEntry(WriteTx& tx, uint64_t seq, const std::string& subject,
+                   const std::string& tail) {
+  std::string entry = kEntryHead + std::to_string(seq) + tail;
   Hash node = LeafHash(entry);
-  GARDE_RETURN_IF_ERROR(tx.InsertAuditEntry({seq, entry, ToBytes(node), event.subject_id}));
+  GARDE_RETURN_IF_ERROR(tx.InsertAuditEntry({seq, std::move(entry), ToBytes(node), subject}));
   // Store each perfect subtree this leaf completes: leaf seq closes the subtree at level L
   // when (seq + 1) is a multiple of 2^L.
   uint64_t index = seq;
@@ -74,17 +97,374 @@ Status AuditLog::Append(WriteTx& tx, const Caller& caller, const AccessEvent& ev
   return Status::Ok();
 }
 
+int64_t WallNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t SteadyMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+AuditLog::~AuditLog() { Stop(); }
+
 Status AuditLog::Record(WriteTx* tx, const Caller& caller, const AccessEvent& event) {
-  if (tx != nullptr) return Append(*tx, caller, event);
-  // An event with no change of its own (a read, a refusal) is committed at once and reaches
-  // stable storage within the store's deferred-sync window; see docs/audit.md.
-  return store_.Write([&](WriteTx& own) { return Append(own, caller, event); },
-                      Durability::kDeferred);
+  if (tx != nullptr) {
+    GARDE_RETURN_IF_ERROR(tx->InsertPendingAudit(
+        {0, WallNanos(), event.subject_id, EncodeTail(clock_.Now(), caller, event)}));
+    tx->AfterCommit([this] { Kick(); });
+    return Status::Ok();
+  }
+  // One line per entry: nanoseconds TAB subject TAB tail. None holds a raw newline or tab
+  // (ids are base32, the tail is JSON with control characters escaped).
+  const std::string tail = EncodeTail(clock_.Now(), caller, event);
+  std::string line = std::to_string(WallNanos());
+  line.reserve(line.size() + event.subject_id.size() + tail.size() + 3);
+  line.append(1, '\t').append(event.subject_id).append(1, '\t').append(tail).append(1, '\n');
+  // Many writers at once: O_APPEND writes of whole lines do not interleave. The exclusive
+  // lock is only for opening, retiring (the importer's cut) and stopping.
+  {
+    std::shared_lock<std::shared_mutex> lock(journal_mu_);
+    if (!stopping_ && journal_.fd >= 0) {
+      GARDE_RETURN_IF_ERROR(AppendLine(line));
+      EnsureImporter();
+      return Status::Ok();
+    }
+  }
+  {
+    std::unique_lock<std::shared_mutex> lock(journal_mu_);
+    if (stopping_) {
+      // After Stop there is no journal: log the entry in a transaction of its own.
+      return log_.Write([&](WriteTx& own) -> Status {
+        auto size = own.AuditSize();
+        if (!size.ok()) return size.status();
+        return AppendEntry(own, size.value(), event.subject_id, tail);
+      });
+    }
+    if (journal_.fd < 0) GARDE_RETURN_IF_ERROR(OpenJournalLocked());
+    GARDE_RETURN_IF_ERROR(AppendLine(line));
+  }
+  EnsureImporter();
+  return Status::Ok();
+}
+
+Status AuditLog::AppendLine(const std::string& line) {
+  size_t done = 0;
+  while (done < line.size()) {
+    const ssize_t n = ::write(journal_.fd, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      // A torn line: the importer skips lines that do not parse, and a broken journal is
+      // retired at the next cut so that new entries start a clean file.
+      if (done > 0) journal_broken_.store(true);
+      return Unavailable("the audit journal cannot be written");
+    }
+    done += static_cast<size_t>(n);
+  }
+  journal_size_.fetch_add(static_cast<int64_t>(line.size()));
+  return Status::Ok();
+}
+
+Status AuditLog::OpenJournalLocked() {
+  Journal j;
+  j.name = "audit-journal-" + RandomId("") + ".log";
+  const std::string path = journal_dir_ + "/" + j.name;
+  j.fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+  if (j.fd < 0) return Unavailable("cannot create the audit journal in " + journal_dir_);
+  // Held while this process lives: Recover in another process leaves a locked journal alone.
+  if (::flock(j.fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(j.fd);
+    return Unavailable("cannot lock the audit journal");
+  }
+  journal_ = std::move(j);
+  journal_size_.store(0);
+  journal_broken_.store(false);
+  return Status::Ok();
+}
+
+void AuditLog::Kick() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;  // logged by Stop, or at the next start
+    kicked_ = true;
+  }
+  EnsureImporter();
+}
+
+void AuditLog::EnsureImporter() {
+  if (importer_started_.load(std::memory_order_acquire)) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_ || importer_.joinable()) return;
+  importer_ = std::thread([this] { ImporterLoop(); });
+  importer_started_.store(true, std::memory_order_release);
+}
+
+void AuditLog::ImporterLoop() {
+  // Every interval, whatever arrived; without news, still look for pending entries of other
+  // processes (CLI commands) about once a second.
+  const auto interval = std::chrono::milliseconds(std::max(1, import_interval_ms_));
+  auto idle = std::chrono::milliseconds(0);
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    wake_cv_.wait_for(lock, interval, [&] { return stopping_; });
+    if (stopping_) break;
+    idle += interval;
+    const bool pending = kicked_ || idle >= std::chrono::seconds(1);
+    if (pending) idle = std::chrono::milliseconds(0);
+    kicked_ = false;
+    lock.unlock();
+    const Status s = ImportPass(pending);
+    if (!s.ok()) LogLine(spdlog::level::err, "audit import failed").Str("error", s.message());
+    TrimPending(false);
+    lock.lock();
+  }
+}
+
+namespace {
+
+// An entry on its way into the log, from either source.
+struct Incoming {
+  int64_t at_ns;
+  std::string subject, tail;
+};
+
+// Reads the whole lines of journal `fd` from its recorded position up to `up_to`; returns
+// the position after the last whole line.
+Result<int64_t> ReadJournal(WriteTx& tx, const std::string& name, int fd, int64_t up_to,
+                            std::vector<Incoming>& out) {
+  auto from = tx.JournalImportedTo(name);
+  if (!from.ok()) return from.status();
+  if (from.value() >= up_to) return from.value();
+  std::string content(static_cast<size_t>(up_to - from.value()), '\0');
+  size_t got = 0;
+  while (got < content.size()) {
+    const ssize_t n = ::pread(fd, content.data() + got, content.size() - got,
+                              static_cast<off_t>(from.value()) + static_cast<off_t>(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  content.resize(got);
+  size_t pos = 0;
+  for (;;) {
+    const size_t end = content.find('\n', pos);
+    if (end == std::string::npos) break;  // a torn last line: its call never answered
+    const size_t tab1 = content.find('\t', pos);
+    const size_t tab2 = tab1 == std::string::npos ? tab1 : content.find('\t', tab1 + 1);
+    // A line torn by a failed write (disk full) does not parse and is left out.
+    static constexpr std::string_view kTailStart = ",\"time\":\"";
+    if (tab2 != std::string::npos && tab2 < end && end > tab2 + kTailStart.size() &&
+        content.compare(tab2 + 1, kTailStart.size(), kTailStart) == 0 &&
+        content[end - 1] == '}') {
+      out.push_back({std::strtoll(content.c_str() + pos, nullptr, 10),
+                     content.substr(tab1 + 1, tab2 - tab1 - 1),
+                     content.substr(tab2 + 1, end - tab2 - 1)});
+    }
+    pos = end + 1;
+  }
+  return from.value() + static_cast<int64_t>(pos);
+}
+
+// Appends entries in the order they were recorded (a read and a change logged in one pass
+// keep their order; ties keep their source order).
+Status AppendInOrder(WriteTx& tx, std::vector<Incoming>& entries) {
+  std::stable_sort(entries.begin(), entries.end(),
+                   [](const Incoming& a, const Incoming& b) { return a.at_ns < b.at_ns; });
+  auto size = tx.AuditSize();
+  if (!size.ok()) return size.status();
+  uint64_t seq = size.value();
+  for (const auto& e : entries) GARDE_RETURN_IF_ERROR(AppendEntry(tx, seq++, e.subject, e.tail));
+  return Status::Ok();
+}
+
+// Removes a journal whose every line is in the log: the file first, then its row (a row
+// without a file is harmless; a file without its row would be imported again).
+void RemoveJournal(Store& log, const std::string& dir, const std::string& name, int fd) {
+  ::unlink((dir + "/" + name).c_str());
+  if (fd >= 0) ::close(fd);
+  log.Write([&](WriteTx& tx) { return tx.ForgetJournal(name); }).IgnoreError();
+}
+
+}  // namespace
+
+Status AuditLog::ImportPass(bool pending) {
+  constexpr int64_t kRotateBytes = 16 << 20;
+  std::lock_guard<std::mutex> guard(import_mu_);
+  for (;;) {
+    if (pending && intake_mark_ < 0) {
+      GARDE_RETURN_IF_ERROR(log_.Read([&](ReadTx& tx) -> Status {
+        auto mark = tx.AuditIntakeMark();
+        if (!mark.ok()) return mark.status();
+        intake_mark_ = mark.value();
+        return Status::Ok();
+      }));
+    }
+    std::vector<PendingAuditRow> rows;
+    if (pending) {
+      GARDE_RETURN_IF_ERROR(vault_.Read([&](ReadTx& tx) -> Status {
+        auto list = tx.ListPendingAudit(intake_mark_, kPendingBatch);
+        if (!list.ok()) return list.status();
+        rows = std::move(list.value());
+        return Status::Ok();
+      }));
+    }
+    // The cut: every journal up to its size now. A full journal is retired here, so that
+    // this pass covers it whole.
+    Journal current;
+    std::vector<Journal> retired;
+    {
+      std::unique_lock<std::shared_mutex> lock(journal_mu_);
+      journal_.size = journal_size_.load();
+      if (journal_.fd >= 0 && (journal_.size >= kRotateBytes || journal_broken_.load())) {
+        retired_.push_back(journal_);
+        journal_ = Journal{};
+      }
+      current = journal_;
+      retired = retired_;
+    }
+    const bool fresh = current.fd >= 0 && (current.name != imported_name_ ||
+                                           current.size > imported_to_);
+    if (rows.empty() && retired.empty() && !fresh) return Status::Ok();
+    int64_t mark_after = intake_mark_;
+    int64_t current_to = 0;
+    // Entries leave the vault and the journal only once this commit is on stable storage.
+    Status s = log_.Write(
+        [&](WriteTx& tx) -> Status {
+          auto mark = tx.AuditIntakeMark();
+          if (!mark.ok()) return mark.status();
+          std::vector<Incoming> entries;
+          int64_t m = mark.value();
+          for (auto& row : rows) {
+            if (row.id <= m) continue;  // another process logged it
+            entries.push_back({row.at_ns, std::move(row.subject), std::move(row.tail)});
+            m = row.id;
+          }
+          std::vector<std::pair<const Journal*, int64_t>> read_to;
+          for (const auto& j : retired) {
+            auto to = ReadJournal(tx, j.name, j.fd, j.size, entries);
+            if (!to.ok()) return to.status();
+            read_to.emplace_back(&j, to.value());
+          }
+          if (fresh) {
+            auto to = ReadJournal(tx, current.name, current.fd, current.size, entries);
+            if (!to.ok()) return to.status();
+            read_to.emplace_back(&current, to.value());
+            current_to = to.value();
+          }
+          GARDE_RETURN_IF_ERROR(AppendInOrder(tx, entries));
+          for (const auto& [j, to] : read_to) {
+            GARDE_RETURN_IF_ERROR(tx.SetJournalImported(j->name, to));
+          }
+          if (m != mark.value()) GARDE_RETURN_IF_ERROR(tx.SetAuditIntakeMark(m));
+          mark_after = m;
+          return Status::Ok();
+        },
+        Durability::kImmediate);
+    if (!s.ok()) return s;  // nothing moved: the next pass starts from the same places
+    intake_mark_ = std::max(intake_mark_, mark_after);
+    if (fresh) {
+      imported_name_ = current.name;
+      imported_to_ = current_to;
+    }
+    if (!retired.empty()) {
+      {
+        std::unique_lock<std::shared_mutex> lock(journal_mu_);
+        retired_.erase(retired_.begin(),
+                       retired_.begin() + static_cast<std::ptrdiff_t>(retired.size()));
+      }
+      for (const auto& j : retired) RemoveJournal(log_, journal_dir_, j.name, j.fd);
+    }
+    if (rows.size() < kPendingBatch) return Status::Ok();
+  }
+}
+
+Status AuditLog::Recover() {
+  std::error_code ec;
+  std::vector<std::string> names;
+  for (const auto& f : std::filesystem::directory_iterator(journal_dir_, ec)) {
+    const std::string name = f.path().filename().string();
+    if (name.rfind("audit-journal-", 0) == 0 && name.size() > 4 &&
+        name.compare(name.size() - 4, 4, ".log") == 0) {
+      names.push_back(name);
+    }
+  }
+  if (ec) return Unavailable("cannot list " + journal_dir_ + ": " + ec.message());
+  std::sort(names.begin(), names.end());
+  std::lock_guard<std::mutex> guard(import_mu_);
+  for (const auto& name : names) {
+    const std::string path = journal_dir_ + "/" + name;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    // A running process holds its journal locked (this process's own included: flock
+    // locks belong to the open file, not to the process).
+    struct stat st {};
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0 || ::fstat(fd, &st) != 0) {
+      ::close(fd);
+      continue;
+    }
+    Status s = log_.Write(
+        [&](WriteTx& tx) -> Status {
+          std::vector<Incoming> entries;
+          auto to = ReadJournal(tx, name, fd, static_cast<int64_t>(st.st_size), entries);
+          if (!to.ok()) return to.status();
+          GARDE_RETURN_IF_ERROR(AppendInOrder(tx, entries));
+          return tx.SetJournalImported(name, to.value());
+        },
+        Durability::kImmediate);
+    if (!s.ok()) {
+      ::close(fd);
+      return s;
+    }
+    RemoveJournal(log_, journal_dir_, name, fd);
+    LogLine(spdlog::level::warn, "audit journal of an earlier process imported")
+        .Str("journal", name);
+  }
+  return Status::Ok();
+}
+
+void AuditLog::TrimPending(bool force) {
+  int64_t up_to = 0;
+  {
+    std::lock_guard<std::mutex> guard(import_mu_);
+    up_to = intake_mark_;
+  }
+  if (up_to <= trimmed_to_) return;
+  const int64_t now = SteadyMillis();
+  if (!force && now - last_trim_ms_ < 200) return;  // one small vault write per period
+  last_trim_ms_ = now;
+  Status s = vault_.Write([&](WriteTx& tx) { return tx.DeletePendingAudit(up_to); },
+                          Durability::kDeferred);
+  if (s.ok()) trimmed_to_ = up_to;
+}
+
+Status AuditLog::Flush() { return ImportPass(true); }
+
+void AuditLog::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::shared_mutex> journal(journal_mu_);
+    if (stopping_) return;
+    stopping_ = true;  // Record logs directly from now on
+  }
+  wake_cv_.notify_all();
+  if (importer_.joinable()) importer_.join();
+  if (!Flush().ok()) return;  // the journal stays, and is imported at the next start
+  TrimPending(true);
+  std::lock_guard<std::mutex> guard(import_mu_);
+  std::unique_lock<std::shared_mutex> lock(journal_mu_);
+  if (journal_.fd >= 0) RemoveJournal(log_, journal_dir_, journal_.name, journal_.fd);
+  journal_ = Journal{};
 }
 
 Result<uint64_t> AuditLog::Size() {
+  GARDE_RETURN_IF_ERROR(Flush());
   uint64_t n = 0;
-  GARDE_RETURN_IF_ERROR(store_.Read([&](ReadTx& tx) -> Status {
+  GARDE_RETURN_IF_ERROR(log_.Read([&](ReadTx& tx) -> Status {
     auto s = tx.AuditSize();
     if (!s.ok()) return s.status();
     n = s.value();
@@ -95,7 +475,7 @@ Result<uint64_t> AuditLog::Size() {
 
 Result<Hash> AuditLog::Root(uint64_t size) {
   Result<Hash> out = Internal("unset");
-  GARDE_RETURN_IF_ERROR(store_.Read([&](ReadTx& tx) -> Status {
+  GARDE_RETURN_IF_ERROR(log_.Read([&](ReadTx& tx) -> Status {
     MerkleTree tree([&](unsigned l, uint64_t i) { return ToHash(tx.AuditNode(l, i)); });
     out = tree.Root(size);
     return out.status();
@@ -105,7 +485,7 @@ Result<Hash> AuditLog::Root(uint64_t size) {
 
 Result<std::vector<Hash>> AuditLog::InclusionProof(uint64_t index, uint64_t size) {
   Result<std::vector<Hash>> out = Internal("unset");
-  GARDE_RETURN_IF_ERROR(store_.Read([&](ReadTx& tx) -> Status {
+  GARDE_RETURN_IF_ERROR(log_.Read([&](ReadTx& tx) -> Status {
     auto n = tx.AuditSize();
     if (!n.ok()) return n.status();
     if (size > n.value() || index >= size) {
@@ -120,7 +500,7 @@ Result<std::vector<Hash>> AuditLog::InclusionProof(uint64_t index, uint64_t size
 
 Result<std::vector<Hash>> AuditLog::ConsistencyProof(uint64_t from, uint64_t to) {
   Result<std::vector<Hash>> out = Internal("unset");
-  GARDE_RETURN_IF_ERROR(store_.Read([&](ReadTx& tx) -> Status {
+  GARDE_RETURN_IF_ERROR(log_.Read([&](ReadTx& tx) -> Status {
     auto n = tx.AuditSize();
     if (!n.ok()) return n.status();
     if (to > n.value() || from > to) {
@@ -134,8 +514,9 @@ Result<std::vector<Hash>> AuditLog::ConsistencyProof(uint64_t from, uint64_t to)
 }
 
 Result<CheckpointRow> AuditLog::Checkpoint() {
+  GARDE_RETURN_IF_ERROR(Flush());
   CheckpointRow row;
-  GARDE_RETURN_IF_ERROR(store_.Write([&](WriteTx& tx) -> Status {
+  GARDE_RETURN_IF_ERROR(log_.Write([&](WriteTx& tx) -> Status {
     auto latest = tx.LatestCheckpoint();
     if (!latest.ok()) return latest.status();
     auto n = tx.AuditSize();
@@ -156,7 +537,7 @@ Result<CheckpointRow> AuditLog::Checkpoint() {
 
 Result<std::optional<CheckpointRow>> AuditLog::LatestCheckpoint() {
   std::optional<CheckpointRow> out;
-  GARDE_RETURN_IF_ERROR(store_.Read([&](ReadTx& tx) -> Status {
+  GARDE_RETURN_IF_ERROR(log_.Read([&](ReadTx& tx) -> Status {
     auto latest = tx.LatestCheckpoint();
     if (!latest.ok()) return latest.status();
     out = std::move(latest.value());
@@ -166,8 +547,9 @@ Result<std::optional<CheckpointRow>> AuditLog::LatestCheckpoint() {
 }
 
 Result<std::vector<AuditRow>> AuditLog::Query(const AuditQuery& query) {
+  GARDE_RETURN_IF_ERROR(Flush());
   std::vector<AuditRow> out;
-  GARDE_RETURN_IF_ERROR(store_.Read([&](ReadTx& tx) -> Status {
+  GARDE_RETURN_IF_ERROR(log_.Read([&](ReadTx& tx) -> Status {
     auto rows = tx.QueryAudit(query);
     if (!rows.ok()) return rows.status();
     out = std::move(rows.value());
@@ -178,7 +560,8 @@ Result<std::vector<AuditRow>> AuditLog::Query(const AuditQuery& query) {
 
 Status AuditLog::Scan(uint64_t from, uint64_t to,
                       const std::function<bool(const AuditRow&)>& fn) {
-  return store_.Read([&](ReadTx& tx) { return tx.ScanAudit(from, to, fn); });
+  GARDE_RETURN_IF_ERROR(Flush());
+  return log_.Read([&](ReadTx& tx) { return tx.ScanAudit(from, to, fn); });
 }
 
 AuditVerification VerifyAuditLog(Store& store, const PublicKey& key, const std::string& origin,

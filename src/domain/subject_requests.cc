@@ -986,7 +986,7 @@ Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& polic
   aq.subject = subject.id;
   aq.limit = kAuditPage;
   for (;;) {
-    auto page = tx.QueryAudit(aq);
+    auto page = d_.journal.Query(aq);
     if (!page.ok()) return page.status();
     for (const auto& row : page.value()) w.Raw(row.entry);
     if (page.value().size() < kAuditPage) break;

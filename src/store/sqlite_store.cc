@@ -10,6 +10,29 @@
 
 namespace garde {
 
+// The audit log's tables: in the vault database up to version 5, in audit.db since.
+static const char kAuditLogTables[] = R"sql(
+CREATE TABLE audit_log(
+  seq INTEGER PRIMARY KEY,
+  entry TEXT NOT NULL,
+  leaf_hash BLOB NOT NULL,
+  subject TEXT
+);
+CREATE INDEX audit_by_subject ON audit_log(subject) WHERE subject IS NOT NULL;
+CREATE TABLE audit_nodes(
+  level INTEGER NOT NULL,
+  idx INTEGER NOT NULL,
+  hash BLOB NOT NULL,
+  PRIMARY KEY(level, idx)
+) WITHOUT ROWID;
+CREATE TABLE audit_checkpoints(
+  size INTEGER PRIMARY KEY,
+  root BLOB NOT NULL,
+  time INTEGER NOT NULL,
+  note TEXT NOT NULL
+);
+)sql";
+
 // Ordered migrations; version N is migrations[N-1]. Never edit one that has shipped.
 static const char* const kMigrations[] = {
     // 1: subjects, sealed fields, blind indexes, API keys.
@@ -54,27 +77,7 @@ CREATE TABLE api_keys(
     // `subject` repeats the entry's member for the officer's main question (who accessed
     // this customer); `garde audit verify` checks that it agrees with the entry. Other
     // filters scan in sequence order: every index costs each append, and every read appends.
-    R"sql(
-CREATE TABLE audit_log(
-  seq INTEGER PRIMARY KEY,
-  entry TEXT NOT NULL,
-  leaf_hash BLOB NOT NULL,
-  subject TEXT
-);
-CREATE INDEX audit_by_subject ON audit_log(subject) WHERE subject IS NOT NULL;
-CREATE TABLE audit_nodes(
-  level INTEGER NOT NULL,
-  idx INTEGER NOT NULL,
-  hash BLOB NOT NULL,
-  PRIMARY KEY(level, idx)
-) WITHOUT ROWID;
-CREATE TABLE audit_checkpoints(
-  size INTEGER PRIMARY KEY,
-  root BLOB NOT NULL,
-  time INTEGER NOT NULL,
-  note TEXT NOT NULL
-);
-)sql",
+    kAuditLogTables,
     // 3: consent ledger (append-only) and the suppression list (keyed hashes only).
     R"sql(
 CREATE TABLE consent_events(
@@ -144,6 +147,38 @@ CREATE TABLE policy_versions(
   source TEXT NOT NULL,
   summary TEXT NOT NULL
 );
+)sql",
+    // 6: the audit log moves to its own database file (audit.db); entries recorded with a
+    // change wait here, in the change's transaction, until the appender has logged them.
+    // AUTOINCREMENT: ids are never reused, the audit database remembers the last one logged.
+    // The tables of migration 2 stay for the one-time import and are emptied by it.
+    R"sql(
+CREATE TABLE audit_pending(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  at_ns INTEGER NOT NULL,
+  subject TEXT,
+  tail TEXT NOT NULL
+);
+)sql",
+};
+
+// The audit database (audit.db), migrated on its own. Appends to it never touch the vault
+// file, so they leave the vault connections' page caches valid.
+static const char* const kAuditMigrations[] = {
+    // 1: the RFC 6962 log, as vault migration 2 had it.
+    kAuditLogTables,
+    // 2: the intake mark (the last pending vault entry logged) and how far each read journal
+    // file is logged, both committed with the append so that no entry is logged twice.
+    R"sql(
+CREATE TABLE audit_intake(
+  id INTEGER PRIMARY KEY CHECK (id = 0),
+  last_pending INTEGER NOT NULL
+);
+INSERT INTO audit_intake(id, last_pending) VALUES(0, 0);
+CREATE TABLE audit_journals(
+  name TEXT PRIMARY KEY,
+  imported_to INTEGER NOT NULL
+) WITHOUT ROWID;
 )sql",
 };
 
@@ -651,6 +686,37 @@ class SqliteTx final : public WriteTx {
     return out;
   }
 
+  Result<std::vector<PendingAuditRow>> ListPendingAudit(int64_t after_id,
+                                                        size_t limit) override {
+    Query q(c_,
+            "SELECT id, at_ns, subject, tail FROM audit_pending WHERE id > ? ORDER BY id LIMIT ?");
+    q.Int(after_id).Int(static_cast<int64_t>(limit));
+    std::vector<PendingAuditRow> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      out.push_back({q.ColInt(0), q.ColInt(1), q.ColText(2), q.ColText(3)});
+    }
+    if (rc != SQLITE_DONE) return q.Error();
+    return out;
+  }
+
+  Result<int64_t> AuditIntakeMark() override {
+    Query q(c_, "SELECT last_pending FROM audit_intake WHERE id = 0");
+    const int rc = q.Step();
+    if (rc == SQLITE_DONE) return int64_t{0};
+    if (rc != SQLITE_ROW) return q.Error();
+    return q.ColInt(0);
+  }
+
+  Result<int64_t> JournalImportedTo(const std::string& name) override {
+    Query q(c_, "SELECT imported_to FROM audit_journals WHERE name = ?");
+    q.Text(name);
+    const int rc = q.Step();
+    if (rc == SQLITE_DONE) return int64_t{0};
+    if (rc != SQLITE_ROW) return q.Error();
+    return q.ColInt(0);
+  }
+
   Result<std::vector<OutboxRow>> ListOutbox(size_t limit) override {
     Query q(c_, "SELECT id, topic, payload, created_at FROM outbox ORDER BY seq LIMIT ?");
     q.Int(static_cast<int64_t>(limit));
@@ -700,6 +766,62 @@ class SqliteTx final : public WriteTx {
     q.Text(r.content_hash).Int(r.loaded_at).Text(r.source).Text(r.summary);
     return q.Run();
   }
+
+  Status InsertPendingAudit(const PendingAuditRow& r) override {
+    Query q(c_, "INSERT INTO audit_pending(at_ns, subject, tail) VALUES(?,?,?)");
+    q.Int(r.at_ns);
+    if (r.subject.empty()) {
+      q.Null();
+    } else {
+      q.Text(r.subject);
+    }
+    q.Text(r.tail);
+    return q.Run();
+  }
+
+  Status DeletePendingAudit(int64_t up_to_id) override {
+    Query q(c_, "DELETE FROM audit_pending WHERE id <= ?");
+    q.Int(up_to_id);
+    return q.Run();
+  }
+
+  Status ReservePendingAuditIds(int64_t id) override {
+    // sqlite_sequence holds the row once the first pending entry was written.
+    Query up(c_, "UPDATE sqlite_sequence SET seq = ? WHERE name = 'audit_pending' AND seq < ?");
+    up.Int(id).Int(id);
+    GARDE_RETURN_IF_ERROR(up.Run());
+    Query ins(c_,
+              "INSERT INTO sqlite_sequence(name, seq) SELECT 'audit_pending', ? WHERE NOT EXISTS "
+              "(SELECT 1 FROM sqlite_sequence WHERE name = 'audit_pending')");
+    ins.Int(id);
+    return ins.Run();
+  }
+
+  Status SetAuditIntakeMark(int64_t id) override {
+    Query q(c_, "UPDATE audit_intake SET last_pending = ? WHERE id = 0");
+    q.Int(id);
+    return q.Run();
+  }
+
+  Status SetJournalImported(const std::string& name, int64_t offset) override {
+    Query q(c_,
+            "INSERT INTO audit_journals(name, imported_to) VALUES(?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET imported_to = excluded.imported_to");
+    q.Text(name).Int(offset);
+    return q.Run();
+  }
+
+  Status ForgetJournal(const std::string& name) override {
+    Query q(c_, "DELETE FROM audit_journals WHERE name = ?");
+    q.Text(name);
+    return q.Run();
+  }
+
+  void AfterCommit(std::function<void()> fn) override {
+    if (hooks_ != nullptr) hooks_->push_back(std::move(fn));
+  }
+  // The current write's after-commit list (set by the group-commit leader per write).
+  void set_hooks(std::vector<std::function<void()>>* hooks) { hooks_ = hooks; }
 
   Status InsertOutbox(const OutboxRow& r) override {
     Query q(c_, "INSERT INTO outbox(id, topic, payload, created_at) VALUES(?,?,?,?)");
@@ -846,6 +968,7 @@ class SqliteTx final : public WriteTx {
 
  private:
   SqliteConnection& c_;
+  std::vector<std::function<void()>>* hooks_ = nullptr;
 };
 
 Result<std::unique_ptr<SqliteConnection>> OpenConnection(const SqliteOptions& o) {
@@ -926,14 +1049,17 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& opti
     if (q.Step() != SQLITE_ROW) return q.Error();
     current = static_cast<int>(q.ColInt(0));
   }
-  const int known = static_cast<int>(std::size(kMigrations));
+  const bool audit = options.schema == SqliteSchema::kAudit;
+  const char* const* migrations = audit ? kAuditMigrations : kMigrations;
+  const int known =
+      static_cast<int>(audit ? std::size(kAuditMigrations) : std::size(kMigrations));
   if (current > known) {
     c.Exec("ROLLBACK").IgnoreError();
     return Unavailable("database schema version " + std::to_string(current) +
                        " is newer than this garde (" + std::to_string(known) + ")");
   }
   for (int v = current + 1; v <= known; ++v) {
-    Status s = c.Exec(kMigrations[v - 1]);
+    Status s = c.Exec(migrations[v - 1]);
     if (s.ok()) {
       Query q(c, "INSERT INTO schema_migrations(version, applied_at) VALUES(?, unixepoch())");
       q.Int(v);
@@ -949,6 +1075,51 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& opti
   store->open_connections_ = 1;
   store->Release(std::move(conn).value());
   return store;
+}
+
+Status SqliteStore::ImportLegacyAudit(const std::string& vault_path) {
+  if (options_.schema != SqliteSchema::kAudit) return Internal("not an audit database");
+  auto conn = Acquire();
+  if (!conn.ok()) return conn.status();
+  SqliteConnection& c = *conn.value();
+  auto run = [&]() -> Status {
+    {
+      Query q(c, "SELECT COUNT(*) FROM audit_log");
+      if (q.Step() != SQLITE_ROW) return q.Error();
+      if (q.ColInt(0) != 0) return Status::Ok();  // imported before, or in use
+    }
+    {
+      Query q(c, "ATTACH DATABASE ? AS legacy");
+      q.Text(vault_path);
+      GARDE_RETURN_IF_ERROR(q.Run());
+    }
+    Status s = [&]() -> Status {
+      {
+        Query q(c, "SELECT COUNT(*) FROM legacy.sqlite_master WHERE name = 'audit_log'");
+        if (q.Step() != SQLITE_ROW) return q.Error();
+        if (q.ColInt(0) == 0) return Status::Ok();
+      }
+      // Each file commits atomically on its own: copy first, then empty the old tables.
+      // Interrupted between the two, the next start finds audit.db filled and leaves the
+      // old copy alone (it is never read again).
+      GARDE_RETURN_IF_ERROR(c.Exec(
+          "BEGIN IMMEDIATE;"
+          "INSERT INTO main.audit_log SELECT seq, entry, leaf_hash, subject FROM legacy.audit_log;"
+          "INSERT INTO main.audit_nodes SELECT level, idx, hash FROM legacy.audit_nodes;"
+          "INSERT OR IGNORE INTO main.audit_checkpoints "
+          "  SELECT size, root, time, note FROM legacy.audit_checkpoints;"
+          "COMMIT;"));
+      return c.Exec(
+          "BEGIN IMMEDIATE; DELETE FROM legacy.audit_log; DELETE FROM legacy.audit_nodes;"
+          "DELETE FROM legacy.audit_checkpoints; COMMIT;");
+    }();
+    if (!s.ok()) c.Exec("ROLLBACK").IgnoreError();
+    c.Exec("DETACH DATABASE legacy").IgnoreError();
+    return s;
+  };
+  Status s = run();
+  Release(std::move(conn).value());
+  return s;
 }
 
 Result<std::unique_ptr<SqliteConnection>> SqliteStore::Acquire() {
@@ -1006,10 +1177,11 @@ struct SqliteStore::PendingWrite {
   Durability durability;
   Status result;
   bool done = false;
+  std::vector<std::function<void()>> after_commit;
 };
 
 Status SqliteStore::Write(const std::function<Status(WriteTx&)>& fn, Durability durability) {
-  PendingWrite me{&fn, durability, Status::Ok(), false};
+  PendingWrite me{&fn, durability, Status::Ok(), false, {}};
   std::unique_lock<std::mutex> lock(write_mu_);
   write_queue_.push_back(&me);
   while (!me.done) {
@@ -1061,12 +1233,17 @@ void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch) {
   for (PendingWrite* w : batch) {
     Status s = c.Run("SAVEPOINT garde_write");
     if (s.ok()) {
+      tx.set_hooks(&w->after_commit);
       try {
         s = (*w->fn)(tx);
       } catch (const std::exception& e) {
         s = Internal(std::string("write failed: ") + e.what());
       }
-      if (!s.ok()) c.Run("ROLLBACK TO garde_write").IgnoreError();
+      tx.set_hooks(nullptr);
+      if (!s.ok()) {
+        c.Run("ROLLBACK TO garde_write").IgnoreError();
+        w->after_commit.clear();
+      }
       c.Run("RELEASE garde_write").IgnoreError();
     }
     w->result = s;
@@ -1093,6 +1270,12 @@ void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch) {
     }
   }
   Release(std::move(conn).value());
+  for (PendingWrite* w : batch) {
+    if (committed.ok()) {
+      for (auto& fn : w->after_commit) fn();
+    }
+    w->after_commit.clear();
+  }
 }
 
 Status SqliteStore::Ping() {

@@ -106,7 +106,7 @@ class TamperMatrix : public AuditE2E {
     saved_checkpoint_ = g_.data_dir() + "-logs/saved-checkpoint.txt";
     std::ofstream(saved_checkpoint_) << JsonString(cp.body, "checkpoint");
     ASSERT_EQ(g_.Stop(), 0);
-    size_ = std::stoull(g_.Sql("SELECT COUNT(*) FROM audit_log")[0][0]);
+    size_ = std::stoull(g_.AuditSql("SELECT COUNT(*) FROM audit_log")[0][0]);
     ASSERT_GT(size_, 20u);
   }
   RunResult Verify(const std::vector<std::string>& extra = {}) {
@@ -133,17 +133,17 @@ TEST_F(TamperMatrix, UntouchedLogVerifies) {
 }
 
 TEST_F(TamperMatrix, OneChangedByteIsDetected) {
-  g_.Sql("UPDATE audit_log SET entry = replace(entry, '\"outcome\":\"ok\"', '\"outcome\":\"ko\"') "
+  g_.AuditSql("UPDATE audit_log SET entry = replace(entry, '\"outcome\":\"ok\"', '\"outcome\":\"ko\"') "
          "WHERE seq = 7");
   ExpectDetected("entry 7 was changed");
 }
 
 TEST_F(TamperMatrix, ChangeWithRecomputedLeafHashIsCaughtByTheSignedRoot) {
-  const std::string entry = g_.Sql("SELECT entry FROM audit_log WHERE seq = 7")[0][0];
+  const std::string entry = g_.AuditSql("SELECT entry FROM audit_log WHERE seq = 7")[0][0];
   std::string forged = entry;
   forged.replace(forged.find("\"outcome\":\"ok\""), 14, "\"outcome\":\"ko\"");
   const Hash h = LeafHash(forged);
-  g_.Sql("UPDATE audit_log SET entry = '" + forged + "', leaf_hash = X'" +
+  g_.AuditSql("UPDATE audit_log SET entry = '" + forged + "', leaf_hash = X'" +
          HexEncode(h.data(), h.size()) + "' WHERE seq = 7");
   ExpectDetected("do not match the signed checkpoint");
 }
@@ -151,24 +151,24 @@ TEST_F(TamperMatrix, ChangeWithRecomputedLeafHashIsCaughtByTheSignedRoot) {
 TEST_F(TamperMatrix, SearchColumnPointingElsewhereIsDetected) {
   // Hiding an access from "who read this customer" by editing the look-up column only.
   const std::string seq =
-      g_.Sql("SELECT MIN(seq) FROM audit_log WHERE subject IS NOT NULL")[0][0];
-  g_.Sql("UPDATE audit_log SET subject = 'sub_00000000000000000000000000' WHERE seq = " + seq);
+      g_.AuditSql("SELECT MIN(seq) FROM audit_log WHERE subject IS NOT NULL")[0][0];
+  g_.AuditSql("UPDATE audit_log SET subject = 'sub_00000000000000000000000000' WHERE seq = " + seq);
   ExpectDetected("entry " + seq + ": its search column names another subject");
 }
 
 TEST_F(TamperMatrix, DeletedEntryIsDetected) {
-  g_.Sql("DELETE FROM audit_log WHERE seq = 5");
+  g_.AuditSql("DELETE FROM audit_log WHERE seq = 5");
   ExpectDetected("entry 5 is missing");
 }
 
 TEST_F(TamperMatrix, SwappedEntriesAreDetected) {
-  g_.Sql("UPDATE audit_log SET seq = -1 WHERE seq = 3; UPDATE audit_log SET seq = 3 WHERE seq = 4;"
+  g_.AuditSql("UPDATE audit_log SET seq = -1 WHERE seq = 3; UPDATE audit_log SET seq = 3 WHERE seq = 4;"
          " UPDATE audit_log SET seq = 4 WHERE seq = -1");
   ExpectDetected("entry 3 holds another position's record");
 }
 
 TEST_F(TamperMatrix, InsertedEntryIsDetected) {
-  g_.Sql("UPDATE audit_log SET seq = seq + 1000000 WHERE seq >= 4;"
+  g_.AuditSql("UPDATE audit_log SET seq = seq + 1000000 WHERE seq >= 4;"
          " UPDATE audit_log SET seq = seq - 999999 WHERE seq >= 1000000;"
          " INSERT INTO audit_log(seq, entry, leaf_hash) SELECT 4, entry, leaf_hash FROM audit_log"
          " WHERE seq = 5");
@@ -176,12 +176,12 @@ TEST_F(TamperMatrix, InsertedEntryIsDetected) {
 }
 
 TEST_F(TamperMatrix, TruncatedTailIsDetected) {
-  g_.Sql("DELETE FROM audit_log WHERE seq >= " + std::to_string(size_ - 3));
+  g_.AuditSql("DELETE FROM audit_log WHERE seq >= " + std::to_string(size_ - 3));
   ExpectDetected("truncated");
 }
 
 TEST_F(TamperMatrix, TruncationWithCheckpointsDeletedIsCaughtByACheckpointKeptElsewhere) {
-  g_.Sql("DELETE FROM audit_log WHERE seq >= " + std::to_string(size_ - 3) +
+  g_.AuditSql("DELETE FROM audit_log WHERE seq >= " + std::to_string(size_ - 3) +
          "; DELETE FROM audit_checkpoints");
   EXPECT_EQ(Verify().exit_code, 0);  // nothing left in the file to contradict it ...
   RunResult r = Verify({"--checkpoint", saved_checkpoint_});
@@ -190,10 +190,10 @@ TEST_F(TamperMatrix, TruncationWithCheckpointsDeletedIsCaughtByACheckpointKeptEl
 }
 
 TEST_F(TamperMatrix, ForgedCheckpointSignatureIsDetected) {
-  std::string note = g_.Sql("SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1")[0][0];
+  std::string note = g_.AuditSql("SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1")[0][0];
   const size_t sig = note.rfind(' ') + 10;
   note[sig] = note[sig] == 'A' ? 'B' : 'A';
-  g_.Sql("UPDATE audit_checkpoints SET note = '" + note + "' WHERE size = (SELECT MAX(size) FROM "
+  g_.AuditSql("UPDATE audit_checkpoints SET note = '" + note + "' WHERE size = (SELECT MAX(size) FROM "
          "audit_checkpoints)");
   ExpectDetected("signature does not verify");
 }
@@ -204,14 +204,14 @@ TEST_F(TamperMatrix, CheckpointFromAnotherKeyringIsDetected) {
                              other.policies()});
   ASSERT_EQ(made.exit_code, 0) << made.err;
   // Re-label the foreign note with our origin so only the key differs.
-  const std::string ours = g_.Sql("SELECT note FROM audit_checkpoints LIMIT 1")[0][0];
+  const std::string ours = g_.AuditSql("SELECT note FROM audit_checkpoints LIMIT 1")[0][0];
   const std::string our_origin = ours.substr(0, ours.find('\n'));
   std::string foreign = made.out;
   const std::string their_origin = foreign.substr(0, foreign.find('\n'));
   for (size_t at; (at = foreign.find(their_origin)) != std::string::npos;) {
     foreign.replace(at, their_origin.size(), our_origin);
   }
-  g_.Sql("UPDATE audit_checkpoints SET note = '" + foreign + "' WHERE size = (SELECT MAX(size) "
+  g_.AuditSql("UPDATE audit_checkpoints SET note = '" + foreign + "' WHERE size = (SELECT MAX(size) "
          "FROM audit_checkpoints)");
   ExpectDetected("checkpoint at size");
 }

@@ -229,11 +229,12 @@ HttpReply GardeProcess::Patch(const std::string& path, const std::string& body,
   return Request("PATCH", path, body, {{"Authorization", "Bearer " + key}});
 }
 
-std::vector<std::vector<std::string>> GardeProcess::Sql(const std::string& sql) const {
+std::vector<std::vector<std::string>> GardeProcess::SqlOn(const std::string& file,
+                                                         const std::string& sql) const {
   sqlite3* db = nullptr;
   std::vector<std::vector<std::string>> rows;
-  if (sqlite3_open(db_path().c_str(), &db) != SQLITE_OK) {
-    ADD_FAILURE() << "cannot open " << db_path();
+  if (sqlite3_open(file.c_str(), &db) != SQLITE_OK) {
+    ADD_FAILURE() << "cannot open " << file;
     sqlite3_close(db);
     return rows;
   }

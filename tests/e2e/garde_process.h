@@ -47,6 +47,7 @@ class GardeProcess {
   const std::string& log_path() const { return log_path_; }
   const std::string& policies() const { return policies_; }
   std::string db_path() const { return data_dir_ + "/garde.db"; }
+  std::string audit_db_path() const { return data_dir_ + "/audit.db"; }
   int port() const { return port_; }
   int pid() const { return pid_; }
 
@@ -72,7 +73,15 @@ class GardeProcess {
                   const std::string& key) const;
 
   // Runs SQL against the database file with the sqlite3 library; returns rows as text.
-  std::vector<std::vector<std::string>> Sql(const std::string& sql) const;
+  std::vector<std::vector<std::string>> Sql(const std::string& sql) const {
+    return SqlOn(db_path(), sql);
+  }
+  // The same against the audit database.
+  std::vector<std::vector<std::string>> AuditSql(const std::string& sql) const {
+    return SqlOn(audit_db_path(), sql);
+  }
+  std::vector<std::vector<std::string>> SqlOn(const std::string& file,
+                                              const std::string& sql) const;
   int64_t CountRows(const std::string& table) const;
 
  private:

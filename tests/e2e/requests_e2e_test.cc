@@ -464,7 +464,8 @@ TEST_F(RequestsE2E, RequestNotesNeverReachTheDatabaseInPlaintext) {
   HttpReply got = g_.Get("/v1/requests/" + rid, officer_key_);
   EXPECT_NE(got.body.find("Zqxnotecanary"), std::string::npos);  // the officer reads it
   ASSERT_EQ(g_.Stop(), 0);
-  for (const std::string& path : {g_.db_path(), g_.db_path() + "-wal", g_.log_path()}) {
+  for (const std::string& path : {g_.db_path(), g_.db_path() + "-wal", g_.audit_db_path(),
+                                  g_.audit_db_path() + "-wal", g_.log_path()}) {
     const std::string bytes = ReadFile(path);
     for (const char* canary : {"Zqxnotecanary", "Zqxverifycanary", "Zqxcitycanary"}) {
       EXPECT_EQ(bytes.find(canary), std::string::npos) << canary << " in " << path;

@@ -3,7 +3,9 @@
 #include <Poco/Net/StreamSocket.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <thread>
 
 #include "garde_process.h"
@@ -132,8 +134,14 @@ TEST_F(SecurityE2E, PlantedPersonalDataNeverReachesDatabaseWalOrLogs) {
                     operator_key_).status, 200);
 
   auto scan = [&](const std::string& where) {
-    const std::string files[] = {g_.db_path(), g_.db_path() + "-wal", g_.db_path() + "-shm",
-                                 g_.log_path()};
+    // Every file of the data directory (databases, WALs, read journals), and the log file.
+    std::vector<std::string> files = {g_.log_path()};
+    for (const auto& f : std::filesystem::directory_iterator(g_.data_dir())) {
+      files.push_back(f.path().string());
+    }
+    for (const std::string& must : {g_.db_path(), g_.audit_db_path()}) {
+      EXPECT_NE(std::find(files.begin(), files.end(), must), files.end()) << must;
+    }
     for (const auto& f : files) {
       const std::string content = ReadFile(f);
       for (const auto& c : canaries) {

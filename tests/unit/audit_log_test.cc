@@ -2,11 +2,18 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <filesystem>
+#include <fstream>
+#include <thread>
 
 #include "deployment_fixture.h"
 #include "garde/app/deployment.h"
 #include "garde/base/encoding.h"
+#include "garde/store/sqlite_store.h"
 
 namespace garde {
 namespace {
@@ -83,7 +90,7 @@ TEST_F(AuditLogTest, AWriteThatFailsHalfWayLeavesNeitherChangeNorEntry) {
   // The tree is intact: the next entry lands at position 3.
   Append(1);
   EXPECT_EQ(d_->audit().Size().value(), 4u);
-  EXPECT_TRUE(VerifyAuditLog(d_->store(), d_->signer().public_key(), d_->signer().origin(), {},
+  EXPECT_TRUE(VerifyAuditLog(d_->audit_store(), d_->signer().public_key(), d_->signer().origin(), {},
                              nullptr).ok());
 }
 
@@ -99,7 +106,7 @@ TEST_F(AuditLogTest, CheckpointsAreSignedAndOnlyOurKeyVerifiesThem) {
   // The same head again: no new checkpoint.
   EXPECT_EQ(d_->audit().Checkpoint()->size, 5u);
   size_t stored = 0;
-  ASSERT_TRUE(d_->store().Read([&](ReadTx& tx) {
+  ASSERT_TRUE(d_->audit_store().Read([&](ReadTx& tx) {
     stored = tx.ListCheckpoints().value().size();
     return Status::Ok();
   }).ok());
@@ -112,6 +119,167 @@ TEST_F(AuditLogTest, CheckpointsAreSignedAndOnlyOurKeyVerifiesThem) {
   PublicKey other{};
   other[0] = 1;
   EXPECT_FALSE(ParseCheckpoint(head->note, other, d_->signer().origin()).ok());
+}
+
+// A change's entry: committed with the change, then appended by the appender.
+Status WriteWithEntry(Deployment& d, const Caller& caller, const std::string& action) {
+  return d.store().Write([&](WriteTx& tx) {
+    return d.audit().Record(&tx, caller, {action, "sub_x", "", "ok", {}, 0});
+  });
+}
+
+int64_t PendingRows(Deployment& d) {
+  int64_t n = -1;
+  EXPECT_TRUE(d.store().Read([&](ReadTx& tx) {
+    n = static_cast<int64_t>(tx.ListPendingAudit(0, 100000).value().size());
+    return Status::Ok();
+  }).ok());
+  return n;
+}
+
+TEST_F(AuditLogTest, AChangeIsInTheLogOnceItsCallReturnsAndLeavesTheVault) {
+  Append(2);
+  ASSERT_TRUE(WriteWithEntry(*d_, caller_, "subject.update").ok());
+  auto rows = d_->audit().Query({});  // queries append what is pending first
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 3u);
+  EXPECT_NE(rows->back().entry.find("\"action\":\"subject.update\""), std::string::npos);
+  EXPECT_EQ(rows->back().seq, 2u);
+  d_->audit().Stop();  // trims the vault's pending rows
+  EXPECT_EQ(PendingRows(*d_), 0);
+}
+
+TEST_F(AuditLogTest, EntriesLeftPendingByACrashAreLoggedAtTheNextStart) {
+  // What a process that died between its commit and the append leaves behind.
+  ASSERT_TRUE(d_->store().Write([&](WriteTx& tx) -> Status {
+    for (int i = 0; i < 3; ++i) {
+      GARDE_RETURN_IF_ERROR(tx.InsertPendingAudit(
+          {0, i, "sub_x",
+           AuditLog::Encode(0, 1795341600, caller_, {"subject.update", "sub_x", "", "ok", {}, i})
+               .substr(14)}));
+    }
+    return Status::Ok();
+  }).ok());
+  d_.reset();
+  auto reopened = Deployment::Open(cfg_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().message();
+  d_ = std::move(reopened.value());
+  EXPECT_EQ(d_->audit().Size().value(), 3u);
+  EXPECT_TRUE(VerifyAuditLog(d_->audit_store(), d_->signer().public_key(),
+                             d_->signer().origin(), {}, nullptr).ok());
+}
+
+TEST_F(AuditLogTest, TwoAppendersNeverLogAnEntryTwice) {
+  // A second appender over the same files, as a CLI command beside the service would be.
+  AuditLog other(d_->store(), d_->audit_store(), d_->clock(), d_->signer(), dir_.string());
+  ASSERT_TRUE(other.Flush().ok());  // learns the intake mark (nothing yet)
+  d_->audit().Stop();               // the first appender: only explicit flushes from now on
+  ASSERT_TRUE(WriteWithEntry(*d_, caller_, "apikey.create").ok());
+  ASSERT_TRUE(WriteWithEntry(*d_, caller_, "apikey.revoke").ok());
+  ASSERT_TRUE(d_->audit().Flush().ok());
+  ASSERT_TRUE(other.Flush().ok());  // sees the same pending rows, already logged
+  EXPECT_EQ(other.Size().value(), 2u);
+  EXPECT_EQ(d_->audit().Size().value(), 2u);
+}
+
+TEST_F(AuditLogTest, AVaultRestoredFromAnOlderBackupKeepsLoggingItsChanges) {
+  const auto backup = dir_ / "garde.db.bak";
+  d_.reset();  // closed: the file alone is a consistent copy
+  std::filesystem::copy_file(dir_ / "garde.db", backup);
+  auto d = Deployment::Open(cfg_);
+  ASSERT_TRUE(d.ok());
+  d_ = std::move(d.value());
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(WriteWithEntry(*d_, caller_, "subject.update").ok());
+  EXPECT_EQ(d_->audit().Size().value(), 5u);
+  d_.reset();
+  std::filesystem::remove(dir_ / "garde.db-wal");
+  std::filesystem::remove(dir_ / "garde.db-shm");
+  std::filesystem::copy_file(backup, dir_ / "garde.db",
+                             std::filesystem::copy_options::overwrite_existing);
+  d = Deployment::Open(cfg_);
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  d_ = std::move(d.value());
+  // The restored vault would number its pending entries from 1 again: they would look
+  // logged already. Opening moves its numbering past the log's intake mark.
+  ASSERT_TRUE(WriteWithEntry(*d_, caller_, "subject.erase").ok());
+  auto rows = d_->audit().Query({});
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 6u);
+  EXPECT_NE(rows->back().entry.find("subject.erase"), std::string::npos);
+}
+
+TEST_F(AuditLogTest, ConcurrentReadsAreAllLoggedInOneValidTree) {
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 50; ++i) {
+        EXPECT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", "sub_y", "crm", "ok",
+                                                           {"email"}, 1}).ok());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(d_->audit().Size().value(), 400u);
+  EXPECT_TRUE(VerifyAuditLog(d_->audit_store(), d_->signer().public_key(),
+                             d_->signer().origin(), {}, nullptr).ok());
+}
+
+// A read journal line as Record writes it.
+std::string JournalLine(const Caller& caller, int64_t ns, int count) {
+  return std::to_string(ns) + "\tsub_j\t" +
+         AuditLog::Encode(0, 1795341600, caller, {"subject.read", "sub_j", "crm", "ok", {}, count})
+             .substr(14) +
+         "\n";
+}
+
+TEST_F(AuditLogTest, AJournalLeftByACrashedProcessIsLoggedOnceAndRemoved) {
+  d_.reset();
+  const std::string l1 = JournalLine(caller_, 1, 1), l2 = JournalLine(caller_, 2, 2),
+                    l3 = JournalLine(caller_, 3, 3);
+  // Crashed after logging the first line: the log knows how far it got.
+  {
+    std::ofstream(dir_ / "audit-journal-crashed.log") << l1 << l2 << l3 << "17\tsub_j\t,\"ti";
+    auto store = SqliteStore::Open({.path = cfg_.audit_database_path(),
+                                    .schema = SqliteSchema::kAudit});
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE(store.value()->Write([&](WriteTx& tx) {
+      return tx.SetJournalImported("audit-journal-crashed.log", static_cast<int64_t>(l1.size()));
+    }).ok());
+  }
+  // A journal its (running) process holds locked is not touched.
+  std::ofstream(dir_ / "audit-journal-live.log") << l1;
+  const int live = ::open((dir_ / "audit-journal-live.log").c_str(), O_RDONLY);
+  ASSERT_EQ(::flock(live, LOCK_EX | LOCK_NB), 0);
+
+  auto d = Deployment::Open(cfg_);
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  d_ = std::move(d.value());
+  auto rows = d_->audit().Query({});
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 2u) << "lines 2 and 3; not line 1 again, not the torn line";
+  EXPECT_NE(rows->at(0).entry.find("\"count\":2"), std::string::npos);
+  EXPECT_NE(rows->at(1).entry.find("\"count\":3"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "audit-journal-crashed.log"));
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "audit-journal-live.log"));
+  ::close(live);
+}
+
+TEST_F(AuditLogTest, ReadsGoToAJournalFileUntilImportedThenItIsRemoved) {
+  Caller c = caller_;
+  ASSERT_TRUE(d_->audit().Record(nullptr, c, {"subject.read", "sub_k", "crm", "ok", {"email"}, 1}).ok());
+  std::string journal;
+  for (const auto& f : std::filesystem::directory_iterator(dir_)) {
+    if (f.path().filename().string().rfind("audit-journal-", 0) == 0) journal = f.path().string();
+  }
+  ASSERT_FALSE(journal.empty());
+  std::ifstream in(journal);
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line));
+  EXPECT_NE(line.find("\tsub_k\t,\"time\":"), std::string::npos) << line;
+  EXPECT_EQ(d_->audit().Size().value(), 1u);
+  d_->audit().Stop();
+  EXPECT_FALSE(std::filesystem::exists(journal));
+  EXPECT_EQ(d_->audit().Size().value(), 1u);
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// A deployment: one data directory (keyring + database) with its policies, opened and wired
+// A deployment: one data directory (keyring, vault database, audit database) with its policies, opened and wired
 // into the domain services. `garde serve` and every CLI command that touches data open one.
 //
 //   auto d = Deployment::Open(config);          // fails with a clear message
@@ -23,6 +23,7 @@
 #include "garde/domain/subject_requests.h"
 #include "garde/domain/subject_vault.h"
 #include "garde/policy/policy_holder.h"
+#include "garde/store/sqlite_store.h"
 #include "garde/store/store.h"
 
 namespace garde {
@@ -40,6 +41,7 @@ class Deployment {
   std::string PublicBaseUrl() const;
   void set_bound_port(uint16_t port) { bound_port_ = port; }
   Store& store() { return *store_; }
+  Store& audit_store() { return *audit_store_; }
   KeyringSource& keys() { return keys_; }
   PolicyHolder& policies() { return *policies_; }
   const Clock& clock() const { return clock_; }
@@ -62,6 +64,7 @@ class Deployment {
   SystemClock clock_;
   KeyringSource keys_;
   std::unique_ptr<Store> store_;
+  std::unique_ptr<SqliteStore> audit_store_;  // audit.db
   std::unique_ptr<PolicyHolder> policies_;
   std::unique_ptr<BlindIndex> blind_index_;
   std::unique_ptr<KeyedHash> api_key_hash_;

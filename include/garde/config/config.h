@@ -47,6 +47,7 @@ struct Config {
 
   std::string keyring_path() const { return data_dir + "/keyring.json"; }
   std::string database_path() const { return data_dir + "/garde.db"; }
+  std::string audit_database_path() const { return data_dir + "/audit.db"; }
 };
 
 struct OptionDoc {

@@ -1,10 +1,26 @@
-// The audit log: every access event appended as an RFC 6962 Merkle-tree leaf, in the same
-// transaction as the change it records, with signed checkpoints and proofs.
+// The audit log: every access event appended as an RFC 6962 Merkle-tree leaf, with signed
+// checkpoints and proofs. The log lives in its own database (audit.db), fed by one importer per process.
 //
-//   AuditLog audit(store, clock, signer);
-//   audit.Record(&tx, caller, event);          // inside a write: atomic with it
+//   AuditLog audit(vault_store, audit_store, clock, signer);
+//   audit.Record(&tx, caller, event);   // with a change: committed in its transaction
+//   audit.Record(nullptr, caller, event);  // a read or refusal: logged before it returns
 //   Result<CheckpointRow> head = audit.Checkpoint();
 //   Result<std::vector<Hash>> p = audit.InclusionProof(index, size);
+//
+// How an entry gets in:
+// - With a change (tx given): the entry, without its position, is inserted into the vault's
+//   audit_pending table in the change's own transaction, so the change and its entry commit
+//   or roll back together. After the commit it is moved into the log (an entry survives a
+//   crash in between: it is still pending at the next start).
+// - Without a change (reads, refusals): appended to this process's read journal, a plain
+//   file beside the databases (one write(2) of the entry, no personal data), before Record
+//   returns: no answer leaves before its entry is on file, and a crash of the process loses
+//   nothing. Neither database is written on the read path.
+// The importer thread moves journal and pending entries into the log every
+// `import_interval_ms`, in one transaction of the audit database that also records how far
+// each source is logged (so that nothing is logged twice); the journal's entries reach stable
+// storage with that commit. Queries import first, so an access is in the log as soon as its
+// call has answered. Journals a crashed process left behind are imported at the next start.
 //
 // Entry encoding (the bytes hashed into the tree): one JSON object, no white space, members
 // in this order: v, seq, time, actor, role, action, subject, activity, request_id, outcome,
@@ -12,9 +28,14 @@
 // escaped; absent values are null. See docs/audit.md.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <optional>
+#include <shared_mutex>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -28,14 +49,33 @@ namespace garde {
 
 class AuditLog final : public AccessJournal {
  public:
-  AuditLog(Store& store, const Clock& clock, const CheckpointSigner& signer)
-      : store_(store), clock_(clock), signer_(signer) {}
+  // `vault` holds the pending entries of changes; `log` is the audit database; read
+  // journals are files in `journal_dir`.
+  AuditLog(Store& vault, Store& log, const Clock& clock, const CheckpointSigner& signer,
+           std::string journal_dir, int import_interval_ms = 50)
+      : vault_(vault),
+        log_(log),
+        clock_(clock),
+        signer_(signer),
+        journal_dir_(std::move(journal_dir)),
+        import_interval_ms_(import_interval_ms) {}
+  ~AuditLog() override;
+  AuditLog(const AuditLog&) = delete;
+  AuditLog& operator=(const AuditLog&) = delete;
 
-  // Appends inside `tx`, or in a transaction of its own when tx is null.
   Status Record(WriteTx* tx, const Caller& caller, const AccessEvent& event) override;
   // The canonical entry bytes.
   static std::string Encode(uint64_t seq, int64_t time, const Caller& caller,
                             const AccessEvent& event);
+
+  // Imports the read journals of processes that ended without doing so (a crash). Journals
+  // of running processes are locked and left to them.
+  Status Recover();
+  // Logs every entry recorded so far: this process's journal and the vault's pending
+  // entries (also those of other processes, such as CLI commands run beside the service).
+  Status Flush();
+  // Logs everything recorded, stops the importer and removes the journal. Idempotent.
+  void Stop();
 
   Result<uint64_t> Size();
   // Signs the current tree head unless the latest checkpoint already covers it.
@@ -48,13 +88,53 @@ class AuditLog final : public AccessJournal {
   Status Scan(uint64_t from, uint64_t to, const std::function<bool(const AuditRow&)>& fn);
 
   const CheckpointSigner& signer() const { return signer_; }
+  Store& log_store() { return log_; }
 
  private:
-  Status Append(WriteTx& tx, const Caller& caller, const AccessEvent& event);
+  struct Journal {
+    std::string name;
+    int fd = -1;
+    int64_t size = 0;  // bytes written (at the cut)
+  };
+  // One import: the journals up to their current size and (when `pending`) the vault's
+  // pending entries, in one audit transaction. Serialised by import_mu_.
+  Status ImportPass(bool pending);
+  void ImporterLoop();
+  void Kick();  // pending entries were committed: wake the importer
+  void EnsureImporter();
+  Status OpenJournalLocked();  // journal_mu_ held exclusively
+  Status AppendLine(const std::string& line);  // journal_mu_ held, journal open
+  // Removes pending vault rows already in the log (importer thread or Stop only: never
+  // inside a vault write).
+  void TrimPending(bool force);
 
-  Store& store_;
+  Store& vault_;
+  Store& log_;
   const Clock& clock_;
   const CheckpointSigner& signer_;
+  const std::string journal_dir_;
+  const int import_interval_ms_;
+
+  // The journal files; stopping_ is also written under it. Record holds it shared.
+  std::shared_mutex journal_mu_;
+  Journal journal_;                       // written to by Record (its size: journal_size_)
+  std::atomic<int64_t> journal_size_{0};
+  std::atomic<bool> journal_broken_{false};  // a write failed half-way
+  std::vector<Journal> retired_;  // full or broken, not yet imported whole; written no more
+
+  std::mutex import_mu_;          // one import at a time
+  std::string imported_name_;     // the journal imported last, and how far
+  int64_t imported_to_ = 0;
+  int64_t intake_mark_ = -1;      // last pending id known logged (-1: not read yet)
+  int64_t trimmed_to_ = 0;        // pending rows deleted up to here
+  int64_t last_trim_ms_ = 0;
+
+  std::mutex mu_;
+  std::condition_variable wake_cv_;  // the importer waits on it
+  bool kicked_ = false;
+  bool stopping_ = false;
+  std::atomic<bool> importer_started_{false};
+  std::thread importer_;
 };
 
 struct AuditVerification {

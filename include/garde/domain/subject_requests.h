@@ -19,7 +19,7 @@
 
 #include "garde/base/clock.h"
 #include "garde/crypto/subject_token.h"
-#include "garde/domain/access_journal.h"
+#include "garde/domain/audit_log.h"
 #include "garde/domain/consent_ledger.h"
 #include "garde/domain/subject_vault.h"
 #include "garde/policy/policy_holder.h"
@@ -73,7 +73,7 @@ struct RequestDeps {
   const PolicyHolder& policies;
   SubjectVault& vault;
   ConsentLedger& consents;
-  AccessJournal& journal;
+  AuditLog& journal;  // records, and lists a subject's accesses for the access package
   const Clock& clock;
   std::vector<Jurisdiction> jurisdictions;
   std::string default_jurisdiction;

@@ -19,8 +19,15 @@
 
 namespace garde {
 
+// Which set of tables (and migrations) a file holds.
+enum class SqliteSchema {
+  kVault,  // garde.db: subjects, consent, requests, API keys, pending audit entries
+  kAudit,  // audit.db: the audit log, its tree and checkpoints
+};
+
 struct SqliteOptions {
   std::string path;
+  SqliteSchema schema = SqliteSchema::kVault;
   // FULL: every commit is fsynced (durable). NORMAL: WAL commits survive a process crash but
   // the last transactions may be lost on power failure.
   bool synchronous_full = true;
@@ -46,6 +53,9 @@ class SqliteStore final : public Store {
   Status Write(const std::function<Status(WriteTx&)>& fn,
                Durability durability = Durability::kImmediate) override;
   Status Ping() override;
+  // Audit databases only: copies the audit log a vault database kept before audit.db
+  // existed (vault migration 2), once, when this log is still empty.
+  Status ImportLegacyAudit(const std::string& vault_path);
   // Schema version after migrations.
   int schema_version() const { return schema_version_; }
 

@@ -120,6 +120,16 @@ struct OutboxRow {
   int64_t created_at = 0;
 };
 
+// An audit entry committed with the change it records and not yet appended to the log:
+// the canonical entry without its leading {"v":1,"seq":N (the position is given when it is
+// appended). Lives in the vault database so that it commits or rolls back with the change.
+struct PendingAuditRow {
+  int64_t id = 0;
+  int64_t at_ns = 0;  // when it was recorded (orders it among entries logged together)
+  std::string subject;
+  std::string tail;
+};
+
 // One policy set the service ran with: loaded at start or by a reload.
 struct PolicyVersionRow {
   int64_t seq = 0;
@@ -180,6 +190,14 @@ class ReadTx {
   virtual Result<std::vector<OutboxRow>> ListOutbox(size_t limit) = 0;
   // Newest first.
   virtual Result<std::vector<PolicyVersionRow>> ListPolicyVersions(size_t limit) = 0;
+
+  // Audit entries waiting to be appended (vault database), id > after_id, in id order.
+  virtual Result<std::vector<PendingAuditRow>> ListPendingAudit(int64_t after_id,
+                                                                size_t limit) = 0;
+  // The last pending id already appended (audit database): ids up to it are in the log.
+  virtual Result<int64_t> AuditIntakeMark() = 0;
+  // Bytes of the named read journal already in the log (audit database; 0 if unknown).
+  virtual Result<int64_t> JournalImportedTo(const std::string& name) = 0;
 };
 
 class WriteTx : public ReadTx {
@@ -209,6 +227,17 @@ class WriteTx : public ReadTx {
   virtual Status InsertPolicyVersion(const PolicyVersionRow& row) = 0;
   virtual Status DeleteIndexesOf(const std::string& subject_id) = 0;
   virtual Status DeleteConsentEventsOf(const std::string& subject_id) = 0;
+  // Pending audit entries (vault database): queued with a change, removed once appended.
+  virtual Status InsertPendingAudit(const PendingAuditRow& row) = 0;  // id is assigned
+  virtual Status DeletePendingAudit(int64_t up_to_id) = 0;
+  // New pending ids will be greater than `id` (after a restore of an older vault).
+  virtual Status ReservePendingAuditIds(int64_t id) = 0;
+  virtual Status SetAuditIntakeMark(int64_t id) = 0;  // audit database
+  // Records how far a read journal is in the log; Forget once the file is gone.
+  virtual Status SetJournalImported(const std::string& name, int64_t offset) = 0;
+  virtual Status ForgetJournal(const std::string& name) = 0;
+  // Runs fn once this write has committed (not if it rolls back). fn must not block.
+  virtual void AfterCommit(std::function<void()> fn) = 0;
   // Crypto-shredding: forgets the subject's wrapped data key for good.
   virtual Status ShredDataKey(const std::string& subject_id) = 0;
   virtual Result<bool> RewrapDataKey(const std::string& subject_id, uint32_t from_version,

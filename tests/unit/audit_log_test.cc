@@ -1,6 +1,7 @@
 #include "garde/domain/audit_log.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -280,6 +281,48 @@ TEST_F(AuditLogTest, ReadsGoToAJournalFileUntilImportedThenItIsRemoved) {
   d_->audit().Stop();
   EXPECT_FALSE(std::filesystem::exists(journal));
   EXPECT_EQ(d_->audit().Size().value(), 1u);
+}
+
+TEST_F(AuditLogTest, ALogKeptInTheVaultByAnEarlierVersionMovesToItsOwnFileOnce) {
+  Append(3);
+  ASSERT_TRUE(d_->audit().Checkpoint().ok());
+  d_.reset();
+  // The layout before audit.db: the same tables inside garde.db.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "garde.db").c_str(), &db), SQLITE_OK);
+  const std::string attach = "ATTACH '" + (dir_ / "audit.db").string() + "' AS a;";
+  ASSERT_EQ(sqlite3_exec(db, (attach +
+                              "INSERT INTO main.audit_log SELECT * FROM a.audit_log;"
+                              "INSERT INTO main.audit_nodes SELECT * FROM a.audit_nodes;"
+                              "INSERT INTO main.audit_checkpoints SELECT * FROM a.audit_checkpoints;"
+                              "DETACH a;")
+                                 .c_str(),
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  for (const char* f : {"audit.db", "audit.db-wal", "audit.db-shm"}) {
+    std::filesystem::remove(dir_ / f);
+  }
+  auto d = Deployment::Open(cfg_);
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  d_ = std::move(d.value());
+  EXPECT_EQ(d_->audit().Size().value(), 3u);
+  EXPECT_EQ(d_->audit().LatestCheckpoint().value()->size, 3u);
+  auto report = VerifyAuditLog(d_->audit_store(), d_->signer().public_key(),
+                               d_->signer().origin(), {}, nullptr);
+  EXPECT_TRUE(report.ok()) << (report.problems.empty() ? "" : report.problems[0]);
+  int64_t left = -1;
+  ASSERT_TRUE(d_->store().Read([&](ReadTx& tx) {
+    left = static_cast<int64_t>(tx.AuditSize().value());
+    return Status::Ok();
+  }).ok());
+  EXPECT_EQ(left, 0) << "the old copy is emptied";
+  // Opening again does not import twice.
+  d_.reset();
+  d = Deployment::Open(cfg_);
+  ASSERT_TRUE(d.ok());
+  d_ = std::move(d.value());
+  EXPECT_EQ(d_->audit().Size().value(), 3u);
 }
 
 }  // namespace

@@ -68,8 +68,9 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   d->standard_ = std::make_unique<EntryStandard>(config.default_region);
   d->signer_ = std::make_unique<CheckpointSigner>(ring->Derive(KeyContext::kSigning),
                                                   config.audit_origin);
-  d->audit_ = std::make_unique<AuditLog>(*d->store_, *d->audit_store_, d->clock_, *d->signer_,
-                                         config.data_dir, config.deferred_sync_ms);
+  d->audit_ = std::make_unique<AuditLog>(
+      *d->store_, *d->audit_store_, d->clock_, *d->signer_,
+      AuditLog::Options{config.data_dir, config.deferred_sync_ms, 8 << 20});
   GARDE_RETURN_IF_ERROR(d->audit_->Recover());
   // Entries a crashed process left in its journal or pending are logged now; after a vault
   // restored from an older backup, new pending ids must stay above those already logged.

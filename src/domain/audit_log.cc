@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -120,18 +121,14 @@ Status AuditLog::Record(WriteTx* tx, const Caller& caller, const AccessEvent& ev
     tx->AfterCommit([this] { Kick(); });
     return Status::Ok();
   }
-  // One line per entry: nanoseconds TAB subject TAB tail. None holds a raw newline or tab
-  // (ids are base32, the tail is JSON with control characters escaped).
+  // One record per entry: nanoseconds TAB subject TAB tail (no tab in an id or a tail).
   const std::string tail = EncodeTail(clock_.Now(), caller, event);
-  std::string line = std::to_string(WallNanos());
-  line.reserve(line.size() + event.subject_id.size() + tail.size() + 3);
-  line.append(1, '\t').append(event.subject_id).append(1, '\t').append(tail).append(1, '\n');
-  // Many writers at once: O_APPEND writes of whole lines do not interleave. The exclusive
-  // lock is only for opening, retiring (the importer's cut) and stopping.
+  std::string text = std::to_string(WallNanos());
+  text.reserve(text.size() + event.subject_id.size() + tail.size() + 2);
+  text.append(1, '\t').append(event.subject_id).append(1, '\t').append(tail);
   {
     std::shared_lock<std::shared_mutex> lock(journal_mu_);
-    if (!stopping_ && journal_.fd >= 0) {
-      GARDE_RETURN_IF_ERROR(AppendLine(line));
+    if (!stopping_ && journal_ && journal_->Append(text)) {
       EnsureImporter();
       return Status::Ok();
     }
@@ -146,44 +143,19 @@ Status AuditLog::Record(WriteTx* tx, const Caller& caller, const AccessEvent& ev
         return AppendEntry(own, size.value(), event.subject_id, tail);
       });
     }
-    if (journal_.fd < 0) GARDE_RETURN_IF_ERROR(OpenJournalLocked());
-    GARDE_RETURN_IF_ERROR(AppendLine(line));
+    if (!journal_ || !journal_->Append(text)) {  // none yet, or full: the next one
+      if (journal_) retired_.push_back(std::move(journal_));
+      if (spare_) {
+        journal_ = std::move(spare_);
+      } else {
+        auto made = AuditJournal::Create(options_.journal_dir, options_.journal_bytes);
+        if (!made.ok()) return made.status();
+        journal_ = std::move(made).value();
+      }
+      if (!journal_->Append(text)) return Internal("audit entry larger than a journal");
+    }
   }
   EnsureImporter();
-  return Status::Ok();
-}
-
-Status AuditLog::AppendLine(const std::string& line) {
-  size_t done = 0;
-  while (done < line.size()) {
-    const ssize_t n = ::write(journal_.fd, line.data() + done, line.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      // A torn line: the importer skips lines that do not parse, and a broken journal is
-      // retired at the next cut so that new entries start a clean file.
-      if (done > 0) journal_broken_.store(true);
-      return Unavailable("the audit journal cannot be written");
-    }
-    done += static_cast<size_t>(n);
-  }
-  journal_size_.fetch_add(static_cast<int64_t>(line.size()));
-  return Status::Ok();
-}
-
-Status AuditLog::OpenJournalLocked() {
-  Journal j;
-  j.name = "audit-journal-" + RandomId("") + ".log";
-  const std::string path = journal_dir_ + "/" + j.name;
-  j.fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
-  if (j.fd < 0) return Unavailable("cannot create the audit journal in " + journal_dir_);
-  // Held while this process lives: Recover in another process leaves a locked journal alone.
-  if (::flock(j.fd, LOCK_EX | LOCK_NB) != 0) {
-    ::close(j.fd);
-    return Unavailable("cannot lock the audit journal");
-  }
-  journal_ = std::move(j);
-  journal_size_.store(0);
-  journal_broken_.store(false);
   return Status::Ok();
 }
 
@@ -205,9 +177,12 @@ void AuditLog::EnsureImporter() {
 }
 
 void AuditLog::ImporterLoop() {
+  // Background work: request threads come first when the cores are busy (a lower priority
+  // shifts when entries reach the log, never whether they do).
+  ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
   // Every interval, whatever arrived; without news, still look for pending entries of other
   // processes (CLI commands) about once a second.
-  const auto interval = std::chrono::milliseconds(std::max(1, import_interval_ms_));
+  const auto interval = std::chrono::milliseconds(std::max(1, options_.import_interval_ms));
   auto idle = std::chrono::milliseconds(0);
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
@@ -221,6 +196,7 @@ void AuditLog::ImporterLoop() {
     const Status s = ImportPass(pending);
     if (!s.ok()) LogLine(spdlog::level::err, "audit import failed").Str("error", s.message());
     TrimPending(false);
+    PrepareSpare();
     lock.lock();
   }
 }
@@ -233,41 +209,29 @@ struct Incoming {
   std::string subject, tail;
 };
 
-// Reads the whole lines of journal `fd` from its recorded position up to `up_to`; returns
-// the position after the last whole line.
-Result<int64_t> ReadJournal(WriteTx& tx, const std::string& name, int fd, int64_t up_to,
+// Parses one journal record (nanoseconds TAB subject TAB tail) into `out`. A record that
+// does not parse is left out (the journal is ours, so that would be damage, not input).
+void ParseRecord(std::string_view text, std::vector<Incoming>& out) {
+  static constexpr std::string_view kTailStart = ",\"time\":\"";
+  const size_t tab1 = text.find('\t');
+  const size_t tab2 = tab1 == std::string_view::npos ? tab1 : text.find('\t', tab1 + 1);
+  if (tab2 == std::string_view::npos || text.substr(tab2 + 1, kTailStart.size()) != kTailStart ||
+      text.back() != '}') {
+    LogLine(spdlog::level::err, "audit journal record skipped").Int("bytes",
+                                                                     static_cast<int64_t>(text.size()));
+    return;
+  }
+  out.push_back({std::strtoll(std::string(text.substr(0, tab1)).c_str(), nullptr, 10),
+                 std::string(text.substr(tab1 + 1, tab2 - tab1 - 1)),
+                 std::string(text.substr(tab2 + 1))});
+}
+
+// Reads a live journal's complete records from its recorded position; returns the new one.
+Result<int64_t> ReadJournal(WriteTx& tx, const AuditJournal& journal,
                             std::vector<Incoming>& out) {
-  auto from = tx.JournalImportedTo(name);
+  auto from = tx.JournalImportedTo(journal.name());
   if (!from.ok()) return from.status();
-  if (from.value() >= up_to) return from.value();
-  std::string content(static_cast<size_t>(up_to - from.value()), '\0');
-  size_t got = 0;
-  while (got < content.size()) {
-    const ssize_t n = ::pread(fd, content.data() + got, content.size() - got,
-                              static_cast<off_t>(from.value()) + static_cast<off_t>(got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += static_cast<size_t>(n);
-  }
-  content.resize(got);
-  size_t pos = 0;
-  for (;;) {
-    const size_t end = content.find('\n', pos);
-    if (end == std::string::npos) break;  // a torn last line: its call never answered
-    const size_t tab1 = content.find('\t', pos);
-    const size_t tab2 = tab1 == std::string::npos ? tab1 : content.find('\t', tab1 + 1);
-    // A line torn by a failed write (disk full) does not parse and is left out.
-    static constexpr std::string_view kTailStart = ",\"time\":\"";
-    if (tab2 != std::string::npos && tab2 < end && end > tab2 + kTailStart.size() &&
-        content.compare(tab2 + 1, kTailStart.size(), kTailStart) == 0 &&
-        content[end - 1] == '}') {
-      out.push_back({std::strtoll(content.c_str() + pos, nullptr, 10),
-                     content.substr(tab1 + 1, tab2 - tab1 - 1),
-                     content.substr(tab2 + 1, end - tab2 - 1)});
-    }
-    pos = end + 1;
-  }
-  return from.value() + static_cast<int64_t>(pos);
+  return journal.Read(from.value(), [&](std::string_view text) { ParseRecord(text, out); });
 }
 
 // Appends entries in the order they were recorded (a read and a change logged in one pass
@@ -282,18 +246,33 @@ Status AppendInOrder(WriteTx& tx, std::vector<Incoming>& entries) {
   return Status::Ok();
 }
 
-// Removes a journal whose every line is in the log: the file first, then its row (a row
+// Forgets a journal whose every record is in the log: the file first, then its row (a row
 // without a file is harmless; a file without its row would be imported again).
-void RemoveJournal(Store& log, const std::string& dir, const std::string& name, int fd) {
-  ::unlink((dir + "/" + name).c_str());
-  if (fd >= 0) ::close(fd);
+void RemoveJournal(Store& log, AuditJournal& journal) {
+  journal.Remove();
+  const std::string name = journal.name();
   log.Write([&](WriteTx& tx) { return tx.ForgetJournal(name); }).IgnoreError();
 }
 
 }  // namespace
 
+void AuditLog::PrepareSpare() {
+  {
+    std::shared_lock<std::shared_mutex> lock(journal_mu_);
+    if (spare_ || stopping_) return;
+  }
+  auto made = AuditJournal::Create(options_.journal_dir, options_.journal_bytes);
+  if (!made.ok()) return;  // Record makes one when it needs it, and reports the error
+  std::shared_ptr<AuditJournal> spare = std::move(made).value();
+  std::unique_lock<std::shared_mutex> lock(journal_mu_);
+  if (!spare_ && !stopping_) {
+    spare_ = std::move(spare);
+  } else {
+    spare->Remove();
+  }
+}
+
 Status AuditLog::ImportPass(bool pending) {
-  constexpr int64_t kRotateBytes = 16 << 20;
   std::lock_guard<std::mutex> guard(import_mu_);
   for (;;) {
     if (pending && intake_mark_ < 0) {
@@ -313,26 +292,22 @@ Status AuditLog::ImportPass(bool pending) {
         return Status::Ok();
       }));
     }
-    // The cut: every journal up to its size now. A full journal is retired here, so that
-    // this pass covers it whole.
-    Journal current;
-    std::vector<Journal> retired;
+    // Retired journals are written to no more (they were retired under the exclusive
+    // lock, after every append to them had finished): this pass covers them whole.
+    std::shared_ptr<AuditJournal> current;
+    std::vector<std::shared_ptr<AuditJournal>> retired;
     {
-      std::unique_lock<std::shared_mutex> lock(journal_mu_);
-      journal_.size = journal_size_.load();
-      if (journal_.fd >= 0 && (journal_.size >= kRotateBytes || journal_broken_.load())) {
-        retired_.push_back(journal_);
-        journal_ = Journal{};
-      }
+      std::shared_lock<std::shared_mutex> lock(journal_mu_);
       current = journal_;
       retired = retired_;
     }
-    const bool fresh = current.fd >= 0 && (current.name != imported_name_ ||
-                                           current.size > imported_to_);
+    const bool fresh =
+        current && (current.get() != imported_ ||
+                    current->Read(imported_to_, [](std::string_view) {}) > imported_to_);
     if (rows.empty() && retired.empty() && !fresh) return Status::Ok();
     int64_t mark_after = intake_mark_;
     int64_t current_to = 0;
-    // Entries leave the vault and the journal only once this commit is on stable storage.
+    // Entries leave the vault and the journals only once this commit is on stable storage.
     Status s = log_.Write(
         [&](WriteTx& tx) -> Status {
           auto mark = tx.AuditIntakeMark();
@@ -344,21 +319,21 @@ Status AuditLog::ImportPass(bool pending) {
             entries.push_back({row.at_ns, std::move(row.subject), std::move(row.tail)});
             m = row.id;
           }
-          std::vector<std::pair<const Journal*, int64_t>> read_to;
+          std::vector<std::pair<const AuditJournal*, int64_t>> read_to;
           for (const auto& j : retired) {
-            auto to = ReadJournal(tx, j.name, j.fd, j.size, entries);
+            auto to = ReadJournal(tx, *j, entries);
             if (!to.ok()) return to.status();
-            read_to.emplace_back(&j, to.value());
+            read_to.emplace_back(j.get(), to.value());
           }
-          if (fresh) {
-            auto to = ReadJournal(tx, current.name, current.fd, current.size, entries);
+          if (current) {
+            auto to = ReadJournal(tx, *current, entries);
             if (!to.ok()) return to.status();
-            read_to.emplace_back(&current, to.value());
+            read_to.emplace_back(current.get(), to.value());
             current_to = to.value();
           }
           GARDE_RETURN_IF_ERROR(AppendInOrder(tx, entries));
           for (const auto& [j, to] : read_to) {
-            GARDE_RETURN_IF_ERROR(tx.SetJournalImported(j->name, to));
+            GARDE_RETURN_IF_ERROR(tx.SetJournalImported(j->name(), to));
           }
           if (m != mark.value()) GARDE_RETURN_IF_ERROR(tx.SetAuditIntakeMark(m));
           mark_after = m;
@@ -367,8 +342,8 @@ Status AuditLog::ImportPass(bool pending) {
         Durability::kImmediate);
     if (!s.ok()) return s;  // nothing moved: the next pass starts from the same places
     intake_mark_ = std::max(intake_mark_, mark_after);
-    if (fresh) {
-      imported_name_ = current.name;
+    if (current) {
+      imported_ = current.get();
       imported_to_ = current_to;
     }
     if (!retired.empty()) {
@@ -377,7 +352,7 @@ Status AuditLog::ImportPass(bool pending) {
         retired_.erase(retired_.begin(),
                        retired_.begin() + static_cast<std::ptrdiff_t>(retired.size()));
       }
-      for (const auto& j : retired) RemoveJournal(log_, journal_dir_, j.name, j.fd);
+      for (const auto& j : retired) RemoveJournal(log_, *j);
     }
     if (rows.size() < kPendingBatch) return Status::Ok();
   }
@@ -386,41 +361,35 @@ Status AuditLog::ImportPass(bool pending) {
 Status AuditLog::Recover() {
   std::error_code ec;
   std::vector<std::string> names;
-  for (const auto& f : std::filesystem::directory_iterator(journal_dir_, ec)) {
+  for (const auto& f : std::filesystem::directory_iterator(options_.journal_dir, ec)) {
     const std::string name = f.path().filename().string();
-    if (name.rfind("audit-journal-", 0) == 0 && name.size() > 4 &&
-        name.compare(name.size() - 4, 4, ".log") == 0) {
-      names.push_back(name);
-    }
+    if (AuditJournal::IsJournalName(name)) names.push_back(name);
   }
-  if (ec) return Unavailable("cannot list " + journal_dir_ + ": " + ec.message());
+  if (ec) return Unavailable("cannot list " + options_.journal_dir + ": " + ec.message());
   std::sort(names.begin(), names.end());
   std::lock_guard<std::mutex> guard(import_mu_);
   for (const auto& name : names) {
-    const std::string path = journal_dir_ + "/" + name;
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) continue;
-    // A running process holds its journal locked (this process's own included: flock
-    // locks belong to the open file, not to the process).
-    struct stat st {};
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0 || ::fstat(fd, &st) != 0) {
-      ::close(fd);
-      continue;
-    }
+    const std::string path = options_.journal_dir + "/" + name;
+    bool in_use = false;
     Status s = log_.Write(
         [&](WriteTx& tx) -> Status {
+          auto from = tx.JournalImportedTo(name);
+          if (!from.ok()) return from.status();
           std::vector<Incoming> entries;
-          auto to = ReadJournal(tx, name, fd, static_cast<int64_t>(st.st_size), entries);
-          if (!to.ok()) return to.status();
+          auto to = ReadOrphanJournal(path, from.value(),
+                                      [&](std::string_view text) { ParseRecord(text, entries); });
+          if (!to.ok()) {
+            in_use = to.status().code() == Code::kConflict;  // its process is running
+            return Status::Ok();
+          }
           GARDE_RETURN_IF_ERROR(AppendInOrder(tx, entries));
           return tx.SetJournalImported(name, to.value());
         },
         Durability::kImmediate);
-    if (!s.ok()) {
-      ::close(fd);
-      return s;
-    }
-    RemoveJournal(log_, journal_dir_, name, fd);
+    GARDE_RETURN_IF_ERROR(s);
+    if (in_use) continue;
+    ::unlink(path.c_str());
+    log_.Write([&](WriteTx& tx) { return tx.ForgetJournal(name); }).IgnoreError();
     LogLine(spdlog::level::warn, "audit journal of an earlier process imported")
         .Str("journal", name);
   }
@@ -453,12 +422,14 @@ void AuditLog::Stop() {
   }
   wake_cv_.notify_all();
   if (importer_.joinable()) importer_.join();
-  if (!Flush().ok()) return;  // the journal stays, and is imported at the next start
+  if (!Flush().ok()) return;  // the journals stay, and are imported at the next start
   TrimPending(true);
   std::lock_guard<std::mutex> guard(import_mu_);
   std::unique_lock<std::shared_mutex> lock(journal_mu_);
-  if (journal_.fd >= 0) RemoveJournal(log_, journal_dir_, journal_.name, journal_.fd);
-  journal_ = Journal{};
+  if (journal_) RemoveJournal(log_, *journal_);
+  if (spare_) spare_->Remove();
+  journal_.reset();
+  spare_.reset();
 }
 
 Result<uint64_t> AuditLog::Size() {

@@ -172,7 +172,8 @@ TEST_F(AuditLogTest, EntriesLeftPendingByACrashAreLoggedAtTheNextStart) {
 
 TEST_F(AuditLogTest, TwoAppendersNeverLogAnEntryTwice) {
   // A second appender over the same files, as a CLI command beside the service would be.
-  AuditLog other(d_->store(), d_->audit_store(), d_->clock(), d_->signer(), dir_.string());
+  AuditLog other(d_->store(), d_->audit_store(), d_->clock(), d_->signer(),
+                 AuditLog::Options{dir_.string(), 50, 1 << 20});
   ASSERT_TRUE(other.Flush().ok());  // learns the intake mark (nothing yet)
   d_->audit().Stop();               // the first appender: only explicit flushes from now on
   ASSERT_TRUE(WriteWithEntry(*d_, caller_, "apikey.create").ok());
@@ -225,31 +226,42 @@ TEST_F(AuditLogTest, ConcurrentReadsAreAllLoggedInOneValidTree) {
                              d_->signer().origin(), {}, nullptr).ok());
 }
 
-// A read journal line as Record writes it.
-std::string JournalLine(const Caller& caller, int64_t ns, int count) {
-  return std::to_string(ns) + "\tsub_j\t" +
-         AuditLog::Encode(0, 1795341600, caller, {"subject.read", "sub_j", "crm", "ok", {}, count})
-             .substr(14) +
-         "\n";
+// A read-journal record as AuditJournal writes it: header (magic, length), text, padding.
+std::string JournalRecord(const Caller& caller, int64_t ns, int count) {
+  const std::string text =
+      std::to_string(ns) + "\tsub_j\t" +
+      AuditLog::Encode(0, 1795341600, caller, {"subject.read", "sub_j", "crm", "ok", {}, count})
+          .substr(14);
+  const uint64_t header = (uint64_t{0x47414A31} << 32) | text.size();
+  std::string out(reinterpret_cast<const char*>(&header), 8);
+  out += text;
+  out.resize((out.size() + 7) / 8 * 8, '\0');
+  return out;
 }
 
 TEST_F(AuditLogTest, AJournalLeftByACrashedProcessIsLoggedOnceAndRemoved) {
   d_.reset();
-  const std::string l1 = JournalLine(caller_, 1, 1), l2 = JournalLine(caller_, 2, 2),
-                    l3 = JournalLine(caller_, 3, 3);
-  // Crashed after logging the first line: the log knows how far it got.
+  const std::string r1 = JournalRecord(caller_, 1, 1), r2 = JournalRecord(caller_, 2, 2),
+                    r3 = JournalRecord(caller_, 3, 3), r5 = JournalRecord(caller_, 5, 5);
+  // Record 4 was being copied when the process died: no header yet, half its text.
+  std::string r4 = JournalRecord(caller_, 4, 4);
+  std::fill(r4.begin(), r4.begin() + 8, '\0');
+  r4.resize(r4.size() / 2 / 8 * 8);
+  // Crashed after logging the first record: the log knows how far it got.
   {
-    std::ofstream(dir_ / "audit-journal-crashed.log") << l1 << l2 << l3 << "17\tsub_j\t,\"ti";
+    std::ofstream(dir_ / "audit-journal-crashed00000000.log", std::ios::binary)
+        << r1 << r2 << r3 << r4 << r5 << std::string(4096, '\0');
     auto store = SqliteStore::Open({.path = cfg_.audit_database_path(),
                                     .schema = SqliteSchema::kAudit});
     ASSERT_TRUE(store.ok());
     ASSERT_TRUE(store.value()->Write([&](WriteTx& tx) {
-      return tx.SetJournalImported("audit-journal-crashed.log", static_cast<int64_t>(l1.size()));
+      return tx.SetJournalImported("audit-journal-crashed00000000.log",
+                                   static_cast<int64_t>(r1.size()));
     }).ok());
   }
   // A journal its (running) process holds locked is not touched.
-  std::ofstream(dir_ / "audit-journal-live.log") << l1;
-  const int live = ::open((dir_ / "audit-journal-live.log").c_str(), O_RDONLY);
+  std::ofstream(dir_ / "audit-journal-live0000000000.log", std::ios::binary) << r1;
+  const int live = ::open((dir_ / "audit-journal-live0000000000.log").c_str(), O_RDONLY);
   ASSERT_EQ(::flock(live, LOCK_EX | LOCK_NB), 0);
 
   auto d = Deployment::Open(cfg_);
@@ -257,30 +269,61 @@ TEST_F(AuditLogTest, AJournalLeftByACrashedProcessIsLoggedOnceAndRemoved) {
   d_ = std::move(d.value());
   auto rows = d_->audit().Query({});
   ASSERT_TRUE(rows.ok());
-  ASSERT_EQ(rows->size(), 2u) << "lines 2 and 3; not line 1 again, not the torn line";
+  ASSERT_EQ(rows->size(), 3u) << "records 2, 3 and 5; not 1 again, not the torn 4";
   EXPECT_NE(rows->at(0).entry.find("\"count\":2"), std::string::npos);
   EXPECT_NE(rows->at(1).entry.find("\"count\":3"), std::string::npos);
-  EXPECT_FALSE(std::filesystem::exists(dir_ / "audit-journal-crashed.log"));
-  EXPECT_TRUE(std::filesystem::exists(dir_ / "audit-journal-live.log"));
+  EXPECT_NE(rows->at(2).entry.find("\"count\":5"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "audit-journal-crashed00000000.log"));
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "audit-journal-live0000000000.log"));
   ::close(live);
 }
 
-TEST_F(AuditLogTest, ReadsGoToAJournalFileUntilImportedThenItIsRemoved) {
-  Caller c = caller_;
-  ASSERT_TRUE(d_->audit().Record(nullptr, c, {"subject.read", "sub_k", "crm", "ok", {"email"}, 1}).ok());
-  std::string journal;
-  for (const auto& f : std::filesystem::directory_iterator(dir_)) {
-    if (f.path().filename().string().rfind("audit-journal-", 0) == 0) journal = f.path().string();
+std::vector<std::string> JournalFiles(const std::filesystem::path& dir) {
+  std::vector<std::string> out;
+  for (const auto& f : std::filesystem::directory_iterator(dir)) {
+    if (f.path().filename().string().rfind("audit-journal-", 0) == 0) {
+      out.push_back(f.path().string());
+    }
   }
-  ASSERT_FALSE(journal.empty());
-  std::ifstream in(journal);
-  std::string line;
-  ASSERT_TRUE(std::getline(in, line));
-  EXPECT_NE(line.find("\tsub_k\t,\"time\":"), std::string::npos) << line;
+  return out;
+}
+
+TEST_F(AuditLogTest, ReadsGoToAJournalFileUntilImportedThenItIsRemoved) {
+  ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", "sub_k", "crm", "ok", {"email"}, 1}).ok());
+  const auto files = JournalFiles(dir_);
+  ASSERT_FALSE(files.empty());
+  bool found = false;
+  for (const auto& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    found = found || bytes.find("\tsub_k\t,\"time\":") != std::string::npos;
+  }
+  EXPECT_TRUE(found) << "the entry is on file before Record returns";
   EXPECT_EQ(d_->audit().Size().value(), 1u);
   d_->audit().Stop();
-  EXPECT_FALSE(std::filesystem::exists(journal));
+  EXPECT_TRUE(JournalFiles(dir_).empty());
   EXPECT_EQ(d_->audit().Size().value(), 1u);
+}
+
+TEST_F(AuditLogTest, FullJournalsAreRotatedWithoutLosingOrRepeatingAnEntry) {
+  d_->audit().Stop();
+  // Journals of 4 KiB: a dozen entries each.
+  AuditLog small(d_->store(), d_->audit_store(), d_->clock(), d_->signer(),
+                 AuditLog::Options{dir_.string(), 5, 4096});
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 100; ++i) {
+        EXPECT_TRUE(small.Record(nullptr, caller_, {"subject.read", "sub_r", "crm", "ok", {}, i}).ok());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(small.Size().value(), 400u);
+  small.Stop();
+  EXPECT_TRUE(JournalFiles(dir_).empty());
+  EXPECT_TRUE(VerifyAuditLog(d_->audit_store(), d_->signer().public_key(),
+                             d_->signer().origin(), {}, nullptr).ok());
 }
 
 TEST_F(AuditLogTest, ALogKeptInTheVaultByAnEarlierVersionMovesToItsOwnFileOnce) {

@@ -12,15 +12,16 @@
 //   audit_pending table in the change's own transaction, so the change and its entry commit
 //   or roll back together. After the commit it is moved into the log (an entry survives a
 //   crash in between: it is still pending at the next start).
-// - Without a change (reads, refusals): appended to this process's read journal, a plain
-//   file beside the databases (one write(2) of the entry, no personal data), before Record
-//   returns: no answer leaves before its entry is on file, and a crash of the process loses
-//   nothing. Neither database is written on the read path.
+// - Without a change (reads, refusals): copied into this process's read journal (see
+//   audit_journal.h: a memory-mapped file beside the databases, no system call, no lock)
+//   before Record returns: no answer leaves before its entry is on file, and a crash of the
+//   process loses nothing. Neither database is written on the read path.
 // The importer thread moves journal and pending entries into the log every
 // `import_interval_ms`, in one transaction of the audit database that also records how far
-// each source is logged (so that nothing is logged twice); the journal's entries reach stable
-// storage with that commit. Queries import first, so an access is in the log as soon as its
-// call has answered. Journals a crashed process left behind are imported at the next start.
+// each source is logged (so that nothing is logged twice), in the order they were recorded;
+// the journal's entries reach stable storage with that commit. Queries import first, so an
+// access is in the log as soon as its call has answered. Journals a crashed process left
+// are imported at the next start.
 //
 // Entry encoding (the bytes hashed into the tree): one JSON object, no white space, members
 // in this order: v, seq, time, actor, role, action, subject, activity, request_id, outcome,
@@ -32,6 +33,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
@@ -43,22 +45,22 @@
 #include "garde/crypto/checkpoint_signer.h"
 #include "garde/crypto/merkle.h"
 #include "garde/domain/access_journal.h"
+#include "garde/domain/audit_journal.h"
 #include "garde/store/store.h"
 
 namespace garde {
 
 class AuditLog final : public AccessJournal {
  public:
-  // `vault` holds the pending entries of changes; `log` is the audit database; read
-  // journals are files in `journal_dir`.
+  struct Options {
+    std::string journal_dir;       // where read journals are kept (the data directory)
+    int import_interval_ms = 50;   // how often entries move into the log
+    int64_t journal_bytes = 8 << 20;  // size of one read journal (about 25k entries)
+  };
+  // `vault` holds the pending entries of changes; `log` is the audit database.
   AuditLog(Store& vault, Store& log, const Clock& clock, const CheckpointSigner& signer,
-           std::string journal_dir, int import_interval_ms = 50)
-      : vault_(vault),
-        log_(log),
-        clock_(clock),
-        signer_(signer),
-        journal_dir_(std::move(journal_dir)),
-        import_interval_ms_(import_interval_ms) {}
+           Options options)
+      : vault_(vault), log_(log), clock_(clock), signer_(signer), options_(std::move(options)) {}
   ~AuditLog() override;
   AuditLog(const AuditLog&) = delete;
   AuditLog& operator=(const AuditLog&) = delete;
@@ -91,19 +93,13 @@ class AuditLog final : public AccessJournal {
   Store& log_store() { return log_; }
 
  private:
-  struct Journal {
-    std::string name;
-    int fd = -1;
-    int64_t size = 0;  // bytes written (at the cut)
-  };
-  // One import: the journals up to their current size and (when `pending`) the vault's
-  // pending entries, in one audit transaction. Serialised by import_mu_.
+  // One import: the journals' complete records and (when `pending`) the vault's pending
+  // entries, in one audit transaction. Serialised by import_mu_.
   Status ImportPass(bool pending);
   void ImporterLoop();
   void Kick();  // pending entries were committed: wake the importer
   void EnsureImporter();
-  Status OpenJournalLocked();  // journal_mu_ held exclusively
-  Status AppendLine(const std::string& line);  // journal_mu_ held, journal open
+  void PrepareSpare();  // makes the next journal ahead of need (importer thread)
   // Removes pending vault rows already in the log (importer thread or Stop only: never
   // inside a vault write).
   void TrimPending(bool force);
@@ -112,18 +108,17 @@ class AuditLog final : public AccessJournal {
   Store& log_;
   const Clock& clock_;
   const CheckpointSigner& signer_;
-  const std::string journal_dir_;
-  const int import_interval_ms_;
+  const Options options_;
 
-  // The journal files; stopping_ is also written under it. Record holds it shared.
+  // The journals; stopping_ is also written under it. Record holds it shared; rotating to
+  // a new journal when one is full takes it exclusively.
   std::shared_mutex journal_mu_;
-  Journal journal_;                       // written to by Record (its size: journal_size_)
-  std::atomic<int64_t> journal_size_{0};
-  std::atomic<bool> journal_broken_{false};  // a write failed half-way
-  std::vector<Journal> retired_;  // full or broken, not yet imported whole; written no more
+  std::shared_ptr<AuditJournal> journal_;                // appended to by Record
+  std::shared_ptr<AuditJournal> spare_;                  // the next one, made in advance
+  std::vector<std::shared_ptr<AuditJournal>> retired_;   // full, not yet imported whole
 
   std::mutex import_mu_;          // one import at a time
-  std::string imported_name_;     // the journal imported last, and how far
+  const AuditJournal* imported_ = nullptr;  // the journal imported last, and how far
   int64_t imported_to_ = 0;
   int64_t intake_mark_ = -1;      // last pending id known logged (-1: not read yet)
   int64_t trimmed_to_ = 0;        // pending rows deleted up to here

@@ -80,11 +80,15 @@ ids = (ids * (10000 // max(len(ids), 1) + 1))[:10000]
 print(json.dumps({"purpose": "marketing.email", "channel": "email", "subjects": ids}))
 PY
 for r in $(seq 5); do
-  t=$(curl -s -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $GARDE_KEY" \
+  # Wall time as the client sees it, and the server's own (Server-Timing: app;dur=MS).
+  t=$(curl -s -o /dev/null -D "$WORK/batch.headers" -w '%{time_total}' \
+    -H "Authorization: Bearer $GARDE_KEY" \
     -H 'Content-Type: application/json' --data-binary @"$WORK/batch.json" \
     "http://127.0.0.1:$GARDE_PORT/v1/consent/check")
-  echo "  batch: RESULT ms=$(python3 -c "print(round($t*1000,1))")"
-  echo "batch RESULT ms=$(python3 -c "print(round($t*1000,1))")" >> "$WORK/results"
+  server=$(tr -d '\r' < "$WORK/batch.headers" | sed -n 's/^[Ss]erver-[Tt]iming: app;dur=//p')
+  line="RESULT ms=$(python3 -c "print(round($t*1000,1))") server_ms=$server"
+  echo "  batch: $line"
+  echo "batch $line" >> "$WORK/results"
 done
 
 echo "== POST /v1/subjects, durable commits (synchronous=FULL)"
@@ -117,6 +121,6 @@ check = med("check", "rps")
 print(f"| GET /v1/consent/check, req/s | {check:.0f} | |")
 print(f"| consent check ratio to bare | {check / bare:.2f} | >= 0.6 |")
 print(f"| consent check p50 / p99, ms | {med('check', 'p50_ms'):.2f} / {med('check', 'p99_ms'):.2f} | p99 <= 5 |")
-print(f"| POST /v1/consent/check 10k subjects, ms (wall, incl. transfer) | {med('batch', 'ms'):.0f} | <= 50 server time |")
+print(f"| POST /v1/consent/check 10k subjects, ms: server (Server-Timing) / wall | {med('batch', 'server_ms'):.0f} / {med('batch', 'ms'):.0f} | <= 50 server time |")
 print(f"| failed or non-2xx responses | {errs} | 0 |")
 PY

@@ -142,6 +142,10 @@ TEST_F(SubjectsE2E, RequestIdIsEchoedOrGenerated) {
   EXPECT_EQ(r.headers["x-request-id"], "trace-42");
   r = g_.Request("GET", "/healthz", "", {}, "");
   EXPECT_EQ(r.headers["x-request-id"].rfind("req_", 0), 0u);
+  // Server time, for clients and benchmarks: "app;dur=<ms>".
+  const std::string timing = r.headers["server-timing"];
+  ASSERT_EQ(timing.rfind("app;dur=", 0), 0u) << timing;
+  EXPECT_GE(std::stod(timing.substr(8)), 0.0);
 }
 
 TEST_F(SubjectsE2E, HealthReadinessAndOpenApi) {

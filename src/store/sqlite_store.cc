@@ -565,11 +565,15 @@ class SqliteTx final : public WriteTx {
     return out;
   }
 
-  Result<std::vector<ConsentEventRow>> ConsentEventsOf(const std::string& subject_id) override {
-    Query q(c_,
-            "SELECT id, subject_id, purpose, channel, event, legal_basis, notice_version, method, "
-            "actor, at, expires_at, receipt FROM consent_events WHERE subject_id = ? "
-            "ORDER BY at, rowid");
+  Result<std::vector<ConsentEventRow>> ConsentEventsOf(const std::string& subject_id,
+                                                       bool with_receipts) override {
+    Query q(c_, with_receipts
+                    ? "SELECT id, subject_id, purpose, channel, event, legal_basis, notice_version, "
+                      "method, actor, at, expires_at, receipt FROM consent_events "
+                      "WHERE subject_id = ? ORDER BY at, rowid"
+                    : "SELECT id, subject_id, purpose, channel, event, legal_basis, notice_version, "
+                      "method, actor, at, expires_at, '' FROM consent_events "
+                      "WHERE subject_id = ? ORDER BY at, rowid");
     q.Text(subject_id);
     std::vector<ConsentEventRow> out;
     int rc;

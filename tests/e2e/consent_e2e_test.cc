@@ -161,6 +161,29 @@ TEST_F(ConsentE2E, BatchCheckAnswersEverySubjectInOrder) {
   EXPECT_EQ(doc->getValue<int>("allowed"), 1);
 }
 
+TEST_F(ConsentE2E, ALargeBatchIsDecidedInHalvesAndAnsweredInOrder) {
+  ASSERT_EQ(Record(R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})").status, 201);
+  HttpReply other = g_.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"c@example.org"}})", operator_key_);
+  const std::string c = JsonString(other.body, "id");
+  // 2 501 subjects (split in two halves server-side), in a pattern that shows any mix-up.
+  const std::string pattern[] = {id_, c, "sub_0000000000000000000000000a"};
+  std::string body = R"({"purpose":"marketing.email","channel":"email","subjects":[)";
+  constexpr int kCount = 2501;
+  for (int i = 0; i < kCount; ++i) body += (i ? ",\"" : "\"") + pattern[i % 3] + "\"";
+  body += "]}";
+  HttpReply r = g_.Post("/v1/consent/check", body, marketing_key_);
+  ASSERT_EQ(r.status, 200) << r.body.substr(0, 300);
+  auto doc = Parse(r.body);
+  auto list = doc->getArray("decisions");
+  ASSERT_EQ(list->size(), static_cast<size_t>(kCount));
+  for (int i = 0; i < kCount; ++i) {
+    auto d = list->getObject(static_cast<unsigned>(i));
+    ASSERT_EQ(d->getValue<std::string>("subject"), pattern[i % 3]) << i;
+    ASSERT_EQ(d->getValue<bool>("allowed"), i % 3 == 0) << i;
+  }
+  EXPECT_EQ(doc->getValue<int>("allowed"), (kCount + 2) / 3);
+}
+
 TEST_F(ConsentE2E, BadConsentInputIsRefusedAndWritesNothing) {
   struct Case {
     std::string body;

@@ -171,7 +171,10 @@ class ReadTx {
   virtual Result<std::optional<CheckpointRow>> LatestCheckpoint() = 0;
 
   // Consent and suppression.
-  virtual Result<std::vector<ConsentEventRow>> ConsentEventsOf(const std::string& subject_id) = 0;
+  // Oldest first. Decisions need no receipts (about 2 kB each): with_receipts=false leaves
+  // them empty.
+  virtual Result<std::vector<ConsentEventRow>> ConsentEventsOf(const std::string& subject_id,
+                                                               bool with_receipts) = 0;
   // The purposes the subject objected to (events 'objected'), without loading receipts.
   virtual Result<std::vector<std::string>> ObjectedPurposesOf(const std::string& subject_id) = 0;
   virtual Result<bool> IsSuppressed(const std::string& kind, const Bytes& digest) = 0;

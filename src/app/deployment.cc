@@ -25,14 +25,11 @@ Status Deployment::Initialise(const Config& config) {
   if (ec) return Unavailable("cannot create data directory " + config.data_dir + ": " + ec.message());
   ::chmod(config.data_dir.c_str(), 0700);
   GARDE_RETURN_IF_ERROR(Keyring::Create(config.keyring_path()));
+  // audit.db is created by Open, where an existing deployment also gets it.
   SqliteOptions vault;
   vault.path = config.database_path();
   vault.synchronous_full = config.durable;
-  GARDE_RETURN_IF_ERROR(SqliteStore::Open(vault).status());
-  SqliteOptions log = vault;
-  log.path = config.audit_database_path();
-  log.schema = SqliteSchema::kAudit;
-  return SqliteStore::Open(log).status();
+  return SqliteStore::Open(vault).status();
 }
 
 Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
@@ -71,20 +68,8 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   d->audit_ = std::make_unique<AuditLog>(
       *d->store_, *d->audit_store_, d->clock_, *d->signer_,
       AuditLog::Options{config.data_dir, config.deferred_sync_ms, 8 << 20});
+  // Entries a crashed process left in its journal or pending are logged now.
   GARDE_RETURN_IF_ERROR(d->audit_->Recover());
-  // Entries a crashed process left in its journal or pending are logged now; after a vault
-  // restored from an older backup, new pending ids must stay above those already logged.
-  int64_t logged_up_to = 0;
-  GARDE_RETURN_IF_ERROR(d->audit_store_->Read([&](ReadTx& tx) -> Status {
-    auto mark = tx.AuditIntakeMark();
-    if (!mark.ok()) return mark.status();
-    logged_up_to = mark.value();
-    return Status::Ok();
-  }));
-  if (logged_up_to > 0) {
-    GARDE_RETURN_IF_ERROR(d->store_->Write(
-        [&](WriteTx& tx) { return tx.ReservePendingAuditIds(logged_up_to); }));
-  }
   GARDE_RETURN_IF_ERROR(d->audit_->Flush());
   d->api_keys_ = std::make_unique<ApiKeys>(*d->store_, *d->api_key_hash_, d->clock_,
                                             config.api_key_cache_seconds);

@@ -80,6 +80,11 @@ int64_t AuditJournal::Read(int64_t from,
   return at;
 }
 
+bool AuditJournal::HasRecordAt(int64_t at) const {
+  at = Padded(at);
+  return at + kHeader <= capacity_ && RecordLength(LoadHeader(base_ + at), capacity_ - at) >= 0;
+}
+
 void AuditJournal::Remove() { ::unlink(path_.c_str()); }
 
 bool AuditJournal::IsJournalName(const std::string& n) {

@@ -1,15 +1,11 @@
 #include "garde/domain/audit_log.h"
 
-#include <fcntl.h>
-#include <sys/file.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
+#include <charconv>
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <shared_mutex>
@@ -101,12 +97,6 @@ Status AppendEntry(WriteTx& tx, uint64_t seq, const std::string& subject,
 int64_t WallNanos() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-int64_t SteadyMillis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
@@ -221,8 +211,9 @@ void ParseRecord(std::string_view text, std::vector<Incoming>& out) {
                                                                      static_cast<int64_t>(text.size()));
     return;
   }
-  out.push_back({std::strtoll(std::string(text.substr(0, tab1)).c_str(), nullptr, 10),
-                 std::string(text.substr(tab1 + 1, tab2 - tab1 - 1)),
+  int64_t at_ns = 0;
+  std::from_chars(text.data(), text.data() + tab1, at_ns);
+  out.push_back({at_ns, std::string(text.substr(tab1 + 1, tab2 - tab1 - 1)),
                  std::string(text.substr(tab2 + 1))});
 }
 
@@ -248,9 +239,8 @@ Status AppendInOrder(WriteTx& tx, std::vector<Incoming>& entries) {
 
 // Forgets a journal whose every record is in the log: the file first, then its row (a row
 // without a file is harmless; a file without its row would be imported again).
-void RemoveJournal(Store& log, AuditJournal& journal) {
-  journal.Remove();
-  const std::string name = journal.name();
+void RemoveJournal(Store& log, const std::string& path, const std::string& name) {
+  ::unlink(path.c_str());
   log.Write([&](WriteTx& tx) { return tx.ForgetJournal(name); }).IgnoreError();
 }
 
@@ -272,17 +262,19 @@ void AuditLog::PrepareSpare() {
   }
 }
 
+Status AuditLog::LoadIntakeMark() {
+  return log_.Read([&](ReadTx& tx) -> Status {
+    auto mark = tx.AuditIntakeMark();
+    if (!mark.ok()) return mark.status();
+    intake_mark_ = mark.value();
+    return Status::Ok();
+  });
+}
+
 Status AuditLog::ImportPass(bool pending) {
   std::lock_guard<std::mutex> guard(import_mu_);
   for (;;) {
-    if (pending && intake_mark_ < 0) {
-      GARDE_RETURN_IF_ERROR(log_.Read([&](ReadTx& tx) -> Status {
-        auto mark = tx.AuditIntakeMark();
-        if (!mark.ok()) return mark.status();
-        intake_mark_ = mark.value();
-        return Status::Ok();
-      }));
-    }
+    if (pending && intake_mark_ < 0) GARDE_RETURN_IF_ERROR(LoadIntakeMark());
     std::vector<PendingAuditRow> rows;
     if (pending) {
       GARDE_RETURN_IF_ERROR(vault_.Read([&](ReadTx& tx) -> Status {
@@ -302,8 +294,7 @@ Status AuditLog::ImportPass(bool pending) {
       retired = retired_;
     }
     const bool fresh =
-        current && (current.get() != imported_ ||
-                    current->Read(imported_to_, [](std::string_view) {}) > imported_to_);
+        current && (current.get() != imported_ || current->HasRecordAt(imported_to_));
     if (rows.empty() && retired.empty() && !fresh) return Status::Ok();
     int64_t mark_after = intake_mark_;
     int64_t current_to = 0;
@@ -352,7 +343,7 @@ Status AuditLog::ImportPass(bool pending) {
         retired_.erase(retired_.begin(),
                        retired_.begin() + static_cast<std::ptrdiff_t>(retired.size()));
       }
-      for (const auto& j : retired) RemoveJournal(log_, *j);
+      for (const auto& j : retired) RemoveJournal(log_, j->path(), j->name());
     }
     if (rows.size() < kPendingBatch) return Status::Ok();
   }
@@ -388,12 +379,14 @@ Status AuditLog::Recover() {
         Durability::kImmediate);
     GARDE_RETURN_IF_ERROR(s);
     if (in_use) continue;
-    ::unlink(path.c_str());
-    log_.Write([&](WriteTx& tx) { return tx.ForgetJournal(name); }).IgnoreError();
+    RemoveJournal(log_, path, name);
     LogLine(spdlog::level::warn, "audit journal of an earlier process imported")
         .Str("journal", name);
   }
-  return Status::Ok();
+  GARDE_RETURN_IF_ERROR(LoadIntakeMark());
+  if (intake_mark_ == 0) return Status::Ok();
+  const int64_t logged_up_to = intake_mark_;
+  return vault_.Write([&](WriteTx& tx) { return tx.ReservePendingAuditIds(logged_up_to); });
 }
 
 void AuditLog::TrimPending(bool force) {
@@ -403,9 +396,10 @@ void AuditLog::TrimPending(bool force) {
     up_to = intake_mark_;
   }
   if (up_to <= trimmed_to_) return;
-  const int64_t now = SteadyMillis();
-  if (!force && now - last_trim_ms_ < 200) return;  // one small vault write per period
-  last_trim_ms_ = now;
+  const auto now = std::chrono::steady_clock::now();
+  // One small vault write per period at most.
+  if (!force && now - last_trim_ < std::chrono::milliseconds(200)) return;
+  last_trim_ = now;
   Status s = vault_.Write([&](WriteTx& tx) { return tx.DeletePendingAudit(up_to); },
                           Durability::kDeferred);
   if (s.ok()) trimmed_to_ = up_to;
@@ -426,7 +420,7 @@ void AuditLog::Stop() {
   TrimPending(true);
   std::lock_guard<std::mutex> guard(import_mu_);
   std::unique_lock<std::shared_mutex> lock(journal_mu_);
-  if (journal_) RemoveJournal(log_, *journal_);
+  if (journal_) RemoveJournal(log_, journal_->path(), journal_->name());
   if (spare_) spare_->Remove();
   journal_.reset();
   spare_.reset();

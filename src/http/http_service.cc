@@ -61,6 +61,10 @@ class GardeRequestHandler final : public Poco::Net::HTTPRequestHandler {
   void handleRequest(Poco::Net::HTTPServerRequest& req,
                      Poco::Net::HTTPServerResponse& resp) override {
     const auto started = std::chrono::steady_clock::now();
+    auto elapsed_ms = [&] {
+      return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
+          .count();
+    };
     Exchange x;
     x.method = req.getMethod();
     const std::string incoming_id = req.get("X-Request-Id", "");
@@ -77,10 +81,7 @@ class GardeRequestHandler final : public Poco::Net::HTTPRequestHandler {
       // W3C Server Timing: the time from receiving the request to having the whole answer
       // ready, without sending it (what a client cannot tell apart from the network).
       char timing[48];
-      std::snprintf(timing, sizeof(timing), "app;dur=%.2f",
-                    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
-                                                              started)
-                        .count());
+      std::snprintf(timing, sizeof(timing), "app;dur=%.2f", elapsed_ms());
       resp.set("Server-Timing", timing);
       Send(resp, x);
       sent = true;
@@ -104,9 +105,7 @@ class GardeRequestHandler final : public Poco::Net::HTTPRequestHandler {
       } catch (...) {
       }
     }
-    const double ms = std::chrono::duration<double, std::milli>(
-                          std::chrono::steady_clock::now() - started)
-                          .count();
+    const double ms = elapsed_ms();
     LogLine(x.status >= 500 ? spdlog::level::warn : spdlog::level::debug, "request")
         .Str("request_id", x.request_id)
         .Str("method", x.method)

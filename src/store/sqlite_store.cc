@@ -285,6 +285,13 @@ class Query {
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? Status::Ok() : conn_.ErrorStatus("write");
   }
   Status Error() const { return conn_.ErrorStatus(stmt_ == nullptr ? "prepare" : "read"); }
+  // The first column of the first row, or `if_none` when there is no row.
+  Result<int64_t> FirstInt(int64_t if_none) {
+    const int rc = Step();
+    if (rc == SQLITE_DONE) return if_none;
+    if (rc != SQLITE_ROW) return Error();
+    return ColInt(0);
+  }
 
   std::string ColText(int i) const {
     const auto* p = sqlite3_column_text(stmt_, i);
@@ -567,13 +574,15 @@ class SqliteTx final : public WriteTx {
 
   Result<std::vector<ConsentEventRow>> ConsentEventsOf(const std::string& subject_id,
                                                        bool with_receipts) override {
-    Query q(c_, with_receipts
-                    ? "SELECT id, subject_id, purpose, channel, event, legal_basis, notice_version, "
-                      "method, actor, at, expires_at, receipt FROM consent_events "
-                      "WHERE subject_id = ? ORDER BY at, rowid"
-                    : "SELECT id, subject_id, purpose, channel, event, legal_basis, notice_version, "
-                      "method, actor, at, expires_at, '' FROM consent_events "
-                      "WHERE subject_id = ? ORDER BY at, rowid");
+    // Without receipts, the same columns with '' in the receipt's place.
+    static const auto sql = [](const char* receipt) {
+      return std::string(
+                 "SELECT id, subject_id, purpose, channel, event, legal_basis, notice_version, "
+                 "method, actor, at, expires_at, ") +
+             receipt + " FROM consent_events WHERE subject_id = ? ORDER BY at, rowid";
+    };
+    static const std::string with = sql("receipt"), without = sql("''");
+    Query q(c_, with_receipts ? with : without);
     q.Text(subject_id);
     std::vector<ConsentEventRow> out;
     int rc;
@@ -706,19 +715,13 @@ class SqliteTx final : public WriteTx {
 
   Result<int64_t> AuditIntakeMark() override {
     Query q(c_, "SELECT last_pending FROM audit_intake WHERE id = 0");
-    const int rc = q.Step();
-    if (rc == SQLITE_DONE) return int64_t{0};
-    if (rc != SQLITE_ROW) return q.Error();
-    return q.ColInt(0);
+    return q.FirstInt(0);
   }
 
   Result<int64_t> JournalImportedTo(const std::string& name) override {
     Query q(c_, "SELECT imported_to FROM audit_journals WHERE name = ?");
     q.Text(name);
-    const int rc = q.Step();
-    if (rc == SQLITE_DONE) return int64_t{0};
-    if (rc != SQLITE_ROW) return q.Error();
-    return q.ColInt(0);
+    return q.FirstInt(0);
   }
 
   Result<std::vector<OutboxRow>> ListOutbox(size_t limit) override {

@@ -39,10 +39,13 @@ class AuditJournal {
   // Calls fn for each record from byte `from` up to the first one not complete yet (still
   // being copied, or none); returns the position after the last one read.
   int64_t Read(int64_t from, const std::function<void(std::string_view)>& fn) const;
+  // True when a complete record starts at `at` (a position Read returned).
+  bool HasRecordAt(int64_t at) const;
   // Deletes the file (call once every record is imported).
   void Remove();
 
   const std::string& name() const { return name_; }
+  const std::string& path() const { return path_; }
   static bool IsJournalName(const std::string& file_name);
 
  private:

@@ -30,6 +30,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -70,8 +71,10 @@ class AuditLog final : public AccessJournal {
   static std::string Encode(uint64_t seq, int64_t time, const Caller& caller,
                             const AccessEvent& event);
 
-  // Imports the read journals of processes that ended without doing so (a crash). Journals
-  // of running processes are locked and left to them.
+  // At start: imports the read journals of processes that ended without doing so (a
+  // crash; journals of running processes are locked and left to them), and keeps new
+  // pending ids above those already logged (a vault restored from an older backup would
+  // number them from where the backup stood, and they would look logged).
   Status Recover();
   // Logs every entry recorded so far: this process's journal and the vault's pending
   // entries (also those of other processes, such as CLI commands run beside the service).
@@ -90,12 +93,12 @@ class AuditLog final : public AccessJournal {
   Status Scan(uint64_t from, uint64_t to, const std::function<bool(const AuditRow&)>& fn);
 
   const CheckpointSigner& signer() const { return signer_; }
-  Store& log_store() { return log_; }
 
  private:
   // One import: the journals' complete records and (when `pending`) the vault's pending
   // entries, in one audit transaction. Serialised by import_mu_.
   Status ImportPass(bool pending);
+  Status LoadIntakeMark();  // reads intake_mark_ from the log (import_mu_ held)
   void ImporterLoop();
   void Kick();  // pending entries were committed: wake the importer
   void EnsureImporter();
@@ -122,7 +125,7 @@ class AuditLog final : public AccessJournal {
   int64_t imported_to_ = 0;
   int64_t intake_mark_ = -1;      // last pending id known logged (-1: not read yet)
   int64_t trimmed_to_ = 0;        // pending rows deleted up to here
-  int64_t last_trim_ms_ = 0;
+  std::chrono::steady_clock::time_point last_trim_{};
 
   std::mutex mu_;
   std::condition_variable wake_cv_;  // the importer waits on it

@@ -152,6 +152,8 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
 
   const int64_t now = clock_.Now();
   GARDE_RETURN_IF_ERROR(store_.Read([&](ReadTx& tx) -> Status {
+    auto position = ledger_.SyncFacts(tx);
+    if (!position.ok()) return position.status();
     std::string after;
     for (;;) {
       auto rows = tx.ScanSubjects(after, 1000);
@@ -167,7 +169,8 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
         }
         if (!Eval(where, fields.value(), now)) continue;
         ++out.matched;
-        auto decision = ledger_.DecideIn(tx, *policies, row, *purpose, in.channel, now);
+        auto decision =
+            ledger_.DecideKept(tx, position.value(), *policies, row, *purpose, in.channel, now);
         if (!decision.ok()) return decision.status();
         if (!decision->decision.allowed) continue;
         AudienceMember m{row.id, {}};

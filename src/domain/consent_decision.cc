@@ -25,27 +25,33 @@ bool ParseConsentEventType(const std::string& s, ConsentEventType* out) {
 
 ConsentDecision Decide(const SubjectConsentFacts& facts, const PolicySet& policies,
                        const Purpose& purpose, const std::string& channel, int64_t now) {
+  return Decide(facts.status, facts.suppressed, facts.events, policies, purpose, channel, now);
+}
+
+ConsentDecision Decide(const std::string& status, bool suppressed,
+                       const std::vector<ConsentFact>& events, const PolicySet& policies,
+                       const Purpose& purpose, const std::string& channel, int64_t now) {
   ConsentDecision d;
   d.basis = LegalBasisName(purpose.legal_basis);
-  if (facts.status == "erased") {
+  if (status == "erased") {
     d.reason = "erased";
     return d;
   }
-  if (facts.status == "restricted") {
+  if (status == "restricted") {
     d.reason = "restricted";
     return d;
   }
   // The suppression list stops marketing contact; it does not stop an order confirmation or
   // a legally required notice (see docs/api.md, "Choices").
-  if (facts.suppressed && purpose.marketing) {
+  if (suppressed && purpose.marketing) {
     d.reason = "suppressed";
     return d;
   }
   // The latest event for this purpose on this channel or on all channels; and any
   // objection to direct marketing.
-  const ConsentEvent* latest = nullptr;
-  const ConsentEvent* marketing_objection = nullptr;
-  for (const auto& e : facts.events) {
+  const ConsentFact* latest = nullptr;
+  const ConsentFact* marketing_objection = nullptr;
+  for (const auto& e : events) {
     if (e.type == ConsentEventType::kObjected) {
       const Purpose* p = policies.FindPurpose(e.purpose);
       if (p != nullptr && p->marketing &&

@@ -275,37 +275,77 @@ Result<std::vector<ConsentEvent>> ConsentLedger::History(const Caller& caller,
   return out;
 }
 
-Result<ConsentAnswer> ConsentLedger::Decide1(ReadTx& tx, const PolicySet& policies,
-                                             const std::string& id, const Purpose& purpose,
+namespace {
+
+ConsentAnswer DecideFrom(const ConsentFacts& f, const PolicySet& policies,
+                         const std::string& id, const Purpose& purpose,
+                         const std::string& channel, int64_t now) {
+  const char* contact = ContactFieldFor(channel);
+  const bool suppressed =
+      contact != nullptr && std::find(f.suppressed_contacts.begin(), f.suppressed_contacts.end(),
+                                      contact) != f.suppressed_contacts.end();
+  return {id, purpose.id, channel,
+          Decide(f.status, suppressed, f.events, policies, purpose, channel, now)};
+}
+
+}  // namespace
+
+Result<SubjectCache<ConsentFacts>::Ptr> ConsentLedger::LoadFacts(ReadTx& tx,
+                                                                 const SubjectRow& row) {
+  auto facts = std::make_shared<ConsentFacts>();
+  facts->status = row.status;
+  auto suppressed = tx.SuppressedContactsOf(row.id);
+  if (!suppressed.ok()) return suppressed.status();
+  facts->suppressed_contacts = std::move(suppressed).value();
+  auto events = tx.ConsentEventsOf(row.id, /*with_receipts=*/false);
+  if (!events.ok()) return events.status();
+  facts->events.reserve(events->size());
+  for (auto& r : events.value()) {
+    ConsentFact e;
+    e.purpose = std::move(r.purpose);
+    e.channel = std::move(r.channel);
+    ParseConsentEventType(r.event, &e.type);
+    e.at = r.at;
+    e.expires_at = r.expires_at;
+    facts->events.push_back(std::move(e));
+  }
+  return SubjectCache<ConsentFacts>::Ptr(std::move(facts));
+}
+
+Result<ConsentAnswer> ConsentLedger::Decide1(ReadTx& tx, int64_t position,
+                                             const PolicySet& policies, const std::string& id,
+                                             const SubjectRow* row, const Purpose& purpose,
                                              const std::string& channel, int64_t now) {
-  auto row = tx.GetSubject(id);
-  if (!row.ok()) return row.status();
-  if (!row.value()) {
+  auto kept = facts_.Get(position, id, [&]() -> Result<SubjectCache<ConsentFacts>::Ptr> {
+    if (row != nullptr) return LoadFacts(tx, *row);
+    auto found = tx.GetSubject(id);
+    if (!found.ok()) return found.status();
+    if (!found.value()) return SubjectCache<ConsentFacts>::Ptr();
+    return LoadFacts(tx, *found.value());
+  });
+  if (!kept.ok()) return kept.status();
+  if (kept.value() == nullptr) {
     ConsentAnswer a{id, purpose.id, channel, {}};
     a.decision.reason = "not_found";
     a.decision.basis = LegalBasisName(purpose.legal_basis);
     return a;
   }
-  return DecideIn(tx, policies, *row.value(), purpose, channel, now);
+  return DecideFrom(*kept.value(), policies, id, purpose, channel, now);
 }
 
 Result<ConsentAnswer> ConsentLedger::DecideIn(ReadTx& tx, const PolicySet& policies,
                                               const SubjectRow& subject, const Purpose& purpose,
                                               const std::string& channel, int64_t now) {
-  const std::string& id = subject.id;
-  ConsentAnswer a{id, purpose.id, channel, {}};
-  SubjectConsentFacts facts;
-  facts.status = subject.status;
-  if (const char* field = ContactFieldFor(channel)) {
-    auto s = tx.SubjectSuppressed(id, "~" + std::string(field), field);
-    if (!s.ok()) return s.status();
-    facts.suppressed = s.value();
-  }
-  auto events = tx.ConsentEventsOf(id, /*with_receipts=*/false);
-  if (!events.ok()) return events.status();
-  for (const auto& r : events.value()) facts.events.push_back(ConsentEventFromRow(r));
-  a.decision = Decide(facts, policies, purpose, channel, now);
-  return a;
+  auto facts = LoadFacts(tx, subject);
+  if (!facts.ok()) return facts.status();
+  return DecideFrom(*facts.value(), policies, subject.id, purpose, channel, now);
+}
+
+Result<ConsentAnswer> ConsentLedger::DecideKept(ReadTx& tx, int64_t position,
+                                                const PolicySet& policies, const SubjectRow& row,
+                                                const Purpose& purpose,
+                                                const std::string& channel, int64_t now) {
+  return Decide1(tx, position, policies, row.id, &row, purpose, channel, now);
 }
 
 Result<ConsentAnswer> ConsentLedger::Check(const Caller& caller, const std::string& subject_id,
@@ -333,8 +373,10 @@ Result<std::vector<ConsentAnswer>> ConsentLedger::CheckMany(
   // Decides ids [from, to) in one read transaction.
   auto decide_range = [&](size_t from, size_t to) {
     return d_.store.Read([&](ReadTx& tx) -> Status {
+      auto position = facts_.Sync(tx);
+      if (!position.ok()) return position.status();
       for (size_t i = from; i < to; ++i) {
-        auto a = Decide1(tx, *policies, ids[i], *purpose, channel, now);
+        auto a = Decide1(tx, position.value(), *policies, ids[i], nullptr, *purpose, channel, now);
         if (!a.ok()) return a.status();
         out[i] = std::move(a.value());
       }

@@ -160,6 +160,42 @@ CREATE TABLE audit_pending(
   tail TEXT NOT NULL
 );
 )sql",
+    // 7: the change log that keeps in-memory views (consent facts, audience filters) current
+    // across connections and processes. Triggers write it in the transaction of the change,
+    // so no write path can forget it. Every change to a subject's fields or contacts also
+    // updates its subjects row (updated_at); a key re-wrap does not, and is not logged.
+    // AUTOINCREMENT: sequence numbers are never reused, and without gaps (a rolled-back
+    // change rolls its numbers back too), so a reader can tell whether it missed some. The
+    // log keeps its last 65 536 changes; a reader further behind starts over.
+    R"sql(
+CREATE TABLE vault_changes(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  subject_id TEXT NOT NULL
+);
+CREATE TRIGGER vault_changes_trim AFTER INSERT ON vault_changes BEGIN
+  DELETE FROM vault_changes WHERE seq <= NEW.seq - 65536;
+END;
+CREATE TRIGGER subjects_inserted AFTER INSERT ON subjects BEGIN
+  INSERT INTO vault_changes(subject_id) VALUES(NEW.id);
+END;
+CREATE TRIGGER subjects_updated AFTER UPDATE OF status, source, updated_at, last_interaction_at
+ON subjects BEGIN
+  INSERT INTO vault_changes(subject_id) VALUES(NEW.id);
+END;
+CREATE TRIGGER subjects_deleted AFTER DELETE ON subjects BEGIN
+  INSERT INTO vault_changes(subject_id) VALUES(OLD.id);
+END;
+CREATE TRIGGER consent_recorded AFTER INSERT ON consent_events BEGIN
+  INSERT INTO vault_changes(subject_id) VALUES(NEW.subject_id);
+END;
+CREATE TRIGGER consent_deleted AFTER DELETE ON consent_events BEGIN
+  INSERT INTO vault_changes(subject_id) VALUES(OLD.subject_id);
+END;
+CREATE TRIGGER suppression_added AFTER INSERT ON suppressions BEGIN
+  INSERT INTO vault_changes(subject_id)
+    SELECT subject_id FROM blind_index WHERE field = '~' || NEW.kind AND digest = NEW.digest;
+END;
+)sql",
 };
 
 // The audit database (audit.db), migrated on its own. Appends to it never touch the vault
@@ -285,6 +321,14 @@ class Query {
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? Status::Ok() : conn_.ErrorStatus("write");
   }
   Status Error() const { return conn_.ErrorStatus(stmt_ == nullptr ? "prepare" : "read"); }
+  // The first column of every row, as text.
+  Result<std::vector<std::string>> Texts() {
+    std::vector<std::string> out;
+    int rc;
+    while ((rc = Step()) == SQLITE_ROW) out.push_back(ColText(0));
+    if (rc != SQLITE_DONE) return Error();
+    return out;
+  }
   // The first column of the first row, or `if_none` when there is no row.
   Result<int64_t> FirstInt(int64_t if_none) {
     const int rc = Step();
@@ -412,11 +456,7 @@ class SqliteTx final : public WriteTx {
                                                const Bytes& digest) override {
     Query q(c_, "SELECT subject_id FROM blind_index WHERE field = ? AND digest = ? LIMIT 1000");
     q.Text(field).Blob(digest);
-    std::vector<std::string> out;
-    int rc;
-    while ((rc = q.Step()) == SQLITE_ROW) out.push_back(q.ColText(0));
-    if (rc != SQLITE_DONE) return q.Error();
-    return out;
+    return q.Texts();
   }
 
   Result<std::optional<ApiKeyRow>> FindApiKeyByHash(const Bytes& hash) override {
@@ -565,11 +605,7 @@ class SqliteTx final : public WriteTx {
             "SELECT DISTINCT purpose FROM consent_events WHERE subject_id = ? AND event = "
             "'objected'");
     q.Text(subject_id);
-    std::vector<std::string> out;
-    int rc;
-    while ((rc = q.Step()) == SQLITE_ROW) out.push_back(q.ColText(0));
-    if (rc != SQLITE_DONE) return q.Error();
-    return out;
+    return q.Texts();
   }
 
   Result<std::vector<ConsentEventRow>> ConsentEventsOf(const std::string& subject_id,
@@ -626,16 +662,37 @@ class SqliteTx final : public WriteTx {
     return out;
   }
 
-  Result<bool> SubjectSuppressed(const std::string& subject_id, const std::string& field,
-                                 const std::string& kind) override {
+  Result<std::vector<std::string>> SuppressedContactsOf(const std::string& subject_id) override {
     Query q(c_,
-            "SELECT 1 FROM blind_index b JOIN suppressions s ON s.kind = ? AND s.digest = b.digest "
-            "WHERE b.subject_id = ? AND b.field = ? LIMIT 1");
-    q.Text(kind).Text(subject_id).Text(field);
-    const int rc = q.Step();
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    return q.Error();
+            "SELECT DISTINCT s.kind FROM blind_index b JOIN suppressions s "
+            "ON s.kind = substr(b.field, 2) AND s.digest = b.digest "
+            "WHERE b.subject_id = ? AND b.field >= '~' AND b.field < '\x7f'");
+    q.Text(subject_id);
+    return q.Texts();
+  }
+
+  Result<ChangeTail> ChangesAfter(int64_t after_seq, size_t limit) override {
+    ChangeTail tail;
+    {
+      Query q(c_, "SELECT seq FROM sqlite_sequence WHERE name = 'vault_changes'");
+      auto last = q.FirstInt(0);
+      if (!last.ok()) return last.status();
+      tail.last_seq = last.value();
+    }
+    if (tail.last_seq <= after_seq) return tail;
+    if (static_cast<uint64_t>(tail.last_seq - after_seq) > limit) {
+      tail.complete = false;
+      return tail;
+    }
+    Query q(c_, "SELECT seq, subject_id FROM vault_changes WHERE seq > ? ORDER BY seq");
+    q.Int(after_seq);
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) tail.changes.emplace_back(q.ColInt(0), q.ColText(1));
+    if (rc != SQLITE_DONE) return q.Error();
+    // Numbers have no gaps: a missing first one was trimmed before this reader saw it.
+    tail.complete = !tail.changes.empty() && tail.changes.front().first == after_seq + 1 &&
+                    tail.changes.back().first == tail.last_seq;
+    return tail;
   }
 
   Result<std::optional<RequestRow>> GetRequest(const std::string& id) override {

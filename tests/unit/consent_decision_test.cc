@@ -10,11 +10,9 @@ std::shared_ptr<const PolicySet> Policies() {
   return set.value();
 }
 
-ConsentEvent Ev(const char* purpose, const char* channel, ConsentEventType t, int64_t at,
-                int64_t expires = 0) {
-  static int n = 0;
-  ConsentEvent e;
-  e.id = "cev_" + std::to_string(++n);
+ConsentFact Ev(const char* purpose, const char* channel, ConsentEventType t, int64_t at,
+               int64_t expires = 0) {
+  ConsentFact e;
   e.purpose = purpose;
   e.channel = channel;
   e.type = t;
@@ -30,7 +28,7 @@ struct Case {
   const char* name;
   std::string status;
   bool suppressed;
-  std::vector<ConsentEvent> events;
+  std::vector<ConsentFact> events;
   const char* purpose;
   const char* channel;
   bool allowed;

@@ -32,6 +32,7 @@ struct Config {
   int db_connections = 8;        // SQLite connections shared by the worker threads
   int64_t db_mmap_bytes = 0;    // bytes of the database each connection memory-maps
   int deferred_sync_ms = 50;     // read-audit entries reach stable storage within this (ms)
+  int kept_subjects = 1000000;   // subjects whose consent facts stay in memory
   std::string default_region = "FR";
   std::string log_level = "info";
   std::string log_file;

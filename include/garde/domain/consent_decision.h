@@ -32,10 +32,19 @@ struct ConsentEvent {
   std::string receipt;     // signed receipt JSON
 };
 
+// What a decision reads of an event.
+struct ConsentFact {
+  std::string purpose;
+  std::string channel;  // empty: all channels of the purpose
+  ConsentEventType type = ConsentEventType::kGranted;
+  int64_t at = 0;
+  int64_t expires_at = 0;  // 0: no expiry
+};
+
 struct SubjectConsentFacts {
-  std::string status;               // active | restricted | erased
-  bool suppressed = false;          // the contact for the asked channel is suppressed
-  std::vector<ConsentEvent> events; // this subject's events in recording order
+  std::string status;              // active | restricted | erased
+  bool suppressed = false;         // the contact for the asked channel is suppressed
+  std::vector<ConsentFact> events; // this subject's events in recording order
 };
 
 struct ConsentDecision {
@@ -49,6 +58,10 @@ struct ConsentDecision {
 // Art. 21(3): an objection to direct marketing is absolute — any `objected` event on a
 // marketing purpose denies every marketing purpose.
 ConsentDecision Decide(const SubjectConsentFacts& facts, const PolicySet& policies,
+                       const Purpose& purpose, const std::string& channel, int64_t now);
+// The same, from the facts' parts (`suppressed`: the asked channel's contact is suppressed).
+ConsentDecision Decide(const std::string& status, bool suppressed,
+                       const std::vector<ConsentFact>& events, const PolicySet& policies,
                        const Purpose& purpose, const std::string& channel, int64_t now);
 
 }  // namespace garde

@@ -18,6 +18,7 @@
 #include "garde/domain/access_journal.h"
 #include "garde/domain/consent_decision.h"
 #include "garde/domain/entry_standard.h"
+#include "garde/domain/subject_cache.h"
 #include "garde/policy/policy_holder.h"
 #include "garde/store/store.h"
 
@@ -54,9 +55,18 @@ struct ConsentDeps {
   const Clock& clock;
 };
 
+// What decisions need of one subject, as kept in memory between decisions.
+struct ConsentFacts {
+  std::string status;                             // active | restricted | erased
+  std::vector<std::string> suppressed_contacts;   // "email", "phone": digest suppressed
+  std::vector<ConsentFact> events;                // in recording order, without receipts
+};
+
 class ConsentLedger {
  public:
-  explicit ConsentLedger(ConsentDeps deps) : d_(deps) {}
+  // Keeps the consent facts of up to `kept_subjects` subjects in memory.
+  explicit ConsentLedger(ConsentDeps deps, size_t kept_subjects = 1000000)
+      : d_(deps), facts_(kept_subjects) {}
 
   // Appends an event with its signed receipt. An objection to a marketing purpose also puts
   // the subject's e-mail and phone on the suppression list.
@@ -74,11 +84,18 @@ class ConsentLedger {
   // One-click unsubscribe (RFC 8058) authorised by a subject token: withdraws the token's
   // purpose, or every marketing purpose for scope "*". Idempotent. Returns events recorded.
   Result<int> UnsubscribeByToken(const SubjectTokenClaims& claims, const std::string& request_id);
-  // The decision for one subject inside a caller's transaction (no audit: the caller
-  // audits the whole operation).
+  // The decision for one subject inside a caller's transaction, read from it (no audit:
+  // the caller audits the whole operation). Inside a write transaction, this is the one.
   Result<ConsentAnswer> DecideIn(ReadTx& tx, const PolicySet& policies, const SubjectRow& row,
                                  const Purpose& purpose, const std::string& channel,
                                  int64_t now);
+  // The same from the facts kept in memory, inside a caller's read transaction: first
+  // SyncFacts(tx) once, then DecideKept for any subject of the same snapshot.
+  Result<int64_t> SyncFacts(ReadTx& tx) { return facts_.Sync(tx); }
+  Result<ConsentAnswer> DecideKept(ReadTx& tx, int64_t position, const PolicySet& policies,
+                                   const SubjectRow& row, const Purpose& purpose,
+                                   const std::string& channel, int64_t now);
+  size_t kept_subjects() const { return facts_.size(); }
   // Inside a caller's transaction (DSR objection): records an `objected` event for each of
   // `purposes` and, when one is a marketing purpose, suppresses the subject's contacts.
   Status ObjectIn(WriteTx& tx, const PolicySet& policies, const std::string& subject_id,
@@ -104,9 +121,12 @@ class ConsentLedger {
                                        const std::vector<std::string>& values);
 
  private:
-  Result<ConsentAnswer> Decide1(ReadTx& tx, const PolicySet& policies, const std::string& id,
-                                const Purpose& purpose, const std::string& channel,
-                                int64_t now);
+  // From the kept facts, loaded (from `row` when given, else read) if not kept.
+  Result<ConsentAnswer> Decide1(ReadTx& tx, int64_t position, const PolicySet& policies,
+                                const std::string& id, const SubjectRow* row,
+                                const Purpose& purpose, const std::string& channel, int64_t now);
+  // Reads the facts of `row` from tx.
+  static Result<SubjectCache<ConsentFacts>::Ptr> LoadFacts(ReadTx& tx, const SubjectRow& row);
   Status ValidatePurposeChannel(const PolicySet& policies, const std::string& purpose,
                                 const std::string& channel, const Purpose** out) const;
   ConsentEventRow MakeEvent(const PolicySet& policies, const Purpose& purpose,
@@ -115,6 +135,7 @@ class ConsentLedger {
                             const std::string& method, const std::string& actor,
                             int64_t at) const;
   ConsentDeps d_;
+  SubjectCache<ConsentFacts> facts_;
 };
 
 ConsentEvent ConsentEventFromRow(const ConsentEventRow& row);

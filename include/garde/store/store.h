@@ -139,6 +139,13 @@ struct PolicyVersionRow {
   std::string summary;  // JSON: what changed from the previous version
 };
 
+// The vault's change log after a reader's position (see ReadTx::ChangesAfter).
+struct ChangeTail {
+  int64_t last_seq = 0;  // the newest change in this transaction's snapshot
+  bool complete = true;  // false: more than the limit, or trimmed; the reader starts over
+  std::vector<std::pair<int64_t, std::string>> changes;  // (seq, subject id), in order
+};
+
 class ReadTx {
  public:
   virtual ~ReadTx() = default;
@@ -181,9 +188,11 @@ class ReadTx {
   // The subject's own index digests under `field`.
   virtual Result<std::vector<Bytes>> IndexDigestsOf(const std::string& subject_id,
                                                     const std::string& field) = 0;
-  // True when one of the subject's index entries under `field` is a suppressed digest.
-  virtual Result<bool> SubjectSuppressed(const std::string& subject_id, const std::string& field,
-                                         const std::string& kind) = 0;
+  // The contact fields (e.g. "email", "phone") of the subject whose digest is suppressed.
+  virtual Result<std::vector<std::string>> SuppressedContactsOf(const std::string& subject_id) = 0;
+  // Subjects changed after `after_seq` (their status, fields, consent events, or a suppression
+  // of one of their contacts): at most `limit` changes, else `complete` is false.
+  virtual Result<ChangeTail> ChangesAfter(int64_t after_seq, size_t limit) = 0;
 
   // Data-subject requests, erasure tombstones, outbox.
   virtual Result<std::optional<RequestRow>> GetRequest(const std::string& id) = 0;

@@ -1,0 +1,76 @@
+// An in-memory view of per-subject data derived from the vault (consent facts, audience
+// filter values), kept current by following the vault's change log: before each use, a
+// read transaction applies the changes committed since the last one, whichever connection
+// or process made them. A kept value is never older than the newest change applied.
+//
+//   SubjectCache<Facts> cache(100000);
+//   store.Read([&](ReadTx& tx) { auto at = cache.Sync(tx);
+//                                auto f = cache.Get(at.value(), id, [&] { return Load(tx, id); }); });
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <utility>
+
+#include "garde/store/store.h"
+
+namespace garde {
+
+// The type-free core of SubjectCache<T>.
+class ChangeFollowingCache {
+ public:
+  explicit ChangeFollowingCache(size_t capacity) : capacity_(capacity) {}
+  ChangeFollowingCache(const ChangeFollowingCache&) = delete;
+  ChangeFollowingCache& operator=(const ChangeFollowingCache&) = delete;
+
+  // Forgets what the changes committed up to tx's snapshot made stale; returns the
+  // snapshot's position in the change log.
+  Result<int64_t> Sync(ReadTx& tx);
+  std::shared_ptr<const void> Find(const std::string& id) const;
+  // Keeps a value read at `position` unless a change applied since then concerns it.
+  void Keep(int64_t position, const std::string& id, std::shared_ptr<const void> value);
+  size_t size() const;
+  int64_t position() const;
+
+ private:
+  bool UnchangedSince(int64_t position, const std::string& id) const;  // mu_ held
+  void Reset(int64_t position);                                        // mu_ held
+
+  const size_t capacity_;
+  mutable std::shared_mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<const void>> values_;
+  int64_t applied_ = 0;  // every change up to here has been applied
+  // The changes applied last, oldest first; those after ring_floor_ are all here.
+  std::deque<std::pair<int64_t, std::string>> ring_;
+  int64_t ring_floor_ = 0;
+};
+
+template <typename T>
+class SubjectCache {
+ public:
+  using Ptr = std::shared_ptr<const T>;
+  explicit SubjectCache(size_t capacity) : core_(capacity) {}
+
+  Result<int64_t> Sync(ReadTx& tx) { return core_.Sync(tx); }
+  // The subject's value as of `position` (from Sync in the same transaction) or later:
+  // kept, or loaded by `load` (reading in that transaction) and kept. A null value is
+  // answered, not kept.
+  Result<Ptr> Get(int64_t position, const std::string& id,
+                  const std::function<Result<Ptr>()>& load) {
+    if (auto kept = core_.Find(id)) return std::static_pointer_cast<const T>(kept);
+    auto loaded = load();
+    if (loaded.ok() && loaded.value() != nullptr) core_.Keep(position, id, loaded.value());
+    return loaded;
+  }
+  size_t size() const { return core_.size(); }
+
+ private:
+  ChangeFollowingCache core_;
+};
+
+}  // namespace garde

@@ -1,0 +1,202 @@
+#include "garde/domain/subject_cache.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "garde/store/sqlite_store.h"
+
+namespace garde {
+namespace {
+
+// Two stores on one real file stand for two processes (or two connections) sharing a vault.
+class SubjectCacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = std::filesystem::temp_directory_path() /
+            ("garde-cache-" + std::to_string(::getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db");
+    std::filesystem::remove(path_);
+    SqliteOptions o;
+    o.path = path_.string();
+    o.synchronous_full = false;
+    mine_ = std::move(SqliteStore::Open(o).value());
+    other_ = std::move(SqliteStore::Open(o).value());
+    for (const char* id : {"sub_a", "sub_b"}) Insert(*other_, id);
+  }
+  void TearDown() override {
+    mine_.reset();
+    other_.reset();
+    for (const char* ext : {"", "-wal", "-shm"}) std::filesystem::remove(path_.string() + ext);
+  }
+
+  static void Insert(Store& store, const std::string& id) {
+    SubjectRow r;
+    r.id = id;
+    r.kind = "person";
+    r.status = "active";
+    r.source = "test";
+    r.wrapped_dek = Bytes(40, 1);
+    ASSERT_TRUE(store.Write([&](WriteTx& tx) { return tx.InsertSubject(r); }).ok());
+  }
+  static void SetStatus(Store& store, const std::string& id, const std::string& status) {
+    ASSERT_TRUE(store.Write([&](WriteTx& tx) -> Status {
+      auto row = tx.GetSubject(id);
+      if (!row.ok()) return row.status();
+      SubjectRow r = *row.value();
+      r.status = status;
+      return tx.UpdateSubject(r);
+    }).ok());
+  }
+
+  // The status as the cache answers it, counting loads.
+  std::string StatusOf(const std::string& id) {
+    std::string out;
+    EXPECT_TRUE(mine_->Read([&](ReadTx& tx) -> Status {
+      auto at = cache_.Sync(tx);
+      if (!at.ok()) return at.status();
+      auto v = cache_.Get(at.value(), id, [&]() -> Result<SubjectCache<std::string>::Ptr> {
+        ++loads_;
+        auto row = tx.GetSubject(id);
+        if (!row.ok()) return row.status();
+        if (!row.value()) return SubjectCache<std::string>::Ptr();
+        return std::make_shared<const std::string>(row.value()->status);
+      });
+      if (!v.ok()) return v.status();
+      out = v.value() ? *v.value() : "absent";
+      return Status::Ok();
+    }).ok());
+    return out;
+  }
+
+  std::filesystem::path path_;
+  std::unique_ptr<SqliteStore> mine_, other_;
+  SubjectCache<std::string> cache_{1000};
+  int loads_ = 0;
+};
+
+TEST_F(SubjectCacheTest, KeepsAValueUntilAnotherWriterChangesThatSubject) {
+  EXPECT_EQ(StatusOf("sub_a"), "active");
+  EXPECT_EQ(StatusOf("sub_b"), "active");
+  EXPECT_EQ(StatusOf("sub_a"), "active");
+  EXPECT_EQ(loads_, 2);
+  SetStatus(*other_, "sub_a", "restricted");
+  EXPECT_EQ(StatusOf("sub_a"), "restricted");  // seen at once, though written elsewhere
+  EXPECT_EQ(StatusOf("sub_b"), "active");
+  EXPECT_EQ(loads_, 3);                       // sub_b stayed kept
+}
+
+TEST_F(SubjectCacheTest, ConsentEventsAndSuppressionsOfAContactAreChanges) {
+  EXPECT_EQ(StatusOf("sub_a"), "active");
+  ASSERT_TRUE(other_->Write([](WriteTx& tx) {
+    ConsentEventRow e;
+    e.id = "cev_1";
+    e.subject_id = "sub_a";
+    e.purpose = "marketing.email";
+    e.event = "granted";
+    return tx.InsertConsentEvent(e);
+  }).ok());
+  EXPECT_EQ(StatusOf("sub_a"), "active");
+  EXPECT_EQ(loads_, 2);
+  const Bytes digest(16, 7);
+  ASSERT_TRUE(other_->Write([&](WriteTx& tx) { return tx.PutIndex("sub_b", {"~email", digest}); }).ok());
+  EXPECT_EQ(StatusOf("sub_b"), "active");
+  EXPECT_EQ(loads_, 3);
+  ASSERT_TRUE(other_->Write([&](WriteTx& tx) {
+    return tx.PutSuppression("email", digest, "test", 1);
+  }).ok());
+  EXPECT_EQ(StatusOf("sub_b"), "active");
+  EXPECT_EQ(StatusOf("sub_a"), "active");
+  EXPECT_EQ(loads_, 4);  // the suppression reached sub_b (through its digest), not sub_a
+}
+
+TEST_F(SubjectCacheTest, AKeyRewrapIsNoChange) {
+  EXPECT_EQ(StatusOf("sub_a"), "active");
+  ASSERT_TRUE(other_->Write([](WriteTx& tx) -> Status {
+    auto done = tx.RewrapDataKey("sub_a", 0, 2, Bytes(40, 2));
+    return done.ok() ? Status::Ok() : done.status();
+  }).ok());
+  EXPECT_EQ(StatusOf("sub_a"), "active");
+  EXPECT_EQ(loads_, 1);
+}
+
+TEST_F(SubjectCacheTest, AValueReadBeforeAChangeItMissedIsNotKept) {
+  // A reader loads sub_a in an old snapshot while another reader has already applied a
+  // later change to it: the old value answers its own request and is not kept.
+  ASSERT_TRUE(mine_->Read([&](ReadTx& old_tx) -> Status {
+    auto at = cache_.Sync(old_tx);
+    if (!at.ok()) return at.status();
+    auto stale = old_tx.GetSubject("sub_a");  // pins the old snapshot
+    SetStatus(*other_, "sub_a", "restricted");
+    EXPECT_EQ(StatusOf("sub_a"), "restricted");  // a newer reader applies the change
+    int old_loads = 0;
+    auto v = cache_.Get(at.value(), "sub_a", [&]() -> Result<SubjectCache<std::string>::Ptr> {
+      ++old_loads;
+      return std::make_shared<const std::string>("active");
+    });
+    EXPECT_EQ(old_loads, 0);  // the newer value was kept and is newer still: use it
+    EXPECT_EQ(*v.value(), "restricted");
+    return Status::Ok();
+  }).ok());
+  // Now the race the other way round: the old reader loads first.
+  SubjectCache<std::string> cache(10);
+  ASSERT_TRUE(mine_->Read([&](ReadTx& old_tx) -> Status {
+    auto at = cache.Sync(old_tx);
+    if (!at.ok()) return at.status();
+    auto pin = old_tx.GetSubject("sub_b");
+    SetStatus(*other_, "sub_b", "erased");
+    EXPECT_TRUE(mine_->Read([&](ReadTx& new_tx) { return cache.Sync(new_tx).status(); }).ok());
+    auto v = cache.Get(at.value(), "sub_b", [&]() -> Result<SubjectCache<std::string>::Ptr> {
+      return std::make_shared<const std::string>(pin.value().value().status);
+    });
+    EXPECT_EQ(*v.value(), "active");  // answers its own request
+    return Status::Ok();
+  }).ok());
+  EXPECT_EQ(cache.size(), 0u);  // the stale "active" was not kept
+}
+
+TEST_F(SubjectCacheTest, AReaderTooFarBehindStartsOver) {
+  EXPECT_EQ(StatusOf("sub_a"), "active");
+  ASSERT_TRUE(other_->Write([](WriteTx& tx) -> Status {
+    for (int i = 0; i < 9000; ++i) {
+      SubjectRow r;
+      r.id = "sub_n" + std::to_string(i);
+      r.kind = "person";
+      r.status = "active";
+      r.source = "test";
+      r.wrapped_dek = Bytes(40, 1);
+      GARDE_RETURN_IF_ERROR(tx.InsertSubject(r));
+    }
+    return Status::Ok();
+  }).ok());
+  EXPECT_EQ(StatusOf("sub_a"), "active");
+  EXPECT_EQ(loads_, 2);  // more changes than it reads at once: everything kept was dropped
+}
+
+TEST_F(SubjectCacheTest, TheChangeLogKeepsItsNewestChangesOnly) {
+  ASSERT_TRUE(other_->Write([](WriteTx& tx) -> Status {
+    for (int i = 0; i < 70000; ++i) {
+      ConsentEventRow e;
+      e.id = "cev_" + std::to_string(i);
+      e.subject_id = "sub_a";
+      e.purpose = "marketing.email";
+      e.event = "granted";
+      GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(e));
+    }
+    return Status::Ok();
+  }).ok());
+  ASSERT_TRUE(mine_->Read([](ReadTx& tx) -> Status {
+    auto all = tx.ChangesAfter(0, 1000000);
+    EXPECT_TRUE(all.ok());
+    EXPECT_FALSE(all->complete);  // its oldest changes were trimmed
+    auto recent = tx.ChangesAfter(all->last_seq - 100, 1000);
+    EXPECT_TRUE(recent->complete);
+    EXPECT_EQ(recent->changes.size(), 100u);
+    EXPECT_EQ(recent->changes.back().second, "sub_a");
+    return Status::Ok();
+  }).ok());
+}
+
+}  // namespace
+}  // namespace garde

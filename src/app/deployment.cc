@@ -79,10 +79,11 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   d->consents_ = std::make_unique<ConsentLedger>(ConsentDeps{
       *d->store_, *d->policies_, *d->standard_, *d->suppression_hash_, *d->signer_, *d->audit_,
       d->clock_},
-      static_cast<size_t>(d->config_.kept_subjects));
+      static_cast<size_t>(config.kept_subjects));
   d->audiences_ = std::make_unique<AudienceBuilder>(*d->store_, *d->vault_, *d->consents_,
                                                     *d->policies_, *d->standard_, *d->audit_,
-                                                    d->clock_);
+                                                    d->clock_,
+                                                    static_cast<size_t>(config.kept_subjects));
   auto jurisdictions = ParseJurisdictions(config.dsr_jurisdictions);
   if (!jurisdictions.ok()) return Unprocessable("dsr_jurisdictions: " + jurisdictions.status().message());
   if (std::none_of(jurisdictions.value().begin(), jurisdictions.value().end(),

@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "garde/base/clock.h"
 #include "garde/base/encoding.h"
@@ -112,6 +113,26 @@ bool Eval(const Predicate& p, const FieldMap& f, int64_t now) {
 
 }  // namespace
 
+Result<AudienceBuilder::KeptPtr> AudienceBuilder::KeptValues(
+    int64_t position, const std::string& id, const std::set<std::string>& fields,
+    const std::function<Result<FieldMap>(const std::set<std::string>&)>& open) {
+  auto kept = kept_.Find(id);
+  std::set<std::string> wanted = fields;
+  if (kept != nullptr) {
+    bool covered = true;
+    for (const auto& f : fields) covered &= kept->opened.count(f) != 0;
+    if (covered) return kept;
+    wanted.insert(kept->opened.begin(), kept->opened.end());  // keep what it held, too
+  }
+  auto values = open(wanted);
+  if (!values.ok()) return values.status();
+  auto fresh = std::make_shared<KeptFilterValues>();
+  fresh->opened = std::move(wanted);
+  fresh->values = std::move(values).value();
+  kept_.Keep(position, id, fresh);
+  return KeptPtr(std::move(fresh));
+}
+
 Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequest& in) {
   auto policies = policies_.Current();
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "audiences.build"));
@@ -150,10 +171,17 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
   }
   if (!problems.errors().empty()) return problems;
 
+  std::set<std::string> output_only;  // opened for members only, never kept
+  for (const auto& f : out.fields) {
+    if (filter_fields.count(f) == 0) output_only.insert(f);
+  }
+
   const int64_t now = clock_.Now();
   GARDE_RETURN_IF_ERROR(store_.Read([&](ReadTx& tx) -> Status {
-    auto position = ledger_.SyncFacts(tx);
-    if (!position.ok()) return position.status();
+    auto facts_at = ledger_.SyncFacts(tx);
+    if (!facts_at.ok()) return facts_at.status();
+    auto kept_at = kept_.Sync(tx);
+    if (!kept_at.ok()) return kept_at.status();
     std::string after;
     for (;;) {
       auto rows = tx.ScanSubjects(after, 1000);
@@ -162,21 +190,39 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
       for (const auto& row : rows.value()) {
         ++out.scanned;
         if (row.status != "active") continue;
-        auto fields = vault_.OpenFields(tx, row, needed);
-        if (!fields.ok()) {
-          if (fields.status().code() == Code::kDamaged) continue;  // never in a campaign
-          return fields.status();
+        // The boxes are read at most once per subject, and only when needed.
+        std::optional<std::vector<SealedField>> sealed;
+        auto open = [&](const std::set<std::string>& names) -> Result<FieldMap> {
+          if (!sealed) {
+            auto got = tx.GetFields(row.id);
+            if (!got.ok()) return got.status();
+            sealed = std::move(got).value();
+          }
+          return vault_.OpenFields(row, *sealed, names);
+        };
+        auto values = KeptValues(kept_at.value(), row.id, filter_fields, open);
+        if (!values.ok()) {
+          if (values.status().code() == Code::kDamaged) continue;  // never in a campaign
+          return values.status();
         }
-        if (!Eval(where, fields.value(), now)) continue;
+        if (!Eval(where, values.value()->values, now)) continue;
         ++out.matched;
-        auto decision =
-            ledger_.DecideKept(tx, position.value(), *policies, row, *purpose, in.channel, now);
+        auto decision = ledger_.DecideKept(tx, facts_at.value(), *policies, row, *purpose,
+                                           in.channel, now);
         if (!decision.ok()) return decision.status();
         if (!decision->decision.allowed) continue;
         AudienceMember m{row.id, {}};
+        if (!output_only.empty()) {
+          auto more = open(output_only);
+          if (!more.ok()) {
+            if (more.status().code() == Code::kDamaged) continue;
+            return more.status();
+          }
+          m.fields = std::move(more).value();
+        }
         for (const auto& f : out.fields) {
-          auto it = fields->find(f);
-          if (it != fields->end()) m.fields[f] = it->second;
+          auto it = values.value()->values.find(f);
+          if (it != values.value()->values.end()) m.fields[f] = it->second;
         }
         out.members.push_back(std::move(m));
       }

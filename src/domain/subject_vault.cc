@@ -338,7 +338,7 @@ Result<SubjectView> SubjectVault::OpenAll(ReadTx& tx, const SubjectRow& row) con
   auto sealed = tx.GetFields(row.id);
   if (!sealed.ok()) return sealed.status();
   for (const auto& f : sealed.value()) all.insert(f.field);
-  return Decrypt(tx, row, all);
+  return DecryptSealed(row, sealed.value(), all);
 }
 
 Result<Bytes> SubjectVault::SealFor(const SubjectRow& row, const std::string& label,
@@ -371,18 +371,24 @@ Status SubjectVault::EraseIn(WriteTx& tx, const SubjectRow& row,
 
 Result<SubjectView> SubjectVault::Decrypt(ReadTx& tx, const SubjectRow& row,
                                           const std::set<std::string>& allowed) const {
-  SubjectView view{row.id, row.kind, row.status, row.source, row.created_at, row.updated_at,
-                   row.last_interaction_at, std::nullopt, {}};
   auto sealed = tx.GetFields(row.id);
   if (!sealed.ok()) return sealed.status();
+  return DecryptSealed(row, sealed.value(), allowed);
+}
+
+Result<SubjectView> SubjectVault::DecryptSealed(const SubjectRow& row,
+                                                const std::vector<SealedField>& sealed,
+                                                const std::set<std::string>& allowed) const {
+  SubjectView view{row.id, row.kind, row.status, row.source, row.created_at, row.updated_at,
+                   row.last_interaction_at, std::nullopt, {}};
   bool need_key = false;
-  for (const auto& f : sealed.value()) {
+  for (const auto& f : sealed) {
     need_key |= allowed.count(f.field) != 0 || f.field == kExternalIdField;
   }
   if (!need_key) return view;
   ScopedKey dek;
   GARDE_RETURN_IF_ERROR(UnwrapFor(row, &dek));
-  for (const auto& f : sealed.value()) {
+  for (const auto& f : sealed) {
     const bool is_external = f.field == kExternalIdField;
     if (!is_external && allowed.count(f.field) == 0) continue;  // data minimisation
     auto plain = OpenField(dek, {row.id, f.field, row.dek_version}, f.box);
@@ -404,9 +410,10 @@ Result<SubjectView> SubjectVault::Decrypt(ReadTx& tx, const SubjectRow& row,
   return view;
 }
 
-Result<FieldMap> SubjectVault::OpenFields(ReadTx& tx, const SubjectRow& row,
+Result<FieldMap> SubjectVault::OpenFields(const SubjectRow& row,
+                                          const std::vector<SealedField>& sealed,
                                           const std::set<std::string>& fields) const {
-  auto view = Decrypt(tx, row, fields);
+  auto view = DecryptSealed(row, sealed, fields);
   if (!view.ok()) return view.status();
   return std::move(view.value().fields);
 }

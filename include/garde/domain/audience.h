@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "garde/domain/consent_ledger.h"
+#include "garde/domain/subject_cache.h"
 #include "garde/domain/subject_vault.h"
 
 namespace garde {
@@ -49,15 +50,29 @@ struct Audience {
 
 class AudienceBuilder {
  public:
+  // Keeps the decrypted values of filtered fields of up to `kept_subjects` subjects in
+  // memory (never on disk), so that the next audience need not decrypt them again.
   AudienceBuilder(Store& store, SubjectVault& vault, ConsentLedger& ledger,
                   const PolicyHolder& policies, const EntryStandard& standard,
-                  AccessJournal& journal, const Clock& clock)
+                  AccessJournal& journal, const Clock& clock, size_t kept_subjects = 1000000)
       : store_(store), vault_(vault), ledger_(ledger), policies_(policies),
-        standard_(standard), journal_(journal), clock_(clock) {}
+        standard_(standard), journal_(journal), clock_(clock), kept_(kept_subjects) {}
 
   Result<Audience> Build(const Caller& caller, const AudienceRequest& request);
+  size_t kept_subjects() const { return kept_.size(); }
 
  private:
+  // The values of the fields audiences filtered on, for one subject.
+  struct KeptFilterValues {
+    std::set<std::string> opened;  // fields decrypted (a field absent from values is unset)
+    FieldMap values;
+  };
+  using KeptPtr = SubjectCache<KeptFilterValues>::Ptr;
+  // The subject's values of `fields`: kept, or opened (with those kept before) and kept.
+  Result<KeptPtr> KeptValues(int64_t position, const std::string& id,
+                             const std::set<std::string>& fields,
+                             const std::function<Result<FieldMap>(const std::set<std::string>&)>& open);
+
   Store& store_;
   SubjectVault& vault_;
   ConsentLedger& ledger_;
@@ -65,6 +80,7 @@ class AudienceBuilder {
   const EntryStandard& standard_;
   AccessJournal& journal_;
   const Clock& clock_;
+  SubjectCache<KeptFilterValues> kept_;
 };
 
 }  // namespace garde

@@ -62,10 +62,16 @@ class SubjectCache {
   // answered, not kept.
   Result<Ptr> Get(int64_t position, const std::string& id,
                   const std::function<Result<Ptr>()>& load) {
-    if (auto kept = core_.Find(id)) return std::static_pointer_cast<const T>(kept);
+    if (auto kept = Find(id)) return kept;
     auto loaded = load();
-    if (loaded.ok() && loaded.value() != nullptr) core_.Keep(position, id, loaded.value());
+    if (loaded.ok() && loaded.value() != nullptr) Keep(position, id, loaded.value());
     return loaded;
+  }
+  // The kept value, valid as of the last Sync or later; null if none.
+  Ptr Find(const std::string& id) const { return std::static_pointer_cast<const T>(core_.Find(id)); }
+  // Keeps a value read in the transaction whose Sync returned `position`.
+  void Keep(int64_t position, const std::string& id, Ptr value) {
+    core_.Keep(position, id, std::move(value));
   }
   size_t size() const { return core_.size(); }
 

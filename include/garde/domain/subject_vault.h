@@ -85,9 +85,9 @@ class SubjectVault {
   // subject unless the activity is under a legal obligation.
   Result<SubjectView> Read(const Caller& caller, const std::string& id,
                            const std::string& activity);
-  // Decrypts `fields` of a subject inside a caller's transaction, for internal processing
-  // that has already been authorised and is audited by its caller (audiences).
-  Result<FieldMap> OpenFields(ReadTx& tx, const SubjectRow& row,
+  // Decrypts `fields` of a subject out of its sealed fields (ReadTx::GetFields), for internal
+  // processing that has already been authorised and is audited by its caller (audiences).
+  Result<FieldMap> OpenFields(const SubjectRow& row, const std::vector<SealedField>& sealed,
                               const std::set<std::string>& fields) const;
   // Every field of a subject, decrypted, inside a caller's transaction (DSR packages; the
   // caller has authorised and audits the access).
@@ -137,6 +137,8 @@ class SubjectVault {
                                             const std::string& field) const;
   Result<SubjectView> Decrypt(ReadTx& tx, const SubjectRow& row,
                               const std::set<std::string>& allowed) const;
+  Result<SubjectView> DecryptSealed(const SubjectRow& row, const std::vector<SealedField>& sealed,
+                                    const std::set<std::string>& allowed) const;
   void Audit(WriteTx* tx, const Caller& caller, AccessEvent event) const;
 
   VaultDeps d_;

@@ -4,7 +4,9 @@
 # Prints the wall time of each call (first = cold, right after the service starts) and the
 # audience size.
 #
-#   bench/audience.sh [--subjects 1000000] [--calls 5] [--reuse DIR]
+#   bench/audience.sh [--subjects 1000000] [--calls 5] [--reuse DIR] [--keep-os-cache]
+# --keep-os-cache: the first call starts with an empty service but the database file already
+# in the kernel's page cache (a restart); by default that cache is dropped too (a reboot).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUBJECTS=1000000 CALLS=5
@@ -13,6 +15,7 @@ while [ $# -gt 0 ]; do
     --subjects) SUBJECTS=$2; shift 2 ;;
     --calls) CALLS=$2; shift 2 ;;
     --reuse) REUSE=$2; shift 2 ;;
+    --keep-os-cache) KEEP_OS_CACHE=1; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -36,7 +39,11 @@ if [ ! -f "$DATA/data/keyring.json" ]; then
   echo "seeded in $(( $(date +%s) - start )) s"
 fi
 KEY=$(cat "$DATA/marketing_key")
-sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true  # cold: no file pages cached
+if [ -z "${KEEP_OS_CACHE:-}" ]; then
+  sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true  # cold: no file pages cached
+else
+  cat "$DATA"/data/garde.db > /dev/null  # restart: the file is in the page cache
+fi
 GARDE_LOG_LEVEL=warn "$GARDE" serve --data-dir "$DATA/data" --policies policies \
   --listen 127.0.0.1:$PORT > "$WORK/serve.out" 2> "$WORK/serve.err" &
 GARDE_PID=$!

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <thread>
 
 #include "garde/base/clock.h"
 #include "garde/base/encoding.h"
@@ -133,6 +134,63 @@ Result<AudienceBuilder::KeptPtr> AudienceBuilder::KeptValues(
   return KeptPtr(std::move(fresh));
 }
 
+Status AudienceBuilder::ScanRange(const Scan& scan, const std::string& from,
+                                  const std::string& before, Audience* out) {
+  return store_.Read([&](ReadTx& tx) -> Status {
+    auto facts_at = ledger_.SyncFacts(tx);
+    if (!facts_at.ok()) return facts_at.status();
+    auto kept_at = kept_.Sync(tx);
+    if (!kept_at.ok()) return kept_at.status();
+    std::string after = from;
+    for (;;) {
+      auto rows = tx.ScanSubjects(after, 1000);
+      if (!rows.ok()) return rows.status();
+      if (rows->empty()) return Status::Ok();
+      for (const auto& row : rows.value()) {
+        if (!before.empty() && row.id >= before) return Status::Ok();
+        ++out->scanned;
+        if (row.status != "active") continue;
+        // The boxes are read at most once per subject, and only when needed.
+        std::optional<std::vector<SealedField>> sealed;
+        auto open = [&](const std::set<std::string>& names) -> Result<FieldMap> {
+          if (!sealed) {
+            auto got = tx.GetFields(row.id);
+            if (!got.ok()) return got.status();
+            sealed = std::move(got).value();
+          }
+          return vault_.OpenFields(row, *sealed, names);
+        };
+        auto values = KeptValues(kept_at.value(), row.id, scan.filter_fields, open);
+        if (!values.ok()) {
+          if (values.status().code() == Code::kDamaged) continue;  // never in a campaign
+          return values.status();
+        }
+        if (!Eval(scan.where, values.value()->values, scan.now)) continue;
+        ++out->matched;
+        auto decision = ledger_.DecideKept(tx, facts_at.value(), scan.policies, row,
+                                           scan.purpose, scan.channel, scan.now);
+        if (!decision.ok()) return decision.status();
+        if (!decision->decision.allowed) continue;
+        AudienceMember m{row.id, {}};
+        if (!scan.output_only.empty()) {
+          auto more = open(scan.output_only);
+          if (!more.ok()) {
+            if (more.status().code() == Code::kDamaged) continue;
+            return more.status();
+          }
+          m.fields = std::move(more).value();
+        }
+        for (const auto& f : scan.fields) {
+          auto it = values.value()->values.find(f);
+          if (it != values.value()->values.end()) m.fields[f] = it->second;
+        }
+        out->members.push_back(std::move(m));
+      }
+      after = rows->back().id;
+    }
+  });
+}
+
 Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequest& in) {
   auto policies = policies_.Current();
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "audiences.build"));
@@ -171,64 +229,26 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
   }
   if (!problems.errors().empty()) return problems;
 
-  std::set<std::string> output_only;  // opened for members only, never kept
+  Scan scan{*policies, *purpose, in.channel, where, filter_fields, {}, out.fields, clock_.Now()};
   for (const auto& f : out.fields) {
-    if (filter_fields.count(f) == 0) output_only.insert(f);
+    if (filter_fields.count(f) == 0) scan.output_only.insert(f);
   }
-
-  const int64_t now = clock_.Now();
-  GARDE_RETURN_IF_ERROR(store_.Read([&](ReadTx& tx) -> Status {
-    auto facts_at = ledger_.SyncFacts(tx);
-    if (!facts_at.ok()) return facts_at.status();
-    auto kept_at = kept_.Sync(tx);
-    if (!kept_at.ok()) return kept_at.status();
-    std::string after;
-    for (;;) {
-      auto rows = tx.ScanSubjects(after, 1000);
-      if (!rows.ok()) return rows.status();
-      if (rows->empty()) return Status::Ok();
-      for (const auto& row : rows.value()) {
-        ++out.scanned;
-        if (row.status != "active") continue;
-        // The boxes are read at most once per subject, and only when needed.
-        std::optional<std::vector<SealedField>> sealed;
-        auto open = [&](const std::set<std::string>& names) -> Result<FieldMap> {
-          if (!sealed) {
-            auto got = tx.GetFields(row.id);
-            if (!got.ok()) return got.status();
-            sealed = std::move(got).value();
-          }
-          return vault_.OpenFields(row, *sealed, names);
-        };
-        auto values = KeptValues(kept_at.value(), row.id, filter_fields, open);
-        if (!values.ok()) {
-          if (values.status().code() == Code::kDamaged) continue;  // never in a campaign
-          return values.status();
-        }
-        if (!Eval(where, values.value()->values, now)) continue;
-        ++out.matched;
-        auto decision = ledger_.DecideKept(tx, facts_at.value(), *policies, row, *purpose,
-                                           in.channel, now);
-        if (!decision.ok()) return decision.status();
-        if (!decision->decision.allowed) continue;
-        AudienceMember m{row.id, {}};
-        if (!output_only.empty()) {
-          auto more = open(output_only);
-          if (!more.ok()) {
-            if (more.status().code() == Code::kDamaged) continue;
-            return more.status();
-          }
-          m.fields = std::move(more).value();
-        }
-        for (const auto& f : out.fields) {
-          auto it = values.value()->values.find(f);
-          if (it != values.value()->values.end()) m.fields[f] = it->second;
-        }
-        out.members.push_back(std::move(m));
-      }
-      after = rows->back().id;
-    }
-  }));
+  // Two halves of the id space on two connections and cores at once (ids are "sub_" and
+  // random Crockford base32, so "sub_g" splits them evenly; any id is still scanned once).
+  // Like a batch consent check, a campaign list is no transaction: each half is as of the
+  // moment it is read.
+  const std::string split = "sub_g";
+  Audience upper;
+  Status upper_status = Status::Ok();
+  std::thread helper([&] { upper_status = ScanRange(scan, split, "", &upper); });
+  Status lower_status = ScanRange(scan, "", split, &out);
+  helper.join();
+  GARDE_RETURN_IF_ERROR(lower_status);
+  GARDE_RETURN_IF_ERROR(upper_status);
+  out.scanned += upper.scanned;
+  out.matched += upper.matched;
+  out.members.insert(out.members.end(), std::make_move_iterator(upper.members.begin()),
+                     std::make_move_iterator(upper.members.end()));
   std::vector<std::string> ids;
   for (const auto& m : out.members) ids.push_back(m.id);
   std::sort(ids.begin(), ids.end());

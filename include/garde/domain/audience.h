@@ -68,6 +68,20 @@ class AudienceBuilder {
     FieldMap values;
   };
   using KeptPtr = SubjectCache<KeptFilterValues>::Ptr;
+  // One audience's question, prepared.
+  struct Scan {
+    const PolicySet& policies;
+    const Purpose& purpose;
+    const std::string& channel;
+    const Predicate& where;
+    const std::set<std::string>& filter_fields;
+    std::set<std::string> output_only;  // opened for members only, never kept
+    const std::vector<std::string>& fields;
+    int64_t now;
+  };
+  // Adds the members among subjects with from < id < before ("" : no bound), in id order.
+  Status ScanRange(const Scan& scan, const std::string& from, const std::string& before,
+                   Audience* out);
   // The subject's values of `fields`: kept, or opened (with those kept before) and kept.
   Result<KeptPtr> KeptValues(int64_t position, const std::string& id,
                              const std::set<std::string>& fields,

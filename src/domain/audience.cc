@@ -217,7 +217,6 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
   }
   Predicate where = in.where;
   Prepare(where, *policies, standard_, "where", &problems);
-  std::set<std::string> needed(out.fields.begin(), out.fields.end());
   std::set<std::string> filter_fields;
   CollectFields(where, &filter_fields);
   for (const auto& f : filter_fields) {
@@ -225,7 +224,6 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
     if (activity.value()->fields.count(f) == 0 && policies->schema().Find(f) != nullptr) {
       problems.AddError("where", "'" + f + "' is not declared by activity " + in.activity);
     }
-    needed.insert(f);
   }
   if (!problems.errors().empty()) return problems;
 

@@ -23,11 +23,6 @@ bool ParseConsentEventType(const std::string& s, ConsentEventType* out) {
   return false;
 }
 
-ConsentDecision Decide(const SubjectConsentFacts& facts, const PolicySet& policies,
-                       const Purpose& purpose, const std::string& channel, int64_t now) {
-  return Decide(facts.status, facts.suppressed, facts.events, policies, purpose, channel, now);
-}
-
 ConsentDecision Decide(const std::string& status, bool suppressed,
                        const std::vector<ConsentFact>& events, const PolicySet& policies,
                        const Purpose& purpose, const std::string& channel, int64_t now) {

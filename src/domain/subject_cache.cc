@@ -76,9 +76,4 @@ size_t ChangeFollowingCache::size() const {
   return values_.size();
 }
 
-int64_t ChangeFollowingCache::position() const {
-  std::shared_lock lock(mu_);
-  return applied_;
-}
-
 }  // namespace garde

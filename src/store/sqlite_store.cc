@@ -322,13 +322,18 @@ class Query {
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? Status::Ok() : conn_.ErrorStatus("write");
   }
   Status Error() const { return conn_.ErrorStatus(stmt_ == nullptr ? "prepare" : "read"); }
-  // The first column of every row, as text.
-  Result<std::vector<std::string>> Texts() {
-    std::vector<std::string> out;
+  // Every row, each made by `row()` from the current row's columns.
+  template <typename T, typename Fn>
+  Result<std::vector<T>> Rows(Fn row) {
+    std::vector<T> out;
     int rc;
-    while ((rc = Step()) == SQLITE_ROW) out.push_back(ColText(0));
+    while ((rc = Step()) == SQLITE_ROW) out.push_back(row());
     if (rc != SQLITE_DONE) return Error();
     return out;
+  }
+  // The first column of every row, as text.
+  Result<std::vector<std::string>> Texts() {
+    return Rows<std::string>([this] { return ColText(0); });
   }
   // The first column of the first row, or `if_none` when there is no row.
   Result<int64_t> FirstInt(int64_t if_none) {
@@ -446,11 +451,7 @@ class SqliteTx final : public WriteTx {
   Result<std::vector<SealedField>> GetFields(const std::string& id) override {
     Query q(c_, "SELECT field, box FROM subject_fields WHERE subject_id = ?");
     q.Text(id);
-    std::vector<SealedField> out;
-    int rc;
-    while ((rc = q.Step()) == SQLITE_ROW) out.push_back({q.ColText(0), q.ColBlob(1)});
-    if (rc != SQLITE_DONE) return q.Error();
-    return out;
+    return q.Rows<SealedField>([&] { return SealedField{q.ColText(0), q.ColBlob(1)}; });
   }
 
   Result<std::vector<std::string>> FindByIndex(const std::string& field,
@@ -475,11 +476,7 @@ class SqliteTx final : public WriteTx {
     Query q(c_,
             "SELECT id, name, role, activities, key_hash, created_at, revoked_at FROM api_keys "
             "ORDER BY created_at, id");
-    std::vector<ApiKeyRow> out;
-    int rc;
-    while ((rc = q.Step()) == SQLITE_ROW) out.push_back(ReadApiKey(q));
-    if (rc != SQLITE_DONE) return q.Error();
-    return out;
+    return q.Rows<ApiKeyRow>([&] { return ReadApiKey(q); });
   }
 
   Result<std::vector<SubjectRow>> SubjectsNotWrappedBy(uint32_t version, size_t limit) override {
@@ -487,11 +484,7 @@ class SqliteTx final : public WriteTx {
                                    " FROM subjects WHERE root_key_version <> ? LIMIT ?";
     Query q(c_, sql);
     q.Int(version).Int(static_cast<int64_t>(limit));
-    std::vector<SubjectRow> out;
-    int rc;
-    while ((rc = q.Step()) == SQLITE_ROW) out.push_back(ReadSubject(q));
-    if (rc != SQLITE_DONE) return q.Error();
-    return out;
+    return q.Rows<SubjectRow>([&] { return ReadSubject(q); });
   }
 
   Result<std::map<uint32_t, int64_t>> CountByRootKeyVersion() override {
@@ -509,11 +502,7 @@ class SqliteTx final : public WriteTx {
                                    " FROM subjects WHERE id > ? ORDER BY id LIMIT ?";
     Query q(c_, sql);
     q.Text(after_id).Int(static_cast<int64_t>(limit));
-    std::vector<SubjectRow> out;
-    int rc;
-    while ((rc = q.Step()) == SQLITE_ROW) out.push_back(ReadSubject(q));
-    if (rc != SQLITE_DONE) return q.Error();
-    return out;
+    return q.Rows<SubjectRow>([&] { return ReadSubject(q); });
   }
 
   Result<int64_t> CountSubjects() override {
@@ -562,13 +551,9 @@ class SqliteTx final : public WriteTx {
     for (const auto& p : params) q.Text(p);
     if (aq.after_seq) q.Int(static_cast<int64_t>(*aq.after_seq));
     q.Int(static_cast<int64_t>(aq.limit));
-    std::vector<AuditRow> out;
-    int rc;
-    while ((rc = q.Step()) == SQLITE_ROW) {
-      out.push_back({static_cast<uint64_t>(q.ColInt(0)), q.ColText(1), q.ColBlob(2), ""});
-    }
-    if (rc != SQLITE_DONE) return q.Error();
-    return out;
+    return q.Rows<AuditRow>([&] {
+      return AuditRow{static_cast<uint64_t>(q.ColInt(0)), q.ColText(1), q.ColBlob(2), ""};
+    });
   }
 
   Status ScanAudit(uint64_t from_seq, uint64_t to_seq,
@@ -592,13 +577,10 @@ class SqliteTx final : public WriteTx {
 
   Result<std::vector<CheckpointRow>> ListCheckpoints() override {
     Query q(c_, "SELECT size, root, time, note FROM audit_checkpoints ORDER BY size");
-    std::vector<CheckpointRow> out;
-    int rc;
-    while ((rc = q.Step()) == SQLITE_ROW) {
-      out.push_back({static_cast<uint64_t>(q.ColInt(0)), q.ColBlob(1), q.ColInt(2), q.ColText(3)});
-    }
-    if (rc != SQLITE_DONE) return q.Error();
-    return out;
+    return q.Rows<CheckpointRow>([&] {
+      return CheckpointRow{static_cast<uint64_t>(q.ColInt(0)), q.ColBlob(1), q.ColInt(2),
+                           q.ColText(3)};
+    });
   }
 
   Result<std::vector<std::string>> ObjectedPurposesOf(const std::string& subject_id) override {
@@ -656,11 +638,7 @@ class SqliteTx final : public WriteTx {
                                             const std::string& field) override {
     Query q(c_, "SELECT digest FROM blind_index WHERE subject_id = ? AND field = ?");
     q.Text(subject_id).Text(field);
-    std::vector<Bytes> out;
-    int rc;
-    while ((rc = q.Step()) == SQLITE_ROW) out.push_back(q.ColBlob(0));
-    if (rc != SQLITE_DONE) return q.Error();
-    return out;
+    return q.Rows<Bytes>([&] { return q.ColBlob(0); });
   }
 
   Result<std::vector<std::string>> SuppressedContactsOf(const std::string& subject_id) override {
@@ -687,9 +665,10 @@ class SqliteTx final : public WriteTx {
     }
     Query q(c_, "SELECT seq, subject_id FROM vault_changes WHERE seq > ? ORDER BY seq");
     q.Int(after_seq);
-    int rc;
-    while ((rc = q.Step()) == SQLITE_ROW) tail.changes.emplace_back(q.ColInt(0), q.ColText(1));
-    if (rc != SQLITE_DONE) return q.Error();
+    auto changes = q.Rows<std::pair<int64_t, std::string>>(
+        [&] { return std::make_pair(q.ColInt(0), q.ColText(1)); });
+    if (!changes.ok()) return changes.status();
+    tail.changes = std::move(changes).value();
     // Numbers have no gaps: a missing first one was trimmed before this reader saw it.
     tail.complete = !tail.changes.empty() && tail.changes.front().first == after_seq + 1 &&
                     tail.changes.back().first == tail.last_seq;
@@ -726,21 +705,14 @@ class SqliteTx final : public WriteTx {
     if (rq.due_before != 0) q.Int(rq.due_before);
     if (rq.after) q.Int(rq.after->first).Text(rq.after->second);
     q.Int(static_cast<int64_t>(rq.limit));
-    std::vector<RequestRow> out;
-    int rc;
-    while ((rc = q.Step()) == SQLITE_ROW) out.push_back(ReadRequest(q));
-    if (rc != SQLITE_DONE) return q.Error();
-    return out;
+    return q.Rows<RequestRow>([&] { return ReadRequest(q); });
   }
 
   Result<std::vector<TombstoneRow>> ListTombstones(int64_t since) override {
     Query q(c_, "SELECT subject_id, request_id, at FROM tombstones WHERE at >= ? ORDER BY at");
     q.Int(since);
-    std::vector<TombstoneRow> out;
-    int rc;
-    while ((rc = q.Step()) == SQLITE_ROW) out.push_back({q.ColText(0), q.ColText(1), q.ColInt(2)});
-    if (rc != SQLITE_DONE) return q.Error();
-    return out;
+    return q.Rows<TombstoneRow>(
+        [&] { return TombstoneRow{q.ColText(0), q.ColText(1), q.ColInt(2)}; });
   }
 
   Result<std::vector<PolicyVersionRow>> ListPolicyVersions(size_t limit) override {
@@ -748,13 +720,9 @@ class SqliteTx final : public WriteTx {
             "SELECT seq, content_hash, loaded_at, source, summary FROM policy_versions "
             "ORDER BY seq DESC LIMIT ?");
     q.Int(static_cast<int64_t>(limit));
-    std::vector<PolicyVersionRow> out;
-    int rc;
-    while ((rc = q.Step()) == SQLITE_ROW) {
-      out.push_back({q.ColInt(0), q.ColText(1), q.ColInt(2), q.ColText(3), q.ColText(4)});
-    }
-    if (rc != SQLITE_DONE) return q.Error();
-    return out;
+    return q.Rows<PolicyVersionRow>([&] {
+      return PolicyVersionRow{q.ColInt(0), q.ColText(1), q.ColInt(2), q.ColText(3), q.ColText(4)};
+    });
   }
 
   Result<std::vector<PendingAuditRow>> ListPendingAudit(int64_t after_id,
@@ -762,13 +730,8 @@ class SqliteTx final : public WriteTx {
     Query q(c_,
             "SELECT id, at_ns, subject, tail FROM audit_pending WHERE id > ? ORDER BY id LIMIT ?");
     q.Int(after_id).Int(static_cast<int64_t>(limit));
-    std::vector<PendingAuditRow> out;
-    int rc;
-    while ((rc = q.Step()) == SQLITE_ROW) {
-      out.push_back({q.ColInt(0), q.ColInt(1), q.ColText(2), q.ColText(3)});
-    }
-    if (rc != SQLITE_DONE) return q.Error();
-    return out;
+    return q.Rows<PendingAuditRow>(
+        [&] { return PendingAuditRow{q.ColInt(0), q.ColInt(1), q.ColText(2), q.ColText(3)}; });
   }
 
   Result<int64_t> AuditIntakeMark() override {
@@ -785,13 +748,8 @@ class SqliteTx final : public WriteTx {
   Result<std::vector<OutboxRow>> ListOutbox(size_t limit) override {
     Query q(c_, "SELECT id, topic, payload, created_at FROM outbox ORDER BY seq LIMIT ?");
     q.Int(static_cast<int64_t>(limit));
-    std::vector<OutboxRow> out;
-    int rc;
-    while ((rc = q.Step()) == SQLITE_ROW) {
-      out.push_back({q.ColText(0), q.ColText(1), q.ColText(2), q.ColInt(3)});
-    }
-    if (rc != SQLITE_DONE) return q.Error();
-    return out;
+    return q.Rows<OutboxRow>(
+        [&] { return OutboxRow{q.ColText(0), q.ColText(1), q.ColText(2), q.ColInt(3)}; });
   }
 
   Status InsertRequest(const RequestRow& r) override {

@@ -65,8 +65,7 @@ TEST(ConsentDecision, DecisionTable) {
   for (const auto& c : cases) {
     const Purpose* p = Policies()->FindPurpose(c.purpose);
     ASSERT_NE(p, nullptr) << c.purpose;
-    SubjectConsentFacts facts{c.status, c.suppressed, c.events};
-    ConsentDecision d = Decide(facts, *Policies(), *p, c.channel, kNow);
+    ConsentDecision d = Decide(c.status, c.suppressed, c.events, *Policies(), *p, c.channel, kNow);
     EXPECT_EQ(d.allowed, c.allowed) << c.name;
     EXPECT_EQ(d.reason, c.reason) << c.name;
     EXPECT_EQ(d.basis, LegalBasisName(p->legal_basis)) << c.name;
@@ -75,8 +74,8 @@ TEST(ConsentDecision, DecisionTable) {
 
 TEST(ConsentDecision, AnswerSaysSinceAndExpiry) {
   const Purpose* p = Policies()->FindPurpose("marketing.email");
-  SubjectConsentFacts facts{"active", false, {Ev("marketing.email", "", T::kGranted, 42, 99999999)}};
-  ConsentDecision d = Decide(facts, *Policies(), *p, "email", kNow);
+  ConsentDecision d = Decide("active", false, {Ev("marketing.email", "", T::kGranted, 42, 99999999)},
+                             *Policies(), *p, "email", kNow);
   EXPECT_EQ(d.since, 42);
   EXPECT_EQ(d.expires_at, 99999999);
 }

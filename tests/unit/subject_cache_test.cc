@@ -31,14 +31,25 @@ class SubjectCacheTest : public ::testing::Test {
     for (const char* ext : {"", "-wal", "-shm"}) std::filesystem::remove(path_.string() + ext);
   }
 
-  static void Insert(Store& store, const std::string& id) {
+  static SubjectRow Person(const std::string& id) {
     SubjectRow r;
     r.id = id;
     r.kind = "person";
     r.status = "active";
     r.source = "test";
     r.wrapped_dek = Bytes(40, 1);
-    ASSERT_TRUE(store.Write([&](WriteTx& tx) { return tx.InsertSubject(r); }).ok());
+    return r;
+  }
+  static ConsentEventRow Grant(const std::string& id, const std::string& subject) {
+    ConsentEventRow e;
+    e.id = id;
+    e.subject_id = subject;
+    e.purpose = "marketing.email";
+    e.event = "granted";
+    return e;
+  }
+  static void Insert(Store& store, const std::string& id) {
+    ASSERT_TRUE(store.Write([&](WriteTx& tx) { return tx.InsertSubject(Person(id)); }).ok());
   }
   static void SetStatus(Store& store, const std::string& id, const std::string& status) {
     ASSERT_TRUE(store.Write([&](WriteTx& tx) -> Status {
@@ -90,12 +101,7 @@ TEST_F(SubjectCacheTest, KeepsAValueUntilAnotherWriterChangesThatSubject) {
 TEST_F(SubjectCacheTest, ConsentEventsAndSuppressionsOfAContactAreChanges) {
   EXPECT_EQ(StatusOf("sub_a"), "active");
   ASSERT_TRUE(other_->Write([](WriteTx& tx) {
-    ConsentEventRow e;
-    e.id = "cev_1";
-    e.subject_id = "sub_a";
-    e.purpose = "marketing.email";
-    e.event = "granted";
-    return tx.InsertConsentEvent(e);
+    return tx.InsertConsentEvent(Grant("cev_1", "sub_a"));
   }).ok());
   EXPECT_EQ(StatusOf("sub_a"), "active");
   EXPECT_EQ(loads_, 2);
@@ -160,13 +166,7 @@ TEST_F(SubjectCacheTest, AReaderTooFarBehindStartsOver) {
   EXPECT_EQ(StatusOf("sub_a"), "active");
   ASSERT_TRUE(other_->Write([](WriteTx& tx) -> Status {
     for (int i = 0; i < 9000; ++i) {
-      SubjectRow r;
-      r.id = "sub_n" + std::to_string(i);
-      r.kind = "person";
-      r.status = "active";
-      r.source = "test";
-      r.wrapped_dek = Bytes(40, 1);
-      GARDE_RETURN_IF_ERROR(tx.InsertSubject(r));
+      GARDE_RETURN_IF_ERROR(tx.InsertSubject(Person("sub_n" + std::to_string(i))));
     }
     return Status::Ok();
   }).ok());
@@ -177,12 +177,7 @@ TEST_F(SubjectCacheTest, AReaderTooFarBehindStartsOver) {
 TEST_F(SubjectCacheTest, TheChangeLogKeepsItsNewestChangesOnly) {
   ASSERT_TRUE(other_->Write([](WriteTx& tx) -> Status {
     for (int i = 0; i < 70000; ++i) {
-      ConsentEventRow e;
-      e.id = "cev_" + std::to_string(i);
-      e.subject_id = "sub_a";
-      e.purpose = "marketing.email";
-      e.event = "granted";
-      GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(e));
+      GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(Grant("cev_" + std::to_string(i), "sub_a")));
     }
     return Status::Ok();
   }).ok());

@@ -59,7 +59,6 @@ class AudienceBuilder {
         standard_(standard), journal_(journal), clock_(clock), kept_(kept_subjects) {}
 
   Result<Audience> Build(const Caller& caller, const AudienceRequest& request);
-  size_t kept_subjects() const { return kept_.size(); }
 
  private:
   // The values of the fields audiences filtered on, for one subject.

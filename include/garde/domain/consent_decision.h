@@ -1,7 +1,7 @@
 // The decision rule of SPEC §2.2: "may I process subject S for purpose P on channel C now?"
 // A pure function of the subject's status, suppression, and consent history.
 //
-//   ConsentDecision d = Decide({status, suppressed, events}, purpose, "email", now);
+//   ConsentDecision d = Decide(status, suppressed, events, policies, purpose, "email", now);
 //   d.allowed; d.reason;   // "consent_granted", "consent_withdrawn", "objected", ...
 #pragma once
 
@@ -41,12 +41,6 @@ struct ConsentFact {
   int64_t expires_at = 0;  // 0: no expiry
 };
 
-struct SubjectConsentFacts {
-  std::string status;              // active | restricted | erased
-  bool suppressed = false;         // the contact for the asked channel is suppressed
-  std::vector<ConsentFact> events; // this subject's events in recording order
-};
-
 struct ConsentDecision {
   bool allowed = false;
   std::string reason;     // stable machine word
@@ -57,9 +51,8 @@ struct ConsentDecision {
 
 // Art. 21(3): an objection to direct marketing is absolute — any `objected` event on a
 // marketing purpose denies every marketing purpose.
-ConsentDecision Decide(const SubjectConsentFacts& facts, const PolicySet& policies,
-                       const Purpose& purpose, const std::string& channel, int64_t now);
-// The same, from the facts' parts (`suppressed`: the asked channel's contact is suppressed).
+// `status`: active | restricted | erased; `suppressed`: the asked channel's contact is on the
+// suppression list; `events`: the subject's events in recording order.
 ConsentDecision Decide(const std::string& status, bool suppressed,
                        const std::vector<ConsentFact>& events, const PolicySet& policies,
                        const Purpose& purpose, const std::string& channel, int64_t now);

@@ -95,7 +95,6 @@ class ConsentLedger {
   Result<ConsentAnswer> DecideKept(ReadTx& tx, int64_t position, const PolicySet& policies,
                                    const SubjectRow& row, const Purpose& purpose,
                                    const std::string& channel, int64_t now);
-  size_t kept_subjects() const { return facts_.size(); }
   // Inside a caller's transaction (DSR objection): records an `objected` event for each of
   // `purposes` and, when one is a marketing purpose, suppresses the subject's contacts.
   Status ObjectIn(WriteTx& tx, const PolicySet& policies, const std::string& subject_id,

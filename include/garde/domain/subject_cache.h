@@ -35,7 +35,6 @@ class ChangeFollowingCache {
   // Keeps a value read at `position` unless a change applied since then concerns it.
   void Keep(int64_t position, const std::string& id, std::shared_ptr<const void> value);
   size_t size() const;
-  int64_t position() const;
 
  private:
   bool UnchangedSince(int64_t position, const std::string& id) const;  // mu_ held

@@ -3,7 +3,6 @@
 #include <sodium.h>
 
 #include <algorithm>
-#include <optional>
 #include <thread>
 
 #include "garde/base/clock.h"
@@ -75,22 +74,48 @@ bool Same(const FieldValue& a, const FieldValue& b) {
   return a.type == b.type && Compare(a, b) == 0 && a.boolean == b.boolean;
 }
 
-bool Eval(const Predicate& p, const FieldMap& f, int64_t now) {
+}  // namespace
+
+struct BoundPredicate {
+  const Predicate* p = nullptr;
+  const std::vector<FieldValue>* column = nullptr;  // leaves: the field's values
+  std::string cutoff, today;                        // kWithin: the dates it accepts
+  std::vector<BoundPredicate> children;
+};
+
+namespace {
+
+BoundPredicate Bind(const Predicate& p, const AudienceIndex& index, int64_t now) {
+  BoundPredicate b;
+  b.p = &p;
+  if (!p.field.empty()) b.column = index.Column(p.field);
+  if (p.kind == Kind::kWithin) {
+    const int64_t span = AddIsoDuration(now, p.duration).value_or(now) - now;
+    b.cutoff = FormatIsoDate(CivilFromDays((now - span) / 86400));
+    b.today = FormatIsoDate(CivilFromDays(now / 86400));
+  }
+  for (const auto& c : p.children) b.children.push_back(Bind(c, index, now));
+  return b;
+}
+
+// Whether entry i of the index satisfies the predicate.
+bool Eval(const BoundPredicate& b, size_t i) {
+  const Predicate& p = *b.p;
   switch (p.kind) {
     case Kind::kAll:
-      return std::all_of(p.children.begin(), p.children.end(),
-                         [&](const Predicate& c) { return Eval(c, f, now); });
+      return std::all_of(b.children.begin(), b.children.end(),
+                         [&](const BoundPredicate& c) { return Eval(c, i); });
     case Kind::kAny:
-      return std::any_of(p.children.begin(), p.children.end(),
-                         [&](const Predicate& c) { return Eval(c, f, now); });
+      return std::any_of(b.children.begin(), b.children.end(),
+                         [&](const BoundPredicate& c) { return Eval(c, i); });
     case Kind::kNot:
-      return !p.children.empty() && !Eval(p.children[0], f, now);
+      return !b.children.empty() && !Eval(b.children[0], i);
     default:
       break;
   }
-  auto it = f.find(p.field);
-  if (it == f.end()) return false;  // a missing value matches no comparison
-  const FieldValue& v = it->second;
+  if (b.column == nullptr) return false;
+  const FieldValue& v = (*b.column)[i];
+  if (v.is_null()) return false;  // a missing value matches no comparison
   switch (p.kind) {
     case Kind::kEq: return Same(v, p.values[0]);
     case Kind::kIn:
@@ -102,95 +127,77 @@ bool Eval(const Predicate& p, const FieldMap& f, int64_t now) {
     case Kind::kGte: return v.type == p.values[0].type && Compare(v, p.values[0]) >= 0;
     case Kind::kLt: return v.type == p.values[0].type && Compare(v, p.values[0]) < 0;
     case Kind::kLte: return v.type == p.values[0].type && Compare(v, p.values[0]) <= 0;
-    case Kind::kWithin: {
-      const int64_t span = AddIsoDuration(now, p.duration).value_or(now) - now;
-      const std::string cutoff = FormatIsoDate(CivilFromDays((now - span) / 86400));
-      const std::string today = FormatIsoDate(CivilFromDays(now / 86400));
-      return v.text >= cutoff && v.text <= today;
-    }
+    case Kind::kWithin: return v.text >= b.cutoff && v.text <= b.today;
     default: return false;
   }
 }
 
 }  // namespace
 
-Result<AudienceBuilder::KeptPtr> AudienceBuilder::KeptValues(
-    int64_t position, const std::string& id, const std::set<std::string>& fields,
-    const std::function<Result<FieldMap>(const std::set<std::string>&)>& open) {
-  auto kept = kept_.Find(id);
-  std::set<std::string> wanted = fields;
-  if (kept != nullptr) {
-    bool covered = true;
-    for (const auto& f : fields) covered &= kept->opened.count(f) != 0;
-    if (covered) return kept;
-    wanted.insert(kept->opened.begin(), kept->opened.end());  // keep what it held, too
-  }
-  auto values = open(wanted);
-  if (!values.ok()) return values.status();
-  auto fresh = std::make_shared<KeptFilterValues>();
-  fresh->opened = std::move(wanted);
-  fresh->values = std::move(values).value();
-  kept_.Keep(position, id, fresh);
-  return KeptPtr(std::move(fresh));
+AudienceBuilder::AudienceBuilder(Store& store, SubjectVault& vault, ConsentLedger& ledger,
+                                 const PolicyHolder& policies, const EntryStandard& standard,
+                                 AccessJournal& journal, const Clock& clock, size_t kept_subjects)
+    : store_(store), vault_(vault), ledger_(ledger), policies_(policies), standard_(standard),
+      journal_(journal), clock_(clock),
+      index_(store,
+             [&vault](const SubjectRow& row, const std::vector<SealedField>& sealed,
+                      const std::set<std::string>& fields) {
+               return vault.OpenFields(row, sealed, fields);
+             },
+             kept_subjects) {}
+
+Result<FieldMap> AudienceBuilder::OpenFromVault(ReadTx& tx, const std::string& id,
+                                               const std::set<std::string>& fields) const {
+  auto row = tx.GetSubject(id);
+  if (!row.ok()) return row.status();
+  if (!row.value() || row.value()->status != "active") return NotFound("no such active subject");
+  auto sealed = tx.GetFields(id);
+  if (!sealed.ok()) return sealed.status();
+  return vault_.OpenFields(*row.value(), sealed.value(), fields);
 }
 
-Status AudienceBuilder::ScanRange(const Scan& scan, const std::string& from,
-                                  const std::string& before, Audience* out) {
+Status AudienceBuilder::Evaluate(const Scan& scan, size_t begin, size_t end, Audience* out) {
   return store_.Read([&](ReadTx& tx) -> Status {
     auto facts_at = ledger_.SyncFacts(tx);
     if (!facts_at.ok()) return facts_at.status();
-    auto kept_at = kept_.Sync(tx);
-    if (!kept_at.ok()) return kept_at.status();
-    std::string after = from;
-    for (;;) {
-      auto rows = tx.ScanSubjects(after, 1000);
-      if (!rows.ok()) return rows.status();
-      if (rows->empty()) return Status::Ok();
-      for (const auto& row : rows.value()) {
-        if (!before.empty() && row.id >= before) return Status::Ok();
-        ++out->scanned;
-        if (row.status != "active") continue;
-        // The boxes are read at most once per subject, and only when needed.
-        std::optional<std::vector<SealedField>> sealed;
-        auto open = [&](const std::set<std::string>& names) -> Result<FieldMap> {
-          if (!sealed) {
-            auto got = tx.GetFields(row.id);
-            if (!got.ok()) return got.status();
-            sealed = std::move(got).value();
-          }
-          return vault_.OpenFields(row, *sealed, names);
-        };
-        auto values = KeptValues(kept_at.value(), row.id, scan.filter_fields, open);
-        if (!values.ok()) {
-          if (values.status().code() == Code::kDamaged) continue;  // never in a campaign
-          return values.status();
-        }
-        if (!Eval(scan.where, values.value()->values, scan.now)) continue;
-        ++out->matched;
-        auto decision = ledger_.DecideKept(tx, facts_at.value(), scan.policies, row,
-                                           scan.purpose, scan.channel, scan.now);
-        if (!decision.ok()) return decision.status();
-        if (!decision->decision.allowed) continue;
-        AudienceMember m{row.id, {}};
-        if (!scan.output_only.empty()) {
-          auto more = open(scan.output_only);
-          if (!more.ok()) {
-            if (more.status().code() == Code::kDamaged) continue;
-            return more.status();
-          }
-          m.fields = std::move(more).value();
-        }
-        for (const auto& f : scan.fields) {
-          auto it = values.value()->values.find(f);
-          if (it != values.value()->values.end()) m.fields[f] = it->second;
-        }
-        out->members.push_back(std::move(m));
+    for (size_t i = begin; i < end; ++i) {
+      ++out->scanned;
+      if (!index_.eligible(i) || !Eval(scan.where, i)) continue;
+      ++out->matched;
+      const std::string& id = index_.id(i);
+      if (index_.facts(i) == nullptr) {
+        auto facts = ledger_.KeptFacts(tx, facts_at.value(), id);
+        if (!facts.ok()) return facts.status();
+        if (facts.value() == nullptr) continue;  // gone meanwhile
+        index_.AttachFacts(i, std::move(facts).value());
       }
-      after = rows->back().id;
+      const auto decision = ConsentLedger::DecideFrom(index_.facts(i).get(), scan.policies, id,
+                                                      scan.purpose, scan.channel, scan.now);
+      if (!decision.decision.allowed) continue;
+      AudienceMember m{id, {}};
+      if (!scan.output_only.empty()) {
+        // Contacts and other output fields are opened for members only (the index keeps
+        // their ciphertext).
+        auto more = index_.OpenKept(i, scan.output_only);
+        if (!more.ok() && more.status().code() == Code::kDamaged) {
+          more = OpenFromVault(tx, id, scan.output_only);  // its key was re-wrapped since
+        }
+        if (!more.ok()) {
+          if (more.status().code() == Code::kDamaged) continue;  // never in a campaign
+          if (more.status().code() == Code::kNotFound) continue;  // changed meanwhile
+          return more.status();
+        }
+        m.fields = std::move(more).value();
+      }
+      for (const auto& f : scan.fields) {
+        const auto* column = index_.Column(f);
+        if (column != nullptr && !(*column)[i].is_null()) m.fields[f] = (*column)[i];
+      }
+      out->members.push_back(std::move(m));
     }
+    return Status::Ok();
   });
 }
-
 Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequest& in) {
   auto policies = policies_.Current();
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "audiences.build"));
@@ -227,20 +234,24 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
   }
   if (!problems.errors().empty()) return problems;
 
-  Scan scan{*policies, *purpose, in.channel, where, filter_fields, {}, out.fields, clock_.Now()};
+  std::set<std::string> output_only;
   for (const auto& f : out.fields) {
-    if (filter_fields.count(f) == 0) scan.output_only.insert(f);
+    if (filter_fields.count(f) == 0) output_only.insert(f);
   }
-  // Two halves of the id space on two connections and cores at once (ids are "sub_" and
-  // random Crockford base32, so "sub_g" splits them evenly; any id is still scanned once).
-  // Like a batch consent check, a campaign list is no transaction: each half is as of the
-  // moment it is read.
-  const std::string split = "sub_g";
+  std::lock_guard lock(mu_);
+  GARDE_RETURN_IF_ERROR(index_.Refresh(filter_fields, output_only));
+  const int64_t now = clock_.Now();
+  const BoundPredicate bound = Bind(where, index_, now);
+  Scan scan{*policies, *purpose, in.channel, bound, output_only, out.fields, now};
+  // Two halves of the index on two connections and cores at once. Like a batch consent
+  // check, a campaign list is no transaction: each half is decided as it is read then.
+  const size_t half = index_.size() / 2;
   Audience upper;
   Status upper_status = Status::Ok();
-  std::thread helper([&] { upper_status = ScanRange(scan, split, "", &upper); });
-  Status lower_status = ScanRange(scan, "", split, &out);
+  std::thread helper([&] { upper_status = Evaluate(scan, half, index_.size(), &upper); });
+  Status lower_status = Evaluate(scan, 0, half, &out);
   helper.join();
+  index_.Trim();
   GARDE_RETURN_IF_ERROR(lower_status);
   GARDE_RETURN_IF_ERROR(upper_status);
   out.scanned += upper.scanned;

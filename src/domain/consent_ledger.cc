@@ -275,11 +275,16 @@ Result<std::vector<ConsentEvent>> ConsentLedger::History(const Caller& caller,
   return out;
 }
 
-namespace {
-
-ConsentAnswer DecideFrom(const ConsentFacts& f, const PolicySet& policies,
-                         const std::string& id, const Purpose& purpose,
-                         const std::string& channel, int64_t now) {
+ConsentAnswer ConsentLedger::DecideFrom(const ConsentFacts* facts, const PolicySet& policies,
+                                        const std::string& id, const Purpose& purpose,
+                                        const std::string& channel, int64_t now) {
+  if (facts == nullptr) {
+    ConsentAnswer a{id, purpose.id, channel, {}};
+    a.decision.reason = "not_found";
+    a.decision.basis = LegalBasisName(purpose.legal_basis);
+    return a;
+  }
+  const ConsentFacts& f = *facts;
   const char* contact = ContactFieldFor(channel);
   const bool suppressed =
       contact != nullptr && std::find(f.suppressed_contacts.begin(), f.suppressed_contacts.end(),
@@ -288,10 +293,7 @@ ConsentAnswer DecideFrom(const ConsentFacts& f, const PolicySet& policies,
           Decide(f.status, suppressed, f.events, policies, purpose, channel, now)};
 }
 
-}  // namespace
-
-Result<SubjectCache<ConsentFacts>::Ptr> ConsentLedger::LoadFacts(ReadTx& tx,
-                                                                 const SubjectRow& row) {
+Result<ConsentLedger::FactsPtr> ConsentLedger::LoadFacts(ReadTx& tx, const SubjectRow& row) {
   auto facts = std::make_shared<ConsentFacts>();
   facts->status = row.status;
   auto suppressed = tx.SuppressedContactsOf(row.id);
@@ -309,28 +311,26 @@ Result<SubjectCache<ConsentFacts>::Ptr> ConsentLedger::LoadFacts(ReadTx& tx,
     e.expires_at = r.expires_at;
     facts->events.push_back(std::move(e));
   }
-  return SubjectCache<ConsentFacts>::Ptr(std::move(facts));
+  return FactsPtr(std::move(facts));
 }
 
-Result<ConsentAnswer> ConsentLedger::Decide1(ReadTx& tx, int64_t position,
-                                             const PolicySet& policies, const std::string& id,
-                                             const SubjectRow* row, const Purpose& purpose,
-                                             const std::string& channel, int64_t now) {
-  auto kept = facts_.Get(position, id, [&]() -> Result<SubjectCache<ConsentFacts>::Ptr> {
-    if (row != nullptr) return LoadFacts(tx, *row);
+Result<ConsentLedger::FactsPtr> ConsentLedger::KeptFacts(ReadTx& tx, int64_t position,
+                                                         const std::string& id) {
+  return facts_.Get(position, id, [&]() -> Result<FactsPtr> {
     auto found = tx.GetSubject(id);
     if (!found.ok()) return found.status();
-    if (!found.value()) return SubjectCache<ConsentFacts>::Ptr();
+    if (!found.value()) return FactsPtr();
     return LoadFacts(tx, *found.value());
   });
+}
+
+Result<ConsentAnswer> ConsentLedger::DecideKept(ReadTx& tx, int64_t position,
+                                                const PolicySet& policies, const std::string& id,
+                                                const Purpose& purpose,
+                                                const std::string& channel, int64_t now) {
+  auto kept = KeptFacts(tx, position, id);
   if (!kept.ok()) return kept.status();
-  if (kept.value() == nullptr) {
-    ConsentAnswer a{id, purpose.id, channel, {}};
-    a.decision.reason = "not_found";
-    a.decision.basis = LegalBasisName(purpose.legal_basis);
-    return a;
-  }
-  return DecideFrom(*kept.value(), policies, id, purpose, channel, now);
+  return DecideFrom(kept.value().get(), policies, id, purpose, channel, now);
 }
 
 Result<ConsentAnswer> ConsentLedger::DecideIn(ReadTx& tx, const PolicySet& policies,
@@ -338,14 +338,7 @@ Result<ConsentAnswer> ConsentLedger::DecideIn(ReadTx& tx, const PolicySet& polic
                                               const std::string& channel, int64_t now) {
   auto facts = LoadFacts(tx, subject);
   if (!facts.ok()) return facts.status();
-  return DecideFrom(*facts.value(), policies, subject.id, purpose, channel, now);
-}
-
-Result<ConsentAnswer> ConsentLedger::DecideKept(ReadTx& tx, int64_t position,
-                                                const PolicySet& policies, const SubjectRow& row,
-                                                const Purpose& purpose,
-                                                const std::string& channel, int64_t now) {
-  return Decide1(tx, position, policies, row.id, &row, purpose, channel, now);
+  return DecideFrom(facts.value().get(), policies, subject.id, purpose, channel, now);
 }
 
 Result<ConsentAnswer> ConsentLedger::Check(const Caller& caller, const std::string& subject_id,
@@ -376,7 +369,7 @@ Result<std::vector<ConsentAnswer>> ConsentLedger::CheckMany(
       auto position = facts_.Sync(tx);
       if (!position.ok()) return position.status();
       for (size_t i = from; i < to; ++i) {
-        auto a = Decide1(tx, position.value(), *policies, ids[i], nullptr, *purpose, channel, now);
+        auto a = DecideKept(tx, position.value(), *policies, ids[i], *purpose, channel, now);
         if (!a.ok()) return a.status();
         out[i] = std::move(a.value());
       }

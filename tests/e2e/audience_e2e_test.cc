@@ -132,6 +132,29 @@ TEST(AudienceE2E, WomenIn75WhoSpentOver500LastMonthAndMayBeEmailedMatchTheOracle
   r = g.Post("/v1/audiences", request, mkt);
   EXPECT_EQ(Ids(r.body), expected);
 
+  // A new customer joins the next audience; an erased member leaves it.
+  r = g.Post("/v1/subjects",
+             R"({"kind":"person","fields":{"email":"newcomer@example.org","first_name":"N",
+                 "gender":"F","postal_code":"75002","spend_30d":900,"last_purchase":")" +
+                 FormatIsoDate(CivilFromDays(today)) + R"("}})",
+             op);
+  ASSERT_EQ(r.status, 201) << r.body;
+  const std::string newcomer = JsonString(r.body, "id");
+  ASSERT_EQ(g.Post("/v1/subjects/" + newcomer + "/consents",
+                   R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})",
+                   op).status, 201);
+  expected.insert(newcomer);
+  const std::string erased = moving_in->id;
+  r = g.Post("/v1/requests", R"({"type":"erasure","subject":")" + erased + R"("})", op);
+  ASSERT_EQ(r.status, 201) << r.body;
+  const std::string erasure = JsonString(r.body, "id");
+  for (const char* step : {"verify", "start", "complete"}) {
+    ASSERT_EQ(g.Post("/v1/requests/" + erasure + ":" + step, "{}", officer).status, 200) << step;
+  }
+  expected.erase(erased);
+  r = g.Post("/v1/audiences", request, mkt);
+  EXPECT_EQ(Ids(r.body), expected);
+
   // CSV for spreadsheets.
   HttpReply csv = g.Post("/v1/audiences",
                          R"({"activity":"marketing_email","purpose":"marketing.email","format":"csv",

@@ -7,11 +7,12 @@
 //                                         where, {"first_name", "email"}});
 #pragma once
 
+#include <mutex>
 #include <string>
 #include <vector>
 
+#include "garde/domain/audience_index.h"
 #include "garde/domain/consent_ledger.h"
-#include "garde/domain/subject_cache.h"
 #include "garde/domain/subject_vault.h"
 
 namespace garde {
@@ -48,43 +49,36 @@ struct Audience {
   int64_t matched = 0;              // matched the predicate, before consent
 };
 
+struct BoundPredicate;  // a predicate bound to an AudienceIndex's columns
+
 class AudienceBuilder {
  public:
-  // Keeps the decrypted values of filtered fields of up to `kept_subjects` subjects in
-  // memory (never on disk), so that the next audience need not decrypt them again.
+  // Keeps the decrypted values of the fields audiences filter on in memory (never on disk)
+  // while there are at most `kept_subjects` subjects, so that the next audience need not
+  // decrypt them again (AudienceIndex).
   AudienceBuilder(Store& store, SubjectVault& vault, ConsentLedger& ledger,
                   const PolicyHolder& policies, const EntryStandard& standard,
-                  AccessJournal& journal, const Clock& clock, size_t kept_subjects = 1000000)
-      : store_(store), vault_(vault), ledger_(ledger), policies_(policies),
-        standard_(standard), journal_(journal), clock_(clock), kept_(kept_subjects) {}
+                  AccessJournal& journal, const Clock& clock, size_t kept_subjects = 1000000);
 
+  // Audiences are built one at a time (each uses both cores).
   Result<Audience> Build(const Caller& caller, const AudienceRequest& request);
 
  private:
-  // The values of the fields audiences filtered on, for one subject.
-  struct KeptFilterValues {
-    std::set<std::string> opened;  // fields decrypted (a field absent from values is unset)
-    FieldMap values;
-  };
-  using KeptPtr = SubjectCache<KeptFilterValues>::Ptr;
   // One audience's question, prepared.
   struct Scan {
     const PolicySet& policies;
     const Purpose& purpose;
     const std::string& channel;
-    const Predicate& where;
-    const std::set<std::string>& filter_fields;
+    const BoundPredicate& where;
     std::set<std::string> output_only;  // opened for members only, never kept
     const std::vector<std::string>& fields;
     int64_t now;
   };
-  // Adds the members among subjects with from < id < before ("" : no bound), in id order.
-  Status ScanRange(const Scan& scan, const std::string& from, const std::string& before,
-                   Audience* out);
-  // The subject's values of `fields`: kept, or opened (with those kept before) and kept.
-  Result<KeptPtr> KeptValues(int64_t position, const std::string& id,
-                             const std::set<std::string>& fields,
-                             const std::function<Result<FieldMap>(const std::set<std::string>&)>& open);
+  // The subject's `fields` read from the vault (kNotFound unless active).
+  Result<FieldMap> OpenFromVault(ReadTx& tx, const std::string& id,
+                                 const std::set<std::string>& fields) const;
+  // Adds the members among the index's entries [begin, end), in id order.
+  Status Evaluate(const Scan& scan, size_t begin, size_t end, Audience* out);
 
   Store& store_;
   SubjectVault& vault_;
@@ -93,7 +87,8 @@ class AudienceBuilder {
   const EntryStandard& standard_;
   AccessJournal& journal_;
   const Clock& clock_;
-  SubjectCache<KeptFilterValues> kept_;
+  std::mutex mu_;  // one build at a time; guards index_
+  AudienceIndex index_;
 };
 
 }  // namespace garde

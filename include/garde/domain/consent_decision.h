@@ -41,6 +41,13 @@ struct ConsentFact {
   int64_t expires_at = 0;  // 0: no expiry
 };
 
+// What decisions need of one subject, as kept in memory between decisions.
+struct ConsentFacts {
+  std::string status;                             // active | restricted | erased
+  std::vector<std::string> suppressed_contacts;   // "email", "phone": digest suppressed
+  std::vector<ConsentFact> events;                // in recording order, without receipts
+};
+
 struct ConsentDecision {
   bool allowed = false;
   std::string reason;     // stable machine word

@@ -55,13 +55,6 @@ struct ConsentDeps {
   const Clock& clock;
 };
 
-// What decisions need of one subject, as kept in memory between decisions.
-struct ConsentFacts {
-  std::string status;                             // active | restricted | erased
-  std::vector<std::string> suppressed_contacts;   // "email", "phone": digest suppressed
-  std::vector<ConsentFact> events;                // in recording order, without receipts
-};
-
 class ConsentLedger {
  public:
   // Keeps the consent facts of up to `kept_subjects` subjects in memory.
@@ -92,9 +85,17 @@ class ConsentLedger {
   // The same from the facts kept in memory, inside a caller's read transaction: first
   // SyncFacts(tx) once, then DecideKept for any subject of the same snapshot.
   Result<int64_t> SyncFacts(ReadTx& tx) { return facts_.Sync(tx); }
+  // A subject not kept is read from tx (an unknown id answers `not_found`).
   Result<ConsentAnswer> DecideKept(ReadTx& tx, int64_t position, const PolicySet& policies,
-                                   const SubjectRow& row, const Purpose& purpose,
+                                   const std::string& id, const Purpose& purpose,
                                    const std::string& channel, int64_t now);
+  // The same in two steps, for a caller that keeps the facts itself: the kept facts (null
+  // for an unknown id), then the decision from them.
+  using FactsPtr = SubjectCache<ConsentFacts>::Ptr;
+  Result<FactsPtr> KeptFacts(ReadTx& tx, int64_t position, const std::string& id);
+  static ConsentAnswer DecideFrom(const ConsentFacts* facts, const PolicySet& policies,
+                                  const std::string& id, const Purpose& purpose,
+                                  const std::string& channel, int64_t now);
   // Inside a caller's transaction (DSR objection): records an `objected` event for each of
   // `purposes` and, when one is a marketing purpose, suppresses the subject's contacts.
   Status ObjectIn(WriteTx& tx, const PolicySet& policies, const std::string& subject_id,
@@ -120,12 +121,8 @@ class ConsentLedger {
                                        const std::vector<std::string>& values);
 
  private:
-  // From the kept facts, loaded (from `row` when given, else read) if not kept.
-  Result<ConsentAnswer> Decide1(ReadTx& tx, int64_t position, const PolicySet& policies,
-                                const std::string& id, const SubjectRow* row,
-                                const Purpose& purpose, const std::string& channel, int64_t now);
   // Reads the facts of `row` from tx.
-  static Result<SubjectCache<ConsentFacts>::Ptr> LoadFacts(ReadTx& tx, const SubjectRow& row);
+  static Result<FactsPtr> LoadFacts(ReadTx& tx, const SubjectRow& row);
   Status ValidatePurposeChannel(const PolicySet& policies, const std::string& purpose,
                                 const std::string& channel, const Purpose** out) const;
   ConsentEventRow MakeEvent(const PolicySet& policies, const Purpose& purpose,

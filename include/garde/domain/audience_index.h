@@ -1,0 +1,95 @@
+// What audiences need of every subject, in columns held in memory and kept current by the
+// vault's change log: the decrypted values of the fields they filter on, and the sealed
+// boxes (ciphertext) of the fields they output with the wrapped key that opens them. An
+// audience after the first reads nothing from the database but what changed since, and
+// decrypts only its members' output fields. Nothing of it is ever written to disk.
+//
+//   AudienceIndex index(store, open, 1000000);
+//   index.Refresh({"gender", "postal_code"}, {"email"});  // rebuilds, or applies the changes
+//   const auto* gender = index.Column("gender");           // one value per entry, null if unset
+//   for (size_t i = 0; i < index.size(); ++i)
+//     if (index.eligible(i) && (*gender)[i].text == "F") index.OpenKept(i, {"email"});
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "garde/domain/consent_decision.h"
+#include "garde/domain/field_value.h"
+#include "garde/store/store.h"
+
+namespace garde {
+
+class AudienceIndex {
+ public:
+  // Opens `fields` of one subject from its sealed boxes (kDamaged when they fail).
+  using Opener = std::function<Result<FieldMap>(const SubjectRow&, const std::vector<SealedField>&,
+                                                const std::set<std::string>&)>;
+
+  // Keeps the index between refreshes while it holds at most `capacity` subjects.
+  AudienceIndex(Store& store, Opener open, size_t capacity)
+      : store_(store), open_(std::move(open)), capacity_(capacity) {}
+
+  // Makes the index hold the values of `open` and the boxes of `sealed` (and what it held)
+  // for every subject as of now: applies the changes committed since the last refresh, or
+  // rebuilds on two threads when it is empty, lacks a field, or too much changed.
+  // Not thread-safe: one caller at a time.
+  Status Refresh(const std::set<std::string>& open, const std::set<std::string>& sealed);
+  // Drops everything if the index holds more subjects than it may keep.
+  void Trim();
+
+  size_t size() const { return all_.ids.size(); }
+  const std::string& id(size_t i) const { return all_.ids[i]; }
+  // Active, and its boxes open: a restricted, erased or damaged subject is never a member.
+  bool eligible(size_t i) const { return all_.eligible[i] != 0; }
+  // One value per entry (null when unset), or null if the field is not held.
+  const std::vector<FieldValue>* Column(const std::string& field) const;
+  // The consent facts last attached to entry i; null once the subject changed since.
+  // Entries are distinct: two threads may attach to different ones at once.
+  const std::shared_ptr<const ConsentFacts>& facts(size_t i) const { return all_.facts[i]; }
+  void AttachFacts(size_t i, std::shared_ptr<const ConsentFacts> f) { all_.facts[i] = std::move(f); }
+  // Opens `fields` (all held sealed) of entry i; kDamaged if they fail, or if the key
+  // that wrapped its data key has been retired since (the caller then reads the vault).
+  Result<FieldMap> OpenKept(size_t i, const std::set<std::string>& fields) const;
+
+ private:
+  struct Wrapping {  // the subject's data key as wrapped in the vault
+    uint32_t root_key_version = 0;
+    uint32_t dek_version = 0;
+    Bytes wrapped_dek;
+  };
+  struct Part {  // entries in id order
+    std::vector<std::string> ids;
+    std::vector<uint8_t> eligible;
+    std::vector<std::vector<FieldValue>> columns;  // parallel to fields_
+    std::vector<std::vector<Bytes>> boxes;         // parallel to sealed_ (empty: unset)
+    std::vector<Wrapping> keys;
+    std::vector<std::shared_ptr<const ConsentFacts>> facts;
+    int64_t position = 0;  // every change of the log up to here is reflected
+
+    void Append(Part& other, size_t j);         // moves other's entry j to the end
+    void Put(size_t i, Part& other, size_t j);  // replaces entry i (same id) by other's j
+  };
+  Part Empty() const;  // with a column for each field held
+  Status Rebuild(const std::set<std::string>& open, const std::set<std::string>& sealed);
+  Status ScanInto(ReadTx& tx, const std::string& from, const std::string& before, Part* out) const;
+  Status ApplyChanges(ReadTx& tx, const std::vector<std::pair<int64_t, std::string>>& changes);
+  // Reads one subject into the end of `out`.
+  Status ReadOne(ReadTx& tx, const SubjectRow& row, Part* out) const;
+  void Clear();
+
+  Store& store_;
+  const Opener open_;
+  const size_t capacity_;
+  std::vector<std::string> fields_;  // sorted
+  std::set<std::string> fields_set_;
+  std::vector<std::string> sealed_;  // sorted
+  Part all_;
+  bool complete_ = false;
+};
+
+}  // namespace garde

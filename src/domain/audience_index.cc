@@ -1,0 +1,232 @@
+#include "garde/domain/audience_index.h"
+
+#include <algorithm>
+#include <limits>
+#include <thread>
+
+namespace garde {
+namespace {
+
+// More changes than this since the last refresh: rebuild rather than apply them one by one.
+constexpr size_t kMaxChanges = 8192;
+
+// Ids are "sub_" and random Crockford base32, so "sub_g" splits them into halves of about
+// the same size; any id falls in exactly one.
+const char* const kSplit = "sub_g";
+
+}  // namespace
+
+void AudienceIndex::Part::Append(Part& other, size_t j) {
+  ids.push_back(std::move(other.ids[j]));
+  eligible.push_back(other.eligible[j]);
+  keys.push_back(std::move(other.keys[j]));
+  facts.push_back(std::move(other.facts[j]));
+  for (size_t k = 0; k < columns.size(); ++k) columns[k].push_back(std::move(other.columns[k][j]));
+  for (size_t k = 0; k < boxes.size(); ++k) boxes[k].push_back(std::move(other.boxes[k][j]));
+}
+
+void AudienceIndex::Part::Put(size_t i, Part& other, size_t j) {
+  eligible[i] = other.eligible[j];
+  keys[i] = std::move(other.keys[j]);
+  facts[i] = std::move(other.facts[j]);
+  for (size_t k = 0; k < columns.size(); ++k) columns[k][i] = std::move(other.columns[k][j]);
+  for (size_t k = 0; k < boxes.size(); ++k) boxes[k][i] = std::move(other.boxes[k][j]);
+}
+
+AudienceIndex::Part AudienceIndex::Empty() const {
+  Part p;
+  p.columns.resize(fields_.size());
+  p.boxes.resize(sealed_.size());
+  return p;
+}
+
+const std::vector<FieldValue>* AudienceIndex::Column(const std::string& field) const {
+  auto it = std::lower_bound(fields_.begin(), fields_.end(), field);
+  if (it == fields_.end() || *it != field) return nullptr;
+  return &all_.columns[static_cast<size_t>(it - fields_.begin())];
+}
+
+Result<FieldMap> AudienceIndex::OpenKept(size_t i, const std::set<std::string>& fields) const {
+  SubjectRow row;
+  row.id = all_.ids[i];
+  row.root_key_version = all_.keys[i].root_key_version;
+  row.dek_version = all_.keys[i].dek_version;
+  row.wrapped_dek = all_.keys[i].wrapped_dek;
+  std::vector<SealedField> sealed;
+  for (const auto& f : fields) {
+    auto it = std::lower_bound(sealed_.begin(), sealed_.end(), f);
+    if (it == sealed_.end() || *it != f) continue;
+    const Bytes& box = all_.boxes[static_cast<size_t>(it - sealed_.begin())][i];
+    if (!box.empty()) sealed.push_back({f, box});
+  }
+  return open_(row, sealed, fields);
+}
+
+void AudienceIndex::Clear() {
+  all_ = Empty();
+  complete_ = false;
+}
+
+void AudienceIndex::Trim() {
+  if (size() > capacity_) Clear();
+}
+
+Status AudienceIndex::Refresh(const std::set<std::string>& open,
+                              const std::set<std::string>& sealed) {
+  bool covered = complete_;
+  for (const auto& f : open) covered &= std::binary_search(fields_.begin(), fields_.end(), f);
+  for (const auto& f : sealed) covered &= std::binary_search(sealed_.begin(), sealed_.end(), f);
+  std::set<std::string> all_open(fields_.begin(), fields_.end());
+  std::set<std::string> all_sealed(sealed_.begin(), sealed_.end());
+  if (!covered) {
+    all_open.insert(open.begin(), open.end());
+    all_sealed.insert(sealed.begin(), sealed.end());
+    return Rebuild(all_open, all_sealed);
+  }
+  bool too_many = false;
+  Status s = store_.Read([&](ReadTx& tx) -> Status {
+    auto tail = tx.ChangesAfter(all_.position, kMaxChanges);
+    if (!tail.ok()) return tail.status();
+    if (tail->last_seq <= all_.position) return Status::Ok();
+    if (!tail->complete) {
+      too_many = true;
+      return Status::Ok();
+    }
+    GARDE_RETURN_IF_ERROR(ApplyChanges(tx, tail->changes));
+    all_.position = tail->last_seq;
+    return Status::Ok();
+  });
+  if (!s.ok()) {
+    Clear();
+    return s;
+  }
+  if (too_many) return Rebuild(all_open, all_sealed);
+  return Status::Ok();
+}
+
+Status AudienceIndex::Rebuild(const std::set<std::string>& open,
+                              const std::set<std::string>& sealed) {
+  fields_.assign(open.begin(), open.end());
+  fields_set_ = open;
+  sealed_.assign(sealed.begin(), sealed.end());
+  Clear();
+  Part lower = Empty(), upper = Empty();
+  // Two halves on two connections and cores at once.
+  Status upper_status = Status::Ok();
+  std::thread helper([&] {
+    upper_status = store_.Read([&](ReadTx& tx) { return ScanInto(tx, kSplit, "", &upper); });
+  });
+  Status lower_status =
+      store_.Read([&](ReadTx& tx) { return ScanInto(tx, "", kSplit, &lower); });
+  helper.join();
+  GARDE_RETURN_IF_ERROR(lower_status);
+  GARDE_RETURN_IF_ERROR(upper_status);
+  all_ = std::move(lower);
+  all_.ids.reserve(all_.ids.size() + upper.ids.size());
+  for (size_t j = 0; j < upper.ids.size(); ++j) all_.Append(upper, j);
+  // The halves were read in two snapshots: changes after the older one are applied next
+  // time, which re-reads a subject the newer one already saw (harmless).
+  all_.position = std::min(all_.position, upper.position);
+  complete_ = true;
+  return Status::Ok();
+}
+
+Status AudienceIndex::ScanInto(ReadTx& tx, const std::string& from, const std::string& before,
+                               Part* out) const {
+  auto at = tx.ChangesAfter(std::numeric_limits<int64_t>::max(), 0);
+  if (!at.ok()) return at.status();
+  out->position = at->last_seq;
+  std::string after = from;
+  for (;;) {
+    auto rows = tx.ScanSubjects(after, 1000);
+    if (!rows.ok()) return rows.status();
+    if (rows->empty()) return Status::Ok();
+    for (const auto& row : rows.value()) {
+      if (!before.empty() && row.id >= before) return Status::Ok();
+      GARDE_RETURN_IF_ERROR(ReadOne(tx, row, out));
+    }
+    after = rows->back().id;
+  }
+}
+
+Status AudienceIndex::ReadOne(ReadTx& tx, const SubjectRow& row, Part* out) const {
+  out->ids.push_back(row.id);
+  // Restricted and erased subjects are not processed: nothing of theirs is opened.
+  bool eligible = row.status == "active";
+  FieldMap values;
+  std::vector<SealedField> sealed;
+  if (eligible && !(fields_.empty() && sealed_.empty())) {
+    auto got = tx.GetFields(row.id);
+    if (!got.ok()) return got.status();
+    sealed = std::move(got).value();
+    auto opened = open_(row, sealed, fields_set_);
+    if (opened.ok()) {
+      values = std::move(opened).value();
+    } else if (opened.status().code() == Code::kDamaged) {
+      eligible = false;  // never in a campaign
+    } else {
+      return opened.status();
+    }
+  }
+  out->eligible.push_back(eligible ? 1 : 0);
+  out->facts.push_back(nullptr);
+  out->keys.push_back(eligible ? Wrapping{row.root_key_version, row.dek_version, row.wrapped_dek}
+                               : Wrapping{});
+  for (size_t k = 0; k < sealed_.size(); ++k) {
+    Bytes box;
+    for (auto& f : sealed) {
+      if (eligible && f.field == sealed_[k]) box = std::move(f.box);
+    }
+    out->boxes[k].push_back(std::move(box));
+  }
+  for (size_t k = 0; k < fields_.size(); ++k) {
+    auto it = values.find(fields_[k]);
+    out->columns[k].push_back(it == values.end() ? FieldValue{} : std::move(it->second));
+  }
+  return Status::Ok();
+}
+
+Status AudienceIndex::ApplyChanges(ReadTx& tx,
+                                   const std::vector<std::pair<int64_t, std::string>>& changes) {
+  std::set<std::string> changed;
+  for (const auto& c : changes) changed.insert(c.second);
+  Part added = Empty();  // subjects new to the index, in id order
+  std::vector<size_t> removed;  // ascending
+  for (const auto& id : changed) {
+    auto at = std::lower_bound(all_.ids.begin(), all_.ids.end(), id);
+    const bool present = at != all_.ids.end() && *at == id;
+    const auto i = static_cast<size_t>(at - all_.ids.begin());
+    auto row = tx.GetSubject(id);
+    if (!row.ok()) return row.status();
+    if (!row.value()) {
+      if (present) removed.push_back(i);
+      continue;
+    }
+    Part one = Empty();
+    GARDE_RETURN_IF_ERROR(ReadOne(tx, *row.value(), &one));
+    if (present) {
+      all_.Put(i, one, 0);
+    } else {
+      added.Append(one, 0);
+    }
+  }
+  if (removed.empty() && added.ids.empty()) return Status::Ok();
+  // One pass merges the new subjects in and leaves the removed ones out.
+  Part merged = Empty();
+  merged.position = all_.position;
+  merged.ids.reserve(all_.ids.size() + added.ids.size());
+  size_t next_removed = 0, j = 0;
+  for (size_t i = 0; i < all_.ids.size(); ++i) {
+    if (next_removed < removed.size() && removed[next_removed] == i) {
+      ++next_removed;
+      continue;
+    }
+    while (j < added.ids.size() && added.ids[j] < all_.ids[i]) merged.Append(added, j++);
+    merged.Append(all_, i);
+  }
+  while (j < added.ids.size()) merged.Append(added, j++);
+  all_ = std::move(merged);
+  return Status::Ok();
+}
+
+}  // namespace garde

@@ -76,7 +76,7 @@ struct Fixture {
     auto first = d->consents().Record(kOperator, id, grant);
     if (!first.ok()) Die(__LINE__);
     Status seeded = d->store().Write([&](WriteTx& tx) -> Status {
-      auto events = tx.ConsentEventsOf(id, /*with_receipts=*/true);
+      auto events = tx.ConsentEventsOf(id);
       if (!events.ok() || events->empty()) return Internal("no seed event");
       ConsentEventRow row = events->front();
       for (int i = 1; i < kEvents; ++i) {

@@ -3,10 +3,12 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <chrono>
 #include <thread>
 
 #include "garde/base/clock.h"
 #include "garde/base/encoding.h"
+#include "garde/base/log.h"
 
 namespace garde {
 namespace {
@@ -239,7 +241,9 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
     if (filter_fields.count(f) == 0) output_only.insert(f);
   }
   std::lock_guard lock(mu_);
+  const auto started = std::chrono::steady_clock::now();
   GARDE_RETURN_IF_ERROR(index_.Refresh(filter_fields, output_only));
+  const auto refreshed = std::chrono::steady_clock::now();
   const int64_t now = clock_.Now();
   const BoundPredicate bound = Bind(where, index_, now);
   Scan scan{*policies, *purpose, in.channel, bound, output_only, out.fields, now};
@@ -251,6 +255,11 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
   std::thread helper([&] { upper_status = Evaluate(scan, half, index_.size(), &upper); });
   Status lower_status = Evaluate(scan, 0, half, &out);
   helper.join();
+  const auto evaluated = std::chrono::steady_clock::now();
+  LogLine(spdlog::level::info, "audience built")
+      .Int("subjects", static_cast<int64_t>(index_.size()))
+      .Int("refresh_ms", std::chrono::duration_cast<std::chrono::milliseconds>(refreshed - started).count())
+      .Int("evaluate_ms", std::chrono::duration_cast<std::chrono::milliseconds>(evaluated - refreshed).count());
   index_.Trim();
   GARDE_RETURN_IF_ERROR(lower_status);
   GARDE_RETURN_IF_ERROR(upper_status);

@@ -33,6 +33,15 @@ void AudienceIndex::Part::Put(size_t i, Part& other, size_t j) {
   for (size_t k = 0; k < boxes.size(); ++k) boxes[k][i] = std::move(other.boxes[k][j]);
 }
 
+void AudienceIndex::Part::Reserve(size_t n) {
+  ids.reserve(n);
+  eligible.reserve(n);
+  keys.reserve(n);
+  facts.reserve(n);
+  for (auto& c : columns) c.reserve(n);
+  for (auto& b : boxes) b.reserve(n);
+}
+
 AudienceIndex::Part AudienceIndex::Empty() const {
   Part p;
   p.columns.resize(fields_.size());
@@ -111,6 +120,18 @@ Status AudienceIndex::Rebuild(const std::set<std::string>& open,
   sealed_.assign(sealed.begin(), sealed.end());
   Clear();
   Part lower = Empty(), upper = Empty();
+  // Room for everyone up front: growing columns of a million entries copies them, and
+  // every fresh page costs a fault. The lower half becomes the whole index.
+  int64_t count = 0;
+  GARDE_RETURN_IF_ERROR(store_.Read([&](ReadTx& tx) -> Status {
+    auto n = tx.CountSubjects();
+    if (!n.ok()) return n.status();
+    count = n.value();
+    return Status::Ok();
+  }));
+  const auto n = static_cast<size_t>(count);
+  lower.Reserve(n + n / 50 + 16);
+  upper.Reserve(n / 2 + n / 20 + 16);
   // Two halves on two connections and cores at once.
   Status upper_status = Status::Ok();
   std::thread helper([&] {
@@ -131,6 +152,11 @@ Status AudienceIndex::Rebuild(const std::set<std::string>& open,
   return Status::Ok();
 }
 
+bool AudienceIndex::Wanted(std::string_view field) const {
+  return std::binary_search(fields_.begin(), fields_.end(), field) ||
+         std::binary_search(sealed_.begin(), sealed_.end(), field);
+}
+
 Status AudienceIndex::ScanInto(ReadTx& tx, const std::string& from, const std::string& before,
                                Part* out) const {
   auto at = tx.ChangesAfter(std::numeric_limits<int64_t>::max(), 0);
@@ -140,25 +166,39 @@ Status AudienceIndex::ScanInto(ReadTx& tx, const std::string& from, const std::s
   for (;;) {
     auto rows = tx.ScanSubjects(after, 1000);
     if (!rows.ok()) return rows.status();
-    if (rows->empty()) return Status::Ok();
-    for (const auto& row : rows.value()) {
-      if (!before.empty() && row.id >= before) return Status::Ok();
-      GARDE_RETURN_IF_ERROR(ReadOne(tx, row, out));
+    auto& page = rows.value();
+    if (!before.empty()) {
+      page.erase(std::lower_bound(page.begin(), page.end(), before,
+                                  [](const SubjectRow& r, const std::string& id) { return r.id < id; }),
+                 page.end());
     }
-    after = rows->back().id;
+    if (page.empty()) return Status::Ok();
+    // The page's boxes in one pass over the fields table, matched to its rows in id order.
+    std::vector<std::vector<SealedField>> sealed(page.size());
+    if (!fields_.empty() || !sealed_.empty()) {
+      size_t k = 0;
+      GARDE_RETURN_IF_ERROR(tx.ScanFields(
+          page.front().id, page.back().id,
+          [&](std::string_view subject, std::string_view field, const uint8_t* box, size_t n) {
+            while (k < page.size() && page[k].id < subject) ++k;
+            if (k == page.size() || page[k].id != subject || !Wanted(field)) return;
+            sealed[k].push_back({std::string(field), Bytes(box, box + n)});
+          }));
+    }
+    for (size_t i = 0; i < page.size(); ++i) {
+      GARDE_RETURN_IF_ERROR(ReadOne(page[i], std::move(sealed[i]), out));
+    }
+    after = page.back().id;
   }
 }
 
-Status AudienceIndex::ReadOne(ReadTx& tx, const SubjectRow& row, Part* out) const {
+Status AudienceIndex::ReadOne(const SubjectRow& row, std::vector<SealedField> sealed,
+                              Part* out) const {
   out->ids.push_back(row.id);
   // Restricted and erased subjects are not processed: nothing of theirs is opened.
   bool eligible = row.status == "active";
   FieldMap values;
-  std::vector<SealedField> sealed;
-  if (eligible && !(fields_.empty() && sealed_.empty())) {
-    auto got = tx.GetFields(row.id);
-    if (!got.ok()) return got.status();
-    sealed = std::move(got).value();
+  if (eligible && !fields_.empty()) {
     auto opened = open_(row, sealed, fields_set_);
     if (opened.ok()) {
       values = std::move(opened).value();
@@ -202,8 +242,10 @@ Status AudienceIndex::ApplyChanges(ReadTx& tx,
       if (present) removed.push_back(i);
       continue;
     }
+    auto sealed = tx.GetFields(id);
+    if (!sealed.ok()) return sealed.status();
     Part one = Empty();
-    GARDE_RETURN_IF_ERROR(ReadOne(tx, *row.value(), &one));
+    GARDE_RETURN_IF_ERROR(ReadOne(*row.value(), std::move(sealed).value(), &one));
     if (present) {
       all_.Put(i, one, 0);
     } else {

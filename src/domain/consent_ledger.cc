@@ -264,7 +264,7 @@ Result<std::vector<ConsentEvent>> ConsentLedger::History(const Caller& caller,
     auto row = tx.GetSubject(subject_id);
     if (!row.ok()) return row.status();
     if (!row.value()) return NotFound("no such subject");
-    auto events = tx.ConsentEventsOf(subject_id, /*with_receipts=*/true);
+    auto events = tx.ConsentEventsOf(subject_id);
     if (!events.ok()) return events.status();
     for (const auto& r : events.value()) out.push_back(ConsentEventFromRow(r));
     return Status::Ok();
@@ -299,7 +299,7 @@ Result<ConsentLedger::FactsPtr> ConsentLedger::LoadFacts(ReadTx& tx, const Subje
   auto suppressed = tx.SuppressedContactsOf(row.id);
   if (!suppressed.ok()) return suppressed.status();
   facts->suppressed_contacts = std::move(suppressed).value();
-  auto events = tx.ConsentEventsOf(row.id, /*with_receipts=*/false);
+  auto events = tx.ConsentFactsOf(row.id);
   if (!events.ok()) return events.status();
   facts->events.reserve(events->size());
   for (auto& r : events.value()) {
@@ -429,11 +429,11 @@ Result<int> ConsentLedger::UnsubscribeByToken(const SubjectTokenClaims& claims,
     recorded = 0;
     auto row = TokenSubject(tx, claims);
     if (!row.ok()) return row.status();
-    auto events = tx.ConsentEventsOf(claims.subject, /*with_receipts=*/false);
+    auto events = tx.ConsentFactsOf(claims.subject);
     if (!events.ok()) return events.status();
     for (const Purpose* p : purposes) {
       // Idempotent: a mail client may POST twice; nothing to record if already withdrawn.
-      const ConsentEventRow* latest = nullptr;
+      const ConsentFactRow* latest = nullptr;
       for (const auto& e : events.value()) {
         if (e.purpose == p->id && e.channel.empty()) latest = &e;
       }

@@ -916,7 +916,7 @@ Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& polic
       .Key("subject");
   WriteSubjectJson(w, view.value());
   w.Key("consents").BeginArray();
-  auto events = tx.ConsentEventsOf(subject.id, /*with_receipts=*/true);
+  auto events = tx.ConsentEventsOf(subject.id);
   if (!events.ok()) return events.status();
   for (const auto& e : events.value()) {
     w.BeginObject()

@@ -381,16 +381,31 @@ Result<SubjectView> SubjectVault::DecryptSealed(const SubjectRow& row,
                                                 const std::set<std::string>& allowed) const {
   SubjectView view{row.id, row.kind, row.status, row.source, row.created_at, row.updated_at,
                    row.last_interaction_at, std::nullopt, {}};
-  bool need_key = false;
-  for (const auto& f : sealed) {
-    need_key |= allowed.count(f.field) != 0 || f.field == kExternalIdField;
+  std::set<std::string> wanted = allowed;
+  wanted.insert(kExternalIdField);
+  auto fields = OpenFields(row, sealed, wanted);
+  if (!fields.ok()) return fields.status();
+  view.fields = std::move(fields).value();
+  auto external = view.fields.find(kExternalIdField);
+  if (external != view.fields.end()) {
+    view.external_id = std::move(external->second.text);
+    view.fields.erase(external);
   }
-  if (!need_key) return view;
+  return view;
+}
+
+Result<FieldMap> SubjectVault::OpenFields(const SubjectRow& row,
+                                          const std::vector<SealedField>& sealed,
+                                          const std::set<std::string>& fields) const {
+  FieldMap out;
   ScopedKey dek;
-  GARDE_RETURN_IF_ERROR(UnwrapFor(row, &dek));
+  bool unwrapped = false;
   for (const auto& f : sealed) {
-    const bool is_external = f.field == kExternalIdField;
-    if (!is_external && allowed.count(f.field) == 0) continue;  // data minimisation
+    if (fields.count(f.field) == 0) continue;  // data minimisation
+    if (!unwrapped) {
+      GARDE_RETURN_IF_ERROR(UnwrapFor(row, &dek));
+      unwrapped = true;
+    }
     auto plain = OpenField(dek, {row.id, f.field, row.dek_version}, f.box);
     if (!plain.ok()) {
       return Damaged("the record of subject " + row.id + " is damaged (field " + f.field +
@@ -401,21 +416,9 @@ Result<SubjectView> SubjectVault::DecryptSealed(const SubjectRow& row,
     auto value = DecodeFieldValue(plain.value());
     sodium_memzero(plain.value().data(), plain.value().size());
     if (!value) return Damaged("the record of subject " + row.id + " is damaged");
-    if (is_external) {
-      view.external_id = value->text;
-    } else {
-      view.fields[f.field] = std::move(*value);
-    }
+    out.emplace(f.field, std::move(*value));
   }
-  return view;
-}
-
-Result<FieldMap> SubjectVault::OpenFields(const SubjectRow& row,
-                                          const std::vector<SealedField>& sealed,
-                                          const std::set<std::string>& fields) const {
-  auto view = DecryptSealed(row, sealed, fields);
-  if (!view.ok()) return view.status();
-  return std::move(view.value().fields);
+  return out;
 }
 
 // Art. 18: a restricted subject's data is only stored, or used where the law obliges.

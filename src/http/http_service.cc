@@ -291,7 +291,11 @@ Status HttpService::Start() {
   const Config& cfg = d_.config();
   try {
     Poco::Net::SocketAddress address(cfg.listen_host, cfg.listen_port);
-    Poco::Net::ServerSocket socket(address, 128);
+    // Reuse the address (restart while old connections linger) but not the port: a second
+    // service on the same port must fail to start, not share its connections.
+    Poco::Net::ServerSocket socket;
+    socket.bind(address, /*reuseAddress=*/true, /*reusePort=*/false);
+    socket.listen(128);
     port_ = socket.address().port();
     d_.set_bound_port(port_);
     auto params = Poco::AutoPtr<Poco::Net::HTTPServerParams>(new Poco::Net::HTTPServerParams);

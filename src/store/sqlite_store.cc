@@ -197,6 +197,13 @@ CREATE TRIGGER suppression_added AFTER INSERT ON suppressions BEGIN
     SELECT subject_id FROM blind_index WHERE field = '~' || NEW.kind AND digest = NEW.digest;
 END;
 )sql",
+    // 8: what consent decisions need of an event, in the index by subject, so that loading
+    // a subject's facts reads that index alone and not the events with their receipts.
+    R"sql(
+CREATE INDEX consent_facts_by_subject
+  ON consent_events(subject_id, at, purpose, channel, event, expires_at);
+DROP INDEX consent_by_subject;
+)sql",
 };
 
 // The audit database (audit.db), migrated on its own. Appends to it never touch the vault
@@ -354,6 +361,16 @@ class Query {
     return p == nullptr ? Bytes() : Bytes(p, p + sqlite3_column_bytes(stmt_, i));
   }
   int64_t ColInt(int i) const { return sqlite3_column_int64(stmt_, i); }
+  // Views into the current row, valid until the next step.
+  std::string_view ColView(int i) const {
+    const auto* p = sqlite3_column_text(stmt_, i);
+    return p == nullptr ? std::string_view()
+                        : std::string_view(reinterpret_cast<const char*>(p), ColSize(i));
+  }
+  const uint8_t* ColBlobData(int i) const {
+    return static_cast<const uint8_t*>(sqlite3_column_blob(stmt_, i));
+  }
+  size_t ColSize(int i) const { return static_cast<size_t>(sqlite3_column_bytes(stmt_, i)); }
 
  private:
   SqliteConnection& conn_;
@@ -452,6 +469,19 @@ class SqliteTx final : public WriteTx {
     Query q(c_, "SELECT field, box FROM subject_fields WHERE subject_id = ?");
     q.Text(id);
     return q.Rows<SealedField>([&] { return SealedField{q.ColText(0), q.ColBlob(1)}; });
+  }
+
+  Status ScanFields(const std::string& first_id, const std::string& last_id,
+                    const SealedVisitor& fn) override {
+    Query q(c_,
+            "SELECT subject_id, field, box FROM subject_fields WHERE subject_id >= ? AND "
+            "subject_id <= ? ORDER BY subject_id, field");
+    q.Text(first_id).Text(last_id);
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      fn(q.ColView(0), q.ColView(1), q.ColBlobData(2), q.ColSize(2));
+    }
+    return rc == SQLITE_DONE ? Status::Ok() : q.Error();
   }
 
   Result<std::vector<std::string>> FindByIndex(const std::string& field,
@@ -591,17 +621,11 @@ class SqliteTx final : public WriteTx {
     return q.Texts();
   }
 
-  Result<std::vector<ConsentEventRow>> ConsentEventsOf(const std::string& subject_id,
-                                                       bool with_receipts) override {
-    // Without receipts, the same columns with '' in the receipt's place.
-    static const auto sql = [](const char* receipt) {
-      return std::string(
-                 "SELECT id, subject_id, purpose, channel, event, legal_basis, notice_version, "
-                 "method, actor, at, expires_at, ") +
-             receipt + " FROM consent_events WHERE subject_id = ? ORDER BY at, rowid";
-    };
-    static const std::string with = sql("receipt"), without = sql("''");
-    Query q(c_, with_receipts ? with : without);
+  Result<std::vector<ConsentEventRow>> ConsentEventsOf(const std::string& subject_id) override {
+    Query q(c_,
+            "SELECT id, subject_id, purpose, channel, event, legal_basis, notice_version, "
+            "method, actor, at, expires_at, receipt FROM consent_events WHERE subject_id = ? "
+            "ORDER BY at, rowid");
     q.Text(subject_id);
     std::vector<ConsentEventRow> out;
     int rc;
@@ -639,6 +663,16 @@ class SqliteTx final : public WriteTx {
     Query q(c_, "SELECT digest FROM blind_index WHERE subject_id = ? AND field = ?");
     q.Text(subject_id).Text(field);
     return q.Rows<Bytes>([&] { return q.ColBlob(0); });
+  }
+
+  Result<std::vector<ConsentFactRow>> ConsentFactsOf(const std::string& subject_id) override {
+    Query q(c_,
+            "SELECT purpose, channel, event, at, expires_at FROM consent_events "
+            "INDEXED BY consent_facts_by_subject WHERE subject_id = ? ORDER BY at, rowid");
+    q.Text(subject_id);
+    return q.Rows<ConsentFactRow>([&] {
+      return ConsentFactRow{q.ColText(0), q.ColText(1), q.ColText(2), q.ColInt(3), q.ColInt(4)};
+    });
   }
 
   Result<std::vector<std::string>> SuppressedContactsOf(const std::string& subject_id) override {

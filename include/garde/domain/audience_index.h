@@ -73,13 +73,15 @@ class AudienceIndex {
 
     void Append(Part& other, size_t j);         // moves other's entry j to the end
     void Put(size_t i, Part& other, size_t j);  // replaces entry i (same id) by other's j
+    void Reserve(size_t n);
   };
   Part Empty() const;  // with a column for each field held
   Status Rebuild(const std::set<std::string>& open, const std::set<std::string>& sealed);
   Status ScanInto(ReadTx& tx, const std::string& from, const std::string& before, Part* out) const;
   Status ApplyChanges(ReadTx& tx, const std::vector<std::pair<int64_t, std::string>>& changes);
-  // Reads one subject into the end of `out`.
-  Status ReadOne(ReadTx& tx, const SubjectRow& row, Part* out) const;
+  // Adds one subject, from its row and sealed boxes, at the end of `out`.
+  Status ReadOne(const SubjectRow& row, std::vector<SealedField> sealed, Part* out) const;
+  bool Wanted(std::string_view field) const;  // held open or sealed
   void Clear();
 
   Store& store_;

@@ -14,6 +14,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "garde/base/encoding.h"
@@ -84,6 +85,13 @@ struct ConsentEventRow {
   std::string receipt;
 };
 
+// The part of a consent event that decisions use.
+struct ConsentFactRow {
+  std::string purpose, channel, event;
+  int64_t at = 0;
+  int64_t expires_at = 0;
+};
+
 // A data-subject request (SPEC §2.5). Free text (notes, reasons) and rectification changes
 // may hold personal data: they travel in `sealed`, encrypted under the subject's data key,
 // and die with it on erasure. `result` says what was done, without personal data.
@@ -151,6 +159,12 @@ class ReadTx {
   virtual ~ReadTx() = default;
   virtual Result<std::optional<SubjectRow>> GetSubject(const std::string& id) = 0;
   virtual Result<std::vector<SealedField>> GetFields(const std::string& id) = 0;
+  // The sealed boxes of the subjects with first_id <= id <= last_id, in id order, each
+  // handed to `fn` (its views last for the call only): one pass, no look-up per subject.
+  using SealedVisitor = std::function<void(std::string_view subject_id, std::string_view field,
+                                           const uint8_t* box, size_t size)>;
+  virtual Status ScanFields(const std::string& first_id, const std::string& last_id,
+                            const SealedVisitor& fn) = 0;
   // Subject ids whose blind-index digest for `field` equals `digest`.
   virtual Result<std::vector<std::string>> FindByIndex(const std::string& field,
                                                         const Bytes& digest) = 0;
@@ -178,10 +192,10 @@ class ReadTx {
   virtual Result<std::optional<CheckpointRow>> LatestCheckpoint() = 0;
 
   // Consent and suppression.
-  // Oldest first. Decisions need no receipts (about 2 kB each): with_receipts=false leaves
-  // them empty.
-  virtual Result<std::vector<ConsentEventRow>> ConsentEventsOf(const std::string& subject_id,
-                                                               bool with_receipts) = 0;
+  // Oldest first, with their receipts (about 2 kB each).
+  virtual Result<std::vector<ConsentEventRow>> ConsentEventsOf(const std::string& subject_id) = 0;
+  // Oldest first, what decisions need of each event: read from an index, no receipts.
+  virtual Result<std::vector<ConsentFactRow>> ConsentFactsOf(const std::string& subject_id) = 0;
   // The purposes the subject objected to (events 'objected'), without loading receipts.
   virtual Result<std::vector<std::string>> ObjectedPurposesOf(const std::string& subject_id) = 0;
   virtual Result<bool> IsSuppressed(const std::string& kind, const Bytes& digest) = 0;

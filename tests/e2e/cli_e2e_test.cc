@@ -110,6 +110,16 @@ TEST(CliE2E, ServeRefusesBadSettingsNamingThem) {
   EXPECT_NE(r.err.find("schema.yaml:3"), std::string::npos) << r.err;
 }
 
+TEST(CliE2E, ServeRefusesAPortAnotherServiceListensOn) {
+  GardeProcess g;
+  g.Start();
+  RunResult r = RunGarde({"serve", "--data-dir", g.data_dir(), "--policies", g.policies(),
+                          "--listen", "127.0.0.1:" + std::to_string(g.port())});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("cannot listen"), std::string::npos) << r.err;
+  EXPECT_EQ(g.Get("/healthz", "").status, 200);  // the first one still answers
+}
+
 TEST(CliE2E, EnvironmentAndConfigFileConfigureServe) {
   GardeProcess g;
   const std::string cfg = g.data_dir() + "/garde.yaml";

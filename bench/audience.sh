@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Audience benchmark (issue: consent): "women in postal codes 75xxx who spent more than 500 in
 # the last 30 days" who may be e-mailed, over a seeded population, through the real HTTP API.
-# Prints the wall time of each call (first = cold, right after the service starts) and the
-# audience size.
+# Prints the wall time of each call (first = cold, right after the service starts), the
+# audience size, the service's own split of each call (index refresh / evaluation), then the
+# issue's baseline measured in the same run: merely reading three encrypted fields of as many
+# rows from a plain SQLite table and decrypting them on two threads.
 #
 #   bench/audience.sh [--subjects 1000000] [--calls 5] [--reuse DIR] [--keep-os-cache]
 # --keep-os-cache: the first call starts with an empty service but the database file already
@@ -44,7 +46,7 @@ if [ -z "${KEEP_OS_CACHE:-}" ]; then
 else
   cat "$DATA"/data/garde.db > /dev/null  # restart: the file is in the page cache
 fi
-GARDE_LOG_LEVEL=warn "$GARDE" serve --data-dir "$DATA/data" --policies policies \
+GARDE_LOG_LEVEL=info "$GARDE" serve --data-dir "$DATA/data" --policies policies \
   --listen 127.0.0.1:$PORT > "$WORK/serve.out" 2> "$WORK/serve.err" &
 GARDE_PID=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" > /dev/null && break; sleep 0.1; done
@@ -60,3 +62,8 @@ for i in $(seq "$CALLS"); do
   count=$(grep -i '^x-audience-count' "$WORK/headers" | tr -d '\r' | awk '{print $2}')
   echo "  call $i: RESULT status=${out% *} seconds=${out#* } count=$count lines=$(wc -l < "$WORK/audience.ndjson")"
 done
+grep '"audience built"' "$WORK/serve.err" | sed 's/.*"subjects"/  service: subjects/' || true
+echo "  service RSS after the calls: $(awk '/VmRSS/ {print int($2/1024)}' /proc/$GARDE_PID/status) MiB"
+kill "$GARDE_PID"; wait "$GARDE_PID" 2>/dev/null || true; GARDE_PID=
+echo "== baseline: decrypt three fields of $SUBJECTS rows from SQLite, two threads"
+"$BUILD/bench/garde_bench_decrypt_baseline" --db "$DATA/baseline.db" --rows "$SUBJECTS" --runs 3

@@ -4,6 +4,8 @@
 #include <limits>
 #include <thread>
 
+#include "garde/domain/consent_ledger.h"
+
 namespace garde {
 namespace {
 
@@ -23,6 +25,18 @@ void AudienceIndex::Part::Append(Part& other, size_t j) {
   facts.push_back(std::move(other.facts[j]));
   for (size_t k = 0; k < columns.size(); ++k) columns[k].push_back(std::move(other.columns[k][j]));
   for (size_t k = 0; k < boxes.size(); ++k) boxes[k].push_back(std::move(other.boxes[k][j]));
+}
+
+void AudienceIndex::Part::Extend(Part& other) {
+  auto move_all = [](auto& to, auto& from) {
+    to.insert(to.end(), std::make_move_iterator(from.begin()), std::make_move_iterator(from.end()));
+  };
+  move_all(ids, other.ids);
+  move_all(eligible, other.eligible);
+  move_all(keys, other.keys);
+  move_all(facts, other.facts);
+  for (size_t k = 0; k < columns.size(); ++k) move_all(columns[k], other.columns[k]);
+  for (size_t k = 0; k < boxes.size(); ++k) move_all(boxes[k], other.boxes[k]);
 }
 
 void AudienceIndex::Part::Put(size_t i, Part& other, size_t j) {
@@ -143,8 +157,7 @@ Status AudienceIndex::Rebuild(const std::set<std::string>& open,
   GARDE_RETURN_IF_ERROR(lower_status);
   GARDE_RETURN_IF_ERROR(upper_status);
   all_ = std::move(lower);
-  all_.ids.reserve(all_.ids.size() + upper.ids.size());
-  for (size_t j = 0; j < upper.ids.size(); ++j) all_.Append(upper, j);
+  all_.Extend(upper);
   // The halves were read in two snapshots: changes after the older one are applied next
   // time, which re-reads a subject the newer one already saw (harmless).
   all_.position = std::min(all_.position, upper.position);
@@ -162,6 +175,11 @@ Status AudienceIndex::ScanInto(ReadTx& tx, const std::string& from, const std::s
   auto at = tx.ChangesAfter(std::numeric_limits<int64_t>::max(), 0);
   if (!at.ok()) return at.status();
   out->position = at->last_seq;
+  // The consent facts come with the rows (one pass over the facts index per page), so that
+  // the first audience decides consent without a look-up per subject either.
+  auto suppressed = tx.SuppressedContactsIn(from, before);
+  if (!suppressed.ok()) return suppressed.status();
+  size_t next_suppressed = 0;
   std::string after = from;
   for (;;) {
     auto rows = tx.ScanSubjects(after, 1000);
@@ -182,19 +200,36 @@ Status AudienceIndex::ScanInto(ReadTx& tx, const std::string& from, const std::s
           [&](std::string_view subject, std::string_view field, const uint8_t* box, size_t n) {
             while (k < page.size() && page[k].id < subject) ++k;
             if (k == page.size() || page[k].id != subject || !Wanted(field)) return;
+            if (sealed[k].empty()) sealed[k].reserve(fields_.size() + sealed_.size());
             sealed[k].push_back({std::string(field), Bytes(box, box + n)});
           }));
     }
+    std::vector<std::vector<ConsentFactRow>> events(page.size());
+    size_t k = 0;
+    GARDE_RETURN_IF_ERROR(tx.ScanConsentFacts(
+        page.front().id, page.back().id, [&](std::string_view subject, ConsentFactRow&& row) {
+          while (k < page.size() && page[k].id < subject) ++k;
+          if (k < page.size() && page[k].id == subject) events[k].push_back(std::move(row));
+        }));
     for (size_t i = 0; i < page.size(); ++i) {
-      GARDE_RETURN_IF_ERROR(ReadOne(page[i], std::move(sealed[i]), out));
+      std::vector<std::string> contacts;
+      const auto& list = suppressed.value();
+      while (next_suppressed < list.size() && list[next_suppressed].first < page[i].id) {
+        ++next_suppressed;
+      }
+      while (next_suppressed < list.size() && list[next_suppressed].first == page[i].id) {
+        contacts.push_back(list[next_suppressed++].second);
+      }
+      auto facts = ConsentLedger::MakeFacts(page[i].status, std::move(contacts),
+                                            std::move(events[i]));
+      after = page[i].id;
+      GARDE_RETURN_IF_ERROR(ReadOne(std::move(page[i]), std::move(sealed[i]), std::move(facts), out));
     }
-    after = page.back().id;
   }
 }
 
-Status AudienceIndex::ReadOne(const SubjectRow& row, std::vector<SealedField> sealed,
-                              Part* out) const {
-  out->ids.push_back(row.id);
+Status AudienceIndex::ReadOne(SubjectRow&& row, std::vector<SealedField> sealed,
+                              std::shared_ptr<const ConsentFacts> facts, Part* out) const {
   // Restricted and erased subjects are not processed: nothing of theirs is opened.
   bool eligible = row.status == "active";
   FieldMap values;
@@ -208,9 +243,11 @@ Status AudienceIndex::ReadOne(const SubjectRow& row, std::vector<SealedField> se
       return opened.status();
     }
   }
+  out->ids.push_back(std::move(row.id));
   out->eligible.push_back(eligible ? 1 : 0);
-  out->facts.push_back(nullptr);
-  out->keys.push_back(eligible ? Wrapping{row.root_key_version, row.dek_version, row.wrapped_dek}
+  out->facts.push_back(eligible ? std::move(facts) : nullptr);
+  out->keys.push_back(eligible ? Wrapping{row.root_key_version, row.dek_version,
+                                          std::move(row.wrapped_dek)}
                                : Wrapping{});
   for (size_t k = 0; k < sealed_.size(); ++k) {
     Bytes box;
@@ -245,7 +282,7 @@ Status AudienceIndex::ApplyChanges(ReadTx& tx,
     auto sealed = tx.GetFields(id);
     if (!sealed.ok()) return sealed.status();
     Part one = Empty();
-    GARDE_RETURN_IF_ERROR(ReadOne(*row.value(), std::move(sealed).value(), &one));
+    GARDE_RETURN_IF_ERROR(ReadOne(std::move(*row.value()), std::move(sealed).value(), nullptr, &one));
     if (present) {
       all_.Put(i, one, 0);
     } else {

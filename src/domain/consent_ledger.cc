@@ -293,16 +293,17 @@ ConsentAnswer ConsentLedger::DecideFrom(const ConsentFacts* facts, const PolicyS
           Decide(f.status, suppressed, f.events, policies, purpose, channel, now)};
 }
 
-Result<ConsentLedger::FactsPtr> ConsentLedger::LoadFacts(ReadTx& tx, const SubjectRow& row) {
+ConsentLedger::FactsPtr ConsentLedger::MakeFacts(const std::string& status,
+                                                 std::vector<std::string> suppressed,
+                                                 std::vector<ConsentFactRow> rows) {
+  // Most active subjects have no event and nothing suppressed: they share one object.
+  static const FactsPtr kActiveBlank = std::make_shared<ConsentFacts>(ConsentFacts{"active", {}, {}});
+  if (status == "active" && suppressed.empty() && rows.empty()) return kActiveBlank;
   auto facts = std::make_shared<ConsentFacts>();
-  facts->status = row.status;
-  auto suppressed = tx.SuppressedContactsOf(row.id);
-  if (!suppressed.ok()) return suppressed.status();
-  facts->suppressed_contacts = std::move(suppressed).value();
-  auto events = tx.ConsentFactsOf(row.id);
-  if (!events.ok()) return events.status();
-  facts->events.reserve(events->size());
-  for (auto& r : events.value()) {
+  facts->status = status;
+  facts->suppressed_contacts = std::move(suppressed);
+  facts->events.reserve(rows.size());
+  for (auto& r : rows) {
     ConsentFact e;
     e.purpose = std::move(r.purpose);
     e.channel = std::move(r.channel);
@@ -311,7 +312,15 @@ Result<ConsentLedger::FactsPtr> ConsentLedger::LoadFacts(ReadTx& tx, const Subje
     e.expires_at = r.expires_at;
     facts->events.push_back(std::move(e));
   }
-  return FactsPtr(std::move(facts));
+  return facts;
+}
+
+Result<ConsentLedger::FactsPtr> ConsentLedger::LoadFacts(ReadTx& tx, const SubjectRow& row) {
+  auto suppressed = tx.SuppressedContactsOf(row.id);
+  if (!suppressed.ok()) return suppressed.status();
+  auto events = tx.ConsentFactsOf(row.id);
+  if (!events.ok()) return events.status();
+  return MakeFacts(row.status, std::move(suppressed).value(), std::move(events).value());
 }
 
 Result<ConsentLedger::FactsPtr> ConsentLedger::KeptFacts(ReadTx& tx, int64_t position,

@@ -675,6 +675,34 @@ class SqliteTx final : public WriteTx {
     });
   }
 
+  Status ScanConsentFacts(const std::string& first_id, const std::string& last_id,
+                          const FactVisitor& fn) override {
+    Query q(c_,
+            "SELECT subject_id, purpose, channel, event, at, expires_at FROM consent_events "
+            "INDEXED BY consent_facts_by_subject WHERE subject_id >= ? AND subject_id <= ? "
+            "ORDER BY subject_id, at, rowid");
+    q.Text(first_id).Text(last_id);
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      fn(q.ColView(0),
+         ConsentFactRow{q.ColText(1), q.ColText(2), q.ColText(3), q.ColInt(4), q.ColInt(5)});
+    }
+    return rc == SQLITE_DONE ? Status::Ok() : q.Error();
+  }
+
+  Result<std::vector<std::pair<std::string, std::string>>> SuppressedContactsIn(
+      const std::string& from_id, const std::string& before_id) override {
+    // Walks the suppression list (short next to the population) and looks each digest up.
+    Query q(c_,
+            "SELECT DISTINCT b.subject_id, s.kind FROM suppressions s JOIN blind_index b "
+            "ON b.field = '~' || s.kind AND b.digest = s.digest "
+            "WHERE b.subject_id >= ?1 AND (?2 = '' OR b.subject_id < ?2) "
+            "ORDER BY b.subject_id, s.kind");
+    q.Text(from_id).Text(before_id);
+    return q.Rows<std::pair<std::string, std::string>>(
+        [&] { return std::make_pair(q.ColText(0), q.ColText(1)); });
+  }
+
   Result<std::vector<std::string>> SuppressedContactsOf(const std::string& subject_id) override {
     Query q(c_,
             "SELECT DISTINCT s.kind FROM blind_index b JOIN suppressions s "

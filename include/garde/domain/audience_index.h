@@ -48,7 +48,8 @@ class AudienceIndex {
   bool eligible(size_t i) const { return all_.eligible[i] != 0; }
   // One value per entry (null when unset), or null if the field is not held.
   const std::vector<FieldValue>* Column(const std::string& field) const;
-  // The consent facts last attached to entry i; null once the subject changed since.
+  // The consent facts of entry i as of its last read (null once the subject changed since,
+  // until attached again).
   // Entries are distinct: two threads may attach to different ones at once.
   const std::shared_ptr<const ConsentFacts>& facts(size_t i) const { return all_.facts[i]; }
   void AttachFacts(size_t i, std::shared_ptr<const ConsentFacts> f) { all_.facts[i] = std::move(f); }
@@ -72,6 +73,7 @@ class AudienceIndex {
     int64_t position = 0;  // every change of the log up to here is reflected
 
     void Append(Part& other, size_t j);         // moves other's entry j to the end
+    void Extend(Part& other);                   // moves all of other's entries to the end
     void Put(size_t i, Part& other, size_t j);  // replaces entry i (same id) by other's j
     void Reserve(size_t n);
   };
@@ -79,8 +81,10 @@ class AudienceIndex {
   Status Rebuild(const std::set<std::string>& open, const std::set<std::string>& sealed);
   Status ScanInto(ReadTx& tx, const std::string& from, const std::string& before, Part* out) const;
   Status ApplyChanges(ReadTx& tx, const std::vector<std::pair<int64_t, std::string>>& changes);
-  // Adds one subject, from its row and sealed boxes, at the end of `out`.
-  Status ReadOne(const SubjectRow& row, std::vector<SealedField> sealed, Part* out) const;
+  // Adds one subject, from its row, sealed boxes and consent facts (null: read when first
+  // needed), at the end of `out`.
+  Status ReadOne(SubjectRow&& row, std::vector<SealedField> sealed,
+                 std::shared_ptr<const ConsentFacts> facts, Part* out) const;
   bool Wanted(std::string_view field) const;  // held open or sealed
   void Clear();
 

@@ -93,6 +93,9 @@ class ConsentLedger {
   // for an unknown id), then the decision from them.
   using FactsPtr = SubjectCache<ConsentFacts>::Ptr;
   Result<FactsPtr> KeptFacts(ReadTx& tx, int64_t position, const std::string& id);
+  // Facts from what the store returned of a subject (ConsentFactsOf, SuppressedContactsOf).
+  static FactsPtr MakeFacts(const std::string& status, std::vector<std::string> suppressed,
+                            std::vector<ConsentFactRow> rows);
   static ConsentAnswer DecideFrom(const ConsentFacts* facts, const PolicySet& policies,
                                   const std::string& id, const Purpose& purpose,
                                   const std::string& channel, int64_t now);

@@ -196,6 +196,11 @@ class ReadTx {
   virtual Result<std::vector<ConsentEventRow>> ConsentEventsOf(const std::string& subject_id) = 0;
   // Oldest first, what decisions need of each event: read from an index, no receipts.
   virtual Result<std::vector<ConsentFactRow>> ConsentFactsOf(const std::string& subject_id) = 0;
+  // ConsentFactsOf of every subject with first_id <= id <= last_id, in id order, each row
+  // handed to `fn` with its subject: one pass over the index, no look-up per subject.
+  using FactVisitor = std::function<void(std::string_view subject_id, ConsentFactRow&& row)>;
+  virtual Status ScanConsentFacts(const std::string& first_id, const std::string& last_id,
+                                  const FactVisitor& fn) = 0;
   // The purposes the subject objected to (events 'objected'), without loading receipts.
   virtual Result<std::vector<std::string>> ObjectedPurposesOf(const std::string& subject_id) = 0;
   virtual Result<bool> IsSuppressed(const std::string& kind, const Bytes& digest) = 0;
@@ -204,6 +209,10 @@ class ReadTx {
                                                     const std::string& field) = 0;
   // The contact fields (e.g. "email", "phone") of the subject whose digest is suppressed.
   virtual Result<std::vector<std::string>> SuppressedContactsOf(const std::string& subject_id) = 0;
+  // SuppressedContactsOf of every subject with from_id <= id < before_id (empty: no bound),
+  // as (subject id, contact field) pairs in id order: one pass over the suppression list.
+  virtual Result<std::vector<std::pair<std::string, std::string>>> SuppressedContactsIn(
+      const std::string& from_id, const std::string& before_id) = 0;
   // Subjects changed after `after_seq` (their status, fields, consent events, or a suppression
   // of one of their contacts): at most `limit` changes, else `complete` is false.
   virtual Result<ChangeTail> ChangesAfter(int64_t after_seq, size_t limit) = 0;

@@ -82,7 +82,7 @@ int64_t Scan(const std::string& path, const std::string& from, const std::string
         db, "prepare");
   sqlite3_bind_text(st, 1, from.c_str(), -1, SQLITE_TRANSIENT);
   if (!before.empty()) sqlite3_bind_text(st, 2, before.c_str(), -1, SQLITE_TRANSIENT);
-  int64_t n = 0, women = 0;
+  int64_t n = 0;
   unsigned char plain[256];
   while (sqlite3_step(st) == SQLITE_ROW) {
     bool ok = true;
@@ -93,7 +93,6 @@ int64_t Scan(const std::string& path, const std::string& from, const std::string
       ok &= size >= kBox + kTag && size - kBox - kTag <= sizeof plain &&
             crypto_aead_xchacha20poly1305_ietf_decrypt(plain, &len, nullptr, box + kBox,
                                                        size - kBox, nullptr, 0, box, key) == 0;
-      if (c == 0 && ok && len == 3 && plain[2] == 'F') ++women;
     }
     if (!ok) {
       std::fprintf(stderr, "row %lld fails authentication\n", static_cast<long long>(n));
@@ -103,7 +102,7 @@ int64_t Scan(const std::string& path, const std::string& from, const std::string
   }
   sqlite3_finalize(st);
   sqlite3_close(db);
-  return women >= 0 ? n : 0;
+  return n;
 }
 
 }  // namespace

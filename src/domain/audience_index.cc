@@ -16,6 +16,13 @@ constexpr size_t kMaxChanges = 8192;
 // the same size; any id falls in exactly one.
 const char* const kSplit = "sub_g";
 
+// Moves *k forward through `page` (rows in id order) to the row of `subject`: its index, or
+// page.size() if the page has none. Successive subjects must come in id order too.
+size_t Seek(const std::vector<SubjectRow>& page, size_t* k, std::string_view subject) {
+  while (*k < page.size() && page[*k].id < subject) ++*k;
+  return *k < page.size() && page[*k].id == subject ? *k : page.size();
+}
+
 }  // namespace
 
 void AudienceIndex::Part::Append(Part& other, size_t j) {
@@ -198,18 +205,18 @@ Status AudienceIndex::ScanInto(ReadTx& tx, const std::string& from, const std::s
       GARDE_RETURN_IF_ERROR(tx.ScanFields(
           page.front().id, page.back().id,
           [&](std::string_view subject, std::string_view field, const uint8_t* box, size_t n) {
-            while (k < page.size() && page[k].id < subject) ++k;
-            if (k == page.size() || page[k].id != subject || !Wanted(field)) return;
-            if (sealed[k].empty()) sealed[k].reserve(fields_.size() + sealed_.size());
-            sealed[k].push_back({std::string(field), Bytes(box, box + n)});
+            const size_t row_at = Seek(page, &k, subject);
+            if (row_at == page.size() || !Wanted(field)) return;
+            if (sealed[row_at].empty()) sealed[row_at].reserve(fields_.size() + sealed_.size());
+            sealed[row_at].push_back({std::string(field), Bytes(box, box + n)});
           }));
     }
     std::vector<std::vector<ConsentFactRow>> events(page.size());
     size_t k = 0;
     GARDE_RETURN_IF_ERROR(tx.ScanConsentFacts(
         page.front().id, page.back().id, [&](std::string_view subject, ConsentFactRow&& row) {
-          while (k < page.size() && page[k].id < subject) ++k;
-          if (k < page.size() && page[k].id == subject) events[k].push_back(std::move(row));
+          const size_t row_at = Seek(page, &k, subject);
+          if (row_at < page.size()) events[row_at].push_back(std::move(row));
         }));
     for (size_t i = 0; i < page.size(); ++i) {
       std::vector<std::string> contacts;

@@ -666,13 +666,11 @@ class SqliteTx final : public WriteTx {
   }
 
   Result<std::vector<ConsentFactRow>> ConsentFactsOf(const std::string& subject_id) override {
-    Query q(c_,
-            "SELECT purpose, channel, event, at, expires_at FROM consent_events "
-            "INDEXED BY consent_facts_by_subject WHERE subject_id = ? ORDER BY at, rowid");
-    q.Text(subject_id);
-    return q.Rows<ConsentFactRow>([&] {
-      return ConsentFactRow{q.ColText(0), q.ColText(1), q.ColText(2), q.ColInt(3), q.ColInt(4)};
-    });
+    std::vector<ConsentFactRow> out;
+    GARDE_RETURN_IF_ERROR(ScanConsentFacts(
+        subject_id, subject_id,
+        [&](std::string_view, ConsentFactRow&& row) { out.push_back(std::move(row)); }));
+    return out;
   }
 
   Status ScanConsentFacts(const std::string& first_id, const std::string& last_id,

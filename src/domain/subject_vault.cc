@@ -433,19 +433,32 @@ Result<SubjectView> SubjectVault::Read(const Caller& caller, const std::string& 
   auto activity = AccessGate::BindPurpose(*policies, caller, activity_id);
   if (!activity.ok()) return activity.status();  // refusals are audited at the edge
   std::optional<SubjectView> result;
+  // The connection is held only to copy the row and its boxes out: opening them happens
+  // after, so that other readers do not queue behind the decryption.
+  SubjectRow row;
+  std::vector<SealedField> sealed;
   Status s = d_.store.Read([&](ReadTx& tx) -> Status {
-    auto row = tx.GetSubject(id);
-    if (!row.ok()) return row.status();
-    if (!row.value()) return NotFound("no such subject");
-    if (!MayProcess(*row.value(), *activity.value())) {
+    auto found = tx.GetSubject(id);
+    if (!found.ok()) return found.status();
+    if (!found.value()) return NotFound("no such subject");
+    if (!MayProcess(*found.value(), *activity.value())) {
       return PermissionDenied("processing of this subject is restricted (GDPR Art. 18): only "
                               "activities under a legal obligation may read it");
     }
-    auto view = Decrypt(tx, *row.value(), activity.value()->fields);
-    if (!view.ok()) return view.status();
-    result = std::move(view.value());
+    auto boxes = tx.GetFields(id);
+    if (!boxes.ok()) return boxes.status();
+    row = std::move(*found.value());
+    sealed = std::move(boxes).value();
     return Status::Ok();
   });
+  if (s.ok()) {
+    auto view = DecryptSealed(row, sealed, activity.value()->fields);
+    if (view.ok()) {
+      result = std::move(view).value();
+    } else {
+      s = view.status();
+    }
+  }
   if (!s.ok()) {
     Audit(nullptr, caller,
           {"subject.read", id, activity_id,

@@ -2,12 +2,12 @@
 
 #include <Poco/Net/HTTPRequestHandler.h>
 #include <Poco/Net/HTTPRequestHandlerFactory.h>
-#include <Poco/Net/HTTPServer.h>
 #include <Poco/Net/HTTPServerParams.h>
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerResponse.h>
 #include <Poco/Net/NetException.h>
 #include <Poco/Net/ServerSocket.h>
+#include <Poco/Net/TCPServer.h>
 #include <Poco/ThreadPool.h>
 #include <Poco/URI.h>
 
@@ -16,6 +16,7 @@
 
 #include "garde/base/encoding.h"
 #include "garde/base/log.h"
+#include "garde/http/http_connection.h"
 #include "garde/http/problem.h"
 #include "garde/http/request_pages.h"
 
@@ -311,9 +312,10 @@ Status HttpService::Start() {
     // thread creation; the pool grows to max_threads on demand.
     pool_ = std::make_unique<Poco::ThreadPool>(std::min(cfg.max_threads, 64),
                                                cfg.max_threads + 4, 60);
-    // HTTPServer takes ownership of the factory.
-    server_ = std::make_unique<Poco::Net::HTTPServer>(new GardeHandlerFactory(*this), *pool_,
-                                                      socket, params);
+    stopping_ = std::make_shared<std::atomic<bool>>(false);
+    Poco::Net::HTTPRequestHandlerFactory::Ptr handlers(new GardeHandlerFactory(*this));
+    server_ = std::make_unique<Poco::Net::TCPServer>(
+        new HttpConnectionFactory(handlers, params, stopping_), *pool_, socket, params);
     server_->start();
   } catch (const Poco::Exception& e) {
     return Unavailable("cannot listen on " + cfg.listen_host + ":" +
@@ -324,9 +326,11 @@ Status HttpService::Start() {
 
 void HttpService::Stop() {
   if (server_) {
-    server_->stopAll(false);
-    server_.reset();
+    // Accept no more, close idle connections, let each busy one finish its request.
+    *stopping_ = true;
+    server_->stop();
     pool_->joinAll();
+    server_.reset();
   }
 }
 

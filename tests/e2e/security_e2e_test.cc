@@ -221,5 +221,47 @@ TEST_F(SecurityE2E, SlowAndIdleConnectionsTimeOut) {
   EXPECT_EQ(g_.Get("/healthz", "").status, 200);
 }
 
+// Everything a raw socket receives until the server closes it (or `limit` passes).
+std::string ReadUntilClosed(Poco::Net::StreamSocket& s, std::chrono::seconds limit) {
+  s.setReceiveTimeout(Poco::Timespan(static_cast<long>(limit.count()), 0));
+  std::string got;
+  char buf[4096];
+  try {
+    for (int n; (n = s.receiveBytes(buf, sizeof buf)) > 0;) got.append(buf, static_cast<size_t>(n));
+  } catch (const Poco::Exception&) {
+  }
+  return got;
+}
+
+TEST_F(SecurityE2E, RequestThatIsNotHttpGetsProblemJson) {
+  g_.Start();
+  Poco::Net::StreamSocket s(Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(g_.port())));
+  const std::string garbage = "\x01\x02 NOT-HTTP \xff\r\n\r\n";
+  s.sendBytes(garbage.data(), static_cast<int>(garbage.size()));
+  const std::string reply = ReadUntilClosed(s, std::chrono::seconds(5));
+  EXPECT_EQ(reply.rfind("HTTP/1.1 400", 0), 0u) << reply;
+  EXPECT_NE(reply.find("Content-Type: application/problem+json"), std::string::npos) << reply;
+  EXPECT_NE(reply.find("\"status\":400"), std::string::npos) << reply;
+  EXPECT_NE(reply.find("Connection: Close"), std::string::npos) << reply;
+  EXPECT_EQ(g_.Get("/healthz", "").status, 200);
+}
+
+TEST_F(SecurityE2E, StopClosesIdleKeepAliveConnectionsPromptly) {
+  g_.Start({"--keep-alive-timeout", "60"});
+  Poco::Net::StreamSocket s(Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(g_.port())));
+  const std::string request = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+  s.sendBytes(request.data(), static_cast<int>(request.size()));
+  char buf[1024];
+  s.setReceiveTimeout(Poco::Timespan(5, 0));
+  const int n = s.receiveBytes(buf, sizeof buf);
+  ASSERT_GT(n, 0);
+  EXPECT_EQ(std::string(buf, static_cast<size_t>(n)).rfind("HTTP/1.1 200", 0), 0u);
+  // The connection now idles in keep-alive for up to 60 s; stopping must not wait for it.
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(g_.Stop(), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+  EXPECT_EQ(ReadUntilClosed(s, std::chrono::seconds(2)), "");
+}
+
 }  // namespace
 }  // namespace garde::testing

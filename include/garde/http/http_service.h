@@ -18,7 +18,7 @@
 namespace Poco {
 class ThreadPool;
 namespace Net {
-class HTTPServer;
+class TCPServer;
 }
 }  // namespace Poco
 
@@ -43,7 +43,8 @@ class HttpService {
   Deployment& d_;
   Router router_;
   std::unique_ptr<Poco::ThreadPool> pool_;  // declared first: outlives server_
-  std::unique_ptr<Poco::Net::HTTPServer> server_;
+  std::unique_ptr<Poco::Net::TCPServer> server_;
+  std::shared_ptr<std::atomic<bool>> stopping_;  // read by every connection
   uint16_t port_ = 0;
 };
 

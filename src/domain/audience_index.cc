@@ -1,6 +1,9 @@
 #include "garde/domain/audience_index.h"
 
 #include <algorithm>
+#include <atomic>
+#include <iterator>
+#include <mutex>
 #include <limits>
 #include <thread>
 
@@ -12,9 +15,13 @@ namespace {
 // More changes than this since the last refresh: rebuild rather than apply them one by one.
 constexpr size_t kMaxChanges = 8192;
 
-// Ids are "sub_" and random Crockford base32, so "sub_g" splits them into halves of about
-// the same size; any id falls in exactly one.
-const char* const kSplit = "sub_g";
+// Ids are "sub_" and random Crockford base32: these bounds cut them into 16 ranges of
+// about the same size ("" below the first and above the last: any id falls in exactly one).
+// More ranges than cores, taken in turn, keep both cores busy to the end of a rebuild.
+const char* const kBounds[] = {"",      "sub_2", "sub_4", "sub_6", "sub_8", "sub_a",
+                               "sub_c", "sub_e", "sub_g", "sub_j", "sub_m", "sub_p",
+                               "sub_r", "sub_t", "sub_w", "sub_y", ""};
+constexpr size_t kRanges = std::size(kBounds) - 1;
 
 // Moves *k forward through `page` (rows in id order) to the row of `subject`: its index, or
 // page.size() if the page has none. Successive subjects must come in id order too.
@@ -140,9 +147,6 @@ Status AudienceIndex::Rebuild(const std::set<std::string>& open,
   fields_set_ = open;
   sealed_.assign(sealed.begin(), sealed.end());
   Clear();
-  Part lower = Empty(), upper = Empty();
-  // Room for everyone up front: growing columns of a million entries copies them, and
-  // every fresh page costs a fault. The lower half becomes the whole index.
   int64_t count = 0;
   GARDE_RETURN_IF_ERROR(store_.Read([&](ReadTx& tx) -> Status {
     auto n = tx.CountSubjects();
@@ -150,24 +154,65 @@ Status AudienceIndex::Rebuild(const std::set<std::string>& open,
     count = n.value();
     return Status::Ok();
   }));
+  // Room for everyone up front: growing columns of a million entries copies them, and
+  // every fresh page costs a fault.
   const auto n = static_cast<size_t>(count);
-  lower.Reserve(n + n / 50 + 16);
-  upper.Reserve(n / 2 + n / 20 + 16);
-  // Two halves on two connections and cores at once.
-  Status upper_status = Status::Ok();
-  std::thread helper([&] {
-    upper_status = store_.Read([&](ReadTx& tx) { return ScanInto(tx, kSplit, "", &upper); });
-  });
-  Status lower_status =
-      store_.Read([&](ReadTx& tx) { return ScanInto(tx, "", kSplit, &lower); });
+  std::vector<Part> parts(kRanges);
+  std::vector<Status> results(kRanges, Status::Ok());
+  // The first range becomes the whole index: room for everyone there (reserved, not
+  // touched), for about its share in the others.
+  for (auto& p : parts) {
+    p = Empty();
+    p.Reserve(&p == &parts[0] ? n + n / 50 + 16 : n / kRanges + n / (kRanges * 8) + 16);
+  }
+  // Two threads, each on its own connection, take the ranges in turn. A range read is
+  // appended to the index as soon as every range before it is: one thread appends while
+  // the other reads on, so little is left to do once the last range is read.
+  Part whole;
+  std::mutex merge_mu;
+  std::vector<bool> read(kRanges, false);
+  size_t appended = 0;
+  bool appending = false;
+  auto append_ready = [&](size_t finished) {
+    std::unique_lock<std::mutex> lock(merge_mu);
+    read[finished] = true;
+    if (appending) return;  // the thread appending will take this one too
+    appending = true;
+    while (appended < kRanges && read[appended]) {
+      const size_t k = appended;
+      lock.unlock();
+      if (k == 0) {
+        whole = std::move(parts[0]);
+      } else {
+        whole.position = std::min(whole.position, parts[k].position);
+        whole.Extend(parts[k]);
+        parts[k] = Part();  // its memory back before the next is moved
+      }
+      lock.lock();
+      ++appended;
+    }
+    appending = false;
+  };
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < kRanges;) {
+      results[i] = store_.Read(
+          [&](ReadTx& tx) { return ScanInto(tx, kBounds[i], kBounds[i + 1], &parts[i]); });
+      if (!results[i].ok()) {
+        next = kRanges;  // no point in reading the rest
+        return;
+      }
+      append_ready(i);
+    }
+  };
+  std::thread helper(work);
+  work();
   helper.join();
-  GARDE_RETURN_IF_ERROR(lower_status);
-  GARDE_RETURN_IF_ERROR(upper_status);
-  all_ = std::move(lower);
-  all_.Extend(upper);
-  // The halves were read in two snapshots: changes after the older one are applied next
-  // time, which re-reads a subject the newer one already saw (harmless).
-  all_.position = std::min(all_.position, upper.position);
+  for (const auto& r : results) GARDE_RETURN_IF_ERROR(r);
+  // Every range was appended: the last one read was appended by the thread that read it.
+  // The ranges were read in different snapshots: changes after the oldest are applied next
+  // time, which re-reads a subject a newer one already saw (harmless).
+  all_ = std::move(whole);
   complete_ = true;
   return Status::Ok();
 }

@@ -36,7 +36,7 @@ class AudienceIndex {
 
   // Makes the index hold the values of `open` and the boxes of `sealed` (and what it held)
   // for every subject as of now: applies the changes committed since the last refresh, or
-  // rebuilds on two threads when it is empty, lacks a field, or too much changed.
+  // rebuilds (16 id ranges on two threads) when it is empty, lacks a field, or too much changed.
   // Not thread-safe: one caller at a time.
   Status Refresh(const std::set<std::string>& open, const std::set<std::string>& sealed);
   // Drops everything if the index holds more subjects than it may keep.

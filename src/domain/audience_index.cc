@@ -161,9 +161,9 @@ Status AudienceIndex::Rebuild(const std::set<std::string>& open,
   std::vector<Status> results(kRanges, Status::Ok());
   // The first range becomes the whole index: room for everyone there (reserved, not
   // touched), for about its share in the others.
-  for (auto& p : parts) {
-    p = Empty();
-    p.Reserve(&p == &parts[0] ? n + n / 50 + 16 : n / kRanges + n / (kRanges * 8) + 16);
+  for (size_t i = 0; i < kRanges; ++i) {
+    parts[i] = Empty();
+    parts[i].Reserve(i == 0 ? n + n / 50 + 16 : n / kRanges + n / (kRanges * 8) + 16);
   }
   // Two threads, each on its own connection, take the ranges in turn. A range read is
   // appended to the index as soon as every range before it is: one thread appends while

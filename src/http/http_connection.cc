@@ -14,7 +14,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <ctime>
+#include <string>
 
 #include "garde/base/encoding.h"
 #include "garde/base/status.h"
@@ -132,13 +134,15 @@ class HttpConnection final : public Poco::Net::TCPServerConnection {
 
   // A request line or header block that is not HTTP: answered like every other error.
   static void SendBadRequest(Session& session) {
+    const std::string request_id = NextRequestId();
     const std::string body =
-        ProblemBody(BadRequest("the request is not valid HTTP/1.1"), RandomId("req_"));
+        ProblemBody(BadRequest("the request is not valid HTTP/1.1"), request_id);
     Poco::Net::HTTPServerResponseImpl response(session);
     response.setVersion(Poco::Net::HTTPMessage::HTTP_1_1);
     response.setStatusAndReason(Poco::Net::HTTPResponse::HTTP_BAD_REQUEST);
     response.setKeepAlive(false);
     response.set("Date", HttpDate());
+    SetStandardHeaders(response, request_id);
     response.setContentType("application/problem+json");
     response.setContentLength64(static_cast<Poco::Int64>(body.size()));
     // Not sendBuffer: without a parsed request Poco would leave the body out.
@@ -152,6 +156,19 @@ class HttpConnection final : public Poco::Net::TCPServerConnection {
 };
 
 }  // namespace
+
+// A per-thread random prefix and a counter avoid a getrandom() call per request.
+std::string NextRequestId() {
+  thread_local const std::string prefix = RandomId("req_").substr(0, 16);
+  thread_local uint64_t counter = 0;
+  return prefix + std::to_string(++counter);
+}
+
+void SetStandardHeaders(Poco::Net::HTTPResponse& response, const std::string& request_id) {
+  response.set("X-Request-Id", request_id);
+  response.set("X-Content-Type-Options", "nosniff");
+  response.set("Cache-Control", "no-store");
+}
 
 Poco::Net::TCPServerConnection* HttpConnectionFactory::createConnection(
     const Poco::Net::StreamSocket& socket) {

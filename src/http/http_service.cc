@@ -34,14 +34,6 @@ bool ValidRequestId(const std::string& id) {
   return true;
 }
 
-// Request ids need to be unique, not secret: a per-thread random prefix and a counter avoid a
-// getrandom() call per request.
-std::string NextRequestId() {
-  thread_local const std::string prefix = RandomId("req_").substr(0, 16);
-  thread_local uint64_t counter = 0;
-  return prefix + std::to_string(++counter);
-}
-
 std::string Lower(std::string s) {
   for (char& c : s) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
@@ -166,9 +158,7 @@ class GardeRequestHandler final : public Poco::Net::HTTPRequestHandler {
 
   void Send(Poco::Net::HTTPServerResponse& resp, const Exchange& x) {
     resp.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(x.status));
-    resp.set("X-Request-Id", x.request_id);
-    resp.set("X-Content-Type-Options", "nosniff");
-    resp.set("Cache-Control", "no-store");
+    SetStandardHeaders(resp, x.request_id);
     for (const auto& [k, v] : x.reply_headers) resp.set(k, v);
     resp.setContentType(x.reply_type);
     resp.setContentLength64(static_cast<Poco::Int64>(x.reply.size()));

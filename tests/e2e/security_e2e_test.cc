@@ -243,6 +243,13 @@ TEST_F(SecurityE2E, RequestThatIsNotHttpGetsProblemJson) {
   EXPECT_NE(reply.find("Content-Type: application/problem+json"), std::string::npos) << reply;
   EXPECT_NE(reply.find("\"status\":400"), std::string::npos) << reply;
   EXPECT_NE(reply.find("Connection: Close"), std::string::npos) << reply;
+  // Like every other answer: a request id (also in the body), nosniff, no-store.
+  const size_t id_at = reply.find("X-Request-Id: req_");
+  ASSERT_NE(id_at, std::string::npos) << reply;
+  const std::string id = reply.substr(id_at + 14, reply.find("\r\n", id_at) - id_at - 14);
+  EXPECT_NE(reply.find("\"" + id + "\""), std::string::npos) << reply;
+  EXPECT_NE(reply.find("X-Content-Type-Options: nosniff"), std::string::npos) << reply;
+  EXPECT_NE(reply.find("Cache-Control: no-store"), std::string::npos) << reply;
   EXPECT_EQ(g_.Get("/healthz", "").status, 200);
 }
 

@@ -16,13 +16,20 @@
 #pragma once
 
 #include <Poco/Net/HTTPRequestHandlerFactory.h>
+#include <Poco/Net/HTTPResponse.h>
 #include <Poco/Net/HTTPServerParams.h>
 #include <Poco/Net/TCPServerConnectionFactory.h>
 
 #include <atomic>
 #include <memory>
+#include <string>
 
 namespace garde {
+
+// A fresh request id ("req_..."): unique, not secret.
+std::string NextRequestId();
+// The headers every answer carries: X-Request-Id, nosniff, no-store.
+void SetStandardHeaders(Poco::Net::HTTPResponse& response, const std::string& request_id);
 
 class HttpConnectionFactory final : public Poco::Net::TCPServerConnectionFactory {
  public:

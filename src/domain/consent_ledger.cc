@@ -372,10 +372,20 @@ Result<std::vector<ConsentAnswer>> ConsentLedger::CheckMany(
   }
   const int64_t now = d_.clock.Now();
   std::vector<ConsentAnswer> out(ids.size());
-  // Decides ids [from, to) in one read transaction.
+  // Decides ids [from, to): from the kept facts while nothing has been committed since
+  // they were last brought up to date, the rest in one read transaction.
   auto decide_range = [&](size_t from, size_t to) {
+    const uint64_t epoch = d_.store.ChangeEpoch();
+    if (facts_.CurrentAt(epoch)) {
+      for (; from < to; ++from) {
+        auto kept = facts_.Find(ids[from]);
+        if (kept == nullptr) break;
+        out[from] = DecideFrom(kept.get(), *policies, ids[from], *purpose, channel, now);
+      }
+      if (from == to) return Status::Ok();
+    }
     return d_.store.Read([&](ReadTx& tx) -> Status {
-      auto position = facts_.Sync(tx);
+      auto position = facts_.Sync(tx, epoch);
       if (!position.ok()) return position.status();
       for (size_t i = from; i < to; ++i) {
         auto a = DecideKept(tx, position.value(), *policies, ids[i], *purpose, channel, now);

@@ -1,5 +1,6 @@
 #include "garde/domain/subject_cache.h"
 
+#include <chrono>
 #include <mutex>
 
 namespace garde {
@@ -8,10 +9,32 @@ namespace {
 // More changes than this since the last sync: start over rather than read them all.
 constexpr size_t kMaxTail = 8192;
 constexpr size_t kRingSize = 16384;
+// How long an unmoved change epoch is trusted without a sync.
+constexpr int64_t kTrustEpochNs = 1'000'000'000;
+
+int64_t SteadyNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 }  // namespace
 
-Result<int64_t> ChangeFollowingCache::Sync(ReadTx& tx) {
+bool ChangeFollowingCache::CurrentAt(uint64_t epoch) const {
+  const int64_t at = synced_at_ns_.load(std::memory_order_acquire);
+  return at != 0 && synced_epoch_.load(std::memory_order_acquire) == epoch &&
+         SteadyNs() - at < kTrustEpochNs;
+}
+
+Result<int64_t> ChangeFollowingCache::Sync(ReadTx& tx, std::optional<uint64_t> epoch) {
+  // Everything committed before `epoch` was read is in this transaction's snapshot; once
+  // applied, the epoch vouches for the kept values. (Two syncs racing may leave the older
+  // epoch recorded: the next use then syncs again, never the reverse.)
+  auto vouch = [&] {
+    if (!epoch) return;
+    synced_epoch_.store(*epoch, std::memory_order_release);
+    synced_at_ns_.store(SteadyNs(), std::memory_order_release);
+  };
   int64_t from;
   {
     std::shared_lock lock(mu_);
@@ -19,11 +42,18 @@ Result<int64_t> ChangeFollowingCache::Sync(ReadTx& tx) {
   }
   auto tail = tx.ChangesAfter(from, kMaxTail);
   if (!tail.ok()) return tail.status();
-  if (tail->last_seq <= from) return tail->last_seq;  // nothing new in this snapshot
+  if (tail->last_seq <= from) {  // nothing new in this snapshot
+    vouch();
+    return tail->last_seq;
+  }
   std::unique_lock lock(mu_);
-  if (tail->last_seq <= applied_) return tail->last_seq;  // another reader was quicker
+  if (tail->last_seq <= applied_) {  // another reader was quicker
+    vouch();
+    return tail->last_seq;
+  }
   if (!tail->complete) {
     Reset(tail->last_seq);
+    vouch();
     return tail->last_seq;
   }
   for (const auto& change : tail->changes) {
@@ -36,6 +66,7 @@ Result<int64_t> ChangeFollowingCache::Sync(ReadTx& tx) {
     ring_.pop_front();
   }
   applied_ = tail->last_seq;
+  vouch();
   return tail->last_seq;
 }
 

@@ -1080,6 +1080,7 @@ Result<std::unique_ptr<SqliteConnection>> OpenConnection(const SqliteOptions& o)
 
 SqliteStore::SqliteStore(SqliteOptions options) : options_(std::move(options)) {}
 SqliteStore::~SqliteStore() {
+  wal_index_ = nullptr;  // SQLite's mapping: gone with the last connection
   {
     std::lock_guard<std::mutex> lock(flush_mu_);
     stopping_ = true;
@@ -1159,6 +1160,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& opti
     }
   }
   GARDE_RETURN_IF_ERROR(c.Exec("COMMIT"));
+  store->MapWalIndex(c);
   store->schema_version_ = known;
   store->open_connections_ = 1;
   store->Release(std::move(conn).value());
@@ -1364,6 +1366,38 @@ void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch) {
     }
     w->after_commit.clear();
   }
+}
+
+void SqliteStore::MapWalIndex(SqliteConnection& c) {
+  // SQLite's own mapping of the first wal-index region, through the VFS of an open
+  // connection: valid while any connection of this process has the file open (this
+  // store's stay open until it is destroyed). Opening the -shm file ourselves would not do:
+  // closing that descriptor would drop the process's POSIX locks on it, SQLite's included.
+  sqlite3_file* file = nullptr;
+  if (sqlite3_file_control(c.db(), "main", SQLITE_FCNTL_FILE_POINTER, &file) != SQLITE_OK ||
+      file == nullptr || file->pMethods == nullptr || file->pMethods->iVersion < 2 ||
+      file->pMethods->xShmMap == nullptr) {
+    return;
+  }
+  constexpr int kRegionBytes = 32768;  // SQLite's wal-index region size
+  volatile void* region = nullptr;
+  if (file->pMethods->xShmMap(file, 0, kRegionBytes, 0, &region) == SQLITE_OK &&
+      region != nullptr) {
+    wal_index_ = static_cast<const unsigned char*>(const_cast<void*>(region));
+  }
+}
+
+uint64_t SqliteStore::ChangeEpoch() {
+  if (wal_index_ == nullptr) return no_epoch_.fetch_add(1, std::memory_order_relaxed) + 1;
+  // The first copy of the header, which a committing writer updates last: iChange (offset
+  // 8, +1 per write transaction), mxFrame (16) and the first salt (32, new at each WAL
+  // reset). Native byte order; a torn read only makes the number differ.
+  auto word = [&](size_t offset) {
+    return static_cast<uint64_t>(__atomic_load_n(
+        reinterpret_cast<const uint32_t*>(wal_index_ + offset), __ATOMIC_ACQUIRE));
+  };
+  const uint64_t change = word(8), frame = word(16), salt = word(32);
+  return (change << 32) ^ (frame << 1) ^ (salt << 17);
 }
 
 Status SqliteStore::Ping() {

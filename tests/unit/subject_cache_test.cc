@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include <filesystem>
+#include <set>
 
 #include "garde/store/sqlite_store.h"
 
@@ -191,6 +194,47 @@ TEST_F(SubjectCacheTest, TheChangeLogKeepsItsNewestChangesOnly) {
     EXPECT_EQ(recent->changes.back().second, "sub_a");
     return Status::Ok();
   }).ok());
+}
+
+TEST_F(SubjectCacheTest, TheChangeEpochMovesWithEveryCommitWhoeverMakesIt) {
+  const uint64_t before = mine_->ChangeEpoch();
+  EXPECT_EQ(mine_->ChangeEpoch(), before);
+  EXPECT_EQ(StatusOf("sub_a"), "active");  // a read transaction is no change
+  EXPECT_EQ(mine_->ChangeEpoch(), before);
+  std::set<uint64_t> seen{before};
+  for (int i = 0; i < 200; ++i) {  // by another store: every commit gives a new number
+    Insert(*other_, "sub_e" + std::to_string(i));
+    EXPECT_TRUE(seen.insert(mine_->ChangeEpoch()).second) << "commit " << i;
+  }
+  EXPECT_EQ(other_->ChangeEpoch(), mine_->ChangeEpoch());  // one file, one header
+  // A plain SQLite connection, as another program would write.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.string().c_str(), &db), SQLITE_OK);
+  const uint64_t last = mine_->ChangeEpoch();
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE subjects SET source = 'elsewhere' WHERE id = 'sub_b'",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  EXPECT_NE(mine_->ChangeEpoch(), last);
+}
+
+TEST_F(SubjectCacheTest, KeptValuesAreCurrentWithoutATransactionUntilTheNextCommit) {
+  auto sync = [&] {
+    const uint64_t epoch = mine_->ChangeEpoch();
+    ASSERT_TRUE(mine_->Read([&](ReadTx& tx) { return cache_.Sync(tx, epoch).status(); }).ok());
+  };
+  EXPECT_FALSE(cache_.CurrentAt(mine_->ChangeEpoch()));  // never synced
+  EXPECT_EQ(StatusOf("sub_a"), "active");
+  EXPECT_FALSE(cache_.CurrentAt(mine_->ChangeEpoch()));  // a sync without an epoch vouches for none
+  sync();
+  EXPECT_TRUE(cache_.CurrentAt(mine_->ChangeEpoch()));
+  ASSERT_NE(cache_.Find("sub_a"), nullptr);
+  SetStatus(*other_, "sub_a", "restricted");
+  EXPECT_FALSE(cache_.CurrentAt(mine_->ChangeEpoch()));  // a commit elsewhere: sync first
+  ASSERT_NE(cache_.Find("sub_a"), nullptr);              // (still kept until then)
+  sync();
+  EXPECT_TRUE(cache_.CurrentAt(mine_->ChangeEpoch()));
+  EXPECT_EQ(cache_.Find("sub_a"), nullptr);  // the sync dropped the changed subject
 }
 
 }  // namespace

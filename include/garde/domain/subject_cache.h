@@ -1,14 +1,19 @@
-// An in-memory view of per-subject data derived from the vault (consent facts, audience
-// filter values), kept current by following the vault's change log: before each use, a
+// An in-memory view of per-subject data derived from the vault (consent facts, sealed
+// subject records), kept current by following the vault's change log: before each use, a
 // read transaction applies the changes committed since the last one, whichever connection
 // or process made them. A kept value is never older than the newest change applied.
+// When the store's change epoch has not moved since the last sync, nothing was committed
+// in between and a kept value is current without any transaction.
 //
-//   SubjectCache<Facts> cache(100000);
-//   store.Read([&](ReadTx& tx) { auto at = cache.Sync(tx);
+//   const uint64_t epoch = store.ChangeEpoch();
+//   if (cache.CurrentAt(epoch)) { if (auto f = cache.Find(id)) return Use(*f); }
+//   store.Read([&](ReadTx& tx) { auto at = cache.Sync(tx, epoch);
 //                                auto f = cache.Get(at.value(), id, [&] { return Load(tx, id); }); });
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <optional>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -29,8 +34,13 @@ class ChangeFollowingCache {
   ChangeFollowingCache& operator=(const ChangeFollowingCache&) = delete;
 
   // Forgets what the changes committed up to tx's snapshot made stale; returns the
-  // snapshot's position in the change log.
-  Result<int64_t> Sync(ReadTx& tx);
+  // snapshot's position in the change log. `epoch`: Store::ChangeEpoch() read before the
+  // transaction began, after which CurrentAt(epoch) holds until the next commit.
+  Result<int64_t> Sync(ReadTx& tx, std::optional<uint64_t> epoch = std::nullopt);
+  // True when every kept value is current at `epoch` (Store::ChangeEpoch() read just now):
+  // a Sync saw that epoch, less than a second ago (the bound covers a change counter that
+  // came back to an earlier value, which SQLite's does only after a crash recovery).
+  bool CurrentAt(uint64_t epoch) const;
   std::shared_ptr<const void> Find(const std::string& id) const;
   // Keeps a value read at `position` unless a change applied since then concerns it.
   void Keep(int64_t position, const std::string& id, std::shared_ptr<const void> value);
@@ -47,6 +57,8 @@ class ChangeFollowingCache {
   // The changes applied last, oldest first; those after ring_floor_ are all here.
   std::deque<std::pair<int64_t, std::string>> ring_;
   int64_t ring_floor_ = 0;
+  std::atomic<uint64_t> synced_epoch_{0};
+  std::atomic<int64_t> synced_at_ns_{0};  // steady clock; 0: never
 };
 
 template <typename T>
@@ -55,7 +67,10 @@ class SubjectCache {
   using Ptr = std::shared_ptr<const T>;
   explicit SubjectCache(size_t capacity) : core_(capacity) {}
 
-  Result<int64_t> Sync(ReadTx& tx) { return core_.Sync(tx); }
+  Result<int64_t> Sync(ReadTx& tx, std::optional<uint64_t> epoch = std::nullopt) {
+    return core_.Sync(tx, epoch);
+  }
+  bool CurrentAt(uint64_t epoch) const { return core_.CurrentAt(epoch); }
   // The subject's value as of `position` (from Sync in the same transaction) or later:
   // kept, or loaded by `load` (reading in that transaction) and kept. A null value is
   // answered, not kept.

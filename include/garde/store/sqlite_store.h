@@ -7,6 +7,7 @@
 //   if (!store.ok()) Fail(store.status());
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -53,6 +54,10 @@ class SqliteStore final : public Store {
   Status Write(const std::function<Status(WriteTx&)>& fn,
                Durability durability = Durability::kImmediate) override;
   Status Ping() override;
+  // Read from the WAL-index header SQLite keeps in "<file>-shm", shared by every
+  // connection of every process: its change counter and last frame move with each commit
+  // (sqlite.org/walformat.html, "The WAL-Index Header").
+  uint64_t ChangeEpoch() override;
   // Audit databases only: copies the audit log a vault database kept before audit.db
   // existed (vault migration 2), once, when this log is still empty.
   Status ImportLegacyAudit(const std::string& vault_path);
@@ -69,6 +74,7 @@ class SqliteStore final : public Store {
   // fsyncs the WAL when deferred commits are pending; the flusher thread's loop.
   void SyncDeferred();
   void FlusherLoop();
+  void MapWalIndex(SqliteConnection& c);  // at open, once the WAL exists
 
   SqliteOptions options_;
   std::mutex mu_;
@@ -88,6 +94,11 @@ class SqliteStore final : public Store {
   bool deferred_pending_ = false;
   bool stopping_ = false;
   std::thread flusher_;
+
+  // The wal-index header, in SQLite's shared memory (null: unavailable; ChangeEpoch then
+  // answers a new number each time).
+  const unsigned char* wal_index_ = nullptr;
+  std::atomic<uint64_t> no_epoch_{0};
 
   std::mutex write_mu_;
   std::condition_variable write_cv_;

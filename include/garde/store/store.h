@@ -296,6 +296,11 @@ class Store {
                        Durability durability = Durability::kImmediate) = 0;
   // Cheap check that the database answers (for /readyz).
   virtual Status Ping() = 0;
+  // A number that differs from every earlier answer once a write has committed since,
+  // from this process or another one, read without a transaction: in-memory views follow
+  // the change log only when it moved (subject_cache.h). A store that cannot tell answers
+  // a new number every time.
+  virtual uint64_t ChangeEpoch() = 0;
 };
 
 }  // namespace garde

@@ -75,7 +75,8 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
                                             config.api_key_cache_seconds);
   d->vault_ = std::make_unique<SubjectVault>(
       VaultDeps{*d->store_, d->keys_, *d->blind_index_, *d->suppression_hash_, *d->standard_,
-                *d->policies_, *d->audit_, d->clock_});
+                *d->policies_, *d->audit_, d->clock_},
+      static_cast<size_t>(config.kept_records));
   d->consents_ = std::make_unique<ConsentLedger>(ConsentDeps{
       *d->store_, *d->policies_, *d->standard_, *d->suppression_hash_, *d->signer_, *d->audit_,
       d->clock_},

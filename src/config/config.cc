@@ -51,6 +51,7 @@ const std::vector<OptionDoc>& ConfigOptions() {
       {"db_mmap_bytes", "GARDE_DB_MMAP_BYTES", "0", "bytes of the database file each connection memory-maps"},
       {"deferred_sync_ms", "GARDE_DEFERRED_SYNC_MS", "50", "read-audit entries are fsynced within this many ms (writes: at once)"},
       {"kept_subjects", "GARDE_KEPT_SUBJECTS", "1000000", "subjects whose consent facts (and audience filter values) stay in memory"},
+      {"kept_records", "GARDE_KEPT_RECORDS", "100000", "subjects whose sealed record (ciphertext only) stays in memory for reads"},
       {"durable", "GARDE_DURABLE", "true", "fsync every commit (false: survive crashes, not power loss)"},
       {"default_region", "GARDE_DEFAULT_REGION", "FR", "region for phone numbers written without +"},
       {"log_level", "GARDE_LOG_LEVEL", "info", "trace, debug, info, warn, error"},
@@ -150,6 +151,7 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
   int_opt("db_mmap_bytes", 0, int64_t{1} << 40, &c.db_mmap_bytes);
   int_opt("deferred_sync_ms", 1, 10000, &c.deferred_sync_ms);
   int_opt("kept_subjects", 0, 100000000, &c.kept_subjects);
+  int_opt("kept_records", 0, 100000000, &c.kept_records);
   int_opt("keyring_watch_seconds", 1, 3600, &c.keyring_watch_seconds);
   int_opt("api_key_cache_seconds", 0, 300, &c.api_key_cache_seconds);
   int_opt("audit_checkpoint_every", 1, 100000000, &c.audit_checkpoint_every);

@@ -42,7 +42,7 @@ Bytes Seal(const uint8_t* key, uint8_t format, const std::string& ad, const uint
   return out;
 }
 
-bool Open(const uint8_t* key, uint8_t format, const std::string& ad, const Bytes& box,
+bool Open(const uint8_t* key, uint8_t format, const std::string& ad, std::span<const uint8_t> box,
           uint8_t* out, size_t* out_len) {
   if (box.size() < 1 + kNonce + kTag || box[0] != format) return false;
   unsigned long long mlen = 0;
@@ -60,7 +60,8 @@ Bytes SealField(const ScopedKey& dek, const FieldBinding& b, std::string_view pl
               reinterpret_cast<const uint8_t*>(plaintext.data()), plaintext.size());
 }
 
-Result<std::string> OpenField(const ScopedKey& dek, const FieldBinding& b, const Bytes& box) {
+Result<std::string> OpenField(const ScopedKey& dek, const FieldBinding& b,
+                              std::span<const uint8_t> box) {
   if (box.size() < 1 + kNonce + kTag) return Damaged("field " + std::string(b.field));
   std::string out(box.size() - 1 - kNonce - kTag, '\0');
   size_t n = 0;

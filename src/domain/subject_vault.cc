@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "garde/base/encoding.h"
 #include "garde/crypto/envelope.h"
@@ -338,7 +339,7 @@ Result<SubjectView> SubjectVault::OpenAll(ReadTx& tx, const SubjectRow& row) con
   auto sealed = tx.GetFields(row.id);
   if (!sealed.ok()) return sealed.status();
   for (const auto& f : sealed.value()) all.insert(f.field);
-  return DecryptSealed(row, sealed.value(), all);
+  return DecryptSealed(row, Refs(sealed.value()), all);
 }
 
 Result<Bytes> SubjectVault::SealFor(const SubjectRow& row, const std::string& label,
@@ -373,17 +374,17 @@ Result<SubjectView> SubjectVault::Decrypt(ReadTx& tx, const SubjectRow& row,
                                           const std::set<std::string>& allowed) const {
   auto sealed = tx.GetFields(row.id);
   if (!sealed.ok()) return sealed.status();
-  return DecryptSealed(row, sealed.value(), allowed);
+  return DecryptSealed(row, Refs(sealed.value()), allowed);
 }
 
 Result<SubjectView> SubjectVault::DecryptSealed(const SubjectRow& row,
-                                                const std::vector<SealedField>& sealed,
+                                                const std::vector<SealedRef>& sealed,
                                                 const std::set<std::string>& allowed) const {
   SubjectView view{row.id, row.kind, row.status, row.source, row.created_at, row.updated_at,
                    row.last_interaction_at, std::nullopt, {}};
   std::set<std::string> wanted = allowed;
   wanted.insert(kExternalIdField);
-  auto fields = OpenFields(row, sealed, wanted);
+  auto fields = OpenRefs(row, sealed, wanted);
   if (!fields.ok()) return fields.status();
   view.fields = std::move(fields).value();
   auto external = view.fields.find(kExternalIdField);
@@ -397,26 +398,69 @@ Result<SubjectView> SubjectVault::DecryptSealed(const SubjectRow& row,
 Result<FieldMap> SubjectVault::OpenFields(const SubjectRow& row,
                                           const std::vector<SealedField>& sealed,
                                           const std::set<std::string>& fields) const {
+  return OpenRefs(row, Refs(sealed), fields);
+}
+
+std::vector<SubjectVault::SealedRef> SubjectVault::Refs(const std::vector<SealedField>& sealed) {
+  std::vector<SealedRef> out;
+  out.reserve(sealed.size());
+  for (const auto& f : sealed) out.push_back({f.field, f.box});
+  return out;
+}
+
+std::string SubjectVault::SealedRecord::Pack(const std::vector<SealedField>& sealed) {
+  std::string out;
+  for (const auto& f : sealed) {
+    const auto name = static_cast<uint8_t>(std::min<size_t>(f.field.size(), 255));
+    const auto box = static_cast<uint32_t>(f.box.size());
+    out.push_back(static_cast<char>(name));
+    out.append(f.field, 0, name);
+    out.append(reinterpret_cast<const char*>(&box), sizeof box);
+    out.append(reinterpret_cast<const char*>(f.box.data()), f.box.size());
+  }
+  return out;
+}
+
+std::vector<SubjectVault::SealedRef> SubjectVault::SealedRecord::Unpack() const {
+  std::vector<SealedRef> out;
+  size_t at = 0;
+  while (at < packed.size()) {
+    const size_t name = static_cast<uint8_t>(packed[at++]);
+    const std::string_view field(packed.data() + at, name);
+    at += name;
+    uint32_t box = 0;
+    std::memcpy(&box, packed.data() + at, sizeof box);
+    at += sizeof box;
+    out.push_back({field, {reinterpret_cast<const uint8_t*>(packed.data() + at), box}});
+    at += box;
+  }
+  return out;
+}
+
+Result<FieldMap> SubjectVault::OpenRefs(const SubjectRow& row,
+                                        const std::vector<SealedRef>& sealed,
+                                        const std::set<std::string>& fields) const {
   FieldMap out;
   ScopedKey dek;
   bool unwrapped = false;
   for (const auto& f : sealed) {
-    if (fields.count(f.field) == 0) continue;  // data minimisation
+    const std::string name(f.field);
+    if (fields.count(name) == 0) continue;  // data minimisation
     if (!unwrapped) {
       GARDE_RETURN_IF_ERROR(UnwrapFor(row, &dek));
       unwrapped = true;
     }
     auto plain = OpenField(dek, {row.id, f.field, row.dek_version}, f.box);
     if (!plain.ok()) {
-      return Damaged("the record of subject " + row.id + " is damaged (field " + f.field +
+      return Damaged("the record of subject " + row.id + " is damaged (field " + name +
                      " fails authentication)")
-          .AddError("fields." + f.field, "fails authentication; the stored value was altered "
+          .AddError("fields." + name, "fails authentication; the stored value was altered "
                                          "or belongs to another record");
     }
     auto value = DecodeFieldValue(plain.value());
     sodium_memzero(plain.value().data(), plain.value().size());
     if (!value) return Damaged("the record of subject " + row.id + " is damaged");
-    out.emplace(f.field, std::move(*value));
+    out.emplace(name, std::move(*value));
   }
   return out;
 }
@@ -433,31 +477,30 @@ Result<SubjectView> SubjectVault::Read(const Caller& caller, const std::string& 
   auto activity = AccessGate::BindPurpose(*policies, caller, activity_id);
   if (!activity.ok()) return activity.status();  // refusals are audited at the edge
   std::optional<SubjectView> result;
-  // The connection is held only to copy the row and its boxes out: opening them happens
-  // after, so that other readers do not queue behind the decryption.
-  SubjectRow row;
-  std::vector<SealedField> sealed;
-  Status s = d_.store.Read([&](ReadTx& tx) -> Status {
-    auto found = tx.GetSubject(id);
-    if (!found.ok()) return found.status();
-    if (!found.value()) return NotFound("no such subject");
-    if (!MayProcess(*found.value(), *activity.value())) {
-      return PermissionDenied("processing of this subject is restricted (GDPR Art. 18): only "
-                              "activities under a legal obligation may read it");
+  // The record kept is used when nothing has been committed since it was read; should it
+  // not open (a key re-wrapped since, and its old root version retired), it is read again.
+  Status s = Status::Ok();
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    bool kept = false;
+    auto record = Record(id, attempt == 0, &kept);
+    if (!record.ok()) {
+      s = record.status();
+      break;
     }
-    auto boxes = tx.GetFields(id);
-    if (!boxes.ok()) return boxes.status();
-    row = std::move(*found.value());
-    sealed = std::move(boxes).value();
-    return Status::Ok();
-  });
-  if (s.ok()) {
-    auto view = DecryptSealed(row, sealed, activity.value()->fields);
+    const SealedRecord& r = *record.value();
+    if (!MayProcess(r.row, *activity.value())) {
+      s = PermissionDenied("processing of this subject is restricted (GDPR Art. 18): only "
+                           "activities under a legal obligation may read it");
+      break;
+    }
+    auto view = DecryptSealed(r.row, r.Unpack(), activity.value()->fields);
     if (view.ok()) {
       result = std::move(view).value();
-    } else {
-      s = view.status();
+      s = Status::Ok();
+      break;
     }
+    s = view.status();
+    if (!kept) break;  // read just now: the answer stands
   }
   if (!s.ok()) {
     Audit(nullptr, caller,
@@ -474,6 +517,36 @@ Result<SubjectView> SubjectVault::Read(const Caller& caller, const std::string& 
   GARDE_RETURN_IF_ERROR(d_.journal.Record(
       nullptr, caller, {"subject.read", id, activity_id, "ok", Names(result->fields), 1}));
   return std::move(*result);
+}
+
+Result<SubjectVault::RecordPtr> SubjectVault::Record(const std::string& id, bool use_kept,
+                                                     bool* kept) {
+  const uint64_t epoch = d_.store.ChangeEpoch();
+  *kept = false;
+  if (use_kept && records_.CurrentAt(epoch)) {
+    if (auto found = records_.Find(id)) {
+      *kept = true;
+      return found;
+    }
+  }
+  // The connection is held only to copy the row and its boxes out: opening them happens
+  // after, so that other readers do not queue behind the decryption.
+  RecordPtr record;
+  Status s = d_.store.Read([&](ReadTx& tx) -> Status {
+    auto position = records_.Sync(tx, epoch);
+    if (!position.ok()) return position.status();
+    auto found = tx.GetSubject(id);
+    if (!found.ok()) return found.status();
+    if (!found.value()) return NotFound("no such subject");
+    auto boxes = tx.GetFields(id);
+    if (!boxes.ok()) return boxes.status();
+    record = std::make_shared<const SealedRecord>(
+        SealedRecord{std::move(*found.value()), SealedRecord::Pack(boxes.value())});
+    records_.Keep(position.value(), id, record);
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return record;
 }
 
 Result<std::vector<SubjectView>> SubjectVault::Search(const Caller& caller,

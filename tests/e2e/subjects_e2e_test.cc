@@ -86,6 +86,26 @@ TEST_F(SubjectsE2E, PatchRectifiesAndNullRemoves) {
   EXPECT_EQ(r.status, 404);
 }
 
+// Reads are answered from the kept sealed record while nothing has been committed since:
+// every change, through the API or by another program on the file, shows at the next read.
+TEST_F(SubjectsE2E, RepeatedReadsSeeEveryChangeAtOnce) {
+  const std::string id = CreateAna();
+  auto read = [&] { return g_.Get("/v1/subjects/" + id, operator_key_, "customer_management"); };
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(read().status, 200);
+  ASSERT_EQ(g_.Patch("/v1/subjects/" + id, R"({"fields":{"city":"Lyon"}})", operator_key_).status,
+            200);
+  HttpReply r = read();
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find(R"("city":"Lyon")"), std::string::npos) << r.body;
+  EXPECT_EQ(read().body, r.body);  // kept again: the same answer
+  g_.Sql("UPDATE subjects SET status = 'restricted' WHERE id = '" + id + "'");
+  r = read();
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_NE(r.body.find("restricted"), std::string::npos) << r.body;
+  g_.Sql("UPDATE subjects SET status = 'active' WHERE id = '" + id + "'");
+  EXPECT_EQ(read().status, 200);
+}
+
 TEST_F(SubjectsE2E, SearchByEmailTravelsInTheBody) {
   const std::string id = CreateAna();
   HttpReply r = g_.Post("/v1/subjects:search", R"({"email":"ana.lopez@EXAMPLE.org"})",

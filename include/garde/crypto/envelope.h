@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -31,7 +32,7 @@ struct FieldBinding {
 Bytes SealField(const ScopedKey& dek, const FieldBinding& binding, std::string_view plaintext);
 // Fails with kDamaged when the box was altered, moved or sealed under another key.
 Result<std::string> OpenField(const ScopedKey& dek, const FieldBinding& binding,
-                              const Bytes& box);
+                              std::span<const uint8_t> box);
 
 // Wraps a DEK under the wrapping key derived from root `version`.
 Result<Bytes> WrapDataKey(const Keyring& ring, uint32_t version, std::string_view subject_id,

@@ -7,7 +7,10 @@
 //   Result<SubjectView> r = vault.Read(caller, s->id, "customer_management");
 #pragma once
 
+#include <memory>
 #include <optional>
+#include <span>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -17,6 +20,7 @@
 #include "garde/domain/access_journal.h"
 #include "garde/domain/entry_standard.h"
 #include "garde/domain/field_value.h"
+#include "garde/domain/subject_cache.h"
 #include "garde/policy/policy_holder.h"
 #include "garde/store/store.h"
 
@@ -73,7 +77,11 @@ struct VaultDeps {
 
 class SubjectVault {
  public:
-  explicit SubjectVault(VaultDeps deps) : d_(deps) {}
+  // Keeps the sealed records (row and boxes: ciphertext and the wrapped data key, never a
+  // plaintext) of up to `kept_records` subjects read, so that a read needs no transaction
+  // while nothing has been committed since.
+  explicit SubjectVault(VaultDeps deps, size_t kept_records = 100000)
+      : d_(deps), records_(kept_records) {}
 
   // Validates everything first: a write that fails is refused whole, every problem listed.
   Result<SubjectView> Create(const Caller& caller, const NewSubject& subject);
@@ -137,11 +145,32 @@ class SubjectVault {
                                             const std::string& field) const;
   Result<SubjectView> Decrypt(ReadTx& tx, const SubjectRow& row,
                               const std::set<std::string>& allowed) const;
-  Result<SubjectView> DecryptSealed(const SubjectRow& row, const std::vector<SealedField>& sealed,
+  // A sealed field seen in place (in a SealedField, or in a kept record).
+  struct SealedRef {
+    std::string_view field;
+    std::span<const uint8_t> box;
+  };
+  Result<SubjectView> DecryptSealed(const SubjectRow& row, const std::vector<SealedRef>& sealed,
                                     const std::set<std::string>& allowed) const;
+  static std::vector<SealedRef> Refs(const std::vector<SealedField>& sealed);
+  Result<FieldMap> OpenRefs(const SubjectRow& row, const std::vector<SealedRef>& sealed,
+                            const std::set<std::string>& fields) const;
   void Audit(WriteTx* tx, const Caller& caller, AccessEvent event) const;
+  // A subject's row and boxes as of now: kept (*kept set) when `use_kept`, or read (and
+  // kept).
+  // The boxes are packed in one string (field name length, name, box length, box), a
+  // third of the memory of a vector of SealedField.
+  struct SealedRecord {
+    SubjectRow row;
+    std::string packed;
+    static std::string Pack(const std::vector<SealedField>& sealed);
+    std::vector<SealedRef> Unpack() const;
+  };
+  using RecordPtr = std::shared_ptr<const SealedRecord>;
+  Result<RecordPtr> Record(const std::string& id, bool use_kept, bool* kept);
 
   VaultDeps d_;
+  SubjectCache<SealedRecord> records_;
   FieldSpec external_id_spec_ = [] {
     FieldSpec s;
     s.name = kExternalIdField;

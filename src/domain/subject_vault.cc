@@ -535,14 +535,24 @@ Result<SubjectVault::RecordPtr> SubjectVault::Record(const std::string& id, bool
   Status s = d_.store.Read([&](ReadTx& tx) -> Status {
     auto position = records_.Sync(tx, epoch);
     if (!position.ok()) return position.status();
-    auto found = tx.GetSubject(id);
-    if (!found.ok()) return found.status();
-    if (!found.value()) return NotFound("no such subject");
-    auto boxes = tx.GetFields(id);
-    if (!boxes.ok()) return boxes.status();
-    record = std::make_shared<const SealedRecord>(
-        SealedRecord{std::move(*found.value()), SealedRecord::Pack(boxes.value())});
-    records_.Keep(position.value(), id, record);
+    bool loaded = false;
+    auto load = [&]() -> Result<RecordPtr> {
+      loaded = true;
+      auto found = tx.GetSubject(id);
+      if (!found.ok()) return found.status();
+      if (!found.value()) return RecordPtr();
+      auto boxes = tx.GetFields(id);
+      if (!boxes.ok()) return boxes.status();
+      return std::make_shared<const SealedRecord>(
+          SealedRecord{std::move(*found.value()), SealedRecord::Pack(boxes.value())});
+    };
+    // Synced: a kept record the changes since did not concern is current too.
+    auto got = use_kept ? records_.Get(position.value(), id, load) : load();
+    if (!got.ok()) return got.status();
+    if (got.value() == nullptr) return NotFound("no such subject");
+    if (!use_kept) records_.Keep(position.value(), id, got.value());
+    *kept = !loaded;
+    record = std::move(got).value();
     return Status::Ok();
   });
   if (!s.ok()) return s;

@@ -1080,7 +1080,6 @@ Result<std::unique_ptr<SqliteConnection>> OpenConnection(const SqliteOptions& o)
 
 SqliteStore::SqliteStore(SqliteOptions options) : options_(std::move(options)) {}
 SqliteStore::~SqliteStore() {
-  wal_index_ = nullptr;  // SQLite's mapping: gone with the last connection
   {
     std::lock_guard<std::mutex> lock(flush_mu_);
     stopping_ = true;

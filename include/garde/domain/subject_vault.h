@@ -156,10 +156,8 @@ class SubjectVault {
   Result<FieldMap> OpenRefs(const SubjectRow& row, const std::vector<SealedRef>& sealed,
                             const std::set<std::string>& fields) const;
   void Audit(WriteTx* tx, const Caller& caller, AccessEvent event) const;
-  // A subject's row and boxes as of now: kept (*kept set) when `use_kept`, or read (and
-  // kept).
-  // The boxes are packed in one string (field name length, name, box length, box), a
-  // third of the memory of a vector of SealedField.
+  // A subject's row and boxes. The boxes are packed in one string (field name length, name,
+  // box length, box), a third of the memory of a vector of SealedField.
   struct SealedRecord {
     SubjectRow row;
     std::string packed;
@@ -167,6 +165,8 @@ class SubjectVault {
     std::vector<SealedRef> Unpack() const;
   };
   using RecordPtr = std::shared_ptr<const SealedRecord>;
+  // A subject's record as of now: when `use_kept`, the kept one if still current (*kept
+  // set), else read from the vault (and kept).
   Result<RecordPtr> Record(const std::string& id, bool use_kept, bool* kept);
 
   VaultDeps d_;

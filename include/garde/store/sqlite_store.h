@@ -95,8 +95,8 @@ class SqliteStore final : public Store {
   bool stopping_ = false;
   std::thread flusher_;
 
-  // The wal-index header, in SQLite's shared memory (null: unavailable; ChangeEpoch then
-  // answers a new number each time).
+  // The wal-index header: SQLite's own mapping, valid while this store's connections are
+  // open (null: unavailable; ChangeEpoch then answers a new number each time).
   const unsigned char* wal_index_ = nullptr;
   std::atomic<uint64_t> no_epoch_{0};
 

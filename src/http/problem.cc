@@ -22,6 +22,7 @@ constexpr Mapping kMappings[] = {
     {Code::kConflict, 409, "conflict", "Conflict"},
     {Code::kDamaged, 409, "record-damaged", "Stored record is damaged"},
     {Code::kPayloadTooLarge, 413, "payload-too-large", "Request too large"},
+    {Code::kHeaderTooLarge, 431, "header-too-large", "Request header too large"},
     {Code::kUnsupportedMediaType, 415, "unsupported-media-type", "Unsupported content type"},
     {Code::kUnprocessable, 422, "validation-failed", "Invalid content"},
     {Code::kUnavailable, 503, "unavailable", "Service unavailable"},

@@ -25,6 +25,7 @@ enum class Code {
   kConflict,             // unique value already used, state conflict (409)
   kDamaged,              // stored record fails authentication (409)
   kPayloadTooLarge,      // body or batch over its limit (413)
+  kHeaderTooLarge,       // request line and headers over their limit (431)
   kUnsupportedMediaType, // wrong Content-Type (415)
   kUnprocessable,        // well-formed but invalid content (422)
   kUnavailable,          // database or keys not usable right now (503)

@@ -9,6 +9,7 @@
 //   }
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <optional>
 #include <string>
@@ -22,6 +23,8 @@ namespace garde {
 struct Exchange {
   // Request.
   std::string method;
+  std::string target;  // as received: path and query, percent-encoded
+  std::chrono::steady_clock::time_point received;  // when the whole request was in
   std::string path;
   std::string route;  // the matched pattern, safe to log (no tokens or ids)
   std::map<std::string, std::string> params;

@@ -1,9 +1,9 @@
 // Baseline for HTTP benchmarks: a bare Poco HTTPServer answering every request with a fixed
 // 60-byte JSON body, with the same thread and keep-alive settings garde uses.
 //
-//   garde_bench_bare 127.0.0.1:9090               # stock Poco HTTPServer (the baseline)
-//   garde_bench_bare 127.0.0.1:9090 --garde-loop  # the same handler behind garde's own
-//                                                 # keep-alive loop (http_connection.h)
+//   garde_bench_bare 127.0.0.1:9090                 # stock Poco HTTPServer (the baseline)
+//   garde_bench_bare 127.0.0.1:9090 --garde-server  # the same answer from garde's own
+//                                                   # event-driven server (event_server.h)
 #include <Poco/Net/HTTPRequestHandler.h>
 #include <Poco/Net/HTTPRequestHandlerFactory.h>
 #include <Poco/Net/HTTPServer.h>
@@ -15,13 +15,15 @@
 #include <Poco/ThreadPool.h>
 #include <Poco/Util/ServerApplication.h>
 
+#include <algorithm>
 #include <atomic>
 #include <iostream>
 #include <memory>
 #include <limits>
 #include <string>
+#include <thread>
 
-#include "garde/http/http_connection.h"
+#include "garde/http/event_server.h"
 
 namespace {
 
@@ -48,13 +50,38 @@ class Factory final : public Poco::Net::HTTPRequestHandlerFactory {
   }
 };
 
+// The fixed answer behind garde's server: every request is answered on its I/O thread.
+class FixedExchange final : public garde::ExchangeHandler {
+ public:
+  int64_t BodyLimit(std::string_view) const override { return 1 << 20; }
+  bool AnswersAtOnce(const garde::Exchange&) const override { return true; }
+  void Answer(garde::Exchange& x, const garde::Status&) override {
+    static const std::string body = std::string(kBody) + std::string(60 - sizeof(kBody) + 1, ' ');
+    x.Json(200, body);
+  }
+};
+
 class BareApp final : public Poco::Util::ServerApplication {
  public:
-  BareApp(std::string listen, bool garde_loop)
-      : listen_(std::move(listen)), garde_loop_(garde_loop) {}
+  BareApp(std::string listen, bool garde_server)
+      : listen_(std::move(listen)), garde_server_(garde_server) {}
 
  protected:
   int main(const std::vector<std::string>&) override {
+    if (garde_server_) {
+      FixedExchange handler;
+      garde::EventServerOptions options;
+      const Poco::Net::SocketAddress address(listen_);
+      options.host = address.host().toString();
+      options.port = address.port();
+      options.io_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+      garde::EventServer server(options, handler);
+      if (!server.Start().ok()) return 1;
+      std::cout << "bare (garde server) listening on " << listen_ << std::endl;
+      waitForTerminationRequest();
+      server.Stop();
+      return 0;
+    }
     Poco::Net::ServerSocket socket(Poco::Net::SocketAddress(listen_), 128);
     auto params = Poco::AutoPtr<Poco::Net::HTTPServerParams>(new Poco::Net::HTTPServerParams);
     params->setMaxThreads(128);
@@ -62,18 +89,6 @@ class BareApp final : public Poco::Util::ServerApplication {
     params->setKeepAlive(true);
     params->setMaxKeepAliveRequests(10000);
     Poco::ThreadPool pool(4, 132, 60);
-    if (garde_loop_) {
-      auto stopping = std::make_shared<std::atomic<bool>>(false);
-      Poco::Net::TCPServer server(
-          new garde::HttpConnectionFactory(new Factory, params, stopping), pool, socket, params);
-      server.start();
-      std::cout << "bare (garde loop) listening on " << listen_ << std::endl;
-      waitForTerminationRequest();
-      *stopping = true;
-      server.stop();
-      pool.joinAll();
-      return 0;
-    }
     Poco::Net::HTTPServer server(new Factory, pool, socket, params);  // takes the factory
     server.start();
     std::cout << "bare listening on " << listen_ << std::endl;
@@ -84,14 +99,14 @@ class BareApp final : public Poco::Util::ServerApplication {
 
  private:
   std::string listen_;
-  bool garde_loop_;
+  bool garde_server_;
 };
 
 }  // namespace
 
 int main(int argc, char** argv) {
   BareApp app(argc > 1 ? argv[1] : "127.0.0.1:9090",
-              argc > 2 && std::string(argv[2]) == "--garde-loop");
+              argc > 2 && std::string(argv[2]) == "--garde-server");
   std::vector<std::string> args = {"bare"};
   return app.run(args);
 }

@@ -43,9 +43,9 @@ GARDE_LOG_LEVEL=warn "$GARDE" serve --data-dir "$DATA/data" --policies policies 
 GARDE_PID=$!
 "$BUILD/bench/garde_bench_bare" 127.0.0.1:$BARE_PORT > "$WORK/bare.out" 2>&1 &
 BARE_PID=$!
-# The same fixed handler behind garde's own keep-alive loop (src/http/http_connection.cc):
-# tells what the loop alone is worth.
-"$BUILD/bench/garde_bench_bare" 127.0.0.1:$LOOP_PORT --garde-loop > "$WORK/loop.out" 2>&1 &
+# The same fixed answer from garde's own event-driven server (src/http/event_server.cc):
+# tells what the server alone is worth.
+"$BUILD/bench/garde_bench_bare" 127.0.0.1:$LOOP_PORT --garde-server > "$WORK/loop.out" 2>&1 &
 LOOP_PID=$!
 for _ in $(seq 100); do
   curl -sf "http://127.0.0.1:$GARDE_PORT/healthz" > /dev/null && \

@@ -218,10 +218,12 @@ Status CheckSuppressions(Deployment& d, Exchange& x) {
 }  // namespace
 
 void AddConsentRoutes(Router& router, Deployment& d) {
-  router.Add("GET", "/v1/purposes", [&d](Exchange& x) { return ListPurposes(d, x); });
+  router.Add("GET", "/v1/purposes", [&d](Exchange& x) { return ListPurposes(d, x); },
+             Pace::kAtOnce);
   router.Add("POST", "/v1/subjects/{id}/consents", [&d](Exchange& x) { return RecordConsent(d, x); });
   router.Add("GET", "/v1/subjects/{id}/consents", [&d](Exchange& x) { return ConsentHistory(d, x); });
-  router.Add("GET", "/v1/consent/check", [&d](Exchange& x) { return CheckOne(d, x); });
+  router.Add("GET", "/v1/consent/check", [&d](Exchange& x) { return CheckOne(d, x); },
+             Pace::kAtOnce);
   router.Add("POST", "/v1/consent/check", [&d](Exchange& x) { return CheckBatch(d, x); });
   router.Add("POST", "/v1/suppressions:check", [&d](Exchange& x) { return CheckSuppressions(d, x); });
 }

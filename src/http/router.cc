@@ -33,8 +33,8 @@ bool MatchSegment(const std::string& pattern, const std::string& segment,
 
 }  // namespace
 
-void Router::Add(std::string method, std::string pattern, Handler handler) {
-  Route r{std::move(method), pattern, std::move(handler), Split(pattern)};
+void Router::Add(std::string method, std::string pattern, Handler handler, Pace pace) {
+  Route r{std::move(method), pattern, std::move(handler), Split(pattern), pace};
   routes_.push_back(std::move(r));
 }
 
@@ -58,6 +58,13 @@ const Route* Router::Match(const std::string& method, const std::string& path,
     allowed->push_back(r.method);
   }
   return nullptr;
+}
+
+bool Router::AnswersAtOnce(const std::string& method, const std::string& path) const {
+  std::map<std::string, std::string> params;
+  std::vector<std::string> allowed;
+  const Route* r = Match(method, path, &params, &allowed);
+  return r != nullptr && r->pace == Pace::kAtOnce;
 }
 
 }  // namespace garde

@@ -207,7 +207,8 @@ void AddSubjectRoutes(Router& router, Deployment& d) {
   router.Add("POST", "/v1/subjects", [&d](Exchange& x) { return CreateSubject(d, x); });
   router.Add("POST", "/v1/subjects:batch", [&d](Exchange& x) { return BatchSubjects(d, x); });
   router.Add("POST", "/v1/subjects:search", [&d](Exchange& x) { return SearchSubjects(d, x); });
-  router.Add("GET", "/v1/subjects/{id}", [&d](Exchange& x) { return GetSubject(d, x); });
+  router.Add("GET", "/v1/subjects/{id}", [&d](Exchange& x) { return GetSubject(d, x); },
+             Pace::kAtOnce);
   router.Add("PATCH", "/v1/subjects/{id}", [&d](Exchange& x) { return PatchSubject(d, x); });
 }
 

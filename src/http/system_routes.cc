@@ -6,10 +6,13 @@
 namespace garde {
 
 void AddSystemRoutes(Router& router, Deployment& d) {
-  router.Add("GET", "/healthz", [](Exchange& x) {
-    x.Json(200, R"({"status":"ok"})");
-    return Status::Ok();
-  });
+  router.Add(
+      "GET", "/healthz",
+      [](Exchange& x) {
+        x.Json(200, R"({"status":"ok"})");
+        return Status::Ok();
+      },
+      Pace::kAtOnce);
   router.Add("GET", "/readyz", [&d](Exchange& x) {
     const Status db = d.store().Ping();
     const auto ring = d.keys().Current();

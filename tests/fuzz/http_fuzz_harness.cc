@@ -2,10 +2,12 @@
 
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 
 #include "garde/base/log.h"
+#include "garde/http/request_parser.h"
 
 namespace garde::fuzz {
 
@@ -36,8 +38,63 @@ HttpFuzzHarness::~HttpFuzzHarness() {
   std::filesystem::remove_all(dir_);
 }
 
+Exchange HttpFuzzHarness::RunWire(const std::string& wire) {
+  RequestParser::Limits limits;
+  limits.max_head_bytes = 2048;
+  limits.body_limit = [this](std::string_view target) { return http_->BodyLimit(target); };
+  // What the parser reads from the whole buffer: one line per request or error.
+  auto read_all = [&](size_t step, std::vector<Exchange>* out) {
+    RequestParser parser(limits);
+    std::string buffer;
+    size_t pos = 0;
+    std::string trace;
+    for (size_t at = 0; at <= wire.size(); at += step) {
+      buffer.append(wire, at, step);
+      for (;;) {
+        const auto progress = parser.Advance(buffer, &pos);
+        if (progress == RequestParser::Progress::kDone) {
+          out->push_back(ToExchange(std::move(parser.request())));
+          trace += "ok " + out->back().method + " " + out->back().target + " " +
+                   std::to_string(out->back().body.size()) + "\n";
+          parser.Reset();
+          if (out->size() >= 8) return trace;
+          continue;
+        }
+        if (progress == RequestParser::Progress::kFailed) {
+          Exchange failed = ToExchange(std::move(parser.request()));
+          failed.status = -static_cast<int>(parser.error().code());
+          out->push_back(std::move(failed));
+          trace += "failed " + std::to_string(static_cast<int>(parser.error().code())) + "\n";
+          return trace;
+        }
+        break;
+      }
+    }
+    return trace;
+  };
+  std::vector<Exchange> whole, bytewise;
+  const std::string a = read_all(wire.size() + 1, &whole);
+  const std::string b = read_all(1, &bytewise);
+  if (a != b) {
+    std::fprintf(stderr, "parser read differently by pieces:\n%s--\n%s", a.c_str(), b.c_str());
+    std::abort();
+  }
+  Exchange last;
+  last.status = 200;
+  for (Exchange& x : whole) {
+    const Status framing =
+        x.status < 0 ? Status(static_cast<Code>(-x.status), "framing") : Status::Ok();
+    x.status = 200;
+    http_->Answer(x, framing);
+    if (!KeepsContract(x)) return x;
+    last = std::move(x);
+  }
+  return last;
+}
+
 Exchange HttpFuzzHarness::Run(const uint8_t* data, size_t size) {
   std::string in(reinterpret_cast<const char*>(data), size);
+  if (!in.empty() && in[0] == '~') return RunWire(in.substr(1));
   Exchange x;
   x.request_id = "req_fuzz";
   if (!in.empty() && in[0] == '!') {

@@ -4,6 +4,9 @@
 //
 // Input: "METHOD PATH\n" then "Name: value\n" header lines, a blank line, then the body.
 // A first byte of '!' adds a valid operator key bound to customer_management.
+// A first byte of '~' makes the rest raw HTTP/1.1 bytes: they go through the request parser
+// (whole, and again a byte at a time: both must read the same requests) and every request
+// or framing error through HttpService::Answer, as the server does.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +29,8 @@ class HttpFuzzHarness {
   static bool KeepsContract(const Exchange& x);
 
  private:
+  Exchange RunWire(const std::string& wire);
+
   std::string dir_;
   std::unique_ptr<Deployment> deployment_;
   std::unique_ptr<HttpService> http_;

@@ -20,8 +20,10 @@ struct Config {
   std::string policies_dir;
   std::string listen_host = "127.0.0.1";
   uint16_t listen_port = 8080;
-  int max_threads = 128;         // Poco holds one thread per open keep-alive connection
-  int max_queued = 256;          // accepted connections waiting for a thread
+  int io_threads = 0;            // threads owning the connections; 0: one per core
+  int max_threads = 128;         // workers for requests that may wait (writes, scans)
+  int max_queued = 256;          // requests waiting for a worker (503 above)
+  int max_connections = 10000;   // open connections; more are closed on arrival
   int request_timeout = 15;      // seconds to receive a request or send a response
   int keep_alive_timeout = 10;   // seconds an idle keep-alive connection is kept
   int max_keep_alive_requests = 10000;

@@ -1,6 +1,6 @@
-// The HTTP edge: a Poco HTTPServer whose single handler reads the whole body within limits,
-// assigns the request id, routes, authenticates, runs the route inside one catch-all, and
-// answers problem+json for every error.
+// The HTTP edge: the event-driven server (event_server.h) hands every request here; the
+// service assigns the request id, routes, runs the route inside one catch-all, and answers
+// problem+json for every error, including requests that could not be read.
 //
 //   HttpService http(deployment);
 //   GARDE_RETURN_IF_ERROR(http.Start());     // binds config().listen_*
@@ -13,18 +13,12 @@
 #include <string>
 
 #include "garde/app/deployment.h"
+#include "garde/http/event_server.h"
 #include "garde/http/router.h"
-
-namespace Poco {
-class ThreadPool;
-namespace Net {
-class TCPServer;
-}
-}  // namespace Poco
 
 namespace garde {
 
-class HttpService {
+class HttpService final : public ExchangeHandler {
  public:
   explicit HttpService(Deployment& deployment);
   ~HttpService();
@@ -35,16 +29,20 @@ class HttpService {
   void Stop();
   uint16_t port() const { return port_; }
 
-  // Handles one exchange end to end (also used directly by tests and the fuzzer).
+  // Routes one parsed exchange and runs its handler (also used directly by tests and the
+  // fuzzer); errors become problem+json.
   void Dispatch(Exchange& x);
+
+  // ExchangeHandler: what the server calls for each request.
+  int64_t BodyLimit(std::string_view target) const override;
+  bool AnswersAtOnce(const Exchange& x) const override;
+  void Answer(Exchange& x, const Status& framing) override;
   Deployment& deployment() { return d_; }
 
  private:
   Deployment& d_;
   Router router_;
-  std::unique_ptr<Poco::ThreadPool> pool_;  // declared first: outlives server_
-  std::unique_ptr<Poco::Net::TCPServer> server_;
-  std::shared_ptr<std::atomic<bool>> stopping_;  // read by every connection
+  std::unique_ptr<EventServer> server_;
   uint16_t port_ = 0;
 };
 

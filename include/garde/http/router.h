@@ -17,21 +17,30 @@ namespace garde {
 
 using Handler = std::function<Status(Exchange&)>;
 
+// How long a route may take: kAtOnce routes answer from memory in microseconds and run on
+// the I/O thread that read the request; the others run on a worker, since they may wait
+// (a commit, a scan, a file).
+enum class Pace { kMayWait, kAtOnce };
+
 struct Route {
   std::string method;
   std::string pattern;
   Handler handler;
   std::vector<std::string> segments;
+  Pace pace = Pace::kMayWait;
 };
 
 class Router {
  public:
-  void Add(std::string method, std::string pattern, Handler handler);
+  void Add(std::string method, std::string pattern, Handler handler,
+           Pace pace = Pace::kMayWait);
   // The route for method+path, filling params; nullptr when none. When the path matches other
   // methods only, `allowed` lists them (for 405 and the Allow header).
   const Route* Match(const std::string& method, const std::string& path,
                      std::map<std::string, std::string>* params,
                      std::vector<std::string>* allowed) const;
+  // True when method+path (still percent-encoded) is a kAtOnce route.
+  bool AnswersAtOnce(const std::string& method, const std::string& path) const;
 
  private:
   std::vector<Route> routes_;

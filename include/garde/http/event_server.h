@@ -1,0 +1,75 @@
+// The HTTP/1.1 server under garde's API: a few I/O threads, each with its own epoll set, own
+// every open connection (non-blocking sockets, requests parsed as bytes arrive). A request
+// whose route answers from memory runs right on its I/O thread; anything that may wait (a
+// durable commit, a scan, an export) goes to a pool of worker threads. An open connection
+// holds no thread, a slow client holds nothing but its buffer, and under load the I/O
+// threads serve ready connections in turn instead of 64 threads contending for two cores.
+//
+//   EventServer server(options, service);  // service implements ExchangeHandler
+//   GARDE_RETURN_IF_ERROR(server.Start());
+//   server.port();                          // the bound port (for port 0)
+//   server.Stop();                          // idle connections close, busy ones finish
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "garde/base/status.h"
+#include "garde/http/exchange.h"
+
+namespace garde {
+
+// What the server asks of the service behind it. Called from several threads at once.
+class ExchangeHandler {
+ public:
+  virtual ~ExchangeHandler() = default;
+  // The largest request body accepted for a request target (413 above it).
+  virtual int64_t BodyLimit(std::string_view target) const = 0;
+  // True when the request's answer comes from memory in microseconds: it then runs on the
+  // I/O thread, without a hand-over to a worker.
+  virtual bool AnswersAtOnce(const Exchange& x) const = 0;
+  // Fills in x's answer. With `framing` not ok the request could not be read (malformed,
+  // too large) and x holds what was parsed of it; the answer says why.
+  virtual void Answer(Exchange& x, const Status& framing) = 0;
+};
+
+struct EventServerOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;
+  int io_threads = 2;
+  int workers = 128;          // threads for requests that may wait
+  int max_queued = 256;       // requests waiting for a worker (503 above)
+  int max_connections = 10000;
+  std::chrono::milliseconds request_timeout{15000};   // to receive a request or send an answer
+  std::chrono::milliseconds keep_alive_timeout{10000};
+  int max_keep_alive_requests = 10000;
+  size_t max_head_bytes = 65536;
+  std::string server_name = "garde";
+};
+
+class EventServer {
+ public:
+  EventServer(EventServerOptions options, ExchangeHandler& handler);
+  ~EventServer();
+  EventServer(const EventServer&) = delete;
+  EventServer& operator=(const EventServer&) = delete;
+
+  // Binds (address reuse, no port sharing), listens and starts the threads.
+  Status Start();
+  uint16_t port() const;
+  // Stops accepting, closes idle connections, lets requests in progress finish and be sent.
+  void Stop();
+
+  class Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// A fresh request id ("req_..."): unique, not secret.
+std::string NextRequestId();
+
+}  // namespace garde

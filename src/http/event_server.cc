@@ -1,0 +1,601 @@
+#include "garde/http/event_server.h"
+
+#include <Poco/DateTimeFormat.h>
+#include <Poco/DateTimeFormatter.h>
+#include <Poco/Exception.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/ServerSocket.h>
+#include <Poco/Net/SocketAddress.h>
+#include <Poco/Timestamp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <ctime>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "garde/base/encoding.h"
+#include "garde/base/log.h"
+#include "garde/http/request_parser.h"
+
+namespace garde {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How often an I/O thread looks for timed-out connections and the stop flag.
+constexpr int kSweepMs = 200;
+// Bytes read from one connection per readiness event before others get their turn.
+constexpr size_t kReadBurst = 256 * 1024;
+
+// The Date header, formatted once a second per thread rather than once an answer.
+const std::string& HttpDate() {
+  thread_local std::time_t formatted_for = 0;
+  thread_local std::string text;
+  const std::time_t now = std::time(nullptr);
+  if (now != formatted_for) {
+    formatted_for = now;
+    text = Poco::DateTimeFormatter::format(Poco::Timestamp::fromEpochTime(now),
+                                           Poco::DateTimeFormat::HTTP_FORMAT);
+  }
+  return text;
+}
+
+class Loop;
+
+struct Connection {
+  enum class Phase { kReading, kAnswering, kWriting, kLingering };
+
+  Connection(int socket, const RequestParser::Limits& limits) : fd(socket), parser(limits) {}
+
+  int fd;
+  Phase phase = Phase::kReading;
+  std::string in;
+  size_t in_pos = 0;
+  RequestParser parser;
+  Exchange x;
+  std::string out;
+  size_t out_pos = 0;
+  int minor_version = 1;
+  bool head_only = false;
+  bool keep_alive = true;
+  bool peer_closed = false;
+  bool continue_sent = false;
+  bool in_epoll = true;
+  bool waiting_writable = false;
+  int served = 0;
+  Clock::time_point deadline;
+};
+
+// Requests that may wait, answered by a fixed set of threads in arrival order.
+class WorkerPool {
+ public:
+  WorkerPool(ExchangeHandler& handler, int threads, size_t max_queued)
+      : handler_(handler), max_queued_(max_queued) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
+  }
+  ~WorkerPool() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+
+  // False when the queue is full.
+  bool Submit(Loop* loop, Connection* c) {
+    {
+      std::lock_guard lock(mu_);
+      if (queue_.size() >= max_queued_) return false;
+      queue_.push_back({loop, c});
+    }
+    wake_.notify_one();
+    return true;
+  }
+
+ private:
+  struct Job {
+    Loop* loop;
+    Connection* connection;
+  };
+  void Work();
+
+  ExchangeHandler& handler_;
+  const size_t max_queued_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::deque<Job> queue_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+// One I/O thread: its epoll set, its connections, and the answers workers hand back.
+class Loop {
+ public:
+  Loop(const EventServerOptions& options, ExchangeHandler& handler, WorkerPool& pool,
+       std::atomic<int>& open_connections, int listen_fd)
+      : options_(options),
+        handler_(handler),
+        pool_(pool),
+        open_connections_(open_connections),
+        listen_fd_(listen_fd) {
+    limits_.max_head_bytes = options.max_head_bytes;
+    limits_.body_limit = [&handler](std::string_view target) { return handler.BodyLimit(target); };
+    epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+    wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    Watch(wake_fd_, EPOLLIN);
+    // Every loop waits on the listening socket; EPOLLEXCLUSIVE wakes one of them per arrival.
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+    ev.data.fd = listen_fd_;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+  }
+
+  ~Loop() {
+    for (auto& [fd, c] : connections_) ::close(fd);
+    ::close(wake_fd_);
+    ::close(epoll_fd_);
+  }
+
+  bool ok() const { return epoll_fd_ >= 0 && wake_fd_ >= 0; }
+
+  void Run() {
+    epoll_event events[256];
+    auto next_sweep = Clock::now();
+    bool listening = true;
+    for (;;) {
+      const int n = ::epoll_wait(epoll_fd_, events, 256, kSweepMs);
+      if (n < 0 && errno != EINTR) break;
+      for (int i = 0; i < n; ++i) {
+        const int fd = events[i].data.fd;
+        if (fd == listen_fd_) {
+          if (listening) Accept();
+        } else if (fd == wake_fd_) {
+          TakeBack();
+        } else {
+          auto it = connections_.find(fd);
+          if (it != connections_.end()) OnReady(it->second.get(), events[i].events);
+        }
+      }
+      const bool stopping = stopping_.load(std::memory_order_acquire);
+      if (stopping && listening) {
+        ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+        listening = false;
+      }
+      const auto now = Clock::now();
+      if (now >= next_sweep || stopping) {
+        Sweep(now, stopping);
+        next_sweep = now + std::chrono::milliseconds(kSweepMs);
+      }
+      if (stopping && connections_.empty()) break;
+    }
+  }
+
+  void Stop() {
+    stopping_.store(true, std::memory_order_release);
+    Wake();
+  }
+
+  // Called by a worker once x's answer is ready.
+  void HandBack(Connection* c) {
+    {
+      std::lock_guard lock(returned_mu_);
+      returned_.push_back(c);
+    }
+    Wake();
+  }
+
+  // Writes the answer of c.x into c.out.
+  void Serialize(Connection* c) const {
+    const Exchange& x = c->x;
+    std::string& out = c->out;
+    out.clear();
+    c->out_pos = 0;
+    const bool no_body = x.status == 204 || x.status == 304;
+    out.reserve(256 + x.reply.size());
+    out += c->minor_version == 0 ? "HTTP/1.0 " : "HTTP/1.1 ";
+    out += std::to_string(x.status);
+    out += ' ';
+    out += Poco::Net::HTTPResponse::getReasonForStatus(
+        static_cast<Poco::Net::HTTPResponse::HTTPStatus>(x.status));
+    out += "\r\nDate: ";
+    out += HttpDate();
+    if (!options_.server_name.empty()) {
+      out += "\r\nServer: ";
+      out += options_.server_name;
+    }
+    out += c->keep_alive ? "\r\nConnection: Keep-Alive" : "\r\nConnection: Close";
+    if (!no_body) {
+      out += "\r\nContent-Type: ";
+      out += x.reply_type;
+      out += "\r\nContent-Length: ";
+      out += std::to_string(x.reply.size());
+    }
+    for (const auto& [name, value] : x.reply_headers) {
+      out += "\r\n";
+      out += name;
+      out += ": ";
+      out += value;
+    }
+    out += "\r\n\r\n";
+    if (!c->head_only && !no_body) out += x.reply;
+  }
+
+ private:
+  void Watch(int fd, uint32_t events) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.fd = fd;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+  }
+
+  void Wake() {
+    const uint64_t one = 1;
+    [[maybe_unused]] const ssize_t n = ::write(wake_fd_, &one, sizeof one);
+  }
+
+  void Accept() {
+    for (int i = 0; i < 64; ++i) {
+      const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno == EMFILE || errno == ENFILE) {
+          // Out of descriptors: stop accepting until the next sweep rather than spin.
+          ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+          accept_paused_ = true;
+          LogLine(spdlog::level::warn, "out of file descriptors; accepting paused");
+        }
+        return;
+      }
+      if (open_connections_.fetch_add(1) >= options_.max_connections) {
+        open_connections_.fetch_sub(1);
+        ::close(fd);
+        continue;
+      }
+      const int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      auto c = std::make_unique<Connection>(fd, limits_);
+      c->deadline = Clock::now() + options_.request_timeout;
+      Watch(fd, EPOLLIN);
+      connections_.emplace(fd, std::move(c));
+    }
+  }
+
+  void Close(Connection* c) {
+    const int fd = c->fd;
+    ::close(fd);  // also leaves the epoll set
+    connections_.erase(fd);
+    open_connections_.fetch_sub(1);
+  }
+
+  void OnReady(Connection* c, uint32_t events) {
+    if (c->phase == Connection::Phase::kLingering) {
+      thread_local char sink[16384];
+      ssize_t n;
+      while ((n = ::recv(c->fd, sink, sizeof sink, 0)) > 0) {
+      }
+      if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) Close(c);
+      return;
+    }
+    if (c->phase == Connection::Phase::kWriting) {
+      if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) Flush(c);
+      return;
+    }
+    if (c->phase != Connection::Phase::kReading) return;
+    if (!Receive(c)) {
+      Close(c);
+      return;
+    }
+    Process(c);
+  }
+
+  // Reads what the socket holds; false on a connection error.
+  bool Receive(Connection* c) {
+    thread_local char buf[65536];
+    if (c->in_pos == c->in.size()) {
+      c->in.clear();
+      c->in_pos = 0;
+    } else if (c->in_pos > 65536) {
+      c->in.erase(0, c->in_pos);
+      c->in_pos = 0;
+    }
+    size_t total = 0;
+    while (total < kReadBurst) {
+      const ssize_t n = ::recv(c->fd, buf, sizeof buf, 0);
+      if (n > 0) {
+        c->in.append(buf, static_cast<size_t>(n));
+        total += static_cast<size_t>(n);
+        if (static_cast<size_t>(n) < sizeof buf) break;  // drained; spare the EAGAIN call
+        continue;
+      }
+      if (n == 0) {
+        c->peer_closed = true;
+        break;
+      }
+      if (errno == EINTR) continue;
+      return errno == EAGAIN || errno == EWOULDBLOCK;
+    }
+    return true;
+  }
+
+  // Parses and answers every complete request buffered on c, in order.
+  void Process(Connection* c) {
+    while (c->phase == Connection::Phase::kReading) {
+      const bool was_started = c->parser.Started();
+      const auto progress = c->parser.Advance(c->in, &c->in_pos);
+      if (progress == RequestParser::Progress::kNeedMore ||
+          progress == RequestParser::Progress::kBodyNext) {
+        if (c->peer_closed) {
+          Close(c);  // an unfinished request; nobody is left to answer
+          return;
+        }
+        // The request timer starts with its first byte; an idle connection has its own.
+        if (!was_started && c->parser.Started()) {
+          c->deadline = Clock::now() + options_.request_timeout;
+        }
+        if (progress == RequestParser::Progress::kBodyNext && !c->continue_sent &&
+            c->parser.request().expect_continue) {
+          static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+          c->continue_sent = true;
+          [[maybe_unused]] const ssize_t n =
+              ::send(c->fd, kContinue.data(), kContinue.size(), MSG_NOSIGNAL);
+        }
+        return;
+      }
+      ParsedRequest& r = c->parser.request();
+      c->minor_version = r.minor_version;
+      ++c->served;
+      c->keep_alive = r.keep_alive && c->served < options_.max_keep_alive_requests &&
+                      !stopping_.load(std::memory_order_relaxed);
+      c->continue_sent = false;
+      c->x = ToExchange(std::move(r));
+      c->x.received = Clock::now();
+      c->head_only = c->x.method == "HEAD";
+      if (progress == RequestParser::Progress::kFailed) {
+        // A framing error leaves the rest of the stream unreadable: answer, then close.
+        c->keep_alive = false;
+        c->x.body.clear();
+        handler_.Answer(c->x, c->parser.error());
+        StartWrite(c);
+        return;
+      }
+      c->parser.Reset();
+      if (handler_.AnswersAtOnce(c->x)) {
+        handler_.Answer(c->x, Status::Ok());
+        if (!StartWrite(c)) return;
+        continue;
+      }
+      // Off the I/O thread: the worker owns c until it hands it back.
+      ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c->fd, nullptr);
+      c->in_epoll = false;
+      c->phase = Connection::Phase::kAnswering;
+      if (!pool_.Submit(this, c)) {
+        c->phase = Connection::Phase::kReading;
+        Rewatch(c, EPOLLIN);
+        handler_.Answer(c->x, Unavailable("the service is busy; retry in a moment"));
+        c->x.reply_headers.emplace_back("Retry-After", "1");
+        if (!StartWrite(c)) return;
+      }
+    }
+  }
+
+  void Rewatch(Connection* c, uint32_t events) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.fd = c->fd;
+    ::epoll_ctl(epoll_fd_, c->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd, &ev);
+    c->in_epoll = true;
+  }
+
+  // Answers the workers finished.
+  void TakeBack() {
+    uint64_t count;
+    [[maybe_unused]] const ssize_t n = ::read(wake_fd_, &count, sizeof count);
+    std::vector<Connection*> done;
+    {
+      std::lock_guard lock(returned_mu_);
+      done.swap(returned_);
+    }
+    for (Connection* c : done) {
+      Rewatch(c, EPOLLIN);
+      c->phase = Connection::Phase::kReading;
+      if (StartWrite(c)) Process(c);
+    }
+  }
+
+  // Sends c.out (serialised by whoever answered); true when the connection is ready for its
+  // next request, false when it is waiting to write or closed.
+  bool StartWrite(Connection* c) {
+    if (c->out.empty()) Serialize(c);
+    c->phase = Connection::Phase::kWriting;
+    c->deadline = Clock::now() + options_.request_timeout;
+    return Flush(c);
+  }
+
+  bool Flush(Connection* c) {
+    while (c->out_pos < c->out.size()) {
+      const ssize_t n = ::send(c->fd, c->out.data() + c->out_pos, c->out.size() - c->out_pos,
+                               MSG_NOSIGNAL);
+      if (n > 0) {
+        c->out_pos += static_cast<size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (!c->waiting_writable) {
+          Rewatch(c, EPOLLOUT);
+          c->waiting_writable = true;
+        }
+        return false;
+      }
+      Close(c);
+      return false;
+    }
+    c->out.clear();
+    c->out_pos = 0;
+    c->x = Exchange{};
+    if (c->peer_closed && c->in_pos == c->in.size()) {
+      Close(c);
+      return false;
+    }
+    if (!c->keep_alive) {
+      Linger(c);
+      return false;
+    }
+    if (c->waiting_writable) {
+      Rewatch(c, EPOLLIN);
+      c->waiting_writable = false;
+    }
+    c->phase = Connection::Phase::kReading;
+    c->deadline = Clock::now() + options_.keep_alive_timeout;
+    return true;  // a pipelined request already buffered is the caller's to Process
+  }
+
+  // Closing while the client may still be sending (a refused body, a pipelined request)
+  // would reset the connection and could destroy the answer before the client reads it:
+  // stop sending, discard what still arrives, and close when the client does (or after a
+  // moment).
+  void Linger(Connection* c) {
+    ::shutdown(c->fd, SHUT_WR);
+    c->phase = Connection::Phase::kLingering;
+    c->deadline = Clock::now() + std::chrono::seconds(2);
+    if (c->waiting_writable) {
+      Rewatch(c, EPOLLIN);
+      c->waiting_writable = false;
+    }
+  }
+
+  void Sweep(Clock::time_point now, bool stopping) {
+    if (accept_paused_ && !stopping) {
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+      ev.data.fd = listen_fd_;
+      ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+      accept_paused_ = false;
+    }
+    std::vector<Connection*> expired;
+    for (auto& [fd, c] : connections_) {
+      if (c->phase == Connection::Phase::kAnswering) continue;
+      const bool idle = (c->phase == Connection::Phase::kReading && !c->parser.Started() &&
+                         c->in_pos == c->in.size()) ||
+                        c->phase == Connection::Phase::kLingering;
+      if (now >= c->deadline || (stopping && idle)) expired.push_back(c.get());
+    }
+    for (Connection* c : expired) Close(c);
+  }
+
+  const EventServerOptions& options_;
+  ExchangeHandler& handler_;
+  WorkerPool& pool_;
+  std::atomic<int>& open_connections_;
+  const int listen_fd_;
+  RequestParser::Limits limits_;
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1;
+  bool accept_paused_ = false;
+  std::atomic<bool> stopping_{false};
+  std::unordered_map<int, std::unique_ptr<Connection>> connections_;
+  std::mutex returned_mu_;
+  std::vector<Connection*> returned_;
+};
+
+void WorkerPool::Work() {
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock lock(mu_);
+      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      job = queue_.front();
+      queue_.pop_front();
+    }
+    handler_.Answer(job.connection->x, Status::Ok());
+    job.loop->Serialize(job.connection);
+    job.loop->HandBack(job.connection);
+  }
+}
+
+}  // namespace
+
+class EventServer::Impl {
+ public:
+  Impl(EventServerOptions options, ExchangeHandler& handler)
+      : options_(std::move(options)), handler_(handler) {}
+
+  ~Impl() { Stop(); }
+
+  Status Start() {
+    try {
+      Poco::Net::SocketAddress address(options_.host, options_.port);
+      // Reuse the address (restart while old connections linger) but not the port: a second
+      // service on the same port must fail to start, not share its connections.
+      socket_.bind(address, /*reuseAddress=*/true, /*reusePort=*/false);
+      socket_.listen(1024);
+      socket_.setBlocking(false);
+      port_ = socket_.address().port();
+    } catch (const Poco::Exception& e) {
+      return Unavailable("cannot listen on " + options_.host + ":" +
+                         std::to_string(options_.port) + ": " + e.displayText());
+    }
+    pool_ = std::make_unique<WorkerPool>(handler_, options_.workers,
+                                         static_cast<size_t>(options_.max_queued));
+    const int listen_fd = socket_.impl()->sockfd();
+    for (int i = 0; i < std::max(1, options_.io_threads); ++i) {
+      auto loop = std::make_unique<Loop>(options_, handler_, *pool_, open_connections_, listen_fd);
+      if (!loop->ok()) return Unavailable("cannot create the I/O threads' epoll sets");
+      loops_.push_back(std::move(loop));
+    }
+    for (auto& loop : loops_) threads_.emplace_back([l = loop.get()] { l->Run(); });
+    return Status::Ok();
+  }
+
+  void Stop() {
+    for (auto& loop : loops_) loop->Stop();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    pool_.reset();  // every connection is back from its worker: the loops waited for them
+    loops_.clear();
+    socket_.close();
+  }
+
+  uint16_t port() const { return port_; }
+
+ private:
+  EventServerOptions options_;
+  ExchangeHandler& handler_;
+  Poco::Net::ServerSocket socket_;
+  uint16_t port_ = 0;
+  std::atomic<int> open_connections_{0};
+  std::unique_ptr<WorkerPool> pool_;
+  std::vector<std::unique_ptr<Loop>> loops_;
+  std::vector<std::thread> threads_;
+};
+
+EventServer::EventServer(EventServerOptions options, ExchangeHandler& handler)
+    : impl_(std::make_unique<Impl>(std::move(options), handler)) {}
+
+EventServer::~EventServer() = default;
+
+Status EventServer::Start() { return impl_->Start(); }
+uint16_t EventServer::port() const { return impl_->port(); }
+void EventServer::Stop() { impl_->Stop(); }
+
+// A per-thread random prefix and a counter avoid a getrandom() call per request.
+std::string NextRequestId() {
+  thread_local const std::string prefix = RandomId("req_").substr(0, 16);
+  thread_local uint64_t counter = 0;
+  return prefix + std::to_string(++counter);
+}
+
+}  // namespace garde

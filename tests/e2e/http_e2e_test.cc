@@ -1,0 +1,178 @@
+// The HTTP/1.1 edge as raw clients use it: pipelining, chunked bodies, 100-continue, limits,
+// and many open connections on few threads.
+#include <Poco/Exception.h>
+#include <Poco/Net/SocketAddress.h>
+#include <Poco/Net/StreamSocket.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "garde_process.h"
+
+namespace garde::testing {
+namespace {
+
+class HttpE2E : public ::testing::Test {
+ protected:
+  std::unique_ptr<Poco::Net::StreamSocket> Connect() const {
+    auto s = std::make_unique<Poco::Net::StreamSocket>(
+        Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(g_.port())));
+    s->setReceiveTimeout(Poco::Timespan(10, 0));
+    return s;
+  }
+  static void SendAll(Poco::Net::StreamSocket& s, const std::string& bytes) {
+    s.sendBytes(bytes.data(), static_cast<int>(bytes.size()));
+  }
+  // Everything the server sends until it closes the connection.
+  static std::string ReadUntilClosed(Poco::Net::StreamSocket& s) {
+    std::string got;
+    char buf[8192];
+    try {
+      for (int n; (n = s.receiveBytes(buf, sizeof buf)) > 0;) got.append(buf, static_cast<size_t>(n));
+    } catch (const Poco::Exception&) {
+    }
+    return got;
+  }
+  // Reads until `marker` has been seen `times` times (or the peer closes).
+  static std::string ReadUntil(Poco::Net::StreamSocket& s, const std::string& marker, int times) {
+    std::string got;
+    char buf[8192];
+    auto count = [&] {
+      int c = 0;
+      for (size_t at = got.find(marker); at != std::string::npos; at = got.find(marker, at + 1)) ++c;
+      return c;
+    };
+    try {
+      while (count() < times) {
+        const int n = s.receiveBytes(buf, sizeof buf);
+        if (n <= 0) break;
+        got.append(buf, static_cast<size_t>(n));
+      }
+    } catch (const Poco::Exception&) {
+    }
+    return got;
+  }
+  static int Count(const std::string& text, const std::string& what) {
+    int c = 0;
+    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++c;
+    return c;
+  }
+
+  GardeProcess g_;
+};
+
+TEST_F(HttpE2E, PipelinedRequestsAreAnsweredInOrder) {
+  g_.Start();
+  auto s = Connect();
+  SendAll(*s,
+          "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: first\r\n\r\n"
+          "GET /nowhere HTTP/1.1\r\nHost: x\r\nX-Request-Id: second\r\n\r\n"
+          "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: third\r\nConnection: close\r\n\r\n");
+  const std::string got = ReadUntilClosed(*s);
+  const size_t first = got.find("X-Request-Id: first");
+  const size_t second = got.find("X-Request-Id: second");
+  const size_t third = got.find("X-Request-Id: third");
+  ASSERT_NE(third, std::string::npos) << got;
+  EXPECT_LT(first, second);
+  EXPECT_LT(second, third);
+  EXPECT_EQ(Count(got, "HTTP/1.1 200 OK"), 2) << got;
+  EXPECT_EQ(Count(got, "HTTP/1.1 404 Not Found"), 1) << got;
+  EXPECT_NE(got.find("Connection: Close"), std::string::npos);
+}
+
+TEST_F(HttpE2E, ChunkedBodyAfterOneHundredContinueStoresTheSubject) {
+  const std::string key = g_.CreateKey("crm", "operator", {"customer_management"});
+  g_.Start();
+  auto s = Connect();
+  SendAll(*s,
+          "POST /v1/subjects HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key +
+              "\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+              "Expect: 100-continue\r\n\r\n");
+  const std::string interim = ReadUntil(*s, "\r\n\r\n", 1);
+  EXPECT_EQ(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+  const std::string body =
+      R"({"kind":"person","fields":{"email":"chunked.client@example.org"}})";
+  // Three chunks, the last sent a byte at a time, as a slow client would.
+  const std::string part1 = body.substr(0, 10), part2 = body.substr(10, 20), part3 = body.substr(30);
+  auto hex = [](size_t n) {
+    char b[16];
+    std::snprintf(b, sizeof b, "%zx", n);
+    return std::string(b);
+  };
+  SendAll(*s, hex(part1.size()) + "\r\n" + part1 + "\r\n");
+  SendAll(*s, hex(part2.size()) + ";ext=1\r\n" + part2 + "\r\n");
+  const std::string last = hex(part3.size()) + "\r\n" + part3 + "\r\n0\r\n\r\n";
+  for (char c : last) {
+    SendAll(*s, std::string(1, c));
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  const std::string reply = ReadUntil(*s, "\"id\"", 1);
+  EXPECT_EQ(reply.rfind("HTTP/1.1 201", 0), 0u) << reply;
+  const std::string id = JsonString(reply.substr(reply.find("\r\n\r\n") + 4), "id");
+  ASSERT_FALSE(id.empty()) << reply;
+  const HttpReply read = g_.Get("/v1/subjects/" + id, key, "customer_management");
+  EXPECT_EQ(read.status, 200);
+  EXPECT_NE(read.body.find("chunked.client@example.org"), std::string::npos) << read.body;
+}
+
+TEST_F(HttpE2E, OversizedHeadOrBodyIsRefusedWithAProblemAndTheConnectionCloses) {
+  const std::string key = g_.CreateKey("crm", "operator", {"customer_management"});
+  g_.Start();
+  {
+    auto s = Connect();
+    SendAll(*s, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(70000, 'a') + "\r\n\r\n");
+    const std::string got = ReadUntilClosed(*s);
+    EXPECT_EQ(got.rfind("HTTP/1.1 431", 0), 0u) << got.substr(0, 200);
+    EXPECT_NE(got.find("application/problem+json"), std::string::npos);
+    EXPECT_NE(got.find("\"status\":431"), std::string::npos);
+    EXPECT_NE(got.find("Connection: Close"), std::string::npos);
+  }
+  {
+    // Refused on the header alone: the 2 MB never need to be sent.
+    auto s = Connect();
+    SendAll(*s, "POST /v1/subjects HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key +
+                    "\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n{");
+    const std::string got = ReadUntilClosed(*s);
+    EXPECT_EQ(got.rfind("HTTP/1.1 413", 0), 0u) << got;
+    EXPECT_NE(got.find("\"status\":413"), std::string::npos) << got;
+  }
+  {
+    auto s = Connect();
+    SendAll(*s, "POST /v1/subjects HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n");
+    const std::string got = ReadUntilClosed(*s);
+    EXPECT_EQ(got.rfind("HTTP/1.1 400", 0), 0u) << got;
+    EXPECT_NE(got.find("Transfer-Encoding"), std::string::npos) << got;
+  }
+  EXPECT_EQ(g_.CountRows("subjects"), 0);
+  EXPECT_EQ(g_.Get("/healthz", "").status, 200);
+}
+
+TEST_F(HttpE2E, HundredsOfOpenConnectionsAreServedByAFewThreads) {
+  const std::string key = g_.CreateKey("crm", "operator", {"customer_management"});
+  // Two workers for the routes that may wait; connections do not hold a thread each.
+  g_.Start({"--max-threads", "2", "--io-threads", "1"});
+  std::vector<std::unique_ptr<Poco::Net::StreamSocket>> open;
+  for (int i = 0; i < 300; ++i) open.push_back(Connect());
+  // Every connection asks at once, then all keep their connection open and ask again.
+  for (int round = 0; round < 2; ++round) {
+    for (auto& s : open) SendAll(*s, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    int ok = 0;
+    for (auto& s : open) {
+      const std::string got = ReadUntil(*s, "{\"status\":\"ok\"}", 1);
+      ok += got.rfind("HTTP/1.1 200", 0) == 0 ? 1 : 0;
+    }
+    EXPECT_EQ(ok, 300) << "round " << round;
+  }
+  // Writes run on the workers while those connections stay open.
+  const HttpReply created = g_.Post(
+      "/v1/subjects", R"({"kind":"person","fields":{"email":"many.connections@example.org"}})", key);
+  EXPECT_EQ(created.status, 201) << created.body;
+}
+
+}  // namespace
+}  // namespace garde::testing

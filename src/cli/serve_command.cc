@@ -89,8 +89,8 @@ class ServeApplication final : public Poco::Util::ServerApplication {
     });
     // Signs a tree head every audit_checkpoint_every entries or audit_checkpoint_seconds.
     std::thread checkpointer([&] {
-      // Background work, like the audit importer: a checkpoint first imports whatever the
-      // journals hold, and that must not take the cores from requests when they are busy.
+      // Background work: it signs what the importer has logged so far and leaves importing to
+      // the importer (importing first made this thread do the importer's work in bursts).
       ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
       auto last = std::chrono::steady_clock::now();
       std::unique_lock<std::mutex> lock(mu);
@@ -106,7 +106,7 @@ class ServeApplication final : public Poco::Util::ServerApplication {
             size.ok() && size.value() > signed_size &&
             std::chrono::steady_clock::now() - last >= std::chrono::seconds(config_.audit_checkpoint_seconds);
         if (due_by_count || due_by_time) {
-          auto head = d.value()->audit().Checkpoint();
+          auto head = d.value()->audit().Checkpoint(/*import_first=*/false);
           if (head.ok()) {
             last = std::chrono::steady_clock::now();
           } else {

@@ -168,7 +168,9 @@ void AuditLog::EnsureImporter() {
 
 void AuditLog::ImporterLoop() {
   // Background work: request threads come first when the cores are busy (a lower priority
-  // shifts when entries reach the log, never whether they do).
+  // shifts when entries reach the log, never whether they do). Not lower than 10: an
+  // unprivileged process cannot raise it again, and a server busy for long must still
+  // import as fast as it logs (docs/benchmarks.md, "background priority").
   ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
   // Every interval, whatever arrived; without news, still look for pending entries of other
   // processes (CLI commands) about once a second.
@@ -478,8 +480,8 @@ Result<std::vector<Hash>> AuditLog::ConsistencyProof(uint64_t from, uint64_t to)
   return out;
 }
 
-Result<CheckpointRow> AuditLog::Checkpoint() {
-  GARDE_RETURN_IF_ERROR(Flush());
+Result<CheckpointRow> AuditLog::Checkpoint(bool import_first) {
+  if (import_first) GARDE_RETURN_IF_ERROR(Flush());
   CheckpointRow row;
   GARDE_RETURN_IF_ERROR(log_.Write([&](WriteTx& tx) -> Status {
     auto latest = tx.LatestCheckpoint();

@@ -84,7 +84,10 @@ class AuditLog final : public AccessJournal {
 
   Result<uint64_t> Size();
   // Signs the current tree head unless the latest checkpoint already covers it.
-  Result<CheckpointRow> Checkpoint();
+  // Signs the current tree head unless the latest checkpoint already covers it; first
+  // imports what the journals hold, unless `import_first` is false (the background
+  // checkpointer, which signs what the importer has logged so far).
+  Result<CheckpointRow> Checkpoint(bool import_first = true);
   Result<std::optional<CheckpointRow>> LatestCheckpoint();
   Result<Hash> Root(uint64_t size);
   Result<std::vector<Hash>> InclusionProof(uint64_t index, uint64_t size);

@@ -4,6 +4,8 @@
 //   garde_bench_bare 127.0.0.1:9090                 # stock Poco HTTPServer (the baseline)
 //   garde_bench_bare 127.0.0.1:9090 --garde-server  # the same answer from garde's own
 //                                                   # event-driven server (event_server.h)
+//   garde_bench_bare 127.0.0.1:9090 --garde-server 20  # ... spinning 20 µs per request, to
+//                                                      # see the tail of a given CPU cost
 #include <Poco/Net/HTTPRequestHandler.h>
 #include <Poco/Net/HTTPRequestHandlerFactory.h>
 #include <Poco/Net/HTTPServer.h>
@@ -17,6 +19,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <limits>
@@ -53,23 +57,30 @@ class Factory final : public Poco::Net::HTTPRequestHandlerFactory {
 // The fixed answer behind garde's server: every request is answered on its I/O thread.
 class FixedExchange final : public garde::ExchangeHandler {
  public:
+  explicit FixedExchange(int work_us) : work_us_(work_us) {}
   int64_t BodyLimit(std::string_view) const override { return 1 << 20; }
   bool AnswersAtOnce(const garde::Exchange&) const override { return true; }
   void Answer(garde::Exchange& x, const garde::Status&) override {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(work_us_);
+    while (work_us_ > 0 && std::chrono::steady_clock::now() < until) {
+    }
     static const std::string body = std::string(kBody) + std::string(60 - sizeof(kBody) + 1, ' ');
     x.Json(200, body);
   }
+
+ private:
+  const int work_us_;
 };
 
 class BareApp final : public Poco::Util::ServerApplication {
  public:
-  BareApp(std::string listen, bool garde_server)
-      : listen_(std::move(listen)), garde_server_(garde_server) {}
+  BareApp(std::string listen, bool garde_server, int work_us)
+      : listen_(std::move(listen)), garde_server_(garde_server), work_us_(work_us) {}
 
  protected:
   int main(const std::vector<std::string>&) override {
     if (garde_server_) {
-      FixedExchange handler;
+      FixedExchange handler(work_us_);
       garde::EventServerOptions options;
       const Poco::Net::SocketAddress address(listen_);
       options.host = address.host().toString();
@@ -100,13 +111,14 @@ class BareApp final : public Poco::Util::ServerApplication {
  private:
   std::string listen_;
   bool garde_server_;
+  int work_us_;
 };
 
 }  // namespace
 
 int main(int argc, char** argv) {
   BareApp app(argc > 1 ? argv[1] : "127.0.0.1:9090",
-              argc > 2 && std::string(argv[2]) == "--garde-server");
+              argc > 2 && std::string(argv[2]) == "--garde-server", argc > 3 ? std::atoi(argv[3]) : 0);
   std::vector<std::string> args = {"bare"};
   return app.run(args);
 }

@@ -4,8 +4,6 @@
 
 #include <pthread.h>
 #include <signal.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include <condition_variable>
 #include <iostream>
@@ -88,14 +86,23 @@ class ServeApplication final : public Poco::Util::ServerApplication {
       }
     });
     // Signs a tree head every audit_checkpoint_every entries or audit_checkpoint_seconds.
+    // It signs what the importer has logged so far; the importer (nice 10) does the
+    // importing, so that a burst of audited reads does not take the cores from requests. If
+    // reads keep both cores busy for long, the importer falls behind; from
+    // kCatchUpJournals full journals on, this thread (normal priority) imports everything
+    // each second: the backlog stays bounded, and requests pay for it only then.
     std::thread checkpointer([&] {
-      // Background work: it signs what the importer has logged so far and leaves importing to
-      // the importer (importing first made this thread do the importer's work in bursts).
-      ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
+      constexpr size_t kCatchUpJournals = 8;
       auto last = std::chrono::steady_clock::now();
       std::unique_lock<std::mutex> lock(mu);
       while (!cv.wait_for(lock, std::chrono::seconds(1), [&] { return stopping; })) {
         lock.unlock();
+        if (d.value()->audit().JournalBacklog() >= kCatchUpJournals) {
+          const Status caught_up = d.value()->audit().Flush();
+          if (!caught_up.ok()) {
+            LogLine(spdlog::level::err, "audit import failed").Str("detail", caught_up.message());
+          }
+        }
         auto size = d.value()->audit().Size();
         auto latest = d.value()->audit().LatestCheckpoint();
         const uint64_t signed_size =

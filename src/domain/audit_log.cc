@@ -149,6 +149,11 @@ Status AuditLog::Record(WriteTx* tx, const Caller& caller, const AccessEvent& ev
   return Status::Ok();
 }
 
+size_t AuditLog::JournalBacklog() const {
+  std::shared_lock<std::shared_mutex> lock(journal_mu_);
+  return retired_.size();
+}
+
 void AuditLog::Kick() {
   {
     std::lock_guard<std::mutex> lock(mu_);

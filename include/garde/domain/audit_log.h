@@ -83,6 +83,8 @@ class AuditLog final : public AccessJournal {
   void Stop();
 
   Result<uint64_t> Size();
+  // Full read journals waiting for the importer (8 MiB of entries each by default).
+  size_t JournalBacklog() const;
   // Signs the current tree head unless the latest checkpoint already covers it.
   // Signs the current tree head unless the latest checkpoint already covers it; first
   // imports what the journals hold, unless `import_first` is false (the background
@@ -118,7 +120,7 @@ class AuditLog final : public AccessJournal {
 
   // The journals; stopping_ is also written under it. Record holds it shared; rotating to
   // a new journal when one is full takes it exclusively.
-  std::shared_mutex journal_mu_;
+  mutable std::shared_mutex journal_mu_;
   std::shared_ptr<AuditJournal> journal_;                // appended to by Record
   std::shared_ptr<AuditJournal> spare_;                  // the next one, made in advance
   std::vector<std::shared_ptr<AuditJournal>> retired_;   // full, not yet imported whole

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <limits>
 
+#include "garde/base/encoding.h"
+
 namespace garde {
 namespace {
 
@@ -32,14 +34,6 @@ std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return s;
-}
-
-std::string LowerAscii(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + ('a' - 'A'));
-  }
-  return out;
 }
 
 // The next line of `s` from *pos, without its CRLF or LF; false when no full line is left.
@@ -200,7 +194,7 @@ Status RequestParser::ParseHead(std::string_view head) {
       return Status(Code::kHeaderTooLarge,
                     "more than " + std::to_string(limits_.max_headers) + " header fields");
     }
-    std::string name = LowerAscii(line.substr(0, colon));
+    std::string name = AsciiLower(line.substr(0, colon));
     if (name == "content-length") {
       // A list of identical values is one length (RFC 9110 §8.6); anything else is refused.
       std::string_view list = value;
@@ -216,14 +210,14 @@ Status RequestParser::ParseHead(std::string_view head) {
       }
       if (!has_length) return BadRequest("the Content-Length header is invalid");
     } else if (name == "transfer-encoding") {
-      if (chunked || LowerAscii(value) != "chunked") {
+      if (chunked || AsciiLower(value) != "chunked") {
         return BadRequest("only the chunked transfer coding is accepted");
       }
       chunked = true;
     } else if (name == "connection") {
-      connection += LowerAscii(value) + ",";
+      connection += AsciiLower(value) + ",";
     } else if (name == "expect") {
-      request_.expect_continue = LowerAscii(value) == "100-continue";
+      request_.expect_continue = AsciiLower(value) == "100-continue";
     }
     request_.headers.emplace_back(std::move(name), std::string(value));
   }

@@ -33,6 +33,9 @@ std::string RandomId(std::string_view prefix);
 // True when text is prefix + 26 Crockford base32 characters.
 bool IsRandomId(std::string_view text, std::string_view prefix);
 
+// `text` with A-Z turned into a-z and every other byte kept (header names, tokens).
+std::string AsciiLower(std::string_view text);
+
 // The non-empty pieces of `text` between `separator`s ("a,,b" -> {"a", "b"}).
 std::vector<std::string> SplitList(std::string_view text, char separator);
 

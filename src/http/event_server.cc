@@ -152,11 +152,7 @@ class Loop {
     epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
     wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     Watch(wake_fd_, EPOLLIN);
-    // Every loop waits on the listening socket; EPOLLEXCLUSIVE wakes one of them per arrival.
-    epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLEXCLUSIVE;
-    ev.data.fd = listen_fd_;
-    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+    WatchListener();
   }
 
   ~Loop() {
@@ -256,6 +252,9 @@ class Loop {
     ev.data.fd = fd;
     ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
   }
+
+  // Every loop waits on the listening socket; EPOLLEXCLUSIVE wakes one of them per arrival.
+  void WatchListener() { Watch(listen_fd_, EPOLLIN | EPOLLEXCLUSIVE); }
 
   void Wake() {
     const uint64_t one = 1;
@@ -508,10 +507,7 @@ class Loop {
 
   void Sweep(Clock::time_point now, bool stopping) {
     if (accept_paused_ && !stopping) {
-      epoll_event ev{};
-      ev.events = EPOLLIN | EPOLLEXCLUSIVE;
-      ev.data.fd = listen_fd_;
-      ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+      WatchListener();
       accept_paused_ = false;
     }
     std::vector<Connection*> expired;

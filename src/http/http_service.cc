@@ -27,13 +27,6 @@ bool ValidRequestId(const std::string& id) {
   return true;
 }
 
-std::string Lower(std::string s) {
-  for (char& c : s) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return s;
-}
-
 void Fail(Exchange& x, const Status& s) {
   x.status = HttpStatusOf(s.code());
   x.reply_type = "application/problem+json";
@@ -55,7 +48,7 @@ Status ParseTarget(Exchange& x) {
     return BadRequest("the request URI is malformed");
   }
   const std::string ct = x.Header("content-type");
-  x.content_type = Lower(ct.substr(0, ct.find(';')));
+  x.content_type = AsciiLower(ct.substr(0, ct.find(';')));
   while (!x.content_type.empty() && x.content_type.back() == ' ') x.content_type.pop_back();
   return Status::Ok();
 }
@@ -82,6 +75,16 @@ void HttpService::Answer(Exchange& x, const Status& framing) {
   }
   const std::string incoming_id = x.Header("x-request-id");
   x.request_id = ValidRequestId(incoming_id) ? incoming_id : NextRequestId();
+  // A route that throws gets a plain 500; whatever it had built of its answer is dropped.
+  auto answer_internal_error = [&x](const char* what) {
+    LogLine(spdlog::level::err, "unhandled exception")
+        .Str("request_id", x.request_id)
+        .Str("route", x.route)
+        .Str("what", what);
+    x.caller.reset();
+    x.reply_headers.clear();
+    Fail(x, Internal("an unexpected error occurred; it has been logged"));
+  };
   try {
     Status read = framing.ok() ? ParseTarget(x) : framing;
     if (read.ok()) {
@@ -90,18 +93,9 @@ void HttpService::Answer(Exchange& x, const Status& framing) {
       Fail(x, read);
     }
   } catch (const std::exception& e) {
-    LogLine(spdlog::level::err, "unhandled exception")
-        .Str("request_id", x.request_id)
-        .Str("route", x.route)
-        .Str("what", e.what());
-    x.caller.reset();
-    x.reply_headers.clear();
-    Fail(x, Internal("an unexpected error occurred; it has been logged"));
+    answer_internal_error(e.what());
   } catch (...) {
-    LogLine(spdlog::level::err, "unhandled exception").Str("request_id", x.request_id);
-    x.caller.reset();
-    x.reply_headers.clear();
-    Fail(x, Internal("an unexpected error occurred; it has been logged"));
+    answer_internal_error("(not a std::exception)");
   }
   // W3C Server Timing: from having the whole request to having the whole answer ready,
   // without sending it (what a client cannot tell apart from the network).
@@ -133,7 +127,7 @@ Status Authenticate(Deployment& d, Exchange& x) {
     x.reply_headers.emplace_back("WWW-Authenticate", "Bearer realm=\"garde\"");
     return Unauthenticated("send an API key as `Authorization: Bearer <key>`");
   }
-  if (auth.size() < 8 || Lower(auth.substr(0, 7)) != "bearer ") {
+  if (auth.size() < 8 || AsciiLower(auth.substr(0, 7)) != "bearer ") {
     x.reply_headers.emplace_back("WWW-Authenticate", "Bearer realm=\"garde\"");
     return Unauthenticated("the Authorization header must use the Bearer scheme");
   }
@@ -150,7 +144,7 @@ Status Authenticate(Deployment& d, Exchange& x) {
 
 std::string BearerCredential(const Exchange& x) {
   const std::string auth = x.Header("authorization");
-  if (auth.size() < 8 || Lower(auth.substr(0, 7)) != "bearer ") return "";
+  if (auth.size() < 8 || AsciiLower(auth.substr(0, 7)) != "bearer ") return "";
   return auth.substr(7);
 }
 

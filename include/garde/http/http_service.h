@@ -8,7 +8,6 @@
 //   http.Stop();                             // stops accepting, lets requests finish
 #pragma once
 
-#include <atomic>
 #include <memory>
 #include <string>
 

@@ -228,6 +228,8 @@ class Loop {
       out += "\r\nServer: ";
       out += options_.server_name;
     }
+    // A server stopping while the request ran closes the connection after this answer.
+    c->keep_alive = c->keep_alive && !stopping_.load(std::memory_order_relaxed);
     out += c->keep_alive ? "\r\nConnection: Keep-Alive" : "\r\nConnection: Close";
     if (!no_body) {
       out += "\r\nContent-Type: ";

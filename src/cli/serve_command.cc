@@ -90,7 +90,8 @@ class ServeApplication final : public Poco::Util::ServerApplication {
     // importing, so that a burst of audited reads does not take the cores from requests. If
     // reads keep both cores busy for long, the importer falls behind; from
     // kCatchUpJournals full journals on, this thread (normal priority) imports everything
-    // each second: the backlog stays bounded, and requests pay for it only then.
+    // each second, so that requests pay for their entries then. At full load on two cores
+    // this slows the backlog's growth without stopping it (docs/benchmarks.md).
     std::thread checkpointer([&] {
       constexpr size_t kCatchUpJournals = 8;
       auto last = std::chrono::steady_clock::now();

@@ -174,8 +174,8 @@ void AuditLog::EnsureImporter() {
 void AuditLog::ImporterLoop() {
   // Background work: request threads come first when the cores are busy (a lower priority
   // shifts when entries reach the log, never whether they do). Not lower than 10: an
-  // unprivileged process cannot raise it again, and a server busy for long must still
-  // import as fast as it logs (docs/benchmarks.md, "background priority").
+  // unprivileged process cannot raise it again, and under a long full load the importer
+  // must still get some CPU; the checkpointer catches up beyond that (serve_command.cc).
   ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
   // Every interval, whatever arrived; without news, still look for pending entries of other
   // processes (CLI commands) about once a second.

@@ -85,7 +85,6 @@ class AuditLog final : public AccessJournal {
   Result<uint64_t> Size();
   // Full read journals waiting for the importer (8 MiB of entries each by default).
   size_t JournalBacklog() const;
-  // Signs the current tree head unless the latest checkpoint already covers it.
   // Signs the current tree head unless the latest checkpoint already covers it; first
   // imports what the journals hold, unless `import_first` is false (the background
   // checkpointer, which signs what the importer has logged so far).

@@ -57,6 +57,19 @@ int Spawn(const std::vector<std::string>& args, const std::map<std::string, std:
 
 }  // namespace
 
+std::string ReadUntilClosed(Poco::Net::StreamSocket& socket, std::chrono::seconds limit) {
+  socket.setReceiveTimeout(Poco::Timespan(static_cast<long>(limit.count()), 0));
+  std::string got;
+  char buf[8192];
+  try {
+    for (int n; (n = socket.receiveBytes(buf, sizeof buf)) > 0;) {
+      got.append(buf, static_cast<size_t>(n));
+    }
+  } catch (const Poco::Exception&) {
+  }
+  return got;
+}
+
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;

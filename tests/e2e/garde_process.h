@@ -7,6 +7,9 @@
 //   HttpReply r = g.Post("/v1/subjects", body, key);
 #pragma once
 
+#include <Poco/Net/StreamSocket.h>
+
+#include <chrono>
 #include <map>
 #include <string>
 #include <vector>
@@ -94,6 +97,8 @@ class GardeProcess {
   int port_ = 0;
 };
 
+// Everything a raw socket receives until the server closes it (or `limit` passes).
+std::string ReadUntilClosed(Poco::Net::StreamSocket& socket, std::chrono::seconds limit);
 // Reads a whole file ("" when missing).
 std::string ReadFile(const std::string& path);
 // Extracts a top-level string member from a JSON object (test convenience).

@@ -27,16 +27,6 @@ class HttpE2E : public ::testing::Test {
   static void SendAll(Poco::Net::StreamSocket& s, const std::string& bytes) {
     s.sendBytes(bytes.data(), static_cast<int>(bytes.size()));
   }
-  // Everything the server sends until it closes the connection.
-  static std::string ReadUntilClosed(Poco::Net::StreamSocket& s) {
-    std::string got;
-    char buf[8192];
-    try {
-      for (int n; (n = s.receiveBytes(buf, sizeof buf)) > 0;) got.append(buf, static_cast<size_t>(n));
-    } catch (const Poco::Exception&) {
-    }
-    return got;
-  }
   // Reads until `marker` has been seen `times` times (or the peer closes).
   static std::string ReadUntil(Poco::Net::StreamSocket& s, const std::string& marker, int times) {
     std::string got;
@@ -72,7 +62,7 @@ TEST_F(HttpE2E, PipelinedRequestsAreAnsweredInOrder) {
           "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: first\r\n\r\n"
           "GET /nowhere HTTP/1.1\r\nHost: x\r\nX-Request-Id: second\r\n\r\n"
           "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: third\r\nConnection: close\r\n\r\n");
-  const std::string got = ReadUntilClosed(*s);
+  const std::string got = ReadUntilClosed(*s, std::chrono::seconds(10));
   const size_t first = got.find("X-Request-Id: first");
   const size_t second = got.find("X-Request-Id: second");
   const size_t third = got.find("X-Request-Id: third");
@@ -125,7 +115,7 @@ TEST_F(HttpE2E, OversizedHeadOrBodyIsRefusedWithAProblemAndTheConnectionCloses) 
   {
     auto s = Connect();
     SendAll(*s, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(70000, 'a') + "\r\n\r\n");
-    const std::string got = ReadUntilClosed(*s);
+    const std::string got = ReadUntilClosed(*s, std::chrono::seconds(10));
     EXPECT_EQ(got.rfind("HTTP/1.1 431", 0), 0u) << got.substr(0, 200);
     EXPECT_NE(got.find("application/problem+json"), std::string::npos);
     EXPECT_NE(got.find("\"status\":431"), std::string::npos);
@@ -136,7 +126,7 @@ TEST_F(HttpE2E, OversizedHeadOrBodyIsRefusedWithAProblemAndTheConnectionCloses) 
     auto s = Connect();
     SendAll(*s, "POST /v1/subjects HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key +
                     "\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n{");
-    const std::string got = ReadUntilClosed(*s);
+    const std::string got = ReadUntilClosed(*s, std::chrono::seconds(10));
     EXPECT_EQ(got.rfind("HTTP/1.1 413", 0), 0u) << got;
     EXPECT_NE(got.find("\"status\":413"), std::string::npos) << got;
   }
@@ -144,7 +134,7 @@ TEST_F(HttpE2E, OversizedHeadOrBodyIsRefusedWithAProblemAndTheConnectionCloses) 
     auto s = Connect();
     SendAll(*s, "POST /v1/subjects HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
                 "Transfer-Encoding: chunked\r\n\r\n");
-    const std::string got = ReadUntilClosed(*s);
+    const std::string got = ReadUntilClosed(*s, std::chrono::seconds(10));
     EXPECT_EQ(got.rfind("HTTP/1.1 400", 0), 0u) << got;
     EXPECT_NE(got.find("Transfer-Encoding"), std::string::npos) << got;
   }

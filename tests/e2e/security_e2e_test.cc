@@ -221,18 +221,6 @@ TEST_F(SecurityE2E, SlowAndIdleConnectionsTimeOut) {
   EXPECT_EQ(g_.Get("/healthz", "").status, 200);
 }
 
-// Everything a raw socket receives until the server closes it (or `limit` passes).
-std::string ReadUntilClosed(Poco::Net::StreamSocket& s, std::chrono::seconds limit) {
-  s.setReceiveTimeout(Poco::Timespan(static_cast<long>(limit.count()), 0));
-  std::string got;
-  char buf[4096];
-  try {
-    for (int n; (n = s.receiveBytes(buf, sizeof buf)) > 0;) got.append(buf, static_cast<size_t>(n));
-  } catch (const Poco::Exception&) {
-  }
-  return got;
-}
-
 TEST_F(SecurityE2E, RequestThatIsNotHttpGetsProblemJson) {
   g_.Start();
   Poco::Net::StreamSocket s(Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(g_.port())));

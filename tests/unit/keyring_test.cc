@@ -11,16 +11,23 @@
 namespace garde {
 namespace {
 
-std::string TempKeyring(const char* name) {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("garde-keyring-" + std::to_string(::getpid()) + "-" + name);
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return (dir / "keyring.json").string();
-}
+// A keyring path in a directory of its own, removed with it.
+struct TempKeyring {
+  explicit TempKeyring(const char* name)
+      : dir(std::filesystem::temp_directory_path() /
+            ("garde-keyring-" + std::to_string(::getpid()) + "-" + name)) {
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    path = (dir / "keyring.json").string();
+  }
+  ~TempKeyring() { std::filesystem::remove_all(dir); }
+  std::filesystem::path dir;
+  std::string path;
+};
 
 TEST(Keyring, CreatedFileIsOwnerOnly) {
-  const std::string path = TempKeyring("mode");
+  const TempKeyring temp("mode");
+  const std::string& path = temp.path;
   ASSERT_TRUE(Keyring::Create(path).ok());
   struct stat st;
   ASSERT_EQ(::stat(path.c_str(), &st), 0);
@@ -28,13 +35,15 @@ TEST(Keyring, CreatedFileIsOwnerOnly) {
 }
 
 TEST(Keyring, RefusesToOverwrite) {
-  const std::string path = TempKeyring("overwrite");
+  const TempKeyring temp("overwrite");
+  const std::string& path = temp.path;
   ASSERT_TRUE(Keyring::Create(path).ok());
   EXPECT_EQ(Keyring::Create(path).code(), Code::kConflict);
 }
 
 TEST(Keyring, RefusesAKeyringReadableByGroupOrOthers) {
-  const std::string path = TempKeyring("loose");
+  const TempKeyring temp("loose");
+  const std::string& path = temp.path;
   ASSERT_TRUE(Keyring::Create(path).ok());
   for (mode_t mode : {0640u, 0604u, 0644u, 0660u}) {
     ::chmod(path.c_str(), mode);
@@ -47,14 +56,16 @@ TEST(Keyring, RefusesAKeyringReadableByGroupOrOthers) {
 }
 
 TEST(Keyring, RefusesAFileThatIsNotAKeyring) {
-  const std::string path = TempKeyring("garbage");
+  const TempKeyring temp("garbage");
+  const std::string& path = temp.path;
   std::ofstream(path) << "{\"format\":\"something-else\"}";
   ::chmod(path.c_str(), 0600);
   EXPECT_FALSE(Keyring::Load(path).ok());
 }
 
 TEST(Keyring, EachUseGetsItsOwnSubKey) {
-  const std::string path = TempKeyring("derive");
+  const TempKeyring temp("derive");
+  const std::string& path = temp.path;
   ASSERT_TRUE(Keyring::Create(path).ok());
   auto ring = Keyring::Load(path);
   ASSERT_TRUE(ring.ok());
@@ -75,7 +86,8 @@ TEST(Keyring, EachUseGetsItsOwnSubKey) {
 }
 
 TEST(BlindIndex, PerFieldKeysAndTruncation) {
-  const std::string path = TempKeyring("blind");
+  const TempKeyring temp("blind");
+  const std::string& path = temp.path;
   ASSERT_TRUE(Keyring::Create(path).ok());
   auto ring = Keyring::Load(path);
   ASSERT_TRUE(ring.ok());

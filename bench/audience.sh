@@ -62,7 +62,7 @@ for i in $(seq "$CALLS"); do
   count=$(grep -i '^x-audience-count' "$WORK/headers" | tr -d '\r' | awk '{print $2}')
   echo "  call $i: RESULT status=${out% *} seconds=${out#* } count=$count lines=$(wc -l < "$WORK/audience.ndjson")"
 done
-grep '"audience built"' "$WORK/serve.err" | sed 's/.*"subjects"/  service: subjects/' || true
+grep -E "\"audience (built|snapshot)" "$WORK/serve.err" | sed -E "s/.*\"msg\":\"([^\"]*)\".*\"(subjects|error)\"/  service: \1: \2/" || true
 echo "  service RSS after the calls: $(awk '/VmRSS/ {print int($2/1024)}' /proc/$GARDE_PID/status) MiB"
 kill "$GARDE_PID"; wait "$GARDE_PID" 2>/dev/null || true; GARDE_PID=
 echo "== baseline: decrypt three fields of $SUBJECTS rows from SQLite, two threads"

@@ -84,7 +84,11 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   d->audiences_ = std::make_unique<AudienceBuilder>(*d->store_, *d->vault_, *d->consents_,
                                                     *d->policies_, *d->standard_, *d->audit_,
                                                     d->clock_,
-                                                    static_cast<size_t>(config.kept_subjects));
+                                                    static_cast<size_t>(config.kept_subjects),
+                                                    std::make_unique<SealedSnapshot>(
+                                                        *d->store_, d->keys_,
+                                                        config.data_dir + "/audience.snapshot",
+                                                        "audience"));
   auto jurisdictions = ParseJurisdictions(config.dsr_jurisdictions);
   if (!jurisdictions.ok()) return Unprocessable("dsr_jurisdictions: " + jurisdictions.status().message());
   if (std::none_of(jurisdictions.value().begin(), jurisdictions.value().end(),

@@ -161,6 +161,8 @@ class ServeApplication final : public Poco::Util::ServerApplication {
     checkpointer.join();
     reloader.join();
     http.Stop();
+    // The next run starts its audiences from where this one left them.
+    d.value()->audiences().SaveSnapshot();
     // The last entries are covered by a signed head before the process exits.
     auto head = d.value()->audit().Checkpoint();
     if (!head.ok()) {

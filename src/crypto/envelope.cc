@@ -62,16 +62,24 @@ Bytes SealField(const ScopedKey& dek, const FieldBinding& b, std::string_view pl
 
 Result<std::string> OpenField(const ScopedKey& dek, const FieldBinding& b,
                               std::span<const uint8_t> box) {
+  std::string out;
+  GARDE_RETURN_IF_ERROR(OpenFieldInto(dek, b, box, &out));
+  return out;
+}
+
+Status OpenFieldInto(const ScopedKey& dek, const FieldBinding& b, std::span<const uint8_t> box,
+                     std::string* out) {
   if (box.size() < 1 + kNonce + kTag) return Damaged("field " + std::string(b.field));
-  std::string out(box.size() - 1 - kNonce - kTag, '\0');
+  out->resize(box.size() - 1 - kNonce - kTag);
   size_t n = 0;
-  if (!Open(dek.data(), kFieldFormat, FieldAd(b), box, reinterpret_cast<uint8_t*>(out.data()),
+  if (!Open(dek.data(), kFieldFormat, FieldAd(b), box, reinterpret_cast<uint8_t*>(out->data()),
             &n)) {
-    sodium_memzero(out.data(), out.size());
+    sodium_memzero(out->data(), out->size());
+    out->clear();
     return Damaged("field " + std::string(b.field) + " fails authentication");
   }
-  out.resize(n);
-  return out;
+  out->resize(n);
+  return Status::Ok();
 }
 
 Result<Bytes> WrapDataKey(const Keyring& ring, uint32_t version, std::string_view subject_id,

@@ -138,7 +138,8 @@ bool Eval(const BoundPredicate& b, size_t i) {
 
 AudienceBuilder::AudienceBuilder(Store& store, SubjectVault& vault, ConsentLedger& ledger,
                                  const PolicyHolder& policies, const EntryStandard& standard,
-                                 AccessJournal& journal, const Clock& clock, size_t kept_subjects)
+                                 AccessJournal& journal, const Clock& clock, size_t kept_subjects,
+                                 std::unique_ptr<SealedSnapshot> snapshot)
     : store_(store), vault_(vault), ledger_(ledger), policies_(policies), standard_(standard),
       journal_(journal), clock_(clock),
       index_(store,
@@ -146,7 +147,36 @@ AudienceBuilder::AudienceBuilder(Store& store, SubjectVault& vault, ConsentLedge
                       const std::set<std::string>& fields) {
                return vault.OpenFields(row, sealed, fields);
              },
-             kept_subjects) {}
+             kept_subjects),
+      snapshot_(std::move(snapshot)) {}
+
+namespace {
+
+// "audience snapshot written" / "read" with its size and time; a failure as a warning.
+void LogSnapshotStep(const std::string& step, const Result<bool>& done, size_t subjects,
+                     std::chrono::steady_clock::time_point started) {
+  if (!done.ok()) {
+    LogLine(spdlog::level::warn, "audience snapshot not " + step).Str("error", done.status().message());
+  } else if (done.value()) {
+    LogLine(spdlog::level::info, "audience snapshot " + step)
+        .Int("subjects", static_cast<int64_t>(subjects))
+        .Int("ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::steady_clock::now() - started).count());
+  }
+}
+
+}  // namespace
+
+AudienceBuilder::~AudienceBuilder() {
+  if (saver_.joinable()) saver_.join();
+}
+
+void AudienceBuilder::SaveSnapshot() {
+  if (snapshot_ == nullptr) return;
+  std::lock_guard lock(mu_);
+  const auto started = std::chrono::steady_clock::now();
+  LogSnapshotStep("written", index_.SaveTo(*snapshot_), index_.size(), started);
+}
 
 Result<FieldMap> AudienceBuilder::OpenFromVault(ReadTx& tx, const std::string& id,
                                                const std::set<std::string>& fields) const {
@@ -242,6 +272,11 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
   }
   std::lock_guard lock(mu_);
   const auto started = std::chrono::steady_clock::now();
+  if (snapshot_ != nullptr && !snapshot_tried_) {
+    // The first audience of a run starts from the last run's snapshot, if it is usable.
+    snapshot_tried_ = true;
+    LogSnapshotStep("read", index_.LoadFrom(*snapshot_), index_.size(), started);
+  }
   GARDE_RETURN_IF_ERROR(index_.Refresh(filter_fields, output_only));
   const auto refreshed = std::chrono::steady_clock::now();
   const int64_t now = clock_.Now();
@@ -261,6 +296,17 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
       .Int("refresh_ms", std::chrono::duration_cast<std::chrono::milliseconds>(refreshed - started).count())
       .Int("evaluate_ms", std::chrono::duration_cast<std::chrono::milliseconds>(evaluated - refreshed).count());
   index_.Trim();
+  if (snapshot_ != nullptr && index_.Unsaved()) {
+    // Rebuilt: the next run should not have to do it again. Written once this build has
+    // answered (the saver waits for the lock); a saver still waiting writes this state.
+    if (!saving_.exchange(true)) {
+      if (saver_.joinable()) saver_.join();  // finished: it no longer needs the lock
+      saver_ = std::thread([this] {
+        SaveSnapshot();
+        saving_ = false;
+      });
+    }
+  }
   GARDE_RETURN_IF_ERROR(lower_status);
   GARDE_RETURN_IF_ERROR(upper_status);
   out.scanned += upper.scanned;

@@ -204,6 +204,37 @@ CREATE INDEX consent_facts_by_subject
   ON consent_events(subject_id, at, purpose, channel, event, expires_at);
 DROP INDEX consent_by_subject;
 )sql",
+    // 9: keys of encrypted snapshots of in-memory views (the audience index holds decrypted
+    // filter values). Destroying personal data destroys every snapshot key in the same
+    // transaction, by trigger so that no write path can forget it, and counts the event so
+    // that a snapshot whose content was read before it is never given a key afterwards.
+    // REPLACE of a field (rectification) fires no delete trigger: only removals count.
+    R"sql(
+CREATE TABLE snapshot_keys(
+  name TEXT PRIMARY KEY,
+  key_id TEXT NOT NULL,
+  root_key_version INTEGER NOT NULL,
+  wrapped_key BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE shreds(
+  id INTEGER PRIMARY KEY CHECK (id = 0),
+  count INTEGER NOT NULL
+);
+INSERT INTO shreds(id, count) VALUES(0, 0);
+CREATE TRIGGER shred_field_removed AFTER DELETE ON subject_fields BEGIN
+  DELETE FROM snapshot_keys;
+  UPDATE shreds SET count = count + 1 WHERE id = 0;
+END;
+CREATE TRIGGER shred_subject_erased AFTER UPDATE OF status ON subjects
+WHEN NEW.status = 'erased' AND OLD.status <> 'erased' BEGIN
+  DELETE FROM snapshot_keys;
+  UPDATE shreds SET count = count + 1 WHERE id = 0;
+END;
+CREATE TRIGGER shred_subject_deleted AFTER DELETE ON subjects BEGIN
+  DELETE FROM snapshot_keys;
+  UPDATE shreds SET count = count + 1 WHERE id = 0;
+END;
+)sql",
 };
 
 // The audit database (audit.db), migrated on its own. Appends to it never touch the vault
@@ -735,6 +766,21 @@ class SqliteTx final : public WriteTx {
     return tail;
   }
 
+  Result<int64_t> ShredCount() override {
+    Query q(c_, "SELECT count FROM shreds WHERE id = 0");
+    return q.FirstInt(0);
+  }
+
+  Result<std::optional<SnapshotKeyRow>> GetSnapshotKey(const std::string& name) override {
+    Query q(c_, "SELECT key_id, root_key_version, wrapped_key FROM snapshot_keys WHERE name = ?");
+    q.Text(name);
+    const int rc = q.Step();
+    if (rc == SQLITE_DONE) return std::optional<SnapshotKeyRow>();
+    if (rc != SQLITE_ROW) return q.Error();
+    return std::optional<SnapshotKeyRow>(SnapshotKeyRow{
+        name, q.ColText(0), static_cast<uint32_t>(q.ColInt(1)), q.ColBlob(2)});
+  }
+
   Result<std::optional<RequestRow>> GetRequest(const std::string& id) override {
     static const std::string sql =
         RequestSelect(true) + " WHERE id = ?";
@@ -922,6 +968,18 @@ class SqliteTx final : public WriteTx {
     Query q(c_, "DELETE FROM consent_events WHERE subject_id = ?");
     q.Text(subject_id);
     return q.Run();
+  }
+
+  Result<bool> PutSnapshotKey(const SnapshotKeyRow& key, int64_t shreds) override {
+    auto now = ShredCount();
+    if (!now.ok()) return now.status();
+    if (now.value() != shreds) return false;
+    Query q(c_,
+            "INSERT OR REPLACE INTO snapshot_keys(name, key_id, root_key_version, wrapped_key) "
+            "VALUES(?, ?, ?, ?)");
+    q.Text(key.name).Text(key.key_id).Int(key.root_key_version).Blob(key.wrapped_key);
+    GARDE_RETURN_IF_ERROR(q.Run());
+    return true;
   }
 
   Status ShredDataKey(const std::string& subject_id) override {

@@ -1,7 +1,10 @@
 // Campaign audiences against a brute-force oracle over a generated population.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <filesystem>
 #include <random>
+#include <thread>
 #include <set>
 #include <sstream>
 
@@ -193,6 +196,118 @@ TEST(AudienceE2E, WomenIn75WhoSpentOver500LastMonthAndMayBeEmailedMatchTheOracle
                          mkt);
   ASSERT_EQ(csv.status, 200) << csv.body;
   EXPECT_EQ(csv.body.rfind("id,first_name,postal_code\r\n", 0), 0u) << csv.body;
+}
+
+size_t Occurrences(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// Waits until the service's logs hold `what` at least `times` times.
+bool WaitForLog(const GardeProcess& g, const std::string& what, size_t times) {
+  for (int i = 0; i < 200; ++i) {
+    if (Occurrences(g.Logs(), what) >= times) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+// The index of the first audience is kept between runs as a sealed snapshot: a restart
+// starts from it and applies what changed since, and any erasure makes it unreadable.
+TEST(AudienceE2E, ARestartStartsFromTheSealedSnapshotAndAnErasureShredsIt) {
+  GardeProcess g;
+  const std::string op = g.CreateKey("crm", "operator", {"customer_management"});
+  const std::string mkt = g.CreateKey("campaigns", "marketing", {"marketing_email"});
+  const std::string officer = g.CreateKey("dpo", "officer", {});
+  g.Start();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 30; ++i) {
+    HttpReply r = g.Post(
+        "/v1/subjects",
+        R"({"kind":"person","fields":{"email":"snapshot-planted-)" + std::to_string(i) +
+            R"(@example.org","first_name":"Zephyrine)" + std::to_string(i) +
+            R"(","gender":"F","postal_code":")" + (i % 3 == 0 ? "69003" : "75011") +
+            R"(","spend_30d":)" + std::to_string(400 + 10 * i) + "}}",
+        op);
+    ASSERT_EQ(r.status, 201) << r.body;
+    ids.push_back(JsonString(r.body, "id"));
+    ASSERT_EQ(g.Post("/v1/subjects/" + ids.back() + "/consents",
+                     R"({"purpose":"marketing.email","event":"granted","method":"web_form","notice_version":"2026-01"})",
+                     op).status, 201);
+  }
+  const std::string request =
+      R"({"activity":"marketing_email","purpose":"marketing.email","channel":"email",
+          "where":{"all":[{"field":"postal_code","prefix":"75"},{"field":"spend_30d","gt":500}]},
+          "fields":["email"]})";
+  std::set<std::string> expected;
+  for (int i = 0; i < 30; ++i) {
+    if (i % 3 != 0 && 400 + 10 * i > 500) expected.insert(ids[static_cast<size_t>(i)]);
+  }
+  HttpReply r = g.Post("/v1/audiences", request, mkt);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Ids(r.body), expected);
+  ASSERT_TRUE(WaitForLog(g, "audience snapshot written", 1)) << g.Logs();
+  const std::string snapshot_path = g.data_dir() + "/audience.snapshot";
+  const std::string file = ReadFile(snapshot_path);
+  ASSERT_FALSE(file.empty());
+  EXPECT_EQ(file.find("Zephyrine"), std::string::npos);
+  EXPECT_EQ(file.find("snapshot-planted"), std::string::npos);
+  EXPECT_EQ(file.find("75011"), std::string::npos);
+  EXPECT_EQ(g.CountRows("snapshot_keys"), 1);
+
+  // A restart starts from the snapshot.
+  g.Stop();
+  g.Start();
+  r = g.Post("/v1/audiences", request, mkt);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Ids(r.body), expected);
+  EXPECT_EQ(Occurrences(g.Logs(), "audience snapshot read"), 1u) << g.Logs();
+
+  // What changes after it is applied on top of it, after the next restart too: a member
+  // moves away (written at the stop, the index having moved on).
+  const std::string moving = *expected.begin();
+  ASSERT_EQ(g.Patch("/v1/subjects/" + moving, R"({"fields":{"postal_code":"69003"}})", op).status, 200);
+  expected.erase(moving);
+  EXPECT_EQ(Ids(g.Post("/v1/audiences", request, mkt).body), expected);
+  g.Stop();
+  EXPECT_EQ(Occurrences(g.Logs(), "audience snapshot written"), 2u) << g.Logs();
+  g.Start();
+  EXPECT_EQ(Ids(g.Post("/v1/audiences", request, mkt).body), expected);
+  EXPECT_EQ(Occurrences(g.Logs(), "audience snapshot read"), 2u) << g.Logs();
+
+  // An erasure destroys the snapshot's key in its own transaction: the next run cannot
+  // read the snapshot, and rebuilds from the vault without the erased member.
+  auto erase = [&](const std::string& id) {
+    HttpReply e = g.Post("/v1/requests", R"({"type":"erasure","subject":")" + id + R"("})", op);
+    ASSERT_EQ(e.status, 201) << e.body;
+    for (const char* step : {"verify", "start", "complete"}) {
+      ASSERT_EQ(g.Post("/v1/requests/" + JsonString(e.body, "id") + ":" + step, "{}", officer).status,
+                200);
+    }
+  };
+  const std::string erased = *expected.begin();
+  erase(erased);
+  expected.erase(erased);
+  EXPECT_EQ(g.CountRows("snapshot_keys"), 0);
+  g.Stop();
+  EXPECT_EQ(g.CountRows("snapshot_keys"), 0);
+  g.Start();
+  EXPECT_EQ(Ids(g.Post("/v1/audiences", request, mkt).body), expected);
+  EXPECT_EQ(Occurrences(g.Logs(), "audience snapshot read"), 2u) << g.Logs();
+  ASSERT_TRUE(WaitForLog(g, "audience snapshot written", 3)) << g.Logs();
+
+  // An index that saw an erasure may be kept again: the stop writes it with a fresh key.
+  const std::string erased_too = *expected.rbegin();
+  erase(erased_too);
+  expected.erase(erased_too);
+  EXPECT_EQ(Ids(g.Post("/v1/audiences", request, mkt).body), expected);
+  g.Stop();
+  EXPECT_EQ(Occurrences(g.Logs(), "audience snapshot written"), 4u) << g.Logs();
+  EXPECT_EQ(g.CountRows("snapshot_keys"), 1);
+  g.Start();
+  EXPECT_EQ(Ids(g.Post("/v1/audiences", request, mkt).body), expected);
+  EXPECT_EQ(Occurrences(g.Logs(), "audience snapshot read"), 3u) << g.Logs();
 }
 
 TEST(AudienceE2E, RequestsBeyondTheActivityAreRefused) {

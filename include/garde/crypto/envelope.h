@@ -33,6 +33,9 @@ Bytes SealField(const ScopedKey& dek, const FieldBinding& binding, std::string_v
 // Fails with kDamaged when the box was altered, moved or sealed under another key.
 Result<std::string> OpenField(const ScopedKey& dek, const FieldBinding& binding,
                               std::span<const uint8_t> box);
+// As OpenField, into *out, whose memory is reused: no allocation once it is large enough.
+Status OpenFieldInto(const ScopedKey& dek, const FieldBinding& binding,
+                     std::span<const uint8_t> box, std::string* out);
 
 // Wraps a DEK under the wrapping key derived from root `version`.
 Result<Bytes> WrapDataKey(const Keyring& ring, uint32_t version, std::string_view subject_id,

@@ -7,8 +7,11 @@
 //                                         where, {"first_name", "email"}});
 #pragma once
 
+#include <atomic>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "garde/domain/audience_index.h"
@@ -53,15 +56,20 @@ struct BoundPredicate;  // a predicate bound to an AudienceIndex's columns
 
 class AudienceBuilder {
  public:
-  // Keeps the decrypted values of the fields audiences filter on in memory (never on disk)
-  // while there are at most `kept_subjects` subjects, so that the next audience need not
-  // decrypt them again (AudienceIndex).
+  // Keeps the decrypted values of the fields audiences filter on in memory while there are
+  // at most `kept_subjects` subjects, so that the next audience need not decrypt them again
+  // (AudienceIndex); between runs in `snapshot` (null: not kept).
   AudienceBuilder(Store& store, SubjectVault& vault, ConsentLedger& ledger,
                   const PolicyHolder& policies, const EntryStandard& standard,
-                  AccessJournal& journal, const Clock& clock, size_t kept_subjects = 1000000);
+                  AccessJournal& journal, const Clock& clock, size_t kept_subjects = 1000000,
+                  std::unique_ptr<SealedSnapshot> snapshot = nullptr);
+  ~AudienceBuilder();
 
   // Audiences are built one at a time (each uses both cores).
   Result<Audience> Build(const Caller& caller, const AudienceRequest& request);
+  // Writes the index's snapshot if it changed since the last one (at shutdown; a build that
+  // rebuilt the index writes one in the background).
+  void SaveSnapshot();
 
  private:
   // One audience's question, prepared.
@@ -89,6 +97,10 @@ class AudienceBuilder {
   const Clock& clock_;
   std::mutex mu_;  // one build at a time; guards index_
   AudienceIndex index_;
+  const std::unique_ptr<SealedSnapshot> snapshot_;
+  bool snapshot_tried_ = false;  // guarded by mu_
+  std::thread saver_;            // the background save, if one was started
+  std::atomic<bool> saving_{false};  // saver_ started and not finished
 };
 
 }  // namespace garde

@@ -2,7 +2,8 @@
 // vault's change log: the decrypted values of the fields they filter on, and the sealed
 // boxes (ciphertext) of the fields they output with the wrapped key that opens them. An
 // audience after the first reads nothing from the database but what changed since, and
-// decrypts only its members' output fields. Nothing of it is ever written to disk.
+// decrypts only its members' output fields. On disk it exists only as a SealedSnapshot,
+// whose key any erasure destroys.
 //
 //   AudienceIndex index(store, open, 1000000);
 //   index.Refresh({"gender", "postal_code"}, {"email"});  // rebuilds, or applies the changes
@@ -20,6 +21,7 @@
 
 #include "garde/domain/consent_decision.h"
 #include "garde/domain/field_value.h"
+#include "garde/domain/sealed_snapshot.h"
 #include "garde/store/store.h"
 
 namespace garde {
@@ -41,6 +43,14 @@ class AudienceIndex {
   Status Refresh(const std::set<std::string>& open, const std::set<std::string>& sealed);
   // Drops everything if the index holds more subjects than it may keep.
   void Trim();
+  // Writes the whole index to `snapshot`. false when there was nothing to write (not
+  // complete, or unchanged since the last save) or data was destroyed since it was read.
+  Result<bool> SaveTo(SealedSnapshot& snapshot);
+  // Takes the snapshot's content when the index is empty; the next Refresh applies what
+  // changed since. false when there is no usable snapshot (then the index stays empty).
+  Result<bool> LoadFrom(SealedSnapshot& snapshot);
+  // Rebuilt, and no snapshot written since.
+  bool Unsaved() const { return complete_ && saved_position_ < 0; }
 
   size_t size() const { return all_.ids.size(); }
   const std::string& id(size_t i) const { return all_.ids[i]; }
@@ -76,6 +86,7 @@ class AudienceIndex {
     void Extend(Part& other);                   // moves all of other's entries to the end
     void Put(size_t i, Part& other, size_t j);  // replaces entry i (same id) by other's j
     void Reserve(size_t n);
+    void Resize(size_t n);
   };
   Part Empty() const;  // with a column for each field held
   Status Rebuild(const std::set<std::string>& open, const std::set<std::string>& sealed);
@@ -87,6 +98,11 @@ class AudienceIndex {
                  std::shared_ptr<const ConsentFacts> facts, Part* out) const;
   bool Wanted(std::string_view field) const;  // held open or sealed
   void Clear();
+  // The snapshot form: a head chunk (fields, position, entries per chunk) then chunks of
+  // entries. Parse fills entries [at, at + count) of all_, which are default-constructed.
+  std::string SerializeHead(const std::vector<size_t>& counts) const;
+  std::string SerializeEntries(size_t from, size_t to) const;
+  bool ParseEntries(std::string_view chunk, size_t at, size_t count);
 
   Store& store_;
   const Opener open_;
@@ -96,6 +112,8 @@ class AudienceIndex {
   std::vector<std::string> sealed_;  // sorted
   Part all_;
   bool complete_ = false;
+  int64_t shreds_ = 0;          // the store's shred count before the content was read
+  int64_t saved_position_ = -1; // the position of the last snapshot written or read
 };
 
 }  // namespace garde

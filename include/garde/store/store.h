@@ -147,6 +147,15 @@ struct PolicyVersionRow {
   std::string summary;  // JSON: what changed from the previous version
 };
 
+// The key of an encrypted snapshot the service keeps of an in-memory view (the audience
+// index), wrapped by a root-key version. Erasing any subject deletes every such key.
+struct SnapshotKeyRow {
+  std::string name;    // "audience"
+  std::string key_id;  // names the file's key, so a file sealed under another one is ignored
+  uint32_t root_key_version = 0;
+  Bytes wrapped_key;
+};
+
 // The vault's change log after a reader's position (see ReadTx::ChangesAfter).
 struct ChangeTail {
   int64_t last_seq = 0;  // the newest change in this transaction's snapshot
@@ -216,6 +225,10 @@ class ReadTx {
   // Subjects changed after `after_seq` (their status, fields, consent events, or a suppression
   // of one of their contacts): at most `limit` changes, else `complete` is false.
   virtual Result<ChangeTail> ChangesAfter(int64_t after_seq, size_t limit) = 0;
+  // How many times personal data was destroyed so far (a subject erased or deleted, a field
+  // removed): read before a view's content, it tells whether the view may still be saved.
+  virtual Result<int64_t> ShredCount() = 0;
+  virtual Result<std::optional<SnapshotKeyRow>> GetSnapshotKey(const std::string& name) = 0;
 
   // Data-subject requests, erasure tombstones, outbox.
   virtual Result<std::optional<RequestRow>> GetRequest(const std::string& id) = 0;
@@ -273,6 +286,9 @@ class WriteTx : public ReadTx {
   virtual Status ForgetJournal(const std::string& name) = 0;
   // Runs fn once this write has committed (not if it rolls back). fn must not block.
   virtual void AfterCommit(std::function<void()> fn) = 0;
+  // Keeps `key` as the only key of its snapshot if the shred count is still `shreds`; false
+  // (nothing kept) when data was destroyed since, which the snapshot may still hold.
+  virtual Result<bool> PutSnapshotKey(const SnapshotKeyRow& key, int64_t shreds) = 0;
   // Crypto-shredding: forgets the subject's wrapped data key for good.
   virtual Status ShredDataKey(const std::string& subject_id) = 0;
   virtual Result<bool> RewrapDataKey(const std::string& subject_id, uint32_t from_version,

@@ -1,0 +1,91 @@
+// A compact binary form for files the service writes for itself (little-endian integers,
+// length-prefixed strings). The reader checks every length against what is left, so a
+// damaged input ends in failed() and never reads past the end.
+//
+//   ByteWriter w; w.U32(7).Str("sub_…");        // w.data() holds the bytes
+//   ByteReader r(w.data()); uint32_t n = r.U32(); std::string_view id = r.Str();
+//   if (r.failed()) { /* damaged */ }
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+namespace garde {
+
+class ByteWriter {
+ public:
+  ByteWriter& U8(uint8_t v) {
+    out_.push_back(static_cast<char>(v));
+    return *this;
+  }
+  ByteWriter& U32(uint32_t v) { return Fixed(v); }
+  ByteWriter& I64(int64_t v) { return Fixed(static_cast<uint64_t>(v)); }
+  ByteWriter& F64(double v) {
+    uint64_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    return Fixed(bits);
+  }
+  ByteWriter& Str(std::string_view s) {
+    U32(static_cast<uint32_t>(s.size()));
+    out_.append(s);
+    return *this;
+  }
+  std::string& data() { return out_; }
+
+ private:
+  template <typename T>
+  ByteWriter& Fixed(T v) {
+    for (size_t i = 0; i < sizeof(T); ++i) out_.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+    return *this;
+  }
+  std::string out_;
+};
+
+class ByteReader {
+ public:
+  explicit ByteReader(std::string_view in) : in_(in) {}
+
+  uint8_t U8() { return Take(1) ? static_cast<uint8_t>(in_[at_ - 1]) : 0; }
+  uint32_t U32() { return Fixed<uint32_t>(); }
+  int64_t I64() { return static_cast<int64_t>(Fixed<uint64_t>()); }
+  double F64() {
+    const uint64_t bits = Fixed<uint64_t>();
+    double v;
+    std::memcpy(&v, &bits, sizeof v);
+    return v;
+  }
+  // A view into the input: valid while the input is.
+  std::string_view Str() {
+    const uint32_t n = U32();
+    if (!Take(n)) return {};
+    return in_.substr(at_ - n, n);
+  }
+  bool failed() const { return failed_; }
+  bool done() const { return at_ == in_.size(); }
+
+ private:
+  bool Take(size_t n) {
+    if (failed_ || in_.size() - at_ < n) {
+      failed_ = true;
+      return false;
+    }
+    at_ += n;
+    return true;
+  }
+  template <typename T>
+  T Fixed() {
+    if (!Take(sizeof(T))) return 0;
+    T v = 0;
+    for (size_t i = 0; i < sizeof(T); ++i) {
+      v |= static_cast<T>(static_cast<uint8_t>(in_[at_ - sizeof(T) + i])) << (8 * i);
+    }
+    return v;
+  }
+  std::string_view in_;
+  size_t at_ = 0;
+  bool failed_ = false;
+};
+
+}  // namespace garde

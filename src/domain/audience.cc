@@ -175,7 +175,8 @@ void AudienceBuilder::SaveSnapshot() {
   if (snapshot_ == nullptr) return;
   std::lock_guard lock(mu_);
   const auto started = std::chrono::steady_clock::now();
-  LogSnapshotStep("written", index_.SaveTo(*snapshot_), index_.size(), started);
+  auto written = index_.SaveTo(*snapshot_);
+  LogSnapshotStep("written", written, index_.size(), started);
 }
 
 Result<FieldMap> AudienceBuilder::OpenFromVault(ReadTx& tx, const std::string& id,
@@ -196,14 +197,14 @@ Status AudienceBuilder::Evaluate(const Scan& scan, size_t begin, size_t end, Aud
       ++out->scanned;
       if (!index_.eligible(i) || !Eval(scan.where, i)) continue;
       ++out->matched;
-      const std::string& id = index_.id(i);
-      if (index_.facts(i) == nullptr) {
+      const std::string id(index_.id(i));
+      if (index_.Facts(i) == nullptr) {
         auto facts = ledger_.KeptFacts(tx, facts_at.value(), id);
         if (!facts.ok()) return facts.status();
         if (facts.value() == nullptr) continue;  // gone meanwhile
         index_.AttachFacts(i, std::move(facts).value());
       }
-      const auto decision = ConsentLedger::DecideFrom(index_.facts(i).get(), scan.policies, id,
+      const auto decision = ConsentLedger::DecideFrom(index_.Facts(i).get(), scan.policies, id,
                                                       scan.purpose, scan.channel, scan.now);
       if (!decision.decision.allowed) continue;
       AudienceMember m{id, {}};
@@ -275,7 +276,8 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
   if (snapshot_ != nullptr && !snapshot_tried_) {
     // The first audience of a run starts from the last run's snapshot, if it is usable.
     snapshot_tried_ = true;
-    LogSnapshotStep("read", index_.LoadFrom(*snapshot_), index_.size(), started);
+    auto read = index_.LoadFrom(*snapshot_);
+    LogSnapshotStep("read", read, index_.size(), started);
   }
   GARDE_RETURN_IF_ERROR(index_.Refresh(filter_fields, output_only));
   const auto refreshed = std::chrono::steady_clock::now();

@@ -2,7 +2,10 @@
 
 #include <sodium.h>
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cstring>
 #include <atomic>
 #include <iterator>
 #include <mutex>
@@ -35,13 +38,129 @@ size_t Seek(const std::vector<SubjectRow>& page, size_t* k, std::string_view sub
 
 }  // namespace
 
+class AudienceIndex::Arena {
+ public:
+  // Blocks of 2 MiB and more are mapped on their own and may use transparent huge pages:
+  // a million subjects' records fault in a few hundred pages rather than ~80 000.
+  explicit Arena(size_t capacity) : capacity_(capacity) {
+    if (capacity_ >= kHuge) {
+      capacity_ = (capacity_ + kHuge - 1) / kHuge * kHuge;
+      void* p = ::mmap(nullptr, capacity_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p != MAP_FAILED) {
+        ::madvise(p, capacity_, MADV_HUGEPAGE);
+        data_ = static_cast<char*>(p);
+        mapped_ = true;
+      }
+    }
+    if (data_ == nullptr) {
+      owned_ = std::make_unique<char[]>(capacity_);
+      data_ = owned_.get();
+    }
+  }
+  ~Arena() {
+    sodium_memzero(data_, used_);
+    if (mapped_) ::munmap(data_, capacity_);
+  }
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+
+  size_t room() const { return capacity_ - used_; }
+  // n bytes at the end, to be filled (n <= room()).
+  char* Extend(size_t n) {
+    char* at = data_ + used_;
+    used_ += n;
+    return at;
+  }
+  std::string_view bytes() const { return {data_, used_}; }
+
+ private:
+  static constexpr size_t kHuge = size_t{2} << 20;
+  size_t capacity_;
+  size_t used_ = 0;
+  char* data_ = nullptr;
+  bool mapped_ = false;
+  std::unique_ptr<char[]> owned_;
+};
+
+namespace {
+
+void WriteValue(ByteWriter& w, const FieldValue& v) {
+  w.U8(static_cast<uint8_t>(v.type));
+  switch (v.type) {
+    case FieldValue::Type::kNumber: w.F64(v.number); break;
+    case FieldValue::Type::kBool: w.U8(v.boolean ? 1 : 0); break;
+    case FieldValue::Type::kNull: break;
+    default: w.Str(v.text); break;
+  }
+}
+
+bool ReadValue(ByteReader& r, FieldValue* v) {
+  const uint8_t type = r.U8();
+  if (type > static_cast<uint8_t>(FieldValue::Type::kComposite)) return false;
+  v->type = static_cast<FieldValue::Type>(type);
+  switch (v->type) {
+    case FieldValue::Type::kNumber: v->number = r.F64(); break;
+    case FieldValue::Type::kBool: v->boolean = r.U8() != 0; break;
+    case FieldValue::Type::kNull: break;
+    default: v->text = r.Str(); break;
+  }
+  return !r.failed();
+}
+
+void WriteFacts(ByteWriter& w, const ConsentFacts* f) {
+  w.U8(f != nullptr ? 1 : 0);
+  if (f == nullptr) return;
+  w.Str(f->status).U32(static_cast<uint32_t>(f->suppressed_contacts.size()));
+  for (const auto& c : f->suppressed_contacts) w.Str(c);
+  w.U32(static_cast<uint32_t>(f->events.size()));
+  for (const auto& e : f->events) {
+    w.Str(e.purpose).Str(e.channel).U8(static_cast<uint8_t>(e.type)).I64(e.at).I64(e.expires_at);
+  }
+}
+
+// Reads recorded facts into *out, or only checks and skips them when out is null.
+bool ReadFacts(ByteReader& r, std::shared_ptr<const ConsentFacts>* out) {
+  if (r.U8() == 0) return !r.failed();
+  auto f = out != nullptr ? std::make_shared<ConsentFacts>() : nullptr;
+  const std::string_view status = r.Str();
+  if (f) f->status = status;
+  for (uint32_t n = r.U32(); n > 0 && !r.failed(); --n) {
+    const std::string_view contact = r.Str();
+    if (f) f->suppressed_contacts.emplace_back(contact);
+  }
+  const uint32_t events = r.U32();
+  if (f && !r.failed()) f->events.reserve(std::min<uint32_t>(events, 1024));
+  for (uint32_t k = 0; k < events && !r.failed(); ++k) {
+    ConsentFact e;
+    const std::string_view purpose = r.Str();
+    const std::string_view channel = r.Str();
+    const uint8_t type = r.U8();
+    if (type > static_cast<uint8_t>(ConsentEventType::kObjected)) return false;
+    e.type = static_cast<ConsentEventType>(type);
+    e.at = r.I64();
+    e.expires_at = r.I64();
+    if (f) {
+      e.purpose = purpose;
+      e.channel = channel;
+      f->events.push_back(std::move(e));
+    }
+  }
+  if (out != nullptr) *out = std::move(f);
+  return !r.failed();
+}
+
+}  // namespace
+
 void AudienceIndex::Part::Append(Part& other, size_t j) {
-  ids.push_back(std::move(other.ids[j]));
+  ids.push_back(other.ids[j]);
   eligible.push_back(other.eligible[j]);
-  keys.push_back(std::move(other.keys[j]));
+  keys.push_back(other.keys[j]);
   facts.push_back(std::move(other.facts[j]));
+  packed_facts.push_back(other.packed_facts[j]);
+  records.push_back(other.records[j]);
+  arenas.push_back(std::move(other.arenas[j]));
   for (size_t k = 0; k < columns.size(); ++k) columns[k].push_back(std::move(other.columns[k][j]));
-  for (size_t k = 0; k < boxes.size(); ++k) boxes[k].push_back(std::move(other.boxes[k][j]));
+  for (size_t k = 0; k < boxes.size(); ++k) boxes[k].push_back(other.boxes[k][j]);
 }
 
 void AudienceIndex::Part::Extend(Part& other) {
@@ -52,16 +171,33 @@ void AudienceIndex::Part::Extend(Part& other) {
   move_all(eligible, other.eligible);
   move_all(keys, other.keys);
   move_all(facts, other.facts);
+  move_all(packed_facts, other.packed_facts);
+  move_all(records, other.records);
+  move_all(arenas, other.arenas);
   for (size_t k = 0; k < columns.size(); ++k) move_all(columns[k], other.columns[k]);
   for (size_t k = 0; k < boxes.size(); ++k) move_all(boxes[k], other.boxes[k]);
 }
 
 void AudienceIndex::Part::Put(size_t i, Part& other, size_t j) {
+  Wipe(i);
   eligible[i] = other.eligible[j];
-  keys[i] = std::move(other.keys[j]);
+  ids[i] = other.ids[j];
+  keys[i] = other.keys[j];
   facts[i] = std::move(other.facts[j]);
+  packed_facts[i] = other.packed_facts[j];
+  records[i] = other.records[j];
+  arenas[i] = std::move(other.arenas[j]);
   for (size_t k = 0; k < columns.size(); ++k) columns[k][i] = std::move(other.columns[k][j]);
-  for (size_t k = 0; k < boxes.size(); ++k) boxes[k][i] = std::move(other.boxes[k][j]);
+  for (size_t k = 0; k < boxes.size(); ++k) boxes[k][i] = other.boxes[k][j];
+}
+
+void AudienceIndex::Part::Wipe(size_t i) {
+  // The arena is this index's own memory: its records are written once, then only wiped.
+  if (!records[i].empty()) sodium_memzero(const_cast<char*>(records[i].data()), records[i].size());
+  for (auto& c : columns) {
+    sodium_memzero(c[i].text.data(), c[i].text.size());
+    c[i] = FieldValue{};
+  }
 }
 
 void AudienceIndex::Part::Reserve(size_t n) {
@@ -69,6 +205,9 @@ void AudienceIndex::Part::Reserve(size_t n) {
   eligible.reserve(n);
   keys.reserve(n);
   facts.reserve(n);
+  packed_facts.reserve(n);
+  records.reserve(n);
+  arenas.reserve(n);
   for (auto& c : columns) c.reserve(n);
   for (auto& b : boxes) b.reserve(n);
 }
@@ -78,8 +217,43 @@ void AudienceIndex::Part::Resize(size_t n) {
   eligible.resize(n);
   keys.resize(n);
   facts.resize(n);
+  packed_facts.resize(n);
+  records.resize(n);
+  arenas.resize(n);
   for (auto& c : columns) c.resize(n);
   for (auto& b : boxes) b.resize(n);
+}
+
+bool AudienceIndex::Part::Set(size_t i, ByteReader& r, std::shared_ptr<Arena> arena) {
+  const size_t begin = r.at();
+  ids[i] = r.Str();
+  eligible[i] = r.U8();
+  for (auto& column : columns) {
+    if (!ReadValue(r, &column[i])) return false;
+  }
+  for (auto& b : boxes) b[i] = r.Str();
+  keys[i].root_key_version = r.U32();
+  keys[i].dek_version = r.U32();
+  keys[i].wrapped_dek = r.Str();
+  const size_t facts_at = r.at();
+  if (!ReadFacts(r, nullptr)) return false;
+  if (r.failed()) return false;
+  const std::string_view in = r.input();
+  packed_facts[i] = in[facts_at] != 0 ? in.substr(facts_at, r.at() - facts_at) : std::string_view();
+  records[i] = in.substr(begin, r.at() - begin);
+  arenas[i] = std::move(arena);
+  return true;
+}
+
+bool AudienceIndex::Part::Add(std::string_view record) {
+  if (open_arena == nullptr || open_arena->room() < record.size()) {
+    open_arena = std::make_shared<Arena>(std::max(record.size(), arena_block));
+  }
+  char* at = open_arena->Extend(record.size());
+  std::memcpy(at, record.data(), record.size());
+  ByteReader r(std::string_view(at, record.size()));
+  Resize(ids.size() + 1);
+  return Set(ids.size() - 1, r, open_arena);
 }
 
 AudienceIndex::Part AudienceIndex::Empty() const {
@@ -100,13 +274,13 @@ Result<FieldMap> AudienceIndex::OpenKept(size_t i, const std::set<std::string>& 
   row.id = all_.ids[i];
   row.root_key_version = all_.keys[i].root_key_version;
   row.dek_version = all_.keys[i].dek_version;
-  row.wrapped_dek = all_.keys[i].wrapped_dek;
+  row.wrapped_dek = AsBytes(all_.keys[i].wrapped_dek);
   std::vector<SealedField> sealed;
   for (const auto& f : fields) {
     auto it = std::lower_bound(sealed_.begin(), sealed_.end(), f);
     if (it == sealed_.end() || *it != f) continue;
-    const Bytes& box = all_.boxes[static_cast<size_t>(it - sealed_.begin())][i];
-    if (!box.empty()) sealed.push_back({f, box});
+    const std::string_view box = all_.boxes[static_cast<size_t>(it - sealed_.begin())][i];
+    if (!box.empty()) sealed.push_back({f, AsBytes(box)});
   }
   return open_(row, sealed, fields);
 }
@@ -185,6 +359,7 @@ Status AudienceIndex::Rebuild(const std::set<std::string>& open,
   // touched), for about its share in the others.
   for (size_t i = 0; i < kRanges; ++i) {
     parts[i] = Empty();
+    parts[i].arena_block = size_t{4} << 20;
     parts[i].Reserve(i == 0 ? n + n / 50 + 16 : n / kRanges + n / (kRanges * 8) + 16);
   }
   // Two threads, each on its own connection, take the ranges in turn. A range read is
@@ -318,23 +493,31 @@ Status AudienceIndex::ReadOne(SubjectRow&& row, std::vector<SealedField> sealed,
       return opened.status();
     }
   }
-  out->ids.push_back(std::move(row.id));
-  out->eligible.push_back(eligible ? 1 : 0);
-  out->facts.push_back(eligible ? std::move(facts) : nullptr);
-  out->keys.push_back(eligible ? Wrapping{row.root_key_version, row.dek_version,
-                                          std::move(row.wrapped_dek)}
-                               : Wrapping{});
-  for (size_t k = 0; k < sealed_.size(); ++k) {
-    Bytes box;
-    for (auto& f : sealed) {
-      if (eligible && f.field == sealed_[k]) box = std::move(f.box);
+  // The record, as a snapshot holds it; nothing but the id of an ineligible subject.
+  ByteWriter w;
+  w.Str(row.id).U8(eligible ? 1 : 0);
+  for (const auto& f : fields_) {
+    auto it = values.find(f);
+    WriteValue(w, eligible && it != values.end() ? it->second : FieldValue{});
+  }
+  for (const auto& name : sealed_) {
+    std::string_view box;
+    for (const auto& f : sealed) {
+      if (eligible && f.field == name) box = AsStringView(f.box);
     }
-    out->boxes[k].push_back(std::move(box));
+    w.Str(box);
   }
-  for (size_t k = 0; k < fields_.size(); ++k) {
-    auto it = values.find(fields_[k]);
-    out->columns[k].push_back(it == values.end() ? FieldValue{} : std::move(it->second));
+  if (eligible) {
+    w.U32(row.root_key_version).U32(row.dek_version).Str(AsStringView(row.wrapped_dek));
+  } else {
+    w.U32(0).U32(0).Str("");
   }
+  WriteFacts(w, eligible ? facts.get() : nullptr);
+  for (auto& [_, v] : values) sodium_memzero(v.text.data(), v.text.size());
+  const bool added = out->Add(w.data());
+  sodium_memzero(w.data().data(), w.data().size());
+  if (!added) return Internal("an audience index record does not read back");
+  if (eligible) out->facts.back() = std::move(facts);  // unpacked already
   return Status::Ok();
 }
 
@@ -342,7 +525,8 @@ Status AudienceIndex::ApplyChanges(ReadTx& tx,
                                    const std::vector<std::pair<int64_t, std::string>>& changes) {
   std::set<std::string> changed;
   for (const auto& c : changes) changed.insert(c.second);
-  Part added = Empty();  // subjects new to the index, in id order
+  Part fresh = Empty();  // the changed subjects still on file, as read now
+  std::vector<std::pair<size_t, bool>> targets;  // per fresh entry: its index, and if present
   std::vector<size_t> removed;  // ascending
   for (const auto& id : changed) {
     auto at = std::lower_bound(all_.ids.begin(), all_.ids.end(), id);
@@ -356,14 +540,18 @@ Status AudienceIndex::ApplyChanges(ReadTx& tx,
     }
     auto sealed = tx.GetFields(id);
     if (!sealed.ok()) return sealed.status();
-    Part one = Empty();
-    GARDE_RETURN_IF_ERROR(ReadOne(std::move(*row.value()), std::move(sealed).value(), nullptr, &one));
-    if (present) {
-      all_.Put(i, one, 0);
+    GARDE_RETURN_IF_ERROR(ReadOne(std::move(*row.value()), std::move(sealed).value(), nullptr, &fresh));
+    targets.emplace_back(i, present);
+  }
+  Part added = Empty();  // subjects new to the index, in id order
+  for (size_t k = 0; k < targets.size(); ++k) {
+    if (targets[k].second) {
+      all_.Put(targets[k].first, fresh, k);
     } else {
-      added.Append(one, 0);
+      added.Append(fresh, k);
     }
   }
+  for (size_t i : removed) all_.Wipe(i);
   if (removed.empty() && added.ids.empty()) return Status::Ok();
   // One pass merges the new subjects in and leaves the removed ones out.
   Part merged = Empty();
@@ -387,65 +575,7 @@ namespace {
 
 // Snapshot form version; a snapshot of another version is rebuilt from the vault.
 constexpr uint32_t kSnapshotFormat = 1;
-constexpr size_t kEntriesPerChunk = 8192;  // ~2.5 MB: both threads busy, buffers reused
-
-void WriteValue(ByteWriter& w, const FieldValue& v) {
-  w.U8(static_cast<uint8_t>(v.type));
-  switch (v.type) {
-    case FieldValue::Type::kNumber: w.F64(v.number); break;
-    case FieldValue::Type::kBool: w.U8(v.boolean ? 1 : 0); break;
-    case FieldValue::Type::kNull: break;
-    default: w.Str(v.text); break;
-  }
-}
-
-bool ReadValue(ByteReader& r, FieldValue* v) {
-  const uint8_t type = r.U8();
-  if (type > static_cast<uint8_t>(FieldValue::Type::kComposite)) return false;
-  v->type = static_cast<FieldValue::Type>(type);
-  switch (v->type) {
-    case FieldValue::Type::kNumber: v->number = r.F64(); break;
-    case FieldValue::Type::kBool: v->boolean = r.U8() != 0; break;
-    case FieldValue::Type::kNull: break;
-    default: v->text = r.Str(); break;
-  }
-  return !r.failed();
-}
-
-void WriteFacts(ByteWriter& w, const ConsentFacts* f) {
-  w.U8(f != nullptr ? 1 : 0);
-  if (f == nullptr) return;
-  w.Str(f->status).U32(static_cast<uint32_t>(f->suppressed_contacts.size()));
-  for (const auto& c : f->suppressed_contacts) w.Str(c);
-  w.U32(static_cast<uint32_t>(f->events.size()));
-  for (const auto& e : f->events) {
-    w.Str(e.purpose).Str(e.channel).U8(static_cast<uint8_t>(e.type)).I64(e.at).I64(e.expires_at);
-  }
-}
-
-bool ReadFacts(ByteReader& r, std::shared_ptr<const ConsentFacts>* out) {
-  if (r.U8() == 0) return !r.failed();
-  auto f = std::make_shared<ConsentFacts>();
-  f->status = r.Str();
-  const uint32_t contacts = r.U32();
-  for (uint32_t k = 0; k < contacts && !r.failed(); ++k) f->suppressed_contacts.emplace_back(r.Str());
-  const uint32_t events = r.U32();
-  if (events > (1u << 24)) return false;
-  f->events.reserve(r.failed() ? 0 : events);
-  for (uint32_t k = 0; k < events && !r.failed(); ++k) {
-    ConsentFact e;
-    e.purpose = r.Str();
-    e.channel = r.Str();
-    const uint8_t type = r.U8();
-    if (type > static_cast<uint8_t>(ConsentEventType::kObjected)) return false;
-    e.type = static_cast<ConsentEventType>(type);
-    e.at = r.I64();
-    e.expires_at = r.I64();
-    f->events.push_back(std::move(e));
-  }
-  *out = std::move(f);
-  return !r.failed();
-}
+constexpr size_t kEntriesPerChunk = 8192;  // ~2.5 MB: both threads busy to the end
 
 }  // namespace
 
@@ -461,41 +591,20 @@ std::string AudienceIndex::SerializeHead(const std::vector<size_t>& counts) cons
 }
 
 std::string AudienceIndex::SerializeEntries(size_t from, size_t to) const {
-  ByteWriter w;
-  w.data().reserve((to - from) * 320);
-  for (size_t i = from; i < to; ++i) {
-    w.Str(all_.ids[i]).U8(all_.eligible[i]);
-    for (const auto& column : all_.columns) WriteValue(w, column[i]);
-    for (const auto& boxes : all_.boxes) w.Str(AsStringView(boxes[i]));
-    const Wrapping& k = all_.keys[i];
-    w.U32(k.root_key_version).U32(k.dek_version).Str(AsStringView(k.wrapped_dek));
-    WriteFacts(w, all_.facts[i].get());
-  }
-  return std::move(w.data());
+  size_t n = 0;
+  for (size_t i = from; i < to; ++i) n += all_.records[i].size();
+  std::string out;
+  out.reserve(n);
+  for (size_t i = from; i < to; ++i) out.append(all_.records[i]);
+  return out;
 }
 
-bool AudienceIndex::ParseEntries(std::string_view chunk, size_t at, size_t count) {
-  ByteReader r(chunk);
-  for (size_t i = at; i < at + count; ++i) {
-    all_.ids[i] = r.Str();
-    all_.eligible[i] = r.U8();
-    for (auto& column : all_.columns) {
-      if (!ReadValue(r, &column[i])) return false;
-    }
-    for (auto& boxes : all_.boxes) {
-      const std::string_view box = r.Str();
-      boxes[i].assign(box.begin(), box.end());
-    }
-    Wrapping& k = all_.keys[i];
-    k.root_key_version = r.U32();
-    k.dek_version = r.U32();
-    const std::string_view wrapped = r.Str();
-    k.wrapped_dek.assign(wrapped.begin(), wrapped.end());
-    if (!ReadFacts(r, &all_.facts[i])) return false;
-    if (r.failed()) return false;
-    if (i > at && !(all_.ids[i - 1] < all_.ids[i])) return false;  // id order
+const std::shared_ptr<const ConsentFacts>& AudienceIndex::Facts(size_t i) {
+  if (all_.facts[i] == nullptr && !all_.packed_facts[i].empty()) {
+    ByteReader r(all_.packed_facts[i]);
+    if (!ReadFacts(r, &all_.facts[i])) all_.facts[i] = nullptr;  // read from the ledger then
   }
-  return r.done();
+  return all_.facts[i];
 }
 
 Result<bool> AudienceIndex::SaveTo(SealedSnapshot& snapshot) {
@@ -550,7 +659,17 @@ Result<bool> AudienceIndex::LoadFrom(SealedSnapshot& snapshot) {
   fields_set_ = std::set<std::string>(fields_.begin(), fields_.end());
   sealed_ = std::move(sealed);
   all_ = Empty();
-  all_.Resize(total);
+  {
+    // Every page of the columns is faulted in here: the columns on one thread, the rest on
+    // this one.
+    auto columns = std::move(all_.columns);
+    std::thread sizing([&] {
+      for (auto& c : columns) c.resize(total);
+    });
+    all_.Resize(total);
+    sizing.join();
+    all_.columns = std::move(columns);
+  }
   // Two threads take the chunks in turn, each filling its own entries.
   std::atomic<size_t> next{0};
   std::atomic<bool> good{true};
@@ -558,9 +677,21 @@ Result<bool> AudienceIndex::LoadFrom(SealedSnapshot& snapshot) {
     Bytes box;
     std::string plain;
     for (size_t i; good && (i = next.fetch_add(1)) < chunks;) {
-      if (!reader.Chunk(i + 1, &box, &plain).ok() || !ParseEntries(plain, starts[i], counts[i])) {
+      if (!reader.Chunk(i + 1, &box, &plain).ok()) {
         good = false;
+        break;
       }
+      // The chunk's records stay where they are: the entries point into its arena.
+      auto arena = std::make_shared<Arena>(plain.size());
+      char* at = arena->Extend(plain.size());
+      std::memcpy(at, plain.data(), plain.size());
+      ByteReader records(arena->bytes());
+      for (size_t k = starts[i]; k < starts[i] + counts[i] && good; ++k) {
+        if (!all_.Set(k, records, arena) || (k > starts[i] && !(all_.ids[k - 1] < all_.ids[k]))) {
+          good = false;
+        }
+      }
+      if (!records.done()) good = false;
     }
     sodium_memzero(plain.data(), plain.size());
   };

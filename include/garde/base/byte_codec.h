@@ -64,6 +64,8 @@ class ByteReader {
   }
   bool failed() const { return failed_; }
   bool done() const { return at_ == in_.size(); }
+  size_t at() const { return at_; }
+  std::string_view input() const { return in_; }
 
  private:
   bool Take(size_t n) {

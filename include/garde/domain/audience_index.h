@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "garde/base/byte_codec.h"
 #include "garde/domain/consent_decision.h"
 #include "garde/domain/field_value.h"
 #include "garde/domain/sealed_snapshot.h"
@@ -53,33 +54,45 @@ class AudienceIndex {
   bool Unsaved() const { return complete_ && saved_position_ < 0; }
 
   size_t size() const { return all_.ids.size(); }
-  const std::string& id(size_t i) const { return all_.ids[i]; }
+  std::string_view id(size_t i) const { return all_.ids[i]; }
   // Active, and its boxes open: a restricted, erased or damaged subject is never a member.
   bool eligible(size_t i) const { return all_.eligible[i] != 0; }
   // One value per entry (null when unset), or null if the field is not held.
   const std::vector<FieldValue>* Column(const std::string& field) const;
   // The consent facts of entry i as of its last read (null once the subject changed since,
-  // until attached again).
-  // Entries are distinct: two threads may attach to different ones at once.
-  const std::shared_ptr<const ConsentFacts>& facts(size_t i) const { return all_.facts[i]; }
+  // until attached again). Facts read from a snapshot are unpacked here, when first needed.
+  // Entries are distinct: two threads may ask for or attach to different ones at once.
+  const std::shared_ptr<const ConsentFacts>& Facts(size_t i);
   void AttachFacts(size_t i, std::shared_ptr<const ConsentFacts> f) { all_.facts[i] = std::move(f); }
   // Opens `fields` (all held sealed) of entry i; kDamaged if they fail, or if the key
   // that wrapped its data key has been retired since (the caller then reads the vault).
   Result<FieldMap> OpenKept(size_t i, const std::set<std::string>& fields) const;
 
+  // Memory the entries' records live in (defined in the .cc): few large blocks rather than
+  // several small allocations per subject, wiped when released.
+  class Arena;
+
  private:
   struct Wrapping {  // the subject's data key as wrapped in the vault
     uint32_t root_key_version = 0;
     uint32_t dek_version = 0;
-    Bytes wrapped_dek;
+    std::string_view wrapped_dek;
   };
-  struct Part {  // entries in id order
-    std::vector<std::string> ids;
+  // Entries in id order. Each is one record — id, eligibility, the values of fields_, the
+  // boxes of sealed_, the wrapping, the consent facts (the snapshot's form) — in an arena;
+  // the columns below point into it, except the values, copied out for the predicates.
+  struct Part {
+    std::vector<std::string_view> ids;
     std::vector<uint8_t> eligible;
-    std::vector<std::vector<FieldValue>> columns;  // parallel to fields_
-    std::vector<std::vector<Bytes>> boxes;         // parallel to sealed_ (empty: unset)
+    std::vector<std::vector<FieldValue>> columns;      // parallel to fields_
+    std::vector<std::vector<std::string_view>> boxes;  // parallel to sealed_ (empty: unset)
     std::vector<Wrapping> keys;
     std::vector<std::shared_ptr<const ConsentFacts>> facts;
+    std::vector<std::string_view> packed_facts;  // as recorded, unpacked by Facts()
+    std::vector<std::string_view> records;
+    std::vector<std::shared_ptr<Arena>> arenas;  // the one holding each record
+    std::shared_ptr<Arena> open_arena;            // where the next records go
+    size_t arena_block = 0;  // the size of a new arena (0: each record its own)
     int64_t position = 0;  // every change of the log up to here is reflected
 
     void Append(Part& other, size_t j);         // moves other's entry j to the end
@@ -87,6 +100,11 @@ class AudienceIndex {
     void Put(size_t i, Part& other, size_t j);  // replaces entry i (same id) by other's j
     void Reserve(size_t n);
     void Resize(size_t n);
+    // Reads the record at r's position (into `arena`) as entry i; false if it is damaged.
+    bool Set(size_t i, ByteReader& r, std::shared_ptr<Arena> arena);
+    // Copies `record` into the open arena and adds it as the last entry.
+    bool Add(std::string_view record);
+    void Wipe(size_t i);  // zeroes entry i's record (it is replaced or gone)
   };
   Part Empty() const;  // with a column for each field held
   Status Rebuild(const std::set<std::string>& open, const std::set<std::string>& sealed);
@@ -102,7 +120,6 @@ class AudienceIndex {
   // entries. Parse fills entries [at, at + count) of all_, which are default-constructed.
   std::string SerializeHead(const std::vector<size_t>& counts) const;
   std::string SerializeEntries(size_t from, size_t to) const;
-  bool ParseEntries(std::string_view chunk, size_t at, size_t count);
 
   Store& store_;
   const Opener open_;

@@ -306,6 +306,14 @@ Status AudienceIndex::Refresh(const std::set<std::string>& open,
     all_sealed.insert(sealed.begin(), sealed.end());
     return Rebuild(all_open, all_sealed);
   }
+  auto caught_up = CatchUp();
+  if (!caught_up.ok()) return caught_up.status();
+  if (!caught_up.value()) return Rebuild(all_open, all_sealed);
+  return Status::Ok();
+}
+
+Result<bool> AudienceIndex::CatchUp() {
+  if (!complete_) return false;
   bool too_many = false;
   Status s = store_.Read([&](ReadTx& tx) -> Status {
     // Read first: once the changes are applied, the index reflects every erasure counted.
@@ -328,8 +336,7 @@ Status AudienceIndex::Refresh(const std::set<std::string>& open,
     Clear();
     return s;
   }
-  if (too_many) return Rebuild(all_open, all_sealed);
-  return Status::Ok();
+  return !too_many;
 }
 
 Status AudienceIndex::Rebuild(const std::set<std::string>& open,
@@ -608,7 +615,11 @@ const std::shared_ptr<const ConsentFacts>& AudienceIndex::Facts(size_t i) {
 }
 
 Result<bool> AudienceIndex::SaveTo(SealedSnapshot& snapshot) {
-  if (!complete_ || all_.position == saved_position_) return false;
+  // First what changed since the last audience: an erasure among it would keep this
+  // content from being given a key.
+  auto caught_up = CatchUp();
+  if (!caught_up.ok()) return caught_up.status();
+  if (!caught_up.value() || all_.position == saved_position_) return false;
   std::vector<size_t> counts;
   for (size_t from = 0; from < size(); from += kEntriesPerChunk) {
     counts.push_back(std::min(kEntriesPerChunk, size() - from));

@@ -42,10 +42,14 @@ class AudienceIndex {
   // rebuilds (16 id ranges on two threads) when it is empty, lacks a field, or too much changed.
   // Not thread-safe: one caller at a time.
   Status Refresh(const std::set<std::string>& open, const std::set<std::string>& sealed);
+  // Applies the changes committed since the last refresh; false (nothing done) when the
+  // index is not complete or too much changed, which only a rebuild can follow.
+  Result<bool> CatchUp();
   // Drops everything if the index holds more subjects than it may keep.
   void Trim();
-  // Writes the whole index to `snapshot`. false when there was nothing to write (not
-  // complete, or unchanged since the last save) or data was destroyed since it was read.
+  // Catches up, then writes the whole index to `snapshot`. false when there was nothing to
+  // write (not complete, too much changed, or unchanged since the last save) or data was
+  // destroyed since it was read.
   Result<bool> SaveTo(SealedSnapshot& snapshot);
   // Takes the snapshot's content when the index is empty; the next Refresh applies what
   // changed since. false when there is no usable snapshot (then the index stays empty).

@@ -173,10 +173,26 @@ AudienceBuilder::~AudienceBuilder() {
 
 void AudienceBuilder::SaveSnapshot() {
   if (snapshot_ == nullptr) return;
-  std::lock_guard lock(mu_);
+  std::lock_guard saving(save_mu_);  // one writer of the file at a time
+  std::optional<AudienceIndex::Capture> content;
+  {
+    // Audiences wait only while the records are taken, not while they are written.
+    std::lock_guard lock(mu_);
+    auto taken = index_.TakeCapture();
+    if (!taken.ok()) {
+      LogLine(spdlog::level::warn, "audience snapshot not written").Str("error", taken.status().message());
+      return;
+    }
+    content = std::move(taken).value();
+  }
+  if (!content) return;
   const auto started = std::chrono::steady_clock::now();
-  auto written = index_.SaveTo(*snapshot_);
-  LogSnapshotStep("written", written, index_.size(), started);
+  auto written = AudienceIndex::Write(*content, *snapshot_);
+  {
+    std::lock_guard lock(mu_);
+    index_.Release(*content, written.ok() && written.value());
+  }
+  LogSnapshotStep("written", written, content->records.size(), started);
 }
 
 Result<FieldMap> AudienceBuilder::OpenFromVault(ReadTx& tx, const std::string& id,

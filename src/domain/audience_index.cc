@@ -179,7 +179,6 @@ void AudienceIndex::Part::Extend(Part& other) {
 }
 
 void AudienceIndex::Part::Put(size_t i, Part& other, size_t j) {
-  Wipe(i);
   eligible[i] = other.eligible[j];
   ids[i] = other.ids[j];
   keys[i] = other.keys[j];
@@ -189,15 +188,6 @@ void AudienceIndex::Part::Put(size_t i, Part& other, size_t j) {
   arenas[i] = std::move(other.arenas[j]);
   for (size_t k = 0; k < columns.size(); ++k) columns[k][i] = std::move(other.columns[k][j]);
   for (size_t k = 0; k < boxes.size(); ++k) boxes[k][i] = other.boxes[k][j];
-}
-
-void AudienceIndex::Part::Wipe(size_t i) {
-  // The arena is this index's own memory: its records are written once, then only wiped.
-  if (!records[i].empty()) sodium_memzero(const_cast<char*>(records[i].data()), records[i].size());
-  for (auto& c : columns) {
-    sodium_memzero(c[i].text.data(), c[i].text.size());
-    c[i] = FieldValue{};
-  }
 }
 
 void AudienceIndex::Part::Reserve(size_t n) {
@@ -288,6 +278,7 @@ Result<FieldMap> AudienceIndex::OpenKept(size_t i, const std::set<std::string>& 
 void AudienceIndex::Clear() {
   all_ = Empty();
   complete_ = false;
+  ++generation_;
 }
 
 void AudienceIndex::Trim() {
@@ -553,12 +544,14 @@ Status AudienceIndex::ApplyChanges(ReadTx& tx,
   Part added = Empty();  // subjects new to the index, in id order
   for (size_t k = 0; k < targets.size(); ++k) {
     if (targets[k].second) {
+      Retire(targets[k].first);
       all_.Put(targets[k].first, fresh, k);
     } else {
       added.Append(fresh, k);
     }
   }
-  for (size_t i : removed) all_.Wipe(i);
+  for (size_t i : removed) Retire(i);
+  WipeRetired();
   if (removed.empty() && added.ids.empty()) return Status::Ok();
   // One pass merges the new subjects in and leaves the removed ones out.
   Part merged = Empty();
@@ -597,13 +590,19 @@ std::string AudienceIndex::SerializeHead(const std::vector<size_t>& counts) cons
   return std::move(w.data());
 }
 
-std::string AudienceIndex::SerializeEntries(size_t from, size_t to) const {
-  size_t n = 0;
-  for (size_t i = from; i < to; ++i) n += all_.records[i].size();
-  std::string out;
-  out.reserve(n);
-  for (size_t i = from; i < to; ++i) out.append(all_.records[i]);
-  return out;
+void AudienceIndex::Retire(size_t i) {
+  if (!all_.records[i].empty()) retired_.emplace_back(all_.records[i], all_.arenas[i]);
+  for (auto& c : all_.columns) {
+    sodium_memzero(c[i].text.data(), c[i].text.size());
+    c[i] = FieldValue{};
+  }
+}
+
+void AudienceIndex::WipeRetired() {
+  if (captures_ > 0) return;  // a snapshot being written may still read them
+  // The arena is this index's own memory: its records are written once, then only wiped.
+  for (auto& [record, _] : retired_) sodium_memzero(const_cast<char*>(record.data()), record.size());
+  retired_.clear();
 }
 
 const std::shared_ptr<const ConsentFacts>& AudienceIndex::Facts(size_t i) {
@@ -614,26 +613,46 @@ const std::shared_ptr<const ConsentFacts>& AudienceIndex::Facts(size_t i) {
   return all_.facts[i];
 }
 
-Result<bool> AudienceIndex::SaveTo(SealedSnapshot& snapshot) {
+Result<std::optional<AudienceIndex::Capture>> AudienceIndex::TakeCapture() {
   // First what changed since the last audience: an erasure among it would keep this
   // content from being given a key.
   auto caught_up = CatchUp();
   if (!caught_up.ok()) return caught_up.status();
-  if (!caught_up.value() || all_.position == saved_position_) return false;
-  std::vector<size_t> counts;
+  if (!caught_up.value() || all_.position == saved_position_) return std::optional<Capture>();
+  Capture c;
   for (size_t from = 0; from < size(); from += kEntriesPerChunk) {
-    counts.push_back(std::min(kEntriesPerChunk, size() - from));
+    c.counts.push_back(std::min(kEntriesPerChunk, size() - from));
   }
-  auto kept = snapshot.Save(
-      counts.size() + 1,
+  c.head = SerializeHead(c.counts);
+  c.records = all_.records;
+  c.arenas = all_.arenas;
+  c.position = all_.position;
+  c.shreds = shreds_;
+  c.generation = generation_;
+  ++captures_;
+  return std::optional<Capture>(std::move(c));
+}
+
+Result<bool> AudienceIndex::Write(const Capture& c, SealedSnapshot& snapshot) {
+  return snapshot.Save(
+      c.counts.size() + 1,
       [&](size_t i) {
-        if (i == 0) return SerializeHead(counts);
-        const size_t from = (i - 1) * kEntriesPerChunk;
-        return SerializeEntries(from, from + counts[i - 1]);
+        if (i == 0) return c.head;
+        const size_t from = (i - 1) * kEntriesPerChunk, to = from + c.counts[i - 1];
+        size_t n = 0;
+        for (size_t k = from; k < to; ++k) n += c.records[k].size();
+        std::string out;
+        out.reserve(n);
+        for (size_t k = from; k < to; ++k) out.append(c.records[k]);
+        return out;
       },
-      shreds_);
-  if (kept.ok() && kept.value()) saved_position_ = all_.position;
-  return kept;
+      c.shreds);
+}
+
+void AudienceIndex::Release(const Capture& c, bool kept) {
+  --captures_;
+  WipeRetired();
+  if (kept && c.generation == generation_) saved_position_ = c.position;
 }
 
 Result<bool> AudienceIndex::LoadFrom(SealedSnapshot& snapshot) {
@@ -723,6 +742,7 @@ Result<bool> AudienceIndex::LoadFrom(SealedSnapshot& snapshot) {
   shreds_ = reader.shreds();
   saved_position_ = position;
   complete_ = true;
+  ++generation_;
   return true;
 }
 

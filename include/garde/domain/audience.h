@@ -96,6 +96,7 @@ class AudienceBuilder {
   AccessJournal& journal_;
   const Clock& clock_;
   std::mutex mu_;  // one build at a time; guards index_
+  std::mutex save_mu_;  // one snapshot written at a time
   AudienceIndex index_;
   const std::unique_ptr<SealedSnapshot> snapshot_;
   bool snapshot_tried_ = false;  // guarded by mu_

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -47,10 +48,28 @@ class AudienceIndex {
   Result<bool> CatchUp();
   // Drops everything if the index holds more subjects than it may keep.
   void Trim();
-  // Catches up, then writes the whole index to `snapshot`. false when there was nothing to
-  // write (not complete, too much changed, or unchanged since the last save) or data was
-  // destroyed since it was read.
-  Result<bool> SaveTo(SealedSnapshot& snapshot);
+  // Memory the entries' records live in (defined in the .cc): few large blocks rather than
+  // several small allocations per subject, wiped when released.
+  class Arena;
+  // The content of a snapshot: taken under the caller's lock, written without it (the
+  // records stay as they are until Release: replaced ones are wiped only then).
+  struct Capture {
+    std::vector<size_t> counts;  // entries per chunk
+    std::string head;
+    std::vector<std::string_view> records;
+    std::vector<std::shared_ptr<Arena>> arenas;
+    int64_t position = 0;
+    int64_t shreds = 0;
+    uint64_t generation = 0;
+  };
+  // Catches up, then takes the whole index to write; nothing when there is nothing to
+  // write (not complete, too much changed, or unchanged since the last snapshot).
+  Result<std::optional<Capture>> TakeCapture();
+  // Seals a capture into `snapshot` (no lock needed); false when data was destroyed since
+  // it was read.
+  static Result<bool> Write(const Capture& capture, SealedSnapshot& snapshot);
+  // Ends a capture: wipes what was replaced meanwhile; `kept` marks the index saved.
+  void Release(const Capture& capture, bool kept);
   // Takes the snapshot's content when the index is empty; the next Refresh applies what
   // changed since. false when there is no usable snapshot (then the index stays empty).
   Result<bool> LoadFrom(SealedSnapshot& snapshot);
@@ -71,10 +90,6 @@ class AudienceIndex {
   // Opens `fields` (all held sealed) of entry i; kDamaged if they fail, or if the key
   // that wrapped its data key has been retired since (the caller then reads the vault).
   Result<FieldMap> OpenKept(size_t i, const std::set<std::string>& fields) const;
-
-  // Memory the entries' records live in (defined in the .cc): few large blocks rather than
-  // several small allocations per subject, wiped when released.
-  class Arena;
 
  private:
   struct Wrapping {  // the subject's data key as wrapped in the vault
@@ -108,7 +123,6 @@ class AudienceIndex {
     bool Set(size_t i, ByteReader& r, std::shared_ptr<Arena> arena);
     // Copies `record` into the open arena and adds it as the last entry.
     bool Add(std::string_view record);
-    void Wipe(size_t i);  // zeroes entry i's record (it is replaced or gone)
   };
   Part Empty() const;  // with a column for each field held
   Status Rebuild(const std::set<std::string>& open, const std::set<std::string>& sealed);
@@ -121,9 +135,12 @@ class AudienceIndex {
   bool Wanted(std::string_view field) const;  // held open or sealed
   void Clear();
   // The snapshot form: a head chunk (fields, position, entries per chunk) then chunks of
-  // entries. Parse fills entries [at, at + count) of all_, which are default-constructed.
+  // records.
   std::string SerializeHead(const std::vector<size_t>& counts) const;
-  std::string SerializeEntries(size_t from, size_t to) const;
+  // Entry i is replaced or gone: its values are wiped now, its record once no capture
+  // holds it.
+  void Retire(size_t i);
+  void WipeRetired();
 
   Store& store_;
   const Opener open_;
@@ -135,6 +152,9 @@ class AudienceIndex {
   bool complete_ = false;
   int64_t shreds_ = 0;          // the store's shred count before the content was read
   int64_t saved_position_ = -1; // the position of the last snapshot written or read
+  uint64_t generation_ = 0;     // changes whenever the index is rebuilt, read or dropped
+  int captures_ = 0;            // taken and not released
+  std::vector<std::pair<std::string_view, std::shared_ptr<Arena>>> retired_;
 };
 
 }  // namespace garde

@@ -57,9 +57,12 @@ class ServeApplication final : public Poco::Util::ServerApplication {
       std::cerr << "garde: cannot record the policy version: " << recorded.message() << "\n";
       return 1;
     }
+    // The audience index of the last run is read back while the service starts answering.
+    std::thread warm_up([&] { d.value()->audiences().WarmUp(); });
     HttpService http(*d.value());
     Status started = http.Start();
     if (!started.ok()) {
+      warm_up.join();
       std::cerr << "garde: " << started.message() << "\n";
       return 1;
     }
@@ -161,6 +164,7 @@ class ServeApplication final : public Poco::Util::ServerApplication {
     checkpointer.join();
     reloader.join();
     http.Stop();
+    warm_up.join();
     // The next run starts its audiences from where this one left them.
     d.value()->audiences().SaveSnapshot();
     // The last entries are covered by a signed head before the process exits.

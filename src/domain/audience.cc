@@ -195,6 +195,19 @@ void AudienceBuilder::SaveSnapshot() {
   LogSnapshotStep("written", written, content->records.size(), started);
 }
 
+void AudienceBuilder::ReadSnapshotOnce() {
+  if (snapshot_ == nullptr || snapshot_tried_) return;
+  snapshot_tried_ = true;
+  const auto started = std::chrono::steady_clock::now();
+  auto read = index_.LoadFrom(*snapshot_);
+  LogSnapshotStep("read", read, index_.size(), started);
+}
+
+void AudienceBuilder::WarmUp() {
+  std::lock_guard lock(mu_);
+  ReadSnapshotOnce();
+}
+
 Result<FieldMap> AudienceBuilder::OpenFromVault(ReadTx& tx, const std::string& id,
                                                const std::set<std::string>& fields) const {
   auto row = tx.GetSubject(id);
@@ -289,12 +302,7 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
   }
   std::lock_guard lock(mu_);
   const auto started = std::chrono::steady_clock::now();
-  if (snapshot_ != nullptr && !snapshot_tried_) {
-    // The first audience of a run starts from the last run's snapshot, if it is usable.
-    snapshot_tried_ = true;
-    auto read = index_.LoadFrom(*snapshot_);
-    LogSnapshotStep("read", read, index_.size(), started);
-  }
+  ReadSnapshotOnce();
   GARDE_RETURN_IF_ERROR(index_.Refresh(filter_fields, output_only));
   const auto refreshed = std::chrono::steady_clock::now();
   const int64_t now = clock_.Now();

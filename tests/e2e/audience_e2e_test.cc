@@ -257,9 +257,10 @@ TEST(AudienceE2E, ARestartStartsFromTheSealedSnapshotAndAnErasureShredsIt) {
   EXPECT_EQ(file.find("75011"), std::string::npos);
   EXPECT_EQ(g.CountRows("snapshot_keys"), 1);
 
-  // A restart starts from the snapshot.
+  // A restart reads the snapshot back as it starts, before any audience asks for it.
   g.Stop();
   g.Start();
+  EXPECT_TRUE(WaitForLog(g, "audience snapshot read", 1)) << g.Logs();
   r = g.Post("/v1/audiences", request, mkt);
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(Ids(r.body), expected);

@@ -67,6 +67,9 @@ class AudienceBuilder {
 
   // Audiences are built one at a time (each uses both cores).
   Result<Audience> Build(const Caller& caller, const AudienceRequest& request);
+  // Reads the last run's snapshot, if there is a usable one, so that the first audience of
+  // this run need not (an audience meanwhile waits for it). Once per run.
+  void WarmUp();
   // Writes the index's snapshot if it changed since the last one (at shutdown; a build that
   // rebuilt the index writes one in the background).
   void SaveSnapshot();
@@ -82,6 +85,7 @@ class AudienceBuilder {
     const std::vector<std::string>& fields;
     int64_t now;
   };
+  void ReadSnapshotOnce();  // with mu_ held
   // The subject's `fields` read from the vault (kNotFound unless active).
   Result<FieldMap> OpenFromVault(ReadTx& tx, const std::string& id,
                                  const std::set<std::string>& fields) const;

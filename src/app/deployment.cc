@@ -87,7 +87,7 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
                                                     static_cast<size_t>(config.kept_subjects),
                                                     std::make_unique<SealedSnapshot>(
                                                         *d->store_, d->keys_,
-                                                        config.data_dir + "/audience.snapshot",
+                                                        config.audience_snapshot_path(),
                                                         "audience"));
   auto jurisdictions = ParseJurisdictions(config.dsr_jurisdictions);
   if (!jurisdictions.ok()) return Unprocessable("dsr_jurisdictions: " + jurisdictions.status().message());

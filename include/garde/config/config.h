@@ -52,6 +52,7 @@ struct Config {
   std::string keyring_path() const { return data_dir + "/keyring.json"; }
   std::string database_path() const { return data_dir + "/garde.db"; }
   std::string audit_database_path() const { return data_dir + "/audit.db"; }
+  std::string audience_snapshot_path() const { return data_dir + "/audience.snapshot"; }
 };
 
 struct OptionDoc {

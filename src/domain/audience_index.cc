@@ -65,13 +65,13 @@ class AudienceIndex::Arena {
   Arena& operator=(const Arena&) = delete;
 
   size_t room() const { return capacity_ - used_; }
-  // n bytes at the end, to be filled (n <= room()).
-  char* Extend(size_t n) {
+  // A copy of `bytes` at the end (bytes.size() <= room()).
+  std::string_view Append(std::string_view bytes) {
     char* at = data_ + used_;
-    used_ += n;
-    return at;
+    std::memcpy(at, bytes.data(), bytes.size());
+    used_ += bytes.size();
+    return {at, bytes.size()};
   }
-  std::string_view bytes() const { return {data_, used_}; }
 
  private:
   static constexpr size_t kHuge = size_t{2} << 20;
@@ -151,43 +151,31 @@ bool ReadFacts(ByteReader& r, std::shared_ptr<const ConsentFacts>* out) {
 
 }  // namespace
 
+template <typename Fn>
+void AudienceIndex::Part::Zip(Part& other, Fn fn) {
+  fn(ids, other.ids);
+  fn(eligible, other.eligible);
+  fn(keys, other.keys);
+  fn(facts, other.facts);
+  fn(packed_facts, other.packed_facts);
+  fn(records, other.records);
+  fn(arenas, other.arenas);
+  for (size_t k = 0; k < columns.size(); ++k) fn(columns[k], other.columns[k]);
+  for (size_t k = 0; k < boxes.size(); ++k) fn(boxes[k], other.boxes[k]);
+}
+
 void AudienceIndex::Part::Append(Part& other, size_t j) {
-  ids.push_back(other.ids[j]);
-  eligible.push_back(other.eligible[j]);
-  keys.push_back(other.keys[j]);
-  facts.push_back(std::move(other.facts[j]));
-  packed_facts.push_back(other.packed_facts[j]);
-  records.push_back(other.records[j]);
-  arenas.push_back(std::move(other.arenas[j]));
-  for (size_t k = 0; k < columns.size(); ++k) columns[k].push_back(std::move(other.columns[k][j]));
-  for (size_t k = 0; k < boxes.size(); ++k) boxes[k].push_back(other.boxes[k][j]);
+  Zip(other, [j](auto& to, auto& from) { to.push_back(std::move(from[j])); });
 }
 
 void AudienceIndex::Part::Extend(Part& other) {
-  auto move_all = [](auto& to, auto& from) {
+  Zip(other, [](auto& to, auto& from) {
     to.insert(to.end(), std::make_move_iterator(from.begin()), std::make_move_iterator(from.end()));
-  };
-  move_all(ids, other.ids);
-  move_all(eligible, other.eligible);
-  move_all(keys, other.keys);
-  move_all(facts, other.facts);
-  move_all(packed_facts, other.packed_facts);
-  move_all(records, other.records);
-  move_all(arenas, other.arenas);
-  for (size_t k = 0; k < columns.size(); ++k) move_all(columns[k], other.columns[k]);
-  for (size_t k = 0; k < boxes.size(); ++k) move_all(boxes[k], other.boxes[k]);
+  });
 }
 
 void AudienceIndex::Part::Put(size_t i, Part& other, size_t j) {
-  eligible[i] = other.eligible[j];
-  ids[i] = other.ids[j];
-  keys[i] = other.keys[j];
-  facts[i] = std::move(other.facts[j]);
-  packed_facts[i] = other.packed_facts[j];
-  records[i] = other.records[j];
-  arenas[i] = std::move(other.arenas[j]);
-  for (size_t k = 0; k < columns.size(); ++k) columns[k][i] = std::move(other.columns[k][j]);
-  for (size_t k = 0; k < boxes.size(); ++k) boxes[k][i] = other.boxes[k][j];
+  Zip(other, [i, j](auto& to, auto& from) { to[i] = std::move(from[j]); });
 }
 
 namespace {
@@ -208,27 +196,11 @@ void ReserveHuge(V& v, size_t n) {
 }  // namespace
 
 void AudienceIndex::Part::Reserve(size_t n) {
-  ReserveHuge(ids, n);
-  ReserveHuge(eligible, n);
-  ReserveHuge(keys, n);
-  ReserveHuge(facts, n);
-  ReserveHuge(packed_facts, n);
-  ReserveHuge(records, n);
-  ReserveHuge(arenas, n);
-  for (auto& c : columns) ReserveHuge(c, n);
-  for (auto& b : boxes) ReserveHuge(b, n);
+  Zip(*this, [n](auto& v, auto&) { ReserveHuge(v, n); });
 }
 
 void AudienceIndex::Part::Resize(size_t n) {
-  ids.resize(n);
-  eligible.resize(n);
-  keys.resize(n);
-  facts.resize(n);
-  packed_facts.resize(n);
-  records.resize(n);
-  arenas.resize(n);
-  for (auto& c : columns) c.resize(n);
-  for (auto& b : boxes) b.resize(n);
+  Zip(*this, [n](auto& v, auto&) { v.resize(n); });
 }
 
 bool AudienceIndex::Part::Set(size_t i, ByteReader& r, std::shared_ptr<Arena> arena) {
@@ -256,9 +228,7 @@ bool AudienceIndex::Part::Add(std::string_view record) {
   if (open_arena == nullptr || open_arena->room() < record.size()) {
     open_arena = std::make_shared<Arena>(std::max(record.size(), arena_block));
   }
-  char* at = open_arena->Extend(record.size());
-  std::memcpy(at, record.data(), record.size());
-  ByteReader r(std::string_view(at, record.size()));
+  ByteReader r(open_arena->Append(record));
   Resize(ids.size() + 1);
   return Set(ids.size() - 1, r, open_arena);
 }
@@ -734,9 +704,7 @@ Result<bool> AudienceIndex::LoadFrom(SealedSnapshot& snapshot) {
       }
       // The chunk's records stay where they are: the entries point into its arena.
       auto arena = std::make_shared<Arena>(plain.size());
-      char* at = arena->Extend(plain.size());
-      std::memcpy(at, plain.data(), plain.size());
-      ByteReader records(arena->bytes());
+      ByteReader records(arena->Append(plain));
       for (size_t k = starts[i]; k < starts[i] + counts[i] && good; ++k) {
         if (!all_.Set(k, records, arena) || (k > starts[i] && !(all_.ids[k - 1] < all_.ids[k]))) {
           good = false;

@@ -114,6 +114,10 @@ class AudienceIndex {
     size_t arena_block = 0;  // the size of a new arena (0: each record its own)
     int64_t position = 0;  // every change of the log up to here is reflected
 
+    // Calls fn(mine, other's) for each of the parallel vectors above (columns and boxes
+    // one by one); Zip(*this, ...) visits this part's own.
+    template <typename Fn>
+    void Zip(Part& other, Fn fn);
     void Append(Part& other, size_t j);         // moves other's entry j to the end
     void Extend(Part& other);                   // moves all of other's entries to the end
     void Put(size_t i, Part& other, size_t j);  // replaces entry i (same id) by other's j

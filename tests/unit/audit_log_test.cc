@@ -69,13 +69,7 @@ TEST_F(AuditLogTest, StoredTreeMatchesARecomputedTreeAtEverySize) {
 TEST_F(AuditLogTest, AWriteThatFailsHalfWayLeavesNeitherChangeNorEntry) {
   Append(3);
   Status s = d_->store().Write([&](WriteTx& tx) -> Status {
-    SubjectRow row;
-    row.id = RandomId("sub_");
-    row.kind = "person";
-    row.status = "active";
-    row.source = "api";
-    row.root_key_version = 1;
-    row.wrapped_dek = Bytes(73, 1);
+    const SubjectRow row = StandInRow(RandomId("sub_"));
     GARDE_RETURN_IF_ERROR(tx.InsertSubject(row));
     GARDE_RETURN_IF_ERROR(d_->audit().Record(&tx, caller_, {"subject.create", row.id, "", "ok", {}, 0}));
     return Internal("forced failure after the data write");

@@ -31,6 +31,19 @@ class DeploymentFixture : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
+  // An active person's row with a stand-in wrapped key, for tests that write to the store
+  // directly rather than through the vault.
+  static SubjectRow StandInRow(const std::string& id) {
+    SubjectRow row;
+    row.id = id;
+    row.kind = "person";
+    row.status = "active";
+    row.source = "test";
+    row.root_key_version = 1;
+    row.wrapped_dek = Bytes(73, 1);
+    return row;
+  }
+
   std::filesystem::path dir_;
   Config cfg_;
   std::unique_ptr<Deployment> d_;

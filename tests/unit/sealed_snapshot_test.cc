@@ -31,14 +31,7 @@ class SealedSnapshotTest : public DeploymentFixture {
   // A subject with one field, so that erasing something is possible.
   void AddSubjectWithField(const std::string& id) {
     ASSERT_TRUE(d_->store().Write([&](WriteTx& tx) -> Status {
-      SubjectRow row;
-      row.id = id;
-      row.kind = "person";
-      row.status = "active";
-      row.source = "test";
-      row.root_key_version = 1;
-      row.wrapped_dek = Bytes(8, 1);
-      GARDE_RETURN_IF_ERROR(tx.InsertSubject(row));
+      GARDE_RETURN_IF_ERROR(tx.InsertSubject(StandInRow(id)));
       return tx.PutField(id, {"email", Bytes(40, 2)});
     }).ok());
   }

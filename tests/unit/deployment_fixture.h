@@ -11,6 +11,19 @@
 
 namespace garde {
 
+// An active person's row with a stand-in wrapped key, for tests that write to a store
+// directly rather than through the vault.
+inline SubjectRow StandInRow(const std::string& id) {
+  SubjectRow row;
+  row.id = id;
+  row.kind = "person";
+  row.status = "active";
+  row.source = "test";
+  row.root_key_version = 1;
+  row.wrapped_dek = Bytes(73, 1);
+  return row;
+}
+
 class DeploymentFixture : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -29,19 +42,6 @@ class DeploymentFixture : public ::testing::Test {
   void TearDown() override {
     d_.reset();
     std::filesystem::remove_all(dir_);
-  }
-
-  // An active person's row with a stand-in wrapped key, for tests that write to the store
-  // directly rather than through the vault.
-  static SubjectRow StandInRow(const std::string& id) {
-    SubjectRow row;
-    row.id = id;
-    row.kind = "person";
-    row.status = "active";
-    row.source = "test";
-    row.root_key_version = 1;
-    row.wrapped_dek = Bytes(73, 1);
-    return row;
   }
 
   std::filesystem::path dir_;

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <set>
 
+#include "deployment_fixture.h"
 #include "garde/store/sqlite_store.h"
 
 namespace garde {
@@ -34,15 +35,6 @@ class SubjectCacheTest : public ::testing::Test {
     for (const char* ext : {"", "-wal", "-shm"}) std::filesystem::remove(path_.string() + ext);
   }
 
-  static SubjectRow Person(const std::string& id) {
-    SubjectRow r;
-    r.id = id;
-    r.kind = "person";
-    r.status = "active";
-    r.source = "test";
-    r.wrapped_dek = Bytes(40, 1);
-    return r;
-  }
   static ConsentEventRow Grant(const std::string& id, const std::string& subject) {
     ConsentEventRow e;
     e.id = id;
@@ -52,7 +44,7 @@ class SubjectCacheTest : public ::testing::Test {
     return e;
   }
   static void Insert(Store& store, const std::string& id) {
-    ASSERT_TRUE(store.Write([&](WriteTx& tx) { return tx.InsertSubject(Person(id)); }).ok());
+    ASSERT_TRUE(store.Write([&](WriteTx& tx) { return tx.InsertSubject(StandInRow(id)); }).ok());
   }
   static void SetStatus(Store& store, const std::string& id, const std::string& status) {
     ASSERT_TRUE(store.Write([&](WriteTx& tx) -> Status {
@@ -169,7 +161,7 @@ TEST_F(SubjectCacheTest, AReaderTooFarBehindStartsOver) {
   EXPECT_EQ(StatusOf("sub_a"), "active");
   ASSERT_TRUE(other_->Write([](WriteTx& tx) -> Status {
     for (int i = 0; i < 9000; ++i) {
-      GARDE_RETURN_IF_ERROR(tx.InsertSubject(Person("sub_n" + std::to_string(i))));
+      GARDE_RETURN_IF_ERROR(tx.InsertSubject(StandInRow("sub_n" + std::to_string(i))));
     }
     return Status::Ok();
   }).ok());

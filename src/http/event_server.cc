@@ -157,6 +157,7 @@ class Loop {
 
   ~Loop() {
     for (auto& [fd, c] : connections_) ::close(fd);
+    for (int fd : handed_) ::close(fd);  // handed over after this loop had stopped
     ::close(wake_fd_);
     ::close(epoll_fd_);
   }
@@ -198,6 +199,12 @@ class Loop {
   void Stop() {
     stopping_.store(true, std::memory_order_release);
     Wake();
+  }
+
+  void SetPeers(const std::vector<std::unique_ptr<Loop>>& loops) {
+    for (const auto& loop : loops) {
+      if (loop.get() != this) peers_.push_back(loop.get());
+    }
   }
 
   // Called by a worker once x's answer is ready.
@@ -283,11 +290,33 @@ class Loop {
       }
       const int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      auto c = std::make_unique<Connection>(fd, limits_);
-      c->deadline = Clock::now() + options_.request_timeout;
-      Watch(fd, EPOLLIN);
-      connections_.emplace(fd, std::move(c));
+      // Whichever loop the kernel woke accepts, but the loop holding the fewest connections
+      // serves: a client opening its whole pool at once would otherwise land on one thread.
+      Loop* target = this;
+      for (Loop* peer : peers_) {
+        if (peer->held_.load(std::memory_order_relaxed) <
+            target->held_.load(std::memory_order_relaxed)) {
+          target = peer;
+        }
+      }
+      target->held_.fetch_add(1, std::memory_order_relaxed);
+      if (target == this) {
+        Adopt(fd);
+      } else {
+        {
+          std::lock_guard lock(target->returned_mu_);
+          target->handed_.push_back(fd);
+        }
+        target->Wake();
+      }
     }
+  }
+
+  void Adopt(int fd) {
+    auto c = std::make_unique<Connection>(fd, limits_);
+    c->deadline = Clock::now() + options_.request_timeout;
+    Watch(fd, EPOLLIN);
+    connections_.emplace(fd, std::move(c));
   }
 
   void Close(Connection* c) {
@@ -295,6 +324,7 @@ class Loop {
     ::close(fd);  // also leaves the epoll set
     connections_.erase(fd);
     open_connections_.fetch_sub(1);
+    held_.fetch_sub(1, std::memory_order_relaxed);
   }
 
   void OnReady(Connection* c, uint32_t events) {
@@ -421,10 +451,13 @@ class Loop {
     uint64_t count;
     [[maybe_unused]] const ssize_t n = ::read(wake_fd_, &count, sizeof count);
     std::vector<Connection*> done;
+    std::vector<int> handed;
     {
       std::lock_guard lock(returned_mu_);
       done.swap(returned_);
+      handed.swap(handed_);
     }
+    for (int fd : handed) Adopt(fd);
     for (Connection* c : done) {
       Rewatch(c, EPOLLIN);
       c->phase = Connection::Phase::kReading;
@@ -534,8 +567,11 @@ class Loop {
   bool accept_paused_ = false;
   std::atomic<bool> stopping_{false};
   std::unordered_map<int, std::unique_ptr<Connection>> connections_;
+  std::vector<Loop*> peers_;  // the other loops, set before any runs
+  std::atomic<int> held_{0};  // connections this loop serves or has been handed
   std::mutex returned_mu_;
   std::vector<Connection*> returned_;
+  std::vector<int> handed_;  // accepted by another loop for this one
 };
 
 void WorkerPool::Work(Worker& self) {
@@ -595,6 +631,7 @@ class EventServer::Impl {
       if (!loop->ok()) return Unavailable("cannot create the I/O threads' epoll sets");
       loops_.push_back(std::move(loop));
     }
+    for (auto& loop : loops_) loop->SetPeers(loops_);
     for (auto& loop : loops_) threads_.emplace_back([l = loop.get()] { l->Run(); });
     return Status::Ok();
   }

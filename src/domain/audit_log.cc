@@ -130,7 +130,9 @@ Status AuditLog::Record(WriteTx* tx, const Caller& caller, const AccessEvent& ev
       return log_.Write([&](WriteTx& own) -> Status {
         auto size = own.AuditSize();
         if (!size.ok()) return size.status();
-        return AppendEntry(own, size.value(), event.subject_id, tail);
+        GARDE_RETURN_IF_ERROR(AppendEntry(own, size.value(), event.subject_id, tail));
+        if (event.subject_id.empty()) return Status::Ok();
+        return own.AppendAuditSubjectRun({{event.subject_id, size.value()}});
       });
     }
     if (!journal_ || !journal_->Append(text)) {  // none yet, or full: the next one
@@ -192,6 +194,7 @@ void AuditLog::ImporterLoop() {
     lock.unlock();
     const Status s = ImportPass(pending);
     if (!s.ok()) LogLine(spdlog::level::err, "audit import failed").Str("error", s.message());
+    MergeSubjectRuns();
     TrimPending(false);
     PrepareSpare();
     lock.lock();
@@ -240,8 +243,13 @@ Status AppendInOrder(WriteTx& tx, std::vector<Incoming>& entries) {
   auto size = tx.AuditSize();
   if (!size.ok()) return size.status();
   uint64_t seq = size.value();
-  for (const auto& e : entries) GARDE_RETURN_IF_ERROR(AppendEntry(tx, seq++, e.subject, e.tail));
-  return Status::Ok();
+  std::vector<std::pair<std::string, uint64_t>> postings;
+  postings.reserve(entries.size());
+  for (const auto& e : entries) {
+    if (!e.subject.empty()) postings.emplace_back(e.subject, seq);
+    GARDE_RETURN_IF_ERROR(AppendEntry(tx, seq++, e.subject, e.tail));
+  }
+  return tx.AppendAuditSubjectRun(std::move(postings));
 }
 
 // Forgets a journal whose every record is in the log: the file first, then its row (a row
@@ -339,6 +347,7 @@ Status AuditLog::ImportPass(bool pending) {
         },
         Durability::kImmediate);
     if (!s.ok()) return s;  // nothing moved: the next pass starts from the same places
+    runs_added_.store(true, std::memory_order_relaxed);
     intake_mark_ = std::max(intake_mark_, mark_after);
     if (current) {
       imported_ = current.get();
@@ -413,6 +422,26 @@ void AuditLog::TrimPending(bool force) {
 }
 
 Status AuditLog::Flush() { return ImportPass(true); }
+
+void AuditLog::MergeSubjectRuns() {
+  // One level per transaction, lowest first, until no level is full: each merge's result may
+  // fill the level above.
+  if (!runs_added_.exchange(false, std::memory_order_relaxed)) return;
+  for (;;) {
+    bool merged = false;
+    const Status s = log_.Write([&](WriteTx& tx) -> Status {
+      auto m = tx.MergeAuditSubjectRuns();
+      if (!m.ok()) return m.status();
+      merged = m.value();
+      return Status::Ok();
+    });
+    if (!s.ok()) {
+      LogLine(spdlog::level::err, "audit subject index merge failed").Str("error", s.message());
+      return;
+    }
+    if (!merged) return;
+  }
+}
 
 void AuditLog::Stop() {
   {

@@ -237,6 +237,13 @@ END;
 )sql",
 };
 
+// The audit log's subject index: a level merges once it holds kAuditRunFanIn runs; a run of
+// kAuditTopRunEntries or more is never merged again (it would cost a long transaction), so a
+// subject search seeks a few runs per level and one per such top run.
+constexpr int64_t kAuditRunFanIn = 8;
+constexpr int64_t kAuditTopLevel = 1000;
+constexpr int64_t kAuditTopRunEntries = int64_t{1} << 22;
+
 // The audit database (audit.db), migrated on its own. Appends to it never touch the vault
 // file, so they leave the vault connections' page caches valid.
 static const char* const kAuditMigrations[] = {
@@ -254,6 +261,28 @@ CREATE TABLE audit_journals(
   name TEXT PRIMARY KEY,
   imported_to INTEGER NOT NULL
 ) WITHOUT ROWID;
+)sql",
+    // 3: the subject index as sorted runs keyed by run first, so that every append and every
+    // merge writes after the keys already stored instead of into random pages of one large
+    // index. What the old index held becomes one run that is never merged again.
+    R"sql(
+CREATE TABLE audit_runs(
+  run INTEGER PRIMARY KEY,
+  level INTEGER NOT NULL,
+  entries INTEGER NOT NULL
+);
+CREATE INDEX audit_runs_by_level ON audit_runs(level);
+CREATE TABLE audit_subject_runs(
+  run INTEGER NOT NULL,
+  subject TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  PRIMARY KEY(run, subject, seq)
+) WITHOUT ROWID;
+INSERT INTO audit_runs(run, level, entries)  -- level 1000: kAuditTopLevel
+  SELECT 1, 1000, COUNT(*) FROM audit_log WHERE subject IS NOT NULL HAVING COUNT(*) > 0;
+INSERT INTO audit_subject_runs(run, subject, seq)
+  SELECT 1, subject, seq FROM audit_log WHERE subject IS NOT NULL ORDER BY subject, seq;
+DROP INDEX IF EXISTS audit_by_subject;
 )sql",
 };
 
@@ -600,7 +629,10 @@ class SqliteTx final : public WriteTx {
       sql += clause;
       params.push_back(value);
     };
-    filter(aq.subject, " AND subject = ?");
+    // Each run is sorted by subject: one seek per run (docs/audit.md).
+    filter(aq.subject,
+           " AND seq IN (SELECT seq FROM audit_subject_runs WHERE run IN "
+           "(SELECT run FROM audit_runs) AND subject = ?)");
     filter(aq.actor, " AND json_extract(entry, '$.actor') = ?");
     filter(aq.action, " AND json_extract(entry, '$.action') = ?");
     filter(aq.activity, " AND json_extract(entry, '$.activity') = ?");
@@ -1025,9 +1057,83 @@ class SqliteTx final : public WriteTx {
     return q.Run();
   }
 
+  Status AppendAuditSubjectRun(std::vector<std::pair<std::string, uint64_t>> postings) override {
+    if (postings.empty()) return Status::Ok();
+    std::sort(postings.begin(), postings.end());
+    auto run = NextAuditRun();
+    if (!run.ok()) return run.status();
+    GARDE_RETURN_IF_ERROR(InsertRun(run.value(), 0, static_cast<int64_t>(postings.size())));
+    for (const auto& [subject, seq] : postings) {
+      Query q(c_, "INSERT INTO audit_subject_runs(run, subject, seq) VALUES(?,?,?)");
+      q.Int(run.value()).Text(subject).Int(static_cast<int64_t>(seq));
+      GARDE_RETURN_IF_ERROR(q.Run());
+    }
+    return Status::Ok();
+  }
+
+  Result<bool> MergeAuditSubjectRuns() override {
+    // The lowest level holding kAuditRunFanIn runs, if any.
+    int64_t level = -1;
+    {
+      Query q(c_,
+              "SELECT level FROM audit_runs WHERE level < ? GROUP BY level "
+              "HAVING COUNT(*) >= ? ORDER BY level LIMIT 1");
+      q.Int(kAuditTopLevel).Int(kAuditRunFanIn);
+      const int rc = q.Step();
+      if (rc == SQLITE_DONE) return false;
+      if (rc != SQLITE_ROW) return q.Error();
+      level = q.ColInt(0);
+    }
+    int64_t entries = 0;
+    {
+      Query q(c_, "SELECT COALESCE(SUM(entries), 0) FROM audit_runs WHERE level = ?");
+      q.Int(level);
+      if (q.Step() != SQLITE_ROW) return q.Error();
+      entries = q.ColInt(0);
+    }
+    auto run = NextAuditRun();
+    if (!run.ok()) return run.status();
+    {
+      Query q(c_,
+              "INSERT INTO audit_subject_runs(run, subject, seq) SELECT ?, subject, seq "
+              "FROM audit_subject_runs WHERE run IN (SELECT run FROM audit_runs WHERE level = ?) "
+              "ORDER BY subject, seq");
+      q.Int(run.value()).Int(level);
+      GARDE_RETURN_IF_ERROR(q.Run());
+    }
+    {
+      Query q(c_,
+              "DELETE FROM audit_subject_runs "
+              "WHERE run IN (SELECT run FROM audit_runs WHERE level = ?)");
+      q.Int(level);
+      GARDE_RETURN_IF_ERROR(q.Run());
+    }
+    {
+      Query q(c_, "DELETE FROM audit_runs WHERE level = ?");
+      q.Int(level);
+      GARDE_RETURN_IF_ERROR(q.Run());
+    }
+    GARDE_RETURN_IF_ERROR(InsertRun(run.value(),
+                                    entries >= kAuditTopRunEntries ? kAuditTopLevel : level + 1,
+                                    entries));
+    return true;
+  }
+
   Status InsertAuditNode(unsigned level, uint64_t index, const Bytes& hash) override {
     Query q(c_, "INSERT INTO audit_nodes(level, idx, hash) VALUES(?,?,?)");
     q.Int(level).Int(static_cast<int64_t>(index)).Blob(hash);
+    return q.Run();
+  }
+
+  Result<int64_t> NextAuditRun() {
+    Query q(c_, "SELECT COALESCE(MAX(run), 0) + 1 FROM audit_runs");
+    if (q.Step() != SQLITE_ROW) return q.Error();
+    return q.ColInt(0);
+  }
+
+  Status InsertRun(int64_t run, int64_t level, int64_t entries) {
+    Query q(c_, "INSERT INTO audit_runs(run, level, entries) VALUES(?,?,?)");
+    q.Int(run).Int(level).Int(entries);
     return q.Run();
   }
 
@@ -1249,13 +1355,20 @@ Status SqliteStore::ImportLegacyAudit(const std::string& vault_path) {
       // Each file commits atomically on its own: copy first, then empty the old tables.
       // Interrupted between the two, the next start finds audit.db filled and leaves the
       // old copy alone (it is never read again).
-      GARDE_RETURN_IF_ERROR(c.Exec(
+      // The copied entries' subject index is one top-level run, as migration 3 makes it.
+      const std::string copy =
           "BEGIN IMMEDIATE;"
           "INSERT INTO main.audit_log SELECT seq, entry, leaf_hash, subject FROM legacy.audit_log;"
+          "INSERT INTO main.audit_runs(run, level, entries) SELECT 1, " +
+          std::to_string(kAuditTopLevel) +
+          ", COUNT(*) FROM main.audit_log WHERE subject IS NOT NULL HAVING COUNT(*) > 0;"
+          "INSERT INTO main.audit_subject_runs(run, subject, seq) SELECT 1, subject, seq "
+          "  FROM main.audit_log WHERE subject IS NOT NULL ORDER BY subject, seq;"
           "INSERT INTO main.audit_nodes SELECT level, idx, hash FROM legacy.audit_nodes;"
           "INSERT OR IGNORE INTO main.audit_checkpoints "
           "  SELECT size, root, time, note FROM legacy.audit_checkpoints;"
-          "COMMIT;"));
+          "COMMIT;";
+      GARDE_RETURN_IF_ERROR(c.Exec(copy.c_str()));
       return c.Exec(
           "BEGIN IMMEDIATE; DELETE FROM legacy.audit_log; DELETE FROM legacy.audit_nodes;"
           "DELETE FROM legacy.audit_checkpoints; COMMIT;");

@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <thread>
 
 #include "deployment_fixture.h"
@@ -320,8 +321,110 @@ TEST_F(AuditLogTest, FullJournalsAreRotatedWithoutLosingOrRepeatingAnEntry) {
                              d_->signer().origin(), {}, nullptr).ok());
 }
 
+// Every entry of `subject` in the log, by a full scan: the oracle for the subject index.
+std::vector<uint64_t> ScanSeqsOf(AuditLog& log, const std::string& subject) {
+  std::vector<uint64_t> seqs;
+  EXPECT_TRUE(log.Scan(0, UINT64_MAX, [&](const AuditRow& row) {
+                   if (row.subject == subject) seqs.push_back(row.seq);
+                   return true;
+                 }).ok());
+  return seqs;
+}
+
+std::vector<uint64_t> SearchSeqsOf(AuditLog& log, const std::string& subject, size_t page) {
+  std::vector<uint64_t> seqs;
+  AuditQuery q;
+  q.subject = subject;
+  q.limit = page;
+  for (;;) {
+    auto rows = log.Query(q);
+    EXPECT_TRUE(rows.ok());
+    if (!rows.ok() || rows->empty()) return seqs;
+    for (const auto& r : rows.value()) seqs.push_back(r.seq);
+    q.after_seq = rows->back().seq;
+  }
+}
+
+// Rows of an audit.db table, read with SQLite directly (WAL: sees every commit).
+int64_t CountRows(const std::filesystem::path& audit_db, const std::string& table) {
+  sqlite3* db = nullptr;
+  int64_t n = -1;
+  if (sqlite3_open_v2(audit_db.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* st = nullptr;
+    const std::string sql = "SELECT COUNT(*) FROM " + table;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+      n = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  return n;
+}
+
+TEST_F(AuditLogTest, SubjectSearchesFindEveryEntryWhileTheIndexRunsMerge) {
+  // 70 import passes of a few entries each: 70 runs at level 0, merged 8 at a time into
+  // level 1, whose 8 runs merge into level 2.
+  std::mt19937 random(7);
+  std::vector<std::string> subjects;
+  for (int i = 0; i < 12; ++i) subjects.push_back("sub_search" + std::to_string(i));
+  for (int pass = 0; pass < 70; ++pass) {
+    const int n = 1 + static_cast<int>(random() % 6);
+    for (int i = 0; i < n; ++i) {
+      const std::string& who = subjects[random() % subjects.size()];
+      ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", who, "crm", "ok", {}, i}).ok());
+    }
+    if (pass % 5 == 0) Append(1);  // entries without a subject are not indexed
+    ASSERT_TRUE(d_->audit().Flush().ok());
+    d_->audit().MergeSubjectRuns();
+  }
+  // At most 7 runs wait at each level.
+  EXPECT_LT(CountRows(dir_ / "audit.db", "audit_runs"), 3 * 8);
+  size_t total = 0;
+  for (const auto& who : subjects) {
+    const auto expected = ScanSeqsOf(d_->audit(), who);
+    total += expected.size();
+    EXPECT_EQ(SearchSeqsOf(d_->audit(), who, 100), expected) << who;
+    EXPECT_EQ(SearchSeqsOf(d_->audit(), who, 3), expected) << who << ", pages of 3";
+  }
+  EXPECT_GT(total, 70u);
+  EXPECT_EQ(CountRows(dir_ / "audit.db", "audit_subject_runs"), static_cast<int64_t>(total));
+  EXPECT_TRUE(SearchSeqsOf(d_->audit(), "sub_nobody", 100).empty());
+}
+
+TEST_F(AuditLogTest, ALogIndexedTheOldWayGetsItsSubjectIndexAsOneRun) {
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", "sub_old", "crm", "ok", {}, i}).ok());
+    Append(1);
+  }
+  ASSERT_TRUE(d_->audit().Flush().ok());
+  const auto expected = ScanSeqsOf(d_->audit(), "sub_old");
+  ASSERT_EQ(expected.size(), 5u);
+  d_.reset();
+  // audit.db as version 2 left it: one index on audit_log(subject).
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "audit.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP TABLE audit_subject_runs; DROP TABLE audit_runs;"
+                         "CREATE INDEX audit_by_subject ON audit_log(subject) "
+                         "WHERE subject IS NOT NULL;"
+                         "DELETE FROM schema_migrations WHERE version = 3;",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto d = Deployment::Open(cfg_);
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  d_ = std::move(d.value());
+  EXPECT_EQ(SearchSeqsOf(d_->audit(), "sub_old", 2), expected);
+  EXPECT_EQ(CountRows(dir_ / "audit.db", "audit_runs"), 1);
+  // New entries add runs beside it.
+  ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", "sub_old", "crm", "ok", {}, 9}).ok());
+  EXPECT_EQ(SearchSeqsOf(d_->audit(), "sub_old", 100).size(), 6u);
+}
+
 TEST_F(AuditLogTest, ALogKeptInTheVaultByAnEarlierVersionMovesToItsOwnFileOnce) {
   Append(3);
+  ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", "sub_l", "crm", "ok", {}, 1}).ok());
   ASSERT_TRUE(d_->audit().Checkpoint().ok());
   d_.reset();
   // The layout before audit.db: the same tables inside garde.db.
@@ -343,8 +446,9 @@ TEST_F(AuditLogTest, ALogKeptInTheVaultByAnEarlierVersionMovesToItsOwnFileOnce) 
   auto d = Deployment::Open(cfg_);
   ASSERT_TRUE(d.ok()) << d.status().message();
   d_ = std::move(d.value());
-  EXPECT_EQ(d_->audit().Size().value(), 3u);
-  EXPECT_EQ(d_->audit().LatestCheckpoint().value()->size, 3u);
+  EXPECT_EQ(d_->audit().Size().value(), 4u);
+  EXPECT_EQ(d_->audit().LatestCheckpoint().value()->size, 4u);
+  EXPECT_EQ(SearchSeqsOf(d_->audit(), "sub_l", 100), std::vector<uint64_t>{3});
   auto report = VerifyAuditLog(d_->audit_store(), d_->signer().public_key(),
                                d_->signer().origin(), {}, nullptr);
   EXPECT_TRUE(report.ok()) << (report.problems.empty() ? "" : report.problems[0]);
@@ -359,7 +463,7 @@ TEST_F(AuditLogTest, ALogKeptInTheVaultByAnEarlierVersionMovesToItsOwnFileOnce) 
   d = Deployment::Open(cfg_);
   ASSERT_TRUE(d.ok());
   d_ = std::move(d.value());
-  EXPECT_EQ(d_->audit().Size().value(), 3u);
+  EXPECT_EQ(d_->audit().Size().value(), 4u);
 }
 
 }  // namespace

@@ -79,6 +79,9 @@ class AuditLog final : public AccessJournal {
   // Logs every entry recorded so far: this process's journal and the vault's pending
   // entries (also those of other processes, such as CLI commands run beside the service).
   Status Flush();
+  // Merges the full levels of the subject index once entries came in since the last time
+  // (the importer does so after each pass; docs/audit.md).
+  void MergeSubjectRuns();
   // Logs everything recorded, stops the importer and removes the journal. Idempotent.
   void Stop();
 
@@ -136,6 +139,7 @@ class AuditLog final : public AccessJournal {
   bool kicked_ = false;
   bool stopping_ = false;
   std::atomic<bool> importer_started_{false};
+  std::atomic<bool> runs_added_{false};  // the subject index got runs since the last merge
   std::thread importer_;
 };
 

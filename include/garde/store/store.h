@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "garde/base/encoding.h"
@@ -265,6 +266,11 @@ class WriteTx : public ReadTx {
                                 const std::string& reason, int64_t at) = 0;
   virtual Status InsertAuditEntry(const AuditRow& row) = 0;
   virtual Status InsertAuditNode(unsigned level, uint64_t index, const Bytes& hash) = 0;
+  // The audit log's subject index is a set of sorted runs (docs/audit.md): each append adds
+  // one run of its entries' (subject, seq), written after every key already stored; merging
+  // folds the runs of the lowest full level into one. Merge returns whether it did.
+  virtual Status AppendAuditSubjectRun(std::vector<std::pair<std::string, uint64_t>> postings) = 0;
+  virtual Result<bool> MergeAuditSubjectRuns() = 0;
   // Ignored when a checkpoint of that size exists already.
   virtual Status InsertCheckpoint(const CheckpointRow& row) = 0;
   virtual Status InsertRequest(const RequestRow& row) = 0;

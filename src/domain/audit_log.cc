@@ -429,6 +429,7 @@ void AuditLog::MergeSubjectRuns() {
   if (!runs_added_.exchange(false, std::memory_order_relaxed)) return;
   for (;;) {
     bool merged = false;
+    const auto start = std::chrono::steady_clock::now();
     const Status s = log_.Write([&](WriteTx& tx) -> Status {
       auto m = tx.MergeAuditSubjectRuns();
       if (!m.ok()) return m.status();
@@ -440,6 +441,10 @@ void AuditLog::MergeSubjectRuns() {
       return;
     }
     if (!merged) return;
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - start)
+                        .count();
+    if (ms >= 1000) LogLine(spdlog::level::info, "audit subject index merged").Int("ms", ms);
   }
 }
 

@@ -1093,14 +1093,7 @@ class SqliteTx final : public WriteTx {
     }
     auto run = NextAuditRun();
     if (!run.ok()) return run.status();
-    {
-      Query q(c_,
-              "INSERT INTO audit_subject_runs(run, subject, seq) SELECT ?, subject, seq "
-              "FROM audit_subject_runs WHERE run IN (SELECT run FROM audit_runs WHERE level = ?) "
-              "ORDER BY subject, seq");
-      q.Int(run.value()).Int(level);
-      GARDE_RETURN_IF_ERROR(q.Run());
-    }
+    GARDE_RETURN_IF_ERROR(WriteMergedRun(level, run.value()));
     {
       Query q(c_,
               "DELETE FROM audit_subject_runs "
@@ -1123,6 +1116,79 @@ class SqliteTx final : public WriteTx {
     Query q(c_, "INSERT INTO audit_nodes(level, idx, hash) VALUES(?,?,?)");
     q.Int(level).Int(static_cast<int64_t>(index)).Blob(hash);
     return q.Run();
+  }
+
+  // Writes the union of the runs at `level` as run `into`: a k-way merge of runs already
+  // sorted, streamed in key order, so no sort and no temporary file whatever their size.
+  Status WriteMergedRun(int64_t level, int64_t into) {
+    std::vector<int64_t> runs;
+    {
+      Query q(c_, "SELECT run FROM audit_runs WHERE level = ? ORDER BY run");
+      q.Int(level);
+      int rc;
+      while ((rc = q.Step()) == SQLITE_ROW) runs.push_back(q.ColInt(0));
+      if (rc != SQLITE_DONE) return q.Error();
+    }
+    struct Cursor {
+      sqlite3_stmt* stmt = nullptr;
+      std::string subject;
+      int64_t seq = 0;
+    };
+    std::vector<Cursor> cursors(runs.size());
+    auto finalize = [&] {
+      for (auto& c : cursors) sqlite3_finalize(c.stmt);
+    };
+    // Moves a cursor to its next row; false at its end.
+    auto advance = [&](Cursor& c) -> Result<bool> {
+      const int rc = sqlite3_step(c.stmt);
+      if (rc == SQLITE_DONE) return false;
+      if (rc != SQLITE_ROW) return c_.ErrorStatus("merge read");
+      c.subject.assign(reinterpret_cast<const char*>(sqlite3_column_text(c.stmt, 0)),
+                       static_cast<size_t>(sqlite3_column_bytes(c.stmt, 0)));
+      c.seq = sqlite3_column_int64(c.stmt, 1);
+      return true;
+    };
+    auto later = [&](size_t a, size_t b) {  // heap order: the smallest key on top
+      const Cursor& x = cursors[a];
+      const Cursor& y = cursors[b];
+      const int cmp = x.subject.compare(y.subject);
+      return cmp != 0 ? cmp > 0 : x.seq > y.seq;
+    };
+    std::vector<size_t> heap;
+    Status status = Status::Ok();
+    for (size_t i = 0; i < runs.size() && status.ok(); ++i) {
+      // Not the statement cache: the k cursors must be open at once.
+      if (sqlite3_prepare_v2(c_.db(),
+                             "SELECT subject, seq FROM audit_subject_runs WHERE run = ? "
+                             "ORDER BY subject, seq",
+                             -1, &cursors[i].stmt, nullptr) != SQLITE_OK) {
+        status = c_.ErrorStatus("prepare");
+        break;
+      }
+      sqlite3_bind_int64(cursors[i].stmt, 1, runs[i]);
+      auto more = advance(cursors[i]);
+      if (!more.ok()) status = more.status();
+      else if (more.value()) heap.push_back(i);
+    }
+    std::make_heap(heap.begin(), heap.end(), later);
+    while (status.ok() && !heap.empty()) {
+      std::pop_heap(heap.begin(), heap.end(), later);
+      Cursor& c = cursors[heap.back()];
+      Query insert(c_, "INSERT INTO audit_subject_runs(run, subject, seq) VALUES(?,?,?)");
+      insert.Int(into).Text(c.subject).Int(c.seq);
+      status = insert.Run();
+      if (!status.ok()) break;
+      auto more = advance(c);
+      if (!more.ok()) {
+        status = more.status();
+      } else if (more.value()) {
+        std::push_heap(heap.begin(), heap.end(), later);
+      } else {
+        heap.pop_back();
+      }
+    }
+    finalize();
+    return status;
   }
 
   Result<int64_t> NextAuditRun() {

@@ -99,14 +99,17 @@ rate() {  # name, port, rate, path; appends "name rate=... p50_ms=... p99_ms=...
   echo "  $name: $line"
   echo "$name $line" >> "$WORK/results"
 }
-# The saturating rounds above leave read journals for the importer; let it catch up first, or
-# the first fixed-rate rounds measure its backlog rather than a steady state.
+# The saturating rounds above leave read journals for the importer, and merges of the audit
+# subject index; let garde settle (under 10 % of a core for a second) first, or the first
+# fixed-rate rounds measure that backlog rather than a steady state.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$GARDE_PID/stat"; }
 start=$(date +%s)
-for _ in $(seq 240); do
-  [ "$(find "$DATA/data" -name 'audit-journal-*' | wc -l)" -le 2 ] && break
-  sleep 0.5
+for _ in $(seq 120); do
+  before=$(cpu_ticks); sleep 1
+  [ $(( $(cpu_ticks) - before )) -lt 10 ] && \
+    [ "$(find "$DATA/data" -name 'audit-journal-*' | wc -l)" -le 2 ] && break
 done
-echo "== audit backlog imported in $(( $(date +%s) - start )) s"
+echo "== garde settled in $(( $(date +%s) - start )) s"
 echo "== at a fixed rate: consent check at 0.6x bare ($CHECK_RATE/s), GET at 0.5x ($GET_RATE/s)"
 for r in $(seq "$ROUNDS"); do
   rate bare_at_check $BARE_PORT $CHECK_RATE "$CHECK_PATH"

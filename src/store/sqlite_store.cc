@@ -244,6 +244,16 @@ constexpr int64_t kAuditRunFanIn = 8;
 constexpr int64_t kAuditTopLevel = 1000;
 constexpr int64_t kAuditTopRunEntries = int64_t{1} << 22;
 
+// Levels go by size: level 0 below 1024 entries, then one level per factor of 8. A large
+// import pass (a backlog caught up at once) starts at its size's level instead of being
+// merged again and again with small runs.
+int64_t AuditRunLevel(int64_t entries) {
+  if (entries >= kAuditTopRunEntries) return kAuditTopLevel;
+  int64_t level = 0;
+  for (int64_t bound = 1024; entries >= bound; bound *= kAuditRunFanIn) ++level;
+  return level;
+}
+
 // The audit database (audit.db), migrated on its own. Appends to it never touch the vault
 // file, so they leave the vault connections' page caches valid.
 static const char* const kAuditMigrations[] = {
@@ -1062,7 +1072,8 @@ class SqliteTx final : public WriteTx {
     std::sort(postings.begin(), postings.end());
     auto run = NextAuditRun();
     if (!run.ok()) return run.status();
-    GARDE_RETURN_IF_ERROR(InsertRun(run.value(), 0, static_cast<int64_t>(postings.size())));
+    const auto entries = static_cast<int64_t>(postings.size());
+    GARDE_RETURN_IF_ERROR(InsertRun(run.value(), AuditRunLevel(entries), entries));
     for (const auto& [subject, seq] : postings) {
       Query q(c_, "INSERT INTO audit_subject_runs(run, subject, seq) VALUES(?,?,?)");
       q.Int(run.value()).Text(subject).Int(static_cast<int64_t>(seq));
@@ -1106,9 +1117,9 @@ class SqliteTx final : public WriteTx {
       q.Int(level);
       GARDE_RETURN_IF_ERROR(q.Run());
     }
-    GARDE_RETURN_IF_ERROR(InsertRun(run.value(),
-                                    entries >= kAuditTopRunEntries ? kAuditTopLevel : level + 1,
-                                    entries));
+    // Never below the merged level, so the merge always empties it.
+    GARDE_RETURN_IF_ERROR(
+        InsertRun(run.value(), std::max(level, AuditRunLevel(entries)), entries));
     return true;
   }
 

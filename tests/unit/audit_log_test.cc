@@ -392,6 +392,41 @@ TEST_F(AuditLogTest, SubjectSearchesFindEveryEntryWhileTheIndexRunsMerge) {
   EXPECT_TRUE(SearchSeqsOf(d_->audit(), "sub_nobody", 100).empty());
 }
 
+TEST_F(AuditLogTest, ALargeImportStartsAtTheLevelOfItsSize) {
+  // 1500 entries in one pass: level 1 (1024 to 8191 entries), not merged with small runs.
+  // An importer waking every minute leaves the passes to the test.
+  d_->audit().Stop();
+  AuditLog log(d_->store(), d_->audit_store(), d_->clock(), d_->signer(),
+               AuditLog::Options{dir_.string(), 60000});
+  for (int i = 0; i < 1500; ++i) {
+    ASSERT_TRUE(log.Record(nullptr, caller_, {"subject.read", "sub_big", "crm", "ok", {}, i}).ok());
+  }
+  ASSERT_TRUE(log.Flush().ok());
+  for (int pass = 0; pass < 8; ++pass) {
+    ASSERT_TRUE(log.Record(nullptr, caller_, {"subject.read", "sub_big", "crm", "ok", {}, pass}).ok());
+    ASSERT_TRUE(log.Flush().ok());
+  }
+  log.MergeSubjectRuns();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2((dir_ / "audit.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr),
+            SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT level, entries FROM audit_runs ORDER BY level", -1,
+                               &st, nullptr),
+            SQLITE_OK);
+  std::vector<std::pair<int64_t, int64_t>> runs;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    runs.emplace_back(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1));
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  // The eight small passes merged among themselves at level 0; the large run stayed whole.
+  const std::vector<std::pair<int64_t, int64_t>> expected{{0, 8}, {1, 1500}};
+  EXPECT_EQ(runs, expected);
+  EXPECT_EQ(SearchSeqsOf(log, "sub_big", 1000).size(), 1508u);
+  log.Stop();
+}
+
 TEST_F(AuditLogTest, ALogIndexedTheOldWayGetsItsSubjectIndexAsOneRun) {
   for (int i = 0; i < 5; ++i) {
     ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", "sub_old", "crm", "ok", {}, i}).ok());

@@ -194,9 +194,11 @@ void AuditLog::ImporterLoop() {
     lock.unlock();
     const Status s = ImportPass(pending);
     if (!s.ok()) LogLine(spdlog::level::err, "audit import failed").Str("error", s.message());
+    // The spare first: appends need it more than the index needs merging, and imports wait
+    // for a merge's transaction.
+    PrepareSpare();
     MergeSubjectRuns();
     TrimPending(false);
-    PrepareSpare();
     lock.lock();
   }
 }

@@ -238,11 +238,12 @@ END;
 };
 
 // The audit log's subject index: a level merges once it holds kAuditRunFanIn runs; a run of
-// kAuditTopRunEntries or more is never merged again (it would cost a long transaction), so a
-// subject search seeks a few runs per level and one per such top run.
+// kAuditTopRunEntries or more is never merged again, so that no merge handles more than
+// about two million entries (under a second; imports wait for it). A subject search seeks a
+// few runs per level and one per such top run (about a thousand per billion entries).
 constexpr int64_t kAuditRunFanIn = 8;
 constexpr int64_t kAuditTopLevel = 1000;
-constexpr int64_t kAuditTopRunEntries = int64_t{1} << 22;
+constexpr int64_t kAuditTopRunEntries = int64_t{1} << 18;
 
 // Levels go by size: level 0 below 1024 entries, then one level per factor of 8. A large
 // import pass (a backlog caught up at once) starts at its size's level instead of being

@@ -1415,7 +1415,8 @@ Status SqliteStore::ImportLegacyAudit(const std::string& vault_path) {
   SqliteConnection& c = *conn.value();
   auto run = [&]() -> Status {
     {
-      Query q(c, "SELECT COUNT(*) FROM audit_log");
+      // Not COUNT(*): that reads the whole log, at every start.
+      Query q(c, "SELECT EXISTS(SELECT 1 FROM audit_log)");
       if (q.Step() != SQLITE_ROW) return q.Error();
       if (q.ColInt(0) != 0) return Status::Ok();  // imported before, or in use
     }

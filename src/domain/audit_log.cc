@@ -94,6 +94,29 @@ Status AppendEntry(WriteTx& tx, uint64_t seq, const std::string& subject,
   return Status::Ok();
 }
 
+// An entry on its way into the log, from a journal, the vault or the caller.
+struct Incoming {
+  int64_t at_ns;
+  std::string subject, tail;
+};
+
+// Appends entries in the order they were recorded (a read and a change logged in one pass
+// keep their order; ties keep their source order).
+Status AppendInOrder(WriteTx& tx, std::vector<Incoming>& entries) {
+  std::stable_sort(entries.begin(), entries.end(),
+                   [](const Incoming& a, const Incoming& b) { return a.at_ns < b.at_ns; });
+  auto size = tx.AuditSize();
+  if (!size.ok()) return size.status();
+  uint64_t seq = size.value();
+  std::vector<std::pair<std::string, uint64_t>> postings;
+  postings.reserve(entries.size());
+  for (const auto& e : entries) {
+    if (!e.subject.empty()) postings.emplace_back(e.subject, seq);
+    GARDE_RETURN_IF_ERROR(AppendEntry(tx, seq++, e.subject, e.tail));
+  }
+  return tx.AppendAuditSubjectRun(std::move(postings));
+}
+
 int64_t WallNanos() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -128,11 +151,8 @@ Status AuditLog::Record(WriteTx* tx, const Caller& caller, const AccessEvent& ev
     if (stopping_) {
       // After Stop there is no journal: log the entry in a transaction of its own.
       return log_.Write([&](WriteTx& own) -> Status {
-        auto size = own.AuditSize();
-        if (!size.ok()) return size.status();
-        GARDE_RETURN_IF_ERROR(AppendEntry(own, size.value(), event.subject_id, tail));
-        if (event.subject_id.empty()) return Status::Ok();
-        return own.AppendAuditSubjectRun({{event.subject_id, size.value()}});
+        std::vector<Incoming> entry{{0, event.subject_id, tail}};
+        return AppendInOrder(own, entry);
       });
     }
     if (!journal_ || !journal_->Append(text)) {  // none yet, or full: the next one
@@ -205,12 +225,6 @@ void AuditLog::ImporterLoop() {
 
 namespace {
 
-// An entry on its way into the log, from either source.
-struct Incoming {
-  int64_t at_ns;
-  std::string subject, tail;
-};
-
 // Parses one journal record (nanoseconds TAB subject TAB tail) into `out`. A record that
 // does not parse is left out (the journal is ours, so that would be damage, not input).
 void ParseRecord(std::string_view text, std::vector<Incoming>& out) {
@@ -235,23 +249,6 @@ Result<int64_t> ReadJournal(WriteTx& tx, const AuditJournal& journal,
   auto from = tx.JournalImportedTo(journal.name());
   if (!from.ok()) return from.status();
   return journal.Read(from.value(), [&](std::string_view text) { ParseRecord(text, out); });
-}
-
-// Appends entries in the order they were recorded (a read and a change logged in one pass
-// keep their order; ties keep their source order).
-Status AppendInOrder(WriteTx& tx, std::vector<Incoming>& entries) {
-  std::stable_sort(entries.begin(), entries.end(),
-                   [](const Incoming& a, const Incoming& b) { return a.at_ns < b.at_ns; });
-  auto size = tx.AuditSize();
-  if (!size.ok()) return size.status();
-  uint64_t seq = size.value();
-  std::vector<std::pair<std::string, uint64_t>> postings;
-  postings.reserve(entries.size());
-  for (const auto& e : entries) {
-    if (!e.subject.empty()) postings.emplace_back(e.subject, seq);
-    GARDE_RETURN_IF_ERROR(AppendEntry(tx, seq++, e.subject, e.tail));
-  }
-  return tx.AppendAuditSubjectRun(std::move(postings));
 }
 
 // Forgets a journal whose every record is in the log: the file first, then its row (a row

@@ -1076,9 +1076,7 @@ class SqliteTx final : public WriteTx {
     const auto entries = static_cast<int64_t>(postings.size());
     GARDE_RETURN_IF_ERROR(InsertRun(run.value(), AuditRunLevel(entries), entries));
     for (const auto& [subject, seq] : postings) {
-      Query q(c_, "INSERT INTO audit_subject_runs(run, subject, seq) VALUES(?,?,?)");
-      q.Int(run.value()).Text(subject).Int(static_cast<int64_t>(seq));
-      GARDE_RETURN_IF_ERROR(q.Run());
+      GARDE_RETURN_IF_ERROR(InsertPosting(run.value(), subject, static_cast<int64_t>(seq)));
     }
     return Status::Ok();
   }
@@ -1096,16 +1094,21 @@ class SqliteTx final : public WriteTx {
       if (rc != SQLITE_ROW) return q.Error();
       level = q.ColInt(0);
     }
+    std::vector<int64_t> runs;
     int64_t entries = 0;
     {
-      Query q(c_, "SELECT COALESCE(SUM(entries), 0) FROM audit_runs WHERE level = ?");
+      Query q(c_, "SELECT run, entries FROM audit_runs WHERE level = ? ORDER BY run");
       q.Int(level);
-      if (q.Step() != SQLITE_ROW) return q.Error();
-      entries = q.ColInt(0);
+      int rc;
+      while ((rc = q.Step()) == SQLITE_ROW) {
+        runs.push_back(q.ColInt(0));
+        entries += q.ColInt(1);
+      }
+      if (rc != SQLITE_DONE) return q.Error();
     }
     auto run = NextAuditRun();
     if (!run.ok()) return run.status();
-    GARDE_RETURN_IF_ERROR(WriteMergedRun(level, run.value()));
+    GARDE_RETURN_IF_ERROR(WriteMergedRun(runs, run.value()));
     {
       Query q(c_,
               "DELETE FROM audit_subject_runs "
@@ -1130,17 +1133,9 @@ class SqliteTx final : public WriteTx {
     return q.Run();
   }
 
-  // Writes the union of the runs at `level` as run `into`: a k-way merge of runs already
-  // sorted, streamed in key order, so no sort and no temporary file whatever their size.
-  Status WriteMergedRun(int64_t level, int64_t into) {
-    std::vector<int64_t> runs;
-    {
-      Query q(c_, "SELECT run FROM audit_runs WHERE level = ? ORDER BY run");
-      q.Int(level);
-      int rc;
-      while ((rc = q.Step()) == SQLITE_ROW) runs.push_back(q.ColInt(0));
-      if (rc != SQLITE_DONE) return q.Error();
-    }
+  // Writes the union of `runs` as run `into`: a k-way merge of runs already sorted,
+  // streamed in key order, so no sort and no temporary file whatever their size.
+  Status WriteMergedRun(const std::vector<int64_t>& runs, int64_t into) {
     struct Cursor {
       sqlite3_stmt* stmt = nullptr;
       std::string subject;
@@ -1186,9 +1181,7 @@ class SqliteTx final : public WriteTx {
     while (status.ok() && !heap.empty()) {
       std::pop_heap(heap.begin(), heap.end(), later);
       Cursor& c = cursors[heap.back()];
-      Query insert(c_, "INSERT INTO audit_subject_runs(run, subject, seq) VALUES(?,?,?)");
-      insert.Int(into).Text(c.subject).Int(c.seq);
-      status = insert.Run();
+      status = InsertPosting(into, c.subject, c.seq);
       if (!status.ok()) break;
       auto more = advance(c);
       if (!more.ok()) {
@@ -1207,6 +1200,12 @@ class SqliteTx final : public WriteTx {
     Query q(c_, "SELECT COALESCE(MAX(run), 0) + 1 FROM audit_runs");
     if (q.Step() != SQLITE_ROW) return q.Error();
     return q.ColInt(0);
+  }
+
+  Status InsertPosting(int64_t run, const std::string& subject, int64_t seq) {
+    Query q(c_, "INSERT INTO audit_subject_runs(run, subject, seq) VALUES(?,?,?)");
+    q.Int(run).Text(subject).Int(seq);
+    return q.Run();
   }
 
   Status InsertRun(int64_t run, int64_t level, int64_t entries) {

@@ -345,21 +345,30 @@ std::vector<uint64_t> SearchSeqsOf(AuditLog& log, const std::string& subject, si
   }
 }
 
-// Rows of an audit.db table, read with SQLite directly (WAL: sees every commit).
-int64_t CountRows(const std::filesystem::path& audit_db, const std::string& table) {
+// The rows of an integer query on audit.db, read with SQLite directly (WAL: sees every
+// commit).
+std::vector<std::vector<int64_t>> IntRows(const std::filesystem::path& audit_db,
+                                          const std::string& sql) {
+  std::vector<std::vector<int64_t>> rows;
   sqlite3* db = nullptr;
-  int64_t n = -1;
-  if (sqlite3_open_v2(audit_db.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_stmt* st = nullptr;
-    const std::string sql = "SELECT COUNT(*) FROM " + table;
-    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW) {
-      n = sqlite3_column_int64(st, 0);
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_open_v2(audit_db.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK &&
+      sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) {
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      rows.emplace_back();
+      for (int k = 0; k < sqlite3_column_count(st); ++k) {
+        rows.back().push_back(sqlite3_column_int64(st, k));
+      }
     }
-    sqlite3_finalize(st);
   }
+  sqlite3_finalize(st);
   sqlite3_close(db);
-  return n;
+  return rows;
+}
+
+int64_t CountRows(const std::filesystem::path& audit_db, const std::string& table) {
+  const auto rows = IntRows(audit_db, "SELECT COUNT(*) FROM " + table);
+  return rows.empty() ? -1 : rows[0][0];
 }
 
 TEST_F(AuditLogTest, SubjectSearchesFindEveryEntryWhileTheIndexRunsMerge) {
@@ -407,21 +416,9 @@ TEST_F(AuditLogTest, ALargeImportStartsAtTheLevelOfItsSize) {
     ASSERT_TRUE(log.Flush().ok());
   }
   log.MergeSubjectRuns();
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open_v2((dir_ / "audit.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr),
-            SQLITE_OK);
-  sqlite3_stmt* st = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT level, entries FROM audit_runs ORDER BY level", -1,
-                               &st, nullptr),
-            SQLITE_OK);
-  std::vector<std::pair<int64_t, int64_t>> runs;
-  while (sqlite3_step(st) == SQLITE_ROW) {
-    runs.emplace_back(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1));
-  }
-  sqlite3_finalize(st);
-  sqlite3_close(db);
+  const auto runs = IntRows(dir_ / "audit.db", "SELECT level, entries FROM audit_runs ORDER BY level");
   // The eight small passes merged among themselves at level 0; the large run stayed whole.
-  const std::vector<std::pair<int64_t, int64_t>> expected{{0, 8}, {1, 1500}};
+  const std::vector<std::vector<int64_t>> expected{{0, 8}, {1, 1500}};
   EXPECT_EQ(runs, expected);
   EXPECT_EQ(SearchSeqsOf(log, "sub_big", 1000).size(), 1508u);
   log.Stop();

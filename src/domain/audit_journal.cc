@@ -38,7 +38,7 @@ constexpr int kPopulateWrite = 23;  // Linux 5.14+
 }  // namespace
 
 Result<std::unique_ptr<AuditJournal>> AuditJournal::Create(const std::string& dir,
-                                                           int64_t capacity) {
+                                                           int64_t capacity, bool populate) {
   capacity = Padded(capacity);
   const std::string name = "audit-journal-" + RandomId("") + ".log";
   const std::string path = dir + "/" + name;
@@ -55,10 +55,8 @@ Result<std::unique_ptr<AuditJournal>> AuditJournal::Create(const std::string& di
   void* base = ::mmap(nullptr, static_cast<size_t>(capacity), PROT_READ | PROT_WRITE,
                       MAP_SHARED, fd, 0);
   if (base == MAP_FAILED) return fail("cannot map it");
-  // Take every page's write fault now, on the thread preparing the journal (the importer
-  // makes the spare in advance), rather than one per page in the requests that append to it.
   // Best effort: before Linux 5.14 the pages fault in as they are written.
-  ::madvise(base, static_cast<size_t>(capacity), kPopulateWrite);
+  if (populate) ::madvise(base, static_cast<size_t>(capacity), kPopulateWrite);
   return std::unique_ptr<AuditJournal>(
       new AuditJournal(path, name, fd, static_cast<char*>(base), capacity));
 }

@@ -159,14 +159,20 @@ Status AuditLog::Record(WriteTx* tx, const Caller& caller, const AccessEvent& ev
       if (journal_) retired_.push_back(std::move(journal_));
       if (spare_) {
         journal_ = std::move(spare_);
-      } else {
-        auto made = AuditJournal::Create(options_.journal_dir, options_.journal_bytes);
+      } else {  // the first, or the maker is behind: unpopulated, so as not to hold the lock
+        auto made = AuditJournal::Create(options_.journal_dir, options_.journal_bytes,
+                                         /*populate=*/false);
         if (!made.ok()) return made.status();
         journal_ = std::move(made).value();
       }
       if (!journal_->Append(text)) return Internal("audit entry larger than a journal");
     }
   }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    spare_taken_ = true;
+  }
+  spare_cv_.notify_one();
   EnsureImporter();
   return Status::Ok();
 }
@@ -190,7 +196,20 @@ void AuditLog::EnsureImporter() {
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_ || importer_.joinable()) return;
   importer_ = std::thread([this] { ImporterLoop(); });
+  journal_maker_ = std::thread([this] { JournalMakerLoop(); });
   importer_started_.store(true, std::memory_order_release);
+}
+
+void AuditLog::JournalMakerLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    spare_cv_.wait(lock, [&] { return stopping_ || spare_taken_; });
+    if (stopping_) return;
+    spare_taken_ = false;
+    lock.unlock();
+    PrepareSpare();
+    lock.lock();
+  }
 }
 
 void AuditLog::ImporterLoop() {
@@ -214,9 +233,6 @@ void AuditLog::ImporterLoop() {
     lock.unlock();
     const Status s = ImportPass(pending);
     if (!s.ok()) LogLine(spdlog::level::err, "audit import failed").Str("error", s.message());
-    // The spare first: appends need it more than the index needs merging, and imports wait
-    // for a merge's transaction.
-    PrepareSpare();
     MergeSubjectRuns();
     TrimPending(false);
     lock.lock();
@@ -455,7 +471,9 @@ void AuditLog::Stop() {
     stopping_ = true;  // Record logs directly from now on
   }
   wake_cv_.notify_all();
+  spare_cv_.notify_all();
   if (importer_.joinable()) importer_.join();
+  if (journal_maker_.joinable()) journal_maker_.join();
   if (!Flush().ok()) return;  // the journals stay, and are imported at the next start
   TrimPending(true);
   std::lock_guard<std::mutex> guard(import_mu_);

@@ -321,6 +321,32 @@ TEST_F(AuditLogTest, FullJournalsAreRotatedWithoutLosingOrRepeatingAnEntry) {
                              d_->signer().origin(), {}, nullptr).ok());
 }
 
+// Waits up to five seconds for `dir` to hold `n` journals.
+bool JournalCountReaches(const std::filesystem::path& dir, size_t n) {
+  for (int i = 0; i < 500 && JournalFiles(dir).size() != n; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return JournalFiles(dir).size() == n;
+}
+
+TEST_F(AuditLogTest, TheNextJournalIsReadyBeforeTheCurrentOneFills) {
+  d_->audit().Stop();
+  // Journals of 4 KiB, and an importer that does not run during the test: the spares can
+  // only come from the journal maker.
+  AuditLog small(d_->store(), d_->audit_store(), d_->clock(), d_->signer(),
+                 AuditLog::Options{dir_.string(), 600000, 4096});
+  ASSERT_TRUE(small.Record(nullptr, caller_, {"subject.read", "sub_s", "crm", "ok", {}, 0}).ok());
+  EXPECT_TRUE(JournalCountReaches(dir_, 2)) << "the current journal and a spare";
+  // Fill the current journal (a dozen entries): the spare takes over, another is made.
+  for (int i = 1; i < 20; ++i) {
+    ASSERT_TRUE(small.Record(nullptr, caller_, {"subject.read", "sub_s", "crm", "ok", {}, i}).ok());
+  }
+  EXPECT_TRUE(JournalCountReaches(dir_, 3)) << "the full one, the current one and a spare";
+  EXPECT_EQ(small.Size().value(), 20u);
+  small.Stop();
+  EXPECT_TRUE(JournalFiles(dir_).empty());
+}
+
 // Every entry of `subject` in the log, by a full scan: the oracle for the subject index.
 std::vector<uint64_t> ScanSeqsOf(AuditLog& log, const std::string& subject) {
   std::vector<uint64_t> seqs;

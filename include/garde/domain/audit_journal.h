@@ -27,8 +27,11 @@ namespace garde {
 
 class AuditJournal {
  public:
-  // Creates "audit-journal-<random>.log" in `dir`.
-  static Result<std::unique_ptr<AuditJournal>> Create(const std::string& dir, int64_t capacity);
+  // Creates "audit-journal-<random>.log" in `dir`. With `populate`, every page's write
+  // fault is taken now (milliseconds for 8 MiB on a virtual machine) rather than one per
+  // page by the appends; without, the journal is ready at once.
+  static Result<std::unique_ptr<AuditJournal>> Create(const std::string& dir, int64_t capacity,
+                                                      bool populate = true);
   ~AuditJournal();  // unmaps and closes; the file stays until Remove
   AuditJournal(const AuditJournal&) = delete;
   AuditJournal& operator=(const AuditJournal&) = delete;

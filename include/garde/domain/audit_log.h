@@ -108,8 +108,13 @@ class AuditLog final : public AccessJournal {
   Status LoadIntakeMark();  // reads intake_mark_ from the log (import_mu_ held)
   void ImporterLoop();
   void Kick();  // pending entries were committed: wake the importer
-  void EnsureImporter();
-  void PrepareSpare();  // makes the next journal ahead of need (importer thread)
+  void EnsureImporter();  // starts the importer and the journal maker once
+  // Keeps the next journal made and populated ahead of need, so that the append that fills
+  // a journal only swaps pointers. Its own thread at normal priority: under a full load the
+  // importer (nice 10) may not run for seconds, and a request making a journal itself would
+  // hold every other request's append meanwhile.
+  void JournalMakerLoop();
+  void PrepareSpare();
   // Removes pending vault rows already in the log (importer thread or Stop only: never
   // inside a vault write).
   void TrimPending(bool force);
@@ -136,11 +141,14 @@ class AuditLog final : public AccessJournal {
 
   std::mutex mu_;
   std::condition_variable wake_cv_;  // the importer waits on it
+  std::condition_variable spare_cv_;  // the journal maker waits on it
+  bool spare_taken_ = true;  // the journal maker has a spare to make
   bool kicked_ = false;
   bool stopping_ = false;
   std::atomic<bool> importer_started_{false};
   std::atomic<bool> runs_added_{false};  // the subject index got runs since the last merge
   std::thread importer_;
+  std::thread journal_maker_;
 };
 
 struct AuditVerification {

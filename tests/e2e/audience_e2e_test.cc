@@ -199,20 +199,6 @@ TEST(AudienceE2E, WomenIn75WhoSpentOver500LastMonthAndMayBeEmailedMatchTheOracle
   EXPECT_EQ(csv.body.rfind("id,first_name,postal_code\r\n", 0), 0u) << csv.body;
 }
 
-size_t Occurrences(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
-
-// Waits until the service's logs hold `what` at least `times` times.
-bool WaitForLog(const GardeProcess& g, const std::string& what, size_t times) {
-  for (int i = 0; i < 200; ++i) {
-    if (Occurrences(g.Logs(), what) >= times) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return false;
-}
 
 // The index of the first audience is kept between runs as a sealed snapshot: a restart
 // starts from it and applies what changed since, and any erasure makes it unreadable.
@@ -248,7 +234,7 @@ TEST(AudienceE2E, ARestartStartsFromTheSealedSnapshotAndAnErasureShredsIt) {
   HttpReply r = g.Post("/v1/audiences", request, mkt);
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(Ids(r.body), expected);
-  ASSERT_TRUE(WaitForLog(g, "audience snapshot written", 1)) << g.Logs();
+  ASSERT_TRUE(g.WaitForLog("audience snapshot written", 1)) << g.Logs();
   const std::string snapshot_path = g.data_dir() + "/audience.snapshot";
   const std::string file = ReadFile(snapshot_path);
   ASSERT_FALSE(file.empty());
@@ -260,11 +246,11 @@ TEST(AudienceE2E, ARestartStartsFromTheSealedSnapshotAndAnErasureShredsIt) {
   // A restart reads the snapshot back as it starts, before any audience asks for it.
   g.Stop();
   g.Start();
-  EXPECT_TRUE(WaitForLog(g, "audience snapshot read", 1)) << g.Logs();
+  EXPECT_TRUE(g.WaitForLog("audience snapshot read", 1)) << g.Logs();
   r = g.Post("/v1/audiences", request, mkt);
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(Ids(r.body), expected);
-  EXPECT_EQ(Occurrences(g.Logs(), "audience snapshot read"), 1u) << g.Logs();
+  EXPECT_EQ(g.LogCount("audience snapshot read"), 1u) << g.Logs();
 
   // What changes after it is applied on top of it, after the next restart too: a member
   // moves away (written at the stop, the index having moved on).
@@ -273,10 +259,10 @@ TEST(AudienceE2E, ARestartStartsFromTheSealedSnapshotAndAnErasureShredsIt) {
   expected.erase(moving);
   EXPECT_EQ(Ids(g.Post("/v1/audiences", request, mkt).body), expected);
   g.Stop();
-  EXPECT_EQ(Occurrences(g.Logs(), "audience snapshot written"), 2u) << g.Logs();
+  EXPECT_EQ(g.LogCount("audience snapshot written"), 2u) << g.Logs();
   g.Start();
   EXPECT_EQ(Ids(g.Post("/v1/audiences", request, mkt).body), expected);
-  EXPECT_EQ(Occurrences(g.Logs(), "audience snapshot read"), 2u) << g.Logs();
+  EXPECT_EQ(g.LogCount("audience snapshot read"), 2u) << g.Logs();
 
   // An erasure destroys the snapshot's key in its own transaction: the next run cannot
   // read the snapshot, and rebuilds from the vault without the erased member.
@@ -297,8 +283,8 @@ TEST(AudienceE2E, ARestartStartsFromTheSealedSnapshotAndAnErasureShredsIt) {
   EXPECT_EQ(g.CountRows("snapshot_keys"), 0);
   g.Start();
   EXPECT_EQ(Ids(g.Post("/v1/audiences", request, mkt).body), expected);
-  EXPECT_EQ(Occurrences(g.Logs(), "audience snapshot read"), 2u) << g.Logs();
-  ASSERT_TRUE(WaitForLog(g, "audience snapshot written", 3)) << g.Logs();
+  EXPECT_EQ(g.LogCount("audience snapshot read"), 2u) << g.Logs();
+  ASSERT_TRUE(g.WaitForLog("audience snapshot written", 3)) << g.Logs();
 
   // A stop first applies what changed since the last audience, erasures included, and
   // writes an index that saw them with a fresh key.
@@ -306,11 +292,11 @@ TEST(AudienceE2E, ARestartStartsFromTheSealedSnapshotAndAnErasureShredsIt) {
   erase(erased_too);
   expected.erase(erased_too);
   g.Stop();
-  EXPECT_EQ(Occurrences(g.Logs(), "audience snapshot written"), 4u) << g.Logs();
+  EXPECT_EQ(g.LogCount("audience snapshot written"), 4u) << g.Logs();
   EXPECT_EQ(g.CountRows("snapshot_keys"), 1);
   g.Start();
   EXPECT_EQ(Ids(g.Post("/v1/audiences", request, mkt).body), expected);
-  EXPECT_EQ(Occurrences(g.Logs(), "audience snapshot read"), 3u) << g.Logs();
+  EXPECT_EQ(g.LogCount("audience snapshot read"), 3u) << g.Logs();
 }
 
 TEST(AudienceE2E, RequestsBeyondTheActivityAreRefused) {

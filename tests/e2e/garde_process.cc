@@ -193,6 +193,21 @@ int GardeProcess::Stop() {
 
 std::string GardeProcess::Logs() const { return ReadFile(log_path_) + ReadFile(out_path_); }
 
+size_t GardeProcess::LogCount(const std::string& what) const {
+  const std::string text = Logs();
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+bool GardeProcess::WaitForLog(const std::string& what, size_t times) const {
+  for (int i = 0; i < 200; ++i) {
+    if (LogCount(what) >= times) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
 HttpReply GardeProcess::Request(const std::string& method, const std::string& path,
                                 const std::string& body,
                                 const std::map<std::string, std::string>& headers,

@@ -64,6 +64,10 @@ class GardeProcess {
   bool running() const { return pid_ > 0; }
   // All the service wrote to stderr and stdout so far.
   std::string Logs() const;
+  // How many times the logs hold `what`; waiting up to ten seconds for them to hold it
+  // `times` times.
+  size_t LogCount(const std::string& what) const;
+  bool WaitForLog(const std::string& what, size_t times) const;
 
   HttpReply Request(const std::string& method, const std::string& path, const std::string& body,
                     const std::map<std::string, std::string>& headers,

@@ -4,7 +4,10 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <iostream>
 #include <mutex>
@@ -57,8 +60,28 @@ class ServeApplication final : public Poco::Util::ServerApplication {
       std::cerr << "garde: cannot record the policy version: " << recorded.message() << "\n";
       return 1;
     }
-    // The audience index of the last run is read back while the service starts answering.
-    std::thread warm_up([&] { d.value()->audiences().WarmUp(); });
+    // The audience index of the last run is read back while the service starts answering;
+    // then, as background work, the sealed records and consent facts that reads and checks
+    // keep are loaded page by page, so that the first minute after a start is not spent
+    // going to the database for each subject.
+    std::thread warm_up([&] {
+      d.value()->audiences().WarmUp();
+      ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
+      const auto start = std::chrono::steady_clock::now();
+      auto records = d.value()->vault().WarmUp();
+      auto facts = d.value()->consents().WarmUp();
+      if (!records.ok() || !facts.ok()) {
+        LogLine(spdlog::level::err, "loading the kept records failed")
+            .Str("detail", records.ok() ? facts.status().message() : records.status().message());
+        return;
+      }
+      LogLine(spdlog::level::info, "kept records loaded")
+          .Int("sealed_records", static_cast<int64_t>(records.value()))
+          .Int("consent_facts", static_cast<int64_t>(facts.value()))
+          .Int("ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::steady_clock::now() - start)
+                         .count());
+    });
     HttpService http(*d.value());
     Status started = http.Start();
     if (!started.ok()) {

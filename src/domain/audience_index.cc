@@ -29,13 +29,6 @@ const char* const kBounds[] = {"",      "sub_2", "sub_4", "sub_6", "sub_8", "sub
                                "sub_r", "sub_t", "sub_w", "sub_y", ""};
 constexpr size_t kRanges = std::size(kBounds) - 1;
 
-// Moves *k forward through `page` (rows in id order) to the row of `subject`: its index, or
-// page.size() if the page has none. Successive subjects must come in id order too.
-size_t Seek(const std::vector<SubjectRow>& page, size_t* k, std::string_view subject) {
-  while (*k < page.size() && page[*k].id < subject) ++*k;
-  return *k < page.size() && page[*k].id == subject ? *k : page.size();
-}
-
 }  // namespace
 
 class AudienceIndex::Arena {
@@ -433,7 +426,7 @@ Status AudienceIndex::ScanInto(ReadTx& tx, const std::string& from, const std::s
       GARDE_RETURN_IF_ERROR(tx.ScanFields(
           page.front().id, page.back().id,
           [&](std::string_view subject, std::string_view field, const uint8_t* box, size_t n) {
-            const size_t row_at = Seek(page, &k, subject);
+            const size_t row_at = SeekSubjectRow(page, &k, subject);
             if (row_at == page.size() || !Wanted(field)) return;
             if (sealed[row_at].empty()) sealed[row_at].reserve(fields_.size() + sealed_.size());
             sealed[row_at].push_back({std::string(field), Bytes(box, box + n)});
@@ -443,7 +436,7 @@ Status AudienceIndex::ScanInto(ReadTx& tx, const std::string& from, const std::s
     size_t k = 0;
     GARDE_RETURN_IF_ERROR(tx.ScanConsentFacts(
         page.front().id, page.back().id, [&](std::string_view subject, ConsentFactRow&& row) {
-          const size_t row_at = Seek(page, &k, subject);
+          const size_t row_at = SeekSubjectRow(page, &k, subject);
           if (row_at < page.size()) events[row_at].push_back(std::move(row));
         }));
     for (size_t i = 0; i < page.size(); ++i) {

@@ -519,6 +519,28 @@ Result<SubjectView> SubjectVault::Read(const Caller& caller, const std::string& 
   return std::move(*result);
 }
 
+Result<size_t> SubjectVault::WarmUp() {
+  return records_.Fill(d_.store, [](ReadTx& tx, const std::vector<SubjectRow>& page)
+                                     -> Result<std::vector<RecordPtr>> {
+    // The page's boxes in one pass over the fields table, as Record reads one subject's.
+    std::vector<std::vector<SealedField>> sealed(page.size());
+    size_t k = 0;
+    GARDE_RETURN_IF_ERROR(tx.ScanFields(
+        page.front().id, page.back().id,
+        [&](std::string_view subject, std::string_view field, const uint8_t* box, size_t n) {
+          const size_t at = SeekSubjectRow(page, &k, subject);
+          if (at < page.size()) sealed[at].push_back({std::string(field), Bytes(box, box + n)});
+        }));
+    std::vector<RecordPtr> out;
+    out.reserve(page.size());
+    for (size_t i = 0; i < page.size(); ++i) {
+      out.push_back(std::make_shared<const SealedRecord>(
+          SealedRecord{page[i], SealedRecord::Pack(sealed[i])}));
+    }
+    return out;
+  });
+}
+
 Result<SubjectVault::RecordPtr> SubjectVault::Record(const std::string& id, bool use_kept,
                                                      bool* kept) {
   const uint64_t epoch = d_.store.ChangeEpoch();

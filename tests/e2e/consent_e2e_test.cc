@@ -143,6 +143,64 @@ TEST_F(ConsentE2E, ObjectionIsAbsoluteAndSuppressesTheContacts) {
   EXPECT_EQ(ReadFile(g_.db_path()).find("ana@example.org"), std::string::npos);
 }
 
+// After a start, the service loads every subject's sealed record and consent facts in the
+// background: what it answers from them must be what it answered from the database.
+TEST_F(ConsentE2E, AfterARestartTheLoadedRecordsAndFactsAnswerAsBefore) {
+  ASSERT_EQ(Record(R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})").status, 201);
+  ASSERT_EQ(Record(R"({"purpose":"marketing.post","event":"objected","method":"call_centre"})").status, 201);
+  const std::string b = JsonString(
+      g_.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"b@example.org","city":"Lyon"}})",
+              operator_key_).body, "id");
+  ASSERT_FALSE(b.empty());
+  ASSERT_EQ(g_.Post("/v1/subjects/" + b + "/consents",
+                    R"({"purpose":"marketing.sms","event":"granted","notice_version":"2026-01","method":"web_form"})",
+                    operator_key_).status, 201);
+  // c's address put on the suppression list by another program on the file.
+  const std::string c = JsonString(
+      g_.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"c@example.org"}})", operator_key_).body,
+      "id");
+  ASSERT_FALSE(c.empty());
+  ASSERT_EQ(g_.Post("/v1/subjects/" + c + "/consents",
+                    R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})",
+                    operator_key_).status, 201);
+  g_.Sql("INSERT INTO suppressions(kind, digest, reason, at) SELECT 'email', digest, 'complaint', 0 "
+         "FROM blind_index WHERE subject_id = '" + c + "' AND field = '~email'");
+  auto answers = [&] {
+    std::string out;
+    for (const auto& id : {id_, b, c}) {
+      out += g_.Get("/v1/subjects/" + id, operator_key_, "customer_management").body + "\n";
+      for (const std::string purpose : {"marketing.email", "marketing.sms", "marketing.post", "service.orders"}) {
+        const std::string channel = purpose == "marketing.sms" ? "sms" : purpose == "marketing.post" ? "post" : "email";
+        HttpReply r = g_.Get("/v1/consent/check?subject=" + id + "&purpose=" + purpose +
+                                 "&channel=" + channel, marketing_key_);
+        auto d = Parse(r.body);
+        out += std::to_string(r.status) + " " + purpose + " " +
+               (d->getValue<bool>("allowed") ? "allowed " : "refused ") +
+               d->getValue<std::string>("reason") + "\n";
+      }
+    }
+    return out;
+  };
+  const std::string before = answers();
+  ASSERT_NE(before.find("marketing.post refused objected"), std::string::npos) << before;
+  ASSERT_NE(before.find("marketing.sms allowed consent_granted"), std::string::npos) << before;
+  ASSERT_NE(before.find("marketing.email refused suppressed"), std::string::npos) << before;
+
+  ASSERT_EQ(g_.Stop(), 0);
+  g_.Start();
+  ASSERT_TRUE(g_.WaitForLog("kept records loaded", 2)) << g_.Logs();
+  const std::string logs = g_.Logs();
+  const std::string loaded = logs.substr(logs.rfind("kept records loaded"));
+  EXPECT_NE(loaded.find(R"("sealed_records":3,"consent_facts":3)"), std::string::npos) << loaded;
+  EXPECT_EQ(answers(), before);
+  // A change after the loading shows at once.
+  ASSERT_EQ(g_.Post("/v1/subjects/" + b + "/consents",
+                    R"({"purpose":"marketing.sms","event":"withdrawn","method":"web_form"})",
+                    operator_key_).status, 201);
+  auto d = Parse(g_.Get("/v1/consent/check?subject=" + b + "&purpose=marketing.sms", marketing_key_).body);
+  EXPECT_EQ(d->getValue<std::string>("reason"), "consent_withdrawn");
+}
+
 TEST_F(ConsentE2E, BatchCheckAnswersEverySubjectInOrder) {
   ASSERT_EQ(Record(R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})").status, 201);
   HttpReply other = g_.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"b@example.org"}})", operator_key_);

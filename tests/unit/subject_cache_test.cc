@@ -229,5 +229,55 @@ TEST_F(SubjectCacheTest, KeptValuesAreCurrentWithoutATransactionUntilTheNextComm
   EXPECT_EQ(cache_.Find("sub_a"), nullptr);  // the sync dropped the changed subject
 }
 
+// The statuses of a page of rows, as a Fill loader reads them.
+Result<std::vector<SubjectCache<std::string>::Ptr>> Statuses(ReadTx&,
+                                                              const std::vector<SubjectRow>& page) {
+  std::vector<SubjectCache<std::string>::Ptr> out;
+  for (const auto& row : page) out.push_back(std::make_shared<const std::string>(row.status));
+  return out;
+}
+
+TEST_F(SubjectCacheTest, FillingLoadsEverySubjectPageByPage) {
+  for (int i = 0; i < 2498; ++i) Insert(*other_, "sub_f" + std::to_string(10000 + i));
+  SubjectCache<std::string> big(5000);
+  int pages = 0;
+  auto filled = big.Fill(*mine_, [&](ReadTx& tx, const std::vector<SubjectRow>& page) {
+    ++pages;
+    return Statuses(tx, page);
+  });
+  ASSERT_TRUE(filled.ok()) << filled.status().message();
+  EXPECT_EQ(filled.value(), 2500u);
+  EXPECT_EQ(pages, 3);
+  EXPECT_EQ(big.size(), 2500u);
+  ASSERT_NE(big.Find("sub_f12497"), nullptr);
+  EXPECT_EQ(*big.Find("sub_a"), "active");
+}
+
+TEST_F(SubjectCacheTest, FillingLoadsNothingWhenNotEverySubjectFits) {
+  Insert(*other_, "sub_c");
+  SubjectCache<std::string> small(2);
+  auto filled = small.Fill(*mine_, Statuses);
+  ASSERT_TRUE(filled.ok());
+  EXPECT_EQ(filled.value(), 0u);
+  EXPECT_EQ(small.size(), 0u);
+}
+
+TEST_F(SubjectCacheTest, FillingKeepsNothingThatChangedAfterWhatTheLoaderReadEarlier) {
+  // The loader combines the page with something read at `read_at` (as the consent facts do
+  // with the suppression list): a subject changed since then is not kept from that read.
+  int64_t read_at = 0;
+  ASSERT_TRUE(mine_->Read([&](ReadTx& tx) -> Status {
+    auto at = cache_.Sync(tx);
+    read_at = at.value();
+    return at.status();
+  }).ok());
+  SetStatus(*other_, "sub_b", "restricted");
+  auto filled = cache_.Fill(*mine_, Statuses, read_at);
+  ASSERT_TRUE(filled.ok());
+  EXPECT_NE(cache_.Find("sub_a"), nullptr);
+  EXPECT_EQ(cache_.Find("sub_b"), nullptr);
+  EXPECT_EQ(StatusOf("sub_b"), "restricted");
+}
+
 }  // namespace
 }  // namespace garde

@@ -82,6 +82,9 @@ class ConsentLedger {
   Result<ConsentAnswer> DecideIn(ReadTx& tx, const PolicySet& policies, const SubjectRow& row,
                                  const Purpose& purpose, const std::string& channel,
                                  int64_t now);
+  // Keeps the consent facts of every subject when they all fit, so that the checks after a
+  // start do not each go to the database. Returns the subjects loaded (0: too many).
+  Result<size_t> WarmUp();
   // The same from the facts kept in memory, inside a caller's read transaction: first
   // SyncFacts(tx) once, then DecideKept for any subject of the same snapshot.
   Result<int64_t> SyncFacts(ReadTx& tx) { return facts_.Sync(tx); }

@@ -11,16 +11,19 @@
 //                                auto f = cache.Get(at.value(), id, [&] { return Load(tx, id); }); });
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <optional>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <shared_mutex>
 #include <string>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "garde/store/store.h"
 
@@ -45,6 +48,7 @@ class ChangeFollowingCache {
   // Keeps a value read at `position` unless a change applied since then concerns it.
   void Keep(int64_t position, const std::string& id, std::shared_ptr<const void> value);
   size_t size() const;
+  size_t capacity() const { return capacity_; }
 
  private:
   bool UnchangedSince(int64_t position, const std::string& id) const;  // mu_ held
@@ -88,6 +92,51 @@ class SubjectCache {
     core_.Keep(position, id, std::move(value));
   }
   size_t size() const { return core_.size(); }
+
+  // Loads every subject's value when they all fit (else none: an arbitrary part would only
+  // push out, one miss at a time, what the traffic itself keeps), a page per read
+  // transaction (a few milliseconds each, so that writers and readers are not held back).
+  // `load_page` returns the values of a page's rows (null: not kept), read in that
+  // transaction and from anything the caller read at `read_at` (a Sync position) or later.
+  // What changes meanwhile is applied as for any other value. Returns the subjects loaded.
+  using PageLoader = std::function<Result<std::vector<Ptr>>(ReadTx& tx,
+                                                            const std::vector<SubjectRow>& page)>;
+  Result<size_t> Fill(Store& store, const PageLoader& load_page,
+                      int64_t read_at = std::numeric_limits<int64_t>::max()) {
+    constexpr size_t kPage = 1000;
+    int64_t subjects = 0;
+    GARDE_RETURN_IF_ERROR(store.Read([&](ReadTx& tx) -> Status {
+      auto n = tx.CountSubjects();
+      if (!n.ok()) return n.status();
+      subjects = n.value();
+      return Status::Ok();
+    }));
+    if (static_cast<size_t>(subjects) > core_.capacity()) return size_t{0};
+    size_t loaded = 0;
+    std::string after;
+    bool more = true;
+    while (more) {
+      GARDE_RETURN_IF_ERROR(store.Read([&](ReadTx& tx) -> Status {
+        auto position = Sync(tx);
+        if (!position.ok()) return position.status();
+        auto rows = tx.ScanSubjects(after, kPage);
+        if (!rows.ok()) return rows.status();
+        const auto& page = rows.value();
+        more = page.size() == kPage;
+        if (page.empty()) return Status::Ok();
+        auto values = load_page(tx, page);
+        if (!values.ok()) return values.status();
+        for (size_t i = 0; i < page.size(); ++i) {
+          if (values.value()[i] == nullptr) continue;
+          Keep(std::min(position.value(), read_at), page[i].id, values.value()[i]);
+        }
+        after = page.back().id;
+        loaded += page.size();
+        return Status::Ok();
+      }));
+    }
+    return loaded;
+  }
 
  private:
   ChangeFollowingCache core_;

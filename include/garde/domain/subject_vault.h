@@ -83,6 +83,11 @@ class SubjectVault {
   explicit SubjectVault(VaultDeps deps, size_t kept_records = 100000)
       : d_(deps), records_(kept_records) {}
 
+  // Keeps the sealed record of every subject when there are no more than `kept_records`, so
+  // that the reads after a start do not each go to the database (the service's start does
+  // so in the background). Returns the subjects loaded (0: they do not all fit).
+  Result<size_t> WarmUp();
+
   // Validates everything first: a write that fails is refused whole, every problem listed.
   Result<SubjectView> Create(const Caller& caller, const NewSubject& subject);
   // The validation problems of a create, without writing (for merging with edge checks).

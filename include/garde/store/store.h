@@ -325,4 +325,13 @@ class Store {
   virtual uint64_t ChangeEpoch() = 0;
 };
 
+// Moves *k forward through `page` (rows in id order, as ScanSubjects returns them) to the row
+// of `subject`: its index, or page.size() if the page has none. Successive subjects must come
+// in id order too (as ScanFields and ScanConsentFacts hand them).
+inline size_t SeekSubjectRow(const std::vector<SubjectRow>& page, size_t* k,
+                             std::string_view subject) {
+  while (*k < page.size() && page[*k].id < subject) ++*k;
+  return *k < page.size() && page[*k].id == subject ? *k : page.size();
+}
+
 }  // namespace garde

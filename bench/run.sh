@@ -38,6 +38,10 @@ fi
 export GARDE_KEY=$(cat "$DATA/key")
 export GARDE_IDS=$DATA/ids.txt
 
+# The vault file in the OS page cache, as on a server that has been running: this VM's
+# host reclaims the cache between runs, and a GET of a subject not yet kept would otherwise
+# wait on the disk (measured: 2.5k req/s in the first round on a cold 430 MB vault).
+cat "$DATA/data/garde.db" > /dev/null
 GARDE_LOG_LEVEL=warn "$GARDE" serve --data-dir "$DATA/data" --policies policies \
   --listen 127.0.0.1:$GARDE_PORT > "$WORK/serve.out" 2> "$WORK/serve.err" &
 GARDE_PID=$!

@@ -432,26 +432,12 @@ Status AudienceIndex::ScanInto(ReadTx& tx, const std::string& from, const std::s
             sealed[row_at].push_back({std::string(field), Bytes(box, box + n)});
           }));
     }
-    std::vector<std::vector<ConsentFactRow>> events(page.size());
-    size_t k = 0;
-    GARDE_RETURN_IF_ERROR(tx.ScanConsentFacts(
-        page.front().id, page.back().id, [&](std::string_view subject, ConsentFactRow&& row) {
-          const size_t row_at = SeekSubjectRow(page, &k, subject);
-          if (row_at < page.size()) events[row_at].push_back(std::move(row));
-        }));
+    auto facts = ConsentLedger::FactsOfPage(tx, page, suppressed.value(), &next_suppressed);
+    if (!facts.ok()) return facts.status();
     for (size_t i = 0; i < page.size(); ++i) {
-      std::vector<std::string> contacts;
-      const auto& list = suppressed.value();
-      while (next_suppressed < list.size() && list[next_suppressed].first < page[i].id) {
-        ++next_suppressed;
-      }
-      while (next_suppressed < list.size() && list[next_suppressed].first == page[i].id) {
-        contacts.push_back(list[next_suppressed++].second);
-      }
-      auto facts = ConsentLedger::MakeFacts(page[i].status, std::move(contacts),
-                                            std::move(events[i]));
       after = page[i].id;
-      GARDE_RETURN_IF_ERROR(ReadOne(std::move(page[i]), std::move(sealed[i]), std::move(facts), out));
+      GARDE_RETURN_IF_ERROR(
+          ReadOne(std::move(page[i]), std::move(sealed[i]), std::move(facts.value()[i]), out));
     }
   }
 }

@@ -323,6 +323,31 @@ Result<ConsentLedger::FactsPtr> ConsentLedger::LoadFacts(ReadTx& tx, const Subje
   return MakeFacts(row.status, std::move(suppressed).value(), std::move(events).value());
 }
 
+Result<std::vector<ConsentLedger::FactsPtr>> ConsentLedger::FactsOfPage(
+    ReadTx& tx, const std::vector<SubjectRow>& page,
+    const std::vector<std::pair<std::string, std::string>>& suppressed, size_t* next_suppressed) {
+  if (page.empty()) return std::vector<FactsPtr>{};
+  std::vector<std::vector<ConsentFactRow>> events(page.size());
+  size_t k = 0;
+  GARDE_RETURN_IF_ERROR(tx.ScanConsentFacts(
+      page.front().id, page.back().id, [&](std::string_view subject, ConsentFactRow&& row) {
+        const size_t at = SeekSubjectRow(page, &k, subject);
+        if (at < page.size()) events[at].push_back(std::move(row));
+      }));
+  std::vector<FactsPtr> out;
+  out.reserve(page.size());
+  size_t& next = *next_suppressed;
+  for (size_t i = 0; i < page.size(); ++i) {
+    std::vector<std::string> contacts;
+    while (next < suppressed.size() && suppressed[next].first < page[i].id) ++next;
+    while (next < suppressed.size() && suppressed[next].first == page[i].id) {
+      contacts.push_back(suppressed[next++].second);
+    }
+    out.push_back(MakeFacts(page[i].status, std::move(contacts), std::move(events[i])));
+  }
+  return out;
+}
+
 Result<size_t> ConsentLedger::WarmUp() {
   // The suppressed contacts once (the query walks the whole list whatever the range asked),
   // then pages of subjects with their facts; what is suppressed after `read_at` reaches the
@@ -341,27 +366,8 @@ Result<size_t> ConsentLedger::WarmUp() {
   size_t next_suppressed = 0;  // pages come in id order, and so does the list
   return facts_.Fill(
       d_.store,
-      [&](ReadTx& tx, const std::vector<SubjectRow>& page) -> Result<std::vector<FactsPtr>> {
-        std::vector<std::vector<ConsentFactRow>> events(page.size());
-        size_t k = 0;
-        GARDE_RETURN_IF_ERROR(tx.ScanConsentFacts(
-            page.front().id, page.back().id, [&](std::string_view subject, ConsentFactRow&& row) {
-              const size_t at = SeekSubjectRow(page, &k, subject);
-              if (at < page.size()) events[at].push_back(std::move(row));
-            }));
-        std::vector<FactsPtr> out;
-        out.reserve(page.size());
-        for (size_t i = 0; i < page.size(); ++i) {
-          std::vector<std::string> contacts;
-          while (next_suppressed < suppressed.size() && suppressed[next_suppressed].first < page[i].id) {
-            ++next_suppressed;
-          }
-          while (next_suppressed < suppressed.size() && suppressed[next_suppressed].first == page[i].id) {
-            contacts.push_back(std::move(suppressed[next_suppressed++].second));
-          }
-          out.push_back(MakeFacts(page[i].status, std::move(contacts), std::move(events[i])));
-        }
-        return out;
+      [&](ReadTx& tx, const std::vector<SubjectRow>& page) {
+        return FactsOfPage(tx, page, suppressed, &next_suppressed);
       },
       read_at);
 }

@@ -99,6 +99,13 @@ class ConsentLedger {
   // Facts from what the store returned of a subject (ConsentFactsOf, SuppressedContactsOf).
   static FactsPtr MakeFacts(const std::string& status, std::vector<std::string> suppressed,
                             std::vector<ConsentFactRow> rows);
+  // The facts of a page of subjects (ScanSubjects, id order) in one pass over the facts index:
+  // `suppressed` is SuppressedContactsIn over a range holding the page, and *next_suppressed
+  // where the previous page of the same range left off (0 for the first).
+  static Result<std::vector<FactsPtr>> FactsOfPage(
+      ReadTx& tx, const std::vector<SubjectRow>& page,
+      const std::vector<std::pair<std::string, std::string>>& suppressed,
+      size_t* next_suppressed);
   static ConsentAnswer DecideFrom(const ConsentFacts* facts, const PolicySet& policies,
                                   const std::string& id, const Purpose& purpose,
                                   const std::string& channel, int64_t now);

@@ -65,9 +65,16 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   d->standard_ = std::make_unique<EntryStandard>(config.default_region);
   d->signer_ = std::make_unique<CheckpointSigner>(ring->Derive(KeyContext::kSigning),
                                                   config.audit_origin);
+  d->audit_digest_ = std::make_unique<KeyedHash>(ring->Derive(KeyContext::kAuditDigest));
+  // Activities are kept as given only when the register declares them (read at each entry,
+  // so a reload applies at once).
+  const PolicyHolder* holder = d->policies_.get();
+  AuditValues values(d->audit_digest_.get(), [holder](std::string_view activity) {
+    return holder->Current()->FindActivity(std::string(activity)) != nullptr;
+  });
   d->audit_ = std::make_unique<AuditLog>(
       *d->store_, *d->audit_store_, d->clock_, *d->signer_,
-      AuditLog::Options{config.data_dir, config.deferred_sync_ms, 8 << 20});
+      AuditLog::Options{config.data_dir, config.deferred_sync_ms, 8 << 20, std::move(values)});
   // Entries a crashed process left in its journal or pending are logged now.
   GARDE_RETURN_IF_ERROR(d->audit_->Recover());
   GARDE_RETURN_IF_ERROR(d->audit_->Flush());
@@ -81,6 +88,7 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
       *d->store_, *d->policies_, *d->standard_, *d->suppression_hash_, *d->signer_, *d->audit_,
       d->clock_},
       static_cast<size_t>(config.kept_subjects));
+  d->vault_->SetActivityConsent(d->consents_.get());
   d->audiences_ = std::make_unique<AudienceBuilder>(*d->store_, *d->vault_, *d->consents_,
                                                     *d->policies_, *d->standard_, *d->audit_,
                                                     d->clock_,

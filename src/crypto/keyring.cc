@@ -158,6 +158,7 @@ const char* ContextName(KeyContext c) {
     case KeyContext::kSubjectToken: return "gdtoken_";
     case KeyContext::kApiKeyHash: return "gdapikey";
     case KeyContext::kSigning: return "gdsignkp";
+    case KeyContext::kAuditDigest: return "gdauditd";
   }
   return "gdunknwn";
 }

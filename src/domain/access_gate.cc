@@ -25,7 +25,12 @@ Result<const Activity*> AccessGate::BindPurpose(const PolicySet& policies, const
   // An activity removed from the register stops authorising reads at once, even for keys
   // still bound to it.
   if (activity == nullptr) {
-    return PermissionDenied("'" + activity_id + "' is not an activity of the register");
+    // The value is the client's: named back only when it is an id-shaped token.
+    const bool plain = activity_id.size() <= 64 &&
+                       activity_id.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_.-") ==
+                           std::string::npos;
+    return PermissionDenied((plain ? "'" + activity_id + "'" : std::string("the X-Purpose value")) +
+                            " is not an activity of the register");
   }
   if (caller.activities.count(activity_id) == 0) {
     return PermissionDenied("this API key is not bound to activity '" + activity_id + "'");

@@ -128,6 +128,18 @@ int64_t WallNanos() {
 AuditLog::~AuditLog() { Stop(); }
 
 Status AuditLog::Record(WriteTx* tx, const Caller& caller, const AccessEvent& event) {
+  const AuditValues& values = options_.values;
+  auto plain = [](const std::string& v) { return v.empty() || AuditValues::IsPlainToken(v); };
+  const bool caller_plain = plain(caller.key_id) && plain(caller.role) && plain(caller.request_id);
+  if (caller_plain && values.IsCanonical(event)) return RecordCanonical(tx, caller, event);
+  Caller safe = caller;
+  safe.key_id = values.Token(caller.key_id);
+  safe.role = values.Token(caller.role);
+  safe.request_id = values.Token(caller.request_id);
+  return RecordCanonical(tx, safe, values.Canonical(event));
+}
+
+Status AuditLog::RecordCanonical(WriteTx* tx, const Caller& caller, const AccessEvent& event) {
   if (tx != nullptr) {
     GARDE_RETURN_IF_ERROR(tx->InsertPendingAudit(
         {0, WallNanos(), event.subject_id, EncodeTail(clock_.Now(), caller, event)}));
@@ -587,6 +599,19 @@ Status AuditLog::Scan(uint64_t from, uint64_t to,
   return log_.Read([&](ReadTx& tx) { return tx.ScanAudit(from, to, fn); });
 }
 
+namespace {
+
+// The "subject" member an entry holds for its search column, encoded as the entry encodes it
+// (a column written before values were made canonical may hold any bytes).
+std::string SubjectMember(const std::string& subject) {
+  std::string member = "\"subject\":";
+  if (subject.empty()) return member + "null";
+  AppendJsonString(member, subject);
+  return member;
+}
+
+}  // namespace
+
 AuditVerification VerifyAuditLog(Store& store, const PublicKey& key, const std::string& origin,
                                  const std::vector<std::string>& extra_checkpoints,
                                  const std::function<void(uint64_t)>& progress) {
@@ -657,9 +682,7 @@ AuditVerification VerifyAuditLog(Store& store, const PublicKey& key, const std::
           report.problems.push_back("entry " + std::to_string(row.seq) +
                                     " was changed after it was written");
           first_bad_reported = true;
-        } else if (row.entry.find(row.subject.empty() ? std::string("\"subject\":null")
-                                                      : "\"subject\":\"" + row.subject + "\"") ==
-                   std::string::npos) {
+        } else if (row.entry.find(SubjectMember(row.subject)) == std::string::npos) {
           report.problems.push_back("entry " + std::to_string(row.seq) +
                                     ": its search column names another subject");
           first_bad_reported = true;

@@ -37,6 +37,12 @@ void Fail(Exchange& x, const Status& s) {
 Status ParseTarget(Exchange& x) {
   const size_t q = x.target.find('?');
   const std::string raw_path = x.target.substr(0, q);
+  // An encoded slash would make the decoded path's segments differ from the raw one's (which
+  // paces the request and which proxies in front match on): refused, so both agree.
+  if (raw_path.find("%2F") != std::string::npos || raw_path.find("%2f") != std::string::npos) {
+    x.path = "/";
+    return BadRequest("an encoded slash (%2F) in the request path is refused");
+  }
   try {
     Poco::URI::decode(raw_path, x.path);
     if (q != std::string::npos) {
@@ -196,10 +202,10 @@ void HttpService::Dispatch(Exchange& x) {
       d_.journal()
           .Record(nullptr, *x.caller,
                   {"access.denied",
-                   subject != x.params.end() && IsRandomId(subject->second, "sub_")
+                   subject != x.params.end() && x.route.find("/subjects/") != std::string::npos
                        ? subject->second
                        : "",
-                   x.Header("x-purpose").substr(0, 100), "denied", {x.route}, 0})
+                   x.Header("x-purpose"), "denied", {x.route}, 0})
           .IgnoreError();
     }
   }

@@ -20,6 +20,14 @@
 namespace garde {
 namespace {
 
+// A well-formed subject id for a name ("sub_" + the name in hex, padded): the log keeps only
+// well-formed ids as given (audit_values.h).
+std::string Sid(const std::string& name) {
+  std::string hex = HexEncode(reinterpret_cast<const uint8_t*>(name.data()), name.size());
+  hex.resize(26, '0');
+  return "sub_" + hex;
+}
+
 class AuditLogTest : public DeploymentFixture {
  protected:
   void Append(int n) {
@@ -37,6 +45,43 @@ TEST_F(AuditLogTest, EntriesAreCanonicalAndCarryNoValues) {
             R"({"v":1,"seq":7,"time":"2026-11-22T10:00:00Z","actor":"key_t","role":"operator",)"
             R"("action":"subject.read","subject":"sub_x","activity":"crm","request_id":"req_t",)"
             R"("outcome":"ok","fields":["email"],"count":1})");
+}
+
+// SPEC §2.6: a client's value that is not a well-formed id or a declared activity is never
+// stored as given, and no value can make the log fail verification.
+TEST_F(AuditLogTest, HostileValuesAreKeptOnlyAsKeyedDigestsAndTheLogVerifies) {
+  const std::vector<std::string> hostile = {"x\"y", "a\tb", "someone@example.org",
+                                            "\xff\xfe", std::string(300, 'q'), ""};
+  for (const auto& v : hostile) {
+    ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", v, v, "ok", {v}, 1}).ok());
+    // With a change too (the pending path).
+    ASSERT_TRUE(d_->store().Write([&](WriteTx& tx) {
+      return d_->audit().Record(&tx, caller_, {"subject.rectify", v, v, "ok", {v}, 1});
+    }).ok());
+  }
+  ASSERT_TRUE(d_->audit().Flush().ok());
+  std::vector<std::string> entries;
+  ASSERT_TRUE(d_->audit().Scan(0, 1000, [&](const AuditRow& r) {
+    entries.push_back(r.entry);
+    return true;
+  }).ok());
+  ASSERT_EQ(entries.size(), 2 * hostile.size());
+  for (const auto& e : entries) {
+    EXPECT_EQ(e.find("someone@"), std::string::npos) << e;
+    EXPECT_EQ(e.find("x\\\"y"), std::string::npos) << e;
+    EXPECT_EQ(e.find("qqqq"), std::string::npos) << e;
+    for (char c : e) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << e;
+  }
+  // The same value gives the same digest (attempts can be correlated); "" stays null.
+  EXPECT_EQ(entries[4].substr(entries[4].find("\"subject\"")),
+            entries[5].substr(entries[5].find("\"subject\"")))
+      << "same value, same marker";
+  EXPECT_NE(entries[10].find("\"subject\":null,\"activity\":null"), std::string::npos)
+      << entries[10];
+  EXPECT_NE(entries[0].find("\"subject\":\"malformed:"), std::string::npos) << entries[0];
+  EXPECT_NE(entries[0].find("\"activity\":\"undeclared:"), std::string::npos) << entries[0];
+  EXPECT_TRUE(VerifyAuditLog(d_->audit_store(), d_->signer().public_key(), d_->signer().origin(),
+                             {}, nullptr).ok());
 }
 
 TEST_F(AuditLogTest, StoredTreeMatchesARecomputedTreeAtEverySize) {
@@ -120,7 +165,7 @@ TEST_F(AuditLogTest, CheckpointsAreSignedAndOnlyOurKeyVerifiesThem) {
 // A change's entry: committed with the change, then appended by the appender.
 Status WriteWithEntry(Deployment& d, const Caller& caller, const std::string& action) {
   return d.store().Write([&](WriteTx& tx) {
-    return d.audit().Record(&tx, caller, {action, "sub_x", "", "ok", {}, 0});
+    return d.audit().Record(&tx, caller, {action, Sid("x"), "", "ok", {}, 0});
   });
 }
 
@@ -150,8 +195,8 @@ TEST_F(AuditLogTest, EntriesLeftPendingByACrashAreLoggedAtTheNextStart) {
   ASSERT_TRUE(d_->store().Write([&](WriteTx& tx) -> Status {
     for (int i = 0; i < 3; ++i) {
       GARDE_RETURN_IF_ERROR(tx.InsertPendingAudit(
-          {0, i, "sub_x",
-           AuditLog::Encode(0, 1795341600, caller_, {"subject.update", "sub_x", "", "ok", {}, i})
+          {0, i, Sid("x"),
+           AuditLog::Encode(0, 1795341600, caller_, {"subject.update", Sid("x"), "", "ok", {}, i})
                .substr(14)}));
     }
     return Status::Ok();
@@ -210,7 +255,7 @@ TEST_F(AuditLogTest, ConcurrentReadsAreAllLoggedInOneValidTree) {
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < 50; ++i) {
-        EXPECT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", "sub_y", "crm", "ok",
+        EXPECT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", Sid("y"), "customer_management", "ok",
                                                            {"email"}, 1}).ok());
       }
     });
@@ -225,7 +270,7 @@ TEST_F(AuditLogTest, ConcurrentReadsAreAllLoggedInOneValidTree) {
 std::string JournalRecord(const Caller& caller, int64_t ns, int count) {
   const std::string text =
       std::to_string(ns) + "\tsub_j\t" +
-      AuditLog::Encode(0, 1795341600, caller, {"subject.read", "sub_j", "crm", "ok", {}, count})
+      AuditLog::Encode(0, 1795341600, caller, {"subject.read", Sid("j"), "customer_management", "ok", {}, count})
           .substr(14);
   const uint64_t header = (uint64_t{0x47414A31} << 32) | text.size();
   std::string out(reinterpret_cast<const char*>(&header), 8);
@@ -284,14 +329,14 @@ std::vector<std::string> JournalFiles(const std::filesystem::path& dir) {
 }
 
 TEST_F(AuditLogTest, ReadsGoToAJournalFileUntilImportedThenItIsRemoved) {
-  ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", "sub_k", "crm", "ok", {"email"}, 1}).ok());
+  ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", Sid("k"), "customer_management", "ok", {"email"}, 1}).ok());
   const auto files = JournalFiles(dir_);
   ASSERT_FALSE(files.empty());
   bool found = false;
   for (const auto& f : files) {
     std::ifstream in(f, std::ios::binary);
     const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    found = found || bytes.find("\tsub_k\t,\"time\":") != std::string::npos;
+    found = found || bytes.find("\t" + Sid("k") + "\t,\"time\":") != std::string::npos;
   }
   EXPECT_TRUE(found) << "the entry is on file before Record returns";
   EXPECT_EQ(d_->audit().Size().value(), 1u);
@@ -309,7 +354,7 @@ TEST_F(AuditLogTest, FullJournalsAreRotatedWithoutLosingOrRepeatingAnEntry) {
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < 100; ++i) {
-        EXPECT_TRUE(small.Record(nullptr, caller_, {"subject.read", "sub_r", "crm", "ok", {}, i}).ok());
+        EXPECT_TRUE(small.Record(nullptr, caller_, {"subject.read", Sid("r"), "customer_management", "ok", {}, i}).ok());
       }
     });
   }
@@ -335,11 +380,11 @@ TEST_F(AuditLogTest, TheNextJournalIsReadyBeforeTheCurrentOneFills) {
   // only come from the journal maker.
   AuditLog small(d_->store(), d_->audit_store(), d_->clock(), d_->signer(),
                  AuditLog::Options{dir_.string(), 600000, 4096});
-  ASSERT_TRUE(small.Record(nullptr, caller_, {"subject.read", "sub_s", "crm", "ok", {}, 0}).ok());
+  ASSERT_TRUE(small.Record(nullptr, caller_, {"subject.read", Sid("s"), "customer_management", "ok", {}, 0}).ok());
   EXPECT_TRUE(JournalCountReaches(dir_, 2)) << "the current journal and a spare";
   // Fill the current journal (a dozen entries): the spare takes over, another is made.
   for (int i = 1; i < 20; ++i) {
-    ASSERT_TRUE(small.Record(nullptr, caller_, {"subject.read", "sub_s", "crm", "ok", {}, i}).ok());
+    ASSERT_TRUE(small.Record(nullptr, caller_, {"subject.read", Sid("s"), "customer_management", "ok", {}, i}).ok());
   }
   EXPECT_TRUE(JournalCountReaches(dir_, 3)) << "the full one, the current one and a spare";
   EXPECT_EQ(small.Size().value(), 20u);
@@ -402,12 +447,12 @@ TEST_F(AuditLogTest, SubjectSearchesFindEveryEntryWhileTheIndexRunsMerge) {
   // level 1, whose 8 runs merge into level 2.
   std::mt19937 random(7);
   std::vector<std::string> subjects;
-  for (int i = 0; i < 12; ++i) subjects.push_back("sub_search" + std::to_string(i));
+  for (int i = 0; i < 12; ++i) subjects.push_back(Sid("search" + std::to_string(i)));
   for (int pass = 0; pass < 70; ++pass) {
     const int n = 1 + static_cast<int>(random() % 6);
     for (int i = 0; i < n; ++i) {
       const std::string& who = subjects[random() % subjects.size()];
-      ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", who, "crm", "ok", {}, i}).ok());
+      ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", who, "customer_management", "ok", {}, i}).ok());
     }
     if (pass % 5 == 0) Append(1);  // entries without a subject are not indexed
     ASSERT_TRUE(d_->audit().Flush().ok());
@@ -424,7 +469,7 @@ TEST_F(AuditLogTest, SubjectSearchesFindEveryEntryWhileTheIndexRunsMerge) {
   }
   EXPECT_GT(total, 70u);
   EXPECT_EQ(CountRows(dir_ / "audit.db", "audit_subject_runs"), static_cast<int64_t>(total));
-  EXPECT_TRUE(SearchSeqsOf(d_->audit(), "sub_nobody", 100).empty());
+  EXPECT_TRUE(SearchSeqsOf(d_->audit(), Sid("nobody"), 100).empty());
 }
 
 TEST_F(AuditLogTest, ALargeImportStartsAtTheLevelOfItsSize) {
@@ -434,11 +479,11 @@ TEST_F(AuditLogTest, ALargeImportStartsAtTheLevelOfItsSize) {
   AuditLog log(d_->store(), d_->audit_store(), d_->clock(), d_->signer(),
                AuditLog::Options{dir_.string(), 60000});
   for (int i = 0; i < 1500; ++i) {
-    ASSERT_TRUE(log.Record(nullptr, caller_, {"subject.read", "sub_big", "crm", "ok", {}, i}).ok());
+    ASSERT_TRUE(log.Record(nullptr, caller_, {"subject.read", Sid("big"), "customer_management", "ok", {}, i}).ok());
   }
   ASSERT_TRUE(log.Flush().ok());
   for (int pass = 0; pass < 8; ++pass) {
-    ASSERT_TRUE(log.Record(nullptr, caller_, {"subject.read", "sub_big", "crm", "ok", {}, pass}).ok());
+    ASSERT_TRUE(log.Record(nullptr, caller_, {"subject.read", Sid("big"), "customer_management", "ok", {}, pass}).ok());
     ASSERT_TRUE(log.Flush().ok());
   }
   log.MergeSubjectRuns();
@@ -446,17 +491,17 @@ TEST_F(AuditLogTest, ALargeImportStartsAtTheLevelOfItsSize) {
   // The eight small passes merged among themselves at level 0; the large run stayed whole.
   const std::vector<std::vector<int64_t>> expected{{0, 8}, {1, 1500}};
   EXPECT_EQ(runs, expected);
-  EXPECT_EQ(SearchSeqsOf(log, "sub_big", 1000).size(), 1508u);
+  EXPECT_EQ(SearchSeqsOf(log, Sid("big"), 1000).size(), 1508u);
   log.Stop();
 }
 
 TEST_F(AuditLogTest, ALogIndexedTheOldWayGetsItsSubjectIndexAsOneRun) {
   for (int i = 0; i < 5; ++i) {
-    ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", "sub_old", "crm", "ok", {}, i}).ok());
+    ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", Sid("old"), "customer_management", "ok", {}, i}).ok());
     Append(1);
   }
   ASSERT_TRUE(d_->audit().Flush().ok());
-  const auto expected = ScanSeqsOf(d_->audit(), "sub_old");
+  const auto expected = ScanSeqsOf(d_->audit(), Sid("old"));
   ASSERT_EQ(expected.size(), 5u);
   d_.reset();
   // audit.db as version 2 left it: one index on audit_log(subject).
@@ -473,16 +518,16 @@ TEST_F(AuditLogTest, ALogIndexedTheOldWayGetsItsSubjectIndexAsOneRun) {
   auto d = Deployment::Open(cfg_);
   ASSERT_TRUE(d.ok()) << d.status().message();
   d_ = std::move(d.value());
-  EXPECT_EQ(SearchSeqsOf(d_->audit(), "sub_old", 2), expected);
+  EXPECT_EQ(SearchSeqsOf(d_->audit(), Sid("old"), 2), expected);
   EXPECT_EQ(CountRows(dir_ / "audit.db", "audit_runs"), 1);
   // New entries add runs beside it.
-  ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", "sub_old", "crm", "ok", {}, 9}).ok());
-  EXPECT_EQ(SearchSeqsOf(d_->audit(), "sub_old", 100).size(), 6u);
+  ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", Sid("old"), "customer_management", "ok", {}, 9}).ok());
+  EXPECT_EQ(SearchSeqsOf(d_->audit(), Sid("old"), 100).size(), 6u);
 }
 
 TEST_F(AuditLogTest, ALogKeptInTheVaultByAnEarlierVersionMovesToItsOwnFileOnce) {
   Append(3);
-  ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", "sub_l", "crm", "ok", {}, 1}).ok());
+  ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", Sid("l"), "customer_management", "ok", {}, 1}).ok());
   ASSERT_TRUE(d_->audit().Checkpoint().ok());
   d_.reset();
   // The layout before audit.db: the same tables inside garde.db.
@@ -506,7 +551,7 @@ TEST_F(AuditLogTest, ALogKeptInTheVaultByAnEarlierVersionMovesToItsOwnFileOnce) 
   d_ = std::move(d.value());
   EXPECT_EQ(d_->audit().Size().value(), 4u);
   EXPECT_EQ(d_->audit().LatestCheckpoint().value()->size, 4u);
-  EXPECT_EQ(SearchSeqsOf(d_->audit(), "sub_l", 100), std::vector<uint64_t>{3});
+  EXPECT_EQ(SearchSeqsOf(d_->audit(), Sid("l"), 100), std::vector<uint64_t>{3});
   auto report = VerifyAuditLog(d_->audit_store(), d_->signer().public_key(),
                                d_->signer().origin(), {}, nullptr);
   EXPECT_TRUE(report.ok()) << (report.problems.empty() ? "" : report.problems[0]);

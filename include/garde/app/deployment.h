@@ -45,6 +45,8 @@ class Deployment {
   KeyringSource& keys() { return keys_; }
   PolicyHolder& policies() { return *policies_; }
   const Clock& clock() const { return clock_; }
+  // Moves every service's "now" forward (tests of expiry and deadlines only).
+  void AdvanceClockForTests(int64_t seconds) { clock_.Advance(seconds); }
   ApiKeys& api_keys() { return *api_keys_; }
   SubjectVault& vault() { return *vault_; }
   ConsentLedger& consents() { return *consents_; }
@@ -61,7 +63,7 @@ class Deployment {
   explicit Deployment(Config config);
   Config config_;
   std::atomic<uint16_t> bound_port_{0};
-  SystemClock clock_;
+  ShiftedClock clock_;
   KeyringSource keys_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<SqliteStore> audit_store_;  // audit.db
@@ -69,6 +71,7 @@ class Deployment {
   std::unique_ptr<BlindIndex> blind_index_;
   std::unique_ptr<KeyedHash> api_key_hash_;
   std::unique_ptr<KeyedHash> suppression_hash_;
+  std::unique_ptr<KeyedHash> audit_digest_;  // digests of malformed values in the audit log
   std::unique_ptr<SubjectTokens> tokens_;
   std::unique_ptr<EntryStandard> standard_;
   std::unique_ptr<CheckpointSigner> signer_;

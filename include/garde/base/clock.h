@@ -5,6 +5,7 @@
 //   std::optional<int64_t> back = ParseRfc3339(s);
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -22,6 +23,18 @@ class Clock {
 class SystemClock final : public Clock {
  public:
   int64_t Now() const override;
+};
+
+// The system clock moved by an offset that only tests change (consent expiry, deadlines,
+// retention are driven through it; a deployment's offset is 0 unless a test moves it).
+class ShiftedClock final : public Clock {
+ public:
+  int64_t Now() const override { return system_.Now() + offset_.load(std::memory_order_relaxed); }
+  void Advance(int64_t seconds) { offset_.fetch_add(seconds, std::memory_order_relaxed); }
+
+ private:
+  SystemClock system_;
+  std::atomic<int64_t> offset_{0};
 };
 
 std::string FormatRfc3339(int64_t unix_seconds);

@@ -26,6 +26,7 @@ enum class KeyContext {
   kSubjectToken, // "gdtoken_": subject link tokens
   kApiKeyHash,   // "gdapikey": stored API-key hashes
   kSigning,      // "gdsignkp": Ed25519 seed for receipts and tree heads
+  kAuditDigest,  // "gdauditd": digests of malformed client values kept in the audit log
 };
 
 struct RootKeyInfo {

@@ -47,6 +47,7 @@
 #include "garde/crypto/merkle.h"
 #include "garde/domain/access_journal.h"
 #include "garde/domain/audit_journal.h"
+#include "garde/domain/audit_values.h"
 #include "garde/store/store.h"
 
 namespace garde {
@@ -57,6 +58,8 @@ class AuditLog final : public AccessJournal {
     std::string journal_dir;       // where read journals are kept (the data directory)
     int import_interval_ms = 50;   // how often entries move into the log
     int64_t journal_bytes = 8 << 20;  // size of one read journal (about 25k entries)
+    // What the log keeps of client-supplied values (audit_values.h).
+    AuditValues values{nullptr, nullptr};
   };
   // `vault` holds the pending entries of changes; `log` is the audit database.
   AuditLog(Store& vault, Store& log, const Clock& clock, const CheckpointSigner& signer,
@@ -66,6 +69,8 @@ class AuditLog final : public AccessJournal {
   AuditLog(const AuditLog&) = delete;
   AuditLog& operator=(const AuditLog&) = delete;
 
+  // Records `event` with its client-supplied values made canonical (audit_values.h): no
+  // request, whatever its bytes, can keep its entry out of the log or break verification.
   Status Record(WriteTx* tx, const Caller& caller, const AccessEvent& event) override;
   // The canonical entry bytes.
   static std::string Encode(uint64_t seq, int64_t time, const Caller& caller,
@@ -102,6 +107,7 @@ class AuditLog final : public AccessJournal {
   const CheckpointSigner& signer() const { return signer_; }
 
  private:
+  Status RecordCanonical(WriteTx* tx, const Caller& caller, const AccessEvent& event);
   // One import: the journals' complete records and (when `pending`) the vault's pending
   // entries, in one audit transaction. Serialised by import_mu_.
   Status ImportPass(bool pending);

@@ -120,4 +120,30 @@ ConsentDecision Decide(const std::string& status, bool suppressed,
   return d;
 }
 
+std::vector<std::string> DecisionChannels(const Purpose& purpose) {
+  std::vector<std::string> out{""};
+  out.insert(out.end(), purpose.channels.begin(), purpose.channels.end());
+  return out;
+}
+
+bool ConsentOpenOnAnyChannel(const std::vector<ConsentFact>& events, const PolicySet& policies,
+                             const Purpose& purpose, int64_t now) {
+  for (const auto& channel : DecisionChannels(purpose)) {
+    if (Decide("active", false, events, policies, purpose, channel, now).allowed) return true;
+  }
+  return false;
+}
+
+bool ActivityNeedsConsent(const PolicySet& policies, const Activity& activity) {
+  if (activity.legal_basis == LegalBasis::kConsent) return true;
+  for (const auto& id : activity.purposes) {
+    const Purpose* p = policies.FindPurpose(id);
+    if (p != nullptr && (p->marketing || p->legal_basis == LegalBasis::kConsent ||
+                         p->legal_basis == LegalBasis::kLegitimateInterests)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace garde

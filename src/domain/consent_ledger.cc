@@ -399,6 +399,48 @@ Result<ConsentAnswer> ConsentLedger::DecideIn(ReadTx& tx, const PolicySet& polic
   return DecideFrom(facts.value().get(), policies, subject.id, purpose, channel, now);
 }
 
+ConsentDecision ConsentLedger::DecideActivityFrom(const ConsentFacts* facts,
+                                                  const PolicySet& policies,
+                                                  const Activity& activity, int64_t now) {
+  std::optional<ConsentDecision> refusal;
+  for (const auto& id : activity.purposes) {
+    const Purpose* p = policies.FindPurpose(id);
+    if (p == nullptr) continue;
+    for (const auto& channel : DecisionChannels(*p)) {
+      ConsentAnswer a = DecideFrom(facts, policies, "", *p, channel, now);
+      if (a.decision.allowed) return a.decision;
+      if (!refusal) refusal = a.decision;  // the purpose-wide answer says most
+    }
+  }
+  if (refusal) return *refusal;
+  ConsentDecision none;
+  none.reason = "no_consent";
+  return none;
+}
+
+Result<ConsentDecision> ConsentLedger::PermitsActivity(const PolicySet& policies,
+                                                       const std::string& subject_id,
+                                                       const Activity& activity) {
+  const int64_t now = d_.clock.Now();
+  const uint64_t epoch = d_.store.ChangeEpoch();
+  if (facts_.CurrentAt(epoch)) {
+    if (auto kept = facts_.Find(subject_id)) {
+      return DecideActivityFrom(kept.get(), policies, activity, now);
+    }
+  }
+  ConsentDecision out;
+  GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
+    auto position = facts_.Sync(tx, epoch);
+    if (!position.ok()) return position.status();
+    auto kept = KeptFacts(tx, position.value(), subject_id);
+    if (!kept.ok()) return kept.status();
+    if (!kept.value()) return NotFound("no such subject");
+    out = DecideActivityFrom(kept.value().get(), policies, activity, now);
+    return Status::Ok();
+  }));
+  return out;
+}
+
 Result<ConsentAnswer> ConsentLedger::Check(const Caller& caller, const std::string& subject_id,
                                            const std::string& purpose_id,
                                            const std::string& channel) {
@@ -497,15 +539,12 @@ Result<int> ConsentLedger::UnsubscribeByToken(const SubjectTokenClaims& claims,
     recorded = 0;
     auto row = TokenSubject(tx, claims);
     if (!row.ok()) return row.status();
-    auto events = tx.ConsentFactsOf(claims.subject);
-    if (!events.ok()) return events.status();
+    auto facts = LoadFacts(tx, row.value());
+    if (!facts.ok()) return facts.status();
     for (const Purpose* p : purposes) {
-      // Idempotent: a mail client may POST twice; nothing to record if already withdrawn.
-      const ConsentFactRow* latest = nullptr;
-      for (const auto& e : events.value()) {
-        if (e.purpose == p->id && e.channel.empty()) latest = &e;
-      }
-      if (latest != nullptr && latest->event == "withdrawn") continue;
+      // Idempotent (a mail client may POST twice): nothing to record once no channel is open.
+      // A purpose-wide withdrawal overrides every earlier channel grant.
+      if (!ConsentOpenOnAnyChannel(facts.value()->events, *policies, *p, now)) continue;
       const ConsentEventRow e =
           MakeEvent(*policies, *p, claims.subject, "", ConsentEventType::kWithdrawn, "",
                     "one_click_unsubscribe", "subject-token", now);
@@ -520,6 +559,17 @@ Result<int> ConsentLedger::UnsubscribeByToken(const SubjectTokenClaims& claims,
   return recorded;
 }
 
+ConsentDecision ConsentLedger::ShownDecision(const ConsentFacts* facts, const PolicySet& policies,
+                                             const Purpose& purpose, int64_t now) {
+  std::optional<ConsentDecision> whole;
+  for (const auto& channel : DecisionChannels(purpose)) {
+    ConsentDecision d = DecideFrom(facts, policies, "", purpose, channel, now).decision;
+    if (d.allowed) return d;
+    if (!whole) whole = d;
+  }
+  return *whole;
+}
+
 Result<std::vector<ConsentLedger::Preference>> ConsentLedger::Preferences(
     const SubjectTokenClaims& claims) {
   auto policies = d_.policies.Current();
@@ -528,11 +578,11 @@ Result<std::vector<ConsentLedger::Preference>> ConsentLedger::Preferences(
   GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
     auto row = TokenSubject(tx, claims);
     if (!row.ok()) return row.status();
+    auto facts = LoadFacts(tx, row.value());
+    if (!facts.ok()) return facts.status();
     for (const auto& p : policies->purposes()) {
       if (!p.marketing) continue;
-      auto a = DecideIn(tx, *policies, row.value(), p, "", now);
-      if (!a.ok()) return a.status();
-      out.push_back({&p, a->decision});
+      out.push_back({&p, ShownDecision(facts.value().get(), *policies, p, now)});
     }
     return Status::Ok();
   }));
@@ -550,11 +600,13 @@ Result<int> ConsentLedger::ApplyPreferences(const SubjectTokenClaims& claims,
     recorded = 0;
     auto row = TokenSubject(tx, claims);
     if (!row.ok()) return row.status();
+    auto facts = LoadFacts(tx, row.value());
+    if (!facts.ok()) return facts.status();
     for (const auto& p : policies->purposes()) {
       if (!p.marketing) continue;
-      auto current = DecideIn(tx, *policies, row.value(), p, "", now);
-      if (!current.ok()) return current.status();
-      const bool allowed = current->decision.allowed;
+      // "On" while any channel is open: turning a purpose off (or a GPC signal) withdraws it
+      // as a whole, which overrides channel grants; turning it on grants it as a whole.
+      const bool allowed = ConsentOpenOnAnyChannel(facts.value()->events, *policies, p, now);
       bool want = allowed;
       std::string method = "preference_centre";
       if (wanted != nullptr) {

@@ -470,6 +470,18 @@ bool SubjectVault::MayProcess(const SubjectRow& subject, const Activity& activit
   return subject.status != "restricted" || activity.legal_basis == LegalBasis::kLegalObligation;
 }
 
+Status SubjectVault::ConsentAllows(const PolicySet& policies, const std::string& id,
+                                   const Activity& activity) const {
+  if (consent_ == nullptr || !ActivityNeedsConsent(policies, activity)) return Status::Ok();
+  auto decision = consent_->PermitsActivity(policies, id, activity);
+  if (!decision.ok()) return decision.status();
+  if (decision->allowed) return Status::Ok();
+  // SPEC §3.4: a consent-based activity reads only subjects whose consent allows it;
+  // Art. 21(3): an objection to direct marketing is absolute.
+  return PermissionDenied("activity '" + activity.id + "' rests on the subject's consent or "
+                          "choice, which does not allow it (" + decision->reason + ")");
+}
+
 Result<SubjectView> SubjectVault::Read(const Caller& caller, const std::string& id,
                                        const std::string& activity_id) {
   auto policies = d_.policies.Current();
@@ -477,6 +489,7 @@ Result<SubjectView> SubjectVault::Read(const Caller& caller, const std::string& 
   auto activity = AccessGate::BindPurpose(*policies, caller, activity_id);
   if (!activity.ok()) return activity.status();  // refusals are audited at the edge
   std::optional<SubjectView> result;
+  const char* refusal = "restricted";  // the outcome audited for a 403
   // The record kept is used when nothing has been committed since it was read; should it
   // not open (a key re-wrapped since, and its old root version retired), it is read again.
   Status s = Status::Ok();
@@ -493,6 +506,11 @@ Result<SubjectView> SubjectVault::Read(const Caller& caller, const std::string& 
                            "activities under a legal obligation may read it");
       break;
     }
+    s = ConsentAllows(*policies, id, *activity.value());
+    if (!s.ok()) {
+      refusal = "no_consent";
+      break;
+    }
     auto view = DecryptSealed(r.row, r.Unpack(), activity.value()->fields);
     if (view.ok()) {
       result = std::move(view).value();
@@ -507,7 +525,7 @@ Result<SubjectView> SubjectVault::Read(const Caller& caller, const std::string& 
           {"subject.read", id, activity_id,
            s.code() == Code::kNotFound           ? "not_found"
            : s.code() == Code::kDamaged          ? "damaged"
-           : s.code() == Code::kPermissionDenied ? "restricted"
+           : s.code() == Code::kPermissionDenied ? refusal
                                                  : "error",
            {}, 0});
     return s;
@@ -632,7 +650,8 @@ Result<std::vector<SubjectView>> SubjectVault::Search(const Caller& caller,
       auto row = tx.GetSubject(id);
       if (!row.ok()) return row.status();
       if (!row.value() || row.value()->status == "erased" ||
-          !MayProcess(*row.value(), *activity.value())) {
+          !MayProcess(*row.value(), *activity.value()) ||
+          !ConsentAllows(*policies, id, *activity.value()).ok()) {
         continue;
       }
       // Confirm every criterion on the decrypted value: truncated digests can collide.

@@ -36,6 +36,9 @@ class AuditE2E : public ::testing::Test {
 TEST_F(AuditE2E, OfficerListsWhoAccessedACustomerAndForWhichActivity) {
   const std::string id = CreateSubject("ana@example.org");
   CreateSubject("other@example.org");
+  ASSERT_EQ(g_.Post("/v1/subjects/" + id + "/consents",
+                    R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})",
+                    operator_key_).status, 201);
   ASSERT_EQ(g_.Get("/v1/subjects/" + id, marketing_key_, "marketing_email").status, 200);
   ASSERT_EQ(g_.Get("/v1/subjects/" + id, marketing_key_, "customer_management").status, 403);
   const std::string marketing_id =

@@ -133,6 +133,9 @@ TEST(RegisterE2E, ReloadIsLintedAuditedAndRevokesRemovedActivitiesAtOnce) {
                              operator_key);
   ASSERT_EQ(created.status, 201);
   const std::string id = JsonString(created.body, "id");
+  ASSERT_EQ(g.Post("/v1/subjects/" + id + "/consents",
+                   R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})",
+                   operator_key).status, 201);
   ASSERT_EQ(g.Get("/v1/subjects/" + id, marketing, "marketing_email").status, 200);
   const std::string hash = JsonString(g.Get("/v1/register", officer).body, "content_hash");
 

@@ -22,10 +22,57 @@ class SubjectsE2E : public ::testing::Test {
     EXPECT_EQ(r.status, 201) << r.body;
     return JsonString(r.body, "id");
   }
+  void Consent(const std::string& id, const std::string& purpose, const std::string& channel,
+               const std::string& event) {
+    const std::string channel_member =
+        channel.empty() ? "" : R"(,"channel":")" + channel + "\"";
+    HttpReply r = g_.Post("/v1/subjects/" + id + "/consents",
+                          R"({"purpose":")" + purpose + R"(","event":")" + event + "\"" +
+                              channel_member + R"(,"notice_version":"2026-01","method":"web_form"})",
+                          operator_key_);
+    EXPECT_EQ(r.status, 201) << r.body;
+  }
+  HttpReply Search(const std::string& email) {
+    return g_.Post("/v1/subjects:search", R"({"email":")" + email + "\"}", marketing_key_,
+                   "marketing_email");
+  }
   GardeProcess g_;
   std::string operator_key_;
   std::string marketing_key_;
 };
+
+// SPEC §3.4: a consent-based activity reads only subjects whose consent allows it; Art. 21(3):
+// an objection to direct marketing is absolute. Refusals are 403 problems with no personal data.
+TEST_F(SubjectsE2E, AConsentBasedActivityReadsOnlySubjectsWhoseConsentAllowsIt) {
+  const std::string id = CreateAna();
+  auto expect_refused = [&](const char* why) {
+    HttpReply r = g_.Get("/v1/subjects/" + id, marketing_key_, "marketing_email");
+    EXPECT_EQ(r.status, 403) << why << ": " << r.body;
+    EXPECT_EQ(r.content_type, "application/problem+json") << why;
+    EXPECT_EQ(r.body.find("ana"), std::string::npos) << why;
+    HttpReply s = Search("ana.lopez@example.org");
+    EXPECT_EQ(s.status, 200) << why << ": " << s.body;
+    EXPECT_EQ(s.body.find("ana"), std::string::npos) << why << ": " << s.body;
+    EXPECT_EQ(s.body.find(id), std::string::npos) << why;
+  };
+  auto expect_allowed = [&](const char* why) {
+    HttpReply r = g_.Get("/v1/subjects/" + id, marketing_key_, "marketing_email");
+    EXPECT_EQ(r.status, 200) << why << ": " << r.body;
+    HttpReply s = Search("ana.lopez@example.org");
+    EXPECT_NE(s.body.find(id), std::string::npos) << why << ": " << s.body;
+  };
+  expect_refused("never consented");
+  Consent(id, "marketing.email", "email", "granted");
+  expect_allowed("granted on the e-mail channel");
+  Consent(id, "marketing.email", "", "withdrawn");
+  expect_refused("withdrawn for the whole purpose after a channel grant");
+  Consent(id, "marketing.email", "", "granted");
+  expect_allowed("granted again");
+  Consent(id, "marketing.sms", "", "objected");
+  expect_refused("objected to direct marketing");
+  // The customer-management activity (contract) still reads the record.
+  EXPECT_EQ(g_.Get("/v1/subjects/" + id, operator_key_, "customer_management").status, 200);
+}
 
 TEST_F(SubjectsE2E, NewUserStoresACustomerAndReadsItBackForABoundActivity) {
   const std::string id = CreateAna();
@@ -53,6 +100,7 @@ TEST_F(SubjectsE2E, ReadForAnUnboundActivityIsRefused) {
 
 TEST_F(SubjectsE2E, MarketingSeesOnlyItsActivityFields) {
   const std::string id = CreateAna();
+  Consent(id, "marketing.email", "email", "granted");
   HttpReply r = g_.Get("/v1/subjects/" + id, marketing_key_, "marketing_email");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_NE(r.body.find("\"email\""), std::string::npos);

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "deployment_fixture.h"
+#include "garde/domain/consent_ledger.h"
 #include "garde/app/deployment.h"
 
 namespace garde {
@@ -41,8 +42,13 @@ TEST_F(SubjectVaultTest, ReadReturnsOnlyTheActivityFields) {
   ASSERT_TRUE(full.ok());
   EXPECT_EQ(full->fields.at("email").text, "ana@example.org");
   EXPECT_EQ(full->fields.count("birth_date"), 1u);
+  // SPEC §3.4: a consent-based activity reads only subjects whose consent allows it.
+  EXPECT_EQ(d_->vault().Read(operator_, s.id, "marketing_email").status().code(),
+            Code::kPermissionDenied);
+  ConsentRequest grant{"marketing.email", "email", "granted", "2026-01", "web_form", ""};
+  ASSERT_TRUE(d_->consents().Record(operator_, s.id, grant).ok());
   auto mkt = d_->vault().Read(operator_, s.id, "marketing_email");
-  ASSERT_TRUE(mkt.ok());
+  ASSERT_TRUE(mkt.ok()) << mkt.status().message();
   EXPECT_EQ(mkt->fields.count("birth_date"), 0u);
   EXPECT_EQ(mkt->fields.count("email"), 1u);
   EXPECT_EQ(d_->vault().Read(operator_, s.id, "dsr_handling").status().code(),

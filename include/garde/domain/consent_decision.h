@@ -64,4 +64,18 @@ ConsentDecision Decide(const std::string& status, bool suppressed,
                        const std::vector<ConsentFact>& events, const PolicySet& policies,
                        const Purpose& purpose, const std::string& channel, int64_t now);
 
+// The channels a purpose is decided on: "" (the purpose as a whole) and each declared channel.
+std::vector<std::string> DecisionChannels(const Purpose& purpose);
+
+// Whether the consent events alone leave `purpose` open on at least one channel or for the
+// purpose as a whole (status and suppression aside). "Saying no works everywhere": a
+// customer's "no" to a purpose is recorded whenever this is true, so a channel grant can no
+// longer outlive an unsubscribe-all, a preference-centre "off" or a GPC signal.
+bool ConsentOpenOnAnyChannel(const std::vector<ConsentFact>& events, const PolicySet& policies,
+                             const Purpose& purpose, int64_t now);
+
+// Whether an activity's purposes rest on the data subject's choice: consent or legitimate
+// interests (an objection or withdrawal stops them), or direct marketing (Art. 21(3)).
+bool ActivityNeedsConsent(const PolicySet& policies, const Activity& activity);
+
 }  // namespace garde

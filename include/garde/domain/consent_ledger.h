@@ -19,6 +19,7 @@
 #include "garde/domain/consent_decision.h"
 #include "garde/domain/entry_standard.h"
 #include "garde/domain/subject_cache.h"
+#include "garde/domain/subject_vault.h"
 #include "garde/policy/policy_holder.h"
 #include "garde/store/store.h"
 
@@ -55,7 +56,7 @@ struct ConsentDeps {
   const Clock& clock;
 };
 
-class ConsentLedger {
+class ConsentLedger final : public ActivityConsent {
  public:
   // Keeps the consent facts of up to `kept_subjects` subjects in memory.
   explicit ConsentLedger(ConsentDeps deps, size_t kept_subjects = 1000000)
@@ -65,6 +66,14 @@ class ConsentLedger {
   // the subject's e-mail and phone on the suppression list.
   Result<ConsentEvent> Record(const Caller& caller, const std::string& subject_id,
                               const ConsentRequest& request);
+  // SPEC §3.4: whether `activity` may process the subject as far as its choices go — at least
+  // one of the activity's purposes allowed on some channel (or as a whole). From the kept
+  // facts while current. An unknown subject answers not_found.
+  Result<ConsentDecision> PermitsActivity(const PolicySet& policies,
+                                          const std::string& subject_id,
+                                          const Activity& activity) override;
+  static ConsentDecision DecideActivityFrom(const ConsentFacts* facts, const PolicySet& policies,
+                                            const Activity& activity, int64_t now);
   // Current state per purpose/channel and the whole history.
   Result<std::vector<ConsentEvent>> History(const Caller& caller, const std::string& subject_id);
   Result<ConsentAnswer> Check(const Caller& caller, const std::string& subject_id,
@@ -123,6 +132,10 @@ class ConsentLedger {
     ConsentDecision decision;
   };
   Result<std::vector<Preference>> Preferences(const SubjectTokenClaims& claims);
+  // What the preference centre shows for a purpose: the first channel (or the purpose as a
+  // whole) that is allowed, else the purpose-wide refusal.
+  static ConsentDecision ShownDecision(const ConsentFacts* facts, const PolicySet& policies,
+                                       const Purpose& purpose, int64_t now);
   // Applies the customer's choices (purpose id -> wanted; purposes absent are not wanted)
   // and, when `gpc` is set, a Global Privacy Control opt-out for the purposes flagged for it.
   // Records only changes. Returns the number of events recorded.

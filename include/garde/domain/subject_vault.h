@@ -18,6 +18,7 @@
 #include "garde/crypto/keyed_hash.h"
 #include "garde/crypto/keyring_source.h"
 #include "garde/domain/access_journal.h"
+#include "garde/domain/consent_decision.h"
 #include "garde/domain/entry_standard.h"
 #include "garde/domain/field_value.h"
 #include "garde/domain/subject_cache.h"
@@ -64,6 +65,17 @@ const char* SuppressionKind(FieldType type);
 // A subject as the API shows it: {id, kind, status, source, external_id?, fields, times}.
 void WriteSubjectJson(JsonWriter& w, const SubjectView& s);
 
+// What the vault asks before an activity whose purposes rest on the subject's choice reads a
+// subject (SPEC §3.4); the consent ledger answers.
+class ActivityConsent {
+ public:
+  virtual ~ActivityConsent() = default;
+  // Allowed, or why the subject's consent does not let `activity` process it.
+  virtual Result<ConsentDecision> PermitsActivity(const PolicySet& policies,
+                                                  const std::string& subject_id,
+                                                  const Activity& activity) = 0;
+};
+
 struct VaultDeps {
   Store& store;
   KeyringSource& keys;
@@ -83,6 +95,10 @@ class SubjectVault {
   explicit SubjectVault(VaultDeps deps, size_t kept_records = 100000)
       : d_(deps), records_(kept_records) {}
 
+  // The consent check for activities that need one (the deployment sets it once, before
+  // serving; not owned).
+  void SetActivityConsent(ActivityConsent* consent) { consent_ = consent; }
+
   // Keeps the sealed record of every subject when there are no more than `kept_records`, so
   // that the reads after a start do not each go to the database (the service's start does
   // so in the background). Returns the subjects loaded (0: they do not all fit).
@@ -94,8 +110,9 @@ class SubjectVault {
   Status CheckNew(const NewSubject& subject) const;
   Result<SubjectView> Rectify(const Caller& caller, const std::string& id,
                               const SubjectChanges& changes);
-  // Fields of `activity` only; 403 unless the caller is bound to it, and for a restricted
-  // subject unless the activity is under a legal obligation.
+  // Fields of `activity` only; 403 unless the caller is bound to it, for a restricted
+  // subject unless the activity is under a legal obligation, and for an activity that rests
+  // on consent or legitimate interests unless the subject's choices allow it.
   Result<SubjectView> Read(const Caller& caller, const std::string& id,
                            const std::string& activity);
   // Decrypts `fields` of a subject out of its sealed fields (ReadTx::GetFields), for internal
@@ -174,7 +191,12 @@ class SubjectVault {
   // set), else read from the vault (and kept).
   Result<RecordPtr> Record(const std::string& id, bool use_kept, bool* kept);
 
+  // OK, or 403 when `activity` needs the subject's consent and does not have it.
+  Status ConsentAllows(const PolicySet& policies, const std::string& id,
+                       const Activity& activity) const;
+
   VaultDeps d_;
+  ActivityConsent* consent_ = nullptr;
   SubjectCache<SealedRecord> records_;
   FieldSpec external_id_spec_ = [] {
     FieldSpec s;

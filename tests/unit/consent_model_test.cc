@@ -1,0 +1,517 @@
+// SPEC §2.2's decision rule held against a small reference model written here from the text
+// alone (it shares no code with Garde): random sequences of consent events, through every
+// entry point the domain offers — the API, the preference form, unsubscribe-all, one-click
+// unsubscribe, a GPC visit, objection, restriction and its lifting, erasure, expiry by the
+// clock — after each of which Garde's decision for every (purpose, channel) must equal the
+// model's. A failing sequence is shrunk and printed.
+//
+// GARDE_MODEL_SEQUENCES sets how many sequences run (10 000 by default).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <map>
+#include <optional>
+#include <random>
+#include <sstream>
+
+#include "deployment_fixture.h"
+#include "garde/app/deployment.h"
+
+namespace garde {
+namespace {
+
+// ---- The reference model -----------------------------------------------------------------
+
+enum class Basis { kConsent, kLegitimate, kContract, kLegalObligation };
+
+struct ModelPurpose {
+  std::string id;
+  Basis basis;
+  bool marketing;
+  std::vector<std::string> channels;
+  int validity_months;  // 0: consent does not expire
+  bool gpc;             // a GPC signal opts out
+};
+
+// The default catalogue (policies/purposes.yaml), restated.
+const std::vector<ModelPurpose>& Catalogue() {
+  static const std::vector<ModelPurpose> kPurposes = {
+      {"marketing.email", Basis::kConsent, true, {"email"}, 24, true},
+      {"marketing.sms", Basis::kConsent, true, {"sms"}, 24, true},
+      {"marketing.phone", Basis::kLegitimate, true, {"phone"}, 0, true},
+      {"marketing.post", Basis::kLegitimate, true, {"post"}, 0, false},
+      {"profiling", Basis::kConsent, true, {}, 24, true},
+      {"partners.sharing", Basis::kConsent, true, {"email", "post"}, 12, true},
+      {"service.orders", Basis::kContract, false, {"email", "sms", "post", "phone"}, 0, false},
+      {"service.invoicing", Basis::kLegalObligation, false, {}, 0, false},
+      {"loyalty", Basis::kContract, false, {"email", "sms"}, 0, false},
+      {"rights.handling", Basis::kLegalObligation, false, {"email", "post"}, 0, false},
+      {"security.logging", Basis::kLegalObligation, false, {}, 0, false},
+  };
+  return kPurposes;
+}
+
+const ModelPurpose& PurposeNamed(const std::string& id) {
+  for (const auto& p : Catalogue()) {
+    if (p.id == id) return p;
+  }
+  ADD_FAILURE() << "no purpose " << id;
+  return Catalogue().front();
+}
+
+// Calendar months added to a UTC time, the day clamped to the month's last (Jan 31 + 1 month:
+// Feb 28/29), computed with <chrono>'s calendar.
+int64_t AddMonths(int64_t t, int months) {
+  using namespace std::chrono;
+  const sys_seconds at{seconds{t}};
+  const sys_days day = floor<days>(at);
+  year_month_day ymd{day};
+  ymd += std::chrono::months{months};
+  if (!ymd.ok()) ymd = year_month_day{ymd.year() / ymd.month() / last};
+  return (sys_days{ymd} + (at - day)).time_since_epoch().count();
+}
+
+struct ModelEvent {
+  std::string purpose, channel, type;  // type: granted | withdrawn | refused | objected
+  int64_t at = 0, expires_at = 0;
+};
+
+struct Model {
+  std::string status = "active";
+  bool email_suppressed = false, phone_suppressed = false;
+  std::vector<ModelEvent> events;  // in recording order
+
+  struct Decision {
+    bool allowed;
+    std::string reason;
+  };
+
+  // "May I process the subject for purpose p on channel c now?" (SPEC §2.2, §2.3).
+  Decision Decide(const ModelPurpose& p, const std::string& c, int64_t now,
+                  bool consent_only = false) const {
+    if (!consent_only) {
+      if (status == "erased") return {false, "erased"};
+      if (status == "restricted") return {false, "restricted"};
+      const bool suppressed = (c == "email" && email_suppressed) ||
+                              ((c == "sms" || c == "phone") && phone_suppressed);
+      if (p.marketing && suppressed) return {false, "suppressed"};
+    }
+    if (p.marketing) {  // Art. 21(3): an objection to direct marketing is absolute
+      for (const auto& e : events) {
+        if (e.type == "objected" && PurposeNamed(e.purpose).marketing) return {false, "objected"};
+      }
+    }
+    // The latest event recorded for (p, c) or for p on every channel; with no channel asked,
+    // only the latter. Latest by time, then by recording order.
+    const ModelEvent* latest = nullptr;
+    for (const auto& e : events) {
+      if (e.purpose != p.id) continue;
+      if (!(e.channel.empty() || (!c.empty() && e.channel == c))) continue;
+      if (latest == nullptr || e.at >= latest->at) latest = &e;
+    }
+    auto refusal = [](const std::string& type) {
+      return type == "withdrawn" ? "consent_withdrawn"
+             : type == "refused" ? "consent_refused"
+                                 : "objected";
+    };
+    switch (p.basis) {
+      case Basis::kConsent:
+        if (latest == nullptr) return {false, "no_consent"};
+        if (latest->type == "granted") {
+          if (latest->expires_at != 0 && latest->expires_at <= now) {
+            return {false, "consent_expired"};
+          }
+          return {true, "consent_granted"};
+        }
+        return {false, refusal(latest->type)};
+      case Basis::kLegitimate:
+        if (latest != nullptr && latest->type != "granted") return {false, refusal(latest->type)};
+        return {true, "legitimate_interest"};
+      case Basis::kContract:
+        return {true, "contract"};
+      case Basis::kLegalObligation:
+        return {true, "legal_obligation"};
+    }
+    return {false, "?"};
+  }
+
+  // Whether the customer's choices leave p open on some channel or as a whole.
+  bool Open(const ModelPurpose& p, int64_t now) const {
+    if (Decide(p, "", now, true).allowed) return true;
+    for (const auto& c : p.channels) {
+      if (Decide(p, c, now, true).allowed) return true;
+    }
+    return false;
+  }
+
+  void Add(const ModelPurpose& p, const std::string& channel, const std::string& type,
+           int64_t at) {
+    ModelEvent e{p.id, channel, type, at, 0};
+    if (type == "granted" && p.validity_months != 0) e.expires_at = AddMonths(at, p.validity_months);
+    events.push_back(e);
+    if (type == "objected" && p.marketing) email_suppressed = phone_suppressed = true;
+  }
+};
+
+// ---- Operations, as data so that a failing sequence can be shrunk and printed ---------------
+
+enum class OpKind {
+  kApi, kPreferenceForm, kUnsubscribeAll, kOneClick, kGpcVisit, kDsrObjection,
+  kDsrRestriction, kLift, kErasure, kAdvanceClock,
+};
+
+struct Op {
+  OpKind kind = OpKind::kApi;
+  std::string purpose;   // kApi, kOneClick ("*": every marketing purpose), kDsrObjection ("": all)
+  std::string channel;   // kApi
+  std::string event;     // kApi
+  int backdate_s = 0;    // kApi: collected this many seconds ago
+  std::vector<std::string> wanted;  // kPreferenceForm
+  bool gpc = false;      // kPreferenceForm, kUnsubscribeAll: the browser sends Sec-GPC: 1
+  int64_t advance_s = 0; // kAdvanceClock
+};
+
+std::string Describe(const Op& op) {
+  std::ostringstream o;
+  switch (op.kind) {
+    case OpKind::kApi:
+      o << "API " << op.event << " " << op.purpose << " channel='" << op.channel << "'";
+      if (op.backdate_s) o << " collected " << op.backdate_s << "s ago";
+      break;
+    case OpKind::kPreferenceForm:
+      o << "preference form wanting [";
+      for (const auto& w : op.wanted) o << w << " ";
+      o << "]" << (op.gpc ? " with GPC" : "");
+      break;
+    case OpKind::kUnsubscribeAll: o << "unsubscribe from everything" << (op.gpc ? " with GPC" : ""); break;
+    case OpKind::kOneClick: o << "one-click unsubscribe scope=" << op.purpose; break;
+    case OpKind::kGpcVisit: o << "preference centre visit with Sec-GPC: 1"; break;
+    case OpKind::kDsrObjection: o << "DSR objection to '" << op.purpose << "'"; break;
+    case OpKind::kDsrRestriction: o << "DSR restriction"; break;
+    case OpKind::kLift: o << "restriction lifted"; break;
+    case OpKind::kErasure: o << "DSR erasure"; break;
+    case OpKind::kAdvanceClock: o << "clock +" << op.advance_s << "s"; break;
+  }
+  return o.str();
+}
+
+std::vector<std::string> MarketingIds() {
+  std::vector<std::string> out;
+  for (const auto& p : Catalogue()) {
+    if (p.marketing) out.push_back(p.id);
+  }
+  return out;
+}
+
+std::vector<Op> RandomSequence(std::mt19937_64& rng) {
+  auto pick = [&](size_t n) { return static_cast<size_t>(rng() % n); };
+  const auto marketing = MarketingIds();
+  std::vector<Op> ops;
+  const size_t length = 1 + pick(9);
+  bool restricted = false;
+  for (size_t i = 0; i < length; ++i) {
+    Op op;
+    const size_t roll = pick(100);
+    if (roll < 45) {
+      op.kind = OpKind::kApi;
+      const auto& p = Catalogue()[pick(Catalogue().size())];
+      op.purpose = p.id;
+      const size_t c = pick(p.channels.size() + 2);  // purpose-wide twice as often
+      op.channel = c < p.channels.size() ? p.channels[c] : "";
+      static const char* kEvents[] = {"granted", "granted", "withdrawn", "refused", "objected"};
+      op.event = kEvents[pick(5)];
+      if (pick(5) == 0) op.backdate_s = static_cast<int>(1 + pick(3 * 86400));
+    } else if (roll < 55) {
+      op.kind = OpKind::kPreferenceForm;
+      for (const auto& m : marketing) {
+        if (pick(2) == 0) op.wanted.push_back(m);
+      }
+      op.gpc = pick(6) == 0;
+    } else if (roll < 61) {
+      op.kind = OpKind::kUnsubscribeAll;
+      op.gpc = pick(6) == 0;
+    } else if (roll < 69) {
+      op.kind = OpKind::kOneClick;
+      op.purpose = pick(3) == 0 ? "*" : marketing[pick(marketing.size())];
+    } else if (roll < 74) {
+      op.kind = OpKind::kGpcVisit;
+    } else if (roll < 78) {
+      op.kind = OpKind::kDsrObjection;
+      static const char* kTargets[] = {"", "marketing.email", "marketing.post", "profiling"};
+      op.purpose = kTargets[pick(4)];
+    } else if (roll < 82) {
+      op.kind = restricted ? OpKind::kLift : OpKind::kDsrRestriction;
+      restricted = !restricted;
+    } else if (roll < 84) {
+      op.kind = OpKind::kErasure;
+      ops.push_back(op);
+      break;  // nothing is recorded for an erased subject
+    } else {
+      op.kind = OpKind::kAdvanceClock;
+      static const int64_t kSteps[] = {60, 86400, 400 * 86400LL, 800 * 86400LL};
+      op.advance_s = kSteps[pick(4)];
+    }
+    ops.push_back(op);
+  }
+  return ops;
+}
+
+// ---- Driving Garde's domain services ------------------------------------------------------
+
+class ConsentModelTest : public DeploymentFixture {
+ protected:
+  Caller Operator() { return Caller{"key_model_operator", "operator", {"customer_management"}, "req_model", ""}; }
+  Caller Officer() { return Caller{"key_model_officer", "officer", {}, "req_model", ""}; }
+  Caller Marketing() { return Caller{"key_model_marketing", "marketing", {"marketing_email"}, "req_model", ""}; }
+
+  std::string NewSubject() {
+    garde::NewSubject s;
+    s.kind = "person";
+    s.source = "test";
+    const std::string n = std::to_string(++subjects_);
+    s.fields["email"] = FieldValue::String("model" + n + "@example.org");
+    s.fields["phone"] = FieldValue::String("+3361" + std::string(7 - n.size(), '0') + n);
+    auto v = d_->vault().Create(Operator(), s);
+    EXPECT_TRUE(v.ok()) << v.status().message();
+    return v.ok() ? v->id : "";
+  }
+
+  std::string NoticeOf(const std::string& purpose) {
+    const Purpose* p = d_->policies().Current()->FindPurpose(purpose);
+    return p != nullptr && !p->notices.empty() ? p->notices.back().version : "";
+  }
+
+  Status RunDsr(const std::string& subject, const std::string& type,
+                const std::vector<std::string>& purposes) {
+    NewRequest r;
+    r.type = type;
+    r.subject = subject;
+    r.purposes = purposes;
+    auto opened = d_->requests().Open(Officer(), r);
+    if (!opened.ok()) return opened.status();
+    const std::string id = opened->row.id;
+    if (opened->row.status == "received") {
+      auto v = d_->requests().Verify(Officer(), id, "checked");
+      if (!v.ok()) return v.status();
+    }
+    auto done = d_->requests().Complete(Officer(), id, "");
+    if (!done.ok()) return done.status();
+    if (type == "restriction") restriction_[subject] = id;
+    return Status::Ok();
+  }
+
+  // Applies `op` to Garde and to the model; an error Garde should not have answered fails.
+  void Apply(const std::string& id, const Op& op, Model& m) {
+    const int64_t now = d_->clock().Now();
+    SubjectTokenClaims claims{id, "preferences", "*", now + 3600};
+    Status s = Status::Ok();
+    switch (op.kind) {
+      case OpKind::kApi: {
+        ConsentRequest req{op.purpose, op.channel, op.event, "", "api", ""};
+        if (op.event == "granted") req.notice_version = NoticeOf(op.purpose);
+        const int64_t at = now - op.backdate_s;
+        if (op.backdate_s) req.collected_at = FormatRfc3339(at);
+        auto e = d_->consents().Record(Operator(), id, req);
+        s = e.status();
+        if (e.ok()) m.Add(PurposeNamed(op.purpose), op.channel, op.event, e->at);
+        break;
+      }
+      case OpKind::kPreferenceForm:
+      case OpKind::kUnsubscribeAll:
+      case OpKind::kGpcVisit: {
+        std::map<std::string, bool> wanted;
+        for (const auto& w : op.wanted) wanted[w] = true;
+        const bool gpc = op.gpc || op.kind == OpKind::kGpcVisit;
+        auto done = d_->consents().ApplyPreferences(
+            claims, op.kind == OpKind::kGpcVisit ? nullptr : &wanted, gpc, "req_model");
+        s = done.status();
+        if (done.ok()) {
+          for (const auto& p : Catalogue()) {
+            if (!p.marketing) continue;
+            const bool open = m.Open(p, now);
+            bool want = op.kind == OpKind::kGpcVisit ? open : wanted.count(p.id) != 0;
+            if (gpc && p.gpc) want = false;
+            if (want != open) m.Add(p, "", want ? "granted" : "withdrawn", now);
+          }
+        }
+        break;
+      }
+      case OpKind::kOneClick: {
+        claims.use = "unsubscribe";
+        claims.scope = op.purpose;
+        auto done = d_->consents().UnsubscribeByToken(claims, "req_model");
+        s = done.status();
+        if (done.ok()) {
+          for (const auto& p : Catalogue()) {
+            if (p.marketing && (op.purpose == "*" || op.purpose == p.id) && m.Open(p, now)) {
+              m.Add(p, "", "withdrawn", now);
+            }
+          }
+        }
+        break;
+      }
+      case OpKind::kDsrObjection: {
+        std::vector<std::string> purposes;
+        if (!op.purpose.empty()) purposes.push_back(op.purpose);
+        s = RunDsr(id, "objection", purposes);
+        if (s.ok()) {
+          for (const auto& p : Catalogue()) {
+            if (op.purpose.empty() ? p.marketing : p.id == op.purpose) {
+              m.Add(p, "", "objected", d_->clock().Now());
+            }
+          }
+        }
+        break;
+      }
+      case OpKind::kDsrRestriction:
+        s = RunDsr(id, "restriction", {});
+        if (s.ok()) m.status = "restricted";
+        break;
+      case OpKind::kLift: {
+        auto lifted = d_->requests().Lift(Officer(), restriction_[id]);
+        s = lifted.status();
+        if (s.ok()) m.status = "active";
+        break;
+      }
+      case OpKind::kErasure:
+        s = RunDsr(id, "erasure", {});
+        if (s.ok()) {
+          m.status = "erased";
+          m.events.clear();
+        }
+        break;
+      case OpKind::kAdvanceClock:
+        d_->AdvanceClockForTests(op.advance_s);
+        advanced_ += op.advance_s;
+        break;
+    }
+    EXPECT_TRUE(s.ok()) << Describe(op) << ": " << s.message();
+  }
+
+  // The first (purpose, channel) where Garde and the model differ, or "".
+  std::string Compare(const std::string& id, const Model& m) {
+    const int64_t now = d_->clock().Now();
+    for (const auto& p : Catalogue()) {
+      std::vector<std::string> channels{""};
+      channels.insert(channels.end(), p.channels.begin(), p.channels.end());
+      for (const auto& c : channels) {
+        auto garde = d_->consents().CheckMany(Marketing(), {id}, p.id, c);
+        if (!garde.ok()) return p.id + "/" + c + ": " + garde.status().message();
+        const ConsentDecision& g = garde->front().decision;
+        const Model::Decision want = m.Decide(p, c, now);
+        if (g.allowed != want.allowed || g.reason != want.reason) {
+          return p.id + " channel='" + c + "': Garde " + (g.allowed ? "allows" : "denies") +
+                 " (" + g.reason + "), the model " + (want.allowed ? "allows" : "denies") +
+                 " (" + want.reason + ")";
+        }
+      }
+    }
+    return "";
+  }
+
+  // Runs `ops` on a new subject; the description of the first difference, or "".
+  std::string Run(const std::vector<Op>& ops) {
+    d_->AdvanceClockForTests(-advanced_);  // each sequence starts at the real time
+    advanced_ = 0;
+    const std::string id = NewSubject();
+    Model m;
+    for (size_t i = 0; i < ops.size(); ++i) {
+      Apply(id, ops[i], m);
+      std::string diff = Compare(id, m);
+      if (!diff.empty()) return "after step " + std::to_string(i + 1) + ": " + diff;
+    }
+    return "";
+  }
+
+  // Removes operations one at a time while the sequence still fails.
+  std::vector<Op> Shrink(std::vector<Op> ops) {
+    bool smaller = true;
+    while (smaller && ops.size() > 1) {
+      smaller = false;
+      for (size_t i = 0; i < ops.size(); ++i) {
+        std::vector<Op> without = ops;
+        without.erase(without.begin() + static_cast<std::ptrdiff_t>(i));
+        if (!Run(without).empty()) {
+          ops = std::move(without);
+          smaller = true;
+          break;
+        }
+      }
+    }
+    return ops;
+  }
+
+  int subjects_ = 0;
+  int64_t advanced_ = 0;
+  std::map<std::string, std::string> restriction_;  // subject -> its restriction request
+};
+
+TEST_F(ConsentModelTest, TheCatalogueIsTheOneTheModelRestates) {
+  auto policies = d_->policies().Current();
+  ASSERT_EQ(policies->purposes().size(), Catalogue().size());
+  for (const auto& mp : Catalogue()) {
+    const Purpose* p = policies->FindPurpose(mp.id);
+    ASSERT_NE(p, nullptr) << mp.id;
+    EXPECT_EQ(p->marketing, mp.marketing) << mp.id;
+    EXPECT_EQ(p->channels, mp.channels) << mp.id;
+    EXPECT_EQ(p->gpc_opt_out, mp.gpc) << mp.id;
+    EXPECT_EQ(p->validity, mp.validity_months ? "P" + std::to_string(mp.validity_months) + "M" : "")
+        << mp.id;
+  }
+}
+
+// Regressions found by the model, kept as named cases.
+Op ApiOp(const std::string& event, const std::string& purpose, const std::string& channel) {
+  Op op;
+  op.kind = OpKind::kApi;
+  op.event = event;
+  op.purpose = purpose;
+  op.channel = channel;
+  return op;
+}
+
+Op KindOp(OpKind kind, const std::string& purpose = "") {
+  Op op;
+  op.kind = kind;
+  op.purpose = purpose;
+  return op;
+}
+
+TEST_F(ConsentModelTest, UnsubscribeFromEverythingWithdrawsAChannelGrant) {
+  EXPECT_EQ(Run({ApiOp("granted", "marketing.email", "email"), KindOp(OpKind::kUnsubscribeAll)}),
+            "");
+}
+
+TEST_F(ConsentModelTest, OneClickAfterWithdrawAllAndAChannelRegrantWithdraws) {
+  EXPECT_EQ(Run({KindOp(OpKind::kUnsubscribeAll), ApiOp("granted", "partners.sharing", "post"),
+                 KindOp(OpKind::kOneClick, "*")}),
+            "");
+}
+
+TEST_F(ConsentModelTest, AGpcVisitOptsOutOfChannelGrants) {
+  EXPECT_EQ(Run({ApiOp("granted", "marketing.sms", "sms"), KindOp(OpKind::kGpcVisit)}), "");
+}
+
+TEST_F(ConsentModelTest, GardeDecidesAsTheModelOverManyRandomSequences) {
+  const char* env = std::getenv("GARDE_MODEL_SEQUENCES");
+  const int sequences = env != nullptr ? std::atoi(env) : 10000;
+  std::mt19937_64 rng(0x6761726465ULL);
+  int failures = 0;
+  for (int n = 0; n < sequences && failures == 0; ++n) {
+    const std::vector<Op> ops = RandomSequence(rng);
+    const std::string diff = Run(ops);
+    if (diff.empty()) continue;
+    ++failures;
+    const std::vector<Op> small = Shrink(ops);
+    std::ostringstream o;
+    o << "sequence " << n << " differs from the model; shrunk to " << small.size() << " steps:\n";
+    for (size_t i = 0; i < small.size(); ++i) o << "  " << i + 1 << ". " << Describe(small[i]) << "\n";
+    o << "  then " << Run(small);
+    ADD_FAILURE() << o.str();
+  }
+  EXPECT_EQ(failures, 0);
+}
+
+}  // namespace
+}  // namespace garde

@@ -61,6 +61,30 @@ std::vector<LintFinding> LintRegister(const PolicySet& p) {
                      "activity '" + a.id + "' processes special-category data without an Art. 9 condition",
                      "add art9_condition (e.g. explicit_consent, Art. 9(2)(a))"});
     }
+    // An erasure holds an obligation's fields only when its retention runs from an anchor it
+    // can evaluate for one subject (last_interaction, created, a date field; see Erase).
+    const size_t after = a.retention.find(" after ");
+    const std::string anchor = after == std::string::npos ? "" : a.retention.substr(after + 7);
+    const FieldSpec* anchor_field = p.schema().Find(anchor);
+    const bool holds_at_erasure =
+        !a.retention.empty() && a.retention[0] == 'P' &&
+        (anchor.empty() || anchor == "last_interaction" || anchor == "created" ||
+         (anchor_field != nullptr && anchor_field->type == FieldType::kDate));
+    if (a.legal_basis == LegalBasis::kLegalObligation && holds_at_erasure) {
+      for (const auto& name : a.fields) {
+        const FieldSpec* f = p.schema().Find(name);
+        if (f == nullptr || (f->type != FieldType::kEmail && f->type != FieldType::kPhone)) {
+          continue;
+        }
+        // Art. 5(1)(c), 17(3)(b): a legal obligation keeps what the obligation needs. A hold
+        // on a contact channel keeps the customer reachable after they asked to be erased.
+        out.push_back({"warning", "legal-hold-keeps-contact", At("register.yaml", a.line),
+                       "activity '" + a.id + "' is under a legal obligation and lists '" + name +
+                           "': an erasure would keep this contact for the whole hold",
+                       "list only what the obligation needs (invoices: name, billing address, "
+                       "amounts); use the contact under a contract or consent activity"});
+      }
+    }
     for (const auto& country : a.transfers_without_safeguard) {
       out.push_back({"error", "transfer-without-safeguard", At("register.yaml", a.line),
                      "activity '" + a.id + "' transfers data to " + country + " without a safeguard",

@@ -47,20 +47,29 @@ TEST(RegisterLint, EveryRuleFiresWithItsLocation) {
 namespace garde {
 namespace {
 
-// policy-file rule: a misspelt register column is an error with its file:line, not a
-// silently missing column.
-TEST(RegisterLint, MisspeltActivityKeyIsAnErrorWithItsLine) {
-  const std::filesystem::path dir =
-      std::filesystem::temp_directory_path() / ("garde-lint-key-" + std::to_string(::getpid()));
+// The default policies copied into a fresh temporary directory, for a test to change.
+std::filesystem::path CopyDefaultPolicies(const std::string& name) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    ("garde-lint-" + name + "-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   const std::filesystem::path source = GARDE_TEST_FIXTURES "/../../policies";
   for (const auto& f : std::filesystem::directory_iterator(source)) {
     std::filesystem::copy_file(f.path(), dir / f.path().filename());
   }
+  return dir;
+}
+
+std::string ReadRegister(const std::filesystem::path& dir) {
   std::ifstream in(dir / "register.yaml");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  in.close();
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// policy-file rule: a misspelt register column is an error with its file:line, not a
+// silently missing column.
+TEST(RegisterLint, MisspeltActivityKeyIsAnErrorWithItsLine) {
+  const std::filesystem::path dir = CopyDefaultPolicies("key");
+  std::string text = ReadRegister(dir);
   const size_t at = text.find("    retention: \"P3Y after last_interaction\"");
   ASSERT_NE(at, std::string::npos);
   const int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<long>(at), '\n'));
@@ -77,5 +86,27 @@ TEST(RegisterLint, MisspeltActivityKeyIsAnErrorWithItsLine) {
   std::filesystem::remove_all(dir);
 }
 
+// A legal-obligation hold that lists the e-mail keeps the customer reachable for ten years
+// after they asked to be erased; the default register once did.
+TEST(RegisterLint, ALegalHoldOnAContactChannelIsAWarning) {
+  const std::filesystem::path dir = CopyDefaultPolicies("hold");
+  std::string text = ReadRegister(dir);
+  const size_t at = text.find("fields: [first_name, last_name, legal_name, street");
+  ASSERT_NE(at, std::string::npos);
+  text.insert(at + 9, "email, ");
+  std::ofstream(dir / "register.yaml", std::ios::trunc) << text;
+  auto set = LoadPolicies(dir.string());
+  ASSERT_TRUE(set.ok()) << set.status().message();
+  bool warned = false;
+  for (const auto& f : LintRegister(*set.value())) {
+    warned |= f.rule == "legal-hold-keeps-contact" && f.severity == "warning" &&
+              f.message.find("orders_invoicing") != std::string::npos &&
+              f.message.find("'email'") != std::string::npos;
+  }
+  EXPECT_TRUE(warned);
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
+
 }  // namespace garde

@@ -618,11 +618,11 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
       result.EndArray().EndObject();
     } else if (r.type == "erasure") {
       std::string summary;
-      GARDE_RETURN_IF_ERROR(Erase(tx, *policies, caller, r, s, t.suppress, &summary));
-      if (s.wrapped_dek.empty()) {
-        t.destroyed = true;
-        tombstone = TombstoneRow{s.id, r.id, now};
-      }
+      std::vector<std::string> kept;
+      GARDE_RETURN_IF_ERROR(Erase(tx, *policies, caller, r, s, t.suppress, &summary, &kept));
+      t.destroyed = s.wrapped_dek.empty();
+      // Every erasure, full or held, leaves a tombstone that a restore re-applies.
+      tombstone = TombstoneRow{s.id, r.id, now, std::move(kept)};
       result.Raw(summary);
     } else if (r.type == "restriction") {
       s.status = "restricted";
@@ -675,7 +675,10 @@ Status RequestDesk::AppendTombstone(const TombstoneRow& t) const {
   if (d_.tombstone_log.empty()) return Status::Ok();
   const int fd = ::open(d_.tombstone_log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) return Unavailable("cannot open the tombstone log " + d_.tombstone_log);
-  const std::string line = t.subject_id + " " + t.request_id + " " + std::to_string(t.at) + "\n";
+  // "subject request unix-time[ kept,fields]": field names only, never values.
+  std::string line = t.subject_id + " " + t.request_id + " " + std::to_string(t.at);
+  for (size_t i = 0; i < t.kept.size(); ++i) line += (i == 0 ? " " : ",") + t.kept[i];
+  line += "\n";
   const bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
                   ::fsync(fd) == 0;
   ::close(fd);
@@ -688,10 +691,14 @@ Result<size_t> RequestDesk::ReapplyTombstones() {
   std::map<std::string, TombstoneRow> all;
   if (!d_.tombstone_log.empty()) {
     std::ifstream in(d_.tombstone_log);
-    std::string subject, request;
-    int64_t at = 0;
-    while (in >> subject >> request >> at) {
-      if (IsRandomId(subject, "sub_")) all[subject] = {subject, request, at};
+    std::string line;
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::string subject, request, kept;
+      int64_t at = 0;
+      if (!(fields >> subject >> request >> at)) continue;
+      fields >> kept;  // absent for a full erasure (and in logs written before holds had one)
+      if (IsRandomId(subject, "sub_")) all[subject] = {subject, request, at, SplitList(kept, ',')};
     }
   }
   std::vector<TombstoneRow> in_db;
@@ -716,12 +723,25 @@ Result<size_t> RequestDesk::ReapplyTombstones() {
       SubjectRow s = *row.value();
       auto fields = tx.GetFields(id);
       if (!fields.ok()) return fields.status();
-      if (s.status == "erased" && s.wrapped_dek.empty() && fields.value().empty()) {
-        return Status::Ok();
+      // What the erasure kept under a legal hold stays (if still there); nothing else.
+      std::set<std::string> keep;
+      bool extra = false;
+      for (const auto& f : fields.value()) {
+        if (std::find(t.kept.begin(), t.kept.end(), f.field) != t.kept.end()) {
+          keep.insert(f.field);
+        } else {
+          extra = true;
+        }
       }
-      GARDE_RETURN_IF_ERROR(d_.vault.EraseIn(tx, s, {}));
+      auto events = tx.ConsentFactsOf(id);
+      if (!events.ok()) return events.status();
+      const bool applied = keep.empty() ? s.status == "erased" && s.wrapped_dek.empty()
+                                        : s.status == "restricted";
+      if (applied && !extra && events.value().empty()) return Status::Ok();
+      GARDE_RETURN_IF_ERROR(d_.vault.EraseIn(tx, s, keep));
       GARDE_RETURN_IF_ERROR(tx.DeleteConsentEventsOf(id));
-      s.status = "erased";
+      if (keep.empty()) s.wrapped_dek.clear();
+      s.status = keep.empty() ? "erased" : "restricted";
       s.updated_at = d_.clock.Now();
       GARDE_RETURN_IF_ERROR(tx.UpdateSubject(s));
       GARDE_RETURN_IF_ERROR(tx.InsertTombstone(t));
@@ -735,7 +755,7 @@ Result<size_t> RequestDesk::ReapplyTombstones() {
 
 Status RequestDesk::Erase(WriteTx& tx, const PolicySet& policies, const Caller& caller,
                           RequestRow& request, SubjectRow& subject, bool suppress,
-                          std::string* summary) const {
+                          std::string* summary, std::vector<std::string>* kept) const {
   const int64_t now = d_.clock.Now();
   auto sealed = tx.GetFields(subject.id);
   if (!sealed.ok()) return sealed.status();
@@ -828,8 +848,9 @@ Status RequestDesk::Erase(WriteTx& tx, const PolicySet& policies, const Caller& 
   if (keep.empty()) {
     subject.wrapped_dek.clear();  // shredded in the store: nothing may be sealed under it now
     request.package.clear();
-    GARDE_RETURN_IF_ERROR(tx.InsertTombstone({subject.id, request.id, now}));
   }
+  kept->assign(keep.begin(), keep.end());
+  GARDE_RETURN_IF_ERROR(tx.InsertTombstone({subject.id, request.id, now, *kept}));
   // Art. 19: recipients of the data are told, through the outbox.
   JsonWriter event;
   event.BeginObject().Key("subject").String(subject.id).Key("request").String(request.id)

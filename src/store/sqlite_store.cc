@@ -235,6 +235,11 @@ CREATE TRIGGER shred_subject_deleted AFTER DELETE ON subjects BEGIN
   UPDATE shreds SET count = count + 1 WHERE id = 0;
 END;
 )sql",
+    // 10: a tombstone of an erasure that kept fields under a legal hold names them (field
+    // names, comma-separated; empty for a full erasure), so that a restore re-applies it too.
+    R"sql(
+ALTER TABLE tombstones ADD COLUMN kept TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 // The audit log's subject index: a level merges once it holds kAuditRunFanIn runs; a run of
@@ -858,10 +863,11 @@ class SqliteTx final : public WriteTx {
   }
 
   Result<std::vector<TombstoneRow>> ListTombstones(int64_t since) override {
-    Query q(c_, "SELECT subject_id, request_id, at FROM tombstones WHERE at >= ? ORDER BY at");
+    Query q(c_, "SELECT subject_id, request_id, at, kept FROM tombstones WHERE at >= ? ORDER BY at");
     q.Int(since);
-    return q.Rows<TombstoneRow>(
-        [&] { return TombstoneRow{q.ColText(0), q.ColText(1), q.ColInt(2)}; });
+    return q.Rows<TombstoneRow>([&] {
+      return TombstoneRow{q.ColText(0), q.ColText(1), q.ColInt(2), SplitList(q.ColText(3), ',')};
+    });
   }
 
   Result<std::vector<PolicyVersionRow>> ListPolicyVersions(size_t limit) override {
@@ -926,8 +932,11 @@ class SqliteTx final : public WriteTx {
   }
 
   Status InsertTombstone(const TombstoneRow& r) override {
-    Query q(c_, "INSERT OR REPLACE INTO tombstones(subject_id, request_id, at) VALUES(?,?,?)");
-    q.Text(r.subject_id).Text(r.request_id).Int(r.at);
+    Query q(c_,
+            "INSERT OR REPLACE INTO tombstones(subject_id, request_id, at, kept) VALUES(?,?,?,?)");
+    std::string kept;
+    for (const auto& f : r.kept) kept += (kept.empty() ? "" : ",") + f;
+    q.Text(r.subject_id).Text(r.request_id).Int(r.at).Text(kept);
     return q.Run();
   }
 

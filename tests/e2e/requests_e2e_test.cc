@@ -293,6 +293,55 @@ TEST_F(RequestsE2E, ARestoredBackupReappliesTheErasureAtStart) {
   EXPECT_NE(audit.body.find("\"outcome\":\"reapplied\""), std::string::npos) << audit.body;
 }
 
+// A held erasure once wrote no tombstone, so a restored backup brought back everything that
+// had been erased around the held invoicing fields.
+TEST_F(RequestsE2E, ARestoredBackupReappliesAHeldErasureAroundItsHeldFields) {
+  const std::string last_purchase = FormatRfc3339(SystemClock().Now() - 40 * 86400).substr(0, 10);
+  const std::string id = CreateSubject(
+      R"({"email":"held.restore@example.org","first_name":"Hugo","phone":"+33655443311",)"
+      R"("customer_number":"C-2002","last_purchase":")" + last_purchase + R"("})");
+  Grant(id, "marketing.email");
+  const std::string backup = g_.data_dir() + "/backup-held.db";
+  g_.Sql("VACUUM INTO '" + backup + "'");  // taken before the erasure
+  auto r = Open(R"({"type":"erasure","subject":")" + id + R"("})", operator_key_);
+  Step(r->getValue<std::string>("id"), "verify", R"({"note":"letter"})");
+  auto done = Step(r->getValue<std::string>("id"), "complete");
+  ASSERT_EQ(done->getObject("result")->getValue<std::string>("subject_status"), "restricted");
+  const auto fields_after = g_.Sql("SELECT field FROM subject_fields WHERE subject_id='" + id +
+                                   "' ORDER BY field");
+  ASSERT_FALSE(fields_after.empty());
+  ASSERT_EQ(g_.Stop(), 0);
+  EXPECT_NE(ReadFile(g_.data_dir() + "/tombstones.log").find(id + " "), std::string::npos);
+  std::filesystem::remove(g_.db_path() + "-wal");
+  std::filesystem::remove(g_.db_path() + "-shm");
+  std::filesystem::copy_file(backup, g_.db_path(),
+                             std::filesystem::copy_options::overwrite_existing);
+  ASSERT_GT(g_.Sql("SELECT COUNT(*) FROM subject_fields WHERE subject_id='" + id + "'").size(), 0u);
+  g_.Start();
+  // Only the held fields are back; the e-mail, phone and consents stay erased.
+  EXPECT_EQ(g_.Sql("SELECT field FROM subject_fields WHERE subject_id='" + id + "' ORDER BY field"),
+            fields_after);
+  EXPECT_EQ(g_.Sql("SELECT status FROM subjects WHERE id='" + id + "'")[0][0], "restricted");
+  EXPECT_EQ(g_.Sql("SELECT COUNT(*) FROM consent_events WHERE subject_id='" + id + "'")[0][0], "0");
+  HttpReply found = g_.Post("/v1/subjects:search", R"({"email":"held.restore@example.org"})",
+                            operator_key_, "customer_management");
+  EXPECT_NE(found.body.find("\"items\":[]"), std::string::npos) << found.body;
+  HttpReply inv = g_.Get("/v1/subjects/" + id, operator_key_, "orders_invoicing");
+  ASSERT_EQ(inv.status, 200) << inv.body;
+  EXPECT_NE(inv.body.find("C-2002"), std::string::npos);
+  EXPECT_EQ(inv.body.find("held.restore"), std::string::npos) << inv.body;
+  // A second start finds nothing left to re-apply.
+  ASSERT_EQ(g_.Stop(), 0);
+  g_.Start();
+  HttpReply audit = g_.Get("/v1/audit?subject=" + id + "&action=subject.erase", officer_key_);
+  size_t reapplied = 0;
+  for (size_t at = audit.body.find("reapplied"); at != std::string::npos;
+       at = audit.body.find("reapplied", at + 1)) {
+    ++reapplied;
+  }
+  EXPECT_EQ(reapplied, 1u) << audit.body;
+}
+
 TEST_F(RequestsE2E, LegalHoldKeepsInvoicingFieldsRestrictedWithTheReason) {
   const std::string last_purchase = FormatRfc3339(SystemClock().Now() - 40 * 86400).substr(0, 10);
   const std::string id = CreateSubject(

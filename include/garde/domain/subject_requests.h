@@ -134,7 +134,8 @@ class RequestDesk {
                                    const RequestRow& request, const SubjectRow& subject) const;
   Status AppendTombstone(const TombstoneRow& t) const;
   Status Erase(WriteTx& tx, const PolicySet& policies, const Caller& caller, RequestRow& request,
-               SubjectRow& subject, bool suppress, std::string* result) const;
+               SubjectRow& subject, bool suppress, std::string* result,
+               std::vector<std::string>* kept) const;
 
   RequestDeps d_;
 };

@@ -121,6 +121,8 @@ struct RequestQuery {
 struct TombstoneRow {
   std::string subject_id, request_id;
   int64_t at = 0;
+  // Fields an erasure kept under a legal hold (names only); empty: everything was destroyed.
+  std::vector<std::string> kept;
 };
 
 // An event for downstream systems (webhooks), written in the transaction of its change.

@@ -1000,9 +1000,50 @@ Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& polic
         .Key("due_at").String(FormatRfc3339(r.due_at))
         .EndObject();
   }
+  w.EndArray();
+  // Art. 15(1)(e): the rights the subject has, and where to exercise them.
+  w.Key("rights").BeginArray();
+  for (const auto& [right, article] :
+       std::vector<std::pair<const char*, const char*>>{{"rectification", "Art. 16"},
+                                                        {"erasure", "Art. 17"},
+                                                        {"restriction", "Art. 18"},
+                                                        {"objection", "Art. 21"},
+                                                        {"portability", "Art. 20"},
+                                                        {"withdraw_consent", "Art. 7(3)"}}) {
+    w.BeginObject().Key("right").String(right).Key("article").String(article).EndObject();
+  }
+  w.EndArray()
+      .Key("exercise_with").BeginObject()
+      .Key("controller").String(policies.controller_name())
+      .Key("contact").String(policies.controller_contact())
+      .EndObject();
+  // Art. 15(1)(f), Art. 77: the right to lodge a complaint with a supervisory authority.
+  const auto& authority = policies.supervisory_authority();
+  w.Key("complaint").BeginObject()
+      .Key("article").String("Art. 77")
+      .Key("authority").String(authority.name)
+      .Key("address").String(authority.address)
+      .Key("url").String(authority.url)
+      .EndObject();
+  // Art. 15(1)(h), Art. 22: automated decision-making, including profiling, with meaningful
+  // information about its logic and its significance, for the activities that use the data.
+  w.Key("automated_decisions").BeginArray();
+  for (const auto& a : policies.activities()) {
+    if (a.automated_decision.logic.empty()) continue;
+    const bool uses = std::any_of(view->fields.begin(), view->fields.end(),
+                                  [&](const auto& f) { return a.fields.count(f.first) != 0; });
+    if (!uses) continue;
+    w.BeginObject()
+        .Key("activity").String(a.id)
+        .Key("name").String(a.name)
+        .Key("logic").String(a.automated_decision.logic)
+        .Key("significance").String(a.automated_decision.significance)
+        .EndObject();
+  }
+  w.EndArray();
   // Who accessed the data, when and for which activity: the audit entries about the subject
   // (they hold no personal data, and each can be proven against a signed tree head).
-  w.EndArray().Key("accesses").BeginArray();
+  w.Key("accesses").BeginArray();
   AuditQuery aq;
   aq.subject = subject.id;
   aq.limit = kAuditPage;

@@ -467,7 +467,9 @@ Result<FieldMap> SubjectVault::OpenRefs(const SubjectRow& row,
 
 // Art. 18: a restricted subject's data is only stored, or used where the law obliges.
 bool SubjectVault::MayProcess(const SubjectRow& subject, const Activity& activity) {
-  return subject.status != "restricted" || activity.legal_basis == LegalBasis::kLegalObligation;
+  // Art. 18(2): while restricted, the data is only stored; it is processed only for legal
+  // claims (activities flagged legal_claims), never merely because an obligation exists.
+  return subject.status != "restricted" || activity.legal_claims;
 }
 
 Status SubjectVault::ConsentAllows(const PolicySet& policies, const std::string& id,
@@ -503,7 +505,7 @@ Result<SubjectView> SubjectVault::Read(const Caller& caller, const std::string& 
     const SealedRecord& r = *record.value();
     if (!MayProcess(r.row, *activity.value())) {
       s = PermissionDenied("processing of this subject is restricted (GDPR Art. 18): only "
-                           "activities under a legal obligation may read it");
+                           "activities flagged for legal claims may read it");
       break;
     }
     s = ConsentAllows(*policies, id, *activity.value());

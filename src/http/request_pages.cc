@@ -247,6 +247,97 @@ std::string PurposesHtml(const Poco::Dynamic::Var& purposes) {
   return out + "</ul>";
 }
 
+// What each right of the package's `rights` lets the subject do, in their language.
+const char* RightText(const std::string& right, const std::string& lang) {
+  static const std::map<std::string, std::pair<const char*, const char*>> kTexts{
+      {"rectification",
+       {"Have inaccurate data about you corrected and incomplete data completed.",
+        "Faire corriger les données inexactes vous concernant et compléter les données "
+        "incomplètes."}},
+      {"erasure",
+       {"Have your data erased, except what the law obliges us to keep.",
+        "Faire effacer vos données, sauf celles que la loi nous oblige à conserver."}},
+      {"restriction",
+       {"Have the use of your data restricted while a question about it is settled: we then "
+        "only keep it.",
+        "Faire limiter l'utilisation de vos données le temps qu'une question soit réglée : "
+        "nous ne faisons alors que les conserver."}},
+      {"objection",
+       {"Object to the use of your data based on our legitimate interests, and at any time to "
+        "direct marketing, which then stops for good.",
+        "Vous opposer à l'utilisation de vos données fondée sur notre intérêt légitime, et à "
+        "tout moment à la prospection, qui cesse alors définitivement."}},
+      {"portability",
+       {"Receive the data you gave us in a portable format, or have it sent to another "
+        "organisation.",
+        "Recevoir les données que vous nous avez fournies dans un format portable, ou les "
+        "faire transmettre à un autre organisme."}},
+      {"withdraw_consent",
+       {"Withdraw a consent at any time, as easily as you gave it.",
+        "Retirer un consentement à tout moment, aussi simplement que vous l'avez donné."}}};
+  auto it = kTexts.find(right);
+  if (it == kTexts.end()) return "";
+  return lang == "fr" ? it->second.second : it->second.first;
+}
+
+// Art. 15(1)(e), (f) and (h): the rights, the complaint and automated decisions.
+std::string PackageRightsHtml(const Object& pkg, const std::string& lang) {
+  const bool fr = lang == "fr";
+  std::string body = "<h2>" + HtmlEscape(fr ? "Vos droits" : "Your rights") + "</h2><ul>";
+  const auto rights = Member(pkg, "rights");
+  if (IsArray(rights)) {
+    const auto& arr = *rights.extract<Array::Ptr>();
+    for (size_t i = 0; i < arr.size(); ++i) {
+      const auto item = arr.get(static_cast<unsigned>(i));
+      if (!IsObject(item)) continue;
+      const auto& obj = *item.extract<Object::Ptr>();
+      body += "<li data-right=\"" + HtmlEscape(Member(obj, "right").toString()) + "\">" +
+              HtmlEscape(RightText(Member(obj, "right").toString(), lang)) + " (" +
+              Cell(obj, "article") + ")</li>";
+    }
+  }
+  body += "</ul>";
+  const auto with = Member(pkg, "exercise_with");
+  if (IsObject(with)) {
+    const auto& obj = *with.extract<Object::Ptr>();
+    body += "<p>" + HtmlEscape(fr ? "Pour les exercer, écrivez à" : "To exercise them, write to") +
+            " " + Cell(obj, "controller") + " : " + Cell(obj, "contact") + ".</p>";
+  }
+  const auto complaint = Member(pkg, "complaint");
+  if (IsObject(complaint)) {
+    const auto& obj = *complaint.extract<Object::Ptr>();
+    body += "<h3>" + HtmlEscape(fr ? "Réclamation" : "Complaint") + "</h3><p data-complaint>" +
+            HtmlEscape(fr ? "Vous pouvez introduire une réclamation auprès d'une autorité de "
+                            "contrôle (article 77 du RGPD) :"
+                          : "You may lodge a complaint with a supervisory authority (GDPR "
+                            "Article 77):") +
+            " " + Cell(obj, "authority") + ", " + Cell(obj, "address") + " — " +
+            Cell(obj, "url") + "</p>";
+  }
+  body += "<h3>" + HtmlEscape(fr ? "Décisions automatisées et profilage"
+                                 : "Automated decisions and profiling") + "</h3>";
+  const auto decisions = Member(pkg, "automated_decisions");
+  if (IsArray(decisions) && decisions.extract<Array::Ptr>()->size() > 0) {
+    const auto& arr = *decisions.extract<Array::Ptr>();
+    for (size_t i = 0; i < arr.size(); ++i) {
+      const auto item = arr.get(static_cast<unsigned>(i));
+      if (!IsObject(item)) continue;
+      const auto& obj = *item.extract<Object::Ptr>();
+      body += "<section data-automated><h4>" + Cell(obj, "name") + "</h4><dl><dt>" +
+              HtmlEscape(fr ? "Logique" : "Logic") + "</dt><dd>" + Cell(obj, "logic") +
+              "</dd><dt>" + HtmlEscape(fr ? "Portée et conséquences" : "Significance and consequences") +
+              "</dt><dd>" + Cell(obj, "significance") + "</dd></dl></section>";
+    }
+  } else {
+    body += "<p>" + HtmlEscape(fr ? "Aucune décision fondée exclusivement sur un traitement "
+                                    "automatisé ne vous concerne."
+                                  : "No decision based solely on automated processing "
+                                    "concerns you.") +
+            "</p>";
+  }
+  return body;
+}
+
 std::string PackageHtml(const Object& pkg, const std::string& lang, std::string* title) {
   const PackageText& t = PackageFor(lang);
   const bool portable = Member(pkg, "format").toString() == "garde-portability/1";
@@ -285,6 +376,7 @@ std::string PackageHtml(const Object& pkg, const std::string& lang, std::string*
   } else {
     body += "<p>" + HtmlEscape(t.none) + "</p>";
   }
+  body += PackageRightsHtml(pkg, lang);
   const RightsText& r = RightsFor(lang);
   body += "<h2>" + HtmlEscape(t.requests) + "</h2>" +
           Table(Member(pkg, "requests"), t,

@@ -325,7 +325,7 @@ void LoadRegister(YamlFile& f, const Schema& schema, const std::vector<Purpose>&
                {"id", "name", "reference", "created", "updated", "description", "purposes",
                 "sub_purposes", "legal_basis", "art9_condition", "joint_controllers",
                 "data_subjects", "data", "recipients", "transfers", "retention", "security",
-                "dpia", "notes"},
+                "dpia", "notes", "legal_claims", "automated_decision"},
                "activity");
     JsonWriter json;
     YamlToJson(n, json);
@@ -384,6 +384,13 @@ void LoadRegister(YamlFile& f, const Schema& schema, const std::vector<Purpose>&
         }
         for (auto& name : schema.FieldsInCategory(cat)) a.fields.insert(std::move(name));
       }
+    }
+    a.legal_claims = f.Bool(n, "legal_claims", where, false);
+    if (const YAML::Node ad = n["automated_decision"]) {
+      f.OnlyKeys(ad, {"logic", "significance"}, where + " automated_decision");
+      a.automated_decision.logic = f.String(ad, "logic", where + " automated_decision", true);
+      a.automated_decision.significance =
+          f.String(ad, "significance", where + " automated_decision", true);
     }
     if (const YAML::Node r = n["retention"]) {
       a.retention = r.IsScalar() ? r.as<std::string>() : f.String(r, "duration", where, false);
@@ -477,8 +484,15 @@ Result<std::shared_ptr<const PolicySet>> LoadPolicies(const std::string& dir) {
     if (controller && controller.IsMap()) {
       set->controller_name_ = f.String(controller, "name", "controller", true);
       set->controller_contact_ = f.String(controller, "contact", "controller", false);
+      set->controller_address_ = f.String(controller, "address", "controller", false);
     } else {
       f.Problem(1, "'organisation.controller' (name, address, contact) is required");
+    }
+    if (const YAML::Node sa = f.root()["organisation"]["supervisory_authority"]) {
+      const std::string where = "organisation.supervisory_authority";
+      f.OnlyKeys(sa, {"name", "address", "url"}, where);
+      set->authority_ = {f.String(sa, "name", where, true), f.String(sa, "address", where, false),
+                         f.String(sa, "url", where, false)};
     }
   });
   load("roles.yaml", [&](YamlFile& f) { LoadRoles(f, &set->roles_); });

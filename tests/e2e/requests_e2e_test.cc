@@ -5,6 +5,8 @@
 #include <Poco/JSON/Parser.h>
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <filesystem>
 
 #include "garde/base/clock.h"
@@ -419,6 +421,85 @@ TEST_F(RequestsE2E, AccessPackageListsAnEarlierMarketingReadWithItsActivity) {
   EXPECT_NE(html.body.find("Qui a accédé à vos données"), std::string::npos);
   EXPECT_NE(html.body.find("marketing_email"), std::string::npos);
   EXPECT_EQ(g_.Get("/v1/requests/" + rid + "/package?format=pdf", officer_key_).status, 422);
+}
+
+// Art. 15(1)(a)-(h) and 15(3): every item an access package must give, in JSON and in the HTML
+// rendition, in French and English.
+TEST_F(RequestsE2E, AccessPackageGivesEveryItemOfArticle15) {
+  const std::string id = CreateSubject(
+      R"({"email":"art15@example.org","first_name":"Quinze","postal_code":"75002"})");
+  Grant(id, "profiling");
+  auto r = Open(R"({"type":"access","subject":")" + id + R"("})", operator_key_);
+  const std::string rid = r->getValue<std::string>("id");
+  Step(rid, "verify", R"({"note":"in person"})");
+  Step(rid, "complete");
+  HttpReply pkg = g_.Get("/v1/requests/" + rid + "/package", officer_key_);
+  ASSERT_EQ(pkg.status, 200) << pkg.body;
+  auto p = Parse(pkg.body);
+  // (a) purposes, (b) categories, (c) recipients, (d) retention, (g) source: per activity.
+  auto processing = p->getArray("processing");
+  ASSERT_GT(processing->size(), 0u);
+  for (size_t i = 0; i < processing->size(); ++i) {
+    auto a = processing->getObject(static_cast<unsigned>(i));
+    for (const char* item : {"purposes", "fields", "recipients", "transfers", "retention", "source"}) {
+      EXPECT_TRUE(a->has(item)) << item << " in " << a->getValue<std::string>("activity");
+    }
+  }
+  // (e) rectification, erasure, restriction, objection.
+  std::set<std::string> rights;
+  auto listed = p->getArray("rights");
+  for (size_t i = 0; i < listed->size(); ++i) {
+    rights.insert(listed->getObject(static_cast<unsigned>(i))->getValue<std::string>("right"));
+  }
+  for (const char* right : {"rectification", "erasure", "restriction", "objection"}) {
+    EXPECT_TRUE(rights.count(right)) << right;
+  }
+  // (f) the supervisory authority, from the register's organisation block.
+  auto complaint = p->getObject("complaint");
+  EXPECT_NE(complaint->getValue<std::string>("authority").find("CNIL"), std::string::npos);
+  EXPECT_NE(complaint->getValue<std::string>("address").find("Fontenoy"), std::string::npos);
+  // (h) profiling: the default register's segmentation, with its logic and significance.
+  auto decisions = p->getArray("automated_decisions");
+  ASSERT_EQ(decisions->size(), 1u) << pkg.body;
+  EXPECT_EQ(decisions->getObject(0)->getValue<std::string>("activity"), "profiling_segmentation");
+  EXPECT_FALSE(decisions->getObject(0)->getValue<std::string>("logic").empty());
+  EXPECT_FALSE(decisions->getObject(0)->getValue<std::string>("significance").empty());
+  // 15(3): the copy of the data itself.
+  EXPECT_EQ(p->getObject("subject")->getObject("fields")->getValue<std::string>("email"),
+            "art15@example.org");
+  // The same items for people, in both languages.
+  const std::vector<std::pair<std::string, std::vector<std::string>>> html_items = {
+      {"en", {"Your rights", "data-right=\"rectification\"", "data-right=\"erasure\"",
+              "data-right=\"restriction\"", "data-right=\"objection\"",
+              "lodge a complaint with a supervisory authority", "CNIL",
+              "Automated decisions and profiling", "Personalisation and segmentation",
+              "How and why we use your data", "Who accessed your data"}},
+      {"fr", {"Vos droits", "Faire corriger", "Faire effacer", "Faire limiter",
+              "Vous opposer", "introduire une réclamation", "CNIL",
+              "Décisions automatisées et profilage", "Logique",
+              "Comment et pourquoi nous utilisons vos données"}}};
+  for (const auto& [lang, items] : html_items) {
+    HttpReply html = g_.Get("/v1/requests/" + rid + "/package?format=html&lang=" + lang, officer_key_);
+    ASSERT_EQ(html.status, 200) << html.body;
+    for (const auto& item : items) {
+      EXPECT_NE(html.body.find(item), std::string::npos) << lang << ": " << item;
+    }
+  }
+}
+
+// Art. 18(2): while restricted, the data is only stored; activities flagged for legal claims
+// may still read it, an ordinary legal obligation may not.
+TEST_F(RequestsE2E, ARestrictedSubjectIsReadOnlyForLegalClaims) {
+  const std::string id = CreateSubject(R"({"email":"restrict@example.org","customer_number":"C-7"})");
+  auto r = Open(R"({"type":"restriction","subject":")" + id + R"("})", operator_key_);
+  Step(r->getValue<std::string>("id"), "verify", R"({"note":"letter"})");
+  Step(r->getValue<std::string>("id"), "complete");
+  const std::string officer_reader = g_.CreateKey("dpo-reader", "operator", {"dsr_handling"});
+  EXPECT_EQ(g_.Get("/v1/subjects/" + id, operator_key_, "orders_invoicing").status, 200);
+  EXPECT_EQ(g_.Get("/v1/subjects/" + id, operator_key_, "customer_management").status, 403);
+  HttpReply obligation = g_.Get("/v1/subjects/" + id, officer_reader, "dsr_handling");
+  EXPECT_EQ(obligation.status, 403) << obligation.body;
+  EXPECT_EQ(obligation.body.find("restrict@"), std::string::npos);
 }
 
 TEST_F(RequestsE2E, ASubjectTokenOnlyReachesItsOwnSubjectsRequests) {

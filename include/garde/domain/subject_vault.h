@@ -111,7 +111,7 @@ class SubjectVault {
   Result<SubjectView> Rectify(const Caller& caller, const std::string& id,
                               const SubjectChanges& changes);
   // Fields of `activity` only; 403 unless the caller is bound to it, for a restricted
-  // subject unless the activity is under a legal obligation, and for an activity that rests
+  // subject unless the activity is flagged for legal claims, and for an activity that rests
   // on consent or legitimate interests unless the subject's choices allow it.
   Result<SubjectView> Read(const Caller& caller, const std::string& id,
                            const std::string& activity);
@@ -138,8 +138,8 @@ class SubjectVault {
   // blind-index entry of the subject; when nothing is kept, destroys the data key too
   // (crypto-shredding). The caller updates the subject's status and audits.
   Status EraseIn(WriteTx& tx, const SubjectRow& row, const std::set<std::string>& keep) const;
-  // Whether `activity` may use the subject's data: a restricted subject (Art. 18) only for
-  // activities under a legal obligation.
+  // Whether `activity` may use the subject's data: a restricted subject (Art. 18(2)) only for
+  // activities flagged for legal claims.
   static bool MayProcess(const SubjectRow& subject, const Activity& activity);
   // Equality look-up on blind-indexed fields (all criteria must match); restricted subjects
   // are left out for other activities.

@@ -57,6 +57,13 @@ struct Activity {
   std::string retention;
   // data.retention: categories of data kept for a time of their own (category -> rule).
   std::map<std::string, std::string> category_retention;
+  // Art. 18(2): may still process a restricted subject's data, for legal claims.
+  bool legal_claims = false;
+  // Art. 15(1)(h), Art. 22: automated decision-making, including profiling, and what the
+  // data subject is told about it (empty `logic`: none).
+  struct AutomatedDecision {
+    std::string logic, significance;
+  } automated_decision;
   int line = 0;
 
   // The retention rule for a field of `category`.
@@ -89,6 +96,13 @@ class PolicySet {
   // The data controller named in register.yaml (organisation.controller).
   const std::string& controller_name() const { return controller_name_; }
   const std::string& controller_contact() const { return controller_contact_; }
+  const std::string& controller_address() const { return controller_address_; }
+  // The supervisory authority a data subject may complain to (Art. 15(1)(f), 77):
+  // organisation.supervisory_authority {name, address, url}.
+  struct Authority {
+    std::string name, address, url;
+  };
+  const Authority& supervisory_authority() const { return authority_; }
   // SHA-256 over the policy files' bytes, hex; changes whenever any file's content does.
   const std::string& content_hash() const { return content_hash_; }
 
@@ -103,6 +117,8 @@ class PolicySet {
   std::string organisation_json_ = "null";
   std::string controller_name_;
   std::string controller_contact_;
+  std::string controller_address_;
+  Authority authority_;
 };
 
 // Loads schema.yaml, purposes.yaml, register.yaml and roles.yaml from `dir`. On failure the

@@ -107,7 +107,8 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   d->requests_ = std::make_unique<RequestDesk>(RequestDeps{
       *d->store_, *d->policies_, *d->vault_, *d->consents_, *d->audit_, d->clock_,
       std::move(jurisdictions.value()), config.dsr_jurisdiction,
-      config.data_dir + "/tombstones.log"});
+      config.data_dir + "/tombstones.log", d->tokens_.get(),
+      [raw = d.get()] { return raw->PublicBaseUrl(); }});
   d->rotation_ = std::make_unique<KeyRotation>(*d->store_, d->keys_);
   return d;
 }

@@ -17,6 +17,14 @@
 
 namespace garde {
 
+namespace {
+// A link that confirms a request: short-lived and single-use (it only moves a request from
+// received to verified). Links in later notices let the customer read the answer or download
+// the package for a month.
+constexpr int64_t kVerifyLinkTtl = 3600;
+constexpr int64_t kNoticeLinkTtl = 30 * 86400;
+}  // namespace
+
 // What a request carries that may be personal data, sealed under the subject's data key.
 struct RequestDesk::Texts {
   std::string note, verification_note, extension_reason, rejection_reason;
@@ -317,14 +325,11 @@ Result<RequestView> RequestDesk::Open(const Caller& caller, const NewRequest& in
   row.received_at = std::min(in.received_at.value_or(now), now);
   row.due_at = DueAt(row.received_at, *j).value_or(row.received_at);
   row.opened_by = caller.is_subject() ? "subject" : caller.key_id;
-  if (caller.is_subject()) {
-    // The link was sent to the customer's own contact: following it proves control of it.
-    row.status = "verified";
-    row.verification = "subject_link";
-    row.verified_at = now;
-  } else {
-    row.status = "received";
-  }
+  // Every request waits for verification: a link that opens a request (a preference link in
+  // every newsletter, easily forwarded) proves nothing about who holds it now. A customer's
+  // request is confirmed through a fresh, single-use link sent to the contact on file (the
+  // notice below), an operator's through the link it sends or an officer's check.
+  row.status = "received";
   Texts texts;
   texts.note = in.note;
   texts.purposes = in.purposes;
@@ -347,6 +352,9 @@ Result<RequestView> RequestDesk::Open(const Caller& caller, const NewRequest& in
     if (!sealed.ok()) return sealed.status();
     row.sealed = std::move(sealed.value());
     GARDE_RETURN_IF_ERROR(tx.InsertRequest(row));
+    if (caller.is_subject()) {
+      GARDE_RETURN_IF_ERROR(Notify(tx, row, "verify_request", kVerifyLinkTtl));
+    }
     GARDE_RETURN_IF_ERROR(d_.journal.Record(
         &tx, caller, {"request.open", subject_id, "", "ok", {row.id, row.type, row.status}, 1}));
     RequestView v;
@@ -514,7 +522,7 @@ Result<RequestView> RequestDesk::Extend(const Caller& caller, const std::string&
         .AddError("reason", "is required (at most 4000 bytes)");
   }
   return Step(caller, id, "request.extend",
-              [&](WriteTx&, RequestRow& r, SubjectRow&, Texts& t) -> Status {
+              [&](WriteTx& tx, RequestRow& r, SubjectRow&, Texts& t) -> Status {
                 const Jurisdiction* j = FindJurisdiction(r.jurisdiction);
                 if (j == nullptr) return Conflict("jurisdiction " + r.jurisdiction + " is no longer configured");
                 // Without `by`, the longest extension the jurisdiction allows.
@@ -523,7 +531,8 @@ Result<RequestView> RequestDesk::Extend(const Caller& caller, const std::string&
                 r.due_at = due.value();
                 r.extended = true;
                 t.extension_reason = reason;
-                return Status::Ok();
+                // Art. 12(3): the subject is told of the extension and its reasons.
+                return Notify(tx, r, "request_extended", kNoticeLinkTtl);
               });
 }
 
@@ -534,13 +543,15 @@ Result<RequestView> RequestDesk::Reject(const Caller& caller, const std::string&
         .AddError("reason", "is required (at most 4000 bytes)");
   }
   return Step(caller, id, "request.reject",
-              [&](WriteTx&, RequestRow& r, SubjectRow&, Texts& t) -> Status {
+              [&](WriteTx& tx, RequestRow& r, SubjectRow&, Texts& t) -> Status {
                 if (!IsOpen(r.status)) return Conflict("the request is " + r.status + " already");
                 r.status = "rejected";
                 r.completed_at = d_.clock.Now();
                 t.rejection_reason = reason;
                 r.result = "{\"rejected\":true}";
-                return Status::Ok();
+                // Art. 12(4): the subject is told why, and of the right to complain to a
+                // supervisory authority and to seek a judicial remedy (on the linked page).
+                return Notify(tx, r, "request_rejected", kNoticeLinkTtl);
               });
 }
 
@@ -551,6 +562,13 @@ Result<RequestView> RequestDesk::Lift(const Caller& caller, const std::string& i
                   return Conflict("only a completed restriction request can be lifted");
                 }
                 if (s.status != "restricted") return Conflict("the subject is not restricted");
+                // Art. 18(3): the subject is told before the restriction is lifted. The first
+                // call sends the notice; the restriction is lifted by a call after it.
+                if (r.result.find("\"lift_notified_at\"") == std::string::npos) {
+                  r.result = "{\"restricted\":true,\"lift_notified_at\":\"" +
+                             FormatRfc3339(d_.clock.Now()) + "\"}";
+                  return Notify(tx, r, "restriction_lifting", kNoticeLinkTtl);
+                }
                 s.status = "active";
                 s.updated_at = d_.clock.Now();
                 GARDE_RETURN_IF_ERROR(tx.UpdateSubject(s));
@@ -655,6 +673,8 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
     r.status = "completed";
     r.completed_at = now;
     r.result = result.Take();
+    // The answer, and for access and portability the only link that downloads the package.
+    if (!t.destroyed) GARDE_RETURN_IF_ERROR(Notify(tx, r, "request_completed", kNoticeLinkTtl));
     GARDE_RETURN_IF_ERROR(tx.InsertOutbox(
         {RandomId("evt_"), "request.completed",
          "{\"request\":\"" + r.id + "\",\"type\":\"" + r.type + "\",\"subject\":\"" + s.id +
@@ -683,6 +703,27 @@ Status RequestDesk::AppendTombstone(const TombstoneRow& t) const {
                   ::fsync(fd) == 0;
   ::close(fd);
   return ok ? Status::Ok() : Unavailable("cannot write the tombstone log " + d_.tombstone_log);
+}
+
+Status RequestDesk::Notify(WriteTx& tx, const RequestRow& r, const char* notice,
+                           int64_t link_ttl) const {
+  const int64_t now = d_.clock.Now();
+  JsonWriter w;
+  w.BeginObject()
+      .Key("notice").String(notice)
+      .Key("subject").String(r.subject_id)
+      .Key("request").String(r.id)
+      .Key("type").String(r.type)
+      .Key("status").String(r.status)
+      .Key("due_at").String(FormatRfc3339(r.due_at));
+  if (d_.tokens != nullptr && d_.link_base) {
+    const int64_t expires = now + link_ttl;
+    w.Key("link").String(d_.link_base() + "/r/" +
+                         d_.tokens->Mint({r.subject_id, "dsr", r.id, expires}))
+        .Key("link_expires_at").String(FormatRfc3339(expires));
+  }
+  w.EndObject();
+  return tx.InsertOutbox({RandomId("evt_"), "subject.notice", w.Take(), now});
 }
 
 Result<size_t> RequestDesk::ReapplyTombstones() {
@@ -1063,6 +1104,10 @@ Result<std::string> RequestDesk::Package(const Caller& caller, const std::string
   auto policies = d_.policies.Current();
   if (!caller.is_subject()) {
     GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "requests.manage"));
+  } else if (caller.link_use != "dsr" || caller.link_scope != id) {
+    // A preference link, or a rights-page link, may have been forwarded: only the link sent
+    // for this request opens its package.
+    return PermissionDenied("open the package with the link sent for this request");
   }
   std::string package;
   std::string subject_id;

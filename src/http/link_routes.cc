@@ -88,7 +88,8 @@ Status RenderPreferences(Deployment& d, Exchange& x, const SubjectTokenClaims& c
   if (!status_message.empty()) {
     body += "<p class=\"status\" role=\"status\">" + status_message + "</p>";
   }
-  body += "<form method=\"post\"><input type=\"hidden\" name=\"form\" value=\"preferences\">";
+  body += "<form method=\"post\" aria-label=\"" + HtmlEscape(t.title) +
+          "\"><input type=\"hidden\" name=\"form\" value=\"preferences\">";
   int n = 0;
   for (const auto& p : prefs.value()) {
     const std::string id = "p" + std::to_string(n++);
@@ -111,7 +112,7 @@ Status RenderPreferences(Deployment& d, Exchange& x, const SubjectTokenClaims& c
           "<form method=\"post\"><input type=\"hidden\" name=\"form\" value=\"unsubscribe_all\">"
           "<p><button type=\"submit\" class=\"secondary\">" + HtmlEscape(t.unsubscribe_all) +
           "</button></p></form>";
-  auto rights = RightsSection(d, claims, "/p/" + x.params["token"], lang);
+  auto rights = RightsSection(d, claims, lang);
   if (!rights.ok()) return rights.status();
   HtmlPage(x, 200, t.title, body + rights.value(), lang);
   return Status::Ok();

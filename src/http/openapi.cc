@@ -2708,7 +2708,7 @@ const char* OpenApiDocument() {
   },
   "/r/{token}/requests/{id}/package": {
    "get": {
-    "summary": "The customer's package through their link (HTML by default)",
+    "summary": "The customer's package through the link sent for this request (HTML by default); any other link is refused (403)",
     "security": [],
     "parameters": [
      {
@@ -2743,54 +2743,8 @@ const char* OpenApiDocument() {
      "200": {
       "description": "the package"
      },
-     "404": {
+     "403": {
       "$ref": "#/components/responses/Problem"
-     },
-     "409": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "422": {
-      "$ref": "#/components/responses/Problem"
-     }
-    }
-   }
-  },
-  "/p/{token}/requests/{id}/package": {
-   "get": {
-    "summary": "The customer's package through their link (HTML by default)",
-    "security": [],
-    "parameters": [
-     {
-      "name": "token",
-      "in": "path",
-      "required": true,
-      "schema": {
-       "type": "string"
-      }
-     },
-     {
-      "name": "id",
-      "in": "path",
-      "required": true,
-      "schema": {
-       "type": "string"
-      }
-     },
-     {
-      "name": "format",
-      "in": "query",
-      "schema": {
-       "enum": [
-        "json",
-        "html",
-        "csv"
-       ]
-      }
-     }
-    ],
-    "responses": {
-     "200": {
-      "description": "the package"
      },
      "404": {
       "$ref": "#/components/responses/Problem"

@@ -3,6 +3,7 @@
 #include <Poco/Exception.h>
 #include <Poco/JSON/Parser.h>
 
+#include <set>
 #include <sstream>
 
 #include "garde/base/clock.h"
@@ -31,13 +32,22 @@ struct RightsText {
   const char* confirmed;
   const char* read;
   const char* type, *status, *received_on, *answer_by;
+  // The other rights, and what the customer is told about a request.
+  const char* rectification, *rectification_intro, *restriction, *restriction_intro,
+      *objection, *objection_intro;
+  const char* link_sent;     // after a request is opened: followed by the answer date
+  const char* package_sent;  // in the list: the package opens from the link sent
+  const char* extended;      // followed by the new date and the reason
+  const char* rejected;      // followed by the reason
+  const char* remedies;      // complaint and judicial remedy, followed by the authority
+  const char* your_request;
 };
 
 const RightsText& RightsFor(const std::string& lang) {
   static const RightsText kEn{
       "Your data and your rights",
-      "You can ask for a copy of your data, a copy in a portable format, or for your data to "
-      "be erased. We answer within the time the law gives us.",
+      "You can ask for a copy of your data or a portable copy, have it corrected or erased, "
+      "restrict its use, or object to it. We answer within the time the law gives us.",
       "Get a copy of my data",
       "Get my data in a portable format",
       "Erase my data",
@@ -52,11 +62,27 @@ const RightsText& RightsFor(const std::string& lang) {
       "Yes, I made this request",
       "Thank you: your request is confirmed.",
       "read",
-      "Request", "Status", "Received", "Answer by"};
+      "Request", "Status", "Received", "Answer by",
+      "Correct my data",
+      "Type only what is wrong; leave the rest empty.",
+      "Restrict the use of my data",
+      "While a question is settled we will only keep your data, not use it. Why?",
+      "Object to the use of my data",
+      "Tick what you object to; with nothing ticked, you object to all direct marketing, "
+      "which then stops for good.",
+      "To protect your data, we sent a link to confirm this request to the contact we have "
+      "on file; it works for one hour. We will answer by",
+      "we sent you a link to open it",
+      "We need more time, as the law allows. We will answer by",
+      "We cannot grant this request. Our reason:",
+      "You may lodge a complaint with a supervisory authority and seek a judicial remedy. "
+      "Authority:",
+      "Your request"};
   static const RightsText kFr{
       "Vos données et vos droits",
-      "Vous pouvez demander une copie de vos données, une copie dans un format portable, ou "
-      "l'effacement de vos données. Nous répondons dans le délai prévu par la loi.",
+      "Vous pouvez demander une copie de vos données ou une copie portable, les faire corriger "
+      "ou effacer, en limiter l'utilisation ou vous y opposer. Nous répondons dans le délai "
+      "prévu par la loi.",
       "Obtenir une copie de mes données",
       "Récupérer mes données dans un format portable",
       "Effacer mes données",
@@ -73,7 +99,24 @@ const RightsText& RightsFor(const std::string& lang) {
       "Oui, j'ai fait cette demande",
       "Merci : votre demande est confirmée.",
       "lire",
-      "Demande", "État", "Reçue le", "Réponse au plus tard le"};
+      "Demande", "État", "Reçue le", "Réponse au plus tard le",
+      "Corriger mes données",
+      "Indiquez seulement ce qui est inexact ; laissez le reste vide.",
+      "Limiter l'utilisation de mes données",
+      "Le temps qu'une question soit réglée, nous ne ferons que conserver vos données, sans "
+      "les utiliser. Pourquoi ?",
+      "M'opposer à l'utilisation de mes données",
+      "Cochez ce à quoi vous vous opposez ; sans rien cocher, vous vous opposez à toute "
+      "prospection, qui cesse alors définitivement.",
+      "Pour protéger vos données, nous avons envoyé un lien de confirmation de cette demande "
+      "au contact que nous connaissons ; il est valable une heure. Nous vous répondrons au "
+      "plus tard le",
+      "nous vous avons envoyé un lien pour l'ouvrir",
+      "Il nous faut plus de temps, comme la loi le permet. Nous vous répondrons au plus tard le",
+      "Nous ne pouvons pas donner suite à cette demande. Notre motif :",
+      "Vous pouvez introduire une réclamation auprès d'une autorité de contrôle et former un "
+      "recours juridictionnel. Autorité :",
+      "Votre demande"};
   return lang == "fr" ? kFr : kEn;
 }
 
@@ -427,8 +470,125 @@ Status SendPackage(Exchange& x, const std::string& json, const std::string& form
   return Status::Ok();
 }
 
+namespace {
+
+// The fields a customer may correct from their page, with labels.
+struct CorrectableField {
+  const char* name, *en, *fr, *autocomplete;
+};
+constexpr CorrectableField kCorrectable[] = {
+    {"first_name", "First name", "Prénom", "given-name"},
+    {"last_name", "Last name", "Nom", "family-name"},
+    {"email", "E-mail address", "Adresse e-mail", "email"},
+    {"phone", "Phone number", "Numéro de téléphone", "tel"},
+    {"street", "Street", "Rue", "street-address"},
+    {"postal_code", "Postal code", "Code postal", "postal-code"},
+    {"city", "City", "Ville", "address-level2"}};
+
+// Art. 18(1)(a)-(d): the grounds for a restriction, kept (sealed) as the request's note.
+struct RestrictionGround {
+  const char* id, *en, *fr;
+};
+constexpr RestrictionGround kRestrictionGrounds[] = {
+    {"accuracy", "I contest the accuracy of my data (Art. 18(1)(a))",
+     "Je conteste l'exactitude de mes données (art. 18.1.a)"},
+    {"unlawful", "The use is unlawful but I do not want my data erased (Art. 18(1)(b))",
+     "L'utilisation est illicite mais je ne veux pas l'effacement (art. 18.1.b)"},
+    {"legal_claims", "I need my data for a legal claim (Art. 18(1)(c))",
+     "J'ai besoin de mes données pour une action en justice (art. 18.1.c)"},
+    {"objection_pending", "I objected and await your answer (Art. 18(1)(d))",
+     "Je me suis opposé(e) et j'attends votre réponse (art. 18.1.d)"}};
+
+std::string RequestForm(const std::string& type, const char* label, const std::string& extra) {
+  return "<form method=\"post\" data-right=\"" + type +
+         "\"><input type=\"hidden\" name=\"form\" value=\"request\"><input type=\"hidden\" "
+         "name=\"type\" value=\"" + type + "\">" + extra +
+         "<p><button type=\"submit\" class=\"secondary\">" + HtmlEscape(label) +
+         "</button></p></form>";
+}
+
+// The six rights (Art. 15-18, 20, 21) as forms posting to the page itself.
+std::string RightsForms(Deployment& d, const std::string& lang) {
+  const RightsText& t = RightsFor(lang);
+  const bool fr = lang == "fr";
+  auto policies = d.policies().Current();
+  std::string out;
+  out += RequestForm("access", t.access, "");
+  out += RequestForm("portability", t.portability, "");
+  std::string fields = "<fieldset><legend>" + HtmlEscape(t.rectification) + "</legend><p>" +
+                       HtmlEscape(t.rectification_intro) + "</p>";
+  for (const auto& f : kCorrectable) {
+    if (policies->schema().Find(f.name) == nullptr) continue;
+    const std::string id = std::string("fix-") + f.name;
+    fields += "<p><label for=\"" + id + "\">" + HtmlEscape(fr ? f.fr : f.en) +
+              "</label> <input id=\"" + id + "\" name=\"field." + f.name +
+              "\" autocomplete=\"" + f.autocomplete + "\"></p>";
+  }
+  out += RequestForm("rectification", t.rectification, fields + "</fieldset>");
+  out += RequestForm("erasure", t.erasure,
+                     "<p><input type=\"checkbox\" id=\"erase-confirm\" name=\"confirm\" "
+                     "value=\"yes\" required><label for=\"erase-confirm\">" +
+                         HtmlEscape(t.erasure_confirm) +
+                         "</label></p><p><input type=\"checkbox\" id=\"erase-suppress\" "
+                         "name=\"suppress\" value=\"yes\"><label for=\"erase-suppress\">" +
+                         HtmlEscape(t.never_contact) + "</label></p>");
+  std::string grounds = "<fieldset><legend>" + HtmlEscape(t.restriction_intro) + "</legend>";
+  for (const auto& g : kRestrictionGrounds) {
+    const std::string id = std::string("restrict-") + g.id;
+    grounds += "<p><input type=\"radio\" required name=\"ground\" id=\"" + id + "\" value=\"" +
+               g.id + "\"><label for=\"" + id + "\">" + HtmlEscape(fr ? g.fr : g.en) +
+               "</label></p>";
+  }
+  out += RequestForm("restriction", t.restriction, grounds + "</fieldset>");
+  std::string objectable = "<fieldset><legend>" + HtmlEscape(t.objection_intro) + "</legend>";
+  for (const auto& p : policies->purposes()) {
+    if (!p.marketing && p.legal_basis != LegalBasis::kLegitimateInterests) continue;
+    const std::string id = "object-" + p.id;
+    objectable += "<p><input type=\"checkbox\" name=\"purpose\" id=\"" + HtmlEscape(id) +
+                  "\" value=\"" + HtmlEscape(p.id) + "\"><label for=\"" + HtmlEscape(id) +
+                  "\">" + HtmlEscape(p.title) + "</label></p>";
+  }
+  out += RequestForm("objection", t.objection, objectable + "</fieldset>");
+  return out;
+}
+
+// What the customer is told about one request: its answer date, an extension and its reason
+// (Art. 12(3)), a refusal with its reason and the remedies (Art. 12(4)), and, through the link
+// sent for it, the package.
+std::string RequestDetail(Deployment& d, const RequestView& v, const std::string& page_path,
+                          const std::string& lang) {
+  const RightsText& t = RightsFor(lang);
+  const RequestRow& r = v.row;
+  std::string out = "<section aria-labelledby=\"detail\" data-request-detail=\"" + r.id +
+                    "\"><h2 id=\"detail\">" + HtmlEscape(t.your_request) + " — " +
+                    HtmlEscape(TypeName(r.type, lang)) + "</h2><p>" + HtmlEscape(t.status) +
+                    ": " + HtmlEscape(StatusName(r.status, lang)) + ". " +
+                    HtmlEscape(t.received_on) + " " + Day(r.received_at) + ".</p>";
+  if (r.extended && r.status != "completed" && r.status != "rejected") {
+    out += "<p data-extended>" + HtmlEscape(t.extended) + " " + Day(r.due_at) + ". " +
+           HtmlEscape(v.extension_reason) + "</p>";
+  }
+  if (r.status == "rejected") {
+    const auto& authority = d.policies().Current()->supervisory_authority();
+    out += "<p data-rejected>" + HtmlEscape(t.rejected) + " " + HtmlEscape(v.rejection_reason) +
+           "</p><p data-remedies>" + HtmlEscape(t.remedies) + " " + HtmlEscape(authority.name) +
+           ", " + HtmlEscape(authority.address) + " — " + HtmlEscape(authority.url) + "</p>";
+  }
+  if (r.status == "completed" && (r.type == "access" || r.type == "portability") &&
+      r.package_bytes > 0) {
+    const std::string base =
+        page_path + "/requests/" + r.id + "/package?lang=" + lang + "&amp;format=";
+    out += "<p><a href=\"" + base + "html\">" + HtmlEscape(t.read) + "</a>, <a href=\"" + base +
+           "json\">JSON</a>" +
+           (r.type == "portability" ? ", <a href=\"" + base + "csv\">CSV</a>" : "") + "</p>";
+  }
+  return out + "</section>";
+}
+
+}  // namespace
+
 Result<std::string> RightsSection(Deployment& d, const SubjectTokenClaims& claims,
-                                  const std::string& page_path, const std::string& lang) {
+                                  const std::string& lang) {
   const RightsText& t = RightsFor(lang);
   RequestQuery q;
   q.subject = claims.subject;
@@ -446,13 +606,11 @@ Result<std::string> RightsSection(Deployment& d, const SubjectTokenClaims& claim
            "</th><th scope=\"col\">" + HtmlEscape(t.answer_by) + "</th></tr></thead><tbody>";
     for (const auto& r : mine.value()) {
       std::string status = HtmlEscape(StatusName(r.status, lang));
+      // A package opens only from the link sent for its request (never from this page's
+      // link, which may have been forwarded).
       if (r.status == "completed" && (r.type == "access" || r.type == "portability") &&
           r.package_bytes > 0) {
-        const std::string base = page_path + "/requests/" + r.id + "/package?lang=" + lang +
-                                 "&amp;format=";
-        status += ": <a href=\"" + base + "html\">" + HtmlEscape(t.read) + "</a>, <a href=\"" +
-                  base + "json\">JSON</a>" +
-                  (r.type == "portability" ? ", <a href=\"" + base + "csv\">CSV</a>" : "");
+        status += " (" + HtmlEscape(t.package_sent) + ")";
       }
       out += "<tr><td>" + HtmlEscape(TypeName(r.type, lang)) + "</td><td data-request=\"" +
              r.id + "\" data-status=\"" + r.status + "\">" + status + "</td><td>" +
@@ -460,20 +618,7 @@ Result<std::string> RightsSection(Deployment& d, const SubjectTokenClaims& claim
     }
     out += "</tbody></table>";
   }
-  auto button = [&](const char* type, const char* label, const std::string& extra) {
-    return "<form method=\"post\"><input type=\"hidden\" name=\"form\" value=\"request\">"
-           "<input type=\"hidden\" name=\"type\" value=\"" + std::string(type) + "\">" + extra +
-           "<p><button type=\"submit\" class=\"secondary\">" + HtmlEscape(label) +
-           "</button></p></form>";
-  };
-  out += button("access", t.access, "");
-  out += button("portability", t.portability, "");
-  out += button("erasure", t.erasure,
-                "<p><input type=\"checkbox\" id=\"erase-confirm\" name=\"confirm\" value=\"yes\" "
-                "required><label for=\"erase-confirm\">" + HtmlEscape(t.erasure_confirm) +
-                    "</label></p><p><input type=\"checkbox\" id=\"erase-suppress\" "
-                    "name=\"suppress\" value=\"yes\"><label for=\"erase-suppress\">" +
-                    HtmlEscape(t.never_contact) + "</label></p>");
+  out += RightsForms(d, lang);
   return out + "</section>";
 }
 
@@ -481,31 +626,64 @@ Status OpenRequestFromForm(Deployment& d, Exchange& x, const SubjectTokenClaims&
                            const std::multimap<std::string, std::string>& form,
                            std::string* message) {
   auto type = form.find("type");
-  if (type == form.end() || (type->second != "access" && type->second != "portability" &&
-                             type->second != "erasure")) {
+  static const std::set<std::string> kTypes = {"access",      "portability", "rectification",
+                                               "erasure",     "restriction", "objection"};
+  if (type == form.end() || kTypes.count(type->second) == 0) {
     return Status(Code::kUnprocessable, "the form does not name a request this page offers")
-        .AddError("type", "must be access, portability or erasure");
-  }
-  auto confirm = form.find("confirm");
-  if (type->second == "erasure" && (confirm == form.end() || confirm->second != "yes")) {
-    return Status(Code::kUnprocessable, "an erasure must be confirmed")
-        .AddError("confirm", "tick the box to confirm the erasure");
+        .AddError("type", "must be access, portability, rectification, erasure, restriction "
+                          "or objection");
   }
   NewRequest in;
   in.type = type->second;
   in.subject = claims.subject;
-  auto suppress = form.find("suppress");
-  in.suppress = in.type == "erasure" && suppress != form.end() && suppress->second == "yes";
+  const std::string lang = PageLanguage(x);
+  if (in.type == "erasure") {
+    auto confirm = form.find("confirm");
+    if (confirm == form.end() || confirm->second != "yes") {
+      return Status(Code::kUnprocessable, "an erasure must be confirmed")
+          .AddError("confirm", "tick the box to confirm the erasure");
+    }
+    auto suppress = form.find("suppress");
+    in.suppress = suppress != form.end() && suppress->second == "yes";
+  } else if (in.type == "rectification") {
+    SubjectChanges changes;
+    for (const auto& f : kCorrectable) {
+      auto it = form.find(std::string("field.") + f.name);
+      if (it != form.end() && it->second.find_first_not_of(" \t") != std::string::npos) {
+        changes.fields[f.name] = FieldValue::String(it->second);
+      }
+    }
+    if (changes.fields.empty()) {
+      return Status(Code::kUnprocessable, "a correction names what to correct")
+          .AddError("fields", "fill in at least one field");
+    }
+    in.changes = std::move(changes);
+  } else if (in.type == "restriction") {
+    auto ground = form.find("ground");
+    const RestrictionGround* found = nullptr;
+    for (const auto& g : kRestrictionGrounds) {
+      if (ground != form.end() && ground->second == g.id) found = &g;
+    }
+    if (found == nullptr) {
+      return Status(Code::kUnprocessable, "a restriction gives its ground")
+          .AddError("ground", "must be accuracy, unlawful, legal_claims or objection_pending");
+    }
+    in.note = found->en;  // sealed with the request
+  } else if (in.type == "objection") {
+    auto [b, e] = form.equal_range("purpose");
+    for (auto it = b; it != e; ++it) in.purposes.push_back(it->second);
+  }
   auto opened = d.requests().Open(SubjectCaller(claims.subject, x.request_id), in);
   if (!opened.ok()) return opened.status();
-  *message = HtmlEscape(RightsFor(PageLanguage(x)).received) + " " + Day(opened->row.due_at) + ".";
+  *message = HtmlEscape(RightsFor(lang).link_sent) + " " + Day(opened->row.due_at) + ".";
   return Status::Ok();
 }
 
 namespace {
 
-Status CustomerPackage(Deployment& d, Exchange& x, bool dsr_only) {
-  auto claims = CustomerToken(d, x.params["token"], dsr_only);
+// The package of a request, opened only with the dsr link sent for that request.
+Status CustomerPackage(Deployment& d, Exchange& x) {
+  auto claims = CustomerToken(d, x.params["token"], true);
   if (!claims.ok()) return claims.status();
   auto it = x.query.find("format");
   const std::string format = it == x.query.end() || it->second.empty() ? "html" : it->second;
@@ -513,18 +691,20 @@ Status CustomerPackage(Deployment& d, Exchange& x, bool dsr_only) {
     return Status(Code::kUnprocessable, "unknown package format")
         .AddError("format", "must be json, html or csv");
   }
-  auto package = d.requests().Package(SubjectCaller(claims->subject, x.request_id),
-                                      x.params["id"]);
+  auto package = d.requests().Package(
+      SubjectCaller(claims->subject, x.request_id, claims->use, claims->scope), x.params["id"]);
   if (!package.ok()) return package.status();
   return SendPackage(x, package.value(), format, PageLanguage(x));
 }
 
-// A DSR link: scope "*" is the customer's rights page; scope = a request id confirms it.
+// A DSR link: scope "*" is the customer's rights page; scope = a request id confirms it, then
+// tells its answer.
 Status DsrPage(Deployment& d, Exchange& x, const std::string& message) {
   auto claims = CustomerToken(d, x.params["token"], true);
   if (!claims.ok()) return claims.status();
   const std::string lang = PageLanguage(x);
   const RightsText& t = RightsFor(lang);
+  const std::string path = "/r/" + x.params["token"];
   std::string body;
   if (!message.empty()) body += "<p class=\"status\" role=\"status\">" + message + "</p>";
   if (claims->scope != "*") {
@@ -539,8 +719,9 @@ Status DsrPage(Deployment& d, Exchange& x, const std::string& message) {
       HtmlPage(x, 200, t.confirm_title, body, lang);
       return Status::Ok();
     }
+    body += RequestDetail(d, r.value(), path, lang);
   }
-  auto rights = RightsSection(d, claims.value(), "/r/" + x.params["token"], lang);
+  auto rights = RightsSection(d, claims.value(), lang);
   if (!rights.ok()) return rights.status();
   HtmlPage(x, 200, t.title, body + rights.value(), lang);
   return Status::Ok();
@@ -574,9 +755,7 @@ void AddRequestPages(Router& router, Deployment& d) {
   router.Add("GET", "/r/{token}", [&d](Exchange& x) { return DsrPage(d, x, ""); });
   router.Add("POST", "/r/{token}", [&d](Exchange& x) { return DsrPost(d, x); });
   router.Add("GET", "/r/{token}/requests/{id}/package",
-             [&d](Exchange& x) { return CustomerPackage(d, x, true); });
-  router.Add("GET", "/p/{token}/requests/{id}/package",
-             [&d](Exchange& x) { return CustomerPackage(d, x, false); });
+             [&d](Exchange& x) { return CustomerPackage(d, x); });
 }
 
 }  // namespace garde

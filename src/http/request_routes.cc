@@ -25,7 +25,7 @@ Status AuthenticateKeyOrSubject(Deployment& d, Exchange& x) {
   if (!credential.empty() && credential.rfind("gk_", 0) != 0) {
     auto claims = d.tokens().Verify(credential, d.clock().Now());
     if (claims.ok() && (claims->use == "preferences" || claims->use == "dsr")) {
-      x.caller = SubjectCaller(claims->subject, x.request_id);
+      x.caller = SubjectCaller(claims->subject, x.request_id, claims->use, claims->scope);
       return Status::Ok();
     }
     x.reply_headers.emplace_back("WWW-Authenticate",

@@ -42,7 +42,11 @@ async function startGarde() {
     });
     return { status: r.status, json: await r.json() };
   };
-  return { base, api, officer, stop: () => { proc.kill('SIGTERM'); rmSync(dir, { recursive: true, force: true }); } };
+  // The newest notice the service left for the mailer (the outbox), as the mailer reads it.
+  const latestNotice = () => JSON.parse(execFileSync('sqlite3', [join(data, 'garde.db'),
+    "SELECT payload FROM outbox WHERE topic = 'subject.notice' ORDER BY seq DESC LIMIT 1"],
+  { encoding: 'utf8' }).trim());
+  return { base, api, officer, latestNotice, stop: () => { proc.kill('SIGTERM'); rmSync(dir, { recursive: true, force: true }); } };
 }
 
 async function customerWithConsent(g, email) {
@@ -77,7 +81,8 @@ for (const javaScriptEnabled of [true, false]) {
       const page = await context.newPage();
       await page.goto(url);
       assert.equal(await page.getAttribute('html', 'lang'), 'fr');
-      const email = page.getByLabel('Email newsletters and offers');
+      const email = page.getByRole('form', { name: 'Vos préférences de communication' })
+        .getByLabel('Email newsletters and offers');
       assert.equal(await email.isChecked(), true);
       await page.screenshot({ path: join(shots, `preferences-before-js-${javaScriptEnabled}.png`), fullPage: true });
       await email.focus();                 // keyboard reachable
@@ -133,16 +138,28 @@ test('a customer asks for a copy of their data, reads it, then asks for erasure 
     await page.getByRole('button', { name: 'Get a copy of my data' }).click();
     await page.getByRole('status').waitFor();
     assert.match(await page.getByRole('status').innerText(), /We will answer by \d{4}-\d{2}-\d{2}/);
-    // Opened from the customer's own link: verified on receipt; the officer answers it.
+    // A preference link may have been forwarded: the request waits for the customer to
+    // confirm it through the one-hour link sent to their contact on file.
     const queue = await g.api('GET', `/v1/requests?subject=${id}`, undefined, g.officer);
     assert.equal(queue.json.items.length, 1);
-    assert.equal(queue.json.items[0].status, 'verified');
+    assert.equal(queue.json.items[0].status, 'received');
+    const confirm = g.latestNotice();
+    assert.equal(confirm.notice, 'verify_request');
+    await page.goto(confirm.link);
+    await page.getByRole('button', { name: 'Yes, I made this request' }).click();
+    await page.getByRole('status').waitFor();
     const done = await g.api('POST', `/v1/requests/${queue.json.items[0].id}:complete`, {}, g.officer);
     assert.equal(done.status, 200);
+    // The answer's link opens the package; the preference page links none.
     await page.goto(url);
+    assert.equal(await page.getByRole('link', { name: 'read' }).count(), 0);
+    const answered = g.latestNotice();
+    assert.equal(answered.notice, 'request_completed');
+    await page.goto(answered.link);
     await page.getByRole('link', { name: 'read' }).click();
     await page.getByRole('heading', { name: 'Who accessed your data' }).waitFor();
     assert.match(await page.content(), /rights@example\.org/);
+    await page.getByRole('heading', { name: 'Your rights' }).waitFor();
     await page.screenshot({ path: join(shots, 'access-package.png'), fullPage: true });
     // Erasure needs the box ticked (the browser enforces `required` without JavaScript).
     await page.goto(url);
@@ -154,6 +171,9 @@ test('a customer asks for a copy of their data, reads it, then asks for erasure 
     const after = await g.api('GET', `/v1/requests?subject=${id}&type=erasure`, undefined, g.officer);
     assert.equal(after.json.items.length, 1);
     assert.equal(after.json.items[0].opened_by, 'subject');
+    await page.goto(g.latestNotice().link);
+    await page.getByRole('button', { name: 'Yes, I made this request' }).click();
+    await page.getByRole('status').waitFor();
     const erased = await g.api('POST', `/v1/requests/${after.json.items[0].id}:complete`, {}, g.officer);
     assert.equal(erased.status, 200);
     assert.equal(erased.json.result.contacts_suppressed, true);

@@ -62,6 +62,17 @@ class RequestsE2E : public ::testing::Test {
     EXPECT_EQ(r.status, 201) << r.body;
     return Parse(r.body)->getArray("links")->getObject(0)->getValue<std::string>("token");
   }
+  // The path of the link in the latest customer notice `notice` about `request` (the outbox
+  // row the mailer sends), or "".
+  std::string NoticeLink(const std::string& request, const std::string& notice) {
+    auto rows = g_.Sql("SELECT payload FROM outbox WHERE topic = 'subject.notice' AND payload "
+                       "LIKE '%\"notice\":\"" + notice + "\"%\"request\":\"" + request +
+                       "\"%' ORDER BY seq DESC LIMIT 1");
+    if (rows.empty()) return "";
+    const std::string link = JsonString(rows[0][0], "link");
+    const size_t at = link.find("/r/");
+    return at == std::string::npos ? "" : link.substr(at);
+  }
   HttpReply WithBearer(const std::string& method, const std::string& path,
                        const std::string& token, const std::string& body = "") {
     return g_.Request(method, path, body, {{"Authorization", "Bearer " + token}},
@@ -183,6 +194,11 @@ TEST_F(RequestsE2E, EachOfTheSixTypesIsWorkedFromReceivedToCompleted) {
   EXPECT_EQ(g_.Get("/v1/subjects/" + id, operator_key_, "orders_invoicing").status, 200);
   EXPECT_EQ(Decision(id, "marketing.email"), "restricted");
   EXPECT_EQ(g_.Get("/v1/subjects/" + id, marketing_key_, "marketing_email").status, 403);
+  // Art. 18(3): the subject is told before the restriction is lifted.
+  auto told = Step(request["restriction"], "lift");
+  EXPECT_NE(told->getObject("result")->getValue<std::string>("lift_notified_at"), "");
+  EXPECT_NE(NoticeLink(request["restriction"], "restriction_lifting"), "");
+  EXPECT_EQ(Decision(id, "marketing.email"), "restricted");
   EXPECT_EQ(Step(request["restriction"], "lift")->getValue<std::string>("status"), "completed");
   // Rectification applied through the normal validation.
   read = g_.Get("/v1/subjects/" + id, operator_key_, "customer_management");
@@ -228,12 +244,16 @@ TEST_F(RequestsE2E, ErasureShredsTheKeyAndLeavesNothingThatDecrypts) {
   Grant(id, "marketing.email");
   const auto boxes = g_.Sql("SELECT field, hex(box) FROM subject_fields WHERE subject_id='" + id + "'");
   ASSERT_EQ(boxes.size(), 3u);
-  // The customer asks from their link: verified on receipt.
+  // The customer asks from their link, and confirms through the fresh link sent to them.
   const std::string token = SubjectToken(id);
   HttpReply opened = WithBearer("POST", "/v1/requests", token, R"({"type":"erasure"})");
   ASSERT_EQ(opened.status, 201) << opened.body;
   auto r = Parse(opened.body);
-  EXPECT_EQ(r->getValue<std::string>("status"), "verified");
+  EXPECT_EQ(r->getValue<std::string>("status"), "received");
+  const std::string confirm = NoticeLink(r->getValue<std::string>("id"), "verify_request");
+  ASSERT_NE(confirm, "");
+  ASSERT_EQ(g_.Request("POST", confirm, "form=confirm", {}, "application/x-www-form-urlencoded")
+                .status, 200);
   auto done = Step(r->getValue<std::string>("id"), "complete");
   auto result = done->getObject("result");
   EXPECT_TRUE(result->getValue<bool>("data_key_destroyed"));
@@ -514,7 +534,7 @@ TEST_F(RequestsE2E, ASubjectTokenOnlyReachesItsOwnSubjectsRequests) {
   EXPECT_EQ(WithBearer("POST", "/v1/requests", alice_token,
                        R"({"type":"erasure","subject":")" + bob + R"("})").status, 403);
   EXPECT_EQ(WithBearer("GET", "/v1/requests/" + bob_request, alice_token).status, 404);
-  EXPECT_EQ(WithBearer("GET", "/v1/requests/" + bob_request + "/package", alice_token).status, 404);
+  EXPECT_EQ(WithBearer("GET", "/v1/requests/" + bob_request + "/package", alice_token).status, 403);
   EXPECT_EQ(WithBearer("POST", "/v1/requests/" + bob_request + ":complete", alice_token, "{}").status,
             401);
   HttpReply list = WithBearer("GET", "/v1/requests", alice_token);
@@ -525,9 +545,14 @@ TEST_F(RequestsE2E, ASubjectTokenOnlyReachesItsOwnSubjectsRequests) {
   tampered[5] = tampered[5] == 'A' ? 'B' : 'A';
   EXPECT_EQ(WithBearer("GET", "/v1/requests", tampered).status, 401);
   EXPECT_EQ(WithBearer("GET", "/v1/requests", SubjectToken(alice, "unsubscribe")).status, 401);
-  // Bob downloads his package once it is answered.
+  // Bob downloads his package once it is answered, with the link sent for it only.
+  Step(bob_request, "verify", R"({"note":"phone"})");
   Step(bob_request, "complete");
-  HttpReply pkg = WithBearer("GET", "/v1/requests/" + bob_request + "/package", bob_token);
+  EXPECT_EQ(WithBearer("GET", "/v1/requests/" + bob_request + "/package", bob_token).status, 403);
+  const std::string sent = NoticeLink(bob_request, "request_completed");
+  ASSERT_NE(sent, "");
+  const std::string request_token = sent.substr(3);
+  HttpReply pkg = WithBearer("GET", "/v1/requests/" + bob_request + "/package", request_token);
   ASSERT_EQ(pkg.status, 200) << pkg.body;
   EXPECT_NE(pkg.body.find("bob.dsr@example.org"), std::string::npos);
 }

@@ -369,8 +369,13 @@ class ConsentModelTest : public DeploymentFixture {
         if (s.ok()) m.status = "restricted";
         break;
       case OpKind::kLift: {
-        auto lifted = d_->requests().Lift(Officer(), restriction_[id]);
-        s = lifted.status();
+        // Art. 18(3): the first call tells the subject, the next one lifts.
+        auto told = d_->requests().Lift(Officer(), restriction_[id]);
+        s = told.status();
+        if (s.ok() && Decide(id, "service.orders") != "restricted") {
+          s = Status(Code::kConflict, "lifted before the subject was told");
+        }
+        if (s.ok()) s = d_->requests().Lift(Officer(), restriction_[id]).status();
         if (s.ok()) m.status = "active";
         break;
       }
@@ -387,6 +392,11 @@ class ConsentModelTest : public DeploymentFixture {
         break;
     }
     EXPECT_TRUE(s.ok()) << Describe(op) << ": " << s.message();
+  }
+
+  std::string Decide(const std::string& id, const std::string& purpose) {
+    auto a = d_->consents().CheckMany(Marketing(), {id}, purpose, "");
+    return a.ok() ? a->front().decision.reason : a.status().message();
   }
 
   // The first (purpose, channel) where Garde and the model differ, or "".

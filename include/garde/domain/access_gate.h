@@ -22,13 +22,18 @@ struct Caller {
   std::set<std::string> activities;
   std::string request_id;
   std::string subject;  // the token's subject, for a customer; empty for API keys
+  // For a customer: the link's use (preferences | unsubscribe | dsr) and scope (a purpose, a
+  // request id, or "*"). A package opens only with a dsr link scoped to its request.
+  std::string link_use{};
+  std::string link_scope{};
 
   bool is_subject() const { return !subject.empty(); }
 };
 
 // The caller behind a subject link (preference centre, DSR link) of `subject`.
-inline Caller SubjectCaller(const std::string& subject, const std::string& request_id) {
-  return Caller{"subject-token", "subject", {}, request_id, subject};
+inline Caller SubjectCaller(const std::string& subject, const std::string& request_id,
+                            const std::string& use = "", const std::string& scope = "") {
+  return Caller{"subject-token", "subject", {}, request_id, subject, use, scope};
 }
 
 class AccessGate {

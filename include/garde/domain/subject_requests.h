@@ -13,6 +13,7 @@
 // DSR verification link or an officer verifies it with a note.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -80,6 +81,10 @@ struct RequestDeps {
   // Append-only file of completed erasures ("subject request unix-time" per line), kept
   // beside the database and outside it, so that a restored backup re-applies them.
   std::string tombstone_log;
+  // Mints the links put in customer notices (request-scoped dsr links) and the base URL
+  // they start with. Either may be null (no notices carry links then).
+  const SubjectTokens* tokens = nullptr;
+  std::function<std::string()> link_base;
 };
 
 class RequestDesk {
@@ -133,6 +138,10 @@ class RequestDesk {
   Result<std::string> BuildPackage(ReadTx& tx, const PolicySet& policies,
                                    const RequestRow& request, const SubjectRow& subject) const;
   Status AppendTombstone(const TombstoneRow& t) const;
+  // Puts a notice for the customer in the outbox (topic subject.notice, for the mailer): the
+  // request's ids and dates and a fresh dsr link scoped to the request, valid `link_ttl`
+  // seconds, where the customer confirms it, reads its answer and reasons, or downloads it.
+  Status Notify(WriteTx& tx, const RequestRow& r, const char* notice, int64_t link_ttl) const;
   Status Erase(WriteTx& tx, const PolicySet& policies, const Caller& caller, RequestRow& request,
                SubjectRow& subject, bool suppress, std::string* result,
                std::vector<std::string>* kept) const;

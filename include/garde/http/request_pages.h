@@ -18,17 +18,17 @@ namespace garde {
 Status SendPackage(Exchange& x, const std::string& package_json, const std::string& format,
                    const std::string& lang);
 
-// The "your data and rights" section of a customer page at `page_path` (/p/{token} or
-// /r/{token}): the customer's requests with their packages, and buttons to ask for access,
-// a portable copy or erasure.
+// The "your data and rights" section of a customer page (/p/{token} or /r/{token}; its forms
+// post to the page itself): the customer's requests, and forms for each of the six rights (access,
+// portability, rectification, erasure, restriction, objection).
 Result<std::string> RightsSection(Deployment& d, const SubjectTokenClaims& claims,
-                                  const std::string& page_path, const std::string& lang);
+                                  const std::string& lang);
 // Handles a posted rights form (form=request, type=...); `message` says what happened.
 Status OpenRequestFromForm(Deployment& d, Exchange& x, const SubjectTokenClaims& claims,
                            const std::multimap<std::string, std::string>& form,
                            std::string* message);
 
-// /r/{token}, /r/{token}/requests/{id}/package and /p/{token}/requests/{id}/package.
+// /r/{token} and /r/{token}/requests/{id}/package (only with the link sent for the request).
 void AddRequestPages(Router& router, Deployment& d);
 
 }  // namespace garde

@@ -2,103 +2,65 @@
 
 #include <sodium.h>
 
-#include <array>
 
 namespace garde {
 namespace {
 
-constexpr char kHex[] = "0123456789abcdef";
 constexpr char kCrockford[] = "0123456789abcdefghjkmnpqrstvwxyz";
-constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-constexpr char kB64Url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-std::string B64Encode(const uint8_t* d, size_t n, const char* alphabet, bool pad) {
-  std::string out;
-  out.reserve((n + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 2 < n; i += 3) {
-    const uint32_t v = (uint32_t{d[i]} << 16) | (uint32_t{d[i + 1]} << 8) | d[i + 2];
-    out += alphabet[(v >> 18) & 63];
-    out += alphabet[(v >> 12) & 63];
-    out += alphabet[(v >> 6) & 63];
-    out += alphabet[v & 63];
-  }
-  if (i < n) {
-    uint32_t v = uint32_t{d[i]} << 16;
-    if (i + 1 < n) v |= uint32_t{d[i + 1]} << 8;
-    out += alphabet[(v >> 18) & 63];
-    out += alphabet[(v >> 12) & 63];
-    if (i + 1 < n) {
-      out += alphabet[(v >> 6) & 63];
-    } else if (pad) {
-      out += '=';
-    }
-    if (pad) out += '=';
-  }
+// libsodium's codecs run in constant time for a given length: what they encode or decode may
+// be key material (keyring files, tokens), and a table lookup indexed by secret bytes is not.
+std::string B64Encode(const uint8_t* d, size_t n, int variant) {
+  std::string out(sodium_base64_encoded_len(n, variant), '\0');
+  sodium_bin2base64(out.data(), out.size(), d, n, variant);
+  out.pop_back();  // the terminating NUL
   return out;
 }
 
-std::optional<Bytes> B64Decode(std::string_view s, const char* alphabet, bool pad) {
-  std::array<int, 256> map;
-  map.fill(-1);
-  for (int i = 0; i < 64; ++i) map[static_cast<unsigned char>(alphabet[i])] = i;
-  if (pad) {
-    if (s.size() % 4 != 0) return std::nullopt;
-    while (!s.empty() && s.back() == '=') s.remove_suffix(1);
+// Strict: the whole text, canonical (unused bits zero), padded exactly as the variant says.
+std::optional<Bytes> B64Decode(std::string_view s, int variant) {
+  Bytes out(s.size() * 3 / 4 + 1);
+  size_t len = 0;
+  if (sodium_base642bin(out.data(), out.size(), s.data(), s.size(), nullptr, &len, nullptr,
+                        variant) != 0) {
+    return std::nullopt;
   }
-  if (s.size() % 4 == 1) return std::nullopt;
-  Bytes out;
-  out.reserve(s.size() * 3 / 4);
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : s) {
-    const int v = map[static_cast<unsigned char>(c)];
-    if (v < 0) return std::nullopt;
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<uint8_t>((acc >> bits) & 0xff));
-    }
-  }
-  // Canonical encodings only: leftover bits must be zero.
-  if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) return std::nullopt;
+  out.resize(len);
   return out;
 }
 
 }  // namespace
 
 std::string HexEncode(const uint8_t* d, size_t n) {
-  std::string out(n * 2, '0');
-  for (size_t i = 0; i < n; ++i) {
-    out[2 * i] = kHex[d[i] >> 4];
-    out[2 * i + 1] = kHex[d[i] & 15];
-  }
+  std::string out(n * 2 + 1, '\0');
+  sodium_bin2hex(out.data(), out.size(), d, n);
+  out.pop_back();
   return out;
 }
 
 std::optional<Bytes> HexDecode(std::string_view s) {
   if (s.size() % 2 != 0) return std::nullopt;
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
   Bytes out(s.size() / 2);
-  for (size_t i = 0; i < out.size(); ++i) {
-    const int hi = nibble(s[2 * i]);
-    const int lo = nibble(s[2 * i + 1]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    out[i] = static_cast<uint8_t>(hi << 4 | lo);
+  size_t len = 0;
+  if (sodium_hex2bin(out.data(), out.size(), s.data(), s.size(), nullptr, &len, nullptr) != 0 ||
+      len != out.size()) {
+    return std::nullopt;
   }
   return out;
 }
 
-std::string Base64Encode(const uint8_t* d, size_t n) { return B64Encode(d, n, kB64, true); }
-std::optional<Bytes> Base64Decode(std::string_view s) { return B64Decode(s, kB64, true); }
-std::string Base64UrlEncode(const uint8_t* d, size_t n) { return B64Encode(d, n, kB64Url, false); }
-std::optional<Bytes> Base64UrlDecode(std::string_view s) { return B64Decode(s, kB64Url, false); }
+std::string Base64Encode(const uint8_t* d, size_t n) {
+  return B64Encode(d, n, sodium_base64_VARIANT_ORIGINAL);
+}
+std::optional<Bytes> Base64Decode(std::string_view s) {
+  return B64Decode(s, sodium_base64_VARIANT_ORIGINAL);
+}
+std::string Base64UrlEncode(const uint8_t* d, size_t n) {
+  return B64Encode(d, n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+std::optional<Bytes> Base64UrlDecode(std::string_view s) {
+  return B64Decode(s, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
 
 std::string RandomId(std::string_view prefix) {
   uint8_t raw[17];

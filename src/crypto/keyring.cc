@@ -4,42 +4,157 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
-
 #include <cstdio>
-#include <fstream>
-#include <sstream>
+#include <cstring>
+#include <memory>
 
 #include "garde/base/clock.h"
 #include "garde/base/encoding.h"
-#include "garde/base/json_writer.h"
 
 namespace garde {
 namespace {
 
 constexpr const char* kFormat = "garde-keyring/1";
 
-// The on-disk form, holding key bytes only while a file is read or written.
+// The on-disk form, holding key bytes only while a file is read or written, and only in
+// sodium_malloc'd memory.
 struct KeyringFile {
-  Bytes master;
+  SecretBuffer master{kKeyBytes};
   uint32_t current = 0;
   struct Version {
     RootKeyInfo info;
-    Bytes key;  // empty once retired
+    std::unique_ptr<SecretBuffer> key;  // null once retired
   };
   std::map<uint32_t, Version> versions;
-
-  ~KeyringFile() {
-    sodium_memzero(master.data(), master.size());
-    for (auto& [v, ver] : versions) sodium_memzero(ver.key.data(), ver.key.size());
-  }
 };
 
-void WipeString(std::string& s) {
-  sodium_memzero(s.data(), s.size());
-  s.clear();
-}
+constexpr size_t kMaxKeyringBytes = 1 << 20;
+
+// A strict reader of the keyring's JSON over the file's bytes in place: strings are views into
+// the secret buffer (no escapes: the format has none), so a key's base64 text is never copied
+// and is decoded by libsodium straight into its own secret buffer.
+class KeyringReader {
+ public:
+  explicit KeyringReader(std::string_view text) : t_(text) {}
+
+  bool Parse(KeyringFile* out) {
+    bool format = false, master = false, current = false, versions = false;
+    if (!Expect('{')) return false;
+    do {
+      std::string_view key;
+      if (!String(&key) || !Expect(':')) return false;
+      if (key == "format") {
+        std::string_view v;
+        if (!String(&v) || v != kFormat) return false;
+        format = true;
+      } else if (key == "master") {
+        std::string_view v;
+        if (!String(&v) || !DecodeKey(v, &out->master)) return false;
+        master = true;
+      } else if (key == "current") {
+        if (!Number(&out->current)) return false;
+        current = true;
+      } else if (key == "versions") {
+        if (!Versions(out)) return false;
+        versions = true;
+      } else {
+        return false;
+      }
+    } while (Accept(','));
+    if (!Expect('}')) return false;
+    Space();
+    return pos_ == t_.size() && format && master && current && versions;
+  }
+
+ private:
+  bool Versions(KeyringFile* out) {
+    if (!Expect('[')) return false;
+    if (Accept(']')) return true;
+    do {
+      KeyringFile::Version v;
+      bool has_version = false;
+      if (!Expect('{')) return false;
+      do {
+        std::string_view key;
+        if (!String(&key) || !Expect(':')) return false;
+        std::string_view text;
+        if (key == "version") {
+          if (!Number(&v.info.version)) return false;
+          has_version = true;
+        } else if (key == "created_at" || key == "retired_at") {
+          if (!String(&text)) return false;
+          (key == "created_at" ? v.info.created_at : v.info.retired_at) = std::string(text);
+        } else if (key == "key") {
+          if (Literal("null")) continue;
+          v.key = std::make_unique<SecretBuffer>(kKeyBytes);
+          if (!String(&text) || !DecodeKey(text, v.key.get())) return false;
+        } else {
+          return false;
+        }
+      } while (Accept(','));
+      if (!Expect('}') || !has_version || out->versions.count(v.info.version) != 0) return false;
+      if (v.info.retired_at.empty() != static_cast<bool>(v.key)) return false;
+      out->versions[v.info.version] = std::move(v);
+    } while (Accept(','));
+    return Expect(']');
+  }
+
+  static bool DecodeKey(std::string_view b64, SecretBuffer* into) {
+    size_t len = 0;
+    return sodium_base642bin(into->data(), into->size(), b64.data(), b64.size(), nullptr, &len,
+                             nullptr, sodium_base64_VARIANT_ORIGINAL) == 0 &&
+           len == kKeyBytes;
+  }
+
+  void Space() {
+    while (pos_ < t_.size() && (t_[pos_] == ' ' || t_[pos_] == '\n' || t_[pos_] == '\r' ||
+                                t_[pos_] == '\t')) {
+      ++pos_;
+    }
+  }
+  bool Accept(char c) {
+    Space();
+    if (pos_ < t_.size() && t_[pos_] == c) {
+      ++pos_;
+      return true;
+    }
+    return false;
+  }
+  bool Expect(char c) { return Accept(c); }
+  bool Literal(std::string_view word) {
+    Space();
+    if (t_.substr(pos_, word.size()) != word) return false;
+    pos_ += word.size();
+    return true;
+  }
+  bool String(std::string_view* out) {
+    if (!Accept('"')) return false;
+    const size_t start = pos_;
+    while (pos_ < t_.size() && t_[pos_] != '"') {
+      const auto c = static_cast<unsigned char>(t_[pos_]);
+      if (c == '\\' || c < 0x20) return false;
+      ++pos_;
+    }
+    if (pos_ == t_.size()) return false;
+    *out = t_.substr(start, pos_ - start);
+    ++pos_;
+    return true;
+  }
+  bool Number(uint32_t* out) {
+    Space();
+    uint64_t v = 0;
+    const size_t start = pos_;
+    while (pos_ < t_.size() && t_[pos_] >= '0' && t_[pos_] <= '9' && pos_ - start < 10) {
+      v = v * 10 + static_cast<uint64_t>(t_[pos_++] - '0');
+    }
+    if (pos_ == start || v > UINT32_MAX) return false;
+    *out = static_cast<uint32_t>(v);
+    return true;
+  }
+
+  std::string_view t_;
+  size_t pos_ = 0;
+};
 
 Status ReadKeyringFile(const std::string& path, KeyringFile* out) {
   struct stat st;
@@ -52,90 +167,91 @@ Status ReadKeyringFile(const std::string& path, KeyringFile* out) {
     return PermissionDenied("keyring " + path + " is readable by group or others (mode " +
                             std::string(mode) + "); run `chmod 600 " + path + "`");
   }
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buf;
-  buf << in.rdbuf();
-  std::string text = buf.str();
   Status bad = Unavailable("keyring " + path + " is not a valid garde keyring");
-  try {
-    Poco::JSON::Parser parser;
-    auto root = parser.parse(text).extract<Poco::JSON::Object::Ptr>();
-    WipeString(text);
-    if (root->optValue<std::string>("format", "") != kFormat) return bad;
-    std::string master_b64 = root->getValue<std::string>("master");
-    auto master = Base64Decode(master_b64);
-    WipeString(master_b64);
-    if (!master || master->size() != kKeyBytes) return bad;
-    out->master = std::move(*master);
-    out->current = root->getValue<uint32_t>("current");
-    auto versions = root->getArray("versions");
-    if (!versions) return bad;
-    for (size_t i = 0; i < versions->size(); ++i) {
-      auto v = versions->getObject(static_cast<unsigned>(i));
-      KeyringFile::Version ver;
-      ver.info.version = v->getValue<uint32_t>("version");
-      ver.info.created_at = v->optValue<std::string>("created_at", "");
-      ver.info.retired_at = v->optValue<std::string>("retired_at", "");
-      if (ver.info.retired_at.empty()) {
-        std::string key_b64 = v->getValue<std::string>("key");
-        auto key = Base64Decode(key_b64);
-        WipeString(key_b64);
-        if (!key || key->size() != kKeyBytes) return bad;
-        ver.key = std::move(*key);
-      }
-      out->versions[ver.info.version] = std::move(ver);
-    }
-  } catch (const Poco::Exception&) {
-    WipeString(text);
-    return bad;
-  } catch (const std::exception&) {
-    WipeString(text);
-    return bad;
+  if (st.st_size <= 0 || static_cast<uint64_t>(st.st_size) > kMaxKeyringBytes) return bad;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Unavailable("cannot open keyring " + path);
+  // The file's bytes go from the kernel straight into secret memory.
+  SecretBuffer text(static_cast<size_t>(st.st_size));
+  size_t got = 0;
+  while (got < text.size()) {
+    const ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
   }
+  ::close(fd);
+  if (got != text.size()) return bad;
+  if (!KeyringReader(text.view()).Parse(out)) return bad;
   auto cur = out->versions.find(out->current);
-  if (cur == out->versions.end() || cur->second.key.empty()) return bad;
+  if (cur == out->versions.end() || !cur->second.key) return bad;
   return Status::Ok();
 }
 
-// Writes atomically: a 0600 temporary file, fsync, rename, fsync of the directory.
-Status WriteKeyringFile(const std::string& path, const KeyringFile& kf, bool exclusive) {
-  JsonWriter w;
-  w.BeginObject().Key("format").String(kFormat);
-  std::string master_b64 = Base64Encode(kf.master);
-  w.Key("master").String(master_b64);
-  WipeString(master_b64);
-  w.Key("current").Int(kf.current).Key("versions").BeginArray();
-  for (const auto& [v, ver] : kf.versions) {
-    w.BeginObject().Key("version").Int(v).Key("created_at").String(ver.info.created_at);
-    if (ver.key.empty()) {
-      w.Key("key").Null().Key("retired_at").String(ver.info.retired_at);
-    } else {
-      std::string key_b64 = Base64Encode(ver.key);
-      w.Key("key").String(key_b64);
-      WipeString(key_b64);
+// Appends to a secret buffer of fixed capacity (sized generously by the caller).
+class SecretText {
+ public:
+  explicit SecretText(size_t capacity) : buf_(capacity) {}
+  SecretText& Add(std::string_view s) {
+    if (len_ + s.size() > buf_.size()) {
+      overflow_ = true;
+      return *this;
     }
-    w.EndObject();
+    std::memcpy(buf_.data() + len_, s.data(), s.size());
+    len_ += s.size();
+    return *this;
   }
-  w.EndArray().EndObject();
-  std::string text = w.Take();
-  text += '\n';
+  SecretText& Base64(const SecretBuffer& key) {
+    const size_t need = sodium_base64_encoded_len(key.size(), sodium_base64_VARIANT_ORIGINAL);
+    if (len_ + need > buf_.size()) {
+      overflow_ = true;
+      return *this;
+    }
+    sodium_bin2base64(reinterpret_cast<char*>(buf_.data() + len_), need, key.data(), key.size(),
+                      sodium_base64_VARIANT_ORIGINAL);
+    len_ += need - 1;  // without its NUL
+    return *this;
+  }
+  bool ok() const { return !overflow_; }
+  const uint8_t* data() const { return buf_.data(); }
+  size_t size() const { return len_; }
+
+ private:
+  SecretBuffer buf_;
+  size_t len_ = 0;
+  bool overflow_ = false;
+};
+
+// Writes atomically: a 0600 temporary file, fsync, rename, fsync of the directory. The text
+// is built in secret memory.
+Status WriteKeyringFile(const std::string& path, const KeyringFile& kf, bool exclusive) {
+  SecretText text(512 + 256 * kf.versions.size());
+  text.Add("{\"format\":\"").Add(kFormat).Add("\",\"master\":\"").Base64(kf.master)
+      .Add("\",\"current\":").Add(std::to_string(kf.current)).Add(",\"versions\":[");
+  bool first = true;
+  for (const auto& [v, ver] : kf.versions) {
+    text.Add(first ? "" : ",").Add("{\"version\":").Add(std::to_string(v))
+        .Add(",\"created_at\":\"").Add(ver.info.created_at).Add("\"");
+    first = false;
+    if (!ver.key) {
+      text.Add(",\"key\":null,\"retired_at\":\"").Add(ver.info.retired_at).Add("\"}");
+    } else {
+      text.Add(",\"key\":\"").Base64(*ver.key).Add("\"}");
+    }
+  }
+  text.Add("]}\n");
+  if (!text.ok()) return Internal("the keyring is too large to write");
 
   if (exclusive && ::access(path.c_str(), F_OK) == 0) {
-    WipeString(text);
     return Conflict("keyring " + path + " already exists");
   }
   const std::string tmp = path + ".tmp";
   ::unlink(tmp.c_str());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    WipeString(text);
-    return Internal("cannot create " + tmp);
-  }
+  if (fd < 0) return Internal("cannot create " + tmp);
   const bool written =
       ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
       ::fsync(fd) == 0;
   ::close(fd);
-  WipeString(text);
   if (!written || ::rename(tmp.c_str(), path.c_str()) != 0) {
     ::unlink(tmp.c_str());
     return Internal("cannot write keyring " + path);
@@ -168,13 +284,12 @@ const char* ContextName(KeyContext c) {
 Status Keyring::Create(const std::string& path) {
   InitSodium();
   KeyringFile kf;
-  kf.master.resize(kKeyBytes);
   randombytes_buf(kf.master.data(), kKeyBytes);
   KeyringFile::Version v1;
   v1.info.version = 1;
   v1.info.created_at = FormatRfc3339(SystemClock().Now());
-  v1.key.resize(kKeyBytes);
-  randombytes_buf(v1.key.data(), kKeyBytes);
+  v1.key = std::make_unique<SecretBuffer>(kKeyBytes);
+  randombytes_buf(v1.key->data(), kKeyBytes);
   kf.versions[1] = std::move(v1);
   kf.current = 1;
   return WriteKeyringFile(path, kf, /*exclusive=*/true);
@@ -189,7 +304,7 @@ Result<std::shared_ptr<const Keyring>> Keyring::Load(const std::string& path) {
   ring->current_ = kf.current;
   for (const auto& [v, ver] : kf.versions) {
     ring->info_[v] = ver.info;
-    if (!ver.key.empty()) ring->roots_.emplace(v, SecretKey::FromBytes(ver.key.data()));
+    if (ver.key) ring->roots_.emplace(v, SecretKey::FromBytes(ver.key->data()));
   }
   return std::shared_ptr<const Keyring>(std::move(ring));
 }
@@ -201,8 +316,8 @@ Result<uint32_t> Keyring::AddVersion(const std::string& path) {
   KeyringFile::Version v;
   v.info.version = next;
   v.info.created_at = FormatRfc3339(SystemClock().Now());
-  v.key.resize(kKeyBytes);
-  randombytes_buf(v.key.data(), kKeyBytes);
+  v.key = std::make_unique<SecretBuffer>(kKeyBytes);
+  randombytes_buf(v.key->data(), kKeyBytes);
   kf.versions[next] = std::move(v);
   kf.current = next;
   GARDE_RETURN_IF_ERROR(WriteKeyringFile(path, kf, /*exclusive=*/false));
@@ -215,9 +330,8 @@ Status Keyring::Retire(const std::string& path, uint32_t version) {
   auto it = kf.versions.find(version);
   if (it == kf.versions.end()) return NotFound("no root key version " + std::to_string(version));
   if (version == kf.current) return Conflict("the current root key cannot be retired");
-  if (it->second.key.empty()) return Status::Ok();
-  sodium_memzero(it->second.key.data(), it->second.key.size());
-  it->second.key.clear();
+  if (!it->second.key) return Status::Ok();
+  it->second.key.reset();  // sodium_free wipes it
   it->second.info.retired_at = FormatRfc3339(SystemClock().Now());
   return WriteKeyringFile(path, kf, /*exclusive=*/false);
 }

@@ -34,6 +34,17 @@ SecretKey& SecretKey::operator=(SecretKey&& other) noexcept {
   return *this;
 }
 
+SecretBuffer::SecretBuffer(size_t size) : n_(size) {
+  InitSodium();  // sodium_malloc needs the library initialised (page size, canary)
+  p_ = static_cast<uint8_t*>(sodium_malloc(size == 0 ? 1 : size));
+  if (p_ == nullptr) throw std::bad_alloc();
+  sodium_memzero(p_, size == 0 ? 1 : size);
+}
+
+SecretBuffer::~SecretBuffer() {
+  if (p_ != nullptr) sodium_free(p_);
+}
+
 SecretKey::~SecretKey() {
   if (p_ != nullptr) sodium_free(p_);  // sodium_free lifts the protection and wipes
 }

@@ -63,6 +63,50 @@ TEST(Keyring, RefusesAFileThatIsNotAKeyring) {
   EXPECT_FALSE(Keyring::Load(path).ok());
 }
 
+// The keyring is read in place from secret memory by a strict reader of its own format: a
+// hand-edited (pretty-printed) file still reads, and anything off the format is refused whole.
+TEST(Keyring, ReadsItsFormatStrictlyWhateverTheLayout) {
+  const TempKeyring temp("layout");
+  ASSERT_TRUE(Keyring::Create(temp.path).ok());
+  ASSERT_TRUE(Keyring::AddVersion(temp.path).ok());
+  ASSERT_TRUE(Keyring::Retire(temp.path, 1).ok());
+  std::ifstream in(temp.path);
+  const std::string compact((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto original = Keyring::Load(temp.path);
+  ASSERT_TRUE(original.ok()) << original.status().message();
+  const Bytes before = KeyedHash(original.value()->Derive(KeyContext::kApiKeyHash)).Digest("x");
+  auto write = [&](const std::string& text) {
+    std::ofstream(temp.path, std::ios::trunc) << text;
+    ::chmod(temp.path.c_str(), 0600);
+  };
+  // Pretty-printed: white space around every token.
+  std::string pretty;
+  bool in_string = false;
+  for (char c : compact) {
+    pretty += c;
+    if (c == '"') in_string = !in_string;
+    if (!in_string && (c == ',' || c == '{' || c == '[' || c == ':')) pretty += "\n  ";
+  }
+  write(pretty);
+  auto loaded = Keyring::Load(temp.path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message() << "\n" << pretty;
+  EXPECT_EQ(KeyedHash(loaded.value()->Derive(KeyContext::kApiKeyHash)).Digest("x"), before);
+  EXPECT_EQ(loaded.value()->Root(1), nullptr);  // retired
+  EXPECT_NE(loaded.value()->Root(2), nullptr);
+  const std::string master = compact.substr(compact.find("\"master\":\"") + 10, 44);
+  for (const std::string& broken : {
+           compact + "x",                                                    // trailing bytes
+           compact.substr(0, compact.size() / 2),                            // truncated
+           std::string(compact).replace(compact.find(master), 1, "\\u0041"),  // an escape
+           std::string(compact).replace(compact.find(master) + 40, 4, "AAB="),  // non-canonical
+           std::string(compact).replace(compact.find("\"current\":2"), 11, "\"current\":1"),
+           std::string(compact).replace(compact.find("\"format\""), 8, "\"Format\""),
+       }) {
+    write(broken);
+    EXPECT_FALSE(Keyring::Load(temp.path).ok()) << broken;
+  }
+}
+
 TEST(Keyring, EachUseGetsItsOwnSubKey) {
   const TempKeyring temp("derive");
   const std::string& path = temp.path;

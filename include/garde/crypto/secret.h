@@ -17,6 +17,7 @@
 #include <cstring>
 #include <optional>
 #include <span>
+#include <string_view>
 
 namespace garde {
 
@@ -54,6 +55,33 @@ class ScopedKey {
 
  private:
   std::array<uint8_t, kKeyBytes> bytes_;
+};
+
+// Secret bytes of any length in sodium_malloc'd memory (guard pages, wiped when freed): a
+// keyring file's text on its way in or out, so that no key passes through ordinary heap.
+//
+//   SecretBuffer text(size);          // zeroed
+//   read(fd, text.data(), text.size());
+class SecretBuffer {
+ public:
+  explicit SecretBuffer(size_t size);
+  SecretBuffer(SecretBuffer&& other) noexcept : p_(other.p_), n_(other.n_) {
+    other.p_ = nullptr;
+    other.n_ = 0;
+  }
+  SecretBuffer& operator=(SecretBuffer&&) = delete;
+  SecretBuffer(const SecretBuffer&) = delete;
+  SecretBuffer& operator=(const SecretBuffer&) = delete;
+  ~SecretBuffer();
+
+  uint8_t* data() { return p_; }
+  const uint8_t* data() const { return p_; }
+  size_t size() const { return n_; }
+  std::string_view view() const { return {reinterpret_cast<const char*>(p_), n_}; }
+
+ private:
+  uint8_t* p_;  // owned; sodium_free wipes it
+  size_t n_;
 };
 
 // Initialises libsodium once; false if the library cannot be used.

@@ -137,7 +137,7 @@ Checks the Ed25519 signature of a consent receipt (the JSON returned when a cons
 recorded: {"receipt": {...}, "signature": {...}}) and that the signed bytes are the receipt
 shown. Exits 0 when it verifies, 1 otherwise.
 )"},
-    {"register export", R"(Usage: garde register export [--policies DIR] [--format json|csv|md|html] [--out FILE]
+    {"register export", R"(Usage: garde register export [--policies DIR] [--format json|csv|md|html] [--lang en|fr] [--out FILE]
 
 Writes the register of processing activities held in the policy files: JSON (default), CSV
 (one row per activity, UTF-8 BOM), Markdown, or a printable HTML page laid out like the CNIL
@@ -535,7 +535,7 @@ int RunRegisterExport(const CliArgs& args) {
                   f.message + ")");
     }
   }
-  auto doc = ExportRegister(*policies.value(), args.Get("format", "json"));
+  auto doc = ExportRegister(*policies.value(), args.Get("format", "json"), args.Get("lang", "en"));
   if (!doc.ok()) return FailStatus(doc.status());
   const std::string out = args.Get("out", "");
   if (out.empty()) {

@@ -1961,6 +1961,17 @@ const char* OpenApiDocument() {
         "html"
        ]
       }
+     },
+     {
+      "name": "lang",
+      "in": "query",
+      "description": "Headings and labels of CSV values, Markdown and HTML; default from Accept-Language",
+      "schema": {
+       "enum": [
+        "en",
+        "fr"
+       ]
+      }
      }
     ],
     "responses": {

@@ -3,6 +3,7 @@
 #include "garde/app/policy_reload.h"
 #include "garde/base/clock.h"
 #include "garde/base/json_writer.h"
+#include "garde/http/html.h"
 #include "garde/http/http_service.h"
 #include "garde/http/register_export.h"
 #include "garde/policy/register_lint.h"
@@ -19,7 +20,9 @@ Status GetRegister(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(RequireOfficer(d, x, "register.read"));
   auto p = d.policies().Current();
   const std::string format = x.query.count("format") ? x.query["format"] : "json";
-  auto doc = ExportRegister(*p, format);
+  // An explicit ?lang= must be one the register speaks; otherwise Accept-Language decides.
+  auto lang = x.query.find("lang");
+  auto doc = ExportRegister(*p, format, lang != x.query.end() ? lang->second : PageLanguage(x));
   if (!doc.ok()) return doc.status();
   x.status = 200;
   x.reply_type = doc->content_type;

@@ -43,16 +43,32 @@ TEST(RegisterE2E, OfficerReadsExportsAndLintsTheRegister) {
   EXPECT_NE(one.body.find(R"("retention":"P10Y after last_purchase")"), std::string::npos);
   EXPECT_EQ(g.Get("/v1/register/nope", officer).status, 404);
   EXPECT_EQ(g.Get("/v1/register?format=pdf", officer).status, 422);
-  // The JSON export matches the Register schema the service publishes; CSV and HTML parse.
+  // The JSON export matches the Register schema the service publishes; CSV, Markdown and HTML
+  // parse back and carry every Art. 30(1) element the JSON holds, activity by activity, in
+  // English and in French.
   const std::string out = g.data_dir();
   std::ofstream(out + "/openapi.json") << g.Get("/openapi.json", "").body;
   std::ofstream(out + "/register.json") << r.body;
-  std::ofstream(out + "/register.csv", std::ios::binary) << csv.body;
-  std::ofstream(out + "/register.html") << g.Get("/v1/register?format=html", officer).body;
-  RunResult parsed = RunProgram({"/usr/bin/python3", GARDE_EXPORT_CHECKER, out + "/register.json",
-                                 out + "/register.csv", out + "/register.html",
-                                 out + "/openapi.json"});
-  EXPECT_EQ(parsed.exit_code, 0) << parsed.out << parsed.err;
+  for (const std::string lang : {"en", "fr"}) {
+    for (const std::string format : {"csv", "md", "html"}) {
+      HttpReply doc = g.Get("/v1/register?format=" + format + "&lang=" + lang, officer);
+      ASSERT_EQ(doc.status, 200) << doc.body;
+      std::ofstream(out + "/register-" + lang + "." + format, std::ios::binary) << doc.body;
+    }
+    const std::string base = out + "/register-" + lang;
+    RunResult parsed = RunProgram({"/usr/bin/python3", GARDE_EXPORT_CHECKER, out + "/register.json",
+                                   base + ".csv", base + ".md", base + ".html",
+                                   out + "/openapi.json", "--lang=" + lang});
+    EXPECT_EQ(parsed.exit_code, 0) << lang << ": " << parsed.out << parsed.err;
+  }
+  HttpReply french = g.Get("/v1/register?format=html&lang=fr", officer);
+  EXPECT_NE(french.body.find("Fiche de registre"), std::string::npos);
+  EXPECT_NE(french.body.find("Obligation légale"), std::string::npos);
+  EXPECT_NE(french.body.find("Responsables conjoints"), std::string::npos);  // loyalty programme
+  EXPECT_NE(french.body.find("Sous-finalités"), std::string::npos);
+  EXPECT_EQ(french.body.find("legal_obligation"), std::string::npos) << "human labels, not keys";
+  EXPECT_EQ(french.body.find("Représentant"), std::string::npos) << "no empty heading";
+  EXPECT_EQ(g.Get("/v1/register?format=html&lang=de", officer).status, 422);
   HttpReply html = g.Get("/v1/register?format=html", officer);
   ASSERT_EQ(html.status, 200);
   EXPECT_NE(html.content_type.find("text/html"), std::string::npos);
@@ -78,7 +94,8 @@ TEST(RegisterE2E, ExportCommandWritesDocumentsThatParseBack) {
     ASSERT_EQ(r.exit_code, 0) << format << r.err;
   }
   RunResult check = RunProgram({"/usr/bin/python3", GARDE_EXPORT_CHECKER, dir + "/register.json",
-                                dir + "/register.csv", dir + "/register.html"});
+                                dir + "/register.csv", dir + "/register.md",
+                                dir + "/register.html"});
   EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
   EXPECT_NE(ReadFile(dir + "/register.md").find("| REG-001 |"), std::string::npos);
   RunResult bad = RunGarde({"register", "export", "--policies", g.policies(), "--format", "pdf"});

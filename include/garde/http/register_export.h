@@ -1,6 +1,7 @@
 // The register of processing activities as a document: JSON, CSV (one row per activity,
-// UTF-8 BOM), Markdown, or a printable HTML page laid out like the CNIL register sheet
-// (organisation first, then one A4 sheet per activity). Used by GET /v1/register and
+// every column, UTF-8 BOM), Markdown (an index, then one table per activity), or a printable
+// HTML page laid out like the CNIL register sheet (organisation first, then one A4 sheet per
+// activity with human headings), in English or French. Used by GET /v1/register and
 // `garde register export`.
 //
 //   auto doc = ExportRegister(*policies, "html");   // 422 for an unknown format
@@ -22,6 +23,9 @@ struct RegisterDocument {
 
 inline constexpr const char* kRegisterFormats = "json, csv, md or html";
 
-Result<RegisterDocument> ExportRegister(const PolicySet& policies, const std::string& format);
+// `lang` (en | fr) sets the headings and labels of CSV values, Markdown and HTML; every
+// format carries every column of the register (Art. 30(1)).
+Result<RegisterDocument> ExportRegister(const PolicySet& policies, const std::string& format,
+                                        const std::string& lang = "en");
 
 }  // namespace garde

@@ -337,7 +337,9 @@ class Loop {
       return;
     }
     if (c->phase == Connection::Phase::kWriting) {
-      if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) Flush(c);
+      // Once the answer is out, the requests a client pipelined behind it are already
+      // buffered: answer them now, since no new bytes may ever arrive to wake us.
+      if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && Flush(c)) Process(c);
       return;
     }
     if (c->phase != Connection::Phase::kReading) return;

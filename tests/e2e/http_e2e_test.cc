@@ -74,6 +74,34 @@ TEST_F(HttpE2E, PipelinedRequestsAreAnsweredInOrder) {
   EXPECT_NE(got.find("Connection: Close"), std::string::npos);
 }
 
+// Answers large enough to fill the socket's send buffer: the server waits to write, and the
+// requests pipelined behind must still be answered once it can (they once waited for bytes
+// that never came, and the connection closed at keep_alive_timeout with a quarter unanswered).
+TEST_F(HttpE2E, PipelinedRequestsBehindAnAnswerThatWaitsToBeWrittenAreAllAnswered) {
+  g_.Start();
+  auto s = Connect();
+  std::string requests;
+  constexpr int kRequests = 101;
+  for (int i = 0; i < kRequests; ++i) {
+    requests += "GET /openapi.json HTTP/1.1\r\nHost: x\r\nX-Request-Id: r" + std::to_string(i) +
+                "\r\n" + (i + 1 == kRequests ? "Connection: close\r\n" : "") + "\r\n";
+  }
+  std::thread sender([&] { SendAll(*s, requests); });
+  // Read nothing at first: 101 answers of ~100 KB fill the socket buffers, so the server waits
+  // to write with requests still buffered behind.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const std::string got = ReadUntilClosed(*s, std::chrono::seconds(20));
+  sender.join();
+  EXPECT_EQ(Count(got, "HTTP/1.1 200 OK"), kRequests);
+  size_t last = 0;
+  for (int i = 0; i < kRequests; ++i) {
+    const size_t at = got.find("X-Request-Id: r" + std::to_string(i) + "\r\n");
+    ASSERT_NE(at, std::string::npos) << "request " << i << " was not answered";
+    EXPECT_GT(at, last) << "request " << i << " answered out of order";
+    last = at;
+  }
+}
+
 TEST_F(HttpE2E, ChunkedBodyAfterOneHundredContinueStoresTheSubject) {
   const std::string key = g_.CreateKey("crm", "operator", {"customer_management"});
   g_.Start();

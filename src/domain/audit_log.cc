@@ -151,15 +151,19 @@ Status AuditLog::RecordCanonical(WriteTx* tx, const Caller& caller, const Access
   std::string text = std::to_string(WallNanos());
   text.reserve(text.size() + event.subject_id.size() + tail.size() + 2);
   text.append(1, '\t').append(event.subject_id).append(1, '\t').append(tail);
+  bool appended = false;
   {
-    std::shared_lock<std::shared_mutex> lock(journal_mu_);
-    if (!stopping_ && journal_ && journal_->Append(text)) {
-      EnsureImporter();
-      return Status::Ok();
-    }
+    ReaderLock lock(&journal_mu_);
+    appended = !stopping_ && journal_ && journal_->Append(text);
+  }
+  // Lock order: mu_ before journal_mu_ (Stop takes both), so the importer is started only
+  // once journal_mu_ is released.
+  if (appended) {
+    EnsureImporter();
+    return Status::Ok();
   }
   {
-    std::unique_lock<std::shared_mutex> lock(journal_mu_);
+    WriterLock lock(&journal_mu_);
     if (stopping_) {
       // After Stop there is no journal: log the entry in a transaction of its own.
       return log_.Write([&](WriteTx& own) -> Status {
@@ -181,7 +185,7 @@ Status AuditLog::RecordCanonical(WriteTx* tx, const Caller& caller, const Access
     }
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     spare_taken_ = true;
   }
   spare_cv_.notify_one();
@@ -190,13 +194,13 @@ Status AuditLog::RecordCanonical(WriteTx* tx, const Caller& caller, const Access
 }
 
 size_t AuditLog::JournalBacklog() const {
-  std::shared_lock<std::shared_mutex> lock(journal_mu_);
+  ReaderLock lock(&journal_mu_);
   return retired_.size();
 }
 
 void AuditLog::Kick() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (stopping_) return;  // logged by Stop, or at the next start
     kicked_ = true;
   }
@@ -205,7 +209,7 @@ void AuditLog::Kick() {
 
 void AuditLog::EnsureImporter() {
   if (importer_started_.load(std::memory_order_acquire)) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (stopping_ || importer_.joinable()) return;
   importer_ = std::thread([this] { ImporterLoop(); });
   journal_maker_ = std::thread([this] { JournalMakerLoop(); });
@@ -213,14 +217,14 @@ void AuditLog::EnsureImporter() {
 }
 
 void AuditLog::JournalMakerLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (;;) {
-    spare_cv_.wait(lock, [&] { return stopping_ || spare_taken_; });
+    while (!stopping_ && !spare_taken_) spare_cv_.wait(lock.native());
     if (stopping_) return;
     spare_taken_ = false;
-    lock.unlock();
+    lock.Unlock();
     PrepareSpare();
-    lock.lock();
+    lock.Relock();
   }
 }
 
@@ -234,20 +238,22 @@ void AuditLog::ImporterLoop() {
   // processes (CLI commands) about once a second.
   const auto interval = std::chrono::milliseconds(std::max(1, options_.import_interval_ms));
   auto idle = std::chrono::milliseconds(0);
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   while (!stopping_) {
-    wake_cv_.wait_for(lock, interval, [&] { return stopping_; });
+    const auto until = std::chrono::steady_clock::now() + interval;
+    while (!stopping_ && wake_cv_.wait_until(lock.native(), until) != std::cv_status::timeout) {
+    }
     if (stopping_) break;
     idle += interval;
     const bool pending = kicked_ || idle >= std::chrono::seconds(1);
     if (pending) idle = std::chrono::milliseconds(0);
     kicked_ = false;
-    lock.unlock();
+    lock.Unlock();
     const Status s = ImportPass(pending);
     if (!s.ok()) LogLine(spdlog::level::err, "audit import failed").Str("error", s.message());
     MergeSubjectRuns();
     TrimPending(false);
-    lock.lock();
+    lock.Relock();
   }
 }
 
@@ -290,13 +296,13 @@ void RemoveJournal(Store& log, const std::string& path, const std::string& name)
 
 void AuditLog::PrepareSpare() {
   {
-    std::shared_lock<std::shared_mutex> lock(journal_mu_);
+    ReaderLock lock(&journal_mu_);
     if (spare_ || stopping_) return;
   }
   auto made = AuditJournal::Create(options_.journal_dir, options_.journal_bytes);
   if (!made.ok()) return;  // Record makes one when it needs it, and reports the error
   std::shared_ptr<AuditJournal> spare = std::move(made).value();
-  std::unique_lock<std::shared_mutex> lock(journal_mu_);
+  WriterLock lock(&journal_mu_);
   if (!spare_ && !stopping_) {
     spare_ = std::move(spare);
   } else {
@@ -305,22 +311,26 @@ void AuditLog::PrepareSpare() {
 }
 
 Status AuditLog::LoadIntakeMark() {
-  return log_.Read([&](ReadTx& tx) -> Status {
-    auto mark = tx.AuditIntakeMark();
-    if (!mark.ok()) return mark.status();
-    intake_mark_ = mark.value();
+  int64_t mark = 0;
+  GARDE_RETURN_IF_ERROR(log_.Read([&](ReadTx& tx) -> Status {
+    auto read = tx.AuditIntakeMark();
+    if (!read.ok()) return read.status();
+    mark = read.value();
     return Status::Ok();
-  });
+  }));
+  intake_mark_ = mark;
+  return Status::Ok();
 }
 
 Status AuditLog::ImportPass(bool pending) {
-  std::lock_guard<std::mutex> guard(import_mu_);
+  MutexLock guard(&import_mu_);
   for (;;) {
     if (pending && intake_mark_ < 0) GARDE_RETURN_IF_ERROR(LoadIntakeMark());
     std::vector<PendingAuditRow> rows;
     if (pending) {
+      const int64_t after = intake_mark_;
       GARDE_RETURN_IF_ERROR(vault_.Read([&](ReadTx& tx) -> Status {
-        auto list = tx.ListPendingAudit(intake_mark_, kPendingBatch);
+        auto list = tx.ListPendingAudit(after, kPendingBatch);
         if (!list.ok()) return list.status();
         rows = std::move(list.value());
         return Status::Ok();
@@ -331,7 +341,7 @@ Status AuditLog::ImportPass(bool pending) {
     std::shared_ptr<AuditJournal> current;
     std::vector<std::shared_ptr<AuditJournal>> retired;
     {
-      std::shared_lock<std::shared_mutex> lock(journal_mu_);
+      ReaderLock lock(&journal_mu_);
       current = journal_;
       retired = retired_;
     }
@@ -382,7 +392,7 @@ Status AuditLog::ImportPass(bool pending) {
     }
     if (!retired.empty()) {
       {
-        std::unique_lock<std::shared_mutex> lock(journal_mu_);
+        WriterLock lock(&journal_mu_);
         retired_.erase(retired_.begin(),
                        retired_.begin() + static_cast<std::ptrdiff_t>(retired.size()));
       }
@@ -401,7 +411,7 @@ Status AuditLog::Recover() {
   }
   if (ec) return Unavailable("cannot list " + options_.journal_dir + ": " + ec.message());
   std::sort(names.begin(), names.end());
-  std::lock_guard<std::mutex> guard(import_mu_);
+  MutexLock guard(&import_mu_);
   for (const auto& name : names) {
     const std::string path = options_.journal_dir + "/" + name;
     bool in_use = false;
@@ -435,7 +445,7 @@ Status AuditLog::Recover() {
 void AuditLog::TrimPending(bool force) {
   int64_t up_to = 0;
   {
-    std::lock_guard<std::mutex> guard(import_mu_);
+    MutexLock guard(&import_mu_);
     up_to = intake_mark_;
   }
   if (up_to <= trimmed_to_) return;
@@ -477,8 +487,8 @@ void AuditLog::MergeSubjectRuns() {
 
 void AuditLog::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::unique_lock<std::shared_mutex> journal(journal_mu_);
+    MutexLock lock(&mu_);
+    WriterLock journal(&journal_mu_);
     if (stopping_) return;
     stopping_ = true;  // Record logs directly from now on
   }
@@ -488,8 +498,8 @@ void AuditLog::Stop() {
   if (journal_maker_.joinable()) journal_maker_.join();
   if (!Flush().ok()) return;  // the journals stay, and are imported at the next start
   TrimPending(true);
-  std::lock_guard<std::mutex> guard(import_mu_);
-  std::unique_lock<std::shared_mutex> lock(journal_mu_);
+  MutexLock guard(&import_mu_);
+  WriterLock lock(&journal_mu_);
   if (journal_) RemoveJournal(log_, journal_->path(), journal_->name());
   if (spare_) spare_->Remove();
   journal_.reset();

@@ -28,6 +28,7 @@
 
 #include "garde/base/encoding.h"
 #include "garde/base/log.h"
+#include "garde/base/mutex.h"
 #include "garde/http/request_parser.h"
 
 namespace garde {
@@ -91,7 +92,7 @@ class WorkerPool {
   }
   ~WorkerPool() {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       stopping_ = true;
     }
     for (auto& w : workers_) w.wake.notify_one();
@@ -100,13 +101,13 @@ class WorkerPool {
 
   // False when every worker is busy and the queue is full.
   bool Submit(Loop* loop, Connection* c) {
-    std::unique_lock lock(mu_);
+    MutexLock lock(&mu_);
     if (!idle_.empty()) {
       Worker* w = idle_.back();
       idle_.pop_back();
       w->job = {loop, c};
       w->has_job = true;
-      lock.unlock();
+      lock.Unlock();
       w->wake.notify_one();
       return true;
     }
@@ -129,10 +130,10 @@ class WorkerPool {
 
   ExchangeHandler& handler_;
   const size_t max_queued_;
-  std::mutex mu_;
-  std::deque<Job> queue_;
-  std::vector<Worker*> idle_;  // a stack: the last one idle is woken first
-  bool stopping_ = false;
+  Mutex mu_;  // also guards each worker's job and has_job
+  std::deque<Job> queue_ GUARDED_BY(mu_);
+  std::vector<Worker*> idle_ GUARDED_BY(mu_);  // a stack: the last one idle is woken first
+  bool stopping_ GUARDED_BY(mu_) = false;
   std::vector<Worker> workers_;
   std::vector<std::thread> threads_;
 };
@@ -210,7 +211,7 @@ class Loop {
   // Called by a worker once x's answer is ready.
   void HandBack(Connection* c) {
     {
-      std::lock_guard lock(returned_mu_);
+      MutexLock lock(&returned_mu_);
       returned_.push_back(c);
     }
     Wake();
@@ -304,7 +305,7 @@ class Loop {
         Adopt(fd);
       } else {
         {
-          std::lock_guard lock(target->returned_mu_);
+          MutexLock lock(&target->returned_mu_);
           target->handed_.push_back(fd);
         }
         target->Wake();
@@ -455,7 +456,7 @@ class Loop {
     std::vector<Connection*> done;
     std::vector<int> handed;
     {
-      std::lock_guard lock(returned_mu_);
+      MutexLock lock(&returned_mu_);
       done.swap(returned_);
       handed.swap(handed_);
     }
@@ -571,13 +572,13 @@ class Loop {
   std::unordered_map<int, std::unique_ptr<Connection>> connections_;
   std::vector<Loop*> peers_;  // the other loops, set before any runs
   std::atomic<int> held_{0};  // connections this loop serves or has been handed
-  std::mutex returned_mu_;
-  std::vector<Connection*> returned_;
-  std::vector<int> handed_;  // accepted by another loop for this one
+  Mutex returned_mu_;
+  std::vector<Connection*> returned_ GUARDED_BY(returned_mu_);
+  std::vector<int> handed_ GUARDED_BY(returned_mu_);  // accepted by another loop for this one
 };
 
 void WorkerPool::Work(Worker& self) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(&mu_);
   for (;;) {
     Job job;
     if (!queue_.empty()) {
@@ -587,7 +588,7 @@ void WorkerPool::Work(Worker& self) {
       return;
     } else {
       idle_.push_back(&self);
-      self.wake.wait(lock, [&] { return self.has_job || stopping_; });
+      while (!self.has_job && !stopping_) self.wake.wait(lock.native());
       if (!self.has_job) {
         idle_.erase(std::find(idle_.begin(), idle_.end(), &self));
         return;
@@ -595,11 +596,11 @@ void WorkerPool::Work(Worker& self) {
       job = self.job;
       self.has_job = false;
     }
-    lock.unlock();
+    lock.Unlock();
     handler_.Answer(job.connection->x, Status::Ok());
     job.loop->Serialize(job.connection);
     job.loop->HandBack(job.connection);
-    lock.lock();
+    lock.Relock();
   }
 }
 

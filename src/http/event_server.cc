@@ -388,7 +388,13 @@ class Loop {
       if (progress == RequestParser::Progress::kNeedMore ||
           progress == RequestParser::Progress::kBodyNext) {
         if (c->peer_closed) {
-          Close(c);  // an unfinished request; nobody is left to answer
+          // The client stopped sending mid-request: say so (it may still be reading), then
+          // close. A connection closed between requests just closes.
+          if (c->parser.Started()) {
+            AnswerAndClose(c, BadRequest("the request ended before it was complete"));
+          } else {
+            Close(c);
+          }
           return;
         }
         // The request timer starts with its first byte; an idle connection has its own.
@@ -543,6 +549,16 @@ class Loop {
     }
   }
 
+  // Answers `why` on c outside any request it could finish, then closes.
+  void AnswerAndClose(Connection* c, const Status& why) {
+    c->keep_alive = false;
+    c->x = Exchange{};
+    c->x.received = Clock::now();
+    c->head_only = false;
+    handler_.Answer(c->x, why);
+    StartWrite(c);
+  }
+
   void Sweep(Clock::time_point now, bool stopping) {
     if (accept_paused_ && !stopping) {
       WatchListener();
@@ -556,7 +572,14 @@ class Loop {
                         c->phase == Connection::Phase::kLingering;
       if (now >= c->deadline || (stopping && idle)) expired.push_back(c.get());
     }
-    for (Connection* c : expired) Close(c);
+    for (Connection* c : expired) {
+      // RFC 9110 §15.5.9: a request that did not arrive whole in time is answered 408.
+      if (c->phase == Connection::Phase::kReading && c->parser.Started() && !stopping) {
+        AnswerAndClose(c, Status(Code::kRequestTimeout, "the request did not arrive in time"));
+      } else {
+        Close(c);
+      }
+    }
   }
 
   const EventServerOptions& options_;

@@ -3,22 +3,139 @@
 #include <Poco/JSON/JSONException.h>
 #include <Poco/JSON/Parser.h>
 
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+
 #include "garde/base/encoding.h"
 #include "garde/domain/subject_vault.h"
 
 namespace garde {
 
-Result<Poco::Dynamic::Var> ParseJson(const std::string& text) {
-  if (!IsValidUtf8(text)) return BadRequest("the body is not valid UTF-8");
+namespace {
+
+// A JSON string no client sends in a number's place: "\u0001garde:number-out-of-range".
+constexpr const char* kOutOfRange = "\\u0001garde:number-out-of-range";
+
+std::optional<Poco::Dynamic::Var> TryParse(const std::string& text) {
   try {
     Poco::JSON::Parser parser;
     parser.setDepth(32);
-    return parser.parse(text);
+    return std::optional<Poco::Dynamic::Var>(std::in_place, parser.parse(text));
   } catch (const Poco::Exception&) {
-    return BadRequest("the body is not well-formed JSON");
   } catch (const std::exception&) {
-    return BadRequest("the body is not well-formed JSON");
   }
+  return std::nullopt;
+}
+
+// `text` with every number a 64-bit integer or a double cannot hold (1e400, 2^64) replaced by
+// a marker string, outside strings; *replaced says whether there was one.
+std::string MarkOutOfRangeNumbers(const std::string& text, bool* replaced) {
+  std::string out;
+  out.reserve(text.size());
+  bool in_string = false;
+  for (size_t i = 0; i < text.size();) {
+    const char c = text[i];
+    if (in_string) {
+      out += c;
+      if (c == '\\' && i + 1 < text.size()) {
+        out += text[i + 1];
+        i += 2;
+        continue;
+      }
+      if (c == '"') in_string = false;
+      ++i;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+      out += c;
+      ++i;
+      continue;
+    }
+    if (c == '-' || (c >= '0' && c <= '9')) {
+      size_t j = i + 1;
+      bool integral = true;
+      while (j < text.size() && std::strchr("0123456789.eE+-", text[j]) != nullptr) {
+        integral &= text[j] >= '0' && text[j] <= '9';
+        ++j;
+      }
+      const std::string number = text.substr(i, j - i);
+      errno = 0;
+      bool fits;
+      if (integral) {
+        char* end = nullptr;
+        if (number[0] == '-') {
+          (void)std::strtoll(number.c_str(), &end, 10);
+        } else {
+          (void)std::strtoull(number.c_str(), &end, 10);
+        }
+        fits = errno != ERANGE;
+      } else {
+        const double d = std::strtod(number.c_str(), nullptr);
+        fits = errno != ERANGE || d == 0.0;
+      }
+      if (fits) {
+        out += number;
+      } else {
+        out += std::string("\"") + kOutOfRange + "\"";
+        *replaced = true;
+      }
+      i = j;
+      continue;
+    }
+    out += c;
+    ++i;
+  }
+  return out;
+}
+
+// The path ("fields.household_size", "subjects[2]") of the first marker in `v`.
+bool FindMarker(const Poco::Dynamic::Var& v, const std::string& path, std::string* out) {
+  if (v.type() == typeid(Poco::JSON::Object::Ptr)) {
+    for (const auto& [k, member] : *v.extract<Poco::JSON::Object::Ptr>()) {
+      if (FindMarker(member, path.empty() ? k : path + "." + k, out)) return true;
+    }
+    return false;
+  }
+  if (v.type() == typeid(Poco::JSON::Array::Ptr)) {
+    const auto& arr = *v.extract<Poco::JSON::Array::Ptr>();
+    for (size_t i = 0; i < arr.size(); ++i) {
+      if (FindMarker(arr.get(static_cast<unsigned>(i)), path + "[" + std::to_string(i) + "]",
+                     out)) {
+        return true;
+      }
+    }
+    return false;
+  }
+  if (v.isString() && v.extract<std::string>() == std::string("\x01garde:number-out-of-range")) {
+    *out = path;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Result<Poco::Dynamic::Var> ParseJson(const std::string& text) {
+  if (!IsValidUtf8(text)) return BadRequest("the body is not valid UTF-8");
+  if (auto parsed = TryParse(text)) return *parsed;
+  // Well-formed JSON that is not a document Garde takes — a bare value, or a number no 64-bit
+  // integer or double holds — is invalid content (422, naming where), not malformed (400).
+  bool replaced = false;
+  const std::string marked = MarkOutOfRangeNumbers(text, &replaced);
+  if (auto parsed = TryParse("[" + marked + "]")) {
+    std::string where;
+    if (replaced && FindMarker(*parsed, "", &where)) {
+      if (where.rfind("[0]", 0) == 0) where.erase(0, where.size() > 3 && where[3] == '.' ? 4 : 3);
+      return Status(Code::kUnprocessable, "a number in the body is out of range")
+          .AddError(where, "is out of range for a number");
+    }
+    return Status(Code::kUnprocessable, "the body must be a JSON object")
+        .AddError("", "must be a JSON object, not a bare value");
+  }
+  return BadRequest("the body is not well-formed JSON");
 }
 
 bool IsJsonObject(const Poco::Dynamic::Var& v) {
@@ -31,7 +148,10 @@ bool IsJsonArray(const Poco::Dynamic::Var& v) {
 Result<Poco::JSON::Object::Ptr> ParseJsonObject(const std::string& text) {
   auto v = ParseJson(text);
   if (!v.ok()) return v.status();
-  if (!IsJsonObject(v.value())) return Unprocessable("the body must be a JSON object");
+  if (!IsJsonObject(v.value())) {
+    return Status(Code::kUnprocessable, "the body must be a JSON object")
+        .AddError("", "must be a JSON object");
+  }
   return v.value().extract<Poco::JSON::Object::Ptr>();
 }
 

@@ -720,7 +720,7 @@ const char* OpenApiDocument() {
   },
   "responses": {
    "Problem": {
-    "description": "Problem details (RFC 9457)",
+    "description": "Problem details (RFC 9457). Any operation may also be answered at the HTTP edge, before it runs: 400 (malformed request), 408 (request timeout), 413, 431, 501 (unknown method), 505 (HTTP version); see docs/http.md",
     "content": {
      "application/problem+json": {
       "schema": {
@@ -2285,6 +2285,9 @@ const char* OpenApiDocument() {
        }
       }
      },
+     "400": {
+      "$ref": "#/components/responses/Problem"
+     },
      "401": {
       "$ref": "#/components/responses/Problem"
      },
@@ -2340,6 +2343,9 @@ const char* OpenApiDocument() {
         }
        }
       }
+     },
+     "400": {
+      "$ref": "#/components/responses/Problem"
      },
      "401": {
       "$ref": "#/components/responses/Problem"
@@ -2397,6 +2403,9 @@ const char* OpenApiDocument() {
        }
       }
      },
+     "400": {
+      "$ref": "#/components/responses/Problem"
+     },
      "401": {
       "$ref": "#/components/responses/Problem"
      },
@@ -2452,6 +2461,9 @@ const char* OpenApiDocument() {
         }
        }
       }
+     },
+     "400": {
+      "$ref": "#/components/responses/Problem"
      },
      "401": {
       "$ref": "#/components/responses/Problem"
@@ -2509,6 +2521,9 @@ const char* OpenApiDocument() {
        }
       }
      },
+     "400": {
+      "$ref": "#/components/responses/Problem"
+     },
      "401": {
       "$ref": "#/components/responses/Problem"
      },
@@ -2564,6 +2579,9 @@ const char* OpenApiDocument() {
         }
        }
       }
+     },
+     "400": {
+      "$ref": "#/components/responses/Problem"
      },
      "401": {
       "$ref": "#/components/responses/Problem"

@@ -1,6 +1,7 @@
 #include "garde/http/request_parser.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <limits>
 
@@ -61,6 +62,52 @@ bool ParseLength(std::string_view s, uint64_t* out) {
 
 constexpr size_t kMaxChunkLine = 1024;
 
+// The methods of RFC 9110 §9 and PATCH (RFC 5789); others are 501.
+bool IsKnownMethod(std::string_view m) {
+  static constexpr std::string_view kMethods[] = {"GET",     "HEAD",    "POST",  "PUT",  "DELETE",
+                                                  "CONNECT", "OPTIONS", "TRACE", "PATCH"};
+  return std::find(std::begin(kMethods), std::end(kMethods), m) != std::end(kMethods);
+}
+
+// RFC 9110 §7.2: Host = uri-host [ ":" port ]; a reg-name, an IPv4 address or an IP literal
+// in brackets. Empty is allowed (a request-target without authority).
+bool IsHost(std::string_view v) {
+  if (v.empty()) return true;
+  size_t end = v.size();
+  if (v.front() == '[') {
+    const size_t close = v.find(']');
+    if (close == std::string_view::npos) return false;
+    for (char c : v.substr(1, close - 1)) {
+      if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.') return false;
+    }
+    end = close + 1;
+  } else {
+    end = v.find(':');
+    if (end == std::string_view::npos) end = v.size();
+    if (end == 0) return false;
+    for (char c : v.substr(0, end)) {
+      const auto u = static_cast<unsigned char>(c);
+      if (!std::isalnum(u) && std::strchr("-._~!$&'()*+,;=%", c) == nullptr) return false;
+    }
+  }
+  if (end == v.size()) return true;
+  if (v[end] != ':') return false;
+  const std::string_view port = v.substr(end + 1);
+  return port.size() <= 5 && std::all_of(port.begin(), port.end(),
+                                         [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// A chunked-framing line (chunk size, chunk end, trailer) ends with CRLF: RFC 9112 §7.1 gives
+// no bare-LF leniency there, and a lenient reader is how chunked bodies get smuggled.
+bool NextCrlfLine(std::string_view s, size_t* pos, std::string_view* line, bool* bare_lf) {
+  const size_t eol = s.find('\n', *pos);
+  if (eol == std::string_view::npos) return false;
+  *bare_lf = eol == *pos || s[eol - 1] != '\r';
+  *line = s.substr(*pos, eol - *pos - (*bare_lf ? 0 : 1));
+  *pos = eol + 1;
+  return true;
+}
+
 }  // namespace
 
 Exchange ToExchange(ParsedRequest&& request) {
@@ -113,6 +160,18 @@ RequestParser::Progress RequestParser::Advance(std::string_view buffer, size_t* 
       }
     }
     if (end == std::string_view::npos) {
+      // Bytes that cannot begin a request line (a TLS handshake, binary noise) are refused at
+      // once, not after request_timeout: the method is a token followed by a space.
+      const size_t first_eol = rest.find('\n');
+      const std::string_view start = rest.substr(0, first_eol);
+      size_t method_end = 0;
+      while (method_end < start.size() &&
+             IsTokenChar(static_cast<unsigned char>(start[method_end]))) {
+        ++method_end;
+      }
+      if (method_end < start.size() && (start[method_end] != ' ' || method_end == 0)) {
+        return Fail(BadRequest("the request is not valid HTTP/1.1"));
+      }
       scanned_ = rest.size();
       if (rest.size() > limits_.max_head_bytes) {
         return Fail(Status(Code::kHeaderTooLarge, "the request line and headers exceed " +
@@ -160,23 +219,42 @@ Status RequestParser::ParseHead(std::string_view head) {
   const std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
   const std::string_view version = line.substr(sp2 + 1);
   if (!IsToken(method)) return BadRequest("the request is not valid HTTP/1.1");
+  // RFC 9112 §3.2: a request-target is URI characters, visible ASCII (other bytes are
+  // percent-encoded).
   if (target.empty() || !std::all_of(target.begin(), target.end(), [](char c) {
         const auto u = static_cast<unsigned char>(c);
-        return u > 0x20 && u != 0x7f;
+        return u > 0x20 && u < 0x7f;
       })) {
     return BadRequest("the request target is malformed");
   }
-  if (version == "HTTP/1.1") {
-    request_.minor_version = 1;
-  } else if (version == "HTTP/1.0") {
-    request_.minor_version = 0;
-  } else {
+  // HTTP-version = "HTTP/" DIGIT "." DIGIT. A 1.x minor version above 1 is answered as 1.1
+  // (RFC 9110 §2.5); another major version is 505.
+  if (version.size() != 8 || version.substr(0, 5) != "HTTP/" || version[6] != '.' ||
+      version[5] < '0' || version[5] > '9' || version[7] < '0' || version[7] > '9') {
     return BadRequest("the request is not valid HTTP/1.1");
   }
+  if (version[5] != '1') {
+    return Status(Code::kVersionNotSupported, "only HTTP/1.x is served here");
+  }
+  request_.minor_version = version[7] == '0' ? 0 : 1;
+  if (!IsKnownMethod(method)) {
+    return Status(Code::kNotImplemented, "the method is not one this service implements");
+  }
   request_.method.assign(method);
-  request_.target.assign(target);
+  // RFC 9112 §3.2.2: an absolute-form target is served on its path (and query).
+  if (std::string_view rest = target; AsciiLower(rest.substr(0, 7)) == "http://" ||
+                                      AsciiLower(rest.substr(0, 8)) == "https://") {
+    rest.remove_prefix(rest.find("//") + 2);
+    const size_t path = rest.find_first_of("/?");
+    if (path == 0) return BadRequest("the request target is malformed");
+    request_.target = path == std::string_view::npos ? "/" : std::string(rest.substr(path));
+    if (request_.target.front() == '?') request_.target.insert(0, "/");
+  } else {
+    request_.target.assign(target);
+  }
 
   bool chunked = false;
+  int hosts = 0;
   bool has_length = false;
   uint64_t length = 0;
   std::string connection;
@@ -196,9 +274,10 @@ Status RequestParser::ParseHead(std::string_view head) {
     }
     std::string name = AsciiLower(line.substr(0, colon));
     if (name == "content-length") {
-      // A list of identical values is one length (RFC 9110 §8.6); anything else is refused.
+      // A list of identical values is one length (RFC 9110 §8.6); an empty element ("5,",
+      // an empty field) or any other difference is refused.
       std::string_view list = value;
-      while (!list.empty()) {
+      for (;;) {
         const size_t comma = list.find(',');
         uint64_t v = 0;
         if (!ParseLength(Trim(list.substr(0, comma)), &v) || (has_length && v != length)) {
@@ -206,9 +285,9 @@ Status RequestParser::ParseHead(std::string_view head) {
         }
         has_length = true;
         length = v;
-        list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+        if (comma == std::string_view::npos) break;
+        list = list.substr(comma + 1);
       }
-      if (!has_length) return BadRequest("the Content-Length header is invalid");
     } else if (name == "transfer-encoding") {
       if (chunked || AsciiLower(value) != "chunked") {
         return BadRequest("only the chunked transfer coding is accepted");
@@ -218,8 +297,15 @@ Status RequestParser::ParseHead(std::string_view head) {
       connection += AsciiLower(value) + ",";
     } else if (name == "expect") {
       request_.expect_continue = AsciiLower(value) == "100-continue";
+    } else if (name == "host") {
+      if (++hosts > 1) return BadRequest("a request has one Host header");
+      if (!IsHost(value)) return BadRequest("the Host header is invalid");
     }
     request_.headers.emplace_back(std::move(name), std::string(value));
+  }
+  // RFC 9112 §3.2: an HTTP/1.1 request names its host once.
+  if (request_.minor_version == 1 && hosts == 0) {
+    return BadRequest("an HTTP/1.1 request needs a Host header");
   }
   // RFC 9112 §6.1: a request with both is a smuggling attempt or a broken intermediary.
   if (chunked && has_length) {
@@ -273,12 +359,22 @@ RequestParser::Progress RequestParser::Chunked(std::string_view buffer, size_t* 
     switch (state_) {
       case State::kChunkSize: {
         size_t at = *pos;
-        if (!NextLine(buffer, &at, &line)) {
+        bool bare_lf = false;
+        if (!NextCrlfLine(buffer, &at, &line, &bare_lf)) {
           if (buffer.size() - *pos > kMaxChunkLine) return Fail(BadRequest("a chunk size line is too long"));
           return Progress::kBodyNext;
         }
         if (at - *pos > kMaxChunkLine) return Fail(BadRequest("a chunk size line is too long"));
-        const std::string_view digits = Trim(line.substr(0, line.find(';')));
+        if (bare_lf) return Fail(BadRequest("a chunk size line does not end with CRLF"));
+        // chunk-size is 1*HEXDIG right at the line's start; white space may only come before
+        // a chunk extension (BWS ";").
+        const size_t semi = line.find(';');
+        std::string_view digits = line.substr(0, semi);
+        if (semi != std::string_view::npos) {
+          while (!digits.empty() && (digits.back() == ' ' || digits.back() == '\t')) {
+            digits.remove_suffix(1);
+          }
+        }
         if (digits.empty() || digits.size() > 15) return Fail(BadRequest("a chunk size is invalid"));
         uint64_t size = 0;
         for (char c : digits) {
@@ -314,18 +410,20 @@ RequestParser::Progress RequestParser::Chunked(std::string_view buffer, size_t* 
       }
       case State::kChunkDataEnd: {
         size_t at = *pos;
-        if (!NextLine(buffer, &at, &line)) {
+        bool bare_lf = false;
+        if (!NextCrlfLine(buffer, &at, &line, &bare_lf)) {
           if (buffer.size() - *pos >= 2) return Fail(BadRequest("a chunk does not end with CRLF"));
           return Progress::kBodyNext;
         }
-        if (!line.empty()) return Fail(BadRequest("a chunk does not end with CRLF"));
+        if (!line.empty() || bare_lf) return Fail(BadRequest("a chunk does not end with CRLF"));
         *pos = at;
         state_ = State::kChunkSize;
         break;
       }
       case State::kTrailers: {
         size_t at = *pos;
-        if (!NextLine(buffer, &at, &line)) {
+        bool bare_lf = false;
+        if (!NextCrlfLine(buffer, &at, &line, &bare_lf)) {
           if (scanned_ + (buffer.size() - *pos) > limits_.max_head_bytes) {
             return Fail(Status(Code::kHeaderTooLarge, "the trailer fields are too large"));
           }
@@ -336,9 +434,17 @@ RequestParser::Progress RequestParser::Chunked(std::string_view buffer, size_t* 
         if (scanned_ > limits_.max_head_bytes) {
           return Fail(Status(Code::kHeaderTooLarge, "the trailer fields are too large"));
         }
+        if (bare_lf) return Fail(BadRequest("a trailer line does not end with CRLF"));
         if (line.empty()) {  // trailer fields are read and dropped
           state_ = State::kDone;
           return Progress::kDone;
+        }
+        // Each trailer is a field line: a body missing its last CRLF must not swallow the
+        // request behind it as "trailers".
+        const size_t colon = line.find(':');
+        if (colon == std::string_view::npos || !IsToken(line.substr(0, colon)) ||
+            !IsFieldValue(Trim(line.substr(colon + 1)))) {
+          return Fail(BadRequest("a trailer field line is malformed"));
         }
         break;
       }

@@ -52,7 +52,7 @@ TEST(RequestParser, ParsesAGetWithItsHeaders) {
 
 TEST(RequestParser, ByteByByteGivesTheSameRequest) {
   const std::string wire =
-      "POST /v1/subjects HTTP/1.1\r\nContent-Length: 11\r\nContent-Type: application/json\r\n\r\n"
+      "POST /v1/subjects HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\nContent-Type: application/json\r\n\r\n"
       "{\"a\":\"bcd\"}";
   for (size_t step : {1u, 2u, 3u, 7u, 64u}) {
     RequestParser p(TestLimits());
@@ -65,7 +65,7 @@ TEST(RequestParser, ByteByByteGivesTheSameRequest) {
 
 TEST(RequestParser, PipelinedRequestsComeOutOneAfterTheOther) {
   const std::string wire =
-      "GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 2\r\n\r\nhiGET /c HTTP/1.1\r\n\r\n";
+      "GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhiGET /c HTTP/1.1\r\nHost: x\r\n\r\n";
   RequestParser p(TestLimits());
   size_t pos = 0;
   std::vector<std::string> seen;
@@ -79,9 +79,9 @@ TEST(RequestParser, PipelinedRequestsComeOutOneAfterTheOther) {
 
 TEST(RequestParser, DecodesChunkedBodiesWithExtensionsAndTrailers) {
   const std::string wire =
-      "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
       "4;name=v\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nTrailer: t\r\n\r\n"
-      "GET /next HTTP/1.1\r\n\r\n";
+      "GET /next HTTP/1.1\r\nHost: x\r\n\r\n";
   for (size_t step : {1u, 5u, 1000u}) {
     RequestParser p(TestLimits());
     size_t pos = 0;
@@ -103,7 +103,7 @@ TEST(RequestParser, AnswersHttp10WithCloseUnlessKeepAliveIsAsked) {
   EXPECT_TRUE(p.request().keep_alive);
   p.Reset();
   pos = 0;
-  ASSERT_EQ(p.Advance("GET / HTTP/1.1\r\nConnection: TE, close\r\n\r\n", &pos),
+  ASSERT_EQ(p.Advance("GET / HTTP/1.1\r\nHost: x\r\nConnection: TE, close\r\n\r\n", &pos),
             RequestParser::Progress::kDone);
   EXPECT_FALSE(p.request().keep_alive);
 }
@@ -111,7 +111,7 @@ TEST(RequestParser, AnswersHttp10WithCloseUnlessKeepAliveIsAsked) {
 TEST(RequestParser, FlagsExpectContinueAndWaitsForTheBody) {
   RequestParser p(TestLimits());
   size_t pos = 0;
-  const std::string head = "PUT /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n";
+  const std::string head = "PUT /x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n";
   ASSERT_EQ(p.Advance(head, &pos), RequestParser::Progress::kBodyNext);
   EXPECT_TRUE(p.request().expect_continue);
   EXPECT_TRUE(p.Started());
@@ -124,7 +124,7 @@ TEST(RequestParser, IgnoresEmptyLinesBeforeARequest) {
   size_t pos = 0;
   ASSERT_EQ(p.Advance("\r\n\r\n", &pos), RequestParser::Progress::kNeedMore);
   EXPECT_FALSE(p.Started());
-  ASSERT_EQ(p.Advance("\r\n\r\nGET / HTTP/1.1\r\n\r\n", &pos), RequestParser::Progress::kDone);
+  ASSERT_EQ(p.Advance("\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", &pos), RequestParser::Progress::kDone);
 }
 
 struct Refusal {
@@ -137,40 +137,67 @@ TEST(RequestParser, RefusesWhatCouldBeSmuggledOrIsNotHttp) {
   const std::vector<Refusal> cases = {
       {"not http", "\x01\x02 NOT-HTTP \xff\r\n\r\n", Code::kBadRequest},
       {"no version", "GET /\r\n\r\n", Code::kBadRequest},
-      {"http/2", "GET / HTTP/2.0\r\n\r\n", Code::kBadRequest},
-      {"two spaces", "GET  / HTTP/1.1\r\n\r\n", Code::kBadRequest},
-      {"bad method", "G(T / HTTP/1.1\r\n\r\n", Code::kBadRequest},
-      {"space before colon", "GET / HTTP/1.1\r\nHost : a\r\n\r\n", Code::kBadRequest},
-      {"folded header", "GET / HTTP/1.1\r\nX-A: a\r\n  b\r\n\r\n", Code::kBadRequest},
-      {"no colon", "GET / HTTP/1.1\r\nnonsense\r\n\r\n", Code::kBadRequest},
-      {"control char", std::string("GET / HTTP/1.1\r\nX-A: a\x01z\r\n\r\n"), Code::kBadRequest},
+      {"http/2", "GET / HTTP/2.0\r\n\r\n", Code::kVersionNotSupported},
+      {"http/3", "GET / HTTP/3.0\r\nHost: x\r\n\r\n", Code::kVersionNotSupported},
+      {"not a version", "GET / HTTP/1.x\r\nHost: x\r\n\r\n", Code::kBadRequest},
+      {"unknown method", "BREW / HTTP/1.1\r\nHost: x\r\n\r\n", Code::kNotImplemented},
+      {"no host", "GET / HTTP/1.1\r\n\r\n", Code::kBadRequest},
+      {"two hosts", "GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", Code::kBadRequest},
+      {"invalid host", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", Code::kBadRequest},
+      {"host with a path", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", Code::kBadRequest},
+      {"host with a bad port", "GET / HTTP/1.1\r\nHost: a:8o\r\n\r\n", Code::kBadRequest},
+      {"length with a trailing comma", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5,\r\n\r\n",
+       Code::kBadRequest},
+      {"an extra empty length",
+       "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length:\r\n\r\n",
+       Code::kBadRequest},
+      {"trailers swallowing the next request",
+       "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+       "GET /admin HTTP/1.1\r\nHost: x\r\n\r\n",
+       Code::kBadRequest},
+      {"bare LF after a chunk size",
+       "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\nA\r\n0\r\n\r\n",
+       Code::kBadRequest},
+      {"bare LF after chunk data",
+       "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nA\n0\r\n\r\n",
+       Code::kBadRequest},
+      {"chunk size with a leading space",
+       "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n 1\r\nA\r\n0\r\n\r\n",
+       Code::kBadRequest},
+      {"garbage without a line end", std::string("\x16\x03\x01\x02\x00\x01"), Code::kBadRequest},
+      {"two spaces", "GET  / HTTP/1.1\r\nHost: x\r\n\r\n", Code::kBadRequest},
+      {"bad method", "G(T / HTTP/1.1\r\nHost: x\r\n\r\n", Code::kBadRequest},
+      {"space before colon", "GET / HTTP/1.1\r\nHost: x\r\nHost : a\r\n\r\n", Code::kBadRequest},
+      {"folded header", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n  b\r\n\r\n", Code::kBadRequest},
+      {"no colon", "GET / HTTP/1.1\r\nHost: x\r\nnonsense\r\n\r\n", Code::kBadRequest},
+      {"control char", std::string("GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x01z\r\n\r\n"), Code::kBadRequest},
       {"length and chunked",
-       "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+       "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
        Code::kBadRequest},
-      {"two lengths", "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+      {"two lengths", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
        Code::kBadRequest},
-      {"length list differs", "POST / HTTP/1.1\r\nContent-Length: 3, 4\r\n\r\n",
+      {"length list differs", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 4\r\n\r\n",
        Code::kBadRequest},
-      {"signed length", "POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\n", Code::kBadRequest},
-      {"gzip coding", "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+      {"signed length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\n", Code::kBadRequest},
+      {"gzip coding", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
        Code::kBadRequest},
       {"chunked in 1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
        Code::kBadRequest},
-      {"bad chunk size", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+      {"bad chunk size", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
        Code::kBadRequest},
-      {"chunk without crlf", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n",
+      {"chunk without crlf", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n",
        Code::kBadRequest},
-      {"body over limit", "POST / HTTP/1.1\r\nContent-Length: 101\r\n\r\n",
+      {"body over limit", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n",
        Code::kPayloadTooLarge},
       {"chunks over limit",
-       "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n50\r\n" + std::string(80, 'a') +
+       "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n50\r\n" + std::string(80, 'a') +
            "\r\n50\r\n",
        Code::kPayloadTooLarge},
-      {"head too large", "GET / HTTP/1.1\r\nX-A: " + std::string(2000, 'a') + "\r\n\r\n",
+      {"head too large", "GET / HTTP/1.1\r\nHost: x\r\nX-A: " + std::string(2000, 'a') + "\r\n\r\n",
        Code::kHeaderTooLarge},
-      {"endless head", "GET / HTTP/1.1\r\nX-A: " + std::string(2000, 'a'), Code::kHeaderTooLarge},
+      {"endless head", "GET / HTTP/1.1\r\nHost: x\r\nX-A: " + std::string(2000, 'a'), Code::kHeaderTooLarge},
       {"too many headers",
-       "GET / HTTP/1.1\r\n" + [] {
+       "GET / HTTP/1.1\r\nHost: x\r\n" + [] {
          std::string h;
          for (int i = 0; i < 11; ++i) h += "X-" + std::to_string(i) + ": v\r\n";
          return h;
@@ -187,17 +214,46 @@ TEST(RequestParser, RefusesWhatCouldBeSmuggledOrIsNotHttp) {
   }
 }
 
+// RFC 9112 §3.2.2 and RFC 9110 §2.5: what a strict server still accepts.
+TEST(RequestParser, AcceptsAbsoluteFormLaterMinorVersionsAndHostlessHttp10) {
+  struct Accepted {
+    const char* wire;
+    const char* target;
+    int minor;
+  };
+  const Accepted cases[] = {
+      {"GET http://example.org/v1/purposes?x=1 HTTP/1.1\r\nHost: example.org\r\n\r\n",
+       "/v1/purposes?x=1", 1},
+      {"GET HTTPS://example.org:8443 HTTP/1.1\r\nHost: example.org:8443\r\n\r\n", "/", 1},
+      {"GET /healthz HTTP/1.2\r\nHost: x\r\n\r\n", "/healthz", 1},
+      {"GET /healthz HTTP/1.0\r\n\r\n", "/healthz", 0},
+      {"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", "/", 1},
+      {"GET / HTTP/1.1\r\nHost:\r\n\r\n", "/", 1},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1 ;ext=1\r\nA\r\n0\r\n"
+       "Digest: x\r\n\r\n",
+       "/", 1},
+  };
+  for (const auto& c : cases) {
+    RequestParser p(TestLimits());
+    size_t pos = 0;
+    EXPECT_EQ(p.Advance(c.wire, &pos), RequestParser::Progress::kDone)
+        << c.wire << ": " << p.error().message();
+    EXPECT_EQ(p.request().target, c.target) << c.wire;
+    EXPECT_EQ(p.request().minor_version, c.minor) << c.wire;
+  }
+}
+
 TEST(RequestParser, AcceptsALargerBodyWhereTheTargetAllowsIt) {
   RequestParser p(TestLimits());
   size_t pos = 0;
   const std::string wire =
-      "POST /v1/subjects:batch HTTP/1.1\r\nContent-Length: 500\r\n\r\n" + std::string(500, 'x');
+      "POST /v1/subjects:batch HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n" + std::string(500, 'x');
   ASSERT_EQ(p.Advance(wire, &pos), RequestParser::Progress::kDone) << p.error().message();
   EXPECT_EQ(p.request().body.size(), 500u);
   p.Reset();
   pos = 0;
   const std::string same_length_list =
-      "POST /v1/subjects:batch HTTP/1.1\r\nContent-Length: 2, 2\r\n\r\nok";
+      "POST /v1/subjects:batch HTTP/1.1\r\nHost: x\r\nContent-Length: 2, 2\r\n\r\nok";
   ASSERT_EQ(p.Advance(same_length_list, &pos), RequestParser::Progress::kDone);
   EXPECT_EQ(p.request().body, "ok");
 }

@@ -43,6 +43,8 @@ const std::vector<OptionDoc>& ConfigOptions() {
       {"max_threads", "GARDE_MAX_THREADS", "128", "worker threads for requests that may wait (writes, scans)"},
       {"max_queued", "GARDE_MAX_QUEUED", "256", "requests waiting for a worker (503 above)"},
       {"max_connections", "GARDE_MAX_CONNECTIONS", "10000", "open connections (more are closed at once)"},
+      {"max_connections_per_client", "GARDE_MAX_CONNECTIONS_PER_CLIENT", "1000",
+       "open connections from one client address (more are closed at once)"},
       {"request_timeout", "GARDE_REQUEST_TIMEOUT", "15", "seconds to receive a request or send a reply"},
       {"keep_alive_timeout", "GARDE_KEEP_ALIVE_TIMEOUT", "10", "seconds an idle connection is kept open"},
       {"max_keep_alive_requests", "GARDE_MAX_KEEP_ALIVE_REQUESTS", "10000", "requests per connection"},
@@ -145,6 +147,7 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
   int_opt("max_threads", 2, 4096, &c.max_threads);
   int_opt("max_queued", 1, 100000, &c.max_queued);
   int_opt("max_connections", 1, 1000000, &c.max_connections);
+  int_opt("max_connections_per_client", 1, 1000000, &c.max_connections_per_client);
   int_opt("request_timeout", 1, 3600, &c.request_timeout);
   int_opt("keep_alive_timeout", 1, 3600, &c.keep_alive_timeout);
   int_opt("max_keep_alive_requests", 1, 10000000, &c.max_keep_alive_requests);

@@ -47,8 +47,9 @@ Result<Caller> ApiKeys::Authenticate(const std::string& token) const {
       token.compare(0, kTokenPrefix.size(), kTokenPrefix) != 0) {
     return Unauthenticated("the API key is not valid");
   }
-  const Bytes hash = hasher_.Digest(token);
-  const std::string cache_key(AsStringView(hash));
+  Bytes hash = hasher_.Digest(token, 32);
+  TokenHash cache_key;
+  std::memcpy(cache_key.bytes.data(), hash.data(), cache_key.bytes.size());
   const auto now = std::chrono::steady_clock::now();
   if (cache_seconds_ > 0) {
     std::lock_guard<std::mutex> lock(cache_mu_);
@@ -56,12 +57,14 @@ Result<Caller> ApiKeys::Authenticate(const std::string& token) const {
     if (it != cache_.end() && it->second.expires > now) return it->second.caller;
   }
   std::optional<ApiKeyRow> row;
-  GARDE_RETURN_IF_ERROR(store_.Read([&](ReadTx& tx) -> Status {
+  Status read = store_.Read([&](ReadTx& tx) -> Status {
     auto r = tx.FindApiKeyByHash(hash);
     if (!r.ok()) return r.status();
     row = std::move(r.value());
     return Status::Ok();
-  }));
+  });
+  sodium_memzero(hash.data(), hash.size());
+  GARDE_RETURN_IF_ERROR(read);
   if (!row || row->revoked_at != 0) return Unauthenticated("the API key is not valid");
   Caller caller;
   caller.key_id = row->id;

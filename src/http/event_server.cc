@@ -9,6 +9,7 @@
 #include <Poco/Timestamp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sodium.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -60,8 +61,13 @@ struct Connection {
   enum class Phase { kReading, kAnswering, kWriting, kLingering };
 
   Connection(int socket, const RequestParser::Limits& limits) : fd(socket), parser(limits) {}
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  // The bytes read may hold a bearer key: overwritten before they are released.
+  ~Connection() { sodium_memzero(in.data(), in.size()); }
 
   int fd;
+  std::string client;  // the peer's address bytes (ClientSlots)
   Phase phase = Phase::kReading;
   std::string in;
   size_t in_pos = 0;
@@ -138,15 +144,54 @@ class WorkerPool {
   std::vector<std::thread> threads_;
 };
 
+// Open connections per client address, across the loops, so that one client's idle
+// connections cannot take every slot of max_connections.
+class ClientSlots {
+ public:
+  explicit ClientSlots(int per_client) : per_client_(per_client) {}
+  // False when `client` already holds its share.
+  bool Take(const std::string& client) EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    int& n = counts_[client];
+    if (n >= per_client_) return false;
+    ++n;
+    return true;
+  }
+  void Give(const std::string& client) EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    auto it = counts_.find(client);
+    if (it != counts_.end() && --it->second <= 0) counts_.erase(it);
+  }
+
+ private:
+  const int per_client_;
+  Mutex mu_;
+  std::unordered_map<std::string, int> counts_ GUARDED_BY(mu_);  // address bytes -> open
+};
+
+// The address of a connection's peer, without its port (4 or 16 bytes).
+std::string ClientAddress(const sockaddr_storage& peer) {
+  if (peer.ss_family == AF_INET) {
+    const auto& a = reinterpret_cast<const sockaddr_in&>(peer).sin_addr;
+    return std::string(reinterpret_cast<const char*>(&a), sizeof a);
+  }
+  if (peer.ss_family == AF_INET6) {
+    const auto& a = reinterpret_cast<const sockaddr_in6&>(peer).sin6_addr;
+    return std::string(reinterpret_cast<const char*>(&a), sizeof a);
+  }
+  return "";
+}
+
 // One I/O thread: its epoll set, its connections, and the answers workers hand back.
 class Loop {
  public:
   Loop(const EventServerOptions& options, ExchangeHandler& handler, WorkerPool& pool,
-       std::atomic<int>& open_connections, int listen_fd)
+       std::atomic<int>& open_connections, ClientSlots& clients, int listen_fd)
       : options_(options),
         handler_(handler),
         pool_(pool),
         open_connections_(open_connections),
+        clients_(clients),
         listen_fd_(listen_fd) {
     limits_.max_head_bytes = options.max_head_bytes;
     limits_.body_limit = [&handler](std::string_view target) { return handler.BodyLimit(target); };
@@ -158,7 +203,10 @@ class Loop {
 
   ~Loop() {
     for (auto& [fd, c] : connections_) ::close(fd);
-    for (int fd : handed_) ::close(fd);  // handed over after this loop had stopped
+    for (const auto& handed : handed_) {  // handed over after this loop had stopped
+      ::close(handed.first);
+      clients_.Give(handed.second);
+    }
     ::close(wake_fd_);
     ::close(epoll_fd_);
   }
@@ -273,7 +321,10 @@ class Loop {
 
   void Accept() {
     for (int i = 0; i < 64; ++i) {
-      const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      sockaddr_storage address{};
+      socklen_t address_len = sizeof address;
+      const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&address), &address_len,
+                               SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         if (errno == EINTR || errno == ECONNABORTED) continue;
         if (errno == EMFILE || errno == ENFILE) {
@@ -285,6 +336,12 @@ class Loop {
         return;
       }
       if (open_connections_.fetch_add(1) >= options_.max_connections) {
+        open_connections_.fetch_sub(1);
+        ::close(fd);
+        continue;
+      }
+      std::string client = ClientAddress(address);
+      if (!clients_.Take(client)) {
         open_connections_.fetch_sub(1);
         ::close(fd);
         continue;
@@ -302,19 +359,20 @@ class Loop {
       }
       target->held_.fetch_add(1, std::memory_order_relaxed);
       if (target == this) {
-        Adopt(fd);
+        Adopt(fd, std::move(client));
       } else {
         {
           MutexLock lock(&target->returned_mu_);
-          target->handed_.push_back(fd);
+          target->handed_.emplace_back(fd, std::move(client));
         }
         target->Wake();
       }
     }
   }
 
-  void Adopt(int fd) {
+  void Adopt(int fd, std::string client) {
     auto c = std::make_unique<Connection>(fd, limits_);
+    c->client = std::move(client);
     c->deadline = Clock::now() + options_.request_timeout;
     Watch(fd, EPOLLIN);
     connections_.emplace(fd, std::move(c));
@@ -323,6 +381,7 @@ class Loop {
   void Close(Connection* c) {
     const int fd = c->fd;
     ::close(fd);  // also leaves the epoll set
+    clients_.Give(c->client);
     connections_.erase(fd);
     open_connections_.fetch_sub(1);
     held_.fetch_sub(1, std::memory_order_relaxed);
@@ -355,9 +414,11 @@ class Loop {
   bool Receive(Connection* c) {
     thread_local char buf[65536];
     if (c->in_pos == c->in.size()) {
+      sodium_memzero(c->in.data(), c->in.size());
       c->in.clear();
       c->in_pos = 0;
     } else if (c->in_pos > 65536) {
+      sodium_memzero(c->in.data(), c->in_pos);
       c->in.erase(0, c->in_pos);
       c->in_pos = 0;
     }
@@ -366,6 +427,7 @@ class Loop {
       const ssize_t n = ::recv(c->fd, buf, sizeof buf, 0);
       if (n > 0) {
         c->in.append(buf, static_cast<size_t>(n));
+        sodium_memzero(buf, static_cast<size_t>(n));  // may hold a bearer key
         total += static_cast<size_t>(n);
         if (static_cast<size_t>(n) < sizeof buf) break;  // drained; spare the EAGAIN call
         continue;
@@ -460,13 +522,13 @@ class Loop {
     uint64_t count;
     [[maybe_unused]] const ssize_t n = ::read(wake_fd_, &count, sizeof count);
     std::vector<Connection*> done;
-    std::vector<int> handed;
+    std::vector<std::pair<int, std::string>> handed;
     {
       MutexLock lock(&returned_mu_);
       done.swap(returned_);
       handed.swap(handed_);
     }
-    for (int fd : handed) Adopt(fd);
+    for (auto& [fd, client] : handed) Adopt(fd, std::move(client));
     for (Connection* c : done) {
       Rewatch(c, EPOLLIN);
       c->phase = Connection::Phase::kReading;
@@ -517,6 +579,7 @@ class Loop {
     c->out.clear();
     c->out_pos = 0;
     c->body_size = 0;
+    c->x.WipeCredentials();
     c->x = Exchange{};
     if (c->peer_closed && c->in_pos == c->in.size()) {
       Close(c);
@@ -552,6 +615,7 @@ class Loop {
   // Answers `why` on c outside any request it could finish, then closes.
   void AnswerAndClose(Connection* c, const Status& why) {
     c->keep_alive = false;
+    c->x.WipeCredentials();
     c->x = Exchange{};
     c->x.received = Clock::now();
     c->head_only = false;
@@ -586,6 +650,7 @@ class Loop {
   ExchangeHandler& handler_;
   WorkerPool& pool_;
   std::atomic<int>& open_connections_;
+  ClientSlots& clients_;
   const int listen_fd_;
   RequestParser::Limits limits_;
   int epoll_fd_ = -1;
@@ -597,7 +662,8 @@ class Loop {
   std::atomic<int> held_{0};  // connections this loop serves or has been handed
   Mutex returned_mu_;
   std::vector<Connection*> returned_ GUARDED_BY(returned_mu_);
-  std::vector<int> handed_ GUARDED_BY(returned_mu_);  // accepted by another loop for this one
+  // Accepted by another loop for this one: descriptor and client address.
+  std::vector<std::pair<int, std::string>> handed_ GUARDED_BY(returned_mu_);
 };
 
 void WorkerPool::Work(Worker& self) {
@@ -653,7 +719,8 @@ class EventServer::Impl {
                                          static_cast<size_t>(options_.max_queued));
     const int listen_fd = socket_.impl()->sockfd();
     for (int i = 0; i < std::max(1, options_.io_threads); ++i) {
-      auto loop = std::make_unique<Loop>(options_, handler_, *pool_, open_connections_, listen_fd);
+      auto loop = std::make_unique<Loop>(options_, handler_, *pool_, open_connections_, clients_,
+                                         listen_fd);
       if (!loop->ok()) return Unavailable("cannot create the I/O threads' epoll sets");
       loops_.push_back(std::move(loop));
     }
@@ -679,6 +746,7 @@ class EventServer::Impl {
   Poco::Net::ServerSocket socket_;
   uint16_t port_ = 0;
   std::atomic<int> open_connections_{0};
+  ClientSlots clients_{options_.max_connections_per_client};
   std::unique_ptr<WorkerPool> pool_;
   std::vector<std::unique_ptr<Loop>> loops_;
   std::vector<std::thread> threads_;

@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <thread>
 
+#include <sys/resource.h>
+
 #include "garde/base/encoding.h"
 #include "garde/base/log.h"
 #include "garde/http/problem.h"
@@ -218,8 +220,33 @@ void HttpService::Dispatch(Exchange& x) {
   }
 }
 
+namespace {
+
+// Each connection holds a descriptor: raise the soft open-file limit towards what
+// max_connections needs (plus databases, journals, epoll), and say so when it cannot.
+void CheckDescriptorLimit(int max_connections) {
+  constexpr rlim_t kReserve = 64;
+  const rlim_t needed = static_cast<rlim_t>(max_connections) + kReserve;
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= needed) return;
+  rlimit raised = limit;
+  raised.rlim_cur = std::min(needed, limit.rlim_max);
+  if (raised.rlim_cur > limit.rlim_cur && ::setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+    limit = raised;
+  }
+  if (limit.rlim_cur < needed) {
+    LogLine(spdlog::level::warn, "max_connections exceeds the open-file limit")
+        .Int("max_connections", max_connections)
+        .Int("open_file_limit", static_cast<int64_t>(limit.rlim_cur))
+        .Str("hint", "raise LimitNOFILE / ulimit -n, or lower max_connections");
+  }
+}
+
+}  // namespace
+
 Status HttpService::Start() {
   const Config& cfg = d_.config();
+  CheckDescriptorLimit(cfg.max_connections);
   EventServerOptions options;
   options.host = cfg.listen_host;
   options.port = static_cast<uint16_t>(cfg.listen_port);
@@ -229,6 +256,7 @@ Status HttpService::Start() {
   options.workers = cfg.max_threads;
   options.max_queued = cfg.max_queued;
   options.max_connections = cfg.max_connections;
+  options.max_connections_per_client = cfg.max_connections_per_client;
   options.request_timeout = std::chrono::seconds(cfg.request_timeout);
   options.keep_alive_timeout = std::chrono::seconds(cfg.keep_alive_timeout);
   options.max_keep_alive_requests = cfg.max_keep_alive_requests;

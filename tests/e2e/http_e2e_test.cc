@@ -5,6 +5,8 @@
 #include <Poco/Net/StreamSocket.h>
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+
 #include <chrono>
 #include <memory>
 #include <string>
@@ -190,6 +192,42 @@ TEST_F(HttpE2E, HundredsOfOpenConnectionsAreServedByAFewThreads) {
   const HttpReply created = g_.Post(
       "/v1/subjects", R"({"kind":"person","fields":{"email":"many.connections@example.org"}})", key);
   EXPECT_EQ(created.status, 201) << created.body;
+}
+
+// One client's idle connections cannot take every slot: beyond its share, its new connections
+// are closed on arrival, and another client is still served.
+TEST_F(HttpE2E, OneClientsIdleConnectionsCannotLockOthersOut) {
+  g_.Start({"--max-connections", "6", "--max-connections-per-client", "3"});
+  std::vector<std::unique_ptr<Poco::Net::StreamSocket>> idle;
+  for (int i = 0; i < 3; ++i) idle.push_back(Connect());
+  // The fourth from the same address is closed without an answer ...
+  auto over = Connect();
+  EXPECT_EQ(ReadUntilClosed(*over, std::chrono::seconds(5)), "");
+  // ... while another client address (127.0.0.2, the same loopback) is served.
+  Poco::Net::StreamSocket other;
+  other.impl()->bind(Poco::Net::SocketAddress("127.0.0.2", 0), false);
+  other.connect(Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(g_.port())));
+  SendAll(other, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(ReadUntilClosed(other, std::chrono::seconds(5)).rfind("HTTP/1.1 200", 0), 0u);
+  // A slot freed is a slot taken again.
+  idle.front()->close();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  auto again = Connect();
+  SendAll(*again, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(ReadUntilClosed(*again, std::chrono::seconds(5)).rfind("HTTP/1.1 200", 0), 0u);
+}
+
+// More connections allowed than descriptors available: said at start, not found out under load.
+TEST_F(HttpE2E, MaxConnectionsAboveTheOpenFileLimitIsWarnedAtStart) {
+  // The service inherits this process's limits: at most 8192 descriptors for it.
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit lowered{1024, std::min<rlim_t>(saved.rlim_max, 8192)};
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &lowered), 0);
+  g_.Start({"--max-connections", "100000"});
+  ::setrlimit(RLIMIT_NOFILE, &saved);  // as root: the hard limit goes back up too
+  EXPECT_TRUE(g_.WaitForLog("max_connections exceeds the open-file limit", 1)) << g_.Logs();
+  EXPECT_EQ(g_.Get("/healthz", "").status, 200);
 }
 
 }  // namespace

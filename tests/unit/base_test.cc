@@ -117,3 +117,24 @@ TEST(Problem, EveryCodeMapsToOneStatusAndType) {
 
 }  // namespace
 }  // namespace garde
+
+#include "garde/http/exchange.h"
+
+namespace garde {
+namespace {
+
+// A bearer key a request carried is overwritten before its memory is released.
+TEST(Exchange, WipeCredentialsOverwritesTheAuthorizationHeader) {
+  Exchange x;
+  x.headers["authorization"] = "Bearer gk_secretsecretsecret";
+  x.headers["x-purpose"] = "crm";
+  const char* before = x.headers["authorization"].data();
+  x.WipeCredentials();
+  const std::string& after = x.headers["authorization"];
+  EXPECT_EQ(after.data(), before);  // in place
+  EXPECT_EQ(after, std::string(after.size(), '\0'));
+  EXPECT_EQ(x.headers["x-purpose"], "crm");
+}
+
+}  // namespace
+}  // namespace garde

@@ -24,6 +24,7 @@ struct Config {
   int max_threads = 128;         // workers for requests that may wait (writes, scans)
   int max_queued = 256;          // requests waiting for a worker (503 above)
   int max_connections = 10000;   // open connections; more are closed on arrival
+  int max_connections_per_client = 1000;  // from one client address
   int request_timeout = 15;      // seconds to receive a request or send a response
   int keep_alive_timeout = 10;   // seconds an idle keep-alive connection is kept
   int max_keep_alive_requests = 10000;

@@ -7,7 +7,11 @@
 //   Result<Caller> who = keys.Authenticate(token);
 #pragma once
 
+#include <sodium.h>
+
+#include <array>
 #include <chrono>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -47,12 +51,28 @@ class ApiKeys {
     Caller caller;
     std::chrono::steady_clock::time_point expires;
   };
+  // The keyed hash of a token, as the cache's key: overwritten when the entry goes.
+  struct TokenHash {
+    std::array<uint8_t, 32> bytes{};
+    TokenHash() = default;
+    TokenHash(const TokenHash&) = default;
+    TokenHash& operator=(const TokenHash&) = default;
+    ~TokenHash() { sodium_memzero(bytes.data(), bytes.size()); }
+    bool operator==(const TokenHash& other) const { return bytes == other.bytes; }
+  };
+  struct TokenHashHasher {
+    size_t operator()(const TokenHash& h) const {
+      size_t v;
+      std::memcpy(&v, h.bytes.data(), sizeof v);  // already uniformly distributed
+      return v;
+    }
+  };
   Store& store_;
   const KeyedHash& hasher_;
   const Clock& clock_;
   int cache_seconds_;
   mutable std::mutex cache_mu_;
-  mutable std::unordered_map<std::string, CachedCaller> cache_;  // key hash -> caller
+  mutable std::unordered_map<TokenHash, CachedCaller, TokenHashHasher> cache_;  // hash -> caller
 };
 
 }  // namespace garde

@@ -43,6 +43,8 @@ struct EventServerOptions {
   int workers = 128;          // threads for requests that may wait
   int max_queued = 256;       // requests waiting for a worker (503 above)
   int max_connections = 10000;
+  // From one client address: one client's idle connections cannot take every slot.
+  int max_connections_per_client = 1000;
   std::chrono::milliseconds request_timeout{15000};   // to receive a request or send an answer
   std::chrono::milliseconds keep_alive_timeout{10000};
   int max_keep_alive_requests = 10000;

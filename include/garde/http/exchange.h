@@ -41,6 +41,16 @@ struct Exchange {
   std::string reply;
   std::vector<std::pair<std::string, std::string>> reply_headers;
 
+  Exchange() = default;
+  Exchange(Exchange&&) = default;
+  Exchange& operator=(Exchange&&) = default;
+  Exchange(const Exchange&) = default;
+  Exchange& operator=(const Exchange&) = default;
+  ~Exchange() { WipeCredentials(); }
+  // Overwrites the bearer credential the request carried (its Authorization header), before
+  // the memory holding it is released.
+  void WipeCredentials();
+
   std::string Header(const std::string& lower_name) const {
     auto it = headers.find(lower_name);
     return it == headers.end() ? std::string() : it->second;

@@ -173,11 +173,11 @@ AudienceBuilder::~AudienceBuilder() {
 
 void AudienceBuilder::SaveSnapshot() {
   if (snapshot_ == nullptr) return;
-  std::lock_guard saving(save_mu_);  // one writer of the file at a time
+  MutexLock saving(&save_mu_);  // one writer of the file at a time
   std::optional<AudienceIndex::Capture> content;
   {
     // Audiences wait only while the records are taken, not while they are written.
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     auto taken = index_.TakeCapture();
     if (!taken.ok()) {
       LogLine(spdlog::level::warn, "audience snapshot not written").Str("error", taken.status().message());
@@ -189,7 +189,7 @@ void AudienceBuilder::SaveSnapshot() {
   const auto started = std::chrono::steady_clock::now();
   auto written = AudienceIndex::Write(*content, *snapshot_);
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     index_.Release(*content, written.ok() && written.value());
   }
   LogSnapshotStep("written", written, content->records.size(), started);
@@ -204,7 +204,7 @@ void AudienceBuilder::ReadSnapshotOnce() {
 }
 
 void AudienceBuilder::WarmUp() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   ReadSnapshotOnce();
 }
 
@@ -300,7 +300,7 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
   for (const auto& f : out.fields) {
     if (filter_fields.count(f) == 0) output_only.insert(f);
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   const auto started = std::chrono::steady_clock::now();
   ReadSnapshotOnce();
   GARDE_RETURN_IF_ERROR(index_.Refresh(filter_fields, output_only));

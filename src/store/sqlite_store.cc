@@ -1330,18 +1330,20 @@ Result<std::unique_ptr<SqliteConnection>> OpenConnection(const SqliteOptions& o)
 
 SqliteStore::SqliteStore(SqliteOptions options) : options_(std::move(options)) {}
 SqliteStore::~SqliteStore() {
+  std::thread flusher;
   {
-    std::lock_guard<std::mutex> lock(flush_mu_);
+    MutexLock lock(&flush_mu_);
     stopping_ = true;
+    flusher = std::move(flusher_);
   }
   flush_cv_.notify_all();
-  if (flusher_.joinable()) flusher_.join();
+  if (flusher.joinable()) flusher.join();
   SyncDeferred();  // nothing committed is left only in the page cache
 }
 
 void SqliteStore::SyncDeferred() {
   {
-    std::lock_guard<std::mutex> lock(flush_mu_);
+    MutexLock lock(&flush_mu_);
     if (!deferred_pending_) return;
     deferred_pending_ = false;
   }
@@ -1354,16 +1356,18 @@ void SqliteStore::SyncDeferred() {
 }
 
 void SqliteStore::FlusherLoop() {
-  std::unique_lock<std::mutex> lock(flush_mu_);
+  MutexLock lock(&flush_mu_);
   while (!stopping_) {
-    flush_cv_.wait(lock, [&] { return stopping_ || deferred_pending_; });
+    while (!stopping_ && !deferred_pending_) flush_cv_.wait(lock.native());
     if (stopping_) break;
     // Let more deferred commits join this sync.
-    flush_cv_.wait_for(lock, std::chrono::milliseconds(options_.deferred_sync_ms),
-                       [&] { return stopping_; });
-    lock.unlock();
+    const auto until =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.deferred_sync_ms);
+    while (!stopping_ && flush_cv_.wait_until(lock.native(), until) != std::cv_status::timeout) {
+    }
+    lock.Unlock();
     SyncDeferred();
-    lock.lock();
+    lock.Relock();
   }
 }
 
@@ -1411,7 +1415,10 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& opti
   GARDE_RETURN_IF_ERROR(c.Exec("COMMIT"));
   store->MapWalIndex(c);
   store->schema_version_ = known;
-  store->open_connections_ = 1;
+  {
+    MutexLock lock(&store->mu_);  // no other thread has the store yet
+    store->open_connections_ = 1;
+  }
   store->Release(std::move(conn).value());
   return store;
 }
@@ -1471,7 +1478,7 @@ Status SqliteStore::ImportLegacyAudit(const std::string& vault_path) {
 
 Result<std::unique_ptr<SqliteConnection>> SqliteStore::Acquire() {
   {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (!idle_.empty() && waiters_.empty()) {
       auto c = std::move(idle_.back());
       idle_.pop_back();
@@ -1480,21 +1487,21 @@ Result<std::unique_ptr<SqliteConnection>> SqliteStore::Acquire() {
     if (open_connections_ >= std::max(1, options_.max_connections)) {
       Waiter me;
       waiters_.push_back(&me);
-      me.cv.wait(lock, [&] { return me.conn != nullptr; });
+      while (me.conn == nullptr) me.cv.wait(lock.native());
       return std::move(me.conn);
     }
     ++open_connections_;
   }
   auto opened = OpenConnection(options_);
   if (!opened.ok()) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     --open_connections_;
   }
   return opened;
 }
 
 void SqliteStore::Release(std::unique_ptr<SqliteConnection> conn) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (!waiters_.empty()) {
     Waiter* next = waiters_.front();
     waiters_.pop_front();
@@ -1529,11 +1536,11 @@ struct SqliteStore::PendingWrite {
 
 Status SqliteStore::Write(const std::function<Status(WriteTx&)>& fn, Durability durability) {
   PendingWrite me{&fn, durability, Status::Ok(), false, {}};
-  std::unique_lock<std::mutex> lock(write_mu_);
+  MutexLock lock(&write_mu_);
   write_queue_.push_back(&me);
   while (!me.done) {
     if (leader_active_) {
-      write_cv_.wait(lock);
+      write_cv_.wait(lock.native());
       continue;
     }
     // Become the leader: take everything queued so far (ourselves included) as one batch.
@@ -1544,9 +1551,9 @@ Status SqliteStore::Write(const std::function<Status(WriteTx&)>& fn, Durability 
       batch.push_back(write_queue_.front());
       write_queue_.pop_front();
     }
-    lock.unlock();
+    lock.Unlock();
     CommitBatch(batch);
-    lock.lock();
+    lock.Relock();
     for (PendingWrite* w : batch) w->done = true;
     leader_active_ = false;
     write_cv_.notify_all();
@@ -1604,9 +1611,9 @@ void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch) {
   Status committed = c.Run("COMMIT");
   if (committed.ok() && deferred && !immediate) {
     {
-      std::lock_guard<std::mutex> lock(flush_mu_);
+      MutexLock lock(&flush_mu_);
       deferred_pending_ = true;
-      if (!flusher_.joinable()) flusher_ = std::thread([this] { FlusherLoop(); });
+      if (!flusher_.joinable() && !stopping_) flusher_ = std::thread([this] { FlusherLoop(); });
     }
     flush_cv_.notify_all();
   }

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "garde/base/mutex.h"
 #include "garde/domain/audience_index.h"
 #include "garde/domain/consent_ledger.h"
 #include "garde/domain/subject_vault.h"
@@ -85,7 +86,7 @@ class AudienceBuilder {
     const std::vector<std::string>& fields;
     int64_t now;
   };
-  void ReadSnapshotOnce();  // with mu_ held
+  void ReadSnapshotOnce() REQUIRES(mu_);
   // The subject's `fields` read from the vault (kNotFound unless active).
   Result<FieldMap> OpenFromVault(ReadTx& tx, const std::string& id,
                                  const std::set<std::string>& fields) const;
@@ -99,11 +100,12 @@ class AudienceBuilder {
   const EntryStandard& standard_;
   AccessJournal& journal_;
   const Clock& clock_;
-  std::mutex mu_;  // one build at a time; guards index_
-  std::mutex save_mu_;  // one snapshot written at a time
+  Mutex save_mu_ ACQUIRED_BEFORE(mu_);  // one snapshot written at a time
+  Mutex mu_;  // one build at a time
+  // Guarded by mu_; the build's helper thread reads it while the build holds mu_ for it.
   AudienceIndex index_;
   const std::unique_ptr<SealedSnapshot> snapshot_;
-  bool snapshot_tried_ = false;  // guarded by mu_
+  bool snapshot_tried_ GUARDED_BY(mu_) = false;
   std::thread saver_;            // the background save, if one was started
   std::atomic<bool> saving_{false};  // saver_ started and not finished
 };

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "garde/base/mutex.h"
 #include "garde/store/store.h"
 
 namespace garde {
@@ -77,33 +78,33 @@ class SqliteStore final : public Store {
   void MapWalIndex(SqliteConnection& c);  // at open, once the WAL exists
 
   SqliteOptions options_;
-  std::mutex mu_;
+  Mutex mu_;  // the connection pool
   // Threads waiting for a connection, served first come first served: a released connection
   // is handed to the oldest waiter, so nobody starves behind newcomers.
   struct Waiter {
     std::condition_variable cv;
     std::unique_ptr<SqliteConnection> conn;
   };
-  std::deque<Waiter*> waiters_;
-  std::vector<std::unique_ptr<SqliteConnection>> idle_;
-  int open_connections_ = 0;
+  std::deque<Waiter*> waiters_ GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<SqliteConnection>> idle_ GUARDED_BY(mu_);
+  int open_connections_ GUARDED_BY(mu_) = 0;
   int schema_version_ = 0;
 
-  std::mutex flush_mu_;
+  Mutex flush_mu_;
   std::condition_variable flush_cv_;
-  bool deferred_pending_ = false;
-  bool stopping_ = false;
-  std::thread flusher_;
+  bool deferred_pending_ GUARDED_BY(flush_mu_) = false;
+  bool stopping_ GUARDED_BY(flush_mu_) = false;
+  std::thread flusher_ GUARDED_BY(flush_mu_);  // started by the first deferred commit
 
   // The wal-index header: SQLite's own mapping, valid while this store's connections are
   // open (null: unavailable; ChangeEpoch then answers a new number each time).
   const unsigned char* wal_index_ = nullptr;
   std::atomic<uint64_t> no_epoch_{0};
 
-  std::mutex write_mu_;
+  Mutex write_mu_;  // group commit: the queue and who leads it
   std::condition_variable write_cv_;
-  std::deque<PendingWrite*> write_queue_;
-  bool leader_active_ = false;
+  std::deque<PendingWrite*> write_queue_ GUARDED_BY(write_mu_);
+  bool leader_active_ GUARDED_BY(write_mu_) = false;
 };
 
 }  // namespace garde

@@ -11,6 +11,7 @@ constexpr char kCrockford[] = "0123456789abcdefghjkmnpqrstvwxyz";
 // libsodium's codecs run in constant time for a given length: what they encode or decode may
 // be key material (keyring files, tokens), and a table lookup indexed by secret bytes is not.
 std::string B64Encode(const uint8_t* d, size_t n, int variant) {
+  if (n == 0) return "";  // libsodium's codecs take no null pointers, even for no bytes
   std::string out(sodium_base64_encoded_len(n, variant), '\0');
   sodium_bin2base64(out.data(), out.size(), d, n, variant);
   out.pop_back();  // the terminating NUL
@@ -19,6 +20,7 @@ std::string B64Encode(const uint8_t* d, size_t n, int variant) {
 
 // Strict: the whole text, canonical (unused bits zero), padded exactly as the variant says.
 std::optional<Bytes> B64Decode(std::string_view s, int variant) {
+  if (s.empty()) return Bytes{};
   Bytes out(s.size() * 3 / 4 + 1);
   size_t len = 0;
   if (sodium_base642bin(out.data(), out.size(), s.data(), s.size(), nullptr, &len, nullptr,
@@ -32,6 +34,7 @@ std::optional<Bytes> B64Decode(std::string_view s, int variant) {
 }  // namespace
 
 std::string HexEncode(const uint8_t* d, size_t n) {
+  if (n == 0) return "";
   std::string out(n * 2 + 1, '\0');
   sodium_bin2hex(out.data(), out.size(), d, n);
   out.pop_back();
@@ -40,6 +43,7 @@ std::string HexEncode(const uint8_t* d, size_t n) {
 
 std::optional<Bytes> HexDecode(std::string_view s) {
   if (s.size() % 2 != 0) return std::nullopt;
+  if (s.empty()) return Bytes{};
   Bytes out(s.size() / 2);
   size_t len = 0;
   if (sodium_hex2bin(out.data(), out.size(), s.data(), s.size(), nullptr, &len, nullptr) != 0 ||

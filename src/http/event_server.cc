@@ -426,6 +426,9 @@ class Loop {
     while (total < kReadBurst) {
       const ssize_t n = ::recv(c->fd, buf, sizeof buf, 0);
       if (n > 0) {
+        // When `in` grows past its capacity, the old buffer is freed without being wiped;
+        // heads (where a bearer key travels) fit the first 64 KiB, so it is large bodies that
+        // can leave such a copy.
         c->in.append(buf, static_cast<size_t>(n));
         sodium_memzero(buf, static_cast<size_t>(n));  // may hold a bearer key
         total += static_cast<size_t>(n);

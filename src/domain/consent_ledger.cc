@@ -420,7 +420,8 @@ ConsentDecision ConsentLedger::DecideActivityFrom(const ConsentFacts* facts,
 
 Result<ConsentDecision> ConsentLedger::PermitsActivity(const PolicySet& policies,
                                                        const std::string& subject_id,
-                                                       const Activity& activity) {
+                                                       const Activity& activity,
+                                                       ReadTx* caller_tx) {
   const int64_t now = d_.clock.Now();
   const uint64_t epoch = d_.store.ChangeEpoch();
   if (facts_.CurrentAt(epoch)) {
@@ -429,15 +430,17 @@ Result<ConsentDecision> ConsentLedger::PermitsActivity(const PolicySet& policies
     }
   }
   ConsentDecision out;
-  GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
-    auto position = facts_.Sync(tx, epoch);
+  // The epoch marks the kept facts current only for a transaction begun after it was read.
+  auto decide = [&](ReadTx& tx) -> Status {
+    auto position = caller_tx != nullptr ? facts_.Sync(tx) : facts_.Sync(tx, epoch);
     if (!position.ok()) return position.status();
     auto kept = KeptFacts(tx, position.value(), subject_id);
     if (!kept.ok()) return kept.status();
     if (!kept.value()) return NotFound("no such subject");
     out = DecideActivityFrom(kept.value().get(), policies, activity, now);
     return Status::Ok();
-  }));
+  };
+  GARDE_RETURN_IF_ERROR(caller_tx != nullptr ? decide(*caller_tx) : d_.store.Read(decide));
   return out;
 }
 

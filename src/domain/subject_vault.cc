@@ -473,9 +473,9 @@ bool SubjectVault::MayProcess(const SubjectRow& subject, const Activity& activit
 }
 
 Status SubjectVault::ConsentAllows(const PolicySet& policies, const std::string& id,
-                                   const Activity& activity) const {
+                                   const Activity& activity, ReadTx* tx) const {
   if (consent_ == nullptr || !ActivityNeedsConsent(policies, activity)) return Status::Ok();
-  auto decision = consent_->PermitsActivity(policies, id, activity);
+  auto decision = consent_->PermitsActivity(policies, id, activity, tx);
   if (!decision.ok()) return decision.status();
   if (decision->allowed) return Status::Ok();
   // SPEC §3.4: a consent-based activity reads only subjects whose consent allows it;
@@ -653,7 +653,7 @@ Result<std::vector<SubjectView>> SubjectVault::Search(const Caller& caller,
       if (!row.ok()) return row.status();
       if (!row.value() || row.value()->status == "erased" ||
           !MayProcess(*row.value(), *activity.value()) ||
-          !ConsentAllows(*policies, id, *activity.value()).ok()) {
+          !ConsentAllows(*policies, id, *activity.value(), &tx).ok()) {
         continue;
       }
       // Confirm every criterion on the decrypted value: truncated digests can collide.

@@ -71,7 +71,7 @@ class ConsentLedger final : public ActivityConsent {
   // facts while current. An unknown subject answers not_found.
   Result<ConsentDecision> PermitsActivity(const PolicySet& policies,
                                           const std::string& subject_id,
-                                          const Activity& activity) override;
+                                          const Activity& activity, ReadTx* tx) override;
   static ConsentDecision DecideActivityFrom(const ConsentFacts* facts, const PolicySet& policies,
                                             const Activity& activity, int64_t now);
   // Current state per purpose/channel and the whole history.

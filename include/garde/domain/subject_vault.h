@@ -70,10 +70,11 @@ void WriteSubjectJson(JsonWriter& w, const SubjectView& s);
 class ActivityConsent {
  public:
   virtual ~ActivityConsent() = default;
-  // Allowed, or why the subject's consent does not let `activity` process it.
+  // Allowed, or why the subject's consent does not let `activity` process it. Inside a
+  // caller's transaction, `tx` is it (no second connection is taken); else null.
   virtual Result<ConsentDecision> PermitsActivity(const PolicySet& policies,
                                                   const std::string& subject_id,
-                                                  const Activity& activity) = 0;
+                                                  const Activity& activity, ReadTx* tx) = 0;
 };
 
 struct VaultDeps {
@@ -193,7 +194,7 @@ class SubjectVault {
 
   // OK, or 403 when `activity` needs the subject's consent and does not have it.
   Status ConsentAllows(const PolicySet& policies, const std::string& id,
-                       const Activity& activity) const;
+                       const Activity& activity, ReadTx* tx = nullptr) const;
 
   VaultDeps d_;
   ActivityConsent* consent_ = nullptr;

@@ -114,8 +114,10 @@ Status OpenRequest(Deployment& d, Exchange& x) {
   JsonWriter w;
   WriteRequestJson(w, opened.value(), d.clock().Now());
   std::string json = w.Take();
-  if (opened->row.status == "received") {
+  if (opened->row.status == "received" && !x.caller->is_subject()) {
     // The link to send to the customer's known contact: following it confirms the request.
+    // Never to a subject link's holder: the link may have been forwarded, and the notice in
+    // the outbox goes to the contact on file instead.
     const int64_t expires = d.clock().Now() + kVerificationTtl;
     const std::string token =
         d.tokens().Mint({opened->row.subject_id, "dsr", opened->row.id, expires});

@@ -98,6 +98,16 @@ TEST_F(CustomerRights, AForwardedPreferenceLinkCannotReadTheCustomersFile) {
                              "", {}, "");
   ASSERT_EQ(pkg.status, 200) << pkg.body;
   EXPECT_NE(pkg.body.find("cust@example.org"), std::string::npos);
+
+  // Opened through the API with the preference link as bearer: no confirmation link in the
+  // answer either (it goes to the contact on file only).
+  const std::string token_for_api = preference_path_.substr(3);
+  HttpReply via_api = g_.Request("POST", "/v1/requests", R"({"type":"erasure"})",
+                                 {{"Authorization", "Bearer " + token_for_api}});
+  ASSERT_EQ(via_api.status, 201) << via_api.body;
+  EXPECT_EQ(via_api.body.find("verification_url"), std::string::npos) << via_api.body;
+  EXPECT_EQ(via_api.body.find("/r/"), std::string::npos) << via_api.body;
+  EXPECT_EQ(JsonString(via_api.body, "status"), "received");
 }
 
 // Art. 12(3) and (4): the customer is told why an answer takes longer or is refused, and that

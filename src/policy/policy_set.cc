@@ -471,7 +471,15 @@ Result<std::shared_ptr<const PolicySet>> LoadPolicies(const std::string& dir) {
     crypto_hash_sha256_update(&hash, reinterpret_cast<const uint8_t*>(framed.data()),
                               framed.size());
     crypto_hash_sha256_update(&hash, reinterpret_cast<const uint8_t*>(raw.data()), raw.size());
-    if (loaded) parse(f);
+    if (!loaded) return;
+    // yaml-cpp throws on a document of an unexpected shape (a list or a scalar where a mapping
+    // belongs, then indexed): a problem with the file, not a crash of the service.
+    try {
+      parse(f);
+    } catch (const YAML::Exception& e) {
+      f.Problem(e.mark.line >= 0 ? e.mark.line + 1 : 1, std::string("unexpected structure: ") +
+                                                          e.msg);
+    }
   };
   load("schema.yaml", [&](YamlFile& f) { LoadSchema(f, &set->schema_); });
   load("purposes.yaml", [&](YamlFile& f) { LoadPurposes(f, &set->purposes_); });

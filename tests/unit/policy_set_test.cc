@@ -1,6 +1,10 @@
 #include "garde/policy/policy_set.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 
 namespace garde {
 namespace {
@@ -58,6 +62,26 @@ TEST(PolicySet, ContentHashChangesWithContent) {
   auto b = LoadPolicies(GARDE_TEST_FIXTURES "/../../policies");
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ(a.value()->content_hash(), b.value()->content_hash());
+}
+
+// Found by the policy-files fuzzer: a register.yaml whose root is not a mapping made yaml-cpp
+// throw out of LoadPolicies (a crash of `garde serve` or `garde lint`).
+TEST(PolicySet, AFileOfTheWrongShapeIsAProblemNotACrash) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("garde-policy-shape-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  for (const auto& f : std::filesystem::directory_iterator(GARDE_TEST_FIXTURES "/../../policies")) {
+    std::filesystem::copy_file(f.path(), dir / f.path().filename());
+  }
+  for (const char* text : {"# only a comment\njust a scalar\n", "- a\n- list\n", "[1, 2]\n",
+                           "organisation: [1]\nactivities: []\n"}) {
+    std::ofstream(dir / "register.yaml", std::ios::trunc) << text;
+    Result<std::shared_ptr<const PolicySet>> set = Status::Ok();
+    ASSERT_NO_THROW(set = LoadPolicies(dir.string())) << text;
+    EXPECT_FALSE(set.ok()) << text;
+  }
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <sodium.h>
 
+#include <array>
+
 
 namespace garde {
 namespace {
@@ -87,11 +89,15 @@ std::string RandomId(std::string_view prefix) {
 }
 
 bool IsRandomId(std::string_view s, std::string_view prefix) {
+  // Checked for every audit entry: one table lookup per character.
+  static const auto kIsCrockford = [] {
+    std::array<bool, 256> table{};
+    for (const char* p = kCrockford; *p; ++p) table[static_cast<unsigned char>(*p)] = true;
+    return table;
+  }();
   if (s.size() != prefix.size() + 26 || s.substr(0, prefix.size()) != prefix) return false;
   for (char c : s.substr(prefix.size())) {
-    bool found = false;
-    for (const char* p = kCrockford; *p; ++p) found |= (*p == c);
-    if (!found) return false;
+    if (!kIsCrockford[static_cast<unsigned char>(c)]) return false;
   }
   return true;
 }

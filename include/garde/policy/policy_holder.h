@@ -5,8 +5,8 @@
 //   holder.Replace(new_set);
 #pragma once
 
+#include <atomic>
 #include <memory>
-#include <mutex>
 
 #include "garde/policy/policy_set.h"
 
@@ -15,18 +15,14 @@ namespace garde {
 class PolicyHolder {
  public:
   explicit PolicyHolder(std::shared_ptr<const PolicySet> set) : set_(std::move(set)) {}
-  std::shared_ptr<const PolicySet> Current() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return set_;
-  }
+  // Read on every request (and every audit entry): an atomic load, no lock to contend for.
+  std::shared_ptr<const PolicySet> Current() const { return set_.load(std::memory_order_acquire); }
   void Replace(std::shared_ptr<const PolicySet> set) {
-    std::lock_guard<std::mutex> lock(mu_);
-    set_ = std::move(set);
+    set_.store(std::move(set), std::memory_order_release);
   }
 
  private:
-  mutable std::mutex mu_;
-  std::shared_ptr<const PolicySet> set_;
+  std::atomic<std::shared_ptr<const PolicySet>> set_;
 };
 
 }  // namespace garde

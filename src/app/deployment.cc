@@ -70,9 +70,7 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   // so a reload applies at once).
   const PolicyHolder* holder = d->policies_.get();
   AuditValues values(d->audit_digest_.get(), [holder](std::string_view activity) {
-    const auto current = holder->Current();
-    return std::any_of(current->activities().begin(), current->activities().end(),
-                       [&](const Activity& a) { return a.id == activity; });
+    return holder->Current()->FindActivity(activity) != nullptr;
   });
   d->audit_ = std::make_unique<AuditLog>(
       *d->store_, *d->audit_store_, d->clock_, *d->signer_,

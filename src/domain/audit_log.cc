@@ -129,14 +129,8 @@ AuditLog::~AuditLog() { Stop(); }
 
 Status AuditLog::Record(WriteTx* tx, const Caller& caller, const AccessEvent& event) {
   const AuditValues& values = options_.values;
-  auto plain = [](const std::string& v) { return v.empty() || AuditValues::IsPlainToken(v); };
-  const bool caller_plain = plain(caller.key_id) && plain(caller.role) && plain(caller.request_id);
-  if (caller_plain && values.IsCanonical(event)) return RecordCanonical(tx, caller, event);
-  Caller safe = caller;
-  safe.key_id = values.Token(caller.key_id);
-  safe.role = values.Token(caller.role);
-  safe.request_id = values.Token(caller.request_id);
-  return RecordCanonical(tx, safe, values.Canonical(event));
+  if (values.IsCanonical(caller, event)) return RecordCanonical(tx, caller, event);
+  return RecordCanonical(tx, values.Canonical(caller), values.Canonical(event));
 }
 
 Status AuditLog::RecordCanonical(WriteTx* tx, const Caller& caller, const AccessEvent& event) {

@@ -1,5 +1,7 @@
 #include "garde/domain/audit_values.h"
 
+#include <algorithm>
+
 #include "garde/base/encoding.h"
 
 namespace garde {
@@ -20,35 +22,40 @@ std::string AuditValues::Marked(std::string_view marker, std::string_view value)
   return out;
 }
 
+bool AuditValues::TokenKept(std::string_view v) { return v.empty() || IsPlainToken(v); }
+bool AuditValues::SubjectKept(std::string_view v) { return v.empty() || IsRandomId(v, "sub_"); }
+bool AuditValues::ActivityKept(std::string_view v) const {
+  // Activity ids are plain tokens; the register decides whether this one exists.
+  return v.empty() || (IsPlainToken(v) && (!declared_ || declared_(v)));
+}
+
 std::string AuditValues::Subject(std::string_view value) const {
-  if (value.empty() || IsRandomId(value, "sub_")) return std::string(value);
-  return Marked("malformed:", value);
+  return SubjectKept(value) ? std::string(value) : Marked("malformed:", value);
 }
 
 std::string AuditValues::Activity(std::string_view value) const {
-  if (value.empty()) return "";
-  // Activity ids are plain tokens; the register decides whether this one exists.
-  if (IsPlainToken(value) && (declared_ ? declared_(value) : true)) return std::string(value);
-  return Marked("undeclared:", value);
+  return ActivityKept(value) ? std::string(value) : Marked("undeclared:", value);
 }
 
 std::string AuditValues::Token(std::string_view value) const {
-  if (value.empty() || IsPlainToken(value)) return std::string(value);
-  return Marked("malformed:", value);
+  return TokenKept(value) ? std::string(value) : Marked("malformed:", value);
 }
 
-bool AuditValues::IsCanonical(const AccessEvent& e) const {
-  auto plain = [](const std::string& v) { return v.empty() || IsPlainToken(v); };
-  if (!plain(e.action) || !plain(e.outcome)) return false;
-  if (!e.subject_id.empty() && !IsRandomId(e.subject_id, "sub_")) return false;
-  if (!e.activity.empty() &&
-      (!IsPlainToken(e.activity) || (declared_ && !declared_(e.activity)))) {
-    return false;
-  }
-  for (const auto& f : e.fields) {
-    if (!plain(f)) return false;
-  }
-  return true;
+bool AuditValues::IsCanonical(const Caller& caller, const AccessEvent& e) const {
+  return TokenKept(caller.key_id) && TokenKept(caller.role) && TokenKept(caller.request_id) &&
+         TokenKept(e.action) && TokenKept(e.outcome) && SubjectKept(e.subject_id) &&
+         ActivityKept(e.activity) &&
+         std::all_of(e.fields.begin(), e.fields.end(), [](const std::string& f) {
+           return TokenKept(f);
+         });
+}
+
+Caller AuditValues::Canonical(const Caller& caller) const {
+  Caller out = caller;
+  out.key_id = Token(caller.key_id);
+  out.role = Token(caller.role);
+  out.request_id = Token(caller.request_id);
+  return out;
 }
 
 AccessEvent AuditValues::Canonical(const AccessEvent& event) const {

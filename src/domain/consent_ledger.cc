@@ -391,14 +391,6 @@ Result<ConsentAnswer> ConsentLedger::DecideKept(ReadTx& tx, int64_t position,
   return DecideFrom(kept.value().get(), policies, id, purpose, channel, now);
 }
 
-Result<ConsentAnswer> ConsentLedger::DecideIn(ReadTx& tx, const PolicySet& policies,
-                                              const SubjectRow& subject, const Purpose& purpose,
-                                              const std::string& channel, int64_t now) {
-  auto facts = LoadFacts(tx, subject);
-  if (!facts.ok()) return facts.status();
-  return DecideFrom(facts.value().get(), policies, subject.id, purpose, channel, now);
-}
-
 ConsentDecision ConsentLedger::DecideActivityFrom(const ConsentFacts* facts,
                                                   const PolicySet& policies,
                                                   const Activity& activity, int64_t now) {
@@ -406,11 +398,9 @@ ConsentDecision ConsentLedger::DecideActivityFrom(const ConsentFacts* facts,
   for (const auto& id : activity.purposes) {
     const Purpose* p = policies.FindPurpose(id);
     if (p == nullptr) continue;
-    for (const auto& channel : DecisionChannels(*p)) {
-      ConsentAnswer a = DecideFrom(facts, policies, "", *p, channel, now);
-      if (a.decision.allowed) return a.decision;
-      if (!refusal) refusal = a.decision;  // the purpose-wide answer says most
-    }
+    ConsentDecision d = ShownDecision(facts, policies, *p, now);
+    if (d.allowed) return d;
+    if (!refusal) refusal = d;
   }
   if (refusal) return *refusal;
   ConsentDecision none;

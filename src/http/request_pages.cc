@@ -205,6 +205,18 @@ using Array = Poco::JSON::Array;
 bool IsObject(const Poco::Dynamic::Var& v) { return v.type() == typeid(Object::Ptr); }
 bool IsArray(const Poco::Dynamic::Var& v) { return v.type() == typeid(Array::Ptr); }
 
+// The objects of a package member that is a list of them (none when it is not a list).
+std::vector<Object::Ptr> ObjectsIn(const Poco::Dynamic::Var& v) {
+  std::vector<Object::Ptr> out;
+  if (!IsArray(v)) return out;
+  const auto& arr = *v.extract<Array::Ptr>();
+  for (size_t i = 0; i < arr.size(); ++i) {
+    const auto item = arr.get(static_cast<unsigned>(i));
+    if (IsObject(item)) out.push_back(item.extract<Object::Ptr>());
+  }
+  return out;
+}
+
 // A value as one CSV cell: scalars as text, composites as compact JSON.
 std::string ValueText(const Poco::Dynamic::Var& v) {
   if (v.isEmpty()) return "";
@@ -279,11 +291,8 @@ Poco::Dynamic::Var PackageFields(const Object& pkg) {
 std::string PurposesHtml(const Poco::Dynamic::Var& purposes) {
   if (!IsArray(purposes)) return JsonHtml(purposes);
   std::string out = "<ul>";
-  const auto& arr = *purposes.extract<Array::Ptr>();
-  for (size_t i = 0; i < arr.size(); ++i) {
-    const auto p = arr.get(static_cast<unsigned>(i));
-    if (!IsObject(p)) continue;
-    const auto& obj = *p.extract<Object::Ptr>();
+  for (const auto& p : ObjectsIn(purposes)) {
+    const auto& obj = *p;
     out += "<li>" + Cell(obj, obj.has("title") ? "title" : "id") +
            (obj.has("legal_basis") ? " (" + Cell(obj, "legal_basis") + ")" : "") + "</li>";
   }
@@ -327,17 +336,11 @@ const char* RightText(const std::string& right, const std::string& lang) {
 std::string PackageRightsHtml(const Object& pkg, const std::string& lang) {
   const bool fr = lang == "fr";
   std::string body = "<h2>" + HtmlEscape(fr ? "Vos droits" : "Your rights") + "</h2><ul>";
-  const auto rights = Member(pkg, "rights");
-  if (IsArray(rights)) {
-    const auto& arr = *rights.extract<Array::Ptr>();
-    for (size_t i = 0; i < arr.size(); ++i) {
-      const auto item = arr.get(static_cast<unsigned>(i));
-      if (!IsObject(item)) continue;
-      const auto& obj = *item.extract<Object::Ptr>();
-      body += "<li data-right=\"" + HtmlEscape(Member(obj, "right").toString()) + "\">" +
-              HtmlEscape(RightText(Member(obj, "right").toString(), lang)) + " (" +
-              Cell(obj, "article") + ")</li>";
-    }
+  for (const auto& right : ObjectsIn(Member(pkg, "rights"))) {
+    const auto& obj = *right;
+    body += "<li data-right=\"" + HtmlEscape(Member(obj, "right").toString()) + "\">" +
+            HtmlEscape(RightText(Member(obj, "right").toString(), lang)) + " (" +
+            Cell(obj, "article") + ")</li>";
   }
   body += "</ul>";
   const auto with = Member(pkg, "exercise_with");
@@ -359,13 +362,10 @@ std::string PackageRightsHtml(const Object& pkg, const std::string& lang) {
   }
   body += "<h3>" + HtmlEscape(fr ? "Décisions automatisées et profilage"
                                  : "Automated decisions and profiling") + "</h3>";
-  const auto decisions = Member(pkg, "automated_decisions");
-  if (IsArray(decisions) && decisions.extract<Array::Ptr>()->size() > 0) {
-    const auto& arr = *decisions.extract<Array::Ptr>();
-    for (size_t i = 0; i < arr.size(); ++i) {
-      const auto item = arr.get(static_cast<unsigned>(i));
-      if (!IsObject(item)) continue;
-      const auto& obj = *item.extract<Object::Ptr>();
+  const auto decisions = ObjectsIn(Member(pkg, "automated_decisions"));
+  if (!decisions.empty()) {
+    for (const auto& decision : decisions) {
+      const auto& obj = *decision;
       body += "<section data-automated><h4>" + Cell(obj, "name") + "</h4><dl><dt>" +
               HtmlEscape(fr ? "Logique" : "Logic") + "</dt><dd>" + Cell(obj, "logic") +
               "</dd><dt>" + HtmlEscape(fr ? "Portée et conséquences" : "Significance and consequences") +
@@ -398,13 +398,10 @@ std::string PackageHtml(const Object& pkg, const std::string& lang, std::string*
                  {"legal_basis", t.basis}, {"method", t.method}, {"at", t.at},
                  {"expires_at", t.expires}});
   body += "<h2>" + HtmlEscape(t.processing) + "</h2>";
-  const auto processing = Member(pkg, "processing");
-  if (IsArray(processing) && processing.extract<Array::Ptr>()->size() > 0) {
-    const auto& arr = *processing.extract<Array::Ptr>();
-    for (size_t i = 0; i < arr.size(); ++i) {
-      const auto a = arr.get(static_cast<unsigned>(i));
-      if (!IsObject(a)) continue;
-      const auto& obj = *a.extract<Object::Ptr>();
+  const auto processing = ObjectsIn(Member(pkg, "processing"));
+  if (!processing.empty()) {
+    for (const auto& activity : processing) {
+      const auto& obj = *activity;
       body += "<section><h3>" + Cell(obj, "name") + "</h3><dl>" +
               "<dt>" + HtmlEscape(t.purposes) + "</dt><dd>" + PurposesHtml(Member(obj, "purposes")) +
               "</dd>" +

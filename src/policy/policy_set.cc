@@ -438,7 +438,7 @@ const char* LegalBasisName(LegalBasis b) {
   return "consent";
 }
 
-const Activity* PolicySet::FindActivity(const std::string& id) const {
+const Activity* PolicySet::FindActivity(std::string_view id) const {
   for (const auto& a : activities_) {
     if (a.id == id) return &a;
   }
@@ -492,7 +492,6 @@ Result<std::shared_ptr<const PolicySet>> LoadPolicies(const std::string& dir) {
     if (controller && controller.IsMap()) {
       set->controller_name_ = f.String(controller, "name", "controller", true);
       set->controller_contact_ = f.String(controller, "contact", "controller", false);
-      set->controller_address_ = f.String(controller, "address", "controller", false);
     } else {
       f.Problem(1, "'organisation.controller' (name, address, contact) is required");
     }

@@ -62,6 +62,15 @@ class RequestsE2E : public ::testing::Test {
     EXPECT_EQ(r.status, 201) << r.body;
     return Parse(r.body)->getArray("links")->getObject(0)->getValue<std::string>("token");
   }
+  // Opens an access request for `id` with an operator key, verifies and completes it;
+  // returns its id.
+  std::string AnswerAccessRequest(const std::string& id) {
+    auto r = Open(R"({"type":"access","subject":")" + id + R"("})", operator_key_);
+    const std::string rid = r->getValue<std::string>("id");
+    Step(rid, "verify", R"({"note":"checked in person"})");
+    Step(rid, "complete");
+    return rid;
+  }
   // The path of the link in the latest customer notice `notice` about `request` (the outbox
   // row the mailer sends), or "".
   std::string NoticeLink(const std::string& request, const std::string& notice) {
@@ -406,10 +415,7 @@ TEST_F(RequestsE2E, AccessPackageListsAnEarlierMarketingReadWithItsActivity) {
   const std::string id = CreateSubject(R"({"email":"pkg@example.org","first_name":"Paquet"})");
   Grant(id, "marketing.email");
   ASSERT_EQ(g_.Get("/v1/subjects/" + id, marketing_key_, "marketing_email").status, 200);
-  auto r = Open(R"({"type":"access","subject":")" + id + R"("})", operator_key_);
-  const std::string rid = r->getValue<std::string>("id");
-  Step(rid, "verify", R"({"note":"video call"})");
-  Step(rid, "complete");
+  const std::string rid = AnswerAccessRequest(id);
   HttpReply pkg = g_.Get("/v1/requests/" + rid + "/package", officer_key_);
   ASSERT_EQ(pkg.status, 200) << pkg.body;
   auto p = Parse(pkg.body);
@@ -449,10 +455,7 @@ TEST_F(RequestsE2E, AccessPackageGivesEveryItemOfArticle15) {
   const std::string id = CreateSubject(
       R"({"email":"art15@example.org","first_name":"Quinze","postal_code":"75002"})");
   Grant(id, "profiling");
-  auto r = Open(R"({"type":"access","subject":")" + id + R"("})", operator_key_);
-  const std::string rid = r->getValue<std::string>("id");
-  Step(rid, "verify", R"({"note":"in person"})");
-  Step(rid, "complete");
+  const std::string rid = AnswerAccessRequest(id);
   HttpReply pkg = g_.Get("/v1/requests/" + rid + "/package", officer_key_);
   ASSERT_EQ(pkg.status, 200) << pkg.body;
   auto p = Parse(pkg.body);

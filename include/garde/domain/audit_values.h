@@ -28,8 +28,10 @@ class AuditValues {
 
   // The event as the log may keep it: subject, activity and field names canonical.
   AccessEvent Canonical(const AccessEvent& event) const;
-  // Whether Canonical would change nothing (the common case, checked without copying).
-  bool IsCanonical(const AccessEvent& event) const;
+  // The caller as the log may keep it: key id, role and request id canonical.
+  Caller Canonical(const Caller& caller) const;
+  // Whether both Canonical would change nothing (the common case, checked without copying).
+  bool IsCanonical(const Caller& caller, const AccessEvent& event) const;
   // A caller's request id, key id and role: printable ASCII of bounded length, or a marker.
   std::string Token(std::string_view value) const;
   // "" and "sub_" + 26 base32 characters as given; anything else "malformed:<16 hex>".
@@ -42,6 +44,10 @@ class AuditValues {
   static bool IsPlainToken(std::string_view value);
 
  private:
+  // Whether a value of each kind is kept as given.
+  static bool TokenKept(std::string_view value);
+  static bool SubjectKept(std::string_view value);
+  bool ActivityKept(std::string_view value) const;
   std::string Marked(std::string_view marker, std::string_view value) const;
   const KeyedHash* digest_;
   ActivityCheck declared_;

@@ -86,11 +86,6 @@ class ConsentLedger final : public ActivityConsent {
   // One-click unsubscribe (RFC 8058) authorised by a subject token: withdraws the token's
   // purpose, or every marketing purpose for scope "*". Idempotent. Returns events recorded.
   Result<int> UnsubscribeByToken(const SubjectTokenClaims& claims, const std::string& request_id);
-  // The decision for one subject inside a caller's transaction, read from it (no audit:
-  // the caller audits the whole operation). Inside a write transaction, this is the one.
-  Result<ConsentAnswer> DecideIn(ReadTx& tx, const PolicySet& policies, const SubjectRow& row,
-                                 const Purpose& purpose, const std::string& channel,
-                                 int64_t now);
   // Keeps the consent facts of every subject when they all fit, so that the checks after a
   // start do not each go to the database. Returns the subjects loaded (0: too many).
   Result<size_t> WarmUp();
@@ -132,8 +127,8 @@ class ConsentLedger final : public ActivityConsent {
     ConsentDecision decision;
   };
   Result<std::vector<Preference>> Preferences(const SubjectTokenClaims& claims);
-  // What the preference centre shows for a purpose: the first channel (or the purpose as a
-  // whole) that is allowed, else the purpose-wide refusal.
+  // What the preference centre shows for a purpose, and what an activity's read rests on: the
+  // first channel (or the purpose as a whole) that is allowed, else the purpose-wide refusal.
   static ConsentDecision ShownDecision(const ConsentFacts* facts, const PolicySet& policies,
                                        const Purpose& purpose, int64_t now);
   // Applies the customer's choices (purpose id -> wanted; purposes absent are not wanted)

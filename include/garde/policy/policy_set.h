@@ -11,6 +11,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "garde/base/status.h"
@@ -84,7 +85,7 @@ struct Role {
 class PolicySet {
  public:
   const Schema& schema() const { return schema_; }
-  const Activity* FindActivity(const std::string& id) const;
+  const Activity* FindActivity(std::string_view id) const;
   const Purpose* FindPurpose(const std::string& id) const;
   const Role* FindRole(const std::string& name) const;
   const std::vector<Activity>& activities() const { return activities_; }
@@ -96,7 +97,6 @@ class PolicySet {
   // The data controller named in register.yaml (organisation.controller).
   const std::string& controller_name() const { return controller_name_; }
   const std::string& controller_contact() const { return controller_contact_; }
-  const std::string& controller_address() const { return controller_address_; }
   // The supervisory authority a data subject may complain to (Art. 15(1)(f), 77):
   // organisation.supervisory_authority {name, address, url}.
   struct Authority {
@@ -117,7 +117,6 @@ class PolicySet {
   std::string organisation_json_ = "null";
   std::string controller_name_;
   std::string controller_contact_;
-  std::string controller_address_;
   Authority authority_;
 };
 

@@ -1,5 +1,7 @@
 #include "garde/app/deployment.h"
 
+#include "garde/base/log.h"
+
 #include <algorithm>
 
 #include <sys/stat.h>
@@ -35,6 +37,12 @@ Status Deployment::Initialise(const Config& config) {
 Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   if (!InitSodium()) return Unavailable("libsodium cannot be initialised");
   std::unique_ptr<Deployment> d(new Deployment(config));  // private constructor
+  if (config.test_clock_offset != 0) {
+    // Tests of expiry, deadlines, retention and schedules only: every "now" is moved.
+    d->clock_.Advance(config.test_clock_offset);
+    LogLine(spdlog::level::warn, "test_clock_offset is set: the service's clock is moved")
+        .Int("seconds", config.test_clock_offset);
+  }
   auto policies = LoadPolicies(config.policies_dir);
   if (!policies.ok()) return policies.status();
   GARDE_RETURN_IF_ERROR(d->keys_.Load());
@@ -80,13 +88,14 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   GARDE_RETURN_IF_ERROR(d->audit_->Flush());
   d->api_keys_ = std::make_unique<ApiKeys>(*d->store_, *d->api_key_hash_, d->clock_,
                                             config.api_key_cache_seconds);
+  d->tombstones_ = std::make_unique<TombstoneLog>(config.data_dir + "/tombstones.log");
   d->vault_ = std::make_unique<SubjectVault>(
       VaultDeps{*d->store_, d->keys_, *d->blind_index_, *d->suppression_hash_, *d->standard_,
                 *d->policies_, *d->audit_, d->clock_},
       static_cast<size_t>(config.kept_records));
   d->consents_ = std::make_unique<ConsentLedger>(ConsentDeps{
       *d->store_, *d->policies_, *d->standard_, *d->suppression_hash_, *d->signer_, *d->audit_,
-      d->clock_},
+      d->clock_, d->tombstones_.get()},
       static_cast<size_t>(config.kept_subjects));
   d->vault_->SetActivityConsent(d->consents_.get());
   d->audiences_ = std::make_unique<AudienceBuilder>(*d->store_, *d->vault_, *d->consents_,
@@ -107,7 +116,7 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   d->requests_ = std::make_unique<RequestDesk>(RequestDeps{
       *d->store_, *d->policies_, *d->vault_, *d->consents_, *d->audit_, d->clock_,
       std::move(jurisdictions.value()), config.dsr_jurisdiction,
-      config.data_dir + "/tombstones.log", d->tokens_.get(),
+      d->tombstones_.get(), d->tokens_.get(),
       [raw = d.get()] { return raw->PublicBaseUrl(); }});
   d->rotation_ = std::make_unique<KeyRotation>(*d->store_, d->keys_);
   return d;

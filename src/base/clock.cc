@@ -1,5 +1,7 @@
 #include "garde/base/clock.h"
 
+#include <algorithm>
+
 #include <chrono>
 #include <cstdio>
 
@@ -126,6 +128,46 @@ std::optional<int64_t> ParseRfc3339(std::string_view s) {
   }
   if (pos != s.size()) return std::nullopt;
   return DaysFromCivil(*date) * 86400 + hh * 3600 + mm * 60 + (ss == 60 ? 59 : ss) - offset;
+}
+
+std::optional<int64_t> AddIsoDuration(int64_t t, const std::string& d) {
+  if (d.size() < 3 || d[0] != 'P') return std::nullopt;
+  int64_t years = 0, months = 0, days = 0, seconds = 0;
+  bool in_time = false;
+  int64_t num = -1;
+  for (size_t i = 1; i < d.size(); ++i) {
+    const char c = d[i];
+    if (c == 'T') {
+      if (in_time || num != -1) return std::nullopt;
+      in_time = true;
+      continue;
+    }
+    if (c >= '0' && c <= '9') {
+      num = (num < 0 ? 0 : num) * 10 + (c - '0');
+      if (num > 100000) return std::nullopt;
+      continue;
+    }
+    if (num < 0) return std::nullopt;
+    if (!in_time && c == 'Y') years += num;
+    else if (!in_time && c == 'M') months += num;
+    else if (!in_time && c == 'W') days += num * 7;
+    else if (!in_time && c == 'D') days += num;
+    else if (in_time && c == 'H') seconds += num * 3600;
+    else if (in_time && c == 'M') seconds += num * 60;
+    else if (in_time && c == 'S') seconds += num;
+    else return std::nullopt;
+    num = -1;
+  }
+  if (num != -1) return std::nullopt;
+  // Calendar arithmetic: add months, clamping the day to the target month's length.
+  int64_t day_index = t >= 0 ? t / 86400 : (t - 86399) / 86400;
+  const int64_t secs = t - day_index * 86400;
+  CivilDate c = CivilFromDays(day_index);
+  int64_t m = c.month - 1 + months + years * 12;
+  c.year += static_cast<int>(m >= 0 ? m / 12 : (m - 11) / 12);
+  c.month = static_cast<int>(((m % 12) + 12) % 12 + 1);
+  c.day = std::min(c.day, DaysInMonth(c.year, c.month));
+  return (DaysFromCivil(c) + days) * 86400 + secs + seconds;
 }
 
 }  // namespace garde

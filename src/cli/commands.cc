@@ -5,12 +5,14 @@
 
 #include <chrono>
 #include <climits>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <cstdio>
 #include <iostream>
 #include <thread>
 
+#include "garde/app/backups.h"
 #include "garde/app/deployment.h"
 #include "garde/base/clock.h"
 #include "garde/base/encoding.h"
@@ -50,6 +52,9 @@ Commands:
   receipt verify    check a consent receipt's signature
   lint              load and check the policy files
   register export   write the register of processing activities (json, csv, md, html)
+  backup            make a sealed backup of the vault and the audit log while serving
+  backup list|verify|prune   list, check or prune backups
+  restore           restore a backup; erasures and withdrawals made since are re-applied
 
 Every command takes --data-dir DIR and --policies DIR (or GARDE_DATA_DIR, GARDE_POLICIES,
 or a config file given with --config FILE). `garde <command> --help` describes a command.
@@ -144,6 +149,41 @@ Writes the register of processing activities held in the policy files: JSON (def
 register sheet (organisation first, one A4 sheet per activity). Lints first and refuses to
 export a register with errors (exit 1). Without --out, writes to standard output.
 )"},
+    {"backup", R"(Usage: garde backup [create] --data-dir DIR [--backup-dir DIR]
+
+Copies the vault, then the audit log, while the service runs (each a consistent snapshot;
+writers are not blocked), seals both into one file under a key derived from the keyring
+(XChaCha20-Poly1305 secretstream), writes it under a temporary name, fsyncs and renames it,
+then prunes by the keep policy (backup_keep_*). The keyring is not in the backup: keep it,
+and tombstones.log, apart. Prints a summary, then the backup's path alone on the last line.
+)"},
+    {"backup list", R"(Usage: garde backup list --data-dir DIR [--backup-dir DIR] [--json]
+
+Lists complete backups, newest first: id, time, subjects, audit log size, bytes. A file that
+does not open with this keyring's backup key is listed with its error.
+)"},
+    {"backup verify", R"(Usage: garde backup verify --data-dir DIR [--from FILE|ID] [--json]
+
+Decrypts a backup (default: the newest) into a scratch directory, checks each database's
+digest and SQLite integrity, and verifies the audit log copy (entries, tree, signed
+checkpoints) against the manifest. Exits 0 when it holds, 1 otherwise.
+)"},
+    {"backup prune", R"(Usage: garde backup prune --data-dir DIR [--backup-dir DIR]
+
+Deletes the backups the keep policy does not keep: the newest backup_keep_last, and the
+newest of each of the last backup_keep_daily days, backup_keep_weekly ISO weeks and
+backup_keep_monthly months. Prints the ids removed.
+)"},
+    {"restore", R"(Usage: garde restore --data-dir DIR --from FILE|ID [--reason TEXT] [--json]
+
+Restores a backup into DIR, which must hold the keyring (and tombstones.log) and must not be
+served meanwhile. The vault comes from the backup (the one it replaces is kept aside as
+garde.db.replaced-TIME). The audit log stays the live one when a consistency proof shows it
+extends the backup's, so no entry is lost; otherwise the backup's log is used and the live
+one kept aside as audit.db.forked-TIME — which needs --reason when a live log exists. Then
+every erasure, withdrawal, objection and suppression of tombstones.log made after the
+backup is re-applied, and the restore is audited (reason in restores.log).
+)"},
     {"lint", R"(Usage: garde lint [--policies DIR] [--json]
 
 Loads the policy files and reports every problem with file:line. Exits 1 when any is found.
@@ -151,8 +191,11 @@ Loads the policy files and reports every problem with file:line. Exits 1 when an
 };
 
 const char* HelpFor(const std::string& words) {
+  const std::string& w = words == "backup create"    ? std::string("backup")
+                         : words == "backup restore" ? std::string("restore")
+                                                     : words;
   for (const auto& h : kHelp) {
-    if (words == h.words) return h.text;
+    if (w == h.words) return h.text;
   }
   return nullptr;
 }
@@ -429,6 +472,149 @@ int RunAuditVerify(const CliArgs& args) {
   return report.ok() ? 0 : 1;
 }
 
+KeepPolicy KeepPolicyOf(const Config& c) {
+  return {c.backup_keep_last, c.backup_keep_daily, c.backup_keep_weekly, c.backup_keep_monthly};
+}
+
+std::string BackupLine(const BackupInfo& b) {
+  return b.id + "  " + FormatRfc3339(b.created_at) + "  " + std::to_string(b.subjects) +
+         " subjects  " + std::to_string(b.audit_size) + " audit entries  " +
+         std::to_string(b.bytes) + " bytes";
+}
+
+int RunBackupCreate(const CliArgs& args) {
+  auto cfg = ConfigFrom(args);
+  if (!cfg.ok()) return FailStatus(cfg.status());
+  auto d = Deployment::Open(cfg.value());
+  if (!d.ok()) return FailStatus(d.status());
+  Backups backups(*d.value(), cfg->backup_directory());
+  auto made = backups.Create();
+  if (!made.ok()) return FailStatus(made.status());
+  auto pruned = backups.Prune(KeepPolicyOf(cfg.value()));
+  if (!pruned.ok()) return FailStatus(pruned.status());
+  std::cout << "backup " << BackupLine(made.value()) << "\n";
+  for (const auto& id : pruned.value()) std::cout << "pruned " << id << "\n";
+  std::cout << made->path << std::endl;
+  return 0;
+}
+
+int RunBackupList(const CliArgs& args) {
+  auto cfg = ConfigFrom(args);
+  if (!cfg.ok()) return FailStatus(cfg.status());
+  auto listed = ListBackups(cfg.value(), cfg->backup_directory());
+  if (!listed.ok()) return FailStatus(listed.status());
+  if (args.Has("json")) {
+    JsonWriter w;
+    w.BeginArray();
+    for (const auto& b : listed.value()) {
+      w.BeginObject().Key("id").String(b.info.id).Key("path").String(b.info.path);
+      if (b.error.empty()) {
+        w.Key("created_at").String(FormatRfc3339(b.info.created_at))
+            .Key("subjects").Int(b.info.subjects)
+            .Key("audit_size").Int(static_cast<int64_t>(b.info.audit_size))
+            .Key("bytes").Int(b.info.bytes);
+      } else {
+        w.Key("error").String(b.error);
+      }
+      w.EndObject();
+    }
+    w.EndArray();
+    std::cout << w.str() << std::endl;
+    return 0;
+  }
+  for (const auto& b : listed.value()) {
+    std::cout << (b.error.empty() ? BackupLine(b.info) : b.info.path + "  UNREADABLE: " + b.error)
+              << "\n";
+  }
+  return 0;
+}
+
+// --from names a file, or the id of a backup in the backup directory; absent: the newest.
+Result<std::string> BackupPath(const Config& cfg, const std::string& from) {
+  if (!from.empty() && std::filesystem::is_regular_file(from)) return from;
+  auto listed = ListBackups(cfg, cfg.backup_directory());
+  if (!listed.ok()) return listed.status();
+  for (const auto& b : listed.value()) {
+    if (b.error.empty() && (from.empty() || b.info.id == from)) return b.info.path;
+  }
+  return NotFound(from.empty() ? "no backup in " + cfg.backup_directory()
+                               : "no backup " + from + " (neither a file nor an id in " +
+                                     cfg.backup_directory() + ")");
+}
+
+int RunBackupVerify(const CliArgs& args) {
+  auto cfg = ConfigFrom(args);
+  if (!cfg.ok()) return FailStatus(cfg.status());
+  auto path = BackupPath(cfg.value(), args.Get("from"));
+  if (!path.ok()) return FailStatus(path.status());
+  auto check = VerifyBackup(cfg.value(), path.value());
+  if (!check.ok()) return FailStatus(check.status());
+  if (args.Has("json")) {
+    JsonWriter w;
+    w.BeginObject().Key("ok").Bool(check->ok()).Key("id").String(check->info.id)
+        .Key("path").String(path.value()).Key("problems").BeginArray();
+    for (const auto& p : check->problems) w.String(p);
+    w.EndArray().EndObject();
+    std::cout << w.str() << std::endl;
+  } else if (check->ok()) {
+    std::cout << "backup verified: " << BackupLine(check->info) << "\n";
+  } else {
+    std::cout << "backup FAILED verification (" << path.value() << "):\n";
+    for (const auto& p : check->problems) std::cout << "  " << p << "\n";
+  }
+  return check->ok() ? 0 : 1;
+}
+
+int RunBackupPrune(const CliArgs& args) {
+  auto cfg = ConfigFrom(args);
+  if (!cfg.ok()) return FailStatus(cfg.status());
+  auto d = Deployment::Open(cfg.value());
+  if (!d.ok()) return FailStatus(d.status());
+  auto pruned = Backups(*d.value(), cfg->backup_directory()).Prune(KeepPolicyOf(cfg.value()));
+  if (!pruned.ok()) return FailStatus(pruned.status());
+  for (const auto& id : pruned.value()) std::cout << "pruned " << id << "\n";
+  return 0;
+}
+
+int RunRestore(const CliArgs& args) {
+  auto cfg = ConfigFrom(args);
+  if (!cfg.ok()) return FailStatus(cfg.status());
+  if (args.Get("from").empty()) return Fail("--from FILE|ID is required");
+  auto path = BackupPath(cfg.value(), args.Get("from"));
+  if (!path.ok()) return FailStatus(path.status());
+  RestoreReport report;
+  Status s = RestoreBackup(cfg.value(), path.value(), args.Get("reason"), &report);
+  if (!s.ok()) return FailStatus(s);
+  if (args.Has("json")) {
+    JsonWriter w;
+    w.BeginObject().Key("backup").String(report.backup.id)
+        .Key("audit").String(report.audit_consistent ? "consistent" : "forked")
+        .Key("backup_audit_size").Int(static_cast<int64_t>(report.backup.audit_size))
+        .Key("live_audit_size").Int(static_cast<int64_t>(report.live_audit_size))
+        .Key("reapplied").Int(static_cast<int64_t>(report.reapplied))
+        .Key("forked_log").String(report.forked_log)
+        .Key("replaced_vault").String(report.replaced_vault).EndObject();
+    std::cout << w.str() << std::endl;
+    return 0;
+  }
+  std::cout << "restored " << BackupLine(report.backup) << "\n";
+  if (report.audit_consistent) {
+    std::cout << "audit log: the live log (" << report.live_audit_size
+              << " entries) extends the backup's; kept\n";
+  } else {
+    std::cout << "audit log: continues from the backup's " << report.backup.audit_size
+              << " entries (a fork; recorded in restores.log)"
+              << (report.forked_log.empty() ? "" : ", live log kept as " + report.forked_log)
+              << "\n";
+  }
+  if (!report.replaced_vault.empty()) {
+    std::cout << "previous vault kept as " << report.replaced_vault << " (delete it when done)\n";
+  }
+  std::cout << "re-applied the erasures and withdrawals of " << report.reapplied
+            << " subjects from tombstones.log\n";
+  return 0;
+}
+
 int RunReceiptVerify(const CliArgs& args) {
   if (args.words.size() != 3) return Fail("name the receipt file: garde receipt verify FILE");
   std::ifstream in(args.words[2], std::ios::binary);
@@ -570,7 +756,7 @@ std::map<std::string, std::string> CliArgs::ConfigFlags() const {
   for (const auto& [k, v] : options) {
     static const std::set<std::string> kCommandOptions = {
         "name", "role", "activity", "id", "batch", "checkpoint", "public-key", "origin",
-        "start", "end", "format", "out"};
+        "start", "end", "format", "out", "from", "reason"};
     if (kCommandOptions.count(k) == 0) out[k] = v;
   }
   return out;
@@ -656,6 +842,11 @@ int RunCli(int argc, char** argv) {
   if (words == "audit verify") return RunAuditVerify(args);
   if (words == "audit checkpoint") return RunAuditCheckpoint(args);
   if (words == "audit export") return RunAuditExport(args);
+  if (words == "backup" || words == "backup create") return RunBackupCreate(args);
+  if (words == "backup list") return RunBackupList(args);
+  if (words == "backup verify") return RunBackupVerify(args);
+  if (words == "backup prune") return RunBackupPrune(args);
+  if (words == "restore" || words == "backup restore") return RunRestore(args);
   if (args.words.size() == 3 && args.words[0] == "receipt" && args.words[1] == "verify") {
     return RunReceiptVerify(args);
   }

@@ -4,6 +4,8 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -14,6 +16,7 @@
 #include <thread>
 
 #include "garde/app/deployment.h"
+#include "garde/app/backups.h"
 #include "garde/app/policy_reload.h"
 #include "garde/base/log.h"
 #include "garde/http/http_service.h"
@@ -38,6 +41,13 @@ class ServeApplication final : public Poco::Util::ServerApplication {
     sigaddset(&stop_signals, SIGHUP);  // taken by the reload thread below
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     SetUpLogging(config_.log_level, config_.log_file);
+    // Shared with any other service on this directory; a restore waits for none to hold it.
+    const int serve_lock =
+        ::open((config_.data_dir + "/" + kServeLock).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (serve_lock >= 0 && ::flock(serve_lock, LOCK_SH | LOCK_NB) != 0) {
+      std::cerr << "garde: " << config_.data_dir << " is being restored (serve.lock)\n";
+      return 1;
+    }
     auto d = Deployment::Open(config_);
     if (!d.ok()) {
       std::cerr << "garde: " << d.status().message() << "\n";
@@ -151,6 +161,47 @@ class ServeApplication final : public Poco::Util::ServerApplication {
       }
     });
 
+    // Scheduled backups (backup_interval): due when the newest backup in the directory is
+    // that old, so a restart neither skips one nor makes one early. Niced, like the warm-up:
+    // copying the databases must not take the cores from requests.
+    std::thread backer([&] {
+      if (config_.backup_interval <= 0) return;
+      ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
+      Backups backups(*d.value(), config_.backup_directory());
+      const KeepPolicy keep{config_.backup_keep_last, config_.backup_keep_daily,
+                            config_.backup_keep_weekly, config_.backup_keep_monthly};
+      int64_t newest = -1;  // unknown until listed
+      std::unique_lock<std::mutex> lock(mu);
+      while (!cv.wait_for(lock, std::chrono::seconds(1), [&] { return stopping; })) {
+        lock.unlock();
+        if (newest < 0) {
+          auto listed = ListBackups(config_, config_.backup_directory());
+          newest = 0;
+          if (listed.ok()) {
+            for (const auto& b : listed.value()) {
+              if (b.error.empty()) newest = std::max(newest, b.info.created_at);
+            }
+          }
+        }
+        if (d.value()->clock().Now() - newest >= config_.backup_interval) {
+          auto made = backups.Create();
+          if (made.ok()) {
+            newest = made->created_at;
+            LogLine(spdlog::level::info, "backup made")
+                .Str("id", made->id).Int("subjects", made->subjects).Int("bytes", made->bytes);
+            auto pruned = backups.Prune(keep);
+            if (!pruned.ok()) {
+              LogLine(spdlog::level::err, "backup prune failed").Str("detail", pruned.status().message());
+            }
+          } else {
+            newest = d.value()->clock().Now() - config_.backup_interval + 60;  // retry in a minute
+            LogLine(spdlog::level::err, "backup failed").Str("detail", made.status().message());
+          }
+        }
+        lock.lock();
+      }
+    });
+
     // SIGHUP reloads the policies, linted first, exactly as POST /v1/admin/reload does.
     std::thread reloader([&] {
       sigset_t hup;
@@ -185,6 +236,7 @@ class ServeApplication final : public Poco::Util::ServerApplication {
     cv.notify_all();
     watcher.join();
     checkpointer.join();
+    backer.join();
     reloader.join();
     http.Stop();
     warm_up.join();
@@ -197,6 +249,7 @@ class ServeApplication final : public Poco::Util::ServerApplication {
           .Str("detail", head.status().message());
     }
     LogLine(spdlog::level::info, "stopped");
+    ::close(serve_lock);
     return 0;
   }
 

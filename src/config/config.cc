@@ -1,5 +1,7 @@
 #include "garde/config/config.h"
 
+#include "garde/base/clock.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <cstdlib>
@@ -67,6 +69,13 @@ const std::vector<OptionDoc>& ConfigOptions() {
       {"audit_checkpoint_seconds", "GARDE_AUDIT_CHECKPOINT_SECONDS", "60", "or this many seconds after the last checkpoint"},
       {"dsr_jurisdictions", "GARDE_DSR_JURISDICTIONS", "gdpr=P1M+P2M,uk_gdpr=P1M+P2M,ccpa=P45D+P45D", "DSR deadline and longest extension per jurisdiction (ISO 8601 durations)"},
       {"dsr_jurisdiction", "GARDE_DSR_JURISDICTION", "gdpr", "jurisdiction of a request that names none"},
+      {"backup_dir", "GARDE_BACKUP_DIR", "<data_dir>/backups", "where garde backup writes and finds backups"},
+      {"backup_interval", "GARDE_BACKUP_INTERVAL", "(none)", "serve makes a backup this often (ISO 8601 duration, at least PT1M), then prunes"},
+      {"backup_keep_last", "GARDE_BACKUP_KEEP_LAST", "7", "prune keeps the newest N backups ..."},
+      {"backup_keep_daily", "GARDE_BACKUP_KEEP_DAILY", "7", "... and the newest of each of the last N days with one ..."},
+      {"backup_keep_weekly", "GARDE_BACKUP_KEEP_WEEKLY", "4", "... of the last N ISO weeks ..."},
+      {"backup_keep_monthly", "GARDE_BACKUP_KEEP_MONTHLY", "6", "... and of the last N months"},
+      {"test_clock_offset", "GARDE_TEST_CLOCK_OFFSET", "0", "tests only: seconds added to the service's clock (logged as a warning)"},
       {"api_key_cache_seconds", "GARDE_API_KEY_CACHE_SECONDS", "2", "how long a verified API key is remembered (revocation delay; 0 disables)"},
   };
   return kOptions;
@@ -200,6 +209,20 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
   if (values.count("log_file")) c.log_file = values["log_file"];
   if (values.count("dsr_jurisdictions")) c.dsr_jurisdictions = values["dsr_jurisdictions"];
   if (values.count("dsr_jurisdiction")) c.dsr_jurisdiction = values["dsr_jurisdiction"];
+  if (values.count("backup_dir")) c.backup_dir = values["backup_dir"];
+  if (values.count("backup_interval") && !values["backup_interval"].empty()) {
+    auto seconds = AddIsoDuration(0, values["backup_interval"]);
+    if (!seconds || *seconds < 60) {
+      bad.AddError("backup_interval", "must be an ISO 8601 duration of at least PT1M, e.g. P1D");
+    } else {
+      c.backup_interval = *seconds;
+    }
+  }
+  int_opt("test_clock_offset", -(int64_t{1} << 40), int64_t{1} << 40, &c.test_clock_offset);
+  int_opt("backup_keep_last", 1, 100000, &c.backup_keep_last);
+  int_opt("backup_keep_daily", 0, 100000, &c.backup_keep_daily);
+  int_opt("backup_keep_weekly", 0, 100000, &c.backup_keep_weekly);
+  int_opt("backup_keep_monthly", 0, 100000, &c.backup_keep_monthly);
   if (!bad.errors().empty()) return bad;
   return c;
 }

@@ -275,6 +275,7 @@ const char* ContextName(KeyContext c) {
     case KeyContext::kApiKeyHash: return "gdapikey";
     case KeyContext::kSigning: return "gdsignkp";
     case KeyContext::kAuditDigest: return "gdauditd";
+    case KeyContext::kBackup: return "gdbackup";
   }
   return "gdunknwn";
 }

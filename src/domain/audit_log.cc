@@ -20,14 +20,6 @@ namespace {
 
 Bytes ToBytes(const Hash& h) { return Bytes(h.begin(), h.end()); }
 
-Result<Hash> ToHash(const Result<Bytes>& b) {
-  if (!b.ok()) return b.status();
-  if (b.value().size() != 32) return Damaged("audit tree node has the wrong length");
-  Hash h;
-  std::copy(b.value().begin(), b.value().end(), h.begin());
-  return h;
-}
-
 // The seq member of a canonical entry, read without a JSON parser: entries begin
 // {"v":1,"seq":N, by construction.
 std::optional<uint64_t> EmbeddedSeq(const std::string& entry) {
@@ -615,6 +607,14 @@ std::string SubjectMember(const std::string& subject) {
 }
 
 }  // namespace
+
+Result<Hash> ToHash(const Result<Bytes>& b) {
+  if (!b.ok()) return b.status();
+  if (b.value().size() != 32) return Damaged("audit tree node has the wrong length");
+  Hash h;
+  std::copy(b.value().begin(), b.value().end(), h.begin());
+  return h;
+}
 
 AuditVerification VerifyAuditLog(Store& store, const PublicKey& key, const std::string& origin,
                                  const std::vector<std::string>& extra_checkpoints,

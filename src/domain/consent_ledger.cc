@@ -32,9 +32,9 @@ ConsentEventRow ConsentLedger::MakeEvent(const PolicySet& policies, const Purpos
                                          const std::string& channel, ConsentEventType type,
                                          const std::string& notice_version,
                                          const std::string& method, const std::string& actor,
-                                         int64_t at) const {
+                                         int64_t at, const std::string& id) const {
   ConsentEventRow e;
-  e.id = RandomId("cev_");
+  e.id = id.empty() ? RandomId("cev_") : id;
   e.subject_id = subject_id;
   e.purpose = purpose.id;
   e.channel = channel;
@@ -85,46 +85,6 @@ ConsentEventRow ConsentLedger::MakeEvent(const PolicySet& policies, const Purpos
       .EndObject().EndObject();
   e.receipt = full.Take();
   return e;
-}
-
-std::optional<int64_t> AddIsoDuration(int64_t t, const std::string& d) {
-  if (d.size() < 3 || d[0] != 'P') return std::nullopt;
-  int64_t years = 0, months = 0, days = 0, seconds = 0;
-  bool in_time = false;
-  int64_t num = -1;
-  for (size_t i = 1; i < d.size(); ++i) {
-    const char c = d[i];
-    if (c == 'T') {
-      if (in_time || num != -1) return std::nullopt;
-      in_time = true;
-      continue;
-    }
-    if (c >= '0' && c <= '9') {
-      num = (num < 0 ? 0 : num) * 10 + (c - '0');
-      if (num > 100000) return std::nullopt;
-      continue;
-    }
-    if (num < 0) return std::nullopt;
-    if (!in_time && c == 'Y') years += num;
-    else if (!in_time && c == 'M') months += num;
-    else if (!in_time && c == 'W') days += num * 7;
-    else if (!in_time && c == 'D') days += num;
-    else if (in_time && c == 'H') seconds += num * 3600;
-    else if (in_time && c == 'M') seconds += num * 60;
-    else if (in_time && c == 'S') seconds += num;
-    else return std::nullopt;
-    num = -1;
-  }
-  if (num != -1) return std::nullopt;
-  // Calendar arithmetic: add months, clamping the day to the target month's length.
-  int64_t day_index = t >= 0 ? t / 86400 : (t - 86399) / 86400;
-  const int64_t secs = t - day_index * 86400;
-  CivilDate c = CivilFromDays(day_index);
-  int64_t m = c.month - 1 + months + years * 12;
-  c.year += static_cast<int>(m >= 0 ? m / 12 : (m - 11) / 12);
-  c.month = static_cast<int>(((m % 12) + 12) % 12 + 1);
-  c.day = std::min(c.day, DaysInMonth(c.year, c.month));
-  return (DaysFromCivil(c) + days) * 86400 + secs + seconds;
 }
 
 ConsentEvent ConsentEventFromRow(const ConsentEventRow& r) {
@@ -209,25 +169,39 @@ Result<ConsentEvent> ConsentLedger::Record(const Caller& caller, const std::stri
       MakeEvent(*policies, *purpose, subject_id, req.channel, type, req.notice_version,
                 req.method, caller.key_id, at);
   ConsentEvent e = ConsentEventFromRow(row_to_add);
+  TombstoneEntries kept;
   Status written = d_.store.Write([&](WriteTx& tx) -> Status {
+    kept = {};
     auto row = tx.GetSubject(subject_id);
     if (!row.ok()) return row.status();
     if (!row.value()) return NotFound("no such subject");
     if (row.value()->status == "erased") return Conflict("the subject has been erased");
     GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(row_to_add));
+    if (ConsentTombstone::Kept(row_to_add)) {
+      kept.consents.push_back(ConsentTombstone::From(row_to_add));
+    }
     if (type == ConsentEventType::kObjected && purpose->marketing) {
-      GARDE_RETURN_IF_ERROR(SuppressContactsIn(tx, subject_id, "objection", e.at));
+      GARDE_RETURN_IF_ERROR(
+          SuppressContactsIn(tx, subject_id, "objection", e.at, &kept.suppressions));
     }
     return d_.journal.Record(&tx, caller,
                              {"consent.record", subject_id, "", "ok",
                               {e.purpose, ConsentEventName(e.type)}, 1});
   });
   if (!written.ok()) return written;
+  GARDE_RETURN_IF_ERROR(KeepTombstones(kept));
   return e;
 }
 
+Status ConsentLedger::KeepTombstones(const TombstoneEntries& entries) const {
+  // Committed already: should this fail, the answer says so, and the change stands.
+  if (d_.tombstones == nullptr) return Status::Ok();
+  return d_.tombstones->Append(entries);
+}
+
 Status ConsentLedger::SuppressContactsIn(WriteTx& tx, const std::string& subject_id,
-                                         const std::string& reason, int64_t at) {
+                                         const std::string& reason, int64_t at,
+                                         std::vector<SuppressionTombstone>* kept) {
   // Art. 21(3): the contacts are never used for direct marketing again, even after the
   // record is erased. The digests were computed when the contacts were written.
   for (const char* field : {"email", "phone"}) {
@@ -235,23 +209,39 @@ Status ConsentLedger::SuppressContactsIn(WriteTx& tx, const std::string& subject
     if (!digests.ok()) return digests.status();
     for (const auto& digest : digests.value()) {
       GARDE_RETURN_IF_ERROR(tx.PutSuppression(field, digest, reason, at));
+      if (kept != nullptr) kept->push_back({field, digest, reason, at});
     }
   }
   return Status::Ok();
+}
+
+Result<bool> ConsentLedger::Reinstate(WriteTx& tx, const PolicySet& policies,
+                                      const ConsentTombstone& t) const {
+  const Purpose* p = policies.FindPurpose(t.purpose);
+  ConsentEventType type = ConsentEventType::kWithdrawn;
+  if (p == nullptr || !ParseConsentEventType(t.event, &type)) return false;
+  ConsentEventRow row = MakeEvent(policies, *p, t.subject_id, t.channel, type, t.notice_version,
+                                  t.method, t.actor, t.at, t.event_id);
+  GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(row));
+  return true;
 }
 
 Status ConsentLedger::ObjectIn(WriteTx& tx, const PolicySet& policies,
                                const std::string& subject_id,
                                const std::vector<const Purpose*>& purposes,
                                const std::string& method, const std::string& actor,
-                               int64_t at) const {
+                               int64_t at, TombstoneEntries* kept) const {
   bool marketing = false;
   for (const Purpose* p : purposes) {
-    GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(MakeEvent(
-        policies, *p, subject_id, "", ConsentEventType::kObjected, "", method, actor, at)));
+    const ConsentEventRow row =
+        MakeEvent(policies, *p, subject_id, "", ConsentEventType::kObjected, "", method, actor, at);
+    GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(row));
+    kept->consents.push_back(ConsentTombstone::From(row));
     marketing |= p->marketing;
   }
-  if (marketing) GARDE_RETURN_IF_ERROR(SuppressContactsIn(tx, subject_id, "objection", at));
+  if (marketing) {
+    GARDE_RETURN_IF_ERROR(SuppressContactsIn(tx, subject_id, "objection", at, &kept->suppressions));
+  }
   return Status::Ok();
 }
 
@@ -528,8 +518,10 @@ Result<int> ConsentLedger::UnsubscribeByToken(const SubjectTokenClaims& claims,
   if (purposes.empty()) return NotFound("this link is not valid or has expired");
   int recorded = 0;
   const int64_t now = d_.clock.Now();
+  TombstoneEntries kept;
   Status s = d_.store.Write([&](WriteTx& tx) -> Status {
     recorded = 0;
+    kept = {};
     auto row = TokenSubject(tx, claims);
     if (!row.ok()) return row.status();
     auto facts = LoadFacts(tx, row.value());
@@ -542,6 +534,7 @@ Result<int> ConsentLedger::UnsubscribeByToken(const SubjectTokenClaims& claims,
           MakeEvent(*policies, *p, claims.subject, "", ConsentEventType::kWithdrawn, "",
                     "one_click_unsubscribe", "subject-token", now);
       GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(e));
+      kept.consents.push_back(ConsentTombstone::From(e));
       GARDE_RETURN_IF_ERROR(d_.journal.Record(
           &tx, subject, {"consent.unsubscribe", claims.subject, "", "ok", {p->id}, 1}));
       ++recorded;
@@ -549,6 +542,7 @@ Result<int> ConsentLedger::UnsubscribeByToken(const SubjectTokenClaims& claims,
     return Status::Ok();
   });
   if (!s.ok()) return s;
+  GARDE_RETURN_IF_ERROR(KeepTombstones(kept));
   return recorded;
 }
 
@@ -589,8 +583,10 @@ Result<int> ConsentLedger::ApplyPreferences(const SubjectTokenClaims& claims,
   const Caller subject = SubjectCaller(claims.subject, request_id);
   const int64_t now = d_.clock.Now();
   int recorded = 0;
+  TombstoneEntries kept;
   Status s = d_.store.Write([&](WriteTx& tx) -> Status {
     recorded = 0;
+    kept = {};
     auto row = TokenSubject(tx, claims);
     if (!row.ok()) return row.status();
     auto facts = LoadFacts(tx, row.value());
@@ -621,6 +617,7 @@ Result<int> ConsentLedger::ApplyPreferences(const SubjectTokenClaims& claims,
                     want ? ConsentEventType::kGranted : ConsentEventType::kWithdrawn, notice,
                     method, "subject-token", now);
       GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(e));
+      if (ConsentTombstone::Kept(e)) kept.consents.push_back(ConsentTombstone::From(e));
       GARDE_RETURN_IF_ERROR(d_.journal.Record(
           &tx, subject, {"consent.preferences", claims.subject, "", "ok", {p.id, e.event}, 1}));
       ++recorded;
@@ -628,6 +625,7 @@ Result<int> ConsentLedger::ApplyPreferences(const SubjectTokenClaims& claims,
     return Status::Ok();
   });
   if (!s.ok()) return s;
+  GARDE_RETURN_IF_ERROR(KeepTombstones(kept));
   return recorded;
 }
 

@@ -585,9 +585,10 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
     return Status(Code::kUnprocessable, "the note is too long").AddError("note", "at most 4000 bytes");
   }
   auto policies = d_.policies.Current();
-  std::optional<TombstoneRow> tombstone;
+  TombstoneEntries tombstones;
   auto done = Step(caller, id, "request.complete",
               [&](WriteTx& tx, RequestRow& r, SubjectRow& s, Texts& t) -> Status {
+    tombstones = {};
     if (r.status == "received") return Conflict("verify the requester's identity first");
     if (given && r.type != "rectification") {
       return Status(Code::kUnprocessable, "only a rectification carries changes")
@@ -637,10 +638,11 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
     } else if (r.type == "erasure") {
       std::string summary;
       std::vector<std::string> kept;
-      GARDE_RETURN_IF_ERROR(Erase(tx, *policies, caller, r, s, t.suppress, &summary, &kept));
+      GARDE_RETURN_IF_ERROR(Erase(tx, *policies, caller, r, s, t.suppress, &summary, &kept,
+                                  &tombstones.suppressions));
       t.destroyed = s.wrapped_dek.empty();
       // Every erasure, full or held, leaves a tombstone that a restore re-applies.
-      tombstone = TombstoneRow{s.id, r.id, now, std::move(kept)};
+      tombstones.erasures.push_back(TombstoneRow{s.id, r.id, now, std::move(kept)});
       result.Raw(summary);
     } else if (r.type == "restriction") {
       s.status = "restricted";
@@ -661,7 +663,8 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
         }
       }
       GARDE_RETURN_IF_ERROR(d_.consents.ObjectIn(tx, *policies, s.id, purposes,
-                                                 "data_subject_request", caller.key_id, now));
+                                                 "data_subject_request", caller.key_id, now,
+                                                 &tombstones));
       result.BeginObject().Key("objected").BeginArray();
       bool marketing = false;
       for (const Purpose* p : purposes) {
@@ -682,27 +685,12 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
          now}));
     return Status::Ok();
   });
-  if (done.ok() && tombstone) {
-    // The erasure is committed; its tombstone also goes outside the database. Should this
-    // fail, the tombstones table still has it and the next start copies it out.
-    Status kept = AppendTombstone(*tombstone);
-    if (!kept.ok()) return kept;
+  if (done.ok() && !tombstones.empty() && d_.tombstones != nullptr) {
+    // Committed; what a restore must re-apply also goes outside the database. Should this
+    // fail, an erasure is still in the tombstones table and the next start copies it out.
+    GARDE_RETURN_IF_ERROR(d_.tombstones->Append(tombstones));
   }
   return done;
-}
-
-Status RequestDesk::AppendTombstone(const TombstoneRow& t) const {
-  if (d_.tombstone_log.empty()) return Status::Ok();
-  const int fd = ::open(d_.tombstone_log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return Unavailable("cannot open the tombstone log " + d_.tombstone_log);
-  // "subject request unix-time[ kept,fields]": field names only, never values.
-  std::string line = t.subject_id + " " + t.request_id + " " + std::to_string(t.at);
-  for (size_t i = 0; i < t.kept.size(); ++i) line += (i == 0 ? " " : ",") + t.kept[i];
-  line += "\n";
-  const bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
-                  ::fsync(fd) == 0;
-  ::close(fd);
-  return ok ? Status::Ok() : Unavailable("cannot write the tombstone log " + d_.tombstone_log);
 }
 
 Status RequestDesk::Notify(WriteTx& tx, const RequestRow& r, const char* notice,
@@ -729,19 +717,14 @@ Status RequestDesk::Notify(WriteTx& tx, const RequestRow& r, const char* notice,
 Result<size_t> RequestDesk::ReapplyTombstones() {
   // Both sources: the log survives a database restored from backup; the table covers a log
   // line lost to a crash between commit and append.
-  std::map<std::string, TombstoneRow> all;
-  if (!d_.tombstone_log.empty()) {
-    std::ifstream in(d_.tombstone_log);
-    std::string line;
-    while (std::getline(in, line)) {
-      std::istringstream fields(line);
-      std::string subject, request, kept;
-      int64_t at = 0;
-      if (!(fields >> subject >> request >> at)) continue;
-      fields >> kept;  // absent for a full erasure (and in logs written before holds had one)
-      if (IsRandomId(subject, "sub_")) all[subject] = {subject, request, at, SplitList(kept, ',')};
-    }
+  TombstoneEntries logged;
+  if (d_.tombstones != nullptr) {
+    auto read = d_.tombstones->Read();
+    if (!read.ok()) return read.status();
+    logged = std::move(read.value());
   }
+  std::map<std::string, TombstoneRow> all;
+  for (auto& t : logged.erasures) all[t.subject_id] = std::move(t);
   std::vector<TombstoneRow> in_db;
   GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
     auto rows = tx.ListTombstones(0);
@@ -749,11 +732,50 @@ Result<size_t> RequestDesk::ReapplyTombstones() {
     in_db = std::move(rows.value());
     return Status::Ok();
   }));
+  TombstoneEntries missing;
   for (const auto& t : in_db) {
-    if (all.emplace(t.subject_id, t).second) GARDE_RETURN_IF_ERROR(AppendTombstone(t));
+    if (all.emplace(t.subject_id, t).second) missing.erasures.push_back(t);
   }
+  if (d_.tombstones != nullptr) GARDE_RETURN_IF_ERROR(d_.tombstones->Append(missing));
   const Caller system{"garde", "system", {}, "startup", ""};
+  auto policies = d_.policies.Current();
   size_t reapplied = 0;
+  // Suppressions first: an erasure below destroys the digests a later objection would need.
+  if (!logged.suppressions.empty()) {
+    GARDE_RETURN_IF_ERROR(d_.store.Write([&](WriteTx& tx) -> Status {
+      for (const auto& s : logged.suppressions) {
+        GARDE_RETURN_IF_ERROR(tx.PutSuppression(s.kind, s.digest, s.reason, s.at));
+      }
+      return Status::Ok();
+    }));
+  }
+  // The "no"s given after the backup: put back every one the database lost.
+  std::map<std::string, std::vector<const ConsentTombstone*>> by_subject;
+  for (const auto& c : logged.consents) {
+    if (all.count(c.subject_id) == 0) by_subject[c.subject_id].push_back(&c);
+  }
+  for (const auto& [id, events] : by_subject) {
+    GARDE_RETURN_IF_ERROR(d_.store.Write([&](WriteTx& tx) -> Status {
+      auto row = tx.GetSubject(id);
+      if (!row.ok()) return row.status();
+      if (!row.value() || row.value()->status == "erased") return Status::Ok();
+      auto have = tx.ConsentEventsOf(id);
+      if (!have.ok()) return have.status();
+      std::set<std::string> ids;
+      for (const auto& e : have.value()) ids.insert(e.id);
+      int64_t put_back = 0;
+      for (const ConsentTombstone* c : events) {
+        if (ids.count(c->event_id) != 0) continue;
+        auto done = d_.consents.Reinstate(tx, *policies, *c);
+        if (!done.ok()) return done.status();
+        put_back += done.value() ? 1 : 0;
+      }
+      if (put_back == 0) return Status::Ok();
+      ++reapplied;
+      return d_.journal.Record(&tx, system,
+                               {"consent.reapply", id, "", "reapplied", {}, put_back});
+    }));
+  }
   for (const auto& entry : all) {
     const std::string& id = entry.first;
     const TombstoneRow& t = entry.second;
@@ -796,7 +818,8 @@ Result<size_t> RequestDesk::ReapplyTombstones() {
 
 Status RequestDesk::Erase(WriteTx& tx, const PolicySet& policies, const Caller& caller,
                           RequestRow& request, SubjectRow& subject, bool suppress,
-                          std::string* summary, std::vector<std::string>* kept) const {
+                          std::string* summary, std::vector<std::string>* kept,
+                          std::vector<SuppressionTombstone>* suppressed) const {
   const int64_t now = d_.clock.Now();
   auto sealed = tx.GetFields(subject.id);
   if (!sealed.ok()) return sealed.status();
@@ -872,7 +895,8 @@ Status RequestDesk::Erase(WriteTx& tx, const PolicySet& policies, const Caller& 
     objected |= p != nullptr && p->marketing;
   }
   if (objected) {
-    GARDE_RETURN_IF_ERROR(ConsentLedger::SuppressContactsIn(tx, subject.id, "erasure", now));
+    GARDE_RETURN_IF_ERROR(
+        ConsentLedger::SuppressContactsIn(tx, subject.id, "erasure", now, suppressed));
   }
 
   std::set<std::string> keep;

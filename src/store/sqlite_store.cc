@@ -1664,6 +1664,25 @@ uint64_t SqliteStore::ChangeEpoch() {
   return (change << 32) ^ (frame << 1) ^ (salt << 17);
 }
 
+Status SqliteStore::CopyTo(const std::string& path) {
+  auto conn = Acquire();
+  if (!conn.ok()) return conn.status();
+  sqlite3_stmt* stmt = nullptr;
+  Status s = Status::Ok();
+  if (sqlite3_prepare_v2(conn.value()->db(), "VACUUM INTO ?", -1, &stmt, nullptr) != SQLITE_OK) {
+    s = Unavailable(std::string("cannot copy the database: ") + sqlite3_errmsg(conn.value()->db()));
+  } else {
+    sqlite3_bind_text(stmt, 1, path.c_str(), static_cast<int>(path.size()), SQLITE_TRANSIENT);
+    if (sqlite3_step(stmt) != SQLITE_DONE) {
+      s = Unavailable(std::string("cannot copy the database: ") +
+                      sqlite3_errmsg(conn.value()->db()));
+    }
+    sqlite3_finalize(stmt);
+  }
+  Release(std::move(conn).value());
+  return s;
+}
+
 Status SqliteStore::Ping() {
   return Read([](ReadTx& tx) { return tx.GetSubject("sub_readiness_probe").status(); });
 }

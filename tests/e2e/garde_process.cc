@@ -128,6 +128,11 @@ RunResult RunGarde(const std::vector<std::string>& args,
   return r;
 }
 
+int SpawnGarde(const std::vector<std::string>& args, const std::string& out,
+               const std::string& err) {
+  return Spawn(args, {}, out, err);
+}
+
 GardeProcess::GardeProcess(std::string policies)
     : data_dir_(UniqueDir("garde-e2e-")),
       policies_(policies.empty() ? GARDE_POLICIES_DIR : std::move(policies)) {

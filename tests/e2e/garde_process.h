@@ -36,6 +36,9 @@ RunResult RunProgram(const std::vector<std::string>& argv);
 // Runs `garde args...` to completion with extra environment variables.
 RunResult RunGarde(const std::vector<std::string>& args,
                    const std::map<std::string, std::string>& env = {});
+// Starts `garde args...` without waiting (stdout and stderr to the files given); its pid.
+int SpawnGarde(const std::vector<std::string>& args, const std::string& out,
+               const std::string& err);
 
 class GardeProcess {
  public:

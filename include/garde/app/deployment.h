@@ -58,6 +58,7 @@ class Deployment {
   AccessJournal& journal() { return *audit_; }
   AuditLog& audit() { return *audit_; }
   const CheckpointSigner& signer() const { return *signer_; }
+  const TombstoneLog& tombstones() const { return *tombstones_; }
 
  private:
   explicit Deployment(Config config);
@@ -80,6 +81,7 @@ class Deployment {
   std::unique_ptr<SubjectVault> vault_;
   std::unique_ptr<ConsentLedger> consents_;
   std::unique_ptr<AudienceBuilder> audiences_;
+  std::unique_ptr<TombstoneLog> tombstones_;
   std::unique_ptr<RequestDesk> requests_;
   std::unique_ptr<KeyRotation> rotation_;
 };

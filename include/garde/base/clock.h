@@ -53,5 +53,8 @@ bool IsLeapYear(int year);
 int DaysInMonth(int year, int month);
 int64_t DaysFromCivil(const CivilDate& d);
 CivilDate CivilFromDays(int64_t days);
+// Adds an ISO 8601 duration such as P24M, P1Y, P30D, PT12H to a time (calendar months and
+// years, days clamped to the month's length); nullopt if invalid.
+std::optional<int64_t> AddIsoDuration(int64_t t, const std::string& duration);
 
 }  // namespace garde

@@ -49,11 +49,23 @@ struct Config {
   // Data-subject request deadlines: NAME=DEADLINE+LONGEST_EXTENSION, comma-separated.
   std::string dsr_jurisdictions = "gdpr=P1M+P2M,uk_gdpr=P1M+P2M,ccpa=P45D+P45D";
   std::string dsr_jurisdiction = "gdpr";  // applied when a request names none
+  // Backups (docs/operations.md): where, how often inside `serve` (0: never), which are kept.
+  std::string backup_dir;         // empty: data_dir/backups
+  int64_t backup_interval = 0;    // seconds, from an ISO 8601 duration
+  int backup_keep_last = 7;
+  int backup_keep_daily = 7;
+  int backup_keep_weekly = 4;
+  int backup_keep_monthly = 6;
+  // Tests only: seconds added to every "now" of the service (expiry, deadlines, schedules).
+  int64_t test_clock_offset = 0;
 
   std::string keyring_path() const { return data_dir + "/keyring.json"; }
   std::string database_path() const { return data_dir + "/garde.db"; }
   std::string audit_database_path() const { return data_dir + "/audit.db"; }
   std::string audience_snapshot_path() const { return data_dir + "/audience.snapshot"; }
+  std::string backup_directory() const {
+    return backup_dir.empty() ? data_dir + "/backups" : backup_dir;
+  }
 };
 
 struct OptionDoc {

@@ -27,6 +27,7 @@ enum class KeyContext {
   kApiKeyHash,   // "gdapikey": stored API-key hashes
   kSigning,      // "gdsignkp": Ed25519 seed for receipts and tree heads
   kAuditDigest,  // "gdauditd": digests of malformed client values kept in the audit log
+  kBackup,       // "gdbackup": the key that seals backups (secretstream)
 };
 
 struct RootKeyInfo {

@@ -161,6 +161,9 @@ class AuditLog final : public AccessJournal {
   std::thread journal_maker_;
 };
 
+// A stored tree node (ReadTx::AuditNode) as a hash; Damaged when it is not 32 bytes.
+Result<Hash> ToHash(const Result<Bytes>& stored);
+
 struct AuditVerification {
   uint64_t entries = 0;
   uint64_t checkpoints = 0;

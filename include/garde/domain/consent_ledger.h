@@ -19,6 +19,7 @@
 #include "garde/domain/consent_decision.h"
 #include "garde/domain/entry_standard.h"
 #include "garde/domain/subject_cache.h"
+#include "garde/domain/tombstone_log.h"
 #include "garde/domain/subject_vault.h"
 #include "garde/policy/policy_holder.h"
 #include "garde/store/store.h"
@@ -54,6 +55,8 @@ struct ConsentDeps {
   const CheckpointSigner& signer;
   AccessJournal& journal;
   const Clock& clock;
+  // Where the "no"s a restore must re-apply are kept (null: nowhere, e.g. in unit tests).
+  const TombstoneLog* tombstones = nullptr;
 };
 
 class ConsentLedger final : public ActivityConsent {
@@ -115,12 +118,20 @@ class ConsentLedger final : public ActivityConsent {
                                   const std::string& channel, int64_t now);
   // Inside a caller's transaction (DSR objection): records an `objected` event for each of
   // `purposes` and, when one is a marketing purpose, suppresses the subject's contacts.
+  // What it recorded is added to *kept, for the tombstone log once committed.
   Status ObjectIn(WriteTx& tx, const PolicySet& policies, const std::string& subject_id,
                   const std::vector<const Purpose*>& purposes, const std::string& method,
-                  const std::string& actor, int64_t at) const;
-  // Puts the subject's e-mail and phone digests on the suppression list.
+                  const std::string& actor, int64_t at, TombstoneEntries* kept) const;
+  // Puts the subject's e-mail and phone digests on the suppression list (and in *kept).
   static Status SuppressContactsIn(WriteTx& tx, const std::string& subject_id,
-                                   const std::string& reason, int64_t at);
+                                   const std::string& reason, int64_t at,
+                                   std::vector<SuppressionTombstone>* kept);
+  // Inside a restore's transaction: puts back an event the tombstone log kept, under its own
+  // id and time, with a receipt signed now. False when the purpose left the catalogue.
+  Result<bool> Reinstate(WriteTx& tx, const PolicySet& policies,
+                         const ConsentTombstone& event) const;
+  // Appends to the tombstone log (after the commit of what it records).
+  Status KeepTombstones(const TombstoneEntries& entries) const;
   // The preference centre: each marketing purpose with the subject's current decision.
   struct Preference {
     const Purpose* purpose = nullptr;
@@ -150,13 +161,11 @@ class ConsentLedger final : public ActivityConsent {
                             const std::string& subject_id, const std::string& channel,
                             ConsentEventType type, const std::string& notice_version,
                             const std::string& method, const std::string& actor,
-                            int64_t at) const;
+                            int64_t at, const std::string& id = "") const;
   ConsentDeps d_;
   SubjectCache<ConsentFacts> facts_;
 };
 
 ConsentEvent ConsentEventFromRow(const ConsentEventRow& row);
-// Adds an ISO 8601 duration such as P24M, P1Y, P30D, PT12H to a time; nullopt if invalid.
-std::optional<int64_t> AddIsoDuration(int64_t t, const std::string& duration);
 
 }  // namespace garde

@@ -22,6 +22,7 @@
 #include "garde/crypto/subject_token.h"
 #include "garde/domain/audit_log.h"
 #include "garde/domain/consent_ledger.h"
+#include "garde/domain/tombstone_log.h"
 #include "garde/domain/subject_vault.h"
 #include "garde/policy/policy_holder.h"
 #include "garde/store/store.h"
@@ -78,9 +79,9 @@ struct RequestDeps {
   const Clock& clock;
   std::vector<Jurisdiction> jurisdictions;
   std::string default_jurisdiction;
-  // Append-only file of completed erasures ("subject request unix-time" per line), kept
-  // beside the database and outside it, so that a restored backup re-applies them.
-  std::string tombstone_log;
+  // Completed erasures, objections and their suppressions, kept outside the database so
+  // that a restored backup re-applies them (null: kept nowhere, e.g. in unit tests).
+  const TombstoneLog* tombstones = nullptr;
   // Mints the links put in customer notices (request-scoped dsr links) and the base URL
   // they start with. Either may be null (no notices carry links then).
   const SubjectTokens* tokens = nullptr;
@@ -137,14 +138,14 @@ class RequestDesk {
   Result<RequestView> ViewOf(const RequestRow& row, const SubjectRow* subject) const;
   Result<std::string> BuildPackage(ReadTx& tx, const PolicySet& policies,
                                    const RequestRow& request, const SubjectRow& subject) const;
-  Status AppendTombstone(const TombstoneRow& t) const;
   // Puts a notice for the customer in the outbox (topic subject.notice, for the mailer): the
   // request's ids and dates and a fresh dsr link scoped to the request, valid `link_ttl`
   // seconds, where the customer confirms it, reads its answer and reasons, or downloads it.
   Status Notify(WriteTx& tx, const RequestRow& r, const char* notice, int64_t link_ttl) const;
   Status Erase(WriteTx& tx, const PolicySet& policies, const Caller& caller, RequestRow& request,
                SubjectRow& subject, bool suppress, std::string* result,
-               std::vector<std::string>* kept) const;
+               std::vector<std::string>* kept,
+               std::vector<SuppressionTombstone>* suppressed) const;
 
   RequestDeps d_;
 };

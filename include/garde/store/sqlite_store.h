@@ -59,6 +59,8 @@ class SqliteStore final : public Store {
   // connection of every process: its change counter and last frame move with each commit
   // (sqlite.org/walformat.html, "The WAL-Index Header").
   uint64_t ChangeEpoch() override;
+  // VACUUM INTO: one read transaction's snapshot, compacted; writers are not blocked (WAL).
+  Status CopyTo(const std::string& path) override;
   // Audit databases only: copies the audit log a vault database kept before audit.db
   // existed (vault migration 2), once, when this log is still empty.
   Status ImportLegacyAudit(const std::string& vault_path);

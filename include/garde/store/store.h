@@ -325,6 +325,9 @@ class Store {
   // the change log only when it moved (subject_cache.h). A store that cannot tell answers
   // a new number every time.
   virtual uint64_t ChangeEpoch() = 0;
+  // Writes a consistent copy of the whole database, as of one moment, to a new file at `path`
+  // while reads and writes go on (backups). A store that cannot answers kUnavailable.
+  virtual Status CopyTo(const std::string& path) = 0;
 };
 
 // Moves *k forward through `page` (rows in id order, as ScanSubjects returns them) to the row

@@ -1,0 +1,63 @@
+// The facts a restore must never undo, kept in an append-only file outside the database
+// (beside the keyring, `data_dir/tombstones.log`): erasures (with the fields an erasure kept
+// under a legal hold), the consent events that say no (withdrawn, refused, objected) and
+// suppression-list entries. A database restored from an older backup has lost them; at start
+// the service re-applies every line (RequestDesk::ReapplyTombstones).
+//
+//   TombstoneLog log(dir + "/tombstones.log");
+//   TombstoneEntries add;
+//   add.consents.push_back(ConsentTombstone::From(row));
+//   log.Append(add);                        // one write, one fsync, after the commit
+//   auto all = log.Read();                  // unreadable lines are skipped, never fatal
+//
+// One line per fact, ids, names, keyed digests and times only — never a value:
+//   sub_… req_… 1764000000[ kept,fields]              an erasure (the original format)
+//   consent cev_… sub_… purpose channel|- event at method actor notice|-
+//   suppress kind hex-digest at reason
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "garde/base/encoding.h"
+#include "garde/base/status.h"
+#include "garde/store/store.h"
+
+namespace garde {
+
+struct ConsentTombstone {
+  std::string event_id, subject_id, purpose, channel, event, method, actor, notice_version;
+  int64_t at = 0;
+  // The events a restore re-applies: those that take permission away.
+  static bool Kept(const ConsentEventRow& row);
+  static ConsentTombstone From(const ConsentEventRow& row);
+};
+
+struct SuppressionTombstone {
+  std::string kind;  // "email" | "phone"
+  Bytes digest;      // the suppression hash, as stored
+  std::string reason;
+  int64_t at = 0;
+};
+
+struct TombstoneEntries {
+  std::vector<TombstoneRow> erasures;
+  std::vector<ConsentTombstone> consents;
+  std::vector<SuppressionTombstone> suppressions;
+  bool empty() const { return erasures.empty() && consents.empty() && suppressions.empty(); }
+};
+
+class TombstoneLog {
+ public:
+  explicit TombstoneLog(std::string path) : path_(std::move(path)) {}
+  const std::string& path() const { return path_; }
+  // Appends the entries in one write and fsyncs. A path of "" keeps nothing.
+  Status Append(const TombstoneEntries& entries) const;
+  Result<TombstoneEntries> Read() const;
+
+ private:
+  std::string path_;
+};
+
+}  // namespace garde

@@ -119,6 +119,9 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
       d->tombstones_.get(), d->tokens_.get(),
       [raw = d.get()] { return raw->PublicBaseUrl(); }});
   d->rotation_ = std::make_unique<KeyRotation>(*d->store_, d->keys_);
+  d->retention_ = std::make_unique<RetentionSweep>(RetentionDeps{
+      *d->store_, *d->policies_, *d->vault_, *d->audit_, d->clock_, d->tombstones_.get(),
+      config.request_due_warning});
   return d;
 }
 

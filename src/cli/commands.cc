@@ -32,7 +32,8 @@
 namespace garde {
 namespace {
 
-constexpr const char* kSwitches[] = {"help", "json", "no-retire", "version", "progress"};
+constexpr const char* kSwitches[] = {"help", "json", "no-retire", "version", "progress",
+                                     "dry-run"};
 
 constexpr const char* kTopHelp = R"(garde — privacy compliance and consent management
 
@@ -55,6 +56,7 @@ Commands:
   backup            make a sealed backup of the vault and the audit log while serving
   backup list|verify|prune   list, check or prune backups
   restore           restore a backup; erasures and withdrawals made since are re-applied
+  retention run     apply the register's retention periods now (or --dry-run)
 
 Every command takes --data-dir DIR and --policies DIR (or GARDE_DATA_DIR, GARDE_POLICIES,
 or a config file given with --config FILE). `garde <command> --help` describes a command.
@@ -183,6 +185,16 @@ extends the backup's, so no entry is lost; otherwise the backup's log is used an
 one kept aside as audit.db.forked-TIME — which needs --reason when a live log exists. Then
 every erasure, withdrawal, objection and suppression of tombstones.log made after the
 backup is re-applied, and the restore is audited (reason in restores.log).
+)"},
+    {"retention run", R"(Usage: garde retention run --data-dir DIR [--dry-run] [--at DATE] [--json]
+
+Applies every activity's retention (register.yaml: "DURATION after ANCHOR") to every subject:
+fields no activity still justifies are erased, subjects none justifies are erased whole
+(crypto-shredding, tombstone kept), held fields are destroyed when their legal hold ends. Also
+raises consent.expired, request.due_soon and request.overdue events. Resumes a run a crash
+interrupted; safe beside a running service. --dry-run only counts. --at evaluates the rules
+at another time (RFC 3339 or YYYY-MM-DD; later than now only with --dry-run). Prints the
+report: counts by activity and rule, never personal data.
 )"},
     {"lint", R"(Usage: garde lint [--policies DIR] [--json]
 
@@ -615,6 +627,47 @@ int RunRestore(const CliArgs& args) {
   return 0;
 }
 
+int RunRetention(const CliArgs& args) {
+  auto cfg = ConfigFrom(args);
+  if (!cfg.ok()) return FailStatus(cfg.status());
+  auto d = Deployment::Open(cfg.value());
+  if (!d.ok()) return FailStatus(d.status());
+  RetentionRunOptions options;
+  options.dry_run = args.Has("dry-run");
+  if (const std::string at = args.Get("at"); !at.empty()) {
+    std::optional<int64_t> t = ParseRfc3339(at);
+    if (!t) {
+      if (auto date = ParseIsoDate(at)) t = DaysFromCivil(*date) * 86400;
+    }
+    if (!t) return Fail("--at must be an RFC 3339 time or a YYYY-MM-DD date");
+    if (*t > d.value()->clock().Now() && !options.dry_run) {
+      return Fail("--at later than now erases data before its time: only with --dry-run");
+    }
+    options.at = *t;
+  }
+  const bool show = isatty(STDERR_FILENO) || args.Has("progress");
+  options.progress = [&](int64_t done, int64_t total) {
+    if (!show || total <= 0) return;
+    const int width = 40;
+    const int filled = static_cast<int>(std::min<int64_t>(width, done * width / total));
+    std::cerr << "\r  [" << std::string(static_cast<size_t>(filled), '#')
+              << std::string(static_cast<size_t>(width - filled), ' ') << "] " << done << "/"
+              << total << " subjects" << std::flush;
+  };
+  auto run = d.value()->retention().Run(options);
+  if (show) std::cerr << "\n";
+  if (!run.ok()) return FailStatus(run.status());
+  if (args.Has("json")) {
+    std::cout << "{\"id\":\"" << run->id << "\",\"dry_run\":" << (run->dry_run ? "true" : "false")
+              << ",\"at\":\"" << FormatRfc3339(run->at) << "\",\"report\":" << run->report << "}"
+              << std::endl;
+  } else {
+    std::cout << (run->dry_run ? "retention dry run " : "retention run ") << run->id << " at "
+              << FormatRfc3339(run->at) << "\n" << run->report << std::endl;
+  }
+  return 0;
+}
+
 int RunReceiptVerify(const CliArgs& args) {
   if (args.words.size() != 3) return Fail("name the receipt file: garde receipt verify FILE");
   std::ifstream in(args.words[2], std::ios::binary);
@@ -756,7 +809,7 @@ std::map<std::string, std::string> CliArgs::ConfigFlags() const {
   for (const auto& [k, v] : options) {
     static const std::set<std::string> kCommandOptions = {
         "name", "role", "activity", "id", "batch", "checkpoint", "public-key", "origin",
-        "start", "end", "format", "out", "from", "reason"};
+        "start", "end", "format", "out", "from", "reason", "at"};
     if (kCommandOptions.count(k) == 0) out[k] = v;
   }
   return out;
@@ -814,7 +867,8 @@ int RunCli(int argc, char** argv) {
   if (args.Has("help")) {
     const char* text = HelpFor(words);
     if (text == nullptr && words.rfind("receipt verify", 0) == 0) text = HelpFor("receipt verify");
-    if (text == nullptr && (words == "apikey" || words == "keys" || words == "audit" || words == "register")) {
+    if (text == nullptr && (words == "apikey" || words == "keys" || words == "audit" ||
+                            words == "register" || words == "retention")) {
       std::cout << kTopHelp;
       return 0;
     }
@@ -847,6 +901,7 @@ int RunCli(int argc, char** argv) {
   if (words == "backup verify") return RunBackupVerify(args);
   if (words == "backup prune") return RunBackupPrune(args);
   if (words == "restore" || words == "backup restore") return RunRestore(args);
+  if (words == "retention run") return RunRetention(args);
   if (args.words.size() == 3 && args.words[0] == "receipt" && args.words[1] == "verify") {
     return RunReceiptVerify(args);
   }

@@ -202,6 +202,39 @@ class ServeApplication final : public Poco::Util::ServerApplication {
       }
     });
 
+    // The retention sweep (retention_interval): due when the last real run started that long
+    // ago, so a restart resumes an interrupted run at once and otherwise keeps the rhythm.
+    std::thread sweeper([&] {
+      if (config_.retention_interval <= 0) return;
+      ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
+      std::unique_lock<std::mutex> lock(mu);
+      do {
+        lock.unlock();
+        int64_t last = 0;
+        bool interrupted = false;
+        auto runs = d.value()->retention().List(0, 20);
+        if (runs.ok()) {
+          for (const auto& r : runs.value()) {
+            if (r.dry_run) continue;
+            interrupted |= r.finished_at == 0;
+            last = std::max(last, r.started_at);
+          }
+        }
+        if (interrupted || d.value()->clock().Now() - last >= config_.retention_interval) {
+          RetentionRunOptions options;
+          auto run = d.value()->retention().Run(options);
+          if (run.ok()) {
+            LogLine(spdlog::level::info, "retention sweep done")
+                .Str("id", run->id).Str("report", run->report);
+          } else {
+            LogLine(spdlog::level::err, "retention sweep failed")
+                .Str("detail", run.status().message());
+          }
+        }
+        lock.lock();
+      } while (!cv.wait_for(lock, std::chrono::seconds(5), [&] { return stopping; }));
+    });
+
     // SIGHUP reloads the policies, linted first, exactly as POST /v1/admin/reload does.
     std::thread reloader([&] {
       sigset_t hup;
@@ -237,6 +270,7 @@ class ServeApplication final : public Poco::Util::ServerApplication {
     watcher.join();
     checkpointer.join();
     backer.join();
+    sweeper.join();
     reloader.join();
     http.Stop();
     warm_up.join();

@@ -75,6 +75,8 @@ const std::vector<OptionDoc>& ConfigOptions() {
       {"backup_keep_daily", "GARDE_BACKUP_KEEP_DAILY", "7", "... and the newest of each of the last N days with one ..."},
       {"backup_keep_weekly", "GARDE_BACKUP_KEEP_WEEKLY", "4", "... of the last N ISO weeks ..."},
       {"backup_keep_monthly", "GARDE_BACKUP_KEEP_MONTHLY", "6", "... and of the last N months"},
+      {"retention_interval", "GARDE_RETENTION_INTERVAL", "P1D", "serve runs the retention sweep this often (ISO 8601 duration; none: never)"},
+      {"request_due_warning", "GARDE_REQUEST_DUE_WARNING", "P7D", "the sweep raises request.due_soon this long before a request's deadline"},
       {"test_clock_offset", "GARDE_TEST_CLOCK_OFFSET", "0", "tests only: seconds added to the service's clock (logged as a warning)"},
       {"api_key_cache_seconds", "GARDE_API_KEY_CACHE_SECONDS", "2", "how long a verified API key is remembered (revocation delay; 0 disables)"},
   };
@@ -216,6 +218,25 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
       bad.AddError("backup_interval", "must be an ISO 8601 duration of at least PT1M, e.g. P1D");
     } else {
       c.backup_interval = *seconds;
+    }
+  }
+  if (values.count("retention_interval")) {
+    const std::string& v = values["retention_interval"];
+    auto seconds = AddIsoDuration(0, v);
+    if (v == "none" || v == "0" || v.empty()) {
+      c.retention_interval = 0;
+    } else if (!seconds || *seconds < 60) {
+      bad.AddError("retention_interval", "must be an ISO 8601 duration of at least PT1M, or none");
+    } else {
+      c.retention_interval = *seconds;
+    }
+  }
+  if (values.count("request_due_warning")) {
+    auto seconds = AddIsoDuration(0, values["request_due_warning"]);
+    if (!seconds || *seconds < 0) {
+      bad.AddError("request_due_warning", "must be an ISO 8601 duration, e.g. P7D");
+    } else {
+      c.request_due_warning = *seconds;
     }
   }
   int_opt("test_clock_offset", -(int64_t{1} << 40), int64_t{1} << 40, &c.test_clock_offset);

@@ -176,6 +176,7 @@ HttpService::HttpService(Deployment& deployment) : d_(deployment) {
   AddLinkRoutes(router_, d_);
   AddAudienceRoutes(router_, d_);
   AddRegisterRoutes(router_, d_);
+  AddRetentionRoutes(router_, d_);
   AddRequestRoutes(router_, d_);
   AddRequestPages(router_, d_);
 }

@@ -50,6 +50,39 @@ const char* OpenApiDocument() {
    }
   },
   "schemas": {
+   "RetentionRun": {
+    "type": "object",
+    "required": ["id", "status", "dry_run", "started_at", "at", "finished_at", "report"],
+    "properties": {
+     "id": {
+      "type": "string"
+     },
+     "status": {
+      "type": "string",
+      "enum": ["running", "completed"]
+     },
+     "dry_run": {
+      "type": "boolean"
+     },
+     "started_at": {
+      "type": "string",
+      "format": "date-time"
+     },
+     "at": {
+      "type": "string",
+      "format": "date-time",
+      "description": "the time the rules were evaluated at"
+     },
+     "finished_at": {
+      "type": ["string", "null"],
+      "format": "date-time"
+     },
+     "report": {
+      "type": "object",
+      "description": "subjects_scanned, subjects_erased, holds_released, fields_erased, skipped_restricted, consents_expired, requests_due_soon, requests_overdue, by_activity:{id:{rule, subjects_erased, holds_released, fields:{name: count}}}"
+     }
+    }
+   },
    "Subject": {
     "type": "object",
     "required": [
@@ -2817,6 +2850,134 @@ const char* OpenApiDocument() {
       "$ref": "#/components/responses/Problem"
      },
      "403": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/retention/runs": {
+   "get": {
+    "summary": "Runs of the retention sweep, newest first (officer, auditor, admin): what was erased or released, by activity and rule, counts only",
+    "parameters": [
+     {
+      "name": "cursor",
+      "in": "query",
+      "required": false,
+      "schema": {
+       "type": "string"
+      },
+      "description": "next_cursor of the previous page"
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "{items:[RetentionRun], next_cursor}",
+      "content": {
+       "application/json": {
+        "schema": {
+         "type": "object",
+         "required": ["items", "next_cursor"],
+         "properties": {
+          "items": {
+           "type": "array",
+           "items": {
+            "$ref": "#/components/schemas/RetentionRun"
+           }
+          },
+          "next_cursor": {
+           "type": ["string", "null"]
+          }
+         }
+        }
+       }
+      }
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   },
+   "post": {
+    "summary": "Run the retention sweep now at the service's time (officer, admin); a dry run only counts",
+    "requestBody": {
+     "required": false,
+     "content": {
+      "application/json": {
+       "schema": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+         "dry_run": {
+          "type": "boolean"
+         }
+        }
+       }
+      }
+     }
+    },
+    "responses": {
+     "201": {
+      "description": "The completed run",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/RetentionRun"
+        }
+       }
+      }
+     },
+     "400": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/retention/runs/{id}": {
+   "get": {
+    "summary": "One retention run (officer, auditor, admin)",
+    "parameters": [
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "The run",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/RetentionRun"
+        }
+       }
+      }
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "404": {
       "$ref": "#/components/responses/Problem"
      }
     }

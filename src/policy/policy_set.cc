@@ -1,5 +1,7 @@
 #include "garde/policy/policy_set.h"
 
+#include "garde/base/clock.h"
+
 #include <Poco/Exception.h>
 #include <Poco/RegularExpression.h>
 #include <sodium.h>
@@ -508,6 +510,50 @@ Result<std::shared_ptr<const PolicySet>> LoadPolicies(const std::string& dir) {
   set->content_hash_ = HexEncode(digest, sizeof digest);
   if (!problems.errors().empty()) return problems;
   return std::shared_ptr<const PolicySet>(std::move(set));
+}
+
+std::optional<RetentionRule> ParseRetentionRule(const std::string& text, const Schema& schema,
+                                                std::string* problem) {
+  const size_t after = text.find(" after ");
+  RetentionRule rule;
+  rule.duration = text.substr(0, after);
+  if (rule.duration.empty() || rule.duration[0] != 'P' || !AddIsoDuration(0, rule.duration)) {
+    *problem = "'" + text + "' does not start with an ISO 8601 duration (e.g. P3Y)";
+    return std::nullopt;
+  }
+  if (after == std::string::npos) {
+    rule.anchor = RetentionRule::Anchor::kLastInteraction;  // a bare duration: from the last contact
+    return rule;
+  }
+  const std::string anchor = text.substr(after + 7);
+  using A = RetentionRule::Anchor;
+  static const std::pair<const char*, A> kNamed[] = {
+      {"created", A::kCreated},
+      {"created_at", A::kCreated},
+      {"last_interaction", A::kLastInteraction},
+      {"last_interaction_at", A::kLastInteraction},
+      {"last_contact", A::kLastInteraction},
+      {"consent_withdrawn", A::kConsentEnded},
+      {"consent_withdrawn_at", A::kConsentEnded},
+      {"request_closed", A::kRequestClosed},
+      {"request_closed_at", A::kRequestClosed},
+      {"closing", A::kRequestClosed},
+  };
+  for (const auto& [name, a] : kNamed) {
+    if (anchor == name) {
+      rule.anchor = a;
+      return rule;
+    }
+  }
+  if (const FieldSpec* f = schema.Find(anchor); f != nullptr && f->type == FieldType::kDate) {
+    rule.anchor = A::kDateField;
+    rule.field = anchor;
+    return rule;
+  }
+  *problem = "Garde cannot evaluate the anchor '" + anchor +
+             "': use created, last_interaction, consent_withdrawn, request_closed or a date "
+             "field of the schema";
+  return std::nullopt;
 }
 
 }  // namespace garde

@@ -46,6 +46,24 @@ std::vector<LintFinding> LintRegister(const PolicySet& p) {
                      "activity '" + a.id + "' has no retention rule",
                      "add retention: an ISO 8601 duration, \"P3Y after last_interaction\", or criteria"});
     }
+    // Art. 5(1)(e): a retention Garde can execute is applied by the sweep (docs/policies.md);
+    // criteria text is allowed by the register format but nothing enforces it.
+    auto check_rule = [&](const std::string& rule, const std::string& what) {
+      if (rule.empty()) return;
+      std::string problem;
+      if (ParseRetentionRule(rule, p.schema(), &problem)) return;
+      const bool criteria = rule[0] != 'P';
+      out.push_back({criteria ? "warning" : "error",
+                     criteria ? "retention-not-executable" : "retention-anchor-unknown",
+                     At("register.yaml", a.line), "activity '" + a.id + "' " + what + ": " + problem,
+                     criteria ? "write it as DURATION after ANCHOR so that the retention sweep applies it"
+                              : "use created, last_interaction, consent_withdrawn, request_closed "
+                                "or a date field of the schema"});
+    };
+    check_rule(a.retention, "retention");
+    for (const auto& [category, rule] : a.category_retention) {
+      check_rule(rule, "retention of " + category);
+    }
     if (!a.has_legal_basis) {
       out.push_back({"error", "activity-without-legal-basis", At("register.yaml", a.line),
                      "activity '" + a.id + "' has no legal basis",

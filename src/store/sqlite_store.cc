@@ -240,6 +240,19 @@ END;
     R"sql(
 ALTER TABLE tombstones ADD COLUMN kept TEXT NOT NULL DEFAULT '';
 )sql",
+    // 11: runs of the retention sweep, with the cursor a run resumes from after a crash.
+    R"sql(
+CREATE TABLE retention_runs(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  started_at INTEGER NOT NULL,
+  at INTEGER NOT NULL,
+  finished_at INTEGER NOT NULL DEFAULT 0,
+  dry_run INTEGER NOT NULL,
+  cursor TEXT NOT NULL DEFAULT '',
+  report TEXT NOT NULL DEFAULT '{}'
+);
+)sql",
 };
 
 // The audit log's subject index: a level merges once it holds kAuditRunFanIn runs; a run of
@@ -470,6 +483,19 @@ SubjectRow ReadSubject(const Query& q) {
   r.root_key_version = static_cast<uint32_t>(q.ColInt(7));
   r.dek_version = static_cast<uint32_t>(q.ColInt(8));
   r.wrapped_dek = q.ColBlob(9);
+  return r;
+}
+
+RetentionRunRow RunFrom(const Query& q) {
+  RetentionRunRow r;
+  r.seq = q.ColInt(0);
+  r.id = q.ColText(1);
+  r.started_at = q.ColInt(2);
+  r.at = q.ColInt(3);
+  r.finished_at = q.ColInt(4);
+  r.dry_run = q.ColInt(5) != 0;
+  r.cursor = q.ColText(6);
+  r.report = q.ColText(7);
   return r;
 }
 
@@ -880,6 +906,26 @@ class SqliteTx final : public WriteTx {
     });
   }
 
+  Result<std::vector<RetentionRunRow>> ListRetentionRuns(int64_t before_seq,
+                                                         size_t limit) override {
+    Query q(c_,
+            "SELECT seq, id, started_at, at, finished_at, dry_run, cursor, report "
+            "FROM retention_runs WHERE ? = 0 OR seq < ? ORDER BY seq DESC LIMIT ?");
+    q.Int(before_seq).Int(before_seq).Int(static_cast<int64_t>(limit));
+    return q.Rows<RetentionRunRow>([&] { return RunFrom(q); });
+  }
+
+  Result<std::optional<RetentionRunRow>> GetRetentionRun(const std::string& id) override {
+    Query q(c_,
+            "SELECT seq, id, started_at, at, finished_at, dry_run, cursor, report "
+            "FROM retention_runs WHERE id = ?");
+    q.Text(id);
+    auto rows = q.Rows<RetentionRunRow>([&] { return RunFrom(q); });
+    if (!rows.ok()) return rows.status();
+    if (rows.value().empty()) return std::optional<RetentionRunRow>();
+    return std::optional<RetentionRunRow>(std::move(rows.value().front()));
+  }
+
   Result<std::vector<PendingAuditRow>> ListPendingAudit(int64_t after_id,
                                                         size_t limit) override {
     Query q(c_,
@@ -937,6 +983,16 @@ class SqliteTx final : public WriteTx {
     std::string kept;
     for (const auto& f : r.kept) kept += (kept.empty() ? "" : ",") + f;
     q.Text(r.subject_id).Text(r.request_id).Int(r.at).Text(kept);
+    return q.Run();
+  }
+
+  Status PutRetentionRun(const RetentionRunRow& r) override {
+    Query q(c_,
+            "INSERT INTO retention_runs(id, started_at, at, finished_at, dry_run, cursor, report) "
+            "VALUES(?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET finished_at = excluded.finished_at, "
+            "cursor = excluded.cursor, report = excluded.report");
+    q.Text(r.id).Int(r.started_at).Int(r.at).Int(r.finished_at).Int(r.dry_run ? 1 : 0)
+        .Text(r.cursor).Text(r.report);
     return q.Run();
   }
 

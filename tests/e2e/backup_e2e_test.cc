@@ -21,11 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-Poco::JSON::Object::Ptr Parse(const std::string& body) {
-  Poco::JSON::Parser p;
-  return p.parse(body).extract<Poco::JSON::Object::Ptr>();
-}
-
 class BackupE2E : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -108,7 +103,7 @@ TEST_F(BackupE2E, RestoreDrillBringsBackTheBackupAndNoErasureOrWithdrawalMadeSin
                            operator_key_);
   ASSERT_EQ(link.status, 201) << link.body;
   const std::string token =
-      Parse(link.body)->getArray("links")->getObject(0)->getValue<std::string>("token");
+      ParseObject(link.body)->getArray("links")->getObject(0)->getValue<std::string>("token");
 
   // Online: the service keeps serving while the backup is made.
   const std::string backup = MakeBackup();
@@ -138,7 +133,7 @@ TEST_F(BackupE2E, RestoreDrillBringsBackTheBackupAndNoErasureOrWithdrawalMadeSin
 
   RunResult restored = Garde({"restore"}, {"--from", backup, "--json"});
   ASSERT_EQ(restored.exit_code, 0) << restored.err << restored.out;
-  auto report = Parse(restored.LastLine());
+  auto report = ParseObject(restored.LastLine());
   EXPECT_EQ(report->getValue<std::string>("audit"), "consistent");
   EXPECT_GE(report->getValue<int>("reapplied"), 5);
   g_.Start();
@@ -181,7 +176,7 @@ TEST_F(BackupE2E, ALostOrDivergentAuditLogIsAnExplicitFork) {
   lose_the_log();
   RunResult lost = Garde({"restore"}, {"--from", first, "--json"});
   ASSERT_EQ(lost.exit_code, 0) << lost.err;
-  EXPECT_EQ(Parse(lost.LastLine())->getValue<std::string>("audit"), "forked");
+  EXPECT_EQ(ParseObject(lost.LastLine())->getValue<std::string>("audit"), "forked");
   EXPECT_NE(ReadFile(g_.data_dir() + "/restores.log").find("no live audit log"), std::string::npos);
   g_.Start();
   EXPECT_EQ(Status(id), "erased");  // from tombstones.log, kept beside the keyring
@@ -203,7 +198,7 @@ TEST_F(BackupE2E, ALostOrDivergentAuditLogIsAnExplicitFork) {
   EXPECT_NE(no_reason.err.find("--reason"), std::string::npos) << no_reason.err;
   RunResult with_reason = Garde({"restore"}, {"--from", second, "--reason", "drill", "--json"});
   ASSERT_EQ(with_reason.exit_code, 0) << with_reason.err;
-  auto report = Parse(with_reason.LastLine());
+  auto report = ParseObject(with_reason.LastLine());
   EXPECT_EQ(report->getValue<std::string>("audit"), "forked");
   EXPECT_TRUE(fs::exists(report->getValue<std::string>("forked_log")));
   EXPECT_NE(ReadFile(g_.data_dir() + "/restores.log").find("\"reason\":\"drill\""),
@@ -212,7 +207,7 @@ TEST_F(BackupE2E, ALostOrDivergentAuditLogIsAnExplicitFork) {
   // The live log extends the backup it came from: restoring that one again keeps it.
   RunResult consistent = Garde({"restore"}, {"--from", second, "--json"});
   ASSERT_EQ(consistent.exit_code, 0) << consistent.err;
-  EXPECT_EQ(Parse(consistent.LastLine())->getValue<std::string>("audit"), "consistent");
+  EXPECT_EQ(ParseObject(consistent.LastLine())->getValue<std::string>("audit"), "consistent");
 }
 
 // A restore refuses a data directory that a running service has open.

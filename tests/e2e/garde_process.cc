@@ -77,6 +77,11 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
+Poco::JSON::Object::Ptr ParseObject(const std::string& json) {
+  Poco::JSON::Parser p;
+  return p.parse(json).extract<Poco::JSON::Object::Ptr>();
+}
+
 std::string JsonString(const std::string& json, const std::string& member) {
   try {
     Poco::JSON::Parser p;

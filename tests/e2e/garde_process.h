@@ -7,6 +7,7 @@
 //   HttpReply r = g.Post("/v1/subjects", body, key);
 #pragma once
 
+#include <Poco/JSON/Object.h>
 #include <Poco/Net/StreamSocket.h>
 
 #include <chrono>
@@ -108,6 +109,8 @@ class GardeProcess {
 std::string ReadUntilClosed(Poco::Net::StreamSocket& socket, std::chrono::seconds limit);
 // Reads a whole file ("" when missing).
 std::string ReadFile(const std::string& path);
+// Parses a JSON object (throws on anything else: the test fails with the exception).
+Poco::JSON::Object::Ptr ParseObject(const std::string& json);
 // Extracts a top-level string member from a JSON object (test convenience).
 std::string JsonString(const std::string& json, const std::string& member);
 

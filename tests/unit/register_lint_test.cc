@@ -107,6 +107,49 @@ TEST(RegisterLint, ALegalHoldOnAContactChannelIsAWarning) {
   std::filesystem::remove_all(dir);
 }
 
+// Lint refuses a retention anchor Garde cannot evaluate, and warns of criteria text that
+// nothing enforces; every anchor the sweep knows passes.
+TEST(RegisterLint, RetentionAnchorsGardeCannotEvaluateAreRefused) {
+  struct Case {
+    const char* rule;
+    const char* finding;  // "" when none
+    const char* severity;
+  };
+  const Case cases[] = {
+      {"P3Y after last_interaction", "", ""},
+      {"P3Y after last_contact", "", ""},
+      {"P3Y after created_at", "", ""},
+      {"P6M after consent_withdrawn", "", ""},
+      {"P5Y after request_closed", "", ""},
+      {"P10Y after last_purchase", "", ""},  // a date field
+      {"P2Y", "", ""},
+      {"P3Y after contract_end", "retention-anchor-unknown", "error"},  // not in the schema
+      {"P3Y after postal_code", "retention-anchor-unknown", "error"},   // not a date
+      {"PXY after created", "retention-anchor-unknown", "error"},
+      {"three years after the end of the contract", "retention-not-executable", "warning"},
+  };
+  for (const auto& c : cases) {
+    const std::filesystem::path dir = CopyDefaultPolicies("anchor");
+    std::string text = ReadRegister(dir);
+    const std::string from = "retention: \"P2Y after last_interaction\"";  // profiling
+    const size_t at = text.find(from);
+    ASSERT_NE(at, std::string::npos);
+    text.replace(at, from.size(), std::string("retention: \"") + c.rule + "\"");
+    std::ofstream(dir / "register.yaml", std::ios::trunc) << text;
+    auto set = LoadPolicies(dir.string());
+    ASSERT_TRUE(set.ok()) << set.status().message();
+    std::string found;
+    for (const auto& f : LintRegister(*set.value())) {
+      if (f.rule.rfind("retention-", 0) == 0 && f.message.find("profiling") != std::string::npos) {
+        found = f.rule + "/" + f.severity;
+      }
+    }
+    EXPECT_EQ(found, std::string(c.finding).empty() ? "" : std::string(c.finding) + "/" + c.severity)
+        << c.rule;
+    std::filesystem::remove_all(dir);
+  }
+}
+
 }  // namespace
 
 }  // namespace garde

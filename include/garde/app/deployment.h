@@ -18,6 +18,7 @@
 #include "garde/domain/api_keys.h"
 #include "garde/domain/entry_standard.h"
 #include "garde/domain/key_rotation.h"
+#include "garde/domain/retention.h"
 #include "garde/domain/audience.h"
 #include "garde/domain/consent_ledger.h"
 #include "garde/domain/subject_requests.h"
@@ -55,6 +56,7 @@ class Deployment {
   const KeyedHash& suppression_hash() const { return *suppression_hash_; }
   const SubjectTokens& tokens() const { return *tokens_; }
   KeyRotation& rotation() { return *rotation_; }
+  RetentionSweep& retention() { return *retention_; }
   AccessJournal& journal() { return *audit_; }
   AuditLog& audit() { return *audit_; }
   const CheckpointSigner& signer() const { return *signer_; }
@@ -84,6 +86,7 @@ class Deployment {
   std::unique_ptr<TombstoneLog> tombstones_;
   std::unique_ptr<RequestDesk> requests_;
   std::unique_ptr<KeyRotation> rotation_;
+  std::unique_ptr<RetentionSweep> retention_;
 };
 
 }  // namespace garde

@@ -56,6 +56,10 @@ struct Config {
   int backup_keep_daily = 7;
   int backup_keep_weekly = 4;
   int backup_keep_monthly = 6;
+  // Retention sweep inside `serve` (0: never; `garde retention run` still works), and how long
+  // before its deadline an open request raises request.due_soon.
+  int64_t retention_interval = 86400;
+  int64_t request_due_warning = 7 * 86400;
   // Tests only: seconds added to every "now" of the service (expiry, deadlines, schedules).
   int64_t test_clock_offset = 0;
 

@@ -53,6 +53,7 @@ void AddConsentRoutes(Router& router, Deployment& d);
 void AddLinkRoutes(Router& router, Deployment& d);
 void AddAudienceRoutes(Router& router, Deployment& d);
 void AddRegisterRoutes(Router& router, Deployment& d);
+void AddRetentionRoutes(Router& router, Deployment& d);
 void AddRequestRoutes(Router& router, Deployment& d);
 
 // Authenticates the bearer key of `x` into x.caller (401 when missing or unknown).

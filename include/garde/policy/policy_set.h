@@ -9,6 +9,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -73,6 +74,23 @@ struct Activity {
     return it == category_retention.end() ? retention : it->second;
   }
 };
+
+// A retention rule Garde can execute: "DURATION[ after ANCHOR]" (docs/policies.md).
+//   "P3Y after last_interaction"   three years after the last purchase or contact
+//   "P10Y after last_purchase"     ten years after the date in the subject's field
+//   "P5Y after request_closed"     five years after the subject's last request was closed
+//   "P6M after consent_withdrawn"  six months after the activity's consent ended
+//   "P1Y"                          one year after the last interaction, like "P1Y after created"
+//                                  would be after the subject was created
+struct RetentionRule {
+  enum class Anchor { kCreated, kLastInteraction, kConsentEnded, kRequestClosed, kDateField };
+  std::string duration;  // ISO 8601
+  Anchor anchor = Anchor::kCreated;
+  std::string field;     // kDateField: the schema field holding the date
+};
+// The rule, or nullopt with *problem saying why Garde cannot evaluate it.
+std::optional<RetentionRule> ParseRetentionRule(const std::string& text, const Schema& schema,
+                                                std::string* problem);
 
 // What a role may do. Capabilities are the names routes ask for ("subjects.write", ...).
 struct Role {

@@ -159,6 +159,18 @@ struct SnapshotKeyRow {
   Bytes wrapped_key;
 };
 
+// One run of the retention sweep: where it stands, and what it did (counts only).
+struct RetentionRunRow {
+  int64_t seq = 0;      // assigned on insert; orders runs
+  std::string id;       // "ret_…"
+  int64_t started_at = 0;
+  int64_t at = 0;       // the time the rules were evaluated at
+  int64_t finished_at = 0;  // 0 while running (or interrupted)
+  bool dry_run = false;
+  std::string cursor;   // the last subject id done; resumes after it
+  std::string report;   // JSON, no personal data
+};
+
 // The vault's change log after a reader's position (see ReadTx::ChangesAfter).
 struct ChangeTail {
   int64_t last_seq = 0;  // the newest change in this transaction's snapshot
@@ -241,6 +253,10 @@ class ReadTx {
   virtual Result<std::vector<OutboxRow>> ListOutbox(size_t limit) = 0;
   // Newest first.
   virtual Result<std::vector<PolicyVersionRow>> ListPolicyVersions(size_t limit) = 0;
+  // Retention runs, newest first, seq < before_seq (0: from the newest).
+  virtual Result<std::vector<RetentionRunRow>> ListRetentionRuns(int64_t before_seq,
+                                                                 size_t limit) = 0;
+  virtual Result<std::optional<RetentionRunRow>> GetRetentionRun(const std::string& id) = 0;
 
   // Audit entries waiting to be appended (vault database), id > after_id, in id order.
   virtual Result<std::vector<PendingAuditRow>> ListPendingAudit(int64_t after_id,
@@ -281,6 +297,8 @@ class WriteTx : public ReadTx {
   virtual Status InsertTombstone(const TombstoneRow& row) = 0;
   virtual Status InsertOutbox(const OutboxRow& row) = 0;
   virtual Status InsertPolicyVersion(const PolicyVersionRow& row) = 0;
+  // Inserts a run (seq assigned) or, for an id already stored, updates it.
+  virtual Status PutRetentionRun(const RetentionRunRow& row) = 0;
   virtual Status DeleteIndexesOf(const std::string& subject_id) = 0;
   virtual Status DeleteConsentEventsOf(const std::string& subject_id) = 0;
   // Pending audit entries (vault database): queued with a change, removed once appended.

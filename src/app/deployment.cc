@@ -122,6 +122,11 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   d->retention_ = std::make_unique<RetentionSweep>(RetentionDeps{
       *d->store_, *d->policies_, *d->vault_, *d->audit_, d->clock_, d->tombstones_.get(),
       config.request_due_warning});
+  if (!config.webhooks_file.empty()) {
+    auto endpoints = LoadWebhookEndpoints(config.webhooks_file, *d->policies_->Current());
+    if (!endpoints.ok()) return endpoints.status();
+    d->webhooks_ = std::make_unique<WebhookDispatcher>(*d, std::move(endpoints.value()));
+  }
   return d;
 }
 

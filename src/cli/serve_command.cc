@@ -235,6 +235,25 @@ class ServeApplication final : public Poco::Util::ServerApplication {
       } while (!cv.wait_for(lock, std::chrono::seconds(5), [&] { return stopping; }));
     });
 
+    // Webhooks: fans the outbox out and delivers, as fast as the receivers take them, then
+    // polls every 50 ms when idle.
+    std::thread dispatcher([&] {
+      WebhookDispatcher* webhooks = d.value()->webhooks();
+      if (webhooks == nullptr) return;
+      std::unique_lock<std::mutex> lock(mu);
+      while (!stopping) {
+        lock.unlock();
+        auto sent = webhooks->Pass();
+        if (!sent.ok()) {
+          LogLine(spdlog::level::err, "webhook dispatch failed").Str("detail", sent.status().message());
+        }
+        lock.lock();
+        if (!sent.ok() || sent.value() == 0) {
+          cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return stopping; });
+        }
+      }
+    });
+
     // SIGHUP reloads the policies, linted first, exactly as POST /v1/admin/reload does.
     std::thread reloader([&] {
       sigset_t hup;
@@ -271,6 +290,7 @@ class ServeApplication final : public Poco::Util::ServerApplication {
     checkpointer.join();
     backer.join();
     sweeper.join();
+    dispatcher.join();
     reloader.join();
     http.Stop();
     warm_up.join();

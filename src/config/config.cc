@@ -77,6 +77,7 @@ const std::vector<OptionDoc>& ConfigOptions() {
       {"backup_keep_monthly", "GARDE_BACKUP_KEEP_MONTHLY", "6", "... and of the last N months"},
       {"retention_interval", "GARDE_RETENTION_INTERVAL", "P1D", "serve runs the retention sweep this often (ISO 8601 duration; none: never)"},
       {"request_due_warning", "GARDE_REQUEST_DUE_WARNING", "P7D", "the sweep raises request.due_soon this long before a request's deadline"},
+      {"webhooks_file", "GARDE_WEBHOOKS_FILE", "(none)", "YAML file of webhook endpoints (recipients told of erasures, rectifications, consent changes)"},
       {"test_clock_offset", "GARDE_TEST_CLOCK_OFFSET", "0", "tests only: seconds added to the service's clock (logged as a warning)"},
       {"api_key_cache_seconds", "GARDE_API_KEY_CACHE_SECONDS", "2", "how long a verified API key is remembered (revocation delay; 0 disables)"},
   };
@@ -212,6 +213,7 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
   if (values.count("dsr_jurisdictions")) c.dsr_jurisdictions = values["dsr_jurisdictions"];
   if (values.count("dsr_jurisdiction")) c.dsr_jurisdiction = values["dsr_jurisdiction"];
   if (values.count("backup_dir")) c.backup_dir = values["backup_dir"];
+  if (values.count("webhooks_file")) c.webhooks_file = values["webhooks_file"];
   if (values.count("backup_interval") && !values["backup_interval"].empty()) {
     auto seconds = AddIsoDuration(0, values["backup_interval"]);
     if (!seconds || *seconds < 60) {

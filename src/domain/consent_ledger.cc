@@ -8,6 +8,21 @@
 #include "garde/domain/subject_vault.h"
 
 namespace garde {
+
+namespace {
+
+// Art. 19 and downstream suppression: every consent event, told to the outbox.
+Status EmitConsentChanged(WriteTx& tx, const ConsentEventRow& e) {
+  JsonWriter w;
+  w.BeginObject().Key("subject").String(e.subject_id).Key("purpose").String(e.purpose)
+      .Key("channel").StringOrNull(e.channel).Key("event").String(e.event)
+      .Key("method").String(e.method).Key("event_id").String(e.id)
+      .Key("at").String(FormatRfc3339(e.at)).EndObject();
+  return EmitEvent(tx, "consent.changed", w.Take(), e.at);
+}
+
+}  // namespace
+
 namespace {
 
 constexpr size_t kMaxBatch = 10000;
@@ -177,6 +192,7 @@ Result<ConsentEvent> ConsentLedger::Record(const Caller& caller, const std::stri
     if (!row.value()) return NotFound("no such subject");
     if (row.value()->status == "erased") return Conflict("the subject has been erased");
     GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(row_to_add));
+    GARDE_RETURN_IF_ERROR(EmitConsentChanged(tx, row_to_add));
     if (ConsentTombstone::Kept(row_to_add)) {
       kept.consents.push_back(ConsentTombstone::From(row_to_add));
     }
@@ -204,15 +220,27 @@ Status ConsentLedger::SuppressContactsIn(WriteTx& tx, const std::string& subject
                                          std::vector<SuppressionTombstone>* kept) {
   // Art. 21(3): the contacts are never used for direct marketing again, even after the
   // record is erased. The digests were computed when the contacts were written.
+  std::vector<std::string> kinds;
   for (const char* field : {"email", "phone"}) {
     auto digests = tx.IndexDigestsOf(subject_id, "~" + std::string(field));
     if (!digests.ok()) return digests.status();
+    bool added = false;
     for (const auto& digest : digests.value()) {
+      auto already = tx.IsSuppressed(field, digest);
+      if (!already.ok()) return already.status();
+      if (already.value()) continue;  // told once, when it was first suppressed
       GARDE_RETURN_IF_ERROR(tx.PutSuppression(field, digest, reason, at));
       if (kept != nullptr) kept->push_back({field, digest, reason, at});
+      added = true;
     }
+    if (added) kinds.push_back(field);
   }
-  return Status::Ok();
+  if (kinds.empty()) return Status::Ok();
+  JsonWriter w;
+  w.BeginObject().Key("subject").String(subject_id).Key("contacts").BeginArray();
+  for (const auto& k : kinds) w.String(k);
+  w.EndArray().Key("reason").String(reason).Key("at").String(FormatRfc3339(at)).EndObject();
+  return EmitEvent(tx, "suppression.added", w.Take(), at);
 }
 
 Result<bool> ConsentLedger::Reinstate(WriteTx& tx, const PolicySet& policies,
@@ -236,6 +264,7 @@ Status ConsentLedger::ObjectIn(WriteTx& tx, const PolicySet& policies,
     const ConsentEventRow row =
         MakeEvent(policies, *p, subject_id, "", ConsentEventType::kObjected, "", method, actor, at);
     GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(row));
+    GARDE_RETURN_IF_ERROR(EmitConsentChanged(tx, row));
     kept->consents.push_back(ConsentTombstone::From(row));
     marketing |= p->marketing;
   }
@@ -534,6 +563,7 @@ Result<int> ConsentLedger::UnsubscribeByToken(const SubjectTokenClaims& claims,
           MakeEvent(*policies, *p, claims.subject, "", ConsentEventType::kWithdrawn, "",
                     "one_click_unsubscribe", "subject-token", now);
       GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(e));
+      GARDE_RETURN_IF_ERROR(EmitConsentChanged(tx, e));
       kept.consents.push_back(ConsentTombstone::From(e));
       GARDE_RETURN_IF_ERROR(d_.journal.Record(
           &tx, subject, {"consent.unsubscribe", claims.subject, "", "ok", {p->id}, 1}));
@@ -617,6 +647,7 @@ Result<int> ConsentLedger::ApplyPreferences(const SubjectTokenClaims& claims,
                     want ? ConsentEventType::kGranted : ConsentEventType::kWithdrawn, notice,
                     method, "subject-token", now);
       GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(e));
+      GARDE_RETURN_IF_ERROR(EmitConsentChanged(tx, e));
       if (ConsentTombstone::Kept(e)) kept.consents.push_back(ConsentTombstone::From(e));
       GARDE_RETURN_IF_ERROR(d_.journal.Record(
           &tx, subject, {"consent.preferences", claims.subject, "", "ok", {p.id, e.event}, 1}));

@@ -572,6 +572,11 @@ Result<RequestView> RequestDesk::Lift(const Caller& caller, const std::string& i
                 s.status = "active";
                 s.updated_at = d_.clock.Now();
                 GARDE_RETURN_IF_ERROR(tx.UpdateSubject(s));
+                GARDE_RETURN_IF_ERROR(EmitEvent(
+                    tx, "subject.restriction_lifted",
+                    "{\"subject\":\"" + s.id + "\",\"request\":\"" + r.id + "\",\"at\":\"" +
+                        FormatRfc3339(s.updated_at) + "\"}",
+                    s.updated_at));
                 r.result = "{\"restricted\":false,\"lifted_at\":\"" +
                            FormatRfc3339(s.updated_at) + "\"}";
                 return Status::Ok();
@@ -648,6 +653,10 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
       s.status = "restricted";
       s.updated_at = now;
       GARDE_RETURN_IF_ERROR(tx.UpdateSubject(s));
+      GARDE_RETURN_IF_ERROR(EmitEvent(tx, "subject.restricted",
+                                      "{\"subject\":\"" + s.id + "\",\"request\":\"" + r.id +
+                                          "\",\"at\":\"" + FormatRfc3339(now) + "\"}",
+                                      now));
       result.BeginObject().Key("restricted").Bool(true).EndObject();
     } else if (r.type == "objection") {
       std::vector<const Purpose*> purposes;

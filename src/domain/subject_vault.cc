@@ -1,5 +1,7 @@
 #include "garde/domain/subject_vault.h"
 
+#include "garde/base/json_writer.h"
+
 #include <sodium.h>
 
 #include <algorithm>
@@ -320,6 +322,13 @@ Result<SubjectView> SubjectVault::RectifyIn(WriteTx& tx, const PolicySet& polici
   GARDE_RETURN_IF_ERROR(tx.UpdateSubject(row));
   GARDE_RETURN_IF_ERROR(
       d_.journal.Record(&tx, caller, {"subject.rectify", row.id, "", "ok", touched, 0}));
+  // Art. 19: recipients are told which fields changed; they read the values with their own
+  // activity's key, where minimisation applies.
+  JsonWriter event;
+  event.BeginObject().Key("subject").String(row.id).Key("fields").BeginArray();
+  for (const auto& name : touched) event.String(name);
+  event.EndArray().Key("at").String(FormatRfc3339(row.updated_at)).EndObject();
+  GARDE_RETURN_IF_ERROR(EmitEvent(tx, "subject.rectified", event.Take(), row.updated_at));
   SubjectView view{row.id, row.kind, row.status, row.source, row.created_at, row.updated_at,
                    row.last_interaction_at, std::nullopt, {}};
   auto ext = prepared.values.find(kExternalIdField);

@@ -50,6 +50,50 @@ const char* OpenApiDocument() {
    }
   },
   "schemas": {
+   "Delivery": {
+    "type": "object",
+    "required": ["id", "endpoint", "event_id", "topic", "subject", "status", "attempts", "queued_at", "next_attempt_at", "delivered_at", "last_error"],
+    "properties": {
+     "id": {
+      "type": "string"
+     },
+     "endpoint": {
+      "type": "string"
+     },
+     "event_id": {
+      "type": "string",
+      "description": "the webhook-id header; the same on every attempt"
+     },
+     "topic": {
+      "type": "string"
+     },
+     "subject": {
+      "type": ["string", "null"]
+     },
+     "status": {
+      "type": "string",
+      "enum": ["pending", "delivered", "dead"]
+     },
+     "attempts": {
+      "type": "integer"
+     },
+     "queued_at": {
+      "type": "string",
+      "format": "date-time"
+     },
+     "next_attempt_at": {
+      "type": ["string", "null"],
+      "format": "date-time"
+     },
+     "delivered_at": {
+      "type": ["string", "null"],
+      "format": "date-time"
+     },
+     "last_error": {
+      "type": ["string", "null"]
+     }
+    }
+   },
    "RetentionRun": {
     "type": "object",
     "required": ["id", "status", "dry_run", "started_at", "at", "finished_at", "report"],
@@ -2942,6 +2986,110 @@ const char* OpenApiDocument() {
       "$ref": "#/components/responses/Problem"
      },
      "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/webhooks/deliveries": {
+   "get": {
+    "summary": "Webhook deliveries, oldest first (officer, admin): what each recipient was told, pending retries and dead letters",
+    "parameters": [
+     {
+      "name": "status",
+      "in": "query",
+      "required": false,
+      "schema": {
+       "type": "string",
+       "enum": ["pending", "delivered", "dead"]
+      }
+     },
+     {
+      "name": "endpoint",
+      "in": "query",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "cursor",
+      "in": "query",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "{items:[Delivery], next_cursor}",
+      "content": {
+       "application/json": {
+        "schema": {
+         "type": "object",
+         "required": ["items", "next_cursor"],
+         "properties": {
+          "items": {
+           "type": "array",
+           "items": {
+            "$ref": "#/components/schemas/Delivery"
+           }
+          },
+          "next_cursor": {
+           "type": ["string", "null"]
+          }
+         }
+        }
+       }
+      }
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/webhooks/deliveries/{id}:replay": {
+   "post": {
+    "summary": "Put a dead (or delivered) delivery back in the queue, due now (officer, admin)",
+    "parameters": [
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "The delivery, pending again",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Delivery"
+        }
+       }
+      }
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "409": {
       "$ref": "#/components/responses/Problem"
      }
     }

@@ -1,5 +1,6 @@
-// /v1/retention/runs: the retention sweep's runs for officers (what was erased or released,
-// by activity and rule, counts only), and a run started on demand.
+// The data lifecycle for officers: /v1/retention/runs (what the retention sweep erased or
+// released, by activity and rule, counts only; a run on demand) and /v1/webhooks/deliveries
+// (what each recipient was told, dead letters and their replay).
 #include "garde/base/clock.h"
 #include "garde/base/json_writer.h"
 #include "garde/http/http_service.h"
@@ -100,9 +101,106 @@ Status StartRun(Deployment& d, Exchange& x) {
   return Status::Ok();
 }
 
+void WriteDelivery(JsonWriter& w, const DeliveryRow& r) {
+  w.BeginObject()
+      .Key("id").String(std::to_string(r.id))
+      .Key("endpoint").String(r.endpoint)
+      .Key("event_id").String(r.event_id)
+      .Key("topic").String(r.topic)
+      .Key("subject").StringOrNull(r.subject)
+      .Key("status").String(r.status)
+      .Key("attempts").Int(r.attempts)
+      .Key("queued_at").String(FormatRfc3339(r.created_at));
+  w.Key("next_attempt_at");
+  if (r.status == "pending") {
+    w.String(FormatRfc3339(r.next_at / 1000));
+  } else {
+    w.Null();
+  }
+  w.Key("delivered_at");
+  if (r.delivered_at != 0) {
+    w.String(FormatRfc3339(r.delivered_at));
+  } else {
+    w.Null();
+  }
+  w.Key("last_error").StringOrNull(r.last_error).EndObject();
+}
+
+Result<int64_t> PositiveId(const std::string& text, const char* field) {
+  char* end = nullptr;
+  const long long v = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || v <= 0) {
+    return Status(Code::kUnprocessable, "not a valid id").AddError(field, "a positive integer");
+  }
+  return static_cast<int64_t>(v);
+}
+
+Status ListDeliveries(Deployment& d, Exchange& x) {
+  GARDE_RETURN_IF_ERROR(Require(d, x, "webhooks.read"));
+  DeliveryQuery q;
+  q.limit = 100;
+  if (auto s = x.query.find("status"); s != x.query.end()) {
+    if (s->second != "pending" && s->second != "delivered" && s->second != "dead") {
+      return Status(Code::kUnprocessable, "unknown status")
+          .AddError("status", "one of pending, delivered, dead");
+    }
+    q.status = s->second;
+  }
+  if (auto e = x.query.find("endpoint"); e != x.query.end()) q.endpoint = e->second;
+  if (auto c = x.query.find("cursor"); c != x.query.end()) {
+    auto after = PositiveId(c->second, "cursor");
+    if (!after.ok()) return after.status();
+    q.after_id = after.value();
+  }
+  std::vector<DeliveryRow> rows;
+  GARDE_RETURN_IF_ERROR(d.store().Read([&](ReadTx& tx) -> Status {
+    auto got = tx.QueryDeliveries(q);
+    if (!got.ok()) return got.status();
+    rows = std::move(got.value());
+    return Status::Ok();
+  }));
+  JsonWriter w;
+  w.BeginObject().Key("items").BeginArray();
+  for (const auto& r : rows) WriteDelivery(w, r);
+  w.EndArray().Key("next_cursor");
+  if (rows.size() == q.limit) {
+    w.String(std::to_string(rows.back().id));
+  } else {
+    w.Null();
+  }
+  w.EndObject();
+  x.Json(200, w.Take());
+  return d.journal().Record(nullptr, *x.caller,
+                            {"webhooks.list", "", "", "ok", {}, static_cast<int64_t>(rows.size())});
+}
+
+Status ReplayDelivery(Deployment& d, Exchange& x) {
+  GARDE_RETURN_IF_ERROR(Require(d, x, "webhooks.replay"));
+  auto id = PositiveId(x.params["id"], "id");
+  if (!id.ok()) return NotFound("no such delivery");
+  if (d.webhooks() == nullptr) return Conflict("no webhook endpoints are configured");
+  GARDE_RETURN_IF_ERROR(d.webhooks()->Replay(id.value()));
+  std::optional<DeliveryRow> row;
+  GARDE_RETURN_IF_ERROR(d.store().Read([&](ReadTx& tx) -> Status {
+    auto got = tx.GetDelivery(id.value());
+    if (!got.ok()) return got.status();
+    row = got.value();
+    return Status::Ok();
+  }));
+  if (!row) return NotFound("no such delivery");
+  JsonWriter w;
+  WriteDelivery(w, *row);
+  x.Json(200, w.Take());
+  return d.journal().Record(nullptr, *x.caller,
+                            {"webhooks.replay", row->subject, "", "ok", {row->event_id}, 1});
+}
+
 }  // namespace
 
 void AddRetentionRoutes(Router& router, Deployment& d) {
+  router.Add("GET", "/v1/webhooks/deliveries", [&d](Exchange& x) { return ListDeliveries(d, x); });
+  router.Add("POST", "/v1/webhooks/deliveries/{id}:replay",
+             [&d](Exchange& x) { return ReplayDelivery(d, x); });
   router.Add("GET", "/v1/retention/runs", [&d](Exchange& x) { return ListRuns(d, x); });
   router.Add("POST", "/v1/retention/runs", [&d](Exchange& x) { return StartRun(d, x); });
   router.Add("GET", "/v1/retention/runs/{id}", [&d](Exchange& x) { return GetRun(d, x); });

@@ -253,6 +253,31 @@ CREATE TABLE retention_runs(
   report TEXT NOT NULL DEFAULT '{}'
 );
 )sql",
+    // 12: webhook deliveries, fanned out from the outbox per endpoint (each endpoint's mark
+    // moves in the transaction that inserts its deliveries), retried until delivered or dead.
+    R"sql(
+CREATE TABLE webhook_marks(
+  endpoint TEXT PRIMARY KEY,
+  outbox_seq INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE webhook_deliveries(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  endpoint TEXT NOT NULL,
+  event_id TEXT NOT NULL,
+  topic TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_at INTEGER NOT NULL,
+  last_error TEXT NOT NULL DEFAULT '',
+  delivered_at INTEGER NOT NULL DEFAULT 0,
+  UNIQUE(endpoint, event_id)
+);
+CREATE INDEX webhook_due ON webhook_deliveries(status, next_at, id);
+CREATE INDEX webhook_by_subject ON webhook_deliveries(endpoint, subject, status, id);
+)sql",
 };
 
 // The audit log's subject index: a level merges once it holds kAuditRunFanIn runs; a run of
@@ -483,6 +508,27 @@ SubjectRow ReadSubject(const Query& q) {
   r.root_key_version = static_cast<uint32_t>(q.ColInt(7));
   r.dek_version = static_cast<uint32_t>(q.ColInt(8));
   r.wrapped_dek = q.ColBlob(9);
+  return r;
+}
+
+constexpr const char* kDeliveryColumns =
+    "id, endpoint, event_id, topic, subject, payload, created_at, status, attempts, next_at, "
+    "last_error, delivered_at";
+
+DeliveryRow DeliveryFrom(const Query& q) {
+  DeliveryRow r;
+  r.id = q.ColInt(0);
+  r.endpoint = q.ColText(1);
+  r.event_id = q.ColText(2);
+  r.topic = q.ColText(3);
+  r.subject = q.ColText(4);
+  r.payload = q.ColText(5);
+  r.created_at = q.ColInt(6);
+  r.status = q.ColText(7);
+  r.attempts = static_cast<int>(q.ColInt(8));
+  r.next_at = q.ColInt(9);
+  r.last_error = q.ColText(10);
+  r.delivered_at = q.ColInt(11);
   return r;
 }
 
@@ -946,11 +992,50 @@ class SqliteTx final : public WriteTx {
     return q.FirstInt(0);
   }
 
-  Result<std::vector<OutboxRow>> ListOutbox(size_t limit) override {
-    Query q(c_, "SELECT id, topic, payload, created_at FROM outbox ORDER BY seq LIMIT ?");
-    q.Int(static_cast<int64_t>(limit));
-    return q.Rows<OutboxRow>(
-        [&] { return OutboxRow{q.ColText(0), q.ColText(1), q.ColText(2), q.ColInt(3)}; });
+  Result<std::vector<OutboxRow>> ListOutbox(int64_t after_seq, size_t limit) override {
+    Query q(c_,
+            "SELECT id, topic, payload, created_at, seq FROM outbox WHERE seq > ? ORDER BY seq "
+            "LIMIT ?");
+    q.Int(after_seq).Int(static_cast<int64_t>(limit));
+    return q.Rows<OutboxRow>([&] {
+      return OutboxRow{q.ColText(0), q.ColText(1), q.ColText(2), q.ColInt(3), q.ColInt(4)};
+    });
+  }
+
+  Result<int64_t> WebhookMark(const std::string& endpoint) override {
+    Query q(c_, "SELECT outbox_seq FROM webhook_marks WHERE endpoint = ?");
+    q.Text(endpoint);
+    auto rows = q.Rows<int64_t>([&] { return q.ColInt(0); });
+    if (!rows.ok()) return rows.status();
+    return rows.value().empty() ? int64_t{0} : rows.value().front();
+  }
+
+  Result<std::vector<DeliveryRow>> DueDeliveries(int64_t now, size_t limit) override {
+    Query q(c_, std::string("SELECT ") + kDeliveryColumns +
+                    " FROM webhook_deliveries d WHERE status = 'pending' AND next_at <= ? AND "
+                    "(subject = '' OR NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE "
+                    "e.endpoint = d.endpoint AND e.subject = d.subject AND e.status = 'pending' "
+                    "AND e.id < d.id)) ORDER BY id LIMIT ?");
+    q.Int(now).Int(static_cast<int64_t>(limit));
+    return q.Rows<DeliveryRow>([&] { return DeliveryFrom(q); });
+  }
+
+  Result<std::vector<DeliveryRow>> QueryDeliveries(const DeliveryQuery& dq) override {
+    Query q(c_, std::string("SELECT ") + kDeliveryColumns +
+                    " FROM webhook_deliveries WHERE (? = '' OR status = ?) AND (? = '' OR "
+                    "endpoint = ?) AND id > ? ORDER BY id LIMIT ?");
+    q.Text(dq.status).Text(dq.status).Text(dq.endpoint).Text(dq.endpoint).Int(dq.after_id)
+        .Int(static_cast<int64_t>(dq.limit));
+    return q.Rows<DeliveryRow>([&] { return DeliveryFrom(q); });
+  }
+
+  Result<std::optional<DeliveryRow>> GetDelivery(int64_t id) override {
+    Query q(c_, std::string("SELECT ") + kDeliveryColumns + " FROM webhook_deliveries WHERE id = ?");
+    q.Int(id);
+    auto rows = q.Rows<DeliveryRow>([&] { return DeliveryFrom(q); });
+    if (!rows.ok()) return rows.status();
+    if (rows.value().empty()) return std::optional<DeliveryRow>();
+    return std::optional<DeliveryRow>(std::move(rows.value().front()));
   }
 
   Status InsertRequest(const RequestRow& r) override {
@@ -1063,6 +1148,32 @@ class SqliteTx final : public WriteTx {
   Status InsertOutbox(const OutboxRow& r) override {
     Query q(c_, "INSERT INTO outbox(id, topic, payload, created_at) VALUES(?,?,?,?)");
     q.Text(r.id).Text(r.topic).Text(r.payload).Int(r.created_at);
+    return q.Run();
+  }
+
+  Status SetWebhookMark(const std::string& endpoint, int64_t seq) override {
+    Query q(c_,
+            "INSERT INTO webhook_marks(endpoint, outbox_seq) VALUES(?, ?) ON CONFLICT(endpoint) "
+            "DO UPDATE SET outbox_seq = excluded.outbox_seq");
+    q.Text(endpoint).Int(seq);
+    return q.Run();
+  }
+
+  Status InsertDelivery(const DeliveryRow& r) override {
+    Query q(c_,
+            "INSERT OR IGNORE INTO webhook_deliveries(endpoint, event_id, topic, subject, payload, "
+            "created_at, status, attempts, next_at) VALUES(?,?,?,?,?,?,?,?,?)");
+    q.Text(r.endpoint).Text(r.event_id).Text(r.topic).Text(r.subject).Text(r.payload)
+        .Int(r.created_at).Text(r.status).Int(r.attempts).Int(r.next_at);
+    return q.Run();
+  }
+
+  Status UpdateDelivery(const DeliveryRow& r) override {
+    Query q(c_,
+            "UPDATE webhook_deliveries SET status = ?, attempts = ?, next_at = ?, last_error = ?, "
+            "delivered_at = ?, created_at = ? WHERE id = ?");
+    q.Text(r.status).Int(r.attempts).Int(r.next_at).Text(r.last_error).Int(r.delivered_at)
+        .Int(r.created_at).Int(r.id);
     return q.Run();
   }
 

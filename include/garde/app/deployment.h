@@ -8,6 +8,7 @@
 #include <atomic>
 #include <memory>
 
+#include "garde/app/webhooks.h"
 #include "garde/base/clock.h"
 #include "garde/config/config.h"
 #include "garde/crypto/keyed_hash.h"
@@ -57,6 +58,8 @@ class Deployment {
   const SubjectTokens& tokens() const { return *tokens_; }
   KeyRotation& rotation() { return *rotation_; }
   RetentionSweep& retention() { return *retention_; }
+  // Null when no webhooks_file is configured.
+  WebhookDispatcher* webhooks() { return webhooks_.get(); }
   AccessJournal& journal() { return *audit_; }
   AuditLog& audit() { return *audit_; }
   const CheckpointSigner& signer() const { return *signer_; }
@@ -87,6 +90,7 @@ class Deployment {
   std::unique_ptr<RequestDesk> requests_;
   std::unique_ptr<KeyRotation> rotation_;
   std::unique_ptr<RetentionSweep> retention_;
+  std::unique_ptr<WebhookDispatcher> webhooks_;
 };
 
 }  // namespace garde

@@ -60,6 +60,8 @@ struct Config {
   // before its deadline an open request raises request.due_soon.
   int64_t retention_interval = 86400;
   int64_t request_due_warning = 7 * 86400;
+  // Webhook endpoints (docs/operations.md, Webhooks); empty: none.
+  std::string webhooks_file;
   // Tests only: seconds added to every "now" of the service (expiry, deadlines, schedules).
   int64_t test_clock_offset = 0;
 

@@ -129,6 +129,26 @@ struct TombstoneRow {
 struct OutboxRow {
   std::string id, topic, payload;
   int64_t created_at = 0;
+  int64_t seq = 0;  // its position, assigned on insert
+};
+
+// One event on its way to one webhook endpoint (Art. 19), at least once, in order per subject.
+struct DeliveryRow {
+  int64_t id = 0;  // assigned on insert; orders deliveries
+  std::string endpoint, event_id, topic, subject;  // subject: "" when the event has none
+  std::string payload;
+  int64_t created_at = 0;  // queued (or replayed): max_age counts from here
+  std::string status;  // pending | delivered | dead
+  int attempts = 0;
+  int64_t next_at = 0;  // milliseconds since the epoch
+  std::string last_error;  // no personal data: a status code or a transport error
+  int64_t delivered_at = 0;
+};
+
+struct DeliveryQuery {
+  std::string status, endpoint;  // empty: any
+  int64_t after_id = 0;
+  size_t limit = 100;
 };
 
 // An audit entry committed with the change it records and not yet appended to the log:
@@ -250,7 +270,15 @@ class ReadTx {
   // Ordered by (due_at, id).
   virtual Result<std::vector<RequestRow>> QueryRequests(const RequestQuery& query) = 0;
   virtual Result<std::vector<TombstoneRow>> ListTombstones(int64_t since) = 0;
-  virtual Result<std::vector<OutboxRow>> ListOutbox(size_t limit) = 0;
+  // Outbox events with seq > after_seq, in order.
+  virtual Result<std::vector<OutboxRow>> ListOutbox(int64_t after_seq, size_t limit) = 0;
+  // Webhooks: how far each endpoint has taken the outbox, and its deliveries.
+  virtual Result<int64_t> WebhookMark(const std::string& endpoint) = 0;
+  // Pending deliveries due at `now`, oldest first, leaving out any that waits behind an
+  // earlier pending delivery of the same subject to the same endpoint.
+  virtual Result<std::vector<DeliveryRow>> DueDeliveries(int64_t now, size_t limit) = 0;
+  virtual Result<std::vector<DeliveryRow>> QueryDeliveries(const DeliveryQuery& query) = 0;
+  virtual Result<std::optional<DeliveryRow>> GetDelivery(int64_t id) = 0;
   // Newest first.
   virtual Result<std::vector<PolicyVersionRow>> ListPolicyVersions(size_t limit) = 0;
   // Retention runs, newest first, seq < before_seq (0: from the newest).
@@ -296,6 +324,11 @@ class WriteTx : public ReadTx {
   virtual Status UpdateRequest(const RequestRow& row) = 0;
   virtual Status InsertTombstone(const TombstoneRow& row) = 0;
   virtual Status InsertOutbox(const OutboxRow& row) = 0;
+  virtual Status SetWebhookMark(const std::string& endpoint, int64_t outbox_seq) = 0;
+  // Ignored when the endpoint already has the event.
+  virtual Status InsertDelivery(const DeliveryRow& row) = 0;
+  // Updates status, attempts, next_at, last_error, delivered_at and created_at.
+  virtual Status UpdateDelivery(const DeliveryRow& row) = 0;
   virtual Status InsertPolicyVersion(const PolicyVersionRow& row) = 0;
   // Inserts a run (seq assigned) or, for an id already stored, updates it.
   virtual Status PutRetentionRun(const RetentionRunRow& row) = 0;
@@ -347,6 +380,12 @@ class Store {
   // while reads and writes go on (backups). A store that cannot answers kUnavailable.
   virtual Status CopyTo(const std::string& path) = 0;
 };
+
+// Puts an event for downstream systems in the outbox, in the transaction of its change.
+// `payload` is a JSON object of ids and facts (a "subject" member orders deliveries).
+inline Status EmitEvent(WriteTx& tx, std::string topic, std::string payload, int64_t at) {
+  return tx.InsertOutbox({RandomId("evt_"), std::move(topic), std::move(payload), at});
+}
 
 // Moves *k forward through `page` (rows in id order, as ScanSubjects returns them) to the row
 // of `subject`: its index, or page.size() if the page has none. Successive subjects must come

@@ -46,7 +46,7 @@ std::optional<int64_t> Until(const RetentionRule& rule, const Activity& a,
 struct Counts {
   int64_t scanned = 0, subjects_erased = 0, holds_released = 0, fields_erased = 0,
           skipped_restricted = 0, consents_expired = 0, requests_due_soon = 0,
-          requests_overdue = 0;
+          requests_overdue = 0, spend_refreshed = 0;
   struct PerActivity {
     int64_t subjects_erased = 0, holds_released = 0;
     std::map<std::string, int64_t> fields;
@@ -64,6 +64,7 @@ struct Counts {
         .Key("consents_expired").Int(consents_expired)
         .Key("requests_due_soon").Int(requests_due_soon)
         .Key("requests_overdue").Int(requests_overdue)
+        .Key("spend_refreshed").Int(spend_refreshed)
         .Key("by_activity").BeginObject();
     for (const auto& [id, c] : by_activity) {
       const Activity* a = policies.FindActivity(id);
@@ -93,6 +94,7 @@ struct Counts {
       c.consents_expired = get("consents_expired");
       c.requests_due_soon = get("requests_due_soon");
       c.requests_overdue = get("requests_overdue");
+      c.spend_refreshed = get("spend_refreshed");
       if (auto acts = o->getObject("by_activity")) {
         for (const auto& name : acts->getNames()) {
           auto a = acts->getObject(name);
@@ -480,6 +482,35 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
     // at the next start).
     if (d_.tombstones != nullptr) GARDE_RETURN_IF_ERROR(d_.tombstones->Append(none));
     if (options.progress) options.progress(counts.scanned, total);
+  }
+
+  // Spending of the last 30 days, as purchases leave the window: every purchaser of the window
+  // and of the days before it since the last run (unchanged values are not written).
+  if (!options.dry_run) {
+    const int64_t since = std::min(previous_at != 0 ? previous_at : at, at - 86400) - 30 * 86400;
+    std::string after;
+    for (;;) {
+      std::vector<std::string> ids;
+      GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
+        auto got = tx.PurchasersBetween(since, at + 1, after, options.page);
+        if (!got.ok()) return got.status();
+        ids = std::move(got.value());
+        return Status::Ok();
+      }));
+      if (ids.empty()) break;
+      after = ids.back();
+      GARDE_RETURN_IF_ERROR(d_.store.Write([&](WriteTx& tx) -> Status {
+        for (const auto& id : ids) {
+          auto row = tx.GetSubject(id);
+          if (!row.ok()) return row.status();
+          if (!row.value() || row.value()->status != "active") continue;
+          auto changed = d_.vault.RefreshSpendIn(tx, *policies, system, *row.value(), at);
+          if (!changed.ok()) return changed.status();
+          counts.spend_refreshed += changed.value() ? 1 : 0;
+        }
+        return Status::Ok();
+      }));
+    }
   }
 
   // Requests near or past their deadline since the last run, told once.

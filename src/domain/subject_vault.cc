@@ -1,5 +1,8 @@
 #include "garde/domain/subject_vault.h"
 
+#include <cmath>
+#include <cstdio>
+
 #include "garde/base/json_writer.h"
 
 #include <sodium.h>
@@ -375,8 +378,141 @@ Status SubjectVault::EraseIn(WriteTx& tx, const SubjectRow& row,
     if (keep.count(f.field) == 0) GARDE_RETURN_IF_ERROR(tx.DeleteField(row.id, f.field));
   }
   GARDE_RETURN_IF_ERROR(tx.DeleteIndexesOf(row.id));
+  GARDE_RETURN_IF_ERROR(tx.DeleteInteractionsOf(row.id));  // when the customer bought: gone too
   if (keep.empty()) GARDE_RETURN_IF_ERROR(tx.ShredDataKey(row.id));
   return Status::Ok();
+}
+
+const std::set<std::string>& InteractionKinds() {
+  static const std::set<std::string> kKinds = {"purchase", "contact", "visit", "support", "other"};
+  return kKinds;
+}
+
+namespace {
+
+constexpr int64_t kSpendWindow = 30 * 86400;
+constexpr const char* kAmountLabel = "interaction.amount";
+
+bool InSchema(const PolicySet& policies, const char* field, FieldType type) {
+  const FieldSpec* f = policies.schema().Find(field);
+  return f != nullptr && f->type == type;
+}
+
+}  // namespace
+
+Result<bool> SubjectVault::RefreshSpendIn(WriteTx& tx, const PolicySet& policies,
+                                          const Caller& caller, const SubjectRow& row,
+                                          int64_t now) {
+  if (!InSchema(policies, "spend_30d", FieldType::kNumber) || row.wrapped_dek.empty()) {
+    return false;
+  }
+  auto recent = tx.InteractionsOf(row.id, now - kSpendWindow);
+  if (!recent.ok()) return recent.status();
+  double spend = 0;
+  for (const auto& i : recent.value()) {
+    if (i.kind != "purchase" || i.sealed_amount.empty() || i.at > now) continue;
+    auto text = OpenFor(row, kAmountLabel, i.sealed_amount);
+    if (!text.ok()) return text.status();
+    spend += std::strtod(text.value().c_str(), nullptr);
+  }
+  spend = std::round(spend * 100) / 100;
+  auto current = Decrypt(tx, row, {"spend_30d"});
+  if (!current.ok()) return current.status();
+  auto it = current.value().fields.find("spend_30d");
+  if (it != current.value().fields.end() && it->second.type == FieldValue::Type::kNumber &&
+      it->second.number == spend) {
+    return false;
+  }
+  SubjectChanges changes;
+  changes.fields["spend_30d"] = FieldValue::Number(spend);
+  auto done = RectifyIn(tx, policies, caller, row.id, changes);
+  if (!done.ok()) return done.status();
+  return true;
+}
+
+Result<SubjectView> SubjectVault::RecordInteractions(const Caller& caller, const std::string& id,
+                                                     const std::vector<Interaction>& list) {
+  auto policies = d_.policies.Current();
+  GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "subjects.write"));
+  const int64_t now = d_.clock.Now();
+  std::optional<SubjectView> result;
+  Status written = d_.store.Write([&](WriteTx& tx) -> Status {
+    auto found = tx.GetSubject(id);
+    if (!found.ok()) return found.status();
+    if (!found.value()) return NotFound("no such subject");
+    SubjectRow row = *found.value();
+    if (row.status == "erased") return Conflict("subject " + id + " has been erased");
+    if (row.status == "restricted") {
+      return Conflict("subject " + id + " is restricted (Art. 18): nothing new is recorded");
+    }
+    double added = 0;
+    int64_t last_purchase = 0;
+    bool purchases = false;
+    for (const auto& i : list) {
+      InteractionRow r{row.id, i.kind, i.at, {}};
+      if (i.amount) {
+        char text[64];
+        std::snprintf(text, sizeof text, "%.2f", *i.amount);
+        auto sealed = SealFor(row, kAmountLabel, text);
+        if (!sealed.ok()) return sealed.status();
+        r.sealed_amount = std::move(sealed.value());
+        added += *i.amount;
+      }
+      GARDE_RETURN_IF_ERROR(tx.InsertInteraction(r));
+      row.last_interaction_at = std::max(row.last_interaction_at, std::min(i.at, now));
+      if (i.kind == "purchase") {
+        purchases = true;
+        last_purchase = std::max(last_purchase, i.at);
+      }
+    }
+    row.updated_at = now;
+    GARDE_RETURN_IF_ERROR(tx.UpdateSubject(row));
+    std::vector<std::string> kinds;
+    for (const auto& i : list) kinds.push_back(i.kind);
+    GARDE_RETURN_IF_ERROR(d_.journal.Record(
+        &tx, caller, {"subject.interaction", row.id, "", "ok", kinds,
+                      static_cast<int64_t>(list.size())}));
+    if (purchases) {
+      // The aggregates the schema declares: a running total, the last purchase date, and the
+      // spending of the last 30 days recomputed from the purchases themselves.
+      SubjectChanges changes;
+      auto current = Decrypt(tx, row, {"total_spend", "last_purchase"});
+      if (!current.ok()) return current.status();
+      if (InSchema(*policies, "total_spend", FieldType::kNumber)) {
+        auto it = current.value().fields.find("total_spend");
+        const double before = it != current.value().fields.end() &&
+                                      it->second.type == FieldValue::Type::kNumber
+                                  ? it->second.number
+                                  : 0;
+        changes.fields["total_spend"] = FieldValue::Number(std::round((before + added) * 100) / 100);
+      }
+      if (InSchema(*policies, "last_purchase", FieldType::kDate)) {
+        const std::string date = FormatRfc3339(last_purchase).substr(0, 10);
+        auto it = current.value().fields.find("last_purchase");
+        if (it == current.value().fields.end() || it->second.text < date) {
+          changes.fields["last_purchase"] = FieldValue::String(date);
+        }
+      }
+      for (auto& [_, v] : current.value().fields) sodium_memzero(v.text.data(), v.text.size());
+      if (!changes.fields.empty()) {
+        auto done = RectifyIn(tx, *policies, caller, row.id, changes);
+        if (!done.ok()) return done.status();
+      }
+      auto fresh = tx.GetSubject(row.id);
+      if (!fresh.ok()) return fresh.status();
+      auto refreshed = RefreshSpendIn(tx, *policies, caller, *fresh.value(), now);
+      if (!refreshed.ok()) return refreshed.status();
+    }
+    auto fresh = tx.GetSubject(row.id);
+    if (!fresh.ok()) return fresh.status();
+    SubjectView view{row.id, row.kind, row.status, row.source, row.created_at,
+                     fresh.value()->updated_at, fresh.value()->last_interaction_at,
+                     std::nullopt, {}};
+    result = std::move(view);
+    return Status::Ok();
+  });
+  if (!written.ok()) return written;
+  return std::move(*result);
 }
 
 Result<SubjectView> SubjectVault::Decrypt(ReadTx& tx, const SubjectRow& row,

@@ -50,6 +50,26 @@ const char* OpenApiDocument() {
    }
   },
   "schemas": {
+   "Interaction": {
+    "type": "object",
+    "additionalProperties": false,
+    "required": ["kind"],
+    "properties": {
+     "kind": {
+      "type": "string",
+      "enum": ["purchase", "contact", "visit", "support", "other"]
+     },
+     "occurred_at": {
+      "type": "string",
+      "format": "date-time"
+     },
+     "amount": {
+      "type": "number",
+      "minimum": 0,
+      "description": "purchases only"
+     }
+    }
+   },
    "Delivery": {
     "type": "object",
     "required": ["id", "endpoint", "event_id", "topic", "subject", "status", "attempts", "queued_at", "next_attempt_at", "delivered_at", "last_error"],
@@ -2983,6 +3003,76 @@ const char* OpenApiDocument() {
       "$ref": "#/components/responses/Problem"
      },
      "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/subjects/{id}/interactions": {
+   "post": {
+    "summary": "Record a purchase or contact (operator): moves last_interaction_at, the anchor of most retention periods, and for purchases total_spend, last_purchase and spend_30d; the amount is sealed",
+    "parameters": [
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "requestBody": {
+     "required": true,
+     "content": {
+      "application/json": {
+       "schema": {
+        "oneOf": [
+         {
+          "$ref": "#/components/schemas/Interaction"
+         },
+         {
+          "type": "object",
+          "additionalProperties": false,
+          "required": ["interactions"],
+          "properties": {
+           "interactions": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 1000,
+            "items": {
+             "$ref": "#/components/schemas/Interaction"
+            }
+           }
+          }
+         }
+        ]
+       }
+      }
+     }
+    },
+    "responses": {
+     "201": {
+      "description": "{subject, recorded, last_interaction_at}"
+     },
+     "400": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "409": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "415": {
       "$ref": "#/components/responses/Problem"
      },
      "422": {

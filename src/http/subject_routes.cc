@@ -59,7 +59,79 @@ Status CreateSubject(Deployment& d, Exchange& x) {
   return Status::Ok();
 }
 
-// One row of a batch: a create without "id", a rectification with one.
+// An interaction ({kind, occurred_at?, amount?}); problems are prefixed.
+Interaction ReadInteraction(const Poco::Dynamic::Var& v, const std::string& prefix, int64_t now,
+                            Status* problems) {
+  Interaction in;
+  in.at = now;
+  if (!IsJsonObject(v)) {
+    problems->AddError(prefix.empty() ? "body" : prefix.substr(0, prefix.size() - 1),
+                       "must be an object {kind, occurred_at, amount}");
+    return in;
+  }
+  const auto& obj = *v.extract<Poco::JSON::Object::Ptr>();
+  CheckMembers(obj, {"kind", "occurred_at", "amount"}, prefix, problems);
+  in.kind = ReadString(obj, "kind", prefix, problems).value_or("");
+  if (!InteractionKinds().count(in.kind)) {
+    problems->AddError(prefix + "kind", "one of purchase, contact, visit, support, other");
+  }
+  if (auto at = ReadString(obj, "occurred_at", prefix, problems)) {
+    auto t = ParseRfc3339(*at);
+    if (!t || *t > now + 300) {
+      problems->AddError(prefix + "occurred_at", "an RFC 3339 time, not in the future");
+    } else {
+      in.at = *t;
+    }
+  }
+  if (obj.has("amount")) {
+    const auto a = obj.get("amount");
+    if (!a.isNumeric() || a.isBoolean() || a.convert<double>() < 0 || a.convert<double>() > 1e12) {
+      problems->AddError(prefix + "amount", "a number from 0");
+    } else if (in.kind != "purchase") {
+      problems->AddError(prefix + "amount", "only a purchase has an amount");
+    } else {
+      in.amount = a.convert<double>();
+    }
+  }
+  return in;
+}
+
+// POST /v1/subjects/{id}/interactions: one interaction, or {"interactions":[…]} (at most 1000).
+Status RecordInteractions(Deployment& d, Exchange& x) {
+  GARDE_RETURN_IF_ERROR(RequireRole(d, x, "subjects.write"));
+  GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
+  auto obj = ParseJsonObject(x.body);
+  if (!obj.ok()) return obj.status();
+  Status problems(Code::kUnprocessable, "the interaction is not valid; nothing was stored");
+  std::vector<Interaction> list;
+  const int64_t now = d.clock().Now();
+  if (obj.value()->has("interactions")) {
+    CheckMembers(*obj.value(), {"interactions"}, "", &problems);
+    const auto arr = obj.value()->getArray("interactions");
+    if (!arr || arr->size() == 0 || arr->size() > 1000) {
+      problems.AddError("interactions", "an array of 1 to 1000 interactions");
+    } else {
+      for (size_t i = 0; i < arr->size(); ++i) {
+        list.push_back(ReadInteraction(arr->get(static_cast<unsigned>(i)),
+                                       "interactions[" + std::to_string(i) + "].", now, &problems));
+      }
+    }
+  } else {
+    list.push_back(ReadInteraction(Poco::Dynamic::Var(obj.value()), "", now, &problems));
+  }
+  if (!problems.errors().empty()) return problems;
+  auto view = d.vault().RecordInteractions(*x.caller, x.params["id"], list);
+  if (!view.ok()) return view.status();
+  JsonWriter w;
+  w.BeginObject().Key("subject").String(view->id)
+      .Key("recorded").Int(static_cast<int64_t>(list.size()))
+      .Key("last_interaction_at").String(FormatRfc3339(view->last_interaction_at)).EndObject();
+  x.Json(201, w.Take());
+  return Status::Ok();
+}
+
+// One row of a batch: a create without "id", a rectification with one (which may carry
+// "interactions" as well, or alone).
 void BatchRow(Deployment& d, Exchange& x, size_t index, const Poco::Dynamic::Var& row,
               JsonWriter& w) {
   w.BeginObject().Key("index").Int(static_cast<int64_t>(index));
@@ -73,13 +145,36 @@ void BatchRow(Deployment& d, Exchange& x, size_t index, const Poco::Dynamic::Var
     const auto& obj = *row.extract<Poco::JSON::Object::Ptr>();
     if (obj.has("id")) {
       auto target = ReadString(obj, "id", "", &problems);
-      SubjectChanges changes = ReadChanges(obj, "", &problems, true);
+      Poco::JSON::Object rest(obj);
+      std::vector<Interaction> interactions;
+      if (obj.has("interactions")) {
+        rest.remove("interactions");
+        const auto arr = obj.getArray("interactions");
+        if (!arr || arr->size() == 0 || arr->size() > 1000) {
+          problems.AddError("interactions", "an array of 1 to 1000 interactions");
+        } else {
+          for (size_t i = 0; i < arr->size(); ++i) {
+            interactions.push_back(ReadInteraction(arr->get(static_cast<unsigned>(i)),
+                                                   "interactions[" + std::to_string(i) + "].",
+                                                   d.clock().Now(), &problems));
+          }
+        }
+      }
+      SubjectChanges changes = ReadChanges(rest, "", &problems, true);
       if (!problems.errors().empty()) {
         outcome = problems;
       } else {
-        auto r = d.vault().Rectify(*x.caller, target.value_or(""), changes);
-        outcome = r.status();
-        if (r.ok()) id = r->id;
+        const bool rectify = !changes.fields.empty() || changes.external_id || interactions.empty();
+        if (rectify) {
+          auto r = d.vault().Rectify(*x.caller, target.value_or(""), changes);
+          outcome = r.status();
+          if (r.ok()) id = r->id;
+        }
+        if (outcome.ok() && !interactions.empty()) {
+          auto r = d.vault().RecordInteractions(*x.caller, target.value_or(""), interactions);
+          outcome = r.status();
+          if (r.ok()) id = r->id;
+        }
       }
     } else {
       NewSubject in = ReadNewSubject(obj, "", &problems);
@@ -206,6 +301,8 @@ Status SearchSubjects(Deployment& d, Exchange& x) {
 void AddSubjectRoutes(Router& router, Deployment& d) {
   router.Add("POST", "/v1/subjects", [&d](Exchange& x) { return CreateSubject(d, x); });
   router.Add("POST", "/v1/subjects:batch", [&d](Exchange& x) { return BatchSubjects(d, x); });
+  router.Add("POST", "/v1/subjects/{id}/interactions",
+             [&d](Exchange& x) { return RecordInteractions(d, x); });
   router.Add("POST", "/v1/subjects:search", [&d](Exchange& x) { return SearchSubjects(d, x); });
   router.Add("GET", "/v1/subjects/{id}", [&d](Exchange& x) { return GetSubject(d, x); },
              Pace::kAtOnce);

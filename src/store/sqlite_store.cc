@@ -278,6 +278,18 @@ CREATE TABLE webhook_deliveries(
 CREATE INDEX webhook_due ON webhook_deliveries(status, next_at, id);
 CREATE INDEX webhook_by_subject ON webhook_deliveries(endpoint, subject, status, id);
 )sql",
+    // 13: purchases and contacts; the amount sealed under the subject's data key.
+    R"sql(
+CREATE TABLE interactions(
+  seq INTEGER PRIMARY KEY,
+  subject_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  sealed_amount BLOB
+);
+CREATE INDEX interactions_by_subject ON interactions(subject_id, at);
+CREATE INDEX purchases_by_time ON interactions(at, subject_id) WHERE kind = 'purchase';
+)sql",
 };
 
 // The audit log's subject index: a level merges once it holds kAuditRunFanIn runs; a run of
@@ -1002,6 +1014,27 @@ class SqliteTx final : public WriteTx {
     });
   }
 
+  Result<std::vector<InteractionRow>> InteractionsOf(const std::string& subject_id,
+                                                     int64_t since) override {
+    Query q(c_,
+            "SELECT subject_id, kind, at, sealed_amount FROM interactions WHERE subject_id = ? "
+            "AND at >= ? ORDER BY at, seq");
+    q.Text(subject_id).Int(since);
+    return q.Rows<InteractionRow>([&] {
+      return InteractionRow{q.ColText(0), q.ColText(1), q.ColInt(2), q.ColBlob(3)};
+    });
+  }
+
+  Result<std::vector<std::string>> PurchasersBetween(int64_t since, int64_t until,
+                                                     const std::string& after_id,
+                                                     size_t limit) override {
+    Query q(c_,
+            "SELECT DISTINCT subject_id FROM interactions WHERE kind = 'purchase' AND at >= ? "
+            "AND at < ? AND subject_id > ? ORDER BY subject_id LIMIT ?");
+    q.Int(since).Int(until).Text(after_id).Int(static_cast<int64_t>(limit));
+    return q.Rows<std::string>([&] { return q.ColText(0); });
+  }
+
   Result<int64_t> WebhookMark(const std::string& endpoint) override {
     Query q(c_, "SELECT outbox_seq FROM webhook_marks WHERE endpoint = ?");
     q.Text(endpoint);
@@ -1148,6 +1181,23 @@ class SqliteTx final : public WriteTx {
   Status InsertOutbox(const OutboxRow& r) override {
     Query q(c_, "INSERT INTO outbox(id, topic, payload, created_at) VALUES(?,?,?,?)");
     q.Text(r.id).Text(r.topic).Text(r.payload).Int(r.created_at);
+    return q.Run();
+  }
+
+  Status InsertInteraction(const InteractionRow& r) override {
+    Query q(c_, "INSERT INTO interactions(subject_id, kind, at, sealed_amount) VALUES(?,?,?,?)");
+    q.Text(r.subject_id).Text(r.kind).Int(r.at);
+    if (r.sealed_amount.empty()) {
+      q.Null();
+    } else {
+      q.Blob(r.sealed_amount);
+    }
+    return q.Run();
+  }
+
+  Status DeleteInteractionsOf(const std::string& subject_id) override {
+    Query q(c_, "DELETE FROM interactions WHERE subject_id = ?");
+    q.Text(subject_id);
     return q.Run();
   }
 

@@ -43,6 +43,16 @@ struct SubjectChanges {
   std::optional<FieldValue> external_id;
 };
 
+// A purchase or a contact with the customer: it moves last_interaction_at (the anchor of most
+// retention periods) and, for purchases, the aggregates the schema declares (total_spend,
+// spend_30d, last_purchase).
+struct Interaction {
+  std::string kind;  // purchase | contact | visit | support | other
+  int64_t at = 0;
+  std::optional<double> amount;  // purchases only
+};
+const std::set<std::string>& InteractionKinds();
+
 struct SubjectView {
   std::string id;
   std::string kind;
@@ -139,6 +149,14 @@ class SubjectVault {
   // blind-index entry of the subject; when nothing is kept, destroys the data key too
   // (crypto-shredding). The caller updates the subject's status and audits.
   Status EraseIn(WriteTx& tx, const SubjectRow& row, const std::set<std::string>& keep) const;
+  // Records interactions (all or none) and updates last_interaction_at and the aggregates.
+  // Audited; the aggregates' change is a rectification (audited and told downstream).
+  Result<SubjectView> RecordInteractions(const Caller& caller, const std::string& id,
+                                         const std::vector<Interaction>& interactions);
+  // spend_30d as of `now` from the subject's purchases, inside a caller's transaction (the
+  // retention sweep keeps it current as purchases leave the window). False: unchanged.
+  Result<bool> RefreshSpendIn(WriteTx& tx, const PolicySet& policies, const Caller& caller,
+                              const SubjectRow& row, int64_t now);
   // Whether `activity` may use the subject's data: a restricted subject (Art. 18(2)) only for
   // activities flagged for legal claims.
   static bool MayProcess(const SubjectRow& subject, const Activity& activity);

@@ -179,6 +179,14 @@ struct SnapshotKeyRow {
   Bytes wrapped_key;
 };
 
+// A purchase or contact (POST /v1/subjects/{id}/interactions). The amount is personal data:
+// sealed under the subject's data key.
+struct InteractionRow {
+  std::string subject_id, kind;
+  int64_t at = 0;
+  Bytes sealed_amount;  // empty: none
+};
+
 // One run of the retention sweep: where it stands, and what it did (counts only).
 struct RetentionRunRow {
   int64_t seq = 0;      // assigned on insert; orders runs
@@ -281,6 +289,13 @@ class ReadTx {
   virtual Result<std::optional<DeliveryRow>> GetDelivery(int64_t id) = 0;
   // Newest first.
   virtual Result<std::vector<PolicyVersionRow>> ListPolicyVersions(size_t limit) = 0;
+  // A subject's interactions at or after `since`, oldest first.
+  virtual Result<std::vector<InteractionRow>> InteractionsOf(const std::string& subject_id,
+                                                             int64_t since) = 0;
+  // Subjects with a purchase in [since, until), id > after_id, in id order.
+  virtual Result<std::vector<std::string>> PurchasersBetween(int64_t since, int64_t until,
+                                                             const std::string& after_id,
+                                                             size_t limit) = 0;
   // Retention runs, newest first, seq < before_seq (0: from the newest).
   virtual Result<std::vector<RetentionRunRow>> ListRetentionRuns(int64_t before_seq,
                                                                  size_t limit) = 0;
@@ -330,6 +345,8 @@ class WriteTx : public ReadTx {
   // Updates status, attempts, next_at, last_error, delivered_at and created_at.
   virtual Status UpdateDelivery(const DeliveryRow& row) = 0;
   virtual Status InsertPolicyVersion(const PolicyVersionRow& row) = 0;
+  virtual Status InsertInteraction(const InteractionRow& row) = 0;
+  virtual Status DeleteInteractionsOf(const std::string& subject_id) = 0;
   // Inserts a run (seq assigned) or, for an id already stored, updates it.
   virtual Status PutRetentionRun(const RetentionRunRow& row) = 0;
   virtual Status DeleteIndexesOf(const std::string& subject_id) = 0;

@@ -1010,6 +1010,20 @@ Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& polic
       .Key("organisation").Raw(policies.organisation_json())
       .Key("subject");
   WriteSubjectJson(w, view.value());
+  // Purchases and contacts recorded for the subject, with their amounts.
+  w.Key("interactions").BeginArray();
+  auto interactions = tx.InteractionsOf(subject.id, INT64_MIN);
+  if (!interactions.ok()) return interactions.status();
+  for (const auto& i : interactions.value()) {
+    w.BeginObject().Key("kind").String(i.kind).Key("occurred_at").String(FormatRfc3339(i.at));
+    if (!i.sealed_amount.empty()) {
+      auto amount = d_.vault.OpenFor(subject, "interaction.amount", i.sealed_amount);
+      if (!amount.ok()) return amount.status();
+      w.Key("amount").Number(std::strtod(amount.value().c_str(), nullptr));
+    }
+    w.EndObject();
+  }
+  w.EndArray();
   w.Key("consents").BeginArray();
   auto events = tx.ConsentEventsOf(subject.id);
   if (!events.ok()) return events.status();

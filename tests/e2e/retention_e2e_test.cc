@@ -236,6 +236,18 @@ TEST_F(RetentionE2E, InteractionsMoveTheAnchorAndTheAggregates) {
   // Interactions older than the last one known never move it back.
   EXPECT_EQ(ParseObject(read.body)->getValue<std::string>("last_interaction_at"),
             FormatRfc3339(Created(id)));
+  // The access package gives them back (Art. 15), amounts included.
+  HttpReply access = g_.Post("/v1/requests", R"({"type":"access","subject":")" + id + R"("})", operator_key_);
+  ASSERT_EQ(access.status, 201) << access.body;
+  const std::string aid = JsonString(access.body, "id");
+  ASSERT_EQ(g_.Post("/v1/requests/" + aid + ":verify", R"({"note":"in person"})", officer_key_).status, 200);
+  ASSERT_EQ(g_.Post("/v1/requests/" + aid + ":complete", "{}", officer_key_).status, 200);
+  HttpReply package = g_.Get("/v1/requests/" + aid + "/package", officer_key_);
+  ASSERT_EQ(package.status, 200) << package.body;
+  auto listed = ParseObject(package.body)->getArray("interactions");
+  ASSERT_EQ(listed->size(), 3u) << package.body;
+  EXPECT_EQ(listed->getObject(0)->getValue<double>("amount"), 120.5);
+  EXPECT_EQ(listed->getObject(2)->getValue<std::string>("kind"), "contact");
   // Bad input changes nothing.
   const std::string before = g_.Sql("SELECT COUNT(*) FROM interactions")[0][0];
   for (const char* bad : {R"({"kind":"gift"})", R"({"kind":"contact","amount":3})",

@@ -266,6 +266,8 @@ Result<std::optional<RetentionRunRow>> RetentionSweep::Get(const std::string& id
 }
 
 Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) {
+  std::unique_lock<std::mutex> one_at_a_time(running_, std::try_to_lock);
+  if (!one_at_a_time.owns_lock()) return Conflict("a retention sweep is running; try again later");
   auto policies = d_.policies.Current();
   const int64_t now = d_.clock.Now();
   const Caller system{"garde", "system", {}, "retention", ""};

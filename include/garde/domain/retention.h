@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -88,13 +89,15 @@ struct RetentionRunOptions {
 class RetentionSweep {
  public:
   explicit RetentionSweep(RetentionDeps deps) : d_(deps) {}
-  // Runs a sweep, or resumes the newest one a crash interrupted (same `at`). Returns the run.
+  // Runs a sweep, or resumes the newest one a crash interrupted (same `at`). Returns the run;
+  // kConflict while another sweep of this process runs.
   Result<RetentionRunRow> Run(const RetentionRunOptions& options);
   Result<std::vector<RetentionRunRow>> List(int64_t before_seq, size_t limit);
   Result<std::optional<RetentionRunRow>> Get(const std::string& id);
 
  private:
   RetentionDeps d_;
+  std::mutex running_;  // one sweep at a time in a process
 };
 
 }  // namespace garde

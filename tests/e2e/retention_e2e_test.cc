@@ -144,26 +144,34 @@ TEST_F(RetentionE2E, AKilledSweepResumesAndErasesEachSubjectOnce) {
   const std::string offset = std::to_string(when - SystemClock().Now());
   const std::string logs = g_.data_dir() + "-logs";
   std::mt19937 rng(5);
-  // Killed at random moments until at least one kill struck between two pages of a run (up to
-  // twenty tries; the sweep of 3000 subjects takes about a second here).
+  // Killed as soon as a run has committed another page (plus up to 20 ms): the kill lands
+  // between pages, or inside one, on any machine speed (sanitizer builds included).
+  auto erased_so_far = [&] {
+    const auto state = g_.Sql(
+        "SELECT json_extract(report, '$.subjects_erased'), finished_at FROM retention_runs "
+        "WHERE dry_run = 0 ORDER BY seq DESC LIMIT 1");
+    return state.empty() || state[0][1] != "0" ? -1 : std::stoi(state[0][0]);
+  };
   int cut_midway = 0;
-  for (int i = 0; i < 20 && cut_midway < 2; ++i) {
+  int seen = 0;
+  for (int i = 0; i < 4; ++i) {
     // posix_spawn has no per-child environment in the harness: set it for this process.
     ::setenv("GARDE_TEST_CLOCK_OFFSET", offset.c_str(), 1);
     const int pid = SpawnGarde({"retention", "run", "--data-dir", g_.data_dir(), "--policies",
                                 g_.policies()},
                                logs + "/ret.out", logs + "/ret.err");
     ::unsetenv("GARDE_TEST_CLOCK_OFFSET");
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(30, 250)(rng)));
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (erased_so_far() <= seen && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 20)(rng)));
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
-    const auto state = g_.Sql(
-        "SELECT json_extract(report, '$.subjects_erased'), finished_at FROM retention_runs "
-        "WHERE dry_run = 0 ORDER BY seq DESC LIMIT 1");
-    if (!state.empty() && state[0][1] == "0" && std::stoi(state[0][0]) > 0 &&
-        std::stoi(state[0][0]) < 3000) {
-      ++cut_midway;
-    }
+    const int now_erased = erased_so_far();
+    if (now_erased > 0 && now_erased < 3000) ++cut_midway;
+    if (now_erased < 0 || now_erased >= 3000) break;  // the run finished before the kill
+    seen = now_erased;
   }
   EXPECT_GT(cut_midway, 0);
   auto report = RunAt(when)->getObject("report");

@@ -7,6 +7,7 @@
 # table of medians.
 #
 #   bench/lifecycle.sh [--subjects 1000000] [--rate 2000] [--duration 15] [--rounds 3] [--reuse DIR]
+#                      [--reads-only]   (the backup and sweep rounds alone)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUBJECTS=1000000 RATE=2000 DURATION=15 ROUNDS=3
@@ -17,6 +18,7 @@ while [ $# -gt 0 ]; do
     --duration) DURATION=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --reuse) REUSE=$2; shift 2 ;;
+    --reads-only) READS_ONLY=1; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -110,6 +112,8 @@ done
 grep -E '^(backup|sweep) ' "$WORK/results" | sed 's/^/  /'
 BACKUP_BYTES=$(stat -c %s "$DATA"/data/backups/*.gbak | tail -1)
 stop_garde
+ERASE_S=0 WEBHOOK_RATE=0 RECEIVER_RPS=0 DEAD=0
+if [ -z "${READS_ONLY:-}" ]; then
 
 echo "== a sweep ten years and a day on: every period, the invoices' too, has run out"
 t0=$(date +%s.%N)
@@ -141,6 +145,7 @@ wrk.headers["Content-Type"] = "application/json"
 EOF
 RECEIVER_RPS=$(wrk -t1 -c1 -d5s -s "$WORK/post.lua" "http://127.0.0.1:$RECEIVER_PORT/hooks" \
   | awk '/Requests\/sec/ {print int($2)}')
+fi
 
 python3 - "$WORK/results" "$SUBJECTS" "$ERASE_S" "$WEBHOOK_RATE" "$RECEIVER_RPS" "$BACKUP_BYTES" "$DEAD" <<'PY'
 import re, statistics, sys

@@ -4,6 +4,7 @@
 #include <sodium.h>
 #include <sqlite3.h>
 #include <sys/file.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -15,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <thread>
 
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
@@ -101,10 +103,28 @@ class SealedWriter {
                                                ad_.size(), tag);
     ad_.clear();
     PutU32(buf_.data(), static_cast<uint32_t>(out_len));
-    return WriteAll(fd_, buf_.data(), static_cast<size_t>(out_len) + 4);
+    GARDE_RETURN_IF_ERROR(WriteAll(fd_, buf_.data(), static_cast<size_t>(out_len) + 4));
+    written_ += static_cast<off_t>(out_len) + 4;
+    WriteBehind();
+    return Status::Ok();
   }
 
  private:
+  // Paces the file's writing (kPaceBytesPerSecond): at full speed the disk's queue filled and
+  // the service's own small writes (read journals, audit imports) waited behind it.
+  void WriteBehind() {
+    constexpr off_t kStep = 8 << 20;
+    if (written_ - started_ < kStep) return;
+    ::sync_file_range(fd_, started_, written_ - started_, SYNC_FILE_RANGE_WRITE);
+    started_ = written_;
+    const auto due = pace_start_ + std::chrono::microseconds(written_ * 1000000 / kPaceBytesPerSecond);
+    std::this_thread::sleep_until(due);
+  }
+  static constexpr int64_t kPaceBytesPerSecond = 100ll << 20;
+  const std::chrono::steady_clock::time_point pace_start_ = std::chrono::steady_clock::now();
+
+  off_t written_ = 0;  // bytes written so far
+  off_t started_ = 0;  // write-back started up to here
   int fd_;
   const uint8_t* key_;
   Stream state_{};
@@ -454,7 +474,19 @@ Result<BackupInfo> Backups::Create() {
   uint8_t random[4];
   randombytes_buf(random, sizeof random);
   info.id = "bk_" + CompactTime(info.created_at) + "_" + HexOf(random, sizeof random);
-  Scratch scratch(dir_ + "/.partial-" + info.id);
+  // The databases' copies live only until sealed: in memory (/dev/shm) when it has room, so
+  // that the only disk writes are the sealed file's, paced.
+  std::string scratch_root = dir_;
+  struct statvfs shm{};
+  int64_t needed = 0;
+  for (const std::string& f : {d_.config().database_path(), d_.config().audit_database_path()}) {
+    needed += static_cast<int64_t>(fs::file_size(f, ec));
+  }
+  if (::statvfs("/dev/shm", &shm) == 0 &&
+      static_cast<int64_t>(shm.f_bavail) * static_cast<int64_t>(shm.f_frsize) > 2 * needed + (256 << 20)) {
+    scratch_root = "/dev/shm";
+  }
+  Scratch scratch(scratch_root + "/.garde-partial-" + info.id);
   if (!scratch.ok()) return Unavailable("cannot create a scratch directory in " + dir_);
   // The vault first, then the log: every change in the vault copy has its entry in the log
   // copy (the entries a read recorded in a journal are logged first as well).
@@ -531,14 +563,18 @@ Result<std::vector<std::string>> Backups::Prune(const KeepPolicy& policy) {
     created.push_back(b.info.created_at);
     good.push_back(&b);
   }
-  // What a killed backup left behind, once surely no longer being written.
+  // What a killed backup left behind (here, and its copies in /dev/shm), once surely no
+  // longer being written.
   std::error_code ec;
   const auto stale = fs::file_time_type::clock::now() - std::chrono::hours(1);
-  for (const auto& entry : fs::directory_iterator(dir_, ec)) {
-    const std::string name = entry.path().filename().string();
-    if ((name.rfind(".partial-", 0) == 0 || name.rfind(".verify-", 0) == 0) &&
-        entry.last_write_time(ec) < stale) {
-      fs::remove_all(entry.path(), ec);
+  for (const std::string& where : {dir_, std::string("/dev/shm")}) {
+    for (const auto& entry : fs::directory_iterator(where, ec)) {
+      const std::string name = entry.path().filename().string();
+      if ((name.rfind(".partial-", 0) == 0 || name.rfind(".verify-", 0) == 0 ||
+           name.rfind(".garde-partial-", 0) == 0) &&
+          entry.last_write_time(ec) < stale) {
+        fs::remove_all(entry.path(), ec);
+      }
     }
   }
   const auto keep = SelectKept(created, policy);

@@ -763,7 +763,9 @@ Result<size_t> RequestDesk::ReapplyTombstones() {
   for (const auto& c : logged.consents) {
     if (all.count(c.subject_id) == 0) by_subject[c.subject_id].push_back(&c);
   }
-  for (const auto& [id, events] : by_subject) {
+  for (const auto& entry : by_subject) {
+    const std::string& id = entry.first;
+    const std::vector<const ConsentTombstone*>& events = entry.second;
     GARDE_RETURN_IF_ERROR(d_.store.Write([&](WriteTx& tx) -> Status {
       auto row = tx.GetSubject(id);
       if (!row.ok()) return row.status();

@@ -211,11 +211,15 @@ class ServeApplication final : public Poco::Util::ServerApplication {
     });
 
     // The retention sweep (retention_interval): due when the last real run started that long
-    // ago, so a restart resumes an interrupted run at once and otherwise keeps the rhythm.
+    // ago, so a restart keeps the rhythm (and resumes an interrupted run). The first look is
+    // ten minutes after the start (or one interval, if shorter): a service that starts is busy
+    // warming up, and one started for a few minutes' work is not swept under its feet.
     std::thread sweeper([&] {
       if (config_.retention_interval <= 0) return;
       YieldToRequests();
       std::unique_lock<std::mutex> lock(mu);
+      const auto first = std::chrono::seconds(std::min<int64_t>(config_.retention_interval, 600));
+      if (cv.wait_for(lock, first, [&] { return stopping; })) return;
       do {
         lock.unlock();
         int64_t last = 0;

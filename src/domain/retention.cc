@@ -487,9 +487,11 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
   }
 
   // Spending of the last 30 days, as purchases leave the window: every purchaser of the window
-  // and of the days before it since the last run (unchanged values are not written).
+  // and of the days before it since the last run, or every purchaser at the first run
+  // (unchanged values are not written).
   if (!options.dry_run) {
-    const int64_t since = std::min(previous_at != 0 ? previous_at : at, at - 86400) - 30 * 86400;
+    const int64_t since =
+        previous_at != 0 ? std::min(previous_at, at - 86400) - 30 * 86400 : INT64_MIN;
     std::string after;
     for (;;) {
       std::vector<std::string> ids;

@@ -45,6 +45,10 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   }
   auto policies = LoadPolicies(config.policies_dir);
   if (!policies.ok()) return policies.status();
+  if (policies.value()->languages().count(config.default_language) == 0) {
+    return Unprocessable("default_language: the policies have no locales/" +
+                         config.default_language + ".yaml");
+  }
   GARDE_RETURN_IF_ERROR(d->keys_.Load());
   SqliteOptions options;
   options.path = config.database_path();
@@ -122,10 +126,17 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   d->retention_ = std::make_unique<RetentionSweep>(RetentionDeps{
       *d->store_, *d->policies_, *d->vault_, *d->audit_, d->clock_, d->tombstones_.get(),
       config.request_due_warning});
-  if (!config.webhooks_file.empty()) {
-    auto endpoints = LoadWebhookEndpoints(config.webhooks_file, *d->policies_->Current());
-    if (!endpoints.ok()) return endpoints.status();
-    d->webhooks_ = std::make_unique<WebhookDispatcher>(*d, std::move(endpoints.value()));
+  if (!config.webhooks_file.empty() || !config.smtp_host.empty()) {
+    std::vector<WebhookEndpoint> endpoints;
+    if (!config.webhooks_file.empty()) {
+      auto loaded = LoadWebhookEndpoints(config.webhooks_file, *d->policies_->Current());
+      if (!loaded.ok()) return loaded.status();
+      endpoints = std::move(loaded.value());
+    }
+    d->webhooks_ = std::make_unique<WebhookDispatcher>(*d, std::move(endpoints));
+    if (!config.smtp_host.empty()) {
+      d->webhooks_->AttachMailer(std::make_unique<Mailer>(*d, MailSettingsFrom(config)));
+    }
   }
   return d;
 }

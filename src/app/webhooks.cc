@@ -144,6 +144,9 @@ Result<std::vector<WebhookEndpoint>> LoadWebhookEndpoints(const std::string& pat
     if (e.id.empty() || !ids.insert(e.id).second) {
       bad.AddError(at(n), "each endpoint needs its own id");
     }
+    if (e.id == kMailEndpoint) {
+      bad.AddError(at(n), "the id 'mail' is Garde's own queue of messages to customers");
+    }
     Poco::URI uri;
     try {
       uri = Poco::URI(e.url);
@@ -200,7 +203,21 @@ struct WebhookDispatcher::Sessions {
 struct WebhookDispatcher::Sent {
   bool ok = false;
   std::string error;  // a status code or a transport error: no personal data
+  bool skipped = false;    // nothing to send (a message with no address on file)
+  bool permanent = false;  // refused for good: dead at once
 };
+
+void WebhookDispatcher::AttachMailer(std::unique_ptr<Mailer> mailer) {
+  WebhookEndpoint mail;
+  mail.id = kMailEndpoint;
+  mail.events = {"subject.notice"};
+  mail.max_age = mailer->settings().max_age;
+  mail.first_retry_ms = mailer->settings().first_retry_ms;
+  endpoints_.push_back(std::move(mail));
+  by_id_.clear();
+  for (const auto& e : endpoints_) by_id_[e.id] = &e;
+  mailer_ = std::move(mailer);
+}
 
 WebhookDispatcher::WebhookDispatcher(Deployment& deployment,
                                      std::vector<WebhookEndpoint> endpoints)
@@ -221,8 +238,11 @@ Status WebhookDispatcher::FanOut() {
       auto events = tx.ListOutbox(mark.value(), kFanOutBatch);
       if (!events.ok()) return events.status();
       if (events.value().empty()) continue;
+      const int64_t now = SystemClock().Now();
       for (const auto& ev : events.value()) {
         if (!e.events.count(ev.topic)) continue;
+        // A message is due when its event happens: turning e-mail on does not send the past.
+        if (e.id == kMailEndpoint && ev.created_at < now - e.max_age) continue;
         DeliveryRow row;
         row.endpoint = e.id;
         row.event_id = ev.id;
@@ -320,13 +340,31 @@ Result<size_t> WebhookDispatcher::Pass() {
     if (!delivery.subject.empty() && held_back.count({delivery.endpoint, delivery.subject})) {
       continue;
     }
-    const Sent sent = Send(*it->second, delivery);
+    Sent sent;
+    if (delivery.endpoint == kMailEndpoint) {
+      if (mailer_ == nullptr) continue;
+      const MailOutcome mail = mailer_->Deliver(delivery);
+      sent.ok = mail.kind == MailOutcome::Kind::kSent;
+      sent.skipped = mail.kind == MailOutcome::Kind::kSkipped;
+      sent.permanent = mail.kind == MailOutcome::Kind::kFailed;
+      sent.error = mail.detail;
+    } else {
+      sent = Send(*it->second, delivery);
+    }
     const int64_t now_ms = NowMs();
     ++delivery.attempts;
     if (sent.ok) {
       delivery.status = "delivered";
       delivery.delivered_at = now_ms / 1000;
       delivery.last_error.clear();
+    } else if (sent.skipped) {
+      delivery.status = "skipped";  // nothing the law calls for could be sent: said why
+      delivery.last_error = sent.error;
+    } else if (sent.permanent) {
+      delivery.status = "dead";
+      delivery.last_error = sent.error;
+      LogLine(spdlog::level::warn, "message refused for good")
+          .Str("event", delivery.event_id).Str("error", sent.error);
     } else {
       delivery.last_error = sent.error;
       if (!delivery.subject.empty()) held_back.insert({delivery.endpoint, delivery.subject});

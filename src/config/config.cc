@@ -1,8 +1,12 @@
 #include "garde/config/config.h"
+#include "garde/policy/locale.h"
 
 #include "garde/base/clock.h"
 
 #include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <tuple>
 
 #include <cstdlib>
 #include <filesystem>
@@ -78,6 +82,15 @@ const std::vector<OptionDoc>& ConfigOptions() {
       {"retention_interval", "GARDE_RETENTION_INTERVAL", "P1D", "serve runs the retention sweep this often (ISO 8601 duration; none: never)"},
       {"request_due_warning", "GARDE_REQUEST_DUE_WARNING", "P7D", "the sweep raises request.due_soon this long before a request's deadline"},
       {"webhooks_file", "GARDE_WEBHOOKS_FILE", "(none)", "YAML file of webhook endpoints (recipients told of erasures, rectifications, consent changes)"},
+      {"default_language", "GARDE_DEFAULT_LANGUAGE", "en", "language of customer pages and messages when neither the subject's language field nor the browser names one the policies have"},
+      {"smtp_host", "GARDE_SMTP_HOST", "(none: no e-mail)", "SMTP server for messages to customers (request notices, confirmations)"},
+      {"smtp_port", "GARDE_SMTP_PORT", "587", "its port"},
+      {"smtp_tls", "GARDE_SMTP_TLS", "starttls", "starttls (required, certificate verified) or none (a relay on localhost)"},
+      {"smtp_user", "GARDE_SMTP_USER", "(none)", "user to authenticate as (AUTH LOGIN/PLAIN); none: no authentication"},
+      {"smtp_password_file", "GARDE_SMTP_PASSWORD_FILE", "(none)", "file holding the SMTP password (or set GARDE_SMTP_PASSWORD)"},
+      {"mail_from", "GARDE_MAIL_FROM", "(required with smtp_host)", "address messages come from; the display name is the controller's"},
+      {"mail_max_age", "GARDE_MAIL_MAX_AGE", "P3D", "a message not accepted by the SMTP server within this long is failed (officers see it)"},
+      {"mail_first_retry", "GARDE_MAIL_FIRST_RETRY", "PT30S", "first retry delay; it doubles (with jitter) up to an hour"},
       {"test_clock_offset", "GARDE_TEST_CLOCK_OFFSET", "0", "tests only: seconds added to the service's clock (logged as a warning)"},
       {"api_key_cache_seconds", "GARDE_API_KEY_CACHE_SECONDS", "2", "how long a verified API key is remembered (revocation delay; 0 disables)"},
   };
@@ -239,6 +252,46 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
       bad.AddError("request_due_warning", "must be an ISO 8601 duration, e.g. P7D");
     } else {
       c.request_due_warning = *seconds;
+    }
+  }
+  if (values.count("default_language")) {
+    c.default_language = values["default_language"];
+    if (!IsLanguageCode(c.default_language)) {
+      bad.AddError("default_language", "must be a lower-case language code, e.g. fr");
+    }
+  }
+  if (values.count("smtp_host")) c.smtp_host = values["smtp_host"];
+  int_opt("smtp_port", 1, 65535, &c.smtp_port);
+  if (values.count("smtp_tls")) {
+    c.smtp_tls = values["smtp_tls"];
+    if (c.smtp_tls != "starttls" && c.smtp_tls != "none") {
+      bad.AddError("smtp_tls", "must be starttls or none");
+    }
+  }
+  if (values.count("smtp_user")) c.smtp_user = values["smtp_user"];
+  if (const char* password = std::getenv("GARDE_SMTP_PASSWORD")) c.smtp_password = password;
+  if (values.count("smtp_password_file") && !values["smtp_password_file"].empty()) {
+    std::ifstream in(values["smtp_password_file"]);
+    if (!in || !std::getline(in, c.smtp_password)) {
+      bad.AddError("smtp_password_file", "cannot be read");
+    }
+  }
+  if (values.count("mail_from")) c.mail_from = values["mail_from"];
+  if (!c.smtp_host.empty()) {
+    const size_t at = c.mail_from.find('@');
+    if (at == std::string::npos || at == 0 || at + 1 == c.mail_from.size() ||
+        c.mail_from.find_first_of(" <>\r\n\",") != std::string::npos) {
+      bad.AddError("mail_from", "must be a plain address (notices@example.com) when smtp_host is set");
+    }
+  }
+  for (auto [name, field, minimum] : {std::tuple{"mail_max_age", &c.mail_max_age, int64_t{60}},
+                                      std::tuple{"mail_first_retry", &c.mail_first_retry_ms, int64_t{1}}}) {
+    if (!values.count(name)) continue;
+    auto seconds = AddIsoDuration(0, values[name]);
+    if (!seconds || *seconds < minimum) {
+      bad.AddError(name, "must be an ISO 8601 duration, e.g. PT30S");
+    } else {
+      *field = *seconds * (std::string(name) == "mail_first_retry" ? 1000 : 1);
     }
   }
   int_opt("test_clock_offset", -(int64_t{1} << 40), int64_t{1} << 40, &c.test_clock_offset);

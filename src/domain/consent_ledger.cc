@@ -47,7 +47,8 @@ ConsentEventRow ConsentLedger::MakeEvent(const PolicySet& policies, const Purpos
                                          const std::string& channel, ConsentEventType type,
                                          const std::string& notice_version,
                                          const std::string& method, const std::string& actor,
-                                         int64_t at, const std::string& id) const {
+                                         int64_t at, const std::string& id,
+                                         int64_t requested_at) const {
   ConsentEventRow e;
   e.id = id.empty() ? RandomId("cev_") : id;
   e.subject_id = subject_id;
@@ -82,6 +83,14 @@ ConsentEventRow ConsentLedger::MakeEvent(const PolicySet& policies, const Purpos
     r.String(FormatRfc3339(e.expires_at));
   } else {
     r.Null();
+  }
+  if (requested_at != 0) {
+    // Double opt-in: the grant was asked for, then confirmed from the address on file.
+    r.Key("confirmation").BeginObject()
+        .Key("method").String("double_opt_in")
+        .Key("requested_at").String(FormatRfc3339(requested_at))
+        .Key("confirmed_at").String(FormatRfc3339(e.at))
+        .EndObject();
   }
   r.Key("withdrawal_method")
       .String("the preference centre link in every message, one-click unsubscribe, or the "
@@ -180,6 +189,34 @@ Result<ConsentEvent> ConsentLedger::Record(const Caller& caller, const std::stri
   }
   if (!invalid.errors().empty()) return invalid;
 
+  if (type == ConsentEventType::kGranted && NeedsConfirmation(*purpose, req.channel, req.method)) {
+    ConsentEvent pending;
+    Status asked = d_.store.Write([&](WriteTx& tx) -> Status {
+      auto row = tx.GetSubject(subject_id);
+      if (!row.ok()) return row.status();
+      if (!row.value()) return NotFound("no such subject");
+      if (row.value()->status == "erased") return Conflict("the subject has been erased");
+      auto confirmation = AskConfirmationIn(tx, *purpose, subject_id, req.channel,
+                                            req.notice_version, req.method, caller.key_id, "", at);
+      if (!confirmation.ok()) return confirmation.status();
+      pending.subject_id = subject_id;
+      pending.purpose = purpose->id;
+      pending.channel = req.channel;
+      pending.type = type;
+      pending.legal_basis = LegalBasisName(purpose->legal_basis);
+      pending.notice_version = req.notice_version;
+      pending.method = req.method;
+      pending.actor = caller.key_id;
+      pending.at = at;
+      pending.confirmation_id = confirmation->id;
+      pending.confirmation_expires_at = confirmation->expires_at;
+      return d_.journal.Record(&tx, caller,
+                               {"consent.ask_confirmation", subject_id, "", "ok",
+                                {purpose->id, confirmation->id}, 1});
+    });
+    if (!asked.ok()) return asked;
+    return pending;
+  }
   const ConsentEventRow row_to_add =
       MakeEvent(*policies, *purpose, subject_id, req.channel, type, req.notice_version,
                 req.method, caller.key_id, at);
@@ -207,6 +244,97 @@ Result<ConsentEvent> ConsentLedger::Record(const Caller& caller, const std::stri
   if (!written.ok()) return written;
   GARDE_RETURN_IF_ERROR(KeepTombstones(kept));
   return e;
+}
+
+bool ConsentLedger::NeedsConfirmation(const Purpose& purpose, const std::string& channel,
+                                      const std::string& method) {
+  if (!purpose.double_opt_in || method == "import") return false;
+  if (channel == "email") return true;
+  return channel.empty() &&
+         std::find(purpose.channels.begin(), purpose.channels.end(), "email") != purpose.channels.end();
+}
+
+Result<ConsentConfirmationRow> ConsentLedger::AskConfirmationIn(
+    WriteTx& tx, const Purpose& purpose, const std::string& subject_id, const std::string& channel,
+    const std::string& notice_version, const std::string& method, const std::string& actor,
+    const std::string& lang, int64_t at) const {
+  ConsentConfirmationRow c;
+  c.id = RandomId("ccf_");
+  c.subject_id = subject_id;
+  c.purpose = purpose.id;
+  c.channel = channel;
+  c.notice_version = notice_version;
+  c.method = method;
+  c.actor = actor;
+  c.status = "pending";
+  c.requested_at = at;
+  c.expires_at = d_.clock.Now() + kConfirmationTtl;
+  GARDE_RETURN_IF_ERROR(tx.PutConsentConfirmation(c));
+  // For the mailer (subject.notice): the link is minted when the message is sent.
+  JsonWriter w;
+  w.BeginObject()
+      .Key("notice").String("consent_confirm")
+      .Key("subject").String(subject_id)
+      .Key("confirmation").String(c.id)
+      .Key("purpose").String(purpose.id)
+      .Key("notice_version").String(notice_version)
+      .Key("link_expires_at").String(FormatRfc3339(c.expires_at));
+  if (!lang.empty()) w.Key("lang").String(lang);
+  w.EndObject();
+  GARDE_RETURN_IF_ERROR(EmitEvent(tx, "subject.notice", w.Take(), d_.clock.Now()));
+  return c;
+}
+
+Result<ConsentConfirmationRow> ConsentLedger::Confirmation(const SubjectTokenClaims& claims) {
+  std::optional<ConsentConfirmationRow> found;
+  GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
+    auto row = tx.GetConsentConfirmation(claims.scope);
+    if (!row.ok()) return row.status();
+    found = std::move(row.value());
+    return Status::Ok();
+  }));
+  if (claims.use != "confirm" || !found || found->subject_id != claims.subject) {
+    return NotFound("this link is not valid or has expired");
+  }
+  return std::move(*found);
+}
+
+Result<ConsentEvent> ConsentLedger::Confirm(const SubjectTokenClaims& claims,
+                                            const std::string& request_id) {
+  auto policies = d_.policies.Current();
+  const Caller subject = SubjectCaller(claims.subject, request_id);
+  const int64_t now = d_.clock.Now();
+  std::optional<ConsentEvent> out;
+  Status done = d_.store.Write([&](WriteTx& tx) -> Status {
+    auto found = tx.GetConsentConfirmation(claims.scope);
+    if (!found.ok()) return found.status();
+    if (claims.use != "confirm" || !found.value() || found.value()->subject_id != claims.subject) {
+      return NotFound("this link is not valid or has expired");
+    }
+    ConsentConfirmationRow c = *found.value();
+    if (c.status != "pending" || c.expires_at < now) {
+      return Conflict("this confirmation link has already been used or has expired");
+    }
+    auto row = tx.GetSubject(c.subject_id);
+    if (!row.ok()) return row.status();
+    if (!row.value() || row.value()->status == "erased") return Conflict("the subject has been erased");
+    const Purpose* purpose = policies->FindPurpose(c.purpose);
+    if (purpose == nullptr) return Conflict("the purpose is no longer offered");
+    const ConsentEventRow e =
+        MakeEvent(*policies, *purpose, c.subject_id, c.channel, ConsentEventType::kGranted,
+                  c.notice_version, c.method, c.actor, now, "", c.requested_at);
+    GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(e));
+    GARDE_RETURN_IF_ERROR(EmitConsentChanged(tx, e));
+    c.status = "confirmed";
+    c.confirmed_at = now;
+    c.event_id = e.id;
+    GARDE_RETURN_IF_ERROR(tx.PutConsentConfirmation(c));
+    out = ConsentEventFromRow(e);
+    return d_.journal.Record(&tx, subject, {"consent.confirm", c.subject_id, "", "ok",
+                                            {c.purpose, c.id, e.id}, 1});
+  });
+  if (!done.ok()) return done;
+  return std::move(*out);
 }
 
 Status ConsentLedger::KeepTombstones(const TombstoneEntries& entries) const {
@@ -597,9 +725,23 @@ Result<std::vector<ConsentLedger::Preference>> ConsentLedger::Preferences(
     if (!row.ok()) return row.status();
     auto facts = LoadFacts(tx, row.value());
     if (!facts.ok()) return facts.status();
+    auto events = tx.ConsentEventsOf(claims.subject);
+    if (!events.ok()) return events.status();
+    auto pending = tx.PendingConfirmationsOf(claims.subject);
+    if (!pending.ok()) return pending.status();
     for (const auto& p : policies->purposes()) {
       if (!p.marketing) continue;
-      out.push_back({&p, ShownDecision(facts.value().get(), *policies, p, now)});
+      Preference pref{&p, ShownDecision(facts.value().get(), *policies, p, now), "", false};
+      if (pref.decision.allowed) {
+        // The notice of the latest grant of the purpose (events are in recording order).
+        for (const auto& e : events.value()) {
+          if (e.purpose == p.id && e.event == "granted") pref.notice_version = e.notice_version;
+        }
+      }
+      for (const auto& c : pending.value()) {
+        pref.pending |= c.purpose == p.id && c.expires_at >= now;
+      }
+      out.push_back(std::move(pref));
     }
     return Status::Ok();
   }));
@@ -608,19 +750,24 @@ Result<std::vector<ConsentLedger::Preference>> ConsentLedger::Preferences(
 
 Result<int> ConsentLedger::ApplyPreferences(const SubjectTokenClaims& claims,
                                             const std::map<std::string, bool>* wanted,
-                                            bool gpc, const std::string& request_id) {
+                                            bool gpc, const std::string& request_id,
+                                            const std::string& lang, int* asked) {
   auto policies = d_.policies.Current();
   const Caller subject = SubjectCaller(claims.subject, request_id);
   const int64_t now = d_.clock.Now();
   int recorded = 0;
+  if (asked != nullptr) *asked = 0;
   TombstoneEntries kept;
   Status s = d_.store.Write([&](WriteTx& tx) -> Status {
     recorded = 0;
+    if (asked != nullptr) *asked = 0;
     kept = {};
     auto row = TokenSubject(tx, claims);
     if (!row.ok()) return row.status();
     auto facts = LoadFacts(tx, row.value());
     if (!facts.ok()) return facts.status();
+    auto pending = tx.PendingConfirmationsOf(claims.subject);
+    if (!pending.ok()) return pending.status();
     for (const auto& p : policies->purposes()) {
       if (!p.marketing) continue;
       // "On" while any channel is open: turning a purpose off (or a GPC signal) withdraws it
@@ -639,8 +786,25 @@ Result<int> ConsentLedger::ApplyPreferences(const SubjectTokenClaims& claims,
       if (want == allowed) continue;
       std::string notice;
       if (want && p.legal_basis == LegalBasis::kConsent) {
-        if (p.notices.empty()) continue;  // nothing to consent to without a notice
-        notice = p.notices.back().version;
+        const NoticeVersion* shown = p.NoticeAt(FormatRfc3339(now).substr(0, 10));
+        if (shown == nullptr) continue;  // nothing to consent to without a notice
+        notice = shown->version;
+      }
+      if (want && NeedsConfirmation(p, "", method)) {
+        // Asked once: a second save before the click sends no second message.
+        const bool waiting = std::any_of(pending.value().begin(), pending.value().end(),
+                                         [&](const ConsentConfirmationRow& c) {
+                                           return c.purpose == p.id && c.expires_at >= now;
+                                         });
+        if (waiting) continue;
+        auto confirmation = AskConfirmationIn(tx, p, claims.subject, "", notice, method,
+                                              "subject-token", lang, now);
+        if (!confirmation.ok()) return confirmation.status();
+        GARDE_RETURN_IF_ERROR(d_.journal.Record(
+            &tx, subject, {"consent.ask_confirmation", claims.subject, "", "ok",
+                           {p.id, confirmation->id}, 1}));
+        if (asked != nullptr) ++*asked;
+        continue;
       }
       const ConsentEventRow e =
           MakeEvent(*policies, p, claims.subject, "",

@@ -243,6 +243,22 @@ Status RequestDesk::Load(ReadTx& tx, const Caller& caller, const std::string& id
   return Status::Ok();
 }
 
+Result<RequestView> RequestDesk::ForNotice(const std::string& id) {
+  std::optional<RequestView> out;
+  GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
+    auto row = tx.GetRequest(id);
+    if (!row.ok()) return row.status();
+    if (!row.value()) return NotFound("no such request");
+    auto subject = tx.GetSubject(row.value()->subject_id);
+    if (!subject.ok()) return subject.status();
+    auto view = ViewOf(*row.value(), subject.value() ? &*subject.value() : nullptr);
+    if (!view.ok()) return view.status();
+    out = std::move(view.value());
+    return Status::Ok();
+  }));
+  return std::move(*out);
+}
+
 Result<RequestView> RequestDesk::ViewOf(const RequestRow& row, const SubjectRow* subject) const {
   RequestView v;
   v.row = row;
@@ -352,9 +368,10 @@ Result<RequestView> RequestDesk::Open(const Caller& caller, const NewRequest& in
     if (!sealed.ok()) return sealed.status();
     row.sealed = std::move(sealed.value());
     GARDE_RETURN_IF_ERROR(tx.InsertRequest(row));
-    if (caller.is_subject()) {
-      GARDE_RETURN_IF_ERROR(Notify(tx, row, "verify_request", kVerifyLinkTtl));
-    }
+    // Art. 12: the customer hears of a request made for them; one they made themselves is
+    // confirmed from the address on file first.
+    GARDE_RETURN_IF_ERROR(Notify(tx, row, caller.is_subject() ? "verify_request" : "request_received",
+                                 caller.is_subject() ? kVerifyLinkTtl : kNoticeLinkTtl));
     GARDE_RETURN_IF_ERROR(d_.journal.Record(
         &tx, caller, {"request.open", subject_id, "", "ok", {row.id, row.type, row.status}, 1}));
     RequestView v;

@@ -546,6 +546,23 @@ Result<FieldMap> SubjectVault::OpenFields(const SubjectRow& row,
   return OpenRefs(row, Refs(sealed), fields);
 }
 
+Result<FieldMap> SubjectVault::OwnFields(const std::string& id,
+                                        const std::set<std::string>& fields) {
+  FieldMap out;
+  GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
+    auto row = tx.GetSubject(id);
+    if (!row.ok()) return row.status();
+    if (!row.value() || row.value()->status == "erased") return Status::Ok();
+    auto sealed = tx.GetFields(id);
+    if (!sealed.ok()) return sealed.status();
+    auto open = OpenFields(*row.value(), sealed.value(), fields);
+    if (!open.ok()) return open.status();
+    out = std::move(open.value());
+    return Status::Ok();
+  }));
+  return out;
+}
+
 std::vector<SubjectVault::SealedRef> SubjectVault::Refs(const std::vector<SealedField>& sealed) {
   std::vector<SealedRef> out;
   out.reserve(sealed.size());

@@ -60,7 +60,17 @@ Status ListPurposes(Deployment& d, Exchange& x) {
     w.BeginObject()
         .Key("id").String(p.id)
         .Key("title").String(p.title)
-        .Key("description").String(p.description)
+        .Key("description").String(p.description);
+    // Every language given: {"fr": {"title": ..., "description": ...}}.
+    w.Key("translations").BeginObject();
+    for (const auto& [lang, title] : p.titles.by_lang) {
+      w.Key(lang).BeginObject().Key("title").String(title);
+      auto d = p.descriptions.by_lang.find(lang);
+      if (d != p.descriptions.by_lang.end()) w.Key("description").String(d->second);
+      w.EndObject();
+    }
+    w.EndObject()
+        .Key("double_opt_in").Bool(p.double_opt_in)
         .Key("legal_basis").String(LegalBasisName(p.legal_basis))
         .Key("marketing").Bool(p.marketing)
         .Key("channels").BeginArray();
@@ -101,6 +111,22 @@ Status RecordConsent(Deployment& d, Exchange& x) {
   if (!problems.errors().empty()) return problems;
   auto e = d.consents().Record(*x.caller, x.params["id"], req);
   if (!e.ok()) return e.status();
+  if (!e->confirmation_id.empty()) {
+    // Double opt-in: nothing counts until the customer follows the link sent to them.
+    JsonWriter w;
+    w.BeginObject()
+        .Key("status").String("pending_confirmation")
+        .Key("confirmation").String(e->confirmation_id)
+        .Key("subject").String(e->subject_id)
+        .Key("purpose").String(e->purpose)
+        .Key("channel").StringOrNull(e->channel)
+        .Key("notice_version").StringOrNull(e->notice_version)
+        .Key("requested_at").String(FormatRfc3339(e->at))
+        .Key("expires_at").String(FormatRfc3339(e->confirmation_expires_at))
+        .EndObject();
+    x.Json(202, w.Take());
+    return Status::Ok();
+  }
   JsonWriter w;
   WriteEvent(w, e.value(), true);
   x.Json(201, w.Take());

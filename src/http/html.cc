@@ -5,22 +5,9 @@
 #include <Poco/JSON/Object.h>
 #include <Poco/URI.h>
 
-namespace garde {
+#include "garde/base/clock.h"
 
-std::string HtmlEscape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
+namespace garde {
 
 std::string JsonHtml(const Poco::Dynamic::Var& v) {
   if (v.isEmpty()) return "";
@@ -77,8 +64,40 @@ void HtmlPage(Exchange& x, int status, const std::string& title, const std::stri
 std::string PageLanguage(const Exchange& x) {
   auto q = x.query.find("lang");
   if (q != x.query.end()) return q->second == "fr" ? "fr" : "en";
-  const std::string accept = x.Header("accept-language");
-  return accept.rfind("fr", 0) == 0 ? "fr" : "en";
+  const std::string best = BestLanguage(x.Header("accept-language"), {"en", "fr"});
+  return best.empty() ? "en" : best;
+}
+
+std::string ControllerHtml(const PageWords& t) {
+  const auto& c = t.policies().controller();
+  std::string out = "<footer aria-labelledby=\"controller\" data-controller><h2 id=\"controller\">" +
+                    t.Html("controller.heading") + "</h2><dl><dt>" + t.Html("controller.name") +
+                    "</dt><dd>" + HtmlEscape(c.name) + "</dd>";
+  if (!c.address.empty()) {
+    out += "<dt>" + t.Html("controller.address") + "</dt><dd>" + HtmlEscape(c.address) + "</dd>";
+  }
+  if (!c.contact.empty()) {
+    out += "<dt>" + t.Html("controller.contact") + "</dt><dd>" + HtmlEscape(c.contact) + "</dd>";
+  }
+  if (!c.dpo_contact.empty()) {
+    out += "<dt>" + t.Html("controller.dpo") + "</dt><dd>" + HtmlEscape(c.dpo_contact) + "</dd>";
+  }
+  out += "</dl>";
+  const std::string& notice = c.privacy_notice.In(t.lang());
+  if (!notice.empty()) {
+    out += "<p><a data-privacy-notice href=\"" + HtmlEscape(notice) + "\">" +
+           t.Html("controller.notice") + "</a></p>";
+  }
+  return out + "</footer>";
+}
+
+void CustomerPage(Exchange& x, int status, const PageWords& t, const std::string& title,
+                  const std::string& body) {
+  HtmlPage(x, status, title, body + ControllerHtml(t), t.lang());
+}
+
+std::string CustomerDay(const PageWords& t, int64_t time) {
+  return t.policies().Day(t.lang(), time);
 }
 
 std::multimap<std::string, std::string> FormPairs(const std::string& body) {

@@ -38,83 +38,119 @@ bool IsOneClickBody(const Exchange& x) {
   return false;
 }
 
-// Interface text of the preference centre, by language.
-struct PageText {
-  const char* title;
-  const char* intro;
-  const char* save;
-  const char* saved;
-  const char* unsubscribe_all;
-  const char* unsubscribed_all;
-  const char* gpc;
-  const char* on;
-  const char* off;
-  const char* objected;
-};
+// Where a notice version's text is read: its own URL in the page's language, else Garde's page.
+std::string NoticeHref(const Purpose& purpose, const NoticeVersion& notice, const std::string& lang) {
+  const std::string& url = notice.urls.In(lang);
+  if (!url.empty()) return HtmlEscape(url);
+  return "/notices/" + HtmlEscape(purpose.id) + "/" + HtmlEscape(notice.version) + "?lang=" + lang;
+}
 
-const PageText& TextFor(const std::string& lang) {
-  static const PageText kEn{
-      "Your communication preferences",
-      "Choose what we may send you. You can change your mind at any time.",
-      "Save my choices",
-      "Your choices are saved.",
-      "Unsubscribe from everything",
-      "You are unsubscribed from everything.",
-      "Your browser sent a Global Privacy Control signal: we have recorded it as an opt-out "
-      "for the uses it covers.",
-      "on", "off",
-      "You objected to direct marketing: we no longer use your data for it."};
-  static const PageText kFr{
-      "Vos préférences de communication",
-      "Choisissez ce que nous pouvons vous envoyer. Vous pouvez changer d'avis à tout moment.",
-      "Enregistrer mes choix",
-      "Vos choix sont enregistrés.",
-      "Me désabonner de tout",
-      "Vous êtes désabonné(e) de tout.",
-      "Votre navigateur a envoyé un signal Global Privacy Control : nous l'avons enregistré "
-      "comme une opposition pour les usages concernés.",
-      "activé", "désactivé",
-      "Vous vous êtes opposé(e) à la prospection : nous n'utilisons plus vos données pour cela."};
-  return lang == "fr" ? kFr : kEn;
+// GET /notices/{purpose}/{version}: the text a consent rests on, for anyone (no token).
+Status NoticePage(Deployment& d, Exchange& x) {
+  auto policies = d.policies().Current();
+  const Purpose* p = policies->FindPurpose(x.params["purpose"]);
+  const NoticeVersion* n = p == nullptr ? nullptr : p->FindNotice(x.params["version"]);
+  if (n == nullptr) return NotFound("no such notice");
+  const PageWords t = CustomerWords(d, x, "");
+  std::string body = "<h2>" + HtmlEscape(p->titles.In(t.lang())) + "</h2><p>" +
+                     t.Html("notice.version") + " " + HtmlEscape(n->version);
+  if (!n->valid_from.empty()) {
+    body += " — " + t.Html("notice.valid_from") + " " + HtmlEscape(n->valid_from);
+  }
+  body += "</p><p data-notice>" + HtmlEscape(n->texts.In(t.lang())) + "</p>";
+  if (!n->urls.empty()) {
+    body += "<p><a href=\"" + HtmlEscape(n->urls.In(t.lang())) + "\">" +
+            HtmlEscape(n->urls.In(t.lang())) + "</a></p>";
+  }
+  CustomerPage(x, 200, t, t("notice.title"), body);
+  return Status::Ok();
+}
+
+// The confirmation link of a double opt-in: GET shows what is confirmed (link scanners
+// follow links: only the button confirms), POST records the grant.
+Status ConfirmPage(Deployment& d, Exchange& x, bool post) {
+  auto claims = d.tokens().Verify(x.params["token"], d.clock().Now());
+  if (!claims.ok() || claims->use != "confirm") return NotFound("this link is not valid or has expired");
+  auto confirmation = d.consents().Confirmation(claims.value());
+  if (!confirmation.ok()) return confirmation.status();
+  const PageWords t = CustomerWords(d, x, claims->subject);
+  const Purpose* p = t.policies().FindPurpose(confirmation->purpose);
+  const std::string title = p == nullptr ? confirmation->purpose : p->titles.In(t.lang());
+  std::string body;
+  if (post) {
+    if (x.content_type != "application/x-www-form-urlencoded") {
+      return Status(Code::kUnsupportedMediaType, "send the form as application/x-www-form-urlencoded");
+    }
+    auto done = d.consents().Confirm(claims.value(), x.request_id);
+    if (!done.ok() && done.status().code() != Code::kConflict) return done.status();
+    body = "<p class=\"status\" role=\"status\"" + std::string(done.ok() ? " data-confirmed" : "") +
+           ">" + t.Html(done.ok() ? "confirm.done" : "confirm.gone") + "</p><p>" +
+           HtmlEscape(title) + "</p>";
+  } else if (confirmation->status != "pending" || confirmation->expires_at < d.clock().Now()) {
+    body = "<p class=\"status\" role=\"status\">" + t.Html("confirm.gone") + "</p>";
+  } else {
+    body = "<p>" + t.Html("confirm.intro") + "</p><p><strong>" + HtmlEscape(title) +
+           "</strong></p>";
+    const NoticeVersion* n = p == nullptr ? nullptr : p->FindNotice(confirmation->notice_version);
+    if (n != nullptr) {
+      body += "<p class=\"notice\">" + HtmlEscape(n->texts.In(t.lang())) + " (" +
+              t.Html("notice.version") + " " + HtmlEscape(n->version) + " — <a href=\"" +
+              NoticeHref(*p, *n, t.lang()) + "\">" + t.Html("preferences.read_notice") + "</a>)</p>";
+    }
+    body += "<form method=\"post\"><input type=\"hidden\" name=\"form\" value=\"confirm\">"
+            "<button type=\"submit\">" + t.Html("confirm.button") + "</button></form>";
+  }
+  CustomerPage(x, 200, t, t("confirm.title"), body);
+  return Status::Ok();
 }
 
 Status RenderPreferences(Deployment& d, Exchange& x, const SubjectTokenClaims& claims,
                          const std::string& status_message) {
-  const std::string lang = PageLanguage(x);
-  const PageText& t = TextFor(lang);
+  const PageWords t = CustomerWords(d, x, claims.subject);
   auto prefs = d.consents().Preferences(claims);
   if (!prefs.ok()) return prefs.status();
-  std::string body = "<p>" + HtmlEscape(t.intro) + "</p>";
+  std::string body = "<p>" + t.Html("preferences.intro") + "</p>";
   if (!status_message.empty()) {
     body += "<p class=\"status\" role=\"status\">" + status_message + "</p>";
   }
-  body += "<form method=\"post\" aria-label=\"" + HtmlEscape(t.title) +
+  body += "<form method=\"post\" aria-label=\"" + t.Html("preferences.title") +
           "\"><input type=\"hidden\" name=\"form\" value=\"preferences\">";
+  const std::string today = FormatRfc3339(d.clock().Now()).substr(0, 10);
   int n = 0;
   for (const auto& p : prefs.value()) {
     const std::string id = "p" + std::to_string(n++);
-    std::string notice = p.purpose->description;
-    if (!p.purpose->notices.empty()) {
-      notice = p.purpose->notices.back().text.empty() ? p.purpose->notices.back().url
-                                                      : p.purpose->notices.back().text;
-    }
+    // The notice a standing consent rests on; otherwise the one a choice now would rest on.
+    const NoticeVersion* notice = p.notice_version.empty()
+                                      ? p.purpose->NoticeAt(today)
+                                      : p.purpose->FindNotice(p.notice_version);
+    std::string text = p.purpose->descriptions.In(t.lang());
+    if (notice != nullptr && !notice->texts.empty()) text = notice->texts.In(t.lang());
     body += "<div class=\"purpose\"><input type=\"checkbox\" id=\"" + id +
             "\" name=\"purpose\" value=\"" + HtmlEscape(p.purpose->id) + "\" aria-describedby=\"" +
             id + "-notice\"" + (p.decision.allowed ? " checked" : "") + "><label for=\"" + id +
-            "\">" + HtmlEscape(p.purpose->title) + "</label> <span data-state=\"" +
-            (p.decision.allowed ? "on" : "off") + "\">(" +
-            (p.decision.allowed ? t.on : t.off) + ")</span><p class=\"notice\" id=\"" + id +
-            "-notice\">" + HtmlEscape(notice) + "</p>";
-    if (p.decision.reason == "objected") body += "<p class=\"notice\">" + HtmlEscape(t.objected) + "</p>";
+            "\">" + HtmlEscape(p.purpose->titles.In(t.lang())) + "</label> <span data-state=\"" +
+            (p.decision.allowed ? "on" : p.pending ? "pending" : "off") + "\">(" +
+            t.Html(p.decision.allowed ? "preferences.on" : "preferences.off") +
+            ")</span><p class=\"notice\" id=\"" + id + "-notice\">" + HtmlEscape(text) + "</p>";
+    if (notice != nullptr) {
+      body += "<p class=\"notice\" data-notice-version=\"" + HtmlEscape(notice->version) + "\">" +
+              (p.notice_version.empty() ? "" : t.Html("preferences.rests_on") + " ") +
+              HtmlEscape(notice->version) + " — <a href=\"" + NoticeHref(*p.purpose, *notice, t.lang()) +
+              "\">" + t.Html("preferences.read_notice") + "</a></p>";
+    }
+    if (p.pending) body += "<p class=\"notice\" data-pending>" + t.Html("preferences.pending") + "</p>";
+    if (p.decision.reason == "objected") {
+      body += "<p class=\"notice\">" + t.Html("preferences.objected") + "</p>";
+    }
     body += "</div>";
   }
-  body += "<button type=\"submit\">" + HtmlEscape(t.save) + "</button></form>"
+  body += "<button type=\"submit\">" + t.Html("preferences.save") + "</button></form>"
           "<form method=\"post\"><input type=\"hidden\" name=\"form\" value=\"unsubscribe_all\">"
-          "<p><button type=\"submit\" class=\"secondary\">" + HtmlEscape(t.unsubscribe_all) +
+          "<p><button type=\"submit\" class=\"secondary\">" + t.Html("preferences.unsubscribe_all") +
           "</button></p></form>";
-  auto rights = RightsSection(d, claims, lang);
+  auto rights = RightsSection(d, claims, t);
   if (!rights.ok()) return rights.status();
-  HtmlPage(x, 200, t.title, body + rights.value(), lang);
+  CustomerPage(x, 200, t, t("preferences.title"), body + rights.value());
   return Status::Ok();
 }
 
@@ -127,7 +163,7 @@ Status PreferencesPage(Deployment& d, Exchange& x) {
   if (x.Header("sec-gpc") == "1") {
     auto done = d.consents().ApplyPreferences(claims.value(), nullptr, true, x.request_id);
     if (!done.ok()) return done.status();
-    message = HtmlEscape(TextFor(PageLanguage(x)).gpc);
+    message = CustomerWords(d, x, claims->subject).Html("preferences.gpc");
   }
   return RenderPreferences(d, x, claims.value(), message);
 }
@@ -141,7 +177,7 @@ Status PreferencesPost(Deployment& d, Exchange& x) {
     return Status(Code::kUnsupportedMediaType, "send the form as application/x-www-form-urlencoded");
   }
   const auto form = FormPairs(x.body);
-  const PageText& t = TextFor(PageLanguage(x));
+  const PageWords t = CustomerWords(d, x, claims->subject);
   auto kind = form.find("form");
   std::map<std::string, bool> wanted;
   std::string message;
@@ -150,7 +186,7 @@ Status PreferencesPost(Deployment& d, Exchange& x) {
     return RenderPreferences(d, x, claims.value(), message);
   }
   if (kind != form.end() && kind->second == "unsubscribe_all") {
-    message = HtmlEscape(t.unsubscribed_all);  // nothing wanted
+    message = t.Html("preferences.unsubscribed_all");  // nothing wanted
   } else if (kind != form.end() && kind->second == "preferences") {
     auto policies = d.policies().Current();
     auto [b, e] = form.equal_range("purpose");
@@ -162,15 +198,18 @@ Status PreferencesPost(Deployment& d, Exchange& x) {
       }
       wanted[p->id] = true;
     }
-    message = HtmlEscape(t.saved);
+    message = t.Html("preferences.saved");
   } else {
     return Status(Code::kUnprocessable, "the form is not a preference-centre form")
         .AddError("form", "must be preferences or unsubscribe_all");
   }
   const bool gpc = x.Header("sec-gpc") == "1";
-  auto done = d.consents().ApplyPreferences(claims.value(), &wanted, gpc, x.request_id);
+  int asked = 0;
+  auto done = d.consents().ApplyPreferences(claims.value(), &wanted, gpc, x.request_id, t.lang(),
+                                            &asked);
   if (!done.ok()) return done.status();
-  if (gpc) message += " " + HtmlEscape(t.gpc);
+  if (asked > 0) message += " " + t.Html("preferences.confirm_sent");
+  if (gpc) message += " " + t.Html("preferences.gpc");
   return RenderPreferences(d, x, claims.value(), message);
 }
 
@@ -259,10 +298,12 @@ Status UnsubscribePage(Deployment& d, Exchange& x) {
     return NotFound("this link is not valid or has expired");
   }
   // GET never unsubscribes (link scanners follow links): it only offers the button.
-  HtmlPage(x, 200, "Unsubscribe",
-       "<p>Stop receiving these messages?</p>"
-       "<form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" "
-       "value=\"One-Click\"><button type=\"submit\">Unsubscribe</button></form>");
+  const PageWords t = CustomerWords(d, x, claims->subject);
+  CustomerPage(x, 200, t, t("unsubscribe.title"),
+               "<p>" + t.Html("unsubscribe.question") +
+                   "</p><form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" "
+                   "value=\"One-Click\"><button type=\"submit\">" + t.Html("unsubscribe.button") +
+                   "</button></form>");
   return Status::Ok();
 }
 
@@ -277,9 +318,8 @@ Status UnsubscribePost(Deployment& d, Exchange& x) {
   }
   auto done = d.consents().UnsubscribeByToken(claims.value(), x.request_id);
   if (!done.ok()) return done.status();
-  HtmlPage(x, 200, "You are unsubscribed",
-       "<p>You will not receive these messages any more. It may take a moment for messages "
-       "already on their way to stop.</p>");
+  const PageWords t = CustomerWords(d, x, claims->subject);
+  CustomerPage(x, 200, t, t("unsubscribe.done_title"), "<p>" + t.Html("unsubscribe.done") + "</p>");
   return Status::Ok();
 }
 
@@ -291,6 +331,9 @@ void AddLinkRoutes(Router& router, Deployment& d) {
   router.Add("POST", "/p/{token}", [&d](Exchange& x) { return PreferencesPost(d, x); });
   router.Add("GET", "/u/{token}", [&d](Exchange& x) { return UnsubscribePage(d, x); });
   router.Add("POST", "/u/{token}", [&d](Exchange& x) { return UnsubscribePost(d, x); });
+  router.Add("GET", "/notices/{purpose}/{version}", [&d](Exchange& x) { return NoticePage(d, x); });
+  router.Add("GET", "/c/{token}", [&d](Exchange& x) { return ConfirmPage(d, x, false); });
+  router.Add("POST", "/c/{token}", [&d](Exchange& x) { return ConfirmPage(d, x, true); });
   router.Add("GET", "/.well-known/gpc.json", [](Exchange& x) {
     x.Json(200, R"({"gpc":true,"lastUpdate":"2026-11-22"})");
     return Status::Ok();

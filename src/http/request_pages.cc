@@ -3,6 +3,7 @@
 #include <Poco/Exception.h>
 #include <Poco/JSON/Parser.h>
 
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -15,138 +16,6 @@
 namespace garde {
 namespace {
 
-struct RightsText {
-  const char* title;
-  const char* intro;
-  const char* access;
-  const char* portability;
-  const char* erasure;
-  const char* erasure_confirm;
-  const char* never_contact;
-  const char* requests;
-  const char* none;
-  const char* received;  // followed by the due date
-  const char* confirm_title;
-  const char* confirm_intro;
-  const char* confirm;
-  const char* confirmed;
-  const char* read;
-  const char* type, *status, *received_on, *answer_by;
-  // The other rights, and what the customer is told about a request.
-  const char* rectification, *rectification_intro, *restriction, *restriction_intro,
-      *objection, *objection_intro;
-  const char* link_sent;     // after a request is opened: followed by the answer date
-  const char* package_sent;  // in the list: the package opens from the link sent
-  const char* extended;      // followed by the new date and the reason
-  const char* rejected;      // followed by the reason
-  const char* remedies;      // complaint and judicial remedy, followed by the authority
-  const char* your_request;
-};
-
-const RightsText& RightsFor(const std::string& lang) {
-  static const RightsText kEn{
-      "Your data and your rights",
-      "You can ask for a copy of your data or a portable copy, have it corrected or erased, "
-      "restrict its use, or object to it. We answer within the time the law gives us.",
-      "Get a copy of my data",
-      "Get my data in a portable format",
-      "Erase my data",
-      "I understand that my data will be erased, except what the law obliges us to keep.",
-      "Never contact me again (we keep a one-way fingerprint of your e-mail address and phone "
-      "number, not the address or number, to recognise them).",
-      "Your requests",
-      "You have made no request.",
-      "Your request is recorded. We will answer by",
-      "Confirm your request",
-      "We received a request about your personal data. Please confirm that you made it.",
-      "Yes, I made this request",
-      "Thank you: your request is confirmed.",
-      "read",
-      "Request", "Status", "Received", "Answer by",
-      "Correct my data",
-      "Type only what is wrong; leave the rest empty.",
-      "Restrict the use of my data",
-      "While a question is settled we will only keep your data, not use it. Why?",
-      "Object to the use of my data",
-      "Tick what you object to; with nothing ticked, you object to all direct marketing, "
-      "which then stops for good.",
-      "To protect your data, we sent a link to confirm this request to the contact we have "
-      "on file; it works for one hour. We will answer by",
-      "we sent you a link to open it",
-      "We need more time, as the law allows. We will answer by",
-      "We cannot grant this request. Our reason:",
-      "You may lodge a complaint with a supervisory authority and seek a judicial remedy. "
-      "Authority:",
-      "Your request"};
-  static const RightsText kFr{
-      "Vos données et vos droits",
-      "Vous pouvez demander une copie de vos données ou une copie portable, les faire corriger "
-      "ou effacer, en limiter l'utilisation ou vous y opposer. Nous répondons dans le délai "
-      "prévu par la loi.",
-      "Obtenir une copie de mes données",
-      "Récupérer mes données dans un format portable",
-      "Effacer mes données",
-      "Je comprends que mes données seront effacées, sauf celles que la loi nous oblige à "
-      "conserver.",
-      "Ne plus jamais me contacter (nous gardons une empreinte irréversible de votre adresse "
-      "e-mail et de votre numéro, pas l'adresse ni le numéro, pour les reconnaître).",
-      "Vos demandes",
-      "Vous n'avez fait aucune demande.",
-      "Votre demande est enregistrée. Nous vous répondrons au plus tard le",
-      "Confirmez votre demande",
-      "Nous avons reçu une demande concernant vos données personnelles. Merci de confirmer "
-      "que vous en êtes l'auteur.",
-      "Oui, j'ai fait cette demande",
-      "Merci : votre demande est confirmée.",
-      "lire",
-      "Demande", "État", "Reçue le", "Réponse au plus tard le",
-      "Corriger mes données",
-      "Indiquez seulement ce qui est inexact ; laissez le reste vide.",
-      "Limiter l'utilisation de mes données",
-      "Le temps qu'une question soit réglée, nous ne ferons que conserver vos données, sans "
-      "les utiliser. Pourquoi ?",
-      "M'opposer à l'utilisation de mes données",
-      "Cochez ce à quoi vous vous opposez ; sans rien cocher, vous vous opposez à toute "
-      "prospection, qui cesse alors définitivement.",
-      "Pour protéger vos données, nous avons envoyé un lien de confirmation de cette demande "
-      "au contact que nous connaissons ; il est valable une heure. Nous vous répondrons au "
-      "plus tard le",
-      "nous vous avons envoyé un lien pour l'ouvrir",
-      "Il nous faut plus de temps, comme la loi le permet. Nous vous répondrons au plus tard le",
-      "Nous ne pouvons pas donner suite à cette demande. Notre motif :",
-      "Vous pouvez introduire une réclamation auprès d'une autorité de contrôle et former un "
-      "recours juridictionnel. Autorité :",
-      "Votre demande"};
-  return lang == "fr" ? kFr : kEn;
-}
-
-const char* TypeName(const std::string& type, const std::string& lang) {
-  static const std::map<std::string, std::pair<const char*, const char*>> kNames{
-      {"access", {"Access to my data", "Accès à mes données"}},
-      {"portability", {"Portable copy", "Copie portable"}},
-      {"rectification", {"Rectification", "Rectification"}},
-      {"erasure", {"Erasure", "Effacement"}},
-      {"restriction", {"Restriction", "Limitation"}},
-      {"objection", {"Objection", "Opposition"}}};
-  auto it = kNames.find(type);
-  if (it == kNames.end()) return "";
-  return lang == "fr" ? it->second.second : it->second.first;
-}
-
-const char* StatusName(const std::string& status, const std::string& lang) {
-  static const std::map<std::string, std::pair<const char*, const char*>> kNames{
-      {"received", {"awaiting confirmation", "en attente de confirmation"}},
-      {"verified", {"confirmed", "confirmée"}},
-      {"in_progress", {"in progress", "en cours"}},
-      {"completed", {"answered", "traitée"}},
-      {"rejected", {"declined", "refusée"}}};
-  auto it = kNames.find(status);
-  if (it == kNames.end()) return "";
-  return lang == "fr" ? it->second.second : it->second.first;
-}
-
-// The calendar date of `t` (the customer cares about the day, not the second).
-std::string Day(int64_t t) { return FormatRfc3339(t).substr(0, 10); }
 
 Result<SubjectTokenClaims> CustomerToken(Deployment& d, const std::string& token,
                                          bool dsr_only) {
@@ -158,46 +27,6 @@ Result<SubjectTokenClaims> CustomerToken(Deployment& d, const std::string& token
 }
 
 // --- the package, for people -------------------------------------------------------------
-
-struct PackageText {
-  const char* title;
-  const char* portable_title;
-  const char* controller;
-  const char* data;
-  const char* consents;
-  const char* processing;
-  const char* requests;
-  const char* accesses;
-  const char* none;
-  const char* field, *value;
-  const char* purpose, *channel, *event, *basis, *method, *at, *expires;
-  const char* activity, *purposes, *fields, *recipients, *transfers, *retention, *source;
-  const char* who, *action, *outcome;
-  const char* generated;
-};
-
-const PackageText& PackageFor(const std::string& lang) {
-  static const PackageText kEn{
-      "Your personal data", "Your data in a portable format", "Who is responsible",
-      "The data we hold about you", "Your consents and choices",
-      "How and why we use your data", "Your requests", "Who accessed your data",
-      "Nothing.", "Data", "Value",
-      "Purpose", "Channel", "Event", "Legal basis", "How", "When", "Expires",
-      "Activity", "Purposes", "Data used", "Recipients", "Transfers outside the EU",
-      "Kept for", "Where the data came from",
-      "Who", "What", "Result", "Generated on"};
-  static const PackageText kFr{
-      "Vos données personnelles", "Vos données dans un format portable", "Responsable du traitement",
-      "Les données que nous détenons sur vous", "Vos consentements et vos choix",
-      "Comment et pourquoi nous utilisons vos données", "Vos demandes",
-      "Qui a accédé à vos données",
-      "Rien.", "Donnée", "Valeur",
-      "Finalité", "Canal", "Événement", "Base légale", "Comment", "Quand", "Expire le",
-      "Traitement", "Finalités", "Données utilisées", "Destinataires",
-      "Transferts hors de l'UE", "Durée de conservation", "Origine des données",
-      "Qui", "Quoi", "Résultat", "Produit le"};
-  return lang == "fr" ? kFr : kEn;
-}
 
 using Object = Poco::JSON::Object;
 using Array = Poco::JSON::Array;
@@ -234,14 +63,21 @@ Poco::Dynamic::Var Member(const Object& obj, const char* key) {
 
 std::string Cell(const Object& obj, const char* key) { return JsonHtml(Member(obj, key)); }
 
-// A table of `rows` (objects) with one column per (key, heading).
-std::string Table(const Poco::Dynamic::Var& rows, const PackageText& t,
-                  std::initializer_list<std::pair<const char*, const char*>> columns) {
+// A member as text; "" when absent or null.
+std::string Str(const Object& obj, const char* key) {
+  const auto v = Member(obj, key);
+  return v.isEmpty() ? "" : v.toString();
+}
+
+// A table of `rows` (objects) with one column per (key, heading's text key).
+std::string Table(const Poco::Dynamic::Var& rows, const PageWords& t,
+                  std::initializer_list<std::pair<const char*, const char*>> columns,
+                  const std::function<std::string(const std::string&, const Object&)>& cell = {}) {
   if (!IsArray(rows) || rows.extract<Array::Ptr>()->size() == 0) {
-    return "<p>" + HtmlEscape(t.none) + "</p>";
+    return "<p>" + t.Html("package.none") + "</p>";
   }
   std::string out = "<table><thead><tr>";
-  for (const auto& [_, heading] : columns) out += "<th scope=\"col\">" + HtmlEscape(heading) + "</th>";
+  for (const auto& [_, heading] : columns) out += "<th scope=\"col\">" + t.Html(heading) + "</th>";
   out += "</tr></thead><tbody>";
   const auto& arr = *rows.extract<Array::Ptr>();
   for (size_t i = 0; i < arr.size(); ++i) {
@@ -249,21 +85,29 @@ std::string Table(const Poco::Dynamic::Var& rows, const PackageText& t,
     if (!IsObject(row)) continue;
     const auto& obj = *row.extract<Object::Ptr>();
     out += "<tr>";
-    for (const auto& [key, _] : columns) out += "<td>" + Cell(obj, key) + "</td>";
+    for (const auto& [key, _] : columns) {
+      out += "<td>" + (cell ? cell(key, obj) : Cell(obj, key)) + "</td>";
+    }
     out += "</tr>";
   }
   return out + "</tbody></table>";
 }
 
-std::string FieldsTable(const Poco::Dynamic::Var& fields, const PackageText& t) {
+// A schema field's name as the customer reads it (field.<name>), else the name itself.
+std::string FieldLabel(const PageWords& t, const std::string& name) {
+  const std::string label = t("field." + name);
+  return label == "field." + name ? name : label;
+}
+
+std::string FieldsTable(const Poco::Dynamic::Var& fields, const PageWords& t) {
   if (!IsObject(fields) || fields.extract<Object::Ptr>()->size() == 0) {
-    return "<p>" + HtmlEscape(t.none) + "</p>";
+    return "<p>" + t.Html("package.none") + "</p>";
   }
-  std::string out = "<table><thead><tr><th scope=\"col\">" + HtmlEscape(t.field) +
-                    "</th><th scope=\"col\">" + HtmlEscape(t.value) + "</th></tr></thead><tbody>";
+  std::string out = "<table><thead><tr><th scope=\"col\">" + t.Html("package.field") +
+                    "</th><th scope=\"col\">" + t.Html("package.value") + "</th></tr></thead><tbody>";
   for (const auto& [name, value] : *fields.extract<Object::Ptr>()) {
-    out += "<tr><th scope=\"row\">" + HtmlEscape(name) + "</th><td>" + JsonHtml(value) +
-           "</td></tr>";
+    out += "<tr><th scope=\"row\">" + HtmlEscape(FieldLabel(t, name)) + "</th><td>" +
+           JsonHtml(value) + "</td></tr>";
   }
   return out + "</tbody></table>";
 }
@@ -287,152 +131,161 @@ Poco::Dynamic::Var PackageFields(const Object& pkg) {
                            : Poco::Dynamic::Var();
 }
 
-// Purposes as "title (legal basis)".
-std::string PurposesHtml(const Poco::Dynamic::Var& purposes) {
+// A legal basis in words (basis.<name>).
+std::string BasisText(const PageWords& t, const std::string& basis) {
+  const std::string text = t("basis." + basis);
+  return text == "basis." + basis ? basis : text;
+}
+
+// Purposes as "title (legal basis)", titles from the catalogue in the page's language.
+std::string PurposesHtml(const Poco::Dynamic::Var& purposes, const PageWords& t) {
   if (!IsArray(purposes)) return JsonHtml(purposes);
   std::string out = "<ul>";
   for (const auto& p : ObjectsIn(purposes)) {
     const auto& obj = *p;
-    out += "<li>" + Cell(obj, obj.has("title") ? "title" : "id") +
-           (obj.has("legal_basis") ? " (" + Cell(obj, "legal_basis") + ")" : "") + "</li>";
+    const Purpose* known = t.policies().FindPurpose(Str(obj, "id"));
+    out += "<li>" + (known != nullptr ? HtmlEscape(known->titles.In(t.lang()))
+                                      : Cell(obj, obj.has("title") ? "title" : "id")) +
+           (obj.has("legal_basis")
+                ? " (" + HtmlEscape(BasisText(t, Str(obj, "legal_basis"))) + ")"
+                : "") +
+           "</li>";
   }
   return out + "</ul>";
 }
 
-// What each right of the package's `rights` lets the subject do, in their language.
-const char* RightText(const std::string& right, const std::string& lang) {
-  static const std::map<std::string, std::pair<const char*, const char*>> kTexts{
-      {"rectification",
-       {"Have inaccurate data about you corrected and incomplete data completed.",
-        "Faire corriger les données inexactes vous concernant et compléter les données "
-        "incomplètes."}},
-      {"erasure",
-       {"Have your data erased, except what the law obliges us to keep.",
-        "Faire effacer vos données, sauf celles que la loi nous oblige à conserver."}},
-      {"restriction",
-       {"Have the use of your data restricted while a question about it is settled: we then "
-        "only keep it.",
-        "Faire limiter l'utilisation de vos données le temps qu'une question soit réglée : "
-        "nous ne faisons alors que les conserver."}},
-      {"objection",
-       {"Object to the use of your data based on our legitimate interests, and at any time to "
-        "direct marketing, which then stops for good.",
-        "Vous opposer à l'utilisation de vos données fondée sur notre intérêt légitime, et à "
-        "tout moment à la prospection, qui cesse alors définitivement."}},
-      {"portability",
-       {"Receive the data you gave us in a portable format, or have it sent to another "
-        "organisation.",
-        "Recevoir les données que vous nous avez fournies dans un format portable, ou les "
-        "faire transmettre à un autre organisme."}},
-      {"withdraw_consent",
-       {"Withdraw a consent at any time, as easily as you gave it.",
-        "Retirer un consentement à tout moment, aussi simplement que vous l'avez donné."}}};
-  auto it = kTexts.find(right);
-  if (it == kTexts.end()) return "";
-  return lang == "fr" ? it->second.second : it->second.first;
-}
-
 // Art. 15(1)(e), (f) and (h): the rights, the complaint and automated decisions.
-std::string PackageRightsHtml(const Object& pkg, const std::string& lang) {
-  const bool fr = lang == "fr";
-  std::string body = "<h2>" + HtmlEscape(fr ? "Vos droits" : "Your rights") + "</h2><ul>";
+std::string PackageRightsHtml(const Object& pkg, const PageWords& t) {
+  std::string body = "<h2>" + t.Html("package.rights") + "</h2><ul>";
   for (const auto& right : ObjectsIn(Member(pkg, "rights"))) {
     const auto& obj = *right;
-    body += "<li data-right=\"" + HtmlEscape(Member(obj, "right").toString()) + "\">" +
-            HtmlEscape(RightText(Member(obj, "right").toString(), lang)) + " (" +
+    const std::string name = Str(obj, "right");
+    body += "<li data-right=\"" + HtmlEscape(name) + "\">" + t.Html("right." + name) + " (" +
             Cell(obj, "article") + ")</li>";
   }
   body += "</ul>";
   const auto with = Member(pkg, "exercise_with");
   if (IsObject(with)) {
     const auto& obj = *with.extract<Object::Ptr>();
-    body += "<p>" + HtmlEscape(fr ? "Pour les exercer, écrivez à" : "To exercise them, write to") +
-            " " + Cell(obj, "controller") + " : " + Cell(obj, "contact") + ".</p>";
+    body += "<p>" + t.Html("package.exercise") + " " + Cell(obj, "controller") + " : " +
+            Cell(obj, "contact") + ".</p>";
   }
   const auto complaint = Member(pkg, "complaint");
   if (IsObject(complaint)) {
     const auto& obj = *complaint.extract<Object::Ptr>();
-    body += "<h3>" + HtmlEscape(fr ? "Réclamation" : "Complaint") + "</h3><p data-complaint>" +
-            HtmlEscape(fr ? "Vous pouvez introduire une réclamation auprès d'une autorité de "
-                            "contrôle (article 77 du RGPD) :"
-                          : "You may lodge a complaint with a supervisory authority (GDPR "
-                            "Article 77):") +
-            " " + Cell(obj, "authority") + ", " + Cell(obj, "address") + " — " +
-            Cell(obj, "url") + "</p>";
+    body += "<h3>" + t.Html("package.complaint") + "</h3><p data-complaint>" +
+            t.Html("package.complaint_text") + " " + Cell(obj, "authority") + ", " +
+            Cell(obj, "address") + " — " + Cell(obj, "url") + "</p>";
   }
-  body += "<h3>" + HtmlEscape(fr ? "Décisions automatisées et profilage"
-                                 : "Automated decisions and profiling") + "</h3>";
+  body += "<h3>" + t.Html("package.automated") + "</h3>";
   const auto decisions = ObjectsIn(Member(pkg, "automated_decisions"));
   if (!decisions.empty()) {
     for (const auto& decision : decisions) {
       const auto& obj = *decision;
-      body += "<section data-automated><h4>" + Cell(obj, "name") + "</h4><dl><dt>" +
-              HtmlEscape(fr ? "Logique" : "Logic") + "</dt><dd>" + Cell(obj, "logic") +
-              "</dd><dt>" + HtmlEscape(fr ? "Portée et conséquences" : "Significance and consequences") +
-              "</dt><dd>" + Cell(obj, "significance") + "</dd></dl></section>";
+      const Activity* a = t.policies().FindActivity(Str(obj, "activity"));
+      auto text = [&](const char* key, const LocalText* local) {
+        return a != nullptr && local != nullptr && !local->empty() ? HtmlEscape(local->In(t.lang()))
+                                                                   : Cell(obj, key);
+      };
+      body += "<section data-automated><h4>" +
+              text("name", a != nullptr ? &a->names : nullptr) + "</h4><dl><dt>" +
+              t.Html("package.logic") + "</dt><dd>" +
+              text("logic", a != nullptr ? &a->automated_decision.logics : nullptr) + "</dd><dt>" +
+              t.Html("package.significance") + "</dt><dd>" +
+              text("significance", a != nullptr ? &a->automated_decision.significances : nullptr) +
+              "</dd></dl></section>";
     }
   } else {
-    body += "<p>" + HtmlEscape(fr ? "Aucune décision fondée exclusivement sur un traitement "
-                                    "automatisé ne vous concerne."
-                                  : "No decision based solely on automated processing "
-                                    "concerns you.") +
-            "</p>";
+    body += "<p>" + t.Html("package.no_automated") + "</p>";
   }
   return body;
 }
 
-std::string PackageHtml(const Object& pkg, const std::string& lang, std::string* title) {
-  const PackageText& t = PackageFor(lang);
-  const bool portable = Member(pkg, "format").toString() == "garde-portability/1";
-  *title = portable ? t.portable_title : t.title;
-  std::string body = "<p>" + HtmlEscape(t.generated) + " " +
-                     HtmlEscape(Member(pkg, "generated_at").toString()) + "</p>";
-  if (pkg.has("organisation")) {
-    body += "<h2>" + HtmlEscape(t.controller) + "</h2>" + Cell(pkg, "organisation");
-  }
-  body += "<h2>" + HtmlEscape(t.data) + "</h2>" + FieldsTable(PackageFields(pkg), t);
+std::string PackageHtml(const Object& pkg, const PageWords& t, std::string* title) {
+  const bool portable = Str(pkg, "format") == "garde-portability/1";
+  *title = t(portable ? "package.portable_title" : "package.title");
+  std::string body = "<p>" + t.Html("package.generated") + " " +
+                     HtmlEscape(Str(pkg, "generated_at")) + "</p>";
+  body += "<h2>" + t.Html("package.data") + "</h2>" + FieldsTable(PackageFields(pkg), t);
   if (portable) return body;
-  body += "<h2>" + HtmlEscape(t.consents) + "</h2>" +
+  auto words = [&](const std::string& key, const Object& row) -> std::string {
+    const std::string v = Str(row, key.c_str());
+    if (key == "purpose") {
+      const Purpose* p = t.policies().FindPurpose(v);
+      return HtmlEscape(p != nullptr ? p->titles.In(t.lang()) : v);
+    }
+    if (key == "legal_basis") return HtmlEscape(BasisText(t, v));
+    if (key == "type") return t.Html("type." + v);
+    if (key == "status") return t.Html("status." + v);
+    return Cell(row, key.c_str());
+  };
+  body += "<h2>" + t.Html("package.consents") + "</h2>" +
           Table(Member(pkg, "consents"), t,
-                {{"purpose", t.purpose}, {"channel", t.channel}, {"event", t.event},
-                 {"legal_basis", t.basis}, {"method", t.method}, {"at", t.at},
-                 {"expires_at", t.expires}});
-  body += "<h2>" + HtmlEscape(t.processing) + "</h2>";
+                {{"purpose", "package.purpose"}, {"channel", "package.channel"},
+                 {"event", "package.event"}, {"legal_basis", "package.basis"},
+                 {"method", "package.method"}, {"at", "package.at"},
+                 {"expires_at", "package.expires"}},
+                words);
+  body += "<h2>" + t.Html("package.processing") + "</h2>";
   const auto processing = ObjectsIn(Member(pkg, "processing"));
   if (!processing.empty()) {
     for (const auto& activity : processing) {
       const auto& obj = *activity;
-      body += "<section><h3>" + Cell(obj, "name") + "</h3><dl>" +
-              "<dt>" + HtmlEscape(t.purposes) + "</dt><dd>" + PurposesHtml(Member(obj, "purposes")) +
-              "</dd>" +
-              "<dt>" + HtmlEscape(t.basis) + "</dt><dd>" + Cell(obj, "legal_basis") + "</dd>" +
-              "<dt>" + HtmlEscape(t.fields) + "</dt><dd>" + Cell(obj, "fields") + "</dd>" +
-              "<dt>" + HtmlEscape(t.recipients) + "</dt><dd>" + Cell(obj, "recipients") + "</dd>" +
-              "<dt>" + HtmlEscape(t.transfers) + "</dt><dd>" + Cell(obj, "transfers") + "</dd>" +
-              "<dt>" + HtmlEscape(t.retention) + "</dt><dd>" + Cell(obj, "retention") + "</dd>" +
-              "<dt>" + HtmlEscape(t.source) + "</dt><dd>" + Cell(obj, "source") + "</dd></dl>" +
-              "</section>";
+      const Activity* a = t.policies().FindActivity(Str(obj, "activity"));
+      std::string fields;
+      const auto used = Member(obj, "fields");
+      if (IsArray(used)) {
+        const auto& arr = *used.extract<Array::Ptr>();
+        for (size_t i = 0; i < arr.size(); ++i) {
+          fields += (fields.empty() ? "" : ", ") +
+                    HtmlEscape(FieldLabel(t, arr.get(static_cast<unsigned>(i)).toString()));
+        }
+      }
+      body += "<section><h3>" +
+              (a != nullptr ? HtmlEscape(a->names.In(t.lang())) : Cell(obj, "name")) +
+              "</h3><dl><dt>" + t.Html("package.purposes") + "</dt><dd>" +
+              PurposesHtml(Member(obj, "purposes"), t) + "</dd><dt>" + t.Html("package.basis") +
+              "</dt><dd>" + HtmlEscape(BasisText(t, Str(obj, "legal_basis"))) +
+              "</dd><dt>" + t.Html("package.fields") + "</dt><dd>" + fields + "</dd><dt>" +
+              t.Html("package.recipients") + "</dt><dd>" + Cell(obj, "recipients") + "</dd><dt>" +
+              t.Html("package.transfers") + "</dt><dd>" + Cell(obj, "transfers") + "</dd><dt>" +
+              t.Html("package.retention") + "</dt><dd>" + Cell(obj, "retention") + "</dd><dt>" +
+              t.Html("package.source") + "</dt><dd>" + Cell(obj, "source") + "</dd></dl></section>";
     }
   } else {
-    body += "<p>" + HtmlEscape(t.none) + "</p>";
+    body += "<p>" + t.Html("package.none") + "</p>";
   }
-  body += PackageRightsHtml(pkg, lang);
-  const RightsText& r = RightsFor(lang);
-  body += "<h2>" + HtmlEscape(t.requests) + "</h2>" +
+  body += PackageRightsHtml(pkg, t);
+  body += "<h2>" + t.Html("package.requests") + "</h2>" +
           Table(Member(pkg, "requests"), t,
-                {{"type", r.type}, {"status", r.status}, {"received_at", r.received_on},
-                 {"due_at", r.answer_by}});
-  body += "<h2>" + HtmlEscape(t.accesses) + "</h2>" +
+                {{"type", "rights.type"}, {"status", "rights.status"},
+                 {"received_at", "rights.received_on"}, {"due_at", "rights.answer_by"}},
+                words);
+  body += "<h2>" + t.Html("package.accesses") + "</h2>" +
           Table(Member(pkg, "accesses"), t,
-                {{"time", t.at}, {"role", t.who}, {"action", t.action},
-                 {"activity", t.activity}, {"outcome", t.outcome}});
+                {{"time", "package.at"}, {"role", "package.who"}, {"action", "package.action"},
+                 {"activity", "package.activity"}, {"outcome", "package.outcome"}});
   return body;
 }
 
 }  // namespace
 
+PageWords CustomerWords(Deployment& d, const Exchange& x, const std::string& subject_id) {
+  auto policies = d.policies().Current();
+  auto chosen = x.query.find("lang");
+  std::string own;
+  if (!subject_id.empty() && policies->schema().Find("language") != nullptr) {
+    auto fields = d.vault().OwnFields(subject_id, {"language"});
+    if (fields.ok() && fields->count("language")) own = fields->at("language").text;
+  }
+  std::string lang = ChooseLanguage(policies->languages(),
+                                    chosen == x.query.end() ? "" : chosen->second, own,
+                                    x.Header("accept-language"), d.config().default_language);
+  return PageWords(std::move(policies), std::move(lang));
+}
+
 Status SendPackage(Exchange& x, const std::string& json, const std::string& format,
-                   const std::string& lang) {
+                   const PageWords& t) {
   auto pkg = ParsePackage(json);
   if (!pkg.ok()) return pkg.status();
   const std::string request = Member(*pkg.value(), "request").toString();
@@ -440,8 +293,8 @@ Status SendPackage(Exchange& x, const std::string& json, const std::string& form
       Member(*pkg.value(), "format").toString() == "garde-portability/1" ? "portability" : "access";
   if (format == "html") {
     std::string title;
-    const std::string body = PackageHtml(*pkg.value(), lang, &title);
-    HtmlPage(x, 200, title, body, lang);
+    const std::string body = PackageHtml(*pkg.value(), t, &title);
+    CustomerPage(x, 200, t, title, body);
     return Status::Ok();
   }
   const std::string file = "garde-" + kind + "-" + request;
@@ -470,33 +323,21 @@ Status SendPackage(Exchange& x, const std::string& json, const std::string& form
 namespace {
 
 // The fields a customer may correct from their page, with labels.
+// Labels are the field.<name> texts.
 struct CorrectableField {
-  const char* name, *en, *fr, *autocomplete;
+  const char* name, *autocomplete;
 };
 constexpr CorrectableField kCorrectable[] = {
-    {"first_name", "First name", "Prénom", "given-name"},
-    {"last_name", "Last name", "Nom", "family-name"},
-    {"email", "E-mail address", "Adresse e-mail", "email"},
-    {"phone", "Phone number", "Numéro de téléphone", "tel"},
-    {"street", "Street", "Rue", "street-address"},
-    {"postal_code", "Postal code", "Code postal", "postal-code"},
-    {"city", "City", "Ville", "address-level2"}};
+    {"first_name", "given-name"}, {"last_name", "family-name"}, {"email", "email"},
+    {"phone", "tel"},             {"street", "street-address"}, {"postal_code", "postal-code"},
+    {"city", "address-level2"}};
 
-// Art. 18(1)(a)-(d): the grounds for a restriction, kept (sealed) as the request's note.
-struct RestrictionGround {
-  const char* id, *en, *fr;
-};
-constexpr RestrictionGround kRestrictionGrounds[] = {
-    {"accuracy", "I contest the accuracy of my data (Art. 18(1)(a))",
-     "Je conteste l'exactitude de mes données (art. 18.1.a)"},
-    {"unlawful", "The use is unlawful but I do not want my data erased (Art. 18(1)(b))",
-     "L'utilisation est illicite mais je ne veux pas l'effacement (art. 18.1.b)"},
-    {"legal_claims", "I need my data for a legal claim (Art. 18(1)(c))",
-     "J'ai besoin de mes données pour une action en justice (art. 18.1.c)"},
-    {"objection_pending", "I objected and await your answer (Art. 18(1)(d))",
-     "Je me suis opposé(e) et j'attends votre réponse (art. 18.1.d)"}};
+// Art. 18(1)(a)-(d): the grounds for a restriction (texts ground.<id>), kept (sealed) as the
+// request's note in the source language, for the officer.
+constexpr const char* kRestrictionGrounds[] = {"accuracy", "unlawful", "legal_claims",
+                                               "objection_pending"};
 
-std::string RequestForm(const std::string& type, const char* label, const std::string& extra) {
+std::string RequestForm(const std::string& type, const std::string& label, const std::string& extra) {
   return "<form method=\"post\" data-right=\"" + type +
          "\"><input type=\"hidden\" name=\"form\" value=\"request\"><input type=\"hidden\" "
          "name=\"type\" value=\"" + type + "\">" + extra +
@@ -505,77 +346,73 @@ std::string RequestForm(const std::string& type, const char* label, const std::s
 }
 
 // The six rights (Art. 15-18, 20, 21) as forms posting to the page itself.
-std::string RightsForms(Deployment& d, const std::string& lang) {
-  const RightsText& t = RightsFor(lang);
-  const bool fr = lang == "fr";
-  auto policies = d.policies().Current();
+std::string RightsForms(const PageWords& t) {
+  const PolicySet* policies = &t.policies();
   std::string out;
-  out += RequestForm("access", t.access, "");
-  out += RequestForm("portability", t.portability, "");
-  std::string fields = "<fieldset><legend>" + HtmlEscape(t.rectification) + "</legend><p>" +
-                       HtmlEscape(t.rectification_intro) + "</p>";
+  out += RequestForm("access", t("rights.access"), "");
+  out += RequestForm("portability", t("rights.portability"), "");
+  std::string fields = "<fieldset><legend>" + t.Html("rights.rectification") + "</legend><p>" +
+                       t.Html("rights.rectification_intro") + "</p>";
   for (const auto& f : kCorrectable) {
     if (policies->schema().Find(f.name) == nullptr) continue;
     const std::string id = std::string("fix-") + f.name;
-    fields += "<p><label for=\"" + id + "\">" + HtmlEscape(fr ? f.fr : f.en) +
+    fields += "<p><label for=\"" + id + "\">" + t.Html(std::string("field.") + f.name) +
               "</label> <input id=\"" + id + "\" name=\"field." + f.name +
               "\" autocomplete=\"" + f.autocomplete + "\"></p>";
   }
-  out += RequestForm("rectification", t.rectification, fields + "</fieldset>");
-  out += RequestForm("erasure", t.erasure,
+  out += RequestForm("rectification", t("rights.rectification"), fields + "</fieldset>");
+  out += RequestForm("erasure", t("rights.erasure"),
                      "<p><input type=\"checkbox\" id=\"erase-confirm\" name=\"confirm\" "
                      "value=\"yes\" required><label for=\"erase-confirm\">" +
-                         HtmlEscape(t.erasure_confirm) +
+                         t.Html("rights.erasure_confirm") +
                          "</label></p><p><input type=\"checkbox\" id=\"erase-suppress\" "
                          "name=\"suppress\" value=\"yes\"><label for=\"erase-suppress\">" +
-                         HtmlEscape(t.never_contact) + "</label></p>");
-  std::string grounds = "<fieldset><legend>" + HtmlEscape(t.restriction_intro) + "</legend>";
-  for (const auto& g : kRestrictionGrounds) {
-    const std::string id = std::string("restrict-") + g.id;
+                         t.Html("rights.never_contact") + "</label></p>");
+  std::string grounds = "<fieldset><legend>" + t.Html("rights.restriction_intro") + "</legend>";
+  for (const char* g : kRestrictionGrounds) {
+    const std::string id = std::string("restrict-") + g;
     grounds += "<p><input type=\"radio\" required name=\"ground\" id=\"" + id + "\" value=\"" +
-               g.id + "\"><label for=\"" + id + "\">" + HtmlEscape(fr ? g.fr : g.en) +
+               g + "\"><label for=\"" + id + "\">" + t.Html(std::string("ground.") + g) +
                "</label></p>";
   }
-  out += RequestForm("restriction", t.restriction, grounds + "</fieldset>");
-  std::string objectable = "<fieldset><legend>" + HtmlEscape(t.objection_intro) + "</legend>";
+  out += RequestForm("restriction", t("rights.restriction"), grounds + "</fieldset>");
+  std::string objectable = "<fieldset><legend>" + t.Html("rights.objection_intro") + "</legend>";
   for (const auto& p : policies->purposes()) {
     if (!p.marketing && p.legal_basis != LegalBasis::kLegitimateInterests) continue;
     const std::string id = "object-" + p.id;
     objectable += "<p><input type=\"checkbox\" name=\"purpose\" id=\"" + HtmlEscape(id) +
                   "\" value=\"" + HtmlEscape(p.id) + "\"><label for=\"" + HtmlEscape(id) +
-                  "\">" + HtmlEscape(p.title) + "</label></p>";
+                  "\">" + HtmlEscape(p.titles.In(t.lang())) + "</label></p>";
   }
-  out += RequestForm("objection", t.objection, objectable + "</fieldset>");
+  out += RequestForm("objection", t("rights.objection"), objectable + "</fieldset>");
   return out;
 }
 
 // What the customer is told about one request: its answer date, an extension and its reason
 // (Art. 12(3)), a refusal with its reason and the remedies (Art. 12(4)), and, through the link
 // sent for it, the package.
-std::string RequestDetail(Deployment& d, const RequestView& v, const std::string& page_path,
-                          const std::string& lang) {
-  const RightsText& t = RightsFor(lang);
+std::string RequestDetail(const RequestView& v, const std::string& page_path, const PageWords& t) {
   const RequestRow& r = v.row;
   std::string out = "<section aria-labelledby=\"detail\" data-request-detail=\"" + r.id +
-                    "\"><h2 id=\"detail\">" + HtmlEscape(t.your_request) + " — " +
-                    HtmlEscape(TypeName(r.type, lang)) + "</h2><p>" + HtmlEscape(t.status) +
-                    ": " + HtmlEscape(StatusName(r.status, lang)) + ". " +
-                    HtmlEscape(t.received_on) + " " + Day(r.received_at) + ".</p>";
+                    "\"><h2 id=\"detail\">" + t.Html("rights.your_request") + " — " +
+                    t.Html("type." + r.type) + "</h2><p>" + t.Html("rights.status") +
+                    ": " + t.Html("status." + r.status) + ". " +
+                    t.Html("rights.received_on") + " " + HtmlEscape(CustomerDay(t, r.received_at)) + ".</p>";
   if (r.extended && r.status != "completed" && r.status != "rejected") {
-    out += "<p data-extended>" + HtmlEscape(t.extended) + " " + Day(r.due_at) + ". " +
+    out += "<p data-extended>" + t.Html("rights.extended") + " " + HtmlEscape(CustomerDay(t, r.due_at)) + ". " +
            HtmlEscape(v.extension_reason) + "</p>";
   }
   if (r.status == "rejected") {
-    const auto& authority = d.policies().Current()->supervisory_authority();
-    out += "<p data-rejected>" + HtmlEscape(t.rejected) + " " + HtmlEscape(v.rejection_reason) +
-           "</p><p data-remedies>" + HtmlEscape(t.remedies) + " " + HtmlEscape(authority.name) +
+    const auto& authority = t.policies().supervisory_authority();
+    out += "<p data-rejected>" + t.Html("rights.rejected") + " " + HtmlEscape(v.rejection_reason) +
+           "</p><p data-remedies>" + t.Html("rights.remedies") + " " + HtmlEscape(authority.name) +
            ", " + HtmlEscape(authority.address) + " — " + HtmlEscape(authority.url) + "</p>";
   }
   if (r.status == "completed" && (r.type == "access" || r.type == "portability") &&
       r.package_bytes > 0) {
     const std::string base =
-        page_path + "/requests/" + r.id + "/package?lang=" + lang + "&amp;format=";
-    out += "<p><a href=\"" + base + "html\">" + HtmlEscape(t.read) + "</a>, <a href=\"" + base +
+        page_path + "/requests/" + r.id + "/package?lang=" + t.lang() + "&amp;format=";
+    out += "<p><a href=\"" + base + "html\">" + t.Html("rights.read") + "</a>, <a href=\"" + base +
            "json\">JSON</a>" +
            (r.type == "portability" ? ", <a href=\"" + base + "csv\">CSV</a>" : "") + "</p>";
   }
@@ -585,37 +422,36 @@ std::string RequestDetail(Deployment& d, const RequestView& v, const std::string
 }  // namespace
 
 Result<std::string> RightsSection(Deployment& d, const SubjectTokenClaims& claims,
-                                  const std::string& lang) {
-  const RightsText& t = RightsFor(lang);
+                                  const PageWords& t) {
   RequestQuery q;
   q.subject = claims.subject;
   q.limit = 50;
   auto mine = d.requests().List(SubjectCaller(claims.subject, ""), q);
   if (!mine.ok()) return mine.status();
   std::string out = "<section aria-labelledby=\"rights\"><h2 id=\"rights\">" +
-                    HtmlEscape(t.title) + "</h2><p>" + HtmlEscape(t.intro) + "</p>";
-  out += "<h3>" + HtmlEscape(t.requests) + "</h3>";
+                    t.Html("rights.title") + "</h2><p>" + t.Html("rights.intro") + "</p>";
+  out += "<h3>" + t.Html("rights.requests") + "</h3>";
   if (mine->empty()) {
-    out += "<p>" + HtmlEscape(t.none) + "</p>";
+    out += "<p>" + t.Html("rights.none") + "</p>";
   } else {
-    out += "<table><thead><tr><th scope=\"col\">" + HtmlEscape(t.type) + "</th><th scope=\"col\">" +
-           HtmlEscape(t.status) + "</th><th scope=\"col\">" + HtmlEscape(t.received_on) +
-           "</th><th scope=\"col\">" + HtmlEscape(t.answer_by) + "</th></tr></thead><tbody>";
+    out += "<table><thead><tr><th scope=\"col\">" + t.Html("rights.type") + "</th><th scope=\"col\">" +
+           t.Html("rights.status") + "</th><th scope=\"col\">" + t.Html("rights.received_on") +
+           "</th><th scope=\"col\">" + t.Html("rights.answer_by") + "</th></tr></thead><tbody>";
     for (const auto& r : mine.value()) {
-      std::string status = HtmlEscape(StatusName(r.status, lang));
+      std::string status = t.Html("status." + r.status);
       // A package opens only from the link sent for its request (never from this page's
       // link, which may have been forwarded).
       if (r.status == "completed" && (r.type == "access" || r.type == "portability") &&
           r.package_bytes > 0) {
-        status += " (" + HtmlEscape(t.package_sent) + ")";
+        status += " (" + t.Html("rights.package_sent") + ")";
       }
-      out += "<tr><td>" + HtmlEscape(TypeName(r.type, lang)) + "</td><td data-request=\"" +
+      out += "<tr><td>" + t.Html("type." + r.type) + "</td><td data-request=\"" +
              r.id + "\" data-status=\"" + r.status + "\">" + status + "</td><td>" +
-             Day(r.received_at) + "</td><td>" + Day(r.due_at) + "</td></tr>";
+             HtmlEscape(CustomerDay(t, r.received_at)) + "</td><td>" + HtmlEscape(CustomerDay(t, r.due_at)) + "</td></tr>";
     }
     out += "</tbody></table>";
   }
-  out += RightsForms(d, lang);
+  out += RightsForms(t);
   return out + "</section>";
 }
 
@@ -633,7 +469,7 @@ Status OpenRequestFromForm(Deployment& d, Exchange& x, const SubjectTokenClaims&
   NewRequest in;
   in.type = type->second;
   in.subject = claims.subject;
-  const std::string lang = PageLanguage(x);
+  const PageWords t = CustomerWords(d, x, claims.subject);
   if (in.type == "erasure") {
     auto confirm = form.find("confirm");
     if (confirm == form.end() || confirm->second != "yes") {
@@ -657,22 +493,22 @@ Status OpenRequestFromForm(Deployment& d, Exchange& x, const SubjectTokenClaims&
     in.changes = std::move(changes);
   } else if (in.type == "restriction") {
     auto ground = form.find("ground");
-    const RestrictionGround* found = nullptr;
-    for (const auto& g : kRestrictionGrounds) {
-      if (ground != form.end() && ground->second == g.id) found = &g;
+    const char* found = nullptr;
+    for (const char* g : kRestrictionGrounds) {
+      if (ground != form.end() && ground->second == g) found = g;
     }
     if (found == nullptr) {
       return Status(Code::kUnprocessable, "a restriction gives its ground")
           .AddError("ground", "must be accuracy, unlawful, legal_claims or objection_pending");
     }
-    in.note = found->en;  // sealed with the request
+    in.note = t.policies().Text(kSourceLanguage, std::string("ground.") + found);
   } else if (in.type == "objection") {
     auto [b, e] = form.equal_range("purpose");
     for (auto it = b; it != e; ++it) in.purposes.push_back(it->second);
   }
   auto opened = d.requests().Open(SubjectCaller(claims.subject, x.request_id), in);
   if (!opened.ok()) return opened.status();
-  *message = HtmlEscape(RightsFor(lang).link_sent) + " " + Day(opened->row.due_at) + ".";
+  *message = t.Html("rights.link_sent") + " " + HtmlEscape(CustomerDay(t, opened->row.due_at)) + ".";
   return Status::Ok();
 }
 
@@ -691,7 +527,7 @@ Status CustomerPackage(Deployment& d, Exchange& x) {
   auto package = d.requests().Package(
       SubjectCaller(claims->subject, x.request_id, claims->use, claims->scope), x.params["id"]);
   if (!package.ok()) return package.status();
-  return SendPackage(x, package.value(), format, PageLanguage(x));
+  return SendPackage(x, package.value(), format, CustomerWords(d, x, claims->subject));
 }
 
 // A DSR link: scope "*" is the customer's rights page; scope = a request id confirms it, then
@@ -699,8 +535,7 @@ Status CustomerPackage(Deployment& d, Exchange& x) {
 Status DsrPage(Deployment& d, Exchange& x, const std::string& message) {
   auto claims = CustomerToken(d, x.params["token"], true);
   if (!claims.ok()) return claims.status();
-  const std::string lang = PageLanguage(x);
-  const RightsText& t = RightsFor(lang);
+  const PageWords t = CustomerWords(d, x, claims->subject);
   const std::string path = "/r/" + x.params["token"];
   std::string body;
   if (!message.empty()) body += "<p class=\"status\" role=\"status\">" + message + "</p>";
@@ -708,19 +543,19 @@ Status DsrPage(Deployment& d, Exchange& x, const std::string& message) {
     auto r = d.requests().Get(SubjectCaller(claims->subject, x.request_id), claims->scope);
     if (!r.ok()) return r.status();
     if (r->row.status == "received") {
-      body += "<p>" + HtmlEscape(t.confirm_intro) + "</p><p>" +
-              HtmlEscape(TypeName(r->row.type, lang)) + " — " + HtmlEscape(t.received_on) +
-              " " + Day(r->row.received_at) + "</p><form method=\"post\"><input type=\"hidden\" "
+      body += "<p>" + t.Html("rights.confirm_intro") + "</p><p>" +
+              t.Html("type." + r->row.type) + " — " + t.Html("rights.received_on") +
+              " " + HtmlEscape(CustomerDay(t, r->row.received_at)) + "</p><form method=\"post\"><input type=\"hidden\" "
               "name=\"form\" value=\"confirm\"><button type=\"submit\">" +
-              HtmlEscape(t.confirm) + "</button></form>";
-      HtmlPage(x, 200, t.confirm_title, body, lang);
+              t.Html("rights.confirm") + "</button></form>";
+      CustomerPage(x, 200, t, t("rights.confirm_title"), body);
       return Status::Ok();
     }
-    body += RequestDetail(d, r.value(), path, lang);
+    body += RequestDetail(r.value(), path, t);
   }
-  auto rights = RightsSection(d, claims.value(), lang);
+  auto rights = RightsSection(d, claims.value(), t);
   if (!rights.ok()) return rights.status();
-  HtmlPage(x, 200, t.title, body + rights.value(), lang);
+  CustomerPage(x, 200, t, t("rights.title"), body + rights.value());
   return Status::Ok();
 }
 
@@ -736,7 +571,7 @@ Status DsrPost(Deployment& d, Exchange& x) {
   if (kind != form.end() && kind->second == "confirm" && claims->scope != "*") {
     auto done = d.requests().VerifyByLink(claims.value(), x.request_id);
     if (!done.ok()) return done.status();
-    message = HtmlEscape(RightsFor(PageLanguage(x)).confirmed);
+    message = CustomerWords(d, x, claims->subject).Html("rights.confirmed");
   } else if (kind != form.end() && kind->second == "request") {
     GARDE_RETURN_IF_ERROR(OpenRequestFromForm(d, x, claims.value(), form, &message));
   } else {

@@ -304,7 +304,8 @@ Status GetPackage(Deployment& d, Exchange& x) {
   }
   auto package = d.requests().Package(*x.caller, x.params["id"]);
   if (!package.ok()) return package.status();
-  return SendPackage(x, package.value(), format, PageLanguage(x));
+  return SendPackage(x, package.value(), format,
+                     PageWords(d.policies().Current(), PageLanguage(x)));
 }
 
 }  // namespace

@@ -140,9 +140,10 @@ Status ListDeliveries(Deployment& d, Exchange& x) {
   DeliveryQuery q;
   q.limit = 100;
   if (auto s = x.query.find("status"); s != x.query.end()) {
-    if (s->second != "pending" && s->second != "delivered" && s->second != "dead") {
+    if (s->second != "pending" && s->second != "delivered" && s->second != "dead" &&
+        s->second != "skipped") {
       return Status(Code::kUnprocessable, "unknown status")
-          .AddError("status", "one of pending, delivered, dead");
+          .AddError("status", "one of pending, delivered, dead, skipped");
     }
     q.status = s->second;
   }

@@ -7,6 +7,8 @@
 #include <sodium.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -74,6 +76,39 @@ class YamlFile {
       return fallback;
     }
     return n.as<std::string>();
+  }
+
+  // A customer-facing text: a plain text (in the source language) or {lang: text, ...}.
+  LocalText Local(const YAML::Node& map, const char* key, const std::string& where,
+                  bool required) {
+    LocalText out;
+    out.file = name_;
+    out.line = Line(map);
+    const YAML::Node n = map[key];
+    if (!n) {
+      if (required) Problem(Line(map), where + ": missing '" + key + "'");
+      return out;
+    }
+    out.line = Line(n);
+    if (n.IsScalar()) {
+      out.by_lang[kSourceLanguage] = n.as<std::string>();
+    } else if (n.IsMap()) {
+      for (const auto& kv : n) {
+        const std::string lang = kv.first.as<std::string>("");
+        if (!IsLanguageCode(lang)) {
+          Problem(Line(kv.first), where + ": '" + key + "' has '" + lang +
+                                      "', not a language code (fr, en, pt-br)");
+        } else if (!kv.second.IsScalar()) {
+          Problem(Line(kv.second), where + ": '" + key + "." + lang + "' must be a text value");
+        } else {
+          out.by_lang[lang] = kv.second.as<std::string>();
+        }
+      }
+      if (required && out.by_lang.empty()) Problem(Line(n), where + ": '" + key + "' is empty");
+    } else {
+      Problem(Line(n), where + ": '" + key + "' must be a text or a mapping of languages to texts");
+    }
+    return out;
   }
 
   bool Bool(const YAML::Node& map, const char* key, const std::string& where, bool fallback) {
@@ -276,10 +311,13 @@ void LoadPurposes(YamlFile& f, std::vector<Purpose>* out) {
     p.id = f.String(n, "id", "purpose", true);
     const std::string where = "purpose '" + p.id + "'";
     f.OnlyKeys(n, {"id", "title", "description", "legal_basis", "channels", "notices",
-                   "validity", "gpc_opt_out", "marketing"},
+                   "validity", "gpc_opt_out", "marketing", "double_opt_in"},
                where);
-    p.title = f.String(n, "title", where, true);
-    p.description = f.String(n, "description", where, false);
+    p.titles = f.Local(n, "title", where, true);
+    p.descriptions = f.Local(n, "description", where, false);
+    p.title = p.titles.In(kSourceLanguage);
+    p.description = p.descriptions.In(kSourceLanguage);
+    p.double_opt_in = f.Bool(n, "double_opt_in", where, false);
     const std::string basis = f.String(n, "legal_basis", where, true);
     if (auto b = ParseLegalBasis(basis)) {
       p.legal_basis = *b;
@@ -294,8 +332,10 @@ void LoadPurposes(YamlFile& f, std::vector<Purpose>* out) {
       for (const auto& nv : notices) {
         NoticeVersion v;
         v.version = f.String(nv, "version", where + " notice", true);
-        v.text = f.String(nv, "text", where + " notice", false);
-        v.url = f.String(nv, "url", where + " notice", false);
+        v.texts = f.Local(nv, "text", where + " notice", false);
+        v.urls = f.Local(nv, "url", where + " notice", false);
+        v.text = v.texts.In(kSourceLanguage);
+        v.url = v.urls.In(kSourceLanguage);
         v.valid_from = f.String(nv, "valid_from", where + " notice", false);
         p.notices.push_back(std::move(v));
       }
@@ -329,12 +369,28 @@ void LoadRegister(YamlFile& f, const Schema& schema, const std::vector<Purpose>&
                 "data_subjects", "data", "recipients", "transfers", "retention", "security",
                 "dpia", "notes", "legal_claims", "automated_decision"},
                "activity");
+    // Exports and the API keep one text per column (the source language); the translations
+    // ride along as <key>_i18n.
+    YAML::Node plain = YAML::Clone(n);
+    auto flatten = [](YAML::Node map, const char* key) {
+      if (!map.IsMap() || !map[key] || !map[key].IsMap()) return;
+      const YAML::Node texts = map[key];
+      map[std::string(key) + "_i18n"] = texts;
+      const YAML::Node source = texts[kSourceLanguage];
+      map[key] = source ? source.as<std::string>("") : texts.begin()->second.as<std::string>("");
+    };
+    flatten(plain, "name");
+    if (plain["automated_decision"]) {
+      flatten(plain["automated_decision"], "logic");
+      flatten(plain["automated_decision"], "significance");
+    }
     JsonWriter json;
-    YamlToJson(n, json);
+    YamlToJson(plain, json);
     a.json = json.Take();
     a.id = f.String(n, "id", "activity", true);
     const std::string where = "activity '" + a.id + "'";
-    a.name = f.String(n, "name", where, true);
+    a.names = f.Local(n, "name", where, true);
+    a.name = a.names.In(kSourceLanguage);
     a.reference = f.String(n, "reference", where, false);
     const std::string basis = f.String(n, "legal_basis", where, false);
     a.has_legal_basis = !basis.empty();
@@ -390,9 +446,11 @@ void LoadRegister(YamlFile& f, const Schema& schema, const std::vector<Purpose>&
     a.legal_claims = f.Bool(n, "legal_claims", where, false);
     if (const YAML::Node ad = n["automated_decision"]) {
       f.OnlyKeys(ad, {"logic", "significance"}, where + " automated_decision");
-      a.automated_decision.logic = f.String(ad, "logic", where + " automated_decision", true);
-      a.automated_decision.significance =
-          f.String(ad, "significance", where + " automated_decision", true);
+      auto& decision = a.automated_decision;
+      decision.logics = f.Local(ad, "logic", where + " automated_decision", true);
+      decision.significances = f.Local(ad, "significance", where + " automated_decision", true);
+      decision.logic = decision.logics.In(kSourceLanguage);
+      decision.significance = decision.significances.In(kSourceLanguage);
     }
     if (const YAML::Node r = n["retention"]) {
       a.retention = r.IsScalar() ? r.as<std::string>() : f.String(r, "duration", where, false);
@@ -426,7 +484,190 @@ void LoadRoles(YamlFile& f, std::map<std::string, Role>* out) {
   }
 }
 
+// Every file of `dir` whose name ends in `suffix`, sorted.
+std::vector<std::string> FilesEndingIn(const std::string& dir, const std::string& suffix) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_regular_file() && name.size() > suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      out.push_back(name);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string ReadWhole(const std::string& path, bool* ok) {
+  std::ifstream in(path, std::ios::binary);
+  *ok = static_cast<bool>(in);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void HashFile(crypto_hash_sha256_state* hash, const std::string& name, const std::string& raw) {
+  const std::string framed = name + '\0' + std::to_string(raw.size()) + '\0';
+  crypto_hash_sha256_update(hash, reinterpret_cast<const uint8_t*>(framed.data()), framed.size());
+  crypto_hash_sha256_update(hash, reinterpret_cast<const uint8_t*>(raw.data()), raw.size());
+}
+
+// mail/<lang>/<name>.txt ("Subject: ..." line, blank line, body) and <name>.html.
+void LoadMail(const std::string& dir, const std::string& lang, crypto_hash_sha256_state* hash,
+              Status* problems, std::map<std::string, MailTemplate>* out) {
+  const std::string sub = "mail/" + lang;
+  for (const auto& file : FilesEndingIn(dir + "/" + sub, ".txt")) {
+    MailTemplate t;
+    t.name = file.substr(0, file.size() - 4);
+    t.file = sub + "/" + file;
+    bool ok = false;
+    const std::string text = ReadWhole(dir + "/" + t.file, &ok);
+    const std::string html_file = sub + "/" + t.name + ".html";
+    bool html_ok = false;
+    const std::string html = ReadWhole(dir + "/" + html_file, &html_ok);
+    HashFile(hash, t.file, text);
+    HashFile(hash, html_file, html);
+    auto problem = [&](const std::string& where, int line, const std::string& message) {
+      problems->AddError(where + ":" + std::to_string(line), message);
+    };
+    if (!ok) {
+      problem(t.file, 0, "cannot read file");
+      continue;
+    }
+    if (!html_ok) problem(html_file, 0, "cannot read file: every message has a text and an HTML body");
+    if (text.rfind("Subject: ", 0) != 0) {
+      problem(t.file, 1, "the first line must be 'Subject: ...'");
+      continue;
+    }
+    const size_t eol = text.find('\n');
+    t.subject = text.substr(9, eol == std::string::npos ? std::string::npos : eol - 9);
+    while (!t.subject.empty() && (t.subject.back() == '\r' || t.subject.back() == ' ')) {
+      t.subject.pop_back();
+    }
+    t.text = eol == std::string::npos ? "" : text.substr(eol + 1);
+    if (!t.text.empty() && t.text[0] == '\n') t.text.erase(0, 1);
+    t.html = html;
+    for (const auto& [body, where] : {std::pair{&text, t.file}, std::pair{&html, html_file}}) {
+      for (const auto& name : UnknownTemplateVariables(*body)) {
+        const size_t at = body->find(name);
+        const int line = 1 + static_cast<int>(std::count(body->begin(), body->begin() + at, '\n'));
+        problem(where, line, "unknown template variable '" + name + "'");
+      }
+    }
+    uint8_t digest[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_state version;
+    crypto_hash_sha256_init(&version);
+    HashFile(&version, t.file, text);
+    HashFile(&version, html_file, html);
+    crypto_hash_sha256_final(&version, digest);
+    t.version = HexEncode(digest, 8);
+    (*out)[t.name] = std::move(t);
+  }
+}
+
+// locales/<lang>.yaml: {language, name, texts: {key: text}}, and the language's messages.
+void LoadLocales(const std::string& dir, crypto_hash_sha256_state* hash, Status* problems,
+                 std::map<std::string, Locale>* out) {
+  for (const auto& file : FilesEndingIn(dir + "/locales", ".yaml")) {
+    YamlFile f(dir, "locales/" + file, problems);
+    std::string raw;
+    const bool loaded = f.Load(&raw);
+    HashFile(hash, "locales/" + file, raw);
+    if (!loaded) continue;
+    Locale locale;
+    locale.file = "locales/" + file;
+    locale.code = file.substr(0, file.size() - 5);
+    try {
+      f.OnlyKeys(f.root(), {"version", "language", "name", "texts"}, "locale");
+      const std::string declared = f.String(f.root(), "language", "locale", true);
+      if (!IsLanguageCode(locale.code) || declared != locale.code) {
+        f.Problem(1, "the file of language '" + declared + "' must be named " + declared +
+                         ".yaml, with a lower-case language code (fr, en, pt-br)");
+        continue;
+      }
+      locale.name = f.String(f.root(), "name", "locale", true);
+      const YAML::Node texts = f.root()["texts"];
+      if (!texts || !texts.IsMap()) {
+        f.Problem(1, "'texts' must map keys to texts");
+        continue;
+      }
+      for (const auto& kv : texts) {
+        const std::string key = kv.first.as<std::string>("");
+        if (!kv.second.IsScalar()) {
+          f.Problem(YamlFile::Line(kv.second), "text '" + key + "' must be a text value");
+          continue;
+        }
+        locale.texts[key] = kv.second.as<std::string>();
+        locale.lines[key] = YamlFile::Line(kv.first);
+      }
+    } catch (const YAML::Exception& e) {
+      f.Problem(e.mark.line >= 0 ? e.mark.line + 1 : 1, std::string("unexpected structure: ") + e.msg);
+      continue;
+    }
+    LoadMail(dir, locale.code, hash, problems, &locale.mail);
+    (*out)[locale.code] = std::move(locale);
+  }
+  if (out->count(kSourceLanguage) == 0) {
+    problems->AddError(std::string("locales/") + kSourceLanguage + ".yaml:0",
+                       "the source language's texts are required: every other language falls "
+                       "back to them");
+  }
+}
+
 }  // namespace
+
+const NoticeVersion* Purpose::NoticeAt(const std::string& day) const {
+  const NoticeVersion* best = nullptr;
+  for (const auto& n : notices) {
+    if (n.valid_from <= day && (best == nullptr || best->valid_from <= n.valid_from)) best = &n;
+  }
+  return best;
+}
+
+const NoticeVersion* Purpose::FindNotice(const std::string& version) const {
+  for (const auto& n : notices) {
+    if (n.version == version) return &n;
+  }
+  return nullptr;
+}
+
+std::string PolicySet::Text(const std::string& lang, const std::string& key) const {
+  for (const std::string& code : {lang, std::string(kSourceLanguage)}) {
+    auto l = locales_.find(code);
+    if (l == locales_.end()) continue;
+    auto t = l->second.texts.find(key);
+    if (t != l->second.texts.end()) return t->second;
+  }
+  return key;  // a key no file has: shown as is, and reported by lint (text-missing)
+}
+
+std::string PolicySet::Day(const std::string& lang, int64_t time) const {
+  const std::string day = FormatRfc3339(time).substr(0, 10);  // YYYY-MM-DD
+  const auto months = SplitList(Text(lang, "date.months"), ',');
+  if (months.size() != 12) return day;
+  std::string out = Text(lang, "date.pattern");
+  auto put = [&](const std::string& name, const std::string& value) {
+    const size_t at = out.find(name);
+    if (at != std::string::npos) out.replace(at, name.size(), value);
+  };
+  std::string month = months[std::stoi(day.substr(5, 2)) - 1];
+  month.erase(0, month.find_first_not_of(' '));
+  put("{day}", std::to_string(std::stoi(day.substr(8, 2))));
+  put("{month}", month);
+  put("{year}", day.substr(0, 4));
+  return out;
+}
+
+const MailTemplate* PolicySet::Template(const std::string& lang, const std::string& name) const {
+  for (const std::string& code : {lang, std::string(kSourceLanguage)}) {
+    auto l = locales_.find(code);
+    if (l == locales_.end()) continue;
+    auto t = l->second.mail.find(name);
+    if (t != l->second.mail.end()) return &t->second;
+  }
+  return nullptr;
+}
 
 const char* LegalBasisName(LegalBasis b) {
   switch (b) {
@@ -494,6 +735,14 @@ Result<std::shared_ptr<const PolicySet>> LoadPolicies(const std::string& dir) {
     if (controller && controller.IsMap()) {
       set->controller_name_ = f.String(controller, "name", "controller", true);
       set->controller_contact_ = f.String(controller, "contact", "controller", false);
+      auto& c = set->controller_;
+      c.name = set->controller_name_;
+      c.contact = set->controller_contact_;
+      c.address = f.String(controller, "address", "controller", false);
+      c.line = YamlFile::Line(controller);
+      const YAML::Node dpo = f.root()["organisation"]["dpo"];
+      if (dpo && dpo.IsMap()) c.dpo_contact = f.String(dpo, "contact", "dpo", false);
+      c.privacy_notice = f.Local(f.root()["organisation"], "privacy_notice", "organisation", false);
     } else {
       f.Problem(1, "'organisation.controller' (name, address, contact) is required");
     }
@@ -505,6 +754,8 @@ Result<std::shared_ptr<const PolicySet>> LoadPolicies(const std::string& dir) {
     }
   });
   load("roles.yaml", [&](YamlFile& f) { LoadRoles(f, &set->roles_); });
+  LoadLocales(dir, &hash, &problems, &set->locales_);
+  for (const auto& [code, _] : set->locales_) set->languages_.insert(code);
   uint8_t digest[crypto_hash_sha256_BYTES];
   crypto_hash_sha256_final(&hash, digest);
   set->content_hash_ = HexEncode(digest, sizeof digest);

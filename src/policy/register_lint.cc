@@ -5,6 +5,59 @@ namespace {
 
 std::string At(const char* file, int line) { return std::string(file) + ":" + std::to_string(line); }
 
+// Customers are spoken to in every language the policies ship (locales/): each of their texts
+// and messages must exist in each, or the customer reads the source language's words.
+void LintTranslations(const PolicySet& p, std::vector<LintFinding>* out) {
+  auto local = [&](const LocalText& text, const std::string& what) {
+    if (text.empty()) return;
+    for (const auto& lang : p.languages()) {
+      if (text.by_lang.count(lang)) continue;
+      out->push_back({"warning", "translation-missing", text.file + ":" + std::to_string(text.line),
+                      what + " has no " + lang + " text",
+                      "give it as a mapping of languages: {en: ..., " + lang + ": ...}"});
+    }
+  };
+  for (const auto& pu : p.purposes()) {
+    local(pu.titles, "the title of purpose '" + pu.id + "'");
+    local(pu.descriptions, "the description of purpose '" + pu.id + "'");
+    for (const auto& n : pu.notices) {
+      local(n.texts.empty() ? n.urls : n.texts,
+            "notice " + n.version + " of purpose '" + pu.id + "'");
+    }
+  }
+  for (const auto& a : p.activities()) {
+    local(a.names, "the name of activity '" + a.id + "'");
+    local(a.automated_decision.logics, "the automated decision logic of activity '" + a.id + "'");
+    local(a.automated_decision.significances,
+          "the automated decision significance of activity '" + a.id + "'");
+  }
+  local(p.controller().privacy_notice, "the privacy notice link");
+  auto source = p.locales().find(kSourceLanguage);
+  if (source == p.locales().end()) return;
+  for (const auto& [lang, locale] : p.locales()) {
+    if (lang == kSourceLanguage) continue;
+    for (const auto& [key, _] : source->second.texts) {
+      if (locale.texts.count(key)) continue;
+      out->push_back({"warning", "translation-missing",
+                      source->second.file + ":" + std::to_string(source->second.lines.at(key)),
+                      "text '" + key + "' has no " + lang + " translation",
+                      "add it under texts: in " + locale.file});
+    }
+    for (const auto& [key, line] : locale.lines) {
+      if (source->second.texts.count(key)) continue;
+      out->push_back({"warning", "text-unknown", locale.file + ":" + std::to_string(line),
+                      "text '" + key + "' is not in " + source->second.file + ": nothing shows it",
+                      "remove it, or correct its key"});
+    }
+    for (const auto& [name, tmpl] : source->second.mail) {
+      if (locale.mail.count(name)) continue;
+      out->push_back({"warning", "translation-missing", tmpl.file + ":1",
+                      "message '" + name + "' has no " + lang + " template",
+                      "add mail/" + lang + "/" + name + ".txt and .html"});
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<LintFinding> LintRegister(const PolicySet& p) {
@@ -109,6 +162,7 @@ std::vector<LintFinding> LintRegister(const PolicySet& p) {
                      "add safeguard (adequacy decision, SCC, BCR) and its documentation"});
     }
   }
+  LintTranslations(p, &out);
   return out;
 }
 

@@ -296,6 +296,24 @@ CREATE INDEX purchases_by_time ON interactions(at, subject_id) WHERE kind = 'pur
 DROP INDEX webhook_due;
 CREATE INDEX webhook_pending ON webhook_deliveries(status, id);
 )sql",
+    // 15: double opt-in: grants waiting for the customer's click.
+    R"sql(
+CREATE TABLE consent_confirmations(
+  id TEXT PRIMARY KEY,
+  subject_id TEXT NOT NULL,
+  purpose TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  notice_version TEXT NOT NULL,
+  method TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  status TEXT NOT NULL,
+  requested_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  confirmed_at INTEGER NOT NULL,
+  event_id TEXT NOT NULL
+);
+CREATE INDEX consent_confirmations_by_subject ON consent_confirmations(subject_id, status);
+)sql",
 };
 
 // The audit log's subject index: a level merges once it holds kAuditRunFanIn runs; a run of
@@ -790,6 +808,46 @@ class SqliteTx final : public WriteTx {
     return q.Texts();
   }
 
+  static constexpr const char* kConfirmationColumns =
+      "id, subject_id, purpose, channel, notice_version, method, actor, status, requested_at, "
+      "expires_at, confirmed_at, event_id";
+  static ConsentConfirmationRow ConfirmationFrom(Query& q) {
+    ConsentConfirmationRow r;
+    r.id = q.ColText(0);
+    r.subject_id = q.ColText(1);
+    r.purpose = q.ColText(2);
+    r.channel = q.ColText(3);
+    r.notice_version = q.ColText(4);
+    r.method = q.ColText(5);
+    r.actor = q.ColText(6);
+    r.status = q.ColText(7);
+    r.requested_at = q.ColInt(8);
+    r.expires_at = q.ColInt(9);
+    r.confirmed_at = q.ColInt(10);
+    r.event_id = q.ColText(11);
+    return r;
+  }
+
+  Result<std::optional<ConsentConfirmationRow>> GetConsentConfirmation(
+      const std::string& id) override {
+    Query q(c_, std::string("SELECT ") + kConfirmationColumns +
+                    " FROM consent_confirmations WHERE id = ?");
+    q.Text(id);
+    auto rows = q.Rows<ConsentConfirmationRow>([&] { return ConfirmationFrom(q); });
+    if (!rows.ok()) return rows.status();
+    if (rows.value().empty()) return std::optional<ConsentConfirmationRow>();
+    return std::optional<ConsentConfirmationRow>(std::move(rows.value().front()));
+  }
+
+  Result<std::vector<ConsentConfirmationRow>> PendingConfirmationsOf(
+      const std::string& subject_id) override {
+    Query q(c_, std::string("SELECT ") + kConfirmationColumns +
+                    " FROM consent_confirmations WHERE subject_id = ? AND status = 'pending' "
+                    "ORDER BY requested_at, id");
+    q.Text(subject_id);
+    return q.Rows<ConsentConfirmationRow>([&] { return ConfirmationFrom(q); });
+  }
+
   Result<std::vector<ConsentEventRow>> ConsentEventsOf(const std::string& subject_id) override {
     Query q(c_,
             "SELECT id, subject_id, purpose, channel, event, legal_basis, notice_version, "
@@ -1242,6 +1300,18 @@ class SqliteTx final : public WriteTx {
   Status DeleteConsentEventsOf(const std::string& subject_id) override {
     Query q(c_, "DELETE FROM consent_events WHERE subject_id = ?");
     q.Text(subject_id);
+    GARDE_RETURN_IF_ERROR(q.Run());
+    Query pending(c_, "DELETE FROM consent_confirmations WHERE subject_id = ?");
+    pending.Text(subject_id);
+    return pending.Run();
+  }
+
+  Status PutConsentConfirmation(const ConsentConfirmationRow& r) override {
+    Query q(c_, std::string("INSERT OR REPLACE INTO consent_confirmations(") +
+                    kConfirmationColumns + ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
+    q.Text(r.id).Text(r.subject_id).Text(r.purpose).Text(r.channel).Text(r.notice_version)
+        .Text(r.method).Text(r.actor).Text(r.status).Int(r.requested_at).Int(r.expires_at)
+        .Int(r.confirmed_at).Text(r.event_id);
     return q.Run();
   }
 

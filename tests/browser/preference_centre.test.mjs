@@ -82,7 +82,7 @@ for (const javaScriptEnabled of [true, false]) {
       await page.goto(url);
       assert.equal(await page.getAttribute('html', 'lang'), 'fr');
       const email = page.getByRole('form', { name: 'Vos préférences de communication' })
-        .getByLabel('Email newsletters and offers');
+        .getByLabel("Lettres d'information et offres par e-mail");
       assert.equal(await email.isChecked(), true);
       await page.screenshot({ path: join(shots, `preferences-before-js-${javaScriptEnabled}.png`), fullPage: true });
       await email.focus();                 // keyboard reachable
@@ -137,7 +137,7 @@ test('a customer asks for a copy of their data, reads it, then asks for erasure 
     await page.goto(url);
     await page.getByRole('button', { name: 'Get a copy of my data' }).click();
     await page.getByRole('status').waitFor();
-    assert.match(await page.getByRole('status').innerText(), /We will answer by \d{4}-\d{2}-\d{2}/);
+    assert.match(await page.getByRole('status').innerText(), /We will answer by \d{1,2} [A-Z][a-z]+ \d{4}/);
     // A preference link may have been forwarded: the request waits for the customer to
     // confirm it through the one-hour link sent to their contact on file.
     const queue = await g.api('GET', `/v1/requests?subject=${id}`, undefined, g.officer);
@@ -152,11 +152,11 @@ test('a customer asks for a copy of their data, reads it, then asks for erasure 
     assert.equal(done.status, 200);
     // The answer's link opens the package; the preference page links none.
     await page.goto(url);
-    assert.equal(await page.getByRole('link', { name: 'read' }).count(), 0);
+    assert.equal(await page.getByRole('link', { name: 'read', exact: true }).count(), 0);
     const answered = g.latestNotice();
     assert.equal(answered.notice, 'request_completed');
     await page.goto(answered.link);
-    await page.getByRole('link', { name: 'read' }).click();
+    await page.getByRole('link', { name: 'read', exact: true }).click();
     await page.getByRole('heading', { name: 'Who accessed your data' }).waitFor();
     assert.match(await page.content(), /rights@example\.org/);
     await page.getByRole('heading', { name: 'Your rights' }).waitFor();

@@ -138,6 +138,11 @@ int SpawnGarde(const std::vector<std::string>& args, const std::string& out,
   return Spawn(args, {}, out, err);
 }
 
+int SpawnProgram(const std::vector<std::string>& argv, const std::string& out,
+                 const std::string& err) {
+  return Spawn(std::vector<std::string>(argv.begin() + 1, argv.end()), {}, out, err, argv[0]);
+}
+
 GardeProcess::GardeProcess(std::string policies)
     : data_dir_(UniqueDir("garde-e2e-")),
       policies_(policies.empty() ? GARDE_POLICIES_DIR : std::move(policies)) {

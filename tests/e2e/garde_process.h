@@ -41,6 +41,10 @@ RunResult RunGarde(const std::vector<std::string>& args,
 int SpawnGarde(const std::vector<std::string>& args, const std::string& out,
                const std::string& err);
 
+// Starts any program (argv[0] is its path) without waiting; its pid.
+int SpawnProgram(const std::vector<std::string>& argv, const std::string& out,
+                 const std::string& err);
+
 class GardeProcess {
  public:
   // Initialises a fresh data directory (garde init). `policies` defaults to the repo's.

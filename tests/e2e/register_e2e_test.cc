@@ -124,10 +124,9 @@ namespace {
 // A copy of the repository's policies the test may edit.
 std::string CopyPolicies(const std::string& from, const std::string& to) {
   std::filesystem::create_directories(to);
-  for (const auto& f : std::filesystem::directory_iterator(from)) {
-    std::filesystem::copy_file(f.path(), to + "/" + f.path().filename().string(),
-                               std::filesystem::copy_options::overwrite_existing);
-  }
+  std::filesystem::copy(from, to,
+                        std::filesystem::copy_options::recursive |
+                            std::filesystem::copy_options::overwrite_existing);
   return to;
 }
 

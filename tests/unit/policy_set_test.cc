@@ -71,9 +71,8 @@ TEST(PolicySet, AFileOfTheWrongShapeIsAProblemNotACrash) {
                    ("garde-policy-shape-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
-  for (const auto& f : std::filesystem::directory_iterator(GARDE_TEST_FIXTURES "/../../policies")) {
-    std::filesystem::copy_file(f.path(), dir / f.path().filename());
-  }
+  std::filesystem::copy(GARDE_TEST_FIXTURES "/../../policies", dir,
+                        std::filesystem::copy_options::recursive);
   for (const char* text : {"# only a comment\njust a scalar\n", "- a\n- list\n", "[1, 2]\n",
                            "organisation: [1]\nactivities: []\n"}) {
     std::ofstream(dir / "register.yaml", std::ios::trunc) << text;

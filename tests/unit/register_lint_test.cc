@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
+#include <set>
 
 namespace garde {
 namespace {
@@ -38,7 +40,11 @@ TEST(RegisterLint, EveryRuleFiresWithItsLocation) {
   EXPECT_TRUE(has("activity-without-legal-basis", "register.yaml:5", "error"));
   EXPECT_TRUE(has("special-category-without-art9", "register.yaml:5", "error"));
   EXPECT_TRUE(has("transfer-without-safeguard", "register.yaml:5", "error"));
-  EXPECT_EQ(findings.size(), 8u);
+  // Customer-facing texts given in one language only, where fr is shipped (locales/).
+  EXPECT_TRUE(has("translation-missing", "purposes.yaml:4", "warning"));  // newsletter's title
+  EXPECT_TRUE(has("translation-missing", "purposes.yaml:9", "warning"));  // orders' title
+  EXPECT_TRUE(has("translation-missing", "register.yaml:6", "warning"));  // care's name
+  EXPECT_EQ(findings.size(), 11u);
 }
 
 }  // namespace
@@ -54,9 +60,7 @@ std::filesystem::path CopyDefaultPolicies(const std::string& name) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   const std::filesystem::path source = GARDE_TEST_FIXTURES "/../../policies";
-  for (const auto& f : std::filesystem::directory_iterator(source)) {
-    std::filesystem::copy_file(f.path(), dir / f.path().filename());
-  }
+  std::filesystem::copy(source, dir, std::filesystem::copy_options::recursive);
   return dir;
 }
 
@@ -152,4 +156,62 @@ TEST(RegisterLint, RetentionAnchorsGardeCannotEvaluateAreRefused) {
 
 }  // namespace
 
+}  // namespace garde
+
+namespace garde {
+namespace {
+
+// Adding a language is adding files: a text, a message or a policy text the new language
+// lacks is reported where it is missing, with its file:line.
+TEST(RegisterLint, AMissingTranslationIsReportedWithItsFileAndLine) {
+  const std::filesystem::path dir = CopyDefaultPolicies("translation");
+  // German: one text translated, no messages; French: one text dropped.
+  std::ofstream(dir / "locales" / "de.yaml")
+      << "version: 1\nlanguage: de\nname: Deutsch\ntexts:\n"
+         "  preferences.title: Ihre Einstellungen\n  preferences.typo: Tippfehler\n";
+  std::string fr;
+  {
+    std::ifstream in(dir / "locales" / "fr.yaml");
+    fr.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  const size_t at = fr.find("  rights.read: lire\n");
+  ASSERT_NE(at, std::string::npos);
+  fr.erase(at, std::string("  rights.read: lire\n").size());
+  std::ofstream(dir / "locales" / "fr.yaml", std::ios::trunc) << fr;
+  auto set = LoadPolicies(dir.string());
+  ASSERT_TRUE(set.ok()) << set.status().message();
+  EXPECT_EQ(set.value()->languages(), (std::set<std::string>{"de", "en", "fr"}));
+  std::map<std::string, std::string> found;  // message -> location
+  for (const auto& f : LintRegister(*set.value())) {
+    if (f.rule == "translation-missing" || f.rule == "text-unknown") found[f.message] = f.location;
+  }
+  EXPECT_EQ(found["text 'rights.read' has no fr translation"].rfind("locales/en.yaml:", 0), 0u);
+  EXPECT_EQ(found["text 'preferences.typo' is not in locales/en.yaml: nothing shows it"],
+            "locales/de.yaml:6");
+  EXPECT_EQ(found["message 'request_extended' has no de template"], "mail/en/request_extended.txt:1");
+  EXPECT_EQ(found["the title of purpose 'marketing.email' has no de text"].rfind("purposes.yaml:", 0), 0u);
+  EXPECT_TRUE(found.count("text 'rights.title' has no de translation"));
+  // The page falls back to the source language for what is missing.
+  EXPECT_EQ(set.value()->Text("fr", "rights.read"), "read");
+  EXPECT_EQ(set.value()->Text("de", "preferences.title"), "Ihre Einstellungen");
+  std::filesystem::remove_all(dir);
+}
+
+// A template naming a variable Garde does not fill is refused at load, with its line.
+TEST(RegisterLint, AnUnknownTemplateVariableIsRefusedWithItsLine) {
+  const std::filesystem::path dir = CopyDefaultPolicies("template");
+  std::ofstream(dir / "mail" / "fr" / "request_received.html", std::ios::trunc)
+      << "<p>Bonjour</p>\n<p>{{customer_password}}</p>\n";
+  auto set = LoadPolicies(dir.string());
+  ASSERT_FALSE(set.ok());
+  bool named = false;
+  for (const auto& e : set.status().errors()) {
+    named |= e.field == "mail/fr/request_received.html:2" &&
+             e.message.find("customer_password") != std::string::npos;
+  }
+  EXPECT_TRUE(named) << set.status().message();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
 }  // namespace garde

@@ -33,9 +33,7 @@ std::shared_ptr<const PolicySet> Policies() {
     const fs::path src = GARDE_TEST_FIXTURES "/../../policies";
     const fs::path dir = fs::temp_directory_path() / ("garde-retention-model-" + std::to_string(::getpid()));
     fs::create_directories(dir);
-    for (const char* f : {"schema.yaml", "purposes.yaml", "roles.yaml", "register.yaml"}) {
-      fs::copy_file(src / f, dir / f, fs::copy_options::overwrite_existing);
-    }
+    fs::copy(src, dir, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
     std::stringstream ss;
     ss << std::ifstream(dir / "register.yaml").rdbuf();
     std::string reg = ss.str();

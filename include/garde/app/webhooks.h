@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "garde/app/mailer.h"
 #include "garde/base/encoding.h"
 #include "garde/base/status.h"
 #include "garde/policy/policy_set.h"
@@ -63,6 +64,10 @@ class WebhookDispatcher {
   Result<size_t> Pass();
   // Puts a dead (or delivered) delivery back in the queue, due now.
   Status Replay(int64_t delivery_id);
+  // E-mail to customers: the subject.notice events become deliveries of endpoint "mail",
+  // sent by `mailer` with the same retries, ordering and visibility as webhooks.
+  void AttachMailer(std::unique_ptr<Mailer> mailer);
+  Mailer* mailer() { return mailer_.get(); }
 
  private:
   Status FanOut();
@@ -73,6 +78,7 @@ class WebhookDispatcher {
   std::map<std::string, const WebhookEndpoint*> by_id_;
   struct Sessions;
   std::unique_ptr<Sessions> sessions_;  // keep-alive connections, one per endpoint
+  std::unique_ptr<Mailer> mailer_;
 };
 
 }  // namespace garde

@@ -39,6 +39,9 @@ std::string AsciiLower(std::string_view text);
 // The non-empty pieces of `text` between `separator`s ("a,,b" -> {"a", "b"}).
 std::vector<std::string> SplitList(std::string_view text, char separator);
 
+// `s` safe as HTML text and attribute values: & < > " ' escaped.
+std::string HtmlEscape(std::string_view s);
+
 // Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
 bool IsValidUtf8(std::string_view text);
 

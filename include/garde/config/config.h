@@ -62,6 +62,18 @@ struct Config {
   int64_t request_due_warning = 7 * 86400;
   // Webhook endpoints (docs/operations.md, Webhooks); empty: none.
   std::string webhooks_file;
+  // Customers: the language of pages and messages when neither the subject's `language`
+  // field nor the browser names one the policies have (checked against locales/ at start).
+  std::string default_language = "en";
+  // E-mail to customers (docs/operations.md, Messages): off while smtp_host is empty.
+  std::string smtp_host;
+  int64_t smtp_port = 587;
+  std::string smtp_tls = "starttls";  // starttls (required) | none (tests, local relays)
+  std::string smtp_user;
+  std::string smtp_password;          // from GARDE_SMTP_PASSWORD or smtp_password_file
+  std::string mail_from;              // "notices@example.com": the envelope and From address
+  int64_t mail_max_age = 3 * 86400;   // seconds a message is retried before it is failed
+  int64_t mail_first_retry_ms = 30000;
   // Tests only: seconds added to every "now" of the service (expiry, deadlines, schedules).
   int64_t test_clock_offset = 0;
 

@@ -30,6 +30,10 @@ struct ConsentEvent {
   int64_t at = 0;
   int64_t expires_at = 0;  // 0: no expiry
   std::string receipt;     // signed receipt JSON
+  // Double opt-in: set instead of an event when the grant waits for the customer's click
+  // (nothing was recorded in the history yet).
+  std::string confirmation_id;
+  int64_t confirmation_expires_at = 0;
 };
 
 // What a decision reads of an event.

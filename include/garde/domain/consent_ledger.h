@@ -66,9 +66,21 @@ class ConsentLedger final : public ActivityConsent {
       : d_(deps), facts_(kept_subjects) {}
 
   // Appends an event with its signed receipt. An objection to a marketing purpose also puts
-  // the subject's e-mail and phone on the suppression list.
+  // the subject's e-mail and phone on the suppression list. A grant that needs the
+  // customer's confirmation (NeedsConfirmation) records nothing yet: the answer carries
+  // confirmation_id, and the grant counts from the click (Confirm).
   Result<ConsentEvent> Record(const Caller& caller, const std::string& subject_id,
                               const ConsentRequest& request);
+  // Art. 7(1), double opt-in: a grant of a purpose that asks for it, covering e-mail, and not
+  // carried over from elsewhere (an import brings its own proof).
+  static bool NeedsConfirmation(const Purpose& purpose, const std::string& channel,
+                                const std::string& method);
+  // The customer's click on a confirmation link (token use "confirm", scope the confirmation
+  // id): records the grant, its receipt naming both steps. 409 once used or expired.
+  Result<ConsentEvent> Confirm(const SubjectTokenClaims& claims, const std::string& request_id);
+  // The confirmation a link names, for its page (404 for another subject's).
+  Result<ConsentConfirmationRow> Confirmation(const SubjectTokenClaims& claims);
+  static constexpr int64_t kConfirmationTtl = 7 * 86400;
   // SPEC §3.4: whether `activity` may process the subject as far as its choices go — at least
   // one of the activity's purposes allowed on some channel (or as a whole). From the kept
   // facts while current. An unknown subject answers not_found.
@@ -136,6 +148,8 @@ class ConsentLedger final : public ActivityConsent {
   struct Preference {
     const Purpose* purpose = nullptr;
     ConsentDecision decision;
+    std::string notice_version;  // of the grant the decision rests on ("" when none)
+    bool pending = false;        // a grant waits for the customer's confirmation
   };
   Result<std::vector<Preference>> Preferences(const SubjectTokenClaims& claims);
   // What the preference centre shows for a purpose, and what an activity's read rests on: the
@@ -145,9 +159,12 @@ class ConsentLedger final : public ActivityConsent {
   // Applies the customer's choices (purpose id -> wanted; purposes absent are not wanted)
   // and, when `gpc` is set, a Global Privacy Control opt-out for the purposes flagged for it.
   // Records only changes. Returns the number of events recorded.
+  // A purpose that asks for double opt-in is not granted but asked for: its confirmation goes
+  // to the customer in `lang` (*asked counts them).
   Result<int> ApplyPreferences(const SubjectTokenClaims& claims,
                                const std::map<std::string, bool>* wanted, bool gpc,
-                               const std::string& request_id);
+                               const std::string& request_id, const std::string& lang = "",
+                               int* asked = nullptr);
   // Which of these contacts are suppressed (normalised first; invalid ones are not).
   Result<std::vector<bool>> Suppressed(const Caller& caller, const std::string& kind,
                                        const std::vector<std::string>& values);
@@ -157,11 +174,21 @@ class ConsentLedger final : public ActivityConsent {
   static Result<FactsPtr> LoadFacts(ReadTx& tx, const SubjectRow& row);
   Status ValidatePurposeChannel(const PolicySet& policies, const std::string& purpose,
                                 const std::string& channel, const Purpose** out) const;
+  // `requested_at` (double opt-in): when the grant was asked for; `at` is the click.
   ConsentEventRow MakeEvent(const PolicySet& policies, const Purpose& purpose,
                             const std::string& subject_id, const std::string& channel,
                             ConsentEventType type, const std::string& notice_version,
                             const std::string& method, const std::string& actor,
-                            int64_t at, const std::string& id = "") const;
+                            int64_t at, const std::string& id = "", int64_t requested_at = 0) const;
+  // Double opt-in: records the grant as waiting for the customer's click and puts the
+  // confirmation message in the outbox. Inside the caller's transaction.
+  Result<ConsentConfirmationRow> AskConfirmationIn(WriteTx& tx, const Purpose& purpose,
+                                                   const std::string& subject_id,
+                                                   const std::string& channel,
+                                                   const std::string& notice_version,
+                                                   const std::string& method,
+                                                   const std::string& actor,
+                                                   const std::string& lang, int64_t at) const;
   ConsentDeps d_;
   SubjectCache<ConsentFacts> facts_;
 };

@@ -124,6 +124,10 @@ class RequestDesk {
   // for officers before. Audited with its SHA-256.
   Result<std::string> Package(const Caller& caller, const std::string& id);
 
+  // A request as its notice to the customer tells it (dates, reasons), for the mailer; not
+  // audited here: the mailer audits what it sends.
+  Result<RequestView> ForNotice(const std::string& id);
+
   // The sealed part of a request (defined in the .cc file).
   struct Texts;
 

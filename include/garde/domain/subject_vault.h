@@ -130,6 +130,10 @@ class SubjectVault {
   // processing that has already been authorised and is audited by its caller (audiences).
   Result<FieldMap> OpenFields(const SubjectRow& row, const std::vector<SealedField>& sealed,
                               const std::set<std::string>& fields) const;
+  // The subject's own `fields` (email, language) for speaking to the subject: its pages and
+  // the messages the law calls for. Not an activity's read; the caller audits what it sends.
+  // Empty for an unknown or erased subject.
+  Result<FieldMap> OwnFields(const std::string& id, const std::set<std::string>& fields);
   // Every field of a subject, decrypted, inside a caller's transaction (DSR packages; the
   // caller has authorised and audits the access).
   Result<SubjectView> OpenAll(ReadTx& tx, const SubjectRow& row) const;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "garde/base/status.h"
+#include "garde/policy/locale.h"
 #include "garde/policy/schema.h"
 
 namespace garde {
@@ -27,22 +28,31 @@ const char* LegalBasisName(LegalBasis b);
 
 struct NoticeVersion {
   std::string version;
-  std::string text;
+  std::string text;  // in the source language; texts/urls hold every language given
   std::string url;
   std::string valid_from;
+  LocalText texts, urls;
 };
 
 struct Purpose {
   std::string id;
-  std::string title;
+  std::string title;        // in the source language (the API's catalogue)
   std::string description;
+  LocalText titles, descriptions;  // per language, for customers
   LegalBasis legal_basis = LegalBasis::kConsent;
   std::vector<std::string> channels;
   std::vector<NoticeVersion> notices;
   std::string validity;  // ISO 8601 duration, empty: no expiry
   bool gpc_opt_out = false;
   bool marketing = false;  // direct marketing: Art. 21(3) objections are absolute
+  // A grant by e-mail counts only once the customer follows the link sent to the address on
+  // file (double opt-in); until then the check answers no_consent.
+  bool double_opt_in = false;
   int line = 0;
+
+  // The notice in force at `day` (YYYY-MM-DD): the latest whose valid_from is not after it.
+  const NoticeVersion* NoticeAt(const std::string& day) const;
+  const NoticeVersion* FindNotice(const std::string& version) const;
 };
 
 struct Activity {
@@ -52,6 +62,7 @@ struct Activity {
   std::vector<std::string> transfers_without_safeguard;  // countries
   bool has_art9_condition = false;
   std::string name;
+  LocalText names;  // per language, for customers (access packages)
   std::string reference;
   std::vector<std::string> purposes;
   LegalBasis legal_basis = LegalBasis::kContract;
@@ -65,6 +76,7 @@ struct Activity {
   // data subject is told about it (empty `logic`: none).
   struct AutomatedDecision {
     std::string logic, significance;
+    LocalText logics, significances;
   } automated_decision;
   int line = 0;
 
@@ -121,6 +133,24 @@ class PolicySet {
     std::string name, address, url;
   };
   const Authority& supervisory_authority() const { return authority_; }
+  // Who speaks to customers, on every customer page and message (organisation.controller,
+  // organisation.dpo, organisation.privacy_notice: one URL per language).
+  struct Controller {
+    std::string name, address, contact, dpo_contact;
+    LocalText privacy_notice;
+    int line = 0;
+  };
+  const Controller& controller() const { return controller_; }
+  // Customer-facing texts and message templates per language (locales/, mail/).
+  const std::map<std::string, Locale>& locales() const { return locales_; }
+  const std::set<std::string>& languages() const { return languages_; }
+  // The page text `key` in `lang`, else in the source language, else the key itself.
+  std::string Text(const std::string& lang, const std::string& key) const;
+  // The calendar day of `time` as customers read it: "2 December 2026", "2 décembre 2026"
+  // (texts date.months and date.pattern); YYYY-MM-DD when the language has none.
+  std::string Day(const std::string& lang, int64_t time) const;
+  // The message template `name` in `lang`, else in the source language; nullptr if none.
+  const MailTemplate* Template(const std::string& lang, const std::string& name) const;
   // SHA-256 over the policy files' bytes, hex; changes whenever any file's content does.
   const std::string& content_hash() const { return content_hash_; }
 
@@ -136,9 +166,13 @@ class PolicySet {
   std::string controller_name_;
   std::string controller_contact_;
   Authority authority_;
+  Controller controller_;
+  std::map<std::string, Locale> locales_;
+  std::set<std::string> languages_;
 };
 
-// Loads schema.yaml, purposes.yaml, register.yaml and roles.yaml from `dir`. On failure the
+// Loads schema.yaml, purposes.yaml, register.yaml, roles.yaml, locales/*.yaml and
+// mail/<lang>/* from `dir`. On failure the
 // status lists every problem found as {field: "file:line", message}.
 Result<std::shared_ptr<const PolicySet>> LoadPolicies(const std::string& dir);
 

@@ -86,6 +86,17 @@ struct ConsentEventRow {
   std::string receipt;
 };
 
+// A grant waiting for the customer's confirmation (double opt-in): it counts only from the
+// click on the link sent to the address on file, and its receipt records both steps.
+struct ConsentConfirmationRow {
+  std::string id, subject_id, purpose, channel, notice_version, method, actor;
+  std::string status;  // pending | confirmed
+  int64_t requested_at = 0;
+  int64_t expires_at = 0;    // the link's end: a pending row past it is void
+  int64_t confirmed_at = 0;
+  std::string event_id;      // the granted event, once confirmed
+};
+
 // The part of a consent event that decisions use.
 struct ConsentFactRow {
   std::string purpose, channel, event;
@@ -248,6 +259,11 @@ class ReadTx {
   virtual Result<std::vector<ConsentEventRow>> ConsentEventsOf(const std::string& subject_id) = 0;
   // Oldest first, what decisions need of each event: read from an index, no receipts.
   virtual Result<std::vector<ConsentFactRow>> ConsentFactsOf(const std::string& subject_id) = 0;
+  virtual Result<std::optional<ConsentConfirmationRow>> GetConsentConfirmation(
+      const std::string& id) = 0;
+  // The subject's confirmations still pending, oldest first.
+  virtual Result<std::vector<ConsentConfirmationRow>> PendingConfirmationsOf(
+      const std::string& subject_id) = 0;
   // ConsentFactsOf of every subject with first_id <= id <= last_id, in id order, each row
   // handed to `fn` with its subject: one pass over the index, no look-up per subject.
   using FactVisitor = std::function<void(std::string_view subject_id, ConsentFactRow&& row)>;
@@ -323,6 +339,8 @@ class WriteTx : public ReadTx {
   virtual Status RevokeApiKey(const std::string& id, int64_t at) = 0;
   // Compare-and-set re-wrap: true when the DEK was still under `from_version`.
   virtual Status InsertConsentEvent(const ConsentEventRow& row) = 0;
+  // Inserts or replaces (by id).
+  virtual Status PutConsentConfirmation(const ConsentConfirmationRow& row) = 0;
   virtual Status PutSuppression(const std::string& kind, const Bytes& digest,
                                 const std::string& reason, int64_t at) = 0;
   virtual Status InsertAuditEntry(const AuditRow& row) = 0;
@@ -350,6 +368,7 @@ class WriteTx : public ReadTx {
   // Inserts a run (seq assigned) or, for an id already stored, updates it.
   virtual Status PutRetentionRun(const RetentionRunRow& row) = 0;
   virtual Status DeleteIndexesOf(const std::string& subject_id) = 0;
+  // The subject's consent events and confirmations.
   virtual Status DeleteConsentEventsOf(const std::string& subject_id) = 0;
   // Pending audit entries (vault database): queued with a change, removed once appended.
   virtual Status InsertPendingAudit(const PendingAuditRow& row) = 0;  // id is assigned

@@ -1,0 +1,62 @@
+// Messages to customers by e-mail, as the law calls for them (Art. 12: a request received,
+// its verification link, an extension and its reasons, a refusal and the right to complain,
+// the package ready, completion; Art. 7 double opt-in; Art. 34 breach notices). They come
+// from the outbox (topic subject.notice) through the webhook dispatcher's queue, as endpoint
+// "mail": retried with back-off, in order per subject, sent once per outbox event (its id is
+// the Message-ID), failures visible in GET /v1/webhooks/deliveries?endpoint=mail.
+//
+//   Mailer mailer(deployment, MailSettingsFrom(config));
+//   MailOutcome sent = mailer.Deliver(delivery);   // renders, sends over SMTP, audits
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "garde/config/config.h"
+#include "garde/store/store.h"
+
+namespace garde {
+
+class Deployment;
+
+inline constexpr const char* kMailEndpoint = "mail";
+
+struct MailSettings {
+  std::string host;
+  int port = 587;
+  bool starttls = true;
+  std::string user, password;
+  std::string from;  // plain address; the display name is the controller's
+  int64_t max_age = 3 * 86400;
+  int64_t first_retry_ms = 30000;
+};
+MailSettings MailSettingsFrom(const Config& config);
+
+struct MailOutcome {
+  enum class Kind { kSent, kSkipped, kRetry, kFailed } kind = Kind::kRetry;
+  // No personal data: an SMTP reply code, a transport error, or why nothing was sent.
+  std::string detail;
+};
+
+// A message ready for SMTP: headers and a multipart/alternative body (text and HTML).
+struct ComposedMail {
+  std::string to, subject, text, html, message_id, lang, template_name, template_version;
+  std::map<std::string, std::string> headers;  // List-Id, Auto-Submitted, ...
+};
+
+class Mailer {
+ public:
+  Mailer(Deployment& deployment, MailSettings settings);
+  const MailSettings& settings() const { return settings_; }
+  // Sends the notice of one delivery: only to the address on file, in the subject's language.
+  MailOutcome Deliver(const DeliveryRow& delivery);
+  // The message of a delivery without sending it; kSkipped (with why) when none is due.
+  Result<ComposedMail> Compose(const DeliveryRow& delivery, MailOutcome* skipped);
+
+ private:
+  MailOutcome Send(const ComposedMail& mail);
+  Deployment& d_;
+  MailSettings settings_;
+};
+
+}  // namespace garde

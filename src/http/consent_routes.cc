@@ -65,8 +65,8 @@ Status ListPurposes(Deployment& d, Exchange& x) {
     w.Key("translations").BeginObject();
     for (const auto& [lang, title] : p.titles.by_lang) {
       w.Key(lang).BeginObject().Key("title").String(title);
-      auto d = p.descriptions.by_lang.find(lang);
-      if (d != p.descriptions.by_lang.end()) w.Key("description").String(d->second);
+      auto text = p.descriptions.by_lang.find(lang);
+      if (text != p.descriptions.by_lang.end()) w.Key("description").String(text->second);
       w.EndObject();
     }
     w.EndObject()

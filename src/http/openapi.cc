@@ -92,7 +92,7 @@ const char* OpenApiDocument() {
      },
      "status": {
       "type": "string",
-      "enum": ["pending", "delivered", "dead"]
+      "enum": ["pending", "delivered", "dead", "skipped"]
      },
      "attempts": {
       "type": "integer"
@@ -1572,6 +1572,58 @@ const char* OpenApiDocument() {
        }
       }
      },
+     "202": {
+      "description": "Double opt-in: the grant waits for the customer's click on the link sent to the address on file; nothing is recorded yet",
+      "content": {
+       "application/json": {
+        "schema": {
+         "type": "object",
+         "required": [
+          "status",
+          "confirmation",
+          "subject",
+          "purpose",
+          "requested_at",
+          "expires_at"
+         ],
+         "properties": {
+          "status": {
+           "const": "pending_confirmation"
+          },
+          "confirmation": {
+           "type": "string"
+          },
+          "subject": {
+           "type": "string"
+          },
+          "purpose": {
+           "type": "string"
+          },
+          "channel": {
+           "type": [
+            "string",
+            "null"
+           ]
+          },
+          "notice_version": {
+           "type": [
+            "string",
+            "null"
+           ]
+          },
+          "requested_at": {
+           "type": "string",
+           "format": "date-time"
+          },
+          "expires_at": {
+           "type": "string",
+           "format": "date-time"
+          }
+         }
+        }
+       }
+      }
+     },
      "400": {
       "$ref": "#/components/responses/Problem"
      },
@@ -1892,6 +1944,87 @@ const char* OpenApiDocument() {
     }
    }
   },
+  "/c/{token}": {
+   "get": {
+    "summary": "Double opt-in confirmation page: what the customer is about to confirm (never confirms)",
+    "security": [],
+    "parameters": [
+     {
+      "name": "token",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "HTML page in the customer's language"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   },
+   "post": {
+    "summary": "Confirms the grant (form-urlencoded form=confirm): it counts from now; a used or expired link records nothing and says so",
+    "security": [],
+    "parameters": [
+     {
+      "name": "token",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "HTML page"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "415": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/notices/{purpose}/{version}": {
+   "get": {
+    "summary": "The text of a notice version, in the customer's language (?lang=, Accept-Language)",
+    "security": [],
+    "parameters": [
+     {
+      "name": "purpose",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "version",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "HTML page"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
   "/.well-known/gpc.json": {
    "get": {
     "summary": "Global Privacy Control support statement",
@@ -1984,7 +2117,7 @@ const char* OpenApiDocument() {
   },
   "/p/{token}": {
    "get": {
-    "summary": "Preference centre page (no JavaScript needed; French or English by Accept-Language or ?lang=); Sec-GPC: 1 records a GPC opt-out",
+    "summary": "Preference centre page (no JavaScript needed; in the language of ?lang=, the subject's language field, Accept-Language or default_language; the controller and each consent's notice version shown); Sec-GPC: 1 records a GPC opt-out",
     "security": [],
     "parameters": [
      {
@@ -3091,7 +3224,7 @@ const char* OpenApiDocument() {
       "required": false,
       "schema": {
        "type": "string",
-       "enum": ["pending", "delivered", "dead"]
+       "enum": ["pending", "delivered", "dead", "skipped"]
       }
      },
      {

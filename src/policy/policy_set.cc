@@ -551,7 +551,7 @@ void LoadMail(const std::string& dir, const std::string& lang, crypto_hash_sha25
     for (const auto& [body, where] : {std::pair{&text, t.file}, std::pair{&html, html_file}}) {
       for (const auto& name : UnknownTemplateVariables(*body)) {
         const size_t at = body->find(name);
-        const int line = 1 + static_cast<int>(std::count(body->begin(), body->begin() + at, '\n'));
+        const int line = 1 + static_cast<int>(std::count(body->begin(), body->begin() + static_cast<std::ptrdiff_t>(at), '\n'));
         problem(where, line, "unknown template variable '" + name + "'");
       }
     }
@@ -651,7 +651,7 @@ std::string PolicySet::Day(const std::string& lang, int64_t time) const {
     const size_t at = out.find(name);
     if (at != std::string::npos) out.replace(at, name.size(), value);
   };
-  std::string month = months[std::stoi(day.substr(5, 2)) - 1];
+  std::string month = months[static_cast<size_t>(std::stoi(day.substr(5, 2)) - 1)];
   month.erase(0, month.find_first_not_of(' '));
   put("{day}", std::to_string(std::stoi(day.substr(8, 2))));
   put("{month}", month);

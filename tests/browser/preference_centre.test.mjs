@@ -3,10 +3,10 @@
 // Run twice: with JavaScript enabled and disabled. Screenshots go to screenshots/.
 //
 //   node preference_centre.test.mjs <garde binary> <policies dir>
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, mkdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { startGarde as startGarde_ } from './harness.mjs';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
@@ -17,36 +17,12 @@ const shots = new URL('./screenshots/', import.meta.url).pathname;
 mkdirSync(shots, { recursive: true });
 
 async function startGarde() {
-  const dir = mkdtempSync(join(tmpdir(), 'garde-browser-'));
-  const data = join(dir, 'data');
-  const run = (...args) => execFileSync(garde, args, { encoding: 'utf8' }).trim().split('\n').pop();
-  run('init', '--data-dir', data, '--policies', policies);
-  const operator = run('apikey', 'create', '--data-dir', data, '--policies', policies,
-    '--name', 'crm', '--role', 'operator', '--activity', 'customer_management');
-  const officer = run('apikey', 'create', '--data-dir', data, '--policies', policies,
-    '--name', 'dpo', '--role', 'officer');
-  const proc = spawn(garde, ['serve', '--data-dir', data, '--policies', policies, '--listen', '127.0.0.1:0']);
-  const base = await new Promise((resolve, reject) => {
-    let out = '';
-    proc.stdout.on('data', (d) => {
-      out += d;
-      const m = out.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
-      if (m) resolve(m[1]);
-    });
-    proc.on('exit', (code) => reject(new Error('garde exited ' + code)));
-  });
-  const api = async (method, path, body, key = operator) => {
-    const r = await fetch(base + path, {
-      method, headers: { Authorization: 'Bearer ' + key, 'Content-Type': 'application/json' },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    return { status: r.status, json: await r.json() };
-  };
+  const g = await startGarde_(garde, policies);
   // The newest notice the service left for the mailer (the outbox), as the mailer reads it.
-  const latestNotice = () => JSON.parse(execFileSync('sqlite3', [join(data, 'garde.db'),
+  g.latestNotice = () => JSON.parse(execFileSync('sqlite3', [join(g.data, 'garde.db'),
     "SELECT payload FROM outbox WHERE topic = 'subject.notice' ORDER BY seq DESC LIMIT 1"],
   { encoding: 'utf8' }).trim());
-  return { base, api, officer, latestNotice, stop: () => { proc.kill('SIGTERM'); rmSync(dir, { recursive: true, force: true }); } };
+  return g;
 }
 
 async function customerWithConsent(g, email) {

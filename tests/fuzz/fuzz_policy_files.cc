@@ -1,6 +1,7 @@
 // libFuzzer target: the policy files an administrator edits. The input replaces register.yaml
-// (or, by its first byte, purposes.yaml or schema.yaml) in a copy of the default policies;
-// loading and linting must report problems, never crash or hang.
+// (or, by its first byte, purposes.yaml, schema.yaml, the French texts or a French message
+// template) in a copy of the default policies; loading and linting must report problems,
+// never crash or hang.
 #include <unistd.h>
 
 #include <cstdlib>
@@ -19,9 +20,7 @@ const std::string& PolicyCopy() {
                    ("garde-fuzz-policies-" + std::to_string(::getpid()));
     std::filesystem::remove_all(d);
     std::filesystem::create_directories(d);
-    for (const auto& f : std::filesystem::directory_iterator(GARDE_FUZZ_POLICIES)) {
-      std::filesystem::copy_file(f.path(), d / f.path().filename());
-    }
+    std::filesystem::copy(GARDE_FUZZ_POLICIES, d, std::filesystem::copy_options::recursive);
     return d.string();
   }();
   return dir;
@@ -31,9 +30,10 @@ const std::string& PolicyCopy() {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  static const char* kFiles[] = {"register.yaml", "purposes.yaml", "schema.yaml"};
+  static const char* kFiles[] = {"register.yaml", "purposes.yaml", "schema.yaml",
+                                 "locales/fr.yaml", "mail/fr/request_extended.txt"};
   const std::string& dir = PolicyCopy();
-  const char* file = kFiles[data[0] % 3];
+  const char* file = kFiles[data[0] % 5];
   const std::string original = [&] {
     std::ifstream in(std::string(GARDE_FUZZ_POLICIES) + "/" + file, std::ios::binary);
     return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -206,7 +206,7 @@ MailOutcome Mailer::Send(const ComposedMail& mail) {
       session.login();
     }
     if (!settings_.user.empty()) {
-      session.login(Poco::Net::SMTPClientSession::AUTH_LOGIN, settings_.user, settings_.password);
+      session.login(Poco::Net::SMTPClientSession::AUTH_PLAIN, settings_.user, settings_.password);
     }
     session.sendMessage(message);
     session.close();

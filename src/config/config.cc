@@ -86,7 +86,7 @@ const std::vector<OptionDoc>& ConfigOptions() {
       {"smtp_host", "GARDE_SMTP_HOST", "(none: no e-mail)", "SMTP server for messages to customers (request notices, confirmations)"},
       {"smtp_port", "GARDE_SMTP_PORT", "587", "its port"},
       {"smtp_tls", "GARDE_SMTP_TLS", "starttls", "starttls (required, certificate verified) or none (a relay on localhost)"},
-      {"smtp_user", "GARDE_SMTP_USER", "(none)", "user to authenticate as (AUTH LOGIN/PLAIN); none: no authentication"},
+      {"smtp_user", "GARDE_SMTP_USER", "(none)", "user to authenticate as (AUTH PLAIN); none: no authentication"},
       {"smtp_password_file", "GARDE_SMTP_PASSWORD_FILE", "(none)", "file holding the SMTP password (or set GARDE_SMTP_PASSWORD)"},
       {"mail_from", "GARDE_MAIL_FROM", "(required with smtp_host)", "address messages come from; the display name is the controller's"},
       {"mail_max_age", "GARDE_MAIL_MAX_AGE", "P3D", "a message not accepted by the SMTP server within this long is failed (officers see it)"},

@@ -76,6 +76,7 @@ class SmtpCapture {
     pid_ = -1;
   }
   int port() const { return port_; }
+  const std::filesystem::path& dir() const { return dir_; }
   // accept | tempfail | permfail
   void SetMode(const std::string& mode) { std::ofstream(dir_ / "mode", std::ios::trunc) << mode; }
 
@@ -435,6 +436,44 @@ TEST_F(MailE2E, RefusalsAreRetriedVisibleToOfficersAndNothingIsSentTwice) {
   EXPECT_EQ(pending()->getObject(2)->getValue<std::string>("status"), "skipped");
   EXPECT_EQ(pending()->getObject(2)->getValue<std::string>("last_error"), "no e-mail address on file");
   EXPECT_EQ(g_.Logs().find("jo@example.org"), std::string::npos);
+}
+
+// SMTP authentication (AUTH PLAIN) with the password from a file, never the config; a wrong
+// password is a permanent refusal an officer sees, and the next message after the fix goes.
+TEST_F(MailE2E, TheServerIsLoggedIntoWithThePasswordFromItsFile) {
+  std::ofstream(smtp_.dir() / "auth") << "garde:s3cret-pass";
+  smtp_.Stop();
+  smtp_.Start();  // now requires authentication
+  const std::string password = g_.data_dir() + "-smtp-password";
+  std::ofstream(password) << "wrong\n";
+  StartWithMail({"--smtp-user", "garde", "--smtp-password-file", password});
+  const std::string s = NewSubject("kim@example.org", "fr");
+  OpenRequest(s, "objection");
+  auto deliveries = [&] {
+    return ParseObject(g_.Get("/v1/webhooks/deliveries?endpoint=mail", officer_key_).body)->getArray("items");
+  };
+  for (int i = 0; i < 100 && (deliveries()->size() == 0 ||
+                              deliveries()->getObject(0)->getValue<std::string>("status") == "pending"); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(deliveries()->size(), 1u);
+  EXPECT_EQ(deliveries()->getObject(0)->getValue<std::string>("status"), "dead");
+  EXPECT_EQ(deliveries()->getObject(0)->getValue<std::string>("last_error"), "SMTP 535");
+  EXPECT_EQ(g_.Logs().find("wrong"), std::string::npos);
+  ASSERT_EQ(g_.Stop(), 0);
+  std::ofstream(password, std::ios::trunc) << "s3cret-pass\n";
+  StartWithMail({"--smtp-user", "garde", "--smtp-password-file", password});
+  // The request's completion (an objection: no package) reaches the customer.
+  auto list = ParseObject(g_.Get("/v1/requests?subject=" + s, officer_key_).body);
+  const std::string rid = list->getArray("items")->getObject(0)->getValue<std::string>("id");
+  ASSERT_EQ(Step(rid, "verify", "{\"note\":\"checked in person\"}").status, 200);
+  ASSERT_EQ(Step(rid, "complete").status, 200);
+  auto mails = smtp_.WaitFor(1);
+  ASSERT_EQ(mails.size(), 1u);
+  EXPECT_EQ(mails[0].subject, "Votre demande est traitée");
+  EXPECT_NE(mails[0].text.find("Opposition"), std::string::npos);
+  ExpectControllerAndHeaders(mails[0], "fr");
+  std::filesystem::remove(password);
 }
 
 }  // namespace

@@ -10,7 +10,7 @@ so that the tests judge the MIME Garde wrote with a parser that is not Garde's.
 OUT_DIR/mode, when present, says how to answer the next recipients: "accept" (default),
 "tempfail" (451) or "permfail" (550). A server that vanishes is this process stopped, and
 started again on the same PORT. STARTTLS is not
-offered: garde runs with smtp_tls: none against it. AUTH LOGIN is accepted for the user and
+offered: garde runs with smtp_tls: none against it. AUTH PLAIN is accepted for the user and
 password in OUT_DIR/auth ("user:password") when that file exists.
 """
 import asyncio

@@ -17,14 +17,6 @@
 
 namespace garde {
 
-namespace {
-// A link that confirms a request: short-lived and single-use (it only moves a request from
-// received to verified). Links in later notices let the customer read the answer or download
-// the package for a month.
-constexpr int64_t kVerifyLinkTtl = 3600;
-constexpr int64_t kNoticeLinkTtl = 30 * 86400;
-}  // namespace
-
 // What a request carries that may be personal data, sealed under the subject's data key.
 struct RequestDesk::Texts {
   std::string note, verification_note, extension_reason, rejection_reason;
@@ -370,8 +362,8 @@ Result<RequestView> RequestDesk::Open(const Caller& caller, const NewRequest& in
     GARDE_RETURN_IF_ERROR(tx.InsertRequest(row));
     // Art. 12: the customer hears of a request made for them; one they made themselves is
     // confirmed from the address on file first.
-    GARDE_RETURN_IF_ERROR(Notify(tx, row, caller.is_subject() ? "verify_request" : "request_received",
-                                 caller.is_subject() ? kVerifyLinkTtl : kNoticeLinkTtl));
+    GARDE_RETURN_IF_ERROR(
+        Notify(tx, row, caller.is_subject() ? "verify_request" : "request_received"));
     GARDE_RETURN_IF_ERROR(d_.journal.Record(
         &tx, caller, {"request.open", subject_id, "", "ok", {row.id, row.type, row.status}, 1}));
     RequestView v;
@@ -549,7 +541,7 @@ Result<RequestView> RequestDesk::Extend(const Caller& caller, const std::string&
                 r.extended = true;
                 t.extension_reason = reason;
                 // Art. 12(3): the subject is told of the extension and its reasons.
-                return Notify(tx, r, "request_extended", kNoticeLinkTtl);
+                return Notify(tx, r, "request_extended");
               });
 }
 
@@ -568,7 +560,7 @@ Result<RequestView> RequestDesk::Reject(const Caller& caller, const std::string&
                 r.result = "{\"rejected\":true}";
                 // Art. 12(4): the subject is told why, and of the right to complain to a
                 // supervisory authority and to seek a judicial remedy (on the linked page).
-                return Notify(tx, r, "request_rejected", kNoticeLinkTtl);
+                return Notify(tx, r, "request_rejected");
               });
 }
 
@@ -584,7 +576,7 @@ Result<RequestView> RequestDesk::Lift(const Caller& caller, const std::string& i
                 if (r.result.find("\"lift_notified_at\"") == std::string::npos) {
                   r.result = "{\"restricted\":true,\"lift_notified_at\":\"" +
                              FormatRfc3339(d_.clock.Now()) + "\"}";
-                  return Notify(tx, r, "restriction_lifting", kNoticeLinkTtl);
+                  return Notify(tx, r, "restriction_lifting");
                 }
                 s.status = "active";
                 s.updated_at = d_.clock.Now();
@@ -703,7 +695,7 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
     r.completed_at = now;
     r.result = result.Take();
     // The answer, and for access and portability the only link that downloads the package.
-    if (!t.destroyed) GARDE_RETURN_IF_ERROR(Notify(tx, r, "request_completed", kNoticeLinkTtl));
+    if (!t.destroyed) GARDE_RETURN_IF_ERROR(Notify(tx, r, "request_completed"));
     GARDE_RETURN_IF_ERROR(tx.InsertOutbox(
         {RandomId("evt_"), "request.completed",
          "{\"request\":\"" + r.id + "\",\"type\":\"" + r.type + "\",\"subject\":\"" + s.id +
@@ -719,9 +711,9 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
   return done;
 }
 
-Status RequestDesk::Notify(WriteTx& tx, const RequestRow& r, const char* notice,
-                           int64_t link_ttl) const {
-  const int64_t now = d_.clock.Now();
+Status RequestDesk::Notify(WriteTx& tx, const RequestRow& r, const char* notice) const {
+  // Ids and dates only: the mailer reads the reasons and mints the link when it sends, so no
+  // bearer link sits in the database (or its backups).
   JsonWriter w;
   w.BeginObject()
       .Key("notice").String(notice)
@@ -729,15 +721,9 @@ Status RequestDesk::Notify(WriteTx& tx, const RequestRow& r, const char* notice,
       .Key("request").String(r.id)
       .Key("type").String(r.type)
       .Key("status").String(r.status)
-      .Key("due_at").String(FormatRfc3339(r.due_at));
-  if (d_.tokens != nullptr && d_.link_base) {
-    const int64_t expires = now + link_ttl;
-    w.Key("link").String(d_.link_base() + "/r/" +
-                         d_.tokens->Mint({r.subject_id, "dsr", r.id, expires}))
-        .Key("link_expires_at").String(FormatRfc3339(expires));
-  }
-  w.EndObject();
-  return tx.InsertOutbox({RandomId("evt_"), "subject.notice", w.Take(), now});
+      .Key("due_at").String(FormatRfc3339(r.due_at))
+      .EndObject();
+  return tx.InsertOutbox({RandomId("evt_"), "subject.notice", w.Take(), d_.clock.Now()});
 }
 
 Result<size_t> RequestDesk::ReapplyTombstones() {

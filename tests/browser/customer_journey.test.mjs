@@ -6,15 +6,14 @@
 // screenshots/journey/ (docs/screenshots/ holds a copy from a run).
 //
 //   node customer_journey.test.mjs <garde binary> <policies dir> <smtp_capture.py>
-import { spawn } from 'node:child_process';
-import { cpSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
-import { startGarde } from './harness.mjs';
+import { linkIn, startGarde } from './harness.mjs';
 
 const garde = process.argv[2] ?? process.env.GARDE_BINARY;
 const sourcePolicies = process.argv[3] ?? process.env.GARDE_POLICIES;
@@ -57,34 +56,9 @@ async function startAll() {
   const purposes = readFileSync(join(policies, 'purposes.yaml'), 'utf8')
     .replace('  - id: marketing.email\n', '  - id: marketing.email\n    double_opt_in: true\n');
   writeFileSync(join(policies, 'purposes.yaml'), purposes);
-  const mails = join(dir, 'mails');
-  const smtp = spawn('/usr/bin/python3', [smtpCapture, mails]);
-  const smtpPort = await new Promise((resolve, reject) => {
-    let out = '';
-    smtp.stdout.on('data', (d) => { out += d; const m = out.match(/listening (\d+)/); if (m) resolve(m[1]); });
-    smtp.on('exit', (code) => reject(new Error('smtp_capture exited ' + code)));
-  });
-  const g = await startGarde(garde, policies, ['--smtp-host', '127.0.0.1', '--smtp-port', smtpPort,
-    '--smtp-tls', 'none', '--mail-from', 'notices@maison-exemple.example']);
-  // The messages captured for `to`, as Python's email package read them; waits for `n`.
-  const mailsTo = async (to, n) => {
-    for (let i = 0; i < 300; i++) {
-      let got = [];
-      try {
-        got = readdirSync(mails).filter((f) => f.endsWith('.json')).sort()
-          .map((f) => JSON.parse(readFileSync(join(mails, f), 'utf8')))
-          .filter((m) => m.rcpt_tos.includes(to));
-      } catch { /* not yet created */ }
-      if (got.length >= n) return got;
-      await sleep(100);
-    }
-    throw new Error(`fewer than ${n} messages to ${to}`);
-  };
-  const stop = () => { g.stop(); smtp.kill('SIGTERM'); rmSync(dir, { recursive: true, force: true }); };
-  return { api: g.api, officer: g.officer, mailsTo, policies, stop };
+  const g = await startGarde(garde, policies, smtpCapture);
+  return { ...g, policies, stop: () => { g.stop(); rmSync(dir, { recursive: true, force: true }); } };
 }
-
-const linkIn = (mail, path) => mail.text.match(new RegExp(`http://127\\.0\\.0\\.1:\\d+${path}[^\\s]+`))[0];
 
 const subjects = {
   fr: ['Merci de confirmer votre inscription', 'Confirmez votre demande concernant vos données personnelles',

@@ -1,15 +1,35 @@
 // Starts the real garde binary for a browser test: a fresh data directory, an operator key
-// (customer_management) and an officer key, `serve` on a free port with `extraArgs`.
+// (customer_management) and an officer key, a real SMTP server capturing its messages
+// (tests/mail/smtp_capture.py, Debian's python3-aiosmtpd), and `serve` on a free port.
 //
-//   const g = await startGarde(garde, policies, ['--smtp-host', '127.0.0.1']);
-//   const r = await g.api('POST', '/v1/subjects', {...});   g.stop();
+//   const g = await startGarde(garde, policies, smtpCapture);
+//   const r = await g.api('POST', '/v1/subjects', {...});
+//   const [mail] = await g.mailsTo('ana@example.org', 1);   g.stop();
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export async function startGarde(garde, policies, extraArgs = []) {
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Resolves with the first match of `pattern` in what `proc` prints.
+function waitForOutput(proc, pattern, what) {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(pattern);
+      if (m) resolve(m[1]);
+    });
+    proc.on('exit', (code) => reject(new Error(`${what} exited ${code}`)));
+  });
+}
+
+export async function startGarde(garde, policies, smtpCapture, extraArgs = []) {
   const dir = mkdtempSync(join(tmpdir(), 'garde-browser-'));
+  const mails = join(dir, 'mails');
+  const smtp = spawn('/usr/bin/python3', [smtpCapture, mails]);
+  const smtpPort = await waitForOutput(smtp, /listening (\d+)/, 'smtp_capture');
   const data = join(dir, 'data');
   const run = (...args) => execFileSync(garde, args, { encoding: 'utf8' }).trim().split('\n').pop();
   run('init', '--data-dir', data, '--policies', policies);
@@ -18,16 +38,9 @@ export async function startGarde(garde, policies, extraArgs = []) {
   const officer = run('apikey', 'create', '--data-dir', data, '--policies', policies,
     '--name', 'dpo', '--role', 'officer');
   const proc = spawn(garde, ['serve', '--data-dir', data, '--policies', policies,
-    '--listen', '127.0.0.1:0', ...extraArgs]);
-  const base = await new Promise((resolve, reject) => {
-    let out = '';
-    proc.stdout.on('data', (d) => {
-      out += d;
-      const m = out.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
-      if (m) resolve(m[1]);
-    });
-    proc.on('exit', (code) => reject(new Error('garde exited ' + code)));
-  });
+    '--listen', '127.0.0.1:0', '--smtp-host', '127.0.0.1', '--smtp-port', smtpPort,
+    '--smtp-tls', 'none', '--mail-from', 'notices@maison-exemple.example', ...extraArgs]);
+  const base = await waitForOutput(proc, /listening on (http:\/\/127\.0\.0\.1:\d+)/, 'garde');
   const api = async (method, path, body, key = operator) => {
     const r = await fetch(base + path, {
       method, headers: { Authorization: 'Bearer ' + key, 'Content-Type': 'application/json' },
@@ -35,6 +48,28 @@ export async function startGarde(garde, policies, extraArgs = []) {
     });
     return { status: r.status, json: await r.json() };
   };
-  const stop = () => { proc.kill('SIGTERM'); rmSync(dir, { recursive: true, force: true }); };
-  return { base, api, operator, officer, data, stop };
+  // The messages captured for `to`, as Python's email package read them; waits for `n`.
+  const mailsTo = async (to, n) => {
+    for (let i = 0; i < 300; i++) {
+      let got = [];
+      try {
+        got = readdirSync(mails).filter((f) => f.endsWith('.json')).sort()
+          .map((f) => JSON.parse(readFileSync(join(mails, f), 'utf8')))
+          .filter((m) => m.rcpt_tos.includes(to));
+      } catch { /* no message yet */ }
+      if (got.length >= n) return got;
+      await sleep(100);
+    }
+    throw new Error(`fewer than ${n} messages to ${to}`);
+  };
+  const stop = () => {
+    proc.kill('SIGTERM');
+    smtp.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { base, api, operator, officer, data, mailsTo, stop };
 }
+
+// The first link to this service in a message's text.
+export const linkIn = (mail, path) =>
+  mail.text.match(new RegExp(`http://127\\.0\\.0\\.1:\\d+${path}[^\\s]+`))[0];

@@ -2,28 +2,21 @@
 // open a minted link, switch a purpose off, submit, and the API's consent check says no.
 // Run twice: with JavaScript enabled and disabled. Screenshots go to screenshots/.
 //
-//   node preference_centre.test.mjs <garde binary> <policies dir>
-import { execFileSync } from 'node:child_process';
+//   node preference_centre.test.mjs <garde binary> <policies dir> <smtp_capture.py>
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { startGarde as startGarde_ } from './harness.mjs';
+import { linkIn, startGarde as startGarde_ } from './harness.mjs';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 
 const garde = process.argv[2] ?? process.env.GARDE_BINARY;
 const policies = process.argv[3] ?? process.env.GARDE_POLICIES;
+const smtpCapture = process.argv[4] ?? process.env.GARDE_SMTP_CAPTURE;
 const shots = new URL('./screenshots/', import.meta.url).pathname;
 mkdirSync(shots, { recursive: true });
 
-async function startGarde() {
-  const g = await startGarde_(garde, policies);
-  // The newest notice the service left for the mailer (the outbox), as the mailer reads it.
-  g.latestNotice = () => JSON.parse(execFileSync('sqlite3', [join(g.data, 'garde.db'),
-    "SELECT payload FROM outbox WHERE topic = 'subject.notice' ORDER BY seq DESC LIMIT 1"],
-  { encoding: 'utf8' }).trim());
-  return g;
-}
+const startGarde = () => startGarde_(garde, policies, smtpCapture);
 
 async function customerWithConsent(g, email) {
   const s = await g.api('POST', '/v1/subjects', { kind: 'person', fields: { email } });
@@ -119,9 +112,10 @@ test('a customer asks for a copy of their data, reads it, then asks for erasure 
     const queue = await g.api('GET', `/v1/requests?subject=${id}`, undefined, g.officer);
     assert.equal(queue.json.items.length, 1);
     assert.equal(queue.json.items[0].status, 'received');
-    const confirm = g.latestNotice();
-    assert.equal(confirm.notice, 'verify_request');
-    await page.goto(confirm.link);
+    // Sent to the contact on file, as the first message to this customer.
+    const [confirm] = await g.mailsTo('rights@example.org', 1);
+    assert.match(confirm.subject, /Confirm your request/);
+    await page.goto(linkIn(confirm, '/r/'));
     await page.getByRole('button', { name: 'Yes, I made this request' }).click();
     await page.getByRole('status').waitFor();
     const done = await g.api('POST', `/v1/requests/${queue.json.items[0].id}:complete`, {}, g.officer);
@@ -129,9 +123,9 @@ test('a customer asks for a copy of their data, reads it, then asks for erasure 
     // The answer's link opens the package; the preference page links none.
     await page.goto(url);
     assert.equal(await page.getByRole('link', { name: 'read', exact: true }).count(), 0);
-    const answered = g.latestNotice();
-    assert.equal(answered.notice, 'request_completed');
-    await page.goto(answered.link);
+    const answered = (await g.mailsTo('rights@example.org', 2))[1];
+    assert.equal(answered.subject, 'Your data is ready');
+    await page.goto(linkIn(answered, '/r/'));
     await page.getByRole('link', { name: 'read', exact: true }).click();
     await page.getByRole('heading', { name: 'Who accessed your data' }).waitFor();
     assert.match(await page.content(), /rights@example\.org/);
@@ -147,7 +141,9 @@ test('a customer asks for a copy of their data, reads it, then asks for erasure 
     const after = await g.api('GET', `/v1/requests?subject=${id}&type=erasure`, undefined, g.officer);
     assert.equal(after.json.items.length, 1);
     assert.equal(after.json.items[0].opened_by, 'subject');
-    await page.goto(g.latestNotice().link);
+    const verify = (await g.mailsTo('rights@example.org', 3))[2];
+    assert.match(verify.subject, /Confirm your request/);
+    await page.goto(linkIn(verify, '/r/'));
     await page.getByRole('button', { name: 'Yes, I made this request' }).click();
     await page.getByRole('status').waitFor();
     const erased = await g.api('POST', `/v1/requests/${after.json.items[0].id}:complete`, {}, g.officer);

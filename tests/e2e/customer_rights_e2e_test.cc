@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "garde_process.h"
+#include "smtp_capture.h"
 
 namespace garde::testing {
 namespace {
@@ -13,7 +14,7 @@ class CustomerRights : public ::testing::Test {
   void SetUp() override {
     operator_key_ = g_.CreateKey("crm", "operator", {"customer_management"});
     officer_key_ = g_.CreateKey("dpo", "officer", {});
-    g_.Start();
+    g_.Start(smtp_.GardeFlags());
     HttpReply r = g_.Post("/v1/subjects",
                           R"({"kind":"person","fields":{"email":"cust@example.org",)"
                           R"("first_name":"Camille","city":"Lyon"}})",
@@ -29,21 +30,25 @@ class CustomerRights : public ::testing::Test {
   HttpReply PostForm(const std::string& path, const std::string& body) {
     return g_.Request("POST", path, body, {}, "application/x-www-form-urlencoded");
   }
-  // The newest customer notice in the outbox: {notice, request, link, ...}.
+  // The newest customer notice in the outbox: {notice, request, ...}.
   std::string LatestNotice() {
-    auto rows = g_.Sql("SELECT payload FROM outbox WHERE topic = 'subject.notice' ORDER BY seq "
-                       "DESC LIMIT 1");
-    return rows.empty() ? "" : rows[0][0];
+    auto rows = g_.Sql("SELECT id, payload FROM outbox WHERE topic = 'subject.notice' ORDER BY "
+                       "seq DESC LIMIT 1");
+    if (rows.empty()) return "";
+    event_of_[rows[0][1]] = rows[0][0];
+    return rows[0][1];
   }
-  static std::string PathOf(const std::string& notice) {
-    const std::string link = JsonString(notice, "link");
-    const size_t at = link.find("/r/");
-    return at == std::string::npos ? "" : link.substr(at);
+  // The page its message links to, as mailed to the contact on file (/r/{token}).
+  std::string PathOf(const std::string& notice) {
+    const std::string path = smtp_.WaitForEvent(event_of_[notice]).LinkPath();
+    return path.substr(0, path.find('?'));
   }
   std::string Status(const std::string& request) {
     return JsonString(g_.Get("/v1/requests/" + request, officer_key_).body, "status");
   }
+  SmtpCapture smtp_;
   GardeProcess g_;
+  std::map<std::string, std::string> event_of_;  // notice payload -> outbox event id
   std::string operator_key_, officer_key_, id_, preference_path_;
 };
 

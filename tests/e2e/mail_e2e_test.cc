@@ -13,108 +13,12 @@
 #include <thread>
 
 #include "garde_process.h"
+#include "smtp_capture.h"
 
 namespace garde::testing {
 namespace {
 
 using Poco::JSON::Object;
-
-// One captured message, as Python's email package decoded it.
-struct Mail {
-  std::string to, subject, text, html;
-  Object::Ptr headers;
-  std::string Header(const std::string& name) const {
-    return headers->optValue<std::string>(name, "");
-  }
-  // The first link of the text body that starts with `prefix`.
-  std::string Link(const std::string& prefix) const {
-    const size_t at = text.find(prefix);
-    if (at == std::string::npos) return "";
-    const size_t end = text.find_first_of(" \r\n", at);
-    return text.substr(at, end - at);
-  }
-};
-
-class SmtpCapture {
- public:
-  SmtpCapture() : dir_(std::filesystem::temp_directory_path() /
-                       ("garde-smtp-" + std::to_string(::getpid()) + "-" + std::to_string(++count_))) {
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-    Start();
-  }
-  ~SmtpCapture() {
-    Stop();
-    std::filesystem::remove_all(dir_);
-    std::filesystem::remove(dir_.string() + ".out");
-    std::filesystem::remove(dir_.string() + ".err");
-  }
-  // Starts the server (again on the same port once it has one).
-  void Start() {
-    const std::string out = dir_.string() + ".out";
-    std::filesystem::remove(out);
-    std::vector<std::string> argv = {"/usr/bin/python3", GARDE_SMTP_CAPTURE, dir_.string()};
-    if (port_ != 0) argv.push_back(std::to_string(port_));
-    pid_ = SpawnProgram(argv, out, dir_.string() + ".err");
-    for (int i = 0; i < 200; ++i) {
-      std::smatch m;
-      const std::string said = ReadFile(out);
-      static const std::regex kListening("listening ([0-9]+)");
-      if (std::regex_search(said, m, kListening)) {
-        port_ = std::stoi(m[1].str());
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    ADD_FAILURE() << "the SMTP server did not start: " << ReadFile(dir_.string() + ".err");
-  }
-  // The server vanishes: connections are refused until Start().
-  void Stop() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGTERM);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-  int port() const { return port_; }
-  const std::filesystem::path& dir() const { return dir_; }
-  // accept | tempfail | permfail
-  void SetMode(const std::string& mode) { std::ofstream(dir_ / "mode", std::ios::trunc) << mode; }
-
-  std::vector<Mail> Messages() const {
-    std::vector<std::string> names;
-    for (const auto& f : std::filesystem::directory_iterator(dir_)) {
-      if (f.path().extension() == ".json") names.push_back(f.path().string());
-    }
-    std::sort(names.begin(), names.end());
-    std::vector<Mail> out;
-    for (const auto& name : names) {
-      auto o = ParseObject(ReadFile(name));
-      Mail m;
-      m.to = o->getArray("rcpt_tos")->getElement<std::string>(0);
-      m.subject = o->getValue<std::string>("subject");
-      m.text = o->getValue<std::string>("text");
-      m.html = o->getValue<std::string>("html");
-      m.headers = o->getObject("headers");
-      out.push_back(std::move(m));
-    }
-    return out;
-  }
-  // Waits up to 30 s for at least `n` messages.
-  std::vector<Mail> WaitFor(size_t n) const {
-    for (int i = 0; i < 600; ++i) {
-      auto all = Messages();
-      if (all.size() >= n) return all;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return Messages();
-  }
-
- private:
-  static inline int count_ = 0;
-  std::filesystem::path dir_;
-  int pid_ = -1;
-  int port_ = 0;
-};
 
 // The shipped policies with double opt-in asked for the e-mail newsletter.
 std::string PoliciesWithDoubleOptIn() {
@@ -136,10 +40,7 @@ class MailE2E : public ::testing::Test {
     officer_key_ = g_.CreateKey("dpo", "officer", {});
   }
   void StartWithMail(std::vector<std::string> extra = {}) {
-    std::vector<std::string> flags = {"--smtp-host", "127.0.0.1", "--smtp-port",
-                                      std::to_string(smtp_.port()), "--smtp-tls", "none",
-                                      "--mail-from", "notices@maison-exemple.example",
-                                      "--mail-first-retry", "PT1S"};
+    std::vector<std::string> flags = smtp_.GardeFlags();
     flags.insert(flags.end(), extra.begin(), extra.end());
     g_.Start(flags);
   }

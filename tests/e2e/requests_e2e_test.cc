@@ -11,6 +11,7 @@
 
 #include "garde/base/clock.h"
 #include "garde_process.h"
+#include "smtp_capture.h"
 
 namespace garde::testing {
 namespace {
@@ -26,7 +27,7 @@ class RequestsE2E : public ::testing::Test {
     operator_key_ = g_.CreateKey("crm", "operator", {"customer_management", "orders_invoicing"});
     officer_key_ = g_.CreateKey("dpo", "officer", {});
     marketing_key_ = g_.CreateKey("campaigns", "marketing", {"marketing_email"});
-    g_.Start();
+    g_.Start(smtp_.GardeFlags());
   }
   std::string CreateSubject(const std::string& fields) {
     HttpReply r = g_.Post("/v1/subjects", R"({"kind":"person","fields":)" + fields + "}",
@@ -71,16 +72,15 @@ class RequestsE2E : public ::testing::Test {
     Step(rid, "complete");
     return rid;
   }
-  // The path of the link in the latest customer notice `notice` about `request` (the outbox
-  // row the mailer sends), or "".
+  // The path of the link in the latest customer notice `notice` about `request`, as mailed
+  // to the contact on file (/r/{token}), or "" when there is no such notice.
   std::string NoticeLink(const std::string& request, const std::string& notice) {
-    auto rows = g_.Sql("SELECT payload FROM outbox WHERE topic = 'subject.notice' AND payload "
+    auto rows = g_.Sql("SELECT id FROM outbox WHERE topic = 'subject.notice' AND payload "
                        "LIKE '%\"notice\":\"" + notice + "\"%\"request\":\"" + request +
                        "\"%' ORDER BY seq DESC LIMIT 1");
     if (rows.empty()) return "";
-    const std::string link = JsonString(rows[0][0], "link");
-    const size_t at = link.find("/r/");
-    return at == std::string::npos ? "" : link.substr(at);
+    const std::string path = smtp_.WaitForEvent(rows[0][0]).LinkPath();
+    return path.substr(0, path.find('?'));
   }
   HttpReply WithBearer(const std::string& method, const std::string& path,
                        const std::string& token, const std::string& body = "") {
@@ -88,6 +88,7 @@ class RequestsE2E : public ::testing::Test {
                       body.empty() ? "" : "application/json");
   }
 
+  SmtpCapture smtp_;
   GardeProcess g_;
   std::string operator_key_, officer_key_, marketing_key_;
 };
@@ -313,7 +314,7 @@ TEST_F(RequestsE2E, ARestoredBackupReappliesTheErasureAtStart) {
   std::filesystem::copy_file(backup, g_.db_path(),
                              std::filesystem::copy_options::overwrite_existing);
   ASSERT_EQ(g_.Sql("SELECT length(wrapped_dek) > 0 FROM subjects WHERE id='" + id + "'")[0][0], "1");
-  g_.Start();
+  g_.Start(smtp_.GardeFlags());
   EXPECT_EQ(g_.Sql("SELECT length(wrapped_dek), status FROM subjects WHERE id='" + id + "'"),
             (std::vector<std::vector<std::string>>{{"0", "erased"}}));
   HttpReply found = g_.Post("/v1/subjects:search", R"({"email":"restored@example.org"})",
@@ -348,7 +349,7 @@ TEST_F(RequestsE2E, ARestoredBackupReappliesAHeldErasureAroundItsHeldFields) {
   std::filesystem::copy_file(backup, g_.db_path(),
                              std::filesystem::copy_options::overwrite_existing);
   ASSERT_GT(g_.Sql("SELECT COUNT(*) FROM subject_fields WHERE subject_id='" + id + "'").size(), 0u);
-  g_.Start();
+  g_.Start(smtp_.GardeFlags());
   // Only the held fields are back; the e-mail, phone and consents stay erased.
   EXPECT_EQ(g_.Sql("SELECT field FROM subject_fields WHERE subject_id='" + id + "' ORDER BY field"),
             fields_after);
@@ -363,7 +364,7 @@ TEST_F(RequestsE2E, ARestoredBackupReappliesAHeldErasureAroundItsHeldFields) {
   EXPECT_EQ(inv.body.find("held.restore"), std::string::npos) << inv.body;
   // A second start finds nothing left to re-apply.
   ASSERT_EQ(g_.Stop(), 0);
-  g_.Start();
+  g_.Start(smtp_.GardeFlags());
   HttpReply audit = g_.Get("/v1/audit?subject=" + id + "&action=subject.erase", officer_key_);
   size_t reapplied = 0;
   for (size_t at = audit.body.find("reapplied"); at != std::string::npos;

@@ -143,9 +143,8 @@ class RequestDesk {
   Result<std::string> BuildPackage(ReadTx& tx, const PolicySet& policies,
                                    const RequestRow& request, const SubjectRow& subject) const;
   // Puts a notice for the customer in the outbox (topic subject.notice, for the mailer): the
-  // request's ids and dates and a fresh dsr link scoped to the request, valid `link_ttl`
-  // seconds, where the customer confirms it, reads its answer and reasons, or downloads it.
-  Status Notify(WriteTx& tx, const RequestRow& r, const char* notice, int64_t link_ttl) const;
+  // request's ids and dates; the mailer adds the link (docs/operations.md, Messages).
+  Status Notify(WriteTx& tx, const RequestRow& r, const char* notice) const;
   Status Erase(WriteTx& tx, const PolicySet& policies, const Caller& caller, RequestRow& request,
                SubjectRow& subject, bool suppress, std::string* result,
                std::vector<std::string>* kept,

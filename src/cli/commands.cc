@@ -1,6 +1,8 @@
 #include "garde/cli/commands.h"
 
+#include <fcntl.h>
 #include <sched.h>
+#include <termios.h>
 #include <sys/syscall.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -23,6 +25,7 @@
 #include "garde/base/log.h"
 #include "garde/cli/serve_command.h"
 #include "garde/config/config.h"
+#include "garde/crypto/keyring.h"
 #include "garde/policy/policy_set.h"
 #include "garde/policy/register_lint.h"
 #include "garde/http/register_export.h"
@@ -50,6 +53,7 @@ Commands:
   apikey revoke     revoke an API key by id
   keys rotate       add a root-key version and re-wrap every data key under it
   keys status       show root-key versions and how many subjects each wraps
+  keys migrate      move the keyring to another source: --to passphrase | file
   audit verify      check the whole audit log offline against its signed checkpoints
   audit checkpoint  sign the current audit tree head and print it
   audit export      print audit entries (the exact hashed bytes), one per line
@@ -63,6 +67,11 @@ Commands:
 
 Every command takes --data-dir DIR and --policies DIR (or GARDE_DATA_DIR, GARDE_POLICIES,
 or a config file given with --config FILE). `garde <command> --help` describes a command.
+
+A keyring sealed under a passphrase is opened with the passphrase read from --passphrase-fd N
+(a file descriptor), else from the systemd credential garde-keyring-passphrase
+($CREDENTIALS_DIRECTORY, e.g. LoadCredentialEncrypted=), else at the terminal's prompt; never
+from argv or the environment. `garde init` seals the new keyring when a passphrase is given.
 )";
 
 std::string OptionsHelp() {
@@ -119,6 +128,13 @@ data key under it, N per transaction (default 500). Fields are not re-encrypted.
 while `garde serve` is running (it picks up the new version within keyring_watch_seconds) and
 safe to interrupt: run it again to resume. Once no subject uses an old version, that version's
 key material is erased from the keyring (unless --no-retire).
+)"},
+    {"keys migrate", R"(Usage: garde keys migrate --data-dir DIR --to passphrase|file [--passphrase-fd N]
+
+Rewrites the keyring sealed under a passphrase (argon2id, libsodium's moderate limits) or, for
+development, in clear. The passphrase comes from --passphrase-fd, the systemd credential
+garde-keyring-passphrase or the terminal's prompt. Safe while `garde serve` runs: it reloads
+the file (a service started without the passphrase keeps its keys until restarted with it).
 )"},
     {"keys status", R"(Usage: garde keys status --data-dir DIR [--json]
 
@@ -339,6 +355,18 @@ int RunKeysStatus(const CliArgs& args) {
   }
   w.EndArray().EndObject();
   if (args.Has("json")) std::cout << w.str() << std::endl;
+  return 0;
+}
+
+int RunKeysMigrate(const CliArgs& args) {
+  auto cfg = ConfigFrom(args);
+  if (!cfg.ok()) return FailStatus(cfg.status());
+  const std::string to = args.Get("to", "");
+  if (to != "passphrase" && to != "file") return Fail("--to must be passphrase or file");
+  Status s = Keyring::Reseal(cfg->keyring_path(), to == "passphrase");
+  if (!s.ok()) return FailStatus(s);
+  std::cerr << (to == "passphrase" ? "The keyring is sealed under the passphrase.\n"
+                                   : "The keyring is in clear: development only.\n");
   return 0;
 }
 
@@ -831,6 +859,75 @@ std::map<std::string, std::string> CliArgs::ConfigFlags() const {
   return out;
 }
 
+namespace {
+
+// Reads a passphrase line (at most 4 KiB; the trailing newline dropped) from `fd`.
+bool ReadPassphrase(int fd, std::string* out) {
+  char buf[4096];
+  size_t got = 0;
+  while (got < sizeof buf) {
+    const ssize_t n = ::read(fd, buf + got, sizeof buf - got);
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  while (got > 0 && (buf[got - 1] == '\n' || buf[got - 1] == '\r')) --got;
+  out->assign(buf, got);
+  sodium_memzero(buf, sizeof buf);
+  return got > 0;
+}
+
+// Asks at the terminal, without echo, when the command runs on one.
+bool PromptAtTerminal(std::string* passphrase) {
+  if (::isatty(STDIN_FILENO) == 0) return false;
+  const int tty = ::open("/dev/tty", O_RDWR | O_CLOEXEC);
+  if (tty < 0) return false;
+  const char ask[] = "garde keyring passphrase: ";
+  (void)!::write(tty, ask, sizeof ask - 1);
+  struct termios saved;
+  const bool quiet = ::tcgetattr(tty, &saved) == 0;
+  if (quiet) {
+    struct termios silent = saved;
+    silent.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    ::tcsetattr(tty, TCSAFLUSH, &silent);
+  }
+  std::string line;
+  char c;
+  while (::read(tty, &c, 1) == 1 && c != '\n' && line.size() < 4096) line.push_back(c);
+  if (quiet) ::tcsetattr(tty, TCSAFLUSH, &saved);
+  (void)!::write(tty, "\n", 1);
+  ::close(tty);
+  *passphrase = std::move(line);
+  return !passphrase->empty();
+}
+
+}  // namespace
+
+Status AcquireKeyringPassphrase(const CliArgs& args) {
+  SetKeyringPassphrasePrompt(&PromptAtTerminal);
+  std::string passphrase;
+  const std::string fd_text = args.Get("passphrase-fd", "");
+  if (!fd_text.empty()) {
+    char* end = nullptr;
+    const long fd = std::strtol(fd_text.c_str(), &end, 10);
+    if (end == fd_text.c_str() || *end != '\0' || fd < 0 || fd > 1 << 20 ||
+        !ReadPassphrase(static_cast<int>(fd), &passphrase)) {
+      return Unprocessable("--passphrase-fd: no passphrase could be read from that descriptor");
+    }
+    ::close(static_cast<int>(fd));
+  } else if (const char* dir = std::getenv("CREDENTIALS_DIRECTORY")) {
+    // systemd's LoadCredential=/LoadCredentialEncrypted= (the latter sealed to the TPM).
+    const std::string path = std::string(dir) + "/garde-keyring-passphrase";
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      ReadPassphrase(fd, &passphrase);
+      ::close(fd);
+    }
+  }
+  if (!passphrase.empty()) SetKeyringPassphrase(passphrase);
+  sodium_memzero(passphrase.data(), passphrase.size());
+  return Status::Ok();
+}
+
 CliArgs ParseCliArgs(int argc, char** argv) {
   CliArgs args;
   for (int i = 1; i < argc; ++i) {
@@ -900,6 +997,7 @@ int RunCli(int argc, char** argv) {
     return 2;
   }
   SetUpLogging(std::getenv("GARDE_LOG_LEVEL") ? std::getenv("GARDE_LOG_LEVEL") : "warn", "");
+  if (Status s = AcquireKeyringPassphrase(args); !s.ok()) return FailStatus(s);
   if (words == "init") return RunInit(args);
   if (words == "serve") return RunServe(args);
   if (words == "apikey create") return RunApiKeyCreate(args);
@@ -907,6 +1005,7 @@ int RunCli(int argc, char** argv) {
   if (words == "apikey revoke") return RunApiKeyRevoke(args);
   if (words == "keys rotate") return RunKeysRotate(args);
   if (words == "keys status") return RunKeysStatus(args);
+  if (words == "keys migrate") return RunKeysMigrate(args);
   if (words == "lint") return RunLint(args);
   if (words == "register export") return RunRegisterExport(args);
   if (words == "audit verify") return RunAuditVerify(args);

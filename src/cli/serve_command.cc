@@ -1,4 +1,5 @@
 #include "garde/cli/serve_command.h"
+#include "garde/crypto/keyring.h"
 
 #include <Poco/Util/ServerApplication.h>
 
@@ -63,6 +64,13 @@ class ServeApplication final : public Poco::Util::ServerApplication {
         std::cerr << "  " << e.field << ": " << e.message << "\n";
       }
       return 1;
+    }
+    if (auto sealed = Keyring::IsSealed(config_.keyring_path()); sealed.ok() && !sealed.value()) {
+      // Whoever copies the data directory then holds every customer's data in clear.
+      LogLine(spdlog::level::warn,
+              "THE KEYRING IS IN CLEAR BESIDE THE DATA: development only; seal it with "
+              "`garde keys migrate --to passphrase`")
+          .Str("keyring", config_.keyring_path());
     }
     // A database restored from a backup may predate erasures: carry them out again first.
     auto reapplied = d.value()->requests().ReapplyTombstones();

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <string_view>
+#include <vector>
 
 #include "garde/base/clock.h"
 #include "garde/base/encoding.h"
@@ -15,6 +17,13 @@ namespace garde {
 namespace {
 
 constexpr const char* kFormat = "garde-keyring/1";
+constexpr std::string_view kSealedFormat = "garde-keyring-sealed/1";
+
+std::unique_ptr<SecretBuffer>& Passphrase() {
+  static std::unique_ptr<SecretBuffer> passphrase;
+  return passphrase;
+}
+bool (*g_prompt)(std::string*) = nullptr;
 
 // The on-disk form, holding key bytes only while a file is read or written, and only in
 // sodium_malloc'd memory.
@@ -26,6 +35,7 @@ struct KeyringFile {
     std::unique_ptr<SecretBuffer> key;  // null once retired
   };
   std::map<uint32_t, Version> versions;
+  bool sealed = false;  // read from, and written back to, the sealed form
 };
 
 constexpr size_t kMaxKeyringBytes = 1 << 20;
@@ -156,6 +166,77 @@ class KeyringReader {
   size_t pos_ = 0;
 };
 
+// The sealed form: three lines,
+//   garde-keyring-sealed/1
+//   argon2id13 <opslimit> <memlimit> <salt, base64>
+//   <nonce and secretbox of the clear keyring, base64>
+// The key is derived from the passphrase with the limits written in the file.
+bool DeriveSealingKey(const SecretBuffer& passphrase, const uint8_t* salt, unsigned long long ops,
+                      size_t mem, SecretBuffer* key) {
+  return crypto_pwhash(key->data(), key->size(), reinterpret_cast<const char*>(passphrase.data()),
+                       passphrase.size(), salt, ops, mem, crypto_pwhash_ALG_ARGON2ID13) == 0;
+}
+
+Result<std::unique_ptr<SecretBuffer>> OpenSealed(const std::string& path, std::string_view text) {
+  Status bad = Unavailable("keyring " + path + " is not a valid sealed garde keyring");
+  if (!Passphrase() && g_prompt != nullptr) {
+    std::string typed;
+    if (g_prompt(&typed)) SetKeyringPassphrase(typed);
+    sodium_memzero(typed.data(), typed.size());
+  }
+  if (!Passphrase()) {
+    return Unavailable("keyring " + path + " is sealed under a passphrase: give it with "
+                       "--passphrase-fd N, the systemd credential garde-keyring-passphrase, or "
+                       "at the terminal's prompt");
+  }
+  std::vector<std::string_view> lines;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    lines.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  if (lines.size() != 3) return bad;
+  char alg[16] = {0};
+  unsigned long long ops = 0;
+  unsigned long long mem = 0;
+  char salt_b64[64] = {0};
+  const std::string kdf(lines[1]);
+  if (std::sscanf(kdf.c_str(), "%15s %llu %llu %63s", alg, &ops, &mem, salt_b64) != 4 ||
+      std::string(alg) != "argon2id13" || ops < crypto_pwhash_OPSLIMIT_MIN ||
+      ops > crypto_pwhash_OPSLIMIT_SENSITIVE || mem < crypto_pwhash_MEMLIMIT_MIN ||
+      mem > crypto_pwhash_MEMLIMIT_SENSITIVE) {
+    return bad;
+  }
+  uint8_t salt[crypto_pwhash_SALTBYTES];
+  size_t salt_len = 0;
+  if (sodium_base642bin(salt, sizeof salt, salt_b64, std::strlen(salt_b64), nullptr, &salt_len,
+                        nullptr, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+      salt_len != sizeof salt) {
+    return bad;
+  }
+  std::vector<uint8_t> box(lines[2].size());
+  size_t box_len = 0;
+  if (sodium_base642bin(box.data(), box.size(), lines[2].data(), lines[2].size(), nullptr,
+                        &box_len, nullptr, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+      box_len < crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES) {
+    return bad;
+  }
+  SecretBuffer key(crypto_secretbox_KEYBYTES);
+  if (!DeriveSealingKey(*Passphrase(), salt, ops, static_cast<size_t>(mem), &key)) {
+    return Unavailable("not enough memory to derive the keyring's key");
+  }
+  auto clear = std::make_unique<SecretBuffer>(box_len - crypto_secretbox_NONCEBYTES -
+                                              crypto_secretbox_MACBYTES);
+  if (crypto_secretbox_open_easy(clear->data(), box.data() + crypto_secretbox_NONCEBYTES,
+                                 box_len - crypto_secretbox_NONCEBYTES, box.data(),
+                                 key.data()) != 0) {
+    return PermissionDenied("keyring " + path + ": wrong passphrase (or a damaged file)");
+  }
+  return clear;
+}
+
 Status ReadKeyringFile(const std::string& path, KeyringFile* out) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
@@ -181,7 +262,14 @@ Status ReadKeyringFile(const std::string& path, KeyringFile* out) {
   }
   ::close(fd);
   if (got != text.size()) return bad;
-  if (!KeyringReader(text.view()).Parse(out)) return bad;
+  if (text.view().substr(0, kSealedFormat.size()) == kSealedFormat) {
+    auto opened = OpenSealed(path, text.view());
+    if (!opened.ok()) return opened.status();
+    out->sealed = true;
+    if (!KeyringReader(opened.value()->view()).Parse(out)) return bad;
+  } else if (!KeyringReader(text.view()).Parse(out)) {
+    return bad;
+  }
   auto cur = out->versions.find(out->current);
   if (cur == out->versions.end() || !cur->second.key) return bad;
   return Status::Ok();
@@ -240,6 +328,27 @@ Status WriteKeyringFile(const std::string& path, const KeyringFile& kf, bool exc
   }
   text.Add("]}\n");
   if (!text.ok()) return Internal("the keyring is too large to write");
+  std::string sealed;  // the sealed form holds no clear key: an ordinary string is fine
+  if (kf.sealed) {
+    if (!Passphrase()) return Unavailable("sealing the keyring needs its passphrase");
+    uint8_t salt[crypto_pwhash_SALTBYTES];
+    randombytes_buf(salt, sizeof salt);
+    const unsigned long long ops = crypto_pwhash_OPSLIMIT_MODERATE;
+    const size_t mem = crypto_pwhash_MEMLIMIT_MODERATE;
+    SecretBuffer key(crypto_secretbox_KEYBYTES);
+    if (!DeriveSealingKey(*Passphrase(), salt, ops, mem, &key)) {
+      return Unavailable("not enough memory to derive the keyring's key");
+    }
+    std::vector<uint8_t> box(crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + text.size());
+    randombytes_buf(box.data(), crypto_secretbox_NONCEBYTES);
+    crypto_secretbox_easy(box.data() + crypto_secretbox_NONCEBYTES, text.data(), text.size(),
+                          box.data(), key.data());
+    sealed = std::string(kSealedFormat) + "\nargon2id13 " + std::to_string(ops) + " " +
+             std::to_string(mem) + " " + Base64Encode(salt, sizeof salt) + "\n" +
+             Base64Encode(box.data(), box.size()) + "\n";
+  }
+  const uint8_t* bytes = kf.sealed ? reinterpret_cast<const uint8_t*>(sealed.data()) : text.data();
+  const size_t length = kf.sealed ? sealed.size() : text.size();
 
   if (exclusive && ::access(path.c_str(), F_OK) == 0) {
     return Conflict("keyring " + path + " already exists");
@@ -249,8 +358,7 @@ Status WriteKeyringFile(const std::string& path, const KeyringFile& kf, bool exc
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return Internal("cannot create " + tmp);
   const bool written =
-      ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-      ::fsync(fd) == 0;
+      ::write(fd, bytes, length) == static_cast<ssize_t>(length) && ::fsync(fd) == 0;
   ::close(fd);
   if (!written || ::rename(tmp.c_str(), path.c_str()) != 0) {
     ::unlink(tmp.c_str());
@@ -293,8 +401,42 @@ Status Keyring::Create(const std::string& path) {
   randombytes_buf(v1.key->data(), kKeyBytes);
   kf.versions[1] = std::move(v1);
   kf.current = 1;
+  kf.sealed = HasKeyringPassphrase();
   return WriteKeyringFile(path, kf, /*exclusive=*/true);
 }
+
+Result<bool> Keyring::IsSealed(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Unavailable("keyring " + path + " not found");
+  char head[32] = {0};
+  const ssize_t n = ::read(fd, head, kSealedFormat.size());
+  ::close(fd);
+  return n == static_cast<ssize_t>(kSealedFormat.size()) &&
+         std::string_view(head, kSealedFormat.size()) == kSealedFormat;
+}
+
+Status Keyring::Reseal(const std::string& path, bool seal) {
+  InitSodium();
+  KeyringFile kf;
+  GARDE_RETURN_IF_ERROR(ReadKeyringFile(path, &kf));
+  if (seal && !HasKeyringPassphrase()) {
+    return Unavailable("sealing the keyring needs a passphrase (--passphrase-fd N, the systemd "
+                       "credential garde-keyring-passphrase, or the terminal's prompt)");
+  }
+  kf.sealed = seal;
+  return WriteKeyringFile(path, kf, /*exclusive=*/false);
+}
+
+void SetKeyringPassphrase(std::string_view passphrase) {
+  InitSodium();
+  auto buffer = std::make_unique<SecretBuffer>(passphrase.size() == 0 ? 1 : passphrase.size());
+  std::memcpy(buffer->data(), passphrase.data(), passphrase.size());
+  Passphrase() = passphrase.empty() ? nullptr : std::move(buffer);
+}
+
+bool HasKeyringPassphrase() { return static_cast<bool>(Passphrase()); }
+
+void SetKeyringPassphrasePrompt(bool (*prompt)(std::string*)) { g_prompt = prompt; }
 
 Result<std::shared_ptr<const Keyring>> Keyring::Load(const std::string& path) {
   InitSodium();

@@ -143,13 +143,16 @@ int SpawnProgram(const std::vector<std::string>& argv, const std::string& out,
   return Spawn(std::vector<std::string>(argv.begin() + 1, argv.end()), {}, out, err, argv[0]);
 }
 
-GardeProcess::GardeProcess(std::string policies)
+GardeProcess::GardeProcess(std::string policies) : GardeProcess(std::move(policies), {}) {}
+
+GardeProcess::GardeProcess(std::string policies, std::map<std::string, std::string> env)
     : data_dir_(UniqueDir("garde-e2e-")),
-      policies_(policies.empty() ? GARDE_POLICIES_DIR : std::move(policies)) {
+      policies_(policies.empty() ? GARDE_POLICIES_DIR : std::move(policies)),
+      env_(std::move(env)) {
   std::filesystem::create_directories(data_dir_ + "-logs");
   log_path_ = data_dir_ + "-logs/serve.err";
   out_path_ = data_dir_ + "-logs/serve.out";
-  RunResult r = RunGarde({"init", "--data-dir", data_dir_, "--policies", policies_});
+  RunResult r = RunGarde({"init", "--data-dir", data_dir_, "--policies", policies_}, env_);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   admin_key_ = r.LastLine();
 }
@@ -168,7 +171,7 @@ std::string GardeProcess::CreateKey(const std::string& name, const std::string& 
     args.push_back("--activity");
     args.push_back(a);
   }
-  RunResult r = RunGarde(args);
+  RunResult r = RunGarde(args, env_);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   return r.LastLine();
 }
@@ -178,7 +181,9 @@ void GardeProcess::Start(const std::vector<std::string>& extra) {
                                    "--listen", "127.0.0.1:0"};
   args.insert(args.end(), extra.begin(), extra.end());
   ::truncate(out_path_.c_str(), 0);
-  pid_ = Spawn(args, {{"GARDE_LOG_LEVEL", "debug"}}, out_path_, log_path_);
+  std::map<std::string, std::string> env = env_;
+  env["GARDE_LOG_LEVEL"] = "debug";
+  pid_ = Spawn(args, env, out_path_, log_path_);
   const std::string marker = "listening on http://127.0.0.1:";
   for (int i = 0; i < 200; ++i) {
     const std::string out = ReadFile(out_path_);

@@ -49,6 +49,9 @@ class GardeProcess {
  public:
   // Initialises a fresh data directory (garde init). `policies` defaults to the repo's.
   explicit GardeProcess(std::string policies = "");
+  // The same with environment variables for every command it runs (e.g. a systemd
+  // CREDENTIALS_DIRECTORY holding the keyring's passphrase).
+  GardeProcess(std::string policies, std::map<std::string, std::string> env);
   ~GardeProcess();
   GardeProcess(const GardeProcess&) = delete;
   GardeProcess& operator=(const GardeProcess&) = delete;
@@ -102,6 +105,7 @@ class GardeProcess {
  private:
   std::string data_dir_;
   std::string policies_;
+  std::map<std::string, std::string> env_;
   std::string admin_key_;
   std::string log_path_;
   std::string out_path_;

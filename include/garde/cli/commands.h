@@ -7,6 +7,8 @@
 // usage errors.
 #pragma once
 
+#include "garde/base/status.h"
+
 #include <map>
 #include <set>
 #include <string>
@@ -28,6 +30,9 @@ struct CliArgs {
 };
 
 CliArgs ParseCliArgs(int argc, char** argv);
+// The keyring's passphrase, from --passphrase-fd or the systemd credential, and the terminal
+// prompt for a sealed keyring read without either.
+Status AcquireKeyringPassphrase(const CliArgs& args);
 int RunCli(int argc, char** argv);
 
 }  // namespace garde

@@ -36,10 +36,24 @@ struct RootKeyInfo {
   std::string retired_at;  // empty while usable
 };
 
+// The passphrase that seals the keyring file (docs/security.md, Keys): a process holds at
+// most one, in secret memory, set once at start from a file descriptor, a systemd credential
+// or a TTY prompt — never argv or the environment.
+void SetKeyringPassphrase(std::string_view passphrase);
+bool HasKeyringPassphrase();
+// Asked when a sealed keyring is read and no passphrase was set (a TTY prompt); may be unset.
+void SetKeyringPassphrasePrompt(bool (*prompt)(std::string* passphrase));
+
 class Keyring {
  public:
-  // Creates a new keyring file (refuses to overwrite). Mode 0600.
+  // Creates a new keyring file (refuses to overwrite). Mode 0600. Sealed under the process's
+  // passphrase when it has one (argon2id, libsodium's moderate limits; XSalsa20-Poly1305).
   static Status Create(const std::string& path);
+  // Whether the file holds the keyring sealed under a passphrase (false: keys in clear).
+  static Result<bool> IsSealed(const std::string& path);
+  // Rewrites the keyring sealed under the process's passphrase, or in clear (`seal` false),
+  // atomically; a running service reloads it. Later writes keep the form chosen.
+  static Status Reseal(const std::string& path, bool seal);
   // Loads and checks permissions; any group/other bit set is refused.
   static Result<std::shared_ptr<const Keyring>> Load(const std::string& path);
   // Adds a root version and makes it current; returns the new version.

@@ -327,13 +327,20 @@ Status UnsubscribePost(Deployment& d, Exchange& x) {
 
 void AddLinkRoutes(Router& router, Deployment& d) {
   router.Add("POST", "/v1/subjects/{id}/links", [&d](Exchange& x) { return MintLinks(d, x); });
-  router.Add("GET", "/p/{token}", [&d](Exchange& x) { return PreferencesPage(d, x); });
-  router.Add("POST", "/p/{token}", [&d](Exchange& x) { return PreferencesPost(d, x); });
-  router.Add("GET", "/u/{token}", [&d](Exchange& x) { return UnsubscribePage(d, x); });
-  router.Add("POST", "/u/{token}", [&d](Exchange& x) { return UnsubscribePost(d, x); });
-  router.Add("GET", "/notices/{purpose}/{version}", [&d](Exchange& x) { return NoticePage(d, x); });
-  router.Add("GET", "/c/{token}", [&d](Exchange& x) { return ConfirmPage(d, x, false); });
-  router.Add("POST", "/c/{token}", [&d](Exchange& x) { return ConfirmPage(d, x, true); });
+  router.Add("GET", "/p/{token}",
+             [&d](Exchange& x) { return CustomerErrors(d, x, PreferencesPage(d, x)); });
+  router.Add("POST", "/p/{token}",
+             [&d](Exchange& x) { return CustomerErrors(d, x, PreferencesPost(d, x)); });
+  router.Add("GET", "/u/{token}",
+             [&d](Exchange& x) { return CustomerErrors(d, x, UnsubscribePage(d, x)); });
+  router.Add("POST", "/u/{token}",
+             [&d](Exchange& x) { return CustomerErrors(d, x, UnsubscribePost(d, x)); });
+  router.Add("GET", "/notices/{purpose}/{version}",
+             [&d](Exchange& x) { return CustomerErrors(d, x, NoticePage(d, x)); });
+  router.Add("GET", "/c/{token}",
+             [&d](Exchange& x) { return CustomerErrors(d, x, ConfirmPage(d, x, false)); });
+  router.Add("POST", "/c/{token}",
+             [&d](Exchange& x) { return CustomerErrors(d, x, ConfirmPage(d, x, true)); });
   router.Add("GET", "/.well-known/gpc.json", [](Exchange& x) {
     x.Json(200, R"({"gpc":true,"lastUpdate":"2026-11-22"})");
     return Status::Ok();

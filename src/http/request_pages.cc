@@ -284,6 +284,15 @@ PageWords CustomerWords(Deployment& d, const Exchange& x, const std::string& sub
   return PageWords(std::move(policies), std::move(lang));
 }
 
+Status CustomerErrors(Deployment& d, Exchange& x, Status s) {
+  if (s.code() != Code::kNotFound || x.Header("accept").find("text/html") == std::string::npos) {
+    return s;
+  }
+  const PageWords t = CustomerWords(d, x, "");
+  CustomerPage(x, 404, t, t("error.link_gone_title"), "<p>" + t.Html("error.link_gone") + "</p>");
+  return Status::Ok();
+}
+
 Status SendPackage(Exchange& x, const std::string& json, const std::string& format,
                    const PageWords& t) {
   auto pkg = ParsePackage(json);
@@ -584,10 +593,11 @@ Status DsrPost(Deployment& d, Exchange& x) {
 }  // namespace
 
 void AddRequestPages(Router& router, Deployment& d) {
-  router.Add("GET", "/r/{token}", [&d](Exchange& x) { return DsrPage(d, x, ""); });
-  router.Add("POST", "/r/{token}", [&d](Exchange& x) { return DsrPost(d, x); });
+  router.Add("GET", "/r/{token}",
+             [&d](Exchange& x) { return CustomerErrors(d, x, DsrPage(d, x, "")); });
+  router.Add("POST", "/r/{token}", [&d](Exchange& x) { return CustomerErrors(d, x, DsrPost(d, x)); });
   router.Add("GET", "/r/{token}/requests/{id}/package",
-             [&d](Exchange& x) { return CustomerPackage(d, x); });
+             [&d](Exchange& x) { return CustomerErrors(d, x, CustomerPackage(d, x)); });
 }
 
 }  // namespace garde

@@ -196,3 +196,29 @@ TEST_F(CustomerRights, TheCustomerCorrectsRestrictsAndObjectsFromThePage) {
 
 }  // namespace
 }  // namespace garde::testing
+
+namespace garde::testing {
+namespace {
+
+// A customer who follows a link that no longer works sees a page in their language naming
+// the controller to write to; an API client still gets problem+json.
+TEST(CustomerLinks, ABrokenLinkInABrowserIsAPageInTheCustomersLanguage) {
+  GardeProcess g;
+  g.Start();
+  for (const char* path : {"/p/v1.bogus", "/u/v1.bogus", "/r/v1.bogus", "/c/v1.bogus"}) {
+    HttpReply browser = g.Request("GET", path, "",
+                                  {{"Accept", "text/html,application/xhtml+xml,*/*;q=0.8"},
+                                   {"Accept-Language", "fr-FR,fr;q=0.9"}}, "");
+    EXPECT_EQ(browser.status, 404) << path;
+    EXPECT_EQ(browser.content_type.rfind("text/html", 0), 0u) << path;
+    EXPECT_NE(browser.body.find("Ce lien ne fonctionne plus"), std::string::npos) << path;
+    EXPECT_NE(browser.body.find("Maison Exemple SAS"), std::string::npos) << path;
+    EXPECT_NE(browser.body.find("lang=\"fr\""), std::string::npos) << path;
+    HttpReply api = g.Request("GET", path, "", {}, "");
+    EXPECT_EQ(api.status, 404) << path;
+    EXPECT_EQ(api.content_type, "application/problem+json") << path;
+  }
+}
+
+}  // namespace
+}  // namespace garde::testing

@@ -19,6 +19,10 @@ namespace garde {
 // subject's `language` field, else the browser's Accept-Language, else default_language.
 PageWords CustomerWords(Deployment& d, const Exchange& x, const std::string& subject_id);
 
+// A customer's browser that follows a link that no longer works (404) sees a page in their
+// language naming the controller to write to; API clients keep the problem+json answer.
+Status CustomerErrors(Deployment& d, Exchange& x, Status s);
+
 // Answers a package (from RequestDesk::Package) in `format`: json | html | csv.
 Status SendPackage(Exchange& x, const std::string& package_json, const std::string& format,
                    const PageWords& t);

@@ -174,7 +174,13 @@ std::string Text(const Poco::Dynamic::Var& v, const std::string& lang) {
       return obj.get("name").toString() + (details.empty() ? "" : " (" + details + ")");
     }
     for (const auto& [k, member] : obj) {
-      const std::string text = Text(member, lang);
+      // A text given per language (<key>_i18n beside it) is shown in the export's language.
+      if (k.size() > 5 && k.compare(k.size() - 5, 5, "_i18n") == 0) continue;
+      std::string text = Text(member, lang);
+      const auto local = obj.has(k + "_i18n") ? obj.get(k + "_i18n") : Poco::Dynamic::Var();
+      if (IsObject(local) && local.extract<Object::Ptr>()->has(lang)) {
+        text = local.extract<Object::Ptr>()->get(lang).toString();
+      }
       if (!text.empty()) out += (out.empty() ? "" : ". ") + Label(k, lang) + Colon(lang) + text;
     }
     return out;
@@ -221,7 +227,7 @@ constexpr Column kColumns[] = {
 std::string ColumnText(const PolicySet& p, const Activity& a, const Object& obj,
                        const std::string& key, const std::string& lang) {
   if (key == "id") return a.id;
-  if (key == "name") return a.name;
+  if (key == "name") return a.names.In(lang);
   if (key == "legal_basis") return Label(LegalBasisName(a.legal_basis), lang);
   if (key == "retention") return Retention(a.retention, lang);
   if (key == "purposes") {
@@ -229,7 +235,7 @@ std::string ColumnText(const PolicySet& p, const Activity& a, const Object& obj,
     for (const auto& id : a.purposes) {
       const Purpose* purpose = p.FindPurpose(id);
       out += (out.empty() ? "" : "; ") +
-             (purpose != nullptr ? purpose->title + " (" + id + ", " +
+             (purpose != nullptr ? purpose->titles.In(lang) + " (" + id + ", " +
                                        Label(LegalBasisName(purpose->legal_basis), lang) + ")"
                                  : id);
     }

@@ -374,10 +374,13 @@ void LoadRegister(YamlFile& f, const Schema& schema, const std::vector<Purpose>&
     YAML::Node plain = YAML::Clone(n);
     auto flatten = [](YAML::Node map, const char* key) {
       if (!map.IsMap() || !map[key] || !map[key].IsMap()) return;
-      const YAML::Node texts = map[key];
-      map[std::string(key) + "_i18n"] = texts;
+      // A copy: yaml-cpp nodes share their data, and the key is overwritten just below.
+      const YAML::Node texts = YAML::Clone(map[key]);
       const YAML::Node source = texts[kSourceLanguage];
-      map[key] = source ? source.as<std::string>("") : texts.begin()->second.as<std::string>("");
+      const std::string text =
+          source ? source.as<std::string>("") : texts.begin()->second.as<std::string>("");
+      map[std::string(key) + "_i18n"] = texts;
+      map[key] = text;
     };
     flatten(plain, "name");
     if (plain["automated_decision"]) {

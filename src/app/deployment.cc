@@ -126,6 +126,7 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   d->retention_ = std::make_unique<RetentionSweep>(RetentionDeps{
       *d->store_, *d->policies_, *d->vault_, *d->audit_, d->clock_, d->tombstones_.get(),
       config.request_due_warning});
+  d->breaches_ = std::make_unique<BreachRegister>(*d);
   if (!config.webhooks_file.empty() || !config.smtp_host.empty()) {
     std::vector<WebhookEndpoint> endpoints;
     if (!config.webhooks_file.empty()) {

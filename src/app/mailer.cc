@@ -145,9 +145,13 @@ Result<ComposedMail> Mailer::Compose(const DeliveryRow& delivery, MailOutcome* s
     values["link_expires_on"] = policies->Day(lang, confirmation->expires_at);
   }
   if (notice == "breach_notice") {
-    values["breach_nature"] = Member(*payload, "nature");
-    values["breach_consequences"] = Member(*payload, "consequences");
-    values["breach_measures"] = Member(*payload, "measures");
+    // Art. 34(2): the officer's texts, in the customer's language when given in it.
+    auto texts = d_.breaches().NoticeTexts(Member(*payload, "incident"), lang);
+    if (!texts.ok()) return texts.status().code() == Code::kNotFound ? skip("the incident is gone")
+                                                                      : texts.status();
+    values["breach_nature"] = texts.value()[0];
+    values["breach_consequences"] = texts.value()[1];
+    values["breach_measures"] = texts.value()[2];
   }
   const std::string name = TemplateFor(notice, request_type);
   const MailTemplate* tmpl = policies->Template(lang, name);

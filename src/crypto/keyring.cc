@@ -384,6 +384,7 @@ const char* ContextName(KeyContext c) {
     case KeyContext::kSigning: return "gdsignkp";
     case KeyContext::kAuditDigest: return "gdauditd";
     case KeyContext::kBackup: return "gdbackup";
+    case KeyContext::kIncident: return "gdincidt";
   }
   return "gdunknwn";
 }

@@ -177,6 +177,7 @@ HttpService::HttpService(Deployment& deployment) : d_(deployment) {
   AddAudienceRoutes(router_, d_);
   AddRegisterRoutes(router_, d_);
   AddRetentionRoutes(router_, d_);
+  AddIncidentRoutes(router_, d_);
   AddRequestRoutes(router_, d_);
   AddRequestPages(router_, d_);
 }

@@ -50,6 +50,209 @@ const char* OpenApiDocument() {
    }
   },
   "schemas": {
+   "Incident": {
+    "type": "object",
+    "properties": {
+     "id": {
+      "type": "string"
+     },
+     "status": {
+      "enum": [
+       "open",
+       "closed"
+      ]
+     },
+     "detected_at": {
+      "type": "string",
+      "format": "date-time"
+     },
+     "aware_at": {
+      "type": "string",
+      "format": "date-time"
+     },
+     "authority_due_at": {
+      "type": "string",
+      "format": "date-time",
+      "description": "aware_at + 72 hours (Art. 33(1))"
+     },
+     "authority_notified_at": {
+      "type": [
+       "string",
+       "null"
+      ],
+      "format": "date-time"
+     },
+     "subjects_notified_at": {
+      "type": [
+       "string",
+       "null"
+      ],
+      "format": "date-time"
+     },
+     "closed_at": {
+      "type": [
+       "string",
+       "null"
+      ],
+      "format": "date-time"
+     },
+     "overdue": {
+      "type": "boolean"
+     },
+     "facts": {
+      "type": "object",
+      "description": "what was recorded (IncidentFacts), plus scope and subjects_notified"
+     }
+    }
+   },
+   "IncidentFacts": {
+    "type": "object",
+    "properties": {
+     "title": {
+      "oneOf": [
+       {
+        "type": "string"
+       },
+       {
+        "type": "object",
+        "additionalProperties": {
+         "type": "string"
+        }
+       }
+      ],
+      "description": "a text, or texts by language"
+     },
+     "nature": {
+      "oneOf": [
+       {
+        "type": "string"
+       },
+       {
+        "type": "object",
+        "additionalProperties": {
+         "type": "string"
+        }
+       }
+      ],
+      "description": "a text, or texts by language"
+     },
+     "categories_of_data": {
+      "type": "array",
+      "items": {
+       "type": "string"
+      }
+     },
+     "categories_of_subjects": {
+      "type": "array",
+      "items": {
+       "type": "string"
+      }
+     },
+     "approx_subjects": {
+      "type": "integer",
+      "minimum": 0
+     },
+     "approx_records": {
+      "type": "integer",
+      "minimum": 0
+     },
+     "consequences": {
+      "oneOf": [
+       {
+        "type": "string"
+       },
+       {
+        "type": "object",
+        "additionalProperties": {
+         "type": "string"
+        }
+       }
+      ],
+      "description": "a text, or texts by language"
+     },
+     "measures": {
+      "oneOf": [
+       {
+        "type": "string"
+       },
+       {
+        "type": "object",
+        "additionalProperties": {
+         "type": "string"
+        }
+       }
+      ],
+      "description": "a text, or texts by language"
+     },
+     "contact": {
+      "oneOf": [
+       {
+        "type": "string"
+       },
+       {
+        "type": "object",
+        "additionalProperties": {
+         "type": "string"
+        }
+       }
+      ],
+      "description": "a text, or texts by language"
+     },
+     "delay_reasons": {
+      "oneOf": [
+       {
+        "type": "string"
+       },
+       {
+        "type": "object",
+        "additionalProperties": {
+         "type": "string"
+        }
+       }
+      ],
+      "description": "a text, or texts by language"
+     },
+     "assessment": {
+      "type": "object",
+      "properties": {
+       "readable_by_intruder": {
+        "type": "boolean"
+       },
+       "risk": {
+        "enum": [
+         "none",
+         "risk",
+         "high"
+        ]
+       },
+       "reasoning": {
+        "type": "string"
+       }
+      }
+     },
+     "containment": {
+      "type": "array",
+      "items": {
+       "type": "object"
+      }
+     },
+     "notes": {
+      "oneOf": [
+       {
+        "type": "string"
+       },
+       {
+        "type": "object",
+        "additionalProperties": {
+         "type": "string"
+        }
+       }
+      ],
+      "description": "a text, or texts by language"
+     }
+    }
+   }
+  ,
    "Interaction": {
     "type": "object",
     "additionalProperties": false,
@@ -3214,6 +3417,376 @@ const char* OpenApiDocument() {
     }
    }
   },
+  "/v1/incidents": {
+   "post": {
+    "summary": "Open an incident in the breach register (officer): detected_at, aware_at (default now), facts; the 72-hour clock runs from aware_at",
+    "requestBody": {
+     "required": true,
+     "content": {
+      "application/json": {
+       "schema": {
+        "allOf": [
+         {
+          "$ref": "#/components/schemas/IncidentFacts"
+         },
+         {
+          "type": "object",
+          "properties": {
+           "detected_at": {
+            "type": "string",
+            "format": "date-time"
+           },
+           "aware_at": {
+            "type": "string",
+            "format": "date-time"
+           }
+          },
+          "required": [
+           "detected_at"
+          ]
+         }
+        ]
+       }
+      }
+     }
+    },
+    "responses": {
+     "201": {
+      "description": "The incident",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Incident"
+        }
+       }
+      }
+     },
+     "400": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "415": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   },
+   "get": {
+    "summary": "The breach register, earliest authority deadline first (officer)",
+    "parameters": [
+     {
+      "name": "status",
+      "in": "query",
+      "schema": {
+       "enum": [
+        "open",
+        "closed"
+       ]
+      }
+     },
+     {
+      "name": "overdue",
+      "in": "query",
+      "schema": {
+       "type": "boolean"
+      }
+     },
+     {
+      "name": "due_within_hours",
+      "in": "query",
+      "schema": {
+       "type": "integer",
+       "minimum": 0
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "{items, count}",
+      "content": {
+       "application/json": {
+        "schema": {
+         "type": "object",
+         "properties": {
+          "items": {
+           "type": "array",
+           "items": {
+            "$ref": "#/components/schemas/Incident"
+           }
+          },
+          "count": {
+           "type": "integer"
+          }
+         }
+        }
+       }
+      }
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/incidents/{id}": {
+   "get": {
+    "summary": "One incident (officer); format=html&lang=fr|en: the sheet for the supervisory authority under the notification form's headings (Art. 33(3) (a)-(d))",
+    "parameters": [
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "format",
+      "in": "query",
+      "schema": {
+       "enum": [
+        "json",
+        "html"
+       ]
+      }
+     },
+     {
+      "name": "lang",
+      "in": "query",
+      "schema": {
+       "enum": [
+        "en",
+        "fr"
+       ]
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "The incident, or the HTML sheet",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Incident"
+        }
+       }
+      }
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   },
+   "patch": {
+    "summary": "Record facts, effects, measures, assessment, containment; authority_notified_at; status closed (officer, audited)",
+    "parameters": [
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "requestBody": {
+     "required": true,
+     "content": {
+      "application/json": {
+       "schema": {
+        "allOf": [
+         {
+          "$ref": "#/components/schemas/IncidentFacts"
+         },
+         {
+          "type": "object",
+          "properties": {
+           "authority_notified_at": {
+            "type": "string",
+            "format": "date-time"
+           },
+           "status": {
+            "const": "closed"
+           }
+          }
+         }
+        ]
+       }
+      }
+     }
+    },
+    "responses": {
+     "200": {
+      "description": "The incident",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Incident"
+        }
+       }
+      }
+     },
+     "400": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "415": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/incidents/{id}:scope": {
+   "post": {
+    "summary": "Every subject an API key read or changed in a window, with fields and activities, from the audit log verified first against a checkpoint signed now (409 when it does not verify)",
+    "parameters": [
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "requestBody": {
+     "required": true,
+     "content": {
+      "application/json": {
+       "schema": {
+        "type": "object",
+        "required": [
+         "actor"
+        ],
+        "additionalProperties": false,
+        "properties": {
+         "actor": {
+          "type": "string"
+         },
+         "since": {
+          "type": "string",
+          "format": "date-time"
+         },
+         "until": {
+          "type": "string",
+          "format": "date-time"
+         }
+        }
+       }
+      }
+     }
+    },
+    "responses": {
+     "200": {
+      "description": "The incident with facts.scope",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Incident"
+        }
+       }
+      }
+     },
+     "400": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "409": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "415": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/incidents/{id}:notify-subjects": {
+   "post": {
+    "summary": "Art. 34: a breach notice to each subject of the scope, by e-mail in their language (nature, consequences and measures required)",
+    "parameters": [
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "The incident with facts.subjects_notified",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Incident"
+        }
+       }
+      }
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "409": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  }
+ ,
   "/v1/webhooks/deliveries": {
    "get": {
     "summary": "Webhook deliveries, oldest first (officer, admin): what each recipient was told, pending retries and dead letters",

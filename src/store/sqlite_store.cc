@@ -314,6 +314,22 @@ CREATE TABLE consent_confirmations(
 );
 CREATE INDEX consent_confirmations_by_subject ON consent_confirmations(subject_id, status);
 )sql",
+    // 16: the breach register (Art. 33(5)).
+    R"sql(
+CREATE TABLE incidents(
+  id TEXT PRIMARY KEY,
+  status TEXT NOT NULL,
+  detected_at INTEGER NOT NULL,
+  aware_at INTEGER NOT NULL,
+  authority_due_at INTEGER NOT NULL,
+  authority_notified_at INTEGER NOT NULL,
+  subjects_notified_at INTEGER NOT NULL,
+  closed_at INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  sealed BLOB NOT NULL
+);
+)sql",
 };
 
 // The audit log's subject index: a level merges once it holds kAuditRunFanIn runs; a run of
@@ -1133,6 +1149,49 @@ class SqliteTx final : public WriteTx {
     if (!rows.ok()) return rows.status();
     if (rows.value().empty()) return std::optional<DeliveryRow>();
     return std::optional<DeliveryRow>(std::move(rows.value().front()));
+  }
+
+  static constexpr const char* kIncidentColumns =
+      "id, status, detected_at, aware_at, authority_due_at, authority_notified_at, "
+      "subjects_notified_at, closed_at, created_at, updated_at, sealed";
+  static IncidentRow IncidentFrom(Query& q) {
+    IncidentRow r;
+    r.id = q.ColText(0);
+    r.status = q.ColText(1);
+    r.detected_at = q.ColInt(2);
+    r.aware_at = q.ColInt(3);
+    r.authority_due_at = q.ColInt(4);
+    r.authority_notified_at = q.ColInt(5);
+    r.subjects_notified_at = q.ColInt(6);
+    r.closed_at = q.ColInt(7);
+    r.created_at = q.ColInt(8);
+    r.updated_at = q.ColInt(9);
+    r.sealed = q.ColBlob(10);
+    return r;
+  }
+
+  Result<std::optional<IncidentRow>> GetIncident(const std::string& id) override {
+    Query q(c_, std::string("SELECT ") + kIncidentColumns + " FROM incidents WHERE id = ?");
+    q.Text(id);
+    auto rows = q.Rows<IncidentRow>([&] { return IncidentFrom(q); });
+    if (!rows.ok()) return rows.status();
+    if (rows.value().empty()) return std::optional<IncidentRow>();
+    return std::optional<IncidentRow>(std::move(rows.value().front()));
+  }
+
+  Result<std::vector<IncidentRow>> ListIncidents() override {
+    Query q(c_, std::string("SELECT ") + kIncidentColumns +
+                    " FROM incidents ORDER BY authority_due_at, id");
+    return q.Rows<IncidentRow>([&] { return IncidentFrom(q); });
+  }
+
+  Status PutIncident(const IncidentRow& r) override {
+    Query q(c_, std::string("INSERT OR REPLACE INTO incidents(") + kIncidentColumns +
+                    ") VALUES(?,?,?,?,?,?,?,?,?,?,?)");
+    q.Text(r.id).Text(r.status).Int(r.detected_at).Int(r.aware_at).Int(r.authority_due_at)
+        .Int(r.authority_notified_at).Int(r.subjects_notified_at).Int(r.closed_at)
+        .Int(r.created_at).Int(r.updated_at).Blob(r.sealed);
+    return q.Run();
   }
 
   Status InsertRequest(const RequestRow& r) override {

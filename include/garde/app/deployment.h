@@ -8,6 +8,7 @@
 #include <atomic>
 #include <memory>
 
+#include "garde/app/breach_register.h"
 #include "garde/app/webhooks.h"
 #include "garde/base/clock.h"
 #include "garde/config/config.h"
@@ -58,8 +59,9 @@ class Deployment {
   const SubjectTokens& tokens() const { return *tokens_; }
   KeyRotation& rotation() { return *rotation_; }
   RetentionSweep& retention() { return *retention_; }
-  // Null when no webhooks_file is configured.
+  // Null when neither webhooks_file nor smtp_host is configured.
   WebhookDispatcher* webhooks() { return webhooks_.get(); }
+  BreachRegister& breaches() { return *breaches_; }
   AccessJournal& journal() { return *audit_; }
   AuditLog& audit() { return *audit_; }
   const CheckpointSigner& signer() const { return *signer_; }
@@ -91,6 +93,7 @@ class Deployment {
   std::unique_ptr<KeyRotation> rotation_;
   std::unique_ptr<RetentionSweep> retention_;
   std::unique_ptr<WebhookDispatcher> webhooks_;
+  std::unique_ptr<BreachRegister> breaches_;
 };
 
 }  // namespace garde

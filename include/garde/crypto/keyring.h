@@ -28,6 +28,7 @@ enum class KeyContext {
   kSigning,      // "gdsignkp": Ed25519 seed for receipts and tree heads
   kAuditDigest,  // "gdauditd": digests of malformed client values kept in the audit log
   kBackup,       // "gdbackup": the key that seals backups (secretstream)
+  kIncident,     // "gdincidt": the key that seals the breach register's facts
 };
 
 struct RootKeyInfo {

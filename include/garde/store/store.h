@@ -128,6 +128,16 @@ struct RequestQuery {
   size_t limit = 100;
 };
 
+// A personal data breach (Art. 33(5)): dates in the clear for the 72-hour clock; the facts,
+// assessment, scope and who was told sealed under the register's key (they may name people).
+struct IncidentRow {
+  std::string id, status;  // open | closed
+  int64_t detected_at = 0, aware_at = 0, authority_due_at = 0;
+  int64_t authority_notified_at = 0, subjects_notified_at = 0, closed_at = 0;
+  int64_t created_at = 0, updated_at = 0;
+  Bytes sealed;
+};
+
 // Kept after an erasure so that a restored backup can re-apply it.
 struct TombstoneRow {
   std::string subject_id, request_id;
@@ -291,6 +301,9 @@ class ReadTx {
 
   // Data-subject requests, erasure tombstones, outbox.
   virtual Result<std::optional<RequestRow>> GetRequest(const std::string& id) = 0;
+  virtual Result<std::optional<IncidentRow>> GetIncident(const std::string& id) = 0;
+  // Every incident, earliest authority deadline first.
+  virtual Result<std::vector<IncidentRow>> ListIncidents() = 0;
   // Ordered by (due_at, id).
   virtual Result<std::vector<RequestRow>> QueryRequests(const RequestQuery& query) = 0;
   virtual Result<std::vector<TombstoneRow>> ListTombstones(int64_t since) = 0;
@@ -353,6 +366,8 @@ class WriteTx : public ReadTx {
   // Ignored when a checkpoint of that size exists already.
   virtual Status InsertCheckpoint(const CheckpointRow& row) = 0;
   virtual Status InsertRequest(const RequestRow& row) = 0;
+  // Inserts or replaces (by id).
+  virtual Status PutIncident(const IncidentRow& row) = 0;
   // Updates every column but id, type, subject_id and received_at.
   virtual Status UpdateRequest(const RequestRow& row) = 0;
   virtual Status InsertTombstone(const TombstoneRow& row) = 0;

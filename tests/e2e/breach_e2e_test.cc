@@ -1,0 +1,184 @@
+// When a key leaks: the breach register, its 72-hour clock, the exact scope of what the key
+// read from the verified audit log, and the Art. 34 notices to the customers concerned.
+#include <gtest/gtest.h>
+
+#include <Poco/JSON/Array.h>
+
+#include <set>
+#include <thread>
+
+#include "garde/base/clock.h"
+#include "garde_process.h"
+#include "smtp_capture.h"
+
+namespace garde::testing {
+namespace {
+
+std::string FormatRfc3339Now() { return FormatRfc3339(SystemClock().Now()); }
+
+class BreachE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    operator_key_ = g_.CreateKey("crm", "operator", {"customer_management"});
+    officer_key_ = g_.CreateKey("dpo", "officer", {});
+    marketing_key_ = g_.CreateKey("campaigns", "marketing", {"marketing_email"});
+    g_.Start(smtp_.GardeFlags());
+  }
+  std::string Subject(int i) {
+    const std::string lang = i % 2 == 0 ? "fr" : "en";
+    HttpReply r = g_.Post("/v1/subjects",
+                          R"({"kind":"person","fields":{"email":"leak)" + std::to_string(i) +
+                              R"(@example.org","first_name":"Client","language":")" + lang + "\"}}",
+                          operator_key_);
+    EXPECT_EQ(r.status, 201) << r.body;
+    const std::string id = JsonString(r.body, "id");
+    EXPECT_EQ(g_.Post("/v1/subjects/" + id + "/consents",
+                      R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})",
+                      operator_key_).status, 201);
+    return id;
+  }
+  Poco::JSON::Object::Ptr Incident(const std::string& body) {
+    HttpReply r = g_.Post("/v1/incidents", body, officer_key_);
+    EXPECT_EQ(r.status, 201) << r.body;
+    return ParseObject(r.body);
+  }
+
+  SmtpCapture smtp_;
+  GardeProcess g_;
+  std::string operator_key_, officer_key_, marketing_key_;
+};
+
+// A marketing key reads some of the customers; the incident scoped to that key lists exactly
+// those, with the fields read, from a log verified first; the customers are told in their
+// language; the authority's sheet has every item of Art. 33(3).
+TEST_F(BreachE2E, ALeakedKeysReadsAreScopedExactlyAndTheCustomersTold) {
+  std::vector<std::string> all;
+  for (int i = 0; i < 24; ++i) all.push_back(Subject(i));
+  std::set<std::string> read_by_leaked;
+  for (int i = 0; i < 24; i += 3) {
+    ASSERT_EQ(g_.Get("/v1/subjects/" + all[i], marketing_key_, "marketing_email").status, 200);
+    read_by_leaked.insert(all[i]);
+  }
+  // Other keys' reads are not the leak's.
+  for (int i = 1; i < 24; i += 4) {
+    ASSERT_EQ(g_.Get("/v1/subjects/" + all[i], operator_key_, "customer_management").status, 200);
+  }
+  const std::string leaked_id =
+      ParseObject(g_.Get("/v1/audit?action=subject.read&activity=marketing_email", officer_key_).body)
+          ->getArray("items")->getObject(0)->getValue<std::string>("actor");
+  ASSERT_FALSE(leaked_id.empty());
+  const std::string now = FormatRfc3339Now();
+  auto incident = Incident(R"({"detected_at":")" + now + R"(","title":"Marketing key published",)"
+                           R"("nature":{"en":"A marketing API key was published in a public repository.",)"
+                           R"("fr":"Une clé d'API marketing a été publiée dans un dépôt public."},)"
+                           R"("categories_of_data":["contact details"],"categories_of_subjects":["customers"]})");
+  const std::string id = incident->getValue<std::string>("id");
+  EXPECT_EQ(incident->getValue<std::string>("status"), "open");
+  EXPECT_FALSE(incident->getValue<bool>("overdue"));
+  // The 72-hour clock runs from awareness (aware_at defaults to the moment of recording).
+  const int64_t aware = *ParseRfc3339(incident->getValue<std::string>("aware_at"));
+  EXPECT_EQ(*ParseRfc3339(incident->getValue<std::string>("authority_due_at")), aware + 72 * 3600);
+
+  HttpReply scoped = g_.Post("/v1/incidents/" + id + ":scope", R"({"actor":")" + leaked_id + "\"}",
+                             officer_key_);
+  ASSERT_EQ(scoped.status, 200) << scoped.body;
+  auto scope = ParseObject(scoped.body)->getObject("facts")->getObject("scope");
+  auto subjects = scope->getArray("subjects");
+  std::set<std::string> listed;
+  for (size_t i = 0; i < subjects->size(); ++i) {
+    auto s = subjects->getObject(static_cast<unsigned>(i));
+    listed.insert(s->getValue<std::string>("subject"));
+    const std::string fields = s->get("fields").toString();
+    EXPECT_NE(fields.find("email"), std::string::npos) << fields;
+    EXPECT_EQ(s->getArray("activities")->getElement<std::string>(0), "marketing_email");
+  }
+  EXPECT_EQ(listed, read_by_leaked);
+  EXPECT_GT(scope->getValue<int64_t>("verified_entries"), 0);
+
+  // Art. 34: the customers concerned hear of it, in their language, from the controller.
+  ASSERT_EQ(g_.Patch("/v1/incidents/" + id,
+                     R"({"consequences":{"en":"Your e-mail address may receive unwanted messages.",)"
+                     R"("fr":"Votre adresse e-mail pourrait recevoir des messages indésirables."},)"
+                     R"("measures":{"en":"The key was revoked within the hour.","fr":"La clé a été révoquée dans l'heure."},)"
+                     R"("assessment":{"readable_by_intruder":true,"risk":"high","reasoning":"plaintext reads"}})",
+                     officer_key_).status, 200);
+  HttpReply told = g_.Post("/v1/incidents/" + id + ":notify-subjects", "{}", officer_key_);
+  ASSERT_EQ(told.status, 200) << told.body;
+  auto mails = smtp_.WaitFor(read_by_leaked.size());
+  ASSERT_EQ(mails.size(), read_by_leaked.size());
+  size_t french = 0;
+  for (const auto& m : mails) {
+    if (m.Header("content-language") == "fr") {
+      ++french;
+      EXPECT_EQ(m.subject, "Important : un incident de sécurité concernant vos données personnelles");
+      EXPECT_NE(m.text.find("Une clé d'API marketing a été publiée"), std::string::npos);
+      EXPECT_NE(m.text.find("La clé a été révoquée dans l'heure."), std::string::npos);
+    } else {
+      EXPECT_EQ(m.subject, "Important: a security incident concerning your personal data");
+      EXPECT_NE(m.text.find("Your e-mail address may receive unwanted messages."), std::string::npos);
+    }
+    EXPECT_NE(m.text.find("dpo@maison-exemple.example"), std::string::npos);
+  }
+  EXPECT_EQ(french, 4u);  // subjects 0, 6, 12, 18 are even: fr; 3, 9, 15, 21: en
+
+  // The authority's sheet, under the notification form's headings.
+  for (const char* lang : {"fr", "en"}) {
+    HttpReply sheet = g_.Get("/v1/incidents/" + id + "?format=html&lang=" + lang, officer_key_);
+    ASSERT_EQ(sheet.status, 200);
+    for (const char* item : {"(a)", "(b)", "(c)", "(d)", "dpo@maison-exemple.example", id.c_str()}) {
+      EXPECT_NE(sheet.body.find(item), std::string::npos) << lang << ": " << item;
+    }
+    EXPECT_NE(sheet.body.find(std::string(lang) == "fr" ? "Conséquences probables" : "Likely consequences"),
+              std::string::npos);
+  }
+  // Every change is in the audit log.
+  HttpReply audit = g_.Get("/v1/audit?action=incident.notify_subjects", officer_key_);
+  EXPECT_NE(audit.body.find(id), std::string::npos);
+  // Facts are sealed: the database does not hold them in clear.
+  EXPECT_EQ(ReadFile(g_.db_path()).find("published in a public repository"), std::string::npos);
+}
+
+// The clock: an incident known for 80 hours and not notified is overdue, and leaves the
+// queue once the authority is notified. A removed audit entry makes scoping fail rather than
+// return a shorter list. Only officers hold the register.
+TEST_F(BreachE2E, TheSeventyTwoHourClockAndATamperedLog) {
+  const std::string long_ago = FormatRfc3339(SystemClock().Now() - 80 * 3600);
+  auto late = Incident(R"({"detected_at":")" + long_ago + R"(","aware_at":")" + long_ago +
+                       R"(","nature":"A laptop was stolen."})");
+  const std::string id = late->getValue<std::string>("id");
+  EXPECT_TRUE(late->getValue<bool>("overdue"));
+  auto overdue = ParseObject(g_.Get("/v1/incidents?overdue=true", officer_key_).body);
+  ASSERT_EQ(overdue->getArray("items")->size(), 1u);
+  auto soon = Incident(R"({"detected_at":")" + FormatRfc3339Now() + R"(","nature":"Phishing."})");
+  EXPECT_EQ(ParseObject(g_.Get("/v1/incidents?due_within_hours=80", officer_key_).body)
+                ->getArray("items")->size(), 2u);
+  ASSERT_EQ(g_.Patch("/v1/incidents/" + id,
+                     R"({"authority_notified_at":")" + FormatRfc3339Now() +
+                         R"(","delay_reasons":"The theft was reported late by the employee."})",
+                     officer_key_).status, 200);
+  EXPECT_EQ(ParseObject(g_.Get("/v1/incidents?overdue=true", officer_key_).body)
+                ->getArray("items")->size(), 0u);
+  // Refusals: bad input, other roles.
+  EXPECT_EQ(g_.Post("/v1/incidents", R"({"nature":"x"})", officer_key_).status, 422);
+  EXPECT_EQ(g_.Post("/v1/incidents", R"({"detected_at":"yesterday","nature":"x"})", officer_key_).status, 422);
+  EXPECT_EQ(g_.Post("/v1/incidents", R"({"detected_at":"2026-01-01T00:00:00Z","nature":"x","extra":1})",
+                    officer_key_).status, 422);
+  EXPECT_EQ(g_.Get("/v1/incidents", operator_key_).status, 403);
+  EXPECT_EQ(g_.Get("/v1/incidents/inc_00000000000000000000000000", officer_key_).status, 404);
+  // Some reads, then an entry removed from the log.
+  const std::string s = Subject(1);
+  ASSERT_EQ(g_.Get("/v1/subjects/" + s, marketing_key_, "marketing_email").status, 200);
+  ASSERT_EQ(g_.Post("/v1/incidents/" + soon->getValue<std::string>("id") + ":scope",
+                    R"({"actor":"nobody"})", officer_key_).status, 200);
+  ASSERT_EQ(g_.Stop(), 0);
+  g_.AuditSql("DELETE FROM audit_log WHERE seq = (SELECT seq FROM audit_log WHERE entry LIKE "
+              "'%subject.read%' ORDER BY seq DESC LIMIT 1)");
+  g_.Start(smtp_.GardeFlags());
+  HttpReply refused = g_.Post("/v1/incidents/" + soon->getValue<std::string>("id") + ":scope",
+                              R"({"actor":"nobody"})", officer_key_);
+  EXPECT_EQ(refused.status, 409) << refused.body;
+  EXPECT_NE(refused.body.find("does not verify"), std::string::npos) << refused.body;
+}
+
+}  // namespace
+}  // namespace garde::testing

@@ -86,6 +86,7 @@ const std::vector<OptionDoc>& ConfigOptions() {
       {"smtp_host", "GARDE_SMTP_HOST", "(none: no e-mail)", "SMTP server for messages to customers (request notices, confirmations)"},
       {"smtp_port", "GARDE_SMTP_PORT", "587", "its port"},
       {"smtp_tls", "GARDE_SMTP_TLS", "starttls", "starttls (required, certificate verified) or none (a relay on localhost)"},
+      {"smtp_ca_file", "GARDE_SMTP_CA_FILE", "(the system's CAs)", "PEM file of the CAs that vouch for the SMTP server's certificate (a private relay)"},
       {"smtp_user", "GARDE_SMTP_USER", "(none)", "user to authenticate as (AUTH PLAIN); none: no authentication"},
       {"smtp_password_file", "GARDE_SMTP_PASSWORD_FILE", "(none)", "file holding the SMTP password (or set GARDE_SMTP_PASSWORD)"},
       {"mail_from", "GARDE_MAIL_FROM", "(required with smtp_host)", "address messages come from; the display name is the controller's"},
@@ -269,6 +270,12 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
     }
   }
   if (values.count("smtp_user")) c.smtp_user = values["smtp_user"];
+  if (values.count("smtp_ca_file")) {
+    c.smtp_ca_file = values["smtp_ca_file"];
+    if (!c.smtp_ca_file.empty() && !std::ifstream(c.smtp_ca_file)) {
+      bad.AddError("smtp_ca_file", "cannot be read");
+    }
+  }
   if (const char* password = std::getenv("GARDE_SMTP_PASSWORD")) c.smtp_password = password;
   if (values.count("smtp_password_file") && !values["smtp_password_file"].empty()) {
     std::ifstream in(values["smtp_password_file"]);

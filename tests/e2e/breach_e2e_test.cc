@@ -53,14 +53,14 @@ class BreachE2E : public ::testing::Test {
 // language; the authority's sheet has every item of Art. 33(3).
 TEST_F(BreachE2E, ALeakedKeysReadsAreScopedExactlyAndTheCustomersTold) {
   std::vector<std::string> all;
-  for (int i = 0; i < 24; ++i) all.push_back(Subject(i));
+  for (int i = 0; i < 24; ++i) all.push_back(Subject(i));  // even: fr, odd: en
   std::set<std::string> read_by_leaked;
-  for (int i = 0; i < 24; i += 3) {
+  for (size_t i = 0; i < 24; i += 3) {
     ASSERT_EQ(g_.Get("/v1/subjects/" + all[i], marketing_key_, "marketing_email").status, 200);
     read_by_leaked.insert(all[i]);
   }
   // Other keys' reads are not the leak's.
-  for (int i = 1; i < 24; i += 4) {
+  for (size_t i = 1; i < 24; i += 4) {
     ASSERT_EQ(g_.Get("/v1/subjects/" + all[i], operator_key_, "customer_management").status, 200);
   }
   const std::string leaked_id =

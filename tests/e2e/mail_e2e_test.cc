@@ -377,5 +377,60 @@ TEST_F(MailE2E, TheServerIsLoggedIntoWithThePasswordFromItsFile) {
   std::filesystem::remove(password);
 }
 
+// STARTTLS, required: the server's certificate is checked against the CA given in
+// smtp_ca_file; a server whose certificate nothing vouches for, or that offers no STARTTLS,
+// gets no message (not even in clear).
+TEST_F(MailE2E, StartTlsIsRequiredAndTheServersCertificateVerified) {
+  const std::string dir = smtp_.dir().string();
+  // A test CA and a certificate for 127.0.0.1 signed by it (Debian's openssl).
+  const std::string make_pki =
+      "cd " + dir + " && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test-ca "
+      "-keyout ca.key -out ca.crt 2>/dev/null && "
+      "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout tls.key -out tls.csr "
+      "2>/dev/null && printf 'subjectAltName=IP:127.0.0.1\n' > san.ext && "
+      "openssl x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 "
+      "-extfile san.ext -out tls.crt 2>/dev/null";
+  ASSERT_EQ(RunProgram({"/bin/sh", "-c", make_pki}).exit_code, 0);
+  // Against a server without STARTTLS first: nothing goes out in clear.
+  std::vector<std::string> flags = smtp_.GardeFlags();
+  flags[5] = "starttls";  // --smtp-tls
+  ASSERT_EQ(flags[4], "--smtp-tls");
+  std::filesystem::rename(dir + "/tls.crt", dir + "/tls.crt.off");
+  g_.Start([&] { auto f = flags; f.insert(f.end(), {"--smtp-ca-file", dir + "/ca.crt"}); return f; }());
+  const std::string s = NewSubject("tls@example.org", "en");
+  OpenRequest(s, "access");
+  auto deliveries = [&] {
+    return ParseObject(g_.Get("/v1/webhooks/deliveries?endpoint=mail", officer_key_).body)->getArray("items");
+  };
+  for (int i = 0; i < 100 && (deliveries()->size() == 0 ||
+                              deliveries()->getObject(0)->getValue<int>("attempts") == 0); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(deliveries()->getObject(0)->getValue<std::string>("last_error"),
+            "the SMTP server does not offer STARTTLS");
+  EXPECT_TRUE(smtp_.Messages().empty());
+  ASSERT_EQ(g_.Stop(), 0);
+  // With TLS, but garde trusting only the system's CAs: the certificate is refused.
+  std::filesystem::rename(dir + "/tls.crt.off", dir + "/tls.crt");
+  smtp_.Stop();
+  smtp_.Start();
+  g_.Start(flags);
+  for (int i = 0; i < 150 && deliveries()->getObject(0)->getValue<std::string>("last_error") ==
+                                 "the SMTP server does not offer STARTTLS"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(deliveries()->getObject(0)->getValue<std::string>("last_error").rfind("transport", 0), 0u)
+      << deliveries()->getObject(0)->getValue<std::string>("last_error");
+  EXPECT_TRUE(smtp_.Messages().empty());
+  EXPECT_EQ(deliveries()->getObject(0)->getValue<std::string>("status"), "pending");
+  ASSERT_EQ(g_.Stop(), 0);
+  // Trusting the test CA: the message goes, over TLS.
+  flags.insert(flags.end(), {"--smtp-ca-file", dir + "/ca.crt"});
+  g_.Start(flags);
+  auto mails = smtp_.WaitFor(1);
+  ASSERT_EQ(mails.size(), 1u) << g_.Get("/v1/webhooks/deliveries?endpoint=mail", officer_key_).body;
+  EXPECT_EQ(mails[0].to, "tls@example.org");
+}
+
 }  // namespace
 }  // namespace garde::testing

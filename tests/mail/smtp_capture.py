@@ -7,10 +7,11 @@ Prints "listening PORT" once it accepts connections. Each accepted message is wr
 OUT_DIR/NNNN.eml (its bytes as received) with OUT_DIR/NNNN.json: the envelope and the message
 as Python's email package reads it (headers, subject decoded, text and HTML bodies decoded),
 so that the tests judge the MIME Garde wrote with a parser that is not Garde's.
-OUT_DIR/mode, when present, says how to answer the next recipients: "accept" (default),
+OUT_DIR/tls.crt and OUT_DIR/tls.key, when present at start, make it offer and require
+STARTTLS with that certificate. OUT_DIR/mode, when present, says how to answer the next recipients: "accept" (default),
 "tempfail" (451) or "permfail" (550). A server that vanishes is this process stopped, and
-started again on the same PORT. STARTTLS is not
-offered: garde runs with smtp_tls: none against it. AUTH PLAIN is accepted for the user and
+started again on the same PORT. Without them
+STARTTLS is not offered: garde runs with smtp_tls: none against it. AUTH PLAIN is accepted for the user and
 password in OUT_DIR/auth ("user:password") when that file exists.
 """
 import asyncio
@@ -18,6 +19,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import sys
 from email import message_from_bytes, policy
 
@@ -88,9 +90,14 @@ def free_port():
 
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
 port = int(sys.argv[2]) if len(sys.argv) > 2 else free_port()
+tls = {}
+if os.path.exists(os.path.join(OUT, "tls.crt")):
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(os.path.join(OUT, "tls.crt"), os.path.join(OUT, "tls.key"))
+    tls = {"tls_context": context, "require_starttls": True}
 controller = Controller(Capture(), hostname="127.0.0.1", port=port,
                         authenticator=authenticate, auth_require_tls=False,
-                        auth_required=os.path.exists(os.path.join(OUT, "auth")))
+                        auth_required=os.path.exists(os.path.join(OUT, "auth")), **tls)
 controller.start()
 print("listening %d" % port, flush=True)
 signal.sigwait({signal.SIGTERM, signal.SIGINT})

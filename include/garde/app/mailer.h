@@ -10,6 +10,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 
 #include "garde/config/config.h"
@@ -25,6 +26,7 @@ struct MailSettings {
   std::string host;
   int port = 587;
   bool starttls = true;
+  std::string ca_file;  // empty: the system's CAs
   std::string user, password;
   std::string from;  // plain address; the display name is the controller's
   int64_t max_age = 3 * 86400;
@@ -57,6 +59,8 @@ class Mailer {
   MailOutcome Send(const ComposedMail& mail);
   Deployment& d_;
   MailSettings settings_;
+  struct Tls;
+  std::shared_ptr<Tls> tls_;  // the TLS client context, made once
 };
 
 }  // namespace garde

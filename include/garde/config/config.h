@@ -69,6 +69,7 @@ struct Config {
   std::string smtp_host;
   int64_t smtp_port = 587;
   std::string smtp_tls = "starttls";  // starttls (required) | none (tests, local relays)
+  std::string smtp_ca_file;           // CA certificates for the server's; empty: the system's
   std::string smtp_user;
   std::string smtp_password;          // from GARDE_SMTP_PASSWORD or smtp_password_file
   std::string mail_from;              // "notices@example.com": the envelope and From address

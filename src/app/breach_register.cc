@@ -265,6 +265,25 @@ Result<IncidentView> BreachRegister::Scope(const Caller& caller, const std::stri
               {scope.actor, std::to_string(reached.size())});
 }
 
+Result<IncidentView> BreachRegister::RevokeKey(const Caller& caller, const std::string& id,
+                                               const std::string& key_id) {
+  GARDE_RETURN_IF_ERROR(AccessGate::Require(*d_.policies().Current(), caller, "incidents.manage"));
+  auto view = Load(id);
+  if (!view.ok()) return view.status();
+  GARDE_RETURN_IF_ERROR(d_.api_keys().Revoke(key_id));
+  GARDE_RETURN_IF_ERROR(d_.journal().Record(nullptr, caller,
+                                            {"apikey.revoke", "", "", "ok", {key_id, id}, 1}));
+  auto facts = ParseFacts(view->facts);
+  Array::Ptr containment = facts->getArray("containment");
+  if (!containment) containment = new Array;
+  Object::Ptr step = new Object;
+  step->set("at", FormatRfc3339(d_.clock().Now()));
+  step->set("action", "revoked API key " + key_id);
+  containment->add(step);
+  facts->set("containment", containment);
+  return Save(caller, view->row, Stringify(facts), "incident.update", {"containment"});
+}
+
 Result<IncidentView> BreachRegister::NotifySubjects(const Caller& caller, const std::string& id) {
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*d_.policies().Current(), caller, "incidents.manage"));
   auto view = Load(id);

@@ -127,11 +127,16 @@ struct IncidentBody {
     return json.str();
   }
 };
-Result<IncidentBody> ReadIncidentBody(Deployment& d, Exchange& x,
-                                      std::initializer_list<const char*> extra, Status* problems) {
+// The caller authenticated, then the JSON object of the body.
+Result<Object::Ptr> AuthenticatedJson(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(Authenticate(d, x));
   GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
-  auto obj = ParseJsonObject(x.body);
+  return ParseJsonObject(x.body);
+}
+
+Result<IncidentBody> ReadIncidentBody(Deployment& d, Exchange& x,
+                                      std::initializer_list<const char*> extra, Status* problems) {
+  auto obj = AuthenticatedJson(d, x);
   if (!obj.ok()) return obj.status();
   IncidentBody body;
   body.obj = obj.value();
@@ -231,9 +236,7 @@ Status UpdateIncident(Deployment& d, Exchange& x) {
 }
 
 Status ScopeIncident(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(Authenticate(d, x));
-  GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
-  auto obj = ParseJsonObject(x.body);
+  auto obj = AuthenticatedJson(d, x);
   if (!obj.ok()) return obj.status();
   Status problems(Code::kUnprocessable, "the scope is not valid");
   CheckMembers(*obj.value(), {"actor", "since", "until"}, "", &problems);
@@ -244,6 +247,17 @@ Status ScopeIncident(Deployment& d, Exchange& x) {
   scope.until = ReadTime(*obj.value(), "until", &problems).value_or(0);
   if (!problems.errors().empty()) return problems;
   return Reply(d, x, d.breaches().Scope(*x.caller, x.params["id"], scope), 200);
+}
+
+Status RevokeKey(Deployment& d, Exchange& x) {
+  auto obj = AuthenticatedJson(d, x);
+  if (!obj.ok()) return obj.status();
+  Status problems(Code::kUnprocessable, "the containment step is not valid");
+  CheckMembers(*obj.value(), {"key"}, "", &problems);
+  const std::string key = ReadString(*obj.value(), "key", "", &problems).value_or("");
+  if (key.empty()) problems.AddError("key", "the id of the API key to revoke (key_...)");
+  if (!problems.errors().empty()) return problems;
+  return Reply(d, x, d.breaches().RevokeKey(*x.caller, x.params["id"], key), 200);
 }
 
 Status NotifySubjects(Deployment& d, Exchange& x) {
@@ -259,6 +273,7 @@ void AddIncidentRoutes(Router& router, Deployment& d) {
   router.Add("GET", "/v1/incidents/{id}", [&d](Exchange& x) { return GetIncident(d, x); });
   router.Add("PATCH", "/v1/incidents/{id}", [&d](Exchange& x) { return UpdateIncident(d, x); });
   router.Add("POST", "/v1/incidents/{id}:scope", [&d](Exchange& x) { return ScopeIncident(d, x); });
+  router.Add("POST", "/v1/incidents/{id}:revoke-key", [&d](Exchange& x) { return RevokeKey(d, x); });
   router.Add("POST", "/v1/incidents/{id}:notify-subjects",
              [&d](Exchange& x) { return NotifySubjects(d, x); });
 }

@@ -3744,6 +3744,71 @@ const char* OpenApiDocument() {
     }
    }
   },
+  "/v1/incidents/{id}:revoke-key": {
+   "post": {
+    "summary": "Containment: revokes an API key at once and records the step in the incident (officer)",
+    "parameters": [
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "requestBody": {
+     "required": true,
+     "content": {
+      "application/json": {
+       "schema": {
+        "type": "object",
+        "required": [
+         "key"
+        ],
+        "additionalProperties": false,
+        "properties": {
+         "key": {
+          "type": "string"
+         }
+        }
+       }
+      }
+     }
+    },
+    "responses": {
+     "200": {
+      "description": "The incident with the step in facts.containment",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Incident"
+        }
+       }
+      }
+     },
+     "400": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "404": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "415": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  }
+ ,
   "/v1/incidents/{id}:notify-subjects": {
    "post": {
     "summary": "Art. 34: a breach notice to each subject of the scope, by e-mail in their language (nature, consequences and measures required)",

@@ -79,6 +79,15 @@ TEST_F(BreachE2E, ALeakedKeysReadsAreScopedExactlyAndTheCustomersTold) {
   const int64_t aware = *ParseRfc3339(incident->getValue<std::string>("aware_at"));
   EXPECT_EQ(*ParseRfc3339(incident->getValue<std::string>("authority_due_at")), aware + 72 * 3600);
 
+  // Containment from the incident: the key stops working at once, and the step is recorded.
+  HttpReply contained = g_.Post("/v1/incidents/" + id + ":revoke-key",
+                                R"({"key":")" + leaked_id + "\"}", officer_key_);
+  ASSERT_EQ(contained.status, 200) << contained.body;
+  EXPECT_EQ(g_.Get("/v1/subjects/" + all[0], marketing_key_, "marketing_email").status, 401);
+  EXPECT_NE(contained.body.find("revoked API key " + leaked_id), std::string::npos);
+  EXPECT_EQ(g_.Post("/v1/incidents/" + id + ":revoke-key", R"({"key":")" + leaked_id + "\"}",
+                    officer_key_).status, 404);
+
   HttpReply scoped = g_.Post("/v1/incidents/" + id + ":scope", R"({"actor":")" + leaked_id + "\"}",
                              officer_key_);
   ASSERT_EQ(scoped.status, 200) << scoped.body;

@@ -52,6 +52,10 @@ class BreachRegister {
   // and activities, from the audit log verified first against a checkpoint signed now (409
   // when it does not verify: a shortened log never yields a shorter list).
   Result<IncidentView> Scope(const Caller& caller, const std::string& id, const BreachScope& scope);
+  // Containment: revokes API key `key_id` at once (this process's key cache is emptied with
+  // it) and records it in the incident's containment, with the time. 404 for no active key.
+  Result<IncidentView> RevokeKey(const Caller& caller, const std::string& id,
+                                 const std::string& key_id);
   // Art. 34: a breach_notice to each subject of the scope still known, through the mailer.
   Result<IncidentView> NotifySubjects(const Caller& caller, const std::string& id);
   // The notice texts (nature, consequences, measures) in `lang`, for the mailer.

@@ -98,7 +98,10 @@ class ConsentModelHttp : public ::testing::Test {
 
   // Applies `op` over HTTP and to the model; "" or what the service should not have answered.
   std::string Apply(Customer& c, const Op& op, Model& m) {
-    const int64_t now = std::time(nullptr);
+    // The service's clock, not time(2): Linux serves time() from the coarse clock, which can
+    // still read the previous second just after the service stamped an event with the next
+    // one, and the model would then order a later choice before it.
+    const int64_t now = SystemClock().Now();
     switch (op.kind) {
       case OpKind::kApi: {
         std::string body = R"({"purpose":")" + op.purpose + R"(","event":")" + op.event +
@@ -192,7 +195,7 @@ class ConsentModelHttp : public ::testing::Test {
 
   // The first consent check that differs from the model, or "".
   std::string Compare(const Customer& c, const Model& m) {
-    const int64_t now = std::time(nullptr);
+    const int64_t now = SystemClock().Now();
     for (const auto& p : Catalogue()) {
       std::vector<std::string> channels{""};
       channels.insert(channels.end(), p.channels.begin(), p.channels.end());

@@ -105,8 +105,7 @@ Status ConfirmPage(Deployment& d, Exchange& x, bool post) {
 }
 
 Status RenderPreferences(Deployment& d, Exchange& x, const SubjectTokenClaims& claims,
-                         const std::string& status_message) {
-  const PageWords t = CustomerWords(d, x, claims.subject);
+                         const PageWords& t, const std::string& status_message) {
   auto prefs = d.consents().Preferences(claims);
   if (!prefs.ok()) return prefs.status();
   std::string body = "<p>" + t.Html("preferences.intro") + "</p>";
@@ -159,13 +158,14 @@ Status PreferencesPage(Deployment& d, Exchange& x) {
   if (!claims.ok() || claims->use != "preferences") {
     return NotFound("this link is not valid or has expired");
   }
+  const PageWords t = CustomerWords(d, x, claims->subject);
   std::string message;
   if (x.Header("sec-gpc") == "1") {
     auto done = d.consents().ApplyPreferences(claims.value(), nullptr, true, x.request_id);
     if (!done.ok()) return done.status();
-    message = CustomerWords(d, x, claims->subject).Html("preferences.gpc");
+    message = t.Html("preferences.gpc");
   }
-  return RenderPreferences(d, x, claims.value(), message);
+  return RenderPreferences(d, x, claims.value(), t, message);
 }
 
 Status PreferencesPost(Deployment& d, Exchange& x) {
@@ -182,8 +182,8 @@ Status PreferencesPost(Deployment& d, Exchange& x) {
   std::map<std::string, bool> wanted;
   std::string message;
   if (kind != form.end() && kind->second == "request") {
-    GARDE_RETURN_IF_ERROR(OpenRequestFromForm(d, x, claims.value(), form, &message));
-    return RenderPreferences(d, x, claims.value(), message);
+    GARDE_RETURN_IF_ERROR(OpenRequestFromForm(d, x, claims.value(), form, t, &message));
+    return RenderPreferences(d, x, claims.value(), t, message);
   }
   if (kind != form.end() && kind->second == "unsubscribe_all") {
     message = t.Html("preferences.unsubscribed_all");  // nothing wanted
@@ -210,7 +210,7 @@ Status PreferencesPost(Deployment& d, Exchange& x) {
   if (!done.ok()) return done.status();
   if (asked > 0) message += " " + t.Html("preferences.confirm_sent");
   if (gpc) message += " " + t.Html("preferences.gpc");
-  return RenderPreferences(d, x, claims.value(), message);
+  return RenderPreferences(d, x, claims.value(), t, message);
 }
 
 Status MintLinks(Deployment& d, Exchange& x) {

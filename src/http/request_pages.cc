@@ -466,7 +466,7 @@ Result<std::string> RightsSection(Deployment& d, const SubjectTokenClaims& claim
 
 Status OpenRequestFromForm(Deployment& d, Exchange& x, const SubjectTokenClaims& claims,
                            const std::multimap<std::string, std::string>& form,
-                           std::string* message) {
+                           const PageWords& t, std::string* message) {
   auto type = form.find("type");
   static const std::set<std::string> kTypes = {"access",      "portability", "rectification",
                                                "erasure",     "restriction", "objection"};
@@ -478,7 +478,6 @@ Status OpenRequestFromForm(Deployment& d, Exchange& x, const SubjectTokenClaims&
   NewRequest in;
   in.type = type->second;
   in.subject = claims.subject;
-  const PageWords t = CustomerWords(d, x, claims.subject);
   if (in.type == "erasure") {
     auto confirm = form.find("confirm");
     if (confirm == form.end() || confirm->second != "yes") {
@@ -541,15 +540,13 @@ Status CustomerPackage(Deployment& d, Exchange& x) {
 
 // A DSR link: scope "*" is the customer's rights page; scope = a request id confirms it, then
 // tells its answer.
-Status DsrPage(Deployment& d, Exchange& x, const std::string& message) {
-  auto claims = CustomerToken(d, x.params["token"], true);
-  if (!claims.ok()) return claims.status();
-  const PageWords t = CustomerWords(d, x, claims->subject);
+Status DsrPage(Deployment& d, Exchange& x, const SubjectTokenClaims& claims,
+               const PageWords& t, const std::string& message) {
   const std::string path = "/r/" + x.params["token"];
   std::string body;
   if (!message.empty()) body += "<p class=\"status\" role=\"status\">" + message + "</p>";
-  if (claims->scope != "*") {
-    auto r = d.requests().Get(SubjectCaller(claims->subject, x.request_id), claims->scope);
+  if (claims.scope != "*") {
+    auto r = d.requests().Get(SubjectCaller(claims.subject, x.request_id), claims.scope);
     if (!r.ok()) return r.status();
     if (r->row.status == "received") {
       body += "<p>" + t.Html("rights.confirm_intro") + "</p><p>" +
@@ -562,10 +559,16 @@ Status DsrPage(Deployment& d, Exchange& x, const std::string& message) {
     }
     body += RequestDetail(r.value(), path, t);
   }
-  auto rights = RightsSection(d, claims.value(), t);
+  auto rights = RightsSection(d, claims, t);
   if (!rights.ok()) return rights.status();
   CustomerPage(x, 200, t, t("rights.title"), body + rights.value());
   return Status::Ok();
+}
+
+Status DsrGet(Deployment& d, Exchange& x) {
+  auto claims = CustomerToken(d, x.params["token"], true);
+  if (!claims.ok()) return claims.status();
+  return DsrPage(d, x, claims.value(), CustomerWords(d, x, claims->subject), "");
 }
 
 Status DsrPost(Deployment& d, Exchange& x) {
@@ -574,27 +577,28 @@ Status DsrPost(Deployment& d, Exchange& x) {
   if (x.content_type != "application/x-www-form-urlencoded") {
     return Status(Code::kUnsupportedMediaType, "send the form as application/x-www-form-urlencoded");
   }
+  const PageWords t = CustomerWords(d, x, claims->subject);
   const auto form = FormPairs(x.body);
   auto kind = form.find("form");
   std::string message;
   if (kind != form.end() && kind->second == "confirm" && claims->scope != "*") {
     auto done = d.requests().VerifyByLink(claims.value(), x.request_id);
     if (!done.ok()) return done.status();
-    message = CustomerWords(d, x, claims->subject).Html("rights.confirmed");
+    message = t.Html("rights.confirmed");
   } else if (kind != form.end() && kind->second == "request") {
-    GARDE_RETURN_IF_ERROR(OpenRequestFromForm(d, x, claims.value(), form, &message));
+    GARDE_RETURN_IF_ERROR(OpenRequestFromForm(d, x, claims.value(), form, t, &message));
   } else {
     return Status(Code::kUnprocessable, "the form is not a request form")
         .AddError("form", "must be confirm or request");
   }
-  return DsrPage(d, x, message);
+  return DsrPage(d, x, claims.value(), t, message);
 }
 
 }  // namespace
 
 void AddRequestPages(Router& router, Deployment& d) {
   router.Add("GET", "/r/{token}",
-             [&d](Exchange& x) { return CustomerErrors(d, x, DsrPage(d, x, "")); });
+             [&d](Exchange& x) { return CustomerErrors(d, x, DsrGet(d, x)); });
   router.Add("POST", "/r/{token}", [&d](Exchange& x) { return CustomerErrors(d, x, DsrPost(d, x)); });
   router.Add("GET", "/r/{token}/requests/{id}/package",
              [&d](Exchange& x) { return CustomerErrors(d, x, CustomerPackage(d, x)); });

@@ -32,10 +32,11 @@ Status SendPackage(Exchange& x, const std::string& package_json, const std::stri
 // portability, rectification, erasure, restriction, objection).
 Result<std::string> RightsSection(Deployment& d, const SubjectTokenClaims& claims,
                                   const PageWords& t);
-// Handles a posted rights form (form=request, type=...); `message` says what happened.
+// Handles a posted rights form (form=request, type=...); `message` says what happened, in
+// the page's words `t`.
 Status OpenRequestFromForm(Deployment& d, Exchange& x, const SubjectTokenClaims& claims,
                            const std::multimap<std::string, std::string>& form,
-                           std::string* message);
+                           const PageWords& t, std::string* message);
 
 // /r/{token} and /r/{token}/requests/{id}/package (only with the link sent for the request).
 void AddRequestPages(Router& router, Deployment& d);

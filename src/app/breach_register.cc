@@ -3,8 +3,8 @@
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
-#include <sodium.h>
 
+#include <cstring>
 #include <map>
 #include <set>
 #include <sstream>
@@ -13,6 +13,7 @@
 #include "garde/base/clock.h"
 #include "garde/base/encoding.h"
 #include "garde/base/json_writer.h"
+#include "garde/crypto/envelope.h"
 #include "garde/domain/audit_log.h"
 
 namespace garde {
@@ -57,29 +58,25 @@ const char* Sheet(const std::string& lang, const char* en, const char* fr) {
 
 }  // namespace
 
-Result<std::string> BreachRegister::Seal(const std::string& facts) const {
-  const SecretKey key = d_.keys().Current()->Derive(KeyContext::kIncident);
-  std::string out(crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + facts.size(), '\0');
-  auto* bytes = reinterpret_cast<uint8_t*>(out.data());
-  randombytes_buf(bytes, crypto_secretbox_NONCEBYTES);
-  crypto_secretbox_easy(bytes + crypto_secretbox_NONCEBYTES,
-                        reinterpret_cast<const uint8_t*>(facts.data()), facts.size(), bytes,
-                        key.data());
-  return out;
+// The facts are sealed like a field (crypto/envelope.h): XChaCha20-Poly1305 under the
+// register's sub-key, bound to the incident's id, so a box moved to another incident fails.
+void BreachRegister::SealingKey(ScopedKey* key) const {
+  const SecretKey derived = d_.keys().Current()->Derive(KeyContext::kIncident);
+  std::memcpy(key->data(), derived.data(), kKeyBytes);
+}
+
+Bytes BreachRegister::Seal(const std::string& id, const std::string& facts) const {
+  ScopedKey key;
+  SealingKey(&key);
+  return SealField(key, {id, "incident", 1}, facts);
 }
 
 Result<std::string> BreachRegister::Unseal(const IncidentRow& row) const {
-  const size_t overhead = crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES;
-  if (row.sealed.size() < overhead) return Damaged("incident " + row.id + " is damaged");
-  const SecretKey key = d_.keys().Current()->Derive(KeyContext::kIncident);
-  std::string out(row.sealed.size() - overhead, '\0');
-  if (crypto_secretbox_open_easy(reinterpret_cast<uint8_t*>(out.data()),
-                                 row.sealed.data() + crypto_secretbox_NONCEBYTES,
-                                 row.sealed.size() - crypto_secretbox_NONCEBYTES, row.sealed.data(),
-                                 key.data()) != 0) {
-    return Damaged("incident " + row.id + " is damaged");
-  }
-  return out;
+  ScopedKey key;
+  SealingKey(&key);
+  auto facts = OpenField(key, {row.id, "incident", 1}, row.sealed);
+  if (!facts.ok()) return Damaged("incident " + row.id + " is damaged");
+  return facts;
 }
 
 Result<IncidentView> BreachRegister::Load(const std::string& id) {
@@ -99,9 +96,7 @@ Result<IncidentView> BreachRegister::Load(const std::string& id) {
 Result<IncidentView> BreachRegister::Save(const Caller& caller, IncidentRow row,
                                           const std::string& facts, const char* action,
                                           std::vector<std::string> details) {
-  auto sealed = Seal(facts);
-  if (!sealed.ok()) return sealed.status();
-  row.sealed = AsBytes(sealed.value());
+  row.sealed = Seal(row.id, facts);
   row.updated_at = d_.clock().Now();
   details.insert(details.begin(), row.id);
   GARDE_RETURN_IF_ERROR(d_.store().Write([&](WriteTx& tx) -> Status {

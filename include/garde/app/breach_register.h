@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "garde/crypto/secret.h"
 #include "garde/domain/access_gate.h"
 #include "garde/store/store.h"
 
@@ -62,7 +63,8 @@ class BreachRegister {
   Result<std::vector<std::string>> NoticeTexts(const std::string& id, const std::string& lang);
 
  private:
-  Result<std::string> Seal(const std::string& facts) const;
+  void SealingKey(ScopedKey* key) const;
+  Bytes Seal(const std::string& id, const std::string& facts) const;
   Result<std::string> Unseal(const IncidentRow& row) const;
   Result<IncidentView> Load(const std::string& id);
   Result<IncidentView> Save(const Caller& caller, IncidentRow row, const std::string& facts,

@@ -136,7 +136,7 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
     }
     d->webhooks_ = std::make_unique<WebhookDispatcher>(*d, std::move(endpoints));
     if (!config.smtp_host.empty()) {
-      d->webhooks_->AttachMailer(std::make_unique<Mailer>(*d, MailSettingsFrom(config)));
+      d->webhooks_->AttachMailer(std::make_unique<Mailer>(*d));
     }
   }
   if (config.smtp_host.empty()) {

@@ -47,38 +47,26 @@ std::string OneLine(std::string s) {
 
 }  // namespace
 
-MailSettings MailSettingsFrom(const Config& config) {
-  MailSettings s;
-  s.host = config.smtp_host;
-  s.port = static_cast<int>(config.smtp_port);
-  s.starttls = config.smtp_tls != "none";
-  s.ca_file = config.smtp_ca_file;
-  s.user = config.smtp_user;
-  s.password = config.smtp_password;
-  s.from = config.mail_from;
-  s.max_age = config.mail_max_age;
-  s.first_retry_ms = config.mail_first_retry_ms;
-  return s;
-}
-
 struct Mailer::Tls {
   Poco::Net::Context::Ptr context;
 };
 
-Mailer::Mailer(Deployment& deployment, MailSettings settings)
-    : d_(deployment), settings_(std::move(settings)), tls_(std::make_shared<Tls>()) {
-  if (settings_.starttls) {
+Mailer::Mailer(Deployment& deployment)
+    : d_(deployment), config_(deployment.config()), tls_(std::make_unique<Tls>()) {
+  if (config_.smtp_tls == "starttls") {
     // The server's certificate is verified, against the given CAs or the system's.
     try {
       tls_->context = new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "", "",
-                                             settings_.ca_file, Poco::Net::Context::VERIFY_STRICT,
-                                             9, settings_.ca_file.empty());
+                                             config_.smtp_ca_file, Poco::Net::Context::VERIFY_STRICT,
+                                             9, config_.smtp_ca_file.empty());
     } catch (const Poco::Exception& e) {
       LogLine(spdlog::level::err, "no TLS context for SMTP: messages will wait")
           .Str("detail", e.displayText().substr(0, 200));
     }
   }
 }
+
+Mailer::~Mailer() = default;
 
 Result<ComposedMail> Mailer::Compose(const DeliveryRow& delivery, MailOutcome* skipped) {
   auto skip = [&](const std::string& why) -> Status {
@@ -182,7 +170,7 @@ Result<ComposedMail> Mailer::Compose(const DeliveryRow& delivery, MailOutcome* s
   mail.subject = OneLine(RenderTemplate(tmpl->subject, values, TemplateEscape::kNone));
   mail.text = RenderTemplate(tmpl->text, values, TemplateEscape::kNone);
   mail.html = RenderTemplate(tmpl->html, values, TemplateEscape::kHtml);
-  const std::string domain = settings_.from.substr(settings_.from.find('@') + 1);
+  const std::string domain = config_.mail_from.substr(config_.mail_from.find('@') + 1);
   // One outbox event, one Message-ID: a receiving system can tell a retry from a new message.
   mail.message_id = "<" + delivery.event_id + "@" + domain + ">";
   mail.headers["Auto-Submitted"] = "auto-generated";  // RFC 3834: no out-of-office replies
@@ -198,7 +186,7 @@ MailOutcome Mailer::Send(const ComposedMail& mail) {
     Poco::Net::MailMessage message;
     const auto policies = d_.policies().Current();
     message.setSender(Poco::Net::MailMessage::encodeWord(OneLine(policies->controller().name)) +
-                      " <" + settings_.from + ">");
+                      " <" + config_.mail_from + ">");
     message.addRecipient(
         Poco::Net::MailRecipient(Poco::Net::MailRecipient::PRIMARY_RECIPIENT, mail.to));
     message.setSubject(Poco::Net::MailMessage::encodeWord(mail.subject));
@@ -213,11 +201,11 @@ MailOutcome Mailer::Send(const ComposedMail& mail) {
     message.addPart("", new Poco::Net::StringPartSource(mail.html, "text/html; charset=UTF-8"),
                     Poco::Net::MailMessage::CONTENT_INLINE,
                     Poco::Net::MailMessage::ENCODING_QUOTED_PRINTABLE);
-    Poco::Net::SecureSMTPClientSession session(settings_.host,
-                                               static_cast<Poco::UInt16>(settings_.port));
+    Poco::Net::SecureSMTPClientSession session(config_.smtp_host,
+                                               static_cast<Poco::UInt16>(config_.smtp_port));
     session.setTimeout(Poco::Timespan(20, 0));
     session.login();
-    if (settings_.starttls) {
+    if (config_.smtp_tls == "starttls") {
       if (!tls_->context) {
         out.detail = "no TLS context (smtp_ca_file?)";
         return out;
@@ -228,8 +216,9 @@ MailOutcome Mailer::Send(const ComposedMail& mail) {
       }
       session.login();
     }
-    if (!settings_.user.empty()) {
-      session.login(Poco::Net::SMTPClientSession::AUTH_PLAIN, settings_.user, settings_.password);
+    if (!config_.smtp_user.empty()) {
+      session.login(Poco::Net::SMTPClientSession::AUTH_PLAIN, config_.smtp_user,
+                    config_.smtp_password);
     }
     session.sendMessage(message);
     session.close();

@@ -211,8 +211,8 @@ void WebhookDispatcher::AttachMailer(std::unique_ptr<Mailer> mailer) {
   WebhookEndpoint mail;
   mail.id = kMailEndpoint;
   mail.events = {"subject.notice"};
-  mail.max_age = mailer->settings().max_age;
-  mail.first_retry_ms = mailer->settings().first_retry_ms;
+  mail.max_age = d_.config().mail_max_age;
+  mail.first_retry_ms = d_.config().mail_first_retry_ms;
   endpoints_.push_back(std::move(mail));
   by_id_.clear();
   for (const auto& e : endpoints_) by_id_[e.id] = &e;

@@ -5,7 +5,7 @@
 // "mail": retried with back-off, in order per subject, sent once per outbox event (its id is
 // the Message-ID), failures visible in GET /v1/webhooks/deliveries?endpoint=mail.
 //
-//   Mailer mailer(deployment, MailSettingsFrom(config));
+//   Mailer mailer(deployment);                     // smtp_* and mail_* of the config
 //   MailOutcome sent = mailer.Deliver(delivery);   // renders, sends over SMTP, audits
 #pragma once
 
@@ -22,17 +22,6 @@ class Deployment;
 
 inline constexpr const char* kMailEndpoint = "mail";
 
-struct MailSettings {
-  std::string host;
-  int port = 587;
-  bool starttls = true;
-  std::string ca_file;  // empty: the system's CAs
-  std::string user, password;
-  std::string from;  // plain address; the display name is the controller's
-  int64_t max_age = 3 * 86400;
-  int64_t first_retry_ms = 30000;
-};
-MailSettings MailSettingsFrom(const Config& config);
 
 struct MailOutcome {
   enum class Kind { kSent, kSkipped, kRetry, kFailed } kind = Kind::kRetry;
@@ -48,8 +37,8 @@ struct ComposedMail {
 
 class Mailer {
  public:
-  Mailer(Deployment& deployment, MailSettings settings);
-  const MailSettings& settings() const { return settings_; }
+  explicit Mailer(Deployment& deployment);
+  ~Mailer();
   // Sends the notice of one delivery: only to the address on file, in the subject's language.
   MailOutcome Deliver(const DeliveryRow& delivery);
   // The message of a delivery without sending it; kSkipped (with why) when none is due.
@@ -58,9 +47,9 @@ class Mailer {
  private:
   MailOutcome Send(const ComposedMail& mail);
   Deployment& d_;
-  MailSettings settings_;
+  const Config& config_;  // the deployment's
   struct Tls;
-  std::shared_ptr<Tls> tls_;  // the TLS client context, made once
+  std::unique_ptr<Tls> tls_;  // the TLS client context, made once
 };
 
 }  // namespace garde

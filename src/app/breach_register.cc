@@ -305,9 +305,13 @@ Result<IncidentView> BreachRegister::NotifySubjects(const Caller& caller, const 
       auto s = tx.GetSubject(subject);
       if (!s.ok()) return s.status();
       if (!s.value() || s.value()->status == "erased") continue;
-      const std::string payload = "{\"notice\":\"breach_notice\",\"subject\":\"" + subject +
-                                  "\",\"incident\":\"" + row.id + "\"}";
-      GARDE_RETURN_IF_ERROR(tx.InsertOutbox({RandomId("evt_"), "subject.notice", payload, now}));
+      JsonWriter payload;
+      payload.BeginObject()
+          .Key("notice").String("breach_notice")
+          .Key("subject").String(subject)
+          .Key("incident").String(row.id)
+          .EndObject();
+      GARDE_RETURN_IF_ERROR(EmitEvent(tx, "subject.notice", payload.Take(), now));
       Object::Ptr t = new Object;
       t->set("subject", subject);
       t->set("at", FormatRfc3339(now));

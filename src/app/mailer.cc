@@ -254,10 +254,9 @@ MailOutcome Mailer::Deliver(const DeliveryRow& delivery) {
   if (sent.kind != MailOutcome::Kind::kSent) return sent;
   // What was sent, never its body: the template and its version, the language, the id.
   const Caller system{"garde", "system", {}, delivery.event_id, ""};
-  auto payload_subject = delivery.subject;
   Status audited = d_.journal().Record(
       nullptr, system,
-      {"mail.sent", payload_subject, "", "ok",
+      {"mail.sent", delivery.subject, "", "ok",
        {mail->template_name, mail->template_version, mail->lang, mail->message_id}, 1});
   if (!audited.ok()) {
     LogLine(spdlog::level::err, "mail sent but not audited").Str("event", delivery.event_id);

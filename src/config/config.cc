@@ -291,14 +291,16 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
       bad.AddError("mail_from", "must be a plain address (notices@example.com) when smtp_host is set");
     }
   }
-  for (auto [name, field, minimum] : {std::tuple{"mail_max_age", &c.mail_max_age, int64_t{60}},
-                                      std::tuple{"mail_first_retry", &c.mail_first_retry_ms, int64_t{1}}}) {
+  // Durations, at least `minimum` seconds, kept in `unit`s of a second's fraction.
+  for (auto [name, field, minimum, unit] :
+       {std::tuple{"mail_max_age", &c.mail_max_age, int64_t{60}, int64_t{1}},
+        std::tuple{"mail_first_retry", &c.mail_first_retry_ms, int64_t{1}, int64_t{1000}}}) {
     if (!values.count(name)) continue;
     auto seconds = AddIsoDuration(0, values[name]);
     if (!seconds || *seconds < minimum) {
       bad.AddError(name, "must be an ISO 8601 duration, e.g. PT30S");
     } else {
-      *field = *seconds * (std::string(name) == "mail_first_retry" ? 1000 : 1);
+      *field = *seconds * unit;
     }
   }
   int_opt("test_clock_offset", -(int64_t{1} << 40), int64_t{1} << 40, &c.test_clock_offset);

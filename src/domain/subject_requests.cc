@@ -723,7 +723,7 @@ Status RequestDesk::Notify(WriteTx& tx, const RequestRow& r, const char* notice)
       .Key("status").String(r.status)
       .Key("due_at").String(FormatRfc3339(r.due_at))
       .EndObject();
-  return tx.InsertOutbox({RandomId("evt_"), "subject.notice", w.Take(), d_.clock.Now()});
+  return EmitEvent(tx, "subject.notice", w.Take(), d_.clock.Now());
 }
 
 Result<size_t> RequestDesk::ReapplyTombstones() {

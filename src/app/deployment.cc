@@ -139,14 +139,6 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
       d->webhooks_->AttachMailer(std::make_unique<Mailer>(*d));
     }
   }
-  if (config.smtp_host.empty()) {
-    for (const auto& p : d->policies_->Current()->purposes()) {
-      if (!p.double_opt_in) continue;
-      // Its grants wait for a click on a link that nothing sends.
-      LogLine(spdlog::level::warn, "a purpose asks for double opt-in but e-mail is not configured")
-          .Str("purpose", p.id).Str("fix", "set smtp_host and mail_from");
-    }
-  }
   return d;
 }
 

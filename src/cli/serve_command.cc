@@ -72,6 +72,14 @@ class ServeApplication final : public Poco::Util::ServerApplication {
               "`garde keys migrate --to passphrase`")
           .Str("keyring", config_.keyring_path());
     }
+    if (config_.smtp_host.empty()) {
+      for (const auto& p : d.value()->policies().Current()->purposes()) {
+        if (!p.double_opt_in) continue;
+        // Its grants wait for a click on a link that nothing sends.
+        LogLine(spdlog::level::warn, "a purpose asks for double opt-in but e-mail is not configured")
+            .Str("purpose", p.id).Str("fix", "set smtp_host and mail_from");
+      }
+    }
     // A database restored from a backup may predate erasures: carry them out again first.
     auto reapplied = d.value()->requests().ReapplyTombstones();
     if (!reapplied.ok()) {

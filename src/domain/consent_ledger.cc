@@ -196,8 +196,8 @@ Result<ConsentEvent> ConsentLedger::Record(const Caller& caller, const std::stri
       if (!row.ok()) return row.status();
       if (!row.value()) return NotFound("no such subject");
       if (row.value()->status == "erased") return Conflict("the subject has been erased");
-      auto confirmation = AskConfirmationIn(tx, *purpose, subject_id, req.channel,
-                                            req.notice_version, req.method, caller.key_id, "", at);
+      auto confirmation = AskConfirmationIn(tx, caller, *purpose, subject_id, req.channel,
+                                            req.notice_version, req.method, "", at);
       if (!confirmation.ok()) return confirmation.status();
       pending.subject_id = subject_id;
       pending.purpose = purpose->id;
@@ -210,9 +210,7 @@ Result<ConsentEvent> ConsentLedger::Record(const Caller& caller, const std::stri
       pending.at = at;
       pending.confirmation_id = confirmation->id;
       pending.confirmation_expires_at = confirmation->expires_at;
-      return d_.journal.Record(&tx, caller,
-                               {"consent.ask_confirmation", subject_id, "", "ok",
-                                {purpose->id, confirmation->id}, 1});
+      return Status::Ok();
     });
     if (!asked.ok()) return asked;
     return pending;
@@ -255,8 +253,8 @@ bool ConsentLedger::NeedsConfirmation(const Purpose& purpose, const std::string&
 }
 
 Result<ConsentConfirmationRow> ConsentLedger::AskConfirmationIn(
-    WriteTx& tx, const Purpose& purpose, const std::string& subject_id, const std::string& channel,
-    const std::string& notice_version, const std::string& method, const std::string& actor,
+    WriteTx& tx, const Caller& caller, const Purpose& purpose, const std::string& subject_id,
+    const std::string& channel, const std::string& notice_version, const std::string& method,
     const std::string& lang, int64_t at) const {
   ConsentConfirmationRow c;
   c.id = RandomId("ccf_");
@@ -265,7 +263,7 @@ Result<ConsentConfirmationRow> ConsentLedger::AskConfirmationIn(
   c.channel = channel;
   c.notice_version = notice_version;
   c.method = method;
-  c.actor = actor;
+  c.actor = caller.key_id;
   c.status = "pending";
   c.requested_at = at;
   c.expires_at = d_.clock.Now() + kConfirmationTtl;
@@ -282,6 +280,8 @@ Result<ConsentConfirmationRow> ConsentLedger::AskConfirmationIn(
   if (!lang.empty()) w.Key("lang").String(lang);
   w.EndObject();
   GARDE_RETURN_IF_ERROR(EmitEvent(tx, "subject.notice", w.Take(), d_.clock.Now()));
+  GARDE_RETURN_IF_ERROR(d_.journal.Record(
+      &tx, caller, {"consent.ask_confirmation", subject_id, "", "ok", {purpose.id, c.id}, 1}));
   return c;
 }
 
@@ -797,12 +797,9 @@ Result<int> ConsentLedger::ApplyPreferences(const SubjectTokenClaims& claims,
                                            return c.purpose == p.id && c.expires_at >= now;
                                          });
         if (waiting) continue;
-        auto confirmation = AskConfirmationIn(tx, p, claims.subject, "", notice, method,
-                                              "subject-token", lang, now);
+        auto confirmation =
+            AskConfirmationIn(tx, subject, p, claims.subject, "", notice, method, lang, now);
         if (!confirmation.ok()) return confirmation.status();
-        GARDE_RETURN_IF_ERROR(d_.journal.Record(
-            &tx, subject, {"consent.ask_confirmation", claims.subject, "", "ok",
-                           {p.id, confirmation->id}, 1}));
         if (asked != nullptr) ++*asked;
         continue;
       }

@@ -180,14 +180,15 @@ class ConsentLedger final : public ActivityConsent {
                             ConsentEventType type, const std::string& notice_version,
                             const std::string& method, const std::string& actor,
                             int64_t at, const std::string& id = "", int64_t requested_at = 0) const;
-  // Double opt-in: records the grant as waiting for the customer's click and puts the
-  // confirmation message in the outbox. Inside the caller's transaction.
-  Result<ConsentConfirmationRow> AskConfirmationIn(WriteTx& tx, const Purpose& purpose,
+  // Double opt-in: records the grant as waiting for the customer's click, puts the
+  // confirmation message in the outbox and audits the request, inside the caller's
+  // transaction. The confirmation's actor is the caller's key.
+  Result<ConsentConfirmationRow> AskConfirmationIn(WriteTx& tx, const Caller& caller,
+                                                   const Purpose& purpose,
                                                    const std::string& subject_id,
                                                    const std::string& channel,
                                                    const std::string& notice_version,
                                                    const std::string& method,
-                                                   const std::string& actor,
                                                    const std::string& lang, int64_t at) const;
   ConsentDeps d_;
   SubjectCache<ConsentFacts> facts_;

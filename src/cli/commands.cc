@@ -53,7 +53,7 @@ Commands:
   apikey revoke     revoke an API key by id
   keys rotate       add a root-key version and re-wrap every data key under it
   keys status       show root-key versions and how many subjects each wraps
-  keys migrate      move the keyring to another source: --to passphrase | file
+  keys migrate      move the root keys to another source: --to pkcs11 | passphrase | file
   audit verify      check the whole audit log offline against its signed checkpoints
   audit checkpoint  sign the current audit tree head and print it
   audit export      print audit entries (the exact hashed bytes), one per line
@@ -129,12 +129,17 @@ while `garde serve` is running (it picks up the new version within keyring_watch
 safe to interrupt: run it again to resume. Once no subject uses an old version, that version's
 key material is erased from the keyring (unless --no-retire).
 )"},
-    {"keys migrate", R"(Usage: garde keys migrate --data-dir DIR --to passphrase|file [--passphrase-fd N]
+    {"keys migrate", R"(Usage: garde keys migrate --data-dir DIR --to pkcs11|passphrase|file [--passphrase-fd N]
 
-Rewrites the keyring sealed under a passphrase (argon2id, libsodium's moderate limits) or, for
-development, in clear. The passphrase comes from --passphrase-fd, the systemd credential
-garde-keyring-passphrase or the terminal's prompt. Safe while `garde serve` runs: it reloads
-the file (a service started without the passphrase keeps its keys until restarted with it).
+--to pkcs11: generates a root key on the PKCS#11 token (pkcs11_module, pkcs11_token, the PIN
+from pkcs11_pin_file or the systemd credential garde-pkcs11-pin), makes it current, seals the
+master key under it, re-wraps every data key through the token and retires the root keys the
+file held: afterwards the data directory holds no usable key.
+--to passphrase | file: rewrites the keyring sealed under a passphrase (argon2id, libsodium's
+moderate limits) or, for development, in clear; from a token, a new root key is made in the
+file and the token's keys are retired (destroyed on the token) once nothing uses them.
+The passphrase comes from --passphrase-fd, the systemd credential garde-keyring-passphrase or
+the terminal's prompt. Safe while `garde serve` runs, as `garde keys rotate` is.
 )"},
     {"keys status", R"(Usage: garde keys status --data-dir DIR [--json]
 
@@ -358,25 +363,10 @@ int RunKeysStatus(const CliArgs& args) {
   return 0;
 }
 
-int RunKeysMigrate(const CliArgs& args) {
-  auto cfg = ConfigFrom(args);
-  if (!cfg.ok()) return FailStatus(cfg.status());
-  const std::string to = args.Get("to", "");
-  if (to != "passphrase" && to != "file") return Fail("--to must be passphrase or file");
-  Status s = Keyring::Reseal(cfg->keyring_path(), to == "passphrase");
-  if (!s.ok()) return FailStatus(s);
-  std::cerr << (to == "passphrase" ? "The keyring is sealed under the passphrase.\n"
-                                   : "The keyring is in clear: development only.\n");
-  return 0;
-}
-
-int RunKeysRotate(const CliArgs& args) {
-  auto cfg = ConfigFrom(args);
-  if (!cfg.ok()) return FailStatus(cfg.status());
-  auto added = Keyring::AddVersion(cfg->keyring_path());
-  if (!added.ok()) return FailStatus(added.status());
-  std::cerr << "Added root-key version " << added.value() << "; re-wrapping data keys...\n";
-  auto d = Deployment::Open(cfg.value());
+// Re-wraps every data key under the current root version (beside a running service), then
+// retires the versions nothing uses any more. Shared by `keys rotate` and `keys migrate`.
+int RewrapAndRetire(const CliArgs& args, const Config& cfg, uint32_t current, const char* action) {
+  auto d = Deployment::Open(cfg);
   if (!d.ok()) return FailStatus(d.status());
   int64_t batch = 500;
   try {
@@ -394,7 +384,7 @@ int RunKeysRotate(const CliArgs& args) {
   int64_t total = done.value();
   // A running service may still write under the old version until it notices the new
   // keyring; wait past its watch interval, then sweep until a pass finds nothing.
-  const int grace = cfg->keyring_watch_seconds * 2 + 1;
+  const int grace = cfg.keyring_watch_seconds * 2 + 1;
   for (int pass = 0; pass < 10; ++pass) {
     std::this_thread::sleep_for(std::chrono::seconds(grace));
     auto more = rotation.RewrapAll(static_cast<size_t>(batch), progress);
@@ -405,7 +395,6 @@ int RunKeysRotate(const CliArgs& args) {
   std::cerr << "\n";
   auto usage = rotation.Usage();
   if (!usage.ok()) return FailStatus(usage.status());
-  const uint32_t current = added.value();
   std::cout << "Root key version " << current << " is current; re-wrapped " << total
             << " data keys.\n";
   if (!args.Has("no-retire")) {
@@ -416,14 +405,77 @@ int RunKeysRotate(const CliArgs& args) {
                   << " data keys; not retired. Run `garde keys rotate` again later.\n";
         continue;
       }
-      Status s = Keyring::Retire(cfg->keyring_path(), v);
+      Status s = Keyring::Retire(cfg.keyring_path(), v);
       if (!s.ok()) return FailStatus(s);
-      std::cout << "Retired version " << v << " (key material erased).\n";
+      std::cout << "Retired version " << v << (info.token_key.empty()
+                                                   ? " (key material erased).\n"
+                                                   : " (destroyed on the token).\n");
     }
   }
-  Caller cli{"cli", "admin", {}, "keys-rotate", ""};
+  Caller cli{"cli", "admin", {}, action, ""};
   d.value()->journal().Record(nullptr, cli, {"keys.rotate", "", "", "ok", {}, total}).IgnoreError();
   return 0;
+}
+
+int RunKeysMigrate(const CliArgs& args) {
+  auto cfg = ConfigFrom(args);
+  if (!cfg.ok()) return FailStatus(cfg.status());
+  const std::string to = args.Get("to", "");
+  if (to != "passphrase" && to != "file" && to != "pkcs11") {
+    return Fail("--to must be pkcs11, passphrase or file");
+  }
+  const std::string path = cfg->keyring_path();
+  if (to == "pkcs11") {
+    if (!HasKeyringToken()) return Fail("--to pkcs11 needs pkcs11_module (and the token's PIN)");
+    auto added = Keyring::AddVersion(path, RootHome::kToken);
+    if (!added.ok()) return FailStatus(added.status());
+    std::cerr << "Root-key version " << added.value() << " is on the PKCS#11 token; re-wrapping "
+              << "data keys through it...\n";
+    const int rc = RewrapAndRetire(args, cfg.value(), added.value(), "keys-migrate");
+    if (rc != 0) return rc;
+    // No key is left in the file once every earlier version is retired: drop the passphrase
+    // seal, which then protects nothing.
+    auto form = Keyring::Form(path);
+    if (form.ok() && form.value() == KeyringForm::kSealed) {
+      auto ring = Keyring::Load(path);
+      bool file_keys = false;
+      if (ring.ok()) {
+        for (const auto& [v, info] : ring.value()->versions()) {
+          file_keys |= info.retired_at.empty() && info.token_key.empty();
+        }
+      }
+      if (ring.ok() && !file_keys) {
+        Status s = Keyring::Reseal(path, false);
+        if (!s.ok()) return FailStatus(s);
+      }
+    }
+    std::cerr << "The root keys are on the token; the data directory holds none.\n";
+    return 0;
+  }
+  Status s = Keyring::Reseal(path, to == "passphrase");
+  if (!s.ok()) return FailStatus(s);
+  auto ring = Keyring::Load(path);
+  if (!ring.ok()) return FailStatus(ring.status());
+  if (ring.value()->TokenKey(ring.value()->current_version()) != nullptr) {
+    auto added = Keyring::AddVersion(path, RootHome::kFile);
+    if (!added.ok()) return FailStatus(added.status());
+    std::cerr << "Root-key version " << added.value() << " is in the keyring file; re-wrapping "
+              << "data keys...\n";
+    const int rc = RewrapAndRetire(args, cfg.value(), added.value(), "keys-migrate");
+    if (rc != 0) return rc;
+  }
+  std::cerr << (to == "passphrase" ? "The keyring is sealed under the passphrase.\n"
+                                   : "The keyring is in clear: development only.\n");
+  return 0;
+}
+
+int RunKeysRotate(const CliArgs& args) {
+  auto cfg = ConfigFrom(args);
+  if (!cfg.ok()) return FailStatus(cfg.status());
+  auto added = Keyring::AddVersion(cfg->keyring_path());
+  if (!added.ok()) return FailStatus(added.status());
+  std::cerr << "Added root-key version " << added.value() << "; re-wrapping data keys...\n";
+  return RewrapAndRetire(args, cfg.value(), added.value(), "keys-rotate");
 }
 
 int RunAuditCheckpoint(const CliArgs& args) {
@@ -925,6 +977,41 @@ Status AcquireKeyringPassphrase(const CliArgs& args) {
   }
   if (!passphrase.empty()) SetKeyringPassphrase(passphrase);
   sodium_memzero(passphrase.data(), passphrase.size());
+  return AcquireTokenPin(args);
+}
+
+Status AcquireTokenPin(const CliArgs& args) {
+  auto cfg = ConfigFrom(args);
+  if (!cfg.ok() || cfg->pkcs11_module.empty()) return Status::Ok();  // commands report config errors
+  std::string path = cfg->pkcs11_pin_file;
+  if (path.empty()) {
+    const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
+    if (dir == nullptr) {
+      return Unprocessable("pkcs11_module is set but no PIN is given: set pkcs11_pin_file, or pass "
+                           "the systemd credential garde-pkcs11-pin");
+    }
+    path = std::string(dir) + "/garde-pkcs11-pin";
+  }
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return Unprocessable("the PKCS#11 PIN file " + path + " is missing");
+  if ((st.st_mode & 077) != 0) {
+    return PermissionDenied("the PKCS#11 PIN file " + path +
+                            " is readable by group or others; run `chmod 600 " + path + "`");
+  }
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  std::string pin;
+  if (fd < 0 || !ReadPassphrase(fd, &pin)) {
+    if (fd >= 0) ::close(fd);
+    return Unprocessable("no PIN could be read from " + path);
+  }
+  ::close(fd);
+  Pkcs11Settings settings;
+  settings.module = cfg->pkcs11_module;
+  settings.token = cfg->pkcs11_token;
+  settings.cache_entries = static_cast<size_t>(cfg->pkcs11_cache_keys);
+  settings.cache_ttl = std::chrono::seconds(cfg->pkcs11_cache_seconds);
+  SetKeyringToken(settings, pin);
+  sodium_memzero(pin.data(), pin.size());
   return Status::Ok();
 }
 

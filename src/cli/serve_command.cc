@@ -65,7 +65,8 @@ class ServeApplication final : public Poco::Util::ServerApplication {
       }
       return 1;
     }
-    if (auto sealed = Keyring::IsSealed(config_.keyring_path()); sealed.ok() && !sealed.value()) {
+    if (auto form = Keyring::Form(config_.keyring_path());
+        form.ok() && form.value() == KeyringForm::kClear) {
       // Whoever copies the data directory then holds every customer's data in clear.
       LogLine(spdlog::level::warn,
               "THE KEYRING IS IN CLEAR BESIDE THE DATA: development only; seal it with "
@@ -136,12 +137,28 @@ class ServeApplication final : public Poco::Util::ServerApplication {
     std::condition_variable cv;
     bool stopping = false;
     std::thread watcher([&] {
+      bool token_up = true;
       std::unique_lock<std::mutex> lock(mu);
       while (!cv.wait_for(lock, std::chrono::seconds(config_.keyring_watch_seconds),
                           [&] { return stopping; })) {
         if (d.value()->keys().RefreshIfChanged()) {
           LogLine(spdlog::level::info, "keyring reloaded")
               .Int("current_version", d.value()->keys().Current()->current_version());
+        }
+        // A token that went away stops every decryption, cached keys included; one that
+        // comes back is used again. Both are logged once, when they happen.
+        const auto ring = d.value()->keys().Current();
+        if (const std::string* label = ring->TokenKey(ring->current_version())) {
+          const Status token = ring->token()->Probe(*label);
+          if (token.ok() != token_up) {
+            token_up = token.ok();
+            if (token_up) {
+              LogLine(spdlog::level::warn, "the PKCS#11 token answers again");
+            } else {
+              LogLine(spdlog::level::err, "the PKCS#11 token is unavailable: reads answer 503")
+                  .Str("error", token.message());
+            }
+          }
         }
       }
     });

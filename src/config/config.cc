@@ -5,6 +5,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <tuple>
 
@@ -67,6 +69,11 @@ const std::vector<OptionDoc>& ConfigOptions() {
       {"log_level", "GARDE_LOG_LEVEL", "info", "trace, debug, info, warn, error"},
       {"log_file", "GARDE_LOG_FILE", "(stderr only)", "also append JSON log lines to this file"},
       {"keyring_watch_seconds", "GARDE_KEYRING_WATCH_SECONDS", "2", "how often the keyring file is checked for a rotation"},
+      {"pkcs11_module", "GARDE_PKCS11_MODULE", "(none: no token)", "PKCS#11 module holding the root keys: a p11-kit module name (softhsm2) or a path"},
+      {"pkcs11_token", "GARDE_PKCS11_TOKEN", "garde", "label of the PKCS#11 token"},
+      {"pkcs11_pin_file", "GARDE_PKCS11_PIN_FILE", "(the credential garde-pkcs11-pin)", "file (mode 0600, outside the data directory) holding the token's user PIN"},
+      {"pkcs11_cache_keys", "GARDE_PKCS11_CACHE_KEYS", "65536", "data keys kept opened in secret memory (0: every read asks the token)"},
+      {"pkcs11_cache_seconds", "GARDE_PKCS11_CACHE_SECONDS", "300", "how long an opened data key is kept"},
       {"public_url", "GARDE_PUBLIC_URL", "http://<listen>", "base URL of subject links (preference centre, unsubscribe)"},
       {"audit_origin", "GARDE_AUDIT_ORIGIN", "garde/<key id>", "origin line of signed audit checkpoints"},
       {"audit_checkpoint_every", "GARDE_AUDIT_CHECKPOINT_EVERY", "1000", "sign a tree head after this many new audit entries"},
@@ -187,6 +194,20 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
   int_opt("kept_records", 0, 100000000, &c.kept_records);
   int_opt("keyring_watch_seconds", 1, 3600, &c.keyring_watch_seconds);
   int_opt("api_key_cache_seconds", 0, 300, &c.api_key_cache_seconds);
+  if (values.count("pkcs11_module")) c.pkcs11_module = values["pkcs11_module"];
+  if (values.count("pkcs11_token")) {
+    c.pkcs11_token = values["pkcs11_token"];
+    const bool plain = std::all_of(c.pkcs11_token.begin(), c.pkcs11_token.end(), [](char ch) {
+      return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.' ||
+             ch == ' ';
+    });
+    if (c.pkcs11_token.empty() || c.pkcs11_token.size() > 32 || !plain) {
+      bad.AddError("pkcs11_token", "must be 1 to 32 letters, digits, spaces, '-', '_' or '.'");
+    }
+  }
+  if (values.count("pkcs11_pin_file")) c.pkcs11_pin_file = values["pkcs11_pin_file"];
+  int_opt("pkcs11_cache_keys", 0, 10000000, &c.pkcs11_cache_keys);
+  int_opt("pkcs11_cache_seconds", 1, 86400, &c.pkcs11_cache_seconds);
   int_opt("audit_checkpoint_every", 1, 100000000, &c.audit_checkpoint_every);
   int_opt("audit_checkpoint_seconds", 1, 86400, &c.audit_checkpoint_seconds);
   if (values.count("public_url")) {

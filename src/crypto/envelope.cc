@@ -7,6 +7,7 @@ namespace {
 
 constexpr uint8_t kFieldFormat = 0x01;
 constexpr uint8_t kWrapFormat = 0x01;
+constexpr uint8_t kTokenWrapFormat = 0x02;  // AES-256-GCM inside a PKCS#11 token
 constexpr size_t kNonce = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
 constexpr size_t kTag = crypto_aead_xchacha20poly1305_ietf_ABYTES;
 
@@ -84,6 +85,15 @@ Status OpenFieldInto(const ScopedKey& dek, const FieldBinding& b, std::span<cons
 
 Result<Bytes> WrapDataKey(const Keyring& ring, uint32_t version, std::string_view subject_id,
                           const ScopedKey& dek) {
+  if (const std::string* label = ring.TokenKey(version)) {
+    auto box = ring.token()->Seal(*label, WrapAd(subject_id, version), {dek.data(), kKeyBytes});
+    if (!box.ok()) return box.status();
+    Bytes out;
+    out.reserve(1 + box->size());
+    out.push_back(kTokenWrapFormat);
+    out.insert(out.end(), box->begin(), box->end());
+    return out;
+  }
   ScopedKey kek;
   if (!ring.DeriveWrappingKey(version, kek.data())) {
     return Unavailable("root key version " + std::to_string(version) + " is not available");
@@ -93,6 +103,14 @@ Result<Bytes> WrapDataKey(const Keyring& ring, uint32_t version, std::string_vie
 
 Status UnwrapDataKey(const Keyring& ring, uint32_t version, std::string_view subject_id,
                      const Bytes& wrapped, ScopedKey* dek) {
+  if (const std::string* label = ring.TokenKey(version)) {
+    if (wrapped.empty() || wrapped[0] != kTokenWrapFormat) return Damaged("data key");
+    Status s = ring.token()->Open(*label, WrapAd(subject_id, version),
+                                  std::span<const uint8_t>(wrapped).subspan(1), dek->data(),
+                                  kKeyBytes);
+    if (s.code() == Code::kDamaged) return Damaged("data key fails authentication");
+    return s;
+  }
   ScopedKey kek;
   if (!ring.DeriveWrappingKey(version, kek.data())) {
     return Unavailable("root key version " + std::to_string(version) + " is not available");

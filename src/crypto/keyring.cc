@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -36,7 +38,26 @@ struct KeyringFile {
   };
   std::map<uint32_t, Version> versions;
   bool sealed = false;  // read from, and written back to, the sealed form
+  std::string token_name;  // the PKCS#11 token's label, when a version lives on one
+  Bytes master_box;        // the master key as sealed by the token key of version master_by
+  uint32_t master_by = 0;
 };
+
+struct TokenSetting {
+  std::mutex mu;
+  std::optional<Pkcs11Settings> settings;
+  std::unique_ptr<SecretBuffer> pin;
+  size_t pin_size = 0;
+  std::shared_ptr<Pkcs11Token> token;
+};
+TokenSetting& Token() {
+  // Never destroyed: a PKCS#11 module's own statics may be gone by the time exit handlers
+  // run (SoftHSM2's are), and the token forgets the process's sessions when it ends.
+  static TokenSetting* setting = new TokenSetting;
+  return *setting;
+}
+
+std::string MasterAd(uint32_t version) { return "garde.master.v1:" + std::to_string(version); }
 
 constexpr size_t kMaxKeyringBytes = 1 << 20;
 
@@ -61,6 +82,18 @@ class KeyringReader {
         std::string_view v;
         if (!String(&v) || !DecodeKey(v, &out->master)) return false;
         master = true;
+      } else if (key == "master_sealed") {
+        std::string_view v;
+        if (!String(&v)) return false;
+        auto box = Base64Decode(v);
+        if (!box) return false;
+        out->master_box = std::move(*box);
+      } else if (key == "master_by") {
+        if (!Number(&out->master_by) || out->master_by == 0) return false;
+      } else if (key == "pkcs11_token") {
+        std::string_view v;
+        if (!String(&v) || v.empty()) return false;
+        out->token_name = std::string(v);
       } else if (key == "current") {
         if (!Number(&out->current)) return false;
         current = true;
@@ -73,7 +106,8 @@ class KeyringReader {
     } while (Accept(','));
     if (!Expect('}')) return false;
     Space();
-    return pos_ == t_.size() && format && master && current && versions;
+    const bool token_master = !out->master_box.empty() && out->master_by != 0;
+    return pos_ == t_.size() && format && (master != token_master) && current && versions;
   }
 
  private:
@@ -98,12 +132,18 @@ class KeyringReader {
           if (Literal("null")) continue;
           v.key = std::make_unique<SecretBuffer>(kKeyBytes);
           if (!String(&text) || !DecodeKey(text, v.key.get())) return false;
+        } else if (key == "pkcs11") {
+          if (!String(&text) || text.empty()) return false;
+          v.info.token_key = std::string(text);
         } else {
           return false;
         }
       } while (Accept(','));
       if (!Expect('}') || !has_version || out->versions.count(v.info.version) != 0) return false;
-      if (v.info.retired_at.empty() != static_cast<bool>(v.key)) return false;
+      const bool usable = static_cast<bool>(v.key) || !v.info.token_key.empty();
+      if (v.key && !v.info.token_key.empty()) return false;
+      if (v.info.retired_at.empty() != usable) return false;
+      if (!v.info.token_key.empty() && out->token_name.empty()) return false;
       out->versions[v.info.version] = std::move(v);
     } while (Accept(','));
     return Expect(']');
@@ -237,6 +277,22 @@ Result<std::unique_ptr<SecretBuffer>> OpenSealed(const std::string& path, std::s
   return clear;
 }
 
+// The process's token, checked to be the one the keyring names.
+Result<std::shared_ptr<Pkcs11Token>> TokenFor(const std::string& path, const std::string& name) {
+  auto token = KeyringToken();
+  if (!token.ok()) {
+    if (token.status().code() != Code::kNotFound) return token.status();
+    return Unavailable("keyring " + path + " keeps its root keys on the PKCS#11 token '" + name +
+                       "': set pkcs11_module and pkcs11_token, and give the token's PIN (the "
+                       "systemd credential garde-pkcs11-pin or pkcs11_pin_file)");
+  }
+  if (token.value()->settings().token != name) {
+    return Unavailable("keyring " + path + " keeps its root keys on the PKCS#11 token '" + name +
+                       "', not on '" + token.value()->settings().token + "' (pkcs11_token)");
+  }
+  return token;
+}
+
 Status ReadKeyringFile(const std::string& path, KeyringFile* out) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
@@ -271,7 +327,20 @@ Status ReadKeyringFile(const std::string& path, KeyringFile* out) {
     return bad;
   }
   auto cur = out->versions.find(out->current);
-  if (cur == out->versions.end() || !cur->second.key) return bad;
+  if (cur == out->versions.end() || !cur->second.info.retired_at.empty()) return bad;
+  if (out->master_by != 0) {
+    // The master key was sealed by a root key on the token: only the token opens it.
+    auto by = out->versions.find(out->master_by);
+    if (by == out->versions.end() || by->second.info.token_key.empty()) return bad;
+    auto token = TokenFor(path, out->token_name);
+    if (!token.ok()) return token.status();
+    Status opened = token.value()->Open(by->second.info.token_key, MasterAd(out->master_by),
+                                        out->master_box, out->master.data(), kKeyBytes);
+    if (opened.code() == Code::kDamaged) {
+      return PermissionDenied("keyring " + path + ": the token does not open its master key");
+    }
+    GARDE_RETURN_IF_ERROR(opened);
+  }
   return Status::Ok();
 }
 
@@ -312,15 +381,31 @@ class SecretText {
 // Writes atomically: a 0600 temporary file, fsync, rename, fsync of the directory. The text
 // is built in secret memory.
 Status WriteKeyringFile(const std::string& path, const KeyringFile& kf, bool exclusive) {
-  SecretText text(512 + 256 * kf.versions.size());
-  text.Add("{\"format\":\"").Add(kFormat).Add("\",\"master\":\"").Base64(kf.master)
-      .Add("\",\"current\":").Add(std::to_string(kf.current)).Add(",\"versions\":[");
+  SecretText text(1024 + 256 * kf.versions.size());
+  text.Add("{\"format\":\"").Add(kFormat).Add("\",");
+  const auto& current = kf.versions.at(kf.current).info;
+  if (!current.token_key.empty()) {
+    // The current root is on the token: the master key is written only as sealed by it.
+    auto token = TokenFor(path, kf.token_name);
+    if (!token.ok()) return token.status();
+    auto box = token.value()->Seal(current.token_key, MasterAd(kf.current),
+                                   {kf.master.data(), kf.master.size()});
+    if (!box.ok()) return box.status();
+    text.Add("\"master_sealed\":\"").Add(Base64Encode(box->data(), box->size()))
+        .Add("\",\"master_by\":").Add(std::to_string(kf.current)).Add(",");
+  } else {
+    text.Add("\"master\":\"").Base64(kf.master).Add("\",");
+  }
+  if (!kf.token_name.empty()) text.Add("\"pkcs11_token\":\"").Add(kf.token_name).Add("\",");
+  text.Add("\"current\":").Add(std::to_string(kf.current)).Add(",\"versions\":[");
   bool first = true;
   for (const auto& [v, ver] : kf.versions) {
     text.Add(first ? "" : ",").Add("{\"version\":").Add(std::to_string(v))
         .Add(",\"created_at\":\"").Add(ver.info.created_at).Add("\"");
     first = false;
-    if (!ver.key) {
+    if (!ver.info.token_key.empty()) {
+      text.Add(",\"pkcs11\":\"").Add(ver.info.token_key).Add("\"}");
+    } else if (!ver.key) {
       text.Add(",\"key\":null,\"retired_at\":\"").Add(ver.info.retired_at).Add("\"}");
     } else {
       text.Add(",\"key\":\"").Base64(*ver.key).Add("\"}");
@@ -389,31 +474,108 @@ const char* ContextName(KeyContext c) {
   return "gdunknwn";
 }
 
+// A new root version: a random key in the file, or a key generated on the token under a
+// label that names the version (and a random part, so deployments can share a token).
+Result<KeyringFile::Version> NewVersion(const std::string& path, KeyringFile* kf, uint32_t number,
+                                        bool on_token) {
+  KeyringFile::Version v;
+  v.info.version = number;
+  v.info.created_at = FormatRfc3339(SystemClock().Now());
+  if (!on_token) {
+    v.key = std::make_unique<SecretBuffer>(kKeyBytes);
+    randombytes_buf(v.key->data(), kKeyBytes);
+    return v;
+  }
+  auto token = KeyringToken();
+  if (!token.ok()) {
+    return token.status().code() == Code::kNotFound
+               ? Unavailable("a root key on a PKCS#11 token needs pkcs11_module, pkcs11_token "
+                             "and the token's PIN")
+               : token.status();
+  }
+  const std::string& name = token.value()->settings().token;
+  for (const auto& [n, other] : kf->versions) {
+    if (!other.info.token_key.empty() && other.info.retired_at.empty() && kf->token_name != name) {
+      return Conflict("keyring " + path + " has root keys on the token '" + kf->token_name +
+                      "'; retire them before using the token '" + name + "'");
+    }
+  }
+  uint8_t tag[4];
+  randombytes_buf(tag, sizeof tag);
+  v.info.token_key = "garde-root-" + std::to_string(number) + "-" + HexEncode(tag, sizeof tag);
+  GARDE_RETURN_IF_ERROR(token.value()->Generate(v.info.token_key));
+  kf->token_name = name;
+  return v;
+}
+
 }  // namespace
+
+void SetKeyringToken(const Pkcs11Settings& settings, std::string_view pin) {
+  InitSodium();
+  auto& t = Token();
+  std::lock_guard<std::mutex> lock(t.mu);
+  t.settings = settings;
+  t.pin = std::make_unique<SecretBuffer>(pin.empty() ? 1 : pin.size());
+  std::memcpy(t.pin->data(), pin.data(), pin.size());
+  t.pin_size = pin.size();
+  t.token.reset();
+}
+
+bool HasKeyringToken() {
+  auto& t = Token();
+  std::lock_guard<std::mutex> lock(t.mu);
+  return t.settings.has_value();
+}
+
+Result<std::shared_ptr<Pkcs11Token>> KeyringToken() {
+  auto& t = Token();
+  std::lock_guard<std::mutex> lock(t.mu);
+  if (t.token) return t.token;
+  if (!t.settings) return NotFound("no PKCS#11 token is configured");
+  auto token = Pkcs11Token::Connect(*t.settings, std::string_view(reinterpret_cast<const char*>(
+                                                                      t.pin->data()),
+                                                                  t.pin_size));
+  if (!token.ok()) return token.status();
+  t.token = token.value();
+  return t.token;
+}
 
 Status Keyring::Create(const std::string& path) {
   InitSodium();
   KeyringFile kf;
   randombytes_buf(kf.master.data(), kKeyBytes);
-  KeyringFile::Version v1;
-  v1.info.version = 1;
-  v1.info.created_at = FormatRfc3339(SystemClock().Now());
-  v1.key = std::make_unique<SecretBuffer>(kKeyBytes);
-  randombytes_buf(v1.key->data(), kKeyBytes);
-  kf.versions[1] = std::move(v1);
+  const bool on_token = HasKeyringToken();
+  auto v1 = NewVersion(path, &kf, 1, on_token);
+  if (!v1.ok()) return v1.status();
+  kf.versions[1] = std::move(v1.value());
   kf.current = 1;
-  kf.sealed = HasKeyringPassphrase();
+  kf.sealed = !on_token && HasKeyringPassphrase();
   return WriteKeyringFile(path, kf, /*exclusive=*/true);
 }
 
-Result<bool> Keyring::IsSealed(const std::string& path) {
+Result<KeyringForm> Keyring::Form(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Unavailable("keyring " + path + " not found");
-  char head[32] = {0};
-  const ssize_t n = ::read(fd, head, kSealedFormat.size());
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || st.st_size <= 0 ||
+      static_cast<uint64_t>(st.st_size) > kMaxKeyringBytes) {
+    ::close(fd);
+    return Unavailable("keyring " + path + " is not a valid garde keyring");
+  }
+  SecretBuffer text(static_cast<size_t>(st.st_size));
+  size_t got = 0;
+  ssize_t n = 0;
+  while (got < text.size() && (n = ::read(fd, text.data() + got, text.size() - got)) > 0) {
+    got += static_cast<size_t>(n);
+  }
   ::close(fd);
-  return n == static_cast<ssize_t>(kSealedFormat.size()) &&
-         std::string_view(head, kSealedFormat.size()) == kSealedFormat;
+  const std::string_view v = text.view().substr(0, got);
+  if (v.substr(0, kSealedFormat.size()) == kSealedFormat) return KeyringForm::kSealed;
+  if (v.find("\"master\":\"") != std::string_view::npos ||
+      v.find("\"key\":\"") != std::string_view::npos) {
+    return KeyringForm::kClear;
+  }
+  return KeyringForm::kToken;
 }
 
 Status Keyring::Reseal(const std::string& path, bool seal) {
@@ -449,20 +611,25 @@ Result<std::shared_ptr<const Keyring>> Keyring::Load(const std::string& path) {
   for (const auto& [v, ver] : kf.versions) {
     ring->info_[v] = ver.info;
     if (ver.key) ring->roots_.emplace(v, SecretKey::FromBytes(ver.key->data()));
+    if (!ver.info.token_key.empty() && !ring->token_) {
+      auto token = TokenFor(path, kf.token_name);
+      if (!token.ok()) return token.status();
+      ring->token_ = token.value();
+    }
   }
   return std::shared_ptr<const Keyring>(std::move(ring));
 }
 
-Result<uint32_t> Keyring::AddVersion(const std::string& path) {
+Result<uint32_t> Keyring::AddVersion(const std::string& path, RootHome home) {
   KeyringFile kf;
   GARDE_RETURN_IF_ERROR(ReadKeyringFile(path, &kf));
   const uint32_t next = kf.versions.rbegin()->first + 1;
-  KeyringFile::Version v;
-  v.info.version = next;
-  v.info.created_at = FormatRfc3339(SystemClock().Now());
-  v.key = std::make_unique<SecretBuffer>(kKeyBytes);
-  randombytes_buf(v.key->data(), kKeyBytes);
-  kf.versions[next] = std::move(v);
+  const bool on_token = home == RootHome::kToken ||
+                        (home == RootHome::kSameAsCurrent &&
+                         !kf.versions.at(kf.current).info.token_key.empty());
+  auto v = NewVersion(path, &kf, next, on_token);
+  if (!v.ok()) return v.status();
+  kf.versions[next] = std::move(v.value());
   kf.current = next;
   GARDE_RETURN_IF_ERROR(WriteKeyringFile(path, kf, /*exclusive=*/false));
   return next;
@@ -474,10 +641,30 @@ Status Keyring::Retire(const std::string& path, uint32_t version) {
   auto it = kf.versions.find(version);
   if (it == kf.versions.end()) return NotFound("no root key version " + std::to_string(version));
   if (version == kf.current) return Conflict("the current root key cannot be retired");
-  if (!it->second.key) return Status::Ok();
+  if (!it->second.info.retired_at.empty()) return Status::Ok();
   it->second.key.reset();  // sodium_free wipes it
+  const std::string token_key = std::move(it->second.info.token_key);
+  it->second.info.token_key.clear();
   it->second.info.retired_at = FormatRfc3339(SystemClock().Now());
-  return WriteKeyringFile(path, kf, /*exclusive=*/false);
+  bool token_left = false;
+  for (const auto& [n, v] : kf.versions) token_left |= !v.info.token_key.empty();
+  if (!token_left) kf.token_name.clear();
+  GARDE_RETURN_IF_ERROR(WriteKeyringFile(path, kf, /*exclusive=*/false));
+  if (token_key.empty()) return Status::Ok();
+  // The file no longer names it; now the token forgets it too.
+  auto token = KeyringToken();
+  if (!token.ok()) return token.status();
+  return token.value()->Destroy(token_key);
+}
+
+bool Keyring::Usable(uint32_t version) const {
+  return Root(version) != nullptr || TokenKey(version) != nullptr;
+}
+
+const std::string* Keyring::TokenKey(uint32_t version) const {
+  auto it = info_.find(version);
+  if (it == info_.end() || it->second.token_key.empty() || !token_) return nullptr;
+  return &it->second.token_key;
 }
 
 const SecretKey* Keyring::Root(uint32_t version) const {

@@ -120,7 +120,7 @@ Status SubjectVault::Validate(const PolicySet& policies, const std::string& kind
 
 Status SubjectVault::UnwrapFor(const SubjectRow& row, ScopedKey* dek) const {
   auto ring = d_.keys.Current();
-  if (ring->Root(row.root_key_version) == nullptr && d_.keys.RefreshIfChanged()) {
+  if (!ring->Usable(row.root_key_version) && d_.keys.RefreshIfChanged()) {
     ring = d_.keys.Current();  // a rotation added a version since we loaded
   }
   Status s = UnwrapDataKey(*ring, row.root_key_version, row.id, row.wrapped_dek, dek);

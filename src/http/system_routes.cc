@@ -16,7 +16,10 @@ void AddSystemRoutes(Router& router, Deployment& d) {
   router.Add("GET", "/readyz", [&d](Exchange& x) {
     const Status db = d.store().Ping();
     const auto ring = d.keys().Current();
-    const bool keys_ok = ring && ring->Root(ring->current_version()) != nullptr;
+    // A token that does not answer fails readiness: no data key can be opened or sealed.
+    const bool keys_ok = ring && ring->Usable(ring->current_version()) &&
+                         (ring->TokenKey(ring->current_version()) == nullptr ||
+                          ring->token()->Probe(*ring->TokenKey(ring->current_version())).ok());
     JsonWriter w;
     w.BeginObject()
         .Key("status").String(db.ok() && keys_ok ? "ready" : "unavailable")

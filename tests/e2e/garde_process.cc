@@ -77,6 +77,14 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
+std::string EverythingUnder(const std::string& dir) {
+  std::string all;
+  for (const auto& f : std::filesystem::recursive_directory_iterator(dir)) {
+    if (f.is_regular_file()) all += ReadFile(f.path().string());
+  }
+  return all;
+}
+
 Poco::JSON::Object::Ptr ParseObject(const std::string& json) {
   Poco::JSON::Parser p;
   return p.parse(json).extract<Poco::JSON::Object::Ptr>();

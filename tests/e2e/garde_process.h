@@ -56,6 +56,8 @@ class GardeProcess {
   GardeProcess(const GardeProcess&) = delete;
   GardeProcess& operator=(const GardeProcess&) = delete;
 
+  // The environment of the commands it runs from now on (the next Start, CreateKey, ...).
+  void SetEnv(std::map<std::string, std::string> env) { env_ = std::move(env); }
   const std::string& data_dir() const { return data_dir_; }
   const std::string& admin_key() const { return admin_key_; }
   const std::string& log_path() const { return log_path_; }
@@ -117,6 +119,9 @@ class GardeProcess {
 std::string ReadUntilClosed(Poco::Net::StreamSocket& socket, std::chrono::seconds limit);
 // Reads a whole file ("" when missing).
 std::string ReadFile(const std::string& path);
+// Every file under `dir` as one string (databases, WAL, journals, keyring, logs): where a
+// planted value must never be found.
+std::string EverythingUnder(const std::string& dir);
 // Parses a JSON object (throws on anything else: the test fails with the exception).
 Poco::JSON::Object::Ptr ParseObject(const std::string& json);
 // Extracts a top-level string member from a JSON object (test convenience).

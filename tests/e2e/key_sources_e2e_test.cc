@@ -30,15 +30,6 @@ class Credentials {
   fs::path dir_;
 };
 
-// Every file under `dir` as one string (databases, WAL, journals, keyring, logs).
-std::string EverythingUnder(const fs::path& dir) {
-  std::string all;
-  for (const auto& f : fs::recursive_directory_iterator(dir)) {
-    if (f.is_regular_file()) all += ReadFile(f.path().string());
-  }
-  return all;
-}
-
 TEST(KeySources, ASealedKeyringServesRotatesRestartsAndAStolenCopyDecryptsNothing) {
   Credentials creds("correct horse battery staple");
   GardeProcess g("", creds.Env());
@@ -72,7 +63,7 @@ TEST(KeySources, ASealedKeyringServesRotatesRestartsAndAStolenCopyDecryptsNothin
   const fs::path copy = fs::temp_directory_path() / ("garde-stolen-" + std::to_string(::getpid()));
   fs::remove_all(copy);
   fs::copy(g.data_dir(), copy, fs::copy_options::recursive);
-  const std::string everything = EverythingUnder(copy);
+  const std::string everything = EverythingUnder(copy.string());
   for (const char* planted : {"zqxsealed.canary@example.org", "Zqxsealedfirst"}) {
     EXPECT_EQ(everything.find(planted), std::string::npos) << planted;
   }

@@ -32,7 +32,11 @@ struct CliArgs {
 CliArgs ParseCliArgs(int argc, char** argv);
 // The keyring's passphrase, from --passphrase-fd or the systemd credential, and the terminal
 // prompt for a sealed keyring read without either.
+// Also acquires the PKCS#11 token's PIN (AcquireTokenPin).
 Status AcquireKeyringPassphrase(const CliArgs& args);
+// The PIN of the token holding the root keys, when pkcs11_module is configured: from
+// pkcs11_pin_file (mode 0600) or the systemd credential garde-pkcs11-pin.
+Status AcquireTokenPin(const CliArgs& args);
 int RunCli(int argc, char** argv);
 
 }  // namespace garde

@@ -42,6 +42,12 @@ struct Config {
   std::string log_file;
   int keyring_watch_seconds = 2;
   int api_key_cache_seconds = 2;  // a revoked key stops working within this time
+  // Root keys on a PKCS#11 token (docs/operations.md, Keys): off while pkcs11_module is empty.
+  std::string pkcs11_module;
+  std::string pkcs11_token = "garde";
+  std::string pkcs11_pin_file;  // else $CREDENTIALS_DIRECTORY/garde-pkcs11-pin
+  int64_t pkcs11_cache_keys = 65536;
+  int64_t pkcs11_cache_seconds = 300;
   std::string public_url;             // base of links put in e-mails; empty: http://listen
   std::string audit_origin;           // checkpoint origin line; empty: derived from the key
   int audit_checkpoint_every = 1000;  // sign a tree head after this many new entries ...

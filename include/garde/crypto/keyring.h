@@ -7,6 +7,9 @@
 //
 // The file is JSON, mode 0600, rewritten atomically (write + fsync + rename). Rotation adds a
 // root version; retiring a version erases its key material but keeps its number and dates.
+// A root version either lives in the file (sealed under a passphrase, or in clear for
+// development) or is a key on a PKCS#11 token that never leaves it (docs/security.md, Keys);
+// when the current version is on a token, the file holds the master key only as sealed by it.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +18,7 @@
 #include <string>
 
 #include "garde/base/status.h"
+#include "garde/crypto/pkcs11_token.h"
 #include "garde/crypto/secret.h"
 
 namespace garde {
@@ -35,7 +39,24 @@ struct RootKeyInfo {
   uint32_t version = 0;
   std::string created_at;
   std::string retired_at;  // empty while usable
+  std::string token_key;   // the key's label on the PKCS#11 token; empty: in the file
 };
+
+// Where a new root version is kept.
+enum class RootHome { kSameAsCurrent, kFile, kToken };
+
+// Where a keyring file keeps its keys, read from the file without opening it.
+enum class KeyringForm {
+  kClear,   // keys in clear beside the data: development only
+  kSealed,  // sealed under a passphrase
+  kToken,   // no key in the file: root keys on a PKCS#11 token, the master sealed by one
+};
+
+// The PKCS#11 token of this process (from pkcs11_module and the PIN), connected when a
+// keyring first needs it and kept for the life of the process.
+void SetKeyringToken(const Pkcs11Settings& settings, std::string_view pin);
+bool HasKeyringToken();
+Result<std::shared_ptr<Pkcs11Token>> KeyringToken();
 
 // The passphrase that seals the keyring file (docs/security.md, Keys): a process holds at
 // most one, in secret memory, set once at start from a file descriptor, a systemd credential
@@ -47,24 +68,31 @@ void SetKeyringPassphrasePrompt(bool (*prompt)(std::string* passphrase));
 
 class Keyring {
  public:
-  // Creates a new keyring file (refuses to overwrite). Mode 0600. Sealed under the process's
+  // Creates a new keyring file (refuses to overwrite). Mode 0600. Its first root key is on the
+  // process's PKCS#11 token when it has one; else the file is sealed under the process's
   // passphrase when it has one (argon2id, libsodium's moderate limits; XSalsa20-Poly1305).
   static Status Create(const std::string& path);
-  // Whether the file holds the keyring sealed under a passphrase (false: keys in clear).
-  static Result<bool> IsSealed(const std::string& path);
+  static Result<KeyringForm> Form(const std::string& path);
   // Rewrites the keyring sealed under the process's passphrase, or in clear (`seal` false),
   // atomically; a running service reloads it. Later writes keep the form chosen.
   static Status Reseal(const std::string& path, bool seal);
   // Loads and checks permissions; any group/other bit set is refused.
   static Result<std::shared_ptr<const Keyring>> Load(const std::string& path);
-  // Adds a root version and makes it current; returns the new version.
-  static Result<uint32_t> AddVersion(const std::string& path);
-  // Erases the key material of a non-current version.
+  // Adds a root version and makes it current; returns the new version. A version on a token
+  // is generated there; the master key is sealed again under the new current version.
+  static Result<uint32_t> AddVersion(const std::string& path,
+                                     RootHome home = RootHome::kSameAsCurrent);
+  // Erases the key material of a non-current version (destroys it on the token).
   static Status Retire(const std::string& path, uint32_t version);
 
   uint32_t current_version() const { return current_; }
-  // The root key of a version, or nullptr when unknown or retired.
+  // Whether root `version` can wrap and unwrap (known, not retired).
+  bool Usable(uint32_t version) const;
+  // The root key of a version kept in the file, or nullptr (unknown, retired, on a token).
   const SecretKey* Root(uint32_t version) const;
+  // The token and key label of a version kept on a PKCS#11 token, or nullptr.
+  const std::string* TokenKey(uint32_t version) const;
+  Pkcs11Token* token() const { return token_.get(); }
   const std::map<uint32_t, RootKeyInfo>& versions() const { return info_; }
   // Derives the sub-key for a use (crypto_kdf from the master key).
   SecretKey Derive(KeyContext context) const;
@@ -75,6 +103,7 @@ class Keyring {
   Keyring() = default;
   std::unique_ptr<SecretKey> master_;
   std::map<uint32_t, SecretKey> roots_;
+  std::shared_ptr<Pkcs11Token> token_;  // set when any usable version is on a token
   std::map<uint32_t, RootKeyInfo> info_;
   uint32_t current_ = 0;
 };

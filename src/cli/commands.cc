@@ -11,6 +11,7 @@
 #include <chrono>
 #include <climits>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <sstream>
 #include <cstdio>
@@ -18,6 +19,7 @@
 #include <thread>
 
 #include "garde/app/backups.h"
+#include "garde/app/importer.h"
 #include "garde/app/deployment.h"
 #include "garde/base/clock.h"
 #include "garde/base/encoding.h"
@@ -64,6 +66,7 @@ Commands:
   backup list|verify|prune   list, check or prune backups
   restore           restore a backup; erasures and withdrawals made since are re-applied
   retention run     apply the register's retention periods now (or --dry-run)
+  import            load subjects from a spreadsheet's CSV with a column mapping
 
 Every command takes --data-dir DIR and --policies DIR (or GARDE_DATA_DIR, GARDE_POLICIES,
 or a config file given with --config FILE). `garde <command> --help` describes a command.
@@ -219,6 +222,17 @@ raises consent.expired, request.due_soon and request.overdue events. Resumes a r
 interrupted; safe beside a running service. --dry-run only counts. --at evaluates the rules
 at another time (RFC 3339 or YYYY-MM-DD; later than now only with --dry-run). Prints the
 report: counts by activity and rule, never personal data.
+)"},
+    {"import", R"(Usage: garde import FILE.csv --mapping MAPPING.yaml --data-dir DIR [--dry-run] [--report OUT.csv] [--json]
+
+Loads subjects from a CSV file as spreadsheets export it (UTF-8 with or without BOM, or
+Windows-1252; ',' or ';'; quoted cells; CRLF). The mapping (docs/policies.md, Imports) names
+the schema field of each column, date formats and decimal separators, the kind and source of
+every row, and whether a row whose unique field belongs to a subject updates it (on_existing:
+update) or is reported as its duplicate (skip). Every row is validated and written like an API
+create, and audited. Writes the per-row report (row, line, outcome, id, detail, errors) to
+--report (default FILE.report.csv) and prints the counts. Running the same import again
+resumes it: no row creates a subject twice. --dry-run validates without writing.
 )"},
     {"lint", R"(Usage: garde lint [--policies DIR] [--json]
 
@@ -415,6 +429,67 @@ int RewrapAndRetire(const CliArgs& args, const Config& cfg, uint32_t current, co
   Caller cli{"cli", "admin", {}, action, ""};
   d.value()->journal().Record(nullptr, cli, {"keys.rotate", "", "", "ok", {}, total}).IgnoreError();
   return 0;
+}
+
+// A progress bar on stderr when `show` (a terminal, or --progress); nothing in logs.
+std::function<void(int64_t, int64_t)> ProgressBar(bool show, const char* unit) {
+  return [show, unit](int64_t done, int64_t total) {
+    if (!show || total <= 0) return;
+    const int width = 40;
+    const int filled = static_cast<int>(std::min<int64_t>(width, done * width / total));
+    std::cerr << "\r  [" << std::string(static_cast<size_t>(filled), '#')
+              << std::string(static_cast<size_t>(width - filled), ' ') << "] " << done << "/"
+              << total << " " << unit << std::flush;
+  };
+}
+
+int RunImport(const CliArgs& args) {
+  auto cfg = ConfigFrom(args);
+  if (!cfg.ok()) return FailStatus(cfg.status());
+  if (args.words.size() != 2) return Fail("name one CSV file: garde import FILE.csv --mapping M.yaml");
+  if (args.Get("mapping").empty()) return Fail("--mapping is required");
+  const std::string file = args.words[1];
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return Fail("cannot read " + file);
+  std::stringstream bytes;
+  bytes << in.rdbuf();
+  auto d = Deployment::Open(cfg.value());
+  if (!d.ok()) return FailStatus(d.status());
+  auto mapping = LoadImportMapping(args.Get("mapping"), d.value()->policies().Current()->schema());
+  if (!mapping.ok()) return FailStatus(mapping.status());
+  const std::string report_path = args.Get("report", file + ".report.csv");
+  std::ofstream report(report_path, std::ios::binary | std::ios::trunc);
+  if (!report) return Fail("cannot write " + report_path);
+  report << ImportReportCsvHeader();
+  ImportOptions options;
+  options.dry_run = args.Has("dry-run");
+  const bool show = isatty(STDERR_FILENO) || args.Has("progress");
+  options.progress = ProgressBar(show, "rows");
+  Importer importer(*d.value());
+  Caller cli{"cli", "operator", {}, "import", ""};  // writes as the API's operator role
+  auto summary = importer.Run(cli, mapping.value(), bytes.str(), options,
+                              [&](const ImportRowResult& r) { report << ImportReportCsvLine(r); });
+  if (show) std::cerr << "\n";
+  if (!summary.ok()) return FailStatus(summary.status());
+  report.close();
+  const auto& s = summary.value();
+  if (args.Has("json")) {
+    JsonWriter w;
+    w.BeginObject().Key("id").String(s.id).Key("dry_run").Bool(s.dry_run).Key("rows").Int(s.rows)
+        .Key(s.dry_run ? "valid" : "created").Int(s.created).Key("updated").Int(s.updated)
+        .Key("duplicates").Int(s.duplicates).Key("invalid").Int(s.invalid)
+        .Key("failed").Int(s.failed).Key("resumed").Int(s.resumed)
+        .Key("report").String(report_path).EndObject();
+    std::cout << w.str() << std::endl;
+  } else {
+    std::cout << "Import " << s.id << (s.dry_run ? " (dry run)" : "") << ": " << s.rows
+              << " rows; " << s.created << (s.dry_run ? " valid, " : " created, ") << s.updated
+              << " updated, " << s.duplicates << " duplicates, " << s.invalid << " invalid, "
+              << s.failed << " failed" << (s.resumed > 0 ? ", " + std::to_string(s.resumed) +
+                                                               " done by an earlier run" : "")
+              << ".\nReport: " << report_path << "\n";
+  }
+  return s.invalid + s.failed > 0 ? 1 : 0;
 }
 
 int RunKeysMigrate(const CliArgs& args) {
@@ -742,14 +817,7 @@ int RunRetention(const CliArgs& args) {
     options.at = *t;
   }
   const bool show = isatty(STDERR_FILENO) || args.Has("progress");
-  options.progress = [&](int64_t done, int64_t total) {
-    if (!show || total <= 0) return;
-    const int width = 40;
-    const int filled = static_cast<int>(std::min<int64_t>(width, done * width / total));
-    std::cerr << "\r  [" << std::string(static_cast<size_t>(filled), '#')
-              << std::string(static_cast<size_t>(width - filled), ' ') << "] " << done << "/"
-              << total << " subjects" << std::flush;
-  };
+  options.progress = ProgressBar(show, "subjects");
   auto run = d.value()->retention().Run(options);
   if (show) std::cerr << "\n";
   if (!run.ok()) return FailStatus(run.status());
@@ -830,6 +898,25 @@ int RunLint(const CliArgs& args) {
     findings.push_back({"error", "policy-file", e.field, e.message, "fix the file"});
   }
   if (policies.ok()) findings = LintRegister(*policies.value());
+  // Import mappings (imports/*.yaml) name schema fields: checked against this schema.
+  const std::filesystem::path imports = cfg->policies_dir + "/imports";
+  if (policies.ok() && std::filesystem::is_directory(imports)) {
+    for (const auto& entry : std::filesystem::directory_iterator(imports)) {
+      if (entry.path().extension() != ".yaml") continue;
+      std::ifstream in(entry.path(), std::ios::binary);
+      std::stringstream text;
+      text << in.rdbuf();
+      auto mapping = ParseImportMapping("imports/" + entry.path().filename().string(), text.str(),
+                                        policies.value()->schema());
+      for (const auto& e : mapping.status().errors()) {
+        findings.push_back({"error", "import-mapping", e.field, e.message, "fix the mapping"});
+      }
+      if (!mapping.ok() && mapping.status().errors().empty()) {
+        findings.push_back({"error", "import-mapping", "imports/" + entry.path().filename().string(),
+                            mapping.status().message(), "fix the mapping"});
+      }
+    }
+  }
   bool ok = true;
   for (const auto& f : findings) ok &= f.severity != "error";
   if (args.Has("json")) {
@@ -905,7 +992,7 @@ std::map<std::string, std::string> CliArgs::ConfigFlags() const {
   for (const auto& [k, v] : options) {
     static const std::set<std::string> kCommandOptions = {
         "name", "role", "activity", "id", "batch", "checkpoint", "public-key", "origin",
-        "start", "end", "format", "out", "from", "reason", "at"};
+        "start", "end", "format", "out", "from", "reason", "at", "mapping", "report"};
     if (kCommandOptions.count(k) == 0) out[k] = v;
   }
   return out;
@@ -1067,6 +1154,7 @@ int RunCli(int argc, char** argv) {
   if (args.Has("help")) {
     const char* text = HelpFor(words);
     if (text == nullptr && words.rfind("receipt verify", 0) == 0) text = HelpFor("receipt verify");
+    if (text == nullptr && words.rfind("import ", 0) == 0) text = HelpFor("import");
     if (text == nullptr && (words == "apikey" || words == "keys" || words == "audit" ||
                             words == "register" || words == "retention")) {
       std::cout << kTopHelp;
@@ -1104,6 +1192,7 @@ int RunCli(int argc, char** argv) {
   if (words == "backup prune") return RunBackupPrune(args);
   if (words == "restore" || words == "backup restore") return RunRestore(args);
   if (words == "retention run") return RunRetention(args);
+  if (!args.words.empty() && args.words[0] == "import") return RunImport(args);
   if (args.words.size() == 3 && args.words[0] == "receipt" && args.words[1] == "verify") {
     return RunReceiptVerify(args);
   }

@@ -239,6 +239,9 @@ Result<SubjectView> SubjectVault::Create(const Caller& caller, const NewSubject&
   Status written = d_.store.Write([&](WriteTx& tx) -> Status {
     GARDE_RETURN_IF_ERROR(CheckUnique(tx, *policies, row.id, prepared.values));
     GARDE_RETURN_IF_ERROR(tx.InsertSubject(row));
+    if (in.import_mark) {
+      GARDE_RETURN_IF_ERROR(tx.InsertImportRow(in.import_mark->import_id, in.import_mark->row, row.id));
+    }
     for (const auto& [name, value] : prepared.values) {
       std::string plain = EncodeFieldValue(value);
       Bytes box = SealField(dek, {row.id, name, row.dek_version}, plain);

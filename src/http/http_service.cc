@@ -63,7 +63,7 @@ Status ParseTarget(Exchange& x) {
 
 bool IsBatchTarget(std::string_view target) {
   const std::string_view path = target.substr(0, target.find('?'));
-  return path.size() > 6 && path.substr(path.size() - 6) == ":batch";
+  return (path.size() > 6 && path.substr(path.size() - 6) == ":batch") || path == "/v1/imports";
 }
 
 }  // namespace
@@ -171,6 +171,7 @@ Status RequireJsonBody(const Exchange& x) {
 HttpService::HttpService(Deployment& deployment) : d_(deployment) {
   AddSystemRoutes(router_, d_);
   AddSubjectRoutes(router_, d_);
+  AddImportRoutes(router_, d_);
   AddAuditRoutes(router_, d_);
   AddConsentRoutes(router_, d_);
   AddLinkRoutes(router_, d_);

@@ -519,6 +519,39 @@ const char* OpenApiDocument() {
      }
     }
    },
+   "ImportResult": {
+    "type": "object",
+    "required": ["id", "mapping", "dry_run", "rows", "updated", "duplicates", "invalid", "failed", "resumed", "results"],
+    "properties": {
+     "id": {"type": "string", "description": "imp_ and a digest of the file and the mapping"},
+     "mapping": {"type": "string"},
+     "dry_run": {"type": "boolean"},
+     "rows": {"type": "integer"},
+     "created": {"type": "integer", "description": "absent in a dry run"},
+     "valid": {"type": "integer", "description": "a dry run's rows that would be written"},
+     "updated": {"type": "integer"},
+     "duplicates": {"type": "integer"},
+     "invalid": {"type": "integer"},
+     "failed": {"type": "integer"},
+     "resumed": {"type": "integer", "description": "rows an earlier, interrupted run of the same import had created"},
+     "results": {
+      "type": "array",
+      "items": {
+       "type": "object",
+       "required": ["row", "line", "outcome"],
+       "properties": {
+        "row": {"type": "integer"},
+        "line": {"type": "integer"},
+        "outcome": {"type": "string", "enum": ["created", "updated", "duplicate", "valid", "invalid", "failed"]},
+        "id": {"type": "string"},
+        "earlier": {"type": "boolean"},
+        "detail": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object", "required": ["field", "message"], "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}}
+       }
+      }
+     }
+    }
+   },
    "BatchResult": {
     "type": "object",
     "properties": {
@@ -1155,6 +1188,60 @@ const char* OpenApiDocument() {
       "$ref": "#/components/responses/Problem"
      },
      "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "413": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "415": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "422": {
+      "$ref": "#/components/responses/Problem"
+     }
+    }
+   }
+  },
+  "/v1/imports": {
+   "post": {
+    "summary": "Import subjects from a spreadsheet's CSV (operator), read with a mapping of the policies' imports/ directory; the same upload again resumes it",
+    "parameters": [
+     {"name": "mapping", "in": "query", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}},
+     {"name": "dry_run", "in": "query", "required": false, "schema": {"type": "boolean"}}
+    ],
+    "requestBody": {
+     "required": true,
+     "content": {
+      "text/csv": {
+       "schema": {
+        "type": "string"
+       }
+      }
+     }
+    },
+    "responses": {
+     "200": {
+      "description": "The import's counts and its per-row report (created, updated, duplicate, invalid, failed; ids and field errors, never a value)",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/ImportResult"
+        }
+       },
+       "text/csv": {
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "401": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "403": {
+      "$ref": "#/components/responses/Problem"
+     },
+     "404": {
       "$ref": "#/components/responses/Problem"
      },
      "413": {

@@ -330,6 +330,16 @@ CREATE TABLE incidents(
   sealed BLOB NOT NULL
 );
 )sql",
+    // 17: rows of spreadsheet imports that created a subject, written in the creating
+    // transaction, so an interrupted import resumes without creating anyone twice.
+    R"sql(
+CREATE TABLE import_rows(
+  import_id TEXT NOT NULL,
+  row INTEGER NOT NULL,
+  subject_id TEXT NOT NULL,
+  PRIMARY KEY(import_id, row)
+) WITHOUT ROWID;
+)sql",
 };
 
 // The audit log's subject index: a level merges once it holds kAuditRunFanIn runs; a run of
@@ -1183,6 +1193,25 @@ class SqliteTx final : public WriteTx {
     Query q(c_, std::string("SELECT ") + kIncidentColumns +
                     " FROM incidents ORDER BY authority_due_at, id");
     return q.Rows<IncidentRow>([&] { return IncidentFrom(q); });
+  }
+
+  Result<std::map<int64_t, std::string>> ImportedRows(const std::string& import_id) override {
+    Query q(c_, "SELECT row, subject_id FROM import_rows WHERE import_id = ?");
+    q.Text(import_id);
+    std::map<int64_t, std::string> out;
+    auto rows = q.Rows<int>([&] {
+      out[q.ColInt(0)] = q.ColText(1);
+      return 0;
+    });
+    if (!rows.ok()) return rows.status();
+    return out;
+  }
+
+  Status InsertImportRow(const std::string& import_id, int64_t row,
+                         const std::string& subject_id) override {
+    Query q(c_, "INSERT INTO import_rows(import_id, row, subject_id) VALUES(?,?,?)");
+    q.Text(import_id).Int(row).Text(subject_id);
+    return q.Run();
   }
 
   Status PutIncident(const IncidentRow& r) override {

@@ -51,6 +51,7 @@ class Deployment {
   // Moves every service's "now" forward (tests of expiry and deadlines only).
   void AdvanceClockForTests(int64_t seconds) { clock_.Advance(seconds); }
   ApiKeys& api_keys() { return *api_keys_; }
+  const EntryStandard& standard() const { return *standard_; }
   SubjectVault& vault() { return *vault_; }
   ConsentLedger& consents() { return *consents_; }
   AudienceBuilder& audiences() { return *audiences_; }

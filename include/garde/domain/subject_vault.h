@@ -30,11 +30,18 @@ namespace garde {
 // The pseudo-field holding a CRM's own customer reference (`external_id` on the wire).
 inline constexpr const char* kExternalIdField = "external_id";
 
+// The import row a subject comes from, recorded in the transaction that creates it.
+struct ImportMark {
+  std::string import_id;
+  int64_t row = 0;
+};
+
 struct NewSubject {
   std::string kind;
   std::string source;
   std::optional<std::string> external_id;
   FieldMap fields;
+  std::optional<ImportMark> import_mark{};
 };
 
 // A rectification: values to set; a null value removes the field.

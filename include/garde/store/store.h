@@ -304,6 +304,8 @@ class ReadTx {
   virtual Result<std::optional<IncidentRow>> GetIncident(const std::string& id) = 0;
   // Every incident, earliest authority deadline first.
   virtual Result<std::vector<IncidentRow>> ListIncidents() = 0;
+  // The rows of an import that created a subject: row -> subject id.
+  virtual Result<std::map<int64_t, std::string>> ImportedRows(const std::string& import_id) = 0;
   // Ordered by (due_at, id).
   virtual Result<std::vector<RequestRow>> QueryRequests(const RequestQuery& query) = 0;
   virtual Result<std::vector<TombstoneRow>> ListTombstones(int64_t since) = 0;
@@ -368,6 +370,9 @@ class WriteTx : public ReadTx {
   virtual Status InsertRequest(const RequestRow& row) = 0;
   // Inserts or replaces (by id).
   virtual Status PutIncident(const IncidentRow& row) = 0;
+  // kConflict when the row was recorded already.
+  virtual Status InsertImportRow(const std::string& import_id, int64_t row,
+                                 const std::string& subject_id) = 0;
   // Updates every column but id, type, subject_id and received_at.
   virtual Status UpdateRequest(const RequestRow& row) = 0;
   virtual Status InsertTombstone(const TombstoneRow& row) = 0;

@@ -1,0 +1,522 @@
+#include "garde/app/importer.h"
+
+#include <sodium.h>
+#include <yaml-cpp/yaml.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "garde/app/deployment.h"
+#include "garde/base/clock.h"
+#include "garde/base/csv_reader.h"
+#include "garde/base/encoding.h"
+#include "garde/http/csv.h"
+
+namespace garde {
+namespace {
+
+std::string At(const YAML::Node& n, const std::string& name) {
+  return name + ":" + std::to_string(n.Mark().line + 1);
+}
+
+// The known member names of a mapping block; anything else is reported with its line.
+void CheckKeys(const YAML::Node& node, std::initializer_list<const char*> known,
+               const std::string& name, Status* problems) {
+  for (const auto& kv : node) {
+    const std::string key = kv.first.as<std::string>("");
+    bool ok = false;
+    for (const char* k : known) ok |= key == k;
+    if (!ok) problems->AddError(At(kv.first, name), "unknown key '" + key + "'");
+  }
+}
+
+bool IsTrue(std::string_view v) {
+  for (const char* t : {"1", "true", "yes", "y", "oui", "o", "vrai", "x"}) {
+    if (AsciiLower(v) == t) return true;
+  }
+  return false;
+}
+bool IsFalse(std::string_view v) {
+  for (const char* f : {"0", "false", "no", "n", "non", "faux"}) {
+    if (AsciiLower(v) == f) return true;
+  }
+  return false;
+}
+
+std::string Trimmed(std::string s) {
+  // Spaces, tabs and the no-break spaces spreadsheets put around numbers.
+  for (;;) {
+    if (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+      s.pop_back();
+    } else if (s.size() >= 2 && s.compare(s.size() - 2, 2, "\xC2\xA0") == 0) {
+      s.resize(s.size() - 2);
+    } else {
+      break;
+    }
+  }
+  size_t start = 0;
+  for (;;) {
+    if (start < s.size() && (s[start] == ' ' || s[start] == '\t')) {
+      ++start;
+    } else if (s.compare(start, 2, "\xC2\xA0") == 0) {
+      start += 2;
+    } else {
+      break;
+    }
+  }
+  return s.substr(start);
+}
+
+// A number as spreadsheets write it: "1 234,50", "1234.5", "12,5" (a lone comma is the
+// decimal separator unless the column says otherwise).
+std::optional<double> ParseNumber(std::string cell, char decimal) {
+  std::string digits;
+  for (size_t i = 0; i < cell.size(); ++i) {
+    if (cell[i] == ' ' || cell[i] == '\'') continue;
+    if (cell.compare(i, 2, "\xC2\xA0") == 0) {
+      ++i;
+      continue;
+    }
+    if (cell.compare(i, 3, "\xE2\x80\xAF") == 0) {  // narrow no-break space (fr-FR)
+      i += 2;
+      continue;
+    }
+    digits += cell[i];
+  }
+  const size_t commas = static_cast<size_t>(std::count(digits.begin(), digits.end(), ','));
+  const size_t dots = static_cast<size_t>(std::count(digits.begin(), digits.end(), '.'));
+  char sep = decimal;
+  if (sep == 0) {
+    if (commas == 1 && dots == 0) sep = ',';
+    else if (commas == 0) sep = '.';
+    else return std::nullopt;  // "1,234.5" or "1.234,5": say which in the mapping
+  }
+  const char thousands = sep == ',' ? '.' : ',';
+  std::string plain;
+  for (char c : digits) {
+    if (c == thousands) continue;
+    plain += c == sep ? '.' : c;
+  }
+  if (plain.empty() || plain.find_first_not_of("+-0123456789.eE") != std::string::npos) {
+    return std::nullopt;
+  }
+  errno = 0;
+  char* end = nullptr;
+  const double v = std::strtod(plain.c_str(), &end);
+  if (errno != 0 || end != plain.c_str() + plain.size()) return std::nullopt;
+  return v;
+}
+
+// A date in the column's strptime format, as ISO 8601.
+std::optional<std::string> ParseDate(const std::string& cell, const std::string& format) {
+  struct tm tm {};
+  const char* end = ::strptime(cell.c_str(), format.c_str(), &tm);
+  if (end == nullptr || *end != '\0') return std::nullopt;
+  if (tm.tm_year < -1900 || tm.tm_year > 8099) return std::nullopt;
+  char iso[40];
+  std::snprintf(iso, sizeof iso, "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+  if (!ParseIsoDate(iso)) return std::nullopt;  // strptime takes 31/02
+  return std::string(iso);
+}
+
+// One cell as the schema field's value; an error names the column, never the value.
+std::optional<FieldValue> CellValue(const ImportColumn& col, const FieldSpec* spec,
+                                    const std::string& raw, std::string* why) {
+  const std::string cell = Trimmed(raw);
+  const FieldType type = spec == nullptr ? FieldType::kString : spec->type;
+  switch (type) {
+    case FieldType::kNumber: {
+      auto n = ParseNumber(cell, col.decimal);
+      if (!n) {
+        *why = "is not a number";
+        return std::nullopt;
+      }
+      return FieldValue::Number(*n);
+    }
+    case FieldType::kBool:
+      if (IsTrue(cell)) return FieldValue::Bool(true);
+      if (IsFalse(cell)) return FieldValue::Bool(false);
+      *why = "is not yes or no";
+      return std::nullopt;
+    case FieldType::kDate:
+      if (!col.date_format.empty()) {
+        auto d = ParseDate(cell, col.date_format);
+        if (!d) {
+          *why = "is not a date written " + col.date_format;
+          return std::nullopt;
+        }
+        return FieldValue::String(*d);
+      }
+      return FieldValue::String(cell);
+    default:
+      return FieldValue::String(cell);
+  }
+}
+
+std::string ImportId(const ImportMapping& mapping, std::string_view file) {
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, nullptr, 0, 16);
+  crypto_generichash_update(&st, reinterpret_cast<const uint8_t*>(mapping.text.data()),
+                            mapping.text.size());
+  const uint8_t sep = 0;
+  crypto_generichash_update(&st, &sep, 1);
+  crypto_generichash_update(&st, reinterpret_cast<const uint8_t*>(file.data()), file.size());
+  uint8_t digest[16];
+  crypto_generichash_final(&st, digest, sizeof digest);
+  return "imp_" + HexEncode(digest, sizeof digest);
+}
+
+struct Row {
+  size_t line = 0;
+  std::vector<std::string> cells;
+};
+
+}  // namespace
+
+Result<ImportMapping> ParseImportMapping(const std::string& name, const std::string& text,
+                                         const Schema& schema) {
+  ImportMapping m;
+  m.name = name;
+  m.text = text;
+  Status problems(Code::kUnprocessable, "the import mapping " + name + " is not valid");
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    return Unprocessable(name + ":" + std::to_string(e.mark.line + 1) + ": not valid YAML");
+  }
+  if (!root.IsMap()) return Unprocessable(name + ": expected a mapping of keys");
+  CheckKeys(root, {"kind", "source", "encoding", "delimiter", "on_existing", "columns", "constants"},
+            name, &problems);
+  auto text_of = [&](const char* key, std::string* out) {
+    if (!root[key]) return;
+    if (!root[key].IsScalar()) {
+      problems.AddError(At(root[key], name), std::string(key) + " must be a text");
+      return;
+    }
+    *out = root[key].as<std::string>();
+  };
+  text_of("kind", &m.kind);
+  text_of("source", &m.source);
+  text_of("encoding", &m.encoding);
+  std::string delimiter, on_existing = "update";
+  text_of("delimiter", &delimiter);
+  text_of("on_existing", &on_existing);
+  bool known_kind = false;
+  for (const char* k : kSubjectKinds) known_kind |= m.kind == k;
+  if (!known_kind) problems.AddError(At(root["kind"], name), "kind must be person or organization");
+  if (m.encoding != "auto" && m.encoding != "utf-8" && m.encoding != "windows-1252") {
+    problems.AddError(At(root["encoding"], name), "encoding must be auto, utf-8 or windows-1252");
+  }
+  if (delimiter == "," || delimiter == ";") {
+    m.delimiter = delimiter[0];
+  } else if (!delimiter.empty() && delimiter != "auto") {
+    problems.AddError(At(root["delimiter"], name), "delimiter must be ',', ';' or auto");
+  }
+  if (on_existing != "update" && on_existing != "skip") {
+    problems.AddError(At(root["on_existing"], name), "on_existing must be update or skip");
+  }
+  m.update_existing = on_existing == "update";
+  if (m.source.empty() || m.source.size() > 100) {
+    problems.AddError(At(root["source"], name), "source must be 1 to 100 characters");
+  }
+
+  std::set<std::string> mapped;
+  auto check_field = [&](const std::string& field, const YAML::Node& at) {
+    if (field == kExternalIdField) return;
+    const FieldSpec* spec = schema.Find(field);
+    if (spec == nullptr) {
+      problems.AddError(At(at, name), "'" + field + "' is not a field of the schema");
+    } else if (spec->kinds.count(m.kind) == 0) {
+      problems.AddError(At(at, name), "'" + field + "' is not a field of a " + m.kind);
+    }
+    if (!mapped.insert(field).second) {
+      problems.AddError(At(at, name), "'" + field + "' is filled twice");
+    }
+  };
+  const YAML::Node columns = root["columns"];
+  if (!columns || !columns.IsMap() || columns.size() == 0) {
+    problems.AddError(name, "columns must map at least one column to a field");
+  } else {
+    for (const auto& kv : columns) {
+      ImportColumn col;
+      col.column = kv.first.as<std::string>("");
+      if (kv.second.IsScalar()) {
+        col.field = kv.second.as<std::string>();
+      } else if (kv.second.IsMap()) {
+        CheckKeys(kv.second, {"field", "date_format", "decimal"}, name, &problems);
+        col.field = kv.second["field"] ? kv.second["field"].as<std::string>("") : "";
+        col.date_format = kv.second["date_format"] ? kv.second["date_format"].as<std::string>("") : "";
+        const std::string decimal = kv.second["decimal"] ? kv.second["decimal"].as<std::string>("") : "";
+        if (decimal == "," || decimal == ".") {
+          col.decimal = decimal[0];
+        } else if (!decimal.empty()) {
+          problems.AddError(At(kv.second["decimal"], name), "decimal must be ',' or '.'");
+        }
+      } else {
+        problems.AddError(At(kv.second, name), "a column maps to a field name or {field, date_format, decimal}");
+        continue;
+      }
+      if (col.column.empty()) problems.AddError(At(kv.first, name), "a column needs its header");
+      check_field(col.field, kv.second);
+      if (!col.date_format.empty()) {
+        const FieldSpec* spec = schema.Find(col.field);
+        if (spec == nullptr || spec->type != FieldType::kDate) {
+          problems.AddError(At(kv.second, name), "date_format is for date fields");
+        }
+      }
+      m.columns.push_back(std::move(col));
+    }
+  }
+  if (const YAML::Node constants = root["constants"]) {
+    if (!constants.IsMap()) {
+      problems.AddError(At(constants, name), "constants must map fields to values");
+    } else {
+      for (const auto& kv : constants) {
+        const std::string field = kv.first.as<std::string>("");
+        check_field(field, kv.first);
+        m.constants[field] = kv.second.as<std::string>("");
+      }
+    }
+  }
+  if (!problems.errors().empty()) return problems;
+  return m;
+}
+
+Result<ImportMapping> LoadImportMapping(const std::string& path, const Schema& schema) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound("cannot read the import mapping " + path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return ParseImportMapping(path, text.str(), schema);
+}
+
+Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& mapping,
+                                    std::string_view file, const ImportOptions& options,
+                                    const std::function<void(const ImportRowResult&)>& on_row) {
+  auto policies = d_.policies().Current();
+  GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "subjects.write"));
+  auto text = SpreadsheetText(file, mapping.encoding);
+  if (!text.ok()) return text.status();
+  CsvReader csv(text.value(), mapping.delimiter != 0 ? mapping.delimiter
+                                                      : CsvReader::Detect(text.value()));
+  std::vector<std::string> header;
+  if (!csv.Next(&header)) {
+    return Unprocessable(csv.error().empty() ? "the file is empty" : csv.error());
+  }
+  for (auto& h : header) h = Trimmed(h);
+  // Where each mapped column is; all must be there.
+  std::vector<std::pair<const ImportColumn*, size_t>> where;
+  Status missing(Code::kUnprocessable, "the file's header lacks columns the mapping names");
+  for (const auto& col : mapping.columns) {
+    auto it = std::find(header.begin(), header.end(), col.column);
+    if (it == header.end()) {
+      missing.AddError(col.column, "no such column");
+    } else {
+      where.emplace_back(&col, static_cast<size_t>(it - header.begin()));
+    }
+  }
+  if (!missing.errors().empty()) return missing;
+  // Read every row before writing any: a malformed file changes nothing.
+  std::vector<Row> rows;
+  std::vector<std::string> cells;
+  while (csv.Next(&cells)) rows.push_back({csv.line(), std::move(cells)});
+  if (!csv.error().empty()) return Unprocessable("the file is not valid CSV: " + csv.error());
+
+  ImportSummary summary;
+  summary.id = ImportId(mapping, file);
+  summary.dry_run = options.dry_run;
+  summary.rows = static_cast<int64_t>(rows.size());
+  std::map<int64_t, std::string> earlier;
+  if (!options.dry_run) {
+    GARDE_RETURN_IF_ERROR(d_.store().Read([&](ReadTx& tx) -> Status {
+      auto done = tx.ImportedRows(summary.id);
+      if (!done.ok()) return done.status();
+      earlier = std::move(done.value());
+      return Status::Ok();
+    }));
+  }
+
+  // A row read into a subject, before anything is written.
+  struct Prepared {
+    ImportRowResult result;
+    NewSubject in;
+    Status invalid = Status::Ok();
+    std::vector<std::string> keys;  // its unique values, normalised: rows sharing one are related
+  };
+  auto prepare = [&](int64_t number, const Row& row) {
+    Prepared p;
+    p.result.row = number;
+    p.result.line = row.line;
+    if (auto it = earlier.find(number); it != earlier.end()) {
+      p.result.outcome = "created";
+      p.result.id = it->second;
+      p.result.earlier = true;
+      return p;
+    }
+    p.in.kind = mapping.kind;
+    p.in.source = mapping.source;
+    Status invalid(Code::kUnprocessable, "the row is not valid; nothing was stored for it");
+    if (row.cells.size() > header.size()) {
+      invalid.AddError("row", "has " + std::to_string(row.cells.size()) + " cells, the header " +
+                                  std::to_string(header.size()));
+    }
+    for (const auto& [col, index] : where) {
+      if (index >= row.cells.size() || Trimmed(row.cells[index]).empty()) continue;
+      std::string why;
+      const FieldSpec* spec = policies->schema().Find(col->field);
+      auto v = CellValue(*col, spec, row.cells[index], &why);
+      if (!v) {
+        invalid.AddError("fields." + col->field, "column '" + col->column + "' " + why);
+      } else if (col->field == kExternalIdField) {
+        p.in.external_id = v->text;
+      } else {
+        p.in.fields[col->field] = std::move(*v);
+      }
+    }
+    for (const auto& [field, value] : mapping.constants) {
+      if (field == kExternalIdField) {
+        p.in.external_id = value;
+      } else if (p.in.fields.count(field) == 0) {
+        std::string why;
+        const ImportColumn constant{"constants." + field, field, "", 0};
+        auto v = CellValue(constant, policies->schema().Find(field), value, &why);
+        if (v) p.in.fields[field] = std::move(*v);
+        else invalid.AddError("fields." + field, "constant " + why);
+      }
+    }
+    if (!invalid.errors().empty()) {
+      // Name every problem of the row at once: the fields' own checks too.
+      const Status checked = d_.vault().CheckNew(p.in);
+      for (const auto& e : checked.errors()) {
+        bool named = false;
+        for (const auto& have : invalid.errors()) named |= have.field == e.field;
+        if (!named) invalid.AddError(e.field, e.message);
+      }
+      p.invalid = invalid;
+      return p;
+    }
+    if (p.in.external_id) p.keys.push_back(std::string(kExternalIdField) + '\0' + *p.in.external_id);
+    for (const auto& [field, value] : p.in.fields) {
+      const FieldSpec* spec = policies->schema().Find(field);
+      if (spec == nullptr || !spec->unique) continue;
+      std::string why;
+      auto normal = d_.standard().Normalize(*spec, value, &why);
+      p.keys.push_back(field + '\0' + (normal ? normal->text : value.text));
+    }
+    return p;
+  };
+
+  auto write = [&](Prepared& p) {
+    ImportRowResult& r = p.result;
+    if (r.earlier) return;
+    Status outcome = p.invalid;
+    if (outcome.ok() && options.dry_run) {
+      outcome = d_.vault().CheckNew(p.in);
+      r.outcome = outcome.ok() ? "valid" : "invalid";
+    } else if (outcome.ok()) {
+      p.in.import_mark = ImportMark{summary.id, r.row};
+      auto created = d_.vault().Create(caller, p.in);
+      outcome = created.status();
+      if (created.ok()) {
+        r.outcome = "created";
+        r.id = created->id;
+      } else if (outcome.code() == Code::kConflict) {
+        for (const auto& [k, v] : outcome.extras()) {
+          if (k == "existing_id") r.id = v;
+        }
+        if (r.id.empty()) {
+          r.outcome = "failed";
+        } else if (!mapping.update_existing) {
+          r.outcome = "duplicate";
+          outcome = Status::Ok();
+        } else {
+          SubjectChanges changes;
+          changes.fields = p.in.fields;
+          if (p.in.external_id) changes.external_id = FieldValue::String(*p.in.external_id);
+          auto updated = d_.vault().Rectify(caller, r.id, changes);
+          outcome = updated.status();
+          r.outcome = updated.ok() ? "updated" : "failed";
+        }
+      }
+    }
+    if (!outcome.ok()) {
+      if (r.outcome.empty() || r.outcome == "valid") {
+        r.outcome = outcome.code() == Code::kUnprocessable ? "invalid" : "failed";
+      }
+      r.detail = outcome.message();
+      r.errors = outcome.errors();
+    }
+  };
+
+  // Windows of rows written by several workers at once (their commits share the disk's
+  // flushes), reported in file order at the end of each window. Rows that share a unique
+  // value (the same e-mail twice in the file) go to the same worker, in file order, so the
+  // first creates the subject and the later ones update it, as they would one by one.
+  constexpr size_t kWindow = 1024;
+  const size_t workers = std::max<size_t>(1, std::min<size_t>(options.workers, 64));
+  std::vector<Prepared> window;
+  for (size_t start = 0; start < rows.size(); start += kWindow) {
+    const size_t end = std::min(rows.size(), start + kWindow);
+    window.clear();
+    for (size_t i = start; i < end; ++i) window.push_back(prepare(static_cast<int64_t>(i + 1), rows[i]));
+    // Related rows: union-find over their unique values.
+    std::vector<size_t> parent(window.size());
+    for (size_t i = 0; i < parent.size(); ++i) parent[i] = i;
+    auto root = [&](size_t i) {
+      while (parent[i] != i) i = parent[i] = parent[parent[i]];
+      return i;
+    };
+    std::map<std::string, size_t> first_with;
+    for (size_t i = 0; i < window.size(); ++i) {
+      for (const auto& key : window[i].keys) {
+        auto [it, fresh] = first_with.emplace(key, i);
+        if (!fresh) parent[root(i)] = root(it->second);
+      }
+    }
+    std::vector<std::vector<size_t>> lanes(std::min(workers, window.size()));
+    for (size_t i = 0; i < window.size(); ++i) lanes[root(i) % lanes.size()].push_back(i);
+    std::atomic<size_t> next_lane{0};
+    auto work = [&] {
+      for (size_t l = next_lane++; l < lanes.size(); l = next_lane++) {
+        for (size_t i : lanes[l]) write(window[i]);
+      }
+    };
+    std::vector<std::thread> threads;
+    for (size_t w = 1; w < lanes.size(); ++w) threads.emplace_back(work);
+    work();
+    for (auto& t : threads) t.join();
+    for (const auto& p : window) {
+      const ImportRowResult& r = p.result;
+      if (r.earlier) ++summary.resumed;
+      if (r.outcome == "created" || r.outcome == "valid") ++summary.created;
+      else if (r.outcome == "updated") ++summary.updated;
+      else if (r.outcome == "duplicate") ++summary.duplicates;
+      else if (r.outcome == "invalid") ++summary.invalid;
+      else ++summary.failed;
+      if (on_row) on_row(r);
+    }
+    if (options.progress) options.progress(static_cast<int64_t>(end), summary.rows);
+  }
+  d_.journal()
+      .Record(nullptr, caller,
+              {options.dry_run ? "import.check" : "import.run", "", "", "ok", {}, summary.rows})
+      .IgnoreError();
+  return summary;
+}
+
+std::string ImportReportCsvHeader() { return "row,line,outcome,id,detail,errors\r\n"; }
+
+std::string ImportReportCsvLine(const ImportRowResult& r) {
+  std::string errors;
+  for (const auto& e : r.errors) errors += (errors.empty() ? "" : "; ") + e.field + ": " + e.message;
+  return std::to_string(r.row) + "," + std::to_string(r.line) + "," + CsvCell(r.outcome) + "," +
+         CsvCell(r.id) + "," + CsvCell(r.detail) + "," + CsvCell(errors) + "\r\n";
+}
+
+}  // namespace garde

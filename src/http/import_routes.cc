@@ -1,0 +1,107 @@
+// /v1/imports: a spreadsheet's CSV uploaded as the body (text/csv), read with a mapping kept
+// beside the policies (policies/imports/NAME.yaml, reviewed like them). The answer is the
+// per-row report, as JSON or, for Accept: text/csv, as CSV. The same upload again resumes.
+#include <cctype>
+#include <fstream>
+#include <sstream>
+
+#include "garde/app/importer.h"
+#include "garde/base/json_writer.h"
+#include "garde/http/http_service.h"
+
+namespace garde {
+namespace {
+
+bool IsMappingName(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
+  }
+  return true;
+}
+
+void WriteRow(JsonWriter& w, const ImportRowResult& r) {
+  w.BeginObject().Key("row").Int(r.row).Key("line").Int(static_cast<int64_t>(r.line))
+      .Key("outcome").String(r.outcome);
+  if (!r.id.empty()) w.Key("id").String(r.id);
+  if (r.earlier) w.Key("earlier").Bool(true);
+  if (!r.detail.empty()) w.Key("detail").String(r.detail);
+  if (!r.errors.empty()) {
+    w.Key("errors").BeginArray();
+    for (const auto& e : r.errors) {
+      w.BeginObject().Key("field").String(e.field).Key("message").String(e.message).EndObject();
+    }
+    w.EndArray();
+  }
+  w.EndObject();
+}
+
+Status PostImport(Deployment& d, Exchange& x) {
+  GARDE_RETURN_IF_ERROR(Authenticate(d, x));
+  GARDE_RETURN_IF_ERROR(AccessGate::Require(*d.policies().Current(), *x.caller, "subjects.write"));
+  if (x.content_type != "text/csv") {
+    return Status(Code::kUnsupportedMediaType, "send the file as text/csv");
+  }
+  const std::string name = x.query.count("mapping") ? x.query["mapping"] : "";
+  if (!IsMappingName(name)) {
+    return Status(Code::kUnprocessable, "name the mapping to read the file with")
+        .AddError("mapping", "the name of a file in the policies' imports/ directory");
+  }
+  const std::string dry = x.query.count("dry_run") ? x.query["dry_run"] : "false";
+  if (dry != "true" && dry != "false") {
+    return Status(Code::kUnprocessable, "dry_run is true or false").AddError("dry_run", "true or false");
+  }
+  std::ifstream in(d.config().policies_dir + "/imports/" + name + ".yaml", std::ios::binary);
+  if (!in) return NotFound("no import mapping named " + name);
+  std::stringstream text;
+  text << in.rdbuf();
+  // Problems name the file as the policies' reviewers know it, not its place on the server.
+  auto mapping = ParseImportMapping("imports/" + name + ".yaml", text.str(),
+                                    d.policies().Current()->schema());
+  if (!mapping.ok()) return mapping.status();
+  const bool csv = x.Header("accept").find("text/csv") != std::string::npos;
+  std::string rows_csv = csv ? ImportReportCsvHeader() : "";
+  JsonWriter rows;
+  rows.BeginArray();
+  Importer importer(d);
+  ImportOptions options;
+  options.dry_run = dry == "true";
+  auto summary = importer.Run(*x.caller, mapping.value(), x.body, options,
+                              [&](const ImportRowResult& r) {
+                                if (csv) rows_csv += ImportReportCsvLine(r);
+                                else WriteRow(rows, r);
+                              });
+  if (!summary.ok()) return summary.status();
+  if (csv) {
+    x.status = 200;
+    x.reply_type = "text/csv; charset=utf-8";
+    x.reply = std::move(rows_csv);
+    x.reply_headers.emplace_back("X-Garde-Import", summary->id);
+    return Status::Ok();
+  }
+  rows.EndArray();
+  JsonWriter w;
+  w.BeginObject()
+      .Key("id").String(summary->id)
+      .Key("mapping").String(name)
+      .Key("dry_run").Bool(summary->dry_run)
+      .Key("rows").Int(summary->rows)
+      .Key(summary->dry_run ? "valid" : "created").Int(summary->created)
+      .Key("updated").Int(summary->updated)
+      .Key("duplicates").Int(summary->duplicates)
+      .Key("invalid").Int(summary->invalid)
+      .Key("failed").Int(summary->failed)
+      .Key("resumed").Int(summary->resumed)
+      .Key("results").Raw(rows.Take())
+      .EndObject();
+  x.Json(200, w.Take());
+  return Status::Ok();
+}
+
+}  // namespace
+
+void AddImportRoutes(Router& router, Deployment& d) {
+  router.Add("POST", "/v1/imports", [&d](Exchange& x) { return PostImport(d, x); });
+}
+
+}  // namespace garde

@@ -1,0 +1,185 @@
+// Imports from spreadsheets, through the real binary: a messy Windows-1252 file with `garde
+// import`, the same over HTTP with the shipped mapping, bad uploads refused whole, and an
+// import killed with SIGKILL again and again that, run to its end, created everyone once.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "garde_process.h"
+
+namespace garde::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Rows of the shipped mapping's columns (policies/imports/spreadsheet.yaml).
+constexpr const char* kHeader =
+    "First name;Last name;Email;Phone;Birth date;Postal code;City;Customer number;Total spend\r\n";
+
+class ImportE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    operator_key_ = g_.CreateKey("crm", "operator", {"customer_management"});
+    work_ = g_.data_dir() + "-import";
+    fs::create_directories(work_);
+  }
+  void TearDown() override { fs::remove_all(work_); }
+  std::string Write(const std::string& name, const std::string& bytes) {
+    const std::string path = work_ + "/" + name;
+    std::ofstream(path, std::ios::binary) << bytes;
+    return path;
+  }
+  int64_t Subjects() const { return std::stoll(g_.Sql("SELECT COUNT(*) FROM subjects")[0][0]); }
+
+  GardeProcess g_;
+  std::string operator_key_;
+  std::string work_;
+};
+
+TEST_F(ImportE2E, AMessySpreadsheetIsImportedNormalisedAndReportedRowByRow) {
+  // Windows-1252 (é = 0xE9, ë = 0xEB), ';', CRLF, a quoted cell with the separator, a
+  // blank line, French dates and decimal commas, an address written twice.
+  const std::string file = Write(
+      "clients.csv",
+      std::string(kHeader) +
+          "H\xE9l\xE8ne;Dupr\xE9;Helene.Dupre@Example.fr;06 12 34 56 78;03/04/1985;75011;Paris;C-1;\"1 234,50\"\r\n"
+          "\r\n"
+          "Zo\xEB;\"No\xEBl; fils\";not-an-email;;31/02/1990;;;C-2;douze\r\n"
+          "H\xE9l\xE8ne;Dupr\xE9-Martin;helene.dupre@example.fr;;;;;;\r\n");
+  const std::string report = work_ + "/report.csv";
+  RunResult run = RunGarde({"import", file, "--mapping", g_.policies() + "/imports/spreadsheet.yaml",
+                            "--data-dir", g_.data_dir(), "--policies", g_.policies(), "--report",
+                            report, "--json"});
+  EXPECT_EQ(run.exit_code, 1) << run.err;  // a row was invalid
+  auto summary = ParseObject(run.out);
+  EXPECT_EQ(summary->getValue<int>("rows"), 3);
+  EXPECT_EQ(summary->getValue<int>("created"), 1);
+  EXPECT_EQ(summary->getValue<int>("updated"), 1);
+  EXPECT_EQ(summary->getValue<int>("invalid"), 1);
+  const std::string lines = ReadFile(report);
+  EXPECT_EQ(lines.rfind("row,line,outcome,id,detail,errors\r\n", 0), 0u) << lines;
+  EXPECT_NE(lines.find("\r\n2,4,invalid,,"), std::string::npos) << lines;  // line 4: after the blank
+  for (const char* planted : {"not-an-email", "douze", "No\xC3\xABl", "31/02/1990"}) {
+    EXPECT_EQ(lines.find(planted), std::string::npos) << planted;  // no value in the report
+  }
+  EXPECT_EQ(Subjects(), 1);
+  const std::string id = g_.Sql("SELECT id FROM subjects")[0][0];
+  EXPECT_EQ(g_.Sql("SELECT source FROM subjects")[0][0], "spreadsheet");
+  g_.Start();
+  HttpReply read = g_.Get("/v1/subjects/" + id, operator_key_, "customer_management");
+  ASSERT_EQ(read.status, 200) << read.body;
+  auto fields = ParseObject(read.body)->getObject("fields");
+  EXPECT_EQ(fields->getValue<std::string>("email"), "helene.dupre@example.fr");
+  EXPECT_EQ(fields->getValue<std::string>("first_name"), "H\xC3\xA9l\xC3\xA8ne");
+  EXPECT_EQ(fields->getValue<std::string>("last_name"), "Dupr\xC3\xA9-Martin");  // the update
+  EXPECT_EQ(fields->getValue<std::string>("phone"), "+33612345678");
+  // Imported rows are audited like API writes.
+  ASSERT_EQ(g_.Stop(), 0);
+  EXPECT_EQ(g_.AuditSql("SELECT COUNT(*) FROM audit_log WHERE entry LIKE '%\"import.run\"%'")[0][0], "1");
+  EXPECT_EQ(g_.AuditSql("SELECT COUNT(*) FROM audit_log WHERE entry LIKE '%\"subject.create\"%' "
+                        "AND entry LIKE '%\"ok\"%'")[0][0],
+            "1");
+}
+
+TEST_F(ImportE2E, OverHttpWithTheShippedMappingAndBadUploadsChangeNothing) {
+  g_.Start();
+  const std::string body = std::string(kHeader) +
+                           "Ana;Lopez;ana.lopez@example.org;;;;;C-9;10\r\n"
+                           "Bo;Li;bo.li@example.org;;12/13/2001;;;;\r\n";
+  HttpReply json = g_.Request("POST", "/v1/imports?mapping=spreadsheet", body,
+                              {{"Authorization", "Bearer " + operator_key_}}, "text/csv");
+  ASSERT_EQ(json.status, 200) << json.body;
+  auto result = ParseObject(json.body);
+  EXPECT_EQ(result->getValue<int>("created"), 1);
+  EXPECT_EQ(result->getValue<int>("invalid"), 1);
+  auto rows = result->getArray("results");
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ(rows->getObject(1)->getArray("errors")->getObject(0)->getValue<std::string>("field"),
+            "fields.birth_date");
+  // The same upload again resumes: the created row is known, nobody is created twice.
+  HttpReply again = g_.Request("POST", "/v1/imports?mapping=spreadsheet", body,
+                               {{"Authorization", "Bearer " + operator_key_},
+                                {"Accept", "text/csv"}},
+                               "text/csv");
+  ASSERT_EQ(again.status, 200) << again.body;
+  EXPECT_EQ(again.content_type.rfind("text/csv", 0), 0u);
+  EXPECT_EQ(again.headers["x-garde-import"], result->getValue<std::string>("id"));
+  EXPECT_NE(again.body.find("1,2,created,sub_"), std::string::npos) << again.body;
+  EXPECT_EQ(Subjects(), 1);
+
+  const std::map<std::string, std::string> auth = {{"Authorization", "Bearer " + operator_key_}};
+  struct Bad {
+    std::string target, body, type;
+    int status;
+  };
+  for (const Bad& bad : std::vector<Bad>{
+           {"/v1/imports?mapping=spreadsheet", body, "application/json", 415},
+           {"/v1/imports", body, "text/csv", 422},
+           {"/v1/imports?mapping=../register", body, "text/csv", 422},
+           {"/v1/imports?mapping=nosuch", body, "text/csv", 404},
+           {"/v1/imports?mapping=spreadsheet&dry_run=maybe", body, "text/csv", 422},
+           {"/v1/imports?mapping=spreadsheet", "Email;Town\r\nx@example.org;Paris\r\n", "text/csv", 422},
+           {"/v1/imports?mapping=spreadsheet",
+            std::string(kHeader) + "Cy;Do;cy@example.org;;;;;;\r\n\"unclosed;x\r\n", "text/csv", 422},
+       }) {
+    HttpReply r = g_.Request("POST", bad.target, bad.body, auth, bad.type);
+    EXPECT_EQ(r.status, bad.status) << bad.target << " " << r.body;
+    EXPECT_EQ(r.content_type, "application/problem+json") << bad.target;
+  }
+  EXPECT_EQ(Subjects(), 1);  // cy@example.org, before the broken row, was not written
+  const std::string marketing = g_.CreateKey("mk", "marketing", {"marketing_email"});
+  EXPECT_EQ(g_.Request("POST", "/v1/imports?mapping=spreadsheet", body,
+                       {{"Authorization", "Bearer " + marketing}}, "text/csv").status,
+            403);
+  // A dry run validates and writes nothing.
+  HttpReply dry = g_.Request("POST", "/v1/imports?mapping=spreadsheet&dry_run=true",
+                             std::string(kHeader) + "Di;Ez;di@example.org;;;;;;\r\n", auth, "text/csv");
+  ASSERT_EQ(dry.status, 200) << dry.body;
+  EXPECT_EQ(ParseObject(dry.body)->getValue<int>("valid"), 1);
+  EXPECT_EQ(Subjects(), 1);
+}
+
+TEST_F(ImportE2E, AnImportKilledAgainAndAgainCreatesEveryoneExactlyOnce) {
+  std::string csv = kHeader;
+  constexpr int kRows = 4000;
+  for (int i = 0; i < kRows; ++i) {
+    // Every fifth row has no unique value at all: only the import's own record of the row
+    // keeps it from being created twice.
+    const std::string email = i % 5 == 0 ? "" : "k" + std::to_string(i) + "@example.org";
+    csv += "K" + std::to_string(i) + ";Row;" + email + ";;;;;;\r\n";
+  }
+  const std::string file = Write("big.csv", csv);
+  const std::vector<std::string> args = {"import", file, "--mapping",
+                                         g_.policies() + "/imports/spreadsheet.yaml", "--data-dir",
+                                         g_.data_dir(), "--policies", g_.policies()};
+  std::mt19937 rng(7);
+  int cut_midway = 0;
+  for (int attempt = 0; attempt < 6; ++attempt) {
+    const int64_t before = Subjects();
+    const int pid = SpawnGarde(args, work_ + "/out", work_ + "/err");
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (Subjects() <= before && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 40)(rng)));
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    const int64_t now = Subjects();
+    if (now >= kRows) break;
+    if (now > before) ++cut_midway;
+  }
+  EXPECT_GT(cut_midway, 0);
+  RunResult last = RunGarde(args);
+  EXPECT_EQ(last.exit_code, 0) << last.err;
+  EXPECT_NE(last.out.find("done by an earlier run"), std::string::npos) << last.out;
+  EXPECT_EQ(Subjects(), kRows);
+  EXPECT_EQ(g_.Sql("SELECT COUNT(DISTINCT row) FROM import_rows")[0][0], std::to_string(kRows));
+}
+
+}  // namespace
+}  // namespace garde::testing

@@ -66,6 +66,7 @@ Status PostImport(Deployment& d, Exchange& x) {
   Importer importer(d);
   ImportOptions options;
   options.dry_run = dry == "true";
+  options.workers = 16;  // a share of the service's workers, not all of them
   auto summary = importer.Run(*x.caller, mapping.value(), x.body, options,
                               [&](const ImportRowResult& r) {
                                 if (csv) rows_csv += ImportReportCsvLine(r);

@@ -72,7 +72,7 @@ struct ImportSummary {
 
 struct ImportOptions {
   bool dry_run = false;
-  size_t workers = 16;  // rows written at once (they share the disk's flushes)
+  size_t workers = 64;  // rows written at once (they share the disk's flushes)
   std::function<void(int64_t done, int64_t total)> progress;
 };
 

@@ -172,6 +172,7 @@ HttpService::HttpService(Deployment& deployment) : d_(deployment) {
   AddSystemRoutes(router_, d_);
   AddSubjectRoutes(router_, d_);
   AddImportRoutes(router_, d_);
+  AddSegmentRoutes(router_, d_);
   AddAuditRoutes(router_, d_);
   AddConsentRoutes(router_, d_);
   AddLinkRoutes(router_, d_);

@@ -519,6 +519,41 @@ const char* OpenApiDocument() {
      }
     }
    },
+   "SegmentDefinition": {
+    "type": "object",
+    "required": ["activity", "purpose"],
+    "properties": {
+     "activity": {"type": "string"},
+     "purpose": {"type": "string"},
+     "channel": {"type": "string"},
+     "where": {"type": "object", "description": "the audience where language (SPEC §4)"},
+     "description": {"type": "string", "maxLength": 500}
+    }
+   },
+   "Segment": {
+    "type": "object",
+    "required": ["name", "definition", "created_at", "updated_at"],
+    "properties": {
+     "name": {"type": "string"},
+     "definition": {"$ref": "#/components/schemas/SegmentDefinition"},
+     "created_at": {"type": "string", "format": "date-time"},
+     "updated_at": {"type": "string", "format": "date-time"},
+     "count": {"type": "integer", "description": "members now: matching, and allowed by consent for the purpose and channel"}
+    }
+   },
+   "ConcentrationReport": {
+    "type": "object",
+    "required": ["segment", "measure", "customers", "revenue", "customers_for_80_percent", "steps", "smallest_group"],
+    "properties": {
+     "segment": {"type": "string"},
+     "measure": {"type": "string"},
+     "customers": {"type": "integer"},
+     "revenue": {"type": "number"},
+     "customers_for_80_percent": {"type": ["number", "null"], "description": "% of customers that bring 80 % of the revenue; null when that is fewer than 5 customers"},
+     "steps": {"type": "array", "items": {"type": "object", "required": ["top_percent", "customers", "revenue_share"], "properties": {"top_percent": {"type": "integer"}, "customers": {"type": "integer"}, "revenue_share": {"type": ["number", "null"]}}}},
+     "smallest_group": {"type": "integer"}
+    }
+   },
    "ImportResult": {
     "type": "object",
     "required": ["id", "mapping", "dry_run", "rows", "updated", "duplicates", "invalid", "failed", "resumed", "results"],
@@ -1253,6 +1288,53 @@ const char* OpenApiDocument() {
      "422": {
       "$ref": "#/components/responses/Problem"
      }
+    }
+   }
+  },
+  "/v1/segments": {
+   "get": {
+    "summary": "Saved segments (marketing); with counts=true each is counted now",
+    "parameters": [{"name": "counts", "in": "query", "required": false, "schema": {"type": "boolean"}}],
+    "responses": {
+     "200": {"description": "The segments, by name", "content": {"application/json": {"schema": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Segment"}}}}}}},
+     "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}
+    }
+   }
+  },
+  "/v1/segments/{name}": {
+   "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[a-z0-9_-]{1,64}$"}}],
+   "put": {
+    "summary": "Save a segment: an audience definition (activity, purpose, channel, where), counted as it is saved",
+    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SegmentDefinition"}}}},
+    "responses": {
+     "200": {"description": "Updated", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Segment"}}}},
+     "201": {"description": "Created", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Segment"}}}},
+     "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}, "415": {"$ref": "#/components/responses/Problem"}, "422": {"$ref": "#/components/responses/Problem"}
+    }
+   },
+   "get": {
+    "summary": "A segment with its count now (consent and the activity apply, as for a campaign)",
+    "responses": {
+     "200": {"description": "The segment", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Segment"}}}},
+     "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}
+    }
+   },
+   "delete": {
+    "summary": "Delete a segment",
+    "responses": {"204": {"description": "Deleted"}, "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}
+   }
+  },
+  "/v1/segments/{name}/report": {
+   "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+   "get": {
+    "summary": "Revenue concentration of a segment (the 20/80 report): aggregates only, no group of fewer than 5 customers",
+    "parameters": [
+     {"name": "measure", "in": "query", "required": false, "schema": {"type": "string", "default": "total_spend"}},
+     {"name": "format", "in": "query", "required": false, "schema": {"type": "string", "enum": ["json", "csv", "svg"]}}
+    ],
+    "responses": {
+     "200": {"description": "The report", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ConcentrationReport"}}, "text/csv": {"schema": {"type": "string"}}, "image/svg+xml": {"schema": {"type": "string"}}}},
+     "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}, "422": {"$ref": "#/components/responses/Problem"}
     }
    }
   },

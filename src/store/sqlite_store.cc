@@ -340,6 +340,16 @@ CREATE TABLE import_rows(
   PRIMARY KEY(import_id, row)
 ) WITHOUT ROWID;
 )sql",
+    // 18: saved segments (audience definitions; members are never stored).
+    R"sql(
+CREATE TABLE segments(
+  name TEXT PRIMARY KEY,
+  definition TEXT NOT NULL,
+  created_by TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+)sql",
 };
 
 // The audit log's subject index: a level merges once it holds kAuditRunFanIn runs; a run of
@@ -1193,6 +1203,41 @@ class SqliteTx final : public WriteTx {
     Query q(c_, std::string("SELECT ") + kIncidentColumns +
                     " FROM incidents ORDER BY authority_due_at, id");
     return q.Rows<IncidentRow>([&] { return IncidentFrom(q); });
+  }
+
+  static SegmentRow SegmentFrom(Query& q) {
+    return {q.ColText(0), q.ColText(1), q.ColText(2), q.ColInt(3), q.ColInt(4)};
+  }
+
+  Result<std::optional<SegmentRow>> GetSegment(const std::string& name) override {
+    Query q(c_, "SELECT name, definition, created_by, created_at, updated_at FROM segments "
+                "WHERE name = ?");
+    q.Text(name);
+    auto rows = q.Rows<SegmentRow>([&] { return SegmentFrom(q); });
+    if (!rows.ok()) return rows.status();
+    if (rows.value().empty()) return std::optional<SegmentRow>();
+    return std::optional<SegmentRow>(std::move(rows.value().front()));
+  }
+
+  Result<std::vector<SegmentRow>> ListSegments() override {
+    Query q(c_, "SELECT name, definition, created_by, created_at, updated_at FROM segments "
+                "ORDER BY name");
+    return q.Rows<SegmentRow>([&] { return SegmentFrom(q); });
+  }
+
+  Status PutSegment(const SegmentRow& r) override {
+    Query q(c_, "INSERT INTO segments(name, definition, created_by, created_at, updated_at) "
+                "VALUES(?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET definition = excluded.definition, "
+                "updated_at = excluded.updated_at");
+    q.Text(r.name).Text(r.definition).Text(r.created_by).Int(r.created_at).Int(r.updated_at);
+    return q.Run();
+  }
+
+  Result<bool> DeleteSegment(const std::string& name) override {
+    Query q(c_, "DELETE FROM segments WHERE name = ?");
+    q.Text(name);
+    GARDE_RETURN_IF_ERROR(q.Run());
+    return sqlite3_changes(c_.db()) > 0;
   }
 
   Result<std::map<int64_t, std::string>> ImportedRows(const std::string& import_id) override {

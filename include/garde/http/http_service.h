@@ -57,6 +57,7 @@ void AddRetentionRoutes(Router& router, Deployment& d);
 void AddRequestRoutes(Router& router, Deployment& d);
 void AddIncidentRoutes(Router& router, Deployment& d);
 void AddImportRoutes(Router& router, Deployment& d);
+void AddSegmentRoutes(Router& router, Deployment& d);
 
 // Authenticates the bearer key of `x` into x.caller (401 when missing or unknown).
 Status Authenticate(Deployment& d, Exchange& x);

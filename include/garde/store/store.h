@@ -138,6 +138,14 @@ struct IncidentRow {
   Bytes sealed;
 };
 
+// A saved audience definition (no member list: counts are computed when asked).
+struct SegmentRow {
+  std::string name;
+  std::string definition;  // JSON: {activity, purpose, channel, where, description}
+  std::string created_by;  // API key id
+  int64_t created_at = 0, updated_at = 0;
+};
+
 // Kept after an erasure so that a restored backup can re-apply it.
 struct TombstoneRow {
   std::string subject_id, request_id;
@@ -304,6 +312,9 @@ class ReadTx {
   virtual Result<std::optional<IncidentRow>> GetIncident(const std::string& id) = 0;
   // Every incident, earliest authority deadline first.
   virtual Result<std::vector<IncidentRow>> ListIncidents() = 0;
+  virtual Result<std::optional<SegmentRow>> GetSegment(const std::string& name) = 0;
+  // By name.
+  virtual Result<std::vector<SegmentRow>> ListSegments() = 0;
   // The rows of an import that created a subject: row -> subject id.
   virtual Result<std::map<int64_t, std::string>> ImportedRows(const std::string& import_id) = 0;
   // Ordered by (due_at, id).
@@ -370,6 +381,9 @@ class WriteTx : public ReadTx {
   virtual Status InsertRequest(const RequestRow& row) = 0;
   // Inserts or replaces (by id).
   virtual Status PutIncident(const IncidentRow& row) = 0;
+  // Inserts or replaces (by name); DeleteSegment: false when there was none.
+  virtual Status PutSegment(const SegmentRow& row) = 0;
+  virtual Result<bool> DeleteSegment(const std::string& name) = 0;
   // kConflict when the row was recorded already.
   virtual Status InsertImportRow(const std::string& import_id, int64_t row,
                                  const std::string& subject_id) = 0;

@@ -1029,6 +1029,15 @@ Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& polic
     w.EndObject();
   }
   w.EndArray();
+  // The organisations the subject is a contact of (or, for an organisation, its contacts).
+  w.Key("contact_links").BeginArray();
+  auto links = tx.LinksOf(subject.id);
+  if (!links.ok()) return links.status();
+  for (const auto& l : links.value()) {
+    w.BeginObject().Key("organisation").String(l.organisation_id).Key("person").String(l.person_id)
+        .Key("role").String(l.role).Key("since").String(FormatRfc3339(l.created_at)).EndObject();
+  }
+  w.EndArray();
   w.Key("consents").BeginArray();
   auto events = tx.ConsentEventsOf(subject.id);
   if (!events.ok()) return events.status();

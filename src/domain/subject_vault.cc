@@ -8,6 +8,7 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 
 #include "garde/base/encoding.h"
@@ -382,8 +383,89 @@ Status SubjectVault::EraseIn(WriteTx& tx, const SubjectRow& row,
   }
   GARDE_RETURN_IF_ERROR(tx.DeleteIndexesOf(row.id));
   GARDE_RETURN_IF_ERROR(tx.DeleteInteractionsOf(row.id));  // when the customer bought: gone too
+  GARDE_RETURN_IF_ERROR(tx.DeleteLinksOf(row.id));  // whose contact the person was: gone too
   if (keep.empty()) GARDE_RETURN_IF_ERROR(tx.ShredDataKey(row.id));
   return Status::Ok();
+}
+
+namespace {
+
+// An active subject of `kind`, inside a write transaction.
+Result<SubjectRow> ActiveOfKind(WriteTx& tx, const std::string& id, const std::string& kind) {
+  auto found = tx.GetSubject(id);
+  if (!found.ok()) return found.status();
+  if (!found.value()) return NotFound("no subject " + id);
+  const SubjectRow& row = *found.value();
+  if (row.status == "erased") return Conflict("subject " + id + " has been erased");
+  if (row.status == "restricted") {
+    return Conflict("subject " + id + " is restricted (Art. 18): nothing new is recorded");
+  }
+  if (row.kind != kind) {
+    return Status(Code::kUnprocessable, "subject " + id + " is not a " + kind)
+        .AddError(kind == "person" ? "person" : "organisation", "must be a " + kind);
+  }
+  return row;
+}
+
+bool IsContactRole(const std::string& role) {
+  if (role.empty() || role.size() > 40) return false;
+  return std::all_of(role.begin(), role.end(), [](char c) {
+    return std::islower(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+  });
+}
+
+}  // namespace
+
+Status SubjectVault::LinkContact(const Caller& caller, const std::string& organisation_id,
+                                 const std::string& person_id, const std::string& role) {
+  auto policies = d_.policies.Current();
+  GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "subjects.write"));
+  if (!IsContactRole(role)) {
+    return Status(Code::kUnprocessable, "the role is not valid")
+        .AddError("role", "1 to 40 of a-z, '_' and '-', e.g. buyer or accounting");
+  }
+  return d_.store.Write([&](WriteTx& tx) -> Status {
+    auto org = ActiveOfKind(tx, organisation_id, "organization");
+    if (!org.ok()) return org.status();
+    auto person = ActiveOfKind(tx, person_id, "person");
+    if (!person.ok()) return person.status();
+    GARDE_RETURN_IF_ERROR(tx.PutLink({organisation_id, person_id, role, d_.clock.Now()}));
+    return d_.journal.Record(&tx, caller, {"contact.link", person_id, "", "ok", {"role"}, 0});
+  });
+}
+
+Status SubjectVault::UnlinkContact(const Caller& caller, const std::string& organisation_id,
+                                   const std::string& person_id) {
+  auto policies = d_.policies.Current();
+  GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "subjects.write"));
+  bool deleted = false;
+  GARDE_RETURN_IF_ERROR(d_.store.Write([&](WriteTx& tx) -> Status {
+    auto r = tx.DeleteLink(organisation_id, person_id);
+    if (!r.ok()) return r.status();
+    deleted = r.value();
+    if (!deleted) return Status::Ok();
+    return d_.journal.Record(&tx, caller, {"contact.unlink", person_id, "", "ok", {}, 0});
+  }));
+  return deleted ? Status::Ok() : NotFound("subject " + person_id + " is not a contact of " + organisation_id);
+}
+
+Result<std::vector<ContactLinkRow>> SubjectVault::Contacts(const Caller& caller, const std::string& id) {
+  auto policies = d_.policies.Current();
+  GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "subjects.write"));
+  std::vector<ContactLinkRow> links;
+  bool known = false;
+  GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
+    auto row = tx.GetSubject(id);
+    if (!row.ok()) return row.status();
+    known = row.value().has_value();
+    auto r = tx.LinksOf(id);
+    if (!r.ok()) return r.status();
+    links = std::move(r.value());
+    return Status::Ok();
+  }));
+  if (!known) return NotFound("no subject " + id);
+  Audit(nullptr, caller, {"contact.list", id, "", "ok", {}, static_cast<int64_t>(links.size())});
+  return links;
 }
 
 const std::set<std::string>& InteractionKinds() {

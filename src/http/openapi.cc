@@ -1291,6 +1291,31 @@ const char* OpenApiDocument() {
     }
    }
   },
+  "/v1/subjects/{id}/contacts": {
+   "parameters": [{"$ref": "#/components/parameters/SubjectId"}],
+   "get": {
+    "summary": "The contact links of a subject, as organisation or as person (operator): ids and roles only",
+    "responses": {
+     "200": {"description": "The links", "content": {"application/json": {"schema": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {"type": "object", "required": ["organisation", "person", "role"], "properties": {"organisation": {"type": "string"}, "person": {"type": "string"}, "role": {"type": "string"}, "since": {"type": "string", "format": "date-time"}}}}}}}}},
+     "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}
+    }
+   }
+  },
+  "/v1/subjects/{id}/contacts/{person}": {
+   "parameters": [{"$ref": "#/components/parameters/SubjectId"}, {"name": "person", "in": "path", "required": true, "schema": {"type": "string"}}],
+   "put": {
+    "summary": "Link a person to an organisation with a role (buyer, accounting ...), or change the role (operator)",
+    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["role"], "additionalProperties": false, "properties": {"role": {"type": "string", "pattern": "^[a-z_-]{1,40}$"}}}}}},
+    "responses": {
+     "200": {"description": "Linked", "content": {"application/json": {"schema": {"type": "object", "required": ["organisation", "person", "role"], "properties": {"organisation": {"type": "string"}, "person": {"type": "string"}, "role": {"type": "string"}, "since": {"type": "string", "format": "date-time"}}}}}},
+     "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}, "409": {"$ref": "#/components/responses/Problem"}, "415": {"$ref": "#/components/responses/Problem"}, "422": {"$ref": "#/components/responses/Problem"}
+    }
+   },
+   "delete": {
+    "summary": "Unlink a person from an organisation (operator)",
+    "responses": {"204": {"description": "Unlinked"}, "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}
+   }
+  },
   "/v1/segments": {
    "get": {
     "summary": "Saved segments (marketing); with counts=true each is counted now",

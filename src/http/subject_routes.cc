@@ -247,6 +247,48 @@ Status BatchSubjects(Deployment& d, Exchange& x) {
   return Status::Ok();
 }
 
+// Contacts of an organisation: /v1/subjects/{organisation}/contacts/{person} with a role.
+Status PutContact(Deployment& d, Exchange& x) {
+  GARDE_RETURN_IF_ERROR(RequireRole(d, x, "subjects.write"));
+  GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
+  auto obj = ParseJsonObject(x.body);
+  if (!obj.ok()) return obj.status();
+  Status problems(Code::kUnprocessable, "the contact is not valid");
+  CheckMembers(*obj.value(), {"role"}, "", &problems);
+  const std::string role = ReadString(*obj.value(), "role", "", &problems).value_or("");
+  if (!obj.value()->has("role")) problems.AddError("role", "is required");
+  if (!problems.errors().empty()) return problems;
+  GARDE_RETURN_IF_ERROR(d.vault().LinkContact(*x.caller, x.params["id"], x.params["person"], role));
+  JsonWriter w;
+  w.BeginObject().Key("organisation").String(x.params["id"]).Key("person").String(x.params["person"])
+      .Key("role").String(role).EndObject();
+  x.Json(200, w.Take());
+  return Status::Ok();
+}
+
+Status DeleteContact(Deployment& d, Exchange& x) {
+  GARDE_RETURN_IF_ERROR(RequireRole(d, x, "subjects.write"));
+  GARDE_RETURN_IF_ERROR(d.vault().UnlinkContact(*x.caller, x.params["id"], x.params["person"]));
+  x.status = 204;
+  x.reply.clear();
+  return Status::Ok();
+}
+
+Status ListContacts(Deployment& d, Exchange& x) {
+  GARDE_RETURN_IF_ERROR(RequireRole(d, x, "subjects.write"));
+  auto links = d.vault().Contacts(*x.caller, x.params["id"]);
+  if (!links.ok()) return links.status();
+  JsonWriter w;
+  w.BeginObject().Key("items").BeginArray();
+  for (const auto& l : links.value()) {
+    w.BeginObject().Key("organisation").String(l.organisation_id).Key("person").String(l.person_id)
+        .Key("role").String(l.role).Key("since").String(FormatRfc3339(l.created_at)).EndObject();
+  }
+  w.EndArray().EndObject();
+  x.Json(200, w.Take());
+  return Status::Ok();
+}
+
 Status GetSubject(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(RequireRole(d, x, "subjects.read"));
   auto view = d.vault().Read(*x.caller, x.params["id"], x.Header("x-purpose"));
@@ -301,6 +343,10 @@ Status SearchSubjects(Deployment& d, Exchange& x) {
 void AddSubjectRoutes(Router& router, Deployment& d) {
   router.Add("POST", "/v1/subjects", [&d](Exchange& x) { return CreateSubject(d, x); });
   router.Add("POST", "/v1/subjects:batch", [&d](Exchange& x) { return BatchSubjects(d, x); });
+  router.Add("GET", "/v1/subjects/{id}/contacts", [&d](Exchange& x) { return ListContacts(d, x); });
+  router.Add("PUT", "/v1/subjects/{id}/contacts/{person}", [&d](Exchange& x) { return PutContact(d, x); });
+  router.Add("DELETE", "/v1/subjects/{id}/contacts/{person}",
+             [&d](Exchange& x) { return DeleteContact(d, x); });
   router.Add("POST", "/v1/subjects/{id}/interactions",
              [&d](Exchange& x) { return RecordInteractions(d, x); });
   router.Add("POST", "/v1/subjects:search", [&d](Exchange& x) { return SearchSubjects(d, x); });

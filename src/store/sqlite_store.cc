@@ -350,6 +350,17 @@ CREATE TABLE segments(
   updated_at INTEGER NOT NULL
 );
 )sql",
+    // 19: contacts of organisations (a person linked to an organisation with a role).
+    R"sql(
+CREATE TABLE contact_links(
+  organisation_id TEXT NOT NULL,
+  person_id TEXT NOT NULL,
+  role TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY(organisation_id, person_id)
+) WITHOUT ROWID;
+CREATE INDEX contact_links_by_person ON contact_links(person_id);
+)sql",
 };
 
 // The audit log's subject index: a level merges once it holds kAuditRunFanIn runs; a run of
@@ -1203,6 +1214,36 @@ class SqliteTx final : public WriteTx {
     Query q(c_, std::string("SELECT ") + kIncidentColumns +
                     " FROM incidents ORDER BY authority_due_at, id");
     return q.Rows<IncidentRow>([&] { return IncidentFrom(q); });
+  }
+
+  Result<std::vector<ContactLinkRow>> LinksOf(const std::string& subject_id) override {
+    Query q(c_, "SELECT organisation_id, person_id, role, created_at FROM contact_links "
+                "WHERE organisation_id = ?1 OR person_id = ?1 ORDER BY created_at, person_id");
+    q.Text(subject_id);
+    return q.Rows<ContactLinkRow>([&] {
+      return ContactLinkRow{q.ColText(0), q.ColText(1), q.ColText(2), q.ColInt(3)};
+    });
+  }
+
+  Status PutLink(const ContactLinkRow& r) override {
+    Query q(c_, "INSERT INTO contact_links(organisation_id, person_id, role, created_at) "
+                "VALUES(?,?,?,?) ON CONFLICT(organisation_id, person_id) DO UPDATE SET "
+                "role = excluded.role");
+    q.Text(r.organisation_id).Text(r.person_id).Text(r.role).Int(r.created_at);
+    return q.Run();
+  }
+
+  Result<bool> DeleteLink(const std::string& organisation_id, const std::string& person_id) override {
+    Query q(c_, "DELETE FROM contact_links WHERE organisation_id = ? AND person_id = ?");
+    q.Text(organisation_id).Text(person_id);
+    GARDE_RETURN_IF_ERROR(q.Run());
+    return sqlite3_changes(c_.db()) > 0;
+  }
+
+  Status DeleteLinksOf(const std::string& subject_id) override {
+    Query q(c_, "DELETE FROM contact_links WHERE organisation_id = ?1 OR person_id = ?1");
+    q.Text(subject_id);
+    return q.Run();
   }
 
   static SegmentRow SegmentFrom(Query& q) {

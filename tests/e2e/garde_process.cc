@@ -193,7 +193,9 @@ void GardeProcess::Start(const std::vector<std::string>& extra) {
   env["GARDE_LOG_LEVEL"] = "debug";
   pid_ = Spawn(args, env, out_path_, log_path_);
   const std::string marker = "listening on http://127.0.0.1:";
-  for (int i = 0; i < 200; ++i) {
+  // Up to 20 s: a sealed keyring's argon2id (256 MiB) on a loaded two-core machine running
+  // sanitizer builds beside it takes several seconds before the service listens.
+  for (int i = 0; i < 800; ++i) {
     const std::string out = ReadFile(out_path_);
     const size_t at = out.find(marker);
     if (at != std::string::npos && out.find('\n', at) != std::string::npos) {

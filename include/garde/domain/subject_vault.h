@@ -162,6 +162,15 @@ class SubjectVault {
   Status EraseIn(WriteTx& tx, const SubjectRow& row, const std::set<std::string>& keep) const;
   // Records interactions (all or none) and updates last_interaction_at and the aggregates.
   // Audited; the aggregates' change is a rectification (audited and told downstream).
+  // Contacts of organisations (B2B): a person linked to an organisation with a role (buyer,
+  // accounting …). Both must be active, of those kinds. Consent stays the person's own; a
+  // person's erasure removes their links, never the organisation. Audited.
+  Status LinkContact(const Caller& caller, const std::string& organisation_id,
+                     const std::string& person_id, const std::string& role);
+  Status UnlinkContact(const Caller& caller, const std::string& organisation_id,
+                       const std::string& person_id);
+  // The links of a subject, as organisation or as person (ids and roles only).
+  Result<std::vector<ContactLinkRow>> Contacts(const Caller& caller, const std::string& id);
   Result<SubjectView> RecordInteractions(const Caller& caller, const std::string& id,
                                          const std::vector<Interaction>& interactions);
   // spend_30d as of `now` from the subject's purchases, inside a caller's transaction (the

@@ -138,6 +138,12 @@ struct IncidentRow {
   Bytes sealed;
 };
 
+// A person who is a contact of an organisation (B2B), with their role there.
+struct ContactLinkRow {
+  std::string organisation_id, person_id, role;
+  int64_t created_at = 0;
+};
+
 // A saved audience definition (no member list: counts are computed when asked).
 struct SegmentRow {
   std::string name;
@@ -313,6 +319,8 @@ class ReadTx {
   // Every incident, earliest authority deadline first.
   virtual Result<std::vector<IncidentRow>> ListIncidents() = 0;
   virtual Result<std::optional<SegmentRow>> GetSegment(const std::string& name) = 0;
+  // The contact links a subject is part of, as organisation or as person, oldest first.
+  virtual Result<std::vector<ContactLinkRow>> LinksOf(const std::string& subject_id) = 0;
   // By name.
   virtual Result<std::vector<SegmentRow>> ListSegments() = 0;
   // The rows of an import that created a subject: row -> subject id.
@@ -381,6 +389,11 @@ class WriteTx : public ReadTx {
   virtual Status InsertRequest(const RequestRow& row) = 0;
   // Inserts or replaces (by id).
   virtual Status PutIncident(const IncidentRow& row) = 0;
+  // Inserts or replaces the role (by organisation and person); DeleteLink: false when there
+  // was none; DeleteLinksOf: every link of the subject, on either side.
+  virtual Status PutLink(const ContactLinkRow& row) = 0;
+  virtual Result<bool> DeleteLink(const std::string& organisation_id, const std::string& person_id) = 0;
+  virtual Status DeleteLinksOf(const std::string& subject_id) = 0;
   // Inserts or replaces (by name); DeleteSegment: false when there was none.
   virtual Status PutSegment(const SegmentRow& row) = 0;
   virtual Result<bool> DeleteSegment(const std::string& name) = 0;

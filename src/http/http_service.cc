@@ -168,21 +168,23 @@ Status RequireJsonBody(const Exchange& x) {
   return Status::Ok();
 }
 
-HttpService::HttpService(Deployment& deployment) : d_(deployment) {
-  AddSystemRoutes(router_, d_);
-  AddSubjectRoutes(router_, d_);
-  AddImportRoutes(router_, d_);
-  AddSegmentRoutes(router_, d_);
-  AddAuditRoutes(router_, d_);
-  AddConsentRoutes(router_, d_);
-  AddLinkRoutes(router_, d_);
-  AddAudienceRoutes(router_, d_);
-  AddRegisterRoutes(router_, d_);
-  AddRetentionRoutes(router_, d_);
-  AddIncidentRoutes(router_, d_);
-  AddRequestRoutes(router_, d_);
-  AddRequestPages(router_, d_);
+void AddAllRoutes(Router& router, Deployment& d) {
+  AddSystemRoutes(router, d);
+  AddSubjectRoutes(router, d);
+  AddImportRoutes(router, d);
+  AddSegmentRoutes(router, d);
+  AddAuditRoutes(router, d);
+  AddConsentRoutes(router, d);
+  AddLinkRoutes(router, d);
+  AddAudienceRoutes(router, d);
+  AddRegisterRoutes(router, d);
+  AddRetentionRoutes(router, d);
+  AddIncidentRoutes(router, d);
+  AddRequestRoutes(router, d);
+  AddRequestPages(router, d);
 }
+
+HttpService::HttpService(Deployment& deployment) : d_(deployment) { AddAllRoutes(router_, d_); }
 
 HttpService::~HttpService() { Stop(); }
 

@@ -955,7 +955,8 @@ const char* OpenApiDocument() {
         "required": [
          "name",
          "contact"
-        ]
+        ],
+        "properties": {"name": {"type": "string"}, "contact": {"type": "string"}}
        },
        "dpo": {
         "type": [
@@ -1055,7 +1056,8 @@ const char* OpenApiDocument() {
        "required": [
         "country",
         "safeguard"
-       ]
+       ],
+       "properties": {"country": {"type": "string"}, "recipient": {"type": "string"}, "safeguard": {"type": "string"}}
       }
      },
      "retention": {
@@ -1071,7 +1073,8 @@ const char* OpenApiDocument() {
       "type": "object",
       "required": [
        "required"
-      ]
+      ],
+      "properties": {"required": {"type": "boolean"}}
      },
      "joint_controllers": {
       "type": "array",
@@ -1080,7 +1083,8 @@ const char* OpenApiDocument() {
        "required": [
         "name",
         "contact"
-       ]
+       ],
+       "properties": {"name": {"type": "string"}, "contact": {"type": "string"}}
       }
      }
     }

@@ -46,6 +46,8 @@ class HttpService final : public ExchangeHandler {
 };
 
 // Route registration, one function per area of the API.
+// Every route of the service (the ones below); the OpenAPI document lists exactly these.
+void AddAllRoutes(Router& router, Deployment& d);
 void AddSystemRoutes(Router& router, Deployment& d);
 void AddSubjectRoutes(Router& router, Deployment& d);
 void AddAuditRoutes(Router& router, Deployment& d);

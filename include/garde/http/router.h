@@ -41,6 +41,7 @@ class Router {
                      std::vector<std::string>* allowed) const;
   // True when method+path (still percent-encoded) is a kAtOnce route.
   bool AnswersAtOnce(const std::string& method, const std::string& path) const;
+  const std::vector<Route>& routes() const { return routes_; }
 
  private:
   std::vector<Route> routes_;

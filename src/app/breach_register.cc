@@ -192,6 +192,7 @@ Result<IncidentView> BreachRegister::Scope(const Caller& caller, const std::stri
     std::set<std::string> fields, activities, actions;
     int64_t entries = 0;
     std::string first, last;
+    std::vector<uint64_t> at;  // the entries' indexes in the log: the evidence, with proofs
   };
   std::map<std::string, Reach> reached;
   std::map<std::string, int64_t> by_field;
@@ -211,6 +212,7 @@ Result<IncidentView> BreachRegister::Scope(const Caller& caller, const std::stri
     if ((!since.empty() && time < since) || (!until.empty() && time > until)) return true;
     Reach& r = reached[row.subject];
     ++r.entries;
+    r.at.push_back(row.seq);
     ++entries;
     if (r.first.empty()) r.first = time;
     r.last = time;
@@ -231,6 +233,8 @@ Result<IncidentView> BreachRegister::Scope(const Caller& caller, const std::stri
   result->set("until", until);
   result->set("verified_entries", static_cast<int64_t>(verified.entries));
   result->set("checkpoint_size", static_cast<int64_t>(head->size));
+  // The signed tree head every entry below is proved against (GET .../evidence).
+  result->set("checkpoint", head->note);
   result->set("entries", entries);
   Array::Ptr subjects = new Array;
   for (const auto& [subject, r] : reached) {
@@ -248,6 +252,9 @@ Result<IncidentView> BreachRegister::Scope(const Caller& caller, const std::stri
     s->set("entries", r.entries);
     s->set("first", r.first);
     s->set("last", r.last);
+    Array::Ptr at = new Array;
+    for (uint64_t i : r.at) at->add(static_cast<Poco::UInt64>(i));
+    s->set("entries_at", at);
     subjects->add(s);
   }
   result->set("subjects", subjects);
@@ -258,6 +265,57 @@ Result<IncidentView> BreachRegister::Scope(const Caller& caller, const std::stri
   facts->set("scope", result);
   return Save(caller, view->row, Stringify(facts), "incident.scope",
               {scope.actor, std::to_string(reached.size())});
+}
+
+Result<std::string> BreachRegister::Evidence(const Caller& caller, const std::string& id,
+                                             const std::string& subject) {
+  GARDE_RETURN_IF_ERROR(AccessGate::Require(*d_.policies().Current(), caller, "incidents.manage"));
+  auto view = Load(id);
+  if (!view.ok()) return view.status();
+  auto facts = ParseFacts(view->facts);
+  Object::Ptr scope = facts->getObject("scope");
+  if (!scope || !scope->has("checkpoint")) {
+    return Conflict("incident " + id + " has no scope with evidence yet: scope it first");
+  }
+  const auto size = scope->getValue<uint64_t>("checkpoint_size");
+  Array::Ptr at;
+  if (Array::Ptr subjects = scope->getArray("subjects")) {
+    for (size_t i = 0; i < subjects->size() && !at; ++i) {
+      Object::Ptr s = subjects->getObject(static_cast<unsigned>(i));
+      if (s->optValue<std::string>("subject", "") == subject) at = s->getArray("entries_at");
+    }
+  }
+  if (!at) return NotFound("subject " + subject + " is not in the incident's scope");
+  auto root = d_.audit().Root(size);
+  if (!root.ok()) return root.status();
+  JsonWriter w;
+  w.BeginObject().Key("incident").String(id).Key("subject").String(subject)
+      .Key("checkpoint").String(scope->getValue<std::string>("checkpoint"))
+      .Key("size").Int(static_cast<int64_t>(size))
+      .Key("root_hash").String(Base64Encode(root.value().data(), root.value().size()))
+      .Key("entries").BeginArray();
+  for (size_t i = 0; i < at->size(); ++i) {
+    const uint64_t index = at->getElement<uint64_t>(static_cast<unsigned>(i));
+    std::string entry;
+    Bytes leaf;
+    GARDE_RETURN_IF_ERROR(d_.audit().Scan(index, index + 1, [&](const AuditRow& r) {
+      entry = r.entry;
+      leaf = r.leaf_hash;
+      return false;
+    }));
+    auto proof = d_.audit().InclusionProof(index, size);
+    if (!proof.ok()) return proof.status();
+    // The entry's exact bytes (what was hashed), its leaf hash, and the path to the root.
+    w.BeginObject().Key("index").Int(static_cast<int64_t>(index)).Key("entry").String(entry)
+        .Key("leaf_hash").String(Base64Encode(leaf)).Key("proof").BeginArray();
+    for (const auto& h : proof.value()) w.String(Base64Encode(h.data(), h.size()));
+    w.EndArray().EndObject();
+  }
+  w.EndArray().EndObject();
+  GARDE_RETURN_IF_ERROR(d_.journal().Record(nullptr, caller,
+                                            {"incident.evidence", subject, "", "ok", {id},
+                                             static_cast<int64_t>(at->size())}));
+  return w.Take();
 }
 
 Result<IncidentView> BreachRegister::RevokeKey(const Caller& caller, const std::string& id,

@@ -273,6 +273,17 @@ void AddIncidentRoutes(Router& router, Deployment& d) {
   router.Add("GET", "/v1/incidents/{id}", [&d](Exchange& x) { return GetIncident(d, x); });
   router.Add("PATCH", "/v1/incidents/{id}", [&d](Exchange& x) { return UpdateIncident(d, x); });
   router.Add("POST", "/v1/incidents/{id}:scope", [&d](Exchange& x) { return ScopeIncident(d, x); });
+  router.Add("GET", "/v1/incidents/{id}/evidence", [&d](Exchange& x) {
+    GARDE_RETURN_IF_ERROR(Authenticate(d, x));
+    auto subject = x.query.find("subject");
+    if (subject == x.query.end() || subject->second.empty()) {
+      return Status(Code::kUnprocessable, "name the subject").AddError("subject", "is required");
+    }
+    auto evidence = d.breaches().Evidence(*x.caller, x.params["id"], subject->second);
+    if (!evidence.ok()) return evidence.status();
+    x.Json(200, std::move(evidence.value()));
+    return Status::Ok();
+  });
   router.Add("POST", "/v1/incidents/{id}:revoke-key", [&d](Exchange& x) { return RevokeKey(d, x); });
   router.Add("POST", "/v1/incidents/{id}:notify-subjects",
              [&d](Exchange& x) { return NotifySubjects(d, x); });

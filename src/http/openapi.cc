@@ -1320,6 +1320,17 @@ const char* OpenApiDocument() {
     "responses": {"204": {"description": "Unlinked"}, "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}
    }
   },
+  "/v1/incidents/{id}/evidence": {
+   "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+   "get": {
+    "summary": "The proof behind one subject of an incident's scope: each entry's exact bytes with an inclusion proof to the tree head signed when the scope was drawn (officer)",
+    "parameters": [{"name": "subject", "in": "query", "required": true, "schema": {"type": "string"}}],
+    "responses": {
+     "200": {"description": "The evidence", "content": {"application/json": {"schema": {"type": "object", "required": ["incident", "subject", "checkpoint", "size", "root_hash", "entries"], "properties": {"incident": {"type": "string"}, "subject": {"type": "string"}, "checkpoint": {"type": "string"}, "size": {"type": "integer"}, "root_hash": {"type": "string"}, "entries": {"type": "array", "items": {"type": "object", "required": ["index", "entry", "leaf_hash", "proof"], "properties": {"index": {"type": "integer"}, "entry": {"type": "string"}, "leaf_hash": {"type": "string"}, "proof": {"type": "array", "items": {"type": "string"}}}}}}}}}},
+     "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}, "409": {"$ref": "#/components/responses/Problem"}, "422": {"$ref": "#/components/responses/Problem"}
+    }
+   }
+  },
   "/v1/segments": {
    "get": {
     "summary": "Saved segments (marketing); with counts=true each is counted now",

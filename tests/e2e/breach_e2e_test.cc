@@ -2,6 +2,8 @@
 // read from the verified audit log, and the Art. 34 notices to the customers concerned.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include <Poco/JSON/Array.h>
 
 #include <set>
@@ -13,6 +15,8 @@
 
 namespace garde::testing {
 namespace {
+
+namespace fs = std::filesystem;
 
 std::string FormatRfc3339Now() { return FormatRfc3339(SystemClock().Now()); }
 
@@ -103,6 +107,21 @@ TEST_F(BreachE2E, ALeakedKeysReadsAreScopedExactlyAndTheCustomersTold) {
   }
   EXPECT_EQ(listed, read_by_leaked);
   EXPECT_GT(scope->getValue<int64_t>("verified_entries"), 0);
+
+  // Each subject's entries come with inclusion proofs to the head signed when the scope was
+  // drawn, checked here by the independent verifier with the public key alone.
+  const std::string verifier_dir = fs::path(GARDE_VERIFIER).parent_path().string();
+  for (const auto& subject : read_by_leaked) {
+    RunResult py = RunProgram({"/usr/bin/python3", verifier_dir + "/verify_evidence.py",
+                               "http://127.0.0.1:" + std::to_string(g_.port()), officer_key_, id,
+                               subject, leaked_id});
+    EXPECT_EQ(py.exit_code, 0) << py.err << py.out;
+    EXPECT_NE(py.out.find("proved against the signed head"), std::string::npos) << py.out;
+  }
+  EXPECT_EQ(g_.Get("/v1/incidents/" + id + "/evidence?subject=" + all[1], officer_key_).status,
+            404);  // read by another key only
+  EXPECT_EQ(g_.Get("/v1/incidents/" + id + "/evidence", officer_key_).status, 422);
+  EXPECT_EQ(g_.Get("/v1/incidents/" + id + "/evidence?subject=" + all[0], marketing_key_).status, 401);
 
   // Art. 34: the customers concerned hear of it, in their language, from the controller.
   ASSERT_EQ(g_.Patch("/v1/incidents/" + id,

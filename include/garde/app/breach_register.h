@@ -53,6 +53,11 @@ class BreachRegister {
   // and activities, from the audit log verified first against a checkpoint signed now (409
   // when it does not verify: a shortened log never yields a shorter list).
   Result<IncidentView> Scope(const Caller& caller, const std::string& id, const BreachScope& scope);
+  // The proof behind one subject of the scope: each of its entries' exact bytes with an
+  // inclusion proof to the tree head signed when the scope was drawn, for anyone to check
+  // with the public key alone (kConflict before a scope, kNotFound for a subject not in it).
+  Result<std::string> Evidence(const Caller& caller, const std::string& id,
+                               const std::string& subject);
   // Containment: revokes API key `key_id` at once (this process's key cache is emptied with
   // it) and records it in the incident's containment, with the time. 404 for no active key.
   Result<IncidentView> RevokeKey(const Caller& caller, const std::string& id,

@@ -251,23 +251,16 @@ const char* OpenApiDocument() {
       "description": "a text, or texts by language"
      }
     }
-   },
+   }
+  ,
    "Interaction": {
     "type": "object",
     "additionalProperties": false,
-    "required": [
-     "kind"
-    ],
+    "required": ["kind"],
     "properties": {
      "kind": {
       "type": "string",
-      "enum": [
-       "purchase",
-       "contact",
-       "visit",
-       "support",
-       "other"
-      ]
+      "enum": ["purchase", "contact", "visit", "support", "other"]
      },
      "occurred_at": {
       "type": "string",
@@ -282,19 +275,7 @@ const char* OpenApiDocument() {
    },
    "Delivery": {
     "type": "object",
-    "required": [
-     "id",
-     "endpoint",
-     "event_id",
-     "topic",
-     "subject",
-     "status",
-     "attempts",
-     "queued_at",
-     "next_attempt_at",
-     "delivered_at",
-     "last_error"
-    ],
+    "required": ["id", "endpoint", "event_id", "topic", "subject", "status", "attempts", "queued_at", "next_attempt_at", "delivered_at", "last_error"],
     "properties": {
      "id": {
       "type": "string"
@@ -310,19 +291,11 @@ const char* OpenApiDocument() {
       "type": "string"
      },
      "subject": {
-      "type": [
-       "string",
-       "null"
-      ]
+      "type": ["string", "null"]
      },
      "status": {
       "type": "string",
-      "enum": [
-       "pending",
-       "delivered",
-       "dead",
-       "skipped"
-      ]
+      "enum": ["pending", "delivered", "dead", "skipped"]
      },
      "attempts": {
       "type": "integer"
@@ -332,48 +305,28 @@ const char* OpenApiDocument() {
       "format": "date-time"
      },
      "next_attempt_at": {
-      "type": [
-       "string",
-       "null"
-      ],
+      "type": ["string", "null"],
       "format": "date-time"
      },
      "delivered_at": {
-      "type": [
-       "string",
-       "null"
-      ],
+      "type": ["string", "null"],
       "format": "date-time"
      },
      "last_error": {
-      "type": [
-       "string",
-       "null"
-      ]
+      "type": ["string", "null"]
      }
     }
    },
    "RetentionRun": {
     "type": "object",
-    "required": [
-     "id",
-     "status",
-     "dry_run",
-     "started_at",
-     "at",
-     "finished_at",
-     "report"
-    ],
+    "required": ["id", "status", "dry_run", "started_at", "at", "finished_at", "report"],
     "properties": {
      "id": {
       "type": "string"
      },
      "status": {
       "type": "string",
-      "enum": [
-       "running",
-       "completed"
-      ]
+      "enum": ["running", "completed"]
      },
      "dry_run": {
       "type": "boolean"
@@ -388,10 +341,7 @@ const char* OpenApiDocument() {
       "description": "the time the rules were evaluated at"
      },
      "finished_at": {
-      "type": [
-       "string",
-       "null"
-      ],
+      "type": ["string", "null"],
       "format": "date-time"
      },
      "report": {
@@ -571,226 +521,67 @@ const char* OpenApiDocument() {
    },
    "SegmentDefinition": {
     "type": "object",
-    "required": [
-     "activity",
-     "purpose"
-    ],
+    "required": ["activity", "purpose"],
     "properties": {
-     "activity": {
-      "type": "string"
-     },
-     "purpose": {
-      "type": "string"
-     },
-     "channel": {
-      "type": "string"
-     },
-     "where": {
-      "type": "object",
-      "description": "the audience where language (SPEC §4)"
-     },
-     "description": {
-      "type": "string",
-      "maxLength": 500
-     }
+     "activity": {"type": "string"},
+     "purpose": {"type": "string"},
+     "channel": {"type": "string"},
+     "where": {"type": "object", "description": "the audience where language (SPEC §4)"},
+     "description": {"type": "string", "maxLength": 500}
     }
    },
    "Segment": {
     "type": "object",
-    "required": [
-     "name",
-     "definition",
-     "created_at",
-     "updated_at"
-    ],
+    "required": ["name", "definition", "created_at", "updated_at"],
     "properties": {
-     "name": {
-      "type": "string"
-     },
-     "definition": {
-      "$ref": "#/components/schemas/SegmentDefinition"
-     },
-     "created_at": {
-      "type": "string",
-      "format": "date-time"
-     },
-     "updated_at": {
-      "type": "string",
-      "format": "date-time"
-     },
-     "count": {
-      "type": "integer",
-      "description": "members now: matching, and allowed by consent for the purpose and channel"
-     }
+     "name": {"type": "string"},
+     "definition": {"$ref": "#/components/schemas/SegmentDefinition"},
+     "created_at": {"type": "string", "format": "date-time"},
+     "updated_at": {"type": "string", "format": "date-time"},
+     "count": {"type": "integer", "description": "members now: matching, and allowed by consent for the purpose and channel"}
     }
    },
    "ConcentrationReport": {
     "type": "object",
-    "required": [
-     "segment",
-     "measure",
-     "customers",
-     "revenue",
-     "customers_for_80_percent",
-     "steps",
-     "smallest_group"
-    ],
+    "required": ["segment", "measure", "customers", "revenue", "customers_for_80_percent", "steps", "smallest_group"],
     "properties": {
-     "segment": {
-      "type": "string"
-     },
-     "measure": {
-      "type": "string"
-     },
-     "customers": {
-      "type": "integer"
-     },
-     "revenue": {
-      "type": "number"
-     },
-     "customers_for_80_percent": {
-      "type": [
-       "number",
-       "null"
-      ],
-      "description": "% of customers that bring 80 % of the revenue; null when that is fewer than 5 customers"
-     },
-     "steps": {
-      "type": "array",
-      "items": {
-       "type": "object",
-       "required": [
-        "top_percent",
-        "customers",
-        "revenue_share"
-       ],
-       "properties": {
-        "top_percent": {
-         "type": "integer"
-        },
-        "customers": {
-         "type": "integer"
-        },
-        "revenue_share": {
-         "type": [
-          "number",
-          "null"
-         ]
-        }
-       }
-      }
-     },
-     "smallest_group": {
-      "type": "integer"
-     }
+     "segment": {"type": "string"},
+     "measure": {"type": "string"},
+     "customers": {"type": "integer"},
+     "revenue": {"type": "number"},
+     "customers_for_80_percent": {"type": ["number", "null"], "description": "% of customers that bring 80 % of the revenue; null when that is fewer than 5 customers"},
+     "steps": {"type": "array", "items": {"type": "object", "required": ["top_percent", "customers", "revenue_share"], "properties": {"top_percent": {"type": "integer"}, "customers": {"type": "integer"}, "revenue_share": {"type": ["number", "null"]}}}},
+     "smallest_group": {"type": "integer"}
     }
    },
    "ImportResult": {
     "type": "object",
-    "required": [
-     "id",
-     "mapping",
-     "dry_run",
-     "rows",
-     "updated",
-     "duplicates",
-     "invalid",
-     "failed",
-     "resumed",
-     "results"
-    ],
+    "required": ["id", "mapping", "dry_run", "rows", "updated", "duplicates", "invalid", "failed", "resumed", "results"],
     "properties": {
-     "id": {
-      "type": "string",
-      "description": "imp_ and a digest of the file and the mapping"
-     },
-     "mapping": {
-      "type": "string"
-     },
-     "dry_run": {
-      "type": "boolean"
-     },
-     "rows": {
-      "type": "integer"
-     },
-     "created": {
-      "type": "integer",
-      "description": "absent in a dry run"
-     },
-     "valid": {
-      "type": "integer",
-      "description": "a dry run's rows that would be written"
-     },
-     "updated": {
-      "type": "integer"
-     },
-     "duplicates": {
-      "type": "integer"
-     },
-     "invalid": {
-      "type": "integer"
-     },
-     "failed": {
-      "type": "integer"
-     },
-     "resumed": {
-      "type": "integer",
-      "description": "rows an earlier, interrupted run of the same import had created"
-     },
+     "id": {"type": "string", "description": "imp_ and a digest of the file and the mapping"},
+     "mapping": {"type": "string"},
+     "dry_run": {"type": "boolean"},
+     "rows": {"type": "integer"},
+     "created": {"type": "integer", "description": "absent in a dry run"},
+     "valid": {"type": "integer", "description": "a dry run's rows that would be written"},
+     "updated": {"type": "integer"},
+     "duplicates": {"type": "integer"},
+     "invalid": {"type": "integer"},
+     "failed": {"type": "integer"},
+     "resumed": {"type": "integer", "description": "rows an earlier, interrupted run of the same import had created"},
      "results": {
       "type": "array",
       "items": {
        "type": "object",
-       "required": [
-        "row",
-        "line",
-        "outcome"
-       ],
+       "required": ["row", "line", "outcome"],
        "properties": {
-        "row": {
-         "type": "integer"
-        },
-        "line": {
-         "type": "integer"
-        },
-        "outcome": {
-         "type": "string",
-         "enum": [
-          "created",
-          "updated",
-          "duplicate",
-          "valid",
-          "invalid",
-          "failed"
-         ]
-        },
-        "id": {
-         "type": "string"
-        },
-        "earlier": {
-         "type": "boolean"
-        },
-        "detail": {
-         "type": "string"
-        },
-        "errors": {
-         "type": "array",
-         "items": {
-          "type": "object",
-          "required": [
-           "field",
-           "message"
-          ],
-          "properties": {
-           "field": {
-            "type": "string"
-           },
-           "message": {
-            "type": "string"
-           }
-          }
-         }
-        }
+        "row": {"type": "integer"},
+        "line": {"type": "integer"},
+        "outcome": {"type": "string", "enum": ["created", "updated", "duplicate", "valid", "invalid", "failed"]},
+        "id": {"type": "string"},
+        "earlier": {"type": "boolean"},
+        "detail": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object", "required": ["field", "message"], "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}}
        }
       }
      }
@@ -1032,13 +823,13 @@ const char* OpenApiDocument() {
      },
      "receipt": {
       "type": "object",
-      "description": "{receipt:{…}, signature:{alg, key_id, signed (base64url of the exact receipt bytes), value (base64 Ed25519)}}"
+      "description": "{receipt:{\u2026}, signature:{alg, key_id, signed (base64url of the exact receipt bytes), value (base64 Ed25519)}}"
      }
     }
    },
    "Request": {
     "type": "object",
-    "description": "A data-subject request (SPEC §2.5). Notes and reasons are present only while the subject's data key exists.",
+    "description": "A data-subject request (SPEC \u00a72.5). Notes and reasons are present only while the subject's data key exists.",
     "required": [
      "id",
      "type",
@@ -1165,14 +956,7 @@ const char* OpenApiDocument() {
          "name",
          "contact"
         ],
-        "properties": {
-         "name": {
-          "type": "string"
-         },
-         "contact": {
-          "type": "string"
-         }
-        }
+        "properties": {"name": {"type": "string"}, "contact": {"type": "string"}}
        },
        "dpo": {
         "type": [
@@ -1273,17 +1057,7 @@ const char* OpenApiDocument() {
         "country",
         "safeguard"
        ],
-       "properties": {
-        "country": {
-         "type": "string"
-        },
-        "recipient": {
-         "type": "string"
-        },
-        "safeguard": {
-         "type": "string"
-        }
-       }
+       "properties": {"country": {"type": "string"}, "recipient": {"type": "string"}, "safeguard": {"type": "string"}}
       }
      },
      "retention": {
@@ -1300,11 +1074,7 @@ const char* OpenApiDocument() {
       "required": [
        "required"
       ],
-      "properties": {
-       "required": {
-        "type": "boolean"
-       }
-      }
+      "properties": {"required": {"type": "boolean"}}
      },
      "joint_controllers": {
       "type": "array",
@@ -1314,14 +1084,7 @@ const char* OpenApiDocument() {
         "name",
         "contact"
        ],
-       "properties": {
-        "name": {
-         "type": "string"
-        },
-        "contact": {
-         "type": "string"
-        }
-       }
+       "properties": {"name": {"type": "string"}, "contact": {"type": "string"}}
       }
      }
     }
@@ -1343,7 +1106,6 @@ const char* OpenApiDocument() {
  "paths": {
   "/healthz": {
    "get": {
-    "operationId": "getHealthz",
     "summary": "Liveness",
     "security": [],
     "responses": {
@@ -1355,7 +1117,6 @@ const char* OpenApiDocument() {
   },
   "/readyz": {
    "get": {
-    "operationId": "getReadyz",
     "summary": "Readiness: database and keys usable",
     "security": [],
     "responses": {
@@ -1370,7 +1131,6 @@ const char* OpenApiDocument() {
   },
   "/openapi.json": {
    "get": {
-    "operationId": "getOpenapiJson",
     "summary": "This document",
     "security": [],
     "responses": {
@@ -1382,7 +1142,6 @@ const char* OpenApiDocument() {
   },
   "/v1/subjects": {
    "post": {
-    "operationId": "postSubjects",
     "summary": "Create a subject (operator)",
     "requestBody": {
      "required": true,
@@ -1431,7 +1190,6 @@ const char* OpenApiDocument() {
   },
   "/v1/subjects:batch": {
    "post": {
-    "operationId": "postSubjectsBatch",
     "summary": "Create (no id) or rectify (with id) many subjects (operator); JSON array or NDJSON",
     "requestBody": {
      "required": true,
@@ -1485,26 +1243,10 @@ const char* OpenApiDocument() {
   },
   "/v1/imports": {
    "post": {
-    "operationId": "postImports",
     "summary": "Import subjects from a spreadsheet's CSV (operator), read with a mapping of the policies' imports/ directory; the same upload again resumes it",
     "parameters": [
-     {
-      "name": "mapping",
-      "in": "query",
-      "required": true,
-      "schema": {
-       "type": "string",
-       "pattern": "^[A-Za-z0-9_-]{1,64}$"
-      }
-     },
-     {
-      "name": "dry_run",
-      "in": "query",
-      "required": false,
-      "schema": {
-       "type": "boolean"
-      }
-     }
+     {"name": "mapping", "in": "query", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}},
+     {"name": "dry_run", "in": "query", "required": false, "schema": {"type": "boolean"}}
     ],
     "requestBody": {
      "required": true,
@@ -1554,514 +1296,90 @@ const char* OpenApiDocument() {
    }
   },
   "/v1/subjects/{id}/contacts": {
-   "parameters": [
-    {
-     "$ref": "#/components/parameters/SubjectId"
-    }
-   ],
+   "parameters": [{"$ref": "#/components/parameters/SubjectId"}],
    "get": {
-    "operationId": "getSubjectsByIdContacts",
     "summary": "The contact links of a subject, as organisation or as person (operator): ids and roles only",
     "responses": {
-     "200": {
-      "description": "The links",
-      "content": {
-       "application/json": {
-        "schema": {
-         "type": "object",
-         "required": [
-          "items"
-         ],
-         "properties": {
-          "items": {
-           "type": "array",
-           "items": {
-            "type": "object",
-            "required": [
-             "organisation",
-             "person",
-             "role"
-            ],
-            "properties": {
-             "organisation": {
-              "type": "string"
-             },
-             "person": {
-              "type": "string"
-             },
-             "role": {
-              "type": "string"
-             },
-             "since": {
-              "type": "string",
-              "format": "date-time"
-             }
-            }
-           }
-          }
-         }
-        }
-       }
-      }
-     },
-     "401": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "403": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "404": {
-      "$ref": "#/components/responses/Problem"
-     }
+     "200": {"description": "The links", "content": {"application/json": {"schema": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {"type": "object", "required": ["organisation", "person", "role"], "properties": {"organisation": {"type": "string"}, "person": {"type": "string"}, "role": {"type": "string"}, "since": {"type": "string", "format": "date-time"}}}}}}}}},
+     "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}
     }
    }
   },
   "/v1/subjects/{id}/contacts/{person}": {
-   "parameters": [
-    {
-     "$ref": "#/components/parameters/SubjectId"
-    },
-    {
-     "name": "person",
-     "in": "path",
-     "required": true,
-     "schema": {
-      "type": "string"
-     }
-    }
-   ],
+   "parameters": [{"$ref": "#/components/parameters/SubjectId"}, {"name": "person", "in": "path", "required": true, "schema": {"type": "string"}}],
    "put": {
-    "operationId": "putSubjectsByIdContactsByPerson",
     "summary": "Link a person to an organisation with a role (buyer, accounting ...), or change the role (operator)",
-    "requestBody": {
-     "required": true,
-     "content": {
-      "application/json": {
-       "schema": {
-        "type": "object",
-        "required": [
-         "role"
-        ],
-        "additionalProperties": false,
-        "properties": {
-         "role": {
-          "type": "string",
-          "pattern": "^[a-z_-]{1,40}$"
-         }
-        }
-       }
-      }
-     }
-    },
+    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["role"], "additionalProperties": false, "properties": {"role": {"type": "string", "pattern": "^[a-z_-]{1,40}$"}}}}}},
     "responses": {
-     "200": {
-      "description": "Linked",
-      "content": {
-       "application/json": {
-        "schema": {
-         "type": "object",
-         "required": [
-          "organisation",
-          "person",
-          "role"
-         ],
-         "properties": {
-          "organisation": {
-           "type": "string"
-          },
-          "person": {
-           "type": "string"
-          },
-          "role": {
-           "type": "string"
-          },
-          "since": {
-           "type": "string",
-           "format": "date-time"
-          }
-         }
-        }
-       }
-      }
-     },
-     "400": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "401": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "403": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "404": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "409": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "415": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "422": {
-      "$ref": "#/components/responses/Problem"
-     }
+     "200": {"description": "Linked", "content": {"application/json": {"schema": {"type": "object", "required": ["organisation", "person", "role"], "properties": {"organisation": {"type": "string"}, "person": {"type": "string"}, "role": {"type": "string"}, "since": {"type": "string", "format": "date-time"}}}}}},
+     "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}, "409": {"$ref": "#/components/responses/Problem"}, "415": {"$ref": "#/components/responses/Problem"}, "422": {"$ref": "#/components/responses/Problem"}
     }
    },
    "delete": {
-    "operationId": "deleteSubjectsByIdContactsByPerson",
     "summary": "Unlink a person from an organisation (operator)",
-    "responses": {
-     "204": {
-      "description": "Unlinked"
-     },
-     "401": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "403": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "404": {
-      "$ref": "#/components/responses/Problem"
-     }
-    }
+    "responses": {"204": {"description": "Unlinked"}, "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}
    }
   },
   "/v1/incidents/{id}/evidence": {
-   "parameters": [
-    {
-     "name": "id",
-     "in": "path",
-     "required": true,
-     "schema": {
-      "type": "string"
-     }
-    }
-   ],
+   "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
    "get": {
-    "operationId": "getIncidentsByIdEvidence",
     "summary": "The proof behind one subject of an incident's scope: each entry's exact bytes with an inclusion proof to the tree head signed when the scope was drawn (officer)",
-    "parameters": [
-     {
-      "name": "subject",
-      "in": "query",
-      "required": true,
-      "schema": {
-       "type": "string"
-      }
-     }
-    ],
+    "parameters": [{"name": "subject", "in": "query", "required": true, "schema": {"type": "string"}}],
     "responses": {
-     "200": {
-      "description": "The evidence",
-      "content": {
-       "application/json": {
-        "schema": {
-         "type": "object",
-         "required": [
-          "incident",
-          "subject",
-          "checkpoint",
-          "size",
-          "root_hash",
-          "entries"
-         ],
-         "properties": {
-          "incident": {
-           "type": "string"
-          },
-          "subject": {
-           "type": "string"
-          },
-          "checkpoint": {
-           "type": "string"
-          },
-          "size": {
-           "type": "integer"
-          },
-          "root_hash": {
-           "type": "string"
-          },
-          "entries": {
-           "type": "array",
-           "items": {
-            "type": "object",
-            "required": [
-             "index",
-             "entry",
-             "leaf_hash",
-             "proof"
-            ],
-            "properties": {
-             "index": {
-              "type": "integer"
-             },
-             "entry": {
-              "type": "string"
-             },
-             "leaf_hash": {
-              "type": "string"
-             },
-             "proof": {
-              "type": "array",
-              "items": {
-               "type": "string"
-              }
-             }
-            }
-           }
-          }
-         }
-        }
-       }
-      }
-     },
-     "401": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "403": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "404": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "409": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "422": {
-      "$ref": "#/components/responses/Problem"
-     }
+     "200": {"description": "The evidence", "content": {"application/json": {"schema": {"type": "object", "required": ["incident", "subject", "checkpoint", "size", "root_hash", "entries"], "properties": {"incident": {"type": "string"}, "subject": {"type": "string"}, "checkpoint": {"type": "string"}, "size": {"type": "integer"}, "root_hash": {"type": "string"}, "entries": {"type": "array", "items": {"type": "object", "required": ["index", "entry", "leaf_hash", "proof"], "properties": {"index": {"type": "integer"}, "entry": {"type": "string"}, "leaf_hash": {"type": "string"}, "proof": {"type": "array", "items": {"type": "string"}}}}}}}}}},
+     "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}, "409": {"$ref": "#/components/responses/Problem"}, "422": {"$ref": "#/components/responses/Problem"}
     }
    }
   },
   "/v1/segments": {
    "get": {
-    "operationId": "getSegments",
     "summary": "Saved segments (marketing); with counts=true each is counted now",
-    "parameters": [
-     {
-      "name": "counts",
-      "in": "query",
-      "required": false,
-      "schema": {
-       "type": "boolean"
-      }
-     }
-    ],
+    "parameters": [{"name": "counts", "in": "query", "required": false, "schema": {"type": "boolean"}}],
     "responses": {
-     "200": {
-      "description": "The segments, by name",
-      "content": {
-       "application/json": {
-        "schema": {
-         "type": "object",
-         "required": [
-          "items"
-         ],
-         "properties": {
-          "items": {
-           "type": "array",
-           "items": {
-            "$ref": "#/components/schemas/Segment"
-           }
-          }
-         }
-        }
-       }
-      }
-     },
-     "401": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "403": {
-      "$ref": "#/components/responses/Problem"
-     }
+     "200": {"description": "The segments, by name", "content": {"application/json": {"schema": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Segment"}}}}}}},
+     "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}
     }
    }
   },
   "/v1/segments/{name}": {
-   "parameters": [
-    {
-     "name": "name",
-     "in": "path",
-     "required": true,
-     "schema": {
-      "type": "string",
-      "pattern": "^[a-z0-9_-]{1,64}$"
-     }
-    }
-   ],
+   "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[a-z0-9_-]{1,64}$"}}],
    "put": {
-    "operationId": "putSegmentsByName",
     "summary": "Save a segment: an audience definition (activity, purpose, channel, where), counted as it is saved",
-    "requestBody": {
-     "required": true,
-     "content": {
-      "application/json": {
-       "schema": {
-        "$ref": "#/components/schemas/SegmentDefinition"
-       }
-      }
-     }
-    },
+    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SegmentDefinition"}}}},
     "responses": {
-     "200": {
-      "description": "Updated",
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/Segment"
-        }
-       }
-      }
-     },
-     "201": {
-      "description": "Created",
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/Segment"
-        }
-       }
-      }
-     },
-     "400": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "401": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "403": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "415": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "422": {
-      "$ref": "#/components/responses/Problem"
-     }
+     "200": {"description": "Updated", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Segment"}}}},
+     "201": {"description": "Created", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Segment"}}}},
+     "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}, "415": {"$ref": "#/components/responses/Problem"}, "422": {"$ref": "#/components/responses/Problem"}
     }
    },
    "get": {
-    "operationId": "getSegmentsByName",
     "summary": "A segment with its count now (consent and the activity apply, as for a campaign)",
     "responses": {
-     "200": {
-      "description": "The segment",
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/Segment"
-        }
-       }
-      }
-     },
-     "401": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "403": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "404": {
-      "$ref": "#/components/responses/Problem"
-     }
+     "200": {"description": "The segment", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Segment"}}}},
+     "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}
     }
    },
    "delete": {
-    "operationId": "deleteSegmentsByName",
     "summary": "Delete a segment",
-    "responses": {
-     "204": {
-      "description": "Deleted"
-     },
-     "401": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "403": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "404": {
-      "$ref": "#/components/responses/Problem"
-     }
-    }
+    "responses": {"204": {"description": "Deleted"}, "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}
    }
   },
   "/v1/segments/{name}/report": {
-   "parameters": [
-    {
-     "name": "name",
-     "in": "path",
-     "required": true,
-     "schema": {
-      "type": "string"
-     }
-    }
-   ],
+   "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
    "get": {
-    "operationId": "getSegmentsByNameReport",
     "summary": "Revenue concentration of a segment (the 20/80 report): aggregates only, no group of fewer than 5 customers",
     "parameters": [
-     {
-      "name": "measure",
-      "in": "query",
-      "required": false,
-      "schema": {
-       "type": "string",
-       "default": "total_spend"
-      }
-     },
-     {
-      "name": "format",
-      "in": "query",
-      "required": false,
-      "schema": {
-       "type": "string",
-       "enum": [
-        "json",
-        "csv",
-        "svg"
-       ]
-      }
-     }
+     {"name": "measure", "in": "query", "required": false, "schema": {"type": "string", "default": "total_spend"}},
+     {"name": "format", "in": "query", "required": false, "schema": {"type": "string", "enum": ["json", "csv", "svg"]}}
     ],
     "responses": {
-     "200": {
-      "description": "The report",
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/ConcentrationReport"
-        }
-       },
-       "text/csv": {
-        "schema": {
-         "type": "string"
-        }
-       },
-       "image/svg+xml": {
-        "schema": {
-         "type": "string"
-        }
-       }
-      }
-     },
-     "401": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "403": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "404": {
-      "$ref": "#/components/responses/Problem"
-     },
-     "422": {
-      "$ref": "#/components/responses/Problem"
-     }
+     "200": {"description": "The report", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ConcentrationReport"}}, "text/csv": {"schema": {"type": "string"}}, "image/svg+xml": {"schema": {"type": "string"}}}},
+     "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}, "422": {"$ref": "#/components/responses/Problem"}
     }
    }
   },
   "/v1/subjects/{id}": {
    "get": {
-    "operationId": "getSubjectsById",
     "summary": "Read a subject for a processing activity",
     "parameters": [
      {
@@ -2097,7 +1415,6 @@ const char* OpenApiDocument() {
     }
    },
    "patch": {
-    "operationId": "patchSubjectsById",
     "summary": "Rectify fields (operator)",
     "parameters": [
      {
@@ -2154,7 +1471,6 @@ const char* OpenApiDocument() {
   },
   "/v1/subjects:search": {
    "post": {
-    "operationId": "postSubjectsSearch",
     "summary": "Look up subjects by blind-indexed fields",
     "parameters": [
      {
@@ -2228,7 +1544,6 @@ const char* OpenApiDocument() {
   },
   "/v1/audit": {
    "get": {
-    "operationId": "getAudit",
     "summary": "Search the audit log (officer, auditor)",
     "parameters": [
      {
@@ -2338,7 +1653,6 @@ const char* OpenApiDocument() {
   },
   "/v1/audit/entries": {
    "get": {
-    "operationId": "getAuditEntries",
     "summary": "Exact entry bytes [start, end), one per line (officer, auditor)",
     "parameters": [
      {
@@ -2383,7 +1697,6 @@ const char* OpenApiDocument() {
   },
   "/v1/audit/checkpoint": {
    "get": {
-    "operationId": "getAuditCheckpoint",
     "summary": "Latest signed tree head, signing a new one if the tree grew (officer, auditor)",
     "responses": {
      "200": {
@@ -2423,7 +1736,6 @@ const char* OpenApiDocument() {
   },
   "/v1/audit/proof/inclusion": {
    "get": {
-    "operationId": "getAuditProofInclusion",
     "summary": "RFC 6962 inclusion proof (officer, auditor)",
     "parameters": [
      {
@@ -2488,7 +1800,6 @@ const char* OpenApiDocument() {
   },
   "/v1/audit/proof/consistency": {
    "get": {
-    "operationId": "getAuditProofConsistency",
     "summary": "RFC 6962 consistency proof (officer, auditor)",
     "parameters": [
      {
@@ -2553,7 +1864,6 @@ const char* OpenApiDocument() {
   },
   "/v1/keys/public": {
    "get": {
-    "operationId": "getKeysPublic",
     "summary": "Ed25519 public key for checkpoints and receipts",
     "security": [],
     "responses": {
@@ -2589,7 +1899,6 @@ const char* OpenApiDocument() {
   },
   "/v1/purposes": {
    "get": {
-    "operationId": "getPurposes",
     "summary": "Purposes catalogue (any key)",
     "responses": {
      "200": {
@@ -2606,8 +1915,7 @@ const char* OpenApiDocument() {
   },
   "/v1/subjects/{id}/consents": {
    "post": {
-    "operationId": "postSubjectsByIdConsents",
-    "summary": "Record a consent event (operator) → signed receipt",
+    "summary": "Record a consent event (operator) \u2192 signed receipt",
     "parameters": [
      {
       "$ref": "#/components/parameters/SubjectId"
@@ -2752,7 +2060,6 @@ const char* OpenApiDocument() {
     }
    },
    "get": {
-    "operationId": "getSubjectsByIdConsents",
     "summary": "Current state per purpose/channel and history (operator, officer)",
     "parameters": [
      {
@@ -2777,7 +2084,6 @@ const char* OpenApiDocument() {
   },
   "/v1/consent/check": {
    "get": {
-    "operationId": "getConsentCheck",
     "summary": "One decision with its reason (marketing, operator)",
     "parameters": [
      {
@@ -2831,7 +2137,6 @@ const char* OpenApiDocument() {
     }
    },
    "post": {
-    "operationId": "postConsentCheck",
     "summary": "Decisions for up to 10 000 subjects (marketing, operator)",
     "requestBody": {
      "required": true,
@@ -2888,7 +2193,6 @@ const char* OpenApiDocument() {
   },
   "/v1/suppressions:check": {
    "post": {
-    "operationId": "postSuppressionsCheck",
     "summary": "Which contacts are suppressed, answered by position (marketing)",
     "requestBody": {
      "required": true,
@@ -2916,7 +2220,7 @@ const char* OpenApiDocument() {
     },
     "responses": {
      "200": {
-      "description": "{emails:[{index, suppressed}], phones:[…], suppressed}"
+      "description": "{emails:[{index, suppressed}], phones:[\u2026], suppressed}"
      },
      "400": {
       "$ref": "#/components/responses/Problem"
@@ -2941,7 +2245,6 @@ const char* OpenApiDocument() {
   },
   "/v1/subjects/{id}/links": {
    "post": {
-    "operationId": "postSubjectsByIdLinks",
     "summary": "Mint subject links (operator): preference centre and one-click unsubscribe",
     "parameters": [
      {
@@ -3006,7 +2309,6 @@ const char* OpenApiDocument() {
   },
   "/u/{token}": {
    "get": {
-    "operationId": "getUByToken",
     "summary": "One-click unsubscribe confirmation page (never unsubscribes)",
     "security": [],
     "parameters": [
@@ -3029,7 +2331,6 @@ const char* OpenApiDocument() {
     }
    },
    "post": {
-    "operationId": "postUByToken",
     "summary": "RFC 8058 one-click unsubscribe: body List-Unsubscribe=One-Click (urlencoded or multipart); 200, no redirect",
     "security": [],
     "parameters": [
@@ -3057,7 +2358,6 @@ const char* OpenApiDocument() {
   },
   "/c/{token}": {
    "get": {
-    "operationId": "getCByToken",
     "summary": "Double opt-in confirmation page: what the customer is about to confirm (never confirms)",
     "security": [],
     "parameters": [
@@ -3080,7 +2380,6 @@ const char* OpenApiDocument() {
     }
    },
    "post": {
-    "operationId": "postCByToken",
     "summary": "Confirms the grant (form-urlencoded form=confirm): it counts from now; a used or expired link records nothing and says so",
     "security": [],
     "parameters": [
@@ -3108,7 +2407,6 @@ const char* OpenApiDocument() {
   },
   "/notices/{purpose}/{version}": {
    "get": {
-    "operationId": "getNoticesByPurposeByVersion",
     "summary": "The text of a notice version, in the customer's language (?lang=, Accept-Language)",
     "security": [],
     "parameters": [
@@ -3141,7 +2439,6 @@ const char* OpenApiDocument() {
   },
   "/.well-known/gpc.json": {
    "get": {
-    "operationId": "getWellKnownGpcJson",
     "summary": "Global Privacy Control support statement",
     "security": [],
     "responses": {
@@ -3153,8 +2450,7 @@ const char* OpenApiDocument() {
   },
   "/v1/audiences": {
    "post": {
-    "operationId": "postAudiences",
-    "summary": "Campaign audience (marketing): where-language ∩ consent, activity fields only; NDJSON or CSV",
+    "summary": "Campaign audience (marketing): where-language \u2229 consent, activity fields only; NDJSON or CSV",
     "requestBody": {
      "required": true,
      "content": {
@@ -3190,7 +2486,7 @@ const char* OpenApiDocument() {
          },
          "where": {
           "type": "object",
-          "description": "{all:[…]} | {any:[…]} | {not:{…}} | {field, eq|in|prefix|gt|gte|lt|lte|within: value}"
+          "description": "{all:[\u2026]} | {any:[\u2026]} | {not:{\u2026}} | {field, eq|in|prefix|gt|gte|lt|lte|within: value}"
          }
         }
        }
@@ -3233,7 +2529,6 @@ const char* OpenApiDocument() {
   },
   "/p/{token}": {
    "get": {
-    "operationId": "getPByToken",
     "summary": "Preference centre page (no JavaScript needed; in the language of ?lang=, the subject's language field, Accept-Language or default_language; the controller and each consent's notice version shown); Sec-GPC: 1 records a GPC opt-out",
     "security": [],
     "parameters": [
@@ -3256,7 +2551,6 @@ const char* OpenApiDocument() {
     }
    },
    "post": {
-    "operationId": "postPByToken",
     "summary": "Save choices: form=preferences with purpose=<id> for each wanted purpose, or form=unsubscribe_all",
     "security": [],
     "parameters": [
@@ -3296,7 +2590,6 @@ const char* OpenApiDocument() {
   },
   "/v1/register": {
    "get": {
-    "operationId": "getRegister",
     "summary": "Register of processing activities (officer)",
     "parameters": [
      {
@@ -3351,7 +2644,6 @@ const char* OpenApiDocument() {
   },
   "/v1/register/{id}": {
    "get": {
-    "operationId": "getRegisterById",
     "summary": "One activity (officer)",
     "parameters": [
      {
@@ -3381,7 +2673,6 @@ const char* OpenApiDocument() {
   },
   "/v1/register/lint": {
    "get": {
-    "operationId": "getRegisterLint",
     "summary": "Lint findings (officer, admin)",
     "responses": {
      "200": {
@@ -3398,7 +2689,6 @@ const char* OpenApiDocument() {
   },
   "/v1/requests": {
    "post": {
-    "operationId": "postRequests",
     "summary": "Open a data-subject request (operator, officer, or the customer's subject link as bearer token)",
     "requestBody": {
      "required": true,
@@ -3440,7 +2730,7 @@ const char* OpenApiDocument() {
          },
          "changes": {
           "type": "object",
-          "description": "rectification: {field: value|null} or {fields:{…}, external_id}"
+          "description": "rectification: {field: value|null} or {fields:{\u2026}, external_id}"
          },
          "purposes": {
           "type": "array",
@@ -3493,7 +2783,6 @@ const char* OpenApiDocument() {
     }
    },
    "get": {
-    "operationId": "getRequests",
     "summary": "The queue (officer), oldest deadline first; a subject link lists its own requests",
     "parameters": [
      {
@@ -3569,7 +2858,6 @@ const char* OpenApiDocument() {
   },
   "/v1/requests/{id}": {
    "get": {
-    "operationId": "getRequestsById",
     "summary": "One request (officer; a subject link for its own)",
     "parameters": [
      {
@@ -3606,7 +2894,6 @@ const char* OpenApiDocument() {
   },
   "/v1/requests/{id}:verify": {
    "post": {
-    "operationId": "postRequestsByIdVerify",
     "summary": "Identity verified by an officer (officer)",
     "parameters": [
      {
@@ -3666,8 +2953,7 @@ const char* OpenApiDocument() {
   },
   "/v1/requests/{id}:start": {
    "post": {
-    "operationId": "postRequestsByIdStart",
-    "summary": "Work begins (verified → in_progress) (officer)",
+    "summary": "Work begins (verified \u2192 in_progress) (officer)",
     "parameters": [
      {
       "name": "id",
@@ -3726,7 +3012,6 @@ const char* OpenApiDocument() {
   },
   "/v1/requests/{id}:extend": {
    "post": {
-    "operationId": "postRequestsByIdExtend",
     "summary": "The one extension, before the first deadline, with a reason (officer)",
     "parameters": [
      {
@@ -3786,7 +3071,6 @@ const char* OpenApiDocument() {
   },
   "/v1/requests/{id}:reject": {
    "post": {
-    "operationId": "postRequestsByIdReject",
     "summary": "Refuse, with the reason given to the requester (officer)",
     "parameters": [
      {
@@ -3846,7 +3130,6 @@ const char* OpenApiDocument() {
   },
   "/v1/requests/{id}:complete": {
    "post": {
-    "operationId": "postRequestsByIdComplete",
     "summary": "Carry the request out and close it, in one transaction with its audit entries (officer)",
     "parameters": [
      {
@@ -3906,7 +3189,6 @@ const char* OpenApiDocument() {
   },
   "/v1/requests/{id}:lift": {
    "post": {
-    "operationId": "postRequestsByIdLift",
     "summary": "Lift the restriction a completed restriction request put in place (officer)",
     "parameters": [
      {
@@ -3966,7 +3248,6 @@ const char* OpenApiDocument() {
   },
   "/v1/requests/{id}/package": {
    "get": {
-    "operationId": "getRequestsByIdPackage",
     "summary": "Access (Art. 15) or portability (Art. 20) package: officer, or the customer's subject link",
     "parameters": [
      {
@@ -4028,7 +3309,6 @@ const char* OpenApiDocument() {
   },
   "/r/{token}": {
    "get": {
-    "operationId": "getRByToken",
     "summary": "DSR link page: confirm the request the link was sent for, or the customer's rights page (requests, downloads, new access/portability/erasure)",
     "security": [],
     "parameters": [
@@ -4054,7 +3334,6 @@ const char* OpenApiDocument() {
     }
    },
    "post": {
-    "operationId": "postRByToken",
     "summary": "form=confirm confirms the request (once); form=request&type=access|portability|erasure[&confirm=yes] opens one",
     "security": [],
     "parameters": [
@@ -4100,7 +3379,6 @@ const char* OpenApiDocument() {
   },
   "/r/{token}/requests/{id}/package": {
    "get": {
-    "operationId": "getRByTokenRequestsByIdPackage",
     "summary": "The customer's package through the link sent for this request (HTML by default); any other link is refused (403)",
     "security": [],
     "parameters": [
@@ -4153,7 +3431,6 @@ const char* OpenApiDocument() {
   },
   "/v1/admin/reload": {
    "post": {
-    "operationId": "postAdminReload",
     "summary": "Reload the policy files (admin): linted first; on errors the running policies stay and the errors come back (422); a change is audited with before/after content hashes. SIGHUP does the same.",
     "responses": {
      "200": {
@@ -4173,7 +3450,6 @@ const char* OpenApiDocument() {
   },
   "/v1/register/history": {
    "get": {
-    "operationId": "getRegisterHistory",
     "summary": "The policy versions the service ran with, newest first (officer)",
     "responses": {
      "200": {
@@ -4190,7 +3466,6 @@ const char* OpenApiDocument() {
   },
   "/v1/retention/runs": {
    "get": {
-    "operationId": "getRetentionRuns",
     "summary": "Runs of the retention sweep, newest first (officer, auditor, admin): what was erased or released, by activity and rule, counts only",
     "parameters": [
      {
@@ -4210,10 +3485,7 @@ const char* OpenApiDocument() {
        "application/json": {
         "schema": {
          "type": "object",
-         "required": [
-          "items",
-          "next_cursor"
-         ],
+         "required": ["items", "next_cursor"],
          "properties": {
           "items": {
            "type": "array",
@@ -4222,10 +3494,7 @@ const char* OpenApiDocument() {
            }
           },
           "next_cursor": {
-           "type": [
-            "string",
-            "null"
-           ]
+           "type": ["string", "null"]
           }
          }
         }
@@ -4244,7 +3513,6 @@ const char* OpenApiDocument() {
     }
    },
    "post": {
-    "operationId": "postRetentionRuns",
     "summary": "Run the retention sweep now at the service's time (officer, admin); a dry run only counts",
     "requestBody": {
      "required": false,
@@ -4290,7 +3558,6 @@ const char* OpenApiDocument() {
   },
   "/v1/subjects/{id}/interactions": {
    "post": {
-    "operationId": "postSubjectsByIdInteractions",
     "summary": "Record a purchase or contact (operator): moves last_interaction_at, the anchor of most retention periods, and for purchases total_spend, last_purchase and spend_30d; the amount is sealed",
     "parameters": [
      {
@@ -4314,9 +3581,7 @@ const char* OpenApiDocument() {
          {
           "type": "object",
           "additionalProperties": false,
-          "required": [
-           "interactions"
-          ],
+          "required": ["interactions"],
           "properties": {
            "interactions": {
             "type": "array",
@@ -4363,7 +3628,6 @@ const char* OpenApiDocument() {
   },
   "/v1/incidents": {
    "post": {
-    "operationId": "postIncidents",
     "summary": "Open an incident in the breach register (officer): detected_at, aware_at (default now), facts; the 72-hour clock runs from aware_at",
     "requestBody": {
      "required": true,
@@ -4424,7 +3688,6 @@ const char* OpenApiDocument() {
     }
    },
    "get": {
-    "operationId": "getIncidents",
     "summary": "The breach register, earliest authority deadline first (officer)",
     "parameters": [
      {
@@ -4489,7 +3752,6 @@ const char* OpenApiDocument() {
   },
   "/v1/incidents/{id}": {
    "get": {
-    "operationId": "getIncidentsById",
     "summary": "One incident (officer); format=html&lang=fr|en: the sheet for the supervisory authority under the notification form's headings (Art. 33(3) (a)-(d))",
     "parameters": [
      {
@@ -4547,7 +3809,6 @@ const char* OpenApiDocument() {
     }
    },
    "patch": {
-    "operationId": "patchIncidentsById",
     "summary": "Record facts, effects, measures, assessment, containment; authority_notified_at; status closed (officer, audited)",
     "parameters": [
      {
@@ -4619,7 +3880,6 @@ const char* OpenApiDocument() {
   },
   "/v1/incidents/{id}:scope": {
    "post": {
-    "operationId": "postIncidentsByIdScope",
     "summary": "Every subject an API key read or changed in a window, with fields and activities, from the audit log verified first against a checkpoint signed now (409 when it does not verify)",
     "parameters": [
      {
@@ -4695,7 +3955,6 @@ const char* OpenApiDocument() {
   },
   "/v1/incidents/{id}:revoke-key": {
    "post": {
-    "operationId": "postIncidentsByIdRevokeKey",
     "summary": "Containment: revokes an API key at once and records the step in the incident (officer)",
     "parameters": [
      {
@@ -4757,10 +4016,10 @@ const char* OpenApiDocument() {
      }
     }
    }
-  },
+  }
+ ,
   "/v1/incidents/{id}:notify-subjects": {
    "post": {
-    "operationId": "postIncidentsByIdNotifySubjects",
     "summary": "Art. 34: a breach notice to each subject of the scope, by e-mail in their language (nature, consequences and measures required)",
     "parameters": [
      {
@@ -4800,10 +4059,10 @@ const char* OpenApiDocument() {
      }
     }
    }
-  },
+  }
+ ,
   "/v1/webhooks/deliveries": {
    "get": {
-    "operationId": "getWebhooksDeliveries",
     "summary": "Webhook deliveries, oldest first (officer, admin): what each recipient was told, pending retries and dead letters",
     "parameters": [
      {
@@ -4812,12 +4071,7 @@ const char* OpenApiDocument() {
       "required": false,
       "schema": {
        "type": "string",
-       "enum": [
-        "pending",
-        "delivered",
-        "dead",
-        "skipped"
-       ]
+       "enum": ["pending", "delivered", "dead", "skipped"]
       }
      },
      {
@@ -4844,10 +4098,7 @@ const char* OpenApiDocument() {
        "application/json": {
         "schema": {
          "type": "object",
-         "required": [
-          "items",
-          "next_cursor"
-         ],
+         "required": ["items", "next_cursor"],
          "properties": {
           "items": {
            "type": "array",
@@ -4856,10 +4107,7 @@ const char* OpenApiDocument() {
            }
           },
           "next_cursor": {
-           "type": [
-            "string",
-            "null"
-           ]
+           "type": ["string", "null"]
           }
          }
         }
@@ -4880,7 +4128,6 @@ const char* OpenApiDocument() {
   },
   "/v1/webhooks/deliveries/{id}:replay": {
    "post": {
-    "operationId": "postWebhooksDeliveriesByIdReplay",
     "summary": "Put a dead (or delivered) delivery back in the queue, due now (officer, admin)",
     "parameters": [
      {
@@ -4920,7 +4167,6 @@ const char* OpenApiDocument() {
   },
   "/v1/retention/runs/{id}": {
    "get": {
-    "operationId": "getRetentionRunsById",
     "summary": "One retention run (officer, auditor, admin)",
     "parameters": [
      {

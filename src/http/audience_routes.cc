@@ -15,8 +15,7 @@ std::string CellText(const FieldValue& v) {
 }
 
 Status BuildAudience(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(Authenticate(d, x));
-  GARDE_RETURN_IF_ERROR(AccessGate::Require(*d.policies().Current(), *x.caller, "audiences.build"));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "audiences.build"));
   GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
   auto obj = ParseJsonObject(x.body);
   if (!obj.ok()) return obj.status();

@@ -13,10 +13,7 @@ constexpr size_t kMaxPage = 1000;
 
 std::string B64(const Hash& h) { return Base64Encode(h.data(), h.size()); }
 
-Status RequireAuditor(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(Authenticate(d, x));
-  return AccessGate::Require(*d.policies().Current(), *x.caller, "audit.read");
-}
+Status RequireAuditor(Deployment& d, Exchange& x) { return RequireCapability(d, x, "audit.read"); }
 
 // A query parameter as an unsigned number; `present` tells whether it was given.
 Status NumberParam(const Exchange& x, const char* name, uint64_t* out, bool* present) {

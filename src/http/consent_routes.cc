@@ -170,8 +170,7 @@ Status CheckOne(Deployment& d, Exchange& x) {
 }
 
 Status CheckBatch(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(Authenticate(d, x));
-  GARDE_RETURN_IF_ERROR(AccessGate::Require(*d.policies().Current(), *x.caller, "consent.check"));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "consent.check"));
   GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
   auto obj = ParseJsonObject(x.body);
   if (!obj.ok()) return obj.status();

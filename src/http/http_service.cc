@@ -128,6 +128,11 @@ void HttpService::Answer(Exchange& x, const Status& framing) {
 namespace {
 }  // namespace
 
+Status RequireCapability(Deployment& d, Exchange& x, const char* capability) {
+  GARDE_RETURN_IF_ERROR(Authenticate(d, x));
+  return AccessGate::Require(*d.policies().Current(), *x.caller, capability);
+}
+
 Status Authenticate(Deployment& d, Exchange& x) {
   if (x.caller) return Status::Ok();
   const std::string auth = x.Header("authorization");

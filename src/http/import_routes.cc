@@ -37,8 +37,7 @@ void WriteRow(JsonWriter& w, const ImportRowResult& r) {
 }
 
 Status PostImport(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(Authenticate(d, x));
-  GARDE_RETURN_IF_ERROR(AccessGate::Require(*d.policies().Current(), *x.caller, "subjects.write"));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "subjects.write"));
   if (x.content_type != "text/csv") {
     return Status(Code::kUnsupportedMediaType, "send the file as text/csv");
   }

@@ -11,13 +11,8 @@
 namespace garde {
 namespace {
 
-Status RequireOfficer(Deployment& d, Exchange& x, const char* capability) {
-  GARDE_RETURN_IF_ERROR(Authenticate(d, x));
-  return AccessGate::Require(*d.policies().Current(), *x.caller, capability);
-}
-
 Status GetRegister(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(RequireOfficer(d, x, "register.read"));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "register.read"));
   auto p = d.policies().Current();
   const std::string format = x.query.count("format") ? x.query["format"] : "json";
   // An explicit ?lang= must be one the register speaks; otherwise Accept-Language decides.
@@ -36,7 +31,7 @@ Status GetRegister(Deployment& d, Exchange& x) {
 }
 
 Status GetActivity(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(RequireOfficer(d, x, "register.read"));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "register.read"));
   const Activity* a = d.policies().Current()->FindActivity(x.params["id"]);
   if (a == nullptr) return NotFound("no such activity");
   x.Json(200, a->json);
@@ -44,7 +39,7 @@ Status GetActivity(Deployment& d, Exchange& x) {
 }
 
 Status GetLint(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(RequireOfficer(d, x, "register.lint"));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "register.lint"));
   const auto findings = LintRegister(*d.policies().Current());
   bool ok = true;
   JsonWriter w;
@@ -61,7 +56,7 @@ Status GetLint(Deployment& d, Exchange& x) {
 }
 
 Status Reload(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(RequireOfficer(d, x, "policies.reload"));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "policies.reload"));
   auto r = ReloadPolicies(d, *x.caller, "api");
   if (!r.ok()) return r.status();
   JsonWriter w;
@@ -72,7 +67,7 @@ Status Reload(Deployment& d, Exchange& x) {
 }
 
 Status History(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(RequireOfficer(d, x, "register.read"));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "register.read"));
   std::vector<PolicyVersionRow> rows;
   GARDE_RETURN_IF_ERROR(d.store().Read([&](ReadTx& tx) -> Status {
     auto list = tx.ListPolicyVersions(1000);

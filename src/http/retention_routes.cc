@@ -9,11 +9,6 @@
 namespace garde {
 namespace {
 
-Status Require(Deployment& d, Exchange& x, const char* capability) {
-  GARDE_RETURN_IF_ERROR(Authenticate(d, x));
-  return AccessGate::Require(*d.policies().Current(), *x.caller, capability);
-}
-
 void WriteRun(JsonWriter& w, const RetentionRunRow& r) {
   w.BeginObject()
       .Key("id").String(r.id)
@@ -30,7 +25,7 @@ void WriteRun(JsonWriter& w, const RetentionRunRow& r) {
 }
 
 Status ListRuns(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(Require(d, x, "retention.read"));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "retention.read"));
   int64_t before = 0;
   if (auto c = x.query.find("cursor"); c != x.query.end()) {
     char* end = nullptr;
@@ -60,7 +55,7 @@ Status ListRuns(Deployment& d, Exchange& x) {
 }
 
 Status GetRun(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(Require(d, x, "retention.read"));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "retention.read"));
   auto run = d.retention().Get(x.params["id"]);
   if (!run.ok()) return run.status();
   if (!run.value()) return NotFound("no such retention run");
@@ -72,7 +67,7 @@ Status GetRun(Deployment& d, Exchange& x) {
 
 // POST {"dry_run": bool}: runs a sweep now, at the service's time, and answers with its run.
 Status StartRun(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(Require(d, x, "retention.run"));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "retention.run"));
   bool dry_run = false;
   if (!x.body.empty()) {
     auto body = ParseJsonObject(x.body);
@@ -136,7 +131,7 @@ Result<int64_t> PositiveId(const std::string& text, const char* field) {
 }
 
 Status ListDeliveries(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(Require(d, x, "webhooks.read"));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "webhooks.read"));
   DeliveryQuery q;
   q.limit = 100;
   if (auto s = x.query.find("status"); s != x.query.end()) {
@@ -176,7 +171,7 @@ Status ListDeliveries(Deployment& d, Exchange& x) {
 }
 
 Status ReplayDelivery(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(Require(d, x, "webhooks.replay"));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "webhooks.replay"));
   auto id = PositiveId(x.params["id"], "id");
   if (!id.ok()) return NotFound("no such delivery");
   if (d.webhooks() == nullptr) return Conflict("no webhook endpoints are configured");

@@ -31,11 +31,6 @@ bool IsSegmentName(const std::string& name) {
   });
 }
 
-Status Require(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(Authenticate(d, x));
-  return AccessGate::Require(*d.policies().Current(), *x.caller, "audiences.build");
-}
-
 struct Definition {
   AudienceRequest request;
   std::string description;
@@ -86,7 +81,7 @@ void WriteSegment(JsonWriter& w, const SegmentRow& row, const Definition& def,
 }
 
 Status PutSegment(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(Require(d, x));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "audiences.build"));
   GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
   const std::string name = x.params["name"];
   if (!IsSegmentName(name)) {
@@ -134,7 +129,7 @@ Result<std::pair<SegmentRow, Definition>> Load(Deployment& d, const std::string&
 }
 
 Status GetSegment(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(Require(d, x));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "audiences.build"));
   auto seg = Load(d, x.params["name"]);
   if (!seg.ok()) return seg.status();
   auto members = Members(d, x, seg->second, {});
@@ -146,7 +141,7 @@ Status GetSegment(Deployment& d, Exchange& x) {
 }
 
 Status ListSegments(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(Require(d, x));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "audiences.build"));
   std::vector<SegmentRow> rows;
   GARDE_RETURN_IF_ERROR(d.store().Read([&](ReadTx& tx) -> Status {
     auto r = tx.ListSegments();
@@ -175,7 +170,7 @@ Status ListSegments(Deployment& d, Exchange& x) {
 }
 
 Status DeleteSegment(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(Require(d, x));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "audiences.build"));
   bool deleted = false;
   GARDE_RETURN_IF_ERROR(d.store().Write([&](WriteTx& tx) -> Status {
     auto r = tx.DeleteSegment(x.params["name"]);
@@ -274,7 +269,7 @@ std::string Svg(const std::string& name, const Concentration& c) {
 }
 
 Status SegmentReport(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(Require(d, x));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "audiences.build"));
   auto seg = Load(d, x.params["name"]);
   if (!seg.ok()) return seg.status();
   const std::string measure = x.query.count("measure") ? x.query["measure"] : "total_spend";

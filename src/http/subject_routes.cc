@@ -18,11 +18,6 @@ std::string SubjectJson(const SubjectView& s) {
   return w.Take();
 }
 
-Status RequireRole(Deployment& d, Exchange& x, const char* capability) {
-  GARDE_RETURN_IF_ERROR(Authenticate(d, x));
-  return AccessGate::Require(*d.policies().Current(), *x.caller, capability);
-}
-
 // Reads a create row ({kind, fields, source, external_id}); problems are prefixed.
 NewSubject ReadNewSubject(const Poco::JSON::Object& obj, const std::string& prefix,
                           Status* problems) {
@@ -40,7 +35,7 @@ NewSubject ReadNewSubject(const Poco::JSON::Object& obj, const std::string& pref
 }
 
 Status CreateSubject(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(RequireRole(d, x, "subjects.write"));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "subjects.write"));
   GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
   auto obj = ParseJsonObject(x.body);
   if (!obj.ok()) return obj.status();
@@ -98,7 +93,7 @@ Interaction ReadInteraction(const Poco::Dynamic::Var& v, const std::string& pref
 
 // POST /v1/subjects/{id}/interactions: one interaction, or {"interactions":[…]} (at most 1000).
 Status RecordInteractions(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(RequireRole(d, x, "subjects.write"));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "subjects.write"));
   GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
   auto obj = ParseJsonObject(x.body);
   if (!obj.ok()) return obj.status();
@@ -209,7 +204,7 @@ void BatchRow(Deployment& d, Exchange& x, size_t index, const Poco::Dynamic::Var
 }
 
 Status BatchSubjects(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(RequireRole(d, x, "subjects.write"));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "subjects.write"));
   const bool ndjson = x.content_type == "application/x-ndjson" ||
                       x.content_type == "application/ndjson" ||
                       x.content_type == "application/jsonl";
@@ -249,7 +244,7 @@ Status BatchSubjects(Deployment& d, Exchange& x) {
 
 // Contacts of an organisation: /v1/subjects/{organisation}/contacts/{person} with a role.
 Status PutContact(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(RequireRole(d, x, "subjects.write"));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "subjects.write"));
   GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
   auto obj = ParseJsonObject(x.body);
   if (!obj.ok()) return obj.status();
@@ -267,7 +262,7 @@ Status PutContact(Deployment& d, Exchange& x) {
 }
 
 Status DeleteContact(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(RequireRole(d, x, "subjects.write"));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "subjects.write"));
   GARDE_RETURN_IF_ERROR(d.vault().UnlinkContact(*x.caller, x.params["id"], x.params["person"]));
   x.status = 204;
   x.reply.clear();
@@ -275,7 +270,7 @@ Status DeleteContact(Deployment& d, Exchange& x) {
 }
 
 Status ListContacts(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(RequireRole(d, x, "subjects.write"));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "subjects.write"));
   auto links = d.vault().Contacts(*x.caller, x.params["id"]);
   if (!links.ok()) return links.status();
   JsonWriter w;
@@ -290,7 +285,7 @@ Status ListContacts(Deployment& d, Exchange& x) {
 }
 
 Status GetSubject(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(RequireRole(d, x, "subjects.read"));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "subjects.read"));
   auto view = d.vault().Read(*x.caller, x.params["id"], x.Header("x-purpose"));
   if (!view.ok()) return view.status();
   x.Json(200, SubjectJson(view.value()));
@@ -298,7 +293,7 @@ Status GetSubject(Deployment& d, Exchange& x) {
 }
 
 Status PatchSubject(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(RequireRole(d, x, "subjects.write"));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "subjects.write"));
   GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
   auto obj = ParseJsonObject(x.body);
   if (!obj.ok()) return obj.status();
@@ -312,7 +307,7 @@ Status PatchSubject(Deployment& d, Exchange& x) {
 }
 
 Status SearchSubjects(Deployment& d, Exchange& x) {
-  GARDE_RETURN_IF_ERROR(RequireRole(d, x, "subjects.read"));
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "subjects.read"));
   GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
   auto obj = ParseJsonObject(x.body);
   if (!obj.ok()) return obj.status();

@@ -63,6 +63,8 @@ void AddSegmentRoutes(Router& router, Deployment& d);
 
 // Authenticates the bearer key of `x` into x.caller (401 when missing or unknown).
 Status Authenticate(Deployment& d, Exchange& x);
+// Authenticates, then 403 unless the caller's role has `capability` (roles.yaml).
+Status RequireCapability(Deployment& d, Exchange& x, const char* capability);
 // The credential of an `Authorization: Bearer` header; empty when there is none.
 std::string BearerCredential(const Exchange& x);
 // 415 unless the body is JSON (application/json or +json).

@@ -293,7 +293,9 @@ Result<std::shared_ptr<Pkcs11Token>> TokenFor(const std::string& path, const std
   return token;
 }
 
-Status ReadKeyringFile(const std::string& path, KeyringFile* out) {
+// The keyring file's bytes, straight from the kernel into secret memory; refused when any
+// group/other permission bit is set.
+Result<std::unique_ptr<SecretBuffer>> ReadKeyringBytes(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
     return Unavailable("keyring " + path + " not found; run `garde init --data-dir DIR` first");
@@ -308,16 +310,23 @@ Status ReadKeyringFile(const std::string& path, KeyringFile* out) {
   if (st.st_size <= 0 || static_cast<uint64_t>(st.st_size) > kMaxKeyringBytes) return bad;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Unavailable("cannot open keyring " + path);
-  // The file's bytes go from the kernel straight into secret memory.
-  SecretBuffer text(static_cast<size_t>(st.st_size));
+  auto text = std::make_unique<SecretBuffer>(static_cast<size_t>(st.st_size));
   size_t got = 0;
-  while (got < text.size()) {
-    const ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+  while (got < text->size()) {
+    const ssize_t n = ::read(fd, text->data() + got, text->size() - got);
     if (n <= 0) break;
     got += static_cast<size_t>(n);
   }
   ::close(fd);
-  if (got != text.size()) return bad;
+  if (got != text->size()) return bad;
+  return text;
+}
+
+Status ReadKeyringFile(const std::string& path, KeyringFile* out) {
+  auto bytes = ReadKeyringBytes(path);
+  if (!bytes.ok()) return bytes.status();
+  const SecretBuffer& text = *bytes.value();
+  Status bad = Unavailable("keyring " + path + " is not a valid garde keyring");
   if (text.view().substr(0, kSealedFormat.size()) == kSealedFormat) {
     auto opened = OpenSealed(path, text.view());
     if (!opened.ok()) return opened.status();
@@ -554,28 +563,18 @@ Status Keyring::Create(const std::string& path) {
 }
 
 Result<KeyringForm> Keyring::Form(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Unavailable("keyring " + path + " not found");
-  struct stat st;
-  if (::fstat(fd, &st) != 0 || st.st_size <= 0 ||
-      static_cast<uint64_t>(st.st_size) > kMaxKeyringBytes) {
-    ::close(fd);
+  auto bytes = ReadKeyringBytes(path);
+  if (!bytes.ok()) return bytes.status();
+  const std::string_view text = bytes.value()->view();
+  if (text.substr(0, kSealedFormat.size()) == kSealedFormat) return KeyringForm::kSealed;
+  // Read, not opened: a master sealed by a token stays sealed here.
+  KeyringFile kf;
+  if (!KeyringReader(text).Parse(&kf)) {
     return Unavailable("keyring " + path + " is not a valid garde keyring");
   }
-  SecretBuffer text(static_cast<size_t>(st.st_size));
-  size_t got = 0;
-  ssize_t n = 0;
-  while (got < text.size() && (n = ::read(fd, text.data() + got, text.size() - got)) > 0) {
-    got += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  const std::string_view v = text.view().substr(0, got);
-  if (v.substr(0, kSealedFormat.size()) == kSealedFormat) return KeyringForm::kSealed;
-  if (v.find("\"master\":\"") != std::string_view::npos ||
-      v.find("\"key\":\"") != std::string_view::npos) {
-    return KeyringForm::kClear;
-  }
-  return KeyringForm::kToken;
+  bool clear = kf.master_by == 0;
+  for (const auto& [n, v] : kf.versions) clear |= static_cast<bool>(v.key);
+  return clear ? KeyringForm::kClear : KeyringForm::kToken;
 }
 
 Status Keyring::Reseal(const std::string& path, bool seal) {

@@ -178,7 +178,6 @@ struct Pkcs11Token::Impl {
   SecretBuffer pin;
   size_t pin_size;
   OpenedKeyCache cache;
-  std::atomic<uint64_t> opens{0};
 
   std::mutex mu;
   std::condition_variable cv;
@@ -429,22 +428,6 @@ Status Pkcs11Token::Destroy(const std::string& label) {
   return Status::Ok();
 }
 
-Result<bool> Pkcs11Token::HoldsSealedKey(const std::string& label) {
-  auto lease = impl_->Acquire();
-  if (!lease.ok()) return lease.status();
-  Impl::Held held{impl_.get(), lease.value()};
-  auto key = impl_->Find(lease.value(), label);
-  if (!key.ok()) return key.status().code() == Code::kNotFound ? Result<bool>(false) : key.status();
-  CK_BBOOL sensitive = CK_FALSE, extractable = CK_TRUE;
-  CK_ATTRIBUTE attrs[] = {
-      {CKA_SENSITIVE, &sensitive, sizeof sensitive},
-      {CKA_EXTRACTABLE, &extractable, sizeof extractable},
-  };
-  const CK_RV rv = impl_->fn->C_GetAttributeValue(lease->session, key.value(), attrs, 2);
-  if (rv != CKR_OK) return impl_->Failure(lease.value(), rv, "attributes");
-  return sensitive == CK_TRUE && extractable == CK_FALSE;
-}
-
 Result<Bytes> Pkcs11Token::Seal(const std::string& label, std::string_view aad,
                                 std::span<const uint8_t> plain) {
   auto lease = impl_->Acquire();
@@ -473,12 +456,9 @@ Status Pkcs11Token::Open(const std::string& label, std::string_view aad,
   }
   const auto digest = OpenedKeyCache::Of(label, aad, box);
   {
+    // A token found gone serves nothing from the cache; Acquire below tries to reconnect.
     std::lock_guard<std::mutex> lock(impl_->mu);
-    if (!impl_->up) {
-      // Gone: nothing is served from the cache; Acquire below tries to reconnect.
-    } else if (impl_->cache.Find(digest, out, out_len)) {
-      return Status::Ok();
-    }
+    if (impl_->up && impl_->cache.Find(digest, out, out_len)) return Status::Ok();
   }
   auto lease = impl_->Acquire();
   if (!lease.ok()) return lease.status();
@@ -493,7 +473,6 @@ Status Pkcs11Token::Open(const std::string& label, std::string_view aad,
   CK_ULONG clear_len = clear.size();
   rv = impl_->fn->C_Decrypt(lease->session, const_cast<uint8_t*>(box.data()) + kIvBytes,
                             box.size() - kIvBytes, clear.data(), &clear_len);
-  impl_->opens.fetch_add(1, std::memory_order_relaxed);
   if (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
       (rv == CKR_OK && clear_len != out_len)) {
     sodium_memzero(clear.data(), clear.size());
@@ -538,7 +517,5 @@ Status Pkcs11Token::Probe(const std::string& label) {
   impl_->last_probe_status = result;
   return result;
 }
-
-uint64_t Pkcs11Token::token_opens() const { return impl_->opens.load(std::memory_order_relaxed); }
 
 }  // namespace garde

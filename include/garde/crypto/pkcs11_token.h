@@ -46,8 +46,6 @@ class Pkcs11Token {
   Status Generate(const std::string& label);
   // Destroys the key (nothing to do if there is none).
   Status Destroy(const std::string& label);
-  // Whether the token holds the key, and that it is sensitive and not extractable.
-  Result<bool> HoldsSealedKey(const std::string& label);
 
   // AES-GCM inside the token, under a random 96-bit IV: iv (12) | ciphertext | tag (16).
   Result<Bytes> Seal(const std::string& label, std::string_view aad,
@@ -61,8 +59,6 @@ class Pkcs11Token {
   // kUnavailable when it does not answer or lost the key (the cache is then wiped).
   Status Probe(const std::string& label);
   const Pkcs11Settings& settings() const { return settings_; }
-  // Opens that went to the token since start (cache misses).
-  uint64_t token_opens() const;
 
  private:
   struct Impl;

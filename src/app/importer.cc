@@ -36,14 +36,16 @@ void CheckKeys(const YAML::Node& node, std::initializer_list<const char*> known,
 }
 
 bool IsTrue(std::string_view v) {
+  const std::string lower = AsciiLower(v);
   for (const char* t : {"1", "true", "yes", "y", "oui", "o", "vrai", "x"}) {
-    if (AsciiLower(v) == t) return true;
+    if (lower == t) return true;
   }
   return false;
 }
 bool IsFalse(std::string_view v) {
+  const std::string lower = AsciiLower(v);
   for (const char* f : {"0", "false", "no", "n", "non", "faux"}) {
-    if (AsciiLower(v) == f) return true;
+    if (lower == f) return true;
   }
   return false;
 }
@@ -124,10 +126,10 @@ std::optional<std::string> ParseDate(const std::string& cell, const std::string&
   return std::string(iso);
 }
 
-// One cell as the schema field's value; an error names the column, never the value.
+// One trimmed, non-empty cell as the schema field's value; an error names the column,
+// never the value.
 std::optional<FieldValue> CellValue(const ImportColumn& col, const FieldSpec* spec,
-                                    const std::string& raw, std::string* why) {
-  const std::string cell = Trimmed(raw);
+                                    const std::string& cell, std::string* why) {
   const FieldType type = spec == nullptr ? FieldType::kString : spec->type;
   switch (type) {
     case FieldType::kNumber: {
@@ -288,12 +290,14 @@ Result<ImportMapping> ParseImportMapping(const std::string& name, const std::str
   return m;
 }
 
-Result<ImportMapping> LoadImportMapping(const std::string& path, const Schema& schema) {
+Result<ImportMapping> LoadImportMapping(const std::string& path, const Schema& schema,
+                                        const std::string& name) {
+  const std::string shown = name.empty() ? path : name;
   std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound("cannot read the import mapping " + path);
+  if (!in) return NotFound("cannot read the import mapping " + shown);
   std::stringstream text;
   text << in.rdbuf();
-  return ParseImportMapping(path, text.str(), schema);
+  return ParseImportMapping(shown, text.str(), schema);
 }
 
 Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& mapping,
@@ -367,10 +371,12 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
                                   std::to_string(header.size()));
     }
     for (const auto& [col, index] : where) {
-      if (index >= row.cells.size() || Trimmed(row.cells[index]).empty()) continue;
+      if (index >= row.cells.size()) continue;
+      const std::string cell = Trimmed(row.cells[index]);
+      if (cell.empty()) continue;
       std::string why;
       const FieldSpec* spec = policies->schema().Find(col->field);
-      auto v = CellValue(*col, spec, row.cells[index], &why);
+      auto v = CellValue(*col, spec, cell, &why);
       if (!v) {
         invalid.AddError("fields." + col->field, "column '" + col->column + "' " + why);
       } else if (col->field == kExternalIdField) {
@@ -385,7 +391,7 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
       } else if (p.in.fields.count(field) == 0) {
         std::string why;
         const ImportColumn constant{"constants." + field, field, "", 0};
-        auto v = CellValue(constant, policies->schema().Find(field), value, &why);
+        auto v = CellValue(constant, policies->schema().Find(field), Trimmed(value), &why);
         if (v) p.in.fields[field] = std::move(*v);
         else invalid.AddError("fields." + field, "constant " + why);
       }

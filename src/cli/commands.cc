@@ -231,7 +231,7 @@ the schema field of each column, date formats and decimal separators, the kind a
 every row, and whether a row whose unique field belongs to a subject updates it (on_existing:
 update) or is reported as its duplicate (skip). Every row is validated and written like an API
 create, and audited. Writes the per-row report (row, line, outcome, id, detail, errors) to
---report (default FILE.report.csv) and prints the counts. Running the same import again
+--report (default: FILE.csv with .report.csv appended) and prints the counts. Running the same import again
 resumes it: no row creates a subject twice. --dry-run validates without writing.
 )"},
     {"lint", R"(Usage: garde lint [--policies DIR] [--json]
@@ -903,17 +903,14 @@ int RunLint(const CliArgs& args) {
   if (policies.ok() && std::filesystem::is_directory(imports)) {
     for (const auto& entry : std::filesystem::directory_iterator(imports)) {
       if (entry.path().extension() != ".yaml") continue;
-      std::ifstream in(entry.path(), std::ios::binary);
-      std::stringstream text;
-      text << in.rdbuf();
-      auto mapping = ParseImportMapping("imports/" + entry.path().filename().string(), text.str(),
-                                        policies.value()->schema());
+      const std::string name = "imports/" + entry.path().filename().string();
+      auto mapping = LoadImportMapping(entry.path().string(), policies.value()->schema(), name);
       for (const auto& e : mapping.status().errors()) {
         findings.push_back({"error", "import-mapping", e.field, e.message, "fix the mapping"});
       }
       if (!mapping.ok() && mapping.status().errors().empty()) {
-        findings.push_back({"error", "import-mapping", "imports/" + entry.path().filename().string(),
-                            mapping.status().message(), "fix the mapping"});
+        findings.push_back({"error", "import-mapping", name, mapping.status().message(),
+                            "fix the mapping"});
       }
     }
   }

@@ -2,8 +2,6 @@
 // beside the policies (policies/imports/NAME.yaml, reviewed like them). The answer is the
 // per-row report, as JSON or, for Accept: text/csv, as CSV. The same upload again resumes.
 #include <cctype>
-#include <fstream>
-#include <sstream>
 
 #include "garde/app/importer.h"
 #include "garde/base/json_writer.h"
@@ -50,13 +48,10 @@ Status PostImport(Deployment& d, Exchange& x) {
   if (dry != "true" && dry != "false") {
     return Status(Code::kUnprocessable, "dry_run is true or false").AddError("dry_run", "true or false");
   }
-  std::ifstream in(d.config().policies_dir + "/imports/" + name + ".yaml", std::ios::binary);
-  if (!in) return NotFound("no import mapping named " + name);
-  std::stringstream text;
-  text << in.rdbuf();
   // Problems name the file as the policies' reviewers know it, not its place on the server.
-  auto mapping = ParseImportMapping("imports/" + name + ".yaml", text.str(),
-                                    d.policies().Current()->schema());
+  auto mapping = LoadImportMapping(d.config().policies_dir + "/imports/" + name + ".yaml",
+                                   d.policies().Current()->schema(), "imports/" + name + ".yaml");
+  if (mapping.status().code() == Code::kNotFound) return NotFound("no import mapping named " + name);
   if (!mapping.ok()) return mapping.status();
   const bool csv = x.Header("accept").find("text/csv") != std::string::npos;
   std::string rows_csv = csv ? ImportReportCsvHeader() : "";

@@ -48,8 +48,10 @@ struct ImportMapping {
   std::string text;  // the mapping file's bytes (part of the import's id)
 };
 
-// Reads and checks a mapping against the schema; problems come with the file's line.
-Result<ImportMapping> LoadImportMapping(const std::string& path, const Schema& schema);
+// Reads and checks a mapping against the schema; problems come with `name` (the path when
+// empty) and the file's line. kNotFound when the file cannot be read.
+Result<ImportMapping> LoadImportMapping(const std::string& path, const Schema& schema,
+                                        const std::string& name = "");
 Result<ImportMapping> ParseImportMapping(const std::string& name, const std::string& text,
                                          const Schema& schema);
 

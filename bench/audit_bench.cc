@@ -44,8 +44,7 @@ struct Fixture {
     d = std::move(Deployment::Open(cfg).value());
     // The same vault wiring with the journal swapped out.
     static EntryStandard standard("FR");
-    static auto blind = BlindIndex(d->keys().Current()->Derive(KeyContext::kBlindIndex));
-    unaudited = std::make_unique<SubjectVault>(VaultDeps{d->store(), d->keys(), blind,
+    unaudited = std::make_unique<SubjectVault>(VaultDeps{d->store(), d->keys(), d->lookup(),
                                                          d->suppression_hash(), standard,
                                                          d->policies(), none, d->clock()});
   }

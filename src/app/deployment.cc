@@ -15,6 +15,11 @@ namespace garde {
 Deployment::Deployment(Config config)
     : config_(std::move(config)), keys_(config_.keyring_path()) {}
 
+std::shared_ptr<const SubjectTokens> Deployment::tokens() const {
+  auto keys = lookup_->Current();
+  return std::shared_ptr<const SubjectTokens>(keys, &keys->tokens);
+}
+
 std::string Deployment::PublicBaseUrl() const {
   if (!config_.public_url.empty()) return config_.public_url;
   const uint16_t port = bound_port_ != 0 ? bound_port_.load() : config_.listen_port;
@@ -70,10 +75,10 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   d->audit_store_ = std::move(audit_store).value();
   d->policies_ = std::make_unique<PolicyHolder>(policies.value());
   const auto ring = d->keys_.Current();
-  d->blind_index_ = std::make_unique<BlindIndex>(ring->Derive(KeyContext::kBlindIndex));
-  d->api_key_hash_ = std::make_unique<KeyedHash>(ring->Derive(KeyContext::kApiKeyHash));
+  d->lookup_ = std::make_unique<LookupKeys>(*ring);
+  // A master rotation reaches this process when it reloads the keyring.
+  d->keys_.OnLoad([lookup = d->lookup_.get()](const Keyring& r) { lookup->Apply(r); });
   d->suppression_hash_ = std::make_unique<KeyedHash>(ring->Derive(KeyContext::kSuppression));
-  d->tokens_ = std::make_unique<SubjectTokens>(ring->Derive(KeyContext::kSubjectToken));
   d->standard_ = std::make_unique<EntryStandard>(config.default_region);
   d->signer_ = std::make_unique<CheckpointSigner>(ring->Derive(KeyContext::kSigning),
                                                   config.audit_origin);
@@ -90,11 +95,11 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   // Entries a crashed process left in its journal or pending are logged now.
   GARDE_RETURN_IF_ERROR(d->audit_->Recover());
   GARDE_RETURN_IF_ERROR(d->audit_->Flush());
-  d->api_keys_ = std::make_unique<ApiKeys>(*d->store_, *d->api_key_hash_, d->clock_,
+  d->api_keys_ = std::make_unique<ApiKeys>(*d->store_, *d->lookup_, d->clock_,
                                             config.api_key_cache_seconds);
   d->tombstones_ = std::make_unique<TombstoneLog>(config.data_dir + "/tombstones.log");
   d->vault_ = std::make_unique<SubjectVault>(
-      VaultDeps{*d->store_, d->keys_, *d->blind_index_, *d->suppression_hash_, *d->standard_,
+      VaultDeps{*d->store_, d->keys_, *d->lookup_, *d->suppression_hash_, *d->standard_,
                 *d->policies_, *d->audit_, d->clock_},
       static_cast<size_t>(config.kept_records));
   d->consents_ = std::make_unique<ConsentLedger>(ConsentDeps{
@@ -120,8 +125,7 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   d->requests_ = std::make_unique<RequestDesk>(RequestDeps{
       *d->store_, *d->policies_, *d->vault_, *d->consents_, *d->audit_, d->clock_,
       std::move(jurisdictions.value()), config.dsr_jurisdiction,
-      d->tombstones_.get(), d->tokens_.get(),
-      [raw = d.get()] { return raw->PublicBaseUrl(); }});
+      d->tombstones_.get()});
   d->rotation_ = std::make_unique<KeyRotation>(*d->store_, d->keys_);
   d->retention_ = std::make_unique<RetentionSweep>(RetentionDeps{
       *d->store_, *d->policies_, *d->vault_, *d->audit_, d->clock_, d->tombstones_.get(),

@@ -119,7 +119,7 @@ Result<ComposedMail> Mailer::Compose(const DeliveryRow& delivery, MailOutcome* s
     if (notice == "verify_request" && r.status != "received") return skip("already confirmed");
     // The link is minted now, not stored: the message is its only copy.
     const int64_t expires = now + (notice == "verify_request" ? kVerifyLinkTtl : kNoticeLinkTtl);
-    values["link"] = base + "/r/" + d_.tokens().Mint({subject, "dsr", r.id, expires}) +
+    values["link"] = base + "/r/" + d_.tokens()->Mint({subject, "dsr", r.id, expires}) +
                      "?lang=" + lang;
     values["link_expires_on"] = policies->Day(lang, expires);
   }
@@ -145,7 +145,7 @@ Result<ComposedMail> Mailer::Compose(const DeliveryRow& delivery, MailOutcome* s
                                                    "?lang=" + lang
                                              : n->urls.In(lang);
     }
-    values["link"] = base + "/c/" + d_.tokens().Mint({subject, "confirm", id, confirmation->expires_at}) +
+    values["link"] = base + "/c/" + d_.tokens()->Mint({subject, "confirm", id, confirmation->expires_at}) +
                      "?lang=" + lang;
     values["link_expires_on"] = policies->Day(lang, confirmation->expires_at);
   }

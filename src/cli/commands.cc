@@ -40,8 +40,8 @@
 namespace garde {
 namespace {
 
-constexpr const char* kSwitches[] = {"help", "json", "no-retire", "version", "progress",
-                                     "dry-run"};
+constexpr const char* kSwitches[] = {"help",    "json",     "no-retire", "revoke-unconverted",
+                                     "version", "progress", "dry-run"};
 
 constexpr const char* kTopHelp = R"(garde — privacy compliance and consent management
 
@@ -54,6 +54,7 @@ Commands:
   apikey list       list API keys (never the keys themselves)
   apikey revoke     revoke an API key by id
   keys rotate       add a root-key version and re-wrap every data key under it
+  keys rotate-master  add a master-key version, compute look-ups again, retire the old one
   keys status       show root-key versions and how many subjects each wraps
   keys migrate      move the root keys to another source: --to pkcs11 | passphrase | file
   audit verify      check the whole audit log offline against its signed checkpoints
@@ -143,6 +144,20 @@ moderate limits) or, for development, in clear; from a token, a new root key is 
 file and the token's keys are retired (destroyed on the token) once nothing uses them.
 The passphrase comes from --passphrase-fd, the systemd credential garde-keyring-passphrase or
 the terminal's prompt. Safe while `garde serve` runs, as `garde keys rotate` is.
+)"},
+    {"keys rotate-master", R"(Usage: garde keys rotate-master --data-dir DIR [--batch N] [--no-retire] [--revoke-unconverted]
+
+Makes a new master key current, keeping the old one beside it: look-ups (blind indexes,
+API-key hashes, link tokens) read under both while every subject's blind-index digests are
+computed again under the new master, N subjects per transaction (default 500). An API key is
+hashed again the first time it is used. Then the old master is erased from the keyring; only
+its link-token key stays, so that links already sent work until they expire (400 days at
+most). Keys whose data cannot be computed again (suppression list, audit digests, signatures,
+backups, the breach register) keep the sub-keys the first master gave them.
+An API key not used since the rotation began keeps the old master: the command then stops
+before retiring it and names such keys; run it again once they have been used, or with
+--revoke-unconverted to revoke them. Safe while `garde serve` runs and safe to interrupt:
+run it again to resume.
 )"},
     {"keys status", R"(Usage: garde keys status --data-dir DIR [--json]
 
@@ -361,7 +376,23 @@ int RunKeysStatus(const CliArgs& args) {
   if (!usage.ok()) return FailStatus(usage.status());
   const auto ring = d.value()->keys().Current();
   JsonWriter w;
-  w.BeginObject().Key("current").Int(ring->current_version()).Key("versions").BeginArray();
+  w.BeginObject().Key("master_version").Int(ring->master_version())
+      .Key("previous_master_version");
+  if (ring->previous_master_version() != 0) {
+    w.Int(ring->previous_master_version());
+  } else {
+    w.Null();
+  }
+  if (!args.Has("json")) {
+    std::cout << "master key: version " << ring->master_version()
+              << (ring->previous_master_version() != 0
+                      ? " (rotating from version " +
+                            std::to_string(ring->previous_master_version()) +
+                            ": run `garde keys rotate-master` to finish)"
+                      : "")
+              << "\n";
+  }
+  w.Key("current").Int(ring->current_version()).Key("versions").BeginArray();
   for (const auto& [v, info] : ring->versions()) {
     const int64_t n = usage->count(v) ? usage->at(v) : 0;
     w.BeginObject().Key("version").Int(v).Key("created_at").String(info.created_at)
@@ -377,23 +408,30 @@ int RunKeysStatus(const CliArgs& args) {
   return 0;
 }
 
+// --batch N of the key rotations: subjects per transaction, 500 by default.
+Result<size_t> BatchOf(const CliArgs& args) {
+  int64_t batch = 500;
+  try {
+    batch = std::stoll(args.Get("batch", "500"));
+  } catch (...) {
+    return Unprocessable("--batch must be a number");
+  }
+  if (batch < 1 || batch > 100000) return Unprocessable("--batch must be between 1 and 100000");
+  return static_cast<size_t>(batch);
+}
+
 // Re-wraps every data key under the current root version (beside a running service), then
 // retires the versions nothing uses any more. Shared by `keys rotate` and `keys migrate`.
 int RewrapAndRetire(const CliArgs& args, const Config& cfg, uint32_t current, const char* action) {
   auto d = Deployment::Open(cfg);
   if (!d.ok()) return FailStatus(d.status());
-  int64_t batch = 500;
-  try {
-    batch = std::stoll(args.Get("batch", "500"));
-  } catch (...) {
-    return Fail("--batch must be a number");
-  }
-  if (batch < 1 || batch > 100000) return Fail("--batch must be between 1 and 100000");
+  auto batch = BatchOf(args);
+  if (!batch.ok()) return Fail(batch.status().message());
   auto progress = [](int64_t done) {
     if (isatty(STDERR_FILENO)) std::cerr << "\r  re-wrapped " << done << std::flush;
   };
   auto& rotation = d.value()->rotation();
-  auto done = rotation.RewrapAll(static_cast<size_t>(batch), progress);
+  auto done = rotation.RewrapAll(batch.value(), progress);
   if (!done.ok()) return FailStatus(done.status());
   int64_t total = done.value();
   // A running service may still write under the old version until it notices the new
@@ -401,7 +439,7 @@ int RewrapAndRetire(const CliArgs& args, const Config& cfg, uint32_t current, co
   const int grace = cfg.keyring_watch_seconds * 2 + 1;
   for (int pass = 0; pass < 10; ++pass) {
     std::this_thread::sleep_for(std::chrono::seconds(grace));
-    auto more = rotation.RewrapAll(static_cast<size_t>(batch), progress);
+    auto more = rotation.RewrapAll(batch.value(), progress);
     if (!more.ok()) return FailStatus(more.status());
     total += more.value();
     if (more.value() == 0) break;
@@ -541,6 +579,108 @@ int RunKeysMigrate(const CliArgs& args) {
   }
   std::cerr << (to == "passphrase" ? "The keyring is sealed under the passphrase.\n"
                                    : "The keyring is in clear: development only.\n");
+  return 0;
+}
+
+// Computes again every look-up digest still under another master: a pass now, then passes
+// after a running service's watch interval until one finds nothing. Returns the digests
+// written, or -1 after printing the failure.
+int64_t ReindexUnderCurrentMaster(Deployment& d, size_t batch, int grace) {
+  int64_t digests = 0;
+  for (int pass = 0; pass < 10; ++pass) {
+    if (pass > 0) std::this_thread::sleep_for(std::chrono::seconds(grace));
+    const int64_t before = digests;
+    std::string after;
+    do {
+      auto last = d.vault().ReindexAfter(after, batch, &digests);
+      if (!last.ok()) {
+        FailStatus(last.status());
+        return -1;
+      }
+      after = last.value();
+      if (isatty(STDERR_FILENO)) std::cerr << "\r  computed again " << digests << std::flush;
+    } while (!after.empty());
+    if (pass > 0 && digests == before) break;
+  }
+  return digests;
+}
+
+int RunKeysRotateMaster(const CliArgs& args) {
+  auto cfg = ConfigFrom(args);
+  if (!cfg.ok()) return FailStatus(cfg.status());
+  auto batch = BatchOf(args);
+  if (!batch.ok()) return Fail(batch.status().message());
+  const std::string path = cfg->keyring_path();
+  auto ring = Keyring::Load(path);
+  if (!ring.ok()) return FailStatus(ring.status());
+  if (ring.value()->previous_master_version() != 0) {
+    std::cerr << "Resuming the rotation to master-key version "
+              << ring.value()->master_version() << ".\n";
+  } else {
+    auto added = Keyring::AddMaster(path);
+    if (!added.ok()) return FailStatus(added.status());
+    std::cerr << "Master-key version " << added.value() << " is current; the previous one is "
+              << "read beside it.\n";
+  }
+  auto d = Deployment::Open(cfg.value());
+  if (!d.ok()) return FailStatus(d.status());
+  const auto keys = d.value()->lookup().Current();
+  const uint32_t current = keys->master, previous = keys->previous_master;
+  // A running service looks up under the old master alone until it reloads the keyring: no
+  // digest moves before it reads both.
+  const int grace = cfg->keyring_watch_seconds * 2 + 1;
+  std::this_thread::sleep_for(std::chrono::seconds(grace));
+  const int64_t digests =
+      ReindexUnderCurrentMaster(*d.value(), batch.value(), grace);
+  if (digests < 0) return 1;
+  std::cerr << "\n";
+  Caller cli{"cli", "admin", {}, "keys-rotate-master", ""};
+  d.value()->journal().Record(nullptr, cli, {"keys.rotate-master", "", "", "ok", {}, digests})
+      .IgnoreError();
+  int64_t stale = 0;
+  Status counted = d.value()->store().Read([&](ReadTx& tx) -> Status {
+    auto n = tx.CountStaleIndexes(current);
+    if (!n.ok()) return n.status();
+    stale = n.value();
+    return Status::Ok();
+  });
+  if (!counted.ok()) return FailStatus(counted);
+  std::cout << "Master-key version " << current << " is current; " << digests
+            << " look-up digests computed again.\n";
+  if (stale > 0) {
+    std::cout << stale << " look-up digests are still under an older master (a writer that "
+              << "has not reloaded the keyring?); not retired. Run the command again.\n";
+    return 0;
+  }
+  auto api_keys = d.value()->api_keys().List();
+  if (!api_keys.ok()) return FailStatus(api_keys.status());
+  std::vector<ApiKeyRow> unconverted;
+  for (const auto& k : api_keys.value()) {
+    if (k.revoked_at == 0 && k.hash_master != current) unconverted.push_back(k);
+  }
+  if (!unconverted.empty() && !args.Has("revoke-unconverted")) {
+    std::cout << unconverted.size() << " API keys have not been used since the rotation "
+              << "began and are still hashed under master-key version " << previous << ":\n";
+    for (const auto& k : unconverted) std::cout << "  " << k.id << "  " << k.name << "\n";
+    std::cout << "Not retired: run the command again once they have been used, or with "
+              << "--revoke-unconverted.\n";
+    return 0;
+  }
+  for (const auto& k : unconverted) {
+    Status s = d.value()->api_keys().Revoke(k.id);
+    if (!s.ok()) return FailStatus(s);
+    d.value()->journal().Record(nullptr, cli, {"apikey.revoke", "", "", "ok", {k.id}, 1})
+        .IgnoreError();
+    std::cout << "Revoked API key " << k.id << " (" << k.name << "): not used since the "
+              << "rotation began.\n";
+  }
+  if (args.Has("no-retire") || previous == 0) return 0;
+  const int64_t links_until = d.value()->clock().Now() + kLongestLinkSeconds;
+  Status retired = Keyring::RetireMaster(path, links_until);
+  if (!retired.ok()) return FailStatus(retired);
+  std::cout << "Retired master-key version " << previous << " (erased); links sent before the "
+            << "rotation stay valid until they expire, at the latest "
+            << FormatRfc3339(links_until) << ".\n";
   return 0;
 }
 
@@ -774,6 +914,8 @@ int RunRestore(const CliArgs& args) {
         .Key("backup_audit_size").Int(static_cast<int64_t>(report.backup.audit_size))
         .Key("live_audit_size").Int(static_cast<int64_t>(report.live_audit_size))
         .Key("reapplied").Int(static_cast<int64_t>(report.reapplied))
+        .Key("reindexed").Int(report.reindexed)
+        .Key("api_keys_under_old_master").Int(report.keys_under_old_master)
         .Key("forked_log").String(report.forked_log)
         .Key("replaced_vault").String(report.replaced_vault).EndObject();
     std::cout << w.str() << std::endl;
@@ -794,6 +936,15 @@ int RunRestore(const CliArgs& args) {
   }
   std::cout << "re-applied the erasures and withdrawals of " << report.reapplied
             << " subjects from tombstones.log\n";
+  if (report.reindexed > 0) {
+    std::cout << "computed " << report.reindexed << " look-up digests again under the current "
+              << "master key (the backup predates a master-key rotation)\n";
+  }
+  if (report.keys_under_old_master > 0) {
+    std::cout << report.keys_under_old_master << " API keys of the backup are hashed under an "
+              << "earlier master key and stop working once it is retired: issue them again "
+              << "(garde apikey create)\n";
+  }
   return 0;
 }
 
@@ -1176,6 +1327,7 @@ int RunCli(int argc, char** argv) {
   if (words == "apikey list") return RunApiKeyList(args);
   if (words == "apikey revoke") return RunApiKeyRevoke(args);
   if (words == "keys rotate") return RunKeysRotate(args);
+  if (words == "keys rotate-master") return RunKeysRotateMaster(args);
   if (words == "keys status") return RunKeysStatus(args);
   if (words == "keys migrate") return RunKeysMigrate(args);
   if (words == "lint") return RunLint(args);

@@ -4,8 +4,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -27,10 +29,28 @@ std::unique_ptr<SecretBuffer>& Passphrase() {
 }
 bool (*g_prompt)(std::string*) = nullptr;
 
+// Sub-keys whose data cannot be computed again, so that a master rotation keeps them as they
+// were (docs/security.md, Keys): suppression digests outlive the addresses they hide, audit
+// entries and signatures are published, backups and the breach register stay sealed.
+constexpr KeyContext kKeptContexts[] = {KeyContext::kSuppression, KeyContext::kSigning,
+                                        KeyContext::kAuditDigest, KeyContext::kBackup,
+                                        KeyContext::kIncident};
+constexpr size_t kKeptBytes = std::size(kKeptContexts) * kKeyBytes;
+
 // The on-disk form, holding key bytes only while a file is read or written, and only in
 // sodium_malloc'd memory.
 struct KeyringFile {
   SecretBuffer master{kKeyBytes};
+  uint32_t master_version = 1;
+  // Written from the first master rotation on: the kept sub-keys, as the first master gave them.
+  std::unique_ptr<SecretBuffer> kept;
+  // While a master rotation runs: the master being replaced, read beside the current one.
+  std::unique_ptr<SecretBuffer> previous;
+  uint32_t previous_version = 0;
+  // After one: the retired master's link-token key, so that links already sent keep working
+  // until the longest of them expires.
+  std::unique_ptr<SecretBuffer> link_key;
+  std::string link_key_until;
   uint32_t current = 0;
   struct Version {
     RootKeyInfo info;
@@ -41,6 +61,8 @@ struct KeyringFile {
   std::string token_name;  // the PKCS#11 token's label, when a version lives on one
   Bytes master_box;        // the master key as sealed by the token key of version master_by
   uint32_t master_by = 0;
+  // The other secrets as sealed by the same token key (token form only).
+  Bytes kept_box, previous_box, link_key_box;
 };
 
 struct TokenSetting {
@@ -58,6 +80,10 @@ TokenSetting& Token() {
 }
 
 std::string MasterAd(uint32_t version) { return "garde.master.v1:" + std::to_string(version); }
+// Associated data of the other secrets sealed by a token key: their name and the key's version.
+std::string SecretAd(std::string_view name, uint32_t version) {
+  return "garde." + std::string(name) + ".v1:" + std::to_string(version);
+}
 
 constexpr size_t kMaxKeyringBytes = 1 << 20;
 
@@ -90,6 +116,29 @@ class KeyringReader {
         out->master_box = std::move(*box);
       } else if (key == "master_by") {
         if (!Number(&out->master_by) || out->master_by == 0) return false;
+      } else if (key == "master_version") {
+        if (!Number(&out->master_version) || out->master_version == 0) return false;
+      } else if (key == "previous_master_version") {
+        if (!Number(&out->previous_version) || out->previous_version == 0) return false;
+      } else if (key == "kept" || key == "previous_master" || key == "link_key") {
+        auto& into = key == "kept" ? out->kept : key == "previous_master" ? out->previous
+                                                                          : out->link_key;
+        std::string_view v;
+        into = std::make_unique<SecretBuffer>(key == "kept" ? kKeptBytes : kKeyBytes);
+        if (!String(&v) || !DecodeKey(v, into.get())) return false;
+      } else if (key == "kept_sealed" || key == "previous_master_sealed" ||
+                 key == "link_key_sealed") {
+        std::string_view v;
+        if (!String(&v)) return false;
+        auto box = Base64Decode(v);
+        if (!box || box->empty()) return false;
+        (key == "kept_sealed" ? out->kept_box
+         : key == "previous_master_sealed" ? out->previous_box
+                                           : out->link_key_box) = std::move(*box);
+      } else if (key == "link_key_until") {
+        std::string_view v;
+        if (!String(&v) || !ParseRfc3339(std::string(v))) return false;
+        out->link_key_until = std::string(v);
       } else if (key == "pkcs11_token") {
         std::string_view v;
         if (!String(&v) || v.empty()) return false;
@@ -107,7 +156,16 @@ class KeyringReader {
     if (!Expect('}')) return false;
     Space();
     const bool token_master = !out->master_box.empty() && out->master_by != 0;
-    return pos_ == t_.size() && format && (master != token_master) && current && versions;
+    // Each secret is either in clear or sealed by the token, as the master is.
+    const bool clear_ok = token_master ? !out->kept && !out->previous && !out->link_key
+                                       : out->kept_box.empty() && out->previous_box.empty() &&
+                                             out->link_key_box.empty();
+    const bool has_previous = out->previous || !out->previous_box.empty();
+    const bool has_link_key = out->link_key || !out->link_key_box.empty();
+    return pos_ == t_.size() && format && (master != token_master) && current && versions &&
+           clear_ok && has_previous == (out->previous_version != 0) &&
+           (!has_previous || out->previous_version < out->master_version) &&
+           has_link_key == !out->link_key_until.empty();
   }
 
  private:
@@ -149,11 +207,12 @@ class KeyringReader {
     return Expect(']');
   }
 
+  // Decodes exactly into->size() bytes.
   static bool DecodeKey(std::string_view b64, SecretBuffer* into) {
     size_t len = 0;
     return sodium_base642bin(into->data(), into->size(), b64.data(), b64.size(), nullptr, &len,
                              nullptr, sodium_base64_VARIANT_ORIGINAL) == 0 &&
-           len == kKeyBytes;
+           len == into->size();
   }
 
   void Space() {
@@ -349,6 +408,24 @@ Status ReadKeyringFile(const std::string& path, KeyringFile* out) {
       return PermissionDenied("keyring " + path + ": the token does not open its master key");
     }
     GARDE_RETURN_IF_ERROR(opened);
+    struct Sealed {
+      const char* name;
+      const Bytes& box;
+      std::unique_ptr<SecretBuffer>& into;
+      size_t size;
+    } others[] = {{"kept", out->kept_box, out->kept, kKeptBytes},
+                  {"previous_master", out->previous_box, out->previous, kKeyBytes},
+                  {"link_key", out->link_key_box, out->link_key, kKeyBytes}};
+    for (const Sealed& o : others) {
+      if (o.box.empty()) continue;
+      o.into = std::make_unique<SecretBuffer>(o.size);
+      Status s = token.value()->Open(by->second.info.token_key, SecretAd(o.name, out->master_by),
+                                     o.box, o.into->data(), o.size);
+      if (s.code() == Code::kDamaged) {
+        return PermissionDenied("keyring " + path + ": the token does not open its " + o.name);
+      }
+      GARDE_RETURN_IF_ERROR(s);
+    }
   }
   return Status::Ok();
 }
@@ -390,11 +467,21 @@ class SecretText {
 // Writes atomically: a 0600 temporary file, fsync, rename, fsync of the directory. The text
 // is built in secret memory.
 Status WriteKeyringFile(const std::string& path, const KeyringFile& kf, bool exclusive) {
-  SecretText text(1024 + 256 * kf.versions.size());
+  SecretText text(2048 + 256 * kf.versions.size());
   text.Add("{\"format\":\"").Add(kFormat).Add("\",");
   const auto& current = kf.versions.at(kf.current).info;
+  // A link key whose links have all expired is dropped.
+  const bool link_key =
+      kf.link_key && ParseRfc3339(kf.link_key_until).value_or(0) > SystemClock().Now();
+  struct Secret {
+    const char* name;
+    const SecretBuffer* key;
+  } secrets[] = {{"kept", kf.kept.get()},
+                 {"previous_master", kf.previous.get()},
+                 {"link_key", link_key ? kf.link_key.get() : nullptr}};
   if (!current.token_key.empty()) {
-    // The current root is on the token: the master key is written only as sealed by it.
+    // The current root is on the token: the master key (and every other secret) is written
+    // only as sealed by it.
     auto token = TokenFor(path, kf.token_name);
     if (!token.ok()) return token.status();
     auto box = token.value()->Seal(current.token_key, MasterAd(kf.current),
@@ -402,9 +489,28 @@ Status WriteKeyringFile(const std::string& path, const KeyringFile& kf, bool exc
     if (!box.ok()) return box.status();
     text.Add("\"master_sealed\":\"").Add(Base64Encode(box->data(), box->size()))
         .Add("\",\"master_by\":").Add(std::to_string(kf.current)).Add(",");
+    for (const Secret& secret : secrets) {
+      if (secret.key == nullptr) continue;
+      auto sealed = token.value()->Seal(current.token_key, SecretAd(secret.name, kf.current),
+                                        {secret.key->data(), secret.key->size()});
+      if (!sealed.ok()) return sealed.status();
+      text.Add("\"").Add(secret.name).Add("_sealed\":\"")
+          .Add(Base64Encode(sealed->data(), sealed->size())).Add("\",");
+    }
   } else {
     text.Add("\"master\":\"").Base64(kf.master).Add("\",");
+    for (const Secret& secret : secrets) {
+      if (secret.key == nullptr) continue;
+      text.Add("\"").Add(secret.name).Add("\":\"").Base64(*secret.key).Add("\",");
+    }
   }
+  if (kf.master_version != 1) {
+    text.Add("\"master_version\":").Add(std::to_string(kf.master_version)).Add(",");
+  }
+  if (kf.previous) {
+    text.Add("\"previous_master_version\":").Add(std::to_string(kf.previous_version)).Add(",");
+  }
+  if (link_key) text.Add("\"link_key_until\":\"").Add(kf.link_key_until).Add("\",");
   if (!kf.token_name.empty()) text.Add("\"pkcs11_token\":\"").Add(kf.token_name).Add("\",");
   text.Add("\"current\":").Add(std::to_string(kf.current)).Add(",\"versions\":[");
   bool first = true;
@@ -606,6 +712,18 @@ Result<std::shared_ptr<const Keyring>> Keyring::Load(const std::string& path) {
   GARDE_RETURN_IF_ERROR(ReadKeyringFile(path, &kf));
   std::shared_ptr<Keyring> ring(new Keyring());  // private constructor
   ring->master_ = std::make_unique<SecretKey>(SecretKey::FromBytes(kf.master.data()));
+  ring->master_version_ = kf.master_version;
+  if (kf.previous) {
+    ring->previous_ = std::make_unique<SecretKey>(SecretKey::FromBytes(kf.previous->data()));
+    ring->previous_version_ = kf.previous_version;
+  }
+  for (size_t i = 0; kf.kept && i < std::size(kKeptContexts); ++i) {
+    ring->kept_.emplace(kKeptContexts[i], SecretKey::FromBytes(kf.kept->data() + i * kKeyBytes));
+  }
+  if (kf.link_key) {
+    ring->link_key_ = std::make_unique<SecretKey>(SecretKey::FromBytes(kf.link_key->data()));
+    ring->link_key_until_ = ParseRfc3339(kf.link_key_until).value_or(0);
+  }
   ring->current_ = kf.current;
   for (const auto& [v, ver] : kf.versions) {
     ring->info_[v] = ver.info;
@@ -671,10 +789,73 @@ const SecretKey* Keyring::Root(uint32_t version) const {
   return it == roots_.end() ? nullptr : &it->second;
 }
 
-SecretKey Keyring::Derive(KeyContext context) const {
+namespace {
+SecretKey DeriveFrom(const SecretKey& master, KeyContext context) {
   ScopedKey out;
-  crypto_kdf_derive_from_key(out.data(), kKeyBytes, 1, ContextName(context), master_->data());
+  crypto_kdf_derive_from_key(out.data(), kKeyBytes, 1, ContextName(context), master.data());
   return SecretKey::FromBytes(out.data());
+}
+bool IsKept(KeyContext context) {
+  return std::find(std::begin(kKeptContexts), std::end(kKeptContexts), context) !=
+         std::end(kKeptContexts);
+}
+}  // namespace
+
+SecretKey Keyring::Derive(KeyContext context) const {
+  auto kept = kept_.find(context);
+  if (kept != kept_.end()) return SecretKey::FromBytes(kept->second.data());
+  return DeriveFrom(*master_, context);
+}
+
+std::optional<SecretKey> Keyring::DerivePrevious(KeyContext context) const {
+  if (!previous_ || IsKept(context)) return std::nullopt;
+  return DeriveFrom(*previous_, context);
+}
+
+const SecretKey* Keyring::RetiredLinkKey(int64_t now) const {
+  return link_key_ && now < link_key_until_ ? link_key_.get() : nullptr;
+}
+
+Result<uint32_t> Keyring::AddMaster(const std::string& path) {
+  InitSodium();
+  KeyringFile kf;
+  GARDE_RETURN_IF_ERROR(ReadKeyringFile(path, &kf));
+  if (kf.previous) {
+    return Conflict("a master-key rotation to version " + std::to_string(kf.master_version) +
+                    " is under way; finish it first");
+  }
+  if (!kf.kept) {
+    // What the first master derives for these uses stays theirs from now on.
+    kf.kept = std::make_unique<SecretBuffer>(kKeptBytes);
+    const SecretKey first = SecretKey::FromBytes(kf.master.data());
+    for (size_t i = 0; i < std::size(kKeptContexts); ++i) {
+      const SecretKey sub = DeriveFrom(first, kKeptContexts[i]);
+      std::memcpy(kf.kept->data() + i * kKeyBytes, sub.data(), kKeyBytes);
+    }
+  }
+  kf.previous = std::make_unique<SecretBuffer>(kKeyBytes);
+  std::memcpy(kf.previous->data(), kf.master.data(), kKeyBytes);
+  kf.previous_version = kf.master_version;
+  randombytes_buf(kf.master.data(), kKeyBytes);
+  kf.master_version += 1;
+  GARDE_RETURN_IF_ERROR(WriteKeyringFile(path, kf, /*exclusive=*/false));
+  return kf.master_version;
+}
+
+Status Keyring::RetireMaster(const std::string& path, int64_t links_until) {
+  KeyringFile kf;
+  GARDE_RETURN_IF_ERROR(ReadKeyringFile(path, &kf));
+  if (!kf.previous) return Status::Ok();
+  // Links sent before the rotation keep working until they expire: only the link-token key
+  // of the old master stays, the master itself is erased.
+  kf.link_key = std::make_unique<SecretBuffer>(kKeyBytes);
+  const SecretKey links = DeriveFrom(SecretKey::FromBytes(kf.previous->data()),
+                                     KeyContext::kSubjectToken);
+  std::memcpy(kf.link_key->data(), links.data(), kKeyBytes);
+  kf.link_key_until = FormatRfc3339(links_until);
+  kf.previous.reset();  // sodium_free wipes it
+  kf.previous_version = 0;
+  return WriteKeyringFile(path, kf, /*exclusive=*/false);
 }
 
 bool Keyring::DeriveWrappingKey(uint32_t version, uint8_t out[kKeyBytes]) const {

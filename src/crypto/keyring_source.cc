@@ -9,12 +9,15 @@ Status KeyringSource::Load() {
   const bool have_stat = ::stat(path_.c_str(), &st) == 0;
   auto ring = Keyring::Load(path_);
   if (!ring.ok()) return ring.status();
-  std::lock_guard<std::mutex> lock(mu_);
-  ring_ = ring.value();
-  if (have_stat) {
-    mtime_ = st.st_mtim;
-    size_ = static_cast<long>(st.st_size);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ring_ = ring.value();
+    if (have_stat) {
+      mtime_ = st.st_mtim;
+      size_ = static_cast<long>(st.st_size);
+    }
   }
+  if (on_load_) on_load_(*ring.value());
   return Status::Ok();
 }
 

@@ -18,7 +18,8 @@ namespace {
 constexpr size_t kIvBytes = 12;
 constexpr size_t kTagBytes = 16;
 constexpr size_t kMaxSessions = 4;
-constexpr size_t kMaxSecret = 64;  // Open() is for keys, not documents
+constexpr size_t kMaxSecret = 64;   // the largest secret the cache keeps (data keys)
+constexpr size_t kMaxSealed = 256;  // the largest Open() returns: keys, not documents
 
 std::string Rv(CK_RV rv) {
   char text[32];
@@ -451,7 +452,7 @@ Result<Bytes> Pkcs11Token::Seal(const std::string& label, std::string_view aad,
 
 Status Pkcs11Token::Open(const std::string& label, std::string_view aad,
                          std::span<const uint8_t> box, uint8_t* out, size_t out_len) {
-  if (out_len > kMaxSecret || box.size() != kIvBytes + out_len + kTagBytes) {
+  if (out_len > kMaxSealed || box.size() != kIvBytes + out_len + kTagBytes) {
     return Damaged("sealed key of the wrong length");
   }
   const auto digest = OpenedKeyCache::Of(label, aad, box);
@@ -469,7 +470,7 @@ Status Pkcs11Token::Open(const std::string& label, std::string_view aad,
   CK_MECHANISM mech{CKM_AES_GCM, &params, sizeof params};
   CK_RV rv = impl_->fn->C_DecryptInit(lease->session, &mech, key.value());
   if (rv != CKR_OK) return impl_->Failure(lease.value(), rv, "decrypt");
-  std::array<uint8_t, kMaxSecret + kTagBytes> clear{};
+  std::array<uint8_t, kMaxSealed + kTagBytes> clear{};
   CK_ULONG clear_len = clear.size();
   rv = impl_->fn->C_Decrypt(lease->session, const_cast<uint8_t*>(box.data()) + kIvBytes,
                             box.size() - kIvBytes, clear.data(), &clear_len);

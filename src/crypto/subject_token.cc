@@ -23,8 +23,13 @@ Result<SubjectTokenClaims> SubjectTokens::Verify(const std::string& token, int64
   auto claims = Base64UrlDecode(token.substr(0, dot));
   auto mac = Base64UrlDecode(token.substr(dot + 1));
   if (!claims || !mac || mac->size() != 32) return invalid;
-  const Bytes expected = mac_.Digest(AsStringView(*claims), 32);
-  if (sodium_memcmp(expected.data(), mac->data(), 32) != 0) return invalid;
+  auto matches = [&](const KeyedHash& key) {
+    const Bytes expected = key.Digest(AsStringView(*claims), 32);
+    return sodium_memcmp(expected.data(), mac->data(), 32) == 0;
+  };
+  bool valid = matches(mac_);
+  for (size_t i = 0; !valid && i < accepted_.size(); ++i) valid = matches(accepted_[i]);
+  if (!valid) return invalid;
   std::vector<std::string> parts;
   std::string text(AsStringView(*claims));
   size_t start = 0;

@@ -36,7 +36,9 @@ Result<NewApiKey> ApiKeys::Create(const PolicySet& policies, const std::string& 
   key.row.name = name;
   key.row.role = role;
   key.row.activities = activities;
-  key.row.key_hash = hasher_.Digest(key.token);
+  const auto keys = lookup_.Current();
+  key.row.key_hash = keys->api_key_hash.Digest(key.token);
+  key.row.hash_master = keys->master;
   key.row.created_at = clock_.Now();
   GARDE_RETURN_IF_ERROR(store_.Write([&](WriteTx& tx) { return tx.InsertApiKey(key.row); }));
   return key;
@@ -47,7 +49,8 @@ Result<Caller> ApiKeys::Authenticate(const std::string& token) const {
       token.compare(0, kTokenPrefix.size(), kTokenPrefix) != 0) {
     return Unauthenticated("the API key is not valid");
   }
-  Bytes hash = hasher_.Digest(token, 32);
+  const auto keys = lookup_.Current();
+  Bytes hash = keys->api_key_hash.Digest(token, 32);
   TokenHash cache_key;
   std::memcpy(cache_key.bytes.data(), hash.data(), cache_key.bytes.size());
   const auto now = std::chrono::steady_clock::now();
@@ -63,8 +66,23 @@ Result<Caller> ApiKeys::Authenticate(const std::string& token) const {
     row = std::move(r.value());
     return Status::Ok();
   });
-  sodium_memzero(hash.data(), hash.size());
   GARDE_RETURN_IF_ERROR(read);
+  if (!row && keys->previous_api_key_hash) {
+    // A master rotation is under way: a key still hashed under the previous master is found
+    // by that hash, and hashed again under the current one on this first use.
+    Bytes old = keys->previous_api_key_hash->Digest(token, 32);
+    Status s = store_.Write([&](WriteTx& tx) -> Status {
+      auto r = tx.FindApiKeyByHash(old);
+      if (r.ok() && !r.value()) r = tx.FindApiKeyByHash(hash);  // hashed again meanwhile
+      if (!r.ok()) return r.status();
+      row = std::move(r.value());
+      if (!row || row->revoked_at != 0 || row->hash_master == keys->master) return Status::Ok();
+      return tx.RehashApiKey(row->id, old, hash, keys->master).status();
+    });
+    sodium_memzero(old.data(), old.size());
+    GARDE_RETURN_IF_ERROR(s);
+  }
+  sodium_memzero(hash.data(), hash.size());
   if (!row || row->revoked_at != 0) return Unauthenticated("the API key is not valid");
   Caller caller;
   caller.key_id = row->id;

@@ -153,7 +153,7 @@ Status SubjectVault::CheckUnique(ReadTx& tx, const PolicySet& policies,
     const FieldSpec* spec = SpecOf(policies, name);
     if (spec == nullptr || !spec->unique) continue;
     const std::string text = IndexText(value);
-    auto ids = tx.FindByIndex(name, d_.blind_index.Digest(name, text, spec->blind_index_bytes));
+    auto ids = FindByIndex(tx, name, text, spec->blind_index_bytes);
     if (!ids.ok()) return ids.status();
     for (const auto& id : ids.value()) {
       if (id == self_id) continue;
@@ -173,13 +173,32 @@ Status SubjectVault::CheckUnique(ReadTx& tx, const PolicySet& policies,
   return Status::Ok();
 }
 
+Result<std::vector<std::string>> SubjectVault::FindByIndex(ReadTx& tx, const std::string& field,
+                                                           const std::string& text,
+                                                           size_t bytes) const {
+  // Under the current master and, while a master rotation runs, the previous one: a subject's
+  // digest is under one of them.
+  const auto keys = d_.lookup.Current();
+  std::vector<std::string> ids;
+  for (const BlindIndex* index : keys->indexes()) {
+    auto found = tx.FindByIndex(field, index->Digest(field, text, bytes));
+    if (!found.ok()) return found.status();
+    for (auto& id : found.value()) {
+      if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(std::move(id));
+    }
+  }
+  return ids;
+}
+
 Status SubjectVault::PutIndexes(WriteTx& tx, const PolicySet& policies, const std::string& id,
                                 const std::string& name, const FieldValue& value) const {
   const FieldSpec* spec = SpecOf(policies, name);
   if (spec == nullptr) return Status::Ok();
   if (spec->blind_index_bytes > 0) {
+    const auto keys = d_.lookup.Current();
     GARDE_RETURN_IF_ERROR(tx.PutIndex(
-        id, {name, d_.blind_index.Digest(name, IndexText(value), spec->blind_index_bytes)}));
+        id, {name, keys->index.Digest(name, IndexText(value), spec->blind_index_bytes),
+             keys->master}));
   }
   const std::string kind = SuppressionKind(spec->type);
   if (!kind.empty()) {
@@ -848,6 +867,49 @@ Result<SubjectVault::RecordPtr> SubjectVault::Record(const std::string& id, bool
   return record;
 }
 
+Result<std::string> SubjectVault::ReindexAfter(const std::string& after_id, size_t limit,
+                                               int64_t* digests) {
+  const auto policies = d_.policies.Current();
+  const auto keys = d_.lookup.Current();
+  std::string last;
+  int64_t written = 0;
+  GARDE_RETURN_IF_ERROR(d_.store.Write([&](WriteTx& tx) -> Status {
+    last.clear();
+    written = 0;
+    auto ids = tx.SubjectsWithStaleIndexes(keys->master, after_id, limit);
+    if (!ids.ok()) return ids.status();
+    for (const std::string& id : ids.value()) {
+      last = id;
+      auto row = tx.GetSubject(id);
+      if (!row.ok()) return row.status();
+      auto fields = tx.StaleIndexesOf(id, keys->master);
+      if (!fields.ok()) return fields.status();
+      for (const std::string& field : fields.value()) {
+        const FieldSpec* spec = SpecOf(*policies, field);
+        std::optional<FieldValue> value;
+        if (row.value() && spec != nullptr && spec->blind_index_bytes > 0) {
+          auto opened = OpenOne(tx, *row.value(), field);
+          // A damaged field cannot be found by its value any more: its digest goes.
+          if (!opened.ok() && opened.status().code() != Code::kDamaged) return opened.status();
+          if (opened.ok()) value = std::move(opened.value());
+        }
+        if (!value) {
+          // No longer indexed (the schema changed) or no longer held: nothing to find.
+          GARDE_RETURN_IF_ERROR(tx.DeleteIndex(id, field));
+          continue;
+        }
+        GARDE_RETURN_IF_ERROR(tx.PutIndex(
+            id, {field, keys->index.Digest(field, IndexText(*value), spec->blind_index_bytes),
+                 keys->master}));
+        ++written;
+      }
+    }
+    return Status::Ok();
+  }));
+  *digests += written;
+  return last;
+}
+
 Result<std::vector<SubjectView>> SubjectVault::Search(const Caller& caller,
                                                       const std::string& activity_id,
                                                       const FieldMap& criteria) {
@@ -880,8 +942,7 @@ Result<std::vector<SubjectView>> SubjectVault::Search(const Caller& caller,
     bool first = true;
     for (const auto& [name, value] : wanted) {
       const FieldSpec* spec = SpecOf(*policies, name);
-      auto ids = tx.FindByIndex(
-          name, d_.blind_index.Digest(name, IndexText(value), spec->blind_index_bytes));
+      auto ids = FindByIndex(tx, name, IndexText(value), spec->blind_index_bytes);
       if (!ids.ok()) return ids.status();
       std::sort(ids.value().begin(), ids.value().end());
       if (first) {

@@ -23,7 +23,7 @@ Status AuthenticateKeyOrSubject(Deployment& d, Exchange& x) {
   if (x.caller) return Status::Ok();
   const std::string credential = BearerCredential(x);
   if (!credential.empty() && credential.rfind("gk_", 0) != 0) {
-    auto claims = d.tokens().Verify(credential, d.clock().Now());
+    auto claims = d.tokens()->Verify(credential, d.clock().Now());
     if (claims.ok() && (claims->use == "preferences" || claims->use == "dsr")) {
       x.caller = SubjectCaller(claims->subject, x.request_id, claims->use, claims->scope);
       return Status::Ok();
@@ -120,7 +120,7 @@ Status OpenRequest(Deployment& d, Exchange& x) {
     // the outbox goes to the contact on file instead.
     const int64_t expires = d.clock().Now() + kVerificationTtl;
     const std::string token =
-        d.tokens().Mint({opened->row.subject_id, "dsr", opened->row.id, expires});
+        d.tokens()->Mint({opened->row.subject_id, "dsr", opened->row.id, expires});
     json.pop_back();
     json += ",\"verification_url\":\"" + d.PublicBaseUrl() + "/r/" + token + "\"}";
   }

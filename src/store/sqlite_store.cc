@@ -361,6 +361,14 @@ CREATE TABLE contact_links(
 ) WITHOUT ROWID;
 CREATE INDEX contact_links_by_person ON contact_links(person_id);
 )sql",
+    // 20: the master-key version each look-up digest and API-key hash was computed under, so
+    // that a master rotation finds what is left to compute again. Suppression digests
+    // ('~field') are under a key that rotations keep: 0.
+    R"sql(
+ALTER TABLE blind_index ADD COLUMN master INTEGER NOT NULL DEFAULT 1;
+UPDATE blind_index SET master = 0 WHERE field LIKE '~%';
+ALTER TABLE api_keys ADD COLUMN hash_master INTEGER NOT NULL DEFAULT 1;
+)sql",
 };
 
 // The audit log's subject index: a level merges once it holds kAuditRunFanIn runs; a run of
@@ -678,6 +686,7 @@ ApiKeyRow ReadApiKey(const Query& q) {
   r.key_hash = q.ColBlob(4);
   r.created_at = q.ColInt(5);
   r.revoked_at = q.ColInt(6);
+  r.hash_master = static_cast<uint32_t>(q.ColInt(7));
   return r;
 }
 
@@ -724,7 +733,8 @@ class SqliteTx final : public WriteTx {
 
   Result<std::optional<ApiKeyRow>> FindApiKeyByHash(const Bytes& hash) override {
     Query q(c_,
-            "SELECT id, name, role, activities, key_hash, created_at, revoked_at FROM api_keys "
+            "SELECT id, name, role, activities, key_hash, created_at, revoked_at, hash_master "
+            "FROM api_keys "
             "WHERE key_hash = ?");
     q.Blob(hash);
     const int rc = q.Step();
@@ -735,9 +745,36 @@ class SqliteTx final : public WriteTx {
 
   Result<std::vector<ApiKeyRow>> ListApiKeys() override {
     Query q(c_,
-            "SELECT id, name, role, activities, key_hash, created_at, revoked_at FROM api_keys "
+            "SELECT id, name, role, activities, key_hash, created_at, revoked_at, hash_master "
+            "FROM api_keys "
             "ORDER BY created_at, id");
     return q.Rows<ApiKeyRow>([&] { return ReadApiKey(q); });
+  }
+
+  Result<std::vector<std::string>> SubjectsWithStaleIndexes(uint32_t master,
+                                                            const std::string& after_id,
+                                                            size_t limit) override {
+    // Walks blind_index_by_subject in id order: a whole sweep reads each row once.
+    Query q(c_,
+            "SELECT DISTINCT subject_id FROM blind_index WHERE subject_id > ? AND master <> 0 "
+            "AND master <> ? ORDER BY subject_id LIMIT ?");
+    q.Text(after_id).Int(master).Int(static_cast<int64_t>(limit));
+    return q.Texts();
+  }
+
+  Result<std::vector<std::string>> StaleIndexesOf(const std::string& subject_id,
+                                                  uint32_t master) override {
+    Query q(c_,
+            "SELECT field FROM blind_index WHERE subject_id = ? AND master <> 0 AND master <> ? "
+            "ORDER BY field");
+    q.Text(subject_id).Int(master);
+    return q.Texts();
+  }
+
+  Result<int64_t> CountStaleIndexes(uint32_t master) override {
+    Query q(c_, "SELECT COUNT(*) FROM blind_index WHERE master <> 0 AND master <> ?");
+    q.Int(master);
+    return q.FirstInt(0);
   }
 
   Result<std::vector<SubjectRow>> SubjectsNotWrappedBy(uint32_t version, size_t limit) override {
@@ -1728,8 +1765,8 @@ class SqliteTx final : public WriteTx {
 
   Status PutIndex(const std::string& id, const IndexEntry& e) override {
     GARDE_RETURN_IF_ERROR(DeleteIndex(id, e.field));
-    Query q(c_, "INSERT INTO blind_index(field, digest, subject_id) VALUES(?,?,?)");
-    q.Text(e.field).Blob(e.digest).Text(id);
+    Query q(c_, "INSERT INTO blind_index(field, digest, subject_id, master) VALUES(?,?,?,?)");
+    q.Text(e.field).Blob(e.digest).Text(id).Int(e.master);
     return q.Run();
   }
 
@@ -1741,11 +1778,19 @@ class SqliteTx final : public WriteTx {
 
   Status InsertApiKey(const ApiKeyRow& r) override {
     Query q(c_,
-            "INSERT INTO api_keys(id, name, role, activities, key_hash, created_at, revoked_at) "
-            "VALUES(?,?,?,?,?,?,?)");
+            "INSERT INTO api_keys(id, name, role, activities, key_hash, created_at, revoked_at, "
+            "hash_master) VALUES(?,?,?,?,?,?,?,?)");
     q.Text(r.id).Text(r.name).Text(r.role).Text(JoinActivities(r.activities)).Blob(r.key_hash)
-        .Int(r.created_at).Int(r.revoked_at);
+        .Int(r.created_at).Int(r.revoked_at).Int(r.hash_master);
     return q.Run();
+  }
+
+  Result<bool> RehashApiKey(const std::string& id, const Bytes& from, const Bytes& to,
+                            uint32_t master) override {
+    Query q(c_, "UPDATE api_keys SET key_hash = ?, hash_master = ? WHERE id = ? AND key_hash = ?");
+    q.Blob(to).Int(master).Text(id).Blob(from);
+    GARDE_RETURN_IF_ERROR(q.Run());
+    return sqlite3_changes(c_.db()) > 0;
   }
 
   Status RevokeApiKey(const std::string& id, int64_t at) override {

@@ -176,11 +176,38 @@ TEST(Pkcs11, RootKeysStayOnTheTokenThroughServeRotateAndRestart) {
     HttpReply read = g.Get("/v1/subjects/" + id, op, "customer_management");
     ASSERT_EQ(read.status, 200) << read.body;
   }
+
+  // Master rotation: the new master, the kept sub-keys and the retired master's link key are
+  // all sealed by the token key; none is in the file in clear.
+  const std::vector<std::string> rotate_master = {"keys", "rotate-master", "--data-dir",
+                                                  g.data_dir(), "--policies", g.policies(),
+                                                  "--keyring-watch-seconds", "1"};
+  RunResult master = RunGarde(rotate_master, hsm.Env());
+  ASSERT_EQ(master.exit_code, 0) << master.err << master.out;
+  EXPECT_NE(master.out.find("Not retired"), std::string::npos) << master.out;
+  // Each API key is hashed again when next used; then the old master can go.
+  EXPECT_EQ(g.Get("/v1/subjects/" + ids[1], op, "customer_management").status, 200);
+  EXPECT_EQ(g.Get("/v1/purposes", g.admin_key()).status, 200);
+  EXPECT_NE(ReadFile(g.data_dir() + "/keyring.json").find("\"previous_master_sealed\":\""),
+            std::string::npos);
+  master = RunGarde(rotate_master, hsm.Env());
+  ASSERT_EQ(master.exit_code, 0) << master.err << master.out;
+  EXPECT_NE(master.out.find("Retired master-key version 1"), std::string::npos) << master.out;
+  const std::string rotated_ring = ReadFile(g.data_dir() + "/keyring.json");
+  for (const char* member : {"\"master\":\"", "\"kept\":\"", "\"link_key\":\"", "previous_master"}) {
+    EXPECT_EQ(rotated_ring.find(member), std::string::npos) << member << rotated_ring;
+  }
+  for (const char* member : {"\"kept_sealed\":\"", "\"link_key_sealed\":\"", "\"master_version\":2"}) {
+    EXPECT_NE(rotated_ring.find(member), std::string::npos) << member << rotated_ring;
+  }
   ASSERT_EQ(g.Stop(), 0);
   g.Start();
   HttpReply read = g.Get("/v1/subjects/" + ids[7], op, "customer_management");
   ASSERT_EQ(read.status, 200) << read.body;
   EXPECT_NE(read.body.find("t7" + std::string(canary)), std::string::npos);
+  HttpReply found = g.Post("/v1/subjects:search", R"({"email":"t3)" + std::string(canary) + R"("})",
+                           op, "customer_management");
+  EXPECT_NE(found.body.find(ids[3]), std::string::npos) << found.body;
   ASSERT_EQ(g.Stop(), 0);
 
   // The stolen copy: the data directory without the token decrypts nothing, and neither

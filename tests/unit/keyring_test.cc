@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "garde/base/clock.h"
 #include "garde/crypto/keyed_hash.h"
 
 namespace garde {
@@ -145,6 +146,120 @@ TEST(BlindIndex, PerFieldKeysAndTruncation) {
   const Bytes short_digest = index.Digest("email", "ana@example.org", 8);
   EXPECT_EQ(short_digest.size(), 8u);
   EXPECT_TRUE(std::equal(short_digest.begin(), short_digest.end(), a.begin()));
+}
+
+Bytes KeyBytes(const SecretKey& k) { return Bytes(k.data(), k.data() + kKeyBytes); }
+
+std::string FileText(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// The master key as the clear keyring file spells it (base64).
+std::string MasterText(const std::string& path) {
+  const std::string text = FileText(path);
+  const size_t at = text.find("\"master\":\"") + 10;
+  return text.substr(at, text.find('"', at) - at);
+}
+
+TEST(Keyring, AMasterRotationRenewsLookUpKeysAndKeepsWhatCannotBeComputedAgain) {
+  const TempKeyring temp("master");
+  ASSERT_TRUE(Keyring::Create(temp.path).ok());
+  auto before = Keyring::Load(temp.path);
+  ASSERT_TRUE(before.ok());
+  EXPECT_EQ(before.value()->master_version(), 1u);
+  EXPECT_EQ(before.value()->previous_master_version(), 0u);
+  EXPECT_FALSE(before.value()->DerivePrevious(KeyContext::kBlindIndex).has_value());
+  const std::string first_master = MasterText(temp.path);
+
+  auto added = Keyring::AddMaster(temp.path);
+  ASSERT_TRUE(added.ok()) << added.status().message();
+  EXPECT_EQ(added.value(), 2u);
+  EXPECT_EQ(Keyring::AddMaster(temp.path).status().code(), Code::kConflict);
+  auto during = Keyring::Load(temp.path);
+  ASSERT_TRUE(during.ok());
+  EXPECT_EQ(during.value()->master_version(), 2u);
+  EXPECT_EQ(during.value()->previous_master_version(), 1u);
+  const KeyContext lookups[] = {KeyContext::kBlindIndex, KeyContext::kApiKeyHash,
+                                KeyContext::kSubjectToken};
+  const KeyContext kept[] = {KeyContext::kSuppression, KeyContext::kSigning,
+                             KeyContext::kAuditDigest, KeyContext::kBackup, KeyContext::kIncident};
+  for (KeyContext c : lookups) {
+    EXPECT_NE(KeyBytes(during.value()->Derive(c)), KeyBytes(before.value()->Derive(c)));
+    auto previous = during.value()->DerivePrevious(c);
+    ASSERT_TRUE(previous.has_value());
+    EXPECT_EQ(KeyBytes(*previous), KeyBytes(before.value()->Derive(c)));
+  }
+  for (KeyContext c : kept) {
+    EXPECT_EQ(KeyBytes(during.value()->Derive(c)), KeyBytes(before.value()->Derive(c)));
+    EXPECT_FALSE(during.value()->DerivePrevious(c).has_value());
+  }
+  EXPECT_EQ(during.value()->RetiredLinkKey(0), nullptr);
+
+  const int64_t now = SystemClock().Now();
+  ASSERT_TRUE(Keyring::RetireMaster(temp.path, now + 3600).ok());
+  auto after = Keyring::Load(temp.path);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after.value()->master_version(), 2u);
+  EXPECT_EQ(after.value()->previous_master_version(), 0u);
+  EXPECT_EQ(FileText(temp.path).find(first_master), std::string::npos) << "old master kept";
+  for (KeyContext c : lookups) {
+    EXPECT_EQ(KeyBytes(after.value()->Derive(c)), KeyBytes(during.value()->Derive(c)));
+    EXPECT_FALSE(after.value()->DerivePrevious(c).has_value());
+  }
+  for (KeyContext c : kept) {
+    EXPECT_EQ(KeyBytes(after.value()->Derive(c)), KeyBytes(before.value()->Derive(c)));
+  }
+  // Links MACed under the old master keep working until the last of them expires.
+  const SecretKey* links = after.value()->RetiredLinkKey(now);
+  ASSERT_NE(links, nullptr);
+  EXPECT_EQ(KeyBytes(*links), KeyBytes(before.value()->Derive(KeyContext::kSubjectToken)));
+  EXPECT_EQ(after.value()->RetiredLinkKey(now + 3600), nullptr);
+
+  // A second rotation: the kept keys are still the first master's.
+  ASSERT_TRUE(Keyring::AddMaster(temp.path).ok());
+  ASSERT_TRUE(Keyring::RetireMaster(temp.path, now + 3600).ok());
+  auto third = Keyring::Load(temp.path);
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(third.value()->master_version(), 3u);
+  for (KeyContext c : kept) {
+    EXPECT_EQ(KeyBytes(third.value()->Derive(c)), KeyBytes(before.value()->Derive(c)));
+  }
+  // Root rotation beside it leaves the master alone.
+  ASSERT_TRUE(Keyring::AddVersion(temp.path).ok());
+  auto rooted = Keyring::Load(temp.path);
+  ASSERT_TRUE(rooted.ok());
+  EXPECT_EQ(rooted.value()->master_version(), 3u);
+  EXPECT_EQ(KeyBytes(rooted.value()->Derive(KeyContext::kBlindIndex)),
+            KeyBytes(third.value()->Derive(KeyContext::kBlindIndex)));
+}
+
+TEST(Keyring, RefusesInconsistentMasterRotationMembers) {
+  const TempKeyring temp("master-strict");
+  ASSERT_TRUE(Keyring::Create(temp.path).ok());
+  ASSERT_TRUE(Keyring::AddMaster(temp.path).ok());
+  const std::string good = FileText(temp.path);
+  ASSERT_TRUE(Keyring::Load(temp.path).ok());
+  auto write = [&](const std::string& text) {
+    std::ofstream(temp.path, std::ios::trunc) << text;
+    ::chmod(temp.path.c_str(), 0600);
+  };
+  auto without = [&](const std::string& member) {
+    std::string text = good;
+    const size_t at = text.find("\"" + member + "\":");
+    const size_t end = text.find(',', at);
+    return text.erase(at, end - at + 1);
+  };
+  // A previous master without its version, a version without its key, a kept block cut short.
+  for (const std::string& broken :
+       {without("previous_master"), without("previous_master_version"),
+        std::string(good).replace(good.find("\"master_version\":2"), 18, "\"master_version\":1"),
+        std::string(good).replace(good.find("\"kept\":\"") + 8, 4, "")}) {
+    write(broken);
+    EXPECT_FALSE(Keyring::Load(temp.path).ok()) << broken;
+  }
+  write(good);
+  EXPECT_TRUE(Keyring::Load(temp.path).ok());
 }
 
 }  // namespace

@@ -35,5 +35,22 @@ TEST(SubjectTokens, VerifiesOnlyUntamperedUnexpiredTokensOfItsKey) {
   }
 }
 
+TEST(SubjectTokens, AcceptsTheOldMastersTokensButMintsUnderTheNewOne) {
+  InitSodium();
+  SubjectTokens before(Key(1));
+  std::vector<KeyedHash> accepted;
+  accepted.emplace_back(Key(1));
+  SubjectTokens after(Key(2), std::move(accepted));
+  const SubjectTokenClaims claims{"sub_a", "preferences", "*", 1000};
+  const std::string old_link = before.Mint(claims);
+  ASSERT_TRUE(after.Verify(old_link, 1).ok());
+  EXPECT_EQ(after.Verify(old_link, 1000).status().code(), Code::kNotFound);  // still expires
+  const std::string new_link = after.Mint(claims);
+  EXPECT_NE(new_link, old_link);
+  EXPECT_TRUE(SubjectTokens(Key(2)).Verify(new_link, 1).ok());
+  EXPECT_FALSE(before.Verify(new_link, 1).ok());
+  EXPECT_FALSE(SubjectTokens(Key(3)).Verify(old_link, 1).ok());
+}
+
 }  // namespace
 }  // namespace garde

@@ -104,6 +104,10 @@ struct RestoreReport {
   std::string forked_log;         // where the live log was moved, if it was
   std::string replaced_vault;     // where the previous vault was moved, if any
   size_t reapplied = 0;           // subjects whose erasure or "no" was re-applied
+  int64_t reindexed = 0;          // look-up digests computed again under the current master
+  // API keys hashed under an earlier master (the backup predates a master rotation): they
+  // work while that master is being replaced, not after; issue them again.
+  int64_t keys_under_old_master = 0;
 };
 Status RestoreBackup(const Config& config, const std::string& path, const std::string& reason,
                      RestoreReport* report);

@@ -57,7 +57,9 @@ class Deployment {
   AudienceBuilder& audiences() { return *audiences_; }
   RequestDesk& requests() { return *requests_; }
   const KeyedHash& suppression_hash() const { return *suppression_hash_; }
-  const SubjectTokens& tokens() const { return *tokens_; }
+  // Link tokens of the current master (verifying those of a master being replaced too).
+  std::shared_ptr<const SubjectTokens> tokens() const;
+  LookupKeys& lookup() { return *lookup_; }
   KeyRotation& rotation() { return *rotation_; }
   RetentionSweep& retention() { return *retention_; }
   // Null when neither webhooks_file nor smtp_host is configured.
@@ -77,11 +79,9 @@ class Deployment {
   std::unique_ptr<Store> store_;
   std::unique_ptr<SqliteStore> audit_store_;  // audit.db
   std::unique_ptr<PolicyHolder> policies_;
-  std::unique_ptr<BlindIndex> blind_index_;
-  std::unique_ptr<KeyedHash> api_key_hash_;
+  std::unique_ptr<LookupKeys> lookup_;  // blind indexes, API-key hashes, link tokens
   std::unique_ptr<KeyedHash> suppression_hash_;
   std::unique_ptr<KeyedHash> audit_digest_;  // digests of malformed values in the audit log
-  std::unique_ptr<SubjectTokens> tokens_;
   std::unique_ptr<EntryStandard> standard_;
   std::unique_ptr<CheckpointSigner> signer_;
   std::unique_ptr<AuditLog> audit_;

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "garde/base/status.h"
@@ -94,14 +95,38 @@ class Keyring {
   const std::string* TokenKey(uint32_t version) const;
   Pkcs11Token* token() const { return token_.get(); }
   const std::map<uint32_t, RootKeyInfo>& versions() const { return info_; }
-  // Derives the sub-key for a use (crypto_kdf from the master key).
+  // Derives the sub-key for a use (crypto_kdf from the master key). Uses whose data cannot
+  // be computed again (suppression, signing, audit digests, backups, the breach register)
+  // keep the sub-key the first master gave them across master rotations.
   SecretKey Derive(KeyContext context) const;
+
+  // Master-key rotation (docs/security.md, Keys): AddMaster makes a new master current and
+  // keeps the old one beside it, so that look-ups read both while every blind index is
+  // computed again and API keys are hashed again as they are used; RetireMaster then erases
+  // the old master, keeping only its link-token key until `links_until`, so that links
+  // already sent keep working. AddMaster is refused while a rotation is under way.
+  static Result<uint32_t> AddMaster(const std::string& path);
+  static Status RetireMaster(const std::string& path, int64_t links_until);
+  uint32_t master_version() const { return master_version_; }
+  // The master being replaced (0: no master rotation under way).
+  uint32_t previous_master_version() const { return previous_version_; }
+  // The previous master's sub-key for a use that it does not keep (blind indexes, API-key
+  // hashes, link tokens), while a master rotation is under way.
+  std::optional<SecretKey> DerivePrevious(KeyContext context) const;
+  // The link-token key of the last retired master while links under it may be valid.
+  const SecretKey* RetiredLinkKey(int64_t now) const;
   // Derives the data-key wrapping key of a root version (context "gddekwrp").
   bool DeriveWrappingKey(uint32_t version, uint8_t out[kKeyBytes]) const;
 
  private:
   Keyring() = default;
   std::unique_ptr<SecretKey> master_;
+  uint32_t master_version_ = 1;
+  std::unique_ptr<SecretKey> previous_;
+  uint32_t previous_version_ = 0;
+  std::map<KeyContext, SecretKey> kept_;
+  std::unique_ptr<SecretKey> link_key_;
+  int64_t link_key_until_ = 0;
   std::map<uint32_t, SecretKey> roots_;
   std::shared_ptr<Pkcs11Token> token_;  // set when any usable version is on a token
   std::map<uint32_t, RootKeyInfo> info_;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <ctime>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -25,6 +26,9 @@ class KeyringSource {
   std::shared_ptr<const Keyring> Current() const;
   // Reloads when the file's modification time or size changed; true when reloaded.
   bool RefreshIfChanged();
+  // Called with every keyring loaded from now on, on the loading thread (set it before
+  // other threads use this source).
+  void OnLoad(std::function<void(const Keyring&)> fn) { on_load_ = std::move(fn); }
   const std::string& path() const { return path_; }
 
  private:
@@ -33,6 +37,7 @@ class KeyringSource {
   std::shared_ptr<const Keyring> ring_;
   struct timespec mtime_ {};
   long size_ = -1;
+  std::function<void(const Keyring&)> on_load_;
 };
 
 }  // namespace garde

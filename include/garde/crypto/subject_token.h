@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "garde/base/status.h"
 #include "garde/crypto/keyed_hash.h"
@@ -24,15 +25,23 @@ struct SubjectTokenClaims {
   int64_t expires = 0;
 };
 
+// The longest a link may live (POST /v1/subjects/{id}/links, ttl_days): after a master-key
+// rotation, links MACed under the old master are accepted this long.
+constexpr int64_t kLongestLinkSeconds = 400 * 86400;
+
 class SubjectTokens {
  public:
-  explicit SubjectTokens(SecretKey key) : mac_(std::move(key)) {}
+  // Mints under `key`; verifies under it and under each of `also_accepted` (the keys of
+  // masters being or lately replaced), minting none with them.
+  explicit SubjectTokens(SecretKey key, std::vector<KeyedHash> also_accepted = {})
+      : mac_(std::move(key)), accepted_(std::move(also_accepted)) {}
   std::string Mint(const SubjectTokenClaims& claims) const;
   // Fails (kNotFound, saying nothing about why) when malformed, tampered or expired.
   Result<SubjectTokenClaims> Verify(const std::string& token, int64_t now) const;
 
  private:
   KeyedHash mac_;
+  std::vector<KeyedHash> accepted_;
 };
 
 }  // namespace garde

@@ -1,7 +1,8 @@
 // API keys: created with a role and bound activities, shown once, stored only as a keyed
-// BLAKE2b hash, looked up by that hash on every request.
+// BLAKE2b hash, looked up by that hash on every request. During a master-key rotation a key
+// is found under the previous master's hash too, and hashed again under the new one.
 //
-//   ApiKeys keys(store, hasher, clock);
+//   ApiKeys keys(store, lookup, clock);
 //   Result<NewApiKey> k = keys.Create(policies, "crm", "operator", {"customer_management"});
 //   std::cout << k->token;                       // "gk_..." — never stored
 //   Result<Caller> who = keys.Authenticate(token);
@@ -19,7 +20,7 @@
 
 #include "garde/base/clock.h"
 #include "garde/base/status.h"
-#include "garde/crypto/keyed_hash.h"
+#include "garde/crypto/lookup_keys.h"
 #include "garde/domain/access_gate.h"
 #include "garde/policy/policy_set.h"
 #include "garde/store/store.h"
@@ -35,8 +36,8 @@ class ApiKeys {
  public:
   // cache_seconds: how long a successful authentication is remembered in memory (0: never).
   // A key revoked from another process stops working within that time.
-  ApiKeys(Store& store, const KeyedHash& hasher, const Clock& clock, int cache_seconds = 0)
-      : store_(store), hasher_(hasher), clock_(clock), cache_seconds_(cache_seconds) {}
+  ApiKeys(Store& store, const LookupKeys& lookup, const Clock& clock, int cache_seconds = 0)
+      : store_(store), lookup_(lookup), clock_(clock), cache_seconds_(cache_seconds) {}
 
   // Validates the role and activities against the policies, then stores the key's hash.
   Result<NewApiKey> Create(const PolicySet& policies, const std::string& name,
@@ -68,7 +69,7 @@ class ApiKeys {
     }
   };
   Store& store_;
-  const KeyedHash& hasher_;
+  const LookupKeys& lookup_;
   const Clock& clock_;
   int cache_seconds_;
   mutable std::mutex cache_mu_;

@@ -19,7 +19,6 @@
 #include <vector>
 
 #include "garde/base/clock.h"
-#include "garde/crypto/subject_token.h"
 #include "garde/domain/audit_log.h"
 #include "garde/domain/consent_ledger.h"
 #include "garde/domain/tombstone_log.h"
@@ -82,10 +81,6 @@ struct RequestDeps {
   // Completed erasures, objections and their suppressions, kept outside the database so
   // that a restored backup re-applies them (null: kept nowhere, e.g. in unit tests).
   const TombstoneLog* tombstones = nullptr;
-  // Mints the links put in customer notices (request-scoped dsr links) and the base URL
-  // they start with. Either may be null (no notices carry links then).
-  const SubjectTokens* tokens = nullptr;
-  std::function<std::string()> link_base;
 };
 
 class RequestDesk {

@@ -17,6 +17,7 @@
 #include "garde/base/clock.h"
 #include "garde/crypto/keyed_hash.h"
 #include "garde/crypto/keyring_source.h"
+#include "garde/crypto/lookup_keys.h"
 #include "garde/domain/access_journal.h"
 #include "garde/domain/consent_decision.h"
 #include "garde/domain/entry_standard.h"
@@ -97,7 +98,7 @@ class ActivityConsent {
 struct VaultDeps {
   Store& store;
   KeyringSource& keys;
-  const BlindIndex& blind_index;
+  const LookupKeys& lookup;  // blind indexes
   const KeyedHash& suppression;
   const EntryStandard& standard;
   const PolicyHolder& policies;
@@ -184,6 +185,12 @@ class SubjectVault {
   // are left out for other activities.
   Result<std::vector<SubjectView>> Search(const Caller& caller, const std::string& activity,
                                           const FieldMap& criteria);
+  // Master-key rotation: computes again, under the current master, the look-up digests of up
+  // to `limit` subjects (id > after_id) that still have one under another master, in one
+  // transaction. Returns the last subject done, "" when none was left; *digests counts the
+  // digests written.
+  Result<std::string> ReindexAfter(const std::string& after_id, size_t limit,
+                                   int64_t* digests);
 
  private:
   struct Prepared {
@@ -201,6 +208,9 @@ class SubjectVault {
   const FieldSpec* SpecOf(const PolicySet& policies, const std::string& field) const;
   Status CheckUnique(ReadTx& tx, const PolicySet& policies, const std::string& self_id,
                      const FieldMap& values) const;
+  // Subjects whose blind-index digest of `field` is that of `text`, under any master in use.
+  Result<std::vector<std::string>> FindByIndex(ReadTx& tx, const std::string& field,
+                                               const std::string& text, size_t bytes) const;
   Status UnwrapFor(const SubjectRow& row, ScopedKey* dek) const;
   Result<std::optional<FieldValue>> OpenOne(ReadTx& tx, const SubjectRow& row,
                                             const std::string& field) const;

@@ -44,6 +44,7 @@ struct SealedField {
 struct IndexEntry {
   std::string field;
   Bytes digest;
+  uint32_t master = 0;  // the master-key version of a look-up digest; 0: under a kept key
 };
 
 struct ApiKeyRow {
@@ -54,6 +55,7 @@ struct ApiKeyRow {
   Bytes key_hash;
   int64_t created_at = 0;
   int64_t revoked_at = 0;  // 0 while valid
+  uint32_t hash_master = 1;  // the master-key version key_hash was computed under
 };
 
 // One audit-log entry as stored: its position, canonical bytes and RFC 6962 leaf hash.
@@ -255,6 +257,15 @@ class ReadTx {
   // Subject ids whose blind-index digest for `field` equals `digest`.
   virtual Result<std::vector<std::string>> FindByIndex(const std::string& field,
                                                         const Bytes& digest) = 0;
+  // Master-key rotation: subjects (id > after_id, in id order) with a look-up digest computed
+  // under a master version other than `master`; the fields of one subject that have one; how
+  // many such digests are left.
+  virtual Result<std::vector<std::string>> SubjectsWithStaleIndexes(uint32_t master,
+                                                                    const std::string& after_id,
+                                                                    size_t limit) = 0;
+  virtual Result<std::vector<std::string>> StaleIndexesOf(const std::string& subject_id,
+                                                          uint32_t master) = 0;
+  virtual Result<int64_t> CountStaleIndexes(uint32_t master) = 0;
   virtual Result<std::optional<ApiKeyRow>> FindApiKeyByHash(const Bytes& hash) = 0;
   virtual Result<std::vector<ApiKeyRow>> ListApiKeys() = 0;
   // Up to `limit` subjects whose DEK is wrapped by a root version other than `version`.
@@ -371,6 +382,10 @@ class WriteTx : public ReadTx {
   virtual Status DeleteIndex(const std::string& subject_id, const std::string& field) = 0;
   virtual Status InsertApiKey(const ApiKeyRow& row) = 0;
   virtual Status RevokeApiKey(const std::string& id, int64_t at) = 0;
+  // Compare-and-set: replaces the key's hash `from` by `to`, computed under `master`; false
+  // when the key no longer has hash `from`.
+  virtual Result<bool> RehashApiKey(const std::string& id, const Bytes& from, const Bytes& to,
+                                    uint32_t master) = 0;
   // Compare-and-set re-wrap: true when the DEK was still under `from_version`.
   virtual Status InsertConsentEvent(const ConsentEventRow& row) = 0;
   // Inserts or replaces (by id).

@@ -130,6 +130,22 @@ class ServeApplication final : public Poco::Util::ServerApplication {
         .Str("data_dir", config_.data_dir)
         .Str("policies", config_.policies_dir)
         .Str("policies_hash", d.value()->policies().Current()->content_hash());
+    // The admin listener (metrics) is announced first: the API's line means "ready".
+    std::unique_ptr<HttpService> admin;
+    if (!config_.admin_listen_host.empty()) {
+      admin = std::make_unique<HttpService>(*d.value(), http);
+      if (Status s = admin->Start(); !s.ok()) {
+        http.Stop();
+        warm_up.join();
+        std::cerr << "garde: admin_listen: " << s.message() << "\n";
+        return 1;
+      }
+      LogLine(spdlog::level::info, "admin listener")
+          .Str("host", config_.admin_listen_host)
+          .Int("port", admin->port());
+      std::cout << "garde admin (metrics) on http://" << config_.admin_listen_host << ":"
+                << admin->port() << "/metrics" << std::endl;
+    }
     std::cout << "garde listening on http://" << config_.listen_host << ":" << http.port()
               << std::endl;
 
@@ -337,6 +353,7 @@ class ServeApplication final : public Poco::Util::ServerApplication {
     sweeper.join();
     dispatcher.join();
     reloader.join();
+    if (admin) admin->Stop();
     http.Stop();
     warm_up.join();
     // The next run starts its audiences from where this one left them.

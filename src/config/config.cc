@@ -47,6 +47,8 @@ const std::vector<OptionDoc>& ConfigOptions() {
       {"data_dir", "GARDE_DATA_DIR", "(required)", "data directory: keyring, database, backups"},
       {"policies", "GARDE_POLICIES", "./policies", "policies directory (schema, purposes, register, roles)"},
       {"listen", "GARDE_LISTEN", "127.0.0.1:8080", "HOST:PORT to serve HTTP on (port 0 picks a free one)"},
+      {"admin_listen", "GARDE_ADMIN_LISTEN", "(none)",
+       "HOST:PORT of the admin listener: GET /metrics for Prometheus, without API key"},
       {"io_threads", "GARDE_IO_THREADS", "0", "threads that own the connections (0: one per core)"},
       {"max_threads", "GARDE_MAX_THREADS", "128", "worker threads for requests that may wait (writes, scans)"},
       {"max_queued", "GARDE_MAX_QUEUED", "256", "requests waiting for a worker (503 above)"},
@@ -162,20 +164,23 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
   c.data_dir = values.count("data_dir") ? values["data_dir"] : "";
   if (c.data_dir.empty()) bad.AddError("data_dir", "is required (--data-dir or GARDE_DATA_DIR)");
   c.policies_dir = values.count("policies") ? values["policies"] : DefaultPolicies();
-  if (values.count("listen")) {
-    const std::string& l = values["listen"];
+  auto host_port = [&](const char* name, std::string* host, uint16_t* port) {
+    auto it = values.find(name);
+    if (it == values.end() || (it->second.empty() && std::string_view(name) != "listen")) return;
+    const std::string& l = it->second;
     const size_t colon = l.rfind(':');
-    int64_t port;
-    if (colon == std::string::npos || colon == 0 || !ParseInt(l.substr(colon + 1), 0, 65535, &port)) {
-      bad.AddError("listen", "must be HOST:PORT, e.g. 127.0.0.1:8080");
-    } else {
-      c.listen_host = l.substr(0, colon);
-      if (c.listen_host.size() > 2 && c.listen_host.front() == '[') {
-        c.listen_host = c.listen_host.substr(1, c.listen_host.size() - 2);
-      }
-      c.listen_port = static_cast<uint16_t>(port);
+    int64_t number;
+    if (colon == std::string::npos || colon == 0 ||
+        !ParseInt(l.substr(colon + 1), 0, 65535, &number)) {
+      bad.AddError(name, "must be HOST:PORT, e.g. 127.0.0.1:8080");
+      return;
     }
-  }
+    *host = l.substr(0, colon);
+    if (host->size() > 2 && host->front() == '[') *host = host->substr(1, host->size() - 2);
+    *port = static_cast<uint16_t>(number);
+  };
+  host_port("listen", &c.listen_host, &c.listen_port);
+  host_port("admin_listen", &c.admin_listen_host, &c.admin_listen_port);
   int_opt("io_threads", 0, 256, &c.io_threads);
   int_opt("max_threads", 2, 4096, &c.max_threads);
   int_opt("max_queued", 1, 100000, &c.max_queued);

@@ -12,6 +12,7 @@
 
 #include "garde/base/encoding.h"
 #include "garde/base/log.h"
+#include "garde/http/metrics.h"
 #include "garde/http/problem.h"
 #include "garde/http/request_pages.h"
 
@@ -113,6 +114,7 @@ void HttpService::Answer(Exchange& x, const Status& framing) {
   char timing[48];
   std::snprintf(timing, sizeof(timing), "app;dur=%.2f", ms);
   x.reply_headers.emplace_back("Server-Timing", timing);
+  metrics_->Record(x.route_index, x.status, ms / 1000);
   x.reply_headers.emplace_back("X-Request-Id", x.request_id);
   x.reply_headers.emplace_back("X-Content-Type-Options", "nosniff");
   x.reply_headers.emplace_back("Cache-Control", "no-store");
@@ -189,7 +191,21 @@ void AddAllRoutes(Router& router, Deployment& d) {
   AddRequestPages(router, d);
 }
 
-HttpService::HttpService(Deployment& deployment) : d_(deployment) { AddAllRoutes(router_, d_); }
+HttpService::HttpService(Deployment& deployment) : d_(deployment), admin_(false) {
+  AddAllRoutes(router_, d_);
+  metrics_ = std::make_unique<RequestMetrics>(router_.routes().size());
+}
+
+HttpService::HttpService(Deployment& deployment, const HttpService& api)
+    : d_(deployment), admin_(true) {
+  router_.Add("GET", "/metrics", [&deployment, &api](Exchange& x) {
+    x.status = 200;
+    x.reply_type = "text/plain; version=0.0.4; charset=utf-8";
+    x.reply = MetricsText(deployment, *api.metrics_, api.router_.routes());
+    return Status::Ok();
+  });
+  metrics_ = std::make_unique<RequestMetrics>(router_.routes().size());
+}
 
 HttpService::~HttpService() { Stop(); }
 
@@ -208,6 +224,7 @@ void HttpService::Dispatch(Exchange& x) {
     }
   } else {
     x.route = route->method + " " + route->pattern;
+    x.route_index = static_cast<int>(route - router_.routes().data());
     s = route->handler(x);
     if (s.code() == Code::kPermissionDenied && x.caller) {
       // Refusals are evidence too: who tried what, for which activity.
@@ -259,8 +276,8 @@ Status HttpService::Start() {
   const Config& cfg = d_.config();
   CheckDescriptorLimit(cfg.max_connections);
   EventServerOptions options;
-  options.host = cfg.listen_host;
-  options.port = static_cast<uint16_t>(cfg.listen_port);
+  options.host = admin_ ? cfg.admin_listen_host : cfg.listen_host;
+  options.port = admin_ ? cfg.admin_listen_port : cfg.listen_port;
   options.io_threads = cfg.io_threads > 0
                            ? cfg.io_threads
                            : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -278,7 +295,7 @@ Status HttpService::Start() {
     return started;
   }
   port_ = server_->port();
-  d_.set_bound_port(port_);
+  if (!admin_) d_.set_bound_port(port_);
   return Status::Ok();
 }
 

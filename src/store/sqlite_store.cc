@@ -777,6 +777,29 @@ class SqliteTx final : public WriteTx {
     return q.FirstInt(0);
   }
 
+  Result<std::pair<int64_t, int64_t>> CountOpenRequests(int64_t now) override {
+    Query q(c_,
+            "SELECT COUNT(*), COALESCE(SUM(due_at < ?), 0) FROM requests "
+            "WHERE status NOT IN ('completed', 'rejected')");
+    q.Int(now);
+    if (q.Step() != SQLITE_ROW) return q.Error();
+    return std::make_pair(q.ColInt(0), q.ColInt(1));
+  }
+
+  Result<std::map<std::string, int64_t>> CountDeliveries() override {
+    Query q(c_, "SELECT status, COUNT(*) FROM webhook_deliveries GROUP BY status");
+    std::map<std::string, int64_t> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) out[q.ColText(0)] = q.ColInt(1);
+    if (rc != SQLITE_DONE) return q.Error();
+    return out;
+  }
+
+  Result<int64_t> CountPendingAudit() override {
+    Query q(c_, "SELECT COUNT(*) FROM audit_pending");
+    return q.FirstInt(0);
+  }
+
   Result<std::vector<SubjectRow>> SubjectsNotWrappedBy(uint32_t version, size_t limit) override {
     static const std::string sql = std::string("SELECT ") + kSubjectColumns +
                                    " FROM subjects WHERE root_key_version <> ? LIMIT ?";

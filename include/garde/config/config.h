@@ -20,6 +20,9 @@ struct Config {
   std::string policies_dir;
   std::string listen_host = "127.0.0.1";
   uint16_t listen_port = 8080;
+  // The admin listener (GET /metrics); empty host: none.
+  std::string admin_listen_host;
+  uint16_t admin_listen_port = 0;
   int io_threads = 0;            // threads owning the connections; 0: one per core
   int max_threads = 128;         // workers for requests that may wait (writes, scans)
   int max_queued = 256;          // requests waiting for a worker (503 above)

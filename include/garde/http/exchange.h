@@ -27,6 +27,7 @@ struct Exchange {
   std::chrono::steady_clock::time_point received;  // when the whole request was in
   std::string path;
   std::string route;  // the matched pattern, safe to log (no tokens or ids)
+  int route_index = -1;  // its position in the router (-1: none matched), for metrics
   std::map<std::string, std::string> params;
   std::map<std::string, std::string> query;
   std::map<std::string, std::string> headers;  // lower-case names

@@ -17,9 +17,15 @@
 
 namespace garde {
 
+class RequestMetrics;
+
 class HttpService final : public ExchangeHandler {
  public:
+  // The public listener (listen): every route of the API.
   explicit HttpService(Deployment& deployment);
+  // The admin listener (admin_listen): GET /metrics, the Prometheus exposition of `api`'s
+  // requests and of the service's state; no API key (reach it from the operators' network).
+  HttpService(Deployment& deployment, const HttpService& api);
   ~HttpService();
   HttpService(const HttpService&) = delete;
   HttpService& operator=(const HttpService&) = delete;
@@ -40,7 +46,9 @@ class HttpService final : public ExchangeHandler {
 
  private:
   Deployment& d_;
+  bool admin_;
   Router router_;
+  std::unique_ptr<RequestMetrics> metrics_;
   std::unique_ptr<EventServer> server_;
   uint16_t port_ = 0;
 };

@@ -362,6 +362,12 @@ class ReadTx {
                                                                  size_t limit) = 0;
   virtual Result<std::optional<RetentionRunRow>> GetRetentionRun(const std::string& id) = 0;
 
+  // For metrics: data-subject requests not completed or rejected, and those of them past
+  // their due date at `now`; webhook deliveries per status; audit entries waiting to be
+  // appended (vault database).
+  virtual Result<std::pair<int64_t, int64_t>> CountOpenRequests(int64_t now) = 0;
+  virtual Result<std::map<std::string, int64_t>> CountDeliveries() = 0;
+  virtual Result<int64_t> CountPendingAudit() = 0;
   // Audit entries waiting to be appended (vault database), id > after_id, in id order.
   virtual Result<std::vector<PendingAuditRow>> ListPendingAudit(int64_t after_id,
                                                                 size_t limit) = 0;

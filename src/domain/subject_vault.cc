@@ -13,6 +13,7 @@
 
 #include "garde/base/encoding.h"
 #include "garde/crypto/envelope.h"
+#include "garde/domain/match_keys.h"
 
 namespace garde {
 namespace {
@@ -190,6 +191,32 @@ Result<std::vector<std::string>> SubjectVault::FindByIndex(ReadTx& tx, const std
   return ids;
 }
 
+Status SubjectVault::PutMatchKeys(WriteTx& tx, const PolicySet& policies, const std::string& id,
+                                  const FieldMap& values, bool fresh) const {
+  if (!policies.matching().enabled) return Status::Ok();
+  if (!fresh) {
+    for (const auto& rule : MatchRules()) GARDE_RETURN_IF_ERROR(tx.DeleteIndex(id, "=" + rule));
+  }
+  const auto keys = d_.lookup.Current();
+  for (const MatchKey& k : MatchKeysOf(policies.matching(), values)) {
+    const std::string field = "=" + k.rule;
+    GARDE_RETURN_IF_ERROR(
+        tx.PutIndex(id, {field, keys->index.Digest(field, k.key, kMatchKeyBytes), keys->master}));
+  }
+  return Status::Ok();
+}
+
+Status SubjectVault::RefreshMatchKeys(WriteTx& tx, const PolicySet& policies,
+                                      const SubjectRow& row) const {
+  FieldMap values;
+  for (const std::string& field : policies.matching().fields()) {
+    auto value = OpenOne(tx, row, field);
+    if (!value.ok()) return value.status();
+    if (value.value()) values[field] = std::move(*value.value());
+  }
+  return PutMatchKeys(tx, policies, row.id, values, /*fresh=*/false);
+}
+
 Status SubjectVault::PutIndexes(WriteTx& tx, const PolicySet& policies, const std::string& id,
                                 const std::string& name, const FieldValue& value) const {
   const FieldSpec* spec = SpecOf(policies, name);
@@ -269,6 +296,7 @@ Result<SubjectView> SubjectVault::Create(const Caller& caller, const NewSubject&
       GARDE_RETURN_IF_ERROR(tx.PutField(row.id, {name, std::move(box)}));
       GARDE_RETURN_IF_ERROR(PutIndexes(tx, *policies, row.id, name, value));
     }
+    GARDE_RETURN_IF_ERROR(PutMatchKeys(tx, *policies, row.id, prepared.values, /*fresh=*/true));
     return d_.journal.Record(&tx, caller,
                              {"subject.create", row.id, "", "ok", Names(prepared.values), 0});
   });
@@ -343,6 +371,12 @@ Result<SubjectView> SubjectVault::RectifyIn(WriteTx& tx, const PolicySet& polici
     GARDE_RETURN_IF_ERROR(tx.DeleteIndex(row.id, name));
     GARDE_RETURN_IF_ERROR(tx.DeleteIndex(row.id, "~" + name));
     touched.push_back(name);
+  }
+  const auto matched = policies.matching().fields();
+  if (std::any_of(touched.begin(), touched.end(), [&](const std::string& name) {
+        return std::find(matched.begin(), matched.end(), name) != matched.end();
+      })) {
+    GARDE_RETURN_IF_ERROR(RefreshMatchKeys(tx, policies, row));
   }
   row.updated_at = d_.clock.Now();
   GARDE_RETURN_IF_ERROR(tx.UpdateSubject(row));
@@ -867,6 +901,24 @@ Result<SubjectVault::RecordPtr> SubjectVault::Record(const std::string& id, bool
   return record;
 }
 
+Result<std::vector<DuplicatePair>> SubjectVault::Duplicates(const Caller& caller,
+                                                            const std::string& after_first,
+                                                            const std::string& after_second,
+                                                            size_t limit) {
+  auto policies = d_.policies.Current();
+  GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "duplicates.read"));
+  std::vector<DuplicatePair> pairs;
+  GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
+    auto found = tx.SharedMatchKeys(after_first, after_second, limit);
+    if (!found.ok()) return found.status();
+    pairs = std::move(found.value());
+    return Status::Ok();
+  }));
+  Audit(nullptr, caller,
+        {"duplicates.list", "", "", "ok", {}, static_cast<int64_t>(pairs.size())});
+  return pairs;
+}
+
 Result<std::string> SubjectVault::ReindexAfter(const std::string& after_id, size_t limit,
                                                int64_t* digests) {
   const auto policies = d_.policies.Current();
@@ -884,7 +936,12 @@ Result<std::string> SubjectVault::ReindexAfter(const std::string& after_id, size
       if (!row.ok()) return row.status();
       auto fields = tx.StaleIndexesOf(id, keys->master);
       if (!fields.ok()) return fields.status();
+      bool match_keys = false;
       for (const std::string& field : fields.value()) {
+        if (field.rfind('=', 0) == 0) {  // match keys: computed again together, below
+          match_keys = true;
+          continue;
+        }
         const FieldSpec* spec = SpecOf(*policies, field);
         std::optional<FieldValue> value;
         if (row.value() && spec != nullptr && spec->blind_index_bytes > 0) {
@@ -902,6 +959,19 @@ Result<std::string> SubjectVault::ReindexAfter(const std::string& after_id, size
             id, {field, keys->index.Digest(field, IndexText(*value), spec->blind_index_bytes),
                  keys->master}));
         ++written;
+      }
+      if (match_keys && row.value()) {
+        auto refreshed = RefreshMatchKeys(tx, *policies, *row.value());
+        // A damaged field makes the subject's match keys go, like its digest above.
+        if (!refreshed.ok() && refreshed.code() != Code::kDamaged) return refreshed;
+        if (!refreshed.ok()) {
+          for (const auto& rule : MatchRules()) {
+            GARDE_RETURN_IF_ERROR(tx.DeleteIndex(id, "=" + rule));
+          }
+        }
+        ++written;
+      } else if (match_keys) {
+        for (const auto& rule : MatchRules()) GARDE_RETURN_IF_ERROR(tx.DeleteIndex(id, "=" + rule));
       }
     }
     return Status::Ok();

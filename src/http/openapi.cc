@@ -1331,6 +1331,19 @@ const char* OpenApiDocument() {
     }
    }
   },
+  "/v1/duplicates": {
+   "get": {
+    "summary": "Likely duplicates (operator, officer): pairs of subjects whose names, folded and compared by sound, go with the same postal code, phone or street; ids and the rules that matched only",
+    "parameters": [
+     {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+     {"name": "cursor", "in": "query", "required": false, "schema": {"type": "string"}}
+    ],
+    "responses": {
+     "200": {"description": "Candidate pairs, in order of their ids", "content": {"application/json": {"schema": {"type": "object", "required": ["items", "count", "next_cursor"], "properties": {"items": {"type": "array", "items": {"type": "object", "required": ["subjects", "rules"], "properties": {"subjects": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "string"}}, "rules": {"type": "array", "items": {"type": "string", "enum": ["name+postal_code", "name+phone", "name+street", "sounds-like name+postal_code", "sounds-like name+phone"]}}}}}, "count": {"type": "integer"}, "next_cursor": {"type": ["string", "null"]}}}}}},
+     "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}, "422": {"$ref": "#/components/responses/Problem"}
+    }
+   }
+  },
   "/v1/segments": {
    "get": {
     "summary": "Saved segments (marketing); with counts=true each is counted now",

@@ -333,9 +333,62 @@ Status SearchSubjects(Deployment& d, Exchange& x) {
   return Status::Ok();
 }
 
+// GET /v1/duplicates?limit=&cursor=: likely duplicates, ids and the rules that matched.
+Status ListDuplicates(Deployment& d, Exchange& x) {
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "duplicates.read"));
+  Status invalid(Code::kUnprocessable, "the listing is not valid");
+  std::string after_first, after_second;
+  if (auto c = x.query.find("cursor"); c != x.query.end()) {
+    auto raw = Base64UrlDecode(c->second);
+    const std::string s = raw ? std::string(AsStringView(*raw)) : "";
+    const size_t comma = s.find(',');
+    if (comma == std::string::npos || !IsRandomId(s.substr(0, comma), "sub_") ||
+        !IsRandomId(s.substr(comma + 1), "sub_")) {
+      invalid.AddError("cursor", "is not a cursor this service issued");
+    } else {
+      after_first = s.substr(0, comma);
+      after_second = s.substr(comma + 1);
+    }
+  }
+  constexpr size_t kMaxPage = 1000;
+  size_t limit = 100;
+  if (auto l = x.query.find("limit"); l != x.query.end()) {
+    const std::string& v = l->second;
+    if (v.empty() || v.size() > 4 || v.find_first_not_of("0123456789") != std::string::npos ||
+        std::stoul(v) == 0 || std::stoul(v) > kMaxPage) {
+      invalid.AddError("limit", "must be from 1 to " + std::to_string(kMaxPage));
+    } else {
+      limit = std::stoul(v);
+    }
+  }
+  if (!invalid.errors().empty()) return invalid;
+  auto pairs = d.vault().Duplicates(*x.caller, after_first, after_second, limit + 1);
+  if (!pairs.ok()) return pairs.status();
+  const bool more = pairs->size() > limit;
+  if (more) pairs->resize(limit);
+  JsonWriter w;
+  w.BeginObject().Key("items").BeginArray();
+  for (const auto& p : pairs.value()) {
+    w.BeginObject().Key("subjects").BeginArray().String(p.first).String(p.second).EndArray()
+        .Key("rules").BeginArray();
+    for (const auto& rule : p.rules) w.String(rule);
+    w.EndArray().EndObject();
+  }
+  w.EndArray().Key("count").Int(static_cast<int64_t>(pairs->size())).Key("next_cursor");
+  if (more) {
+    const std::string c = pairs->back().first + "," + pairs->back().second;
+    w.String(Base64UrlEncode(reinterpret_cast<const uint8_t*>(c.data()), c.size()));
+  } else {
+    w.Null();
+  }
+  x.Json(200, w.EndObject().Take());
+  return Status::Ok();
+}
+
 }  // namespace
 
 void AddSubjectRoutes(Router& router, Deployment& d) {
+  router.Add("GET", "/v1/duplicates", [&d](Exchange& x) { return ListDuplicates(d, x); });
   router.Add("POST", "/v1/subjects", [&d](Exchange& x) { return CreateSubject(d, x); });
   router.Add("POST", "/v1/subjects:batch", [&d](Exchange& x) { return BatchSubjects(d, x); });
   router.Add("GET", "/v1/subjects/{id}/contacts", [&d](Exchange& x) { return ListContacts(d, x); });

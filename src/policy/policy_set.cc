@@ -465,6 +465,55 @@ void LoadRegister(YamlFile& f, const Schema& schema, const std::vector<Purpose>&
   }
 }
 
+// matching.yaml: {version, fields: {given_name, family_name, postal_code, phone, street},
+// given_names: [[canonical, variant, ...], ...]}.
+void LoadMatching(YamlFile& f, const Schema& schema, MatchingPolicy* out) {
+  f.OnlyKeys(f.root(), {"version", "fields", "given_names"}, "matching");
+  if (const YAML::Node fields = f.root()["fields"]) {
+    const std::string where = "matching.fields";
+    f.OnlyKeys(fields, {"given_name", "family_name", "postal_code", "phone", "street"}, where);
+    for (auto [key, into] : {std::pair{"given_name", &out->given_name},
+                             std::pair{"family_name", &out->family_name},
+                             std::pair{"postal_code", &out->postal_code},
+                             std::pair{"phone", &out->phone}, std::pair{"street", &out->street}}) {
+      *into = f.String(fields, key, where, false, *into);
+      if (schema.Find(*into) == nullptr) {
+        f.Problem(YamlFile::Line(fields[key] ? fields[key] : fields),
+                  where + "." + key + ": '" + *into + "' is not a field of the schema");
+      }
+    }
+  }
+  const YAML::Node groups = f.root()["given_names"];
+  if (groups && !groups.IsSequence()) {
+    f.Problem(YamlFile::Line(groups), "given_names must be a list of lists of names");
+  }
+  std::map<std::string, int> seen;  // folded variant -> line of its group
+  for (size_t g = 0; groups && groups.IsSequence() && g < groups.size(); ++g) {
+    const YAML::Node group = groups[g];
+    const int line = YamlFile::Line(group);
+    if (!group.IsSequence() || group.size() < 2) {
+      f.Problem(line, "given_names: each entry is a list of two or more spellings of one name");
+      continue;
+    }
+    const std::string canonical = FoldText(group[0].as<std::string>(""));
+    for (const auto& name : group) {
+      const std::string folded = name.IsScalar() ? FoldText(name.as<std::string>()) : "";
+      if (folded.empty()) {
+        f.Problem(YamlFile::Line(name), "given_names: a spelling needs letters");
+        continue;
+      }
+      auto [it, fresh] = seen.emplace(folded, line);
+      if (!fresh && out->given_names[folded] != canonical) {
+        f.Problem(YamlFile::Line(name), "given_names: '" + folded + "' is also in the group of line " +
+                                            std::to_string(it->second));
+        continue;
+      }
+      out->given_names[folded] = canonical;
+    }
+  }
+  out->enabled = true;
+}
+
 void LoadRoles(YamlFile& f, std::map<std::string, Role>* out) {
   f.OnlyKeys(f.root(), {"version", "roles"}, "roles");
   const YAML::Node roles = f.root()["roles"];
@@ -757,6 +806,9 @@ Result<std::shared_ptr<const PolicySet>> LoadPolicies(const std::string& dir) {
     }
   });
   load("roles.yaml", [&](YamlFile& f) { LoadRoles(f, &set->roles_); });
+  if (std::filesystem::exists(dir + "/matching.yaml")) {
+    load("matching.yaml", [&](YamlFile& f) { LoadMatching(f, set->schema_, &set->matching_); });
+  }
   LoadLocales(dir, &hash, &problems, &set->locales_);
   for (const auto& [code, _] : set->locales_) set->languages_.insert(code);
   uint8_t digest[crypto_hash_sha256_BYTES];

@@ -771,6 +771,24 @@ class SqliteTx final : public WriteTx {
     return q.Texts();
   }
 
+  Result<std::vector<DuplicatePair>> SharedMatchKeys(const std::string& after_first,
+                                                     const std::string& after_second,
+                                                     size_t limit) override {
+    // Match-key rows are named "=<rule>": the range ['=', '>') holds them all.
+    Query q(c_,
+            "SELECT a.subject_id, b.subject_id, group_concat(substr(a.field, 2), '|') "
+            "FROM blind_index a JOIN blind_index b ON b.field = a.field AND b.digest = a.digest "
+            "AND b.subject_id > a.subject_id "
+            "WHERE a.field >= '=' AND a.field < '>' AND (a.subject_id, b.subject_id) > (?, ?) "
+            "GROUP BY a.subject_id, b.subject_id ORDER BY a.subject_id, b.subject_id LIMIT ?");
+    q.Text(after_first).Text(after_second).Int(static_cast<int64_t>(limit));
+    return q.Rows<DuplicatePair>([&] {
+      std::vector<std::string> rules = SplitList(q.ColText(2), '|');
+      std::sort(rules.begin(), rules.end());
+      return DuplicatePair{q.ColText(0), q.ColText(1), std::move(rules)};
+    });
+  }
+
   Result<int64_t> CountStaleIndexes(uint32_t master) override {
     Query q(c_, "SELECT COUNT(*) FROM blind_index WHERE master <> 0 AND master <> ?");
     q.Int(master);

@@ -34,7 +34,8 @@ TEST(MasterRotationE2E, LookUpsKeysAndLinksKeepWorkingAndTheOldMasterIsGone) {
     const std::string email = "seed" + std::to_string(i) + "@example.org";
     HttpReply r = g.Post("/v1/subjects",
                          R"({"kind":"person","fields":{"email":")" + email +
-                             R"(","first_name":"Seed"}})",
+                             R"(","first_name":"Seed","last_name":"Dupont","postal_code":")" +
+                             std::to_string(10000 + i) + R"("}})",
                          crm);
     ASSERT_EQ(r.status, 201) << r.body;
     seeds.emplace_back(JsonString(r.body, "id"), email);
@@ -162,6 +163,16 @@ TEST(MasterRotationE2E, LookUpsKeysAndLinksKeepWorkingAndTheOldMasterIsGone) {
   EXPECT_EQ(g.Get("/v1/subjects/" + seeds[0].first, crm, "customer_management").status, 200);
   EXPECT_EQ(g.Sql("SELECT COUNT(*) FROM api_keys WHERE revoked_at = 0 AND hash_master <> 2")[0][0],
             "0");
+  // Match keys of likely duplicates were computed again too: a new entry of seed 5 pairs.
+  EXPECT_EQ(g.Sql("SELECT COUNT(*) FROM blind_index WHERE field LIKE '=%' AND master = 2")[0][0],
+            "400");
+  HttpReply again = g.Post("/v1/subjects",
+                           R"({"kind":"person","fields":{"first_name":"Seed","last_name":"DUPONT","postal_code":"10005"}})",
+                           crm);
+  ASSERT_EQ(again.status, 201) << again.body;
+  HttpReply pairs = g.Get("/v1/duplicates", crm);
+  EXPECT_NE(pairs.body.find(seeds[5].first), std::string::npos) << pairs.body;
+  EXPECT_NE(pairs.body.find(JsonString(again.body, "id")), std::string::npos) << pairs.body;
   // A restarted service starts from the rotated keyring alone.
   g.Stop();
   g.Start();
@@ -179,7 +190,7 @@ TEST(MasterRotationE2E, LookUpsKeysAndLinksKeepWorkingAndTheOldMasterIsGone) {
   RunResult restored = RunGarde({"restore", "--data-dir", g.data_dir(), "--policies",
                                  g.policies(), "--from", backup.LastLine(), "--reason", "drill"});
   ASSERT_EQ(restored.exit_code, 0) << restored.err << restored.out;
-  EXPECT_NE(restored.out.find("computed 200 look-up digests again"), std::string::npos)
+  EXPECT_NE(restored.out.find("computed 600 look-up digests again"), std::string::npos)
       << restored.out;
   EXPECT_NE(restored.out.find("3 API keys of the backup are hashed under an earlier master"),
             std::string::npos)

@@ -185,6 +185,11 @@ class SubjectVault {
   // are left out for other activities.
   Result<std::vector<SubjectView>> Search(const Caller& caller, const std::string& activity,
                                           const FieldMap& criteria);
+  // Likely duplicates: pairs of subjects sharing a match key (match_keys.h), after the pair
+  // (after_first, after_second), ids and rule names only. Needs duplicates.read; audited.
+  Result<std::vector<DuplicatePair>> Duplicates(const Caller& caller,
+                                                const std::string& after_first,
+                                                const std::string& after_second, size_t limit);
   // Master-key rotation: computes again, under the current master, the look-up digests of up
   // to `limit` subjects (id > after_id) that still have one under another master, in one
   // transaction. Returns the last subject done, "" when none was left; *digests counts the
@@ -201,6 +206,12 @@ class SubjectVault {
                   const std::optional<FieldValue>& external_id, bool creating,
                   Prepared* out) const;
   Status CheckNewInto(const PolicySet& policies, const NewSubject& in, Prepared* out) const;
+  // Match keys of likely duplicates (match_keys.h) from a subject's values, replacing the
+  // ones it had (none when `fresh`); RefreshMatchKeys reads the values from the vault.
+  static constexpr size_t kMatchKeyBytes = 16;
+  Status PutMatchKeys(WriteTx& tx, const PolicySet& policies, const std::string& id,
+                      const FieldMap& values, bool fresh) const;
+  Status RefreshMatchKeys(WriteTx& tx, const PolicySet& policies, const SubjectRow& row) const;
   // Blind-index and suppression digests of one field value.
   Status PutIndexes(WriteTx& tx, const PolicySet& policies, const std::string& id,
                     const std::string& name, const FieldValue& value) const;

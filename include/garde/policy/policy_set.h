@@ -17,6 +17,7 @@
 
 #include "garde/base/status.h"
 #include "garde/policy/locale.h"
+#include "garde/policy/matching.h"
 #include "garde/policy/schema.h"
 
 namespace garde {
@@ -151,6 +152,8 @@ class PolicySet {
   std::string Day(const std::string& lang, int64_t time) const;
   // The message template `name` in `lang`, else in the source language; nullptr if none.
   const MailTemplate* Template(const std::string& lang, const std::string& name) const;
+  // matching.yaml: the likely-duplicate rules' fields and given-name variants.
+  const MatchingPolicy& matching() const { return matching_; }
   // SHA-256 over the policy files' bytes, hex; changes whenever any file's content does.
   const std::string& content_hash() const { return content_hash_; }
 
@@ -169,6 +172,7 @@ class PolicySet {
   Controller controller_;
   std::map<std::string, Locale> locales_;
   std::set<std::string> languages_;
+  MatchingPolicy matching_;
 };
 
 // Loads schema.yaml, purposes.yaml, register.yaml, roles.yaml, locales/*.yaml and

@@ -236,6 +236,12 @@ struct RetentionRunRow {
   std::string report;   // JSON, no personal data
 };
 
+// Two subjects sharing match keys (likely duplicates), with the rules of those keys.
+struct DuplicatePair {
+  std::string first, second;  // first < second
+  std::vector<std::string> rules;
+};
+
 // The vault's change log after a reader's position (see ReadTx::ChangesAfter).
 struct ChangeTail {
   int64_t last_seq = 0;  // the newest change in this transaction's snapshot
@@ -266,6 +272,11 @@ class ReadTx {
   virtual Result<std::vector<std::string>> StaleIndexesOf(const std::string& subject_id,
                                                           uint32_t master) = 0;
   virtual Result<int64_t> CountStaleIndexes(uint32_t master) = 0;
+  // Pairs of subjects sharing a match-key digest (index rows "=<rule>"), after the pair
+  // (after_first, after_second), in order.
+  virtual Result<std::vector<DuplicatePair>> SharedMatchKeys(const std::string& after_first,
+                                                             const std::string& after_second,
+                                                             size_t limit) = 0;
   virtual Result<std::optional<ApiKeyRow>> FindApiKeyByHash(const Bytes& hash) = 0;
   virtual Result<std::vector<ApiKeyRow>> ListApiKeys() = 0;
   // Up to `limit` subjects whose DEK is wrapped by a root version other than `version`.

@@ -451,6 +451,14 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
         }
       }
     }
+    if (outcome.ok() && (r.outcome == "created" || r.outcome == "valid")) {
+      // Not the same unique value, but perhaps the same customer (Rob / Robert, one address).
+      auto likely = d_.vault().LikelyDuplicatesOf(p.in, r.id);
+      if (likely.ok() && !likely->empty()) {
+        r.likely_duplicate_of = likely->front().id;
+        r.likely_rules = likely->front().rules;
+      }
+    }
     if (!outcome.ok()) {
       if (r.outcome.empty() || r.outcome == "valid") {
         r.outcome = outcome.code() == Code::kUnprocessable ? "invalid" : "failed";
@@ -500,6 +508,7 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
     for (const auto& p : window) {
       const ImportRowResult& r = p.result;
       if (r.earlier) ++summary.resumed;
+      if (!r.likely_duplicate_of.empty()) ++summary.likely_duplicates;
       if (r.outcome == "created" || r.outcome == "valid") ++summary.created;
       else if (r.outcome == "updated") ++summary.updated;
       else if (r.outcome == "duplicate") ++summary.duplicates;
@@ -516,13 +525,20 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
   return summary;
 }
 
-std::string ImportReportCsvHeader() { return "row,line,outcome,id,detail,errors\r\n"; }
+std::string ImportReportCsvHeader() {
+  return "row,line,outcome,id,detail,errors,likely_duplicate_of\r\n";
+}
 
 std::string ImportReportCsvLine(const ImportRowResult& r) {
   std::string errors;
   for (const auto& e : r.errors) errors += (errors.empty() ? "" : "; ") + e.field + ": " + e.message;
+  std::string likely = r.likely_duplicate_of;
+  for (size_t i = 0; i < r.likely_rules.size(); ++i) {
+    likely += (i == 0 ? " (" : ", ") + r.likely_rules[i] + (i + 1 == r.likely_rules.size() ? ")" : "");
+  }
   return std::to_string(r.row) + "," + std::to_string(r.line) + "," + CsvCell(r.outcome) + "," +
-         CsvCell(r.id) + "," + CsvCell(r.detail) + "," + CsvCell(errors) + "\r\n";
+         CsvCell(r.id) + "," + CsvCell(r.detail) + "," + CsvCell(errors) + "," + CsvCell(likely) +
+         "\r\n";
 }
 
 }  // namespace garde

@@ -517,6 +517,7 @@ int RunImport(const CliArgs& args) {
         .Key(s.dry_run ? "valid" : "created").Int(s.created).Key("updated").Int(s.updated)
         .Key("duplicates").Int(s.duplicates).Key("invalid").Int(s.invalid)
         .Key("failed").Int(s.failed).Key("resumed").Int(s.resumed)
+        .Key("likely_duplicates").Int(s.likely_duplicates)
         .Key("report").String(report_path).EndObject();
     std::cout << w.str() << std::endl;
   } else {
@@ -525,6 +526,9 @@ int RunImport(const CliArgs& args) {
               << " updated, " << s.duplicates << " duplicates, " << s.invalid << " invalid, "
               << s.failed << " failed" << (s.resumed > 0 ? ", " + std::to_string(s.resumed) +
                                                                " done by an earlier run" : "")
+              << (s.likely_duplicates > 0 ? "; " + std::to_string(s.likely_duplicates) +
+                                                " likely duplicates of customers already there"
+                                          : "")
               << ".\nReport: " << report_path << "\n";
   }
   return s.invalid + s.failed > 0 ? 1 : 0;

@@ -901,6 +901,33 @@ Result<SubjectVault::RecordPtr> SubjectVault::Record(const std::string& id, bool
   return record;
 }
 
+Result<std::vector<SubjectVault::LikelyDuplicate>> SubjectVault::LikelyDuplicatesOf(
+    const NewSubject& in, const std::string& self) const {
+  const auto policies = d_.policies.Current();
+  std::vector<LikelyDuplicate> out;
+  Prepared prepared;
+  if (!CheckNewInto(*policies, in, &prepared).ok()) return out;
+  const std::vector<MatchKey> keys = MatchKeysOf(policies->matching(), prepared.values);
+  if (keys.empty()) return out;
+  const auto lookup = d_.lookup.Current();
+  std::map<std::string, std::set<std::string>> rules_of;  // subject -> rules
+  GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
+    for (const MatchKey& k : keys) {
+      const std::string field = "=" + k.rule;
+      for (const BlindIndex* index : lookup->indexes()) {
+        auto ids = tx.FindByIndex(field, index->Digest(field, k.key, kMatchKeyBytes));
+        if (!ids.ok()) return ids.status();
+        for (const auto& id : ids.value()) {
+          if (id != self) rules_of[id].insert(k.rule);
+        }
+      }
+    }
+    return Status::Ok();
+  }));
+  for (auto& [id, rules] : rules_of) out.push_back({id, {rules.begin(), rules.end()}});
+  return out;
+}
+
 Result<std::vector<DuplicatePair>> SubjectVault::Duplicates(const Caller& caller,
                                                             const std::string& after_first,
                                                             const std::string& after_second,

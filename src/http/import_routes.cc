@@ -23,6 +23,12 @@ void WriteRow(JsonWriter& w, const ImportRowResult& r) {
       .Key("outcome").String(r.outcome);
   if (!r.id.empty()) w.Key("id").String(r.id);
   if (r.earlier) w.Key("earlier").Bool(true);
+  if (!r.likely_duplicate_of.empty()) {
+    w.Key("likely_duplicate_of").BeginObject().Key("id").String(r.likely_duplicate_of)
+        .Key("rules").BeginArray();
+    for (const auto& rule : r.likely_rules) w.String(rule);
+    w.EndArray().EndObject();
+  }
   if (!r.detail.empty()) w.Key("detail").String(r.detail);
   if (!r.errors.empty()) {
     w.Key("errors").BeginArray();
@@ -87,6 +93,7 @@ Status PostImport(Deployment& d, Exchange& x) {
       .Key("invalid").Int(summary->invalid)
       .Key("failed").Int(summary->failed)
       .Key("resumed").Int(summary->resumed)
+      .Key("likely_duplicates").Int(summary->likely_duplicates)
       .Key("results").Raw(rows.Take())
       .EndObject();
   x.Json(200, w.Take());

@@ -62,7 +62,7 @@ TEST_F(ImportE2E, AMessySpreadsheetIsImportedNormalisedAndReportedRowByRow) {
   EXPECT_EQ(summary->getValue<int>("updated"), 1);
   EXPECT_EQ(summary->getValue<int>("invalid"), 1);
   const std::string lines = ReadFile(report);
-  EXPECT_EQ(lines.rfind("row,line,outcome,id,detail,errors\r\n", 0), 0u) << lines;
+  EXPECT_EQ(lines.rfind("row,line,outcome,id,detail,errors,likely_duplicate_of\r\n", 0), 0u) << lines;
   EXPECT_NE(lines.find("\r\n2,4,invalid,,"), std::string::npos) << lines;  // line 4: after the blank
   for (const char* planted : {"not-an-email", "douze", "No\xC3\xABl", "31/02/1990"}) {
     EXPECT_EQ(lines.find(planted), std::string::npos) << planted;  // no value in the report
@@ -84,6 +84,62 @@ TEST_F(ImportE2E, AMessySpreadsheetIsImportedNormalisedAndReportedRowByRow) {
   EXPECT_EQ(g_.AuditSql("SELECT COUNT(*) FROM audit_log WHERE entry LIKE '%\"subject.create\"%' "
                         "AND entry LIKE '%\"ok\"%'")[0][0],
             "1");
+}
+
+TEST_F(ImportE2E, LikelyDuplicatesAreFlaggedWithTheSubjectAndTheRules) {
+  // Two e-mails, so two subjects; but Rob / Robert Martin at one postal code are likely one.
+  const std::string file = Write(
+      "pair.csv", std::string(kHeader) +
+                      "Robert;Martin;robert.martin@example.fr;;;69002;Lyon;;\r\n"
+                      "L\xE9" "a;Petit;lea.petit@example.fr;;;69002;Lyon;;\r\n"
+                      "Bob;MARTIN;bobby.m@example.org;;;69002;Lyon;;\r\n");
+  const std::string report = work_ + "/pair.report.csv";
+  RunResult run = RunGarde({"import", file, "--mapping", g_.policies() + "/imports/spreadsheet.yaml",
+                            "--data-dir", g_.data_dir(), "--policies", g_.policies(), "--report",
+                            report, "--json"});
+  ASSERT_EQ(run.exit_code, 0) << run.err << run.out;
+  auto summary = ParseObject(run.out);
+  EXPECT_EQ(summary->getValue<int>("created"), 3);
+
+  const std::string robert =
+      g_.Sql("SELECT s.id FROM subjects s WHERE s.id IN (SELECT subject_id FROM import_rows WHERE row = 1)")[0][0];
+  const std::string bob =
+      g_.Sql("SELECT s.id FROM subjects s WHERE s.id IN (SELECT subject_id FROM import_rows WHERE row = 3)")[0][0];
+  // The one written last names the other; rows written at once may both do so.
+  const std::string lines = ReadFile(report);
+  const std::string rules = " (name+postal_code, sounds-like name+postal_code)";
+  const bool bob_flagged = lines.find("\r\n3,4,created," + bob + ",,,\"" + robert + rules) != std::string::npos;
+  const bool robert_flagged = lines.find("\r\n1,2,created," + robert + ",,,\"" + bob + rules) != std::string::npos;
+  EXPECT_TRUE(bob_flagged || robert_flagged) << lines;
+  EXPECT_EQ(summary->getValue<int>("likely_duplicates"), int{bob_flagged} + int{robert_flagged});
+  // Léa, at the same postal code, is nobody's duplicate.
+  const size_t lea = lines.find("\r\n2,3,created,sub_");
+  ASSERT_NE(lea, std::string::npos) << lines;
+  EXPECT_EQ(lines.substr(lines.find("\r\n", lea + 2) - 3, 5), ",,,\r\n") << lines;
+  EXPECT_EQ(lines.find("Martin"), std::string::npos) << lines;  // ids and rules, no value
+
+  // A dry run of the same customer once more: valid, and likely one of them.
+  const std::string again = Write("again.csv", std::string(kHeader) +
+                                                   "Robbie;Martin;rm@example.net;;;69002;;;\r\n");
+  RunResult dry = RunGarde({"import", again, "--mapping", g_.policies() + "/imports/spreadsheet.yaml",
+                            "--data-dir", g_.data_dir(), "--policies", g_.policies(), "--dry-run",
+                            "--json"});
+  ASSERT_EQ(dry.exit_code, 0) << dry.err;
+  EXPECT_EQ(ParseObject(dry.out)->getValue<int>("likely_duplicates"), 1);
+  EXPECT_EQ(Subjects(), 3);
+
+  // Over HTTP the row says whom it is likely to be.
+  g_.Start();
+  const std::string body = std::string(kHeader) + "Rob;Martin;rob.m2@example.net;;;69002;;;\r\n";
+  HttpReply json = g_.Request("POST", "/v1/imports?mapping=spreadsheet", body,
+                              {{"Authorization", "Bearer " + operator_key_}}, "text/csv");
+  ASSERT_EQ(json.status, 200) << json.body;
+  auto row = ParseObject(json.body)->getArray("results")->getObject(0);
+  auto likely = row->getObject("likely_duplicate_of");
+  ASSERT_FALSE(likely.isNull()) << json.body;
+  const std::string of = likely->getValue<std::string>("id");
+  EXPECT_TRUE(of == robert || of == bob) << json.body;
+  EXPECT_EQ(likely->getArray("rules")->size(), 2u);
 }
 
 TEST_F(ImportE2E, OverHttpWithTheShippedMappingAndBadUploadsChangeNothing) {

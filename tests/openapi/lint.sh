@@ -8,10 +8,13 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=$(mktemp -d /tmp/garde-openapi.XXXXXX)
 trap 'kill "${PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 "$GARDE" init --data-dir "$WORK/data" > /dev/null
+# The files exist before the background job opens them: the first look must not fail.
+: > "$WORK/out"
+: > "$WORK/err"
 "$GARDE" serve --data-dir "$WORK/data" --listen 127.0.0.1:0 > "$WORK/out" 2> "$WORK/err" &
 PID=$!
 for _ in $(seq 200); do
-  PORT=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/out")
+  PORT=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/out" || true)
   [ -n "$PORT" ] && break
   sleep 0.1
 done

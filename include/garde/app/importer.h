@@ -63,6 +63,10 @@ struct ImportRowResult {
   std::string detail;  // why, for the others (never a value from the file)
   std::vector<FieldError> errors;
   bool earlier = false;  // done by an earlier, interrupted run of the same import
+  // A created (or, in a dry run, valid) row that is likely the same customer as a subject
+  // already there: its id and the rules that matched (docs/duplicates.md).
+  std::string likely_duplicate_of;
+  std::vector<std::string> likely_rules;
 };
 
 struct ImportSummary {
@@ -70,6 +74,7 @@ struct ImportSummary {
   bool dry_run = false;
   int64_t rows = 0, created = 0, updated = 0, duplicates = 0, invalid = 0, failed = 0;
   int64_t resumed = 0;  // rows an earlier run had done
+  int64_t likely_duplicates = 0;  // created (or valid) rows flagged as likely duplicates
 };
 
 struct ImportOptions {
@@ -91,7 +96,8 @@ class Importer {
   Deployment& d_;
 };
 
-// The per-row report as CSV (row, line, outcome, id, detail, errors), formula-safe.
+// The per-row report as CSV (row, line, outcome, id, detail, errors, likely_duplicate_of),
+// formula-safe.
 std::string ImportReportCsvHeader();
 std::string ImportReportCsvLine(const ImportRowResult& r);
 

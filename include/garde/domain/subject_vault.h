@@ -185,6 +185,14 @@ class SubjectVault {
   // are left out for other activities.
   Result<std::vector<SubjectView>> Search(const Caller& caller, const std::string& activity,
                                           const FieldMap& criteria);
+  // The subjects other than `self` whose match keys meet those of `in`'s values (normalised
+  // first), with the rules that matched; empty when `in` is not valid or matching is off.
+  struct LikelyDuplicate {
+    std::string id;
+    std::vector<std::string> rules;
+  };
+  Result<std::vector<LikelyDuplicate>> LikelyDuplicatesOf(const NewSubject& in,
+                                                          const std::string& self) const;
   // Likely duplicates: pairs of subjects sharing a match key (match_keys.h), after the pair
   // (after_first, after_second), ids and rule names only. Needs duplicates.read; audited.
   Result<std::vector<DuplicatePair>> Duplicates(const Caller& caller,

@@ -193,10 +193,10 @@ Result<std::vector<std::string>> SubjectVault::FindByIndex(ReadTx& tx, const std
 
 Status SubjectVault::PutMatchKeys(WriteTx& tx, const PolicySet& policies, const std::string& id,
                                   const FieldMap& values, bool fresh) const {
-  if (!policies.matching().enabled) return Status::Ok();
   if (!fresh) {
     for (const auto& rule : MatchRules()) GARDE_RETURN_IF_ERROR(tx.DeleteIndex(id, "=" + rule));
   }
+  if (!policies.matching().enabled) return Status::Ok();  // the keys it had are gone
   const auto keys = d_.lookup.Current();
   for (const MatchKey& k : MatchKeysOf(policies.matching(), values)) {
     const std::string field = "=" + k.rule;

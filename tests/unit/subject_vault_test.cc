@@ -190,3 +190,71 @@ TEST_F(SubjectVaultTest, RotationRewrapsWithoutChangingFields) {
 
 }  // namespace
 }  // namespace garde
+
+namespace garde {
+namespace {
+
+// Match keys through a master rotation: computed again under the new master; gone when the
+// policies no longer keep them (no matching.yaml), so that the rotation can finish.
+class MatchKeyRotationTest : public DeploymentFixture {
+ protected:
+  // Look-up digests under a master other than `master`.
+  int64_t Stale(uint32_t master) {
+    int64_t n = -1;
+    EXPECT_TRUE(d_->store()
+                    .Read([&](ReadTx& tx) {
+                      auto c = tx.CountStaleIndexes(master);
+                      n = c.ok() ? c.value() : -1;
+                      return c.status();
+                    })
+                    .ok());
+    return n;
+  }
+  void Reindex() {
+    int64_t digests = 0;
+    std::string after;
+    do {
+      auto last = d_->vault().ReindexAfter(after, 10, &digests);
+      ASSERT_TRUE(last.ok()) << last.status().message();
+      after = last.value();
+    } while (!after.empty());
+  }
+  Caller operator_{"key_op", "operator", {"customer_management"}, "req_t", ""};
+};
+
+TEST_F(MatchKeyRotationTest, RotatedWithTheBlindIndexesOrDroppedWhenNoLongerKept) {
+  for (const char* name : {"Robert", "Bob", "Alice"}) {
+    ASSERT_TRUE(d_->vault()
+                    .Create(operator_, {"person", "web_form", std::nullopt,
+                                        {{"first_name", FieldValue::String(name)},
+                                         {"last_name", FieldValue::String("Martin")},
+                                         {"postal_code", FieldValue::String("69002")}}})
+                    .ok());
+  }
+  const Caller officer{"key_dpo", "officer", {}, "req_t", ""};
+  ASSERT_EQ(d_->vault().Duplicates(officer, "", "", 10)->size(), 1u);
+  ASSERT_TRUE(Keyring::AddMaster(cfg_.keyring_path()).ok());
+  ASSERT_TRUE(d_->keys().Load().ok());
+  EXPECT_EQ(Stale(2), 3 * 3);  // postal code + two match keys each
+  Reindex();
+  EXPECT_EQ(Stale(2), 0);
+  ASSERT_EQ(d_->vault().Duplicates(officer, "", "", 10)->size(), 1u);
+
+  // Policies without matching.yaml, then another rotation: the match keys go.
+  namespace fs = std::filesystem;
+  const fs::path policies = dir_ / "policies";
+  fs::copy(cfg_.policies_dir, policies, fs::copy_options::recursive);
+  fs::remove(policies / "matching.yaml");
+  auto without = LoadPolicies(policies.string());
+  ASSERT_TRUE(without.ok());
+  d_->policies().Replace(without.value());
+  ASSERT_TRUE(Keyring::RetireMaster(cfg_.keyring_path(), 0).ok());
+  ASSERT_TRUE(Keyring::AddMaster(cfg_.keyring_path()).ok());
+  ASSERT_TRUE(d_->keys().Load().ok());
+  Reindex();
+  EXPECT_EQ(Stale(3), 0);
+  EXPECT_TRUE(d_->vault().Duplicates(officer, "", "", 10)->empty());
+}
+
+}  // namespace
+}  // namespace garde

@@ -199,12 +199,16 @@ Result<IncidentView> BreachRegister::Scope(const Caller& caller, const std::stri
   int64_t entries = 0;
   const std::string since = scope.since == 0 ? "" : FormatRfc3339(scope.since);
   const std::string until = scope.until == 0 ? "" : FormatRfc3339(scope.until);
-  std::string actor_member = "\"actor\":";
-  AppendJsonString(actor_member, scope.actor);
+  // A cheap look at the entry's bytes first (the canonical form writes members this way),
+  // then the parsed entry decides.
+  std::string member = scope.actor.empty() ? "\"activity\":" : "\"actor\":";
+  AppendJsonString(member, scope.actor.empty() ? scope.activity : scope.actor);
   GARDE_RETURN_IF_ERROR(d_.audit().Scan(0, head->size, [&](const AuditRow& row) {
-    if (row.subject.empty() || row.entry.find(actor_member) == std::string::npos) return true;
+    if (row.subject.empty() || row.entry.find(member) == std::string::npos) return true;
     auto entry = ParseFacts(row.entry);
-    if (entry->optValue<std::string>("actor", "") != scope.actor ||
+    if ((!scope.actor.empty() && entry->optValue<std::string>("actor", "") != scope.actor) ||
+        (!scope.activity.empty() &&
+         entry->optValue<std::string>("activity", "") != scope.activity) ||
         entry->optValue<std::string>("outcome", "") != "ok") {
       return true;
     }
@@ -229,6 +233,7 @@ Result<IncidentView> BreachRegister::Scope(const Caller& caller, const std::stri
   }));
   Object::Ptr result = new Object;
   result->set("actor", scope.actor);
+  result->set("activity", scope.activity);
   result->set("since", since);
   result->set("until", until);
   result->set("verified_entries", static_cast<int64_t>(verified.entries));

@@ -239,10 +239,16 @@ Status ScopeIncident(Deployment& d, Exchange& x) {
   auto obj = AuthenticatedJson(d, x);
   if (!obj.ok()) return obj.status();
   Status problems(Code::kUnprocessable, "the scope is not valid");
-  CheckMembers(*obj.value(), {"actor", "since", "until"}, "", &problems);
+  CheckMembers(*obj.value(), {"actor", "activity", "since", "until"}, "", &problems);
   BreachScope scope;
   scope.actor = ReadString(*obj.value(), "actor", "", &problems).value_or("");
-  if (scope.actor.empty()) problems.AddError("actor", "the API key id (key_...) whose accesses count");
+  scope.activity = ReadString(*obj.value(), "activity", "", &problems).value_or("");
+  if (scope.actor.empty() && scope.activity.empty()) {
+    problems.AddError("actor", "the API key id (key_...) whose accesses count, or an activity");
+  }
+  if (!scope.activity.empty() && d.policies().Current()->FindActivity(scope.activity) == nullptr) {
+    problems.AddError("activity", "is not an activity of the register");
+  }
   scope.since = ReadTime(*obj.value(), "since", &problems).value_or(0);
   scope.until = ReadTime(*obj.value(), "until", &problems).value_or(0);
   if (!problems.errors().empty()) return problems;

@@ -164,6 +164,27 @@ TEST_F(BreachE2E, ALeakedKeysReadsAreScopedExactlyAndTheCustomersTold) {
   EXPECT_NE(audit.body.find(id), std::string::npos);
   // Facts are sealed: the database does not hold them in clear.
   EXPECT_EQ(ReadFile(g_.db_path()).find("published in a public repository"), std::string::npos);
+
+  // Scoped by activity instead (every key's reads for customer management), then by both.
+  HttpReply by_activity = g_.Post("/v1/incidents/" + id + ":scope",
+                                  R"({"activity":"customer_management"})", officer_key_);
+  ASSERT_EQ(by_activity.status, 200) << by_activity.body;
+  auto activity_scope = ParseObject(by_activity.body)->getObject("facts")->getObject("scope");
+  std::set<std::string> read_for_management;
+  for (size_t i = 1; i < 24; i += 4) read_for_management.insert(all[i]);
+  std::set<std::string> listed_for_management;
+  auto managed = activity_scope->getArray("subjects");
+  for (size_t i = 0; i < managed->size(); ++i) {
+    listed_for_management.insert(managed->getObject(static_cast<unsigned>(i))->getValue<std::string>("subject"));
+  }
+  EXPECT_EQ(listed_for_management, read_for_management);
+  HttpReply both = g_.Post("/v1/incidents/" + id + ":scope",
+                           R"({"actor":")" + leaked_id + R"(","activity":"customer_management"})",
+                           officer_key_);
+  ASSERT_EQ(both.status, 200) << both.body;
+  EXPECT_EQ(ParseObject(both.body)->getObject("facts")->getObject("scope")->getArray("subjects")->size(), 0u);
+  EXPECT_EQ(g_.Post("/v1/incidents/" + id + ":scope", R"({"activity":"no_such"})", officer_key_).status, 422);
+  EXPECT_EQ(g_.Post("/v1/incidents/" + id + ":scope", "{}", officer_key_).status, 422);
 }
 
 // The clock: an incident known for 80 hours and not notified is overdue, and leaves the

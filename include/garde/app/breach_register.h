@@ -32,7 +32,8 @@ struct IncidentQuery {
 };
 
 struct BreachScope {
-  std::string actor;            // the API key id (or subject-token) whose accesses count
+  std::string actor;     // the API key id (or subject-token) whose accesses count; "": any
+  std::string activity;  // only accesses for this processing activity; "": any
   int64_t since = 0, until = 0;  // inclusive; 0: unbounded
 };
 

@@ -763,12 +763,9 @@ Status RestoreBackup(const Config& config, const std::string& path, const std::s
   // A backup from before a master-key rotation holds look-up digests under a master that may
   // be gone: they are computed again, from the fields, under the current one. Its API keys
   // cannot be (only their holders know them): they are counted for the administrator.
-  std::string after;
-  do {
-    auto last = d.value()->vault().ReindexAfter(after, 500, &report->reindexed);
-    if (!last.ok()) return last.status();
-    after = last.value();
-  } while (!after.empty());
+  auto reindexed = d.value()->vault().ReindexAll(500);
+  if (!reindexed.ok()) return reindexed.status();
+  report->reindexed = reindexed.value();
   auto api_keys = d.value()->api_keys().List();
   if (!api_keys.ok()) return api_keys.status();
   const uint32_t master = d.value()->lookup().Current()->master;

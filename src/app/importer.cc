@@ -422,8 +422,9 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
     ImportRowResult& r = p.result;
     if (r.earlier) return;
     Status outcome = p.invalid;
+    FieldMap values;  // normalised, as stored: what likely duplicates are looked for with
     if (outcome.ok() && options.dry_run) {
-      outcome = d_.vault().CheckNew(p.in);
+      outcome = d_.vault().CheckNew(p.in, &values);
       r.outcome = outcome.ok() ? "valid" : "invalid";
     } else if (outcome.ok()) {
       p.in.import_mark = ImportMark{summary.id, r.row};
@@ -432,6 +433,7 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
       if (created.ok()) {
         r.outcome = "created";
         r.id = created->id;
+        values = std::move(created->fields);
       } else if (outcome.code() == Code::kConflict) {
         for (const auto& [k, v] : outcome.extras()) {
           if (k == "existing_id") r.id = v;
@@ -453,7 +455,7 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
     }
     if (outcome.ok() && (r.outcome == "created" || r.outcome == "valid")) {
       // Not the same unique value, but perhaps the same customer (Rob / Robert, one address).
-      auto likely = d_.vault().LikelyDuplicatesOf(p.in, r.id);
+      auto likely = d_.vault().LikelyDuplicatesOf(values, r.id);
       if (likely.ok() && !likely->empty()) {
         r.likely_duplicate_of = likely->front().id;
         r.likely_rules = likely->front().rules;

@@ -593,18 +593,15 @@ int64_t ReindexUnderCurrentMaster(Deployment& d, size_t batch, int grace) {
   int64_t digests = 0;
   for (int pass = 0; pass < 10; ++pass) {
     if (pass > 0) std::this_thread::sleep_for(std::chrono::seconds(grace));
-    const int64_t before = digests;
-    std::string after;
-    do {
-      auto last = d.vault().ReindexAfter(after, batch, &digests);
-      if (!last.ok()) {
-        FailStatus(last.status());
-        return -1;
-      }
-      after = last.value();
-      if (isatty(STDERR_FILENO)) std::cerr << "\r  computed again " << digests << std::flush;
-    } while (!after.empty());
-    if (pass > 0 && digests == before) break;
+    auto done = d.vault().ReindexAll(batch, [digests](int64_t n) {
+      if (isatty(STDERR_FILENO)) std::cerr << "\r  computed again " << digests + n << std::flush;
+    });
+    if (!done.ok()) {
+      FailStatus(done.status());
+      return -1;
+    }
+    digests += done.value();
+    if (pass > 0 && done.value() == 0) break;
   }
   return digests;
 }

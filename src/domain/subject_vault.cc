@@ -253,9 +253,11 @@ Status SubjectVault::CheckNewInto(const PolicySet& policies, const NewSubject& i
   return invalid.errors().empty() ? Status::Ok() : invalid;
 }
 
-Status SubjectVault::CheckNew(const NewSubject& in) const {
-  Prepared ignored;
-  return CheckNewInto(*d_.policies.Current(), in, &ignored);
+Status SubjectVault::CheckNew(const NewSubject& in, FieldMap* normalised) const {
+  Prepared prepared;
+  Status s = CheckNewInto(*d_.policies.Current(), in, &prepared);
+  if (s.ok() && normalised != nullptr) *normalised = std::move(prepared.values);
+  return s;
 }
 
 Result<SubjectView> SubjectVault::Create(const Caller& caller, const NewSubject& in) {
@@ -902,24 +904,17 @@ Result<SubjectVault::RecordPtr> SubjectVault::Record(const std::string& id, bool
 }
 
 Result<std::vector<SubjectVault::LikelyDuplicate>> SubjectVault::LikelyDuplicatesOf(
-    const NewSubject& in, const std::string& self) const {
-  const auto policies = d_.policies.Current();
+    const FieldMap& values, const std::string& self) const {
   std::vector<LikelyDuplicate> out;
-  Prepared prepared;
-  if (!CheckNewInto(*policies, in, &prepared).ok()) return out;
-  const std::vector<MatchKey> keys = MatchKeysOf(policies->matching(), prepared.values);
+  const std::vector<MatchKey> keys = MatchKeysOf(d_.policies.Current()->matching(), values);
   if (keys.empty()) return out;
-  const auto lookup = d_.lookup.Current();
   std::map<std::string, std::set<std::string>> rules_of;  // subject -> rules
   GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
     for (const MatchKey& k : keys) {
-      const std::string field = "=" + k.rule;
-      for (const BlindIndex* index : lookup->indexes()) {
-        auto ids = tx.FindByIndex(field, index->Digest(field, k.key, kMatchKeyBytes));
-        if (!ids.ok()) return ids.status();
-        for (const auto& id : ids.value()) {
-          if (id != self) rules_of[id].insert(k.rule);
-        }
+      auto ids = FindByIndex(tx, "=" + k.rule, k.key, kMatchKeyBytes);
+      if (!ids.ok()) return ids.status();
+      for (const auto& id : ids.value()) {
+        if (id != self) rules_of[id].insert(k.rule);
       }
     }
     return Status::Ok();
@@ -987,24 +982,35 @@ Result<std::string> SubjectVault::ReindexAfter(const std::string& after_id, size
                  keys->master}));
         ++written;
       }
-      if (match_keys && row.value()) {
-        auto refreshed = RefreshMatchKeys(tx, *policies, *row.value());
-        // A damaged field makes the subject's match keys go, like its digest above.
-        if (!refreshed.ok() && refreshed.code() != Code::kDamaged) return refreshed;
-        if (!refreshed.ok()) {
-          for (const auto& rule : MatchRules()) {
-            GARDE_RETURN_IF_ERROR(tx.DeleteIndex(id, "=" + rule));
-          }
+      if (match_keys) {
+        // A damaged field, or a subject no longer held, leaves no match key (like a digest
+        // above): PutMatchKeys of no values deletes them.
+        Status refreshed = row.value() ? RefreshMatchKeys(tx, *policies, *row.value())
+                                       : Status(Code::kDamaged, "no subject");
+        if (refreshed.code() == Code::kDamaged) {
+          refreshed = PutMatchKeys(tx, *policies, id, {}, /*fresh=*/false);
         }
-        ++written;
-      } else if (match_keys) {
-        for (const auto& rule : MatchRules()) GARDE_RETURN_IF_ERROR(tx.DeleteIndex(id, "=" + rule));
+        GARDE_RETURN_IF_ERROR(refreshed);
+        if (row.value()) ++written;
       }
     }
     return Status::Ok();
   }));
   *digests += written;
   return last;
+}
+
+Result<int64_t> SubjectVault::ReindexAll(size_t batch,
+                                         const std::function<void(int64_t)>& progress) {
+  int64_t digests = 0;
+  std::string after;
+  do {
+    auto last = ReindexAfter(after, batch, &digests);
+    if (!last.ok()) return last.status();
+    after = last.value();
+    if (progress) progress(digests);
+  } while (!after.empty());
+  return digests;
 }
 
 Result<std::vector<SubjectView>> SubjectVault::Search(const Caller& caller,

@@ -7,6 +7,7 @@
 //   Result<SubjectView> r = vault.Read(caller, s->id, "customer_management");
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -126,7 +127,8 @@ class SubjectVault {
   // Validates everything first: a write that fails is refused whole, every problem listed.
   Result<SubjectView> Create(const Caller& caller, const NewSubject& subject);
   // The validation problems of a create, without writing (for merging with edge checks).
-  Status CheckNew(const NewSubject& subject) const;
+  // `normalised` (optional) receives the values as they would be stored.
+  Status CheckNew(const NewSubject& subject, FieldMap* normalised = nullptr) const;
   Result<SubjectView> Rectify(const Caller& caller, const std::string& id,
                               const SubjectChanges& changes);
   // Fields of `activity` only; 403 unless the caller is bound to it, for a restricted
@@ -185,13 +187,13 @@ class SubjectVault {
   // are left out for other activities.
   Result<std::vector<SubjectView>> Search(const Caller& caller, const std::string& activity,
                                           const FieldMap& criteria);
-  // The subjects other than `self` whose match keys meet those of `in`'s values (normalised
-  // first), with the rules that matched; empty when `in` is not valid or matching is off.
+  // The subjects other than `self` whose match keys meet those of `values` (normalised, as
+  // CheckNew or Create give them), with the rules that matched; empty when matching is off.
   struct LikelyDuplicate {
     std::string id;
     std::vector<std::string> rules;
   };
-  Result<std::vector<LikelyDuplicate>> LikelyDuplicatesOf(const NewSubject& in,
+  Result<std::vector<LikelyDuplicate>> LikelyDuplicatesOf(const FieldMap& values,
                                                           const std::string& self) const;
   // Likely duplicates: pairs of subjects sharing a match key (match_keys.h), after the pair
   // (after_first, after_second), ids and rule names only. Needs duplicates.read; audited.
@@ -204,6 +206,9 @@ class SubjectVault {
   // digests written.
   Result<std::string> ReindexAfter(const std::string& after_id, size_t limit,
                                    int64_t* digests);
+  // ReindexAfter over every subject, `batch` at a time; the digests written.
+  Result<int64_t> ReindexAll(size_t batch,
+                             const std::function<void(int64_t)>& progress = nullptr);
 
  private:
   struct Prepared {

@@ -65,6 +65,28 @@ struct KeyringFile {
   Bytes kept_box, previous_box, link_key_box;
 };
 
+// The secrets beside the master, each written in clear ("<name>") or, when the current root
+// is on a token, sealed by it ("<name>_sealed"): one table for the reader and the writer.
+struct OtherSecret {
+  const char* name;
+  size_t size;
+  std::unique_ptr<SecretBuffer> KeyringFile::*key;
+  Bytes KeyringFile::*box;
+};
+const OtherSecret kOtherSecrets[] = {
+    {"kept", kKeptBytes, &KeyringFile::kept, &KeyringFile::kept_box},
+    {"previous_master", kKeyBytes, &KeyringFile::previous, &KeyringFile::previous_box},
+    {"link_key", kKeyBytes, &KeyringFile::link_key, &KeyringFile::link_key_box}};
+
+// The entry of kOtherSecrets whose member is named `key` (+ `suffix`), or nullptr.
+const OtherSecret* OtherNamed(std::string_view key, std::string_view suffix) {
+  for (const OtherSecret& o : kOtherSecrets) {
+    const std::string_view name = o.name;
+    if (key.starts_with(name) && key.substr(name.size()) == suffix) return &o;
+  }
+  return nullptr;
+}
+
 struct TokenSetting {
   std::mutex mu;
   std::optional<Pkcs11Settings> settings;
@@ -120,24 +142,20 @@ class KeyringReader {
         if (!Number(&out->master_version) || out->master_version == 0) return false;
       } else if (key == "previous_master_version") {
         if (!Number(&out->previous_version) || out->previous_version == 0) return false;
-      } else if (key == "kept" || key == "previous_master" || key == "link_key") {
-        auto& into = key == "kept" ? out->kept : key == "previous_master" ? out->previous
-                                                                          : out->link_key;
+      } else if (const OtherSecret* clear = OtherNamed(key, "")) {
+        auto& into = out->*clear->key;
         std::string_view v;
-        into = std::make_unique<SecretBuffer>(key == "kept" ? kKeptBytes : kKeyBytes);
+        into = std::make_unique<SecretBuffer>(clear->size);
         if (!String(&v) || !DecodeKey(v, into.get())) return false;
-      } else if (key == "kept_sealed" || key == "previous_master_sealed" ||
-                 key == "link_key_sealed") {
+      } else if (const OtherSecret* sealed = OtherNamed(key, "_sealed")) {
         std::string_view v;
         if (!String(&v)) return false;
         auto box = Base64Decode(v);
         if (!box || box->empty()) return false;
-        (key == "kept_sealed" ? out->kept_box
-         : key == "previous_master_sealed" ? out->previous_box
-                                           : out->link_key_box) = std::move(*box);
+        out->*sealed->box = std::move(*box);
       } else if (key == "link_key_until") {
         std::string_view v;
-        if (!String(&v) || !ParseRfc3339(std::string(v))) return false;
+        if (!String(&v) || !ParseRfc3339(v)) return false;
         out->link_key_until = std::string(v);
       } else if (key == "pkcs11_token") {
         std::string_view v;
@@ -157,9 +175,10 @@ class KeyringReader {
     Space();
     const bool token_master = !out->master_box.empty() && out->master_by != 0;
     // Each secret is either in clear or sealed by the token, as the master is.
-    const bool clear_ok = token_master ? !out->kept && !out->previous && !out->link_key
-                                       : out->kept_box.empty() && out->previous_box.empty() &&
-                                             out->link_key_box.empty();
+    bool clear_ok = true;
+    for (const OtherSecret& o : kOtherSecrets) {
+      clear_ok &= token_master ? !(out->*o.key) : (out->*o.box).empty();
+    }
     const bool has_previous = out->previous || !out->previous_box.empty();
     const bool has_link_key = out->link_key || !out->link_key_box.empty();
     return pos_ == t_.size() && format && (master != token_master) && current && versions &&
@@ -408,19 +427,13 @@ Status ReadKeyringFile(const std::string& path, KeyringFile* out) {
       return PermissionDenied("keyring " + path + ": the token does not open its master key");
     }
     GARDE_RETURN_IF_ERROR(opened);
-    struct Sealed {
-      const char* name;
-      const Bytes& box;
-      std::unique_ptr<SecretBuffer>& into;
-      size_t size;
-    } others[] = {{"kept", out->kept_box, out->kept, kKeptBytes},
-                  {"previous_master", out->previous_box, out->previous, kKeyBytes},
-                  {"link_key", out->link_key_box, out->link_key, kKeyBytes}};
-    for (const Sealed& o : others) {
-      if (o.box.empty()) continue;
-      o.into = std::make_unique<SecretBuffer>(o.size);
+    for (const OtherSecret& o : kOtherSecrets) {
+      const Bytes& box = out->*o.box;
+      if (box.empty()) continue;
+      auto& into = out->*o.key;
+      into = std::make_unique<SecretBuffer>(o.size);
       Status s = token.value()->Open(by->second.info.token_key, SecretAd(o.name, out->master_by),
-                                     o.box, o.into->data(), o.size);
+                                     box, into->data(), o.size);
       if (s.code() == Code::kDamaged) {
         return PermissionDenied("keyring " + path + ": the token does not open its " + o.name);
       }
@@ -473,12 +486,11 @@ Status WriteKeyringFile(const std::string& path, const KeyringFile& kf, bool exc
   // A link key whose links have all expired is dropped.
   const bool link_key =
       kf.link_key && ParseRfc3339(kf.link_key_until).value_or(0) > SystemClock().Now();
-  struct Secret {
-    const char* name;
-    const SecretBuffer* key;
-  } secrets[] = {{"kept", kf.kept.get()},
-                 {"previous_master", kf.previous.get()},
-                 {"link_key", link_key ? kf.link_key.get() : nullptr}};
+  // The other secrets to write: those held, but an expired link key.
+  auto to_write = [&](const OtherSecret& o) -> const SecretBuffer* {
+    if (o.key == &KeyringFile::link_key && !link_key) return nullptr;
+    return (kf.*o.key).get();
+  };
   if (!current.token_key.empty()) {
     // The current root is on the token: the master key (and every other secret) is written
     // only as sealed by it.
@@ -489,19 +501,21 @@ Status WriteKeyringFile(const std::string& path, const KeyringFile& kf, bool exc
     if (!box.ok()) return box.status();
     text.Add("\"master_sealed\":\"").Add(Base64Encode(box->data(), box->size()))
         .Add("\",\"master_by\":").Add(std::to_string(kf.current)).Add(",");
-    for (const Secret& secret : secrets) {
-      if (secret.key == nullptr) continue;
-      auto sealed = token.value()->Seal(current.token_key, SecretAd(secret.name, kf.current),
-                                        {secret.key->data(), secret.key->size()});
+    for (const OtherSecret& o : kOtherSecrets) {
+      const SecretBuffer* secret = to_write(o);
+      if (secret == nullptr) continue;
+      auto sealed = token.value()->Seal(current.token_key, SecretAd(o.name, kf.current),
+                                        {secret->data(), secret->size()});
       if (!sealed.ok()) return sealed.status();
-      text.Add("\"").Add(secret.name).Add("_sealed\":\"")
+      text.Add("\"").Add(o.name).Add("_sealed\":\"")
           .Add(Base64Encode(sealed->data(), sealed->size())).Add("\",");
     }
   } else {
     text.Add("\"master\":\"").Base64(kf.master).Add("\",");
-    for (const Secret& secret : secrets) {
-      if (secret.key == nullptr) continue;
-      text.Add("\"").Add(secret.name).Add("\":\"").Base64(*secret.key).Add("\",");
+    for (const OtherSecret& o : kOtherSecrets) {
+      if (const SecretBuffer* secret = to_write(o)) {
+        text.Add("\"").Add(o.name).Add("\":\"").Base64(*secret).Add("\",");
+      }
     }
   }
   if (kf.master_version != 1) {

@@ -164,9 +164,10 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
   c.data_dir = values.count("data_dir") ? values["data_dir"] : "";
   if (c.data_dir.empty()) bad.AddError("data_dir", "is required (--data-dir or GARDE_DATA_DIR)");
   c.policies_dir = values.count("policies") ? values["policies"] : DefaultPolicies();
-  auto host_port = [&](const char* name, std::string* host, uint16_t* port) {
+  // An empty value turns an optional listener off.
+  auto host_port = [&](const char* name, bool optional, std::string* host, uint16_t* port) {
     auto it = values.find(name);
-    if (it == values.end() || (it->second.empty() && std::string_view(name) != "listen")) return;
+    if (it == values.end() || (optional && it->second.empty())) return;
     const std::string& l = it->second;
     const size_t colon = l.rfind(':');
     int64_t number;
@@ -179,8 +180,8 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
     if (host->size() > 2 && host->front() == '[') *host = host->substr(1, host->size() - 2);
     *port = static_cast<uint16_t>(number);
   };
-  host_port("listen", &c.listen_host, &c.listen_port);
-  host_port("admin_listen", &c.admin_listen_host, &c.admin_listen_port);
+  host_port("listen", false, &c.listen_host, &c.listen_port);
+  host_port("admin_listen", true, &c.admin_listen_host, &c.admin_listen_port);
   int_opt("io_threads", 0, 256, &c.io_threads);
   int_opt("max_threads", 2, 4096, &c.max_threads);
   int_opt("max_queued", 1, 100000, &c.max_queued);

@@ -114,7 +114,7 @@ void HttpService::Answer(Exchange& x, const Status& framing) {
   char timing[48];
   std::snprintf(timing, sizeof(timing), "app;dur=%.2f", ms);
   x.reply_headers.emplace_back("Server-Timing", timing);
-  metrics_->Record(x.route_index, x.status, ms / 1000);
+  if (metrics_) metrics_->Record(x.route_index, x.status, ms / 1000);
   x.reply_headers.emplace_back("X-Request-Id", x.request_id);
   x.reply_headers.emplace_back("X-Content-Type-Options", "nosniff");
   x.reply_headers.emplace_back("Cache-Control", "no-store");
@@ -204,7 +204,6 @@ HttpService::HttpService(Deployment& deployment, const HttpService& api)
     x.reply = MetricsText(deployment, *api.metrics_, api.router_.routes());
     return Status::Ok();
   });
-  metrics_ = std::make_unique<RequestMetrics>(router_.routes().size());
 }
 
 HttpService::~HttpService() { Stop(); }

@@ -28,12 +28,10 @@ ConsentDecision Decide(const std::string& status, bool suppressed,
                        const Purpose& purpose, const std::string& channel, int64_t now) {
   ConsentDecision d;
   d.basis = LegalBasisName(purpose.legal_basis);
-  if (status == "erased") {
-    d.reason = "erased";
-    return d;
-  }
-  if (status == "restricted") {
-    d.reason = "restricted";
+  // erased | restricted | merged (the customer's record is now another: ask with its id);
+  // a status this code does not know denies too.
+  if (status != "active") {
+    d.reason = status.empty() ? "unknown_status" : status;
     return d;
   }
   // The suppression list stops marketing contact; it does not stop an order confirmation or

@@ -20,6 +20,20 @@ std::shared_ptr<const SubjectTokens> Deployment::tokens() const {
   return std::shared_ptr<const SubjectTokens>(keys, &keys->tokens);
 }
 
+Result<SubjectTokenClaims> Deployment::VerifySubjectToken(const std::string& token) {
+  auto claims = tokens()->Verify(token, clock_.Now());
+  if (!claims.ok() || claims->use == "confirm") return claims;
+  std::optional<std::string> survivor;
+  GARDE_RETURN_IF_ERROR(store_->Read([&](ReadTx& tx) -> Status {
+    auto found = SubjectMerges::SurvivorOf(tx, claims->subject);
+    if (!found.ok()) return found.status();
+    survivor = found.value();
+    return Status::Ok();
+  }));
+  if (survivor) claims->subject = *survivor;
+  return claims;
+}
+
 std::string Deployment::PublicBaseUrl() const {
   if (!config_.public_url.empty()) return config_.public_url;
   const uint16_t port = bound_port_ != 0 ? bound_port_.load() : config_.listen_port;
@@ -131,6 +145,8 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
       *d->store_, *d->policies_, *d->vault_, *d->audit_, d->clock_, d->tombstones_.get(),
       config.request_due_warning});
   d->breaches_ = std::make_unique<BreachRegister>(*d);
+  d->merges_ = std::make_unique<SubjectMerges>(
+      MergeDeps{*d->store_, *d->policies_, *d->vault_, *d->consents_, *d->audit_, d->clock_});
   if (!config.webhooks_file.empty() || !config.smtp_host.empty()) {
     std::vector<WebhookEndpoint> endpoints;
     if (!config.webhooks_file.empty()) {

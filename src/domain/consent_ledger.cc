@@ -48,7 +48,8 @@ ConsentEventRow ConsentLedger::MakeEvent(const PolicySet& policies, const Purpos
                                          const std::string& notice_version,
                                          const std::string& method, const std::string& actor,
                                          int64_t at, const std::string& id,
-                                         int64_t requested_at) const {
+                                         int64_t requested_at,
+                                         std::optional<int64_t> expires_at) const {
   ConsentEventRow e;
   e.id = id.empty() ? RandomId("cev_") : id;
   e.subject_id = subject_id;
@@ -60,7 +61,9 @@ ConsentEventRow ConsentLedger::MakeEvent(const PolicySet& policies, const Purpos
   e.method = method;
   e.actor = actor;
   e.at = at;
-  if (type == ConsentEventType::kGranted && !purpose.validity.empty()) {
+  if (expires_at) {
+    e.expires_at = *expires_at;
+  } else if (type == ConsentEventType::kGranted && !purpose.validity.empty()) {
     e.expires_at = AddIsoDuration(at, purpose.validity).value_or(0);
   }
   JsonWriter r;
@@ -195,7 +198,7 @@ Result<ConsentEvent> ConsentLedger::Record(const Caller& caller, const std::stri
       auto row = tx.GetSubject(subject_id);
       if (!row.ok()) return row.status();
       if (!row.value()) return NotFound("no such subject");
-      if (row.value()->status == "erased") return Conflict("the subject has been erased");
+      GARDE_RETURN_IF_ERROR(RefuseGone(*row.value()));
       auto confirmation = AskConfirmationIn(tx, caller, *purpose, subject_id, req.channel,
                                             req.notice_version, req.method, "", at);
       if (!confirmation.ok()) return confirmation.status();
@@ -225,7 +228,7 @@ Result<ConsentEvent> ConsentLedger::Record(const Caller& caller, const std::stri
     auto row = tx.GetSubject(subject_id);
     if (!row.ok()) return row.status();
     if (!row.value()) return NotFound("no such subject");
-    if (row.value()->status == "erased") return Conflict("the subject has been erased");
+    GARDE_RETURN_IF_ERROR(RefuseGone(*row.value()));
     GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(row_to_add));
     GARDE_RETURN_IF_ERROR(EmitConsentChanged(tx, row_to_add));
     if (ConsentTombstone::Kept(row_to_add)) {
@@ -317,7 +320,8 @@ Result<ConsentEvent> ConsentLedger::Confirm(const SubjectTokenClaims& claims,
     }
     auto row = tx.GetSubject(c.subject_id);
     if (!row.ok()) return row.status();
-    if (!row.value() || row.value()->status == "erased") return Conflict("the subject has been erased");
+    if (!row.value()) return Conflict("the subject has been erased");
+    GARDE_RETURN_IF_ERROR(RefuseGone(*row.value()));
     const Purpose* purpose = policies->FindPurpose(c.purpose);
     if (purpose == nullptr) return Conflict("the purpose is no longer offered");
     const ConsentEventRow e =
@@ -397,6 +401,33 @@ Status ConsentLedger::ObjectIn(WriteTx& tx, const PolicySet& policies,
     marketing |= p->marketing;
   }
   if (marketing) {
+    GARDE_RETURN_IF_ERROR(SuppressContactsIn(tx, subject_id, "objection", at, &kept->suppressions));
+  }
+  return Status::Ok();
+}
+
+Status ConsentLedger::RecordCorrectionsIn(WriteTx& tx, const PolicySet& policies,
+                                          const std::string& subject_id,
+                                          const std::vector<ConsentCorrection>& corrections,
+                                          const std::string& method, const std::string& actor,
+                                          int64_t at, std::vector<std::string>* ids,
+                                          TombstoneEntries* kept) const {
+  bool suppress = false;
+  for (const ConsentCorrection& c : corrections) {
+    const Purpose* purpose = policies.FindPurpose(c.purpose);
+    if (purpose == nullptr) return Internal("a correction names an unknown purpose");
+    const ConsentEventRow row =
+        MakeEvent(policies, *purpose, subject_id, c.channel, c.type, c.notice_version, method,
+                  actor, at, "", 0,
+                  c.type == ConsentEventType::kGranted ? std::optional<int64_t>(c.expires_at)
+                                                       : std::nullopt);
+    GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(row));
+    GARDE_RETURN_IF_ERROR(EmitConsentChanged(tx, row));
+    if (ConsentTombstone::Kept(row)) kept->consents.push_back(ConsentTombstone::From(row));
+    ids->push_back(row.id);
+    suppress |= c.type == ConsentEventType::kObjected && purpose->marketing;
+  }
+  if (suppress) {
     GARDE_RETURN_IF_ERROR(SuppressContactsIn(tx, subject_id, "objection", at, &kept->suppressions));
   }
   return Status::Ok();

@@ -1,3 +1,4 @@
+#include "garde/domain/subject_merges.h"
 #include "garde/domain/retention.h"
 
 #include <sodium.h>
@@ -454,6 +455,8 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
           GARDE_RETURN_IF_ERROR(ConsentLedger::SuppressContactsIn(tx, s.id, "retention", now,
                                                                   &none.suppressions));
         }
+        GARDE_RETURN_IF_ERROR(SubjectMerges::CompleteMergesIn(tx, d_.vault, s.id, now,
+                                                              /*erase_history=*/true, &none));
         GARDE_RETURN_IF_ERROR(d_.vault.EraseIn(tx, s, {}));
         GARDE_RETURN_IF_ERROR(tx.DeleteConsentEventsOf(s.id));
         s.status = "erased";

@@ -14,6 +14,7 @@
 
 #include "garde/base/encoding.h"
 #include "garde/base/json_writer.h"
+#include "garde/domain/subject_merges.h"
 
 namespace garde {
 
@@ -348,7 +349,7 @@ Result<RequestView> RequestDesk::Open(const Caller& caller, const NewRequest& in
     if (!s.ok()) return s.status();
     if (!s.value()) return NotFound("no such subject");
     const SubjectRow& subject = *s.value();
-    if (subject.status == "erased") return Conflict("the subject has been erased");
+    GARDE_RETURN_IF_ERROR(RefuseGone(subject));
     if (in.changes) {
       Status bad = d_.vault.CheckChanges(subject.kind, *in.changes);
       if (!bad.ok()) return bad;
@@ -652,6 +653,9 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
     } else if (r.type == "erasure") {
       std::string summary;
       std::vector<std::string> kept;
+      // Records merged into this one are the same customer's data: erased with it.
+      GARDE_RETURN_IF_ERROR(
+          SubjectMerges::CompleteMergesIn(tx, d_.vault, s.id, now, /*erase_history=*/true, &tombstones));
       GARDE_RETURN_IF_ERROR(Erase(tx, *policies, caller, r, s, t.suppress, &summary, &kept,
                                   &tombstones.suppressions));
       t.destroyed = s.wrapped_dek.empty();
@@ -1194,7 +1198,7 @@ Result<std::string> RequestDesk::Package(const Caller& caller, const std::string
       return Conflict(row.status == "received" ? "verify the requester's identity first"
                                                : "the request is " + row.status);
     }
-    if (subject.status == "erased") return Conflict("the subject has been erased");
+    GARDE_RETURN_IF_ERROR(RefuseGone(subject));
     auto built = BuildPackage(tx, *policies, row, subject);
     if (!built.ok()) return built.status();
     package = std::move(built.value());

@@ -352,7 +352,7 @@ Result<SubjectView> SubjectVault::RectifyIn(WriteTx& tx, const PolicySet& polici
   if (!found.ok()) return found.status();
   if (!found.value()) return NotFound("no such subject");
   SubjectRow row = *found.value();
-  if (row.status == "erased") return Conflict("subject " + id + " has been erased");
+  GARDE_RETURN_IF_ERROR(RefuseGone(row));
   Prepared prepared;
   GARDE_RETURN_IF_ERROR(
       Validate(policies, row.kind, changes.fields, changes.external_id, false, &prepared));
@@ -413,6 +413,29 @@ Result<SubjectView> SubjectVault::OpenAll(ReadTx& tx, const SubjectRow& row) con
   return DecryptSealed(row, Refs(sealed.value()), all);
 }
 
+Status RefuseGone(const SubjectRow& row) {
+  if (row.status == "erased") return Conflict("subject " + row.id + " has been erased");
+  if (row.status == "merged") {
+    return Conflict("subject " + row.id + " has been merged into another (see GET /v1/subjects/" +
+                    row.id + ")");
+  }
+  return Status::Ok();
+}
+
+Status SubjectVault::RestoreIndexesIn(WriteTx& tx, const PolicySet& policies,
+                                      const SubjectRow& row) const {
+  auto view = OpenAll(tx, row);
+  if (!view.ok()) return view.status();
+  FieldMap values = view->fields;
+  if (view->external_id) values[kExternalIdField] = FieldValue::String(*view->external_id);
+  GARDE_RETURN_IF_ERROR(CheckUnique(tx, policies, row.id, values));
+  GARDE_RETURN_IF_ERROR(tx.DeleteIndexesOf(row.id));
+  for (const auto& [name, value] : values) {
+    GARDE_RETURN_IF_ERROR(PutIndexes(tx, policies, row.id, name, value));
+  }
+  return PutMatchKeys(tx, policies, row.id, values, /*fresh=*/true);
+}
+
 Result<Bytes> SubjectVault::SealFor(const SubjectRow& row, const std::string& label,
                                     std::string_view plaintext) const {
   ScopedKey dek;
@@ -451,7 +474,7 @@ Result<SubjectRow> ActiveOfKind(WriteTx& tx, const std::string& id, const std::s
   if (!found.ok()) return found.status();
   if (!found.value()) return NotFound("no subject " + id);
   const SubjectRow& row = *found.value();
-  if (row.status == "erased") return Conflict("subject " + id + " has been erased");
+  GARDE_RETURN_IF_ERROR(RefuseGone(row));
   if (row.status == "restricted") {
     return Conflict("subject " + id + " is restricted (Art. 18): nothing new is recorded");
   }
@@ -581,7 +604,7 @@ Result<SubjectView> SubjectVault::RecordInteractions(const Caller& caller, const
     if (!found.ok()) return found.status();
     if (!found.value()) return NotFound("no such subject");
     SubjectRow row = *found.value();
-    if (row.status == "erased") return Conflict("subject " + id + " has been erased");
+    GARDE_RETURN_IF_ERROR(RefuseGone(row));
     if (row.status == "restricted") {
       return Conflict("subject " + id + " is restricted (Art. 18): nothing new is recorded");
     }
@@ -805,6 +828,10 @@ Result<SubjectView> SubjectVault::Read(const Caller& caller, const std::string& 
       break;
     }
     const SealedRecord& r = *record.value();
+    if (r.row.status == "merged") {
+      s = Status(Code::kMoved, "subject " + id + " has been merged into another record");
+      break;
+    }
     if (!MayProcess(r.row, *activity.value())) {
       s = PermissionDenied("processing of this subject is restricted (GDPR Art. 18): only "
                            "activities flagged for legal claims may read it");

@@ -69,7 +69,7 @@ Status NoticePage(Deployment& d, Exchange& x) {
 // The confirmation link of a double opt-in: GET shows what is confirmed (link scanners
 // follow links: only the button confirms), POST records the grant.
 Status ConfirmPage(Deployment& d, Exchange& x, bool post) {
-  auto claims = d.tokens()->Verify(x.params["token"], d.clock().Now());
+  auto claims = d.VerifySubjectToken(x.params["token"]);
   if (!claims.ok() || claims->use != "confirm") return NotFound("this link is not valid or has expired");
   auto confirmation = d.consents().Confirmation(claims.value());
   if (!confirmation.ok()) return confirmation.status();
@@ -154,7 +154,7 @@ Status RenderPreferences(Deployment& d, Exchange& x, const SubjectTokenClaims& c
 }
 
 Status PreferencesPage(Deployment& d, Exchange& x) {
-  auto claims = d.tokens()->Verify(x.params["token"], d.clock().Now());
+  auto claims = d.VerifySubjectToken(x.params["token"]);
   if (!claims.ok() || claims->use != "preferences") {
     return NotFound("this link is not valid or has expired");
   }
@@ -169,7 +169,7 @@ Status PreferencesPage(Deployment& d, Exchange& x) {
 }
 
 Status PreferencesPost(Deployment& d, Exchange& x) {
-  auto claims = d.tokens()->Verify(x.params["token"], d.clock().Now());
+  auto claims = d.VerifySubjectToken(x.params["token"]);
   if (!claims.ok() || claims->use != "preferences") {
     return NotFound("this link is not valid or has expired");
   }
@@ -293,7 +293,7 @@ Status MintLinks(Deployment& d, Exchange& x) {
 }
 
 Status UnsubscribePage(Deployment& d, Exchange& x) {
-  auto claims = d.tokens()->Verify(x.params["token"], d.clock().Now());
+  auto claims = d.VerifySubjectToken(x.params["token"]);
   if (!claims.ok() || claims->use != "unsubscribe") {
     return NotFound("this link is not valid or has expired");
   }
@@ -308,7 +308,7 @@ Status UnsubscribePage(Deployment& d, Exchange& x) {
 }
 
 Status UnsubscribePost(Deployment& d, Exchange& x) {
-  auto claims = d.tokens()->Verify(x.params["token"], d.clock().Now());
+  auto claims = d.VerifySubjectToken(x.params["token"]);
   if (!claims.ok() || claims->use != "unsubscribe") {
     return NotFound("this link is not valid or has expired");
   }

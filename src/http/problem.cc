@@ -18,6 +18,7 @@ constexpr Mapping kMappings[] = {
     {Code::kUnauthenticated, 401, "unauthenticated", "Authentication required"},
     {Code::kPermissionDenied, 403, "forbidden", "Not allowed"},
     {Code::kNotFound, 404, "not-found", "Not found"},
+    {Code::kMoved, 308, "moved", "Moved permanently"},
     {Code::kMethodNotAllowed, 405, "method-not-allowed", "Method not allowed"},
     {Code::kConflict, 409, "conflict", "Conflict"},
     {Code::kDamaged, 409, "record-damaged", "Stored record is damaged"},

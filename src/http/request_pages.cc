@@ -19,7 +19,7 @@ namespace {
 
 Result<SubjectTokenClaims> CustomerToken(Deployment& d, const std::string& token,
                                          bool dsr_only) {
-  auto claims = d.tokens()->Verify(token, d.clock().Now());
+  auto claims = d.VerifySubjectToken(token);
   if (!claims.ok() || (claims->use != "dsr" && (dsr_only || claims->use != "preferences"))) {
     return NotFound("this link is not valid or has expired");
   }

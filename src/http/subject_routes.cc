@@ -284,9 +284,24 @@ Status ListContacts(Deployment& d, Exchange& x) {
   return Status::Ok();
 }
 
+// A merged id answers 308 to the record it is now part of.
+Status Redirected(Deployment& d, Exchange& x, Status moved) {
+  std::optional<std::string> survivor;
+  GARDE_RETURN_IF_ERROR(d.store().Read([&](ReadTx& tx) -> Status {
+    auto found = SubjectMerges::SurvivorOf(tx, x.params["id"]);
+    if (!found.ok()) return found.status();
+    survivor = found.value();
+    return Status::Ok();
+  }));
+  if (!survivor) return moved;
+  x.reply_headers.emplace_back("Location", "/v1/subjects/" + *survivor);
+  return moved.AddExtra("merged_into", *survivor);
+}
+
 Status GetSubject(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "subjects.read"));
   auto view = d.vault().Read(*x.caller, x.params["id"], x.Header("x-purpose"));
+  if (!view.ok() && view.status().code() == Code::kMoved) return Redirected(d, x, view.status());
   if (!view.ok()) return view.status();
   x.Json(200, SubjectJson(view.value()));
   return Status::Ok();
@@ -329,6 +344,54 @@ Status SearchSubjects(Deployment& d, Exchange& x) {
   for (const auto& s : found.value()) WriteSubjectJson(w, s);
   w.EndArray().Key("count").Int(static_cast<int64_t>(found->size())).Key("next_cursor").Null();
   w.EndObject();
+  x.Json(200, w.Take());
+  return Status::Ok();
+}
+
+// POST /v1/subjects/{id}:merge {into, prefer?}: the subject merged into `into`.
+Status MergeSubject(Deployment& d, Exchange& x) {
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "subjects.merge"));
+  GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
+  auto obj = ParseJsonObject(x.body);
+  if (!obj.ok()) return obj.status();
+  Status problems(Code::kUnprocessable, "the merge is not valid; nothing was changed");
+  CheckMembers(*obj.value(), {"into", "prefer"}, "", &problems);
+  MergeRequest request;
+  request.into = ReadString(*obj.value(), "into", "", &problems).value_or("");
+  if (obj.value()->has("prefer")) {
+    const Poco::Dynamic::Var prefer = obj.value()->get("prefer");
+    if (!IsJsonObject(prefer)) {
+      problems.AddError("prefer", "must be an object of field names to \"merged\" or \"survivor\"");
+    } else {
+      for (const auto& [field, side] : *prefer.extract<Poco::JSON::Object::Ptr>()) {
+        if (!side.isString()) {
+          problems.AddError("prefer." + field, "must be \"merged\" or \"survivor\"");
+        } else {
+          request.prefer[field] = side.extract<std::string>();
+        }
+      }
+    }
+  }
+  if (!problems.errors().empty()) return problems;
+  auto m = d.merges().Merge(*x.caller, x.params["id"], request);
+  if (!m.ok()) return m.status();
+  JsonWriter w;
+  WriteMergeJson(w, m.value());
+  x.reply_headers.emplace_back("Location", "/v1/merges/" + m->id);
+  x.Json(201, w.Take());
+  return Status::Ok();
+}
+
+Status MergeStep(Deployment& d, Exchange& x, const std::string& step) {
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "subjects.merge"));
+  const std::string id = x.params["id"];
+  if (!IsRandomId(id, "mrg_")) return NotFound("no merge " + id);
+  auto m = step == "revert"     ? d.merges().Revert(*x.caller, id)
+           : step == "complete" ? d.merges().Complete(*x.caller, id)
+                                : d.merges().Get(*x.caller, id);
+  if (!m.ok()) return m.status();
+  JsonWriter w;
+  WriteMergeJson(w, m.value());
   x.Json(200, w.Take());
   return Status::Ok();
 }
@@ -390,6 +453,11 @@ Status ListDuplicates(Deployment& d, Exchange& x) {
 void AddSubjectRoutes(Router& router, Deployment& d) {
   router.Add("GET", "/v1/duplicates", [&d](Exchange& x) { return ListDuplicates(d, x); });
   router.Add("POST", "/v1/subjects", [&d](Exchange& x) { return CreateSubject(d, x); });
+  router.Add("POST", "/v1/subjects/{id}:merge", [&d](Exchange& x) { return MergeSubject(d, x); });
+  router.Add("GET", "/v1/merges/{id}", [&d](Exchange& x) { return MergeStep(d, x, "read"); });
+  router.Add("POST", "/v1/merges/{id}:revert", [&d](Exchange& x) { return MergeStep(d, x, "revert"); });
+  router.Add("POST", "/v1/merges/{id}:complete",
+             [&d](Exchange& x) { return MergeStep(d, x, "complete"); });
   router.Add("POST", "/v1/subjects:batch", [&d](Exchange& x) { return BatchSubjects(d, x); });
   router.Add("GET", "/v1/subjects/{id}/contacts", [&d](Exchange& x) { return ListContacts(d, x); });
   router.Add("PUT", "/v1/subjects/{id}/contacts/{person}", [&d](Exchange& x) { return PutContact(d, x); });

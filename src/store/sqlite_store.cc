@@ -369,6 +369,22 @@ ALTER TABLE blind_index ADD COLUMN master INTEGER NOT NULL DEFAULT 1;
 UPDATE blind_index SET master = 0 WHERE field LIKE '~%';
 ALTER TABLE api_keys ADD COLUMN hash_master INTEGER NOT NULL DEFAULT 1;
 )sql",
+    // 21: merges of likely duplicates, kept after completion as the merged id's redirect.
+    R"sql(
+CREATE TABLE merges(
+  id TEXT PRIMARY KEY,
+  merged_id TEXT NOT NULL,
+  into_id TEXT NOT NULL,
+  state TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  finished_at INTEGER NOT NULL,
+  record TEXT NOT NULL,
+  sealed BLOB NOT NULL
+);
+CREATE INDEX merges_by_merged ON merges(merged_id);
+CREATE INDEX merges_by_into ON merges(into_id);
+)sql",
 };
 
 // The audit log's subject index: a level merges once it holds kAuditRunFanIn runs; a run of
@@ -1357,6 +1373,54 @@ class SqliteTx final : public WriteTx {
     q.Text(name);
     GARDE_RETURN_IF_ERROR(q.Run());
     return sqlite3_changes(c_.db()) > 0;
+  }
+
+  static constexpr const char* kMergeSelect =
+      "SELECT id, merged_id, into_id, state, actor, created_at, finished_at, record, sealed "
+      "FROM merges ";
+  static MergeRow MergeFrom(Query& q) {
+    return {q.ColText(0), q.ColText(1), q.ColText(2), q.ColText(3), q.ColText(4),
+            q.ColInt(5),  q.ColInt(6),  q.ColText(7), q.ColBlob(8)};
+  }
+
+  Result<std::optional<MergeRow>> GetMerge(const std::string& id) override {
+    Query q(c_, std::string(kMergeSelect) + "WHERE id = ?");
+    q.Text(id);
+    auto rows = q.Rows<MergeRow>([&] { return MergeFrom(q); });
+    if (!rows.ok()) return rows.status();
+    if (rows.value().empty()) return std::optional<MergeRow>();
+    return std::optional<MergeRow>(std::move(rows.value().front()));
+  }
+
+  Result<std::vector<MergeRow>> MergesOf(const std::string& merged_id) override {
+    Query q(c_, std::string(kMergeSelect) + "WHERE merged_id = ? ORDER BY created_at DESC, rowid DESC");
+    q.Text(merged_id);
+    return q.Rows<MergeRow>([&] { return MergeFrom(q); });
+  }
+
+  Result<std::vector<MergeRow>> MergesInto(const std::string& into_id) override {
+    Query q(c_, std::string(kMergeSelect) + "WHERE into_id = ? ORDER BY created_at, rowid");
+    q.Text(into_id);
+    return q.Rows<MergeRow>([&] { return MergeFrom(q); });
+  }
+
+  Status PutMerge(const MergeRow& r) override {
+    Query q(c_, "INSERT INTO merges(id, merged_id, into_id, state, actor, created_at, finished_at, "
+                "record, sealed) VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                "state = excluded.state, finished_at = excluded.finished_at, "
+                "record = excluded.record, sealed = excluded.sealed");
+    q.Text(r.id).Text(r.merged_id).Text(r.into_id).Text(r.state).Text(r.actor).Int(r.created_at)
+        .Int(r.finished_at).Text(r.record).Blob(r.sealed);
+    return q.Run();
+  }
+
+  Status ReassignRequest(const std::string& id, const std::string& subject_id,
+                         const Bytes& sealed, const Bytes& package) override {
+    Query q(c_, "UPDATE requests SET subject_id = ?, sealed = ?, package = ? WHERE id = ?");
+    q.Text(subject_id).Blob(sealed).Blob(package).Text(id);
+    GARDE_RETURN_IF_ERROR(q.Run());
+    if (sqlite3_changes(c_.db()) == 0) return NotFound("no request " + id);
+    return Status::Ok();
   }
 
   Result<std::map<int64_t, std::string>> ImportedRows(const std::string& import_id) override {

@@ -23,6 +23,7 @@
 #include "garde/domain/retention.h"
 #include "garde/domain/audience.h"
 #include "garde/domain/consent_ledger.h"
+#include "garde/domain/subject_merges.h"
 #include "garde/domain/subject_requests.h"
 #include "garde/domain/subject_vault.h"
 #include "garde/policy/policy_holder.h"
@@ -65,6 +66,10 @@ class Deployment {
   // Null when neither webhooks_file nor smtp_host is configured.
   WebhookDispatcher* webhooks() { return webhooks_.get(); }
   BreachRegister& breaches() { return *breaches_; }
+  SubjectMerges& merges() { return *merges_; }
+  // A customer's link: verified, and acting on the record the customer's is now when the one
+  // it names was merged into another (a confirmation link stays with its own record).
+  Result<SubjectTokenClaims> VerifySubjectToken(const std::string& token);
   AccessJournal& journal() { return *audit_; }
   AuditLog& audit() { return *audit_; }
   const CheckpointSigner& signer() const { return *signer_; }
@@ -95,6 +100,7 @@ class Deployment {
   std::unique_ptr<RetentionSweep> retention_;
   std::unique_ptr<WebhookDispatcher> webhooks_;
   std::unique_ptr<BreachRegister> breaches_;
+  std::unique_ptr<SubjectMerges> merges_;
 };
 
 }  // namespace garde

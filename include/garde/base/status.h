@@ -21,6 +21,7 @@ enum class Code {
   kUnauthenticated,      // missing or unknown credentials (401)
   kPermissionDenied,     // role or activity does not allow the call (403)
   kNotFound,             // unknown id or path (404)
+  kMoved,                // the resource lives at another id now (308)
   kMethodNotAllowed,     // known path, other method (405)
   kConflict,             // unique value already used, state conflict (409)
   kDamaged,              // stored record fails authentication (409)

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "garde/crypto/subject_token.h"
 #include "garde/domain/access_journal.h"
 #include "garde/domain/consent_decision.h"
+#include "garde/domain/consent_merge.h"
 #include "garde/domain/entry_standard.h"
 #include "garde/domain/subject_cache.h"
 #include "garde/domain/tombstone_log.h"
@@ -134,6 +136,13 @@ class ConsentLedger final : public ActivityConsent {
   Status ObjectIn(WriteTx& tx, const PolicySet& policies, const std::string& subject_id,
                   const std::vector<const Purpose*>& purposes, const std::string& method,
                   const std::string& actor, int64_t at, TombstoneEntries* kept) const;
+  // Merges (consent_merge.h): records `corrections` on the subject, in order, at `at`, inside
+  // the caller's transaction, each with its receipt; their ids go to *ids and the "no"s to
+  // *kept. An objection to a marketing purpose also suppresses the subject's contacts.
+  Status RecordCorrectionsIn(WriteTx& tx, const PolicySet& policies, const std::string& subject_id,
+                             const std::vector<ConsentCorrection>& corrections,
+                             const std::string& method, const std::string& actor, int64_t at,
+                             std::vector<std::string>* ids, TombstoneEntries* kept) const;
   // Puts the subject's e-mail and phone digests on the suppression list (and in *kept).
   static Status SuppressContactsIn(WriteTx& tx, const std::string& subject_id,
                                    const std::string& reason, int64_t at,
@@ -179,7 +188,8 @@ class ConsentLedger final : public ActivityConsent {
                             const std::string& subject_id, const std::string& channel,
                             ConsentEventType type, const std::string& notice_version,
                             const std::string& method, const std::string& actor,
-                            int64_t at, const std::string& id = "", int64_t requested_at = 0) const;
+                            int64_t at, const std::string& id = "", int64_t requested_at = 0,
+                            std::optional<int64_t> expires_at = std::nullopt) const;
   // Double opt-in: records the grant as waiting for the customer's click, puts the
   // confirmation message in the outbox and audits the request, inside the caller's
   // transaction. The confirmation's actor is the caller's key.

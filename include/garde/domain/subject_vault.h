@@ -81,6 +81,9 @@ Bytes SuppressionDigest(const KeyedHash& key, const std::string& kind, const std
 // "email", "phone", or "" for field types that are not suppressible contacts.
 const char* SuppressionKind(FieldType type);
 
+// 409 for a subject nothing more can be done to (erased, or merged into another); else Ok.
+Status RefuseGone(const SubjectRow& row);
+
 // A subject as the API shows it: {id, kind, status, source, external_id?, fields, times}.
 void WriteSubjectJson(JsonWriter& w, const SubjectView& s);
 
@@ -163,6 +166,10 @@ class SubjectVault {
   // blind-index entry of the subject; when nothing is kept, destroys the data key too
   // (crypto-shredding). The caller updates the subject's status and audits.
   Status EraseIn(WriteTx& tx, const SubjectRow& row, const std::set<std::string>& keep) const;
+  // Merges: computes again a subject's look-up digests, suppression digests and match keys
+  // from its fields (taken away while it was merged into another). 409 when one of its unique
+  // values now belongs to someone else.
+  Status RestoreIndexesIn(WriteTx& tx, const PolicySet& policies, const SubjectRow& row) const;
   // Records interactions (all or none) and updates last_interaction_at and the aggregates.
   // Audited; the aggregates' change is a rectification (audited and told downstream).
   // Contacts of organisations (B2B): a person linked to an organisation with a role (buyer,

@@ -236,6 +236,18 @@ struct RetentionRunRow {
   std::string report;   // JSON, no personal data
 };
 
+// A merge of one subject into another (likely duplicates resolved by a person). `record` is
+// JSON without personal data (field names, event, request and link ids); `sealed` holds the
+// survivor's values before the merge, sealed under the survivor's data key, for a revert.
+struct MergeRow {
+  std::string id, merged_id, into_id;
+  std::string state;  // merged | completed | reverted
+  std::string actor;
+  int64_t created_at = 0, finished_at = 0;
+  std::string record;
+  Bytes sealed;
+};
+
 // Two subjects sharing match keys (likely duplicates), with the rules of those keys.
 struct DuplicatePair {
   std::string first, second;  // first < second
@@ -345,6 +357,10 @@ class ReadTx {
   virtual Result<std::vector<ContactLinkRow>> LinksOf(const std::string& subject_id) = 0;
   // By name.
   virtual Result<std::vector<SegmentRow>> ListSegments() = 0;
+  virtual Result<std::optional<MergeRow>> GetMerge(const std::string& id) = 0;
+  // The merges of a subject as the merged one (newest first) or into it, in any state.
+  virtual Result<std::vector<MergeRow>> MergesOf(const std::string& merged_id) = 0;
+  virtual Result<std::vector<MergeRow>> MergesInto(const std::string& into_id) = 0;
   // The rows of an import that created a subject: row -> subject id.
   virtual Result<std::map<int64_t, std::string>> ImportedRows(const std::string& import_id) = 0;
   // Ordered by (due_at, id).
@@ -428,6 +444,10 @@ class WriteTx : public ReadTx {
   virtual Status DeleteLinksOf(const std::string& subject_id) = 0;
   // Inserts or replaces (by name); DeleteSegment: false when there was none.
   virtual Status PutSegment(const SegmentRow& row) = 0;
+  virtual Status PutMerge(const MergeRow& row) = 0;
+  // Moves a request to another subject with its sealed parts sealed again for it.
+  virtual Status ReassignRequest(const std::string& id, const std::string& subject_id,
+                                 const Bytes& sealed, const Bytes& package) = 0;
   virtual Result<bool> DeleteSegment(const std::string& name) = 0;
   // kConflict when the row was recorded already.
   virtual Status InsertImportRow(const std::string& import_id, int64_t row,

@@ -1,0 +1,583 @@
+#include "garde/domain/subject_merges.h"
+
+#include <Poco/Exception.h>
+#include <Poco/JSON/Parser.h>
+#include <sodium.h>
+
+#include <algorithm>
+#include <set>
+
+#include "garde/base/encoding.h"
+#include "garde/base/json_writer.h"
+#include "garde/domain/access_gate.h"
+
+namespace garde {
+namespace {
+
+constexpr int kMaxMergeHops = 16;  // merges of merges followed by SurvivorOf
+
+// A link moved by a merge: where it was, and whether the merge created the survivor's.
+struct MovedLink {
+  std::string organisation, person, role;  // before the merge
+  bool created = false;                    // false: the survivor already had that link
+};
+
+// What a merge did, without personal data (the `record` column).
+struct MergeRecord {
+  std::vector<std::string> filled, replaced;
+  std::vector<std::string> consent_events;
+  int64_t consent_at = 0;
+  // The survivor's events of that same second recorded before the merge (time alone cannot
+  // tell them from later ones).
+  std::vector<std::string> consent_before;
+  std::vector<std::string> requests;
+  std::vector<MovedLink> links;
+
+  std::string Json() const {
+    JsonWriter w;
+    auto list = [&w](const char* key, const std::vector<std::string>& items) {
+      w.Key(key).BeginArray();
+      for (const auto& i : items) w.String(i);
+      w.EndArray();
+    };
+    w.BeginObject();
+    list("fields_filled", filled);
+    list("fields_replaced", replaced);
+    list("consent_events", consent_events);
+    w.Key("consent_at").Int(consent_at);
+    list("consent_before", consent_before);
+    list("requests", requests);
+    w.Key("links").BeginArray();
+    for (const auto& l : links) {
+      w.BeginObject().Key("organisation").String(l.organisation).Key("person").String(l.person)
+          .Key("role").String(l.role).Key("created").Bool(l.created).EndObject();
+    }
+    w.EndArray().EndObject();
+    return w.Take();
+  }
+
+  static Result<MergeRecord> Parse(const std::string& text) {
+    MergeRecord r;
+    try {
+      Poco::JSON::Parser parser;
+      auto o = parser.parse(text).extract<Poco::JSON::Object::Ptr>();
+      auto list = [&o](const char* key) {
+        std::vector<std::string> out;
+        auto a = o->getArray(key);
+        for (unsigned i = 0; a && i < a->size(); ++i) out.push_back(a->getElement<std::string>(i));
+        return out;
+      };
+      r.filled = list("fields_filled");
+      r.replaced = list("fields_replaced");
+      r.consent_events = list("consent_events");
+      r.consent_at = o->getValue<int64_t>("consent_at");
+      r.consent_before = list("consent_before");
+      r.requests = list("requests");
+      auto links = o->getArray("links");
+      for (unsigned i = 0; links && i < links->size(); ++i) {
+        auto l = links->getObject(i);
+        r.links.push_back({l->getValue<std::string>("organisation"),
+                           l->getValue<std::string>("person"), l->getValue<std::string>("role"),
+                           l->getValue<bool>("created")});
+      }
+    } catch (const Poco::Exception&) {
+      return Damaged("a merge record is damaged");
+    } catch (const std::exception&) {
+      return Damaged("a merge record is damaged");
+    }
+    return r;
+  }
+};
+
+// The survivor's values the merge changed, sealed under the survivor's key: for each field,
+// its value before (absent when the merge filled a gap) and the value the merge wrote.
+// Layout: repeated [name length u16][name][before length u32 or 0xFFFFFFFF][before][after
+// length u32][after], values as EncodeFieldValue gives them.
+struct ChangedValues {
+  struct Change {
+    std::optional<FieldValue> before;
+    FieldValue after;
+  };
+  std::map<std::string, Change> fields;
+
+  std::string Pack() const {
+    std::string out;
+    auto put32 = [&out](uint32_t n) {
+      for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>(n >> (8 * i)));
+    };
+    for (const auto& [name, c] : fields) {
+      out.push_back(static_cast<char>(name.size() & 0xFF));
+      out.push_back(static_cast<char>(name.size() >> 8));
+      out += name;
+      if (c.before) {
+        const std::string b = EncodeFieldValue(*c.before);
+        put32(static_cast<uint32_t>(b.size()));
+        out += b;
+      } else {
+        put32(0xFFFFFFFFu);
+      }
+      const std::string a = EncodeFieldValue(c.after);
+      put32(static_cast<uint32_t>(a.size()));
+      out += a;
+    }
+    return out;
+  }
+
+  static Result<ChangedValues> Unpack(std::string_view in) {
+    ChangedValues v;
+    size_t at = 0;
+    auto bytes = [&](size_t n) -> std::optional<std::string_view> {
+      if (in.size() - at < n) return std::nullopt;
+      std::string_view s = in.substr(at, n);
+      at += n;
+      return s;
+    };
+    auto get32 = [&]() -> std::optional<uint32_t> {
+      auto b = bytes(4);
+      if (!b) return std::nullopt;
+      uint32_t n = 0;
+      for (size_t i = 4; i-- > 0;) n = (n << 8) | static_cast<uint8_t>((*b)[i]);
+      return n;
+    };
+    while (at < in.size()) {
+      auto len = bytes(2);
+      if (!len) break;
+      const size_t name_len = size_t{static_cast<uint8_t>((*len)[0])} |
+                              (size_t{static_cast<uint8_t>((*len)[1])} << 8);
+      auto name = bytes(name_len);
+      auto before_len = get32();
+      if (!name || !before_len) break;
+      Change c;
+      if (*before_len != 0xFFFFFFFFu) {
+        auto b = bytes(*before_len);
+        auto value = b ? DecodeFieldValue(*b) : std::nullopt;
+        if (!value) break;
+        c.before = std::move(*value);
+      }
+      auto after_len = get32();
+      auto a = after_len ? bytes(*after_len) : std::nullopt;
+      auto after = a ? DecodeFieldValue(*a) : std::nullopt;
+      if (!after) break;
+      c.after = std::move(*after);
+      v.fields.emplace(std::string(*name), std::move(c));
+    }
+    if (at != in.size()) return Damaged("the values of a merge are damaged");
+    return v;
+  }
+};
+
+bool SameValue(const FieldValue& a, const FieldValue& b) {
+  return EncodeFieldValue(a) == EncodeFieldValue(b);
+}
+
+// The subject's values with the external id among them (under kExternalIdField).
+FieldMap ValuesOf(const SubjectView& v) {
+  FieldMap out = v.fields;
+  if (v.external_id) out[kExternalIdField] = FieldValue::String(*v.external_id);
+  return out;
+}
+
+SubjectChanges ChangesFrom(FieldMap values) {
+  SubjectChanges c;
+  auto ext = values.find(kExternalIdField);
+  if (ext != values.end()) {
+    c.external_id = ext->second;
+    values.erase(ext);
+  }
+  c.fields = std::move(values);
+  return c;
+}
+
+std::string SealLabel(const std::string& merge_id) { return "merge:" + merge_id; }
+
+Result<SubjectRow> MustGet(ReadTx& tx, const std::string& id) {
+  auto row = tx.GetSubject(id);
+  if (!row.ok()) return row.status();
+  if (!row.value()) return NotFound("no subject " + id);
+  return *row.value();
+}
+
+// Moves a request from one subject to another, its sealed parts sealed again for it.
+Status MoveRequest(WriteTx& tx, const SubjectVault& vault, const std::string& id,
+                   const SubjectRow& from, const SubjectRow& to) {
+  auto found = tx.GetRequest(id);
+  if (!found.ok()) return found.status();
+  if (!found.value() || found.value()->subject_id != from.id) return Status::Ok();
+  const RequestRow& r = *found.value();
+  auto reseal = [&](const std::string& label, const Bytes& box) -> Result<Bytes> {
+    if (box.empty()) return Bytes{};
+    auto plain = vault.OpenFor(from, label, box);
+    if (!plain.ok()) return plain.status();
+    auto sealed = vault.SealFor(to, label, plain.value());
+    sodium_memzero(plain.value().data(), plain.value().size());
+    return sealed;
+  };
+  auto sealed = reseal("request:" + r.id, r.sealed);
+  if (!sealed.ok()) return sealed.status();
+  auto package = reseal("request-package:" + r.id, r.package);
+  if (!package.ok()) return package.status();
+  return tx.ReassignRequest(r.id, to.id, sealed.value(), package.value());
+}
+
+bool HasLink(const std::vector<ContactLinkRow>& links, const std::string& organisation,
+             const std::string& person) {
+  return std::any_of(links.begin(), links.end(), [&](const ContactLinkRow& l) {
+    return l.organisation_id == organisation && l.person_id == person;
+  });
+}
+
+Status Emit(WriteTx& tx, const char* topic, const MergeRow& m, int64_t at) {
+  JsonWriter event;
+  event.BeginObject().Key("merge").String(m.id).Key("merged").String(m.merged_id)
+      .Key("into").String(m.into_id).Key("at").String(FormatRfc3339(at)).EndObject();
+  return EmitEvent(tx, topic, event.Take(), at);
+}
+
+std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+}  // namespace
+
+void WriteMergeJson(JsonWriter& w, const MergeRow& m) {
+  w.BeginObject()
+      .Key("id").String(m.id)
+      .Key("merged").String(m.merged_id)
+      .Key("into").String(m.into_id)
+      .Key("state").String(m.state)
+      .Key("created_at").String(FormatRfc3339(m.created_at))
+      .Key("finished_at");
+  if (m.finished_at != 0) {
+    w.String(FormatRfc3339(m.finished_at));
+  } else {
+    w.Null();
+  }
+  w.Key("record").Raw(m.record).EndObject();
+}
+
+Result<MergeRow> SubjectMerges::Change(const Caller& caller, const Step& step) {
+  auto policies = d_.policies.Current();
+  GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "subjects.merge"));
+  MergeRow m;
+  TombstoneEntries kept;
+  Status done = d_.store.Write([&](WriteTx& tx) -> Status {
+    kept = {};
+    m = {};
+    return step(tx, *policies, m, kept);
+  });
+  if (!done.ok()) return done;
+  GARDE_RETURN_IF_ERROR(d_.consents.KeepTombstones(kept));
+  return m;
+}
+
+Result<MergeRow> SubjectMerges::Merge(const Caller& caller, const std::string& merged_id,
+                                      const MergeRequest& request) {
+  Status invalid(Code::kUnprocessable, "the merge is not valid; nothing was changed");
+  if (!IsRandomId(request.into, "sub_")) {
+    invalid.AddError("into", "must be the id of the subject to merge into");
+  } else if (request.into == merged_id) {
+    invalid.AddError("into", "must be another subject");
+  }
+  for (const auto& [field, side] : request.prefer) {
+    if (side != "merged" && side != "survivor") {
+      invalid.AddError("prefer." + field, "must be \"merged\" or \"survivor\"");
+    }
+  }
+  if (!invalid.errors().empty()) return invalid;
+
+  return Change(caller, [&](WriteTx& tx, const PolicySet& policies, MergeRow& m,
+                            TombstoneEntries& kept) -> Status {
+    const int64_t now = d_.clock.Now();
+    auto b = MustGet(tx, merged_id);
+    if (!b.ok()) return b.status();
+    auto a = tx.GetSubject(request.into);
+    if (!a.ok()) return a.status();
+    if (!a.value()) {
+      return Status(Code::kUnprocessable, "the merge is not valid; nothing was changed")
+          .AddError("into", "no such subject");
+    }
+    SubjectRow survivor = *a.value(), merged = b.value();
+    for (const SubjectRow* s : {&merged, &survivor}) {
+      if (s->status != "active") {
+        return Conflict("subject " + s->id + " is " + s->status +
+                        ": only active subjects are merged");
+      }
+    }
+    if (survivor.kind != merged.kind) {
+      return Status(Code::kUnprocessable, "the merge is not valid; nothing was changed")
+          .AddError("into", "must be a " + merged.kind + " like the merged subject");
+    }
+    for (const auto& [field, side] : request.prefer) {
+      if (field != kExternalIdField && policies.schema().Find(field) == nullptr) {
+        return Status(Code::kUnprocessable, "the merge is not valid; nothing was changed")
+            .AddError("prefer." + field, "is not a field of a " + merged.kind);
+      }
+    }
+    m.id = RandomId("mrg_");
+    m.merged_id = merged.id;
+    m.into_id = survivor.id;
+    m.state = "merged";
+    m.actor = caller.key_id;
+    m.created_at = now;
+    MergeRecord record;
+
+    // Fields: the survivor's stay; what it lacks (or what `prefer` names) comes over.
+    auto vs = d_.vault.OpenAll(tx, survivor);
+    if (!vs.ok()) return vs.status();
+    auto vm = d_.vault.OpenAll(tx, merged);
+    if (!vm.ok()) return vm.status();
+    const FieldMap mine = ValuesOf(vs.value()), theirs = ValuesOf(vm.value());
+    ChangedValues changed;
+    FieldMap writes;
+    for (const auto& [name, value] : theirs) {
+      auto own = mine.find(name);
+      auto pref = request.prefer.find(name);
+      if (own == mine.end() || own->second.is_null()) {
+        changed.fields[name] = {std::nullopt, value};
+        record.filled.push_back(name);
+        writes[name] = value;
+      } else if (pref != request.prefer.end() && pref->second == "merged" &&
+                 !SameValue(own->second, value)) {
+        changed.fields[name] = {own->second, value};
+        record.replaced.push_back(name);
+        writes[name] = value;
+      }
+    }
+    // The merged record stops being found (and stops holding its unique values).
+    GARDE_RETURN_IF_ERROR(tx.DeleteIndexesOf(merged.id));
+    if (!writes.empty()) {
+      auto rectified = d_.vault.RectifyIn(tx, policies, caller, survivor.id, ChangesFrom(writes));
+      if (!rectified.ok()) return rectified.status();
+    }
+    if (!changed.fields.empty()) {
+      std::string packed = changed.Pack();
+      auto sealed = d_.vault.SealFor(survivor, SealLabel(m.id), packed);
+      sodium_memzero(packed.data(), packed.size());
+      if (!sealed.ok()) return sealed.status();
+      m.sealed = std::move(sealed).value();
+    }
+
+    // Consent: the most protective of the two, as corrections on the survivor.
+    auto es = tx.ConsentEventsOf(survivor.id);
+    if (!es.ok()) return es.status();
+    auto em = tx.ConsentEventsOf(merged.id);
+    if (!em.ok()) return em.status();
+    int64_t at = now;
+    for (const auto* events : {&es.value(), &em.value()}) {
+      for (const auto& e : *events) at = std::max(at, e.at);
+    }
+    record.consent_at = at;
+    for (const auto& e : es.value()) {
+      if (e.at == at) record.consent_before.push_back(e.id);
+    }
+    GARDE_RETURN_IF_ERROR(d_.consents.RecordCorrectionsIn(
+        tx, policies, survivor.id, MergeCorrections(es.value(), em.value(), policies), "merge",
+        caller.key_id, at, &record.consent_events, &kept));
+
+    // Requests and contact links follow the customer.
+    RequestQuery q;
+    q.subject = merged.id;
+    q.limit = 100000;
+    auto requests = tx.QueryRequests(q);
+    if (!requests.ok()) return requests.status();
+    for (const auto& r : requests.value()) {
+      GARDE_RETURN_IF_ERROR(MoveRequest(tx, d_.vault, r.id, merged, survivor));
+      record.requests.push_back(r.id);
+    }
+    auto links = tx.LinksOf(merged.id);
+    if (!links.ok()) return links.status();
+    auto own_links = tx.LinksOf(survivor.id);
+    if (!own_links.ok()) return own_links.status();
+    for (const auto& l : links.value()) {
+      const bool as_person = l.person_id == merged.id;
+      const std::string org = as_person ? l.organisation_id : survivor.id;
+      const std::string person = as_person ? survivor.id : l.person_id;
+      const bool create = org != person && !HasLink(own_links.value(), org, person);
+      if (create) GARDE_RETURN_IF_ERROR(tx.PutLink({org, person, l.role, now}));
+      auto removed = tx.DeleteLink(l.organisation_id, l.person_id);
+      if (!removed.ok()) return removed.status();
+      record.links.push_back({l.organisation_id, l.person_id, l.role, create});
+    }
+
+    merged.status = "merged";
+    merged.updated_at = now;
+    GARDE_RETURN_IF_ERROR(tx.UpdateSubject(merged));
+    m.record = record.Json();
+    GARDE_RETURN_IF_ERROR(tx.PutMerge(m));
+    GARDE_RETURN_IF_ERROR(Emit(tx, "subject.merged", m, now));
+    const auto fields = Concat(record.filled, record.replaced);
+    GARDE_RETURN_IF_ERROR(d_.journal.Record(&tx, caller, {"subject.merge", merged.id, "", "ok", fields, 1}));
+    return d_.journal.Record(&tx, caller, {"subject.merge", survivor.id, "", "ok", fields, 1});
+  });
+}
+
+Result<MergeRow> SubjectMerges::Revert(const Caller& caller, const std::string& merge_id) {
+  return Change(caller, [&](WriteTx& tx, const PolicySet& policies, MergeRow& m,
+                            TombstoneEntries& kept) -> Status {
+    const int64_t now = d_.clock.Now();
+    auto found = tx.GetMerge(merge_id);
+    if (!found.ok()) return found.status();
+    if (!found.value()) return NotFound("no merge " + merge_id);
+    m = *found.value();
+    if (m.state != "merged") return Conflict("the merge is " + m.state + ": it cannot be reverted");
+    auto record = MergeRecord::Parse(m.record);
+    if (!record.ok()) return record.status();
+    auto a = MustGet(tx, m.into_id);
+    if (!a.ok()) return a.status();
+    auto b = MustGet(tx, m.merged_id);
+    if (!b.ok()) return b.status();
+    SubjectRow survivor = a.value(), merged = b.value();
+    GARDE_RETURN_IF_ERROR(RefuseGone(survivor));
+
+    // Fields the merge wrote and nothing has changed since go back.
+    if (!m.sealed.empty()) {
+      auto plain = d_.vault.OpenFor(survivor, SealLabel(m.id), m.sealed);
+      if (!plain.ok()) return plain.status();
+      auto changed = ChangedValues::Unpack(plain.value());
+      sodium_memzero(plain.value().data(), plain.value().size());
+      if (!changed.ok()) return changed.status();
+      auto now_values = d_.vault.OpenAll(tx, survivor);
+      if (!now_values.ok()) return now_values.status();
+      const FieldMap current = ValuesOf(now_values.value());
+      FieldMap writes;
+      for (const auto& [name, c] : changed->fields) {
+        auto cur = current.find(name);
+        if (cur == current.end() || !SameValue(cur->second, c.after)) continue;
+        writes[name] = c.before ? *c.before : FieldValue::Null();
+      }
+      if (!writes.empty()) {
+        auto rectified = d_.vault.RectifyIn(tx, policies, caller, survivor.id, ChangesFrom(writes));
+        if (!rectified.ok()) return rectified.status();
+      }
+    }
+    // The merged record is found again (409 when one of its unique values is now taken).
+    merged.status = "active";
+    merged.updated_at = now;
+    GARDE_RETURN_IF_ERROR(d_.vault.RestoreIndexesIn(tx, policies, merged));
+    GARDE_RETURN_IF_ERROR(tx.UpdateSubject(merged));
+
+    auto events = tx.ConsentEventsOf(survivor.id);
+    if (!events.ok()) return events.status();
+    int64_t at = now;
+    for (const auto& e : events.value()) at = std::max(at, e.at);
+    const std::set<std::string> ids(record->consent_events.begin(), record->consent_events.end());
+    std::vector<std::string> recorded;
+    GARDE_RETURN_IF_ERROR(d_.consents.RecordCorrectionsIn(
+        tx, policies, survivor.id,
+        RevertCorrections(events.value(), record->consent_at,
+                          {record->consent_before.begin(), record->consent_before.end()}, ids,
+                          policies),
+        "merge_reverted",
+        caller.key_id, at, &recorded, &kept));
+
+    for (const auto& id : record->requests) {
+      GARDE_RETURN_IF_ERROR(MoveRequest(tx, d_.vault, id, survivor, merged));
+    }
+    for (const auto& l : record->links) {
+      const bool as_person = l.person == merged.id;
+      const std::string org = as_person ? l.organisation : survivor.id;
+      const std::string person = as_person ? survivor.id : l.person;
+      if (l.created) {
+        auto removed = tx.DeleteLink(org, person);
+        if (!removed.ok()) return removed.status();
+      }
+      GARDE_RETURN_IF_ERROR(tx.PutLink({l.organisation, l.person, l.role, now}));
+    }
+
+    m.state = "reverted";
+    m.finished_at = now;
+    m.sealed.clear();
+    GARDE_RETURN_IF_ERROR(tx.PutMerge(m));
+    GARDE_RETURN_IF_ERROR(Emit(tx, "subject.merge_reverted", m, now));
+    GARDE_RETURN_IF_ERROR(
+        d_.journal.Record(&tx, caller, {"subject.merge_revert", merged.id, "", "ok", {}, 1}));
+    return d_.journal.Record(&tx, caller, {"subject.merge_revert", survivor.id, "", "ok", {}, 1});
+  });
+}
+
+namespace {
+
+// Destroys the merged record's data; its row stays, `merged`, for the redirect.
+Status CompleteOne(WriteTx& tx, const SubjectVault& vault, MergeRow m, int64_t now,
+                   bool erase_history, TombstoneEntries* kept) {
+  auto merged = MustGet(tx, m.merged_id);
+  if (!merged.ok()) return merged.status();
+  GARDE_RETURN_IF_ERROR(vault.EraseIn(tx, merged.value(), {}));
+  if (erase_history) GARDE_RETURN_IF_ERROR(tx.DeleteConsentEventsOf(m.merged_id));
+  SubjectRow row = merged.value();
+  row.wrapped_dek.clear();
+  row.updated_at = now;
+  GARDE_RETURN_IF_ERROR(tx.UpdateSubject(row));
+  const TombstoneRow tombstone{m.merged_id, m.id, now, {}};
+  GARDE_RETURN_IF_ERROR(tx.InsertTombstone(tombstone));
+  kept->erasures.push_back(tombstone);
+  m.state = "completed";
+  m.finished_at = now;
+  m.sealed.clear();  // the survivor's values before: no longer needed
+  return tx.PutMerge(m);
+}
+
+}  // namespace
+
+Status SubjectMerges::CompleteMergesIn(WriteTx& tx, const SubjectVault& vault,
+                                       const std::string& into, int64_t now,
+                                       bool erase_history, TombstoneEntries* kept) {
+  auto merges = tx.MergesInto(into);
+  if (!merges.ok()) return merges.status();
+  for (const MergeRow& m : merges.value()) {
+    if (m.state == "merged") GARDE_RETURN_IF_ERROR(CompleteOne(tx, vault, m, now, erase_history, kept));
+  }
+  return Status::Ok();
+}
+
+Result<MergeRow> SubjectMerges::Complete(const Caller& caller, const std::string& merge_id) {
+  return Change(caller, [&](WriteTx& tx, const PolicySet& /*policies*/, MergeRow& m,
+                            TombstoneEntries& kept) -> Status {
+    auto found = tx.GetMerge(merge_id);
+    if (!found.ok()) return found.status();
+    if (!found.value()) return NotFound("no merge " + merge_id);
+    if (found.value()->state != "merged") {
+      return Conflict("the merge is " + found.value()->state + ": there is nothing to complete");
+    }
+    GARDE_RETURN_IF_ERROR(CompleteOne(tx, d_.vault, *found.value(), d_.clock.Now(),
+                                      /*erase_history=*/false, &kept));
+    auto after = tx.GetMerge(merge_id);
+    if (!after.ok()) return after.status();
+    m = *after.value();
+    return d_.journal.Record(&tx, caller, {"subject.merge_complete", m.merged_id, "", "ok", {}, 1});
+  });
+}
+
+Result<MergeRow> SubjectMerges::Get(const Caller& caller, const std::string& merge_id) {
+  auto policies = d_.policies.Current();
+  GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "subjects.merge"));
+  std::optional<MergeRow> m;
+  GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
+    auto found = tx.GetMerge(merge_id);
+    if (!found.ok()) return found.status();
+    m = found.value();
+    return Status::Ok();
+  }));
+  if (!m) return NotFound("no merge " + merge_id);
+  GARDE_RETURN_IF_ERROR(d_.journal.Record(nullptr, caller, {"subject.merge_read", m->merged_id, "", "ok", {}, 1}));
+  return *m;
+}
+
+Result<std::optional<std::string>> SubjectMerges::SurvivorOf(ReadTx& tx, const std::string& id) {
+  std::string at = id;
+  bool moved = false;
+  for (int hop = 0; hop < kMaxMergeHops; ++hop) {
+    auto merges = tx.MergesOf(at);
+    if (!merges.ok()) return merges.status();
+    auto live = std::find_if(merges->begin(), merges->end(),
+                             [](const MergeRow& m) { return m.state != "reverted"; });
+    if (live == merges->end()) break;
+    at = live->into_id;
+    moved = true;
+  }
+  if (!moved) return std::optional<std::string>();
+  return std::optional<std::string>(at);
+}
+
+}  // namespace garde

@@ -471,6 +471,52 @@ ConsentAnswer ConsentLedger::DecideFrom(const ConsentFacts* facts, const PolicyS
           Decide(f.status, suppressed, f.events, policies, purpose, channel, now)};
 }
 
+Result<std::vector<ConsentLedger::RateAt>> ConsentLedger::RatesOver(
+    const Caller& caller, const std::string& purpose_id, const std::string& channel,
+    const std::vector<int64_t>& instants) {
+  auto policies = d_.policies.Current();
+  GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "reports.read"));
+  const Purpose* purpose = nullptr;
+  GARDE_RETURN_IF_ERROR(ValidatePurposeChannel(*policies, purpose_id, channel, &purpose));
+  std::vector<RateAt> out;
+  for (int64_t t : instants) out.push_back({t, 0, 0});
+  GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
+    auto suppressed = tx.SuppressedContactsIn("", "");
+    if (!suppressed.ok()) return suppressed.status();
+    size_t next_suppressed = 0;
+    ConsentFacts then;
+    for (std::string after;;) {
+      auto page = tx.ScanSubjects(after, 1000);
+      if (!page.ok()) return page.status();
+      if (page->empty()) return Status::Ok();
+      auto facts = FactsOfPage(tx, page.value(), suppressed.value(), &next_suppressed);
+      if (!facts.ok()) return facts.status();
+      for (size_t i = 0; i < page->size(); ++i) {
+        const SubjectRow& row = page.value()[i];
+        after = row.id;
+        if (row.status != "active" && row.status != "restricted") continue;
+        const ConsentFacts& now = *facts.value()[i];
+        for (RateAt& r : out) {
+          if (row.created_at > r.at) continue;
+          then.status = now.status;
+          then.suppressed_contacts = now.suppressed_contacts;
+          then.events.clear();
+          for (const auto& e : now.events) {
+            if (e.at <= r.at) then.events.push_back(e);
+          }
+          ++r.customers;
+          r.allowed += DecideFrom(&then, *policies, row.id, *purpose, channel, r.at).decision.allowed;
+        }
+      }
+    }
+  }));
+  GARDE_RETURN_IF_ERROR(d_.journal.Record(
+      nullptr, caller,
+      {"report.consent_rates", "", "", "ok", {purpose_id, channel},
+       out.empty() ? 0 : out.back().customers}));
+  return out;
+}
+
 ConsentLedger::FactsPtr ConsentLedger::MakeFacts(const std::string& status,
                                                  std::vector<std::string> suppressed,
                                                  std::vector<ConsentFactRow> rows) {

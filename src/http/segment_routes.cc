@@ -1,11 +1,13 @@
 // /v1/segments: saved audience definitions (activity, purpose, channel, where) counted when
-// asked, and the revenue-concentration report of a segment (the 20/80 question). Both read
-// through the audience builder, so consent and the activity's fields bound them like any
-// campaign; reports give aggregates only, never a group of fewer than five customers.
+// asked, and the reports of a segment: revenue concentration (the 20/80 question) and
+// inactive customers by age band. Both read through the audience builder, so consent and the
+// activity's fields bound them like any campaign. /v1/reports: consent rates per purpose and
+// channel over time. Reports give aggregates only, never a group of fewer than five customers.
 #include <Poco/JSON/Parser.h>
 #include <Poco/JSON/Stringifier.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -185,6 +187,22 @@ Status DeleteSegment(Deployment& d, Exchange& x) {
   return Status::Ok();
 }
 
+// The opening of an accessible chart (its title and a text description for screen readers)
+// and, for the 480×320 plots, their frame.
+std::string SvgOpen(int width, int height, const std::string& title, const std::string& description) {
+  return "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 " + std::to_string(width) + " " +
+         std::to_string(height) + "\" role=\"img\" aria-labelledby=\"t d\"><title id=\"t\">" +
+         HtmlEscape(title) + "</title><desc id=\"d\">" + HtmlEscape(description) + "</desc>";
+}
+constexpr int kPlotW = 480, kPlotH = 320, kPlotPad = 48;
+std::string PlotFrame() {
+  char buf[128];
+  std::snprintf(buf, sizeof buf,
+                "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#555\"/>",
+                kPlotPad, kPlotPad, kPlotW - 2 * kPlotPad, kPlotH - 2 * kPlotPad);
+  return buf;
+}
+
 // Revenue concentration: the share of the segment's revenue brought by its top customers.
 struct Concentration {
   int64_t customers = 0;
@@ -230,7 +248,7 @@ Concentration Concentrate(std::vector<double> amounts) {
 
 std::string Svg(const std::string& name, const Concentration& c) {
   // A Lorenz-style curve: x the top share of customers, y their share of revenue.
-  constexpr int kW = 480, kH = 320, kPad = 48;
+  constexpr int kW = kPlotW, kH = kPlotH, kPad = kPlotPad;
   auto px = [&](double pct) { return kPad + pct / 100.0 * (kW - 2 * kPad); };
   auto py = [&](double share) { return kH - kPad - share * (kH - 2 * kPad); };
   char buf[128];
@@ -240,21 +258,13 @@ std::string Svg(const std::string& name, const Concentration& c) {
     std::snprintf(buf, sizeof buf, "%.1f,%.1f ", px(s.percent), py(*s.share));
     points += buf;
   }
-  std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 480 320\" role=\"img\" "
-                    "aria-labelledby=\"t d\"><title id=\"t\">Revenue concentration: " +
-                    HtmlEscape(name) + "</title><desc id=\"d\">";
+  std::string described = "Too few customers to say which bring 80 % of the revenue.";
   if (c.customers_for_80) {
     std::snprintf(buf, sizeof buf, "%.1f %% of %lld customers bring 80 %% of the revenue.",
                   *c.customers_for_80, static_cast<long long>(c.customers));
-    svg += buf;
-  } else {
-    svg += "Too few customers to say which bring 80 % of the revenue.";
+    described = buf;
   }
-  svg += "</desc>";
-  std::snprintf(buf, sizeof buf,
-                "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#555\"/>",
-                kPad, kPad, kW - 2 * kPad, kH - 2 * kPad);
-  svg += buf;
+  std::string svg = SvgOpen(kW, kH, "Revenue concentration: " + name, described) + PlotFrame();
   std::snprintf(buf, sizeof buf,
                 "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#999\" stroke-dasharray=\"4\"/>",
                 px(0), py(0.8), px(100), py(0.8));
@@ -268,10 +278,147 @@ std::string Svg(const std::string& name, const Concentration& c) {
   return svg + "</svg>\n";
 }
 
+// Inactive customers: the segment's members by time since their last interaction (or their
+// creation, for one who never came back) and, when the segment's activity declares the birth
+// date, by age band. Cells of fewer than five are withheld.
+struct InactivityTable {
+  static constexpr const char* kInactivity[] = {"under 6 months", "6-12 months", "1-2 years",
+                                                 "2-3 years", "3 years or more"};
+  static constexpr const char* kAges[] = {"under 25", "25-34", "35-44", "45-54",
+                                          "55-64", "65 and over", "unknown"};
+  int64_t customers = 0;
+  int64_t cells[std::size(kInactivity)][std::size(kAges)] = {};
+
+  static size_t InactivityBand(int64_t since, int64_t now) {
+    const int64_t months = (now - since) / (86400 * 365 / 12);
+    return months < 6 ? 0 : months < 12 ? 1 : months < 24 ? 2 : months < 36 ? 3 : 4;
+  }
+  static size_t AgeBand(const FieldValue* birth, int64_t now) {
+    if (birth == nullptr || birth->type != FieldValue::Type::kString) return 6;
+    auto date = ParseIsoDate(birth->text);
+    if (!date) return 6;
+    const CivilDate today = CivilFromDays(now / 86400);
+    int age = today.year - date->year;
+    if (today.month < date->month || (today.month == date->month && today.day < date->day)) --age;
+    return age < 0 ? 6 : age < 25 ? 0 : age < 35 ? 1 : age < 45 ? 2 : age < 55 ? 3 : age < 65 ? 4 : 5;
+  }
+  int64_t Row(size_t i) const {
+    int64_t n = 0;
+    for (int64_t c : cells[i]) n += c;
+    return n;
+  }
+};
+
+std::optional<int64_t> Shown(int64_t n) {
+  return n >= kSmallestGroup ? std::optional<int64_t>(n) : std::nullopt;
+}
+
+std::string BarsSvg(const std::string& title, const InactivityTable& t) {
+  constexpr int kW = 480, kRow = 36, kPad = 130;
+  const int height = 40 + kRow * static_cast<int>(std::size(t.kInactivity));
+  int64_t most = 1;
+  for (size_t i = 0; i < std::size(t.kInactivity); ++i) most = std::max(most, t.Row(i));
+  char buf[256];
+  std::string bars, described;
+  for (size_t i = 0; i < std::size(t.kInactivity); ++i) {
+    const auto n = Shown(t.Row(i));
+    const int y = 20 + kRow * static_cast<int>(i);
+    const double w = n ? static_cast<double>(*n) / static_cast<double>(most) * (kW - kPad - 60) : 0;
+    std::snprintf(buf, sizeof buf,
+                  "<text x=\"4\" y=\"%d\" font-size=\"12\">%s</text>"
+                  "<rect x=\"%d\" y=\"%d\" width=\"%.1f\" height=\"20\" fill=\"#1d4ed8\"/>"
+                  "<text x=\"%.1f\" y=\"%d\" font-size=\"12\">%s</text>",
+                  y + 15, t.kInactivity[i], kPad, y, w, kPad + w + 6, y + 15,
+                  n ? std::to_string(*n).c_str() : "fewer than 5");
+    bars += buf;
+    described += std::string(t.kInactivity[i]) + ": " + (n ? std::to_string(*n) : "fewer than 5") + ". ";
+  }
+  return SvgOpen(kW, height, title, described) + bars + "</svg>\n";
+}
+
+Status InactivityReport(Deployment& d, Exchange& x, const SegmentRow& row, const Definition& def,
+                        const std::string& format) {
+  const Activity* activity = d.policies().Current()->FindActivity(def.request.activity);
+  const bool ages = activity != nullptr && activity->fields.count("birth_date") != 0;
+  auto members = Members(d, x, def, ages ? std::vector<std::string>{"birth_date"}
+                                         : std::vector<std::string>{});
+  if (!members.ok()) return members.status();
+  if (static_cast<int64_t>(members->members.size()) < kSmallestGroup) {
+    return Status(Code::kUnprocessable,
+                  "the segment has fewer than 5 customers: no aggregate is given for so few")
+        .AddError("segment", "fewer than 5 customers");
+  }
+  InactivityTable t;
+  const int64_t now = d.clock().Now();
+  GARDE_RETURN_IF_ERROR(d.store().Read([&](ReadTx& tx) -> Status {
+    for (const auto& m : members->members) {
+      auto subject = tx.GetSubject(m.id);
+      if (!subject.ok()) return subject.status();
+      if (!subject.value()) continue;  // erased since the audience was read
+      const SubjectRow& s = *subject.value();
+      const int64_t since = s.last_interaction_at != 0 ? s.last_interaction_at : s.created_at;
+      auto birth = m.fields.find("birth_date");
+      ++t.cells[InactivityTable::InactivityBand(since, now)]
+               [InactivityTable::AgeBand(birth == m.fields.end() ? nullptr : &birth->second, now)];
+      ++t.customers;
+    }
+    return Status::Ok();
+  }));
+  GARDE_RETURN_IF_ERROR(d.journal().Record(nullptr, *x.caller,
+                                           {"segment.report", "", def.request.activity, "ok",
+                                            {"inactivity"}, t.customers}));
+  if (format == "svg") {
+    x.Reply(200, "image/svg+xml", BarsSvg("Customers of " + row.name + " by time since their last interaction", t));
+    return Status::Ok();
+  }
+  if (format == "csv") {
+    std::string out = "inactive_for,age_band,customers\r\n";
+    for (size_t i = 0; i < std::size(t.kInactivity); ++i) {
+      for (size_t a = 0; a < std::size(t.kAges); ++a) {
+        const auto n = Shown(t.cells[i][a]);
+        out += std::string(t.kInactivity[i]) + "," + t.kAges[a] + "," + (n ? std::to_string(*n) : "") + "\r\n";
+      }
+    }
+    x.Reply(200, "text/csv; charset=utf-8", std::move(out));
+    return Status::Ok();
+  }
+  JsonWriter w;
+  w.BeginObject().Key("segment").String(row.name).Key("report").String("inactivity")
+      .Key("customers").Int(t.customers).Key("by_age").Bool(ages).Key("bands").BeginArray();
+  auto count = [&w](int64_t n) {
+    if (auto shown = Shown(n)) w.Int(*shown); else w.Null();
+  };
+  for (size_t i = 0; i < std::size(t.kInactivity); ++i) {
+    w.BeginObject().Key("inactive_for").String(t.kInactivity[i]).Key("customers");
+    count(t.Row(i));
+    w.Key("ages").BeginObject();
+    for (size_t a = 0; a < std::size(t.kAges); ++a) {
+      w.Key(t.kAges[a]);
+      count(t.cells[i][a]);
+    }
+    w.EndObject().EndObject();
+  }
+  w.EndArray().Key("smallest_group").Int(kSmallestGroup).EndObject();
+  x.Json(200, w.Take());
+  return Status::Ok();
+}
+
 Status SegmentReport(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "audiences.build"));
   auto seg = Load(d, x.params["name"]);
   if (!seg.ok()) return seg.status();
+  const std::string report = x.query.count("report") ? x.query["report"] : "concentration";
+  if (report != "concentration" && report != "inactivity") {
+    return Status(Code::kUnprocessable, "the report is concentration or inactivity")
+        .AddError("report", "concentration or inactivity");
+  }
+  if (report == "inactivity") {
+    const std::string format = x.query.count("format") ? x.query["format"] : "json";
+    if (format != "json" && format != "csv" && format != "svg") {
+      return Status(Code::kUnprocessable, "the format is json, csv or svg").AddError("format", "json, csv or svg");
+    }
+    return InactivityReport(d, x, seg->first, seg->second, format);
+  }
   const std::string measure = x.query.count("measure") ? x.query["measure"] : "total_spend";
   const FieldSpec* spec = d.policies().Current()->schema().Find(measure);
   if (spec == nullptr || spec->type != FieldType::kNumber) {
@@ -302,9 +449,7 @@ Status SegmentReport(Deployment& d, Exchange& x) {
                                            {"segment.report", "", seg->second.request.activity,
                                             "ok", {measure}, c.customers}));
   if (format == "svg") {
-    x.status = 200;
-    x.reply_type = "image/svg+xml";
-    x.reply = Svg(seg->first.name, c);
+    x.Reply(200, "image/svg+xml", Svg(seg->first.name, c));
     return Status::Ok();
   }
   if (format == "csv") {
@@ -318,9 +463,7 @@ Status SegmentReport(Deployment& d, Exchange& x) {
       }
       out += buf;
     }
-    x.status = 200;
-    x.reply_type = "text/csv; charset=utf-8";
-    x.reply = std::move(out);
+    x.Reply(200, "text/csv; charset=utf-8", std::move(out));
     return Status::Ok();
   }
   JsonWriter w;
@@ -340,6 +483,118 @@ Status SegmentReport(Deployment& d, Exchange& x) {
   return Status::Ok();
 }
 
+// The ends of the last `months` calendar months before now's month, then now: 31 January,
+// 28 February, ..., now.
+std::vector<int64_t> MonthEnds(int64_t now, int months) {
+  using namespace std::chrono;
+  const year_month_day today{floor<days>(sys_seconds{seconds{now}})};
+  std::vector<int64_t> out;
+  for (int back = months - 1; back >= 1; --back) {
+    const year_month first = year_month{today.year(), today.month()} - std::chrono::months{back - 1};
+    const sys_seconds start{sys_days{first / 1}};  // the first of the next month, 00:00
+    out.push_back(start.time_since_epoch().count() - 1);
+  }
+  out.push_back(now);
+  return out;
+}
+
+std::string LineSvg(const std::string& title, const std::vector<ConsentLedger::RateAt>& rates) {
+  constexpr int kW = kPlotW, kH = kPlotH, kPad = kPlotPad;
+  const size_t n = rates.size();
+  auto px = [&](size_t i) {
+    return kPad + (n <= 1 ? 0.0 : static_cast<double>(i) / static_cast<double>(n - 1)) * (kW - 2 * kPad);
+  };
+  auto py = [&](double rate) { return kH - kPad - rate * (kH - 2 * kPad); };
+  char buf[160];
+  std::string points, described;
+  for (size_t i = 0; i < n; ++i) {
+    if (rates[i].customers < kSmallestGroup) continue;
+    const double rate = static_cast<double>(rates[i].allowed) / static_cast<double>(rates[i].customers);
+    std::snprintf(buf, sizeof buf, "%.1f,%.1f ", px(i), py(rate));
+    points += buf;
+    std::snprintf(buf, sizeof buf, "%s: %.1f %% of %lld. ", FormatRfc3339(rates[i].at).substr(0, 10).c_str(),
+                  100 * rate, static_cast<long long>(rates[i].customers));
+    described += buf;
+  }
+  if (described.empty()) described = "Too few customers to give a rate.";
+  std::string svg = SvgOpen(kW, kH, title, described) + PlotFrame();
+  svg += "<polyline fill=\"none\" stroke=\"#1d4ed8\" stroke-width=\"2\" points=\"" + points + "\"/>";
+  std::snprintf(buf, sizeof buf,
+                "<text x=\"%d\" y=\"%d\" font-size=\"12\">month</text>"
+                "<text x=\"4\" y=\"%d\" font-size=\"12\">%% allowed</text>",
+                kW / 2 - 20, kH - 12, kPad - 8);
+  svg += buf;
+  return svg + "</svg>\n";
+}
+
+// GET /v1/reports/consent-rates?purpose=P[&channel=C][&months=12][&format=json|csv|svg]
+Status ConsentRates(Deployment& d, Exchange& x) {
+  GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "reports.read"));
+  Status invalid(Code::kUnprocessable, "the report is not valid");
+  const std::string purpose = x.query.count("purpose") ? x.query["purpose"] : "";
+  const std::string channel = x.query.count("channel") ? x.query["channel"] : "";
+  const std::string format = x.query.count("format") ? x.query["format"] : "json";
+  int months = 12;
+  if (purpose.empty()) invalid.AddError("purpose", "is required");
+  if (auto m = x.query.find("months"); m != x.query.end()) {
+    const std::string& v = m->second;
+    if (v.empty() || v.size() > 2 || v.find_first_not_of("0123456789") != std::string::npos ||
+        std::stoi(v) < 1 || std::stoi(v) > 36) {
+      invalid.AddError("months", "must be from 1 to 36");
+    } else {
+      months = std::stoi(v);
+    }
+  }
+  if (format != "json" && format != "csv" && format != "svg") invalid.AddError("format", "json, csv or svg");
+  if (!invalid.errors().empty()) return invalid;
+  auto rates = d.consents().RatesOver(*x.caller, purpose, channel, MonthEnds(d.clock().Now(), months));
+  if (!rates.ok()) return rates.status();
+  auto rate_of = [](const ConsentLedger::RateAt& r) -> std::optional<double> {
+    if (r.customers < kSmallestGroup) return std::nullopt;
+    return static_cast<double>(r.allowed) / static_cast<double>(r.customers);
+  };
+  if (format == "svg") {
+    x.status = 200;
+    x.reply_type = "image/svg+xml";
+    x.reply = LineSvg("Consent to " + purpose + (channel.empty() ? "" : " by " + channel) +
+                          " over time",
+                      rates.value());
+    return Status::Ok();
+  }
+  if (format == "csv") {
+    std::string out = "at,customers,allowed,rate\r\n";
+    char buf[128];
+    for (const auto& r : rates.value()) {
+      const auto rate = rate_of(r);
+      if (rate) {
+        std::snprintf(buf, sizeof buf, "%s,%lld,%lld,%.4f\r\n", FormatRfc3339(r.at).c_str(),
+                      static_cast<long long>(r.customers), static_cast<long long>(r.allowed), *rate);
+      } else {
+        std::snprintf(buf, sizeof buf, "%s,%lld,,\r\n", FormatRfc3339(r.at).c_str(),
+                      static_cast<long long>(r.customers));
+      }
+      out += buf;
+    }
+    x.Reply(200, "text/csv; charset=utf-8", std::move(out));
+    return Status::Ok();
+  }
+  JsonWriter w;
+  w.BeginObject().Key("purpose").String(purpose).Key("channel").StringOrNull(channel)
+      .Key("points").BeginArray();
+  for (const auto& r : rates.value()) {
+    const auto rate = rate_of(r);
+    w.BeginObject().Key("at").String(FormatRfc3339(r.at)).Key("customers").Int(r.customers)
+        .Key("allowed");
+    if (rate) w.Int(r.allowed); else w.Null();
+    w.Key("rate");
+    if (rate) w.Number(*rate); else w.Null();
+    w.EndObject();
+  }
+  w.EndArray().Key("smallest_group").Int(kSmallestGroup).EndObject();
+  x.Json(200, w.Take());
+  return Status::Ok();
+}
+
 }  // namespace
 
 void AddSegmentRoutes(Router& router, Deployment& d) {
@@ -348,6 +603,7 @@ void AddSegmentRoutes(Router& router, Deployment& d) {
   router.Add("GET", "/v1/segments/{name}", [&d](Exchange& x) { return GetSegment(d, x); });
   router.Add("DELETE", "/v1/segments/{name}", [&d](Exchange& x) { return DeleteSegment(d, x); });
   router.Add("GET", "/v1/segments/{name}/report", [&d](Exchange& x) { return SegmentReport(d, x); });
+  router.Add("GET", "/v1/reports/consent-rates", [&d](Exchange& x) { return ConsentRates(d, x); });
 }
 
 }  // namespace garde

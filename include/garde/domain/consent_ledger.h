@@ -174,6 +174,18 @@ class ConsentLedger final : public ActivityConsent {
                                const std::map<std::string, bool>* wanted, bool gpc,
                                const std::string& request_id, const std::string& lang = "",
                                int* asked = nullptr);
+  // Consent over time (reports.read): at each of `instants`, of the customers on file then
+  // (created by that time, and active or restricted now), how many the decision for
+  // (purpose, channel) allowed, from the events recorded by that time. Erased customers'
+  // histories are gone, so the past is told of the customers on file now. Audited.
+  struct RateAt {
+    int64_t at = 0;
+    int64_t customers = 0;
+    int64_t allowed = 0;
+  };
+  Result<std::vector<RateAt>> RatesOver(const Caller& caller, const std::string& purpose,
+                                        const std::string& channel,
+                                        const std::vector<int64_t>& instants);
   // Which of these contacts are suppressed (normalised first; invalid ones are not).
   Result<std::vector<bool>> Suppressed(const Caller& caller, const std::string& kind,
                                        const std::vector<std::string>& values);

@@ -56,10 +56,11 @@ struct Exchange {
     auto it = headers.find(lower_name);
     return it == headers.end() ? std::string() : it->second;
   }
-  void Json(int http_status, std::string json) {
+  void Json(int http_status, std::string json) { Reply(http_status, "application/json", std::move(json)); }
+  void Reply(int http_status, std::string type, std::string content) {
     status = http_status;
-    reply_type = "application/json";
-    reply = std::move(json);
+    reply_type = std::move(type);
+    reply = std::move(content);
   }
 };
 

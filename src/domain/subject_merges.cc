@@ -5,6 +5,7 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 #include "garde/base/encoding.h"
@@ -32,6 +33,7 @@ struct MergeRecord {
   std::vector<std::string> consent_before;
   std::vector<std::string> requests;
   std::vector<MovedLink> links;
+  std::vector<int64_t> interactions;  // their seqs on the survivor
 
   std::string Json() const {
     JsonWriter w;
@@ -47,6 +49,9 @@ struct MergeRecord {
     w.Key("consent_at").Int(consent_at);
     list("consent_before", consent_before);
     list("requests", requests);
+    w.Key("interactions").BeginArray();
+    for (int64_t seq : interactions) w.Int(seq);
+    w.EndArray();
     w.Key("links").BeginArray();
     for (const auto& l : links) {
       w.BeginObject().Key("organisation").String(l.organisation).Key("person").String(l.person)
@@ -73,6 +78,8 @@ struct MergeRecord {
       r.consent_at = o->getValue<int64_t>("consent_at");
       r.consent_before = list("consent_before");
       r.requests = list("requests");
+      auto seqs = o->getArray("interactions");
+      for (unsigned i = 0; seqs && i < seqs->size(); ++i) r.interactions.push_back(seqs->getElement<int64_t>(i));
       auto links = o->getArray("links");
       for (unsigned i = 0; links && i < links->size(); ++i) {
         auto l = links->getObject(i);
@@ -219,6 +226,33 @@ Status MoveRequest(WriteTx& tx, const SubjectVault& vault, const std::string& id
   return tx.ReassignRequest(r.id, to.id, sealed.value(), package.value());
 }
 
+// Moves interactions to another subject, their amounts sealed again for it; the new seqs.
+Result<std::vector<int64_t>> MoveInteractions(WriteTx& tx, const SubjectVault& vault,
+                                              const std::vector<InteractionRow>& rows,
+                                              const SubjectRow& from, const SubjectRow& to) {
+  std::vector<int64_t> seqs;
+  for (const InteractionRow& r : rows) {
+    InteractionRow moved{to.id, r.kind, r.at, {}, 0};
+    if (!r.sealed_amount.empty()) {
+      auto amount = vault.OpenFor(from, kInteractionAmountLabel, r.sealed_amount);
+      if (!amount.ok()) return amount.status();
+      auto sealed = vault.SealFor(to, kInteractionAmountLabel, amount.value());
+      if (!sealed.ok()) return sealed.status();
+      moved.sealed_amount = std::move(sealed).value();
+    }
+    auto seq = tx.InsertInteraction(moved);
+    if (!seq.ok()) return seq.status();
+    GARDE_RETURN_IF_ERROR(tx.DeleteInteraction(r.seq));
+    seqs.push_back(seq.value());
+  }
+  return seqs;
+}
+
+// The purchase aggregates the vault keeps (RecordInteractions): combined, not copied.
+bool IsAggregate(const std::string& field) {
+  return field == "total_spend" || field == "last_purchase" || field == "spend_30d";
+}
+
 bool HasLink(const std::vector<ContactLinkRow>& links, const std::string& organisation,
              const std::string& person) {
   return std::any_of(links.begin(), links.end(), [&](const ContactLinkRow& l) {
@@ -333,7 +367,23 @@ Result<MergeRow> SubjectMerges::Merge(const Caller& caller, const std::string& m
     for (const auto& [name, value] : theirs) {
       auto own = mine.find(name);
       auto pref = request.prefer.find(name);
-      if (own == mine.end() || own->second.is_null()) {
+      const bool have = own != mine.end() && !own->second.is_null();
+      if (IsAggregate(name)) {  // spending adds up; the last purchase is the later one
+        std::optional<FieldValue> combined;
+        if (name == "total_spend" && value.type == FieldValue::Type::kNumber) {
+          const double before = have && own->second.type == FieldValue::Type::kNumber ? own->second.number : 0;
+          combined = FieldValue::Number(std::round((before + value.number) * 100) / 100);
+        } else if (name == "last_purchase" && (!have || own->second.text < value.text)) {
+          combined = value;
+        }
+        if (combined) {
+          changed.fields[name] = {have ? std::optional<FieldValue>(own->second) : std::nullopt, *combined};
+          (have ? record.replaced : record.filled).push_back(name);
+          writes[name] = *combined;
+        }
+        continue;
+      }
+      if (!have) {
         changed.fields[name] = {std::nullopt, value};
         record.filled.push_back(name);
         writes[name] = value;
@@ -374,6 +424,22 @@ Result<MergeRow> SubjectMerges::Merge(const Caller& caller, const std::string& m
     GARDE_RETURN_IF_ERROR(d_.consents.RecordCorrectionsIn(
         tx, policies, survivor.id, MergeCorrections(es.value(), em.value(), policies), "merge",
         caller.key_id, at, &record.consent_events, &kept));
+
+    // Purchases and visits follow the customer; the last 30 days' spending is counted again.
+    auto interactions = tx.InteractionsOf(merged.id, 0);
+    if (!interactions.ok()) return interactions.status();
+    if (!interactions->empty()) {
+      auto moved = MoveInteractions(tx, d_.vault, interactions.value(), merged, survivor);
+      if (!moved.ok()) return moved.status();
+      record.interactions = std::move(moved).value();
+      auto fresh = MustGet(tx, survivor.id);
+      if (!fresh.ok()) return fresh.status();
+      SubjectRow s = fresh.value();
+      s.last_interaction_at = std::max(s.last_interaction_at, merged.last_interaction_at);
+      GARDE_RETURN_IF_ERROR(tx.UpdateSubject(s));
+      auto refreshed = d_.vault.RefreshSpendIn(tx, policies, caller, s, now);
+      if (!refreshed.ok()) return refreshed.status();
+    }
 
     // Requests and contact links follow the customer.
     RequestQuery q;
@@ -473,6 +539,21 @@ Result<MergeRow> SubjectMerges::Revert(const Caller& caller, const std::string& 
 
     for (const auto& id : record->requests) {
       GARDE_RETURN_IF_ERROR(MoveRequest(tx, d_.vault, id, survivor, merged));
+    }
+    if (!record->interactions.empty()) {
+      auto all = tx.InteractionsOf(survivor.id, 0);
+      if (!all.ok()) return all.status();
+      const std::set<int64_t> seqs(record->interactions.begin(), record->interactions.end());
+      std::vector<InteractionRow> back;
+      for (const auto& r : all.value()) {
+        if (seqs.count(r.seq) != 0) back.push_back(r);
+      }
+      auto moved = MoveInteractions(tx, d_.vault, back, survivor, merged);
+      if (!moved.ok()) return moved.status();
+      auto fresh = MustGet(tx, survivor.id);
+      if (!fresh.ok()) return fresh.status();
+      auto refreshed = d_.vault.RefreshSpendIn(tx, policies, caller, fresh.value(), now);
+      if (!refreshed.ok()) return refreshed.status();
     }
     for (const auto& l : record->links) {
       const bool as_person = l.person == merged.id;

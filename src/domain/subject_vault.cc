@@ -554,7 +554,7 @@ const std::set<std::string>& InteractionKinds() {
 namespace {
 
 constexpr int64_t kSpendWindow = 30 * 86400;
-constexpr const char* kAmountLabel = "interaction.amount";
+constexpr const char* kAmountLabel = kInteractionAmountLabel;
 
 bool InSchema(const PolicySet& policies, const char* field, FieldType type) {
   const FieldSpec* f = policies.schema().Find(field);
@@ -621,7 +621,7 @@ Result<SubjectView> SubjectVault::RecordInteractions(const Caller& caller, const
         r.sealed_amount = std::move(sealed.value());
         added += *i.amount;
       }
-      GARDE_RETURN_IF_ERROR(tx.InsertInteraction(r));
+      GARDE_RETURN_IF_ERROR(tx.InsertInteraction(r).status());
       row.last_interaction_at = std::max(row.last_interaction_at, std::min(i.at, now));
       if (i.kind == "purchase") {
         purchases = true;

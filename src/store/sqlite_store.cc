@@ -1222,11 +1222,11 @@ class SqliteTx final : public WriteTx {
   Result<std::vector<InteractionRow>> InteractionsOf(const std::string& subject_id,
                                                      int64_t since) override {
     Query q(c_,
-            "SELECT subject_id, kind, at, sealed_amount FROM interactions WHERE subject_id = ? "
+            "SELECT subject_id, kind, at, sealed_amount, seq FROM interactions WHERE subject_id = ? "
             "AND at >= ? ORDER BY at, seq");
     q.Text(subject_id).Int(since);
     return q.Rows<InteractionRow>([&] {
-      return InteractionRow{q.ColText(0), q.ColText(1), q.ColInt(2), q.ColBlob(3)};
+      return InteractionRow{q.ColText(0), q.ColText(1), q.ColInt(2), q.ColBlob(3), q.ColInt(4)};
     });
   }
 
@@ -1564,7 +1564,7 @@ class SqliteTx final : public WriteTx {
     return q.Run();
   }
 
-  Status InsertInteraction(const InteractionRow& r) override {
+  Result<int64_t> InsertInteraction(const InteractionRow& r) override {
     Query q(c_, "INSERT INTO interactions(subject_id, kind, at, sealed_amount) VALUES(?,?,?,?)");
     q.Text(r.subject_id).Text(r.kind).Int(r.at);
     if (r.sealed_amount.empty()) {
@@ -1572,6 +1572,13 @@ class SqliteTx final : public WriteTx {
     } else {
       q.Blob(r.sealed_amount);
     }
+    GARDE_RETURN_IF_ERROR(q.Run());
+    return static_cast<int64_t>(sqlite3_last_insert_rowid(c_.db()));
+  }
+
+  Status DeleteInteraction(int64_t seq) override {
+    Query q(c_, "DELETE FROM interactions WHERE seq = ?");
+    q.Int(seq);
     return q.Run();
   }
 

@@ -13,7 +13,7 @@ namespace {
 class DuplicatesE2E : public ::testing::Test {
  protected:
   void SetUp() override {
-    op_ = g_.CreateKey("crm", "operator", {"customer_management"});
+    op_ = g_.CreateKey("crm", "operator", {"customer_management", "loyalty_programme"});
     officer_ = g_.CreateKey("dpo", "officer", {});
     marketing_ = g_.CreateKey("mkt", "marketing", {"marketing_email"});
     g_.Start();
@@ -54,6 +54,14 @@ class DuplicatesE2E : public ::testing::Test {
     HttpReply r = g_.Get("/v1/consent/check?subject=" + id + "&purpose=" + purpose, marketing_);
     EXPECT_EQ(r.status, 200) << r.body;
     return JsonString(r.body, "reason");
+  }
+  double TotalSpend(const std::string& id) {
+    HttpReply r = g_.Get("/v1/subjects/" + id, op_, "loyalty_programme");
+    EXPECT_EQ(r.status, 200) << r.body;
+    return ParseObject(r.body)->getObject("fields")->getValue<double>("total_spend");
+  }
+  std::string Purchases(const std::string& id) {
+    return g_.Sql("SELECT count(*) FROM interactions WHERE subject_id = '" + id + "'")[0][0];
   }
   HttpReply Read(const std::string& id) {
     return g_.Get("/v1/subjects/" + id, op_, "customer_management");
@@ -135,6 +143,11 @@ TEST_F(DuplicatesE2E, TheCustomerFollowsTheMergeARevertPutsBothBackCompletionDes
       R"({"first_name":"Robert","last_name":"Dupont","postal_code":"75011","phone":"+33 6 12 34 56 78"})");
   const std::string bob = Create(
       R"({"first_name":"Bob","last_name":"Dupond","postal_code":"75011","email":"bob.dupond@example.org","street":"3 rue du Four"})");
+  for (const auto& [id, amount] : {std::pair{robert, "50"}, std::pair{bob, "120"}}) {
+    ASSERT_EQ(g_.Post("/v1/subjects/" + id + "/interactions",
+                      std::string(R"({"kind":"purchase","amount":)") + amount + "}", op_).status,
+              201);
+  }
   Consent(bob, "marketing.email", "granted");
   Consent(robert, "marketing.sms", "granted");
   Consent(bob, "marketing.sms", "withdrawn");
@@ -161,7 +174,7 @@ TEST_F(DuplicatesE2E, TheCustomerFollowsTheMergeARevertPutsBothBackCompletionDes
   const std::string merge = JsonString(merged.body, "id");
   EXPECT_EQ(JsonString(merged.body, "state"), "merged");
   EXPECT_NE(merged.body.find(R"("fields_filled":["email","street"])"), std::string::npos) << merged.body;
-  EXPECT_NE(merged.body.find(R"("fields_replaced":["first_name"])"), std::string::npos) << merged.body;
+  EXPECT_NE(merged.body.find(R"("fields_replaced":["first_name","total_spend"])"), std::string::npos) << merged.body;
 
   // The merged id redirects; the survivor holds both records' data.
   HttpReply old = Read(bob);
@@ -173,6 +186,10 @@ TEST_F(DuplicatesE2E, TheCustomerFollowsTheMergeARevertPutsBothBackCompletionDes
   EXPECT_NE(survivor.body.find(R"("first_name":"Bob")"), std::string::npos) << survivor.body;
   EXPECT_NE(survivor.body.find(R"("last_name":"Dupont")"), std::string::npos) << survivor.body;
   EXPECT_EQ(g_.Patch("/v1/subjects/" + bob, R"({"fields":{"city":"Lyon"}})", op_).status, 409);
+  // Purchases follow the customer and spending adds up.
+  EXPECT_EQ(TotalSpend(robert), 170);
+  EXPECT_EQ(Purchases(robert), "2");
+  EXPECT_EQ(Purchases(bob), "0");
   EXPECT_EQ(g_.Post("/v1/subjects/" + bob + ":merge", R"({"into":")" + robert + "\"}", op_).status, 409);
   HttpReply taken = g_.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"bob.dupond@example.org"}})", op_);
   EXPECT_EQ(taken.status, 409);
@@ -203,6 +220,9 @@ TEST_F(DuplicatesE2E, TheCustomerFollowsTheMergeARevertPutsBothBackCompletionDes
   EXPECT_NE(survivor.body.find(R"("first_name":"Robert")"), std::string::npos) << survivor.body;
   EXPECT_EQ(Reason(robert, "marketing.sms"), "consent_granted");
   EXPECT_EQ(Reason(robert, "marketing.email"), "consent_withdrawn");
+  EXPECT_EQ(TotalSpend(robert), 50);
+  EXPECT_EQ(Purchases(robert), "1");
+  EXPECT_EQ(Purchases(bob), "1");
   EXPECT_EQ(Reason(bob, "marketing.email"), "consent_granted");
   EXPECT_EQ(JsonString(g_.Get("/v1/requests/" + request_id, officer_).body, "subject"), bob);
   EXPECT_EQ(g_.Post("/v1/merges/" + merge + ":revert", "", officer_).status, 409);
@@ -218,6 +238,7 @@ TEST_F(DuplicatesE2E, TheCustomerFollowsTheMergeARevertPutsBothBackCompletionDes
                    bob + "') FROM subjects WHERE id = '" + bob + "'"),
             (std::vector<std::vector<std::string>>{{"0", "0"}}));
   EXPECT_EQ(Read(bob).status, 308);
+  EXPECT_EQ(Purchases(robert), "2") << "completion keeps what moved to the survivor";
   EXPECT_EQ(g_.Post("/v1/merges/" + second + ":revert", "", officer_).status, 409);
   EXPECT_EQ(g_.Get("/v1/merges/" + second, officer_).status, 200);
   EXPECT_EQ(g_.Get("/v1/merges/mrg_nope", officer_).status, 404);

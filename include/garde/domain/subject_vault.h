@@ -31,6 +31,8 @@ namespace garde {
 
 // The pseudo-field holding a CRM's own customer reference (`external_id` on the wire).
 inline constexpr const char* kExternalIdField = "external_id";
+// What a purchase's amount is sealed for (SealFor) beside the subject's fields.
+inline constexpr const char* kInteractionAmountLabel = "interaction.amount";
 
 // The import row a subject comes from, recorded in the transaction that creates it.
 struct ImportMark {

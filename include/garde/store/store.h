@@ -222,6 +222,7 @@ struct InteractionRow {
   std::string subject_id, kind;
   int64_t at = 0;
   Bytes sealed_amount;  // empty: none
+  int64_t seq = 0;      // assigned on insert
 };
 
 // One run of the retention sweep: where it stands, and what it did (counts only).
@@ -462,7 +463,9 @@ class WriteTx : public ReadTx {
   // Updates status, attempts, next_at, last_error, delivered_at and created_at.
   virtual Status UpdateDelivery(const DeliveryRow& row) = 0;
   virtual Status InsertPolicyVersion(const PolicyVersionRow& row) = 0;
-  virtual Status InsertInteraction(const InteractionRow& row) = 0;
+  // Returns the row's seq.
+  virtual Result<int64_t> InsertInteraction(const InteractionRow& row) = 0;
+  virtual Status DeleteInteraction(int64_t seq) = 0;
   virtual Status DeleteInteractionsOf(const std::string& subject_id) = 0;
   // Inserts a run (seq assigned) or, for an id already stored, updates it.
   virtual Status PutRetentionRun(const RetentionRunRow& row) = 0;

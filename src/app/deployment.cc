@@ -143,7 +143,7 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
   d->rotation_ = std::make_unique<KeyRotation>(*d->store_, d->keys_);
   d->retention_ = std::make_unique<RetentionSweep>(RetentionDeps{
       *d->store_, *d->policies_, *d->vault_, *d->audit_, d->clock_, d->tombstones_.get(),
-      config.request_due_warning});
+      config.request_due_warning, config.merge_revert_period});
   d->breaches_ = std::make_unique<BreachRegister>(*d);
   d->merges_ = std::make_unique<SubjectMerges>(
       MergeDeps{*d->store_, *d->policies_, *d->vault_, *d->consents_, *d->audit_, d->clock_});

@@ -90,6 +90,7 @@ const std::vector<OptionDoc>& ConfigOptions() {
       {"backup_keep_monthly", "GARDE_BACKUP_KEEP_MONTHLY", "6", "... and of the last N months"},
       {"retention_interval", "GARDE_RETENTION_INTERVAL", "P1D", "serve runs the retention sweep this often (ISO 8601 duration; none: never)"},
       {"request_due_warning", "GARDE_REQUEST_DUE_WARNING", "P7D", "the sweep raises request.due_soon this long before a request's deadline"},
+      {"merge_revert_period", "GARDE_MERGE_REVERT_PERIOD", "P30D", "a merge can be reverted this long; then the sweep completes it (the merged record's data destroyed)"},
       {"webhooks_file", "GARDE_WEBHOOKS_FILE", "(none)", "YAML file of webhook endpoints (recipients told of erasures, rectifications, consent changes)"},
       {"default_language", "GARDE_DEFAULT_LANGUAGE", "en", "language of customer pages and messages when neither the subject's language field nor the browser names one the policies have"},
       {"smtp_host", "GARDE_SMTP_HOST", "(none: no e-mail)", "SMTP server for messages to customers (request notices, confirmations)"},
@@ -274,14 +275,18 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
       c.retention_interval = *seconds;
     }
   }
-  if (values.count("request_due_warning")) {
-    auto seconds = AddIsoDuration(0, values["request_due_warning"]);
+  // Durations in seconds, from ISO 8601 ("P7D").
+  auto duration = [&](const char* name, const char* example, int64_t* out) {
+    if (!values.count(name)) return;
+    auto seconds = AddIsoDuration(0, values[name]);
     if (!seconds || *seconds < 0) {
-      bad.AddError("request_due_warning", "must be an ISO 8601 duration, e.g. P7D");
+      bad.AddError(name, std::string("must be an ISO 8601 duration, e.g. ") + example);
     } else {
-      c.request_due_warning = *seconds;
+      *out = *seconds;
     }
-  }
+  };
+  duration("request_due_warning", "P7D", &c.request_due_warning);
+  duration("merge_revert_period", "P30D", &c.merge_revert_period);
   if (values.count("default_language")) {
     c.default_language = values["default_language"];
     if (!IsLanguageCode(c.default_language)) {

@@ -47,7 +47,7 @@ std::optional<int64_t> Until(const RetentionRule& rule, const Activity& a,
 struct Counts {
   int64_t scanned = 0, subjects_erased = 0, holds_released = 0, fields_erased = 0,
           skipped_restricted = 0, consents_expired = 0, requests_due_soon = 0,
-          requests_overdue = 0, spend_refreshed = 0;
+          requests_overdue = 0, spend_refreshed = 0, merges_completed = 0;
   struct PerActivity {
     int64_t subjects_erased = 0, holds_released = 0;
     std::map<std::string, int64_t> fields;
@@ -66,6 +66,7 @@ struct Counts {
         .Key("requests_due_soon").Int(requests_due_soon)
         .Key("requests_overdue").Int(requests_overdue)
         .Key("spend_refreshed").Int(spend_refreshed)
+        .Key("merges_completed").Int(merges_completed)
         .Key("by_activity").BeginObject();
     for (const auto& [id, c] : by_activity) {
       const Activity* a = policies.FindActivity(id);
@@ -96,6 +97,7 @@ struct Counts {
       c.requests_due_soon = get("requests_due_soon");
       c.requests_overdue = get("requests_overdue");
       c.spend_refreshed = get("spend_refreshed");
+      c.merges_completed = get("merges_completed");
       if (auto acts = o->getObject("by_activity")) {
         for (const auto& name : acts->getNames()) {
           auto a = acts->getObject(name);
@@ -518,6 +520,26 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
         return Status::Ok();
       }));
     }
+  }
+
+  // Merges past their revert period: the merged record's data goes (crypto-shredding).
+  for (bool more = true; more;) {
+    TombstoneEntries done;
+    GARDE_RETURN_IF_ERROR(d_.store.Write([&](WriteTx& tx) -> Status {
+      done = {};
+      auto open = tx.OpenMergesBefore(at - d_.merge_revert_period, options.page);
+      if (!open.ok()) return open.status();
+      more = open->size() == options.page && !options.dry_run;
+      for (const auto& m : open.value()) {
+        ++counts.merges_completed;
+        if (options.dry_run) continue;
+        GARDE_RETURN_IF_ERROR(SubjectMerges::CompleteIn(tx, d_.vault, m, now, &done));
+        GARDE_RETURN_IF_ERROR(d_.journal.Record(
+            &tx, system, {"subject.merge_complete", m.merged_id, "", "ok", {m.id}, 1}));
+      }
+      return Status::Ok();
+    }));
+    if (d_.tombstones != nullptr && !done.empty()) GARDE_RETURN_IF_ERROR(d_.tombstones->Append(done));
   }
 
   // Requests near or past their deadline since the last run, told once.

@@ -601,6 +601,11 @@ Status CompleteOne(WriteTx& tx, const SubjectVault& vault, MergeRow m, int64_t n
 
 }  // namespace
 
+Status SubjectMerges::CompleteIn(WriteTx& tx, const SubjectVault& vault, const MergeRow& merge,
+                                 int64_t now, TombstoneEntries* kept) {
+  return CompleteOne(tx, vault, merge, now, /*erase_history=*/false, kept);
+}
+
 Status SubjectMerges::CompleteMergesIn(WriteTx& tx, const SubjectVault& vault,
                                        const std::string& into, int64_t now,
                                        bool erase_history, TombstoneEntries* kept) {

@@ -1404,6 +1404,13 @@ class SqliteTx final : public WriteTx {
     return q.Rows<MergeRow>([&] { return MergeFrom(q); });
   }
 
+  Result<std::vector<MergeRow>> OpenMergesBefore(int64_t before, size_t limit) override {
+    Query q(c_, std::string(kMergeSelect) +
+                    "WHERE state = 'merged' AND created_at < ? ORDER BY created_at, rowid LIMIT ?");
+    q.Int(before).Int(static_cast<int64_t>(limit));
+    return q.Rows<MergeRow>([&] { return MergeFrom(q); });
+  }
+
   Status PutMerge(const MergeRow& r) override {
     Query q(c_, "INSERT INTO merges(id, merged_id, into_id, state, actor, created_at, finished_at, "
                 "record, sealed) VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "

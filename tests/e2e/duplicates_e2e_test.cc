@@ -254,5 +254,31 @@ TEST_F(DuplicatesE2E, TheCustomerFollowsTheMergeARevertPutsBothBackCompletionDes
   EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
 }
 
+// A merge nobody reverts is completed by the retention sweep once merge_revert_period has
+// passed: the merged record's data key goes, as a completion would.
+TEST_F(DuplicatesE2E, TheSweepCompletesAMergeAfterItsRevertPeriod) {
+  const std::string a = Create(R"({"first_name":"Robert","last_name":"Dupont","postal_code":"75011"})");
+  const std::string b = Create(R"({"first_name":"Bob","last_name":"Dupont","postal_code":"75011"})");
+  HttpReply merged = g_.Post("/v1/subjects/" + b + ":merge", R"({"into":")" + a + "\"}", op_);
+  ASSERT_EQ(merged.status, 201) << merged.body;
+  const std::string merge = JsonString(merged.body, "id");
+  const std::string admin = g_.admin_key();
+  auto sweep = [&]() {
+    HttpReply run = g_.Post("/v1/retention/runs", "{}", admin);
+    EXPECT_EQ(run.status, 201) << run.body;
+    return ParseObject(run.body)->getObject("report")->getValue<int>("merges_completed");
+  };
+  EXPECT_EQ(sweep(), 0) << "within its revert period a merge stays open";
+  EXPECT_EQ(JsonString(g_.Get("/v1/merges/" + merge, officer_).body, "state"), "merged");
+  g_.Stop();
+  g_.Start({"--test-clock-offset", std::to_string(31 * 86400)});
+  EXPECT_EQ(sweep(), 1);
+  EXPECT_EQ(JsonString(g_.Get("/v1/merges/" + merge, officer_).body, "state"), "completed");
+  EXPECT_EQ(g_.Sql("SELECT length(wrapped_dek) FROM subjects WHERE id = '" + b + "'"),
+            (std::vector<std::vector<std::string>>{{"0"}}));
+  EXPECT_EQ(g_.Post("/v1/merges/" + merge + ":revert", "", officer_).status, 409);
+  EXPECT_EQ(sweep(), 0);
+}
+
 }  // namespace
 }  // namespace garde::testing

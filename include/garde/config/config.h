@@ -69,6 +69,7 @@ struct Config {
   // before its deadline an open request raises request.due_soon.
   int64_t retention_interval = 86400;
   int64_t request_due_warning = 7 * 86400;
+  int64_t merge_revert_period = 30 * 86400;  // then the retention sweep completes a merge
   // Webhook endpoints (docs/operations.md, Webhooks); empty: none.
   std::string webhooks_file;
   // Customers: the language of pages and messages when neither the subject's `language`

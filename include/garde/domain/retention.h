@@ -77,6 +77,7 @@ struct RetentionDeps {
   const Clock& clock;
   const TombstoneLog* tombstones = nullptr;
   int64_t due_warning = 7 * 86400;  // requests due within this raise request.due_soon
+  int64_t merge_revert_period = 30 * 86400;  // merges older than this are completed
 };
 
 struct RetentionRunOptions {

@@ -66,6 +66,10 @@ class SubjectMerges {
   // Completes every merge into `into` still open, inside the caller's transaction; with
   // `erase_history` (an erasure of the survivor: the merged records are the same customer's
   // data) their consent histories go too. What a restore must erase again goes to *kept.
+  // Completes `merge` (state `merged`) inside the caller's transaction (the retention sweep,
+  // once the revert period is over).
+  static Status CompleteIn(WriteTx& tx, const SubjectVault& vault, const MergeRow& merge,
+                           int64_t now, TombstoneEntries* kept);
   static Status CompleteMergesIn(WriteTx& tx, const SubjectVault& vault, const std::string& into,
                                  int64_t now, bool erase_history, TombstoneEntries* kept);
 

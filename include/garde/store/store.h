@@ -362,6 +362,8 @@ class ReadTx {
   // The merges of a subject as the merged one (newest first) or into it, in any state.
   virtual Result<std::vector<MergeRow>> MergesOf(const std::string& merged_id) = 0;
   virtual Result<std::vector<MergeRow>> MergesInto(const std::string& into_id) = 0;
+  // Merges still `merged` that were made before `before`, oldest first.
+  virtual Result<std::vector<MergeRow>> OpenMergesBefore(int64_t before, size_t limit) = 0;
   // The rows of an import that created a subject: row -> subject id.
   virtual Result<std::map<int64_t, std::string>> ImportedRows(const std::string& import_id) = 0;
   // Ordered by (due_at, id).

@@ -195,7 +195,6 @@ function valueOf(schema, depth = 0, name = '') {
 // A body as the document describes it, or one of the ways a client gets it wrong.
 function bodyOf(schema) {
   const valid = valueOf(schema);
-  const s = deref(schema);
   const mutated = valid.chain((v) => {
     const options = [fc.constant({ raw: '{"unterminated": ' }), fc.jsonValue({ maxDepth: 3 }).map((j) => ({ json: j }))];
     if (v && typeof v === 'object' && !Array.isArray(v)) {
@@ -211,7 +210,6 @@ function bodyOf(schema) {
     return fc.oneof(...options);
   });
   return fc.oneof({ weight: 2, arbitrary: valid.map((v) => ({ json: v })) }, { weight: 3, arbitrary: mutated });
-  void s;
 }
 
 function idFor(route, wellFormed) {

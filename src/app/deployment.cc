@@ -23,14 +23,9 @@ std::shared_ptr<const SubjectTokens> Deployment::tokens() const {
 Result<SubjectTokenClaims> Deployment::VerifySubjectToken(const std::string& token) {
   auto claims = tokens()->Verify(token, clock_.Now());
   if (!claims.ok() || claims->use == "confirm") return claims;
-  std::optional<std::string> survivor;
-  GARDE_RETURN_IF_ERROR(store_->Read([&](ReadTx& tx) -> Status {
-    auto found = SubjectMerges::SurvivorOf(tx, claims->subject);
-    if (!found.ok()) return found.status();
-    survivor = found.value();
-    return Status::Ok();
-  }));
-  if (survivor) claims->subject = *survivor;
+  auto survivor = merges_->SurvivorOf(claims->subject);
+  if (!survivor.ok()) return survivor.status();
+  if (survivor.value()) claims->subject = *survivor.value();
   return claims;
 }
 

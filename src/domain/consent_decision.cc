@@ -52,10 +52,7 @@ ConsentDecision Decide(const std::string& status, bool suppressed,
         marketing_objection = &e;
       }
     }
-    if (e.purpose != purpose.id) continue;
-    if (!e.channel.empty() && !channel.empty() && e.channel != channel) continue;
-    if (!e.channel.empty() && channel.empty()) continue;  // a channel-specific event does not
-                                                          // answer for every channel
+    if (e.purpose != purpose.id || !EventAnswers(e.channel, channel)) continue;
     // Events come in recording order: on equal times the later-recorded one wins.
     if (latest == nullptr || e.at >= latest->at) latest = &e;
   }

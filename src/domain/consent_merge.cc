@@ -23,8 +23,7 @@ using Events = std::vector<const ConsentEventRow*>;
 State Latest(const Events& events, const std::string& purpose, const std::string& channel) {
   const ConsentEventRow* latest = nullptr;
   for (const ConsentEventRow* e : events) {
-    if (e->purpose != purpose) continue;
-    if (!e->channel.empty() && e->channel != channel) continue;
+    if (e->purpose != purpose || !EventAnswers(e->channel, channel)) continue;
     if (latest == nullptr || e->at >= latest->at) latest = e;
   }
   State s;
@@ -34,10 +33,6 @@ State Latest(const Events& events, const std::string& purpose, const std::string
     s.notice_version = latest->notice_version;
   }
   return s;
-}
-
-bool AnswersFor(const ConsentEventRow& e, const std::string& purpose, const std::string& channel) {
-  return e.purpose == purpose && (e.channel.empty() || e.channel == channel);
 }
 
 bool DecidedByChoice(const Purpose& p) {
@@ -173,7 +168,7 @@ std::vector<ConsentCorrection> RevertCorrections(const std::vector<ConsentEventR
     for (const auto& channel : DecisionChannels(p)) {
       auto any_for = [&](const Events& events) {
         for (const ConsentEventRow* e : events) {
-          if (AnswersFor(*e, p.id, channel)) return true;
+          if (e->purpose == p.id && EventAnswers(e->channel, channel)) return true;
         }
         return false;
       };

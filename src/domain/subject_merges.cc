@@ -8,6 +8,7 @@
 #include <cmath>
 #include <set>
 
+#include "garde/base/byte_codec.h"
 #include "garde/base/encoding.h"
 #include "garde/base/json_writer.h"
 #include "garde/domain/access_gate.h"
@@ -97,9 +98,8 @@ struct MergeRecord {
 };
 
 // The survivor's values the merge changed, sealed under the survivor's key: for each field,
-// its value before (absent when the merge filled a gap) and the value the merge wrote.
-// Layout: repeated [name length u16][name][before length u32 or 0xFFFFFFFF][before][after
-// length u32][after], values as EncodeFieldValue gives them.
+// its value before (absent when the merge filled a gap) and the value the merge wrote, as
+// EncodeFieldValue gives them, in byte_codec's form.
 struct ChangedValues {
   struct Change {
     std::optional<FieldValue> before;
@@ -108,91 +108,38 @@ struct ChangedValues {
   std::map<std::string, Change> fields;
 
   std::string Pack() const {
-    std::string out;
-    auto put32 = [&out](uint32_t n) {
-      for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>(n >> (8 * i)));
-    };
+    ByteWriter w;
     for (const auto& [name, c] : fields) {
-      out.push_back(static_cast<char>(name.size() & 0xFF));
-      out.push_back(static_cast<char>(name.size() >> 8));
-      out += name;
-      if (c.before) {
-        const std::string b = EncodeFieldValue(*c.before);
-        put32(static_cast<uint32_t>(b.size()));
-        out += b;
-      } else {
-        put32(0xFFFFFFFFu);
-      }
-      const std::string a = EncodeFieldValue(c.after);
-      put32(static_cast<uint32_t>(a.size()));
-      out += a;
+      w.Str(name).U8(c.before ? 1 : 0);
+      if (c.before) w.Str(EncodeFieldValue(*c.before));
+      w.Str(EncodeFieldValue(c.after));
     }
-    return out;
+    return std::move(w.data());
   }
 
   static Result<ChangedValues> Unpack(std::string_view in) {
     ChangedValues v;
-    size_t at = 0;
-    auto bytes = [&](size_t n) -> std::optional<std::string_view> {
-      if (in.size() - at < n) return std::nullopt;
-      std::string_view s = in.substr(at, n);
-      at += n;
-      return s;
-    };
-    auto get32 = [&]() -> std::optional<uint32_t> {
-      auto b = bytes(4);
-      if (!b) return std::nullopt;
-      uint32_t n = 0;
-      for (size_t i = 4; i-- > 0;) n = (n << 8) | static_cast<uint8_t>((*b)[i]);
-      return n;
-    };
-    while (at < in.size()) {
-      auto len = bytes(2);
-      if (!len) break;
-      const size_t name_len = size_t{static_cast<uint8_t>((*len)[0])} |
-                              (size_t{static_cast<uint8_t>((*len)[1])} << 8);
-      auto name = bytes(name_len);
-      auto before_len = get32();
-      if (!name || !before_len) break;
+    ByteReader r(in);
+    while (!r.done() && !r.failed()) {
+      const std::string name(r.Str());
       Change c;
-      if (*before_len != 0xFFFFFFFFu) {
-        auto b = bytes(*before_len);
-        auto value = b ? DecodeFieldValue(*b) : std::nullopt;
-        if (!value) break;
-        c.before = std::move(*value);
+      if (r.U8() != 0) {
+        auto before = DecodeFieldValue(r.Str());
+        if (!before) break;
+        c.before = std::move(*before);
       }
-      auto after_len = get32();
-      auto a = after_len ? bytes(*after_len) : std::nullopt;
-      auto after = a ? DecodeFieldValue(*a) : std::nullopt;
-      if (!after) break;
+      auto after = DecodeFieldValue(r.Str());
+      if (!after || r.failed()) break;
       c.after = std::move(*after);
-      v.fields.emplace(std::string(*name), std::move(c));
+      v.fields.emplace(name, std::move(c));
     }
-    if (at != in.size()) return Damaged("the values of a merge are damaged");
+    if (r.failed() || !r.done()) return Damaged("the values of a merge are damaged");
     return v;
   }
 };
 
 bool SameValue(const FieldValue& a, const FieldValue& b) {
   return EncodeFieldValue(a) == EncodeFieldValue(b);
-}
-
-// The subject's values with the external id among them (under kExternalIdField).
-FieldMap ValuesOf(const SubjectView& v) {
-  FieldMap out = v.fields;
-  if (v.external_id) out[kExternalIdField] = FieldValue::String(*v.external_id);
-  return out;
-}
-
-SubjectChanges ChangesFrom(FieldMap values) {
-  SubjectChanges c;
-  auto ext = values.find(kExternalIdField);
-  if (ext != values.end()) {
-    c.external_id = ext->second;
-    values.erase(ext);
-  }
-  c.fields = std::move(values);
-  return c;
 }
 
 std::string SealLabel(const std::string& merge_id) { return "merge:" + merge_id; }
@@ -361,7 +308,7 @@ Result<MergeRow> SubjectMerges::Merge(const Caller& caller, const std::string& m
     if (!vs.ok()) return vs.status();
     auto vm = d_.vault.OpenAll(tx, merged);
     if (!vm.ok()) return vm.status();
-    const FieldMap mine = ValuesOf(vs.value()), theirs = ValuesOf(vm.value());
+    const FieldMap mine = ValuesWithExternalId(vs.value()), theirs = ValuesWithExternalId(vm.value());
     ChangedValues changed;
     FieldMap writes;
     for (const auto& [name, value] : theirs) {
@@ -397,7 +344,7 @@ Result<MergeRow> SubjectMerges::Merge(const Caller& caller, const std::string& m
     // The merged record stops being found (and stops holding its unique values).
     GARDE_RETURN_IF_ERROR(tx.DeleteIndexesOf(merged.id));
     if (!writes.empty()) {
-      auto rectified = d_.vault.RectifyIn(tx, policies, caller, survivor.id, ChangesFrom(writes));
+      auto rectified = d_.vault.RectifyIn(tx, policies, caller, survivor.id, ChangesOf(writes));
       if (!rectified.ok()) return rectified.status();
     }
     if (!changed.fields.empty()) {
@@ -505,7 +452,7 @@ Result<MergeRow> SubjectMerges::Revert(const Caller& caller, const std::string& 
       if (!changed.ok()) return changed.status();
       auto now_values = d_.vault.OpenAll(tx, survivor);
       if (!now_values.ok()) return now_values.status();
-      const FieldMap current = ValuesOf(now_values.value());
+      const FieldMap current = ValuesWithExternalId(now_values.value());
       FieldMap writes;
       for (const auto& [name, c] : changed->fields) {
         auto cur = current.find(name);
@@ -513,7 +460,7 @@ Result<MergeRow> SubjectMerges::Revert(const Caller& caller, const std::string& 
         writes[name] = c.before ? *c.before : FieldValue::Null();
       }
       if (!writes.empty()) {
-        auto rectified = d_.vault.RectifyIn(tx, policies, caller, survivor.id, ChangesFrom(writes));
+        auto rectified = d_.vault.RectifyIn(tx, policies, caller, survivor.id, ChangesOf(writes));
         if (!rectified.ok()) return rectified.status();
       }
     }
@@ -580,7 +527,7 @@ Result<MergeRow> SubjectMerges::Revert(const Caller& caller, const std::string& 
 namespace {
 
 // Destroys the merged record's data; its row stays, `merged`, for the redirect.
-Status CompleteOne(WriteTx& tx, const SubjectVault& vault, MergeRow m, int64_t now,
+Status CompleteOne(WriteTx& tx, const SubjectVault& vault, MergeRow& m, int64_t now,
                    bool erase_history, TombstoneEntries* kept) {
   auto merged = MustGet(tx, m.merged_id);
   if (!merged.ok()) return merged.status();
@@ -601,7 +548,7 @@ Status CompleteOne(WriteTx& tx, const SubjectVault& vault, MergeRow m, int64_t n
 
 }  // namespace
 
-Status SubjectMerges::CompleteIn(WriteTx& tx, const SubjectVault& vault, const MergeRow& merge,
+Status SubjectMerges::CompleteIn(WriteTx& tx, const SubjectVault& vault, MergeRow merge,
                                  int64_t now, TombstoneEntries* kept) {
   return CompleteOne(tx, vault, merge, now, /*erase_history=*/false, kept);
 }
@@ -611,7 +558,7 @@ Status SubjectMerges::CompleteMergesIn(WriteTx& tx, const SubjectVault& vault,
                                        bool erase_history, TombstoneEntries* kept) {
   auto merges = tx.MergesInto(into);
   if (!merges.ok()) return merges.status();
-  for (const MergeRow& m : merges.value()) {
+  for (MergeRow& m : merges.value()) {
     if (m.state == "merged") GARDE_RETURN_IF_ERROR(CompleteOne(tx, vault, m, now, erase_history, kept));
   }
   return Status::Ok();
@@ -626,11 +573,8 @@ Result<MergeRow> SubjectMerges::Complete(const Caller& caller, const std::string
     if (found.value()->state != "merged") {
       return Conflict("the merge is " + found.value()->state + ": there is nothing to complete");
     }
-    GARDE_RETURN_IF_ERROR(CompleteOne(tx, d_.vault, *found.value(), d_.clock.Now(),
-                                      /*erase_history=*/false, &kept));
-    auto after = tx.GetMerge(merge_id);
-    if (!after.ok()) return after.status();
-    m = *after.value();
+    m = *found.value();
+    GARDE_RETURN_IF_ERROR(CompleteOne(tx, d_.vault, m, d_.clock.Now(), /*erase_history=*/false, &kept));
     return d_.journal.Record(&tx, caller, {"subject.merge_complete", m.merged_id, "", "ok", {}, 1});
   });
 }
@@ -650,20 +594,20 @@ Result<MergeRow> SubjectMerges::Get(const Caller& caller, const std::string& mer
   return *m;
 }
 
-Result<std::optional<std::string>> SubjectMerges::SurvivorOf(ReadTx& tx, const std::string& id) {
-  std::string at = id;
-  bool moved = false;
-  for (int hop = 0; hop < kMaxMergeHops; ++hop) {
-    auto merges = tx.MergesOf(at);
-    if (!merges.ok()) return merges.status();
-    auto live = std::find_if(merges->begin(), merges->end(),
-                             [](const MergeRow& m) { return m.state != "reverted"; });
-    if (live == merges->end()) break;
-    at = live->into_id;
-    moved = true;
-  }
-  if (!moved) return std::optional<std::string>();
-  return std::optional<std::string>(at);
+Result<std::optional<std::string>> SubjectMerges::SurvivorOf(const std::string& id) {
+  std::optional<std::string> survivor;
+  GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
+    for (int hop = 0; hop < kMaxMergeHops; ++hop) {
+      auto merges = tx.MergesOf(survivor.value_or(id));
+      if (!merges.ok()) return merges.status();
+      auto live = std::find_if(merges->begin(), merges->end(),
+                               [](const MergeRow& m) { return m.state != "reverted"; });
+      if (live == merges->end()) break;
+      survivor = live->into_id;
+    }
+    return Status::Ok();
+  }));
+  return survivor;
 }
 
 }  // namespace garde

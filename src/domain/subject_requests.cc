@@ -631,7 +631,7 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
         }
         KeepChanges(*given, &t);
       }
-      SubjectChanges changes;
+      FieldMap values;
       for (const auto& [field, encoded] : t.changes) {
         FieldValue v;
         if (encoded) {
@@ -639,13 +639,9 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
           if (!decoded) return Damaged("the sealed changes of " + r.id + " are damaged");
           v = std::move(*decoded);
         }
-        if (field == kExternalIdField) {
-          changes.external_id = v;
-        } else {
-          changes.fields[field] = v;
-        }
+        values[field] = std::move(v);
       }
-      auto view = d_.vault.RectifyIn(tx, *policies, caller, s.id, changes);
+      auto view = d_.vault.RectifyIn(tx, *policies, caller, s.id, ChangesOf(std::move(values)));
       if (!view.ok()) return view.status();
       result.BeginObject().Key("rectified_fields").BeginArray();
       for (const auto& [field, _] : t.changes) result.String(field);

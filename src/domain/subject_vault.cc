@@ -413,6 +413,23 @@ Result<SubjectView> SubjectVault::OpenAll(ReadTx& tx, const SubjectRow& row) con
   return DecryptSealed(row, Refs(sealed.value()), all);
 }
 
+FieldMap ValuesWithExternalId(const SubjectView& subject) {
+  FieldMap out = subject.fields;
+  if (subject.external_id) out[kExternalIdField] = FieldValue::String(*subject.external_id);
+  return out;
+}
+
+SubjectChanges ChangesOf(FieldMap values) {
+  SubjectChanges c;
+  auto ext = values.find(kExternalIdField);
+  if (ext != values.end()) {
+    c.external_id = std::move(ext->second);
+    values.erase(ext);
+  }
+  c.fields = std::move(values);
+  return c;
+}
+
 Status RefuseGone(const SubjectRow& row) {
   if (row.status == "erased") return Conflict("subject " + row.id + " has been erased");
   if (row.status == "merged") {
@@ -426,8 +443,7 @@ Status SubjectVault::RestoreIndexesIn(WriteTx& tx, const PolicySet& policies,
                                       const SubjectRow& row) const {
   auto view = OpenAll(tx, row);
   if (!view.ok()) return view.status();
-  FieldMap values = view->fields;
-  if (view->external_id) values[kExternalIdField] = FieldValue::String(*view->external_id);
+  const FieldMap values = ValuesWithExternalId(view.value());
   GARDE_RETURN_IF_ERROR(CheckUnique(tx, policies, row.id, values));
   GARDE_RETURN_IF_ERROR(tx.DeleteIndexesOf(row.id));
   for (const auto& [name, value] : values) {

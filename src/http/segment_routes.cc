@@ -550,7 +550,7 @@ Status ConsentRates(Deployment& d, Exchange& x) {
   auto rates = d.consents().RatesOver(*x.caller, purpose, channel, MonthEnds(d.clock().Now(), months));
   if (!rates.ok()) return rates.status();
   auto rate_of = [](const ConsentLedger::RateAt& r) -> std::optional<double> {
-    if (r.customers < kSmallestGroup) return std::nullopt;
+    if (!Shown(r.customers)) return std::nullopt;
     return static_cast<double>(r.allowed) / static_cast<double>(r.customers);
   };
   if (format == "svg") {

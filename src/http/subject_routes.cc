@@ -286,16 +286,11 @@ Status ListContacts(Deployment& d, Exchange& x) {
 
 // A merged id answers 308 to the record it is now part of.
 Status Redirected(Deployment& d, Exchange& x, Status moved) {
-  std::optional<std::string> survivor;
-  GARDE_RETURN_IF_ERROR(d.store().Read([&](ReadTx& tx) -> Status {
-    auto found = SubjectMerges::SurvivorOf(tx, x.params["id"]);
-    if (!found.ok()) return found.status();
-    survivor = found.value();
-    return Status::Ok();
-  }));
-  if (!survivor) return moved;
-  x.reply_headers.emplace_back("Location", "/v1/subjects/" + *survivor);
-  return moved.AddExtra("merged_into", *survivor);
+  auto survivor = d.merges().SurvivorOf(x.params["id"]);
+  if (!survivor.ok()) return survivor.status();
+  if (!survivor.value()) return moved;
+  x.reply_headers.emplace_back("Location", "/v1/subjects/" + *survivor.value());
+  return moved.AddExtra("merged_into", *survivor.value());
 }
 
 Status GetSubject(Deployment& d, Exchange& x) {
@@ -382,13 +377,13 @@ Status MergeSubject(Deployment& d, Exchange& x) {
   return Status::Ok();
 }
 
-Status MergeStep(Deployment& d, Exchange& x, const std::string& step) {
+using MergeStepFn = Result<MergeRow> (SubjectMerges::*)(const Caller&, const std::string&);
+
+Status MergeStep(Deployment& d, Exchange& x, MergeStepFn step) {
   GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "subjects.merge"));
   const std::string id = x.params["id"];
   if (!IsRandomId(id, "mrg_")) return NotFound("no merge " + id);
-  auto m = step == "revert"     ? d.merges().Revert(*x.caller, id)
-           : step == "complete" ? d.merges().Complete(*x.caller, id)
-                                : d.merges().Get(*x.caller, id);
+  auto m = (d.merges().*step)(*x.caller, id);
   if (!m.ok()) return m.status();
   JsonWriter w;
   WriteMergeJson(w, m.value());
@@ -454,10 +449,11 @@ void AddSubjectRoutes(Router& router, Deployment& d) {
   router.Add("GET", "/v1/duplicates", [&d](Exchange& x) { return ListDuplicates(d, x); });
   router.Add("POST", "/v1/subjects", [&d](Exchange& x) { return CreateSubject(d, x); });
   router.Add("POST", "/v1/subjects/{id}:merge", [&d](Exchange& x) { return MergeSubject(d, x); });
-  router.Add("GET", "/v1/merges/{id}", [&d](Exchange& x) { return MergeStep(d, x, "read"); });
-  router.Add("POST", "/v1/merges/{id}:revert", [&d](Exchange& x) { return MergeStep(d, x, "revert"); });
+  router.Add("GET", "/v1/merges/{id}", [&d](Exchange& x) { return MergeStep(d, x, &SubjectMerges::Get); });
+  router.Add("POST", "/v1/merges/{id}:revert",
+             [&d](Exchange& x) { return MergeStep(d, x, &SubjectMerges::Revert); });
   router.Add("POST", "/v1/merges/{id}:complete",
-             [&d](Exchange& x) { return MergeStep(d, x, "complete"); });
+             [&d](Exchange& x) { return MergeStep(d, x, &SubjectMerges::Complete); });
   router.Add("POST", "/v1/subjects:batch", [&d](Exchange& x) { return BatchSubjects(d, x); });
   router.Add("GET", "/v1/subjects/{id}/contacts", [&d](Exchange& x) { return ListContacts(d, x); });
   router.Add("PUT", "/v1/subjects/{id}/contacts/{person}", [&d](Exchange& x) { return PutContact(d, x); });

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "garde/policy/policy_set.h"
@@ -67,6 +68,13 @@ struct ConsentDecision {
 ConsentDecision Decide(const std::string& status, bool suppressed,
                        const std::vector<ConsentFact>& events, const PolicySet& policies,
                        const Purpose& purpose, const std::string& channel, int64_t now);
+
+// Whether an event recorded on `event_channel` answers a decision on `channel`: an event for
+// the purpose as a whole ("") answers every channel; a channel's event answers that channel
+// only, and never the purpose as a whole.
+inline bool EventAnswers(std::string_view event_channel, std::string_view channel) {
+  return event_channel.empty() || event_channel == channel;
+}
 
 // The channels a purpose is decided on: "" (the purpose as a whole) and each declared channel.
 std::vector<std::string> DecisionChannels(const Purpose& purpose);

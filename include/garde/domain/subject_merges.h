@@ -62,13 +62,13 @@ class SubjectMerges {
 
   // The subject a merged id now is (following merges of merges), or nullopt when `id` is not
   // merged. Reads only ids and states.
-  static Result<std::optional<std::string>> SurvivorOf(ReadTx& tx, const std::string& id);
+  Result<std::optional<std::string>> SurvivorOf(const std::string& id);
   // Completes every merge into `into` still open, inside the caller's transaction; with
   // `erase_history` (an erasure of the survivor: the merged records are the same customer's
   // data) their consent histories go too. What a restore must erase again goes to *kept.
   // Completes `merge` (state `merged`) inside the caller's transaction (the retention sweep,
   // once the revert period is over).
-  static Status CompleteIn(WriteTx& tx, const SubjectVault& vault, const MergeRow& merge,
+  static Status CompleteIn(WriteTx& tx, const SubjectVault& vault, MergeRow merge,
                            int64_t now, TombstoneEntries* kept);
   static Status CompleteMergesIn(WriteTx& tx, const SubjectVault& vault, const std::string& into,
                                  int64_t now, bool erase_history, TombstoneEntries* kept);

@@ -83,6 +83,11 @@ Bytes SuppressionDigest(const KeyedHash& key, const std::string& kind, const std
 // "email", "phone", or "" for field types that are not suppressible contacts.
 const char* SuppressionKind(FieldType type);
 
+// A subject's values with its external id among them (under kExternalIdField), and such a map
+// back into a change of the subject.
+FieldMap ValuesWithExternalId(const SubjectView& subject);
+SubjectChanges ChangesOf(FieldMap values);
+
 // 409 for a subject nothing more can be done to (erased, or merged into another); else Ok.
 Status RefuseGone(const SubjectRow& row);
 

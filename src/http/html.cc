@@ -31,7 +31,8 @@ std::string JsonHtml(const Poco::Dynamic::Var& v) {
 }
 
 std::string HtmlDocument(const std::string& title, const std::string& body,
-                         const std::string& lang, const std::string& extra_css) {
+                         const std::string& lang, const std::string& extra_css,
+                         const std::string& header) {
   return "<!doctype html><html lang=\"" + lang + "\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             "<title>" + HtmlEscape(title) + "</title>"
@@ -47,7 +48,7 @@ std::string HtmlDocument(const std::string& title, const std::string& body,
             "margin:.5rem 0 1.5rem}th,td{border:1px solid #777;padding:.3rem .5rem;"
             "text-align:left;vertical-align:top}caption{text-align:left;font-weight:600}"
             "dt{font-weight:600}dd{margin:0 0 .5rem 1rem}" + extra_css +
-            "</style></head><body><main>"
+            "</style></head><body>" + header + "<main>"
             "<h1>" + HtmlEscape(title) + "</h1>" + body + "</main></body></html>";
 }
 

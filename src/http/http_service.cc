@@ -12,6 +12,7 @@
 
 #include "garde/base/encoding.h"
 #include "garde/base/log.h"
+#include "garde/http/console.h"
 #include "garde/http/metrics.h"
 #include "garde/http/problem.h"
 #include "garde/http/request_pages.h"
@@ -193,6 +194,8 @@ void AddAllRoutes(Router& router, Deployment& d) {
 
 HttpService::HttpService(Deployment& deployment) : d_(deployment), admin_(false) {
   AddAllRoutes(router_, d_);
+  console_ = std::make_unique<ConsoleSessions>(d_.clock());
+  AddConsoleRoutes(router_, d_, *console_);
   metrics_ = std::make_unique<RequestMetrics>(router_.routes().size());
 }
 

@@ -67,7 +67,14 @@ export async function startGarde(garde, policies, smtpCapture, extraArgs = []) {
     smtp.kill('SIGTERM');
     rmSync(dir, { recursive: true, force: true });
   };
-  return { base, api, operator, officer, data, mailsTo, stop };
+  // Another key, made with the CLI beside the running service: { id, token }.
+  const createKey = (name, role, ...activities) => {
+    const out = execFileSync(garde, ['apikey', 'create', '--data-dir', data, '--policies', policies,
+      '--name', name, '--role', role, ...activities.flatMap((a) => ['--activity', a])], { encoding: 'utf8' });
+    return { id: out.match(/key_[0-9a-z]+/)[0], token: out.trim().split('\n').pop() };
+  };
+  const revokeKey = (id) => execFileSync(garde, ['apikey', 'revoke', '--data-dir', data, '--id', id]);
+  return { base, api, operator, officer, data, mailsTo, createKey, revokeKey, stop };
 }
 
 // The first link to this service in a message's text.

@@ -15,9 +15,11 @@
 
 namespace garde {
 
-// A complete HTML document around `body` (also written to files by the CLI).
+// A complete HTML document around `body` (also written to files by the CLI); `header` goes
+// before the page's <main> (the console's navigation).
 std::string HtmlDocument(const std::string& title, const std::string& body,
-                         const std::string& lang = "en", const std::string& extra_css = "");
+                         const std::string& lang = "en", const std::string& extra_css = "",
+                         const std::string& header = "");
 // Answers a complete HTML page (no scripts, strict CSP, no referrer) around `body`.
 void HtmlPage(Exchange& x, int status, const std::string& title, const std::string& body,
               const std::string& lang = "en", const std::string& extra_css = "");

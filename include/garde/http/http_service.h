@@ -17,11 +17,12 @@
 
 namespace garde {
 
+class ConsoleSessions;
 class RequestMetrics;
 
 class HttpService final : public ExchangeHandler {
  public:
-  // The public listener (listen): every route of the API.
+  // The public listener (listen): every route of the API, and the officer console.
   explicit HttpService(Deployment& deployment);
   // The admin listener (admin_listen): GET /metrics, the Prometheus exposition of `api`'s
   // requests and of the service's state; no API key (reach it from the operators' network).
@@ -49,6 +50,7 @@ class HttpService final : public ExchangeHandler {
   bool admin_;
   Router router_;
   std::unique_ptr<RequestMetrics> metrics_;  // the public listener's; null on the admin one
+  std::unique_ptr<ConsoleSessions> console_;  // the officer console's sign-ins (public listener)
   std::unique_ptr<EventServer> server_;
   uint16_t port_ = 0;
 };

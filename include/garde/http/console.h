@@ -1,0 +1,64 @@
+// The officer's console under /console/: server-rendered pages (no script is needed; one
+// script checks audit proofs in the browser when it may run) for officers, auditors and
+// admins, in English and French. A person signs in with their API key, exchanged for a
+// session cookie; every form carries the session's CSRF token; every page view is audited
+// like the API read it stands for. docs/console.md.
+//
+//   ConsoleSessions sessions(clock);
+//   AddConsoleRoutes(router, deployment, sessions);
+#pragma once
+
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "garde/base/clock.h"
+#include "garde/base/mutex.h"
+#include "garde/domain/access_gate.h"
+#include "garde/http/router.h"
+
+namespace garde {
+
+class Deployment;
+
+// Console sign-ins, held in this process's memory: the cookie value is shown to the browser
+// once and kept only as its BLAKE2b hash. A session ends at sign-out, after `idle_seconds`
+// without a page, `absolute_seconds` after sign-in, or when its key is revoked.
+class ConsoleSessions {
+ public:
+  struct Session {
+    Caller caller;
+    std::string csrf;  // the token every form of the session carries
+    std::string lang;  // en | fr
+    int64_t signed_in_at = 0;
+    int64_t last_seen = 0;
+  };
+  static constexpr int64_t kIdleSeconds = 30 * 60;
+  static constexpr int64_t kAbsoluteSeconds = 12 * 3600;
+
+  explicit ConsoleSessions(const Clock& clock, int64_t idle_seconds = kIdleSeconds,
+                           int64_t absolute_seconds = kAbsoluteSeconds)
+      : clock_(clock), idle_(idle_seconds), absolute_(absolute_seconds) {}
+
+  // A new session; returns the cookie value.
+  std::string Open(const Caller& caller, const std::string& lang);
+  // The session of a cookie value, its idle time restarted; nullopt when unknown or expired
+  // (an expired session is forgotten).
+  std::optional<Session> Touch(const std::string& cookie);
+  void SetLanguage(const std::string& cookie, const std::string& lang);
+  void Close(const std::string& cookie);
+  size_t size() const;
+
+ private:
+  static std::string HashOf(const std::string& cookie);
+  const Clock& clock_;
+  const int64_t idle_, absolute_;
+  mutable Mutex mu_;
+  std::unordered_map<std::string, Session> sessions_ GUARDED_BY(mu_);
+};
+
+// GET/POST /console/... (not part of the API document: pages for people).
+void AddConsoleRoutes(Router& router, Deployment& d, ConsoleSessions& sessions);
+
+}  // namespace garde

@@ -464,7 +464,7 @@ std::vector<size_t> SelectKept(const std::vector<int64_t>& created, const KeepPo
 Backups::Backups(Deployment& deployment, std::string directory)
     : d_(deployment), dir_(std::move(directory)) {}
 
-Result<BackupInfo> Backups::Create() {
+Result<BackupInfo> Backups::Create(const std::function<void(int64_t, int64_t)>& progress) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (!fs::is_directory(dir_)) return Unavailable("cannot create the backup directory " + dir_);
@@ -519,6 +519,8 @@ Result<BackupInfo> Backups::Create() {
     GARDE_RETURN_IF_ERROR(out.Push(reinterpret_cast<const uint8_t*>(manifest.data()),
                                    manifest.size(), 0));
     std::vector<char> buf(kChunk);
+    int64_t total = 0, sealed = 0;
+    for (const auto& f : info.files) total += f.bytes;
     for (const auto& f : info.files) {
       std::ifstream in(scratch.path() + "/" + f.name, std::ios::binary);
       int64_t left = f.bytes;
@@ -529,6 +531,8 @@ Result<BackupInfo> Backups::Create() {
         GARDE_RETURN_IF_ERROR(
             out.Push(reinterpret_cast<const uint8_t*>(buf.data()), static_cast<size_t>(n), 0));
         left -= n;
+        sealed += n;
+        if (progress) progress(sealed, total);
       }
     }
     GARDE_RETURN_IF_ERROR(out.Push(nullptr, 0, crypto_secretstream_xchacha20poly1305_TAG_FINAL));

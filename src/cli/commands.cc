@@ -125,7 +125,7 @@ Lists API keys: id, name, role, activities, creation and revocation time.
 
 Revokes an API key. Requests carrying it are refused from then on.
 )"},
-    {"keys rotate", R"(Usage: garde keys rotate --data-dir DIR [--batch N] [--no-retire]
+    {"keys rotate", R"(Usage: garde keys rotate --data-dir DIR [--batch N] [--no-retire] [--progress]
 
 Adds a root-key version to the keyring and makes it current, then re-wraps every subject's
 data key under it, N per transaction (default 500). Fields are not re-encrypted. Safe to run
@@ -193,7 +193,7 @@ Writes the register of processing activities held in the policy files: JSON (def
 register sheet (organisation first, one A4 sheet per activity). Lints first and refuses to
 export a register with errors (exit 1). Without --out, writes to standard output.
 )"},
-    {"backup", R"(Usage: garde backup [create] --data-dir DIR [--backup-dir DIR]
+    {"backup", R"(Usage: garde backup [create] --data-dir DIR [--backup-dir DIR] [--progress]
 
 Copies the vault, then the audit log, while the service runs (each a consistent snapshot;
 writers are not blocked), seals both into one file under a key derived from the keyring
@@ -228,7 +228,7 @@ one kept aside as audit.db.forked-TIME — which needs --reason when a live log 
 every erasure, withdrawal, objection and suppression of tombstones.log made after the
 backup is re-applied, and the restore is audited (reason in restores.log).
 )"},
-    {"retention run", R"(Usage: garde retention run --data-dir DIR [--dry-run] [--at DATE] [--json]
+    {"retention run", R"(Usage: garde retention run --data-dir DIR [--dry-run] [--at DATE] [--progress] [--json]
 
 Applies every activity's retention (register.yaml: "DURATION after ANCHOR") to every subject:
 fields no activity still justifies are erased, subjects none justifies are erased whole
@@ -238,7 +238,7 @@ interrupted; safe beside a running service. --dry-run only counts. --at evaluate
 at another time (RFC 3339 or YYYY-MM-DD; later than now only with --dry-run). Prints the
 report: counts by activity and rule, never personal data.
 )"},
-    {"import", R"(Usage: garde import FILE.csv --mapping MAPPING.yaml --data-dir DIR [--dry-run] [--report OUT.csv] [--json]
+    {"import", R"(Usage: garde import FILE.csv --mapping MAPPING.yaml --data-dir DIR [--dry-run] [--report OUT.csv] [--progress] [--json]
 
 Loads subjects from a CSV file as spreadsheets export it (UTF-8 with or without BOM, or
 Windows-1252; ',' or ';'; quoted cells; CRLF). The mapping (docs/policies.md, Imports) names
@@ -420,6 +420,18 @@ Result<size_t> BatchOf(const CliArgs& args) {
   return static_cast<size_t>(batch);
 }
 
+// A progress bar on stderr when `show` (a terminal, or --progress); nothing in logs.
+std::function<void(int64_t, int64_t)> ProgressBar(bool show, const char* unit) {
+  return [show, unit](int64_t done, int64_t total) {
+    if (!show || total <= 0) return;
+    const int width = 40;
+    const int filled = static_cast<int>(std::min<int64_t>(width, done * width / total));
+    std::cerr << "\r  [" << std::string(static_cast<size_t>(filled), '#')
+              << std::string(static_cast<size_t>(width - filled), ' ') << "] " << done << "/"
+              << total << " " << unit << std::flush;
+  };
+}
+
 // Re-wraps every data key under the current root version (beside a running service), then
 // retires the versions nothing uses any more. Shared by `keys rotate` and `keys migrate`.
 int RewrapAndRetire(const CliArgs& args, const Config& cfg, uint32_t current, const char* action) {
@@ -427,10 +439,18 @@ int RewrapAndRetire(const CliArgs& args, const Config& cfg, uint32_t current, co
   if (!d.ok()) return FailStatus(d.status());
   auto batch = BatchOf(args);
   if (!batch.ok()) return Fail(batch.status().message());
-  auto progress = [](int64_t done) {
-    if (isatty(STDERR_FILENO)) std::cerr << "\r  re-wrapped " << done << std::flush;
-  };
   auto& rotation = d.value()->rotation();
+  // The bar's whole: the data keys under another version when the rotation starts.
+  int64_t to_rewrap = 0;
+  if (auto before = rotation.Usage(); before.ok()) {
+    for (const auto& [v, n] : before.value()) to_rewrap += v == current ? 0 : n;
+  }
+  const bool show = isatty(STDERR_FILENO) || args.Has("progress");
+  auto bar = ProgressBar(show, "data keys");
+  int64_t done_before = 0;
+  auto progress = [&](int64_t done) {
+    bar(std::min(done_before + done, to_rewrap), to_rewrap);
+  };
   auto done = rotation.RewrapAll(batch.value(), progress);
   if (!done.ok()) return FailStatus(done.status());
   int64_t total = done.value();
@@ -439,12 +459,13 @@ int RewrapAndRetire(const CliArgs& args, const Config& cfg, uint32_t current, co
   const int grace = cfg.keyring_watch_seconds * 2 + 1;
   for (int pass = 0; pass < 10; ++pass) {
     std::this_thread::sleep_for(std::chrono::seconds(grace));
+    done_before = total;
     auto more = rotation.RewrapAll(batch.value(), progress);
     if (!more.ok()) return FailStatus(more.status());
     total += more.value();
     if (more.value() == 0) break;
   }
-  std::cerr << "\n";
+  if (show && to_rewrap > 0) std::cerr << "\n";
   auto usage = rotation.Usage();
   if (!usage.ok()) return FailStatus(usage.status());
   std::cout << "Root key version " << current << " is current; re-wrapped " << total
@@ -467,18 +488,6 @@ int RewrapAndRetire(const CliArgs& args, const Config& cfg, uint32_t current, co
   Caller cli{"cli", "admin", {}, action, ""};
   d.value()->journal().Record(nullptr, cli, {"keys.rotate", "", "", "ok", {}, total}).IgnoreError();
   return 0;
-}
-
-// A progress bar on stderr when `show` (a terminal, or --progress); nothing in logs.
-std::function<void(int64_t, int64_t)> ProgressBar(bool show, const char* unit) {
-  return [show, unit](int64_t done, int64_t total) {
-    if (!show || total <= 0) return;
-    const int width = 40;
-    const int filled = static_cast<int>(std::min<int64_t>(width, done * width / total));
-    std::cerr << "\r  [" << std::string(static_cast<size_t>(filled), '#')
-              << std::string(static_cast<size_t>(width - filled), ' ') << "] " << done << "/"
-              << total << " " << unit << std::flush;
-  };
 }
 
 int RunImport(const CliArgs& args) {
@@ -758,9 +767,16 @@ int RunAuditVerify(const CliArgs& args) {
   auto store = SqliteStore::Open(options);
   if (!store.ok()) return FailStatus(store.status());
   const bool show = args.Has("progress") || isatty(STDERR_FILENO);
+  int64_t entries = 0;
+  store.value()->Read([&](ReadTx& tx) -> Status {
+    auto size = tx.AuditSize();
+    if (size.ok()) entries = static_cast<int64_t>(size.value());
+    return Status::Ok();
+  }).IgnoreError();
+  auto bar = ProgressBar(show, "entries");
   const auto started = std::chrono::steady_clock::now();
   AuditVerification report = VerifyAuditLog(*store.value(), key, origin, notes, [&](uint64_t n) {
-    if (show) std::cerr << "\r  verified " << n << " entries" << std::flush;
+    bar(std::min(static_cast<int64_t>(n), entries), entries);
   });
   if (show) std::cerr << "\n";
   const double secs =
@@ -811,7 +827,10 @@ int RunBackupCreate(const CliArgs& args) {
   auto d = Deployment::Open(cfg.value());
   if (!d.ok()) return FailStatus(d.status());
   Backups backups(*d.value(), cfg->backup_directory());
-  auto made = backups.Create();
+  const bool show = isatty(STDERR_FILENO) || args.Has("progress");
+  auto bar = ProgressBar(show, "KiB sealed");
+  auto made = backups.Create([&](int64_t done, int64_t total) { bar(done >> 10, total >> 10); });
+  if (show) std::cerr << "\n";
   if (!made.ok()) return FailStatus(made.status());
   auto pruned = backups.Prune(KeepPolicyOf(cfg.value()));
   if (!pruned.ok()) return FailStatus(pruned.status());

@@ -138,5 +138,49 @@ TEST(CliE2E, LintReportsProblemsWithFileAndLine) {
   EXPECT_NE(bad.out.find(R"("location":"schema.yaml:3")"), std::string::npos) << bad.out;
 }
 
+// Long commands draw a bar on stderr for a terminal or with --progress; in a pipe (as here,
+// and in logs) only the summary comes out, on stdout.
+TEST(CliE2E, LongCommandsShowProgressOnlyWhenAsked) {
+  GardeProcess g;
+  const std::string key = g.CreateKey("crm", "operator", {"customer_management"});
+  g.Start();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(g.Post("/v1/subjects",
+                     R"({"kind":"person","fields":{"email":"p)" + std::to_string(i) +
+                         R"(@example.org"}})",
+                     key)
+                  .status,
+              201);
+  }
+  g.Stop();
+  const std::vector<std::string> dir = {"--data-dir", g.data_dir(), "--policies", g.policies()};
+  auto run = [&](std::vector<std::string> args, bool progress) {
+    args.insert(args.end(), dir.begin(), dir.end());
+    if (progress) args.push_back("--progress");
+    return RunGarde(args);
+  };
+  struct Case {
+    std::vector<std::string> args;
+    std::string whole;  // the bar's end: done/total and the unit
+  };
+  const Case cases[] = {
+      {{"audit", "verify"}, " entries"},
+      {{"backup"}, " KiB sealed"},
+      {{"retention", "run", "--dry-run"}, "3/3 subjects"},
+  };
+  for (const Case& c : cases) {
+    const RunResult quiet = run(c.args, false);
+    ASSERT_EQ(quiet.exit_code, 0) << c.args[0] << quiet.err;
+    EXPECT_EQ(quiet.err.find('['), std::string::npos) << c.args[0] << ": " << quiet.err;
+    const RunResult shown = run(c.args, true);
+    ASSERT_EQ(shown.exit_code, 0) << c.args[0] << shown.err;
+    EXPECT_NE(shown.err.find("] "), std::string::npos) << c.args[0] << ": " << shown.err;
+    EXPECT_NE(shown.err.find("[########################################]"), std::string::npos)
+        << c.args[0] << " ends full: " << shown.err;
+    EXPECT_NE(shown.err.find(c.whole), std::string::npos) << c.args[0] << ": " << shown.err;
+    EXPECT_EQ(shown.out.find('\r'), std::string::npos) << "nothing of the bar on stdout";
+  }
+}
+
 }  // namespace
 }  // namespace garde::testing

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -63,8 +64,9 @@ class Backups {
  public:
   Backups(Deployment& deployment, std::string directory);
   // Copies the vault, then the audit log (so the log copy holds the entry of every change in
-  // the vault copy), seals both into one file and audits it.
-  Result<BackupInfo> Create();
+  // the vault copy), seals both into one file and audits it. `progress` (if any) is told the
+  // bytes sealed so far and in all.
+  Result<BackupInfo> Create(const std::function<void(int64_t, int64_t)>& progress = nullptr);
   // Deletes the backups the policy does not keep; returns their ids.
   Result<std::vector<std::string>> Prune(const KeepPolicy& policy);
 

@@ -351,7 +351,9 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
     ImportRowResult result;
     NewSubject in;
     Status invalid = Status::Ok();
-    std::vector<std::string> keys;  // its unique values, normalised: rows sharing one are related
+    std::unique_ptr<SubjectVault::PendingCreate> pending;  // ready to be written
+    Status conflict = Status::Ok();  // refused as a duplicate of an existing subject
+    FieldMap values;  // normalised, as stored: what likely duplicates are looked for with
   };
   auto prepare = [&](int64_t number, const Row& row) {
     Prepared p;
@@ -407,106 +409,125 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
       p.invalid = invalid;
       return p;
     }
-    if (p.in.external_id) p.keys.push_back(std::string(kExternalIdField) + '\0' + *p.in.external_id);
-    for (const auto& [field, value] : p.in.fields) {
-      const FieldSpec* spec = policies->schema().Find(field);
-      if (spec == nullptr || !spec->unique) continue;
-      std::string why;
-      auto normal = d_.standard().Normalize(*spec, value, &why);
-      p.keys.push_back(field + '\0' + (normal ? normal->text : value.text));
-    }
     return p;
   };
 
-  auto write = [&](Prepared& p) {
+  // The outcome of a row whose create was refused as a duplicate of `existing`: reported as
+  // such, or an update of that subject (on_existing: update).
+  auto settle_conflict = [&](Prepared& p, Status outcome) -> Status {
     ImportRowResult& r = p.result;
-    if (r.earlier) return;
-    Status outcome = p.invalid;
-    FieldMap values;  // normalised, as stored: what likely duplicates are looked for with
-    if (outcome.ok() && options.dry_run) {
-      outcome = d_.vault().CheckNew(p.in, &values);
-      r.outcome = outcome.ok() ? "valid" : "invalid";
-    } else if (outcome.ok()) {
-      p.in.import_mark = ImportMark{summary.id, r.row};
-      auto created = d_.vault().Create(caller, p.in);
-      outcome = created.status();
-      if (created.ok()) {
-        r.outcome = "created";
-        r.id = created->id;
-        values = std::move(created->fields);
-      } else if (outcome.code() == Code::kConflict) {
-        for (const auto& [k, v] : outcome.extras()) {
-          if (k == "existing_id") r.id = v;
-        }
-        if (r.id.empty()) {
-          r.outcome = "failed";
-        } else if (!mapping.update_existing) {
-          r.outcome = "duplicate";
-          outcome = Status::Ok();
-        } else {
-          SubjectChanges changes;
-          changes.fields = p.in.fields;
-          if (p.in.external_id) changes.external_id = FieldValue::String(*p.in.external_id);
-          auto updated = d_.vault().Rectify(caller, r.id, changes);
-          outcome = updated.status();
-          r.outcome = updated.ok() ? "updated" : "failed";
-        }
-      }
+    for (const auto& [k, v] : outcome.extras()) {
+      if (k == "existing_id") r.id = v;
     }
-    if (outcome.ok() && (r.outcome == "created" || r.outcome == "valid")) {
-      // Not the same unique value, but perhaps the same customer (Rob / Robert, one address).
-      auto likely = d_.vault().LikelyDuplicatesOf(values, r.id);
-      if (likely.ok() && !likely->empty()) {
-        r.likely_duplicate_of = likely->front().id;
-        r.likely_rules = likely->front().rules;
-      }
+    if (r.id.empty()) {
+      r.outcome = "failed";
+      return outcome;
     }
-    if (!outcome.ok()) {
-      if (r.outcome.empty() || r.outcome == "valid") {
-        r.outcome = outcome.code() == Code::kUnprocessable ? "invalid" : "failed";
-      }
-      r.detail = outcome.message();
-      r.errors = outcome.errors();
+    if (!mapping.update_existing) {
+      r.outcome = "duplicate";
+      return Status::Ok();
+    }
+    SubjectChanges changes;
+    changes.fields = p.in.fields;
+    if (p.in.external_id) changes.external_id = FieldValue::String(*p.in.external_id);
+    auto updated = d_.vault().Rectify(caller, r.id, changes);
+    r.outcome = updated.ok() ? "updated" : "failed";
+    return updated.status();
+  };
+  auto finish = [](ImportRowResult& r, const Status& outcome) {
+    if (outcome.ok()) return;
+    if (r.outcome.empty() || r.outcome == "valid") {
+      r.outcome = outcome.code() == Code::kUnprocessable ? "invalid" : "failed";
+    }
+    r.detail = outcome.message();
+    r.errors = outcome.errors();
+  };
+  // Not the same unique value, but perhaps the same customer (Rob / Robert, one address):
+  // among the subjects there before the row, as row by row would find them
+  // (created_in_window: the subjects the row's window created, id -> row number).
+  std::map<std::string, int64_t> created_in_window;
+  auto look_for_likely = [&](Prepared& p) {
+    ImportRowResult& r = p.result;
+    if (r.outcome != "created" && r.outcome != "valid") return;
+    auto likely = d_.vault().LikelyDuplicatesOf(p.values, r.id);
+    if (!likely.ok()) return;
+    for (const auto& candidate : likely.value()) {
+      auto later = created_in_window.find(candidate.id);
+      if (later != created_in_window.end() && later->second > r.row) continue;
+      r.likely_duplicate_of = candidate.id;
+      r.likely_rules = candidate.rules;
+      return;
     }
   };
 
-  // Windows of rows written by several workers at once (their commits share the disk's
-  // flushes), reported in file order at the end of each window. Rows that share a unique
-  // value (the same e-mail twice in the file) go to the same worker, in file order, so the
-  // first creates the subject and the later ones update it, as they would one by one.
-  constexpr size_t kWindow = 1024;
-  const size_t workers = std::max<size_t>(1, std::min<size_t>(options.workers, 64));
-  std::vector<Prepared> window;
-  for (size_t start = 0; start < rows.size(); start += kWindow) {
-    const size_t end = std::min(rows.size(), start + kWindow);
-    window.clear();
-    for (size_t i = start; i < end; ++i) window.push_back(prepare(static_cast<int64_t>(i + 1), rows[i]));
-    // Related rows: union-find over their unique values.
-    std::vector<size_t> parent(window.size());
-    for (size_t i = 0; i < parent.size(); ++i) parent[i] = i;
-    auto root = [&](size_t i) {
-      while (parent[i] != i) i = parent[i] = parent[parent[i]];
-      return i;
-    };
-    std::map<std::string, size_t> first_with;
-    for (size_t i = 0; i < window.size(); ++i) {
-      for (const auto& key : window[i].keys) {
-        auto [it, fresh] = first_with.emplace(key, i);
-        if (!fresh) parent[root(i)] = root(it->second);
-      }
-    }
-    std::vector<std::vector<size_t>> lanes(std::min(workers, window.size()));
-    for (size_t i = 0; i < window.size(); ++i) lanes[root(i) % lanes.size()].push_back(i);
-    std::atomic<size_t> next_lane{0};
+  // Windows of rows: their creates prepared on several threads (validation, normalisation,
+  // a data key each), then written in one transaction in file order (one commit and one
+  // flush for the window), then the rows refused as duplicates settled one by one in file
+  // order, so that a value twice in the file creates once and then updates, as row by row.
+  const size_t window_rows = std::max<size_t>(1, options.window);
+  const size_t workers = std::clamp<size_t>(
+      options.workers != 0 ? options.workers : std::thread::hardware_concurrency(), 1, 64);
+  auto parallel = [&](std::vector<Prepared>& items, const std::function<void(Prepared&)>& fn) {
+    std::atomic<size_t> next{0};
     auto work = [&] {
-      for (size_t l = next_lane++; l < lanes.size(); l = next_lane++) {
-        for (size_t i : lanes[l]) write(window[i]);
-      }
+      for (size_t i = next++; i < items.size(); i = next++) fn(items[i]);
     };
     std::vector<std::thread> threads;
-    for (size_t w = 1; w < lanes.size(); ++w) threads.emplace_back(work);
+    for (size_t w = 1; w < std::min(workers, items.size()); ++w) threads.emplace_back(work);
     work();
     for (auto& t : threads) t.join();
+  };
+  std::vector<Prepared> window;
+  for (size_t start = 0; start < rows.size(); start += window_rows) {
+    const size_t end = std::min(rows.size(), start + window_rows);
+    window.clear();
+    for (size_t i = start; i < end; ++i) window.push_back(prepare(static_cast<int64_t>(i + 1), rows[i]));
+    parallel(window, [&](Prepared& p) {
+      if (p.result.earlier || !p.invalid.ok()) return;
+      if (options.dry_run) {
+        p.invalid = d_.vault().CheckNew(p.in, &p.values);
+        p.result.outcome = p.invalid.ok() ? "valid" : "invalid";
+        return;
+      }
+      p.in.import_mark = ImportMark{summary.id, p.result.row};
+      auto pending = d_.vault().PrepareCreate(caller, p.in);
+      if (pending.ok()) p.pending = std::move(pending.value());
+      else p.invalid = pending.status();
+    });
+    std::vector<std::unique_ptr<SubjectVault::PendingCreate>> pending;
+    std::vector<Prepared*> owners;
+    for (auto& p : window) {
+      if (p.pending) {
+        pending.push_back(std::move(p.pending));
+        owners.push_back(&p);
+      }
+    }
+    if (!pending.empty()) {
+      auto created = d_.vault().CommitCreates(caller, pending);
+      for (size_t i = 0; i < owners.size(); ++i) {
+        Prepared& p = *owners[i];
+        if (created[i].ok()) {
+          p.result.outcome = "created";
+          p.result.id = created[i]->id;
+          p.values = std::move(created[i]->fields);
+        } else if (created[i].status().code() == Code::kConflict) {
+          p.conflict = created[i].status();
+        } else {
+          p.invalid = created[i].status();
+        }
+      }
+    }
+    for (auto& p : window) {
+      if (p.result.earlier) continue;
+      Status outcome = p.invalid;
+      if (!p.conflict.ok()) outcome = settle_conflict(p, p.conflict);
+      finish(p.result, outcome);
+    }
+    created_in_window.clear();
+    for (const auto& p : window) {
+      if (p.result.outcome == "created" && !p.result.earlier) created_in_window[p.result.id] = p.result.row;
+    }
+    parallel(window, look_for_likely);
     for (const auto& p : window) {
       const ImportRowResult& r = p.result;
       if (r.earlier) ++summary.resumed;

@@ -260,18 +260,18 @@ Status SubjectVault::CheckNew(const NewSubject& in, FieldMap* normalised) const 
   return s;
 }
 
-Result<SubjectView> SubjectVault::Create(const Caller& caller, const NewSubject& in) {
-  auto policies = d_.policies.Current();
-  GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "subjects.write"));
-  Prepared prepared;
-  Status invalid = CheckNewInto(*policies, in, &prepared);
+Result<std::unique_ptr<SubjectVault::PendingCreate>> SubjectVault::PrepareCreate(
+    const Caller& caller, const NewSubject& in) const {
+  auto p = std::make_unique<PendingCreate>();
+  p->policies = d_.policies.Current();
+  GARDE_RETURN_IF_ERROR(AccessGate::Require(*p->policies, caller, "subjects.write"));
+  Status invalid = CheckNewInto(*p->policies, in, &p->prepared);
   if (!invalid.ok()) {
     Audit(nullptr, caller, {"subject.create", "", "", "invalid", {}, 0});
     return invalid;
   }
-
   const auto ring = d_.keys.Current();
-  SubjectRow row;
+  SubjectRow& row = p->row;
   row.id = RandomId("sub_");
   row.kind = in.kind;
   row.status = "active";
@@ -279,42 +279,73 @@ Result<SubjectView> SubjectVault::Create(const Caller& caller, const NewSubject&
   row.created_at = row.updated_at = row.last_interaction_at = d_.clock.Now();
   row.root_key_version = ring->current_version();
   row.dek_version = 1;
-  ScopedKey dek;
-  dek.Randomize();
-  auto wrapped = WrapDataKey(*ring, row.root_key_version, row.id, dek);
+  p->dek.Randomize();
+  auto wrapped = WrapDataKey(*ring, row.root_key_version, row.id, p->dek);
   if (!wrapped.ok()) return wrapped.status();
   row.wrapped_dek = std::move(wrapped.value());
+  p->import_mark = in.import_mark;
+  p->has_external_id = in.external_id.has_value();
+  return p;
+}
 
+std::vector<Result<SubjectView>> SubjectVault::CommitCreates(
+    const Caller& caller, std::vector<std::unique_ptr<PendingCreate>>& pending) {
+  std::vector<Result<SubjectView>> results;
+  std::vector<Status> outcome(pending.size(), Status::Ok());
   Status written = d_.store.Write([&](WriteTx& tx) -> Status {
-    GARDE_RETURN_IF_ERROR(CheckUnique(tx, *policies, row.id, prepared.values));
-    GARDE_RETURN_IF_ERROR(tx.InsertSubject(row));
-    if (in.import_mark) {
-      GARDE_RETURN_IF_ERROR(tx.InsertImportRow(in.import_mark->import_id, in.import_mark->row, row.id));
+    for (size_t i = 0; i < pending.size(); ++i) {
+      PendingCreate& p = *pending[i];
+      const SubjectRow& row = p.row;
+      // Checked first, before anything of this one is written: a conflict fails it alone.
+      outcome[i] = CheckUnique(tx, *p.policies, row.id, p.prepared.values);
+      if (outcome[i].code() == Code::kConflict) continue;
+      GARDE_RETURN_IF_ERROR(outcome[i]);
+      GARDE_RETURN_IF_ERROR(tx.InsertSubject(row));
+      if (p.import_mark) {
+        GARDE_RETURN_IF_ERROR(tx.InsertImportRow(p.import_mark->import_id, p.import_mark->row, row.id));
+      }
+      for (const auto& [name, value] : p.prepared.values) {
+        std::string plain = EncodeFieldValue(value);
+        Bytes box = SealField(p.dek, {row.id, name, row.dek_version}, plain);
+        sodium_memzero(plain.data(), plain.size());
+        GARDE_RETURN_IF_ERROR(tx.PutField(row.id, {name, std::move(box)}));
+        GARDE_RETURN_IF_ERROR(PutIndexes(tx, *p.policies, row.id, name, value));
+      }
+      GARDE_RETURN_IF_ERROR(PutMatchKeys(tx, *p.policies, row.id, p.prepared.values, /*fresh=*/true));
+      GARDE_RETURN_IF_ERROR(d_.journal.Record(
+          &tx, caller, {"subject.create", row.id, "", "ok", Names(p.prepared.values), 0}));
     }
-    for (const auto& [name, value] : prepared.values) {
-      std::string plain = EncodeFieldValue(value);
-      Bytes box = SealField(dek, {row.id, name, row.dek_version}, plain);
-      sodium_memzero(plain.data(), plain.size());
-      GARDE_RETURN_IF_ERROR(tx.PutField(row.id, {name, std::move(box)}));
-      GARDE_RETURN_IF_ERROR(PutIndexes(tx, *policies, row.id, name, value));
-    }
-    GARDE_RETURN_IF_ERROR(PutMatchKeys(tx, *policies, row.id, prepared.values, /*fresh=*/true));
-    return d_.journal.Record(&tx, caller,
-                             {"subject.create", row.id, "", "ok", Names(prepared.values), 0});
+    return Status::Ok();
   });
-  if (!written.ok()) {
-    Audit(nullptr, caller,
-          {"subject.create", "", "", written.code() == Code::kConflict ? "conflict" : "error", {},
-           0});
-    return written;
+  results.reserve(pending.size());
+  for (size_t i = 0; i < pending.size(); ++i) {
+    PendingCreate& p = *pending[i];
+    const Status s = written.ok() ? outcome[i] : written;
+    if (!s.ok()) {
+      Audit(nullptr, caller,
+            {"subject.create", "", "", s.code() == Code::kConflict ? "conflict" : "error", {}, 0});
+      results.emplace_back(s);
+      continue;
+    }
+    const SubjectRow& row = p.row;
+    SubjectView view{row.id, row.kind, row.status, row.source, row.created_at, row.updated_at,
+                     row.last_interaction_at,
+                     p.has_external_id ? p.prepared.values[kExternalIdField].text
+                                       : std::optional<std::string>(),
+                     {}};
+    p.prepared.values.erase(kExternalIdField);
+    view.fields = std::move(p.prepared.values);
+    results.emplace_back(std::move(view));
   }
-  SubjectView view{row.id, row.kind, row.status, row.source, row.created_at, row.updated_at,
-                   row.last_interaction_at, in.external_id ? prepared.values[kExternalIdField].text
-                                                           : std::optional<std::string>(),
-                   {}};
-  prepared.values.erase(kExternalIdField);
-  view.fields = std::move(prepared.values);
-  return view;
+  return results;
+}
+
+Result<SubjectView> SubjectVault::Create(const Caller& caller, const NewSubject& in) {
+  auto prepared = PrepareCreate(caller, in);
+  if (!prepared.ok()) return prepared.status();
+  std::vector<std::unique_ptr<PendingCreate>> one;
+  one.push_back(std::move(prepared.value()));
+  return std::move(CommitCreates(caller, one).front());
 }
 
 Result<SubjectView> SubjectVault::Rectify(const Caller& caller, const std::string& id,

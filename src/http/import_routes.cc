@@ -66,7 +66,8 @@ Status PostImport(Deployment& d, Exchange& x) {
   Importer importer(d);
   ImportOptions options;
   options.dry_run = dry == "true";
-  options.workers = 16;  // a share of the service's workers, not all of them
+  options.workers = 2;   // a share of the service's cores, not all of them
+  options.window = 256;  // short transactions: other writers wait at most one window
   auto summary = importer.Run(*x.caller, mapping.value(), x.body, options,
                               [&](const ImportRowResult& r) {
                                 if (csv) rows_csv += ImportReportCsvLine(r);

@@ -79,7 +79,8 @@ struct ImportSummary {
 
 struct ImportOptions {
   bool dry_run = false;
-  size_t workers = 64;  // rows written at once (they share the disk's flushes)
+  size_t workers = 0;    // threads preparing rows (0: one per core)
+  size_t window = 2048;  // rows written per transaction (one commit and flush each)
   std::function<void(int64_t done, int64_t total)> progress;
 };
 

@@ -19,6 +19,7 @@
 #include "garde/crypto/keyed_hash.h"
 #include "garde/crypto/keyring_source.h"
 #include "garde/crypto/lookup_keys.h"
+#include "garde/crypto/secret.h"
 #include "garde/domain/access_journal.h"
 #include "garde/domain/consent_decision.h"
 #include "garde/domain/entry_standard.h"
@@ -136,6 +137,17 @@ class SubjectVault {
 
   // Validates everything first: a write that fails is refused whole, every problem listed.
   Result<SubjectView> Create(const Caller& caller, const NewSubject& subject);
+
+  // Creates in bulk (imports, batches): PrepareCreate does a create's work that needs no
+  // transaction — validation and normalisation, a new data key wrapped — and may run on many
+  // threads at once; CommitCreates then writes many in one transaction (one commit, one
+  // flush), checking uniqueness against the vault and the earlier ones of the same call. Each
+  // gets its own result, in order: an invalid or conflicting one fails alone.
+  struct PendingCreate;
+  Result<std::unique_ptr<PendingCreate>> PrepareCreate(const Caller& caller,
+                                                       const NewSubject& subject) const;
+  std::vector<Result<SubjectView>> CommitCreates(
+      const Caller& caller, std::vector<std::unique_ptr<PendingCreate>>& pending);
   // The validation problems of a create, without writing (for merging with edge checks).
   // `normalised` (optional) receives the values as they would be stored.
   Status CheckNew(const NewSubject& subject, FieldMap* normalised = nullptr) const;
@@ -229,6 +241,18 @@ class SubjectVault {
     FieldMap values;                  // normalised values to set
     std::vector<std::string> removed; // fields to delete
   };
+
+ public:
+  struct PendingCreate {
+    std::shared_ptr<const PolicySet> policies;
+    SubjectRow row;
+    ScopedKey dek;
+    Prepared prepared;
+    std::optional<ImportMark> import_mark;
+    bool has_external_id = false;
+  };
+
+ private:
   Status Validate(const PolicySet& policies, const std::string& kind, const FieldMap& fields,
                   const std::optional<FieldValue>& external_id, bool creating,
                   Prepared* out) const;

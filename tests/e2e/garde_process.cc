@@ -1,11 +1,16 @@
 #include "garde_process.h"
 
+#include "garde/base/encoding.h"
+
+#include <Poco/Base64Encoder.h>
+#include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/StreamCopier.h>
+#include <Poco/URI.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -13,7 +18,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -238,6 +247,85 @@ bool GardeProcess::WaitForLog(const std::string& what, size_t times) const {
   return false;
 }
 
+namespace {
+
+// Under tests/openapi/e2e_via_prism.sh: the exchange just made, judged by Prism's validating
+// proxy (its upstream replays `reply`, so garde sees the request once). A response at odds
+// with the API document fails the test; request violations are what tests of bad input send.
+// Targets that are not URIs (tests of the HTTP edge) and console pages stay out.
+void JudgedByPrism(const std::string& method, const std::string& path, const std::string& body,
+                   const std::map<std::string, std::string>& headers,
+                   const std::string& content_type, const Poco::Net::HTTPResponse& resp,
+                   const HttpReply& reply) {
+  static const char* port = std::getenv("GARDE_E2E_PRISM_PORT");
+  if (port == nullptr || *port == '\0' || path.rfind("/console", 0) == 0) return;
+  for (char ch : path) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c <= 0x20 || c >= 0x7f || std::strchr("\"<>\\^`{|}", ch) != nullptr) return;
+  }
+  // Prism stops on a percent-encoding that is not UTF-8 (its decodeURIComponent throws).
+  std::string decoded;
+  try {
+    Poco::URI::decode(path, decoded);
+  } catch (const Poco::Exception&) {
+    return;
+  }
+  if (!garde::IsValidUtf8(decoded)) return;
+  static std::atomic<int> next{0};
+  const std::string file = "/tmp/garde-e2e-replay-" + std::to_string(::getpid()) + "-" +
+                           std::to_string(next++) + ".json";
+  {
+    Poco::JSON::Object answer;
+    answer.set("status", static_cast<int>(resp.getStatus()));
+    Poco::JSON::Array fields;
+    for (const auto& [k, v] : resp) {
+      Poco::JSON::Array pair;
+      pair.add(k);
+      pair.add(v);
+      fields.add(pair);
+    }
+    answer.set("headers", fields);
+    std::string encoded;
+    {
+      std::ostringstream out;
+      Poco::Base64Encoder b64(out);
+      b64.rdbuf()->setLineLength(0);
+      b64 << reply.body;
+      b64.close();
+      encoded = out.str();
+    }
+    answer.set("body", encoded);
+    std::ofstream f(file, std::ios::binary | std::ios::trunc);
+    answer.stringify(f);
+  }
+  try {
+    Poco::Net::HTTPClientSession session("127.0.0.1", static_cast<Poco::UInt16>(std::atoi(port)));
+    session.setTimeout(Poco::Timespan(30, 0));
+    Poco::Net::HTTPRequest req(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
+    for (const auto& [k, v] : headers) req.set(k, v);
+    req.set("X-Garde-Replay", file);
+    if (!body.empty() || method == "POST" || method == "PATCH") {
+      if (!content_type.empty()) req.setContentType(content_type);
+      req.setContentLength64(static_cast<Poco::Int64>(body.size()));
+    }
+    session.sendRequest(req) << body;
+    Poco::Net::HTTPResponse judged;
+    std::string ignored;
+    Poco::StreamCopier::copyToString(session.receiveResponse(judged), ignored);
+    if (judged.has("sl-violations")) {
+      const std::string& v = judged.get("sl-violations");
+      if (v.find("\"response\"") != std::string::npos) {
+        ADD_FAILURE() << "Prism: " << method << " " << path << " -> " << reply.status << ": " << v;
+      }
+    }
+  } catch (const Poco::Exception& e) {
+    ADD_FAILURE() << "Prism did not judge " << method << " " << path << ": " << e.displayText();
+  }
+  std::remove(file.c_str());
+}
+
+}  // namespace
+
 HttpReply GardeProcess::Request(const std::string& method, const std::string& path,
                                 const std::string& body,
                                 const std::map<std::string, std::string>& headers,
@@ -263,6 +351,7 @@ HttpReply GardeProcess::Request(const std::string& method, const std::string& pa
     for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     reply.headers[lower] = v;
   }
+  JudgedByPrism(method, path, body, headers, content_type, resp, reply);
   return reply;
 }
 

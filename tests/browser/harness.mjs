@@ -9,6 +9,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { prismJudge } from '../openapi/prism_judge.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -41,12 +42,14 @@ export async function startGarde(garde, policies, smtpCapture, extraArgs = []) {
     '--listen', '127.0.0.1:0', '--smtp-host', '127.0.0.1', '--smtp-port', smtpPort,
     '--smtp-tls', 'none', '--mail-from', 'notices@maison-exemple.example', ...extraArgs]);
   const base = await waitForOutput(proc, /listening on (http:\/\/127\.0\.0\.1:\d+)/, 'garde');
+  const judged = await prismJudge();
   const api = async (method, path, body, key = operator) => {
-    const r = await fetch(base + path, {
-      method, headers: { Authorization: 'Bearer ' + key, 'Content-Type': 'application/json' },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    return { status: r.status, json: await r.json() };
+    const headers = { Authorization: 'Bearer ' + key, 'Content-Type': 'application/json' };
+    const sent = body ? JSON.stringify(body) : undefined;
+    const r = await fetch(base + path, { method, headers, body: sent });
+    const text = await r.text();
+    await judged(method, path, headers, sent, r.status, r.headers, text);
+    return { status: r.status, json: text ? JSON.parse(text) : null };
   };
   // The messages captured for `to`, as Python's email package read them; waits for `n`.
   const mailsTo = async (to, n) => {

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Webhook } from 'standardwebhooks';
+import { prismJudge } from '../openapi/prism_judge.mjs';
 
 const garde = process.argv[2] ?? process.env.GARDE_BINARY;
 const policies = process.argv[3] ?? process.env.GARDE_POLICIES;
@@ -127,12 +128,13 @@ test('recipients hear every change, signed, in order, at least once', async () =
   let g = startGarde(data, ['--webhooks-file', hooks]);
   try {
     let base = await g.base;
+    const judged = await prismJudge();
     const api = async (method, path, body, k = operator) => {
-      const res = await fetch(base + path, {
-        method, headers: { Authorization: 'Bearer ' + k, 'Content-Type': 'application/json' },
-        body: body ? JSON.stringify(body) : undefined,
-      });
+      const headers = { Authorization: 'Bearer ' + k, 'Content-Type': 'application/json' };
+      const sent = body ? JSON.stringify(body) : undefined;
+      const res = await fetch(base + path, { method, headers, body: sent });
       const text = await res.text();
+      await judged(method, path, headers, sent, res.status, res.headers, text);
       return { status: res.status, json: text ? JSON.parse(text) : null };
     };
 

@@ -116,6 +116,7 @@ constexpr Nav kPages[] = {
     {"/console/audit", "audit.read", "Audit log", "Journal d'audit"},
     {"/console/consent", "reports.read", "Consent", "Consentements"},
     {"/console/duplicates", "duplicates.read", "Duplicates", "Doublons"},
+    {"/console/imports", "audit.read", "Imports", "Imports"},
     {"/console/retention", "retention.read", "Retention", "Conservation"},
 };
 
@@ -1171,6 +1172,65 @@ Status RevertMerge(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
   return Status::Ok();
 }
 
+// ---- Imports ---------------------------------------------------------------------------------
+
+// Spreadsheet imports as the audit log records them (the per-row report went to whoever ran
+// the import: a file, or the API's answer).
+Status Imports(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
+  auto c = SignedIn(d, sessions, x);
+  if (!c || !Require(*c, "audit.read")) return Status::Ok();
+  std::vector<AuditRow> rows;
+  for (const char* action : {"import.run", "import.check"}) {
+    AuditQuery q;
+    q.action = action;
+    q.limit = 200;
+    auto found = d.audit().Query(q);
+    if (!found.ok()) {
+      Page(*c, 500, c->w("Imports", "Imports"), ErrorBox(found.status()), "/console/imports");
+      return Status::Ok();
+    }
+    rows.insert(rows.end(), found->begin(), found->end());
+  }
+  std::sort(rows.begin(), rows.end(),
+            [](const AuditRow& a, const AuditRow& b) { return a.seq > b.seq; });
+  std::string body = "<p>" + c->w("Each import of a spreadsheet, newest first, as the audit log "
+                                  "records it. Each row's outcome (created, updated, duplicate, "
+                                  "likely duplicate, invalid) is in the report given to whoever "
+                                  "ran it; likely duplicates are on the Duplicates page.",
+                                  "Chaque import de tableur, du plus récent au plus ancien, tel "
+                                  "que le journal d'audit l'enregistre. Le résultat de chaque "
+                                  "ligne (créée, mise à jour, doublon, doublon probable, "
+                                  "invalide) est dans le rapport remis à qui l'a lancé ; les "
+                                  "doublons probables sont sur la page Doublons.") +
+                     "</p><table><caption>" + std::to_string(rows.size()) + " " +
+                     c->w("imports", "imports") + "</caption><thead><tr><th scope=\"col\">" +
+                     c->w("Time", "Heure") + "</th><th scope=\"col\">" + c->w("Key", "Clé") +
+                     "</th><th scope=\"col\">" + c->w("Kind", "Nature") +
+                     "</th><th scope=\"col\">" + c->w("Rows", "Lignes") +
+                     "</th><th scope=\"col\">" + c->w("Audit entry", "Entrée d'audit") +
+                     "</th></tr></thead><tbody>";
+  for (const AuditRow& r : rows) {
+    Poco::JSON::Object::Ptr e;
+    try {
+      e = Poco::JSON::Parser().parse(r.entry).extract<Poco::JSON::Object::Ptr>();
+    } catch (const std::exception&) {
+      continue;
+    }
+    const std::string seq = std::to_string(r.seq);
+    body += "<tr><td>" + HtmlEscape(Member(*e, "time")) + "</td><td>" +
+            HtmlEscape(Member(*e, "actor")) + " <small>" + HtmlEscape(Member(*e, "role")) +
+            "</small></td><td>" +
+            (Member(*e, "action") == "import.run" ? c->w("written", "écrit")
+                                                  : c->w("dry run", "à blanc")) +
+            "</td><td>" + std::to_string(e->optValue<int64_t>("count", 0)) +
+            "</td><td><a href=\"/console/audit/" + seq + "\">" + seq + "</a></td></tr>";
+  }
+  body += "</tbody></table>";
+  Viewed(*c, "imports", "", static_cast<int64_t>(rows.size()));
+  Page(*c, 200, c->w("Imports", "Imports"), body, "/console/imports");
+  return Status::Ok();
+}
+
 // ---- Retention -------------------------------------------------------------------------------
 
 Status Retention(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
@@ -1232,6 +1292,7 @@ void AddConsoleRoutes(Router& router, Deployment& d, ConsoleSessions& sessions) 
   add("GET", "/console/duplicates", Duplicates);
   add("POST", "/console/duplicates/merge", MergePair);
   add("POST", "/console/merges/{id}/revert", RevertMerge);
+  add("GET", "/console/imports", Imports);
   add("GET", "/console/retention", Retention);
   router.Add("GET", "/console/proof.js", [](Exchange& x) { return ProofScript(x); });
 }

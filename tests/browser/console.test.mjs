@@ -189,6 +189,17 @@ for (const javaScriptEnabled of [true, false]) {
         { headers: { Authorization: 'Bearer ' + g.operator, 'X-Purpose': 'customer_management' } });
       assert.equal(back.status, 200);
 
+      // Imports: one made through the API shows with its row count.
+      const csv = 'First name;Last name;Email;Phone;Birth date;Postal code;City;Customer number;Total spend\r\n' +
+        'Léa;Martin;lea.import@example.org;;;;;;\r\nNoé;Petit;noe.import@example.org;;;;;;\r\n';
+      const imported = await fetch(`${g.base}/v1/imports?mapping=spreadsheet`, {
+        method: 'POST', body: csv, headers: { Authorization: 'Bearer ' + g.operator, 'Content-Type': 'text/csv' } });
+      assert.equal(imported.status, 200, await imported.text());
+      await page.getByRole('link', { name: 'Imports' }).click();
+      const importRow = page.locator('tbody tr').first();
+      assert.match(await importRow.innerText(), /written\s+2\s/);
+      await shot('imports');
+
       await page.getByRole('link', { name: 'Retention' }).click();
       await page.getByRole('heading', { name: 'Retention runs' }).waitFor();
       await shot('retention');
@@ -210,7 +221,7 @@ for (const javaScriptEnabled of [true, false]) {
       // Every page view is in the audit log, as the key's own reads.
       const viewed = (await g.api('GET', '/v1/audit?action=console.view&limit=1000', undefined, g.officer)).json.items;
       const pages = new Set(viewed.map((e) => e.fields[0]));
-      for (const p of ['requests', 'request', 'register', 'register.activity', 'audit.entry', 'consent', 'duplicates', 'retention']) {
+      for (const p of ['requests', 'request', 'register', 'register.activity', 'audit.entry', 'consent', 'duplicates', 'imports', 'retention']) {
         assert.ok(pages.has(p), `console.view of ${p}`);
       }
       const officerId = viewed[0].actor;

@@ -743,9 +743,10 @@ Status Audit(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
   }
   q.limit = 100;
   std::vector<AuditRow> rows;
-  if (const std::string before = Param(x, "before"); !before.empty() &&
-      before.size() < 20 && before.find_first_not_of("0123456789") == std::string::npos) {
-    q.after_seq = std::stoull(before);
+  // Oldest first; the next page starts after the last entry shown.
+  if (const std::string after = Param(x, "after"); !after.empty() &&
+      after.size() < 20 && after.find_first_not_of("0123456789") == std::string::npos) {
+    q.after_seq = std::stoull(after);
   }
   auto found = d.audit().Query(q);
   if (!found.ok()) {
@@ -791,7 +792,7 @@ Status Audit(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
   }
   body += "</tbody></table>";
   if (rows.size() == q.limit) {
-    std::string next = "/console/audit?before=" + std::to_string(rows.back().seq);
+    std::string next = "/console/audit?after=" + std::to_string(rows.back().seq);
     for (const Filter& f : filters) {
       if (!f.into->empty()) next += std::string("&amp;") + f.name + "=" + HtmlEscape(*f.into);
     }
@@ -822,7 +823,14 @@ Status AuditEntry(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
     return not_found();
   }
   const uint64_t seq = std::stoull(text);
-  auto head = d.audit().Checkpoint();  // signs the current head if the log has grown
+  // The latest signed tree head when it holds the entry; otherwise a new one is signed.
+  Result<CheckpointRow> head = NotFound("no checkpoint");
+  if (auto latest = d.audit().LatestCheckpoint(); latest.ok() && latest.value() &&
+                                                  seq < latest.value()->size) {
+    head = *latest.value();
+  } else {
+    head = d.audit().Checkpoint();
+  }
   if (!head.ok()) return head.status();
   if (seq >= head->size) return not_found();
   std::string entry;

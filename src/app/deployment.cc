@@ -48,7 +48,32 @@ Status Deployment::Initialise(const Config& config) {
   return SqliteStore::Open(vault).status();
 }
 
+Result<DeploymentStores> OpenSqliteStores(const Config& config) {
+  SqliteOptions options;
+  options.path = config.database_path();
+  options.synchronous_full = config.durable;
+  options.max_connections = config.db_connections;
+  options.mmap_bytes = config.db_mmap_bytes;
+  options.deferred_sync_ms = config.deferred_sync_ms;
+  auto store = SqliteStore::Open(options);
+  if (!store.ok()) return store.status();
+  // The audit log's own file: same durability, few connections (one appender, rare readers).
+  SqliteOptions log = options;
+  log.path = config.audit_database_path();
+  log.schema = SqliteSchema::kAudit;
+  log.max_connections = 4;
+  auto audit_store = SqliteStore::Open(log);
+  if (!audit_store.ok()) return audit_store.status();
+  GARDE_RETURN_IF_ERROR(audit_store.value()->ImportLegacyAudit(options.path));
+  return DeploymentStores{std::move(store).value(), std::move(audit_store).value()};
+}
+
 Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
+  return Open(config, OpenSqliteStores);
+}
+
+Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config,
+                                                     const StoreOpener& open_stores) {
   if (!InitSodium()) return Unavailable("libsodium cannot be initialised");
   std::unique_ptr<Deployment> d(new Deployment(config));  // private constructor
   if (config.test_clock_offset != 0) {
@@ -64,24 +89,10 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
                          config.default_language + ".yaml");
   }
   GARDE_RETURN_IF_ERROR(d->keys_.Load());
-  SqliteOptions options;
-  options.path = config.database_path();
-  options.synchronous_full = config.durable;
-  options.max_connections = config.db_connections;
-  options.mmap_bytes = config.db_mmap_bytes;
-  options.deferred_sync_ms = config.deferred_sync_ms;
-  auto store = SqliteStore::Open(options);
-  if (!store.ok()) return store.status();
-  d->store_ = std::move(store).value();
-  // The audit log's own file: same durability, few connections (one appender, rare readers).
-  SqliteOptions log = options;
-  log.path = config.audit_database_path();
-  log.schema = SqliteSchema::kAudit;
-  log.max_connections = 4;
-  auto audit_store = SqliteStore::Open(log);
-  if (!audit_store.ok()) return audit_store.status();
-  GARDE_RETURN_IF_ERROR(audit_store.value()->ImportLegacyAudit(options.path));
-  d->audit_store_ = std::move(audit_store).value();
+  auto stores = open_stores(config);
+  if (!stores.ok()) return stores.status();
+  d->store_ = std::move(stores.value().vault);
+  d->audit_store_ = std::move(stores.value().audit);
   d->policies_ = std::make_unique<PolicyHolder>(policies.value());
   const auto ring = d->keys_.Current();
   d->lookup_ = std::make_unique<LookupKeys>(*ring);

@@ -1033,14 +1033,6 @@ class SqliteTx final : public WriteTx {
     return q.Rows<Bytes>([&] { return q.ColBlob(0); });
   }
 
-  Result<std::vector<ConsentFactRow>> ConsentFactsOf(const std::string& subject_id) override {
-    std::vector<ConsentFactRow> out;
-    GARDE_RETURN_IF_ERROR(ScanConsentFacts(
-        subject_id, subject_id,
-        [&](std::string_view, ConsentFactRow&& row) { out.push_back(std::move(row)); }));
-    return out;
-  }
-
   Status ScanConsentFacts(const std::string& first_id, const std::string& last_id,
                           const FactVisitor& fn) override {
     Query q(c_,

@@ -38,6 +38,15 @@ class AuditLogTest : public DeploymentFixture {
   Caller caller_{"key_t", "operator", {}, "req_t", ""};
 };
 
+// The log as it lives on disk: reopened after a crash, restored, its SQLite subject index runs.
+class AuditLogFileTest : public AuditLogTest {
+ protected:
+  void SetUp() override {
+    sqlite_ = true;
+    AuditLogTest::SetUp();
+  }
+};
+
 TEST_F(AuditLogTest, EntriesAreCanonicalAndCarryNoValues) {
   const std::string e = AuditLog::Encode(7, 1795341600, caller_,
                                          {"subject.read", "sub_x", "crm", "ok", {"email"}, 1});
@@ -190,7 +199,7 @@ TEST_F(AuditLogTest, AChangeIsInTheLogOnceItsCallReturnsAndLeavesTheVault) {
   EXPECT_EQ(PendingRows(*d_), 0);
 }
 
-TEST_F(AuditLogTest, EntriesLeftPendingByACrashAreLoggedAtTheNextStart) {
+TEST_F(AuditLogFileTest, EntriesLeftPendingByACrashAreLoggedAtTheNextStart) {
   // What a process that died between its commit and the append leaves behind.
   ASSERT_TRUE(d_->store().Write([&](WriteTx& tx) -> Status {
     for (int i = 0; i < 3; ++i) {
@@ -224,7 +233,7 @@ TEST_F(AuditLogTest, TwoAppendersNeverLogAnEntryTwice) {
   EXPECT_EQ(d_->audit().Size().value(), 2u);
 }
 
-TEST_F(AuditLogTest, AVaultRestoredFromAnOlderBackupKeepsLoggingItsChanges) {
+TEST_F(AuditLogFileTest, AVaultRestoredFromAnOlderBackupKeepsLoggingItsChanges) {
   const auto backup = dir_ / "garde.db.bak";
   d_.reset();  // closed: the file alone is a consistent copy
   std::filesystem::copy_file(dir_ / "garde.db", backup);
@@ -279,7 +288,7 @@ std::string JournalRecord(const Caller& caller, int64_t ns, int count) {
   return out;
 }
 
-TEST_F(AuditLogTest, AJournalLeftByACrashedProcessIsLoggedOnceAndRemoved) {
+TEST_F(AuditLogFileTest, AJournalLeftByACrashedProcessIsLoggedOnceAndRemoved) {
   d_.reset();
   const std::string r1 = JournalRecord(caller_, 1, 1), r2 = JournalRecord(caller_, 2, 2),
                     r3 = JournalRecord(caller_, 3, 3), r5 = JournalRecord(caller_, 5, 5);
@@ -442,7 +451,7 @@ int64_t CountRows(const std::filesystem::path& audit_db, const std::string& tabl
   return rows.empty() ? -1 : rows[0][0];
 }
 
-TEST_F(AuditLogTest, SubjectSearchesFindEveryEntryWhileTheIndexRunsMerge) {
+TEST_F(AuditLogFileTest, SubjectSearchesFindEveryEntryWhileTheIndexRunsMerge) {
   // 70 import passes of a few entries each: 70 runs at level 0, merged 8 at a time into
   // level 1, whose 8 runs merge into level 2.
   std::mt19937 random(7);
@@ -472,7 +481,7 @@ TEST_F(AuditLogTest, SubjectSearchesFindEveryEntryWhileTheIndexRunsMerge) {
   EXPECT_TRUE(SearchSeqsOf(d_->audit(), Sid("nobody"), 100).empty());
 }
 
-TEST_F(AuditLogTest, ALargeImportStartsAtTheLevelOfItsSize) {
+TEST_F(AuditLogFileTest, ALargeImportStartsAtTheLevelOfItsSize) {
   // 1500 entries in one pass: level 1 (1024 to 8191 entries), not merged with small runs.
   // An importer waking every minute leaves the passes to the test.
   d_->audit().Stop();
@@ -495,7 +504,7 @@ TEST_F(AuditLogTest, ALargeImportStartsAtTheLevelOfItsSize) {
   log.Stop();
 }
 
-TEST_F(AuditLogTest, ALogIndexedTheOldWayGetsItsSubjectIndexAsOneRun) {
+TEST_F(AuditLogFileTest, ALogIndexedTheOldWayGetsItsSubjectIndexAsOneRun) {
   for (int i = 0; i < 5; ++i) {
     ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", Sid("old"), "customer_management", "ok", {}, i}).ok());
     Append(1);
@@ -525,7 +534,7 @@ TEST_F(AuditLogTest, ALogIndexedTheOldWayGetsItsSubjectIndexAsOneRun) {
   EXPECT_EQ(SearchSeqsOf(d_->audit(), Sid("old"), 100).size(), 6u);
 }
 
-TEST_F(AuditLogTest, ALogKeptInTheVaultByAnEarlierVersionMovesToItsOwnFileOnce) {
+TEST_F(AuditLogFileTest, ALogKeptInTheVaultByAnEarlierVersionMovesToItsOwnFileOnce) {
   Append(3);
   ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", Sid("l"), "customer_management", "ok", {}, 1}).ok());
   ASSERT_TRUE(d_->audit().Checkpoint().ok());

@@ -1,5 +1,7 @@
-// A real deployment (keyring, SQLite file, default policies) in a fresh temporary directory
-// per test, for unit tests of the domain services.
+// A real deployment (keyring, default policies, every domain service) in a fresh temporary
+// directory per test, for unit tests of the domain services: on in-memory stores (milliseconds,
+// nothing to clean up), or on the SQLite files `garde serve` uses when a test is about them
+// (reopening, crashes, files on disk): set `sqlite_ = true` before SetUp.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -8,6 +10,7 @@
 #include <filesystem>
 
 #include "garde/app/deployment.h"
+#include "garde/store/memory_store.h"
 
 namespace garde {
 
@@ -35,7 +38,7 @@ class DeploymentFixture : public ::testing::Test {
     cfg_.policies_dir = GARDE_TEST_FIXTURES "/../../policies";
     cfg_.durable = false;
     ASSERT_TRUE(Deployment::Initialise(cfg_).ok());
-    auto d = Deployment::Open(cfg_);
+    auto d = sqlite_ ? Deployment::Open(cfg_) : Deployment::Open(cfg_, MemoryStores);
     ASSERT_TRUE(d.ok()) << d.status().message();
     d_ = std::move(d.value());
   }
@@ -44,6 +47,11 @@ class DeploymentFixture : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
+  static Result<DeploymentStores> MemoryStores(const Config&) {
+    return DeploymentStores{std::make_unique<MemoryStore>(), std::make_unique<MemoryStore>()};
+  }
+
+  bool sqlite_ = false;
   std::filesystem::path dir_;
   Config cfg_;
   std::unique_ptr<Deployment> d_;

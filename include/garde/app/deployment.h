@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 
 #include "garde/app/breach_register.h"
@@ -32,11 +33,23 @@
 
 namespace garde {
 
+// The two stores of a deployment: the vault's aggregates, and the audit log's.
+struct DeploymentStores {
+  std::unique_ptr<Store> vault, audit;
+};
+using StoreOpener = std::function<Result<DeploymentStores>(const Config&)>;
+Result<DeploymentStores> OpenSqliteStores(const Config& config);
+
 class Deployment {
  public:
   // Creates the data directory (mode 0700), keyring and database. Refuses an existing keyring.
   static Status Initialise(const Config& config);
+  // On the data directory's SQLite files (garde.db, audit.db: OpenSqliteStores).
   static Result<std::unique_ptr<Deployment>> Open(const Config& config);
+  // On the stores `open_stores` gives once policies and keys are loaded (e.g. two
+  // MemoryStores for the domain's unit tests). The keyring and journals stay in data_dir.
+  static Result<std::unique_ptr<Deployment>> Open(const Config& config,
+                                                  const StoreOpener& open_stores);
   Deployment(const Deployment&) = delete;
   Deployment& operator=(const Deployment&) = delete;
 
@@ -82,7 +95,7 @@ class Deployment {
   ShiftedClock clock_;
   KeyringSource keys_;
   std::unique_ptr<Store> store_;
-  std::unique_ptr<SqliteStore> audit_store_;  // audit.db
+  std::unique_ptr<Store> audit_store_;  // audit.db
   std::unique_ptr<PolicyHolder> policies_;
   std::unique_ptr<LookupKeys> lookup_;  // blind indexes, API-key hashes, link tokens
   std::unique_ptr<KeyedHash> suppression_hash_;

@@ -34,17 +34,23 @@ struct SubjectRow {
   uint32_t root_key_version = 0;  // root key that wraps the DEK
   uint32_t dek_version = 1;
   Bytes wrapped_dek;
+
+  bool operator==(const SubjectRow&) const = default;
 };
 
 struct SealedField {
   std::string field;
   Bytes box;
+
+  bool operator==(const SealedField&) const = default;
 };
 
 struct IndexEntry {
   std::string field;
   Bytes digest;
   uint32_t master = 0;  // the master-key version of a look-up digest; 0: under a kept key
+
+  bool operator==(const IndexEntry&) const = default;
 };
 
 struct ApiKeyRow {
@@ -56,6 +62,8 @@ struct ApiKeyRow {
   int64_t created_at = 0;
   int64_t revoked_at = 0;  // 0 while valid
   uint32_t hash_master = 1;  // the master-key version key_hash was computed under
+
+  bool operator==(const ApiKeyRow&) const = default;
 };
 
 // One audit-log entry as stored: its position, canonical bytes and RFC 6962 leaf hash.
@@ -64,6 +72,8 @@ struct AuditRow {
   std::string entry;
   Bytes leaf_hash;
   std::string subject;  // the entry's subject member, for look-ups ("" when null)
+
+  bool operator==(const AuditRow&) const = default;
 };
 
 struct AuditQuery {
@@ -78,6 +88,8 @@ struct CheckpointRow {
   Bytes root;
   int64_t time = 0;
   std::string note;  // the signed checkpoint text
+
+  bool operator==(const CheckpointRow&) const = default;
 };
 
 struct ConsentEventRow {
@@ -86,6 +98,8 @@ struct ConsentEventRow {
   int64_t at = 0;
   int64_t expires_at = 0;
   std::string receipt;
+
+  bool operator==(const ConsentEventRow&) const = default;
 };
 
 // A grant waiting for the customer's confirmation (double opt-in): it counts only from the
@@ -97,6 +111,8 @@ struct ConsentConfirmationRow {
   int64_t expires_at = 0;    // the link's end: a pending row past it is void
   int64_t confirmed_at = 0;
   std::string event_id;      // the granted event, once confirmed
+
+  bool operator==(const ConsentConfirmationRow&) const = default;
 };
 
 // The part of a consent event that decisions use.
@@ -104,6 +120,8 @@ struct ConsentFactRow {
   std::string purpose, channel, event;
   int64_t at = 0;
   int64_t expires_at = 0;
+
+  bool operator==(const ConsentFactRow&) const = default;
 };
 
 // A data-subject request (SPEC §2.5). Free text (notes, reasons) and rectification changes
@@ -120,6 +138,8 @@ struct RequestRow {
   Bytes package;       // the access/portability package as delivered, sealed (GetRequest only)
   int64_t package_bytes = 0;  // its stored size (also filled by QueryRequests)
   std::string result;  // JSON, no personal data
+
+  bool operator==(const RequestRow&) const = default;
 };
 
 struct RequestQuery {
@@ -138,12 +158,16 @@ struct IncidentRow {
   int64_t authority_notified_at = 0, subjects_notified_at = 0, closed_at = 0;
   int64_t created_at = 0, updated_at = 0;
   Bytes sealed;
+
+  bool operator==(const IncidentRow&) const = default;
 };
 
 // A person who is a contact of an organisation (B2B), with their role there.
 struct ContactLinkRow {
   std::string organisation_id, person_id, role;
   int64_t created_at = 0;
+
+  bool operator==(const ContactLinkRow&) const = default;
 };
 
 // A saved audience definition (no member list: counts are computed when asked).
@@ -152,6 +176,8 @@ struct SegmentRow {
   std::string definition;  // JSON: {activity, purpose, channel, where, description}
   std::string created_by;  // API key id
   int64_t created_at = 0, updated_at = 0;
+
+  bool operator==(const SegmentRow&) const = default;
 };
 
 // Kept after an erasure so that a restored backup can re-apply it.
@@ -160,6 +186,8 @@ struct TombstoneRow {
   int64_t at = 0;
   // Fields an erasure kept under a legal hold (names only); empty: everything was destroyed.
   std::vector<std::string> kept;
+
+  bool operator==(const TombstoneRow&) const = default;
 };
 
 // An event for downstream systems (webhooks), written in the transaction of its change.
@@ -167,6 +195,8 @@ struct OutboxRow {
   std::string id, topic, payload;
   int64_t created_at = 0;
   int64_t seq = 0;  // its position, assigned on insert
+
+  bool operator==(const OutboxRow&) const = default;
 };
 
 // One event on its way to one webhook endpoint (Art. 19), at least once, in order per subject.
@@ -180,6 +210,8 @@ struct DeliveryRow {
   int64_t next_at = 0;  // milliseconds since the epoch
   std::string last_error;  // no personal data: a status code or a transport error
   int64_t delivered_at = 0;
+
+  bool operator==(const DeliveryRow&) const = default;
 };
 
 struct DeliveryQuery {
@@ -196,6 +228,8 @@ struct PendingAuditRow {
   int64_t at_ns = 0;  // when it was recorded (orders it among entries logged together)
   std::string subject;
   std::string tail;
+
+  bool operator==(const PendingAuditRow&) const = default;
 };
 
 // One policy set the service ran with: loaded at start or by a reload.
@@ -205,6 +239,8 @@ struct PolicyVersionRow {
   int64_t loaded_at = 0;
   std::string source;   // "start", "api", "sighup"
   std::string summary;  // JSON: what changed from the previous version
+
+  bool operator==(const PolicyVersionRow&) const = default;
 };
 
 // The key of an encrypted snapshot the service keeps of an in-memory view (the audience
@@ -214,6 +250,8 @@ struct SnapshotKeyRow {
   std::string key_id;  // names the file's key, so a file sealed under another one is ignored
   uint32_t root_key_version = 0;
   Bytes wrapped_key;
+
+  bool operator==(const SnapshotKeyRow&) const = default;
 };
 
 // A purchase or contact (POST /v1/subjects/{id}/interactions). The amount is personal data:
@@ -223,6 +261,8 @@ struct InteractionRow {
   int64_t at = 0;
   Bytes sealed_amount;  // empty: none
   int64_t seq = 0;      // assigned on insert
+
+  bool operator==(const InteractionRow&) const = default;
 };
 
 // One run of the retention sweep: where it stands, and what it did (counts only).
@@ -235,6 +275,8 @@ struct RetentionRunRow {
   bool dry_run = false;
   std::string cursor;   // the last subject id done; resumes after it
   std::string report;   // JSON, no personal data
+
+  bool operator==(const RetentionRunRow&) const = default;
 };
 
 // A merge of one subject into another (likely duplicates resolved by a person). `record` is
@@ -247,12 +289,16 @@ struct MergeRow {
   int64_t created_at = 0, finished_at = 0;
   std::string record;
   Bytes sealed;
+
+  bool operator==(const MergeRow&) const = default;
 };
 
 // Two subjects sharing match keys (likely duplicates), with the rules of those keys.
 struct DuplicatePair {
   std::string first, second;  // first < second
   std::vector<std::string> rules;
+
+  bool operator==(const DuplicatePair&) const = default;
 };
 
 // The vault's change log after a reader's position (see ReadTx::ChangesAfter).
@@ -260,6 +306,8 @@ struct ChangeTail {
   int64_t last_seq = 0;  // the newest change in this transaction's snapshot
   bool complete = true;  // false: more than the limit, or trimmed; the reader starts over
   std::vector<std::pair<int64_t, std::string>> changes;  // (seq, subject id), in order
+
+  bool operator==(const ChangeTail&) const = default;
 };
 
 class ReadTx {
@@ -317,7 +365,8 @@ class ReadTx {
   // Oldest first, with their receipts (about 2 kB each).
   virtual Result<std::vector<ConsentEventRow>> ConsentEventsOf(const std::string& subject_id) = 0;
   // Oldest first, what decisions need of each event: read from an index, no receipts.
-  virtual Result<std::vector<ConsentFactRow>> ConsentFactsOf(const std::string& subject_id) = 0;
+  // (ScanConsentFacts of the one subject.)
+  Result<std::vector<ConsentFactRow>> ConsentFactsOf(const std::string& subject_id);
   virtual Result<std::optional<ConsentConfirmationRow>> GetConsentConfirmation(
       const std::string& id) = 0;
   // The subject's confirmations still pending, oldest first.
@@ -520,6 +569,14 @@ class Store {
   // while reads and writes go on (backups). A store that cannot answers kUnavailable.
   virtual Status CopyTo(const std::string& path) = 0;
 };
+
+inline Result<std::vector<ConsentFactRow>> ReadTx::ConsentFactsOf(const std::string& subject_id) {
+  std::vector<ConsentFactRow> out;
+  GARDE_RETURN_IF_ERROR(ScanConsentFacts(
+      subject_id, subject_id,
+      [&](std::string_view, ConsentFactRow&& row) { out.push_back(std::move(row)); }));
+  return out;
+}
 
 // Puts an event for downstream systems in the outbox, in the transaction of its change.
 // `payload` is a JSON object of ids and facts (a "subject" member orders deliveries).

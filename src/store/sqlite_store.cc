@@ -2149,39 +2149,9 @@ Status SqliteStore::Read(const std::function<Status(ReadTx&)>& fn) {
   return s;
 }
 
-struct SqliteStore::PendingWrite {
-  const std::function<Status(WriteTx&)>* fn;
-  Durability durability;
-  Status result;
-  bool done = false;
-  std::vector<std::function<void()>> after_commit;
-};
-
 Status SqliteStore::Write(const std::function<Status(WriteTx&)>& fn, Durability durability) {
-  PendingWrite me{&fn, durability, Status::Ok(), false, {}};
-  MutexLock lock(&write_mu_);
-  write_queue_.push_back(&me);
-  while (!me.done) {
-    if (leader_active_) {
-      write_cv_.wait(lock.native());
-      continue;
-    }
-    // Become the leader: take everything queued so far (ourselves included) as one batch.
-    leader_active_ = true;
-    constexpr size_t kMaxBatch = 256;
-    std::vector<PendingWrite*> batch;
-    while (!write_queue_.empty() && batch.size() < kMaxBatch) {
-      batch.push_back(write_queue_.front());
-      write_queue_.pop_front();
-    }
-    lock.Unlock();
-    CommitBatch(batch);
-    lock.Relock();
-    for (PendingWrite* w : batch) w->done = true;
-    leader_active_ = false;
-    write_cv_.notify_all();
-  }
-  return me.result;
+  return writes_.Submit(fn, durability,
+                        [this](const std::vector<PendingWrite*>& batch) { CommitBatch(batch); });
 }
 
 void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch) {
@@ -2207,24 +2177,11 @@ void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch) {
       deferred = true;
     }
   }
-  for (PendingWrite* w : batch) {
-    Status s = c.Run("SAVEPOINT garde_write");
-    if (s.ok()) {
-      tx.set_hooks(&w->after_commit);
-      try {
-        s = (*w->fn)(tx);
-      } catch (const std::exception& e) {
-        s = Internal(std::string("write failed: ") + e.what());
-      }
-      tx.set_hooks(nullptr);
-      if (!s.ok()) {
-        c.Run("ROLLBACK TO garde_write").IgnoreError();
-        w->after_commit.clear();
-      }
-      c.Run("RELEASE garde_write").IgnoreError();
-    }
-    w->result = s;
-  }
+  RunInSavepoints(batch, tx,
+                  {[&] { return c.Run("SAVEPOINT garde_write"); },
+                   [&] { return c.Run("ROLLBACK TO garde_write"); },
+                   [&] { return c.Run("RELEASE garde_write"); }},
+                  [&](std::vector<std::function<void()>>* hooks) { tx.set_hooks(hooks); });
   // A batch holding only deferred writes commits without fsync; the flusher syncs the WAL
   // within deferred_sync_ms. Any immediate write makes the whole batch (and every deferred
   // commit before it, which sits earlier in the WAL) durable at once.
@@ -2240,19 +2197,9 @@ void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch) {
     }
     flush_cv_.notify_all();
   }
-  if (!committed.ok()) {
-    c.Run("ROLLBACK").IgnoreError();
-    for (PendingWrite* w : batch) {
-      if (w->result.ok()) w->result = committed;
-    }
-  }
+  if (!committed.ok()) c.Run("ROLLBACK").IgnoreError();
   Release(std::move(conn).value());
-  for (PendingWrite* w : batch) {
-    if (committed.ok()) {
-      for (auto& fn : w->after_commit) fn();
-    }
-    w->after_commit.clear();
-  }
+  FinishBatch(batch, committed);
 }
 
 void SqliteStore::MapWalIndex(SqliteConnection& c) {

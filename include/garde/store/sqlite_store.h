@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "garde/base/mutex.h"
+#include "garde/store/group_commit.h"
 #include "garde/store/store.h"
 
 namespace garde {
@@ -69,7 +70,6 @@ class SqliteStore final : public Store {
 
  private:
   explicit SqliteStore(SqliteOptions options);
-  struct PendingWrite;
   Result<std::unique_ptr<SqliteConnection>> Acquire();
   void Release(std::unique_ptr<SqliteConnection> conn);
   // Runs a batch of queued writes in one transaction (the group-commit leader's job).
@@ -103,10 +103,7 @@ class SqliteStore final : public Store {
   const unsigned char* wal_index_ = nullptr;
   std::atomic<uint64_t> no_epoch_{0};
 
-  Mutex write_mu_;  // group commit: the queue and who leads it
-  std::condition_variable write_cv_;
-  std::deque<PendingWrite*> write_queue_ GUARDED_BY(write_mu_);
-  bool leader_active_ GUARDED_BY(write_mu_) = false;
+  GroupCommitQueue writes_;
 };
 
 }  // namespace garde

@@ -1,5 +1,7 @@
-// The storage interface. Domain code sees only this; SQLite (and later PostgreSQL) implement
-// it, and all backend-specific SQL stays inside the implementations.
+// The storage interface. Domain code sees only this; SQLite, PostgreSQL and an in-memory store
+// implement it (docs/scaling.md), and all backend-specific SQL stays inside them. Each aggregate
+// has a narrow reader and writer interface (the vault, consent, API keys, requests, officers'
+// records, the outbox, the audit log); a transaction offers them all at once.
 //
 //   Status s = store.Write([&](WriteTx& tx) -> Status {
 //     GARDE_RETURN_IF_ERROR(tx.InsertSubject(row));
@@ -310,9 +312,13 @@ struct ChangeTail {
   bool operator==(const ChangeTail&) const = default;
 };
 
-class ReadTx {
+// ---- The aggregates: a reader and a writer interface each ----
+
+// The vault: subjects, their sealed fields and data keys, blind indexes and match keys, the
+// change log in-memory views follow, snapshot keys, interactions, contact links, import rows.
+class VaultReader {
  public:
-  virtual ~ReadTx() = default;
+  virtual ~VaultReader() = default;
   virtual Result<std::optional<SubjectRow>> GetSubject(const std::string& id) = 0;
   virtual Result<std::vector<SealedField>> GetFields(const std::string& id) = 0;
   // The sealed boxes of the subjects with first_id <= id <= last_id, in id order, each
@@ -338,8 +344,6 @@ class ReadTx {
   virtual Result<std::vector<DuplicatePair>> SharedMatchKeys(const std::string& after_first,
                                                              const std::string& after_second,
                                                              size_t limit) = 0;
-  virtual Result<std::optional<ApiKeyRow>> FindApiKeyByHash(const Bytes& hash) = 0;
-  virtual Result<std::vector<ApiKeyRow>> ListApiKeys() = 0;
   // Up to `limit` subjects whose DEK is wrapped by a root version other than `version`.
   virtual Result<std::vector<SubjectRow>> SubjectsNotWrappedBy(uint32_t version,
                                                                size_t limit) = 0;
@@ -348,20 +352,67 @@ class ReadTx {
   // Up to `limit` subjects with id > after_id, in id order.
   virtual Result<std::vector<SubjectRow>> ScanSubjects(const std::string& after_id,
                                                        size_t limit) = 0;
+  // The subject's own index digests under `field`.
+  virtual Result<std::vector<Bytes>> IndexDigestsOf(const std::string& subject_id,
+                                                    const std::string& field) = 0;
+  // Subjects changed after `after_seq` (their status, fields, consent events, or a suppression
+  // of one of their contacts): at most `limit` changes, else `complete` is false.
+  virtual Result<ChangeTail> ChangesAfter(int64_t after_seq, size_t limit) = 0;
+  // How many times personal data was destroyed so far (a subject erased or deleted, a field
+  // removed): read before a view's content, it tells whether the view may still be saved.
+  virtual Result<int64_t> ShredCount() = 0;
+  virtual Result<std::optional<SnapshotKeyRow>> GetSnapshotKey(const std::string& name) = 0;
+  // The contact links a subject is part of, as organisation or as person, oldest first.
+  virtual Result<std::vector<ContactLinkRow>> LinksOf(const std::string& subject_id) = 0;
+  // The rows of an import that created a subject: row -> subject id.
+  virtual Result<std::map<int64_t, std::string>> ImportedRows(const std::string& import_id) = 0;
+  // A subject's interactions at or after `since`, oldest first.
+  virtual Result<std::vector<InteractionRow>> InteractionsOf(const std::string& subject_id,
+                                                             int64_t since) = 0;
+  // Subjects with a purchase in [since, until), id > after_id, in id order.
+  virtual Result<std::vector<std::string>> PurchasersBetween(int64_t since, int64_t until,
+                                                             const std::string& after_id,
+                                                             size_t limit) = 0;
+};
 
-  // Audit log.
-  virtual Result<uint64_t> AuditSize() = 0;
-  // Hash of the perfect subtree (level, index); level 0 is an entry's leaf hash.
-  virtual Result<Bytes> AuditNode(unsigned level, uint64_t index) = 0;
-  virtual Result<std::vector<AuditRow>> QueryAudit(const AuditQuery& query) = 0;
-  // Calls fn for entries from `from_seq` in order until fn returns false.
-  virtual Status ScanAudit(uint64_t from_seq, uint64_t to_seq,
-                           const std::function<bool(const AuditRow&)>& fn) = 0;
-  virtual Result<std::vector<CheckpointRow>> ListCheckpoints() = 0;
-  // The checkpoint of the largest tree size, if any.
-  virtual Result<std::optional<CheckpointRow>> LatestCheckpoint() = 0;
+class VaultWriter {
+ public:
+  virtual ~VaultWriter() = default;
+  virtual Status InsertSubject(const SubjectRow& row) = 0;
+  // Updates status, source and timestamps of an existing subject.
+  virtual Status UpdateSubject(const SubjectRow& row) = 0;
+  virtual Status PutField(const std::string& subject_id, const SealedField& field) = 0;
+  virtual Status DeleteField(const std::string& subject_id, const std::string& field) = 0;
+  virtual Status PutIndex(const std::string& subject_id, const IndexEntry& entry) = 0;
+  virtual Status DeleteIndex(const std::string& subject_id, const std::string& field) = 0;
+  // Inserts or replaces the role (by organisation and person); DeleteLink: false when there
+  // was none; DeleteLinksOf: every link of the subject, on either side.
+  virtual Status PutLink(const ContactLinkRow& row) = 0;
+  virtual Result<bool> DeleteLink(const std::string& organisation_id,
+                                  const std::string& person_id) = 0;
+  virtual Status DeleteLinksOf(const std::string& subject_id) = 0;
+  // kConflict when the row was recorded already.
+  virtual Status InsertImportRow(const std::string& import_id, int64_t row,
+                                 const std::string& subject_id) = 0;
+  // Returns the row's seq.
+  virtual Result<int64_t> InsertInteraction(const InteractionRow& row) = 0;
+  virtual Status DeleteInteraction(int64_t seq) = 0;
+  virtual Status DeleteInteractionsOf(const std::string& subject_id) = 0;
+  virtual Status DeleteIndexesOf(const std::string& subject_id) = 0;
+  // Keeps `key` as the only key of its snapshot if the shred count is still `shreds`; false
+  // (nothing kept) when data was destroyed since, which the snapshot may still hold.
+  virtual Result<bool> PutSnapshotKey(const SnapshotKeyRow& key, int64_t shreds) = 0;
+  // Crypto-shredding: forgets the subject's wrapped data key for good.
+  virtual Status ShredDataKey(const std::string& subject_id) = 0;
+  // Compare-and-set re-wrap: true when the DEK was still under `from_version`.
+  virtual Result<bool> RewrapDataKey(const std::string& subject_id, uint32_t from_version,
+                                     uint32_t to_version, const Bytes& wrapped) = 0;
+};
 
-  // Consent and suppression.
+// Consent events (append-only, with receipts), double opt-in confirmations, suppression.
+class ConsentReader {
+ public:
+  virtual ~ConsentReader() = default;
   // Oldest first, with their receipts (about 2 kB each).
   virtual Result<std::vector<ConsentEventRow>> ConsentEventsOf(const std::string& subject_id) = 0;
   // Oldest first, what decisions need of each event: read from an index, no receipts.
@@ -380,72 +431,153 @@ class ReadTx {
   // The purposes the subject objected to (events 'objected'), without loading receipts.
   virtual Result<std::vector<std::string>> ObjectedPurposesOf(const std::string& subject_id) = 0;
   virtual Result<bool> IsSuppressed(const std::string& kind, const Bytes& digest) = 0;
-  // The subject's own index digests under `field`.
-  virtual Result<std::vector<Bytes>> IndexDigestsOf(const std::string& subject_id,
-                                                    const std::string& field) = 0;
   // The contact fields (e.g. "email", "phone") of the subject whose digest is suppressed.
   virtual Result<std::vector<std::string>> SuppressedContactsOf(const std::string& subject_id) = 0;
   // SuppressedContactsOf of every subject with from_id <= id < before_id (empty: no bound),
   // as (subject id, contact field) pairs in id order: one pass over the suppression list.
   virtual Result<std::vector<std::pair<std::string, std::string>>> SuppressedContactsIn(
       const std::string& from_id, const std::string& before_id) = 0;
-  // Subjects changed after `after_seq` (their status, fields, consent events, or a suppression
-  // of one of their contacts): at most `limit` changes, else `complete` is false.
-  virtual Result<ChangeTail> ChangesAfter(int64_t after_seq, size_t limit) = 0;
-  // How many times personal data was destroyed so far (a subject erased or deleted, a field
-  // removed): read before a view's content, it tells whether the view may still be saved.
-  virtual Result<int64_t> ShredCount() = 0;
-  virtual Result<std::optional<SnapshotKeyRow>> GetSnapshotKey(const std::string& name) = 0;
+};
 
-  // Data-subject requests, erasure tombstones, outbox.
+class ConsentWriter {
+ public:
+  virtual ~ConsentWriter() = default;
+  // kConflict when an event of that id was recorded already.
+  virtual Status InsertConsentEvent(const ConsentEventRow& row) = 0;
+  // Inserts or replaces (by id).
+  virtual Status PutConsentConfirmation(const ConsentConfirmationRow& row) = 0;
+  virtual Status PutSuppression(const std::string& kind, const Bytes& digest,
+                                const std::string& reason, int64_t at) = 0;
+  // The subject's consent events and confirmations.
+  virtual Status DeleteConsentEventsOf(const std::string& subject_id) = 0;
+};
+
+// API keys: stored by keyed hash only.
+class ApiKeyReader {
+ public:
+  virtual ~ApiKeyReader() = default;
+  virtual Result<std::optional<ApiKeyRow>> FindApiKeyByHash(const Bytes& hash) = 0;
+  virtual Result<std::vector<ApiKeyRow>> ListApiKeys() = 0;
+};
+
+class ApiKeyWriter {
+ public:
+  virtual ~ApiKeyWriter() = default;
+  virtual Status InsertApiKey(const ApiKeyRow& row) = 0;
+  virtual Status RevokeApiKey(const std::string& id, int64_t at) = 0;
+  // Compare-and-set: replaces the key's hash `from` by `to`, computed under `master`; false
+  // when the key no longer has hash `from`.
+  virtual Result<bool> RehashApiKey(const std::string& id, const Bytes& from, const Bytes& to,
+                                    uint32_t master) = 0;
+};
+
+// Data-subject requests, erasure tombstones, merges of duplicates.
+class RequestReader {
+ public:
+  virtual ~RequestReader() = default;
   virtual Result<std::optional<RequestRow>> GetRequest(const std::string& id) = 0;
-  virtual Result<std::optional<IncidentRow>> GetIncident(const std::string& id) = 0;
-  // Every incident, earliest authority deadline first.
-  virtual Result<std::vector<IncidentRow>> ListIncidents() = 0;
-  virtual Result<std::optional<SegmentRow>> GetSegment(const std::string& name) = 0;
-  // The contact links a subject is part of, as organisation or as person, oldest first.
-  virtual Result<std::vector<ContactLinkRow>> LinksOf(const std::string& subject_id) = 0;
-  // By name.
-  virtual Result<std::vector<SegmentRow>> ListSegments() = 0;
   virtual Result<std::optional<MergeRow>> GetMerge(const std::string& id) = 0;
   // The merges of a subject as the merged one (newest first) or into it, in any state.
   virtual Result<std::vector<MergeRow>> MergesOf(const std::string& merged_id) = 0;
   virtual Result<std::vector<MergeRow>> MergesInto(const std::string& into_id) = 0;
   // Merges still `merged` that were made before `before`, oldest first.
   virtual Result<std::vector<MergeRow>> OpenMergesBefore(int64_t before, size_t limit) = 0;
-  // The rows of an import that created a subject: row -> subject id.
-  virtual Result<std::map<int64_t, std::string>> ImportedRows(const std::string& import_id) = 0;
   // Ordered by (due_at, id).
   virtual Result<std::vector<RequestRow>> QueryRequests(const RequestQuery& query) = 0;
   virtual Result<std::vector<TombstoneRow>> ListTombstones(int64_t since) = 0;
+  // For metrics: requests not completed or rejected, and those of them past their due date
+  // at `now`.
+  virtual Result<std::pair<int64_t, int64_t>> CountOpenRequests(int64_t now) = 0;
+};
+
+class RequestWriter {
+ public:
+  virtual ~RequestWriter() = default;
+  virtual Status InsertRequest(const RequestRow& row) = 0;
+  virtual Status PutMerge(const MergeRow& row) = 0;
+  // Moves a request to another subject with its sealed parts sealed again for it.
+  virtual Status ReassignRequest(const std::string& id, const std::string& subject_id,
+                                 const Bytes& sealed, const Bytes& package) = 0;
+  // Updates every column but id, type, subject_id and received_at.
+  virtual Status UpdateRequest(const RequestRow& row) = 0;
+  virtual Status InsertTombstone(const TombstoneRow& row) = 0;
+};
+
+// What officers keep besides: the breach register, saved segments, policy versions,
+// retention runs.
+class RecordReader {
+ public:
+  virtual ~RecordReader() = default;
+  virtual Result<std::optional<IncidentRow>> GetIncident(const std::string& id) = 0;
+  // Every incident, earliest authority deadline first.
+  virtual Result<std::vector<IncidentRow>> ListIncidents() = 0;
+  virtual Result<std::optional<SegmentRow>> GetSegment(const std::string& name) = 0;
+  // By name.
+  virtual Result<std::vector<SegmentRow>> ListSegments() = 0;
+  // Newest first.
+  virtual Result<std::vector<PolicyVersionRow>> ListPolicyVersions(size_t limit) = 0;
+  // Retention runs, newest first, seq < before_seq (0: from the newest).
+  virtual Result<std::vector<RetentionRunRow>> ListRetentionRuns(int64_t before_seq,
+                                                                 size_t limit) = 0;
+  virtual Result<std::optional<RetentionRunRow>> GetRetentionRun(const std::string& id) = 0;
+};
+
+class RecordWriter {
+ public:
+  virtual ~RecordWriter() = default;
+  // Inserts or replaces (by id).
+  virtual Status PutIncident(const IncidentRow& row) = 0;
+  // Inserts or replaces (by name); DeleteSegment: false when there was none.
+  virtual Status PutSegment(const SegmentRow& row) = 0;
+  virtual Result<bool> DeleteSegment(const std::string& name) = 0;
+  virtual Status InsertPolicyVersion(const PolicyVersionRow& row) = 0;
+  // Inserts a run (seq assigned) or, for an id already stored, updates it.
+  virtual Status PutRetentionRun(const RetentionRunRow& row) = 0;
+};
+
+// Events for downstream systems, and their deliveries to each webhook endpoint.
+class OutboxReader {
+ public:
+  virtual ~OutboxReader() = default;
   // Outbox events with seq > after_seq, in order.
   virtual Result<std::vector<OutboxRow>> ListOutbox(int64_t after_seq, size_t limit) = 0;
-  // Webhooks: how far each endpoint has taken the outbox, and its deliveries.
   virtual Result<int64_t> WebhookMark(const std::string& endpoint) = 0;
   // Pending deliveries due at `now`, oldest first, leaving out any that waits behind an
   // earlier pending delivery of the same subject to the same endpoint.
   virtual Result<std::vector<DeliveryRow>> DueDeliveries(int64_t now, size_t limit) = 0;
   virtual Result<std::vector<DeliveryRow>> QueryDeliveries(const DeliveryQuery& query) = 0;
   virtual Result<std::optional<DeliveryRow>> GetDelivery(int64_t id) = 0;
-  // Newest first.
-  virtual Result<std::vector<PolicyVersionRow>> ListPolicyVersions(size_t limit) = 0;
-  // A subject's interactions at or after `since`, oldest first.
-  virtual Result<std::vector<InteractionRow>> InteractionsOf(const std::string& subject_id,
-                                                             int64_t since) = 0;
-  // Subjects with a purchase in [since, until), id > after_id, in id order.
-  virtual Result<std::vector<std::string>> PurchasersBetween(int64_t since, int64_t until,
-                                                             const std::string& after_id,
-                                                             size_t limit) = 0;
-  // Retention runs, newest first, seq < before_seq (0: from the newest).
-  virtual Result<std::vector<RetentionRunRow>> ListRetentionRuns(int64_t before_seq,
-                                                                 size_t limit) = 0;
-  virtual Result<std::optional<RetentionRunRow>> GetRetentionRun(const std::string& id) = 0;
-
-  // For metrics: data-subject requests not completed or rejected, and those of them past
-  // their due date at `now`; webhook deliveries per status; audit entries waiting to be
-  // appended (vault database).
-  virtual Result<std::pair<int64_t, int64_t>> CountOpenRequests(int64_t now) = 0;
+  // For metrics: deliveries per status.
   virtual Result<std::map<std::string, int64_t>> CountDeliveries() = 0;
+};
+
+class OutboxWriter {
+ public:
+  virtual ~OutboxWriter() = default;
+  virtual Status InsertOutbox(const OutboxRow& row) = 0;
+  virtual Status SetWebhookMark(const std::string& endpoint, int64_t outbox_seq) = 0;
+  // Ignored when the endpoint already has the event.
+  virtual Status InsertDelivery(const DeliveryRow& row) = 0;
+  // Updates status, attempts, next_at, last_error, delivered_at and created_at.
+  virtual Status UpdateDelivery(const DeliveryRow& row) = 0;
+};
+
+// The audit log (its entries, tree, checkpoints and intake marks live with the audit store), and
+// the entries a change queued in the vault's transaction (pending).
+class AuditReader {
+ public:
+  virtual ~AuditReader() = default;
+  virtual Result<uint64_t> AuditSize() = 0;
+  // Hash of the perfect subtree (level, index); level 0 is an entry's leaf hash.
+  virtual Result<Bytes> AuditNode(unsigned level, uint64_t index) = 0;
+  virtual Result<std::vector<AuditRow>> QueryAudit(const AuditQuery& query) = 0;
+  // Calls fn for entries from `from_seq` in order until fn returns false.
+  virtual Status ScanAudit(uint64_t from_seq, uint64_t to_seq,
+                           const std::function<bool(const AuditRow&)>& fn) = 0;
+  virtual Result<std::vector<CheckpointRow>> ListCheckpoints() = 0;
+  // The checkpoint of the largest tree size, if any.
+  virtual Result<std::optional<CheckpointRow>> LatestCheckpoint() = 0;
+  // For metrics: audit entries waiting to be appended (vault database).
   virtual Result<int64_t> CountPendingAudit() = 0;
   // Audit entries waiting to be appended (vault database), id > after_id, in id order.
   virtual Result<std::vector<PendingAuditRow>> ListPendingAudit(int64_t after_id,
@@ -456,27 +588,9 @@ class ReadTx {
   virtual Result<int64_t> JournalImportedTo(const std::string& name) = 0;
 };
 
-class WriteTx : public ReadTx {
+class AuditWriter {
  public:
-  virtual Status InsertSubject(const SubjectRow& row) = 0;
-  // Updates status, source and timestamps of an existing subject.
-  virtual Status UpdateSubject(const SubjectRow& row) = 0;
-  virtual Status PutField(const std::string& subject_id, const SealedField& field) = 0;
-  virtual Status DeleteField(const std::string& subject_id, const std::string& field) = 0;
-  virtual Status PutIndex(const std::string& subject_id, const IndexEntry& entry) = 0;
-  virtual Status DeleteIndex(const std::string& subject_id, const std::string& field) = 0;
-  virtual Status InsertApiKey(const ApiKeyRow& row) = 0;
-  virtual Status RevokeApiKey(const std::string& id, int64_t at) = 0;
-  // Compare-and-set: replaces the key's hash `from` by `to`, computed under `master`; false
-  // when the key no longer has hash `from`.
-  virtual Result<bool> RehashApiKey(const std::string& id, const Bytes& from, const Bytes& to,
-                                    uint32_t master) = 0;
-  // Compare-and-set re-wrap: true when the DEK was still under `from_version`.
-  virtual Status InsertConsentEvent(const ConsentEventRow& row) = 0;
-  // Inserts or replaces (by id).
-  virtual Status PutConsentConfirmation(const ConsentConfirmationRow& row) = 0;
-  virtual Status PutSuppression(const std::string& kind, const Bytes& digest,
-                                const std::string& reason, int64_t at) = 0;
+  virtual ~AuditWriter() = default;
   virtual Status InsertAuditEntry(const AuditRow& row) = 0;
   virtual Status InsertAuditNode(unsigned level, uint64_t index, const Bytes& hash) = 0;
   // The audit log's subject index is a set of sorted runs (docs/audit.md): each append adds
@@ -486,43 +600,6 @@ class WriteTx : public ReadTx {
   virtual Result<bool> MergeAuditSubjectRuns() = 0;
   // Ignored when a checkpoint of that size exists already.
   virtual Status InsertCheckpoint(const CheckpointRow& row) = 0;
-  virtual Status InsertRequest(const RequestRow& row) = 0;
-  // Inserts or replaces (by id).
-  virtual Status PutIncident(const IncidentRow& row) = 0;
-  // Inserts or replaces the role (by organisation and person); DeleteLink: false when there
-  // was none; DeleteLinksOf: every link of the subject, on either side.
-  virtual Status PutLink(const ContactLinkRow& row) = 0;
-  virtual Result<bool> DeleteLink(const std::string& organisation_id, const std::string& person_id) = 0;
-  virtual Status DeleteLinksOf(const std::string& subject_id) = 0;
-  // Inserts or replaces (by name); DeleteSegment: false when there was none.
-  virtual Status PutSegment(const SegmentRow& row) = 0;
-  virtual Status PutMerge(const MergeRow& row) = 0;
-  // Moves a request to another subject with its sealed parts sealed again for it.
-  virtual Status ReassignRequest(const std::string& id, const std::string& subject_id,
-                                 const Bytes& sealed, const Bytes& package) = 0;
-  virtual Result<bool> DeleteSegment(const std::string& name) = 0;
-  // kConflict when the row was recorded already.
-  virtual Status InsertImportRow(const std::string& import_id, int64_t row,
-                                 const std::string& subject_id) = 0;
-  // Updates every column but id, type, subject_id and received_at.
-  virtual Status UpdateRequest(const RequestRow& row) = 0;
-  virtual Status InsertTombstone(const TombstoneRow& row) = 0;
-  virtual Status InsertOutbox(const OutboxRow& row) = 0;
-  virtual Status SetWebhookMark(const std::string& endpoint, int64_t outbox_seq) = 0;
-  // Ignored when the endpoint already has the event.
-  virtual Status InsertDelivery(const DeliveryRow& row) = 0;
-  // Updates status, attempts, next_at, last_error, delivered_at and created_at.
-  virtual Status UpdateDelivery(const DeliveryRow& row) = 0;
-  virtual Status InsertPolicyVersion(const PolicyVersionRow& row) = 0;
-  // Returns the row's seq.
-  virtual Result<int64_t> InsertInteraction(const InteractionRow& row) = 0;
-  virtual Status DeleteInteraction(int64_t seq) = 0;
-  virtual Status DeleteInteractionsOf(const std::string& subject_id) = 0;
-  // Inserts a run (seq assigned) or, for an id already stored, updates it.
-  virtual Status PutRetentionRun(const RetentionRunRow& row) = 0;
-  virtual Status DeleteIndexesOf(const std::string& subject_id) = 0;
-  // The subject's consent events and confirmations.
-  virtual Status DeleteConsentEventsOf(const std::string& subject_id) = 0;
   // Pending audit entries (vault database): queued with a change, removed once appended.
   virtual Status InsertPendingAudit(const PendingAuditRow& row) = 0;  // id is assigned
   virtual Status DeletePendingAudit(int64_t up_to_id) = 0;
@@ -532,15 +609,31 @@ class WriteTx : public ReadTx {
   // Records how far a read journal is in the log; Forget once the file is gone.
   virtual Status SetJournalImported(const std::string& name, int64_t offset) = 0;
   virtual Status ForgetJournal(const std::string& name) = 0;
+};
+
+// A transaction offers every aggregate's interface over one database transaction, so that a
+// change and what must go with it (its audit entry, its outbox event, a suppression) commit
+// together. Domain code that needs one aggregate only can take that interface alone (as the
+// in-memory store implements them all, a test can fake one).
+class ReadTx : public VaultReader,
+               public ConsentReader,
+               public ApiKeyReader,
+               public RequestReader,
+               public RecordReader,
+               public OutboxReader,
+               public AuditReader {};
+
+class WriteTx : public ReadTx,
+                public VaultWriter,
+                public ConsentWriter,
+                public ApiKeyWriter,
+                public RequestWriter,
+                public RecordWriter,
+                public OutboxWriter,
+                public AuditWriter {
+ public:
   // Runs fn once this write has committed (not if it rolls back). fn must not block.
   virtual void AfterCommit(std::function<void()> fn) = 0;
-  // Keeps `key` as the only key of its snapshot if the shred count is still `shreds`; false
-  // (nothing kept) when data was destroyed since, which the snapshot may still hold.
-  virtual Result<bool> PutSnapshotKey(const SnapshotKeyRow& key, int64_t shreds) = 0;
-  // Crypto-shredding: forgets the subject's wrapped data key for good.
-  virtual Status ShredDataKey(const std::string& subject_id) = 0;
-  virtual Result<bool> RewrapDataKey(const std::string& subject_id, uint32_t from_version,
-                                     uint32_t to_version, const Bytes& wrapped) = 0;
 };
 
 // When a committed write must be on stable storage.
@@ -570,7 +663,7 @@ class Store {
   virtual Status CopyTo(const std::string& path) = 0;
 };
 
-inline Result<std::vector<ConsentFactRow>> ReadTx::ConsentFactsOf(const std::string& subject_id) {
+inline Result<std::vector<ConsentFactRow>> ConsentReader::ConsentFactsOf(const std::string& subject_id) {
   std::vector<ConsentFactRow> out;
   GARDE_RETURN_IF_ERROR(ScanConsentFacts(
       subject_id, subject_id,

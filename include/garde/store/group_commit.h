@@ -1,0 +1,57 @@
+// Group commit, shared by the stores on disk: writers that arrive while a batch is committing
+// wait, and the first of them leads the next batch with everyone queued by then, so that many
+// writes share one transaction and one flush. Each write runs in its own savepoint: a failing
+// one rolls back alone.
+//
+//   Status Write(fn, durability) { return queue_.Submit(fn, durability,
+//       [&](const std::vector<PendingWrite*>& batch) { CommitBatch(batch); }); }
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <vector>
+
+#include "garde/base/mutex.h"
+#include "garde/store/store.h"
+
+namespace garde {
+
+struct PendingWrite {
+  const std::function<Status(WriteTx&)>* fn;
+  Durability durability;
+  Status result;
+  bool done = false;
+  std::vector<std::function<void()>> after_commit;
+};
+
+class GroupCommitQueue {
+ public:
+  using CommitFn = std::function<void(const std::vector<PendingWrite*>& batch)>;
+  // Queues the write; runs batches (as their leader) until it is done; its result.
+  Status Submit(const std::function<Status(WriteTx&)>& fn, Durability durability,
+                const CommitFn& commit);
+
+ private:
+  Mutex mu_;
+  std::condition_variable cv_;
+  std::deque<PendingWrite*> queue_ GUARDED_BY(mu_);
+  bool leader_active_ GUARDED_BY(mu_) = false;
+};
+
+// The statements a batch needs around each write (each store's SQL for them).
+struct SavepointSql {
+  std::function<Status()> begin, rollback, release;
+};
+
+// Runs every write of `batch` on `tx` inside its own savepoint, collecting its after-commit hooks
+// through `set_hooks`; a write that fails (or throws) is rolled back to its savepoint alone.
+void RunInSavepoints(const std::vector<PendingWrite*>& batch, WriteTx& tx,
+                     const SavepointSql& sql,
+                     const std::function<void(std::vector<std::function<void()>>*)>& set_hooks);
+
+// After the batch's COMMIT (Ok) or its failure: every write's result, and its hooks run once
+// committed.
+void FinishBatch(const std::vector<PendingWrite*>& batch, const Status& committed);
+
+}  // namespace garde

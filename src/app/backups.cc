@@ -32,6 +32,15 @@
 #include "garde/store/sqlite_store.h"
 
 namespace garde {
+
+// Backups here are of the SQLite files; a PostgreSQL database is backed up with its own tools,
+// and erasures are re-applied after its restore from the tombstone log (docs/operations.md).
+static Status PostgresBackupRefusal() {
+  return Unprocessable(
+      "the data is in PostgreSQL (database is set): back it up with pg_dump or base backups; "
+      "garde backup and restore handle the SQLite files of data_dir");
+}
+
 namespace fs = std::filesystem;
 namespace {
 
@@ -465,6 +474,7 @@ Backups::Backups(Deployment& deployment, std::string directory)
     : d_(deployment), dir_(std::move(directory)) {}
 
 Result<BackupInfo> Backups::Create(const std::function<void(int64_t, int64_t)>& progress) {
+  if (d_.config().postgres()) return PostgresBackupRefusal();
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (!fs::is_directory(dir_)) return Unavailable("cannot create the backup directory " + dir_);
@@ -690,6 +700,7 @@ Result<BackupCheck> VerifyBackup(const Config& config, const std::string& path) 
 Status RestoreBackup(const Config& config, const std::string& path, const std::string& reason,
                      RestoreReport* report) {
   *report = {};
+  if (config.postgres()) return PostgresBackupRefusal();
   std::error_code ec;
   if (!fs::exists(config.keyring_path())) {
     return Unavailable("no keyring in " + config.data_dir +

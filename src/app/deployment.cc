@@ -8,6 +8,7 @@
 
 #include <filesystem>
 
+#include "garde/store/postgres_store.h"
 #include "garde/store/sqlite_store.h"
 
 namespace garde {
@@ -40,6 +41,26 @@ Status Deployment::Initialise(const Config& config) {
   std::filesystem::create_directories(config.data_dir, ec);
   if (ec) return Unavailable("cannot create data directory " + config.data_dir + ": " + ec.message());
   ::chmod(config.data_dir.c_str(), 0700);
+  if (config.postgres()) {
+    // Creates the schema. A database that already serves a deployment keeps its keys: a new
+    // keyring could read none of its data.
+    auto stores = OpenPostgresStores(config);
+    if (!stores.ok()) return stores.status();
+    bool used = false;
+    GARDE_RETURN_IF_ERROR(stores.value().vault->Read([&](ReadTx& tx) -> Status {
+      auto keys = tx.ListApiKeys();
+      if (!keys.ok()) return keys.status();
+      auto subjects = tx.CountSubjects();
+      if (!subjects.ok()) return subjects.status();
+      used = !keys.value().empty() || subjects.value() > 0;
+      return Status::Ok();
+    }));
+    if (used) {
+      return Conflict("the database already holds a Garde deployment: give this node a copy of "
+                      "its keyring.json instead of initialising (docs/scaling.md)");
+    }
+    return Keyring::Create(config.keyring_path());
+  }
   GARDE_RETURN_IF_ERROR(Keyring::Create(config.keyring_path()));
   // audit.db is created by Open, where an existing deployment also gets it.
   SqliteOptions vault;
@@ -68,8 +89,24 @@ Result<DeploymentStores> OpenSqliteStores(const Config& config) {
   return DeploymentStores{std::move(store).value(), std::move(audit_store).value()};
 }
 
+Result<DeploymentStores> OpenPostgresStores(const Config& config) {
+  PostgresOptions options;
+  options.conninfo = config.database;
+  options.synchronous = config.durable;
+  options.max_connections = config.db_connections;
+  auto store = PostgresStore::Open(options);
+  if (!store.ok()) return store.status();
+  // The audit log's tables live in the same database; its own few connections and write lock.
+  options.max_connections = 4;
+  options.write_lock = PostgresOptions::kAuditWriteLock;
+  options.follow_changes = false;
+  auto audit_store = PostgresStore::Open(options);
+  if (!audit_store.ok()) return audit_store.status();
+  return DeploymentStores{std::move(store).value(), std::move(audit_store).value()};
+}
+
 Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
-  return Open(config, OpenSqliteStores);
+  return Open(config, config.postgres() ? OpenPostgresStores : OpenSqliteStores);
 }
 
 Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config,

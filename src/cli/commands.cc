@@ -31,6 +31,7 @@
 #include "garde/policy/policy_set.h"
 #include "garde/policy/register_lint.h"
 #include "garde/http/register_export.h"
+#include "garde/store/postgres_store.h"
 #include "garde/store/sqlite_store.h"
 
 #include <Poco/JSON/Object.h>
@@ -291,7 +292,9 @@ int RunInit(const CliArgs& args) {
   if (!key.ok()) return FailStatus(key.status());
   Caller cli{"cli", "admin", {}, "init", ""};
   d.value()->journal().Record(nullptr, cli, {"apikey.create", "", "", "ok", {}, 1}).IgnoreError();
-  std::cout << "Initialised " << cfg->data_dir << " (keyring.json, garde.db).\n"
+  std::cout << "Initialised " << cfg->data_dir
+            << (cfg->postgres() ? " (keyring.json; the data in PostgreSQL).\n"
+                                : " (keyring.json, garde.db).\n")
             << "First admin API key (shown once; store it safely):\n"
             << key->token << std::endl;
   return 0;
@@ -761,10 +764,19 @@ int RunAuditVerify(const CliArgs& args) {
     ss << in.rdbuf();
     notes.push_back(ss.str());
   }
-  SqliteOptions options;
-  options.path = cfg->audit_database_path();
-  options.schema = SqliteSchema::kAudit;
-  auto store = SqliteStore::Open(options);
+  Result<std::unique_ptr<Store>> store = [&]() -> Result<std::unique_ptr<Store>> {
+    if (cfg->postgres()) {
+      auto pg = PostgresStore::Open({cfg->database, true, 2, PostgresOptions::kAuditWriteLock, false});
+      if (!pg.ok()) return pg.status();
+      return std::unique_ptr<Store>(std::move(pg).value());
+    }
+    SqliteOptions options;
+    options.path = cfg->audit_database_path();
+    options.schema = SqliteSchema::kAudit;
+    auto file = SqliteStore::Open(options);
+    if (!file.ok()) return file.status();
+    return std::unique_ptr<Store>(std::move(file).value());
+  }();
   if (!store.ok()) return FailStatus(store.status());
   const bool show = args.Has("progress") || isatty(STDERR_FILENO);
   int64_t entries = 0;

@@ -61,7 +61,9 @@ const std::vector<OptionDoc>& ConfigOptions() {
       {"max_body_bytes", "GARDE_MAX_BODY_BYTES", "1048576", "largest request body (413 above)"},
       {"max_batch_bytes", "GARDE_MAX_BATCH_BYTES", "16777216", "largest batch body (413 above)"},
       {"max_batch_rows", "GARDE_MAX_BATCH_ROWS", "1000", "most rows in one batch (413 above)"},
-      {"db_connections", "GARDE_DB_CONNECTIONS", "8", "SQLite connections shared by the worker threads"},
+      {"database", "GARDE_DATABASE", "(SQLite files in data_dir)",
+       "postgresql://… URI of a PostgreSQL database to keep the data in instead (docs/scaling.md)"},
+      {"db_connections", "GARDE_DB_CONNECTIONS", "8", "database connections shared by the worker threads"},
       {"db_mmap_bytes", "GARDE_DB_MMAP_BYTES", "0", "bytes of the database file each connection memory-maps"},
       {"deferred_sync_ms", "GARDE_DEFERRED_SYNC_MS", "50", "read-audit entries are fsynced within this many ms (writes: at once)"},
       {"kept_subjects", "GARDE_KEPT_SUBJECTS", "1000000", "subjects whose consent facts (and audience filter values) stay in memory"},
@@ -194,6 +196,13 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
   int_opt("max_body_bytes", 1024, int64_t{1} << 30, &c.max_body_bytes);
   int_opt("max_batch_bytes", 1024, int64_t{1} << 31, &c.max_batch_bytes);
   int_opt("max_batch_rows", 1, 100000, &c.max_batch_rows);
+  if (values.count("database")) {
+    c.database = values["database"];
+    if (!c.database.empty() && c.database.rfind("postgresql://", 0) != 0 &&
+        c.database.rfind("postgres://", 0) != 0) {
+      bad.AddError("database", "must be a postgresql:// URI (or empty for SQLite in data_dir)");
+    }
+  }
   int_opt("db_connections", 1, 256, &c.db_connections);
   int_opt("db_mmap_bytes", 0, int64_t{1} << 40, &c.db_mmap_bytes);
   int_opt("deferred_sync_ms", 1, 10000, &c.deferred_sync_ms);

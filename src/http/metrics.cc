@@ -219,8 +219,9 @@ std::string MetricsText(Deployment& d, const RequestMetrics& requests,
                   static_cast<double>(now - checkpoint->time));
     }
   }
-  e.Family("garde_database_bytes", "gauge", "Size of each database file.");
   const Config& cfg = d.config();
+  if (cfg.postgres()) return out;  // no files here: PostgreSQL's own statistics tell its size
+  e.Family("garde_database_bytes", "gauge", "Size of each database file.");
   for (const auto& [file, path] :
        {std::pair<std::string, std::string>{"garde.db", cfg.database_path()},
         {"garde.db-wal", cfg.database_path() + "-wal"},

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -26,10 +27,33 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <mutex>
 #include <thread>
+
+#include "test_database.h"
 
 namespace garde::testing {
 namespace {
+
+// Data directories whose deployment keeps its data in PostgreSQL (runs under
+// with_postgres.sh): every garde command naming one gets GARDE_DATABASE.
+std::mutex databases_mu;
+std::map<std::string, std::string> databases;
+
+std::string DatabaseOf(const std::vector<std::string>& args,
+                       const std::map<std::string, std::string>& env = {}) {
+  std::lock_guard<std::mutex> lock(databases_mu);
+  std::vector<std::string> dirs;
+  for (size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] == "--data-dir") dirs.push_back(args[i + 1]);
+  }
+  if (auto it = env.find("GARDE_DATA_DIR"); it != env.end()) dirs.push_back(it->second);
+  for (const auto& dir : dirs) {
+    auto it = databases.find(dir);
+    if (it != databases.end()) return it->second;
+  }
+  return "";
+}
 
 std::string UniqueDir(const char* prefix) {
   static int counter = 0;
@@ -43,6 +67,10 @@ std::string UniqueDir(const char* prefix) {
 int Spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
           const std::string& out_path, const std::string& err_path,
           const std::string& program = GARDE_BINARY) {
+  std::map<std::string, std::string> environment = env;
+  if (const std::string database = DatabaseOf(args, env); !database.empty()) {
+    environment.emplace("GARDE_DATABASE", database);
+  }
   const pid_t pid = ::fork();
   if (pid == 0) {
     const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
@@ -51,7 +79,7 @@ int Spawn(const std::vector<std::string>& args, const std::map<std::string, std:
     ::dup2(in, 0);
     ::dup2(out, 1);
     ::dup2(err, 2);
-    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    for (const auto& [k, v] : environment) ::setenv(k.c_str(), v.c_str(), 1);
     std::vector<char*> argv;
     std::string bin = program;
     argv.push_back(bin.data());
@@ -169,9 +197,41 @@ GardeProcess::GardeProcess(std::string policies, std::map<std::string, std::stri
   std::filesystem::create_directories(data_dir_ + "-logs");
   log_path_ = data_dir_ + "-logs/serve.err";
   out_path_ = data_dir_ + "-logs/serve.out";
+  if (!TestPostgresHost().empty()) {
+    std::string error;
+    const std::string database = CreateTestDatabase(&error);
+    EXPECT_FALSE(database.empty()) << error;
+    std::lock_guard<std::mutex> lock(databases_mu);
+    databases[data_dir_] = database;
+  }
   RunResult r = RunGarde({"init", "--data-dir", data_dir_, "--policies", policies_}, env_);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   admin_key_ = r.LastLine();
+}
+
+GardeProcess::GardeProcess(NodeOf node)
+    : data_dir_(UniqueDir("garde-e2e-")),
+      policies_(node.first.policies_),
+      env_(node.first.env_),
+      admin_key_(node.first.admin_key_) {
+  std::filesystem::create_directories(data_dir_);
+  std::filesystem::permissions(data_dir_, std::filesystem::perms::owner_all);
+  std::filesystem::copy_file(node.first.data_dir_ + "/keyring.json", data_dir_ + "/keyring.json");
+  std::filesystem::create_directories(data_dir_ + "-logs");
+  log_path_ = data_dir_ + "-logs/serve.err";
+  out_path_ = data_dir_ + "-logs/serve.out";
+  const std::string database = DatabaseOf({"--data-dir", node.first.data_dir_});
+  EXPECT_FALSE(database.empty()) << "nodes share a PostgreSQL database";
+  std::lock_guard<std::mutex> lock(databases_mu);
+  databases[data_dir_] = database;
+}
+
+void GardeProcess::Kill() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
 }
 
 GardeProcess::~GardeProcess() {
@@ -330,7 +390,13 @@ HttpReply GardeProcess::Request(const std::string& method, const std::string& pa
                                 const std::string& body,
                                 const std::map<std::string, std::string>& headers,
                                 const std::string& content_type) const {
-  Poco::Net::HTTPClientSession session("127.0.0.1", static_cast<Poco::UInt16>(port_));
+  return HttpCall(port_, method, path, body, headers, content_type);
+}
+
+HttpReply HttpCall(int port, const std::string& method, const std::string& path,
+                   const std::string& body, const std::map<std::string, std::string>& headers,
+                   const std::string& content_type) {
+  Poco::Net::HTTPClientSession session("127.0.0.1", static_cast<Poco::UInt16>(port));
   session.setTimeout(Poco::Timespan(30, 0));
   Poco::Net::HTTPRequest req(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
   for (const auto& [k, v] : headers) req.set(k, v);
@@ -376,8 +442,89 @@ HttpReply GardeProcess::Patch(const std::string& path, const std::string& body,
   return Request("PATCH", path, body, {{"Authorization", "Bearer " + key}});
 }
 
+namespace {
+
+// The few SQLite spellings the tests use, in PostgreSQL's.
+std::string ForPostgres(std::string sql) {
+  auto replace_calls = [&](const std::string& name, const auto& rewrite) {
+    for (size_t at = 0; (at = sql.find(name + "(", at)) != std::string::npos;) {
+      const size_t open = at + name.size();
+      int depth = 0;
+      size_t close = open;
+      for (; close < sql.size(); ++close) {
+        if (sql[close] == '(') ++depth;
+        if (sql[close] == ')' && --depth == 0) break;
+      }
+      const std::string inner = sql.substr(open + 1, close - open - 1);
+      const std::string with = rewrite(inner);
+      sql.replace(at, close + 1 - at, with);
+      at += with.size();
+    }
+  };
+  replace_calls("hex", [](const std::string& x) { return "upper(encode(" + x + ", 'hex'))"; });
+  replace_calls("zeroblob", [](const std::string& n) {
+    return "decode(repeat('00', " + n + "), 'hex')";
+  });
+  replace_calls("json_extract", [](const std::string& args) {
+    const size_t comma = args.rfind(',');
+    std::string path = args.substr(comma + 1);
+    path = path.substr(path.find("$.") + 2);
+    path = path.substr(0, path.find('\''));
+    return "((" + args.substr(0, comma) + ")::jsonb ->> '" + path + "')::numeric";
+  });
+  // Blob literals: X'00ff' or x'00ff' -> '\x00ff'::bytea (not the end of a word: 'index').
+  for (size_t at = 0; (at = sql.find_first_of("Xx", at)) != std::string::npos;) {
+    const bool literal = at + 1 < sql.size() && sql[at + 1] == '\'' &&
+                         (at == 0 || !(std::isalnum(static_cast<unsigned char>(sql[at - 1])) ||
+                                       sql[at - 1] == '_' || sql[at - 1] == '\''));
+    if (!literal) {
+      ++at;
+      continue;
+    }
+    const size_t end = sql.find('\'', at + 2);
+    const std::string with = "'\\x" + sql.substr(at + 2, end - at - 2) + "'::bytea";
+    sql.replace(at, end + 1 - at, with);
+    at += with.size();
+  }
+  return sql;
+}
+
+// SQL on a deployment's PostgreSQL database; rows as text, booleans as 1 and 0 as SQLite has them.
+std::vector<std::vector<std::string>> SqlOnPostgres(const std::string& uri, const std::string& sql) {
+  std::vector<std::vector<std::string>> rows;
+  PGconn* conn = PQconnectdb(uri.c_str());
+  if (PQstatus(conn) != CONNECTION_OK) {
+    ADD_FAILURE() << "cannot connect to " << uri << ": " << PQerrorMessage(conn);
+    PQfinish(conn);
+    return rows;
+  }
+  PGresult* res = PQexec(conn, ForPostgres(sql).c_str());
+  const ExecStatusType st = PQresultStatus(res);
+  if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+    ADD_FAILURE() << "SQL failed: " << PQresultErrorMessage(res) << " in " << ForPostgres(sql);
+  }
+  for (int r = 0; st == PGRES_TUPLES_OK && r < PQntuples(res); ++r) {
+    rows.emplace_back();
+    for (int c = 0; c < PQnfields(res); ++c) {
+      std::string v = PQgetvalue(res, r, c);
+      if (PQftype(res, c) == 16) v = v == "t" ? "1" : "0";  // BOOLOID
+      rows.back().push_back(v);
+    }
+  }
+  PQclear(res);
+  PQfinish(conn);
+  return rows;
+}
+
+}  // namespace
+
 std::vector<std::vector<std::string>> GardeProcess::SqlOn(const std::string& file,
                                                          const std::string& sql) const {
+  if (file == db_path() || file == audit_db_path()) {
+    // Both files' tables are in the one database of a PostgreSQL deployment.
+    const std::string database = DatabaseOf({"--data-dir", data_dir_});
+    if (!database.empty()) return SqlOnPostgres(database, sql);
+  }
   sqlite3* db = nullptr;
   std::vector<std::vector<std::string>> rows;
   if (sqlite3_open(file.c_str(), &db) != SQLITE_OK) {
@@ -400,6 +547,8 @@ std::vector<std::vector<std::string>> GardeProcess::SqlOn(const std::string& fil
   sqlite3_close(db);
   return rows;
 }
+
+bool GardeProcess::postgres() const { return !DatabaseOf({"--data-dir", data_dir_}).empty(); }
 
 int64_t GardeProcess::CountRows(const std::string& table) const {
   auto rows = Sql("SELECT COUNT(*) FROM " + table);

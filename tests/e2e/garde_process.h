@@ -45,6 +45,11 @@ int SpawnGarde(const std::vector<std::string>& args, const std::string& out,
 int SpawnProgram(const std::vector<std::string>& argv, const std::string& out,
                  const std::string& err);
 
+// One HTTP/1.1 request to 127.0.0.1:port (a garde, or a load balancer in front of several).
+HttpReply HttpCall(int port, const std::string& method, const std::string& path,
+                   const std::string& body, const std::map<std::string, std::string>& headers,
+                   const std::string& content_type = "application/json");
+
 class GardeProcess {
  public:
   // Initialises a fresh data directory (garde init). `policies` defaults to the repo's.
@@ -52,6 +57,12 @@ class GardeProcess {
   // The same with environment variables for every command it runs (e.g. a systemd
   // CREDENTIALS_DIRECTORY holding the keyring's passphrase).
   GardeProcess(std::string policies, std::map<std::string, std::string> env);
+  // Another node of `first`'s deployment: its own data directory holding a copy of the
+  // keyring, the same PostgreSQL database (under with_postgres.sh), no `garde init`.
+  struct NodeOf {
+    const GardeProcess& first;
+  };
+  explicit GardeProcess(NodeOf node);
   ~GardeProcess();
   GardeProcess(const GardeProcess&) = delete;
   GardeProcess& operator=(const GardeProcess&) = delete;
@@ -59,6 +70,9 @@ class GardeProcess {
   // The environment of the commands it runs from now on (the next Start, CreateKey, ...).
   void SetEnv(std::map<std::string, std::string> env) { env_ = std::move(env); }
   const std::string& data_dir() const { return data_dir_; }
+  // True when this deployment keeps its data in PostgreSQL (the suite runs under
+  // tests/postgres/with_postgres.sh).
+  bool postgres() const;
   const std::string& admin_key() const { return admin_key_; }
   const std::string& log_path() const { return log_path_; }
   const std::string& policies() const { return policies_; }
@@ -74,6 +88,8 @@ class GardeProcess {
   void Start(const std::vector<std::string>& extra_flags = {});
   // Sends SIGTERM and waits; returns the exit code.
   int Stop();
+  // kill -9, and waits for it.
+  void Kill();
   bool running() const { return pid_ > 0; }
   // All the service wrote to stderr and stdout so far.
   std::string Logs() const;

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "garde_process.h"
+#include "test_database.h"
 
 namespace garde::testing {
 namespace {
@@ -134,14 +135,26 @@ TEST_F(SecurityE2E, PlantedPersonalDataNeverReachesDatabaseWalOrLogs) {
   EXPECT_EQ(g_.Post("/v1/subjects:batch", R"([{"kind":"person","fields":{"email":"zqxcanary.batch@example.org"}}])",
                     operator_key_).status, 200);
 
+  // On PostgreSQL, the server's files: its tables, its WAL and its log.
+  const std::string server = g_.postgres() ? TestPostgresHost() : "";
   auto scan = [&](const std::string& where) {
     // Every file of the data directory (databases, WALs, read journals), and the log file.
     std::vector<std::string> files = {g_.log_path()};
     for (const auto& f : std::filesystem::directory_iterator(g_.data_dir())) {
       files.push_back(f.path().string());
     }
-    for (const std::string& must : {g_.db_path(), g_.audit_db_path()}) {
-      EXPECT_NE(std::find(files.begin(), files.end(), must), files.end()) << must;
+    if (server.empty()) {
+      for (const std::string& must : {g_.db_path(), g_.audit_db_path()}) {
+        EXPECT_NE(std::find(files.begin(), files.end(), must), files.end()) << must;
+      }
+    } else {
+      size_t wal = 0;
+      for (const auto& f : std::filesystem::recursive_directory_iterator(server)) {
+        if (!f.is_regular_file()) continue;
+        files.push_back(f.path().string());
+        if (f.path().string().find("/pg_wal/") != std::string::npos) ++wal;
+      }
+      EXPECT_GT(wal, 0u) << "the server's WAL really is scanned";
     }
     for (const auto& f : files) {
       const std::string content = ReadFile(f);
@@ -153,7 +166,9 @@ TEST_F(SecurityE2E, PlantedPersonalDataNeverReachesDatabaseWalOrLogs) {
       EXPECT_EQ(content.find("Zqxcanary"), std::string::npos) << where << " " << f;
     }
   };
-  ASSERT_FALSE(ReadFile(g_.db_path() + "-wal").empty());  // the WAL really is scanned
+  if (server.empty()) {
+    ASSERT_FALSE(ReadFile(g_.db_path() + "-wal").empty());  // the WAL really is scanned
+  }
   scan("while running");
   EXPECT_EQ(g_.Stop(), 0);
   scan("after shutdown");

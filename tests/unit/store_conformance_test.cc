@@ -1,6 +1,7 @@
 // The store conformance suite: every aggregate of store.h held to the same answers on each
-// backend (a SQLite file pair as `garde serve` opens it, and the in-memory store), then a
-// differential run of random operations on both at once, compared after every step.
+// backend (a SQLite file pair as `garde serve` opens it, the in-memory store, and PostgreSQL
+// when the tests run beside a server: ctest store_conformance_postgresql), then a differential
+// run of random operations on two backends at once, compared after every step.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -8,9 +9,12 @@
 #include <filesystem>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include "garde/store/memory_store.h"
+#include "garde/store/postgres_store.h"
 #include "garde/store/sqlite_store.h"
+#include "test_database.h"
 
 namespace garde {
 namespace {
@@ -18,6 +22,7 @@ namespace {
 // The two databases of a deployment: the vault's tables and the audit log's.
 struct StorePair {
   std::unique_ptr<Store> vault, audit;
+  std::string uri;  // PostgreSQL: the database both are on
 };
 
 std::filesystem::path FreshDir(const std::string& tag) {
@@ -32,6 +37,21 @@ std::filesystem::path FreshDir(const std::string& tag) {
 
 StorePair OpenPair(const std::string& backend, const std::filesystem::path& dir) {
   StorePair p;
+  if (backend == "postgresql") {
+    // Both stores on one fresh database, as a deployment opens them.
+    std::string error;
+    const std::string uri = testing::CreateTestDatabase(&error);
+    EXPECT_FALSE(uri.empty()) << error;
+    auto v = PostgresStore::Open({uri, false, 4});
+    auto a = PostgresStore::Open({uri, false, 2, PostgresOptions::kAuditWriteLock, false});
+    EXPECT_TRUE(v.ok()) << v.status().message();
+    if (v.ok() && a.ok()) {
+      p.vault = std::move(v).value();
+      p.audit = std::move(a).value();
+    }
+    p.uri = uri;
+    return p;
+  }
   if (backend == "memory") {
     p.vault = std::make_unique<MemoryStore>();
     p.audit = std::make_unique<MemoryStore>();
@@ -148,7 +168,13 @@ class StoreConformance : public ::testing::TestWithParam<std::string> {
   StorePair stores_;
 };
 
-INSTANTIATE_TEST_SUITE_P(Backends, StoreConformance, ::testing::Values("sqlite", "memory"),
+std::vector<std::string> Backends() {
+  std::vector<std::string> out = {"sqlite", "memory"};
+  if (!testing::TestPostgresHost().empty()) out.push_back("postgresql");
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreConformance, ::testing::ValuesIn(Backends()),
                          [](const auto& param_info) { return param_info.param; });
 
 TEST_P(StoreConformance, SubjectsAreKeptScannedAndCountedByRootKey) {
@@ -833,6 +859,65 @@ TEST_P(StoreConformance, TheAuditLogItsTreeAndCheckpoints) {
   EXPECT_EQ(Get<int64_t>(audit(), [](ReadTx& tx) { return tx.JournalImportedTo("reads-2.log"); }), 0);
 }
 
+// ---- Two processes (or nodes) on one database ----
+
+// Another vault store on the database of `pair`, as a second process or node opens it.
+std::unique_ptr<Store> OpenAnother(const std::string& backend, const std::filesystem::path& dir,
+                                   const StorePair& pair) {
+  if (backend == "postgresql") {
+    auto v = PostgresStore::Open({pair.uri, false, 2});
+    EXPECT_TRUE(v.ok()) << v.status().message();
+    return v.ok() ? std::unique_ptr<Store>(std::move(v).value()) : nullptr;
+  }
+  SqliteOptions o;
+  o.path = (dir / "garde.db").string();
+  o.synchronous_full = false;
+  auto v = SqliteStore::Open(o);
+  EXPECT_TRUE(v.ok());
+  return v.ok() ? std::unique_ptr<Store>(std::move(v).value()) : nullptr;
+}
+
+class SharedDatabase : public StoreConformance {};
+
+std::vector<std::string> SharedBackends() {
+  std::vector<std::string> out = {"sqlite"};
+  if (!testing::TestPostgresHost().empty()) out.push_back("postgresql");
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, SharedDatabase, ::testing::ValuesIn(SharedBackends()),
+                         [](const auto& param_info) { return param_info.param; });
+
+// What keeps another node's in-memory views current: its ChangeEpoch moves within a second of a
+// commit made elsewhere, and the change log names the subject.
+TEST_P(SharedDatabase, AnotherNodeSeesACommitWithinASecond) {
+  auto other = OpenAnother(GetParam(), dir_, stores_);
+  ASSERT_TRUE(other);
+  Write(vault(), [](WriteTx& tx) { return tx.InsertSubject(Subject("sub_a")); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // its listener is connected
+  const uint64_t before = other->ChangeEpoch();
+  const int64_t seen = Get<ChangeTail>(*other, [](ReadTx& tx) { return tx.ChangesAfter(0, 100); }).last_seq;
+  Write(vault(), [](WriteTx& tx) {
+    return tx.InsertConsentEvent(Event("con_1", "sub_a", "withdrawn", 5));
+  });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  uint64_t now = other->ChangeEpoch();
+  while (now == before && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    now = other->ChangeEpoch();
+  }
+  EXPECT_NE(now, before) << "the other node never heard of the commit";
+  auto tail = Get<ChangeTail>(*other, [&](ReadTx& tx) { return tx.ChangesAfter(seen, 100); });
+  EXPECT_TRUE(tail.complete);
+  EXPECT_EQ(tail.changes, (std::vector<std::pair<int64_t, std::string>>{{seen + 1, "sub_a"}}));
+  // Nothing committed: the epoch stays (a node does not re-read its views for nothing).
+  if (GetParam() == "postgresql") {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const uint64_t quiet = other->ChangeEpoch();
+    EXPECT_EQ(other->ChangeEpoch(), quiet);
+  }
+}
+
 // ---- Differential: random operations on both backends, every answer compared ----
 
 // A read's value, by value (a range-for over a temporary's value() would dangle); a failed read
@@ -1009,21 +1094,41 @@ class Differential {
   int compared_ = 0;
 };
 
-TEST(StoreDifferential, RandomOperationsAnswerAlikeOnSqliteAndInMemory) {
+// Random operations on `first` and `second` side by side, every answer compared.
+void RunDifferential(const std::string& first, const std::string& second) {
   for (uint32_t seed = 1; seed <= 6; ++seed) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     const auto dir = FreshDir("diff" + std::to_string(seed));
-    StorePair sqlite = OpenPair("sqlite", dir);
-    StorePair memory = OpenPair("memory", dir);
-    ASSERT_TRUE(sqlite.vault && memory.vault);
-    Differential run(*sqlite.vault, *memory.vault, seed);
+    StorePair a = OpenPair(first, dir);
+    StorePair b = OpenPair(second, dir);
+    ASSERT_TRUE(a.vault && b.vault);
+    Differential run(*a.vault, *b.vault, seed);
     for (int i = 0; i < 250 && !::testing::Test::HasFatalFailure(); ++i) run.Step();
     EXPECT_EQ(run.steps_compared(), 250);
-    sqlite = {};
+    a = {};
+    b = {};
     std::filesystem::remove_all(dir);
     if (::testing::Test::HasFailure()) break;  // the first seed that differs says enough
   }
 }
+
+TEST(StoreDifferential, RandomOperationsAnswerAlikeOnSqliteAndInMemory) {
+  RunDifferential("sqlite", "memory");
+}
+
+// Registered only beside a PostgreSQL server (ctest store_conformance_postgresql).
+class PostgresDifferential : public ::testing::Test {
+ public:
+  void TestBody() override { RunDifferential("sqlite", "postgresql"); }
+};
+
+[[maybe_unused]] const bool kPostgresDifferential = [] {
+  if (testing::TestPostgresHost().empty()) return false;
+  ::testing::RegisterTest("StoreDifferential", "RandomOperationsAnswerAlikeOnSqliteAndPostgresql",
+                          nullptr, nullptr, __FILE__, __LINE__,
+                          []() -> ::testing::Test* { return new PostgresDifferential; });
+  return true;
+}();
 
 }  // namespace
 }  // namespace garde

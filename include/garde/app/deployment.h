@@ -39,12 +39,13 @@ struct DeploymentStores {
 };
 using StoreOpener = std::function<Result<DeploymentStores>(const Config&)>;
 Result<DeploymentStores> OpenSqliteStores(const Config& config);
+Result<DeploymentStores> OpenPostgresStores(const Config& config);  // config.database
 
 class Deployment {
  public:
   // Creates the data directory (mode 0700), keyring and database. Refuses an existing keyring.
   static Status Initialise(const Config& config);
-  // On the data directory's SQLite files (garde.db, audit.db: OpenSqliteStores).
+  // On config.database (PostgreSQL) or else the data directory's SQLite files.
   static Result<std::unique_ptr<Deployment>> Open(const Config& config);
   // On the stores `open_stores` gives once policies and keys are loaded (e.g. two
   // MemoryStores for the domain's unit tests). The keyring and journals stay in data_dir.

@@ -34,6 +34,9 @@ struct Config {
   int64_t max_body_bytes = 1 << 20;
   int64_t max_batch_bytes = 16 << 20;
   int max_batch_rows = 1000;
+  // Where the data lives: empty for the SQLite files in data_dir (garde.db, audit.db), or a
+  // postgresql:// URI (libpq's) of a database several nodes may share.
+  std::string database;
   bool durable = true;           // fsync every commit
   int db_connections = 8;        // SQLite connections shared by the worker threads
   int64_t db_mmap_bytes = 0;    // bytes of the database each connection memory-maps
@@ -89,6 +92,7 @@ struct Config {
   int64_t test_clock_offset = 0;
 
   std::string keyring_path() const { return data_dir + "/keyring.json"; }
+  bool postgres() const { return !database.empty(); }
   std::string database_path() const { return data_dir + "/garde.db"; }
   std::string audit_database_path() const { return data_dir + "/audit.db"; }
   std::string audience_snapshot_path() const { return data_dir + "/audience.snapshot"; }

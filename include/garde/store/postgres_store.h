@@ -1,0 +1,91 @@
+// PostgreSQL implementation of Store, through libpq: a pool of connections each with its own
+// prepared statements, versioned migrations run at open (under an advisory lock, so several
+// nodes starting at once migrate once), and group commit as SqliteStore does it: writers that
+// arrive while a commit is in flight run together in the next transaction, each inside its own
+// SAVEPOINT, and share one WAL flush.
+//
+//   auto store = PostgresStore::Open({.conninfo = "postgresql:///garde?host=/run/postgresql"});
+//
+// Every write transaction first takes a transaction-level advisory lock (one per store: the
+// vault's, the audit log's), so writes are serialised across all nodes sharing the database, as SQLite serialises them: the domain's
+// read-check-write steps (uniqueness, compare-and-set) and the audit log's sequence numbers
+// stay correct with several nodes, and counters (the vault change log, pending audit ids) are
+// gapless. Reads run in REPEATABLE READ snapshots alongside.
+//
+// Text columns collate "C" (byte order, as SQLite's BINARY): ids and cursors page the same way
+// on both backends whatever the database's locale.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "garde/base/mutex.h"
+#include "garde/store/group_commit.h"
+#include "garde/store/store.h"
+
+namespace garde {
+
+struct PostgresOptions {
+  std::string conninfo;     // a libpq URI or key=value string
+  bool synchronous = true;  // false: commits do not wait for the WAL flush
+  int max_connections = 8;
+  // The advisory lock every write transaction takes first: one per store sharing the database
+  // (the vault's and the audit log's, as SQLite's two files each have their own write lock).
+  int64_t write_lock = kVaultWriteLock;
+  static constexpr int64_t kVaultWriteLock = 7254001;
+  static constexpr int64_t kAuditWriteLock = 7254003;
+  // Listen for other nodes' changes (ChangeEpoch); off for a store whose epoch is not read.
+  bool follow_changes = true;
+};
+
+class PgConnection;
+
+class PostgresStore final : public Store {
+ public:
+  // Connects, and creates or migrates the schema.
+  static Result<std::unique_ptr<PostgresStore>> Open(const PostgresOptions& options);
+  ~PostgresStore() override;
+
+  Status Read(const std::function<Status(ReadTx&)>& fn) override;
+  Status Write(const std::function<Status(WriteTx&)>& fn,
+               Durability durability = Durability::kImmediate) override;
+  Status Ping() override;
+  // Moves with this process's commits and with every other node's: the vault change log's
+  // trigger sends NOTIFY garde_changes at commit, which a connection of this store LISTENs
+  // to. Another node's commit is seen once its notification arrives (milliseconds); while the
+  // listening connection is down, every call answers a new number (readers ask the log).
+  uint64_t ChangeEpoch() override;
+  // Backups of a PostgreSQL deployment are PostgreSQL's (pg_dump, base backups): kUnavailable.
+  Status CopyTo(const std::string& path) override;
+  int schema_version() const { return schema_version_; }
+
+ private:
+  explicit PostgresStore(PostgresOptions options);
+  Result<std::unique_ptr<PgConnection>> Acquire();
+  void Release(std::unique_ptr<PgConnection> conn);
+  void CommitBatch(const std::vector<PendingWrite*>& batch);
+  void ListenLoop();  // the listener thread
+
+  PostgresOptions options_;
+  int schema_version_ = 0;
+
+  Mutex mu_;  // the connection pool
+  std::condition_variable pool_cv_;
+  std::vector<std::unique_ptr<PgConnection>> idle_ GUARDED_BY(mu_);
+  int open_connections_ GUARDED_BY(mu_) = 0;
+
+  std::atomic<uint64_t> epoch_{0};
+  std::atomic<bool> listening_{false};
+  std::atomic<bool> stopping_{false};
+  std::thread listener_;
+
+  GroupCommitQueue writes_;
+};
+
+}  // namespace garde

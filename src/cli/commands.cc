@@ -31,6 +31,7 @@
 #include "garde/policy/policy_set.h"
 #include "garde/policy/register_lint.h"
 #include "garde/http/register_export.h"
+#include "garde/store/migrate.h"
 #include "garde/store/postgres_store.h"
 #include "garde/store/sqlite_store.h"
 
@@ -172,6 +173,17 @@ the Merkle tree, checks the signature of every stored checkpoint and of each --c
 FILE (a checkpoint saved elsewhere), and that each signed root matches the tree of its size.
 Reports the first changed, missing, moved or inserted entry and any truncation. Exits 0 when
 the log verifies, 1 otherwise. Without --public-key the key comes from the keyring.
+)"},
+    {"migrate", R"(Usage: garde migrate --from DIR --to postgresql://... [--policies DIR]
+
+Copies the deployment of DIR (its SQLite files garde.db and audit.db) into an empty PostgreSQL
+database. The audit log is verified where it is first (a log that fails is not copied); every
+table is copied from one read snapshot of each file (a running service may go on serving),
+then read back and compared (row counts and a digest of every row): nothing is committed
+unless all agree; then the audit log is verified again on PostgreSQL against its signed
+checkpoints. Exits 0 when all of it holds. Refuses a database that already holds a deployment. Writes made after the
+snapshot are not in the copy: stop the service before the copy you switch to. Then serve with
+--data-dir DIR --database URI (docs/scaling.md).
 )"},
     {"audit checkpoint", R"(Usage: garde audit checkpoint --data-dir DIR
 
@@ -737,6 +749,66 @@ int RunAuditExport(const CliArgs& args) {
   return s.ok() ? 0 : FailStatus(s);
 }
 
+int RunMigrate(const CliArgs& args) {
+  auto flags = args.ConfigFlags();
+  if (!args.Get("from").empty()) flags["data-dir"] = args.Get("from");
+  auto cfg = ResolveConfig(flags);
+  if (!cfg.ok()) return FailStatus(cfg.status());
+  const std::string to = args.Get("to");
+  if (to.rfind("postgresql://", 0) != 0 && to.rfind("postgres://", 0) != 0) {
+    return Fail("--to must be a postgresql:// URI");
+  }
+  if (cfg->postgres()) return Fail("the source is the SQLite files of --from: unset database");
+  for (const std::string& f : {cfg->database_path(), cfg->audit_database_path()}) {
+    if (!std::filesystem::exists(f)) return Fail("no " + f + ": --from names a data directory");
+  }
+  auto ring = Keyring::Load(cfg->keyring_path());
+  if (!ring.ok()) return FailStatus(ring.status());
+  CheckpointSigner signer(ring.value()->Derive(KeyContext::kSigning), cfg->audit_origin);
+  {
+    // A log that does not verify where it is is not copied.
+    SqliteOptions options;
+    options.path = cfg->audit_database_path();
+    options.schema = SqliteSchema::kAudit;
+    auto source = SqliteStore::Open(options);
+    if (!source.ok()) return FailStatus(source.status());
+    AuditVerification before =
+        VerifyAuditLog(*source.value(), signer.public_key(), signer.origin(), {}, nullptr);
+    if (!before.ok()) {
+      std::cout << "audit log FAILED verification in " << cfg->data_dir << "; nothing copied:\n";
+      for (const auto& p : before.problems) std::cout << "  " << p << "\n";
+      return 1;
+    }
+  }
+  const bool show = args.Has("progress") || isatty(STDERR_FILENO);
+  auto copies = CopySqliteToPostgres(
+      cfg->database_path(), cfg->audit_database_path(), to,
+      [&](const std::string& table, int64_t rows) {
+        if (show) std::cerr << "\r" << table << ": " << rows << " rows   " << std::flush;
+      });
+  if (show) std::cerr << "\n";
+  if (!copies.ok()) return FailStatus(copies.status());
+  int64_t rows = 0;
+  for (const auto& c : copies.value()) {
+    std::cout << c.table << ": " << c.rows << " rows, digest " << c.digest.substr(0, 16) << "\n";
+    rows += c.rows;
+  }
+  auto store = PostgresStore::Open({to, true, 2, PostgresOptions::kAuditWriteLock, false});
+  if (!store.ok()) return FailStatus(store.status());
+  AuditVerification report =
+      VerifyAuditLog(*store.value(), signer.public_key(), signer.origin(), {}, nullptr);
+  if (!report.ok()) {
+    std::cout << "audit log FAILED verification on PostgreSQL:\n";
+    for (const auto& p : report.problems) std::cout << "  " << p << "\n";
+    return 1;
+  }
+  std::cout << "copied " << copies.value().size() << " tables, " << rows
+            << " rows; counts and digests agree; audit log verified on PostgreSQL: "
+            << report.entries << " entries, " << report.checkpoints << " signed checkpoints\n"
+            << "next: garde serve --data-dir " << cfg->data_dir << " --database '<the URI>'\n";
+  return 0;
+}
+
 int RunAuditVerify(const CliArgs& args) {
   auto cfg = ConfigFrom(args);
   if (!cfg.ok()) return FailStatus(cfg.status());
@@ -1172,7 +1244,7 @@ std::map<std::string, std::string> CliArgs::ConfigFlags() const {
   for (const auto& [k, v] : options) {
     static const std::set<std::string> kCommandOptions = {
         "name", "role", "activity", "id", "batch", "checkpoint", "public-key", "origin",
-        "start", "end", "format", "out", "from", "reason", "at", "mapping", "report"};
+        "start", "end", "format", "out", "from", "reason", "at", "mapping", "report", "to"};
     if (kCommandOptions.count(k) == 0) out[k] = v;
   }
   return out;
@@ -1365,6 +1437,7 @@ int RunCli(int argc, char** argv) {
   if (words == "lint") return RunLint(args);
   if (words == "register export") return RunRegisterExport(args);
   if (words == "audit verify") return RunAuditVerify(args);
+  if (words == "migrate") return RunMigrate(args);
   if (words == "audit checkpoint") return RunAuditCheckpoint(args);
   if (words == "audit export") return RunAuditExport(args);
   if (words == "backup" || words == "backup create") return RunBackupCreate(args);

@@ -190,6 +190,13 @@ int SpawnProgram(const std::vector<std::string>& argv, const std::string& out,
 
 GardeProcess::GardeProcess(std::string policies) : GardeProcess(std::move(policies), {}) {}
 
+GardeProcess::GardeProcess(OnSqlite) : GardeProcess("", {{"GARDE_E2E_SQLITE", "1"}}) {}
+
+void GardeProcess::UseDatabase(const std::string& uri) {
+  std::lock_guard<std::mutex> lock(databases_mu);
+  databases[data_dir_] = uri;
+}
+
 GardeProcess::GardeProcess(std::string policies, std::map<std::string, std::string> env)
     : data_dir_(UniqueDir("garde-e2e-")),
       policies_(policies.empty() ? GARDE_POLICIES_DIR : std::move(policies)),
@@ -197,7 +204,7 @@ GardeProcess::GardeProcess(std::string policies, std::map<std::string, std::stri
   std::filesystem::create_directories(data_dir_ + "-logs");
   log_path_ = data_dir_ + "-logs/serve.err";
   out_path_ = data_dir_ + "-logs/serve.out";
-  if (!TestPostgresHost().empty()) {
+  if (!TestPostgresHost().empty() && env_.count("GARDE_E2E_SQLITE") == 0) {
     std::string error;
     const std::string database = CreateTestDatabase(&error);
     EXPECT_FALSE(database.empty()) << error;

@@ -63,6 +63,11 @@ class GardeProcess {
     const GardeProcess& first;
   };
   explicit GardeProcess(NodeOf node);
+  // A deployment on SQLite files even when the suite runs beside PostgreSQL (a migration's
+  // source); UseDatabase moves its later commands onto a PostgreSQL database.
+  struct OnSqlite {};
+  explicit GardeProcess(OnSqlite);
+  void UseDatabase(const std::string& uri);
   ~GardeProcess();
   GardeProcess(const GardeProcess&) = delete;
   GardeProcess& operator=(const GardeProcess&) = delete;

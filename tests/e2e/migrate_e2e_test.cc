@@ -1,0 +1,132 @@
+// `garde migrate`: a SQLite deployment moved into PostgreSQL, then served from there with every
+// answer as before. Registered only beside a PostgreSQL server (ctest e2e_postgresql_*).
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "garde_process.h"
+#include "test_database.h"
+
+namespace garde::testing {
+namespace {
+
+class MigrateE2E : public ::testing::Test {
+ protected:
+  std::string Create(const std::string& email) {
+    HttpReply r = g_.Post("/v1/subjects", R"({"kind":"person","fields":{"email":")" + email +
+                                              R"(","first_name":"Ana"}})",
+                          operator_key_);
+    EXPECT_EQ(r.status, 201) << r.body;
+    return JsonString(r.body, "id");
+  }
+  void Consent(const std::string& id, const std::string& event) {
+    ASSERT_EQ(g_.Post("/v1/subjects/" + id + "/consents",
+                      R"({"purpose":"marketing.email","event":")" + event +
+                          R"(","notice_version":"2026-01","method":"web_form"})",
+                      operator_key_).status,
+              201);
+  }
+  // What a client sees of a subject: its record and the consent decision.
+  std::string Seen(const std::string& id) {
+    HttpReply read = g_.Get("/v1/subjects/" + id, operator_key_, "customer_management");
+    HttpReply check = g_.Get("/v1/consent/check?subject=" + id +
+                                 "&purpose=marketing.email&channel=email",
+                             marketing_key_);
+    return std::to_string(read.status) + read.body + std::to_string(check.status) +
+           JsonString(check.body, "reason");
+  }
+  RunResult Migrate(const std::string& uri) {
+    return RunGarde({"migrate", "--from", g_.data_dir(), "--to", uri, "--policies", g_.policies()});
+  }
+
+  GardeProcess g_{GardeProcess::OnSqlite{}};
+  std::string operator_key_ = g_.CreateKey("crm", "operator", {"customer_management"});
+  std::string marketing_key_ = g_.CreateKey("campaigns", "marketing", {"marketing_email"});
+};
+
+class ADeploymentMovesWithEveryAnswerAndItsVerifiedLog : public MigrateE2E {
+  void TestBody() override;
+};
+
+void ADeploymentMovesWithEveryAnswerAndItsVerifiedLog::TestBody() {
+  g_.Start();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 6; ++i) ids.push_back(Create("move" + std::to_string(i) + "@example.org"));
+  Consent(ids[0], "granted");
+  Consent(ids[1], "granted");
+  Consent(ids[1], "withdrawn");
+  ASSERT_EQ(g_.Post("/v1/requests", R"({"type":"access","subject":")" + ids[2] + R"("})",
+                    operator_key_).status,
+            201);
+  std::map<std::string, std::string> before;
+  for (const auto& id : ids) before[id] = Seen(id);
+  EXPECT_EQ(g_.Stop(), 0);
+
+  std::string error;
+  const std::string uri = CreateTestDatabase(&error);
+  ASSERT_FALSE(uri.empty()) << error;
+  RunResult moved = Migrate(uri);
+  ASSERT_EQ(moved.exit_code, 0) << moved.out << moved.err;
+  EXPECT_NE(moved.out.find("subjects: 6 rows"), std::string::npos) << moved.out;
+  EXPECT_NE(moved.out.find("counts and digests agree"), std::string::npos) << moved.out;
+  EXPECT_NE(moved.out.find("audit log verified on PostgreSQL"), std::string::npos) << moved.out;
+  // Into a database that holds a deployment: refused.
+  RunResult again = Migrate(uri);
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_NE(again.err.find("already holds a deployment"), std::string::npos) << again.err;
+
+  // The same data directory served from PostgreSQL: every answer as before.
+  g_.UseDatabase(uri);
+  ASSERT_TRUE(g_.postgres());
+  g_.Start();
+  for (const auto& id : ids) EXPECT_EQ(Seen(id), before[id]) << id;
+  // New writes go on from where SQLite left (ids, sequences, the log).
+  const std::string added = Create("after@example.org");
+  EXPECT_EQ(g_.Get("/v1/subjects/" + added, operator_key_, "customer_management").status, 200);
+  EXPECT_EQ(g_.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"move0@example.org"}})",
+                    operator_key_).status,
+            409);  // the blind index came along
+  EXPECT_EQ(g_.Stop(), 0);
+  RunResult verified =
+      RunGarde({"audit", "verify", "--data-dir", g_.data_dir(), "--policies", g_.policies()});
+  EXPECT_EQ(verified.exit_code, 0) << verified.out << verified.err;
+}
+
+class ALogThatDoesNotVerifyIsNotCopied : public MigrateE2E {
+  void TestBody() override;
+};
+
+void ALogThatDoesNotVerifyIsNotCopied::TestBody() {
+  g_.Start();
+  Create("tamper@example.org");
+  EXPECT_EQ(g_.Stop(), 0);
+  g_.AuditSql("UPDATE audit_log SET entry = replace(entry, 'subject.create', 'subject.delete')");
+  std::string error;
+  const std::string uri = CreateTestDatabase(&error);
+  ASSERT_FALSE(uri.empty()) << error;
+  RunResult moved = Migrate(uri);
+  EXPECT_EQ(moved.exit_code, 1) << moved.out << moved.err;
+  EXPECT_NE(moved.out.find("FAILED verification"), std::string::npos) << moved.out;
+  // Nothing reached the database: not even the schema was made.
+  g_.UseDatabase(uri);
+  auto tables = g_.Sql("SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'public'");
+  ASSERT_EQ(tables.size(), 1u);
+  EXPECT_EQ(tables[0][0], "0");
+}
+
+template <typename Case>
+void Register(const char* name) {
+  ::testing::RegisterTest("MigrateE2E", name, nullptr, nullptr, __FILE__, __LINE__,
+                          []() -> ::testing::Test* { return new Case; });
+}
+
+[[maybe_unused]] const bool kRegistered = [] {
+  if (TestPostgresHost().empty()) return false;
+  Register<ADeploymentMovesWithEveryAnswerAndItsVerifiedLog>(
+      "ADeploymentMovesWithEveryAnswerAndItsVerifiedLog");
+  Register<ALogThatDoesNotVerifyIsNotCopied>("ALogThatDoesNotVerifyIsNotCopied");
+  return true;
+}();
+
+}  // namespace
+}  // namespace garde::testing

@@ -437,9 +437,9 @@ class PgQuery {
   PgQuery(const PgQuery&) = delete;
   PgQuery& operator=(const PgQuery&) = delete;
 
-  // Text PostgreSQL cannot hold (not UTF-8, or with a NUL) matches nothing stored: such a
-  // query finds no row and changes none, and an INSERT of it is refused (SQLite would compare
-  // and store the bytes; no valid id, name or key contains them).
+  // Text PostgreSQL cannot hold (not UTF-8, or with a NUL) matches nothing stored: a look-up
+  // by it finds no row, a DELETE removes none, and a write that may store it is refused
+  // (SQLite would compare and store the bytes; no valid id, name or key contains them).
   PgQuery& Text(const std::string& v) {
     if (!IsValidUtf8(v) || v.find('\0') != std::string::npos) unmatchable_ = true;
     return Add(v, 0, false);
@@ -451,8 +451,12 @@ class PgQuery {
   // Runs the statement; Ok for a command or a result set.
   Status Run() {
     if (unmatchable_) {
-      if (sql_.rfind("INSERT", 0) == 0) return Unprocessable("text that is not UTF-8");
-      return Status::Ok();  // no row found, none changed
+      // A write that may store it (an INSERT, also behind a WITH, or an UPDATE) is refused; a
+      // look-up or a DELETE by it matches no row.
+      if (sql_.find("INSERT ") != std::string::npos || sql_.rfind("UPDATE ", 0) == 0) {
+        return Unprocessable("text that is not UTF-8");
+      }
+      return Status::Ok();
     }
     auto name = conn_.Prepared(sql_);
     if (!name.ok()) return name.status();

@@ -232,6 +232,22 @@ TEST_P(StoreConformance, SubjectsAreKeptScannedAndCountedByRootKey) {
   EXPECT_EQ(c->kind, "person");
 }
 
+// A hostile id (bytes that are not UTF-8, which PostgreSQL cannot hold as text) finds nothing
+// and fails nothing: the HTTP layer answers 404, never 500.
+TEST_P(StoreConformance, LookUpsByBytesThatAreNotUtf8FindNothing) {
+  const std::string bad = std::string("sub_\xff\xfe") + '\0' + "x";
+  Write(vault(), [](WriteTx& tx) { return tx.InsertSubject(Subject("sub_a")); });
+  EXPECT_FALSE(Get<std::optional<SubjectRow>>(vault(), [&](ReadTx& tx) { return tx.GetSubject(bad); }));
+  EXPECT_TRUE(Get<std::vector<std::string>>(vault(), [&](ReadTx& tx) { return tx.FindByIndex(bad, Bytes{1}); }).empty());
+  EXPECT_TRUE(Get<std::vector<ConsentEventRow>>(vault(), [&](ReadTx& tx) { return tx.ConsentEventsOf(bad); }).empty());
+  EXPECT_FALSE(Get<std::optional<RequestRow>>(vault(), [&](ReadTx& tx) { return tx.GetRequest(bad); }));
+  RequestQuery q;
+  q.subject = bad;
+  EXPECT_TRUE(Get<std::vector<RequestRow>>(vault(), [&](ReadTx& tx) { return tx.QueryRequests(q); }).empty());
+  Write(vault(), [&](WriteTx& tx) { return tx.DeleteIndexesOf(bad); });
+  EXPECT_EQ(Get<int64_t>(vault(), [](ReadTx& tx) { return tx.CountSubjects(); }), 1);
+}
+
 TEST_P(StoreConformance, FieldsAndBlindIndexes) {
   Write(vault(), [](WriteTx& tx) -> Status {
     for (const char* id : {"sub_a", "sub_b", "sub_c"}) {

@@ -148,6 +148,15 @@ std::string AsciiLower(std::string_view text) {
   return out;
 }
 
+std::string JoinList(const std::vector<std::string>& list, char separator) {
+  std::string out;
+  for (const auto& piece : list) {
+    if (!out.empty()) out += separator;
+    out += piece;
+  }
+  return out;
+}
+
 std::vector<std::string> SplitList(std::string_view text, char separator) {
   std::vector<std::string> out;
   size_t start = 0;

@@ -358,10 +358,8 @@ int RunApiKeyList(const CliArgs& args) {
     return 0;
   }
   for (const auto& k : keys.value()) {
-    std::string acts;
-    for (const auto& a : k.activities) acts += (acts.empty() ? "" : ",") + a;
     std::cout << k.id << "  " << k.role << "  " << k.name << "  ["
-              << acts << "]  created " << FormatRfc3339(k.created_at)
+              << JoinList(k.activities, ',') << "]  created " << FormatRfc3339(k.created_at)
               << (k.revoked_at != 0 ? "  revoked " + FormatRfc3339(k.revoked_at) : "") << "\n";
   }
   return 0;

@@ -628,15 +628,6 @@ SegmentRow SegmentFrom(const PgRow& r) {
   return {r.Text(0), r.Text(1), r.Text(2), r.Int(3), r.Int(4)};
 }
 
-std::string JoinList(const std::vector<std::string>& list, char separator) {
-  std::string out;
-  for (const auto& a : list) {
-    if (!out.empty()) out += separator;
-    out += a;
-  }
-  return out;
-}
-
 // kConflict when an INSERT ... ON CONFLICT DO NOTHING inserted nothing: the answer SQLite's
 // constraint error gives, without aborting the transaction (PostgreSQL would, SQLite does not).
 Status InsertedOrConflict(PgQuery& q) {

@@ -652,15 +652,6 @@ RetentionRunRow RunFrom(const Query& q) {
   return r;
 }
 
-std::string JoinActivities(const std::vector<std::string>& list) {
-  std::string out;
-  for (const auto& a : list) {
-    if (!out.empty()) out += ' ';
-    out += a;
-  }
-  return out;
-}
-
 constexpr const char* kRequestColumns =
     "id, type, subject_id, status, jurisdiction, opened_by, verification, received_at, "
     "verified_at, due_at, completed_at, extended, sealed, package, result";
@@ -1477,9 +1468,7 @@ class SqliteTx final : public WriteTx {
   Status InsertTombstone(const TombstoneRow& r) override {
     Query q(c_,
             "INSERT OR REPLACE INTO tombstones(subject_id, request_id, at, kept) VALUES(?,?,?,?)");
-    std::string kept;
-    for (const auto& f : r.kept) kept += (kept.empty() ? "" : ",") + f;
-    q.Text(r.subject_id).Text(r.request_id).Int(r.at).Text(kept);
+    q.Text(r.subject_id).Text(r.request_id).Int(r.at).Text(JoinList(r.kept, ','));
     return q.Run();
   }
 
@@ -1891,7 +1880,7 @@ class SqliteTx final : public WriteTx {
     Query q(c_,
             "INSERT INTO api_keys(id, name, role, activities, key_hash, created_at, revoked_at, "
             "hash_master) VALUES(?,?,?,?,?,?,?,?)");
-    q.Text(r.id).Text(r.name).Text(r.role).Text(JoinActivities(r.activities)).Blob(r.key_hash)
+    q.Text(r.id).Text(r.name).Text(r.role).Text(JoinList(r.activities, ' ')).Blob(r.key_hash)
         .Int(r.created_at).Int(r.revoked_at).Int(r.hash_master);
     return q.Run();
   }

@@ -38,6 +38,8 @@ std::string AsciiLower(std::string_view text);
 
 // The non-empty pieces of `text` between `separator`s ("a,,b" -> {"a", "b"}).
 std::vector<std::string> SplitList(std::string_view text, char separator);
+// The pieces joined by `separator`, no separator before the first ({"a", "b"} -> "a,b").
+std::string JoinList(const std::vector<std::string>& list, char separator);
 
 // `s` safe as HTML text and attribute values: & < > " ' escaped.
 std::string HtmlEscape(std::string_view s);

@@ -94,6 +94,7 @@ Result<DeploymentStores> OpenPostgresStores(const Config& config) {
   options.conninfo = config.database;
   options.synchronous = config.durable;
   options.max_connections = config.db_connections;
+  options.strict_reads = config.strict_reads;
   auto store = PostgresStore::Open(options);
   if (!store.ok()) return store.status();
   // The audit log's tables live in the same database; its own few connections and write lock.

@@ -1,10 +1,12 @@
 #include "garde/app/policy_reload.h"
 
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <set>
 
 #include "garde/base/json_writer.h"
+#include "garde/base/log.h"
 #include "garde/policy/register_lint.h"
 
 namespace garde {
@@ -93,9 +95,7 @@ std::string Summary(const PolicySet& before, const PolicySet& after,
 
 std::mutex g_reload_mu;  // one reload at a time
 
-}  // namespace
-
-Result<ReloadResult> ReloadPolicies(Deployment& d, const Caller& caller, const std::string& source) {
+Result<ReloadResult> ReloadHere(Deployment& d, const Caller& caller, const std::string& source) {
   std::lock_guard<std::mutex> lock(g_reload_mu);
   auto current = d.policies().Current();
   auto loaded = LoadPolicies(d.config().policies_dir);
@@ -126,8 +126,13 @@ Result<ReloadResult> ReloadPolicies(Deployment& d, const Caller& caller, const s
   r.summary = Summary(*current, *loaded.value(), &marks);
   GARDE_RETURN_IF_ERROR(d.store().Write([&](WriteTx& tx) -> Status {
     if (r.changed) {
-      GARDE_RETURN_IF_ERROR(
-          tx.InsertPolicyVersion({0, r.after, d.clock().Now(), source, r.summary}));
+      // Each node of a deployment reloads: the version is recorded once, by the first.
+      auto last = tx.ListPolicyVersions(1);
+      if (!last.ok()) return last.status();
+      if (last->empty() || last->front().content_hash != r.after) {
+        GARDE_RETURN_IF_ERROR(
+            tx.InsertPolicyVersion({0, r.after, d.clock().Now(), source, r.summary}));
+      }
     }
     return d.journal().Record(&tx, caller,
                               {"policies.reload", "", "", r.changed ? "ok" : "unchanged", marks,
@@ -136,6 +141,21 @@ Result<ReloadResult> ReloadPolicies(Deployment& d, const Caller& caller, const s
   // Swapped after the audit entry commits: every request that starts from now on is judged
   // by the new register (an activity removed stops authorising reads at once).
   d.policies().Replace(loaded.value());
+  return r;
+}
+
+}  // namespace
+
+Result<ReloadResult> ReloadPolicies(Deployment& d, const Caller& caller, const std::string& source) {
+  auto r = ReloadHere(d, caller, source);
+  if (!r.ok() || source == "peer") return r;
+  // Every other node reloads too before this answers: a removed activity stops authorising
+  // reads on all of them at once. (Outside the lock: two nodes may be asking each other.)
+  const Status everywhere = d.store().AskPeers(PeerEvent::kPoliciesReloaded, std::chrono::seconds(5));
+  if (!everywhere.ok()) {
+    LogLine(spdlog::level::warn, "policy reload not confirmed by every node")
+        .Str("detail", everywhere.message());
+  }
   return r;
 }
 

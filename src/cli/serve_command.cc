@@ -206,7 +206,8 @@ class ServeApplication final : public Poco::Util::ServerApplication {
         const bool due_by_time =
             size.ok() && size.value() > signed_size &&
             std::chrono::steady_clock::now() - last >= std::chrono::seconds(config_.audit_checkpoint_seconds);
-        if (due_by_count || due_by_time) {
+        // One node signs (the log and its checkpoints are the deployment's, not a node's).
+        if ((due_by_count || due_by_time) && d.value()->store().Lead(Job::kCheckpoints)) {
           auto head = d.value()->audit().Checkpoint(/*import_first=*/false);
           if (head.ok()) {
             last = std::chrono::steady_clock::now();
@@ -281,7 +282,9 @@ class ServeApplication final : public Poco::Util::ServerApplication {
             last = std::max(last, r.started_at);
           }
         }
-        if (interrupted || d.value()->clock().Now() - last >= config_.retention_interval) {
+        const bool due =
+            interrupted || d.value()->clock().Now() - last >= config_.retention_interval;
+        if (due && d.value()->store().Lead(Job::kRetention)) {
           RetentionRunOptions options;
           auto run = d.value()->retention().Run(options);
           if (run.ok()) {
@@ -304,7 +307,9 @@ class ServeApplication final : public Poco::Util::ServerApplication {
       std::unique_lock<std::mutex> lock(mu);
       while (!stopping) {
         lock.unlock();
-        auto sent = webhooks->Pass();
+        // One node delivers: two would send each message twice.
+        Result<size_t> sent = size_t{0};
+        if (d.value()->store().Lead(Job::kDispatch)) sent = webhooks->Pass();
         if (!sent.ok()) {
           LogLine(spdlog::level::err, "webhook dispatch failed").Str("detail", sent.status().message());
         }
@@ -312,6 +317,29 @@ class ServeApplication final : public Poco::Util::ServerApplication {
         if (!sent.ok() || sent.value() == 0) {
           cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return stopping; });
         }
+      }
+    });
+
+    // What other nodes sharing the database ask of this one: a reload made through one of
+    // them (each node reads its own policy files), and the audit entries this node's journals
+    // hold, before an officer's query there.
+    d.value()->store().OnPeerAsk([&](PeerEvent event) {
+      if (event == PeerEvent::kAuditFlush) {
+        const Status flushed = d.value()->audit().Flush();
+        if (!flushed.ok()) {
+          LogLine(spdlog::level::err, "audit import failed").Str("detail", flushed.message());
+        }
+        return;
+      }
+      const Caller peer{"peer", "admin", {}, "peer", ""};
+      auto r = ReloadPolicies(*d.value(), peer, "peer");
+      if (r.ok()) {
+        LogLine(spdlog::level::info, "policies reloaded")
+            .Str("before", r->before).Str("after", r->after).Int("changed", r->changed)
+            .Str("source", "peer");
+      } else {
+        LogLine(spdlog::level::err, "policy reload refused; the running policies stay")
+            .Str("detail", r.status().message()).Str("source", "peer");
       }
     });
 
@@ -355,6 +383,7 @@ class ServeApplication final : public Poco::Util::ServerApplication {
     reloader.join();
     if (admin) admin->Stop();
     http.Stop();
+    d.value()->store().OnPeerAsk(nullptr);
     warm_up.join();
     // The next run starts its audiences from where this one left them.
     d.value()->audiences().SaveSnapshot();

@@ -63,6 +63,8 @@ const std::vector<OptionDoc>& ConfigOptions() {
       {"max_batch_rows", "GARDE_MAX_BATCH_ROWS", "1000", "most rows in one batch (413 above)"},
       {"database", "GARDE_DATABASE", "(SQLite files in data_dir)",
        "postgresql://… URI of a PostgreSQL database to keep the data in instead (docs/scaling.md)"},
+      {"read_consistency", "GARDE_READ_CONSISTENCY", "strict",
+       "with PostgreSQL: strict (a read from a node's memory first confirms nothing changed: another node's write shows at once) or eventual (within milliseconds, one round trip less)"},
       {"db_connections", "GARDE_DB_CONNECTIONS", "8", "database connections shared by the worker threads"},
       {"db_mmap_bytes", "GARDE_DB_MMAP_BYTES", "0", "bytes of the database file each connection memory-maps"},
       {"deferred_sync_ms", "GARDE_DEFERRED_SYNC_MS", "50", "read-audit entries are fsynced within this many ms (writes: at once)"},
@@ -201,6 +203,14 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
     if (!c.database.empty() && c.database.rfind("postgresql://", 0) != 0 &&
         c.database.rfind("postgres://", 0) != 0) {
       bad.AddError("database", "must be a postgresql:// URI (or empty for SQLite in data_dir)");
+    }
+  }
+  if (values.count("read_consistency")) {
+    const std::string& v = values["read_consistency"];
+    if (v != "strict" && v != "eventual") {
+      bad.AddError("read_consistency", "must be strict or eventual");
+    } else {
+      c.strict_reads = v == "strict";
     }
   }
   int_opt("db_connections", 1, 256, &c.db_connections);

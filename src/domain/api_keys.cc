@@ -54,10 +54,13 @@ Result<Caller> ApiKeys::Authenticate(const std::string& token) const {
   TokenHash cache_key;
   std::memcpy(cache_key.bytes.data(), hash.data(), cache_key.bytes.size());
   const auto now = std::chrono::steady_clock::now();
+  const uint64_t keys_epoch = cache_seconds_ > 0 ? store_.KeysEpoch() : 0;
   if (cache_seconds_ > 0) {
     std::lock_guard<std::mutex> lock(cache_mu_);
     auto it = cache_.find(cache_key);
-    if (it != cache_.end() && it->second.expires > now) return it->second.caller;
+    if (it != cache_.end() && it->second.expires > now && it->second.keys_epoch == keys_epoch) {
+      return it->second.caller;
+    }
   }
   std::optional<ApiKeyRow> row;
   Status read = store_.Read([&](ReadTx& tx) -> Status {
@@ -91,7 +94,7 @@ Result<Caller> ApiKeys::Authenticate(const std::string& token) const {
   if (cache_seconds_ > 0) {
     std::lock_guard<std::mutex> lock(cache_mu_);
     if (cache_.size() > 10000) cache_.clear();  // bounded; only valid keys are cached
-    cache_[cache_key] = {caller, now + std::chrono::seconds(cache_seconds_)};
+    cache_[cache_key] = {caller, now + std::chrono::seconds(cache_seconds_), keys_epoch};
   }
   return caller;
 }

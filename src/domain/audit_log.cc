@@ -545,7 +545,7 @@ Result<std::vector<Hash>> AuditLog::ConsistencyProof(uint64_t from, uint64_t to)
 }
 
 Result<CheckpointRow> AuditLog::Checkpoint(bool import_first) {
-  if (import_first) GARDE_RETURN_IF_ERROR(Flush());
+  if (import_first) GARDE_RETURN_IF_ERROR(FlushEverywhere());
   CheckpointRow row;
   GARDE_RETURN_IF_ERROR(log_.Write([&](WriteTx& tx) -> Status {
     auto latest = tx.LatestCheckpoint();
@@ -577,8 +577,15 @@ Result<std::optional<CheckpointRow>> AuditLog::LatestCheckpoint() {
   return out;
 }
 
+Status AuditLog::FlushEverywhere() {
+  // Other nodes' journals first (they import into the same log), then this one's. A node that
+  // does not answer in time leaves its latest reads to its own importer: logged, not lost.
+  vault_.AskPeers(PeerEvent::kAuditFlush, std::chrono::seconds(2)).IgnoreError();
+  return Flush();
+}
+
 Result<std::vector<AuditRow>> AuditLog::Query(const AuditQuery& query) {
-  GARDE_RETURN_IF_ERROR(Flush());
+  GARDE_RETURN_IF_ERROR(FlushEverywhere());
   std::vector<AuditRow> out;
   GARDE_RETURN_IF_ERROR(log_.Read([&](ReadTx& tx) -> Status {
     auto rows = tx.QueryAudit(query);
@@ -591,7 +598,7 @@ Result<std::vector<AuditRow>> AuditLog::Query(const AuditQuery& query) {
 
 Status AuditLog::Scan(uint64_t from, uint64_t to,
                       const std::function<bool(const AuditRow&)>& fn) {
-  GARDE_RETURN_IF_ERROR(Flush());
+  GARDE_RETURN_IF_ERROR(FlushEverywhere());
   return log_.Read([&](ReadTx& tx) { return tx.ScanAudit(from, to, fn); });
 }
 

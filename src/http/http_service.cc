@@ -76,6 +76,9 @@ int64_t HttpService::BodyLimit(std::string_view target) const {
 }
 
 bool HttpService::AnswersAtOnce(const Exchange& x) const {
+  // With strict reads on PostgreSQL, an answer from memory waits for a query first: a worker
+  // waits for it (the I/O threads, one per core, would each hold every connection they own).
+  if (d_.config().postgres() && d_.config().strict_reads) return false;
   return router_.AnswersAtOnce(x.method, x.target.substr(0, x.target.find('?')));
 }
 
@@ -96,6 +99,7 @@ void HttpService::Answer(Exchange& x, const Status& framing) {
     Fail(x, Internal("an unexpected error occurred; it has been logged"));
   };
   try {
+    const ReadScope reads;  // what this request reads from memory is confirmed once
     Status read = framing.ok() ? ParseTarget(x) : framing;
     if (read.ok()) {
       Dispatch(x);

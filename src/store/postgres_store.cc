@@ -1,5 +1,7 @@
 #include "garde/store/postgres_store.h"
 
+#include "garde/base/encoding.h"
+
 #include <libpq-fe.h>
 #include <poll.h>
 
@@ -7,6 +9,7 @@
 #include <climits>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
@@ -998,7 +1001,14 @@ class PgTx final : public WriteTx {
     q.Int(at).Text(id);
     GARDE_RETURN_IF_ERROR(q.Run());
     if (q.affected() == 0) return NotFound("no active API key " + id);
-    return Status::Ok();
+    // Every node forgets the keys it verified (KeysEpoch): a counter for strict reads, a
+    // notification for the others.
+    PgQuery counted(c_,
+                    "INSERT INTO counters(name, value) VALUES ('api_key_revocations', 1) "
+                    "ON CONFLICT (name) DO UPDATE SET value = counters.value + 1");
+    GARDE_RETURN_IF_ERROR(counted.Run());
+    PgQuery told(c_, "SELECT pg_notify('garde_keys', '')");
+    return told.Run();
   }
 
   Result<bool> RehashApiKey(const std::string& id, const Bytes& from, const Bytes& to,
@@ -1686,21 +1696,165 @@ Result<std::unique_ptr<PgConnection>> Connect(const PostgresOptions& o) {
 
 }  // namespace
 
-PostgresStore::PostgresStore(PostgresOptions options) : options_(std::move(options)) {}
+PostgresStore::PostgresStore(PostgresOptions options)
+    : options_(std::move(options)), node_id_(RandomId("node_")) {}
 
 PostgresStore::~PostgresStore() {
   stopping_.store(true);
   if (listener_.joinable()) listener_.join();
+  if (peer_worker_.joinable()) peer_worker_.join();
+  MutexLock lock(&lead_mu_);
+  if (lead_conn_ != nullptr) PQfinish(lead_conn_);  // frees whatever this node led
+  if (check_conn_ != nullptr) PQfinish(check_conn_);
+}
+
+namespace {
+
+constexpr int64_t kLeadLockBase = 7254100;  // + the job's number
+
+}  // namespace
+
+bool PostgresStore::Lead(Job job) {
+  MutexLock lock(&lead_mu_);
+  auto query = [](PGconn* conn, const std::string& sql) -> std::optional<std::string> {
+    PGresult* res = PQexec(conn, sql.c_str());
+    std::optional<std::string> value;
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+      value = PQgetvalue(res, 0, 0);
+    }
+    PQclear(res);
+    return value;
+  };
+  if (lead_conn_ != nullptr && !led_.empty() && !query(lead_conn_, "SELECT 1")) {
+    PQfinish(lead_conn_);  // the session is gone, and with it every lock it held
+    lead_conn_ = nullptr;
+  }
+  if (lead_conn_ == nullptr || PQstatus(lead_conn_) != CONNECTION_OK) {
+    if (lead_conn_ != nullptr) PQfinish(lead_conn_);
+    led_.clear();
+    lead_conn_ = PQconnectdb(options_.conninfo.c_str());
+    if (PQstatus(lead_conn_) != CONNECTION_OK) return false;
+  }
+  if (std::find(led_.begin(), led_.end(), job) != led_.end()) return true;
+  const int64_t key = kLeadLockBase + static_cast<int64_t>(job);
+  if (query(lead_conn_, "SELECT pg_try_advisory_lock(" + std::to_string(key) + ")") == "t") {
+    led_.push_back(job);
+    return true;
+  }
+  return false;
+}
+
+const char* PeerEventName(PeerEvent event) {
+  return event == PeerEvent::kPoliciesReloaded ? "policies_reloaded" : "audit_flush";
+}
+
+Status PostgresStore::AskPeers(PeerEvent event, std::chrono::milliseconds limit) {
+  if (!options_.follow_changes) return Status::Ok();  // no listener: no answers to hear
+  const std::string token = RandomId("ask_");
+  std::set<std::string> others;
+  {
+    auto conn = Acquire();
+    if (!conn.ok()) return conn.status();
+    PgQuery nodes(*conn.value(),
+                  "SELECT substr(application_name, 12) FROM pg_stat_activity "
+                  "WHERE datname = current_database() AND application_name LIKE 'garde-node %'");
+    auto names = nodes.Texts();
+    Status s = names.status();
+    if (s.ok()) others.insert(names.value().begin(), names.value().end());
+    others.erase(node_id_);
+    if (s.ok() && !others.empty()) {
+      {
+        MutexLock lock(&peers_mu_);
+        awaiting_[token] = others;  // before asking: an answer may come at once
+      }
+      PgQuery ask(*conn.value(), "SELECT pg_notify('garde_peers', $1)");
+      ask.Text(node_id_ + " ask " + PeerEventName(event) + " " + token);
+      s = ask.Run();
+    }
+    Release(std::move(conn).value());
+    if (!s.ok() || others.empty()) {
+      MutexLock lock(&peers_mu_);
+      awaiting_.erase(token);
+      return s;
+    }
+  }
+  MutexLock lock(&peers_mu_);
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!awaiting_[token].empty() &&
+         peers_cv_.wait_until(lock.native(), deadline) != std::cv_status::timeout) {
+  }
+  const size_t silent = awaiting_[token].size();
+  awaiting_.erase(token);
+  if (silent == 0) return Status::Ok();
+  return Unavailable(std::to_string(silent) + " of " + std::to_string(others.size()) +
+                     " other nodes did not answer in time");
+}
+
+void PostgresStore::OnPeerAsk(std::function<void(PeerEvent)> handler) {
+  MutexLock lock(&handler_mu_);
+  handler_ = std::move(handler);
+}
+
+void PostgresStore::Heard(std::string_view message) {
+  // "<from> ask <event> <token>" or "<from> done <token>"
+  std::vector<std::string_view> words;
+  for (size_t at = 0; at <= message.size();) {
+    const size_t space = std::min(message.find(' ', at), message.size());
+    words.push_back(message.substr(at, space - at));
+    at = space + 1;
+  }
+  if (words.size() < 3 || words[0] == node_id_) return;
+  MutexLock lock(&peers_mu_);
+  if (words[1] == "ask" && words.size() == 4) {
+    const PeerEvent event = words[2] == PeerEventName(PeerEvent::kPoliciesReloaded)
+                                ? PeerEvent::kPoliciesReloaded
+                                : PeerEvent::kAuditFlush;
+    asked_.push_back({std::string(words[0]), std::string(words[3]), event});
+  } else if (words[1] == "done") {
+    auto it = awaiting_.find(std::string(words[2]));
+    if (it != awaiting_.end()) it->second.erase(std::string(words[0]));
+  }
+  peers_cv_.notify_all();
+}
+
+void PostgresStore::PeerLoop() {
+  for (;;) {
+    Asked asked;
+    {
+      MutexLock lock(&peers_mu_);
+      while (asked_.empty() && !stopping_.load()) {
+        peers_cv_.wait_for(lock.native(), std::chrono::milliseconds(200));
+      }
+      if (stopping_.load()) return;
+      asked = asked_.front();
+      asked_.pop_front();
+    }
+    {
+      MutexLock lock(&handler_mu_);
+      if (handler_) handler_(asked.event);
+    }
+    auto conn = Acquire();
+    if (!conn.ok()) continue;  // the asker gives up waiting in time
+    PgQuery done(*conn.value(), "SELECT pg_notify('garde_peers', $1)");
+    done.Text(node_id_ + " done " + asked.token);
+    done.Run().IgnoreError();
+    Release(std::move(conn).value());
+  }
 }
 
 void PostgresStore::ListenLoop() {
   while (!stopping_.load()) {
-    PGconn* c = PQconnectdb(options_.conninfo.c_str());
+    // Named, so that other nodes know this one is there to be asked (AskPeers).
+    const std::string name = "garde-node " + node_id_;
+    const char* keys[] = {"dbname", "application_name", nullptr};
+    const char* values[] = {options_.conninfo.c_str(), name.c_str(), nullptr};
+    PGconn* c = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
     if (PQstatus(c) == CONNECTION_OK) {
-      PGresult* res = PQexec(c, "LISTEN garde_changes");
+      PGresult* res = PQexec(c, "LISTEN garde_changes; LISTEN garde_peers; LISTEN garde_keys");
       if (PQresultStatus(res) == PGRES_COMMAND_OK) {
         listening_.store(true);
         epoch_.fetch_add(1);  // whatever committed before LISTEN counts as a change
+        keys_epoch_.fetch_add(1);
       }
       PQclear(res);
     }
@@ -1710,7 +1864,13 @@ void PostgresStore::ListenLoop() {
       if (PQconsumeInput(c) == 0 || PQstatus(c) != CONNECTION_OK) break;
       bool changed = false;
       while (PGnotify* n = PQnotifies(c)) {
-        changed = true;
+        if (std::strcmp(n->relname, "garde_keys") == 0) {
+          keys_epoch_.fetch_add(1);
+        } else if (std::strcmp(n->relname, "garde_peers") != 0) {
+          changed = true;
+        } else {
+          Heard(n->extra);
+        }
         PQfreemem(n);
       }
       if (changed) epoch_.fetch_add(1);
@@ -1771,6 +1931,7 @@ Result<std::unique_ptr<PostgresStore>> PostgresStore::Open(const PostgresOptions
   if (options.follow_changes) {
     PostgresStore* self = store.get();
     store->listener_ = std::thread([self] { self->ListenLoop(); });
+    store->peer_worker_ = std::thread([self] { self->PeerLoop(); });
   }
   return store;
 }
@@ -1877,8 +2038,87 @@ Status PostgresStore::Ping() {
 }
 
 uint64_t PostgresStore::ChangeEpoch() {
+  if (options_.strict_reads) return CheckCounters().changes;
   if (!listening_.load()) return epoch_.fetch_add(1) + 1;
   return epoch_.load();
+}
+
+uint64_t PostgresStore::KeysEpoch() {
+  if (options_.strict_reads) return CheckCounters().keys;
+  if (!listening_.load()) return keys_epoch_.fetch_add(1) + 1;
+  return keys_epoch_.load();
+}
+
+// Scope ids count per thread: what is remembered of a scope below is per thread too.
+thread_local uint64_t ReadScope::current_ = 0;
+thread_local uint64_t ReadScope::next_ = 0;
+
+namespace {
+
+// This thread's last confirmed counters and the scope they were asked in.
+thread_local uint64_t checked_scope = 0;
+thread_local const void* checked_store = nullptr;
+thread_local uint64_t checked_changes = 0, checked_keys = 0;
+
+}  // namespace
+
+PostgresStore::Counters PostgresStore::CheckCounters() {
+  const uint64_t scope = ReadScope::Current();
+  if (scope != 0 && checked_scope == scope && checked_store == this) {
+    return {checked_changes, checked_keys};  // asked already in this request
+  }
+  const Counters got = AskCounters();
+  if (scope != 0) {
+    checked_scope = scope;
+    checked_store = this;
+    checked_changes = got.changes;
+    checked_keys = got.keys;
+  }
+  return got;
+}
+
+PostgresStore::Counters PostgresStore::AskCounters() {
+  MutexLock lock(&check_mu_);
+  const uint64_t ticket = ++check_requested_;
+  while (check_covered_ < ticket) {
+    if (check_running_) {
+      check_cv_.wait(lock.native());
+      continue;
+    }
+    // This thread asks for every call that has arrived so far; the others wait for it.
+    check_running_ = true;
+    const uint64_t covers = check_requested_;
+    lock.native().unlock();
+    Counters got;
+    bool answered = false;
+    for (int attempt = 0; attempt < 2 && !answered; ++attempt) {
+      if (check_conn_ == nullptr || PQstatus(check_conn_) != CONNECTION_OK) {
+        if (check_conn_ != nullptr) PQfinish(check_conn_);
+        check_conn_ = PQconnectdb(options_.conninfo.c_str());
+      }
+      PGresult* res = PQexec(check_conn_,
+                             "SELECT (SELECT value FROM counters WHERE name = 'vault_changes'), "
+                             "COALESCE((SELECT value FROM counters "
+                             "WHERE name = 'api_key_revocations'), 0)");
+      if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+        got.changes = std::strtoull(PQgetvalue(res, 0, 0), nullptr, 10);
+        got.keys = std::strtoull(PQgetvalue(res, 0, 1), nullptr, 10);
+        answered = true;
+      }
+      PQclear(res);
+    }
+    if (!answered) {
+      // The database is away: numbers no answer had, so that readers go to it (and fail).
+      const uint64_t fresh = (uint64_t{1} << 63) | epoch_.fetch_add(1);
+      got = {fresh, fresh};
+    }
+    lock.native().lock();
+    check_running_ = false;
+    check_covered_ = covers;
+    checked_ = got;
+    check_cv_.notify_all();
+  }
+  return checked_;
 }
 
 Status PostgresStore::CopyTo(const std::string& path) {

@@ -879,9 +879,11 @@ TEST_P(StoreConformance, TheAuditLogItsTreeAndCheckpoints) {
 
 // Another vault store on the database of `pair`, as a second process or node opens it.
 std::unique_ptr<Store> OpenAnother(const std::string& backend, const std::filesystem::path& dir,
-                                   const StorePair& pair) {
+                                   const StorePair& pair, bool strict_reads = false) {
   if (backend == "postgresql") {
-    auto v = PostgresStore::Open({pair.uri, false, 2});
+    PostgresOptions options{pair.uri, false, 2};
+    options.strict_reads = strict_reads;
+    auto v = PostgresStore::Open(options);
     EXPECT_TRUE(v.ok()) << v.status().message();
     return v.ok() ? std::unique_ptr<Store>(std::move(v).value()) : nullptr;
   }
@@ -932,6 +934,60 @@ TEST_P(SharedDatabase, AnotherNodeSeesACommitWithinASecond) {
     const uint64_t quiet = other->ChangeEpoch();
     EXPECT_EQ(other->ChangeEpoch(), quiet);
   }
+}
+
+// Strict reads (read_consistency = strict, PostgreSQL's default): the epoch moves at the very
+// next call after another node's commit, and so does the key epoch after a revocation — no
+// waiting for a notification. (SQLite's shared WAL index gives the same.)
+TEST_P(SharedDatabase, WithStrictReadsAnotherNodesCommitShowsAtOnce) {
+  auto other = OpenAnother(GetParam(), dir_, stores_, /*strict_reads=*/true);
+  ASSERT_TRUE(other);
+  Write(vault(), [](WriteTx& tx) { return tx.InsertSubject(Subject("sub_a")); });
+  Write(vault(), [](WriteTx& tx) { return tx.InsertApiKey({"key_a", "n", "admin", {}, Bytes{1}, 1, 0, 1}); });
+  for (int i = 0; i < 20; ++i) {
+    const uint64_t before = other->ChangeEpoch();
+    EXPECT_EQ(other->ChangeEpoch(), before);  // nothing committed: it stays
+    Write(vault(), [&](WriteTx& tx) {
+      return tx.InsertConsentEvent(Event("con_" + std::to_string(i), "sub_a", "granted", i));
+    });
+    EXPECT_NE(other->ChangeEpoch(), before) << "step " << i;
+  }
+  if (GetParam() == "postgresql") {
+    const uint64_t keys = other->KeysEpoch();
+    EXPECT_EQ(other->KeysEpoch(), keys);
+    Write(vault(), [](WriteTx& tx) { return tx.RevokeApiKey("key_a", 9); });
+    EXPECT_NE(other->KeysEpoch(), keys) << "a revocation elsewhere went unseen";
+  }
+}
+
+// AskPeers: every other open store's handler has run when it returns; a store that was
+// closed is not waited for. One process alone (SQLite) has no one to ask.
+TEST_P(SharedDatabase, AskPeersReturnsOnceEveryOtherNodeHasAnswered) {
+  auto b = OpenAnother(GetParam(), dir_, stores_);
+  auto c = OpenAnother(GetParam(), dir_, stores_);
+  ASSERT_TRUE(b && c);
+  std::atomic<int> b_flushed{0}, c_reloaded{0};
+  b->OnPeerAsk([&](PeerEvent e) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // a slow answer is waited for
+    if (e == PeerEvent::kAuditFlush) ++b_flushed;
+  });
+  c->OnPeerAsk([&](PeerEvent e) {
+    if (e == PeerEvent::kPoliciesReloaded) ++c_reloaded;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // their listeners are connected
+  EXPECT_TRUE(vault().AskPeers(PeerEvent::kAuditFlush, std::chrono::seconds(5)).ok());
+  EXPECT_TRUE(vault().AskPeers(PeerEvent::kPoliciesReloaded, std::chrono::seconds(5)).ok());
+  const int expected = GetParam() == "postgresql" ? 1 : 0;
+  EXPECT_EQ(b_flushed.load(), expected);
+  EXPECT_EQ(c_reloaded.load(), expected);
+  // A node gone (its session ended) is not asked.
+  c.reset();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(vault().AskPeers(PeerEvent::kAuditFlush, std::chrono::seconds(5)).ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  EXPECT_EQ(b_flushed.load(), 2 * expected);
+  b->OnPeerAsk(nullptr);
 }
 
 // ---- Differential: random operations on both backends, every answer compared ----

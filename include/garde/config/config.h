@@ -37,6 +37,9 @@ struct Config {
   // Where the data lives: empty for the SQLite files in data_dir (garde.db, audit.db), or a
   // postgresql:// URI (libpq's) of a database several nodes may share.
   std::string database;
+  // With PostgreSQL: answers from a node's memory confirm first that nothing changed
+  // (read_consistency = strict), or follow other nodes' notifications (eventual).
+  bool strict_reads = true;
   bool durable = true;           // fsync every commit
   int db_connections = 8;        // SQLite connections shared by the worker threads
   int64_t db_mmap_bytes = 0;    // bytes of the database each connection memory-maps

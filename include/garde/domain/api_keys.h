@@ -51,6 +51,7 @@ class ApiKeys {
   struct CachedCaller {
     Caller caller;
     std::chrono::steady_clock::time_point expires;
+    uint64_t keys_epoch;  // Store::KeysEpoch() when verified: a revocation elsewhere ends it
   };
   // The keyed hash of a token, as the cache's key: overwritten when the entry goes.
   struct TokenHash {

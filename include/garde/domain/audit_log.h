@@ -84,6 +84,9 @@ class AuditLog final : public AccessJournal {
   // Logs every entry recorded so far: this process's journal and the vault's pending
   // entries (also those of other processes, such as CLI commands run beside the service).
   Status Flush();
+  // Flush, after every other node sharing the database has flushed its own journals (the
+  // officer's queries, Query and Scan, and the checkpoints they fetch see every node's reads).
+  Status FlushEverywhere();
   // Merges the full levels of the subject index once entries came in since the last time
   // (the importer does so after each pass; docs/audit.md).
   void MergeSubjectRuns();

@@ -19,15 +19,21 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "garde/base/mutex.h"
 #include "garde/store/group_commit.h"
 #include "garde/store/store.h"
+
+struct pg_conn;  // libpq's PGconn
 
 namespace garde {
 
@@ -42,6 +48,10 @@ struct PostgresOptions {
   static constexpr int64_t kAuditWriteLock = 7254003;
   // Listen for other nodes' changes (ChangeEpoch); off for a store whose epoch is not read.
   bool follow_changes = true;
+  // ChangeEpoch and KeysEpoch ask the database (one query, shared by every call that arrives
+  // while it runs): a change committed through any node shows at the next read anywhere. Off,
+  // they follow the notifications (another node's change shows within milliseconds).
+  bool strict_reads = false;
 };
 
 class PgConnection;
@@ -61,8 +71,18 @@ class PostgresStore final : public Store {
   // to. Another node's commit is seen once its notification arrives (milliseconds); while the
   // listening connection is down, every call answers a new number (readers ask the log).
   uint64_t ChangeEpoch() override;
+  // Moves when a key is revoked anywhere (a counter in strict mode, NOTIFY garde_keys else).
+  uint64_t KeysEpoch() override;
   // Backups of a PostgreSQL deployment are PostgreSQL's (pg_dump, base backups): kUnavailable.
   Status CopyTo(const std::string& path) override;
+  // Session-level advisory locks, one per job, held on a connection of their own: the node
+  // whose session holds one leads that job until the session ends.
+  bool Lead(Job job) override;
+  // Messages on NOTIFY garde_peers ("<node> ask <event> <token>", "<node> done <token>"); the
+  // nodes asked are the sessions named "garde-node <id>" in pg_stat_activity (each store's
+  // listening connection), so a node that died is not waited for.
+  Status AskPeers(PeerEvent event, std::chrono::milliseconds limit) override;
+  void OnPeerAsk(std::function<void(PeerEvent)> handler) override;
   int schema_version() const { return schema_version_; }
 
  private:
@@ -71,6 +91,15 @@ class PostgresStore final : public Store {
   void Release(std::unique_ptr<PgConnection> conn);
   void CommitBatch(const std::vector<PendingWrite*>& batch);
   void ListenLoop();  // the listener thread
+  void PeerLoop();    // runs what other nodes ask
+  void Heard(std::string_view message);  // a garde_peers message, from the listener
+  // strict_reads: the counters as of a query begun after this call (AskCounters), or after
+  // the start of the thread's ReadScope (one query per request).
+  struct Counters {
+    uint64_t changes = 0, keys = 0;
+  };
+  Counters CheckCounters();
+  Counters AskCounters();
 
   PostgresOptions options_;
   int schema_version_ = 0;
@@ -84,6 +113,33 @@ class PostgresStore final : public Store {
   std::atomic<bool> listening_{false};
   std::atomic<bool> stopping_{false};
   std::thread listener_;
+  const std::string node_id_;  // random, told apart from other nodes' in garde_peers
+  std::atomic<uint64_t> keys_epoch_{0};
+
+  // strict_reads: one query at a time, covering every call that arrived before it began.
+  Mutex check_mu_;
+  std::condition_variable check_cv_;
+  uint64_t check_requested_ GUARDED_BY(check_mu_) = 0;
+  uint64_t check_covered_ GUARDED_BY(check_mu_) = 0;
+  bool check_running_ GUARDED_BY(check_mu_) = false;
+  Counters checked_ GUARDED_BY(check_mu_);
+  ::pg_conn* check_conn_ = nullptr;  // used only by the thread that set check_running_
+
+  struct Asked {
+    std::string from, token;
+    PeerEvent event;
+  };
+  Mutex peers_mu_;
+  std::condition_variable peers_cv_;
+  std::deque<Asked> asked_ GUARDED_BY(peers_mu_);
+  std::map<std::string, std::set<std::string>> awaiting_ GUARDED_BY(peers_mu_);  // token -> nodes
+  std::thread peer_worker_;
+  Mutex handler_mu_;  // held while the handler runs, so that replacing it waits
+  std::function<void(PeerEvent)> handler_ GUARDED_BY(handler_mu_);
+
+  Mutex lead_mu_;  // the leader connection
+  ::pg_conn* lead_conn_ GUARDED_BY(lead_mu_) = nullptr;
+  std::vector<Job> led_ GUARDED_BY(lead_mu_);
 
   GroupCommitQueue writes_;
 };

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <optional>
@@ -643,6 +644,29 @@ enum class Durability {
                // store's deferred-sync window (power loss can lose at most that window)
 };
 
+// Work that one node of a deployment does at a time (Store::Lead).
+enum class Job { kDispatch, kRetention, kCheckpoints };
+// What a node asks of the other nodes sharing its database (Store::AskPeers).
+enum class PeerEvent { kPoliciesReloaded, kAuditFlush };
+
+// One request's reads (HttpService::Answer opens one per request): a store that confirms its
+// in-memory views with the database (PostgreSQL's strict reads) does so once per scope — every
+// read of the request then reflects what was committed before the request began, or later.
+class ReadScope {
+ public:
+  ReadScope() : previous_(current_), id_(++next_) { current_ = id_; }
+  ~ReadScope() { current_ = previous_; }
+  ReadScope(const ReadScope&) = delete;
+  ReadScope& operator=(const ReadScope&) = delete;
+  // The scope this thread is in; 0 outside any.
+  static uint64_t Current() { return current_; }
+
+ private:
+  uint64_t previous_, id_;
+  static thread_local uint64_t current_;
+  static thread_local uint64_t next_;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -658,9 +682,27 @@ class Store {
   // the change log only when it moved (subject_cache.h). A store that cannot tell answers
   // a new number every time.
   virtual uint64_t ChangeEpoch() = 0;
+  // The same for API keys: moves once a key has been revoked by another process (the key
+  // cache forgets what it verified). A store that one process serves answers 0: a key revoked
+  // from the command line stops within api_key_cache_seconds.
+  virtual uint64_t KeysEpoch() { return 0; }
   // Writes a consistent copy of the whole database, as of one moment, to a new file at `path`
   // while reads and writes go on (backups). A store that cannot answers kUnavailable.
   virtual Status CopyTo(const std::string& path) = 0;
+  // True while this process should do `job`: one node of a shared database at a time, held
+  // until that node's session ends (a node that dies frees it for the next to ask). A store
+  // that one process serves always answers true.
+  virtual bool Lead(Job) { return true; }
+  // Asks every other node sharing the database to handle `event` (re-read its policy files,
+  // log the audit entries its journals hold) and waits, up to `limit`, until each has done
+  // so: kUnavailable names how many did not answer in time. The nodes asked are those whose
+  // store is open on the database now. One process alone has no one to ask: Ok at once.
+  virtual Status AskPeers(PeerEvent, std::chrono::milliseconds /*limit*/) {
+    return Status::Ok();
+  }
+  // What this node does when another asks (run on a thread of the store, one at a time);
+  // nullptr: nothing, answered at once.
+  virtual void OnPeerAsk(std::function<void(PeerEvent)>) {}
 };
 
 inline Result<std::vector<ConsentFactRow>> ConsentReader::ConsentFactsOf(const std::string& subject_id) {

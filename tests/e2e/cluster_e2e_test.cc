@@ -1,11 +1,12 @@
 // Two `garde serve` nodes on one PostgreSQL database behind HAProxy (Debian's package, started
 // here with a generated configuration, health checks on /readyz): consent withdrawn through one
 // node is refused by the other within a second, both write one audit log that `garde audit
-// verify` accepts, and a node killed with -9 under write load loses no acknowledged write.
-// Registered only beside a PostgreSQL server (ctest e2e_postgresql_*, docs/scaling.md).
+// verify` accepts, a node killed with -9 under write load loses no acknowledged write, and
+// neither does a restart of PostgreSQL under load (the nodes report not ready meanwhile, and
+// recover by themselves).
+// Registered only beside a PostgreSQL server, outside cluster mode (ctest e2e_postgresql,
+// docs/scaling.md).
 #include <Poco/JSON/Object.h>
-#include <Poco/Net/ServerSocket.h>
-#include <Poco/Net/SocketAddress.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -13,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <mutex>
 #include <thread>
@@ -23,55 +25,14 @@
 namespace garde::testing {
 namespace {
 
-int FreePort() {
-  Poco::Net::ServerSocket socket(Poco::Net::SocketAddress("127.0.0.1", 0));
-  return socket.address().port();
-}
-
-// HAProxy in front of the given ports, round robin, a node taken out after two failed
-// /readyz checks 200 ms apart; a connection refused is retried on the other node.
-class HaProxy {
- public:
-  explicit HaProxy(const std::vector<int>& ports) : port_(FreePort()) {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("garde-haproxy-" + std::to_string(::getpid()) + "-" + std::to_string(port_));
-    std::filesystem::create_directories(dir_);
-    std::ofstream cfg(dir_ / "haproxy.cfg");
-    cfg << "global\n  maxconn 512\n"
-        << "defaults\n  mode http\n  timeout connect 1s\n  timeout client 30s\n"
-        << "  timeout server 30s\n  retries 3\n  option redispatch\n"
-        << "frontend garde\n  bind 127.0.0.1:" << port_ << "\n  default_backend nodes\n"
-        << "backend nodes\n  balance roundrobin\n  option httpchk GET /readyz\n"
-        << "  default-server inter 200ms fall 2 rise 2\n";
-    for (size_t i = 0; i < ports.size(); ++i) {
-      cfg << "  server node" << i << " 127.0.0.1:" << ports[i] << " check\n";
-    }
-    cfg.close();
-    pid_ = SpawnProgram({"/usr/sbin/haproxy", "-f", (dir_ / "haproxy.cfg").string(), "-db"},
-                        (dir_ / "out").string(), (dir_ / "err").string());
-    for (int i = 0; i < 100; ++i) {
-      try {
-        if (HttpCall(port_, "GET", "/healthz", "", {}, "").status == 200) return;
-      } catch (const std::exception&) {
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    ADD_FAILURE() << "haproxy did not start: " << ReadFile((dir_ / "err").string());
-  }
-  ~HaProxy() {
-    ::kill(pid_, SIGTERM);
-    ::waitpid(pid_, nullptr, 0);
-    std::filesystem::remove_all(dir_);
-  }
-  int port() const { return port_; }
-
- private:
-  int port_;
-  int pid_ = -1;
-  std::filesystem::path dir_;
-};
-
 std::string IdOf(const HttpReply& r) { return JsonString(r.body, "id"); }
+
+int CheckStatus(int port, const std::string& key, const std::string& subject) {
+  return HttpCall(port, "GET",
+                  "/v1/consent/check?subject=" + subject + "&purpose=marketing.email&channel=email",
+                  "", {{"Authorization", "Bearer " + key}}, "")
+      .status;
+}
 
 bool Allowed(int port, const std::string& key, const std::string& subject) {
   HttpReply r = HttpCall(port, "GET",
@@ -82,14 +43,81 @@ bool Allowed(int port, const std::string& key, const std::string& subject) {
   return ParseObject(r.body)->getValue<bool>("allowed");
 }
 
+// Four clients creating subjects through `port` until Stop: the ids acknowledged (201), the
+// statuses of the other answers, and the requests that got no answer at all.
+class WriteLoad {
+ public:
+  WriteLoad(int port, const std::string& key, const std::string& tag) {
+    for (int t = 0; t < 4; ++t) {
+      writers_.emplace_back([this, port, key, tag, t] {
+        for (int i = 0; !stop_.load(); ++i) {
+          const std::string email = tag + std::to_string(t) + "-" + std::to_string(i) + "@example.org";
+          try {
+            HttpReply r = HttpCall(port, "POST", "/v1/subjects",
+                                   R"({"kind":"person","fields":{"email":")" + email + R"("}})",
+                                   {{"Authorization", "Bearer " + key}});
+            std::lock_guard<std::mutex> lock(mu_);
+            if (r.status == 201) {
+              acknowledged_.push_back(JsonString(r.body, "id"));
+              continue;
+            }
+            refused_.push_back(r.status);
+          } catch (const std::exception&) {
+            ++unanswered_;  // a connection a dying node held, or no node to offer
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+      });
+    }
+  }
+  ~WriteLoad() { Stop(); }
+  void Stop() {
+    stop_.store(true);
+    for (auto& w : writers_) {
+      if (w.joinable()) w.join();
+    }
+  }
+  std::vector<std::string> acknowledged() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return acknowledged_;
+  }
+  size_t count() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return acknowledged_.size();
+  }
+  std::vector<int> refused() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return refused_;
+  }
+  int unanswered() const { return unanswered_.load(); }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::string> acknowledged_;
+  std::vector<int> refused_;
+  std::atomic<int> unanswered_{0};
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> writers_;
+};
+
+bool WaitUntil(const std::function<bool()>& done, std::chrono::seconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return true;
+}
+
 class ClusterE2E : public ::testing::Test {
  protected:
   void SetUp() override {
     operator_key_ = a_.CreateKey("crm", "operator", {"customer_management"});
     marketing_key_ = a_.CreateKey("campaigns", "marketing", {"marketing_email"});
-    a_.Start();
-    b_.Start();
+    a_.Start(Flags());
+    b_.Start(Flags());
   }
+  virtual std::vector<std::string> Flags() const { return {}; }
   HttpReply Create(int port, const std::string& email) {
     return HttpCall(port, "POST", "/v1/subjects",
                     R"({"kind":"person","fields":{"email":")" + email + R"("}})",
@@ -107,12 +135,48 @@ class ClusterE2E : public ::testing::Test {
   std::string operator_key_, marketing_key_;
 };
 
+// read_consistency = eventual: the other node learns of the change from its notification.
 class AWithdrawalThroughOneNodeIsRefusedByTheOtherWithinASecond : public ClusterE2E {
+  std::vector<std::string> Flags() const override {
+    return {"--read-consistency", "eventual"};
+  }
   void TestBody() override;
 };
 
+// read_consistency = strict (the default): the other node refuses at its very next check.
+class AWithdrawalThroughOneNodeIsRefusedByTheOtherAtOnce : public ClusterE2E {
+  void TestBody() override;
+};
+
+void AWithdrawalThroughOneNodeIsRefusedByTheOtherAtOnce::TestBody() {
+  for (int i = 0; i < 20; ++i) {
+    HttpReply r = Create(a_.port(), "strict" + std::to_string(i) + "@example.org");
+    ASSERT_EQ(r.status, 201) << r.body;
+    const std::string id = IdOf(r);
+    EXPECT_FALSE(Allowed(b_.port(), marketing_key_, id));  // b keeps the subject's facts now
+    ASSERT_EQ(Consent(a_.port(), id, "granted").status, 201);
+    EXPECT_TRUE(Allowed(b_.port(), marketing_key_, id)) << "b missed a grant made through a";
+    ASSERT_EQ(Consent(b_.port(), id, "withdrawn").status, 201);
+    EXPECT_FALSE(Allowed(a_.port(), marketing_key_, id)) << "a missed a withdrawal made through b";
+  }
+  // A key revoked from the command line is refused by both nodes at once, though each had
+  // verified it (api_key_cache_seconds is 2: without strict reads it would live on).
+  const std::string key = a_.CreateKey("short-lived", "marketing", {"marketing_email"});
+  const std::string id = IdOf(Create(a_.port(), "keyholder@example.org"));
+  ASSERT_FALSE(id.empty());
+  ASSERT_EQ(CheckStatus(a_.port(), key, id), 200);
+  ASSERT_EQ(CheckStatus(b_.port(), key, id), 200);
+  const std::string key_id = a_.Sql("SELECT id FROM api_keys WHERE name = 'short-lived'")[0][0];
+  RunResult revoked = RunGarde({"apikey", "revoke", "--data-dir", a_.data_dir(), "--policies",
+                                a_.policies(), "--id", key_id});
+  ASSERT_EQ(revoked.exit_code, 0) << revoked.err;
+  for (const GardeProcess* node : {&a_, &b_}) {
+    EXPECT_EQ(CheckStatus(node->port(), key, id), 401);
+  }
+}
+
 void AWithdrawalThroughOneNodeIsRefusedByTheOtherWithinASecond::TestBody() {
-  HaProxy lb({a_.port(), b_.port()});
+  LoadBalancer lb({a_.port(), b_.port()});
   std::vector<std::string> ids;
   for (int i = 0; i < 10; ++i) {
     HttpReply r = Create(lb.port(), "cluster" + std::to_string(i) + "@example.org");
@@ -152,43 +216,18 @@ class ANodeKilledUnderWriteLoadLosesNoAcknowledgedWrite : public ClusterE2E {
 };
 
 void ANodeKilledUnderWriteLoadLosesNoAcknowledgedWrite::TestBody() {
-  HaProxy lb({a_.port(), b_.port()});
-  std::mutex mu;
-  std::vector<std::string> acknowledged;
-  std::atomic<int> failed{0};
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> writers;
-  for (int t = 0; t < 4; ++t) {
-    writers.emplace_back([&, t] {
-      for (int i = 0; !stop.load(); ++i) {
-        try {
-          HttpReply r = Create(lb.port(), "load" + std::to_string(t) + "-" + std::to_string(i) +
-                                              "@example.org");
-          if (r.status == 201) {
-            std::lock_guard<std::mutex> lock(mu);
-            acknowledged.push_back(IdOf(r));
-          } else {
-            ++failed;
-          }
-        } catch (const std::exception&) {
-          ++failed;  // a connection the dying node held
-        }
-      }
-    });
-  }
+  LoadBalancer lb({a_.port(), b_.port()});
+  WriteLoad load(lb.port(), operator_key_, "load");
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   a_.Kill();
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));
-  size_t after_kill;
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    after_kill = acknowledged.size();
-  }
+  const size_t after_kill = load.count();
   std::this_thread::sleep_for(std::chrono::milliseconds(1000));
-  stop.store(true);
-  for (auto& w : writers) w.join();
+  load.Stop();
+  const std::vector<std::string> acknowledged = load.acknowledged();
   // HAProxy routed around the dead node: writes kept being acknowledged.
-  EXPECT_GT(acknowledged.size(), after_kill) << failed.load() << " failed";
+  EXPECT_GT(acknowledged.size(), after_kill)
+      << load.refused().size() << " refused, " << load.unanswered() << " unanswered";
   // Every acknowledged write is there, read through the surviving node.
   for (const auto& id : acknowledged) {
     HttpReply r = b_.Get("/v1/subjects/" + id, operator_key_, "customer_management");
@@ -206,6 +245,54 @@ void ANodeKilledUnderWriteLoadLosesNoAcknowledgedWrite::TestBody() {
   EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
 }
 
+int Ready(int port) {
+  try {
+    return HttpCall(port, "GET", "/readyz", "", {}, "").status;
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+class ADatabaseRestartedUnderLoadLosesNothingAcknowledged : public ClusterE2E {
+  void TestBody() override;
+};
+
+void ADatabaseRestartedUnderLoadLosesNothingAcknowledged::TestBody() {
+  LoadBalancer lb({a_.port(), b_.port()});
+  WriteLoad load(lb.port(), operator_key_, "restart");
+  auto count = [&] { return load.count(); };
+  ASSERT_TRUE(WaitUntil([&] { return count() >= 20; }, std::chrono::seconds(20)));
+  ASSERT_TRUE(ControlTestPostgres("stop"));
+  // Both nodes say they are not ready while the database is away (HAProxy takes them out).
+  EXPECT_TRUE(WaitUntil([&] { return Ready(a_.port()) == 503 && Ready(b_.port()) == 503; },
+                        std::chrono::seconds(10)));
+  const size_t before_start = count();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_TRUE(ControlTestPostgres("start"));
+  // They come back by themselves, without a restart, and take writes again.
+  EXPECT_TRUE(WaitUntil([&] { return Ready(a_.port()) == 200 && Ready(b_.port()) == 200; },
+                        std::chrono::seconds(20)));
+  EXPECT_TRUE(WaitUntil([&] { return count() >= before_start + 20; }, std::chrono::seconds(20)))
+      << load.refused().size() << " refused";
+  load.Stop();
+  const std::vector<int> refused = load.refused();
+  EXPECT_GT(refused.size() + static_cast<size_t>(load.unanswered()), 0u)
+      << "the restart went unnoticed: was the database stopped?";
+  for (int status : refused) EXPECT_EQ(status, 503);  // unavailable, never a 500
+  // Every acknowledged write is there, through either node.
+  const std::vector<std::string> ids = load.acknowledged();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const GardeProcess& node = i % 2 == 0 ? a_ : b_;
+    HttpReply r = node.Get("/v1/subjects/" + ids[i], operator_key_, "customer_management");
+    EXPECT_EQ(r.status, 200) << ids[i] << ": " << r.body;
+  }
+  EXPECT_EQ(a_.Stop(), 0);
+  EXPECT_EQ(b_.Stop(), 0);
+  RunResult v = RunGarde({"audit", "verify", "--data-dir", a_.data_dir(), "--policies",
+                          a_.policies()});
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+}
+
 // Registered beside a PostgreSQL server only (the nodes need a database to share), so that the
 // SQLite run neither lists nor skips them.
 template <typename Case>
@@ -215,11 +302,16 @@ void Register(const char* name) {
 }
 
 [[maybe_unused]] const bool kRegistered = [] {
-  if (TestPostgresHost().empty()) return false;
+  // (Not in cluster mode, where every deployment is already two nodes behind HAProxy.)
+  if (TestPostgresHost().empty() || ClusterMode()) return false;
   Register<AWithdrawalThroughOneNodeIsRefusedByTheOtherWithinASecond>(
       "AWithdrawalThroughOneNodeIsRefusedByTheOtherWithinASecond");
+  Register<AWithdrawalThroughOneNodeIsRefusedByTheOtherAtOnce>(
+      "AWithdrawalThroughOneNodeIsRefusedByTheOtherAtOnce");
   Register<ANodeKilledUnderWriteLoadLosesNoAcknowledgedWrite>(
       "ANodeKilledUnderWriteLoadLosesNoAcknowledgedWrite");
+  Register<ADatabaseRestartedUnderLoadLosesNothingAcknowledged>(
+      "ADatabaseRestartedUnderLoadLosesNothingAcknowledged");
   return true;
 }();
 

@@ -9,6 +9,8 @@
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/ServerSocket.h>
+#include <Poco/Net/SocketAddress.h>
 #include <Poco/StreamCopier.h>
 #include <Poco/URI.h>
 #include <fcntl.h>
@@ -18,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <chrono>
@@ -234,16 +237,19 @@ GardeProcess::GardeProcess(NodeOf node)
 }
 
 void GardeProcess::Kill() {
-  if (pid_ <= 0) return;
-  ::kill(pid_, SIGKILL);
-  int status = 0;
-  ::waitpid(pid_, &status, 0);
-  pid_ = -1;
+  balancer_.reset();
+  for (int* pid : {&pid_, &peer_.pid}) {
+    if (*pid <= 0) continue;
+    ::kill(*pid, SIGKILL);
+    ::waitpid(*pid, nullptr, 0);
+    *pid = -1;
+  }
 }
 
 GardeProcess::~GardeProcess() {
   if (pid_ > 0) Stop();
   std::filesystem::remove_all(data_dir_);
+  if (!peer_.data_dir.empty()) std::filesystem::remove_all(peer_.data_dir);
   std::filesystem::remove_all(data_dir_ + "-logs");
 }
 
@@ -260,44 +266,146 @@ std::string GardeProcess::CreateKey(const std::string& name, const std::string& 
   return r.LastLine();
 }
 
-void GardeProcess::Start(const std::vector<std::string>& extra) {
-  std::vector<std::string> args = {"serve", "--data-dir", data_dir_, "--policies", policies_,
-                                   "--listen", "127.0.0.1:0"};
-  args.insert(args.end(), extra.begin(), extra.end());
-  ::truncate(out_path_.c_str(), 0);
+bool ClusterMode() {
+  static const bool on = [] {
+    const char* nodes = std::getenv("GARDE_E2E_NODES");
+    return nodes != nullptr && std::string(nodes) == "2" && !TestPostgresHost().empty();
+  }();
+  return on;
+}
+
+namespace {
+
+int FreePort() {
+  Poco::Net::ServerSocket socket(Poco::Net::SocketAddress("127.0.0.1", 0));
+  return socket.address().port();
+}
+
+}  // namespace
+
+LoadBalancer::LoadBalancer(const std::vector<int>& ports, int port)
+    : port_(port != 0 ? port : FreePort()) {
+  dir_ = UniqueDir("garde-haproxy-");
+  std::filesystem::create_directories(dir_);
+  std::ofstream cfg(dir_ + "/haproxy.cfg");
+  cfg << "global\n  maxconn 1024\n"
+      << "defaults\n  mode http\n  timeout connect 1s\n  timeout client 60s\n"
+      << "  timeout server 60s\n  retries 3\n  option redispatch\n"
+      << "frontend garde\n  bind 127.0.0.1:" << port_ << "\n  default_backend nodes\n"
+      << "backend nodes\n  balance roundrobin\n  option httpchk GET /readyz\n"
+      << "  default-server inter 200ms fall 2 rise 2\n";
+  for (size_t i = 0; i < ports.size(); ++i) {
+    cfg << "  server node" << i << " 127.0.0.1:" << ports[i] << " check\n";
+  }
+  cfg.close();
+  pid_ = SpawnProgram({"/usr/sbin/haproxy", "-f", dir_ + "/haproxy.cfg", "-db"}, dir_ + "/out",
+                      dir_ + "/err");
+  for (int i = 0; i < 100; ++i) {
+    try {
+      if (HttpCall(port_, "GET", "/healthz", "", {}, "").status == 200) return;
+    } catch (const std::exception&) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ADD_FAILURE() << "haproxy did not start: " << ReadFile(dir_ + "/err");
+}
+
+LoadBalancer::~LoadBalancer() {
+  ::kill(pid_, SIGTERM);
+  ::waitpid(pid_, nullptr, 0);
+  std::filesystem::remove_all(dir_);
+}
+
+int GardeProcess::Serve(const std::vector<std::string>& args, const std::string& out_path,
+                        const std::string& err_path, int* pid) {
+  ::truncate(out_path.c_str(), 0);
   std::map<std::string, std::string> env = env_;
   env["GARDE_LOG_LEVEL"] = "debug";
-  pid_ = Spawn(args, env, out_path_, log_path_);
+  *pid = Spawn(args, env, out_path, err_path);
   const std::string marker = "listening on http://127.0.0.1:";
   // Up to 20 s: a sealed keyring's argon2id (256 MiB) on a loaded two-core machine running
   // sanitizer builds beside it takes several seconds before the service listens.
   for (int i = 0; i < 800; ++i) {
-    const std::string out = ReadFile(out_path_);
+    const std::string out = ReadFile(out_path);
     const size_t at = out.find(marker);
     if (at != std::string::npos && out.find('\n', at) != std::string::npos) {
-      port_ = std::stoi(out.substr(at + marker.size()));
-      return;
+      return std::stoi(out.substr(at + marker.size()));
     }
     int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      FAIL() << "garde serve exited early: " << ReadFile(log_path_);
+    if (::waitpid(*pid, &status, WNOHANG) == *pid) {
+      *pid = -1;
+      ADD_FAILURE() << "garde serve exited early: " << ReadFile(err_path);
+      return 0;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
   }
-  FAIL() << "garde serve did not start: " << ReadFile(log_path_);
+  ADD_FAILURE() << "garde serve did not start: " << ReadFile(err_path);
+  return 0;
 }
 
-int GardeProcess::Stop() {
-  if (pid_ <= 0) return -1;
-  ::kill(pid_, SIGTERM);
+void GardeProcess::Start(const std::vector<std::string>& extra) {
+  std::vector<std::string> args = {"serve", "--data-dir", data_dir_, "--policies", policies_,
+                                   "--listen", "127.0.0.1:0"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  const bool cluster = ClusterMode() && postgres();
+  int balancer_port = 0;
+  if (cluster && std::find(extra.begin(), extra.end(), "--public-url") == extra.end()) {
+    // Links in messages name the address customers reach: the load balancer's.
+    balancer_port = FreePort();
+    args.push_back("--public-url");
+    args.push_back("http://127.0.0.1:" + std::to_string(balancer_port));
+  }
+  port_ = Serve(args, out_path_, log_path_, &pid_);
+  if (port_ == 0 || !cluster) return;
+  if (peer_.data_dir.empty()) {
+    // The second node's own directory (read journals, tombstone log, snapshot), the
+    // deployment's keyring linked in: a rotation through either is the other's too.
+    peer_.data_dir = data_dir_ + "-node2";
+    peer_.log_path = data_dir_ + "-logs/node2.err";
+    peer_.out_path = data_dir_ + "-logs/node2.out";
+    std::filesystem::create_directories(peer_.data_dir);
+    std::filesystem::permissions(peer_.data_dir, std::filesystem::perms::owner_all);
+    std::filesystem::create_symlink(data_dir_ + "/keyring.json", peer_.data_dir + "/keyring.json");
+    const std::string database = DatabaseOf({"--data-dir", data_dir_});
+    std::lock_guard<std::mutex> lock(databases_mu);
+    databases[peer_.data_dir] = database;
+  }
+  args[2] = peer_.data_dir;
+  peer_.port = Serve(args, peer_.out_path, peer_.log_path, &peer_.pid);
+  if (peer_.port == 0) return;
+  balancer_ = std::make_unique<LoadBalancer>(std::vector<int>{port_, peer_.port}, balancer_port);
+  port_ = balancer_->port();
+}
+
+namespace {
+
+int StopProcess(int pid) {
+  ::kill(pid, SIGTERM);
   int status = 0;
-  ::waitpid(pid_, &status, 0);
-  pid_ = -1;
+  ::waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-std::string GardeProcess::Logs() const { return ReadFile(log_path_) + ReadFile(out_path_); }
+}  // namespace
+
+int GardeProcess::Stop() {
+  if (pid_ <= 0) return -1;
+  balancer_.reset();
+  int code = StopProcess(pid_);
+  pid_ = -1;
+  if (peer_.pid > 0) {
+    const int peer = StopProcess(peer_.pid);
+    if (code == 0) code = peer;
+    peer_.pid = -1;
+  }
+  return code;
+}
+
+std::string GardeProcess::Logs() const {
+  std::string logs = ReadFile(log_path_) + ReadFile(out_path_);
+  if (!peer_.data_dir.empty()) logs += ReadFile(peer_.log_path) + ReadFile(peer_.out_path);
+  return logs;
+}
 
 size_t GardeProcess::LogCount(const std::string& what) const {
   const std::string text = Logs();

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,28 @@ int SpawnProgram(const std::vector<std::string>& argv, const std::string& out,
 HttpReply HttpCall(int port, const std::string& method, const std::string& path,
                    const std::string& body, const std::map<std::string, std::string>& headers,
                    const std::string& content_type = "application/json");
+
+// HAProxy (Debian's package) in front of the given ports, with a generated configuration:
+// round robin, health checks on /readyz every 200 ms (a node is out after two failures), a
+// refused connection retried on another node.
+class LoadBalancer {
+ public:
+  // `port`: where it listens (0: a free port of its choosing).
+  explicit LoadBalancer(const std::vector<int>& ports, int port = 0);
+  ~LoadBalancer();
+  LoadBalancer(const LoadBalancer&) = delete;
+  LoadBalancer& operator=(const LoadBalancer&) = delete;
+  int port() const { return port_; }
+
+ private:
+  int port_;
+  int pid_ = -1;
+  std::string dir_;
+};
+
+// True when the suite runs each deployment as two nodes behind HAProxy (GARDE_E2E_NODES=2
+// beside PostgreSQL, ctest e2e_cluster_*).
+bool ClusterMode();
 
 class GardeProcess {
  public:
@@ -89,14 +112,16 @@ class GardeProcess {
   // `garde apikey create ...`; returns the key (last stdout line).
   std::string CreateKey(const std::string& name, const std::string& role,
                         const std::vector<std::string>& activities);
-  // Starts `garde serve` and waits for it to listen. Extra flags are appended.
+  // Starts `garde serve` and waits for it to listen. Extra flags are appended. In cluster mode,
+  // starts a second node of the deployment (its own data directory, the keyring linked to
+  // this one's) and HAProxy in front of both: port() is HAProxy's, pid() the first node's.
   void Start(const std::vector<std::string>& extra_flags = {});
-  // Sends SIGTERM and waits; returns the exit code.
+  // Sends SIGTERM and waits; returns the exit code (the first non-zero of the nodes').
   int Stop();
-  // kill -9, and waits for it.
+  // kill -9, and waits for it (every node).
   void Kill();
   bool running() const { return pid_ > 0; }
-  // All the service wrote to stderr and stdout so far.
+  // All the service wrote to stderr and stdout so far (every node's).
   std::string Logs() const;
   // How many times the logs hold `what`; waiting up to ten seconds for them to hold it
   // `times` times.
@@ -134,6 +159,18 @@ class GardeProcess {
   std::string out_path_;
   int pid_ = -1;
   int port_ = 0;
+  // Cluster mode: the second node and the load balancer.
+  struct Peer {
+    std::string data_dir, log_path, out_path;
+    int pid = -1;
+    int port = 0;
+  };
+  Peer peer_;
+  std::unique_ptr<LoadBalancer> balancer_;
+  // Starts `garde serve args` with its output to the given files; its port, or 0 (the test
+  // has failed) and *pid set to -1.
+  int Serve(const std::vector<std::string>& args, const std::string& out, const std::string& err,
+            int* pid);
 };
 
 // Everything a raw socket receives until the server closes it (or `limit` passes).

@@ -1,5 +1,6 @@
 // `garde migrate`: a SQLite deployment moved into PostgreSQL, then served from there with every
-// answer as before. Registered only beside a PostgreSQL server (ctest e2e_postgresql_*).
+// answer as before. Registered only beside a PostgreSQL server, outside cluster mode (ctest
+// e2e_postgresql).
 #include <gtest/gtest.h>
 
 #include <map>
@@ -121,7 +122,7 @@ void Register(const char* name) {
 }
 
 [[maybe_unused]] const bool kRegistered = [] {
-  if (TestPostgresHost().empty()) return false;
+  if (TestPostgresHost().empty() || ClusterMode()) return false;
   Register<ADeploymentMovesWithEveryAnswerAndItsVerifiedLog>(
       "ADeploymentMovesWithEveryAnswerAndItsVerifiedLog");
   Register<ALogThatDoesNotVerifyIsNotCopied>("ALogThatDoesNotVerifyIsNotCopied");

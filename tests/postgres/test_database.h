@@ -43,4 +43,11 @@ inline std::string CreateTestDatabase(std::string* error) {
   return made;
 }
 
+// Stops ("stop") or starts ("start") the server, as an operator's restart would: true when
+// pg_ctl says it did (fault tests; the server is the one with_postgres.sh started).
+inline bool ControlTestPostgres(const std::string& action) {
+  const std::string script = TestPostgresHost() + "/" + action;
+  return std::system(("sh " + script + " > /dev/null 2>&1").c_str()) == 0;
+}
+
 }  // namespace garde::testing

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One node on SQLite against one node on PostgreSQL, same run, rounds interleaved: a subject
-# read, a consent check, a durable create (wrk, 2 threads, 64 connections). Prints every round
-# and the medians with the PostgreSQL/SQLite ratio. Run beside a server of Debian's package:
+# One node on SQLite against one node on PostgreSQL (read_consistency strict, the default, and
+# eventual), and against PostgreSQL nodes behind HAProxy (one node, then two), same run, rounds interleaved: a subject read, a consent check, a
+# durable create (wrk, 2 threads, 64 connections). Prints every round and the medians with
+# each one's ratio to the SQLite node. Run beside a server of Debian's package:
 #
 #   tests/postgres/with_postgres.sh bench/postgres.sh [--subjects 20000] [--duration 10] [--rounds 3]
 set -euo pipefail
@@ -44,7 +45,55 @@ for backend in sqlite postgresql; do
     --listen 127.0.0.1:${PORT[$backend]} > "$WORK/$backend.out" 2> "$WORK/$backend.err" &
   echo $! > "$WORK/$backend.pid"
 done
-for backend in sqlite postgresql; do
+# A second node of the PostgreSQL deployment (its own data directory, the same keyring), and
+# HAProxy in front: "haproxy1" routes to the first node alone, "haproxy2" to both.
+mkdir -m 700 "$WORK/postgresql2"
+cp "$WORK/postgresql/keyring.json" "$WORK/postgresql2/"
+cp "$WORK/postgresql.key" "$WORK/haproxy1.key"; cp "$WORK/postgresql.ids" "$WORK/haproxy1.ids"
+cp "$WORK/postgresql.key" "$WORK/haproxy2.key"; cp "$WORK/postgresql.ids" "$WORK/haproxy2.ids"
+GARDE_LOG_LEVEL=warn "$GARDE" serve --data-dir "$WORK/postgresql2" --policies policies \
+  --database "$PG_URI" --listen 127.0.0.1:18283 > "$WORK/postgresql2.out" 2> "$WORK/postgresql2.err" &
+echo $! > "$WORK/postgresql2.pid"
+# The same deployment once more with read_consistency = eventual (no confirming query).
+mkdir -m 700 "$WORK/pg_eventual"
+cp "$WORK/postgresql/keyring.json" "$WORK/pg_eventual/"
+cp "$WORK/postgresql.key" "$WORK/pg_eventual.key"; cp "$WORK/postgresql.ids" "$WORK/pg_eventual.ids"
+PORT[pg_eventual]=18286
+GARDE_LOG_LEVEL=warn "$GARDE" serve --data-dir "$WORK/pg_eventual" --policies policies \
+  --database "$PG_URI" --read-consistency eventual --listen 127.0.0.1:${PORT[pg_eventual]} \
+  > "$WORK/pg_eventual.out" 2> "$WORK/pg_eventual.err" &
+echo $! > "$WORK/pg_eventual.pid"
+PORT[haproxy1]=18284
+PORT[haproxy2]=18285
+cat > "$WORK/haproxy.cfg" <<CFG
+global
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 1s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+frontend one
+  bind 127.0.0.1:${PORT[haproxy1]}
+  default_backend one
+frontend two
+  bind 127.0.0.1:${PORT[haproxy2]}
+  default_backend two
+backend one
+  option httpchk GET /readyz
+  server node1 127.0.0.1:${PORT[postgresql]} check
+backend two
+  balance roundrobin
+  option httpchk GET /readyz
+  server node1 127.0.0.1:${PORT[postgresql]} check
+  server node2 127.0.0.1:18283 check
+CFG
+/usr/sbin/haproxy -f "$WORK/haproxy.cfg" -db > "$WORK/haproxy.out" 2>&1 &
+echo $! > "$WORK/haproxy.pid"
+TARGETS=(sqlite postgresql pg_eventual haproxy1 haproxy2)
+
+for backend in "${TARGETS[@]}"; do
   for _ in $(seq 100); do
     curl -sf "http://127.0.0.1:${PORT[$backend]}/readyz" > /dev/null && break
     sleep 0.1
@@ -54,7 +103,7 @@ done
 declare -A RESULTS
 for round in $(seq "$ROUNDS"); do
   for op in get_subject consent_check post_subject; do
-    for backend in sqlite postgresql; do
+    for backend in "${TARGETS[@]}"; do
       line=$(GARDE_KEY=$(cat "$WORK/$backend.key") GARDE_IDS=$WORK/$backend.ids \
         wrk -t2 -c64 -d"${DURATION}s" -s "bench/$op.lua" "http://127.0.0.1:${PORT[$backend]}" \
         | grep '^RESULT')
@@ -67,9 +116,17 @@ done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo
-printf '%-14s %12s %12s %8s\n' operation "sqlite r/s" "pg r/s" "pg/sqlite"
+printf '%-14s' operation
+for backend in "${TARGETS[@]}"; do printf ' %12s' "$backend r/s"; done
+for backend in "${TARGETS[@]:1}"; do printf ' %14s' "$backend/sqlite"; done
+echo
 for op in get_subject consent_check post_subject; do
   s=$(median <<< "${RESULTS[$op.sqlite]}")
-  p=$(median <<< "${RESULTS[$op.postgresql]}")
-  printf '%-14s %12s %12s %8.2f\n' "$op" "$s" "$p" "$(awk -v p="$p" -v s="$s" 'BEGIN {print p / s}')"
+  printf '%-14s' "$op"
+  for backend in "${TARGETS[@]}"; do printf ' %12s' "$(median <<< "${RESULTS[$op.$backend]}")"; done
+  for backend in "${TARGETS[@]:1}"; do
+    p=$(median <<< "${RESULTS[$op.$backend]}")
+    printf ' %14.2f' "$(awk -v p="$p" -v s="$s" 'BEGIN {print p / s}')"
+  done
+  echo
 done

@@ -179,15 +179,10 @@ Result<IncidentView> BreachRegister::Scope(const Caller& caller, const std::stri
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*d_.policies().Current(), caller, "incidents.manage"));
   auto view = Load(id);
   if (!view.ok()) return view.status();
-  // Everything logged so far under a head signed now, then the whole log checked against it.
+  // Everything logged so far under a head signed now, then the whole log checked against it,
+  // the scope drawn in the same pass over the entries.
   auto head = d_.audit().Checkpoint();
   if (!head.ok()) return head.status();
-  const AuditVerification verified = VerifyAuditLog(
-      d_.audit_store(), d_.signer().public_key(), d_.signer().origin(), {}, [](uint64_t) {});
-  if (!verified.ok()) {
-    return Conflict("the audit log does not verify (" + std::to_string(verified.problems.size()) +
-                    " problems; run garde audit verify): no scope can be drawn from it");
-  }
   struct Reach {
     std::set<std::string> fields, activities, actions;
     int64_t entries = 0;
@@ -201,19 +196,33 @@ Result<IncidentView> BreachRegister::Scope(const Caller& caller, const std::stri
   const std::string until = scope.until == 0 ? "" : FormatRfc3339(scope.until);
   // A cheap look at the entry's bytes first (the canonical form writes members this way),
   // then the parsed entry decides.
-  std::string member = scope.actor.empty() ? "\"activity\":" : "\"actor\":";
-  AppendJsonString(member, scope.actor.empty() ? scope.activity : scope.actor);
-  GARDE_RETURN_IF_ERROR(d_.audit().Scan(0, head->size, [&](const AuditRow& row) {
-    if (row.subject.empty() || row.entry.find(member) == std::string::npos) return true;
+  const std::string client = d_.audit().values().Client(scope.client);
+  std::string member;
+  if (!scope.actor.empty()) {
+    member = "\"actor\":";
+    AppendJsonString(member, scope.actor);
+  } else if (!client.empty()) {
+    member = "\"client\":";
+    AppendJsonString(member, client);
+  } else {
+    member = "\"activity\":";
+    AppendJsonString(member, scope.activity);
+  }
+  auto draw = [&](const AuditRow& row) {
+    if (row.seq >= head->size || row.subject.empty() ||
+        row.entry.find(member) == std::string::npos) {
+      return;
+    }
     auto entry = ParseFacts(row.entry);
     if ((!scope.actor.empty() && entry->optValue<std::string>("actor", "") != scope.actor) ||
         (!scope.activity.empty() &&
          entry->optValue<std::string>("activity", "") != scope.activity) ||
+        (!client.empty() && entry->optValue<std::string>("client", "") != client) ||
         entry->optValue<std::string>("outcome", "") != "ok") {
-      return true;
+      return;
     }
     const std::string time = entry->optValue<std::string>("time", "");
-    if ((!since.empty() && time < since) || (!until.empty() && time > until)) return true;
+    if ((!since.empty() && time < since) || (!until.empty() && time > until)) return;
     Reach& r = reached[row.subject];
     ++r.entries;
     r.at.push_back(row.seq);
@@ -229,11 +238,21 @@ Result<IncidentView> BreachRegister::Scope(const Caller& caller, const std::stri
         if (r.fields.insert(f).second) ++by_field[f];
       }
     }
-    return true;
-  }));
+  };
+  const AuditVerification verified =
+      VerifyAuditLog(d_.audit_store(), d_.signer().public_key(), d_.signer().origin(), {},
+                     [](uint64_t) {}, draw);
+  if (!verified.ok()) {
+    return Conflict("the audit log does not verify (" + std::to_string(verified.problems.size()) +
+                    " problems; run garde audit verify): no scope can be drawn from it");
+  }
+  if (verified.entries < head->size) {
+    return Conflict("the audit log holds fewer entries than its signed head: no scope");
+  }
   Object::Ptr result = new Object;
   result->set("actor", scope.actor);
   result->set("activity", scope.activity);
+  result->set("client", scope.client);
   result->set("since", since);
   result->set("until", until);
   result->set("verified_entries", static_cast<int64_t>(verified.entries));
@@ -331,15 +350,36 @@ Result<IncidentView> BreachRegister::RevokeKey(const Caller& caller, const std::
   GARDE_RETURN_IF_ERROR(d_.api_keys().Revoke(key_id));
   GARDE_RETURN_IF_ERROR(d_.journal().Record(nullptr, caller,
                                             {"apikey.revoke", "", "", "ok", {key_id, id}, 1}));
-  auto facts = ParseFacts(view->facts);
+  return AddContainment(caller, view.value(), "revoked API key " + key_id);
+}
+
+Result<IncidentView> BreachRegister::AddContainment(const Caller& caller, const IncidentView& view,
+                                                    const std::string& action) {
+  auto facts = ParseFacts(view.facts);
   Array::Ptr containment = facts->getArray("containment");
   if (!containment) containment = new Array;
   Object::Ptr step = new Object;
   step->set("at", FormatRfc3339(d_.clock().Now()));
-  step->set("action", "revoked API key " + key_id);
+  step->set("action", action);
   containment->add(step);
   facts->set("containment", containment);
-  return Save(caller, view->row, Stringify(facts), "incident.update", {"containment"});
+  return Save(caller, view.row, Stringify(facts), "incident.update", {"containment"});
+}
+
+Status BreachRegister::CheckContainment(const Caller& caller, const std::string& id) {
+  const PolicySet& policies = *d_.policies().Current();
+  if (!AccessGate::Require(policies, caller, "keys.manage").ok()) {
+    GARDE_RETURN_IF_ERROR(AccessGate::Require(policies, caller, "incidents.manage"));
+  }
+  return Load(id).status();
+}
+
+Result<IncidentView> BreachRegister::RecordContainment(const Caller& caller, const std::string& id,
+                                                       const std::string& action) {
+  GARDE_RETURN_IF_ERROR(CheckContainment(caller, id));
+  auto view = Load(id);
+  if (!view.ok()) return view.status();
+  return AddContainment(caller, view.value(), action);
 }
 
 Result<IncidentView> BreachRegister::NotifySubjects(const Caller& caller, const std::string& id) {

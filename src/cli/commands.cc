@@ -127,13 +127,15 @@ Lists API keys: id, name, role, activities, creation and revocation time.
 
 Revokes an API key. Requests carrying it are refused from then on.
 )"},
-    {"keys rotate", R"(Usage: garde keys rotate --data-dir DIR [--batch N] [--no-retire] [--progress]
+    {"keys rotate", R"(Usage: garde keys rotate --data-dir DIR [--batch N] [--no-retire] [--progress] [--incident ID]
 
 Adds a root-key version to the keyring and makes it current, then re-wraps every subject's
 data key under it, N per transaction (default 500). Fields are not re-encrypted. Safe to run
 while `garde serve` is running (it picks up the new version within keyring_watch_seconds) and
 safe to interrupt: run it again to resume. Once no subject uses an old version, that version's
 key material is erased from the keyring (unless --no-retire).
+--incident ID records the rotation, once done, among the containment steps of that incident
+of the breach register (checked before anything is rotated).
 )"},
     {"keys migrate", R"(Usage: garde keys migrate --data-dir DIR --to pkcs11|passphrase|file [--passphrase-fd N]
 
@@ -147,7 +149,7 @@ file and the token's keys are retired (destroyed on the token) once nothing uses
 The passphrase comes from --passphrase-fd, the systemd credential garde-keyring-passphrase or
 the terminal's prompt. Safe while `garde serve` runs, as `garde keys rotate` is.
 )"},
-    {"keys rotate-master", R"(Usage: garde keys rotate-master --data-dir DIR [--batch N] [--no-retire] [--revoke-unconverted]
+    {"keys rotate-master", R"(Usage: garde keys rotate-master --data-dir DIR [--batch N] [--no-retire] [--revoke-unconverted] [--incident ID]
 
 Makes a new master key current, keeping the old one beside it: look-ups (blind indexes,
 API-key hashes, link tokens) read under both while every subject's blind-index digests are
@@ -160,6 +162,7 @@ An API key not used since the rotation began keeps the old master: the command t
 before retiring it and names such keys; run it again once they have been used, or with
 --revoke-unconverted to revoke them. Safe while `garde serve` runs and safe to interrupt:
 run it again to resume.
+--incident ID records the rotation on that incident, as for `garde keys rotate`.
 )"},
     {"keys status", R"(Usage: garde keys status --data-dir DIR [--json]
 
@@ -628,9 +631,33 @@ int64_t ReindexUnderCurrentMaster(Deployment& d, size_t batch, int grace) {
   return digests;
 }
 
+// The host's own commands act as an admin key would (keys.manage).
+Caller CliCaller(const char* request) { return Caller{"cli", "admin", {}, request, ""}; }
+
+// `--incident ID` of the key commands: the incident must exist before anything is rotated.
+Status CheckIncident(const CliArgs& args, const Config& cfg) {
+  if (args.Get("incident").empty()) return Status::Ok();
+  auto d = Deployment::Open(cfg);
+  if (!d.ok()) return d.status();
+  return d.value()->breaches().CheckContainment(CliCaller("keys-rotate"), args.Get("incident"));
+}
+
+// Once the rotation is done: the step among the incident's containment.
+int RecordOnIncident(const CliArgs& args, const Config& cfg, const std::string& action) {
+  if (args.Get("incident").empty()) return 0;
+  auto d = Deployment::Open(cfg);
+  if (!d.ok()) return FailStatus(d.status());
+  auto recorded =
+      d.value()->breaches().RecordContainment(CliCaller("keys-rotate"), args.Get("incident"), action);
+  if (!recorded.ok()) return FailStatus(recorded.status());
+  std::cout << "Recorded on incident " << args.Get("incident") << ": " << action << ".\n";
+  return 0;
+}
+
 int RunKeysRotateMaster(const CliArgs& args) {
   auto cfg = ConfigFrom(args);
   if (!cfg.ok()) return FailStatus(cfg.status());
+  if (Status s = CheckIncident(args, cfg.value()); !s.ok()) return FailStatus(s);
   auto batch = BatchOf(args);
   if (!batch.ok()) return Fail(batch.status().message());
   const std::string path = cfg->keyring_path();
@@ -704,16 +731,24 @@ int RunKeysRotateMaster(const CliArgs& args) {
   std::cout << "Retired master-key version " << previous << " (erased); links sent before the "
             << "rotation stay valid until they expire, at the latest "
             << FormatRfc3339(links_until) << ".\n";
-  return 0;
+  return RecordOnIncident(args, cfg.value(),
+                          "rotated the master key to version " + std::to_string(current) +
+                              " and erased version " + std::to_string(previous) +
+                              " (garde keys rotate-master)");
 }
 
 int RunKeysRotate(const CliArgs& args) {
   auto cfg = ConfigFrom(args);
   if (!cfg.ok()) return FailStatus(cfg.status());
+  if (Status s = CheckIncident(args, cfg.value()); !s.ok()) return FailStatus(s);
   auto added = Keyring::AddVersion(cfg->keyring_path());
   if (!added.ok()) return FailStatus(added.status());
   std::cerr << "Added root-key version " << added.value() << "; re-wrapping data keys...\n";
-  return RewrapAndRetire(args, cfg.value(), added.value(), "keys-rotate");
+  const int rc = RewrapAndRetire(args, cfg.value(), added.value(), "keys-rotate");
+  if (rc != 0) return rc;
+  return RecordOnIncident(args, cfg.value(),
+                          "rotated the root key to version " + std::to_string(added.value()) +
+                              " and re-wrapped every data key under it (garde keys rotate)");
 }
 
 int RunAuditCheckpoint(const CliArgs& args) {

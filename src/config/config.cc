@@ -2,6 +2,8 @@
 #include "garde/policy/locale.h"
 
 #include "garde/base/clock.h"
+#include "garde/base/encoding.h"
+#include "garde/base/ip_address.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -55,6 +57,8 @@ const std::vector<OptionDoc>& ConfigOptions() {
       {"max_connections", "GARDE_MAX_CONNECTIONS", "10000", "open connections (more are closed at once)"},
       {"max_connections_per_client", "GARDE_MAX_CONNECTIONS_PER_CLIENT", "1000",
        "open connections from one client address (more are closed at once)"},
+      {"trusted_proxies", "GARDE_TRUSTED_PROXIES", "(none)",
+       "comma-separated addresses of proxies (HAProxy) whose X-Forwarded-For names the client the audit log records"},
       {"request_timeout", "GARDE_REQUEST_TIMEOUT", "15", "seconds to receive a request or send a reply"},
       {"keep_alive_timeout", "GARDE_KEEP_ALIVE_TIMEOUT", "10", "seconds an idle connection is kept open"},
       {"max_keep_alive_requests", "GARDE_MAX_KEEP_ALIVE_REQUESTS", "10000", "requests per connection"},
@@ -192,6 +196,17 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
   int_opt("max_queued", 1, 100000, &c.max_queued);
   int_opt("max_connections", 1, 1000000, &c.max_connections);
   int_opt("max_connections_per_client", 1, 1000000, &c.max_connections_per_client);
+  if (values.count("trusted_proxies")) {
+    for (const std::string& item : SplitList(values["trusted_proxies"], ',')) {
+      if (item.find_first_not_of(" \t") == std::string::npos) continue;
+      if (auto address = CanonicalAddress(item)) {
+        c.trusted_proxies.push_back(*address);
+      } else {
+        bad.AddError("trusted_proxies", "must list IPv4 or IPv6 addresses, e.g. 127.0.0.1,::1");
+        break;
+      }
+    }
+  }
   int_opt("request_timeout", 1, 3600, &c.request_timeout);
   int_opt("keep_alive_timeout", 1, 3600, &c.keep_alive_timeout);
   int_opt("max_keep_alive_requests", 1, 10000000, &c.max_keep_alive_requests);

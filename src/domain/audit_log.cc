@@ -52,7 +52,7 @@ std::string AuditLog::Encode(uint64_t seq, int64_t time, const Caller& caller,
       .Key("outcome").String(e.outcome)
       .Key("fields").BeginArray();
   for (const auto& f : e.fields) w.String(f);
-  w.EndArray().Key("count").Int(e.count).EndObject();
+  w.EndArray().Key("count").Int(e.count).Key("client").StringOrNull(caller.client).EndObject();
   return w.Take();
 }
 
@@ -625,7 +625,8 @@ Result<Hash> ToHash(const Result<Bytes>& b) {
 
 AuditVerification VerifyAuditLog(Store& store, const PublicKey& key, const std::string& origin,
                                  const std::vector<std::string>& extra_checkpoints,
-                                 const std::function<void(uint64_t)>& progress) {
+                                 const std::function<void(uint64_t)>& progress,
+                                 const std::function<void(const AuditRow&)>& each) {
   AuditVerification report;
   // Every signed head we know of, by size. Two different roots for one size is itself proof
   // of tampering (a fork).
@@ -700,6 +701,7 @@ AuditVerification VerifyAuditLog(Store& store, const PublicKey& key, const std::
         }
       }
       acc.Add(leaf);
+      if (each) each(row);
       expected = row.seq + 1;
       check_heads();
       ++report.entries;

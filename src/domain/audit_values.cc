@@ -37,12 +37,17 @@ std::string AuditValues::Activity(std::string_view value) const {
   return ActivityKept(value) ? std::string(value) : Marked("undeclared:", value);
 }
 
+std::string AuditValues::Client(std::string_view address) const {
+  return address.empty() ? std::string() : Marked("", address);
+}
+
 std::string AuditValues::Token(std::string_view value) const {
   return TokenKept(value) ? std::string(value) : Marked("malformed:", value);
 }
 
 bool AuditValues::IsCanonical(const Caller& caller, const AccessEvent& e) const {
   return TokenKept(caller.key_id) && TokenKept(caller.role) && TokenKept(caller.request_id) &&
+         TokenKept(caller.client) &&
          TokenKept(e.action) && TokenKept(e.outcome) && SubjectKept(e.subject_id) &&
          ActivityKept(e.activity) &&
          std::all_of(e.fields.begin(), e.fields.end(), [](const std::string& f) {
@@ -55,6 +60,7 @@ Caller AuditValues::Canonical(const Caller& caller) const {
   out.key_id = Token(caller.key_id);
   out.role = Token(caller.role);
   out.request_id = Token(caller.request_id);
+  out.client = Token(caller.client);
   return out;
 }
 

@@ -303,9 +303,9 @@ Result<ConsentConfirmationRow> ConsentLedger::Confirmation(const SubjectTokenCla
 }
 
 Result<ConsentEvent> ConsentLedger::Confirm(const SubjectTokenClaims& claims,
-                                            const std::string& request_id) {
+                                            const RequestOrigin& origin) {
   auto policies = d_.policies.Current();
-  const Caller subject = SubjectCaller(claims.subject, request_id);
+  const Caller subject = SubjectCallerFrom(claims.subject, origin);
   const int64_t now = d_.clock.Now();
   std::optional<ConsentEvent> out;
   Status done = d_.store.Write([&](WriteTx& tx) -> Status {
@@ -742,9 +742,9 @@ Result<SubjectRow> TokenSubject(ReadTx& tx, const SubjectTokenClaims& claims) {
 }  // namespace
 
 Result<int> ConsentLedger::UnsubscribeByToken(const SubjectTokenClaims& claims,
-                                              const std::string& request_id) {
+                                              const RequestOrigin& origin) {
   auto policies = d_.policies.Current();
-  const Caller subject = SubjectCaller(claims.subject, request_id);
+  const Caller subject = SubjectCallerFrom(claims.subject, origin);
   std::vector<const Purpose*> purposes;
   for (const auto& p : policies->purposes()) {
     if (p.marketing && (claims.scope == "*" || claims.scope == p.id)) purposes.push_back(&p);
@@ -827,10 +827,10 @@ Result<std::vector<ConsentLedger::Preference>> ConsentLedger::Preferences(
 
 Result<int> ConsentLedger::ApplyPreferences(const SubjectTokenClaims& claims,
                                             const std::map<std::string, bool>* wanted,
-                                            bool gpc, const std::string& request_id,
+                                            bool gpc, const RequestOrigin& origin,
                                             const std::string& lang, int* asked) {
   auto policies = d_.policies.Current();
-  const Caller subject = SubjectCaller(claims.subject, request_id);
+  const Caller subject = SubjectCallerFrom(claims.subject, origin);
   const int64_t now = d_.clock.Now();
   int recorded = 0;
   if (asked != nullptr) *asked = 0;

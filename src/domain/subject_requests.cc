@@ -497,8 +497,8 @@ Result<RequestView> RequestDesk::Verify(const Caller& caller, const std::string&
 }
 
 Result<RequestView> RequestDesk::VerifyByLink(const SubjectTokenClaims& claims,
-                                              const std::string& request_id) {
-  const Caller subject = SubjectCaller(claims.subject, request_id);
+                                              const RequestOrigin& origin) {
+  const Caller subject = SubjectCallerFrom(claims.subject, origin);
   // Single use: the link only ever moves its request from received to verified.
   return Step(subject, claims.scope, "request.verify",
               [&](WriteTx&, RequestRow& r, SubjectRow&, Texts&) -> Status {

@@ -242,6 +242,7 @@ std::optional<Ctx> SignedIn(Deployment& d, ConsoleSessions& sessions, Exchange& 
     s->lang = lang;
   }
   s->caller.request_id = x.request_id;
+  s->caller = FromClient(d, x, std::move(s->caller));
   x.caller = s->caller;
   return Ctx{d, x, sessions, cookie, std::move(*s)};
 }
@@ -374,6 +375,7 @@ Status SignIn(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
     return Status::Ok();
   }
   caller->request_id = x.request_id;
+  caller.value() = FromClient(d, x, std::move(caller.value()));
   x.caller = caller.value();
   const std::string cookie = sessions.Open(caller.value(), lang);
   GARDE_RETURN_IF_ERROR(

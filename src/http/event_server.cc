@@ -483,6 +483,7 @@ class Loop {
       c->continue_sent = false;
       c->x = ToExchange(std::move(r));
       c->x.received = Clock::now();
+      c->x.peer = c->client;
       c->head_only = c->x.method == "HEAD";
       if (progress == RequestParser::Progress::kFailed) {
         // A framing error leaves the rest of the stream unreadable: answer, then close.

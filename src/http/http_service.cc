@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 
 #include "garde/base/encoding.h"
+#include "garde/base/ip_address.h"
 #include "garde/base/log.h"
 #include "garde/http/console.h"
 #include "garde/http/metrics.h"
@@ -140,6 +141,16 @@ Status RequireCapability(Deployment& d, Exchange& x, const char* capability) {
   return AccessGate::Require(*d.policies().Current(), *x.caller, capability);
 }
 
+Caller FromClient(Deployment& d, const Exchange& x, Caller caller) {
+  caller.client = d.audit().values().Client(
+      ClientAddress(d.config().trusted_proxies, x.peer, x.Header("x-forwarded-for")));
+  return caller;
+}
+
+RequestOrigin Origin(Deployment& d, const Exchange& x) {
+  return RequestOrigin(x.request_id, FromClient(d, x, Caller{}).client);
+}
+
 Status Authenticate(Deployment& d, Exchange& x) {
   if (x.caller) return Status::Ok();
   const std::string auth = x.Header("authorization");
@@ -158,7 +169,7 @@ Status Authenticate(Deployment& d, Exchange& x) {
     return caller.status();
   }
   caller.value().request_id = x.request_id;
-  x.caller = std::move(caller.value());
+  x.caller = FromClient(d, x, std::move(caller.value()));
   return Status::Ok();
 }
 

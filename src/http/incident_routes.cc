@@ -6,6 +6,7 @@
 
 #include <sstream>
 
+#include "garde/base/ip_address.h"
 #include "garde/app/breach_register.h"
 #include "garde/base/clock.h"
 #include "garde/base/json_writer.h"
@@ -239,12 +240,21 @@ Status ScopeIncident(Deployment& d, Exchange& x) {
   auto obj = AuthenticatedJson(d, x);
   if (!obj.ok()) return obj.status();
   Status problems(Code::kUnprocessable, "the scope is not valid");
-  CheckMembers(*obj.value(), {"actor", "activity", "since", "until"}, "", &problems);
+  CheckMembers(*obj.value(), {"actor", "activity", "client", "since", "until"}, "", &problems);
   BreachScope scope;
   scope.actor = ReadString(*obj.value(), "actor", "", &problems).value_or("");
   scope.activity = ReadString(*obj.value(), "activity", "", &problems).value_or("");
-  if (scope.actor.empty() && scope.activity.empty()) {
-    problems.AddError("actor", "the API key id (key_...) whose accesses count, or an activity");
+  const std::string client = ReadString(*obj.value(), "client", "", &problems).value_or("");
+  if (!client.empty()) {
+    if (auto address = CanonicalAddress(client)) {
+      scope.client = *address;
+    } else {
+      problems.AddError("client", "must be an IPv4 or IPv6 address, e.g. 203.0.113.7");
+    }
+  }
+  if (scope.actor.empty() && scope.activity.empty() && client.empty()) {
+    problems.AddError("actor",
+                      "the API key id (key_...) whose accesses count, an activity or a client address");
   }
   if (!scope.activity.empty() && d.policies().Current()->FindActivity(scope.activity) == nullptr) {
     problems.AddError("activity", "is not an activity of the register");

@@ -81,7 +81,7 @@ Status ConfirmPage(Deployment& d, Exchange& x, bool post) {
     if (x.content_type != "application/x-www-form-urlencoded") {
       return Status(Code::kUnsupportedMediaType, "send the form as application/x-www-form-urlencoded");
     }
-    auto done = d.consents().Confirm(claims.value(), x.request_id);
+    auto done = d.consents().Confirm(claims.value(), Origin(d, x));
     if (!done.ok() && done.status().code() != Code::kConflict) return done.status();
     body = "<p class=\"status\" role=\"status\"" + std::string(done.ok() ? " data-confirmed" : "") +
            ">" + t.Html(done.ok() ? "confirm.done" : "confirm.gone") + "</p><p>" +
@@ -161,7 +161,7 @@ Status PreferencesPage(Deployment& d, Exchange& x) {
   const PageWords t = CustomerWords(d, x, claims->subject);
   std::string message;
   if (x.Header("sec-gpc") == "1") {
-    auto done = d.consents().ApplyPreferences(claims.value(), nullptr, true, x.request_id);
+    auto done = d.consents().ApplyPreferences(claims.value(), nullptr, true, Origin(d, x));
     if (!done.ok()) return done.status();
     message = t.Html("preferences.gpc");
   }
@@ -205,7 +205,7 @@ Status PreferencesPost(Deployment& d, Exchange& x) {
   }
   const bool gpc = x.Header("sec-gpc") == "1";
   int asked = 0;
-  auto done = d.consents().ApplyPreferences(claims.value(), &wanted, gpc, x.request_id, t.lang(),
+  auto done = d.consents().ApplyPreferences(claims.value(), &wanted, gpc, Origin(d, x), t.lang(),
                                             &asked);
   if (!done.ok()) return done.status();
   if (asked > 0) message += " " + t.Html("preferences.confirm_sent");
@@ -316,7 +316,7 @@ Status UnsubscribePost(Deployment& d, Exchange& x) {
     return Status(Code::kUnprocessable, "expected the body List-Unsubscribe=One-Click")
         .AddError("List-Unsubscribe", "must be One-Click");
   }
-  auto done = d.consents().UnsubscribeByToken(claims.value(), x.request_id);
+  auto done = d.consents().UnsubscribeByToken(claims.value(), Origin(d, x));
   if (!done.ok()) return done.status();
   const PageWords t = CustomerWords(d, x, claims->subject);
   CustomerPage(x, 200, t, t("unsubscribe.done_title"), "<p>" + t.Html("unsubscribe.done") + "</p>");

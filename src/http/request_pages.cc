@@ -11,6 +11,7 @@
 #include "garde/domain/subject_requests.h"
 #include "garde/http/csv.h"
 #include "garde/http/html.h"
+#include "garde/http/http_service.h"
 #include "garde/http/json_input.h"
 
 namespace garde {
@@ -514,7 +515,7 @@ Status OpenRequestFromForm(Deployment& d, Exchange& x, const SubjectTokenClaims&
     auto [b, e] = form.equal_range("purpose");
     for (auto it = b; it != e; ++it) in.purposes.push_back(it->second);
   }
-  auto opened = d.requests().Open(SubjectCaller(claims.subject, x.request_id), in);
+  auto opened = d.requests().Open(FromClient(d, x, SubjectCaller(claims.subject, x.request_id)), in);
   if (!opened.ok()) return opened.status();
   *message = t.Html("rights.link_sent") + " " + HtmlEscape(CustomerDay(t, opened->row.due_at)) + ".";
   return Status::Ok();
@@ -533,7 +534,8 @@ Status CustomerPackage(Deployment& d, Exchange& x) {
         .AddError("format", "must be json, html or csv");
   }
   auto package = d.requests().Package(
-      SubjectCaller(claims->subject, x.request_id, claims->use, claims->scope), x.params["id"]);
+      FromClient(d, x, SubjectCaller(claims->subject, x.request_id, claims->use, claims->scope)),
+      x.params["id"]);
   if (!package.ok()) return package.status();
   return SendPackage(x, package.value(), format, CustomerWords(d, x, claims->subject));
 }
@@ -546,7 +548,7 @@ Status DsrPage(Deployment& d, Exchange& x, const SubjectTokenClaims& claims,
   std::string body;
   if (!message.empty()) body += "<p class=\"status\" role=\"status\">" + message + "</p>";
   if (claims.scope != "*") {
-    auto r = d.requests().Get(SubjectCaller(claims.subject, x.request_id), claims.scope);
+    auto r = d.requests().Get(FromClient(d, x, SubjectCaller(claims.subject, x.request_id)), claims.scope);
     if (!r.ok()) return r.status();
     if (r->row.status == "received") {
       body += "<p>" + t.Html("rights.confirm_intro") + "</p><p>" +
@@ -582,7 +584,7 @@ Status DsrPost(Deployment& d, Exchange& x) {
   auto kind = form.find("form");
   std::string message;
   if (kind != form.end() && kind->second == "confirm" && claims->scope != "*") {
-    auto done = d.requests().VerifyByLink(claims.value(), x.request_id);
+    auto done = d.requests().VerifyByLink(claims.value(), Origin(d, x));
     if (!done.ok()) return done.status();
     message = t.Html("rights.confirmed");
   } else if (kind != form.end() && kind->second == "request") {

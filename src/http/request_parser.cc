@@ -114,8 +114,17 @@ Exchange ToExchange(ParsedRequest&& request) {
   Exchange x;
   x.method = std::move(request.method);
   x.target = std::move(request.target);
-  // A repeated header keeps its last value, as the route handlers read one value per name.
-  for (auto& [name, value] : request.headers) x.headers[name] = std::move(value);
+  // A repeated header keeps its last value, as the route handlers read one value per name;
+  // X-Forwarded-For lines make one list in order (a proxy adds its own line after the
+  // client's, RFC 9110 §5.3), read from the right (ClientAddress).
+  for (auto& [name, value] : request.headers) {
+    std::string& held = x.headers[name];
+    if (name == "x-forwarded-for" && !held.empty()) {
+      held += ", " + value;
+    } else {
+      held = std::move(value);
+    }
+  }
   x.body = std::move(request.body);
   return x;
 }

@@ -26,7 +26,10 @@ class BreachE2E : public ::testing::Test {
     operator_key_ = g_.CreateKey("crm", "operator", {"customer_management"});
     officer_key_ = g_.CreateKey("dpo", "officer", {});
     marketing_key_ = g_.CreateKey("campaigns", "marketing", {"marketing_email"});
-    g_.Start(smtp_.GardeFlags());
+    // The tests' requests come from 127.0.0.1, standing for the proxy in front.
+    std::vector<std::string> flags = smtp_.GardeFlags();
+    flags.insert(flags.end(), {"--trusted-proxies", "127.0.0.1"});
+    g_.Start(flags);
   }
   std::string Subject(int i) {
     const std::string lang = i % 2 == 0 ? "fr" : "en";
@@ -185,6 +188,101 @@ TEST_F(BreachE2E, ALeakedKeysReadsAreScopedExactlyAndTheCustomersTold) {
   EXPECT_EQ(ParseObject(both.body)->getObject("facts")->getObject("scope")->getArray("subjects")->size(), 0u);
   EXPECT_EQ(g_.Post("/v1/incidents/" + id + ":scope", R"({"activity":"no_such"})", officer_key_).status, 422);
   EXPECT_EQ(g_.Post("/v1/incidents/" + id + ":scope", "{}", officer_key_).status, 422);
+}
+
+// The same key used from two places: the incident scoped to the intruder's address lists
+// exactly what was read from there. The log holds a keyed digest of each address, never the
+// address, and a client cannot pass for another by writing X-Forwarded-For itself.
+TEST_F(BreachE2E, AnIncidentIsScopedByTheClientAddressTheKeyWasUsedFrom) {
+  std::vector<std::string> all;
+  for (int i = 0; i < 12; ++i) all.push_back(Subject(i));
+  std::set<std::string> from_intruder;
+  auto read = [&](const std::string& subject, const std::string& forwarded_for) {
+    HttpReply r = g_.Request("GET", "/v1/subjects/" + subject, "",
+                             {{"Authorization", "Bearer " + marketing_key_},
+                              {"X-Purpose", "marketing_email"},
+                              {"X-Forwarded-For", forwarded_for}}, "");
+    ASSERT_EQ(r.status, 200) << r.body;
+  };
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (i % 3 == 0) {
+      read(all[i], "198.51.100.7");
+      from_intruder.insert(all[i]);
+    } else {
+      read(all[i], "203.0.113.20");
+    }
+  }
+  // Claiming the intruder's address in front of the proxy's entry does not make it one's own.
+  read(all[1], "198.51.100.7, 203.0.113.21");
+  auto incident = Incident(R"({"detected_at":")" + FormatRfc3339Now() +
+                           R"(","title":"Key used from an unknown address",)"
+                           R"("nature":{"en":"A marketing key was used from an unknown network."}})");
+  const std::string id = incident->getValue<std::string>("id");
+  HttpReply scoped = g_.Post("/v1/incidents/" + id + ":scope", R"({"client":"198.51.100.7"})",
+                             officer_key_);
+  ASSERT_EQ(scoped.status, 200) << scoped.body;
+  auto scope = ParseObject(scoped.body)->getObject("facts")->getObject("scope");
+  EXPECT_EQ(scope->getValue<std::string>("client"), "198.51.100.7");
+  std::set<std::string> listed;
+  auto subjects = scope->getArray("subjects");
+  for (size_t i = 0; i < subjects->size(); ++i) {
+    listed.insert(subjects->getObject(static_cast<unsigned>(i))->getValue<std::string>("subject"));
+  }
+  EXPECT_EQ(listed, from_intruder);
+  // The other address, written differently, is one address.
+  HttpReply other = g_.Post("/v1/incidents/" + id + ":scope",
+                            R"({"client":"::ffff:203.0.113.21","activity":"marketing_email"})",
+                            officer_key_);
+  ASSERT_EQ(other.status, 200) << other.body;
+  auto other_subjects =
+      ParseObject(other.body)->getObject("facts")->getObject("scope")->getArray("subjects");
+  ASSERT_EQ(other_subjects->size(), 1u);
+  EXPECT_EQ(other_subjects->getObject(0)->getValue<std::string>("subject"), all[1]);
+  EXPECT_EQ(g_.Post("/v1/incidents/" + id + ":scope", R"({"client":"intruder.example"})",
+                    officer_key_).status, 422);
+  // The log carries digests of the addresses, not the addresses.
+  const int64_t size =
+      ParseObject(g_.Get("/v1/audit/checkpoint", officer_key_).body)->getValue<int64_t>("size");
+  HttpReply entries =
+      g_.Get("/v1/audit/entries?start=0&end=" + std::to_string(size), officer_key_);
+  ASSERT_EQ(entries.status, 200) << entries.body;
+  EXPECT_NE(entries.body.find("\"client\":\""), std::string::npos);
+  for (const char* address : {"198.51.100.7", "203.0.113.20", "203.0.113.21"}) {
+    EXPECT_EQ(entries.body.find(address), std::string::npos) << address;
+  }
+}
+
+// Containment on the host: a root-key rotation run with --incident is recorded among the
+// incident's steps once done; an unknown incident stops the command before anything turns.
+TEST_F(BreachE2E, ARootKeyRotationRunForAnIncidentIsRecordedOnIt) {
+  const std::string subject = Subject(1);
+  auto incident = Incident(R"({"detected_at":")" + FormatRfc3339Now() +
+                           R"(","title":"Keyring copied from a backup disk"})");
+  const std::string id = incident->getValue<std::string>("id");
+  const std::string keyring = g_.data_dir() + "/keyring.json";
+  const std::string before = ReadFile(keyring);
+  RunResult refused = RunGarde({"keys", "rotate", "--data-dir", g_.data_dir(), "--policies",
+                                g_.policies(), "--incident", "inc_0000000000000000000000000"});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.err.find("no such incident"), std::string::npos) << refused.err;
+  EXPECT_EQ(ReadFile(keyring), before);  // nothing rotated
+
+  RunResult rotated = RunGarde({"keys", "rotate", "--data-dir", g_.data_dir(), "--policies",
+                                g_.policies(), "--keyring-watch-seconds", "1", "--incident", id});
+  ASSERT_EQ(rotated.exit_code, 0) << rotated.err;
+  EXPECT_NE(rotated.out.find("Recorded on incident " + id), std::string::npos) << rotated.out;
+  HttpReply got = g_.Get("/v1/incidents/" + id, officer_key_);
+  ASSERT_EQ(got.status, 200) << got.body;
+  auto containment = ParseObject(got.body)->getObject("facts")->getArray("containment");
+  ASSERT_TRUE(containment);
+  ASSERT_EQ(containment->size(), 1u);
+  EXPECT_NE(containment->getObject(0)->getValue<std::string>("action").find(
+                "rotated the root key to version 2"),
+            std::string::npos);
+  // The customer's record reads as before, its data key now wrapped under version 2.
+  EXPECT_EQ(g_.Get("/v1/subjects/" + subject, operator_key_, "customer_management").status, 200);
+  EXPECT_NE(g_.Get("/v1/audit?action=incident.update&actor=cli", officer_key_).body.find(id),
+            std::string::npos);
 }
 
 // The clock: an incident known for 80 hours and not notified is overdue, and leaves the

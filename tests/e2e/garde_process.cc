@@ -291,7 +291,8 @@ LoadBalancer::LoadBalancer(const std::vector<int>& ports, int port)
   cfg << "global\n  maxconn 1024\n"
       << "defaults\n  mode http\n  timeout connect 1s\n  timeout client 60s\n"
       << "  timeout server 60s\n  retries 3\n  option redispatch\n"
-      << "frontend garde\n  bind 127.0.0.1:" << port_ << "\n  default_backend nodes\n"
+      << "frontend garde\n  bind 127.0.0.1:" << port_ << "\n  option forwardfor\n"
+      << "  default_backend nodes\n"
       << "backend nodes\n  balance roundrobin\n  option httpchk GET /readyz\n"
       << "  default-server inter 200ms fall 2 rise 2\n";
   for (size_t i = 0; i < ports.size(); ++i) {
@@ -354,6 +355,10 @@ void GardeProcess::Start(const std::vector<std::string>& extra) {
     balancer_port = FreePort();
     args.push_back("--public-url");
     args.push_back("http://127.0.0.1:" + std::to_string(balancer_port));
+  }
+  if (cluster && std::find(extra.begin(), extra.end(), "--trusted-proxies") == extra.end()) {
+    // The audit log records the client HAProxy names, as a deployment would configure it.
+    args.insert(args.end(), {"--trusted-proxies", "127.0.0.1"});
   }
   port_ = Serve(args, out_path_, log_path_, &pid_);
   if (port_ == 0 || !cluster) return;

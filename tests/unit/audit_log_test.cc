@@ -53,7 +53,14 @@ TEST_F(AuditLogTest, EntriesAreCanonicalAndCarryNoValues) {
   EXPECT_EQ(e,
             R"({"v":1,"seq":7,"time":"2026-11-22T10:00:00Z","actor":"key_t","role":"operator",)"
             R"("action":"subject.read","subject":"sub_x","activity":"crm","request_id":"req_t",)"
-            R"("outcome":"ok","fields":["email"],"count":1})");
+            R"("outcome":"ok","fields":["email"],"count":1,"client":null})");
+  Caller from = caller_;
+  from.client = d_->audit().values().Client("203.0.113.7");
+  ASSERT_EQ(from.client.size(), 16u);
+  EXPECT_NE(from.client, d_->audit().values().Client("203.0.113.8"));
+  EXPECT_NE(AuditLog::Encode(7, 1795341600, from, {"subject.read", "", "", "ok", {}, 0})
+                .find(R"("count":0,"client":")" + from.client + "\"}"),
+            std::string::npos);
 }
 
 // SPEC §2.6: a client's value that is not a well-formed id or a declared activity is never

@@ -4,12 +4,45 @@
 
 #include "garde/base/clock.h"
 #include "garde/base/encoding.h"
+#include "garde/base/ip_address.h"
 #include "garde/base/json_writer.h"
 #include "garde/http/problem.h"
 #include "garde/http/router.h"
 
 namespace garde {
 namespace {
+
+TEST(IpAddress, EveryAddressHasOneText) {
+  EXPECT_EQ(CanonicalAddress("203.0.113.7"), "203.0.113.7");
+  EXPECT_EQ(CanonicalAddress(" 2001:DB8:0:0::1 "), "2001:db8::1");
+  EXPECT_EQ(CanonicalAddress("::ffff:203.0.113.7"), "203.0.113.7");  // IPv4-mapped
+  for (const char* bad : {"", "host", "203.0.113", "203.0.113.7:80", "[::1]", "1.2.3.4 5"}) {
+    EXPECT_FALSE(CanonicalAddress(bad).has_value()) << bad;
+  }
+  EXPECT_EQ(AddressText(std::string("\xcb\x00\x71\x07", 4)), "203.0.113.7");
+  EXPECT_EQ(AddressText("abc"), "");
+}
+
+// X-Forwarded-For counts only when the connection comes from a trusted proxy, and only as far
+// as the chain of trusted proxies goes: what a client wrote itself is never taken.
+TEST(IpAddress, TheClientBehindTrustedProxies) {
+  const std::string proxy("\x7f\x00\x00\x01", 4);   // 127.0.0.1
+  const std::string direct("\xc6\x33\x64\x09", 4);  // 198.51.100.9
+  const std::vector<std::string> trusted = {"127.0.0.1", "10.0.0.2"};
+  EXPECT_EQ(ClientAddress(trusted, direct, "1.1.1.1"), "198.51.100.9");  // not a proxy
+  EXPECT_EQ(ClientAddress({}, proxy, "1.1.1.1"), "127.0.0.1");           // none trusted
+  EXPECT_EQ(ClientAddress(trusted, proxy, ""), "127.0.0.1");
+  EXPECT_EQ(ClientAddress(trusted, proxy, "198.51.100.7"), "198.51.100.7");
+  // The client claimed 1.1.1.1; the proxy appended the address it saw.
+  EXPECT_EQ(ClientAddress(trusted, proxy, "1.1.1.1, 198.51.100.7"), "198.51.100.7");
+  // Two proxies: the inner one appended the outer one's address.
+  EXPECT_EQ(ClientAddress(trusted, proxy, "198.51.100.7,10.0.0.2"), "198.51.100.7");
+  // Garbage stops the walk at the hop that forwarded it.
+  EXPECT_EQ(ClientAddress(trusted, proxy, "198.51.100.7, nonsense, 10.0.0.2"), "10.0.0.2");
+  EXPECT_EQ(ClientAddress(trusted, proxy, "x\"y"), "127.0.0.1");
+  EXPECT_EQ(ClientAddress(trusted, proxy, "2001:DB8::7"), "2001:db8::7");
+  EXPECT_EQ(ClientAddress(trusted, "", "198.51.100.7"), "");  // no network
+}
 
 TEST(Clock, FormatsAndParsesRfc3339) {
   EXPECT_EQ(FormatRfc3339(0), "1970-01-01T00:00:00Z");

@@ -30,12 +30,19 @@ TEST(Config, BadSettingsAreRefusedWithTheirName) {
       {{"data-dir", "/d"}, {"durable", "maybe"}},
       {{"data-dir", "/d"}, {"log-level", "loud"}},
       {{"listen", "127.0.0.1:1"}},  // no data dir
+      {{"data-dir", "/d"}, {"trusted-proxies", "127.0.0.1,haproxy.local"}},
   };
   for (const auto& flags : bad) {
     auto cfg = ResolveConfig(flags);
     ASSERT_FALSE(cfg.ok());
     ASSERT_FALSE(cfg.status().errors().empty());
   }
+}
+
+TEST(Config, TrustedProxiesAreKeptInCanonicalForm) {
+  auto cfg = ResolveConfig({{"data-dir", "/d"}, {"trusted-proxies", " 10.0.0.1, 2001:DB8:0::1 ,"}});
+  ASSERT_TRUE(cfg.ok()) << cfg.status().message();
+  EXPECT_EQ(cfg->trusted_proxies, (std::vector<std::string>{"10.0.0.1", "2001:db8::1"}));
 }
 
 TEST(Config, UnknownConfigFileKeyIsRefused) {

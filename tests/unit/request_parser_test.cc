@@ -50,6 +50,21 @@ TEST(RequestParser, ParsesAGetWithItsHeaders) {
   EXPECT_TRUE(p.request().body.empty());
 }
 
+// A proxy adds its own X-Forwarded-For line after the client's: the lines make one list, in
+// order (RFC 9110 §5.3), so the hop the proxy appended is last. Other repeated fields keep
+// their last value.
+TEST(RequestParser, RepeatedForwardedForLinesMakeOneList) {
+  RequestParser p(TestLimits());
+  const std::string wire =
+      "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 198.51.100.7\r\nX-Purpose: a\r\n"
+      "X-Forwarded-For: 10.0.0.2, 127.0.0.1\r\nX-Purpose: b\r\n\r\n";
+  size_t pos = 0;
+  ASSERT_EQ(p.Advance(wire, &pos), RequestParser::Progress::kDone);
+  Exchange x = ToExchange(ParsedRequest(p.request()));
+  EXPECT_EQ(x.Header("x-forwarded-for"), "198.51.100.7, 10.0.0.2, 127.0.0.1");
+  EXPECT_EQ(x.Header("x-purpose"), "b");
+}
+
 TEST(RequestParser, ByteByByteGivesTheSameRequest) {
   const std::string wire =
       "POST /v1/subjects HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\nContent-Type: application/json\r\n\r\n"

@@ -34,6 +34,9 @@ struct IncidentQuery {
 struct BreachScope {
   std::string actor;     // the API key id (or subject-token) whose accesses count; "": any
   std::string activity;  // only accesses for this processing activity; "": any
+  // Only accesses from this client address (canonical text, CanonicalAddress); "": any. The
+  // log holds its keyed digest (AuditValues::Client), compared here.
+  std::string client;
   int64_t since = 0, until = 0;  // inclusive; 0: unbounded
 };
 
@@ -63,6 +66,12 @@ class BreachRegister {
   // it) and records it in the incident's containment, with the time. 404 for no active key.
   Result<IncidentView> RevokeKey(const Caller& caller, const std::string& id,
                                  const std::string& key_id);
+  // Containment taken on the host (`garde keys rotate --incident ID`): checks first that the
+  // incident exists and that the caller may record on it (officers, incidents.manage; key
+  // custodians, keys.manage), then records the step with the time once it is done.
+  Status CheckContainment(const Caller& caller, const std::string& id);
+  Result<IncidentView> RecordContainment(const Caller& caller, const std::string& id,
+                                         const std::string& action);
   // Art. 34: a breach_notice to each subject of the scope still known, through the mailer.
   Result<IncidentView> NotifySubjects(const Caller& caller, const std::string& id);
   // The notice texts (nature, consequences, measures) in `lang`, for the mailer.
@@ -73,6 +82,9 @@ class BreachRegister {
   Bytes Seal(const std::string& id, const std::string& facts) const;
   Result<std::string> Unseal(const IncidentRow& row) const;
   Result<IncidentView> Load(const std::string& id);
+  // Appends `action` to the incident's containment steps, with the time, and saves it.
+  Result<IncidentView> AddContainment(const Caller& caller, const IncidentView& view,
+                                      const std::string& action);
   Result<IncidentView> Save(const Caller& caller, IncidentRow row, const std::string& facts,
                             const char* action, std::vector<std::string> details);
   Deployment& d_;

@@ -28,6 +28,9 @@ struct Config {
   int max_queued = 256;          // requests waiting for a worker (503 above)
   int max_connections = 10000;   // open connections; more are closed on arrival
   int max_connections_per_client = 1000;  // from one client address
+  // Addresses (canonical text) of proxies whose X-Forwarded-For names the client (HAProxy in
+  // front of the nodes); the audit log records the client's address digest, not the proxy's.
+  std::vector<std::string> trusted_proxies;
   int request_timeout = 15;      // seconds to receive a request or send a response
   int keep_alive_timeout = 10;   // seconds an idle keep-alive connection is kept
   int max_keep_alive_requests = 10000;

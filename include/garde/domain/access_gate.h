@@ -26,14 +26,32 @@ struct Caller {
   // request id, or "*"). A package opens only with a dsr link scoped to its request.
   std::string link_use{};
   std::string link_scope{};
+  // The keyed digest of the address the call came from (AuditValues::Client), "" when it
+  // came from no network (a command on the host): incidents are scoped by it.
+  std::string client{};
 
   bool is_subject() const { return !subject.empty(); }
+};
+
+// Where a customer's call through a link came from: its request id and the digest of its
+// client address (Caller::client; "" when unknown).
+struct RequestOrigin {
+  RequestOrigin(const char* id) : request_id(id) {}  // NOLINT: a request id alone
+  RequestOrigin(std::string id, std::string client_digest = "")  // NOLINT
+      : request_id(std::move(id)), client(std::move(client_digest)) {}
+  std::string request_id;
+  std::string client;
 };
 
 // The caller behind a subject link (preference centre, DSR link) of `subject`.
 inline Caller SubjectCaller(const std::string& subject, const std::string& request_id,
                             const std::string& use = "", const std::string& scope = "") {
   return Caller{"subject-token", "subject", {}, request_id, subject, use, scope};
+}
+inline Caller SubjectCallerFrom(const std::string& subject, const RequestOrigin& origin) {
+  Caller c = SubjectCaller(subject, origin.request_id);
+  c.client = origin.client;
+  return c;
 }
 
 class AccessGate {

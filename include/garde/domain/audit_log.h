@@ -25,8 +25,8 @@
 //
 // Entry encoding (the bytes hashed into the tree): one JSON object, no white space, members
 // in this order: v, seq, time, actor, role, action, subject, activity, request_id, outcome,
-// fields, count. Strings escaped as in RFC 8259 with only '"', '\\' and control characters
-// escaped; absent values are null. See docs/audit.md.
+// fields, count, client. Strings escaped as in RFC 8259 with only '"', '\\' and control
+// characters escaped; absent values are null. See docs/audit.md.
 #pragma once
 
 #include <atomic>
@@ -108,6 +108,7 @@ class AuditLog final : public AccessJournal {
   Status Scan(uint64_t from, uint64_t to, const std::function<bool(const AuditRow&)>& fn);
 
   const CheckpointSigner& signer() const { return signer_; }
+  const AuditValues& values() const { return options_.values; }
 
  private:
   Status RecordCanonical(WriteTx* tx, const Caller& caller, const AccessEvent& event);
@@ -176,9 +177,11 @@ struct AuditVerification {
 
 // Offline verification: recomputes every leaf and the tree, checks each stored checkpoint's
 // signature and root (and any extra checkpoint notes given), detects changed, missing,
-// moved, inserted and truncated entries. `progress` is called with entries read so far.
+// moved, inserted and truncated entries. `progress` is called with entries read so far;
+// `each`, when given, with every entry as it is checked (a scope drawn in the same pass).
 AuditVerification VerifyAuditLog(Store& store, const PublicKey& key, const std::string& origin,
                                   const std::vector<std::string>& extra_checkpoints,
-                                  const std::function<void(uint64_t)>& progress);
+                                  const std::function<void(uint64_t)>& progress,
+                                  const std::function<void(const AuditRow&)>& each = nullptr);
 
 }  // namespace garde

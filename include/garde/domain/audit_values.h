@@ -28,7 +28,7 @@ class AuditValues {
 
   // The event as the log may keep it: subject, activity and field names canonical.
   AccessEvent Canonical(const AccessEvent& event) const;
-  // The caller as the log may keep it: key id, role and request id canonical.
+  // The caller as the log may keep it: key id, role, request id and client canonical.
   Caller Canonical(const Caller& caller) const;
   // Whether both Canonical would change nothing (the common case, checked without copying).
   bool IsCanonical(const Caller& caller, const AccessEvent& event) const;
@@ -38,6 +38,11 @@ class AuditValues {
   std::string Subject(std::string_view value) const;
   // "" and declared activities as given; anything else "undeclared:<16 hex>".
   std::string Activity(std::string_view value) const;
+
+  // What the log keeps of a client address (its canonical text, "203.0.113.7" or "2001:db8::1"):
+  // 16 hex of its keyed digest, "" for "". An address may be personal data; the digest lets an
+  // officer find what a given address did without the log holding any address.
+  std::string Client(std::string_view address) const;
 
   // True for the values the log keeps as given in a field name or token: 1-128 bytes of
   // printable ASCII without '"', '\\' and '@'.

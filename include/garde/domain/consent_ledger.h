@@ -79,7 +79,7 @@ class ConsentLedger final : public ActivityConsent {
                                 const std::string& method);
   // The customer's click on a confirmation link (token use "confirm", scope the confirmation
   // id): records the grant, its receipt naming both steps. 409 once used or expired.
-  Result<ConsentEvent> Confirm(const SubjectTokenClaims& claims, const std::string& request_id);
+  Result<ConsentEvent> Confirm(const SubjectTokenClaims& claims, const RequestOrigin& origin);
   // The confirmation a link names, for its page (404 for another subject's).
   Result<ConsentConfirmationRow> Confirmation(const SubjectTokenClaims& claims);
   static constexpr int64_t kConfirmationTtl = 7 * 86400;
@@ -102,7 +102,7 @@ class ConsentLedger final : public ActivityConsent {
                                                const std::string& channel);
   // One-click unsubscribe (RFC 8058) authorised by a subject token: withdraws the token's
   // purpose, or every marketing purpose for scope "*". Idempotent. Returns events recorded.
-  Result<int> UnsubscribeByToken(const SubjectTokenClaims& claims, const std::string& request_id);
+  Result<int> UnsubscribeByToken(const SubjectTokenClaims& claims, const RequestOrigin& origin);
   // Keeps the consent facts of every subject when they all fit, so that the checks after a
   // start do not each go to the database. Returns the subjects loaded (0: too many).
   Result<size_t> WarmUp();
@@ -172,7 +172,7 @@ class ConsentLedger final : public ActivityConsent {
   // to the customer in `lang` (*asked counts them).
   Result<int> ApplyPreferences(const SubjectTokenClaims& claims,
                                const std::map<std::string, bool>* wanted, bool gpc,
-                               const std::string& request_id, const std::string& lang = "",
+                               const RequestOrigin& origin, const std::string& lang = "",
                                int* asked = nullptr);
   // Consent over time (reports.read): at each of `instants`, of the customers on file then
   // (created by that time, and active or restricted now), how many the decision for

@@ -96,7 +96,7 @@ class RequestDesk {
   Result<RequestView> Verify(const Caller& caller, const std::string& id,
                              const std::string& note);
   // The customer followed the DSR verification link minted for request `id`.
-  Result<RequestView> VerifyByLink(const SubjectTokenClaims& claims, const std::string& request_id);
+  Result<RequestView> VerifyByLink(const SubjectTokenClaims& claims, const RequestOrigin& origin);
   Result<RequestView> Start(const Caller& caller, const std::string& id);
   // `by` empty: the longest extension of the request's jurisdiction.
   Result<RequestView> Extend(const Caller& caller, const std::string& id, const std::string& by,

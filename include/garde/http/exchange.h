@@ -34,6 +34,7 @@ struct Exchange {
   std::string content_type;                    // media type only, lower-case
   std::string body;
   std::string request_id;
+  std::string peer;  // the connection's peer address: 4 or 16 bytes ("" when none)
   std::optional<Caller> caller;
 
   // Answer.

@@ -71,6 +71,11 @@ void AddIncidentRoutes(Router& router, Deployment& d);
 void AddImportRoutes(Router& router, Deployment& d);
 void AddSegmentRoutes(Router& router, Deployment& d);
 
+// `caller` with the digest of the address `x` came from (behind trusted proxies, the client's):
+// what the audit log records of it (AuditValues::Client).
+Caller FromClient(Deployment& d, const Exchange& x, Caller caller);
+// The request id and client digest of `x`, for a customer's call through a link.
+RequestOrigin Origin(Deployment& d, const Exchange& x);
 // Authenticates the bearer key of `x` into x.caller (401 when missing or unknown).
 Status Authenticate(Deployment& d, Exchange& x);
 // Authenticates, then 403 unless the caller's role has `capability` (roles.yaml).

@@ -1744,9 +1744,29 @@ bool PostgresStore::Lead(Job job) {
   return false;
 }
 
+namespace {
+
 const char* PeerEventName(PeerEvent event) {
   return event == PeerEvent::kPoliciesReloaded ? "policies_reloaded" : "audit_flush";
 }
+
+// The event a peer asks for; nullopt for a name this node does not know (a newer node's ask
+// goes unanswered: the asker's wait runs out rather than hearing "done" for work not done).
+std::optional<PeerEvent> PeerEventNamed(std::string_view name) {
+  for (PeerEvent e : {PeerEvent::kPoliciesReloaded, PeerEvent::kAuditFlush}) {
+    if (name == PeerEventName(e)) return e;
+  }
+  return std::nullopt;
+}
+
+// Tells every node listening on garde_peers (AskPeers, PeerLoop).
+Status NotifyPeers(PgConnection& conn, const std::string& message) {
+  PgQuery notify(conn, "SELECT pg_notify('garde_peers', $1)");
+  notify.Text(message);
+  return notify.Run();
+}
+
+}  // namespace
 
 Status PostgresStore::AskPeers(PeerEvent event, std::chrono::milliseconds limit) {
   if (!options_.follow_changes) return Status::Ok();  // no listener: no answers to hear
@@ -1767,9 +1787,7 @@ Status PostgresStore::AskPeers(PeerEvent event, std::chrono::milliseconds limit)
         MutexLock lock(&peers_mu_);
         awaiting_[token] = others;  // before asking: an answer may come at once
       }
-      PgQuery ask(*conn.value(), "SELECT pg_notify('garde_peers', $1)");
-      ask.Text(node_id_ + " ask " + PeerEventName(event) + " " + token);
-      s = ask.Run();
+      s = NotifyPeers(*conn.value(), node_id_ + " ask " + PeerEventName(event) + " " + token);
     }
     Release(std::move(conn).value());
     if (!s.ok() || others.empty()) {
@@ -1797,22 +1815,14 @@ void PostgresStore::OnPeerAsk(std::function<void(PeerEvent)> handler) {
 
 void PostgresStore::Heard(std::string_view message) {
   // "<from> ask <event> <token>" or "<from> done <token>"
-  std::vector<std::string_view> words;
-  for (size_t at = 0; at <= message.size();) {
-    const size_t space = std::min(message.find(' ', at), message.size());
-    words.push_back(message.substr(at, space - at));
-    at = space + 1;
-  }
+  const std::vector<std::string> words = SplitList(message, ' ');
   if (words.size() < 3 || words[0] == node_id_) return;
   MutexLock lock(&peers_mu_);
   if (words[1] == "ask" && words.size() == 4) {
-    const PeerEvent event = words[2] == PeerEventName(PeerEvent::kPoliciesReloaded)
-                                ? PeerEvent::kPoliciesReloaded
-                                : PeerEvent::kAuditFlush;
-    asked_.push_back({std::string(words[0]), std::string(words[3]), event});
-  } else if (words[1] == "done") {
-    auto it = awaiting_.find(std::string(words[2]));
-    if (it != awaiting_.end()) it->second.erase(std::string(words[0]));
+    if (auto event = PeerEventNamed(words[2])) asked_.push_back({words[0], words[3], *event});
+  } else if (words[1] == "done" && words.size() == 3) {
+    auto it = awaiting_.find(words[2]);
+    if (it != awaiting_.end()) it->second.erase(words[0]);
   }
   peers_cv_.notify_all();
 }
@@ -1835,9 +1845,7 @@ void PostgresStore::PeerLoop() {
     }
     auto conn = Acquire();
     if (!conn.ok()) continue;  // the asker gives up waiting in time
-    PgQuery done(*conn.value(), "SELECT pg_notify('garde_peers', $1)");
-    done.Text(node_id_ + " done " + asked.token);
-    done.Run().IgnoreError();
+    NotifyPeers(*conn.value(), node_id_ + " done " + asked.token).IgnoreError();
     Release(std::move(conn).value());
   }
 }

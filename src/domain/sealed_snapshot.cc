@@ -1,14 +1,9 @@
 #include "garde/domain/sealed_snapshot.h"
 
-#include <fcntl.h>
 #include <sodium.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-#include <filesystem>
 
 #include "garde/base/byte_codec.h"
+#include "garde/base/encoding.h"
 #include "garde/crypto/envelope.h"
 
 namespace garde {
@@ -24,44 +19,16 @@ std::string ChunkName(size_t i, size_t n) {
   return "chunk " + std::to_string(i) + " of " + std::to_string(n);
 }
 
-Status WriteAll(int fd, const void* data, size_t n, off_t at) {
-  const auto* p = static_cast<const char*>(data);
-  while (n > 0) {
-    const ssize_t w = ::pwrite(fd, p, n, at);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return Unavailable(std::string("cannot write the snapshot: ") + std::strerror(errno));
-    p += w;
-    n -= static_cast<size_t>(w);
-    at += w;
-  }
-  return Status::Ok();
-}
-
-bool ReadAll(int fd, void* data, size_t n, off_t at) {
-  auto* p = static_cast<char*>(data);
-  while (n > 0) {
-    const ssize_t r = ::pread(fd, p, n, at);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    p += r;
-    n -= static_cast<size_t>(r);
-    at += r;
-  }
-  return true;
-}
-
 }  // namespace
 
-SealedSnapshot::Reader::~Reader() {
-  if (fd_ >= 0) ::close(fd_);
-}
+SealedSnapshot::Reader::~Reader() = default;
 
 Status SealedSnapshot::Reader::Chunk(size_t i, Bytes* box, std::string* plain) const {
   if (i >= count()) return Damaged("no such snapshot chunk");
   const uint64_t from = offsets_[i], to = offsets_[i + 1];
   if (to - from > (uint64_t{1} << 31)) return Damaged("the snapshot file is damaged");
   box->resize(static_cast<size_t>(to - from));
-  if (!ReadAll(fd_, box->data(), box->size(), static_cast<off_t>(from))) {
+  if (!file_->ReadAt(from, box->size(), box->data()).ok()) {
     return Damaged("the snapshot file is truncated");
   }
   return OpenFieldInto(key_, {SnapshotSubject(key_id_), ChunkName(i, count()), 1}, *box, plain);
@@ -77,11 +44,11 @@ Result<bool> SealedSnapshot::Save(size_t count, const std::function<std::string(
   if (!wrapped.ok()) return wrapped.status();
 
   const std::string temp = path_ + ".new";
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Unavailable("cannot create " + temp + ": " + std::strerror(errno));
+  auto file = fs_.Open(temp, FileSystem::Mode::kCreate);
+  if (!file.ok()) return file.status();
   auto fail = [&](Status s) {
-    ::close(fd);
-    ::unlink(temp.c_str());
+    file.value().reset();
+    fs_.Remove(temp).IgnoreError();
     return s;
   };
   ByteWriter head;
@@ -92,18 +59,18 @@ Result<bool> SealedSnapshot::Save(size_t count, const std::function<std::string(
     std::string plain = chunk(i);
     Bytes box = SealField(key, {SnapshotSubject(key_id), ChunkName(i, count), 1}, plain);
     sodium_memzero(plain.data(), plain.size());
-    Status s = WriteAll(fd, box.data(), box.size(), static_cast<off_t>(offsets.back()));
+    Status s = file.value()->WriteAt(offsets.back(), AsStringView(box));
     if (!s.ok()) return fail(s);
     offsets.push_back(offsets.back() + box.size());
   }
   for (uint64_t o : offsets) head.I64(static_cast<int64_t>(o));
-  Status s = WriteAll(fd, head.data().data(), head.data().size(), 0);
+  Status s = file.value()->WriteAt(0, head.data());
+  if (s.ok()) s = file.value()->Sync();
   if (!s.ok()) return fail(s);
-  if (::fsync(fd) != 0) return fail(Unavailable("cannot sync " + temp));
-  ::close(fd);
-  if (::rename(temp.c_str(), path_.c_str()) != 0) {
-    ::unlink(temp.c_str());
-    return Unavailable("cannot rename " + temp + ": " + std::strerror(errno));
+  file.value().reset();
+  if (Status renamed = fs_.Rename(temp, path_); !renamed.ok()) {
+    fs_.Remove(temp).IgnoreError();
+    return renamed;
   }
   bool kept = false;
   GARDE_RETURN_IF_ERROR(store_.Write([&](WriteTx& tx) -> Status {
@@ -137,11 +104,14 @@ Result<std::unique_ptr<SealedSnapshot::Reader>> SealedSnapshot::Open() {
                                    row->wrapped_key, &r->key_);
   if (!unwrapped.ok()) return NotFound("the snapshot key cannot be opened: " + unwrapped.message());
   r->key_id_ = row->key_id;
-  r->fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-  if (r->fd_ < 0) return NotFound("no snapshot file");
+  auto file = fs_.Open(path_, FileSystem::Mode::kRead);
+  if (!file.ok()) return NotFound("no snapshot file");
+  r->file_ = std::move(file).value();
   // The header: magic, key id, count, offsets.
   std::string head(kMagic.size() + 4 + 64 + 4, '\0');
-  if (!ReadAll(r->fd_, head.data(), head.size(), 0)) return NotFound("the snapshot file is too short");
+  if (!r->file_->ReadAt(0, head.size(), head.data()).ok()) {
+    return NotFound("the snapshot file is too short");
+  }
   ByteReader in(std::string_view(head).substr(kMagic.size()));
   const std::string_view key_id = in.Str();
   const uint32_t count = in.U32();
@@ -152,7 +122,7 @@ Result<std::unique_ptr<SealedSnapshot::Reader>> SealedSnapshot::Open() {
   }
   const size_t table_at = kMagic.size() + 4 + key_id.size() + 4;
   std::string table(8 * (count + size_t{1}), '\0');
-  if (!ReadAll(r->fd_, table.data(), table.size(), static_cast<off_t>(table_at))) {
+  if (!r->file_->ReadAt(table_at, table.size(), table.data()).ok()) {
     return NotFound("the snapshot file is truncated");
   }
   ByteReader offsets(table);
@@ -164,9 +134,6 @@ Result<std::unique_ptr<SealedSnapshot::Reader>> SealedSnapshot::Open() {
   return r;
 }
 
-void SealedSnapshot::Remove() {
-  std::error_code ec;
-  std::filesystem::remove(path_, ec);
-}
+void SealedSnapshot::Remove() { fs_.Remove(path_).IgnoreError(); }
 
 }  // namespace garde

@@ -1,9 +1,5 @@
 #include "garde/domain/tombstone_log.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <fstream>
 #include <sstream>
 
 namespace garde {
@@ -69,18 +65,21 @@ Status TombstoneLog::Append(const TombstoneEntries& entries) const {
     text += "suppress " + s.kind + " " + HexEncode(s.digest) + " " + std::to_string(s.at) + " " +
             Word(s.reason) + "\n";
   }
-  const int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return Unavailable("cannot open the tombstone log " + path_);
-  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-                  ::fsync(fd) == 0;
-  ::close(fd);
-  return ok ? Status::Ok() : Unavailable("cannot write the tombstone log " + path_);
+  auto file = fs_.Open(path_, FileSystem::Mode::kAppend);
+  if (!file.ok()) return file.status();
+  GARDE_RETURN_IF_ERROR(file.value()->Append(text));
+  return file.value()->Sync();
 }
 
 Result<TombstoneEntries> TombstoneLog::Read() const {
   TombstoneEntries out;
   if (path_.empty()) return out;
-  std::ifstream in(path_);
+  auto all = fs_.ReadAll(path_);
+  if (!all.ok()) {
+    if (all.status().code() == Code::kNotFound) return out;  // nothing erased yet
+    return all.status();
+  }
+  std::istringstream in(all.value());
   std::string line;
   while (std::getline(in, line)) {
     std::istringstream words(line);

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "garde/base/file_system.h"
 #include "garde/base/status.h"
 #include "garde/crypto/keyring_source.h"
 #include "garde/crypto/secret.h"
@@ -24,8 +25,9 @@ namespace garde {
 
 class SealedSnapshot {
  public:
-  SealedSnapshot(Store& store, const KeyringSource& keys, std::string path, std::string name)
-      : store_(store), keys_(keys), path_(std::move(path)), name_(std::move(name)) {}
+  SealedSnapshot(Store& store, const KeyringSource& keys, std::string path, std::string name,
+                 FileSystem& fs = PosixFileSystem())
+      : store_(store), keys_(keys), path_(std::move(path)), name_(std::move(name)), fs_(fs) {}
 
   // Seals `count` chunks, made one at a time by `chunk`, under a fresh key into the file,
   // then keeps the key if no data was destroyed since the shred count was `shreds` (read
@@ -50,7 +52,7 @@ class SealedSnapshot {
    private:
     friend class SealedSnapshot;
     Reader() = default;
-    int fd_ = -1;
+    std::unique_ptr<FileSystem::File> file_;
     std::string key_id_;
     ScopedKey key_;
     std::vector<uint64_t> offsets_;  // chunk i spans [offsets_[i], offsets_[i + 1])
@@ -66,6 +68,7 @@ class SealedSnapshot {
   const KeyringSource& keys_;
   const std::string path_;
   const std::string name_;
+  FileSystem& fs_;
 };
 
 }  // namespace garde

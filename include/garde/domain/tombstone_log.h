@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "garde/base/encoding.h"
+#include "garde/base/file_system.h"
 #include "garde/base/status.h"
 #include "garde/store/store.h"
 
@@ -50,7 +51,8 @@ struct TombstoneEntries {
 
 class TombstoneLog {
  public:
-  explicit TombstoneLog(std::string path) : path_(std::move(path)) {}
+  explicit TombstoneLog(std::string path, FileSystem& fs = PosixFileSystem())
+      : path_(std::move(path)), fs_(fs) {}
   const std::string& path() const { return path_; }
   // Appends the entries in one write and fsyncs. A path of "" keeps nothing.
   Status Append(const TombstoneEntries& entries) const;
@@ -58,6 +60,7 @@ class TombstoneLog {
 
  private:
   std::string path_;
+  FileSystem& fs_;
 };
 
 }  // namespace garde

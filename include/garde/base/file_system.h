@@ -1,0 +1,60 @@
+// The files the domain keeps beside the databases (the tombstone log, the sealed audience
+// snapshot) go through this interface, narrow enough for an in-memory one in unit tests, as
+// leveldb's Env has memenv. The audit journals are memory-mapped regions under a lock: they
+// keep to POSIX in AuditJournal, the one place that maps them.
+//
+//   FileSystem& fs = PosixFileSystem();
+//   auto f = fs.Open(path, FileSystem::Mode::kAppend);   // created 0600
+//   f.value()->Append(line); f.value()->Sync();
+//   Result<std::string> all = fs.ReadAll(path);            // kNotFound when absent
+//   std::unique_ptr<FileSystem> mem = NewMemoryFileSystem();  // tests
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "garde/base/status.h"
+
+namespace garde {
+
+class FileSystem {
+ public:
+  class File {
+   public:
+    virtual ~File() = default;
+    // Writes `data` at `offset` (the file grows as needed); not for files opened kAppend.
+    virtual Status WriteAt(uint64_t offset, std::string_view data) = 0;
+    // Writes `data` at the end; opened kAppend, at the end even while another process
+    // appends to the same file.
+    virtual Status Append(std::string_view data) = 0;
+    // Exactly `n` bytes from `offset` into `out`; kDamaged when the file is shorter. Safe
+    // from several threads at once.
+    virtual Status ReadAt(uint64_t offset, size_t n, void* out) const = 0;
+    // What was written reaches stable storage before this returns.
+    virtual Status Sync() = 0;
+  };
+  enum class Mode {
+    kRead,     // an existing file (kNotFound when absent)
+    kCreate,   // created empty, or emptied
+    kAppend,   // created when absent, kept otherwise
+  };
+
+  virtual ~FileSystem() = default;
+  virtual Result<std::unique_ptr<File>> Open(const std::string& path, Mode mode) = 0;
+  // The whole file; kNotFound when absent.
+  virtual Result<std::string> ReadAll(const std::string& path) = 0;
+  // Replaces `to` with `from` in one step.
+  virtual Status Rename(const std::string& from, const std::string& to) = 0;
+  // Ok when the file is already absent.
+  virtual Status Remove(const std::string& path) = 0;
+};
+
+// The machine's files: created with mode 0600, synced with fsync.
+FileSystem& PosixFileSystem();
+
+// Files in memory, for unit tests: what Sync promises holds while the object lives.
+std::unique_ptr<FileSystem> NewMemoryFileSystem();
+
+}  // namespace garde

@@ -1,0 +1,131 @@
+// The file-system interface the domain writes its own files through: the machine's files and
+// the in-memory ones of unit tests behave alike (one suite, both), and the tombstone log and
+// the sealed snapshot run on either.
+#include "garde/base/file_system.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "deployment_fixture.h"
+#include "garde/domain/sealed_snapshot.h"
+#include "garde/domain/tombstone_log.h"
+
+namespace garde {
+namespace {
+
+class FileSystemConformance : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("garde-fs-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    if (GetParam() == "memory") memory_ = NewMemoryFileSystem();
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  FileSystem& fs() { return memory_ ? *memory_ : PosixFileSystem(); }
+  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
+  std::string Read(const std::string& path) {
+    auto all = fs().ReadAll(path);
+    EXPECT_TRUE(all.ok()) << all.status().message();
+    return all.ok() ? all.value() : "";
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<FileSystem> memory_;
+};
+
+TEST_P(FileSystemConformance, WritesAtOffsetsAppendsAndReadsBack) {
+  auto f = fs().Open(Path("a"), FileSystem::Mode::kCreate);
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  ASSERT_TRUE(f.value()->WriteAt(4, "body").ok());  // past the end: the gap is zeros
+  ASSERT_TRUE(f.value()->WriteAt(0, "head").ok());
+  ASSERT_TRUE(f.value()->Append("tail").ok());
+  ASSERT_TRUE(f.value()->Sync().ok());
+  char got[4];
+  ASSERT_TRUE(f.value()->ReadAt(4, 4, got).ok());
+  EXPECT_EQ(std::string(got, 4), "body");
+  EXPECT_EQ(f.value()->ReadAt(10, 4, got).code(), Code::kDamaged);  // 2 bytes left
+  EXPECT_EQ(Read(Path("a")), "headbodytail");
+}
+
+TEST_P(FileSystemConformance, AppendKeepsCreateEmptiesReadNeedsTheFile) {
+  EXPECT_EQ(fs().Open(Path("none"), FileSystem::Mode::kRead).status().code(), Code::kNotFound);
+  EXPECT_EQ(fs().ReadAll(Path("none")).status().code(), Code::kNotFound);
+  for (const char* line : {"one\n", "two\n"}) {
+    auto f = fs().Open(Path("log"), FileSystem::Mode::kAppend);
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE(f.value()->Append(line).ok());
+  }
+  EXPECT_EQ(Read(Path("log")), "one\ntwo\n");
+  ASSERT_TRUE(fs().Open(Path("log"), FileSystem::Mode::kCreate).ok());
+  EXPECT_EQ(Read(Path("log")), "");
+}
+
+TEST_P(FileSystemConformance, RenameReplacesAndRemoveForgets) {
+  for (const auto& [name, text] : {std::pair{"new", "fresh"}, std::pair{"old", "stale"}}) {
+    auto f = fs().Open(Path(name), FileSystem::Mode::kCreate);
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE(f.value()->Append(text).ok());
+  }
+  ASSERT_TRUE(fs().Rename(Path("new"), Path("old")).ok());
+  EXPECT_EQ(Read(Path("old")), "fresh");
+  EXPECT_EQ(fs().ReadAll(Path("new")).status().code(), Code::kNotFound);
+  EXPECT_FALSE(fs().Rename(Path("new"), Path("old")).ok());
+  ASSERT_TRUE(fs().Remove(Path("old")).ok());
+  EXPECT_TRUE(fs().Remove(Path("old")).ok());  // already gone
+  EXPECT_EQ(fs().ReadAll(Path("old")).status().code(), Code::kNotFound);
+}
+
+// The tombstone log on either: what it appended comes back; a line a crash cut short is
+// skipped; a log never written reads as empty.
+TEST_P(FileSystemConformance, TheTombstoneLogRunsOnIt) {
+  TombstoneLog log(Path("tombstones.log"), fs());
+  auto empty = log.Read();
+  ASSERT_TRUE(empty.ok()) << empty.status().message();
+  EXPECT_TRUE(empty->erasures.empty());
+  TombstoneEntries entries;
+  TombstoneRow erased;
+  erased.subject_id = RandomId("sub_");
+  erased.request_id = RandomId("req_");
+  erased.at = 1795341600;
+  erased.kept = {"invoices"};
+  entries.erasures.push_back(erased);
+  ASSERT_TRUE(log.Append(entries).ok());
+  auto cut = fs().Open(Path("tombstones.log"), FileSystem::Mode::kAppend);
+  ASSERT_TRUE(cut.ok());
+  ASSERT_TRUE(cut.value()->Append("consent cev_x").ok());  // no newline, words missing
+  auto back = log.Read();
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  ASSERT_EQ(back->erasures.size(), 1u);
+  EXPECT_EQ(back->erasures[0].subject_id, erased.subject_id);
+  EXPECT_EQ(back->erasures[0].kept, erased.kept);
+  EXPECT_TRUE(back->consents.empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Both, FileSystemConformance, ::testing::Values("posix", "memory"),
+                         [](const auto& param_info) { return std::string(param_info.param); });
+
+// The sealed snapshot on the in-memory files: nothing reaches the disk.
+class SnapshotInMemory : public DeploymentFixture {};
+
+TEST_F(SnapshotInMemory, ChunksComeBackAndNoFileIsWritten) {
+  auto fs = NewMemoryFileSystem();
+  const std::string path = (dir_ / "memory.snapshot").string();
+  SealedSnapshot snap(d_->store(), d_->keys(), path, "memory", *fs);
+  auto kept = snap.Save(2, [](size_t i) { return "chunk " + std::to_string(i); }, 0);
+  ASSERT_TRUE(kept.ok()) << kept.status().message();
+  EXPECT_TRUE(kept.value());
+  EXPECT_FALSE(std::filesystem::exists(path));
+  auto reader = snap.Open();
+  ASSERT_TRUE(reader.ok()) << reader.status().message();
+  Bytes box;
+  std::string plain;
+  ASSERT_TRUE(reader.value()->Chunk(1, &box, &plain).ok());
+  EXPECT_EQ(plain, "chunk 1");
+}
+
+}  // namespace
+}  // namespace garde

@@ -1,10 +1,11 @@
 #include "garde/crypto/merkle.h"
 
-#include <openssl/evp.h>
+// SHA256_Init/Update/Final: see Sha256() below.
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/sha.h>
 
 #include <bit>
 #include <cstdlib>
-#include <memory>
 
 namespace garde {
 namespace {
@@ -15,45 +16,19 @@ uint64_t SplitPoint(uint64_t n) { return std::bit_floor(n - 1); }
 bool IsPowerOfTwo(uint64_t n) { return n != 0 && (n & (n - 1)) == 0; }
 
 // SHA-256 through OpenSSL's libcrypto (linked already by Poco's NetSSL): it uses the CPU's SHA
-// instructions, about 5x libsodium's portable SHA-256 per audit entry (225 vs 1 143 ns for a
-// 250-byte entry, docs/benchmarks.md), and verifying or scoping the log is hashing every entry.
-// The algorithm is fetched once; each thread keeps one context, and a thread whose context is
-// gone (static destructors at exit still logging) makes one per hash.
-const EVP_MD* Sha256Algorithm() {
-  static const EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-  return md;
-}
-
-struct FreeContext {
-  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-};
-using Context = std::unique_ptr<EVP_MD_CTX, FreeContext>;
-
-thread_local bool context_gone = false;  // trivially destructible: readable at any time
-
-struct ThreadContext {
-  Context ctx{EVP_MD_CTX_new()};
-  ~ThreadContext() { context_gone = true; }
-};
-
+// instructions, about 5x libsodium's portable SHA-256 per audit entry (199 vs 1 143 ns for
+// a 250-byte entry, docs/benchmarks.md), and verifying or scoping the log is hashing every
+// entry. The one-call SHA256_* functions (deprecated in OpenSSL 3 in favour of EVP, kept
+// there) work on a context on the stack: no allocation, no provider look-up, no per-thread
+// error state — which EVP allocates, and which static destructors hashing after OpenSSL's own
+// exit handler ran would leak.
 Hash Sha256(const uint8_t* prefix, size_t prefix_size, const void* data, size_t size) {
-  Context own;
-  EVP_MD_CTX* ctx = nullptr;
-  if (!context_gone) {
-    thread_local ThreadContext mine;
-    ctx = mine.ctx.get();
-  } else {
-    own.reset(EVP_MD_CTX_new());
-    ctx = own.get();
-  }
+  SHA256_CTX ctx;
   Hash out;
-  unsigned int written = 0;
-  if (ctx == nullptr || Sha256Algorithm() == nullptr ||
-      EVP_DigestInit_ex2(ctx, Sha256Algorithm(), nullptr) != 1 ||
-      (prefix_size != 0 && EVP_DigestUpdate(ctx, prefix, prefix_size) != 1) ||
-      EVP_DigestUpdate(ctx, data, size) != 1 || EVP_DigestFinal_ex(ctx, out.data(), &written) != 1 ||
-      written != out.size()) {
-    std::abort();  // only on memory exhaustion: no hash is better than a wrong one
+  if (SHA256_Init(&ctx) != 1 ||
+      (prefix_size != 0 && SHA256_Update(&ctx, prefix, prefix_size) != 1) ||
+      SHA256_Update(&ctx, data, size) != 1 || SHA256_Final(out.data(), &ctx) != 1) {
+    std::abort();  // cannot happen with a context on the stack: no hash beats a wrong one
   }
   return out;
 }

@@ -204,7 +204,8 @@ void BM_ScopeIncident(benchmark::State& state) {
         const bool leaked = done % 1000 == 7;
         leaked_entries += leaked ? 1 : 0;
         char actor[16];
-        std::snprintf(actor, sizeof actor, "key_bench%02d", leaked ? 7 : static_cast<int>(done % 97) + 10);
+        std::snprintf(actor, sizeof actor, "key_bench%02d",
+                      leaked ? 7 : static_cast<int>(done % 97) + 10);
         Caller c{actor, "marketing", {}, "req_bench", ""};
         GARDE_RETURN_IF_ERROR(f.d->audit().Record(
             &tx, c, {"subject.read", subjects[rng() % subjects.size()], "marketing_email", "ok",

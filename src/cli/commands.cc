@@ -647,8 +647,8 @@ int RecordOnIncident(const CliArgs& args, const Config& cfg, const std::string& 
   if (args.Get("incident").empty()) return 0;
   auto d = Deployment::Open(cfg);
   if (!d.ok()) return FailStatus(d.status());
-  auto recorded =
-      d.value()->breaches().RecordContainment(CliCaller("keys-rotate"), args.Get("incident"), action);
+  auto recorded = d.value()->breaches().RecordContainment(CliCaller("keys-rotate"),
+                                                          args.Get("incident"), action);
   if (!recorded.ok()) return FailStatus(recorded.status());
   std::cout << "Recorded on incident " << args.Get("incident") << ": " << action << ".\n";
   return 0;

@@ -253,8 +253,8 @@ Status ScopeIncident(Deployment& d, Exchange& x) {
     }
   }
   if (scope.actor.empty() && scope.activity.empty() && client.empty()) {
-    problems.AddError("actor",
-                      "the API key id (key_...) whose accesses count, an activity or a client address");
+    problems.AddError("actor", "the API key id (key_...) whose accesses count, an activity or "
+                               "a client address");
   }
   if (!scope.activity.empty() && d.policies().Current()->FindActivity(scope.activity) == nullptr) {
     problems.AddError("activity", "is not an activity of the register");

@@ -515,7 +515,8 @@ Status OpenRequestFromForm(Deployment& d, Exchange& x, const SubjectTokenClaims&
     auto [b, e] = form.equal_range("purpose");
     for (auto it = b; it != e; ++it) in.purposes.push_back(it->second);
   }
-  auto opened = d.requests().Open(FromClient(d, x, SubjectCaller(claims.subject, x.request_id)), in);
+  auto opened =
+      d.requests().Open(FromClient(d, x, SubjectCaller(claims.subject, x.request_id)), in);
   if (!opened.ok()) return opened.status();
   *message = t.Html("rights.link_sent") + " " + HtmlEscape(CustomerDay(t, opened->row.due_at)) + ".";
   return Status::Ok();
@@ -548,7 +549,8 @@ Status DsrPage(Deployment& d, Exchange& x, const SubjectTokenClaims& claims,
   std::string body;
   if (!message.empty()) body += "<p class=\"status\" role=\"status\">" + message + "</p>";
   if (claims.scope != "*") {
-    auto r = d.requests().Get(FromClient(d, x, SubjectCaller(claims.subject, x.request_id)), claims.scope);
+    auto r = d.requests().Get(FromClient(d, x, SubjectCaller(claims.subject, x.request_id)),
+                              claims.scope);
     if (!r.ok()) return r.status();
     if (r->row.status == "received") {
       body += "<p>" + t.Html("rights.confirm_intro") + "</p><p>" +

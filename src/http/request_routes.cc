@@ -25,8 +25,8 @@ Status AuthenticateKeyOrSubject(Deployment& d, Exchange& x) {
   if (!credential.empty() && credential.rfind("gk_", 0) != 0) {
     auto claims = d.VerifySubjectToken(credential);
     if (claims.ok() && (claims->use == "preferences" || claims->use == "dsr")) {
-      x.caller =
-          FromClient(d, x, SubjectCaller(claims->subject, x.request_id, claims->use, claims->scope));
+      x.caller = FromClient(
+          d, x, SubjectCaller(claims->subject, x.request_id, claims->use, claims->scope));
       return Status::Ok();
     }
     x.reply_headers.emplace_back("WWW-Authenticate",

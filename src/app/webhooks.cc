@@ -389,8 +389,9 @@ Result<size_t> WebhookDispatcher::Pass() {
   return done.size();
 }
 
-Status WebhookDispatcher::Replay(int64_t delivery_id) {
-  return d_.store().Write([&](WriteTx& tx) -> Status {
+Result<DeliveryRow> WebhookDispatcher::Replay(int64_t delivery_id) {
+  DeliveryRow replayed;
+  GARDE_RETURN_IF_ERROR(d_.store().Write([&](WriteTx& tx) -> Status {
     auto row = tx.GetDelivery(delivery_id);
     if (!row.ok()) return row.status();
     if (!row.value()) return NotFound("no such delivery");
@@ -401,8 +402,10 @@ Status WebhookDispatcher::Replay(int64_t delivery_id) {
     r.attempts = 0;
     // A replayed event gets a new age, or it would die again at its first failure.
     r.created_at = SystemClock().Now();
+    replayed = r;
     return tx.UpdateDelivery(r);
-  });
+  }));
+  return replayed;
 }
 
 }  // namespace garde

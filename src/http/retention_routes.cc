@@ -175,15 +175,9 @@ Status ReplayDelivery(Deployment& d, Exchange& x) {
   auto id = PositiveId(x.params["id"], "id");
   if (!id.ok()) return NotFound("no such delivery");
   if (d.webhooks() == nullptr) return Conflict("no webhook endpoints are configured");
-  GARDE_RETURN_IF_ERROR(d.webhooks()->Replay(id.value()));
-  std::optional<DeliveryRow> row;
-  GARDE_RETURN_IF_ERROR(d.store().Read([&](ReadTx& tx) -> Status {
-    auto got = tx.GetDelivery(id.value());
-    if (!got.ok()) return got.status();
-    row = got.value();
-    return Status::Ok();
-  }));
-  if (!row) return NotFound("no such delivery");
+  // The row as the replay left it: read again, the dispatcher may already have sent it.
+  auto row = d.webhooks()->Replay(id.value());
+  if (!row.ok()) return row.status();
   JsonWriter w;
   WriteDelivery(w, *row);
   x.Json(200, w.Take());

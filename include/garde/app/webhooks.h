@@ -62,8 +62,8 @@ class WebhookDispatcher {
   // Fans new outbox events out to the endpoints that subscribe to them, then attempts the
   // deliveries that are due. Returns how many deliveries were attempted.
   Result<size_t> Pass();
-  // Puts a dead (or delivered) delivery back in the queue, due now.
-  Status Replay(int64_t delivery_id);
+  // Puts a dead (or delivered) delivery back in the queue, due now; the row as it left it.
+  Result<DeliveryRow> Replay(int64_t delivery_id);
   // E-mail to customers: the subject.notice events become deliveries of endpoint "mail",
   // sent by `mailer` with the same retries, ordering and visibility as webhooks.
   void AttachMailer(std::unique_ptr<Mailer> mailer);

@@ -246,9 +246,6 @@ Result<IncidentView> BreachRegister::Scope(const Caller& caller, const std::stri
     return Conflict("the audit log does not verify (" + std::to_string(verified.problems.size()) +
                     " problems; run garde audit verify): no scope can be drawn from it");
   }
-  if (verified.entries < head->size) {
-    return Conflict("the audit log holds fewer entries than its signed head: no scope");
-  }
   Object::Ptr result = new Object;
   result->set("actor", scope.actor);
   result->set("activity", scope.activity);
@@ -366,18 +363,22 @@ Result<IncidentView> BreachRegister::AddContainment(const Caller& caller, const 
   return Save(caller, view.row, Stringify(facts), "incident.update", {"containment"});
 }
 
-Status BreachRegister::CheckContainment(const Caller& caller, const std::string& id) {
+Result<IncidentView> BreachRegister::LoadForContainment(const Caller& caller,
+                                                        const std::string& id) {
   const PolicySet& policies = *d_.policies().Current();
   if (!AccessGate::Require(policies, caller, "keys.manage").ok()) {
     GARDE_RETURN_IF_ERROR(AccessGate::Require(policies, caller, "incidents.manage"));
   }
-  return Load(id).status();
+  return Load(id);
+}
+
+Status BreachRegister::CheckContainment(const Caller& caller, const std::string& id) {
+  return LoadForContainment(caller, id).status();
 }
 
 Result<IncidentView> BreachRegister::RecordContainment(const Caller& caller, const std::string& id,
                                                        const std::string& action) {
-  GARDE_RETURN_IF_ERROR(CheckContainment(caller, id));
-  auto view = Load(id);
+  auto view = LoadForContainment(caller, id);
   if (!view.ok()) return view.status();
   return AddContainment(caller, view.value(), action);
 }

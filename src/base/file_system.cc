@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <optional>
 
 #include "garde/base/mutex.h"
 
@@ -16,6 +17,20 @@ namespace {
 
 Status Failed(const std::string& what, const std::string& path) {
   return Unavailable("cannot " + what + " " + path + ": " + std::strerror(errno));
+}
+
+// Writes all of `data`: at `at`, or (nullopt) at the end of a file opened O_APPEND.
+Status WriteFully(int fd, std::string_view data, std::optional<off_t> at,
+                  const std::string& path) {
+  while (!data.empty()) {
+    const ssize_t w = at ? ::pwrite(fd, data.data(), data.size(), *at)
+                         : ::write(fd, data.data(), data.size());
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return Failed("write", path);
+    data.remove_prefix(static_cast<size_t>(w));
+    if (at) *at += w;
+  }
+  return Status::Ok();
 }
 
 class PosixFile final : public FileSystem::File {
@@ -27,37 +42,15 @@ class PosixFile final : public FileSystem::File {
   PosixFile& operator=(const PosixFile&) = delete;
 
   Status WriteAt(uint64_t offset, std::string_view data) override {
-    const char* p = data.data();
-    size_t n = data.size();
-    auto at = static_cast<off_t>(offset);
-    while (n > 0) {
-      const ssize_t w = ::pwrite(fd_, p, n, at);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) return Failed("write", path_);
-      p += w;
-      n -= static_cast<size_t>(w);
-      at += w;
-    }
-    return Status::Ok();
+    return WriteFully(fd_, data, static_cast<off_t>(offset), path_);
   }
 
   Status Append(std::string_view data) override {
-    if (!appends_) {
-      struct stat st {};
-      if (::fstat(fd_, &st) != 0) return Failed("read the size of", path_);
-      return WriteAt(static_cast<uint64_t>(st.st_size), data);
-    }
     // O_APPEND: each write lands at the end even with another process appending too.
-    const char* p = data.data();
-    size_t n = data.size();
-    while (n > 0) {
-      const ssize_t w = ::write(fd_, p, n);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) return Failed("write", path_);
-      p += w;
-      n -= static_cast<size_t>(w);
-    }
-    return Status::Ok();
+    if (appends_) return WriteFully(fd_, data, std::nullopt, path_);
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) return Failed("read the size of", path_);
+    return WriteFully(fd_, data, st.st_size, path_);
   }
 
   Status ReadAt(uint64_t offset, size_t n, void* out) const override {
@@ -76,7 +69,19 @@ class PosixFile final : public FileSystem::File {
   }
 
   Status Sync() override { return ::fsync(fd_) == 0 ? Status::Ok() : Failed("sync", path_); }
-  int fd() const { return fd_; }
+
+  // Everything from the current position to the end.
+  Result<std::string> ReadToEnd() {
+    std::string all;
+    char buf[65536];
+    for (;;) {
+      const ssize_t r = ::read(fd_, buf, sizeof buf);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) return Failed("read", path_);
+      if (r == 0) return all;
+      all.append(buf, static_cast<size_t>(r));
+    }
+  }
 
  private:
   const int fd_;
@@ -87,30 +92,15 @@ class PosixFile final : public FileSystem::File {
 class Posix final : public FileSystem {
  public:
   Result<std::unique_ptr<File>> Open(const std::string& path, Mode mode) override {
-    int flags = O_CLOEXEC;
-    if (mode == Mode::kRead) flags |= O_RDONLY;
-    if (mode == Mode::kCreate) flags |= O_RDWR | O_CREAT | O_TRUNC;
-    if (mode == Mode::kAppend) flags |= O_RDWR | O_CREAT | O_APPEND;
-    const int fd = ::open(path.c_str(), flags, 0600);
-    if (fd < 0) {
-      if (errno == ENOENT && mode == Mode::kRead) return NotFound("no file " + path);
-      return Failed("open", path);
-    }
-    return std::unique_ptr<File>(std::make_unique<PosixFile>(fd, path, mode == Mode::kAppend));
+    auto file = OpenPosix(path, mode);
+    if (!file.ok()) return file.status();
+    return std::unique_ptr<File>(std::move(file).value());
   }
 
   Result<std::string> ReadAll(const std::string& path) override {
-    auto file = Open(path, Mode::kRead);
+    auto file = OpenPosix(path, Mode::kRead);
     if (!file.ok()) return file.status();
-    std::string all;
-    for (;;) {
-      char buf[65536];
-      const ssize_t r = ::read(FdOf(*file.value()), buf, sizeof buf);
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0) return Failed("read", path);
-      if (r == 0) return all;
-      all.append(buf, static_cast<size_t>(r));
-    }
+    return file.value()->ReadToEnd();
   }
 
   Status Rename(const std::string& from, const std::string& to) override {
@@ -123,7 +113,18 @@ class Posix final : public FileSystem {
   }
 
  private:
-  static int FdOf(const File& f) { return static_cast<const PosixFile&>(f).fd(); }
+  static Result<std::unique_ptr<PosixFile>> OpenPosix(const std::string& path, Mode mode) {
+    int flags = O_CLOEXEC;
+    if (mode == Mode::kRead) flags |= O_RDONLY;
+    if (mode == Mode::kCreate) flags |= O_RDWR | O_CREAT | O_TRUNC;
+    if (mode == Mode::kAppend) flags |= O_RDWR | O_CREAT | O_APPEND;
+    const int fd = ::open(path.c_str(), flags, 0600);
+    if (fd < 0) {
+      if (errno == ENOENT && mode == Mode::kRead) return NotFound("no file " + path);
+      return Failed("open", path);
+    }
+    return std::make_unique<PosixFile>(fd, path, mode == Mode::kAppend);
+  }
 };
 
 // One file's bytes, shared by the handles opened on it and by the name that holds it.

@@ -133,22 +133,28 @@ void HttpService::Answer(Exchange& x, const Status& framing) {
       .Str("key", x.caller ? x.caller->key_id : "");
 }
 
-namespace {
-}  // namespace
-
 Status RequireCapability(Deployment& d, Exchange& x, const char* capability) {
   GARDE_RETURN_IF_ERROR(Authenticate(d, x));
   return AccessGate::Require(*d.policies().Current(), *x.caller, capability);
 }
 
-Caller FromClient(Deployment& d, const Exchange& x, Caller caller) {
-  caller.client = d.audit().values().Client(
+namespace {
+
+// What the audit log records of the address `x` came from (AuditValues::Client).
+std::string ClientDigest(Deployment& d, const Exchange& x) {
+  return d.audit().values().Client(
       ClientAddress(d.config().trusted_proxies, x.peer, x.Header("x-forwarded-for")));
+}
+
+}  // namespace
+
+Caller FromClient(Deployment& d, const Exchange& x, Caller caller) {
+  caller.client = ClientDigest(d, x);
   return caller;
 }
 
 RequestOrigin Origin(Deployment& d, const Exchange& x) {
-  return RequestOrigin(x.request_id, FromClient(d, x, Caller{}).client);
+  return RequestOrigin(x.request_id, ClientDigest(d, x));
 }
 
 Status Authenticate(Deployment& d, Exchange& x) {

@@ -82,6 +82,8 @@ class BreachRegister {
   Bytes Seal(const std::string& id, const std::string& facts) const;
   Result<std::string> Unseal(const IncidentRow& row) const;
   Result<IncidentView> Load(const std::string& id);
+  // The incident, once the caller is found to be one who may record containment on it.
+  Result<IncidentView> LoadForContainment(const Caller& caller, const std::string& id);
   // Appends `action` to the incident's containment steps, with the time, and saves it.
   Result<IncidentView> AddContainment(const Caller& caller, const IncidentView& view,
                                       const std::string& action);

@@ -59,6 +59,7 @@ std::string ClientAddress(const std::vector<std::string>& trusted_proxies, std::
   // Right to left: each entry was appended by the hop to its right.
   const std::vector<std::string> hops = SplitList(forwarded_for, ',');
   for (auto hop = hops.rbegin(); hop != hops.rend(); ++hop) {
+    if (Trim(*hop).empty()) continue;  // an empty list element is no entry (RFC 9110 §5.6.1)
     auto address = CanonicalAddress(*hop);
     if (!address) break;  // not an address: the hop that forwarded it is the client we know
     client = *address;

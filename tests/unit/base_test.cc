@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <optional>
+#include <random>
 #include <set>
 
 #include "garde/base/clock.h"
@@ -42,6 +45,91 @@ TEST(IpAddress, TheClientBehindTrustedProxies) {
   EXPECT_EQ(ClientAddress(trusted, proxy, "x\"y"), "127.0.0.1");
   EXPECT_EQ(ClientAddress(trusted, proxy, "2001:DB8::7"), "2001:db8::7");
   EXPECT_EQ(ClientAddress(trusted, "", "198.51.100.7"), "");  // no network
+}
+
+// The same rule against a model of the network rather than of the header: a client, maybe
+// writing X-Forwarded-For itself (addresses, spoofed proxies, garbage), then a chain of proxies,
+// trusted or not, each appending its peer's address in some spelling. The client to record is
+// the first hop, from the service outwards, that is not a trusted proxy; what a trusted hop
+// says is believed (a trusted client's own header too); empty list elements are no entries.
+// 20 000 random paths.
+TEST(IpAddress, TheClientBehindProxiesAsTheNetworkWouldHaveIt) {
+  struct Host {
+    std::string canonical;
+    std::vector<std::string> spellings;
+    std::string bytes;  // as accept() gives it
+  };
+  const std::string mapped_prefix("\0\0\0\0\0\0\0\0\0\0\xff\xff", 12);
+  const std::vector<Host> hosts = {
+      {"198.51.100.7",
+       {"198.51.100.7", " 198.51.100.7", "::ffff:198.51.100.7", "::FFFF:198.51.100.7"},
+       std::string("\xc6\x33\x64\x07", 4)},
+      {"203.0.113.9", {"203.0.113.9", "203.0.113.9 "}, std::string("\xcb\x00\x71\x09", 4)},
+      {"127.0.0.1", {"127.0.0.1", "::ffff:127.0.0.1"}, std::string("\x7f\x00\x00\x01", 4)},
+      {"10.0.0.2", {"10.0.0.2"}, std::string("\x0a\x00\x00\x02", 4)},
+      {"2001:db8::7",
+       {"2001:db8::7", "2001:DB8::7", "2001:0db8:0000:0000:0000:0000:0000:0007", "2001:db8:0:0::7"},
+       std::string("\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x07", 16)},
+      {"2001:db8:1::1", {"2001:db8:1::1", "2001:DB8:1:0:0:0:0:1"},
+       std::string("\x20\x01\x0d\xb8\0\x01\0\0\0\0\0\0\0\0\0\x01", 16)},
+      {"::1", {"::1", "0:0:0:0:0:0:0:1"}, std::string("\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01", 16)},
+      {"fd00::2", {"fd00::2", "FD00:0::2"},
+       std::string("\xfd\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x02", 16)},
+  };
+  const std::vector<std::string> garbage = {"unknown", "nonsense", "1.2.3", "[2001:db8::7]:80",
+                                            "198.51.100.7:443", "x\"y", "_hidden", ""};
+  std::mt19937_64 rng(20261203);
+  auto uniform = [&](size_t n) { return static_cast<size_t>(rng() % n); };
+  for (int round = 0; round < 20000; ++round) {
+    std::vector<std::string> trusted;
+    for (const Host& h : hosts) {
+      if (uniform(3) == 0) trusted.push_back(h.canonical);
+    }
+    auto is_trusted = [&](const std::string& a) {
+      return std::find(trusted.begin(), trusted.end(), a) != trusted.end();
+    };
+    // What the client writes itself: an address or garbage each, canonical text or nullopt.
+    std::vector<std::pair<std::string, std::optional<std::string>>> forged;
+    for (size_t n = uniform(4); n > 0; --n) {
+      if (uniform(3) == 0) {
+        forged.emplace_back(garbage[uniform(garbage.size())], std::nullopt);
+      } else {
+        const Host& h = hosts[uniform(hosts.size())];
+        forged.emplace_back(h.spellings[uniform(h.spellings.size())], h.canonical);
+      }
+    }
+    std::vector<const Host*> path;  // the client, then each proxy; the last is the peer
+    for (size_t n = 1 + uniform(4); n > 0; --n) path.push_back(&hosts[uniform(hosts.size())]);
+
+    std::string header;
+    auto append = [&](const std::string& entry) {
+      if (!header.empty()) header += uniform(2) == 0 ? ", " : ",";
+      header += entry;
+    };
+    for (const auto& [text, canonical] : forged) append(text);
+    for (size_t i = 1; i < path.size(); ++i) {  // proxy i appends the address it saw
+      append(path[i - 1]->spellings[uniform(path[i - 1]->spellings.size())]);
+    }
+    std::string peer = path.back()->bytes;
+    if (peer.size() == 4 && uniform(2) == 0) peer = mapped_prefix + peer;  // a dual-stack socket
+
+    std::string expected;
+    size_t hop = path.size();
+    while (hop > 0 && is_trusted(path[hop - 1]->canonical)) --hop;
+    if (hop > 0) {
+      expected = path[hop - 1]->canonical;
+    } else {  // every hop trusted, the client too: its own header is believed
+      expected = path.front()->canonical;
+      for (auto it = forged.rbegin(); it != forged.rend(); ++it) {
+        if (it->first.empty()) continue;  // an empty list element is no entry
+        if (!it->second) break;
+        expected = *it->second;
+        if (!is_trusted(expected)) break;
+      }
+    }
+    ASSERT_EQ(ClientAddress(trusted, peer, header), expected)
+        << "round " << round << ": header '" << header << "', peer " << path.back()->canonical;
+  }
 }
 
 TEST(Clock, FormatsAndParsesRfc3339) {

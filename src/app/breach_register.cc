@@ -350,6 +350,30 @@ Result<IncidentView> BreachRegister::RevokeKey(const Caller& caller, const std::
   return AddContainment(caller, view.value(), "revoked API key " + key_id);
 }
 
+Result<IncidentView> BreachRegister::RekeySubjects(const Caller& caller, const std::string& id) {
+  auto view = LoadForContainment(caller, id);
+  if (!view.ok()) return view.status();
+  auto facts = ParseFacts(view->facts);
+  auto scope = facts->getObject("scope");
+  if (!scope) return Conflict("draw the incident's scope first (:scope)");
+  std::vector<std::string> ids;
+  if (auto subjects = scope->getArray("subjects")) {
+    for (size_t i = 0; i < subjects->size(); ++i) {
+      auto entry = subjects->getObject(static_cast<unsigned>(i));
+      if (entry) ids.push_back(entry->optValue<std::string>("subject", ""));
+    }
+  }
+  auto done = d_.vault().Rekey(caller, ids);
+  if (!done.ok()) return done.status();
+  std::string action = "re-keyed the data keys of " + std::to_string(done->rekeyed) +
+                       " subject(s) of the scope";
+  if (done->erased + done->unknown > 0) {
+    action += " (" + std::to_string(done->erased + done->unknown) +
+              " erased or gone: nothing left to re-key)";
+  }
+  return AddContainment(caller, view.value(), action);
+}
+
 Result<IncidentView> BreachRegister::AddContainment(const Caller& caller, const IncidentView& view,
                                                     const std::string& action) {
   auto facts = ParseFacts(view.facts);

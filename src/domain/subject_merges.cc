@@ -142,8 +142,6 @@ bool SameValue(const FieldValue& a, const FieldValue& b) {
   return EncodeFieldValue(a) == EncodeFieldValue(b);
 }
 
-std::string SealLabel(const std::string& merge_id) { return "merge:" + merge_id; }
-
 Result<SubjectRow> MustGet(ReadTx& tx, const std::string& id) {
   auto row = tx.GetSubject(id);
   if (!row.ok()) return row.status();
@@ -166,9 +164,9 @@ Status MoveRequest(WriteTx& tx, const SubjectVault& vault, const std::string& id
     sodium_memzero(plain.value().data(), plain.value().size());
     return sealed;
   };
-  auto sealed = reseal("request:" + r.id, r.sealed);
+  auto sealed = reseal(RequestNotesLabel(r.id), r.sealed);
   if (!sealed.ok()) return sealed.status();
-  auto package = reseal("request-package:" + r.id, r.package);
+  auto package = reseal(RequestPackageLabel(r.id), r.package);
   if (!package.ok()) return package.status();
   return tx.ReassignRequest(r.id, to.id, sealed.value(), package.value());
 }
@@ -349,7 +347,7 @@ Result<MergeRow> SubjectMerges::Merge(const Caller& caller, const std::string& m
     }
     if (!changed.fields.empty()) {
       std::string packed = changed.Pack();
-      auto sealed = d_.vault.SealFor(survivor, SealLabel(m.id), packed);
+      auto sealed = d_.vault.SealFor(survivor, MergeValuesLabel(m.id), packed);
       sodium_memzero(packed.data(), packed.size());
       if (!sealed.ok()) return sealed.status();
       m.sealed = std::move(sealed).value();
@@ -445,7 +443,7 @@ Result<MergeRow> SubjectMerges::Revert(const Caller& caller, const std::string& 
 
     // Fields the merge wrote and nothing has changed since go back.
     if (!m.sealed.empty()) {
-      auto plain = d_.vault.OpenFor(survivor, SealLabel(m.id), m.sealed);
+      auto plain = d_.vault.OpenFor(survivor, MergeValuesLabel(m.id), m.sealed);
       if (!plain.ok()) return plain.status();
       auto changed = ChangedValues::Unpack(plain.value());
       sodium_memzero(plain.value().data(), plain.value().size());

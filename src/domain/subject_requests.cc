@@ -259,7 +259,7 @@ Result<RequestView> RequestDesk::ViewOf(const RequestRow& row, const SubjectRow*
     v.texts_destroyed = !row.sealed.empty() || (subject != nullptr && subject->wrapped_dek.empty());
     return v;
   }
-  auto plain = d_.vault.OpenFor(*subject, "request:" + row.id, row.sealed);
+  auto plain = d_.vault.OpenFor(*subject, RequestNotesLabel(row.id), row.sealed);
   if (!plain.ok()) return plain.status();
   Texts t;
   GARDE_RETURN_IF_ERROR(DecodeTexts(plain.value(), &t));
@@ -356,7 +356,7 @@ Result<RequestView> RequestDesk::Open(const Caller& caller, const NewRequest& in
       KeepChanges(*in.changes, &texts);
     }
     std::string plain = EncodeTexts(texts);
-    auto sealed = d_.vault.SealFor(subject, "request:" + row.id, plain);
+    auto sealed = d_.vault.SealFor(subject, RequestNotesLabel(row.id), plain);
     sodium_memzero(plain.data(), plain.size());
     if (!sealed.ok()) return sealed.status();
     row.sealed = std::move(sealed.value());
@@ -438,7 +438,7 @@ Result<RequestView> RequestDesk::Step(
     if (subject.wrapped_dek.empty()) {
       texts.destroyed = true;
     } else if (!row.sealed.empty()) {
-      auto plain = d_.vault.OpenFor(subject, "request:" + row.id, row.sealed);
+      auto plain = d_.vault.OpenFor(subject, RequestNotesLabel(row.id), row.sealed);
       if (!plain.ok()) return plain.status();
       GARDE_RETURN_IF_ERROR(DecodeTexts(plain.value(), &texts));
       sodium_memzero(plain.value().data(), plain.value().size());
@@ -448,7 +448,7 @@ Result<RequestView> RequestDesk::Step(
       row.sealed.clear();
     } else {
       std::string plain = EncodeTexts(texts);
-      auto sealed = d_.vault.SealFor(subject, "request:" + row.id, plain);
+      auto sealed = d_.vault.SealFor(subject, RequestNotesLabel(row.id), plain);
       sodium_memzero(plain.data(), plain.size());
       if (!sealed.ok()) return sealed.status();
       row.sealed = std::move(sealed.value());
@@ -618,7 +618,7 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
       r.completed_at = now;  // the package says when it was delivered
       auto package = BuildPackage(tx, *policies, r, s);
       if (!package.ok()) return package.status();
-      auto sealed = d_.vault.SealFor(s, "request-package:" + r.id, package.value());
+      auto sealed = d_.vault.SealFor(s, RequestPackageLabel(r.id), package.value());
       if (!sealed.ok()) return sealed.status();
       r.package = std::move(sealed.value());
       result.BeginObject().Key("package_sha256").String(Sha256Hex(package.value()))
@@ -1184,7 +1184,7 @@ Result<std::string> RequestDesk::Package(const Caller& caller, const std::string
       if (row.package.empty() || subject.wrapped_dek.empty()) {
         return Conflict("the package was destroyed with the subject's data");
       }
-      auto plain = d_.vault.OpenFor(subject, "request-package:" + row.id, row.package);
+      auto plain = d_.vault.OpenFor(subject, RequestPackageLabel(row.id), row.package);
       if (!plain.ok()) return plain.status();
       package = std::move(plain.value());
       return Status::Ok();

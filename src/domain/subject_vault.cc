@@ -977,6 +977,103 @@ Result<SubjectVault::RecordPtr> SubjectVault::Record(const std::string& id, bool
   return record;
 }
 
+Status SubjectVault::RekeyIn(WriteTx& tx, const SubjectRow& row) const {
+  ScopedKey old_dek, new_dek;
+  GARDE_RETURN_IF_ERROR(UnwrapFor(row, &old_dek));
+  new_dek.Randomize();
+  const auto ring = d_.keys.Current();
+  const uint32_t root = ring->current_version();
+  const uint32_t version = row.dek_version + 1;
+  auto wrapped = WrapDataKey(*ring, root, row.id, new_dek);
+  if (!wrapped.ok()) return wrapped.status();
+  // `bound`: what the box is sealed for (a field's name, or "~" and a SealFor label).
+  auto reseal = [&](const std::string& bound, const Bytes& box) -> Result<Bytes> {
+    if (box.empty()) return Bytes{};
+    auto plain = OpenField(old_dek, {row.id, bound, row.dek_version}, box);
+    if (!plain.ok()) return Damaged("a sealed value of subject " + row.id + " is damaged");
+    Bytes sealed = SealField(new_dek, {row.id, bound, version}, plain.value());
+    sodium_memzero(plain.value().data(), plain.value().size());
+    return sealed;
+  };
+  auto fields = tx.GetFields(row.id);
+  if (!fields.ok()) return fields.status();
+  for (const SealedField& f : fields.value()) {
+    auto box = reseal(f.field, f.box);
+    if (!box.ok()) return box.status();
+    GARDE_RETURN_IF_ERROR(tx.PutField(row.id, {f.field, std::move(box).value()}));
+  }
+  auto interactions = tx.InteractionsOf(row.id, 0);
+  if (!interactions.ok()) return interactions.status();
+  for (const InteractionRow& i : interactions.value()) {
+    if (i.sealed_amount.empty()) continue;
+    auto box = reseal(std::string("~") + kInteractionAmountLabel, i.sealed_amount);
+    if (!box.ok()) return box.status();
+    GARDE_RETURN_IF_ERROR(tx.ResealInteraction(i.seq, box.value()));
+  }
+  RequestQuery q;
+  q.subject = row.id;
+  q.limit = 100000;  // a subject's requests (as a merge moves them)
+  auto requests = tx.QueryRequests(q);
+  if (!requests.ok()) return requests.status();
+  for (const RequestRow& listed : requests.value()) {
+    auto full = tx.GetRequest(listed.id);  // with its package
+    if (!full.ok()) return full.status();
+    if (!full.value()) continue;
+    const RequestRow& r = *full.value();
+    auto notes = reseal("~" + RequestNotesLabel(r.id), r.sealed);
+    if (!notes.ok()) return notes.status();
+    auto package = reseal("~" + RequestPackageLabel(r.id), r.package);
+    if (!package.ok()) return package.status();
+    GARDE_RETURN_IF_ERROR(tx.ReassignRequest(r.id, row.id, notes.value(), package.value()));
+  }
+  auto merges = tx.MergesInto(row.id);
+  if (!merges.ok()) return merges.status();
+  for (MergeRow m : merges.value()) {
+    if (m.sealed.empty()) continue;
+    auto values = reseal("~" + MergeValuesLabel(m.id), m.sealed);
+    if (!values.ok()) return values.status();
+    m.sealed = std::move(values).value();
+    GARDE_RETURN_IF_ERROR(tx.PutMerge(m));
+  }
+  auto replaced = tx.ReplaceDataKey(row.id, row.dek_version, root, version, wrapped.value());
+  if (!replaced.ok()) return replaced.status();
+  if (!replaced.value()) return Conflict("subject " + row.id + " was re-keyed meanwhile");
+  return Status::Ok();
+}
+
+Result<SubjectVault::RekeyOutcome> SubjectVault::Rekey(const Caller& caller,
+                                                       const std::vector<std::string>& ids) {
+  // A few subjects per transaction: one flush for them, and other writers wait little.
+  constexpr size_t kPerTransaction = 32;
+  RekeyOutcome total;
+  for (size_t start = 0; start < ids.size(); start += kPerTransaction) {
+    const size_t end = std::min(ids.size(), start + kPerTransaction);
+    RekeyOutcome part;
+    GARDE_RETURN_IF_ERROR(d_.store.Write([&](WriteTx& tx) -> Status {
+      part = {};
+      for (size_t i = start; i < end; ++i) {
+        auto row = tx.GetSubject(ids[i]);
+        if (!row.ok()) return row.status();
+        if (!row.value()) {
+          ++part.unknown;
+        } else if (row.value()->wrapped_dek.empty()) {
+          ++part.erased;  // crypto-shredded: nothing is left under any key
+        } else {
+          GARDE_RETURN_IF_ERROR(RekeyIn(tx, *row.value()));
+          GARDE_RETURN_IF_ERROR(
+              d_.journal.Record(&tx, caller, {"subject.rekey", ids[i], "", "ok", {}, 0}));
+          ++part.rekeyed;
+        }
+      }
+      return Status::Ok();
+    }));
+    total.rekeyed += part.rekeyed;
+    total.erased += part.erased;
+    total.unknown += part.unknown;
+  }
+  return total;
+}
+
 Result<std::vector<SubjectVault::LikelyDuplicate>> SubjectVault::LikelyDuplicatesOf(
     const FieldMap& values, const std::string& self) const {
   std::vector<LikelyDuplicate> out;

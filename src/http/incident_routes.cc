@@ -276,6 +276,11 @@ Status RevokeKey(Deployment& d, Exchange& x) {
   return Reply(d, x, d.breaches().RevokeKey(*x.caller, x.params["id"], key), 200);
 }
 
+Status RekeySubjects(Deployment& d, Exchange& x) {
+  GARDE_RETURN_IF_ERROR(Authenticate(d, x));
+  return Reply(d, x, d.breaches().RekeySubjects(*x.caller, x.params["id"]), 200);
+}
+
 Status NotifySubjects(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(Authenticate(d, x));
   return Reply(d, x, d.breaches().NotifySubjects(*x.caller, x.params["id"]), 200);
@@ -301,6 +306,7 @@ void AddIncidentRoutes(Router& router, Deployment& d) {
     return Status::Ok();
   });
   router.Add("POST", "/v1/incidents/{id}:revoke-key", [&d](Exchange& x) { return RevokeKey(d, x); });
+  router.Add("POST", "/v1/incidents/{id}:rekey", [&d](Exchange& x) { return RekeySubjects(d, x); });
   router.Add("POST", "/v1/incidents/{id}:notify-subjects",
              [&d](Exchange& x) { return NotifySubjects(d, x); });
 }

@@ -413,6 +413,29 @@ class MemoryTx final : public WriteTx {
     return true;
   }
 
+  Result<bool> ReplaceDataKey(const std::string& subject_id, uint32_t from_dek, uint32_t root,
+                              uint32_t dek, const Bytes& wrapped) override {
+    auto it = t_.subjects.find(subject_id);
+    if (it == t_.subjects.end() || it->second.dek_version != from_dek) return false;
+    Keep(t_.subjects, subject_id);
+    it->second.root_key_version = root;
+    it->second.dek_version = dek;
+    it->second.wrapped_dek = wrapped;
+    if (dek != from_dek) {  // vault migration 22
+      LogChange(subject_id);
+      Shred();
+    }
+    return true;
+  }
+
+  Status ResealInteraction(int64_t seq, const Bytes& sealed_amount) override {
+    auto it = t_.interactions.find(seq);
+    if (it == t_.interactions.end()) return Status::Ok();
+    Keep(t_.interactions, seq);
+    it->second.sealed_amount = sealed_amount;
+    return Status::Ok();
+  }
+
   Result<int64_t> InsertInteraction(const InteractionRow& row) override {
     // INTEGER PRIMARY KEY: one past the largest seq in use.
     const int64_t seq = t_.interactions.empty() ? 1 : t_.interactions.rbegin()->first + 1;

@@ -323,6 +323,19 @@ CREATE TABLE audit_intake(id INTEGER PRIMARY KEY CHECK (id = 0), last_pending BI
 INSERT INTO audit_intake(id, last_pending) VALUES (0, 0);
 CREATE TABLE audit_journals(name TEXT_C PRIMARY KEY, imported_to BIGINT NOT NULL);
 )sql",
+    // 2: a subject re-keyed is a change the views follow, and a shred (SQLite vault 22).
+    R"sql(
+CREATE FUNCTION garde_data_key_replaced() RETURNS trigger AS $$
+BEGIN
+  PERFORM garde_log_change(NEW.id);
+  DELETE FROM snapshot_keys;
+  UPDATE shreds SET count = count + 1 WHERE id = 0;
+  RETURN NULL;
+END $$ LANGUAGE plpgsql;
+CREATE TRIGGER subjects_rekeyed AFTER UPDATE OF dek_version ON subjects
+  FOR EACH ROW WHEN (NEW.dek_version <> OLD.dek_version)
+  EXECUTE FUNCTION garde_data_key_replaced();
+)sql",
 };
 
 // Migrations take this one, so that nodes starting together migrate once.
@@ -916,6 +929,22 @@ class PgTx final : public WriteTx {
     q.Int(to).Blob(wrapped).Text(id).Int(from);
     GARDE_RETURN_IF_ERROR(q.Run());
     return q.affected() == 1;
+  }
+
+  Result<bool> ReplaceDataKey(const std::string& id, uint32_t from_dek, uint32_t root,
+                              uint32_t dek, const Bytes& wrapped) override {
+    PgQuery q(c_,
+              "UPDATE subjects SET root_key_version = $1, dek_version = $2, wrapped_dek = $3 "
+              "WHERE id = $4 AND dek_version = $5");
+    q.Int(root).Int(dek).Blob(wrapped).Text(id).Int(from_dek);
+    GARDE_RETURN_IF_ERROR(q.Run());
+    return q.affected() == 1;
+  }
+
+  Status ResealInteraction(int64_t seq, const Bytes& sealed_amount) override {
+    PgQuery q(c_, "UPDATE interactions SET sealed_amount = $1 WHERE seq = $2");
+    q.Blob(sealed_amount).Int(seq);
+    return q.Run();
   }
 
   Result<int64_t> InsertInteraction(const InteractionRow& r) override {

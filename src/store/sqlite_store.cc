@@ -385,6 +385,16 @@ CREATE TABLE merges(
 CREATE INDEX merges_by_merged ON merges(merged_id);
 CREATE INDEX merges_by_into ON merges(into_id);
 )sql",
+    // 22: a subject re-keyed (a fresh data key, every box sealed again) is a change the
+    // in-memory views follow, and a shred: the old key, and what snapshots hold of it, go.
+    R"sql(
+CREATE TRIGGER subjects_rekeyed AFTER UPDATE OF dek_version ON subjects
+WHEN NEW.dek_version <> OLD.dek_version BEGIN
+  INSERT INTO vault_changes(subject_id) VALUES(NEW.id);
+  DELETE FROM snapshot_keys;
+  UPDATE shreds SET count = count + 1 WHERE id = 0;
+END;
+)sql",
 };
 
 // The audit log's subject index: a level merges once it holds kAuditRunFanIn runs; a run of
@@ -1564,6 +1574,12 @@ class SqliteTx final : public WriteTx {
     return static_cast<int64_t>(sqlite3_last_insert_rowid(c_.db()));
   }
 
+  Status ResealInteraction(int64_t seq, const Bytes& sealed_amount) override {
+    Query q(c_, "UPDATE interactions SET sealed_amount = ? WHERE seq = ?");
+    q.Blob(sealed_amount).Int(seq);
+    return q.Run();
+  }
+
   Status DeleteInteraction(int64_t seq) override {
     Query q(c_, "DELETE FROM interactions WHERE seq = ?");
     q.Int(seq);
@@ -1907,6 +1923,16 @@ class SqliteTx final : public WriteTx {
             "UPDATE subjects SET root_key_version = ?, wrapped_dek = ? "
             "WHERE id = ? AND root_key_version = ?");
     q.Int(to).Blob(wrapped).Text(id).Int(from);
+    GARDE_RETURN_IF_ERROR(q.Run());
+    return sqlite3_changes(c_.db()) == 1;
+  }
+
+  Result<bool> ReplaceDataKey(const std::string& id, uint32_t from_dek, uint32_t root,
+                              uint32_t dek, const Bytes& wrapped) override {
+    Query q(c_,
+            "UPDATE subjects SET root_key_version = ?, dek_version = ?, wrapped_dek = ? "
+            "WHERE id = ? AND dek_version = ?");
+    q.Int(root).Int(dek).Blob(wrapped).Text(id).Int(from_dek);
     GARDE_RETURN_IF_ERROR(q.Run());
     return sqlite3_changes(c_.db()) == 1;
   }

@@ -190,6 +190,48 @@ TEST_F(BreachE2E, ALeakedKeysReadsAreScopedExactlyAndTheCustomersTold) {
   EXPECT_EQ(g_.Post("/v1/incidents/" + id + ":scope", "{}", officer_key_).status, 422);
 }
 
+// Containment by re-keying: every subject of the drawn scope gets a fresh data key (so that a
+// data key obtained in the breach opens nothing held from now on) and reads as before; the
+// others keep theirs. Refused before a scope, and to roles that may not contain.
+TEST_F(BreachE2E, TheScopedSubjectsAreRekeyedAndReadAsBefore) {
+  std::vector<std::string> all;
+  for (int i = 0; i < 6; ++i) all.push_back(Subject(i));
+  for (size_t i = 0; i < all.size(); i += 2) {
+    ASSERT_EQ(g_.Get("/v1/subjects/" + all[i], marketing_key_, "marketing_email").status, 200);
+  }
+  HttpReply reads = g_.Get("/v1/audit?action=subject.read&activity=marketing_email", officer_key_);
+  const std::string leaked_id =
+      ParseObject(reads.body)->getArray("items")->getObject(0)->getValue<std::string>("actor");
+  auto incident = Incident(R"({"detected_at":")" + FormatRfc3339Now() +
+                           R"(","title":"Database copy and keyring left on a shared drive"})");
+  const std::string id = incident->getValue<std::string>("id");
+  const std::string rekey = "/v1/incidents/" + id + ":rekey";
+  EXPECT_EQ(g_.Post(rekey, "{}", officer_key_).status, 409);  // no scope yet
+  ASSERT_EQ(g_.Post("/v1/incidents/" + id + ":scope", R"({"actor":")" + leaked_id + "\"}",
+                    officer_key_).status, 200);
+  EXPECT_EQ(g_.Post(rekey, "{}", marketing_key_).status, 403);
+  EXPECT_EQ(g_.Post(rekey, "{}", operator_key_).status, 403);
+  EXPECT_EQ(g_.Post("/v1/incidents/inc_none:rekey", "{}", officer_key_).status, 404);
+  auto dek_version = [&](const std::string& subject) {
+    auto rows = g_.Sql("SELECT dek_version FROM subjects WHERE id = '" + subject + "'");
+    return rows.empty() ? std::string() : rows[0][0];
+  };
+  for (const auto& s : all) EXPECT_EQ(dek_version(s), "1");
+
+  HttpReply done = g_.Post(rekey, "{}", officer_key_);
+  ASSERT_EQ(done.status, 200) << done.body;
+  EXPECT_NE(done.body.find("re-keyed the data keys of 3 subject(s) of the scope"),
+            std::string::npos) << done.body;
+  for (size_t i = 0; i < all.size(); ++i) {
+    EXPECT_EQ(dek_version(all[i]), i % 2 == 0 ? "2" : "1") << i;
+    HttpReply read = g_.Get("/v1/subjects/" + all[i], operator_key_, "customer_management");
+    ASSERT_EQ(read.status, 200) << read.body;
+    EXPECT_NE(read.body.find("leak" + std::to_string(i) + "@example.org"), std::string::npos);
+  }
+  auto audited = ParseObject(g_.Get("/v1/audit?action=subject.rekey", officer_key_).body);
+  EXPECT_EQ(audited->getArray("items")->size(), 3u);
+}
+
 // The same key used from two places: the incident scoped to the intruder's address lists
 // exactly what was read from there. The log holds a keyed digest of each address, never the
 // address, and a client cannot pass for another by writing X-Forwarded-For itself.

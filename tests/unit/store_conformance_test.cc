@@ -390,6 +390,58 @@ TEST_P(StoreConformance, DestroyingDataCountsAShredAndDropsSnapshotKeys) {
   EXPECT_EQ(Get<int64_t>(vault(), [](ReadTx& tx) { return tx.ShredCount(); }), 2);
 }
 
+// A re-key replaces the data key itself, compare-and-set on its version: the subject is a
+// change the views follow, and the old key's boxes count as destroyed (a shred); an
+// interaction's amount sealed again keeps its seq.
+TEST_P(StoreConformance, ReplacingADataKeyIsLoggedAndCountedAsAShred) {
+  int64_t seq = 0;
+  Write(vault(), [&](WriteTx& tx) -> Status {
+    GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject("sub_a")));
+    auto s = tx.InsertInteraction({"sub_a", "purchase", 5, Bytes{1, 2}, 0});
+    if (!s.ok()) return s.status();
+    seq = s.value();
+    auto kept = tx.PutSnapshotKey({"audience", "k1", 1, Bytes{1}}, 0);
+    return kept.status();
+  });
+  auto tail = [this] {
+    return Get<ChangeTail>(vault(), [](ReadTx& tx) { return tx.ChangesAfter(0, 100); });
+  };
+  const ChangeTail before = tail();
+  bool replaced = false, stale = true, same = false;
+  Write(vault(), [&](WriteTx& tx) -> Status {
+    auto r = tx.ReplaceDataKey("sub_a", 1, 3, 2, Bytes{7, 7});
+    if (!r.ok()) return r.status();
+    replaced = r.value();
+    auto again = tx.ReplaceDataKey("sub_a", 1, 3, 2, Bytes{8});
+    if (!again.ok()) return again.status();
+    stale = again.value();
+    auto none = tx.ReplaceDataKey("sub_x", 1, 3, 2, Bytes{8});
+    if (!none.ok()) return none.status();
+    same = none.value();
+    return tx.ResealInteraction(seq, Bytes{9, 9, 9});
+  });
+  EXPECT_TRUE(replaced);
+  EXPECT_FALSE(stale);
+  EXPECT_FALSE(same);
+  auto a = Get<std::optional<SubjectRow>>(vault(),
+                                          [](ReadTx& tx) { return tx.GetSubject("sub_a"); });
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->root_key_version, 3u);
+  EXPECT_EQ(a->dek_version, 2u);
+  EXPECT_EQ(a->wrapped_dek, (Bytes{7, 7}));
+  const ChangeTail after = tail();
+  ASSERT_EQ(after.changes.size(), before.changes.size() + 1);
+  EXPECT_EQ(after.changes.back().second, "sub_a");
+  EXPECT_EQ(Get<int64_t>(vault(), [](ReadTx& tx) { return tx.ShredCount(); }), 1);
+  EXPECT_FALSE(Get<std::optional<SnapshotKeyRow>>(
+      vault(), [](ReadTx& tx) { return tx.GetSnapshotKey("audience"); }));
+  auto of = Get<std::vector<InteractionRow>>(
+      vault(), [](ReadTx& tx) { return tx.InteractionsOf("sub_a", 0); });
+  ASSERT_EQ(of.size(), 1u);
+  EXPECT_EQ(of[0].seq, seq);
+  EXPECT_EQ(of[0].sealed_amount, (Bytes{9, 9, 9}));
+}
+
 TEST_P(StoreConformance, AFailedWriteLeavesNothingAndRunsNoHooks) {
   int hooks = 0;
   Status s = vault().Write([&](WriteTx& tx) -> Status {
@@ -1007,7 +1059,7 @@ class Differential {
 
   void Step() {
     const std::string s = Pick(subjects_);
-    switch (Uniform(0, 12)) {
+    switch (Uniform(0, 13)) {
       case 0: {
         const auto root = static_cast<uint32_t>(Uniform(1, 2));
         Both([&](WriteTx& tx) { return tx.InsertSubject(Subject(s, root)); });
@@ -1085,6 +1137,14 @@ class Differential {
         });
         break;
       }
+      case 12: {
+        const uint32_t version = static_cast<uint32_t>(Uniform(1, 2));
+        Both([&](WriteTx& tx) {
+          return tx.ReplaceDataKey(s, version, 3, version + 1, Bytes{static_cast<uint8_t>(version)})
+              .status();
+        });
+        break;
+      }
       default: {
         const uint32_t version = static_cast<uint32_t>(Uniform(1, 2));
         Both([&](WriteTx& tx) { return tx.RewrapDataKey(s, version, version + 1, Bytes{7}).status(); });
@@ -1117,7 +1177,8 @@ class Differential {
     Status s = store.Read([&](ReadTx& tx) -> Status {
       for (const auto& row : V(tx.ScanSubjects("", 1000))) {
         out << row.id << ' ' << row.status << ' ' << row.root_key_version << ' '
-            << HexEncode(row.wrapped_dek) << ' ' << row.updated_at << '\n';
+            << row.dek_version << ' ' << HexEncode(row.wrapped_dek) << ' ' << row.updated_at
+            << '\n';
       }
       for (const auto& id : subjects_) {
         for (const auto& f : V(tx.GetFields(id))) out << id << " field " << f.field << HexEncode(f.box) << '\n';

@@ -66,6 +66,11 @@ class BreachRegister {
   // it) and records it in the incident's containment, with the time. 404 for no active key.
   Result<IncidentView> RevokeKey(const Caller& caller, const std::string& id,
                                  const std::string& key_id);
+  // Containment: every subject of the drawn scope gets a fresh data key and everything
+  // sealed under the old one is sealed again (SubjectVault::Rekey), so that a data key
+  // obtained in the breach opens nothing the vault holds from now on; recorded with the
+  // counts. kConflict before a scope. Officers (incidents.manage) or key custodians.
+  Result<IncidentView> RekeySubjects(const Caller& caller, const std::string& id);
   // Containment taken on the host (`garde keys rotate --incident ID`): checks first that the
   // incident exists and that the caller may record on it (officers, incidents.manage; key
   // custodians, keys.manage), then records the step with the time once it is done.

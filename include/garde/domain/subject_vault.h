@@ -32,8 +32,17 @@ namespace garde {
 
 // The pseudo-field holding a CRM's own customer reference (`external_id` on the wire).
 inline constexpr const char* kExternalIdField = "external_id";
-// What a purchase's amount is sealed for (SealFor) beside the subject's fields.
+// What each box sealed under a subject's data key beside its fields is sealed for (SealFor's
+// label, bound into the box): a purchase's amount, a request's notes and its access package,
+// a merge's changed values. A re-key (SubjectVault::Rekey) seals every one of them again.
 inline constexpr const char* kInteractionAmountLabel = "interaction.amount";
+inline std::string RequestNotesLabel(const std::string& request_id) {
+  return "request:" + request_id;
+}
+inline std::string RequestPackageLabel(const std::string& request_id) {
+  return "request-package:" + request_id;
+}
+inline std::string MergeValuesLabel(const std::string& merge_id) { return "merge:" + merge_id; }
 
 // The import row a subject comes from, recorded in the transaction that creates it.
 struct ImportMark {
@@ -236,6 +245,18 @@ class SubjectVault {
   Result<int64_t> ReindexAll(size_t batch,
                              const std::function<void(int64_t)>& progress = nullptr);
 
+  // Containment after a leak: each subject gets a fresh data key, wrapped under the current
+  // root key, and every box sealed under the old one (fields, purchase amounts, requests'
+  // notes and packages, merges' values) is sealed again under it, all in one transaction
+  // per subject; the old key then opens nothing the vault holds, and snapshots that hold
+  // it lose their keys (a shred). Audited `subject.rekey` per subject. Erased subjects (no
+  // key left) and unknown ids are counted, not changed. Whether `caller` may is checked by
+  // whoever asks (the breach register: incidents.manage).
+  struct RekeyOutcome {
+    int64_t rekeyed = 0, erased = 0, unknown = 0;
+  };
+  Result<RekeyOutcome> Rekey(const Caller& caller, const std::vector<std::string>& ids);
+
  private:
   struct Prepared {
     FieldMap values;                  // normalised values to set
@@ -274,6 +295,7 @@ class SubjectVault {
   Result<std::vector<std::string>> FindByIndex(ReadTx& tx, const std::string& field,
                                                const std::string& text, size_t bytes) const;
   Status UnwrapFor(const SubjectRow& row, ScopedKey* dek) const;
+  Status RekeyIn(WriteTx& tx, const SubjectRow& row) const;
   Result<std::optional<FieldValue>> OpenOne(ReadTx& tx, const SubjectRow& row,
                                             const std::string& field) const;
   Result<SubjectView> Decrypt(ReadTx& tx, const SubjectRow& row,

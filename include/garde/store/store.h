@@ -408,6 +408,14 @@ class VaultWriter {
   // Compare-and-set re-wrap: true when the DEK was still under `from_version`.
   virtual Result<bool> RewrapDataKey(const std::string& subject_id, uint32_t from_version,
                                      uint32_t to_version, const Bytes& wrapped) = 0;
+  // Compare-and-set replacement of the data key itself (a re-key): the subject's DEK
+  // becomes `dek_version`, wrapped under `root_version`, when it was still `from_dek_version`.
+  // Logged as a change of the subject and counted as a shred (the old key's boxes are gone).
+  virtual Result<bool> ReplaceDataKey(const std::string& subject_id, uint32_t from_dek_version,
+                                      uint32_t root_version, uint32_t dek_version,
+                                      const Bytes& wrapped) = 0;
+  // The interaction's amount sealed again (its seq, which merge records name, is kept).
+  virtual Status ResealInteraction(int64_t seq, const Bytes& sealed_amount) = 0;
 };
 
 // Consent events (append-only, with receipts), double opt-in confirmations, suppression.

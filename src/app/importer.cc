@@ -160,18 +160,36 @@ std::optional<FieldValue> CellValue(const ImportColumn& col, const FieldSpec* sp
   }
 }
 
-std::string ImportId(const ImportMapping& mapping, std::string_view file) {
-  crypto_generichash_state st;
-  crypto_generichash_init(&st, nullptr, 0, 16);
-  crypto_generichash_update(&st, reinterpret_cast<const uint8_t*>(mapping.text.data()),
-                            mapping.text.size());
-  const uint8_t sep = 0;
-  crypto_generichash_update(&st, &sep, 1);
-  crypto_generichash_update(&st, reinterpret_cast<const uint8_t*>(file.data()), file.size());
-  uint8_t digest[16];
-  crypto_generichash_final(&st, digest, sizeof digest);
-  return "imp_" + HexEncode(digest, sizeof digest);
-}
+// A source that also digests what is read through it: the import's id is a digest of the
+// mapping and the file's bytes, so that running the same import again resumes it.
+class DigestingSource : public ByteSource {
+ public:
+  DigestingSource(ByteSource& inner, const std::string& mapping_text) : inner_(inner) {
+    crypto_generichash_init(&state_, nullptr, 0, 16);
+    crypto_generichash_update(&state_, reinterpret_cast<const uint8_t*>(mapping_text.data()),
+                              mapping_text.size());
+    const uint8_t separator = 0;
+    crypto_generichash_update(&state_, &separator, 1);
+  }
+  Result<size_t> Read(char* out, size_t n) override {
+    auto got = inner_.Read(out, n);
+    if (got.ok()) {
+      crypto_generichash_update(&state_, reinterpret_cast<const uint8_t*>(out), got.value());
+    }
+    return got;
+  }
+  Status Rewind() override { return Unavailable("a digest is read once"); }
+  // Once the whole file was read.
+  std::string Id() {
+    uint8_t digest[16];
+    crypto_generichash_final(&state_, digest, sizeof digest);
+    return "imp_" + HexEncode(digest, sizeof digest);
+  }
+
+ private:
+  ByteSource& inner_;
+  crypto_generichash_state state_;
+};
 
 struct Row {
   size_t line = 0;
@@ -303,16 +321,57 @@ Result<ImportMapping> LoadImportMapping(const std::string& path, const Schema& s
 Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& mapping,
                                     std::string_view file, const ImportOptions& options,
                                     const std::function<void(const ImportRowResult&)>& on_row) {
+  auto source = StringSource(file);
+  return Run(caller, mapping, *source, options, on_row);
+}
+
+Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& mapping,
+                                    ByteSource& file, const ImportOptions& options,
+                                    const std::function<void(const ImportRowResult&)>& on_row) {
   auto policies = d_.policies().Current();
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "subjects.write"));
-  auto text = SpreadsheetText(file, mapping.encoding);
-  if (!text.ok()) return text.status();
-  CsvReader csv(text.value(), mapping.delimiter != 0 ? mapping.delimiter
-                                                      : CsvReader::Detect(text.value()));
+  // Two passes over the file, a chunk at a time. The first reads it whole before anything is
+  // written (a malformed file changes nothing): its digest (the import's id), whether it is
+  // UTF-8, its header, how many rows. The second reads the rows a window at a time.
+  DigestingSource digesting(file, mapping.text);
   std::vector<std::string> header;
-  if (!csv.Next(&header)) {
-    return Unprocessable(csv.error().empty() ? "the file is empty" : csv.error());
+  int64_t total_rows = 0;
+  bool utf8 = true, bom = false;
+  char delimiter = mapping.delimiter;
+  {
+    CsvStream csv(digesting);
+    auto first = csv.Start();
+    if (!first.ok()) return first.status();
+    if (delimiter == 0) delimiter = CsvReader::Detect(first.value());
+    csv.set_delimiter(delimiter);
+    std::vector<std::string> cells;
+    if (!csv.Next(&header)) {
+      return Unprocessable(csv.error().empty() ? "the file is empty" : csv.error());
+    }
+    utf8 = IsValidUtf8(csv.raw());
+    while (csv.Next(&cells)) {
+      ++total_rows;
+      if (utf8) utf8 = IsValidUtf8(csv.raw());
+    }
+    if (!csv.error().empty()) return Unprocessable("the file is not valid CSV: " + csv.error());
+    bom = csv.bom();
   }
+  // As SpreadsheetText decides: a mark or a declaration of UTF-8 must hold; auto takes
+  // UTF-8 when the bytes are, else Windows-1252.
+  const bool windows_1252 = (mapping.encoding == "windows-1252" && !bom) || !utf8;
+  if (!utf8 && (mapping.encoding == "utf-8" || bom)) {
+    return Unprocessable("the file is declared UTF-8 but is not valid UTF-8");
+  }
+  auto decode = [&](std::vector<std::string>& cells) -> Status {
+    if (!windows_1252) return Status::Ok();
+    for (auto& cell : cells) {
+      auto text = Utf8FromWindows1252(cell);
+      if (!text.ok()) return text.status();
+      cell = std::move(text).value();
+    }
+    return Status::Ok();
+  };
+  GARDE_RETURN_IF_ERROR(decode(header));
   for (auto& h : header) h = Trimmed(h);
   // Where each mapped column is; all must be there.
   std::vector<std::pair<const ImportColumn*, size_t>> where;
@@ -326,16 +385,15 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
     }
   }
   if (!missing.errors().empty()) return missing;
-  // Read every row before writing any: a malformed file changes nothing.
-  std::vector<Row> rows;
-  std::vector<std::string> cells;
-  while (csv.Next(&cells)) rows.push_back({csv.line(), std::move(cells)});
-  if (!csv.error().empty()) return Unprocessable("the file is not valid CSV: " + csv.error());
+  // Only the mapped columns' cells are kept while a window waits (a wide sheet's other
+  // columns would otherwise make a window of rows as large as the file).
+  std::vector<bool> kept(header.size(), false);
+  for (const auto& [col, index] : where) kept[index] = true;
 
   ImportSummary summary;
-  summary.id = ImportId(mapping, file);
+  summary.id = digesting.Id();
   summary.dry_run = options.dry_run;
-  summary.rows = static_cast<int64_t>(rows.size());
+  summary.rows = total_rows;
   std::map<int64_t, std::string> earlier;
   if (!options.dry_run) {
     GARDE_RETURN_IF_ERROR(d_.store().Read([&](ReadTx& tx) -> Status {
@@ -477,11 +535,35 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
     work();
     for (auto& t : threads) t.join();
   };
+  GARDE_RETURN_IF_ERROR(file.Rewind());
+  CsvStream csv(file);
+  if (auto first = csv.Start(); !first.ok()) return first.status();
+  csv.set_delimiter(delimiter);
+  std::vector<std::string> skipped_header;
+  csv.Next(&skipped_header);
   std::vector<Prepared> window;
-  for (size_t start = 0; start < rows.size(); start += window_rows) {
-    const size_t end = std::min(rows.size(), start + window_rows);
+  std::vector<Row> rows;
+  int64_t read_rows = 0;
+  for (;;) {
+    rows.clear();
+    std::vector<std::string> cells;
+    while (rows.size() < window_rows && csv.Next(&cells)) {
+      for (size_t i = 0; i < cells.size(); ++i) {
+        if (i >= kept.size() || !kept[i]) std::string().swap(cells[i]);
+      }
+      GARDE_RETURN_IF_ERROR(decode(cells));
+      rows.push_back({csv.line(), std::move(cells)});
+    }
+    // The file changed between the passes (it was read whole and checked first).
+    if (!csv.error().empty()) return Unavailable("the file changed while it was imported");
+    if (rows.empty()) break;
+    const int64_t start = read_rows;
+    read_rows += static_cast<int64_t>(rows.size());
+    const int64_t end = read_rows;
     window.clear();
-    for (size_t i = start; i < end; ++i) window.push_back(prepare(static_cast<int64_t>(i + 1), rows[i]));
+    for (size_t i = 0; i < rows.size(); ++i) {
+      window.push_back(prepare(start + static_cast<int64_t>(i) + 1, rows[i]));
+    }
     parallel(window, [&](Prepared& p) {
       if (p.result.earlier || !p.invalid.ok()) return;
       if (options.dry_run) {
@@ -539,7 +621,7 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
       else ++summary.failed;
       if (on_row) on_row(r);
     }
-    if (options.progress) options.progress(static_cast<int64_t>(end), summary.rows);
+    if (options.progress) options.progress(end, summary.rows);
   }
   d_.journal()
       .Record(nullptr, caller,

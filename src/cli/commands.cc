@@ -512,10 +512,8 @@ int RunImport(const CliArgs& args) {
   if (args.words.size() != 2) return Fail("name one CSV file: garde import FILE.csv --mapping M.yaml");
   if (args.Get("mapping").empty()) return Fail("--mapping is required");
   const std::string file = args.words[1];
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return Fail("cannot read " + file);
-  std::stringstream bytes;
-  bytes << in.rdbuf();
+  auto bytes = FileSource(file);  // read a chunk at a time, twice: never held whole
+  if (!bytes.ok()) return Fail("cannot read " + file);
   auto d = Deployment::Open(cfg.value());
   if (!d.ok()) return FailStatus(d.status());
   auto mapping = LoadImportMapping(args.Get("mapping"), d.value()->policies().Current()->schema());
@@ -530,7 +528,7 @@ int RunImport(const CliArgs& args) {
   options.progress = ProgressBar(show, "rows");
   Importer importer(*d.value());
   Caller cli{"cli", "operator", {}, "import", ""};  // writes as the API's operator role
-  auto summary = importer.Run(cli, mapping.value(), bytes.str(), options,
+  auto summary = importer.Run(cli, mapping.value(), *bytes.value(), options,
                               [&](const ImportRowResult& r) { report << ImportReportCsvLine(r); });
   if (show) std::cerr << "\n";
   if (!summary.ok()) return FailStatus(summary.status());

@@ -64,6 +64,8 @@ const std::vector<OptionDoc>& ConfigOptions() {
       {"max_keep_alive_requests", "GARDE_MAX_KEEP_ALIVE_REQUESTS", "10000", "requests per connection"},
       {"max_body_bytes", "GARDE_MAX_BODY_BYTES", "1048576", "largest request body (413 above)"},
       {"max_batch_bytes", "GARDE_MAX_BATCH_BYTES", "16777216", "largest batch body (413 above)"},
+      {"max_import_bytes", "GARDE_MAX_IMPORT_BYTES", "1073741824",
+       "largest spreadsheet upload, POST /v1/imports (413 above)"},
       {"max_batch_rows", "GARDE_MAX_BATCH_ROWS", "1000", "most rows in one batch (413 above)"},
       {"database", "GARDE_DATABASE", "(SQLite files in data_dir)",
        "postgresql://… URI of a PostgreSQL database to keep the data in instead (docs/scaling.md)"},
@@ -212,6 +214,7 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
   int_opt("max_keep_alive_requests", 1, 10000000, &c.max_keep_alive_requests);
   int_opt("max_body_bytes", 1024, int64_t{1} << 30, &c.max_body_bytes);
   int_opt("max_batch_bytes", 1024, int64_t{1} << 31, &c.max_batch_bytes);
+  int_opt("max_import_bytes", 1024, int64_t{1} << 40, &c.max_import_bytes);
   int_opt("max_batch_rows", 1, 100000, &c.max_batch_rows);
   if (values.count("database")) {
     c.database = values["database"];

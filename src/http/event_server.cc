@@ -30,6 +30,7 @@
 #include "garde/base/encoding.h"
 #include "garde/base/log.h"
 #include "garde/base/mutex.h"
+#include "garde/crypto/sealed_spool.h"
 #include "garde/http/request_parser.h"
 
 namespace garde {
@@ -72,6 +73,8 @@ struct Connection {
   std::string in;
   size_t in_pos = 0;
   RequestParser parser;
+  std::unique_ptr<SealedSpool> spool;  // where the body of the request being read goes
+  bool spool_asked = false;             // the handler was asked for it, for this request
   Exchange x;
   std::string out;      // the answer's head; its body is sent from x.reply, not copied
   size_t body_size = 0;  // bytes of x.reply to send after the head (0 for HEAD, 204, 304)
@@ -450,6 +453,7 @@ class Loop {
     while (c->phase == Connection::Phase::kReading) {
       const bool was_started = c->parser.Started();
       const auto progress = c->parser.Advance(c->in, &c->in_pos);
+      if (!Spool(c, progress)) return;
       if (progress == RequestParser::Progress::kNeedMore ||
           progress == RequestParser::Progress::kBodyNext) {
         if (c->peer_closed) {
@@ -484,6 +488,8 @@ class Loop {
       c->x = ToExchange(std::move(r));
       c->x.received = Clock::now();
       c->x.peer = c->client;
+      c->x.body_spool = std::move(c->spool);  // the whole body, when it went to a spool
+      c->spool_asked = false;
       c->head_only = c->x.method == "HEAD";
       if (progress == RequestParser::Progress::kFailed) {
         // A framing error leaves the rest of the stream unreadable: answer, then close.
@@ -511,6 +517,38 @@ class Loop {
         if (!StartWrite(c)) return;
       }
     }
+  }
+
+  // A body the handler keeps out of memory goes to its spool as it arrives; bytes arriving
+  // keep such an upload's request timer going (the time-out is then one of silence, not of
+  // the whole upload). False when c was answered and is closing.
+  bool Spool(Connection* c, RequestParser::Progress progress) {
+    using Progress = RequestParser::Progress;
+    if (progress == Progress::kFailed) {
+      c->spool.reset();
+      return true;
+    }
+    if (progress == Progress::kNeedMore) return true;
+    if (!c->spool_asked) {
+      c->spool_asked = true;
+      auto spool = handler_.SpoolFor(c->parser.request().target);
+      if (!spool.ok()) {
+        AnswerAndClose(c, spool.status());
+        return false;
+      }
+      c->spool = std::move(spool).value();
+    }
+    if (!c->spool) return true;
+    std::string part = c->parser.TakeBody();
+    Status s = c->spool->Append(part);
+    sodium_memzero(part.data(), part.size());
+    if (s.ok() && progress == Progress::kDone) s = c->spool->Finish();
+    if (!s.ok()) {
+      AnswerAndClose(c, s);
+      return false;
+    }
+    if (!part.empty()) c->deadline = Clock::now() + options_.request_timeout;
+    return true;
   }
 
   void Rewatch(Connection* c, uint32_t events) {
@@ -618,6 +656,8 @@ class Loop {
 
   // Answers `why` on c outside any request it could finish, then closes.
   void AnswerAndClose(Connection* c, const Status& why) {
+    c->spool.reset();
+    c->spool_asked = false;
     c->keep_alive = false;
     c->x.WipeCredentials();
     c->x = Exchange{};

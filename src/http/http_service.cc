@@ -13,6 +13,7 @@
 #include "garde/base/encoding.h"
 #include "garde/base/ip_address.h"
 #include "garde/base/log.h"
+#include "garde/crypto/sealed_spool.h"
 #include "garde/http/console.h"
 #include "garde/http/metrics.h"
 #include "garde/http/problem.h"
@@ -64,16 +65,27 @@ Status ParseTarget(Exchange& x) {
   return Status::Ok();
 }
 
+std::string_view PathOf(std::string_view target) { return target.substr(0, target.find('?')); }
+
 bool IsBatchTarget(std::string_view target) {
-  const std::string_view path = target.substr(0, target.find('?'));
-  return (path.size() > 6 && path.substr(path.size() - 6) == ":batch") || path == "/v1/imports";
+  const std::string_view path = PathOf(target);
+  return path.size() > 6 && path.substr(path.size() - 6) == ":batch";
 }
+
+// A spreadsheet upload goes to a sealed spool as it arrives, not to memory.
+bool IsUploadTarget(std::string_view target) { return PathOf(target) == "/v1/imports"; }
 
 }  // namespace
 
 int64_t HttpService::BodyLimit(std::string_view target) const {
   const auto& cfg = d_.config();
+  if (IsUploadTarget(target)) return cfg.max_import_bytes;
   return IsBatchTarget(target) ? cfg.max_batch_bytes : cfg.max_body_bytes;
+}
+
+Result<std::unique_ptr<SealedSpool>> HttpService::SpoolFor(std::string_view target) {
+  if (!IsUploadTarget(target)) return std::unique_ptr<SealedSpool>();
+  return SealedSpool::Create(d_.config().data_dir);
 }
 
 bool HttpService::AnswersAtOnce(const Exchange& x) const {

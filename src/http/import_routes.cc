@@ -1,10 +1,12 @@
 // /v1/imports: a spreadsheet's CSV uploaded as the body (text/csv), read with a mapping kept
-// beside the policies (policies/imports/NAME.yaml, reviewed like them). The answer is the
-// per-row report, as JSON or, for Accept: text/csv, as CSV. The same upload again resumes.
+// beside the policies (policies/imports/NAME.yaml, reviewed like them). The upload is kept on
+// disk, sealed, as it arrives (up to max_import_bytes), never whole in memory. The answer is
+// the per-row report, as JSON or, for Accept: text/csv, as CSV. The same upload again resumes.
 #include <cctype>
 
 #include "garde/app/importer.h"
 #include "garde/base/json_writer.h"
+#include "garde/crypto/sealed_spool.h"
 #include "garde/http/http_service.h"
 
 namespace garde {
@@ -68,7 +70,14 @@ Status PostImport(Deployment& d, Exchange& x) {
   options.dry_run = dry == "true";
   options.workers = 2;   // a share of the service's cores, not all of them
   options.window = 256;  // short transactions: other writers wait at most one window
-  auto summary = importer.Run(*x.caller, mapping.value(), x.body, options,
+  // The upload arrived into a sealed spool (HttpService::SpoolFor), read twice from there.
+  std::unique_ptr<ByteSource> in_memory;
+  ByteSource* file = x.body_spool.get();
+  if (file == nullptr) {
+    in_memory = StringSource(x.body);
+    file = in_memory.get();
+  }
+  auto summary = importer.Run(*x.caller, mapping.value(), *file, options,
                               [&](const ImportRowResult& r) {
                                 if (csv) rows_csv += ImportReportCsvLine(r);
                                 else WriteRow(rows, r);

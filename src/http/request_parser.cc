@@ -129,10 +129,18 @@ Exchange ToExchange(ParsedRequest&& request) {
   return x;
 }
 
+std::string RequestParser::TakeBody() {
+  body_taken_ += request_.body.size();
+  std::string out = std::move(request_.body);
+  request_.body.clear();
+  return out;
+}
+
 void RequestParser::Reset() {
   state_ = State::kHead;
   scanned_ = 0;
   remaining_ = 0;
+  body_taken_ = 0;
   request_ = ParsedRequest{};
   error_ = Status::Ok();
 }
@@ -399,7 +407,7 @@ RequestParser::Progress RequestParser::Chunked(std::string_view buffer, size_t* 
           scanned_ = 0;
           break;
         }
-        if (request_.body.size() + size > static_cast<uint64_t>(body_limit_)) {
+        if (body_taken_ + request_.body.size() + size > static_cast<uint64_t>(body_limit_)) {
           return Fail(Status(Code::kPayloadTooLarge,
                              "the body is larger than " + std::to_string(body_limit_) + " bytes"));
         }

@@ -106,6 +106,57 @@ TEST(RequestParser, DecodesChunkedBodiesWithExtensionsAndTrailers) {
   }
 }
 
+// A body taken out as it arrives (an upload spooled to disk) comes out whole, in order, and
+// still counts against the body limit: chunks adding up past it are refused.
+TEST(RequestParser, ABodyTakenAsItArrivesIsWholeAndStillLimited) {
+  const std::string body(90, 'b');
+  std::string chunked;
+  for (size_t at = 0; at < body.size(); at += 7) {
+    const std::string part = body.substr(at, 7);
+    chunked += std::to_string(part.size()) + "\r\n" + part + "\r\n";
+  }
+  const std::string chunked_framing =
+      "Transfer-Encoding: chunked\r\n\r\n" + chunked + "0\r\n\r\n";
+  for (const std::string& framing : {"Content-Length: 90\r\n\r\n" + body, chunked_framing}) {
+    const std::string wire = "POST /x HTTP/1.1\r\nHost: x\r\n" + framing;
+    for (size_t step : {1u, 13u, 1000u}) {
+      RequestParser p(TestLimits());
+      std::string buffer, taken;
+      size_t pos = 0;
+      auto progress = RequestParser::Progress::kNeedMore;
+      for (size_t at = 0; at < wire.size() && progress != RequestParser::Progress::kDone;
+           at += step) {
+        buffer.append(wire, at, step);
+        progress = p.Advance(buffer, &pos);
+        taken += p.TakeBody();
+      }
+      ASSERT_EQ(progress, RequestParser::Progress::kDone) << step;
+      EXPECT_EQ(taken, body) << step;
+      EXPECT_TRUE(p.request().body.empty());
+    }
+  }
+  // 15 chunks of 7 bytes: 105 bytes, over the limit of 100 although each was taken out.
+  std::string over;
+  for (int i = 0; i < 15; ++i) over += "7\r\nbbbbbbb\r\n";
+  RequestParser p(TestLimits());
+  const std::string wire = "POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                           over + "0\r\n\r\n";
+  std::string buffer;
+  size_t pos = 0;
+  auto progress = RequestParser::Progress::kNeedMore;
+  auto going = [&] {
+    return progress == RequestParser::Progress::kNeedMore ||
+           progress == RequestParser::Progress::kBodyNext;
+  };
+  for (size_t at = 0; at < wire.size() && going(); at += 9) {
+    buffer.append(wire, at, 9);
+    progress = p.Advance(buffer, &pos);
+    p.TakeBody();
+  }
+  EXPECT_EQ(progress, RequestParser::Progress::kFailed);
+  EXPECT_EQ(p.error().code(), Code::kPayloadTooLarge);
+}
+
 TEST(RequestParser, AnswersHttp10WithCloseUnlessKeepAliveIsAsked) {
   RequestParser p(TestLimits());
   size_t pos = 0;

@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "garde/base/csv_reader.h"
 #include "garde/base/status.h"
 #include "garde/domain/access_gate.h"
 #include "garde/policy/schema.h"
@@ -89,6 +90,11 @@ class Importer {
   explicit Importer(Deployment& d) : d_(d) {}
   // Rows are reported in file order. kUnprocessable when the file cannot be read as CSV or
   // its header lacks a mapped column; nothing is written then.
+  // The file is read twice, a chunk at a time (memory holds a window of rows, not the file):
+  // checked whole first, then imported.
+  Result<ImportSummary> Run(const Caller& caller, const ImportMapping& mapping, ByteSource& file,
+                            const ImportOptions& options,
+                            const std::function<void(const ImportRowResult&)>& on_row);
   Result<ImportSummary> Run(const Caller& caller, const ImportMapping& mapping,
                             std::string_view file, const ImportOptions& options,
                             const std::function<void(const ImportRowResult&)>& on_row);

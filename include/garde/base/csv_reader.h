@@ -9,6 +9,7 @@
 //   if (!csv.error().empty()) ...                      // an unclosed quote, with its line
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,9 +24,14 @@ namespace garde {
 // mark) and its bytes are not.
 Result<std::string> SpreadsheetText(std::string_view bytes, std::string_view encoding);
 
+// Windows-1252 bytes as UTF-8 (every byte maps to a character).
+Result<std::string> Utf8FromWindows1252(std::string_view bytes);
+
 class CsvReader {
  public:
-  CsvReader(std::string_view text, char delimiter) : t_(text), delimiter_(delimiter) {}
+  // `first_line`: the line `text` starts on in its file.
+  CsvReader(std::string_view text, char delimiter, size_t first_line = 1)
+      : t_(text), delimiter_(delimiter), line_(first_line) {}
   // ';' when the first line has more semicolons than commas outside quotes, else ','.
   static char Detect(std::string_view text);
 
@@ -35,13 +41,68 @@ class CsvReader {
   // The 1-based line on which the record last returned by Next() started.
   size_t line() const { return record_line_; }
   const std::string& error() const { return error_; }
+  // Bytes of the text consumed so far, and the line the next record would start on.
+  size_t consumed() const { return pos_; }
+  size_t next_line() const { return line_; }
 
  private:
   std::string_view t_;
   char delimiter_;
   size_t pos_ = 0;
-  size_t line_ = 1;
+  size_t line_;
   size_t record_line_ = 0;
+  std::string error_;
+};
+
+// Bytes read in order, from the first again when asked: a file, a string, a sealed upload.
+class ByteSource {
+ public:
+  virtual ~ByteSource() = default;
+  // Up to `n` bytes into `out`; 0 at the end.
+  virtual Result<size_t> Read(char* out, size_t n) = 0;
+  // Back to the first byte.
+  virtual Status Rewind() = 0;
+};
+
+// `bytes` must outlive the source.
+std::unique_ptr<ByteSource> StringSource(std::string_view bytes);
+// kNotFound when the file cannot be opened.
+Result<std::unique_ptr<ByteSource>> FileSource(const std::string& path);
+
+// The records of a CSV file read from a ByteSource a chunk at a time, so that memory holds a
+// chunk and a record whatever the file's size; records are split as CsvReader splits them (a
+// record may span chunks). A UTF-8 byte-order mark at the start is dropped (bom() tells).
+//
+//   CsvStream csv(source);
+//   csv.set_delimiter(CsvReader::Detect(csv.Start().value()));
+//   while (csv.Next(&cells)) { csv.line(); csv.raw(); }
+//   if (!csv.error().empty()) ...
+class CsvStream {
+ public:
+  explicit CsvStream(ByteSource& source, size_t max_record = size_t{1} << 20)
+      : source_(source), max_record_(max_record) {}
+  // Reads the first chunk (for CsvReader::Detect): the file's first bytes, the mark dropped.
+  Result<std::string_view> Start();
+  void set_delimiter(char delimiter) { delimiter_ = delimiter; }
+  bool Next(std::vector<std::string>* cells);
+  size_t line() const { return record_line_; }
+  // The bytes of the record Next() returned last, as the file has them.
+  std::string_view raw() const { return raw_; }
+  bool bom() const { return bom_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  bool Fill();  // false at the end of the source (or on an error)
+
+  ByteSource& source_;
+  const size_t max_record_;
+  char delimiter_ = ',';
+  std::string buffer_;
+  size_t start_ = 0;  // the first byte of buffer_ not yet returned
+  size_t line_ = 1;   // the line buffer_[start_] is on
+  size_t record_line_ = 0;
+  std::string_view raw_;
+  bool started_ = false, ended_ = false, bom_ = false;
   std::string error_;
 };
 

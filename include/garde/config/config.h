@@ -36,6 +36,7 @@ struct Config {
   int max_keep_alive_requests = 10000;
   int64_t max_body_bytes = 1 << 20;
   int64_t max_batch_bytes = 16 << 20;
+  int64_t max_import_bytes = int64_t{1} << 30;  // a spreadsheet upload (kept on disk, sealed)
   int max_batch_rows = 1000;
   // Where the data lives: empty for the SQLite files in data_dir (garde.db, audit.db), or a
   // postgresql:// URI (libpq's) of a database several nodes may share.

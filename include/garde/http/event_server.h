@@ -18,6 +18,7 @@
 #include <string_view>
 
 #include "garde/base/status.h"
+#include "garde/crypto/sealed_spool.h"
 #include "garde/http/exchange.h"
 
 namespace garde {
@@ -28,6 +29,12 @@ class ExchangeHandler {
   virtual ~ExchangeHandler() = default;
   // The largest request body accepted for a request target (413 above it).
   virtual int64_t BodyLimit(std::string_view target) const = 0;
+  // Where a body too large to hold in memory goes as it arrives (an upload): a spool, or
+  // nullptr for a body kept in memory. Asked once the request's head is read.
+  virtual Result<std::unique_ptr<SealedSpool>> SpoolFor(std::string_view target) {
+    (void)target;
+    return std::unique_ptr<SealedSpool>();
+  }
   // True when the request's answer comes from memory in microseconds: it then runs on the
   // I/O thread, without a hand-over to a worker.
   virtual bool AnswersAtOnce(const Exchange& x) const = 0;

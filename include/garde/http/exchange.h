@@ -1,6 +1,6 @@
 // One HTTP exchange as route handlers see it: the parsed request (method, path parameters,
-// query, headers, whole body) and the answer they build. Handlers return a Status; a non-Ok
-// status becomes a problem+json answer.
+// query, headers, whole body or a spool of it) and the answer they build. Handlers return a
+// Status; a non-Ok status becomes a problem+json answer.
 //
 //   Status GetSubject(Exchange& x) {
 //     auto caller = x.RequireCaller();  ...
@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,6 +20,8 @@
 #include "garde/domain/access_gate.h"
 
 namespace garde {
+
+class SealedSpool;
 
 struct Exchange {
   // Request.
@@ -33,6 +36,8 @@ struct Exchange {
   std::map<std::string, std::string> headers;  // lower-case names
   std::string content_type;                    // media type only, lower-case
   std::string body;
+  // A body kept on disk as it arrived instead (ExchangeHandler::SpoolFor): `body` is empty.
+  std::shared_ptr<SealedSpool> body_spool;
   std::string request_id;
   std::string peer;  // the connection's peer address: 4 or 16 bytes ("" when none)
   std::optional<Caller> caller;

@@ -41,6 +41,7 @@ class HttpService final : public ExchangeHandler {
 
   // ExchangeHandler: what the server calls for each request.
   int64_t BodyLimit(std::string_view target) const override;
+  Result<std::unique_ptr<SealedSpool>> SpoolFor(std::string_view target) override;
   bool AnswersAtOnce(const Exchange& x) const override;
   void Answer(Exchange& x, const Status& framing) override;
   Deployment& deployment() { return d_; }

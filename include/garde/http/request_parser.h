@@ -54,6 +54,10 @@ class RequestParser {
   // after a complete request (a pipelined next one) are left for the next call.
   Progress Advance(std::string_view buffer, size_t* pos);
 
+  // Moves out the body bytes read so far (a body kept elsewhere as it arrives); the body
+  // limit still counts them.
+  std::string TakeBody();
+
   // Ready for the next request on the same connection.
   void Reset();
 
@@ -76,6 +80,7 @@ class RequestParser {
   size_t scanned_ = 0;       // head bytes already searched for the blank line
   uint64_t remaining_ = 0;   // body or chunk bytes still to come
   int64_t body_limit_ = 0;
+  uint64_t body_taken_ = 0;  // bytes moved out by TakeBody()
   ParsedRequest request_;
   Status error_;
 };

@@ -586,6 +586,10 @@ Status AuditLog::FlushEverywhere() {
 
 Result<std::vector<AuditRow>> AuditLog::Query(const AuditQuery& query) {
   GARDE_RETURN_IF_ERROR(FlushEverywhere());
+  return QueryLogged(query);
+}
+
+Result<std::vector<AuditRow>> AuditLog::QueryLogged(const AuditQuery& query) {
   std::vector<AuditRow> out;
   GARDE_RETURN_IF_ERROR(log_.Read([&](ReadTx& tx) -> Status {
     auto rows = tx.QueryAudit(query);

@@ -600,6 +600,9 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
     return Status(Code::kUnprocessable, "the note is too long").AddError("note", "at most 4000 bytes");
   }
   auto policies = d_.policies.Current();
+  // A package lists the subject's accesses up to now: every journal is imported first, outside
+  // the transaction (checked below only where a package is built).
+  const Status imported = d_.journal.FlushEverywhere();
   TombstoneEntries tombstones;
   auto done = Step(caller, id, "request.complete",
               [&](WriteTx& tx, RequestRow& r, SubjectRow& s, Texts& t) -> Status {
@@ -616,6 +619,7 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
     JsonWriter result;
     if (r.type == "access" || r.type == "portability") {
       r.completed_at = now;  // the package says when it was delivered
+      GARDE_RETURN_IF_ERROR(imported);
       auto package = BuildPackage(tx, *policies, r, s);
       if (!package.ok()) return package.status();
       auto sealed = d_.vault.SealFor(s, RequestPackageLabel(r.id), package.value());
@@ -1150,7 +1154,7 @@ Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& polic
   aq.subject = subject.id;
   aq.limit = kAuditPage;
   for (;;) {
-    auto page = d_.journal.Query(aq);
+    auto page = d_.journal.QueryLogged(aq);  // imported before the transaction began
     if (!page.ok()) return page.status();
     for (const auto& row : page.value()) w.Raw(row.entry);
     if (page.value().size() < kAuditPage) break;
@@ -1172,6 +1176,7 @@ Result<std::string> RequestDesk::Package(const Caller& caller, const std::string
   }
   std::string package;
   std::string subject_id;
+  const Status imported = d_.journal.FlushEverywhere();  // for a preview, as in Complete
   GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
     RequestRow row;
     SubjectRow subject;
@@ -1195,6 +1200,7 @@ Result<std::string> RequestDesk::Package(const Caller& caller, const std::string
                                                : "the request is " + row.status);
     }
     GARDE_RETURN_IF_ERROR(RefuseGone(subject));
+    GARDE_RETURN_IF_ERROR(imported);
     auto built = BuildPackage(tx, *policies, row, subject);
     if (!built.ok()) return built.status();
     package = std::move(built.value());

@@ -104,7 +104,12 @@ class AuditLog final : public AccessJournal {
   Result<Hash> Root(uint64_t size);
   Result<std::vector<Hash>> InclusionProof(uint64_t index, uint64_t size);
   Result<std::vector<Hash>> ConsistencyProof(uint64_t from, uint64_t to);
+  // Imports what every node's journals hold (FlushEverywhere), then QueryLogged.
   Result<std::vector<AuditRow>> Query(const AuditQuery& query);
+  // What the log holds now, importing nothing: for use inside a transaction of the vault,
+  // where an import (which reads and trims the vault's pending entries under the importer's
+  // lock) would take the locks in the opposite order. Flush before the transaction.
+  Result<std::vector<AuditRow>> QueryLogged(const AuditQuery& query);
   Status Scan(uint64_t from, uint64_t to, const std::function<bool(const AuditRow&)>& fn);
 
   const CheckpointSigner& signer() const { return signer_; }

@@ -346,6 +346,7 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
     csv.set_delimiter(delimiter);
     std::vector<std::string> cells;
     if (!csv.Next(&header)) {
+      GARDE_RETURN_IF_ERROR(csv.read_status());
       return Unprocessable(csv.error().empty() ? "the file is empty" : csv.error());
     }
     utf8 = IsValidUtf8(csv.raw());
@@ -353,6 +354,7 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
       ++total_rows;
       if (utf8) utf8 = IsValidUtf8(csv.raw());
     }
+    GARDE_RETURN_IF_ERROR(csv.read_status());
     if (!csv.error().empty()) return Unprocessable("the file is not valid CSV: " + csv.error());
     bom = csv.bom();
   }
@@ -554,6 +556,7 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
       GARDE_RETURN_IF_ERROR(decode(cells));
       rows.push_back({csv.line(), std::move(cells)});
     }
+    GARDE_RETURN_IF_ERROR(csv.read_status());
     // The file changed between the passes (it was read whole and checked first).
     if (!csv.error().empty()) return Unavailable("the file changed while it was imported");
     if (rows.empty()) break;

@@ -176,6 +176,7 @@ bool CsvStream::Fill() {
   auto n = source_.Read(buffer_.data() + have, kChunk);
   if (!n.ok()) {
     buffer_.resize(have);
+    read_status_ = n.status();
     error_ = n.status().message();
     ended_ = true;
     return false;

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <random>
 #include <string>
+#include <vector>
 
 namespace garde {
 namespace {
@@ -97,6 +98,13 @@ TEST_F(SealedSpoolTest, AChangedCutOrReorderedFileIsDamaged) {
     const char flip = 'Z';
     ASSERT_EQ(::pwrite(s->fd(), &flip, 1, 70000), 1);
     EXPECT_EQ(read_all(*s).code(), Code::kDamaged);
+    // Read as CSV (as an import reads it), damage is a read failure, not a CSV problem.
+    ASSERT_TRUE(s->Rewind().ok());
+    CsvStream csv(*s);
+    std::vector<std::string> cells;
+    while (csv.Next(&cells)) {
+    }
+    EXPECT_EQ(csv.read_status().code(), Code::kDamaged);
   }
   {  // cut short
     auto s = make();

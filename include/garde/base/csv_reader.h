@@ -90,6 +90,8 @@ class CsvStream {
   std::string_view raw() const { return raw_; }
   bool bom() const { return bom_; }
   const std::string& error() const { return error_; }
+  // Not ok when reading the source failed (error() then says so too): not a CSV problem.
+  const Status& read_status() const { return read_status_; }
 
  private:
   bool Fill();  // false at the end of the source (or on an error)
@@ -104,6 +106,7 @@ class CsvStream {
   std::string_view raw_;
   bool started_ = false, ended_ = false, bom_ = false;
   std::string error_;
+  Status read_status_ = Status::Ok();
 };
 
 }  // namespace garde

@@ -358,12 +358,9 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
     if (!csv.error().empty()) return Unprocessable("the file is not valid CSV: " + csv.error());
     bom = csv.bom();
   }
-  // As SpreadsheetText decides: a mark or a declaration of UTF-8 must hold; auto takes
-  // UTF-8 when the bytes are, else Windows-1252.
-  const bool windows_1252 = (mapping.encoding == "windows-1252" && !bom) || !utf8;
-  if (!utf8 && (mapping.encoding == "utf-8" || bom)) {
-    return Unprocessable("the file is declared UTF-8 but is not valid UTF-8");
-  }
+  auto is_windows_1252 = IsWindows1252(mapping.encoding, bom, utf8);
+  if (!is_windows_1252.ok()) return is_windows_1252.status();
+  const bool windows_1252 = is_windows_1252.value();
   auto decode = [&](std::vector<std::string>& cells) -> Status {
     if (!windows_1252) return Status::Ok();
     for (auto& cell : cells) {

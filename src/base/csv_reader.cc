@@ -29,16 +29,24 @@ Result<std::string> Utf8FromWindows1252(std::string_view bytes) {
   return out;
 }
 
+Result<bool> IsWindows1252(std::string_view encoding, bool bom, bool valid_utf8) {
+  if (encoding == "windows-1252" && !bom) return true;
+  if (valid_utf8) return false;
+  if (encoding == "utf-8" || bom) {
+    return Unprocessable("the file is declared UTF-8 but is not valid UTF-8");
+  }
+  return true;
+}
+
 Result<std::string> SpreadsheetText(std::string_view bytes, std::string_view encoding) {
   constexpr std::string_view kBom = "\xEF\xBB\xBF";
   const bool bom = bytes.substr(0, kBom.size()) == kBom;
   if (bom) bytes.remove_prefix(kBom.size());
-  if (encoding == "windows-1252" && !bom) return Utf8FromWindows1252(bytes);
-  if (IsValidUtf8(bytes)) return std::string(bytes);
-  if (encoding == "utf-8" || bom) {
-    return Unprocessable("the file is declared UTF-8 but is not valid UTF-8");
-  }
-  return Utf8FromWindows1252(bytes);
+  const bool utf8 = !(encoding == "windows-1252" && !bom) && IsValidUtf8(bytes);
+  auto windows_1252 = IsWindows1252(encoding, bom, utf8);
+  if (!windows_1252.ok()) return windows_1252.status();
+  if (windows_1252.value()) return Utf8FromWindows1252(bytes);
+  return std::string(bytes);
 }
 
 char CsvReader::Detect(std::string_view text) {
@@ -191,7 +199,7 @@ Result<std::string_view> CsvStream::Start() {
     started_ = true;
     while (buffer_.size() < 3 && Fill()) {
     }
-    if (!error_.empty()) return Unavailable(error_);
+    if (!read_status_.ok()) return read_status_;
     constexpr std::string_view kBom = "\xEF\xBB\xBF";
     if (std::string_view(buffer_).substr(0, kBom.size()) == kBom) {
       bom_ = true;

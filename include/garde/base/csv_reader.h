@@ -24,6 +24,11 @@ namespace garde {
 // mark) and its bytes are not.
 Result<std::string> SpreadsheetText(std::string_view bytes, std::string_view encoding);
 
+// Whether a file is read as Windows-1252 rather than UTF-8, from its declared `encoding`
+// (utf-8, windows-1252, auto), its byte-order mark and whether its bytes are valid UTF-8:
+// a mark or a declaration of UTF-8 must hold (kUnprocessable), auto takes UTF-8 when it is.
+Result<bool> IsWindows1252(std::string_view encoding, bool bom, bool valid_utf8);
+
 // Windows-1252 bytes as UTF-8 (every byte maps to a character).
 Result<std::string> Utf8FromWindows1252(std::string_view bytes);
 

@@ -179,10 +179,13 @@ Result<IncidentView> BreachRegister::Scope(const Caller& caller, const std::stri
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*d_.policies().Current(), caller, "incidents.manage"));
   auto view = Load(id);
   if (!view.ok()) return view.status();
-  // Everything logged so far under a head signed now, then the whole log checked against it,
-  // the scope drawn in the same pass over the entries.
-  auto head = d_.audit().Checkpoint();
-  if (!head.ok()) return head.status();
+  // Everything logged so far under a head signed now. A key's or user's scope reads their
+  // entries alone, through the actor index, each proved against that head and counted
+  // against the head's signed count for the actor (AuditLog::ScopeActor); other scopes check
+  // the whole log against the head and draw the scope in the same pass.
+  CheckpointRow head;
+  uint64_t verified_entries = 0;
+  uint64_t head_size = UINT64_MAX;  // entries at or past it came after the head
   struct Reach {
     std::set<std::string> fields, activities, actions;
     int64_t entries = 0;
@@ -209,7 +212,7 @@ Result<IncidentView> BreachRegister::Scope(const Caller& caller, const std::stri
     AppendJsonString(member, scope.activity);
   }
   auto draw = [&](const AuditRow& row) {
-    if (row.seq >= head->size || row.subject.empty() ||
+    if (row.seq >= head_size || row.subject.empty() ||
         row.entry.find(member) == std::string::npos) {
       return;
     }
@@ -239,12 +242,29 @@ Result<IncidentView> BreachRegister::Scope(const Caller& caller, const std::stri
       }
     }
   };
-  const AuditVerification verified =
-      VerifyAuditLog(d_.audit_store(), d_.signer().public_key(), d_.signer().origin(), {},
-                     [](uint64_t) {}, draw);
-  if (!verified.ok()) {
-    return Conflict("the audit log does not verify (" + std::to_string(verified.problems.size()) +
-                    " problems; run garde audit verify): no scope can be drawn from it");
+  auto refused = [](size_t problems, const std::string& first) {
+    return Conflict("the audit log does not verify (" + std::to_string(problems) +
+                    " problems, first: " + first +
+                    "; run garde audit verify): no scope can be drawn from it");
+  };
+  if (!scope.actor.empty()) {
+    auto checked = d_.audit().ScopeActor(scope.actor, draw);
+    if (!checked.ok()) return checked.status();
+    if (!checked->problems.empty()) {
+      return refused(checked->problems.size(), checked->problems.front());
+    }
+    head = std::move(checked->head);
+    verified_entries = checked->entries;
+  } else {
+    auto signed_now = d_.audit().Checkpoint();
+    if (!signed_now.ok()) return signed_now.status();
+    head = std::move(signed_now.value());
+    head_size = head.size;
+    const AuditVerification verified =
+        VerifyAuditLog(d_.audit_store(), d_.signer().public_key(), d_.signer().origin(), {},
+                       [](uint64_t) {}, draw);
+    if (!verified.ok()) return refused(verified.problems.size(), verified.problems.front());
+    verified_entries = verified.entries;
   }
   Object::Ptr result = new Object;
   result->set("actor", scope.actor);
@@ -252,10 +272,10 @@ Result<IncidentView> BreachRegister::Scope(const Caller& caller, const std::stri
   result->set("client", scope.client);
   result->set("since", since);
   result->set("until", until);
-  result->set("verified_entries", static_cast<int64_t>(verified.entries));
-  result->set("checkpoint_size", static_cast<int64_t>(head->size));
+  result->set("verified_entries", static_cast<int64_t>(verified_entries));
+  result->set("checkpoint_size", static_cast<int64_t>(head.size));
   // The signed tree head every entry below is proved against (GET .../evidence).
-  result->set("checkpoint", head->note);
+  result->set("checkpoint", head.note);
   result->set("entries", entries);
   Array::Ptr subjects = new Array;
   for (const auto& [subject, r] : reached) {

@@ -13,8 +13,11 @@ namespace {
 constexpr const char* kDash = "\xE2\x80\x94";  // U+2014 EM DASH, as signed-note requires
 
 std::string Body(const std::string& origin, const SignedHead& h) {
-  return origin + "\n" + std::to_string(h.size) + "\n" + Base64Encode(h.root.data(), h.root.size()) +
-         "\ntime " + FormatRfc3339(h.time) + "\n";
+  std::string body = origin + "\n" + std::to_string(h.size) + "\n" +
+                     Base64Encode(h.root.data(), h.root.size()) + "\ntime " +
+                     FormatRfc3339(h.time) + "\n";
+  if (h.actors) body += "actors " + Base64Encode(h.actors->data(), h.actors->size()) + "\n";
+  return body;
 }
 
 }  // namespace
@@ -97,6 +100,17 @@ Result<SignedHead> ParseCheckpoint(const std::string& note, const PublicKey& key
   auto t = ParseRfc3339(line_time.substr(5));
   if (!t) return Unprocessable("checkpoint: bad time");
   head.time = *t;
+  std::string line_actors;
+  if (std::getline(lines, line_actors)) {
+    if (line_actors.rfind("actors ", 0) != 0) return Unprocessable("checkpoint: unknown line");
+    auto digest = Base64Decode(line_actors.substr(7));
+    if (!digest || digest->size() != 32) return Unprocessable("checkpoint: bad actors digest");
+    head.actors.emplace();
+    std::copy(digest->begin(), digest->end(), head.actors->begin());
+  }
+  if (std::string extra; std::getline(lines, extra)) {
+    return Unprocessable("checkpoint: unknown line");
+  }
 
   const std::string prefix = std::string(kDash) + " " + origin + " ";
   const auto id = CheckpointKeyId(origin, key);

@@ -10,6 +10,10 @@
 #include <map>
 #include <shared_mutex>
 #include <string_view>
+#include <unordered_map>
+
+#include <Poco/JSON/Parser.h>
+#include <sodium.h>
 
 #include "garde/base/encoding.h"
 #include "garde/base/json_writer.h"
@@ -34,7 +38,95 @@ std::optional<uint64_t> EmbeddedSeq(const std::string& entry) {
   return v;
 }
 
+// The "subject" member an entry holds for its search column, encoded as the entry encodes it
+// (a column written before values were made canonical may hold any bytes).
+std::string SubjectMember(const std::string& subject) {
+  std::string member = "\"subject\":";
+  if (subject.empty()) return member + "null";
+  AppendJsonString(member, subject);
+  return member;
+}
+
+// A JSON string token's value: the bytes between the quotes when nothing is escaped (as in
+// every actor Garde logs), the parser's reading otherwise.
+std::optional<std::string> JsonStringValue(std::string_view token) {
+  if (token.size() < 2 || token.front() != '"' || token.back() != '"') return std::nullopt;
+  const std::string_view inner = token.substr(1, token.size() - 2);
+  if (inner.find('\\') == std::string_view::npos) {
+    if (inner.find('"') != std::string_view::npos) return std::nullopt;
+    return std::string(inner);
+  }
+  try {
+    Poco::JSON::Parser parser;
+    auto array = parser.parse("[" + std::string(token) + "]").extract<Poco::JSON::Array::Ptr>();
+    if (array.isNull() || array->size() != 1 || !array->get(0).isString()) return std::nullopt;
+    return array->getElement<std::string>(0);
+  } catch (const Poco::Exception&) {
+    return std::nullopt;
+  }
+}
+
+// One past the closing quote of the JSON string token opening at `at`.
+size_t StringTokenEnd(std::string_view s, size_t at) {
+  for (size_t i = at + 1; i < s.size(); ++i) {
+    if (s[i] == '\\') {
+      ++i;
+    } else if (s[i] == '"') {
+      return i + 1;
+    }
+  }
+  return std::string_view::npos;
+}
+
 }  // namespace
+
+std::optional<std::string> AuditEntryActor(std::string_view entry) {
+  // The first occurrence is the member: v, seq and time, before it, cannot hold the text.
+  static constexpr std::string_view kMember = ",\"actor\":";
+  const size_t at = entry.find(kMember);
+  if (at == std::string_view::npos) return std::nullopt;
+  const size_t start = at + kMember.size();
+  if (start >= entry.size() || entry[start] != '"') return std::nullopt;  // null
+  const size_t end = StringTokenEnd(entry, start);
+  if (end == std::string_view::npos) return std::nullopt;
+  return JsonStringValue(entry.substr(start, end - start));
+}
+
+std::string FormatActorCounts(const ActorCounts& counts) {
+  std::string out;
+  for (const auto& [actor, count] : counts) {
+    out += std::to_string(count);
+    out += ' ';
+    AppendJsonString(out, actor);
+    out += '\n';
+  }
+  return out;
+}
+
+std::optional<ActorCounts> ParseActorCounts(std::string_view text) {
+  ActorCounts counts;
+  while (!text.empty()) {
+    const size_t end = text.find('\n');
+    if (end == std::string_view::npos) return std::nullopt;
+    const std::string_view line = text.substr(0, end);
+    text.remove_prefix(end + 1);
+    const size_t space = line.find(' ');
+    if (space == std::string_view::npos) return std::nullopt;
+    uint64_t count = 0;
+    const auto [ptr, ec] = std::from_chars(line.data(), line.data() + space, count);
+    if (ec != std::errc() || ptr != line.data() + space || count == 0) return std::nullopt;
+    auto actor = JsonStringValue(line.substr(space + 1));
+    if (!actor || (!counts.empty() && *actor <= counts.rbegin()->first)) return std::nullopt;
+    counts.emplace_hint(counts.end(), std::move(*actor), count);
+  }
+  return counts;
+}
+
+Hash ActorCountsDigest(std::string_view text) {
+  Hash h;
+  crypto_hash_sha256(h.data(), reinterpret_cast<const uint8_t*>(text.data()), text.size());
+  return h;
+}
 
 std::string AuditLog::Encode(uint64_t seq, int64_t time, const Caller& caller,
                              const AccessEvent& e) {
@@ -72,6 +164,7 @@ Status AppendEntry(WriteTx& tx, uint64_t seq, const std::string& subject,
                    const std::string& tail) {
   std::string entry = kEntryHead + std::to_string(seq) + tail;
   Hash node = LeafHash(entry);
+  if (auto actor = AuditEntryActor(entry)) GARDE_RETURN_IF_ERROR(tx.InsertAuditActor(*actor, seq));
   GARDE_RETURN_IF_ERROR(tx.InsertAuditEntry({seq, std::move(entry), ToBytes(node), subject}));
   // Store each perfect subtree this leaf completes: leaf seq closes the subtree at level L
   // when (seq + 1) is a multiple of 2^L.
@@ -559,11 +652,109 @@ Result<CheckpointRow> AuditLog::Checkpoint(bool import_first) {
     MerkleTree tree([&](unsigned l, uint64_t i) { return ToHash(tx.AuditNode(l, i)); });
     auto root = tree.Root(n.value());
     if (!root.ok()) return root.status();
-    SignedHead head{n.value(), root.value(), clock_.Now()};
-    row = {head.size, ToBytes(head.root), head.time, signer_.Sign(head)};
+    auto actors = ActorCountsAt(tx, latest.value(), n.value());
+    if (!actors.ok()) return actors.status();
+    SignedHead head{n.value(), root.value(), clock_.Now(), ActorCountsDigest(actors.value())};
+    row = {head.size, ToBytes(head.root), head.time, signer_.Sign(head), actors.value()};
     return tx.InsertCheckpoint(row);
   }));
   return row;
+}
+
+Result<std::string> AuditLog::ActorCountsAt(ReadTx& tx, const std::optional<CheckpointRow>& latest,
+                                            uint64_t size) const {
+  ActorCounts counts;
+  uint64_t from = 0;
+  if (latest) {
+    auto signed_head = ParseCheckpoint(latest->note, signer_.public_key(), signer_.origin());
+    if (signed_head.ok() && signed_head->actors) {
+      auto parsed = ParseActorCounts(latest->actors);
+      if (!parsed || ActorCountsDigest(latest->actors) != *signed_head->actors) {
+        return Damaged("the latest checkpoint's actor counts differ from those it signed "
+                       "(run garde audit verify)");
+      }
+      counts = std::move(*parsed);
+      from = latest->size;
+    }
+  }
+  // The entries since; the whole log when the latest head counted none (signed before
+  // checkpoints carried counts: once after an upgrade).
+  GARDE_RETURN_IF_ERROR(tx.ScanAudit(from, size, [&](const AuditRow& row) {
+    if (auto actor = AuditEntryActor(row.entry)) ++counts[*actor];
+    return true;
+  }));
+  return FormatActorCounts(counts);
+}
+
+Result<AuditLog::ActorScope> AuditLog::ScopeActor(
+    const std::string& actor, const std::function<void(const AuditRow&)>& each) {
+  auto prior = LatestCheckpoint();
+  if (!prior.ok()) return prior.status();
+  auto signed_now = Checkpoint();
+  if (!signed_now.ok()) return signed_now.status();
+  ActorScope scope;
+  scope.head = std::move(signed_now.value());
+  const uint64_t size = scope.head.size;
+  auto problem = [&](std::string what) { scope.problems.push_back(std::move(what)); };
+  auto head = ParseCheckpoint(scope.head.note, signer_.public_key(), signer_.origin());
+  if (!head.ok()) {
+    return Internal("the head just signed does not parse: " + head.status().message());
+  }
+  uint64_t expected = 0;
+  if (!head->actors || ActorCountsDigest(scope.head.actors) != *head->actors) {
+    problem("the signed head's actor counts differ from those stored with it");
+  } else if (auto counts = ParseActorCounts(scope.head.actors); !counts) {
+    problem("the signed head's actor counts do not parse");
+  } else if (auto it = counts->find(actor); it != counts->end()) {
+    expected = it->second;
+  }
+  GARDE_RETURN_IF_ERROR(log_.Read([&](ReadTx& tx) -> Status {
+    MerkleTree tree([&](unsigned l, uint64_t i) { return ToHash(tx.AuditNode(l, i)); });
+    // The tree now extends the one the previous head signed: entries before it are as signed.
+    if (prior.value() && prior.value()->size > 0 && prior.value()->size < size) {
+      const CheckpointRow& before = *prior.value();
+      auto earlier = ParseCheckpoint(before.note, signer_.public_key(), signer_.origin());
+      auto proof = tree.ConsistencyProof(before.size, size);
+      if (!earlier.ok() || earlier->size != before.size) {
+        problem("the checkpoint at size " + std::to_string(before.size) + " does not verify");
+      } else if (!proof.ok() ||
+                 !VerifyConsistency(before.size, size, earlier->root, head->root, proof.value())) {
+        problem("the log is not an extension of its checkpoint at size " +
+                std::to_string(before.size));
+      }
+    }
+    auto seqs = tx.AuditSeqsOfActor(actor, size);
+    if (!seqs.ok()) return seqs.status();
+    for (const uint64_t seq : seqs.value()) {
+      bool found = false;
+      GARDE_RETURN_IF_ERROR(tx.ScanAudit(seq, seq + 1, [&](const AuditRow& row) {
+        found = true;
+        const Hash leaf = LeafHash(row.entry);
+        auto proof = tree.InclusionProof(seq, size);
+        if (EmbeddedSeq(row.entry) != seq) {
+          problem("entry " + std::to_string(seq) + " holds another position's record");
+        } else if (!proof.ok() || !VerifyInclusion(leaf, seq, size, proof.value(), head->root)) {
+          problem("entry " + std::to_string(seq) + " is not the one the signed tree holds");
+        } else if (AuditEntryActor(row.entry) != actor) {
+          problem("the actor index lists entry " + std::to_string(seq) + " of another actor");
+        } else if (row.entry.find(SubjectMember(row.subject)) == std::string::npos) {
+          problem("entry " + std::to_string(seq) + ": its search column names another subject");
+        } else {
+          ++scope.entries;
+          if (each) each(row);
+        }
+        return false;
+      }));
+      if (!found) problem("entry " + std::to_string(seq) + " is missing");
+      if (scope.problems.size() > 10) break;
+    }
+    return Status::Ok();
+  }));
+  if (scope.problems.empty() && scope.entries != expected) {
+    problem("the signed head counts " + std::to_string(expected) + " entries of this actor; " +
+            std::to_string(scope.entries) + " are in the log and its index");
+  }
+  return scope;
 }
 
 Result<std::optional<CheckpointRow>> AuditLog::LatestCheckpoint() {
@@ -606,18 +797,6 @@ Status AuditLog::Scan(uint64_t from, uint64_t to,
   return log_.Read([&](ReadTx& tx) { return tx.ScanAudit(from, to, fn); });
 }
 
-namespace {
-
-// The "subject" member an entry holds for its search column, encoded as the entry encodes it
-// (a column written before values were made canonical may hold any bytes).
-std::string SubjectMember(const std::string& subject) {
-  std::string member = "\"subject\":";
-  if (subject.empty()) return member + "null";
-  AppendJsonString(member, subject);
-  return member;
-}
-
-}  // namespace
 
 Result<Hash> ToHash(const Result<Bytes>& b) {
   if (!b.ok()) return b.status();
@@ -659,12 +838,21 @@ AuditVerification VerifyAuditLog(Store& store, const PublicKey& key, const std::
     report.problems.push_back("cannot read checkpoints: " + read.message());
     return report;
   }
+  // The actor counts each stored head signed, by size: checked against the entries below.
+  std::map<uint64_t, std::string> signed_counts;
   for (const auto& c : stored) {
     const std::string where = "checkpoint at size " + std::to_string(c.size);
     add_head(c.note, where);
     auto parsed = ParseCheckpoint(c.note, key, origin);
     if (parsed.ok() && (parsed->size != c.size || ToBytes(parsed->root) != c.root)) {
       report.problems.push_back(where + ": stored columns differ from the signed note");
+    }
+    if (parsed.ok() && parsed->actors) {
+      if (ActorCountsDigest(c.actors) != *parsed->actors) {
+        report.problems.push_back(where + ": stored actor counts differ from the signed ones");
+      } else {
+        signed_counts.emplace(c.size, c.actors);
+      }
     }
   }
   for (size_t i = 0; i < extra_checkpoints.size(); ++i) {
@@ -674,11 +862,18 @@ AuditVerification VerifyAuditLog(Store& store, const PublicKey& key, const std::
   MerkleAccumulator acc;
   uint64_t expected = 0;
   bool first_bad_reported = false;
+  std::unordered_map<std::string, uint64_t> actors;  // entries per actor so far
   auto check_heads = [&]() {
     auto it = heads.find(acc.size());
     if (it != heads.end() && it->second != acc.Root()) {
       report.problems.push_back("the first " + std::to_string(acc.size()) +
                                 " entries do not match the signed checkpoint of that size");
+    }
+    auto counted = signed_counts.find(acc.size());
+    if (counted != signed_counts.end() &&
+        FormatActorCounts(ActorCounts(actors.begin(), actors.end())) != counted->second) {
+      report.problems.push_back("the first " + std::to_string(acc.size()) +
+                                " entries do not hold the actor counts signed at that size");
     }
   };
   check_heads();  // size 0
@@ -705,6 +900,7 @@ AuditVerification VerifyAuditLog(Store& store, const PublicKey& key, const std::
         }
       }
       acc.Add(leaf);
+      if (auto actor = AuditEntryActor(row.entry)) ++actors[*actor];
       if (each) each(row);
       expected = row.seq + 1;
       check_heads();

@@ -70,6 +70,7 @@ struct MemoryStore::Tables {
   std::map<std::pair<unsigned, uint64_t>, Bytes> audit_nodes;
   std::map<uint64_t, CheckpointRow> checkpoints;
   std::set<std::pair<std::string, uint64_t>> audit_subjects;  // the subject index, one run
+  std::set<std::pair<std::string, uint64_t>> audit_actors;    // the actor index
 };
 
 namespace {
@@ -1111,6 +1112,16 @@ class MemoryTx final : public WriteTx {
     return out;
   }
 
+  Result<std::vector<uint64_t>> AuditSeqsOfActor(const std::string& actor,
+                                                 uint64_t below) override {
+    std::vector<uint64_t> out;
+    for (auto it = t_.audit_actors.lower_bound({actor, 0});
+         it != t_.audit_actors.end() && it->first == actor && it->second < below; ++it) {
+      out.push_back(it->second);
+    }
+    return out;
+  }
+
   Result<std::optional<CheckpointRow>> LatestCheckpoint() override {
     if (t_.checkpoints.empty()) return std::optional<CheckpointRow>();
     return std::optional<CheckpointRow>(t_.checkpoints.rbegin()->second);
@@ -1126,6 +1137,14 @@ class MemoryTx final : public WriteTx {
     const auto key = std::make_pair(level, index);
     if (t_.audit_nodes.count(key) != 0) return Conflict("constraint violated: write");
     Put(t_.audit_nodes, key, hash);
+    return Status::Ok();
+  }
+
+  Status InsertAuditActor(const std::string& actor, uint64_t seq) override {
+    auto posting = std::make_pair(actor, seq);
+    if (t_.audit_actors.count(posting) != 0) return Conflict("constraint violated: write");
+    KeepMember(t_.audit_actors, posting);
+    t_.audit_actors.insert(std::move(posting));
     return Status::Ok();
   }
 

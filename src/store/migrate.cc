@@ -55,7 +55,8 @@ constexpr TableSpec kVaultTables[] = {
 constexpr TableSpec kAuditTables[] = {
     {"audit_log", "seq, entry, leaf_hash, subject", "seq"},
     {"audit_nodes", "level, idx, hash", "level, idx"},
-    {"audit_checkpoints", "size, root, time, note", "size"},
+    {"audit_by_actor", "actor, seq", "actor, seq"},
+    {"audit_checkpoints", "size, root, time, note, actors", "size"},
     {"audit_journals", "name, imported_to", "name"},
 };
 // Serial columns to move past the copied rows.

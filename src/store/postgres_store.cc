@@ -336,6 +336,13 @@ CREATE TRIGGER subjects_rekeyed AFTER UPDATE OF dek_version ON subjects
   FOR EACH ROW WHEN (NEW.dek_version <> OLD.dek_version)
   EXECUTE FUNCTION garde_data_key_replaced();
 )sql",
+    // 3: the actor index and each checkpoint's entry count per actor (SQLite audit 4).
+    R"sql(
+CREATE TABLE audit_by_actor(actor TEXT_C NOT NULL, seq BIGINT NOT NULL, PRIMARY KEY(actor, seq));
+INSERT INTO audit_by_actor(actor, seq)
+  SELECT entry::jsonb ->> 'actor', seq FROM audit_log WHERE entry::jsonb ->> 'actor' IS NOT NULL;
+ALTER TABLE audit_checkpoints ADD COLUMN actors TEXT_C NOT NULL DEFAULT '';
+)sql",
 };
 
 // Migrations take this one, so that nodes starting together migrate once.
@@ -1575,13 +1582,21 @@ class PgTx final : public WriteTx {
   }
 
   Result<std::vector<CheckpointRow>> ListCheckpoints() override {
-    PgQuery q(c_, "SELECT size, root, time, note FROM audit_checkpoints ORDER BY size");
+    PgQuery q(c_, "SELECT size, root, time, note, actors FROM audit_checkpoints ORDER BY size");
     return q.Rows<CheckpointRow>(CheckpointFrom);
+  }
+
+  Result<std::vector<uint64_t>> AuditSeqsOfActor(const std::string& actor,
+                                                 uint64_t below) override {
+    PgQuery q(c_, "SELECT seq FROM audit_by_actor WHERE actor = $1 AND seq < $2 ORDER BY seq");
+    q.Text(actor).Int(static_cast<int64_t>(std::min<uint64_t>(below, INT64_MAX)));
+    return q.Rows<uint64_t>([](const PgRow& r) { return static_cast<uint64_t>(r.Int(0)); });
   }
 
   Result<std::optional<CheckpointRow>> LatestCheckpoint() override {
     PgQuery q(c_,
-              "SELECT size, root, time, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1");
+              "SELECT size, root, time, note, actors FROM audit_checkpoints "
+              "ORDER BY size DESC LIMIT 1");
     return q.First<CheckpointRow>(CheckpointFrom);
   }
 
@@ -1605,6 +1620,12 @@ class PgTx final : public WriteTx {
     return InsertedOrConflict(q);
   }
 
+  Status InsertAuditActor(const std::string& actor, uint64_t seq) override {
+    PgQuery q(c_, "INSERT INTO audit_by_actor(actor, seq) VALUES($1,$2) ON CONFLICT DO NOTHING");
+    q.Text(actor).Int(static_cast<int64_t>(seq));
+    return InsertedOrConflict(q);
+  }
+
   // The subject column of audit_log, indexed, is the subject index here.
   Status AppendAuditSubjectRun(std::vector<std::pair<std::string, uint64_t>>) override {
     return Status::Ok();
@@ -1613,9 +1634,9 @@ class PgTx final : public WriteTx {
 
   Status InsertCheckpoint(const CheckpointRow& r) override {
     PgQuery q(c_,
-              "INSERT INTO audit_checkpoints(size, root, time, note) VALUES($1,$2,$3,$4) "
-              "ON CONFLICT DO NOTHING");
-    q.Int(static_cast<int64_t>(r.size)).Blob(r.root).Int(r.time).Text(r.note);
+              "INSERT INTO audit_checkpoints(size, root, time, note, actors) "
+              "VALUES($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING");
+    q.Int(static_cast<int64_t>(r.size)).Blob(r.root).Int(r.time).Text(r.note).Text(r.actors);
     return q.Run();
   }
 
@@ -1701,7 +1722,7 @@ class PgTx final : public WriteTx {
 
  private:
   static CheckpointRow CheckpointFrom(const PgRow& r) {
-    return {static_cast<uint64_t>(r.Int(0)), r.Blob(1), r.Int(2), r.Text(3)};
+    return {static_cast<uint64_t>(r.Int(0)), r.Blob(1), r.Int(2), r.Text(3), r.Text(4)};
   }
 
   PgConnection& c_;

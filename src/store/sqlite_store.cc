@@ -455,6 +455,20 @@ INSERT INTO audit_subject_runs(run, subject, seq)
   SELECT 1, subject, seq FROM audit_log WHERE subject IS NOT NULL ORDER BY subject, seq;
 DROP INDEX IF EXISTS audit_by_subject;
 )sql",
+    // 4: the actor index (each entry's position under its actor) and the entry count per
+    // actor that each checkpoint signs (docs/audit.md, "Scoping by actor"). Checkpoints signed
+    // before have none; the next one counts the whole log.
+    R"sql(
+CREATE TABLE audit_by_actor(
+  actor TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  PRIMARY KEY(actor, seq)
+) WITHOUT ROWID;
+INSERT INTO audit_by_actor(actor, seq)
+  SELECT json_extract(entry, '$.actor'), seq FROM audit_log
+  WHERE json_valid(entry) AND json_extract(entry, '$.actor') IS NOT NULL ORDER BY 1, 2;
+ALTER TABLE audit_checkpoints ADD COLUMN actors TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 class SqliteConnection {
@@ -935,11 +949,18 @@ class SqliteTx final : public WriteTx {
   }
 
   Result<std::vector<CheckpointRow>> ListCheckpoints() override {
-    Query q(c_, "SELECT size, root, time, note FROM audit_checkpoints ORDER BY size");
+    Query q(c_, "SELECT size, root, time, note, actors FROM audit_checkpoints ORDER BY size");
     return q.Rows<CheckpointRow>([&] {
       return CheckpointRow{static_cast<uint64_t>(q.ColInt(0)), q.ColBlob(1), q.ColInt(2),
-                           q.ColText(3)};
+                           q.ColText(3), q.ColText(4)};
     });
+  }
+
+  Result<std::vector<uint64_t>> AuditSeqsOfActor(const std::string& actor,
+                                                 uint64_t below) override {
+    Query q(c_, "SELECT seq FROM audit_by_actor WHERE actor = ? AND seq < ? ORDER BY seq");
+    q.Text(actor).Int(static_cast<int64_t>(std::min<uint64_t>(below, INT64_MAX)));
+    return q.Rows<uint64_t>([&] { return static_cast<uint64_t>(q.ColInt(0)); });
   }
 
   Result<std::vector<std::string>> ObjectedPurposesOf(const std::string& subject_id) override {
@@ -1678,12 +1699,15 @@ class SqliteTx final : public WriteTx {
   }
 
   Result<std::optional<CheckpointRow>> LatestCheckpoint() override {
-    Query q(c_, "SELECT size, root, time, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1");
+    Query q(c_,
+            "SELECT size, root, time, note, actors FROM audit_checkpoints "
+            "ORDER BY size DESC LIMIT 1");
     const int rc = q.Step();
     if (rc == SQLITE_DONE) return std::optional<CheckpointRow>();
     if (rc != SQLITE_ROW) return q.Error();
-    return std::optional<CheckpointRow>(
-        CheckpointRow{static_cast<uint64_t>(q.ColInt(0)), q.ColBlob(1), q.ColInt(2), q.ColText(3)});
+    return std::optional<CheckpointRow>(CheckpointRow{
+        static_cast<uint64_t>(q.ColInt(0)), q.ColBlob(1), q.ColInt(2), q.ColText(3),
+        q.ColText(4)});
   }
 
   Status InsertAuditEntry(const AuditRow& r) override {
@@ -1694,6 +1718,12 @@ class SqliteTx final : public WriteTx {
     } else {
       q.Text(r.subject);
     }
+    return q.Run();
+  }
+
+  Status InsertAuditActor(const std::string& actor, uint64_t seq) override {
+    Query q(c_, "INSERT INTO audit_by_actor(actor, seq) VALUES(?,?)");
+    q.Text(actor).Int(static_cast<int64_t>(seq));
     return q.Run();
   }
 
@@ -1844,8 +1874,10 @@ class SqliteTx final : public WriteTx {
   }
 
   Status InsertCheckpoint(const CheckpointRow& r) override {
-    Query q(c_, "INSERT OR IGNORE INTO audit_checkpoints(size, root, time, note) VALUES(?,?,?,?)");
-    q.Int(static_cast<int64_t>(r.size)).Blob(r.root).Int(r.time).Text(r.note);
+    Query q(c_,
+            "INSERT OR IGNORE INTO audit_checkpoints(size, root, time, note, actors) "
+            "VALUES(?,?,?,?,?)");
+    q.Int(static_cast<int64_t>(r.size)).Blob(r.root).Int(r.time).Text(r.note).Text(r.actors);
     return q.Run();
   }
 
@@ -2096,8 +2128,11 @@ Status SqliteStore::ImportLegacyAudit(const std::string& vault_path) {
           ", COUNT(*) FROM main.audit_log WHERE subject IS NOT NULL HAVING COUNT(*) > 0;"
           "INSERT INTO main.audit_subject_runs(run, subject, seq) SELECT 1, subject, seq "
           "  FROM main.audit_log WHERE subject IS NOT NULL ORDER BY subject, seq;"
+          "INSERT INTO main.audit_by_actor(actor, seq) SELECT json_extract(entry, '$.actor'), "
+          "  seq FROM main.audit_log WHERE json_valid(entry) AND "
+          "  json_extract(entry, '$.actor') IS NOT NULL ORDER BY 1, 2;"
           "INSERT INTO main.audit_nodes SELECT level, idx, hash FROM legacy.audit_nodes;"
-          "INSERT OR IGNORE INTO main.audit_checkpoints "
+          "INSERT OR IGNORE INTO main.audit_checkpoints(size, root, time, note) "
           "  SELECT size, root, time, note FROM legacy.audit_checkpoints;"
           "COMMIT;";
       GARDE_RETURN_IF_ERROR(c.Exec(copy.c_str()));

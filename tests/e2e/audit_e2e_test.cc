@@ -92,7 +92,8 @@ TEST_F(AuditE2E, SignedCheckpointAndProofsVerifyAgainstThePublicKey) {
   RunResult py = RunProgram({"/usr/bin/python3", GARDE_VERIFIER,
                              "http://127.0.0.1:" + std::to_string(g_.port()), auditor_key_});
   EXPECT_EQ(py.exit_code, 0) << py.out << py.err;
-  EXPECT_NE(py.out.find("root and signature OK"), std::string::npos) << py.out << py.err;
+  EXPECT_NE(py.out.find("root, signature and actor counts OK"), std::string::npos)
+      << py.out << py.err;
 }
 
 // Copies the stopped service's data directory, applies `tamper`, runs `garde audit verify`.

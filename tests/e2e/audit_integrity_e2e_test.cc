@@ -144,7 +144,8 @@ TEST_F(AuditIntegrity, RandomBytesInEveryAuditedValueKeepTheLogVerifiable) {
   RunResult py = RunProgram({"/usr/bin/python3", GARDE_VERIFIER,
                              "http://127.0.0.1:" + std::to_string(g_.port()), auditor_key()});
   EXPECT_EQ(py.exit_code, 0) << py.out << py.err;
-  EXPECT_NE(py.out.find("root and signature OK"), std::string::npos) << py.out << py.err;
+  EXPECT_NE(py.out.find("root, signature and actor counts OK"), std::string::npos)
+      << py.out << py.err;
   // ... and so does the offline check of the whole log.
   ASSERT_EQ(g_.Stop(), 0);
   RunResult v = Verify();

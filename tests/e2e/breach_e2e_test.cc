@@ -354,19 +354,32 @@ TEST_F(BreachE2E, TheSeventyTwoHourClockAndATamperedLog) {
                     officer_key_).status, 422);
   EXPECT_EQ(g_.Get("/v1/incidents", operator_key_).status, 403);
   EXPECT_EQ(g_.Get("/v1/incidents/inc_00000000000000000000000000", officer_key_).status, 404);
-  // Some reads, then an entry removed from the log.
-  const std::string s = Subject(1);
-  ASSERT_EQ(g_.Get("/v1/subjects/" + s, marketing_key_, "marketing_email").status, 200);
-  ASSERT_EQ(g_.Post("/v1/incidents/" + soon->getValue<std::string>("id") + ":scope",
-                    R"({"actor":"nobody"})", officer_key_).status, 200);
+  // A key's reads, then one of them removed from the log: the key's scope (which reads its
+  // entries alone, through the actor index) and a scope by activity (which reads the whole
+  // log) both refuse rather than list one subject fewer.
+  ASSERT_EQ(g_.Get("/v1/subjects/" + Subject(1), marketing_key_, "marketing_email").status, 200);
+  ASSERT_EQ(g_.Get("/v1/subjects/" + Subject(2), marketing_key_, "marketing_email").status, 200);
+  const std::string marketing_id =
+      ParseObject(g_.Get("/v1/audit?action=subject.read&activity=marketing_email", officer_key_).body)
+          ->getArray("items")->getObject(0)->getValue<std::string>("actor");
+  const std::string scope = "/v1/incidents/" + soon->getValue<std::string>("id") + ":scope";
+  for (const std::string& by : {R"({"actor":")" + marketing_id + "\"}",
+                                std::string(R"({"activity":"marketing_email"})")}) {
+    HttpReply drawn = g_.Post(scope, by, officer_key_);
+    ASSERT_EQ(drawn.status, 200) << drawn.body;
+    EXPECT_EQ(ParseObject(drawn.body)->getObject("facts")->getObject("scope")
+                  ->getArray("subjects")->size(), 2u) << by;
+  }
   ASSERT_EQ(g_.Stop(), 0);
   g_.AuditSql("DELETE FROM audit_log WHERE seq = (SELECT seq FROM audit_log WHERE entry LIKE "
               "'%subject.read%' ORDER BY seq DESC LIMIT 1)");
   g_.Start(smtp_.GardeFlags());
-  HttpReply refused = g_.Post("/v1/incidents/" + soon->getValue<std::string>("id") + ":scope",
-                              R"({"actor":"nobody"})", officer_key_);
-  EXPECT_EQ(refused.status, 409) << refused.body;
-  EXPECT_NE(refused.body.find("does not verify"), std::string::npos) << refused.body;
+  for (const std::string& by : {R"({"actor":")" + marketing_id + "\"}",
+                                std::string(R"({"activity":"marketing_email"})")}) {
+    HttpReply refused = g_.Post(scope, by, officer_key_);
+    EXPECT_EQ(refused.status, 409) << by << refused.body;
+    EXPECT_NE(refused.body.find("does not verify"), std::string::npos) << refused.body;
+  }
 }
 
 }  // namespace

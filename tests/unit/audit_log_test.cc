@@ -527,7 +527,9 @@ TEST_F(AuditLogFileTest, ALogIndexedTheOldWayGetsItsSubjectIndexAsOneRun) {
                          "DROP TABLE audit_subject_runs; DROP TABLE audit_runs;"
                          "CREATE INDEX audit_by_subject ON audit_log(subject) "
                          "WHERE subject IS NOT NULL;"
-                         "DELETE FROM schema_migrations WHERE version = 3;",
+                         "DROP TABLE audit_by_actor;"
+                         "ALTER TABLE audit_checkpoints DROP COLUMN actors;"
+                         "DELETE FROM schema_migrations WHERE version >= 3;",
                          nullptr, nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close(db);
@@ -544,7 +546,12 @@ TEST_F(AuditLogFileTest, ALogIndexedTheOldWayGetsItsSubjectIndexAsOneRun) {
 TEST_F(AuditLogFileTest, ALogKeptInTheVaultByAnEarlierVersionMovesToItsOwnFileOnce) {
   Append(3);
   ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", Sid("l"), "customer_management", "ok", {}, 1}).ok());
-  ASSERT_TRUE(d_->audit().Checkpoint().ok());
+  auto head = d_->audit().Checkpoint();
+  ASSERT_TRUE(head.ok());
+  // Signed as versions of that time signed: no actor counts.
+  SignedHead legacy{head->size, {}, head->time};
+  std::copy(head->root.begin(), head->root.end(), legacy.root.begin());
+  const std::string legacy_note = d_->signer().Sign(legacy);
   d_.reset();
   // The layout before audit.db: the same tables inside garde.db.
   sqlite3* db = nullptr;
@@ -553,7 +560,9 @@ TEST_F(AuditLogFileTest, ALogKeptInTheVaultByAnEarlierVersionMovesToItsOwnFileOn
   ASSERT_EQ(sqlite3_exec(db, (attach +
                               "INSERT INTO main.audit_log SELECT * FROM a.audit_log;"
                               "INSERT INTO main.audit_nodes SELECT * FROM a.audit_nodes;"
-                              "INSERT INTO main.audit_checkpoints SELECT * FROM a.audit_checkpoints;"
+                              "INSERT INTO main.audit_checkpoints "
+                              "  SELECT size, root, time, '" + legacy_note +
+                              "' FROM a.audit_checkpoints;"
                               "DETACH a;")
                                  .c_str(),
                          nullptr, nullptr, nullptr),

@@ -5,7 +5,8 @@ Fetches the public key, the latest signed checkpoint and every entry from a runn
 then checks, from docs/audit.md alone:
   * the checkpoint's Ed25519 signature (RFC 8032, implemented below) and key id;
   * that the RFC 6962 Merkle root of the entries equals the signed root;
-  * the service's inclusion proof for every entry and a consistency proof from an earlier size.
+  * the service's inclusion proof for every entry and a consistency proof from an earlier size;
+  * that the entry count per actor the checkpoint signs is the entries' own.
 
 Usage: verify_audit.py BASE_URL AUDITOR_KEY      (exit 0 when everything verifies)
 """
@@ -186,6 +187,41 @@ def parse_checkpoint(note, origin, public):
     raise ValueError("no valid signature")
 
 
+def checkpoint_actors(note):
+    """The digest on a checkpoint's actors line, or None."""
+    for line in note.partition("\n\n")[0].split("\n")[3:]:
+        if line.startswith("actors "):
+            return base64.b64decode(line[len("actors "):])
+    return None
+
+
+def json_string(s):
+    """A string as the counts write it (docs/audit.md): only '"', '\\' and controls escaped."""
+    short = {'"': '\\"', '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t',
+             '\b': '\\b', '\f': '\\f'}
+    out = []
+    for ch in s:
+        if ch in short:
+            out.append(short[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append("\\u%04x" % ord(ch))
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def actor_counts_digest(entries):
+    """SHA-256 of "<count> <actor>\\n" per actor, in the byte order of the actors."""
+    counts = {}
+    for e in entries:
+        actor = json.loads(e)["actor"]
+        if actor is not None:
+            counts[actor] = counts.get(actor, 0) + 1
+    text = "".join("%d %s\n" % (counts[a], json_string(a))
+                   for a in sorted(counts, key=lambda a: a.encode()))
+    return hashlib.sha256(text.encode()).digest()
+
+
 def get(base, key, path):
     req = urllib.request.Request(base + path, headers={"Authorization": "Bearer " + key})
     with urllib.request.urlopen(req) as r:
@@ -207,6 +243,9 @@ def main():
     for i, e in enumerate(entries):
         assert json.loads(e)["seq"] == i, "entry %d out of place" % i
     assert mth(leaves) == root, "recomputed root differs from the signed root"
+    signed_counts = checkpoint_actors(cp["checkpoint"])
+    assert signed_counts is not None, "the checkpoint signs no actor counts"
+    assert actor_counts_digest(entries) == signed_counts, "signed actor counts differ"
     for i in range(size):
         p = json.loads(get(base, key, "/v1/audit/proof/inclusion?index=%d&size=%d" % (i, size)))
         proof = [base64.b64decode(h) for h in p["proof"]]
@@ -222,8 +261,8 @@ def main():
         raise AssertionError("forged checkpoint accepted")
     except ValueError:
         pass
-    print("independent verifier: %d entries, root and signature OK, %d inclusion proofs OK, "
-          "consistency %d->%d OK" % (size, size, first, size))
+    print("independent verifier: %d entries, root, signature and actor counts OK, "
+          "%d inclusion proofs OK, consistency %d->%d OK" % (size, size, first, size))
 
 
 if __name__ == "__main__":

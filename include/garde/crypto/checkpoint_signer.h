@@ -9,14 +9,17 @@
 //   <tree size, decimal>
 //   <root hash, base64>
 //   time <RFC 3339 UTC>
+//   actors <base64 SHA-256 of the log's entry count per actor at this size>  (optional)
 //   <empty line>
 //   — <origin> <base64(key id (4 bytes) ‖ Ed25519 signature (64 bytes))>
-// The signature covers the first four lines, newlines included. The key id is the first four
-// bytes of SHA-256(origin ‖ "\n" ‖ 0x01 ‖ public key).
+// The signature covers every line before the empty one, newlines included. The actors line
+// (AuditLog::Checkpoint) lets a scope by actor be shown complete without rereading the log.
+// The key id is the first four bytes of SHA-256(origin ‖ "\n" ‖ 0x01 ‖ public key).
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "garde/base/status.h"
@@ -31,6 +34,7 @@ struct SignedHead {
   uint64_t size = 0;
   Hash root{};
   int64_t time = 0;
+  std::optional<Hash> actors{};  // digest of the actor counts (docs/audit.md); absent on old heads
 };
 
 class CheckpointSigner {

@@ -34,6 +34,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -112,6 +113,20 @@ class AuditLog final : public AccessJournal {
   Result<std::vector<AuditRow>> QueryLogged(const AuditQuery& query);
   Status Scan(uint64_t from, uint64_t to, const std::function<bool(const AuditRow&)>& fn);
 
+  // Every entry of one actor, found through the actor index and each checked against a head
+  // signed now: its bytes by an inclusion proof, the head by a consistency proof from the
+  // previous signed head, and their number against the head's signed count for that actor.
+  // An entry removed from the log or from its index, moved or changed, is a problem rather
+  // than a shorter list; no other entry is read (docs/audit.md, "Scoping by actor").
+  struct ActorScope {
+    CheckpointRow head;
+    uint64_t entries = 0;               // the actor's entries checked
+    std::vector<std::string> problems;  // empty when the scope is complete and untampered
+  };
+  // `each` is called with every entry checked, in log order.
+  Result<ActorScope> ScopeActor(const std::string& actor,
+                                const std::function<void(const AuditRow&)>& each);
+
   const CheckpointSigner& signer() const { return signer_; }
   const AuditValues& values() const { return options_.values; }
 
@@ -133,6 +148,10 @@ class AuditLog final : public AccessJournal {
   // Removes pending vault rows already in the log (importer thread or Stop only: never
   // inside a vault write).
   void TrimPending(bool force);
+  // The entry count per actor at `size` (FormatActorCounts): those the latest checkpoint
+  // signed plus the entries after it. Damaged when they differ from what it signed.
+  Result<std::string> ActorCountsAt(ReadTx& tx, const std::optional<CheckpointRow>& latest,
+                                    uint64_t size) const;
 
   Store& vault_;
   Store& log_;
@@ -169,6 +188,17 @@ class AuditLog final : public AccessJournal {
   std::thread importer_;
   std::thread journal_maker_;
 };
+
+// The decoded actor member of a canonical entry; nullopt when null or unreadable.
+std::optional<std::string> AuditEntryActor(std::string_view entry);
+
+// The log's entry count per actor at one tree size, as a checkpoint keeps it: a line per
+// actor in byte order, "<count> <actor as a JSON string>\n". The checkpoint's note signs its
+// SHA-256 (ActorCountsDigest) on its actors line.
+using ActorCounts = std::map<std::string, uint64_t>;
+std::string FormatActorCounts(const ActorCounts& counts);
+std::optional<ActorCounts> ParseActorCounts(std::string_view text);
+Hash ActorCountsDigest(std::string_view text);
 
 // A stored tree node (ReadTx::AuditNode) as a hash; Damaged when it is not 32 bytes.
 Result<Hash> ToHash(const Result<Bytes>& stored);

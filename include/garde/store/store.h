@@ -91,6 +91,9 @@ struct CheckpointRow {
   Bytes root;
   int64_t time = 0;
   std::string note;  // the signed checkpoint text
+  // The log's entry count per actor at this size, whose digest the note signs
+  // (FormatActorCounts; "" on checkpoints signed before the actors line existed).
+  std::string actors{};
 
   bool operator==(const CheckpointRow&) const = default;
 };
@@ -584,6 +587,10 @@ class AuditReader {
   virtual Status ScanAudit(uint64_t from_seq, uint64_t to_seq,
                            const std::function<bool(const AuditRow&)>& fn) = 0;
   virtual Result<std::vector<CheckpointRow>> ListCheckpoints() = 0;
+  // The positions below `below` the actor index gives for `actor` (the decoded actor
+  // member), ascending. Nothing vouches for the index: AuditLog::ScopeActor checks it.
+  virtual Result<std::vector<uint64_t>> AuditSeqsOfActor(const std::string& actor,
+                                                         uint64_t below) = 0;
   // The checkpoint of the largest tree size, if any.
   virtual Result<std::optional<CheckpointRow>> LatestCheckpoint() = 0;
   // For metrics: audit entries waiting to be appended (vault database).
@@ -602,6 +609,8 @@ class AuditWriter {
   virtual ~AuditWriter() = default;
   virtual Status InsertAuditEntry(const AuditRow& row) = 0;
   virtual Status InsertAuditNode(unsigned level, uint64_t index, const Bytes& hash) = 0;
+  // Adds an entry's position to the actor index.
+  virtual Status InsertAuditActor(const std::string& actor, uint64_t seq) = 0;
   // The audit log's subject index is a set of sorted runs (docs/audit.md): each append adds
   // one run of its entries' (subject, seq), written after every key already stored; merging
   // folds the runs of the lowest full level into one. Merge returns whether it did.

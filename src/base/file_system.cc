@@ -1,6 +1,9 @@
 #include "garde/base/file_system.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -83,10 +86,36 @@ class PosixFile final : public FileSystem::File {
     }
   }
 
+  int fd() const { return fd_; }
+
  private:
   const int fd_;
   const std::string path_;
   const bool appends_;  // opened O_APPEND (Mode::kAppend)
+};
+
+#ifdef MADV_POPULATE_WRITE
+constexpr int kPopulateWrite = MADV_POPULATE_WRITE;
+#else
+constexpr int kPopulateWrite = 23;  // Linux 5.14+
+#endif
+
+class PosixRegion final : public FileSystem::Region {
+ public:
+  PosixRegion(int fd, char* base, int64_t size) : fd_(fd), base_(base), size_(size) {}
+  ~PosixRegion() override {
+    ::munmap(base_, static_cast<size_t>(size_));
+    ::close(fd_);  // and with it the lock
+  }
+  PosixRegion(const PosixRegion&) = delete;
+  PosixRegion& operator=(const PosixRegion&) = delete;
+  char* data() override { return base_; }
+  int64_t size() const override { return size_; }
+
+ private:
+  const int fd_;
+  char* const base_;
+  const int64_t size_;
 };
 
 class Posix final : public FileSystem {
@@ -110,6 +139,51 @@ class Posix final : public FileSystem {
   Status Remove(const std::string& path) override {
     if (::unlink(path.c_str()) == 0 || errno == ENOENT) return Status::Ok();
     return Failed("remove", path);
+  }
+
+  Result<std::unique_ptr<Region>> CreateRegion(const std::string& path, int64_t size,
+                                               bool populate) override {
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return Failed("create", path);
+    auto fail = [&](const std::string& what) {
+      Status s = Failed(what, path);
+      ::close(fd);
+      ::unlink(path.c_str());
+      return s;
+    };
+    // flock locks belong to the open file: held until the region is destroyed.
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) return fail("lock");
+    if (const int e = ::posix_fallocate(fd, 0, size); e != 0) {
+      errno = e;
+      return fail("allocate space for");
+    }
+    void* base = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ | PROT_WRITE, MAP_SHARED,
+                        fd, 0);
+    if (base == MAP_FAILED) return fail("map");
+    // Best effort: before Linux 5.14 the pages fault in as they are written.
+    if (populate) ::madvise(base, static_cast<size_t>(size), kPopulateWrite);
+    return std::unique_ptr<Region>(std::make_unique<PosixRegion>(fd, static_cast<char*>(base),
+                                                                 size));
+  }
+
+  Result<std::string> ReadUnlocked(const std::string& path) override {
+    auto file = OpenPosix(path, Mode::kRead);
+    if (!file.ok()) return file.status();
+    // Refused while any open file holds the lock, this process's own regions included.
+    if (::flock(file.value()->fd(), LOCK_EX | LOCK_NB) != 0) return Conflict(path + " in use");
+    return file.value()->ReadToEnd();
+  }
+
+  Result<std::vector<std::string>> List(const std::string& dir) override {
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) return Failed("list", dir);
+    std::vector<std::string> names;
+    while (const dirent* e = ::readdir(d)) {
+      const std::string name = e->d_name;
+      if (name != "." && name != "..") names.push_back(name);
+    }
+    ::closedir(d);
+    return names;
   }
 
  private:
@@ -149,10 +223,42 @@ class MemoryBytes {
     MutexLock lock(&mu_);
     return data_;
   }
+  // A region of the file is alive (the lock a mapped POSIX file holds).
+  void SetRegion(bool alive) EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    region_ = alive;
+  }
+  bool HasRegion() const EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    return region_;
+  }
 
  private:
   mutable Mutex mu_;
   std::string data_ GUARDED_BY(mu_);
+  bool region_ GUARDED_BY(mu_) = false;
+};
+
+// Its own buffer, written into the file's bytes when it ends (as the page cache keeps what a
+// process wrote to a mapping after the process is gone).
+class MemoryRegion final : public FileSystem::Region {
+ public:
+  MemoryRegion(std::shared_ptr<MemoryBytes> bytes, int64_t size)
+      : bytes_(std::move(bytes)), buffer_(static_cast<size_t>(size), '\0') {
+    bytes_->SetRegion(true);
+  }
+  ~MemoryRegion() override {
+    bytes_->WriteAt(0, buffer_);
+    bytes_->SetRegion(false);
+  }
+  MemoryRegion(const MemoryRegion&) = delete;
+  MemoryRegion& operator=(const MemoryRegion&) = delete;
+  char* data() override { return buffer_.data(); }
+  int64_t size() const override { return static_cast<int64_t>(buffer_.size()); }
+
+ private:
+  std::shared_ptr<MemoryBytes> bytes_;
+  std::string buffer_;
 };
 
 class MemoryFile final : public FileSystem::File {
@@ -190,14 +296,9 @@ class Memory final : public FileSystem {
     return std::unique_ptr<File>(std::make_unique<MemoryFile>(it->second));
   }
   Result<std::string> ReadAll(const std::string& path) override {
-    std::shared_ptr<MemoryBytes> bytes;
-    {
-      MutexLock lock(&mu_);
-      auto it = files_.find(path);
-      if (it == files_.end()) return NotFound("no file " + path);
-      bytes = it->second;
-    }
-    return bytes->All();
+    auto bytes = Bytes(path);
+    if (!bytes.ok()) return bytes.status();
+    return bytes.value()->All();
   }
   Status Rename(const std::string& from, const std::string& to) override {
     MutexLock lock(&mu_);
@@ -212,8 +313,41 @@ class Memory final : public FileSystem {
     files_.erase(path);
     return Status::Ok();
   }
+  Result<std::unique_ptr<Region>> CreateRegion(const std::string& path, int64_t size,
+                                               bool) override {
+    MutexLock lock(&mu_);
+    if (files_.count(path) != 0) return Unavailable("cannot create " + path + ": it exists");
+    auto bytes = std::make_shared<MemoryBytes>();
+    bytes->WriteAt(0, std::string(static_cast<size_t>(size), '\0'));
+    files_.emplace(path, bytes);
+    return std::unique_ptr<Region>(std::make_unique<MemoryRegion>(std::move(bytes), size));
+  }
+  Result<std::string> ReadUnlocked(const std::string& path) override {
+    auto bytes = Bytes(path);
+    if (!bytes.ok()) return bytes.status();
+    if (bytes.value()->HasRegion()) return Conflict(path + " in use");
+    return bytes.value()->All();
+  }
+  Result<std::vector<std::string>> List(const std::string& dir) override {
+    MutexLock lock(&mu_);
+    const std::string prefix = dir + "/";
+    std::vector<std::string> names;
+    for (auto it = files_.lower_bound(prefix);
+         it != files_.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+      const std::string name = it->first.substr(prefix.size());
+      if (name.find('/') == std::string::npos) names.push_back(name);
+    }
+    return names;
+  }
 
  private:
+  Result<std::shared_ptr<MemoryBytes>> Bytes(const std::string& path) EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    auto it = files_.find(path);
+    if (it == files_.end()) return NotFound("no file " + path);
+    return it->second;
+  }
+
   Mutex mu_;
   std::map<std::string, std::shared_ptr<MemoryBytes>> files_ GUARDED_BY(mu_);
 };

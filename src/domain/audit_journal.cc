@@ -1,11 +1,5 @@
 #include "garde/domain/audit_journal.h"
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cstring>
 
 #include "garde/base/encoding.h"
@@ -29,41 +23,16 @@ int64_t RecordLength(uint64_t header, int64_t room) {
   return kHeader + Padded(len) <= room ? len : -1;
 }
 
-#ifdef MADV_POPULATE_WRITE
-constexpr int kPopulateWrite = MADV_POPULATE_WRITE;
-#else
-constexpr int kPopulateWrite = 23;  // Linux 5.14+
-#endif
-
 }  // namespace
 
-Result<std::unique_ptr<AuditJournal>> AuditJournal::Create(const std::string& dir,
+Result<std::unique_ptr<AuditJournal>> AuditJournal::Create(FileSystem& fs, const std::string& dir,
                                                            int64_t capacity, bool populate) {
-  capacity = Padded(capacity);
   const std::string name = "audit-journal-" + RandomId("") + ".log";
   const std::string path = dir + "/" + name;
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return Unavailable("cannot create the audit journal in " + dir);
-  auto fail = [&](const std::string& what) {
-    ::close(fd);
-    ::unlink(path.c_str());
-    return Unavailable("audit journal: " + what);
-  };
-  // Held while this process lives: another process's recovery leaves it alone.
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) return fail("cannot lock it");
-  if (::posix_fallocate(fd, 0, capacity) != 0) return fail("no space for it");
-  void* base = ::mmap(nullptr, static_cast<size_t>(capacity), PROT_READ | PROT_WRITE,
-                      MAP_SHARED, fd, 0);
-  if (base == MAP_FAILED) return fail("cannot map it");
-  // Best effort: before Linux 5.14 the pages fault in as they are written.
-  if (populate) ::madvise(base, static_cast<size_t>(capacity), kPopulateWrite);
+  auto region = fs.CreateRegion(path, Padded(capacity), populate);
+  if (!region.ok()) return Unavailable("audit journal: " + region.status().message());
   return std::unique_ptr<AuditJournal>(
-      new AuditJournal(path, name, fd, static_cast<char*>(base), capacity));
-}
-
-AuditJournal::~AuditJournal() {
-  ::munmap(base_, static_cast<size_t>(capacity_));
-  ::close(fd_);
+      new AuditJournal(fs, path, name, std::move(region).value()));
 }
 
 bool AuditJournal::Append(std::string_view text) {
@@ -93,32 +62,18 @@ bool AuditJournal::HasRecordAt(int64_t at) const {
   return at + kHeader <= capacity_ && RecordLength(LoadHeader(base_ + at), capacity_ - at) >= 0;
 }
 
-void AuditJournal::Remove() { ::unlink(path_.c_str()); }
+void AuditJournal::Remove() { fs_.Remove(path_).IgnoreError(); }
 
 bool AuditJournal::IsJournalName(const std::string& n) {
   return n.rfind("audit-journal-", 0) == 0 && n.size() > 18 &&
          n.compare(n.size() - 4, 4, ".log") == 0;
 }
 
-Result<int64_t> ReadOrphanJournal(const std::string& path, int64_t from,
+Result<int64_t> ReadOrphanJournal(FileSystem& fs, const std::string& path, int64_t from,
                                   const std::function<void(std::string_view)>& fn) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return NotFound("cannot open " + path);
-  struct stat st {};
-  // flock locks belong to the open file: this process's own journals are refused too.
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0 || ::fstat(fd, &st) != 0) {
-    ::close(fd);
-    return Conflict("journal in use");
-  }
-  std::string content(static_cast<size_t>(st.st_size), '\0');
-  size_t got = 0;
-  while (got < content.size()) {
-    const ssize_t n = ::read(fd, content.data() + got, content.size() - got);
-    if (n <= 0) break;
-    got += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  content.resize(got);
+  auto read = fs.ReadUnlocked(path);
+  if (!read.ok()) return read.status();
+  const std::string& content = read.value();
   // Records a crash interrupted have no header: step over them, 8 bytes at a time, to the
   // next complete one.
   const auto size = static_cast<int64_t>(content.size());

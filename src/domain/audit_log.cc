@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
-#include <filesystem>
 #include <map>
 #include <shared_mutex>
 #include <string_view>
@@ -255,7 +254,7 @@ Status AuditLog::RecordCanonical(WriteTx* tx, const Caller& caller, const Access
       if (spare_) {
         journal_ = std::move(spare_);
       } else {  // the first, or the maker is behind: unpopulated, so as not to hold the lock
-        auto made = AuditJournal::Create(options_.journal_dir, options_.journal_bytes,
+        auto made = AuditJournal::Create(fs(), options_.journal_dir, options_.journal_bytes,
                                          /*populate=*/false);
         if (!made.ok()) return made.status();
         journal_ = std::move(made).value();
@@ -366,8 +365,8 @@ Result<int64_t> ReadJournal(WriteTx& tx, const AuditJournal& journal,
 
 // Forgets a journal whose every record is in the log: the file first, then its row (a row
 // without a file is harmless; a file without its row would be imported again).
-void RemoveJournal(Store& log, const std::string& path, const std::string& name) {
-  ::unlink(path.c_str());
+void RemoveJournal(FileSystem& fs, Store& log, const std::string& path, const std::string& name) {
+  fs.Remove(path).IgnoreError();
   log.Write([&](WriteTx& tx) { return tx.ForgetJournal(name); }).IgnoreError();
 }
 
@@ -378,7 +377,7 @@ void AuditLog::PrepareSpare() {
     ReaderLock lock(&journal_mu_);
     if (spare_ || stopping_) return;
   }
-  auto made = AuditJournal::Create(options_.journal_dir, options_.journal_bytes);
+  auto made = AuditJournal::Create(fs(), options_.journal_dir, options_.journal_bytes);
   if (!made.ok()) return;  // Record makes one when it needs it, and reports the error
   std::shared_ptr<AuditJournal> spare = std::move(made).value();
   WriterLock lock(&journal_mu_);
@@ -475,34 +474,33 @@ Status AuditLog::ImportPass(bool pending) {
         retired_.erase(retired_.begin(),
                        retired_.begin() + static_cast<std::ptrdiff_t>(retired.size()));
       }
-      for (const auto& j : retired) RemoveJournal(log_, j->path(), j->name());
+      for (const auto& j : retired) RemoveJournal(fs(), log_, j->path(), j->name());
     }
     if (rows.size() < kPendingBatch) return Status::Ok();
   }
 }
 
 Status AuditLog::Recover() {
-  std::error_code ec;
+  auto listed = fs().List(options_.journal_dir);
+  if (!listed.ok()) return listed.status();
   std::vector<std::string> names;
-  for (const auto& f : std::filesystem::directory_iterator(options_.journal_dir, ec)) {
-    const std::string name = f.path().filename().string();
+  for (const auto& name : listed.value()) {
     if (AuditJournal::IsJournalName(name)) names.push_back(name);
   }
-  if (ec) return Unavailable("cannot list " + options_.journal_dir + ": " + ec.message());
   std::sort(names.begin(), names.end());
   MutexLock guard(&import_mu_);
   for (const auto& name : names) {
     const std::string path = options_.journal_dir + "/" + name;
-    bool in_use = false;
+    Status unread = Status::Ok();
     Status s = log_.Write(
         [&](WriteTx& tx) -> Status {
           auto from = tx.JournalImportedTo(name);
           if (!from.ok()) return from.status();
           std::vector<Incoming> entries;
-          auto to = ReadOrphanJournal(path, from.value(),
+          auto to = ReadOrphanJournal(fs(), path, from.value(),
                                       [&](std::string_view text) { ParseRecord(text, entries); });
           if (!to.ok()) {
-            in_use = to.status().code() == Code::kConflict;  // its process is running
+            unread = to.status();  // kConflict: its process is running
             return Status::Ok();
           }
           GARDE_RETURN_IF_ERROR(AppendInOrder(tx, entries));
@@ -510,8 +508,13 @@ Status AuditLog::Recover() {
         },
         Durability::kImmediate);
     GARDE_RETURN_IF_ERROR(s);
-    if (in_use) continue;
-    RemoveJournal(log_, path, name);
+    if (unread.code() == Code::kConflict) continue;
+    if (!unread.ok() && unread.code() != Code::kNotFound) {
+      LogLine(spdlog::level::err, "audit journal left unread").Str("journal", name)
+          .Str("error", unread.message());
+      continue;  // kept for the next start
+    }
+    RemoveJournal(fs(), log_, path, name);
     LogLine(spdlog::level::warn, "audit journal of an earlier process imported")
         .Str("journal", name);
   }
@@ -579,7 +582,7 @@ void AuditLog::Stop() {
   TrimPending(true);
   MutexLock guard(&import_mu_);
   WriterLock lock(&journal_mu_);
-  if (journal_) RemoveJournal(log_, journal_->path(), journal_->name());
+  if (journal_) RemoveJournal(fs(), log_, journal_->path(), journal_->name());
   if (spare_) spare_->Remove();
   journal_.reset();
   spare_.reset();

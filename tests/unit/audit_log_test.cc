@@ -344,7 +344,7 @@ std::vector<std::string> JournalFiles(const std::filesystem::path& dir) {
   return out;
 }
 
-TEST_F(AuditLogTest, ReadsGoToAJournalFileUntilImportedThenItIsRemoved) {
+TEST_F(AuditLogFileTest, ReadsGoToAJournalFileUntilImportedThenItIsRemoved) {
   ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", Sid("k"), "customer_management", "ok", {"email"}, 1}).ok());
   const auto files = JournalFiles(dir_);
   ASSERT_FALSE(files.empty());

@@ -1,7 +1,8 @@
 // A real deployment (keyring, default policies, every domain service) in a fresh temporary
 // directory per test, for unit tests of the domain services: on in-memory stores (milliseconds,
 // nothing to clean up), or on the SQLite files `garde serve` uses when a test is about them
-// (reopening, crashes, files on disk): set `sqlite_ = true` before SetUp.
+// (reopening, crashes, files on disk): set `sqlite_ = true` before SetUp. In memory, the
+// domain's own files (audit journals, tombstone log, audience snapshot) are in memory too.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -48,7 +49,8 @@ class DeploymentFixture : public ::testing::Test {
   }
 
   static Result<DeploymentStores> MemoryStores(const Config&) {
-    return DeploymentStores{std::make_unique<MemoryStore>(), std::make_unique<MemoryStore>()};
+    return DeploymentStores{std::make_unique<MemoryStore>(), std::make_unique<MemoryStore>(),
+                            NewMemoryFileSystem()};
   }
 
   bool sqlite_ = false;

@@ -5,9 +5,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 
 #include "deployment_fixture.h"
+#include "garde/domain/audit_journal.h"
 #include "garde/domain/sealed_snapshot.h"
 #include "garde/domain/tombstone_log.h"
 
@@ -103,6 +105,48 @@ TEST_P(FileSystemConformance, TheTombstoneLogRunsOnIt) {
   EXPECT_EQ(back->erasures[0].subject_id, erased.subject_id);
   EXPECT_EQ(back->erasures[0].kept, erased.kept);
   EXPECT_TRUE(back->consents.empty());
+}
+
+TEST_P(FileSystemConformance, ARegionIsLockedWhileItLivesAndKeepsWhatWasWritten) {
+  auto region = fs().CreateRegion(Path("r.log"), 4096, true);
+  ASSERT_TRUE(region.ok()) << region.status().message();
+  ASSERT_EQ(region.value()->size(), 4096);
+  EXPECT_EQ(region.value()->data()[4095], '\0');  // allocated, zero
+  std::memcpy(region.value()->data() + 10, "written", 7);
+  EXPECT_FALSE(fs().CreateRegion(Path("r.log"), 4096, false).ok());  // exists
+  EXPECT_EQ(fs().ReadUnlocked(Path("r.log")).status().code(), Code::kConflict);
+  auto names = fs().List(dir_.string());
+  ASSERT_TRUE(names.ok()) << names.status().message();
+  EXPECT_EQ(names.value(), std::vector<std::string>{"r.log"});
+  region.value().reset();  // the process that held it is gone
+  auto left = fs().ReadUnlocked(Path("r.log"));
+  ASSERT_TRUE(left.ok()) << left.status().message();
+  ASSERT_EQ(left->size(), 4096u);
+  EXPECT_EQ(left->substr(10, 7), "written");
+  EXPECT_EQ(fs().ReadUnlocked(Path("none")).status().code(), Code::kNotFound);
+}
+
+// The audit journals on it: appended records are read back live, and as a dead process's
+// journal once the region is gone (a record whose copy was interrupted is stepped over).
+TEST_P(FileSystemConformance, TheAuditJournalRunsOnIt) {
+  auto journal = AuditJournal::Create(fs(), dir_.string(), 1024);
+  ASSERT_TRUE(journal.ok()) << journal.status().message();
+  const std::string path = journal.value()->path();
+  ASSERT_TRUE(journal.value()->Append("one"));
+  ASSERT_TRUE(journal.value()->Append("two"));
+  std::vector<std::string> live;
+  journal.value()->Read(0, [&](std::string_view t) { live.emplace_back(t); });
+  EXPECT_EQ(live, (std::vector<std::string>{"one", "two"}));
+  EXPECT_EQ(ReadOrphanJournal(fs(), path, 0, [](std::string_view) {}).status().code(),
+            Code::kConflict);  // its process (this one) is alive
+  journal.value().reset();
+  std::vector<std::string> orphan;
+  auto end = ReadOrphanJournal(fs(), path, 0, [&](std::string_view t) { orphan.emplace_back(t); });
+  ASSERT_TRUE(end.ok()) << end.status().message();
+  EXPECT_EQ(orphan, live);
+  EXPECT_EQ(end.value(), 1024);
+  ASSERT_TRUE(fs().Remove(path).ok());
+  EXPECT_TRUE(fs().List(dir_.string()).value().empty());
 }
 
 INSTANTIATE_TEST_SUITE_P(Both, FileSystemConformance, ::testing::Values("posix", "memory"),

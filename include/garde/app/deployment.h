@@ -12,6 +12,7 @@
 #include "garde/app/breach_register.h"
 #include "garde/app/webhooks.h"
 #include "garde/base/clock.h"
+#include "garde/base/file_system.h"
 #include "garde/config/config.h"
 #include "garde/crypto/keyed_hash.h"
 #include "garde/crypto/keyring_source.h"
@@ -36,6 +37,9 @@ namespace garde {
 // The two stores of a deployment: the vault's aggregates, and the audit log's.
 struct DeploymentStores {
   std::unique_ptr<Store> vault, audit;
+  // Where the domain's own files go (audit journals, tombstone log, audience snapshot); null
+  // for the machine's files.
+  std::unique_ptr<FileSystem> files{};
 };
 using StoreOpener = std::function<Result<DeploymentStores>(const Config&)>;
 Result<DeploymentStores> OpenSqliteStores(const Config& config);
@@ -97,6 +101,8 @@ class Deployment {
   KeyringSource keys_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Store> audit_store_;  // audit.db
+  std::unique_ptr<FileSystem> own_files_;  // DeploymentStores::files, when given
+  FileSystem* files_ = &PosixFileSystem();
   std::unique_ptr<PolicyHolder> policies_;
   std::unique_ptr<LookupKeys> lookup_;  // blind indexes, API-key hashes, link tokens
   std::unique_ptr<KeyedHash> suppression_hash_;

@@ -1,12 +1,12 @@
 // The files the domain keeps beside the databases (the tombstone log, the sealed audience
-// snapshot) go through this interface, narrow enough for an in-memory one in unit tests, as
-// leveldb's Env has memenv. The audit journals are memory-mapped regions under a lock: they
-// keep to POSIX in AuditJournal, the one place that maps them.
+// snapshot, the audit journals) go through this interface, narrow enough for an in-memory one
+// in unit tests, as leveldb's Env has memenv.
 //
 //   FileSystem& fs = PosixFileSystem();
 //   auto f = fs.Open(path, FileSystem::Mode::kAppend);   // created 0600
 //   f.value()->Append(line); f.value()->Sync();
 //   Result<std::string> all = fs.ReadAll(path);            // kNotFound when absent
+//   auto r = fs.CreateRegion(path, 8 << 20, true);  // mapped, locked: an audit journal
 //   std::unique_ptr<FileSystem> mem = NewMemoryFileSystem();  // tests
 #pragma once
 
@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "garde/base/status.h"
 
@@ -35,6 +36,16 @@ class FileSystem {
     // What was written reaches stable storage before this returns.
     virtual Status Sync() = 0;
   };
+  // A file mapped into memory for writing, created at its full size with the space
+  // allocated (writing it never meets a full disk) and locked against other processes while
+  // the region lives. What is written is in the kernel's page cache at once: a crash of the
+  // process loses nothing. Unmapped on destruction; the file stays until Remove.
+  class Region {
+   public:
+    virtual ~Region() = default;
+    virtual char* data() = 0;
+    virtual int64_t size() const = 0;
+  };
   enum class Mode {
     kRead,     // an existing file (kNotFound when absent)
     kCreate,   // created empty, or emptied
@@ -49,6 +60,15 @@ class FileSystem {
   virtual Status Rename(const std::string& from, const std::string& to) = 0;
   // Ok when the file is already absent.
   virtual Status Remove(const std::string& path) = 0;
+  // Creates `path` (which must not exist) as a region of `size` bytes. With `populate`,
+  // every page's write fault is taken now rather than by the first write to it.
+  virtual Result<std::unique_ptr<Region>> CreateRegion(const std::string& path, int64_t size,
+                                                       bool populate) = 0;
+  // The whole file, unless a region of it is alive in some process, this one included
+  // (kConflict); kNotFound when absent.
+  virtual Result<std::string> ReadUnlocked(const std::string& path) = 0;
+  // The names of the files in `dir`, in no order.
+  virtual Result<std::vector<std::string>> List(const std::string& dir) = 0;
 };
 
 // The machine's files: created with mode 0600, synced with fsync.

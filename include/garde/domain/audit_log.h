@@ -61,6 +61,7 @@ class AuditLog final : public AccessJournal {
     int64_t journal_bytes = 8 << 20;  // size of one read journal (about 25k entries)
     // What the log keeps of client-supplied values (audit_values.h).
     AuditValues values{nullptr, nullptr};
+    FileSystem* fs = nullptr;  // where the journals are (null: the machine's files)
   };
   // `vault` holds the pending entries of changes; `log` is the audit database.
   AuditLog(Store& vault, Store& log, const Clock& clock, const CheckpointSigner& signer,
@@ -132,6 +133,7 @@ class AuditLog final : public AccessJournal {
 
  private:
   Status RecordCanonical(WriteTx* tx, const Caller& caller, const AccessEvent& event);
+  FileSystem& fs() const { return options_.fs != nullptr ? *options_.fs : PosixFileSystem(); }
   // One import: the journals' complete records and (when `pending`) the vault's pending
   // entries, in one audit transaction. Serialised by import_mu_.
   Status ImportPass(bool pending) EXCLUDES(import_mu_);

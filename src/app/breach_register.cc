@@ -247,15 +247,20 @@ Result<IncidentView> BreachRegister::Scope(const Caller& caller, const std::stri
                     " problems, first: " + first +
                     "; run garde audit verify): no scope can be drawn from it");
   };
+  bool drawn = false;
   if (!scope.actor.empty()) {
     auto checked = d_.audit().ScopeActor(scope.actor, draw);
     if (!checked.ok()) return checked.status();
     if (!checked->problems.empty()) {
       return refused(checked->problems.size(), checked->problems.front());
     }
-    head = std::move(checked->head);
-    verified_entries = checked->entries;
-  } else {
+    drawn = checked->counted;
+    if (drawn) {
+      head = std::move(checked->head);
+      verified_entries = checked->entries;
+    }
+  }
+  if (!drawn) {
     auto signed_now = d_.audit().Checkpoint();
     if (!signed_now.ok()) return signed_now.status();
     head = std::move(signed_now.value());

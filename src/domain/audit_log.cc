@@ -703,8 +703,12 @@ Result<AuditLog::ActorScope> AuditLog::ScopeActor(
   if (!head.ok()) {
     return Internal("the head just signed does not parse: " + head.status().message());
   }
+  if (!head->actors) {
+    scope.counted = false;
+    return scope;
+  }
   uint64_t expected = 0;
-  if (!head->actors || ActorCountsDigest(scope.head.actors) != *head->actors) {
+  if (ActorCountsDigest(scope.head.actors) != *head->actors) {
     problem("the signed head's actor counts differ from those stored with it");
   } else if (auto counts = ParseActorCounts(scope.head.actors); !counts) {
     problem("the signed head's actor counts do not parse");

@@ -192,6 +192,36 @@ TEST_F(AuditScopeTest, AnEntryOfTheActorRemovedMovedOrChangedOnDiskFailsItsScope
   fs::remove_all(kept);
 }
 
+// A log whose latest checkpoint was signed by a version without counts: a scope by actor
+// says it checked nothing (the caller verifies the whole log); once anything is logged, the
+// next head counts every entry from the start and scopes are drawn by the index again.
+TEST_F(AuditScopeTest, AHeadFromBeforeTheCountsSendsTheScopeToTheWholeLog) {
+  for (int i = 0; i < 12; ++i) Log(i % 3 == 0 ? "key_a" : "key_b", i, false);
+  const std::string note = LegacyHeadNote(*d_);
+  ASSERT_FALSE(note.empty());
+  d_.reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "audit.db").c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* update = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "UPDATE audit_checkpoints SET note = ?, actors = ''", -1,
+                               &update, nullptr), SQLITE_OK);
+  sqlite3_bind_text(update, 1, note.c_str(), -1, SQLITE_TRANSIENT);
+  EXPECT_EQ(sqlite3_step(update), SQLITE_DONE);
+  sqlite3_finalize(update);
+  sqlite3_close(db);
+  Reopen();
+  auto unchecked = d_->audit().ScopeActor("key_a", [](const AuditRow&) {
+    ADD_FAILURE() << "nothing is drawn from a head without counts";
+  });
+  ASSERT_TRUE(unchecked.ok()) << unchecked.status().message();
+  EXPECT_FALSE(unchecked->counted);
+  Log("key_a", 40, false);
+  const Drawn drawn = Scope("key_a");
+  ASSERT_TRUE(drawn.ok && drawn.problems.empty()) << drawn.problems.front();
+  EXPECT_EQ(drawn.seqs, Reference("key_a", d_->audit().LatestCheckpoint().value()->size));
+  EXPECT_EQ(drawn.seqs.size(), 5u);
+}
+
 // The entry count per actor survives any actor name, and the entry's actor reads as a JSON
 // parser reads it.
 TEST(ActorCounts, AnyActorsCountsReadBackAndEntriesReadAsAParserReadsThem) {

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "garde/app/deployment.h"
@@ -26,6 +27,16 @@ inline SubjectRow StandInRow(const std::string& id) {
   row.root_key_version = 1;
   row.wrapped_dek = Bytes(73, 1);
   return row;
+}
+
+// The audit log's latest head signed again as versions before the actor counts signed it
+// (no actors line); "" when no head can be signed.
+inline std::string LegacyHeadNote(Deployment& d) {
+  auto head = d.audit().Checkpoint();
+  if (!head.ok() || head->root.size() != 32) return "";
+  SignedHead legacy{head->size, {}, head->time};
+  std::copy(head->root.begin(), head->root.end(), legacy.root.begin());
+  return d.signer().Sign(legacy);
 }
 
 class DeploymentFixture : public ::testing::Test {

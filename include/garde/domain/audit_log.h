@@ -121,6 +121,9 @@ class AuditLog final : public AccessJournal {
   // than a shorter list; no other entry is read (docs/audit.md, "Scoping by actor").
   struct ActorScope {
     CheckpointRow head;
+    // False when the head signs no counts (one signed by an earlier version, and nothing
+    // logged since): nothing was checked, the whole log must be (VerifyAuditLog).
+    bool counted = true;
     uint64_t entries = 0;               // the actor's entries checked
     std::vector<std::string> problems;  // empty when the scope is complete and untampered
   };

@@ -79,7 +79,7 @@ std::string MarkOutOfRangeNumbers(const std::string& text, bool* replaced) {
       if (fits) {
         out += number;
       } else {
-        out += std::string("\"") + kOutOfRange + "\"";
+        out.append(1, '"').append(kOutOfRange).append(1, '"');
         *replaced = true;
       }
       i = j;

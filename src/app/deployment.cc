@@ -131,10 +131,7 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config,
   if (!stores.ok()) return stores.status();
   d->store_ = std::move(stores.value().vault);
   d->audit_store_ = std::move(stores.value().audit);
-  if (stores.value().files) {
-    d->own_files_ = std::move(stores.value().files);
-    d->files_ = d->own_files_.get();
-  }
+  d->files_ = std::move(stores.value().files);
   d->policies_ = std::make_unique<PolicyHolder>(policies.value());
   const auto ring = d->keys_.Current();
   d->lookup_ = std::make_unique<LookupKeys>(*ring);
@@ -154,14 +151,14 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config,
   d->audit_ = std::make_unique<AuditLog>(
       *d->store_, *d->audit_store_, d->clock_, *d->signer_,
       AuditLog::Options{config.data_dir, config.deferred_sync_ms, 8 << 20, std::move(values),
-                        d->files_});
+                        &d->files()});
   // Entries a crashed process left in its journal or pending are logged now.
   GARDE_RETURN_IF_ERROR(d->audit_->Recover());
   GARDE_RETURN_IF_ERROR(d->audit_->Flush());
   d->api_keys_ = std::make_unique<ApiKeys>(*d->store_, *d->lookup_, d->clock_,
                                             config.api_key_cache_seconds);
   d->tombstones_ =
-      std::make_unique<TombstoneLog>(config.data_dir + "/tombstones.log", *d->files_);
+      std::make_unique<TombstoneLog>(config.data_dir + "/tombstones.log", d->files());
   d->vault_ = std::make_unique<SubjectVault>(
       VaultDeps{*d->store_, d->keys_, *d->lookup_, *d->suppression_hash_, *d->standard_,
                 *d->policies_, *d->audit_, d->clock_},
@@ -178,7 +175,7 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config,
                                                     std::make_unique<SealedSnapshot>(
                                                         *d->store_, d->keys_,
                                                         config.audience_snapshot_path(),
-                                                        "audience", *d->files_));
+                                                        "audience", d->files()));
   auto jurisdictions = ParseJurisdictions(config.dsr_jurisdictions);
   if (!jurisdictions.ok()) return Unprocessable("dsr_jurisdictions: " + jurisdictions.status().message());
   if (std::none_of(jurisdictions.value().begin(), jurisdictions.value().end(),

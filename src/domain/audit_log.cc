@@ -804,7 +804,6 @@ Status AuditLog::Scan(uint64_t from, uint64_t to,
   return log_.Read([&](ReadTx& tx) { return tx.ScanAudit(from, to, fn); });
 }
 
-
 Result<Hash> ToHash(const Result<Bytes>& b) {
   if (!b.ok()) return b.status();
   if (b.value().size() != 32) return Damaged("audit tree node has the wrong length");

@@ -101,8 +101,8 @@ class Deployment {
   KeyringSource keys_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Store> audit_store_;  // audit.db
-  std::unique_ptr<FileSystem> own_files_;  // DeploymentStores::files, when given
-  FileSystem* files_ = &PosixFileSystem();
+  std::unique_ptr<FileSystem> files_;  // DeploymentStores::files; null: the machine's
+  FileSystem& files() { return files_ ? *files_ : PosixFileSystem(); }
   std::unique_ptr<PolicyHolder> policies_;
   std::unique_ptr<LookupKeys> lookup_;  // blind indexes, API-key hashes, link tokens
   std::unique_ptr<KeyedHash> suppression_hash_;

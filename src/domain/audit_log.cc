@@ -158,21 +158,47 @@ std::string EncodeTail(int64_t time, const Caller& caller, const AccessEvent& ev
   return full.substr(sizeof(kEntryHead) - 1 + 1);  // the head and the digit 0
 }
 
+// The last node stored at each level during one append: the left sibling the next node of
+// that level pairs with, so that an append reads from the store only the nodes made before it.
+class Frontier {
+ public:
+  void Made(unsigned level, uint64_t index, const Hash& hash) {
+    if (last_.size() <= level) last_.resize(level + 1);
+    last_[level] = {index, hash, true};
+  }
+  Result<Hash> Node(WriteTx& tx, unsigned level, uint64_t index) const {
+    if (level < last_.size() && last_[level].known && last_[level].index == index) {
+      return last_[level].hash;
+    }
+    return ToHash(tx.AuditNode(level, index));
+  }
+
+ private:
+  struct Last {
+    uint64_t index = 0;
+    Hash hash{};
+    bool known = false;
+  };
+  std::vector<Last> last_;
+};
+
 // Appends one entry at position `seq` with the subtree hashes it completes.
-Status AppendEntry(WriteTx& tx, uint64_t seq, const std::string& subject,
+Status AppendEntry(WriteTx& tx, Frontier& frontier, uint64_t seq, const std::string& subject,
                    const std::string& tail) {
   std::string entry = kEntryHead + std::to_string(seq) + tail;
   Hash node = LeafHash(entry);
+  frontier.Made(0, seq, node);
   if (auto actor = AuditEntryActor(entry)) GARDE_RETURN_IF_ERROR(tx.InsertAuditActor(*actor, seq));
   GARDE_RETURN_IF_ERROR(tx.InsertAuditEntry({seq, std::move(entry), ToBytes(node), subject}));
   // Store each perfect subtree this leaf completes: leaf seq closes the subtree at level L
   // when (seq + 1) is a multiple of 2^L.
   uint64_t index = seq;
   for (unsigned level = 1; ((seq + 1) & ((uint64_t{1} << level) - 1)) == 0; ++level) {
-    auto left = ToHash(tx.AuditNode(level - 1, index - 1));
+    auto left = frontier.Node(tx, level - 1, index - 1);
     if (!left.ok()) return left.status();
     node = NodeHash(left.value(), node);
     index /= 2;
+    frontier.Made(level, index, node);
     GARDE_RETURN_IF_ERROR(tx.InsertAuditNode(level, index, ToBytes(node)));
   }
   return Status::Ok();
@@ -194,9 +220,10 @@ Status AppendInOrder(WriteTx& tx, std::vector<Incoming>& entries) {
   uint64_t seq = size.value();
   std::vector<std::pair<std::string, uint64_t>> postings;
   postings.reserve(entries.size());
+  Frontier frontier;
   for (const auto& e : entries) {
     if (!e.subject.empty()) postings.emplace_back(e.subject, seq);
-    GARDE_RETURN_IF_ERROR(AppendEntry(tx, seq++, e.subject, e.tail));
+    GARDE_RETURN_IF_ERROR(AppendEntry(tx, frontier, seq++, e.subject, e.tail));
   }
   return tx.AppendAuditSubjectRun(std::move(postings));
 }

@@ -43,11 +43,14 @@ void RunInSavepoints(const std::vector<PendingWrite*>& batch, WriteTx& tx,
         s = Internal(std::string("write failed: ") + e.what());
       }
       set_hooks(nullptr);
+      // Releasing reports what the write's statements did when they were not waited for
+      // (PostgreSQL's pipeline): a failure there fails the write as its own would.
+      if (s.ok()) s = sql.release();
       if (!s.ok()) {
         sql.rollback().IgnoreError();
+        sql.release().IgnoreError();
         w->after_commit.clear();
       }
-      sql.release().IgnoreError();
     }
     w->result = s;
   }

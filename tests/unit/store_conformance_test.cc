@@ -3,9 +3,11 @@
 // when the tests run beside a server: ctest store_conformance_postgresql), then a differential
 // run of random operations on two backends at once, compared after every step.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <random>
 #include <sstream>
@@ -1040,6 +1042,124 @@ TEST_P(SharedDatabase, AskPeersReturnsOnceEveryOtherNodeHasAnswered) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
   EXPECT_EQ(b_flushed.load(), 2 * expected);
   b->OnPeerAsk(nullptr);
+}
+
+// ---- Group commit: many writes in one transaction, each failing alone ----
+
+// Makes the database itself refuse a sealed field named "poison" (a trigger), the kind of
+// failure only the server can report: on PostgreSQL it aborts the statements pipelined after it.
+void PlantRefusal(const std::string& backend, const std::filesystem::path& dir,
+                  const std::string& uri) {
+  if (backend == "postgresql") {
+    PGconn* c = PQconnectdb(uri.c_str());
+    PGresult* res = PQexec(
+        c,
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'refused'; END $$; "
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON subject_fields FOR EACH ROW "
+        "WHEN (NEW.field = 'poison') EXECUTE FUNCTION refuse_poison()");
+    EXPECT_EQ(PQresultStatus(res), PGRES_COMMAND_OK) << PQerrorMessage(c);
+    PQclear(res);
+    PQfinish(c);
+    return;
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir / "garde.db").c_str(), &db), SQLITE_OK);
+  EXPECT_EQ(sqlite3_exec(db,
+                         "CREATE TRIGGER refuse_poison BEFORE INSERT ON subject_fields "
+                         "WHEN NEW.field = 'poison' BEGIN SELECT RAISE(ABORT, 'refused'); END",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+}
+
+class GroupCommit : public StoreConformance {
+ protected:
+  static Bytes Digest(int round, int i) {
+    return Bytes{9, static_cast<uint8_t>(round), static_cast<uint8_t>(i)};
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, GroupCommit, ::testing::ValuesIn(SharedBackends()),
+                         [](const auto& param_info) { return param_info.param; });
+
+// Writes from many threads at once share transactions (and, on PostgreSQL, a pipeline whose
+// statements are not waited for one by one). Whatever way a write fails — the database refusing
+// a statement, with reads after it or none; a row that already exists, with reads after it or
+// none — it fails alone, leaves nothing and runs no hooks, and every other write of its batch
+// keeps all it wrote and reads its own writes.
+TEST_P(GroupCommit, EachWriteOfABatchSucceedsOrFailsAlone) {
+  PlantRefusal(GetParam(), dir_, stores_.uri);
+  Write(vault(), [](WriteTx& tx) { return tx.InsertSubject(Subject("sub_taken")); });
+  constexpr int kRounds = 6, kWriters = 36;
+  int expected_pending = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    std::vector<Status> results(kWriters);
+    std::vector<int> hooks(kWriters, 0);
+    std::vector<std::thread> threads;
+    std::atomic<int> ready{0};
+    for (int i = 0; i < kWriters; ++i) {
+      threads.emplace_back([&, i] {
+        const std::string id = "sub_" + std::to_string(round) + "_" + std::to_string(i);
+        ready.fetch_add(1);
+        while (ready.load() < kWriters) std::this_thread::yield();
+        results[static_cast<size_t>(i)] = vault().Write([&, i](WriteTx& tx) -> Status {
+          const int kind = i % 6;
+          GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject(id)));
+          GARDE_RETURN_IF_ERROR(tx.PutField(id, {"email", Bytes{1, 2}}));
+          if (kind == 0 || kind == 1) {
+            GARDE_RETURN_IF_ERROR(tx.PutField(id, {"poison", Bytes{3}}));
+          }
+          if (kind == 2 || kind == 3) GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject("sub_taken")));
+          if (kind == 1 || kind == 2) return Status::Ok();  // the failure is the last statement
+          auto own = tx.GetSubject(id);  // reads its own write, and what was sent before it
+          if (!own.ok()) return own.status();
+          if (!own.value()) return Internal("a write does not see its own subject");
+          GARDE_RETURN_IF_ERROR(tx.PutIndex(id, {"email", Digest(round, i), 1}));
+          GARDE_RETURN_IF_ERROR(tx.InsertPendingAudit({0, 1, id, "x"}));
+          tx.AfterCommit([&hooks, i] { ++hooks[static_cast<size_t>(i)]; });
+          return Status::Ok();
+        });
+      });
+    }
+    for (auto& t : threads) t.join();
+    for (int i = 0; i < kWriters; ++i) {
+      const std::string id = "sub_" + std::to_string(round) + "_" + std::to_string(i);
+      const int kind = i % 6;
+      const Status& s = results[static_cast<size_t>(i)];
+      SCOPED_TRACE(id);
+      auto subject = Get<std::optional<SubjectRow>>(vault(), [&](ReadTx& tx) {
+        return tx.GetSubject(id);
+      });
+      auto fields = Get<std::vector<SealedField>>(vault(), [&](ReadTx& tx) {
+        return tx.GetFields(id);
+      });
+      if (kind < 4) {
+        EXPECT_FALSE(s.ok());
+        if (kind >= 2) {
+          EXPECT_EQ(s.code(), Code::kConflict) << s.message();
+        }
+        EXPECT_FALSE(subject.has_value());
+        EXPECT_TRUE(fields.empty());
+        EXPECT_EQ(hooks[static_cast<size_t>(i)], 0);
+      } else {
+        EXPECT_TRUE(s.ok()) << s.message();
+        EXPECT_TRUE(subject.has_value());
+        ASSERT_EQ(fields.size(), 1u);
+        EXPECT_EQ(fields[0].field, "email");
+        EXPECT_EQ(Get<std::vector<std::string>>(vault(), [&](ReadTx& tx) {
+                    return tx.FindByIndex("email", Digest(round, i));
+                  }),
+                  std::vector<std::string>{id});
+        EXPECT_EQ(hooks[static_cast<size_t>(i)], 1);
+        ++expected_pending;
+      }
+    }
+  }
+  EXPECT_EQ(Get<int64_t>(vault(), [](ReadTx& tx) { return tx.CountPendingAudit(); }),
+            expected_pending);
+  EXPECT_EQ(Get<int64_t>(vault(), [](ReadTx& tx) { return tx.CountSubjects(); }),
+            1 + expected_pending);
 }
 
 // ---- Differential: random operations on both backends, every answer compared ----

@@ -39,7 +39,9 @@ class GroupCommitQueue {
   bool leader_active_ GUARDED_BY(mu_) = false;
 };
 
-// The statements a batch needs around each write (each store's SQL for them).
+// The statements a batch needs around each write (each store's SQL for them). `release` ends a
+// write that succeeded and answers for every statement of it not yet checked; after a failure,
+// `rollback` then `release`.
 struct SavepointSql {
   std::function<Status()> begin, rollback, release;
 };

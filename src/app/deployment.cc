@@ -76,6 +76,7 @@ Result<DeploymentStores> OpenSqliteStores(const Config& config) {
   options.max_connections = config.db_connections;
   options.mmap_bytes = config.db_mmap_bytes;
   options.deferred_sync_ms = config.deferred_sync_ms;
+  options.checkpoint_frames = config.db_checkpoint_frames;
   auto store = SqliteStore::Open(options);
   if (!store.ok()) return store.status();
   // The audit log's own file: same durability, few connections (one appender, rare readers).

@@ -2000,15 +2000,80 @@ Result<std::unique_ptr<SqliteConnection>> OpenConnection(const SqliteOptions& o)
 
 SqliteStore::SqliteStore(SqliteOptions options) : options_(std::move(options)) {}
 SqliteStore::~SqliteStore() {
-  std::thread flusher;
+  std::thread flusher, checkpointer;
   {
     MutexLock lock(&flush_mu_);
     stopping_ = true;
     flusher = std::move(flusher_);
+    checkpointer = std::move(checkpointer_);
   }
   flush_cv_.notify_all();
   if (flusher.joinable()) flusher.join();
+  if (checkpointer.joinable()) checkpointer.join();
   SyncDeferred();  // nothing committed is left only in the page cache
+}
+
+Result<std::unique_ptr<SqliteConnection>> SqliteStore::Connect() {
+  auto conn = OpenConnection(options_);
+  if (conn.ok() && options_.checkpoint_frames > 0) {
+    sqlite3_wal_hook(conn.value()->db(), &SqliteStore::OnWalCommit, this);
+  }
+  return conn;
+}
+
+// After each commit, with the WAL lock released (sqlite.org/c3ref/wal_hook.html). Copying the
+// log into the database costs its writes and an fsync of the file: SQLite's own checkpoint
+// does it in the committer every 1 000 frames, and every writer queued behind that commit
+// waits for it. Here a thread of its own copies the bulk while writers go on. The log can
+// only start over once a checkpoint has copied all of it with no writer in between, so the
+// committer that finds little left after the thread's pass copies that little itself (no
+// other writer of this process runs meanwhile, and the thread is idle: two checkpoints at
+// once would find each other busy) and the next write starts the log over.
+int SqliteStore::OnWalCommit(void* store, sqlite3* db, const char* schema, int frames) {
+  auto* self = static_cast<SqliteStore*>(store);
+  const int threshold = self->options_.checkpoint_frames;
+  if (frames < threshold) return SQLITE_OK;
+  bool copy_here = false;
+  {
+    MutexLock lock(&self->flush_mu_);
+    if (self->stopping_ || self->checkpoint_ == Checkpoint::kRunning) return SQLITE_OK;
+    const bool little_left = self->checkpoint_ == Checkpoint::kCopied &&
+                             frames >= self->checkpointed_log_ &&
+                             frames - self->checkpointed_frames_ <= threshold / 16;
+    if (little_left || frames >= 4 * threshold) {  // or the thread cannot keep up
+      self->checkpoint_ = Checkpoint::kIdle;
+      copy_here = true;
+    } else {
+      self->checkpoint_ = Checkpoint::kRunning;
+      if (!self->checkpointer_.joinable()) {
+        self->checkpointer_ = std::thread([self] { self->CheckpointerLoop(); });
+      }
+    }
+  }
+  if (copy_here) {
+    sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  } else {
+    self->flush_cv_.notify_all();
+  }
+  return SQLITE_OK;
+}
+
+void SqliteStore::CheckpointerLoop() {
+  auto conn = OpenConnection(options_);  // no hook: it commits nothing
+  MutexLock lock(&flush_mu_);
+  while (!stopping_) {
+    while (!stopping_ && checkpoint_ != Checkpoint::kRunning) flush_cv_.wait(lock.native());
+    if (stopping_) break;
+    lock.Unlock();
+    int log = -1, copied = -1;
+    const int rc = conn.ok() ? sqlite3_wal_checkpoint_v2(conn.value()->db(), "main",
+                                                         SQLITE_CHECKPOINT_PASSIVE, &log, &copied)
+                             : SQLITE_ERROR;
+    lock.Relock();
+    checkpoint_ = rc == SQLITE_OK ? Checkpoint::kCopied : Checkpoint::kIdle;
+    checkpointed_log_ = log;
+    checkpointed_frames_ = copied;
+  }
 }
 
 void SqliteStore::SyncDeferred() {
@@ -2048,7 +2113,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& opti
   static std::once_flag configured;
   std::call_once(configured, [] { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
   std::unique_ptr<SqliteStore> store(new SqliteStore(options));  // private constructor
-  auto conn = OpenConnection(options);
+  auto conn = store->Connect();
   if (!conn.ok()) return conn.status();
   SqliteConnection& c = *conn.value();
   GARDE_RETURN_IF_ERROR(c.Exec("BEGIN IMMEDIATE"));
@@ -2165,7 +2230,7 @@ Result<std::unique_ptr<SqliteConnection>> SqliteStore::Acquire() {
     }
     ++open_connections_;
   }
-  auto opened = OpenConnection(options_);
+  auto opened = Connect();
   if (!opened.ok()) {
     MutexLock lock(&mu_);
     --open_connections_;

@@ -20,6 +20,8 @@
 #include "garde/store/group_commit.h"
 #include "garde/store/store.h"
 
+struct sqlite3;
+
 namespace garde {
 
 // Which set of tables (and migrations) a file holds.
@@ -42,6 +44,10 @@ struct SqliteOptions {
   int max_connections = 8;
   // Bytes of the file each connection memory-maps (0: read through its page cache).
   int64_t mmap_bytes = 0;
+  // WAL frames (pages) after which a checkpoint copies the log into the database, on a thread
+  // of its own while writers go on; the last few are copied by the next committer, so that
+  // the log starts over. 0: SQLite's own, by the committer, every 1 000 frames.
+  int checkpoint_frames = 4096;
 };
 
 class SqliteConnection;
@@ -78,6 +84,12 @@ class SqliteStore final : public Store {
   void SyncDeferred();
   void FlusherLoop();
   void MapWalIndex(SqliteConnection& c);  // at open, once the WAL exists
+  // Checkpoints: every connection reports its commits' WAL size (sqlite3_wal_hook, which
+  // takes the place of SQLite's automatic checkpoint); the checkpointer copies the bulk of the
+  // log, the committer that finds only a little left copies the rest.
+  Result<std::unique_ptr<SqliteConnection>> Connect();
+  static int OnWalCommit(void* store, sqlite3* db, const char* schema, int frames);
+  void CheckpointerLoop();
 
   SqliteOptions options_;
   Mutex mu_;  // the connection pool
@@ -97,6 +109,13 @@ class SqliteStore final : public Store {
   bool deferred_pending_ GUARDED_BY(flush_mu_) = false;
   bool stopping_ GUARDED_BY(flush_mu_) = false;
   std::thread flusher_ GUARDED_BY(flush_mu_);  // started by the first deferred commit
+  // kRunning: the checkpointer is copying; kCopied: it has, and the log held
+  // checkpointed_log_ frames of which it copied checkpointed_frames_.
+  enum class Checkpoint { kIdle, kRunning, kCopied };
+  Checkpoint checkpoint_ GUARDED_BY(flush_mu_) = Checkpoint::kIdle;
+  int checkpointed_log_ GUARDED_BY(flush_mu_) = 0;
+  int checkpointed_frames_ GUARDED_BY(flush_mu_) = 0;
+  std::thread checkpointer_ GUARDED_BY(flush_mu_);  // started by the first large log
 
   // The wal-index header: SQLite's own mapping, valid while this store's connections are
   // open (null: unavailable; ChangeEpoch then answers a new number each time).

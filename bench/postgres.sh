@@ -5,14 +5,18 @@
 # each one's ratio to the SQLite node. Run beside a server of Debian's package:
 #
 #   tests/postgres/with_postgres.sh bench/postgres.sh [--subjects 20000] [--duration 10] [--rounds 3]
+#       [--ops "get_subject consent_check post_subject"]
+# Before each measurement it waits (30 s at most) for the machine to be 70 % idle, so that a
+# round does not pay for the audit entries the previous one left to import.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SUBJECTS=20000 DURATION=10 ROUNDS=3
+SUBJECTS=20000 DURATION=10 ROUNDS=3 OPS="get_subject consent_check post_subject"
 while [ $# -gt 0 ]; do
   case "$1" in
     --subjects) SUBJECTS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
+    --ops) OPS=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -100,10 +104,22 @@ for backend in "${TARGETS[@]}"; do
   done
 done
 
+# Waits until the machine has been at least 70 % idle over one second (30 s at most).
+settle() {
+  for _ in $(seq 30); do
+    local a b
+    a=($(head -1 /proc/stat)); sleep 1; b=($(head -1 /proc/stat))
+    local total=0 idle=$(( b[4] - a[4] ))
+    for i in 1 2 3 4 5 6 7 8; do total=$(( total + b[i] - a[i] )); done
+    [ "$total" -gt 0 ] && [ $(( idle * 100 / total )) -ge 70 ] && return
+  done
+}
+
 declare -A RESULTS
 for round in $(seq "$ROUNDS"); do
-  for op in get_subject consent_check post_subject; do
+  for op in $OPS; do
     for backend in "${TARGETS[@]}"; do
+      settle
       line=$(GARDE_KEY=$(cat "$WORK/$backend.key") GARDE_IDS=$WORK/$backend.ids \
         wrk -t2 -c64 -d"${DURATION}s" -s "bench/$op.lua" "http://127.0.0.1:${PORT[$backend]}" \
         | grep '^RESULT')
@@ -120,7 +136,7 @@ printf '%-14s' operation
 for backend in "${TARGETS[@]}"; do printf ' %12s' "$backend r/s"; done
 for backend in "${TARGETS[@]:1}"; do printf ' %14s' "$backend/sqlite"; done
 echo
-for op in get_subject consent_check post_subject; do
+for op in $OPS; do
   s=$(median <<< "${RESULTS[$op.sqlite]}")
   printf '%-14s' "$op"
   for backend in "${TARGETS[@]}"; do printf ' %12s' "$(median <<< "${RESULTS[$op.$backend]}")"; done

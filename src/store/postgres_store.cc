@@ -2269,7 +2269,12 @@ void PostgresStore::CommitBatch(const std::vector<PendingWrite*>& batch) {
     piped = c.ExitPipeline();
   }
   if (!piped.ok()) {
-    for (PendingWrite* w : batch) w->result = piped;
+    // What was sent cannot be vouched for: nothing of the batch is kept (a connection still in
+    // pipeline mode is not healthy, so Release closes it and the server rolls back).
+    c.Exec("ROLLBACK").IgnoreError();
+    Release(std::move(conn).value());
+    FinishBatch(batch, piped);
+    return;
   }
   // Deferred writes alone commit without waiting for the WAL flush (PostgreSQL's own
   // asynchronous commit, flushed by its WAL writer within wal_writer_delay).

@@ -24,62 +24,110 @@ namespace garde {
 
 // ---- Sessions -------------------------------------------------------------------------------
 
-std::string ConsoleSessions::HashOf(const std::string& cookie) {
-  uint8_t h[crypto_generichash_BYTES];
-  crypto_generichash(h, sizeof h, reinterpret_cast<const uint8_t*>(cookie.data()), cookie.size(),
-                     nullptr, 0);
-  return std::string(reinterpret_cast<const char*>(h), sizeof h);
+Bytes ConsoleSessions::HashOf(const std::string& cookie) {
+  Bytes h(crypto_generichash_BYTES);
+  crypto_generichash(h.data(), h.size(), reinterpret_cast<const uint8_t*>(cookie.data()),
+                     cookie.size(), nullptr, 0);
+  return h;
 }
 
-std::string ConsoleSessions::Open(const Caller& caller, const std::string& lang) {
+Result<std::string> ConsoleSessions::Open(const Caller& caller, const std::string& lang) {
   uint8_t raw[32];
   randombytes_buf(raw, sizeof raw);
   const std::string cookie = Base64UrlEncode(raw, sizeof raw);
   randombytes_buf(raw, sizeof raw);
-  Session s{caller, Base64UrlEncode(raw, sizeof raw), lang, clock_.Now(), clock_.Now()};
-  s.caller.request_id.clear();
-  sodium_memzero(raw, sizeof raw);
-  MutexLock lock(&mu_);
-  // Forget expired sessions on the way, so that abandoned ones do not pile up.
   const int64_t now = clock_.Now();
-  for (auto it = sessions_.begin(); it != sessions_.end();) {
-    const bool expired = now - it->second.last_seen >= idle_ ||
-                         now - it->second.signed_in_at >= absolute_;
-    it = expired ? sessions_.erase(it) : std::next(it);
-  }
-  sessions_[HashOf(cookie)] = std::move(s);
+  ConsoleSessionRow row;
+  row.cookie_hash = HashOf(cookie);
+  row.key_id = caller.key_id;
+  row.role = caller.role;
+  row.activities =
+      JoinList(std::vector<std::string>(caller.activities.begin(), caller.activities.end()), ' ');
+  row.client = caller.client;
+  row.csrf = Base64UrlEncode(raw, sizeof raw);
+  row.lang = lang;
+  row.signed_in_at = row.last_seen = now;
+  sodium_memzero(raw, sizeof raw);
+  // Expired sessions go on the way, so that abandoned ones do not pile up.
+  GARDE_RETURN_IF_ERROR(store_.Write(
+      [&](WriteTx& tx) -> Status {
+        GARDE_RETURN_IF_ERROR(
+            tx.DeleteExpiredConsoleSessions(now - idle_ + 1, now - absolute_ + 1));
+        return tx.PutConsoleSession(row);
+      },
+      Durability::kDeferred));
   return cookie;
 }
 
 std::optional<ConsoleSessions::Session> ConsoleSessions::Touch(const std::string& cookie) {
   if (cookie.empty()) return std::nullopt;
-  const std::string key = HashOf(cookie);
+  const Bytes key = HashOf(cookie);
   const int64_t now = clock_.Now();
-  MutexLock lock(&mu_);
-  auto it = sessions_.find(key);
-  if (it == sessions_.end()) return std::nullopt;
-  if (now - it->second.last_seen >= idle_ || now - it->second.signed_in_at >= absolute_) {
-    sessions_.erase(it);
+  std::optional<ConsoleSessionRow> row;
+  Status read = store_.Read([&](ReadTx& tx) -> Status {
+    auto found = tx.GetConsoleSession(key);
+    if (!found.ok()) return found.status();
+    row = std::move(found).value();
+    return Status::Ok();
+  });
+  if (!read.ok() || !row) return std::nullopt;
+  if (now - row->last_seen >= idle_ || now - row->signed_in_at >= absolute_) {
+    Close(cookie);
     return std::nullopt;
   }
-  it->second.last_seen = now;
-  return it->second;
+  if (row->last_seen < now) {  // at most one write a second per session
+    row->last_seen = now;
+    Update(key, [now](ConsoleSessionRow& r) { r.last_seen = std::max(r.last_seen, now); });
+  }
+  Session s;
+  s.caller.key_id = row->key_id;
+  s.caller.role = row->role;
+  for (auto& a : SplitList(row->activities, ' ')) s.caller.activities.insert(std::move(a));
+  s.caller.client = row->client;
+  s.csrf = row->csrf;
+  s.lang = row->lang;
+  s.signed_in_at = row->signed_in_at;
+  s.last_seen = row->last_seen;
+  return s;
 }
 
 void ConsoleSessions::SetLanguage(const std::string& cookie, const std::string& lang) {
-  MutexLock lock(&mu_);
-  auto it = sessions_.find(HashOf(cookie));
-  if (it != sessions_.end()) it->second.lang = lang;
+  Update(HashOf(cookie), [&lang](ConsoleSessionRow& r) { r.lang = lang; });
+}
+
+void ConsoleSessions::Update(const Bytes& key,
+                             const std::function<void(ConsoleSessionRow&)>& change) {
+  store_
+      .Write(
+          [&](WriteTx& tx) -> Status {
+            // Read again in the write: a session signed out meanwhile, on any node, stays out.
+            auto current = tx.GetConsoleSession(key);
+            if (!current.ok()) return current.status();
+            if (!current.value()) return Status::Ok();
+            ConsoleSessionRow row = std::move(*current.value());
+            change(row);
+            return tx.PutConsoleSession(row);
+          },
+          Durability::kDeferred)
+      .IgnoreError();
 }
 
 void ConsoleSessions::Close(const std::string& cookie) {
-  MutexLock lock(&mu_);
-  sessions_.erase(HashOf(cookie));
+  const Bytes key = HashOf(cookie);
+  store_.Write([&](WriteTx& tx) { return tx.DeleteConsoleSession(key); }).IgnoreError();
 }
 
-size_t ConsoleSessions::size() const {
-  MutexLock lock(&mu_);
-  return sessions_.size();
+int64_t ConsoleSessions::size() const {
+  int64_t n = 0;
+  store_
+      .Read([&](ReadTx& tx) -> Status {
+        auto count = tx.CountConsoleSessions();
+        if (!count.ok()) return count.status();
+        n = count.value();
+        return Status::Ok();
+      })
+      .IgnoreError();
+  return n;
 }
 
 namespace {
@@ -377,7 +425,9 @@ Status SignIn(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
   caller->request_id = x.request_id;
   caller.value() = FromClient(d, x, std::move(caller.value()));
   x.caller = caller.value();
-  const std::string cookie = sessions.Open(caller.value(), lang);
+  auto opened = sessions.Open(caller.value(), lang);
+  if (!opened.ok()) return opened.status();
+  const std::string cookie = std::move(opened).value();
   GARDE_RETURN_IF_ERROR(
       d.journal().Record(nullptr, caller.value(), {"console.sign_in", "", "", "ok", {}, 0}));
   SetCookie(d, x, cookie, false);

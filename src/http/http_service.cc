@@ -227,7 +227,7 @@ void AddAllRoutes(Router& router, Deployment& d) {
 
 HttpService::HttpService(Deployment& deployment) : d_(deployment), admin_(false) {
   AddAllRoutes(router_, d_);
-  console_ = std::make_unique<ConsoleSessions>(d_.clock());
+  console_ = std::make_unique<ConsoleSessions>(d_.store(), d_.clock());
   AddConsoleRoutes(router_, d_, *console_);
   metrics_ = std::make_unique<RequestMetrics>(router_.routes().size());
 }

@@ -31,8 +31,9 @@ struct MemoryStore::Tables {
   std::map<std::pair<std::string, std::string>, ContactLinkRow> links;  // (organisation, person)
   std::map<std::pair<std::string, int64_t>, std::string> import_rows;
 
-  // API keys.
+  // API keys, and console sessions by cookie hash.
   std::map<std::string, ApiKeyRow> api_keys;
+  std::map<Bytes, ConsoleSessionRow> console_sessions;
 
   // Consent and suppression. Events keyed by (subject, insertion number): SQLite's rowid
   // breaks ties of `at`.
@@ -548,6 +549,40 @@ class MemoryTx final : public WriteTx {
     it->second.key_hash = to;
     it->second.hash_master = master;
     return true;
+  }
+
+  Result<std::optional<ConsoleSessionRow>> GetConsoleSession(const Bytes& cookie_hash) override {
+    auto it = t_.console_sessions.find(cookie_hash);
+    if (it == t_.console_sessions.end()) return std::optional<ConsoleSessionRow>();
+    return std::optional<ConsoleSessionRow>(it->second);
+  }
+
+  Result<int64_t> CountConsoleSessions() override {
+    return static_cast<int64_t>(t_.console_sessions.size());
+  }
+
+  Status PutConsoleSession(const ConsoleSessionRow& row) override {
+    Put(t_.console_sessions, row.cookie_hash, row);
+    return Status::Ok();
+  }
+
+  Status DeleteConsoleSession(const Bytes& cookie_hash) override {
+    if (t_.console_sessions.count(cookie_hash) != 0) {
+      Keep(t_.console_sessions, cookie_hash);
+      t_.console_sessions.erase(cookie_hash);
+    }
+    return Status::Ok();
+  }
+
+  Status DeleteExpiredConsoleSessions(int64_t idle_before, int64_t signed_in_before) override {
+    std::vector<Bytes> expired;
+    for (const auto& [hash, row] : t_.console_sessions) {
+      if (row.last_seen < idle_before || row.signed_in_at < signed_in_before) {
+        expired.push_back(hash);
+      }
+    }
+    for (const Bytes& hash : expired) GARDE_RETURN_IF_ERROR(DeleteConsoleSession(hash));
+    return Status::Ok();
   }
 
   // ---- Consent and suppression ----

@@ -359,6 +359,20 @@ BEGIN
   PERFORM pg_notify('garde_changes', '');
 END $$ LANGUAGE plpgsql;
 )sql",
+    // 5: console sign-ins, known to every node (SQLite vault 23).
+    R"sql(
+CREATE TABLE console_sessions(
+  cookie_hash BYTEA PRIMARY KEY,
+  key_id TEXT_C NOT NULL,
+  role TEXT_C NOT NULL,
+  activities TEXT_C NOT NULL,
+  client TEXT_C NOT NULL,
+  csrf TEXT_C NOT NULL,
+  lang TEXT_C NOT NULL,
+  signed_in_at BIGINT NOT NULL,
+  last_seen BIGINT NOT NULL
+);
+)sql",
 };
 
 // Migrations take this one, so that nodes starting together migrate once.
@@ -1196,6 +1210,17 @@ class PgTx final : public WriteTx {
     return q.First<ApiKeyRow>(ApiKeyFrom);
   }
 
+  Result<std::optional<ConsoleSessionRow>> GetConsoleSession(const Bytes& cookie_hash) override {
+    PgQuery q(c_,
+              "SELECT key_id, role, activities, client, csrf, lang, signed_in_at, last_seen "
+              "FROM console_sessions WHERE cookie_hash = $1");
+    q.Blob(cookie_hash);
+    return q.First<ConsoleSessionRow>([&](const PgRow& r) {
+      return ConsoleSessionRow{cookie_hash, r.Text(0), r.Text(1), r.Text(2), r.Text(3),
+                               r.Text(4),   r.Text(5), r.Int(6),  r.Int(7)};
+    });
+  }
+
   Result<std::vector<ApiKeyRow>> ListApiKeys() override {
     PgQuery q(c_, std::string("SELECT ") + kApiKeyColumns + " FROM api_keys ORDER BY created_at, id");
     return q.Rows<ApiKeyRow>(ApiKeyFrom);
@@ -1207,6 +1232,36 @@ class PgTx final : public WriteTx {
     q.Text(r.id).Text(r.name).Text(r.role).Text(JoinList(r.activities, ' ')).Blob(r.key_hash)
         .Int(r.created_at).Int(r.revoked_at).Int(r.hash_master);
     return InsertedOrConflict(q);
+  }
+
+  Result<int64_t> CountConsoleSessions() override {
+    PgQuery q(c_, "SELECT COUNT(*) FROM console_sessions");
+    return q.FirstInt(0);
+  }
+
+  Status PutConsoleSession(const ConsoleSessionRow& r) override {
+    PgQuery q(c_,
+              "INSERT INTO console_sessions(cookie_hash, key_id, role, activities, client, csrf, "
+              "lang, signed_in_at, last_seen) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9) "
+              "ON CONFLICT(cookie_hash) DO UPDATE SET key_id = excluded.key_id, "
+              "role = excluded.role, activities = excluded.activities, client = excluded.client, "
+              "csrf = excluded.csrf, lang = excluded.lang, signed_in_at = excluded.signed_in_at, "
+              "last_seen = excluded.last_seen");
+    q.Blob(r.cookie_hash).Text(r.key_id).Text(r.role).Text(r.activities).Text(r.client)
+        .Text(r.csrf).Text(r.lang).Int(r.signed_in_at).Int(r.last_seen);
+    return q.Send();
+  }
+
+  Status DeleteConsoleSession(const Bytes& cookie_hash) override {
+    PgQuery q(c_, "DELETE FROM console_sessions WHERE cookie_hash = $1");
+    q.Blob(cookie_hash);
+    return q.Send();
+  }
+
+  Status DeleteExpiredConsoleSessions(int64_t idle_before, int64_t signed_in_before) override {
+    PgQuery q(c_, "DELETE FROM console_sessions WHERE last_seen < $1 OR signed_in_at < $2");
+    q.Int(idle_before).Int(signed_in_before);
+    return q.Send();
   }
 
   Status RevokeApiKey(const std::string& id, int64_t at) override {

@@ -395,6 +395,20 @@ WHEN NEW.dek_version <> OLD.dek_version BEGIN
   UPDATE shreds SET count = count + 1 WHERE id = 0;
 END;
 )sql",
+    // 23: console sign-ins, kept with the data so that every process serving it knows them.
+    R"sql(
+CREATE TABLE console_sessions(
+  cookie_hash BLOB PRIMARY KEY,
+  key_id TEXT NOT NULL,
+  role TEXT NOT NULL,
+  activities TEXT NOT NULL,
+  client TEXT NOT NULL,
+  csrf TEXT NOT NULL,
+  lang TEXT NOT NULL,
+  signed_in_at INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL
+) WITHOUT ROWID;
+)sql",
 };
 
 // The audit log's subject index: a level merges once it holds kAuditRunFanIn runs; a run of
@@ -772,6 +786,19 @@ class SqliteTx final : public WriteTx {
     if (rc == SQLITE_DONE) return std::optional<ApiKeyRow>();
     if (rc != SQLITE_ROW) return q.Error();
     return std::optional<ApiKeyRow>(ReadApiKey(q));
+  }
+
+  Result<std::optional<ConsoleSessionRow>> GetConsoleSession(const Bytes& cookie_hash) override {
+    Query q(c_,
+            "SELECT key_id, role, activities, client, csrf, lang, signed_in_at, last_seen "
+            "FROM console_sessions WHERE cookie_hash = ?");
+    q.Blob(cookie_hash);
+    const int rc = q.Step();
+    if (rc == SQLITE_DONE) return std::optional<ConsoleSessionRow>();
+    if (rc != SQLITE_ROW) return q.Error();
+    return std::optional<ConsoleSessionRow>(
+        ConsoleSessionRow{cookie_hash, q.ColText(0), q.ColText(1), q.ColText(2), q.ColText(3),
+                          q.ColText(4), q.ColText(5), q.ColInt(6), q.ColInt(7)});
   }
 
   Result<std::vector<ApiKeyRow>> ListApiKeys() override {
@@ -1939,6 +1966,33 @@ class SqliteTx final : public WriteTx {
     q.Blob(to).Int(master).Text(id).Blob(from);
     GARDE_RETURN_IF_ERROR(q.Run());
     return sqlite3_changes(c_.db()) > 0;
+  }
+
+  Result<int64_t> CountConsoleSessions() override {
+    Query q(c_, "SELECT COUNT(*) FROM console_sessions");
+    if (q.Step() != SQLITE_ROW) return q.Error();
+    return q.ColInt(0);
+  }
+
+  Status PutConsoleSession(const ConsoleSessionRow& r) override {
+    Query q(c_,
+            "INSERT OR REPLACE INTO console_sessions(cookie_hash, key_id, role, activities, "
+            "client, csrf, lang, signed_in_at, last_seen) VALUES(?,?,?,?,?,?,?,?,?)");
+    q.Blob(r.cookie_hash).Text(r.key_id).Text(r.role).Text(r.activities).Text(r.client)
+        .Text(r.csrf).Text(r.lang).Int(r.signed_in_at).Int(r.last_seen);
+    return q.Run();
+  }
+
+  Status DeleteConsoleSession(const Bytes& cookie_hash) override {
+    Query q(c_, "DELETE FROM console_sessions WHERE cookie_hash = ?");
+    q.Blob(cookie_hash);
+    return q.Run();
+  }
+
+  Status DeleteExpiredConsoleSessions(int64_t idle_before, int64_t signed_in_before) override {
+    Query q(c_, "DELETE FROM console_sessions WHERE last_seen < ? OR signed_in_at < ?");
+    q.Int(idle_before).Int(signed_in_before);
+    return q.Run();
   }
 
   Status RevokeApiKey(const std::string& id, int64_t at) override {

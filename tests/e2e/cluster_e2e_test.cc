@@ -211,6 +211,41 @@ void AWithdrawalThroughOneNodeIsRefusedByTheOtherWithinASecond::TestBody() {
   EXPECT_NE(v.out.find("audit log verified"), std::string::npos) << v.out;
 }
 
+// A person signed in to the console through one node is signed in on the other (the session is
+// in the database), and signing out through either ends it on both.
+class AConsoleSignInThroughOneNodeHoldsOnTheOther : public ClusterE2E {
+  void TestBody() override;
+};
+
+void AConsoleSignInThroughOneNodeHoldsOnTheOther::TestBody() {
+  const std::string officer = a_.CreateKey("dpo", "officer", {"customer_management"});
+  HttpReply in = HttpCall(a_.port(), "POST", "/console/sign-in", "lang=en&key=" + officer, {},
+                          "application/x-www-form-urlencoded");
+  ASSERT_EQ(in.status, 303) << in.body;
+  const std::string set = in.headers["set-cookie"];
+  const std::string cookie = set.substr(0, set.find(';'));
+  ASSERT_EQ(cookie.rfind("garde_console=", 0), 0u) << set;
+  HttpReply page = HttpCall(b_.port(), "GET", "/console/requests", "", {{"Cookie", cookie}}, "");
+  ASSERT_EQ(page.status, 200) << "node b does not know a's sign-in: " << page.status;
+  const std::string mark = "name=\"csrf\" value=\"";
+  const size_t at = page.body.find(mark);
+  ASSERT_NE(at, std::string::npos);
+  const std::string csrf = page.body.substr(at + mark.size(), 43);
+  HttpReply unknown = HttpCall(b_.port(), "GET", "/console/requests", "",
+                               {{"Cookie", "garde_console=" + std::string(43, 'A')}}, "");
+  EXPECT_EQ(unknown.status, 303);
+  EXPECT_EQ(unknown.headers["location"], "/console/sign-in");
+  HttpReply out = HttpCall(b_.port(), "POST", "/console/sign-out", "csrf=" + csrf,
+                           {{"Cookie", cookie}}, "application/x-www-form-urlencoded");
+  EXPECT_EQ(out.status, 303) << out.body;
+  for (const GardeProcess* node : {&a_, &b_}) {
+    HttpReply after =
+        HttpCall(node->port(), "GET", "/console/requests", "", {{"Cookie", cookie}}, "");
+    EXPECT_EQ(after.headers["location"], "/console/sign-in")
+        << "signed out through b, still signed in on " << node->port();
+  }
+}
+
 class ANodeKilledUnderWriteLoadLosesNoAcknowledgedWrite : public ClusterE2E {
   void TestBody() override;
 };
@@ -308,6 +343,8 @@ void Register(const char* name) {
       "AWithdrawalThroughOneNodeIsRefusedByTheOtherWithinASecond");
   Register<AWithdrawalThroughOneNodeIsRefusedByTheOtherAtOnce>(
       "AWithdrawalThroughOneNodeIsRefusedByTheOtherAtOnce");
+  Register<AConsoleSignInThroughOneNodeHoldsOnTheOther>(
+      "AConsoleSignInThroughOneNodeHoldsOnTheOther");
   Register<ANodeKilledUnderWriteLoadLosesNoAcknowledgedWrite>(
       "ANodeKilledUnderWriteLoadLosesNoAcknowledgedWrite");
   Register<ADatabaseRestartedUnderLoadLosesNothingAcknowledged>(

@@ -512,6 +512,42 @@ TEST_P(StoreConformance, ApiKeysAreFoundByHashRevokedOnceAndRehashedByCompareAnd
   EXPECT_EQ(Get<std::optional<ApiKeyRow>>(vault(), [](ReadTx& tx) { return tx.FindApiKeyByHash(Bytes{2}); })->revoked_at, 9);
 }
 
+TEST_P(StoreConformance, ConsoleSessionsAreKeptByCookieHashReplacedAndExpired) {
+  const ConsoleSessionRow a{Bytes(32, 1), "key_a", "officer", "compliance marketing", "c1",
+                            "csrf_a", "fr", 100, 150};
+  ConsoleSessionRow b{Bytes(32, 2), "key_b", "admin", "", "", "csrf_b", "en", 120, 125};
+  Write(vault(), [&](WriteTx& tx) -> Status {
+    GARDE_RETURN_IF_ERROR(tx.PutConsoleSession(a));
+    return tx.PutConsoleSession(b);
+  });
+  auto get = [&](const Bytes& hash) {
+    return Get<std::optional<ConsoleSessionRow>>(vault(), [&](ReadTx& tx) {
+      return tx.GetConsoleSession(hash);
+    });
+  };
+  EXPECT_EQ(get(a.cookie_hash), a);
+  EXPECT_EQ(get(b.cookie_hash), b);
+  EXPECT_FALSE(get(Bytes(32, 3)).has_value());
+  b.last_seen = 200;
+  b.lang = "fr";
+  Write(vault(), [&](WriteTx& tx) { return tx.PutConsoleSession(b); });  // replaces
+  EXPECT_EQ(get(b.cookie_hash), b);
+  EXPECT_EQ(Get<int64_t>(vault(), [](ReadTx& tx) { return tx.CountConsoleSessions(); }), 2);
+  // Idle since before 151 (a, last seen at 150), or signed in before 100 (none).
+  Write(vault(), [](WriteTx& tx) { return tx.DeleteExpiredConsoleSessions(151, 100); });
+  EXPECT_FALSE(get(a.cookie_hash).has_value());
+  EXPECT_EQ(get(b.cookie_hash), b);
+  // Signed in before 121 (b, at 120).
+  Write(vault(), [](WriteTx& tx) { return tx.DeleteExpiredConsoleSessions(0, 121); });
+  EXPECT_FALSE(get(b.cookie_hash).has_value());
+  Write(vault(), [&](WriteTx& tx) -> Status {
+    GARDE_RETURN_IF_ERROR(tx.PutConsoleSession(a));
+    GARDE_RETURN_IF_ERROR(tx.DeleteConsoleSession(a.cookie_hash));
+    return tx.DeleteConsoleSession(Bytes(32, 9));  // none: not an error
+  });
+  EXPECT_EQ(Get<int64_t>(vault(), [](ReadTx& tx) { return tx.CountConsoleSessions(); }), 0);
+}
+
 TEST_P(StoreConformance, ConsentEventsKeepTheirOrderAndSuppressionFindsContacts) {
   Write(vault(), [](WriteTx& tx) -> Status {
     for (const char* id : {"sub_a", "sub_b", "sub_c"}) GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject(id)));

@@ -4,27 +4,27 @@
 // session cookie; every form carries the session's CSRF token; every page view is audited
 // like the API read it stands for. docs/console.md.
 //
-//   ConsoleSessions sessions(clock);
+//   ConsoleSessions sessions(deployment.store(), clock);
 //   AddConsoleRoutes(router, deployment, sessions);
 #pragma once
 
-#include <mutex>
+#include <functional>
 #include <optional>
 #include <string>
-#include <unordered_map>
 
 #include "garde/base/clock.h"
-#include "garde/base/mutex.h"
 #include "garde/domain/access_gate.h"
 #include "garde/http/router.h"
+#include "garde/store/store.h"
 
 namespace garde {
 
 class Deployment;
 
-// Console sign-ins, held in this process's memory: the cookie value is shown to the browser
-// once and kept only as its BLAKE2b hash. A session ends at sign-out, after `idle_seconds`
-// without a page, `absolute_seconds` after sign-in, or when its key is revoked.
+// Console sign-ins, kept in the vault's store so that every node of a deployment knows them:
+// the cookie value is shown to the browser once and kept only as its BLAKE2b hash. A session
+// ends at sign-out, after `idle_seconds` without a page, `absolute_seconds` after sign-in, or
+// when its key is revoked.
 class ConsoleSessions {
  public:
   struct Session {
@@ -37,25 +37,27 @@ class ConsoleSessions {
   static constexpr int64_t kIdleSeconds = 30 * 60;
   static constexpr int64_t kAbsoluteSeconds = 12 * 3600;
 
-  explicit ConsoleSessions(const Clock& clock, int64_t idle_seconds = kIdleSeconds,
-                           int64_t absolute_seconds = kAbsoluteSeconds)
-      : clock_(clock), idle_(idle_seconds), absolute_(absolute_seconds) {}
+  ConsoleSessions(Store& store, const Clock& clock, int64_t idle_seconds = kIdleSeconds,
+                  int64_t absolute_seconds = kAbsoluteSeconds)
+      : store_(store), clock_(clock), idle_(idle_seconds), absolute_(absolute_seconds) {}
 
-  // A new session; returns the cookie value.
-  std::string Open(const Caller& caller, const std::string& lang);
-  // The session of a cookie value, its idle time restarted; nullopt when unknown or expired
-  // (an expired session is forgotten).
+  // A new session (expired ones are swept on the way); returns the cookie value.
+  Result<std::string> Open(const Caller& caller, const std::string& lang);
+  // The session of a cookie value, its idle time restarted; nullopt when unknown, expired (an
+  // expired session is forgotten) or unreadable.
   std::optional<Session> Touch(const std::string& cookie);
   void SetLanguage(const std::string& cookie, const std::string& lang);
   void Close(const std::string& cookie);
-  size_t size() const;
+  // Sessions stored, expired or not.
+  int64_t size() const;
 
  private:
-  static std::string HashOf(const std::string& cookie);
+  static Bytes HashOf(const std::string& cookie);
+  // Changes the stored session of `key`, if it is still there.
+  void Update(const Bytes& key, const std::function<void(ConsoleSessionRow&)>& change);
+  Store& store_;
   const Clock& clock_;
   const int64_t idle_, absolute_;
-  mutable Mutex mu_;
-  std::unordered_map<std::string, Session> sessions_ GUARDED_BY(mu_);
 };
 
 // GET/POST /console/... (not part of the API document: pages for people).

@@ -299,6 +299,17 @@ struct MergeRow {
   bool operator==(const MergeRow&) const = default;
 };
 
+// A console sign-in (docs/console.md), shared by every node of a deployment: found by the
+// BLAKE2b hash of its cookie, which is never stored; `activities` space-separated.
+struct ConsoleSessionRow {
+  Bytes cookie_hash;
+  std::string key_id, role, activities, client;
+  std::string csrf, lang;
+  int64_t signed_in_at = 0, last_seen = 0;
+
+  bool operator==(const ConsoleSessionRow&) const = default;
+};
+
 // Two subjects sharing match keys (likely duplicates), with the rules of those keys.
 struct DuplicatePair {
   std::string first, second;  // first < second
@@ -470,6 +481,8 @@ class ApiKeyReader {
   virtual ~ApiKeyReader() = default;
   virtual Result<std::optional<ApiKeyRow>> FindApiKeyByHash(const Bytes& hash) = 0;
   virtual Result<std::vector<ApiKeyRow>> ListApiKeys() = 0;
+  virtual Result<std::optional<ConsoleSessionRow>> GetConsoleSession(const Bytes& cookie_hash) = 0;
+  virtual Result<int64_t> CountConsoleSessions() = 0;
 };
 
 class ApiKeyWriter {
@@ -481,6 +494,11 @@ class ApiKeyWriter {
   // when the key no longer has hash `from`.
   virtual Result<bool> RehashApiKey(const std::string& id, const Bytes& from, const Bytes& to,
                                     uint32_t master) = 0;
+  // Inserts or replaces the session of row.cookie_hash.
+  virtual Status PutConsoleSession(const ConsoleSessionRow& row) = 0;
+  virtual Status DeleteConsoleSession(const Bytes& cookie_hash) = 0;
+  // Sessions idle since before `idle_before` or signed in before `signed_in_before`.
+  virtual Status DeleteExpiredConsoleSessions(int64_t idle_before, int64_t signed_in_before) = 0;
 };
 
 // Data-subject requests, erasure tombstones, merges of duplicates.

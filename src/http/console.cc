@@ -51,8 +51,9 @@ Result<std::string> ConsoleSessions::Open(const Caller& caller, const std::strin
   // Expired sessions go on the way, so that abandoned ones do not pile up.
   GARDE_RETURN_IF_ERROR(store_.Write(
       [&](WriteTx& tx) -> Status {
+        const Cutoffs ended = EndedBefore(now);
         GARDE_RETURN_IF_ERROR(
-            tx.DeleteExpiredConsoleSessions(now - idle_ + 1, now - absolute_ + 1));
+            tx.DeleteExpiredConsoleSessions(ended.idle_before, ended.signed_in_before));
         return tx.PutConsoleSession(row);
       },
       Durability::kDeferred));
@@ -71,7 +72,8 @@ std::optional<ConsoleSessions::Session> ConsoleSessions::Touch(const std::string
     return Status::Ok();
   });
   if (!read.ok() || !row) return std::nullopt;
-  if (now - row->last_seen >= idle_ || now - row->signed_in_at >= absolute_) {
+  const Cutoffs ended = EndedBefore(now);
+  if (row->last_seen < ended.idle_before || row->signed_in_at < ended.signed_in_before) {
     Close(cookie);
     return std::nullopt;
   }

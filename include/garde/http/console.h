@@ -53,6 +53,12 @@ class ConsoleSessions {
 
  private:
   static Bytes HashOf(const std::string& cookie);
+  // The expiry rule, stated once for the store's sweep and for a page: at `now`, a session last
+  // seen before idle_before, or signed in before signed_in_before, has ended.
+  struct Cutoffs {
+    int64_t idle_before, signed_in_before;
+  };
+  Cutoffs EndedBefore(int64_t now) const { return {now - idle_ + 1, now - absolute_ + 1}; }
   // Changes the stored session of `key`, if it is still there.
   void Update(const Bytes& key, const std::function<void(ConsoleSessionRow&)>& change);
   Store& store_;

@@ -355,6 +355,10 @@ class ServeApplication final : public Poco::Util::ServerApplication {
           if (stopping) return;
         }
         if (sigtimedwait(&hup, nullptr, &tick) != SIGHUP) continue;
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          if (stopping) return;  // the SIGHUP that stopping sends (below), not an operator's
+        }
         const Caller signal{"sighup", "admin", {}, "sighup", ""};
         auto r = ReloadPolicies(*d.value(), signal, "sighup");
         if (r.ok()) {
@@ -375,6 +379,8 @@ class ServeApplication final : public Poco::Util::ServerApplication {
       stopping = true;
     }
     cv.notify_all();
+    // Wakes the reloader now rather than at its next tick (a stop would wait for it).
+    ::pthread_kill(reloader.native_handle(), SIGHUP);
     watcher.join();
     checkpointer.join();
     backer.join();

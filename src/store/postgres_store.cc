@@ -4,6 +4,8 @@
 
 #include <libpq-fe.h>
 #include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <climits>
@@ -1979,12 +1981,23 @@ Result<std::unique_ptr<PgConnection>> Connect(const PostgresOptions& o) {
 }  // namespace
 
 PostgresStore::PostgresStore(PostgresOptions options)
-    : options_(std::move(options)), node_id_(RandomId("node_")) {}
+    : options_(std::move(options)),
+      node_id_(RandomId("node_")),
+      stop_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
 
 PostgresStore::~PostgresStore() {
+  // Both threads are woken rather than left to notice at their next time-out: a closing store
+  // (every `garde` command, a stopping node) would otherwise wait for it.
   stopping_.store(true);
+  const uint64_t one = 1;
+  if (stop_fd_ >= 0) ::write(stop_fd_, &one, sizeof one);
+  {
+    MutexLock lock(&peers_mu_);
+    peers_cv_.notify_all();
+  }
   if (listener_.joinable()) listener_.join();
   if (peer_worker_.joinable()) peer_worker_.join();
+  if (stop_fd_ >= 0) ::close(stop_fd_);
   MutexLock lock(&lead_mu_);
   if (lead_conn_ != nullptr) PQfinish(lead_conn_);  // frees whatever this node led
   if (check_conn_ != nullptr) PQfinish(check_conn_);
@@ -2149,8 +2162,9 @@ void PostgresStore::ListenLoop() {
       PQclear(res);
     }
     while (listening_.load() && !stopping_.load()) {
-      pollfd fd{PQsocket(c), POLLIN, 0};
-      ::poll(&fd, 1, 200);
+      pollfd fds[] = {{PQsocket(c), POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+      ::poll(fds, std::size(fds), 1000);
+      if (stopping_.load()) break;
       if (PQconsumeInput(c) == 0 || PQstatus(c) != CONNECTION_OK) break;
       bool changed = false;
       while (PGnotify* n = PQnotifies(c)) {
@@ -2168,9 +2182,9 @@ void PostgresStore::ListenLoop() {
     // Not listening: every ChangeEpoch answers a new number until LISTEN holds again.
     listening_.store(false);
     PQfinish(c);
-    for (int i = 0; i < 5 && !stopping_.load(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
+    if (stopping_.load()) return;
+    pollfd stop{stop_fd_, POLLIN, 0};
+    ::poll(&stop, 1, 500);  // before connecting again
   }
 }
 

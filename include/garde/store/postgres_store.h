@@ -114,6 +114,7 @@ class PostgresStore final : public Store {
   std::atomic<bool> stopping_{false};
   std::thread listener_;
   const std::string node_id_;  // random, told apart from other nodes' in garde_peers
+  const int stop_fd_;  // an eventfd, written once when the store closes: wakes the listener
   std::atomic<uint64_t> keys_epoch_{0};
 
   // strict_reads: one query at a time, covering every call that arrived before it began.

@@ -384,8 +384,7 @@ void GardeProcess::Start(const std::vector<std::string>& extra) {
 
 namespace {
 
-int StopProcess(int pid) {
-  ::kill(pid, SIGTERM);
+int AwaitExit(int pid) {
   int status = 0;
   ::waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -396,10 +395,13 @@ int StopProcess(int pid) {
 int GardeProcess::Stop() {
   if (pid_ <= 0) return -1;
   balancer_.reset();
-  int code = StopProcess(pid_);
+  // Both nodes are told at once and stop side by side.
+  ::kill(pid_, SIGTERM);
+  if (peer_.pid > 0) ::kill(peer_.pid, SIGTERM);
+  int code = AwaitExit(pid_);
   pid_ = -1;
   if (peer_.pid > 0) {
-    const int peer = StopProcess(peer_.pid);
+    const int peer = AwaitExit(peer_.pid);
     if (code == 0) code = peer;
     peer_.pid = -1;
   }

@@ -3,6 +3,8 @@
 // e2e_postgresql).
 #include <gtest/gtest.h>
 
+#include <libpq-fe.h>
+
 #include <map>
 
 #include "garde_process.h"
@@ -115,6 +117,63 @@ void ALogThatDoesNotVerifyIsNotCopied::TestBody() {
   EXPECT_EQ(tables[0][0], "0");
 }
 
+class ACopyRefusedHalfwayLeavesNoDeployment : public MigrateE2E {
+  void TestBody() override;
+};
+
+// Runs statements on the database of `uri` as its owner; false with the reason on failure.
+bool OnDatabase(const std::string& uri, const std::string& sql, std::string* error) {
+  PGconn* c = PQconnectdb(uri.c_str());
+  PGresult* r = PQexec(c, sql.c_str());
+  const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+  if (!ok) *error = PQerrorMessage(c);
+  PQclear(r);
+  PQfinish(c);
+  return ok;
+}
+
+void ACopyRefusedHalfwayLeavesNoDeployment::TestBody() {
+  g_.Start();
+  for (int i = 0; i < 6; ++i) Create("half" + std::to_string(i) + "@example.org");
+  EXPECT_EQ(g_.Stop(), 0);
+  std::string error;
+  const std::string uri = CreateTestDatabase(&error);
+  ASSERT_FALSE(uri.empty()) << error;
+  // The copy's inserts are pipelined: the database refuses the third row of the audit log's
+  // actor index (planted, as soon as migrate creates that table), rows after it are skipped.
+  ASSERT_TRUE(OnDatabase(uri, R"(
+    CREATE FUNCTION refuse_third() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF (SELECT COUNT(*) FROM audit_by_actor) >= 2 THEN RAISE EXCEPTION 'planted refusal'; END IF;
+      RETURN NEW;
+    END $$;
+    CREATE FUNCTION plant() RETURNS event_trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF to_regclass('audit_by_actor') IS NOT NULL AND NOT EXISTS
+          (SELECT 1 FROM pg_trigger WHERE tgname = 'refuse_third') THEN
+        CREATE TRIGGER refuse_third BEFORE INSERT ON audit_by_actor
+          FOR EACH ROW EXECUTE FUNCTION refuse_third();
+      END IF;
+    END $$;
+    CREATE EVENT TRIGGER plant ON ddl_command_end EXECUTE FUNCTION plant();)",
+                         &error))
+      << error;
+  RunResult refused = Migrate(uri);
+  EXPECT_EQ(refused.exit_code, 1) << refused.out << refused.err;
+  EXPECT_NE((refused.out + refused.err).find("audit_by_actor: planted refusal"),
+            std::string::npos)
+      << refused.out << refused.err;
+  // Nothing of the copy was kept: the same database takes the whole copy once the trigger goes.
+  ASSERT_TRUE(OnDatabase(uri,
+                         "DROP EVENT TRIGGER plant; DROP TRIGGER refuse_third ON audit_by_actor",
+                         &error))
+      << error;
+  RunResult moved = Migrate(uri);
+  ASSERT_EQ(moved.exit_code, 0) << moved.out << moved.err;
+  EXPECT_NE(moved.out.find("subjects: 6 rows"), std::string::npos) << moved.out;
+  EXPECT_NE(moved.out.find("counts and digests agree"), std::string::npos) << moved.out;
+}
+
 template <typename Case>
 void Register(const char* name) {
   ::testing::RegisterTest("MigrateE2E", name, nullptr, nullptr, __FILE__, __LINE__,
@@ -126,6 +185,7 @@ void Register(const char* name) {
   Register<ADeploymentMovesWithEveryAnswerAndItsVerifiedLog>(
       "ADeploymentMovesWithEveryAnswerAndItsVerifiedLog");
   Register<ALogThatDoesNotVerifyIsNotCopied>("ALogThatDoesNotVerifyIsNotCopied");
+  Register<ACopyRefusedHalfwayLeavesNoDeployment>("ACopyRefusedHalfwayLeavesNoDeployment");
   return true;
 }();
 

@@ -81,6 +81,10 @@ void ADeploymentMovesWithEveryAnswerAndItsVerifiedLog::TestBody() {
   // The same data directory served from PostgreSQL: every answer as before.
   g_.UseDatabase(uri);
   ASSERT_TRUE(g_.postgres());
+  // The change log's triggers, off during the copy, are on again.
+  auto disabled = g_.Sql("SELECT COUNT(*) FROM pg_trigger WHERE tgenabled = 'D'");
+  ASSERT_EQ(disabled.size(), 1u);
+  EXPECT_EQ(disabled[0][0], "0");
   g_.Start();
   for (const auto& id : ids) EXPECT_EQ(Seen(id), before[id]) << id;
   // New writes go on from where SQLite left (ids, sequences, the log).

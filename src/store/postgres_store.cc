@@ -2418,17 +2418,24 @@ PostgresStore::Counters PostgresStore::AskCounters() {
       if (check_conn_ == nullptr || PQstatus(check_conn_) != CONNECTION_OK) {
         if (check_conn_ != nullptr) PQfinish(check_conn_);
         check_conn_ = PQconnectdb(options_.conninfo.c_str());
+        // Prepared once per connection: planned once, not at every check.
+        PQclear(PQprepare(check_conn_, "counters",
+                          "SELECT (SELECT value FROM counters WHERE name = 'vault_changes'), "
+                          "COALESCE((SELECT value FROM counters "
+                          "WHERE name = 'api_key_revocations'), 0)",
+                          0, nullptr));
       }
-      PGresult* res = PQexec(check_conn_,
-                             "SELECT (SELECT value FROM counters WHERE name = 'vault_changes'), "
-                             "COALESCE((SELECT value FROM counters "
-                             "WHERE name = 'api_key_revocations'), 0)");
+      PGresult* res = PQexecPrepared(check_conn_, "counters", 0, nullptr, nullptr, nullptr, 0);
       if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
         got.changes = std::strtoull(PQgetvalue(res, 0, 0), nullptr, 10);
         got.keys = std::strtoull(PQgetvalue(res, 0, 1), nullptr, 10);
         answered = true;
       }
       PQclear(res);
+      if (!answered) {  // opened again at the next attempt, its statement prepared again
+        PQfinish(check_conn_);
+        check_conn_ = nullptr;
+      }
     }
     if (!answered) {
       // The database is away: numbers no answer had, so that readers go to it (and fail).

@@ -1050,6 +1050,42 @@ TEST_P(SharedDatabase, WithStrictReadsAnotherNodesCommitShowsAtOnce) {
   }
 }
 
+// Strict reads under concurrency: many callers share each query for the counters, and every
+// one of them still sees each commit that ended before it asked (a caller that arrives while
+// a query runs waits for the next). PostgreSQL's epoch is the change log's counter, one step
+// per change; SQLite's moves without counting, so there is nothing to count on it.
+TEST_P(SharedDatabase, WithStrictReadsEveryConcurrentCallerSeesEveryEarlierCommit) {
+  if (GetParam() != "postgresql") GTEST_SKIP() << "the epoch counts changes on PostgreSQL only";
+  auto other = OpenAnother(GetParam(), dir_, stores_, /*strict_reads=*/true);
+  ASSERT_TRUE(other);
+  Write(vault(), [](WriteTx& tx) { return tx.InsertSubject(Subject("sub_a")); });
+  const uint64_t base = other->ChangeEpoch();
+  std::atomic<uint64_t> committed{0};
+  std::atomic<bool> done{false};
+  std::atomic<int> stale{0}, asked{0};
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 16; ++r) {
+    readers.emplace_back([&] {
+      while (!done.load()) {
+        const uint64_t before = committed.load();
+        if (other->ChangeEpoch() < base + before) ++stale;
+        ++asked;
+      }
+    });
+  }
+  for (int i = 0; i < 1000; ++i) {
+    Write(vault(), [&](WriteTx& tx) {
+      return tx.InsertConsentEvent(Event("con_" + std::to_string(i), "sub_a", "granted", i));
+    });
+    committed.store(static_cast<uint64_t>(i) + 1);
+  }
+  done.store(true);
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(stale.load(), 0) << "of " << asked.load() << " calls";
+  EXPECT_GT(asked.load(), 1000);
+  EXPECT_EQ(other->ChangeEpoch(), base + 1000);
+}
+
 // AskPeers: every other open store's handler has run when it returns; a store that was
 // closed is not waited for. One process alone (SQLite) has no one to ask.
 TEST_P(SharedDatabase, AskPeersReturnsOnceEveryOtherNodeHasAnswered) {

@@ -5,7 +5,7 @@
 # each one's ratio to the SQLite node. Run beside a server of Debian's package:
 #
 #   tests/postgres/with_postgres.sh bench/postgres.sh [--subjects 20000] [--duration 10] [--rounds 3]
-#       [--ops "get_subject consent_check post_subject"]
+#       [--ops "get_subject consent_check post_subject"]   (any bench/*.lua: post_consent...)
 # Before each measurement it waits (30 s at most) for the machine to be 70 % idle, so that a
 # round does not pay for the audit entries the previous one left to import.
 set -euo pipefail

@@ -95,6 +95,13 @@ int Spawn(const std::vector<std::string>& args, const std::map<std::string, std:
   return pid;
 }
 
+// Waits for a child to end: its exit code, or 128 + the signal that ended it.
+int AwaitExit(int pid) {
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 }  // namespace
 
 std::string ReadUntilClosed(Poco::Net::StreamSocket& socket, std::chrono::seconds limit) {
@@ -155,10 +162,8 @@ RunResult RunProgram(const std::vector<std::string>& argv) {
   std::filesystem::create_directories(dir);
   const int pid = Spawn(std::vector<std::string>(argv.begin() + 1, argv.end()), {},
                         dir + "/out", dir + "/err", argv[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
   RunResult r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.exit_code = AwaitExit(pid);
   r.out = ReadFile(dir + "/out");
   r.err = ReadFile(dir + "/err");
   std::filesystem::remove_all(dir);
@@ -171,10 +176,8 @@ RunResult RunGarde(const std::vector<std::string>& args,
   std::filesystem::create_directories(dir);
   const std::string out = dir + "/out", err = dir + "/err";
   const int pid = Spawn(args, env, out, err);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
   RunResult r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.exit_code = AwaitExit(pid);
   r.out = ReadFile(out);
   r.err = ReadFile(err);
   std::filesystem::remove_all(dir);
@@ -381,16 +384,6 @@ void GardeProcess::Start(const std::vector<std::string>& extra) {
   balancer_ = std::make_unique<LoadBalancer>(std::vector<int>{port_, peer_.port}, balancer_port);
   port_ = balancer_->port();
 }
-
-namespace {
-
-int AwaitExit(int pid) {
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-}  // namespace
 
 int GardeProcess::Stop() {
   if (pid_ <= 0) return -1;

@@ -74,7 +74,7 @@ std::optional<ConsoleSessions::Session> ConsoleSessions::Touch(const std::string
   if (!read.ok() || !row) return std::nullopt;
   const Cutoffs ended = EndedBefore(now);
   if (row->last_seen < ended.idle_before || row->signed_in_at < ended.signed_in_before) {
-    Close(cookie);
+    Forget(key);
     return std::nullopt;
   }
   if (row->last_seen < now) {  // at most one write a second per session
@@ -114,8 +114,9 @@ void ConsoleSessions::Update(const Bytes& key,
       .IgnoreError();
 }
 
-void ConsoleSessions::Close(const std::string& cookie) {
-  const Bytes key = HashOf(cookie);
+void ConsoleSessions::Close(const std::string& cookie) { Forget(HashOf(cookie)); }
+
+void ConsoleSessions::Forget(const Bytes& key) {
   store_.Write([&](WriteTx& tx) { return tx.DeleteConsoleSession(key); }).IgnoreError();
 }
 

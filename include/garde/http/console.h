@@ -59,6 +59,8 @@ class ConsoleSessions {
     int64_t idle_before, signed_in_before;
   };
   Cutoffs EndedBefore(int64_t now) const { return {now - idle_ + 1, now - absolute_ + 1}; }
+  // Ends the stored session of `key`.
+  void Forget(const Bytes& key);
   // Changes the stored session of `key`, if it is still there.
   void Update(const Bytes& key, const std::function<void(ConsoleSessionRow&)>& change);
   Store& store_;

@@ -2302,51 +2302,55 @@ void PostgresStore::CommitBatch(const std::vector<PendingWrite*>& batch) {
     return;
   }
   PgConnection& c = *conn.value();
-  const bool immediate =
-      options_.synchronous && std::any_of(batch.begin(), batch.end(), [](const PendingWrite* w) {
-        return w->durability == Durability::kImmediate;
-      });
-  // The whole batch goes in a pipeline. Its beginning (BEGIN, the write lock) is one round trip;
-  // then each write's statements whose results the write does not read are sent without
-  // waiting, so that a write costs a round trip per read it makes and one at its end (its sync
-  // point) instead of one per statement; its end (COMMIT) is one more.
-  Status begun = c.EnterPipeline();
+  Status begun = c.Exec("BEGIN");
   if (begun.ok()) {
-    c.Exec("BEGIN").IgnoreError();  // checked by the sync point below
-    c.Exec("SELECT pg_advisory_xact_lock(" + std::to_string(options_.write_lock) + ")")
-        .IgnoreError();
-    begun = c.Sync();
+    begun = c.Exec("SELECT pg_advisory_xact_lock(" + std::to_string(options_.write_lock) + ")");
   }
   if (!begun.ok()) {
-    if (c.ExitPipeline().ok()) c.Exec("ROLLBACK").IgnoreError();
+    c.Exec("ROLLBACK").IgnoreError();
     for (PendingWrite* w : batch) w->result = begun;
     Release(std::move(conn).value());
     return;
   }
+  const bool immediate =
+      options_.synchronous && std::any_of(batch.begin(), batch.end(), [](const PendingWrite* w) {
+        return w->durability == Durability::kImmediate;
+      });
+  // The writes' statements go in a pipeline: those whose results the write does not read are
+  // sent without waiting, so that a write costs a round trip per read it makes and one at its
+  // end (its sync point) instead of one per statement.
   PgTx tx(c);
-  RunInSavepoints(batch, tx,
-                  {[&] { return c.Exec("SAVEPOINT garde_write"); },
-                   [&] {
-                     c.Sync().IgnoreError();  // out of the failure, then back to the savepoint
-                     return c.Exec("ROLLBACK TO SAVEPOINT garde_write");
-                   },
-                   [&] {
-                     // Everything the write sent answers first; the savepoint goes only then
-                     // (a write that changed no row it had to is rolled back to it).
-                     GARDE_RETURN_IF_ERROR(c.Sync());
-                     return c.Exec("RELEASE SAVEPOINT garde_write");
-                   }},
-                  [&](std::vector<std::function<void()>>* hooks) { tx.set_hooks(hooks); });
+  Status piped = c.EnterPipeline();
+  if (piped.ok()) {
+    RunInSavepoints(batch, tx,
+                    {[&] { return c.Exec("SAVEPOINT garde_write"); },
+                     [&] {
+                       c.Sync().IgnoreError();  // out of the failure, then back to the savepoint
+                       return c.Exec("ROLLBACK TO SAVEPOINT garde_write");
+                     },
+                     [&] {
+                       // Everything the write sent answers first; the savepoint goes only
+                       // then (a write that changed no row it had to is rolled back to it).
+                       GARDE_RETURN_IF_ERROR(c.Sync());
+                       return c.Exec("RELEASE SAVEPOINT garde_write");
+                     }},
+                    [&](std::vector<std::function<void()>>* hooks) { tx.set_hooks(hooks); });
+    piped = c.ExitPipeline();
+  }
+  if (!piped.ok()) {
+    // What was sent cannot be vouched for: nothing of the batch is kept (a connection still in
+    // pipeline mode is not healthy, so Release closes it and the server rolls back).
+    c.Exec("ROLLBACK").IgnoreError();
+    Release(std::move(conn).value());
+    FinishBatch(batch, piped);
+    return;
+  }
   // Deferred writes alone commit without waiting for the WAL flush (PostgreSQL's own
   // asynchronous commit, flushed by its WAL writer within wal_writer_delay).
   if (options_.synchronous && !immediate) {
-    c.Exec("SET LOCAL synchronous_commit = off").IgnoreError();  // checked with COMMIT's sync
+    c.Exec("SET LOCAL synchronous_commit = off").IgnoreError();
   }
-  c.Exec("COMMIT").IgnoreError();
-  // The last write's release and the COMMIT answer here. When they or anything sent cannot be
-  // vouched for, nothing of the batch is kept (a connection still in pipeline mode is not
-  // healthy: Release closes it and the server rolls back).
-  Status committed = c.ExitPipeline();
+  Status committed = c.Exec("COMMIT");
   if (committed.ok()) {
     epoch_.fetch_add(1);
   } else {

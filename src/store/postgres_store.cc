@@ -550,6 +550,8 @@ class PgConnection {
       const ExecStatusType st = PQresultStatus(res);
       if (st == PGRES_PIPELINE_ABORTED) {
         Fail(Internal("postgresql: a pipelined statement was skipped"));
+        // A statement first used after a failure: its preparation was skipped too.
+        if (p.check == Check::kPrepare) prepared_.erase(p.sql);
       } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         Fail(ErrorOf(res, p.check == Check::kPrepare ? "prepare" : "query"));
         if (p.check == Check::kPrepare) prepared_.erase(p.sql);

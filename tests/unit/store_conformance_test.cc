@@ -1245,6 +1245,29 @@ TEST_P(GroupCommit, EachWriteOfABatchSucceedsOrFailsAlone) {
             1 + expected_pending);
 }
 
+// A statement a connection first uses after a failure in the same write is skipped with the
+// rest of that write — its preparation too (PostgreSQL's pipeline): the next write that uses
+// it must not find it missing.
+TEST_P(GroupCommit, AStatementFirstUsedAfterAFailureServesTheNextWrite) {
+  PlantRefusal(GetParam(), dir_, stores_.uri);
+  auto other = OpenAnother(GetParam(), dir_, stores_);  // its connection has prepared nothing
+  ASSERT_TRUE(other);
+  Write(*other, [](WriteTx& tx) { return tx.InsertSubject(Subject("sub_a")); });
+  const Status refused = other->Write([](WriteTx& tx) {
+    GARDE_RETURN_IF_ERROR(tx.PutField("sub_a", {"poison", Bytes{3}}));  // refused, not awaited
+    return tx.PutIndex("sub_a", {"email", Digest(0, 0), 1});  // first use, after the failure
+  });
+  EXPECT_FALSE(refused.ok());
+  const Status later = other->Write([](WriteTx& tx) {
+    return tx.PutIndex("sub_a", {"email", Digest(0, 0), 1});
+  });
+  EXPECT_TRUE(later.ok()) << later.message();
+  EXPECT_EQ(Get<std::vector<std::string>>(*other, [](ReadTx& tx) {
+              return tx.FindByIndex("email", Digest(0, 0));
+            }),
+            std::vector<std::string>{"sub_a"});
+}
+
 // The SQLite log is copied into the database as writes go on, and starts over: under writes
 // from many threads without a pause, the -wal file stays within a few checkpoints' worth of
 // frames (without them it holds every page written), and everything written is there when the

@@ -268,6 +268,17 @@ class Loop {
     Wake();
   }
 
+  // Called by the handler once a deferred request can be answered at once.
+  void HandReady(Connection* c) {
+    bool first;
+    {
+      MutexLock lock(&returned_mu_);
+      first = ready_.empty();  // else a wake is on its way already
+      ready_.push_back(c);
+    }
+    if (first) Wake();
+  }
+
   // Writes the answer of c.x into c.out.
   void Serialize(Connection* c) const {
     const Exchange& x = c->x;
@@ -501,6 +512,14 @@ class Loop {
       }
       c->parser.Reset();
       if (handler_.AnswersAtOnce(c->x)) {
+        if (handler_.Defer(c->x, [this, c] { HandReady(c); })) {
+          // Off the epoll set until the handler calls back (on another thread, which touches
+          // nothing of c): TakeBack answers it then, on this thread.
+          ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c->fd, nullptr);
+          c->in_epoll = false;
+          c->phase = Connection::Phase::kAnswering;
+          return;
+        }
         handler_.Answer(c->x, Status::Ok());
         if (!StartWrite(c)) return;
         continue;
@@ -563,17 +582,24 @@ class Loop {
   void TakeBack() {
     uint64_t count;
     [[maybe_unused]] const ssize_t n = ::read(wake_fd_, &count, sizeof count);
-    std::vector<Connection*> done;
+    std::vector<Connection*> done, ready;
     std::vector<std::pair<int, std::string>> handed;
     {
       MutexLock lock(&returned_mu_);
       done.swap(returned_);
+      ready.swap(ready_);
       handed.swap(handed_);
     }
     for (auto& [fd, client] : handed) Adopt(fd, std::move(client));
     for (Connection* c : done) {
       Rewatch(c, EPOLLIN);
       c->phase = Connection::Phase::kReading;
+      if (StartWrite(c)) Process(c);
+    }
+    for (Connection* c : ready) {
+      Rewatch(c, EPOLLIN);
+      c->phase = Connection::Phase::kReading;
+      handler_.Answer(c->x, Status::Ok());
       if (StartWrite(c)) Process(c);
     }
   }
@@ -705,7 +731,8 @@ class Loop {
   std::vector<Loop*> peers_;  // the other loops, set before any runs
   std::atomic<int> held_{0};  // connections this loop serves or has been handed
   Mutex returned_mu_;
-  std::vector<Connection*> returned_ GUARDED_BY(returned_mu_);
+  std::vector<Connection*> returned_ GUARDED_BY(returned_mu_);  // answered by workers
+  std::vector<Connection*> ready_ GUARDED_BY(returned_mu_);     // deferred, now answerable
   // Accepted by another loop for this one: descriptor and client address.
   std::vector<std::pair<int, std::string>> handed_ GUARDED_BY(returned_mu_);
 };

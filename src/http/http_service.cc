@@ -89,10 +89,15 @@ Result<std::unique_ptr<SealedSpool>> HttpService::SpoolFor(std::string_view targ
 }
 
 bool HttpService::AnswersAtOnce(const Exchange& x) const {
-  // With strict reads on PostgreSQL, an answer from memory waits for a query first: a worker
-  // waits for it (the I/O threads, one per core, would each hold every connection they own).
-  if (d_.config().postgres() && d_.config().strict_reads) return false;
   return router_.AnswersAtOnce(x.method, x.target.substr(0, x.target.find('?')));
+}
+
+bool HttpService::Defer(Exchange& x, std::function<void()> ready) {
+  // With strict reads on PostgreSQL, an answer from memory waits for the database's change
+  // counters first: the store calls back once they have answered (one query for every
+  // request waiting then), and no thread is held meanwhile.
+  x.fresh_ticket = d_.store().WhenFresh(std::move(ready));
+  return x.fresh_ticket != 0;
 }
 
 void HttpService::Answer(Exchange& x, const Status& framing) {
@@ -112,7 +117,8 @@ void HttpService::Answer(Exchange& x, const Status& framing) {
     Fail(x, Internal("an unexpected error occurred; it has been logged"));
   };
   try {
-    const ReadScope reads;  // what this request reads from memory is confirmed once
+    // What this request reads from memory is confirmed once (or was, when it was deferred).
+    const ReadScope reads(&d_.store(), x.fresh_ticket);
     Status read = framing.ok() ? ParseTarget(x) : framing;
     if (read.ok()) {
       Dispatch(x);

@@ -1997,8 +1997,13 @@ PostgresStore::~PostgresStore() {
     MutexLock lock(&peers_mu_);
     peers_cv_.notify_all();
   }
+  {
+    MutexLock lock(&check_mu_);
+    check_work_cv_.notify_all();
+  }
   if (listener_.joinable()) listener_.join();
   if (peer_worker_.joinable()) peer_worker_.join();
+  if (checker_.joinable()) checker_.join();
   if (stop_fd_ >= 0) ::close(stop_fd_);
   MutexLock lock(&lead_mu_);
   if (lead_conn_ != nullptr) PQfinish(lead_conn_);  // frees whatever this node led
@@ -2381,6 +2386,8 @@ uint64_t PostgresStore::KeysEpoch() {
 // Scope ids count per thread: what is remembered of a scope below is per thread too.
 thread_local uint64_t ReadScope::current_ = 0;
 thread_local uint64_t ReadScope::next_ = 0;
+thread_local const Store* ReadScope::confirmed_store_ = nullptr;
+thread_local uint64_t ReadScope::confirmed_ticket_ = 0;
 
 namespace {
 
@@ -2396,7 +2403,17 @@ PostgresStore::Counters PostgresStore::CheckCounters() {
   if (scope != 0 && checked_scope == scope && checked_store == this) {
     return {checked_changes, checked_keys};  // asked already in this request
   }
-  const Counters got = AskCounters();
+  Counters got;
+  const uint64_t ticket = ReadScope::ConfirmedTicket(this);
+  bool confirmed = false;
+  if (ticket != 0) {
+    // Called back by WhenFresh: a query begun after the request has answered (these
+    // counters, or a later query's).
+    MutexLock lock(&check_mu_);
+    confirmed = check_covered_ >= ticket;
+    got = checked_;
+  }
+  if (!confirmed) got = AskCounters();
   if (scope != 0) {
     checked_scope = scope;
     checked_store = this;
@@ -2414,47 +2431,92 @@ PostgresStore::Counters PostgresStore::AskCounters() {
       check_cv_.wait(lock.native());
       continue;
     }
-    // This thread asks for every call that has arrived so far; the others wait for it.
-    check_running_ = true;
-    const uint64_t covers = check_requested_;
-    lock.native().unlock();
-    Counters got;
-    bool answered = false;
-    for (int attempt = 0; attempt < 2 && !answered; ++attempt) {
-      if (check_conn_ == nullptr || PQstatus(check_conn_) != CONNECTION_OK) {
-        if (check_conn_ != nullptr) PQfinish(check_conn_);
-        check_conn_ = PQconnectdb(options_.conninfo.c_str());
-        // Prepared once per connection: planned once, not at every check.
-        PQclear(PQprepare(check_conn_, "counters",
-                          "SELECT (SELECT value FROM counters WHERE name = 'vault_changes'), "
-                          "COALESCE((SELECT value FROM counters "
-                          "WHERE name = 'api_key_revocations'), 0)",
-                          0, nullptr));
-      }
-      PGresult* res = PQexecPrepared(check_conn_, "counters", 0, nullptr, nullptr, nullptr, 0);
-      if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
-        got.changes = std::strtoull(PQgetvalue(res, 0, 0), nullptr, 10);
-        got.keys = std::strtoull(PQgetvalue(res, 0, 1), nullptr, 10);
-        answered = true;
-      }
-      PQclear(res);
-      if (!answered) {  // opened again at the next attempt, its statement prepared again
-        PQfinish(check_conn_);
-        check_conn_ = nullptr;
-      }
-    }
-    if (!answered) {
-      // The database is away: numbers no answer had, so that readers go to it (and fail).
-      const uint64_t fresh = (uint64_t{1} << 63) | epoch_.fetch_add(1);
-      got = {fresh, fresh};
-    }
-    lock.native().lock();
-    check_running_ = false;
-    check_covered_ = covers;
-    checked_ = got;
-    check_cv_.notify_all();
+    RunCheck();  // this thread asks for every call so far; the others wait for it
   }
   return checked_;
+}
+
+uint64_t PostgresStore::WhenFresh(std::function<void()> ready) {
+  if (!options_.strict_reads) return 0;
+  MutexLock lock(&check_mu_);
+  if (!checker_.joinable()) checker_ = std::thread([this] { CheckLoop(); });
+  const uint64_t ticket = ++check_requested_;
+  fresh_waiters_.push_back({ticket, std::move(ready)});
+  // A query running now began before this call: the checker asks again once it is done.
+  if (!check_running_) check_work_cv_.notify_one();
+  return ticket;
+}
+
+void PostgresStore::CheckLoop() {
+  MutexLock lock(&check_mu_);
+  for (;;) {
+    if (!fresh_waiters_.empty() && !check_running_) {
+      RunCheck();
+    } else if (stopping_.load()) {
+      break;
+    } else {
+      check_work_cv_.wait(lock.native());
+    }
+  }
+}
+
+void PostgresStore::RunCheck() {
+  check_running_ = true;
+  const uint64_t covers = check_requested_;
+  check_mu_.Unlock();
+  // A closing store asks nothing more: its last waiters read with numbers that send them to
+  // the database (and fail there, or answer from it).
+  Counters got;
+  if (stopping_.load()) {
+    const uint64_t fresh = (uint64_t{1} << 63) | epoch_.fetch_add(1);
+    got = {fresh, fresh};
+  } else {
+    got = QueryCounters();
+  }
+  check_mu_.Lock();
+  check_running_ = false;
+  check_covered_ = covers;
+  checked_ = got;
+  check_cv_.notify_all();
+  std::vector<std::function<void()>> ready;
+  while (!fresh_waiters_.empty() && fresh_waiters_.front().ticket <= covers) {
+    ready.push_back(std::move(fresh_waiters_.front().ready));
+    fresh_waiters_.pop_front();
+  }
+  if (!fresh_waiters_.empty()) check_work_cv_.notify_one();  // arrived during the query
+  if (ready.empty()) return;
+  check_mu_.Unlock();
+  for (auto& r : ready) r();
+  check_mu_.Lock();
+}
+
+PostgresStore::Counters PostgresStore::QueryCounters() {
+  Counters got;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (check_conn_ == nullptr || PQstatus(check_conn_) != CONNECTION_OK) {
+      if (check_conn_ != nullptr) PQfinish(check_conn_);
+      check_conn_ = PQconnectdb(options_.conninfo.c_str());
+      // Prepared once per connection: planned once, not at every check.
+      PQclear(PQprepare(check_conn_, "counters",
+                        "SELECT (SELECT value FROM counters WHERE name = 'vault_changes'), "
+                        "COALESCE((SELECT value FROM counters "
+                        "WHERE name = 'api_key_revocations'), 0)",
+                        0, nullptr));
+    }
+    PGresult* res = PQexecPrepared(check_conn_, "counters", 0, nullptr, nullptr, nullptr, 0);
+    const bool answered = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+    if (answered) {
+      got.changes = std::strtoull(PQgetvalue(res, 0, 0), nullptr, 10);
+      got.keys = std::strtoull(PQgetvalue(res, 0, 1), nullptr, 10);
+    }
+    PQclear(res);
+    if (answered) return got;
+    PQfinish(check_conn_);  // opened again at the next attempt, its statement prepared again
+    check_conn_ = nullptr;
+  }
+  // The database is away: numbers no answer had, so that readers go to it (and fail).
+  const uint64_t fresh = (uint64_t{1} << 63) | epoch_.fetch_add(1);
+  return {fresh, fresh};
 }
 
 Status PostgresStore::CopyTo(const std::string& path) {

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <future>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -1054,7 +1056,33 @@ TEST_P(SharedDatabase, WithStrictReadsAnotherNodesCommitShowsAtOnce) {
 // one of them still sees each commit that ended before it asked (a caller that arrives while
 // a query runs waits for the next). PostgreSQL's epoch is the change log's counter, one step
 // per change (SQLite's moves without counting: this suite is PostgreSQL's alone).
-class StrictCounters : public SharedDatabase {};
+class StrictCounters : public SharedDatabase {
+ protected:
+  // A second store with strict reads, and a subject whose changes the tests count.
+  void OpenStrict() {
+    other_ = OpenAnother(GetParam(), dir_, stores_, /*strict_reads=*/true);
+    ASSERT_TRUE(other_);
+    Write(vault(), [](WriteTx& tx) { return tx.InsertSubject(Subject("sub_a")); });
+    base_ = other_->ChangeEpoch();
+  }
+  // Commits 1 000 changes to sub_a, counting them in committed_ as each ends, while `readers`
+  // run; then tells them it is done_ and waits for them.
+  void CommitWhileReading(std::vector<std::thread>& readers) {
+    for (int i = 0; i < 1000; ++i) {
+      Write(vault(), [&](WriteTx& tx) {
+        return tx.InsertConsentEvent(Event("con_" + std::to_string(i), "sub_a", "granted", i));
+      });
+      committed_.store(static_cast<uint64_t>(i) + 1);
+    }
+    done_.store(true);
+    for (auto& t : readers) t.join();
+  }
+
+  std::unique_ptr<Store> other_;
+  uint64_t base_ = 0;
+  std::atomic<uint64_t> committed_{0};
+  std::atomic<bool> done_{false};
+};
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(StrictCounters);  // without a PostgreSQL server
 
 std::vector<std::string> CountingBackends() {
@@ -1067,34 +1095,82 @@ INSTANTIATE_TEST_SUITE_P(Backends, StrictCounters, ::testing::ValuesIn(CountingB
                          [](const auto& param_info) { return param_info.param; });
 
 TEST_P(StrictCounters, EveryConcurrentCallerSeesEveryEarlierCommit) {
-  auto other = OpenAnother(GetParam(), dir_, stores_, /*strict_reads=*/true);
-  ASSERT_TRUE(other);
-  Write(vault(), [](WriteTx& tx) { return tx.InsertSubject(Subject("sub_a")); });
-  const uint64_t base = other->ChangeEpoch();
-  std::atomic<uint64_t> committed{0};
-  std::atomic<bool> done{false};
+  ASSERT_NO_FATAL_FAILURE(OpenStrict());
   std::atomic<int> stale{0}, asked{0};
   std::vector<std::thread> readers;
   for (int r = 0; r < 16; ++r) {
     readers.emplace_back([&] {
-      while (!done.load()) {
-        const uint64_t before = committed.load();
-        if (other->ChangeEpoch() < base + before) ++stale;
+      while (!done_.load()) {
+        const uint64_t before = committed_.load();
+        if (other_->ChangeEpoch() < base_ + before) ++stale;
         ++asked;
       }
     });
   }
-  for (int i = 0; i < 1000; ++i) {
-    Write(vault(), [&](WriteTx& tx) {
-      return tx.InsertConsentEvent(Event("con_" + std::to_string(i), "sub_a", "granted", i));
-    });
-    committed.store(static_cast<uint64_t>(i) + 1);
-  }
-  done.store(true);
-  for (auto& t : readers) t.join();
+  CommitWhileReading(readers);
   EXPECT_EQ(stale.load(), 0) << "of " << asked.load() << " calls";
   EXPECT_GT(asked.load(), 1000);
-  EXPECT_EQ(other->ChangeEpoch(), base + 1000);
+  EXPECT_EQ(other_->ChangeEpoch(), base_ + 1000);
+}
+
+// The same without a thread waiting: each WhenFresh calls back once a query begun after it has
+// answered, and a read scope opened with its ticket sees every commit that ended before the
+// call — without asking again (many callers outstanding at once, from few threads).
+TEST_P(StrictCounters, EveryCallBackSeesEveryEarlierCommit) {
+  ASSERT_NO_FATAL_FAILURE(OpenStrict());
+  std::atomic<int> stale{0}, called{0}, asked{0};
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 4; ++r) {
+    readers.emplace_back([&] {
+      while (!done_.load()) {
+        // Eight calls outstanding at once, then each answered in its own scope.
+        struct Call {
+          uint64_t before, ticket;
+          std::future<void> back;
+        };
+        std::vector<Call> calls;
+        for (int k = 0; k < 8; ++k) {
+          const uint64_t before = committed_.load();
+          auto answered = std::make_shared<std::promise<void>>();
+          std::future<void> back = answered->get_future();
+          const uint64_t ticket = other_->WhenFresh([answered, &called] {
+            ++called;
+            answered->set_value();
+          });
+          ++asked;
+          calls.push_back({before, ticket, std::move(back)});
+        }
+        for (Call& call : calls) {
+          if (call.ticket == 0 ||
+              call.back.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+            ++stale;  // no ticket, or never called back
+            continue;
+          }
+          const ReadScope scope(other_.get(), call.ticket);
+          if (other_->ChangeEpoch() < base_ + call.before) ++stale;
+        }
+      }
+    });
+  }
+  CommitWhileReading(readers);
+  EXPECT_EQ(stale.load(), 0) << "of " << asked.load() << " calls";
+  EXPECT_EQ(called.load(), asked.load());
+  EXPECT_GT(asked.load(), 1000);
+  // A store that closes calls back whoever still waits (their reads then go to the database).
+  std::atomic<int> last{0};
+  for (int k = 0; k < 100; ++k) EXPECT_NE(other_->WhenFresh([&last] { ++last; }), 0u);
+  other_.reset();
+  EXPECT_EQ(last.load(), 100);
+}
+
+// Reads that never wait say so: nothing is called back.
+TEST_P(SharedDatabase, WithoutStrictReadsNothingWaitsForFreshness) {
+  bool called = false;
+  EXPECT_EQ(vault().WhenFresh([&called] { called = true; }), 0u);
+  auto eventual = OpenAnother(GetParam(), dir_, stores_, /*strict_reads=*/false);
+  ASSERT_TRUE(eventual);
+  EXPECT_EQ(eventual->WhenFresh([&called] { called = true; }), 0u);
+  EXPECT_FALSE(called);
 }
 
 // AskPeers: every other open store's handler has run when it returns; a store that was

@@ -1,7 +1,9 @@
 // The HTTP/1.1 server under garde's API: a few I/O threads, each with its own epoll set, own
 // every open connection (non-blocking sockets, requests parsed as bytes arrive). A request
 // whose route answers from memory runs right on its I/O thread; anything that may wait (a
-// durable commit, a scan, an export) goes to a pool of worker threads. An open connection
+// durable commit, a scan, an export) goes to a pool of worker threads; one whose answer from
+// memory must wait for the database to confirm it is current (strict reads) leaves the I/O
+// thread until the handler calls back, and is then answered there. An open connection
 // holds no thread, a slow client holds nothing but its buffer, and under load the I/O
 // threads serve ready connections in turn instead of 64 threads contending for two cores.
 //
@@ -13,6 +15,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -38,6 +41,14 @@ class ExchangeHandler {
   // True when the request's answer comes from memory in microseconds: it then runs on the
   // I/O thread, without a hand-over to a worker.
   virtual bool AnswersAtOnce(const Exchange& x) const = 0;
+  // For such a request, true when its answer must first wait for something outside (strict
+  // reads confirm the database's change counters): the handler then calls `ready`, once and
+  // from another thread, when the answer can be given at once, and no thread waits meanwhile.
+  virtual bool Defer(Exchange& x, std::function<void()> ready) {
+    (void)x;
+    (void)ready;
+    return false;
+  }
   // Fills in x's answer. With `framing` not ok the request could not be read (malformed,
   // too large) and x holds what was parsed of it; the answer says why.
   virtual void Answer(Exchange& x, const Status& framing) = 0;

@@ -41,6 +41,9 @@ struct Exchange {
   std::string request_id;
   std::string peer;  // the connection's peer address: 4 or 16 bytes ("" when none)
   std::optional<Caller> caller;
+  // The vault store's ticket when the request waited for it to confirm its reads
+  // (Store::WhenFresh); 0 when it did not.
+  uint64_t fresh_ticket = 0;
 
   // Answer.
   int status = 200;

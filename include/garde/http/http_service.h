@@ -43,6 +43,7 @@ class HttpService final : public ExchangeHandler {
   int64_t BodyLimit(std::string_view target) const override;
   Result<std::unique_ptr<SealedSpool>> SpoolFor(std::string_view target) override;
   bool AnswersAtOnce(const Exchange& x) const override;
+  bool Defer(Exchange& x, std::function<void()> ready) override;
   void Answer(Exchange& x, const Status& framing) override;
   Deployment& deployment() { return d_; }
 

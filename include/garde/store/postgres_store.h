@@ -73,6 +73,10 @@ class PostgresStore final : public Store {
   uint64_t ChangeEpoch() override;
   // Moves when a key is revoked anywhere (a counter in strict mode, NOTIFY garde_keys else).
   uint64_t KeysEpoch() override;
+  // strict_reads: `ready` is called once a counters query begun after this call has
+  // answered (on the thread that ran it); the answer's ReadScope, opened with the ticket, then
+  // reads those counters without asking again. Without strict reads: 0.
+  uint64_t WhenFresh(std::function<void()> ready) override;
   // Backups of a PostgreSQL deployment are PostgreSQL's (pg_dump, base backups): kUnavailable.
   Status CopyTo(const std::string& path) override;
   // Session-level advisory locks, one per job, held on a connection of their own: the node
@@ -100,6 +104,11 @@ class PostgresStore final : public Store {
   };
   Counters CheckCounters();
   Counters AskCounters();
+  // With no query running: asks for every call arrived so far, then calls back the waiters
+  // it covered (check_mu_ is let go meanwhile, and held again when it returns).
+  void RunCheck() REQUIRES(check_mu_);
+  Counters QueryCounters();  // on check_conn_, by the thread running the check
+  void CheckLoop();  // runs the queries WhenFresh callers wait for
 
   PostgresOptions options_;
   int schema_version_ = 0;
@@ -125,6 +134,13 @@ class PostgresStore final : public Store {
   bool check_running_ GUARDED_BY(check_mu_) = false;
   Counters checked_ GUARDED_BY(check_mu_);
   ::pg_conn* check_conn_ = nullptr;  // used only by the thread that set check_running_
+  struct FreshWaiter {
+    uint64_t ticket;
+    std::function<void()> ready;
+  };
+  std::deque<FreshWaiter> fresh_waiters_ GUARDED_BY(check_mu_);  // in ticket order
+  std::condition_variable check_work_cv_;  // wakes the checker: waiters no query covers
+  std::thread checker_;  // started by the first WhenFresh
 
   struct Asked {
     std::string from, token;

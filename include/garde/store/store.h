@@ -687,19 +687,44 @@ enum class PeerEvent { kPoliciesReloaded, kAuditFlush };
 // One request's reads (HttpService::Answer opens one per request): a store that confirms its
 // in-memory views with the database (PostgreSQL's strict reads) does so once per scope — every
 // read of the request then reflects what was committed before the request began, or later.
+class Store;
 class ReadScope {
  public:
-  ReadScope() : previous_(current_), id_(++next_) { current_ = id_; }
-  ~ReadScope() { current_ = previous_; }
+  ReadScope() : ReadScope(nullptr, 0) {}
+  // A scope whose reads `store` has confirmed already: Store::WhenFresh answered `ticket` and
+  // has called back since.
+  ReadScope(const Store* store, uint64_t ticket)
+      : previous_(current_),
+        previous_store_(confirmed_store_),
+        previous_ticket_(confirmed_ticket_),
+        id_(++next_) {
+    current_ = id_;
+    confirmed_store_ = store;
+    confirmed_ticket_ = ticket;
+  }
+  ~ReadScope() {
+    current_ = previous_;
+    confirmed_store_ = previous_store_;
+    confirmed_ticket_ = previous_ticket_;
+  }
   ReadScope(const ReadScope&) = delete;
   ReadScope& operator=(const ReadScope&) = delete;
   // The scope this thread is in; 0 outside any.
   static uint64_t Current() { return current_; }
+  // The ticket the current scope was opened with on `store`; 0 when none.
+  static uint64_t ConfirmedTicket(const Store* store) {
+    return store == confirmed_store_ ? confirmed_ticket_ : 0;
+  }
 
  private:
-  uint64_t previous_, id_;
+  uint64_t previous_;
+  const Store* previous_store_;
+  uint64_t previous_ticket_;
+  uint64_t id_;
   static thread_local uint64_t current_;
   static thread_local uint64_t next_;
+  static thread_local const Store* confirmed_store_;
+  static thread_local uint64_t confirmed_ticket_;
 };
 
 class Store {
@@ -721,6 +746,15 @@ class Store {
   // cache forgets what it verified). A store that one process serves answers 0: a key revoked
   // from the command line stops within api_key_cache_seconds.
   virtual uint64_t KeysEpoch() { return 0; }
+  // For answering without a thread waiting: calls `ready` (once, on a thread of the store)
+  // when a read scope can see everything committed before this call without waiting (strict
+  // reads: once the database's counters, asked after this call, have answered), and returns
+  // the ticket to open that answer's ReadScope with. A store whose reads never wait answers
+  // 0 and never calls `ready`.
+  virtual uint64_t WhenFresh(std::function<void()> ready) {
+    (void)ready;
+    return 0;
+  }
   // Writes a consistent copy of the whole database, as of one moment, to a new file at `path`
   // while reads and writes go on (backups). A store that cannot answers kUnavailable.
   virtual Status CopyTo(const std::string& path) = 0;

@@ -158,28 +158,35 @@ std::string EncodeTail(int64_t time, const Caller& caller, const AccessEvent& ev
   return full.substr(sizeof(kEntryHead) - 1 + 1);  // the head and the digit 0
 }
 
-// The last node stored at each level during one append: the left sibling the next node of
-// that level pairs with, so that an append reads from the store only the nodes made before it.
+// The last two nodes stored at each level during one pass: a node just made pairs with the
+// one made before it at its level (its left sibling), so that a pass reads from the store only
+// the nodes of earlier passes — not one per pair of leaves.
 class Frontier {
  public:
   void Made(unsigned level, uint64_t index, const Hash& hash) {
     if (last_.size() <= level) last_.resize(level + 1);
-    last_[level] = {index, hash, true};
+    last_[level].previous = last_[level].latest;
+    last_[level].latest = {index, hash, true};
   }
   Result<Hash> Node(WriteTx& tx, unsigned level, uint64_t index) const {
-    if (level < last_.size() && last_[level].known && last_[level].index == index) {
-      return last_[level].hash;
+    if (level < last_.size()) {
+      for (const Known& k : {last_[level].latest, last_[level].previous}) {
+        if (k.known && k.index == index) return k.hash;
+      }
     }
     return ToHash(tx.AuditNode(level, index));
   }
 
  private:
-  struct Last {
+  struct Known {
     uint64_t index = 0;
     Hash hash{};
     bool known = false;
   };
-  std::vector<Last> last_;
+  struct Level {
+    Known latest, previous;
+  };
+  std::vector<Level> last_;
 };
 
 // Appends one entry at position `seq` with the subtree hashes it completes.

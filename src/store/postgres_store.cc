@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <thread>
 #include <unordered_map>
@@ -398,6 +399,18 @@ class PgConnection {
   ~PgConnection() { PQfinish(conn_); }
 
   PGconn* get() const { return conn_; }
+
+  // Rows a transaction holds back to send in one statement (PgTx's audit rows): `flush` sends
+  // them, and runs before any other statement goes out on this connection — so every later
+  // statement, read or end of a write, comes after them. nullptr: none.
+  void HoldRows(std::function<Status()> flush) { held_ = std::move(flush); }
+  Status SendHeld() {
+    if (!held_ || sending_held_) return Status::Ok();
+    sending_held_ = true;
+    Status s = held_();
+    sending_held_ = false;
+    return s;
+  }
   bool healthy() const {
     return PQstatus(conn_) == CONNECTION_OK && PQtransactionStatus(conn_) == PQTRANS_IDLE &&
            PQpipelineStatus(conn_) == PQ_PIPELINE_OFF;
@@ -413,7 +426,7 @@ class PgConnection {
       if (PQsendPrepare(conn_, name.c_str(), sql.c_str(), 0, nullptr) == 0) {
         return ErrorOf(nullptr, "prepare");
       }
-      pending_.push_back({Check::kPrepare, nullptr, sql});
+      pending_.push_back({Check::kPrepare, nullptr, sql, 0});
     } else {
       PGresult* res = PQprepare(conn_, name.c_str(), sql.c_str(), 0, nullptr);
       const bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
@@ -428,12 +441,13 @@ class PgConnection {
   // Runs a statement without parameters or results (BEGIN, SAVEPOINT, DDL...); in a pipeline,
   // sends it, its result checked with the next one waited for.
   Status Exec(const std::string& sql) {
+    GARDE_RETURN_IF_ERROR(SendHeld());
     if (pipelined()) {
       if (!pipeline_error_.ok()) return pipeline_error_;
       if (PQsendQueryParams(conn_, sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) == 0) {
         return ErrorOf(nullptr, "exec");
       }
-      pending_.push_back({Check::kStatus, nullptr, {}});
+      pending_.push_back({Check::kStatus, nullptr, {}, 0});
       return Status::Ok();
     }
     PGresult* res = PQexec(conn_, sql.c_str());
@@ -469,7 +483,7 @@ class PgConnection {
   // skips what follows it until the sync point, and every later call reports it.
 
   // What is checked of a deferred result.
-  enum class Check { kStatus, kRowChanged, kPrepare, kKeep };
+  enum class Check { kStatus, kRowChanged, kRowsChanged, kPrepare, kKeep };
 
   bool pipelined() const { return PQpipelineStatus(conn_) != PQ_PIPELINE_OFF; }
 
@@ -487,15 +501,17 @@ class PgConnection {
   }
 
   // Sends a prepared statement; its result is checked as `check` says when read.
+  // (kRowsChanged: exactly `rows` rows.)
   Status Defer(const std::string& name, const std::vector<const char*>& values,
                const std::vector<int>& lengths, const std::vector<int>& formats, Check check,
-               PGresult** keep) {
+               PGresult** keep, int64_t rows = 0) {
+    GARDE_RETURN_IF_ERROR(SendHeld());
     if (!pipeline_error_.ok()) return pipeline_error_;
     if (PQsendQueryPrepared(conn_, name.c_str(), static_cast<int>(values.size()), values.data(),
                             lengths.data(), formats.data(), 1) == 0) {
       return ErrorOf(nullptr, "query");
     }
-    pending_.push_back({check, keep, {}});
+    pending_.push_back({check, keep, {}, rows});
     // Bounded, so that neither side's buffers fill while the other is not reading.
     if (pending_.size() >= kMaxPending && check != Check::kKeep) return Await();
     return Status::Ok();
@@ -504,6 +520,7 @@ class PgConnection {
   // Asks the server for the results so far and reads them all (the last one kept where its
   // Defer said); the pipeline's error, if any.
   Status Await() {
+    if (Status s = SendHeld(); !s.ok()) Fail(std::move(s));
     if (PQsendFlushRequest(conn_) == 0 || PQflush(conn_) != 0) Fail(ErrorOf(nullptr, "flush"));
     return ReadPending();
   }
@@ -511,6 +528,7 @@ class PgConnection {
   // A sync point: reads every result, and the pipeline's error since the last one (cleared:
   // what follows runs again, in a transaction that may need rolling back to a savepoint).
   Status Sync() {
+    if (Status s = SendHeld(); !s.ok()) Fail(std::move(s));
     if (PQpipelineSync(conn_) == 0) Fail(ErrorOf(nullptr, "sync"));
     Status s = ReadPending();
     while (PGresult* res = PQgetResult(conn_)) {
@@ -531,6 +549,7 @@ class PgConnection {
     Check check;
     PGresult** keep;
     std::string sql;  // of a kPrepare: forgotten if the prepare failed
+    int64_t rows = 0;  // of a kRowsChanged
   };
 
   // Keeps the first failure since the last sync point.
@@ -555,9 +574,10 @@ class PgConnection {
       } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         Fail(ErrorOf(res, p.check == Check::kPrepare ? "prepare" : "query"));
         if (p.check == Check::kPrepare) prepared_.erase(p.sql);
-      } else if (p.check == Check::kRowChanged) {
+      } else if (p.check == Check::kRowChanged || p.check == Check::kRowsChanged) {
         const char* n = PQcmdTuples(res);
-        if (*n == '\0' || std::strtoll(n, nullptr, 10) == 0) {
+        const int64_t changed = *n == '\0' ? 0 : std::strtoll(n, nullptr, 10);
+        if (p.check == Check::kRowChanged ? changed == 0 : changed != p.rows) {
           Fail(Conflict("constraint violated: write"));
         }
       }
@@ -575,6 +595,8 @@ class PgConnection {
   std::unordered_map<std::string, std::string> prepared_;
   std::deque<Pending> pending_;
   Status pipeline_error_;
+  std::function<Status()> held_;
+  bool sending_held_ = false;
 };
 
 namespace {
@@ -647,6 +669,7 @@ class PgQuery {
       GARDE_RETURN_IF_ERROR(Dispatch(PgConnection::Check::kKeep, &res_));
       return conn_.Await();
     }
+    GARDE_RETURN_IF_ERROR(conn_.SendHeld());
     auto name = conn_.Prepared(sql_);
     if (!name.ok()) return name.status();
     const Bound b = Bind();
@@ -668,6 +691,19 @@ class PgQuery {
     }
     return Dispatch(changes_row ? PgConnection::Check::kRowChanged : PgConnection::Check::kStatus,
                     nullptr);
+  }
+
+  // A write that must change exactly `count` rows (else a conflict), sent as Send does.
+  Status SendRows(int64_t count) {
+    if (!conn_.pipelined() || unmatchable_) {
+      GARDE_RETURN_IF_ERROR(Run());
+      return affected() != count ? Conflict("constraint violated: write") : Status::Ok();
+    }
+    auto name = conn_.Prepared(sql_);
+    if (!name.ok()) return name.status();
+    const Bound b = Bind();
+    return conn_.Defer(name.value(), b.values, b.lengths, formats_,
+                       PgConnection::Check::kRowsChanged, nullptr, count);
   }
 
   int rows() const { return res_ == nullptr ? 0 : PQntuples(res_); }
@@ -739,6 +775,50 @@ class PgQuery {
   std::vector<bool> nulls_;
   PGresult* res_ = nullptr;
   bool unmatchable_ = false;
+};
+
+// A PostgreSQL array literal built an element at a time: many rows go in one statement as
+// INSERT ... SELECT * FROM unnest($1::bigint[], $2::text[] ...).
+class PgArray {
+ public:
+  void Int(int64_t v) {
+    Next();
+    out_ += std::to_string(v);
+  }
+  void Text(std::string_view v) {
+    Next();
+    out_ += '"';
+    for (const char ch : v) {
+      if (ch == '"' || ch == '\\') out_ += '\\';
+      out_ += ch;
+    }
+    out_ += '"';
+  }
+  void Blob(const Bytes& v) {  // bytea's hex input, its backslash escaped: "\\x0a1b"
+    Next();
+    out_ += "\"\\\\x";
+    out_ += HexEncode(v);
+    out_ += '"';
+  }
+  void Null() {
+    Next();
+    out_ += "NULL";
+  }
+  size_t size() const { return size_; }
+  // The literal, and the array emptied.
+  std::string Take() {
+    std::string literal = "{" + out_ + "}";
+    out_.clear();
+    size_ = 0;
+    return literal;
+  }
+
+ private:
+  void Next() {
+    if (size_++ > 0) out_ += ',';
+  }
+  std::string out_;
+  size_t size_ = 0;
 };
 
 constexpr const char* kSubjectColumns =
@@ -855,7 +935,15 @@ Status InsertedOrConflict(PgQuery& q) {
 
 class PgTx final : public WriteTx {
  public:
-  explicit PgTx(PgConnection& conn) : c_(conn) {}
+  explicit PgTx(PgConnection& conn) : c_(conn) {
+    c_.HoldRows([this] { return SendAuditRows(); });
+  }
+  ~PgTx() override { c_.HoldRows(nullptr); }
+  PgTx(const PgTx&) = delete;
+  PgTx& operator=(const PgTx&) = delete;
+
+  // The audit rows held back, dropped (their write is rolled back).
+  void DropHeld() { audit_ = {}; }
 
   PgQuery Q(std::string sql) { return PgQuery(c_, std::move(sql)); }
 
@@ -1836,30 +1924,33 @@ class PgTx final : public WriteTx {
     return q.First<CheckpointRow>(CheckpointFrom);
   }
 
+  // Audit rows come by the thousand (an import pass): they are held and sent as one
+  // statement per table before the next statement of the transaction (PgConnection::HoldRows),
+  // each statement a row cost PostgreSQL more than the row. Every row must be new (an
+  // existing one is a conflict, as a row at a time).
   Status InsertAuditEntry(const AuditRow& r) override {
-    PgQuery q(c_,
-              "INSERT INTO audit_log(seq, entry, leaf_hash, subject) VALUES($1,$2,$3,$4) "
-              "ON CONFLICT DO NOTHING");
-    q.Int(static_cast<int64_t>(r.seq)).Text(r.entry).Blob(r.leaf_hash);
+    audit_.seq.Int(static_cast<int64_t>(r.seq));
+    audit_.entry.Text(r.entry);
+    audit_.leaf_hash.Blob(r.leaf_hash);
     if (r.subject.empty()) {
-      q.Null();
+      audit_.subject.Null();
     } else {
-      q.Text(r.subject);
+      audit_.subject.Text(r.subject);
     }
-    return q.Send(/*changes_row=*/true);
+    return HeldEnough();
   }
 
   Status InsertAuditNode(unsigned level, uint64_t index, const Bytes& hash) override {
-    PgQuery q(c_,
-              "INSERT INTO audit_nodes(level, idx, hash) VALUES($1,$2,$3) ON CONFLICT DO NOTHING");
-    q.Int(level).Int(static_cast<int64_t>(index)).Blob(hash);
-    return q.Send(/*changes_row=*/true);
+    audit_.node_level.Int(level);
+    audit_.node_index.Int(static_cast<int64_t>(index));
+    audit_.node_hash.Blob(hash);
+    return HeldEnough();
   }
 
   Status InsertAuditActor(const std::string& actor, uint64_t seq) override {
-    PgQuery q(c_, "INSERT INTO audit_by_actor(actor, seq) VALUES($1,$2) ON CONFLICT DO NOTHING");
-    q.Text(actor).Int(static_cast<int64_t>(seq));
-    return q.Send(/*changes_row=*/true);
+    audit_.actor.Text(actor);
+    audit_.actor_seq.Int(static_cast<int64_t>(seq));
+    return HeldEnough();
   }
 
   // The subject column of audit_log, indexed, is the subject index here.
@@ -1961,6 +2052,44 @@ class PgTx final : public WriteTx {
     return {static_cast<uint64_t>(r.Int(0)), r.Blob(1), r.Int(2), r.Text(3), r.Text(4)};
   }
 
+  struct HeldAuditRows {
+    PgArray seq, entry, leaf_hash, subject;  // audit_log
+    PgArray node_level, node_index, node_hash;  // audit_nodes
+    PgArray actor, actor_seq;  // audit_by_actor
+  };
+  static constexpr size_t kMaxHeldRows = 2048;  // bounds the literals' size
+
+  Status HeldEnough() {
+    const size_t held = audit_.seq.size() + audit_.node_level.size() + audit_.actor.size();
+    return held >= kMaxHeldRows ? SendAuditRows() : Status::Ok();
+  }
+
+  Status SendAuditRows() {
+    GARDE_RETURN_IF_ERROR(SendMany(
+        "INSERT INTO audit_log(seq, entry, leaf_hash, subject) SELECT * FROM "
+        "unnest($1::bigint[], $2::text[], $3::bytea[], $4::text[]) ON CONFLICT DO NOTHING",
+        {&audit_.seq, &audit_.entry, &audit_.leaf_hash, &audit_.subject}));
+    GARDE_RETURN_IF_ERROR(SendMany(
+        "INSERT INTO audit_nodes(level, idx, hash) SELECT * FROM "
+        "unnest($1::bigint[], $2::bigint[], $3::bytea[]) ON CONFLICT DO NOTHING",
+        {&audit_.node_level, &audit_.node_index, &audit_.node_hash}));
+    return SendMany(
+        "INSERT INTO audit_by_actor(actor, seq) SELECT * FROM "
+        "unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING",
+        {&audit_.actor, &audit_.actor_seq});
+  }
+
+  // Inserts the rows held in `columns` (one array per column, as many elements each) with
+  // `sql`, every one a new row; the arrays are emptied.
+  Status SendMany(const char* sql, std::initializer_list<PgArray*> columns) {
+    const auto rows = static_cast<int64_t>((*columns.begin())->size());
+    if (rows == 0) return Status::Ok();
+    PgQuery q(c_, sql);
+    for (PgArray* column : columns) q.Text(column->Take());
+    return q.SendRows(rows);
+  }
+
+  HeldAuditRows audit_;
   PgConnection& c_;
   std::vector<std::function<void()>>* hooks_ = nullptr;
 };
@@ -2332,6 +2461,7 @@ void PostgresStore::CommitBatch(const std::vector<PendingWrite*>& batch) {
     RunInSavepoints(batch, tx,
                     {[&] { return c.Exec("SAVEPOINT garde_write"); },
                      [&] {
+                       tx.DropHeld();
                        c.Sync().IgnoreError();  // out of the failure, then back to the savepoint
                        return c.Exec("ROLLBACK TO SAVEPOINT garde_write");
                      },

@@ -297,10 +297,21 @@ void ADatabaseRestartedUnderLoadLosesNothingAcknowledged::TestBody() {
   WriteLoad load(lb.port(), operator_key_, "restart");
   auto count = [&] { return load.count(); };
   ASSERT_TRUE(WaitUntil([&] { return count() >= 20; }, std::chrono::seconds(20)));
+  const std::string checked = load.acknowledged().front();
+  for (const GardeProcess* node : {&a_, &b_}) {  // its facts are in both nodes' memory now
+    ASSERT_EQ(CheckStatus(node->port(), marketing_key_, checked), 200);
+  }
   ASSERT_TRUE(ControlTestPostgres("stop"));
   // Both nodes say they are not ready while the database is away (HAProxy takes them out).
   EXPECT_TRUE(WaitUntil([&] { return Ready(a_.port()) == 503 && Ready(b_.port()) == 503; },
                         std::chrono::seconds(10)));
+  // A strict node cannot confirm what it keeps in memory: a check is unavailable, at once, not
+  // answered from memory and not a 500.
+  for (const GardeProcess* node : {&a_, &b_}) {
+    const auto asked = std::chrono::steady_clock::now();
+    EXPECT_EQ(CheckStatus(node->port(), marketing_key_, checked), 503);
+    EXPECT_LT(std::chrono::steady_clock::now() - asked, std::chrono::seconds(5));
+  }
   const size_t before_start = count();
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   ASSERT_TRUE(ControlTestPostgres("start"));

@@ -24,16 +24,8 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
-if [ -z "${GARDE_TEST_POSTGRES:-}" ]; then
-  echo "run under tests/postgres/with_postgres.sh" >&2
-  exit 2
-fi
-BUILD=${BUILD_DIR:-build}
-WORK=$(mktemp -d /tmp/garde-bench-binaries.XXXXXX)
 PORT=18293
-cleanup() { kill "${GARDE_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-admin="postgresql:///postgres?host=$GARDE_TEST_POSTGRES&user=garde"
+. bench/pg_node.sh
 
 declare -A FIGURES
 n=0
@@ -41,24 +33,9 @@ for run in $(seq "$RUNS"); do
   for b in 0 1; do
     garde=${BINARIES[$b]}
     n=$((n + 1))
-    uri="postgresql:///bench_$n?host=$GARDE_TEST_POSTGRES&user=garde"
-    psql -q "$admin" -c "CREATE DATABASE bench_$n"
-    dir=$WORK/data_$n
-    "$garde" init --data-dir "$dir" --policies policies --database "$uri" > /dev/null
-    key=$("$garde" apikey create --data-dir "$dir" --policies policies --database "$uri" \
-      --name bench --role operator --activity customer_management | tail -1)
-    "$BUILD/bench/garde_bench_seed" --data-dir "$dir" --policies policies --database "$uri" \
-      --count "$SUBJECTS" --ids "$WORK/ids_$n" > /dev/null 2>&1
-    GARDE_LOG_LEVEL=warn "$garde" serve --data-dir "$dir" --policies policies --database "$uri" \
-      --listen 127.0.0.1:$PORT > "$WORK/serve.out" 2> "$WORK/serve.err" &
-    GARDE_PID=$!
-    for _ in $(seq 100); do
-      curl -sf http://127.0.0.1:$PORT/healthz > /dev/null && break
-      sleep 0.1
-    done
-    sleep 3  # the seeding's audit entries imported
+    start_pg_node "$garde" bench_$n
     for round in $(seq "$ROUNDS"); do
-      line=$(GARDE_KEY=$key GARDE_IDS=$WORK/ids_$n wrk -t2 -c64 -d"${DURATION}"s \
+      line=$(GARDE_KEY=$key GARDE_IDS=$ids wrk -t2 -c64 -d"${DURATION}"s \
         -s "bench/$OP.lua" http://127.0.0.1:$PORT | grep RESULT)
       echo "run $run binary $b ($garde) round $round: $line"
       FIGURES[$b]+="$(sed -E 's/.*rps=([0-9]+).*/\1/' <<< "$line") "

@@ -699,11 +699,7 @@ class PgQuery {
       GARDE_RETURN_IF_ERROR(Run());
       return affected() != count ? Conflict("constraint violated: write") : Status::Ok();
     }
-    auto name = conn_.Prepared(sql_);
-    if (!name.ok()) return name.status();
-    const Bound b = Bind();
-    return conn_.Defer(name.value(), b.values, b.lengths, formats_,
-                       PgConnection::Check::kRowsChanged, nullptr, count);
+    return Dispatch(PgConnection::Check::kRowsChanged, nullptr, count);
   }
 
   int rows() const { return res_ == nullptr ? 0 : PQntuples(res_); }
@@ -754,11 +750,11 @@ class PgQuery {
   }
 
   // Sends the statement into the connection's pipeline.
-  Status Dispatch(PgConnection::Check check, PGresult** keep) {
+  Status Dispatch(PgConnection::Check check, PGresult** keep, int64_t rows = 0) {
     auto name = conn_.Prepared(sql_);
     if (!name.ok()) return name.status();
     const Bound b = Bind();
-    return conn_.Defer(name.value(), b.values, b.lengths, formats_, check, keep);
+    return conn_.Defer(name.value(), b.values, b.lengths, formats_, check, keep, rows);
   }
 
   PgQuery& Add(std::string v, int format, bool null) {
@@ -2596,13 +2592,7 @@ void PostgresStore::RunCheck() {
   check_mu_.Unlock();
   // A closing store asks nothing more: its last waiters read with numbers that send them to
   // the database (and fail there, or answer from it).
-  Counters got;
-  if (stopping_.load()) {
-    const uint64_t fresh = (uint64_t{1} << 63) | epoch_.fetch_add(1);
-    got = {fresh, fresh};
-  } else {
-    got = QueryCounters();
-  }
+  const Counters got = stopping_.load() ? Unconfirmed() : QueryCounters();
   check_mu_.Lock();
   check_running_ = false;
   check_covered_ = covers;
@@ -2644,7 +2634,10 @@ PostgresStore::Counters PostgresStore::QueryCounters() {
     PQfinish(check_conn_);  // opened again at the next attempt, its statement prepared again
     check_conn_ = nullptr;
   }
-  // The database is away: numbers no answer had, so that readers go to it (and fail).
+  return Unconfirmed();  // the database is away: readers go to it (and fail)
+}
+
+PostgresStore::Counters PostgresStore::Unconfirmed() {
   const uint64_t fresh = (uint64_t{1} << 63) | epoch_.fetch_add(1);
   return {fresh, fresh};
 }

@@ -108,6 +108,8 @@ class PostgresStore final : public Store {
   // it covered (check_mu_ is let go meanwhile, and held again when it returns).
   void RunCheck() REQUIRES(check_mu_);
   Counters QueryCounters();  // on check_conn_, by the thread running the check
+  // Numbers no answer had, so that readers go to the database (when it cannot be asked).
+  Counters Unconfirmed();
   void CheckLoop();  // runs the queries WhenFresh callers wait for
 
   PostgresOptions options_;

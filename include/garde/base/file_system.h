@@ -71,7 +71,7 @@ class FileSystem {
   virtual Result<std::vector<std::string>> List(const std::string& dir) = 0;
 };
 
-// The machine's files: created with mode 0600, synced with fsync.
+// The machine's files: created with mode 0600, synced with fdatasync.
 FileSystem& PosixFileSystem();
 
 // Files in memory, for unit tests: what Sync promises holds while the object lives.

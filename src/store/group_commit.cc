@@ -4,30 +4,42 @@ namespace garde {
 
 Status GroupCommitQueue::Submit(const std::function<Status(WriteTx&)>& fn, Durability durability,
                                 const CommitFn& commit) {
-  PendingWrite me{&fn, durability, Status::Ok(), false, {}};
+  PendingWrite me;
+  me.fn = &fn;
+  me.durability = durability;
   MutexLock lock(&mu_);
   queue_.push_back(&me);
-  while (!me.done) {
-    if (leader_active_) {
-      cv_.wait(lock.native());
-      continue;
-    }
-    // Become the leader: take everything queued so far (ourselves included) as one batch.
+  for (;;) {
+    while (!me.done && (me.taken || leader_active_)) me.wake.wait(lock.native());
+    if (me.done) return me.result;
+    // Lead the next batch: everything queued so far, ourselves included.
     leader_active_ = true;
     constexpr size_t kMaxBatch = 256;
     std::vector<PendingWrite*> batch;
     while (!queue_.empty() && batch.size() < kMaxBatch) {
       batch.push_back(queue_.front());
       queue_.pop_front();
+      batch.back()->taken = true;
     }
     lock.Unlock();
-    commit(batch);
+    bool handed_over = false;
+    commit(batch, [&] {
+      MutexLock relock(&mu_);
+      if (!handed_over) HandOver();
+      handed_over = true;
+    });
     lock.Relock();
-    for (PendingWrite* w : batch) w->done = true;
-    leader_active_ = false;
-    cv_.notify_all();
+    if (!handed_over) HandOver();
+    for (PendingWrite* w : batch) {
+      w->done = true;
+      if (w != &me) w->wake.notify_one();
+    }
   }
-  return me.result;
+}
+
+void GroupCommitQueue::HandOver() {
+  leader_active_ = false;
+  if (!queue_.empty()) queue_.front()->wake.notify_one();
 }
 
 void RunInSavepoints(const std::vector<PendingWrite*>& batch, WriteTx& tx,

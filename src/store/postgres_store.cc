@@ -2424,7 +2424,8 @@ Status PostgresStore::Read(const std::function<Status(ReadTx&)>& fn) {
 
 Status PostgresStore::Write(const std::function<Status(WriteTx&)>& fn, Durability durability) {
   return writes_.Submit(fn, durability,
-                        [this](const std::vector<PendingWrite*>& batch) { CommitBatch(batch); });
+                        [this](const std::vector<PendingWrite*>& batch,
+                               const std::function<void()>&) { CommitBatch(batch); });
 }
 
 void PostgresStore::CommitBatch(const std::vector<PendingWrite*>& batch) {

@@ -9,6 +9,8 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "garde/base/log.h"
+
 namespace garde {
 
 // The audit log's tables: in the vault database up to version 5, in audit.db since.
@@ -2028,6 +2030,16 @@ class SqliteTx final : public WriteTx {
   std::vector<std::function<void()>>* hooks_ = nullptr;
 };
 
+// The directory entry of a file created in `path`'s directory survives a power failure.
+Status SyncDirectoryOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const bool synced = fd >= 0 && ::fsync(fd) == 0;
+  if (fd >= 0) ::close(fd);
+  return synced ? Status::Ok() : Unavailable("cannot sync the directory of " + path);
+}
+
 Result<std::unique_ptr<SqliteConnection>> OpenConnection(const SqliteOptions& o) {
   sqlite3* db = nullptr;
   const int rc = sqlite3_open_v2(
@@ -2130,18 +2142,28 @@ void SqliteStore::CheckpointerLoop() {
   }
 }
 
+Status SqliteStore::SyncWal() {
+  if (wal_failed_.load(std::memory_order_acquire)) {
+    return Unavailable("an earlier write could not be made durable; restart the service");
+  }
+  if (wal_ == nullptr) return Status::Ok();  // synchronous_full off: nothing is fsynced
+  Status s = wal_->Sync();
+  if (!s.ok()) {
+    wal_failed_.store(true, std::memory_order_release);
+    LogLine(spdlog::level::critical, "the database log could not be made durable; writes refused")
+        .Str("error", s.message());
+    return Unavailable("the write could not be made durable");
+  }
+  return s;
+}
+
 void SqliteStore::SyncDeferred() {
   {
     MutexLock lock(&flush_mu_);
     if (!deferred_pending_) return;
     deferred_pending_ = false;
   }
-  const std::string wal = options_.path + "-wal";
-  const int fd = ::open(wal.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fdatasync(fd);
-    ::close(fd);
-  }
+  SyncWal().IgnoreError();  // logged; immediate writes report it
 }
 
 void SqliteStore::FlusherLoop() {
@@ -2213,6 +2235,15 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& opti
   }
   GARDE_RETURN_IF_ERROR(c.Exec("COMMIT"));
   store->MapWalIndex(c);
+  if (options.synchronous_full) {
+    // Batches commit without SQLite's own sync and then fsync the WAL here. SQLite syncs the
+    // directory of a WAL it created with its first sync, which it no longer does: this does.
+    FileSystem& fs = options.file_system ? *options.file_system : PosixFileSystem();
+    auto wal = fs.Open(options.path + "-wal", FileSystem::Mode::kRead);
+    if (!wal.ok()) return wal.status();
+    store->wal_ = std::move(wal).value();
+    GARDE_RETURN_IF_ERROR(SyncDirectoryOf(options.path));
+  }
   store->schema_version_ = known;
   {
     MutexLock lock(&store->mu_);  // no other thread has the store yet
@@ -2330,54 +2361,64 @@ Status SqliteStore::Read(const std::function<Status(ReadTx&)>& fn) {
 
 Status SqliteStore::Write(const std::function<Status(WriteTx&)>& fn, Durability durability) {
   return writes_.Submit(fn, durability,
-                        [this](const std::vector<PendingWrite*>& batch) { CommitBatch(batch); });
+                        [this](const std::vector<PendingWrite*>& batch,
+                               const std::function<void()>& hand_over) {
+                          CommitBatch(batch, hand_over);
+                        });
 }
 
-void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch) {
-  auto conn = Acquire();
-  if (!conn.ok()) {
-    for (PendingWrite* w : batch) w->result = conn.status();
+void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch,
+                              const std::function<void()>& hand_over) {
+  if (wal_failed_.load(std::memory_order_acquire)) {
+    FinishBatch(batch, SyncWal());
     return;
   }
-  SqliteConnection& c = *conn.value();
+  if (writer_ == nullptr) {
+    auto conn = Connect();
+    // Its commits write the WAL without waiting for the disk; SyncWal below does, for a batch
+    // that asks (checkpoints still sync the log before copying it and the file after).
+    Status s = conn.ok() ? conn.value()->Exec("PRAGMA synchronous=NORMAL") : conn.status();
+    if (!s.ok()) {
+      for (PendingWrite* w : batch) w->result = s;
+      return;
+    }
+    writer_ = std::move(conn).value();
+  }
+  SqliteConnection& c = *writer_;
   Status begun = c.Run("BEGIN IMMEDIATE");
   if (!begun.ok()) {
     for (PendingWrite* w : batch) w->result = begun;
-    Release(std::move(conn).value());
     return;
   }
   SqliteTx tx(c);
-  bool immediate = !options_.synchronous_full;  // nothing to choose when never fsyncing
-  bool deferred = false;
-  for (PendingWrite* w : batch) {
-    if (w->durability == Durability::kImmediate) {
-      immediate = true;
-    } else {
-      deferred = true;
-    }
-  }
+  const bool immediate =
+      std::any_of(batch.begin(), batch.end(),
+                  [](const PendingWrite* w) { return w->durability == Durability::kImmediate; });
   RunInSavepoints(batch, tx,
                   {[&] { return c.Run("SAVEPOINT garde_write"); },
                    [&] { return c.Run("ROLLBACK TO garde_write"); },
                    [&] { return c.Run("RELEASE garde_write"); }},
                   [&](std::vector<std::function<void()>>* hooks) { tx.set_hooks(hooks); });
-  // A batch holding only deferred writes commits without fsync; the flusher syncs the WAL
-  // within deferred_sync_ms. Any immediate write makes the whole batch (and every deferred
-  // commit before it, which sits earlier in the WAL) durable at once.
-  if (options_.synchronous_full) {
-    c.Run(immediate ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL").IgnoreError();
-  }
+  // The commit writes the batch's frames to the WAL and lets the next batch in; this batch's
+  // writers are answered after the WAL's fsync, which covers every commit written before it.
+  // Readers may see the batch during that fsync (a crash of the process alone loses nothing
+  // in the page cache); a failed fsync fails the batch and every write after it. A batch of
+  // deferred writes only is synced by the flusher within deferred_sync_ms.
   Status committed = c.Run("COMMIT");
-  if (committed.ok() && deferred && !immediate) {
-    {
-      MutexLock lock(&flush_mu_);
-      deferred_pending_ = true;
-      if (!flusher_.joinable() && !stopping_) flusher_ = std::thread([this] { FlusherLoop(); });
-    }
-    flush_cv_.notify_all();
-  }
   if (!committed.ok()) c.Run("ROLLBACK").IgnoreError();
-  Release(std::move(conn).value());
+  hand_over();
+  if (committed.ok() && options_.synchronous_full) {
+    if (immediate) {
+      committed = SyncWal();
+    } else {
+      {
+        MutexLock lock(&flush_mu_);
+        deferred_pending_ = true;
+        if (!flusher_.joinable() && !stopping_) flusher_ = std::thread([this] { FlusherLoop(); });
+      }
+      flush_cv_.notify_all();
+    }
+  }
   FinishBatch(batch, committed);
 }
 

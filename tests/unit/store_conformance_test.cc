@@ -8,13 +8,18 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <future>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <thread>
 
+#include "garde/base/file_system.h"
 #include "garde/store/memory_store.h"
 #include "garde/store/postgres_store.h"
 #include "garde/store/sqlite_store.h"
@@ -1406,6 +1411,181 @@ TEST(SqliteCheckpoints, TheLogIsCopiedAndStartsOverUnderSustainedWrites) {
               1u);
   }
   std::filesystem::remove_all(dir);
+}
+
+// ---- SQLite: a durable write is answered after the WAL's fsync, run after the hand-over ----
+
+// Waits up to five seconds for `done`; whether it came.
+template <typename Pred>
+bool Eventually(Pred done) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+// The machine's files, except that the WAL's fsync can be held, made to fail, and counted.
+class GatedFileSystem final : public FileSystem {
+ public:
+  void Hold() {
+    std::lock_guard<std::mutex> lock(mu_);
+    held_ = true;
+  }
+  void Let() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      held_ = false;
+    }
+    cv_.notify_all();
+  }
+  void FailNext() { fail_next_ = true; }
+  int syncs_begun() const { return syncs_begun_.load(); }
+
+  Result<std::unique_ptr<File>> Open(const std::string& path, Mode mode) override {
+    auto file = PosixFileSystem().Open(path, mode);
+    if (!file.ok() || path.size() < 4 || path.compare(path.size() - 4, 4, "-wal") != 0) {
+      return file;
+    }
+    return std::unique_ptr<File>(new GatedFile(*this, std::move(file).value()));
+  }
+  Result<std::string> ReadAll(const std::string& p) override { return PosixFileSystem().ReadAll(p); }
+  Status Rename(const std::string& from, const std::string& to) override {
+    return PosixFileSystem().Rename(from, to);
+  }
+  Status Remove(const std::string& p) override { return PosixFileSystem().Remove(p); }
+  Result<std::unique_ptr<Region>> CreateRegion(const std::string& p, int64_t size,
+                                               bool populate) override {
+    return PosixFileSystem().CreateRegion(p, size, populate);
+  }
+  Result<std::string> ReadUnlocked(const std::string& p) override {
+    return PosixFileSystem().ReadUnlocked(p);
+  }
+  Result<std::vector<std::string>> List(const std::string& dir) override {
+    return PosixFileSystem().List(dir);
+  }
+
+ private:
+  class GatedFile final : public File {
+   public:
+    GatedFile(GatedFileSystem& fs, std::unique_ptr<File> file) : fs_(fs), file_(std::move(file)) {}
+    Status WriteAt(uint64_t offset, std::string_view data) override {
+      return file_->WriteAt(offset, data);
+    }
+    Status Append(std::string_view data) override { return file_->Append(data); }
+    Status ReadAt(uint64_t offset, size_t n, void* out) const override {
+      return file_->ReadAt(offset, n, out);
+    }
+    Status Sync() override {
+      fs_.syncs_begun_.fetch_add(1);
+      {
+        std::unique_lock<std::mutex> lock(fs_.mu_);
+        fs_.cv_.wait(lock, [&] { return !fs_.held_; });
+      }
+      if (fs_.fail_next_.exchange(false)) return Unavailable("input/output error (injected)");
+      return file_->Sync();
+    }
+
+   private:
+    GatedFileSystem& fs_;
+    std::unique_ptr<File> file_;
+  };
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool held_ = false;
+  std::atomic<bool> fail_next_{false};
+  std::atomic<int> syncs_begun_{0};
+};
+
+class SqliteDurability : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = FreshDir("durability");
+    SqliteOptions o;
+    o.path = (dir_ / "garde.db").string();
+    o.synchronous_full = true;
+    o.deferred_sync_ms = 20;
+    o.file_system = &fs_;
+    auto opened = SqliteStore::Open(o);
+    ASSERT_TRUE(opened.ok()) << opened.status().message();
+    store_ = std::move(opened).value();
+  }
+  void TearDown() override {
+    fs_.Let();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  Status Insert(const std::string& id, Durability d = Durability::kImmediate) {
+    return store_->Write([&](WriteTx& tx) { return tx.InsertSubject(Subject(id)); }, d);
+  }
+  bool Has(const std::string& id) {
+    bool found = false;
+    EXPECT_TRUE(store_->Read([&](ReadTx& tx) -> Status {
+      auto row = tx.GetSubject(id);
+      if (!row.ok()) return row.status();
+      found = row.value().has_value();
+      return Status::Ok();
+    }).ok());
+    return found;
+  }
+
+  std::filesystem::path dir_;
+  GatedFileSystem fs_;
+  std::unique_ptr<SqliteStore> store_;
+};
+
+TEST_F(SqliteDurability, AWriteIsAnsweredOnlyOnceTheLogIsSyncedAndTheNextIsWrittenMeanwhile) {
+  fs_.Hold();
+  const int before = fs_.syncs_begun();
+  auto first = std::async(std::launch::async, [&] { return Insert("sub_first"); });
+  ASSERT_TRUE(Eventually([&] { return fs_.syncs_begun() > before; }))
+      << "the durable write never asked for the WAL's fsync";
+  EXPECT_EQ(first.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout)
+      << "answered before its fsync returned";
+  EXPECT_TRUE(Has("sub_first"));  // committed; its durability is what the writer waits for
+  // The next batch is written (its statements run) while the first one's fsync is held.
+  std::atomic<bool> second_ran{false};
+  auto second = std::async(std::launch::async, [&] {
+    return store_->Write([&](WriteTx& tx) {
+      second_ran = true;
+      return tx.InsertSubject(Subject("sub_second"));
+    });
+  });
+  EXPECT_TRUE(Eventually([&] { return second_ran.load(); }));
+  EXPECT_EQ(second.wait_for(std::chrono::milliseconds(50)), std::future_status::timeout);
+  fs_.Let();
+  EXPECT_TRUE(first.get().ok());
+  EXPECT_TRUE(second.get().ok());
+  EXPECT_TRUE(Has("sub_second"));
+}
+
+TEST_F(SqliteDurability, AFailedSyncFailsTheWriteAndEveryWriteAfterIt) {
+  ASSERT_TRUE(Insert("sub_before").ok());
+  fs_.FailNext();
+  Status failed = Insert("sub_lost");
+  EXPECT_EQ(failed.code(), Code::kUnavailable) << failed.message();
+  // The kernel reports a lost write once; what a later fsync vouches for is unknown, so the
+  // store refuses writes from then on, deferred ones too. Reads go on.
+  Status later = Insert("sub_later");
+  EXPECT_EQ(later.code(), Code::kUnavailable) << later.message();
+  EXPECT_EQ(Insert("sub_deferred", Durability::kDeferred).code(), Code::kUnavailable);
+  EXPECT_FALSE(Has("sub_later"));
+  EXPECT_TRUE(Has("sub_before"));
+}
+
+TEST_F(SqliteDurability, ADeferredWriteIsAnsweredAtOnceAndSyncedWithinItsWindow) {
+  fs_.Hold();
+  const int before = fs_.syncs_begun();
+  // Answered while every fsync is held: it waits for none.
+  auto deferred = std::async(std::launch::async,
+                             [&] { return Insert("sub_deferred", Durability::kDeferred); });
+  ASSERT_EQ(deferred.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_TRUE(deferred.get().ok());
+  // The flusher's fsync follows within the window (20 ms here).
+  EXPECT_TRUE(Eventually([&] { return fs_.syncs_begun() > before; }));
+  fs_.Let();
 }
 
 // ---- Differential: random operations on both backends, every answer compared ----

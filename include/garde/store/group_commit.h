@@ -1,10 +1,12 @@
 // Group commit, shared by the stores on disk: writers that arrive while a batch is committing
 // wait, and the first of them leads the next batch with everyone queued by then, so that many
 // writes share one transaction and one flush. Each write runs in its own savepoint: a failing
-// one rolls back alone.
+// one rolls back alone. A store whose flush can follow its commit (SQLite: the WAL's fsync)
+// hands the lead over before it, so that the next batch is written during the flush.
 //
 //   Status Write(fn, durability) { return queue_.Submit(fn, durability,
-//       [&](const std::vector<PendingWrite*>& batch) { CommitBatch(batch); }); }
+//       [&](const std::vector<PendingWrite*>& batch, const std::function<void()>& hand_over) {
+//         CommitBatch(batch, hand_over); }); }
 #pragma once
 
 #include <condition_variable>
@@ -18,23 +20,32 @@
 namespace garde {
 
 struct PendingWrite {
-  const std::function<Status(WriteTx&)>* fn;
-  Durability durability;
+  const std::function<Status(WriteTx&)>* fn = nullptr;
+  Durability durability = Durability::kImmediate;
   Status result;
-  bool done = false;
   std::vector<std::function<void()>> after_commit;
+  // The queue's, under its mutex: taken into a batch; answered; woken when answered or when it
+  // is to lead (each writer is woken alone, not every waiting one at each commit).
+  bool taken = false;
+  bool done = false;
+  std::condition_variable wake;
 };
 
 class GroupCommitQueue {
  public:
-  using CommitFn = std::function<void(const std::vector<PendingWrite*>& batch)>;
+  // Writes and commits `batch`, setting each write's result. May call `hand_over` once, when
+  // the batch no longer needs the store's write lock (committed, not yet durable): the next
+  // batch starts then. Submit hands over on its return otherwise.
+  using CommitFn = std::function<void(const std::vector<PendingWrite*>& batch,
+                                      const std::function<void()>& hand_over)>;
   // Queues the write; runs batches (as their leader) until it is done; its result.
   Status Submit(const std::function<Status(WriteTx&)>& fn, Durability durability,
                 const CommitFn& commit);
 
  private:
+  void HandOver() REQUIRES(mu_);
+
   Mutex mu_;
-  std::condition_variable cv_;
   std::deque<PendingWrite*> queue_ GUARDED_BY(mu_);
   bool leader_active_ GUARDED_BY(mu_) = false;
 };

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "garde/base/file_system.h"
 #include "garde/base/mutex.h"
 #include "garde/store/group_commit.h"
 #include "garde/store/store.h"
@@ -48,6 +49,8 @@ struct SqliteOptions {
   // of its own while writers go on; the last few are copied by the next committer, so that
   // the log starts over. 0: SQLite's own, by the committer, every 1 000 frames.
   int checkpoint_frames = 4096;
+  // The WAL's fsync goes through it (tests inject slow or failing syncs); null: the machine's.
+  FileSystem* file_system = nullptr;
 };
 
 class SqliteConnection;
@@ -78,8 +81,14 @@ class SqliteStore final : public Store {
   explicit SqliteStore(SqliteOptions options);
   Result<std::unique_ptr<SqliteConnection>> Acquire();
   void Release(std::unique_ptr<SqliteConnection> conn);
-  // Runs a batch of queued writes in one transaction (the group-commit leader's job).
-  void CommitBatch(const std::vector<PendingWrite*>& batch);
+  // Runs a batch of queued writes in one transaction (the group-commit leader's job), hands
+  // the lead over once committed, then makes the batch durable (the WAL's fsync) if it asks.
+  void CommitBatch(const std::vector<PendingWrite*>& batch,
+                   const std::function<void()>& hand_over);
+  // fsyncs the WAL: everything committed before the call is durable when it returns Ok. After
+  // one failure every later call fails too: the kernel reports a lost write once, and what a
+  // later fsync would vouch for can no longer be known (PostgreSQL's rule since 2018).
+  Status SyncWal();
   // fsyncs the WAL when deferred commits are pending; the flusher thread's loop.
   void SyncDeferred();
   void FlusherLoop();
@@ -117,12 +126,21 @@ class SqliteStore final : public Store {
   int checkpointed_frames_ GUARDED_BY(flush_mu_) = 0;
   std::thread checkpointer_ GUARDED_BY(flush_mu_);  // started by the first large log
 
+  // The WAL, held open from Open on (with synchronous_full): an fsync failure is reported to
+  // every descriptor open when it happened, so this one hears of it.
+  std::unique_ptr<FileSystem::File> wal_;
+  std::atomic<bool> wal_failed_{false};
+
   // The wal-index header: SQLite's own mapping, valid while this store's connections are
   // open (null: unavailable; ChangeEpoch then answers a new number each time).
   const unsigned char* wal_index_ = nullptr;
   std::atomic<uint64_t> no_epoch_{0};
 
   GroupCommitQueue writes_;
+  // The connection every batch is written on, used by one leader at a time (the queue hands
+  // the lead over after the commit): its page cache stays valid from one batch to the next,
+  // where a pooled connection finds it discarded after another connection's commit.
+  std::unique_ptr<SqliteConnection> writer_;
 };
 
 }  // namespace garde

@@ -81,9 +81,14 @@ const prism = spawn(path.join(here, 'node_modules/.bin/prism'),
 await waitFor(prism, /Prism is listening/, 'prism');
 const base = `http://127.0.0.1:${prismPort}`;
 
-test.after(() => {
+test.after(async () => {
   prism.kill();
+  // The service writes its last files while it stops: the directory goes once it has exited.
+  const exited = service.exitCode !== null || service.signalCode !== null
+    ? Promise.resolve()
+    : new Promise((resolve) => service.once('exit', resolve));
   service.kill();
+  await exited;
   rmSync(work, { recursive: true, force: true });
 });
 

@@ -65,6 +65,35 @@ Status TombstoneLog::Append(const TombstoneEntries& entries) const {
     text += "suppress " + s.kind + " " + HexEncode(s.digest) + " " + std::to_string(s.at) + " " +
             Word(s.reason) + "\n";
   }
+  PendingAppend me;
+  me.text = &text;
+  MutexLock lock(&mu_);
+  queue_.push_back(&me);
+  for (;;) {
+    while (!me.done && (me.taken || writing_)) me.wake.wait(lock.native());
+    if (me.done) return me.result;
+    writing_ = true;
+    std::vector<PendingAppend*> batch(queue_.begin(), queue_.end());
+    queue_.clear();
+    std::string all;
+    for (PendingAppend* p : batch) {
+      p->taken = true;
+      all += *p->text;
+    }
+    lock.Unlock();
+    const Status written = WriteAndSync(all);
+    lock.Relock();
+    writing_ = false;
+    for (PendingAppend* p : batch) {
+      p->result = written;
+      p->done = true;
+      if (p != &me) p->wake.notify_one();
+    }
+    if (!queue_.empty()) queue_.front()->wake.notify_one();
+  }
+}
+
+Status TombstoneLog::WriteAndSync(const std::string& text) const {
   auto file = fs_.Open(path_, FileSystem::Mode::kAppend);
   if (!file.ok()) return file.status();
   GARDE_RETURN_IF_ERROR(file.value()->Append(text));

@@ -5,10 +5,16 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <thread>
+#include <vector>
 
 #include "deployment_fixture.h"
+#include "gated_file_system.h"
 #include "garde/domain/audit_journal.h"
 #include "garde/domain/sealed_snapshot.h"
 #include "garde/domain/tombstone_log.h"
@@ -105,6 +111,59 @@ TEST_P(FileSystemConformance, TheTombstoneLogRunsOnIt) {
   EXPECT_EQ(back->erasures[0].subject_id, erased.subject_id);
   EXPECT_EQ(back->erasures[0].kept, erased.kept);
   EXPECT_TRUE(back->consents.empty());
+}
+
+// Appends that arrive while one is being synced share the next write and fsync, and each is
+// answered only once its own lines are synced: eight appends during a held fsync take two.
+TEST(TombstoneLogAppends, ThoseThatArriveDuringASyncShareTheNextOne) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("garde-tombstones-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  GatedFileSystem fs("tombstones.log");
+  TombstoneLog log((dir / "tombstones.log").string(), fs);
+  std::vector<std::string> subjects;
+  for (int i = 0; i < 9; ++i) subjects.push_back(RandomId("sub_"));
+  auto entry = [&](int i) {
+    TombstoneEntries e;
+    TombstoneRow erased;
+    erased.subject_id = subjects[static_cast<size_t>(i)];
+    erased.request_id = RandomId("req_");
+    erased.at = 1795341600 + i;
+    e.erasures.push_back(erased);
+    return e;
+  };
+  fs.Hold();
+  std::atomic<int> answered{0};
+  std::vector<std::thread> appends;
+  appends.emplace_back([&] {
+    EXPECT_TRUE(log.Append(entry(0)).ok());
+    answered.fetch_add(1);
+  });
+  while (fs.syncs_begun() < 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (int i = 1; i < 8; ++i) {
+    appends.emplace_back([&, i] {
+      EXPECT_TRUE(log.Append(entry(i)).ok());
+      answered.fetch_add(1);
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // all seven queue behind it
+  EXPECT_EQ(answered.load(), 0);  // nobody is answered before the sync
+  fs.Let();
+  for (auto& t : appends) t.join();
+  EXPECT_EQ(fs.syncs_begun(), 2);
+  auto back = log.Read();
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  std::vector<std::string> ids;
+  for (const auto& t : back->erasures) ids.push_back(t.subject_id);
+  std::vector<std::string> expected(subjects.begin(), subjects.begin() + 8);
+  std::sort(ids.begin(), ids.end());
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(ids, expected);
+  // A failed fsync fails every append it was to make durable.
+  fs.FailNext();
+  EXPECT_EQ(log.Append(entry(8)).code(), Code::kUnavailable);
+  std::filesystem::remove_all(dir);
 }
 
 TEST_P(FileSystemConformance, ARegionIsLockedWhileItLivesAndKeepsWhatWasWritten) {

@@ -7,7 +7,7 @@
 //   TombstoneLog log(dir + "/tombstones.log");
 //   TombstoneEntries add;
 //   add.consents.push_back(ConsentTombstone::From(row));
-//   log.Append(add);                        // one write, one fsync, after the commit
+//   log.Append(add);                        // after the commit; durable when it returns
 //   auto all = log.Read();                  // unreadable lines are skipped, never fatal
 //
 // One line per fact, ids, names, keyed digests and times only — never a value:
@@ -16,12 +16,15 @@
 //   suppress kind hex-digest at reason
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <vector>
 
 #include "garde/base/encoding.h"
 #include "garde/base/file_system.h"
+#include "garde/base/mutex.h"
 #include "garde/base/status.h"
 #include "garde/store/store.h"
 
@@ -54,13 +57,27 @@ class TombstoneLog {
   explicit TombstoneLog(std::string path, FileSystem& fs = PosixFileSystem())
       : path_(std::move(path)), fs_(fs) {}
   const std::string& path() const { return path_; }
-  // Appends the entries in one write and fsyncs. A path of "" keeps nothing.
+  // Appends the entries; they are on disk when it returns Ok. Appends that arrive while one is
+  // being written wait, and the first of them writes all of theirs with one write and one
+  // fsync (each withdrawal used to pay an fsync of its own). A path of "" keeps nothing.
   Status Append(const TombstoneEntries& entries) const;
   Result<TombstoneEntries> Read() const;
 
  private:
+  struct PendingAppend {
+    const std::string* text = nullptr;
+    Status result;
+    bool taken = false;  // in the batch being written
+    bool done = false;
+    std::condition_variable wake;  // when done, or when it is to write the next batch
+  };
+  Status WriteAndSync(const std::string& text) const;
+
   std::string path_;
   FileSystem& fs_;
+  mutable Mutex mu_;
+  mutable std::deque<PendingAppend*> queue_ GUARDED_BY(mu_);
+  mutable bool writing_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace garde

@@ -89,6 +89,9 @@ class SqliteStore final : public Store {
   // one failure every later call fails too: the kernel reports a lost write once, and what a
   // later fsync would vouch for can no longer be known (PostgreSQL's rule since 2018).
   Status SyncWal();
+  // The WAL fsyncs in flight: a batch's commit waits until none is (below).
+  void WalSyncBegins();
+  void WalSyncEnded();
   // fsyncs the WAL when deferred commits are pending; the flusher thread's loop.
   void SyncDeferred();
   void FlusherLoop();
@@ -130,6 +133,8 @@ class SqliteStore final : public Store {
   // every descriptor open when it happened, so this one hears of it.
   std::unique_ptr<FileSystem::File> wal_;
   std::atomic<bool> wal_failed_{false};
+  int wal_syncs_ GUARDED_BY(flush_mu_) = 0;
+  std::condition_variable wal_synced_;
 
   // The wal-index header: SQLite's own mapping, valid while this store's connections are
   // open (null: unavailable; ChangeEpoch then answers a new number each time).

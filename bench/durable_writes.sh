@@ -17,32 +17,16 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
-BUILD=${BUILD_DIR:-build}
-GARDE=$BUILD/garde
-WORK=$(mktemp -d /tmp/garde-bench-writes.XXXXXX)
 PORT=18291
-cleanup() { kill "${GARDE_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-echo "== setup: $SUBJECTS subjects"
-"$GARDE" init --data-dir "$WORK/seeded" --policies policies > /dev/null
-"$GARDE" apikey create --data-dir "$WORK/seeded" --policies policies \
-  --name bench --role operator --activity customer_management | tail -1 > "$WORK/key"
-"$BUILD/bench/garde_bench_seed" --data-dir "$WORK/seeded" --policies policies \
-  --count "$SUBJECTS" --ids "$WORK/ids.txt" > /dev/null
-export GARDE_KEY=$(cat "$WORK/key") GARDE_IDS=$WORK/ids.txt
+. bench/sqlite_node.sh
 
 declare -A RESULTS
 round_of() {  # name, checkpoint frames: a fresh copy of the seeded vault, one wrk round
   local name=$1 frames=$2
-  rm -rf "$WORK/data" && cp -a "$WORK/seeded" "$WORK/data"
-  GARDE_LOG_LEVEL=warn GARDE_DB_CHECKPOINT_FRAMES=$frames "$GARDE" serve --data-dir "$WORK/data" \
-    --policies policies --listen 127.0.0.1:$PORT > "$WORK/serve.out" 2> "$WORK/serve.err" &
-  GARDE_PID=$!
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" > /dev/null && break; sleep 0.1; done
+  GARDE_DB_CHECKPOINT_FRAMES=$frames start_sqlite_node "$BUILD/garde"
   local line
   line=$(wrk -t2 -c64 -d"${DURATION}s" -s bench/post_subject.lua "http://127.0.0.1:$PORT" | grep '^RESULT')
-  kill "$GARDE_PID"; wait "$GARDE_PID" 2>/dev/null || true
+  stop_sqlite_node
   echo "round $r $name: $line"
   RESULTS[$name]="${RESULTS[$name]:-} $line"
 }

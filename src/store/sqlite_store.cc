@@ -2391,7 +2391,8 @@ void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch,
   if (writer_ == nullptr) {
     auto conn = Connect();
     // Its commits write the WAL without waiting for the disk; SyncWal below does, for a batch
-    // that asks (checkpoints still sync the log before copying it and the file after).
+    // that asks (checkpoints still sync the log before copying it and the file after). audit.db
+    // chooses per batch, below.
     Status s = conn.ok() ? conn.value()->Exec("PRAGMA synchronous=NORMAL") : conn.status();
     if (!s.ok()) {
       for (PendingWrite* w : batch) w->result = s;
@@ -2422,20 +2423,28 @@ void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch,
   // The next batch's statements run during the fsync, but its commit waits for the fsync to
   // return: writing the log while it is being synced gave no more throughput and raised the
   // p99 of creates from 27-30 ms to 36-41 (docs/benchmarks.md).
+  // audit.db keeps SQLite's own fsync inside the commit, before readers can see the batch: a
+  // signed tree head may be served as soon as it is committed, and one served over entries a
+  // power loss then took would fork the log.
+  const bool durable_before_visible = options_.schema == SqliteSchema::kAudit;
+  if (options_.synchronous_full && durable_before_visible) {
+    c.Run(immediate ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL").IgnoreError();
+  }
   {
     MutexLock lock(&flush_mu_);
     while (wal_syncs_ > 0) wal_synced_.wait(lock.native());
   }
   Status committed = c.Run("COMMIT");
   if (!committed.ok()) c.Run("ROLLBACK").IgnoreError();
-  const bool sync = committed.ok() && options_.synchronous_full && immediate;
+  const bool sync =
+      committed.ok() && options_.synchronous_full && immediate && !durable_before_visible;
   if (sync) WalSyncBegins();  // before the hand-over: the next commit must see it
   hand_over();
   if (committed.ok() && options_.synchronous_full) {
     if (sync) {
       committed = SyncWal();
       WalSyncEnded();
-    } else {
+    } else if (!immediate) {
       {
         MutexLock lock(&flush_mu_);
         deferred_pending_ = true;

@@ -1488,6 +1488,31 @@ TEST_F(SqliteDurability, AWriteIsAnsweredOnlyOnceTheLogIsSyncedAndTheNextIsWritt
   EXPECT_TRUE(Has("sub_second"));
 }
 
+// audit.db: a batch is on disk before anyone can read it (SQLite's fsync inside the commit, not
+// one after the hand-over): a signed tree head served the moment it is committed must never
+// cover entries a power loss could take. Its writes need no fsync of the held kind.
+TEST_F(SqliteDurability, AnAuditBatchIsDurableBeforeItIsVisible) {
+  GatedFileSystem audit_fs("-wal");
+  SqliteOptions o;
+  o.path = (dir_ / "audit.db").string();
+  o.schema = SqliteSchema::kAudit;
+  o.synchronous_full = true;
+  o.file_system = &audit_fs;
+  auto opened = SqliteStore::Open(o);
+  ASSERT_TRUE(opened.ok()) << opened.status().message();
+  audit_fs.Hold();
+  auto written = std::async(std::launch::async, [&] {
+    return opened.value()->Write([](WriteTx& tx) {
+      return tx.InsertCheckpoint({1, Bytes(32, 1), 100, "note", ""});
+    });
+  });
+  EXPECT_EQ(written.wait_for(std::chrono::seconds(5)), std::future_status::ready)
+      << "waited for an fsync after the commit: readers saw the batch before it was durable";
+  audit_fs.Let();
+  EXPECT_TRUE(written.get().ok());
+  EXPECT_EQ(audit_fs.syncs_begun(), 0);
+}
+
 TEST_F(SqliteDurability, AFailedSyncFailsTheWriteAndEveryWriteAfterIt) {
   ASSERT_TRUE(Insert("sub_before").ok());
   fs_.FailNext();

@@ -2197,22 +2197,12 @@ void SqliteStore::FlusherLoop() {
   }
 }
 
-// A group commit runs each write in a savepoint, and SQLite keeps the pages a savepoint changes
-// in a statement journal to roll it back. Past 64 KiB (the default) that journal spills to a
-// temporary file that then only grows until the batch commits: one create changes a dozen
-// pages and more, so nearly every batch wrote as many bytes to unlinked files in the temporary
-// directory as to the WAL. Kept in memory up to this size, it is emptied at each release.
-constexpr int kStatementJournalBytes = 8 << 20;
-
 Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& options) {
   // SQLite's allocation statistics take one process-wide mutex on every allocation, which
   // serialises connections working on different cores; nothing here reads them. Must come
   // before the library initialises (the first open); later calls are refused, harmlessly.
   static std::once_flag configured;
-  std::call_once(configured, [] {
-    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
-    sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, kStatementJournalBytes);
-  });
+  std::call_once(configured, [] { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
   std::unique_ptr<SqliteStore> store(new SqliteStore(options));  // private constructor
   auto conn = store->Connect();
   if (!conn.ok()) return conn.status();

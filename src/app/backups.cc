@@ -23,6 +23,7 @@
 
 #include "garde/app/deployment.h"
 #include "garde/base/clock.h"
+#include "garde/base/file_system.h"
 #include "garde/base/encoding.h"
 #include "garde/base/json_writer.h"
 #include "garde/crypto/checkpoint_signer.h"
@@ -401,14 +402,6 @@ class Scratch {
   bool ok_ = false;
 };
 
-void SyncDirectory(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
-
 // Moves a SQLite file and its -wal / -shm companions.
 void MoveDatabase(const std::string& from, const std::string& to) {
   std::error_code ec;
@@ -559,7 +552,7 @@ Result<BackupInfo> Backups::Create(const std::function<void(int64_t, int64_t)>& 
     fs::remove(partial, ec);
     return s;
   }
-  SyncDirectory(dir_);
+  SyncDirectory(dir_).IgnoreError();
   info.bytes = static_cast<int64_t>(fs::file_size(info.path, ec));
   const Caller system{"garde", "system", {}, "backup", ""};
   GARDE_RETURN_IF_ERROR(d_.journal().Record(
@@ -599,7 +592,7 @@ Result<std::vector<std::string>> Backups::Prune(const KeepPolicy& policy) {
     if (fs::remove(good[i]->info.path, ec)) removed.push_back(good[i]->info.id);
   }
   if (!removed.empty()) {
-    SyncDirectory(dir_);
+    SyncDirectory(dir_).IgnoreError();
     const Caller system{"garde", "system", {}, "backup", ""};
     GARDE_RETURN_IF_ERROR(d_.journal().Record(
         nullptr, system,
@@ -767,7 +760,7 @@ Status RestoreBackup(const Config& config, const std::string& path, const std::s
   }
   MoveDatabase(scratch.path() + "/garde.db", config.database_path());
   fs::remove(config.audience_snapshot_path(), ec);  // sealed for the vault it replaced
-  SyncDirectory(config.data_dir);
+  SyncDirectory(config.data_dir).IgnoreError();
 
   // Started on the restored files: erasures and "no"s made after the backup come back.
   auto d = Deployment::Open(config);

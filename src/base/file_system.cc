@@ -360,6 +360,16 @@ FileSystem& PosixFileSystem() {
   return fs;
 }
 
+Status SyncDirectory(const std::string& dir) {
+  const std::string name = dir.empty() ? "." : dir;
+  const int fd = ::open(name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Failed("open the directory", name);
+  const bool synced = ::fsync(fd) == 0;
+  Status s = synced ? Status::Ok() : Failed("sync the directory", name);
+  ::close(fd);
+  return s;
+}
+
 std::unique_ptr<FileSystem> NewMemoryFileSystem() { return std::make_unique<Memory>(); }
 
 }  // namespace garde

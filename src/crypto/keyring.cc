@@ -16,6 +16,7 @@
 
 #include "garde/base/clock.h"
 #include "garde/base/encoding.h"
+#include "garde/base/file_system.h"
 
 namespace garde {
 namespace {
@@ -578,14 +579,8 @@ Status WriteKeyringFile(const std::string& path, const KeyringFile& kf, bool exc
     ::unlink(tmp.c_str());
     return Internal("cannot write keyring " + path);
   }
-  const std::string dir = path.substr(0, path.find_last_of('/') == std::string::npos
-                                              ? 0
-                                              : path.find_last_of('/'));
-  const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  const size_t slash = path.find_last_of('/');
+  SyncDirectory(slash == std::string::npos ? "" : path.substr(0, slash)).IgnoreError();
   return Status::Ok();
 }
 

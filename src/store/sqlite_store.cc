@@ -2030,16 +2030,6 @@ class SqliteTx final : public WriteTx {
   std::vector<std::function<void()>>* hooks_ = nullptr;
 };
 
-// The directory entry of a file created in `path`'s directory survives a power failure.
-Status SyncDirectoryOf(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  const bool synced = fd >= 0 && ::fsync(fd) == 0;
-  if (fd >= 0) ::close(fd);
-  return synced ? Status::Ok() : Unavailable("cannot sync the directory of " + path);
-}
-
 Result<std::unique_ptr<SqliteConnection>> OpenConnection(const SqliteOptions& o) {
   sqlite3* db = nullptr;
   const int rc = sqlite3_open_v2(
@@ -2247,7 +2237,9 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& opti
     auto wal = fs.Open(options.path + "-wal", FileSystem::Mode::kRead);
     if (!wal.ok()) return wal.status();
     store->wal_ = std::move(wal).value();
-    GARDE_RETURN_IF_ERROR(SyncDirectoryOf(options.path));
+    const size_t slash = options.path.rfind('/');
+    GARDE_RETURN_IF_ERROR(
+        SyncDirectory(slash == std::string::npos ? "" : options.path.substr(0, slash + 1)));
   }
   store->schema_version_ = known;
   {

@@ -74,6 +74,10 @@ class FileSystem {
 // The machine's files: created with mode 0600, synced with fdatasync.
 FileSystem& PosixFileSystem();
 
+// fsyncs the directory `dir` ("" is the current one): the names created, renamed or removed
+// in it survive a power failure.
+Status SyncDirectory(const std::string& dir);
+
 // Files in memory, for unit tests: what Sync promises holds while the object lives.
 std::unique_ptr<FileSystem> NewMemoryFileSystem();
 

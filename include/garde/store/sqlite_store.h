@@ -42,7 +42,7 @@ struct SqliteOptions {
   int deferred_sync_ms = 50;
   // Open connections at most; callers wait for a free one. Each maps the file (mmap) and keeps
   // a small page cache, so a few connections serve many worker threads.
-  int max_connections = 8;
+  int max_connections = 8;  // readers; every batch is written on one more (the writer)
   // Bytes of the file each connection memory-maps (0: read through its page cache).
   int64_t mmap_bytes = 0;
   // WAL frames (pages) after which a checkpoint copies the log into the database, on a thread

@@ -458,7 +458,10 @@ class PgConnection {
   }
 
   // A failed result as a Status: unique violations are conflicts, lost connections and
-  // serialisation failures are kUnavailable (retry), anything else internal.
+  // serialisation failures are kUnavailable (retry), anything else internal. An error with no
+  // SQLSTATE is libpq's own, not the server's: the connection lost ("server closed the
+  // connection unexpectedly", as a crashed server's clients read it before libpq marks the
+  // connection bad).
   Status ErrorOf(const PGresult* res, const char* what) const {
     const char* state = res == nullptr ? nullptr : PQresultErrorField(res, PG_DIAG_SQLSTATE);
     const std::string code = state == nullptr ? "" : state;
@@ -468,8 +471,9 @@ class PgConnection {
     }
     while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
     if (code == "23505") return Conflict(std::string("constraint violated: ") + what);
-    if (PQstatus(conn_) != CONNECTION_OK || code.rfind("08", 0) == 0 || code == "40001" ||
-        code == "40P01" || code == "57P01" || code == "57P03" || code.rfind("53", 0) == 0) {
+    if (PQstatus(conn_) != CONNECTION_OK || code.empty() || code.rfind("08", 0) == 0 ||
+        code == "40001" || code == "40P01" || code == "57P01" || code == "57P02" ||
+        code == "57P03" || code.rfind("53", 0) == 0) {
       return Unavailable(std::string("database unavailable: ") + what + ": " + message);
     }
     return Internal(std::string("postgresql: ") + what + ": " + message);

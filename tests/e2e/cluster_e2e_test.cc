@@ -288,11 +288,23 @@ int Ready(int port) {
   }
 }
 
-class ADatabaseRestartedUnderLoadLosesNothingAcknowledged : public ClusterE2E {
-  void TestBody() override;
+// The database stopped ("stop", an operator's restart) or crashed ("crash") under write load,
+// then started again.
+class ADatabaseGoneUnderLoad : public ClusterE2E {
+ protected:
+  void GoneAndBack(const std::string& how);
 };
 
-void ADatabaseRestartedUnderLoadLosesNothingAcknowledged::TestBody() {
+class ADatabaseRestartedUnderLoadLosesNothingAcknowledged : public ADatabaseGoneUnderLoad {
+  void TestBody() override { GoneAndBack("stop"); }
+};
+
+// A crash loses what PostgreSQL had not flushed: nothing a writer was told succeeded.
+class ADatabaseCrashedUnderLoadLosesNothingAcknowledged : public ADatabaseGoneUnderLoad {
+  void TestBody() override { GoneAndBack("crash"); }
+};
+
+void ADatabaseGoneUnderLoad::GoneAndBack(const std::string& how) {
   LoadBalancer lb({a_.port(), b_.port()});
   WriteLoad load(lb.port(), operator_key_, "restart");
   auto count = [&] { return load.count(); };
@@ -301,7 +313,7 @@ void ADatabaseRestartedUnderLoadLosesNothingAcknowledged::TestBody() {
   for (const GardeProcess* node : {&a_, &b_}) {  // its facts are in both nodes' memory now
     ASSERT_EQ(CheckStatus(node->port(), marketing_key_, checked), 200);
   }
-  ASSERT_TRUE(ControlTestPostgres("stop"));
+  ASSERT_TRUE(ControlTestPostgres(how));
   // Both nodes say they are not ready while the database is away (HAProxy takes them out).
   EXPECT_TRUE(WaitUntil([&] { return Ready(a_.port()) == 503 && Ready(b_.port()) == 503; },
                         std::chrono::seconds(10)));
@@ -360,6 +372,8 @@ void Register(const char* name) {
       "ANodeKilledUnderWriteLoadLosesNoAcknowledgedWrite");
   Register<ADatabaseRestartedUnderLoadLosesNothingAcknowledged>(
       "ADatabaseRestartedUnderLoadLosesNothingAcknowledged");
+  Register<ADatabaseCrashedUnderLoadLosesNothingAcknowledged>(
+      "ADatabaseCrashedUnderLoadLosesNothingAcknowledged");
   return true;
 }();
 

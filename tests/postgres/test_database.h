@@ -43,8 +43,9 @@ inline std::string CreateTestDatabase(std::string* error) {
   return made;
 }
 
-// Stops ("stop") or starts ("start") the server, as an operator's restart would: true when
-// pg_ctl says it did (fault tests; the server is the one with_postgres.sh started).
+// Stops ("stop"), crashes ("crash": an immediate stop, recovered from the WAL at the next start)
+// or starts ("start") the server: true when pg_ctl says it did (fault tests; the server is the
+// one with_postgres.sh started).
 inline bool ControlTestPostgres(const std::string& action) {
   const std::string script = TestPostgresHost() + "/" + action;
   return std::system(("sh " + script + " > /dev/null 2>&1").c_str()) == 0;

@@ -32,9 +32,13 @@ trap stop EXIT
 "${as_server[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
   -o "-k $dir -c listen_addresses= -c max_connections=400 -c shared_buffers=64MB" start >/dev/null
 
-# For fault tests: stop and start the same server (tests/postgres/test_database.h).
+# For fault tests: stop, crash (immediate: no checkpoint, WAL buffers not written) and start
+# the same server (tests/postgres/test_database.h).
 printf '%s\n' "$(printf '%q ' "${as_server[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast -w stop)" \
   > "$dir/stop"
+printf '%s\n' \
+  "$(printf '%q ' "${as_server[@]}" "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop)" \
+  > "$dir/crash"
 printf '%s\n' "$(printf '%q ' "${as_server[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" \
   -w -t 60 -o "-k $dir -c listen_addresses= -c max_connections=400 -c shared_buffers=64MB" start)" \
   > "$dir/start"

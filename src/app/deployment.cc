@@ -96,12 +96,14 @@ Result<DeploymentStores> OpenPostgresStores(const Config& config) {
   options.synchronous = config.durable;
   options.max_connections = config.db_connections;
   options.strict_reads = config.strict_reads;
+  options.visible_before_durable = true;
   auto store = PostgresStore::Open(options);
   if (!store.ok()) return store.status();
   // The audit log's tables live in the same database; its own few connections and write lock.
   options.max_connections = 4;
   options.write_lock = PostgresOptions::kAuditWriteLock;
   options.follow_changes = false;
+  options.visible_before_durable = false;
   auto audit_store = PostgresStore::Open(options);
   if (!audit_store.ok()) return audit_store.status();
   return DeploymentStores{std::move(store).value(), std::move(audit_store).value()};

@@ -1,6 +1,7 @@
 #include "garde/store/postgres_store.h"
 
 #include "garde/base/encoding.h"
+#include "garde/base/log.h"
 
 #include <libpq-fe.h>
 #include <poll.h>
@@ -2367,6 +2368,15 @@ Result<std::unique_ptr<PostgresStore>> PostgresStore::Open(const PostgresOptions
     MutexLock lock(&store->mu_);  // no other thread has the store yet
     store->open_connections_ = 1;
   }
+  if (options.synchronous && options.visible_before_durable) {
+    // Needs pg_logical_emit_message, which a server may not grant to this role.
+    store->flush_after_hand_over_ = FlushWal(c).ok();
+    if (!store->flush_after_hand_over_) {
+      LogLine(spdlog::level::info,
+              "pg_logical_emit_message is not allowed: each durable batch waits for its flush "
+              "before the next one starts");
+    }
+  }
   store->Release(std::move(conn).value());
   if (options.follow_changes) {
     PostgresStore* self = store.get();
@@ -2429,10 +2439,20 @@ Status PostgresStore::Read(const std::function<Status(ReadTx&)>& fn) {
 Status PostgresStore::Write(const std::function<Status(WriteTx&)>& fn, Durability durability) {
   return writes_.Submit(fn, durability,
                         [this](const std::vector<PendingWrite*>& batch,
-                               const std::function<void()>&) { CommitBatch(batch); });
+                               const std::function<void()>& hand_over) {
+                          CommitBatch(batch, hand_over);
+                        });
 }
 
-void PostgresStore::CommitBatch(const std::vector<PendingWrite*>& batch) {
+Status PostgresStore::FlushWal(PgConnection& c) {
+  // A transactional message gives the transaction an xid and a WAL record, so that its
+  // synchronous commit flushes the WAL up to its own commit record: past every commit this
+  // connection made before it. No table is written.
+  return c.Exec("SELECT pg_logical_emit_message(true, 'garde_flush', '')");
+}
+
+void PostgresStore::CommitBatch(const std::vector<PendingWrite*>& batch,
+                                const std::function<void()>& hand_over) {
   auto conn = Acquire();
   if (!conn.ok()) {
     for (PendingWrite* w : batch) w->result = conn.status();
@@ -2484,8 +2504,13 @@ void PostgresStore::CommitBatch(const std::vector<PendingWrite*>& batch) {
     return;
   }
   // Deferred writes alone commit without waiting for the WAL flush (PostgreSQL's own
-  // asynchronous commit, flushed by its WAL writer within wal_writer_delay).
-  if (options_.synchronous && !immediate) {
+  // asynchronous commit, flushed by its WAL writer within wal_writer_delay). A durable batch
+  // of the vault commits the same way, releases the write lock and lets the next batch in, and
+  // is answered after FlushWal: the next batch's statements run during the flush. Readers (and
+  // other nodes) may see the batch during it; a crash then can lose only writes nobody was
+  // told succeeded, as with SQLite's vault (docs/architecture.md).
+  const bool flush_after = immediate && flush_after_hand_over_;
+  if (options_.synchronous && (!immediate || flush_after)) {
     c.Exec("SET LOCAL synchronous_commit = off").IgnoreError();
   }
   Status committed = c.Exec("COMMIT");
@@ -2493,6 +2518,17 @@ void PostgresStore::CommitBatch(const std::vector<PendingWrite*>& batch) {
     epoch_.fetch_add(1);
   } else {
     c.Exec("ROLLBACK").IgnoreError();
+  }
+  hand_over();
+  if (committed.ok() && flush_after) {
+    Status flushed = FlushWal(c);
+    if (!flushed.ok()) {
+      // Committed, perhaps not durable: the writers are told it failed (as when a connection
+      // is lost during a COMMIT), so that none relies on it.
+      LogLine(spdlog::level::err, "a committed batch could not be flushed")
+          .Str("error", flushed.message());
+      committed = Unavailable("the write could not be made durable");
+    }
   }
   Release(std::move(conn).value());
   FinishBatch(batch, committed);

@@ -52,6 +52,12 @@ struct PostgresOptions {
   // while it runs): a change committed through any node shows at the next read anywhere. Off,
   // they follow the notifications (another node's change shows within milliseconds).
   bool strict_reads = false;
+  // Whether a durable batch may be seen before it is flushed. Off (the audit log's store: a tree
+  // head served over entries a crash then took would fork the log), a batch commits
+  // synchronously. On (the vault), it commits without waiting for the flush, lets the next batch
+  // in, and is answered once a small synchronous transaction after it has flushed the WAL past
+  // its commit (kept off, with a note in the log, where the server does not allow it).
+  bool visible_before_durable = false;
 };
 
 class PgConnection;
@@ -88,12 +94,17 @@ class PostgresStore final : public Store {
   Status AskPeers(PeerEvent event, std::chrono::milliseconds limit) override;
   void OnPeerAsk(std::function<void(PeerEvent)> handler) override;
   int schema_version() const { return schema_version_; }
+  // Durable batches are flushed after the hand-over (visible_before_durable, and allowed).
+  bool flushes_after_hand_over() const { return flush_after_hand_over_; }
 
  private:
   explicit PostgresStore(PostgresOptions options);
   Result<std::unique_ptr<PgConnection>> Acquire();
   void Release(std::unique_ptr<PgConnection> conn);
-  void CommitBatch(const std::vector<PendingWrite*>& batch);
+  void CommitBatch(const std::vector<PendingWrite*>& batch,
+                   const std::function<void()>& hand_over);
+  // Flushes the WAL past everything this connection committed (see visible_before_durable).
+  static Status FlushWal(PgConnection& c);
   void ListenLoop();  // the listener thread
   void PeerLoop();    // runs what other nodes ask
   void Heard(std::string_view message);  // a garde_peers message, from the listener
@@ -114,6 +125,7 @@ class PostgresStore final : public Store {
 
   PostgresOptions options_;
   int schema_version_ = 0;
+  bool flush_after_hand_over_ = false;  // visible_before_durable, and the server allows it
 
   Mutex mu_;  // the connection pool
   std::condition_variable pool_cv_;

@@ -269,6 +269,7 @@ TEST_P(StoreConformance, FieldsAndBlindIndexes) {
     GARDE_RETURN_IF_ERROR(tx.PutIndex("sub_b", {"email", Bytes{7}, 2}));
     GARDE_RETURN_IF_ERROR(tx.PutIndex("sub_c", {"email", Bytes{6}, 1}));
     GARDE_RETURN_IF_ERROR(tx.PutIndex("sub_c", {"email", Bytes{7}, 2}));  // replaces 6
+    GARDE_RETURN_IF_ERROR(tx.PutIndex("sub_b", {"email", Bytes{7}, 2}));  // replaces itself
     GARDE_RETURN_IF_ERROR(tx.PutIndex("sub_a", {"~email", Bytes{5}, 0}));
     return tx.PutIndex("sub_a", {"phone", Bytes{4}, 1});
   });

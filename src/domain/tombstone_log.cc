@@ -67,30 +67,14 @@ Status TombstoneLog::Append(const TombstoneEntries& entries) const {
   }
   PendingAppend me;
   me.text = &text;
-  MutexLock lock(&mu_);
-  queue_.push_back(&me);
-  for (;;) {
-    while (!me.done && (me.taken || writing_)) me.wake.wait(lock.native());
-    if (me.done) return me.result;
-    writing_ = true;
-    std::vector<PendingAppend*> batch(queue_.begin(), queue_.end());
-    queue_.clear();
+  appends_.Run(&me, [this](const std::vector<PendingAppend*>& batch,
+                           const std::function<void()>&) {
     std::string all;
-    for (PendingAppend* p : batch) {
-      p->taken = true;
-      all += *p->text;
-    }
-    lock.Unlock();
+    for (const PendingAppend* p : batch) all += *p->text;
     const Status written = WriteAndSync(all);
-    lock.Relock();
-    writing_ = false;
-    for (PendingAppend* p : batch) {
-      p->result = written;
-      p->done = true;
-      if (p != &me) p->wake.notify_one();
-    }
-    if (!queue_.empty()) queue_.front()->wake.notify_one();
-  }
+    for (PendingAppend* p : batch) p->result = written;
+  });
+  return me.result;
 }
 
 Status TombstoneLog::WriteAndSync(const std::string& text) const {

@@ -16,15 +16,13 @@
 //   suppress kind hex-digest at reason
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <string>
 #include <vector>
 
+#include "garde/base/batch_queue.h"
 #include "garde/base/encoding.h"
 #include "garde/base/file_system.h"
-#include "garde/base/mutex.h"
 #include "garde/base/status.h"
 #include "garde/store/store.h"
 
@@ -67,17 +65,13 @@ class TombstoneLog {
   struct PendingAppend {
     const std::string* text = nullptr;
     Status result;
-    bool taken = false;  // in the batch being written
-    bool done = false;
-    std::condition_variable wake;  // when done, or when it is to write the next batch
   };
   Status WriteAndSync(const std::string& text) const;
 
   std::string path_;
   FileSystem& fs_;
-  mutable Mutex mu_;
-  mutable std::deque<PendingAppend*> queue_ GUARDED_BY(mu_);
-  mutable bool writing_ GUARDED_BY(mu_) = false;
+  // Appends that arrive while one is written wait, then go out together: one write, one fsync.
+  mutable BatchQueue<PendingAppend> appends_;
 };
 
 }  // namespace garde

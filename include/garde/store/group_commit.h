@@ -9,12 +9,10 @@
 //         CommitBatch(batch, hand_over); }); }
 #pragma once
 
-#include <condition_variable>
-#include <deque>
 #include <functional>
 #include <vector>
 
-#include "garde/base/mutex.h"
+#include "garde/base/batch_queue.h"
 #include "garde/store/store.h"
 
 namespace garde {
@@ -24,11 +22,6 @@ struct PendingWrite {
   Durability durability = Durability::kImmediate;
   Status result;
   std::vector<std::function<void()>> after_commit;
-  // The queue's, under its mutex: taken into a batch; answered; woken when answered or when it
-  // is to lead (each writer is woken alone, not every waiting one at each commit).
-  bool taken = false;
-  bool done = false;
-  std::condition_variable wake;
 };
 
 class GroupCommitQueue {
@@ -36,18 +29,20 @@ class GroupCommitQueue {
   // Writes and commits `batch`, setting each write's result. May call `hand_over` once, when
   // the batch no longer needs the store's write lock (committed, not yet durable): the next
   // batch starts then. Submit hands over on its return otherwise.
-  using CommitFn = std::function<void(const std::vector<PendingWrite*>& batch,
-                                      const std::function<void()>& hand_over)>;
+  using CommitFn = BatchQueue<PendingWrite>::RunFn;
   // Queues the write; runs batches (as their leader) until it is done; its result.
   Status Submit(const std::function<Status(WriteTx&)>& fn, Durability durability,
-                const CommitFn& commit);
+                const CommitFn& commit) {
+    PendingWrite me;
+    me.fn = &fn;
+    me.durability = durability;
+    queue_.Run(&me, commit);
+    return me.result;
+  }
 
  private:
-  void HandOver() REQUIRES(mu_);
-
-  Mutex mu_;
-  std::deque<PendingWrite*> queue_ GUARDED_BY(mu_);
-  bool leader_active_ GUARDED_BY(mu_) = false;
+  static constexpr size_t kMaxBatch = 256;
+  BatchQueue<PendingWrite> queue_{kMaxBatch};
 };
 
 // The statements a batch needs around each write (each store's SQL for them). `release` ends a

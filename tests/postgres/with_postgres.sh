@@ -5,6 +5,8 @@
 # creates the databases it needs (one per test).
 #
 #   tests/postgres/with_postgres.sh build/tests/garde_e2e_tests
+#   PG_EXTRA="-c shared_preload_libraries=pg_stat_statements" tests/postgres/with_postgres.sh ...
+#                                             (more server settings, for a measurement)
 set -euo pipefail
 
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
@@ -29,8 +31,9 @@ trap stop EXIT
 
 "${as_server[@]}" "$bin/initdb" -D "$dir/data" --no-locale -E UTF8 -A trust -U garde >/dev/null
 # fsync stays on: the tests' durability claims are PostgreSQL's real ones.
-"${as_server[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-  -o "-k $dir -c listen_addresses= -c max_connections=400 -c shared_buffers=64MB" start >/dev/null
+settings="-k $dir -c listen_addresses= -c max_connections=400 -c shared_buffers=64MB ${PG_EXTRA:-}"
+"${as_server[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "$settings" \
+  start >/dev/null
 
 # For fault tests: stop, crash (immediate: no checkpoint, WAL buffers not written) and start
 # the same server (tests/postgres/test_database.h).
@@ -40,8 +43,7 @@ printf '%s\n' \
   "$(printf '%q ' "${as_server[@]}" "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop)" \
   > "$dir/crash"
 printf '%s\n' "$(printf '%q ' "${as_server[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" \
-  -w -t 60 -o "-k $dir -c listen_addresses= -c max_connections=400 -c shared_buffers=64MB" start)" \
-  > "$dir/start"
+  -w -t 60 -o "$settings" start)" > "$dir/start"
 
 export GARDE_TEST_POSTGRES="$dir"
 status=0

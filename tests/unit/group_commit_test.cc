@@ -12,23 +12,14 @@
 #include <thread>
 #include <vector>
 
+#include "eventually.h"
 #include "garde/store/group_commit.h"
 
 namespace garde {
 namespace {
 
 using std::chrono::milliseconds;
-
-// Waits up to five seconds for `done`; whether it came.
-template <typename Pred>
-bool Eventually(Pred done) {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > until) return false;
-    std::this_thread::sleep_for(milliseconds(1));
-  }
-  return true;
-}
+using testing::Eventually;
 
 // The commit functions below answer each write without running it: a write is known by its
 // function's address, registered with the answer it must get.

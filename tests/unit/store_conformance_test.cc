@@ -22,11 +22,14 @@
 #include "garde/store/memory_store.h"
 #include "garde/store/postgres_store.h"
 #include "garde/store/sqlite_store.h"
+#include "eventually.h"
 #include "gated_file_system.h"
 #include "test_database.h"
 
 namespace garde {
 namespace {
+
+using testing::Eventually;
 
 // The two databases of a deployment: the vault's tables and the audit log's.
 struct StorePair {
@@ -1415,17 +1418,6 @@ TEST(SqliteCheckpoints, TheLogIsCopiedAndStartsOverUnderSustainedWrites) {
 }
 
 // ---- SQLite: a durable write is answered after the WAL's fsync, run after the hand-over ----
-
-// Waits up to five seconds for `done`; whether it came.
-template <typename Pred>
-bool Eventually(Pred done) {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > until) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return true;
-}
 
 class SqliteDurability : public ::testing::Test {
  protected:

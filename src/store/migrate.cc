@@ -94,9 +94,17 @@ struct Pg {
     const ExecStatusType st = PQresultStatus(r);
     Status s = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK
                    ? Status::Ok()
-                   : Unavailable(std::string("postgresql: ") + PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY));
+                   : Unavailable(std::string("postgresql: ") + Why(r));
     PQclear(r);
     return s;
+  }
+  // A failed result's reason: the server's primary message, or libpq's own (a lost connection
+  // has no server message; the field is then null).
+  std::string Why(const PGresult* r) const {
+    const char* primary = r == nullptr ? nullptr : PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    std::string why = primary != nullptr ? primary : PQerrorMessage(c);
+    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+    return why;
   }
   // Ends a pipeline's stretch of `sent` inserts: reads their results and the sync point's;
   // the first failure, naming `table`.

@@ -100,15 +100,6 @@ class WriteLoad {
   std::vector<std::thread> writers_;
 };
 
-bool WaitUntil(const std::function<bool()>& done, std::chrono::seconds limit) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return true;
-}
-
 class ClusterE2E : public ::testing::Test {
  protected:
   void SetUp() override {

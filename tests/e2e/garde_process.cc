@@ -104,6 +104,15 @@ int AwaitExit(int pid) {
 
 }  // namespace
 
+bool WaitUntil(const std::function<bool()>& done, std::chrono::seconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return true;
+}
+
 std::string ReadUntilClosed(Poco::Net::StreamSocket& socket, std::chrono::seconds limit) {
   socket.setReceiveTimeout(Poco::Timespan(static_cast<long>(limit.count()), 0));
   std::string got;

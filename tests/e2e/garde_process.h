@@ -11,6 +11,7 @@
 #include <Poco/Net/StreamSocket.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -32,6 +33,9 @@ struct HttpReply {
   std::string content_type;
   std::map<std::string, std::string> headers;  // lower-case names
 };
+
+// Polls `done` every 50 ms for at most `limit`; whether it came.
+bool WaitUntil(const std::function<bool()>& done, std::chrono::seconds limit);
 
 // Runs any program (argv[0] is its path) to completion.
 RunResult RunProgram(const std::vector<std::string>& argv);

@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <libpq-fe.h>
+#include <signal.h>
 
+#include <cstdlib>
+#include <future>
 #include <map>
 
 #include "garde_process.h"
@@ -178,6 +181,64 @@ void ACopyRefusedHalfwayLeavesNoDeployment::TestBody() {
   EXPECT_NE(moved.out.find("counts and digests agree"), std::string::npos) << moved.out;
 }
 
+// The server process serving the copy dies without a word (kill -9, as the out-of-memory
+// killer would) while the copy waits in a statement: migrate reports the lost connection and
+// exits 1. It used to build its message from the server's, which such a death leaves null:
+// a segmentation fault.
+class ACopyWhoseServerProcessDiesFailsWithAMessage : public MigrateE2E {
+  void TestBody() override;
+};
+
+// The pid of the server process of `uri`'s database that sleeps in pg_sleep, or 0.
+int SleepingBackend(const std::string& uri) {
+  PGconn* c = PQconnectdb(uri.c_str());
+  PGresult* r = PQexec(c, "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                          "AND wait_event = 'PgSleep'");
+  const int pid = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
+                      ? std::atoi(PQgetvalue(r, 0, 0))
+                      : 0;
+  PQclear(r);
+  PQfinish(c);
+  return pid;
+}
+
+void ACopyWhoseServerProcessDiesFailsWithAMessage::TestBody() {
+  g_.Start();
+  Create("dies@example.org");
+  EXPECT_EQ(g_.Stop(), 0);
+  std::string error;
+  const std::string uri = CreateTestDatabase(&error);
+  ASSERT_FALSE(uri.empty()) << error;
+  // The copy's update of `shreds` (a statement of its own, not pipelined) sleeps.
+  ASSERT_TRUE(OnDatabase(uri, R"(
+    CREATE FUNCTION sleep_long() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN PERFORM pg_sleep(60); RETURN NEW; END $$;
+    CREATE FUNCTION plant() RETURNS event_trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF to_regclass('shreds') IS NOT NULL AND NOT EXISTS
+          (SELECT 1 FROM pg_trigger WHERE tgname = 'sleep_long') THEN
+        CREATE TRIGGER sleep_long BEFORE UPDATE ON shreds
+          FOR EACH ROW EXECUTE FUNCTION sleep_long();
+      END IF;
+    END $$;
+    CREATE EVENT TRIGGER plant ON ddl_command_end EXECUTE FUNCTION plant();)",
+                         &error))
+      << error;
+  auto copy = std::async(std::launch::async, [&] { return Migrate(uri); });
+  int pid = 0;
+  ASSERT_TRUE(WaitUntil([&] { return (pid = SleepingBackend(uri)) != 0; },
+                        std::chrono::seconds(30)));
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  RunResult died = copy.get();
+  EXPECT_EQ(died.exit_code, 1) << died.out << died.err;
+  EXPECT_NE(died.err.find("postgresql: "), std::string::npos) << died.out << died.err;
+  // The server restarts by itself after the death of one of its processes (crash recovery):
+  // the tests after this one find it up.
+  EXPECT_TRUE(WaitUntil([&] { return !CreateTestDatabase(&error).empty(); },
+                        std::chrono::seconds(30)))
+      << error;
+}
+
 template <typename Case>
 void Register(const char* name) {
   ::testing::RegisterTest("MigrateE2E", name, nullptr, nullptr, __FILE__, __LINE__,
@@ -190,6 +251,8 @@ void Register(const char* name) {
       "ADeploymentMovesWithEveryAnswerAndItsVerifiedLog");
   Register<ALogThatDoesNotVerifyIsNotCopied>("ALogThatDoesNotVerifyIsNotCopied");
   Register<ACopyRefusedHalfwayLeavesNoDeployment>("ACopyRefusedHalfwayLeavesNoDeployment");
+  Register<ACopyWhoseServerProcessDiesFailsWithAMessage>(
+      "ACopyWhoseServerProcessDiesFailsWithAMessage");
   return true;
 }();
 

@@ -2480,14 +2480,16 @@ void PostgresStore::CommitBatch(const std::vector<PendingWrite*>& batch,
       });
   // The writes' statements go in a pipeline: those whose results the write does not read are
   // sent without waiting, so that a write costs a round trip per read it makes and one at its
-  // end (its sync point) instead of one per statement.
-  PgTx tx(c);
+  // end (its sync point) instead of one per statement. The transaction object goes before the
+  // connection is released: Release closes a connection that is not healthy, and the object
+  // lets go of the connection as it is destroyed.
+  std::optional<PgTx> tx(std::in_place, c);
   Status piped = c.EnterPipeline();
   if (piped.ok()) {
-    RunInSavepoints(batch, tx,
+    RunInSavepoints(batch, *tx,
                     {[&] { return c.Exec("SAVEPOINT garde_write"); },
                      [&] {
-                       tx.DropHeld();
+                       tx->DropHeld();
                        c.Sync().IgnoreError();  // out of the failure, then back to the savepoint
                        return c.Exec("ROLLBACK TO SAVEPOINT garde_write");
                      },
@@ -2497,9 +2499,10 @@ void PostgresStore::CommitBatch(const std::vector<PendingWrite*>& batch,
                        GARDE_RETURN_IF_ERROR(c.Sync());
                        return c.Exec("RELEASE SAVEPOINT garde_write");
                      }},
-                    [&](std::vector<std::function<void()>>* hooks) { tx.set_hooks(hooks); });
+                    [&](std::vector<std::function<void()>>* hooks) { tx->set_hooks(hooks); });
     piped = c.ExitPipeline();
   }
+  tx.reset();
   if (!piped.ok()) {
     // What was sent cannot be vouched for: nothing of the batch is kept (a connection still in
     // pipeline mode is not healthy, so Release closes it and the server rolls back).

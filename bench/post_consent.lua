@@ -4,10 +4,6 @@ dofile("bench/common.lua")
 local counter = 0
 request = function()
   counter = counter + 1
-  local body = string.format(
-    '{"purpose":"marketing.email","event":"%s","notice_version":"2026-01","method":"web_form"}',
-    counter % 2 == 0 and "granted" or "withdrawn")
-  return wrk.format("POST", "/v1/subjects/" .. random_id() .. "/consents",
-    { ["Authorization"] = "Bearer " .. key, ["Content-Type"] = "application/json" }, body)
+  return consent_request(counter)
 end
 done = report

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Memory under sustained mixed load (customer-file issue, §5: RSS at 1M subjects after 10
+# minutes ≤ 400 MiB and flat): a vault of SUBJECTS seeded subjects (60 % consenting to e-mail
+# marketing), one `garde serve`, then DURATION seconds of wrk (2 threads × 64 connections,
+# bench/mixed.lua: consent checks, reads, consent events, creates) with an audience call
+# every minute; garde's VmRSS sampled every 30 s. Prints the samples, the request rates, and
+# the RSS at the end against the sample half-way (flat: the second half grows little).
+#
+#   bench/rss.sh [--subjects 1000000] [--duration 600] [--reuse DIR]
+# --reuse DIR keeps the seeded vault there (seeding 1M subjects takes minutes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUBJECTS=1000000 DURATION=600
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --subjects) SUBJECTS=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --reuse) REUSE=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+BUILD=${BUILD_DIR:-build}
+GARDE=$BUILD/garde
+WORK=$(mktemp -d /tmp/garde-rss.XXXXXX)
+PORT=18184
+cleanup() {
+  kill "${GARDE_PID:-}" "${WRK_PID:-}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+DATA=${REUSE:-$WORK}
+if [ ! -f "$DATA/garde.db.seeded" ]; then
+  echo "== setup: $SUBJECTS subjects in $DATA"
+  rm -rf "$DATA/data"
+  mkdir -p "$DATA"
+  "$GARDE" init --data-dir "$DATA/data" --policies policies > /dev/null
+  "$GARDE" apikey create --data-dir "$DATA/data" --policies policies \
+    --name bench --role operator --activity customer_management | tail -1 > "$DATA/key"
+  "$GARDE" apikey create --data-dir "$DATA/data" --policies policies \
+    --name campaigns --role marketing --activity marketing_email | tail -1 > "$DATA/marketing_key"
+  start=$(date +%s)
+  "$BUILD/bench/garde_bench_seed" --data-dir "$DATA/data" --policies policies \
+    --count "$SUBJECTS" --ids "$DATA/ids.txt" --consent-share 0.6 > /dev/null
+  echo "seeded in $(( $(date +%s) - start )) s"
+  cp "$DATA/data/garde.db" "$DATA/garde.db.seeded"
+else
+  # Every run starts from the same vault (the creates of the last run are gone).
+  cp "$DATA/garde.db.seeded" "$DATA/data/garde.db"
+  rm -f "$DATA/data/garde.db-wal" "$DATA/data/garde.db-shm"
+fi
+export GARDE_KEY=$(cat "$DATA/key")
+export GARDE_IDS=$DATA/ids.txt
+MARKETING_KEY=$(cat "$DATA/marketing_key")
+
+cat "$DATA/data/garde.db" > /dev/null  # in the OS page cache, as on a running server
+GARDE_LOG_LEVEL=warn "$GARDE" serve --data-dir "$DATA/data" --policies policies \
+  --listen 127.0.0.1:$PORT > "$WORK/serve.out" 2> "$WORK/serve.err" &
+GARDE_PID=$!
+for _ in $(seq 600); do
+  curl -sf "http://127.0.0.1:$PORT/readyz" > /dev/null && break
+  sleep 0.1
+done
+rss() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$GARDE_PID/status"; }
+echo "== ready: RSS $(rss) MiB"
+
+AUDIENCE='{"activity":"marketing_email","purpose":"marketing.email","channel":"email",
+ "where":{"all":[{"field":"postal_code","prefix":"75"}]},"fields":["email"]}'
+wrk -t2 -c64 -d"${DURATION}"s -s bench/mixed.lua "http://127.0.0.1:$PORT" > "$WORK/wrk.out" &
+WRK_PID=$!
+samples=()
+for t in $(seq 30 30 "$DURATION"); do
+  sleep 30
+  if [ $((t % 60)) -eq 0 ]; then
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $MARKETING_KEY" \
+      -H 'Content-Type: application/json' --data-binary "$AUDIENCE" \
+      "http://127.0.0.1:$PORT/v1/audiences")
+  else
+    code=-
+  fi
+  samples+=("$(rss)")
+  echo "t=${t}s RSS ${samples[-1]} MiB (audience: $code)"
+done
+wait "$WRK_PID" || true
+WRK_PID=
+grep -E "RESULT|Requests/sec|Non-2xx" "$WORK/wrk.out" || cat "$WORK/wrk.out"
+half=${samples[$(( ${#samples[@]} / 2 ))]}
+max=$(printf '%s\n' "${samples[@]}" | sort -n | tail -1)
+echo "RESULT rss_end_mib=${samples[-1]} rss_half_mib=$half rss_max_mib=$max" \
+  "subjects=$(wc -l < "$GARDE_IDS")"

@@ -370,6 +370,11 @@ Status SyncDirectory(const std::string& dir) {
   return s;
 }
 
+Status SyncDirectoryOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return SyncDirectory(slash == std::string::npos ? "" : path.substr(0, slash + 1));
+}
+
 std::unique_ptr<FileSystem> NewMemoryFileSystem() { return std::make_unique<Memory>(); }
 
 }  // namespace garde

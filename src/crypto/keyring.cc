@@ -579,8 +579,7 @@ Status WriteKeyringFile(const std::string& path, const KeyringFile& kf, bool exc
     ::unlink(tmp.c_str());
     return Internal("cannot write keyring " + path);
   }
-  const size_t slash = path.find_last_of('/');
-  SyncDirectory(slash == std::string::npos ? "" : path.substr(0, slash)).IgnoreError();
+  SyncDirectoryOf(path).IgnoreError();
   return Status::Ok();
 }
 

@@ -2237,9 +2237,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& opti
     auto wal = fs.Open(options.path + "-wal", FileSystem::Mode::kRead);
     if (!wal.ok()) return wal.status();
     store->wal_ = std::move(wal).value();
-    const size_t slash = options.path.rfind('/');
-    GARDE_RETURN_IF_ERROR(
-        SyncDirectory(slash == std::string::npos ? "" : options.path.substr(0, slash + 1)));
+    GARDE_RETURN_IF_ERROR(SyncDirectoryOf(options.path));
   }
   store->schema_version_ = known;
   {

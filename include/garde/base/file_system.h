@@ -77,6 +77,8 @@ FileSystem& PosixFileSystem();
 // fsyncs the directory `dir` ("" is the current one): the names created, renamed or removed
 // in it survive a power failure.
 Status SyncDirectory(const std::string& dir);
+// The same for the directory holding the file `path`.
+Status SyncDirectoryOf(const std::string& path);
 
 // Files in memory, for unit tests: what Sync promises holds while the object lives.
 std::unique_ptr<FileSystem> NewMemoryFileSystem();

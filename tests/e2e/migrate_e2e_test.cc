@@ -139,6 +139,26 @@ bool OnDatabase(const std::string& uri, const std::string& sql, std::string* err
   return ok;
 }
 
+// Plants in the database of `uri` a row trigger `name` (`when`, e.g. "BEFORE INSERT") on
+// `table`, running the PL/pgSQL `body`, as soon as migrate creates that table (an event
+// trigger named "plant" watches for it); false with the reason on failure.
+bool PlantTrigger(const std::string& uri, const std::string& name, const std::string& when,
+                  const std::string& table, const std::string& body, std::string* error) {
+  return OnDatabase(uri,
+                    "CREATE FUNCTION " + name + "() RETURNS trigger LANGUAGE plpgsql AS $$\n" +
+                        body + "\n$$;\n"
+                        "CREATE FUNCTION plant() RETURNS event_trigger LANGUAGE plpgsql AS $$\n"
+                        "BEGIN\n"
+                        "  IF to_regclass('" + table + "') IS NOT NULL AND NOT EXISTS\n"
+                        "      (SELECT 1 FROM pg_trigger WHERE tgname = '" + name + "') THEN\n"
+                        "    CREATE TRIGGER " + name + " " + when + " ON " + table + "\n"
+                        "      FOR EACH ROW EXECUTE FUNCTION " + name + "();\n"
+                        "  END IF;\n"
+                        "END $$;\n"
+                        "CREATE EVENT TRIGGER plant ON ddl_command_end EXECUTE FUNCTION plant();",
+                    error);
+}
+
 void ACopyRefusedHalfwayLeavesNoDeployment::TestBody() {
   g_.Start();
   for (int i = 0; i < 6; ++i) Create("half" + std::to_string(i) + "@example.org");
@@ -148,22 +168,12 @@ void ACopyRefusedHalfwayLeavesNoDeployment::TestBody() {
   ASSERT_FALSE(uri.empty()) << error;
   // The copy's inserts are pipelined: the database refuses the third row of the audit log's
   // actor index (planted, as soon as migrate creates that table), rows after it are skipped.
-  ASSERT_TRUE(OnDatabase(uri, R"(
-    CREATE FUNCTION refuse_third() RETURNS trigger LANGUAGE plpgsql AS $$
+  ASSERT_TRUE(PlantTrigger(uri, "refuse_third", "BEFORE INSERT", "audit_by_actor", R"(
     BEGIN
       IF (SELECT COUNT(*) FROM audit_by_actor) >= 2 THEN RAISE EXCEPTION 'planted refusal'; END IF;
       RETURN NEW;
-    END $$;
-    CREATE FUNCTION plant() RETURNS event_trigger LANGUAGE plpgsql AS $$
-    BEGIN
-      IF to_regclass('audit_by_actor') IS NOT NULL AND NOT EXISTS
-          (SELECT 1 FROM pg_trigger WHERE tgname = 'refuse_third') THEN
-        CREATE TRIGGER refuse_third BEFORE INSERT ON audit_by_actor
-          FOR EACH ROW EXECUTE FUNCTION refuse_third();
-      END IF;
-    END $$;
-    CREATE EVENT TRIGGER plant ON ddl_command_end EXECUTE FUNCTION plant();)",
-                         &error))
+    END)",
+                           &error))
       << error;
   RunResult refused = Migrate(uri);
   EXPECT_EQ(refused.exit_code, 1) << refused.out << refused.err;
@@ -210,19 +220,8 @@ void ACopyWhoseServerProcessDiesFailsWithAMessage::TestBody() {
   const std::string uri = CreateTestDatabase(&error);
   ASSERT_FALSE(uri.empty()) << error;
   // The copy's update of `shreds` (a statement of its own, not pipelined) sleeps.
-  ASSERT_TRUE(OnDatabase(uri, R"(
-    CREATE FUNCTION sleep_long() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN PERFORM pg_sleep(60); RETURN NEW; END $$;
-    CREATE FUNCTION plant() RETURNS event_trigger LANGUAGE plpgsql AS $$
-    BEGIN
-      IF to_regclass('shreds') IS NOT NULL AND NOT EXISTS
-          (SELECT 1 FROM pg_trigger WHERE tgname = 'sleep_long') THEN
-        CREATE TRIGGER sleep_long BEFORE UPDATE ON shreds
-          FOR EACH ROW EXECUTE FUNCTION sleep_long();
-      END IF;
-    END $$;
-    CREATE EVENT TRIGGER plant ON ddl_command_end EXECUTE FUNCTION plant();)",
-                         &error))
+  ASSERT_TRUE(PlantTrigger(uri, "sleep_long", "BEFORE UPDATE", "shreds",
+                           "BEGIN PERFORM pg_sleep(60); RETURN NEW; END", &error))
       << error;
   auto copy = std::async(std::launch::async, [&] { return Migrate(uri); });
   int pid = 0;

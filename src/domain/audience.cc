@@ -201,6 +201,7 @@ void AudienceBuilder::ReadSnapshotOnce() {
   const auto started = std::chrono::steady_clock::now();
   auto read = index_.LoadFrom(*snapshot_);
   LogSnapshotStep("read", read, index_.size(), started);
+  kept_ = index_.size();
 }
 
 void AudienceBuilder::WarmUp() {
@@ -227,13 +228,21 @@ Status AudienceBuilder::Evaluate(const Scan& scan, size_t begin, size_t end, Aud
       if (!index_.eligible(i) || !Eval(scan.where, i)) continue;
       ++out->matched;
       const std::string id(index_.id(i));
-      if (index_.Facts(i) == nullptr) {
-        auto facts = ledger_.KeptFacts(tx, facts_at.value(), id);
-        if (!facts.ok()) return facts.status();
-        if (facts.value() == nullptr) continue;  // gone meanwhile
-        index_.AttachFacts(i, std::move(facts).value());
+      // The facts the ledger keeps for its checks, shared; else as the index read them; else
+      // read now.
+      std::shared_ptr<const ConsentFacts> facts;
+      if (!index_.HasAttachedFacts(i)) {
+        if ((facts = ledger_.FindKeptFacts(id)) != nullptr) index_.AttachFacts(i, facts);
       }
-      const auto decision = ConsentLedger::DecideFrom(index_.Facts(i).get(), scan.policies, id,
+      if (facts == nullptr) facts = index_.Facts(i);
+      if (facts == nullptr) {
+        auto read = ledger_.KeptFacts(tx, facts_at.value(), id);
+        if (!read.ok()) return read.status();
+        if (read.value() == nullptr) continue;  // gone meanwhile
+        facts = read.value();
+        index_.AttachFacts(i, std::move(read).value());
+      }
+      const auto decision = ConsentLedger::DecideFrom(facts.get(), scan.policies, id,
                                                       scan.purpose, scan.channel, scan.now);
       if (!decision.decision.allowed) continue;
       AudienceMember m{id, {}};
@@ -322,6 +331,7 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
       .Int("refresh_ms", std::chrono::duration_cast<std::chrono::milliseconds>(refreshed - started).count())
       .Int("evaluate_ms", std::chrono::duration_cast<std::chrono::milliseconds>(evaluated - refreshed).count());
   index_.Trim();
+  kept_ = index_.size();
   if (snapshot_ != nullptr && index_.Unsaved()) {
     // Rebuilt: the next run should not have to do it again. Written once this build has
     // answered (the saver waits for the lock); a saver still waiting writes this state.

@@ -1,6 +1,9 @@
 // The audience index's snapshot round trip, with the vault changing while one is written.
 #include "garde/domain/audience_index.h"
 
+#include <map>
+#include <random>
+
 #include "deployment_fixture.h"
 
 namespace garde {
@@ -83,6 +86,67 @@ TEST_F(AudienceIndexTest, NothingToWriteWhenUnchangedSinceTheLastSnapshot) {
   auto second = index.TakeCapture();
   ASSERT_TRUE(second.ok());
   EXPECT_FALSE(second.value().has_value());
+}
+
+// Random creates and moves, a refresh after every few, against a model of the vault: the
+// index follows each, and once the records it replaced outweigh a quarter of the live ones
+// it copies the live ones together. A capture taken before any of it still writes what it
+// took, from the blocks the copies left.
+TEST_F(AudienceIndexTest, FollowsRandomChangesAndPacksTheLiveRecordsTogether) {
+  std::mt19937 rng(20261204);
+  auto postal = [&rng] { return std::to_string(10000 + rng() % 90000); };
+  std::map<std::string, std::string> model;  // id → postal code (the e-mail: code@example.org)
+  std::vector<std::string> ids;
+  auto create = [&] {
+    const std::string code = postal();
+    const std::string id = Create(code);
+    model[id] = code;
+    ids.push_back(id);
+  };
+  for (int i = 0; i < 40; ++i) create();
+  AudienceIndex index = NewIndex();
+  ASSERT_TRUE(index.Refresh({"postal_code"}, {"email"}).ok());
+  const auto at_capture = model;
+  auto early = index.TakeCapture();
+  ASSERT_TRUE(early.ok() && early.value().has_value());
+  std::map<std::string, std::string> email;  // as created; a move keeps it
+  for (const auto& [id, code] : model) email[id] = code + "@example.org";
+
+  for (int step = 0; step < 150 && !HasFailure(); ++step) {
+    for (int n = 1 + static_cast<int>(rng() % 5); n > 0; --n) {
+      if (rng() % 5 == 0) {
+        create();
+        email[ids.back()] = model[ids.back()] + "@example.org";
+        continue;
+      }
+      const std::string& id = ids[rng() % ids.size()];
+      model[id] = postal();
+      ASSERT_TRUE(d_->vault().Rectify(op_, id, {{{"postal_code", FieldValue::String(model[id])}},
+                                                std::nullopt}).ok());
+    }
+    ASSERT_TRUE(index.Refresh({"postal_code"}, {"email"}).ok());
+    ASSERT_EQ(index.size(), model.size());
+    for (size_t i = 0; i < index.size(); ++i) {
+      const std::string id(index.id(i));
+      ASSERT_EQ(model.count(id), 1u) << id;
+      ASSERT_EQ((*index.Column("postal_code"))[i].text, model[id]) << "step " << step;
+    }
+    const size_t i = rng() % index.size();
+    auto opened = index.OpenKept(i, {"email"});
+    ASSERT_TRUE(opened.ok()) << opened.status().message();
+    EXPECT_EQ(opened->at("email").text, email[std::string(index.id(i))]);
+  }
+  EXPECT_GT(index.compactions(), 0u);
+
+  SealedSnapshot snapshot = Snapshot();
+  auto written = AudienceIndex::Write(*early.value(), snapshot);
+  ASSERT_TRUE(written.ok() && written.value());
+  index.Release(*early.value(), true);
+  AudienceIndex next = NewIndex();
+  auto loaded = next.LoadFrom(snapshot);
+  ASSERT_TRUE(loaded.ok() && loaded.value());
+  ASSERT_EQ(next.size(), at_capture.size());
+  for (const auto& [id, code] : at_capture) EXPECT_EQ(PostalCode(next, id), code);
 }
 
 }  // namespace

@@ -74,6 +74,8 @@ class AudienceBuilder {
   // Writes the index's snapshot if it changed since the last one (at shutdown; a build that
   // rebuilt the index writes one in the background).
   void SaveSnapshot();
+  // Subjects the index holds, as of the last build or snapshot read (for the metrics).
+  size_t kept_subjects() const { return kept_.load(std::memory_order_relaxed); }
 
  private:
   // One audience's question, prepared.
@@ -108,6 +110,7 @@ class AudienceBuilder {
   bool snapshot_tried_ GUARDED_BY(mu_) = false;
   std::thread saver_;            // the background save, if one was started
   std::atomic<bool> saving_{false};  // saver_ started and not finished
+  std::atomic<size_t> kept_{0};      // index_.size() after the last build or read
 };
 
 }  // namespace garde

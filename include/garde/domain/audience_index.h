@@ -73,6 +73,8 @@ class AudienceIndex {
   // Takes the snapshot's content when the index is empty; the next Refresh applies what
   // changed since. false when there is no usable snapshot (then the index stays empty).
   Result<bool> LoadFrom(SealedSnapshot& snapshot);
+  // Times the live records were copied together (CompactIfWasteful).
+  uint64_t compactions() const { return compactions_; }
   // Rebuilt, and no snapshot written since.
   bool Unsaved() const { return complete_ && saved_position_ < 0; }
 
@@ -82,11 +84,15 @@ class AudienceIndex {
   bool eligible(size_t i) const { return all_.eligible[i] != 0; }
   // One value per entry (null when unset), or null if the field is not held.
   const std::vector<FieldValue>* Column(const std::string& field) const;
-  // The consent facts of entry i as of its last read (null once the subject changed since,
-  // until attached again). Facts read from a snapshot are unpacked here, when first needed.
+  // The consent facts of entry i: those attached since it was last read, else unpacked from
+  // its record (a fresh copy each time, not kept: a million unpacked facts beside their
+  // records and the consent ledger's own would be the largest thing in the process). Null
+  // when neither (the subject changed since, and nothing was attached).
   // Entries are distinct: two threads may ask for or attach to different ones at once.
-  const std::shared_ptr<const ConsentFacts>& Facts(size_t i);
+  std::shared_ptr<const ConsentFacts> Facts(size_t i) const;
+  // Facts read elsewhere (the ledger's, shared), kept until the entry changes.
   void AttachFacts(size_t i, std::shared_ptr<const ConsentFacts> f) { all_.facts[i] = std::move(f); }
+  bool HasAttachedFacts(size_t i) const { return all_.facts[i] != nullptr; }
   // Opens `fields` (all held sealed) of entry i; kDamaged if they fail, or if the key
   // that wrapped its data key has been retired since (the caller then reads the vault).
   Result<FieldMap> OpenKept(size_t i, const std::set<std::string>& fields) const;
@@ -106,7 +112,7 @@ class AudienceIndex {
     std::vector<std::vector<FieldValue>> columns;      // parallel to fields_
     std::vector<std::vector<std::string_view>> boxes;  // parallel to sealed_ (empty: unset)
     std::vector<Wrapping> keys;
-    std::vector<std::shared_ptr<const ConsentFacts>> facts;
+    std::vector<std::shared_ptr<const ConsentFacts>> facts;  // attached (AttachFacts)
     std::vector<std::string_view> packed_facts;  // as recorded, unpacked by Facts()
     std::vector<std::string_view> records;
     std::vector<std::shared_ptr<Arena>> arenas;  // the one holding each record
@@ -132,8 +138,8 @@ class AudienceIndex {
   Status Rebuild(const std::set<std::string>& open, const std::set<std::string>& sealed);
   Status ScanInto(ReadTx& tx, const std::string& from, const std::string& before, Part* out) const;
   Status ApplyChanges(ReadTx& tx, const std::vector<std::pair<int64_t, std::string>>& changes);
-  // Adds one subject, from its row, sealed boxes and consent facts (null: read when first
-  // needed), at the end of `out`.
+  // Adds one subject, from its row, sealed boxes and consent facts (recorded in its record;
+  // null: read when first needed), at the end of `out`.
   Status ReadOne(SubjectRow&& row, std::vector<SealedField> sealed,
                  std::shared_ptr<const ConsentFacts> facts, Part* out) const;
   bool Wanted(std::string_view field) const;  // held open or sealed
@@ -145,6 +151,10 @@ class AudienceIndex {
   // holds it.
   void Retire(size_t i);
   void WipeRetired();
+  // Once the records replaced since the last rebuild or compaction take more than a quarter
+  // of what the live ones do, copies the live ones together so that the old blocks are freed.
+  void CompactIfWasteful();
+  static void WipeColumns(Part& part);  // the decrypted values, before they are let go
 
   Store& store_;
   const Opener open_;
@@ -158,6 +168,8 @@ class AudienceIndex {
   int64_t saved_position_ = -1; // the position of the last snapshot written or read
   uint64_t generation_ = 0;     // changes whenever the index is rebuilt, read or dropped
   int captures_ = 0;            // taken and not released
+  size_t retired_bytes_ = 0;    // records replaced or removed since the entries were packed
+  uint64_t compactions_ = 0;
   std::vector<std::pair<std::string_view, std::shared_ptr<Arena>>> retired_;
 };
 

@@ -117,6 +117,9 @@ class ConsentLedger final : public ActivityConsent {
   // for an unknown id), then the decision from them.
   using FactsPtr = SubjectCache<ConsentFacts>::Ptr;
   Result<FactsPtr> KeptFacts(ReadTx& tx, int64_t position, const std::string& id);
+  size_t kept_facts() const { return facts_.size(); }  // subjects whose facts are kept
+  // The kept facts only (null when not kept): current as of the last SyncFacts or later.
+  FactsPtr FindKeptFacts(const std::string& id) const { return facts_.Find(id); }
   // Facts from what the store returned of a subject (ConsentFactsOf, SuppressedContactsOf).
   static FactsPtr MakeFacts(const std::string& status, std::vector<std::string> suppressed,
                             std::vector<ConsentFactRow> rows);

@@ -1,6 +1,7 @@
 #include "garde/http/metrics.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 
@@ -65,6 +66,16 @@ class Exposition {
 int64_t FileBytes(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : 0;
+}
+
+// The second field of /proc/self/statm: resident pages (0 where there is no such file).
+int64_t ResidentBytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  long long size = 0, resident = 0;
+  const bool read = std::fscanf(f, "%lld %lld", &size, &resident) == 2;
+  std::fclose(f);
+  return read ? resident * ::sysconf(_SC_PAGESIZE) : 0;
 }
 
 }  // namespace
@@ -219,6 +230,18 @@ std::string MetricsText(Deployment& d, const RequestMetrics& requests,
                   static_cast<double>(now - checkpoint->time));
     }
   }
+  // Memory: the process as the kernel counts it, and what holds most of it.
+  e.Family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.")
+      .Sample("process_resident_memory_bytes", "", static_cast<double>(ResidentBytes()));
+  e.Family("garde_kept_subjects", "gauge",
+           "Subjects whose data each in-memory view keeps: consent facts (checks), sealed "
+           "records (reads), the audience index.");
+  e.Sample("garde_kept_subjects", "cache=\"consent_facts\"",
+           static_cast<double>(d.consents().kept_facts()));
+  e.Sample("garde_kept_subjects", "cache=\"sealed_records\"",
+           static_cast<double>(d.vault().kept_records()));
+  e.Sample("garde_kept_subjects", "cache=\"audience_index\"",
+           static_cast<double>(d.audiences().kept_subjects()));
   const Config& cfg = d.config();
   if (cfg.postgres()) return out;  // no files here: PostgreSQL's own statistics tell its size
   e.Family("garde_database_bytes", "gauge", "Size of each database file.");

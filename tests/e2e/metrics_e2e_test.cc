@@ -136,6 +136,13 @@ TEST(MetricsE2E, TheAdminListenerCountsWhatWasDoneAndTellsTheServicesState) {
   if (!g.postgres()) {  // the SQLite files' sizes; a PostgreSQL deployment has none
     EXPECT_GT(m[R"(garde_database_bytes{file="garde.db"})"], 0);
   }
+  // Memory: the process, and the views kept in it — the three records read are kept, no
+  // audience was built.
+  EXPECT_GT(m["process_resident_memory_bytes{}"], 1 << 20);
+  EXPECT_GE(m[R"(garde_kept_subjects{cache="sealed_records"})"], 3);
+  EXPECT_LE(m[R"(garde_kept_subjects{cache="sealed_records"})"], 5);
+  EXPECT_GE(m[R"(garde_kept_subjects{cache="consent_facts"})"], 0);
+  EXPECT_EQ(m[R"(garde_kept_subjects{cache="audience_index"})"], 0);
   EXPECT_GE(m["garde_audit_log_entries{}"], 0);
   EXPECT_GE(m["garde_audit_intake_backlog{}"], 0);
   EXPECT_EQ(m[R"(garde_build_info{version="0.1.0"})"], 1);

@@ -143,6 +143,7 @@ class SubjectVault {
   // that the reads after a start do not each go to the database (the service's start does
   // so in the background). Returns the subjects loaded (0: they do not all fit).
   Result<size_t> WarmUp();
+  size_t kept_records() const { return records_.size(); }  // subjects whose record is kept
 
   // Validates everything first: a write that fails is refused whole, every problem listed.
   Result<SubjectView> Create(const Caller& caller, const NewSubject& subject);

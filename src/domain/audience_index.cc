@@ -28,6 +28,8 @@ constexpr size_t kMaxChanges = 8192;
 constexpr size_t kMaxChangesShare = 8;
 // Records of applied changes go in blocks of this size rather than one allocation each.
 constexpr size_t kChangeBlock = size_t{256} << 10;
+// Changed subjects read per read transaction when applying changes.
+constexpr size_t kChangesPerRead = 2048;
 
 // Ids are "sub_" and random Crockford base32: these bounds cut them into 16 ranges of
 // about the same size ("" below the first and above the last: any id falls in exactly one).
@@ -295,30 +297,28 @@ Status AudienceIndex::Refresh(const std::set<std::string>& open,
 
 Result<bool> AudienceIndex::CatchUp() {
   if (!complete_) return false;
-  bool too_many = false;
+  int64_t shreds = 0;
+  std::optional<ChangeTail> tail;
   Status s = store_.Read([&](ReadTx& tx) -> Status {
     // Read first: once the changes are applied, the index reflects every erasure counted.
-    auto shreds = tx.ShredCount();
-    if (!shreds.ok()) return shreds.status();
-    auto tail = tx.ChangesAfter(all_.position, std::max(kMaxChanges, size() / kMaxChangesShare));
-    if (!tail.ok()) return tail.status();
-    if (tail->last_seq > all_.position) {
-      if (!tail->complete) {
-        too_many = true;
-        return Status::Ok();
-      }
-      GARDE_RETURN_IF_ERROR(ApplyChanges(tx, tail->changes));
-      all_.position = tail->last_seq;
-    }
-    shreds_ = shreds.value();
+    auto counted = tx.ShredCount();
+    if (!counted.ok()) return counted.status();
+    shreds = counted.value();
+    auto t = tx.ChangesAfter(all_.position, std::max(kMaxChanges, size() / kMaxChangesShare));
+    if (!t.ok()) return t.status();
+    tail = std::move(t).value();
     return Status::Ok();
   });
+  if (s.ok() && !tail->complete) return false;  // only a rebuild can follow
+  if (s.ok() && tail->last_seq > all_.position) s = ApplyChanges(tail->changes);
   if (!s.ok()) {
     Clear();
     return s;
   }
-  if (!too_many) CompactIfWasteful();
-  return !too_many;
+  all_.position = std::max(all_.position, tail->last_seq);
+  shreds_ = shreds;
+  CompactIfWasteful();
+  return true;
 }
 
 void AudienceIndex::CompactIfWasteful() {
@@ -529,28 +529,40 @@ Status AudienceIndex::ReadOne(SubjectRow&& row, std::vector<SealedField> sealed,
   return Status::Ok();
 }
 
-Status AudienceIndex::ApplyChanges(ReadTx& tx,
-                                   const std::vector<std::pair<int64_t, std::string>>& changes) {
+Status AudienceIndex::ApplyChanges(const std::vector<std::pair<int64_t, std::string>>& changes) {
   std::set<std::string> changed;
   for (const auto& c : changes) changed.insert(c.second);
   Part fresh = Empty();  // the changed subjects still on file, as read now
   fresh.arena_block = kChangeBlock;
   std::vector<std::pair<size_t, bool>> targets;  // per fresh entry: its index, and if present
   std::vector<size_t> removed;  // ascending
-  for (const auto& id : changed) {
-    auto at = std::lower_bound(all_.ids.begin(), all_.ids.end(), id);
-    const bool present = at != all_.ids.end() && *at == id;
-    const auto i = static_cast<size_t>(at - all_.ids.begin());
-    auto row = tx.GetSubject(id);
-    if (!row.ok()) return row.status();
-    if (!row.value()) {
-      if (present) removed.push_back(i);
-      continue;
-    }
-    auto sealed = tx.GetFields(id);
-    if (!sealed.ok()) return sealed.status();
-    GARDE_RETURN_IF_ERROR(ReadOne(std::move(*row.value()), std::move(sealed).value(), nullptr, &fresh));
-    targets.emplace_back(i, present);
+  // A few thousand subjects per read transaction: one that lasts seconds keeps the WAL
+  // from being checkpointed past its snapshot while writers go on, and every page read
+  // then searches a longer WAL (measured under mixed load at a million subjects: catching
+  // up on 60 000 changes took 15-17 s in one transaction). A subject read in a later
+  // snapshot than the changes were listed in is only more current.
+  auto next = changed.begin();
+  while (next != changed.end()) {
+    GARDE_RETURN_IF_ERROR(store_.Read([&](ReadTx& tx) -> Status {
+      for (size_t n = 0; n < kChangesPerRead && next != changed.end(); ++n, ++next) {
+        const std::string& id = *next;
+        auto at = std::lower_bound(all_.ids.begin(), all_.ids.end(), id);
+        const bool present = at != all_.ids.end() && *at == id;
+        const auto i = static_cast<size_t>(at - all_.ids.begin());
+        auto row = tx.GetSubject(id);
+        if (!row.ok()) return row.status();
+        if (!row.value()) {
+          if (present) removed.push_back(i);
+          continue;
+        }
+        auto sealed = tx.GetFields(id);
+        if (!sealed.ok()) return sealed.status();
+        GARDE_RETURN_IF_ERROR(
+            ReadOne(std::move(*row.value()), std::move(sealed).value(), nullptr, &fresh));
+        targets.emplace_back(i, present);
+      }
+      return Status::Ok();
+    }));
   }
   Part added = Empty();  // subjects new to the index, in id order
   for (size_t k = 0; k < targets.size(); ++k) {

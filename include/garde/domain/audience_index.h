@@ -137,7 +137,8 @@ class AudienceIndex {
   Part Empty() const;  // with a column for each field held
   Status Rebuild(const std::set<std::string>& open, const std::set<std::string>& sealed);
   Status ScanInto(ReadTx& tx, const std::string& from, const std::string& before, Part* out) const;
-  Status ApplyChanges(ReadTx& tx, const std::vector<std::pair<int64_t, std::string>>& changes);
+  // Reads the changed subjects (a few thousand per read transaction), then applies them.
+  Status ApplyChanges(const std::vector<std::pair<int64_t, std::string>>& changes);
   // Adds one subject, from its row, sealed boxes and consent facts (recorded in its record;
   // null: read when first needed), at the end of `out`.
   Status ReadOne(SubjectRow&& row, std::vector<SealedField> sealed,

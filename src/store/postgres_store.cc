@@ -377,6 +377,20 @@ CREATE TABLE console_sessions(
   last_seen BIGINT NOT NULL
 );
 )sql",
+    // 6: the change log keeps its last 262 144 changes (SQLite vault 24). The rows older
+    // than 65 536 are gone already, so dropping the one that falls out by its number still
+    // leaves none behind.
+    R"sql(
+CREATE OR REPLACE FUNCTION garde_log_change(subject TEXT) RETURNS void AS $$
+DECLARE n BIGINT;
+BEGIN
+  UPDATE counters SET value = value + 1 WHERE name = 'vault_changes' RETURNING value INTO n;
+  INSERT INTO vault_changes(seq, subject_id) VALUES (n, subject);
+  DELETE FROM vault_changes WHERE seq = n - 262144;
+  -- Sent at commit, once per transaction: every node's views ask the log again.
+  PERFORM pg_notify('garde_changes', '');
+END $$ LANGUAGE plpgsql;
+)sql",
 };
 
 // Migrations take this one, so that nodes starting together migrate once.

@@ -75,7 +75,7 @@ const std::vector<OptionDoc>& ConfigOptions() {
       {"db_mmap_bytes", "GARDE_DB_MMAP_BYTES", "0", "bytes of the database file each connection memory-maps"},
       {"db_checkpoint_frames", "GARDE_DB_CHECKPOINT_FRAMES", "4096", "WAL pages copied into the database by a thread of its own (0: by the committer, SQLite's way)"},
       {"deferred_sync_ms", "GARDE_DEFERRED_SYNC_MS", "50", "read-audit entries are fsynced within this many ms (writes: at once)"},
-      {"kept_subjects", "GARDE_KEPT_SUBJECTS", "1000000", "subjects whose consent facts (and audience filter values) stay in memory"},
+      {"kept_subjects", "GARDE_KEPT_SUBJECTS", "2000000", "subjects whose consent facts (and audience filter values) stay in memory"},
       {"kept_records", "GARDE_KEPT_RECORDS", "100000", "subjects whose sealed record (ciphertext only) stays in memory for reads; all are loaded at start when they fit"},
       {"durable", "GARDE_DURABLE", "true", "fsync every commit (false: survive crashes, not power loss)"},
       {"default_region", "GARDE_DEFAULT_REGION", "FR", "region for phone numbers written without +"},

@@ -49,7 +49,7 @@ struct Config {
   int64_t db_mmap_bytes = 0;    // bytes of the database each connection memory-maps
   int db_checkpoint_frames = 4096;  // WAL frames a checkpointer thread copies (0: SQLite's own)
   int deferred_sync_ms = 50;     // read-audit entries reach stable storage within this (ms)
-  int kept_subjects = 1000000;   // subjects whose consent facts stay in memory
+  int kept_subjects = 2000000;   // subjects whose consent facts stay in memory
   int kept_records = 100000;     // sealed subject records (ciphertext) kept for reads
   std::string default_region = "FR";
   std::string log_level = "info";

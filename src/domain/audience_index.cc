@@ -555,8 +555,18 @@ Status AudienceIndex::ApplyChanges(const std::vector<std::pair<int64_t, std::str
         }
         auto sealed = tx.GetFields(id);
         if (!sealed.ok()) return sealed.status();
-        GARDE_RETURN_IF_ERROR(
-            ReadOne(std::move(*row.value()), std::move(sealed).value(), nullptr, &fresh));
+        // The facts with the record, as a rebuild has them: an audience then decides a
+        // changed subject without a read of its own, and leaves the ledger's cache alone
+        // (under mixed load at a million subjects, reading them while evaluating took
+        // 10-15 s against 3-4 s after a rebuild).
+        std::shared_ptr<const ConsentFacts> facts;
+        if (row.value()->status == "active") {
+          auto read = ConsentLedger::LoadFacts(tx, *row.value());
+          if (!read.ok()) return read.status();
+          facts = std::move(read).value();
+        }
+        GARDE_RETURN_IF_ERROR(ReadOne(std::move(*row.value()), std::move(sealed).value(),
+                                      std::move(facts), &fresh));
         targets.emplace_back(i, present);
       }
       return Status::Ok();

@@ -123,6 +123,8 @@ class ConsentLedger final : public ActivityConsent {
   // Facts from what the store returned of a subject (ConsentFactsOf, SuppressedContactsOf).
   static FactsPtr MakeFacts(const std::string& status, std::vector<std::string> suppressed,
                             std::vector<ConsentFactRow> rows);
+  // Reads the facts of `row` from tx.
+  static Result<FactsPtr> LoadFacts(ReadTx& tx, const SubjectRow& row);
   // The facts of a page of subjects (ScanSubjects, id order) in one pass over the facts index:
   // `suppressed` is SuppressedContactsIn over a range holding the page, and *next_suppressed
   // where the previous page of the same range left off (0 for the first).
@@ -194,8 +196,6 @@ class ConsentLedger final : public ActivityConsent {
                                        const std::vector<std::string>& values);
 
  private:
-  // Reads the facts of `row` from tx.
-  static Result<FactsPtr> LoadFacts(ReadTx& tx, const SubjectRow& row);
   Status ValidatePurposeChannel(const PolicySet& policies, const std::string& purpose,
                                 const std::string& channel, const Purpose** out) const;
   // `requested_at` (double opt-in): when the grant was asked for; `at` is the click.

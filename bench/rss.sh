@@ -44,19 +44,26 @@ if [ ! -f "$DATA/garde.db.seeded" ]; then
   "$BUILD/bench/garde_bench_seed" --data-dir "$DATA/data" --policies policies \
     --count "$SUBJECTS" --ids "$DATA/ids.txt" --consent-share 0.6 > /dev/null
   echo "seeded in $(( $(date +%s) - start )) s"
-  cp "$DATA/data/garde.db" "$DATA/garde.db.seeded"
+  for f in garde.db audit.db tombstones.log; do
+    if [ -f "$DATA/data/$f" ]; then cp "$DATA/data/$f" "$DATA/$f.seeded"; fi
+  done
 else
-  # Every run starts from the same vault (the creates of the last run are gone).
-  cp "$DATA/garde.db.seeded" "$DATA/data/garde.db"
-  rm -f "$DATA/data/garde.db-wal" "$DATA/data/garde.db-shm"
+  # Every run starts from the same vault: the writes of the last run are gone, and so are
+  # the "no"s its tombstone log kept (else the start re-applies them all).
+  rm -f "$DATA/data/"{garde.db-wal,garde.db-shm,audit.db-wal,audit.db-shm,tombstones.log}
+  rm -f "$DATA/data/audience.snapshot"
+  for f in garde.db audit.db tombstones.log; do
+    if [ -f "$DATA/$f.seeded" ]; then cp "$DATA/$f.seeded" "$DATA/data/$f"; fi
+  done
 fi
 export GARDE_KEY=$(cat "$DATA/key")
 export GARDE_IDS=$DATA/ids.txt
 MARKETING_KEY=$(cat "$DATA/marketing_key")
 
 cat "$DATA/data/garde.db" > /dev/null  # in the OS page cache, as on a running server
-GARDE_LOG_LEVEL=warn "$GARDE" serve --data-dir "$DATA/data" --policies policies \
-  --listen 127.0.0.1:$PORT > "$WORK/serve.out" 2> "$WORK/serve.err" &
+GARDE_LOG_LEVEL=info "$GARDE" serve --data-dir "$DATA/data" --policies policies \
+  --listen 127.0.0.1:$PORT --admin-listen 127.0.0.1:$((PORT + 1)) \
+  > "$WORK/serve.out" 2> "$WORK/serve.err" &
 GARDE_PID=$!
 for _ in $(seq 600); do
   curl -sf "http://127.0.0.1:$PORT/readyz" > /dev/null && break
@@ -73,7 +80,8 @@ samples=()
 for t in $(seq 30 30 "$DURATION"); do
   sleep 30
   if [ $((t % 60)) -eq 0 ]; then
-    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $MARKETING_KEY" \
+    code=$(curl -s -o /dev/null -w '%{http_code} in %{time_total} s' \
+      -H "Authorization: Bearer $MARKETING_KEY" \
       -H 'Content-Type: application/json' --data-binary "$AUDIENCE" \
       "http://127.0.0.1:$PORT/v1/audiences")
   else
@@ -84,6 +92,10 @@ for t in $(seq 30 30 "$DURATION"); do
 done
 wait "$WRK_PID" || true
 WRK_PID=
+# What holds the memory at the end, and what each audience spent catching up or rebuilding.
+curl -s "http://127.0.0.1:$((PORT + 1))/metrics" |
+  grep -E '^(process_resident_memory_bytes|garde_kept_subjects)' || true
+grep '"audience built"' "$WORK/serve.err" | sed 's/.*"subjects"/audience: "subjects"/' || true
 grep -E "RESULT|Requests/sec|Non-2xx" "$WORK/wrk.out" || cat "$WORK/wrk.out"
 half=${samples[$(( ${#samples[@]} / 2 ))]}
 max=$(printf '%s\n' "${samples[@]}" | sort -n | tail -1)

@@ -11,9 +11,6 @@
 
 namespace garde {
 
-// The vault change log keeps as many changes as SQLite's (vault migration 7).
-constexpr int64_t kChangeLogKeep = 65536;
-
 // Each table as SQLite keys it, so that ordered scans come out in the same order.
 struct MemoryStore::Tables {
   // Vault.

@@ -171,7 +171,7 @@ TEST_F(SubjectCacheTest, AReaderTooFarBehindStartsOver) {
 
 TEST_F(SubjectCacheTest, TheChangeLogKeepsItsNewestChangesOnly) {
   ASSERT_TRUE(other_->Write([](WriteTx& tx) -> Status {
-    for (int i = 0; i < 70000; ++i) {
+    for (int64_t i = 0; i < kChangeLogKeep + 4000; ++i) {
       GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(Grant("cev_" + std::to_string(i), "sub_a")));
     }
     return Status::Ok();
@@ -180,6 +180,8 @@ TEST_F(SubjectCacheTest, TheChangeLogKeepsItsNewestChangesOnly) {
     auto all = tx.ChangesAfter(0, 1000000);
     EXPECT_TRUE(all.ok());
     EXPECT_FALSE(all->complete);  // its oldest changes were trimmed
+    EXPECT_FALSE(tx.ChangesAfter(all->last_seq - kChangeLogKeep - 1, 1000000)->complete);
+    EXPECT_TRUE(tx.ChangesAfter(all->last_seq - kChangeLogKeep + 1, 1000000)->complete);
     auto recent = tx.ChangesAfter(all->last_seq - 100, 1000);
     EXPECT_TRUE(recent->complete);
     EXPECT_EQ(recent->changes.size(), 100u);

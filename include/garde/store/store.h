@@ -318,6 +318,10 @@ struct DuplicatePair {
   bool operator==(const DuplicatePair&) const = default;
 };
 
+// Changes the vault's change log keeps (SQLite vault migration 24, PostgreSQL 6); a reader
+// further behind finds its next one trimmed.
+constexpr int64_t kChangeLogKeep = 262144;
+
 // The vault's change log after a reader's position (see ReadTx::ChangesAfter).
 struct ChangeTail {
   int64_t last_seq = 0;  // the newest change in this transaction's snapshot

@@ -1419,6 +1419,77 @@ TEST(SqliteCheckpoints, TheLogIsCopiedAndStartsOverUnderSustainedWrites) {
 
 // ---- SQLite: a durable write is answered after the WAL's fsync, run after the hand-over ----
 
+// Files this process holds open in the system's temporary directories: SQLite's unlinked
+// temporary files ("etilqs_…"), such as a statement journal spilled out of memory.
+int OpenTemporaryFiles() {
+  int found = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    const auto target = std::filesystem::read_symlink(entry.path(), ec);
+    if (!ec && target.filename().string().rfind("etilqs_", 0) == 0) ++found;
+  }
+  return found;
+}
+
+// The page images SQLite keeps to undo a write (a statement journal: ciphertext and digests)
+// stay in memory and are not written to the temporary directory, where they outlive nothing
+// but are bytes on a disk Garde does not own; nor are they written twice. A lone write, as an
+// import window is, takes no savepoint, and one that changes more pages than the page cache
+// holds keeps them until the commit instead of spilling them.
+TEST(SqliteStatementJournal, ALargeWriteLeavesNoPageImagesInTheTemporaryDirectory) {
+  const auto dir = FreshDir("statement-journal");
+  SqliteOptions o;
+  o.path = (dir / "garde.db").string();
+  o.synchronous_full = false;
+  auto opened = SqliteStore::Open(o);
+  ASSERT_TRUE(opened.ok());
+  SqliteStore& store = *opened.value();
+  std::mt19937_64 random(7);
+  int temporary = -1;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 30000; ++i) ids.push_back("sub_" + std::to_string(random()));
+  // ~24 000 pages: more than the 16 MB page cache and the writer's spill threshold; written,
+  // then written over (the pages a write changes that were there before it are the ones
+  // an undo needs).
+  for (int round = 0; round < 2; ++round) {
+    Status s = store.Write([&](WriteTx& tx) -> Status {
+      for (int i = 0; i < 30000; ++i) {
+        const std::string& id = ids[static_cast<size_t>(i)];
+        if (round == 0) GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject(id)));
+        GARDE_RETURN_IF_ERROR(
+            tx.PutField(id, {"notes", Bytes(3000, static_cast<uint8_t>(i + round))}));
+      }
+      temporary = OpenTemporaryFiles();
+      return Status::Ok();
+    });
+    ASSERT_TRUE(s.ok()) << s.message();
+    EXPECT_EQ(temporary, 0) << "round " << round;
+  }
+  EXPECT_EQ(Get<int64_t>(store, [](ReadTx& tx) { return tx.CountSubjects(); }), 30000);
+  // Batches of writes, each in its own savepoint, each changing more than 64 KiB of pages
+  // that were there before it (the statement journal's default size in memory).
+  std::vector<std::thread> threads;
+  std::atomic<int> seen{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937_64 pick(static_cast<uint64_t>(t));
+      for (int i = 0; i < 20; ++i) {
+        Status w = store.Write([&](WriteTx& tx) -> Status {
+          for (int f = 0; f < 40; ++f) {
+            const std::string& id = ids[pick() % ids.size()];
+            GARDE_RETURN_IF_ERROR(tx.PutField(id, {"notes", Bytes(3000, static_cast<uint8_t>(f))}));
+          }
+          seen.fetch_add(OpenTemporaryFiles());
+          return Status::Ok();
+        });
+        EXPECT_TRUE(w.ok()) << w.message();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(seen.load(), 0);
+}
+
 class SqliteDurability : public ::testing::Test {
  protected:
   void SetUp() override {

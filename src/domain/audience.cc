@@ -312,7 +312,10 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
   MutexLock lock(&mu_);
   const auto started = std::chrono::steady_clock::now();
   ReadSnapshotOnce();
-  GARDE_RETURN_IF_ERROR(index_.Refresh(filter_fields, output_only));
+  if (Status refreshed = index_.Refresh(filter_fields, output_only); !refreshed.ok()) {
+    kept_ = index_.size();  // a failed rebuild has let the old index go
+    return refreshed;
+  }
   const auto refreshed = std::chrono::steady_clock::now();
   const int64_t now = clock_.Now();
   const BoundPredicate bound = Bind(where, index_, now);

@@ -100,12 +100,7 @@ struct Pg {
   }
   // A failed result's reason: the server's primary message, or libpq's own (a lost connection
   // has no server message; the field is then null).
-  std::string Why(const PGresult* r) const {
-    const char* primary = r == nullptr ? nullptr : PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-    std::string why = primary != nullptr ? primary : PQerrorMessage(c);
-    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
-    return why;
-  }
+  std::string Why(const PGresult* r) const { return PgErrorText(c, r); }
   // Ends a pipeline's stretch of `sent` inserts: reads their results and the sync point's;
   // the first failure, naming `table`.
   Status Sync(int sent, const char* table) {
@@ -114,10 +109,7 @@ struct Pg {
     for (int i = 0; i < sent; ++i) {
       PGresult* r = PQgetResult(c);
       if (r == nullptr) return Unavailable("postgresql: the connection was lost");
-      if (PQresultStatus(r) != PGRES_COMMAND_OK && why.empty()) {
-        const char* primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-        why = primary != nullptr ? primary : "an insert was skipped";
-      }
+      if (PQresultStatus(r) != PGRES_COMMAND_OK && why.empty()) why = Why(r);
       PQclear(r);
       PQclear(PQgetResult(c));  // the NULL ending each statement's results
     }
@@ -210,8 +202,7 @@ Result<TableCopy> CopyTable(sqlite3* src, Pg& pg, const TableSpec& t,
     }
     if (PQsendQueryPrepared(pg.c, t.name, static_cast<int>(n), pointers.data(), lengths.data(),
                             formats.data(), 0) == 0) {
-      return Unavailable(std::string("postgresql: copying ") + t.name + ": " +
-                         PQerrorMessage(pg.c));
+      return Unavailable(std::string("postgresql: copying ") + t.name + ": " + pg.Why(nullptr));
     }
     if (++copy.rows % kRowsPerSync == 0) {
       GARDE_RETURN_IF_ERROR(pg.Sync(kRowsPerSync, t.name));

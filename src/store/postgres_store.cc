@@ -406,6 +406,15 @@ std::string WithCollation(const char* sql) {
   return out;
 }
 
+std::string PgErrorText(const PGconn* conn, const PGresult* result) {
+  const char* primary =
+      result == nullptr ? nullptr : PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY);
+  std::string text = primary != nullptr ? primary : PQerrorMessage(conn);
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  if (text.empty()) text = "no reason given by the server or libpq";
+  return text;
+}
+
 class PgConnection {
  public:
   explicit PgConnection(PGconn* conn) : conn_(conn) {}
@@ -480,11 +489,7 @@ class PgConnection {
   Status ErrorOf(const PGresult* res, const char* what) const {
     const char* state = res == nullptr ? nullptr : PQresultErrorField(res, PG_DIAG_SQLSTATE);
     const std::string code = state == nullptr ? "" : state;
-    std::string message = PQerrorMessage(conn_);
-    if (const char* primary = res == nullptr ? nullptr : PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)) {
-      message = primary;  // without DETAIL, which may quote key values
-    }
-    while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
+    const std::string message = PgErrorText(conn_, res);
     if (code == "23505") return Conflict(std::string("constraint violated: ") + what);
     if (PQstatus(conn_) != CONNECTION_OK || code.empty() || code.rfind("08", 0) == 0 ||
         code == "40001" || code == "40P01" || code == "57P01" || code == "57P02" ||
@@ -2117,9 +2122,7 @@ class PgTx final : public WriteTx {
 Result<std::unique_ptr<PgConnection>> Connect(const PostgresOptions& o) {
   auto conn = std::make_unique<PgConnection>(PQconnectdb(o.conninfo.c_str()));
   if (PQstatus(conn->get()) != CONNECTION_OK) {
-    std::string message = PQerrorMessage(conn->get());
-    while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
-    return Unavailable("cannot connect to PostgreSQL: " + message);
+    return Unavailable("cannot connect to PostgreSQL: " + PgErrorText(conn->get(), nullptr));
   }
   // Quiet notices (e.g. "relation already exists, skipping"): nothing for the log to say.
   PQsetNoticeProcessor(conn->get(), [](void*, const char*) {}, nullptr);

@@ -33,6 +33,9 @@
 #include "garde/store/group_commit.h"
 #include "garde/store/store.h"
 
+struct pg_conn;    // libpq's PGconn
+struct pg_result;  // libpq's PGresult
+
 struct pg_conn;  // libpq's PGconn
 
 namespace garde {
@@ -174,5 +177,10 @@ class PostgresStore final : public Store {
 
   GroupCommitQueue writes_;
 };
+
+// A failed libpq call's reason on one line: the server's primary message (without its DETAIL,
+// which may quote key values), or libpq's own when the server sent none (a lost connection,
+// a refused connect: `result` null).
+std::string PgErrorText(const pg_conn* conn, const pg_result* result);
 
 }  // namespace garde

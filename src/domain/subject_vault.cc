@@ -196,14 +196,21 @@ Status SubjectVault::PutMatchKeys(WriteTx& tx, const PolicySet& policies, const 
   if (!fresh) {
     for (const auto& rule : MatchRules()) GARDE_RETURN_IF_ERROR(tx.DeleteIndex(id, "=" + rule));
   }
-  if (!policies.matching().enabled) return Status::Ok();  // the keys it had are gone
+  std::vector<IndexEntry> entries;
+  MatchKeyEntries(policies, values, &entries);  // none while off: the keys it had are gone
+  for (const IndexEntry& e : entries) GARDE_RETURN_IF_ERROR(tx.PutIndex(id, e));
+  return Status::Ok();
+}
+
+void SubjectVault::MatchKeyEntries(const PolicySet& policies, const FieldMap& values,
+                                   std::vector<IndexEntry>* out) const {
+  if (!policies.matching().enabled) return;
   const auto keys = d_.lookup.Current();
   for (const MatchKey& k : MatchKeysOf(policies.matching(), values)) {
-    const std::string field = "=" + k.rule;
-    GARDE_RETURN_IF_ERROR(
-        tx.PutIndex(id, {field, keys->index.Digest(field, k.key, kMatchKeyBytes), keys->master}));
+    std::string field = "=" + k.rule;
+    Bytes digest = keys->index.Digest(field, k.key, kMatchKeyBytes);
+    out->push_back({std::move(field), std::move(digest), keys->master});
   }
-  return Status::Ok();
 }
 
 Status SubjectVault::RefreshMatchKeys(WriteTx& tx, const PolicySet& policies,
@@ -219,20 +226,25 @@ Status SubjectVault::RefreshMatchKeys(WriteTx& tx, const PolicySet& policies,
 
 Status SubjectVault::PutIndexes(WriteTx& tx, const PolicySet& policies, const std::string& id,
                                 const std::string& name, const FieldValue& value) const {
+  std::vector<IndexEntry> entries;
+  IndexEntries(policies, name, value, &entries);
+  for (const IndexEntry& e : entries) GARDE_RETURN_IF_ERROR(tx.PutIndex(id, e));
+  return Status::Ok();
+}
+
+void SubjectVault::IndexEntries(const PolicySet& policies, const std::string& name,
+                                const FieldValue& value, std::vector<IndexEntry>* out) const {
   const FieldSpec* spec = SpecOf(policies, name);
-  if (spec == nullptr) return Status::Ok();
+  if (spec == nullptr) return;
   if (spec->blind_index_bytes > 0) {
     const auto keys = d_.lookup.Current();
-    GARDE_RETURN_IF_ERROR(tx.PutIndex(
-        id, {name, keys->index.Digest(name, IndexText(value), spec->blind_index_bytes),
-             keys->master}));
+    out->push_back(
+        {name, keys->index.Digest(name, IndexText(value), spec->blind_index_bytes), keys->master});
   }
   const std::string kind = SuppressionKind(spec->type);
   if (!kind.empty()) {
-    GARDE_RETURN_IF_ERROR(
-        tx.PutIndex(id, {"~" + name, SuppressionDigest(d_.suppression, kind, IndexText(value))}));
+    out->push_back({"~" + name, SuppressionDigest(d_.suppression, kind, IndexText(value))});
   }
-  return Status::Ok();
 }
 
 Status SubjectVault::CheckNewInto(const PolicySet& policies, const NewSubject& in,
@@ -283,6 +295,13 @@ Result<std::unique_ptr<SubjectVault::PendingCreate>> SubjectVault::PrepareCreate
   auto wrapped = WrapDataKey(*ring, row.root_key_version, row.id, p->dek);
   if (!wrapped.ok()) return wrapped.status();
   row.wrapped_dek = std::move(wrapped.value());
+  for (const auto& [name, value] : p->prepared.values) {
+    std::string plain = EncodeFieldValue(value);
+    p->sealed.push_back({name, SealField(p->dek, {row.id, name, row.dek_version}, plain)});
+    sodium_memzero(plain.data(), plain.size());
+    IndexEntries(*p->policies, name, value, &p->indexes);
+  }
+  MatchKeyEntries(*p->policies, p->prepared.values, &p->indexes);
   p->import_mark = in.import_mark;
   p->has_external_id = in.external_id.has_value();
   return p;
@@ -304,14 +323,8 @@ std::vector<Result<SubjectView>> SubjectVault::CommitCreates(
       if (p.import_mark) {
         GARDE_RETURN_IF_ERROR(tx.InsertImportRow(p.import_mark->import_id, p.import_mark->row, row.id));
       }
-      for (const auto& [name, value] : p.prepared.values) {
-        std::string plain = EncodeFieldValue(value);
-        Bytes box = SealField(p.dek, {row.id, name, row.dek_version}, plain);
-        sodium_memzero(plain.data(), plain.size());
-        GARDE_RETURN_IF_ERROR(tx.PutField(row.id, {name, std::move(box)}));
-        GARDE_RETURN_IF_ERROR(PutIndexes(tx, *p.policies, row.id, name, value));
-      }
-      GARDE_RETURN_IF_ERROR(PutMatchKeys(tx, *p.policies, row.id, p.prepared.values, /*fresh=*/true));
+      for (const SealedField& f : p.sealed) GARDE_RETURN_IF_ERROR(tx.PutField(row.id, f));
+      for (const IndexEntry& e : p.indexes) GARDE_RETURN_IF_ERROR(tx.PutIndex(row.id, e));
       GARDE_RETURN_IF_ERROR(d_.journal.Record(
           &tx, caller, {"subject.create", row.id, "", "ok", Names(p.prepared.values), 0}));
     }

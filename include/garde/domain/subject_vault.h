@@ -270,6 +270,10 @@ class SubjectVault {
     SubjectRow row;
     ScopedKey dek;
     Prepared prepared;
+    // Sealed and digested while preparing, on the caller's thread: the commit, which a batch
+    // of writes runs one after another, only writes them.
+    std::vector<SealedField> sealed;
+    std::vector<IndexEntry> indexes;
     std::optional<ImportMark> import_mark;
     bool has_external_id = false;
   };
@@ -284,10 +288,15 @@ class SubjectVault {
   static constexpr size_t kMatchKeyBytes = 16;
   Status PutMatchKeys(WriteTx& tx, const PolicySet& policies, const std::string& id,
                       const FieldMap& values, bool fresh) const;
+  // The index entries of those match keys (none while matching is off), appended to *out.
+  void MatchKeyEntries(const PolicySet& policies, const FieldMap& values,
+                       std::vector<IndexEntry>* out) const;
   Status RefreshMatchKeys(WriteTx& tx, const PolicySet& policies, const SubjectRow& row) const;
   // Blind-index and suppression digests of one field value.
   Status PutIndexes(WriteTx& tx, const PolicySet& policies, const std::string& id,
                     const std::string& name, const FieldValue& value) const;
+  void IndexEntries(const PolicySet& policies, const std::string& name, const FieldValue& value,
+                    std::vector<IndexEntry>* out) const;
   // The spec of a schema field, or of the external_id pseudo-field.
   const FieldSpec* SpecOf(const PolicySet& policies, const std::string& field) const;
   Status CheckUnique(ReadTx& tx, const PolicySet& policies, const std::string& self_id,

@@ -2416,22 +2416,19 @@ void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch,
   // changes to a statement journal first (spilled to temporary files past 64 KiB): for an
   // import window of 2 048 rows that was a third of all the bytes written.
   const bool alone = batch.size() == 1;
-  if (alone) {
-    const auto none = [] { return Status::Ok(); };
-    RunInSavepoints(batch, tx, {none, none, none},
-                    [&](std::vector<std::function<void()>>* hooks) { tx.set_hooks(hooks); });
-    if (!batch.front()->result.ok()) {
-      c.Run("ROLLBACK").IgnoreError();  // (already rolled back if SQLite did it itself)
-      hand_over();
-      FinishBatch(batch, Status::Ok());
-      return;
-    }
-  } else {
-    RunInSavepoints(batch, tx,
-                    {[&] { return c.Run("SAVEPOINT garde_write"); },
-                     [&] { return c.Run("ROLLBACK TO garde_write"); },
-                     [&] { return c.Run("RELEASE garde_write"); }},
-                    [&](std::vector<std::function<void()>>* hooks) { tx.set_hooks(hooks); });
+  const auto none = [] { return Status::Ok(); };
+  const SavepointSql savepoints =
+      alone ? SavepointSql{none, none, none}
+            : SavepointSql{[&] { return c.Run("SAVEPOINT garde_write"); },
+                           [&] { return c.Run("ROLLBACK TO garde_write"); },
+                           [&] { return c.Run("RELEASE garde_write"); }};
+  RunInSavepoints(batch, tx, savepoints,
+                  [&](std::vector<std::function<void()>>* hooks) { tx.set_hooks(hooks); });
+  if (alone && !batch.front()->result.ok()) {
+    c.Run("ROLLBACK").IgnoreError();  // (already rolled back if SQLite did it itself)
+    hand_over();
+    FinishBatch(batch, Status::Ok());
+    return;
   }
   // The commit writes the batch's frames to the WAL and lets the next batch in; this batch's
   // writers are answered after the WAL's fsync, which covers every commit written before it.

@@ -36,8 +36,6 @@
 struct pg_conn;    // libpq's PGconn
 struct pg_result;  // libpq's PGresult
 
-struct pg_conn;  // libpq's PGconn
-
 namespace garde {
 
 struct PostgresOptions {

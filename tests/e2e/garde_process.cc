@@ -9,20 +9,22 @@
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
-#include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/StreamCopier.h>
 #include <Poco/URI.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -67,9 +69,11 @@ std::string UniqueDir(const char* prefix) {
 }
 
 // fork + exec with stdout and stderr sent to files; returns the pid.
+// `pass_fd`: a descriptor the child gets as its fd 3 (-1: none); every other descriptor of the
+// tests is opened close-on-exec or is inherited as before.
 int Spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
           const std::string& out_path, const std::string& err_path,
-          const std::string& program = GARDE_BINARY) {
+          const std::string& program = GARDE_BINARY, int pass_fd = -1) {
   std::map<std::string, std::string> environment = env;
   if (const std::string database = DatabaseOf(args, env); !database.empty()) {
     environment.emplace("GARDE_DATABASE", database);
@@ -82,6 +86,11 @@ int Spawn(const std::vector<std::string>& args, const std::map<std::string, std:
     ::dup2(in, 0);
     ::dup2(out, 1);
     ::dup2(err, 2);
+    if (pass_fd == 3) {
+      ::fcntl(3, F_SETFD, 0);
+    } else if (pass_fd >= 0) {
+      ::dup2(pass_fd, 3);  // the copy is not close-on-exec
+    }
     for (const auto& [k, v] : environment) ::setenv(k.c_str(), v.c_str(), 1);
     std::vector<char*> argv;
     std::string bin = program;
@@ -288,22 +297,45 @@ bool ClusterMode() {
 
 namespace {
 
-int FreePort() {
-  Poco::Net::ServerSocket socket(Poco::Net::SocketAddress("127.0.0.1", 0));
-  return socket.address().port();
+// A listening socket on a free port of 127.0.0.1, close-on-exec; its port in *port.
+int ListenOnFreePort(int* port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&address), length) != 0 ||
+      ::listen(fd, 1024) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    ADD_FAILURE() << "no listening socket: " << std::strerror(errno);
+    if (fd >= 0) ::close(fd);
+    *port = 0;
+    return -1;
+  }
+  *port = ntohs(address.sin_port);
+  return fd;
 }
 
 }  // namespace
 
-LoadBalancer::LoadBalancer(const std::vector<int>& ports, int port)
-    : port_(port != 0 ? port : FreePort()) {
+ReservedPort::ReservedPort() : fd_(ListenOnFreePort(&port_)) {}
+
+ReservedPort::~ReservedPort() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+LoadBalancer::LoadBalancer(const std::vector<int>& ports)
+    : LoadBalancer(ports, std::make_unique<ReservedPort>()) {}
+
+LoadBalancer::LoadBalancer(const std::vector<int>& ports, std::unique_ptr<ReservedPort> listener)
+    : listener_(std::move(listener)), port_(listener_->port()) {
   dir_ = UniqueDir("garde-haproxy-");
   std::filesystem::create_directories(dir_);
   std::ofstream cfg(dir_ + "/haproxy.cfg");
   cfg << "global\n  maxconn 1024\n"
       << "defaults\n  mode http\n  timeout connect 1s\n  timeout client 60s\n"
       << "  timeout server 60s\n  retries 3\n  option redispatch\n"
-      << "frontend garde\n  bind 127.0.0.1:" << port_ << "\n  option forwardfor\n"
+      << "frontend garde\n  bind fd@3\n  option forwardfor\n"
       << "  default_backend nodes\n"
       << "backend nodes\n  balance roundrobin\n  option httpchk GET /readyz\n"
       << "  default-server inter 200ms fall 2 rise 2\n";
@@ -311,9 +343,15 @@ LoadBalancer::LoadBalancer(const std::vector<int>& ports, int port)
     cfg << "  server node" << i << " 127.0.0.1:" << ports[i] << " check\n";
   }
   cfg.close();
-  pid_ = SpawnProgram({"/usr/sbin/haproxy", "-f", dir_ + "/haproxy.cfg", "-db"}, dir_ + "/out",
-                      dir_ + "/err");
+  // HAProxy accepts on the socket bound here, so the port it serves cannot have been taken
+  // by anything else in between (a node of another shard, another shard's HAProxy).
+  pid_ = Spawn({"-f", dir_ + "/haproxy.cfg", "-db"}, {}, dir_ + "/out", dir_ + "/err",
+               "/usr/sbin/haproxy", listener_->fd());
   for (int i = 0; i < 100; ++i) {
+    if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+      pid_ = -1;
+      break;
+    }
     try {
       if (HttpCall(port_, "GET", "/healthz", "", {}, "").status == 200) return;
     } catch (const std::exception&) {
@@ -324,8 +362,10 @@ LoadBalancer::LoadBalancer(const std::vector<int>& ports, int port)
 }
 
 LoadBalancer::~LoadBalancer() {
-  ::kill(pid_, SIGTERM);
-  ::waitpid(pid_, nullptr, 0);
+  if (pid_ > 0) {
+    ::kill(pid_, SIGTERM);
+    ::waitpid(pid_, nullptr, 0);
+  }
   std::filesystem::remove_all(dir_);
 }
 
@@ -361,12 +401,12 @@ void GardeProcess::Start(const std::vector<std::string>& extra) {
                                    "--listen", "127.0.0.1:0"};
   args.insert(args.end(), extra.begin(), extra.end());
   const bool cluster = ClusterMode() && postgres();
-  int balancer_port = 0;
+  // The load balancer's socket, bound before the nodes start so that they can name it.
+  auto balancer_socket = cluster ? std::make_unique<ReservedPort>() : nullptr;
   if (cluster && std::find(extra.begin(), extra.end(), "--public-url") == extra.end()) {
     // Links in messages name the address customers reach: the load balancer's.
-    balancer_port = FreePort();
     args.push_back("--public-url");
-    args.push_back("http://127.0.0.1:" + std::to_string(balancer_port));
+    args.push_back("http://127.0.0.1:" + std::to_string(balancer_socket->port()));
   }
   if (cluster && std::find(extra.begin(), extra.end(), "--trusted-proxies") == extra.end()) {
     // The audit log records the client HAProxy names, as a deployment would configure it.
@@ -390,7 +430,8 @@ void GardeProcess::Start(const std::vector<std::string>& extra) {
   args[2] = peer_.data_dir;
   peer_.port = Serve(args, peer_.out_path, peer_.log_path, &peer_.pid);
   if (peer_.port == 0) return;
-  balancer_ = std::make_unique<LoadBalancer>(std::vector<int>{port_, peer_.port}, balancer_port);
+  balancer_ = std::make_unique<LoadBalancer>(std::vector<int>{port_, peer_.port},
+                                             std::move(balancer_socket));
   port_ = balancer_->port();
 }
 

@@ -58,16 +58,35 @@ HttpReply HttpCall(int port, const std::string& method, const std::string& path,
 // HAProxy (Debian's package) in front of the given ports, with a generated configuration:
 // round robin, health checks on /readyz every 200 ms (a node is out after two failures), a
 // refused connection retried on another node.
+// A socket listening on a free port of 127.0.0.1, held from its creation: handed to HAProxy
+// rather than its number, which another process could bind in between.
+class ReservedPort {
+ public:
+  ReservedPort();
+  ~ReservedPort();
+  ReservedPort(const ReservedPort&) = delete;
+  ReservedPort& operator=(const ReservedPort&) = delete;
+  int port() const { return port_; }
+  int fd() const { return fd_; }
+
+ private:
+  int port_ = 0;
+  int fd_ = -1;
+};
+
 class LoadBalancer {
  public:
-  // `port`: where it listens (0: a free port of its choosing).
-  explicit LoadBalancer(const std::vector<int>& ports, int port = 0);
+  // Listens on a free port of its choosing.
+  explicit LoadBalancer(const std::vector<int>& ports);
+  // Listens on `listener`, reserved by the caller (who has named its port to the nodes).
+  LoadBalancer(const std::vector<int>& ports, std::unique_ptr<ReservedPort> listener);
   ~LoadBalancer();
   LoadBalancer(const LoadBalancer&) = delete;
   LoadBalancer& operator=(const LoadBalancer&) = delete;
   int port() const { return port_; }
 
  private:
+  std::unique_ptr<ReservedPort> listener_;
   int port_;
   int pid_ = -1;
   std::string dir_;

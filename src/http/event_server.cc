@@ -259,13 +259,16 @@ class Loop {
     }
   }
 
-  // Called by a worker once x's answer is ready.
+  // Called by a worker once x's answer is ready. A group commit answers its writers together:
+  // only the first of them since the loop last took its answers writes to the eventfd.
   void HandBack(Connection* c) {
+    bool first;
     {
       MutexLock lock(&returned_mu_);
+      first = returned_.empty() && ready_.empty();  // else a wake is on its way already
       returned_.push_back(c);
     }
-    Wake();
+    if (first) Wake();
   }
 
   // Called by the handler once a deferred request can be answered at once.
@@ -273,7 +276,7 @@ class Loop {
     bool first;
     {
       MutexLock lock(&returned_mu_);
-      first = ready_.empty();  // else a wake is on its way already
+      first = ready_.empty() && returned_.empty();  // else a wake is on its way already
       ready_.push_back(c);
     }
     if (first) Wake();

@@ -89,16 +89,25 @@ def free_port():
 
 
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-port = int(sys.argv[2]) if len(sys.argv) > 2 else free_port()
 tls = {}
 if os.path.exists(os.path.join(OUT, "tls.crt")):
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(os.path.join(OUT, "tls.crt"), os.path.join(OUT, "tls.key"))
     tls = {"tls_context": context, "require_starttls": True}
-controller = Controller(Capture(), hostname="127.0.0.1", port=port,
-                        authenticator=authenticate, auth_require_tls=False,
-                        auth_required=os.path.exists(os.path.join(OUT, "auth")), **tls)
-controller.start()
+# A free port is only free until something binds it: another test's process may take it
+# between free_port() and the controller's bind. A port given on the command line (a restart
+# on the same address) is tried once.
+for attempt in range(1 if len(sys.argv) > 2 else 5):
+    port = int(sys.argv[2]) if len(sys.argv) > 2 else free_port()
+    controller = Controller(Capture(), hostname="127.0.0.1", port=port,
+                            authenticator=authenticate, auth_require_tls=False,
+                            auth_required=os.path.exists(os.path.join(OUT, "auth")), **tls)
+    try:
+        controller.start()
+        break
+    except OSError:
+        if len(sys.argv) > 2 or attempt == 4:
+            raise
 print("listening %d" % port, flush=True)
 signal.sigwait({signal.SIGTERM, signal.SIGINT})
 controller.stop()

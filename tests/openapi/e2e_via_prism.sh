@@ -20,14 +20,22 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 [ -n "$RPORT" ] || { cat "$WORK/relay"; exit 1; }
-PPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-: > "$WORK/prism"
-NO_COLOR=1 "$HERE/node_modules/.bin/prism" proxy "$HERE/../../api/openapi.json" \
-  "http://127.0.0.1:$RPORT" -p "$PPORT" -h 127.0.0.1 > "$WORK/prism" 2>&1 &
-PRISM=$!
-for _ in $(seq 300); do
+# Prism takes a port number: one found free may be bound by another process before Prism
+# binds it, so a Prism that exits without listening is started again on another.
+for _ in 1 2 3; do
+  PPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  : > "$WORK/prism"
+  NO_COLOR=1 "$HERE/node_modules/.bin/prism" proxy "$HERE/../../api/openapi.json" \
+    "http://127.0.0.1:$RPORT" -p "$PPORT" -h 127.0.0.1 > "$WORK/prism" 2>&1 &
+  PRISM=$!
+  for _ in $(seq 300); do
+    grep -q "Prism is listening" "$WORK/prism" && break
+    kill -0 "$PRISM" 2>/dev/null || break
+    sleep 0.1
+  done
   grep -q "Prism is listening" "$WORK/prism" && break
-  sleep 0.1
+  kill "$PRISM" 2>/dev/null || true
+  wait "$PRISM" 2>/dev/null || true
 done
 grep -q "Prism is listening" "$WORK/prism" || { cat "$WORK/prism"; exit 1; }
 GARDE_E2E_PRISM_PORT=$PPORT "$E2E" --gtest_filter="$FILTER"

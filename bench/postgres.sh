@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One node on SQLite against one node on PostgreSQL (read_consistency strict, the default, and
-# eventual), and against PostgreSQL nodes behind HAProxy (one node, then two), same run, rounds interleaved: a subject read, a consent check, a
-# durable create (wrk, 2 threads, 64 connections). Prints every round and the medians with
-# each one's ratio to the SQLite node. Run beside a server of Debian's package:
+# eventual), and against PostgreSQL nodes behind HAProxy (one node, then two; and the eventual
+# node alone, "haproxy_eventual"), same run, rounds interleaved: a subject read, a consent
+# check, a durable create (wrk, 2 threads, 64 connections). Prints every round and the medians
+# with each one's ratio to the SQLite node. Run beside a server of Debian's package:
 #
 #   tests/postgres/with_postgres.sh bench/postgres.sh [--subjects 20000] [--duration 10] [--rounds 3]
 #       [--ops "get_subject consent_check post_subject"]   (any bench/*.lua: post_consent...)
@@ -69,6 +70,9 @@ GARDE_LOG_LEVEL=warn "$GARDE" serve --data-dir "$WORK/pg_eventual" --policies po
 echo $! > "$WORK/pg_eventual.pid"
 PORT[haproxy1]=18284
 PORT[haproxy2]=18285
+PORT[haproxy_eventual]=18287
+cp "$WORK/postgresql.key" "$WORK/haproxy_eventual.key"
+cp "$WORK/postgresql.ids" "$WORK/haproxy_eventual.ids"
 cat > "$WORK/haproxy.cfg" <<CFG
 global
   maxconn 4096
@@ -84,6 +88,9 @@ frontend one
 frontend two
   bind 127.0.0.1:${PORT[haproxy2]}
   default_backend two
+frontend eventual
+  bind 127.0.0.1:${PORT[haproxy_eventual]}
+  default_backend eventual
 backend one
   option httpchk GET /readyz
   server node1 127.0.0.1:${PORT[postgresql]} check
@@ -92,10 +99,13 @@ backend two
   option httpchk GET /readyz
   server node1 127.0.0.1:${PORT[postgresql]} check
   server node2 127.0.0.1:18283 check
+backend eventual
+  option httpchk GET /readyz
+  server node1 127.0.0.1:${PORT[pg_eventual]} check
 CFG
 /usr/sbin/haproxy -f "$WORK/haproxy.cfg" -db > "$WORK/haproxy.out" 2>&1 &
 echo $! > "$WORK/haproxy.pid"
-TARGETS=(sqlite postgresql pg_eventual haproxy1 haproxy2)
+TARGETS=(sqlite postgresql pg_eventual haproxy1 haproxy2 haproxy_eventual)
 
 for backend in "${TARGETS[@]}"; do
   for _ in $(seq 100); do

@@ -208,8 +208,9 @@ int SpawnGarde(const std::vector<std::string>& args, const std::string& out,
 }
 
 int SpawnProgram(const std::vector<std::string>& argv, const std::string& out,
-                 const std::string& err) {
-  return Spawn(std::vector<std::string>(argv.begin() + 1, argv.end()), {}, out, err, argv[0]);
+                 const std::string& err, int pass_fd) {
+  return Spawn(std::vector<std::string>(argv.begin() + 1, argv.end()), {}, out, err, argv[0],
+               pass_fd);
 }
 
 GardeProcess::GardeProcess(std::string policies) : GardeProcess(std::move(policies), {}) {}
@@ -345,8 +346,8 @@ LoadBalancer::LoadBalancer(const std::vector<int>& ports, std::unique_ptr<Reserv
   cfg.close();
   // HAProxy accepts on the socket bound here, so the port it serves cannot have been taken
   // by anything else in between (a node of another shard, another shard's HAProxy).
-  pid_ = Spawn({"-f", dir_ + "/haproxy.cfg", "-db"}, {}, dir_ + "/out", dir_ + "/err",
-               "/usr/sbin/haproxy", listener_->fd());
+  pid_ = SpawnProgram({"/usr/sbin/haproxy", "-f", dir_ + "/haproxy.cfg", "-db"}, dir_ + "/out",
+                      dir_ + "/err", listener_->fd());
   for (int i = 0; i < 100; ++i) {
     if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
       pid_ = -1;

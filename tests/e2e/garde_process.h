@@ -46,18 +46,16 @@ RunResult RunGarde(const std::vector<std::string>& args,
 int SpawnGarde(const std::vector<std::string>& args, const std::string& out,
                const std::string& err);
 
-// Starts any program (argv[0] is its path) without waiting; its pid.
+// Starts any program (argv[0] is its path) without waiting; its pid. `pass_fd`, when given,
+// is the child's fd 3.
 int SpawnProgram(const std::vector<std::string>& argv, const std::string& out,
-                 const std::string& err);
+                 const std::string& err, int pass_fd = -1);
 
 // One HTTP/1.1 request to 127.0.0.1:port (a garde, or a load balancer in front of several).
 HttpReply HttpCall(int port, const std::string& method, const std::string& path,
                    const std::string& body, const std::map<std::string, std::string>& headers,
                    const std::string& content_type = "application/json");
 
-// HAProxy (Debian's package) in front of the given ports, with a generated configuration:
-// round robin, health checks on /readyz every 200 ms (a node is out after two failures), a
-// refused connection retried on another node.
 // A socket listening on a free port of 127.0.0.1, held from its creation: handed to HAProxy
 // rather than its number, which another process could bind in between.
 class ReservedPort {
@@ -74,6 +72,9 @@ class ReservedPort {
   int fd_ = -1;
 };
 
+// HAProxy (Debian's package) in front of the given ports, with a generated configuration:
+// round robin, health checks on /readyz every 200 ms (a node is out after two failures), a
+// refused connection retried on another node.
 class LoadBalancer {
  public:
   // Listens on a free port of its choosing.

@@ -97,8 +97,10 @@ if os.path.exists(os.path.join(OUT, "tls.crt")):
 # A free port is only free until something binds it: another test's process may take it
 # between free_port() and the controller's bind. A port given on the command line (a restart
 # on the same address) is tried once.
-for attempt in range(1 if len(sys.argv) > 2 else 5):
-    port = int(sys.argv[2]) if len(sys.argv) > 2 else free_port()
+given = int(sys.argv[2]) if len(sys.argv) > 2 else None
+attempts = 1 if given else 5
+for attempt in range(attempts):
+    port = given or free_port()
     controller = Controller(Capture(), hostname="127.0.0.1", port=port,
                             authenticator=authenticate, auth_require_tls=False,
                             auth_required=os.path.exists(os.path.join(OUT, "auth")), **tls)
@@ -106,7 +108,7 @@ for attempt in range(1 if len(sys.argv) > 2 else 5):
         controller.start()
         break
     except OSError:
-        if len(sys.argv) > 2 or attempt == 4:
+        if attempt == attempts - 1:
             raise
 print("listening %d" % port, flush=True)
 signal.sigwait({signal.SIGTERM, signal.SIGINT})

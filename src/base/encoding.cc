@@ -2,7 +2,9 @@
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <array>
+#include <utility>
 
 
 namespace garde {
@@ -86,6 +88,23 @@ std::string RandomId(std::string_view prefix) {
   }
   sodium_memzero(raw, sizeof raw);
   return out;
+}
+
+RandomIdRuns::RandomIdRuns(std::string prefix, int run_length)
+    : prefix_(std::move(prefix)), run_length_(std::max(1, run_length)) {}
+
+std::string RandomIdRuns::Next() {
+  std::string id = RandomId(prefix_);
+  MutexLock lock(&mu_);
+  if (left_ == 0) {
+    uint16_t bits = 0;
+    randombytes_buf(&bits, sizeof bits);
+    for (int i = 0; i < 3; ++i) run_[i] = kCrockford[(bits >> (5 * i)) & 31];
+    left_ = run_length_;
+  }
+  --left_;
+  id.replace(prefix_.size(), 3, run_, 3);
+  return id;
 }
 
 bool IsRandomId(std::string_view s, std::string_view prefix) {

@@ -51,7 +51,7 @@ ConsentEventRow ConsentLedger::MakeEvent(const PolicySet& policies, const Purpos
                                          int64_t requested_at,
                                          std::optional<int64_t> expires_at) const {
   ConsentEventRow e;
-  e.id = id.empty() ? RandomId("cev_") : id;
+  e.id = id.empty() ? event_ids_.Next() : id;
   e.subject_id = subject_id;
   e.purpose = purpose.id;
   e.channel = channel;

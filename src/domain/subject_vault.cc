@@ -284,7 +284,7 @@ Result<std::unique_ptr<SubjectVault::PendingCreate>> SubjectVault::PrepareCreate
   }
   const auto ring = d_.keys.Current();
   SubjectRow& row = p->row;
-  row.id = RandomId("sub_");
+  row.id = subject_ids_.Next();
   row.kind = in.kind;
   row.status = "active";
   row.source = in.source;

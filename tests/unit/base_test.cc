@@ -4,6 +4,7 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "garde/base/clock.h"
 #include "garde/base/encoding.h"
@@ -177,6 +178,51 @@ TEST(Encoding, RandomIdsHaveTheContractShapeAndDoNotRepeat) {
   EXPECT_EQ(seen.size(), 1000u);
   EXPECT_FALSE(IsRandomId("sub_short", "sub_"));
   EXPECT_FALSE(IsRandomId("key_0123456789abcdefghjkmnpqrs", "sub_"));
+}
+
+TEST(Encoding, IdsMintedInRunsShareARunsCharactersAndDrawTheRest) {
+  RandomIdRuns runs("sub_", 100);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 1000; ++i) ids.push_back(runs.Next());
+  std::set<std::string> distinct(ids.begin(), ids.end()), run_chars;
+  EXPECT_EQ(distinct.size(), ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    ASSERT_TRUE(IsRandomId(ids[i], "sub_")) << ids[i];
+    // Characters 4-6 are the run's: the same for each id of a run of 100.
+    EXPECT_EQ(ids[i].substr(4, 3), ids[i - i % 100].substr(4, 3)) << i;
+    run_chars.insert(ids[i].substr(4, 3));
+  }
+  // Ten runs, each with characters drawn afresh (15 bits: two runs alike once in ~3 300).
+  EXPECT_GE(run_chars.size(), 9u);
+  // Every other character is drawn for each id: over 1 000 ids each position takes all 32
+  // values of the alphabet (a value missing: about 1 chance in 10^12).
+  for (size_t pos = 7; pos < 30; ++pos) {
+    std::set<char> seen;
+    for (const auto& id : ids) seen.insert(id[pos]);
+    EXPECT_EQ(seen.size(), 32u) << "position " << pos;
+  }
+}
+
+TEST(Encoding, IdRunsAreSharedSafelyBetweenThreads) {
+  RandomIdRuns runs("cev_", 100);
+  std::vector<std::vector<std::string>> minted(4);
+  std::vector<std::thread> threads;
+  for (auto& out : minted) {
+    threads.emplace_back([&runs, &out] {
+      for (int i = 0; i < 250; ++i) out.push_back(runs.Next());
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::set<std::string> ids, run_chars;
+  for (const auto& out : minted) {
+    for (const auto& id : out) {
+      EXPECT_TRUE(IsRandomId(id, "cev_")) << id;
+      ids.insert(id);
+      run_chars.insert(id.substr(4, 3));
+    }
+  }
+  EXPECT_EQ(ids.size(), 1000u);
+  EXPECT_LE(run_chars.size(), 10u);  // 1 000 ids are ten runs of 100, whoever minted them
 }
 
 TEST(Encoding, Utf8Validation) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <set>
 
 #include "deployment_fixture.h"
 #include "garde/domain/consent_ledger.h"
@@ -53,6 +54,24 @@ TEST_F(SubjectVaultTest, ReadReturnsOnlyTheActivityFields) {
   EXPECT_EQ(mkt->fields.count("email"), 1u);
   EXPECT_EQ(d_->vault().Read(operator_, s.id, "dsr_handling").status().code(),
             Code::kPermissionDenied);
+}
+
+// Subjects created together are keyed side by side (their ids share a run's characters), and
+// so are their consent events: a batch of writes lands on a few B-tree pages.
+TEST_F(SubjectVaultTest, SubjectsAndEventsCreatedTogetherShareTheirIdsRun) {
+  std::set<std::string> subject_runs, event_runs;
+  ConsentRequest grant{"marketing.email", "email", "granted", "2026-01", "web_form", ""};
+  for (int i = 0; i < 20; ++i) {
+    auto s = MustCreate({{"email", FieldValue::String("run" + std::to_string(i) + "@x.org")}});
+    ASSERT_TRUE(IsRandomId(s.id, "sub_")) << s.id;
+    subject_runs.insert(s.id.substr(4, 3));
+    auto event = d_->consents().Record(operator_, s.id, grant);
+    ASSERT_TRUE(event.ok()) << event.status().message();
+    ASSERT_TRUE(IsRandomId(event->id, "cev_")) << event->id;
+    event_runs.insert(event->id.substr(4, 3));
+  }
+  EXPECT_EQ(subject_runs.size(), 1u);  // the first 20 of a run of 1 024
+  EXPECT_EQ(event_runs.size(), 1u);
 }
 
 TEST_F(SubjectVaultTest, InvalidWriteStoresNothingAndListsEveryProblem) {

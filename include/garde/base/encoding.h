@@ -3,6 +3,7 @@
 //   std::string t = Base64UrlEncode(bytes);
 //   std::optional<Bytes> b = Base64UrlDecode(t);
 //   std::string id = RandomId("sub_");   // "sub_" + 26 base32 chars, 130 random bits
+//   RandomIdRuns ids("sub_", 1024);       // the same shape, 115 random bits + a run's 15
 #pragma once
 
 #include <cstdint>
@@ -10,6 +11,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "garde/base/mutex.h"
 
 namespace garde {
 
@@ -32,6 +35,29 @@ std::optional<Bytes> Base64UrlDecode(std::string_view text);
 std::string RandomId(std::string_view prefix);
 // True when text is prefix + 26 Crockford base32 characters.
 bool IsRandomId(std::string_view text, std::string_view prefix);
+
+// Random ids minted in runs, for rows written many at a time (subjects, consent events): the
+// first three characters after the prefix (15 bits) are drawn once for a run of `run_length`
+// ids, the other 23 (115 bits) for every id. Rows keyed by the ids of one run sit side by
+// side in a B-tree, so a batch of new rows dirties a few pages instead of one page each; the
+// ids carry no time, order or content, and keep RandomId's shape.
+//
+//   RandomIdRuns subject_ids("sub_", 1024);
+//   std::string id = subject_ids.Next();
+// A run long enough for a batch of creates or an import window to fall in one or two runs.
+inline constexpr int kIdRunLength = 1024;
+class RandomIdRuns {
+ public:
+  RandomIdRuns(std::string prefix, int run_length);
+  std::string Next() EXCLUDES(mu_);
+
+ private:
+  const std::string prefix_;
+  const int run_length_;
+  Mutex mu_;
+  char run_[3] GUARDED_BY(mu_) = {};
+  int left_ GUARDED_BY(mu_) = 0;  // ids still to mint with run_
+};
 
 // `text` with A-Z turned into a-z and every other byte kept (header names, tokens).
 std::string AsciiLower(std::string_view text);

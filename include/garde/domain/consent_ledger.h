@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "garde/base/clock.h"
+#include "garde/base/encoding.h"
 #include "garde/crypto/checkpoint_signer.h"
 #include "garde/crypto/keyed_hash.h"
 #include "garde/crypto/subject_token.h"
@@ -217,6 +218,7 @@ class ConsentLedger final : public ActivityConsent {
                                                    const std::string& lang, int64_t at) const;
   ConsentDeps d_;
   SubjectCache<ConsentFacts> facts_;
+  mutable RandomIdRuns event_ids_{"cev_", kIdRunLength};  // as the vault's subject ids
 };
 
 ConsentEvent ConsentEventFromRow(const ConsentEventRow& row);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "garde/base/clock.h"
+#include "garde/base/encoding.h"
 #include "garde/crypto/keyed_hash.h"
 #include "garde/crypto/keyring_source.h"
 #include "garde/crypto/lookup_keys.h"
@@ -341,6 +342,9 @@ class SubjectVault {
   VaultDeps d_;
   ActivityConsent* consent_ = nullptr;
   SubjectCache<SealedRecord> records_;
+  // New subjects' ids, in runs: a batch of creates or an import window writes its rows, field
+  // boxes and index-by-subject entries onto a few pages (encoding.h).
+  mutable RandomIdRuns subject_ids_{"sub_", kIdRunLength};
   FieldSpec external_id_spec_ = [] {
     FieldSpec s;
     s.name = kExternalIdField;

@@ -368,7 +368,7 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
     event.EndArray()
         .Key("fully_erased").Bool(plan.action != RetentionPlan::Action::kEraseFields)
         .EndObject();
-    GARDE_RETURN_IF_ERROR(tx.InsertOutbox({RandomId("evt_"), "subject.erased", event.Take(), now}));
+    GARDE_RETURN_IF_ERROR(EmitEvent(tx, "subject.erased", event.Take(), now));
     return d_.journal.Record(&tx, system, {"retention.erase", id, "", outcome, fields, 0});
   };
 
@@ -478,7 +478,7 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
               .Key("channel").StringOrNull(e.channel)
               .Key("expired_at").String(FormatRfc3339(e.expires_at)).EndObject();
           GARDE_RETURN_IF_ERROR(
-              tx.InsertOutbox({RandomId("evt_"), "consent.expired", event.Take(), now}));
+              EmitEvent(tx, "consent.expired", event.Take(), now));
         }
       }
       run.report = counts.Json(*policies);
@@ -560,8 +560,8 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
       event.BeginObject().Key("request").String(r.id).Key("type").String(r.type)
           .Key("subject").String(r.subject_id).Key("due_at").String(FormatRfc3339(r.due_at))
           .EndObject();
-      GARDE_RETURN_IF_ERROR(tx.InsertOutbox(
-          {RandomId("evt_"), overdue ? "request.overdue" : "request.due_soon", event.Take(), now}));
+      GARDE_RETURN_IF_ERROR(EmitEvent(
+          tx, overdue ? "request.overdue" : "request.due_soon", event.Take(), now));
     }
     run.finished_at = d_.clock.Now();
     run.report = counts.Json(*policies);

@@ -700,11 +700,11 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
     r.result = result.Take();
     // The answer, and for access and portability the only link that downloads the package.
     if (!t.destroyed) GARDE_RETURN_IF_ERROR(Notify(tx, r, "request_completed"));
-    GARDE_RETURN_IF_ERROR(tx.InsertOutbox(
-        {RandomId("evt_"), "request.completed",
-         "{\"request\":\"" + r.id + "\",\"type\":\"" + r.type + "\",\"subject\":\"" + s.id +
-             "\",\"completed_at\":\"" + FormatRfc3339(now) + "\"}",
-         now}));
+    GARDE_RETURN_IF_ERROR(EmitEvent(
+        tx, "request.completed",
+        "{\"request\":\"" + r.id + "\",\"type\":\"" + r.type + "\",\"subject\":\"" + s.id +
+            "\",\"completed_at\":\"" + FormatRfc3339(now) + "\"}",
+        now));
     return Status::Ok();
   });
   if (done.ok() && !tombstones.empty() && d_.tombstones != nullptr) {
@@ -945,7 +945,7 @@ Status RequestDesk::Erase(WriteTx& tx, const PolicySet& policies, const Caller& 
     }
   }
   event.EndArray().Key("fully_erased").Bool(keep.empty()).EndObject();
-  GARDE_RETURN_IF_ERROR(tx.InsertOutbox({RandomId("evt_"), "subject.erased", event.Take(), now}));
+  GARDE_RETURN_IF_ERROR(EmitEvent(tx, "subject.erased", event.Take(), now));
   GARDE_RETURN_IF_ERROR(d_.journal.Record(&tx, caller,
                                           {"subject.erase", subject.id, "", "ok", erased,
                                            static_cast<int64_t>(keep.size())}));

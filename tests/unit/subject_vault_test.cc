@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "deployment_fixture.h"
@@ -72,6 +73,25 @@ TEST_F(SubjectVaultTest, SubjectsAndEventsCreatedTogetherShareTheirIdsRun) {
   }
   EXPECT_EQ(subject_runs.size(), 1u);  // the first 20 of a run of 1 024
   EXPECT_EQ(event_runs.size(), 1u);
+  // And the outbox events they sent downstream (consent.changed), keyed by their ids too.
+  std::vector<OutboxRow> outbox;
+  ASSERT_TRUE(d_->store()
+                  .Read([&](ReadTx& tx) {
+                    auto rows = tx.ListOutbox(0, 1000);
+                    if (rows.ok()) outbox = std::move(rows.value());
+                    return rows.status();
+                  })
+                  .ok());
+  std::map<std::string, int> outbox_runs;  // run -> events, among the 20 consent.changed
+  for (const auto& row : outbox) {
+    if (row.topic == "consent.changed") ++outbox_runs[row.id.substr(4, 3)];
+  }
+  ASSERT_FALSE(outbox_runs.empty());
+  // Other tests of this process may have minted some of the run: 20 events span two at most.
+  EXPECT_LE(outbox_runs.size(), 2u);
+  int total = 0;
+  for (const auto& [run, n] : outbox_runs) total += n;
+  EXPECT_EQ(total, 20);
 }
 
 TEST_F(SubjectVaultTest, InvalidWriteStoresNothingAndListsEveryProblem) {

@@ -787,9 +787,11 @@ inline Result<std::vector<ConsentFactRow>> ConsentReader::ConsentFactsOf(const s
 }
 
 // Puts an event for downstream systems in the outbox, in the transaction of its change.
-// `payload` is a JSON object of ids and facts (a "subject" member orders deliveries).
+// `payload` is a JSON object of ids and facts (a "subject" member orders deliveries). Event
+// ids are minted in runs (encoding.h): a batch's events are neighbours in the outbox's index.
 inline Status EmitEvent(WriteTx& tx, std::string topic, std::string payload, int64_t at) {
-  return tx.InsertOutbox({RandomId("evt_"), std::move(topic), std::move(payload), at});
+  static RandomIdRuns event_ids("evt_", kIdRunLength);
+  return tx.InsertOutbox({event_ids.Next(), std::move(topic), std::move(payload), at});
 }
 
 // Moves *k forward through `page` (rows in id order, as ScanSubjects returns them) to the row

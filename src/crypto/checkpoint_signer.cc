@@ -31,11 +31,9 @@ std::array<uint8_t, 4> CheckpointKeyId(const std::string& origin, const PublicKe
   return {digest[0], digest[1], digest[2], digest[3]};
 }
 
-CheckpointSigner::CheckpointSigner(SecretKey seed, std::string origin)
-    : seed_(std::move(seed)), origin_(std::move(origin)) {
-  uint8_t sk[crypto_sign_SECRETKEYBYTES];
-  crypto_sign_seed_keypair(public_key_.data(), sk, seed_.data());
-  sodium_memzero(sk, sizeof sk);
+CheckpointSigner::CheckpointSigner(const SecretKey& seed, std::string origin)
+    : secret_key_(crypto_sign_SECRETKEYBYTES), origin_(std::move(origin)) {
+  crypto_sign_seed_keypair(public_key_.data(), secret_key_.data(), seed.data());
   if (origin_.empty()) {
     auto id = CheckpointKeyId("garde", public_key_);
     origin_ = "garde/" + HexEncode(id.data(), id.size());
@@ -43,13 +41,9 @@ CheckpointSigner::CheckpointSigner(SecretKey seed, std::string origin)
 }
 
 std::array<uint8_t, 64> CheckpointSigner::SignBytes(std::string_view message) const {
-  uint8_t pk[crypto_sign_PUBLICKEYBYTES];
-  uint8_t sk[crypto_sign_SECRETKEYBYTES];
-  crypto_sign_seed_keypair(pk, sk, seed_.data());
   std::array<uint8_t, 64> sig{};
   crypto_sign_detached(sig.data(), nullptr, reinterpret_cast<const uint8_t*>(message.data()),
-                       message.size(), sk);
-  sodium_memzero(sk, sizeof sk);
+                       message.size(), secret_key_.data());
   return sig;
 }
 

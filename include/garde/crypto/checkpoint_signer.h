@@ -41,7 +41,7 @@ class CheckpointSigner {
  public:
   // seed: 32 bytes from the keyring (context "gdsignkp"). An empty origin derives one from the
   // public key ("garde/<first 8 hex of its key id>").
-  CheckpointSigner(SecretKey seed, std::string origin);
+  CheckpointSigner(const SecretKey& seed, std::string origin);
 
   std::string Sign(const SignedHead& head) const;
   // Signs arbitrary bytes (receipts use the same key).
@@ -54,7 +54,9 @@ class CheckpointSigner {
   std::string verifier_key() const;
 
  private:
-  SecretKey seed_;
+  // libsodium's signing key (the seed, then the public key), expanded once: deriving it again
+  // for each signature cost as much as the signature itself (a receipt per consent event).
+  SecretBuffer secret_key_;
   PublicKey public_key_{};
   std::string origin_;
 };

@@ -36,7 +36,7 @@ std::string RandomId(std::string_view prefix);
 // True when text is prefix + 26 Crockford base32 characters.
 bool IsRandomId(std::string_view text, std::string_view prefix);
 
-// Random ids minted in runs, for rows written many at a time (subjects, consent events): the
+// Random ids minted in runs, for rows written many at a time (subjects, events): the
 // first three characters after the prefix (15 bits) are drawn once for a run of `run_length`
 // ids, the other 23 (115 bits) for every id. Rows keyed by the ids of one run sit side by
 // side in a B-tree, so a batch of new rows dirties a few pages instead of one page each; the
@@ -44,8 +44,6 @@ bool IsRandomId(std::string_view text, std::string_view prefix);
 //
 //   RandomIdRuns subject_ids("sub_", 1024);
 //   std::string id = subject_ids.Next();
-// A run long enough for a batch of creates or an import window to fall in one or two runs.
-inline constexpr int kIdRunLength = 1024;
 class RandomIdRuns {
  public:
   RandomIdRuns(std::string prefix, int run_length);
@@ -58,6 +56,8 @@ class RandomIdRuns {
   char run_[3] GUARDED_BY(mu_) = {};
   int left_ GUARDED_BY(mu_) = 0;  // ids still to mint with run_
 };
+// A run long enough for a batch of creates or an import window to fall in one or two runs.
+inline constexpr int kIdRunLength = 1024;
 
 // `text` with A-Z turned into a-z and every other byte kept (header names, tokens).
 std::string AsciiLower(std::string_view text);

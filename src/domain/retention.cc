@@ -477,8 +477,7 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
           event.BeginObject().Key("subject").String(subject).Key("purpose").String(e.purpose)
               .Key("channel").StringOrNull(e.channel)
               .Key("expired_at").String(FormatRfc3339(e.expires_at)).EndObject();
-          GARDE_RETURN_IF_ERROR(
-              EmitEvent(tx, "consent.expired", event.Take(), now));
+          GARDE_RETURN_IF_ERROR(EmitEvent(tx, "consent.expired", event.Take(), now));
         }
       }
       run.report = counts.Json(*policies);

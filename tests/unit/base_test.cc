@@ -192,7 +192,8 @@ TEST(Encoding, IdsMintedInRunsShareARunsCharactersAndDrawTheRest) {
     EXPECT_EQ(ids[i].substr(4, 3), ids[i - i % 100].substr(4, 3)) << i;
     run_chars.insert(ids[i].substr(4, 3));
   }
-  // Ten runs, each with characters drawn afresh (15 bits: two runs alike once in ~3 300).
+  // Ten runs, each with characters drawn afresh (15 bits: some two of the ten alike in about
+  // one run of this test in 730, two such pairs in about one in a million).
   EXPECT_GE(run_chars.size(), 9u);
   // Every other character is drawn for each id: over 1 000 ids each position takes all 32
   // values of the alphabet (a value missing: about 1 chance in 10^12).

@@ -976,6 +976,55 @@ TEST_P(StoreConformance, TheAuditLogItsTreeAndCheckpoints) {
   EXPECT_EQ(Get<int64_t>(audit(), [](ReadTx& tx) { return tx.JournalImportedTo("reads-2.log"); }), 0);
 }
 
+// An import pass writes thousands of audit rows in one transaction (PostgreSQL sends them as
+// binary arrays, several statements' worth): every byte of every entry, hash, subject, node
+// and actor comes back as written, and nothing is lost where one statement's rows end.
+TEST_P(StoreConformance, AnImportPassOfThousandsOfAuditRowsKeepsEveryByte) {
+  constexpr uint64_t kRows = 5000;  // more than one statement's worth on PostgreSQL
+  std::vector<AuditRow> rows;
+  for (uint64_t seq = 0; seq < kRows; ++seq) {
+    AuditRow r;
+    r.seq = seq;
+    // Quotes, backslashes, braces, commas, non-ASCII text and an empty-looking "NULL".
+    r.entry = R"({"seq":)" + std::to_string(seq) + R"(,"note":"a \"q\" \\ {x,y} NULL é 東"})";
+    for (uint64_t i = 0; i < 32; ++i) {
+      r.leaf_hash.push_back(static_cast<uint8_t>((seq * 7 + i) % 256));
+    }
+    if (seq % 3 != 0) r.subject = "sub_" + std::to_string(seq % 17);
+    rows.push_back(std::move(r));
+  }
+  Write(audit(), [&](WriteTx& tx) -> Status {
+    for (const auto& r : rows) {
+      GARDE_RETURN_IF_ERROR(tx.InsertAuditEntry(r));
+      const bool even = r.seq % 2 == 0;
+      GARDE_RETURN_IF_ERROR(tx.InsertAuditActor(even ? "key \"even\"" : "key_odd", r.seq));
+      if (!even) {
+        const Bytes node(32, static_cast<uint8_t>(r.seq));
+        GARDE_RETURN_IF_ERROR(tx.InsertAuditNode(1, r.seq / 2, node));
+      }
+    }
+    return Status::Ok();
+  });
+  std::vector<AuditRow> scanned;
+  ASSERT_TRUE(audit().Read([&](ReadTx& tx) {
+    return tx.ScanAudit(0, UINT64_MAX, [&](const AuditRow& r) {
+      scanned.push_back(r);
+      return true;
+    });
+  }).ok());
+  EXPECT_EQ(scanned, rows);
+  EXPECT_EQ(Get<Bytes>(audit(), [](ReadTx& tx) { return tx.AuditNode(1, 2499); }),
+            Bytes(32, static_cast<uint8_t>(4999)));
+  const auto odd = Get<std::vector<uint64_t>>(
+      audit(), [](ReadTx& tx) { return tx.AuditSeqsOfActor("key_odd", UINT64_MAX); });
+  ASSERT_EQ(odd.size(), kRows / 2);
+  EXPECT_EQ(odd.back(), kRows - 1);
+  EXPECT_EQ(Get<std::vector<uint64_t>>(audit(), [](ReadTx& tx) {
+              return tx.AuditSeqsOfActor("key \"even\"", 5);
+            }),
+            (std::vector<uint64_t>{0, 2, 4}));
+}
+
 // ---- Two processes (or nodes) on one database ----
 
 // Another vault store on the database of `pair`, as a second process or node opens it.

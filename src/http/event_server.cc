@@ -85,6 +85,7 @@ struct Connection {
   bool peer_closed = false;
   bool continue_sent = false;
   bool in_epoll = true;
+  bool deferred = false;  // answering a request the handler deferred, on the I/O thread
   bool waiting_writable = false;
   int served = 0;
   Clock::time_point deadline;
@@ -419,6 +420,12 @@ class Loop {
       if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && Flush(c)) Process(c);
       return;
     }
+    if (c->phase == Connection::Phase::kAnswering && c->deferred && c->in_epoll) {
+      // Input while its answer waits (a pipelined request, a close): read once answered.
+      ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c->fd, nullptr);
+      c->in_epoll = false;
+      return;
+    }
     if (c->phase != Connection::Phase::kReading) return;
     if (!Receive(c)) {
       Close(c);
@@ -516,11 +523,12 @@ class Loop {
       c->parser.Reset();
       if (handler_.AnswersAtOnce(c->x)) {
         if (handler_.Defer(c->x, [this, c] { HandReady(c); })) {
-          // Off the epoll set until the handler calls back (on another thread, which touches
-          // nothing of c): TakeBack answers it then, on this thread.
-          ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c->fd, nullptr);
-          c->in_epoll = false;
+          // TakeBack answers it on this thread once the handler calls back (on another
+          // thread, which touches nothing of c). It stays in the epoll set meanwhile, watched
+          // for input as it was: a client sends nothing more before its answer, as a rule,
+          // and OnReady takes it out only if one does - two system calls a request saved.
           c->phase = Connection::Phase::kAnswering;
+          c->deferred = true;
           return;
         }
         handler_.Answer(c->x, Status::Ok());
@@ -600,7 +608,8 @@ class Loop {
       if (StartWrite(c)) Process(c);
     }
     for (Connection* c : ready) {
-      Rewatch(c, EPOLLIN);
+      if (!c->in_epoll) Rewatch(c, EPOLLIN);  // else still watched for input, as deferred
+      c->deferred = false;
       c->phase = Connection::Phase::kReading;
       handler_.Answer(c->x, Status::Ok());
       if (StartWrite(c)) Process(c);

@@ -122,6 +122,21 @@ bool WaitUntil(const std::function<bool()>& done, std::chrono::seconds limit) {
   return true;
 }
 
+::testing::AssertionResult AnsweredInOrder(const std::string& got, int requests) {
+  size_t last = 0;
+  for (int i = 0; i < requests; ++i) {
+    const size_t at = got.find("X-Request-Id: r" + std::to_string(i) + "\r\n");
+    if (at == std::string::npos) {
+      return ::testing::AssertionFailure() << "request " << i << " was not answered";
+    }
+    if (i > 0 && at <= last) {
+      return ::testing::AssertionFailure() << "request " << i << " answered out of order";
+    }
+    last = at;
+  }
+  return ::testing::AssertionSuccess();
+}
+
 std::string ReadUntilClosed(Poco::Net::StreamSocket& socket, std::chrono::seconds limit) {
   socket.setReceiveTimeout(Poco::Timespan(static_cast<long>(limit.count()), 0));
   std::string got;

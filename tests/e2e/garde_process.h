@@ -9,6 +9,7 @@
 
 #include <Poco/JSON/Object.h>
 #include <Poco/Net/StreamSocket.h>
+#include <gtest/gtest.h>
 
 #include <chrono>
 #include <functional>
@@ -197,6 +198,9 @@ class GardeProcess {
             int* pid);
 };
 
+// Whether `got` holds the answers to requests r0 ... r{requests - 1} (by their X-Request-Id),
+// each once and in that order.
+::testing::AssertionResult AnsweredInOrder(const std::string& got, int requests);
 // Everything a raw socket receives until the server closes it (or `limit` passes).
 std::string ReadUntilClosed(Poco::Net::StreamSocket& socket, std::chrono::seconds limit);
 // Reads a whole file ("" when missing).

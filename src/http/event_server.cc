@@ -85,7 +85,6 @@ struct Connection {
   bool peer_closed = false;
   bool continue_sent = false;
   bool in_epoll = true;
-  bool deferred = false;  // answering a request the handler deferred, on the I/O thread
   bool waiting_writable = false;
   int served = 0;
   Clock::time_point deadline;
@@ -420,10 +419,12 @@ class Loop {
       if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && Flush(c)) Process(c);
       return;
     }
-    if (c->phase == Connection::Phase::kAnswering && c->deferred && c->in_epoll) {
-      // Input while its answer waits (a pipelined request, a close): read once answered.
-      ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c->fd, nullptr);
-      c->in_epoll = false;
+    if (c->phase == Connection::Phase::kAnswering) {
+      // Input while its answer is made (a pipelined request, a close): read once answered.
+      if (c->in_epoll) {
+        ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c->fd, nullptr);
+        c->in_epoll = false;
+      }
       return;
     }
     if (c->phase != Connection::Phase::kReading) return;
@@ -524,24 +525,21 @@ class Loop {
       if (handler_.AnswersAtOnce(c->x)) {
         if (handler_.Defer(c->x, [this, c] { HandReady(c); })) {
           // TakeBack answers it on this thread once the handler calls back (on another
-          // thread, which touches nothing of c). It stays in the epoll set meanwhile, watched
-          // for input as it was: a client sends nothing more before its answer, as a rule,
-          // and OnReady takes it out only if one does - two system calls a request saved.
+          // thread, which touches nothing of c). Watched for input meanwhile, as below.
           c->phase = Connection::Phase::kAnswering;
-          c->deferred = true;
           return;
         }
         handler_.Answer(c->x, Status::Ok());
         if (!StartWrite(c)) return;
         continue;
       }
-      // Off the I/O thread: the worker owns c until it hands it back.
-      ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c->fd, nullptr);
-      c->in_epoll = false;
+      // Off the I/O thread: the worker owns c until it hands it back, all but its phase and
+      // in_epoll, which stay this thread's. It stays in the epoll set meanwhile, watched for
+      // input as it was: a client sends nothing more before its answer, as a rule, and
+      // OnReady takes it out only if one does - two system calls a request saved.
       c->phase = Connection::Phase::kAnswering;
       if (!pool_.Submit(this, c)) {
         c->phase = Connection::Phase::kReading;
-        Rewatch(c, EPOLLIN);
         handler_.Answer(c->x, Unavailable("the service is busy; retry in a moment"));
         c->x.reply_headers.emplace_back("Retry-After", "1");
         if (!StartWrite(c)) return;
@@ -603,13 +601,12 @@ class Loop {
     }
     for (auto& [fd, client] : handed) Adopt(fd, std::move(client));
     for (Connection* c : done) {
-      Rewatch(c, EPOLLIN);
+      if (!c->in_epoll) Rewatch(c, EPOLLIN);  // else still watched for input, as it was
       c->phase = Connection::Phase::kReading;
       if (StartWrite(c)) Process(c);
     }
     for (Connection* c : ready) {
-      if (!c->in_epoll) Rewatch(c, EPOLLIN);  // else still watched for input, as deferred
-      c->deferred = false;
+      if (!c->in_epoll) Rewatch(c, EPOLLIN);  // else still watched for input, as it was
       c->phase = Connection::Phase::kReading;
       handler_.Answer(c->x, Status::Ok());
       if (StartWrite(c)) Process(c);

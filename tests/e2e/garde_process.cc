@@ -137,6 +137,33 @@ bool WaitUntil(const std::function<bool()>& done, std::chrono::seconds limit) {
   return ::testing::AssertionSuccess();
 }
 
+namespace {
+Poco::Net::StreamSocket ConnectTo(int port) {
+  Poco::Net::StreamSocket s(Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(port)));
+  return s;
+}
+void SendAll(Poco::Net::StreamSocket& s, const std::string& bytes) {
+  s.sendBytes(bytes.data(), static_cast<int>(bytes.size()));
+}
+}  // namespace
+
+std::string SendOneWriteAtATime(int port, const std::string& path, int requests) {
+  Poco::Net::StreamSocket s = ConnectTo(port);
+  for (int i = 0; i < requests; ++i) {
+    SendAll(s, "GET " + path + " HTTP/1.1\r\nHost: x\r\nX-Request-Id: r" + std::to_string(i) +
+                   "\r\n" + (i + 1 == requests ? "Connection: close\r\n" : "") + "\r\n");
+    if (i % 3 == 0) std::this_thread::sleep_for(std::chrono::microseconds(150));
+  }
+  return ReadUntilClosed(s, std::chrono::seconds(20));
+}
+
+std::string RequestThenHalfClose(int port, const std::string& path) {
+  Poco::Net::StreamSocket s = ConnectTo(port);
+  SendAll(s, "GET " + path + " HTTP/1.1\r\nHost: x\r\nX-Request-Id: half\r\n\r\n");
+  s.shutdownSend();
+  return ReadUntilClosed(s, std::chrono::seconds(10));
+}
+
 std::string ReadUntilClosed(Poco::Net::StreamSocket& socket, std::chrono::seconds limit) {
   socket.setReceiveTimeout(Poco::Timespan(static_cast<long>(limit.count()), 0));
   std::string got;

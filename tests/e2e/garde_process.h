@@ -201,6 +201,12 @@ class GardeProcess {
 // Whether `got` holds the answers to requests r0 ... r{requests - 1} (by their X-Request-Id),
 // each once and in that order.
 ::testing::AssertionResult AnsweredInOrder(const std::string& got, int requests);
+// Sends `requests` GET `path` on one connection, one write each with X-Request-Id r0, r1 ...,
+// some spaced out so that many arrive while an earlier one is being answered, the last asking
+// to close; returns everything that came back.
+std::string SendOneWriteAtATime(int port, const std::string& path, int requests);
+// Sends one GET `path` and closes the sending side at once; returns everything that came back.
+std::string RequestThenHalfClose(int port, const std::string& path);
 // Everything a raw socket receives until the server closes it (or `limit` passes).
 std::string ReadUntilClosed(Poco::Net::StreamSocket& socket, std::chrono::seconds limit);
 // Reads a whole file ("" when missing).

@@ -98,6 +98,19 @@ TEST_F(HttpE2E, PipelinedRequestsBehindAnAnswerThatWaitsToBeWrittenAreAllAnswere
   EXPECT_TRUE(AnsweredInOrder(got, kRequests));
 }
 
+// While a worker answers a request (here /readyz, which goes to the pool), its connection stays
+// watched: what the client sends meanwhile - the next requests, one write at a time, or the
+// end of its stream - is read once the answer is out, in order, and nothing is left
+// unanswered. (ClusterE2E has the same for a request waiting on a strict read.)
+TEST_F(HttpE2E, RequestsSentWhileAWorkerAnswersAreAnsweredInOrder) {
+  g_.Start();
+  EXPECT_TRUE(AnsweredInOrder(SendOneWriteAtATime(g_.port(), "/readyz", 300), 300));
+  for (int i = 0; i < 20; ++i) {
+    const std::string answer = RequestThenHalfClose(g_.port(), "/readyz");
+    EXPECT_NE(answer.find("HTTP/1.1 200 OK"), std::string::npos) << answer;
+  }
+}
+
 TEST_F(HttpE2E, ChunkedBodyAfterOneHundredContinueStoresTheSubject) {
   const std::string key = g_.CreateKey("crm", "operator", {"customer_management"});
   g_.Start();

@@ -2113,7 +2113,7 @@ class PgTx final : public WriteTx {
     // audit_by_actor
     PgArray actor{PgArray::kText}, actor_seq{PgArray::kBigint};
   };
-  static constexpr size_t kMaxHeldRows = 2048;  // bounds the literals' size
+  static constexpr size_t kMaxHeldRows = 2048;  // bounds the arrays' size
 
   Status HeldEnough() {
     const size_t held = audit_.seq.size() + audit_.node_level.size() + audit_.actor.size();

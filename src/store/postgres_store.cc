@@ -815,7 +815,7 @@ class PgArray {
 
   void Int(int64_t v) {  // kBigint
     Length(8);
-    Put(static_cast<uint64_t>(v), 8);
+    Put(out_, static_cast<uint64_t>(v), 8);
   }
   void Text(std::string_view v) {  // kText
     Length(static_cast<int64_t>(v.size()));
@@ -834,14 +834,11 @@ class PgArray {
   std::string Take() {
     std::string bytes;
     bytes.reserve(20 + out_.size());
-    const auto put = [&](uint64_t v) {
-      for (int shift = 24; shift >= 0; shift -= 8) bytes += static_cast<char>((v >> shift) & 0xff);
-    };
-    put(1);                  // dimensions
-    put(has_null_ ? 1 : 0);  // flags: has nulls
-    put(element_type_);
-    put(size_);  // the dimension's length
-    put(1);      // and its lower bound
+    Put(bytes, 1, 4);                  // dimensions
+    Put(bytes, has_null_ ? 1 : 0, 4);  // flags: has nulls
+    Put(bytes, element_type_, 4);
+    Put(bytes, size_, 4);  // the dimension's length
+    Put(bytes, 1, 4);      // and its lower bound
     bytes += out_;
     out_.clear();
     size_ = 0;
@@ -852,11 +849,12 @@ class PgArray {
  private:
   void Length(int64_t n) {  // each element's length comes before it; -1 is NULL
     ++size_;
-    Put(static_cast<uint64_t>(n), 4);
+    Put(out_, static_cast<uint64_t>(n), 4);
   }
-  void Put(uint64_t v, int bytes) {  // network byte order
+  // Appends the low `bytes` bytes of v to `to`, in network byte order.
+  static void Put(std::string& to, uint64_t v, int bytes) {
     for (int shift = 8 * (bytes - 1); shift >= 0; shift -= 8) {
-      out_ += static_cast<char>((v >> shift) & 0xff);
+      to += static_cast<char>((v >> shift) & 0xff);
     }
   }
   uint32_t element_type_;

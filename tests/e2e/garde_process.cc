@@ -139,13 +139,14 @@ bool WaitUntil(const std::function<bool()>& done, std::chrono::seconds limit) {
 
 namespace {
 Poco::Net::StreamSocket ConnectTo(int port) {
-  Poco::Net::StreamSocket s(Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(port)));
-  return s;
+  return Poco::Net::StreamSocket(
+      Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(port)));
 }
+}  // namespace
+
 void SendAll(Poco::Net::StreamSocket& s, const std::string& bytes) {
   s.sendBytes(bytes.data(), static_cast<int>(bytes.size()));
 }
-}  // namespace
 
 std::string SendOneWriteAtATime(int port, const std::string& path, int requests) {
   Poco::Net::StreamSocket s = ConnectTo(port);

@@ -198,6 +198,8 @@ class GardeProcess {
             int* pid);
 };
 
+// Sends all of `bytes` on a raw socket.
+void SendAll(Poco::Net::StreamSocket& s, const std::string& bytes);
 // Whether `got` holds the answers to requests r0 ... r{requests - 1} (by their X-Request-Id),
 // each once and in that order.
 ::testing::AssertionResult AnsweredInOrder(const std::string& got, int requests);

@@ -26,9 +26,6 @@ class HttpE2E : public ::testing::Test {
     s->setReceiveTimeout(Poco::Timespan(10, 0));
     return s;
   }
-  static void SendAll(Poco::Net::StreamSocket& s, const std::string& bytes) {
-    s.sendBytes(bytes.data(), static_cast<int>(bytes.size()));
-  }
   // Reads until `marker` has been seen `times` times (or the peer closes).
   static std::string ReadUntil(Poco::Net::StreamSocket& s, const std::string& marker, int times) {
     std::string got;

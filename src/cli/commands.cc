@@ -28,6 +28,7 @@
 #include "garde/cli/serve_command.h"
 #include "garde/config/config.h"
 #include "garde/crypto/keyring.h"
+#include "garde/crypto/secret.h"
 #include "garde/policy/policy_set.h"
 #include "garde/policy/register_lint.h"
 #include "garde/http/register_export.h"
@@ -1423,6 +1424,11 @@ CliArgs ParseCliArgs(int argc, char** argv) {
 
 int RunCli(int argc, char** argv) {
   ::umask(077);  // database, WAL, backups and logs are readable by the service user only
+  // Before anything draws a random byte: the generator is chosen there (secret.cc).
+  if (!InitSodium()) {
+    std::cerr << "garde: libsodium cannot be initialised" << std::endl;
+    return 1;
+  }
   CliArgs args = ParseCliArgs(argc, argv);
   std::string words;
   for (const auto& w : args.words) words += (words.empty() ? "" : " ") + w;

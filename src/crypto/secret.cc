@@ -5,7 +5,14 @@
 namespace garde {
 
 bool InitSodium() {
-  static const bool ok = sodium_init() >= 0;
+  static const bool ok = [] {
+    // libsodium's own fast-key-erasure generator (ChaCha20, a key per thread seeded once
+    // from getrandom and replaced after every call) instead of a getrandom() system call for
+    // each nonce, key and id: a create drew six, an import row ten or more. The process
+    // never forks (libsodium aborts in a child that draws from its parent's state).
+    randombytes_set_implementation(&randombytes_internal_implementation);
+    return sodium_init() >= 0;
+  }();
   return ok;
 }
 

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "garde/base/encoding.h"
+#include "garde/crypto/secret.h"
 #include "garde/store/postgres_store.h"
 
 namespace garde {
@@ -267,7 +268,7 @@ Result<std::string> DigestOnPostgres(Pg& pg, const TableSpec& t, int64_t* rows) 
 Result<std::vector<TableCopy>> CopySqliteToPostgres(
     const std::string& vault_path, const std::string& audit_path, const std::string& conninfo,
     const std::function<void(const std::string& table, int64_t rows)>& progress) {
-  if (sodium_init() < 0) return Unavailable("libsodium cannot be initialised");
+  if (!InitSodium()) return Unavailable("libsodium cannot be initialised");
   // The schema, created or migrated as a node would.
   auto schema = PostgresStore::Open({conninfo, true, 1, PostgresOptions::kVaultWriteLock, false});
   if (!schema.ok()) return schema.status();

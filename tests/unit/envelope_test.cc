@@ -3,8 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "garde/crypto/keyring.h"
+#include "garde/crypto/secret.h"
 
 namespace garde {
 namespace {
@@ -109,6 +114,36 @@ TEST_F(EnvelopeTest, RotatedKeyringStillUnwrapsOldVersionUntilRetired) {
   EXPECT_EQ(UnwrapDataKey(*ring3.value(), 1, "sub_a", wrapped.value(), &back).code(),
             Code::kUnavailable);
   EXPECT_EQ(Keyring::Retire(path_, 2).code(), Code::kConflict);  // current cannot be retired
+}
+
+}  // namespace
+}  // namespace garde
+
+namespace garde {
+namespace {
+
+// Nonces, keys and ids come from libsodium's per-thread generator (docs/security.md,
+// Randomness): selected once initialised, and no two threads drawing at once get the same
+// bytes, as they would from one state shared without a lock.
+TEST(Randomness, EachThreadDrawsItsOwnStreamFromLibsodiumsGenerator) {
+  ASSERT_TRUE(InitSodium());
+  EXPECT_STREQ(randombytes_implementation_name(), "internal");
+  constexpr size_t kThreads = 4, kDraws = 5000;
+  std::vector<std::vector<std::string>> drawn(kThreads);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&drawn, t] {
+      for (size_t i = 0; i < kDraws; ++i) {
+        std::string nonce(24, '\0');
+        randombytes_buf(nonce.data(), nonce.size());
+        drawn[t].push_back(std::move(nonce));
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::set<std::string> all;
+  for (const auto& d : drawn) all.insert(d.begin(), d.end());
+  EXPECT_EQ(all.size(), kThreads * kDraws);
 }
 
 }  // namespace

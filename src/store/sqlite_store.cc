@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "garde/base/log.h"
+#include "garde/store/sqlite_wal_vfs.h"
 
 namespace garde {
 
@@ -2044,7 +2045,7 @@ Result<std::unique_ptr<SqliteConnection>> OpenConnection(const SqliteOptions& o)
   sqlite3* db = nullptr;
   const int rc = sqlite3_open_v2(
       o.path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-      nullptr);
+      CoalescingWalVfs());
   auto conn = std::make_unique<SqliteConnection>(db);
   if (rc != SQLITE_OK) return Unavailable("cannot open database " + o.path);
   sqlite3_busy_timeout(db, o.busy_timeout_ms);

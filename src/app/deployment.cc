@@ -77,12 +77,14 @@ Result<DeploymentStores> OpenSqliteStores(const Config& config) {
   options.mmap_bytes = config.db_mmap_bytes;
   options.deferred_sync_ms = config.deferred_sync_ms;
   options.checkpoint_frames = config.db_checkpoint_frames;
+  options.writer_cache_bytes = int64_t{config.db_writer_cache_mib} << 20;
   auto store = SqliteStore::Open(options);
   if (!store.ok()) return store.status();
   // The audit log's own file: same durability, few connections (one appender, rare readers).
   SqliteOptions log = options;
   log.path = config.audit_database_path();
   log.schema = SqliteSchema::kAudit;
+  log.writer_cache_bytes = 0;  // appends: the shared cache serves them
   log.max_connections = 4;
   auto audit_store = SqliteStore::Open(log);
   if (!audit_store.ok()) return audit_store.status();

@@ -73,6 +73,7 @@ const std::vector<OptionDoc>& ConfigOptions() {
        "with PostgreSQL: strict (a read from a node's memory first confirms nothing changed: another node's write shows at once) or eventual (within milliseconds, one round trip less)"},
       {"db_connections", "GARDE_DB_CONNECTIONS", "8", "database connections shared by the worker threads"},
       {"db_mmap_bytes", "GARDE_DB_MMAP_BYTES", "0", "bytes of the database file each connection memory-maps"},
+      {"db_writer_cache_mib", "GARDE_DB_WRITER_CACHE_MIB", "0", "MiB of pages the writing connection keeps (0: 16 for garde serve, 256 for garde import)"},
       {"db_checkpoint_frames", "GARDE_DB_CHECKPOINT_FRAMES", "4096", "WAL pages copied into the database by a thread of its own (0: by the committer, SQLite's way)"},
       {"deferred_sync_ms", "GARDE_DEFERRED_SYNC_MS", "50", "read-audit entries are fsynced within this many ms (writes: at once)"},
       {"kept_subjects", "GARDE_KEPT_SUBJECTS", "2000000", "subjects whose consent facts (and audience filter values) stay in memory"},
@@ -234,6 +235,7 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
   }
   int_opt("db_connections", 1, 256, &c.db_connections);
   int_opt("db_mmap_bytes", 0, int64_t{1} << 40, &c.db_mmap_bytes);
+  int_opt("db_writer_cache_mib", 0, 1 << 20, &c.db_writer_cache_mib);
   int_opt("db_checkpoint_frames", 0, 1 << 24, &c.db_checkpoint_frames);
   int_opt("deferred_sync_ms", 1, 10000, &c.deferred_sync_ms);
   int_opt("kept_subjects", 0, 100000000, &c.kept_subjects);

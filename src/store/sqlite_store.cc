@@ -2391,6 +2391,10 @@ void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch,
     // ~28 000 pages of a large vault; the shared cache_size (16 MB) alone spilled after 4 000.
     // 100 000 rows: 39.5 s -> 33.6 s, peak RSS 136 -> 246 MiB (docs/benchmarks.md).
     if (s.ok()) s = conn.value()->Exec("PRAGMA cache_spill=16384");
+    if (s.ok() && options_.writer_cache_bytes > 0) {
+      s = conn.value()->Exec(
+          ("PRAGMA cache_size=-" + std::to_string(options_.writer_cache_bytes >> 10)).c_str());
+    }
     // Statement journals (and any temporary table a write needs) in memory: past 64 KiB
     // SQLite spilled a savepoint's undo pages (ciphertext, digests) to an unlinked file in the
     // temporary directory, written with two pwrite calls a page beside the WAL's own. A journal

@@ -31,12 +31,24 @@ TEST(Config, BadSettingsAreRefusedWithTheirName) {
       {{"data-dir", "/d"}, {"log-level", "loud"}},
       {{"listen", "127.0.0.1:1"}},  // no data dir
       {{"data-dir", "/d"}, {"trusted-proxies", "127.0.0.1,haproxy.local"}},
+      {{"data-dir", "/d"}, {"db-writer-cache-mib", "-1"}},
   };
   for (const auto& flags : bad) {
     auto cfg = ResolveConfig(flags);
     ASSERT_FALSE(cfg.ok());
     ASSERT_FALSE(cfg.status().errors().empty());
   }
+}
+
+TEST(Config, TheWritersPageCacheIsChosenByTheCommandUnlessSet) {
+  auto automatic = ResolveConfig({{"data-dir", "/d"}});
+  ASSERT_TRUE(automatic.ok());
+  EXPECT_EQ(automatic->db_writer_cache_mib, 0);  // garde serve 16, garde import 256
+  ::setenv("GARDE_DB_WRITER_CACHE_MIB", "64", 1);
+  auto set = ResolveConfig({{"data-dir", "/d"}});
+  ::unsetenv("GARDE_DB_WRITER_CACHE_MIB");
+  ASSERT_TRUE(set.ok());
+  EXPECT_EQ(set->db_writer_cache_mib, 64);
 }
 
 TEST(Config, TrustedProxiesAreKeptInCanonicalForm) {

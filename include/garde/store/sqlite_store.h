@@ -45,6 +45,10 @@ struct SqliteOptions {
   int max_connections = 8;  // readers; every batch is written on one more (the writer)
   // Bytes of the file each connection memory-maps (0: read through its page cache).
   int64_t mmap_bytes = 0;
+  // Bytes of pages the writing connection keeps (0: the 16 MB every connection has). An
+  // import's window touches index pages all over a large vault: 256 MiB of them made
+  // `garde import` 1.2x faster (docs/benchmarks.md); a serving node keeps the small cache.
+  int64_t writer_cache_bytes = 0;
   // WAL frames (pages) after which a checkpoint copies the log into the database, on a thread
   // of its own while writers go on; the last few are copied by the next committer, so that
   // the log starts over. 0: SQLite's own, by the committer, every 1 000 frames.

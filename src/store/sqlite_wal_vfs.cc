@@ -25,8 +25,8 @@ struct WalFile {
   bool gather;         // false: every call goes straight through
   bool committing;     // a commit frame's header was written: write through until the
                        // next transaction's first frame
-  char* buf;
-  size_t len, cap;
+  char* buf;            // kBufferLimit bytes once the first write is gathered
+  size_t len;
   sqlite3_int64 start;  // the file offset of buf[0]
 };
 
@@ -59,24 +59,20 @@ int Write(sqlite3_file* file, const void* data, int amount, sqlite3_int64 offset
     // out at once, after everything gathered before them.
     f->committing = BigEndian32(static_cast<const unsigned char*>(data) + 4) != 0;
   }
-  const auto end = static_cast<sqlite3_int64>(f->start + static_cast<sqlite3_int64>(f->len));
-  if (f->len > 0 && (f->committing || offset != end ||
-                     f->len + static_cast<size_t>(amount) > kBufferLimit)) {
+  const auto n = static_cast<size_t>(amount);
+  const sqlite3_int64 end = f->start + static_cast<sqlite3_int64>(f->len);
+  if (f->len > 0 && (f->committing || offset != end || f->len + n > kBufferLimit)) {
     const int rc = Flush(f);
     if (rc != SQLITE_OK) return rc;
   }
-  if (f->committing || static_cast<size_t>(amount) > kBufferLimit) {
-    return WriteThrough(f, data, amount, offset);
-  }
-  if (f->len + static_cast<size_t>(amount) > f->cap) {
-    void* grown = std::realloc(f->buf, kBufferLimit);
-    if (grown == nullptr) return WriteThrough(f, data, amount, offset);
-    f->buf = static_cast<char*>(grown);
-    f->cap = kBufferLimit;
+  if (f->committing || n > kBufferLimit) return WriteThrough(f, data, amount, offset);
+  if (f->buf == nullptr) {
+    f->buf = static_cast<char*>(std::malloc(kBufferLimit));
+    if (f->buf == nullptr) return WriteThrough(f, data, amount, offset);
   }
   if (f->len == 0) f->start = offset;
-  std::memcpy(f->buf + f->len, data, static_cast<size_t>(amount));
-  f->len += static_cast<size_t>(amount);
+  std::memcpy(f->buf + f->len, data, n);
+  f->len += n;
   return SQLITE_OK;
 }
 
@@ -86,7 +82,6 @@ int Close(sqlite3_file* file) {
   const int closed = f->real->pMethods->xClose(f->real);
   std::free(f->buf);
   f->buf = nullptr;
-  f->cap = 0;
   return flushed != SQLITE_OK ? flushed : closed;
 }
 
@@ -173,18 +168,16 @@ int Open(sqlite3_vfs* vfs, const char* name, sqlite3_file* file, int flags, int*
   const int rc = g_base->xOpen(g_base, name, f->real, flags, out_flags);
   if (rc != SQLITE_OK) return rc;
   const sqlite3_io_methods* real = f->real->pMethods;
-  // Only when the default file has every method this one forwards to, and SQLite will not
-  // pad commits to a sector boundary (it does without power-safe overwrite).
-  f->gather = real->iVersion >= 3 &&
-              (real->xDeviceCharacteristics(f->real) & SQLITE_IOCAP_POWERSAFE_OVERWRITE) != 0;
   if (real->iVersion < 3) {
     // Forwarding would call methods the file lacks: hand it back whole instead.
     real->xClose(f->real);
     return g_base->xOpen(g_base, name, file, flags, out_flags);
   }
+  // SQLite pads commits to a sector boundary without power-safe overwrite: not gathered then.
+  f->gather = (real->xDeviceCharacteristics(f->real) & SQLITE_IOCAP_POWERSAFE_OVERWRITE) != 0;
   f->committing = false;
   f->buf = nullptr;
-  f->len = f->cap = 0;
+  f->len = 0;
   f->start = 0;
   f->base.pMethods = &kMethods;
   return SQLITE_OK;

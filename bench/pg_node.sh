@@ -3,9 +3,10 @@
 # BUILD and WORK (a directory removed at exit, with the node stopped); PORT and SUBJECTS are
 # the caller's.
 #
-#   start_pg_node GARDE NAME   # database NAME, seeded with SUBJECTS subjects; sets uri, key,
-#                              # ids (the seeded subjects' ids file) and GARDE_PID (serving
-#                              # on PORT once it returns)
+#   start_pg_node GARDE NAME [SEED]  # database NAME, seeded with SUBJECTS subjects (by SEED,
+#                              # default the build's garde_bench_seed: one of GARDE's schema);
+#                              # sets uri, key, ids (the seeded subjects' ids file) and
+#                              # GARDE_PID (serving on PORT once it returns)
 
 if [ -z "${GARDE_TEST_POSTGRES:-}" ]; then
   echo "run under tests/postgres/with_postgres.sh" >&2
@@ -17,7 +18,8 @@ cleanup() { kill "${GARDE_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true;
 trap cleanup EXIT
 
 start_pg_node() {
-  local garde=$1 name=$2
+  local garde=$1 name=$2 seed=${3:-}
+  [ -n "$seed" ] || seed=$BUILD/bench/garde_bench_seed
   local admin="postgresql:///postgres?host=$GARDE_TEST_POSTGRES&user=garde"
   uri="postgresql:///$name?host=$GARDE_TEST_POSTGRES&user=garde"
   psql -q "$admin" -c "CREATE DATABASE $name"
@@ -26,7 +28,7 @@ start_pg_node() {
   key=$("$garde" apikey create --data-dir "$dir" --policies policies --database "$uri" \
     --name bench --role operator --activity customer_management | tail -1)
   ids=$WORK/ids_$name
-  "$BUILD/bench/garde_bench_seed" --data-dir "$dir" --policies policies --database "$uri" \
+  "$seed" --data-dir "$dir" --policies policies --database "$uri" \
     --count "$SUBJECTS" --ids "$ids" > /dev/null 2>&1
   GARDE_LOG_LEVEL=warn "$garde" serve --data-dir "$dir" --policies policies --database "$uri" \
     --listen 127.0.0.1:$PORT > "$WORK/serve.out" 2> "$WORK/serve.err" &

@@ -7,13 +7,16 @@
 #
 #   tests/postgres/with_postgres.sh bench/postgres_binaries.sh OLD_GARDE NEW_GARDE
 #       [--op consent_check|get_subject|post_subject] [--subjects 5000] [--duration 8]
-#       [--rounds 2] [--runs 2]
+#       [--rounds 2] [--runs 2] [--seeders OLD_SEED NEW_SEED]
+#
+# --seeders: each binary's own build of bench/garde_bench_seed, when the two binaries' schemas
+# differ (a node refuses a database migrated past what it knows).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { sed -n '2,10p' "$0" >&2; exit 2; }
 BINARIES=("$(realpath "$1")" "$(realpath "$2")")
 shift 2
-OP=consent_check SUBJECTS=5000 DURATION=8 ROUNDS=2 RUNS=2
+OP=consent_check SUBJECTS=5000 DURATION=8 ROUNDS=2 RUNS=2 SEEDERS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --op) OP=$2; shift 2 ;;
@@ -21,6 +24,7 @@ while [ $# -gt 0 ]; do
     --duration) DURATION=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
+    --seeders) SEEDERS=("$(realpath "$2")" "$(realpath "$3")"); shift 3 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -33,7 +37,7 @@ for run in $(seq "$RUNS"); do
   for b in 0 1; do
     garde=${BINARIES[$b]}
     n=$((n + 1))
-    start_pg_node "$garde" bench_$n
+    start_pg_node "$garde" bench_$n "${SEEDERS[$b]:-}"
     for round in $(seq "$ROUNDS"); do
       line=$(GARDE_KEY=$key GARDE_IDS=$ids wrk -t2 -c64 -d"${DURATION}"s \
         -s "bench/$OP.lua" http://127.0.0.1:$PORT | grep RESULT)

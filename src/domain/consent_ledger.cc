@@ -223,7 +223,7 @@ Result<ConsentEvent> ConsentLedger::Record(const Caller& caller, const std::stri
                 req.method, caller.key_id, at);
   ConsentEvent e = ConsentEventFromRow(row_to_add);
   TombstoneEntries kept;
-  Status written = d_.store.Write([&](WriteTx& tx) -> Status {
+  Status written = d_.store.WriteRerunnable([&](WriteTx& tx) -> Status {
     kept = {};
     auto row = tx.GetSubject(subject_id);
     if (!row.ok()) return row.status();

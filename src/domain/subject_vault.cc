@@ -148,12 +148,20 @@ Result<std::optional<FieldValue>> SubjectVault::OpenOne(ReadTx& tx, const Subjec
   return std::optional<FieldValue>();
 }
 
-Status SubjectVault::CheckUnique(ReadTx& tx, const PolicySet& policies,
+Status SubjectVault::CheckUnique(WriteTx& tx, const PolicySet& policies,
                                  const std::string& self_id, const FieldMap& values) const {
   for (const auto& [name, value] : values) {
     const FieldSpec* spec = SpecOf(policies, name);
     if (spec == nullptr || !spec->unique) continue;
     const std::string text = IndexText(value);
+    // Usually no other subject has the digest: one question, which a store may answer later.
+    std::vector<Bytes> digests;
+    for (const BlindIndex* index : d_.lookup.Current()->indexes()) {
+      digests.push_back(index->Digest(name, text, spec->blind_index_bytes));
+    }
+    auto held = tx.IndexHeldByOthers(name, digests, self_id);
+    if (!held.ok()) return held.status();
+    if (!held.value()) continue;
     auto ids = FindByIndex(tx, name, text, spec->blind_index_bytes);
     if (!ids.ok()) return ids.status();
     for (const auto& id : ids.value()) {
@@ -311,7 +319,8 @@ std::vector<Result<SubjectView>> SubjectVault::CommitCreates(
     const Caller& caller, std::vector<std::unique_ptr<PendingCreate>>& pending) {
   std::vector<Result<SubjectView>> results;
   std::vector<Status> outcome(pending.size(), Status::Ok());
-  Status written = d_.store.Write([&](WriteTx& tx) -> Status {
+  // Rerunnable: each run sets every outcome again and writes only through tx.
+  Status written = d_.store.WriteRerunnable([&](WriteTx& tx) -> Status {
     for (size_t i = 0; i < pending.size(); ++i) {
       PendingCreate& p = *pending[i];
       const SubjectRow& row = p.row;
@@ -366,7 +375,7 @@ Result<SubjectView> SubjectVault::Rectify(const Caller& caller, const std::strin
   auto policies = d_.policies.Current();
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "subjects.write"));
   std::optional<SubjectView> result;
-  Status written = d_.store.Write([&](WriteTx& tx) -> Status {
+  Status written = d_.store.WriteRerunnable([&](WriteTx& tx) -> Status {
     auto view = RectifyIn(tx, *policies, caller, id, changes);
     if (!view.ok()) return view.status();
     result = std::move(view.value());

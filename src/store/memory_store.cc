@@ -1352,24 +1352,38 @@ Status MemoryStore::Read(const std::function<Status(ReadTx&)>& fn) {
 
 Status MemoryStore::Write(const std::function<Status(WriteTx&)>& fn, Durability durability) {
   (void)durability;  // nothing to make durable
+  return Run(fn, 1);
+}
+
+Status MemoryStore::WriteRerunnable(const std::function<Status(WriteTx&)>& fn,
+                                    Durability durability) {
+  (void)durability;
+  return Run(fn, 2);
+}
+
+Status MemoryStore::Run(const std::function<Status(WriteTx&)>& fn, int runs) {
   std::vector<std::function<void()>> hooks;
   Status s = Status::Ok();
   {
     std::unique_lock lock(mu_);
-    std::vector<std::function<void()>> undo;
-    MemoryTx tx(*tables_, &undo, &hooks);
-    tls_writing = this;
-    try {
-      s = fn(tx);
-    } catch (const std::exception& e) {
-      s = Internal(std::string("write failed: ") + e.what());
+    for (int run = 1; run <= runs; ++run) {
+      std::vector<std::function<void()>> undo;
+      hooks.clear();
+      MemoryTx tx(*tables_, &undo, &hooks);
+      tls_writing = this;
+      try {
+        s = fn(tx);
+      } catch (const std::exception& e) {
+        s = Internal(std::string("write failed: ") + e.what());
+      }
+      tls_writing = nullptr;
+      if (!s.ok() || run < runs) {
+        for (auto it = undo.rbegin(); it != undo.rend(); ++it) (*it)();
+        if (!s.ok() && run == runs) return s;
+        continue;
+      }
+      if (!undo.empty()) epoch_.fetch_add(1, std::memory_order_acq_rel);
     }
-    tls_writing = nullptr;
-    if (!s.ok()) {
-      for (auto it = undo.rbegin(); it != undo.rend(); ++it) (*it)();
-      return s;
-    }
-    if (!undo.empty()) epoch_.fetch_add(1, std::memory_order_acq_rel);
   }
   for (auto& hook : hooks) hook();
   return s;

@@ -391,7 +391,21 @@ BEGIN
   PERFORM pg_notify('garde_changes', '');
 END $$ LANGUAGE plpgsql;
 )sql",
+    // 7: a uniqueness look-up that fails its statement when another subject holds one of the
+    // digests, so that it can be sent in a write's pipeline without being waited for.
+    R"sql(
+CREATE FUNCTION garde_index_free(f TEXT, digests BYTEA[], self TEXT) RETURNS void AS $$
+BEGIN
+  IF EXISTS(SELECT 1 FROM blind_index WHERE field = f COLLATE "C" AND digest = ANY(digests)
+            AND subject_id <> self COLLATE "C") THEN
+    RAISE EXCEPTION 'a look-up digest is held by another subject' USING ERRCODE = 'GU001';
+  END IF;
+END $$ LANGUAGE plpgsql;
+)sql",
 };
+
+// The SQLSTATE garde_index_free fails with.
+constexpr const char* kIndexHeldState = "GU001";
 
 // Migrations take this one, so that nodes starting together migrate once.
 constexpr const char* kMigrationLock = "SELECT pg_advisory_lock(7254002)";
@@ -450,7 +464,7 @@ class PgConnection {
       if (PQsendPrepare(conn_, name.c_str(), sql.c_str(), 0, nullptr) == 0) {
         return ErrorOf(nullptr, "prepare");
       }
-      pending_.push_back({Check::kPrepare, nullptr, sql, 0});
+      pending_.push_back({Check::kPrepare, nullptr, sql, write_});
     } else {
       PGresult* res = PQprepare(conn_, name.c_str(), sql.c_str(), 0, nullptr);
       const bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
@@ -471,7 +485,7 @@ class PgConnection {
       if (PQsendQueryParams(conn_, sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) == 0) {
         return ErrorOf(nullptr, "exec");
       }
-      pending_.push_back({Check::kStatus, nullptr, {}, 0});
+      pending_.push_back({Check::kStatus, nullptr, {}, write_});
       return Status::Ok();
     }
     PGresult* res = PQexec(conn_, sql.c_str());
@@ -506,14 +520,27 @@ class PgConnection {
   // sent before it, in order. The first failure among them is the pipeline's error: PostgreSQL
   // skips what follows it until the sync point, and every later call reports it.
 
-  // What is checked of a deferred result.
-  enum class Check { kStatus, kRowChanged, kRowsChanged, kPrepare, kKeep };
+  // What is checked of a deferred result. Every check is the server's own (an error aborts
+  // the transaction, and PostgreSQL skips what follows until the sync point), so that a failure
+  // read late still leaves the failed write's savepoint the latest one (RunPipelined).
+  enum class Check { kStatus, kPrepare, kKeep };
+
+  // The write of a batch whose statements are being sent: a failure is charged to the write
+  // that sent what failed (failed_write, after the Sync that read it).
+  void set_write(size_t i) { write_ = i; }
+  std::optional<size_t> failed_write() const { return failed_write_; }
+  // The failure was garde_index_free's: a look-up digest held by another subject.
+  bool failed_on_held_index() const { return failed_held_; }
 
   bool pipelined() const { return PQpipelineStatus(conn_) != PQ_PIPELINE_OFF; }
 
   Status EnterPipeline() {
     if (PQenterPipelineMode(conn_) == 0) return ErrorOf(nullptr, "pipeline");
     pipeline_error_ = Status::Ok();
+    failing_write_.reset();
+    failed_write_.reset();
+    failing_held_ = failed_held_ = false;
+    write_ = 0;
     return Status::Ok();
   }
 
@@ -525,17 +552,16 @@ class PgConnection {
   }
 
   // Sends a prepared statement; its result is checked as `check` says when read.
-  // (kRowsChanged: exactly `rows` rows.)
   Status Defer(const std::string& name, const std::vector<const char*>& values,
                const std::vector<int>& lengths, const std::vector<int>& formats, Check check,
-               PGresult** keep, int64_t rows = 0) {
+               PGresult** keep) {
     GARDE_RETURN_IF_ERROR(SendHeld());
     if (!pipeline_error_.ok()) return pipeline_error_;
     if (PQsendQueryPrepared(conn_, name.c_str(), static_cast<int>(values.size()), values.data(),
                             lengths.data(), formats.data(), 1) == 0) {
       return ErrorOf(nullptr, "query");
     }
-    pending_.push_back({check, keep, {}, rows});
+    pending_.push_back({check, keep, {}, write_});
     // Bounded, so that neither side's buffers fill while the other is not reading.
     if (pending_.size() >= kMaxPending && check != Check::kKeep) return Await();
     return Status::Ok();
@@ -563,6 +589,10 @@ class PgConnection {
     if (PQstatus(conn_) != CONNECTION_OK) Fail(ErrorOf(nullptr, "sync"));
     if (s.ok()) s = pipeline_error_;
     pipeline_error_ = Status::Ok();
+    failed_write_ = failing_write_;
+    failing_write_.reset();
+    failed_held_ = failing_held_;
+    failing_held_ = false;
     return s;
   }
 
@@ -573,12 +603,15 @@ class PgConnection {
     Check check;
     PGresult** keep;
     std::string sql;  // of a kPrepare: forgotten if the prepare failed
-    int64_t rows = 0;  // of a kRowsChanged
+    size_t write = 0;  // set_write's when it was sent
   };
 
-  // Keeps the first failure since the last sync point.
-  void Fail(Status s) {
-    if (pipeline_error_.ok()) pipeline_error_ = std::move(s);
+  // Keeps the first failure since the last sync point, and the write it is charged to.
+  void Fail(Status s, std::optional<size_t> write = std::nullopt, bool held = false) {
+    if (!pipeline_error_.ok()) return;
+    pipeline_error_ = std::move(s);
+    failing_write_ = write.value_or(write_);
+    failing_held_ = held;
   }
 
   Status ReadPending() {
@@ -587,23 +620,19 @@ class PgConnection {
       pending_.pop_front();
       PGresult* res = PQgetResult(conn_);
       if (res == nullptr) {  // the connection is gone
-        Fail(ErrorOf(nullptr, "pipeline"));
+        Fail(ErrorOf(nullptr, "pipeline"), p.write);
         continue;
       }
       const ExecStatusType st = PQresultStatus(res);
       if (st == PGRES_PIPELINE_ABORTED) {
-        Fail(Internal("postgresql: a pipelined statement was skipped"));
+        Fail(Internal("postgresql: a pipelined statement was skipped"), p.write);
         // A statement first used after a failure: its preparation was skipped too.
         if (p.check == Check::kPrepare) prepared_.erase(p.sql);
       } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        Fail(ErrorOf(res, p.check == Check::kPrepare ? "prepare" : "query"));
+        const char* state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        Fail(ErrorOf(res, p.check == Check::kPrepare ? "prepare" : "query"), p.write,
+             state != nullptr && std::strcmp(state, kIndexHeldState) == 0);
         if (p.check == Check::kPrepare) prepared_.erase(p.sql);
-      } else if (p.check == Check::kRowChanged || p.check == Check::kRowsChanged) {
-        const char* n = PQcmdTuples(res);
-        const int64_t changed = *n == '\0' ? 0 : std::strtoll(n, nullptr, 10);
-        if (p.check == Check::kRowChanged ? changed == 0 : changed != p.rows) {
-          Fail(Conflict("constraint violated: write"));
-        }
       }
       if (p.keep != nullptr) {
         *p.keep = res;
@@ -619,6 +648,9 @@ class PgConnection {
   std::unordered_map<std::string, std::string> prepared_;
   std::deque<Pending> pending_;
   Status pipeline_error_;
+  size_t write_ = 0;
+  std::optional<size_t> failing_write_, failed_write_;
+  bool failing_held_ = false, failed_held_ = false;
   std::function<Status()> held_;
   bool sending_held_ = false;
 };
@@ -707,25 +739,13 @@ class PgQuery {
   }
 
   // A write whose result the caller only needs to succeed: in a group commit's pipeline, sent
-  // without waiting (its failure, or `changes_row` unmet, fails the write when its savepoint
-  // ends); otherwise run at once. With `changes_row`, changing no row is a conflict.
-  Status Send(bool changes_row = false) {
-    if (!conn_.pipelined() || unmatchable_) {
-      GARDE_RETURN_IF_ERROR(Run());
-      return changes_row && affected() == 0 ? Conflict("constraint violated: write")
-                                            : Status::Ok();
-    }
-    return Dispatch(changes_row ? PgConnection::Check::kRowChanged : PgConnection::Check::kStatus,
-                    nullptr);
-  }
-
-  // A write that must change exactly `count` rows (else a conflict), sent as Send does.
-  Status SendRows(int64_t count) {
-    if (!conn_.pipelined() || unmatchable_) {
-      GARDE_RETURN_IF_ERROR(Run());
-      return affected() != count ? Conflict("constraint violated: write") : Status::Ok();
-    }
-    return Dispatch(PgConnection::Check::kRowsChanged, nullptr, count);
+  // without waiting (its failure fails the write when its savepoint ends); otherwise run at
+  // once. An INSERT of a row that must be new is a plain one: an existing row is the server's
+  // unique violation, a conflict (ON CONFLICT DO NOTHING with a count of the rows changed
+  // would be a failure only this side knows of, and costs the server a speculative insertion).
+  Status Send() {
+    if (!conn_.pipelined() || unmatchable_) return Run();
+    return Dispatch(PgConnection::Check::kStatus, nullptr);
   }
 
   int rows() const { return res_ == nullptr ? 0 : PQntuples(res_); }
@@ -776,11 +796,11 @@ class PgQuery {
   }
 
   // Sends the statement into the connection's pipeline.
-  Status Dispatch(PgConnection::Check check, PGresult** keep, int64_t rows = 0) {
+  Status Dispatch(PgConnection::Check check, PGresult** keep) {
     auto name = conn_.Prepared(sql_);
     if (!name.ok()) return name.status();
     const Bound b = Bind();
-    return conn_.Defer(name.value(), b.values, b.lengths, formats_, check, keep, rows);
+    return conn_.Defer(name.value(), b.values, b.lengths, formats_, check, keep);
   }
 
   PgQuery& Add(std::string v, int format, bool null) {
@@ -1027,6 +1047,29 @@ class PgTx final : public WriteTx {
     return q.Texts();
   }
 
+  // In a rerunnable write of a batch, sent without waiting: garde_index_free fails the write
+  // when the answer is yes, and the batch runs it again with the look-up waited for.
+  Result<bool> IndexHeldByOthers(const std::string& field, const std::vector<Bytes>& digests,
+                                 const std::string& self) override {
+    PgArray array(PgArray::kBytea);
+    for (const Bytes& d : digests) array.Blob(d);
+    if (held_index_deferred_ && c_.pipelined()) {
+      PgQuery q(c_, "SELECT garde_index_free($1, $2::bytea[], $3)");
+      q.Text(field).Binary(array.Take()).Text(self);
+      GARDE_RETURN_IF_ERROR(q.Send());
+      return false;
+    }
+    PgQuery q(c_,
+              "SELECT EXISTS(SELECT 1 FROM blind_index WHERE field = $1 AND "
+              "digest = ANY($2::bytea[]) AND subject_id <> $3)");
+    q.Text(field).Binary(array.Take()).Text(self);
+    auto held = q.FirstInt(0);
+    if (!held.ok()) return held.status();
+    return held.value() != 0;
+  }
+  // Whether IndexHeldByOthers may answer later (RunPipelined).
+  void set_held_index_deferred(bool deferred) { held_index_deferred_ = deferred; }
+
   Result<std::vector<std::string>> SubjectsWithStaleIndexes(uint32_t master,
                                                             const std::string& after_id,
                                                             size_t limit) override {
@@ -1186,10 +1229,10 @@ class PgTx final : public WriteTx {
 
   Status InsertSubject(const SubjectRow& r) override {
     PgQuery q(c_, std::string("INSERT INTO subjects(") + kSubjectColumns +
-                      ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT DO NOTHING");
+                      ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)");
     q.Text(r.id).Text(r.kind).Text(r.status).Text(r.source).Int(r.created_at).Int(r.updated_at)
         .Int(r.last_interaction_at).Int(r.root_key_version).Int(r.dek_version).Blob(r.wrapped_dek);
-    return q.Send(/*changes_row=*/true);
+    return q.Send();
   }
 
   Status UpdateSubject(const SubjectRow& r) override {
@@ -1335,10 +1378,9 @@ class PgTx final : public WriteTx {
   Status InsertImportRow(const std::string& import_id, int64_t row,
                          const std::string& subject_id) override {
     PgQuery q(c_,
-              "INSERT INTO import_rows(import_id, row, subject_id) VALUES($1,$2,$3) "
-              "ON CONFLICT DO NOTHING");
+              "INSERT INTO import_rows(import_id, row, subject_id) VALUES($1,$2,$3)");
     q.Text(import_id).Int(row).Text(subject_id);
-    return q.Send(/*changes_row=*/true);
+    return q.Send();
   }
 
   // ---- API keys ----
@@ -1513,11 +1555,11 @@ class PgTx final : public WriteTx {
     PgQuery q(c_,
               "INSERT INTO consent_events(id, subject_id, purpose, channel, event, legal_basis, "
               "notice_version, method, actor, at, expires_at, receipt) "
-              "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) ON CONFLICT DO NOTHING");
+              "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)");
     q.Text(r.id).Text(r.subject_id).Text(r.purpose).Text(r.channel).Text(r.event)
         .Text(r.legal_basis).Text(r.notice_version).Text(r.method).Text(r.actor).Int(r.at)
         .Int(r.expires_at).Text(r.receipt);
-    return q.Send(/*changes_row=*/true);
+    return q.Send();
   }
 
   Status PutConsentConfirmation(const ConsentConfirmationRow& r) override {
@@ -1805,10 +1847,9 @@ class PgTx final : public WriteTx {
 
   Status InsertOutbox(const OutboxRow& r) override {
     PgQuery q(c_,
-              "INSERT INTO outbox(id, topic, payload, created_at) VALUES($1,$2,$3,$4) "
-              "ON CONFLICT DO NOTHING");
+              "INSERT INTO outbox(id, topic, payload, created_at) VALUES($1,$2,$3,$4)");
     q.Text(r.id).Text(r.topic).Text(r.payload).Int(r.created_at);
-    return q.Send(/*changes_row=*/true);
+    return q.Send();
   }
 
   Result<int64_t> WebhookMark(const std::string& endpoint) override {
@@ -2097,6 +2138,7 @@ class PgTx final : public WriteTx {
   void set_hooks(std::vector<std::function<void()>>* hooks) { hooks_ = hooks; }
 
  private:
+  bool held_index_deferred_ = false;
   static CheckpointRow CheckpointFrom(const PgRow& r) {
     return {static_cast<uint64_t>(r.Int(0)), r.Blob(1), r.Int(2), r.Text(3), r.Text(4)};
   }
@@ -2136,11 +2178,10 @@ class PgTx final : public WriteTx {
   // Inserts the rows held in `columns` (one array per column, as many elements each) with
   // `sql`, every one a new row; the arrays are emptied.
   Status SendMany(const char* sql, std::initializer_list<PgArray*> columns) {
-    const auto rows = static_cast<int64_t>((*columns.begin())->size());
-    if (rows == 0) return Status::Ok();
+    if ((*columns.begin())->size() == 0) return Status::Ok();
     PgQuery q(c_, sql);
     for (PgArray* column : columns) q.Binary(column->Take());
-    return q.SendRows(rows);
+    return q.Send();
   }
 
   HeldAuditRows audit_;
@@ -2159,6 +2200,62 @@ Result<std::unique_ptr<PgConnection>> Connect(const PostgresOptions& o) {
   GARDE_RETURN_IF_ERROR(
       conn->Exec(o.synchronous ? "SET synchronous_commit = on" : "SET synchronous_commit = off"));
   return conn;
+}
+
+// Runs the writes of a batch on `c`'s pipeline, each in its own savepoint, collecting each
+// one's hooks. A write ends with a sync point (every answer read: a failure is its own and
+// is rolled back to its savepoint alone) unless the write after it is rerunnable: then its
+// answers are read with that write's first read, a round trip fewer. Should they hold a
+// failure, PostgreSQL skipped everything sent after it: the failed write is rolled back to its
+// savepoint, which is still the latest, and the writes after it run again. A rerunnable
+// write's uniqueness look-ups are not waited for either (PgTx::IndexHeldByOthers): when one
+// finds its digest held, that write runs again with them waited for, and decides itself. Ok,
+// or what makes the whole batch unsure (the connection lost): nothing of it may then be kept.
+Status RunPipelined(const std::vector<PendingWrite*>& batch, PgTx& tx, PgConnection& c) {
+  constexpr size_t kNone = static_cast<size_t>(-1);
+  size_t waited_look_ups = kNone;  // the write to run again with its look-ups waited for
+  size_t i = 0;
+  while (i < batch.size()) {
+    PendingWrite* w = batch[i];
+    w->after_commit.clear();  // of an earlier run
+    c.set_write(i);
+    tx.set_held_index_deferred(w->rerunnable && i != waited_look_ups);
+    Status s = c.Exec("SAVEPOINT garde_write");
+    if (s.ok()) {
+      tx.set_hooks(&w->after_commit);
+      try {
+        s = (*w->fn)(tx);
+      } catch (const std::exception& e) {
+        s = Internal(std::string("write failed: ") + e.what());
+      }
+      tx.set_hooks(nullptr);
+    }
+    if (s.ok()) s = c.Exec("RELEASE SAVEPOINT garde_write");  // its held rows go first
+    const bool synced = s.ok() && (i + 1 == batch.size() || !batch[i + 1]->rerunnable);
+    if (synced) s = c.Sync();
+    if (s.ok()) {
+      w->result = Status::Ok();
+      ++i;
+      continue;
+    }
+    // A failure: of this write, or of one before it whose answers had not been read.
+    tx.DropHeld();
+    Status failure = synced ? s : c.Sync();
+    const size_t failed = std::min(c.failed_write().value_or(i), i);
+    if (failure.ok() || failed == i) failure = s;
+    const bool held = c.failed_on_held_index();
+    GARDE_RETURN_IF_ERROR(c.Exec("ROLLBACK TO SAVEPOINT garde_write"));
+    GARDE_RETURN_IF_ERROR(c.Exec("RELEASE SAVEPOINT garde_write"));
+    GARDE_RETURN_IF_ERROR(c.Sync());
+    if (held && failed != waited_look_ups) {
+      waited_look_ups = i = failed;  // it, then the writes after it, again
+      continue;
+    }
+    batch[failed]->result = std::move(failure);
+    batch[failed]->after_commit.clear();
+    i = failed + 1;  // the writes after it (every one rerunnable: none waited) run again
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -2488,11 +2585,22 @@ Status PostgresStore::Read(const std::function<Status(ReadTx&)>& fn) {
 }
 
 Status PostgresStore::Write(const std::function<Status(WriteTx&)>& fn, Durability durability) {
-  return writes_.Submit(fn, durability,
-                        [this](const std::vector<PendingWrite*>& batch,
-                               const std::function<void()>& hand_over) {
-                          CommitBatch(batch, hand_over);
-                        });
+  return Submit(fn, durability, /*rerunnable=*/false);
+}
+
+Status PostgresStore::WriteRerunnable(const std::function<Status(WriteTx&)>& fn,
+                                      Durability durability) {
+  return Submit(fn, durability, /*rerunnable=*/true);
+}
+
+Status PostgresStore::Submit(const std::function<Status(WriteTx&)>& fn, Durability durability,
+                             bool rerunnable) {
+  return writes_.Submit(
+      fn, durability,
+      [this](const std::vector<PendingWrite*>& batch, const std::function<void()>& hand_over) {
+        CommitBatch(batch, hand_over);
+      },
+      rerunnable);
 }
 
 Status PostgresStore::FlushWal(PgConnection& c) {
@@ -2532,21 +2640,9 @@ void PostgresStore::CommitBatch(const std::vector<PendingWrite*>& batch,
   std::optional<PgTx> tx(std::in_place, c);
   Status piped = c.EnterPipeline();
   if (piped.ok()) {
-    RunInSavepoints(batch, *tx,
-                    {[&] { return c.Exec("SAVEPOINT garde_write"); },
-                     [&] {
-                       tx->DropHeld();
-                       c.Sync().IgnoreError();  // out of the failure, then back to the savepoint
-                       return c.Exec("ROLLBACK TO SAVEPOINT garde_write");
-                     },
-                     [&] {
-                       // Everything the write sent answers first; the savepoint goes only
-                       // then (a write that changed no row it had to is rolled back to it).
-                       GARDE_RETURN_IF_ERROR(c.Sync());
-                       return c.Exec("RELEASE SAVEPOINT garde_write");
-                     }},
-                    [&](std::vector<std::function<void()>>* hooks) { tx->set_hooks(hooks); });
-    piped = c.ExitPipeline();
+    piped = RunPipelined(batch, *tx, c);
+    Status exited = c.ExitPipeline();
+    if (piped.ok()) piped = std::move(exited);
   }
   tx.reset();
   if (!piped.ok()) {

@@ -1379,6 +1379,195 @@ TEST_P(GroupCommit, EachWriteOfABatchSucceedsOrFailsAlone) {
             1 + expected_pending);
 }
 
+// Rerunnable writes mixed with plain ones, failing or not at random, from many threads at once:
+// on PostgreSQL a write before a rerunnable one ends without waiting for its answers, and when
+// they hold its failure the writes sent after it run again. Against what each write was drawn
+// to do: a failing write leaves nothing and runs no hooks, every other one keeps exactly what
+// its last run wrote (a rerun's first run leaves nothing twice) and runs its hooks once; a
+// plain write runs once. On PostgreSQL the rounds must have rerun some write, or the path
+// under test was not taken.
+TEST_P(GroupCommit, RerunnableWritesAfterAFailureRunAgainAndKeepOnlyTheirLastRun) {
+  PlantRefusal(GetParam(), dir_, stores_.uri);
+  Write(vault(), [](WriteTx& tx) {
+    GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject("sub_taken")));
+    return tx.PutIndex("sub_taken", {"email", Digest(0, 0), 1});
+  });
+  std::mt19937 rng(20261205);
+  constexpr int kRounds = 8, kWriters = 40;
+  int expected_subjects = 1, reruns = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    struct Drawn {
+      bool rerunnable;
+      // 0 none; 1 refused statement; 2 existing row; 3 its own error, after writes; 4 a
+      // look-up digest another subject holds (IndexHeldByOthers), as a duplicate create's
+      int failure;
+      bool reads;  // a read before its writes
+    };
+    std::vector<Drawn> drawn(kWriters);
+    for (auto& d : drawn) {
+      d.rerunnable = rng() % 2 == 0;
+      d.failure = rng() % 3 == 0 ? 1 + static_cast<int>(rng() % 4) : 0;
+      d.reads = rng() % 2 == 0;
+    }
+    std::vector<Status> results(kWriters);
+    std::vector<int> hooks(kWriters, 0), runs(kWriters, 0);
+    std::vector<std::thread> threads;
+    std::atomic<int> ready{0};
+    for (int i = 0; i < kWriters; ++i) {
+      threads.emplace_back([&, i] {
+        const auto k = static_cast<size_t>(i);
+        const std::string id = "sub_r" + std::to_string(round) + "_" + std::to_string(i);
+        const std::function<Status(WriteTx&)> fn = [&, k, id](WriteTx& tx) -> Status {
+          ++runs[k];
+          const Drawn& d = drawn[k];
+          if (d.reads) {
+            auto taken = tx.GetSubject("sub_taken");
+            if (!taken.ok()) return taken.status();
+            if (!taken.value()) return Internal("a committed subject is not seen");
+          }
+          auto held = tx.IndexHeldByOthers(
+              "email", {d.failure == 4 ? Digest(0, 0) : Digest(round + 100, i)}, id);
+          if (!held.ok()) return held.status();
+          if (held.value()) return Conflict("the e-mail is another subject's");
+          GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject(id)));
+          GARDE_RETURN_IF_ERROR(tx.PutField(id, {"email", Bytes{1, 2}}));
+          if (d.failure == 1) GARDE_RETURN_IF_ERROR(tx.PutField(id, {"poison", Bytes{3}}));
+          if (d.failure == 2) GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject("sub_taken")));
+          GARDE_RETURN_IF_ERROR(tx.PutIndex(id, {"email", Digest(round + 100, i), 1}));
+          if (d.failure == 3) return Unprocessable("drawn to fail");
+          tx.AfterCommit([&hooks, k] { ++hooks[k]; });
+          return Status::Ok();
+        };
+        ready.fetch_add(1);
+        while (ready.load() < kWriters) std::this_thread::yield();
+        results[k] = drawn[k].rerunnable ? vault().WriteRerunnable(fn) : vault().Write(fn);
+      });
+    }
+    for (auto& t : threads) t.join();
+    for (int i = 0; i < kWriters; ++i) {
+      const auto k = static_cast<size_t>(i);
+      const std::string id = "sub_r" + std::to_string(round) + "_" + std::to_string(i);
+      SCOPED_TRACE(id);
+      const Drawn& d = drawn[k];
+      auto subject = Get<std::optional<SubjectRow>>(vault(), [&](ReadTx& tx) {
+        return tx.GetSubject(id);
+      });
+      auto fields = Get<std::vector<SealedField>>(vault(), [&](ReadTx& tx) {
+        return tx.GetFields(id);
+      });
+      auto indexed = Get<std::vector<std::string>>(vault(), [&](ReadTx& tx) {
+        return tx.FindByIndex("email", Digest(round + 100, i));
+      });
+      if (d.rerunnable) {
+        EXPECT_GE(runs[k], 1);
+        reruns += runs[k] - 1;
+      } else {
+        EXPECT_EQ(runs[k], 1);
+      }
+      if (d.failure != 0) {
+        EXPECT_FALSE(results[k].ok());
+        if (d.failure == 2 || d.failure == 4) {
+          EXPECT_EQ(results[k].code(), Code::kConflict) << results[k].message();
+        }
+        if (d.failure == 3) {
+          EXPECT_EQ(results[k].code(), Code::kUnprocessable);
+        }
+        EXPECT_FALSE(subject.has_value());
+        EXPECT_TRUE(fields.empty());
+        EXPECT_TRUE(indexed.empty());
+        EXPECT_EQ(hooks[k], 0);
+      } else {
+        EXPECT_TRUE(results[k].ok()) << results[k].message();
+        EXPECT_TRUE(subject.has_value());
+        ASSERT_EQ(fields.size(), 1u);
+        EXPECT_EQ(indexed, std::vector<std::string>{id});
+        EXPECT_EQ(hooks[k], 1);
+        ++expected_subjects;
+      }
+    }
+  }
+  EXPECT_EQ(Get<int64_t>(vault(), [](ReadTx& tx) { return tx.CountSubjects(); }),
+            expected_subjects);
+  if (GetParam() == "postgresql") {
+    EXPECT_GT(reruns, 0);
+  } else {
+    EXPECT_EQ(reruns, 0);
+  }
+}
+
+// IndexHeldByOthers answers whether a subject other than the one asking holds one of the
+// digests; in a rerunnable write PostgreSQL answers "no" at once and runs the write again, the
+// question then waited for, when the answer was yes. Either way the write's last run decides
+// on the true answer.
+TEST_P(GroupCommit, AHeldLookUpDigestIsAnsweredTrulyByTheWritesLastRun) {
+  Write(vault(), [](WriteTx& tx) {
+    GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject("sub_a")));
+    return tx.PutIndex("sub_a", {"email", Digest(1, 1), 1});
+  });
+  const Bytes held = Digest(1, 1), free = Digest(1, 2);
+  Write(vault(), [&](WriteTx& tx) -> Status {
+    EXPECT_FALSE(tx.IndexHeldByOthers("email", {held}, "sub_a").value());  // its own
+    EXPECT_TRUE(tx.IndexHeldByOthers("email", {held}, "sub_b").value());
+    EXPECT_TRUE(tx.IndexHeldByOthers("email", {free, held}, "sub_b").value());
+    EXPECT_FALSE(tx.IndexHeldByOthers("email", {free}, "sub_b").value());
+    EXPECT_FALSE(tx.IndexHeldByOthers("phone", {held}, "sub_b").value());
+    return Status::Ok();
+  });
+  for (const bool duplicate : {true, false}) {
+    SCOPED_TRACE(duplicate ? "held" : "free");
+    std::vector<bool> answers;
+    const Status s = vault().WriteRerunnable([&](WriteTx& tx) -> Status {
+      auto answer = tx.IndexHeldByOthers("email", {duplicate ? held : free}, "sub_b");
+      if (!answer.ok()) return answer.status();
+      answers.push_back(answer.value());
+      if (answer.value()) return Conflict("held");
+      GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject("sub_b")));
+      return tx.PutIndex("sub_b", {"email", free, 1});
+    });
+    ASSERT_FALSE(answers.empty());
+    EXPECT_EQ(answers.back(), duplicate);
+    if (GetParam() == "postgresql" && duplicate) {
+      EXPECT_EQ(answers, (std::vector<bool>{false, true}));  // not waited for, then waited for
+    }
+    EXPECT_EQ(s.ok(), !duplicate) << s.message();
+    EXPECT_EQ(Get<std::optional<SubjectRow>>(vault(), [](ReadTx& tx) {
+                return tx.GetSubject("sub_b");
+              }).has_value(),
+              !duplicate);
+  }
+}
+
+// The in-memory store runs a rerunnable write twice, the first run undone: what stays is the
+// last run's, its hooks run once, and a failing last run leaves nothing.
+TEST(MemoryStoreRerun, ARerunnableWriteRunsTwiceAndKeepsItsLastRunOnly) {
+  MemoryStore store;
+  int runs = 0, hooks = 0;
+  ASSERT_TRUE(store.WriteRerunnable([&](WriteTx& tx) -> Status {
+    ++runs;
+    GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject("sub_run" + std::to_string(runs))));
+    tx.AfterCommit([&] { ++hooks; });
+    return Status::Ok();
+  }).ok());
+  EXPECT_EQ(runs, 2);
+  EXPECT_EQ(hooks, 1);
+  EXPECT_FALSE(Get<std::optional<SubjectRow>>(store, [](ReadTx& tx) {
+    return tx.GetSubject("sub_run1");
+  }).has_value());
+  EXPECT_TRUE(Get<std::optional<SubjectRow>>(store, [](ReadTx& tx) {
+    return tx.GetSubject("sub_run2");
+  }).has_value());
+  runs = 0;
+  const Status failed = store.WriteRerunnable([&](WriteTx& tx) -> Status {
+    GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject("sub_fail")));
+    return ++runs == 2 ? Unprocessable("the last run fails") : Status::Ok();
+  });
+  EXPECT_EQ(failed.code(), Code::kUnprocessable);
+  EXPECT_FALSE(Get<std::optional<SubjectRow>>(store, [](ReadTx& tx) {
+    return tx.GetSubject("sub_fail");
+  }).has_value());
+  EXPECT_EQ(Get<int64_t>(store, [](ReadTx& tx) { return tx.CountSubjects(); }), 1);
+}
+
 // A statement a connection first uses after a failure in the same write is skipped with the
 // rest of that write — its preparation too (PostgreSQL's pipeline): the next write that uses
 // it must not find it missing.

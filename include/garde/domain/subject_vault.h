@@ -300,7 +300,7 @@ class SubjectVault {
                     std::vector<IndexEntry>* out) const;
   // The spec of a schema field, or of the external_id pseudo-field.
   const FieldSpec* SpecOf(const PolicySet& policies, const std::string& field) const;
-  Status CheckUnique(ReadTx& tx, const PolicySet& policies, const std::string& self_id,
+  Status CheckUnique(WriteTx& tx, const PolicySet& policies, const std::string& self_id,
                      const FieldMap& values) const;
   // Subjects whose blind-index digest of `field` is that of `text`, under any master in use.
   Result<std::vector<std::string>> FindByIndex(ReadTx& tx, const std::string& field,

@@ -20,6 +20,7 @@ namespace garde {
 struct PendingWrite {
   const std::function<Status(WriteTx&)>* fn = nullptr;
   Durability durability = Durability::kImmediate;
+  bool rerunnable = false;  // Store::WriteRerunnable
   Status result;
   std::vector<std::function<void()>> after_commit;
 };
@@ -32,10 +33,11 @@ class GroupCommitQueue {
   using CommitFn = BatchQueue<PendingWrite>::RunFn;
   // Queues the write; runs batches (as their leader) until it is done; its result.
   Status Submit(const std::function<Status(WriteTx&)>& fn, Durability durability,
-                const CommitFn& commit) {
+                const CommitFn& commit, bool rerunnable = false) {
     PendingWrite me;
     me.fn = &fn;
     me.durability = durability;
+    me.rerunnable = rerunnable;
     queue_.Run(&me, commit);
     return me.result;
   }

@@ -29,6 +29,10 @@ class MemoryStore final : public Store {
   Status Read(const std::function<Status(ReadTx&)>& fn) override;
   Status Write(const std::function<Status(WriteTx&)>& fn,
                Durability durability = Durability::kImmediate) override;
+  // Runs fn, undoes it, and runs it again: the domain's tests hold each rerunnable write to
+  // what WriteRerunnable asks of it.
+  Status WriteRerunnable(const std::function<Status(WriteTx&)>& fn,
+                         Durability durability = Durability::kImmediate) override;
   Status Ping() override { return Status::Ok(); }
   uint64_t ChangeEpoch() override { return epoch_.load(std::memory_order_acquire); }
   // Nothing to copy to a file: kUnavailable (backups need a store on disk).
@@ -37,6 +41,8 @@ class MemoryStore final : public Store {
   struct Tables;  // in memory_store.cc
 
  private:
+  // Runs fn `runs` times under the write lock, all but the last undone.
+  Status Run(const std::function<Status(WriteTx&)>& fn, int runs);
   std::shared_mutex mu_;
   std::unique_ptr<Tables> tables_;  // guarded by mu_ (shared: read, exclusive: write)
   std::atomic<uint64_t> epoch_{1};

@@ -72,6 +72,10 @@ class PostgresStore final : public Store {
   Status Read(const std::function<Status(ReadTx&)>& fn) override;
   Status Write(const std::function<Status(WriteTx&)>& fn,
                Durability durability = Durability::kImmediate) override;
+  // The write before it in a batch ends without waiting for its answers (they come with this
+  // write's first read); this one runs again if they hold a failure.
+  Status WriteRerunnable(const std::function<Status(WriteTx&)>& fn,
+                         Durability durability = Durability::kImmediate) override;
   Status Ping() override;
   // Moves with this process's commits and with every other node's: the vault change log's
   // trigger sends NOTIFY garde_changes at commit, which a connection of this store LISTENs
@@ -102,6 +106,8 @@ class PostgresStore final : public Store {
   explicit PostgresStore(PostgresOptions options);
   Result<std::unique_ptr<PgConnection>> Acquire();
   void Release(std::unique_ptr<PgConnection> conn);
+  Status Submit(const std::function<Status(WriteTx&)>& fn, Durability durability,
+                bool rerunnable);
   void CommitBatch(const std::vector<PendingWrite*>& batch,
                    const std::function<void()>& hand_over);
   // Flushes the WAL past everything this connection committed (see visible_before_durable).

@@ -674,6 +674,23 @@ class WriteTx : public ReadTx,
  public:
   // Runs fn once this write has committed (not if it rolls back). fn must not block.
   virtual void AfterCommit(std::function<void()> fn) = 0;
+  // Whether a subject other than `self` has one of `digests` for `field` in the blind index
+  // (a uniqueness check's first question: false settles it). A store may answer false at
+  // once and ask later, in a rerunnable write only: if the answer turns out true, the write
+  // fails then and runs again, this call then answering as it asks (PostgreSQL: the look-up
+  // goes in the pipeline with the write's statements, no round trip of its own).
+  virtual Result<bool> IndexHeldByOthers(const std::string& field,
+                                         const std::vector<Bytes>& digests,
+                                         const std::string& self) {
+    for (const Bytes& digest : digests) {
+      auto ids = FindByIndex(field, digest);
+      if (!ids.ok()) return ids.status();
+      for (const auto& id : ids.value()) {
+        if (id != self) return true;
+      }
+    }
+    return false;
+  }
 };
 
 // When a committed write must be on stable storage.
@@ -739,6 +756,16 @@ class Store {
   // Runs fn in a write transaction; commits when fn returns Ok, rolls back otherwise.
   virtual Status Write(const std::function<Status(WriteTx&)>& fn,
                        Durability durability = Durability::kImmediate) = 0;
+  // As Write, for a fn that may run more than once: each run starts from the transaction as
+  // it was before the write, resets whatever it captures, and acts only through tx (its
+  // hooks: only the last run's run). A store may then send it before the write ahead of it in
+  // the same batch has been answered, and run it again in the rare case that write fails
+  // after it was sent (PostgreSQL: a round trip a write fewer). The in-memory store runs it
+  // twice, always, so that the domain's tests hold every such fn to this.
+  virtual Status WriteRerunnable(const std::function<Status(WriteTx&)>& fn,
+                                 Durability durability = Durability::kImmediate) {
+    return Write(fn, durability);
+  }
   // Cheap check that the database answers (for /readyz).
   virtual Status Ping() = 0;
   // A number that differs from every earlier answer once a write has committed since,

@@ -332,8 +332,7 @@ std::vector<Result<SubjectView>> SubjectVault::CommitCreates(
       if (p.import_mark) {
         GARDE_RETURN_IF_ERROR(tx.InsertImportRow(p.import_mark->import_id, p.import_mark->row, row.id));
       }
-      for (const SealedField& f : p.sealed) GARDE_RETURN_IF_ERROR(tx.PutField(row.id, f));
-      for (const IndexEntry& e : p.indexes) GARDE_RETURN_IF_ERROR(tx.PutIndex(row.id, e));
+      GARDE_RETURN_IF_ERROR(tx.PutNewSubjectRows(row.id, p.sealed, p.indexes));
       GARDE_RETURN_IF_ERROR(d_.journal.Record(
           &tx, caller, {"subject.create", row.id, "", "ok", Names(p.prepared.values), 0}));
     }

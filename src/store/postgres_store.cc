@@ -995,6 +995,24 @@ Status InsertedOrConflict(PgQuery& q) {
   return q.affected() == 0 ? Conflict("constraint violated: write") : Status::Ok();
 }
 
+// The last of `rows` for each field, in the order of their first: what putting them one by one
+// would leave.
+template <typename Row>
+std::vector<Row> LastPerField(const std::vector<Row>& rows) {
+  std::vector<Row> out;
+  out.reserve(rows.size());
+  for (const Row& r : rows) {
+    auto same = std::find_if(out.begin(), out.end(),
+                             [&](const Row& o) { return o.field == r.field; });
+    if (same == out.end()) {
+      out.push_back(r);
+    } else {
+      *same = r;
+    }
+  }
+  return out;
+}
+
 class PgTx final : public WriteTx {
  public:
   explicit PgTx(PgConnection& conn) : c_(conn) {
@@ -1267,6 +1285,37 @@ class PgTx final : public WriteTx {
               "RETURNING 1) INSERT INTO blind_index(field, digest, subject_id, master) "
               "SELECT $1, $2, $3, $4 FROM (SELECT COUNT(*) FROM gone) AS deleted");
     q.Text(e.field).Blob(e.digest).Text(id).Int(e.master);
+    return q.Send();
+  }
+
+  // A subject just inserted has no fields nor entries yet: plain inserts, one statement per
+  // table (a create: two instead of six, and no speculative insertion nor delete per row).
+  Status PutNewSubjectRows(const std::string& id, const std::vector<SealedField>& fields,
+                           const std::vector<IndexEntry>& entries) override {
+    PgArray names(PgArray::kText), boxes(PgArray::kBytea);
+    for (const SealedField& f : LastPerField(fields)) {
+      names.Text(f.field);
+      boxes.Blob(f.box);
+    }
+    if (names.size() > 0) {
+      PgQuery q(c_,
+                "INSERT INTO subject_fields(subject_id, field, box) "
+                "SELECT $1, * FROM unnest($2::text[], $3::bytea[])");
+      q.Text(id).Binary(names.Take()).Binary(boxes.Take());
+      GARDE_RETURN_IF_ERROR(q.Send());
+    }
+    PgArray digests(PgArray::kBytea), masters(PgArray::kBigint);
+    for (const IndexEntry& e : LastPerField(entries)) {
+      names.Text(e.field);
+      digests.Blob(e.digest);
+      masters.Int(e.master);
+    }
+    if (names.size() == 0) return Status::Ok();
+    PgQuery q(c_,
+              "INSERT INTO blind_index(field, digest, subject_id, master) "
+              "SELECT f, d, $1, m "
+              "FROM unnest($2::text[], $3::bytea[], $4::bigint[]) AS t(f, d, m)");
+    q.Text(id).Binary(names.Take()).Binary(digests.Take()).Binary(masters.Take());
     return q.Send();
   }
 
@@ -2632,11 +2681,11 @@ void PostgresStore::CommitBatch(const std::vector<PendingWrite*>& batch,
       options_.synchronous && std::any_of(batch.begin(), batch.end(), [](const PendingWrite* w) {
         return w->durability == Durability::kImmediate;
       });
-  // The writes' statements go in a pipeline: those whose results the write does not read are
-  // sent without waiting, so that a write costs a round trip per read it makes and one at its
-  // end (its sync point) instead of one per statement. The transaction object goes before the
-  // connection is released: Release closes a connection that is not healthy, and the object
-  // lets go of the connection as it is destroyed.
+  // The writes' statements go in a pipeline (RunPipelined): those whose results nobody reads
+  // at once are sent without waiting, so that a batch waits for the server only where a write
+  // reads something, and at sync points. The transaction object goes before the connection is
+  // released: Release closes a connection that is not healthy, and the object lets go of the
+  // connection as it is destroyed.
   std::optional<PgTx> tx(std::in_place, c);
   Status piped = c.EnterPipeline();
   if (piped.ok()) {

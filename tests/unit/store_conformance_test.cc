@@ -313,6 +313,56 @@ TEST_P(StoreConformance, FieldsAndBlindIndexes) {
   EXPECT_EQ(Get<std::vector<SealedField>>(vault(), [](ReadTx& tx) { return tx.GetFields("sub_a"); }).size(), 1u);
 }
 
+// A new subject's rows put at once are what PutField and PutIndex leave one by one (the
+// reference): random fields and entries, names repeated (the last wins), digests shared.
+TEST_P(StoreConformance, ANewSubjectsRowsPutAtOnceAreThoseLeftOneByOne) {
+  std::mt19937 rng(20261205);
+  const std::vector<std::string> names = {"email", "phone", "~email", "=name_postal", "name"};
+  for (int round = 0; round < 40; ++round) {
+    const std::string at_once = "sub_once" + std::to_string(round);
+    const std::string one_by_one = "sub_each" + std::to_string(round);
+    std::vector<SealedField> fields;
+    std::vector<IndexEntry> entries;
+    for (size_t n = rng() % 6; n > 0; --n) {
+      fields.push_back({names[rng() % names.size()],
+                        Bytes(1 + rng() % 40, static_cast<uint8_t>(rng()))});
+    }
+    for (size_t n = rng() % 6; n > 0; --n) {
+      entries.push_back({names[rng() % names.size()], Bytes{static_cast<uint8_t>(rng() % 4)},
+                         static_cast<uint32_t>(rng() % 3)});
+    }
+    Write(vault(), [&](WriteTx& tx) -> Status {
+      GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject(at_once)));
+      GARDE_RETURN_IF_ERROR(tx.PutNewSubjectRows(at_once, fields, entries));
+      GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject(one_by_one)));
+      for (const auto& f : fields) GARDE_RETURN_IF_ERROR(tx.PutField(one_by_one, f));
+      for (const auto& e : entries) GARDE_RETURN_IF_ERROR(tx.PutIndex(one_by_one, e));
+      return Status::Ok();
+    });
+    SCOPED_TRACE(round);
+    const auto fields_of = [&](const std::string& id) {
+      return Get<std::vector<SealedField>>(vault(), [&](ReadTx& tx) { return tx.GetFields(id); });
+    };
+    const auto digests_of = [&](const std::string& id, const std::string& field) {
+      return Get<std::vector<Bytes>>(vault(), [&](ReadTx& tx) {
+        return tx.IndexDigestsOf(id, field);
+      });
+    };
+    const auto stale_of = [&](const std::string& id, uint32_t master) {
+      return Get<std::vector<std::string>>(vault(), [&](ReadTx& tx) {
+        return tx.StaleIndexesOf(id, master);
+      });
+    };
+    EXPECT_EQ(fields_of(at_once), fields_of(one_by_one));
+    for (const auto& name : names) {
+      EXPECT_EQ(digests_of(at_once, name), digests_of(one_by_one, name)) << name;
+    }
+    for (uint32_t master = 0; master < 3; ++master) {
+      EXPECT_EQ(stale_of(at_once, master), stale_of(one_by_one, master)) << master;
+    }
+  }
+}
+
 TEST_P(StoreConformance, SharedMatchKeysPairSubjectsWithTheirRulesInOrder) {
   Write(vault(), [](WriteTx& tx) -> Status {
     for (const char* id : {"sub_a", "sub_b", "sub_c", "sub_d"}) GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject(id)));

@@ -404,6 +404,15 @@ class VaultWriter {
   virtual Status DeleteField(const std::string& subject_id, const std::string& field) = 0;
   virtual Status PutIndex(const std::string& subject_id, const IndexEntry& entry) = 0;
   virtual Status DeleteIndex(const std::string& subject_id, const std::string& field) = 0;
+  // A subject just inserted: its sealed fields and its index entries (one per field), as
+  // PutField and PutIndex would put them one by one (PostgreSQL: one statement each).
+  virtual Status PutNewSubjectRows(const std::string& subject_id,
+                                   const std::vector<SealedField>& fields,
+                                   const std::vector<IndexEntry>& entries) {
+    for (const SealedField& f : fields) GARDE_RETURN_IF_ERROR(PutField(subject_id, f));
+    for (const IndexEntry& e : entries) GARDE_RETURN_IF_ERROR(PutIndex(subject_id, e));
+    return Status::Ok();
+  }
   // Inserts or replaces the role (by organisation and person); DeleteLink: false when there
   // was none; DeleteLinksOf: every link of the subject, on either side.
   virtual Status PutLink(const ContactLinkRow& row) = 0;

@@ -155,14 +155,11 @@ Status SubjectVault::CheckUnique(WriteTx& tx, const PolicySet& policies,
     if (spec == nullptr || !spec->unique) continue;
     const std::string text = IndexText(value);
     // Usually no other subject has the digest: one question, which a store may answer later.
-    std::vector<Bytes> digests;
-    for (const BlindIndex* index : d_.lookup.Current()->indexes()) {
-      digests.push_back(index->Digest(name, text, spec->blind_index_bytes));
-    }
+    const std::vector<Bytes> digests = LookupDigests(name, text, spec->blind_index_bytes);
     auto held = tx.IndexHeldByOthers(name, digests, self_id);
     if (!held.ok()) return held.status();
     if (!held.value()) continue;
-    auto ids = FindByIndex(tx, name, text, spec->blind_index_bytes);
+    auto ids = FindByDigests(tx, name, digests);
     if (!ids.ok()) return ids.status();
     for (const auto& id : ids.value()) {
       if (id == self_id) continue;
@@ -182,15 +179,28 @@ Status SubjectVault::CheckUnique(WriteTx& tx, const PolicySet& policies,
   return Status::Ok();
 }
 
+std::vector<Bytes> SubjectVault::LookupDigests(const std::string& field, const std::string& text,
+                                               size_t bytes) const {
+  // Under the current master and, while a master rotation runs, the previous one: a subject's
+  // digest is under one of them.
+  std::vector<Bytes> digests;
+  for (const BlindIndex* index : d_.lookup.Current()->indexes()) {
+    digests.push_back(index->Digest(field, text, bytes));
+  }
+  return digests;
+}
+
 Result<std::vector<std::string>> SubjectVault::FindByIndex(ReadTx& tx, const std::string& field,
                                                            const std::string& text,
                                                            size_t bytes) const {
-  // Under the current master and, while a master rotation runs, the previous one: a subject's
-  // digest is under one of them.
-  const auto keys = d_.lookup.Current();
+  return FindByDigests(tx, field, LookupDigests(field, text, bytes));
+}
+
+Result<std::vector<std::string>> SubjectVault::FindByDigests(ReadTx& tx, const std::string& field,
+                                                             const std::vector<Bytes>& digests) {
   std::vector<std::string> ids;
-  for (const BlindIndex* index : keys->indexes()) {
-    auto found = tx.FindByIndex(field, index->Digest(field, text, bytes));
+  for (const Bytes& digest : digests) {
+    auto found = tx.FindByIndex(field, digest);
     if (!found.ok()) return found.status();
     for (auto& id : found.value()) {
       if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(std::move(id));

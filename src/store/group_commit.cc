@@ -2,21 +2,26 @@
 
 namespace garde {
 
+Status RunWrite(PendingWrite& w, WriteTx& tx,
+                const std::function<void(std::vector<std::function<void()>>*)>& set_hooks) {
+  Status s;
+  set_hooks(&w.after_commit);
+  try {
+    s = (*w.fn)(tx);
+  } catch (const std::exception& e) {
+    s = Internal(std::string("write failed: ") + e.what());
+  }
+  set_hooks(nullptr);
+  return s;
+}
+
 void RunInSavepoints(const std::vector<PendingWrite*>& batch, WriteTx& tx,
                      const SavepointSql& sql,
                      const std::function<void(std::vector<std::function<void()>>*)>& set_hooks) {
   for (PendingWrite* w : batch) {
     Status s = sql.begin();
     if (s.ok()) {
-      set_hooks(&w->after_commit);
-      try {
-        s = (*w->fn)(tx);
-      } catch (const std::exception& e) {
-        s = Internal(std::string("write failed: ") + e.what());
-      }
-      set_hooks(nullptr);
-      // Releasing reports what the write's statements did when they were not waited for
-      // (PostgreSQL's pipeline): a failure there fails the write as its own would.
+      s = RunWrite(*w, tx, set_hooks);
       if (s.ok()) s = sql.release();
       if (!s.ok()) {
         sql.rollback().IgnoreError();

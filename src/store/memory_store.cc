@@ -1377,14 +1377,14 @@ Status MemoryStore::Run(const std::function<Status(WriteTx&)>& fn, int runs) {
         s = Internal(std::string("write failed: ") + e.what());
       }
       tls_writing = nullptr;
-      if (!s.ok() || run < runs) {
+      if (s.ok() && run == runs) {
+        if (!undo.empty()) epoch_.fetch_add(1, std::memory_order_acq_rel);
+      } else {
         for (auto it = undo.rbegin(); it != undo.rend(); ++it) (*it)();
-        if (!s.ok() && run == runs) return s;
-        continue;
       }
-      if (!undo.empty()) epoch_.fetch_add(1, std::memory_order_acq_rel);
     }
   }
+  if (!s.ok()) return s;
   for (auto& hook : hooks) hook();
   return s;
 }

@@ -17,6 +17,7 @@
 #include <optional>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 namespace garde {
 
@@ -528,18 +529,20 @@ class PgConnection {
   // The write of a batch whose statements are being sent: a failure is charged to the write
   // that sent what failed (failed_write, after the Sync that read it).
   void set_write(size_t i) { write_ = i; }
-  std::optional<size_t> failed_write() const { return failed_write_; }
-  // The failure was garde_index_free's: a look-up digest held by another subject.
-  bool failed_on_held_index() const { return failed_held_; }
+  struct Failure {
+    size_t write;
+    bool held_index;  // garde_index_free's: a look-up digest held by another subject
+  };
+  // The first failure the last Sync read, if any.
+  const std::optional<Failure>& failed() const { return failed_; }
 
   bool pipelined() const { return PQpipelineStatus(conn_) != PQ_PIPELINE_OFF; }
 
   Status EnterPipeline() {
     if (PQenterPipelineMode(conn_) == 0) return ErrorOf(nullptr, "pipeline");
     pipeline_error_ = Status::Ok();
-    failing_write_.reset();
-    failed_write_.reset();
-    failing_held_ = failed_held_ = false;
+    failing_.reset();
+    failed_.reset();
     write_ = 0;
     return Status::Ok();
   }
@@ -589,10 +592,7 @@ class PgConnection {
     if (PQstatus(conn_) != CONNECTION_OK) Fail(ErrorOf(nullptr, "sync"));
     if (s.ok()) s = pipeline_error_;
     pipeline_error_ = Status::Ok();
-    failed_write_ = failing_write_;
-    failing_write_.reset();
-    failed_held_ = failing_held_;
-    failing_held_ = false;
+    failed_ = std::exchange(failing_, std::nullopt);
     return s;
   }
 
@@ -610,8 +610,7 @@ class PgConnection {
   void Fail(Status s, std::optional<size_t> write = std::nullopt, bool held = false) {
     if (!pipeline_error_.ok()) return;
     pipeline_error_ = std::move(s);
-    failing_write_ = write.value_or(write_);
-    failing_held_ = held;
+    failing_ = Failure{write.value_or(write_), held};
   }
 
   Status ReadPending() {
@@ -649,8 +648,7 @@ class PgConnection {
   std::deque<Pending> pending_;
   Status pipeline_error_;
   size_t write_ = 0;
-  std::optional<size_t> failing_write_, failed_write_;
-  bool failing_held_ = false, failed_held_ = false;
+  std::optional<Failure> failing_, failed_;
   std::function<Status()> held_;
   bool sending_held_ = false;
 };
@@ -2271,13 +2269,7 @@ Status RunPipelined(const std::vector<PendingWrite*>& batch, PgTx& tx, PgConnect
     tx.set_held_index_deferred(w->rerunnable && i != waited_look_ups);
     Status s = c.Exec("SAVEPOINT garde_write");
     if (s.ok()) {
-      tx.set_hooks(&w->after_commit);
-      try {
-        s = (*w->fn)(tx);
-      } catch (const std::exception& e) {
-        s = Internal(std::string("write failed: ") + e.what());
-      }
-      tx.set_hooks(nullptr);
+      s = RunWrite(*w, tx, [&](std::vector<std::function<void()>>* hooks) { tx.set_hooks(hooks); });
     }
     if (s.ok()) s = c.Exec("RELEASE SAVEPOINT garde_write");  // its held rows go first
     const bool synced = s.ok() && (i + 1 == batch.size() || !batch[i + 1]->rerunnable);
@@ -2290,9 +2282,9 @@ Status RunPipelined(const std::vector<PendingWrite*>& batch, PgTx& tx, PgConnect
     // A failure: of this write, or of one before it whose answers had not been read.
     tx.DropHeld();
     Status failure = synced ? s : c.Sync();
-    const size_t failed = std::min(c.failed_write().value_or(i), i);
+    const size_t failed = c.failed() ? std::min(c.failed()->write, i) : i;
     if (failure.ok() || failed == i) failure = s;
-    const bool held = c.failed_on_held_index();
+    const bool held = c.failed() && c.failed()->held_index;
     GARDE_RETURN_IF_ERROR(c.Exec("ROLLBACK TO SAVEPOINT garde_write"));
     GARDE_RETURN_IF_ERROR(c.Exec("RELEASE SAVEPOINT garde_write"));
     GARDE_RETURN_IF_ERROR(c.Sync());

@@ -302,9 +302,15 @@ class SubjectVault {
   const FieldSpec* SpecOf(const PolicySet& policies, const std::string& field) const;
   Status CheckUnique(WriteTx& tx, const PolicySet& policies, const std::string& self_id,
                      const FieldMap& values) const;
+  // The look-up digests of `text` for `field`, one under each master in use.
+  std::vector<Bytes> LookupDigests(const std::string& field, const std::string& text,
+                                   size_t bytes) const;
   // Subjects whose blind-index digest of `field` is that of `text`, under any master in use.
   Result<std::vector<std::string>> FindByIndex(ReadTx& tx, const std::string& field,
                                                const std::string& text, size_t bytes) const;
+  // Subjects with any of `digests` for `field`, each once.
+  static Result<std::vector<std::string>> FindByDigests(ReadTx& tx, const std::string& field,
+                                                        const std::vector<Bytes>& digests);
   Status UnwrapFor(const SubjectRow& row, ScopedKey* dek) const;
   Status RekeyIn(WriteTx& tx, const SubjectRow& row) const;
   Result<std::optional<FieldValue>> OpenOne(ReadTx& tx, const SubjectRow& row,

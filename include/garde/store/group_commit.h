@@ -47,9 +47,13 @@ class GroupCommitQueue {
   BatchQueue<PendingWrite> queue_{kMaxBatch};
 };
 
+// Runs w's function on tx, its after-commit hooks collected through `set_hooks`; a throw is a
+// failure. (The savepoint around it is the caller's.)
+Status RunWrite(PendingWrite& w, WriteTx& tx,
+                const std::function<void(std::vector<std::function<void()>>*)>& set_hooks);
+
 // The statements a batch needs around each write (each store's SQL for them). `release` ends a
-// write that succeeded and answers for every statement of it not yet checked; after a failure,
-// `rollback` then `release`.
+// write that succeeded; after a failure, `rollback` then `release`.
 struct SavepointSql {
   std::function<Status()> begin, rollback, release;
 };

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <fstream>
+#include <future>
 #include <sstream>
 #include <thread>
 
@@ -540,31 +541,41 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
   csv.set_delimiter(delimiter);
   std::vector<std::string> skipped_header;
   csv.Next(&skipped_header);
-  std::vector<Prepared> window;
-  std::vector<Row> rows;
+  // The next window is read and prepared on a thread of its own while this one is written,
+  // its duplicates settled and its likely duplicates looked for: the writer's transaction and
+  // the preparation (validation, normalisation, encryption) each keep a core busy.
+  struct Window {
+    Status status = Status::Ok();
+    std::vector<Prepared> rows;  // empty: the file is done
+    int64_t end = 0;             // rows read up to and with this window
+  };
   int64_t read_rows = 0;
-  for (;;) {
-    rows.clear();
+  auto read_window = [&]() -> Window {
+    Window w;
+    std::vector<Row> rows;
     std::vector<std::string> cells;
     while (rows.size() < window_rows && csv.Next(&cells)) {
       for (size_t i = 0; i < cells.size(); ++i) {
         if (i >= kept.size() || !kept[i]) std::string().swap(cells[i]);
       }
-      GARDE_RETURN_IF_ERROR(decode(cells));
+      w.status = decode(cells);
+      if (!w.status.ok()) return w;
       rows.push_back({csv.line(), std::move(cells)});
     }
-    GARDE_RETURN_IF_ERROR(csv.read_status());
+    w.status = csv.read_status();
+    if (!w.status.ok()) return w;
     // The file changed between the passes (it was read whole and checked first).
-    if (!csv.error().empty()) return Unavailable("the file changed while it was imported");
-    if (rows.empty()) break;
+    if (!csv.error().empty()) {
+      w.status = Unavailable("the file changed while it was imported");
+      return w;
+    }
     const int64_t start = read_rows;
     read_rows += static_cast<int64_t>(rows.size());
-    const int64_t end = read_rows;
-    window.clear();
+    w.end = read_rows;
     for (size_t i = 0; i < rows.size(); ++i) {
-      window.push_back(prepare(start + static_cast<int64_t>(i) + 1, rows[i]));
+      w.rows.push_back(prepare(start + static_cast<int64_t>(i) + 1, rows[i]));
     }
-    parallel(window, [&](Prepared& p) {
+    parallel(w.rows, [&](Prepared& p) {
       if (p.result.earlier || !p.invalid.ok()) return;
       if (options.dry_run) {
         p.invalid = d_.vault().CheckNew(p.in, &p.values);
@@ -576,6 +587,17 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
       if (pending.ok()) p.pending = std::move(pending.value());
       else p.invalid = pending.status();
     });
+    return w;
+  };
+  std::future<Window> ahead = std::async(std::launch::async, read_window);
+  for (;;) {
+    Window next = ahead.get();
+    GARDE_RETURN_IF_ERROR(next.status);
+    if (next.rows.empty()) break;
+    // Joined before csv and the rest read_window uses go out of scope (declared after them).
+    ahead = std::async(std::launch::async, read_window);
+    std::vector<Prepared>& window = next.rows;
+    const int64_t end = next.end;
     std::vector<std::unique_ptr<SubjectVault::PendingCreate>> pending;
     std::vector<Prepared*> owners;
     for (auto& p : window) {

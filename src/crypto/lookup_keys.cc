@@ -4,9 +4,10 @@
 
 namespace garde {
 
-std::vector<const BlindIndex*> LookupKeys::Set::indexes() const {
-  std::vector<const BlindIndex*> out{&index};
-  if (previous_index) out.push_back(previous_index.get());
+std::vector<Bytes> LookupKeys::Set::Digests(std::string_view field, std::string_view normalised,
+                                            size_t bytes) const {
+  std::vector<Bytes> out{index.Digest(field, normalised, bytes)};
+  if (previous_index) out.push_back(previous_index->Digest(field, normalised, bytes));
   return out;
 }
 

@@ -183,11 +183,7 @@ std::vector<Bytes> SubjectVault::LookupDigests(const std::string& field, const s
                                                size_t bytes) const {
   // Under the current master and, while a master rotation runs, the previous one: a subject's
   // digest is under one of them.
-  std::vector<Bytes> digests;
-  for (const BlindIndex* index : d_.lookup.Current()->indexes()) {
-    digests.push_back(index->Digest(field, text, bytes));
-  }
-  return digests;
+  return d_.lookup.Current()->Digests(field, text, bytes);
 }
 
 Result<std::vector<std::string>> SubjectVault::FindByIndex(ReadTx& tx, const std::string& field,

@@ -2,9 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "deployment_fixture.h"
 #include "garde/domain/consent_ledger.h"
@@ -235,6 +237,27 @@ namespace {
 
 // Match keys through a master rotation: computed again under the new master; gone when the
 // policies no longer keep them (no matching.yaml), so that the rotation can finish.
+// A keyring reloaded while look-ups run (the keyring watch of `garde serve`): each look-up
+// keeps the keys it started with until it is done with them. A look-up that let the old keys
+// go while still hashing with them reads freed memory: the ASan and TSan runs of the suite
+// report it here.
+TEST_F(SubjectVaultTest, LookUpsRunOnWhileTheKeyringIsAppliedAgain) {
+  const auto s = MustCreate({{"email", FieldValue::String("ana@example.org")}});
+  std::atomic<bool> stop{false};
+  std::thread reloads([&] {
+    while (!stop) d_->lookup().Apply(*d_->keys().Current());
+  });
+  int found = 0;
+  for (int i = 0; i < 2000; ++i) {
+    auto hit = d_->vault().Search(operator_, "customer_management",
+                                  {{"email", FieldValue::String("ana@example.org")}});
+    if (hit.ok() && hit->size() == 1 && hit->at(0).id == s.id) ++found;
+  }
+  stop = true;
+  reloads.join();
+  EXPECT_EQ(found, 2000);
+}
+
 class MatchKeyRotationTest : public DeploymentFixture {
  protected:
   // Look-up digests under a master other than `master`.

@@ -6,12 +6,13 @@
 //   LookupKeys lookup(*ring);
 //   std::shared_ptr<const LookupKeys::Set> keys = lookup.Current();  // one set per operation
 //   Bytes d = keys->index.Digest("email", "ana@example.org", 16);    // written under keys->master
-//   for (const BlindIndex* i : keys->indexes()) ...                   // read under each
+//   std::vector<Bytes> all = keys->Digests("email", "ana@example.org", 16);  // read under each
 //   lookup.Apply(*ring);   // after the keyring file changed (KeyringSource::OnReload)
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "garde/base/mutex.h"
@@ -39,8 +40,10 @@ class LookupKeys {
     std::unique_ptr<BlindIndex> previous_index;
     std::unique_ptr<KeyedHash> previous_api_key_hash;
 
-    // The blind indexes to read under: the current one, then the previous one.
-    std::vector<const BlindIndex*> indexes() const;
+    // The digests to read under: the current index's, then the previous one's. Values, not
+    // the indexes themselves: a set may be replaced (Apply) as soon as its holder lets go.
+    std::vector<Bytes> Digests(std::string_view field, std::string_view normalised,
+                               size_t bytes) const;
   };
 
   explicit LookupKeys(const Keyring& ring) { Apply(ring); }

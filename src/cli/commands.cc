@@ -488,7 +488,8 @@ int RewrapAndRetire(const CliArgs& args, const Config& cfg, uint32_t current, co
   std::cout << "Root key version " << current << " is current; re-wrapped " << total
             << " data keys.\n";
   if (!args.Has("no-retire")) {
-    for (const auto& [v, info] : d.value()->keys().Current()->versions()) {
+    const auto ring = d.value()->keys().Current();
+    for (const auto& [v, info] : ring->versions()) {
       if (v == current || !info.retired_at.empty()) continue;
       if (usage->count(v) != 0 && usage->at(v) > 0) {
         std::cout << "Version " << v << " still wraps " << usage->at(v)

@@ -76,7 +76,8 @@ class ServeApplication final : public Poco::Util::ServerApplication {
           .Str("keyring", config_.keyring_path());
     }
     if (config_.smtp_host.empty()) {
-      for (const auto& p : d.value()->policies().Current()->purposes()) {
+      const auto policies = d.value()->policies().Current();
+      for (const auto& p : policies->purposes()) {
         if (!p.double_opt_in) continue;
         // Its grants wait for a click on a link that nothing sends.
         LogLine(spdlog::level::warn, "a purpose asks for double opt-in but e-mail is not configured")

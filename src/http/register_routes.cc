@@ -32,7 +32,8 @@ Status GetRegister(Deployment& d, Exchange& x) {
 
 Status GetActivity(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "register.read"));
-  const Activity* a = d.policies().Current()->FindActivity(x.params["id"]);
+  const auto policies = d.policies().Current();
+  const Activity* a = policies->FindActivity(x.params["id"]);
   if (a == nullptr) return NotFound("no such activity");
   x.Json(200, a->json);
   return Status::Ok();

@@ -65,7 +65,8 @@ Result<Definition> ReadDefinition(const std::string& text) {
 // count needs one), through the audience builder (consent, activity, audit).
 Result<Audience> Members(Deployment& d, Exchange& x, Definition def, std::vector<std::string> fields) {
   if (fields.empty()) {
-    const Activity* a = d.policies().Current()->FindActivity(def.request.activity);
+    const auto policies = d.policies().Current();  // the activity lives as long as its policies
+    const Activity* a = policies->FindActivity(def.request.activity);
     if (a != nullptr && !a->fields.empty()) fields.push_back(*a->fields.begin());
   }
   def.request.fields = std::move(fields);
@@ -324,7 +325,8 @@ std::string BarsSvg(const std::string& title, const InactivityTable& t) {
 
 Status InactivityReport(Deployment& d, Exchange& x, const SegmentRow& row, const Definition& def,
                         const std::string& format) {
-  const Activity* activity = d.policies().Current()->FindActivity(def.request.activity);
+  const auto policies = d.policies().Current();
+  const Activity* activity = policies->FindActivity(def.request.activity);
   const bool ages = activity != nullptr && activity->fields.count("birth_date") != 0;
   auto members = Members(d, x, def, ages ? std::vector<std::string>{"birth_date"}
                                          : std::vector<std::string>{});
@@ -406,7 +408,8 @@ Status SegmentReport(Deployment& d, Exchange& x) {
     return InactivityReport(d, x, seg->first, seg->second, format);
   }
   const std::string measure = x.query.count("measure") ? x.query["measure"] : "total_spend";
-  const FieldSpec* spec = d.policies().Current()->schema().Find(measure);
+  const auto policies = d.policies().Current();
+  const FieldSpec* spec = policies->schema().Find(measure);
   if (spec == nullptr || spec->type != FieldType::kNumber) {
     return Status(Code::kUnprocessable, "the measure must be a number field")
         .AddError("measure", "a number field of the schema, e.g. total_spend or spend_30d");

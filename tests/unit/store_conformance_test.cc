@@ -1635,7 +1635,9 @@ TEST_P(GroupCommit, ALookUpReadsTheDigestsEntriesNotTheFieldsWhateverItsSizeWhen
   // The index's counters, as the server reports them once the writing connection has flushed
   // its own: at its first transaction a second after the last flush (a write is sent every
   // 1.2 s meanwhile), or ten seconds after it went idle.
-  PGconn* stats = PQconnectdb(stores_.uri.c_str());
+  const std::unique_ptr<PGconn, decltype(&PQfinish)> conn(PQconnectdb(stores_.uri.c_str()),
+                                                          &PQfinish);
+  PGconn* stats = conn.get();
   ASSERT_EQ(PQstatus(stats), CONNECTION_OK);
   auto counts = [&] {
     PQclear(PQexec(stats, "SELECT pg_stat_clear_snapshot()"));
@@ -1665,7 +1667,6 @@ TEST_P(GroupCommit, ALookUpReadsTheDigestsEntriesNotTheFieldsWhateverItsSizeWhen
   ask(40, 10);  // 30 look-ups of 1 or 2 digests each
   const auto after = wait_for_scans(std::get<0>(before) + 30);
   ASSERT_GE(std::get<0>(after), std::get<0>(before) + 30);
-  PQfinish(stats);
   // A probe by key reads the one entry held (Digest(1, 1)) or none: 20 entries in all, where
   // filtering the field's entries reads 4 001 a look-up.
   EXPECT_LE(std::get<1>(after) - std::get<1>(before), 100) << "entries read by 30 look-ups";

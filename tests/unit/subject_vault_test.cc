@@ -235,8 +235,6 @@ TEST_F(SubjectVaultTest, RotationRewrapsWithoutChangingFields) {
 namespace garde {
 namespace {
 
-// Match keys through a master rotation: computed again under the new master; gone when the
-// policies no longer keep them (no matching.yaml), so that the rotation can finish.
 // A keyring reloaded while look-ups run (the keyring watch of `garde serve`): each look-up
 // keeps the keys it started with until it is done with them. A look-up that let the old keys
 // go while still hashing with them reads freed memory: the ASan and TSan runs of the suite
@@ -258,6 +256,8 @@ TEST_F(SubjectVaultTest, LookUpsRunOnWhileTheKeyringIsAppliedAgain) {
   EXPECT_EQ(found, 2000);
 }
 
+// Match keys through a master rotation: computed again under the new master; gone when the
+// policies no longer keep them (no matching.yaml), so that the rotation can finish.
 class MatchKeyRotationTest : public DeploymentFixture {
  protected:
   // Look-up digests under a master other than `master`.

@@ -15,11 +15,12 @@ setup = function(thread)
 end
 
 -- POST /v1/subjects/{id}/consents for a random seeded subject: a grant for even `n`, a withdrawal
--- for odd (a durable commit).
+-- for odd (a durable commit); only the one GARDE_CONSENT_EVENT names (granted, withdrawn), if set.
+local only_event = os.getenv("GARDE_CONSENT_EVENT")
 function consent_request(n)
   local body = string.format(
     '{"purpose":"marketing.email","event":"%s","notice_version":"2026-01","method":"web_form"}',
-    n % 2 == 0 and "granted" or "withdrawn")
+    only_event or (n % 2 == 0 and "granted" or "withdrawn"))
   return wrk.format("POST", "/v1/subjects/" .. random_id() .. "/consents",
     { ["Authorization"] = "Bearer " .. key, ["Content-Type"] = "application/json" }, body)
 end

@@ -7,19 +7,38 @@
 #
 #   tests/postgres/with_postgres.sh bench/postgres.sh [--subjects 20000] [--duration 10] [--rounds 3]
 #       [--ops "get_subject consent_check post_subject"]   (any bench/*.lua: post_consent...)
+#       [--haproxy-mode http|tcp]   (tcp: HAProxy forwards connections, not requests; its health
+#                                    checks still ask /readyz)
+#       [--targets "sqlite postgresql haproxy1 …"]   (a subset, in this order; sqlite first)
+#       [--cpu]   (also the CPU each process spent a request: the target's garde nodes, the
+#                  PostgreSQL server's processes, HAProxy; and garde's and the server's in the
+#                  3 s after — the audit import of what was just read)
+#       [--statements]   (at the end, the server's costliest statements and its WAL totals;
+#                         start it with PG_EXTRA="-c shared_preload_libraries=pg_stat_statements")
 # Before each measurement it waits (30 s at most) for the machine to be 70 % idle, so that a
 # round does not pay for the audit entries the previous one left to import.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SUBJECTS=20000 DURATION=10 ROUNDS=3 OPS="get_subject consent_check post_subject"
+SUBJECTS=20000 DURATION=10 ROUNDS=3 OPS="get_subject consent_check post_subject" HAPROXY_MODE=http
+CPU= STATEMENTS= TARGETS=(sqlite postgresql pg_eventual haproxy1 haproxy2 haproxy_eventual)
 while [ $# -gt 0 ]; do
   case "$1" in
     --subjects) SUBJECTS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --ops) OPS=$2; shift 2 ;;
+    --haproxy-mode) HAPROXY_MODE=$2; shift 2 ;;
+    --targets) read -ra TARGETS <<< "$2"; shift 2 ;;
+    --cpu) CPU=1; shift ;;
+    --statements) STATEMENTS=1; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
+done
+case "$HAPROXY_MODE" in http|tcp) ;; *) echo "--haproxy-mode http or tcp" >&2; exit 2 ;; esac
+[ "${TARGETS[0]:-}" = sqlite ] || { echo "--targets starts with sqlite (the ratios' base)" >&2; exit 2; }
+for t in "${TARGETS[@]}"; do
+  case "$t" in sqlite|postgresql|pg_eventual|haproxy1|haproxy2|haproxy_eventual) ;;
+    *) echo "unknown target $t" >&2; exit 2 ;; esac
 done
 if [ -z "${GARDE_TEST_POSTGRES:-}" ]; then
   echo "run beside a server: tests/postgres/with_postgres.sh bench/postgres.sh" >&2
@@ -33,6 +52,7 @@ trap cleanup EXIT
 
 psql -q "postgresql:///postgres?host=$GARDE_TEST_POSTGRES&user=garde" -c "CREATE DATABASE bench"
 PG_URI="postgresql:///bench?host=$GARDE_TEST_POSTGRES&user=garde"
+[ -z "$STATEMENTS" ] || psql -q "$PG_URI" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
 declare -A PORT=([sqlite]=18281 [postgresql]=18282)
 
 for backend in sqlite postgresql; do
@@ -77,11 +97,11 @@ cat > "$WORK/haproxy.cfg" <<CFG
 global
   maxconn 4096
 defaults
-  mode http
+  mode $HAPROXY_MODE
   timeout connect 1s
   timeout client 60s
   timeout server 60s
-  option http-keep-alive
+$([ "$HAPROXY_MODE" = http ] && echo "  option http-keep-alive" || true)
 frontend one
   bind 127.0.0.1:${PORT[haproxy1]}
   default_backend one
@@ -105,7 +125,6 @@ backend eventual
 CFG
 /usr/sbin/haproxy -f "$WORK/haproxy.cfg" -db > "$WORK/haproxy.out" 2>&1 &
 echo $! > "$WORK/haproxy.pid"
-TARGETS=(sqlite postgresql pg_eventual haproxy1 haproxy2 haproxy_eventual)
 
 for backend in "${TARGETS[@]}"; do
   for _ in $(seq 100); do
@@ -126,14 +145,44 @@ settle() {
   return 0  # measured anyway
 }
 
+# User + system clock ticks of the given processes, and who serves each target.
+ticks() {
+  local total=0 p fields
+  for p in "$@"; do
+    [ -r "/proc/$p/stat" ] || continue
+    read -ra fields <<< "$(sed -E 's/^.*\) //' "/proc/$p/stat")"
+    total=$(( total + fields[11] + fields[12] ))
+  done
+  echo "$total"
+}
+declare -A NODES=([sqlite]=sqlite [postgresql]=postgresql [pg_eventual]=pg_eventual
+  [haproxy1]=postgresql [haproxy2]="postgresql postgresql2" [haproxy_eventual]=pg_eventual)
+HZ=$(getconf CLK_TCK)
+
 declare -A RESULTS
 for round in $(seq "$ROUNDS"); do
   for op in $OPS; do
     for backend in "${TARGETS[@]}"; do
       settle
+      garde_pids=() proxy_pid=
+      for node in ${NODES[$backend]}; do garde_pids+=("$(cat "$WORK/$node.pid")"); done
+      [[ $backend == haproxy* ]] && proxy_pid=$(cat "$WORK/haproxy.pid")
+      server_pids=$(pgrep -u postgres -d' ' postgres || true)
+      g0=$(ticks "${garde_pids[@]}") p0=$(ticks $server_pids) h0=$(ticks $proxy_pid)
       line=$(GARDE_KEY=$(cat "$WORK/$backend.key") GARDE_IDS=$WORK/$backend.ids \
         wrk -t2 -c64 -d"${DURATION}s" -s "bench/$op.lua" "http://127.0.0.1:${PORT[$backend]}" \
         | grep '^RESULT')
+      if [ -n "$CPU" ]; then
+        g1=$(ticks "${garde_pids[@]}") p1=$(ticks $server_pids) h1=$(ticks $proxy_pid)
+        sleep 3
+        g2=$(ticks "${garde_pids[@]}") p2=$(ticks $server_pids)
+        n=$(( $(sed -E 's/.*rps=([0-9]+).*/\1/' <<< "$line") * DURATION ))
+        line+=$(awk -v n=$(( n > 0 ? n : 1 )) -v hz="$HZ" -v g=$(( g1 - g0 )) -v p=$(( p1 - p0 )) \
+          -v h=$(( h1 - h0 )) -v ga=$(( g2 - g1 )) -v pa=$(( p2 - p1 )) 'BEGIN {
+            u = 1e6 / hz / n
+            printf " cpu_us: garde=%.1f postgresql=%.1f haproxy=%.1f after: garde=%.1f postgresql=%.1f",
+              g * u, p * u, h * u, ga * u, pa * u }')
+      fi
       echo "round $round $op $backend: $line"
       rps=$(sed -E 's/.*rps=([0-9]+).*/\1/' <<< "$line")
       RESULTS[$op.$backend]="${RESULTS[$op.$backend]:-} $rps"
@@ -157,3 +206,9 @@ for op in $OPS; do
   done
   echo
 done
+if [ -n "$STATEMENTS" ]; then
+  psql -q "$PG_URI" -c "SELECT calls, rows, round(total_exec_time::numeric) AS ms,
+    round((total_exec_time / calls)::numeric * 1000, 1) AS us_a_call, left(query, 90) AS statement
+    FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15"
+  psql -q "$PG_URI" -c "SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal"
+fi

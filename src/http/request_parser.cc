@@ -176,19 +176,20 @@ RequestParser::Progress RequestParser::Advance(std::string_view buffer, size_t* 
         break;
       }
     }
+    // Bytes that cannot begin a request line (a TLS handshake, binary noise) are refused at
+    // once, not after request_timeout: the method is a token followed by a space. Asked before
+    // the head's size, so that the answer does not depend on how the bytes arrived.
+    const size_t first_eol = rest.find('\n');
+    const std::string_view start = rest.substr(0, first_eol);
+    size_t method_end = 0;
+    while (method_end < start.size() &&
+           IsTokenChar(static_cast<unsigned char>(start[method_end]))) {
+      ++method_end;
+    }
+    if (method_end < start.size() && (start[method_end] != ' ' || method_end == 0)) {
+      return Fail(BadRequest("the request is not valid HTTP/1.1"));
+    }
     if (end == std::string_view::npos) {
-      // Bytes that cannot begin a request line (a TLS handshake, binary noise) are refused at
-      // once, not after request_timeout: the method is a token followed by a space.
-      const size_t first_eol = rest.find('\n');
-      const std::string_view start = rest.substr(0, first_eol);
-      size_t method_end = 0;
-      while (method_end < start.size() &&
-             IsTokenChar(static_cast<unsigned char>(start[method_end]))) {
-        ++method_end;
-      }
-      if (method_end < start.size() && (start[method_end] != ' ' || method_end == 0)) {
-        return Fail(BadRequest("the request is not valid HTTP/1.1"));
-      }
       scanned_ = rest.size();
       if (rest.size() > limits_.max_head_bytes) {
         return Fail(Status(Code::kHeaderTooLarge, "the request line and headers exceed " +

@@ -164,19 +164,22 @@ for round in $(seq "$ROUNDS"); do
   for op in $OPS; do
     for backend in "${TARGETS[@]}"; do
       settle
-      garde_pids=() proxy_pid=
-      for node in ${NODES[$backend]}; do garde_pids+=("$(cat "$WORK/$node.pid")"); done
-      [[ $backend == haproxy* ]] && proxy_pid=$(cat "$WORK/haproxy.pid")
-      server_pids=$(pgrep -u postgres -d' ' postgres || true)
-      g0=$(ticks "${garde_pids[@]}") p0=$(ticks $server_pids) h0=$(ticks $proxy_pid)
+      if [ -n "$CPU" ]; then
+        garde_pids=() proxy_pid=
+        for node in ${NODES[$backend]}; do garde_pids+=("$(cat "$WORK/$node.pid")"); done
+        [[ $backend == haproxy* ]] && proxy_pid=$(cat "$WORK/haproxy.pid")
+        server_pids=$(pgrep -u postgres -d' ' postgres || true)
+        g0=$(ticks "${garde_pids[@]}") p0=$(ticks $server_pids) h0=$(ticks $proxy_pid)
+      fi
       line=$(GARDE_KEY=$(cat "$WORK/$backend.key") GARDE_IDS=$WORK/$backend.ids \
         wrk -t2 -c64 -d"${DURATION}s" -s "bench/$op.lua" "http://127.0.0.1:${PORT[$backend]}" \
         | grep '^RESULT')
+      rps=$(sed -E 's/.*rps=([0-9]+).*/\1/' <<< "$line")
       if [ -n "$CPU" ]; then
         g1=$(ticks "${garde_pids[@]}") p1=$(ticks $server_pids) h1=$(ticks $proxy_pid)
         sleep 3
         g2=$(ticks "${garde_pids[@]}") p2=$(ticks $server_pids)
-        n=$(( $(sed -E 's/.*rps=([0-9]+).*/\1/' <<< "$line") * DURATION ))
+        n=$(( rps * DURATION ))
         line+=$(awk -v n=$(( n > 0 ? n : 1 )) -v hz="$HZ" -v g=$(( g1 - g0 )) -v p=$(( p1 - p0 )) \
           -v h=$(( h1 - h0 )) -v ga=$(( g2 - g1 )) -v pa=$(( p2 - p1 )) 'BEGIN {
             u = 1e6 / hz / n
@@ -184,7 +187,6 @@ for round in $(seq "$ROUNDS"); do
               g * u, p * u, h * u, ga * u, pa * u }')
       fi
       echo "round $round $op $backend: $line"
-      rps=$(sed -E 's/.*rps=([0-9]+).*/\1/' <<< "$line")
       RESULTS[$op.$backend]="${RESULTS[$op.$backend]:-} $rps"
     done
   done

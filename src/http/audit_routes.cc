@@ -9,8 +9,6 @@
 namespace garde {
 namespace {
 
-constexpr size_t kMaxPage = 1000;
-
 std::string B64(const Hash& h) { return Base64Encode(h.data(), h.size()); }
 
 Status RequireAuditor(Deployment& d, Exchange& x) { return RequireCapability(d, x, "audit.read"); }

@@ -15,7 +15,6 @@
 namespace garde {
 namespace {
 
-constexpr size_t kMaxPage = 1000;
 constexpr int64_t kVerificationTtl = 30 * 86400;
 
 // An API key, or a customer's subject link (preferences or dsr) sent as bearer token.

@@ -408,7 +408,6 @@ Status ListDuplicates(Deployment& d, Exchange& x) {
       after_second = s.substr(comma + 1);
     }
   }
-  constexpr size_t kMaxPage = 1000;
   size_t limit = 100;
   if (auto l = x.query.find("limit"); l != x.query.end()) {
     const std::string& v = l->second;

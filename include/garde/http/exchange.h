@@ -23,6 +23,9 @@ namespace garde {
 
 class SealedSpool;
 
+// The most items a listing answers in one page (`limit`); the openapi document says the same.
+constexpr size_t kMaxPage = 1000;
+
 struct Exchange {
   // Request.
   std::string method;

@@ -179,17 +179,17 @@ bool CsvStream::Fill() {
     buffer_.erase(0, start_);
     start_ = 0;
   }
-  const size_t have = buffer_.size();
-  buffer_.resize(have + kChunk);
-  auto n = source_.Read(buffer_.data() + have, kChunk);
+  // Read into a chunk of its own and append what came: growing buffer_ by a whole chunk
+  // first would zero 64 KiB for every read, however few bytes a short read brings.
+  if (!chunk_) chunk_ = std::make_unique_for_overwrite<char[]>(kChunk);
+  auto n = source_.Read(chunk_.get(), kChunk);
   if (!n.ok()) {
-    buffer_.resize(have);
     read_status_ = n.status();
     error_ = n.status().message();
     ended_ = true;
     return false;
   }
-  buffer_.resize(have + n.value());
+  buffer_.append(chunk_.get(), n.value());
   if (n.value() == 0) ended_ = true;
   return n.value() > 0;
 }

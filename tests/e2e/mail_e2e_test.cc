@@ -33,9 +33,18 @@ std::string PoliciesWithDoubleOptIn() {
   return dir;
 }
 
+// A directory removed when the fixture ends, after the service that reads it (declared before it).
+struct RemovedAtEnd {
+  std::string dir;
+  ~RemovedAtEnd() {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
+  }
+};
+
 class MailE2E : public ::testing::Test {
  protected:
-  MailE2E() : g_(PoliciesWithDoubleOptIn()) {
+  MailE2E() : policies_{PoliciesWithDoubleOptIn()}, g_(policies_.dir) {
     operator_key_ = g_.CreateKey("crm", "operator", {"customer_management"});
     officer_key_ = g_.CreateKey("dpo", "officer", {});
   }
@@ -77,6 +86,7 @@ class MailE2E : public ::testing::Test {
   }
 
   SmtpCapture smtp_;
+  RemovedAtEnd policies_;
   GardeProcess g_;
   std::string operator_key_, officer_key_;
 };

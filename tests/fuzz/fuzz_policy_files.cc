@@ -14,13 +14,21 @@
 
 namespace {
 
+std::filesystem::path CopyDir() {
+  return std::filesystem::temp_directory_path() /
+         ("garde-fuzz-policies-" + std::to_string(::getpid()));
+}
+
 const std::string& PolicyCopy() {
   static const std::string dir = [] {
-    const auto d = std::filesystem::temp_directory_path() /
-                   ("garde-fuzz-policies-" + std::to_string(::getpid()));
+    const auto d = CopyDir();
     std::filesystem::remove_all(d);
     std::filesystem::create_directories(d);
     std::filesystem::copy(GARDE_FUZZ_POLICIES, d, std::filesystem::copy_options::recursive);
+    std::atexit([] {  // libFuzzer ends a timed run with exit()
+      std::error_code ignored;
+      std::filesystem::remove_all(CopyDir(), ignored);
+    });
     return d.string();
   }();
   return dir;

@@ -25,9 +25,10 @@ namespace {
 class FileSystemConformance : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
+    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::replace(name.begin(), name.end(), '/', '_');  // "Test/0": one directory, not two
     dir_ = std::filesystem::temp_directory_path() /
-           ("garde-fs-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+           ("garde-fs-" + std::to_string(::getpid()) + "-" + name);
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     if (GetParam() == "memory") memory_ = NewMemoryFileSystem();

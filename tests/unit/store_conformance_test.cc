@@ -1862,6 +1862,7 @@ TEST(SqliteStatementJournal, ALargeWriteLeavesNoPageImagesInTheTemporaryDirector
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(seen.load(), 0);
+  std::filesystem::remove_all(dir);  // 140 MB of pages
 }
 
 class SqliteDurability : public ::testing::Test {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -9,11 +10,21 @@
 namespace garde {
 namespace {
 
+// A configuration file of the test's own, removed when the test ends.
+struct ConfigFile {
+  explicit ConfigFile(const std::string& text)
+      : path(std::filesystem::temp_directory_path() /
+             ("garde-config-" + std::to_string(::getpid()) + ".yaml")) {
+    std::ofstream(path) << text;
+  }
+  ~ConfigFile() { std::filesystem::remove(path); }
+  std::filesystem::path path;
+};
+
 TEST(Config, PrecedenceIsDefaultsThenFileThenEnvironmentThenFlags) {
-  const auto file = std::filesystem::temp_directory_path() / "garde-config-test.yaml";
-  std::ofstream(file) << "data_dir: /from/file\nlisten: 0.0.0.0:9000\nmax_threads: 64\n";
+  const ConfigFile file("data_dir: /from/file\nlisten: 0.0.0.0:9000\nmax_threads: 64\n");
   ::setenv("GARDE_MAX_THREADS", "32", 1);
-  auto cfg = ResolveConfig({{"config", file.string()}, {"listen", "127.0.0.1:7000"}});
+  auto cfg = ResolveConfig({{"config", file.path.string()}, {"listen", "127.0.0.1:7000"}});
   ::unsetenv("GARDE_MAX_THREADS");
   ASSERT_TRUE(cfg.ok()) << cfg.status().message();
   EXPECT_EQ(cfg->data_dir, "/from/file");
@@ -58,9 +69,8 @@ TEST(Config, TrustedProxiesAreKeptInCanonicalForm) {
 }
 
 TEST(Config, UnknownConfigFileKeyIsRefused) {
-  const auto file = std::filesystem::temp_directory_path() / "garde-config-unknown.yaml";
-  std::ofstream(file) << "data_dir: /d\nlisten_adress: 1.2.3.4:5\n";
-  auto cfg = ResolveConfig({{"config", file.string()}});
+  const ConfigFile file("data_dir: /d\nlisten_adress: 1.2.3.4:5\n");
+  auto cfg = ResolveConfig({{"config", file.path.string()}});
   ASSERT_FALSE(cfg.ok());
   EXPECT_NE(cfg.status().message().find("listen_adress"), std::string::npos);
 }

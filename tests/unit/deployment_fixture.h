@@ -13,6 +13,7 @@
 
 #include "garde/app/deployment.h"
 #include "garde/store/memory_store.h"
+#include "test_dir.h"
 
 namespace garde {
 
@@ -42,10 +43,7 @@ inline std::string LegacyHeadNote(Deployment& d) {
 class DeploymentFixture : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("garde-unit-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
+    dir_ = TestDir("garde-unit-");
     cfg_.data_dir = dir_.string();
     cfg_.policies_dir = GARDE_TEST_FIXTURES "/../../policies";
     cfg_.durable = false;

@@ -10,6 +10,7 @@
 
 #include "garde/crypto/keyring.h"
 #include "garde/crypto/secret.h"
+#include "test_dir.h"
 
 namespace garde {
 namespace {
@@ -17,10 +18,7 @@ namespace {
 class EnvelopeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("garde-envelope-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
+    dir_ = TestDir("garde-envelope-");
     std::filesystem::create_directories(dir_);
     path_ = (dir_ / "keyring.json").string();
     ASSERT_TRUE(Keyring::Create(path_).ok());

@@ -15,6 +15,7 @@
 
 #include "deployment_fixture.h"
 #include "gated_file_system.h"
+#include "test_dir.h"
 #include "garde/domain/audit_journal.h"
 #include "garde/domain/sealed_snapshot.h"
 #include "garde/domain/tombstone_log.h"
@@ -25,11 +26,7 @@ namespace {
 class FileSystemConformance : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::replace(name.begin(), name.end(), '/', '_');  // "Test/0": one directory, not two
-    dir_ = std::filesystem::temp_directory_path() /
-           ("garde-fs-" + std::to_string(::getpid()) + "-" + name);
-    std::filesystem::remove_all(dir_);
+    dir_ = TestDir("garde-fs-");
     std::filesystem::create_directories(dir_);
     if (GetParam() == "memory") memory_ = NewMemoryFileSystem();
   }

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "test_dir.h"
+
 namespace garde {
 namespace {
 
@@ -38,9 +40,7 @@ std::string FileBytes(int fd) {
 class SealedSpoolTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("garde-spool-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = TestDir("garde-spool-");
     std::filesystem::create_directories(dir_);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "garde/store/sqlite_wal_vfs.h"
+#include "test_dir.h"
 
 namespace garde {
 namespace {
@@ -70,10 +71,7 @@ class Db {
 class SqliteWalVfs : public testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("garde-walvfs-" + std::to_string(::getpid()) + "-" +
-            testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
+    dir_ = TestDir("garde-walvfs-");
     fs::create_directories(dir_);
     ASSERT_NE(CoalescingWalVfs(), nullptr);
   }

@@ -26,6 +26,7 @@
 #include "eventually.h"
 #include "gated_file_system.h"
 #include "test_database.h"
+#include "test_dir.h"
 
 namespace garde {
 namespace {
@@ -39,11 +40,7 @@ struct StorePair {
 };
 
 std::filesystem::path FreshDir(const std::string& tag) {
-  std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-  std::replace(name.begin(), name.end(), '/', '_');  // parameterised names hold a slash
-  auto dir = std::filesystem::temp_directory_path() /
-             ("garde-store-" + std::to_string(::getpid()) + "-" + tag + "-" + name);
-  std::filesystem::remove_all(dir);
+  auto dir = TestDir("garde-store-" + tag + "-");
   std::filesystem::create_directories(dir);
   return dir;
 }

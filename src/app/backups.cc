@@ -257,19 +257,19 @@ Status Describe(const std::string& dir, BackupInfo* info) {
 std::string ManifestJson(const BackupInfo& b) {
   JsonWriter w;
   w.BeginObject()
-      .Key("format").Int(1)
-      .Key("id").String(b.id)
-      .Key("created_at").String(FormatRfc3339(b.created_at))
-      .Key("subjects").Int(b.subjects)
-      .Key("tombstones").Int(b.tombstones)
-      .Key("audit").BeginObject()
-      .Key("size").Int(static_cast<int64_t>(b.audit_size))
-      .Key("root").String(b.audit_root)
+      .Int("format", 1)
+      .String("id", b.id)
+      .String("created_at", FormatRfc3339(b.created_at))
+      .Int("subjects", b.subjects)
+      .Int("tombstones", b.tombstones)
+      .BeginObject("audit")
+      .Int("size", static_cast<int64_t>(b.audit_size))
+      .String("root", b.audit_root)
       .EndObject()
-      .Key("files").BeginArray();
+      .BeginArray("files");
   for (const auto& f : b.files) {
-    w.BeginObject().Key("name").String(f.name).Key("bytes").Int(f.bytes)
-        .Key("blake2b").String(f.blake2b).EndObject();
+    w.BeginObject().String("name", f.name).Int("bytes", f.bytes)
+        .String("blake2b", f.blake2b).EndObject();
   }
   w.EndArray().EndObject();
   return w.Take();
@@ -515,8 +515,8 @@ Result<BackupInfo> Backups::Create(const std::function<void(int64_t, int64_t)>& 
   Status s = [&]() -> Status {
     SealedWriter out(fd, key->data());
     JsonWriter header;
-    header.BeginObject().Key("format").Int(1).Key("id").String(info.id)
-        .Key("created_at").String(FormatRfc3339(info.created_at)).EndObject();
+    header.BeginObject().Int("format", 1).String("id", info.id)
+        .String("created_at", FormatRfc3339(info.created_at)).EndObject();
     GARDE_RETURN_IF_ERROR(out.Begin(header.Take()));
     const std::string manifest = ManifestJson(info);
     GARDE_RETURN_IF_ERROR(out.Push(reinterpret_cast<const uint8_t*>(manifest.data()),
@@ -784,12 +784,12 @@ Status RestoreBackup(const Config& config, const std::string& path, const std::s
   // its digest into the audit entry, which binds the two.
   JsonWriter line;
   line.BeginObject()
-      .Key("at").String(FormatRfc3339(now))
-      .Key("backup").String(report->backup.id)
-      .Key("backup_audit_size").Int(static_cast<int64_t>(report->backup.audit_size))
-      .Key("live_audit_size").Int(static_cast<int64_t>(report->live_audit_size))
-      .Key("audit").String(keep_live ? "consistent" : "forked")
-      .Key("reason").String(why)
+      .String("at", FormatRfc3339(now))
+      .String("backup", report->backup.id)
+      .Int("backup_audit_size", static_cast<int64_t>(report->backup.audit_size))
+      .Int("live_audit_size", static_cast<int64_t>(report->live_audit_size))
+      .String("audit", keep_live ? "consistent" : "forked")
+      .String("reason", why)
       .EndObject();
   const std::string text = line.Take();
   {

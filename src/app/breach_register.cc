@@ -335,11 +335,11 @@ Result<std::string> BreachRegister::Evidence(const Caller& caller, const std::st
   auto root = d_.audit().Root(size);
   if (!root.ok()) return root.status();
   JsonWriter w;
-  w.BeginObject().Key("incident").String(id).Key("subject").String(subject)
-      .Key("checkpoint").String(scope->getValue<std::string>("checkpoint"))
-      .Key("size").Int(static_cast<int64_t>(size))
-      .Key("root_hash").String(Base64Encode(root.value().data(), root.value().size()))
-      .Key("entries").BeginArray();
+  w.BeginObject().String("incident", id).String("subject", subject)
+      .String("checkpoint", scope->getValue<std::string>("checkpoint"))
+      .Int("size", static_cast<int64_t>(size))
+      .String("root_hash", Base64Encode(root.value().data(), root.value().size()))
+      .BeginArray("entries");
   for (size_t i = 0; i < at->size(); ++i) {
     const uint64_t index = at->getElement<uint64_t>(static_cast<unsigned>(i));
     std::string entry;
@@ -352,8 +352,8 @@ Result<std::string> BreachRegister::Evidence(const Caller& caller, const std::st
     auto proof = d_.audit().InclusionProof(index, size);
     if (!proof.ok()) return proof.status();
     // The entry's exact bytes (what was hashed), its leaf hash, and the path to the root.
-    w.BeginObject().Key("index").Int(static_cast<int64_t>(index)).Key("entry").String(entry)
-        .Key("leaf_hash").String(Base64Encode(leaf)).Key("proof").BeginArray();
+    w.BeginObject().Int("index", static_cast<int64_t>(index)).String("entry", entry)
+        .String("leaf_hash", Base64Encode(leaf)).BeginArray("proof");
     for (const auto& h : proof.value()) w.String(Base64Encode(h.data(), h.size()));
     w.EndArray().EndObject();
   }
@@ -460,9 +460,9 @@ Result<IncidentView> BreachRegister::NotifySubjects(const Caller& caller, const 
       if (!s.value() || s.value()->status == "erased") continue;
       JsonWriter payload;
       payload.BeginObject()
-          .Key("notice").String("breach_notice")
-          .Key("subject").String(subject)
-          .Key("incident").String(row.id)
+          .String("notice", "breach_notice")
+          .String("subject", subject)
+          .String("incident", row.id)
           .EndObject();
       GARDE_RETURN_IF_ERROR(EmitEvent(tx, "subject.notice", payload.Take(), now));
       Object::Ptr t = new Object;

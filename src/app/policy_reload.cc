@@ -68,10 +68,10 @@ void Diff(JsonWriter& w, const char* kind, const Items& before, const Items& aft
   for (const auto& [id, _] : before) {
     if (after.count(id) == 0) removed.push_back(id);
   }
-  w.Key(kind).BeginObject();
+  w.BeginObject(kind);
   for (auto [name, list, mark] : {std::tuple{"added", &added, "+"}, std::tuple{"removed", &removed, "-"},
                                   std::tuple{"changed", &changed, "~"}}) {
-    w.Key(name).BeginArray();
+    w.BeginArray(name);
     for (const auto& id : *list) {
       w.String(id);
       marks->push_back(std::string(mark) + kind + ":" + id);

@@ -271,9 +271,9 @@ WebhookDispatcher::Sent WebhookDispatcher::Send(const WebhookEndpoint& e,
   const int64_t timestamp = SystemClock().Now();
   JsonWriter body;
   body.BeginObject()
-      .Key("type").String(delivery.topic)
-      .Key("timestamp").String(FormatRfc3339(delivery.created_at))
-      .Key("data").Raw(delivery.payload)
+      .String("type", delivery.topic)
+      .String("timestamp", FormatRfc3339(delivery.created_at))
+      .Raw("data", delivery.payload)
       .EndObject();
   const std::string text = body.Take();
   auto signature = SignWebhook(e.secrets, delivery.event_id, timestamp, text);

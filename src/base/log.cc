@@ -35,9 +35,9 @@ LogLine::LogLine(spdlog::level::level_enum level, std::string_view msg)
   std::snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                 static_cast<int>(ms % 1000));
-  w_.BeginObject().Key("ts").String(ts).Key("level").String(
+  w_.BeginObject().String("ts", ts).String("level",
       spdlog::level::to_string_view(level).data());
-  w_.Key("msg").String(msg);
+  w_.String("msg", msg);
 }
 
 LogLine::~LogLine() {
@@ -47,19 +47,19 @@ LogLine::~LogLine() {
 }
 
 LogLine& LogLine::Str(std::string_view key, std::string_view value) {
-  if (enabled_) w_.Key(key).String(value);
+  if (enabled_) w_.String(key, value);
   return *this;
 }
 LogLine& LogLine::Int(std::string_view key, int64_t value) {
-  if (enabled_) w_.Key(key).Int(value);
+  if (enabled_) w_.Int(key, value);
   return *this;
 }
 LogLine& LogLine::Num(std::string_view key, double value) {
-  if (enabled_) w_.Key(key).Number(value);
+  if (enabled_) w_.Number(key, value);
   return *this;
 }
 LogLine& LogLine::Raw(std::string_view key, std::string_view json) {
-  if (enabled_) w_.Key(key).Raw(json);
+  if (enabled_) w_.Raw(key, json);
   return *this;
 }
 

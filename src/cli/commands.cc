@@ -345,10 +345,10 @@ int RunApiKeyList(const CliArgs& args) {
     JsonWriter w;
     w.BeginArray();
     for (const auto& k : keys.value()) {
-      w.BeginObject().Key("id").String(k.id).Key("name").String(k.name).Key("role").String(k.role);
-      w.Key("activities").BeginArray();
+      w.BeginObject().String("id", k.id).String("name", k.name).String("role", k.role);
+      w.BeginArray("activities");
       for (const auto& a : k.activities) w.String(a);
-      w.EndArray().Key("created_at").String(FormatRfc3339(k.created_at));
+      w.EndArray().String("created_at", FormatRfc3339(k.created_at));
       w.Key("revoked_at");
       if (k.revoked_at != 0) {
         w.String(FormatRfc3339(k.revoked_at));
@@ -393,7 +393,7 @@ int RunKeysStatus(const CliArgs& args) {
   if (!usage.ok()) return FailStatus(usage.status());
   const auto ring = d.value()->keys().Current();
   JsonWriter w;
-  w.BeginObject().Key("master_version").Int(ring->master_version())
+  w.BeginObject().Int("master_version", ring->master_version())
       .Key("previous_master_version");
   if (ring->previous_master_version() != 0) {
     w.Int(ring->previous_master_version());
@@ -409,11 +409,11 @@ int RunKeysStatus(const CliArgs& args) {
                       : "")
               << "\n";
   }
-  w.Key("current").Int(ring->current_version()).Key("versions").BeginArray();
+  w.Int("current", ring->current_version()).BeginArray("versions");
   for (const auto& [v, info] : ring->versions()) {
     const int64_t n = usage->count(v) ? usage->at(v) : 0;
-    w.BeginObject().Key("version").Int(v).Key("created_at").String(info.created_at)
-        .Key("retired_at").StringOrNull(info.retired_at).Key("subjects").Int(n).EndObject();
+    w.BeginObject().Int("version", v).String("created_at", info.created_at)
+        .StringOrNull("retired_at", info.retired_at).Int("subjects", n).EndObject();
     if (!args.Has("json")) {
       std::cout << "version " << v << (v == ring->current_version() ? " (current)" : "")
                 << (info.retired_at.empty() ? "" : " retired " + info.retired_at) << ": " << n
@@ -541,12 +541,12 @@ int RunImport(const CliArgs& args) {
   const auto& s = summary.value();
   if (args.Has("json")) {
     JsonWriter w;
-    w.BeginObject().Key("id").String(s.id).Key("dry_run").Bool(s.dry_run).Key("rows").Int(s.rows)
-        .Key(s.dry_run ? "valid" : "created").Int(s.created).Key("updated").Int(s.updated)
-        .Key("duplicates").Int(s.duplicates).Key("invalid").Int(s.invalid)
-        .Key("failed").Int(s.failed).Key("resumed").Int(s.resumed)
-        .Key("likely_duplicates").Int(s.likely_duplicates)
-        .Key("report").String(report_path).EndObject();
+    w.BeginObject().String("id", s.id).Bool("dry_run", s.dry_run).Int("rows", s.rows)
+        .Int(s.dry_run ? "valid" : "created", s.created).Int("updated", s.updated)
+        .Int("duplicates", s.duplicates).Int("invalid", s.invalid)
+        .Int("failed", s.failed).Int("resumed", s.resumed)
+        .Int("likely_duplicates", s.likely_duplicates)
+        .String("report", report_path).EndObject();
     std::cout << w.str() << std::endl;
   } else {
     std::cout << "Import " << s.id << (s.dry_run ? " (dry run)" : "") << ": " << s.rows
@@ -903,9 +903,9 @@ int RunAuditVerify(const CliArgs& args) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (args.Has("json")) {
     JsonWriter w;
-    w.BeginObject().Key("ok").Bool(report.ok()).Key("entries").Int(static_cast<int64_t>(report.entries))
-        .Key("checkpoints").Int(static_cast<int64_t>(report.checkpoints))
-        .Key("seconds").Number(secs).Key("problems").BeginArray();
+    w.BeginObject().Bool("ok", report.ok()).Int("entries", static_cast<int64_t>(report.entries))
+        .Int("checkpoints", static_cast<int64_t>(report.checkpoints))
+        .Number("seconds", secs).BeginArray("problems");
     for (const auto& p : report.problems) w.String(p);
     w.EndArray().EndObject();
     std::cout << w.str() << std::endl;
@@ -969,14 +969,14 @@ int RunBackupList(const CliArgs& args) {
     JsonWriter w;
     w.BeginArray();
     for (const auto& b : listed.value()) {
-      w.BeginObject().Key("id").String(b.info.id).Key("path").String(b.info.path);
+      w.BeginObject().String("id", b.info.id).String("path", b.info.path);
       if (b.error.empty()) {
-        w.Key("created_at").String(FormatRfc3339(b.info.created_at))
-            .Key("subjects").Int(b.info.subjects)
-            .Key("audit_size").Int(static_cast<int64_t>(b.info.audit_size))
-            .Key("bytes").Int(b.info.bytes);
+        w.String("created_at", FormatRfc3339(b.info.created_at))
+            .Int("subjects", b.info.subjects)
+            .Int("audit_size", static_cast<int64_t>(b.info.audit_size))
+            .Int("bytes", b.info.bytes);
       } else {
-        w.Key("error").String(b.error);
+        w.String("error", b.error);
       }
       w.EndObject();
     }
@@ -1013,8 +1013,8 @@ int RunBackupVerify(const CliArgs& args) {
   if (!check.ok()) return FailStatus(check.status());
   if (args.Has("json")) {
     JsonWriter w;
-    w.BeginObject().Key("ok").Bool(check->ok()).Key("id").String(check->info.id)
-        .Key("path").String(path.value()).Key("problems").BeginArray();
+    w.BeginObject().Bool("ok", check->ok()).String("id", check->info.id)
+        .String("path", path.value()).BeginArray("problems");
     for (const auto& p : check->problems) w.String(p);
     w.EndArray().EndObject();
     std::cout << w.str() << std::endl;
@@ -1049,15 +1049,15 @@ int RunRestore(const CliArgs& args) {
   if (!s.ok()) return FailStatus(s);
   if (args.Has("json")) {
     JsonWriter w;
-    w.BeginObject().Key("backup").String(report.backup.id)
-        .Key("audit").String(report.audit_consistent ? "consistent" : "forked")
-        .Key("backup_audit_size").Int(static_cast<int64_t>(report.backup.audit_size))
-        .Key("live_audit_size").Int(static_cast<int64_t>(report.live_audit_size))
-        .Key("reapplied").Int(static_cast<int64_t>(report.reapplied))
-        .Key("reindexed").Int(report.reindexed)
-        .Key("api_keys_under_old_master").Int(report.keys_under_old_master)
-        .Key("forked_log").String(report.forked_log)
-        .Key("replaced_vault").String(report.replaced_vault).EndObject();
+    w.BeginObject().String("backup", report.backup.id)
+        .String("audit", report.audit_consistent ? "consistent" : "forked")
+        .Int("backup_audit_size", static_cast<int64_t>(report.backup.audit_size))
+        .Int("live_audit_size", static_cast<int64_t>(report.live_audit_size))
+        .Int("reapplied", static_cast<int64_t>(report.reapplied))
+        .Int("reindexed", report.reindexed)
+        .Int("api_keys_under_old_master", report.keys_under_old_master)
+        .String("forked_log", report.forked_log)
+        .String("replaced_vault", report.replaced_vault).EndObject();
     std::cout << w.str() << std::endl;
     return 0;
   }
@@ -1209,11 +1209,11 @@ int RunLint(const CliArgs& args) {
   for (const auto& f : findings) ok &= f.severity != "error";
   if (args.Has("json")) {
     JsonWriter w;
-    w.BeginObject().Key("ok").Bool(ok).Key("findings").BeginArray();
+    w.BeginObject().Bool("ok", ok).BeginArray("findings");
     for (const auto& f : findings) {
-      w.BeginObject().Key("severity").String(f.severity).Key("rule").String(f.rule)
-          .Key("location").String(f.location).Key("message").String(f.message)
-          .Key("hint").String(f.hint).EndObject();
+      w.BeginObject().String("severity", f.severity).String("rule", f.rule)
+          .String("location", f.location).String("message", f.message)
+          .String("hint", f.hint).EndObject();
     }
     w.EndArray().EndObject();
     std::cout << w.str() << std::endl;

@@ -131,19 +131,19 @@ std::string AuditLog::Encode(uint64_t seq, int64_t time, const Caller& caller,
                              const AccessEvent& e) {
   JsonWriter w;
   w.BeginObject()
-      .Key("v").Int(1)
-      .Key("seq").Int(static_cast<int64_t>(seq))
-      .Key("time").String(FormatRfc3339(time))
-      .Key("actor").StringOrNull(caller.key_id)
-      .Key("role").StringOrNull(caller.role)
-      .Key("action").String(e.action)
-      .Key("subject").StringOrNull(e.subject_id)
-      .Key("activity").StringOrNull(e.activity)
-      .Key("request_id").StringOrNull(caller.request_id)
-      .Key("outcome").String(e.outcome)
-      .Key("fields").BeginArray();
+      .Int("v", 1)
+      .Int("seq", static_cast<int64_t>(seq))
+      .String("time", FormatRfc3339(time))
+      .StringOrNull("actor", caller.key_id)
+      .StringOrNull("role", caller.role)
+      .String("action", e.action)
+      .StringOrNull("subject", e.subject_id)
+      .StringOrNull("activity", e.activity)
+      .StringOrNull("request_id", caller.request_id)
+      .String("outcome", e.outcome)
+      .BeginArray("fields");
   for (const auto& f : e.fields) w.String(f);
-  w.EndArray().Key("count").Int(e.count).Key("client").StringOrNull(caller.client).EndObject();
+  w.EndArray().Int("count", e.count).StringOrNull("client", caller.client).EndObject();
   return w.Take();
 }
 

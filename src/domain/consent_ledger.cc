@@ -14,10 +14,10 @@ namespace {
 // Art. 19 and downstream suppression: every consent event, told to the outbox.
 Status EmitConsentChanged(WriteTx& tx, const ConsentEventRow& e) {
   JsonWriter w;
-  w.BeginObject().Key("subject").String(e.subject_id).Key("purpose").String(e.purpose)
-      .Key("channel").StringOrNull(e.channel).Key("event").String(e.event)
-      .Key("method").String(e.method).Key("event_id").String(e.id)
-      .Key("at").String(FormatRfc3339(e.at)).EndObject();
+  w.BeginObject().String("subject", e.subject_id).String("purpose", e.purpose)
+      .StringOrNull("channel", e.channel).String("event", e.event)
+      .String("method", e.method).String("event_id", e.id)
+      .String("at", FormatRfc3339(e.at)).EndObject();
   return EmitEvent(tx, "consent.changed", w.Take(), e.at);
 }
 
@@ -68,19 +68,19 @@ ConsentEventRow ConsentLedger::MakeEvent(const PolicySet& policies, const Purpos
   }
   JsonWriter r;
   r.BeginObject()
-      .Key("version").String("garde-consent-receipt/1")
-      .Key("record_id").String(e.id)
-      .Key("subject").String(e.subject_id)
-      .Key("controller").BeginObject().Key("name").String(policies.controller_name())
-      .Key("contact").String(policies.controller_contact()).EndObject()
-      .Key("purpose").String(e.purpose)
-      .Key("purpose_title").String(purpose.title)
-      .Key("channel").StringOrNull(e.channel)
-      .Key("event").String(e.event)
-      .Key("legal_basis").String(e.legal_basis)
-      .Key("notice_version").StringOrNull(e.notice_version)
-      .Key("collection_method").String(e.method)
-      .Key("collected_at").String(FormatRfc3339(e.at))
+      .String("version", "garde-consent-receipt/1")
+      .String("record_id", e.id)
+      .String("subject", e.subject_id)
+      .BeginObject("controller").String("name", policies.controller_name())
+      .String("contact", policies.controller_contact()).EndObject()
+      .String("purpose", e.purpose)
+      .String("purpose_title", purpose.title)
+      .StringOrNull("channel", e.channel)
+      .String("event", e.event)
+      .String("legal_basis", e.legal_basis)
+      .StringOrNull("notice_version", e.notice_version)
+      .String("collection_method", e.method)
+      .String("collected_at", FormatRfc3339(e.at))
       .Key("expires_at");
   if (e.expires_at != 0) {
     r.String(FormatRfc3339(e.expires_at));
@@ -89,26 +89,25 @@ ConsentEventRow ConsentLedger::MakeEvent(const PolicySet& policies, const Purpos
   }
   if (requested_at != 0) {
     // Double opt-in: the grant was asked for, then confirmed from the address on file.
-    r.Key("confirmation").BeginObject()
-        .Key("method").String("double_opt_in")
-        .Key("requested_at").String(FormatRfc3339(requested_at))
-        .Key("confirmed_at").String(FormatRfc3339(e.at))
+    r.BeginObject("confirmation")
+        .String("method", "double_opt_in")
+        .String("requested_at", FormatRfc3339(requested_at))
+        .String("confirmed_at", FormatRfc3339(e.at))
         .EndObject();
   }
-  r.Key("withdrawal_method")
-      .String("the preference centre link in every message, one-click unsubscribe, or the "
+  r.String("withdrawal_method", "the preference centre link in every message, one-click unsubscribe, or the "
               "controller's contact above")
       .EndObject();
   const std::string payload = r.Take();
   const auto sig = d_.signer.SignBytes(payload);
   JsonWriter full;
   full.BeginObject()
-      .Key("receipt").Raw(payload)
-      .Key("signature").BeginObject()
-      .Key("alg").String("Ed25519")
-      .Key("key_id").String(d_.signer.key_id_hex())
-      .Key("signed").String(Base64UrlEncode(AsBytes(payload)))
-      .Key("value").String(Base64Encode(sig.data(), sig.size()))
+      .Raw("receipt", payload)
+      .BeginObject("signature")
+      .String("alg", "Ed25519")
+      .String("key_id", d_.signer.key_id_hex())
+      .String("signed", Base64UrlEncode(AsBytes(payload)))
+      .String("value", Base64Encode(sig.data(), sig.size()))
       .EndObject().EndObject();
   e.receipt = full.Take();
   return e;
@@ -274,13 +273,13 @@ Result<ConsentConfirmationRow> ConsentLedger::AskConfirmationIn(
   // For the mailer (subject.notice): the link is minted when the message is sent.
   JsonWriter w;
   w.BeginObject()
-      .Key("notice").String("consent_confirm")
-      .Key("subject").String(subject_id)
-      .Key("confirmation").String(c.id)
-      .Key("purpose").String(purpose.id)
-      .Key("notice_version").String(notice_version)
-      .Key("link_expires_at").String(FormatRfc3339(c.expires_at));
-  if (!lang.empty()) w.Key("lang").String(lang);
+      .String("notice", "consent_confirm")
+      .String("subject", subject_id)
+      .String("confirmation", c.id)
+      .String("purpose", purpose.id)
+      .String("notice_version", notice_version)
+      .String("link_expires_at", FormatRfc3339(c.expires_at));
+  if (!lang.empty()) w.String("lang", lang);
   w.EndObject();
   GARDE_RETURN_IF_ERROR(EmitEvent(tx, "subject.notice", w.Take(), d_.clock.Now()));
   GARDE_RETURN_IF_ERROR(d_.journal.Record(
@@ -369,9 +368,9 @@ Status ConsentLedger::SuppressContactsIn(WriteTx& tx, const std::string& subject
   }
   if (kinds.empty()) return Status::Ok();
   JsonWriter w;
-  w.BeginObject().Key("subject").String(subject_id).Key("contacts").BeginArray();
+  w.BeginObject().String("subject", subject_id).BeginArray("contacts");
   for (const auto& k : kinds) w.String(k);
-  w.EndArray().Key("reason").String(reason).Key("at").String(FormatRfc3339(at)).EndObject();
+  w.EndArray().String("reason", reason).String("at", FormatRfc3339(at)).EndObject();
   return EmitEvent(tx, "suppression.added", w.Take(), at);
 }
 

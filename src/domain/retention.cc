@@ -57,25 +57,25 @@ struct Counts {
   std::string Json(const PolicySet& policies) const {
     JsonWriter w;
     w.BeginObject()
-        .Key("subjects_scanned").Int(scanned)
-        .Key("subjects_erased").Int(subjects_erased)
-        .Key("holds_released").Int(holds_released)
-        .Key("fields_erased").Int(fields_erased)
-        .Key("skipped_restricted").Int(skipped_restricted)
-        .Key("consents_expired").Int(consents_expired)
-        .Key("requests_due_soon").Int(requests_due_soon)
-        .Key("requests_overdue").Int(requests_overdue)
-        .Key("spend_refreshed").Int(spend_refreshed)
-        .Key("merges_completed").Int(merges_completed)
-        .Key("by_activity").BeginObject();
+        .Int("subjects_scanned", scanned)
+        .Int("subjects_erased", subjects_erased)
+        .Int("holds_released", holds_released)
+        .Int("fields_erased", fields_erased)
+        .Int("skipped_restricted", skipped_restricted)
+        .Int("consents_expired", consents_expired)
+        .Int("requests_due_soon", requests_due_soon)
+        .Int("requests_overdue", requests_overdue)
+        .Int("spend_refreshed", spend_refreshed)
+        .Int("merges_completed", merges_completed)
+        .BeginObject("by_activity");
     for (const auto& [id, c] : by_activity) {
       const Activity* a = policies.FindActivity(id);
-      w.Key(id).BeginObject()
-          .Key("rule").String(a != nullptr ? a->retention : "")
-          .Key("subjects_erased").Int(c.subjects_erased)
-          .Key("holds_released").Int(c.holds_released)
-          .Key("fields").BeginObject();
-      for (const auto& [field, n] : c.fields) w.Key(field).Int(n);
+      w.BeginObject(id)
+          .String("rule", a != nullptr ? a->retention : "")
+          .Int("subjects_erased", c.subjects_erased)
+          .Int("holds_released", c.holds_released)
+          .BeginObject("fields");
+      for (const auto& [field, n] : c.fields) w.Int(field, n);
       w.EndObject().EndObject();
     }
     w.EndObject().EndObject();
@@ -362,11 +362,11 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
                       const char* outcome) -> Status {
     const std::vector<std::string> fields(plan.erase.begin(), plan.erase.end());
     JsonWriter event;
-    event.BeginObject().Key("subject").String(id).Key("reason").String("retention")
-        .Key("erased_at").String(FormatRfc3339(now)).Key("fields").BeginArray();
+    event.BeginObject().String("subject", id).String("reason", "retention")
+        .String("erased_at", FormatRfc3339(now)).BeginArray("fields");
     for (const auto& field : fields) event.String(field);
     event.EndArray()
-        .Key("fully_erased").Bool(plan.action != RetentionPlan::Action::kEraseFields)
+        .Bool("fully_erased", plan.action != RetentionPlan::Action::kEraseFields)
         .EndObject();
     GARDE_RETURN_IF_ERROR(EmitEvent(tx, "subject.erased", event.Take(), now));
     return d_.journal.Record(&tx, system, {"retention.erase", id, "", outcome, fields, 0});
@@ -474,9 +474,9 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
       if (!options.dry_run) {
         for (const auto& [subject, e] : expiring) {
           JsonWriter event;
-          event.BeginObject().Key("subject").String(subject).Key("purpose").String(e.purpose)
-              .Key("channel").StringOrNull(e.channel)
-              .Key("expired_at").String(FormatRfc3339(e.expires_at)).EndObject();
+          event.BeginObject().String("subject", subject).String("purpose", e.purpose)
+              .StringOrNull("channel", e.channel)
+              .String("expired_at", FormatRfc3339(e.expires_at)).EndObject();
           GARDE_RETURN_IF_ERROR(EmitEvent(tx, "consent.expired", event.Take(), now));
         }
       }
@@ -556,8 +556,8 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
       ++(overdue ? counts.requests_overdue : counts.requests_due_soon);
       if (options.dry_run) continue;
       JsonWriter event;
-      event.BeginObject().Key("request").String(r.id).Key("type").String(r.type)
-          .Key("subject").String(r.subject_id).Key("due_at").String(FormatRfc3339(r.due_at))
+      event.BeginObject().String("request", r.id).String("type", r.type)
+          .String("subject", r.subject_id).String("due_at", FormatRfc3339(r.due_at))
           .EndObject();
       GARDE_RETURN_IF_ERROR(EmitEvent(
           tx, overdue ? "request.overdue" : "request.due_soon", event.Take(), now));

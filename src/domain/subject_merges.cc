@@ -39,7 +39,7 @@ struct MergeRecord {
   std::string Json() const {
     JsonWriter w;
     auto list = [&w](const char* key, const std::vector<std::string>& items) {
-      w.Key(key).BeginArray();
+      w.BeginArray(key);
       for (const auto& i : items) w.String(i);
       w.EndArray();
     };
@@ -47,16 +47,16 @@ struct MergeRecord {
     list("fields_filled", filled);
     list("fields_replaced", replaced);
     list("consent_events", consent_events);
-    w.Key("consent_at").Int(consent_at);
+    w.Int("consent_at", consent_at);
     list("consent_before", consent_before);
     list("requests", requests);
-    w.Key("interactions").BeginArray();
+    w.BeginArray("interactions");
     for (int64_t seq : interactions) w.Int(seq);
     w.EndArray();
-    w.Key("links").BeginArray();
+    w.BeginArray("links");
     for (const auto& l : links) {
-      w.BeginObject().Key("organisation").String(l.organisation).Key("person").String(l.person)
-          .Key("role").String(l.role).Key("created").Bool(l.created).EndObject();
+      w.BeginObject().String("organisation", l.organisation).String("person", l.person)
+          .String("role", l.role).Bool("created", l.created).EndObject();
     }
     w.EndArray().EndObject();
     return w.Take();
@@ -207,8 +207,8 @@ bool HasLink(const std::vector<ContactLinkRow>& links, const std::string& organi
 
 Status Emit(WriteTx& tx, const char* topic, const MergeRow& m, int64_t at) {
   JsonWriter event;
-  event.BeginObject().Key("merge").String(m.id).Key("merged").String(m.merged_id)
-      .Key("into").String(m.into_id).Key("at").String(FormatRfc3339(at)).EndObject();
+  event.BeginObject().String("merge", m.id).String("merged", m.merged_id)
+      .String("into", m.into_id).String("at", FormatRfc3339(at)).EndObject();
   return EmitEvent(tx, topic, event.Take(), at);
 }
 
@@ -221,18 +221,18 @@ std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<st
 
 void WriteMergeJson(JsonWriter& w, const MergeRow& m) {
   w.BeginObject()
-      .Key("id").String(m.id)
-      .Key("merged").String(m.merged_id)
-      .Key("into").String(m.into_id)
-      .Key("state").String(m.state)
-      .Key("created_at").String(FormatRfc3339(m.created_at))
+      .String("id", m.id)
+      .String("merged", m.merged_id)
+      .String("into", m.into_id)
+      .String("state", m.state)
+      .String("created_at", FormatRfc3339(m.created_at))
       .Key("finished_at");
   if (m.finished_at != 0) {
     w.String(FormatRfc3339(m.finished_at));
   } else {
     w.Null();
   }
-  w.Key("record").Raw(m.record).EndObject();
+  w.Raw("record", m.record).EndObject();
 }
 
 Result<MergeRow> SubjectMerges::Change(const Caller& caller, const Step& step) {

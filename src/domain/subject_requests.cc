@@ -130,11 +130,11 @@ void KeepChanges(const SubjectChanges& changes, RequestDesk::Texts* t) {
 std::string EncodeTexts(const RequestDesk::Texts& t) {
   JsonWriter w;
   w.BeginObject()
-      .Key("note").String(t.note)
-      .Key("verification_note").String(t.verification_note)
-      .Key("extension_reason").String(t.extension_reason)
-      .Key("rejection_reason").String(t.rejection_reason)
-      .Key("changes").BeginObject();
+      .String("note", t.note)
+      .String("verification_note", t.verification_note)
+      .String("extension_reason", t.extension_reason)
+      .String("rejection_reason", t.rejection_reason)
+      .BeginObject("changes");
   for (const auto& [field, value] : t.changes) {
     w.Key(field);
     if (value) {
@@ -143,9 +143,9 @@ std::string EncodeTexts(const RequestDesk::Texts& t) {
       w.Null();
     }
   }
-  w.EndObject().Key("purposes").BeginArray();
+  w.EndObject().BeginArray("purposes");
   for (const auto& p : t.purposes) w.String(p);
-  w.EndArray().Key("suppress").Bool(t.suppress).EndObject();
+  w.EndArray().Bool("suppress", t.suppress).EndObject();
   return w.Take();
 }
 
@@ -186,30 +186,30 @@ void WriteRequestJson(JsonWriter& w, const RequestView& v, int64_t now) {
     return t == 0 ? w.Null() : w.String(FormatRfc3339(t));
   };
   w.BeginObject()
-      .Key("id").String(r.id)
-      .Key("type").String(r.type)
-      .Key("subject").String(r.subject_id)
-      .Key("status").String(r.status)
-      .Key("jurisdiction").String(r.jurisdiction)
-      .Key("received_at").String(FormatRfc3339(r.received_at))
+      .String("id", r.id)
+      .String("type", r.type)
+      .String("subject", r.subject_id)
+      .String("status", r.status)
+      .String("jurisdiction", r.jurisdiction)
+      .String("received_at", FormatRfc3339(r.received_at))
       .Key("verified_at");
   time_or_null(r.verified_at);
-  w.Key("due_at").String(FormatRfc3339(r.due_at))
-      .Key("extended").Bool(r.extended)
-      .Key("overdue").Bool(IsOpen(r.status) && now > r.due_at)
+  w.String("due_at", FormatRfc3339(r.due_at))
+      .Bool("extended", r.extended)
+      .Bool("overdue", IsOpen(r.status) && now > r.due_at)
       .Key("completed_at");
   time_or_null(r.completed_at);
-  w.Key("opened_by").String(r.opened_by)
-      .Key("verification").StringOrNull(r.verification);
+  w.String("opened_by", r.opened_by)
+      .StringOrNull("verification", r.verification);
   auto text = [&](const char* key, const std::string& value) {
-    if (!value.empty()) w.Key(key).String(value);
+    if (!value.empty()) w.String(key, value);
   };
   text("note", v.note);
   text("verification_note", v.verification_note);
   text("extension_reason", v.extension_reason);
   text("rejection_reason", v.rejection_reason);
-  if (v.texts_destroyed) w.Key("texts_destroyed").Bool(true);
-  w.Key("result").Raw(r.result.empty() ? "null" : r.result);
+  if (v.texts_destroyed) w.Bool("texts_destroyed", true);
+  w.Raw("result", r.result.empty() ? "null" : r.result);
   w.EndObject();
 }
 
@@ -625,8 +625,8 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
       auto sealed = d_.vault.SealFor(s, RequestPackageLabel(r.id), package.value());
       if (!sealed.ok()) return sealed.status();
       r.package = std::move(sealed.value());
-      result.BeginObject().Key("package_sha256").String(Sha256Hex(package.value()))
-          .Key("package_bytes").Int(static_cast<int64_t>(package.value().size())).EndObject();
+      result.BeginObject().String("package_sha256", Sha256Hex(package.value()))
+          .Int("package_bytes", static_cast<int64_t>(package.value().size())).EndObject();
       sodium_memzero(package.value().data(), package.value().size());
     } else if (r.type == "rectification") {
       if (given) {
@@ -647,7 +647,7 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
       }
       auto view = d_.vault.RectifyIn(tx, *policies, caller, s.id, ChangesOf(std::move(values)));
       if (!view.ok()) return view.status();
-      result.BeginObject().Key("rectified_fields").BeginArray();
+      result.BeginObject().BeginArray("rectified_fields");
       for (const auto& [field, _] : t.changes) result.String(field);
       result.EndArray().EndObject();
     } else if (r.type == "erasure") {
@@ -670,7 +670,7 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
                                       "{\"subject\":\"" + s.id + "\",\"request\":\"" + r.id +
                                           "\",\"at\":\"" + FormatRfc3339(now) + "\"}",
                                       now));
-      result.BeginObject().Key("restricted").Bool(true).EndObject();
+      result.BeginObject().Bool("restricted", true).EndObject();
     } else if (r.type == "objection") {
       std::vector<const Purpose*> purposes;
       if (t.purposes.empty()) {
@@ -687,13 +687,13 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
       GARDE_RETURN_IF_ERROR(d_.consents.ObjectIn(tx, *policies, s.id, purposes,
                                                  "data_subject_request", caller.key_id, now,
                                                  &tombstones));
-      result.BeginObject().Key("objected").BeginArray();
+      result.BeginObject().BeginArray("objected");
       bool marketing = false;
       for (const Purpose* p : purposes) {
         result.String(p->id);
         marketing |= p->marketing;
       }
-      result.EndArray().Key("contacts_suppressed").Bool(marketing).EndObject();
+      result.EndArray().Bool("contacts_suppressed", marketing).EndObject();
     }
     r.status = "completed";
     r.completed_at = now;
@@ -720,12 +720,12 @@ Status RequestDesk::Notify(WriteTx& tx, const RequestRow& r, const char* notice)
   // bearer link sits in the database (or its backups).
   JsonWriter w;
   w.BeginObject()
-      .Key("notice").String(notice)
-      .Key("subject").String(r.subject_id)
-      .Key("request").String(r.id)
-      .Key("type").String(r.type)
-      .Key("status").String(r.status)
-      .Key("due_at").String(FormatRfc3339(r.due_at))
+      .String("notice", notice)
+      .String("subject", r.subject_id)
+      .String("request", r.id)
+      .String("type", r.type)
+      .String("status", r.status)
+      .String("due_at", FormatRfc3339(r.due_at))
       .EndObject();
   return EmitEvent(tx, "subject.notice", w.Take(), d_.clock.Now());
 }
@@ -936,34 +936,34 @@ Status RequestDesk::Erase(WriteTx& tx, const PolicySet& policies, const Caller& 
   GARDE_RETURN_IF_ERROR(tx.InsertTombstone({subject.id, request.id, now, *kept}));
   // Art. 19: recipients of the data are told, through the outbox.
   JsonWriter event;
-  event.BeginObject().Key("subject").String(subject.id).Key("request").String(request.id)
-      .Key("erased_at").String(FormatRfc3339(now)).Key("activities").BeginArray();
+  event.BeginObject().String("subject", subject.id).String("request", request.id)
+      .String("erased_at", FormatRfc3339(now)).BeginArray("activities");
   for (const auto& a : policies.activities()) {
     if (std::any_of(present.begin(), present.end(),
                     [&](const std::string& f) { return a.fields.count(f) != 0; })) {
       event.String(a.id);
     }
   }
-  event.EndArray().Key("fully_erased").Bool(keep.empty()).EndObject();
+  event.EndArray().Bool("fully_erased", keep.empty()).EndObject();
   GARDE_RETURN_IF_ERROR(EmitEvent(tx, "subject.erased", event.Take(), now));
   GARDE_RETURN_IF_ERROR(d_.journal.Record(&tx, caller,
                                           {"subject.erase", subject.id, "", "ok", erased,
                                            static_cast<int64_t>(keep.size())}));
 
   JsonWriter w;
-  w.BeginObject().Key("erased_fields").BeginArray();
+  w.BeginObject().BeginArray("erased_fields");
   for (const auto& f : erased) w.String(f);
-  w.EndArray().Key("kept").BeginArray();
+  w.EndArray().BeginArray("kept");
   for (const auto& [field, hold] : holds) {
-    w.BeginObject().Key("field").String(field).Key("activity").String(hold.activity)
-        .Key("reason").String("kept under a legal obligation (" + hold.activity +
+    w.BeginObject().String("field", field).String("activity", hold.activity)
+        .String("reason", "kept under a legal obligation (" + hold.activity +
                               ") until its retention runs out; restricted meanwhile")
-        .Key("until").String(FormatRfc3339(hold.until)).EndObject();
+        .String("until", FormatRfc3339(hold.until)).EndObject();
   }
   w.EndArray()
-      .Key("data_key_destroyed").Bool(keep.empty())
-      .Key("subject_status").String(subject.status)
-      .Key("contacts_suppressed").Bool(objected)
+      .Bool("data_key_destroyed", keep.empty())
+      .String("subject_status", subject.status)
+      .Bool("contacts_suppressed", objected)
       .EndObject();
   *summary = w.Take();
   return Status::Ok();
@@ -996,12 +996,12 @@ Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& polic
       }
     }
     w.BeginObject()
-        .Key("format").String("garde-portability/1")
-        .Key("request").String(request.id)
-        .Key("subject").String(subject.id)
-        .Key("kind").String(subject.kind)
-        .Key("generated_at").String(FormatRfc3339(now))
-        .Key("fields").BeginObject();
+        .String("format", "garde-portability/1")
+        .String("request", request.id)
+        .String("subject", subject.id)
+        .String("kind", subject.kind)
+        .String("generated_at", FormatRfc3339(now))
+        .BeginObject("fields");
     for (const auto& [name, value] : view->fields) {
       if (portable.count(name) == 0) continue;
       w.Key(name);
@@ -1013,55 +1013,55 @@ Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& polic
 
   // Art. 15(1)(a)-(h).
   w.BeginObject()
-      .Key("format").String("garde-access-package/1")
-      .Key("request").String(request.id)
-      .Key("generated_at").String(FormatRfc3339(now))
-      .Key("organisation").Raw(policies.organisation_json())
+      .String("format", "garde-access-package/1")
+      .String("request", request.id)
+      .String("generated_at", FormatRfc3339(now))
+      .Raw("organisation", policies.organisation_json())
       .Key("subject");
   WriteSubjectJson(w, view.value());
   // Purchases and contacts recorded for the subject, with their amounts.
-  w.Key("interactions").BeginArray();
+  w.BeginArray("interactions");
   auto interactions = tx.InteractionsOf(subject.id, INT64_MIN);
   if (!interactions.ok()) return interactions.status();
   for (const auto& i : interactions.value()) {
-    w.BeginObject().Key("kind").String(i.kind).Key("occurred_at").String(FormatRfc3339(i.at));
+    w.BeginObject().String("kind", i.kind).String("occurred_at", FormatRfc3339(i.at));
     if (!i.sealed_amount.empty()) {
       auto amount = d_.vault.OpenFor(subject, "interaction.amount", i.sealed_amount);
       if (!amount.ok()) return amount.status();
-      w.Key("amount").Number(std::strtod(amount.value().c_str(), nullptr));
+      w.Number("amount", std::strtod(amount.value().c_str(), nullptr));
     }
     w.EndObject();
   }
   w.EndArray();
   // The organisations the subject is a contact of (or, for an organisation, its contacts).
-  w.Key("contact_links").BeginArray();
+  w.BeginArray("contact_links");
   auto links = tx.LinksOf(subject.id);
   if (!links.ok()) return links.status();
   for (const auto& l : links.value()) {
-    w.BeginObject().Key("organisation").String(l.organisation_id).Key("person").String(l.person_id)
-        .Key("role").String(l.role).Key("since").String(FormatRfc3339(l.created_at)).EndObject();
+    w.BeginObject().String("organisation", l.organisation_id).String("person", l.person_id)
+        .String("role", l.role).String("since", FormatRfc3339(l.created_at)).EndObject();
   }
   w.EndArray();
-  w.Key("consents").BeginArray();
+  w.BeginArray("consents");
   auto events = tx.ConsentEventsOf(subject.id);
   if (!events.ok()) return events.status();
   for (const auto& e : events.value()) {
     w.BeginObject()
-        .Key("purpose").String(e.purpose)
-        .Key("channel").StringOrNull(e.channel)
-        .Key("event").String(e.event)
-        .Key("legal_basis").String(e.legal_basis)
-        .Key("method").String(e.method)
-        .Key("at").String(FormatRfc3339(e.at))
+        .String("purpose", e.purpose)
+        .StringOrNull("channel", e.channel)
+        .String("event", e.event)
+        .String("legal_basis", e.legal_basis)
+        .String("method", e.method)
+        .String("at", FormatRfc3339(e.at))
         .Key("expires_at");
     if (e.expires_at == 0) {
       w.Null();
     } else {
       w.String(FormatRfc3339(e.expires_at));
     }
-    w.Key("receipt").Raw(e.receipt.empty() ? "null" : e.receipt).EndObject();
+    w.Raw("receipt", e.receipt.empty() ? "null" : e.receipt).EndObject();
   }
-  w.EndArray().Key("processing").BeginArray();
+  w.EndArray().BeginArray("processing");
   for (const auto& a : policies.activities()) {
     std::vector<std::string> used;
     for (const auto& [name, _] : view->fields) {
@@ -1069,46 +1069,46 @@ Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& polic
     }
     if (used.empty()) continue;
     w.BeginObject()
-        .Key("activity").String(a.id)
-        .Key("name").String(a.name)
-        .Key("legal_basis").String(LegalBasisName(a.legal_basis))
-        .Key("purposes").BeginArray();
+        .String("activity", a.id)
+        .String("name", a.name)
+        .String("legal_basis", LegalBasisName(a.legal_basis))
+        .BeginArray("purposes");
     for (const auto& pid : a.purposes) {
       const Purpose* p = policies.FindPurpose(pid);
-      w.BeginObject().Key("id").String(pid);
+      w.BeginObject().String("id", pid);
       if (p != nullptr) {
-        w.Key("title").String(p->title).Key("legal_basis").String(LegalBasisName(p->legal_basis));
+        w.String("title", p->title).String("legal_basis", LegalBasisName(p->legal_basis));
       }
       w.EndObject();
     }
-    w.EndArray().Key("fields").BeginArray();
+    w.EndArray().BeginArray("fields");
     for (const auto& f : used) w.String(f);
     w.EndArray()
-        .Key("recipients").Raw(MemberJson(a.json, "recipients"))
-        .Key("transfers").Raw(MemberJson(a.json, "transfers"))
-        .Key("retention").String(a.retention)
-        .Key("retention_by_category").BeginObject();
-    for (const auto& [category, rule] : a.category_retention) w.Key(category).String(rule);
+        .Raw("recipients", MemberJson(a.json, "recipients"))
+        .Raw("transfers", MemberJson(a.json, "transfers"))
+        .String("retention", a.retention)
+        .BeginObject("retention_by_category");
+    for (const auto& [category, rule] : a.category_retention) w.String(category, rule);
     w.EndObject()
-        .Key("source").String(subject.source)
+        .String("source", subject.source)
         .EndObject();
   }
-  w.EndArray().Key("requests").BeginArray();
+  w.EndArray().BeginArray("requests");
   RequestQuery rq;
   rq.subject = subject.id;
   rq.limit = 1000;
   auto requests = tx.QueryRequests(rq);
   if (!requests.ok()) return requests.status();
   for (const auto& r : requests.value()) {
-    w.BeginObject().Key("id").String(r.id).Key("type").String(r.type)
-        .Key("status").String(r.id == request.id ? "completed" : r.status)
-        .Key("received_at").String(FormatRfc3339(r.received_at))
-        .Key("due_at").String(FormatRfc3339(r.due_at))
+    w.BeginObject().String("id", r.id).String("type", r.type)
+        .String("status", r.id == request.id ? "completed" : r.status)
+        .String("received_at", FormatRfc3339(r.received_at))
+        .String("due_at", FormatRfc3339(r.due_at))
         .EndObject();
   }
   w.EndArray();
   // Art. 15(1)(e): the rights the subject has, and where to exercise them.
-  w.Key("rights").BeginArray();
+  w.BeginArray("rights");
   for (const auto& [right, article] :
        std::vector<std::pair<const char*, const char*>>{{"rectification", "Art. 16"},
                                                         {"erasure", "Art. 17"},
@@ -1116,40 +1116,40 @@ Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& polic
                                                         {"objection", "Art. 21"},
                                                         {"portability", "Art. 20"},
                                                         {"withdraw_consent", "Art. 7(3)"}}) {
-    w.BeginObject().Key("right").String(right).Key("article").String(article).EndObject();
+    w.BeginObject().String("right", right).String("article", article).EndObject();
   }
   w.EndArray()
-      .Key("exercise_with").BeginObject()
-      .Key("controller").String(policies.controller_name())
-      .Key("contact").String(policies.controller_contact())
+      .BeginObject("exercise_with")
+      .String("controller", policies.controller_name())
+      .String("contact", policies.controller_contact())
       .EndObject();
   // Art. 15(1)(f), Art. 77: the right to lodge a complaint with a supervisory authority.
   const auto& authority = policies.supervisory_authority();
-  w.Key("complaint").BeginObject()
-      .Key("article").String("Art. 77")
-      .Key("authority").String(authority.name)
-      .Key("address").String(authority.address)
-      .Key("url").String(authority.url)
+  w.BeginObject("complaint")
+      .String("article", "Art. 77")
+      .String("authority", authority.name)
+      .String("address", authority.address)
+      .String("url", authority.url)
       .EndObject();
   // Art. 15(1)(h), Art. 22: automated decision-making, including profiling, with meaningful
   // information about its logic and its significance, for the activities that use the data.
-  w.Key("automated_decisions").BeginArray();
+  w.BeginArray("automated_decisions");
   for (const auto& a : policies.activities()) {
     if (a.automated_decision.logic.empty()) continue;
     const bool uses = std::any_of(view->fields.begin(), view->fields.end(),
                                   [&](const auto& f) { return a.fields.count(f.first) != 0; });
     if (!uses) continue;
     w.BeginObject()
-        .Key("activity").String(a.id)
-        .Key("name").String(a.name)
-        .Key("logic").String(a.automated_decision.logic)
-        .Key("significance").String(a.automated_decision.significance)
+        .String("activity", a.id)
+        .String("name", a.name)
+        .String("logic", a.automated_decision.logic)
+        .String("significance", a.automated_decision.significance)
         .EndObject();
   }
   w.EndArray();
   // Who accessed the data, when and for which activity: the audit entries about the subject
   // (they hold no personal data, and each can be proven against a signed tree head).
-  w.Key("accesses").BeginArray();
+  w.BeginArray("accesses");
   AuditQuery aq;
   aq.subject = subject.id;
   aq.limit = kAuditPage;

@@ -445,9 +445,9 @@ Result<SubjectView> SubjectVault::RectifyIn(WriteTx& tx, const PolicySet& polici
   // Art. 19: recipients are told which fields changed; they read the values with their own
   // activity's key, where minimisation applies.
   JsonWriter event;
-  event.BeginObject().Key("subject").String(row.id).Key("fields").BeginArray();
+  event.BeginObject().String("subject", row.id).BeginArray("fields");
   for (const auto& name : touched) event.String(name);
-  event.EndArray().Key("at").String(FormatRfc3339(row.updated_at)).EndObject();
+  event.EndArray().String("at", FormatRfc3339(row.updated_at)).EndObject();
   GARDE_RETURN_IF_ERROR(EmitEvent(tx, "subject.rectified", event.Take(), row.updated_at));
   SubjectView view{row.id, row.kind, row.status, row.source, row.created_at, row.updated_at,
                    row.last_interaction_at, std::nullopt, {}};
@@ -1297,20 +1297,20 @@ Result<std::vector<SubjectView>> SubjectVault::Search(const Caller& caller,
 
 void WriteSubjectJson(JsonWriter& w, const SubjectView& s) {
   w.BeginObject()
-      .Key("id").String(s.id)
-      .Key("kind").String(s.kind)
-      .Key("status").String(s.status)
-      .Key("source").String(s.source);
-  if (s.external_id) w.Key("external_id").String(*s.external_id);
-  w.Key("fields").BeginObject();
+      .String("id", s.id)
+      .String("kind", s.kind)
+      .String("status", s.status)
+      .String("source", s.source);
+  if (s.external_id) w.String("external_id", *s.external_id);
+  w.BeginObject("fields");
   for (const auto& [name, value] : s.fields) {
     w.Key(name);
     WriteFieldValue(w, value);
   }
   w.EndObject()
-      .Key("created_at").String(FormatRfc3339(s.created_at))
-      .Key("updated_at").String(FormatRfc3339(s.updated_at))
-      .Key("last_interaction_at").String(FormatRfc3339(s.last_interaction_at))
+      .String("created_at", FormatRfc3339(s.created_at))
+      .String("updated_at", FormatRfc3339(s.updated_at))
+      .String("last_interaction_at", FormatRfc3339(s.last_interaction_at))
       .EndObject();
 }
 

@@ -54,7 +54,7 @@ Status BuildAudience(Deployment& d, Exchange& x) {
   } else {
     for (const auto& m : audience->members) {
       JsonWriter w;
-      w.BeginObject().Key("id").String(m.id).Key("fields").BeginObject();
+      w.BeginObject().String("id", m.id).BeginObject("fields");
       for (const auto& [name, v] : m.fields) {
         w.Key(name);
         if (v.type == FieldValue::Type::kNumber) {

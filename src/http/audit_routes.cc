@@ -78,7 +78,7 @@ Status SearchAudit(Deployment& d, Exchange& x) {
       nullptr, *x.caller,
       {"audit.search", q.subject, "", "ok", {}, static_cast<int64_t>(rows->size())}));
   JsonWriter w;
-  w.BeginObject().Key("items").BeginArray();
+  w.BeginObject().BeginArray("items");
   for (const auto& r : rows.value()) w.Raw(r.entry);
   w.EndArray().Key("next_cursor");
   if (more) {
@@ -121,10 +121,10 @@ Status ExportEntries(Deployment& d, Exchange& x) {
 
 void WriteCheckpoint(JsonWriter& w, const CheckpointRow& c) {
   w.BeginObject()
-      .Key("size").Int(static_cast<int64_t>(c.size))
-      .Key("root_hash").String(Base64Encode(c.root))
-      .Key("time").String(FormatRfc3339(c.time))
-      .Key("checkpoint").String(c.note)
+      .Int("size", static_cast<int64_t>(c.size))
+      .String("root_hash", Base64Encode(c.root))
+      .String("time", FormatRfc3339(c.time))
+      .String("checkpoint", c.note)
       .EndObject();
 }
 
@@ -158,11 +158,11 @@ Status InclusionProof(Deployment& d, Exchange& x) {
     return false;
   }));
   JsonWriter w;
-  w.BeginObject().Key("index").Int(static_cast<int64_t>(index))
-      .Key("size").Int(static_cast<int64_t>(size))
-      .Key("leaf_hash").String(leaf_hash)
-      .Key("root_hash").String(B64(root.value()))
-      .Key("proof").BeginArray();
+  w.BeginObject().Int("index", static_cast<int64_t>(index))
+      .Int("size", static_cast<int64_t>(size))
+      .String("leaf_hash", leaf_hash)
+      .String("root_hash", B64(root.value()))
+      .BeginArray("proof");
   for (const auto& h : proof.value()) w.String(B64(h));
   w.EndArray().EndObject();
   x.Json(200, w.Take());
@@ -186,11 +186,11 @@ Status ConsistencyProof(Deployment& d, Exchange& x) {
   if (!from_root.ok()) return from_root.status();
   if (!to_root.ok()) return to_root.status();
   JsonWriter w;
-  w.BeginObject().Key("from").Int(static_cast<int64_t>(from))
-      .Key("to").Int(static_cast<int64_t>(to))
-      .Key("from_root").String(B64(from_root.value()))
-      .Key("to_root").String(B64(to_root.value()))
-      .Key("proof").BeginArray();
+  w.BeginObject().Int("from", static_cast<int64_t>(from))
+      .Int("to", static_cast<int64_t>(to))
+      .String("from_root", B64(from_root.value()))
+      .String("to_root", B64(to_root.value()))
+      .BeginArray("proof");
   for (const auto& h : proof.value()) w.String(B64(h));
   w.EndArray().EndObject();
   x.Json(200, w.Take());
@@ -201,12 +201,12 @@ Status PublicKeys(Deployment& d, Exchange& x) {
   const CheckpointSigner& s = d.signer();
   JsonWriter w;
   w.BeginObject()
-      .Key("algorithm").String("Ed25519")
-      .Key("public_key").String(Base64Encode(s.public_key().data(), s.public_key().size()))
-      .Key("key_id").String(s.key_id_hex())
-      .Key("origin").String(s.origin())
-      .Key("verifier_key").String(s.verifier_key())
-      .Key("uses").BeginArray().String("audit checkpoints").String("consent receipts").EndArray()
+      .String("algorithm", "Ed25519")
+      .String("public_key", Base64Encode(s.public_key().data(), s.public_key().size()))
+      .String("key_id", s.key_id_hex())
+      .String("origin", s.origin())
+      .String("verifier_key", s.verifier_key())
+      .BeginArray("uses").String("audit checkpoints").String("consent receipts").EndArray()
       .EndObject();
   x.Json(200, w.Take());
   return Status::Ok();

@@ -19,12 +19,12 @@ void TimeOrNull(JsonWriter& w, int64_t t) {
 
 void WriteAnswer(JsonWriter& w, const ConsentAnswer& a) {
   w.BeginObject()
-      .Key("subject").String(a.subject)
-      .Key("purpose").String(a.purpose)
-      .Key("channel").StringOrNull(a.channel)
-      .Key("allowed").Bool(a.decision.allowed)
-      .Key("reason").String(a.decision.reason)
-      .Key("basis").String(a.decision.basis)
+      .String("subject", a.subject)
+      .String("purpose", a.purpose)
+      .StringOrNull("channel", a.channel)
+      .Bool("allowed", a.decision.allowed)
+      .String("reason", a.decision.reason)
+      .String("basis", a.decision.basis)
       .Key("since");
   TimeOrNull(w, a.decision.since);
   w.Key("expires_at");
@@ -34,19 +34,19 @@ void WriteAnswer(JsonWriter& w, const ConsentAnswer& a) {
 
 void WriteEvent(JsonWriter& w, const ConsentEvent& e, bool with_receipt) {
   w.BeginObject()
-      .Key("id").String(e.id)
-      .Key("subject").String(e.subject_id)
-      .Key("purpose").String(e.purpose)
-      .Key("channel").StringOrNull(e.channel)
-      .Key("event").String(ConsentEventName(e.type))
-      .Key("legal_basis").String(e.legal_basis)
-      .Key("notice_version").StringOrNull(e.notice_version)
-      .Key("method").String(e.method)
-      .Key("actor").String(e.actor)
-      .Key("at").String(FormatRfc3339(e.at))
+      .String("id", e.id)
+      .String("subject", e.subject_id)
+      .String("purpose", e.purpose)
+      .StringOrNull("channel", e.channel)
+      .String("event", ConsentEventName(e.type))
+      .String("legal_basis", e.legal_basis)
+      .StringOrNull("notice_version", e.notice_version)
+      .String("method", e.method)
+      .String("actor", e.actor)
+      .String("at", FormatRfc3339(e.at))
       .Key("expires_at");
   TimeOrNull(w, e.expires_at);
-  if (with_receipt) w.Key("receipt").Raw(e.receipt);
+  if (with_receipt) w.Raw("receipt", e.receipt);
   w.EndObject();
 }
 
@@ -55,31 +55,31 @@ Status ListPurposes(Deployment& d, Exchange& x) {
   auto policies = d.policies().Current();
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, *x.caller, "purposes.read"));
   JsonWriter w;
-  w.BeginObject().Key("items").BeginArray();
+  w.BeginObject().BeginArray("items");
   for (const auto& p : policies->purposes()) {
     w.BeginObject()
-        .Key("id").String(p.id)
-        .Key("title").String(p.title)
-        .Key("description").String(p.description);
+        .String("id", p.id)
+        .String("title", p.title)
+        .String("description", p.description);
     // Every language given: {"fr": {"title": ..., "description": ...}}.
-    w.Key("translations").BeginObject();
+    w.BeginObject("translations");
     for (const auto& [lang, title] : p.titles.by_lang) {
-      w.Key(lang).BeginObject().Key("title").String(title);
+      w.BeginObject(lang).String("title", title);
       auto text = p.descriptions.by_lang.find(lang);
-      if (text != p.descriptions.by_lang.end()) w.Key("description").String(text->second);
+      if (text != p.descriptions.by_lang.end()) w.String("description", text->second);
       w.EndObject();
     }
     w.EndObject()
-        .Key("double_opt_in").Bool(p.double_opt_in)
-        .Key("legal_basis").String(LegalBasisName(p.legal_basis))
-        .Key("marketing").Bool(p.marketing)
-        .Key("channels").BeginArray();
+        .Bool("double_opt_in", p.double_opt_in)
+        .String("legal_basis", LegalBasisName(p.legal_basis))
+        .Bool("marketing", p.marketing)
+        .BeginArray("channels");
     for (const auto& c : p.channels) w.String(c);
-    w.EndArray().Key("validity").StringOrNull(p.validity).Key("gpc_opt_out").Bool(p.gpc_opt_out);
-    w.Key("notices").BeginArray();
+    w.EndArray().StringOrNull("validity", p.validity).Bool("gpc_opt_out", p.gpc_opt_out);
+    w.BeginArray("notices");
     for (const auto& n : p.notices) {
-      w.BeginObject().Key("version").String(n.version).Key("text").StringOrNull(n.text)
-          .Key("url").StringOrNull(n.url).Key("valid_from").StringOrNull(n.valid_from).EndObject();
+      w.BeginObject().String("version", n.version).StringOrNull("text", n.text)
+          .StringOrNull("url", n.url).StringOrNull("valid_from", n.valid_from).EndObject();
     }
     w.EndArray().EndObject();
   }
@@ -115,14 +115,14 @@ Status RecordConsent(Deployment& d, Exchange& x) {
     // Double opt-in: nothing counts until the customer follows the link sent to them.
     JsonWriter w;
     w.BeginObject()
-        .Key("status").String("pending_confirmation")
-        .Key("confirmation").String(e->confirmation_id)
-        .Key("subject").String(e->subject_id)
-        .Key("purpose").String(e->purpose)
-        .Key("channel").StringOrNull(e->channel)
-        .Key("notice_version").StringOrNull(e->notice_version)
-        .Key("requested_at").String(FormatRfc3339(e->at))
-        .Key("expires_at").String(FormatRfc3339(e->confirmation_expires_at))
+        .String("status", "pending_confirmation")
+        .String("confirmation", e->confirmation_id)
+        .String("subject", e->subject_id)
+        .String("purpose", e->purpose)
+        .StringOrNull("channel", e->channel)
+        .StringOrNull("notice_version", e->notice_version)
+        .String("requested_at", FormatRfc3339(e->at))
+        .String("expires_at", FormatRfc3339(e->confirmation_expires_at))
         .EndObject();
     x.Json(202, w.Take());
     return Status::Ok();
@@ -145,9 +145,9 @@ Status ConsentHistory(Deployment& d, Exchange& x) {
     if (slot == nullptr || e.at >= slot->at) slot = &e;
   }
   JsonWriter w;
-  w.BeginObject().Key("subject").String(x.params["id"]).Key("state").BeginArray();
+  w.BeginObject().String("subject", x.params["id"]).BeginArray("state");
   for (const auto& [key, e] : latest) WriteEvent(w, *e, false);
-  w.EndArray().Key("history").BeginArray();
+  w.EndArray().BeginArray("history");
   for (const auto& e : events.value()) WriteEvent(w, e, true);
   w.EndArray().EndObject();
   x.Json(200, w.Take());
@@ -188,14 +188,14 @@ Status CheckBatch(Deployment& d, Exchange& x) {
   if (!answers.ok()) return answers.status();
   JsonWriter w;
   int64_t allowed = 0;
-  w.BeginObject().Key("purpose").String(purpose).Key("channel").StringOrNull(channel)
-      .Key("decisions").BeginArray();
+  w.BeginObject().String("purpose", purpose).StringOrNull("channel", channel)
+      .BeginArray("decisions");
   for (const auto& a : answers.value()) {
     WriteAnswer(w, a);
     allowed += a.decision.allowed ? 1 : 0;
   }
-  w.EndArray().Key("allowed").Int(allowed)
-      .Key("denied").Int(static_cast<int64_t>(answers->size()) - allowed).EndObject();
+  w.EndArray().Int("allowed", allowed)
+      .Int("denied", static_cast<int64_t>(answers->size()) - allowed).EndObject();
   x.Json(200, w.Take());
   return Status::Ok();
 }
@@ -227,15 +227,15 @@ Status CheckSuppressions(Deployment& d, Exchange& x) {
     auto result = d.consents().Suppressed(*x.caller, kind, lists[member]);
     if (!result.ok()) return result.status();
     // Answers by position: the response never repeats the contacts themselves.
-    w.Key(member).BeginArray();
+    w.BeginArray(member);
     for (size_t i = 0; i < result->size(); ++i) {
-      w.BeginObject().Key("index").Int(static_cast<int64_t>(i))
-          .Key("suppressed").Bool((*result)[i]).EndObject();
+      w.BeginObject().Int("index", static_cast<int64_t>(i))
+          .Bool("suppressed", (*result)[i]).EndObject();
       suppressed += (*result)[i] ? 1 : 0;
     }
     w.EndArray();
   }
-  w.Key("suppressed").Int(suppressed).EndObject();
+  w.Int("suppressed", suppressed).EndObject();
   x.Json(200, w.Take());
   return Status::Ok();
 }

@@ -900,11 +900,11 @@ Status AuditEntry(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
   const bool checked = VerifyInclusion(LeafHash(entry), seq, head->size, proof.value(), root);
   const CheckpointSigner& signer = d.signer();
   JsonWriter data;
-  data.BeginObject().Key("entry").String(entry).Key("index").Int(static_cast<int64_t>(seq))
-      .Key("size").Int(static_cast<int64_t>(head->size)).Key("checkpoint").String(head->note)
-      .Key("origin").String(signer.origin())
-      .Key("public_key").String(Base64Encode(signer.public_key().data(), signer.public_key().size()))
-      .Key("proof").BeginArray();
+  data.BeginObject().String("entry", entry).Int("index", static_cast<int64_t>(seq))
+      .Int("size", static_cast<int64_t>(head->size)).String("checkpoint", head->note)
+      .String("origin", signer.origin())
+      .String("public_key", Base64Encode(signer.public_key().data(), signer.public_key().size()))
+      .BeginArray("proof");
   for (const auto& h : proof.value()) data.String(B64(h));
   data.EndArray().EndObject();
   std::string json = data.Take();

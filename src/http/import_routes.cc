@@ -21,21 +21,21 @@ bool IsMappingName(const std::string& name) {
 }
 
 void WriteRow(JsonWriter& w, const ImportRowResult& r) {
-  w.BeginObject().Key("row").Int(r.row).Key("line").Int(static_cast<int64_t>(r.line))
-      .Key("outcome").String(r.outcome);
-  if (!r.id.empty()) w.Key("id").String(r.id);
-  if (r.earlier) w.Key("earlier").Bool(true);
+  w.BeginObject().Int("row", r.row).Int("line", static_cast<int64_t>(r.line))
+      .String("outcome", r.outcome);
+  if (!r.id.empty()) w.String("id", r.id);
+  if (r.earlier) w.Bool("earlier", true);
   if (!r.likely_duplicate_of.empty()) {
-    w.Key("likely_duplicate_of").BeginObject().Key("id").String(r.likely_duplicate_of)
-        .Key("rules").BeginArray();
+    w.BeginObject("likely_duplicate_of").String("id", r.likely_duplicate_of)
+        .BeginArray("rules");
     for (const auto& rule : r.likely_rules) w.String(rule);
     w.EndArray().EndObject();
   }
-  if (!r.detail.empty()) w.Key("detail").String(r.detail);
+  if (!r.detail.empty()) w.String("detail", r.detail);
   if (!r.errors.empty()) {
-    w.Key("errors").BeginArray();
+    w.BeginArray("errors");
     for (const auto& e : r.errors) {
-      w.BeginObject().Key("field").String(e.field).Key("message").String(e.message).EndObject();
+      w.BeginObject().String("field", e.field).String("message", e.message).EndObject();
     }
     w.EndArray();
   }
@@ -93,18 +93,18 @@ Status PostImport(Deployment& d, Exchange& x) {
   rows.EndArray();
   JsonWriter w;
   w.BeginObject()
-      .Key("id").String(summary->id)
-      .Key("mapping").String(name)
-      .Key("dry_run").Bool(summary->dry_run)
-      .Key("rows").Int(summary->rows)
-      .Key(summary->dry_run ? "valid" : "created").Int(summary->created)
-      .Key("updated").Int(summary->updated)
-      .Key("duplicates").Int(summary->duplicates)
-      .Key("invalid").Int(summary->invalid)
-      .Key("failed").Int(summary->failed)
-      .Key("resumed").Int(summary->resumed)
-      .Key("likely_duplicates").Int(summary->likely_duplicates)
-      .Key("results").Raw(rows.Take())
+      .String("id", summary->id)
+      .String("mapping", name)
+      .Bool("dry_run", summary->dry_run)
+      .Int("rows", summary->rows)
+      .Int(summary->dry_run ? "valid" : "created", summary->created)
+      .Int("updated", summary->updated)
+      .Int("duplicates", summary->duplicates)
+      .Int("invalid", summary->invalid)
+      .Int("failed", summary->failed)
+      .Int("resumed", summary->resumed)
+      .Int("likely_duplicates", summary->likely_duplicates)
+      .Raw("results", rows.Take())
       .EndObject();
   x.Json(200, w.Take());
   return Status::Ok();

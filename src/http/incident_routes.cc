@@ -98,15 +98,15 @@ void WriteIncident(JsonWriter& w, const IncidentView& v, int64_t now) {
       w.String(FormatRfc3339(t));
     }
   };
-  w.BeginObject().Key("id").String(r.id).Key("status").String(r.status);
+  w.BeginObject().String("id", r.id).String("status", r.status);
   time("detected_at", r.detected_at);
   time("aware_at", r.aware_at);
   time("authority_due_at", r.authority_due_at);
   time("authority_notified_at", r.authority_notified_at);
   time("subjects_notified_at", r.subjects_notified_at);
   time("closed_at", r.closed_at);
-  w.Key("overdue").Bool(r.status == "open" && r.authority_notified_at == 0 && r.authority_due_at < now)
-      .Key("facts").Raw(v.facts).EndObject();
+  w.Bool("overdue", r.status == "open" && r.authority_notified_at == 0 && r.authority_due_at < now)
+      .Raw("facts", v.facts).EndObject();
 }
 
 Status Reply(Deployment& d, Exchange& x, const Result<IncidentView>& v, int status) {
@@ -194,9 +194,9 @@ Status ListIncidents(Deployment& d, Exchange& x) {
   auto list = d.breaches().List(*x.caller, q);
   if (!list.ok()) return list.status();
   JsonWriter w;
-  w.BeginObject().Key("items").BeginArray();
+  w.BeginObject().BeginArray("items");
   for (const auto& v : list.value()) WriteIncident(w, v, d.clock().Now());
-  w.EndArray().Key("count").Int(static_cast<int64_t>(list->size())).EndObject();
+  w.EndArray().Int("count", static_cast<int64_t>(list->size())).EndObject();
   x.Json(200, w.Take());
   return Status::Ok();
 }

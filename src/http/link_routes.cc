@@ -270,18 +270,18 @@ Status MintLinks(Deployment& d, Exchange& x) {
   const std::string base = d.PublicBaseUrl();
   const int64_t expires = d.clock().Now() + ttl;
   JsonWriter w;
-  w.BeginObject().Key("subject").String(id).Key("links").BeginArray();
+  w.BeginObject().String("subject", id).BeginArray("links");
   for (const auto& use : uses) {
     // A DSR link opens the customer's rights page, whatever the purpose scope.
     const std::string token = d.tokens()->Mint({id, use, use == "dsr" ? "*" : scope, expires});
     const std::string url =
         base + (use == "unsubscribe" ? "/u/" : use == "dsr" ? "/r/" : "/p/") + token;
-    w.BeginObject().Key("use").String(use).Key("url").String(url).Key("token").String(token)
-        .Key("expires_at").String(FormatRfc3339(expires));
+    w.BeginObject().String("use", use).String("url", url).String("token", token)
+        .String("expires_at", FormatRfc3339(expires));
     if (use == "unsubscribe") {
       // Ready for the message headers (RFC 2369, RFC 8058).
-      w.Key("headers").BeginObject().Key("List-Unsubscribe").String("<" + url + ">")
-          .Key("List-Unsubscribe-Post").String("List-Unsubscribe=One-Click").EndObject();
+      w.BeginObject("headers").String("List-Unsubscribe", "<" + url + ">")
+          .String("List-Unsubscribe-Post", "List-Unsubscribe=One-Click").EndObject();
     }
     w.EndObject();
   }

@@ -49,16 +49,16 @@ const char* ProblemTitle(Code code) { return Find(code).title; }
 std::string ProblemBody(const Status& s, const std::string& request_id) {
   JsonWriter w;
   w.BeginObject()
-      .Key("type").String(std::string(kProblemBase) + ProblemSlug(s.code()))
-      .Key("title").String(ProblemTitle(s.code()))
-      .Key("status").Int(HttpStatusOf(s.code()))
-      .Key("detail").String(s.message())
-      .Key("request_id").String(request_id);
-  for (const auto& [k, v] : s.extras()) w.Key(k).String(v);
+      .String("type", std::string(kProblemBase) + ProblemSlug(s.code()))
+      .String("title", ProblemTitle(s.code()))
+      .Int("status", HttpStatusOf(s.code()))
+      .String("detail", s.message())
+      .String("request_id", request_id);
+  for (const auto& [k, v] : s.extras()) w.String(k, v);
   if (!s.errors().empty()) {
-    w.Key("errors").BeginArray();
+    w.BeginArray("errors");
     for (const auto& e : s.errors()) {
-      w.BeginObject().Key("field").String(e.field).Key("message").String(e.message).EndObject();
+      w.BeginObject().String("field", e.field).String("message", e.message).EndObject();
     }
     w.EndArray();
   }

@@ -20,8 +20,8 @@ std::string Join(const std::vector<std::string>& v, const char* sep) {
 
 std::string Json(const PolicySet& p) {
   JsonWriter w;
-  w.BeginObject().Key("organisation").Raw(p.organisation_json())
-      .Key("content_hash").String(p.content_hash()).Key("activities").BeginArray();
+  w.BeginObject().Raw("organisation", p.organisation_json())
+      .String("content_hash", p.content_hash()).BeginArray("activities");
   for (const auto& a : p.activities()) w.Raw(a.json);
   w.EndArray().EndObject();
   return w.Take();

@@ -44,14 +44,14 @@ Status GetLint(Deployment& d, Exchange& x) {
   const auto findings = LintRegister(*d.policies().Current());
   bool ok = true;
   JsonWriter w;
-  w.BeginObject().Key("findings").BeginArray();
+  w.BeginObject().BeginArray("findings");
   for (const auto& f : findings) {
     ok &= f.severity != "error";
-    w.BeginObject().Key("severity").String(f.severity).Key("rule").String(f.rule)
-        .Key("location").String(f.location).Key("message").String(f.message)
-        .Key("hint").String(f.hint).EndObject();
+    w.BeginObject().String("severity", f.severity).String("rule", f.rule)
+        .String("location", f.location).String("message", f.message)
+        .String("hint", f.hint).EndObject();
   }
-  w.EndArray().Key("ok").Bool(ok).EndObject();
+  w.EndArray().Bool("ok", ok).EndObject();
   x.Json(200, w.Take());
   return Status::Ok();
 }
@@ -61,8 +61,8 @@ Status Reload(Deployment& d, Exchange& x) {
   auto r = ReloadPolicies(d, *x.caller, "api");
   if (!r.ok()) return r.status();
   JsonWriter w;
-  w.BeginObject().Key("changed").Bool(r->changed).Key("before").String(r->before)
-      .Key("after").String(r->after).Key("summary").Raw(r->summary).EndObject();
+  w.BeginObject().Bool("changed", r->changed).String("before", r->before)
+      .String("after", r->after).Raw("summary", r->summary).EndObject();
   x.Json(200, w.Take());
   return Status::Ok();
 }
@@ -78,11 +78,11 @@ Status History(Deployment& d, Exchange& x) {
   }));
   const std::string current = d.policies().Current()->content_hash();
   JsonWriter w;
-  w.BeginObject().Key("current").String(current).Key("items").BeginArray();
+  w.BeginObject().String("current", current).BeginArray("items");
   for (const auto& v : rows) {
-    w.BeginObject().Key("content_hash").String(v.content_hash)
-        .Key("loaded_at").String(FormatRfc3339(v.loaded_at)).Key("source").String(v.source)
-        .Key("changes").Raw(v.summary).EndObject();
+    w.BeginObject().String("content_hash", v.content_hash)
+        .String("loaded_at", FormatRfc3339(v.loaded_at)).String("source", v.source)
+        .Raw("changes", v.summary).EndObject();
   }
   w.EndArray().EndObject();
   x.Json(200, w.Take());

@@ -214,13 +214,13 @@ Status ListRequests(Deployment& d, Exchange& x) {
   const bool more = rows->size() > limit;
   if (more) rows->resize(limit);
   JsonWriter w;
-  w.BeginObject().Key("items").BeginArray();
+  w.BeginObject().BeginArray("items");
   for (const auto& row : rows.value()) {
     RequestView v;
     v.row = row;
     WriteRequestJson(w, v, now);
   }
-  w.EndArray().Key("count").Int(static_cast<int64_t>(rows->size())).Key("next_cursor");
+  w.EndArray().Int("count", static_cast<int64_t>(rows->size())).Key("next_cursor");
   if (more) {
     const RequestRow& last = rows->back();
     const std::string c = std::to_string(last.due_at) + ":" + last.id;

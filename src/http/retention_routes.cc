@@ -11,17 +11,17 @@ namespace {
 
 void WriteRun(JsonWriter& w, const RetentionRunRow& r) {
   w.BeginObject()
-      .Key("id").String(r.id)
-      .Key("status").String(r.finished_at != 0 ? "completed" : "running")
-      .Key("dry_run").Bool(r.dry_run)
-      .Key("started_at").String(FormatRfc3339(r.started_at))
-      .Key("at").String(FormatRfc3339(r.at));
+      .String("id", r.id)
+      .String("status", r.finished_at != 0 ? "completed" : "running")
+      .Bool("dry_run", r.dry_run)
+      .String("started_at", FormatRfc3339(r.started_at))
+      .String("at", FormatRfc3339(r.at));
   if (r.finished_at != 0) {
-    w.Key("finished_at").String(FormatRfc3339(r.finished_at));
+    w.String("finished_at", FormatRfc3339(r.finished_at));
   } else {
-    w.Key("finished_at").Null();
+    w.Null("finished_at");
   }
-  w.Key("report").Raw(r.report).EndObject();
+  w.Raw("report", r.report).EndObject();
 }
 
 Status ListRuns(Deployment& d, Exchange& x) {
@@ -39,7 +39,7 @@ Status ListRuns(Deployment& d, Exchange& x) {
   auto runs = d.retention().List(before, kPage);
   if (!runs.ok()) return runs.status();
   JsonWriter w;
-  w.BeginObject().Key("items").BeginArray();
+  w.BeginObject().BeginArray("items");
   for (const auto& r : runs.value()) WriteRun(w, r);
   w.EndArray().Key("next_cursor");
   if (runs.value().size() == kPage) {
@@ -98,14 +98,14 @@ Status StartRun(Deployment& d, Exchange& x) {
 
 void WriteDelivery(JsonWriter& w, const DeliveryRow& r) {
   w.BeginObject()
-      .Key("id").String(std::to_string(r.id))
-      .Key("endpoint").String(r.endpoint)
-      .Key("event_id").String(r.event_id)
-      .Key("topic").String(r.topic)
-      .Key("subject").StringOrNull(r.subject)
-      .Key("status").String(r.status)
-      .Key("attempts").Int(r.attempts)
-      .Key("queued_at").String(FormatRfc3339(r.created_at));
+      .String("id", std::to_string(r.id))
+      .String("endpoint", r.endpoint)
+      .String("event_id", r.event_id)
+      .String("topic", r.topic)
+      .StringOrNull("subject", r.subject)
+      .String("status", r.status)
+      .Int("attempts", r.attempts)
+      .String("queued_at", FormatRfc3339(r.created_at));
   w.Key("next_attempt_at");
   if (r.status == "pending") {
     w.String(FormatRfc3339(r.next_at / 1000));
@@ -118,7 +118,7 @@ void WriteDelivery(JsonWriter& w, const DeliveryRow& r) {
   } else {
     w.Null();
   }
-  w.Key("last_error").StringOrNull(r.last_error).EndObject();
+  w.StringOrNull("last_error", r.last_error).EndObject();
 }
 
 Result<int64_t> PositiveId(const std::string& text, const char* field) {
@@ -156,7 +156,7 @@ Status ListDeliveries(Deployment& d, Exchange& x) {
     return Status::Ok();
   }));
   JsonWriter w;
-  w.BeginObject().Key("items").BeginArray();
+  w.BeginObject().BeginArray("items");
   for (const auto& r : rows) WriteDelivery(w, r);
   w.EndArray().Key("next_cursor");
   if (rows.size() == q.limit) {

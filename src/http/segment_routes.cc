@@ -77,10 +77,10 @@ void WriteSegment(JsonWriter& w, const SegmentRow& row, const Definition& def,
                   std::optional<int64_t> count) {
   std::ostringstream json;
   Poco::JSON::Stringifier::stringify(def.json, json);
-  w.BeginObject().Key("name").String(row.name).Key("definition").Raw(json.str())
-      .Key("created_at").String(FormatRfc3339(row.created_at))
-      .Key("updated_at").String(FormatRfc3339(row.updated_at));
-  if (count) w.Key("count").Int(*count);
+  w.BeginObject().String("name", row.name).Raw("definition", json.str())
+      .String("created_at", FormatRfc3339(row.created_at))
+      .String("updated_at", FormatRfc3339(row.updated_at));
+  if (count) w.Int("count", *count);
   w.EndObject();
 }
 
@@ -155,7 +155,7 @@ Status ListSegments(Deployment& d, Exchange& x) {
   }));
   const bool counts = x.query.count("counts") != 0 && x.query["counts"] == "true";
   JsonWriter w;
-  w.BeginObject().Key("items").BeginArray();
+  w.BeginObject().BeginArray("items");
   for (const auto& row : rows) {
     auto def = ReadDefinition(row.definition);
     if (!def.ok()) continue;
@@ -371,22 +371,22 @@ Status InactivityReport(Deployment& d, Exchange& x, const SegmentRow& row, const
     return Status::Ok();
   }
   JsonWriter w;
-  w.BeginObject().Key("segment").String(row.name).Key("report").String("inactivity")
-      .Key("customers").Int(t.customers).Key("by_age").Bool(ages).Key("bands").BeginArray();
+  w.BeginObject().String("segment", row.name).String("report", "inactivity")
+      .Int("customers", t.customers).Bool("by_age", ages).BeginArray("bands");
   auto count = [&w](int64_t n) {
     if (auto shown = Shown(n)) w.Int(*shown); else w.Null();
   };
   for (size_t i = 0; i < std::size(t.kInactivity); ++i) {
-    w.BeginObject().Key("inactive_for").String(t.kInactivity[i]).Key("customers");
+    w.BeginObject().String("inactive_for", t.kInactivity[i]).Key("customers");
     count(t.Row(i));
-    w.Key("ages").BeginObject();
+    w.BeginObject("ages");
     for (size_t a = 0; a < std::size(t.kAges); ++a) {
       w.Key(t.kAges[a]);
       count(t.cells[i][a]);
     }
     w.EndObject().EndObject();
   }
-  w.EndArray().Key("smallest_group").Int(kSmallestGroup).EndObject();
+  w.EndArray().Int("smallest_group", kSmallestGroup).EndObject();
   x.Json(200, w.Take());
   return Status::Ok();
 }
@@ -456,18 +456,18 @@ Status SegmentReport(Deployment& d, Exchange& x) {
     return Status::Ok();
   }
   JsonWriter w;
-  w.BeginObject().Key("segment").String(seg->first.name).Key("measure").String(measure)
-      .Key("customers").Int(c.customers).Key("revenue").Number(c.revenue)
+  w.BeginObject().String("segment", seg->first.name).String("measure", measure)
+      .Int("customers", c.customers).Number("revenue", c.revenue)
       .Key("customers_for_80_percent");
   if (c.customers_for_80) w.Number(*c.customers_for_80); else w.Null();
-  w.Key("steps").BeginArray();
+  w.BeginArray("steps");
   for (const auto& s : c.steps) {
-    w.BeginObject().Key("top_percent").Int(s.percent).Key("customers").Int(s.customers)
+    w.BeginObject().Int("top_percent", s.percent).Int("customers", s.customers)
         .Key("revenue_share");
     if (s.share) w.Number(*s.share); else w.Null();
     w.EndObject();
   }
-  w.EndArray().Key("smallest_group").Int(kSmallestGroup).EndObject();
+  w.EndArray().Int("smallest_group", kSmallestGroup).EndObject();
   x.Json(200, w.Take());
   return Status::Ok();
 }
@@ -526,18 +526,18 @@ Status ConsentRates(Deployment& d, Exchange& x) {
     return Status::Ok();
   }
   JsonWriter w;
-  w.BeginObject().Key("purpose").String(purpose).Key("channel").StringOrNull(channel)
-      .Key("points").BeginArray();
+  w.BeginObject().String("purpose", purpose).StringOrNull("channel", channel)
+      .BeginArray("points");
   for (const auto& r : rates.value()) {
     const auto rate = rate_of(r);
-    w.BeginObject().Key("at").String(FormatRfc3339(r.at)).Key("customers").Int(r.customers)
+    w.BeginObject().String("at", FormatRfc3339(r.at)).Int("customers", r.customers)
         .Key("allowed");
     if (rate) w.Int(r.allowed); else w.Null();
     w.Key("rate");
     if (rate) w.Number(*rate); else w.Null();
     w.EndObject();
   }
-  w.EndArray().Key("smallest_group").Int(kSmallestGroup).EndObject();
+  w.EndArray().Int("smallest_group", kSmallestGroup).EndObject();
   x.Json(200, w.Take());
   return Status::Ok();
 }

@@ -118,9 +118,9 @@ Status RecordInteractions(Deployment& d, Exchange& x) {
   auto view = d.vault().RecordInteractions(*x.caller, x.params["id"], list);
   if (!view.ok()) return view.status();
   JsonWriter w;
-  w.BeginObject().Key("subject").String(view->id)
-      .Key("recorded").Int(static_cast<int64_t>(list.size()))
-      .Key("last_interaction_at").String(FormatRfc3339(view->last_interaction_at)).EndObject();
+  w.BeginObject().String("subject", view->id)
+      .Int("recorded", static_cast<int64_t>(list.size()))
+      .String("last_interaction_at", FormatRfc3339(view->last_interaction_at)).EndObject();
   x.Json(201, w.Take());
   return Status::Ok();
 }
@@ -129,7 +129,7 @@ Status RecordInteractions(Deployment& d, Exchange& x) {
 // "interactions" as well, or alone).
 void BatchRow(Deployment& d, Exchange& x, size_t index, const Poco::Dynamic::Var& row,
               JsonWriter& w) {
-  w.BeginObject().Key("index").Int(static_cast<int64_t>(index));
+  w.BeginObject().Int("index", static_cast<int64_t>(index));
   Status problems(Code::kUnprocessable, "the row is not valid; nothing was stored for it");
   Status outcome;
   std::string id;
@@ -186,16 +186,16 @@ void BatchRow(Deployment& d, Exchange& x, size_t index, const Poco::Dynamic::Var
     }
   }
   if (outcome.ok()) {
-    w.Key("status").Int(http).Key("id").String(id);
+    w.Int("status", http).String("id", id);
   } else {
-    w.Key("status").Int(HttpStatusOf(outcome.code()))
-        .Key("type").String(std::string(kProblemBase) + ProblemSlug(outcome.code()))
-        .Key("detail").String(outcome.message());
-    for (const auto& [k, v] : outcome.extras()) w.Key(k).String(v);
+    w.Int("status", HttpStatusOf(outcome.code()))
+        .String("type", std::string(kProblemBase) + ProblemSlug(outcome.code()))
+        .String("detail", outcome.message());
+    for (const auto& [k, v] : outcome.extras()) w.String(k, v);
     if (!outcome.errors().empty()) {
-      w.Key("errors").BeginArray();
+      w.BeginArray("errors");
       for (const auto& e : outcome.errors()) {
-        w.BeginObject().Key("field").String(e.field).Key("message").String(e.message).EndObject();
+        w.BeginObject().String("field", e.field).String("message", e.message).EndObject();
       }
       w.EndArray();
     }
@@ -235,7 +235,7 @@ Status BatchSubjects(Deployment& d, Exchange& x) {
   }
   if (rows.empty()) return Unprocessable("the batch has no rows");
   JsonWriter w;
-  w.BeginObject().Key("results").BeginArray();
+  w.BeginObject().BeginArray("results");
   for (size_t i = 0; i < rows.size(); ++i) BatchRow(d, x, i, rows[i], w);
   w.EndArray().EndObject();
   x.Json(200, w.Take());
@@ -255,8 +255,8 @@ Status PutContact(Deployment& d, Exchange& x) {
   if (!problems.errors().empty()) return problems;
   GARDE_RETURN_IF_ERROR(d.vault().LinkContact(*x.caller, x.params["id"], x.params["person"], role));
   JsonWriter w;
-  w.BeginObject().Key("organisation").String(x.params["id"]).Key("person").String(x.params["person"])
-      .Key("role").String(role).EndObject();
+  w.BeginObject().String("organisation", x.params["id"]).String("person", x.params["person"])
+      .String("role", role).EndObject();
   x.Json(200, w.Take());
   return Status::Ok();
 }
@@ -274,10 +274,10 @@ Status ListContacts(Deployment& d, Exchange& x) {
   auto links = d.vault().Contacts(*x.caller, x.params["id"]);
   if (!links.ok()) return links.status();
   JsonWriter w;
-  w.BeginObject().Key("items").BeginArray();
+  w.BeginObject().BeginArray("items");
   for (const auto& l : links.value()) {
-    w.BeginObject().Key("organisation").String(l.organisation_id).Key("person").String(l.person_id)
-        .Key("role").String(l.role).Key("since").String(FormatRfc3339(l.created_at)).EndObject();
+    w.BeginObject().String("organisation", l.organisation_id).String("person", l.person_id)
+        .String("role", l.role).String("since", FormatRfc3339(l.created_at)).EndObject();
   }
   w.EndArray().EndObject();
   x.Json(200, w.Take());
@@ -335,9 +335,9 @@ Status SearchSubjects(Deployment& d, Exchange& x) {
   auto found = d.vault().Search(*x.caller, x.Header("x-purpose"), criteria);
   if (!found.ok()) return found.status();
   JsonWriter w;
-  w.BeginObject().Key("items").BeginArray();
+  w.BeginObject().BeginArray("items");
   for (const auto& s : found.value()) WriteSubjectJson(w, s);
-  w.EndArray().Key("count").Int(static_cast<int64_t>(found->size())).Key("next_cursor").Null();
+  w.EndArray().Int("count", static_cast<int64_t>(found->size())).Null("next_cursor");
   w.EndObject();
   x.Json(200, w.Take());
   return Status::Ok();
@@ -424,14 +424,14 @@ Status ListDuplicates(Deployment& d, Exchange& x) {
   const bool more = pairs->size() > limit;
   if (more) pairs->resize(limit);
   JsonWriter w;
-  w.BeginObject().Key("items").BeginArray();
+  w.BeginObject().BeginArray("items");
   for (const auto& p : pairs.value()) {
-    w.BeginObject().Key("subjects").BeginArray().String(p.first).String(p.second).EndArray()
-        .Key("rules").BeginArray();
+    w.BeginObject().BeginArray("subjects").String(p.first).String(p.second).EndArray()
+        .BeginArray("rules");
     for (const auto& rule : p.rules) w.String(rule);
     w.EndArray().EndObject();
   }
-  w.EndArray().Key("count").Int(static_cast<int64_t>(pairs->size())).Key("next_cursor");
+  w.EndArray().Int("count", static_cast<int64_t>(pairs->size())).Key("next_cursor");
   if (more) {
     const std::string c = pairs->back().first + "," + pairs->back().second;
     w.String(Base64UrlEncode(reinterpret_cast<const uint8_t*>(c.data()), c.size()));

@@ -22,10 +22,10 @@ void AddSystemRoutes(Router& router, Deployment& d) {
                           ring->token()->Probe(*ring->TokenKey(ring->current_version())).ok());
     JsonWriter w;
     w.BeginObject()
-        .Key("status").String(db.ok() && keys_ok ? "ready" : "unavailable")
-        .Key("checks").BeginObject()
-        .Key("database").String(db.ok() ? "ok" : "failing")
-        .Key("keys").String(keys_ok ? "ok" : "failing")
+        .String("status", db.ok() && keys_ok ? "ready" : "unavailable")
+        .BeginObject("checks")
+        .String("database", db.ok() ? "ok" : "failing")
+        .String("keys", keys_ok ? "ok" : "failing")
         .EndObject()
         .EndObject();
     if (!db.ok() || !keys_ok) {

@@ -238,8 +238,8 @@ TEST(Encoding, Utf8Validation) {
 
 TEST(JsonWriter, EscapesAndNests) {
   JsonWriter w;
-  w.BeginObject().Key("a").String("q\"\\\n\x01").Key("b").BeginArray().Int(1).Number(2.5)
-      .Bool(false).Null().EndArray().Key("c").Number(0.1).EndObject();
+  w.BeginObject().String("a", "q\"\\\n\x01").BeginArray("b").Int(1).Number(2.5)
+      .Bool(false).Null().EndArray().Number("c", 0.1).EndObject();
   EXPECT_EQ(w.str(), R"({"a":"q\"\\\n\u0001","b":[1,2.5,false,null],"c":0.1})");
 }
 

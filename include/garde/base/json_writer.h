@@ -1,7 +1,7 @@
 // A small streaming JSON writer: deterministic member order, correct escaping.
 //
 //   JsonWriter w;
-//   w.BeginObject().Key("id").String(id).Key("count").Int(3).EndObject();
+//   w.BeginObject().String("id", id).Int("count", 3).EndObject();
 //   std::string body = w.Take();
 #pragma once
 
@@ -28,6 +28,21 @@ class JsonWriter {
   JsonWriter& Raw(std::string_view json);
   // Writes a string, or null when empty.
   JsonWriter& StringOrNull(std::string_view value);
+
+  // An object's member: its key, then the value as above (Key("n").Int(3) is Int("n", 3)).
+  JsonWriter& BeginObject(std::string_view key) { return Key(key).BeginObject(); }
+  JsonWriter& BeginArray(std::string_view key) { return Key(key).BeginArray(); }
+  JsonWriter& String(std::string_view key, std::string_view value) {
+    return Key(key).String(value);
+  }
+  JsonWriter& Int(std::string_view key, int64_t value) { return Key(key).Int(value); }
+  JsonWriter& Number(std::string_view key, double value) { return Key(key).Number(value); }
+  JsonWriter& Bool(std::string_view key, bool value) { return Key(key).Bool(value); }
+  JsonWriter& Null(std::string_view key) { return Key(key).Null(); }
+  JsonWriter& Raw(std::string_view key, std::string_view json) { return Key(key).Raw(json); }
+  JsonWriter& StringOrNull(std::string_view key, std::string_view value) {
+    return Key(key).StringOrNull(value);
+  }
 
   const std::string& str() const { return out_; }
   std::string Take() { return std::move(out_); }

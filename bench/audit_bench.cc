@@ -13,8 +13,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <map>
 #include <filesystem>
+#include <map>
 #include <random>
 
 #include "garde/app/breach_register.h"
@@ -93,9 +93,9 @@ void BM_CreateSubject(benchmark::State& state) {
     // long that took (a few milliseconds when it keeps up).
     const auto flush_started = std::chrono::steady_clock::now();
     if (!f.d->audit().Flush().ok()) state.SkipWithError("audit flush failed");
-    state.counters["backlog_ms"] = std::chrono::duration<double, std::milli>(
-                                       std::chrono::steady_clock::now() - flush_started)
-                                       .count();
+    state.counters["backlog_ms"] =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - flush_started)
+            .count();
   }
 }
 // Off and on in ABBA order over two rounds after a warm-up round (round 0, left out of the
@@ -121,9 +121,13 @@ Fixture& BigLog() {
     for (uint64_t done = 0; done < kEntries;) {
       Status s = fx->d->store().Write([&](WriteTx& tx) -> Status {
         for (int i = 0; i < 10000 && done < kEntries; ++i, ++done) {
-          GARDE_RETURN_IF_ERROR(fx->d->audit().Record(
-              &tx, c, {"subject.read", "sub_0123456789abcdefghjkmnpqrs", "marketing_email",
-                       "ok", {"email", "first_name"}, 1}));
+          GARDE_RETURN_IF_ERROR(fx->d->audit().Record(&tx, c,
+                                                      {"subject.read",
+                                                       "sub_0123456789abcdefghjkmnpqrs",
+                                                       "marketing_email",
+                                                       "ok",
+                                                       {"email", "first_name"},
+                                                       1}));
         }
         return Status::Ok();
       });
@@ -149,8 +153,8 @@ BENCHMARK(BM_InclusionProof)->Unit(benchmark::kMicrosecond)->MinTime(2);
 void BM_VerifyLog(benchmark::State& state) {
   Fixture& f = BigLog();
   for (auto _ : state) {
-    auto report = VerifyAuditLog(f.d->audit_store(), f.d->signer().public_key(), f.d->signer().origin(),
-                                 {}, nullptr);
+    auto report = VerifyAuditLog(f.d->audit_store(), f.d->signer().public_key(),
+                                 f.d->signer().origin(), {}, nullptr);
     if (!report.ok() || report.entries != kEntries) state.SkipWithError("verify failed");
   }
   state.counters["entries"] = static_cast<double>(kEntries);
@@ -173,14 +177,18 @@ void BM_ImportReads(benchmark::State& state) {
   for (auto _ : state) {
     for (int i = 0; i < kReads; ++i) {
       Status s = f.d->audit().Record(nullptr, c,
-                                     {"subject.read", subjects[rng() % subjects.size()],
-                                      "customer_management", "ok", {"email", "first_name"}, 1});
+                                     {"subject.read",
+                                      subjects[rng() % subjects.size()],
+                                      "customer_management",
+                                      "ok",
+                                      {"email", "first_name"},
+                                      1});
       if (!s.ok()) state.SkipWithError("record failed");
     }
     if (!f.d->audit().Flush().ok()) state.SkipWithError("flush failed");
   }
-  state.counters["entries_per_s"] =
-      benchmark::Counter(static_cast<double>(state.iterations()) * kReads, benchmark::Counter::kIsRate);
+  state.counters["entries_per_s"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * kReads, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_ImportReads)->Unit(benchmark::kMillisecond)->Iterations(8)->UseRealTime();
 
@@ -208,9 +216,13 @@ void BM_ScopeIncident(benchmark::State& state) {
         std::snprintf(actor, sizeof actor, "key_bench%02d",
                       leaked ? 7 : static_cast<int>(done % 97) + 10);
         Caller c{actor, "marketing", {}, "req_bench", ""};
-        GARDE_RETURN_IF_ERROR(f.d->audit().Record(
-            &tx, c, {"subject.read", subjects[rng() % subjects.size()], "marketing_email", "ok",
-                     {"email", "first_name"}, 1}));
+        GARDE_RETURN_IF_ERROR(f.d->audit().Record(&tx, c,
+                                                  {"subject.read",
+                                                   subjects[rng() % subjects.size()],
+                                                   "marketing_email",
+                                                   "ok",
+                                                   {"email", "first_name"},
+                                                   1}));
       }
       return Status::Ok();
     });

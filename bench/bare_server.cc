@@ -22,8 +22,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
-#include <memory>
 #include <limits>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -33,13 +33,13 @@ namespace {
 
 constexpr char kBody[] = R"({"id":"sub_0123456789abcdefghjkmnpqrs","status":"active"})";
 
-
 class FixedHandler final : public Poco::Net::HTTPRequestHandler {
  public:
   void handleRequest(Poco::Net::HTTPServerRequest& req,
                      Poco::Net::HTTPServerResponse& resp) override {
     req.stream().ignore(std::numeric_limits<std::streamsize>::max());
-    static const std::string body = std::string(kBody) + std::string(60 - sizeof(kBody) + 1, ' ');  // 60 bytes
+    static const std::string body =
+        std::string(kBody) + std::string(60 - sizeof(kBody) + 1, ' ');  // 60 bytes
     resp.setContentType("application/json");
     resp.setContentLength64(static_cast<Poco::Int64>(body.size()));
     resp.sendBuffer(body.data(), body.size());
@@ -118,7 +118,8 @@ class BareApp final : public Poco::Util::ServerApplication {
 
 int main(int argc, char** argv) {
   BareApp app(argc > 1 ? argv[1] : "127.0.0.1:9090",
-              argc > 2 && std::string(argv[2]) == "--garde-server", argc > 3 ? std::atoi(argv[3]) : 0);
+              argc > 2 && std::string(argv[2]) == "--garde-server",
+              argc > 3 ? std::atoi(argv[3]) : 0);
   std::vector<std::string> args = {"bare"};
   return app.run(args);
 }

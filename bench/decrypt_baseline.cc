@@ -30,21 +30,22 @@ std::vector<unsigned char> Seal(const unsigned char* key, const std::string& pla
   std::vector<unsigned char> box(kBox + plain.size() + kTag);
   randombytes_buf(box.data(), kBox);
   unsigned long long n = 0;
-  crypto_aead_xchacha20poly1305_ietf_encrypt(
-      box.data() + kBox, &n, reinterpret_cast<const unsigned char*>(plain.data()), plain.size(),
-      nullptr, 0, nullptr, box.data(), key);
+  crypto_aead_xchacha20poly1305_ietf_encrypt(box.data() + kBox, &n,
+                                             reinterpret_cast<const unsigned char*>(plain.data()),
+                                             plain.size(), nullptr, 0, nullptr, box.data(), key);
   return box;
 }
 
 void Create(const std::string& path, int64_t rows, const unsigned char* key) {
   sqlite3* db = nullptr;
   Check(sqlite3_open(path.c_str(), &db), db, "open");
-  Check(sqlite3_exec(db,
-                     "CREATE TABLE IF NOT EXISTS people("
-                     "id TEXT PRIMARY KEY, gender BLOB, postal_code BLOB, spend BLOB) WITHOUT ROWID;"
-                     "BEGIN;",
-                     nullptr, nullptr, nullptr),
-        db, "schema");
+  Check(
+      sqlite3_exec(db,
+                   "CREATE TABLE IF NOT EXISTS people("
+                   "id TEXT PRIMARY KEY, gender BLOB, postal_code BLOB, spend BLOB) WITHOUT ROWID;"
+                   "BEGIN;",
+                   nullptr, nullptr, nullptr),
+      db, "schema");
   sqlite3_stmt* st = nullptr;
   Check(sqlite3_prepare_v2(db, "INSERT INTO people VALUES(?,?,?,?)", -1, &st, nullptr), db,
         "prepare");

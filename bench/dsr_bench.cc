@@ -28,8 +28,8 @@ namespace {
 constexpr int kEvents = 1000;
 constexpr int kReads = 300;  // earlier reads of the subject, so the package lists accesses
 
-const Caller kOperator{"key_bench_op", "operator",
-                       {"customer_management", "marketing_email"}, "req_bench", ""};
+const Caller kOperator{
+    "key_bench_op", "operator", {"customer_management", "marketing_email"}, "req_bench", ""};
 const Caller kOfficer{"key_bench_dpo", "officer", {}, "req_bench", ""};
 
 struct Fixture {
@@ -120,8 +120,12 @@ void BM_Erasure(benchmark::State& state) {
     if (!done.ok()) state.SkipWithError(done.status().message().c_str());
   }
 }
-BENCHMARK(BM_Erasure)->Iterations(1)->Repetitions(40)->ReportAggregatesOnly(true)
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Erasure)
+    ->Iterations(1)
+    ->Repetitions(40)
+    ->ReportAggregatesOnly(true)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 void BM_AccessPackage(benchmark::State& state) {
   Fixture& f = Shared();
@@ -134,8 +138,12 @@ void BM_AccessPackage(benchmark::State& state) {
   }
   state.counters["package_kB"] = static_cast<double>(bytes) / 1000.0;
 }
-BENCHMARK(BM_AccessPackage)->Iterations(1)->Repetitions(40)->ReportAggregatesOnly(true)
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_AccessPackage)
+    ->Iterations(1)
+    ->Repetitions(40)
+    ->ReportAggregatesOnly(true)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 void BM_CompleteAccess(benchmark::State& state) {
   Fixture& f = Shared();
@@ -148,8 +156,12 @@ void BM_CompleteAccess(benchmark::State& state) {
     if (!done.ok()) state.SkipWithError(done.status().message().c_str());
   }
 }
-BENCHMARK(BM_CompleteAccess)->Iterations(1)->Repetitions(40)->ReportAggregatesOnly(true)
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_CompleteAccess)
+    ->Iterations(1)
+    ->Repetitions(40)
+    ->ReportAggregatesOnly(true)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 }  // namespace garde

@@ -48,18 +48,20 @@ PGconn* Connect() {
 void Seed() {
   PGconn* c = Connect();
   Exec(c, "DROP TABLE IF EXISTS bench_subjects");
-  Exec(c, "CREATE TABLE bench_subjects(id TEXT COLLATE \"C\" PRIMARY KEY, status TEXT NOT NULL, "
-          "wrapped_dek BYTEA NOT NULL)");
-  Exec(c, "INSERT INTO bench_subjects SELECT 'sub_' || (100000 + g), 'active', "
-          "decode(repeat('ab', 72), 'hex') FROM generate_series(0, " + std::to_string(kRows - 1) +
-          ") g");
+  Exec(c,
+       "CREATE TABLE bench_subjects(id TEXT COLLATE \"C\" PRIMARY KEY, status TEXT NOT NULL, "
+       "wrapped_dek BYTEA NOT NULL)");
+  Exec(c,
+       "INSERT INTO bench_subjects SELECT 'sub_' || (100000 + g), 'active', "
+       "decode(repeat('ab', 72), 'hex') FROM generate_series(0, " +
+           std::to_string(kRows - 1) + ") g");
   PQfinish(c);
 }
 
 void BM_LibpqPreparedLookup(benchmark::State& state) {
   PGconn* c = Connect();
-  PGresult* p = PQprepare(c, "get", "SELECT id, status, wrapped_dek FROM bench_subjects WHERE id = $1",
-                          0, nullptr);
+  PGresult* p = PQprepare(
+      c, "get", "SELECT id, status, wrapped_dek FROM bench_subjects WHERE id = $1", 0, nullptr);
   PQclear(p);
   int i = 0;
   for (auto _ : state) {

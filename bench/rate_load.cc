@@ -55,11 +55,11 @@ struct Options {
 };
 
 struct Tally {
-  std::vector<std::uint32_t> latency_us;  // one per answered request
+  std::vector<std::uint32_t> latency_us;                  // one per answered request
   std::vector<std::pair<Nanos, std::uint32_t>> timeline;  // (due, latency) with --timeline
-  long failed = 0;                        // connection errors and unparsable answers
+  long failed = 0;  // connection errors and unparsable answers
   long non2xx = 0;
-  long unanswered = 0;                    // still queued or in flight when the drain ended
+  long unanswered = 0;  // still queued or in flight when the drain ended
 };
 
 class Requests {
@@ -192,8 +192,8 @@ Tally Drive(const Options& options, const Requests& requests, double rate, int c
     const Nanos wait = std::max<Nanos>(0, wake - now);
     timespec timeout{static_cast<time_t>(wait / 1'000'000'000),
                      static_cast<long>(wait % 1'000'000'000)};
-    const int n = ::epoll_pwait2(epoll, events.data(), static_cast<int>(events.size()),
-                                 &timeout, nullptr);
+    const int n =
+        ::epoll_pwait2(epoll, events.data(), static_cast<int>(events.size()), &timeout, nullptr);
     now = Now();
     for (int e = 0; e < n; ++e) {
       const std::size_t i = events[static_cast<std::size_t>(e)].data.u64;
@@ -252,17 +252,24 @@ Options Parse(int argc, char** argv) {
     }
     if (i + 1 >= argc) Usage();
     const char* value = argv[++i];
-    if (flag == "--port") o.port = std::atoi(value);
-    else if (flag == "--rate") o.rate = std::atof(value);
-    else if (flag == "--duration") o.duration = std::atof(value);
-    else if (flag == "--connections") o.connections = std::atoi(value);
-    else if (flag == "--threads") o.threads = std::atoi(value);
-    else if (flag == "--path") o.path = value;
-    else if (flag == "--header") o.headers.emplace_back(value);
-    else Usage();
+    if (flag == "--port")
+      o.port = std::atoi(value);
+    else if (flag == "--rate")
+      o.rate = std::atof(value);
+    else if (flag == "--duration")
+      o.duration = std::atof(value);
+    else if (flag == "--connections")
+      o.connections = std::atoi(value);
+    else if (flag == "--threads")
+      o.threads = std::atoi(value);
+    else if (flag == "--path")
+      o.path = value;
+    else if (flag == "--header")
+      o.headers.emplace_back(value);
+    else
+      Usage();
   }
-  if (o.port <= 0 || o.rate <= 0 || o.path.empty() || o.threads < 1 ||
-      o.connections < o.threads) {
+  if (o.port <= 0 || o.rate <= 0 || o.path.empty() || o.threads < 1 || o.connections < o.threads) {
     Usage();
   }
   return o;
@@ -318,7 +325,8 @@ int main(int argc, char** argv) {
     std::vector<std::uint32_t> worst(static_cast<std::size_t>(options.duration * 10) + 1);
     for (const auto& t : tallies) {
       for (const auto& [due, us] : t.timeline) {
-        auto& w = worst[std::min(worst.size() - 1, static_cast<std::size_t>((due - start) / 100'000'000))];
+        auto& w = worst[std::min(worst.size() - 1,
+                                 static_cast<std::size_t>((due - start) / 100'000'000))];
         w = std::max(w, us);
       }
     }

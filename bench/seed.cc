@@ -3,11 +3,11 @@
 //
 //   garde_bench_seed --data-dir D --policies P --count 100000 --ids ids.txt [--consent-share 0.6]
 //                    [--threads 2]   (writers share group commits: about 1.7x on two cores)
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
-#include <algorithm>
-#include <atomic>
 #include <mutex>
 #include <random>
 #include <thread>

@@ -36,8 +36,8 @@ void BM_TokenOpen(benchmark::State& state, std::shared_ptr<Pkcs11Token>* token) 
     if (!s.ok()) state.SkipWithError(s.message().c_str());
     benchmark::DoNotOptimize(out);
   }
-  state.counters["unwraps/s"] = benchmark::Counter(static_cast<double>(state.iterations()),
-                                                   benchmark::Counter::kIsRate);
+  state.counters["unwraps/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 BENCHMARK_CAPTURE(BM_TokenOpen, Cold, &g_cold)->UseRealTime()->Threads(1)->Threads(2);
 BENCHMARK_CAPTURE(BM_TokenOpen, Warm, &g_warm)->UseRealTime()->Threads(1)->Threads(2);
@@ -49,8 +49,8 @@ void BM_TokenSeal(benchmark::State& state) {
     if (!box.ok()) state.SkipWithError(box.status().message().c_str());
     benchmark::DoNotOptimize(box);
   }
-  state.counters["wraps/s"] = benchmark::Counter(static_cast<double>(state.iterations()),
-                                                 benchmark::Counter::kIsRate);
+  state.counters["wraps/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_TokenSeal)->UseRealTime();
 
@@ -62,9 +62,12 @@ int main(int argc, char** argv) {
   std::string module = "softhsm2", token = "garde-bench", pin_file;
   for (int i = 1; i + 1 < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--module") module = argv[++i];
-    else if (a == "--token") token = argv[++i];
-    else if (a == "--pin-file") pin_file = argv[++i];
+    if (a == "--module")
+      module = argv[++i];
+    else if (a == "--token")
+      token = argv[++i];
+    else if (a == "--pin-file")
+      pin_file = argv[++i];
   }
   std::string pin;
   std::ifstream(pin_file) >> pin;

@@ -1,5 +1,7 @@
 #include "garde/app/backups.h"
 
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
 #include <fcntl.h>
 #include <sodium.h>
 #include <sqlite3.h>
@@ -7,10 +9,9 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include <cstring>
-
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -18,13 +19,10 @@
 #include <set>
 #include <thread>
 
-#include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
-
 #include "garde/app/deployment.h"
 #include "garde/base/clock.h"
-#include "garde/base/file_system.h"
 #include "garde/base/encoding.h"
+#include "garde/base/file_system.h"
 #include "garde/base/json_writer.h"
 #include "garde/crypto/checkpoint_signer.h"
 #include "garde/crypto/keyring.h"
@@ -55,8 +53,7 @@ constexpr size_t kStreamExtra = crypto_secretstream_xchacha20poly1305_ABYTES;
 // "20261202T071500Z", for ids and file names that sort by time.
 std::string CompactTime(int64_t t) {
   std::string s = FormatRfc3339(t);  // 2026-12-02T07:15:00Z
-  s.erase(std::remove_if(s.begin(), s.end(), [](char c) { return c == '-' || c == ':'; }),
-          s.end());
+  s.erase(std::remove_if(s.begin(), s.end(), [](char c) { return c == '-' || c == ':'; }), s.end());
   return s;
 }
 
@@ -127,7 +124,8 @@ class SealedWriter {
     if (written_ - started_ < kStep) return;
     ::sync_file_range(fd_, started_, written_ - started_, SYNC_FILE_RANGE_WRITE);
     started_ = written_;
-    const auto due = pace_start_ + std::chrono::microseconds(written_ * 1000000 / kPaceBytesPerSecond);
+    const auto due =
+        pace_start_ + std::chrono::microseconds(written_ * 1000000 / kPaceBytesPerSecond);
     std::this_thread::sleep_until(due);
   }
   static constexpr int64_t kPaceBytesPerSecond = 100ll << 20;
@@ -268,8 +266,11 @@ std::string ManifestJson(const BackupInfo& b) {
       .EndObject()
       .BeginArray("files");
   for (const auto& f : b.files) {
-    w.BeginObject().String("name", f.name).Int("bytes", f.bytes)
-        .String("blake2b", f.blake2b).EndObject();
+    w.BeginObject()
+        .String("name", f.name)
+        .Int("bytes", f.bytes)
+        .String("blake2b", f.blake2b)
+        .EndObject();
   }
   w.EndArray().EndObject();
   return w.Take();
@@ -312,9 +313,9 @@ std::shared_ptr<SecretKey> BackupKey(const Keyring& ring) {
 Result<std::shared_ptr<SecretKey>> BackupKeyOf(const Config& config) {
   auto ring = Keyring::Load(config.keyring_path());
   if (!ring.ok()) {
-    return Unavailable("no usable keyring at " + config.keyring_path() +
-                       " (backups open with the keyring kept apart from them): " +
-                       ring.status().message());
+    return Unavailable(
+        "no usable keyring at " + config.keyring_path() +
+        " (backups open with the keyring kept apart from them): " + ring.status().message());
   }
   return BackupKey(*ring.value());
 }
@@ -328,8 +329,9 @@ Status OpenBackup(const std::string& path, const SecretKey& key, SealedReader* r
   std::vector<uint8_t> manifest;
   uint8_t tag = 0;
   if (!reader->Pull(&manifest, &tag)) {
-    return Damaged(path + " does not open with this keyring's backup key (another keyring, or "
-                          "the file was altered)");
+    return Damaged(path +
+                   " does not open with this keyring's backup key (another keyring, or "
+                   "the file was altered)");
   }
   if (!ParseManifest(std::string(manifest.begin(), manifest.end()), info)) {
     return Damaged(path + ": unreadable manifest");
@@ -356,8 +358,7 @@ Status Unseal(const std::string& path, const SecretKey& key, const std::string& 
     int64_t left = f.bytes;
     Status s = Status::Ok();
     while (left > 0 && s.ok()) {
-      if (!reader.Pull(&chunk, &tag) || tag != 0 ||
-          static_cast<int64_t>(chunk.size()) > left) {
+      if (!reader.Pull(&chunk, &tag) || tag != 0 || static_cast<int64_t>(chunk.size()) > left) {
         s = Damaged(path + ": " + f.name + " is cut short or altered");
         break;
       }
@@ -480,13 +481,14 @@ Result<BackupInfo> Backups::Create(const std::function<void(int64_t, int64_t)>& 
   // The databases' copies live only until sealed: in memory (/dev/shm) when it has room, so
   // that the only disk writes are the sealed file's, paced.
   std::string scratch_root = dir_;
-  struct statvfs shm{};
+  struct statvfs shm {};
   int64_t needed = 0;
   for (const std::string& f : {d_.config().database_path(), d_.config().audit_database_path()}) {
     needed += static_cast<int64_t>(fs::file_size(f, ec));
   }
   if (::statvfs("/dev/shm", &shm) == 0 &&
-      static_cast<int64_t>(shm.f_bavail) * static_cast<int64_t>(shm.f_frsize) > 2 * needed + (256 << 20)) {
+      static_cast<int64_t>(shm.f_bavail) * static_cast<int64_t>(shm.f_frsize) >
+          2 * needed + (256 << 20)) {
     scratch_root = "/dev/shm";
   }
   Scratch scratch(scratch_root + "/.garde-partial-" + info.id);
@@ -507,20 +509,23 @@ Result<BackupInfo> Backups::Create(const std::function<void(int64_t, int64_t)>& 
   }
 
   const std::string partial = dir_ + "/.partial-" + info.id + kSuffix;
-  info.path = dir_ + "/garde-" + CompactTime(info.created_at) + "-" +
-              HexOf(random, sizeof random) + kSuffix;
+  info.path = dir_ + "/garde-" + CompactTime(info.created_at) + "-" + HexOf(random, sizeof random) +
+              kSuffix;
   const int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return Unavailable("cannot write " + partial);
   const auto key = BackupKey(*d_.keys().Current());
   Status s = [&]() -> Status {
     SealedWriter out(fd, key->data());
     JsonWriter header;
-    header.BeginObject().Int("format", 1).String("id", info.id)
-        .String("created_at", FormatRfc3339(info.created_at)).EndObject();
+    header.BeginObject()
+        .Int("format", 1)
+        .String("id", info.id)
+        .String("created_at", FormatRfc3339(info.created_at))
+        .EndObject();
     GARDE_RETURN_IF_ERROR(out.Begin(header.Take()));
     const std::string manifest = ManifestJson(info);
-    GARDE_RETURN_IF_ERROR(out.Push(reinterpret_cast<const uint8_t*>(manifest.data()),
-                                   manifest.size(), 0));
+    GARDE_RETURN_IF_ERROR(
+        out.Push(reinterpret_cast<const uint8_t*>(manifest.data()), manifest.size(), 0));
     std::vector<char> buf(kChunk);
     int64_t total = 0, sealed = 0;
     for (const auto& f : info.files) total += f.bytes;
@@ -646,9 +651,9 @@ Result<BackupCheck> VerifyBackup(const Config& config, const std::string& path) 
   }
   // SQLite's own check of each copy.
   for (const char* name : kFiles) {
-    auto store = OpenCopy(scratch.path() + "/" + name,
-                          std::string(name) == "audit.db" ? SqliteSchema::kAudit
-                                                          : SqliteSchema::kVault);
+    auto store =
+        OpenCopy(scratch.path() + "/" + name,
+                 std::string(name) == "audit.db" ? SqliteSchema::kAudit : SqliteSchema::kVault);
     if (!store.ok()) {
       check.problems.push_back(std::string(name) + ": " + store.status().message());
     }
@@ -683,7 +688,8 @@ Result<BackupCheck> VerifyBackup(const Config& config, const std::string& path) 
     uint64_t size = 0;
     Hash root{};
     if (AuditHead(*log.value(), &size, &root).ok() &&
-        (size != check.info.audit_size || HexOf(root.data(), root.size()) != check.info.audit_root)) {
+        (size != check.info.audit_size ||
+         HexOf(root.data(), root.size()) != check.info.audit_root)) {
       check.problems.push_back("the audit log copy does not match the manifest's tree head");
     }
   }
@@ -726,14 +732,15 @@ Status RestoreBackup(const Config& config, const std::string& path, const std::s
     if (live_size >= n && AuditHead(*live.value(), &ignored, &at_backup, n).ok() &&
         HexOf(at_backup.data(), at_backup.size()) == report->backup.audit_root) {
       // Shown, not assumed: the consistency proof from the backup's head to the live one.
-      Status proved = n == 0 || n == live_size ? Status::Ok() : live.value()->Read([&](ReadTx& tx) -> Status {
-        MerkleTree tree([&](unsigned l, uint64_t i) { return ToHash(tx.AuditNode(l, i)); });
-        auto proof = tree.ConsistencyProof(n, live_size);
-        if (!proof.ok()) return proof.status();
-        return VerifyConsistency(n, live_size, at_backup, live_root, proof.value())
-                   ? Status::Ok()
-                   : Damaged("the consistency proof does not verify");
-      });
+      Status proved =
+          n == 0 || n == live_size ? Status::Ok() : live.value()->Read([&](ReadTx& tx) -> Status {
+            MerkleTree tree([&](unsigned l, uint64_t i) { return ToHash(tx.AuditNode(l, i)); });
+            auto proof = tree.ConsistencyProof(n, live_size);
+            if (!proof.ok()) return proof.status();
+            return VerifyConsistency(n, live_size, at_backup, live_root, proof.value())
+                       ? Status::Ok()
+                       : Damaged("the consistency proof does not verify");
+          });
       keep_live = proved.ok();
     }
     if (!keep_live && reason.empty()) {
@@ -801,14 +808,13 @@ Status RestoreBackup(const Config& config, const std::string& path, const std::s
   crypto_generichash(digest, sizeof digest, reinterpret_cast<const uint8_t*>(text.data()),
                      text.size(), nullptr, 0);
   const Caller system{"garde", "system", {}, "restore", ""};
-  std::vector<std::string> facts = {report->backup.id,
-                                    "backup_size:" + std::to_string(report->backup.audit_size),
-                                    "live_size:" + std::to_string(report->live_audit_size),
-                                    "restores_log:" + HexOf(digest, 16)};
-  GARDE_RETURN_IF_ERROR(d.value()->journal().Record(
-      nullptr, system,
-      {"backup.restore", "", "", keep_live ? "consistent" : "forked", facts,
-       static_cast<int64_t>(report->reapplied)}));
+  std::vector<std::string> facts = {
+      report->backup.id, "backup_size:" + std::to_string(report->backup.audit_size),
+      "live_size:" + std::to_string(report->live_audit_size), "restores_log:" + HexOf(digest, 16)};
+  GARDE_RETURN_IF_ERROR(
+      d.value()->journal().Record(nullptr, system,
+                                  {"backup.restore", "", "", keep_live ? "consistent" : "forked",
+                                   facts, static_cast<int64_t>(report->reapplied)}));
   return d.value()->audit().Flush();
 }
 

@@ -265,9 +265,9 @@ Result<IncidentView> BreachRegister::Scope(const Caller& caller, const std::stri
     if (!signed_now.ok()) return signed_now.status();
     head = std::move(signed_now.value());
     head_size = head.size;
-    const AuditVerification verified =
-        VerifyAuditLog(d_.audit_store(), d_.signer().public_key(), d_.signer().origin(), {},
-                       [](uint64_t) {}, draw);
+    const AuditVerification verified = VerifyAuditLog(
+        d_.audit_store(), d_.signer().public_key(), d_.signer().origin(), {}, [](uint64_t) {},
+        draw);
     if (!verified.ok()) return refused(verified.problems.size(), verified.problems.front());
     verified_entries = verified.entries;
   }
@@ -335,7 +335,9 @@ Result<std::string> BreachRegister::Evidence(const Caller& caller, const std::st
   auto root = d_.audit().Root(size);
   if (!root.ok()) return root.status();
   JsonWriter w;
-  w.BeginObject().String("incident", id).String("subject", subject)
+  w.BeginObject()
+      .String("incident", id)
+      .String("subject", subject)
       .String("checkpoint", scope->getValue<std::string>("checkpoint"))
       .Int("size", static_cast<int64_t>(size))
       .String("root_hash", Base64Encode(root.value().data(), root.value().size()))
@@ -352,15 +354,18 @@ Result<std::string> BreachRegister::Evidence(const Caller& caller, const std::st
     auto proof = d_.audit().InclusionProof(index, size);
     if (!proof.ok()) return proof.status();
     // The entry's exact bytes (what was hashed), its leaf hash, and the path to the root.
-    w.BeginObject().Int("index", static_cast<int64_t>(index)).String("entry", entry)
-        .String("leaf_hash", Base64Encode(leaf)).BeginArray("proof");
+    w.BeginObject()
+        .Int("index", static_cast<int64_t>(index))
+        .String("entry", entry)
+        .String("leaf_hash", Base64Encode(leaf))
+        .BeginArray("proof");
     for (const auto& h : proof.value()) w.String(Base64Encode(h.data(), h.size()));
     w.EndArray().EndObject();
   }
   w.EndArray().EndObject();
-  GARDE_RETURN_IF_ERROR(d_.journal().Record(nullptr, caller,
-                                            {"incident.evidence", subject, "", "ok", {id},
-                                             static_cast<int64_t>(at->size())}));
+  GARDE_RETURN_IF_ERROR(d_.journal().Record(
+      nullptr, caller,
+      {"incident.evidence", subject, "", "ok", {id}, static_cast<int64_t>(at->size())}));
   return w.Take();
 }
 
@@ -370,8 +375,8 @@ Result<IncidentView> BreachRegister::RevokeKey(const Caller& caller, const std::
   auto view = Load(id);
   if (!view.ok()) return view.status();
   GARDE_RETURN_IF_ERROR(d_.api_keys().Revoke(key_id));
-  GARDE_RETURN_IF_ERROR(d_.journal().Record(nullptr, caller,
-                                            {"apikey.revoke", "", "", "ok", {key_id, id}, 1}));
+  GARDE_RETURN_IF_ERROR(
+      d_.journal().Record(nullptr, caller, {"apikey.revoke", "", "", "ok", {key_id, id}, 1}));
   return AddContainment(caller, view.value(), "revoked API key " + key_id);
 }
 
@@ -390,8 +395,8 @@ Result<IncidentView> BreachRegister::RekeySubjects(const Caller& caller, const s
   }
   auto done = d_.vault().Rekey(caller, ids);
   if (!done.ok()) return done.status();
-  std::string action = "re-keyed the data keys of " + std::to_string(done->rekeyed) +
-                       " subject(s) of the scope";
+  std::string action =
+      "re-keyed the data keys of " + std::to_string(done->rekeyed) + " subject(s) of the scope";
   if (done->erased + done->unknown > 0) {
     action += " (" + std::to_string(done->erased + done->unknown) +
               " erased or gone: nothing left to re-key)";
@@ -441,8 +446,9 @@ Result<IncidentView> BreachRegister::NotifySubjects(const Caller& caller, const 
   if (!scope) return Conflict("draw the incident's scope first (:scope)");
   if (TextIn(*facts, "nature", "en").empty() || TextIn(*facts, "consequences", "en").empty() ||
       TextIn(*facts, "measures", "en").empty()) {
-    return Status(Code::kUnprocessable, "Art. 34(2): the notice needs the breach's nature, likely "
-                                        "consequences and measures")
+    return Status(Code::kUnprocessable,
+                  "Art. 34(2): the notice needs the breach's nature, likely "
+                  "consequences and measures")
         .AddError("nature", "describe the breach in clear and plain language");
   }
   const int64_t now = d_.clock().Now();
@@ -482,7 +488,8 @@ Result<std::vector<std::string>> BreachRegister::NoticeTexts(const std::string& 
   auto view = Load(id);
   if (!view.ok()) return view.status();
   auto facts = ParseFacts(view->facts);
-  return std::vector<std::string>{TextIn(*facts, "nature", lang), TextIn(*facts, "consequences", lang),
+  return std::vector<std::string>{TextIn(*facts, "nature", lang),
+                                  TextIn(*facts, "consequences", lang),
                                   TextIn(*facts, "measures", lang)};
 }
 
@@ -504,14 +511,17 @@ std::string IncidentSheetHtml(const IncidentView& incident, const std::string& c
     }
     return out;
   };
-  std::string subjects = facts->has("approx_subjects") ? facts->get("approx_subjects").toString() : "";
+  std::string subjects =
+      facts->has("approx_subjects") ? facts->get("approx_subjects").toString() : "";
   std::string records = facts->has("approx_records") ? facts->get("approx_records").toString() : "";
   if (auto scope = facts->getObject("scope")) {
     if (auto s = scope->getArray("subjects")) {
-      subjects += (subjects.empty() ? "" : " ; ") + std::string(Sheet(lang, "from the audit log: ", "d'après le journal : ")) +
+      subjects += (subjects.empty() ? "" : " ; ") +
+                  std::string(Sheet(lang, "from the audit log: ", "d'après le journal : ")) +
                   std::to_string(s->size());
     }
-    records += (records.empty() ? "" : " ; ") + std::string(Sheet(lang, "entries read: ", "accès : ")) +
+    records += (records.empty() ? "" : " ; ") +
+               std::string(Sheet(lang, "entries read: ", "accès : ")) +
                scope->get("entries").toString();
   }
   std::string body = "<table>";
@@ -520,33 +530,43 @@ std::string IncidentSheetHtml(const IncidentView& incident, const std::string& c
   body += row("Controller", "Responsable du traitement", controller);
   body += row("Title", "Intitulé", TextIn(*facts, "title", lang));
   body += row("Detected on", "Date de détection", date(r.detected_at));
-  body += row("Aware since (72-hour clock starts)", "Date de prise de connaissance (début du délai de 72 h)",
-              date(r.aware_at));
-  body += row("Authority to be notified by", "Notification à l'autorité au plus tard le", date(r.authority_due_at));
+  body += row("Aware since (72-hour clock starts)",
+              "Date de prise de connaissance (début du délai de 72 h)", date(r.aware_at));
+  body += row("Authority to be notified by", "Notification à l'autorité au plus tard le",
+              date(r.authority_due_at));
   body += row("Authority notified on", "Notifiée à l'autorité le", date(r.authority_notified_at));
   body += row("Reasons for any delay (Art. 33(1))", "Motifs du retard éventuel (art. 33.1)",
               TextIn(*facts, "delay_reasons", lang));
   body += "</table><table><caption>" +
-          HtmlEscape(Sheet(lang, "(a) Nature of the breach", "(a) Nature de la violation")) + "</caption>";
+          HtmlEscape(Sheet(lang, "(a) Nature of the breach", "(a) Nature de la violation")) +
+          "</caption>";
   body += row("Description", "Description", TextIn(*facts, "nature", lang));
-  body += row("Categories of data subjects", "Catégories de personnes concernées", list("categories_of_subjects"));
-  body += row("Approximate number of data subjects", "Nombre approximatif de personnes concernées", subjects);
-  body += row("Categories of personal data", "Catégories de données concernées", list("categories_of_data"));
+  body += row("Categories of data subjects", "Catégories de personnes concernées",
+              list("categories_of_subjects"));
+  body += row("Approximate number of data subjects", "Nombre approximatif de personnes concernées",
+              subjects);
+  body += row("Categories of personal data", "Catégories de données concernées",
+              list("categories_of_data"));
   body += row("Approximate number of records", "Nombre approximatif d'enregistrements", records);
   body += "</table><table><caption>" +
           HtmlEscape(Sheet(lang, "(b) Contact point", "(b) Point de contact")) + "</caption>";
-  body += row("Data protection officer or other contact", "Délégué à la protection des données ou autre contact",
-              TextIn(*facts, "contact", lang).empty() ? dpo_contact : TextIn(*facts, "contact", lang));
+  body +=
+      row("Data protection officer or other contact",
+          "Délégué à la protection des données ou autre contact",
+          TextIn(*facts, "contact", lang).empty() ? dpo_contact : TextIn(*facts, "contact", lang));
   body += "</table><table><caption>" +
-          HtmlEscape(Sheet(lang, "(c) Likely consequences", "(c) Conséquences probables")) + "</caption>";
+          HtmlEscape(Sheet(lang, "(c) Likely consequences", "(c) Conséquences probables")) +
+          "</caption>";
   body += row("Consequences", "Conséquences", TextIn(*facts, "consequences", lang));
   body += "</table><table><caption>" +
-          HtmlEscape(Sheet(lang, "(d) Measures taken or proposed", "(d) Mesures prises ou envisagées")) +
+          HtmlEscape(
+              Sheet(lang, "(d) Measures taken or proposed", "(d) Mesures prises ou envisagées")) +
           "</caption>";
   body += row("Measures, including to mitigate adverse effects",
               "Mesures, y compris pour atténuer les éventuelles conséquences négatives",
               TextIn(*facts, "measures", lang));
-  body += row("Customers informed on (Art. 34)", "Personnes informées le (art. 34)", date(r.subjects_notified_at));
+  body += row("Customers informed on (Art. 34)", "Personnes informées le (art. 34)",
+              date(r.subjects_notified_at));
   body += "</table>";
   return body;
 }

@@ -1,20 +1,17 @@
 #include "garde/app/deployment.h"
 
-#include "garde/base/log.h"
-
-#include <algorithm>
-
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
 
+#include "garde/base/log.h"
 #include "garde/store/postgres_store.h"
 #include "garde/store/sqlite_store.h"
 
 namespace garde {
 
-Deployment::Deployment(Config config)
-    : config_(std::move(config)), keys_(config_.keyring_path()) {}
+Deployment::Deployment(Config config) : config_(std::move(config)), keys_(config_.keyring_path()) {}
 
 std::shared_ptr<const SubjectTokens> Deployment::tokens() const {
   auto keys = lookup_->Current();
@@ -39,7 +36,8 @@ std::string Deployment::PublicBaseUrl() const {
 Status Deployment::Initialise(const Config& config) {
   std::error_code ec;
   std::filesystem::create_directories(config.data_dir, ec);
-  if (ec) return Unavailable("cannot create data directory " + config.data_dir + ": " + ec.message());
+  if (ec)
+    return Unavailable("cannot create data directory " + config.data_dir + ": " + ec.message());
   ::chmod(config.data_dir.c_str(), 0700);
   if (config.postgres()) {
     // Creates the schema. A database that already serves a deployment keeps its keys: a new
@@ -56,8 +54,9 @@ Status Deployment::Initialise(const Config& config) {
       return Status::Ok();
     }));
     if (used) {
-      return Conflict("the database already holds a Garde deployment: give this node a copy of "
-                      "its keyring.json instead of initialising (docs/scaling.md)");
+      return Conflict(
+          "the database already holds a Garde deployment: give this node a copy of "
+          "its keyring.json instead of initialising (docs/scaling.md)");
     }
     return Keyring::Create(config.keyring_path());
   }
@@ -144,8 +143,8 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config,
   d->keys_.OnLoad([lookup = d->lookup_.get()](const Keyring& r) { lookup->Apply(r); });
   d->suppression_hash_ = std::make_unique<KeyedHash>(ring->Derive(KeyContext::kSuppression));
   d->standard_ = std::make_unique<EntryStandard>(config.default_region);
-  d->signer_ = std::make_unique<CheckpointSigner>(ring->Derive(KeyContext::kSigning),
-                                                  config.audit_origin);
+  d->signer_ =
+      std::make_unique<CheckpointSigner>(ring->Derive(KeyContext::kSigning), config.audit_origin);
   d->audit_digest_ = std::make_unique<KeyedHash>(ring->Derive(KeyContext::kAuditDigest));
   // Activities are kept as given only when the register declares them (read at each entry,
   // so a reload applies at once).
@@ -153,49 +152,45 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config,
   AuditValues values(d->audit_digest_.get(), [holder](std::string_view activity) {
     return holder->Current()->FindActivity(activity) != nullptr;
   });
-  d->audit_ = std::make_unique<AuditLog>(
-      *d->store_, *d->audit_store_, d->clock_, *d->signer_,
-      AuditLog::Options{config.data_dir, config.deferred_sync_ms, 8 << 20, std::move(values),
-                        &d->files()});
+  d->audit_ =
+      std::make_unique<AuditLog>(*d->store_, *d->audit_store_, d->clock_, *d->signer_,
+                                 AuditLog::Options{config.data_dir, config.deferred_sync_ms,
+                                                   8 << 20, std::move(values), &d->files()});
   // Entries a crashed process left in its journal or pending are logged now.
   GARDE_RETURN_IF_ERROR(d->audit_->Recover());
   GARDE_RETURN_IF_ERROR(d->audit_->Flush());
-  d->api_keys_ = std::make_unique<ApiKeys>(*d->store_, *d->lookup_, d->clock_,
-                                            config.api_key_cache_seconds);
-  d->tombstones_ =
-      std::make_unique<TombstoneLog>(config.data_dir + "/tombstones.log", d->files());
+  d->api_keys_ =
+      std::make_unique<ApiKeys>(*d->store_, *d->lookup_, d->clock_, config.api_key_cache_seconds);
+  d->tombstones_ = std::make_unique<TombstoneLog>(config.data_dir + "/tombstones.log", d->files());
   d->vault_ = std::make_unique<SubjectVault>(
       VaultDeps{*d->store_, d->keys_, *d->lookup_, *d->suppression_hash_, *d->standard_,
                 *d->policies_, *d->audit_, d->clock_},
       static_cast<size_t>(config.kept_records));
-  d->consents_ = std::make_unique<ConsentLedger>(ConsentDeps{
-      *d->store_, *d->policies_, *d->standard_, *d->suppression_hash_, *d->signer_, *d->audit_,
-      d->clock_, d->tombstones_.get()},
+  d->consents_ = std::make_unique<ConsentLedger>(
+      ConsentDeps{*d->store_, *d->policies_, *d->standard_, *d->suppression_hash_, *d->signer_,
+                  *d->audit_, d->clock_, d->tombstones_.get()},
       static_cast<size_t>(config.kept_subjects));
   d->vault_->SetActivityConsent(d->consents_.get());
-  d->audiences_ = std::make_unique<AudienceBuilder>(*d->store_, *d->vault_, *d->consents_,
-                                                    *d->policies_, *d->standard_, *d->audit_,
-                                                    d->clock_,
-                                                    static_cast<size_t>(config.kept_subjects),
-                                                    std::make_unique<SealedSnapshot>(
-                                                        *d->store_, d->keys_,
-                                                        config.audience_snapshot_path(),
-                                                        "audience", d->files()));
+  d->audiences_ = std::make_unique<AudienceBuilder>(
+      *d->store_, *d->vault_, *d->consents_, *d->policies_, *d->standard_, *d->audit_, d->clock_,
+      static_cast<size_t>(config.kept_subjects),
+      std::make_unique<SealedSnapshot>(*d->store_, d->keys_, config.audience_snapshot_path(),
+                                       "audience", d->files()));
   auto jurisdictions = ParseJurisdictions(config.dsr_jurisdictions);
-  if (!jurisdictions.ok()) return Unprocessable("dsr_jurisdictions: " + jurisdictions.status().message());
+  if (!jurisdictions.ok())
+    return Unprocessable("dsr_jurisdictions: " + jurisdictions.status().message());
   if (std::none_of(jurisdictions.value().begin(), jurisdictions.value().end(),
                    [&](const Jurisdiction& j) { return j.name == config.dsr_jurisdiction; })) {
     return Unprocessable("dsr_jurisdiction: '" + config.dsr_jurisdiction +
                          "' is not one of dsr_jurisdictions");
   }
-  d->requests_ = std::make_unique<RequestDesk>(RequestDeps{
-      *d->store_, *d->policies_, *d->vault_, *d->consents_, *d->audit_, d->clock_,
-      std::move(jurisdictions.value()), config.dsr_jurisdiction,
-      d->tombstones_.get()});
+  d->requests_ = std::make_unique<RequestDesk>(
+      RequestDeps{*d->store_, *d->policies_, *d->vault_, *d->consents_, *d->audit_, d->clock_,
+                  std::move(jurisdictions.value()), config.dsr_jurisdiction, d->tombstones_.get()});
   d->rotation_ = std::make_unique<KeyRotation>(*d->store_, d->keys_);
-  d->retention_ = std::make_unique<RetentionSweep>(RetentionDeps{
-      *d->store_, *d->policies_, *d->vault_, *d->audit_, d->clock_, d->tombstones_.get(),
-      config.request_due_warning, config.merge_revert_period});
+  d->retention_ = std::make_unique<RetentionSweep>(
+      RetentionDeps{*d->store_, *d->policies_, *d->vault_, *d->audit_, d->clock_,
+                    d->tombstones_.get(), config.request_due_warning, config.merge_revert_period});
   d->breaches_ = std::make_unique<BreachRegister>(*d);
   d->merges_ = std::make_unique<SubjectMerges>(
       MergeDeps{*d->store_, *d->policies_, *d->vault_, *d->consents_, *d->audit_, d->clock_});

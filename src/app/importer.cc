@@ -95,9 +95,12 @@ std::optional<double> ParseNumber(std::string cell, char decimal) {
   const size_t dots = static_cast<size_t>(std::count(digits.begin(), digits.end(), '.'));
   char sep = decimal;
   if (sep == 0) {
-    if (commas == 1 && dots == 0) sep = ',';
-    else if (commas == 0) sep = '.';
-    else return std::nullopt;  // "1,234.5" or "1.234,5": say which in the mapping
+    if (commas == 1 && dots == 0)
+      sep = ',';
+    else if (commas == 0)
+      sep = '.';
+    else
+      return std::nullopt;  // "1,234.5" or "1.234,5": say which in the mapping
   }
   const char thousands = sep == ',' ? '.' : ',';
   std::string plain;
@@ -156,8 +159,7 @@ std::optional<FieldValue> CellValue(const ImportColumn& col, const FieldSpec* sp
         return FieldValue::String(*d);
       }
       return FieldValue::String(cell);
-    default:
-      return FieldValue::String(cell);
+    default: return FieldValue::String(cell);
   }
 }
 
@@ -212,7 +214,8 @@ Result<ImportMapping> ParseImportMapping(const std::string& name, const std::str
     return Unprocessable(name + ":" + std::to_string(e.mark.line + 1) + ": not valid YAML");
   }
   if (!root.IsMap()) return Unprocessable(name + ": expected a mapping of keys");
-  CheckKeys(root, {"kind", "source", "encoding", "delimiter", "on_existing", "columns", "constants"},
+  CheckKeys(root,
+            {"kind", "source", "encoding", "delimiter", "on_existing", "columns", "constants"},
             name, &problems);
   auto text_of = [&](const char* key, std::string* out) {
     if (!root[key]) return;
@@ -272,15 +275,18 @@ Result<ImportMapping> ParseImportMapping(const std::string& name, const std::str
       } else if (kv.second.IsMap()) {
         CheckKeys(kv.second, {"field", "date_format", "decimal"}, name, &problems);
         col.field = kv.second["field"] ? kv.second["field"].as<std::string>("") : "";
-        col.date_format = kv.second["date_format"] ? kv.second["date_format"].as<std::string>("") : "";
-        const std::string decimal = kv.second["decimal"] ? kv.second["decimal"].as<std::string>("") : "";
+        col.date_format =
+            kv.second["date_format"] ? kv.second["date_format"].as<std::string>("") : "";
+        const std::string decimal =
+            kv.second["decimal"] ? kv.second["decimal"].as<std::string>("") : "";
         if (decimal == "," || decimal == ".") {
           col.decimal = decimal[0];
         } else if (!decimal.empty()) {
           problems.AddError(At(kv.second["decimal"], name), "decimal must be ',' or '.'");
         }
       } else {
-        problems.AddError(At(kv.second, name), "a column maps to a field name or {field, date_format, decimal}");
+        problems.AddError(At(kv.second, name),
+                          "a column maps to a field name or {field, date_format, decimal}");
         continue;
       }
       if (col.column.empty()) problems.AddError(At(kv.first, name), "a column needs its header");
@@ -452,8 +458,10 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
         std::string why;
         const ImportColumn constant{"constants." + field, field, "", 0};
         auto v = CellValue(constant, policies->schema().Find(field), Trimmed(value), &why);
-        if (v) p.in.fields[field] = std::move(*v);
-        else invalid.AddError("fields." + field, "constant " + why);
+        if (v)
+          p.in.fields[field] = std::move(*v);
+        else
+          invalid.AddError("fields." + field, "constant " + why);
       }
     }
     if (!invalid.errors().empty()) {
@@ -584,8 +592,10 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
       }
       p.in.import_mark = ImportMark{summary.id, p.result.row};
       auto pending = d_.vault().PrepareCreate(caller, p.in);
-      if (pending.ok()) p.pending = std::move(pending.value());
-      else p.invalid = pending.status();
+      if (pending.ok())
+        p.pending = std::move(pending.value());
+      else
+        p.invalid = pending.status();
     });
     return w;
   };
@@ -629,18 +639,24 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
     }
     created_in_window.clear();
     for (const auto& p : window) {
-      if (p.result.outcome == "created" && !p.result.earlier) created_in_window[p.result.id] = p.result.row;
+      if (p.result.outcome == "created" && !p.result.earlier)
+        created_in_window[p.result.id] = p.result.row;
     }
     parallel(window, look_for_likely);
     for (const auto& p : window) {
       const ImportRowResult& r = p.result;
       if (r.earlier) ++summary.resumed;
       if (!r.likely_duplicate_of.empty()) ++summary.likely_duplicates;
-      if (r.outcome == "created" || r.outcome == "valid") ++summary.created;
-      else if (r.outcome == "updated") ++summary.updated;
-      else if (r.outcome == "duplicate") ++summary.duplicates;
-      else if (r.outcome == "invalid") ++summary.invalid;
-      else ++summary.failed;
+      if (r.outcome == "created" || r.outcome == "valid")
+        ++summary.created;
+      else if (r.outcome == "updated")
+        ++summary.updated;
+      else if (r.outcome == "duplicate")
+        ++summary.duplicates;
+      else if (r.outcome == "invalid")
+        ++summary.invalid;
+      else
+        ++summary.failed;
       if (on_row) on_row(r);
     }
     if (options.progress) options.progress(end, summary.rows);
@@ -658,10 +674,12 @@ std::string ImportReportCsvHeader() {
 
 std::string ImportReportCsvLine(const ImportRowResult& r) {
   std::string errors;
-  for (const auto& e : r.errors) errors += (errors.empty() ? "" : "; ") + e.field + ": " + e.message;
+  for (const auto& e : r.errors)
+    errors += (errors.empty() ? "" : "; ") + e.field + ": " + e.message;
   std::string likely = r.likely_duplicate_of;
   for (size_t i = 0; i < r.likely_rules.size(); ++i) {
-    likely += (i == 0 ? " (" : ", ") + r.likely_rules[i] + (i + 1 == r.likely_rules.size() ? ")" : "");
+    likely +=
+        (i == 0 ? " (" : ", ") + r.likely_rules[i] + (i + 1 == r.likely_rules.size() ? ")" : "");
   }
   return std::to_string(r.row) + "," + std::to_string(r.line) + "," + CsvCell(r.outcome) + "," +
          CsvCell(r.id) + "," + CsvCell(r.detail) + "," + CsvCell(errors) + "," + CsvCell(likely) +

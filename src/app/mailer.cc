@@ -19,15 +19,15 @@
 namespace garde {
 namespace {
 
-constexpr int64_t kVerifyLinkTtl = 3600;           // a request's confirmation: one hour
-constexpr int64_t kNoticeLinkTtl = 30 * 86400;     // reading an answer, downloading a package
+constexpr int64_t kVerifyLinkTtl = 3600;        // a request's confirmation: one hour
+constexpr int64_t kNoticeLinkTtl = 30 * 86400;  // reading an answer, downloading a package
 
 // The template of a notice (subject.notice "notice" member).
 std::string TemplateFor(const std::string& notice, const std::string& request_type) {
   if (notice == "verify_request") return "request_verify";
   if (notice == "request_completed") {
     return request_type == "access" || request_type == "portability" ? "package_ready"
-                                                                      : "request_completed";
+                                                                     : "request_completed";
   }
   return notice;  // request_received, request_extended, request_rejected,
                   // restriction_lifting, consent_confirm, breach_notice
@@ -56,9 +56,9 @@ Mailer::Mailer(Deployment& deployment)
   if (config_.smtp_tls == "starttls") {
     // The server's certificate is verified, against the given CAs or the system's.
     try {
-      tls_->context = new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "", "",
-                                             config_.smtp_ca_file, Poco::Net::Context::VERIFY_STRICT,
-                                             9, config_.smtp_ca_file.empty());
+      tls_->context = new Poco::Net::Context(
+          Poco::Net::Context::TLS_CLIENT_USE, "", "", config_.smtp_ca_file,
+          Poco::Net::Context::VERIFY_STRICT, 9, config_.smtp_ca_file.empty());
     } catch (const Poco::Exception& e) {
       LogLine(spdlog::level::err, "no TLS context for SMTP: messages will wait")
           .Str("detail", e.displayText().substr(0, 200));
@@ -90,37 +90,40 @@ Result<ComposedMail> Mailer::Compose(const DeliveryRow& delivery, MailOutcome* s
   auto email = own->find("email");
   if (email == own->end() || email->second.text.empty()) return skip("no e-mail address on file");
   auto language = own->find("language");
-  const std::string lang = ChooseLanguage(
-      policies->languages(), "", language == own->end() ? "" : language->second.text,
-      Member(*payload, "lang"), d_.config().default_language);
+  const std::string lang =
+      ChooseLanguage(policies->languages(), "", language == own->end() ? "" : language->second.text,
+                     Member(*payload, "lang"), d_.config().default_language);
 
   const auto& c = policies->controller();
   const auto& authority = policies->supervisory_authority();
-  std::map<std::string, std::string> values{
-      {"controller_name", c.name},          {"controller_address", c.address},
-      {"controller_contact", c.contact},    {"dpo_contact", c.dpo_contact},
-      {"privacy_notice_url", c.privacy_notice.In(lang)},
-      {"authority_name", authority.name},   {"authority_address", authority.address},
-      {"authority_url", authority.url}};
+  std::map<std::string, std::string> values{{"controller_name", c.name},
+                                            {"controller_address", c.address},
+                                            {"controller_contact", c.contact},
+                                            {"dpo_contact", c.dpo_contact},
+                                            {"privacy_notice_url", c.privacy_notice.In(lang)},
+                                            {"authority_name", authority.name},
+                                            {"authority_address", authority.address},
+                                            {"authority_url", authority.url}};
   const std::string base = d_.PublicBaseUrl();
   const int64_t now = d_.clock().Now();
   std::string request_type;
   if (const std::string request = Member(*payload, "request"); !request.empty()) {
     auto view = d_.requests().ForNotice(request);
-    if (!view.ok()) return view.status().code() == Code::kNotFound ? skip("the request is gone")
-                                                                    : view.status();
+    if (!view.ok())
+      return view.status().code() == Code::kNotFound ? skip("the request is gone") : view.status();
     const RequestRow& r = view->row;
     if (r.subject_id != subject) return skip("the request is another subject's");
     request_type = r.type;
     values["request_type"] = policies->Text(lang, "type." + r.type);
     values["received_on"] = policies->Day(lang, r.received_at);
     values["due_on"] = policies->Day(lang, r.due_at);
-    values["reason"] = notice == "request_rejected" ? view->rejection_reason : view->extension_reason;
+    values["reason"] =
+        notice == "request_rejected" ? view->rejection_reason : view->extension_reason;
     if (notice == "verify_request" && r.status != "received") return skip("already confirmed");
     // The link is minted now, not stored: the message is its only copy.
     const int64_t expires = now + (notice == "verify_request" ? kVerifyLinkTtl : kNoticeLinkTtl);
-    values["link"] = base + "/r/" + d_.tokens()->Mint({subject, "dsr", r.id, expires}) +
-                     "?lang=" + lang;
+    values["link"] =
+        base + "/r/" + d_.tokens()->Mint({subject, "dsr", r.id, expires}) + "?lang=" + lang;
     values["link_expires_on"] = policies->Day(lang, expires);
   }
   if (notice == "consent_confirm") {
@@ -132,7 +135,8 @@ Result<ComposedMail> Mailer::Compose(const DeliveryRow& delivery, MailOutcome* s
       confirmation = std::move(row.value());
       return Status::Ok();
     }));
-    if (!confirmation || confirmation->subject_id != subject) return skip("the confirmation is gone");
+    if (!confirmation || confirmation->subject_id != subject)
+      return skip("the confirmation is gone");
     if (confirmation->status != "pending" || confirmation->expires_at < now) {
       return skip("already confirmed or expired");
     }
@@ -141,19 +145,21 @@ Result<ComposedMail> Mailer::Compose(const DeliveryRow& delivery, MailOutcome* s
     values["purpose_title"] = purpose->titles.In(lang);
     values["notice_version"] = confirmation->notice_version;
     if (const NoticeVersion* n = purpose->FindNotice(confirmation->notice_version)) {
-      values["notice_url"] = n->urls.empty() ? base + "/notices/" + purpose->id + "/" + n->version +
-                                                   "?lang=" + lang
-                                             : n->urls.In(lang);
+      values["notice_url"] =
+          n->urls.empty() ? base + "/notices/" + purpose->id + "/" + n->version + "?lang=" + lang
+                          : n->urls.In(lang);
     }
-    values["link"] = base + "/c/" + d_.tokens()->Mint({subject, "confirm", id, confirmation->expires_at}) +
+    values["link"] = base + "/c/" +
+                     d_.tokens()->Mint({subject, "confirm", id, confirmation->expires_at}) +
                      "?lang=" + lang;
     values["link_expires_on"] = policies->Day(lang, confirmation->expires_at);
   }
   if (notice == "breach_notice") {
     // Art. 34(2): the officer's texts, in the customer's language when given in it.
     auto texts = d_.breaches().NoticeTexts(Member(*payload, "incident"), lang);
-    if (!texts.ok()) return texts.status().code() == Code::kNotFound ? skip("the incident is gone")
-                                                                      : texts.status();
+    if (!texts.ok())
+      return texts.status().code() == Code::kNotFound ? skip("the incident is gone")
+                                                      : texts.status();
     values["breach_nature"] = texts.value()[0];
     values["breach_consequences"] = texts.value()[1];
     values["breach_measures"] = texts.value()[2];
@@ -256,8 +262,12 @@ MailOutcome Mailer::Deliver(const DeliveryRow& delivery) {
   const Caller system{"garde", "system", {}, delivery.event_id, ""};
   Status audited = d_.journal().Record(
       nullptr, system,
-      {"mail.sent", delivery.subject, "", "ok",
-       {mail->template_name, mail->template_version, mail->lang, mail->message_id}, 1});
+      {"mail.sent",
+       delivery.subject,
+       "",
+       "ok",
+       {mail->template_name, mail->template_version, mail->lang, mail->message_id},
+       1});
   if (!audited.ok()) {
     LogLine(spdlog::level::err, "mail sent but not audited").Str("event", delivery.event_id);
   }

@@ -69,8 +69,9 @@ void Diff(JsonWriter& w, const char* kind, const Items& before, const Items& aft
     if (after.count(id) == 0) removed.push_back(id);
   }
   w.BeginObject(kind);
-  for (auto [name, list, mark] : {std::tuple{"added", &added, "+"}, std::tuple{"removed", &removed, "-"},
-                                  std::tuple{"changed", &changed, "~"}}) {
+  for (auto [name, list, mark] :
+       {std::tuple{"added", &added, "+"}, std::tuple{"removed", &removed, "-"},
+        std::tuple{"changed", &changed, "~"}}) {
     w.BeginArray(name);
     for (const auto& id : *list) {
       w.String(id);
@@ -112,7 +113,10 @@ Result<ReloadResult> ReloadHere(Deployment& d, const Caller& caller, const std::
   if (!refused.errors().empty()) {
     d.journal()
         .Record(nullptr, caller,
-                {"policies.reload", "", "", "refused",
+                {"policies.reload",
+                 "",
+                 "",
+                 "refused",
                  {"before:" + current->content_hash(), "source:" + source},
                  static_cast<int64_t>(refused.errors().size())})
         .IgnoreError();
@@ -146,12 +150,14 @@ Result<ReloadResult> ReloadHere(Deployment& d, const Caller& caller, const std::
 
 }  // namespace
 
-Result<ReloadResult> ReloadPolicies(Deployment& d, const Caller& caller, const std::string& source) {
+Result<ReloadResult> ReloadPolicies(Deployment& d, const Caller& caller,
+                                    const std::string& source) {
   auto r = ReloadHere(d, caller, source);
   if (!r.ok() || source == "peer") return r;
   // Every other node reloads too before this answers: a removed activity stops authorising
   // reads on all of them at once. (Outside the lock: two nodes may be asking each other.)
-  const Status everywhere = d.store().AskPeers(PeerEvent::kPoliciesReloaded, std::chrono::seconds(5));
+  const Status everywhere =
+      d.store().AskPeers(PeerEvent::kPoliciesReloaded, std::chrono::seconds(5));
   if (!everywhere.ok()) {
     LogLine(spdlog::level::warn, "policy reload not confirmed by every node")
         .Str("detail", everywhere.message());
@@ -167,8 +173,9 @@ Status RecordStartingPolicies(Deployment& d) {
     if (!last->empty() && last->front().content_hash == current->content_hash()) {
       return Status::Ok();
     }
-    return tx.InsertPolicyVersion({0, current->content_hash(), d.clock().Now(), "start",
-                                   last->empty() ? "{\"first\":true}" : "{\"changed_offline\":true}"});
+    return tx.InsertPolicyVersion(
+        {0, current->content_hash(), d.clock().Now(), "start",
+         last->empty() ? "{\"first\":true}" : "{\"changed_offline\":true}"});
   });
 }
 

@@ -1,5 +1,14 @@
 #include "garde/app/webhooks.h"
 
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <Poco/Net/Context.h>
+#include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/HTTPSClientSession.h>
+#include <Poco/Net/SSLManager.h>
+#include <Poco/URI.h>
 #include <sodium.h>
 #include <yaml-cpp/yaml.h>
 
@@ -8,16 +17,6 @@
 #include <limits>
 #include <mutex>
 #include <random>
-
-#include <Poco/Net/Context.h>
-#include <Poco/Net/HTTPClientSession.h>
-#include <Poco/Net/HTTPRequest.h>
-#include <Poco/Net/HTTPResponse.h>
-#include <Poco/Net/HTTPSClientSession.h>
-#include <Poco/Net/SSLManager.h>
-#include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
-#include <Poco/URI.h>
 
 #include "garde/app/deployment.h"
 #include "garde/base/clock.h"
@@ -74,20 +73,18 @@ std::optional<Bytes> SecretKeyBytes(const std::string& secret) {
 }  // namespace
 
 const std::set<std::string>& WebhookTopics() {
-  static const std::set<std::string> kTopics = {
-      "consent.changed",   "consent.expired",        "subject.rectified",
-      "subject.erased",    "subject.restricted",     "subject.restriction_lifted",
-      "request.completed", "request.due_soon",       "request.overdue",
-      "suppression.added"};
+  static const std::set<std::string> kTopics = {"consent.changed",    "consent.expired",
+                                                "subject.rectified",  "subject.erased",
+                                                "subject.restricted", "subject.restriction_lifted",
+                                                "request.completed",  "request.due_soon",
+                                                "request.overdue",    "suppression.added"};
   return kTopics;
 }
 
 Result<std::vector<WebhookEndpoint>> LoadWebhookEndpoints(const std::string& path,
                                                           const PolicySet& policies) {
   Status bad(Code::kUnprocessable, "the webhooks file " + path + " is not valid");
-  auto at = [&](const YAML::Node& n) {
-    return path + ":" + std::to_string(n.Mark().line + 1);
-  };
+  auto at = [&](const YAML::Node& n) { return path + ":" + std::to_string(n.Mark().line + 1); };
   YAML::Node root;
   try {
     root = YAML::LoadFile(path);
@@ -107,8 +104,8 @@ Result<std::vector<WebhookEndpoint>> LoadWebhookEndpoints(const std::string& pat
     }
     for (const auto& kv : n) {
       const std::string key = kv.first.as<std::string>("");
-      static const std::set<std::string> kKeys = {"id", "url", "recipient", "events", "secrets",
-                                                  "max_age", "first_retry"};
+      static const std::set<std::string> kKeys = {"id",      "url",     "recipient",  "events",
+                                                  "secrets", "max_age", "first_retry"};
       if (!kKeys.count(key)) bad.AddError(at(kv.first), "unknown key '" + key + "'");
     }
     try {
@@ -202,7 +199,7 @@ struct WebhookDispatcher::Sessions {
 
 struct WebhookDispatcher::Sent {
   bool ok = false;
-  std::string error;  // a status code or a transport error: no personal data
+  std::string error;       // a status code or a transport error: no personal data
   bool skipped = false;    // nothing to send (a message with no address on file)
   bool permanent = false;  // refused for good: dead at once
 };
@@ -219,8 +216,7 @@ void WebhookDispatcher::AttachMailer(std::unique_ptr<Mailer> mailer) {
   mailer_ = std::move(mailer);
 }
 
-WebhookDispatcher::WebhookDispatcher(Deployment& deployment,
-                                     std::vector<WebhookEndpoint> endpoints)
+WebhookDispatcher::WebhookDispatcher(Deployment& deployment, std::vector<WebhookEndpoint> endpoints)
     : d_(deployment), endpoints_(std::move(endpoints)), sessions_(std::make_unique<Sessions>()) {
   for (const auto& e : endpoints_) by_id_[e.id] = &e;
   static std::once_flag ssl;
@@ -286,11 +282,11 @@ WebhookDispatcher::Sent WebhookDispatcher::Send(const WebhookEndpoint& e,
     auto& session = sessions_->by_endpoint[e.id];
     if (!session) {
       if (uri.getScheme() == "https") {
-        static Poco::Net::Context::Ptr context = new Poco::Net::Context(
-            Poco::Net::Context::TLS_CLIENT_USE, "", "", "", Poco::Net::Context::VERIFY_STRICT, 9,
-            true);
-        session = std::make_unique<Poco::Net::HTTPSClientSession>(uri.getHost(), uri.getPort(),
-                                                                   context);
+        static Poco::Net::Context::Ptr context =
+            new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "", "", "",
+                                   Poco::Net::Context::VERIFY_STRICT, 9, true);
+        session =
+            std::make_unique<Poco::Net::HTTPSClientSession>(uri.getHost(), uri.getPort(), context);
       } else {
         session = std::make_unique<Poco::Net::HTTPClientSession>(uri.getHost(), uri.getPort());
       }
@@ -364,7 +360,8 @@ Result<size_t> WebhookDispatcher::Pass() {
       delivery.status = "dead";
       delivery.last_error = sent.error;
       LogLine(spdlog::level::warn, "message refused for good")
-          .Str("event", delivery.event_id).Str("error", sent.error);
+          .Str("event", delivery.event_id)
+          .Str("error", sent.error);
     } else {
       delivery.last_error = sent.error;
       if (!delivery.subject.empty()) held_back.insert({delivery.endpoint, delivery.subject});
@@ -376,8 +373,10 @@ Result<size_t> WebhookDispatcher::Pass() {
       if (delivery.next_at / 1000 - delivery.created_at > it->second->max_age) {
         delivery.status = "dead";
         LogLine(spdlog::level::warn, "webhook delivery dead")
-            .Str("endpoint", delivery.endpoint).Str("event", delivery.event_id)
-            .Str("error", sent.error).Int("attempts", delivery.attempts);
+            .Str("endpoint", delivery.endpoint)
+            .Str("event", delivery.event_id)
+            .Str("error", sent.error)
+            .Int("attempts", delivery.attempts);
       }
     }
     done.push_back(delivery);

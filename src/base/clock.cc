@@ -1,7 +1,6 @@
 #include "garde/base/clock.h"
 
 #include <algorithm>
-
 #include <chrono>
 #include <cstdio>
 
@@ -148,14 +147,22 @@ std::optional<int64_t> AddIsoDuration(int64_t t, const std::string& d) {
       continue;
     }
     if (num < 0) return std::nullopt;
-    if (!in_time && c == 'Y') years += num;
-    else if (!in_time && c == 'M') months += num;
-    else if (!in_time && c == 'W') days += num * 7;
-    else if (!in_time && c == 'D') days += num;
-    else if (in_time && c == 'H') seconds += num * 3600;
-    else if (in_time && c == 'M') seconds += num * 60;
-    else if (in_time && c == 'S') seconds += num;
-    else return std::nullopt;
+    if (!in_time && c == 'Y')
+      years += num;
+    else if (!in_time && c == 'M')
+      months += num;
+    else if (!in_time && c == 'W')
+      days += num * 7;
+    else if (!in_time && c == 'D')
+      days += num;
+    else if (in_time && c == 'H')
+      seconds += num * 3600;
+    else if (in_time && c == 'M')
+      seconds += num * 60;
+    else if (in_time && c == 'S')
+      seconds += num;
+    else
+      return std::nullopt;
     num = -1;
   }
   if (num != -1) return std::nullopt;

@@ -23,11 +23,10 @@ Status Failed(const std::string& what, const std::string& path) {
 }
 
 // Writes all of `data`: at `at`, or (nullopt) at the end of a file opened O_APPEND.
-Status WriteFully(int fd, std::string_view data, std::optional<off_t> at,
-                  const std::string& path) {
+Status WriteFully(int fd, std::string_view data, std::optional<off_t> at, const std::string& path) {
   while (!data.empty()) {
-    const ssize_t w = at ? ::pwrite(fd, data.data(), data.size(), *at)
-                         : ::write(fd, data.data(), data.size());
+    const ssize_t w =
+        at ? ::pwrite(fd, data.data(), data.size(), *at) : ::write(fd, data.data(), data.size());
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) return Failed("write", path);
     data.remove_prefix(static_cast<size_t>(w));
@@ -158,13 +157,13 @@ class Posix final : public FileSystem {
       errno = e;
       return fail("allocate space for");
     }
-    void* base = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ | PROT_WRITE, MAP_SHARED,
-                        fd, 0);
+    void* base =
+        ::mmap(nullptr, static_cast<size_t>(size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (base == MAP_FAILED) return fail("map");
     // Best effort: before Linux 5.14 the pages fault in as they are written.
     if (populate) ::madvise(base, static_cast<size_t>(size), kPopulateWrite);
-    return std::unique_ptr<Region>(std::make_unique<PosixRegion>(fd, static_cast<char*>(base),
-                                                                 size));
+    return std::unique_ptr<Region>(
+        std::make_unique<PosixRegion>(fd, static_cast<char*>(base), size));
   }
 
   Result<std::string> ReadUnlocked(const std::string& path) override {

@@ -1,11 +1,11 @@
 #include "garde/base/ip_address.h"
 
-#include "garde/base/encoding.h"
-
 #include <arpa/inet.h>
 
 #include <algorithm>
 #include <cstring>
+
+#include "garde/base/encoding.h"
 
 namespace garde {
 namespace {

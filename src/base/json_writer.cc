@@ -76,9 +76,7 @@ JsonWriter& JsonWriter::String(std::string_view v) {
   AppendJsonString(out_, v);
   return *this;
 }
-JsonWriter& JsonWriter::StringOrNull(std::string_view v) {
-  return v.empty() ? Null() : String(v);
-}
+JsonWriter& JsonWriter::StringOrNull(std::string_view v) { return v.empty() ? Null() : String(v); }
 JsonWriter& JsonWriter::Int(int64_t v) {
   BeforeValue();
   out_ += std::to_string(v);

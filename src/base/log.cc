@@ -35,8 +35,7 @@ LogLine::LogLine(spdlog::level::level_enum level, std::string_view msg)
   std::snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                 static_cast<int>(ms % 1000));
-  w_.BeginObject().String("ts", ts).String("level",
-      spdlog::level::to_string_view(level).data());
+  w_.BeginObject().String("ts", ts).String("level", spdlog::level::to_string_view(level).data());
   w_.String("msg", msg);
 }
 

@@ -1,26 +1,29 @@
 #include "garde/cli/commands.h"
 
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
 #include <fcntl.h>
 #include <sched.h>
-#include <termios.h>
-#include <sys/syscall.h>
+#include <sodium.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <climits>
-#include <filesystem>
-#include <functional>
-#include <fstream>
-#include <sstream>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
 #include <iostream>
+#include <sstream>
 #include <thread>
 
 #include "garde/app/backups.h"
-#include "garde/app/importer.h"
 #include "garde/app/deployment.h"
+#include "garde/app/importer.h"
 #include "garde/base/clock.h"
 #include "garde/base/encoding.h"
 #include "garde/base/json_writer.h"
@@ -29,16 +32,12 @@
 #include "garde/config/config.h"
 #include "garde/crypto/keyring.h"
 #include "garde/crypto/secret.h"
+#include "garde/http/register_export.h"
 #include "garde/policy/policy_set.h"
 #include "garde/policy/register_lint.h"
-#include "garde/http/register_export.h"
 #include "garde/store/migrate.h"
 #include "garde/store/postgres_store.h"
 #include "garde/store/sqlite_store.h"
-
-#include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
-#include <sodium.h>
 
 namespace garde {
 namespace {
@@ -91,7 +90,8 @@ std::string OptionsHelp() {
                   o.help, o.fallback);
     out += line;
   }
-  out += "  --config FILE              GARDE_CONFIG                   YAML file of the keys above\n";
+  out +=
+      "  --config FILE              GARDE_CONFIG                   YAML file of the keys above\n";
   return out;
 }
 
@@ -107,13 +107,15 @@ Creates DIR (mode 0700) with a new keyring (keyring.json, mode 0600) and databas
 checks the policies, and creates a first API key with role admin. The key is printed alone on
 the last line of stdout; it is shown only this once. Refuses to overwrite an existing keyring.
 )"},
-    {"serve", R"(Usage: garde serve --data-dir DIR [--policies DIR] [--listen HOST:PORT] [--config FILE]
+    {"serve",
+     R"(Usage: garde serve --data-dir DIR [--policies DIR] [--listen HOST:PORT] [--config FILE]
 
 Runs the HTTP service until SIGTERM or SIGINT, then stops accepting connections and lets
 requests in progress finish. With --listen HOST:0 a free port is chosen. The first line on
 stdout is "garde listening on http://HOST:PORT". Logs are JSON lines on stderr.
 )"},
-    {"apikey create", R"(Usage: garde apikey create --data-dir DIR --name NAME --role ROLE [--activity ID]...
+    {"apikey create",
+     R"(Usage: garde apikey create --data-dir DIR --name NAME --role ROLE [--activity ID]...
 
 Creates an API key. ROLE is one of the roles of roles.yaml (admin, officer, operator,
 marketing, auditor). Each --activity binds the key to a processing activity of the register:
@@ -128,7 +130,8 @@ Lists API keys: id, name, role, activities, creation and revocation time.
 
 Revokes an API key. Requests carrying it are refused from then on.
 )"},
-    {"keys rotate", R"(Usage: garde keys rotate --data-dir DIR [--batch N] [--no-retire] [--progress] [--incident ID]
+    {"keys rotate",
+     R"(Usage: garde keys rotate --data-dir DIR [--batch N] [--no-retire] [--progress] [--incident ID]
 
 Adds a root-key version to the keyring and makes it current, then re-wraps every subject's
 data key under it, N per transaction (default 500). Fields are not re-encrypted. Safe to run
@@ -138,7 +141,8 @@ key material is erased from the keyring (unless --no-retire).
 --incident ID records the rotation, once done, among the containment steps of that incident
 of the breach register (checked before anything is rotated).
 )"},
-    {"keys migrate", R"(Usage: garde keys migrate --data-dir DIR --to pkcs11|passphrase|file [--passphrase-fd N]
+    {"keys migrate",
+     R"(Usage: garde keys migrate --data-dir DIR --to pkcs11|passphrase|file [--passphrase-fd N]
 
 --to pkcs11: generates a root key on the PKCS#11 token (pkcs11_module, pkcs11_token, the PIN
 from pkcs11_pin_file or the systemd credential garde-pkcs11-pin), makes it current, seals the
@@ -150,7 +154,8 @@ file and the token's keys are retired (destroyed on the token) once nothing uses
 The passphrase comes from --passphrase-fd, the systemd credential garde-keyring-passphrase or
 the terminal's prompt. Safe while `garde serve` runs, as `garde keys rotate` is.
 )"},
-    {"keys rotate-master", R"(Usage: garde keys rotate-master --data-dir DIR [--batch N] [--no-retire] [--revoke-unconverted] [--incident ID]
+    {"keys rotate-master",
+     R"(Usage: garde keys rotate-master --data-dir DIR [--batch N] [--no-retire] [--revoke-unconverted] [--incident ID]
 
 Makes a new master key current, keeping the old one beside it: look-ups (blind indexes,
 API-key hashes, link tokens) read under both while every subject's blind-index digests are
@@ -170,7 +175,8 @@ run it again to resume.
 Shows each root-key version, whether it is current or retired, and how many subjects' data
 keys it wraps.
 )"},
-    {"audit verify", R"(Usage: garde audit verify --data-dir DIR [--checkpoint FILE]... [--public-key B64 --origin O] [--progress] [--json]
+    {"audit verify",
+     R"(Usage: garde audit verify --data-dir DIR [--checkpoint FILE]... [--public-key B64 --origin O] [--progress] [--json]
 
 Reads the audit log from the database file, recomputes every entry's RFC 6962 leaf hash and
 the Merkle tree, checks the signature of every stored checkpoint and of each --checkpoint
@@ -203,7 +209,8 @@ Checks the Ed25519 signature of a consent receipt (the JSON returned when a cons
 recorded: {"receipt": {...}, "signature": {...}}) and that the signed bytes are the receipt
 shown. Exits 0 when it verifies, 1 otherwise.
 )"},
-    {"register export", R"(Usage: garde register export [--policies DIR] [--format json|csv|md|html] [--lang en|fr] [--out FILE]
+    {"register export",
+     R"(Usage: garde register export [--policies DIR] [--format json|csv|md|html] [--lang en|fr] [--out FILE]
 
 Writes the register of processing activities held in the policy files: JSON (default), CSV
 (one row per activity, UTF-8 BOM), Markdown, or a printable HTML page laid out like the CNIL
@@ -245,7 +252,8 @@ one kept aside as audit.db.forked-TIME — which needs --reason when a live log 
 every erasure, withdrawal, objection and suppression of tombstones.log made after the
 backup is re-applied, and the restore is audited (reason in restores.log).
 )"},
-    {"retention run", R"(Usage: garde retention run --data-dir DIR [--dry-run] [--at DATE] [--progress] [--json]
+    {"retention run",
+     R"(Usage: garde retention run --data-dir DIR [--dry-run] [--at DATE] [--progress] [--json]
 
 Applies every activity's retention (register.yaml: "DURATION after ANCHOR") to every subject:
 fields no activity still justifies are erased, subjects none justifies are erased whole
@@ -255,7 +263,8 @@ interrupted; safe beside a running service. --dry-run only counts. --at evaluate
 at another time (RFC 3339 or YYYY-MM-DD; later than now only with --dry-run). Prints the
 report: counts by activity and rule, never personal data.
 )"},
-    {"import", R"(Usage: garde import FILE.csv --mapping MAPPING.yaml --data-dir DIR [--dry-run] [--report OUT.csv] [--progress] [--json]
+    {"import",
+     R"(Usage: garde import FILE.csv --mapping MAPPING.yaml --data-dir DIR [--dry-run] [--report OUT.csv] [--progress] [--json]
 
 Loads subjects from a CSV file as spreadsheets export it (UTF-8 with or without BOM, or
 Windows-1252; ',' or ';'; quoted cells; CRLF). The mapping (docs/policies.md, Imports) names
@@ -328,8 +337,7 @@ int RunApiKeyCreate(const CliArgs& args) {
   if (!key.ok()) return FailStatus(key.status());
   Caller cli{"cli", "admin", {}, "apikey-create", ""};
   d.value()->journal().Record(nullptr, cli, {"apikey.create", "", "", "ok", {}, 1}).IgnoreError();
-  std::cout << "Created API key " << key->row.id << " (role " << key->row.role
-            << "). Shown once:\n"
+  std::cout << "Created API key " << key->row.id << " (role " << key->row.role << "). Shown once:\n"
             << key->token << std::endl;
   return 0;
 }
@@ -362,8 +370,8 @@ int RunApiKeyList(const CliArgs& args) {
     return 0;
   }
   for (const auto& k : keys.value()) {
-    std::cout << k.id << "  " << k.role << "  " << k.name << "  ["
-              << JoinList(k.activities, ',') << "]  created " << FormatRfc3339(k.created_at)
+    std::cout << k.id << "  " << k.role << "  " << k.name << "  [" << JoinList(k.activities, ',')
+              << "]  created " << FormatRfc3339(k.created_at)
               << (k.revoked_at != 0 ? "  revoked " + FormatRfc3339(k.revoked_at) : "") << "\n";
   }
   return 0;
@@ -393,8 +401,7 @@ int RunKeysStatus(const CliArgs& args) {
   if (!usage.ok()) return FailStatus(usage.status());
   const auto ring = d.value()->keys().Current();
   JsonWriter w;
-  w.BeginObject().Int("master_version", ring->master_version())
-      .Key("previous_master_version");
+  w.BeginObject().Int("master_version", ring->master_version()).Key("previous_master_version");
   if (ring->previous_master_version() != 0) {
     w.Int(ring->previous_master_version());
   } else {
@@ -412,8 +419,12 @@ int RunKeysStatus(const CliArgs& args) {
   w.Int("current", ring->current_version()).BeginArray("versions");
   for (const auto& [v, info] : ring->versions()) {
     const int64_t n = usage->count(v) ? usage->at(v) : 0;
-    w.BeginObject().Int("version", v).String("created_at", info.created_at)
-        .StringOrNull("retired_at", info.retired_at).Int("subjects", n).EndObject();
+    w.BeginObject()
+        .Int("version", v)
+        .String("created_at", info.created_at)
+        .StringOrNull("retired_at", info.retired_at)
+        .Int("subjects", n)
+        .EndObject();
     if (!args.Has("json")) {
       std::cout << "version " << v << (v == ring->current_version() ? " (current)" : "")
                 << (info.retired_at.empty() ? "" : " retired " + info.retired_at) << ": " << n
@@ -465,9 +476,7 @@ int RewrapAndRetire(const CliArgs& args, const Config& cfg, uint32_t current, co
   const bool show = isatty(STDERR_FILENO) || args.Has("progress");
   auto bar = ProgressBar(show, "data keys");
   int64_t done_before = 0;
-  auto progress = [&](int64_t done) {
-    bar(std::min(done_before + done, to_rewrap), to_rewrap);
-  };
+  auto progress = [&](int64_t done) { bar(std::min(done_before + done, to_rewrap), to_rewrap); };
   auto done = rotation.RewrapAll(batch.value(), progress);
   if (!done.ok()) return FailStatus(done.status());
   int64_t total = done.value();
@@ -498,9 +507,9 @@ int RewrapAndRetire(const CliArgs& args, const Config& cfg, uint32_t current, co
       }
       Status s = Keyring::Retire(cfg.keyring_path(), v);
       if (!s.ok()) return FailStatus(s);
-      std::cout << "Retired version " << v << (info.token_key.empty()
-                                                   ? " (key material erased).\n"
-                                                   : " (destroyed on the token).\n");
+      std::cout << "Retired version " << v
+                << (info.token_key.empty() ? " (key material erased).\n"
+                                           : " (destroyed on the token).\n");
     }
   }
   Caller cli{"cli", "admin", {}, action, ""};
@@ -511,7 +520,8 @@ int RewrapAndRetire(const CliArgs& args, const Config& cfg, uint32_t current, co
 int RunImport(const CliArgs& args) {
   auto cfg = ConfigFrom(args);
   if (!cfg.ok()) return FailStatus(cfg.status());
-  if (args.words.size() != 2) return Fail("name one CSV file: garde import FILE.csv --mapping M.yaml");
+  if (args.words.size() != 2)
+    return Fail("name one CSV file: garde import FILE.csv --mapping M.yaml");
   if (args.Get("mapping").empty()) return Fail("--mapping is required");
   const std::string file = args.words[1];
   auto bytes = FileSource(file);  // read a chunk at a time, twice: never held whole
@@ -541,19 +551,26 @@ int RunImport(const CliArgs& args) {
   const auto& s = summary.value();
   if (args.Has("json")) {
     JsonWriter w;
-    w.BeginObject().String("id", s.id).Bool("dry_run", s.dry_run).Int("rows", s.rows)
-        .Int(s.dry_run ? "valid" : "created", s.created).Int("updated", s.updated)
-        .Int("duplicates", s.duplicates).Int("invalid", s.invalid)
-        .Int("failed", s.failed).Int("resumed", s.resumed)
+    w.BeginObject()
+        .String("id", s.id)
+        .Bool("dry_run", s.dry_run)
+        .Int("rows", s.rows)
+        .Int(s.dry_run ? "valid" : "created", s.created)
+        .Int("updated", s.updated)
+        .Int("duplicates", s.duplicates)
+        .Int("invalid", s.invalid)
+        .Int("failed", s.failed)
+        .Int("resumed", s.resumed)
         .Int("likely_duplicates", s.likely_duplicates)
-        .String("report", report_path).EndObject();
+        .String("report", report_path)
+        .EndObject();
     std::cout << w.str() << std::endl;
   } else {
-    std::cout << "Import " << s.id << (s.dry_run ? " (dry run)" : "") << ": " << s.rows
-              << " rows; " << s.created << (s.dry_run ? " valid, " : " created, ") << s.updated
-              << " updated, " << s.duplicates << " duplicates, " << s.invalid << " invalid, "
-              << s.failed << " failed" << (s.resumed > 0 ? ", " + std::to_string(s.resumed) +
-                                                               " done by an earlier run" : "")
+    std::cout << "Import " << s.id << (s.dry_run ? " (dry run)" : "") << ": " << s.rows << " rows; "
+              << s.created << (s.dry_run ? " valid, " : " created, ") << s.updated << " updated, "
+              << s.duplicates << " duplicates, " << s.invalid << " invalid, " << s.failed
+              << " failed"
+              << (s.resumed > 0 ? ", " + std::to_string(s.resumed) + " done by an earlier run" : "")
               << (s.likely_duplicates > 0 ? "; " + std::to_string(s.likely_duplicates) +
                                                 " likely duplicates of customers already there"
                                           : "")
@@ -667,8 +684,8 @@ int RunKeysRotateMaster(const CliArgs& args) {
   auto ring = Keyring::Load(path);
   if (!ring.ok()) return FailStatus(ring.status());
   if (ring.value()->previous_master_version() != 0) {
-    std::cerr << "Resuming the rotation to master-key version "
-              << ring.value()->master_version() << ".\n";
+    std::cerr << "Resuming the rotation to master-key version " << ring.value()->master_version()
+              << ".\n";
   } else {
     auto added = Keyring::AddMaster(path);
     if (!added.ok()) return FailStatus(added.status());
@@ -683,12 +700,13 @@ int RunKeysRotateMaster(const CliArgs& args) {
   // digest moves before it reads both.
   const int grace = cfg->keyring_watch_seconds * 2 + 1;
   std::this_thread::sleep_for(std::chrono::seconds(grace));
-  const int64_t digests =
-      ReindexUnderCurrentMaster(*d.value(), batch.value(), grace);
+  const int64_t digests = ReindexUnderCurrentMaster(*d.value(), batch.value(), grace);
   if (digests < 0) return 1;
   std::cerr << "\n";
   Caller cli{"cli", "admin", {}, "keys-rotate-master", ""};
-  d.value()->journal().Record(nullptr, cli, {"keys.rotate-master", "", "", "ok", {}, digests})
+  d.value()
+      ->journal()
+      .Record(nullptr, cli, {"keys.rotate-master", "", "", "ok", {}, digests})
       .IgnoreError();
   int64_t stale = 0;
   Status counted = d.value()->store().Read([&](ReadTx& tx) -> Status {
@@ -722,7 +740,9 @@ int RunKeysRotateMaster(const CliArgs& args) {
   for (const auto& k : unconverted) {
     Status s = d.value()->api_keys().Revoke(k.id);
     if (!s.ok()) return FailStatus(s);
-    d.value()->journal().Record(nullptr, cli, {"apikey.revoke", "", "", "ok", {k.id}, 1})
+    d.value()
+        ->journal()
+        .Record(nullptr, cli, {"apikey.revoke", "", "", "ok", {k.id}, 1})
         .IgnoreError();
     std::cout << "Revoked API key " << k.id << " (" << k.name << "): not used since the "
               << "rotation began.\n";
@@ -732,8 +752,8 @@ int RunKeysRotateMaster(const CliArgs& args) {
   Status retired = Keyring::RetireMaster(path, links_until);
   if (!retired.ok()) return FailStatus(retired);
   std::cout << "Retired master-key version " << previous << " (erased); links sent before the "
-            << "rotation stay valid until they expire, at the latest "
-            << FormatRfc3339(links_until) << ".\n";
+            << "rotation stay valid until they expire, at the latest " << FormatRfc3339(links_until)
+            << ".\n";
   return RecordOnIncident(args, cfg.value(),
                           "rotated the master key to version " + std::to_string(current) +
                               " and erased version " + std::to_string(previous) +
@@ -817,11 +837,12 @@ int RunMigrate(const CliArgs& args) {
     }
   }
   const bool show = args.Has("progress") || isatty(STDERR_FILENO);
-  auto copies = CopySqliteToPostgres(
-      cfg->database_path(), cfg->audit_database_path(), to,
-      [&](const std::string& table, int64_t rows) {
-        if (show) std::cerr << "\r" << table << ": " << rows << " rows   " << std::flush;
-      });
+  auto copies = CopySqliteToPostgres(cfg->database_path(), cfg->audit_database_path(), to,
+                                     [&](const std::string& table, int64_t rows) {
+                                       if (show)
+                                         std::cerr << "\r" << table << ": " << rows << " rows   "
+                                                   << std::flush;
+                                     });
   if (show) std::cerr << "\n";
   if (!copies.ok()) return FailStatus(copies.status());
   int64_t rows = 0;
@@ -874,7 +895,8 @@ int RunAuditVerify(const CliArgs& args) {
   }
   Result<std::unique_ptr<Store>> store = [&]() -> Result<std::unique_ptr<Store>> {
     if (cfg->postgres()) {
-      auto pg = PostgresStore::Open({cfg->database, true, 2, PostgresOptions::kAuditWriteLock, false});
+      auto pg =
+          PostgresStore::Open({cfg->database, true, 2, PostgresOptions::kAuditWriteLock, false});
       if (!pg.ok()) return pg.status();
       return std::unique_ptr<Store>(std::move(pg).value());
     }
@@ -888,11 +910,13 @@ int RunAuditVerify(const CliArgs& args) {
   if (!store.ok()) return FailStatus(store.status());
   const bool show = args.Has("progress") || isatty(STDERR_FILENO);
   int64_t entries = 0;
-  store.value()->Read([&](ReadTx& tx) -> Status {
-    auto size = tx.AuditSize();
-    if (size.ok()) entries = static_cast<int64_t>(size.value());
-    return Status::Ok();
-  }).IgnoreError();
+  store.value()
+      ->Read([&](ReadTx& tx) -> Status {
+        auto size = tx.AuditSize();
+        if (size.ok()) entries = static_cast<int64_t>(size.value());
+        return Status::Ok();
+      })
+      .IgnoreError();
   auto bar = ProgressBar(show, "entries");
   const auto started = std::chrono::steady_clock::now();
   AuditVerification report = VerifyAuditLog(*store.value(), key, origin, notes, [&](uint64_t n) {
@@ -903,9 +927,12 @@ int RunAuditVerify(const CliArgs& args) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (args.Has("json")) {
     JsonWriter w;
-    w.BeginObject().Bool("ok", report.ok()).Int("entries", static_cast<int64_t>(report.entries))
+    w.BeginObject()
+        .Bool("ok", report.ok())
+        .Int("entries", static_cast<int64_t>(report.entries))
         .Int("checkpoints", static_cast<int64_t>(report.checkpoints))
-        .Number("seconds", secs).BeginArray("problems");
+        .Number("seconds", secs)
+        .BeginArray("problems");
     for (const auto& p : report.problems) w.String(p);
     w.EndArray().EndObject();
     std::cout << w.str() << std::endl;
@@ -1013,8 +1040,11 @@ int RunBackupVerify(const CliArgs& args) {
   if (!check.ok()) return FailStatus(check.status());
   if (args.Has("json")) {
     JsonWriter w;
-    w.BeginObject().Bool("ok", check->ok()).String("id", check->info.id)
-        .String("path", path.value()).BeginArray("problems");
+    w.BeginObject()
+        .Bool("ok", check->ok())
+        .String("id", check->info.id)
+        .String("path", path.value())
+        .BeginArray("problems");
     for (const auto& p : check->problems) w.String(p);
     w.EndArray().EndObject();
     std::cout << w.str() << std::endl;
@@ -1049,7 +1079,8 @@ int RunRestore(const CliArgs& args) {
   if (!s.ok()) return FailStatus(s);
   if (args.Has("json")) {
     JsonWriter w;
-    w.BeginObject().String("backup", report.backup.id)
+    w.BeginObject()
+        .String("backup", report.backup.id)
         .String("audit", report.audit_consistent ? "consistent" : "forked")
         .Int("backup_audit_size", static_cast<int64_t>(report.backup.audit_size))
         .Int("live_audit_size", static_cast<int64_t>(report.live_audit_size))
@@ -1057,7 +1088,8 @@ int RunRestore(const CliArgs& args) {
         .Int("reindexed", report.reindexed)
         .Int("api_keys_under_old_master", report.keys_under_old_master)
         .String("forked_log", report.forked_log)
-        .String("replaced_vault", report.replaced_vault).EndObject();
+        .String("replaced_vault", report.replaced_vault)
+        .EndObject();
     std::cout << w.str() << std::endl;
     return 0;
   }
@@ -1118,7 +1150,8 @@ int RunRetention(const CliArgs& args) {
               << std::endl;
   } else {
     std::cout << (run->dry_run ? "retention dry run " : "retention run ") << run->id << " at "
-              << FormatRfc3339(run->at) << "\n" << run->report << std::endl;
+              << FormatRfc3339(run->at) << "\n"
+              << run->report << std::endl;
   }
   return 0;
 }
@@ -1158,8 +1191,8 @@ int RunReceiptVerify(const CliArgs& args) {
       return 1;
     }
     // The signed bytes must be the receipt shown, member for member.
-    auto signed_doc = parser.parse(std::string(AsStringView(*signed_bytes)))
-                          .extract<Poco::JSON::Object::Ptr>();
+    auto signed_doc =
+        parser.parse(std::string(AsStringView(*signed_bytes))).extract<Poco::JSON::Object::Ptr>();
     std::ostringstream a, b;
     signed_doc->stringify(a);
     receipt->stringify(b);
@@ -1168,8 +1201,8 @@ int RunReceiptVerify(const CliArgs& args) {
                    "signed\n";
       return 1;
     }
-    std::cout << "receipt " << receipt->optValue<std::string>("record_id", "?")
-              << " verifies (" << receipt->optValue<std::string>("event", "?") << " "
+    std::cout << "receipt " << receipt->optValue<std::string>("record_id", "?") << " verifies ("
+              << receipt->optValue<std::string>("event", "?") << " "
               << receipt->optValue<std::string>("purpose", "?") << ")\n";
     return 0;
   } catch (const Poco::Exception& e) {
@@ -1200,8 +1233,8 @@ int RunLint(const CliArgs& args) {
         findings.push_back({"error", "import-mapping", e.field, e.message, "fix the mapping"});
       }
       if (!mapping.ok() && mapping.status().errors().empty()) {
-        findings.push_back({"error", "import-mapping", name, mapping.status().message(),
-                            "fix the mapping"});
+        findings.push_back(
+            {"error", "import-mapping", name, mapping.status().message(), "fix the mapping"});
       }
     }
   }
@@ -1211,17 +1244,21 @@ int RunLint(const CliArgs& args) {
     JsonWriter w;
     w.BeginObject().Bool("ok", ok).BeginArray("findings");
     for (const auto& f : findings) {
-      w.BeginObject().String("severity", f.severity).String("rule", f.rule)
-          .String("location", f.location).String("message", f.message)
-          .String("hint", f.hint).EndObject();
+      w.BeginObject()
+          .String("severity", f.severity)
+          .String("rule", f.rule)
+          .String("location", f.location)
+          .String("message", f.message)
+          .String("hint", f.hint)
+          .EndObject();
     }
     w.EndArray().EndObject();
     std::cout << w.str() << std::endl;
     return ok ? 0 : 1;
   }
   for (const auto& f : findings) {
-    std::cout << cfg->policies_dir << "/" << f.location << ": " << f.severity << ": "
-              << f.message << " [" << f.rule << "] (" << f.hint << ")\n";
+    std::cout << cfg->policies_dir << "/" << f.location << ": " << f.severity << ": " << f.message
+              << " [" << f.rule << "] (" << f.hint << ")\n";
   }
   if (ok && policies.ok()) {
     std::cout << "Policies in " << cfg->policies_dir << " are valid ("
@@ -1279,8 +1316,9 @@ std::map<std::string, std::string> CliArgs::ConfigFlags() const {
   std::map<std::string, std::string> out;
   for (const auto& [k, v] : options) {
     static const std::set<std::string> kCommandOptions = {
-        "name", "role", "activity", "id", "batch", "checkpoint", "public-key", "origin",
-        "start", "end", "format", "out", "from", "reason", "at", "mapping", "report", "to"};
+        "name",       "role",   "activity", "id",      "batch",  "checkpoint",
+        "public-key", "origin", "start",    "end",     "format", "out",
+        "from",       "reason", "at",       "mapping", "report", "to"};
     if (kCommandOptions.count(k) == 0) out[k] = v;
   }
   return out;
@@ -1357,18 +1395,21 @@ Status AcquireKeyringPassphrase(const CliArgs& args) {
 
 Status AcquireTokenPin(const CliArgs& args) {
   auto cfg = ConfigFrom(args);
-  if (!cfg.ok() || cfg->pkcs11_module.empty()) return Status::Ok();  // commands report config errors
+  if (!cfg.ok() || cfg->pkcs11_module.empty())
+    return Status::Ok();  // commands report config errors
   std::string path = cfg->pkcs11_pin_file;
   if (path.empty()) {
     const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
     if (dir == nullptr) {
-      return Unprocessable("pkcs11_module is set but no PIN is given: set pkcs11_pin_file, or pass "
-                           "the systemd credential garde-pkcs11-pin");
+      return Unprocessable(
+          "pkcs11_module is set but no PIN is given: set pkcs11_pin_file, or pass "
+          "the systemd credential garde-pkcs11-pin");
     }
     path = std::string(dir) + "/garde-pkcs11-pin";
   }
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return Unprocessable("the PKCS#11 PIN file " + path + " is missing");
+  if (::stat(path.c_str(), &st) != 0)
+    return Unprocessable("the PKCS#11 PIN file " + path + " is missing");
   if ((st.st_mode & 077) != 0) {
     return PermissionDenied("the PKCS#11 PIN file " + path +
                             " is readable by group or others; run `chmod 600 " + path + "`");

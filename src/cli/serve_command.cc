@@ -1,28 +1,27 @@
 #include "garde/cli/serve_command.h"
-#include "garde/crypto/keyring.h"
 
 #include <Poco/Util/ServerApplication.h>
-
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
-#include <fcntl.h>
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <condition_variable>
+#include <cstdlib>
 #include <iostream>
 #include <mutex>
 #include <thread>
 
-#include "garde/app/deployment.h"
 #include "garde/app/backups.h"
+#include "garde/app/deployment.h"
 #include "garde/app/policy_reload.h"
 #include "garde/base/log.h"
+#include "garde/crypto/keyring.h"
 #include "garde/http/http_service.h"
 
 namespace garde {
@@ -80,8 +79,10 @@ class ServeApplication final : public Poco::Util::ServerApplication {
       for (const auto& p : policies->purposes()) {
         if (!p.double_opt_in) continue;
         // Its grants wait for a click on a link that nothing sends.
-        LogLine(spdlog::level::warn, "a purpose asks for double opt-in but e-mail is not configured")
-            .Str("purpose", p.id).Str("fix", "set smtp_host and mail_from");
+        LogLine(spdlog::level::warn,
+                "a purpose asks for double opt-in but e-mail is not configured")
+            .Str("purpose", p.id)
+            .Str("fix", "set smtp_host and mail_from");
       }
     }
     // A database restored from a backup may predate erasures: carry them out again first.
@@ -202,20 +203,21 @@ class ServeApplication final : public Poco::Util::ServerApplication {
         }
         auto size = d.value()->audit().Size();
         auto latest = d.value()->audit().LatestCheckpoint();
-        const uint64_t signed_size =
-            latest.ok() && latest.value() ? latest.value()->size : 0;
+        const uint64_t signed_size = latest.ok() && latest.value() ? latest.value()->size : 0;
         const bool due_by_count =
-            size.ok() && size.value() >= signed_size + static_cast<uint64_t>(config_.audit_checkpoint_every);
-        const bool due_by_time =
-            size.ok() && size.value() > signed_size &&
-            std::chrono::steady_clock::now() - last >= std::chrono::seconds(config_.audit_checkpoint_seconds);
+            size.ok() &&
+            size.value() >= signed_size + static_cast<uint64_t>(config_.audit_checkpoint_every);
+        const bool due_by_time = size.ok() && size.value() > signed_size &&
+                                 std::chrono::steady_clock::now() - last >=
+                                     std::chrono::seconds(config_.audit_checkpoint_seconds);
         // One node signs (the log and its checkpoints are the deployment's, not a node's).
         if ((due_by_count || due_by_time) && d.value()->store().Lead(Job::kCheckpoints)) {
           auto head = d.value()->audit().Checkpoint(/*import_first=*/false);
           if (head.ok()) {
             last = std::chrono::steady_clock::now();
           } else {
-            LogLine(spdlog::level::err, "audit checkpoint failed").Str("detail", head.status().message());
+            LogLine(spdlog::level::err, "audit checkpoint failed")
+                .Str("detail", head.status().message());
           }
         }
         lock.lock();
@@ -249,10 +251,13 @@ class ServeApplication final : public Poco::Util::ServerApplication {
           if (made.ok()) {
             newest = made->created_at;
             LogLine(spdlog::level::info, "backup made")
-                .Str("id", made->id).Int("subjects", made->subjects).Int("bytes", made->bytes);
+                .Str("id", made->id)
+                .Int("subjects", made->subjects)
+                .Int("bytes", made->bytes);
             auto pruned = backups.Prune(keep);
             if (!pruned.ok()) {
-              LogLine(spdlog::level::err, "backup prune failed").Str("detail", pruned.status().message());
+              LogLine(spdlog::level::err, "backup prune failed")
+                  .Str("detail", pruned.status().message());
             }
           } else {
             newest = d.value()->clock().Now() - config_.backup_interval + 60;  // retry in a minute
@@ -292,7 +297,8 @@ class ServeApplication final : public Poco::Util::ServerApplication {
           auto run = d.value()->retention().Run(options);
           if (run.ok()) {
             LogLine(spdlog::level::info, "retention sweep done")
-                .Str("id", run->id).Str("report", run->report);
+                .Str("id", run->id)
+                .Str("report", run->report);
           } else {
             LogLine(spdlog::level::err, "retention sweep failed")
                 .Str("detail", run.status().message());
@@ -314,7 +320,8 @@ class ServeApplication final : public Poco::Util::ServerApplication {
         Result<size_t> sent = size_t{0};
         if (d.value()->store().Lead(Job::kDispatch)) sent = webhooks->Pass();
         if (!sent.ok()) {
-          LogLine(spdlog::level::err, "webhook dispatch failed").Str("detail", sent.status().message());
+          LogLine(spdlog::level::err, "webhook dispatch failed")
+              .Str("detail", sent.status().message());
         }
         lock.lock();
         if (!sent.ok() || sent.value() == 0) {
@@ -338,11 +345,14 @@ class ServeApplication final : public Poco::Util::ServerApplication {
       auto r = ReloadPolicies(*d.value(), peer, "peer");
       if (r.ok()) {
         LogLine(spdlog::level::info, "policies reloaded")
-            .Str("before", r->before).Str("after", r->after).Int("changed", r->changed)
+            .Str("before", r->before)
+            .Str("after", r->after)
+            .Int("changed", r->changed)
             .Str("source", "peer");
       } else {
         LogLine(spdlog::level::err, "policy reload refused; the running policies stay")
-            .Str("detail", r.status().message()).Str("source", "peer");
+            .Str("detail", r.status().message())
+            .Str("source", "peer");
       }
     });
 
@@ -366,7 +376,9 @@ class ServeApplication final : public Poco::Util::ServerApplication {
         auto r = ReloadPolicies(*d.value(), signal, "sighup");
         if (r.ok()) {
           LogLine(spdlog::level::info, "policies reloaded")
-              .Str("before", r->before).Str("after", r->after).Int("changed", r->changed);
+              .Str("before", r->before)
+              .Str("after", r->after)
+              .Int("changed", r->changed);
         } else {
           LogLine(spdlog::level::err, "policy reload refused; the running policies stay")
               .Str("detail", r.status().message())

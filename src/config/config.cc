@@ -1,19 +1,18 @@
 #include "garde/config/config.h"
-#include "garde/policy/locale.h"
-
-#include "garde/base/clock.h"
-#include "garde/base/encoding.h"
-#include "garde/base/ip_address.h"
 
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <tuple>
 
-#include <cstdlib>
-#include <filesystem>
+#include "garde/base/clock.h"
+#include "garde/base/encoding.h"
+#include "garde/base/ip_address.h"
+#include "garde/policy/locale.h"
 
 namespace garde {
 namespace {
@@ -47,21 +46,29 @@ std::string DefaultPolicies() {
 const std::vector<OptionDoc>& ConfigOptions() {
   static const std::vector<OptionDoc> kOptions = {
       {"data_dir", "GARDE_DATA_DIR", "(required)", "data directory: keyring, database, backups"},
-      {"policies", "GARDE_POLICIES", "./policies", "policies directory (schema, purposes, register, roles)"},
-      {"listen", "GARDE_LISTEN", "127.0.0.1:8080", "HOST:PORT to serve HTTP on (port 0 picks a free one)"},
+      {"policies", "GARDE_POLICIES", "./policies",
+       "policies directory (schema, purposes, register, roles)"},
+      {"listen", "GARDE_LISTEN", "127.0.0.1:8080",
+       "HOST:PORT to serve HTTP on (port 0 picks a free one)"},
       {"admin_listen", "GARDE_ADMIN_LISTEN", "(none)",
        "HOST:PORT of the admin listener: GET /metrics for Prometheus, without API key"},
       {"io_threads", "GARDE_IO_THREADS", "0", "threads that own the connections (0: one per core)"},
-      {"max_threads", "GARDE_MAX_THREADS", "128", "worker threads for requests that may wait (writes, scans)"},
+      {"max_threads", "GARDE_MAX_THREADS", "128",
+       "worker threads for requests that may wait (writes, scans)"},
       {"max_queued", "GARDE_MAX_QUEUED", "256", "requests waiting for a worker (503 above)"},
-      {"max_connections", "GARDE_MAX_CONNECTIONS", "10000", "open connections (more are closed at once)"},
+      {"max_connections", "GARDE_MAX_CONNECTIONS", "10000",
+       "open connections (more are closed at once)"},
       {"max_connections_per_client", "GARDE_MAX_CONNECTIONS_PER_CLIENT", "1000",
        "open connections from one client address (more are closed at once)"},
       {"trusted_proxies", "GARDE_TRUSTED_PROXIES", "(none)",
-       "comma-separated addresses of proxies (HAProxy) whose X-Forwarded-For names the client the audit log records"},
-      {"request_timeout", "GARDE_REQUEST_TIMEOUT", "15", "seconds to receive a request or send a reply"},
-      {"keep_alive_timeout", "GARDE_KEEP_ALIVE_TIMEOUT", "10", "seconds an idle connection is kept open"},
-      {"max_keep_alive_requests", "GARDE_MAX_KEEP_ALIVE_REQUESTS", "10000", "requests per connection"},
+       "comma-separated addresses of proxies (HAProxy) whose X-Forwarded-For names the client the "
+       "audit log records"},
+      {"request_timeout", "GARDE_REQUEST_TIMEOUT", "15",
+       "seconds to receive a request or send a reply"},
+      {"keep_alive_timeout", "GARDE_KEEP_ALIVE_TIMEOUT", "10",
+       "seconds an idle connection is kept open"},
+      {"max_keep_alive_requests", "GARDE_MAX_KEEP_ALIVE_REQUESTS", "10000",
+       "requests per connection"},
       {"max_body_bytes", "GARDE_MAX_BODY_BYTES", "1048576", "largest request body (413 above)"},
       {"max_batch_bytes", "GARDE_MAX_BATCH_BYTES", "16777216", "largest batch body (413 above)"},
       {"max_import_bytes", "GARDE_MAX_IMPORT_BYTES", "1073741824",
@@ -70,52 +77,98 @@ const std::vector<OptionDoc>& ConfigOptions() {
       {"database", "GARDE_DATABASE", "(SQLite files in data_dir)",
        "postgresql://… URI of a PostgreSQL database to keep the data in instead (docs/scaling.md)"},
       {"read_consistency", "GARDE_READ_CONSISTENCY", "strict",
-       "with PostgreSQL: strict (a read from a node's memory first confirms nothing changed: another node's write shows at once) or eventual (within milliseconds, one round trip less)"},
-      {"db_connections", "GARDE_DB_CONNECTIONS", "8", "database connections shared by the worker threads"},
-      {"db_mmap_bytes", "GARDE_DB_MMAP_BYTES", "0", "bytes of the database file each connection memory-maps"},
-      {"db_writer_cache_mib", "GARDE_DB_WRITER_CACHE_MIB", "0", "MiB of pages the writing connection keeps (0: 16 for garde serve, 256 for garde import)"},
-      {"db_checkpoint_frames", "GARDE_DB_CHECKPOINT_FRAMES", "4096", "WAL pages copied into the database by a thread of its own (0: by the committer, SQLite's way)"},
-      {"deferred_sync_ms", "GARDE_DEFERRED_SYNC_MS", "50", "read-audit entries are fsynced within this many ms (writes: at once)"},
-      {"kept_subjects", "GARDE_KEPT_SUBJECTS", "2000000", "subjects whose consent facts (and audience filter values) stay in memory"},
-      {"kept_records", "GARDE_KEPT_RECORDS", "100000", "subjects whose sealed record (ciphertext only) stays in memory for reads; all are loaded at start when they fit"},
-      {"durable", "GARDE_DURABLE", "true", "fsync every commit (false: survive crashes, not power loss)"},
-      {"default_region", "GARDE_DEFAULT_REGION", "FR", "region for phone numbers written without +"},
+       "with PostgreSQL: strict (a read from a node's memory first confirms nothing changed: "
+       "another node's write shows at once) or eventual (within milliseconds, one round trip "
+       "less)"},
+      {"db_connections", "GARDE_DB_CONNECTIONS", "8",
+       "database connections shared by the worker threads"},
+      {"db_mmap_bytes", "GARDE_DB_MMAP_BYTES", "0",
+       "bytes of the database file each connection memory-maps"},
+      {"db_writer_cache_mib", "GARDE_DB_WRITER_CACHE_MIB", "0",
+       "MiB of pages the writing connection keeps (0: 16 for garde serve, 256 for garde import)"},
+      {"db_checkpoint_frames", "GARDE_DB_CHECKPOINT_FRAMES", "4096",
+       "WAL pages copied into the database by a thread of its own (0: by the committer, SQLite's "
+       "way)"},
+      {"deferred_sync_ms", "GARDE_DEFERRED_SYNC_MS", "50",
+       "read-audit entries are fsynced within this many ms (writes: at once)"},
+      {"kept_subjects", "GARDE_KEPT_SUBJECTS", "2000000",
+       "subjects whose consent facts (and audience filter values) stay in memory"},
+      {"kept_records", "GARDE_KEPT_RECORDS", "100000",
+       "subjects whose sealed record (ciphertext only) stays in memory for reads; all are loaded "
+       "at start when they fit"},
+      {"durable", "GARDE_DURABLE", "true",
+       "fsync every commit (false: survive crashes, not power loss)"},
+      {"default_region", "GARDE_DEFAULT_REGION", "FR",
+       "region for phone numbers written without +"},
       {"log_level", "GARDE_LOG_LEVEL", "info", "trace, debug, info, warn, error"},
       {"log_file", "GARDE_LOG_FILE", "(stderr only)", "also append JSON log lines to this file"},
-      {"keyring_watch_seconds", "GARDE_KEYRING_WATCH_SECONDS", "2", "how often the keyring file is checked for a rotation"},
-      {"pkcs11_module", "GARDE_PKCS11_MODULE", "(none: no token)", "PKCS#11 module holding the root keys: a p11-kit module name (softhsm2) or a path"},
+      {"keyring_watch_seconds", "GARDE_KEYRING_WATCH_SECONDS", "2",
+       "how often the keyring file is checked for a rotation"},
+      {"pkcs11_module", "GARDE_PKCS11_MODULE", "(none: no token)",
+       "PKCS#11 module holding the root keys: a p11-kit module name (softhsm2) or a path"},
       {"pkcs11_token", "GARDE_PKCS11_TOKEN", "garde", "label of the PKCS#11 token"},
-      {"pkcs11_pin_file", "GARDE_PKCS11_PIN_FILE", "(the credential garde-pkcs11-pin)", "file (mode 0600, outside the data directory) holding the token's user PIN"},
-      {"pkcs11_cache_keys", "GARDE_PKCS11_CACHE_KEYS", "65536", "data keys kept opened in secret memory (0: every read asks the token)"},
-      {"pkcs11_cache_seconds", "GARDE_PKCS11_CACHE_SECONDS", "300", "how long an opened data key is kept"},
-      {"public_url", "GARDE_PUBLIC_URL", "http://<listen>", "base URL of subject links (preference centre, unsubscribe)"},
-      {"audit_origin", "GARDE_AUDIT_ORIGIN", "garde/<key id>", "origin line of signed audit checkpoints"},
-      {"audit_checkpoint_every", "GARDE_AUDIT_CHECKPOINT_EVERY", "1000", "sign a tree head after this many new audit entries"},
-      {"audit_checkpoint_seconds", "GARDE_AUDIT_CHECKPOINT_SECONDS", "60", "or this many seconds after the last checkpoint"},
-      {"dsr_jurisdictions", "GARDE_DSR_JURISDICTIONS", "gdpr=P1M+P2M,uk_gdpr=P1M+P2M,ccpa=P45D+P45D", "DSR deadline and longest extension per jurisdiction (ISO 8601 durations)"},
-      {"dsr_jurisdiction", "GARDE_DSR_JURISDICTION", "gdpr", "jurisdiction of a request that names none"},
-      {"backup_dir", "GARDE_BACKUP_DIR", "<data_dir>/backups", "where garde backup writes and finds backups"},
-      {"backup_interval", "GARDE_BACKUP_INTERVAL", "(none)", "serve makes a backup this often (ISO 8601 duration, at least PT1M), then prunes"},
+      {"pkcs11_pin_file", "GARDE_PKCS11_PIN_FILE", "(the credential garde-pkcs11-pin)",
+       "file (mode 0600, outside the data directory) holding the token's user PIN"},
+      {"pkcs11_cache_keys", "GARDE_PKCS11_CACHE_KEYS", "65536",
+       "data keys kept opened in secret memory (0: every read asks the token)"},
+      {"pkcs11_cache_seconds", "GARDE_PKCS11_CACHE_SECONDS", "300",
+       "how long an opened data key is kept"},
+      {"public_url", "GARDE_PUBLIC_URL", "http://<listen>",
+       "base URL of subject links (preference centre, unsubscribe)"},
+      {"audit_origin", "GARDE_AUDIT_ORIGIN", "garde/<key id>",
+       "origin line of signed audit checkpoints"},
+      {"audit_checkpoint_every", "GARDE_AUDIT_CHECKPOINT_EVERY", "1000",
+       "sign a tree head after this many new audit entries"},
+      {"audit_checkpoint_seconds", "GARDE_AUDIT_CHECKPOINT_SECONDS", "60",
+       "or this many seconds after the last checkpoint"},
+      {"dsr_jurisdictions", "GARDE_DSR_JURISDICTIONS",
+       "gdpr=P1M+P2M,uk_gdpr=P1M+P2M,ccpa=P45D+P45D",
+       "DSR deadline and longest extension per jurisdiction (ISO 8601 durations)"},
+      {"dsr_jurisdiction", "GARDE_DSR_JURISDICTION", "gdpr",
+       "jurisdiction of a request that names none"},
+      {"backup_dir", "GARDE_BACKUP_DIR", "<data_dir>/backups",
+       "where garde backup writes and finds backups"},
+      {"backup_interval", "GARDE_BACKUP_INTERVAL", "(none)",
+       "serve makes a backup this often (ISO 8601 duration, at least PT1M), then prunes"},
       {"backup_keep_last", "GARDE_BACKUP_KEEP_LAST", "7", "prune keeps the newest N backups ..."},
-      {"backup_keep_daily", "GARDE_BACKUP_KEEP_DAILY", "7", "... and the newest of each of the last N days with one ..."},
+      {"backup_keep_daily", "GARDE_BACKUP_KEEP_DAILY", "7",
+       "... and the newest of each of the last N days with one ..."},
       {"backup_keep_weekly", "GARDE_BACKUP_KEEP_WEEKLY", "4", "... of the last N ISO weeks ..."},
       {"backup_keep_monthly", "GARDE_BACKUP_KEEP_MONTHLY", "6", "... and of the last N months"},
-      {"retention_interval", "GARDE_RETENTION_INTERVAL", "P1D", "serve runs the retention sweep this often (ISO 8601 duration; none: never)"},
-      {"request_due_warning", "GARDE_REQUEST_DUE_WARNING", "P7D", "the sweep raises request.due_soon this long before a request's deadline"},
-      {"merge_revert_period", "GARDE_MERGE_REVERT_PERIOD", "P30D", "a merge can be reverted this long; then the sweep completes it (the merged record's data destroyed)"},
-      {"webhooks_file", "GARDE_WEBHOOKS_FILE", "(none)", "YAML file of webhook endpoints (recipients told of erasures, rectifications, consent changes)"},
-      {"default_language", "GARDE_DEFAULT_LANGUAGE", "en", "language of customer pages and messages when neither the subject's language field nor the browser names one the policies have"},
-      {"smtp_host", "GARDE_SMTP_HOST", "(none: no e-mail)", "SMTP server for messages to customers (request notices, confirmations)"},
+      {"retention_interval", "GARDE_RETENTION_INTERVAL", "P1D",
+       "serve runs the retention sweep this often (ISO 8601 duration; none: never)"},
+      {"request_due_warning", "GARDE_REQUEST_DUE_WARNING", "P7D",
+       "the sweep raises request.due_soon this long before a request's deadline"},
+      {"merge_revert_period", "GARDE_MERGE_REVERT_PERIOD", "P30D",
+       "a merge can be reverted this long; then the sweep completes it (the merged record's data "
+       "destroyed)"},
+      {"webhooks_file", "GARDE_WEBHOOKS_FILE", "(none)",
+       "YAML file of webhook endpoints (recipients told of erasures, rectifications, consent "
+       "changes)"},
+      {"default_language", "GARDE_DEFAULT_LANGUAGE", "en",
+       "language of customer pages and messages when neither the subject's language field nor the "
+       "browser names one the policies have"},
+      {"smtp_host", "GARDE_SMTP_HOST", "(none: no e-mail)",
+       "SMTP server for messages to customers (request notices, confirmations)"},
       {"smtp_port", "GARDE_SMTP_PORT", "587", "its port"},
-      {"smtp_tls", "GARDE_SMTP_TLS", "starttls", "starttls (required, certificate verified) or none (a relay on localhost)"},
-      {"smtp_ca_file", "GARDE_SMTP_CA_FILE", "(the system's CAs)", "PEM file of the CAs that vouch for the SMTP server's certificate (a private relay)"},
-      {"smtp_user", "GARDE_SMTP_USER", "(none)", "user to authenticate as (AUTH PLAIN); none: no authentication"},
-      {"smtp_password_file", "GARDE_SMTP_PASSWORD_FILE", "(none)", "file holding the SMTP password (or set GARDE_SMTP_PASSWORD)"},
-      {"mail_from", "GARDE_MAIL_FROM", "(required with smtp_host)", "address messages come from; the display name is the controller's"},
-      {"mail_max_age", "GARDE_MAIL_MAX_AGE", "P3D", "a message not accepted by the SMTP server within this long is failed (officers see it)"},
-      {"mail_first_retry", "GARDE_MAIL_FIRST_RETRY", "PT30S", "first retry delay; it doubles (with jitter) up to an hour"},
-      {"test_clock_offset", "GARDE_TEST_CLOCK_OFFSET", "0", "tests only: seconds added to the service's clock (logged as a warning)"},
-      {"api_key_cache_seconds", "GARDE_API_KEY_CACHE_SECONDS", "2", "how long a verified API key is remembered (revocation delay; 0 disables)"},
+      {"smtp_tls", "GARDE_SMTP_TLS", "starttls",
+       "starttls (required, certificate verified) or none (a relay on localhost)"},
+      {"smtp_ca_file", "GARDE_SMTP_CA_FILE", "(the system's CAs)",
+       "PEM file of the CAs that vouch for the SMTP server's certificate (a private relay)"},
+      {"smtp_user", "GARDE_SMTP_USER", "(none)",
+       "user to authenticate as (AUTH PLAIN); none: no authentication"},
+      {"smtp_password_file", "GARDE_SMTP_PASSWORD_FILE", "(none)",
+       "file holding the SMTP password (or set GARDE_SMTP_PASSWORD)"},
+      {"mail_from", "GARDE_MAIL_FROM", "(required with smtp_host)",
+       "address messages come from; the display name is the controller's"},
+      {"mail_max_age", "GARDE_MAIL_MAX_AGE", "P3D",
+       "a message not accepted by the SMTP server within this long is failed (officers see it)"},
+      {"mail_first_retry", "GARDE_MAIL_FIRST_RETRY", "PT30S",
+       "first retry delay; it doubles (with jitter) up to an hour"},
+      {"test_clock_offset", "GARDE_TEST_CLOCK_OFFSET", "0",
+       "tests only: seconds added to the service's clock (logged as a warning)"},
+      {"api_key_cache_seconds", "GARDE_API_KEY_CACHE_SECONDS", "2",
+       "how long a verified API key is remembered (revocation delay; 0 disables)"},
   };
   return kOptions;
 }
@@ -132,7 +185,8 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
   if (!config_file.empty()) {
     try {
       YAML::Node root = YAML::LoadFile(config_file);
-      if (!root.IsMap()) return Unprocessable("config file " + config_file + ": expected a mapping");
+      if (!root.IsMap())
+        return Unprocessable("config file " + config_file + ": expected a mapping");
       for (const auto& kv : root) {
         const std::string key = Canonical(kv.first.as<std::string>(""));
         bool known = false;
@@ -168,8 +222,8 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
     if (it == values.end()) return;
     int64_t v;
     if (!ParseInt(it->second, lo, hi, &v)) {
-      bad.AddError(name, "must be a whole number from " + std::to_string(lo) + " to " +
-                             std::to_string(hi));
+      bad.AddError(
+          name, "must be a whole number from " + std::to_string(lo) + " to " + std::to_string(hi));
       return;
     }
     *field = static_cast<std::remove_reference_t<decltype(*field)>>(v);
@@ -361,7 +415,8 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
     const size_t at = c.mail_from.find('@');
     if (at == std::string::npos || at == 0 || at + 1 == c.mail_from.size() ||
         c.mail_from.find_first_of(" <>\r\n\",") != std::string::npos) {
-      bad.AddError("mail_from", "must be a plain address (notices@example.com) when smtp_host is set");
+      bad.AddError("mail_from",
+                   "must be a plain address (notices@example.com) when smtp_host is set");
     }
   }
   // Durations, at least `minimum` seconds, kept in `unit`s of a second's fraction.

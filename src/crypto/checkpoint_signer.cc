@@ -116,9 +116,8 @@ Result<SignedHead> ParseCheckpoint(const std::string& note, const PublicKey& key
     if (!blob || blob->size() != 68 || !std::equal(id.begin(), id.end(), blob->begin())) {
       continue;  // another key's signature
     }
-    if (crypto_sign_verify_detached(blob->data() + 4,
-                                    reinterpret_cast<const uint8_t*>(body.data()), body.size(),
-                                    key.data()) == 0) {
+    if (crypto_sign_verify_detached(blob->data() + 4, reinterpret_cast<const uint8_t*>(body.data()),
+                                    body.size(), key.data()) == 0) {
       return head;
     }
     return PermissionDenied("checkpoint: signature does not verify");

@@ -37,9 +37,9 @@ Bytes Seal(const uint8_t* key, uint8_t format, const std::string& ad, const uint
   out[0] = format;
   randombytes_buf(out.data() + 1, kNonce);
   unsigned long long clen = 0;
-  crypto_aead_xchacha20poly1305_ietf_encrypt(
-      out.data() + 1 + kNonce, &clen, msg, len, reinterpret_cast<const uint8_t*>(ad.data()),
-      ad.size(), nullptr, out.data() + 1, key);
+  crypto_aead_xchacha20poly1305_ietf_encrypt(out.data() + 1 + kNonce, &clen, msg, len,
+                                             reinterpret_cast<const uint8_t*>(ad.data()), ad.size(),
+                                             nullptr, out.data() + 1, key);
   return out;
 }
 
@@ -105,9 +105,9 @@ Status UnwrapDataKey(const Keyring& ring, uint32_t version, std::string_view sub
                      const Bytes& wrapped, ScopedKey* dek) {
   if (const std::string* label = ring.TokenKey(version)) {
     if (wrapped.empty() || wrapped[0] != kTokenWrapFormat) return Damaged("data key");
-    Status s = ring.token()->Open(*label, WrapAd(subject_id, version),
-                                  std::span<const uint8_t>(wrapped).subspan(1), dek->data(),
-                                  kKeyBytes);
+    Status s =
+        ring.token()->Open(*label, WrapAd(subject_id, version),
+                           std::span<const uint8_t>(wrapped).subspan(1), dek->data(), kKeyBytes);
     if (s.code() == Code::kDamaged) return Damaged("data key fails authentication");
     return s;
   }

@@ -7,7 +7,8 @@
 namespace garde {
 
 Bytes KeyedHash::Digest(std::string_view message, size_t out_len) const {
-  Bytes out(std::clamp<size_t>(out_len, crypto_generichash_BYTES_MIN, crypto_generichash_BYTES_MAX));
+  Bytes out(
+      std::clamp<size_t>(out_len, crypto_generichash_BYTES_MIN, crypto_generichash_BYTES_MAX));
   crypto_generichash(out.data(), out.size(), reinterpret_cast<const uint8_t*>(message.data()),
                      message.size(), key_.data(), kKeyBytes);
   return out;
@@ -27,8 +28,7 @@ const SecretKey& BlindIndex::FieldKey(std::string_view field) const {
   return field_keys_.emplace(std::string(field), SecretKey::FromBytes(k.data())).first->second;
 }
 
-Bytes BlindIndex::Digest(std::string_view field, std::string_view normalised,
-                         size_t bytes) const {
+Bytes BlindIndex::Digest(std::string_view field, std::string_view normalised, size_t bytes) const {
   const SecretKey& key = FieldKey(field);
   uint8_t full[crypto_generichash_BYTES];
   crypto_generichash(full, sizeof full, reinterpret_cast<const uint8_t*>(normalised.data()),

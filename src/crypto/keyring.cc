@@ -58,7 +58,7 @@ struct KeyringFile {
     std::unique_ptr<SecretBuffer> key;  // null once retired
   };
   std::map<uint32_t, Version> versions;
-  bool sealed = false;  // read from, and written back to, the sealed form
+  bool sealed = false;     // read from, and written back to, the sealed form
   std::string token_name;  // the PKCS#11 token's label, when a version lives on one
   Bytes master_box;        // the master key as sealed by the token key of version master_by
   uint32_t master_by = 0;
@@ -236,8 +236,8 @@ class KeyringReader {
   }
 
   void Space() {
-    while (pos_ < t_.size() && (t_[pos_] == ' ' || t_[pos_] == '\n' || t_[pos_] == '\r' ||
-                                t_[pos_] == '\t')) {
+    while (pos_ < t_.size() &&
+           (t_[pos_] == ' ' || t_[pos_] == '\n' || t_[pos_] == '\r' || t_[pos_] == '\t')) {
       ++pos_;
     }
   }
@@ -304,7 +304,8 @@ Result<std::unique_ptr<SecretBuffer>> OpenSealed(const std::string& path, std::s
     sodium_memzero(typed.data(), typed.size());
   }
   if (!Passphrase()) {
-    return Unavailable("keyring " + path + " is sealed under a passphrase: give it with "
+    return Unavailable("keyring " + path +
+                       " is sealed under a passphrase: give it with "
                        "--passphrase-fd N, the systemd credential garde-keyring-passphrase, or "
                        "at the terminal's prompt");
   }
@@ -337,8 +338,8 @@ Result<std::unique_ptr<SecretBuffer>> OpenSealed(const std::string& path, std::s
   }
   std::vector<uint8_t> box(lines[2].size());
   size_t box_len = 0;
-  if (sodium_base642bin(box.data(), box.size(), lines[2].data(), lines[2].size(), nullptr,
-                        &box_len, nullptr, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+  if (sodium_base642bin(box.data(), box.size(), lines[2].data(), lines[2].size(), nullptr, &box_len,
+                        nullptr, sodium_base64_VARIANT_ORIGINAL) != 0 ||
       box_len < crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES) {
     return bad;
   }
@@ -500,16 +501,22 @@ Status WriteKeyringFile(const std::string& path, const KeyringFile& kf, bool exc
     auto box = token.value()->Seal(current.token_key, MasterAd(kf.current),
                                    {kf.master.data(), kf.master.size()});
     if (!box.ok()) return box.status();
-    text.Add("\"master_sealed\":\"").Add(Base64Encode(box->data(), box->size()))
-        .Add("\",\"master_by\":").Add(std::to_string(kf.current)).Add(",");
+    text.Add("\"master_sealed\":\"")
+        .Add(Base64Encode(box->data(), box->size()))
+        .Add("\",\"master_by\":")
+        .Add(std::to_string(kf.current))
+        .Add(",");
     for (const OtherSecret& o : kOtherSecrets) {
       const SecretBuffer* secret = to_write(o);
       if (secret == nullptr) continue;
       auto sealed = token.value()->Seal(current.token_key, SecretAd(o.name, kf.current),
                                         {secret->data(), secret->size()});
       if (!sealed.ok()) return sealed.status();
-      text.Add("\"").Add(o.name).Add("_sealed\":\"")
-          .Add(Base64Encode(sealed->data(), sealed->size())).Add("\",");
+      text.Add("\"")
+          .Add(o.name)
+          .Add("_sealed\":\"")
+          .Add(Base64Encode(sealed->data(), sealed->size()))
+          .Add("\",");
     }
   } else {
     text.Add("\"master\":\"").Base64(kf.master).Add("\",");
@@ -530,8 +537,12 @@ Status WriteKeyringFile(const std::string& path, const KeyringFile& kf, bool exc
   text.Add("\"current\":").Add(std::to_string(kf.current)).Add(",\"versions\":[");
   bool first = true;
   for (const auto& [v, ver] : kf.versions) {
-    text.Add(first ? "" : ",").Add("{\"version\":").Add(std::to_string(v))
-        .Add(",\"created_at\":\"").Add(ver.info.created_at).Add("\"");
+    text.Add(first ? "" : ",")
+        .Add("{\"version\":")
+        .Add(std::to_string(v))
+        .Add(",\"created_at\":\"")
+        .Add(ver.info.created_at)
+        .Add("\"");
     first = false;
     if (!ver.info.token_key.empty()) {
       text.Add(",\"pkcs11\":\"").Add(ver.info.token_key).Add("\"}");
@@ -612,8 +623,9 @@ Result<KeyringFile::Version> NewVersion(const std::string& path, KeyringFile* kf
   auto token = KeyringToken();
   if (!token.ok()) {
     return token.status().code() == Code::kNotFound
-               ? Unavailable("a root key on a PKCS#11 token needs pkcs11_module, pkcs11_token "
-                             "and the token's PIN")
+               ? Unavailable(
+                     "a root key on a PKCS#11 token needs pkcs11_module, pkcs11_token "
+                     "and the token's PIN")
                : token.status();
   }
   const std::string& name = token.value()->settings().token;
@@ -655,9 +667,8 @@ Result<std::shared_ptr<Pkcs11Token>> KeyringToken() {
   std::lock_guard<std::mutex> lock(t.mu);
   if (t.token) return t.token;
   if (!t.settings) return NotFound("no PKCS#11 token is configured");
-  auto token = Pkcs11Token::Connect(*t.settings, std::string_view(reinterpret_cast<const char*>(
-                                                                      t.pin->data()),
-                                                                  t.pin_size));
+  auto token = Pkcs11Token::Connect(
+      *t.settings, std::string_view(reinterpret_cast<const char*>(t.pin->data()), t.pin_size));
   if (!token.ok()) return token.status();
   t.token = token.value();
   return t.token;
@@ -696,8 +707,9 @@ Status Keyring::Reseal(const std::string& path, bool seal) {
   KeyringFile kf;
   GARDE_RETURN_IF_ERROR(ReadKeyringFile(path, &kf));
   if (seal && !HasKeyringPassphrase()) {
-    return Unavailable("sealing the keyring needs a passphrase (--passphrase-fd N, the systemd "
-                       "credential garde-keyring-passphrase, or the terminal's prompt)");
+    return Unavailable(
+        "sealing the keyring needs a passphrase (--passphrase-fd N, the systemd "
+        "credential garde-keyring-passphrase, or the terminal's prompt)");
   }
   kf.sealed = seal;
   return WriteKeyringFile(path, kf, /*exclusive=*/false);
@@ -749,9 +761,9 @@ Result<uint32_t> Keyring::AddVersion(const std::string& path, RootHome home) {
   KeyringFile kf;
   GARDE_RETURN_IF_ERROR(ReadKeyringFile(path, &kf));
   const uint32_t next = kf.versions.rbegin()->first + 1;
-  const bool on_token = home == RootHome::kToken ||
-                        (home == RootHome::kSameAsCurrent &&
-                         !kf.versions.at(kf.current).info.token_key.empty());
+  const bool on_token =
+      home == RootHome::kToken ||
+      (home == RootHome::kSameAsCurrent && !kf.versions.at(kf.current).info.token_key.empty());
   auto v = NewVersion(path, &kf, next, on_token);
   if (!v.ok()) return v.status();
   kf.versions[next] = std::move(v.value());
@@ -857,8 +869,8 @@ Status Keyring::RetireMaster(const std::string& path, int64_t links_until) {
   // Links sent before the rotation keep working until they expire: only the link-token key
   // of the old master stays, the master itself is erased.
   kf.link_key = std::make_unique<SecretBuffer>(kKeyBytes);
-  const SecretKey links = DeriveFrom(SecretKey::FromBytes(kf.previous->data()),
-                                     KeyContext::kSubjectToken);
+  const SecretKey links =
+      DeriveFrom(SecretKey::FromBytes(kf.previous->data()), KeyContext::kSubjectToken);
   std::memcpy(kf.link_key->data(), links.data(), kKeyBytes);
   kf.link_key_until = FormatRfc3339(links_until);
   kf.previous.reset();  // sodium_free wipes it

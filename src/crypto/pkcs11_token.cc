@@ -43,19 +43,20 @@ bool TokenGone(CK_RV rv) {
     case CKR_USER_NOT_LOGGED_IN:
     case CKR_SLOT_ID_INVALID:
     case CKR_FUNCTION_FAILED:
-    case CKR_KEY_HANDLE_INVALID:     // the token lost the key (its store went away)
-    case CKR_OBJECT_HANDLE_INVALID:
-      return true;
-    default:
-      return false;
+    case CKR_KEY_HANDLE_INVALID:  // the token lost the key (its store went away)
+    case CKR_OBJECT_HANDLE_INVALID: return true;
+    default: return false;
   }
 }
 
 // AES-GCM with a 96-bit IV, a 128-bit tag, and `aad` bound in. The token reads, never
 // writes, the buffers.
 CK_GCM_PARAMS Gcm(const uint8_t* iv, std::string_view aad) {
-  return {const_cast<uint8_t*>(iv), kIvBytes, kIvBytes * 8,
-          reinterpret_cast<unsigned char*>(const_cast<char*>(aad.data())), aad.size(),
+  return {const_cast<uint8_t*>(iv),
+          kIvBytes,
+          kIvBytes * 8,
+          reinterpret_cast<unsigned char*>(const_cast<char*>(aad.data())),
+          aad.size(),
           kTagBytes * 8};
 }
 
@@ -93,7 +94,9 @@ Result<std::string> ModuleFile(const std::string& module) {
 class OpenedKeyCache {
  public:
   OpenedKeyCache(size_t entries, std::chrono::seconds ttl)
-      : entries_(entries), ttl_(ttl), arena_(entries == 0 ? 1 : entries * kMaxSecret),
+      : entries_(entries),
+        ttl_(ttl),
+        arena_(entries == 0 ? 1 : entries * kMaxSecret),
         owners_(entries) {}
 
   using Digest = std::array<uint8_t, 16>;
@@ -146,7 +149,9 @@ class OpenedKeyCache {
   }
 
  private:
-  static std::string Key(const Digest& d) { return {reinterpret_cast<const char*>(d.data()), d.size()}; }
+  static std::string Key(const Digest& d) {
+    return {reinterpret_cast<const char*>(d.data()), d.size()};
+  }
   void Wipe(size_t slot) {
     sodium_memzero(arena_.data() + slot * kMaxSecret, kMaxSecret);
     owners_[slot].clear();
@@ -169,7 +174,8 @@ class OpenedKeyCache {
 
 struct Pkcs11Token::Impl {
   Impl(const Pkcs11Settings& s, std::string_view pin_text)
-      : pin(pin_text.empty() ? 1 : pin_text.size()), pin_size(pin_text.size()),
+      : pin(pin_text.empty() ? 1 : pin_text.size()),
+        pin_size(pin_text.size()),
         cache(s.cache_entries, s.cache_ttl) {
     std::memcpy(pin.data(), pin_text.data(), pin_text.size());
   }
@@ -266,8 +272,10 @@ struct Pkcs11Token::Impl {
         if (!s.ok()) {
           up = false;
           return s.code() == Code::kPermissionDenied ? s
-                                                     : Unavailable("the PKCS#11 token is "
-                                                                   "unavailable: " + s.message());
+                                                     : Unavailable(
+                                                           "the PKCS#11 token is "
+                                                           "unavailable: " +
+                                                           s.message());
         }
       }
       if (!idle.empty()) {
@@ -397,22 +405,16 @@ Status Pkcs11Token::Generate(const std::string& label) {
   CK_ULONG len = 32;
   CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
   CK_ATTRIBUTE tmpl[] = {
-      {CKA_CLASS, &cls, sizeof cls},
-      {CKA_KEY_TYPE, &type, sizeof type},
-      {CKA_VALUE_LEN, &len, sizeof len},
-      {CKA_TOKEN, &yes, sizeof yes},
-      {CKA_PRIVATE, &yes, sizeof yes},
-      {CKA_SENSITIVE, &yes, sizeof yes},
-      {CKA_EXTRACTABLE, &no, sizeof no},
-      {CKA_ENCRYPT, &yes, sizeof yes},
-      {CKA_DECRYPT, &yes, sizeof yes},
-      {CKA_WRAP, &no, sizeof no},
-      {CKA_UNWRAP, &no, sizeof no},
-      {CKA_LABEL, const_cast<char*>(label.data()), label.size()},
+      {CKA_CLASS, &cls, sizeof cls},     {CKA_KEY_TYPE, &type, sizeof type},
+      {CKA_VALUE_LEN, &len, sizeof len}, {CKA_TOKEN, &yes, sizeof yes},
+      {CKA_PRIVATE, &yes, sizeof yes},   {CKA_SENSITIVE, &yes, sizeof yes},
+      {CKA_EXTRACTABLE, &no, sizeof no}, {CKA_ENCRYPT, &yes, sizeof yes},
+      {CKA_DECRYPT, &yes, sizeof yes},   {CKA_WRAP, &no, sizeof no},
+      {CKA_UNWRAP, &no, sizeof no},      {CKA_LABEL, const_cast<char*>(label.data()), label.size()},
   };
   CK_OBJECT_HANDLE key = 0;
-  const CK_RV rv = impl_->fn->C_GenerateKey(lease->session, &mech, tmpl,
-                                            sizeof tmpl / sizeof tmpl[0], &key);
+  const CK_RV rv =
+      impl_->fn->C_GenerateKey(lease->session, &mech, tmpl, sizeof tmpl / sizeof tmpl[0], &key);
   if (rv != CKR_OK) return impl_->Failure(lease.value(), rv, "key generation");
   return Status::Ok();
 }

@@ -70,9 +70,9 @@ Status SealedSpool::WriteChunk(unsigned char tag) {
   auto* out = reinterpret_cast<unsigned char*>(sealed.data());
   const auto length = static_cast<uint32_t>(plain_.size() + kAbytes);
   for (int i = 0; i < 4; ++i) out[i] = static_cast<unsigned char>(length >> (8 * i));
-  crypto_secretstream_xchacha20poly1305_push(
-      &state_, out + 4, nullptr, reinterpret_cast<const unsigned char*>(plain_.data()),
-      plain_.size(), nullptr, 0, tag);
+  crypto_secretstream_xchacha20poly1305_push(&state_, out + 4, nullptr,
+                                             reinterpret_cast<const unsigned char*>(plain_.data()),
+                                             plain_.size(), nullptr, 0, tag);
   sodium_memzero(plain_.data(), plain_.size());
   plain_.clear();
   GARDE_RETURN_IF_ERROR(WriteAll(fd_, out, sealed.size(), file_end_));
@@ -119,7 +119,8 @@ Status SealedSpool::NextChunk() {
   GARDE_RETURN_IF_ERROR(ReadAll(fd_, prefix, sizeof prefix, read_at_));
   uint32_t length = 0;
   for (int i = 0; i < 4; ++i) length |= static_cast<uint32_t>(prefix[i]) << (8 * i);
-  if (length < kAbytes || length > kChunk + kAbytes) return Damaged("the upload on disk is damaged");
+  if (length < kAbytes || length > kChunk + kAbytes)
+    return Damaged("the upload on disk is damaged");
   std::string sealed(length, '\0');
   auto* in = reinterpret_cast<unsigned char*>(sealed.data());
   GARDE_RETURN_IF_ERROR(ReadAll(fd_, in, length, read_at_ + 4));
@@ -127,9 +128,9 @@ Status SealedSpool::NextChunk() {
   plain_.resize(length - kAbytes);
   unsigned long long n = 0;
   unsigned char tag = 0;
-  if (crypto_secretstream_xchacha20poly1305_pull(
-          &state_, reinterpret_cast<unsigned char*>(plain_.data()), &n, &tag, in, length,
-          nullptr, 0) != 0) {
+  if (crypto_secretstream_xchacha20poly1305_pull(&state_,
+                                                 reinterpret_cast<unsigned char*>(plain_.data()),
+                                                 &n, &tag, in, length, nullptr, 0) != 0) {
     plain_.clear();
     return Damaged("the upload on disk is damaged");
   }

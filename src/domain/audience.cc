@@ -35,7 +35,8 @@ void Prepare(Predicate& p, const PolicySet& policies, const EntryStandard& stand
   }
   if (p.kind == Kind::kWithin) {
     if (spec->type != FieldType::kDate) problems->AddError(path, "within needs a date field");
-    if (!AddIsoDuration(0, p.duration)) problems->AddError(path, "within needs an ISO 8601 duration");
+    if (!AddIsoDuration(0, p.duration))
+      problems->AddError(path, "within needs an ISO 8601 duration");
     return;
   }
   if (p.kind == Kind::kPrefix) {
@@ -44,8 +45,8 @@ void Prepare(Predicate& p, const PolicySet& policies, const EntryStandard& stand
     }
     return;
   }
-  const bool range = p.kind == Kind::kGt || p.kind == Kind::kGte || p.kind == Kind::kLt ||
-                     p.kind == Kind::kLte;
+  const bool range =
+      p.kind == Kind::kGt || p.kind == Kind::kGte || p.kind == Kind::kLt || p.kind == Kind::kLte;
   if (range && spec->type != FieldType::kNumber && spec->type != FieldType::kDate) {
     problems->AddError(path, "ranges need a number or date field");
     return;
@@ -110,10 +111,8 @@ bool Eval(const BoundPredicate& b, size_t i) {
     case Kind::kAny:
       return std::any_of(b.children.begin(), b.children.end(),
                          [&](const BoundPredicate& c) { return Eval(c, i); });
-    case Kind::kNot:
-      return !b.children.empty() && !Eval(b.children[0], i);
-    default:
-      break;
+    case Kind::kNot: return !b.children.empty() && !Eval(b.children[0], i);
+    default: break;
   }
   if (b.column == nullptr) return false;
   const FieldValue& v = (*b.column)[i];
@@ -140,14 +139,20 @@ AudienceBuilder::AudienceBuilder(Store& store, SubjectVault& vault, ConsentLedge
                                  const PolicyHolder& policies, const EntryStandard& standard,
                                  AccessJournal& journal, const Clock& clock, size_t kept_subjects,
                                  std::unique_ptr<SealedSnapshot> snapshot)
-    : store_(store), vault_(vault), ledger_(ledger), policies_(policies), standard_(standard),
-      journal_(journal), clock_(clock),
-      index_(store,
-             [&vault](const SubjectRow& row, const std::vector<SealedField>& sealed,
-                      const std::set<std::string>& fields) {
-               return vault.OpenFields(row, sealed, fields);
-             },
-             kept_subjects),
+    : store_(store),
+      vault_(vault),
+      ledger_(ledger),
+      policies_(policies),
+      standard_(standard),
+      journal_(journal),
+      clock_(clock),
+      index_(
+          store,
+          [&vault](const SubjectRow& row, const std::vector<SealedField>& sealed,
+                   const std::set<std::string>& fields) {
+            return vault.OpenFields(row, sealed, fields);
+          },
+          kept_subjects),
       snapshot_(std::move(snapshot)) {}
 
 namespace {
@@ -156,12 +161,14 @@ namespace {
 void LogSnapshotStep(const std::string& step, const Result<bool>& done, size_t subjects,
                      std::chrono::steady_clock::time_point started) {
   if (!done.ok()) {
-    LogLine(spdlog::level::warn, "audience snapshot not " + step).Str("error", done.status().message());
+    LogLine(spdlog::level::warn, "audience snapshot not " + step)
+        .Str("error", done.status().message());
   } else if (done.value()) {
     LogLine(spdlog::level::info, "audience snapshot " + step)
         .Int("subjects", static_cast<int64_t>(subjects))
         .Int("ms", std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::steady_clock::now() - started).count());
+                       std::chrono::steady_clock::now() - started)
+                       .count());
   }
 }
 
@@ -180,7 +187,8 @@ void AudienceBuilder::SaveSnapshot() {
     MutexLock lock(&mu_);
     auto taken = index_.TakeCapture();
     if (!taken.ok()) {
-      LogLine(spdlog::level::warn, "audience snapshot not written").Str("error", taken.status().message());
+      LogLine(spdlog::level::warn, "audience snapshot not written")
+          .Str("error", taken.status().message());
       return;
     }
     content = std::move(taken).value();
@@ -210,7 +218,7 @@ void AudienceBuilder::WarmUp() {
 }
 
 Result<FieldMap> AudienceBuilder::OpenFromVault(ReadTx& tx, const std::string& id,
-                                               const std::set<std::string>& fields) const {
+                                                const std::set<std::string>& fields) const {
   auto row = tx.GetSubject(id);
   if (!row.ok()) return row.status();
   if (!row.value() || row.value()->status != "active") return NotFound("no such active subject");
@@ -242,8 +250,8 @@ Status AudienceBuilder::Evaluate(const Scan& scan, size_t begin, size_t end, Aud
         facts = read.value();
         index_.AttachFacts(i, std::move(read).value());
       }
-      const auto decision = ConsentLedger::DecideFrom(facts.get(), scan.policies, id,
-                                                      scan.purpose, scan.channel, scan.now);
+      const auto decision = ConsentLedger::DecideFrom(facts.get(), scan.policies, id, scan.purpose,
+                                                      scan.channel, scan.now);
       if (!decision.decision.allowed) continue;
       AudienceMember m{id, {}};
       if (!scan.output_only.empty()) {
@@ -254,7 +262,7 @@ Status AudienceBuilder::Evaluate(const Scan& scan, size_t begin, size_t end, Aud
           more = OpenFromVault(tx, id, scan.output_only);  // its key was re-wrapped since
         }
         if (!more.ok()) {
-          if (more.status().code() == Code::kDamaged) continue;  // never in a campaign
+          if (more.status().code() == Code::kDamaged) continue;   // never in a campaign
           if (more.status().code() == Code::kNotFound) continue;  // changed meanwhile
           return more.status();
         }
@@ -277,17 +285,17 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
   Status problems(Code::kUnprocessable, "the audience request is not valid");
   const Purpose* purpose = policies->FindPurpose(in.purpose);
   if (purpose == nullptr ||
-      std::find(activity.value()->purposes.begin(), activity.value()->purposes.end(),
-                in.purpose) == activity.value()->purposes.end()) {
+      std::find(activity.value()->purposes.begin(), activity.value()->purposes.end(), in.purpose) ==
+          activity.value()->purposes.end()) {
     problems.AddError("purpose", "must be one of the activity's purposes");
-  } else if (!in.channel.empty() &&
-             std::find(purpose->channels.begin(), purpose->channels.end(), in.channel) ==
-                 purpose->channels.end()) {
+  } else if (!in.channel.empty() && std::find(purpose->channels.begin(), purpose->channels.end(),
+                                              in.channel) == purpose->channels.end()) {
     problems.AddError("channel", "is not a channel of " + in.purpose);
   }
   Audience out;
   out.fields = in.fields;
-  if (out.fields.empty()) out.fields.assign(activity.value()->fields.begin(), activity.value()->fields.end());
+  if (out.fields.empty())
+    out.fields.assign(activity.value()->fields.begin(), activity.value()->fields.end());
   for (const auto& f : out.fields) {
     if (activity.value()->fields.count(f) == 0) {
       problems.AddError("fields", "'" + f + "' is not declared by activity " + in.activity);
@@ -331,8 +339,10 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
   const auto evaluated = std::chrono::steady_clock::now();
   LogLine(spdlog::level::info, "audience built")
       .Int("subjects", static_cast<int64_t>(index_.size()))
-      .Int("refresh_ms", std::chrono::duration_cast<std::chrono::milliseconds>(refreshed - started).count())
-      .Int("evaluate_ms", std::chrono::duration_cast<std::chrono::milliseconds>(evaluated - refreshed).count());
+      .Int("refresh_ms",
+           std::chrono::duration_cast<std::chrono::milliseconds>(refreshed - started).count())
+      .Int("evaluate_ms",
+           std::chrono::duration_cast<std::chrono::milliseconds>(evaluated - refreshed).count());
   index_.Trim();
   kept_ = index_.size();
   if (snapshot_ != nullptr && index_.Unsaved()) {

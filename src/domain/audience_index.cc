@@ -1,15 +1,14 @@
 #include "garde/domain/audience_index.h"
 
 #include <sodium.h>
-
 #include <sys/mman.h>
 
 #include <algorithm>
-#include <cstring>
 #include <atomic>
+#include <cstring>
 #include <iterator>
-#include <mutex>
 #include <limits>
+#include <mutex>
 #include <thread>
 
 #include "garde/base/byte_codec.h"
@@ -51,7 +50,8 @@ class AudienceIndex::Arena {
   explicit Arena(size_t capacity) : capacity_(capacity) {
     if (capacity_ >= kHuge) {
       capacity_ = (capacity_ + kHuge - 1) / kHuge * kHuge;
-      void* p = ::mmap(nullptr, capacity_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      void* p =
+          ::mmap(nullptr, capacity_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       if (p != MAP_FAILED) {
         ::madvise(p, capacity_, MADV_HUGEPAGE);
         data_ = static_cast<char*>(p);
@@ -457,9 +457,10 @@ Status AudienceIndex::ScanInto(ReadTx& tx, const std::string& from, const std::s
     if (!rows.ok()) return rows.status();
     auto& page = rows.value();
     if (!before.empty()) {
-      page.erase(std::lower_bound(page.begin(), page.end(), before,
-                                  [](const SubjectRow& r, const std::string& id) { return r.id < id; }),
-                 page.end());
+      page.erase(
+          std::lower_bound(page.begin(), page.end(), before,
+                           [](const SubjectRow& r, const std::string& id) { return r.id < id; }),
+          page.end());
     }
     if (page.empty()) return Status::Ok();
     // The page's boxes in one pass over the fields table, matched to its rows in id order.
@@ -533,7 +534,7 @@ Status AudienceIndex::ApplyChanges(const std::vector<std::pair<int64_t, std::str
   Part fresh = Empty();  // the changed subjects still on file, as read now
   fresh.arena_block = kChangeBlock;
   std::vector<std::pair<size_t, bool>> targets;  // per fresh entry: its index, and if present
-  std::vector<size_t> removed;  // ascending
+  std::vector<size_t> removed;                   // ascending
   // A few thousand subjects per read transaction: one that lasts seconds keeps the WAL
   // from being checkpointed past its snapshot while writers go on. A subject read in a
   // later snapshot than the changes were listed in is only more current.
@@ -563,8 +564,8 @@ Status AudienceIndex::ApplyChanges(const std::vector<std::pair<int64_t, std::str
           if (!read.ok()) return read.status();
           facts = std::move(read).value();
         }
-        GARDE_RETURN_IF_ERROR(ReadOne(std::move(*row.value()), std::move(sealed).value(),
-                                      std::move(facts), &fresh));
+        GARDE_RETURN_IF_ERROR(
+            ReadOne(std::move(*row.value()), std::move(sealed).value(), std::move(facts), &fresh));
         targets.emplace_back(i, present);
       }
       return Status::Ok();
@@ -631,7 +632,8 @@ void AudienceIndex::Retire(size_t i) {
 void AudienceIndex::WipeRetired() {
   if (captures_ > 0) return;  // a snapshot being written may still read them
   // The arena is this index's own memory: its records are written once, then only wiped.
-  for (auto& [record, _] : retired_) sodium_memzero(const_cast<char*>(record.data()), record.size());
+  for (auto& [record, _] : retired_)
+    sodium_memzero(const_cast<char*>(record.data()), record.size());
   retired_.clear();
 }
 

@@ -31,8 +31,7 @@ Result<std::unique_ptr<AuditJournal>> AuditJournal::Create(FileSystem& fs, const
   const std::string path = dir + "/" + name;
   auto region = fs.CreateRegion(path, Padded(capacity), populate);
   if (!region.ok()) return Unavailable("audit journal: " + region.status().message());
-  return std::unique_ptr<AuditJournal>(
-      new AuditJournal(fs, path, name, std::move(region).value()));
+  return std::unique_ptr<AuditJournal>(new AuditJournal(fs, path, name, std::move(region).value()));
 }
 
 bool AuditJournal::Append(std::string_view text) {
@@ -45,8 +44,7 @@ bool AuditJournal::Append(std::string_view text) {
   return true;
 }
 
-int64_t AuditJournal::Read(int64_t from,
-                           const std::function<void(std::string_view)>& fn) const {
+int64_t AuditJournal::Read(int64_t from, const std::function<void(std::string_view)>& fn) const {
   int64_t at = Padded(from);
   while (at + kHeader <= capacity_) {
     const int64_t len = RecordLength(LoadHeader(base_ + at), capacity_ - at);

@@ -1,5 +1,7 @@
 #include "garde/domain/audit_log.h"
 
+#include <Poco/JSON/Parser.h>
+#include <sodium.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -10,9 +12,6 @@
 #include <shared_mutex>
 #include <string_view>
 #include <unordered_map>
-
-#include <Poco/JSON/Parser.h>
-#include <sodium.h>
 
 #include "garde/base/encoding.h"
 #include "garde/base/json_writer.h"
@@ -379,8 +378,8 @@ void ParseRecord(std::string_view text, std::vector<Incoming>& out) {
   const size_t tab2 = tab1 == std::string_view::npos ? tab1 : text.find('\t', tab1 + 1);
   if (tab2 == std::string_view::npos || text.substr(tab2 + 1, kTailStart.size()) != kTailStart ||
       text.back() != '}') {
-    LogLine(spdlog::level::err, "audit journal record skipped").Int("bytes",
-                                                                     static_cast<int64_t>(text.size()));
+    LogLine(spdlog::level::err, "audit journal record skipped")
+        .Int("bytes", static_cast<int64_t>(text.size()));
     return;
   }
   int64_t at_ns = 0;
@@ -390,8 +389,7 @@ void ParseRecord(std::string_view text, std::vector<Incoming>& out) {
 }
 
 // Reads a live journal's complete records from its recorded position; returns the new one.
-Result<int64_t> ReadJournal(WriteTx& tx, const AuditJournal& journal,
-                            std::vector<Incoming>& out) {
+Result<int64_t> ReadJournal(WriteTx& tx, const AuditJournal& journal, std::vector<Incoming>& out) {
   auto from = tx.JournalImportedTo(journal.name());
   if (!from.ok()) return from.status();
   return journal.Read(from.value(), [&](std::string_view text) { ParseRecord(text, out); });
@@ -544,7 +542,8 @@ Status AuditLog::Recover() {
     GARDE_RETURN_IF_ERROR(s);
     if (unread.code() == Code::kConflict) continue;
     if (!unread.ok() && unread.code() != Code::kNotFound) {
-      LogLine(spdlog::level::err, "audit journal left unread").Str("journal", name)
+      LogLine(spdlog::level::err, "audit journal left unread")
+          .Str("journal", name)
           .Str("error", unread.message());
       continue;  // kept for the next start
     }
@@ -707,8 +706,9 @@ Result<std::string> AuditLog::ActorCountsAt(ReadTx& tx, const std::optional<Chec
     if (signed_head.ok() && signed_head->actors) {
       auto parsed = ParseActorCounts(latest->actors);
       if (!parsed || ActorCountsDigest(latest->actors) != *signed_head->actors) {
-        return Damaged("the latest checkpoint's actor counts differ from those it signed "
-                       "(run garde audit verify)");
+        return Damaged(
+            "the latest checkpoint's actor counts differ from those it signed "
+            "(run garde audit verify)");
       }
       counts = std::move(*parsed);
       from = latest->size;
@@ -832,8 +832,7 @@ Result<std::vector<AuditRow>> AuditLog::QueryLogged(const AuditQuery& query) {
   return out;
 }
 
-Status AuditLog::Scan(uint64_t from, uint64_t to,
-                      const std::function<bool(const AuditRow&)>& fn) {
+Status AuditLog::Scan(uint64_t from, uint64_t to, const std::function<bool(const AuditRow&)>& fn) {
   GARDE_RETURN_IF_ERROR(FlushEverywhere());
   return log_.Read([&](ReadTx& tx) { return tx.ScanAudit(from, to, fn); });
 }

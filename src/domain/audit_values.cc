@@ -47,12 +47,10 @@ std::string AuditValues::Token(std::string_view value) const {
 
 bool AuditValues::IsCanonical(const Caller& caller, const AccessEvent& e) const {
   return TokenKept(caller.key_id) && TokenKept(caller.role) && TokenKept(caller.request_id) &&
-         TokenKept(caller.client) &&
-         TokenKept(e.action) && TokenKept(e.outcome) && SubjectKept(e.subject_id) &&
-         ActivityKept(e.activity) &&
-         std::all_of(e.fields.begin(), e.fields.end(), [](const std::string& f) {
-           return TokenKept(f);
-         });
+         TokenKept(caller.client) && TokenKept(e.action) && TokenKept(e.outcome) &&
+         SubjectKept(e.subject_id) && ActivityKept(e.activity) &&
+         std::all_of(e.fields.begin(), e.fields.end(),
+                     [](const std::string& f) { return TokenKept(f); });
 }
 
 Caller AuditValues::Canonical(const Caller& caller) const {

@@ -78,7 +78,7 @@ ConsentDecision Decide(const std::string& status, bool suppressed,
         d.since = latest->at;
         d.reason = latest->type == ConsentEventType::kWithdrawn ? "consent_withdrawn"
                    : latest->type == ConsentEventType::kRefused ? "consent_refused"
-                                                                 : "objected";
+                                                                : "objected";
       }
       return d;
     case LegalBasis::kLegitimateInterests:
@@ -86,9 +86,9 @@ ConsentDecision Decide(const std::string& status, bool suppressed,
                                 latest->type == ConsentEventType::kObjected ||
                                 latest->type == ConsentEventType::kRefused)) {
         d.since = latest->at;
-        d.reason = latest->type == ConsentEventType::kObjected ? "objected"
+        d.reason = latest->type == ConsentEventType::kObjected  ? "objected"
                    : latest->type == ConsentEventType::kRefused ? "consent_refused"
-                                                                 : "consent_withdrawn";
+                                                                : "consent_withdrawn";
         return d;
       }
       d.allowed = true;

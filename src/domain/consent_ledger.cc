@@ -14,10 +14,15 @@ namespace {
 // Art. 19 and downstream suppression: every consent event, told to the outbox.
 Status EmitConsentChanged(WriteTx& tx, const ConsentEventRow& e) {
   JsonWriter w;
-  w.BeginObject().String("subject", e.subject_id).String("purpose", e.purpose)
-      .StringOrNull("channel", e.channel).String("event", e.event)
-      .String("method", e.method).String("event_id", e.id)
-      .String("at", FormatRfc3339(e.at)).EndObject();
+  w.BeginObject()
+      .String("subject", e.subject_id)
+      .String("purpose", e.purpose)
+      .StringOrNull("channel", e.channel)
+      .String("event", e.event)
+      .String("method", e.method)
+      .String("event_id", e.id)
+      .String("at", FormatRfc3339(e.at))
+      .EndObject();
   return EmitEvent(tx, "consent.changed", w.Take(), e.at);
 }
 
@@ -43,12 +48,10 @@ bool IsChannelOf(const Purpose& p, const std::string& channel) {
 // Builds an event with its signed receipt (ISO/IEC TS 27560 / Kantara CR v1.1 fields,
 // Ed25519 over the exact receipt bytes, which travel base64url-encoded beside it).
 ConsentEventRow ConsentLedger::MakeEvent(const PolicySet& policies, const Purpose& purpose,
-                                         const std::string& subject_id,
-                                         const std::string& channel, ConsentEventType type,
-                                         const std::string& notice_version,
+                                         const std::string& subject_id, const std::string& channel,
+                                         ConsentEventType type, const std::string& notice_version,
                                          const std::string& method, const std::string& actor,
-                                         int64_t at, const std::string& id,
-                                         int64_t requested_at,
+                                         int64_t at, const std::string& id, int64_t requested_at,
                                          std::optional<int64_t> expires_at) const {
   ConsentEventRow e;
   e.id = id.empty() ? event_ids_.Next() : id;
@@ -71,8 +74,10 @@ ConsentEventRow ConsentLedger::MakeEvent(const PolicySet& policies, const Purpos
       .String("version", "garde-consent-receipt/1")
       .String("record_id", e.id)
       .String("subject", e.subject_id)
-      .BeginObject("controller").String("name", policies.controller_name())
-      .String("contact", policies.controller_contact()).EndObject()
+      .BeginObject("controller")
+      .String("name", policies.controller_name())
+      .String("contact", policies.controller_contact())
+      .EndObject()
       .String("purpose", e.purpose)
       .String("purpose_title", purpose.title)
       .StringOrNull("channel", e.channel)
@@ -95,8 +100,9 @@ ConsentEventRow ConsentLedger::MakeEvent(const PolicySet& policies, const Purpos
         .String("confirmed_at", FormatRfc3339(e.at))
         .EndObject();
   }
-  r.String("withdrawal_method", "the preference centre link in every message, one-click unsubscribe, or the "
-              "controller's contact above")
+  r.String("withdrawal_method",
+           "the preference centre link in every message, one-click unsubscribe, or the "
+           "controller's contact above")
       .EndObject();
   const std::string payload = r.Take();
   const auto sig = d_.signer.SignBytes(payload);
@@ -108,7 +114,8 @@ ConsentEventRow ConsentLedger::MakeEvent(const PolicySet& policies, const Purpos
       .String("key_id", d_.signer.key_id_hex())
       .String("signed", Base64UrlEncode(AsBytes(payload)))
       .String("value", Base64Encode(sig.data(), sig.size()))
-      .EndObject().EndObject();
+      .EndObject()
+      .EndObject();
   e.receipt = full.Take();
   return e;
 }
@@ -178,15 +185,17 @@ Result<ConsentEvent> ConsentLedger::Record(const Caller& caller, const std::stri
   }
   if (purpose != nullptr && type == ConsentEventType::kGranted &&
       purpose->legal_basis == LegalBasis::kConsent) {
-    const bool known = std::any_of(purpose->notices.begin(), purpose->notices.end(),
-                                   [&](const NoticeVersion& n) { return n.version == req.notice_version; });
+    const bool known =
+        std::any_of(purpose->notices.begin(), purpose->notices.end(),
+                    [&](const NoticeVersion& n) { return n.version == req.notice_version; });
     if (!known) {
       invalid.AddError("notice_version",
                        "consent must name the notice version shown (see GET /v1/purposes)");
     }
   } else if (purpose != nullptr && !req.notice_version.empty() &&
-             std::none_of(purpose->notices.begin(), purpose->notices.end(),
-                          [&](const NoticeVersion& n) { return n.version == req.notice_version; })) {
+             std::none_of(
+                 purpose->notices.begin(), purpose->notices.end(),
+                 [&](const NoticeVersion& n) { return n.version == req.notice_version; })) {
     invalid.AddError("notice_version", "is not a notice version of this purpose");
   }
   if (!invalid.errors().empty()) return invalid;
@@ -217,9 +226,8 @@ Result<ConsentEvent> ConsentLedger::Record(const Caller& caller, const std::stri
     if (!asked.ok()) return asked;
     return pending;
   }
-  const ConsentEventRow row_to_add =
-      MakeEvent(*policies, *purpose, subject_id, req.channel, type, req.notice_version,
-                req.method, caller.key_id, at);
+  const ConsentEventRow row_to_add = MakeEvent(*policies, *purpose, subject_id, req.channel, type,
+                                               req.notice_version, req.method, caller.key_id, at);
   ConsentEvent e = ConsentEventFromRow(row_to_add);
   TombstoneEntries kept;
   Status written = d_.store.WriteRerunnable([&](WriteTx& tx) -> Status {
@@ -237,9 +245,9 @@ Result<ConsentEvent> ConsentLedger::Record(const Caller& caller, const std::stri
       GARDE_RETURN_IF_ERROR(
           SuppressContactsIn(tx, subject_id, "objection", e.at, &kept.suppressions));
     }
-    return d_.journal.Record(&tx, caller,
-                             {"consent.record", subject_id, "", "ok",
-                              {e.purpose, ConsentEventName(e.type)}, 1});
+    return d_.journal.Record(
+        &tx, caller,
+        {"consent.record", subject_id, "", "ok", {e.purpose, ConsentEventName(e.type)}, 1});
   });
   if (!written.ok()) return written;
   GARDE_RETURN_IF_ERROR(KeepTombstones(kept));
@@ -250,8 +258,8 @@ bool ConsentLedger::NeedsConfirmation(const Purpose& purpose, const std::string&
                                       const std::string& method) {
   if (!purpose.double_opt_in || method == "import") return false;
   if (channel == "email") return true;
-  return channel.empty() &&
-         std::find(purpose.channels.begin(), purpose.channels.end(), "email") != purpose.channels.end();
+  return channel.empty() && std::find(purpose.channels.begin(), purpose.channels.end(), "email") !=
+                                purpose.channels.end();
 }
 
 Result<ConsentConfirmationRow> ConsentLedger::AskConfirmationIn(
@@ -333,8 +341,8 @@ Result<ConsentEvent> ConsentLedger::Confirm(const SubjectTokenClaims& claims,
     c.event_id = e.id;
     GARDE_RETURN_IF_ERROR(tx.PutConsentConfirmation(c));
     out = ConsentEventFromRow(e);
-    return d_.journal.Record(&tx, subject, {"consent.confirm", c.subject_id, "", "ok",
-                                            {c.purpose, c.id, e.id}, 1});
+    return d_.journal.Record(
+        &tx, subject, {"consent.confirm", c.subject_id, "", "ok", {c.purpose, c.id, e.id}, 1});
   });
   if (!done.ok()) return done;
   return std::move(*out);
@@ -388,8 +396,8 @@ Result<bool> ConsentLedger::Reinstate(WriteTx& tx, const PolicySet& policies,
 Status ConsentLedger::ObjectIn(WriteTx& tx, const PolicySet& policies,
                                const std::string& subject_id,
                                const std::vector<const Purpose*>& purposes,
-                               const std::string& method, const std::string& actor,
-                               int64_t at, TombstoneEntries* kept) const {
+                               const std::string& method, const std::string& actor, int64_t at,
+                               TombstoneEntries* kept) const {
   bool marketing = false;
   for (const Purpose* p : purposes) {
     const ConsentEventRow row =
@@ -415,11 +423,10 @@ Status ConsentLedger::RecordCorrectionsIn(WriteTx& tx, const PolicySet& policies
   for (const ConsentCorrection& c : corrections) {
     const Purpose* purpose = policies.FindPurpose(c.purpose);
     if (purpose == nullptr) return Internal("a correction names an unknown purpose");
-    const ConsentEventRow row =
-        MakeEvent(policies, *purpose, subject_id, c.channel, c.type, c.notice_version, method,
-                  actor, at, "", 0,
-                  c.type == ConsentEventType::kGranted ? std::optional<int64_t>(c.expires_at)
-                                                       : std::nullopt);
+    const ConsentEventRow row = MakeEvent(
+        policies, *purpose, subject_id, c.channel, c.type, c.notice_version, method, actor, at, "",
+        0,
+        c.type == ConsentEventType::kGranted ? std::optional<int64_t>(c.expires_at) : std::nullopt);
     GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(row));
     GARDE_RETURN_IF_ERROR(EmitConsentChanged(tx, row));
     if (ConsentTombstone::Kept(row)) kept->consents.push_back(ConsentTombstone::From(row));
@@ -504,15 +511,19 @@ Result<std::vector<ConsentLedger::RateAt>> ConsentLedger::RatesOver(
             if (e.at <= r.at) then.events.push_back(e);
           }
           ++r.customers;
-          r.allowed += DecideFrom(&then, *policies, row.id, *purpose, channel, r.at).decision.allowed;
+          r.allowed +=
+              DecideFrom(&then, *policies, row.id, *purpose, channel, r.at).decision.allowed;
         }
       }
     }
   }));
-  GARDE_RETURN_IF_ERROR(d_.journal.Record(
-      nullptr, caller,
-      {"report.consent_rates", "", "", "ok", {purpose_id, channel},
-       out.empty() ? 0 : out.back().customers}));
+  GARDE_RETURN_IF_ERROR(d_.journal.Record(nullptr, caller,
+                                          {"report.consent_rates",
+                                           "",
+                                           "",
+                                           "ok",
+                                           {purpose_id, channel},
+                                           out.empty() ? 0 : out.back().customers}));
   return out;
 }
 
@@ -520,7 +531,8 @@ ConsentLedger::FactsPtr ConsentLedger::MakeFacts(const std::string& status,
                                                  std::vector<std::string> suppressed,
                                                  std::vector<ConsentFactRow> rows) {
   // Most active subjects have no event and nothing suppressed: they share one object.
-  static const FactsPtr kActiveBlank = std::make_shared<ConsentFacts>(ConsentFacts{"active", {}, {}});
+  static const FactsPtr kActiveBlank =
+      std::make_shared<ConsentFacts>(ConsentFacts{"active", {}, {}});
   if (status == "active" && suppressed.empty() && rows.empty()) return kActiveBlank;
   auto facts = std::make_shared<ConsentFacts>();
   facts->status = status;
@@ -552,11 +564,12 @@ Result<std::vector<ConsentLedger::FactsPtr>> ConsentLedger::FactsOfPage(
   if (page.empty()) return std::vector<FactsPtr>{};
   std::vector<std::vector<ConsentFactRow>> events(page.size());
   size_t k = 0;
-  GARDE_RETURN_IF_ERROR(tx.ScanConsentFacts(
-      page.front().id, page.back().id, [&](std::string_view subject, ConsentFactRow&& row) {
-        const size_t at = SeekSubjectRow(page, &k, subject);
-        if (at < page.size()) events[at].push_back(std::move(row));
-      }));
+  GARDE_RETURN_IF_ERROR(tx.ScanConsentFacts(page.front().id, page.back().id,
+                                            [&](std::string_view subject, ConsentFactRow&& row) {
+                                              const size_t at = SeekSubjectRow(page, &k, subject);
+                                              if (at < page.size())
+                                                events[at].push_back(std::move(row));
+                                            }));
   std::vector<FactsPtr> out;
   out.reserve(page.size());
   size_t& next = *next_suppressed;
@@ -607,8 +620,8 @@ Result<ConsentLedger::FactsPtr> ConsentLedger::KeptFacts(ReadTx& tx, int64_t pos
 
 Result<ConsentAnswer> ConsentLedger::DecideKept(ReadTx& tx, int64_t position,
                                                 const PolicySet& policies, const std::string& id,
-                                                const Purpose& purpose,
-                                                const std::string& channel, int64_t now) {
+                                                const Purpose& purpose, const std::string& channel,
+                                                int64_t now) {
   auto kept = KeptFacts(tx, position, id);
   if (!kept.ok()) return kept.status();
   return DecideFrom(kept.value().get(), policies, id, purpose, channel, now);
@@ -666,9 +679,10 @@ Result<ConsentAnswer> ConsentLedger::Check(const Caller& caller, const std::stri
   return batch->front();
 }
 
-Result<std::vector<ConsentAnswer>> ConsentLedger::CheckMany(
-    const Caller& caller, const std::vector<std::string>& ids, const std::string& purpose_id,
-    const std::string& channel) {
+Result<std::vector<ConsentAnswer>> ConsentLedger::CheckMany(const Caller& caller,
+                                                            const std::vector<std::string>& ids,
+                                                            const std::string& purpose_id,
+                                                            const std::string& channel) {
   auto policies = d_.policies.Current();
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "consent.check"));
   const Purpose* purpose = nullptr;
@@ -718,11 +732,14 @@ Result<std::vector<ConsentAnswer>> ConsentLedger::CheckMany(
   }
   int64_t allowed = 0;
   for (const auto& a : out) allowed += a.decision.allowed ? 1 : 0;
-  GARDE_RETURN_IF_ERROR(d_.journal.Record(
-      nullptr, caller,
-      {"consent.check", ids.size() == 1 ? ids.front() : "", purpose_id, "ok",
-       {channel.empty() ? "*" : channel, "allowed:" + std::to_string(allowed)},
-       static_cast<int64_t>(out.size())}));
+  GARDE_RETURN_IF_ERROR(
+      d_.journal.Record(nullptr, caller,
+                        {"consent.check",
+                         ids.size() == 1 ? ids.front() : "",
+                         purpose_id,
+                         "ok",
+                         {channel.empty() ? "*" : channel, "allowed:" + std::to_string(allowed)},
+                         static_cast<int64_t>(out.size())}));
   return out;
 }
 
@@ -825,9 +842,9 @@ Result<std::vector<ConsentLedger::Preference>> ConsentLedger::Preferences(
 }
 
 Result<int> ConsentLedger::ApplyPreferences(const SubjectTokenClaims& claims,
-                                            const std::map<std::string, bool>* wanted,
-                                            bool gpc, const RequestOrigin& origin,
-                                            const std::string& lang, int* asked) {
+                                            const std::map<std::string, bool>* wanted, bool gpc,
+                                            const RequestOrigin& origin, const std::string& lang,
+                                            int* asked) {
   auto policies = d_.policies.Current();
   const Caller subject = SubjectCallerFrom(claims.subject, origin);
   const int64_t now = d_.clock.Now();
@@ -916,7 +933,8 @@ Result<std::vector<bool>> ConsentLedger::Suppressed(const Caller& caller, const 
     return Status::Ok();
   }));
   GARDE_RETURN_IF_ERROR(d_.journal.Record(
-      nullptr, caller, {"suppression.check", "", "", "ok", {kind}, static_cast<int64_t>(values.size())}));
+      nullptr, caller,
+      {"suppression.check", "", "", "ok", {kind}, static_cast<int64_t>(values.size())}));
   return out;
 }
 

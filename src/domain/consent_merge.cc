@@ -36,8 +36,7 @@ State Latest(const Events& events, const std::string& purpose, const std::string
 }
 
 bool DecidedByChoice(const Purpose& p) {
-  return p.legal_basis == LegalBasis::kConsent ||
-         p.legal_basis == LegalBasis::kLegitimateInterests;
+  return p.legal_basis == LegalBasis::kConsent || p.legal_basis == LegalBasis::kLegitimateInterests;
 }
 
 const ConsentEventRow* MarketingObjection(const Events& events, const PolicySet& policies) {
@@ -135,7 +134,8 @@ std::vector<ConsentCorrection> MergeCorrections(const std::vector<ConsentEventRo
       } else if (sb.refusal()) {
         wanted.push_back(sb);
       } else if (sa.granted() && sb.granted()) {
-        const bool a_later = sa.expires_at == 0 || (sb.expires_at != 0 && sa.expires_at >= sb.expires_at);
+        const bool a_later =
+            sa.expires_at == 0 || (sb.expires_at != 0 && sa.expires_at >= sb.expires_at);
         wanted.push_back(a_later ? sa : sb);
       } else {
         wanted.push_back(sa.granted() ? sa : sb);

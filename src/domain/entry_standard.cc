@@ -162,9 +162,7 @@ std::optional<std::string> EntryStandard::NormalizeText(const FieldSpec& spec,
       s = FormatIsoDate(*d);
       break;
     }
-    case FieldType::kPostalCode:
-      s = ToUpperAscii(s);
-      break;
+    case FieldType::kPostalCode: s = ToUpperAscii(s); break;
     case FieldType::kCountry:
       s = ToUpperAscii(s);
       if (!IsIsoCountry(s)) {
@@ -181,8 +179,7 @@ std::optional<std::string> EntryStandard::NormalizeText(const FieldSpec& spec,
       *error = "must be one of: " + allowed;
       return std::nullopt;
     }
-    default:
-      break;
+    default: break;
   }
   const size_t len = CodePoints(s);
   if (spec.required && len == 0) {

@@ -4,8 +4,7 @@
 
 namespace garde {
 
-Result<int64_t> KeyRotation::RewrapAll(size_t batch,
-                                       const std::function<void(int64_t)>& progress) {
+Result<int64_t> KeyRotation::RewrapAll(size_t batch, const std::function<void(int64_t)>& progress) {
   const auto ring = keys_.Current();
   const uint32_t target = ring->current_version();
   int64_t done = 0;

@@ -22,14 +22,13 @@ std::string FoldGivenName(const MatchingPolicy& policy, std::string_view name) {
 
 std::string FoldStreet(std::string_view street) {
   static const std::map<std::string, std::string, std::less<>> kWays = {
-      {"rue", "r"},       {"r", "r"},          {"avenue", "av"},    {"av", "av"},
-      {"ave", "av"},      {"boulevard", "bd"}, {"bd", "bd"},        {"blvd", "bd"},
-      {"street", "st"},   {"st", "st"},        {"road", "rd"},      {"rd", "rd"},
-      {"place", "pl"},    {"pl", "pl"},        {"chemin", "ch"},    {"ch", "ch"},
-      {"allee", "all"},   {"impasse", "imp"},  {"imp", "imp"},      {"drive", "dr"},
-      {"dr", "dr"},       {"lane", "ln"},      {"ln", "ln"},        {"square", "sq"},
-      {"sq", "sq"},       {"faubourg", "fg"},  {"fbg", "fg"},       {"route", "rte"},
-      {"rte", "rte"},     {"quai", "q"},       {"cours", "crs"},    {"crs", "crs"}};
+      {"rue", "r"},        {"r", "r"},       {"avenue", "av"},   {"av", "av"},     {"ave", "av"},
+      {"boulevard", "bd"}, {"bd", "bd"},     {"blvd", "bd"},     {"street", "st"}, {"st", "st"},
+      {"road", "rd"},      {"rd", "rd"},     {"place", "pl"},    {"pl", "pl"},     {"chemin", "ch"},
+      {"ch", "ch"},        {"allee", "all"}, {"impasse", "imp"}, {"imp", "imp"},   {"drive", "dr"},
+      {"dr", "dr"},        {"lane", "ln"},   {"ln", "ln"},       {"square", "sq"}, {"sq", "sq"},
+      {"faubourg", "fg"},  {"fbg", "fg"},    {"route", "rte"},   {"rte", "rte"},   {"quai", "q"},
+      {"cours", "crs"},    {"crs", "crs"}};
   static const std::set<std::string, std::less<>> kDropped = {
       "de", "du", "des", "la", "le", "les", "d", "l", "the", "of", "bis", "ter"};
   std::string out;
@@ -83,9 +82,9 @@ std::string Skeleton(std::string_view folded) {
 }
 
 const std::vector<std::string>& MatchRules() {
-  static const std::vector<std::string> kRules = {
-      "name+postal_code", "name+phone", "name+street", "sounds-like name+postal_code",
-      "sounds-like name+phone"};
+  static const std::vector<std::string> kRules = {"name+postal_code", "name+phone", "name+street",
+                                                  "sounds-like name+postal_code",
+                                                  "sounds-like name+phone"};
   return kRules;
 }
 

@@ -1,16 +1,15 @@
-#include "garde/domain/subject_merges.h"
 #include "garde/domain/retention.h"
 
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
 #include <sodium.h>
 
 #include <algorithm>
 #include <climits>
 
-#include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
-
 #include "garde/base/encoding.h"
 #include "garde/base/json_writer.h"
+#include "garde/domain/subject_merges.h"
 
 namespace garde {
 namespace {
@@ -46,8 +45,8 @@ std::optional<int64_t> Until(const RetentionRule& rule, const Activity& a,
 // The counts a run reports, by activity and rule. No personal data: ids never appear.
 struct Counts {
   int64_t scanned = 0, subjects_erased = 0, holds_released = 0, fields_erased = 0,
-          skipped_restricted = 0, consents_expired = 0, requests_due_soon = 0,
-          requests_overdue = 0, spend_refreshed = 0, merges_completed = 0;
+          skipped_restricted = 0, consents_expired = 0, requests_due_soon = 0, requests_overdue = 0,
+          spend_refreshed = 0, merges_completed = 0;
   struct PerActivity {
     int64_t subjects_erased = 0, holds_released = 0;
     std::map<std::string, int64_t> fields;
@@ -146,8 +145,8 @@ Needs NeedsOf(const PolicySet& policies) {
 // When the consent of each activity ended for a subject: still given while the latest event of
 // some purpose (and channel) of it is an unexpired grant; else the latest refusal, withdrawal,
 // objection or expiry; absent when none of its purposes was ever granted.
-void ConsentEnds(const PolicySet& policies, const std::vector<ConsentFactRow>& events,
-                 int64_t at, RetentionFacts* f) {
+void ConsentEnds(const PolicySet& policies, const std::vector<ConsentFactRow>& events, int64_t at,
+                 RetentionFacts* f) {
   for (const auto& a : policies.activities()) {
     int64_t ended = 0;
     bool given = false, open = false;
@@ -278,7 +277,7 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
 
   // Resume the newest run a crash interrupted, with its own time; else start one.
   RetentionRunRow run;
-  int64_t previous_at = 0;  // the last completed real run: events are raised once per window
+  int64_t previous_at = 0;     // the last completed real run: events are raised once per window
   std::set<std::string> held;  // subjects restricted by an erasure that kept fields
   int64_t total = 0;
   GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
@@ -286,9 +285,9 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
     if (!runs.ok()) return runs.status();
     for (const auto& r : runs.value()) {
       if (r.finished_at == 0 && r.dry_run == options.dry_run && run.id.empty() &&
-        (options.at == 0 || options.at == r.at)) {
-      run = r;
-    }
+          (options.at == 0 || options.at == r.at)) {
+        run = r;
+      }
       if (r.finished_at != 0 && !r.dry_run && previous_at == 0) previous_at = r.at;
     }
     auto tombstones = tx.ListTombstones(0);
@@ -362,8 +361,11 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
                       const char* outcome) -> Status {
     const std::vector<std::string> fields(plan.erase.begin(), plan.erase.end());
     JsonWriter event;
-    event.BeginObject().String("subject", id).String("reason", "retention")
-        .String("erased_at", FormatRfc3339(now)).BeginArray("fields");
+    event.BeginObject()
+        .String("subject", id)
+        .String("reason", "retention")
+        .String("erased_at", FormatRfc3339(now))
+        .BeginArray("fields");
     for (const auto& field : fields) event.String(field);
     event.EndArray()
         .Bool("fully_erased", plan.action != RetentionPlan::Action::kEraseFields)
@@ -420,7 +422,8 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
         using Action = RetentionPlan::Action;
         if (plan.action == Action::kNothing) continue;
         for (const auto& [field, activity] : plan.because) {
-          if (field != "*") ++counts.by_activity[activity.empty() ? "(none)" : activity].fields[field];
+          if (field != "*")
+            ++counts.by_activity[activity.empty() ? "(none)" : activity].fields[field];
         }
         counts.fields_erased += static_cast<int64_t>(plan.erase.size());
         const std::string& last = plan.because.count("*") ? plan.because.at("*") : "";
@@ -454,8 +457,8 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
           marketing |= purpose != nullptr && purpose->marketing;
         }
         if (marketing) {
-          GARDE_RETURN_IF_ERROR(ConsentLedger::SuppressContactsIn(tx, s.id, "retention", now,
-                                                                  &none.suppressions));
+          GARDE_RETURN_IF_ERROR(
+              ConsentLedger::SuppressContactsIn(tx, s.id, "retention", now, &none.suppressions));
         }
         GARDE_RETURN_IF_ERROR(SubjectMerges::CompleteMergesIn(tx, d_.vault, s.id, now,
                                                               /*erase_history=*/true, &none));
@@ -474,9 +477,12 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
       if (!options.dry_run) {
         for (const auto& [subject, e] : expiring) {
           JsonWriter event;
-          event.BeginObject().String("subject", subject).String("purpose", e.purpose)
+          event.BeginObject()
+              .String("subject", subject)
+              .String("purpose", e.purpose)
               .StringOrNull("channel", e.channel)
-              .String("expired_at", FormatRfc3339(e.expires_at)).EndObject();
+              .String("expired_at", FormatRfc3339(e.expires_at))
+              .EndObject();
           GARDE_RETURN_IF_ERROR(EmitEvent(tx, "consent.expired", event.Take(), now));
         }
       }
@@ -538,7 +544,8 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
       }
       return Status::Ok();
     }));
-    if (d_.tombstones != nullptr && !done.empty()) GARDE_RETURN_IF_ERROR(d_.tombstones->Append(done));
+    if (d_.tombstones != nullptr && !done.empty())
+      GARDE_RETURN_IF_ERROR(d_.tombstones->Append(done));
   }
 
   // Requests near or past their deadline since the last run, told once.
@@ -556,18 +563,25 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
       ++(overdue ? counts.requests_overdue : counts.requests_due_soon);
       if (options.dry_run) continue;
       JsonWriter event;
-      event.BeginObject().String("request", r.id).String("type", r.type)
-          .String("subject", r.subject_id).String("due_at", FormatRfc3339(r.due_at))
+      event.BeginObject()
+          .String("request", r.id)
+          .String("type", r.type)
+          .String("subject", r.subject_id)
+          .String("due_at", FormatRfc3339(r.due_at))
           .EndObject();
-      GARDE_RETURN_IF_ERROR(EmitEvent(
-          tx, overdue ? "request.overdue" : "request.due_soon", event.Take(), now));
+      GARDE_RETURN_IF_ERROR(
+          EmitEvent(tx, overdue ? "request.overdue" : "request.due_soon", event.Take(), now));
     }
     run.finished_at = d_.clock.Now();
     run.report = counts.Json(*policies);
     GARDE_RETURN_IF_ERROR(tx.PutRetentionRun(run));
     return d_.journal.Record(&tx, system,
-                             {"retention.run", "", "", options.dry_run ? "dry_run" : "ok",
-                              {run.id}, counts.subjects_erased + counts.holds_released});
+                             {"retention.run",
+                              "",
+                              "",
+                              options.dry_run ? "dry_run" : "ok",
+                              {run.id},
+                              counts.subjects_erased + counts.holds_released});
   }));
   return run;
 }

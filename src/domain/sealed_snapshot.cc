@@ -128,7 +128,8 @@ Result<std::unique_ptr<SealedSnapshot::Reader>> SealedSnapshot::Open() {
   ByteReader offsets(table);
   for (size_t i = 0; i <= count; ++i) {
     const auto o = static_cast<uint64_t>(offsets.I64());
-    if (!r->offsets_.empty() && o < r->offsets_.back()) return NotFound("the snapshot file is damaged");
+    if (!r->offsets_.empty() && o < r->offsets_.back())
+      return NotFound("the snapshot file is damaged");
     r->offsets_.push_back(o);
   }
   return r;

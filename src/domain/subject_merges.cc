@@ -55,8 +55,12 @@ struct MergeRecord {
     w.EndArray();
     w.BeginArray("links");
     for (const auto& l : links) {
-      w.BeginObject().String("organisation", l.organisation).String("person", l.person)
-          .String("role", l.role).Bool("created", l.created).EndObject();
+      w.BeginObject()
+          .String("organisation", l.organisation)
+          .String("person", l.person)
+          .String("role", l.role)
+          .Bool("created", l.created)
+          .EndObject();
     }
     w.EndArray().EndObject();
     return w.Take();
@@ -80,7 +84,8 @@ struct MergeRecord {
       r.consent_before = list("consent_before");
       r.requests = list("requests");
       auto seqs = o->getArray("interactions");
-      for (unsigned i = 0; seqs && i < seqs->size(); ++i) r.interactions.push_back(seqs->getElement<int64_t>(i));
+      for (unsigned i = 0; seqs && i < seqs->size(); ++i)
+        r.interactions.push_back(seqs->getElement<int64_t>(i));
       auto links = o->getArray("links");
       for (unsigned i = 0; links && i < links->size(); ++i) {
         auto l = links->getObject(i);
@@ -207,8 +212,12 @@ bool HasLink(const std::vector<ContactLinkRow>& links, const std::string& organi
 
 Status Emit(WriteTx& tx, const char* topic, const MergeRow& m, int64_t at) {
   JsonWriter event;
-  event.BeginObject().String("merge", m.id).String("merged", m.merged_id)
-      .String("into", m.into_id).String("at", FormatRfc3339(at)).EndObject();
+  event.BeginObject()
+      .String("merge", m.id)
+      .String("merged", m.merged_id)
+      .String("into", m.into_id)
+      .String("at", FormatRfc3339(at))
+      .EndObject();
   return EmitEvent(tx, topic, event.Take(), at);
 }
 
@@ -265,261 +274,270 @@ Result<MergeRow> SubjectMerges::Merge(const Caller& caller, const std::string& m
   }
   if (!invalid.errors().empty()) return invalid;
 
-  return Change(caller, [&](WriteTx& tx, const PolicySet& policies, MergeRow& m,
-                            TombstoneEntries& kept) -> Status {
-    const int64_t now = d_.clock.Now();
-    auto b = MustGet(tx, merged_id);
-    if (!b.ok()) return b.status();
-    auto a = tx.GetSubject(request.into);
-    if (!a.ok()) return a.status();
-    if (!a.value()) {
-      return Status(Code::kUnprocessable, "the merge is not valid; nothing was changed")
-          .AddError("into", "no such subject");
-    }
-    SubjectRow survivor = *a.value(), merged = b.value();
-    for (const SubjectRow* s : {&merged, &survivor}) {
-      if (s->status != "active") {
-        return Conflict("subject " + s->id + " is " + s->status +
-                        ": only active subjects are merged");
-      }
-    }
-    if (survivor.kind != merged.kind) {
-      return Status(Code::kUnprocessable, "the merge is not valid; nothing was changed")
-          .AddError("into", "must be a " + merged.kind + " like the merged subject");
-    }
-    for (const auto& [field, side] : request.prefer) {
-      if (field != kExternalIdField && policies.schema().Find(field) == nullptr) {
-        return Status(Code::kUnprocessable, "the merge is not valid; nothing was changed")
-            .AddError("prefer." + field, "is not a field of a " + merged.kind);
-      }
-    }
-    m.id = RandomId("mrg_");
-    m.merged_id = merged.id;
-    m.into_id = survivor.id;
-    m.state = "merged";
-    m.actor = caller.key_id;
-    m.created_at = now;
-    MergeRecord record;
-
-    // Fields: the survivor's stay; what it lacks (or what `prefer` names) comes over.
-    auto vs = d_.vault.OpenAll(tx, survivor);
-    if (!vs.ok()) return vs.status();
-    auto vm = d_.vault.OpenAll(tx, merged);
-    if (!vm.ok()) return vm.status();
-    const FieldMap mine = ValuesWithExternalId(vs.value()), theirs = ValuesWithExternalId(vm.value());
-    ChangedValues changed;
-    FieldMap writes;
-    for (const auto& [name, value] : theirs) {
-      auto own = mine.find(name);
-      auto pref = request.prefer.find(name);
-      const bool have = own != mine.end() && !own->second.is_null();
-      if (IsAggregate(name)) {  // spending adds up; the last purchase is the later one
-        std::optional<FieldValue> combined;
-        if (name == "total_spend" && value.type == FieldValue::Type::kNumber) {
-          const double before = have && own->second.type == FieldValue::Type::kNumber ? own->second.number : 0;
-          combined = FieldValue::Number(std::round((before + value.number) * 100) / 100);
-        } else if (name == "last_purchase" && (!have || own->second.text < value.text)) {
-          combined = value;
+  return Change(
+      caller,
+      [&](WriteTx& tx, const PolicySet& policies, MergeRow& m, TombstoneEntries& kept) -> Status {
+        const int64_t now = d_.clock.Now();
+        auto b = MustGet(tx, merged_id);
+        if (!b.ok()) return b.status();
+        auto a = tx.GetSubject(request.into);
+        if (!a.ok()) return a.status();
+        if (!a.value()) {
+          return Status(Code::kUnprocessable, "the merge is not valid; nothing was changed")
+              .AddError("into", "no such subject");
         }
-        if (combined) {
-          changed.fields[name] = {have ? std::optional<FieldValue>(own->second) : std::nullopt, *combined};
-          (have ? record.replaced : record.filled).push_back(name);
-          writes[name] = *combined;
+        SubjectRow survivor = *a.value(), merged = b.value();
+        for (const SubjectRow* s : {&merged, &survivor}) {
+          if (s->status != "active") {
+            return Conflict("subject " + s->id + " is " + s->status +
+                            ": only active subjects are merged");
+          }
         }
-        continue;
-      }
-      if (!have) {
-        changed.fields[name] = {std::nullopt, value};
-        record.filled.push_back(name);
-        writes[name] = value;
-      } else if (pref != request.prefer.end() && pref->second == "merged" &&
-                 !SameValue(own->second, value)) {
-        changed.fields[name] = {own->second, value};
-        record.replaced.push_back(name);
-        writes[name] = value;
-      }
-    }
-    // The merged record stops being found (and stops holding its unique values).
-    GARDE_RETURN_IF_ERROR(tx.DeleteIndexesOf(merged.id));
-    if (!writes.empty()) {
-      auto rectified = d_.vault.RectifyIn(tx, policies, caller, survivor.id, ChangesOf(writes));
-      if (!rectified.ok()) return rectified.status();
-    }
-    if (!changed.fields.empty()) {
-      std::string packed = changed.Pack();
-      auto sealed = d_.vault.SealFor(survivor, MergeValuesLabel(m.id), packed);
-      sodium_memzero(packed.data(), packed.size());
-      if (!sealed.ok()) return sealed.status();
-      m.sealed = std::move(sealed).value();
-    }
+        if (survivor.kind != merged.kind) {
+          return Status(Code::kUnprocessable, "the merge is not valid; nothing was changed")
+              .AddError("into", "must be a " + merged.kind + " like the merged subject");
+        }
+        for (const auto& [field, side] : request.prefer) {
+          if (field != kExternalIdField && policies.schema().Find(field) == nullptr) {
+            return Status(Code::kUnprocessable, "the merge is not valid; nothing was changed")
+                .AddError("prefer." + field, "is not a field of a " + merged.kind);
+          }
+        }
+        m.id = RandomId("mrg_");
+        m.merged_id = merged.id;
+        m.into_id = survivor.id;
+        m.state = "merged";
+        m.actor = caller.key_id;
+        m.created_at = now;
+        MergeRecord record;
 
-    // Consent: the most protective of the two, as corrections on the survivor.
-    auto es = tx.ConsentEventsOf(survivor.id);
-    if (!es.ok()) return es.status();
-    auto em = tx.ConsentEventsOf(merged.id);
-    if (!em.ok()) return em.status();
-    int64_t at = now;
-    for (const auto* events : {&es.value(), &em.value()}) {
-      for (const auto& e : *events) at = std::max(at, e.at);
-    }
-    record.consent_at = at;
-    for (const auto& e : es.value()) {
-      if (e.at == at) record.consent_before.push_back(e.id);
-    }
-    GARDE_RETURN_IF_ERROR(d_.consents.RecordCorrectionsIn(
-        tx, policies, survivor.id, MergeCorrections(es.value(), em.value(), policies), "merge",
-        caller.key_id, at, &record.consent_events, &kept));
+        // Fields: the survivor's stay; what it lacks (or what `prefer` names) comes over.
+        auto vs = d_.vault.OpenAll(tx, survivor);
+        if (!vs.ok()) return vs.status();
+        auto vm = d_.vault.OpenAll(tx, merged);
+        if (!vm.ok()) return vm.status();
+        const FieldMap mine = ValuesWithExternalId(vs.value()),
+                       theirs = ValuesWithExternalId(vm.value());
+        ChangedValues changed;
+        FieldMap writes;
+        for (const auto& [name, value] : theirs) {
+          auto own = mine.find(name);
+          auto pref = request.prefer.find(name);
+          const bool have = own != mine.end() && !own->second.is_null();
+          if (IsAggregate(name)) {  // spending adds up; the last purchase is the later one
+            std::optional<FieldValue> combined;
+            if (name == "total_spend" && value.type == FieldValue::Type::kNumber) {
+              const double before =
+                  have && own->second.type == FieldValue::Type::kNumber ? own->second.number : 0;
+              combined = FieldValue::Number(std::round((before + value.number) * 100) / 100);
+            } else if (name == "last_purchase" && (!have || own->second.text < value.text)) {
+              combined = value;
+            }
+            if (combined) {
+              changed.fields[name] = {have ? std::optional<FieldValue>(own->second) : std::nullopt,
+                                      *combined};
+              (have ? record.replaced : record.filled).push_back(name);
+              writes[name] = *combined;
+            }
+            continue;
+          }
+          if (!have) {
+            changed.fields[name] = {std::nullopt, value};
+            record.filled.push_back(name);
+            writes[name] = value;
+          } else if (pref != request.prefer.end() && pref->second == "merged" &&
+                     !SameValue(own->second, value)) {
+            changed.fields[name] = {own->second, value};
+            record.replaced.push_back(name);
+            writes[name] = value;
+          }
+        }
+        // The merged record stops being found (and stops holding its unique values).
+        GARDE_RETURN_IF_ERROR(tx.DeleteIndexesOf(merged.id));
+        if (!writes.empty()) {
+          auto rectified = d_.vault.RectifyIn(tx, policies, caller, survivor.id, ChangesOf(writes));
+          if (!rectified.ok()) return rectified.status();
+        }
+        if (!changed.fields.empty()) {
+          std::string packed = changed.Pack();
+          auto sealed = d_.vault.SealFor(survivor, MergeValuesLabel(m.id), packed);
+          sodium_memzero(packed.data(), packed.size());
+          if (!sealed.ok()) return sealed.status();
+          m.sealed = std::move(sealed).value();
+        }
 
-    // Purchases and visits follow the customer; the last 30 days' spending is counted again.
-    auto interactions = tx.InteractionsOf(merged.id, 0);
-    if (!interactions.ok()) return interactions.status();
-    if (!interactions->empty()) {
-      auto moved = MoveInteractions(tx, d_.vault, interactions.value(), merged, survivor);
-      if (!moved.ok()) return moved.status();
-      record.interactions = std::move(moved).value();
-      auto fresh = MustGet(tx, survivor.id);
-      if (!fresh.ok()) return fresh.status();
-      SubjectRow s = fresh.value();
-      s.last_interaction_at = std::max(s.last_interaction_at, merged.last_interaction_at);
-      GARDE_RETURN_IF_ERROR(tx.UpdateSubject(s));
-      auto refreshed = d_.vault.RefreshSpendIn(tx, policies, caller, s, now);
-      if (!refreshed.ok()) return refreshed.status();
-    }
+        // Consent: the most protective of the two, as corrections on the survivor.
+        auto es = tx.ConsentEventsOf(survivor.id);
+        if (!es.ok()) return es.status();
+        auto em = tx.ConsentEventsOf(merged.id);
+        if (!em.ok()) return em.status();
+        int64_t at = now;
+        for (const auto* events : {&es.value(), &em.value()}) {
+          for (const auto& e : *events) at = std::max(at, e.at);
+        }
+        record.consent_at = at;
+        for (const auto& e : es.value()) {
+          if (e.at == at) record.consent_before.push_back(e.id);
+        }
+        GARDE_RETURN_IF_ERROR(d_.consents.RecordCorrectionsIn(
+            tx, policies, survivor.id, MergeCorrections(es.value(), em.value(), policies), "merge",
+            caller.key_id, at, &record.consent_events, &kept));
 
-    // Requests and contact links follow the customer.
-    RequestQuery q;
-    q.subject = merged.id;
-    q.limit = 100000;
-    auto requests = tx.QueryRequests(q);
-    if (!requests.ok()) return requests.status();
-    for (const auto& r : requests.value()) {
-      GARDE_RETURN_IF_ERROR(MoveRequest(tx, d_.vault, r.id, merged, survivor));
-      record.requests.push_back(r.id);
-    }
-    auto links = tx.LinksOf(merged.id);
-    if (!links.ok()) return links.status();
-    auto own_links = tx.LinksOf(survivor.id);
-    if (!own_links.ok()) return own_links.status();
-    for (const auto& l : links.value()) {
-      const bool as_person = l.person_id == merged.id;
-      const std::string org = as_person ? l.organisation_id : survivor.id;
-      const std::string person = as_person ? survivor.id : l.person_id;
-      const bool create = org != person && !HasLink(own_links.value(), org, person);
-      if (create) GARDE_RETURN_IF_ERROR(tx.PutLink({org, person, l.role, now}));
-      auto removed = tx.DeleteLink(l.organisation_id, l.person_id);
-      if (!removed.ok()) return removed.status();
-      record.links.push_back({l.organisation_id, l.person_id, l.role, create});
-    }
+        // Purchases and visits follow the customer; the last 30 days' spending is counted again.
+        auto interactions = tx.InteractionsOf(merged.id, 0);
+        if (!interactions.ok()) return interactions.status();
+        if (!interactions->empty()) {
+          auto moved = MoveInteractions(tx, d_.vault, interactions.value(), merged, survivor);
+          if (!moved.ok()) return moved.status();
+          record.interactions = std::move(moved).value();
+          auto fresh = MustGet(tx, survivor.id);
+          if (!fresh.ok()) return fresh.status();
+          SubjectRow s = fresh.value();
+          s.last_interaction_at = std::max(s.last_interaction_at, merged.last_interaction_at);
+          GARDE_RETURN_IF_ERROR(tx.UpdateSubject(s));
+          auto refreshed = d_.vault.RefreshSpendIn(tx, policies, caller, s, now);
+          if (!refreshed.ok()) return refreshed.status();
+        }
 
-    merged.status = "merged";
-    merged.updated_at = now;
-    GARDE_RETURN_IF_ERROR(tx.UpdateSubject(merged));
-    m.record = record.Json();
-    GARDE_RETURN_IF_ERROR(tx.PutMerge(m));
-    GARDE_RETURN_IF_ERROR(Emit(tx, "subject.merged", m, now));
-    const auto fields = Concat(record.filled, record.replaced);
-    GARDE_RETURN_IF_ERROR(d_.journal.Record(&tx, caller, {"subject.merge", merged.id, "", "ok", fields, 1}));
-    return d_.journal.Record(&tx, caller, {"subject.merge", survivor.id, "", "ok", fields, 1});
-  });
+        // Requests and contact links follow the customer.
+        RequestQuery q;
+        q.subject = merged.id;
+        q.limit = 100000;
+        auto requests = tx.QueryRequests(q);
+        if (!requests.ok()) return requests.status();
+        for (const auto& r : requests.value()) {
+          GARDE_RETURN_IF_ERROR(MoveRequest(tx, d_.vault, r.id, merged, survivor));
+          record.requests.push_back(r.id);
+        }
+        auto links = tx.LinksOf(merged.id);
+        if (!links.ok()) return links.status();
+        auto own_links = tx.LinksOf(survivor.id);
+        if (!own_links.ok()) return own_links.status();
+        for (const auto& l : links.value()) {
+          const bool as_person = l.person_id == merged.id;
+          const std::string org = as_person ? l.organisation_id : survivor.id;
+          const std::string person = as_person ? survivor.id : l.person_id;
+          const bool create = org != person && !HasLink(own_links.value(), org, person);
+          if (create) GARDE_RETURN_IF_ERROR(tx.PutLink({org, person, l.role, now}));
+          auto removed = tx.DeleteLink(l.organisation_id, l.person_id);
+          if (!removed.ok()) return removed.status();
+          record.links.push_back({l.organisation_id, l.person_id, l.role, create});
+        }
+
+        merged.status = "merged";
+        merged.updated_at = now;
+        GARDE_RETURN_IF_ERROR(tx.UpdateSubject(merged));
+        m.record = record.Json();
+        GARDE_RETURN_IF_ERROR(tx.PutMerge(m));
+        GARDE_RETURN_IF_ERROR(Emit(tx, "subject.merged", m, now));
+        const auto fields = Concat(record.filled, record.replaced);
+        GARDE_RETURN_IF_ERROR(
+            d_.journal.Record(&tx, caller, {"subject.merge", merged.id, "", "ok", fields, 1}));
+        return d_.journal.Record(&tx, caller, {"subject.merge", survivor.id, "", "ok", fields, 1});
+      });
 }
 
 Result<MergeRow> SubjectMerges::Revert(const Caller& caller, const std::string& merge_id) {
-  return Change(caller, [&](WriteTx& tx, const PolicySet& policies, MergeRow& m,
-                            TombstoneEntries& kept) -> Status {
-    const int64_t now = d_.clock.Now();
-    auto found = tx.GetMerge(merge_id);
-    if (!found.ok()) return found.status();
-    if (!found.value()) return NotFound("no merge " + merge_id);
-    m = *found.value();
-    if (m.state != "merged") return Conflict("the merge is " + m.state + ": it cannot be reverted");
-    auto record = MergeRecord::Parse(m.record);
-    if (!record.ok()) return record.status();
-    auto a = MustGet(tx, m.into_id);
-    if (!a.ok()) return a.status();
-    auto b = MustGet(tx, m.merged_id);
-    if (!b.ok()) return b.status();
-    SubjectRow survivor = a.value(), merged = b.value();
-    GARDE_RETURN_IF_ERROR(RefuseGone(survivor));
+  return Change(
+      caller,
+      [&](WriteTx& tx, const PolicySet& policies, MergeRow& m, TombstoneEntries& kept) -> Status {
+        const int64_t now = d_.clock.Now();
+        auto found = tx.GetMerge(merge_id);
+        if (!found.ok()) return found.status();
+        if (!found.value()) return NotFound("no merge " + merge_id);
+        m = *found.value();
+        if (m.state != "merged")
+          return Conflict("the merge is " + m.state + ": it cannot be reverted");
+        auto record = MergeRecord::Parse(m.record);
+        if (!record.ok()) return record.status();
+        auto a = MustGet(tx, m.into_id);
+        if (!a.ok()) return a.status();
+        auto b = MustGet(tx, m.merged_id);
+        if (!b.ok()) return b.status();
+        SubjectRow survivor = a.value(), merged = b.value();
+        GARDE_RETURN_IF_ERROR(RefuseGone(survivor));
 
-    // Fields the merge wrote and nothing has changed since go back.
-    if (!m.sealed.empty()) {
-      auto plain = d_.vault.OpenFor(survivor, MergeValuesLabel(m.id), m.sealed);
-      if (!plain.ok()) return plain.status();
-      auto changed = ChangedValues::Unpack(plain.value());
-      sodium_memzero(plain.value().data(), plain.value().size());
-      if (!changed.ok()) return changed.status();
-      auto now_values = d_.vault.OpenAll(tx, survivor);
-      if (!now_values.ok()) return now_values.status();
-      const FieldMap current = ValuesWithExternalId(now_values.value());
-      FieldMap writes;
-      for (const auto& [name, c] : changed->fields) {
-        auto cur = current.find(name);
-        if (cur == current.end() || !SameValue(cur->second, c.after)) continue;
-        writes[name] = c.before ? *c.before : FieldValue::Null();
-      }
-      if (!writes.empty()) {
-        auto rectified = d_.vault.RectifyIn(tx, policies, caller, survivor.id, ChangesOf(writes));
-        if (!rectified.ok()) return rectified.status();
-      }
-    }
-    // The merged record is found again (409 when one of its unique values is now taken).
-    merged.status = "active";
-    merged.updated_at = now;
-    GARDE_RETURN_IF_ERROR(d_.vault.RestoreIndexesIn(tx, policies, merged));
-    GARDE_RETURN_IF_ERROR(tx.UpdateSubject(merged));
+        // Fields the merge wrote and nothing has changed since go back.
+        if (!m.sealed.empty()) {
+          auto plain = d_.vault.OpenFor(survivor, MergeValuesLabel(m.id), m.sealed);
+          if (!plain.ok()) return plain.status();
+          auto changed = ChangedValues::Unpack(plain.value());
+          sodium_memzero(plain.value().data(), plain.value().size());
+          if (!changed.ok()) return changed.status();
+          auto now_values = d_.vault.OpenAll(tx, survivor);
+          if (!now_values.ok()) return now_values.status();
+          const FieldMap current = ValuesWithExternalId(now_values.value());
+          FieldMap writes;
+          for (const auto& [name, c] : changed->fields) {
+            auto cur = current.find(name);
+            if (cur == current.end() || !SameValue(cur->second, c.after)) continue;
+            writes[name] = c.before ? *c.before : FieldValue::Null();
+          }
+          if (!writes.empty()) {
+            auto rectified =
+                d_.vault.RectifyIn(tx, policies, caller, survivor.id, ChangesOf(writes));
+            if (!rectified.ok()) return rectified.status();
+          }
+        }
+        // The merged record is found again (409 when one of its unique values is now taken).
+        merged.status = "active";
+        merged.updated_at = now;
+        GARDE_RETURN_IF_ERROR(d_.vault.RestoreIndexesIn(tx, policies, merged));
+        GARDE_RETURN_IF_ERROR(tx.UpdateSubject(merged));
 
-    auto events = tx.ConsentEventsOf(survivor.id);
-    if (!events.ok()) return events.status();
-    int64_t at = now;
-    for (const auto& e : events.value()) at = std::max(at, e.at);
-    const std::set<std::string> ids(record->consent_events.begin(), record->consent_events.end());
-    std::vector<std::string> recorded;
-    GARDE_RETURN_IF_ERROR(d_.consents.RecordCorrectionsIn(
-        tx, policies, survivor.id,
-        RevertCorrections(events.value(), record->consent_at,
-                          {record->consent_before.begin(), record->consent_before.end()}, ids,
-                          policies),
-        "merge_reverted",
-        caller.key_id, at, &recorded, &kept));
+        auto events = tx.ConsentEventsOf(survivor.id);
+        if (!events.ok()) return events.status();
+        int64_t at = now;
+        for (const auto& e : events.value()) at = std::max(at, e.at);
+        const std::set<std::string> ids(record->consent_events.begin(),
+                                        record->consent_events.end());
+        std::vector<std::string> recorded;
+        GARDE_RETURN_IF_ERROR(d_.consents.RecordCorrectionsIn(
+            tx, policies, survivor.id,
+            RevertCorrections(events.value(), record->consent_at,
+                              {record->consent_before.begin(), record->consent_before.end()}, ids,
+                              policies),
+            "merge_reverted", caller.key_id, at, &recorded, &kept));
 
-    for (const auto& id : record->requests) {
-      GARDE_RETURN_IF_ERROR(MoveRequest(tx, d_.vault, id, survivor, merged));
-    }
-    if (!record->interactions.empty()) {
-      auto all = tx.InteractionsOf(survivor.id, 0);
-      if (!all.ok()) return all.status();
-      const std::set<int64_t> seqs(record->interactions.begin(), record->interactions.end());
-      std::vector<InteractionRow> back;
-      for (const auto& r : all.value()) {
-        if (seqs.count(r.seq) != 0) back.push_back(r);
-      }
-      auto moved = MoveInteractions(tx, d_.vault, back, survivor, merged);
-      if (!moved.ok()) return moved.status();
-      auto fresh = MustGet(tx, survivor.id);
-      if (!fresh.ok()) return fresh.status();
-      auto refreshed = d_.vault.RefreshSpendIn(tx, policies, caller, fresh.value(), now);
-      if (!refreshed.ok()) return refreshed.status();
-    }
-    for (const auto& l : record->links) {
-      const bool as_person = l.person == merged.id;
-      const std::string org = as_person ? l.organisation : survivor.id;
-      const std::string person = as_person ? survivor.id : l.person;
-      if (l.created) {
-        auto removed = tx.DeleteLink(org, person);
-        if (!removed.ok()) return removed.status();
-      }
-      GARDE_RETURN_IF_ERROR(tx.PutLink({l.organisation, l.person, l.role, now}));
-    }
+        for (const auto& id : record->requests) {
+          GARDE_RETURN_IF_ERROR(MoveRequest(tx, d_.vault, id, survivor, merged));
+        }
+        if (!record->interactions.empty()) {
+          auto all = tx.InteractionsOf(survivor.id, 0);
+          if (!all.ok()) return all.status();
+          const std::set<int64_t> seqs(record->interactions.begin(), record->interactions.end());
+          std::vector<InteractionRow> back;
+          for (const auto& r : all.value()) {
+            if (seqs.count(r.seq) != 0) back.push_back(r);
+          }
+          auto moved = MoveInteractions(tx, d_.vault, back, survivor, merged);
+          if (!moved.ok()) return moved.status();
+          auto fresh = MustGet(tx, survivor.id);
+          if (!fresh.ok()) return fresh.status();
+          auto refreshed = d_.vault.RefreshSpendIn(tx, policies, caller, fresh.value(), now);
+          if (!refreshed.ok()) return refreshed.status();
+        }
+        for (const auto& l : record->links) {
+          const bool as_person = l.person == merged.id;
+          const std::string org = as_person ? l.organisation : survivor.id;
+          const std::string person = as_person ? survivor.id : l.person;
+          if (l.created) {
+            auto removed = tx.DeleteLink(org, person);
+            if (!removed.ok()) return removed.status();
+          }
+          GARDE_RETURN_IF_ERROR(tx.PutLink({l.organisation, l.person, l.role, now}));
+        }
 
-    m.state = "reverted";
-    m.finished_at = now;
-    m.sealed.clear();
-    GARDE_RETURN_IF_ERROR(tx.PutMerge(m));
-    GARDE_RETURN_IF_ERROR(Emit(tx, "subject.merge_reverted", m, now));
-    GARDE_RETURN_IF_ERROR(
-        d_.journal.Record(&tx, caller, {"subject.merge_revert", merged.id, "", "ok", {}, 1}));
-    return d_.journal.Record(&tx, caller, {"subject.merge_revert", survivor.id, "", "ok", {}, 1});
-  });
+        m.state = "reverted";
+        m.finished_at = now;
+        m.sealed.clear();
+        GARDE_RETURN_IF_ERROR(tx.PutMerge(m));
+        GARDE_RETURN_IF_ERROR(Emit(tx, "subject.merge_reverted", m, now));
+        GARDE_RETURN_IF_ERROR(
+            d_.journal.Record(&tx, caller, {"subject.merge_revert", merged.id, "", "ok", {}, 1}));
+        return d_.journal.Record(&tx, caller,
+                                 {"subject.merge_revert", survivor.id, "", "ok", {}, 1});
+      });
 }
 
 namespace {
@@ -552,29 +570,34 @@ Status SubjectMerges::CompleteIn(WriteTx& tx, const SubjectVault& vault, MergeRo
 }
 
 Status SubjectMerges::CompleteMergesIn(WriteTx& tx, const SubjectVault& vault,
-                                       const std::string& into, int64_t now,
-                                       bool erase_history, TombstoneEntries* kept) {
+                                       const std::string& into, int64_t now, bool erase_history,
+                                       TombstoneEntries* kept) {
   auto merges = tx.MergesInto(into);
   if (!merges.ok()) return merges.status();
   for (MergeRow& m : merges.value()) {
-    if (m.state == "merged") GARDE_RETURN_IF_ERROR(CompleteOne(tx, vault, m, now, erase_history, kept));
+    if (m.state == "merged")
+      GARDE_RETURN_IF_ERROR(CompleteOne(tx, vault, m, now, erase_history, kept));
   }
   return Status::Ok();
 }
 
 Result<MergeRow> SubjectMerges::Complete(const Caller& caller, const std::string& merge_id) {
-  return Change(caller, [&](WriteTx& tx, const PolicySet& /*policies*/, MergeRow& m,
-                            TombstoneEntries& kept) -> Status {
-    auto found = tx.GetMerge(merge_id);
-    if (!found.ok()) return found.status();
-    if (!found.value()) return NotFound("no merge " + merge_id);
-    if (found.value()->state != "merged") {
-      return Conflict("the merge is " + found.value()->state + ": there is nothing to complete");
-    }
-    m = *found.value();
-    GARDE_RETURN_IF_ERROR(CompleteOne(tx, d_.vault, m, d_.clock.Now(), /*erase_history=*/false, &kept));
-    return d_.journal.Record(&tx, caller, {"subject.merge_complete", m.merged_id, "", "ok", {}, 1});
-  });
+  return Change(caller,
+                [&](WriteTx& tx, const PolicySet& /*policies*/, MergeRow& m,
+                    TombstoneEntries& kept) -> Status {
+                  auto found = tx.GetMerge(merge_id);
+                  if (!found.ok()) return found.status();
+                  if (!found.value()) return NotFound("no merge " + merge_id);
+                  if (found.value()->state != "merged") {
+                    return Conflict("the merge is " + found.value()->state +
+                                    ": there is nothing to complete");
+                  }
+                  m = *found.value();
+                  GARDE_RETURN_IF_ERROR(
+                      CompleteOne(tx, d_.vault, m, d_.clock.Now(), /*erase_history=*/false, &kept));
+                  return d_.journal.Record(
+                      &tx, caller, {"subject.merge_complete", m.merged_id, "", "ok", {}, 1});
+                });
 }
 
 Result<MergeRow> SubjectMerges::Get(const Caller& caller, const std::string& merge_id) {
@@ -588,7 +611,8 @@ Result<MergeRow> SubjectMerges::Get(const Caller& caller, const std::string& mer
     return Status::Ok();
   }));
   if (!m) return NotFound("no merge " + merge_id);
-  GARDE_RETURN_IF_ERROR(d_.journal.Record(nullptr, caller, {"subject.merge_read", m->merged_id, "", "ok", {}, 1}));
+  GARDE_RETURN_IF_ERROR(
+      d_.journal.Record(nullptr, caller, {"subject.merge_read", m->merged_id, "", "ok", {}, 1}));
   return *m;
 }
 

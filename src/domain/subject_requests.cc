@@ -2,9 +2,8 @@
 
 #include <Poco/Exception.h>
 #include <Poco/JSON/Parser.h>
-#include <sodium.h>
-
 #include <fcntl.h>
+#include <sodium.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -99,7 +98,8 @@ std::optional<int64_t> DueAt(int64_t received_at, const Jurisdiction& j) {
 Result<int64_t> ExtendedDue(const RequestRow& r, const Jurisdiction& j, const std::string& by,
                             int64_t now) {
   if (!IsOpen(r.status)) return Conflict("the request is " + r.status + "; it cannot be extended");
-  if (r.extended) return Conflict("the request was extended already; only one extension is allowed");
+  if (r.extended)
+    return Conflict("the request was extended already; only one extension is allowed");
   if (now >= r.due_at) {
     return Conflict("the deadline has passed; an extension must be decided before it");
   }
@@ -199,8 +199,7 @@ void WriteRequestJson(JsonWriter& w, const RequestView& v, int64_t now) {
       .Bool("overdue", IsOpen(r.status) && now > r.due_at)
       .Key("completed_at");
   time_or_null(r.completed_at);
-  w.String("opened_by", r.opened_by)
-      .StringOrNull("verification", r.verification);
+  w.String("opened_by", r.opened_by).StringOrNull("verification", r.verification);
   auto text = [&](const char* key, const std::string& value) {
     if (!value.empty()) w.String(key, value);
   };
@@ -220,8 +219,8 @@ const Jurisdiction* RequestDesk::FindJurisdiction(const std::string& name) const
   return nullptr;
 }
 
-Status RequestDesk::Load(ReadTx& tx, const Caller& caller, const std::string& id,
-                         RequestRow* out, SubjectRow* subject) const {
+Status RequestDesk::Load(ReadTx& tx, const Caller& caller, const std::string& id, RequestRow* out,
+                         SubjectRow* subject) const {
   auto row = tx.GetRequest(id);
   if (!row.ok()) return row.status();
   // A customer never learns whether another subject's request exists.
@@ -279,11 +278,12 @@ Result<RequestView> RequestDesk::Open(const Caller& caller, const NewRequest& in
   Status invalid(Code::kUnprocessable, "the request is not valid; nothing was stored");
   if (std::none_of(std::begin(kRequestTypes), std::end(kRequestTypes),
                    [&](const char* t) { return in.type == t; })) {
-    invalid.AddError("type", "must be access, portability, rectification, erasure, restriction "
-                             "or objection");
+    invalid.AddError("type",
+                     "must be access, portability, rectification, erasure, restriction "
+                     "or objection");
   }
-  const std::string subject_id = caller.is_subject() && in.subject.empty() ? caller.subject
-                                                                            : in.subject;
+  const std::string subject_id =
+      caller.is_subject() && in.subject.empty() ? caller.subject : in.subject;
   if (caller.is_subject() && subject_id != caller.subject) {
     return PermissionDenied("a subject link opens requests for its own subject only");
   }
@@ -315,8 +315,9 @@ Result<RequestView> RequestDesk::Open(const Caller& caller, const NewRequest& in
       invalid.AddError(at, "is not a purpose of the catalogue");
     } else if (!p->marketing && p->legal_basis != LegalBasis::kLegitimateInterests &&
                p->legal_basis != LegalBasis::kPublicTask) {
-      invalid.AddError(at, "an objection (Art. 21) applies to direct marketing and to "
-                           "processing on legitimate interests or a public task");
+      invalid.AddError(at,
+                       "an objection (Art. 21) applies to direct marketing and to "
+                       "processing on legitimate interests or a public task");
     }
   }
   const int64_t now = d_.clock.Now();
@@ -376,8 +377,12 @@ Result<RequestView> RequestDesk::Open(const Caller& caller, const NewRequest& in
   if (!written.ok()) {
     d_.journal
         .Record(nullptr, caller,
-                {"request.open", IsRandomId(subject_id, "sub_") ? subject_id : "",
-                 "", written.code() == Code::kNotFound ? "not_found" : "refused", {in.type}, 0})
+                {"request.open",
+                 IsRandomId(subject_id, "sub_") ? subject_id : "",
+                 "",
+                 written.code() == Code::kNotFound ? "not_found" : "refused",
+                 {in.type},
+                 0})
         .IgnoreError();
     return written;
   }
@@ -467,7 +472,7 @@ Result<RequestView> RequestDesk::Step(
     return Status::Ok();
   });
   if (!written.ok()) {
-    const char* outcome = written.code() == Code::kNotFound       ? "not_found"
+    const char* outcome = written.code() == Code::kNotFound        ? "not_found"
                           : written.code() == Code::kConflict      ? "conflict"
                           : written.code() == Code::kUnprocessable ? "invalid"
                                                                    : "error";
@@ -516,9 +521,8 @@ Result<RequestView> RequestDesk::Start(const Caller& caller, const std::string& 
   return Step(caller, id, "request.start",
               [&](WriteTx&, RequestRow& r, SubjectRow&, Texts&) -> Status {
                 if (r.status != "verified") {
-                  return Conflict(r.status == "received"
-                                      ? "verify the requester's identity first"
-                                      : "the request is " + r.status);
+                  return Conflict(r.status == "received" ? "verify the requester's identity first"
+                                                         : "the request is " + r.status);
                 }
                 r.status = "in_progress";
                 return Status::Ok();
@@ -534,7 +538,8 @@ Result<RequestView> RequestDesk::Extend(const Caller& caller, const std::string&
   return Step(caller, id, "request.extend",
               [&](WriteTx& tx, RequestRow& r, SubjectRow&, Texts& t) -> Status {
                 const Jurisdiction* j = FindJurisdiction(r.jurisdiction);
-                if (j == nullptr) return Conflict("jurisdiction " + r.jurisdiction + " is no longer configured");
+                if (j == nullptr)
+                  return Conflict("jurisdiction " + r.jurisdiction + " is no longer configured");
                 // Without `by`, the longest extension the jurisdiction allows.
                 auto due = ExtendedDue(r, *j, by.empty() ? j->extension : by, d_.clock.Now());
                 if (!due.ok()) return due.status();
@@ -566,147 +571,152 @@ Result<RequestView> RequestDesk::Reject(const Caller& caller, const std::string&
 }
 
 Result<RequestView> RequestDesk::Lift(const Caller& caller, const std::string& id) {
-  return Step(caller, id, "request.lift",
-              [&](WriteTx& tx, RequestRow& r, SubjectRow& s, Texts&) -> Status {
-                if (r.type != "restriction" || r.status != "completed") {
-                  return Conflict("only a completed restriction request can be lifted");
-                }
-                if (s.status != "restricted") return Conflict("the subject is not restricted");
-                // Art. 18(3): the subject is told before the restriction is lifted. The first
-                // call sends the notice; the restriction is lifted by a call after it.
-                if (r.result.find("\"lift_notified_at\"") == std::string::npos) {
-                  r.result = "{\"restricted\":true,\"lift_notified_at\":\"" +
-                             FormatRfc3339(d_.clock.Now()) + "\"}";
-                  return Notify(tx, r, "restriction_lifting");
-                }
-                s.status = "active";
-                s.updated_at = d_.clock.Now();
-                GARDE_RETURN_IF_ERROR(tx.UpdateSubject(s));
-                GARDE_RETURN_IF_ERROR(EmitEvent(
-                    tx, "subject.restriction_lifted",
-                    "{\"subject\":\"" + s.id + "\",\"request\":\"" + r.id + "\",\"at\":\"" +
-                        FormatRfc3339(s.updated_at) + "\"}",
-                    s.updated_at));
-                r.result = "{\"restricted\":false,\"lifted_at\":\"" +
-                           FormatRfc3339(s.updated_at) + "\"}";
-                return Status::Ok();
-              });
+  return Step(
+      caller, id, "request.lift", [&](WriteTx& tx, RequestRow& r, SubjectRow& s, Texts&) -> Status {
+        if (r.type != "restriction" || r.status != "completed") {
+          return Conflict("only a completed restriction request can be lifted");
+        }
+        if (s.status != "restricted") return Conflict("the subject is not restricted");
+        // Art. 18(3): the subject is told before the restriction is lifted. The first
+        // call sends the notice; the restriction is lifted by a call after it.
+        if (r.result.find("\"lift_notified_at\"") == std::string::npos) {
+          r.result = "{\"restricted\":true,\"lift_notified_at\":\"" +
+                     FormatRfc3339(d_.clock.Now()) + "\"}";
+          return Notify(tx, r, "restriction_lifting");
+        }
+        s.status = "active";
+        s.updated_at = d_.clock.Now();
+        GARDE_RETURN_IF_ERROR(tx.UpdateSubject(s));
+        GARDE_RETURN_IF_ERROR(EmitEvent(tx, "subject.restriction_lifted",
+                                        "{\"subject\":\"" + s.id + "\",\"request\":\"" + r.id +
+                                            "\",\"at\":\"" + FormatRfc3339(s.updated_at) + "\"}",
+                                        s.updated_at));
+        r.result = "{\"restricted\":false,\"lifted_at\":\"" + FormatRfc3339(s.updated_at) + "\"}";
+        return Status::Ok();
+      });
 }
 
 Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::string& id,
                                           const std::string& note,
                                           const std::optional<SubjectChanges>& given) {
   if (note.size() > 4000) {
-    return Status(Code::kUnprocessable, "the note is too long").AddError("note", "at most 4000 bytes");
+    return Status(Code::kUnprocessable, "the note is too long")
+        .AddError("note", "at most 4000 bytes");
   }
   auto policies = d_.policies.Current();
   // A package lists the subject's accesses up to now: every journal is imported first, outside
   // the transaction (checked below only where a package is built).
   const Status imported = d_.journal.FlushEverywhere();
   TombstoneEntries tombstones;
-  auto done = Step(caller, id, "request.complete",
-              [&](WriteTx& tx, RequestRow& r, SubjectRow& s, Texts& t) -> Status {
-    tombstones = {};
-    if (r.status == "received") return Conflict("verify the requester's identity first");
-    if (given && r.type != "rectification") {
-      return Status(Code::kUnprocessable, "only a rectification carries changes")
-          .AddError("changes", "not allowed for a " + r.type + " request");
-    }
-    if (!IsOpen(r.status)) return Conflict("the request is " + r.status + " already");
-    if (s.status == "erased") return Conflict("the subject has been erased; nothing is left to do");
-    const int64_t now = d_.clock.Now();
-    if (!note.empty()) t.note = t.note.empty() ? note : t.note + "\n" + note;
-    JsonWriter result;
-    if (r.type == "access" || r.type == "portability") {
-      r.completed_at = now;  // the package says when it was delivered
-      GARDE_RETURN_IF_ERROR(imported);
-      auto package = BuildPackage(tx, *policies, r, s);
-      if (!package.ok()) return package.status();
-      auto sealed = d_.vault.SealFor(s, RequestPackageLabel(r.id), package.value());
-      if (!sealed.ok()) return sealed.status();
-      r.package = std::move(sealed.value());
-      result.BeginObject().String("package_sha256", Sha256Hex(package.value()))
-          .Int("package_bytes", static_cast<int64_t>(package.value().size())).EndObject();
-      sodium_memzero(package.value().data(), package.value().size());
-    } else if (r.type == "rectification") {
-      if (given) {
-        if (!t.changes.empty()) {
-          return Conflict("the request already names its changes; complete it without new ones");
+  auto done = Step(
+      caller, id, "request.complete",
+      [&](WriteTx& tx, RequestRow& r, SubjectRow& s, Texts& t) -> Status {
+        tombstones = {};
+        if (r.status == "received") return Conflict("verify the requester's identity first");
+        if (given && r.type != "rectification") {
+          return Status(Code::kUnprocessable, "only a rectification carries changes")
+              .AddError("changes", "not allowed for a " + r.type + " request");
         }
-        KeepChanges(*given, &t);
-      }
-      FieldMap values;
-      for (const auto& [field, encoded] : t.changes) {
-        FieldValue v;
-        if (encoded) {
-          auto decoded = DecodeFieldValue(*encoded);
-          if (!decoded) return Damaged("the sealed changes of " + r.id + " are damaged");
-          v = std::move(*decoded);
+        if (!IsOpen(r.status)) return Conflict("the request is " + r.status + " already");
+        if (s.status == "erased")
+          return Conflict("the subject has been erased; nothing is left to do");
+        const int64_t now = d_.clock.Now();
+        if (!note.empty()) t.note = t.note.empty() ? note : t.note + "\n" + note;
+        JsonWriter result;
+        if (r.type == "access" || r.type == "portability") {
+          r.completed_at = now;  // the package says when it was delivered
+          GARDE_RETURN_IF_ERROR(imported);
+          auto package = BuildPackage(tx, *policies, r, s);
+          if (!package.ok()) return package.status();
+          auto sealed = d_.vault.SealFor(s, RequestPackageLabel(r.id), package.value());
+          if (!sealed.ok()) return sealed.status();
+          r.package = std::move(sealed.value());
+          result.BeginObject()
+              .String("package_sha256", Sha256Hex(package.value()))
+              .Int("package_bytes", static_cast<int64_t>(package.value().size()))
+              .EndObject();
+          sodium_memzero(package.value().data(), package.value().size());
+        } else if (r.type == "rectification") {
+          if (given) {
+            if (!t.changes.empty()) {
+              return Conflict(
+                  "the request already names its changes; complete it without new ones");
+            }
+            KeepChanges(*given, &t);
+          }
+          FieldMap values;
+          for (const auto& [field, encoded] : t.changes) {
+            FieldValue v;
+            if (encoded) {
+              auto decoded = DecodeFieldValue(*encoded);
+              if (!decoded) return Damaged("the sealed changes of " + r.id + " are damaged");
+              v = std::move(*decoded);
+            }
+            values[field] = std::move(v);
+          }
+          auto view = d_.vault.RectifyIn(tx, *policies, caller, s.id, ChangesOf(std::move(values)));
+          if (!view.ok()) return view.status();
+          result.BeginObject().BeginArray("rectified_fields");
+          for (const auto& [field, _] : t.changes) result.String(field);
+          result.EndArray().EndObject();
+        } else if (r.type == "erasure") {
+          std::string summary;
+          std::vector<std::string> kept;
+          // Records merged into this one are the same customer's data: erased with it.
+          GARDE_RETURN_IF_ERROR(SubjectMerges::CompleteMergesIn(
+              tx, d_.vault, s.id, now, /*erase_history=*/true, &tombstones));
+          GARDE_RETURN_IF_ERROR(Erase(tx, *policies, caller, r, s, t.suppress, &summary, &kept,
+                                      &tombstones.suppressions));
+          t.destroyed = s.wrapped_dek.empty();
+          // Every erasure, full or held, leaves a tombstone that a restore re-applies.
+          tombstones.erasures.push_back(TombstoneRow{s.id, r.id, now, std::move(kept)});
+          result.Raw(summary);
+        } else if (r.type == "restriction") {
+          s.status = "restricted";
+          s.updated_at = now;
+          GARDE_RETURN_IF_ERROR(tx.UpdateSubject(s));
+          GARDE_RETURN_IF_ERROR(EmitEvent(tx, "subject.restricted",
+                                          "{\"subject\":\"" + s.id + "\",\"request\":\"" + r.id +
+                                              "\",\"at\":\"" + FormatRfc3339(now) + "\"}",
+                                          now));
+          result.BeginObject().Bool("restricted", true).EndObject();
+        } else if (r.type == "objection") {
+          std::vector<const Purpose*> purposes;
+          if (t.purposes.empty()) {
+            for (const auto& p : policies->purposes()) {
+              if (p.marketing) purposes.push_back(&p);
+            }
+          } else {
+            for (const auto& id2 : t.purposes) {
+              const Purpose* p = policies->FindPurpose(id2);
+              if (p == nullptr)
+                return Conflict("purpose " + id2 + " is no longer in the catalogue");
+              purposes.push_back(p);
+            }
+          }
+          GARDE_RETURN_IF_ERROR(d_.consents.ObjectIn(tx, *policies, s.id, purposes,
+                                                     "data_subject_request", caller.key_id, now,
+                                                     &tombstones));
+          result.BeginObject().BeginArray("objected");
+          bool marketing = false;
+          for (const Purpose* p : purposes) {
+            result.String(p->id);
+            marketing |= p->marketing;
+          }
+          result.EndArray().Bool("contacts_suppressed", marketing).EndObject();
         }
-        values[field] = std::move(v);
-      }
-      auto view = d_.vault.RectifyIn(tx, *policies, caller, s.id, ChangesOf(std::move(values)));
-      if (!view.ok()) return view.status();
-      result.BeginObject().BeginArray("rectified_fields");
-      for (const auto& [field, _] : t.changes) result.String(field);
-      result.EndArray().EndObject();
-    } else if (r.type == "erasure") {
-      std::string summary;
-      std::vector<std::string> kept;
-      // Records merged into this one are the same customer's data: erased with it.
-      GARDE_RETURN_IF_ERROR(
-          SubjectMerges::CompleteMergesIn(tx, d_.vault, s.id, now, /*erase_history=*/true, &tombstones));
-      GARDE_RETURN_IF_ERROR(Erase(tx, *policies, caller, r, s, t.suppress, &summary, &kept,
-                                  &tombstones.suppressions));
-      t.destroyed = s.wrapped_dek.empty();
-      // Every erasure, full or held, leaves a tombstone that a restore re-applies.
-      tombstones.erasures.push_back(TombstoneRow{s.id, r.id, now, std::move(kept)});
-      result.Raw(summary);
-    } else if (r.type == "restriction") {
-      s.status = "restricted";
-      s.updated_at = now;
-      GARDE_RETURN_IF_ERROR(tx.UpdateSubject(s));
-      GARDE_RETURN_IF_ERROR(EmitEvent(tx, "subject.restricted",
-                                      "{\"subject\":\"" + s.id + "\",\"request\":\"" + r.id +
-                                          "\",\"at\":\"" + FormatRfc3339(now) + "\"}",
-                                      now));
-      result.BeginObject().Bool("restricted", true).EndObject();
-    } else if (r.type == "objection") {
-      std::vector<const Purpose*> purposes;
-      if (t.purposes.empty()) {
-        for (const auto& p : policies->purposes()) {
-          if (p.marketing) purposes.push_back(&p);
-        }
-      } else {
-        for (const auto& id2 : t.purposes) {
-          const Purpose* p = policies->FindPurpose(id2);
-          if (p == nullptr) return Conflict("purpose " + id2 + " is no longer in the catalogue");
-          purposes.push_back(p);
-        }
-      }
-      GARDE_RETURN_IF_ERROR(d_.consents.ObjectIn(tx, *policies, s.id, purposes,
-                                                 "data_subject_request", caller.key_id, now,
-                                                 &tombstones));
-      result.BeginObject().BeginArray("objected");
-      bool marketing = false;
-      for (const Purpose* p : purposes) {
-        result.String(p->id);
-        marketing |= p->marketing;
-      }
-      result.EndArray().Bool("contacts_suppressed", marketing).EndObject();
-    }
-    r.status = "completed";
-    r.completed_at = now;
-    r.result = result.Take();
-    // The answer, and for access and portability the only link that downloads the package.
-    if (!t.destroyed) GARDE_RETURN_IF_ERROR(Notify(tx, r, "request_completed"));
-    GARDE_RETURN_IF_ERROR(EmitEvent(
-        tx, "request.completed",
-        "{\"request\":\"" + r.id + "\",\"type\":\"" + r.type + "\",\"subject\":\"" + s.id +
-            "\",\"completed_at\":\"" + FormatRfc3339(now) + "\"}",
-        now));
-    return Status::Ok();
-  });
+        r.status = "completed";
+        r.completed_at = now;
+        r.result = result.Take();
+        // The answer, and for access and portability the only link that downloads the package.
+        if (!t.destroyed) GARDE_RETURN_IF_ERROR(Notify(tx, r, "request_completed"));
+        GARDE_RETURN_IF_ERROR(EmitEvent(tx, "request.completed",
+                                        "{\"request\":\"" + r.id + "\",\"type\":\"" + r.type +
+                                            "\",\"subject\":\"" + s.id + "\",\"completed_at\":\"" +
+                                            FormatRfc3339(now) + "\"}",
+                                        now));
+        return Status::Ok();
+      });
   if (done.ok() && !tombstones.empty() && d_.tombstones != nullptr) {
     // Committed; what a restore must re-apply also goes outside the database. Should this
     // fail, an erasure is still in the tombstones table and the next start copies it out.
@@ -790,8 +800,7 @@ Result<size_t> RequestDesk::ReapplyTombstones() {
       }
       if (put_back == 0) return Status::Ok();
       ++reapplied;
-      return d_.journal.Record(&tx, system,
-                               {"consent.reapply", id, "", "reapplied", {}, put_back});
+      return d_.journal.Record(&tx, system, {"consent.reapply", id, "", "reapplied", {}, put_back});
     }));
   }
   for (const auto& entry : all) {
@@ -816,8 +825,8 @@ Result<size_t> RequestDesk::ReapplyTombstones() {
       }
       auto events = tx.ConsentFactsOf(id);
       if (!events.ok()) return events.status();
-      const bool applied = keep.empty() ? s.status == "erased" && s.wrapped_dek.empty()
-                                        : s.status == "restricted";
+      const bool applied =
+          keep.empty() ? s.status == "erased" && s.wrapped_dek.empty() : s.status == "restricted";
       if (applied && !extra && events.value().empty()) return Status::Ok();
       GARDE_RETURN_IF_ERROR(d_.vault.EraseIn(tx, s, keep));
       GARDE_RETURN_IF_ERROR(tx.DeleteConsentEventsOf(id));
@@ -936,8 +945,11 @@ Status RequestDesk::Erase(WriteTx& tx, const PolicySet& policies, const Caller& 
   GARDE_RETURN_IF_ERROR(tx.InsertTombstone({subject.id, request.id, now, *kept}));
   // Art. 19: recipients of the data are told, through the outbox.
   JsonWriter event;
-  event.BeginObject().String("subject", subject.id).String("request", request.id)
-      .String("erased_at", FormatRfc3339(now)).BeginArray("activities");
+  event.BeginObject()
+      .String("subject", subject.id)
+      .String("request", request.id)
+      .String("erased_at", FormatRfc3339(now))
+      .BeginArray("activities");
   for (const auto& a : policies.activities()) {
     if (std::any_of(present.begin(), present.end(),
                     [&](const std::string& f) { return a.fields.count(f) != 0; })) {
@@ -946,19 +958,22 @@ Status RequestDesk::Erase(WriteTx& tx, const PolicySet& policies, const Caller& 
   }
   event.EndArray().Bool("fully_erased", keep.empty()).EndObject();
   GARDE_RETURN_IF_ERROR(EmitEvent(tx, "subject.erased", event.Take(), now));
-  GARDE_RETURN_IF_ERROR(d_.journal.Record(&tx, caller,
-                                          {"subject.erase", subject.id, "", "ok", erased,
-                                           static_cast<int64_t>(keep.size())}));
+  GARDE_RETURN_IF_ERROR(d_.journal.Record(
+      &tx, caller,
+      {"subject.erase", subject.id, "", "ok", erased, static_cast<int64_t>(keep.size())}));
 
   JsonWriter w;
   w.BeginObject().BeginArray("erased_fields");
   for (const auto& f : erased) w.String(f);
   w.EndArray().BeginArray("kept");
   for (const auto& [field, hold] : holds) {
-    w.BeginObject().String("field", field).String("activity", hold.activity)
+    w.BeginObject()
+        .String("field", field)
+        .String("activity", hold.activity)
         .String("reason", "kept under a legal obligation (" + hold.activity +
                               ") until its retention runs out; restricted meanwhile")
-        .String("until", FormatRfc3339(hold.until)).EndObject();
+        .String("until", FormatRfc3339(hold.until))
+        .EndObject();
   }
   w.EndArray()
       .Bool("data_key_destroyed", keep.empty())
@@ -1038,8 +1053,12 @@ Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& polic
   auto links = tx.LinksOf(subject.id);
   if (!links.ok()) return links.status();
   for (const auto& l : links.value()) {
-    w.BeginObject().String("organisation", l.organisation_id).String("person", l.person_id)
-        .String("role", l.role).String("since", FormatRfc3339(l.created_at)).EndObject();
+    w.BeginObject()
+        .String("organisation", l.organisation_id)
+        .String("person", l.person_id)
+        .String("role", l.role)
+        .String("since", FormatRfc3339(l.created_at))
+        .EndObject();
   }
   w.EndArray();
   w.BeginArray("consents");
@@ -1089,9 +1108,7 @@ Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& polic
         .String("retention", a.retention)
         .BeginObject("retention_by_category");
     for (const auto& [category, rule] : a.category_retention) w.String(category, rule);
-    w.EndObject()
-        .String("source", subject.source)
-        .EndObject();
+    w.EndObject().String("source", subject.source).EndObject();
   }
   w.EndArray().BeginArray("requests");
   RequestQuery rq;
@@ -1100,7 +1117,9 @@ Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& polic
   auto requests = tx.QueryRequests(rq);
   if (!requests.ok()) return requests.status();
   for (const auto& r : requests.value()) {
-    w.BeginObject().String("id", r.id).String("type", r.type)
+    w.BeginObject()
+        .String("id", r.id)
+        .String("type", r.type)
         .String("status", r.id == request.id ? "completed" : r.status)
         .String("received_at", FormatRfc3339(r.received_at))
         .String("due_at", FormatRfc3339(r.due_at))
@@ -1206,10 +1225,13 @@ Result<std::string> RequestDesk::Package(const Caller& caller, const std::string
     package = std::move(built.value());
     return Status::Ok();
   }));
-  GARDE_RETURN_IF_ERROR(d_.journal.Record(
-      nullptr, caller,
-      {"request.package", subject_id, "", "ok", {id, "sha256:" + Sha256Hex(package)},
-       static_cast<int64_t>(package.size())}));
+  GARDE_RETURN_IF_ERROR(d_.journal.Record(nullptr, caller,
+                                          {"request.package",
+                                           subject_id,
+                                           "",
+                                           "ok",
+                                           {id, "sha256:" + Sha256Hex(package)},
+                                           static_cast<int64_t>(package.size())}));
   return package;
 }
 

@@ -1,17 +1,15 @@
 #include "garde/domain/subject_vault.h"
 
-#include <cmath>
-#include <cstdio>
-
-#include "garde/base/json_writer.h"
-
 #include <sodium.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 
 #include "garde/base/encoding.h"
+#include "garde/base/json_writer.h"
 #include "garde/crypto/envelope.h"
 #include "garde/domain/match_keys.h"
 
@@ -23,8 +21,8 @@ constexpr size_t kMaxSearchResults = 100;
 bool ValidSource(const std::string& s) {
   if (s.empty() || s.size() > 64) return false;
   for (char c : s) {
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '_' || c == '-' || c == '.')) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+          c == '-' || c == '.')) {
       return false;
     }
   }
@@ -66,9 +64,8 @@ void SubjectVault::Audit(WriteTx* tx, const Caller& caller, AccessEvent event) c
 }
 
 Status SubjectVault::Validate(const PolicySet& policies, const std::string& kind,
-                              const FieldMap& fields,
-                              const std::optional<FieldValue>& external_id, bool creating,
-                              Prepared* out) const {
+                              const FieldMap& fields, const std::optional<FieldValue>& external_id,
+                              bool creating, Prepared* out) const {
   Status invalid(Code::kUnprocessable, "the subject is not valid; nothing was stored");
   for (const auto& [name, value] : fields) {
     const std::string path = "fields." + name;
@@ -148,8 +145,8 @@ Result<std::optional<FieldValue>> SubjectVault::OpenOne(ReadTx& tx, const Subjec
   return std::optional<FieldValue>();
 }
 
-Status SubjectVault::CheckUnique(WriteTx& tx, const PolicySet& policies,
-                                 const std::string& self_id, const FieldMap& values) const {
+Status SubjectVault::CheckUnique(WriteTx& tx, const PolicySet& policies, const std::string& self_id,
+                                 const FieldMap& values) const {
   for (const auto& [name, value] : values) {
     const FieldSpec* spec = SpecOf(policies, name);
     if (spec == nullptr || !spec->unique) continue;
@@ -336,7 +333,8 @@ std::vector<Result<SubjectView>> SubjectVault::CommitCreates(
       GARDE_RETURN_IF_ERROR(outcome[i]);
       GARDE_RETURN_IF_ERROR(tx.InsertSubject(row));
       if (p.import_mark) {
-        GARDE_RETURN_IF_ERROR(tx.InsertImportRow(p.import_mark->import_id, p.import_mark->row, row.id));
+        GARDE_RETURN_IF_ERROR(
+            tx.InsertImportRow(p.import_mark->import_id, p.import_mark->row, row.id));
       }
       GARDE_RETURN_IF_ERROR(tx.PutNewSubjectRows(row.id, p.sealed, p.indexes));
       GARDE_RETURN_IF_ERROR(d_.journal.Record(
@@ -355,11 +353,16 @@ std::vector<Result<SubjectView>> SubjectVault::CommitCreates(
       continue;
     }
     const SubjectRow& row = p.row;
-    SubjectView view{row.id, row.kind, row.status, row.source, row.created_at, row.updated_at,
-                     row.last_interaction_at,
-                     p.has_external_id ? p.prepared.values[kExternalIdField].text
-                                       : std::optional<std::string>(),
-                     {}};
+    SubjectView view{
+        row.id,
+        row.kind,
+        row.status,
+        row.source,
+        row.created_at,
+        row.updated_at,
+        row.last_interaction_at,
+        p.has_external_id ? p.prepared.values[kExternalIdField].text : std::optional<std::string>(),
+        {}};
     p.prepared.values.erase(kExternalIdField);
     view.fields = std::move(p.prepared.values);
     results.emplace_back(std::move(view));
@@ -387,7 +390,7 @@ Result<SubjectView> SubjectVault::Rectify(const Caller& caller, const std::strin
     return Status::Ok();
   });
   if (!written.ok()) {
-    const char* outcome = written.code() == Code::kNotFound       ? "not_found"
+    const char* outcome = written.code() == Code::kNotFound        ? "not_found"
                           : written.code() == Code::kUnprocessable ? "invalid"
                           : written.code() == Code::kConflict      ? "conflict"
                                                                    : "error";
@@ -449,8 +452,15 @@ Result<SubjectView> SubjectVault::RectifyIn(WriteTx& tx, const PolicySet& polici
   for (const auto& name : touched) event.String(name);
   event.EndArray().String("at", FormatRfc3339(row.updated_at)).EndObject();
   GARDE_RETURN_IF_ERROR(EmitEvent(tx, "subject.rectified", event.Take(), row.updated_at));
-  SubjectView view{row.id, row.kind, row.status, row.source, row.created_at, row.updated_at,
-                   row.last_interaction_at, std::nullopt, {}};
+  SubjectView view{row.id,
+                   row.kind,
+                   row.status,
+                   row.source,
+                   row.created_at,
+                   row.updated_at,
+                   row.last_interaction_at,
+                   std::nullopt,
+                   {}};
   auto ext = prepared.values.find(kExternalIdField);
   if (ext != prepared.values.end()) {
     view.external_id = ext->second.text;
@@ -535,7 +545,7 @@ Status SubjectVault::EraseIn(WriteTx& tx, const SubjectRow& row,
   }
   GARDE_RETURN_IF_ERROR(tx.DeleteIndexesOf(row.id));
   GARDE_RETURN_IF_ERROR(tx.DeleteInteractionsOf(row.id));  // when the customer bought: gone too
-  GARDE_RETURN_IF_ERROR(tx.DeleteLinksOf(row.id));  // whose contact the person was: gone too
+  GARDE_RETURN_IF_ERROR(tx.DeleteLinksOf(row.id));         // whose contact the person was: gone too
   if (keep.empty()) GARDE_RETURN_IF_ERROR(tx.ShredDataKey(row.id));
   return Status::Ok();
 }
@@ -598,10 +608,12 @@ Status SubjectVault::UnlinkContact(const Caller& caller, const std::string& orga
     if (!deleted) return Status::Ok();
     return d_.journal.Record(&tx, caller, {"contact.unlink", person_id, "", "ok", {}, 0});
   }));
-  return deleted ? Status::Ok() : NotFound("subject " + person_id + " is not a contact of " + organisation_id);
+  return deleted ? Status::Ok()
+                 : NotFound("subject " + person_id + " is not a contact of " + organisation_id);
 }
 
-Result<std::vector<ContactLinkRow>> SubjectVault::Contacts(const Caller& caller, const std::string& id) {
+Result<std::vector<ContactLinkRow>> SubjectVault::Contacts(const Caller& caller,
+                                                           const std::string& id) {
   auto policies = d_.policies.Current();
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "subjects.write"));
   std::vector<ContactLinkRow> links;
@@ -707,8 +719,8 @@ Result<SubjectView> SubjectVault::RecordInteractions(const Caller& caller, const
     std::vector<std::string> kinds;
     for (const auto& i : list) kinds.push_back(i.kind);
     GARDE_RETURN_IF_ERROR(d_.journal.Record(
-        &tx, caller, {"subject.interaction", row.id, "", "ok", kinds,
-                      static_cast<int64_t>(list.size())}));
+        &tx, caller,
+        {"subject.interaction", row.id, "", "ok", kinds, static_cast<int64_t>(list.size())}));
     if (purchases) {
       // The aggregates the schema declares: a running total, the last purchase date, and the
       // spending of the last 30 days recomputed from the purchases themselves.
@@ -717,11 +729,12 @@ Result<SubjectView> SubjectVault::RecordInteractions(const Caller& caller, const
       if (!current.ok()) return current.status();
       if (InSchema(*policies, "total_spend", FieldType::kNumber)) {
         auto it = current.value().fields.find("total_spend");
-        const double before = it != current.value().fields.end() &&
-                                      it->second.type == FieldValue::Type::kNumber
-                                  ? it->second.number
-                                  : 0;
-        changes.fields["total_spend"] = FieldValue::Number(std::round((before + added) * 100) / 100);
+        const double before =
+            it != current.value().fields.end() && it->second.type == FieldValue::Type::kNumber
+                ? it->second.number
+                : 0;
+        changes.fields["total_spend"] =
+            FieldValue::Number(std::round((before + added) * 100) / 100);
       }
       if (InSchema(*policies, "last_purchase", FieldType::kDate)) {
         const std::string date = FormatRfc3339(last_purchase).substr(0, 10);
@@ -742,9 +755,15 @@ Result<SubjectView> SubjectVault::RecordInteractions(const Caller& caller, const
     }
     auto fresh = tx.GetSubject(row.id);
     if (!fresh.ok()) return fresh.status();
-    SubjectView view{row.id, row.kind, row.status, row.source, row.created_at,
-                     fresh.value()->updated_at, fresh.value()->last_interaction_at,
-                     std::nullopt, {}};
+    SubjectView view{row.id,
+                     row.kind,
+                     row.status,
+                     row.source,
+                     row.created_at,
+                     fresh.value()->updated_at,
+                     fresh.value()->last_interaction_at,
+                     std::nullopt,
+                     {}};
     result = std::move(view);
     return Status::Ok();
   });
@@ -762,8 +781,15 @@ Result<SubjectView> SubjectVault::Decrypt(ReadTx& tx, const SubjectRow& row,
 Result<SubjectView> SubjectVault::DecryptSealed(const SubjectRow& row,
                                                 const std::vector<SealedRef>& sealed,
                                                 const std::set<std::string>& allowed) const {
-  SubjectView view{row.id, row.kind, row.status, row.source, row.created_at, row.updated_at,
-                   row.last_interaction_at, std::nullopt, {}};
+  SubjectView view{row.id,
+                   row.kind,
+                   row.status,
+                   row.source,
+                   row.created_at,
+                   row.updated_at,
+                   row.last_interaction_at,
+                   std::nullopt,
+                   {}};
   std::set<std::string> wanted = allowed;
   wanted.insert(kExternalIdField);
   auto fields = OpenRefs(row, sealed, wanted);
@@ -784,7 +810,7 @@ Result<FieldMap> SubjectVault::OpenFields(const SubjectRow& row,
 }
 
 Result<FieldMap> SubjectVault::OwnFields(const std::string& id,
-                                        const std::set<std::string>& fields) {
+                                         const std::set<std::string>& fields) {
   FieldMap out;
   GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
     auto row = tx.GetSubject(id);
@@ -836,8 +862,7 @@ std::vector<SubjectVault::SealedRef> SubjectVault::SealedRecord::Unpack() const 
   return out;
 }
 
-Result<FieldMap> SubjectVault::OpenRefs(const SubjectRow& row,
-                                        const std::vector<SealedRef>& sealed,
+Result<FieldMap> SubjectVault::OpenRefs(const SubjectRow& row, const std::vector<SealedRef>& sealed,
                                         const std::set<std::string>& fields) const {
   FieldMap out;
   ScopedKey dek;
@@ -853,8 +878,9 @@ Result<FieldMap> SubjectVault::OpenRefs(const SubjectRow& row,
     if (!plain.ok()) {
       return Damaged("the record of subject " + row.id + " is damaged (field " + name +
                      " fails authentication)")
-          .AddError("fields." + name, "fails authentication; the stored value was altered "
-                                         "or belongs to another record");
+          .AddError("fields." + name,
+                    "fails authentication; the stored value was altered "
+                    "or belongs to another record");
     }
     auto value = DecodeFieldValue(plain.value());
     sodium_memzero(plain.value().data(), plain.value().size());
@@ -879,8 +905,10 @@ Status SubjectVault::ConsentAllows(const PolicySet& policies, const std::string&
   if (decision->allowed) return Status::Ok();
   // SPEC §3.4: a consent-based activity reads only subjects whose consent allows it;
   // Art. 21(3): an objection to direct marketing is absolute.
-  return PermissionDenied("activity '" + activity.id + "' rests on the subject's consent or "
-                          "choice, which does not allow it (" + decision->reason + ")");
+  return PermissionDenied("activity '" + activity.id +
+                          "' rests on the subject's consent or "
+                          "choice, which does not allow it (" +
+                          decision->reason + ")");
 }
 
 Result<SubjectView> SubjectVault::Read(const Caller& caller, const std::string& id,
@@ -907,8 +935,9 @@ Result<SubjectView> SubjectVault::Read(const Caller& caller, const std::string& 
       break;
     }
     if (!MayProcess(r.row, *activity.value())) {
-      s = PermissionDenied("processing of this subject is restricted (GDPR Art. 18): only "
-                           "activities flagged for legal claims may read it");
+      s = PermissionDenied(
+          "processing of this subject is restricted (GDPR Art. 18): only "
+          "activities flagged for legal claims may read it");
       break;
     }
     s = ConsentAllows(*policies, id, *activity.value());
@@ -927,12 +956,15 @@ Result<SubjectView> SubjectVault::Read(const Caller& caller, const std::string& 
   }
   if (!s.ok()) {
     Audit(nullptr, caller,
-          {"subject.read", id, activity_id,
+          {"subject.read",
+           id,
+           activity_id,
            s.code() == Code::kNotFound           ? "not_found"
            : s.code() == Code::kDamaged          ? "damaged"
            : s.code() == Code::kPermissionDenied ? refusal
                                                  : "error",
-           {}, 0});
+           {},
+           0});
     return s;
   }
   // No personal data leaves without its audit entry: if the entry cannot be written, the
@@ -943,25 +975,26 @@ Result<SubjectView> SubjectVault::Read(const Caller& caller, const std::string& 
 }
 
 Result<size_t> SubjectVault::WarmUp() {
-  return records_.Fill(d_.store, [](ReadTx& tx, const std::vector<SubjectRow>& page)
-                                     -> Result<std::vector<RecordPtr>> {
-    // The page's boxes in one pass over the fields table, as Record reads one subject's.
-    std::vector<std::vector<SealedField>> sealed(page.size());
-    size_t k = 0;
-    GARDE_RETURN_IF_ERROR(tx.ScanFields(
-        page.front().id, page.back().id,
-        [&](std::string_view subject, std::string_view field, const uint8_t* box, size_t n) {
-          const size_t at = SeekSubjectRow(page, &k, subject);
-          if (at < page.size()) sealed[at].push_back({std::string(field), Bytes(box, box + n)});
-        }));
-    std::vector<RecordPtr> out;
-    out.reserve(page.size());
-    for (size_t i = 0; i < page.size(); ++i) {
-      out.push_back(std::make_shared<const SealedRecord>(
-          SealedRecord{page[i], SealedRecord::Pack(sealed[i])}));
-    }
-    return out;
-  });
+  return records_.Fill(
+      d_.store,
+      [](ReadTx& tx, const std::vector<SubjectRow>& page) -> Result<std::vector<RecordPtr>> {
+        // The page's boxes in one pass over the fields table, as Record reads one subject's.
+        std::vector<std::vector<SealedField>> sealed(page.size());
+        size_t k = 0;
+        GARDE_RETURN_IF_ERROR(tx.ScanFields(
+            page.front().id, page.back().id,
+            [&](std::string_view subject, std::string_view field, const uint8_t* box, size_t n) {
+              const size_t at = SeekSubjectRow(page, &k, subject);
+              if (at < page.size()) sealed[at].push_back({std::string(field), Bytes(box, box + n)});
+            }));
+        std::vector<RecordPtr> out;
+        out.reserve(page.size());
+        for (size_t i = 0; i < page.size(); ++i) {
+          out.push_back(std::make_shared<const SealedRecord>(
+              SealedRecord{page[i], SealedRecord::Pack(sealed[i])}));
+        }
+        return out;
+      });
 }
 
 Result<SubjectVault::RecordPtr> SubjectVault::Record(const std::string& id, bool use_kept,
@@ -1134,8 +1167,7 @@ Result<std::vector<DuplicatePair>> SubjectVault::Duplicates(const Caller& caller
     pairs = std::move(found.value());
     return Status::Ok();
   }));
-  Audit(nullptr, caller,
-        {"duplicates.list", "", "", "ok", {}, static_cast<int64_t>(pairs.size())});
+  Audit(nullptr, caller, {"duplicates.list", "", "", "ok", {}, static_cast<int64_t>(pairs.size())});
   return pairs;
 }
 
@@ -1283,15 +1315,17 @@ Result<std::vector<SubjectView>> SubjectVault::Search(const Caller& caller,
     return Status::Ok();
   });
   if (!s.ok()) return s;
-  GARDE_RETURN_IF_ERROR(d_.store.Write([&](WriteTx& tx) -> Status {
-    for (const auto& r : results) {
-      GARDE_RETURN_IF_ERROR(d_.journal.Record(
-          &tx, caller, {"subject.read", r.id, activity_id, "ok", Names(r.fields), 1}));
-    }
-    return d_.journal.Record(&tx, caller,
-                             {"subject.search", "", activity_id, "ok", Names(criteria),
-                              static_cast<int64_t>(results.size())});
-  }, Durability::kDeferred));
+  GARDE_RETURN_IF_ERROR(d_.store.Write(
+      [&](WriteTx& tx) -> Status {
+        for (const auto& r : results) {
+          GARDE_RETURN_IF_ERROR(d_.journal.Record(
+              &tx, caller, {"subject.read", r.id, activity_id, "ok", Names(r.fields), 1}));
+        }
+        return d_.journal.Record(&tx, caller,
+                                 {"subject.search", "", activity_id, "ok", Names(criteria),
+                                  static_cast<int64_t>(results.size())});
+      },
+      Durability::kDeferred));
   return results;
 }
 

@@ -39,7 +39,7 @@ bool ConsentTombstone::Kept(const ConsentEventRow& row) {
 }
 
 ConsentTombstone ConsentTombstone::From(const ConsentEventRow& row) {
-  return {row.id,     row.subject_id, row.purpose, row.channel, row.event,
+  return {row.id,     row.subject_id, row.purpose,        row.channel, row.event,
           row.method, row.actor,      row.notice_version, row.at};
 }
 
@@ -52,8 +52,8 @@ Status TombstoneLog::Append(const TombstoneEntries& entries) const {
     text += "\n";
   }
   for (const auto& c : entries.consents) {
-    const std::string words[] = {c.event_id, c.subject_id, c.purpose, Word(c.channel), c.event,
-                                 Word(c.method), Word(c.actor), Word(c.notice_version)};
+    const std::string words[] = {c.event_id, c.subject_id,   c.purpose,     Word(c.channel),
+                                 c.event,    Word(c.method), Word(c.actor), Word(c.notice_version)};
     bool ok = true;
     for (const auto& w : words) ok &= IsWord(w);
     if (!ok) return Internal("a consent event cannot be written to the tombstone log");
@@ -67,8 +67,7 @@ Status TombstoneLog::Append(const TombstoneEntries& entries) const {
   }
   PendingAppend me;
   me.text = &text;
-  appends_.Run(&me, [this](const std::vector<PendingAppend*>& batch,
-                           const std::function<void()>&) {
+  appends_.Run(&me, [this](const std::vector<PendingAppend*>& batch, const std::function<void()>&) {
     std::string all;
     for (const PendingAppend* p : batch) all += *p->text;
     const Status written = WriteAndSync(all);

@@ -26,12 +26,14 @@ Status BuildAudience(Deployment& d, Exchange& x) {
   req.activity = ReadString(*obj.value(), "activity", "", &problems).value_or("");
   req.purpose = ReadString(*obj.value(), "purpose", "", &problems).value_or("");
   req.channel = ReadString(*obj.value(), "channel", "", &problems).value_or("");
-  const std::string format = ReadString(*obj.value(), "format", "", &problems)
-                                 .value_or(x.Header("accept").find("text/csv") != std::string::npos ? "csv" : "ndjson");
+  const std::string format =
+      ReadString(*obj.value(), "format", "", &problems)
+          .value_or(x.Header("accept").find("text/csv") != std::string::npos ? "csv" : "ndjson");
   if (format != "csv" && format != "ndjson") problems.AddError("format", "must be ndjson or csv");
   if (req.activity.empty()) problems.AddError("activity", "is required");
   if (req.purpose.empty()) problems.AddError("purpose", "is required");
-  if (obj.value()->has("where")) req.where = ParseWhere(obj.value()->get("where"), "where", &problems);
+  if (obj.value()->has("where"))
+    req.where = ParseWhere(obj.value()->get("where"), "where", &problems);
   req.fields = ReadStringArray(*obj.value(), "fields", "must be an array of field names", &problems)
                    .value_or(std::vector<std::string>{});
   if (!problems.errors().empty()) return problems;

@@ -37,8 +37,8 @@ Predicate ParseWhere(const Poco::Dynamic::Var& v, const std::string& path, Statu
     return p;
   }
   static const std::pair<const char*, Kind> kOps[] = {
-      {"eq", Kind::kEq}, {"in", Kind::kIn}, {"prefix", Kind::kPrefix}, {"gt", Kind::kGt},
-      {"gte", Kind::kGte}, {"lt", Kind::kLt}, {"lte", Kind::kLte}, {"within", Kind::kWithin}};
+      {"eq", Kind::kEq},   {"in", Kind::kIn}, {"prefix", Kind::kPrefix}, {"gt", Kind::kGt},
+      {"gte", Kind::kGte}, {"lt", Kind::kLt}, {"lte", Kind::kLte},       {"within", Kind::kWithin}};
   p.field = ReadString(o, "field", path + ".", problems).value_or("");
   if (p.field.empty()) problems->AddError(path, "needs all, any, not, or a field and an operator");
   int ops = 0;
@@ -53,7 +53,8 @@ Predicate ParseWhere(const Poco::Dynamic::Var& v, const std::string& path, Statu
         continue;
       }
       const auto& arr = *value.extract<Poco::JSON::Array::Ptr>();
-      for (size_t i = 0; i < arr.size(); ++i) p.values.push_back(ToFieldValue(arr.get(static_cast<unsigned>(i))));
+      for (size_t i = 0; i < arr.size(); ++i)
+        p.values.push_back(ToFieldValue(arr.get(static_cast<unsigned>(i))));
     } else if (kind == Kind::kWithin) {
       p.duration = value.isString() ? value.extract<std::string>() : "";
     } else {
@@ -65,7 +66,9 @@ Predicate ParseWhere(const Poco::Dynamic::Var& v, const std::string& path, Statu
       problems->AddError(path, "values must be strings, numbers or booleans");
     }
   }
-  if (ops != 1) problems->AddError(path, "needs exactly one operator (eq, in, prefix, gt, gte, lt, lte, within)");
+  if (ops != 1)
+    problems->AddError(path,
+                       "needs exactly one operator (eq, in, prefix, gt, gte, lt, lte, within)");
   if (o.size() != 2) problems->AddError(path, "holds only field and one operator");
   return p;
 }

@@ -158,7 +158,8 @@ Status InclusionProof(Deployment& d, Exchange& x) {
     return false;
   }));
   JsonWriter w;
-  w.BeginObject().Int("index", static_cast<int64_t>(index))
+  w.BeginObject()
+      .Int("index", static_cast<int64_t>(index))
       .Int("size", static_cast<int64_t>(size))
       .String("leaf_hash", leaf_hash)
       .String("root_hash", B64(root.value()))
@@ -186,7 +187,8 @@ Status ConsistencyProof(Deployment& d, Exchange& x) {
   if (!from_root.ok()) return from_root.status();
   if (!to_root.ok()) return to_root.status();
   JsonWriter w;
-  w.BeginObject().Int("from", static_cast<int64_t>(from))
+  w.BeginObject()
+      .Int("from", static_cast<int64_t>(from))
       .Int("to", static_cast<int64_t>(to))
       .String("from_root", B64(from_root.value()))
       .String("to_root", B64(to_root.value()))
@@ -206,7 +208,10 @@ Status PublicKeys(Deployment& d, Exchange& x) {
       .String("key_id", s.key_id_hex())
       .String("origin", s.origin())
       .String("verifier_key", s.verifier_key())
-      .BeginArray("uses").String("audit checkpoints").String("consent receipts").EndArray()
+      .BeginArray("uses")
+      .String("audit checkpoints")
+      .String("consent receipts")
+      .EndArray()
       .EndObject();
   x.Json(200, w.Take());
   return Status::Ok();

@@ -78,8 +78,12 @@ Status ListPurposes(Deployment& d, Exchange& x) {
     w.EndArray().StringOrNull("validity", p.validity).Bool("gpc_opt_out", p.gpc_opt_out);
     w.BeginArray("notices");
     for (const auto& n : p.notices) {
-      w.BeginObject().String("version", n.version).StringOrNull("text", n.text)
-          .StringOrNull("url", n.url).StringOrNull("valid_from", n.valid_from).EndObject();
+      w.BeginObject()
+          .String("version", n.version)
+          .StringOrNull("text", n.text)
+          .StringOrNull("url", n.url)
+          .StringOrNull("valid_from", n.valid_from)
+          .EndObject();
     }
     w.EndArray().EndObject();
   }
@@ -90,8 +94,7 @@ Status ListPurposes(Deployment& d, Exchange& x) {
 
 Status RecordConsent(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(Authenticate(d, x));
-  GARDE_RETURN_IF_ERROR(
-      AccessGate::Require(*d.policies().Current(), *x.caller, "consents.write"));
+  GARDE_RETURN_IF_ERROR(AccessGate::Require(*d.policies().Current(), *x.caller, "consents.write"));
   GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
   auto obj = ParseJsonObject(x.body);
   if (!obj.ok()) return obj.status();
@@ -160,8 +163,8 @@ Status CheckOne(Deployment& d, Exchange& x) {
   if (x.query["subject"].empty()) problems.AddError("subject", "is required");
   if (x.query["purpose"].empty()) problems.AddError("purpose", "is required");
   if (!problems.errors().empty()) return problems;
-  auto a = d.consents().Check(*x.caller, x.query["subject"], x.query["purpose"],
-                              x.query["channel"]);
+  auto a =
+      d.consents().Check(*x.caller, x.query["subject"], x.query["purpose"], x.query["channel"]);
   if (!a.ok()) return a.status();
   JsonWriter w;
   WriteAnswer(w, a.value());
@@ -181,21 +184,26 @@ Status CheckBatch(Deployment& d, Exchange& x) {
   if (purpose.empty()) problems.AddError("purpose", "is required");
   const std::string kIdsMessage = "must be an array of subject ids";
   const std::vector<std::string> ids =
-      ReadStringArray(*obj.value(), "subjects", kIdsMessage, &problems).value_or(std::vector<std::string>{});
+      ReadStringArray(*obj.value(), "subjects", kIdsMessage, &problems)
+          .value_or(std::vector<std::string>{});
   if (!obj.value()->has("subjects")) problems.AddError("subjects", kIdsMessage);
   if (!problems.errors().empty()) return problems;
   auto answers = d.consents().CheckMany(*x.caller, ids, purpose, channel);
   if (!answers.ok()) return answers.status();
   JsonWriter w;
   int64_t allowed = 0;
-  w.BeginObject().String("purpose", purpose).StringOrNull("channel", channel)
+  w.BeginObject()
+      .String("purpose", purpose)
+      .StringOrNull("channel", channel)
       .BeginArray("decisions");
   for (const auto& a : answers.value()) {
     WriteAnswer(w, a);
     allowed += a.decision.allowed ? 1 : 0;
   }
-  w.EndArray().Int("allowed", allowed)
-      .Int("denied", static_cast<int64_t>(answers->size()) - allowed).EndObject();
+  w.EndArray()
+      .Int("allowed", allowed)
+      .Int("denied", static_cast<int64_t>(answers->size()) - allowed)
+      .EndObject();
   x.Json(200, w.Take());
   return Status::Ok();
 }
@@ -222,15 +230,17 @@ Status CheckSuppressions(Deployment& d, Exchange& x) {
   JsonWriter w;
   w.BeginObject();
   int64_t suppressed = 0;
-  for (const auto& [member, kind] : {std::pair<std::string, std::string>{"emails", "email"},
-                                     {"phones", "phone"}}) {
+  for (const auto& [member, kind] :
+       {std::pair<std::string, std::string>{"emails", "email"}, {"phones", "phone"}}) {
     auto result = d.consents().Suppressed(*x.caller, kind, lists[member]);
     if (!result.ok()) return result.status();
     // Answers by position: the response never repeats the contacts themselves.
     w.BeginArray(member);
     for (size_t i = 0; i < result->size(); ++i) {
-      w.BeginObject().Int("index", static_cast<int64_t>(i))
-          .Bool("suppressed", (*result)[i]).EndObject();
+      w.BeginObject()
+          .Int("index", static_cast<int64_t>(i))
+          .Bool("suppressed", (*result)[i])
+          .EndObject();
       suppressed += (*result)[i] ? 1 : 0;
     }
     w.EndArray();
@@ -243,14 +253,17 @@ Status CheckSuppressions(Deployment& d, Exchange& x) {
 }  // namespace
 
 void AddConsentRoutes(Router& router, Deployment& d) {
-  router.Add("GET", "/v1/purposes", [&d](Exchange& x) { return ListPurposes(d, x); },
-             Pace::kAtOnce);
-  router.Add("POST", "/v1/subjects/{id}/consents", [&d](Exchange& x) { return RecordConsent(d, x); });
-  router.Add("GET", "/v1/subjects/{id}/consents", [&d](Exchange& x) { return ConsentHistory(d, x); });
-  router.Add("GET", "/v1/consent/check", [&d](Exchange& x) { return CheckOne(d, x); },
-             Pace::kAtOnce);
+  router.Add(
+      "GET", "/v1/purposes", [&d](Exchange& x) { return ListPurposes(d, x); }, Pace::kAtOnce);
+  router.Add("POST", "/v1/subjects/{id}/consents",
+             [&d](Exchange& x) { return RecordConsent(d, x); });
+  router.Add("GET", "/v1/subjects/{id}/consents",
+             [&d](Exchange& x) { return ConsentHistory(d, x); });
+  router.Add(
+      "GET", "/v1/consent/check", [&d](Exchange& x) { return CheckOne(d, x); }, Pace::kAtOnce);
   router.Add("POST", "/v1/consent/check", [&d](Exchange& x) { return CheckBatch(d, x); });
-  router.Add("POST", "/v1/suppressions:check", [&d](Exchange& x) { return CheckSuppressions(d, x); });
+  router.Add("POST", "/v1/suppressions:check",
+             [&d](Exchange& x) { return CheckSuppressions(d, x); });
 }
 
 }  // namespace garde

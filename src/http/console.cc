@@ -218,9 +218,9 @@ void Page(Ctx& c, int status, const std::string& title, const std::string& body,
   const bool fr = c.lang() == "fr";
   nav += std::string("<li><a href=\"?lang=") + (fr ? "en" : "fr") + "\" lang=\"" +
          (fr ? "en" : "fr") + "\">" + (fr ? "English" : "Français") + "</a></li>";
-  nav += "<li><form class=\"inline\" method=\"post\" action=\"/console/sign-out\">" +
-         CsrfInput(c) + "<button type=\"submit\" class=\"secondary\">" +
-         c.w("Sign out", "Se déconnecter") + "</button></form></li></ul></nav></header>";
+  nav += "<li><form class=\"inline\" method=\"post\" action=\"/console/sign-out\">" + CsrfInput(c) +
+         "<button type=\"submit\" class=\"secondary\">" + c.w("Sign out", "Se déconnecter") +
+         "</button></form></li></ul></nav></header>";
   Send(c.x, status, c.lang(), title, nav, body);
 }
 
@@ -254,8 +254,7 @@ bool BehindTls(Deployment& d, const Exchange& x) {
 }
 
 void SetCookie(Deployment& d, Exchange& x, const std::string& value, bool clear) {
-  std::string c = std::string(kCookie) + "=" + value +
-                  "; Path=/console; HttpOnly; SameSite=Strict";
+  std::string c = std::string(kCookie) + "=" + value + "; Path=/console; HttpOnly; SameSite=Strict";
   if (BehindTls(d, x)) c += "; Secure";
   if (clear) c += "; Max-Age=0";
   x.reply_headers.emplace_back("Set-Cookie", c);
@@ -312,8 +311,9 @@ bool Require(Ctx& c, const char* capability) {
       .Record(nullptr, c.s.caller, {"access.denied", "", "", "denied", {c.x.route}, 0})
       .IgnoreError();
   Page(c, 403, c.w("Not for your role", "Hors de votre rôle"),
-       "<p>" + c.w("Your key's role does not give access to this page.",
-                   "Le rôle de votre clé ne donne pas accès à cette page.") +
+       "<p>" +
+           c.w("Your key's role does not give access to this page.",
+               "Le rôle de votre clé ne donne pas accès à cette page.") +
            "</p>");
   return false;
 }
@@ -322,13 +322,13 @@ bool Require(Ctx& c, const char* capability) {
 std::optional<std::multimap<std::string, std::string>> PostedForm(Ctx& c) {
   auto form = FormPairs(c.x.body);
   auto token = form.find("csrf");
-  const bool same_token = token != form.end() && token->second.size() == c.s.csrf.size() &&
-                          sodium_memcmp(token->second.data(), c.s.csrf.data(),
-                                        c.s.csrf.size()) == 0;
+  const bool same_token =
+      token != form.end() && token->second.size() == c.s.csrf.size() &&
+      sodium_memcmp(token->second.data(), c.s.csrf.data(), c.s.csrf.size()) == 0;
   const std::string origin = c.x.Header("origin");
-  const bool same_origin =
-      origin.empty() || origin == "null" ? origin.empty()
-                                         : origin.substr(origin.find("://") + 3) == c.x.Header("host");
+  const bool same_origin = origin.empty() || origin == "null"
+                               ? origin.empty()
+                               : origin.substr(origin.find("://") + 3) == c.x.Header("host");
   if (c.x.content_type != "application/x-www-form-urlencoded" || !same_token || !same_origin) {
     c.d.journal()
         .Record(nullptr, c.s.caller, {"access.denied", "", "", "denied", {"console.csrf"}, 0})
@@ -365,23 +365,25 @@ std::string ErrorBox(const Status& s) {
 void SignInPage(Exchange& x, int status, const std::string& lang, const std::string& message) {
   std::string body;
   if (!message.empty()) body += "<p class=\"error\" role=\"alert\">" + HtmlEscape(message) + "</p>";
-  body += "<p>" + W(lang, "Officers, auditors and administrators sign in with their API key. "
-                          "The key is not kept: the session ends after 30 minutes without a "
-                          "page, 12 hours after signing in, or when you sign out.",
-                    "Délégués, auditeurs et administrateurs se connectent avec leur clé d'API. "
-                    "La clé n'est pas conservée : la session prend fin après 30 minutes sans "
-                    "page, 12 heures après la connexion, ou quand vous vous déconnectez.") +
+  body += "<p>" +
+          W(lang,
+            "Officers, auditors and administrators sign in with their API key. "
+            "The key is not kept: the session ends after 30 minutes without a "
+            "page, 12 hours after signing in, or when you sign out.",
+            "Délégués, auditeurs et administrateurs se connectent avec leur clé d'API. "
+            "La clé n'est pas conservée : la session prend fin après 30 minutes sans "
+            "page, 12 heures après la connexion, ou quand vous vous déconnectez.") +
           "</p><form method=\"post\" action=\"/console/sign-in\"><input type=\"hidden\" "
-          "name=\"lang\" value=\"" + lang + "\"><label for=\"key\">" +
-          W(lang, "API key", "Clé d'API") +
+          "name=\"lang\" value=\"" +
+          lang + "\"><label for=\"key\">" + W(lang, "API key", "Clé d'API") +
           "</label><input type=\"password\" id=\"key\" name=\"key\" autocomplete=\"off\" "
           "required size=\"50\"><p><button type=\"submit\">" +
           W(lang, "Sign in", "Se connecter") + "</button></p></form>";
   const bool fr = lang == "fr";
-  const std::string header = std::string("<header><nav aria-label=\"") +
-                             W(lang, "Language", "Langue") + "\"><ul><li><a href=\"?lang=" +
-                             (fr ? "en" : "fr") + "\" lang=\"" + (fr ? "en" : "fr") + "\">" +
-                             (fr ? "English" : "Français") + "</a></li></ul></nav></header>";
+  const std::string header =
+      std::string("<header><nav aria-label=\"") + W(lang, "Language", "Langue") +
+      "\"><ul><li><a href=\"?lang=" + (fr ? "en" : "fr") + "\" lang=\"" + (fr ? "en" : "fr") +
+      "\">" + (fr ? "English" : "Français") + "</a></li></ul></nav></header>";
   Send(x, status, lang, W(lang, "Garde console — sign in", "Console Garde — connexion"), header,
        body);
 }
@@ -401,10 +403,11 @@ Status SignIn(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
   if (lang != "fr" && lang != "en") lang = PageLanguage(x);
   const std::string origin = x.Header("origin");
   if (x.content_type != "application/x-www-form-urlencoded" ||
-      (!origin.empty() && (origin == "null" ||
-                           origin.substr(origin.find("://") + 3) != x.Header("host")))) {
-    SignInPage(x, 403, lang, W(lang, "This form did not come from this console.",
-                               "Ce formulaire ne vient pas de cette console."));
+      (!origin.empty() &&
+       (origin == "null" || origin.substr(origin.find("://") + 3) != x.Header("host")))) {
+    SignInPage(x, 403, lang,
+               W(lang, "This form did not come from this console.",
+                 "Ce formulaire ne vient pas de cette console."));
     return Status::Ok();
   }
   std::string key = FormValue(form, "key");
@@ -418,7 +421,8 @@ Status SignIn(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
   const std::string& role = caller->role;
   if (role != "officer" && role != "auditor" && role != "admin") {
     d.journal()
-        .Record(nullptr, caller.value(), {"access.denied", "", "", "denied", {"console.sign_in"}, 0})
+        .Record(nullptr, caller.value(),
+                {"access.denied", "", "", "denied", {"console.sign_in"}, 0})
         .IgnoreError();
     SignInPage(x, 403, lang,
                W(lang, "The console is for officer, auditor and admin keys.",
@@ -458,9 +462,11 @@ Status Home(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
       return Status::Ok();
     }
   }
-  Page(*c, 200, "Garde", "<p>" + c->w("No page of the console is open to your role.",
-                                      "Aucune page de la console n'est ouverte à votre rôle.") +
-                             "</p>");
+  Page(*c, 200, "Garde",
+       "<p>" +
+           c->w("No page of the console is open to your role.",
+                "Aucune page de la console n'est ouverte à votre rôle.") +
+           "</p>");
   return Status::Ok();
 }
 
@@ -472,8 +478,8 @@ struct QueueView {
   const char* fr;
 };
 constexpr QueueView kQueues[] = {
-    {"open", "Open", "En cours"},           {"due", "Due within 7 days", "Échéance sous 7 jours"},
-    {"overdue", "Overdue", "En retard"},    {"extended", "Extended", "Prolongées"},
+    {"open", "Open", "En cours"},        {"due", "Due within 7 days", "Échéance sous 7 jours"},
+    {"overdue", "Overdue", "En retard"}, {"extended", "Extended", "Prolongées"},
     {"closed", "Closed", "Closes"},
 };
 
@@ -501,9 +507,9 @@ Status Requests(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
     return Status::Ok();
   }
   if (view == "extended") {
-    rows->erase(std::remove_if(rows->begin(), rows->end(),
-                               [](const RequestRow& r) { return !r.extended; }),
-                rows->end());
+    rows->erase(
+        std::remove_if(rows->begin(), rows->end(), [](const RequestRow& r) { return !r.extended; }),
+        rows->end());
   }
   std::string body = "<nav aria-label=\"" + c->w("Queues", "Files") + "\"><ul class=\"filters\">";
   for (const QueueView& v : kQueues) {
@@ -550,7 +556,8 @@ void RequestPage(Ctx& c, const std::string& id, const std::string& message, cons
   }
   std::string body;
   if (!error.ok()) body += ErrorBox(error);
-  if (!message.empty()) body += "<p class=\"status\" role=\"status\">" + HtmlEscape(message) + "</p>";
+  if (!message.empty())
+    body += "<p class=\"status\" role=\"status\">" + HtmlEscape(message) + "</p>";
   body += details;
   const RequestRow& r = v->row;
   const std::string action = "/console/requests/" + HtmlEscape(r.id) + "/";
@@ -568,9 +575,10 @@ void RequestPage(Ctx& c, const std::string& id, const std::string& message, cons
   const bool open = std::find(std::begin(kOpenStatuses), std::end(kOpenStatuses), r.status) !=
                     std::end(kOpenStatuses);
   if (r.status == "received") {
-    body += form("verify", c.w("Verify the requester's identity", "Vérifier l'identité du demandeur"),
-                 text("note", c.w("How it was checked", "Comment elle a été vérifiée"), false),
-                 c.w("Mark verified", "Marquer vérifiée"));
+    body +=
+        form("verify", c.w("Verify the requester's identity", "Vérifier l'identité du demandeur"),
+             text("note", c.w("How it was checked", "Comment elle a été vérifiée"), false),
+             c.w("Mark verified", "Marquer vérifiée"));
   }
   if (r.status == "verified" || r.status == "in_progress") {
     body += form("complete", c.w("Complete the request", "Traiter la demande"),
@@ -578,29 +586,33 @@ void RequestPage(Ctx& c, const std::string& id, const std::string& message, cons
                  c.w("Complete", "Traiter"));
   }
   if (open && !r.extended) {
-    body += form("extend", c.w("Extend the deadline", "Prolonger le délai"),
-                 "<label for=\"f-months\">" + c.w("By", "De") +
-                     "</label><select id=\"f-months\" name=\"months\"><option value=\"1\">1 " +
-                     c.w("month", "mois") + "</option><option value=\"2\" selected>2 " +
-                     c.w("months", "mois") + "</option></select>" +
-                     text("reason", c.w("Reason (told to the customer)", "Motif (communiqué à la personne)"), true),
-                 c.w("Extend", "Prolonger"));
+    body += form(
+        "extend", c.w("Extend the deadline", "Prolonger le délai"),
+        "<label for=\"f-months\">" + c.w("By", "De") +
+            "</label><select id=\"f-months\" name=\"months\"><option value=\"1\">1 " +
+            c.w("month", "mois") + "</option><option value=\"2\" selected>2 " +
+            c.w("months", "mois") + "</option></select>" +
+            text("reason", c.w("Reason (told to the customer)", "Motif (communiqué à la personne)"),
+                 true),
+        c.w("Extend", "Prolonger"));
   }
   if (open) {
-    body += form("reject", c.w("Reject the request", "Refuser la demande"),
-                 text("reason", c.w("Reason (told to the customer)", "Motif (communiqué à la personne)"), true),
-                 c.w("Reject", "Refuser"));
+    body +=
+        form("reject", c.w("Reject the request", "Refuser la demande"),
+             text("reason",
+                  c.w("Reason (told to the customer)", "Motif (communiqué à la personne)"), true),
+             c.w("Reject", "Refuser"));
   }
   if (r.status == "completed" && r.type == "restriction") {
-    body += form("lift", c.w("Lift the restriction", "Lever la limitation"), "",
-                 c.w("Lift", "Lever"));
+    body +=
+        form("lift", c.w("Lift the restriction", "Lever la limitation"), "", c.w("Lift", "Lever"));
   }
   body += "<p><a href=\"/console/requests\">" + c.w("Back to the queue", "Retour à la file") +
           "</a> · <a href=\"/console/audit?subject=" + HtmlEscape(r.subject_id) + "\">" +
           c.w("This customer's audit entries", "Entrées d'audit de cette personne") + "</a></p>";
   Viewed(c, "request", r.subject_id, 1);
-  Page(c, error.ok() ? 200 : HttpStatusOf(error.code()),
-       c.w("Request ", "Demande ") + r.id, body, "/console/requests");
+  Page(c, error.ok() ? 200 : HttpStatusOf(error.code()), c.w("Request ", "Demande ") + r.id, body,
+       "/console/requests");
 }
 
 Status RequestDetail(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
@@ -657,14 +669,13 @@ Status Register(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
   auto c = SignedIn(d, sessions, x);
   if (!c || !Require(*c, "register.read")) return Status::Ok();
   auto policies = d.policies().Current();
-  std::string body = "<p><a href=\"/v1/register?format=html&amp;lang=" + c->lang() + "\">" +
-                     c->w("Printable register (needs the API key)",
-                          "Registre imprimable (demande la clé d'API)") +
-                     "</a></p><h2>" + c->w("Processing activities", "Activités de traitement") +
-                     "</h2><table><thead><tr><th scope=\"col\">" + c->w("Activity", "Activité") +
-                     "</th><th scope=\"col\">" + c->w("Purposes", "Finalités") +
-                     "</th><th scope=\"col\">" + c->w("Retention", "Conservation") +
-                     "</th></tr></thead><tbody>";
+  std::string body =
+      "<p><a href=\"/v1/register?format=html&amp;lang=" + c->lang() + "\">" +
+      c->w("Printable register (needs the API key)", "Registre imprimable (demande la clé d'API)") +
+      "</a></p><h2>" + c->w("Processing activities", "Activités de traitement") +
+      "</h2><table><thead><tr><th scope=\"col\">" + c->w("Activity", "Activité") +
+      "</th><th scope=\"col\">" + c->w("Purposes", "Finalités") + "</th><th scope=\"col\">" +
+      c->w("Retention", "Conservation") + "</th></tr></thead><tbody>";
   for (const Activity& a : policies->activities()) {
     std::string purposes;
     for (const auto& p : a.purposes) purposes += (purposes.empty() ? "" : ", ") + HtmlEscape(p);
@@ -678,7 +689,8 @@ Status Register(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
     const auto findings = LintRegister(*policies);
     body += "<h2>" + c->w("Findings", "Constats") + "</h2>";
     if (findings.empty()) {
-      body += "<p>" + c->w("The register has no finding.", "Le registre n'a aucun constat.") + "</p>";
+      body +=
+          "<p>" + c->w("The register has no finding.", "Le registre n'a aucun constat.") + "</p>";
     } else {
       body += "<table><thead><tr><th scope=\"col\">" + c->w("Severity", "Gravité") +
               "</th><th scope=\"col\">" + c->w("Where", "Où") + "</th><th scope=\"col\">" +
@@ -699,11 +711,12 @@ Status Register(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
     versions = std::move(list.value());
     return Status::Ok();
   }));
-  body += "<h2>" + c->w("History of changes", "Historique des modifications") + "</h2><table><thead><tr>"
-          "<th scope=\"col\">" + c->w("Loaded", "Chargée") + "</th><th scope=\"col\">" +
-          c->w("By", "Par") + "</th><th scope=\"col\">" + c->w("Version", "Version") +
-          "</th><th scope=\"col\">" + c->w("What changed", "Ce qui a changé") +
-          "</th></tr></thead><tbody>";
+  body += "<h2>" + c->w("History of changes", "Historique des modifications") +
+          "</h2><table><thead><tr>"
+          "<th scope=\"col\">" +
+          c->w("Loaded", "Chargée") + "</th><th scope=\"col\">" + c->w("By", "Par") +
+          "</th><th scope=\"col\">" + c->w("Version", "Version") + "</th><th scope=\"col\">" +
+          c->w("What changed", "Ce qui a changé") + "</th></tr></thead><tbody>";
   for (const auto& v : versions) {
     std::string changes;
     try {
@@ -741,8 +754,9 @@ Status ActivitySheet(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
     sheet = "<pre>" + HtmlEscape(a->json) + "</pre>";
   }
   Viewed(*c, "register.activity", "", 1);
-  Page(*c, 200, a->name, sheet + "<p><a href=\"/console/register\">" +
-                             c->w("Back to the register", "Retour au registre") + "</a></p>",
+  Page(*c, 200, a->name,
+       sheet + "<p><a href=\"/console/register\">" +
+           c->w("Back to the register", "Retour au registre") + "</a></p>",
        "/console/register");
   return Status::Ok();
 }
@@ -758,7 +772,8 @@ Status Audit(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
   auto c = SignedIn(d, sessions, x);
   if (!c || !Require(*c, "audit.read")) return Status::Ok();
   AuditQuery q;
-  Status invalid(Code::kUnprocessable, c->w("The search is not valid.", "La recherche n'est pas valide."));
+  Status invalid(Code::kUnprocessable,
+                 c->w("The search is not valid.", "La recherche n'est pas valide."));
   struct Filter {
     const char* name;
     std::string* into;
@@ -769,7 +784,8 @@ Status Audit(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
                             {"actor", &q.actor, "Key id", "Identifiant de clé"},
                             {"action", &q.action, "Action", "Action"},
                             {"activity", &q.activity, "Activity", "Activité"}};
-  std::string form = "<form method=\"get\" action=\"/console/audit\" role=\"search\"><div class=\"filters\">";
+  std::string form =
+      "<form method=\"get\" action=\"/console/audit\" role=\"search\"><div class=\"filters\">";
   for (const Filter& f : filters) {
     *f.into = Param(x, f.name).substr(0, 200);
     form += std::string("<div><label for=\"q-") + f.name + "\">" + W(c->lang(), f.en, f.fr) +
@@ -780,16 +796,19 @@ Status Audit(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
     const std::string v = Param(x, name).substr(0, 40);
     if (!v.empty()) {
       auto t = ParseRfc3339(v);
-      if (!t) invalid.AddError(name, c->w("must be an RFC 3339 time, e.g. 2026-12-01T09:00:00Z",
-                                          "doit être une heure RFC 3339, p. ex. 2026-12-01T09:00:00Z"));
-      else (std::string(name) == "since" ? q.since : q.until) = FormatRfc3339(*t);
+      if (!t)
+        invalid.AddError(name, c->w("must be an RFC 3339 time, e.g. 2026-12-01T09:00:00Z",
+                                    "doit être une heure RFC 3339, p. ex. 2026-12-01T09:00:00Z"));
+      else
+        (std::string(name) == "since" ? q.since : q.until) = FormatRfc3339(*t);
     }
     form += std::string("<div><label for=\"q-") + name + "\">" +
             (std::string(name) == "since" ? c->w("From", "Depuis") : c->w("Until", "Jusqu'à")) +
             "</label><input type=\"text\" id=\"q-" + name + "\" name=\"" + name + "\" value=\"" +
             HtmlEscape(v) + "\" placeholder=\"2026-12-01T09:00:00Z\"></div>";
   }
-  form += "</div><p><button type=\"submit\">" + c->w("Search", "Rechercher") + "</button></p></form>";
+  form +=
+      "</div><p><button type=\"submit\">" + c->w("Search", "Rechercher") + "</button></p></form>";
   std::string body = form;
   if (!invalid.errors().empty()) {
     body += ErrorBox(invalid);
@@ -799,8 +818,9 @@ Status Audit(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
   q.limit = 100;
   std::vector<AuditRow> rows;
   // Oldest first; the next page starts after the last entry shown.
-  if (const std::string after = Param(x, "after"); !after.empty() &&
-      after.size() < 20 && after.find_first_not_of("0123456789") == std::string::npos) {
+  if (const std::string after = Param(x, "after");
+      !after.empty() && after.size() < 20 &&
+      after.find_first_not_of("0123456789") == std::string::npos) {
     q.after_seq = std::stoull(after);
   }
   auto found = d.audit().Query(q);
@@ -817,12 +837,12 @@ Status Audit(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
             Time(head.value()->time) + ".</p>";
   }
   body += "<table><caption>" + std::to_string(rows.size()) + " " + c->w("entries", "entrées") +
-          "</caption><thead><tr><th scope=\"col\">#</th><th scope=\"col\">" + c->w("Time", "Heure") +
-          "</th><th scope=\"col\">" + c->w("Key", "Clé") + "</th><th scope=\"col\">" +
-          c->w("Action", "Action") + "</th><th scope=\"col\">" + c->w("Subject", "Personne") +
-          "</th><th scope=\"col\">" + c->w("Activity", "Activité") + "</th><th scope=\"col\">" +
-          c->w("Outcome", "Résultat") + "</th><th scope=\"col\">" + c->w("Fields", "Champs") +
-          "</th></tr></thead><tbody>";
+          "</caption><thead><tr><th scope=\"col\">#</th><th scope=\"col\">" +
+          c->w("Time", "Heure") + "</th><th scope=\"col\">" + c->w("Key", "Clé") +
+          "</th><th scope=\"col\">" + c->w("Action", "Action") + "</th><th scope=\"col\">" +
+          c->w("Subject", "Personne") + "</th><th scope=\"col\">" + c->w("Activity", "Activité") +
+          "</th><th scope=\"col\">" + c->w("Outcome", "Résultat") + "</th><th scope=\"col\">" +
+          c->w("Fields", "Champs") + "</th></tr></thead><tbody>";
   for (const AuditRow& r : rows) {
     Poco::JSON::Object::Ptr e;
     try {
@@ -833,7 +853,8 @@ Status Audit(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
     std::string fields;
     if (auto arr = e->getArray("fields")) {
       for (size_t i = 0; i < arr->size(); ++i) {
-        fields += (i ? ", " : "") + HtmlEscape(arr->getElement<std::string>(static_cast<unsigned>(i)));
+        fields +=
+            (i ? ", " : "") + HtmlEscape(arr->getElement<std::string>(static_cast<unsigned>(i)));
       }
     }
     const std::string seq = std::to_string(r.seq);
@@ -874,14 +895,15 @@ Status AuditEntry(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
          "/console/audit");
     return Status::Ok();
   };
-  if (text.empty() || text.size() > 19 || text.find_first_not_of("0123456789") != std::string::npos) {
+  if (text.empty() || text.size() > 19 ||
+      text.find_first_not_of("0123456789") != std::string::npos) {
     return not_found();
   }
   const uint64_t seq = std::stoull(text);
   // The latest signed tree head when it holds the entry; otherwise a new one is signed.
   Result<CheckpointRow> head = NotFound("no checkpoint");
-  if (auto latest = d.audit().LatestCheckpoint(); latest.ok() && latest.value() &&
-                                                  seq < latest.value()->size) {
+  if (auto latest = d.audit().LatestCheckpoint();
+      latest.ok() && latest.value() && seq < latest.value()->size) {
     head = *latest.value();
   } else {
     head = d.audit().Checkpoint();
@@ -896,12 +918,16 @@ Status AuditEntry(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
   auto proof = d.audit().InclusionProof(seq, head->size);
   if (!proof.ok()) return proof.status();
   Hash root{};
-  if (head->root.size() == root.size()) std::copy(head->root.begin(), head->root.end(), root.begin());
+  if (head->root.size() == root.size())
+    std::copy(head->root.begin(), head->root.end(), root.begin());
   const bool checked = VerifyInclusion(LeafHash(entry), seq, head->size, proof.value(), root);
   const CheckpointSigner& signer = d.signer();
   JsonWriter data;
-  data.BeginObject().String("entry", entry).Int("index", static_cast<int64_t>(seq))
-      .Int("size", static_cast<int64_t>(head->size)).String("checkpoint", head->note)
+  data.BeginObject()
+      .String("entry", entry)
+      .Int("index", static_cast<int64_t>(seq))
+      .Int("size", static_cast<int64_t>(head->size))
+      .String("checkpoint", head->note)
       .String("origin", signer.origin())
       .String("public_key", Base64Encode(signer.public_key().data(), signer.public_key().size()))
       .BeginArray("proof");
@@ -914,8 +940,10 @@ Status AuditEntry(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
   }
   std::string body =
       "<h2>" + c->w("The entry, as stored", "L'entrée, telle que conservée") + "</h2><pre>" +
-      HtmlEscape(entry) + "</pre><h2>" + c->w("Proof", "Preuve") + "</h2><p class=\"status\" "
-      "role=\"status\" data-server-check=\"" + (checked ? "ok" : "failed") + "\">" +
+      HtmlEscape(entry) + "</pre><h2>" + c->w("Proof", "Preuve") +
+      "</h2><p class=\"status\" "
+      "role=\"status\" data-server-check=\"" +
+      (checked ? "ok" : "failed") + "\">" +
       (checked ? c->w("Checked by the service: the entry is in the log of ",
                       "Vérifiée par le service : l'entrée est dans le journal de ") +
                      std::to_string(head->size) +
@@ -927,15 +955,16 @@ Status AuditEntry(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
       c->w("Your browser has not checked the proof (it needs JavaScript).",
            "Votre navigateur n'a pas vérifié la preuve (il faut JavaScript).") +
       "</p><dl><dt>" + c->w("Position", "Position") + "</dt><dd>" + std::to_string(seq) +
-      "</dd><dt>" + c->w("Leaf hash (SHA-256 of 0x00 and the entry)", "Empreinte de feuille (SHA-256 de 0x00 et de l'entrée)") +
+      "</dd><dt>" +
+      c->w("Leaf hash (SHA-256 of 0x00 and the entry)",
+           "Empreinte de feuille (SHA-256 de 0x00 et de l'entrée)") +
       "</dt><dd><code>" + B64(LeafHash(entry)) + "</code></dd><dt>" +
       c->w("Audit path (RFC 9162)", "Chemin d'audit (RFC 9162)") + "</dt><dd><ol>";
   for (const auto& h : proof.value()) body += "<li><code>" + B64(h) + "</code></li>";
   body += "</ol></dd><dt>" + c->w("Signed tree head", "Tête d'arbre signée") + "</dt><dd><pre>" +
           HtmlEscape(head->note) + "</pre></dd><dt>" +
           c->w("Service public key (Ed25519)", "Clé publique du service (Ed25519)") +
-          "</dt><dd><code>" +
-          Base64Encode(signer.public_key().data(), signer.public_key().size()) +
+          "</dt><dd><code>" + Base64Encode(signer.public_key().data(), signer.public_key().size()) +
           "</code></dd></dl><script type=\"application/json\" id=\"proof-data\">" + json +
           "</script><script src=\"/console/proof.js\" data-ok=\"" +
           HtmlEscape(c->w("Checked in your browser: leaf hash, audit path and the signature of "
@@ -954,7 +983,8 @@ Status AuditEntry(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
           c->w("Back to the search", "Retour à la recherche") + "</a></p>";
   std::string subject;
   try {
-    subject = Member(*Poco::JSON::Parser().parse(entry).extract<Poco::JSON::Object::Ptr>(), "subject");
+    subject =
+        Member(*Poco::JSON::Parser().parse(entry).extract<Poco::JSON::Object::Ptr>(), "subject");
   } catch (const std::exception&) {
   }
   Viewed(*c, "audit.entry", subject, 1);
@@ -1046,10 +1076,12 @@ Status Consent(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
   }
   const std::string wanted = Param(x, "purpose");
   std::string channel = Param(x, "channel");
-  std::string form = "<form method=\"get\" action=\"/console/consent\"><div class=\"filters\"><div>"
-                     "<label for=\"c-purpose\">" + c->w("Purpose", "Finalité") +
-                     "</label><select id=\"c-purpose\" name=\"purpose\"><option value=\"\">" +
-                     c->w("All purposes", "Toutes les finalités") + "</option>";
+  std::string form =
+      "<form method=\"get\" action=\"/console/consent\"><div class=\"filters\"><div>"
+      "<label for=\"c-purpose\">" +
+      c->w("Purpose", "Finalité") +
+      "</label><select id=\"c-purpose\" name=\"purpose\"><option value=\"\">" +
+      c->w("All purposes", "Toutes les finalités") + "</option>";
   std::set<std::string> channels;
   for (const Purpose* p : chosen) {
     form += "<option value=\"" + HtmlEscape(p->id) + "\"" + (p->id == wanted ? " selected" : "") +
@@ -1073,12 +1105,13 @@ Status Consent(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
                  chosen.end());
   }
   std::string body = form + "<p>" +
-                     c->w("At each month's end over the last 12 months: of the customers on file "
-                          "then, the share the consent decision allowed. No figure is shown for "
-                          "fewer than 5 customers.",
-                          "À chaque fin de mois des 12 derniers mois : parmi les personnes "
-                          "connues alors, la part que la décision de consentement autorisait. "
-                          "Aucun chiffre sous 5 personnes.") +
+                     c->w(
+                         "At each month's end over the last 12 months: of the customers on file "
+                         "then, the share the consent decision allowed. No figure is shown for "
+                         "fewer than 5 customers.",
+                         "À chaque fin de mois des 12 derniers mois : parmi les personnes "
+                         "connues alors, la part que la décision de consentement autorisait. "
+                         "Aucun chiffre sous 5 personnes.") +
                      "</p>";
   const auto instants = MonthEnds(d.clock().Now(), 12);
   int charts = 0;
@@ -1090,18 +1123,22 @@ Status Consent(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
       body += ErrorBox(rates.status());
       continue;
     }
-    const std::string title = (p->titles.In(c->lang()).empty() ? p->title : p->titles.In(c->lang())) +
-                              (channel.empty() ? "" : " — " + channel);
+    const std::string title =
+        (p->titles.In(c->lang()).empty() ? p->title : p->titles.In(c->lang())) +
+        (channel.empty() ? "" : " — " + channel);
     body += "<h2>" + HtmlEscape(title) + "</h2><figure>" +
-            ConsentRateSvg(title, rates.value(), "c" + std::to_string(++charts) + "-") + "</figure><table><caption>" +
-            HtmlEscape(title) + "</caption><thead><tr><th scope=\"col\">" + c->w("Month end", "Fin de mois") +
+            ConsentRateSvg(title, rates.value(), "c" + std::to_string(++charts) + "-") +
+            "</figure><table><caption>" + HtmlEscape(title) +
+            "</caption><thead><tr><th scope=\"col\">" + c->w("Month end", "Fin de mois") +
             "</th><th scope=\"col\">" + c->w("Customers", "Personnes") + "</th><th scope=\"col\">" +
             c->w("Allowed", "Autorisées") + "</th></tr></thead><tbody>";
     for (const auto& r : rates.value()) {
       const bool shown = r.customers >= kSmallestReportGroup;
       body += "<tr><td>" + Day(r.at) + "</td><td>" + std::to_string(r.customers) + "</td><td>" +
               (shown ? std::to_string(r.allowed) + " (" +
-                           std::to_string(r.customers == 0 ? 0 : (100 * r.allowed + r.customers / 2) / r.customers) +
+                           std::to_string(r.customers == 0
+                                              ? 0
+                                              : (100 * r.allowed + r.customers / 2) / r.customers) +
                            " %)"
                      : "—") +
               "</td></tr>";
@@ -1119,7 +1156,8 @@ void DuplicatesPage(Ctx& c, const std::string& message, const Status& error) {
   const std::string after = Param(c.x, "after");
   std::string after_first, after_second;
   if (const size_t comma = after.find(','); comma != std::string::npos &&
-      IsRandomId(after.substr(0, comma), "sub_") && IsRandomId(after.substr(comma + 1), "sub_")) {
+                                            IsRandomId(after.substr(0, comma), "sub_") &&
+                                            IsRandomId(after.substr(comma + 1), "sub_")) {
     after_first = after.substr(0, comma);
     after_second = after.substr(comma + 1);
   }
@@ -1134,18 +1172,19 @@ void DuplicatesPage(Ctx& c, const std::string& message, const Status& error) {
     return;
   }
   const bool may_merge = c.May("subjects.merge");
-  body += "<p>" + c.w("Pairs of customers whose keyed match keys agree (names folded, with a postal "
-                      "code, street or phone). Merging keeps the first record; the second one's "
-                      "missing fields, consent (the most protective choice wins), requests and "
-                      "links move onto it. A merge can be reverted until it is completed.",
-                      "Paires de personnes dont les clés de rapprochement concordent (noms "
-                      "normalisés, avec un code postal, une rue ou un téléphone). La fusion garde "
-                      "la première fiche ; les champs manquants de la seconde, ses consentements "
-                      "(le choix le plus protecteur l'emporte), ses demandes et ses liens y "
-                      "passent. Une fusion peut être annulée tant qu'elle n'est pas achevée.") +
-          "</p><table><caption>" + std::to_string(pairs->size()) + " " +
-          c.w("pairs", "paires") + "</caption><thead><tr><th scope=\"col\">" +
-          c.w("Keep", "Garder") + "</th><th scope=\"col\">" + c.w("Merge into it", "Fusionner dedans") +
+  body += "<p>" +
+          c.w("Pairs of customers whose keyed match keys agree (names folded, with a postal "
+              "code, street or phone). Merging keeps the first record; the second one's "
+              "missing fields, consent (the most protective choice wins), requests and "
+              "links move onto it. A merge can be reverted until it is completed.",
+              "Paires de personnes dont les clés de rapprochement concordent (noms "
+              "normalisés, avec un code postal, une rue ou un téléphone). La fusion garde "
+              "la première fiche ; les champs manquants de la seconde, ses consentements "
+              "(le choix le plus protecteur l'emporte), ses demandes et ses liens y "
+              "passent. Une fusion peut être annulée tant qu'elle n'est pas achevée.") +
+          "</p><table><caption>" + std::to_string(pairs->size()) + " " + c.w("pairs", "paires") +
+          "</caption><thead><tr><th scope=\"col\">" + c.w("Keep", "Garder") +
+          "</th><th scope=\"col\">" + c.w("Merge into it", "Fusionner dedans") +
           "</th><th scope=\"col\">" + c.w("Rules that matched", "Règles concordantes") + "</th>" +
           (may_merge ? "<th scope=\"col\">" + c.w("Action", "Action") + "</th>" : "") +
           "</tr></thead><tbody>";
@@ -1179,14 +1218,17 @@ std::string MergeDone(Ctx& c, const MergeRow& m) {
   std::string out = "<div class=\"status\" role=\"status\"><p>";
   if (m.state == "reverted") {
     out += c.w("The merge ", "La fusion ") + HtmlEscape(m.id) +
-           c.w(" is reverted: both records are back.", " est annulée : les deux fiches sont revenues.");
+           c.w(" is reverted: both records are back.",
+               " est annulée : les deux fiches sont revenues.");
     return out + "</p></div>";
   }
   out += HtmlEscape(m.merged_id) + c.w(" is merged into ", " est fusionnée dans ") +
-         HtmlEscape(m.into_id) + " (" + HtmlEscape(m.id) + ").</p><form method=\"post\" "
-         "action=\"/console/merges/" + HtmlEscape(m.id) + "/revert\">" + CsrfInput(c) +
-         "<button type=\"submit\" class=\"secondary\">" + c.w("Revert this merge", "Annuler cette fusion") +
-         "</button></form></div>";
+         HtmlEscape(m.into_id) + " (" + HtmlEscape(m.id) +
+         ").</p><form method=\"post\" "
+         "action=\"/console/merges/" +
+         HtmlEscape(m.id) + "/revert\">" + CsrfInput(c) +
+         "<button type=\"submit\" class=\"secondary\">" +
+         c.w("Revert this merge", "Annuler cette fusion") + "</button></form></div>";
   return out;
 }
 
@@ -1256,15 +1298,17 @@ Status Imports(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
   }
   std::sort(rows.begin(), rows.end(),
             [](const AuditRow& a, const AuditRow& b) { return a.seq > b.seq; });
-  std::string body = "<p>" + c->w("Each import of a spreadsheet, newest first, as the audit log "
-                                  "records it. Each row's outcome (created, updated, duplicate, "
-                                  "likely duplicate, invalid) is in the report given to whoever "
-                                  "ran it; likely duplicates are on the Duplicates page.",
-                                  "Chaque import de tableur, du plus récent au plus ancien, tel "
-                                  "que le journal d'audit l'enregistre. Le résultat de chaque "
-                                  "ligne (créée, mise à jour, doublon, doublon probable, "
-                                  "invalide) est dans le rapport remis à qui l'a lancé ; les "
-                                  "doublons probables sont sur la page Doublons.") +
+  std::string body = "<p>" +
+                     c->w(
+                         "Each import of a spreadsheet, newest first, as the audit log "
+                         "records it. Each row's outcome (created, updated, duplicate, "
+                         "likely duplicate, invalid) is in the report given to whoever "
+                         "ran it; likely duplicates are on the Duplicates page.",
+                         "Chaque import de tableur, du plus récent au plus ancien, tel "
+                         "que le journal d'audit l'enregistre. Le résultat de chaque "
+                         "ligne (créée, mise à jour, doublon, doublon probable, "
+                         "invalide) est dans le rapport remis à qui l'a lancé ; les "
+                         "doublons probables sont sur la page Doublons.") +
                      "</p><table><caption>" + std::to_string(rows.size()) + " " +
                      c->w("imports", "imports") + "</caption><thead><tr><th scope=\"col\">" +
                      c->w("Time", "Heure") + "</th><th scope=\"col\">" + c->w("Key", "Clé") +
@@ -1307,8 +1351,10 @@ Status Retention(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
     return Status::Ok();
   }));
   std::string body = "<table><caption>" + std::to_string(runs.size()) + " " +
-                     c->w("latest runs", "dernières exécutions") + "</caption><thead><tr>"
-                     "<th scope=\"col\">" + c->w("Run", "Exécution") + "</th><th scope=\"col\">" +
+                     c->w("latest runs", "dernières exécutions") +
+                     "</caption><thead><tr>"
+                     "<th scope=\"col\">" +
+                     c->w("Run", "Exécution") + "</th><th scope=\"col\">" +
                      c->w("Started", "Début") + "</th><th scope=\"col\">" +
                      c->w("Finished", "Fin") + "</th><th scope=\"col\">" +
                      c->w("Dry run", "À blanc") + "</th><th scope=\"col\">" +
@@ -1328,7 +1374,8 @@ Status Retention(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
   }
   body += "</tbody></table>";
   Viewed(*c, "retention", "", static_cast<int64_t>(runs.size()));
-  Page(*c, 200, c->w("Retention runs", "Exécutions de la conservation"), body, "/console/retention");
+  Page(*c, 200, c->w("Retention runs", "Exécutions de la conservation"), body,
+       "/console/retention");
   return Status::Ok();
 }
 
@@ -1337,7 +1384,8 @@ Status Retention(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
 void AddConsoleRoutes(Router& router, Deployment& d, ConsoleSessions& sessions) {
   using Page = Status (*)(Deployment&, ConsoleSessions&, Exchange&);
   auto add = [&](const char* method, const char* pattern, Page page) {
-    router.Add(method, pattern, [&d, &sessions, page](Exchange& x) { return page(d, sessions, x); });
+    router.Add(method, pattern,
+               [&d, &sessions, page](Exchange& x) { return page(d, sessions, x); });
   };
   add("GET", "/console", Home);
   add("GET", "/console/", Home);

@@ -74,9 +74,9 @@ struct Connection {
   size_t in_pos = 0;
   RequestParser parser;
   std::unique_ptr<SealedSpool> spool;  // where the body of the request being read goes
-  bool spool_asked = false;             // the handler was asked for it, for this request
+  bool spool_asked = false;            // the handler was asked for it, for this request
   Exchange x;
-  std::string out;      // the answer's head; its body is sent from x.reply, not copied
+  std::string out;       // the answer's head; its body is sent from x.reply, not copied
   size_t body_size = 0;  // bytes of x.reply to send after the head (0 for HEAD, 204, 304)
   size_t out_pos = 0;    // bytes of head and body sent
   int minor_version = 1;
@@ -792,8 +792,8 @@ class EventServer::Impl {
       socket_.setBlocking(false);
       port_ = socket_.address().port();
     } catch (const Poco::Exception& e) {
-      return Unavailable("cannot listen on " + options_.host + ":" +
-                         std::to_string(options_.port) + ": " + e.displayText());
+      return Unavailable("cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
+                         ": " + e.displayText());
     }
     pool_ = std::make_unique<WorkerPool>(handler_, options_.workers,
                                          static_cast<size_t>(options_.max_queued));

@@ -30,26 +30,30 @@ std::string JsonHtml(const Poco::Dynamic::Var& v) {
   return HtmlEscape(v.toString());
 }
 
-std::string HtmlDocument(const std::string& title, const std::string& body,
-                         const std::string& lang, const std::string& extra_css,
-                         const std::string& header) {
-  return "<!doctype html><html lang=\"" + lang + "\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            "<title>" + HtmlEscape(title) + "</title>"
-            "<style>body{font:1.1rem/1.5 system-ui,sans-serif;max-width:46rem;margin:3rem auto;"
-            "padding:0 1rem;color:#111;background:#fff}button{font:inherit;padding:.6rem 1.2rem;"
-            "border:2px solid #111;background:#111;color:#fff;border-radius:.3rem}"
-            "button:focus,input:focus{outline:3px solid #1a56db;outline-offset:2px}"
-            ".purpose{border:1px solid #555;border-radius:.3rem;padding:.8rem;margin:1rem 0}"
-            ".purpose label{font-weight:600}.notice{color:#333;margin:.3rem 0 0 1.8rem}"
-            "input[type=checkbox]{width:1.2rem;height:1.2rem;margin-right:.6rem}"
-            ".status{background:#e6f4ea;border-left:4px solid #137333;padding:.6rem}"
-            ".secondary{background:#fff;color:#111}table{border-collapse:collapse;width:100%;"
-            "margin:.5rem 0 1.5rem}th,td{border:1px solid #777;padding:.3rem .5rem;"
-            "text-align:left;vertical-align:top}caption{text-align:left;font-weight:600}"
-            "dt{font-weight:600}dd{margin:0 0 .5rem 1rem}" + extra_css +
-            "</style></head><body>" + header + "<main>"
-            "<h1>" + HtmlEscape(title) + "</h1>" + body + "</main></body></html>";
+std::string HtmlDocument(const std::string& title, const std::string& body, const std::string& lang,
+                         const std::string& extra_css, const std::string& header) {
+  return "<!doctype html><html lang=\"" + lang +
+         "\"><head><meta charset=\"utf-8\">"
+         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+         "<title>" +
+         HtmlEscape(title) +
+         "</title>"
+         "<style>body{font:1.1rem/1.5 system-ui,sans-serif;max-width:46rem;margin:3rem auto;"
+         "padding:0 1rem;color:#111;background:#fff}button{font:inherit;padding:.6rem 1.2rem;"
+         "border:2px solid #111;background:#111;color:#fff;border-radius:.3rem}"
+         "button:focus,input:focus{outline:3px solid #1a56db;outline-offset:2px}"
+         ".purpose{border:1px solid #555;border-radius:.3rem;padding:.8rem;margin:1rem 0}"
+         ".purpose label{font-weight:600}.notice{color:#333;margin:.3rem 0 0 1.8rem}"
+         "input[type=checkbox]{width:1.2rem;height:1.2rem;margin-right:.6rem}"
+         ".status{background:#e6f4ea;border-left:4px solid #137333;padding:.6rem}"
+         ".secondary{background:#fff;color:#111}table{border-collapse:collapse;width:100%;"
+         "margin:.5rem 0 1.5rem}th,td{border:1px solid #777;padding:.3rem .5rem;"
+         "text-align:left;vertical-align:top}caption{text-align:left;font-weight:600}"
+         "dt{font-weight:600}dd{margin:0 0 .5rem 1rem}" +
+         extra_css + "</style></head><body>" + header +
+         "<main>"
+         "<h1>" +
+         HtmlEscape(title) + "</h1>" + body + "</main></body></html>";
 }
 
 void HtmlPage(Exchange& x, int status, const std::string& title, const std::string& body,
@@ -71,9 +75,10 @@ std::string PageLanguage(const Exchange& x) {
 
 std::string ControllerHtml(const PageWords& t) {
   const auto& c = t.policies().controller();
-  std::string out = "<footer aria-labelledby=\"controller\" data-controller><h2 id=\"controller\">" +
-                    t.Html("controller.heading") + "</h2><dl><dt>" + t.Html("controller.name") +
-                    "</dt><dd>" + HtmlEscape(c.name) + "</dd>";
+  std::string out =
+      "<footer aria-labelledby=\"controller\" data-controller><h2 id=\"controller\">" +
+      t.Html("controller.heading") + "</h2><dl><dt>" + t.Html("controller.name") + "</dt><dd>" +
+      HtmlEscape(c.name) + "</dd>";
   if (!c.address.empty()) {
     out += "<dt>" + t.Html("controller.address") + "</dt><dd>" + HtmlEscape(c.address) + "</dd>";
   }
@@ -121,7 +126,8 @@ std::multimap<std::string, std::string> FormPairs(const std::string& body) {
     if (amp == std::string::npos) amp = body.size();
     const std::string pair = body.substr(start, amp - start);
     const size_t eq = pair.find('=');
-    if (eq != std::string::npos) out.emplace(decode(pair.substr(0, eq)), decode(pair.substr(eq + 1)));
+    if (eq != std::string::npos)
+      out.emplace(decode(pair.substr(0, eq)), decode(pair.substr(eq + 1)));
     start = amp + 1;
   }
   return out;

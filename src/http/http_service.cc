@@ -2,13 +2,12 @@
 
 #include <Poco/Exception.h>
 #include <Poco/URI.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <thread>
-
-#include <sys/resource.h>
 
 #include "garde/base/encoding.h"
 #include "garde/base/ip_address.h"
@@ -25,8 +24,8 @@ namespace {
 bool ValidRequestId(const std::string& id) {
   if (id.empty() || id.size() > 128) return false;
   for (char c : id) {
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '-' || c == '_' || c == '.' || c == ':')) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+          c == '_' || c == '.' || c == ':')) {
       return false;
     }
   }
@@ -132,9 +131,9 @@ void HttpService::Answer(Exchange& x, const Status& framing) {
   }
   // W3C Server Timing: from having the whole request to having the whole answer ready,
   // without sending it (what a client cannot tell apart from the network).
-  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
-                                                              x.received)
-                        .count();
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - x.received)
+          .count();
   char timing[48];
   std::snprintf(timing, sizeof(timing), "app;dur=%.2f", ms);
   x.reply_headers.emplace_back("Server-Timing", timing);
@@ -205,12 +204,12 @@ std::string BearerCredential(const Exchange& x) {
 
 Status RequireJsonBody(const Exchange& x) {
   const std::string& ct = x.content_type;
-  const bool json = ct == "application/json" ||
-                    (ct.size() > 5 && ct.compare(ct.size() - 5, 5, "+json") == 0);
+  const bool json =
+      ct == "application/json" || (ct.size() > 5 && ct.compare(ct.size() - 5, 5, "+json") == 0);
   if (!json) {
-    return Status(Code::kUnsupportedMediaType,
-                  "send the body as application/json" +
-                      std::string(ct.empty() ? "" : " (got " + ct + ")"));
+    return Status(
+        Code::kUnsupportedMediaType,
+        "send the body as application/json" + std::string(ct.empty() ? "" : " (got " + ct + ")"));
   }
   return Status::Ok();
 }
@@ -276,7 +275,10 @@ void HttpService::Dispatch(Exchange& x) {
                    subject != x.params.end() && x.route.find("/subjects/") != std::string::npos
                        ? subject->second
                        : "",
-                   x.Header("x-purpose"), "denied", {x.route}, 0})
+                   x.Header("x-purpose"),
+                   "denied",
+                   {x.route},
+                   0})
           .IgnoreError();
     }
   }

@@ -21,13 +21,14 @@ bool IsMappingName(const std::string& name) {
 }
 
 void WriteRow(JsonWriter& w, const ImportRowResult& r) {
-  w.BeginObject().Int("row", r.row).Int("line", static_cast<int64_t>(r.line))
+  w.BeginObject()
+      .Int("row", r.row)
+      .Int("line", static_cast<int64_t>(r.line))
       .String("outcome", r.outcome);
   if (!r.id.empty()) w.String("id", r.id);
   if (r.earlier) w.Bool("earlier", true);
   if (!r.likely_duplicate_of.empty()) {
-    w.BeginObject("likely_duplicate_of").String("id", r.likely_duplicate_of)
-        .BeginArray("rules");
+    w.BeginObject("likely_duplicate_of").String("id", r.likely_duplicate_of).BeginArray("rules");
     for (const auto& rule : r.likely_rules) w.String(rule);
     w.EndArray().EndObject();
   }
@@ -54,12 +55,14 @@ Status PostImport(Deployment& d, Exchange& x) {
   }
   const std::string dry = x.query.count("dry_run") ? x.query["dry_run"] : "false";
   if (dry != "true" && dry != "false") {
-    return Status(Code::kUnprocessable, "dry_run is true or false").AddError("dry_run", "true or false");
+    return Status(Code::kUnprocessable, "dry_run is true or false")
+        .AddError("dry_run", "true or false");
   }
   // Problems name the file as the policies' reviewers know it, not its place on the server.
   auto mapping = LoadImportMapping(d.config().policies_dir + "/imports/" + name + ".yaml",
                                    d.policies().Current()->schema(), "imports/" + name + ".yaml");
-  if (mapping.status().code() == Code::kNotFound) return NotFound("no import mapping named " + name);
+  if (mapping.status().code() == Code::kNotFound)
+    return NotFound("no import mapping named " + name);
   if (!mapping.ok()) return mapping.status();
   const bool csv = x.Header("accept").find("text/csv") != std::string::npos;
   std::string rows_csv = csv ? ImportReportCsvHeader() : "";
@@ -77,11 +80,13 @@ Status PostImport(Deployment& d, Exchange& x) {
     in_memory = StringSource(x.body);
     file = in_memory.get();
   }
-  auto summary = importer.Run(*x.caller, mapping.value(), *file, options,
-                              [&](const ImportRowResult& r) {
-                                if (csv) rows_csv += ImportReportCsvLine(r);
-                                else WriteRow(rows, r);
-                              });
+  auto summary =
+      importer.Run(*x.caller, mapping.value(), *file, options, [&](const ImportRowResult& r) {
+        if (csv)
+          rows_csv += ImportReportCsvLine(r);
+        else
+          WriteRow(rows, r);
+      });
   if (!summary.ok()) return summary.status();
   if (csv) {
     x.status = 200;

@@ -6,9 +6,9 @@
 
 #include <sstream>
 
-#include "garde/base/ip_address.h"
 #include "garde/app/breach_register.h"
 #include "garde/base/clock.h"
+#include "garde/base/ip_address.h"
 #include "garde/base/json_writer.h"
 #include "garde/http/html.h"
 #include "garde/http/http_service.h"
@@ -20,10 +20,19 @@ namespace {
 using Poco::JSON::Object;
 
 // What an officer records (docs/api.md, Breach register).
-constexpr std::initializer_list<const char*> kFactMembers = {
-    "title", "nature", "categories_of_data", "categories_of_subjects", "approx_subjects",
-    "approx_records", "consequences", "measures", "contact", "delay_reasons", "assessment",
-    "containment", "notes"};
+constexpr std::initializer_list<const char*> kFactMembers = {"title",
+                                                             "nature",
+                                                             "categories_of_data",
+                                                             "categories_of_subjects",
+                                                             "approx_subjects",
+                                                             "approx_records",
+                                                             "consequences",
+                                                             "measures",
+                                                             "contact",
+                                                             "delay_reasons",
+                                                             "assessment",
+                                                             "containment",
+                                                             "notes"};
 
 bool IsText(const Poco::Dynamic::Var& v) {
   if (v.isString()) return true;
@@ -46,7 +55,8 @@ void ReadFacts(const Object& obj, Object* facts, Status* problems) {
       ok = IsJsonArray(v);
       if (ok) {
         const auto arr = v.extract<Poco::JSON::Array::Ptr>();
-        for (size_t i = 0; i < arr->size(); ++i) ok &= arr->get(static_cast<unsigned>(i)).isString();
+        for (size_t i = 0; i < arr->size(); ++i)
+          ok &= arr->get(static_cast<unsigned>(i)).isString();
       }
       if (!ok) problems->AddError(k, "must be an array of texts");
     } else if (k == "approx_subjects" || k == "approx_records") {
@@ -106,7 +116,8 @@ void WriteIncident(JsonWriter& w, const IncidentView& v, int64_t now) {
   time("subjects_notified_at", r.subjects_notified_at);
   time("closed_at", r.closed_at);
   w.Bool("overdue", r.status == "open" && r.authority_notified_at == 0 && r.authority_due_at < now)
-      .Raw("facts", v.facts).EndObject();
+      .Raw("facts", v.facts)
+      .EndObject();
 }
 
 Status Reply(Deployment& d, Exchange& x, const Result<IncidentView>& v, int status) {
@@ -166,8 +177,8 @@ Status OpenIncident(Deployment& d, Exchange& x) {
   if (detected && *detected > now + 300) problems.AddError("detected_at", "is in the future");
   if (aware && *aware > now + 300) problems.AddError("aware_at", "is in the future");
   if (!problems.errors().empty()) return problems;
-  return Reply(d, x, d.breaches().Open(*x.caller, body->FactsJson(), *detected, aware.value_or(now)),
-               201);
+  return Reply(
+      d, x, d.breaches().Open(*x.caller, body->FactsJson(), *detected, aware.value_or(now)), 201);
 }
 
 Status ListIncidents(Deployment& d, Exchange& x) {
@@ -232,8 +243,10 @@ Status UpdateIncident(Deployment& d, Exchange& x) {
     problems.AddError("status", "only closed can be set");
   }
   if (!problems.errors().empty()) return problems;
-  return Reply(d, x, d.breaches().Update(*x.caller, x.params["id"], body->FactsJson(),
-                                         notified.value_or(0), close), 200);
+  return Reply(d, x,
+               d.breaches().Update(*x.caller, x.params["id"], body->FactsJson(),
+                                   notified.value_or(0), close),
+               200);
 }
 
 Status ScopeIncident(Deployment& d, Exchange& x) {
@@ -253,8 +266,9 @@ Status ScopeIncident(Deployment& d, Exchange& x) {
     }
   }
   if (scope.actor.empty() && scope.activity.empty() && client.empty()) {
-    problems.AddError("actor", "the API key id (key_...) whose accesses count, an activity or "
-                               "a client address");
+    problems.AddError("actor",
+                      "the API key id (key_...) whose accesses count, an activity or "
+                      "a client address");
   }
   if (!scope.activity.empty() && d.policies().Current()->FindActivity(scope.activity) == nullptr) {
     problems.AddError("activity", "is not an activity of the register");
@@ -305,7 +319,8 @@ void AddIncidentRoutes(Router& router, Deployment& d) {
     x.Json(200, std::move(evidence.value()));
     return Status::Ok();
   });
-  router.Add("POST", "/v1/incidents/{id}:revoke-key", [&d](Exchange& x) { return RevokeKey(d, x); });
+  router.Add("POST", "/v1/incidents/{id}:revoke-key",
+             [&d](Exchange& x) { return RevokeKey(d, x); });
   router.Add("POST", "/v1/incidents/{id}:rekey", [&d](Exchange& x) { return RekeySubjects(d, x); });
   router.Add("POST", "/v1/incidents/{id}:notify-subjects",
              [&d](Exchange& x) { return NotifySubjects(d, x); });

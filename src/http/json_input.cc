@@ -141,9 +141,7 @@ Result<Poco::Dynamic::Var> ParseJson(const std::string& text) {
 bool IsJsonObject(const Poco::Dynamic::Var& v) {
   return v.type() == typeid(Poco::JSON::Object::Ptr);
 }
-bool IsJsonArray(const Poco::Dynamic::Var& v) {
-  return v.type() == typeid(Poco::JSON::Array::Ptr);
-}
+bool IsJsonArray(const Poco::Dynamic::Var& v) { return v.type() == typeid(Poco::JSON::Array::Ptr); }
 
 Result<Poco::JSON::Object::Ptr> ParseJsonObject(const std::string& text) {
   auto v = ParseJson(text);
@@ -178,8 +176,7 @@ FieldValue ToFieldValue(const Poco::Dynamic::Var& v) {
   return FieldValue::Composite();
 }
 
-FieldMap ReadFieldMap(const Poco::JSON::Object& obj, const std::string& name,
-                      Status* problems) {
+FieldMap ReadFieldMap(const Poco::JSON::Object& obj, const std::string& name, Status* problems) {
   FieldMap out;
   if (!obj.has(name)) return out;
   const Poco::Dynamic::Var v = obj.get(name);

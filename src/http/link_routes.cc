@@ -12,7 +12,7 @@
 namespace garde {
 namespace {
 
-constexpr int64_t kDefaultTtl = 60 * 86400;       // links in e-mails live 60 days
+constexpr int64_t kDefaultTtl = 60 * 86400;  // links in e-mails live 60 days
 constexpr int64_t kMaxTtl = 400 * 86400;
 
 // RFC 8058 §3.1: the body carries List-Unsubscribe=One-Click, form-urlencoded or multipart.
@@ -39,7 +39,8 @@ bool IsOneClickBody(const Exchange& x) {
 }
 
 // Where a notice version's text is read: its own URL in the page's language, else Garde's page.
-std::string NoticeHref(const Purpose& purpose, const NoticeVersion& notice, const std::string& lang) {
+std::string NoticeHref(const Purpose& purpose, const NoticeVersion& notice,
+                       const std::string& lang) {
   const std::string& url = notice.urls.In(lang);
   if (!url.empty()) return HtmlEscape(url);
   return "/notices/" + HtmlEscape(purpose.id) + "/" + HtmlEscape(notice.version) + "?lang=" + lang;
@@ -70,7 +71,8 @@ Status NoticePage(Deployment& d, Exchange& x) {
 // follow links: only the button confirms), POST records the grant.
 Status ConfirmPage(Deployment& d, Exchange& x, bool post) {
   auto claims = d.VerifySubjectToken(x.params["token"]);
-  if (!claims.ok() || claims->use != "confirm") return NotFound("this link is not valid or has expired");
+  if (!claims.ok() || claims->use != "confirm")
+    return NotFound("this link is not valid or has expired");
   auto confirmation = d.consents().Confirmation(claims.value());
   if (!confirmation.ok()) return confirmation.status();
   const PageWords t = CustomerWords(d, x, claims->subject);
@@ -79,7 +81,8 @@ Status ConfirmPage(Deployment& d, Exchange& x, bool post) {
   std::string body;
   if (post) {
     if (x.content_type != "application/x-www-form-urlencoded") {
-      return Status(Code::kUnsupportedMediaType, "send the form as application/x-www-form-urlencoded");
+      return Status(Code::kUnsupportedMediaType,
+                    "send the form as application/x-www-form-urlencoded");
     }
     auto done = d.consents().Confirm(claims.value(), Origin(d, x));
     if (!done.ok() && done.status().code() != Code::kConflict) return done.status();
@@ -89,16 +92,19 @@ Status ConfirmPage(Deployment& d, Exchange& x, bool post) {
   } else if (confirmation->status != "pending" || confirmation->expires_at < d.clock().Now()) {
     body = "<p class=\"status\" role=\"status\">" + t.Html("confirm.gone") + "</p>";
   } else {
-    body = "<p>" + t.Html("confirm.intro") + "</p><p><strong>" + HtmlEscape(title) +
-           "</strong></p>";
+    body =
+        "<p>" + t.Html("confirm.intro") + "</p><p><strong>" + HtmlEscape(title) + "</strong></p>";
     const NoticeVersion* n = p == nullptr ? nullptr : p->FindNotice(confirmation->notice_version);
     if (n != nullptr) {
       body += "<p class=\"notice\">" + HtmlEscape(n->texts.In(t.lang())) + " (" +
               t.Html("notice.version") + " " + HtmlEscape(n->version) + " — <a href=\"" +
-              NoticeHref(*p, *n, t.lang()) + "\">" + t.Html("preferences.read_notice") + "</a>)</p>";
+              NoticeHref(*p, *n, t.lang()) + "\">" + t.Html("preferences.read_notice") +
+              "</a>)</p>";
     }
-    body += "<form method=\"post\"><input type=\"hidden\" name=\"form\" value=\"confirm\">"
-            "<button type=\"submit\">" + t.Html("confirm.button") + "</button></form>";
+    body +=
+        "<form method=\"post\"><input type=\"hidden\" name=\"form\" value=\"confirm\">"
+        "<button type=\"submit\">" +
+        t.Html("confirm.button") + "</button></form>";
   }
   CustomerPage(x, 200, t, t("confirm.title"), body);
   return Status::Ok();
@@ -128,25 +134,30 @@ Status RenderPreferences(Deployment& d, Exchange& x, const SubjectTokenClaims& c
             "\" name=\"purpose\" value=\"" + HtmlEscape(p.purpose->id) + "\" aria-describedby=\"" +
             id + "-notice\"" + (p.decision.allowed ? " checked" : "") + "><label for=\"" + id +
             "\">" + HtmlEscape(p.purpose->titles.In(t.lang())) + "</label> <span data-state=\"" +
-            (p.decision.allowed ? "on" : p.pending ? "pending" : "off") + "\">(" +
-            t.Html(p.decision.allowed ? "preferences.on" : "preferences.off") +
+            (p.decision.allowed ? "on"
+             : p.pending        ? "pending"
+                                : "off") +
+            "\">(" + t.Html(p.decision.allowed ? "preferences.on" : "preferences.off") +
             ")</span><p class=\"notice\" id=\"" + id + "-notice\">" + HtmlEscape(text) + "</p>";
     if (notice != nullptr) {
       body += "<p class=\"notice\" data-notice-version=\"" + HtmlEscape(notice->version) + "\">" +
               (p.notice_version.empty() ? "" : t.Html("preferences.rests_on") + " ") +
-              HtmlEscape(notice->version) + " — <a href=\"" + NoticeHref(*p.purpose, *notice, t.lang()) +
-              "\">" + t.Html("preferences.read_notice") + "</a></p>";
+              HtmlEscape(notice->version) + " — <a href=\"" +
+              NoticeHref(*p.purpose, *notice, t.lang()) + "\">" +
+              t.Html("preferences.read_notice") + "</a></p>";
     }
-    if (p.pending) body += "<p class=\"notice\" data-pending>" + t.Html("preferences.pending") + "</p>";
+    if (p.pending)
+      body += "<p class=\"notice\" data-pending>" + t.Html("preferences.pending") + "</p>";
     if (p.decision.reason == "objected") {
       body += "<p class=\"notice\">" + t.Html("preferences.objected") + "</p>";
     }
     body += "</div>";
   }
-  body += "<button type=\"submit\">" + t.Html("preferences.save") + "</button></form>"
+  body += "<button type=\"submit\">" + t.Html("preferences.save") +
+          "</button></form>"
           "<form method=\"post\"><input type=\"hidden\" name=\"form\" value=\"unsubscribe_all\">"
-          "<p><button type=\"submit\" class=\"secondary\">" + t.Html("preferences.unsubscribe_all") +
-          "</button></p></form>";
+          "<p><button type=\"submit\" class=\"secondary\">" +
+          t.Html("preferences.unsubscribe_all") + "</button></p></form>";
   auto rights = RightsSection(d, claims, t);
   if (!rights.ok()) return rights.status();
   CustomerPage(x, 200, t, t("preferences.title"), body + rights.value());
@@ -174,7 +185,8 @@ Status PreferencesPost(Deployment& d, Exchange& x) {
     return NotFound("this link is not valid or has expired");
   }
   if (x.content_type != "application/x-www-form-urlencoded") {
-    return Status(Code::kUnsupportedMediaType, "send the form as application/x-www-form-urlencoded");
+    return Status(Code::kUnsupportedMediaType,
+                  "send the form as application/x-www-form-urlencoded");
   }
   const auto form = FormPairs(x.body);
   const PageWords t = CustomerWords(d, x, claims->subject);
@@ -205,8 +217,8 @@ Status PreferencesPost(Deployment& d, Exchange& x) {
   }
   const bool gpc = x.Header("sec-gpc") == "1";
   int asked = 0;
-  auto done = d.consents().ApplyPreferences(claims.value(), &wanted, gpc, Origin(d, x), t.lang(),
-                                            &asked);
+  auto done =
+      d.consents().ApplyPreferences(claims.value(), &wanted, gpc, Origin(d, x), t.lang(), &asked);
   if (!done.ok()) return done.status();
   if (asked > 0) message += " " + t.Html("preferences.confirm_sent");
   if (gpc) message += " " + t.Html("preferences.gpc");
@@ -274,20 +286,28 @@ Status MintLinks(Deployment& d, Exchange& x) {
   for (const auto& use : uses) {
     // A DSR link opens the customer's rights page, whatever the purpose scope.
     const std::string token = d.tokens()->Mint({id, use, use == "dsr" ? "*" : scope, expires});
-    const std::string url =
-        base + (use == "unsubscribe" ? "/u/" : use == "dsr" ? "/r/" : "/p/") + token;
-    w.BeginObject().String("use", use).String("url", url).String("token", token)
+    const std::string url = base +
+                            (use == "unsubscribe" ? "/u/"
+                             : use == "dsr"       ? "/r/"
+                                                  : "/p/") +
+                            token;
+    w.BeginObject()
+        .String("use", use)
+        .String("url", url)
+        .String("token", token)
         .String("expires_at", FormatRfc3339(expires));
     if (use == "unsubscribe") {
       // Ready for the message headers (RFC 2369, RFC 8058).
-      w.BeginObject("headers").String("List-Unsubscribe", "<" + url + ">")
-          .String("List-Unsubscribe-Post", "List-Unsubscribe=One-Click").EndObject();
+      w.BeginObject("headers")
+          .String("List-Unsubscribe", "<" + url + ">")
+          .String("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+          .EndObject();
     }
     w.EndObject();
   }
   w.EndArray().EndObject();
-  GARDE_RETURN_IF_ERROR(d.journal().Record(nullptr, *x.caller,
-                                           {"links.mint", id, "", "ok", uses, 1}));
+  GARDE_RETURN_IF_ERROR(
+      d.journal().Record(nullptr, *x.caller, {"links.mint", id, "", "ok", uses, 1}));
   x.Json(201, w.Take());
   return Status::Ok();
 }
@@ -302,8 +322,8 @@ Status UnsubscribePage(Deployment& d, Exchange& x) {
   CustomerPage(x, 200, t, t("unsubscribe.title"),
                "<p>" + t.Html("unsubscribe.question") +
                    "</p><form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" "
-                   "value=\"One-Click\"><button type=\"submit\">" + t.Html("unsubscribe.button") +
-                   "</button></form>");
+                   "value=\"One-Click\"><button type=\"submit\">" +
+                   t.Html("unsubscribe.button") + "</button></form>");
   return Status::Ok();
 }
 

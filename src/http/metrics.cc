@@ -102,9 +102,9 @@ void RequestMetrics::Write(const std::vector<Route>& routes, std::string* out) c
   // The slot after the routes counts requests that matched none: its method is not a label
   // (a client chooses it), its route is "(none)".
   auto labels = [&](size_t i) {
-    return i < routes.size()
-               ? "method=\"" + Label(routes[i].method) + "\",route=\"" + Label(routes[i].pattern) + "\""
-               : std::string("method=\"\",route=\"(none)\"");
+    return i < routes.size() ? "method=\"" + Label(routes[i].method) + "\",route=\"" +
+                                   Label(routes[i].pattern) + "\""
+                             : std::string("method=\"\",route=\"(none)\"");
   };
   Exposition e(out);
   e.Family("garde_http_requests_total", "counter",
@@ -113,8 +113,8 @@ void RequestMetrics::Write(const std::vector<Route>& routes, std::string* out) c
     for (size_t status = 100; status < 600; ++status) {
       const uint64_t n = slots_[i]->by_status[status].load(std::memory_order_relaxed);
       if (n == 0) continue;
-      e.Sample("garde_http_requests_total", labels(i) + ",status=\"" + std::to_string(status) + "\"",
-               static_cast<double>(n));
+      e.Sample("garde_http_requests_total",
+               labels(i) + ",status=\"" + std::to_string(status) + "\"", static_cast<double>(n));
     }
   }
   e.Family("garde_http_request_duration_seconds", "histogram",
@@ -194,7 +194,8 @@ std::string MetricsText(Deployment& d, const RequestMetrics& requests,
     e.Family("garde_dsr_requests_open", "gauge",
              "Data-subject requests neither completed nor rejected.")
         .Sample("garde_dsr_requests_open", "", static_cast<double>(open.first));
-    e.Family("garde_dsr_requests_overdue", "gauge", "Open data-subject requests past their due date.")
+    e.Family("garde_dsr_requests_overdue", "gauge",
+             "Open data-subject requests past their due date.")
         .Sample("garde_dsr_requests_overdue", "", static_cast<double>(open.second));
     e.Family("garde_webhook_deliveries", "gauge",
              "Webhook deliveries by status: pending is the outbox's depth, dead its failures.");

@@ -20,8 +20,10 @@ std::string Join(const std::vector<std::string>& v, const char* sep) {
 
 std::string Json(const PolicySet& p) {
   JsonWriter w;
-  w.BeginObject().Raw("organisation", p.organisation_json())
-      .String("content_hash", p.content_hash()).BeginArray("activities");
+  w.BeginObject()
+      .Raw("organisation", p.organisation_json())
+      .String("content_hash", p.content_hash())
+      .BeginArray("activities");
   for (const auto& a : p.activities()) w.Raw(a.json);
   w.EndArray().EndObject();
   return w.Take();
@@ -58,7 +60,8 @@ const char* KnownLabel(const std::string& word, const std::string& lang) {
       {"backups", {"Backups", "Sauvegardes"}},
       {"staff_training", {"Staff training", "Formation du personnel"}},
       {"separation_of_duties", {"Separation of duties", "Séparation des tâches"}},
-      {"merkle_tree", {"Tamper-evident log (Merkle tree)", "Journal infalsifiable (arbre de Merkle)"}},
+      {"merkle_tree",
+       {"Tamper-evident log (Merkle tree)", "Journal infalsifiable (arbre de Merkle)"}},
       {"signed_checkpoints", {"Signed checkpoints", "Points de contrôle signés"}},
       {"technical", {"Technical", "Techniques"}},
       {"organisational", {"Organisational", "Organisationnelles"}},
@@ -305,7 +308,8 @@ std::string Csv(const PolicySet& p, const std::string& lang) {
   // UTF-8 BOM so spreadsheets read accents right; one row per activity, every column of the
   // register sheet.
   std::string out = "\xEF\xBB\xBF";
-  for (size_t i = 0; i < std::size(kColumns); ++i) out += (i ? "," : "") + std::string(kColumns[i].key);
+  for (size_t i = 0; i < std::size(kColumns); ++i)
+    out += (i ? "," : "") + std::string(kColumns[i].key);
   out += "\r\n";
   for (const auto& row : Rows(p, lang)) {
     for (size_t i = 0; i < row.cells.size(); ++i) out += (i ? "," : "") + CsvCell(row.cells[i]);
@@ -322,8 +326,8 @@ std::string MdCell(std::string s) {
 
 std::string Markdown(const PolicySet& p, const std::string& lang) {
   const bool fr = lang == "fr";
-  std::string out = fr ? "# Registre des activités de traitement\n\n"
-                       : "# Register of processing activities\n\n";
+  std::string out =
+      fr ? "# Registre des activités de traitement\n\n" : "# Register of processing activities\n\n";
   out += fr ? "| référence | activité | base légale |\n| --- | --- | --- |\n"
             : "| reference | activity | legal basis |\n| --- | --- | --- |\n";
   const auto rows = Rows(p, lang);
@@ -394,8 +398,7 @@ std::string Html(const PolicySet& p, const std::string& lang) {
     const Activity& a = *row.activity;
     body += "<section class=\"sheet\" id=\"" + HtmlEscape(a.id) + "\"><h2>" +
             HtmlEscape(fr ? "Fiche de registre" : "Register sheet") + Colon(lang) +
-            HtmlEscape(a.name) +
-            "</h2><table><tbody>";
+            HtmlEscape(a.name) + "</h2><table><tbody>";
     for (size_t i = 0; i < row.cells.size(); ++i) {
       if (row.cells[i].empty()) continue;
       body += "<tr data-column=\"" + std::string(kColumns[i].key) + "\"><th scope=\"row\">" +

@@ -23,11 +23,12 @@ Status GetRegister(Deployment& d, Exchange& x) {
   x.reply_type = doc->content_type;
   x.reply = std::move(doc->body);
   if (format == "html") {
-    x.reply_headers.emplace_back("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
+    x.reply_headers.emplace_back("Content-Security-Policy",
+                                 "default-src 'none'; style-src 'unsafe-inline'");
   }
-  return d.journal().Record(nullptr, *x.caller,
-                            {"register.export", "", "", "ok", {format},
-                             static_cast<int64_t>(p->activities().size())});
+  return d.journal().Record(
+      nullptr, *x.caller,
+      {"register.export", "", "", "ok", {format}, static_cast<int64_t>(p->activities().size())});
 }
 
 Status GetActivity(Deployment& d, Exchange& x) {
@@ -47,9 +48,13 @@ Status GetLint(Deployment& d, Exchange& x) {
   w.BeginObject().BeginArray("findings");
   for (const auto& f : findings) {
     ok &= f.severity != "error";
-    w.BeginObject().String("severity", f.severity).String("rule", f.rule)
-        .String("location", f.location).String("message", f.message)
-        .String("hint", f.hint).EndObject();
+    w.BeginObject()
+        .String("severity", f.severity)
+        .String("rule", f.rule)
+        .String("location", f.location)
+        .String("message", f.message)
+        .String("hint", f.hint)
+        .EndObject();
   }
   w.EndArray().Bool("ok", ok).EndObject();
   x.Json(200, w.Take());
@@ -61,8 +66,12 @@ Status Reload(Deployment& d, Exchange& x) {
   auto r = ReloadPolicies(d, *x.caller, "api");
   if (!r.ok()) return r.status();
   JsonWriter w;
-  w.BeginObject().Bool("changed", r->changed).String("before", r->before)
-      .String("after", r->after).Raw("summary", r->summary).EndObject();
+  w.BeginObject()
+      .Bool("changed", r->changed)
+      .String("before", r->before)
+      .String("after", r->after)
+      .Raw("summary", r->summary)
+      .EndObject();
   x.Json(200, w.Take());
   return Status::Ok();
 }
@@ -80,9 +89,12 @@ Status History(Deployment& d, Exchange& x) {
   JsonWriter w;
   w.BeginObject().String("current", current).BeginArray("items");
   for (const auto& v : rows) {
-    w.BeginObject().String("content_hash", v.content_hash)
-        .String("loaded_at", FormatRfc3339(v.loaded_at)).String("source", v.source)
-        .Raw("changes", v.summary).EndObject();
+    w.BeginObject()
+        .String("content_hash", v.content_hash)
+        .String("loaded_at", FormatRfc3339(v.loaded_at))
+        .String("source", v.source)
+        .Raw("changes", v.summary)
+        .EndObject();
   }
   w.EndArray().EndObject();
   x.Json(200, w.Take());

@@ -17,9 +17,7 @@
 namespace garde {
 namespace {
 
-
-Result<SubjectTokenClaims> CustomerToken(Deployment& d, const std::string& token,
-                                         bool dsr_only) {
+Result<SubjectTokenClaims> CustomerToken(Deployment& d, const std::string& token, bool dsr_only) {
   auto claims = d.VerifySubjectToken(token);
   if (!claims.ok() || (claims->use != "dsr" && (dsr_only || claims->use != "preferences"))) {
     return NotFound("this link is not valid or has expired");
@@ -105,7 +103,8 @@ std::string FieldsTable(const Poco::Dynamic::Var& fields, const PageWords& t) {
     return "<p>" + t.Html("package.none") + "</p>";
   }
   std::string out = "<table><thead><tr><th scope=\"col\">" + t.Html("package.field") +
-                    "</th><th scope=\"col\">" + t.Html("package.value") + "</th></tr></thead><tbody>";
+                    "</th><th scope=\"col\">" + t.Html("package.value") +
+                    "</th></tr></thead><tbody>";
   for (const auto& [name, value] : *fields.extract<Object::Ptr>()) {
     out += "<tr><th scope=\"row\">" + HtmlEscape(FieldLabel(t, name)) + "</th><td>" +
            JsonHtml(value) + "</td></tr>";
@@ -145,11 +144,11 @@ std::string PurposesHtml(const Poco::Dynamic::Var& purposes, const PageWords& t)
   for (const auto& p : ObjectsIn(purposes)) {
     const auto& obj = *p;
     const Purpose* known = t.policies().FindPurpose(Str(obj, "id"));
-    out += "<li>" + (known != nullptr ? HtmlEscape(known->titles.In(t.lang()))
-                                      : Cell(obj, obj.has("title") ? "title" : "id")) +
-           (obj.has("legal_basis")
-                ? " (" + HtmlEscape(BasisText(t, Str(obj, "legal_basis"))) + ")"
-                : "") +
+    out += "<li>" +
+           (known != nullptr ? HtmlEscape(known->titles.In(t.lang()))
+                             : Cell(obj, obj.has("title") ? "title" : "id")) +
+           (obj.has("legal_basis") ? " (" + HtmlEscape(BasisText(t, Str(obj, "legal_basis"))) + ")"
+                                   : "") +
            "</li>";
   }
   return out + "</ul>";
@@ -188,9 +187,8 @@ std::string PackageRightsHtml(const Object& pkg, const PageWords& t) {
         return a != nullptr && local != nullptr && !local->empty() ? HtmlEscape(local->In(t.lang()))
                                                                    : Cell(obj, key);
       };
-      body += "<section data-automated><h4>" +
-              text("name", a != nullptr ? &a->names : nullptr) + "</h4><dl><dt>" +
-              t.Html("package.logic") + "</dt><dd>" +
+      body += "<section data-automated><h4>" + text("name", a != nullptr ? &a->names : nullptr) +
+              "</h4><dl><dt>" + t.Html("package.logic") + "</dt><dd>" +
               text("logic", a != nullptr ? &a->automated_decision.logics : nullptr) + "</dd><dt>" +
               t.Html("package.significance") + "</dt><dd>" +
               text("significance", a != nullptr ? &a->automated_decision.significances : nullptr) +
@@ -205,8 +203,8 @@ std::string PackageRightsHtml(const Object& pkg, const PageWords& t) {
 std::string PackageHtml(const Object& pkg, const PageWords& t, std::string* title) {
   const bool portable = Str(pkg, "format") == "garde-portability/1";
   *title = t(portable ? "package.portable_title" : "package.title");
-  std::string body = "<p>" + t.Html("package.generated") + " " +
-                     HtmlEscape(Str(pkg, "generated_at")) + "</p>";
+  std::string body =
+      "<p>" + t.Html("package.generated") + " " + HtmlEscape(Str(pkg, "generated_at")) + "</p>";
   body += "<h2>" + t.Html("package.data") + "</h2>" + FieldsTable(PackageFields(pkg), t);
   if (portable) return body;
   auto words = [&](const std::string& key, const Object& row) -> std::string {
@@ -222,9 +220,12 @@ std::string PackageHtml(const Object& pkg, const PageWords& t, std::string* titl
   };
   body += "<h2>" + t.Html("package.consents") + "</h2>" +
           Table(Member(pkg, "consents"), t,
-                {{"purpose", "package.purpose"}, {"channel", "package.channel"},
-                 {"event", "package.event"}, {"legal_basis", "package.basis"},
-                 {"method", "package.method"}, {"at", "package.at"},
+                {{"purpose", "package.purpose"},
+                 {"channel", "package.channel"},
+                 {"event", "package.event"},
+                 {"legal_basis", "package.basis"},
+                 {"method", "package.method"},
+                 {"at", "package.at"},
                  {"expires_at", "package.expires"}},
                 words);
   body += "<h2>" + t.Html("package.processing") + "</h2>";
@@ -246,8 +247,8 @@ std::string PackageHtml(const Object& pkg, const PageWords& t, std::string* titl
               (a != nullptr ? HtmlEscape(a->names.In(t.lang())) : Cell(obj, "name")) +
               "</h3><dl><dt>" + t.Html("package.purposes") + "</dt><dd>" +
               PurposesHtml(Member(obj, "purposes"), t) + "</dd><dt>" + t.Html("package.basis") +
-              "</dt><dd>" + HtmlEscape(BasisText(t, Str(obj, "legal_basis"))) +
-              "</dd><dt>" + t.Html("package.fields") + "</dt><dd>" + fields + "</dd><dt>" +
+              "</dt><dd>" + HtmlEscape(BasisText(t, Str(obj, "legal_basis"))) + "</dd><dt>" +
+              t.Html("package.fields") + "</dt><dd>" + fields + "</dd><dt>" +
               t.Html("package.recipients") + "</dt><dd>" + Cell(obj, "recipients") + "</dd><dt>" +
               t.Html("package.transfers") + "</dt><dd>" + Cell(obj, "transfers") + "</dd><dt>" +
               t.Html("package.retention") + "</dt><dd>" + Cell(obj, "retention") + "</dd><dt>" +
@@ -259,13 +260,18 @@ std::string PackageHtml(const Object& pkg, const PageWords& t, std::string* titl
   body += PackageRightsHtml(pkg, t);
   body += "<h2>" + t.Html("package.requests") + "</h2>" +
           Table(Member(pkg, "requests"), t,
-                {{"type", "rights.type"}, {"status", "rights.status"},
-                 {"received_at", "rights.received_on"}, {"due_at", "rights.answer_by"}},
+                {{"type", "rights.type"},
+                 {"status", "rights.status"},
+                 {"received_at", "rights.received_on"},
+                 {"due_at", "rights.answer_by"}},
                 words);
   body += "<h2>" + t.Html("package.accesses") + "</h2>" +
           Table(Member(pkg, "accesses"), t,
-                {{"time", "package.at"}, {"role", "package.who"}, {"action", "package.action"},
-                 {"activity", "package.activity"}, {"outcome", "package.outcome"}});
+                {{"time", "package.at"},
+                 {"role", "package.who"},
+                 {"action", "package.action"},
+                 {"activity", "package.activity"},
+                 {"outcome", "package.outcome"}});
   return body;
 }
 
@@ -279,9 +285,9 @@ PageWords CustomerWords(Deployment& d, const Exchange& x, const std::string& sub
     auto fields = d.vault().OwnFields(subject_id, {"language"});
     if (fields.ok() && fields->count("language")) own = fields->at("language").text;
   }
-  std::string lang = ChooseLanguage(policies->languages(),
-                                    chosen == x.query.end() ? "" : chosen->second, own,
-                                    x.Header("accept-language"), d.config().default_language);
+  std::string lang =
+      ChooseLanguage(policies->languages(), chosen == x.query.end() ? "" : chosen->second, own,
+                     x.Header("accept-language"), d.config().default_language);
   return PageWords(std::move(policies), std::move(lang));
 }
 
@@ -310,7 +316,9 @@ Status SendPackage(Exchange& x, const std::string& json, const std::string& form
   const std::string file = "garde-" + kind + "-" + request;
   if (format == "csv") {
     // One row per field; a UTF-8 BOM so that spreadsheets read accents right.
-    std::string csv = "\xEF\xBB\xBF" "field,value\r\n";
+    std::string csv =
+        "\xEF\xBB\xBF"
+        "field,value\r\n";
     const auto fields = PackageFields(*pkg.value());
     if (IsObject(fields)) {
       for (const auto& [name, value] : *fields.extract<Object::Ptr>()) {
@@ -320,7 +328,8 @@ Status SendPackage(Exchange& x, const std::string& json, const std::string& form
     x.status = 200;
     x.reply_type = "text/csv; charset=utf-8";
     x.reply = std::move(csv);
-    x.reply_headers.emplace_back("Content-Disposition", "attachment; filename=\"" + file + ".csv\"");
+    x.reply_headers.emplace_back("Content-Disposition",
+                                 "attachment; filename=\"" + file + ".csv\"");
   } else {
     x.Json(200, json);
     x.reply_headers.emplace_back("Content-Disposition",
@@ -335,11 +344,12 @@ namespace {
 // The fields a customer may correct from their page, with labels.
 // Labels are the field.<name> texts.
 struct CorrectableField {
-  const char* name, *autocomplete;
+  const char *name, *autocomplete;
 };
 constexpr CorrectableField kCorrectable[] = {
-    {"first_name", "given-name"}, {"last_name", "family-name"}, {"email", "email"},
-    {"phone", "tel"},             {"street", "street-address"}, {"postal_code", "postal-code"},
+    {"first_name", "given-name"}, {"last_name", "family-name"},
+    {"email", "email"},           {"phone", "tel"},
+    {"street", "street-address"}, {"postal_code", "postal-code"},
     {"city", "address-level2"}};
 
 // Art. 18(1)(a)-(d): the grounds for a restriction (texts ground.<id>), kept (sealed) as the
@@ -347,12 +357,13 @@ constexpr CorrectableField kCorrectable[] = {
 constexpr const char* kRestrictionGrounds[] = {"accuracy", "unlawful", "legal_claims",
                                                "objection_pending"};
 
-std::string RequestForm(const std::string& type, const std::string& label, const std::string& extra) {
+std::string RequestForm(const std::string& type, const std::string& label,
+                        const std::string& extra) {
   return "<form method=\"post\" data-right=\"" + type +
          "\"><input type=\"hidden\" name=\"form\" value=\"request\"><input type=\"hidden\" "
-         "name=\"type\" value=\"" + type + "\">" + extra +
-         "<p><button type=\"submit\" class=\"secondary\">" + HtmlEscape(label) +
-         "</button></p></form>";
+         "name=\"type\" value=\"" +
+         type + "\">" + extra + "<p><button type=\"submit\" class=\"secondary\">" +
+         HtmlEscape(label) + "</button></p></form>";
 }
 
 // The six rights (Art. 15-18, 20, 21) as forms posting to the page itself.
@@ -367,8 +378,8 @@ std::string RightsForms(const PageWords& t) {
     if (policies->schema().Find(f.name) == nullptr) continue;
     const std::string id = std::string("fix-") + f.name;
     fields += "<p><label for=\"" + id + "\">" + t.Html(std::string("field.") + f.name) +
-              "</label> <input id=\"" + id + "\" name=\"field." + f.name +
-              "\" autocomplete=\"" + f.autocomplete + "\"></p>";
+              "</label> <input id=\"" + id + "\" name=\"field." + f.name + "\" autocomplete=\"" +
+              f.autocomplete + "\"></p>";
   }
   out += RequestForm("rectification", t("rights.rectification"), fields + "</fieldset>");
   out += RequestForm("erasure", t("rights.erasure"),
@@ -381,8 +392,8 @@ std::string RightsForms(const PageWords& t) {
   std::string grounds = "<fieldset><legend>" + t.Html("rights.restriction_intro") + "</legend>";
   for (const char* g : kRestrictionGrounds) {
     const std::string id = std::string("restrict-") + g;
-    grounds += "<p><input type=\"radio\" required name=\"ground\" id=\"" + id + "\" value=\"" +
-               g + "\"><label for=\"" + id + "\">" + t.Html(std::string("ground.") + g) +
+    grounds += "<p><input type=\"radio\" required name=\"ground\" id=\"" + id + "\" value=\"" + g +
+               "\"><label for=\"" + id + "\">" + t.Html(std::string("ground.") + g) +
                "</label></p>";
   }
   out += RequestForm("restriction", t("rights.restriction"), grounds + "</fieldset>");
@@ -391,8 +402,8 @@ std::string RightsForms(const PageWords& t) {
     if (!p.marketing && p.legal_basis != LegalBasis::kLegitimateInterests) continue;
     const std::string id = "object-" + p.id;
     objectable += "<p><input type=\"checkbox\" name=\"purpose\" id=\"" + HtmlEscape(id) +
-                  "\" value=\"" + HtmlEscape(p.id) + "\"><label for=\"" + HtmlEscape(id) +
-                  "\">" + HtmlEscape(p.titles.In(t.lang())) + "</label></p>";
+                  "\" value=\"" + HtmlEscape(p.id) + "\"><label for=\"" + HtmlEscape(id) + "\">" +
+                  HtmlEscape(p.titles.In(t.lang())) + "</label></p>";
   }
   out += RequestForm("objection", t("rights.objection"), objectable + "</fieldset>");
   return out;
@@ -405,12 +416,12 @@ std::string RequestDetail(const RequestView& v, const std::string& page_path, co
   const RequestRow& r = v.row;
   std::string out = "<section aria-labelledby=\"detail\" data-request-detail=\"" + r.id +
                     "\"><h2 id=\"detail\">" + t.Html("rights.your_request") + " — " +
-                    t.Html("type." + r.type) + "</h2><p>" + t.Html("rights.status") +
-                    ": " + t.Html("status." + r.status) + ". " +
-                    t.Html("rights.received_on") + " " + HtmlEscape(CustomerDay(t, r.received_at)) + ".</p>";
+                    t.Html("type." + r.type) + "</h2><p>" + t.Html("rights.status") + ": " +
+                    t.Html("status." + r.status) + ". " + t.Html("rights.received_on") + " " +
+                    HtmlEscape(CustomerDay(t, r.received_at)) + ".</p>";
   if (r.extended && r.status != "completed" && r.status != "rejected") {
-    out += "<p data-extended>" + t.Html("rights.extended") + " " + HtmlEscape(CustomerDay(t, r.due_at)) + ". " +
-           HtmlEscape(v.extension_reason) + "</p>";
+    out += "<p data-extended>" + t.Html("rights.extended") + " " +
+           HtmlEscape(CustomerDay(t, r.due_at)) + ". " + HtmlEscape(v.extension_reason) + "</p>";
   }
   if (r.status == "rejected") {
     const auto& authority = t.policies().supervisory_authority();
@@ -444,9 +455,10 @@ Result<std::string> RightsSection(Deployment& d, const SubjectTokenClaims& claim
   if (mine->empty()) {
     out += "<p>" + t.Html("rights.none") + "</p>";
   } else {
-    out += "<table><thead><tr><th scope=\"col\">" + t.Html("rights.type") + "</th><th scope=\"col\">" +
-           t.Html("rights.status") + "</th><th scope=\"col\">" + t.Html("rights.received_on") +
-           "</th><th scope=\"col\">" + t.Html("rights.answer_by") + "</th></tr></thead><tbody>";
+    out += "<table><thead><tr><th scope=\"col\">" + t.Html("rights.type") +
+           "</th><th scope=\"col\">" + t.Html("rights.status") + "</th><th scope=\"col\">" +
+           t.Html("rights.received_on") + "</th><th scope=\"col\">" + t.Html("rights.answer_by") +
+           "</th></tr></thead><tbody>";
     for (const auto& r : mine.value()) {
       std::string status = t.Html("status." + r.status);
       // A package opens only from the link sent for its request (never from this page's
@@ -455,9 +467,10 @@ Result<std::string> RightsSection(Deployment& d, const SubjectTokenClaims& claim
           r.package_bytes > 0) {
         status += " (" + t.Html("rights.package_sent") + ")";
       }
-      out += "<tr><td>" + t.Html("type." + r.type) + "</td><td data-request=\"" +
-             r.id + "\" data-status=\"" + r.status + "\">" + status + "</td><td>" +
-             HtmlEscape(CustomerDay(t, r.received_at)) + "</td><td>" + HtmlEscape(CustomerDay(t, r.due_at)) + "</td></tr>";
+      out += "<tr><td>" + t.Html("type." + r.type) + "</td><td data-request=\"" + r.id +
+             "\" data-status=\"" + r.status + "\">" + status + "</td><td>" +
+             HtmlEscape(CustomerDay(t, r.received_at)) + "</td><td>" +
+             HtmlEscape(CustomerDay(t, r.due_at)) + "</td></tr>";
     }
     out += "</tbody></table>";
   }
@@ -466,15 +479,16 @@ Result<std::string> RightsSection(Deployment& d, const SubjectTokenClaims& claim
 }
 
 Status OpenRequestFromForm(Deployment& d, Exchange& x, const SubjectTokenClaims& claims,
-                           const std::multimap<std::string, std::string>& form,
-                           const PageWords& t, std::string* message) {
+                           const std::multimap<std::string, std::string>& form, const PageWords& t,
+                           std::string* message) {
   auto type = form.find("type");
-  static const std::set<std::string> kTypes = {"access",      "portability", "rectification",
-                                               "erasure",     "restriction", "objection"};
+  static const std::set<std::string> kTypes = {"access",  "portability", "rectification",
+                                               "erasure", "restriction", "objection"};
   if (type == form.end() || kTypes.count(type->second) == 0) {
     return Status(Code::kUnprocessable, "the form does not name a request this page offers")
-        .AddError("type", "must be access, portability, rectification, erasure, restriction "
-                          "or objection");
+        .AddError("type",
+                  "must be access, portability, rectification, erasure, restriction "
+                  "or objection");
   }
   NewRequest in;
   in.type = type->second;
@@ -518,7 +532,8 @@ Status OpenRequestFromForm(Deployment& d, Exchange& x, const SubjectTokenClaims&
   auto opened =
       d.requests().Open(FromClient(d, x, SubjectCaller(claims.subject, x.request_id)), in);
   if (!opened.ok()) return opened.status();
-  *message = t.Html("rights.link_sent") + " " + HtmlEscape(CustomerDay(t, opened->row.due_at)) + ".";
+  *message =
+      t.Html("rights.link_sent") + " " + HtmlEscape(CustomerDay(t, opened->row.due_at)) + ".";
   return Status::Ok();
 }
 
@@ -543,8 +558,8 @@ Status CustomerPackage(Deployment& d, Exchange& x) {
 
 // A DSR link: scope "*" is the customer's rights page; scope = a request id confirms it, then
 // tells its answer.
-Status DsrPage(Deployment& d, Exchange& x, const SubjectTokenClaims& claims,
-               const PageWords& t, const std::string& message) {
+Status DsrPage(Deployment& d, Exchange& x, const SubjectTokenClaims& claims, const PageWords& t,
+               const std::string& message) {
   const std::string path = "/r/" + x.params["token"];
   std::string body;
   if (!message.empty()) body += "<p class=\"status\" role=\"status\">" + message + "</p>";
@@ -553,9 +568,10 @@ Status DsrPage(Deployment& d, Exchange& x, const SubjectTokenClaims& claims,
                               claims.scope);
     if (!r.ok()) return r.status();
     if (r->row.status == "received") {
-      body += "<p>" + t.Html("rights.confirm_intro") + "</p><p>" +
-              t.Html("type." + r->row.type) + " — " + t.Html("rights.received_on") +
-              " " + HtmlEscape(CustomerDay(t, r->row.received_at)) + "</p><form method=\"post\"><input type=\"hidden\" "
+      body += "<p>" + t.Html("rights.confirm_intro") + "</p><p>" + t.Html("type." + r->row.type) +
+              " — " + t.Html("rights.received_on") + " " +
+              HtmlEscape(CustomerDay(t, r->row.received_at)) +
+              "</p><form method=\"post\"><input type=\"hidden\" "
               "name=\"form\" value=\"confirm\"><button type=\"submit\">" +
               t.Html("rights.confirm") + "</button></form>";
       CustomerPage(x, 200, t, t("rights.confirm_title"), body);
@@ -579,7 +595,8 @@ Status DsrPost(Deployment& d, Exchange& x) {
   auto claims = CustomerToken(d, x.params["token"], true);
   if (!claims.ok()) return claims.status();
   if (x.content_type != "application/x-www-form-urlencoded") {
-    return Status(Code::kUnsupportedMediaType, "send the form as application/x-www-form-urlencoded");
+    return Status(Code::kUnsupportedMediaType,
+                  "send the form as application/x-www-form-urlencoded");
   }
   const PageWords t = CustomerWords(d, x, claims->subject);
   const auto form = FormPairs(x.body);
@@ -601,9 +618,9 @@ Status DsrPost(Deployment& d, Exchange& x) {
 }  // namespace
 
 void AddRequestPages(Router& router, Deployment& d) {
-  router.Add("GET", "/r/{token}",
-             [&d](Exchange& x) { return CustomerErrors(d, x, DsrGet(d, x)); });
-  router.Add("POST", "/r/{token}", [&d](Exchange& x) { return CustomerErrors(d, x, DsrPost(d, x)); });
+  router.Add("GET", "/r/{token}", [&d](Exchange& x) { return CustomerErrors(d, x, DsrGet(d, x)); });
+  router.Add("POST", "/r/{token}",
+             [&d](Exchange& x) { return CustomerErrors(d, x, DsrPost(d, x)); });
   router.Add("GET", "/r/{token}/requests/{id}/package",
              [&d](Exchange& x) { return CustomerErrors(d, x, CustomerPackage(d, x)); });
 }

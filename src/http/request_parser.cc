@@ -93,8 +93,8 @@ bool IsHost(std::string_view v) {
   if (end == v.size()) return true;
   if (v[end] != ':') return false;
   const std::string_view port = v.substr(end + 1);
-  return port.size() <= 5 && std::all_of(port.begin(), port.end(),
-                                         [](char c) { return c >= '0' && c <= '9'; });
+  return port.size() <= 5 &&
+         std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 // A chunked-framing line (chunk size, chunk end, trailer) ends with CRLF: RFC 9112 §7.1 gives
@@ -209,17 +209,13 @@ RequestParser::Progress RequestParser::Advance(std::string_view buffer, size_t* 
     if (!head.ok()) return Fail(std::move(head));
   }
   switch (state_) {
-    case State::kBody:
-      return Body(buffer, pos);
+    case State::kBody: return Body(buffer, pos);
     case State::kChunkSize:
     case State::kChunkData:
     case State::kChunkDataEnd:
-    case State::kTrailers:
-      return Chunked(buffer, pos);
-    case State::kDone:
-      return Progress::kDone;
-    default:
-      return Progress::kNeedMore;
+    case State::kTrailers: return Chunked(buffer, pos);
+    case State::kDone: return Progress::kDone;
+    default: return Progress::kNeedMore;
   }
 }
 
@@ -260,8 +256,8 @@ Status RequestParser::ParseHead(std::string_view head) {
   }
   request_.method.assign(method);
   // RFC 9112 §3.2.2: an absolute-form target is served on its path (and query).
-  if (std::string_view rest = target; AsciiLower(rest.substr(0, 7)) == "http://" ||
-                                      AsciiLower(rest.substr(0, 8)) == "https://") {
+  if (std::string_view rest = target;
+      AsciiLower(rest.substr(0, 7)) == "http://" || AsciiLower(rest.substr(0, 8)) == "https://") {
     rest.remove_prefix(rest.find("//") + 2);
     const size_t path = rest.find_first_of("/?");
     if (path == 0) return BadRequest("the request target is malformed");
@@ -379,7 +375,8 @@ RequestParser::Progress RequestParser::Chunked(std::string_view buffer, size_t* 
         size_t at = *pos;
         bool bare_lf = false;
         if (!NextCrlfLine(buffer, &at, &line, &bare_lf)) {
-          if (buffer.size() - *pos > kMaxChunkLine) return Fail(BadRequest("a chunk size line is too long"));
+          if (buffer.size() - *pos > kMaxChunkLine)
+            return Fail(BadRequest("a chunk size line is too long"));
           return Progress::kBodyNext;
         }
         if (at - *pos > kMaxChunkLine) return Fail(BadRequest("a chunk size line is too long"));
@@ -393,13 +390,17 @@ RequestParser::Progress RequestParser::Chunked(std::string_view buffer, size_t* 
             digits.remove_suffix(1);
           }
         }
-        if (digits.empty() || digits.size() > 15) return Fail(BadRequest("a chunk size is invalid"));
+        if (digits.empty() || digits.size() > 15)
+          return Fail(BadRequest("a chunk size is invalid"));
         uint64_t size = 0;
         for (char c : digits) {
           int d;
-          if (c >= '0' && c <= '9') d = c - '0';
-          else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') d = (c | 0x20) - 'a' + 10;
-          else return Fail(BadRequest("a chunk size is invalid"));
+          if (c >= '0' && c <= '9')
+            d = c - '0';
+          else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+            d = (c | 0x20) - 'a' + 10;
+          else
+            return Fail(BadRequest("a chunk size is invalid"));
           size = size * 16 + static_cast<uint64_t>(d);
         }
         *pos = at;
@@ -466,8 +467,7 @@ RequestParser::Progress RequestParser::Chunked(std::string_view buffer, size_t* 
         }
         break;
       }
-      default:
-        return Progress::kNeedMore;
+      default: return Progress::kNeedMore;
     }
   }
 }

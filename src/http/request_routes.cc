@@ -7,8 +7,8 @@
 #include "garde/base/encoding.h"
 #include "garde/base/json_writer.h"
 #include "garde/domain/subject_requests.h"
-#include "garde/http/http_service.h"
 #include "garde/http/html.h"
+#include "garde/http/http_service.h"
 #include "garde/http/json_input.h"
 #include "garde/http/request_pages.h"
 
@@ -53,7 +53,7 @@ std::string RequestJson(Deployment& d, const RequestView& v) {
 // Reads the requested changes of a rectification: {"changes": {"fields": {...}}} as for
 // PATCH /v1/subjects/{id}, or the field map directly ({"changes": {"email": ...}}).
 std::optional<SubjectChanges> ReadRequestedChanges(const Poco::JSON::Object& obj,
-                                                    Status* problems) {
+                                                   Status* problems) {
   if (!obj.has("changes")) return std::nullopt;
   if (!IsJsonObject(obj.get("changes"))) {
     problems->AddError("changes", "must be an object of field values");
@@ -77,10 +77,10 @@ Status OpenRequest(Deployment& d, Exchange& x) {
   if (!obj.ok()) return obj.status();
   const auto& body = *obj.value();
   Status problems(Code::kUnprocessable, "the request is not valid; nothing was stored");
-  CheckMembers(body,
-               {"type", "subject", "jurisdiction", "note", "changes", "purposes", "suppress",
-                "received_at"},
-               "", &problems);
+  CheckMembers(
+      body,
+      {"type", "subject", "jurisdiction", "note", "changes", "purposes", "suppress", "received_at"},
+      "", &problems);
   NewRequest in;
   in.type = ReadString(body, "type", "", &problems).value_or("");
   if (!body.has("type")) problems.AddError("type", "is required");
@@ -147,8 +147,9 @@ Status ListRequests(Deployment& d, Exchange& x) {
                s == "rejected") {
       statuses.push_back(s);
     } else {
-      invalid.AddError("status", "must be open, received, verified, in_progress, completed or "
-                                 "rejected (comma-separated)");
+      invalid.AddError("status",
+                       "must be open, received, verified, in_progress, completed or "
+                       "rejected (comma-separated)");
       break;
     }
   }

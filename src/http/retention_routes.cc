@@ -49,9 +49,9 @@ Status ListRuns(Deployment& d, Exchange& x) {
   }
   w.EndObject();
   x.Json(200, w.Take());
-  return d.journal().Record(nullptr, *x.caller,
-                            {"retention.list", "", "", "ok", {},
-                             static_cast<int64_t>(runs.value().size())});
+  return d.journal().Record(
+      nullptr, *x.caller,
+      {"retention.list", "", "", "ok", {}, static_cast<int64_t>(runs.value().size())});
 }
 
 Status GetRun(Deployment& d, Exchange& x) {
@@ -62,7 +62,8 @@ Status GetRun(Deployment& d, Exchange& x) {
   JsonWriter w;
   WriteRun(w, *run.value());
   x.Json(200, w.Take());
-  return d.journal().Record(nullptr, *x.caller, {"retention.read", "", "", "ok", {run.value()->id}, 1});
+  return d.journal().Record(nullptr, *x.caller,
+                            {"retention.read", "", "", "ok", {run.value()->id}, 1});
 }
 
 // POST {"dry_run": bool}: runs a sweep now, at the service's time, and answers with its run.

@@ -7,8 +7,8 @@
 #include <Poco/JSON/Stringifier.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cctype>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <sstream>
@@ -29,8 +29,8 @@ constexpr int64_t kSmallestGroup = kSmallestReportGroup;
 bool IsSegmentName(const std::string& name) {
   if (name.empty() || name.size() > 64) return false;
   return std::all_of(name.begin(), name.end(), [](char c) {
-    return std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
-           c == '-' || c == '_';
+    return std::islower(static_cast<unsigned char>(c)) ||
+           std::isdigit(static_cast<unsigned char>(c)) || c == '-' || c == '_';
   });
 }
 
@@ -55,7 +55,8 @@ Result<Definition> ReadDefinition(const std::string& text) {
   if (d.request.activity.empty()) problems.AddError("activity", "is required");
   if (d.request.purpose.empty()) problems.AddError("purpose", "is required");
   if (d.description.size() > 500) problems.AddError("description", "at most 500 characters");
-  if (obj.value()->has("where")) d.request.where = ParseWhere(obj.value()->get("where"), "where", &problems);
+  if (obj.value()->has("where"))
+    d.request.where = ParseWhere(obj.value()->get("where"), "where", &problems);
   if (!problems.errors().empty()) return problems;
   d.json = obj.value();
   return d;
@@ -63,7 +64,8 @@ Result<Definition> ReadDefinition(const std::string& text) {
 
 // The segment's members with `fields` (the activity's first field when none is asked: a
 // count needs one), through the audience builder (consent, activity, audit).
-Result<Audience> Members(Deployment& d, Exchange& x, Definition def, std::vector<std::string> fields) {
+Result<Audience> Members(Deployment& d, Exchange& x, Definition def,
+                         std::vector<std::string> fields) {
   if (fields.empty()) {
     const auto policies = d.policies().Current();  // the activity lives as long as its policies
     const Activity* a = policies->FindActivity(def.request.activity);
@@ -77,7 +79,9 @@ void WriteSegment(JsonWriter& w, const SegmentRow& row, const Definition& def,
                   std::optional<int64_t> count) {
   std::ostringstream json;
   Poco::JSON::Stringifier::stringify(def.json, json);
-  w.BeginObject().String("name", row.name).Raw("definition", json.str())
+  w.BeginObject()
+      .String("name", row.name)
+      .Raw("definition", json.str())
       .String("created_at", FormatRfc3339(row.created_at))
       .String("updated_at", FormatRfc3339(row.updated_at));
   if (count) w.Int("count", *count);
@@ -109,8 +113,13 @@ Status PutSegment(Deployment& d, Exchange& x) {
     Poco::JSON::Stringifier::stringify(def->json, json);
     row.definition = json.str();
     GARDE_RETURN_IF_ERROR(tx.PutSegment(row));
-    return d.journal().Record(&tx, *x.caller, {"segment.save", "", def->request.activity, "ok", {},
-                                               static_cast<int64_t>(members->members.size())});
+    return d.journal().Record(&tx, *x.caller,
+                              {"segment.save",
+                               "",
+                               def->request.activity,
+                               "ok",
+                               {},
+                               static_cast<int64_t>(members->members.size())});
   }));
   JsonWriter w;
   WriteSegment(w, row, def.value(), static_cast<int64_t>(members->members.size()));
@@ -189,14 +198,13 @@ Status DeleteSegment(Deployment& d, Exchange& x) {
   return Status::Ok();
 }
 
-
 // Revenue concentration: the share of the segment's revenue brought by its top customers.
 struct Concentration {
   int64_t customers = 0;
   double revenue = 0;
   struct Step {
-    int percent;            // the top `percent` % of customers ...
-    int64_t customers;      // ... that many
+    int percent;                  // the top `percent` % of customers ...
+    int64_t customers;            // ... that many
     std::optional<double> share;  // ... bring this share of revenue (absent: fewer than 5)
   };
   std::vector<Step> steps;
@@ -212,8 +220,8 @@ Concentration Concentrate(std::vector<double> amounts) {
   double sum = 0;
   for (size_t i = 0; i < amounts.size(); ++i) cumulative[i] = sum += amounts[i];
   for (int percent = 5; percent <= 100; percent += 5) {
-    const auto top = static_cast<int64_t>(
-        std::ceil(static_cast<double>(c.customers) * percent / 100.0 - 1e-9));
+    const auto top =
+        static_cast<int64_t>(std::ceil(static_cast<double>(c.customers) * percent / 100.0 - 1e-9));
     Concentration::Step step{percent, top, std::nullopt};
     if (top >= kSmallestGroup && c.revenue > 0) {
       step.share = cumulative[static_cast<size_t>(top - 1)] / c.revenue;
@@ -224,7 +232,8 @@ Concentration Concentrate(std::vector<double> amounts) {
     for (size_t i = 0; i < cumulative.size(); ++i) {
       if (cumulative[i] >= 0.8 * c.revenue - 1e-9) {
         if (static_cast<int64_t>(i + 1) >= kSmallestGroup) {
-          c.customers_for_80 = 100.0 * static_cast<double>(i + 1) / static_cast<double>(c.customers);
+          c.customers_for_80 =
+              100.0 * static_cast<double>(i + 1) / static_cast<double>(c.customers);
         }
         break;
       }
@@ -253,10 +262,12 @@ std::string Svg(const std::string& name, const Concentration& c) {
   }
   std::string svg = SvgOpen(kW, kH, "Revenue concentration: " + name, described) + PlotFrame();
   std::snprintf(buf, sizeof buf,
-                "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#999\" stroke-dasharray=\"4\"/>",
+                "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#999\" "
+                "stroke-dasharray=\"4\"/>",
                 px(0), py(0.8), px(100), py(0.8));
   svg += buf;
-  svg += "<polyline fill=\"none\" stroke=\"#1d4ed8\" stroke-width=\"2\" points=\"" + points + "\"/>";
+  svg +=
+      "<polyline fill=\"none\" stroke=\"#1d4ed8\" stroke-width=\"2\" points=\"" + points + "\"/>";
   std::snprintf(buf, sizeof buf,
                 "<text x=\"%d\" y=\"%d\" font-size=\"12\">top %% of customers</text>"
                 "<text x=\"4\" y=\"%d\" font-size=\"12\">%% of revenue</text>",
@@ -270,9 +281,9 @@ std::string Svg(const std::string& name, const Concentration& c) {
 // date, by age band. Cells of fewer than five are withheld.
 struct InactivityTable {
   static constexpr const char* kInactivity[] = {"under 6 months", "6-12 months", "1-2 years",
-                                                 "2-3 years", "3 years or more"};
-  static constexpr const char* kAges[] = {"under 25", "25-34", "35-44", "45-54",
-                                          "55-64", "65 and over", "unknown"};
+                                                "2-3 years", "3 years or more"};
+  static constexpr const char* kAges[] = {"under 25", "25-34",       "35-44",  "45-54",
+                                          "55-64",    "65 and over", "unknown"};
   int64_t customers = 0;
   int64_t cells[std::size(kInactivity)][std::size(kAges)] = {};
 
@@ -287,7 +298,13 @@ struct InactivityTable {
     const CivilDate today = CivilFromDays(now / 86400);
     int age = today.year - date->year;
     if (today.month < date->month || (today.month == date->month && today.day < date->day)) --age;
-    return age < 0 ? 6 : age < 25 ? 0 : age < 35 ? 1 : age < 45 ? 2 : age < 55 ? 3 : age < 65 ? 4 : 5;
+    return age < 0    ? 6
+           : age < 25 ? 0
+           : age < 35 ? 1
+           : age < 45 ? 2
+           : age < 55 ? 3
+           : age < 65 ? 4
+                      : 5;
   }
   int64_t Row(size_t i) const {
     int64_t n = 0;
@@ -318,7 +335,8 @@ std::string BarsSvg(const std::string& title, const InactivityTable& t) {
                   y + 15, t.kInactivity[i], kPad, y, w, kPad + w + 6, y + 15,
                   n ? std::to_string(*n).c_str() : "fewer than 5");
     bars += buf;
-    described += std::string(t.kInactivity[i]) + ": " + (n ? std::to_string(*n) : "fewer than 5") + ". ";
+    described +=
+        std::string(t.kInactivity[i]) + ": " + (n ? std::to_string(*n) : "fewer than 5") + ". ";
   }
   return SvgOpen(kW, height, title, described) + bars + "</svg>\n";
 }
@@ -328,8 +346,8 @@ Status InactivityReport(Deployment& d, Exchange& x, const SegmentRow& row, const
   const auto policies = d.policies().Current();
   const Activity* activity = policies->FindActivity(def.request.activity);
   const bool ages = activity != nullptr && activity->fields.count("birth_date") != 0;
-  auto members = Members(d, x, def, ages ? std::vector<std::string>{"birth_date"}
-                                         : std::vector<std::string>{});
+  auto members = Members(
+      d, x, def, ages ? std::vector<std::string>{"birth_date"} : std::vector<std::string>{});
   if (!members.ok()) return members.status();
   if (static_cast<int64_t>(members->members.size()) < kSmallestGroup) {
     return Status(Code::kUnprocessable,
@@ -352,11 +370,12 @@ Status InactivityReport(Deployment& d, Exchange& x, const SegmentRow& row, const
     }
     return Status::Ok();
   }));
-  GARDE_RETURN_IF_ERROR(d.journal().Record(nullptr, *x.caller,
-                                           {"segment.report", "", def.request.activity, "ok",
-                                            {"inactivity"}, t.customers}));
+  GARDE_RETURN_IF_ERROR(d.journal().Record(
+      nullptr, *x.caller,
+      {"segment.report", "", def.request.activity, "ok", {"inactivity"}, t.customers}));
   if (format == "svg") {
-    x.Reply(200, "image/svg+xml", BarsSvg("Customers of " + row.name + " by time since their last interaction", t));
+    x.Reply(200, "image/svg+xml",
+            BarsSvg("Customers of " + row.name + " by time since their last interaction", t));
     return Status::Ok();
   }
   if (format == "csv") {
@@ -364,17 +383,25 @@ Status InactivityReport(Deployment& d, Exchange& x, const SegmentRow& row, const
     for (size_t i = 0; i < std::size(t.kInactivity); ++i) {
       for (size_t a = 0; a < std::size(t.kAges); ++a) {
         const auto n = Shown(t.cells[i][a]);
-        out += std::string(t.kInactivity[i]) + "," + t.kAges[a] + "," + (n ? std::to_string(*n) : "") + "\r\n";
+        out += std::string(t.kInactivity[i]) + "," + t.kAges[a] + "," +
+               (n ? std::to_string(*n) : "") + "\r\n";
       }
     }
     x.Reply(200, "text/csv; charset=utf-8", std::move(out));
     return Status::Ok();
   }
   JsonWriter w;
-  w.BeginObject().String("segment", row.name).String("report", "inactivity")
-      .Int("customers", t.customers).Bool("by_age", ages).BeginArray("bands");
+  w.BeginObject()
+      .String("segment", row.name)
+      .String("report", "inactivity")
+      .Int("customers", t.customers)
+      .Bool("by_age", ages)
+      .BeginArray("bands");
   auto count = [&w](int64_t n) {
-    if (auto shown = Shown(n)) w.Int(*shown); else w.Null();
+    if (auto shown = Shown(n))
+      w.Int(*shown);
+    else
+      w.Null();
   };
   for (size_t i = 0; i < std::size(t.kInactivity); ++i) {
     w.BeginObject().String("inactive_for", t.kInactivity[i]).Key("customers");
@@ -403,7 +430,8 @@ Status SegmentReport(Deployment& d, Exchange& x) {
   if (report == "inactivity") {
     const std::string format = x.query.count("format") ? x.query["format"] : "json";
     if (format != "json" && format != "csv" && format != "svg") {
-      return Status(Code::kUnprocessable, "the format is json, csv or svg").AddError("format", "json, csv or svg");
+      return Status(Code::kUnprocessable, "the format is json, csv or svg")
+          .AddError("format", "json, csv or svg");
     }
     return InactivityReport(d, x, seg->first, seg->second, format);
   }
@@ -416,7 +444,8 @@ Status SegmentReport(Deployment& d, Exchange& x) {
   }
   const std::string format = x.query.count("format") ? x.query["format"] : "json";
   if (format != "json" && format != "csv" && format != "svg") {
-    return Status(Code::kUnprocessable, "the format is json, csv or svg").AddError("format", "json, csv or svg");
+    return Status(Code::kUnprocessable, "the format is json, csv or svg")
+        .AddError("format", "json, csv or svg");
   }
   auto members = Members(d, x, seg->second, {measure});
   if (!members.ok()) return members.status();
@@ -434,9 +463,9 @@ Status SegmentReport(Deployment& d, Exchange& x) {
                           : 0.0);
   }
   const Concentration c = Concentrate(std::move(amounts));
-  GARDE_RETURN_IF_ERROR(d.journal().Record(nullptr, *x.caller,
-                                           {"segment.report", "", seg->second.request.activity,
-                                            "ok", {measure}, c.customers}));
+  GARDE_RETURN_IF_ERROR(d.journal().Record(
+      nullptr, *x.caller,
+      {"segment.report", "", seg->second.request.activity, "ok", {measure}, c.customers}));
   if (format == "svg") {
     x.Reply(200, "image/svg+xml", Svg(seg->first.name, c));
     return Status::Ok();
@@ -446,9 +475,11 @@ Status SegmentReport(Deployment& d, Exchange& x) {
     char buf[96];
     for (const auto& s : c.steps) {
       if (s.share) {
-        std::snprintf(buf, sizeof buf, "%d,%lld,%.4f\r\n", s.percent, static_cast<long long>(s.customers), *s.share);
+        std::snprintf(buf, sizeof buf, "%d,%lld,%.4f\r\n", s.percent,
+                      static_cast<long long>(s.customers), *s.share);
       } else {
-        std::snprintf(buf, sizeof buf, "%d,%lld,\r\n", s.percent, static_cast<long long>(s.customers));
+        std::snprintf(buf, sizeof buf, "%d,%lld,\r\n", s.percent,
+                      static_cast<long long>(s.customers));
       }
       out += buf;
     }
@@ -456,23 +487,32 @@ Status SegmentReport(Deployment& d, Exchange& x) {
     return Status::Ok();
   }
   JsonWriter w;
-  w.BeginObject().String("segment", seg->first.name).String("measure", measure)
-      .Int("customers", c.customers).Number("revenue", c.revenue)
+  w.BeginObject()
+      .String("segment", seg->first.name)
+      .String("measure", measure)
+      .Int("customers", c.customers)
+      .Number("revenue", c.revenue)
       .Key("customers_for_80_percent");
-  if (c.customers_for_80) w.Number(*c.customers_for_80); else w.Null();
+  if (c.customers_for_80)
+    w.Number(*c.customers_for_80);
+  else
+    w.Null();
   w.BeginArray("steps");
   for (const auto& s : c.steps) {
-    w.BeginObject().Int("top_percent", s.percent).Int("customers", s.customers)
+    w.BeginObject()
+        .Int("top_percent", s.percent)
+        .Int("customers", s.customers)
         .Key("revenue_share");
-    if (s.share) w.Number(*s.share); else w.Null();
+    if (s.share)
+      w.Number(*s.share);
+    else
+      w.Null();
     w.EndObject();
   }
   w.EndArray().Int("smallest_group", kSmallestGroup).EndObject();
   x.Json(200, w.Take());
   return Status::Ok();
 }
-
-
 
 // GET /v1/reports/consent-rates?purpose=P[&channel=C][&months=12][&format=json|csv|svg]
 Status ConsentRates(Deployment& d, Exchange& x) {
@@ -492,9 +532,11 @@ Status ConsentRates(Deployment& d, Exchange& x) {
       months = std::stoi(v);
     }
   }
-  if (format != "json" && format != "csv" && format != "svg") invalid.AddError("format", "json, csv or svg");
+  if (format != "json" && format != "csv" && format != "svg")
+    invalid.AddError("format", "json, csv or svg");
   if (!invalid.errors().empty()) return invalid;
-  auto rates = d.consents().RatesOver(*x.caller, purpose, channel, MonthEnds(d.clock().Now(), months));
+  auto rates =
+      d.consents().RatesOver(*x.caller, purpose, channel, MonthEnds(d.clock().Now(), months));
   if (!rates.ok()) return rates.status();
   auto rate_of = [](const ConsentLedger::RateAt& r) -> std::optional<double> {
     if (!Shown(r.customers)) return std::nullopt;
@@ -503,9 +545,9 @@ Status ConsentRates(Deployment& d, Exchange& x) {
   if (format == "svg") {
     x.status = 200;
     x.reply_type = "image/svg+xml";
-    x.reply = ConsentRateSvg("Consent to " + purpose + (channel.empty() ? "" : " by " + channel) +
-                          " over time",
-                      rates.value());
+    x.reply = ConsentRateSvg(
+        "Consent to " + purpose + (channel.empty() ? "" : " by " + channel) + " over time",
+        rates.value());
     return Status::Ok();
   }
   if (format == "csv") {
@@ -515,7 +557,8 @@ Status ConsentRates(Deployment& d, Exchange& x) {
       const auto rate = rate_of(r);
       if (rate) {
         std::snprintf(buf, sizeof buf, "%s,%lld,%lld,%.4f\r\n", FormatRfc3339(r.at).c_str(),
-                      static_cast<long long>(r.customers), static_cast<long long>(r.allowed), *rate);
+                      static_cast<long long>(r.customers), static_cast<long long>(r.allowed),
+                      *rate);
       } else {
         std::snprintf(buf, sizeof buf, "%s,%lld,,\r\n", FormatRfc3339(r.at).c_str(),
                       static_cast<long long>(r.customers));
@@ -526,15 +569,19 @@ Status ConsentRates(Deployment& d, Exchange& x) {
     return Status::Ok();
   }
   JsonWriter w;
-  w.BeginObject().String("purpose", purpose).StringOrNull("channel", channel)
-      .BeginArray("points");
+  w.BeginObject().String("purpose", purpose).StringOrNull("channel", channel).BeginArray("points");
   for (const auto& r : rates.value()) {
     const auto rate = rate_of(r);
-    w.BeginObject().String("at", FormatRfc3339(r.at)).Int("customers", r.customers)
-        .Key("allowed");
-    if (rate) w.Int(r.allowed); else w.Null();
+    w.BeginObject().String("at", FormatRfc3339(r.at)).Int("customers", r.customers).Key("allowed");
+    if (rate)
+      w.Int(r.allowed);
+    else
+      w.Null();
     w.Key("rate");
-    if (rate) w.Number(*rate); else w.Null();
+    if (rate)
+      w.Number(*rate);
+    else
+      w.Null();
     w.EndObject();
   }
   w.EndArray().Int("smallest_group", kSmallestGroup).EndObject();
@@ -549,7 +596,8 @@ void AddSegmentRoutes(Router& router, Deployment& d) {
   router.Add("PUT", "/v1/segments/{name}", [&d](Exchange& x) { return PutSegment(d, x); });
   router.Add("GET", "/v1/segments/{name}", [&d](Exchange& x) { return GetSegment(d, x); });
   router.Add("DELETE", "/v1/segments/{name}", [&d](Exchange& x) { return DeleteSegment(d, x); });
-  router.Add("GET", "/v1/segments/{name}/report", [&d](Exchange& x) { return SegmentReport(d, x); });
+  router.Add("GET", "/v1/segments/{name}/report",
+             [&d](Exchange& x) { return SegmentReport(d, x); });
   router.Add("GET", "/v1/reports/consent-rates", [&d](Exchange& x) { return ConsentRates(d, x); });
 }
 

@@ -118,9 +118,11 @@ Status RecordInteractions(Deployment& d, Exchange& x) {
   auto view = d.vault().RecordInteractions(*x.caller, x.params["id"], list);
   if (!view.ok()) return view.status();
   JsonWriter w;
-  w.BeginObject().String("subject", view->id)
+  w.BeginObject()
+      .String("subject", view->id)
       .Int("recorded", static_cast<int64_t>(list.size()))
-      .String("last_interaction_at", FormatRfc3339(view->last_interaction_at)).EndObject();
+      .String("last_interaction_at", FormatRfc3339(view->last_interaction_at))
+      .EndObject();
   x.Json(201, w.Take());
   return Status::Ok();
 }
@@ -255,8 +257,11 @@ Status PutContact(Deployment& d, Exchange& x) {
   if (!problems.errors().empty()) return problems;
   GARDE_RETURN_IF_ERROR(d.vault().LinkContact(*x.caller, x.params["id"], x.params["person"], role));
   JsonWriter w;
-  w.BeginObject().String("organisation", x.params["id"]).String("person", x.params["person"])
-      .String("role", role).EndObject();
+  w.BeginObject()
+      .String("organisation", x.params["id"])
+      .String("person", x.params["person"])
+      .String("role", role)
+      .EndObject();
   x.Json(200, w.Take());
   return Status::Ok();
 }
@@ -276,8 +281,12 @@ Status ListContacts(Deployment& d, Exchange& x) {
   JsonWriter w;
   w.BeginObject().BeginArray("items");
   for (const auto& l : links.value()) {
-    w.BeginObject().String("organisation", l.organisation_id).String("person", l.person_id)
-        .String("role", l.role).String("since", FormatRfc3339(l.created_at)).EndObject();
+    w.BeginObject()
+        .String("organisation", l.organisation_id)
+        .String("person", l.person_id)
+        .String("role", l.role)
+        .String("since", FormatRfc3339(l.created_at))
+        .EndObject();
   }
   w.EndArray().EndObject();
   x.Json(200, w.Take());
@@ -426,7 +435,11 @@ Status ListDuplicates(Deployment& d, Exchange& x) {
   JsonWriter w;
   w.BeginObject().BeginArray("items");
   for (const auto& p : pairs.value()) {
-    w.BeginObject().BeginArray("subjects").String(p.first).String(p.second).EndArray()
+    w.BeginObject()
+        .BeginArray("subjects")
+        .String(p.first)
+        .String(p.second)
+        .EndArray()
         .BeginArray("rules");
     for (const auto& rule : p.rules) w.String(rule);
     w.EndArray().EndObject();
@@ -448,21 +461,23 @@ void AddSubjectRoutes(Router& router, Deployment& d) {
   router.Add("GET", "/v1/duplicates", [&d](Exchange& x) { return ListDuplicates(d, x); });
   router.Add("POST", "/v1/subjects", [&d](Exchange& x) { return CreateSubject(d, x); });
   router.Add("POST", "/v1/subjects/{id}:merge", [&d](Exchange& x) { return MergeSubject(d, x); });
-  router.Add("GET", "/v1/merges/{id}", [&d](Exchange& x) { return MergeStep(d, x, &SubjectMerges::Get); });
+  router.Add("GET", "/v1/merges/{id}",
+             [&d](Exchange& x) { return MergeStep(d, x, &SubjectMerges::Get); });
   router.Add("POST", "/v1/merges/{id}:revert",
              [&d](Exchange& x) { return MergeStep(d, x, &SubjectMerges::Revert); });
   router.Add("POST", "/v1/merges/{id}:complete",
              [&d](Exchange& x) { return MergeStep(d, x, &SubjectMerges::Complete); });
   router.Add("POST", "/v1/subjects:batch", [&d](Exchange& x) { return BatchSubjects(d, x); });
   router.Add("GET", "/v1/subjects/{id}/contacts", [&d](Exchange& x) { return ListContacts(d, x); });
-  router.Add("PUT", "/v1/subjects/{id}/contacts/{person}", [&d](Exchange& x) { return PutContact(d, x); });
+  router.Add("PUT", "/v1/subjects/{id}/contacts/{person}",
+             [&d](Exchange& x) { return PutContact(d, x); });
   router.Add("DELETE", "/v1/subjects/{id}/contacts/{person}",
              [&d](Exchange& x) { return DeleteContact(d, x); });
   router.Add("POST", "/v1/subjects/{id}/interactions",
              [&d](Exchange& x) { return RecordInteractions(d, x); });
   router.Add("POST", "/v1/subjects:search", [&d](Exchange& x) { return SearchSubjects(d, x); });
-  router.Add("GET", "/v1/subjects/{id}", [&d](Exchange& x) { return GetSubject(d, x); },
-             Pace::kAtOnce);
+  router.Add(
+      "GET", "/v1/subjects/{id}", [&d](Exchange& x) { return GetSubject(d, x); }, Pace::kAtOnce);
   router.Add("PATCH", "/v1/subjects/{id}", [&d](Exchange& x) { return PatchSubject(d, x); });
 }
 

@@ -51,7 +51,8 @@ void ForEachPlaceholder(const std::string& tmpl, Visit&& visit) {
 
 }  // namespace
 
-std::string RenderTemplate(const std::string& tmpl, const std::map<std::string, std::string>& values,
+std::string RenderTemplate(const std::string& tmpl,
+                           const std::map<std::string, std::string>& values,
                            TemplateEscape escape) {
   std::string out;
   size_t copied = 0;

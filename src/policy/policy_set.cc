@@ -1,7 +1,5 @@
 #include "garde/policy/policy_set.h"
 
-#include "garde/base/clock.h"
-
 #include <Poco/Exception.h>
 #include <Poco/RegularExpression.h>
 #include <sodium.h>
@@ -12,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "garde/base/clock.h"
 #include "garde/base/encoding.h"
 #include "garde/base/json_writer.h"
 
@@ -79,8 +78,7 @@ class YamlFile {
   }
 
   // A customer-facing text: a plain text (in the source language) or {lang: text, ...}.
-  LocalText Local(const YAML::Node& map, const char* key, const std::string& where,
-                  bool required) {
+  LocalText Local(const YAML::Node& map, const char* key, const std::string& where, bool required) {
     LocalText out;
     out.file = name_;
     out.line = Line(map);
@@ -133,8 +131,7 @@ class YamlFile {
     }
   }
 
-  std::vector<std::string> List(const YAML::Node& map, const char* key,
-                                const std::string& where) {
+  std::vector<std::string> List(const YAML::Node& map, const char* key, const std::string& where) {
     std::vector<std::string> out;
     const YAML::Node n = map[key];
     if (!n) return out;
@@ -222,9 +219,10 @@ void LoadSchema(YamlFile& f, Schema* schema) {
     spec.line = line;
     spec.name = f.String(n, "name", "field", true);
     const std::string where = "field '" + spec.name + "'";
-    f.OnlyKeys(n, {"name", "type", "category", "description", "kinds", "required", "unique",
-                   "provided_by_subject", "min_length", "max_length", "pattern", "min", "max",
-                   "integer", "values", "blind_index"},
+    f.OnlyKeys(n,
+               {"name", "type", "category", "description", "kinds", "required", "unique",
+                "provided_by_subject", "min_length", "max_length", "pattern", "min", "max",
+                "integer", "values", "blind_index"},
                where);
     if (!IsFieldName(spec.name)) {
       f.Problem(line, where + ": names are lower-case letters, digits and '_' (max 64)");
@@ -310,8 +308,9 @@ void LoadPurposes(YamlFile& f, std::vector<Purpose>* out) {
     p.line = line;
     p.id = f.String(n, "id", "purpose", true);
     const std::string where = "purpose '" + p.id + "'";
-    f.OnlyKeys(n, {"id", "title", "description", "legal_basis", "channels", "notices",
-                   "validity", "gpc_opt_out", "marketing", "double_opt_in"},
+    f.OnlyKeys(n,
+               {"id", "title", "description", "legal_basis", "channels", "notices", "validity",
+                "gpc_opt_out", "marketing", "double_opt_in"},
                where);
     p.titles = f.Local(n, "title", where, true);
     p.descriptions = f.Local(n, "description", where, false);
@@ -363,12 +362,14 @@ void LoadRegister(YamlFile& f, const Schema& schema, const std::vector<Purpose>&
     Activity a;
     a.line = line;
     // A misspelt key would silently drop a register column: refuse it.
+    // clang-format off
     f.OnlyKeys(n,
                {"id", "name", "reference", "created", "updated", "description", "purposes",
                 "sub_purposes", "legal_basis", "art9_condition", "joint_controllers",
                 "data_subjects", "data", "recipients", "transfers", "retention", "security",
                 "dpia", "notes", "legal_claims", "automated_decision"},
                "activity");
+    // clang-format on
     // Exports and the API keep one text per column (the source language); the translations
     // ride along as <key>_i18n.
     YAML::Node plain = YAML::Clone(n);
@@ -400,7 +401,8 @@ void LoadRegister(YamlFile& f, const Schema& schema, const std::vector<Purpose>&
     a.has_art9_condition = static_cast<bool>(n["art9_condition"]);
     if (const YAML::Node transfers = n["transfers"]; transfers && transfers.IsSequence()) {
       for (const auto& t : transfers) {
-        if (t.IsMap() && !t["safeguard"]) a.transfers_without_safeguard.push_back(t["country"].as<std::string>("?"));
+        if (t.IsMap() && !t["safeguard"])
+          a.transfers_without_safeguard.push_back(t["country"].as<std::string>("?"));
       }
     }
     if (auto b = ParseLegalBasis(basis)) {
@@ -410,8 +412,8 @@ void LoadRegister(YamlFile& f, const Schema& schema, const std::vector<Purpose>&
     }
     if (const YAML::Node ps = n["purposes"]) {
       for (const auto& pn : ps) {
-        const std::string pid = pn.IsMap() ? f.String(pn, "id", where + " purpose", true)
-                                           : pn.as<std::string>("");
+        const std::string pid =
+            pn.IsMap() ? f.String(pn, "id", where + " purpose", true) : pn.as<std::string>("");
         bool known = false;
         for (const auto& p : purposes) known |= (p.id == pid);
         if (!known) f.Problem(YamlFile::Line(pn), where + ": unknown purpose '" + pid + "'");
@@ -433,7 +435,8 @@ void LoadRegister(YamlFile& f, const Schema& schema, const std::vector<Purpose>&
           for (const auto& entry : kept) {
             const std::string cat = entry.first.as<std::string>("");
             if (!IsKnownCategory(cat)) {
-              f.Problem(YamlFile::Line(entry.first), where + ": unknown data category '" + cat + "'");
+              f.Problem(YamlFile::Line(entry.first),
+                        where + ": unknown data category '" + cat + "'");
             }
             a.category_retention[cat] = entry.second.as<std::string>("");
           }
@@ -472,10 +475,10 @@ void LoadMatching(YamlFile& f, const Schema& schema, MatchingPolicy* out) {
   if (const YAML::Node fields = f.root()["fields"]) {
     const std::string where = "matching.fields";
     f.OnlyKeys(fields, {"given_name", "family_name", "postal_code", "phone", "street"}, where);
-    for (auto [key, into] : {std::pair{"given_name", &out->given_name},
-                             std::pair{"family_name", &out->family_name},
-                             std::pair{"postal_code", &out->postal_code},
-                             std::pair{"phone", &out->phone}, std::pair{"street", &out->street}}) {
+    for (auto [key, into] :
+         {std::pair{"given_name", &out->given_name}, std::pair{"family_name", &out->family_name},
+          std::pair{"postal_code", &out->postal_code}, std::pair{"phone", &out->phone},
+          std::pair{"street", &out->street}}) {
       *into = f.String(fields, key, where, false, *into);
       if (schema.Find(*into) == nullptr) {
         f.Problem(YamlFile::Line(fields[key] ? fields[key] : fields),
@@ -504,7 +507,8 @@ void LoadMatching(YamlFile& f, const Schema& schema, MatchingPolicy* out) {
       }
       auto [it, fresh] = seen.emplace(folded, line);
       if (!fresh && out->given_names[folded] != canonical) {
-        f.Problem(YamlFile::Line(name), "given_names: '" + folded + "' is also in the group of line " +
+        f.Problem(YamlFile::Line(name), "given_names: '" + folded +
+                                            "' is also in the group of line " +
                                             std::to_string(it->second));
         continue;
       }
@@ -587,7 +591,8 @@ void LoadMail(const std::string& dir, const std::string& lang, crypto_hash_sha25
       problem(t.file, 0, "cannot read file");
       continue;
     }
-    if (!html_ok) problem(html_file, 0, "cannot read file: every message has a text and an HTML body");
+    if (!html_ok)
+      problem(html_file, 0, "cannot read file: every message has a text and an HTML body");
     if (text.rfind("Subject: ", 0) != 0) {
       problem(t.file, 1, "the first line must be 'Subject: ...'");
       continue;
@@ -603,7 +608,9 @@ void LoadMail(const std::string& dir, const std::string& lang, crypto_hash_sha25
     for (const auto& [body, where] : {std::pair{&text, t.file}, std::pair{&html, html_file}}) {
       for (const auto& name : UnknownTemplateVariables(*body)) {
         const size_t at = body->find(name);
-        const int line = 1 + static_cast<int>(std::count(body->begin(), body->begin() + static_cast<std::ptrdiff_t>(at), '\n'));
+        const int line =
+            1 + static_cast<int>(std::count(body->begin(),
+                                            body->begin() + static_cast<std::ptrdiff_t>(at), '\n'));
         problem(where, line, "unknown template variable '" + name + "'");
       }
     }
@@ -654,7 +661,8 @@ void LoadLocales(const std::string& dir, crypto_hash_sha256_state* hash, Status*
         locale.lines[key] = YamlFile::Line(kv.first);
       }
     } catch (const YAML::Exception& e) {
-      f.Problem(e.mark.line >= 0 ? e.mark.line + 1 : 1, std::string("unexpected structure: ") + e.msg);
+      f.Problem(e.mark.line >= 0 ? e.mark.line + 1 : 1,
+                std::string("unexpected structure: ") + e.msg);
       continue;
     }
     LoadMail(dir, locale.code, hash, problems, &locale.mail);
@@ -772,8 +780,8 @@ Result<std::shared_ptr<const PolicySet>> LoadPolicies(const std::string& dir) {
     try {
       parse(f);
     } catch (const YAML::Exception& e) {
-      f.Problem(e.mark.line >= 0 ? e.mark.line + 1 : 1, std::string("unexpected structure: ") +
-                                                          e.msg);
+      f.Problem(e.mark.line >= 0 ? e.mark.line + 1 : 1,
+                std::string("unexpected structure: ") + e.msg);
     }
   };
   load("schema.yaml", [&](YamlFile& f) { LoadSchema(f, &set->schema_); });
@@ -828,7 +836,8 @@ std::optional<RetentionRule> ParseRetentionRule(const std::string& text, const S
     return std::nullopt;
   }
   if (after == std::string::npos) {
-    rule.anchor = RetentionRule::Anchor::kLastInteraction;  // a bare duration: from the last contact
+    rule.anchor =
+        RetentionRule::Anchor::kLastInteraction;  // a bare duration: from the last contact
     return rule;
   }
   const std::string anchor = text.substr(after + 7);

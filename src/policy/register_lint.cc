@@ -3,7 +3,9 @@
 namespace garde {
 namespace {
 
-std::string At(const char* file, int line) { return std::string(file) + ":" + std::to_string(line); }
+std::string At(const char* file, int line) {
+  return std::string(file) + ":" + std::to_string(line);
+}
 
 // Customers are spoken to in every language the policies ship (locales/): each of their texts
 // and messages must exist in each, or the customer reads the source language's words.
@@ -70,11 +72,12 @@ std::vector<LintFinding> LintRegister(const PolicySet& p) {
                      "field '" + f.name + "' is used by no processing activity",
                      "list it under data.fields of the activities that use it, or remove it"});
     }
-    if (f.blind_index_bytes > 0 &&
-        (f.type == FieldType::kEnum || f.type == FieldType::kBool || f.type == FieldType::kCountry)) {
-      out.push_back({"warning", "blind-index-low-cardinality", At("schema.yaml", f.line),
-                     "field '" + f.name + "' has few possible values: its blind index reveals them",
-                     "remove blind_index, or index it only together with a high-cardinality field"});
+    if (f.blind_index_bytes > 0 && (f.type == FieldType::kEnum || f.type == FieldType::kBool ||
+                                    f.type == FieldType::kCountry)) {
+      out.push_back(
+          {"warning", "blind-index-low-cardinality", At("schema.yaml", f.line),
+           "field '" + f.name + "' has few possible values: its blind index reveals them",
+           "remove blind_index, or index it only together with a high-cardinality field"});
     }
   }
   for (const auto& pu : p.purposes()) {
@@ -95,9 +98,10 @@ std::vector<LintFinding> LintRegister(const PolicySet& p) {
   }
   for (const auto& a : p.activities()) {
     if (a.retention.empty()) {
-      out.push_back({"error", "activity-without-retention", At("register.yaml", a.line),
-                     "activity '" + a.id + "' has no retention rule",
-                     "add retention: an ISO 8601 duration, \"P3Y after last_interaction\", or criteria"});
+      out.push_back(
+          {"error", "activity-without-retention", At("register.yaml", a.line),
+           "activity '" + a.id + "' has no retention rule",
+           "add retention: an ISO 8601 duration, \"P3Y after last_interaction\", or criteria"});
     }
     // Art. 5(1)(e): a retention Garde can execute is applied by the sweep (docs/policies.md);
     // criteria text is allowed by the register format but nothing enforces it.
@@ -106,12 +110,13 @@ std::vector<LintFinding> LintRegister(const PolicySet& p) {
       std::string problem;
       if (ParseRetentionRule(rule, p.schema(), &problem)) return;
       const bool criteria = rule[0] != 'P';
-      out.push_back({criteria ? "warning" : "error",
-                     criteria ? "retention-not-executable" : "retention-anchor-unknown",
-                     At("register.yaml", a.line), "activity '" + a.id + "' " + what + ": " + problem,
-                     criteria ? "write it as DURATION after ANCHOR so that the retention sweep applies it"
-                              : "use created, last_interaction, consent_withdrawn, request_closed "
-                                "or a date field of the schema"});
+      out.push_back(
+          {criteria ? "warning" : "error",
+           criteria ? "retention-not-executable" : "retention-anchor-unknown",
+           At("register.yaml", a.line), "activity '" + a.id + "' " + what + ": " + problem,
+           criteria ? "write it as DURATION after ANCHOR so that the retention sweep applies it"
+                    : "use created, last_interaction, consent_withdrawn, request_closed "
+                      "or a date field of the schema"});
     };
     check_rule(a.retention, "retention");
     for (const auto& [category, rule] : a.category_retention) {
@@ -128,9 +133,10 @@ std::vector<LintFinding> LintRegister(const PolicySet& p) {
       special |= f != nullptr && IsSpecialCategory(f->category);
     }
     if (special && !a.has_art9_condition) {
-      out.push_back({"error", "special-category-without-art9", At("register.yaml", a.line),
-                     "activity '" + a.id + "' processes special-category data without an Art. 9 condition",
-                     "add art9_condition (e.g. explicit_consent, Art. 9(2)(a))"});
+      out.push_back(
+          {"error", "special-category-without-art9", At("register.yaml", a.line),
+           "activity '" + a.id + "' processes special-category data without an Art. 9 condition",
+           "add art9_condition (e.g. explicit_consent, Art. 9(2)(a))"});
     }
     // An erasure holds an obligation's fields only when its retention runs from an anchor it
     // can evaluate for one subject (last_interaction, created, a date field; see Erase).
@@ -157,9 +163,10 @@ std::vector<LintFinding> LintRegister(const PolicySet& p) {
       }
     }
     for (const auto& country : a.transfers_without_safeguard) {
-      out.push_back({"error", "transfer-without-safeguard", At("register.yaml", a.line),
-                     "activity '" + a.id + "' transfers data to " + country + " without a safeguard",
-                     "add safeguard (adequacy decision, SCC, BCR) and its documentation"});
+      out.push_back(
+          {"error", "transfer-without-safeguard", At("register.yaml", a.line),
+           "activity '" + a.id + "' transfers data to " + country + " without a safeguard",
+           "add safeguard (adequacy decision, SCC, BCR) and its documentation"});
     }
   }
   LintTranslations(p, &out);

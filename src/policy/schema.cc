@@ -11,21 +11,31 @@ struct TypeName {
   const char* name;
 };
 constexpr std::array<TypeName, 11> kTypes = {{
-    {FieldType::kString, "string"},   {FieldType::kEmail, "email"},
-    {FieldType::kPhone, "phone"},     {FieldType::kDate, "date"},
-    {FieldType::kNumber, "number"},   {FieldType::kEnum, "enum"},
-    {FieldType::kBool, "bool"},       {FieldType::kStreet, "street"},
-    {FieldType::kPostalCode, "postal_code"}, {FieldType::kCity, "city"},
+    {FieldType::kString, "string"},
+    {FieldType::kEmail, "email"},
+    {FieldType::kPhone, "phone"},
+    {FieldType::kDate, "date"},
+    {FieldType::kNumber, "number"},
+    {FieldType::kEnum, "enum"},
+    {FieldType::kBool, "bool"},
+    {FieldType::kStreet, "street"},
+    {FieldType::kPostalCode, "postal_code"},
+    {FieldType::kCity, "city"},
     {FieldType::kCountry, "country"},
 }};
 
 constexpr std::array<std::string_view, 8> kOrdinary = {
-    "identity", "contact", "demographic", "household",
+    "identity",     "contact",     "demographic",   "household",
     "professional", "behavioural", "transactional", "financial"};
 // GDPR Art. 9(1) special categories.
-constexpr std::array<std::string_view, 8> kSpecial = {
-    "racial_ethnic_origin", "political_opinions", "religious_beliefs", "trade_union",
-    "genetic", "biometric", "health", "sex_life_orientation"};
+constexpr std::array<std::string_view, 8> kSpecial = {"racial_ethnic_origin",
+                                                      "political_opinions",
+                                                      "religious_beliefs",
+                                                      "trade_union",
+                                                      "genetic",
+                                                      "biometric",
+                                                      "health",
+                                                      "sex_life_orientation"};
 
 }  // namespace
 

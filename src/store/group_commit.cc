@@ -15,8 +15,7 @@ Status RunWrite(PendingWrite& w, WriteTx& tx,
   return s;
 }
 
-void RunInSavepoints(const std::vector<PendingWrite*>& batch, WriteTx& tx,
-                     const SavepointSql& sql,
+void RunInSavepoints(const std::vector<PendingWrite*>& batch, WriteTx& tx, const SavepointSql& sql,
                      const std::function<void(std::vector<std::function<void()>>*)>& set_hooks) {
   for (PendingWrite* w : batch) {
     Status s = sql.begin();

@@ -24,7 +24,7 @@ struct MemoryStore::Tables {
   int64_t change_seq = 0;
   int64_t shreds = 0;
   std::map<std::string, SnapshotKeyRow> snapshot_keys;
-  std::map<int64_t, InteractionRow> interactions;  // by seq
+  std::map<int64_t, InteractionRow> interactions;                       // by seq
   std::map<std::pair<std::string, std::string>, ContactLinkRow> links;  // (organisation, person)
   std::map<std::pair<std::string, int64_t>, std::string> import_rows;
 
@@ -233,8 +233,7 @@ class MemoryTx final : public WriteTx {
 
   Result<int64_t> CountSubjects() override { return static_cast<int64_t>(t_.subjects.size()); }
 
-  Result<std::vector<SubjectRow>> ScanSubjects(const std::string& after_id,
-                                               size_t limit) override {
+  Result<std::vector<SubjectRow>> ScanSubjects(const std::string& after_id, size_t limit) override {
     std::vector<SubjectRow> out;
     for (auto it = t_.subjects.upper_bound(after_id); it != t_.subjects.end() && out.size() < limit;
          ++it) {
@@ -287,7 +286,8 @@ class MemoryTx final : public WriteTx {
                                                      size_t limit) override {
     std::set<std::string> ids;
     for (const auto& [seq, row] : t_.interactions) {
-      if (row.kind == "purchase" && row.at >= since && row.at < until && row.subject_id > after_id) {
+      if (row.kind == "purchase" && row.at >= since && row.at < until &&
+          row.subject_id > after_id) {
         ids.insert(row.subject_id);
       }
     }
@@ -606,8 +606,9 @@ class MemoryTx final : public WriteTx {
       for (; it != t_.consent_events.end() && it->first.first == subject; ++it) {
         rows.push_back(&it->second);
       }
-      std::stable_sort(rows.begin(), rows.end(),
-                       [](const ConsentEventRow* a, const ConsentEventRow* b) { return a->at < b->at; });
+      std::stable_sort(
+          rows.begin(), rows.end(),
+          [](const ConsentEventRow* a, const ConsentEventRow* b) { return a->at < b->at; });
       for (const ConsentEventRow* r : rows) {
         fn(r->subject_id, ConsentFactRow{r->purpose, r->channel, r->event, r->at, r->expires_at});
       }
@@ -700,7 +701,8 @@ class MemoryTx final : public WriteTx {
     const std::string field = "~" + kind;
     std::vector<std::string> subjects;
     for (auto it = t_.index.lower_bound({field, digest, ""});
-         it != t_.index.end() && std::get<0>(it->first) == field && std::get<1>(it->first) == digest;
+         it != t_.index.end() && std::get<0>(it->first) == field &&
+         std::get<1>(it->first) == digest;
          ++it) {
       subjects.push_back(std::get<2>(it->first));
     }
@@ -806,8 +808,8 @@ class MemoryTx final : public WriteTx {
     return Status::Ok();
   }
 
-  Status ReassignRequest(const std::string& id, const std::string& subject_id,
-                         const Bytes& sealed, const Bytes& package) override {
+  Status ReassignRequest(const std::string& id, const std::string& subject_id, const Bytes& sealed,
+                         const Bytes& package) override {
     auto it = t_.requests.find(id);
     if (it == t_.requests.end()) return NotFound("no request " + id);
     Keep(t_.requests, id);
@@ -953,8 +955,8 @@ class MemoryTx final : public WriteTx {
   Result<std::vector<RetentionRunRow>> ListRetentionRuns(int64_t before_seq,
                                                          size_t limit) override {
     std::vector<RetentionRunRow> out;
-    for (auto it = t_.retention_runs.rbegin();
-         it != t_.retention_runs.rend() && out.size() < limit; ++it) {
+    for (auto it = t_.retention_runs.rbegin(); it != t_.retention_runs.rend() && out.size() < limit;
+         ++it) {
       if (before_seq == 0 || it->first < before_seq) out.push_back(it->second);
     }
     return out;
@@ -1023,7 +1025,8 @@ class MemoryTx final : public WriteTx {
     for (const auto& [id, row] : t_.deliveries) {
       if (out.size() == limit) break;
       if (row.status != "pending") continue;
-      const bool behind = !row.subject.empty() && !waiting.emplace(row.endpoint, row.subject).second;
+      const bool behind =
+          !row.subject.empty() && !waiting.emplace(row.endpoint, row.subject).second;
       if (row.next_at <= now && !behind) out.push_back(row);
     }
     return out;
@@ -1110,8 +1113,8 @@ class MemoryTx final : public WriteTx {
     auto consider = [&](const AuditRow& row) {
       if (q.after_seq && row.seq <= *q.after_seq) return;
       if (matches(row.entry, "actor", q.actor, 0) && matches(row.entry, "action", q.action, 0) &&
-          matches(row.entry, "activity", q.activity, 0) &&
-          matches(row.entry, "time", q.since, 1) && matches(row.entry, "time", q.until, -1)) {
+          matches(row.entry, "activity", q.activity, 0) && matches(row.entry, "time", q.since, 1) &&
+          matches(row.entry, "time", q.until, -1)) {
         out.push_back({row.seq, row.entry, row.leaf_hash, ""});
       }
     };

@@ -22,31 +22,43 @@ struct TableSpec {
 // Every table both backends hold, with the columns they share. SQLite-only tables (its
 // subject-index runs, its migrations) are not copied; PostgreSQL's counters are set after.
 constexpr TableSpec kVaultTables[] = {
-    {"subjects", "id, kind, status, source, created_at, updated_at, last_interaction_at, "
-                 "root_key_version, dek_version, wrapped_dek", "id"},
+    {"subjects",
+     "id, kind, status, source, created_at, updated_at, last_interaction_at, "
+     "root_key_version, dek_version, wrapped_dek",
+     "id"},
     {"subject_fields", "subject_id, field, box", "subject_id, field"},
     {"blind_index", "field, digest, subject_id, master", "field, digest, subject_id"},
     {"api_keys", "id, name, role, activities, key_hash, created_at, revoked_at, hash_master", "id"},
-    {"consent_events", "id, subject_id, purpose, channel, event, legal_basis, notice_version, "
-                       "method, actor, at, expires_at, receipt", "rowid"},
-    {"consent_confirmations", "id, subject_id, purpose, channel, notice_version, method, actor, "
-                              "status, requested_at, expires_at, confirmed_at, event_id", "id"},
+    {"consent_events",
+     "id, subject_id, purpose, channel, event, legal_basis, notice_version, "
+     "method, actor, at, expires_at, receipt",
+     "rowid"},
+    {"consent_confirmations",
+     "id, subject_id, purpose, channel, notice_version, method, actor, "
+     "status, requested_at, expires_at, confirmed_at, event_id",
+     "id"},
     {"suppressions", "kind, digest, reason, at", "kind, digest"},
-    {"requests", "id, type, subject_id, status, jurisdiction, opened_by, verification, "
-                 "received_at, verified_at, due_at, completed_at, extended, sealed, package, "
-                 "result", "id"},
+    {"requests",
+     "id, type, subject_id, status, jurisdiction, opened_by, verification, "
+     "received_at, verified_at, due_at, completed_at, extended, sealed, package, "
+     "result",
+     "id"},
     {"tombstones", "subject_id, request_id, at, kept", "subject_id"},
     {"merges", "id, merged_id, into_id, state, actor, created_at, finished_at, record, sealed",
      "rowid"},
     {"outbox", "seq, id, topic, payload, created_at", "seq"},
     {"webhook_marks", "endpoint, outbox_seq", "endpoint"},
-    {"webhook_deliveries", "id, endpoint, event_id, topic, subject, payload, created_at, status, "
-                           "attempts, next_at, last_error, delivered_at", "id"},
+    {"webhook_deliveries",
+     "id, endpoint, event_id, topic, subject, payload, created_at, status, "
+     "attempts, next_at, last_error, delivered_at",
+     "id"},
     {"policy_versions", "seq, content_hash, loaded_at, source, summary", "seq"},
     {"retention_runs", "seq, id, started_at, at, finished_at, dry_run, cursor, report", "seq"},
     {"interactions", "seq, subject_id, kind, at, sealed_amount", "seq"},
-    {"incidents", "id, status, detected_at, aware_at, authority_due_at, authority_notified_at, "
-                  "subjects_notified_at, closed_at, created_at, updated_at, sealed", "id"},
+    {"incidents",
+     "id, status, detected_at, aware_at, authority_due_at, authority_notified_at, "
+     "subjects_notified_at, closed_at, created_at, updated_at, sealed",
+     "id"},
     {"import_rows", "import_id, row, subject_id", "import_id, row"},
     {"segments", "name, definition, created_by, created_at, updated_at", "name"},
     {"contact_links", "organisation_id, person_id, role, created_at", "organisation_id, person_id"},
@@ -62,8 +74,9 @@ constexpr TableSpec kAuditTables[] = {
 };
 // Serial columns to move past the copied rows.
 constexpr std::pair<const char*, const char*> kSerials[] = {
-    {"outbox", "seq"},          {"policy_versions", "seq"}, {"retention_runs", "seq"},
-    {"webhook_deliveries", "id"}, {"interactions", "seq"},  {"consent_events", "rowid"},
+    {"outbox", "seq"},         {"policy_versions", "seq"},
+    {"retention_runs", "seq"}, {"webhook_deliveries", "id"},
+    {"interactions", "seq"},   {"consent_events", "rowid"},
     {"merges", "rowid"},
 };
 
@@ -186,14 +199,16 @@ Result<TableCopy> CopyTable(sqlite3* src, Pg& pg, const TableSpec& t,
           break;
         case SQLITE_BLOB: {
           const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt, i));
-          values[k].assign(p == nullptr ? "" : p, static_cast<size_t>(sqlite3_column_bytes(stmt, i)));
+          values[k].assign(p == nullptr ? "" : p,
+                           static_cast<size_t>(sqlite3_column_bytes(stmt, i)));
           formats[k] = 1;
           Feed(&h, 'b', values[k].data(), values[k].size());
           break;
         }
         default: {
           const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt, i));
-          values[k].assign(p == nullptr ? "" : p, static_cast<size_t>(sqlite3_column_bytes(stmt, i)));
+          values[k].assign(p == nullptr ? "" : p,
+                           static_cast<size_t>(sqlite3_column_bytes(stmt, i)));
           formats[k] = 0;
           Feed(&h, 't', values[k].data(), values[k].size());
         }
@@ -300,8 +315,9 @@ Result<std::vector<TableCopy>> CopySqliteToPostgres(
       "(SELECT COUNT(*) FROM audit_log)");
   if (!used.ok()) return used.status();
   if (used.value() != 0) {
-    return Conflict("the PostgreSQL database already holds a deployment: migrate into an "
-                    "empty one");
+    return Conflict(
+        "the PostgreSQL database already holds a deployment: migrate into an "
+        "empty one");
   }
 
   // The change log's triggers are off for the copy, on again before it commits: the log tells
@@ -346,15 +362,18 @@ Result<std::vector<TableCopy>> CopySqliteToPostgres(
   };
   int64_t shreds = 0, intake = 0, pending = 0;
   GARDE_RETURN_IF_ERROR(single(vault.db, "SELECT count FROM shreds WHERE id = 0", &shreds));
-  GARDE_RETURN_IF_ERROR(single(audit.db, "SELECT last_pending FROM audit_intake WHERE id = 0", &intake));
-  GARDE_RETURN_IF_ERROR(single(
-      vault.db, "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit_pending'), 0)",
-      &pending));
+  GARDE_RETURN_IF_ERROR(
+      single(audit.db, "SELECT last_pending FROM audit_intake WHERE id = 0", &intake));
+  GARDE_RETURN_IF_ERROR(
+      single(vault.db,
+             "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit_pending'), 0)",
+             &pending));
   GARDE_RETURN_IF_ERROR(pg.Exec("UPDATE shreds SET count = " + std::to_string(shreds)));
-  GARDE_RETURN_IF_ERROR(pg.Exec("UPDATE audit_intake SET last_pending = " + std::to_string(intake)));
-  GARDE_RETURN_IF_ERROR(pg.Exec("UPDATE counters SET value = " +
-                                std::to_string(std::max(pending, intake)) +
-                                " WHERE name = 'audit_pending'"));
+  GARDE_RETURN_IF_ERROR(
+      pg.Exec("UPDATE audit_intake SET last_pending = " + std::to_string(intake)));
+  GARDE_RETURN_IF_ERROR(
+      pg.Exec("UPDATE counters SET value = " + std::to_string(std::max(pending, intake)) +
+              " WHERE name = 'audit_pending'"));
   for (const auto& [table, column] : kSerials) {
     GARDE_RETURN_IF_ERROR(pg.Exec(std::string("SELECT setval(pg_get_serial_sequence('") + table +
                                   "', '" + column + "'), COALESCE(MAX(" + column +

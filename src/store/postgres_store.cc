@@ -1,16 +1,13 @@
 #include "garde/store/postgres_store.h"
 
-#include "garde/base/encoding.h"
-#include "garde/base/log.h"
-
 #include <libpq-fe.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <climits>
 #include <chrono>
+#include <climits>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -18,6 +15,9 @@
 #include <thread>
 #include <unordered_map>
 #include <utility>
+
+#include "garde/base/encoding.h"
+#include "garde/base/log.h"
 
 namespace garde {
 
@@ -515,7 +515,8 @@ class PgConnection {
     }
     PGresult* res = PQexec(conn_, sql.c_str());
     const ExecStatusType st = PQresultStatus(res);
-    Status s = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? Status::Ok() : ErrorOf(res, "exec");
+    Status s =
+        st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? Status::Ok() : ErrorOf(res, "exec");
     PQclear(res);
     return s;
   }
@@ -626,7 +627,7 @@ class PgConnection {
   struct Pending {
     Check check;
     PGresult** keep;
-    std::string sql;  // of a kPrepare: forgotten if the prepare failed
+    std::string sql;   // of a kPrepare: forgotten if the prepare failed
     size_t write = 0;  // set_write's when it was sent
   };
 
@@ -688,7 +689,8 @@ class PgRow {
     return std::string(PQgetvalue(res_, row_, i), static_cast<size_t>(PQgetlength(res_, row_, i)));
   }
   std::string_view View(int i) const {
-    return std::string_view(PQgetvalue(res_, row_, i), static_cast<size_t>(PQgetlength(res_, row_, i)));
+    return std::string_view(PQgetvalue(res_, row_, i),
+                            static_cast<size_t>(PQgetlength(res_, row_, i)));
   }
   Bytes Blob(int i) const {
     const auto* p = reinterpret_cast<const uint8_t*>(PQgetvalue(res_, row_, i));
@@ -926,8 +928,8 @@ constexpr const char* kApiKeyColumns =
     "id, name, role, activities, key_hash, created_at, revoked_at, hash_master";
 
 ApiKeyRow ApiKeyFrom(const PgRow& r) {
-  return {r.Text(0),  r.Text(1), r.Text(2), SplitList(r.Text(3), ' '),
-          r.Blob(4),  r.Int(5),  r.Int(6),  static_cast<uint32_t>(r.Int(7))};
+  return {r.Text(0), r.Text(1), r.Text(2), SplitList(r.Text(3), ' '),
+          r.Blob(4), r.Int(5),  r.Int(6),  static_cast<uint32_t>(r.Int(7))};
 }
 
 constexpr const char* kRequestColumns =
@@ -984,8 +986,8 @@ constexpr const char* kConfirmationColumns =
     "expires_at, confirmed_at, event_id";
 
 ConsentConfirmationRow ConfirmationFrom(const PgRow& r) {
-  return {r.Text(0), r.Text(1), r.Text(2), r.Text(3), r.Text(4), r.Text(5), r.Text(6),
-          r.Text(7), r.Int(8),  r.Int(9),  r.Int(10), r.Text(11)};
+  return {r.Text(0), r.Text(1), r.Text(2), r.Text(3), r.Text(4), r.Text(5),
+          r.Text(6), r.Text(7), r.Int(8),  r.Int(9),  r.Int(10), r.Text(11)};
 }
 
 constexpr const char* kIncidentColumns =
@@ -1024,8 +1026,8 @@ std::vector<Row> LastPerField(const std::vector<Row>& rows) {
   std::vector<Row> out;
   out.reserve(rows.size());
   for (const Row& r : rows) {
-    auto same = std::find_if(out.begin(), out.end(),
-                             [&](const Row& o) { return o.field == r.field; });
+    auto same =
+        std::find_if(out.begin(), out.end(), [&](const Row& o) { return o.field == r.field; });
     if (same == out.end()) {
       out.push_back(r);
     } else {
@@ -1158,9 +1160,8 @@ class PgTx final : public WriteTx {
 
   Result<std::map<uint32_t, int64_t>> CountByRootKeyVersion() override {
     PgQuery q(c_, "SELECT root_key_version, COUNT(*) FROM subjects GROUP BY root_key_version");
-    auto rows = q.Rows<std::pair<uint32_t, int64_t>>([](const PgRow& r) {
-      return std::make_pair(static_cast<uint32_t>(r.Int(0)), r.Int(1));
-    });
+    auto rows = q.Rows<std::pair<uint32_t, int64_t>>(
+        [](const PgRow& r) { return std::make_pair(static_cast<uint32_t>(r.Int(0)), r.Int(1)); });
     if (!rows.ok()) return rows.status();
     return std::map<uint32_t, int64_t>(rows.value().begin(), rows.value().end());
   }
@@ -1170,8 +1171,7 @@ class PgTx final : public WriteTx {
     return q.FirstInt(0);
   }
 
-  Result<std::vector<SubjectRow>> ScanSubjects(const std::string& after_id,
-                                               size_t limit) override {
+  Result<std::vector<SubjectRow>> ScanSubjects(const std::string& after_id, size_t limit) override {
     PgQuery q(c_, std::string("SELECT ") + kSubjectColumns +
                       " FROM subjects WHERE id > $1 ORDER BY id LIMIT $2");
     q.Text(after_id).Int(static_cast<int64_t>(limit));
@@ -1268,8 +1268,16 @@ class PgTx final : public WriteTx {
   Status InsertSubject(const SubjectRow& r) override {
     PgQuery q(c_, std::string("INSERT INTO subjects(") + kSubjectColumns +
                       ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)");
-    q.Text(r.id).Text(r.kind).Text(r.status).Text(r.source).Int(r.created_at).Int(r.updated_at)
-        .Int(r.last_interaction_at).Int(r.root_key_version).Int(r.dek_version).Blob(r.wrapped_dek);
+    q.Text(r.id)
+        .Text(r.kind)
+        .Text(r.status)
+        .Text(r.source)
+        .Int(r.created_at)
+        .Int(r.updated_at)
+        .Int(r.last_interaction_at)
+        .Int(r.root_key_version)
+        .Int(r.dek_version)
+        .Blob(r.wrapped_dek);
     return q.Send();
   }
 
@@ -1380,8 +1388,8 @@ class PgTx final : public WriteTx {
     return q.affected() == 1;
   }
 
-  Result<bool> ReplaceDataKey(const std::string& id, uint32_t from_dek, uint32_t root,
-                              uint32_t dek, const Bytes& wrapped) override {
+  Result<bool> ReplaceDataKey(const std::string& id, uint32_t from_dek, uint32_t root, uint32_t dek,
+                              const Bytes& wrapped) override {
     PgQuery q(c_,
               "UPDATE subjects SET root_key_version = $1, dek_version = $2, wrapped_dek = $3 "
               "WHERE id = $4 AND dek_version = $5");
@@ -1446,8 +1454,7 @@ class PgTx final : public WriteTx {
 
   Status InsertImportRow(const std::string& import_id, int64_t row,
                          const std::string& subject_id) override {
-    PgQuery q(c_,
-              "INSERT INTO import_rows(import_id, row, subject_id) VALUES($1,$2,$3)");
+    PgQuery q(c_, "INSERT INTO import_rows(import_id, row, subject_id) VALUES($1,$2,$3)");
     q.Text(import_id).Int(row).Text(subject_id);
     return q.Send();
   }
@@ -1472,15 +1479,22 @@ class PgTx final : public WriteTx {
   }
 
   Result<std::vector<ApiKeyRow>> ListApiKeys() override {
-    PgQuery q(c_, std::string("SELECT ") + kApiKeyColumns + " FROM api_keys ORDER BY created_at, id");
+    PgQuery q(c_,
+              std::string("SELECT ") + kApiKeyColumns + " FROM api_keys ORDER BY created_at, id");
     return q.Rows<ApiKeyRow>(ApiKeyFrom);
   }
 
   Status InsertApiKey(const ApiKeyRow& r) override {
     PgQuery q(c_, std::string("INSERT INTO api_keys(") + kApiKeyColumns +
                       ") VALUES($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT DO NOTHING");
-    q.Text(r.id).Text(r.name).Text(r.role).Text(JoinList(r.activities, ' ')).Blob(r.key_hash)
-        .Int(r.created_at).Int(r.revoked_at).Int(r.hash_master);
+    q.Text(r.id)
+        .Text(r.name)
+        .Text(r.role)
+        .Text(JoinList(r.activities, ' '))
+        .Blob(r.key_hash)
+        .Int(r.created_at)
+        .Int(r.revoked_at)
+        .Int(r.hash_master);
     return InsertedOrConflict(q);
   }
 
@@ -1497,8 +1511,15 @@ class PgTx final : public WriteTx {
               "role = excluded.role, activities = excluded.activities, client = excluded.client, "
               "csrf = excluded.csrf, lang = excluded.lang, signed_in_at = excluded.signed_in_at, "
               "last_seen = excluded.last_seen");
-    q.Blob(r.cookie_hash).Text(r.key_id).Text(r.role).Text(r.activities).Text(r.client)
-        .Text(r.csrf).Text(r.lang).Int(r.signed_in_at).Int(r.last_seen);
+    q.Blob(r.cookie_hash)
+        .Text(r.key_id)
+        .Text(r.role)
+        .Text(r.activities)
+        .Text(r.client)
+        .Text(r.csrf)
+        .Text(r.lang)
+        .Int(r.signed_in_at)
+        .Int(r.last_seen);
     return q.Send();
   }
 
@@ -1625,9 +1646,18 @@ class PgTx final : public WriteTx {
               "INSERT INTO consent_events(id, subject_id, purpose, channel, event, legal_basis, "
               "notice_version, method, actor, at, expires_at, receipt) "
               "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)");
-    q.Text(r.id).Text(r.subject_id).Text(r.purpose).Text(r.channel).Text(r.event)
-        .Text(r.legal_basis).Text(r.notice_version).Text(r.method).Text(r.actor).Int(r.at)
-        .Int(r.expires_at).Text(r.receipt);
+    q.Text(r.id)
+        .Text(r.subject_id)
+        .Text(r.purpose)
+        .Text(r.channel)
+        .Text(r.event)
+        .Text(r.legal_basis)
+        .Text(r.notice_version)
+        .Text(r.method)
+        .Text(r.actor)
+        .Int(r.at)
+        .Int(r.expires_at)
+        .Text(r.receipt);
     return q.Send();
   }
 
@@ -1640,9 +1670,18 @@ class PgTx final : public WriteTx {
                       "status = excluded.status, requested_at = excluded.requested_at, "
                       "expires_at = excluded.expires_at, confirmed_at = excluded.confirmed_at, "
                       "event_id = excluded.event_id");
-    q.Text(r.id).Text(r.subject_id).Text(r.purpose).Text(r.channel).Text(r.notice_version)
-        .Text(r.method).Text(r.actor).Text(r.status).Int(r.requested_at).Int(r.expires_at)
-        .Int(r.confirmed_at).Text(r.event_id);
+    q.Text(r.id)
+        .Text(r.subject_id)
+        .Text(r.purpose)
+        .Text(r.channel)
+        .Text(r.notice_version)
+        .Text(r.method)
+        .Text(r.actor)
+        .Text(r.status)
+        .Int(r.requested_at)
+        .Int(r.expires_at)
+        .Int(r.confirmed_at)
+        .Text(r.event_id);
     return q.Run();
   }
 
@@ -1714,10 +1753,21 @@ class PgTx final : public WriteTx {
     PgQuery q(c_, std::string("INSERT INTO requests(") + kRequestColumns +
                       ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) "
                       "ON CONFLICT DO NOTHING");
-    q.Text(r.id).Text(r.type).Text(r.subject_id).Text(r.status).Text(r.jurisdiction)
-        .Text(r.opened_by).Text(r.verification).Int(r.received_at).Int(r.verified_at)
-        .Int(r.due_at).Int(r.completed_at).Int(r.extended ? 1 : 0).Blob(r.sealed)
-        .Blob(r.package).Text(r.result);
+    q.Text(r.id)
+        .Text(r.type)
+        .Text(r.subject_id)
+        .Text(r.status)
+        .Text(r.jurisdiction)
+        .Text(r.opened_by)
+        .Text(r.verification)
+        .Int(r.received_at)
+        .Int(r.verified_at)
+        .Int(r.due_at)
+        .Int(r.completed_at)
+        .Int(r.extended ? 1 : 0)
+        .Blob(r.sealed)
+        .Blob(r.package)
+        .Text(r.result);
     return InsertedOrConflict(q);
   }
 
@@ -1726,16 +1776,25 @@ class PgTx final : public WriteTx {
               "UPDATE requests SET status = $1, jurisdiction = $2, opened_by = $3, "
               "verification = $4, verified_at = $5, due_at = $6, completed_at = $7, "
               "extended = $8, sealed = $9, package = $10, result = $11 WHERE id = $12");
-    q.Text(r.status).Text(r.jurisdiction).Text(r.opened_by).Text(r.verification)
-        .Int(r.verified_at).Int(r.due_at).Int(r.completed_at).Int(r.extended ? 1 : 0)
-        .Blob(r.sealed).Blob(r.package).Text(r.result).Text(r.id);
+    q.Text(r.status)
+        .Text(r.jurisdiction)
+        .Text(r.opened_by)
+        .Text(r.verification)
+        .Int(r.verified_at)
+        .Int(r.due_at)
+        .Int(r.completed_at)
+        .Int(r.extended ? 1 : 0)
+        .Blob(r.sealed)
+        .Blob(r.package)
+        .Text(r.result)
+        .Text(r.id);
     GARDE_RETURN_IF_ERROR(q.Run());
     if (q.affected() == 0) return NotFound("no request " + r.id);
     return Status::Ok();
   }
 
-  Status ReassignRequest(const std::string& id, const std::string& subject_id,
-                         const Bytes& sealed, const Bytes& package) override {
+  Status ReassignRequest(const std::string& id, const std::string& subject_id, const Bytes& sealed,
+                         const Bytes& package) override {
     PgQuery q(c_, "UPDATE requests SET subject_id = $1, sealed = $2, package = $3 WHERE id = $4");
     q.Text(subject_id).Blob(sealed).Blob(package).Text(id);
     GARDE_RETURN_IF_ERROR(q.Run());
@@ -1795,8 +1854,15 @@ class PgTx final : public WriteTx {
               "record, sealed) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT(id) DO UPDATE SET "
               "state = excluded.state, finished_at = excluded.finished_at, "
               "record = excluded.record, sealed = excluded.sealed");
-    q.Text(r.id).Text(r.merged_id).Text(r.into_id).Text(r.state).Text(r.actor).Int(r.created_at)
-        .Int(r.finished_at).Text(r.record).Blob(r.sealed);
+    q.Text(r.id)
+        .Text(r.merged_id)
+        .Text(r.into_id)
+        .Text(r.state)
+        .Text(r.actor)
+        .Int(r.created_at)
+        .Int(r.finished_at)
+        .Text(r.record)
+        .Blob(r.sealed);
     return q.Run();
   }
 
@@ -1821,9 +1887,17 @@ class PgTx final : public WriteTx {
                       "subjects_notified_at = excluded.subjects_notified_at, "
                       "closed_at = excluded.closed_at, created_at = excluded.created_at, "
                       "updated_at = excluded.updated_at, sealed = excluded.sealed");
-    q.Text(r.id).Text(r.status).Int(r.detected_at).Int(r.aware_at).Int(r.authority_due_at)
-        .Int(r.authority_notified_at).Int(r.subjects_notified_at).Int(r.closed_at)
-        .Int(r.created_at).Int(r.updated_at).Blob(r.sealed);
+    q.Text(r.id)
+        .Text(r.status)
+        .Int(r.detected_at)
+        .Int(r.aware_at)
+        .Int(r.authority_due_at)
+        .Int(r.authority_notified_at)
+        .Int(r.subjects_notified_at)
+        .Int(r.closed_at)
+        .Int(r.created_at)
+        .Int(r.updated_at)
+        .Blob(r.sealed);
     return q.Run();
   }
 
@@ -1897,8 +1971,13 @@ class PgTx final : public WriteTx {
               "report) VALUES($1,$2,$3,$4,$5,$6,$7) ON CONFLICT(id) DO UPDATE SET "
               "finished_at = excluded.finished_at, cursor = excluded.cursor, "
               "report = excluded.report");
-    q.Text(r.id).Int(r.started_at).Int(r.at).Int(r.finished_at).Int(r.dry_run ? 1 : 0)
-        .Text(r.cursor).Text(r.report);
+    q.Text(r.id)
+        .Int(r.started_at)
+        .Int(r.at)
+        .Int(r.finished_at)
+        .Int(r.dry_run ? 1 : 0)
+        .Text(r.cursor)
+        .Text(r.report);
     return q.Run();
   }
 
@@ -1915,8 +1994,7 @@ class PgTx final : public WriteTx {
   }
 
   Status InsertOutbox(const OutboxRow& r) override {
-    PgQuery q(c_,
-              "INSERT INTO outbox(id, topic, payload, created_at) VALUES($1,$2,$3,$4)");
+    PgQuery q(c_, "INSERT INTO outbox(id, topic, payload, created_at) VALUES($1,$2,$3,$4)");
     q.Text(r.id).Text(r.topic).Text(r.payload).Int(r.created_at);
     return q.Send();
   }
@@ -1954,8 +2032,8 @@ class PgTx final : public WriteTx {
   }
 
   Result<std::optional<DeliveryRow>> GetDelivery(int64_t id) override {
-    PgQuery q(c_, std::string("SELECT ") + kDeliveryColumns +
-                      " FROM webhook_deliveries WHERE id = $1");
+    PgQuery q(c_,
+              std::string("SELECT ") + kDeliveryColumns + " FROM webhook_deliveries WHERE id = $1");
     q.Int(id);
     return q.First<DeliveryRow>(DeliveryFrom);
   }
@@ -1973,8 +2051,15 @@ class PgTx final : public WriteTx {
               "INSERT INTO webhook_deliveries(endpoint, event_id, topic, subject, payload, "
               "created_at, status, attempts, next_at) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9) "
               "ON CONFLICT DO NOTHING");
-    q.Text(r.endpoint).Text(r.event_id).Text(r.topic).Text(r.subject).Text(r.payload)
-        .Int(r.created_at).Text(r.status).Int(r.attempts).Int(r.next_at);
+    q.Text(r.endpoint)
+        .Text(r.event_id)
+        .Text(r.topic)
+        .Text(r.subject)
+        .Text(r.payload)
+        .Int(r.created_at)
+        .Text(r.status)
+        .Int(r.attempts)
+        .Int(r.next_at);
     return q.Run();
   }
 
@@ -1982,8 +2067,13 @@ class PgTx final : public WriteTx {
     PgQuery q(c_,
               "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_at = $3, "
               "last_error = $4, delivered_at = $5, created_at = $6 WHERE id = $7");
-    q.Text(r.status).Int(r.attempts).Int(r.next_at).Text(r.last_error).Int(r.delivered_at)
-        .Int(r.created_at).Int(r.id);
+    q.Text(r.status)
+        .Int(r.attempts)
+        .Int(r.next_at)
+        .Text(r.last_error)
+        .Int(r.delivered_at)
+        .Int(r.created_at)
+        .Int(r.id);
     return q.Run();
   }
 
@@ -2003,8 +2093,7 @@ class PgTx final : public WriteTx {
     if (level != 0) q.Int(level);
     GARDE_RETURN_IF_ERROR(q.Run());
     if (q.rows() == 0) {
-      return NotFound("no audit tree node " + std::to_string(level) + "/" +
-                      std::to_string(index));
+      return NotFound("no audit tree node " + std::to_string(level) + "/" + std::to_string(index));
     }
     return q.row(0).Blob(0);
   }
@@ -2217,8 +2306,7 @@ class PgTx final : public WriteTx {
     PgArray seq{PgArray::kBigint}, entry{PgArray::kText}, leaf_hash{PgArray::kBytea},
         subject{PgArray::kText};
     // audit_nodes
-    PgArray node_level{PgArray::kBigint}, node_index{PgArray::kBigint},
-        node_hash{PgArray::kBytea};
+    PgArray node_level{PgArray::kBigint}, node_index{PgArray::kBigint}, node_hash{PgArray::kBytea};
     // audit_by_actor
     PgArray actor{PgArray::kText}, actor_seq{PgArray::kBigint};
   };
@@ -2230,14 +2318,14 @@ class PgTx final : public WriteTx {
   }
 
   Status SendAuditRows() {
-    GARDE_RETURN_IF_ERROR(SendMany(
-        "INSERT INTO audit_log(seq, entry, leaf_hash, subject) SELECT * FROM "
-        "unnest($1::bigint[], $2::text[], $3::bytea[], $4::text[])",
-        {&audit_.seq, &audit_.entry, &audit_.leaf_hash, &audit_.subject}));
-    GARDE_RETURN_IF_ERROR(SendMany(
-        "INSERT INTO audit_nodes(level, idx, hash) SELECT * FROM "
-        "unnest($1::bigint[], $2::bigint[], $3::bytea[])",
-        {&audit_.node_level, &audit_.node_index, &audit_.node_hash}));
+    GARDE_RETURN_IF_ERROR(
+        SendMany("INSERT INTO audit_log(seq, entry, leaf_hash, subject) SELECT * FROM "
+                 "unnest($1::bigint[], $2::text[], $3::bytea[], $4::text[])",
+                 {&audit_.seq, &audit_.entry, &audit_.leaf_hash, &audit_.subject}));
+    GARDE_RETURN_IF_ERROR(
+        SendMany("INSERT INTO audit_nodes(level, idx, hash) SELECT * FROM "
+                 "unnest($1::bigint[], $2::bigint[], $3::bytea[])",
+                 {&audit_.node_level, &audit_.node_index, &audit_.node_hash}));
     return SendMany(
         "INSERT INTO audit_by_actor(actor, seq) SELECT * FROM "
         "unnest($1::text[], $2::bigint[])",
@@ -2264,7 +2352,8 @@ Result<std::unique_ptr<PgConnection>> Connect(const PostgresOptions& o) {
     return Unavailable("cannot connect to PostgreSQL: " + PgErrorText(conn->get(), nullptr));
   }
   // Quiet notices (e.g. "relation already exists, skipping"): nothing for the log to say.
-  PQsetNoticeProcessor(conn->get(), [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      conn->get(), [](void*, const char*) {}, nullptr);
   GARDE_RETURN_IF_ERROR(conn->Exec("SET client_min_messages = warning"));
   GARDE_RETURN_IF_ERROR(
       conn->Exec(o.synchronous ? "SET synchronous_commit = on" : "SET synchronous_commit = off"));
@@ -2897,8 +2986,10 @@ PostgresStore::Counters PostgresStore::Unconfirmed() {
 }
 
 Status PostgresStore::CopyTo(const std::string& path) {
-  return Unavailable("a PostgreSQL deployment is backed up with PostgreSQL's tools (pg_dump, "
-                     "base backups), not to " + path);
+  return Unavailable(
+      "a PostgreSQL deployment is backed up with PostgreSQL's tools (pg_dump, "
+      "base backups), not to " +
+      path);
 }
 
 }  // namespace garde

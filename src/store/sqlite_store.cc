@@ -906,8 +906,7 @@ class SqliteTx final : public WriteTx {
     return out;
   }
 
-  Result<std::vector<SubjectRow>> ScanSubjects(const std::string& after_id,
-                                               size_t limit) override {
+  Result<std::vector<SubjectRow>> ScanSubjects(const std::string& after_id, size_t limit) override {
     static const std::string sql = std::string("SELECT ") + kSubjectColumns +
                                    " FROM subjects WHERE id > ? ORDER BY id LIMIT ?";
     Query q(c_, sql);
@@ -934,8 +933,7 @@ class SqliteTx final : public WriteTx {
     if (level != 0) q.Int(level);
     const int rc = q.Step();
     if (rc == SQLITE_DONE) {
-      return NotFound("no audit tree node " + std::to_string(level) + "/" +
-                      std::to_string(index));
+      return NotFound("no audit tree node " + std::to_string(level) + "/" + std::to_string(index));
     }
     if (rc != SQLITE_ROW) return q.Error();
     return q.ColBlob(0);
@@ -971,10 +969,11 @@ class SqliteTx final : public WriteTx {
 
   Status ScanAudit(uint64_t from_seq, uint64_t to_seq,
                    const std::function<bool(const AuditRow&)>& fn) override {
-    Query q(c_, "SELECT seq, entry, leaf_hash, subject FROM audit_log WHERE seq >= ? AND seq < ? "
-                "ORDER BY seq");
-    q.Int(static_cast<int64_t>(from_seq)).Int(static_cast<int64_t>(
-        std::min<uint64_t>(to_seq, static_cast<uint64_t>(INT64_MAX))));
+    Query q(c_,
+            "SELECT seq, entry, leaf_hash, subject FROM audit_log WHERE seq >= ? AND seq < ? "
+            "ORDER BY seq");
+    q.Int(static_cast<int64_t>(from_seq))
+        .Int(static_cast<int64_t>(std::min<uint64_t>(to_seq, static_cast<uint64_t>(INT64_MAX))));
     int rc;
     AuditRow row;
     while ((rc = q.Step()) == SQLITE_ROW) {
@@ -1168,13 +1167,12 @@ class SqliteTx final : public WriteTx {
     const int rc = q.Step();
     if (rc == SQLITE_DONE) return std::optional<SnapshotKeyRow>();
     if (rc != SQLITE_ROW) return q.Error();
-    return std::optional<SnapshotKeyRow>(SnapshotKeyRow{
-        name, q.ColText(0), static_cast<uint32_t>(q.ColInt(1)), q.ColBlob(2)});
+    return std::optional<SnapshotKeyRow>(
+        SnapshotKeyRow{name, q.ColText(0), static_cast<uint32_t>(q.ColInt(1)), q.ColBlob(2)});
   }
 
   Result<std::optional<RequestRow>> GetRequest(const std::string& id) override {
-    static const std::string sql =
-        RequestSelect(true) + " WHERE id = ?";
+    static const std::string sql = RequestSelect(true) + " WHERE id = ?";
     Query q(c_, sql);
     q.Text(id);
     const int rc = q.Step();
@@ -1206,7 +1204,8 @@ class SqliteTx final : public WriteTx {
   }
 
   Result<std::vector<TombstoneRow>> ListTombstones(int64_t since) override {
-    Query q(c_, "SELECT subject_id, request_id, at, kept FROM tombstones WHERE at >= ? ORDER BY at");
+    Query q(c_,
+            "SELECT subject_id, request_id, at, kept FROM tombstones WHERE at >= ? ORDER BY at");
     q.Int(since);
     return q.Rows<TombstoneRow>([&] {
       return TombstoneRow{q.ColText(0), q.ColText(1), q.ColInt(2), SplitList(q.ColText(3), ',')};
@@ -1243,13 +1242,13 @@ class SqliteTx final : public WriteTx {
     return std::optional<RetentionRunRow>(std::move(rows.value().front()));
   }
 
-  Result<std::vector<PendingAuditRow>> ListPendingAudit(int64_t after_id,
-                                                        size_t limit) override {
+  Result<std::vector<PendingAuditRow>> ListPendingAudit(int64_t after_id, size_t limit) override {
     Query q(c_,
             "SELECT id, at_ns, subject, tail FROM audit_pending WHERE id > ? ORDER BY id LIMIT ?");
     q.Int(after_id).Int(static_cast<int64_t>(limit));
-    return q.Rows<PendingAuditRow>(
-        [&] { return PendingAuditRow{q.ColInt(0), q.ColInt(1), q.ColText(2), q.ColText(3)}; });
+    return q.Rows<PendingAuditRow>([&] {
+      return PendingAuditRow{q.ColInt(0), q.ColInt(1), q.ColText(2), q.ColText(3)};
+    });
   }
 
   Result<int64_t> AuditIntakeMark() override {
@@ -1275,9 +1274,10 @@ class SqliteTx final : public WriteTx {
 
   Result<std::vector<InteractionRow>> InteractionsOf(const std::string& subject_id,
                                                      int64_t since) override {
-    Query q(c_,
-            "SELECT subject_id, kind, at, sealed_amount, seq FROM interactions WHERE subject_id = ? "
-            "AND at >= ? ORDER BY at, seq");
+    Query q(
+        c_,
+        "SELECT subject_id, kind, at, sealed_amount, seq FROM interactions WHERE subject_id = ? "
+        "AND at >= ? ORDER BY at, seq");
     q.Text(subject_id).Int(since);
     return q.Rows<InteractionRow>([&] {
       return InteractionRow{q.ColText(0), q.ColText(1), q.ColInt(2), q.ColBlob(3), q.ColInt(4)};
@@ -1316,13 +1316,18 @@ class SqliteTx final : public WriteTx {
     Query q(c_, std::string("SELECT ") + kDeliveryColumns +
                     " FROM webhook_deliveries WHERE (? = '' OR status = ?) AND (? = '' OR "
                     "endpoint = ?) AND id > ? ORDER BY id LIMIT ?");
-    q.Text(dq.status).Text(dq.status).Text(dq.endpoint).Text(dq.endpoint).Int(dq.after_id)
+    q.Text(dq.status)
+        .Text(dq.status)
+        .Text(dq.endpoint)
+        .Text(dq.endpoint)
+        .Int(dq.after_id)
         .Int(static_cast<int64_t>(dq.limit));
     return q.Rows<DeliveryRow>([&] { return DeliveryFrom(q); });
   }
 
   Result<std::optional<DeliveryRow>> GetDelivery(int64_t id) override {
-    Query q(c_, std::string("SELECT ") + kDeliveryColumns + " FROM webhook_deliveries WHERE id = ?");
+    Query q(c_,
+            std::string("SELECT ") + kDeliveryColumns + " FROM webhook_deliveries WHERE id = ?");
     q.Int(id);
     auto rows = q.Rows<DeliveryRow>([&] { return DeliveryFrom(q); });
     if (!rows.ok()) return rows.status();
@@ -1365,8 +1370,9 @@ class SqliteTx final : public WriteTx {
   }
 
   Result<std::vector<ContactLinkRow>> LinksOf(const std::string& subject_id) override {
-    Query q(c_, "SELECT organisation_id, person_id, role, created_at FROM contact_links "
-                "WHERE organisation_id = ?1 OR person_id = ?1 ORDER BY created_at, person_id");
+    Query q(c_,
+            "SELECT organisation_id, person_id, role, created_at FROM contact_links "
+            "WHERE organisation_id = ?1 OR person_id = ?1 ORDER BY created_at, person_id");
     q.Text(subject_id);
     return q.Rows<ContactLinkRow>([&] {
       return ContactLinkRow{q.ColText(0), q.ColText(1), q.ColText(2), q.ColInt(3)};
@@ -1374,14 +1380,16 @@ class SqliteTx final : public WriteTx {
   }
 
   Status PutLink(const ContactLinkRow& r) override {
-    Query q(c_, "INSERT INTO contact_links(organisation_id, person_id, role, created_at) "
-                "VALUES(?,?,?,?) ON CONFLICT(organisation_id, person_id) DO UPDATE SET "
-                "role = excluded.role");
+    Query q(c_,
+            "INSERT INTO contact_links(organisation_id, person_id, role, created_at) "
+            "VALUES(?,?,?,?) ON CONFLICT(organisation_id, person_id) DO UPDATE SET "
+            "role = excluded.role");
     q.Text(r.organisation_id).Text(r.person_id).Text(r.role).Int(r.created_at);
     return q.Run();
   }
 
-  Result<bool> DeleteLink(const std::string& organisation_id, const std::string& person_id) override {
+  Result<bool> DeleteLink(const std::string& organisation_id,
+                          const std::string& person_id) override {
     Query q(c_, "DELETE FROM contact_links WHERE organisation_id = ? AND person_id = ?");
     q.Text(organisation_id).Text(person_id);
     GARDE_RETURN_IF_ERROR(q.Run());
@@ -1399,8 +1407,9 @@ class SqliteTx final : public WriteTx {
   }
 
   Result<std::optional<SegmentRow>> GetSegment(const std::string& name) override {
-    Query q(c_, "SELECT name, definition, created_by, created_at, updated_at FROM segments "
-                "WHERE name = ?");
+    Query q(c_,
+            "SELECT name, definition, created_by, created_at, updated_at FROM segments "
+            "WHERE name = ?");
     q.Text(name);
     auto rows = q.Rows<SegmentRow>([&] { return SegmentFrom(q); });
     if (!rows.ok()) return rows.status();
@@ -1409,15 +1418,17 @@ class SqliteTx final : public WriteTx {
   }
 
   Result<std::vector<SegmentRow>> ListSegments() override {
-    Query q(c_, "SELECT name, definition, created_by, created_at, updated_at FROM segments "
-                "ORDER BY name");
+    Query q(c_,
+            "SELECT name, definition, created_by, created_at, updated_at FROM segments "
+            "ORDER BY name");
     return q.Rows<SegmentRow>([&] { return SegmentFrom(q); });
   }
 
   Status PutSegment(const SegmentRow& r) override {
-    Query q(c_, "INSERT INTO segments(name, definition, created_by, created_at, updated_at) "
-                "VALUES(?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET definition = excluded.definition, "
-                "updated_at = excluded.updated_at");
+    Query q(c_,
+            "INSERT INTO segments(name, definition, created_by, created_at, updated_at) "
+            "VALUES(?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET definition = excluded.definition, "
+            "updated_at = excluded.updated_at");
     q.Text(r.name).Text(r.definition).Text(r.created_by).Int(r.created_at).Int(r.updated_at);
     return q.Run();
   }
@@ -1447,7 +1458,8 @@ class SqliteTx final : public WriteTx {
   }
 
   Result<std::vector<MergeRow>> MergesOf(const std::string& merged_id) override {
-    Query q(c_, std::string(kMergeSelect) + "WHERE merged_id = ? ORDER BY created_at DESC, rowid DESC");
+    Query q(c_,
+            std::string(kMergeSelect) + "WHERE merged_id = ? ORDER BY created_at DESC, rowid DESC");
     q.Text(merged_id);
     return q.Rows<MergeRow>([&] { return MergeFrom(q); });
   }
@@ -1466,17 +1478,25 @@ class SqliteTx final : public WriteTx {
   }
 
   Status PutMerge(const MergeRow& r) override {
-    Query q(c_, "INSERT INTO merges(id, merged_id, into_id, state, actor, created_at, finished_at, "
-                "record, sealed) VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
-                "state = excluded.state, finished_at = excluded.finished_at, "
-                "record = excluded.record, sealed = excluded.sealed");
-    q.Text(r.id).Text(r.merged_id).Text(r.into_id).Text(r.state).Text(r.actor).Int(r.created_at)
-        .Int(r.finished_at).Text(r.record).Blob(r.sealed);
+    Query q(c_,
+            "INSERT INTO merges(id, merged_id, into_id, state, actor, created_at, finished_at, "
+            "record, sealed) VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+            "state = excluded.state, finished_at = excluded.finished_at, "
+            "record = excluded.record, sealed = excluded.sealed");
+    q.Text(r.id)
+        .Text(r.merged_id)
+        .Text(r.into_id)
+        .Text(r.state)
+        .Text(r.actor)
+        .Int(r.created_at)
+        .Int(r.finished_at)
+        .Text(r.record)
+        .Blob(r.sealed);
     return q.Run();
   }
 
-  Status ReassignRequest(const std::string& id, const std::string& subject_id,
-                         const Bytes& sealed, const Bytes& package) override {
+  Status ReassignRequest(const std::string& id, const std::string& subject_id, const Bytes& sealed,
+                         const Bytes& package) override {
     Query q(c_, "UPDATE requests SET subject_id = ?, sealed = ?, package = ? WHERE id = ?");
     q.Text(subject_id).Blob(sealed).Blob(package).Text(id);
     GARDE_RETURN_IF_ERROR(q.Run());
@@ -1506,9 +1526,17 @@ class SqliteTx final : public WriteTx {
   Status PutIncident(const IncidentRow& r) override {
     Query q(c_, std::string("INSERT OR REPLACE INTO incidents(") + kIncidentColumns +
                     ") VALUES(?,?,?,?,?,?,?,?,?,?,?)");
-    q.Text(r.id).Text(r.status).Int(r.detected_at).Int(r.aware_at).Int(r.authority_due_at)
-        .Int(r.authority_notified_at).Int(r.subjects_notified_at).Int(r.closed_at)
-        .Int(r.created_at).Int(r.updated_at).Blob(r.sealed);
+    q.Text(r.id)
+        .Text(r.status)
+        .Int(r.detected_at)
+        .Int(r.aware_at)
+        .Int(r.authority_due_at)
+        .Int(r.authority_notified_at)
+        .Int(r.subjects_notified_at)
+        .Int(r.closed_at)
+        .Int(r.created_at)
+        .Int(r.updated_at)
+        .Blob(r.sealed);
     return q.Run();
   }
 
@@ -1516,10 +1544,21 @@ class SqliteTx final : public WriteTx {
     static const std::string sql = std::string("INSERT INTO requests(") + kRequestColumns +
                                    ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
     Query q(c_, sql);
-    q.Text(r.id).Text(r.type).Text(r.subject_id).Text(r.status).Text(r.jurisdiction)
-        .Text(r.opened_by).Text(r.verification).Int(r.received_at).Int(r.verified_at)
-        .Int(r.due_at).Int(r.completed_at).Int(r.extended ? 1 : 0).Blob(r.sealed)
-        .Blob(r.package).Text(r.result);
+    q.Text(r.id)
+        .Text(r.type)
+        .Text(r.subject_id)
+        .Text(r.status)
+        .Text(r.jurisdiction)
+        .Text(r.opened_by)
+        .Text(r.verification)
+        .Int(r.received_at)
+        .Int(r.verified_at)
+        .Int(r.due_at)
+        .Int(r.completed_at)
+        .Int(r.extended ? 1 : 0)
+        .Blob(r.sealed)
+        .Blob(r.package)
+        .Text(r.result);
     return q.Run();
   }
 
@@ -1528,9 +1567,18 @@ class SqliteTx final : public WriteTx {
             "UPDATE requests SET status = ?, jurisdiction = ?, opened_by = ?, verification = ?, "
             "verified_at = ?, due_at = ?, completed_at = ?, extended = ?, sealed = ?, "
             "package = ?, result = ? WHERE id = ?");
-    q.Text(r.status).Text(r.jurisdiction).Text(r.opened_by).Text(r.verification)
-        .Int(r.verified_at).Int(r.due_at).Int(r.completed_at).Int(r.extended ? 1 : 0)
-        .Blob(r.sealed).Blob(r.package).Text(r.result).Text(r.id);
+    q.Text(r.status)
+        .Text(r.jurisdiction)
+        .Text(r.opened_by)
+        .Text(r.verification)
+        .Int(r.verified_at)
+        .Int(r.due_at)
+        .Int(r.completed_at)
+        .Int(r.extended ? 1 : 0)
+        .Blob(r.sealed)
+        .Blob(r.package)
+        .Text(r.result)
+        .Text(r.id);
     GARDE_RETURN_IF_ERROR(q.Run());
     if (sqlite3_changes(c_.db()) == 0) return NotFound("no request " + r.id);
     return Status::Ok();
@@ -1544,12 +1592,18 @@ class SqliteTx final : public WriteTx {
   }
 
   Status PutRetentionRun(const RetentionRunRow& r) override {
-    Query q(c_,
-            "INSERT INTO retention_runs(id, started_at, at, finished_at, dry_run, cursor, report) "
-            "VALUES(?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET finished_at = excluded.finished_at, "
-            "cursor = excluded.cursor, report = excluded.report");
-    q.Text(r.id).Int(r.started_at).Int(r.at).Int(r.finished_at).Int(r.dry_run ? 1 : 0)
-        .Text(r.cursor).Text(r.report);
+    Query q(
+        c_,
+        "INSERT INTO retention_runs(id, started_at, at, finished_at, dry_run, cursor, report) "
+        "VALUES(?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET finished_at = excluded.finished_at, "
+        "cursor = excluded.cursor, report = excluded.report");
+    q.Text(r.id)
+        .Int(r.started_at)
+        .Int(r.at)
+        .Int(r.finished_at)
+        .Int(r.dry_run ? 1 : 0)
+        .Text(r.cursor)
+        .Text(r.report);
     return q.Run();
   }
 
@@ -1665,8 +1719,15 @@ class SqliteTx final : public WriteTx {
     Query q(c_,
             "INSERT OR IGNORE INTO webhook_deliveries(endpoint, event_id, topic, subject, payload, "
             "created_at, status, attempts, next_at) VALUES(?,?,?,?,?,?,?,?,?)");
-    q.Text(r.endpoint).Text(r.event_id).Text(r.topic).Text(r.subject).Text(r.payload)
-        .Int(r.created_at).Text(r.status).Int(r.attempts).Int(r.next_at);
+    q.Text(r.endpoint)
+        .Text(r.event_id)
+        .Text(r.topic)
+        .Text(r.subject)
+        .Text(r.payload)
+        .Int(r.created_at)
+        .Text(r.status)
+        .Int(r.attempts)
+        .Int(r.next_at);
     return q.Run();
   }
 
@@ -1674,8 +1735,13 @@ class SqliteTx final : public WriteTx {
     Query q(c_,
             "UPDATE webhook_deliveries SET status = ?, attempts = ?, next_at = ?, last_error = ?, "
             "delivered_at = ?, created_at = ? WHERE id = ?");
-    q.Text(r.status).Int(r.attempts).Int(r.next_at).Text(r.last_error).Int(r.delivered_at)
-        .Int(r.created_at).Int(r.id);
+    q.Text(r.status)
+        .Int(r.attempts)
+        .Int(r.next_at)
+        .Text(r.last_error)
+        .Int(r.delivered_at)
+        .Int(r.created_at)
+        .Int(r.id);
     return q.Run();
   }
 
@@ -1697,9 +1763,18 @@ class SqliteTx final : public WriteTx {
   Status PutConsentConfirmation(const ConsentConfirmationRow& r) override {
     Query q(c_, std::string("INSERT OR REPLACE INTO consent_confirmations(") +
                     kConfirmationColumns + ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
-    q.Text(r.id).Text(r.subject_id).Text(r.purpose).Text(r.channel).Text(r.notice_version)
-        .Text(r.method).Text(r.actor).Text(r.status).Int(r.requested_at).Int(r.expires_at)
-        .Int(r.confirmed_at).Text(r.event_id);
+    q.Text(r.id)
+        .Text(r.subject_id)
+        .Text(r.purpose)
+        .Text(r.channel)
+        .Text(r.notice_version)
+        .Text(r.method)
+        .Text(r.actor)
+        .Text(r.status)
+        .Int(r.requested_at)
+        .Int(r.expires_at)
+        .Int(r.confirmed_at)
+        .Text(r.event_id);
     return q.Run();
   }
 
@@ -1722,12 +1797,22 @@ class SqliteTx final : public WriteTx {
   }
 
   Status InsertConsentEvent(const ConsentEventRow& r) override {
-    Query q(c_,
-            "INSERT INTO consent_events(id, subject_id, purpose, channel, event, legal_basis, "
-            "notice_version, method, actor, at, expires_at, receipt) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
-    q.Text(r.id).Text(r.subject_id).Text(r.purpose).Text(r.channel).Text(r.event)
-        .Text(r.legal_basis).Text(r.notice_version).Text(r.method).Text(r.actor).Int(r.at)
-        .Int(r.expires_at).Text(r.receipt);
+    Query q(
+        c_,
+        "INSERT INTO consent_events(id, subject_id, purpose, channel, event, legal_basis, "
+        "notice_version, method, actor, at, expires_at, receipt) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
+    q.Text(r.id)
+        .Text(r.subject_id)
+        .Text(r.purpose)
+        .Text(r.channel)
+        .Text(r.event)
+        .Text(r.legal_basis)
+        .Text(r.notice_version)
+        .Text(r.method)
+        .Text(r.actor)
+        .Int(r.at)
+        .Int(r.expires_at)
+        .Text(r.receipt);
     return q.Run();
   }
 
@@ -1746,8 +1831,7 @@ class SqliteTx final : public WriteTx {
     if (rc == SQLITE_DONE) return std::optional<CheckpointRow>();
     if (rc != SQLITE_ROW) return q.Error();
     return std::optional<CheckpointRow>(CheckpointRow{
-        static_cast<uint64_t>(q.ColInt(0)), q.ColBlob(1), q.ColInt(2), q.ColText(3),
-        q.ColText(4)});
+        static_cast<uint64_t>(q.ColInt(0)), q.ColBlob(1), q.ColInt(2), q.ColText(3), q.ColText(4)});
   }
 
   Status InsertAuditEntry(const AuditRow& r) override {
@@ -1821,8 +1905,7 @@ class SqliteTx final : public WriteTx {
       GARDE_RETURN_IF_ERROR(q.Run());
     }
     // Never below the merged level, so the merge always empties it.
-    GARDE_RETURN_IF_ERROR(
-        InsertRun(run.value(), std::max(level, AuditRunLevel(entries)), entries));
+    GARDE_RETURN_IF_ERROR(InsertRun(run.value(), std::max(level, AuditRunLevel(entries)), entries));
     return true;
   }
 
@@ -1873,8 +1956,10 @@ class SqliteTx final : public WriteTx {
       }
       sqlite3_bind_int64(cursors[i].stmt, 1, runs[i]);
       auto more = advance(cursors[i]);
-      if (!more.ok()) status = more.status();
-      else if (more.value()) heap.push_back(i);
+      if (!more.ok())
+        status = more.status();
+      else if (more.value())
+        heap.push_back(i);
     }
     std::make_heap(heap.begin(), heap.end(), later);
     while (status.ok() && !heap.empty()) {
@@ -1922,11 +2007,18 @@ class SqliteTx final : public WriteTx {
   }
 
   Status InsertSubject(const SubjectRow& r) override {
-    static const std::string sql = std::string("INSERT INTO subjects(") + kSubjectColumns +
-                                   ") VALUES(?,?,?,?,?,?,?,?,?,?)";
+    static const std::string sql =
+        std::string("INSERT INTO subjects(") + kSubjectColumns + ") VALUES(?,?,?,?,?,?,?,?,?,?)";
     Query q(c_, sql);
-    q.Text(r.id).Text(r.kind).Text(r.status).Text(r.source).Int(r.created_at).Int(r.updated_at)
-        .Int(r.last_interaction_at).Int(r.root_key_version).Int(r.dek_version)
+    q.Text(r.id)
+        .Text(r.kind)
+        .Text(r.status)
+        .Text(r.source)
+        .Int(r.created_at)
+        .Int(r.updated_at)
+        .Int(r.last_interaction_at)
+        .Int(r.root_key_version)
+        .Int(r.dek_version)
         .Blob(r.wrapped_dek);
     return q.Run();
   }
@@ -1968,8 +2060,14 @@ class SqliteTx final : public WriteTx {
     Query q(c_,
             "INSERT INTO api_keys(id, name, role, activities, key_hash, created_at, revoked_at, "
             "hash_master) VALUES(?,?,?,?,?,?,?,?)");
-    q.Text(r.id).Text(r.name).Text(r.role).Text(JoinList(r.activities, ' ')).Blob(r.key_hash)
-        .Int(r.created_at).Int(r.revoked_at).Int(r.hash_master);
+    q.Text(r.id)
+        .Text(r.name)
+        .Text(r.role)
+        .Text(JoinList(r.activities, ' '))
+        .Blob(r.key_hash)
+        .Int(r.created_at)
+        .Int(r.revoked_at)
+        .Int(r.hash_master);
     return q.Run();
   }
 
@@ -1991,8 +2089,15 @@ class SqliteTx final : public WriteTx {
     Query q(c_,
             "INSERT OR REPLACE INTO console_sessions(cookie_hash, key_id, role, activities, "
             "client, csrf, lang, signed_in_at, last_seen) VALUES(?,?,?,?,?,?,?,?,?)");
-    q.Blob(r.cookie_hash).Text(r.key_id).Text(r.role).Text(r.activities).Text(r.client)
-        .Text(r.csrf).Text(r.lang).Int(r.signed_in_at).Int(r.last_seen);
+    q.Blob(r.cookie_hash)
+        .Text(r.key_id)
+        .Text(r.role)
+        .Text(r.activities)
+        .Text(r.client)
+        .Text(r.csrf)
+        .Text(r.lang)
+        .Int(r.signed_in_at)
+        .Int(r.last_seen);
     return q.Run();
   }
 
@@ -2026,8 +2131,8 @@ class SqliteTx final : public WriteTx {
     return sqlite3_changes(c_.db()) == 1;
   }
 
-  Result<bool> ReplaceDataKey(const std::string& id, uint32_t from_dek, uint32_t root,
-                              uint32_t dek, const Bytes& wrapped) override {
+  Result<bool> ReplaceDataKey(const std::string& id, uint32_t from_dek, uint32_t root, uint32_t dek,
+                              const Bytes& wrapped) override {
     Query q(c_,
             "UPDATE subjects SET root_key_version = ?, dek_version = ?, wrapped_dek = ? "
             "WHERE id = ? AND dek_version = ?");
@@ -2043,18 +2148,17 @@ class SqliteTx final : public WriteTx {
 
 Result<std::unique_ptr<SqliteConnection>> OpenConnection(const SqliteOptions& o) {
   sqlite3* db = nullptr;
-  const int rc = sqlite3_open_v2(
-      o.path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-      CoalescingWalVfs());
+  const int rc = sqlite3_open_v2(o.path.c_str(), &db,
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                                 CoalescingWalVfs());
   auto conn = std::make_unique<SqliteConnection>(db);
   if (rc != SQLITE_OK) return Unavailable("cannot open database " + o.path);
   sqlite3_busy_timeout(db, o.busy_timeout_ms);
   GARDE_RETURN_IF_ERROR(conn->Exec("PRAGMA journal_mode=WAL"));
-  GARDE_RETURN_IF_ERROR(conn->Exec(o.synchronous_full ? "PRAGMA synchronous=FULL"
-                                                      : "PRAGMA synchronous=NORMAL"));
-  GARDE_RETURN_IF_ERROR(conn->Exec("PRAGMA foreign_keys=ON"));
   GARDE_RETURN_IF_ERROR(
-      conn->Exec(("PRAGMA mmap_size=" + std::to_string(o.mmap_bytes)).c_str()));
+      conn->Exec(o.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
+  GARDE_RETURN_IF_ERROR(conn->Exec("PRAGMA foreign_keys=ON"));
+  GARDE_RETURN_IF_ERROR(conn->Exec(("PRAGMA mmap_size=" + std::to_string(o.mmap_bytes)).c_str()));
   GARDE_RETURN_IF_ERROR(conn->Exec("PRAGMA cache_size=-16000"));
   // Deleted content is overwritten where that costs no extra I/O (FAST): b-tree pages are
   // purged; whole pages freed by a delete may keep old bytes, which for subject data is
@@ -2220,8 +2324,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& opti
   }
   const bool audit = options.schema == SqliteSchema::kAudit;
   const char* const* migrations = audit ? kAuditMigrations : kMigrations;
-  const int known =
-      static_cast<int>(audit ? std::size(kAuditMigrations) : std::size(kMigrations));
+  const int known = static_cast<int>(audit ? std::size(kAuditMigrations) : std::size(kMigrations));
   if (current > known) {
     c.Exec("ROLLBACK").IgnoreError();
     return Unavailable("database schema version " + std::to_string(current) +
@@ -2366,11 +2469,11 @@ Status SqliteStore::Read(const std::function<Status(ReadTx&)>& fn) {
 }
 
 Status SqliteStore::Write(const std::function<Status(WriteTx&)>& fn, Durability durability) {
-  return writes_.Submit(fn, durability,
-                        [this](const std::vector<PendingWrite*>& batch,
-                               const std::function<void()>& hand_over) {
-                          CommitBatch(batch, hand_over);
-                        });
+  return writes_.Submit(
+      fn, durability,
+      [this](const std::vector<PendingWrite*>& batch, const std::function<void()>& hand_over) {
+        CommitBatch(batch, hand_over);
+      });
 }
 
 void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch,
@@ -2413,9 +2516,9 @@ void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch,
     return;
   }
   SqliteTx tx(c);
-  const bool immediate =
-      std::any_of(batch.begin(), batch.end(),
-                  [](const PendingWrite* w) { return w->durability == Durability::kImmediate; });
+  const bool immediate = std::any_of(batch.begin(), batch.end(), [](const PendingWrite* w) {
+    return w->durability == Durability::kImmediate;
+  });
   // A write alone in its batch runs without a savepoint: the transaction is its own, and
   // rolls back whole if it fails. Under a savepoint SQLite copies every page the write
   // changes to a statement journal first (spilled to temporary files past 64 KiB): for an
@@ -2501,8 +2604,8 @@ uint64_t SqliteStore::ChangeEpoch() {
   // 8, +1 per write transaction), mxFrame (16) and the first salt (32, new at each WAL
   // reset). Native byte order; a torn read only makes the number differ.
   auto word = [&](size_t offset) {
-    return static_cast<uint64_t>(__atomic_load_n(
-        reinterpret_cast<const uint32_t*>(wal_index_ + offset), __ATOMIC_ACQUIRE));
+    return static_cast<uint64_t>(
+        __atomic_load_n(reinterpret_cast<const uint32_t*>(wal_index_ + offset), __ATOMIC_ACQUIRE));
   };
   const uint64_t change = word(8), frame = word(16), salt = word(32);
   return (change << 32) ^ (frame << 1) ^ (salt << 17);

@@ -9,7 +9,7 @@
 namespace garde {
 namespace {
 
-constexpr int kFrameHeaderBytes = 24;          // SQLite's WAL frame header
+constexpr int kFrameHeaderBytes = 24;  // SQLite's WAL frame header
 // The default VFS writes at most 128 KiB - 1 bytes a pwrite call (and fails a write of a
 // multiple of 128 KiB): a buffer flushed below that is one call. 31 frames of 4 KiB pages.
 constexpr size_t kBufferLimit = 0x1ffff;
@@ -20,12 +20,12 @@ sqlite3_vfs* g_base = nullptr;  // set once, before the VFS is registered
 // A -wal file: the default VFS's file (in the bytes right after this struct) and the writes
 // gathered for it.
 struct WalFile {
-  sqlite3_file base;   // pMethods: kMethods
+  sqlite3_file base;  // pMethods: kMethods
   sqlite3_file* real;
-  bool gather;         // false: every call goes straight through
-  bool committing;     // a commit frame's header was written: write through until the
-                       // next transaction's first frame
-  char* buf;            // kBufferLimit bytes once the first write is gathered
+  bool gather;      // false: every call goes straight through
+  bool committing;  // a commit frame's header was written: write through until the
+                    // next transaction's first frame
+  char* buf;        // kBufferLimit bytes once the first write is gathered
   size_t len;
   sqlite3_int64 start;  // the file offset of buf[0]
 };
@@ -154,8 +154,12 @@ int Unfetch(sqlite3_file* file, sqlite3_int64 offset, void* p) {
 
 const sqlite3_io_methods kMethods = {
     3,  // iVersion: with the shared-memory and mmap methods
-    Close, Read, Write, Truncate, Sync, FileSize, Lock, Unlock, CheckReservedLock, FileControl,
-    SectorSize, DeviceCharacteristics, ShmMap, ShmLock, ShmBarrier, ShmUnmap, Fetch, Unfetch,
+    Close,       Read,       Write,
+    Truncate,    Sync,       FileSize,
+    Lock,        Unlock,     CheckReservedLock,
+    FileControl, SectorSize, DeviceCharacteristics,
+    ShmMap,      ShmLock,    ShmBarrier,
+    ShmUnmap,    Fetch,      Unfetch,
 };
 
 int Open(sqlite3_vfs* vfs, const char* name, sqlite3_file* file, int flags, int* out_flags) {

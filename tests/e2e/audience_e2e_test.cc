@@ -1,13 +1,13 @@
 // Campaign audiences against a brute-force oracle over a generated population.
 #include <gtest/gtest.h>
 
-#include <csignal>
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <random>
-#include <thread>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "garde/base/clock.h"
 #include "garde_process.h"
@@ -64,7 +64,8 @@ TEST(AudienceE2E, WomenIn75WhoSpentOver500LastMonthAndMayBeEmailedMatchTheOracle
     ASSERT_EQ(r.status, 201) << r.body;
     p.id = JsonString(r.body, "id");
     auto record = [&](const std::string& purpose, const std::string& event) {
-      std::string c = R"({"purpose":")" + purpose + R"(","event":")" + event + R"(","method":"web_form")";
+      std::string c =
+          R"({"purpose":")" + purpose + R"(","event":")" + event + R"(","method":"web_form")";
       if (event == "granted") c += R"(,"notice_version":"2026-01")";
       c += "}";
       ASSERT_EQ(g.Post("/v1/subjects/" + p.id + "/consents", c, op).status, 201);
@@ -100,13 +101,15 @@ TEST(AudienceE2E, WomenIn75WhoSpentOver500LastMonthAndMayBeEmailedMatchTheOracle
       op);
   ASSERT_EQ(twin.status, 201) << twin.body;
   const std::string twin_id = JsonString(twin.body, "id");
-  ASSERT_EQ(g.Post("/v1/subjects/" + twin_id + "/consents",
-                   R"({"purpose":"marketing.email","event":"granted","method":"web_form","notice_version":"2026-01"})",
-                   op).status,
-            201);
-  HttpReply twin_check = g.Get("/v1/consent/check?subject=" + twin_id +
-                                   "&purpose=marketing.email&channel=email",
-                               mkt);
+  ASSERT_EQ(
+      g.Post(
+           "/v1/subjects/" + twin_id + "/consents",
+           R"({"purpose":"marketing.email","event":"granted","method":"web_form","notice_version":"2026-01"})",
+           op)
+          .status,
+      201);
+  HttpReply twin_check =
+      g.Get("/v1/consent/check?subject=" + twin_id + "&purpose=marketing.email&channel=email", mkt);
   EXPECT_NE(twin_check.body.find("\"suppressed\""), std::string::npos) << twin_check.body;
 
   const std::string request =
@@ -144,8 +147,10 @@ TEST(AudienceE2E, WomenIn75WhoSpentOver500LastMonthAndMayBeEmailedMatchTheOracle
                            R"({"uses":["unsubscribe"],"purpose":"marketing.email"})", op);
   const size_t at = links.body.find("/u/");
   const std::string path = links.body.substr(at, links.body.find('"', at) - at);
-  ASSERT_EQ(g.Request("POST", path, "List-Unsubscribe=One-Click", {},
-                      "application/x-www-form-urlencoded").status, 200);
+  ASSERT_EQ(
+      g.Request("POST", path, "List-Unsubscribe=One-Click", {}, "application/x-www-form-urlencoded")
+          .status,
+      200);
   r = g.Post("/v1/audiences", request, mkt);
   expected.erase(leaving);
   EXPECT_EQ(Ids(r.body), expected);
@@ -154,8 +159,9 @@ TEST(AudienceE2E, WomenIn75WhoSpentOver500LastMonthAndMayBeEmailedMatchTheOracle
   // who moves away leaves, a consenting customer who moves to Paris joins.
   ASSERT_GE(expected.size(), 2u);
   const std::string moving_away = *expected.rbegin();
-  ASSERT_EQ(g.Patch("/v1/subjects/" + moving_away, R"({"fields":{"postal_code":"69003"}})", op).status,
-            200);
+  ASSERT_EQ(
+      g.Patch("/v1/subjects/" + moving_away, R"({"fields":{"postal_code":"69003"}})", op).status,
+      200);
   expected.erase(moving_away);
   const Person* moving_in = nullptr;
   for (const auto& p : people) {
@@ -165,8 +171,9 @@ TEST(AudienceE2E, WomenIn75WhoSpentOver500LastMonthAndMayBeEmailedMatchTheOracle
     }
   }
   ASSERT_NE(moving_in, nullptr) << "the generated population should hold one to move in";
-  ASSERT_EQ(g.Patch("/v1/subjects/" + moving_in->id, R"({"fields":{"postal_code":"75 011"}})", op).status,
-            200);
+  ASSERT_EQ(
+      g.Patch("/v1/subjects/" + moving_in->id, R"({"fields":{"postal_code":"75 011"}})", op).status,
+      200);
   expected.insert(moving_in->id);
   r = g.Post("/v1/audiences", request, mkt);
   EXPECT_EQ(Ids(r.body), expected);
@@ -179,9 +186,13 @@ TEST(AudienceE2E, WomenIn75WhoSpentOver500LastMonthAndMayBeEmailedMatchTheOracle
              op);
   ASSERT_EQ(r.status, 201) << r.body;
   const std::string newcomer = JsonString(r.body, "id");
-  ASSERT_EQ(g.Post("/v1/subjects/" + newcomer + "/consents",
-                   R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})",
-                   op).status, 201);
+  ASSERT_EQ(
+      g.Post(
+           "/v1/subjects/" + newcomer + "/consents",
+           R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})",
+           op)
+          .status,
+      201);
   expected.insert(newcomer);
   const std::string erased = moving_in->id;
   erase(erased);
@@ -190,15 +201,15 @@ TEST(AudienceE2E, WomenIn75WhoSpentOver500LastMonthAndMayBeEmailedMatchTheOracle
   EXPECT_EQ(Ids(r.body), expected);
 
   // CSV for spreadsheets.
-  HttpReply csv = g.Post("/v1/audiences",
-                         R"({"activity":"marketing_email","purpose":"marketing.email","format":"csv",
+  HttpReply csv =
+      g.Post("/v1/audiences",
+             R"({"activity":"marketing_email","purpose":"marketing.email","format":"csv",
                              "where":{"any":[{"field":"postal_code","in":["69003"]},{"not":{"field":"gender","in":["F","M","X"]}}]},
                              "fields":["first_name","postal_code"]})",
-                         mkt);
+             mkt);
   ASSERT_EQ(csv.status, 200) << csv.body;
   EXPECT_EQ(csv.body.rfind("id,first_name,postal_code\r\n", 0), 0u) << csv.body;
 }
-
 
 // The index of the first audience is kept between runs as a sealed snapshot: a restart
 // starts from it and applies what changed since, and any erasure makes it unreadable.
@@ -210,18 +221,22 @@ TEST(AudienceE2E, ARestartStartsFromTheSealedSnapshotAndAnErasureShredsIt) {
   g.Start();
   std::vector<std::string> ids;
   for (int i = 0; i < 30; ++i) {
-    HttpReply r = g.Post(
-        "/v1/subjects",
-        R"({"kind":"person","fields":{"email":"snapshot-planted-)" + std::to_string(i) +
-            R"(@example.org","first_name":"Zephyrine)" + std::to_string(i) +
-            R"(","gender":"F","postal_code":")" + (i % 3 == 0 ? "69003" : "75011") +
-            R"(","spend_30d":)" + std::to_string(400 + 10 * i) + "}}",
-        op);
+    HttpReply r =
+        g.Post("/v1/subjects",
+               R"({"kind":"person","fields":{"email":"snapshot-planted-)" + std::to_string(i) +
+                   R"(@example.org","first_name":"Zephyrine)" + std::to_string(i) +
+                   R"(","gender":"F","postal_code":")" + (i % 3 == 0 ? "69003" : "75011") +
+                   R"(","spend_30d":)" + std::to_string(400 + 10 * i) + "}}",
+               op);
     ASSERT_EQ(r.status, 201) << r.body;
     ids.push_back(JsonString(r.body, "id"));
-    ASSERT_EQ(g.Post("/v1/subjects/" + ids.back() + "/consents",
-                     R"({"purpose":"marketing.email","event":"granted","method":"web_form","notice_version":"2026-01"})",
-                     op).status, 201);
+    ASSERT_EQ(
+        g.Post(
+             "/v1/subjects/" + ids.back() + "/consents",
+             R"({"purpose":"marketing.email","event":"granted","method":"web_form","notice_version":"2026-01"})",
+             op)
+            .status,
+        201);
   }
   const std::string request =
       R"({"activity":"marketing_email","purpose":"marketing.email","channel":"email",
@@ -255,7 +270,8 @@ TEST(AudienceE2E, ARestartStartsFromTheSealedSnapshotAndAnErasureShredsIt) {
   // What changes after it is applied on top of it, after the next restart too: a member
   // moves away (written at the stop, the index having moved on).
   const std::string moving = *expected.begin();
-  ASSERT_EQ(g.Patch("/v1/subjects/" + moving, R"({"fields":{"postal_code":"69003"}})", op).status, 200);
+  ASSERT_EQ(g.Patch("/v1/subjects/" + moving, R"({"fields":{"postal_code":"69003"}})", op).status,
+            200);
   expected.erase(moving);
   EXPECT_EQ(Ids(g.Post("/v1/audiences", request, mkt).body), expected);
   g.Stop();
@@ -270,8 +286,9 @@ TEST(AudienceE2E, ARestartStartsFromTheSealedSnapshotAndAnErasureShredsIt) {
     HttpReply e = g.Post("/v1/requests", R"({"type":"erasure","subject":")" + id + R"("})", op);
     ASSERT_EQ(e.status, 201) << e.body;
     for (const char* step : {"verify", "start", "complete"}) {
-      ASSERT_EQ(g.Post("/v1/requests/" + JsonString(e.body, "id") + ":" + step, "{}", officer).status,
-                200);
+      ASSERT_EQ(
+          g.Post("/v1/requests/" + JsonString(e.body, "id") + ":" + step, "{}", officer).status,
+          200);
     }
   };
   const std::string erased = *expected.begin();
@@ -309,12 +326,17 @@ TEST(AudienceE2E, RequestsBeyondTheActivityAreRefused) {
     int status;
   } cases[] = {
       {R"({"activity":"customer_management","purpose":"service.orders"})", 403},  // not bound
-      {R"({"activity":"marketing_email","purpose":"marketing.sms"})", 422},        // not its purpose
-      {R"({"activity":"marketing_email","purpose":"marketing.email","fields":["birth_date"]})", 422},
-      {R"({"activity":"marketing_email","purpose":"marketing.email","where":{"field":"birth_date","eq":"1980-01-01"}})", 422},
-      {R"({"activity":"marketing_email","purpose":"marketing.email","where":{"field":"gender"}})", 422},
-      {R"({"activity":"marketing_email","purpose":"marketing.email","where":{"field":"spend_30d","gt":"lots"}})", 422},
-      {R"({"activity":"marketing_email","purpose":"marketing.email","where":{"field":"last_purchase","within":"soon"}})", 422},
+      {R"({"activity":"marketing_email","purpose":"marketing.sms"})", 422},       // not its purpose
+      {R"({"activity":"marketing_email","purpose":"marketing.email","fields":["birth_date"]})",
+       422},
+      {R"({"activity":"marketing_email","purpose":"marketing.email","where":{"field":"birth_date","eq":"1980-01-01"}})",
+       422},
+      {R"({"activity":"marketing_email","purpose":"marketing.email","where":{"field":"gender"}})",
+       422},
+      {R"({"activity":"marketing_email","purpose":"marketing.email","where":{"field":"spend_30d","gt":"lots"}})",
+       422},
+      {R"({"activity":"marketing_email","purpose":"marketing.email","where":{"field":"last_purchase","within":"soon"}})",
+       422},
       {R"({"activity":"marketing_email","purpose":"marketing.email","where":{"all":"x"}})", 422},
       {R"({"activity":"marketing_email","purpose":"marketing.email","format":"xml"})", 422},
       {R"({"activity":"marketing_email")", 400},
@@ -324,7 +346,10 @@ TEST(AudienceE2E, RequestsBeyondTheActivityAreRefused) {
     EXPECT_EQ(r.status, c.status) << c.body << " -> " << r.body;
     EXPECT_EQ(r.content_type, "application/problem+json");
   }
-  EXPECT_EQ(g.Post("/v1/audiences", R"({"activity":"marketing_email","purpose":"marketing.email"})", op).status, 403);
+  EXPECT_EQ(
+      g.Post("/v1/audiences", R"({"activity":"marketing_email","purpose":"marketing.email"})", op)
+          .status,
+      403);
 }
 
 }  // namespace

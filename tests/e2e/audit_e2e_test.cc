@@ -22,10 +22,10 @@ class AuditE2E : public ::testing::Test {
     g_.Start();
   }
   std::string CreateSubject(const std::string& email) {
-    HttpReply r = g_.Post("/v1/subjects",
-                          R"({"kind":"person","fields":{"email":")" + email +
-                              R"(","first_name":"Ana"}})",
-                          operator_key_);
+    HttpReply r =
+        g_.Post("/v1/subjects",
+                R"({"kind":"person","fields":{"email":")" + email + R"(","first_name":"Ana"}})",
+                operator_key_);
     EXPECT_EQ(r.status, 201) << r.body;
     return JsonString(r.body, "id");
   }
@@ -36,13 +36,16 @@ class AuditE2E : public ::testing::Test {
 TEST_F(AuditE2E, OfficerListsWhoAccessedACustomerAndForWhichActivity) {
   const std::string id = CreateSubject("ana@example.org");
   CreateSubject("other@example.org");
-  ASSERT_EQ(g_.Post("/v1/subjects/" + id + "/consents",
-                    R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})",
-                    operator_key_).status, 201);
+  ASSERT_EQ(
+      g_.Post(
+            "/v1/subjects/" + id + "/consents",
+            R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})",
+            operator_key_)
+          .status,
+      201);
   ASSERT_EQ(g_.Get("/v1/subjects/" + id, marketing_key_, "marketing_email").status, 200);
   ASSERT_EQ(g_.Get("/v1/subjects/" + id, marketing_key_, "customer_management").status, 403);
-  const std::string marketing_id =
-      g_.Sql("SELECT id FROM api_keys WHERE role = 'marketing'")[0][0];
+  const std::string marketing_id = g_.Sql("SELECT id FROM api_keys WHERE role = 'marketing'")[0][0];
 
   HttpReply r = g_.Get("/v1/audit?subject=" + id, officer_key_);
   ASSERT_EQ(r.status, 200) << r.body;
@@ -114,8 +117,8 @@ class TamperMatrix : public AuditE2E {
     ASSERT_GT(size_, 20u);
   }
   RunResult Verify(const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> args = {"audit", "verify", "--data-dir", g_.data_dir(),
-                                      "--policies", g_.policies()};
+    std::vector<std::string> args = {"audit",       "verify",     "--data-dir",
+                                     g_.data_dir(), "--policies", g_.policies()};
     args.insert(args.end(), extra.begin(), extra.end());
     return RunGarde(args);
   }
@@ -133,12 +136,14 @@ TEST_F(TamperMatrix, UntouchedLogVerifies) {
   RunResult r = Verify({"--checkpoint", saved_checkpoint_});
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("audit log verified: " + std::to_string(size_) + " entries"),
-            std::string::npos) << r.out;
+            std::string::npos)
+      << r.out;
 }
 
 TEST_F(TamperMatrix, OneChangedByteIsDetected) {
-  g_.AuditSql("UPDATE audit_log SET entry = replace(entry, '\"outcome\":\"ok\"', '\"outcome\":\"ko\"') "
-         "WHERE seq = 7");
+  g_.AuditSql(
+      "UPDATE audit_log SET entry = replace(entry, '\"outcome\":\"ok\"', '\"outcome\":\"ko\"') "
+      "WHERE seq = 7");
   ExpectDetected("entry 7 was changed");
 }
 
@@ -148,7 +153,7 @@ TEST_F(TamperMatrix, ChangeWithRecomputedLeafHashIsCaughtByTheSignedRoot) {
   forged.replace(forged.find("\"outcome\":\"ok\""), 14, "\"outcome\":\"ko\"");
   const Hash h = LeafHash(forged);
   g_.AuditSql("UPDATE audit_log SET entry = '" + forged + "', leaf_hash = X'" +
-         HexEncode(h.data(), h.size()) + "' WHERE seq = 7");
+              HexEncode(h.data(), h.size()) + "' WHERE seq = 7");
   ExpectDetected("do not match the signed checkpoint");
 }
 
@@ -166,16 +171,18 @@ TEST_F(TamperMatrix, DeletedEntryIsDetected) {
 }
 
 TEST_F(TamperMatrix, SwappedEntriesAreDetected) {
-  g_.AuditSql("UPDATE audit_log SET seq = -1 WHERE seq = 3; UPDATE audit_log SET seq = 3 WHERE seq = 4;"
-         " UPDATE audit_log SET seq = 4 WHERE seq = -1");
+  g_.AuditSql(
+      "UPDATE audit_log SET seq = -1 WHERE seq = 3; UPDATE audit_log SET seq = 3 WHERE seq = 4;"
+      " UPDATE audit_log SET seq = 4 WHERE seq = -1");
   ExpectDetected("entry 3 holds another position's record");
 }
 
 TEST_F(TamperMatrix, InsertedEntryIsDetected) {
-  g_.AuditSql("UPDATE audit_log SET seq = seq + 1000000 WHERE seq >= 4;"
-         " UPDATE audit_log SET seq = seq - 999999 WHERE seq >= 1000000;"
-         " INSERT INTO audit_log(seq, entry, leaf_hash) SELECT 4, entry, leaf_hash FROM audit_log"
-         " WHERE seq = 5");
+  g_.AuditSql(
+      "UPDATE audit_log SET seq = seq + 1000000 WHERE seq >= 4;"
+      " UPDATE audit_log SET seq = seq - 999999 WHERE seq >= 1000000;"
+      " INSERT INTO audit_log(seq, entry, leaf_hash) SELECT 4, entry, leaf_hash FROM audit_log"
+      " WHERE seq = 5");
   ExpectDetected("entry 5 holds another position's record");
 }
 
@@ -186,7 +193,7 @@ TEST_F(TamperMatrix, TruncatedTailIsDetected) {
 
 TEST_F(TamperMatrix, TruncationWithCheckpointsDeletedIsCaughtByACheckpointKeptElsewhere) {
   g_.AuditSql("DELETE FROM audit_log WHERE seq >= " + std::to_string(size_ - 3) +
-         "; DELETE FROM audit_checkpoints");
+              "; DELETE FROM audit_checkpoints");
   EXPECT_EQ(Verify().exit_code, 0);  // nothing left in the file to contradict it ...
   RunResult r = Verify({"--checkpoint", saved_checkpoint_});
   EXPECT_EQ(r.exit_code, 1);  // ... but the checkpoint the officer kept does
@@ -194,18 +201,20 @@ TEST_F(TamperMatrix, TruncationWithCheckpointsDeletedIsCaughtByACheckpointKeptEl
 }
 
 TEST_F(TamperMatrix, ForgedCheckpointSignatureIsDetected) {
-  std::string note = g_.AuditSql("SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1")[0][0];
+  std::string note =
+      g_.AuditSql("SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1")[0][0];
   const size_t sig = note.rfind(' ') + 10;
   note[sig] = note[sig] == 'A' ? 'B' : 'A';
-  g_.AuditSql("UPDATE audit_checkpoints SET note = '" + note + "' WHERE size = (SELECT MAX(size) FROM "
-         "audit_checkpoints)");
+  g_.AuditSql("UPDATE audit_checkpoints SET note = '" + note +
+              "' WHERE size = (SELECT MAX(size) FROM "
+              "audit_checkpoints)");
   ExpectDetected("signature does not verify");
 }
 
 TEST_F(TamperMatrix, CheckpointFromAnotherKeyringIsDetected) {
   GardeProcess other;
-  RunResult made = RunGarde({"audit", "checkpoint", "--data-dir", other.data_dir(), "--policies",
-                             other.policies()});
+  RunResult made = RunGarde(
+      {"audit", "checkpoint", "--data-dir", other.data_dir(), "--policies", other.policies()});
   ASSERT_EQ(made.exit_code, 0) << made.err;
   // Re-label the foreign note with our origin so only the key differs.
   const std::string ours = g_.AuditSql("SELECT note FROM audit_checkpoints LIMIT 1")[0][0];
@@ -215,8 +224,9 @@ TEST_F(TamperMatrix, CheckpointFromAnotherKeyringIsDetected) {
   for (size_t at; (at = foreign.find(their_origin)) != std::string::npos;) {
     foreign.replace(at, their_origin.size(), our_origin);
   }
-  g_.AuditSql("UPDATE audit_checkpoints SET note = '" + foreign + "' WHERE size = (SELECT MAX(size) "
-         "FROM audit_checkpoints)");
+  g_.AuditSql("UPDATE audit_checkpoints SET note = '" + foreign +
+              "' WHERE size = (SELECT MAX(size) "
+              "FROM audit_checkpoints)");
   ExpectDetected("checkpoint at size");
 }
 

@@ -74,14 +74,15 @@ class AuditIntegrity : public ::testing::Test {
     if (IsFieldValue(value)) {
       // The value also as the request id a client may send.
       r = g_.Request("GET", "/v1/subjects/sub_00000000000000000000000000", "",
-                     {{"Authorization", "Bearer " + marketing_key_}, {"X-Purpose", value},
+                     {{"Authorization", "Bearer " + marketing_key_},
+                      {"X-Purpose", value},
                       {"X-Request-Id", value}},
                      "");
       EXPECT_EQ(r.status, 403) << r.body;
       // (A well-formed request id is echoed by design: letters, digits and -_.: only.)
-      const bool request_id = value.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
-                                                      "qrstuvwxyz0123456789-_.:") ==
-                              std::string::npos;
+      const bool request_id = value.find_first_not_of(
+                                  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
+                                  "qrstuvwxyz0123456789-_.:") == std::string::npos;
       if (value.size() >= 6 && !request_id) {
         EXPECT_EQ(r.body.find(value), std::string::npos) << r.body;
       }
@@ -101,10 +102,18 @@ class AuditIntegrity : public ::testing::Test {
 };
 
 TEST_F(AuditIntegrity, AQuoteBackslashTabOrEmailInAnIdNeitherBreaksNorEscapesTheLog) {
-  const std::vector<std::string> hostile = {
-      "x\"y", "x\\y", "a\tb", "a\nb", std::string("nul\0byte", 8), "\x01\x1f\x7f",
-      "someone@example.org", "\xff\xfe not utf-8", "sub_\"", "\"subject\":null",
-      std::string(3000, 'A'), "canary-7d1f0c9e@example.org"};
+  const std::vector<std::string> hostile = {"x\"y",
+                                            "x\\y",
+                                            "a\tb",
+                                            "a\nb",
+                                            std::string("nul\0byte", 8),
+                                            "\x01\x1f\x7f",
+                                            "someone@example.org",
+                                            "\xff\xfe not utf-8",
+                                            "sub_\"",
+                                            "\"subject\":null",
+                                            std::string(3000, 'A'),
+                                            "canary-7d1f0c9e@example.org"};
   auditor_key();
   const int64_t before = Entries();
   for (const auto& v : hostile) SendHostile(v);
@@ -119,10 +128,12 @@ TEST_F(AuditIntegrity, AQuoteBackslashTabOrEmailInAnIdNeitherBreaksNorEscapesThe
   EXPECT_EQ(db.find("canary-7d1f0c9e"), std::string::npos);
   EXPECT_EQ(db.find("not utf-8"), std::string::npos);
   // The attempts are on record as malformed values, with a keyed digest to correlate them.
-  auto rows = g_.AuditSql("SELECT COUNT(*) FROM audit_log WHERE entry LIKE '%\"subject\":\"malformed:%'");
+  auto rows =
+      g_.AuditSql("SELECT COUNT(*) FROM audit_log WHERE entry LIKE '%\"subject\":\"malformed:%'");
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_GE(std::stoll(rows[0][0]), static_cast<long long>(hostile.size()));
-  rows = g_.AuditSql("SELECT COUNT(*) FROM audit_log WHERE entry LIKE '%\"activity\":\"undeclared:%'");
+  rows =
+      g_.AuditSql("SELECT COUNT(*) FROM audit_log WHERE entry LIKE '%\"activity\":\"undeclared:%'");
   EXPECT_GE(std::stoll(rows[0][0]), 5);
 }
 

@@ -38,8 +38,8 @@ class BackupE2E : public ::testing::Test {
     return RunGarde(words);
   }
   std::string CreateSubject(const std::string& fields) {
-    HttpReply r = g_.Post("/v1/subjects", R"({"kind":"person","fields":)" + fields + "}",
-                          operator_key_);
+    HttpReply r =
+        g_.Post("/v1/subjects", R"({"kind":"person","fields":)" + fields + "}", operator_key_);
     EXPECT_EQ(r.status, 201) << r.body;
     return JsonString(r.body, "id");
   }
@@ -47,26 +47,30 @@ class BackupE2E : public ::testing::Test {
     EXPECT_EQ(g_.Post("/v1/subjects/" + id + "/consents",
                       R"({"purpose":"marketing.email","event":")" + event +
                           R"(","notice_version":"2026-01","method":"web_form"})",
-                      operator_key_).status, 201);
+                      operator_key_)
+                  .status,
+              201);
   }
   void Complete(const std::string& type, const std::string& id) {
     HttpReply r = g_.Post("/v1/requests", R"({"type":")" + type + R"(","subject":")" + id + R"("})",
                           operator_key_);
     ASSERT_EQ(r.status, 201) << r.body;
     const std::string rid = JsonString(r.body, "id");
-    ASSERT_EQ(g_.Post("/v1/requests/" + rid + ":verify", R"({"note":"letter"})", officer_key_).status, 200);
+    ASSERT_EQ(
+        g_.Post("/v1/requests/" + rid + ":verify", R"({"note":"letter"})", officer_key_).status,
+        200);
     HttpReply done = g_.Post("/v1/requests/" + rid + ":complete", "{}", officer_key_);
     ASSERT_EQ(done.status, 200) << done.body;
   }
   std::string Decision(const std::string& id) {
-    HttpReply r = g_.Get("/v1/consent/check?subject=" + id + "&purpose=marketing.email",
-                         marketing_key_);
+    HttpReply r =
+        g_.Get("/v1/consent/check?subject=" + id + "&purpose=marketing.email", marketing_key_);
     EXPECT_EQ(r.status, 200) << r.body;
     return JsonString(r.body, "reason");
   }
   bool Suppressed(const std::string& email) {
-    HttpReply r = g_.Post("/v1/suppressions:check", R"({"emails":[")" + email + R"("]})",
-                          marketing_key_);
+    HttpReply r =
+        g_.Post("/v1/suppressions:check", R"({"emails":[")" + email + R"("]})", marketing_key_);
     EXPECT_EQ(r.status, 200) << r.body;
     return r.body.find("\"suppressed\":true") != std::string::npos;
   }
@@ -88,9 +92,9 @@ class BackupE2E : public ::testing::Test {
 // The drill of the issue: backup -> erase (full and held), object, withdraw, unsubscribe,
 // rectify, create -> restore. Nothing said "no" to comes back; everything else is the backup's.
 TEST_F(BackupE2E, RestoreDrillBringsBackTheBackupAndNoErasureOrWithdrawalMadeSince) {
-  const std::string last_purchase =
-      FormatRfc3339(SystemClock().Now() - 40 * 86400).substr(0, 10);
-  const std::string erased = CreateSubject(R"({"email":"erased.later@example.org","first_name":"Eve"})");
+  const std::string last_purchase = FormatRfc3339(SystemClock().Now() - 40 * 86400).substr(0, 10);
+  const std::string erased =
+      CreateSubject(R"({"email":"erased.later@example.org","first_name":"Eve"})");
   const std::string held = CreateSubject(
       R"({"email":"held.later@example.org","customer_number":"C-7001","last_purchase":")" +
       last_purchase + R"("})");
@@ -99,8 +103,8 @@ TEST_F(BackupE2E, RestoreDrillBringsBackTheBackupAndNoErasureOrWithdrawalMadeSin
   const std::string unsubscribing = CreateSubject(R"({"email":"unsubscribes.later@example.org"})");
   const std::string kept = CreateSubject(R"({"email":"kept@example.org","city":"Lyon"})");
   for (const auto& id : {objecting, withdrawing, unsubscribing, kept}) Consent(id, "granted");
-  HttpReply link = g_.Post("/v1/subjects/" + unsubscribing + "/links", R"({"uses":["unsubscribe"]})",
-                           operator_key_);
+  HttpReply link = g_.Post("/v1/subjects/" + unsubscribing + "/links",
+                           R"({"uses":["unsubscribe"]})", operator_key_);
   ASSERT_EQ(link.status, 201) << link.body;
   const std::string token =
       ParseObject(link.body)->getArray("links")->getObject(0)->getValue<std::string>("token");
@@ -117,12 +121,15 @@ TEST_F(BackupE2E, RestoreDrillBringsBackTheBackupAndNoErasureOrWithdrawalMadeSin
   Complete("objection", objecting);
   Consent(withdrawing, "withdrawn");
   ASSERT_EQ(g_.Request("POST", "/u/" + token, "List-Unsubscribe=One-Click", {},
-                       "application/x-www-form-urlencoded").status, 200);
-  ASSERT_EQ(g_.Patch("/v1/subjects/" + kept, R"({"fields":{"city":"Paris"}})", operator_key_).status,
+                       "application/x-www-form-urlencoded")
+                .status,
             200);
+  ASSERT_EQ(
+      g_.Patch("/v1/subjects/" + kept, R"({"fields":{"city":"Paris"}})", operator_key_).status,
+      200);
   const std::string later = CreateSubject(R"({"email":"created.after@example.org"})");
-  const auto held_fields = g_.Sql("SELECT field FROM subject_fields WHERE subject_id='" + held +
-                                  "' ORDER BY field");
+  const auto held_fields =
+      g_.Sql("SELECT field FROM subject_fields WHERE subject_id='" + held + "' ORDER BY field");
   ASSERT_EQ(g_.Stop(), 0);
 
   // Sealed: neither the planted values nor even the database format show in the file.
@@ -140,10 +147,12 @@ TEST_F(BackupE2E, RestoreDrillBringsBackTheBackupAndNoErasureOrWithdrawalMadeSin
 
   // Erased stays erased; the held erasure keeps only its held fields.
   EXPECT_EQ(Status(erased), "erased");
-  EXPECT_EQ(g_.Sql("SELECT COUNT(*) FROM subject_fields WHERE subject_id='" + erased + "'")[0][0], "0");
+  EXPECT_EQ(g_.Sql("SELECT COUNT(*) FROM subject_fields WHERE subject_id='" + erased + "'")[0][0],
+            "0");
   EXPECT_EQ(Status(held), "restricted");
-  EXPECT_EQ(g_.Sql("SELECT field FROM subject_fields WHERE subject_id='" + held + "' ORDER BY field"),
-            held_fields);
+  EXPECT_EQ(
+      g_.Sql("SELECT field FROM subject_fields WHERE subject_id='" + held + "' ORDER BY field"),
+      held_fields);
   // Every "no" stands: the objection (and its suppression), the withdrawal, the unsubscribe.
   EXPECT_EQ(Decision(objecting), "objected");
   EXPECT_TRUE(Suppressed("objects.later@example.org"));
@@ -254,7 +263,8 @@ TEST_F(BackupE2E, ABackupKilledMidwayIsNeverListed) {
     std::string rows = "[";
     for (int i = 0; i < 1000; ++i) {
       rows += std::string(i ? "," : "") + R"({"kind":"person","fields":{"email":"bulk)" +
-              std::to_string(b * 1000 + i) + R"(@example.org","first_name":"Bulk","city":"Nantes"}})";
+              std::to_string(b * 1000 + i) +
+              R"(@example.org","first_name":"Bulk","city":"Nantes"}})";
     }
     ASSERT_EQ(g_.Post("/v1/subjects:batch", rows + "]", operator_key_).status, 200);
   }
@@ -264,7 +274,8 @@ TEST_F(BackupE2E, ABackupKilledMidwayIsNeverListed) {
     std::vector<std::string> args = {"backup"};
     for (const auto& d : Dirs()) args.push_back(d);
     const int pid = SpawnGarde(args, logs + "/bk.out", logs + "/bk.err");
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 120)(rng)));
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 120)(rng)));
     ::kill(pid, SIGKILL);
     int status = 0;
     ::waitpid(pid, &status, 0);
@@ -287,8 +298,8 @@ TEST_F(BackupE2E, ServeMakesBackupsOnItsScheduleAndPrunes) {
   ASSERT_EQ(g_.Stop(), 0);
   for (int i = 0; i < 3; ++i) MakeBackup();
   const std::vector<std::string> schedule = {
-      "--backup-interval", "PT1M", "--backup-keep-last", "2", "--backup-keep-daily", "1",
-      "--backup-keep-weekly", "0", "--backup-keep-monthly", "0"};
+      "--backup-interval",    "PT1M", "--backup-keep-last",    "2", "--backup-keep-daily", "1",
+      "--backup-keep-weekly", "0",    "--backup-keep-monthly", "0"};
   // The newest is seconds old: nothing is due.
   g_.Start(schedule);
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));

@@ -1,11 +1,9 @@
 // When a key leaks: the breach register, its 72-hour clock, the exact scope of what the key
 // read from the verified audit log, and the Art. 34 notices to the customers concerned.
+#include <Poco/JSON/Array.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
-
-#include <Poco/JSON/Array.h>
-
 #include <set>
 #include <thread>
 
@@ -39,9 +37,13 @@ class BreachE2E : public ::testing::Test {
                           operator_key_);
     EXPECT_EQ(r.status, 201) << r.body;
     const std::string id = JsonString(r.body, "id");
-    EXPECT_EQ(g_.Post("/v1/subjects/" + id + "/consents",
-                      R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})",
-                      operator_key_).status, 201);
+    EXPECT_EQ(
+        g_.Post(
+              "/v1/subjects/" + id + "/consents",
+              R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})",
+              operator_key_)
+            .status,
+        201);
     return id;
   }
   Poco::JSON::Object::Ptr Incident(const std::string& body) {
@@ -71,14 +73,19 @@ TEST_F(BreachE2E, ALeakedKeysReadsAreScopedExactlyAndTheCustomersTold) {
     ASSERT_EQ(g_.Get("/v1/subjects/" + all[i], operator_key_, "customer_management").status, 200);
   }
   const std::string leaked_id =
-      ParseObject(g_.Get("/v1/audit?action=subject.read&activity=marketing_email", officer_key_).body)
-          ->getArray("items")->getObject(0)->getValue<std::string>("actor");
+      ParseObject(
+          g_.Get("/v1/audit?action=subject.read&activity=marketing_email", officer_key_).body)
+          ->getArray("items")
+          ->getObject(0)
+          ->getValue<std::string>("actor");
   ASSERT_FALSE(leaked_id.empty());
   const std::string now = FormatRfc3339Now();
-  auto incident = Incident(R"({"detected_at":")" + now + R"(","title":"Marketing key published",)"
-                           R"("nature":{"en":"A marketing API key was published in a public repository.",)"
-                           R"("fr":"Une clé d'API marketing a été publiée dans un dépôt public."},)"
-                           R"("categories_of_data":["contact details"],"categories_of_subjects":["customers"]})");
+  auto incident = Incident(
+      R"({"detected_at":")" + now +
+      R"(","title":"Marketing key published",)"
+      R"("nature":{"en":"A marketing API key was published in a public repository.",)"
+      R"("fr":"Une clé d'API marketing a été publiée dans un dépôt public."},)"
+      R"("categories_of_data":["contact details"],"categories_of_subjects":["customers"]})");
   const std::string id = incident->getValue<std::string>("id");
   EXPECT_EQ(incident->getValue<std::string>("status"), "open");
   EXPECT_FALSE(incident->getValue<bool>("overdue"));
@@ -93,10 +100,12 @@ TEST_F(BreachE2E, ALeakedKeysReadsAreScopedExactlyAndTheCustomersTold) {
   EXPECT_EQ(g_.Get("/v1/subjects/" + all[0], marketing_key_, "marketing_email").status, 401);
   EXPECT_NE(contained.body.find("revoked API key " + leaked_id), std::string::npos);
   EXPECT_EQ(g_.Post("/v1/incidents/" + id + ":revoke-key", R"({"key":")" + leaked_id + "\"}",
-                    officer_key_).status, 404);
+                    officer_key_)
+                .status,
+            404);
 
-  HttpReply scoped = g_.Post("/v1/incidents/" + id + ":scope", R"({"actor":")" + leaked_id + "\"}",
-                             officer_key_);
+  HttpReply scoped =
+      g_.Post("/v1/incidents/" + id + ":scope", R"({"actor":")" + leaked_id + "\"}", officer_key_);
   ASSERT_EQ(scoped.status, 200) << scoped.body;
   auto scope = ParseObject(scoped.body)->getObject("facts")->getObject("scope");
   auto subjects = scope->getArray("subjects");
@@ -124,15 +133,20 @@ TEST_F(BreachE2E, ALeakedKeysReadsAreScopedExactlyAndTheCustomersTold) {
   EXPECT_EQ(g_.Get("/v1/incidents/" + id + "/evidence?subject=" + all[1], officer_key_).status,
             404);  // read by another key only
   EXPECT_EQ(g_.Get("/v1/incidents/" + id + "/evidence", officer_key_).status, 422);
-  EXPECT_EQ(g_.Get("/v1/incidents/" + id + "/evidence?subject=" + all[0], marketing_key_).status, 401);
+  EXPECT_EQ(g_.Get("/v1/incidents/" + id + "/evidence?subject=" + all[0], marketing_key_).status,
+            401);
 
   // Art. 34: the customers concerned hear of it, in their language, from the controller.
-  ASSERT_EQ(g_.Patch("/v1/incidents/" + id,
-                     R"({"consequences":{"en":"Your e-mail address may receive unwanted messages.",)"
-                     R"("fr":"Votre adresse e-mail pourrait recevoir des messages indésirables."},)"
-                     R"("measures":{"en":"The key was revoked within the hour.","fr":"La clé a été révoquée dans l'heure."},)"
-                     R"("assessment":{"readable_by_intruder":true,"risk":"high","reasoning":"plaintext reads"}})",
-                     officer_key_).status, 200);
+  ASSERT_EQ(
+      g_.Patch(
+            "/v1/incidents/" + id,
+            R"({"consequences":{"en":"Your e-mail address may receive unwanted messages.",)"
+            R"("fr":"Votre adresse e-mail pourrait recevoir des messages indésirables."},)"
+            R"("measures":{"en":"The key was revoked within the hour.","fr":"La clé a été révoquée dans l'heure."},)"
+            R"("assessment":{"readable_by_intruder":true,"risk":"high","reasoning":"plaintext reads"}})",
+            officer_key_)
+          .status,
+      200);
   HttpReply told = g_.Post("/v1/incidents/" + id + ":notify-subjects", "{}", officer_key_);
   ASSERT_EQ(told.status, 200) << told.body;
   auto mails = smtp_.WaitFor(read_by_leaked.size());
@@ -141,12 +155,14 @@ TEST_F(BreachE2E, ALeakedKeysReadsAreScopedExactlyAndTheCustomersTold) {
   for (const auto& m : mails) {
     if (m.Header("content-language") == "fr") {
       ++french;
-      EXPECT_EQ(m.subject, "Important : un incident de sécurité concernant vos données personnelles");
+      EXPECT_EQ(m.subject,
+                "Important : un incident de sécurité concernant vos données personnelles");
       EXPECT_NE(m.text.find("Une clé d'API marketing a été publiée"), std::string::npos);
       EXPECT_NE(m.text.find("La clé a été révoquée dans l'heure."), std::string::npos);
     } else {
       EXPECT_EQ(m.subject, "Important: a security incident concerning your personal data");
-      EXPECT_NE(m.text.find("Your e-mail address may receive unwanted messages."), std::string::npos);
+      EXPECT_NE(m.text.find("Your e-mail address may receive unwanted messages."),
+                std::string::npos);
     }
     EXPECT_NE(m.text.find("dpo@maison-exemple.example"), std::string::npos);
   }
@@ -156,10 +172,12 @@ TEST_F(BreachE2E, ALeakedKeysReadsAreScopedExactlyAndTheCustomersTold) {
   for (const char* lang : {"fr", "en"}) {
     HttpReply sheet = g_.Get("/v1/incidents/" + id + "?format=html&lang=" + lang, officer_key_);
     ASSERT_EQ(sheet.status, 200);
-    for (const char* item : {"(a)", "(b)", "(c)", "(d)", "dpo@maison-exemple.example", id.c_str()}) {
+    for (const char* item :
+         {"(a)", "(b)", "(c)", "(d)", "dpo@maison-exemple.example", id.c_str()}) {
       EXPECT_NE(sheet.body.find(item), std::string::npos) << lang << ": " << item;
     }
-    EXPECT_NE(sheet.body.find(std::string(lang) == "fr" ? "Conséquences probables" : "Likely consequences"),
+    EXPECT_NE(sheet.body.find(std::string(lang) == "fr" ? "Conséquences probables"
+                                                        : "Likely consequences"),
               std::string::npos);
   }
   // Every change is in the audit log.
@@ -178,15 +196,20 @@ TEST_F(BreachE2E, ALeakedKeysReadsAreScopedExactlyAndTheCustomersTold) {
   std::set<std::string> listed_for_management;
   auto managed = activity_scope->getArray("subjects");
   for (size_t i = 0; i < managed->size(); ++i) {
-    listed_for_management.insert(managed->getObject(static_cast<unsigned>(i))->getValue<std::string>("subject"));
+    listed_for_management.insert(
+        managed->getObject(static_cast<unsigned>(i))->getValue<std::string>("subject"));
   }
   EXPECT_EQ(listed_for_management, read_for_management);
-  HttpReply both = g_.Post("/v1/incidents/" + id + ":scope",
-                           R"({"actor":")" + leaked_id + R"(","activity":"customer_management"})",
-                           officer_key_);
+  HttpReply both =
+      g_.Post("/v1/incidents/" + id + ":scope",
+              R"({"actor":")" + leaked_id + R"(","activity":"customer_management"})", officer_key_);
   ASSERT_EQ(both.status, 200) << both.body;
-  EXPECT_EQ(ParseObject(both.body)->getObject("facts")->getObject("scope")->getArray("subjects")->size(), 0u);
-  EXPECT_EQ(g_.Post("/v1/incidents/" + id + ":scope", R"({"activity":"no_such"})", officer_key_).status, 422);
+  EXPECT_EQ(
+      ParseObject(both.body)->getObject("facts")->getObject("scope")->getArray("subjects")->size(),
+      0u);
+  EXPECT_EQ(
+      g_.Post("/v1/incidents/" + id + ":scope", R"({"activity":"no_such"})", officer_key_).status,
+      422);
   EXPECT_EQ(g_.Post("/v1/incidents/" + id + ":scope", "{}", officer_key_).status, 422);
 }
 
@@ -207,8 +230,10 @@ TEST_F(BreachE2E, TheScopedSubjectsAreRekeyedAndReadAsBefore) {
   const std::string id = incident->getValue<std::string>("id");
   const std::string rekey = "/v1/incidents/" + id + ":rekey";
   EXPECT_EQ(g_.Post(rekey, "{}", officer_key_).status, 409);  // no scope yet
-  ASSERT_EQ(g_.Post("/v1/incidents/" + id + ":scope", R"({"actor":")" + leaked_id + "\"}",
-                    officer_key_).status, 200);
+  ASSERT_EQ(
+      g_.Post("/v1/incidents/" + id + ":scope", R"({"actor":")" + leaked_id + "\"}", officer_key_)
+          .status,
+      200);
   EXPECT_EQ(g_.Post(rekey, "{}", marketing_key_).status, 403);
   EXPECT_EQ(g_.Post(rekey, "{}", operator_key_).status, 403);
   EXPECT_EQ(g_.Post("/v1/incidents/inc_none:rekey", "{}", officer_key_).status, 404);
@@ -221,7 +246,8 @@ TEST_F(BreachE2E, TheScopedSubjectsAreRekeyedAndReadAsBefore) {
   HttpReply done = g_.Post(rekey, "{}", officer_key_);
   ASSERT_EQ(done.status, 200) << done.body;
   EXPECT_NE(done.body.find("re-keyed the data keys of 3 subject(s) of the scope"),
-            std::string::npos) << done.body;
+            std::string::npos)
+      << done.body;
   for (size_t i = 0; i < all.size(); ++i) {
     EXPECT_EQ(dek_version(all[i]), i % 2 == 0 ? "2" : "1") << i;
     HttpReply read = g_.Get("/v1/subjects/" + all[i], operator_key_, "customer_management");
@@ -243,7 +269,8 @@ TEST_F(BreachE2E, AnIncidentIsScopedByTheClientAddressTheKeyWasUsedFrom) {
     HttpReply r = g_.Request("GET", "/v1/subjects/" + subject, "",
                              {{"Authorization", "Bearer " + marketing_key_},
                               {"X-Purpose", "marketing_email"},
-                              {"X-Forwarded-For", forwarded_for}}, "");
+                              {"X-Forwarded-For", forwarded_for}},
+                             "");
     ASSERT_EQ(r.status, 200) << r.body;
   };
   for (size_t i = 0; i < all.size(); ++i) {
@@ -256,12 +283,13 @@ TEST_F(BreachE2E, AnIncidentIsScopedByTheClientAddressTheKeyWasUsedFrom) {
   }
   // Claiming the intruder's address in front of the proxy's entry does not make it one's own.
   read(all[1], "198.51.100.7, 203.0.113.21");
-  auto incident = Incident(R"({"detected_at":")" + FormatRfc3339Now() +
-                           R"(","title":"Key used from an unknown address",)"
-                           R"("nature":{"en":"A marketing key was used from an unknown network."}})");
+  auto incident =
+      Incident(R"({"detected_at":")" + FormatRfc3339Now() +
+               R"(","title":"Key used from an unknown address",)"
+               R"("nature":{"en":"A marketing key was used from an unknown network."}})");
   const std::string id = incident->getValue<std::string>("id");
-  HttpReply scoped = g_.Post("/v1/incidents/" + id + ":scope", R"({"client":"198.51.100.7"})",
-                             officer_key_);
+  HttpReply scoped =
+      g_.Post("/v1/incidents/" + id + ":scope", R"({"client":"198.51.100.7"})", officer_key_);
   ASSERT_EQ(scoped.status, 200) << scoped.body;
   auto scope = ParseObject(scoped.body)->getObject("facts")->getObject("scope");
   EXPECT_EQ(scope->getValue<std::string>("client"), "198.51.100.7");
@@ -272,21 +300,22 @@ TEST_F(BreachE2E, AnIncidentIsScopedByTheClientAddressTheKeyWasUsedFrom) {
   }
   EXPECT_EQ(listed, from_intruder);
   // The other address, written differently, is one address.
-  HttpReply other = g_.Post("/v1/incidents/" + id + ":scope",
-                            R"({"client":"::ffff:203.0.113.21","activity":"marketing_email"})",
-                            officer_key_);
+  HttpReply other =
+      g_.Post("/v1/incidents/" + id + ":scope",
+              R"({"client":"::ffff:203.0.113.21","activity":"marketing_email"})", officer_key_);
   ASSERT_EQ(other.status, 200) << other.body;
   auto other_subjects =
       ParseObject(other.body)->getObject("facts")->getObject("scope")->getArray("subjects");
   ASSERT_EQ(other_subjects->size(), 1u);
   EXPECT_EQ(other_subjects->getObject(0)->getValue<std::string>("subject"), all[1]);
-  EXPECT_EQ(g_.Post("/v1/incidents/" + id + ":scope", R"({"client":"intruder.example"})",
-                    officer_key_).status, 422);
+  EXPECT_EQ(
+      g_.Post("/v1/incidents/" + id + ":scope", R"({"client":"intruder.example"})", officer_key_)
+          .status,
+      422);
   // The log carries digests of the addresses, not the addresses.
   const int64_t size =
       ParseObject(g_.Get("/v1/audit/checkpoint", officer_key_).body)->getValue<int64_t>("size");
-  HttpReply entries =
-      g_.Get("/v1/audit/entries?start=0&end=" + std::to_string(size), officer_key_);
+  HttpReply entries = g_.Get("/v1/audit/entries?start=0&end=" + std::to_string(size), officer_key_);
   ASSERT_EQ(entries.status, 200) << entries.body;
   EXPECT_NE(entries.body.find("\"client\":\""), std::string::npos);
   for (const char* address : {"198.51.100.7", "203.0.113.20", "203.0.113.21"}) {
@@ -340,18 +369,29 @@ TEST_F(BreachE2E, TheSeventyTwoHourClockAndATamperedLog) {
   ASSERT_EQ(overdue->getArray("items")->size(), 1u);
   auto soon = Incident(R"({"detected_at":")" + FormatRfc3339Now() + R"(","nature":"Phishing."})");
   EXPECT_EQ(ParseObject(g_.Get("/v1/incidents?due_within_hours=80", officer_key_).body)
-                ->getArray("items")->size(), 2u);
+                ->getArray("items")
+                ->size(),
+            2u);
   ASSERT_EQ(g_.Patch("/v1/incidents/" + id,
                      R"({"authority_notified_at":")" + FormatRfc3339Now() +
                          R"(","delay_reasons":"The theft was reported late by the employee."})",
-                     officer_key_).status, 200);
+                     officer_key_)
+                .status,
+            200);
   EXPECT_EQ(ParseObject(g_.Get("/v1/incidents?overdue=true", officer_key_).body)
-                ->getArray("items")->size(), 0u);
+                ->getArray("items")
+                ->size(),
+            0u);
   // Refusals: bad input, other roles.
   EXPECT_EQ(g_.Post("/v1/incidents", R"({"nature":"x"})", officer_key_).status, 422);
-  EXPECT_EQ(g_.Post("/v1/incidents", R"({"detected_at":"yesterday","nature":"x"})", officer_key_).status, 422);
-  EXPECT_EQ(g_.Post("/v1/incidents", R"({"detected_at":"2026-01-01T00:00:00Z","nature":"x","extra":1})",
-                    officer_key_).status, 422);
+  EXPECT_EQ(
+      g_.Post("/v1/incidents", R"({"detected_at":"yesterday","nature":"x"})", officer_key_).status,
+      422);
+  EXPECT_EQ(
+      g_.Post("/v1/incidents", R"({"detected_at":"2026-01-01T00:00:00Z","nature":"x","extra":1})",
+              officer_key_)
+          .status,
+      422);
   EXPECT_EQ(g_.Get("/v1/incidents", operator_key_).status, 403);
   EXPECT_EQ(g_.Get("/v1/incidents/inc_00000000000000000000000000", officer_key_).status, 404);
   // A key's reads, then one of them removed from the log: the key's scope (which reads its
@@ -360,22 +400,31 @@ TEST_F(BreachE2E, TheSeventyTwoHourClockAndATamperedLog) {
   ASSERT_EQ(g_.Get("/v1/subjects/" + Subject(1), marketing_key_, "marketing_email").status, 200);
   ASSERT_EQ(g_.Get("/v1/subjects/" + Subject(2), marketing_key_, "marketing_email").status, 200);
   const std::string marketing_id =
-      ParseObject(g_.Get("/v1/audit?action=subject.read&activity=marketing_email", officer_key_).body)
-          ->getArray("items")->getObject(0)->getValue<std::string>("actor");
+      ParseObject(
+          g_.Get("/v1/audit?action=subject.read&activity=marketing_email", officer_key_).body)
+          ->getArray("items")
+          ->getObject(0)
+          ->getValue<std::string>("actor");
   const std::string scope = "/v1/incidents/" + soon->getValue<std::string>("id") + ":scope";
-  for (const std::string& by : {R"({"actor":")" + marketing_id + "\"}",
-                                std::string(R"({"activity":"marketing_email"})")}) {
+  for (const std::string& by :
+       {R"({"actor":")" + marketing_id + "\"}", std::string(R"({"activity":"marketing_email"})")}) {
     HttpReply drawn = g_.Post(scope, by, officer_key_);
     ASSERT_EQ(drawn.status, 200) << drawn.body;
-    EXPECT_EQ(ParseObject(drawn.body)->getObject("facts")->getObject("scope")
-                  ->getArray("subjects")->size(), 2u) << by;
+    EXPECT_EQ(ParseObject(drawn.body)
+                  ->getObject("facts")
+                  ->getObject("scope")
+                  ->getArray("subjects")
+                  ->size(),
+              2u)
+        << by;
   }
   ASSERT_EQ(g_.Stop(), 0);
-  g_.AuditSql("DELETE FROM audit_log WHERE seq = (SELECT seq FROM audit_log WHERE entry LIKE "
-              "'%subject.read%' ORDER BY seq DESC LIMIT 1)");
+  g_.AuditSql(
+      "DELETE FROM audit_log WHERE seq = (SELECT seq FROM audit_log WHERE entry LIKE "
+      "'%subject.read%' ORDER BY seq DESC LIMIT 1)");
   g_.Start(smtp_.GardeFlags());
-  for (const std::string& by : {R"({"actor":")" + marketing_id + "\"}",
-                                std::string(R"({"activity":"marketing_email"})")}) {
+  for (const std::string& by :
+       {R"({"actor":")" + marketing_id + "\"}", std::string(R"({"activity":"marketing_email"})")}) {
     HttpReply refused = g_.Post(scope, by, officer_key_);
     EXPECT_EQ(refused.status, 409) << by << refused.body;
     EXPECT_NE(refused.body.find("does not verify"), std::string::npos) << refused.body;

@@ -12,13 +12,19 @@ namespace garde::testing {
 namespace {
 
 TEST(CliE2E, HelpDescribesEveryCommand) {
-  for (std::vector<std::string> words :
-       {std::vector<std::string>{"--help"}, {"init", "--help"}, {"serve", "--help"},
-        {"apikey", "create", "--help"}, {"apikey", "list", "--help"},
-        {"apikey", "revoke", "--help"}, {"keys", "rotate", "--help"},
-        {"keys", "status", "--help"}, {"lint", "--help"}, {"audit", "verify", "--help"},
-        {"audit", "export", "--help"}, {"audit", "checkpoint", "--help"},
-        {"receipt", "verify", "--help"}}) {
+  for (std::vector<std::string> words : {std::vector<std::string>{"--help"},
+                                         {"init", "--help"},
+                                         {"serve", "--help"},
+                                         {"apikey", "create", "--help"},
+                                         {"apikey", "list", "--help"},
+                                         {"apikey", "revoke", "--help"},
+                                         {"keys", "rotate", "--help"},
+                                         {"keys", "status", "--help"},
+                                         {"lint", "--help"},
+                                         {"audit", "verify", "--help"},
+                                         {"audit", "export", "--help"},
+                                         {"audit", "checkpoint", "--help"},
+                                         {"receipt", "verify", "--help"}}) {
     RunResult r = RunGarde(words);
     EXPECT_EQ(r.exit_code, 0) << words[0];
     EXPECT_NE(r.out.find("Usage: garde"), std::string::npos) << words[0];
@@ -47,8 +53,8 @@ TEST(CliE2E, ApiKeysAreCreatedListedAndRevoked) {
   GardeProcess g;
   const std::string key = g.CreateKey("crm", "operator", {"customer_management"});
   EXPECT_EQ(key.rfind("gk_", 0), 0u);
-  RunResult list = RunGarde({"apikey", "list", "--data-dir", g.data_dir(), "--policies",
-                             g.policies(), "--json"});
+  RunResult list = RunGarde(
+      {"apikey", "list", "--data-dir", g.data_dir(), "--policies", g.policies(), "--json"});
   ASSERT_EQ(list.exit_code, 0);
   EXPECT_NE(list.out.find(R"("role":"operator","activities":["customer_management"])"),
             std::string::npos)
@@ -62,8 +68,8 @@ TEST(CliE2E, ApiKeysAreCreatedListedAndRevoked) {
   const std::string body = R"({"kind":"person","fields":{"email":"k@example.org"}})";
   EXPECT_EQ(g.Post("/v1/subjects", body, key).status, 201);
   const std::string id = g.Sql("SELECT id FROM api_keys WHERE role = 'operator'")[0][0];
-  RunResult revoke = RunGarde({"apikey", "revoke", "--data-dir", g.data_dir(), "--policies",
-                               g.policies(), "--id", id});
+  RunResult revoke = RunGarde(
+      {"apikey", "revoke", "--data-dir", g.data_dir(), "--policies", g.policies(), "--id", id});
   EXPECT_EQ(revoke.exit_code, 0) << revoke.err;
   // The service remembers a verified key for api_key_cache_seconds (default 2).
   std::this_thread::sleep_for(std::chrono::milliseconds(2300));
@@ -85,8 +91,8 @@ TEST(CliE2E, ApiKeyCreateRefusesUnknownRoleOrActivity) {
 TEST(CliE2E, ServeRefusesAKeyringReadableByOthers) {
   GardeProcess g;
   ::chmod((g.data_dir() + "/keyring.json").c_str(), 0644);
-  RunResult r = RunGarde({"serve", "--data-dir", g.data_dir(), "--policies", g.policies(),
-                          "--listen", "127.0.0.1:0"});
+  RunResult r = RunGarde(
+      {"serve", "--data-dir", g.data_dir(), "--policies", g.policies(), "--listen", "127.0.0.1:0"});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("readable by group or others"), std::string::npos) << r.err;
 }
@@ -105,7 +111,8 @@ TEST(CliE2E, ServeRefusesBadSettingsNamingThem) {
   r = RunGarde({"serve", "--config", cfg});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("unknown option 'threads'"), std::string::npos) << r.err;
-  r = RunGarde({"serve", "--data-dir", g.data_dir(), "--policies", GARDE_TEST_FIXTURES "/broken_policies"});
+  r = RunGarde(
+      {"serve", "--data-dir", g.data_dir(), "--policies", GARDE_TEST_FIXTURES "/broken_policies"});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("schema.yaml:3"), std::string::npos) << r.err;
 }
@@ -124,8 +131,7 @@ TEST(CliE2E, EnvironmentAndConfigFileConfigureServe) {
   GardeProcess g;
   const std::string cfg = g.data_dir() + "/garde.yaml";
   std::ofstream(cfg) << "policies: " << g.policies() << "\nlisten: 127.0.0.1:0\n";
-  RunResult r = RunGarde({"apikey", "list", "--config", cfg},
-                         {{"GARDE_DATA_DIR", g.data_dir()}});
+  RunResult r = RunGarde({"apikey", "list", "--config", cfg}, {{"GARDE_DATA_DIR", g.data_dir()}});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("admin"), std::string::npos);
 }
@@ -133,7 +139,8 @@ TEST(CliE2E, EnvironmentAndConfigFileConfigureServe) {
 TEST(CliE2E, LintReportsProblemsWithFileAndLine) {
   RunResult ok = RunGarde({"lint", "--policies", GARDE_POLICIES_DIR});
   EXPECT_EQ(ok.exit_code, 0) << ok.out;
-  RunResult bad = RunGarde({"lint", "--policies", GARDE_TEST_FIXTURES "/broken_policies", "--json"});
+  RunResult bad =
+      RunGarde({"lint", "--policies", GARDE_TEST_FIXTURES "/broken_policies", "--json"});
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.out.find(R"("location":"schema.yaml:3")"), std::string::npos) << bad.out;
 }

@@ -14,8 +14,8 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -35,10 +35,10 @@ int CheckStatus(int port, const std::string& key, const std::string& subject) {
 }
 
 bool Allowed(int port, const std::string& key, const std::string& subject) {
-  HttpReply r = HttpCall(port, "GET",
-                         "/v1/consent/check?subject=" + subject +
-                             "&purpose=marketing.email&channel=email",
-                         "", {{"Authorization", "Bearer " + key}}, "");
+  HttpReply r =
+      HttpCall(port, "GET",
+               "/v1/consent/check?subject=" + subject + "&purpose=marketing.email&channel=email",
+               "", {{"Authorization", "Bearer " + key}}, "");
   EXPECT_EQ(r.status, 200) << r.body;
   return ParseObject(r.body)->getValue<bool>("allowed");
 }
@@ -51,7 +51,8 @@ class WriteLoad {
     for (int t = 0; t < 4; ++t) {
       writers_.emplace_back([this, port, key, tag, t] {
         for (int i = 0; !stop_.load(); ++i) {
-          const std::string email = tag + std::to_string(t) + "-" + std::to_string(i) + "@example.org";
+          const std::string email =
+              tag + std::to_string(t) + "-" + std::to_string(i) + "@example.org";
           try {
             HttpReply r = HttpCall(port, "POST", "/v1/subjects",
                                    R"({"kind":"person","fields":{"email":")" + email + R"("}})",
@@ -128,9 +129,7 @@ class ClusterE2E : public ::testing::Test {
 
 // read_consistency = eventual: the other node learns of the change from its notification.
 class AWithdrawalThroughOneNodeIsRefusedByTheOtherWithinASecond : public ClusterE2E {
-  std::vector<std::string> Flags() const override {
-    return {"--read-consistency", "eventual"};
-  }
+  std::vector<std::string> Flags() const override { return {"--read-consistency", "eventual"}; }
   void TestBody() override;
 };
 
@@ -196,8 +195,8 @@ void AWithdrawalThroughOneNodeIsRefusedByTheOtherWithinASecond::TestBody() {
   // One audit log, written by both, verified.
   EXPECT_EQ(a_.Stop(), 0);
   EXPECT_EQ(b_.Stop(), 0);
-  RunResult v = RunGarde({"audit", "verify", "--data-dir", a_.data_dir(), "--policies",
-                          a_.policies()});
+  RunResult v =
+      RunGarde({"audit", "verify", "--data-dir", a_.data_dir(), "--policies", a_.policies()});
   EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
   EXPECT_NE(v.out.find("audit log verified"), std::string::npos) << v.out;
 }
@@ -261,13 +260,13 @@ void ANodeKilledUnderWriteLoadLosesNoAcknowledgedWrite::TestBody() {
   }
   // The killed node comes back on the same database and serves them too.
   a_.Start();
-  EXPECT_EQ(a_.Get("/v1/subjects/" + acknowledged.front(), operator_key_, "customer_management")
-                .status,
-            200);
+  EXPECT_EQ(
+      a_.Get("/v1/subjects/" + acknowledged.front(), operator_key_, "customer_management").status,
+      200);
   EXPECT_EQ(a_.Stop(), 0);
   EXPECT_EQ(b_.Stop(), 0);
-  RunResult v = RunGarde({"audit", "verify", "--data-dir", b_.data_dir(), "--policies",
-                          b_.policies()});
+  RunResult v =
+      RunGarde({"audit", "verify", "--data-dir", b_.data_dir(), "--policies", b_.policies()});
   EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
 }
 
@@ -337,8 +336,8 @@ void ADatabaseGoneUnderLoad::GoneAndBack(const std::string& how) {
   }
   EXPECT_EQ(a_.Stop(), 0);
   EXPECT_EQ(b_.Stop(), 0);
-  RunResult v = RunGarde({"audit", "verify", "--data-dir", a_.data_dir(), "--policies",
-                          a_.policies()});
+  RunResult v =
+      RunGarde({"audit", "verify", "--data-dir", a_.data_dir(), "--policies", a_.policies()});
   EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
 }
 

@@ -25,9 +25,10 @@ class ConsentE2E : public ::testing::Test {
     marketing_key_ = g_.CreateKey("campaigns", "marketing", {"marketing_email"});
     officer_key_ = g_.CreateKey("dpo", "officer", {});
     g_.Start();
-    HttpReply r = g_.Post("/v1/subjects",
-                          R"({"kind":"person","fields":{"email":"ana@example.org","phone":"+33612345678"}})",
-                          operator_key_);
+    HttpReply r =
+        g_.Post("/v1/subjects",
+                R"({"kind":"person","fields":{"email":"ana@example.org","phone":"+33612345678"}})",
+                operator_key_);
     ASSERT_EQ(r.status, 201) << r.body;
     id_ = JsonString(r.body, "id");
   }
@@ -35,9 +36,9 @@ class ConsentE2E : public ::testing::Test {
     return g_.Post("/v1/subjects/" + id_ + "/consents", body, operator_key_);
   }
   Poco::JSON::Object::Ptr Check(const std::string& purpose, const std::string& channel) {
-    HttpReply r = g_.Get("/v1/consent/check?subject=" + id_ + "&purpose=" + purpose +
-                             "&channel=" + channel,
-                         marketing_key_);
+    HttpReply r =
+        g_.Get("/v1/consent/check?subject=" + id_ + "&purpose=" + purpose + "&channel=" + channel,
+               marketing_key_);
     EXPECT_EQ(r.status, 200) << r.body;
     return Parse(r.body);
   }
@@ -51,19 +52,23 @@ TEST_F(ConsentE2E, GrantThenWithdrawChangesTheDecisionWithItsReason) {
   EXPECT_EQ(d->getValue<std::string>("reason"), "no_consent");
   EXPECT_EQ(d->getValue<std::string>("basis"), "consent");
 
-  HttpReply r = Record(R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})");
+  HttpReply r = Record(
+      R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})");
   ASSERT_EQ(r.status, 201) << r.body;
   d = Check("marketing.email", "email");
   EXPECT_TRUE(d->getValue<bool>("allowed"));
   EXPECT_EQ(d->getValue<std::string>("reason"), "consent_granted");
   EXPECT_FALSE(d->isNull("since"));
   EXPECT_FALSE(d->isNull("expires_at"));  // P24M validity
-  for (const char* member : {"subject", "purpose", "channel", "allowed", "reason", "basis",
-                             "since", "expires_at"}) {
+  for (const char* member :
+       {"subject", "purpose", "channel", "allowed", "reason", "basis", "since", "expires_at"}) {
     EXPECT_TRUE(d->has(member)) << member;
   }
 
-  ASSERT_EQ(Record(R"({"purpose":"marketing.email","event":"withdrawn","method":"preference_centre"})").status, 201);
+  ASSERT_EQ(
+      Record(R"({"purpose":"marketing.email","event":"withdrawn","method":"preference_centre"})")
+          .status,
+      201);
   d = Check("marketing.email", "email");
   EXPECT_FALSE(d->getValue<bool>("allowed"));
   EXPECT_EQ(d->getValue<std::string>("reason"), "consent_withdrawn");
@@ -77,7 +82,8 @@ TEST_F(ConsentE2E, GrantThenWithdrawChangesTheDecisionWithItsReason) {
 }
 
 TEST_F(ConsentE2E, ReceiptIsSignedAndVerifiesWithThePublicKey) {
-  HttpReply r = Record(R"({"purpose":"marketing.sms","event":"granted","notice_version":"2026-01","method":"phone"})");
+  HttpReply r = Record(
+      R"({"purpose":"marketing.sms","event":"granted","notice_version":"2026-01","method":"phone"})");
   ASSERT_EQ(r.status, 201) << r.body;
   auto receipt = Parse(r.body)->getObject("receipt");
   auto sig = receipt->getObject("signature");
@@ -104,8 +110,8 @@ TEST_F(ConsentE2E, ReceiptIsSignedAndVerifiesWithThePublicKey) {
     Parse(r.body)->getObject("receipt")->stringify(os);
     std::ofstream(file) << os.str();
   }
-  RunResult ok = RunGarde({"receipt", "verify", file, "--data-dir", g_.data_dir(), "--policies",
-                           g_.policies()});
+  RunResult ok = RunGarde(
+      {"receipt", "verify", file, "--data-dir", g_.data_dir(), "--policies", g_.policies()});
   EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err;
   EXPECT_NE(ok.out.find("verifies"), std::string::npos);
   {
@@ -113,18 +119,25 @@ TEST_F(ConsentE2E, ReceiptIsSignedAndVerifiesWithThePublicKey) {
     text.replace(text.find("\"phone\""), 7, "\"email\"");  // claim another method
     std::ofstream(file) << text;
   }
-  RunResult bad = RunGarde({"receipt", "verify", file, "--data-dir", g_.data_dir(), "--policies",
-                            g_.policies()});
+  RunResult bad = RunGarde(
+      {"receipt", "verify", file, "--data-dir", g_.data_dir(), "--policies", g_.policies()});
   EXPECT_EQ(bad.exit_code, 1) << bad.out << bad.err;
   // A changed byte does not verify.
   Bytes tampered = *signed_bytes;
   tampered[tampered.size() / 2] ^= 1;
-  EXPECT_NE(crypto_sign_verify_detached(value->data(), tampered.data(), tampered.size(), pk->data()), 0);
+  EXPECT_NE(
+      crypto_sign_verify_detached(value->data(), tampered.data(), tampered.size(), pk->data()), 0);
 }
 
 TEST_F(ConsentE2E, ObjectionIsAbsoluteAndSuppressesTheContacts) {
-  ASSERT_EQ(Record(R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})").status, 201);
-  ASSERT_EQ(Record(R"({"purpose":"marketing.post","event":"objected","method":"call_centre"})").status, 201);
+  ASSERT_EQ(
+      Record(
+          R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})")
+          .status,
+      201);
+  ASSERT_EQ(
+      Record(R"({"purpose":"marketing.post","event":"objected","method":"call_centre"})").status,
+      201);
   auto d = Check("marketing.email", "email");
   EXPECT_FALSE(d->getValue<bool>("allowed"));
   const std::string reason = d->getValue<std::string>("reason");
@@ -132,12 +145,15 @@ TEST_F(ConsentE2E, ObjectionIsAbsoluteAndSuppressesTheContacts) {
   d = Check("service.orders", "email");  // the contract still runs
   EXPECT_TRUE(d->getValue<bool>("allowed"));
 
-  HttpReply s = g_.Post("/v1/suppressions:check",
-                        R"({"emails":["ANA@example.org","bob@example.org"],"phones":["06 12 34 56 78"]})",
-                        marketing_key_);
+  HttpReply s =
+      g_.Post("/v1/suppressions:check",
+              R"({"emails":["ANA@example.org","bob@example.org"],"phones":["06 12 34 56 78"]})",
+              marketing_key_);
   ASSERT_EQ(s.status, 200) << s.body;
-  EXPECT_NE(s.body.find(R"("emails":[{"index":0,"suppressed":true},{"index":1,"suppressed":false}])"),
-            std::string::npos) << s.body;
+  EXPECT_NE(
+      s.body.find(R"("emails":[{"index":0,"suppressed":true},{"index":1,"suppressed":false}])"),
+      std::string::npos)
+      << s.body;
   EXPECT_NE(s.body.find(R"("phones":[{"index":0,"suppressed":true}])"), std::string::npos);
   EXPECT_EQ(s.body.find("ana@"), std::string::npos);  // contacts are never echoed
   EXPECT_EQ(ReadFile(g_.db_path()).find("ana@example.org"), std::string::npos);
@@ -146,33 +162,58 @@ TEST_F(ConsentE2E, ObjectionIsAbsoluteAndSuppressesTheContacts) {
 // After a start, the service loads every subject's sealed record and consent facts in the
 // background: what it answers from them must be what it answered from the database.
 TEST_F(ConsentE2E, AfterARestartTheLoadedRecordsAndFactsAnswerAsBefore) {
-  ASSERT_EQ(Record(R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})").status, 201);
-  ASSERT_EQ(Record(R"({"purpose":"marketing.post","event":"objected","method":"call_centre"})").status, 201);
-  const std::string b = JsonString(
-      g_.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"b@example.org","city":"Lyon"}})",
-              operator_key_).body, "id");
+  ASSERT_EQ(
+      Record(
+          R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})")
+          .status,
+      201);
+  ASSERT_EQ(
+      Record(R"({"purpose":"marketing.post","event":"objected","method":"call_centre"})").status,
+      201);
+  const std::string b =
+      JsonString(g_.Post("/v1/subjects",
+                         R"({"kind":"person","fields":{"email":"b@example.org","city":"Lyon"}})",
+                         operator_key_)
+                     .body,
+                 "id");
   ASSERT_FALSE(b.empty());
-  ASSERT_EQ(g_.Post("/v1/subjects/" + b + "/consents",
-                    R"({"purpose":"marketing.sms","event":"granted","notice_version":"2026-01","method":"web_form"})",
-                    operator_key_).status, 201);
+  ASSERT_EQ(
+      g_.Post(
+            "/v1/subjects/" + b + "/consents",
+            R"({"purpose":"marketing.sms","event":"granted","notice_version":"2026-01","method":"web_form"})",
+            operator_key_)
+          .status,
+      201);
   // c's address put on the suppression list by another program on the file.
-  const std::string c = JsonString(
-      g_.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"c@example.org"}})", operator_key_).body,
-      "id");
+  const std::string c =
+      JsonString(g_.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"c@example.org"}})",
+                         operator_key_)
+                     .body,
+                 "id");
   ASSERT_FALSE(c.empty());
-  ASSERT_EQ(g_.Post("/v1/subjects/" + c + "/consents",
-                    R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})",
-                    operator_key_).status, 201);
-  g_.Sql("INSERT INTO suppressions(kind, digest, reason, at) SELECT 'email', digest, 'complaint', 0 "
-         "FROM blind_index WHERE subject_id = '" + c + "' AND field = '~email'");
+  ASSERT_EQ(
+      g_.Post(
+            "/v1/subjects/" + c + "/consents",
+            R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})",
+            operator_key_)
+          .status,
+      201);
+  g_.Sql(
+      "INSERT INTO suppressions(kind, digest, reason, at) SELECT 'email', digest, 'complaint', 0 "
+      "FROM blind_index WHERE subject_id = '" +
+      c + "' AND field = '~email'");
   auto answers = [&] {
     std::string out;
     for (const auto& id : {id_, b, c}) {
       out += g_.Get("/v1/subjects/" + id, operator_key_, "customer_management").body + "\n";
-      for (const std::string purpose : {"marketing.email", "marketing.sms", "marketing.post", "service.orders"}) {
-        const std::string channel = purpose == "marketing.sms" ? "sms" : purpose == "marketing.post" ? "post" : "email";
-        HttpReply r = g_.Get("/v1/consent/check?subject=" + id + "&purpose=" + purpose +
-                                 "&channel=" + channel, marketing_key_);
+      for (const std::string purpose :
+           {"marketing.email", "marketing.sms", "marketing.post", "service.orders"}) {
+        const std::string channel = purpose == "marketing.sms"    ? "sms"
+                                    : purpose == "marketing.post" ? "post"
+                                                                  : "email";
+        HttpReply r = g_.Get(
+            "/v1/consent/check?subject=" + id + "&purpose=" + purpose + "&channel=" + channel,
+            marketing_key_);
         auto d = Parse(r.body);
         out += std::to_string(r.status) + " " + purpose + " " +
                (d->getValue<bool>("allowed") ? "allowed " : "refused ") +
@@ -196,14 +237,22 @@ TEST_F(ConsentE2E, AfterARestartTheLoadedRecordsAndFactsAnswerAsBefore) {
   // A change after the loading shows at once.
   ASSERT_EQ(g_.Post("/v1/subjects/" + b + "/consents",
                     R"({"purpose":"marketing.sms","event":"withdrawn","method":"web_form"})",
-                    operator_key_).status, 201);
-  auto d = Parse(g_.Get("/v1/consent/check?subject=" + b + "&purpose=marketing.sms", marketing_key_).body);
+                    operator_key_)
+                .status,
+            201);
+  auto d = Parse(
+      g_.Get("/v1/consent/check?subject=" + b + "&purpose=marketing.sms", marketing_key_).body);
   EXPECT_EQ(d->getValue<std::string>("reason"), "consent_withdrawn");
 }
 
 TEST_F(ConsentE2E, BatchCheckAnswersEverySubjectInOrder) {
-  ASSERT_EQ(Record(R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})").status, 201);
-  HttpReply other = g_.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"b@example.org"}})", operator_key_);
+  ASSERT_EQ(
+      Record(
+          R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})")
+          .status,
+      201);
+  HttpReply other = g_.Post(
+      "/v1/subjects", R"({"kind":"person","fields":{"email":"b@example.org"}})", operator_key_);
   const std::string b = JsonString(other.body, "id");
   HttpReply r = g_.Post("/v1/consent/check",
                         R"({"purpose":"marketing.email","channel":"email","subjects":[")" + id_ +
@@ -220,8 +269,13 @@ TEST_F(ConsentE2E, BatchCheckAnswersEverySubjectInOrder) {
 }
 
 TEST_F(ConsentE2E, ALargeBatchIsDecidedInHalvesAndAnsweredInOrder) {
-  ASSERT_EQ(Record(R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})").status, 201);
-  HttpReply other = g_.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"c@example.org"}})", operator_key_);
+  ASSERT_EQ(
+      Record(
+          R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})")
+          .status,
+      201);
+  HttpReply other = g_.Post(
+      "/v1/subjects", R"({"kind":"person","fields":{"email":"c@example.org"}})", operator_key_);
   const std::string c = JsonString(other.body, "id");
   // 2 501 subjects (split in two halves server-side), in a pattern that shows any mix-up.
   const std::string pattern[] = {id_, c, "sub_0000000000000000000000000a"};
@@ -248,13 +302,17 @@ TEST_F(ConsentE2E, BadConsentInputIsRefusedAndWritesNothing) {
     int status;
     const char* field;
   } cases[] = {
-      {R"({"purpose":"marketing.email","event":"granted","method":"web_form"})", 422, "notice_version"},
+      {R"({"purpose":"marketing.email","event":"granted","method":"web_form"})", 422,
+       "notice_version"},
       {R"({"purpose":"no.such","event":"granted","method":"web_form"})", 422, "purpose"},
-      {R"({"purpose":"marketing.email","channel":"sms","event":"granted","notice_version":"2026-01","method":"web_form"})", 422, "channel"},
+      {R"({"purpose":"marketing.email","channel":"sms","event":"granted","notice_version":"2026-01","method":"web_form"})",
+       422, "channel"},
       {R"({"purpose":"marketing.email","event":"maybe","method":"web_form"})", 422, "event"},
       {R"({"purpose":"marketing.email","event":"withdrawn","method":"pigeon"})", 422, "method"},
-      {R"({"purpose":"marketing.email","event":"withdrawn","method":"api","extra":1})", 422, "extra"},
-      {R"({"purpose":"marketing.email","event":"withdrawn","method":"api","collected_at":"2999-01-01T00:00:00Z"})", 422, "collected_at"},
+      {R"({"purpose":"marketing.email","event":"withdrawn","method":"api","extra":1})", 422,
+       "extra"},
+      {R"({"purpose":"marketing.email","event":"withdrawn","method":"api","collected_at":"2999-01-01T00:00:00Z"})",
+       422, "collected_at"},
       {R"({"purpose":7})", 422, "purpose"},
       {R"({"purpose":)", 400, nullptr},
   };
@@ -267,19 +325,30 @@ TEST_F(ConsentE2E, BadConsentInputIsRefusedAndWritesNothing) {
     }
   }
   EXPECT_EQ(g_.CountRows("consent_events"), 0);
-  EXPECT_EQ(g_.Post("/v1/subjects/sub_0000000000000000000000000a/consents",
-                    R"({"purpose":"marketing.email","event":"withdrawn","method":"api"})",
-                    operator_key_).status, 404);
-  EXPECT_EQ(g_.Post("/v1/subjects/" + id_ + "/consents",
-                    R"({"purpose":"marketing.email","event":"withdrawn","method":"api"})",
-                    marketing_key_).status, 403);
+  EXPECT_EQ(
+      g_.Post("/v1/subjects/sub_0000000000000000000000000a/consents",
+              R"({"purpose":"marketing.email","event":"withdrawn","method":"api"})", operator_key_)
+          .status,
+      404);
+  EXPECT_EQ(
+      g_.Post("/v1/subjects/" + id_ + "/consents",
+              R"({"purpose":"marketing.email","event":"withdrawn","method":"api"})", marketing_key_)
+          .status,
+      403);
   EXPECT_EQ(g_.Get("/v1/consent/check?subject=" + id_ + "&purpose=marketing.email&channel=fax",
-                   marketing_key_).status, 422);
+                   marketing_key_)
+                .status,
+            422);
   EXPECT_EQ(g_.Get("/v1/consent/check?purpose=marketing.email", marketing_key_).status, 422);
-  EXPECT_EQ(g_.Get("/v1/consent/check?subject=sub_0000000000000000000000000a&purpose=marketing.email",
-                   marketing_key_).status, 404);
+  EXPECT_EQ(
+      g_.Get("/v1/consent/check?subject=sub_0000000000000000000000000a&purpose=marketing.email",
+             marketing_key_)
+          .status,
+      404);
   EXPECT_EQ(g_.Post("/v1/consent/check", R"({"purpose":"marketing.email","subjects":"x"})",
-                    marketing_key_).status, 422);
+                    marketing_key_)
+                .status,
+            422);
 }
 
 TEST_F(ConsentE2E, PurposesCatalogueIsServedToAnyKey) {

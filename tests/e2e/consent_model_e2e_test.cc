@@ -34,7 +34,7 @@ class ConsentModelHttp : public ::testing::Test {
   struct Customer {
     std::string id, preferences, unsubscribe_all;
     std::map<std::string, std::string> unsubscribe;  // purpose -> one-click path
-    std::string restriction;                          // its completed restriction request
+    std::string restriction;                         // its completed restriction request
   };
 
   std::string PathOf(const std::string& body, const std::string& prefix) {
@@ -44,11 +44,11 @@ class ConsentModelHttp : public ::testing::Test {
 
   Customer NewCustomer() {
     const std::string n = std::to_string(++customers_);
-    HttpReply r = g_.Post("/v1/subjects",
-                          R"({"kind":"person","fields":{"email":"m)" + n +
-                              R"(@example.org","phone":"+3361)" + std::string(7 - n.size(), '0') +
-                              n + "\"}}",
-                          operator_key_);
+    HttpReply r =
+        g_.Post("/v1/subjects",
+                R"({"kind":"person","fields":{"email":"m)" + n + R"(@example.org","phone":"+3361)" +
+                    std::string(7 - n.size(), '0') + n + "\"}}",
+                operator_key_);
     EXPECT_EQ(r.status, 201) << r.body;
     Customer c;
     c.id = JsonString(r.body, "id");
@@ -64,9 +64,9 @@ class ConsentModelHttp : public ::testing::Test {
     if (scope == "*") return c.unsubscribe_all;
     auto& path = c.unsubscribe[scope];
     if (path.empty()) {
-      HttpReply links = g_.Post("/v1/subjects/" + c.id + "/links",
-                                R"({"uses":["unsubscribe"],"purpose":")" + scope + "\"}",
-                                operator_key_);
+      HttpReply links =
+          g_.Post("/v1/subjects/" + c.id + "/links",
+                  R"({"uses":["unsubscribe"],"purpose":")" + scope + "\"}", operator_key_);
       EXPECT_EQ(links.status, 201) << links.body;
       path = PathOf(links.body, "/u/");
     }
@@ -75,14 +75,13 @@ class ConsentModelHttp : public ::testing::Test {
 
   // Opens, verifies and completes a request; "" or what went wrong.
   std::string RunDsr(Customer& c, const std::string& type, const std::string& purposes) {
-    HttpReply opened = g_.Post("/v1/requests",
-                               R"({"type":")" + type + R"(","subject":")" + c.id + "\"" +
-                                   purposes + "}",
-                               operator_key_);
+    HttpReply opened = g_.Post(
+        "/v1/requests", R"({"type":")" + type + R"(","subject":")" + c.id + "\"" + purposes + "}",
+        operator_key_);
     if (opened.status != 201) return "open: " + opened.body;
     const std::string rid = JsonString(opened.body, "id");
-    HttpReply verified = g_.Post("/v1/requests/" + rid + ":verify", R"({"note":"checked"})",
-                                 officer_key_);
+    HttpReply verified =
+        g_.Post("/v1/requests/" + rid + ":verify", R"({"note":"checked"})", officer_key_);
     if (verified.status != 200) return "verify: " + verified.body;
     HttpReply done = g_.Post("/v1/requests/" + rid + ":complete", "{}", officer_key_);
     if (done.status != 200) return "complete: " + done.body;
@@ -104,8 +103,8 @@ class ConsentModelHttp : public ::testing::Test {
     const int64_t now = SystemClock().Now();
     switch (op.kind) {
       case OpKind::kApi: {
-        std::string body = R"({"purpose":")" + op.purpose + R"(","event":")" + op.event +
-                           R"(","method":"api")";
+        std::string body =
+            R"({"purpose":")" + op.purpose + R"(","event":")" + op.event + R"(","method":"api")";
         if (!op.channel.empty()) body += R"(,"channel":")" + op.channel + "\"";
         if (op.event == "granted") body += R"(,"notice_version":")" + notice_[op.purpose] + "\"";
         if (op.backdate_s != 0) {
@@ -187,8 +186,7 @@ class ConsentModelHttp : public ::testing::Test {
         m.events.clear();
         return "";
       }
-      case OpKind::kAdvanceClock:
-        return "";  // not in HTTP sequences
+      case OpKind::kAdvanceClock: return "";  // not in HTTP sequences
     }
     return "";
   }
@@ -200,9 +198,9 @@ class ConsentModelHttp : public ::testing::Test {
       std::vector<std::string> channels{""};
       channels.insert(channels.end(), p.channels.begin(), p.channels.end());
       for (const auto& channel : channels) {
-        HttpReply r = g_.Get("/v1/consent/check?subject=" + c.id + "&purpose=" + p.id +
-                                 "&channel=" + channel,
-                             marketing_key_);
+        HttpReply r =
+            g_.Get("/v1/consent/check?subject=" + c.id + "&purpose=" + p.id + "&channel=" + channel,
+                   marketing_key_);
         if (r.status != 200) return p.id + "/" + channel + ": " + r.body;
         const bool allowed = r.body.find("\"allowed\":true") != std::string::npos;
         const std::string reason = JsonString(r.body, "reason");
@@ -230,9 +228,10 @@ class ConsentModelHttp : public ::testing::Test {
 
   GardeProcess g_;
   std::string operator_key_, marketing_key_, officer_key_;
-  std::map<std::string, std::string> notice_ = {
-      {"marketing.email", "2026-01"}, {"marketing.sms", "2026-01"}, {"profiling", "2026-01"},
-      {"partners.sharing", "2026-01"}};
+  std::map<std::string, std::string> notice_ = {{"marketing.email", "2026-01"},
+                                                {"marketing.sms", "2026-01"},
+                                                {"profiling", "2026-01"},
+                                                {"partners.sharing", "2026-01"}};
   int customers_ = 0;
 };
 

@@ -21,8 +21,8 @@ class CustomerRights : public ::testing::Test {
                           operator_key_);
     EXPECT_EQ(r.status, 201) << r.body;
     id_ = JsonString(r.body, "id");
-    HttpReply links = g_.Post("/v1/subjects/" + id_ + "/links", R"({"uses":["preferences"]})",
-                              operator_key_);
+    HttpReply links =
+        g_.Post("/v1/subjects/" + id_ + "/links", R"({"uses":["preferences"]})", operator_key_);
     EXPECT_EQ(links.status, 201) << links.body;
     const size_t at = links.body.find("/p/");
     preference_path_ = links.body.substr(at, links.body.find('"', at) - at);
@@ -32,8 +32,9 @@ class CustomerRights : public ::testing::Test {
   }
   // The newest customer notice in the outbox: {notice, request, ...}.
   std::string LatestNotice() {
-    auto rows = g_.Sql("SELECT id, payload FROM outbox WHERE topic = 'subject.notice' ORDER BY "
-                       "seq DESC LIMIT 1");
+    auto rows = g_.Sql(
+        "SELECT id, payload FROM outbox WHERE topic = 'subject.notice' ORDER BY "
+        "seq DESC LIMIT 1");
     if (rows.empty()) return "";
     event_of_[rows[0][1]] = rows[0][0];
     return rows[0][1];
@@ -56,8 +57,8 @@ TEST_F(CustomerRights, ThePageOffersAllSixRightsInBothLanguages) {
   for (const char* lang : {"en", "fr"}) {
     HttpReply page = g_.Request("GET", preference_path_ + "?lang=" + lang, "", {}, "");
     ASSERT_EQ(page.status, 200) << page.body;
-    for (const char* right : {"access", "portability", "rectification", "erasure",
-                              "restriction", "objection"}) {
+    for (const char* right :
+         {"access", "portability", "rectification", "erasure", "restriction", "objection"}) {
       EXPECT_NE(page.body.find(std::string("data-right=\"") + right + "\""), std::string::npos)
           << lang << ": " << right;
     }
@@ -90,17 +91,19 @@ TEST_F(CustomerRights, AForwardedPreferenceLinkCannotReadTheCustomersFile) {
                              {{"Authorization", "Bearer " + token}}, "");
   EXPECT_EQ(api.status, 403) << api.body;
   EXPECT_EQ(api.body.find("cust@example.org"), std::string::npos);
-  EXPECT_EQ(g_.Request("GET", preference_path_ + "/requests/" + request + "/package", "", {}, "")
-                .status, 404);
-  EXPECT_EQ(g_.Request("GET", "/r/" + token + "/requests/" + request + "/package", "", {}, "")
-                .status, 404);
+  EXPECT_EQ(
+      g_.Request("GET", preference_path_ + "/requests/" + request + "/package", "", {}, "").status,
+      404);
+  EXPECT_EQ(
+      g_.Request("GET", "/r/" + token + "/requests/" + request + "/package", "", {}, "").status,
+      404);
   HttpReply page = g_.Request("GET", preference_path_, "", {}, "");
   EXPECT_EQ(page.body.find("/package"), std::string::npos) << "the page links no package";
   // The link sent with the answer does.
   const std::string answered = LatestNotice();
   ASSERT_EQ(JsonString(answered, "notice"), "request_completed") << answered;
-  HttpReply pkg = g_.Request("GET", PathOf(answered) + "/requests/" + request + "/package?format=json",
-                             "", {}, "");
+  HttpReply pkg = g_.Request(
+      "GET", PathOf(answered) + "/requests/" + request + "/package?format=json", "", {}, "");
   ASSERT_EQ(pkg.status, 200) << pkg.body;
   EXPECT_NE(pkg.body.find("cust@example.org"), std::string::npos);
 
@@ -123,13 +126,15 @@ TEST_F(CustomerRights, TheCustomerIsToldExtensionAndRejectionReasonsAndTheirReme
                           operator_key_);
     EXPECT_EQ(r.status, 201) << r.body;
     const std::string rid = JsonString(r.body, "id");
-    EXPECT_EQ(g_.Post("/v1/requests/" + rid + ":verify", R"({"note":"id card"})", officer_key_).status,
-              200);
+    EXPECT_EQ(
+        g_.Post("/v1/requests/" + rid + ":verify", R"({"note":"id card"})", officer_key_).status,
+        200);
     return rid;
   };
   const std::string slow = open("access");
   ASSERT_EQ(g_.Post("/v1/requests/" + slow + ":extend",
-                    R"({"reason":"Your file spans three archived systems."})", officer_key_).status,
+                    R"({"reason":"Your file spans three archived systems."})", officer_key_)
+                .status,
             200);
   std::string notice = LatestNotice();
   EXPECT_EQ(JsonString(notice, "notice"), "request_extended");
@@ -141,7 +146,8 @@ TEST_F(CustomerRights, TheCustomerIsToldExtensionAndRejectionReasonsAndTheirReme
 
   const std::string refused = open("erasure");
   ASSERT_EQ(g_.Post("/v1/requests/" + refused + ":reject",
-                    R"({"reason":"An unpaid invoice is in dispute."})", officer_key_).status,
+                    R"({"reason":"An unpaid invoice is in dispute."})", officer_key_)
+                .status,
             200);
   notice = LatestNotice();
   EXPECT_EQ(JsonString(notice, "notice"), "request_rejected");
@@ -151,9 +157,9 @@ TEST_F(CustomerRights, TheCustomerIsToldExtensionAndRejectionReasonsAndTheirReme
     EXPECT_NE(page.body.find("An unpaid invoice is in dispute."), std::string::npos) << lang;
     EXPECT_NE(page.body.find("data-remedies"), std::string::npos) << lang;
     EXPECT_NE(page.body.find("CNIL"), std::string::npos) << lang;
-    EXPECT_NE(page.body.find(std::string(lang) == "fr" ? "recours juridictionnel"
-                                                       : "judicial remedy"),
-              std::string::npos)
+    EXPECT_NE(
+        page.body.find(std::string(lang) == "fr" ? "recours juridictionnel" : "judicial remedy"),
+        std::string::npos)
         << lang;
   }
 }
@@ -176,10 +182,11 @@ TEST_F(CustomerRights, TheCustomerCorrectsRestrictsAndObjectsFromThePage) {
   EXPECT_NE(read.body.find("\"city\":\"Marseille\""), std::string::npos) << read.body;
   EXPECT_NE(read.body.find("\"first_name\":\"Camille\""), std::string::npos) << read.body;
 
-  const std::string objected = ask_and_confirm("form=request&type=objection&purpose=marketing.post");
+  const std::string objected =
+      ask_and_confirm("form=request&type=objection&purpose=marketing.post");
   EXPECT_NE(objected.find("marketing.post"), std::string::npos) << objected;
-  HttpReply check = g_.Get("/v1/consent/check?subject=" + id_ + "&purpose=marketing.post",
-                           operator_key_);
+  HttpReply check =
+      g_.Get("/v1/consent/check?subject=" + id_ + "&purpose=marketing.post", operator_key_);
   EXPECT_NE(check.body.find("\"reason\":\"objected\""), std::string::npos) << check.body;
 
   ask_and_confirm("form=request&type=restriction&ground=accuracy");
@@ -189,8 +196,9 @@ TEST_F(CustomerRights, TheCustomerCorrectsRestrictsAndObjectsFromThePage) {
   const int64_t before = g_.CountRows("requests");
   EXPECT_EQ(PostForm(preference_path_, "form=request&type=rectification").status, 422);
   EXPECT_EQ(PostForm(preference_path_, "form=request&type=restriction&ground=whim").status, 422);
-  EXPECT_EQ(PostForm(preference_path_, "form=request&type=rectification&field.email=not-an-email")
-                .status, 422);
+  EXPECT_EQ(
+      PostForm(preference_path_, "form=request&type=rectification&field.email=not-an-email").status,
+      422);
   EXPECT_EQ(g_.CountRows("requests"), before);
 }
 
@@ -208,7 +216,8 @@ TEST(CustomerLinks, ABrokenLinkInABrowserIsAPageInTheCustomersLanguage) {
   for (const char* path : {"/p/v1.bogus", "/u/v1.bogus", "/r/v1.bogus", "/c/v1.bogus"}) {
     HttpReply browser = g.Request("GET", path, "",
                                   {{"Accept", "text/html,application/xhtml+xml,*/*;q=0.8"},
-                                   {"Accept-Language", "fr-FR,fr;q=0.9"}}, "");
+                                   {"Accept-Language", "fr-FR,fr;q=0.9"}},
+                                  "");
     EXPECT_EQ(browser.status, 404) << path;
     EXPECT_EQ(browser.content_type.rfind("text/html", 0), 0u) << path;
     EXPECT_NE(browser.body.find("Ce lien ne fonctionne plus"), std::string::npos) << path;

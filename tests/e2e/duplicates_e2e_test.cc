@@ -110,22 +110,25 @@ TEST_F(DuplicatesE2E, NicknamesSoundsAndAddressesMakePairsFamiliesDoNot) {
   std::vector<std::string> second = Pairs(op_, "?limit=1&cursor=" + cursor);
   ASSERT_EQ(second.size(), 1u);
   EXPECT_EQ(first.body.find(second[0]), std::string::npos);
-  EXPECT_NE(g_.Get("/v1/duplicates?limit=1&cursor=" + cursor, op_).body.find(R"("next_cursor":null)"),
-            std::string::npos);
+  EXPECT_NE(
+      g_.Get("/v1/duplicates?limit=1&cursor=" + cursor, op_).body.find(R"("next_cursor":null)"),
+      std::string::npos);
 
   // Bob moves: the pair goes. The match keys follow rectifications.
-  ASSERT_EQ(g_.Patch("/v1/subjects/" + bob, R"({"fields":{"postal_code":"69002","street":null}})", op_)
-                .status,
-            200);
-  EXPECT_EQ(Pairs(op_), std::vector<std::string>{Pair(kate, catherine, {"name+phone", "sounds-like name+phone"})});
+  ASSERT_EQ(
+      g_.Patch("/v1/subjects/" + bob, R"({"fields":{"postal_code":"69002","street":null}})", op_)
+          .status,
+      200);
+  EXPECT_EQ(Pairs(op_), std::vector<std::string>{
+                            Pair(kate, catherine, {"name+phone", "sounds-like name+phone"})});
   // Catherine gives her name as Kate: the plain-name rule now sees it too (and still by phone).
-  ASSERT_EQ(g_.Patch("/v1/subjects/" + catherine, R"({"fields":{"postal_code":"69001"}})", op_)
-                .status,
-            200);
-  EXPECT_EQ(Pairs(op_), std::vector<std::string>{Pair(kate, catherine,
-                                                      {"name+phone", "name+postal_code",
-                                                       "sounds-like name+phone",
-                                                       "sounds-like name+postal_code"})});
+  ASSERT_EQ(
+      g_.Patch("/v1/subjects/" + catherine, R"({"fields":{"postal_code":"69001"}})", op_).status,
+      200);
+  EXPECT_EQ(Pairs(op_), std::vector<std::string>{
+                            Pair(kate, catherine,
+                                 {"name+phone", "name+postal_code", "sounds-like name+phone",
+                                  "sounds-like name+postal_code"})});
 
   // Only keyed digests are stored: no folded name, no match key in any file.
   ASSERT_EQ(g_.Stop(), 0);
@@ -145,7 +148,8 @@ TEST_F(DuplicatesE2E, TheCustomerFollowsTheMergeARevertPutsBothBackCompletionDes
       R"({"first_name":"Bob","last_name":"Dupond","postal_code":"75011","email":"bob.dupond@example.org","street":"3 rue du Four"})");
   for (const auto& [id, amount] : {std::pair{robert, "50"}, std::pair{bob, "120"}}) {
     ASSERT_EQ(g_.Post("/v1/subjects/" + id + "/interactions",
-                      std::string(R"({"kind":"purchase","amount":)") + amount + "}", op_).status,
+                      std::string(R"({"kind":"purchase","amount":)") + amount + "}", op_)
+                  .status,
               201);
   }
   Consent(bob, "marketing.email", "granted");
@@ -156,25 +160,42 @@ TEST_F(DuplicatesE2E, TheCustomerFollowsTheMergeARevertPutsBothBackCompletionDes
   ASSERT_EQ(link.status, 201) << link.body;
   const size_t at = link.body.find("/u/");
   const std::string unsubscribe = link.body.substr(at, link.body.find('"', at) - at);
-  HttpReply request = g_.Post("/v1/requests", R"({"type":"access","subject":")" + bob + "\"}", officer_);
+  HttpReply request =
+      g_.Post("/v1/requests", R"({"type":"access","subject":")" + bob + "\"}", officer_);
   ASSERT_EQ(request.status, 201) << request.body;
   const std::string request_id = JsonString(request.body, "id");
 
   // Refused: unknown target, itself, a role without the right, a malformed body.
-  EXPECT_EQ(g_.Post("/v1/subjects/" + bob + ":merge", R"({"into":"sub_AAAAAAAAAAAAAAAAAAAAAAAAAA"})", op_).status, 422);
-  EXPECT_EQ(g_.Post("/v1/subjects/" + bob + ":merge", R"({"into":")" + bob + "\"}", op_).status, 422);
-  EXPECT_EQ(g_.Post("/v1/subjects/" + bob + ":merge", R"({"into":")" + robert + "\"}", marketing_).status, 403);
-  EXPECT_EQ(g_.Post("/v1/subjects/" + bob + ":merge", R"({"into":")" + robert + R"(","prefer":[1]})", op_).status, 422);
-  EXPECT_EQ(g_.Post("/v1/subjects/" + bob + ":merge", R"({"into":")" + robert + R"(","prefer":{"nope":"merged"}})", op_).status, 422);
+  EXPECT_EQ(
+      g_.Post("/v1/subjects/" + bob + ":merge", R"({"into":"sub_AAAAAAAAAAAAAAAAAAAAAAAAAA"})", op_)
+          .status,
+      422);
+  EXPECT_EQ(g_.Post("/v1/subjects/" + bob + ":merge", R"({"into":")" + bob + "\"}", op_).status,
+            422);
+  EXPECT_EQ(
+      g_.Post("/v1/subjects/" + bob + ":merge", R"({"into":")" + robert + "\"}", marketing_).status,
+      403);
+  EXPECT_EQ(
+      g_.Post("/v1/subjects/" + bob + ":merge", R"({"into":")" + robert + R"(","prefer":[1]})", op_)
+          .status,
+      422);
+  EXPECT_EQ(g_.Post("/v1/subjects/" + bob + ":merge",
+                    R"({"into":")" + robert + R"(","prefer":{"nope":"merged"}})", op_)
+                .status,
+            422);
   EXPECT_EQ(Read(bob).status, 200) << "a refused merge changed nothing";
 
-  HttpReply merged = g_.Post("/v1/subjects/" + bob + ":merge",
-                             R"({"into":")" + robert + R"(","prefer":{"first_name":"merged"}})", op_);
+  HttpReply merged =
+      g_.Post("/v1/subjects/" + bob + ":merge",
+              R"({"into":")" + robert + R"(","prefer":{"first_name":"merged"}})", op_);
   ASSERT_EQ(merged.status, 201) << merged.body;
   const std::string merge = JsonString(merged.body, "id");
   EXPECT_EQ(JsonString(merged.body, "state"), "merged");
-  EXPECT_NE(merged.body.find(R"("fields_filled":["email","street"])"), std::string::npos) << merged.body;
-  EXPECT_NE(merged.body.find(R"("fields_replaced":["first_name","total_spend"])"), std::string::npos) << merged.body;
+  EXPECT_NE(merged.body.find(R"("fields_filled":["email","street"])"), std::string::npos)
+      << merged.body;
+  EXPECT_NE(merged.body.find(R"("fields_replaced":["first_name","total_spend"])"),
+            std::string::npos)
+      << merged.body;
 
   // The merged id redirects; the survivor holds both records' data.
   HttpReply old = Read(bob);
@@ -190,8 +211,10 @@ TEST_F(DuplicatesE2E, TheCustomerFollowsTheMergeARevertPutsBothBackCompletionDes
   EXPECT_EQ(TotalSpend(robert), 170);
   EXPECT_EQ(Purchases(robert), "2");
   EXPECT_EQ(Purchases(bob), "0");
-  EXPECT_EQ(g_.Post("/v1/subjects/" + bob + ":merge", R"({"into":")" + robert + "\"}", op_).status, 409);
-  HttpReply taken = g_.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"bob.dupond@example.org"}})", op_);
+  EXPECT_EQ(g_.Post("/v1/subjects/" + bob + ":merge", R"({"into":")" + robert + "\"}", op_).status,
+            409);
+  HttpReply taken = g_.Post(
+      "/v1/subjects", R"({"kind":"person","fields":{"email":"bob.dupond@example.org"}})", op_);
   EXPECT_EQ(taken.status, 409);
   EXPECT_NE(taken.body.find(robert), std::string::npos) << taken.body;
 
@@ -204,7 +227,9 @@ TEST_F(DuplicatesE2E, TheCustomerFollowsTheMergeARevertPutsBothBackCompletionDes
   ASSERT_EQ(moved.status, 200) << moved.body;
   EXPECT_EQ(JsonString(moved.body, "subject"), robert);
   EXPECT_EQ(g_.Request("POST", unsubscribe, "List-Unsubscribe=One-Click", {},
-                       "application/x-www-form-urlencoded").status, 200);
+                       "application/x-www-form-urlencoded")
+                .status,
+            200);
   EXPECT_EQ(Reason(robert, "marketing.email"), "consent_withdrawn");
 
   // Revert: both records as they were, except what happened since (the unsubscribe stays).
@@ -234,9 +259,11 @@ TEST_F(DuplicatesE2E, TheCustomerFollowsTheMergeARevertPutsBothBackCompletionDes
   HttpReply completed = g_.Post("/v1/merges/" + second + ":complete", "", officer_);
   ASSERT_EQ(completed.status, 200) << completed.body;
   EXPECT_EQ(JsonString(completed.body, "state"), "completed");
-  EXPECT_EQ(g_.Sql("SELECT length(wrapped_dek), (SELECT count(*) FROM subject_fields WHERE subject_id = '" +
-                   bob + "') FROM subjects WHERE id = '" + bob + "'"),
-            (std::vector<std::vector<std::string>>{{"0", "0"}}));
+  EXPECT_EQ(
+      g_.Sql(
+          "SELECT length(wrapped_dek), (SELECT count(*) FROM subject_fields WHERE subject_id = '" +
+          bob + "') FROM subjects WHERE id = '" + bob + "'"),
+      (std::vector<std::vector<std::string>>{{"0", "0"}}));
   EXPECT_EQ(Read(bob).status, 308);
   EXPECT_EQ(Purchases(robert), "2") << "completion keeps what moved to the survivor";
   EXPECT_EQ(g_.Post("/v1/merges/" + second + ":revert", "", officer_).status, 409);
@@ -250,15 +277,18 @@ TEST_F(DuplicatesE2E, TheCustomerFollowsTheMergeARevertPutsBothBackCompletionDes
       EXPECT_EQ(text.find(planted), std::string::npos) << planted << " in " << file;
     }
   }
-  RunResult verify = RunGarde({"audit", "verify", "--data-dir", g_.data_dir(), "--policies", g_.policies()});
+  RunResult verify =
+      RunGarde({"audit", "verify", "--data-dir", g_.data_dir(), "--policies", g_.policies()});
   EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
 }
 
 // A merge nobody reverts is completed by the retention sweep once merge_revert_period has
 // passed: the merged record's data key goes, as a completion would.
 TEST_F(DuplicatesE2E, TheSweepCompletesAMergeAfterItsRevertPeriod) {
-  const std::string a = Create(R"({"first_name":"Robert","last_name":"Dupont","postal_code":"75011"})");
-  const std::string b = Create(R"({"first_name":"Bob","last_name":"Dupont","postal_code":"75011"})");
+  const std::string a =
+      Create(R"({"first_name":"Robert","last_name":"Dupont","postal_code":"75011"})");
+  const std::string b =
+      Create(R"({"first_name":"Bob","last_name":"Dupont","postal_code":"75011"})");
   HttpReply merged = g_.Post("/v1/subjects/" + b + ":merge", R"({"into":")" + a + "\"}", op_);
   ASSERT_EQ(merged.status, 201) << merged.body;
   const std::string merge = JsonString(merged.body, "id");

@@ -1,7 +1,5 @@
 #include "garde_process.h"
 
-#include "garde/base/encoding.h"
-
 #include <Poco/Base64Encoder.h>
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
@@ -31,10 +29,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
+#include "garde/base/encoding.h"
 #include "test_database.h"
 
 namespace garde::testing {
@@ -221,8 +220,8 @@ std::string RunResult::LastLine() const {
 RunResult RunProgram(const std::vector<std::string>& argv) {
   const std::string dir = UniqueDir("garde-prog-");
   std::filesystem::create_directories(dir);
-  const int pid = Spawn(std::vector<std::string>(argv.begin() + 1, argv.end()), {},
-                        dir + "/out", dir + "/err", argv[0]);
+  const int pid = Spawn(std::vector<std::string>(argv.begin() + 1, argv.end()), {}, dir + "/out",
+                        dir + "/err", argv[0]);
   RunResult r;
   r.exit_code = AwaitExit(pid);
   r.out = ReadFile(dir + "/out");
@@ -320,8 +319,8 @@ GardeProcess::~GardeProcess() {
 
 std::string GardeProcess::CreateKey(const std::string& name, const std::string& role,
                                     const std::vector<std::string>& activities) {
-  std::vector<std::string> args = {"apikey", "create", "--data-dir", data_dir_, "--policies",
-                                   policies_, "--name", name, "--role", role};
+  std::vector<std::string> args = {"apikey",  "create", "--data-dir", data_dir_, "--policies",
+                                   policies_, "--name", name,         "--role",  role};
   for (const auto& a : activities) {
     args.push_back("--activity");
     args.push_back(a);
@@ -441,8 +440,8 @@ int GardeProcess::Serve(const std::vector<std::string>& args, const std::string&
 }
 
 void GardeProcess::Start(const std::vector<std::string>& extra) {
-  std::vector<std::string> args = {"serve", "--data-dir", data_dir_, "--policies", policies_,
-                                   "--listen", "127.0.0.1:0"};
+  std::vector<std::string> args = {"serve",   "--data-dir", data_dir_,    "--policies",
+                                   policies_, "--listen",   "127.0.0.1:0"};
   args.insert(args.end(), extra.begin(), extra.end());
   const bool cluster = ClusterMode() && postgres();
   // The load balancer's socket, bound before the nodes start so that they can name it.
@@ -671,9 +670,8 @@ std::string ForPostgres(std::string sql) {
     }
   };
   replace_calls("hex", [](const std::string& x) { return "upper(encode(" + x + ", 'hex'))"; });
-  replace_calls("zeroblob", [](const std::string& n) {
-    return "decode(repeat('00', " + n + "), 'hex')";
-  });
+  replace_calls("zeroblob",
+                [](const std::string& n) { return "decode(repeat('00', " + n + "), 'hex')"; });
   replace_calls("json_extract", [](const std::string& args) {
     const size_t comma = args.rfind(',');
     std::string path = args.substr(comma + 1);
@@ -699,7 +697,8 @@ std::string ForPostgres(std::string sql) {
 }
 
 // SQL on a deployment's PostgreSQL database; rows as text, booleans as 1 and 0 as SQLite has them.
-std::vector<std::vector<std::string>> SqlOnPostgres(const std::string& uri, const std::string& sql) {
+std::vector<std::vector<std::string>> SqlOnPostgres(const std::string& uri,
+                                                    const std::string& sql) {
   std::vector<std::vector<std::string>> rows;
   PGconn* conn = PQconnectdb(uri.c_str());
   if (PQstatus(conn) != CONNECTION_OK) {
@@ -728,7 +727,7 @@ std::vector<std::vector<std::string>> SqlOnPostgres(const std::string& uri, cons
 }  // namespace
 
 std::vector<std::vector<std::string>> GardeProcess::SqlOn(const std::string& file,
-                                                         const std::string& sql) const {
+                                                          const std::string& sql) const {
   if (file == db_path() || file == audit_db_path()) {
     // Both files' tables are in the one database of a PostgreSQL deployment.
     const std::string database = DatabaseOf({"--data-dir", data_dir_});

@@ -160,8 +160,7 @@ class GardeProcess {
                 const std::string& purpose = "") const;
   HttpReply Post(const std::string& path, const std::string& body, const std::string& key,
                  const std::string& purpose = "") const;
-  HttpReply Patch(const std::string& path, const std::string& body,
-                  const std::string& key) const;
+  HttpReply Patch(const std::string& path, const std::string& body, const std::string& key) const;
 
   // Runs SQL against the database file with the sqlite3 library; returns rows as text.
   std::vector<std::vector<std::string>> Sql(const std::string& sql) const {

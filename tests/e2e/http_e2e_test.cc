@@ -4,7 +4,6 @@
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/Net/StreamSocket.h>
 #include <gtest/gtest.h>
-
 #include <sys/resource.h>
 
 #include <chrono>
@@ -32,7 +31,8 @@ class HttpE2E : public ::testing::Test {
     char buf[8192];
     auto count = [&] {
       int c = 0;
-      for (size_t at = got.find(marker); at != std::string::npos; at = got.find(marker, at + 1)) ++c;
+      for (size_t at = got.find(marker); at != std::string::npos; at = got.find(marker, at + 1))
+        ++c;
       return c;
     };
     try {
@@ -112,16 +112,15 @@ TEST_F(HttpE2E, ChunkedBodyAfterOneHundredContinueStoresTheSubject) {
   const std::string key = g_.CreateKey("crm", "operator", {"customer_management"});
   g_.Start();
   auto s = Connect();
-  SendAll(*s,
-          "POST /v1/subjects HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key +
-              "\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
-              "Expect: 100-continue\r\n\r\n");
+  SendAll(*s, "POST /v1/subjects HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key +
+                  "\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+                  "Expect: 100-continue\r\n\r\n");
   const std::string interim = ReadUntil(*s, "\r\n\r\n", 1);
   EXPECT_EQ(interim, "HTTP/1.1 100 Continue\r\n\r\n");
-  const std::string body =
-      R"({"kind":"person","fields":{"email":"chunked.client@example.org"}})";
+  const std::string body = R"({"kind":"person","fields":{"email":"chunked.client@example.org"}})";
   // Three chunks, the last sent a byte at a time, as a slow client would.
-  const std::string part1 = body.substr(0, 10), part2 = body.substr(10, 20), part3 = body.substr(30);
+  const std::string part1 = body.substr(0, 10), part2 = body.substr(10, 20),
+                    part3 = body.substr(30);
   auto hex = [](size_t n) {
     char b[16];
     std::snprintf(b, sizeof b, "%zx", n);
@@ -148,7 +147,8 @@ TEST_F(HttpE2E, OversizedHeadOrBodyIsRefusedWithAProblemAndTheConnectionCloses) 
   g_.Start();
   {
     auto s = Connect();
-    SendAll(*s, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(70000, 'a') + "\r\n\r\n");
+    SendAll(*s,
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(70000, 'a') + "\r\n\r\n");
     const std::string got = ReadUntilClosed(*s, std::chrono::seconds(10));
     EXPECT_EQ(got.rfind("HTTP/1.1 431", 0), 0u) << got.substr(0, 200);
     EXPECT_NE(got.find("application/problem+json"), std::string::npos);
@@ -166,8 +166,9 @@ TEST_F(HttpE2E, OversizedHeadOrBodyIsRefusedWithAProblemAndTheConnectionCloses) 
   }
   {
     auto s = Connect();
-    SendAll(*s, "POST /v1/subjects HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
-                "Transfer-Encoding: chunked\r\n\r\n");
+    SendAll(*s,
+            "POST /v1/subjects HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n");
     const std::string got = ReadUntilClosed(*s, std::chrono::seconds(10));
     EXPECT_EQ(got.rfind("HTTP/1.1 400", 0), 0u) << got;
     EXPECT_NE(got.find("Transfer-Encoding"), std::string::npos) << got;
@@ -193,8 +194,9 @@ TEST_F(HttpE2E, HundredsOfOpenConnectionsAreServedByAFewThreads) {
     EXPECT_EQ(ok, 300) << "round " << round;
   }
   // Writes run on the workers while those connections stay open.
-  const HttpReply created = g_.Post(
-      "/v1/subjects", R"({"kind":"person","fields":{"email":"many.connections@example.org"}})", key);
+  const HttpReply created =
+      g_.Post("/v1/subjects",
+              R"({"kind":"person","fields":{"email":"many.connections@example.org"}})", key);
   EXPECT_EQ(created.status, 201) << created.body;
 }
 

@@ -44,17 +44,17 @@ class ImportE2E : public ::testing::Test {
 TEST_F(ImportE2E, AMessySpreadsheetIsImportedNormalisedAndReportedRowByRow) {
   // Windows-1252 (é = 0xE9, ë = 0xEB), ';', CRLF, a quoted cell with the separator, a
   // blank line, French dates and decimal commas, an address written twice.
-  const std::string file = Write(
-      "clients.csv",
-      std::string(kHeader) +
-          "H\xE9l\xE8ne;Dupr\xE9;Helene.Dupre@Example.fr;06 12 34 56 78;03/04/1985;75011;Paris;C-1;\"1 234,50\"\r\n"
-          "\r\n"
-          "Zo\xEB;\"No\xEBl; fils\";not-an-email;;31/02/1990;;;C-2;douze\r\n"
-          "H\xE9l\xE8ne;Dupr\xE9-Martin;helene.dupre@example.fr;;;;;;\r\n");
+  const std::string file =
+      Write("clients.csv", std::string(kHeader) +
+                               "H\xE9l\xE8ne;Dupr\xE9;Helene.Dupre@Example.fr;06 12 34 56 "
+                               "78;03/04/1985;75011;Paris;C-1;\"1 234,50\"\r\n"
+                               "\r\n"
+                               "Zo\xEB;\"No\xEBl; fils\";not-an-email;;31/02/1990;;;C-2;douze\r\n"
+                               "H\xE9l\xE8ne;Dupr\xE9-Martin;helene.dupre@example.fr;;;;;;\r\n");
   const std::string report = work_ + "/report.csv";
-  RunResult run = RunGarde({"import", file, "--mapping", g_.policies() + "/imports/spreadsheet.yaml",
-                            "--data-dir", g_.data_dir(), "--policies", g_.policies(), "--report",
-                            report, "--json"});
+  RunResult run = RunGarde(
+      {"import", file, "--mapping", g_.policies() + "/imports/spreadsheet.yaml", "--data-dir",
+       g_.data_dir(), "--policies", g_.policies(), "--report", report, "--json"});
   EXPECT_EQ(run.exit_code, 1) << run.err;  // a row was invalid
   auto summary = ParseObject(run.out);
   EXPECT_EQ(summary->getValue<int>("rows"), 3);
@@ -62,8 +62,10 @@ TEST_F(ImportE2E, AMessySpreadsheetIsImportedNormalisedAndReportedRowByRow) {
   EXPECT_EQ(summary->getValue<int>("updated"), 1);
   EXPECT_EQ(summary->getValue<int>("invalid"), 1);
   const std::string lines = ReadFile(report);
-  EXPECT_EQ(lines.rfind("row,line,outcome,id,detail,errors,likely_duplicate_of\r\n", 0), 0u) << lines;
-  EXPECT_NE(lines.find("\r\n2,4,invalid,,"), std::string::npos) << lines;  // line 4: after the blank
+  EXPECT_EQ(lines.rfind("row,line,outcome,id,detail,errors,likely_duplicate_of\r\n", 0), 0u)
+      << lines;
+  EXPECT_NE(lines.find("\r\n2,4,invalid,,"), std::string::npos)
+      << lines;  // line 4: after the blank
   for (const char* planted : {"not-an-email", "douze", "No\xC3\xABl", "31/02/1990"}) {
     EXPECT_EQ(lines.find(planted), std::string::npos) << planted;  // no value in the report
   }
@@ -80,7 +82,8 @@ TEST_F(ImportE2E, AMessySpreadsheetIsImportedNormalisedAndReportedRowByRow) {
   EXPECT_EQ(fields->getValue<std::string>("phone"), "+33612345678");
   // Imported rows are audited like API writes.
   ASSERT_EQ(g_.Stop(), 0);
-  EXPECT_EQ(g_.AuditSql("SELECT COUNT(*) FROM audit_log WHERE entry LIKE '%\"import.run\"%'")[0][0], "1");
+  EXPECT_EQ(g_.AuditSql("SELECT COUNT(*) FROM audit_log WHERE entry LIKE '%\"import.run\"%'")[0][0],
+            "1");
   EXPECT_EQ(g_.AuditSql("SELECT COUNT(*) FROM audit_log WHERE entry LIKE '%\"subject.create\"%' "
                         "AND entry LIKE '%\"ok\"%'")[0][0],
             "1");
@@ -97,8 +100,9 @@ TEST_F(ImportE2E, EveryRowOfManyWindowsIsCreated) {
             std::to_string(75000 + i % 20) + ";Paris;C-" + std::to_string(i) + ";10,5\r\n";
   }
   const std::string file = Write("windows.csv", text);
-  RunResult run = RunGarde({"import", file, "--mapping", g_.policies() + "/imports/spreadsheet.yaml",
-                            "--data-dir", g_.data_dir(), "--policies", g_.policies(), "--json"});
+  RunResult run =
+      RunGarde({"import", file, "--mapping", g_.policies() + "/imports/spreadsheet.yaml",
+                "--data-dir", g_.data_dir(), "--policies", g_.policies(), "--json"});
   EXPECT_EQ(run.exit_code, 0) << run.err << run.out.substr(0, 2000);
   auto summary = ParseObject(run.out);
   ASSERT_TRUE(summary) << run.out.substr(0, 2000);
@@ -108,28 +112,33 @@ TEST_F(ImportE2E, EveryRowOfManyWindowsIsCreated) {
 
 TEST_F(ImportE2E, LikelyDuplicatesAreFlaggedWithTheSubjectAndTheRules) {
   // Two e-mails, so two subjects; but Rob / Robert Martin at one postal code are likely one.
-  const std::string file = Write(
-      "pair.csv", std::string(kHeader) +
-                      "Robert;Martin;robert.martin@example.fr;;;69002;Lyon;;\r\n"
-                      "L\xE9" "a;Petit;lea.petit@example.fr;;;69002;Lyon;;\r\n"
-                      "Bob;MARTIN;bobby.m@example.org;;;69002;Lyon;;\r\n");
+  const std::string file =
+      Write("pair.csv", std::string(kHeader) +
+                            "Robert;Martin;robert.martin@example.fr;;;69002;Lyon;;\r\n"
+                            "L\xE9"
+                            "a;Petit;lea.petit@example.fr;;;69002;Lyon;;\r\n"
+                            "Bob;MARTIN;bobby.m@example.org;;;69002;Lyon;;\r\n");
   const std::string report = work_ + "/pair.report.csv";
-  RunResult run = RunGarde({"import", file, "--mapping", g_.policies() + "/imports/spreadsheet.yaml",
-                            "--data-dir", g_.data_dir(), "--policies", g_.policies(), "--report",
-                            report, "--json"});
+  RunResult run = RunGarde(
+      {"import", file, "--mapping", g_.policies() + "/imports/spreadsheet.yaml", "--data-dir",
+       g_.data_dir(), "--policies", g_.policies(), "--report", report, "--json"});
   ASSERT_EQ(run.exit_code, 0) << run.err << run.out;
   auto summary = ParseObject(run.out);
   EXPECT_EQ(summary->getValue<int>("created"), 3);
 
-  const std::string robert =
-      g_.Sql("SELECT s.id FROM subjects s WHERE s.id IN (SELECT subject_id FROM import_rows WHERE row = 1)")[0][0];
-  const std::string bob =
-      g_.Sql("SELECT s.id FROM subjects s WHERE s.id IN (SELECT subject_id FROM import_rows WHERE row = 3)")[0][0];
+  const std::string robert = g_.Sql(
+      "SELECT s.id FROM subjects s WHERE s.id IN (SELECT subject_id FROM import_rows WHERE row = "
+      "1)")[0][0];
+  const std::string bob = g_.Sql(
+      "SELECT s.id FROM subjects s WHERE s.id IN (SELECT subject_id FROM import_rows WHERE row = "
+      "3)")[0][0];
   // The one written last names the other; rows written at once may both do so.
   const std::string lines = ReadFile(report);
   const std::string rules = " (name+postal_code, sounds-like name+postal_code)";
-  const bool bob_flagged = lines.find("\r\n3,4,created," + bob + ",,,\"" + robert + rules) != std::string::npos;
-  const bool robert_flagged = lines.find("\r\n1,2,created," + robert + ",,,\"" + bob + rules) != std::string::npos;
+  const bool bob_flagged =
+      lines.find("\r\n3,4,created," + bob + ",,,\"" + robert + rules) != std::string::npos;
+  const bool robert_flagged =
+      lines.find("\r\n1,2,created," + robert + ",,,\"" + bob + rules) != std::string::npos;
   EXPECT_TRUE(bob_flagged || robert_flagged) << lines;
   EXPECT_EQ(summary->getValue<int>("likely_duplicates"), int{bob_flagged} + int{robert_flagged});
   // Léa, at the same postal code, is nobody's duplicate.
@@ -139,11 +148,11 @@ TEST_F(ImportE2E, LikelyDuplicatesAreFlaggedWithTheSubjectAndTheRules) {
   EXPECT_EQ(lines.find("Martin"), std::string::npos) << lines;  // ids and rules, no value
 
   // A dry run of the same customer once more: valid, and likely one of them.
-  const std::string again = Write("again.csv", std::string(kHeader) +
-                                                   "Robbie;Martin;rm@example.net;;;69002;;;\r\n");
-  RunResult dry = RunGarde({"import", again, "--mapping", g_.policies() + "/imports/spreadsheet.yaml",
-                            "--data-dir", g_.data_dir(), "--policies", g_.policies(), "--dry-run",
-                            "--json"});
+  const std::string again =
+      Write("again.csv", std::string(kHeader) + "Robbie;Martin;rm@example.net;;;69002;;;\r\n");
+  RunResult dry =
+      RunGarde({"import", again, "--mapping", g_.policies() + "/imports/spreadsheet.yaml",
+                "--data-dir", g_.data_dir(), "--policies", g_.policies(), "--dry-run", "--json"});
   ASSERT_EQ(dry.exit_code, 0) << dry.err;
   EXPECT_EQ(ParseObject(dry.out)->getValue<int>("likely_duplicates"), 1);
   EXPECT_EQ(Subjects(), 3);
@@ -178,10 +187,9 @@ TEST_F(ImportE2E, OverHttpWithTheShippedMappingAndBadUploadsChangeNothing) {
   EXPECT_EQ(rows->getObject(1)->getArray("errors")->getObject(0)->getValue<std::string>("field"),
             "fields.birth_date");
   // The same upload again resumes: the created row is known, nobody is created twice.
-  HttpReply again = g_.Request("POST", "/v1/imports?mapping=spreadsheet", body,
-                               {{"Authorization", "Bearer " + operator_key_},
-                                {"Accept", "text/csv"}},
-                               "text/csv");
+  HttpReply again = g_.Request(
+      "POST", "/v1/imports?mapping=spreadsheet", body,
+      {{"Authorization", "Bearer " + operator_key_}, {"Accept", "text/csv"}}, "text/csv");
   ASSERT_EQ(again.status, 200) << again.body;
   EXPECT_EQ(again.content_type.rfind("text/csv", 0), 0u);
   EXPECT_EQ(again.headers["x-garde-import"], result->getValue<std::string>("id"));
@@ -199,9 +207,11 @@ TEST_F(ImportE2E, OverHttpWithTheShippedMappingAndBadUploadsChangeNothing) {
            {"/v1/imports?mapping=../register", body, "text/csv", 422},
            {"/v1/imports?mapping=nosuch", body, "text/csv", 404},
            {"/v1/imports?mapping=spreadsheet&dry_run=maybe", body, "text/csv", 422},
-           {"/v1/imports?mapping=spreadsheet", "Email;Town\r\nx@example.org;Paris\r\n", "text/csv", 422},
+           {"/v1/imports?mapping=spreadsheet", "Email;Town\r\nx@example.org;Paris\r\n", "text/csv",
+            422},
            {"/v1/imports?mapping=spreadsheet",
-            std::string(kHeader) + "Cy;Do;cy@example.org;;;;;;\r\n\"unclosed;x\r\n", "text/csv", 422},
+            std::string(kHeader) + "Cy;Do;cy@example.org;;;;;;\r\n\"unclosed;x\r\n", "text/csv",
+            422},
        }) {
     HttpReply r = g_.Request("POST", bad.target, bad.body, auth, bad.type);
     EXPECT_EQ(r.status, bad.status) << bad.target << " " << r.body;
@@ -210,11 +220,13 @@ TEST_F(ImportE2E, OverHttpWithTheShippedMappingAndBadUploadsChangeNothing) {
   EXPECT_EQ(Subjects(), 1);  // cy@example.org, before the broken row, was not written
   const std::string marketing = g_.CreateKey("mk", "marketing", {"marketing_email"});
   EXPECT_EQ(g_.Request("POST", "/v1/imports?mapping=spreadsheet", body,
-                       {{"Authorization", "Bearer " + marketing}}, "text/csv").status,
+                       {{"Authorization", "Bearer " + marketing}}, "text/csv")
+                .status,
             403);
   // A dry run validates and writes nothing.
-  HttpReply dry = g_.Request("POST", "/v1/imports?mapping=spreadsheet&dry_run=true",
-                             std::string(kHeader) + "Di;Ez;di@example.org;;;;;;\r\n", auth, "text/csv");
+  HttpReply dry =
+      g_.Request("POST", "/v1/imports?mapping=spreadsheet&dry_run=true",
+                 std::string(kHeader) + "Di;Ez;di@example.org;;;;;;\r\n", auth, "text/csv");
   ASSERT_EQ(dry.status, 200) << dry.body;
   EXPECT_EQ(ParseObject(dry.body)->getValue<int>("valid"), 1);
   EXPECT_EQ(Subjects(), 1);
@@ -264,8 +276,8 @@ TEST_F(ImportE2E, ALargeUploadIsKeptSealedOnDiskNotInMemory) {
   const int64_t before = PeakKib(g_.pid());
   ASSERT_GT(before, 0);
   const std::map<std::string, std::string> auth = {{"Authorization", "Bearer " + operator_key_}};
-  HttpReply dry = g_.Request("POST", "/v1/imports?mapping=spreadsheet&dry_run=true", body, auth,
-                             "text/csv");
+  HttpReply dry =
+      g_.Request("POST", "/v1/imports?mapping=spreadsheet&dry_run=true", body, auth, "text/csv");
   ASSERT_EQ(dry.status, 200) << dry.body.substr(0, 500);
   EXPECT_EQ(ParseObject(dry.body)->getValue<int>("valid"), rows);
   // Measured 7-11 MiB (a window of rows, the chunks being read); the body held in memory
@@ -297,9 +309,9 @@ TEST_F(ImportE2E, AnImportKilledAgainAndAgainCreatesEveryoneExactlyOnce) {
     csv += "K" + std::to_string(i) + ";Row;" + email + ";;;;;;\r\n";
   }
   const std::string file = Write("big.csv", csv);
-  const std::vector<std::string> args = {"import", file, "--mapping",
-                                         g_.policies() + "/imports/spreadsheet.yaml", "--data-dir",
-                                         g_.data_dir(), "--policies", g_.policies()};
+  const std::vector<std::string> args = {
+      "import",     file,          "--mapping",  g_.policies() + "/imports/spreadsheet.yaml",
+      "--data-dir", g_.data_dir(), "--policies", g_.policies()};
   std::mt19937 rng(7);
   int cut_midway = 0;
   for (int attempt = 0; attempt < 6; ++attempt) {
@@ -309,7 +321,8 @@ TEST_F(ImportE2E, AnImportKilledAgainAndAgainCreatesEveryoneExactlyOnce) {
     while (Subjects() <= before && std::chrono::steady_clock::now() < until) {
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 40)(rng)));
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 40)(rng)));
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
     const int64_t now = Subjects();

@@ -23,7 +23,9 @@ class Credentials {
     std::ofstream(dir_ / "garde-keyring-passphrase") << passphrase << "\n";
   }
   ~Credentials() { fs::remove_all(dir_); }
-  std::map<std::string, std::string> Env() const { return {{"CREDENTIALS_DIRECTORY", dir_.string()}}; }
+  std::map<std::string, std::string> Env() const {
+    return {{"CREDENTIALS_DIRECTORY", dir_.string()}};
+  }
   std::string passphrase_file() const { return (dir_ / "garde-keyring-passphrase").string(); }
 
  private:
@@ -40,16 +42,16 @@ TEST(KeySources, ASealedKeyringServesRotatesRestartsAndAStolenCopyDecryptsNothin
   g.Start();
   EXPECT_EQ(g.LogCount("KEYRING IS IN CLEAR"), 0u);  // logged before listening, if at all
   const std::string canary = "zqxsealed.canary@example.org";
-  HttpReply created = g.Post("/v1/subjects",
-                             R"({"kind":"person","fields":{"email":")" + canary +
-                                 R"(","first_name":"Zqxsealedfirst"}})",
-                             op);
+  HttpReply created = g.Post(
+      "/v1/subjects",
+      R"({"kind":"person","fields":{"email":")" + canary + R"(","first_name":"Zqxsealedfirst"}})",
+      op);
   ASSERT_EQ(created.status, 201) << created.body;
   const std::string id = JsonString(created.body, "id");
   ASSERT_EQ(g.Get("/v1/subjects/" + id, op, "customer_management").status, 200);
   // Rotation beside the running service, through the same credential.
-  RunResult rotated = RunGarde({"keys", "rotate", "--data-dir", g.data_dir(), "--policies",
-                                g.policies()}, creds.Env());
+  RunResult rotated = RunGarde(
+      {"keys", "rotate", "--data-dir", g.data_dir(), "--policies", g.policies()}, creds.Env());
   ASSERT_EQ(rotated.exit_code, 0) << rotated.err;
   EXPECT_EQ(ReadFile(g.data_dir() + "/keyring.json").rfind("garde-keyring-sealed/1", 0), 0u);
   ASSERT_EQ(g.Stop(), 0);
@@ -67,22 +69,23 @@ TEST(KeySources, ASealedKeyringServesRotatesRestartsAndAStolenCopyDecryptsNothin
   for (const char* planted : {"zqxsealed.canary@example.org", "Zqxsealedfirst"}) {
     EXPECT_EQ(everything.find(planted), std::string::npos) << planted;
   }
-  RunResult without = RunGarde({"keys", "status", "--data-dir", copy.string(), "--policies",
-                                g.policies()});
+  RunResult without =
+      RunGarde({"keys", "status", "--data-dir", copy.string(), "--policies", g.policies()});
   EXPECT_NE(without.exit_code, 0);
   EXPECT_NE(without.err.find("sealed under a passphrase"), std::string::npos) << without.err;
   const std::string wrong = copy.string() + "-wrong";
   std::ofstream(wrong) << "Tr0ub4dor&3\n";
-  RunResult guessed = RunProgram({"/bin/sh", "-c",
-                                  std::string(GARDE_BINARY) + " backup --data-dir " + copy.string() +
-                                      " --policies " + g.policies() + " --passphrase-fd 3 3<" + wrong});
+  RunResult guessed =
+      RunProgram({"/bin/sh", "-c",
+                  std::string(GARDE_BINARY) + " backup --data-dir " + copy.string() +
+                      " --policies " + g.policies() + " --passphrase-fd 3 3<" + wrong});
   EXPECT_NE(guessed.exit_code, 0);
   EXPECT_NE(guessed.err.find("wrong passphrase"), std::string::npos) << guessed.err;
   // The right passphrase, from a file descriptor, opens it.
   RunResult right = RunProgram({"/bin/sh", "-c",
-                                std::string(GARDE_BINARY) + " keys status --data-dir " + copy.string() +
-                                    " --policies " + g.policies() + " --passphrase-fd 3 3<" +
-                                    creds.passphrase_file()});
+                                std::string(GARDE_BINARY) + " keys status --data-dir " +
+                                    copy.string() + " --policies " + g.policies() +
+                                    " --passphrase-fd 3 3<" + creds.passphrase_file()});
   EXPECT_EQ(right.exit_code, 0) << right.err;
   EXPECT_NE(right.out.find("version 2 (current)"), std::string::npos) << right.out;
   fs::remove_all(copy);
@@ -97,26 +100,31 @@ TEST(KeySources, MigratingBetweenTheClearAndTheSealedKeyring) {
   const std::string op = g.CreateKey("crm", "operator", {"customer_management"});
   g.Start();
   EXPECT_TRUE(g.WaitForLog("KEYRING IS IN CLEAR", 1));
-  HttpReply created = g.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"mig@example.org"}})", op);
+  HttpReply created =
+      g.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"mig@example.org"}})", op);
   ASSERT_EQ(created.status, 201);
   const std::string id = JsonString(created.body, "id");
   RunResult sealed = RunGarde({"keys", "migrate", "--to", "passphrase", "--data-dir", g.data_dir(),
-                               "--policies", g.policies()}, creds.Env());
+                               "--policies", g.policies()},
+                              creds.Env());
   ASSERT_EQ(sealed.exit_code, 0) << sealed.err;
   EXPECT_EQ(ReadFile(g.data_dir() + "/keyring.json").rfind("garde-keyring-sealed/1", 0), 0u);
   // The running service keeps its keys; restarted with the credential it opens the new form.
   EXPECT_EQ(g.Get("/v1/subjects/" + id, op, "customer_management").status, 200);
   ASSERT_EQ(g.Stop(), 0);
-  RunResult refused = RunGarde({"keys", "status", "--data-dir", g.data_dir(), "--policies", g.policies()});
+  RunResult refused =
+      RunGarde({"keys", "status", "--data-dir", g.data_dir(), "--policies", g.policies()});
   EXPECT_NE(refused.exit_code, 0);
-  RunResult back = RunGarde({"keys", "migrate", "--to", "file", "--data-dir", g.data_dir(),
-                             "--policies", g.policies()}, creds.Env());
+  RunResult back = RunGarde(
+      {"keys", "migrate", "--to", "file", "--data-dir", g.data_dir(), "--policies", g.policies()},
+      creds.Env());
   ASSERT_EQ(back.exit_code, 0) << back.err;
-  EXPECT_EQ(ReadFile(g.data_dir() + "/keyring.json").rfind("{\"format\":\"garde-keyring/1\"", 0), 0u);
+  EXPECT_EQ(ReadFile(g.data_dir() + "/keyring.json").rfind("{\"format\":\"garde-keyring/1\"", 0),
+            0u);
   g.Start();
   EXPECT_EQ(g.Get("/v1/subjects/" + id, op, "customer_management").status, 200);
-  RunResult bad = RunGarde({"keys", "migrate", "--to", "hsm", "--data-dir", g.data_dir(),
-                            "--policies", g.policies()});
+  RunResult bad = RunGarde(
+      {"keys", "migrate", "--to", "hsm", "--data-dir", g.data_dir(), "--policies", g.policies()});
   EXPECT_NE(bad.exit_code, 0);
 }
 

@@ -1,11 +1,10 @@
 // Speaking to customers by e-mail: a real SMTP server (Debian's python3-aiosmtpd, started by
 // the test) captures what Garde sends, and Python's email package reads it back.
+#include <Poco/JSON/Array.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <Poco/JSON/Array.h>
 
 #include <filesystem>
 #include <fstream>
@@ -22,8 +21,8 @@ using Poco::JSON::Object;
 
 // The shipped policies with double opt-in asked for the e-mail newsletter.
 std::string PoliciesWithDoubleOptIn() {
-  const std::string dir = std::filesystem::temp_directory_path().string() + "/garde-mail-policies-" +
-                          std::to_string(::getpid());
+  const std::string dir = std::filesystem::temp_directory_path().string() +
+                          "/garde-mail-policies-" + std::to_string(::getpid());
   std::filesystem::remove_all(dir);
   std::filesystem::copy(GARDE_POLICIES_DIR, dir, std::filesystem::copy_options::recursive);
   std::string purposes = ReadFile(dir + "/purposes.yaml");
@@ -56,14 +55,15 @@ class MailE2E : public ::testing::Test {
   std::string NewSubject(const std::string& email, const std::string& language) {
     std::string fields = "\"email\":\"" + email + "\",\"first_name\":\"Camille\"";
     if (!language.empty()) fields += ",\"language\":\"" + language + "\"";
-    HttpReply r = g_.Post("/v1/subjects", "{\"kind\":\"person\",\"fields\":{" + fields + "}}",
-                          operator_key_);
+    HttpReply r =
+        g_.Post("/v1/subjects", "{\"kind\":\"person\",\"fields\":{" + fields + "}}", operator_key_);
     EXPECT_EQ(r.status, 201) << r.body;
     return JsonString(r.body, "id");
   }
   std::string OpenRequest(const std::string& subject, const std::string& type) {
-    HttpReply r = g_.Post("/v1/requests",
-                          "{\"type\":\"" + type + "\",\"subject\":\"" + subject + "\"}", officer_key_);
+    HttpReply r =
+        g_.Post("/v1/requests", "{\"type\":\"" + type + "\",\"subject\":\"" + subject + "\"}",
+                officer_key_);
     EXPECT_EQ(r.status, 201) << r.body;
     return JsonString(r.body, "id");
   }
@@ -81,8 +81,10 @@ class MailE2E : public ::testing::Test {
     return g_.Request(method, PathOf(link), form, {}, "application/x-www-form-urlencoded");
   }
   std::string Decision(const std::string& subject) {
-    return g_.Get("/v1/consent/check?subject=" + subject + "&purpose=marketing.email&channel=email",
-                  operator_key_).body;
+    return g_
+        .Get("/v1/consent/check?subject=" + subject + "&purpose=marketing.email&channel=email",
+             operator_key_)
+        .body;
   }
 
   SmtpCapture smtp_;
@@ -126,7 +128,10 @@ TEST_F(MailE2E, EveryRequestNoticeArrivesInTheCustomersLanguageNamingTheControll
   EXPECT_NE(mails[0].text.find("Nous vous répondrons au plus tard le"), std::string::npos);
   ExpectControllerAndHeaders(mails[0], "fr");
   ASSERT_EQ(Step(access, "verify", "{\"note\":\"checked in person\"}").status, 200);
-  ASSERT_EQ(Step(access, "extend", "{\"by\":\"P1M\",\"reason\":\"Nous attendons les archives du magasin.\"}").status, 200);
+  ASSERT_EQ(Step(access, "extend",
+                 "{\"by\":\"P1M\",\"reason\":\"Nous attendons les archives du magasin.\"}")
+                .status,
+            200);
   mails = smtp_.WaitFor(2);
   ASSERT_EQ(mails.size(), 2u);
   EXPECT_EQ(mails[1].subject, "Il nous faut plus de temps pour répondre à votre demande");
@@ -148,18 +153,21 @@ TEST_F(MailE2E, EveryRequestNoticeArrivesInTheCustomersLanguageNamingTheControll
   EXPECT_NE(page.body.find("data-controller"), std::string::npos);
   // The same link opens this request's package, and nobody else's.
   const std::string path = PathOf(ready).substr(0, PathOf(ready).find('?'));
-  EXPECT_EQ(g_.Request("GET", path + "/requests/" + access + "/package?format=json", "", {}).status, 200);
+  EXPECT_EQ(g_.Request("GET", path + "/requests/" + access + "/package?format=json", "", {}).status,
+            200);
   const std::string other = OpenRequest(en, "access");
   ASSERT_EQ(Step(other, "verify", "{\"note\":\"checked in person\"}").status, 200);
   ASSERT_EQ(Step(other, "complete").status, 200);
-  HttpReply foreign = g_.Request("GET", path + "/requests/" + other + "/package?format=json", "", {});
+  HttpReply foreign =
+      g_.Request("GET", path + "/requests/" + other + "/package?format=json", "", {});
   EXPECT_TRUE(foreign.status == 403 || foreign.status == 404) << foreign.status;
   EXPECT_EQ(foreign.body.find("alex@example.org"), std::string::npos);
 
   // Refused, with reasons and the right to complain, in English for the English customer.
   mails = smtp_.WaitFor(5);
   const std::string erasure = OpenRequest(en, "erasure");
-  ASSERT_EQ(Step(erasure, "reject", "{\"reason\":\"We could not confirm who asked.\"}").status, 200);
+  ASSERT_EQ(Step(erasure, "reject", "{\"reason\":\"We could not confirm who asked.\"}").status,
+            200);
   mails = smtp_.WaitFor(7);
   ASSERT_EQ(mails.size(), 7u);
   EXPECT_EQ(mails[3].to, "alex@example.org");
@@ -168,7 +176,8 @@ TEST_F(MailE2E, EveryRequestNoticeArrivesInTheCustomersLanguageNamingTheControll
   EXPECT_EQ(mails[5].subject, "We received your request about your personal data");
   EXPECT_EQ(mails[6].subject, "We cannot grant your request");
   EXPECT_NE(mails[6].text.find("We could not confirm who asked."), std::string::npos);
-  EXPECT_NE(mails[6].text.find("Commission nationale de l'informatique et des libertés"), std::string::npos);
+  EXPECT_NE(mails[6].text.find("Commission nationale de l'informatique et des libertés"),
+            std::string::npos);
   EXPECT_NE(mails[6].text.find("Article 12(4)"), std::string::npos);
   ExpectControllerAndHeaders(mails[6], "en");
 
@@ -184,7 +193,8 @@ TEST_F(MailE2E, EveryRequestNoticeArrivesInTheCustomersLanguageNamingTheControll
   HttpReply log = g_.Get("/v1/audit?action=mail.sent&subject=" + fr, officer_key_);
   EXPECT_NE(log.body.find("package_ready"), std::string::npos) << log.body;
   EXPECT_NE(log.body.find("request_extended"), std::string::npos) << log.body;
-  for (const char* secret : {"Nous attendons les archives", "camille@example.org", "alex@example.org"}) {
+  for (const char* secret :
+       {"Nous attendons les archives", "camille@example.org", "alex@example.org"}) {
     EXPECT_EQ(ReadFile(g_.audit_db_path()).find(secret), std::string::npos) << secret;
     EXPECT_EQ(g_.Logs().find(secret), std::string::npos) << secret;
   }
@@ -201,7 +211,8 @@ TEST_F(MailE2E, ARequestOpenedByTheCustomerIsConfirmedFromTheAddressOnFile) {
   const std::string en = NewSubject("sam@example.org", "");  // no language: the default, en
   HttpReply links = g_.Post("/v1/subjects/" + en + "/links", "{\"uses\":[\"dsr\"]}", operator_key_);
   ASSERT_EQ(links.status, 201);
-  const std::string page = ParseObject(links.body)->getArray("links")->getObject(0)->getValue<std::string>("url");
+  const std::string page =
+      ParseObject(links.body)->getArray("links")->getObject(0)->getValue<std::string>("url");
   HttpReply opened = Page(page, "POST", "form=request&type=access");
   ASSERT_EQ(opened.status, 200) << opened.body;
   auto mails = smtp_.WaitFor(1);
@@ -250,9 +261,13 @@ TEST_F(MailE2E, DoubleOptInCountsFromTheClickAndTheReceiptRecordsBothSteps) {
   EXPECT_NE(shown.body.find("Oui, je confirme"), std::string::npos);
   EXPECT_EQ(JsonString(Decision(fr), "reason"), "no_consent");
   // Another subject's pending consent stays pending whatever this link does.
-  ASSERT_EQ(g_.Post("/v1/subjects/" + en + "/consents",
-                    R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})",
-                    operator_key_).status, 202);
+  ASSERT_EQ(
+      g_.Post(
+            "/v1/subjects/" + en + "/consents",
+            R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})",
+            operator_key_)
+          .status,
+      202);
   HttpReply clicked = Page(link, "POST", "form=confirm");
   ASSERT_EQ(clicked.status, 200) << clicked.body;
   EXPECT_NE(clicked.body.find("data-confirmed"), std::string::npos);
@@ -267,18 +282,26 @@ TEST_F(MailE2E, DoubleOptInCountsFromTheClickAndTheReceiptRecordsBothSteps) {
   auto confirmation = receipt->getObject("confirmation");
   ASSERT_TRUE(confirmation);
   EXPECT_EQ(confirmation->getValue<std::string>("method"), "double_opt_in");
-  EXPECT_EQ(confirmation->getValue<std::string>("requested_at"), JsonString(asked.body, "requested_at"));
-  EXPECT_EQ(confirmation->getValue<std::string>("confirmed_at"), receipt->getValue<std::string>("collected_at"));
+  EXPECT_EQ(confirmation->getValue<std::string>("requested_at"),
+            JsonString(asked.body, "requested_at"));
+  EXPECT_EQ(confirmation->getValue<std::string>("confirmed_at"),
+            receipt->getValue<std::string>("collected_at"));
   // Single use.
   HttpReply again = Page(link, "POST", "form=confirm");
   ASSERT_EQ(again.status, 200);
   EXPECT_EQ(again.body.find("data-confirmed"), std::string::npos);
   EXPECT_EQ(ParseObject(g_.Get("/v1/subjects/" + fr + "/consents", operator_key_).body)
-                ->getArray("history")->size(), 1u);
+                ->getArray("history")
+                ->size(),
+            1u);
   // A consent carried over from elsewhere brings its own proof.
-  EXPECT_EQ(g_.Post("/v1/subjects/" + en + "/consents",
-                    R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"import"})",
-                    operator_key_).status, 201);
+  EXPECT_EQ(
+      g_.Post(
+            "/v1/subjects/" + en + "/consents",
+            R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"import"})",
+            operator_key_)
+          .status,
+      201);
 }
 
 // A server that refuses or vanishes: retried with back-off, visible to officers, delivered
@@ -304,7 +327,8 @@ TEST_F(MailE2E, RefusalsAreRetriedVisibleToOfficersAndNothingIsSentTwice) {
   EXPECT_EQ(items->getObject(0)->getValue<std::string>("last_error"), "SMTP 451");
   EXPECT_TRUE(smtp_.Messages().empty());
   smtp_.Stop();  // the server goes away
-  for (int i = 0; i < 100 && pending()->getObject(0)->getValue<std::string>("last_error") == "SMTP 451"; ++i) {
+  for (int i = 0;
+       i < 100 && pending()->getObject(0)->getValue<std::string>("last_error") == "SMTP 451"; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_EQ(pending()->getObject(0)->getValue<std::string>("last_error").rfind("transport", 0), 0u)
@@ -314,7 +338,8 @@ TEST_F(MailE2E, RefusalsAreRetriedVisibleToOfficersAndNothingIsSentTwice) {
   smtp_.Start();
   auto mails = smtp_.WaitFor(1);
   ASSERT_EQ(mails.size(), 1u) << g_.Get("/v1/webhooks/deliveries?endpoint=mail", officer_key_).body;
-  for (int i = 0; i < 50 && pending()->getObject(0)->getValue<std::string>("status") != "delivered"; ++i) {
+  for (int i = 0; i < 50 && pending()->getObject(0)->getValue<std::string>("status") != "delivered";
+       ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_EQ(pending()->getObject(0)->getValue<std::string>("status"), "delivered");
@@ -329,23 +354,28 @@ TEST_F(MailE2E, RefusalsAreRetriedVisibleToOfficersAndNothingIsSentTwice) {
   for (int i = 0; i < 100 && pending()->size() < 2; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  for (int i = 0; i < 100 && pending()->getObject(1)->getValue<std::string>("status") != "dead"; ++i) {
+  for (int i = 0; i < 100 && pending()->getObject(1)->getValue<std::string>("status") != "dead";
+       ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_EQ(pending()->getObject(1)->getValue<std::string>("status"), "dead");
   EXPECT_EQ(pending()->getObject(1)->getValue<std::string>("last_error"), "SMTP 550");
-  EXPECT_EQ(pending()->getObject(1)->getValue<int>("attempts"), 1) << g_.Get("/v1/webhooks/deliveries?endpoint=mail", officer_key_).body;
+  EXPECT_EQ(pending()->getObject(1)->getValue<int>("attempts"), 1)
+      << g_.Get("/v1/webhooks/deliveries?endpoint=mail", officer_key_).body;
   // A subject without an address gets nothing, and the queue says why.
-  HttpReply none = g_.Post("/v1/subjects", R"({"kind":"person","fields":{"first_name":"Lou"}})", operator_key_);
+  HttpReply none =
+      g_.Post("/v1/subjects", R"({"kind":"person","fields":{"first_name":"Lou"}})", operator_key_);
   OpenRequest(JsonString(none.body, "id"), "access");
   for (int i = 0; i < 100 && pending()->size() < 3; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  for (int i = 0; i < 100 && pending()->getObject(2)->getValue<std::string>("status") == "pending"; ++i) {
+  for (int i = 0; i < 100 && pending()->getObject(2)->getValue<std::string>("status") == "pending";
+       ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_EQ(pending()->getObject(2)->getValue<std::string>("status"), "skipped");
-  EXPECT_EQ(pending()->getObject(2)->getValue<std::string>("last_error"), "no e-mail address on file");
+  EXPECT_EQ(pending()->getObject(2)->getValue<std::string>("last_error"),
+            "no e-mail address on file");
   EXPECT_EQ(g_.Logs().find("jo@example.org"), std::string::npos);
 }
 
@@ -361,10 +391,13 @@ TEST_F(MailE2E, TheServerIsLoggedIntoWithThePasswordFromItsFile) {
   const std::string s = NewSubject("kim@example.org", "fr");
   OpenRequest(s, "objection");
   auto deliveries = [&] {
-    return ParseObject(g_.Get("/v1/webhooks/deliveries?endpoint=mail", officer_key_).body)->getArray("items");
+    return ParseObject(g_.Get("/v1/webhooks/deliveries?endpoint=mail", officer_key_).body)
+        ->getArray("items");
   };
-  for (int i = 0; i < 100 && (deliveries()->size() == 0 ||
-                              deliveries()->getObject(0)->getValue<std::string>("status") == "pending"); ++i) {
+  for (int i = 0;
+       i < 100 && (deliveries()->size() == 0 ||
+                   deliveries()->getObject(0)->getValue<std::string>("status") == "pending");
+       ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   ASSERT_EQ(deliveries()->size(), 1u);
@@ -394,7 +427,8 @@ TEST_F(MailE2E, StartTlsIsRequiredAndTheServersCertificateVerified) {
   const std::string dir = smtp_.dir().string();
   // A test CA and a certificate for 127.0.0.1 signed by it (Debian's openssl).
   const std::string make_pki =
-      "cd " + dir + " && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test-ca "
+      "cd " + dir +
+      " && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test-ca "
       "-keyout ca.key -out ca.crt 2>/dev/null && "
       "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout tls.key -out tls.csr "
       "2>/dev/null && printf 'subjectAltName=IP:127.0.0.1\n' > san.ext && "
@@ -406,14 +440,20 @@ TEST_F(MailE2E, StartTlsIsRequiredAndTheServersCertificateVerified) {
   flags[5] = "starttls";  // --smtp-tls
   ASSERT_EQ(flags[4], "--smtp-tls");
   std::filesystem::rename(dir + "/tls.crt", dir + "/tls.crt.off");
-  g_.Start([&] { auto f = flags; f.insert(f.end(), {"--smtp-ca-file", dir + "/ca.crt"}); return f; }());
+  g_.Start([&] {
+    auto f = flags;
+    f.insert(f.end(), {"--smtp-ca-file", dir + "/ca.crt"});
+    return f;
+  }());
   const std::string s = NewSubject("tls@example.org", "en");
   OpenRequest(s, "access");
   auto deliveries = [&] {
-    return ParseObject(g_.Get("/v1/webhooks/deliveries?endpoint=mail", officer_key_).body)->getArray("items");
+    return ParseObject(g_.Get("/v1/webhooks/deliveries?endpoint=mail", officer_key_).body)
+        ->getArray("items");
   };
   for (int i = 0; i < 100 && (deliveries()->size() == 0 ||
-                              deliveries()->getObject(0)->getValue<int>("attempts") == 0); ++i) {
+                              deliveries()->getObject(0)->getValue<int>("attempts") == 0);
+       ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_EQ(deliveries()->getObject(0)->getValue<std::string>("last_error"),
@@ -426,10 +466,12 @@ TEST_F(MailE2E, StartTlsIsRequiredAndTheServersCertificateVerified) {
   smtp_.Start();
   g_.Start(flags);
   for (int i = 0; i < 150 && deliveries()->getObject(0)->getValue<std::string>("last_error") ==
-                                 "the SMTP server does not offer STARTTLS"; ++i) {
+                                 "the SMTP server does not offer STARTTLS";
+       ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  EXPECT_EQ(deliveries()->getObject(0)->getValue<std::string>("last_error").rfind("transport", 0), 0u)
+  EXPECT_EQ(deliveries()->getObject(0)->getValue<std::string>("last_error").rfind("transport", 0),
+            0u)
       << deliveries()->getObject(0)->getValue<std::string>("last_error");
   EXPECT_TRUE(smtp_.Messages().empty());
   EXPECT_EQ(deliveries()->getObject(0)->getValue<std::string>("status"), "pending");

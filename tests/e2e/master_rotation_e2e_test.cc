@@ -46,8 +46,8 @@ TEST(MasterRotationE2E, LookUpsKeysAndLinksKeepWorkingAndTheOldMasterIsGone) {
   // Links sent before the rotation: preference centres of the first 20 subjects.
   std::vector<std::string> links;
   for (size_t i = 0; i < 20; ++i) {
-    HttpReply r = g.Post("/v1/subjects/" + seeds[i].first + "/links",
-                         R"({"uses":["preferences"]})", crm);
+    HttpReply r =
+        g.Post("/v1/subjects/" + seeds[i].first + "/links", R"({"uses":["preferences"]})", crm);
     ASSERT_EQ(r.status, 201) << r.body;
     const size_t at = r.body.find("/p/");
     links.push_back(r.body.substr(at, r.body.find('"', at) - at));
@@ -61,7 +61,8 @@ TEST(MasterRotationE2E, LookUpsKeysAndLinksKeepWorkingAndTheOldMasterIsGone) {
   auto fail = [&](const std::string& what, const HttpReply& r) {
     failures++;
     std::lock_guard<std::mutex> lock(mu);
-    if (first_failure.empty()) first_failure = what + ": " + std::to_string(r.status) + " " + r.body;
+    if (first_failure.empty())
+      first_failure = what + ": " + std::to_string(r.status) + " " + r.body;
   };
   // A request that gets no answer (the service died: a sanitizer's report, say) ends that
   // worker as a failure, not the test program.
@@ -95,27 +96,33 @@ TEST(MasterRotationE2E, LookUpsKeysAndLinksKeepWorkingAndTheOldMasterIsGone) {
       opened++;
     }
   }));
-  workers.emplace_back(guarded([&] {  // new customers, whose unique e-mail is checked against both masters
-    int n = 0;
-    while (!stop) {
-      const std::string email = "live" + std::to_string(n++) + "@example.org";
-      HttpReply r = g.Post("/v1/subjects", R"({"kind":"person","fields":{"email":")" + email +
-                                               R"("}})",
-                           crm);
-      if (r.status != 201) fail("create", r);
-      HttpReply again = g.Post("/v1/subjects", R"({"kind":"person","fields":{"email":")" +
-                                                   email + R"("}})",
-                               crm);
-      if (again.status != 409) fail("duplicate " + email, again);
-      std::lock_guard<std::mutex> lock(mu);
-      live.push_back(email);
-      created++;
-    }
-  }));
+  workers.emplace_back(
+      guarded([&] {  // new customers, whose unique e-mail is checked against both masters
+        int n = 0;
+        while (!stop) {
+          const std::string email = "live" + std::to_string(n++) + "@example.org";
+          HttpReply r = g.Post("/v1/subjects",
+                               R"({"kind":"person","fields":{"email":")" + email + R"("}})", crm);
+          if (r.status != 201) fail("create", r);
+          HttpReply again = g.Post(
+              "/v1/subjects", R"({"kind":"person","fields":{"email":")" + email + R"("}})", crm);
+          if (again.status != 409) fail("duplicate " + email, again);
+          std::lock_guard<std::mutex> lock(mu);
+          live.push_back(email);
+          created++;
+        }
+      }));
 
-  const std::vector<std::string> rotate = {"keys", "rotate-master", "--data-dir", g.data_dir(),
-                                           "--policies", g.policies(), "--batch", "40",
-                                           "--keyring-watch-seconds", "1"};
+  const std::vector<std::string> rotate = {"keys",
+                                           "rotate-master",
+                                           "--data-dir",
+                                           g.data_dir(),
+                                           "--policies",
+                                           g.policies(),
+                                           "--batch",
+                                           "40",
+                                           "--keyring-watch-seconds",
+                                           "1"};
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   RunResult first = RunGarde(rotate);
   stop = true;
@@ -139,10 +146,9 @@ TEST(MasterRotationE2E, LookUpsKeysAndLinksKeepWorkingAndTheOldMasterIsGone) {
 
   // The admin key is hashed again on its first use; the idle one is revoked by the next run.
   EXPECT_EQ(g.Get("/v1/purposes", g.admin_key()).status, 200);
-  RunResult status = RunGarde({"keys", "status", "--data-dir", g.data_dir(), "--policies",
-                               g.policies(), "--json"});
-  EXPECT_NE(status.out.find(R"("master_version":2,"previous_master_version":1)"),
-            std::string::npos)
+  RunResult status = RunGarde(
+      {"keys", "status", "--data-dir", g.data_dir(), "--policies", g.policies(), "--json"});
+  EXPECT_NE(status.out.find(R"("master_version":2,"previous_master_version":1)"), std::string::npos)
       << status.out;
   std::vector<std::string> finish = rotate;
   finish.push_back("--revoke-unconverted");
@@ -156,8 +162,8 @@ TEST(MasterRotationE2E, LookUpsKeysAndLinksKeepWorkingAndTheOldMasterIsGone) {
   EXPECT_EQ(after.find(first_master), std::string::npos);
   EXPECT_EQ(after.find("previous_master"), std::string::npos);
   EXPECT_NE(after.find(R"("master_version":2)"), std::string::npos);
-  status = RunGarde({"keys", "status", "--data-dir", g.data_dir(), "--policies", g.policies(),
-                     "--json"});
+  status = RunGarde(
+      {"keys", "status", "--data-dir", g.data_dir(), "--policies", g.policies(), "--json"});
   EXPECT_NE(status.out.find(R"("master_version":2,"previous_master_version":null)"),
             std::string::npos)
       << status.out;
@@ -182,9 +188,10 @@ TEST(MasterRotationE2E, LookUpsKeysAndLinksKeepWorkingAndTheOldMasterIsGone) {
   // Match keys of likely duplicates were computed again too: a new entry of seed 5 pairs.
   EXPECT_EQ(g.Sql("SELECT COUNT(*) FROM blind_index WHERE field LIKE '=%' AND master = 2")[0][0],
             "400");
-  HttpReply again = g.Post("/v1/subjects",
-                           R"({"kind":"person","fields":{"first_name":"Seed","last_name":"DUPONT","postal_code":"10005"}})",
-                           crm);
+  HttpReply again = g.Post(
+      "/v1/subjects",
+      R"({"kind":"person","fields":{"first_name":"Seed","last_name":"DUPONT","postal_code":"10005"}})",
+      crm);
   ASSERT_EQ(again.status, 201) << again.body;
   HttpReply pairs = g.Get("/v1/duplicates", crm);
   EXPECT_NE(pairs.body.find(seeds[5].first), std::string::npos) << pairs.body;
@@ -192,19 +199,19 @@ TEST(MasterRotationE2E, LookUpsKeysAndLinksKeepWorkingAndTheOldMasterIsGone) {
   // A restarted service starts from the rotated keyring alone.
   g.Stop();
   g.Start();
-  HttpReply r = g.Post("/v1/subjects:search", SearchBody(seeds[7].second), crm,
-                       "customer_management");
+  HttpReply r =
+      g.Post("/v1/subjects:search", SearchBody(seeds[7].second), crm, "customer_management");
   EXPECT_NE(r.body.find(seeds[7].first), std::string::npos) << r.body;
   EXPECT_EQ(g.Request("GET", links[3], "", {}, "").status, 200);
-  RunResult verify = RunGarde({"audit", "verify", "--data-dir", g.data_dir(), "--policies",
-                               g.policies()});
+  RunResult verify =
+      RunGarde({"audit", "verify", "--data-dir", g.data_dir(), "--policies", g.policies()});
   EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
 
   // A backup from before the rotation: its look-ups are computed again under the new master;
   // its API keys, hashed under the retired one, are named for the administrator.
   ASSERT_EQ(g.Stop(), 0);
-  RunResult restored = RunGarde({"restore", "--data-dir", g.data_dir(), "--policies",
-                                 g.policies(), "--from", backup.LastLine(), "--reason", "drill"});
+  RunResult restored = RunGarde({"restore", "--data-dir", g.data_dir(), "--policies", g.policies(),
+                                 "--from", backup.LastLine(), "--reason", "drill"});
   ASSERT_EQ(restored.exit_code, 0) << restored.err << restored.out;
   EXPECT_NE(restored.out.find("computed 600 look-up digests again"), std::string::npos)
       << restored.out;

@@ -1,11 +1,10 @@
 // GET /metrics on the admin listener, read by the official Prometheus client's parser: the
 // counts of what the test did, and the service's state.
-#include <gtest/gtest.h>
-
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/StreamCopier.h>
+#include <gtest/gtest.h>
 
 #include <fstream>
 #include <map>
@@ -86,15 +85,15 @@ TEST(MetricsE2E, TheAdminListenerCountsWhatWasDoneAndTellsTheServicesState) {
 
   std::vector<std::string> ids;
   for (int i = 0; i < 5; ++i) {
-    HttpReply r = g.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"m)" +
-                                             std::to_string(i) + R"(@example.org"}})",
-                         op);
+    HttpReply r = g.Post(
+        "/v1/subjects",
+        R"({"kind":"person","fields":{"email":"m)" + std::to_string(i) + R"(@example.org"}})", op);
     ASSERT_EQ(r.status, 201) << r.body;
     ids.push_back(JsonString(r.body, "id"));
   }
-  EXPECT_EQ(g.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"m0@example.org"}})", op)
-                .status,
-            409);
+  EXPECT_EQ(
+      g.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"m0@example.org"}})", op).status,
+      409);
   for (int i = 0; i < 2; ++i) EXPECT_EQ(g.Get("/v1/subjects/" + ids[0], "").status, 401);
   for (size_t i = 0; i < 3; ++i) {
     EXPECT_EQ(g.Get("/v1/subjects/" + ids[i], op, "customer_management").status, 200);
@@ -108,8 +107,10 @@ TEST(MetricsE2E, TheAdminListenerCountsWhatWasDoneAndTellsTheServicesState) {
   EXPECT_EQ(m.types["garde_http_request_duration_seconds"], "histogram");
   EXPECT_EQ(m[R"(garde_http_requests_total{method="POST",route="/v1/subjects",status="201"})"], 5);
   EXPECT_EQ(m[R"(garde_http_requests_total{method="POST",route="/v1/subjects",status="409"})"], 1);
-  EXPECT_EQ(m[R"(garde_http_requests_total{method="GET",route="/v1/subjects/{id}",status="401"})"], 2);
-  EXPECT_EQ(m[R"(garde_http_requests_total{method="GET",route="/v1/subjects/{id}",status="200"})"], 3);
+  EXPECT_EQ(m[R"(garde_http_requests_total{method="GET",route="/v1/subjects/{id}",status="401"})"],
+            2);
+  EXPECT_EQ(m[R"(garde_http_requests_total{method="GET",route="/v1/subjects/{id}",status="200"})"],
+            3);
   EXPECT_EQ(m[R"m(garde_http_requests_total{method="",route="(none)",status="404"})m"], 2);
   EXPECT_EQ(m[R"(garde_http_requests_total{method="POST",route="/v1/requests",status="201"})"], 1);
   // The histogram agrees with the counter, and its buckets only grow.

@@ -2,7 +2,6 @@
 // answer as before. Registered only beside a PostgreSQL server, outside cluster mode (ctest
 // e2e_postgresql).
 #include <gtest/gtest.h>
-
 #include <libpq-fe.h>
 #include <signal.h>
 
@@ -19,9 +18,10 @@ namespace {
 class MigrateE2E : public ::testing::Test {
  protected:
   std::string Create(const std::string& email) {
-    HttpReply r = g_.Post("/v1/subjects", R"({"kind":"person","fields":{"email":")" + email +
-                                              R"(","first_name":"Ana"}})",
-                          operator_key_);
+    HttpReply r =
+        g_.Post("/v1/subjects",
+                R"({"kind":"person","fields":{"email":")" + email + R"(","first_name":"Ana"}})",
+                operator_key_);
     EXPECT_EQ(r.status, 201) << r.body;
     return JsonString(r.body, "id");
   }
@@ -29,15 +29,16 @@ class MigrateE2E : public ::testing::Test {
     ASSERT_EQ(g_.Post("/v1/subjects/" + id + "/consents",
                       R"({"purpose":"marketing.email","event":")" + event +
                           R"(","notice_version":"2026-01","method":"web_form"})",
-                      operator_key_).status,
+                      operator_key_)
+                  .status,
               201);
   }
   // What a client sees of a subject: its record and the consent decision.
   std::string Seen(const std::string& id) {
     HttpReply read = g_.Get("/v1/subjects/" + id, operator_key_, "customer_management");
-    HttpReply check = g_.Get("/v1/consent/check?subject=" + id +
-                                 "&purpose=marketing.email&channel=email",
-                             marketing_key_);
+    HttpReply check =
+        g_.Get("/v1/consent/check?subject=" + id + "&purpose=marketing.email&channel=email",
+               marketing_key_);
     return std::to_string(read.status) + read.body + std::to_string(check.status) +
            JsonString(check.body, "reason");
   }
@@ -61,9 +62,10 @@ void ADeploymentMovesWithEveryAnswerAndItsVerifiedLog::TestBody() {
   Consent(ids[0], "granted");
   Consent(ids[1], "granted");
   Consent(ids[1], "withdrawn");
-  ASSERT_EQ(g_.Post("/v1/requests", R"({"type":"access","subject":")" + ids[2] + R"("})",
-                    operator_key_).status,
-            201);
+  ASSERT_EQ(
+      g_.Post("/v1/requests", R"({"type":"access","subject":")" + ids[2] + R"("})", operator_key_)
+          .status,
+      201);
   std::map<std::string, std::string> before;
   for (const auto& id : ids) before[id] = Seen(id);
   EXPECT_EQ(g_.Stop(), 0);
@@ -94,7 +96,8 @@ void ADeploymentMovesWithEveryAnswerAndItsVerifiedLog::TestBody() {
   const std::string added = Create("after@example.org");
   EXPECT_EQ(g_.Get("/v1/subjects/" + added, operator_key_, "customer_management").status, 200);
   EXPECT_EQ(g_.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"move0@example.org"}})",
-                    operator_key_).status,
+                    operator_key_)
+                .status,
             409);  // the blind index came along
   EXPECT_EQ(g_.Stop(), 0);
   RunResult verified =
@@ -146,13 +149,22 @@ bool PlantTrigger(const std::string& uri, const std::string& name, const std::st
                   const std::string& table, const std::string& body, std::string* error) {
   return OnDatabase(uri,
                     "CREATE FUNCTION " + name + "() RETURNS trigger LANGUAGE plpgsql AS $$\n" +
-                        body + "\n$$;\n"
+                        body +
+                        "\n$$;\n"
                         "CREATE FUNCTION plant() RETURNS event_trigger LANGUAGE plpgsql AS $$\n"
                         "BEGIN\n"
-                        "  IF to_regclass('" + table + "') IS NOT NULL AND NOT EXISTS\n"
-                        "      (SELECT 1 FROM pg_trigger WHERE tgname = '" + name + "') THEN\n"
-                        "    CREATE TRIGGER " + name + " " + when + " ON " + table + "\n"
-                        "      FOR EACH ROW EXECUTE FUNCTION " + name + "();\n"
+                        "  IF to_regclass('" +
+                        table +
+                        "') IS NOT NULL AND NOT EXISTS\n"
+                        "      (SELECT 1 FROM pg_trigger WHERE tgname = '" +
+                        name +
+                        "') THEN\n"
+                        "    CREATE TRIGGER " +
+                        name + " " + when + " ON " + table +
+                        "\n"
+                        "      FOR EACH ROW EXECUTE FUNCTION " +
+                        name +
+                        "();\n"
                         "  END IF;\n"
                         "END $$;\n"
                         "CREATE EVENT TRIGGER plant ON ddl_command_end EXECUTE FUNCTION plant();",
@@ -177,13 +189,11 @@ void ACopyRefusedHalfwayLeavesNoDeployment::TestBody() {
       << error;
   RunResult refused = Migrate(uri);
   EXPECT_EQ(refused.exit_code, 1) << refused.out << refused.err;
-  EXPECT_NE((refused.out + refused.err).find("audit_by_actor: planted refusal"),
-            std::string::npos)
+  EXPECT_NE((refused.out + refused.err).find("audit_by_actor: planted refusal"), std::string::npos)
       << refused.out << refused.err;
   // Nothing of the copy was kept: the same database takes the whole copy once the trigger goes.
-  ASSERT_TRUE(OnDatabase(uri,
-                         "DROP EVENT TRIGGER plant; DROP TRIGGER refuse_third ON audit_by_actor",
-                         &error))
+  ASSERT_TRUE(OnDatabase(
+      uri, "DROP EVENT TRIGGER plant; DROP TRIGGER refuse_third ON audit_by_actor", &error))
       << error;
   RunResult moved = Migrate(uri);
   ASSERT_EQ(moved.exit_code, 0) << moved.out << moved.err;
@@ -202,8 +212,9 @@ class ACopyWhoseServerProcessDiesFailsWithAMessage : public MigrateE2E {
 // The pid of the server process of `uri`'s database that sleeps in pg_sleep, or 0.
 int SleepingBackend(const std::string& uri) {
   PGconn* c = PQconnectdb(uri.c_str());
-  PGresult* r = PQexec(c, "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                          "AND wait_event = 'PgSleep'");
+  PGresult* r = PQexec(c,
+                       "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND wait_event = 'PgSleep'");
   const int pid = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
                       ? std::atoi(PQgetvalue(r, 0, 0))
                       : 0;
@@ -225,16 +236,16 @@ void ACopyWhoseServerProcessDiesFailsWithAMessage::TestBody() {
       << error;
   auto copy = std::async(std::launch::async, [&] { return Migrate(uri); });
   int pid = 0;
-  ASSERT_TRUE(WaitUntil([&] { return (pid = SleepingBackend(uri)) != 0; },
-                        std::chrono::seconds(30)));
+  ASSERT_TRUE(
+      WaitUntil([&] { return (pid = SleepingBackend(uri)) != 0; }, std::chrono::seconds(30)));
   ASSERT_EQ(::kill(pid, SIGKILL), 0);
   RunResult died = copy.get();
   EXPECT_EQ(died.exit_code, 1) << died.out << died.err;
   EXPECT_NE(died.err.find("postgresql: "), std::string::npos) << died.out << died.err;
   // The server restarts by itself after the death of one of its processes (crash recovery):
   // the tests after this one find it up.
-  EXPECT_TRUE(WaitUntil([&] { return !CreateTestDatabase(&error).empty(); },
-                        std::chrono::seconds(30)))
+  EXPECT_TRUE(
+      WaitUntil([&] { return !CreateTestDatabase(&error).empty(); }, std::chrono::seconds(30)))
       << error;
 }
 

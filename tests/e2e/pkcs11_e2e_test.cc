@@ -35,9 +35,9 @@ class SoftHsm {
                                           << "\nobjectstore.backend = file\nlog.level = ERROR\n";
     std::ofstream(dir_ / "pin") << "246813\n";
     ::chmod((dir_ / "pin").c_str(), 0600);
-    RunResult init = RunProgram({"/usr/bin/env", "SOFTHSM2_CONF=" + conf(), "softhsm2-util",
-                                 "--init-token", "--free", "--label", label_, "--pin", "246813",
-                                 "--so-pin", "97531864"});
+    RunResult init =
+        RunProgram({"/usr/bin/env", "SOFTHSM2_CONF=" + conf(), "softhsm2-util", "--init-token",
+                    "--free", "--label", label_, "--pin", "246813", "--so-pin", "97531864"});
     EXPECT_EQ(init.exit_code, 0) << init.err << init.out;
   }
   ~SoftHsm() { fs::remove_all(dir_); }
@@ -101,9 +101,8 @@ class SoftHsm {
         uint8_t value[64];
         CK_ATTRIBUTE want_value[] = {{CKA_VALUE, value, sizeof value}};
         const CK_RV rv = fn->C_GetAttributeValue(s, objs[k], want_value, 1);
-        out[std::string(name, attrs[0].ulValueLen)] = {sensitive == CK_TRUE,
-                                                        extractable == CK_TRUE,
-                                                        rv == CKR_ATTRIBUTE_SENSITIVE};
+        out[std::string(name, attrs[0].ulValueLen)] = {sensitive == CK_TRUE, extractable == CK_TRUE,
+                                                       rv == CKR_ATTRIBUTE_SENSITIVE};
       }
     }
     if (s != 0) fn->C_CloseSession(s);
@@ -119,8 +118,8 @@ class SoftHsm {
   std::string label_;
 };
 
-bool WaitForStatus(GardeProcess& g, const std::string& path, int status, const std::string& key = "",
-                   const std::string& purpose = "") {
+bool WaitForStatus(GardeProcess& g, const std::string& path, int status,
+                   const std::string& key = "", const std::string& purpose = "") {
   for (int i = 0; i < 100; ++i) {
     if (g.Get(path, key, purpose).status == status) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -179,9 +178,9 @@ TEST(Pkcs11, RootKeysStayOnTheTokenThroughServeRotateAndRestart) {
 
   // Master rotation: the new master, the kept sub-keys and the retired master's link key are
   // all sealed by the token key; none is in the file in clear.
-  const std::vector<std::string> rotate_master = {"keys", "rotate-master", "--data-dir",
-                                                  g.data_dir(), "--policies", g.policies(),
-                                                  "--keyring-watch-seconds", "1"};
+  const std::vector<std::string> rotate_master = {
+      "keys",       "rotate-master",           "--data-dir", g.data_dir(), "--policies",
+      g.policies(), "--keyring-watch-seconds", "1"};
   RunResult master = RunGarde(rotate_master, hsm.Env());
   ASSERT_EQ(master.exit_code, 0) << master.err << master.out;
   EXPECT_NE(master.out.find("Not retired"), std::string::npos) << master.out;
@@ -194,10 +193,12 @@ TEST(Pkcs11, RootKeysStayOnTheTokenThroughServeRotateAndRestart) {
   ASSERT_EQ(master.exit_code, 0) << master.err << master.out;
   EXPECT_NE(master.out.find("Retired master-key version 1"), std::string::npos) << master.out;
   const std::string rotated_ring = ReadFile(g.data_dir() + "/keyring.json");
-  for (const char* member : {"\"master\":\"", "\"kept\":\"", "\"link_key\":\"", "previous_master"}) {
+  for (const char* member :
+       {"\"master\":\"", "\"kept\":\"", "\"link_key\":\"", "previous_master"}) {
     EXPECT_EQ(rotated_ring.find(member), std::string::npos) << member << rotated_ring;
   }
-  for (const char* member : {"\"kept_sealed\":\"", "\"link_key_sealed\":\"", "\"master_version\":2"}) {
+  for (const char* member :
+       {"\"kept_sealed\":\"", "\"link_key_sealed\":\"", "\"master_version\":2"}) {
     EXPECT_NE(rotated_ring.find(member), std::string::npos) << member << rotated_ring;
   }
   ASSERT_EQ(g.Stop(), 0);
@@ -212,21 +213,21 @@ TEST(Pkcs11, RootKeysStayOnTheTokenThroughServeRotateAndRestart) {
 
   // The stolen copy: the data directory without the token decrypts nothing, and neither
   // does another token with the same label and PIN.
-  const fs::path copy = fs::temp_directory_path() / ("garde-stolen-hsm-" + std::to_string(::getpid()));
+  const fs::path copy =
+      fs::temp_directory_path() / ("garde-stolen-hsm-" + std::to_string(::getpid()));
   fs::remove_all(copy);
   fs::copy(g.data_dir(), copy, fs::copy_options::recursive);
   const std::string everything = EverythingUnder(copy.string());
   for (const char* planted : {"zqxtoken.canary@example.org", "Zqxtokenfirst"}) {
     EXPECT_EQ(everything.find(planted), std::string::npos) << planted;
   }
-  RunResult without = RunGarde({"keys", "status", "--data-dir", copy.string(), "--policies",
-                                g.policies()});
+  RunResult without =
+      RunGarde({"keys", "status", "--data-dir", copy.string(), "--policies", g.policies()});
   EXPECT_NE(without.exit_code, 0);
   EXPECT_NE(without.err.find("PKCS#11 token"), std::string::npos) << without.err;
   SoftHsm other;  // the thief's own token, same label and PIN
-  RunResult elsewhere = RunGarde({"keys", "status", "--data-dir", copy.string(), "--policies",
-                                  g.policies()},
-                                 other.Env());
+  RunResult elsewhere = RunGarde(
+      {"keys", "status", "--data-dir", copy.string(), "--policies", g.policies()}, other.Env());
   EXPECT_NE(elsewhere.exit_code, 0);
   EXPECT_NE(elsewhere.err.find("holds no key"), std::string::npos) << elsewhere.err;
   fs::remove_all(copy);
@@ -237,7 +238,8 @@ TEST(Pkcs11, ATokenThatGoesAwayFailsReadinessAndReadsUntilItComesBack) {
   GardeProcess g("", hsm.Env());
   const std::string op = g.CreateKey("crm", "operator", {"customer_management"});
   g.Start({"--keyring-watch-seconds", "1"});
-  HttpReply created = g.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"gone@example.org"}})", op);
+  HttpReply created =
+      g.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"gone@example.org"}})", op);
   ASSERT_EQ(created.status, 201) << created.body;
   const std::string path = "/v1/subjects/" + JsonString(created.body, "id");
   ASSERT_EQ(g.Get(path, op, "customer_management").status, 200);  // its data key now cached
@@ -253,8 +255,10 @@ TEST(Pkcs11, ATokenThatGoesAwayFailsReadinessAndReadsUntilItComesBack) {
   // so it has a return to log below.
   EXPECT_TRUE(g.WaitForLog("the PKCS#11 token is unavailable: reads answer 503", 1));
   // Writes that need a data key are refused as well; consent checks need none and go on.
-  EXPECT_EQ(g.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"during@example.org"}})", op).status,
-            503);
+  EXPECT_EQ(
+      g.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"during@example.org"}})", op)
+          .status,
+      503);
   HttpReply check = g.Get("/v1/consent/check?subject=" + JsonString(created.body, "id") +
                               "&purpose=marketing.email&channel=email",
                           op);
@@ -264,8 +268,10 @@ TEST(Pkcs11, ATokenThatGoesAwayFailsReadinessAndReadsUntilItComesBack) {
   EXPECT_TRUE(WaitForStatus(g, "/readyz", 200));
   EXPECT_EQ(g.Get(path, op, "customer_management").status, 200);
   EXPECT_TRUE(g.WaitForLog("the PKCS#11 token answers again", 1));
-  EXPECT_EQ(g.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"after@example.org"}})", op).status,
-            201);
+  EXPECT_EQ(
+      g.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"after@example.org"}})", op)
+          .status,
+      201);
 }
 
 TEST(Pkcs11, MigratingFromTheDevelopmentKeyringToTheTokenAndBack) {
@@ -273,7 +279,8 @@ TEST(Pkcs11, MigratingFromTheDevelopmentKeyringToTheTokenAndBack) {
   GardeProcess g;  // the development keyring, in clear
   const std::string op = g.CreateKey("crm", "operator", {"customer_management"});
   g.Start();
-  HttpReply created = g.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"mig@example.org"}})", op);
+  HttpReply created =
+      g.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"mig@example.org"}})", op);
   ASSERT_EQ(created.status, 201);
   const std::string path = "/v1/subjects/" + JsonString(created.body, "id");
 
@@ -287,7 +294,8 @@ TEST(Pkcs11, MigratingFromTheDevelopmentKeyringToTheTokenAndBack) {
   EXPECT_EQ(hsm.SecretKeys().size(), 1u);
   ASSERT_EQ(g.Stop(), 0);
   // The service needs the token now; with it, the subject reads as before.
-  RunResult refused = RunGarde({"keys", "status", "--data-dir", g.data_dir(), "--policies", g.policies()});
+  RunResult refused =
+      RunGarde({"keys", "status", "--data-dir", g.data_dir(), "--policies", g.policies()});
   EXPECT_NE(refused.exit_code, 0);
   const size_t warned = g.LogCount("KEYRING IS IN CLEAR");
   EXPECT_EQ(warned, 1u);  // the development keyring's start

@@ -1,6 +1,5 @@
 // The register as an officer reads and exports it.
 #include <gtest/gtest.h>
-
 #include <signal.h>
 #include <unistd.h>
 
@@ -36,7 +35,8 @@ TEST(RegisterE2E, OfficerReadsExportsAndLintsTheRegister) {
   HttpReply md = g.Get("/v1/register?format=md", officer);
   ASSERT_EQ(md.status, 200);
   EXPECT_NE(md.body.find("| REG-003 | Email marketing campaigns (`marketing_email`) |"),
-            std::string::npos) << md.body;
+            std::string::npos)
+      << md.body;
 
   HttpReply one = g.Get("/v1/register/orders_invoicing", officer);
   ASSERT_EQ(one.status, 200);
@@ -56,9 +56,9 @@ TEST(RegisterE2E, OfficerReadsExportsAndLintsTheRegister) {
       std::ofstream(out + "/register-" + lang + "." + format, std::ios::binary) << doc.body;
     }
     const std::string base = out + "/register-" + lang;
-    RunResult parsed = RunProgram({"/usr/bin/python3", GARDE_EXPORT_CHECKER, out + "/register.json",
-                                   base + ".csv", base + ".md", base + ".html",
-                                   out + "/openapi.json", "--lang=" + lang});
+    RunResult parsed =
+        RunProgram({"/usr/bin/python3", GARDE_EXPORT_CHECKER, out + "/register.json", base + ".csv",
+                    base + ".md", base + ".html", out + "/openapi.json", "--lang=" + lang});
     EXPECT_EQ(parsed.exit_code, 0) << lang << ": " << parsed.out << parsed.err;
   }
   HttpReply french = g.Get("/v1/register?format=html&lang=fr", officer);
@@ -93,9 +93,9 @@ TEST(RegisterE2E, ExportCommandWritesDocumentsThatParseBack) {
                             "--out", dir + "/register." + format});
     ASSERT_EQ(r.exit_code, 0) << format << r.err;
   }
-  RunResult check = RunProgram({"/usr/bin/python3", GARDE_EXPORT_CHECKER, dir + "/register.json",
-                                dir + "/register.csv", dir + "/register.md",
-                                dir + "/register.html"});
+  RunResult check =
+      RunProgram({"/usr/bin/python3", GARDE_EXPORT_CHECKER, dir + "/register.json",
+                  dir + "/register.csv", dir + "/register.md", dir + "/register.html"});
   EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
   EXPECT_NE(ReadFile(dir + "/register.md").find("| REG-001 |"), std::string::npos);
   RunResult bad = RunGarde({"register", "export", "--policies", g.policies(), "--format", "pdf"});
@@ -124,9 +124,9 @@ namespace {
 // A copy of the repository's policies the test may edit.
 std::string CopyPolicies(const std::string& from, const std::string& to) {
   std::filesystem::create_directories(to);
-  std::filesystem::copy(from, to,
-                        std::filesystem::copy_options::recursive |
-                            std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy(
+      from, to,
+      std::filesystem::copy_options::recursive | std::filesystem::copy_options::overwrite_existing);
   return to;
 }
 
@@ -135,8 +135,8 @@ void Write(const std::string& path, const std::string& text) {
 }
 
 TEST(RegisterE2E, ReloadIsLintedAuditedAndRevokesRemovedActivitiesAtOnce) {
-  const std::string dir = std::filesystem::temp_directory_path() /
-                          ("garde-reload-" + std::to_string(::getpid()));
+  const std::string dir =
+      std::filesystem::temp_directory_path() / ("garde-reload-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   const std::string policies = CopyPolicies(GARDE_POLICIES_DIR, dir);
   const std::string original = ReadFile(policies + "/register.yaml");
@@ -145,13 +145,17 @@ TEST(RegisterE2E, ReloadIsLintedAuditedAndRevokesRemovedActivitiesAtOnce) {
   const std::string operator_key = g.CreateKey("crm", "operator", {"customer_management"});
   const std::string marketing = g.CreateKey("campaigns", "marketing", {"marketing_email"});
   g.Start();
-  HttpReply created = g.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"rl@example.org"}})",
-                             operator_key);
+  HttpReply created = g.Post(
+      "/v1/subjects", R"({"kind":"person","fields":{"email":"rl@example.org"}})", operator_key);
   ASSERT_EQ(created.status, 201);
   const std::string id = JsonString(created.body, "id");
-  ASSERT_EQ(g.Post("/v1/subjects/" + id + "/consents",
-                   R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})",
-                   operator_key).status, 201);
+  ASSERT_EQ(
+      g.Post(
+           "/v1/subjects/" + id + "/consents",
+           R"({"purpose":"marketing.email","event":"granted","notice_version":"2026-01","method":"web_form"})",
+           operator_key)
+          .status,
+      201);
   ASSERT_EQ(g.Get("/v1/subjects/" + id, marketing, "marketing_email").status, 200);
   const std::string hash = JsonString(g.Get("/v1/register", officer).body, "content_hash");
 
@@ -172,8 +176,10 @@ TEST(RegisterE2E, ReloadIsLintedAuditedAndRevokesRemovedActivitiesAtOnce) {
   Write(policies + "/register.yaml", without);
   HttpReply ok = g.Post("/v1/admin/reload", "", g.admin_key());
   ASSERT_EQ(ok.status, 200) << ok.body;
-  EXPECT_NE(ok.body.find(R"("activities":{"added":["newsletter_2027"],"removed":["marketing_email"])"),
-            std::string::npos) << ok.body;
+  EXPECT_NE(
+      ok.body.find(R"("activities":{"added":["newsletter_2027"],"removed":["marketing_email"])"),
+      std::string::npos)
+      << ok.body;
   EXPECT_NE(ok.body.find(R"("before":")" + hash), std::string::npos);
   EXPECT_EQ(g.Get("/v1/subjects/" + id, marketing, "marketing_email").status, 403);
   EXPECT_EQ(g.Get("/v1/register/marketing_email", officer).status, 404);

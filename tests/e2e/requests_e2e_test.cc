@@ -5,9 +5,8 @@
 #include <Poco/JSON/Parser.h>
 #include <gtest/gtest.h>
 
-#include <set>
-
 #include <filesystem>
+#include <set>
 
 #include "garde/base/clock.h"
 #include "garde_process.h"
@@ -30,8 +29,8 @@ class RequestsE2E : public ::testing::Test {
     g_.Start(smtp_.GardeFlags());
   }
   std::string CreateSubject(const std::string& fields) {
-    HttpReply r = g_.Post("/v1/subjects", R"({"kind":"person","fields":)" + fields + "}",
-                          operator_key_);
+    HttpReply r =
+        g_.Post("/v1/subjects", R"({"kind":"person","fields":)" + fields + "}", operator_key_);
     EXPECT_EQ(r.status, 201) << r.body;
     return JsonString(r.body, "id");
   }
@@ -39,7 +38,9 @@ class RequestsE2E : public ::testing::Test {
     EXPECT_EQ(g_.Post("/v1/subjects/" + id + "/consents",
                       R"({"purpose":")" + purpose +
                           R"(","event":"granted","notice_version":"2026-01","method":"web_form"})",
-                      operator_key_).status, 201);
+                      operator_key_)
+                  .status,
+              201);
   }
   Poco::JSON::Object::Ptr Open(const std::string& body, const std::string& key) {
     HttpReply r = g_.Post("/v1/requests", body, key);
@@ -58,8 +59,8 @@ class RequestsE2E : public ::testing::Test {
     return Parse(r.body)->getValue<std::string>("reason");
   }
   std::string SubjectToken(const std::string& id, const std::string& use = "preferences") {
-    HttpReply r = g_.Post("/v1/subjects/" + id + "/links", R"({"uses":[")" + use + R"("]})",
-                          operator_key_);
+    HttpReply r =
+        g_.Post("/v1/subjects/" + id + "/links", R"({"uses":[")" + use + R"("]})", operator_key_);
     EXPECT_EQ(r.status, 201) << r.body;
     return Parse(r.body)->getArray("links")->getObject(0)->getValue<std::string>("token");
   }
@@ -75,15 +76,16 @@ class RequestsE2E : public ::testing::Test {
   // The path of the link in the latest customer notice `notice` about `request`, as mailed
   // to the contact on file (/r/{token}), or "" when there is no such notice.
   std::string NoticeLink(const std::string& request, const std::string& notice) {
-    auto rows = g_.Sql("SELECT id FROM outbox WHERE topic = 'subject.notice' AND payload "
-                       "LIKE '%\"notice\":\"" + notice + "\"%\"request\":\"" + request +
-                       "\"%' ORDER BY seq DESC LIMIT 1");
+    auto rows = g_.Sql(
+        "SELECT id FROM outbox WHERE topic = 'subject.notice' AND payload "
+        "LIKE '%\"notice\":\"" +
+        notice + "\"%\"request\":\"" + request + "\"%' ORDER BY seq DESC LIMIT 1");
     if (rows.empty()) return "";
     const std::string path = smtp_.WaitForEvent(rows[0][0]).LinkPath();
     return path.substr(0, path.find('?'));
   }
-  HttpReply WithBearer(const std::string& method, const std::string& path,
-                       const std::string& token, const std::string& body = "") {
+  HttpReply WithBearer(const std::string& method, const std::string& path, const std::string& token,
+                       const std::string& body = "") {
     return g_.Request(method, path, body, {{"Authorization", "Bearer " + token}},
                       body.empty() ? "" : "application/json");
   }
@@ -96,8 +98,8 @@ class RequestsE2E : public ::testing::Test {
 TEST_F(RequestsE2E, OpenedRequestCarriesTheContractFieldsAndACalendarMonthDeadline) {
   const std::string id = CreateSubject(R"({"email":"dl@example.org"})");
   auto r = Open(R"({"type":"access","subject":")" + id + R"("})", operator_key_);
-  for (const char* member : {"id", "type", "subject", "status", "received_at", "due_at",
-                             "extended", "completed_at"}) {
+  for (const char* member :
+       {"id", "type", "subject", "status", "received_at", "due_at", "extended", "completed_at"}) {
     EXPECT_TRUE(r->has(member)) << member;
   }
   EXPECT_EQ(r->getValue<std::string>("status"), "received");
@@ -105,9 +107,9 @@ TEST_F(RequestsE2E, OpenedRequestCarriesTheContractFieldsAndACalendarMonthDeadli
   EXPECT_TRUE(r->isNull("completed_at"));
   EXPECT_FALSE(r->getValue<bool>("extended"));
   // A letter received on 31 January is due on the last day of February.
-  auto late = Open(R"({"type":"access","subject":")" + id +
-                       R"(","received_at":"2026-01-31T09:00:00Z"})",
-                   operator_key_);
+  auto late =
+      Open(R"({"type":"access","subject":")" + id + R"(","received_at":"2026-01-31T09:00:00Z"})",
+           operator_key_);
   EXPECT_EQ(late->getValue<std::string>("due_at"), "2026-02-28T09:00:00Z");
   EXPECT_TRUE(late->getValue<bool>("overdue"));
   auto ccpa = Open(R"({"type":"access","subject":")" + id +
@@ -120,11 +122,13 @@ TEST_F(RequestsE2E, QueueFiltersOpenDueSoonAndOverdueWithCursorPages) {
   const std::string id = CreateSubject(R"({"email":"queue@example.org"})");
   const std::string overdue =
       Open(R"({"type":"access","subject":")" + id + R"(","received_at":"2026-01-31T09:00:00Z"})",
-           operator_key_)->getValue<std::string>("id");
+           operator_key_)
+          ->getValue<std::string>("id");
   const std::string fresh = Open(R"({"type":"erasure","subject":")" + id + R"("})", operator_key_)
                                 ->getValue<std::string>("id");
-  const std::string rejected = Open(R"({"type":"objection","subject":")" + id + R"("})",
-                                    operator_key_)->getValue<std::string>("id");
+  const std::string rejected =
+      Open(R"({"type":"objection","subject":")" + id + R"("})", operator_key_)
+          ->getValue<std::string>("id");
   auto rej = Step(rejected, "reject", R"({"reason":"the requester could not be identified"})");
   EXPECT_EQ(rej->getValue<std::string>("status"), "rejected");
 
@@ -166,8 +170,8 @@ TEST_F(RequestsE2E, EachOfTheSixTypesIsWorkedFromReceivedToCompleted) {
       R"({"email":"six@example.org","first_name":"Six","city":"Lyon","phone":"+33611223344"})");
   Grant(id, "marketing.email");
   ASSERT_EQ(Decision(id, "marketing.email"), "consent_granted");
-  const std::string types[] = {"access", "portability", "rectification",
-                               "restriction", "objection"};
+  const std::string types[] = {"access", "portability", "rectification", "restriction",
+                               "objection"};
   std::map<std::string, std::string> request;
   for (const auto& type : types) {
     std::string body = R"({"type":")" + type + R"(","subject":")" + id + R"(")";
@@ -179,7 +183,8 @@ TEST_F(RequestsE2E, EachOfTheSixTypesIsWorkedFromReceivedToCompleted) {
     // Nothing happens before the identity is verified.
     Step(request[type], "complete", "{}", 409);
     EXPECT_EQ(Step(request[type], "verify", R"({"note":"ID checked at the shop"})")
-                  ->getValue<std::string>("status"), "verified");
+                  ->getValue<std::string>("status"),
+              "verified");
     EXPECT_EQ(Step(request[type], "start")->getValue<std::string>("status"), "in_progress");
   }
   // Extension: once, with a reason, before the deadline.
@@ -218,23 +223,24 @@ TEST_F(RequestsE2E, EachOfTheSixTypesIsWorkedFromReceivedToCompleted) {
   EXPECT_EQ(Decision(id, "marketing.email"), "objected");
   Grant(id, "marketing.email");
   EXPECT_EQ(Decision(id, "marketing.email"), "objected");
-  HttpReply sup = g_.Post("/v1/suppressions:check", R"({"emails":["six@example.org"]})",
-                          marketing_key_);
+  HttpReply sup =
+      g_.Post("/v1/suppressions:check", R"({"emails":["six@example.org"]})", marketing_key_);
   EXPECT_NE(sup.body.find("\"suppressed\":true"), std::string::npos) << sup.body;
   // Access and portability packages.
   HttpReply access = g_.Get("/v1/requests/" + request["access"] + "/package", officer_key_);
   ASSERT_EQ(access.status, 200) << access.body;
   EXPECT_EQ(Parse(access.body)->getValue<std::string>("format"), "garde-access-package/1");
-  HttpReply csv = g_.Get("/v1/requests/" + request["portability"] + "/package?format=csv",
-                         officer_key_);
+  HttpReply csv =
+      g_.Get("/v1/requests/" + request["portability"] + "/package?format=csv", officer_key_);
   ASSERT_EQ(csv.status, 200) << csv.body;
   EXPECT_NE(csv.content_type.find("text/csv"), std::string::npos);
   EXPECT_NE(csv.body.find("email,six@example.org"), std::string::npos) << csv.body;
   EXPECT_EQ(g_.Get("/v1/requests/" + request["objection"] + "/package", officer_key_).status, 409);
   // The sixth type, erasure, on another customer, through the same steps.
   const std::string other = CreateSubject(R"({"email":"sixth@example.org"})");
-  const std::string erasure = Open(R"({"type":"erasure","subject":")" + other + R"("})",
-                                   operator_key_)->getValue<std::string>("id");
+  const std::string erasure =
+      Open(R"({"type":"erasure","subject":")" + other + R"("})", operator_key_)
+          ->getValue<std::string>("id");
   Step(erasure, "verify", R"({"note":"known customer"})");
   Step(erasure, "start");
   EXPECT_EQ(Step(erasure, "complete")->getValue<std::string>("status"), "completed");
@@ -252,7 +258,8 @@ TEST_F(RequestsE2E, ErasureShredsTheKeyAndLeavesNothingThatDecrypts) {
   const std::string id = CreateSubject(
       R"({"email":"erase.me@example.org","first_name":"Erasme","phone":"+33698765432"})");
   Grant(id, "marketing.email");
-  const auto boxes = g_.Sql("SELECT field, hex(box) FROM subject_fields WHERE subject_id='" + id + "'");
+  const auto boxes =
+      g_.Sql("SELECT field, hex(box) FROM subject_fields WHERE subject_id='" + id + "'");
   ASSERT_EQ(boxes.size(), 3u);
   // The customer asks from their link, and confirms through the fresh link sent to them.
   const std::string token = SubjectToken(id);
@@ -262,8 +269,9 @@ TEST_F(RequestsE2E, ErasureShredsTheKeyAndLeavesNothingThatDecrypts) {
   EXPECT_EQ(r->getValue<std::string>("status"), "received");
   const std::string confirm = NoticeLink(r->getValue<std::string>("id"), "verify_request");
   ASSERT_NE(confirm, "");
-  ASSERT_EQ(g_.Request("POST", confirm, "form=confirm", {}, "application/x-www-form-urlencoded")
-                .status, 200);
+  ASSERT_EQ(
+      g_.Request("POST", confirm, "form=confirm", {}, "application/x-www-form-urlencoded").status,
+      200);
   auto done = Step(r->getValue<std::string>("id"), "complete");
   auto result = done->getObject("result");
   EXPECT_TRUE(result->getValue<bool>("data_key_destroyed"));
@@ -313,7 +321,8 @@ TEST_F(RequestsE2E, ARestoredBackupReappliesTheErasureAtStart) {
   std::filesystem::remove(g_.db_path() + "-shm");
   std::filesystem::copy_file(backup, g_.db_path(),
                              std::filesystem::copy_options::overwrite_existing);
-  ASSERT_EQ(g_.Sql("SELECT length(wrapped_dek) > 0 FROM subjects WHERE id='" + id + "'")[0][0], "1");
+  ASSERT_EQ(g_.Sql("SELECT length(wrapped_dek) > 0 FROM subjects WHERE id='" + id + "'")[0][0],
+            "1");
   g_.Start(smtp_.GardeFlags());
   EXPECT_EQ(g_.Sql("SELECT length(wrapped_dek), status FROM subjects WHERE id='" + id + "'"),
             (std::vector<std::vector<std::string>>{{"0", "erased"}}));
@@ -331,7 +340,8 @@ TEST_F(RequestsE2E, ARestoredBackupReappliesAHeldErasureAroundItsHeldFields) {
   const std::string last_purchase = FormatRfc3339(SystemClock().Now() - 40 * 86400).substr(0, 10);
   const std::string id = CreateSubject(
       R"({"email":"held.restore@example.org","first_name":"Hugo","phone":"+33655443311",)"
-      R"("customer_number":"C-2002","last_purchase":")" + last_purchase + R"("})");
+      R"("customer_number":"C-2002","last_purchase":")" +
+      last_purchase + R"("})");
   Grant(id, "marketing.email");
   const std::string backup = g_.data_dir() + "/backup-held.db";
   g_.Sql("VACUUM INTO '" + backup + "'");  // taken before the erasure
@@ -339,8 +349,8 @@ TEST_F(RequestsE2E, ARestoredBackupReappliesAHeldErasureAroundItsHeldFields) {
   Step(r->getValue<std::string>("id"), "verify", R"({"note":"letter"})");
   auto done = Step(r->getValue<std::string>("id"), "complete");
   ASSERT_EQ(done->getObject("result")->getValue<std::string>("subject_status"), "restricted");
-  const auto fields_after = g_.Sql("SELECT field FROM subject_fields WHERE subject_id='" + id +
-                                   "' ORDER BY field");
+  const auto fields_after =
+      g_.Sql("SELECT field FROM subject_fields WHERE subject_id='" + id + "' ORDER BY field");
   ASSERT_FALSE(fields_after.empty());
   ASSERT_EQ(g_.Stop(), 0);
   EXPECT_NE(ReadFile(g_.data_dir() + "/tombstones.log").find(id + " "), std::string::npos);
@@ -376,9 +386,10 @@ TEST_F(RequestsE2E, ARestoredBackupReappliesAHeldErasureAroundItsHeldFields) {
 
 TEST_F(RequestsE2E, LegalHoldKeepsInvoicingFieldsRestrictedWithTheReason) {
   const std::string last_purchase = FormatRfc3339(SystemClock().Now() - 40 * 86400).substr(0, 10);
-  const std::string id = CreateSubject(
-      R"({"email":"invoice@example.org","first_name":"Ines","phone":"+33655443322",)"
-      R"("customer_number":"C-1001","last_purchase":")" + last_purchase + R"("})");
+  const std::string id =
+      CreateSubject(R"({"email":"invoice@example.org","first_name":"Ines","phone":"+33655443322",)"
+                    R"("customer_number":"C-1001","last_purchase":")" +
+                    last_purchase + R"("})");
   auto r = Open(R"({"type":"erasure","subject":")" + id + R"("})", operator_key_);
   Step(r->getValue<std::string>("id"), "verify", R"({"note":"signed letter"})");
   auto done = Step(r->getValue<std::string>("id"), "complete");
@@ -438,7 +449,8 @@ TEST_F(RequestsE2E, AccessPackageListsAnEarlierMarketingReadWithItsActivity) {
   bool lists_itself = false;
   auto requests = p->getArray("requests");
   for (size_t i = 0; i < requests->size(); ++i) {
-    lists_itself |= requests->getObject(static_cast<unsigned>(i))->getValue<std::string>("id") == rid;
+    lists_itself |=
+        requests->getObject(static_cast<unsigned>(i))->getValue<std::string>("id") == rid;
   }
   EXPECT_TRUE(lists_itself);
   // The HTML rendition a customer can read, in French too.
@@ -453,8 +465,8 @@ TEST_F(RequestsE2E, AccessPackageListsAnEarlierMarketingReadWithItsActivity) {
 // Art. 15(1)(a)-(h) and 15(3): every item an access package must give, in JSON and in the HTML
 // rendition, in French and English.
 TEST_F(RequestsE2E, AccessPackageGivesEveryItemOfArticle15) {
-  const std::string id = CreateSubject(
-      R"({"email":"art15@example.org","first_name":"Quinze","postal_code":"75002"})");
+  const std::string id =
+      CreateSubject(R"({"email":"art15@example.org","first_name":"Quinze","postal_code":"75002"})");
   Grant(id, "profiling");
   const std::string rid = AnswerAccessRequest(id);
   HttpReply pkg = g_.Get("/v1/requests/" + rid + "/package", officer_key_);
@@ -465,7 +477,8 @@ TEST_F(RequestsE2E, AccessPackageGivesEveryItemOfArticle15) {
   ASSERT_GT(processing->size(), 0u);
   for (size_t i = 0; i < processing->size(); ++i) {
     auto a = processing->getObject(static_cast<unsigned>(i));
-    for (const char* item : {"purposes", "fields", "recipients", "transfers", "retention", "source"}) {
+    for (const char* item :
+         {"purposes", "fields", "recipients", "transfers", "retention", "source"}) {
       EXPECT_TRUE(a->has(item)) << item << " in " << a->getValue<std::string>("activity");
     }
   }
@@ -493,17 +506,19 @@ TEST_F(RequestsE2E, AccessPackageGivesEveryItemOfArticle15) {
             "art15@example.org");
   // The same items for people, in both languages.
   const std::vector<std::pair<std::string, std::vector<std::string>>> html_items = {
-      {"en", {"Your rights", "data-right=\"rectification\"", "data-right=\"erasure\"",
-              "data-right=\"restriction\"", "data-right=\"objection\"",
-              "lodge a complaint with a supervisory authority", "CNIL",
-              "Automated decisions and profiling", "Personalisation and segmentation",
-              "How and why we use your data", "Who accessed your data"}},
-      {"fr", {"Vos droits", "Faire corriger", "Faire effacer", "Faire limiter",
-              "Vous opposer", "introduire une réclamation", "CNIL",
-              "Décisions automatisées et profilage", "Logique",
-              "Comment et pourquoi nous utilisons vos données"}}};
+      {"en",
+       {"Your rights", "data-right=\"rectification\"", "data-right=\"erasure\"",
+        "data-right=\"restriction\"", "data-right=\"objection\"",
+        "lodge a complaint with a supervisory authority", "CNIL",
+        "Automated decisions and profiling", "Personalisation and segmentation",
+        "How and why we use your data", "Who accessed your data"}},
+      {"fr",
+       {"Vos droits", "Faire corriger", "Faire effacer", "Faire limiter", "Vous opposer",
+        "introduire une réclamation", "CNIL", "Décisions automatisées et profilage", "Logique",
+        "Comment et pourquoi nous utilisons vos données"}}};
   for (const auto& [lang, items] : html_items) {
-    HttpReply html = g_.Get("/v1/requests/" + rid + "/package?format=html&lang=" + lang, officer_key_);
+    HttpReply html =
+        g_.Get("/v1/requests/" + rid + "/package?format=html&lang=" + lang, officer_key_);
     ASSERT_EQ(html.status, 200) << html.body;
     for (const auto& item : items) {
       EXPECT_NE(html.body.find(item), std::string::npos) << lang << ": " << item;
@@ -514,7 +529,8 @@ TEST_F(RequestsE2E, AccessPackageGivesEveryItemOfArticle15) {
 // Art. 18(2): while restricted, the data is only stored; activities flagged for legal claims
 // may still read it, an ordinary legal obligation may not.
 TEST_F(RequestsE2E, ARestrictedSubjectIsReadOnlyForLegalClaims) {
-  const std::string id = CreateSubject(R"({"email":"restrict@example.org","customer_number":"C-7"})");
+  const std::string id =
+      CreateSubject(R"({"email":"restrict@example.org","customer_number":"C-7"})");
   auto r = Open(R"({"type":"restriction","subject":")" + id + R"("})", operator_key_);
   Step(r->getValue<std::string>("id"), "verify", R"({"note":"letter"})");
   Step(r->getValue<std::string>("id"), "complete");
@@ -536,11 +552,14 @@ TEST_F(RequestsE2E, ASubjectTokenOnlyReachesItsOwnSubjectsRequests) {
   const std::string bob_request = JsonString(mine.body, "id");
   // Alice can neither open a request for Bob nor read, work or download his.
   EXPECT_EQ(WithBearer("POST", "/v1/requests", alice_token,
-                       R"({"type":"erasure","subject":")" + bob + R"("})").status, 403);
+                       R"({"type":"erasure","subject":")" + bob + R"("})")
+                .status,
+            403);
   EXPECT_EQ(WithBearer("GET", "/v1/requests/" + bob_request, alice_token).status, 404);
   EXPECT_EQ(WithBearer("GET", "/v1/requests/" + bob_request + "/package", alice_token).status, 403);
-  EXPECT_EQ(WithBearer("POST", "/v1/requests/" + bob_request + ":complete", alice_token, "{}").status,
-            401);
+  EXPECT_EQ(
+      WithBearer("POST", "/v1/requests/" + bob_request + ":complete", alice_token, "{}").status,
+      401);
   HttpReply list = WithBearer("GET", "/v1/requests", alice_token);
   ASSERT_EQ(list.status, 200) << list.body;
   EXPECT_EQ(list.body.find(bob_request), std::string::npos);
@@ -571,13 +590,15 @@ TEST_F(RequestsE2E, VerificationLinkConfirmsOnlyOnPostAndOnlyOnce) {
   EXPECT_NE(page.body.find("name=\"form\" value=\"confirm\""), std::string::npos);
   const std::string rid = r->getValue<std::string>("id");
   EXPECT_EQ(JsonString(g_.Get("/v1/requests/" + rid, officer_key_).body, "status"), "received");
-  HttpReply post = g_.Request("POST", path, "form=confirm", {}, "application/x-www-form-urlencoded");
+  HttpReply post =
+      g_.Request("POST", path, "form=confirm", {}, "application/x-www-form-urlencoded");
   ASSERT_EQ(post.status, 200) << post.body;
   auto after = Parse(g_.Get("/v1/requests/" + rid, officer_key_).body);
   EXPECT_EQ(after->getValue<std::string>("status"), "verified");
   EXPECT_EQ(after->getValue<std::string>("verification"), "subject_link");
-  EXPECT_EQ(g_.Request("POST", path, "form=confirm", {}, "application/x-www-form-urlencoded").status,
-            409);
+  EXPECT_EQ(
+      g_.Request("POST", path, "form=confirm", {}, "application/x-www-form-urlencoded").status,
+      409);
 }
 
 TEST_F(RequestsE2E, BadRequestsAre4xxAndStoreNothing) {
@@ -604,19 +625,26 @@ TEST_F(RequestsE2E, BadRequestsAre4xxAndStoreNothing) {
     EXPECT_EQ(r.content_type, "application/problem+json") << body;
     EXPECT_EQ(r.body.find("not an email"), std::string::npos) << "a value was echoed";
   }
-  EXPECT_EQ(g_.Post("/v1/requests", R"({"type":"access","subject":"sub_00000000000000000000000000"})",
-                    operator_key_).status, 404);
-  EXPECT_EQ(g_.Post("/v1/requests", R"({"type":"access","subject":")" + id + R"("})",
-                    marketing_key_).status, 403);
-  EXPECT_EQ(g_.Post("/v1/requests", R"({"type":"access","subject":")" + id + R"("})", "").status, 401);
+  EXPECT_EQ(
+      g_.Post("/v1/requests", R"({"type":"access","subject":"sub_00000000000000000000000000"})",
+              operator_key_)
+          .status,
+      404);
+  EXPECT_EQ(
+      g_.Post("/v1/requests", R"({"type":"access","subject":")" + id + R"("})", marketing_key_)
+          .status,
+      403);
+  EXPECT_EQ(g_.Post("/v1/requests", R"({"type":"access","subject":")" + id + R"("})", "").status,
+            401);
   EXPECT_EQ(g_.CountRows("requests"), 0);
 }
 
 TEST_F(RequestsE2E, RequestNotesNeverReachTheDatabaseInPlaintext) {
   const std::string id = CreateSubject(R"({"email":"notes@example.org"})");
-  auto r = Open(R"({"type":"rectification","subject":")" + id +
-                    R"(","note":"Zqxnotecanary lives at 3 rue Canary","changes":{"city":"Zqxcitycanary"}})",
-                operator_key_);
+  auto r = Open(
+      R"({"type":"rectification","subject":")" + id +
+          R"(","note":"Zqxnotecanary lives at 3 rue Canary","changes":{"city":"Zqxcitycanary"}})",
+      operator_key_);
   const std::string rid = r->getValue<std::string>("id");
   Step(rid, "verify", R"({"note":"Zqxverifycanary passport 12AB"})");
   Step(rid, "complete");

@@ -72,8 +72,8 @@ TEST(KeyRotationE2E, RotationUnderContinuousReadsAndWritesFailsNoRequest) {
 
   // Every data key is now under version 2; version 1's key material is gone.
   EXPECT_EQ(g.Sql("SELECT COUNT(*) FROM subjects WHERE root_key_version <> 2")[0][0], "0");
-  RunResult status = RunGarde({"keys", "status", "--data-dir", g.data_dir(), "--policies",
-                               g.policies(), "--json"});
+  RunResult status = RunGarde(
+      {"keys", "status", "--data-dir", g.data_dir(), "--policies", g.policies(), "--json"});
   EXPECT_NE(status.out.find(R"("current":2)"), std::string::npos) << status.out;
   EXPECT_NE(status.out.find(R"("version":1,"created_at")"), std::string::npos);
   EXPECT_NE(status.out.find(R"("retired_at":"20)"), std::string::npos) << status.out;

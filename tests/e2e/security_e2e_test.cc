@@ -39,7 +39,7 @@ struct BadCase {
   const char* path;
   std::string body;
   std::string content_type;
-  std::string key;     // "op", "mkt", "aud", "bad", "" (none)
+  std::string key;  // "op", "mkt", "aud", "bad", "" (none)
   std::string purpose;
   int expected;
 };
@@ -48,35 +48,61 @@ TEST_F(SecurityE2E, BadInputTableAnswers4xxProblemsAndWritesNothing) {
   g_.Start({"--max-body-bytes", "4096"});
   const std::string ok_body = R"({"kind":"person","fields":{"email":"x@example.org"}})";
   const BadCase cases[] = {
-      {"malformed JSON", "POST", "/v1/subjects", "{\"kind\": \"person\",", "application/json", "op", "", 400},
+      {"malformed JSON", "POST", "/v1/subjects", "{\"kind\": \"person\",", "application/json", "op",
+       "", 400},
       {"not an object", "POST", "/v1/subjects", "[1,2]", "application/json", "op", "", 422},
-      {"invalid UTF-8", "POST", "/v1/subjects", "{\"kind\":\"person\",\"fields\":{\"first_name\":\"\xC3\x28\"}}", "application/json", "op", "", 400},
-      {"wrong type for kind", "POST", "/v1/subjects", R"({"kind":7})", "application/json", "op", "", 422},
-      {"wrong type for number", "POST", "/v1/subjects", R"({"kind":"person","fields":{"household_size":"three"}})", "application/json", "op", "", 422},
-      {"object as field value", "POST", "/v1/subjects", R"({"kind":"person","fields":{"email":{"a":1}}})", "application/json", "op", "", 422},
-      {"unknown field", "POST", "/v1/subjects", R"({"kind":"person","fields":{"shoe_size":42}})", "application/json", "op", "", 422},
-      {"unknown member", "POST", "/v1/subjects", R"({"kind":"person","vip":true})", "application/json", "op", "", 422},
-      {"unknown kind", "POST", "/v1/subjects", R"({"kind":"robot"})", "application/json", "op", "", 422},
-      {"field of the other kind", "POST", "/v1/subjects", R"({"kind":"person","fields":{"legal_name":"ACME"}})", "application/json", "op", "", 422},
-      {"deeply nested", "POST", "/v1/subjects", std::string(200, '[') + std::string(200, ']'), "application/json", "op", "", 400},
-      {"oversized body", "POST", "/v1/subjects", "{\"kind\":\"person\",\"source\":\"" + std::string(5000, 'a') + "\"}", "application/json", "op", "", 413},
+      {"invalid UTF-8", "POST", "/v1/subjects",
+       "{\"kind\":\"person\",\"fields\":{\"first_name\":\"\xC3\x28\"}}", "application/json", "op",
+       "", 400},
+      {"wrong type for kind", "POST", "/v1/subjects", R"({"kind":7})", "application/json", "op", "",
+       422},
+      {"wrong type for number", "POST", "/v1/subjects",
+       R"({"kind":"person","fields":{"household_size":"three"}})", "application/json", "op", "",
+       422},
+      {"object as field value", "POST", "/v1/subjects",
+       R"({"kind":"person","fields":{"email":{"a":1}}})", "application/json", "op", "", 422},
+      {"unknown field", "POST", "/v1/subjects", R"({"kind":"person","fields":{"shoe_size":42}})",
+       "application/json", "op", "", 422},
+      {"unknown member", "POST", "/v1/subjects", R"({"kind":"person","vip":true})",
+       "application/json", "op", "", 422},
+      {"unknown kind", "POST", "/v1/subjects", R"({"kind":"robot"})", "application/json", "op", "",
+       422},
+      {"field of the other kind", "POST", "/v1/subjects",
+       R"({"kind":"person","fields":{"legal_name":"ACME"}})", "application/json", "op", "", 422},
+      {"deeply nested", "POST", "/v1/subjects", std::string(200, '[') + std::string(200, ']'),
+       "application/json", "op", "", 400},
+      {"oversized body", "POST", "/v1/subjects",
+       "{\"kind\":\"person\",\"source\":\"" + std::string(5000, 'a') + "\"}", "application/json",
+       "op", "", 413},
       {"wrong content type", "POST", "/v1/subjects", ok_body, "text/plain", "op", "", 415},
-      {"form content type", "POST", "/v1/subjects", "kind=person", "application/x-www-form-urlencoded", "op", "", 415},
+      {"form content type", "POST", "/v1/subjects", "kind=person",
+       "application/x-www-form-urlencoded", "op", "", 415},
       {"missing key", "POST", "/v1/subjects", ok_body, "application/json", "", "", 401},
       {"invalid key", "POST", "/v1/subjects", ok_body, "application/json", "bad", "", 401},
-      {"wrong role (marketing writes)", "POST", "/v1/subjects", ok_body, "application/json", "mkt", "", 403},
-      {"wrong role (auditor reads)", "GET", "/v1/subjects/sub_0000000000000000000000000a", "", "", "aud", "customer_management", 403},
-      {"unbound purpose", "GET", "/v1/subjects/sub_0000000000000000000000000a", "", "", "op", "marketing_email", 403},
-      {"unknown purpose", "GET", "/v1/subjects/sub_0000000000000000000000000a", "", "", "op", "no_such_activity", 403},
-      {"unknown subject", "GET", "/v1/subjects/sub_0000000000000000000000000a", "", "", "op", "customer_management", 404},
-      {"malformed subject id", "GET", "/v1/subjects/..%2E..%2Eetc", "", "", "op", "customer_management", 404},
-      {"encoded slash in a path", "GET", "/v1/subjects/..%2F..%2Fetc", "", "", "op", "customer_management", 400},
+      {"wrong role (marketing writes)", "POST", "/v1/subjects", ok_body, "application/json", "mkt",
+       "", 403},
+      {"wrong role (auditor reads)", "GET", "/v1/subjects/sub_0000000000000000000000000a", "", "",
+       "aud", "customer_management", 403},
+      {"unbound purpose", "GET", "/v1/subjects/sub_0000000000000000000000000a", "", "", "op",
+       "marketing_email", 403},
+      {"unknown purpose", "GET", "/v1/subjects/sub_0000000000000000000000000a", "", "", "op",
+       "no_such_activity", 403},
+      {"unknown subject", "GET", "/v1/subjects/sub_0000000000000000000000000a", "", "", "op",
+       "customer_management", 404},
+      {"malformed subject id", "GET", "/v1/subjects/..%2E..%2Eetc", "", "", "op",
+       "customer_management", 404},
+      {"encoded slash in a path", "GET", "/v1/subjects/..%2F..%2Fetc", "", "", "op",
+       "customer_management", 400},
       {"unknown path", "GET", "/v1/nothing", "", "", "op", "", 404},
       {"wrong method", "DELETE", "/v1/subjects", "", "", "op", "", 405},
-      {"batch not an array", "POST", "/v1/subjects:batch", R"({"kind":"person"})", "application/json", "op", "", 422},
-      {"batch malformed ndjson", "POST", "/v1/subjects:batch", "{\"kind\":\n", "application/x-ndjson", "op", "", 400},
-      {"patch unknown member", "PATCH", "/v1/subjects/sub_0000000000000000000000000a", R"({"kind":"organization"})", "application/json", "op", "", 422},
-      {"search by unindexed field", "POST", "/v1/subjects:search", R"({"city":"Paris"})", "application/json", "op", "customer_management", 422},
+      {"batch not an array", "POST", "/v1/subjects:batch", R"({"kind":"person"})",
+       "application/json", "op", "", 422},
+      {"batch malformed ndjson", "POST", "/v1/subjects:batch", "{\"kind\":\n",
+       "application/x-ndjson", "op", "", 400},
+      {"patch unknown member", "PATCH", "/v1/subjects/sub_0000000000000000000000000a",
+       R"({"kind":"organization"})", "application/json", "op", "", 422},
+      {"search by unindexed field", "POST", "/v1/subjects:search", R"({"city":"Paris"})",
+       "application/json", "op", "customer_management", 422},
   };
   for (const auto& c : cases) {
     std::map<std::string, std::string> headers;
@@ -98,42 +124,56 @@ TEST_F(SecurityE2E, BadInputTableAnswers4xxProblemsAndWritesNothing) {
 
 TEST_F(SecurityE2E, ValidationListsEveryFailingField) {
   g_.Start();
-  HttpReply r = g_.Post("/v1/subjects",
-                        R"({"kind":"person","vip":1,"fields":{"email":"nope","birth_date":"1990-02-30","gender":"Q"}})",
-                        operator_key_);
+  HttpReply r = g_.Post(
+      "/v1/subjects",
+      R"({"kind":"person","vip":1,"fields":{"email":"nope","birth_date":"1990-02-30","gender":"Q"}})",
+      operator_key_);
   ASSERT_EQ(r.status, 422);
-  for (const char* f : {"\"vip\"", "\"fields.email\"", "\"fields.birth_date\"", "\"fields.gender\""}) {
+  for (const char* f :
+       {"\"vip\"", "\"fields.email\"", "\"fields.birth_date\"", "\"fields.gender\""}) {
     EXPECT_NE(r.body.find(f), std::string::npos) << f << " in " << r.body;
   }
 }
 
 TEST_F(SecurityE2E, PlantedPersonalDataNeverReachesDatabaseWalOrLogs) {
   g_.Start();
-  const std::string canaries[] = {"zqxcanary.email@example.org", "Zqxcanaryfirst",
-                                  "Zqxcanarylast", "+33699887766", "Zqxcanarystreet 12",
-                                  "ZQXEXT-991"};
-  HttpReply r = g_.Post("/v1/subjects",
-                        R"({"kind":"person","source":"web_form","external_id":"ZQXEXT-991","fields":{
+  const std::string canaries[] = {
+      "zqxcanary.email@example.org", "Zqxcanaryfirst", "Zqxcanarylast", "+33699887766",
+      "Zqxcanarystreet 12",          "ZQXEXT-991"};
+  HttpReply r =
+      g_.Post("/v1/subjects",
+              R"({"kind":"person","source":"web_form","external_id":"ZQXEXT-991","fields":{
                              "email":"zqxcanary.email@example.org","first_name":"Zqxcanaryfirst",
                              "last_name":"Zqxcanarylast","phone":"+33 6 99 88 77 66",
                              "street":"Zqxcanarystreet 12"}})",
-                        operator_key_);
+              operator_key_);
   ASSERT_EQ(r.status, 201) << r.body;
   const std::string id = JsonString(r.body, "id");
   // Reads, look-ups, rectifications and refusals that carry the values.
   EXPECT_EQ(g_.Get("/v1/subjects/" + id, operator_key_, "customer_management").status, 200);
   EXPECT_EQ(g_.Post("/v1/subjects:search", R"({"email":"zqxcanary.email@example.org"})",
-                    operator_key_, "customer_management").status, 200);
-  EXPECT_EQ(g_.Patch("/v1/subjects/" + id, R"({"fields":{"city":"Zqxcanarycity"}})",
-                     operator_key_).status, 200);
-  EXPECT_EQ(g_.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"zqxcanary.email@example.org"}})",
-                    operator_key_).status, 409);
-  r = g_.Post("/v1/subjects", R"({"kind":"person","fields":{"email":"Zqxcanarybad-email","phone":"Zqxcanaryphone"}})",
-              operator_key_);
+                    operator_key_, "customer_management")
+                .status,
+            200);
+  EXPECT_EQ(g_.Patch("/v1/subjects/" + id, R"({"fields":{"city":"Zqxcanarycity"}})", operator_key_)
+                .status,
+            200);
+  EXPECT_EQ(g_.Post("/v1/subjects",
+                    R"({"kind":"person","fields":{"email":"zqxcanary.email@example.org"}})",
+                    operator_key_)
+                .status,
+            409);
+  r = g_.Post(
+      "/v1/subjects",
+      R"({"kind":"person","fields":{"email":"Zqxcanarybad-email","phone":"Zqxcanaryphone"}})",
+      operator_key_);
   EXPECT_EQ(r.status, 422);
   EXPECT_EQ(r.body.find("Zqxcanary"), std::string::npos) << "error message echoes a value";
-  EXPECT_EQ(g_.Post("/v1/subjects:batch", R"([{"kind":"person","fields":{"email":"zqxcanary.batch@example.org"}}])",
-                    operator_key_).status, 200);
+  EXPECT_EQ(g_.Post("/v1/subjects:batch",
+                    R"([{"kind":"person","fields":{"email":"zqxcanary.batch@example.org"}}])",
+                    operator_key_)
+                .status,
+            200);
 
   // On PostgreSQL, the server's files: its tables, its WAL and its log.
   const std::string server = g_.postgres() ? TestPostgresHost() : "";
@@ -174,8 +214,8 @@ TEST_F(SecurityE2E, PlantedPersonalDataNeverReachesDatabaseWalOrLogs) {
   scan("after shutdown");
   EXPECT_NE(g_.Logs().find("\"msg\":\"request\""), std::string::npos);  // logs were written
   // The audit log records every one of those calls, without the values.
-  RunResult exported = RunGarde({"audit", "export", "--data-dir", g_.data_dir(), "--policies",
-                                 g_.policies()});
+  RunResult exported =
+      RunGarde({"audit", "export", "--data-dir", g_.data_dir(), "--policies", g_.policies()});
   ASSERT_EQ(exported.exit_code, 0) << exported.err;
   EXPECT_NE(exported.out.find("\"action\":\"subject.create\""), std::string::npos);
   EXPECT_NE(exported.out.find("\"action\":\"subject.search\""), std::string::npos);
@@ -187,10 +227,10 @@ TEST_F(SecurityE2E, PlantedPersonalDataNeverReachesDatabaseWalOrLogs) {
 TEST_F(SecurityE2E, CiphertextSwappedBetweenRecordsReadsAsDamagedNot5xx) {
   g_.Start();
   auto create = [&](const std::string& email) {
-    HttpReply r = g_.Post("/v1/subjects",
-                          R"({"kind":"person","fields":{"email":")" + email +
-                              R"(","first_name":"Someone"}})",
-                          operator_key_);
+    HttpReply r =
+        g_.Post("/v1/subjects",
+                R"({"kind":"person","fields":{"email":")" + email + R"(","first_name":"Someone"}})",
+                operator_key_);
     EXPECT_EQ(r.status, 201) << r.body;
     return JsonString(r.body, "id");
   };
@@ -219,7 +259,8 @@ TEST_F(SecurityE2E, CiphertextSwappedBetweenRecordsReadsAsDamagedNot5xx) {
 
 TEST_F(SecurityE2E, SlowAndIdleConnectionsTimeOut) {
   g_.Start({"--request-timeout", "1", "--keep-alive-timeout", "1"});
-  Poco::Net::StreamSocket s(Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(g_.port())));
+  Poco::Net::StreamSocket s(
+      Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(g_.port())));
   const std::string partial = "GET /healthz HTTP/1.1\r\nHost: x\r\n";  // headers never end
   s.sendBytes(partial.data(), static_cast<int>(partial.size()));
   const auto start = std::chrono::steady_clock::now();
@@ -239,7 +280,8 @@ TEST_F(SecurityE2E, SlowAndIdleConnectionsTimeOut) {
 
 TEST_F(SecurityE2E, RequestThatIsNotHttpGetsProblemJson) {
   g_.Start();
-  Poco::Net::StreamSocket s(Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(g_.port())));
+  Poco::Net::StreamSocket s(
+      Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(g_.port())));
   const std::string garbage = "\x01\x02 NOT-HTTP \xff\r\n\r\n";
   s.sendBytes(garbage.data(), static_cast<int>(garbage.size()));
   const std::string reply = ReadUntilClosed(s, std::chrono::seconds(5));
@@ -259,7 +301,8 @@ TEST_F(SecurityE2E, RequestThatIsNotHttpGetsProblemJson) {
 
 TEST_F(SecurityE2E, StopClosesIdleKeepAliveConnectionsPromptly) {
   g_.Start({"--keep-alive-timeout", "60"});
-  Poco::Net::StreamSocket s(Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(g_.port())));
+  Poco::Net::StreamSocket s(
+      Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(g_.port())));
   const std::string request = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
   s.sendBytes(request.data(), static_cast<int>(request.size()));
   char buf[1024];

@@ -21,8 +21,8 @@ struct Customer {
   std::string gender;
   int spend_30d = 0;
   double total_spend = 0;
-  bool email_ok = false;    // granted marketing.email
-  bool profiled = false;    // granted profiling
+  bool email_ok = false;  // granted marketing.email
+  bool profiled = false;  // granted profiling
   int birth_year = 0;
   int visit_months_ago = -1;  // the inactivity test's visit; -1: none after the creation
 };
@@ -40,28 +40,31 @@ class SegmentsE2E : public ::testing::Test {
       c.gender = genders[rng() % 3];
       c.spend_30d = static_cast<int>(rng() % 1000);
       // A long tail: a few customers bring most of the revenue.
-      c.total_spend = i % 10 == 0 ? 5000 + static_cast<double>(rng() % 5000)
-                                  : static_cast<double>(rng() % 300);
+      c.total_spend =
+          i % 10 == 0 ? 5000 + static_cast<double>(rng() % 5000) : static_cast<double>(rng() % 300);
       c.email_ok = rng() % 3 != 0;
       c.profiled = rng() % 4 != 0;
       c.birth_year = 1940 + static_cast<int>(rng() % 66);
       if (rng() % 3 != 0) c.visit_months_ago = static_cast<int>(rng() % 38);
       char spend[32];
       std::snprintf(spend, sizeof spend, "%.0f", c.total_spend);
-      HttpReply r = g_.Post("/v1/subjects",
-                            R"({"kind":"person","fields":{"email":"seg)" + std::to_string(i) +
-                                R"(@example.org","gender":")" + c.gender + R"(","spend_30d":)" +
-                                std::to_string(c.spend_30d) + R"(,"total_spend":)" + spend +
-                                R"(,"birth_date":")" + std::to_string(c.birth_year) + R"(-06-15"}})",
-                            op_);
+      HttpReply r =
+          g_.Post("/v1/subjects",
+                  R"({"kind":"person","fields":{"email":"seg)" + std::to_string(i) +
+                      R"(@example.org","gender":")" + c.gender + R"(","spend_30d":)" +
+                      std::to_string(c.spend_30d) + R"(,"total_spend":)" + spend +
+                      R"(,"birth_date":")" + std::to_string(c.birth_year) + R"(-06-15"}})",
+                  op_);
       ASSERT_EQ(r.status, 201) << r.body;
       c.id = JsonString(r.body, "id");
       auto grant = [&](const std::string& purpose) {
-        ASSERT_EQ(g_.Post("/v1/subjects/" + c.id + "/consents",
-                          R"({"purpose":")" + purpose +
-                              R"(","event":"granted","method":"web_form","notice_version":"2026-01"})",
-                          op_).status,
-                  201);
+        ASSERT_EQ(
+            g_.Post("/v1/subjects/" + c.id + "/consents",
+                    R"({"purpose":")" + purpose +
+                        R"(","event":"granted","method":"web_form","notice_version":"2026-01"})",
+                    op_)
+                .status,
+            201);
       };
       if (c.email_ok) grant("marketing.email");
       if (c.profiled) grant("profiling");
@@ -97,7 +100,8 @@ TEST_F(SegmentsE2E, TheSeedsSegmentIsSavedCountedListedUpdatedAndDeleted) {
     return c.gender == "F" && c.spend_30d > 500 && c.email_ok;
   });
   ASSERT_EQ(g_.Post("/v1/subjects/" + member->id + "/consents",
-                    R"({"purpose":"marketing.email","event":"withdrawn","method":"web_form"})", op_).status,
+                    R"({"purpose":"marketing.email","event":"withdrawn","method":"web_form"})", op_)
+                .status,
             201);
   HttpReply read = g_.Get("/v1/segments/women-500", mkt_);
   ASSERT_EQ(read.status, 200) << read.body;
@@ -110,10 +114,11 @@ TEST_F(SegmentsE2E, TheSeedsSegmentIsSavedCountedListedUpdatedAndDeleted) {
   EXPECT_EQ(items->getObject(0)->getValue<int64_t>("count"), want - 1);
 
   // Saving it again updates it (200); the narrower definition counts fewer.
-  HttpReply updated = Put("women-500",
-                          R"({"activity":"marketing_email","purpose":"marketing.email","channel":"email",)"
-                          R"("where":{"all":[{"field":"gender","eq":"F"},{"field":"spend_30d","gt":900}]}})",
-                          mkt_);
+  HttpReply updated =
+      Put("women-500",
+          R"({"activity":"marketing_email","purpose":"marketing.email","channel":"email",)"
+          R"("where":{"all":[{"field":"gender","eq":"F"},{"field":"spend_30d","gt":900}]}})",
+          mkt_);
   ASSERT_EQ(updated.status, 200) << updated.body;
   int64_t narrower = 0;
   for (const auto& c : people_) {
@@ -127,14 +132,19 @@ TEST_F(SegmentsE2E, TheSeedsSegmentIsSavedCountedListedUpdatedAndDeleted) {
   EXPECT_EQ(g_.Request("DELETE", "/v1/segments/women-500", "", auth).status, 404);
 
   // Bad definitions change nothing and answer 4xx problems.
-  for (const auto& [name, body, status] : std::vector<std::tuple<std::string, std::string, int>>{
-           {"Bad-Name", women, 422},
-           {"x", R"({"activity":"marketing_email"})", 422},
-           {"x", R"({"activity":"marketing_email","purpose":"marketing.email","channel":"email","where":{"field":"nosuch","eq":1}})", 422},
-           {"x", R"({"activity":"orders_invoicing","purpose":"service.invoicing","channel":""})", 403},
-           {"x", R"({"activity":"marketing_email","purpose":"marketing.email","colour":"red"})", 422},
-           {"x", "not json", 400},
-       }) {
+  for (
+      const auto& [name, body, status] : std::vector<std::tuple<std::string, std::string, int>>{
+          {"Bad-Name", women, 422},
+          {"x", R"({"activity":"marketing_email"})", 422},
+          {"x",
+           R"({"activity":"marketing_email","purpose":"marketing.email","channel":"email","where":{"field":"nosuch","eq":1}})",
+           422},
+          {"x", R"({"activity":"orders_invoicing","purpose":"service.invoicing","channel":""})",
+           403},
+          {"x", R"({"activity":"marketing_email","purpose":"marketing.email","colour":"red"})",
+           422},
+          {"x", "not json", 400},
+      }) {
     HttpReply r = Put(name, body, mkt_);
     EXPECT_EQ(r.status, status) << name << " " << body << " " << r.body;
     EXPECT_EQ(r.content_type, "application/problem+json");
@@ -145,9 +155,9 @@ TEST_F(SegmentsE2E, TheSeedsSegmentIsSavedCountedListedUpdatedAndDeleted) {
 }
 
 TEST_F(SegmentsE2E, TheTwentyEightyReportMatchesAnIndependentComputationAndHidesSmallGroups) {
-  HttpReply saved = Put("profiled",
-                        R"({"activity":"profiling_segmentation","purpose":"profiling","channel":""})",
-                        mkt_);
+  HttpReply saved =
+      Put("profiled", R"({"activity":"profiling_segmentation","purpose":"profiling","channel":""})",
+          mkt_);
   ASSERT_EQ(saved.status, 201) << saved.body;
   std::vector<double> amounts;
   for (const auto& c : people_) {
@@ -199,8 +209,10 @@ TEST_F(SegmentsE2E, TheTwentyEightyReportMatchesAnIndependentComputationAndHides
   std::snprintf(threshold, sizeof threshold, "%.0f", amounts[2]);
   ASSERT_EQ(Put("few",
                 R"({"activity":"profiling_segmentation","purpose":"profiling","channel":"",)"
-                R"("where":{"field":"total_spend","gte":)" + std::string(threshold) + "}}",
-                mkt_).status,
+                R"("where":{"field":"total_spend","gte":)" +
+                    std::string(threshold) + "}}",
+                mkt_)
+                .status,
             201);
   HttpReply small = g_.Get("/v1/segments/few/report", mkt_);
   EXPECT_EQ(small.status, 422) << small.body;
@@ -220,20 +232,27 @@ TEST_F(SegmentsE2E, TheInactivityReportCountsEachBandAndWithholdsCellsOfFewerTha
   const int64_t now = std::time(nullptr) + kLater;
   for (const auto& c : people_) {
     if (c.profiled) {  // consent to profiling lasts 24 months: asked again
-      ASSERT_EQ(g_.Post("/v1/subjects/" + c.id + "/consents",
-                        R"({"purpose":"profiling","event":"granted","method":"web_form","notice_version":"2026-01"})",
-                        op_).status,
-                201);
+      ASSERT_EQ(
+          g_.Post(
+                "/v1/subjects/" + c.id + "/consents",
+                R"({"purpose":"profiling","event":"granted","method":"web_form","notice_version":"2026-01"})",
+                op_)
+              .status,
+          201);
     }
     if (c.visit_months_ago < 0) continue;
     // Half a month past a whole number of months (a month: a twelfth of 365 days).
     const std::string at = FormatRfc3339(now - c.visit_months_ago * 2628000LL - 1314000);
     ASSERT_EQ(g_.Post("/v1/subjects/" + c.id + "/interactions",
-                      R"({"kind":"visit","occurred_at":")" + at + "\"}", op_).status,
+                      R"({"kind":"visit","occurred_at":")" + at + "\"}", op_)
+                  .status,
               201);
   }
-  ASSERT_EQ(Put("profiled", R"({"activity":"profiling_segmentation","purpose":"profiling"})", mkt_).status, 201);
-  const char* inactivity[] = {"under 6 months", "6-12 months", "1-2 years", "2-3 years", "3 years or more"};
+  ASSERT_EQ(Put("profiled", R"({"activity":"profiling_segmentation","purpose":"profiling"})", mkt_)
+                .status,
+            201);
+  const char* inactivity[] = {"under 6 months", "6-12 months", "1-2 years", "2-3 years",
+                              "3 years or more"};
   const char* ages[] = {"under 25", "25-34", "35-44", "45-54", "55-64", "65 and over", "unknown"};
   std::map<std::pair<int, int>, int> expected;
   int total = 0;
@@ -247,7 +266,12 @@ TEST_F(SegmentsE2E, TheInactivityReportCountsEachBandAndWithholdsCellsOfFewerTha
     gmtime_r(&then, &utc);
     const bool had_birthday = utc.tm_mon > 5 || (utc.tm_mon == 5 && utc.tm_mday >= 15);
     const int age = 1900 + utc.tm_year - c.birth_year - (had_birthday ? 0 : 1);
-    const int age_band = age < 25 ? 0 : age < 35 ? 1 : age < 45 ? 2 : age < 55 ? 3 : age < 65 ? 4 : 5;
+    const int age_band = age < 25   ? 0
+                         : age < 35 ? 1
+                         : age < 45 ? 2
+                         : age < 55 ? 3
+                         : age < 65 ? 4
+                                    : 5;
     ++expected[{band, age_band}];
     ++total;
   }
@@ -307,13 +331,16 @@ TEST_F(SegmentsE2E, ConsentRatesOverTimeFollowTheEventsAndHideEmptyMonths) {
     if (!c.email_ok) continue;
     ++granted;
     if (i % 4 == 0) {
-      ASSERT_EQ(g_.Post("/v1/subjects/" + c.id + "/consents",
-                        R"({"purpose":"marketing.email","event":"withdrawn","method":"web_form"})", op_).status,
-                201);
+      ASSERT_EQ(
+          g_.Post("/v1/subjects/" + c.id + "/consents",
+                  R"({"purpose":"marketing.email","event":"withdrawn","method":"web_form"})", op_)
+              .status,
+          201);
       ++withdrawn;
     }
   }
-  HttpReply report = g_.Get("/v1/reports/consent-rates?purpose=marketing.email&channel=email&months=4", officer);
+  HttpReply report =
+      g_.Get("/v1/reports/consent-rates?purpose=marketing.email&channel=email&months=4", officer);
   ASSERT_EQ(report.status, 200) << report.body;
   auto points = ParseObject(report.body)->getArray("points");
   ASSERT_EQ(points->size(), 4u);
@@ -332,14 +359,17 @@ TEST_F(SegmentsE2E, ConsentRatesOverTimeFollowTheEventsAndHideEmptyMonths) {
     EXPECT_EQ(p->getValue<int>("customers"), static_cast<int>(people_.size()));
     const int allowed = i + 1 == 4 ? granted - withdrawn : granted;
     EXPECT_EQ(p->getValue<int>("allowed"), allowed) << i;
-    EXPECT_NEAR(p->getValue<double>("rate"), static_cast<double>(allowed) / static_cast<double>(people_.size()), 1e-9);
+    EXPECT_NEAR(p->getValue<double>("rate"),
+                static_cast<double>(allowed) / static_cast<double>(people_.size()), 1e-9);
   }
   EXPECT_EQ(g_.Get("/v1/reports/consent-rates?purpose=marketing.email", mkt_).status, 200);
   EXPECT_EQ(g_.Get("/v1/reports/consent-rates?purpose=marketing.email", op_).status, 403);
   EXPECT_EQ(g_.Get("/v1/reports/consent-rates", officer).status, 422);
   EXPECT_EQ(g_.Get("/v1/reports/consent-rates?purpose=nope", officer).status, 422);
-  EXPECT_EQ(g_.Get("/v1/reports/consent-rates?purpose=marketing.email&channel=fax", officer).status, 422);
-  EXPECT_EQ(g_.Get("/v1/reports/consent-rates?purpose=marketing.email&months=0", officer).status, 422);
+  EXPECT_EQ(g_.Get("/v1/reports/consent-rates?purpose=marketing.email&channel=fax", officer).status,
+            422);
+  EXPECT_EQ(g_.Get("/v1/reports/consent-rates?purpose=marketing.email&months=0", officer).status,
+            422);
   HttpReply csv = g_.Get("/v1/reports/consent-rates?purpose=marketing.email&format=csv", officer);
   ASSERT_EQ(csv.status, 200);
   EXPECT_EQ(csv.body.rfind("at,customers,allowed,rate\r\n", 0), 0u);

@@ -1,11 +1,10 @@
 #include "smtp_capture.h"
 
+#include <Poco/JSON/Array.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <Poco/JSON/Array.h>
 
 #include <algorithm>
 #include <atomic>
@@ -77,8 +76,9 @@ void SmtpCapture::SetMode(const std::string& mode) {
 }
 
 std::vector<std::string> SmtpCapture::GardeFlags() const {
-  return {"--smtp-host", "127.0.0.1", "--smtp-port", std::to_string(port_), "--smtp-tls", "none",
-          "--mail-from", "notices@maison-exemple.example", "--mail-first-retry", "PT1S"};
+  return {"--smtp-host",        "127.0.0.1", "--smtp-port", std::to_string(port_),
+          "--smtp-tls",         "none",      "--mail-from", "notices@maison-exemple.example",
+          "--mail-first-retry", "PT1S"};
 }
 
 std::vector<Mail> SmtpCapture::Messages() const {

@@ -27,12 +27,12 @@ class SubjectsE2E : public ::testing::Test {
   }
   void Consent(const std::string& id, const std::string& purpose, const std::string& channel,
                const std::string& event) {
-    const std::string channel_member =
-        channel.empty() ? "" : R"(,"channel":")" + channel + "\"";
-    HttpReply r = g_.Post("/v1/subjects/" + id + "/consents",
-                          R"({"purpose":")" + purpose + R"(","event":")" + event + "\"" +
-                              channel_member + R"(,"notice_version":"2026-01","method":"web_form"})",
-                          operator_key_);
+    const std::string channel_member = channel.empty() ? "" : R"(,"channel":")" + channel + "\"";
+    HttpReply r =
+        g_.Post("/v1/subjects/" + id + "/consents",
+                R"({"purpose":")" + purpose + R"(","event":")" + event + "\"" + channel_member +
+                    R"(,"notice_version":"2026-01","method":"web_form"})",
+                operator_key_);
     EXPECT_EQ(r.status, 201) << r.body;
   }
   HttpReply Search(const std::string& email) {
@@ -114,8 +114,9 @@ TEST_F(SubjectsE2E, MarketingSeesOnlyItsActivityFields) {
 
 TEST_F(SubjectsE2E, DuplicateEmailAnswers409WithTheExistingId) {
   const std::string id = CreateAna();
-  HttpReply r = g_.Post("/v1/subjects", R"({"kind":"person","fields":{"email":" ANA.LOPEZ@example.org"}})",
-                        operator_key_);
+  HttpReply r =
+      g_.Post("/v1/subjects", R"({"kind":"person","fields":{"email":" ANA.LOPEZ@example.org"}})",
+              operator_key_);
   EXPECT_EQ(r.status, 409) << r.body;
   EXPECT_EQ(JsonString(r.body, "existing_id"), id);
   EXPECT_EQ(g_.CountRows("subjects"), 1);
@@ -123,9 +124,9 @@ TEST_F(SubjectsE2E, DuplicateEmailAnswers409WithTheExistingId) {
 
 TEST_F(SubjectsE2E, PatchRectifiesAndNullRemoves) {
   const std::string id = CreateAna();
-  HttpReply r = g_.Patch("/v1/subjects/" + id,
-                         R"({"fields":{"first_name":null,"city":"Paris","email":"ana@new.example"}})",
-                         operator_key_);
+  HttpReply r = g_.Patch(
+      "/v1/subjects/" + id,
+      R"({"fields":{"first_name":null,"city":"Paris","email":"ana@new.example"}})", operator_key_);
   ASSERT_EQ(r.status, 200) << r.body;
   r = g_.Get("/v1/subjects/" + id, operator_key_, "customer_management");
   ASSERT_EQ(r.status, 200);
@@ -239,6 +240,7 @@ TEST_F(SubjectsE2E, HealthReadinessAndOpenApi) {
   r = g_.Get("/openapi.json", "");
   ASSERT_EQ(r.status, 200);
   EXPECT_NE(r.body.find("\"openapi\": \"3.1.0\""), std::string::npos);
+  // clang-format off
   for (const char* path : {"/v1/subjects", "/v1/subjects:batch", "/v1/subjects/{id}",
                            "/v1/subjects:search", "/healthz", "/readyz", "/v1/audit",
                            "/v1/audit/entries", "/v1/audit/checkpoint",
@@ -251,6 +253,7 @@ TEST_F(SubjectsE2E, HealthReadinessAndOpenApi) {
                            "/v1/requests/{id}:verify", "/v1/requests/{id}:extend",
                            "/v1/requests/{id}:complete", "/v1/requests/{id}:reject",
                            "/v1/requests/{id}/package", "/r/{token}"}) {
+    // clang-format on
     EXPECT_NE(r.body.find(std::string("\"") + path + "\""), std::string::npos) << path;
   }
 }

@@ -59,10 +59,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const uint8_t b = data[1 + i % (size - 1)];
     const size_t bytes = (b & 0x0f) == 0 ? 200000 : static_cast<size_t>(b) * 97;
     const bool post = (b & 0x10) != 0;
-    wire += std::string(post ? "POST" : "GET") + " /x HTTP/1.1\r\nHost: f\r\nX-Seq: " +
-            std::to_string(i) + "\r\nX-Size: " + std::to_string(bytes) + "\r\n" +
-            (post ? "Content-Length: 3\r\n" : "") + (i + 1 == count ? "Connection: close\r\n" : "") +
-            "\r\n" + (post ? "abc" : "");
+    wire += std::string(post ? "POST" : "GET") +
+            " /x HTTP/1.1\r\nHost: f\r\nX-Seq: " + std::to_string(i) +
+            "\r\nX-Size: " + std::to_string(bytes) + "\r\n" +
+            (post ? "Content-Length: 3\r\n" : "") +
+            (i + 1 == count ? "Connection: close\r\n" : "") + "\r\n" + (post ? "abc" : "");
   }
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   const int small = 4096;

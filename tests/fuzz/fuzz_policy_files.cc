@@ -38,8 +38,8 @@ const std::string& PolicyCopy() {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  static const char* kFiles[] = {"register.yaml", "purposes.yaml", "schema.yaml",
-                                 "locales/fr.yaml", "mail/fr/request_extended.txt"};
+  static const char* kFiles[] = {"register.yaml", "purposes.yaml", "schema.yaml", "locales/fr.yaml",
+                                 "mail/fr/request_extended.txt"};
   const std::string& dir = PolicyCopy();
   const char* file = kFiles[data[0] % 5];
   const std::string original = [&] {

@@ -35,8 +35,8 @@ std::vector<std::string> ReadAll(const std::string& wire, size_t step) {
       }
       if (progress != garde::RequestParser::Progress::kDone) break;
       const auto& r = parser.request();
-      std::string line = r.method + " " + r.target + " " + std::to_string(r.minor_version) +
-                         " " + std::to_string(r.body.size()) + " " + r.body;
+      std::string line = r.method + " " + r.target + " " + std::to_string(r.minor_version) + " " +
+                         std::to_string(r.body.size()) + " " + r.body;
       for (const auto& [name, value] : r.headers) line += "|" + name + ":" + value;
       out.push_back(std::move(line));
       parser.Reset();

@@ -22,8 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string token = tokens.Mint(claims);
   auto back = tokens.Verify(token, 1000);
   if (back.ok()) {
-    if (back->subject != claims.subject || back->use != claims.use ||
-        back->scope != claims.scope || back->expires != claims.expires) {
+    if (back->subject != claims.subject || back->use != claims.use || back->scope != claims.scope ||
+        back->expires != claims.expires) {
       std::abort();
     }
   }

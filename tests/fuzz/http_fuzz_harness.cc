@@ -12,8 +12,7 @@
 namespace garde::fuzz {
 
 HttpFuzzHarness::HttpFuzzHarness() {
-  dir_ = (std::filesystem::temp_directory_path() /
-          ("garde-fuzz-" + std::to_string(::getpid())))
+  dir_ = (std::filesystem::temp_directory_path() / ("garde-fuzz-" + std::to_string(::getpid())))
              .string();
   std::filesystem::remove_all(dir_);
   SetUpLogging("off", "");
@@ -25,8 +24,8 @@ HttpFuzzHarness::HttpFuzzHarness() {
   auto d = Deployment::Open(cfg);
   if (!d.ok()) std::abort();
   deployment_ = std::move(d.value());
-  auto key = deployment_->api_keys().Create(*deployment_->policies().Current(), "fuzz",
-                                            "operator", {"customer_management"});
+  auto key = deployment_->api_keys().Create(*deployment_->policies().Current(), "fuzz", "operator",
+                                            {"customer_management"});
   if (!key.ok()) std::abort();
   operator_key_ = key->token;
   http_ = std::make_unique<HttpService>(*deployment_);

@@ -89,8 +89,8 @@ struct Model {
     if (!consent_only) {
       if (status == "erased") return {false, "erased"};
       if (status == "restricted") return {false, "restricted"};
-      const bool suppressed = (c == "email" && email_suppressed) ||
-                              ((c == "sms" || c == "phone") && phone_suppressed);
+      const bool suppressed =
+          (c == "email" && email_suppressed) || ((c == "sms" || c == "phone") && phone_suppressed);
       if (p.marketing && suppressed) return {false, "suppressed"};
     }
     if (p.marketing) {  // Art. 21(3): an objection to direct marketing is absolute
@@ -124,10 +124,8 @@ struct Model {
       case Basis::kLegitimate:
         if (latest != nullptr && latest->type != "granted") return {false, refusal(latest->type)};
         return {true, "legitimate_interest"};
-      case Basis::kContract:
-        return {true, "contract"};
-      case Basis::kLegalObligation:
-        return {true, "legal_obligation"};
+      case Basis::kContract: return {true, "contract"};
+      case Basis::kLegalObligation: return {true, "legal_obligation"};
     }
     return {false, "?"};
   }
@@ -141,10 +139,10 @@ struct Model {
     return false;
   }
 
-  void Add(const ModelPurpose& p, const std::string& channel, const std::string& type,
-           int64_t at) {
+  void Add(const ModelPurpose& p, const std::string& channel, const std::string& type, int64_t at) {
     ModelEvent e{p.id, channel, type, at, 0};
-    if (type == "granted" && p.validity_months != 0) e.expires_at = AddMonths(at, p.validity_months);
+    if (type == "granted" && p.validity_months != 0)
+      e.expires_at = AddMonths(at, p.validity_months);
     events.push_back(e);
     if (type == "objected" && p.marketing) email_suppressed = phone_suppressed = true;
   }
@@ -153,19 +151,27 @@ struct Model {
 // ---- Operations, as data so that a failing sequence can be shrunk and printed ---------------
 
 enum class OpKind {
-  kApi, kPreferenceForm, kUnsubscribeAll, kOneClick, kGpcVisit, kDsrObjection,
-  kDsrRestriction, kLift, kErasure, kAdvanceClock,
+  kApi,
+  kPreferenceForm,
+  kUnsubscribeAll,
+  kOneClick,
+  kGpcVisit,
+  kDsrObjection,
+  kDsrRestriction,
+  kLift,
+  kErasure,
+  kAdvanceClock,
 };
 
 struct Op {
   OpKind kind = OpKind::kApi;
-  std::string purpose;   // kApi, kOneClick ("*": every marketing purpose), kDsrObjection ("": all)
-  std::string channel;   // kApi
-  std::string event;     // kApi
-  int backdate_s = 0;    // kApi: collected this many seconds ago
+  std::string purpose;  // kApi, kOneClick ("*": every marketing purpose), kDsrObjection ("": all)
+  std::string channel;  // kApi
+  std::string event;    // kApi
+  int backdate_s = 0;   // kApi: collected this many seconds ago
   std::vector<std::string> wanted;  // kPreferenceForm
-  bool gpc = false;      // kPreferenceForm, kUnsubscribeAll: the browser sends Sec-GPC: 1
-  int64_t advance_s = 0; // kAdvanceClock
+  bool gpc = false;       // kPreferenceForm, kUnsubscribeAll: the browser sends Sec-GPC: 1
+  int64_t advance_s = 0;  // kAdvanceClock
 };
 
 inline std::string Describe(const Op& op) {
@@ -180,7 +186,9 @@ inline std::string Describe(const Op& op) {
       for (const auto& w : op.wanted) o << w << " ";
       o << "]" << (op.gpc ? " with GPC" : "");
       break;
-    case OpKind::kUnsubscribeAll: o << "unsubscribe from everything" << (op.gpc ? " with GPC" : ""); break;
+    case OpKind::kUnsubscribeAll:
+      o << "unsubscribe from everything" << (op.gpc ? " with GPC" : "");
+      break;
     case OpKind::kOneClick: o << "one-click unsubscribe scope=" << op.purpose; break;
     case OpKind::kGpcVisit: o << "preference centre visit with Sec-GPC: 1"; break;
     case OpKind::kDsrObjection: o << "DSR objection to '" << op.purpose << "'"; break;

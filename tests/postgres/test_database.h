@@ -24,8 +24,7 @@ inline std::string TestPostgresUri(const std::string& database) {
 // Creates an empty database and returns its URI; "" (with the reason in *error) on failure.
 inline std::string CreateTestDatabase(std::string* error) {
   static std::atomic<int> counter{0};
-  const std::string name =
-      "garde_" + std::to_string(::getpid()) + "_" + std::to_string(++counter);
+  const std::string name = "garde_" + std::to_string(::getpid()) + "_" + std::to_string(++counter);
   PGconn* admin = PQconnectdb(TestPostgresUri("postgres").c_str());
   std::string made;
   if (PQstatus(admin) != CONNECTION_OK) {

@@ -24,7 +24,7 @@ TEST(AccessGate, PurposeBindingTable) {
       {"operator", {"customer_management"}, "", false},                 // no X-Purpose
       {"operator", {"gone_activity"}, "gone_activity", false},          // not in register
       {"marketing", {"marketing_email"}, "marketing_email", true},
-      {"admin", {}, "customer_management", false},                      // no data by default
+      {"admin", {}, "customer_management", false},  // no data by default
       {"admin", {"customer_management"}, "customer_management", true},
       {"officer", {"customer_management"}, "customer_management", false},
       {"auditor", {"customer_management"}, "customer_management", false},
@@ -44,13 +44,13 @@ TEST(AccessGate, PurposeBindingTable) {
 
 TEST(AccessGate, RolesGrantOnlyTheirCapabilities) {
   const std::pair<const char*, const char*> allowed[] = {
-      {"operator", "subjects.write"}, {"operator", "subjects.read"},
-      {"marketing", "subjects.read"}, {"officer", "register.read"},
-      {"auditor", "audit.read"},      {"admin", "apikeys.manage"}};
-  const std::pair<const char*, const char*> denied[] = {
-      {"marketing", "subjects.write"}, {"auditor", "subjects.read"},
-      {"officer", "subjects.write"},   {"admin", "subjects.write"},
-      {"operator", "audit.read"}};
+      {"operator", "subjects.write"}, {"operator", "subjects.read"}, {"marketing", "subjects.read"},
+      {"officer", "register.read"},   {"auditor", "audit.read"},     {"admin", "apikeys.manage"}};
+  const std::pair<const char*, const char*> denied[] = {{"marketing", "subjects.write"},
+                                                        {"auditor", "subjects.read"},
+                                                        {"officer", "subjects.write"},
+                                                        {"admin", "subjects.write"},
+                                                        {"operator", "audit.read"}};
   for (auto [role, cap] : allowed) {
     EXPECT_TRUE(AccessGate::Require(*Policies(), {"k", role, {}, "r", ""}, cap).ok())
         << role << " " << cap;

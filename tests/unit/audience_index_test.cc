@@ -13,7 +13,9 @@ namespace {
 class AudienceIndexTest : public DeploymentFixture {
  protected:
   std::string Create(const std::string& postal_code) {
-    auto r = d_->vault().Create(op_, {"person", "web_form", std::nullopt,
+    auto r = d_->vault().Create(op_, {"person",
+                                      "web_form",
+                                      std::nullopt,
                                       {{"email", FieldValue::String(postal_code + "@example.org")},
                                        {"postal_code", FieldValue::String(postal_code)}}});
     EXPECT_TRUE(r.ok()) << r.status().message();
@@ -24,7 +26,9 @@ class AudienceIndexTest : public DeploymentFixture {
     return AudienceIndex(
         d_->store(),
         [&vault](const SubjectRow& row, const std::vector<SealedField>& sealed,
-                 const std::set<std::string>& fields) { return vault.OpenFields(row, sealed, fields); },
+                 const std::set<std::string>& fields) {
+          return vault.OpenFields(row, sealed, fields);
+        },
         1000);
   }
   // The postal code the index holds for `id` ("" when none).
@@ -35,7 +39,8 @@ class AudienceIndexTest : public DeploymentFixture {
     return "";
   }
   SealedSnapshot Snapshot() {
-    return SealedSnapshot(d_->store(), d_->keys(), (dir_ / "audience.snapshot").string(), "audience");
+    return SealedSnapshot(d_->store(), d_->keys(), (dir_ / "audience.snapshot").string(),
+                          "audience");
   }
   Caller op_{"key_op", "operator", {"customer_management"}, "req_t", ""};
 };
@@ -51,8 +56,10 @@ TEST_F(AudienceIndexTest, ASnapshotWrittenWhileTheVaultChangesReadsBackAndCatche
   ASSERT_TRUE(capture.ok() && capture.value().has_value());
   // While the capture is written, a subject moves and the index follows: its old record is
   // replaced, and must stay readable for the write.
-  ASSERT_TRUE(d_->vault().Rectify(op_, moving, {{{"postal_code", FieldValue::String("13008")}},
-                                                std::nullopt}).ok());
+  ASSERT_TRUE(
+      d_->vault()
+          .Rectify(op_, moving, {{{"postal_code", FieldValue::String("13008")}}, std::nullopt})
+          .ok());
   ASSERT_TRUE(index.Refresh({"postal_code"}, {"email"}).ok());
   EXPECT_EQ(PostalCode(index, moving), "13008");
   SealedSnapshot snapshot = Snapshot();
@@ -90,9 +97,9 @@ TEST_F(AudienceIndexTest, NothingToWriteWhenUnchangedSinceTheLastSnapshot) {
 }
 
 // Random creates and moves, a refresh after every few (after thousands, once), against a
-// model of the vault: the index follows each, and once the records it replaced outweigh a quarter of the live ones
-// it copies the live ones together. A capture taken before any of it still writes what it
-// took, from the blocks the copies left.
+// model of the vault: the index follows each, and once the records it replaced outweigh a quarter
+// of the live ones it copies the live ones together. A capture taken before any of it still writes
+// what it took, from the blocks the copies left.
 TEST_F(AudienceIndexTest, FollowsRandomChangesAndPacksTheLiveRecordsTogether) {
   std::mt19937 rng(20261204);
   auto postal = [&rng] { return std::to_string(10000 + rng() % 90000); };
@@ -125,8 +132,10 @@ TEST_F(AudienceIndexTest, FollowsRandomChangesAndPacksTheLiveRecordsTogether) {
       }
       const std::string& id = ids[rng() % ids.size()];
       model[id] = postal();
-      ASSERT_TRUE(d_->vault().Rectify(op_, id, {{{"postal_code", FieldValue::String(model[id])}},
-                                                std::nullopt}).ok());
+      ASSERT_TRUE(
+          d_->vault()
+              .Rectify(op_, id, {{{"postal_code", FieldValue::String(model[id])}}, std::nullopt})
+              .ok());
     }
     ASSERT_TRUE(index.Refresh({"postal_code"}, {"email"}).ok());
     ASSERT_EQ(index.size(), model.size());

@@ -1,9 +1,8 @@
 #include "garde/domain/audit_log.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
-
-#include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -32,7 +31,8 @@ class AuditLogTest : public DeploymentFixture {
  protected:
   void Append(int n) {
     for (int i = 0; i < n; ++i) {
-      ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"test.event", "", "", "ok", {"f"}, i}).ok());
+      ASSERT_TRUE(
+          d_->audit().Record(nullptr, caller_, {"test.event", "", "", "ok", {"f"}, i}).ok());
     }
   }
   Caller caller_{"key_t", "operator", {}, "req_t", ""};
@@ -50,10 +50,9 @@ class AuditLogFileTest : public AuditLogTest {
 TEST_F(AuditLogTest, EntriesAreCanonicalAndCarryNoValues) {
   const std::string e = AuditLog::Encode(7, 1795341600, caller_,
                                          {"subject.read", "sub_x", "crm", "ok", {"email"}, 1});
-  EXPECT_EQ(e,
-            R"({"v":1,"seq":7,"time":"2026-11-22T10:00:00Z","actor":"key_t","role":"operator",)"
-            R"("action":"subject.read","subject":"sub_x","activity":"crm","request_id":"req_t",)"
-            R"("outcome":"ok","fields":["email"],"count":1,"client":null})");
+  EXPECT_EQ(e, R"({"v":1,"seq":7,"time":"2026-11-22T10:00:00Z","actor":"key_t","role":"operator",)"
+               R"("action":"subject.read","subject":"sub_x","activity":"crm","request_id":"req_t",)"
+               R"("outcome":"ok","fields":["email"],"count":1,"client":null})");
   Caller from = caller_;
   from.client = d_->audit().values().Client("203.0.113.7");
   ASSERT_EQ(from.client.size(), 16u);
@@ -66,21 +65,27 @@ TEST_F(AuditLogTest, EntriesAreCanonicalAndCarryNoValues) {
 // SPEC §2.6: a client's value that is not a well-formed id or a declared activity is never
 // stored as given, and no value can make the log fail verification.
 TEST_F(AuditLogTest, HostileValuesAreKeptOnlyAsKeyedDigestsAndTheLogVerifies) {
-  const std::vector<std::string> hostile = {"x\"y", "a\tb", "someone@example.org",
-                                            "\xff\xfe", std::string(300, 'q'), ""};
+  const std::vector<std::string> hostile = {
+      "x\"y", "a\tb", "someone@example.org", "\xff\xfe", std::string(300, 'q'), ""};
   for (const auto& v : hostile) {
     ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", v, v, "ok", {v}, 1}).ok());
     // With a change too (the pending path).
-    ASSERT_TRUE(d_->store().Write([&](WriteTx& tx) {
-      return d_->audit().Record(&tx, caller_, {"subject.rectify", v, v, "ok", {v}, 1});
-    }).ok());
+    ASSERT_TRUE(
+        d_->store()
+            .Write([&](WriteTx& tx) {
+              return d_->audit().Record(&tx, caller_, {"subject.rectify", v, v, "ok", {v}, 1});
+            })
+            .ok());
   }
   ASSERT_TRUE(d_->audit().Flush().ok());
   std::vector<std::string> entries;
-  ASSERT_TRUE(d_->audit().Scan(0, 1000, [&](const AuditRow& r) {
-    entries.push_back(r.entry);
-    return true;
-  }).ok());
+  ASSERT_TRUE(d_->audit()
+                  .Scan(0, 1000,
+                        [&](const AuditRow& r) {
+                          entries.push_back(r.entry);
+                          return true;
+                        })
+                  .ok());
   ASSERT_EQ(entries.size(), 2 * hostile.size());
   for (const auto& e : entries) {
     EXPECT_EQ(e.find("someone@"), std::string::npos) << e;
@@ -97,16 +102,20 @@ TEST_F(AuditLogTest, HostileValuesAreKeptOnlyAsKeyedDigestsAndTheLogVerifies) {
   EXPECT_NE(entries[0].find("\"subject\":\"malformed:"), std::string::npos) << entries[0];
   EXPECT_NE(entries[0].find("\"activity\":\"undeclared:"), std::string::npos) << entries[0];
   EXPECT_TRUE(VerifyAuditLog(d_->audit_store(), d_->signer().public_key(), d_->signer().origin(),
-                             {}, nullptr).ok());
+                             {}, nullptr)
+                  .ok());
 }
 
 TEST_F(AuditLogTest, StoredTreeMatchesARecomputedTreeAtEverySize) {
   Append(37);
   std::vector<Hash> leaves;
-  ASSERT_TRUE(d_->audit().Scan(0, 1000, [&](const AuditRow& r) {
-    leaves.push_back(LeafHash(r.entry));
-    return true;
-  }).ok());
+  ASSERT_TRUE(d_->audit()
+                  .Scan(0, 1000,
+                        [&](const AuditRow& r) {
+                          leaves.push_back(LeafHash(r.entry));
+                          return true;
+                        })
+                  .ok());
   ASSERT_EQ(leaves.size(), 37u);
   MerkleAccumulator acc;
   for (uint64_t n = 1; n <= leaves.size(); ++n) {
@@ -122,8 +131,8 @@ TEST_F(AuditLogTest, StoredTreeMatchesARecomputedTreeAtEverySize) {
   }
   auto p = d_->audit().ConsistencyProof(13, 37);
   ASSERT_TRUE(p.ok());
-  EXPECT_TRUE(VerifyConsistency(13, 37, d_->audit().Root(13).value(),
-                                d_->audit().Root(37).value(), p.value()));
+  EXPECT_TRUE(VerifyConsistency(13, 37, d_->audit().Root(13).value(), d_->audit().Root(37).value(),
+                                p.value()));
   EXPECT_EQ(d_->audit().InclusionProof(37, 37).status().code(), Code::kUnprocessable);
   EXPECT_EQ(d_->audit().ConsistencyProof(3, 38).status().code(), Code::kUnprocessable);
 }
@@ -133,22 +142,26 @@ TEST_F(AuditLogTest, AWriteThatFailsHalfWayLeavesNeitherChangeNorEntry) {
   Status s = d_->store().Write([&](WriteTx& tx) -> Status {
     const SubjectRow row = StandInRow(RandomId("sub_"));
     GARDE_RETURN_IF_ERROR(tx.InsertSubject(row));
-    GARDE_RETURN_IF_ERROR(d_->audit().Record(&tx, caller_, {"subject.create", row.id, "", "ok", {}, 0}));
+    GARDE_RETURN_IF_ERROR(
+        d_->audit().Record(&tx, caller_, {"subject.create", row.id, "", "ok", {}, 0}));
     return Internal("forced failure after the data write");
   });
   EXPECT_EQ(s.code(), Code::kInternal);
   EXPECT_EQ(d_->audit().Size().value(), 3u);
   int64_t subjects = -1;
-  ASSERT_TRUE(d_->store().Read([&](ReadTx& tx) {
-    subjects = tx.CountSubjects().value();
-    return Status::Ok();
-  }).ok());
+  ASSERT_TRUE(d_->store()
+                  .Read([&](ReadTx& tx) {
+                    subjects = tx.CountSubjects().value();
+                    return Status::Ok();
+                  })
+                  .ok());
   EXPECT_EQ(subjects, 0);
   // The tree is intact: the next entry lands at position 3.
   Append(1);
   EXPECT_EQ(d_->audit().Size().value(), 4u);
-  EXPECT_TRUE(VerifyAuditLog(d_->audit_store(), d_->signer().public_key(), d_->signer().origin(), {},
-                             nullptr).ok());
+  EXPECT_TRUE(VerifyAuditLog(d_->audit_store(), d_->signer().public_key(), d_->signer().origin(),
+                             {}, nullptr)
+                  .ok());
 }
 
 TEST_F(AuditLogTest, CheckpointsAreSignedAndOnlyOurKeyVerifiesThem) {
@@ -163,10 +176,12 @@ TEST_F(AuditLogTest, CheckpointsAreSignedAndOnlyOurKeyVerifiesThem) {
   // The same head again: no new checkpoint.
   EXPECT_EQ(d_->audit().Checkpoint()->size, 5u);
   size_t stored = 0;
-  ASSERT_TRUE(d_->audit_store().Read([&](ReadTx& tx) {
-    stored = tx.ListCheckpoints().value().size();
-    return Status::Ok();
-  }).ok());
+  ASSERT_TRUE(d_->audit_store()
+                  .Read([&](ReadTx& tx) {
+                    stored = tx.ListCheckpoints().value().size();
+                    return Status::Ok();
+                  })
+                  .ok());
   EXPECT_EQ(stored, 1u);
   EXPECT_EQ(d_->audit().LatestCheckpoint().value()->size, 5u);
 
@@ -187,10 +202,12 @@ Status WriteWithEntry(Deployment& d, const Caller& caller, const std::string& ac
 
 int64_t PendingRows(Deployment& d) {
   int64_t n = -1;
-  EXPECT_TRUE(d.store().Read([&](ReadTx& tx) {
-    n = static_cast<int64_t>(tx.ListPendingAudit(0, 100000).value().size());
-    return Status::Ok();
-  }).ok());
+  EXPECT_TRUE(d.store()
+                  .Read([&](ReadTx& tx) {
+                    n = static_cast<int64_t>(tx.ListPendingAudit(0, 100000).value().size());
+                    return Status::Ok();
+                  })
+                  .ok());
   return n;
 }
 
@@ -208,22 +225,26 @@ TEST_F(AuditLogTest, AChangeIsInTheLogOnceItsCallReturnsAndLeavesTheVault) {
 
 TEST_F(AuditLogFileTest, EntriesLeftPendingByACrashAreLoggedAtTheNextStart) {
   // What a process that died between its commit and the append leaves behind.
-  ASSERT_TRUE(d_->store().Write([&](WriteTx& tx) -> Status {
-    for (int i = 0; i < 3; ++i) {
-      GARDE_RETURN_IF_ERROR(tx.InsertPendingAudit(
-          {0, i, Sid("x"),
-           AuditLog::Encode(0, 1795341600, caller_, {"subject.update", Sid("x"), "", "ok", {}, i})
-               .substr(14)}));
-    }
-    return Status::Ok();
-  }).ok());
+  ASSERT_TRUE(d_->store()
+                  .Write([&](WriteTx& tx) -> Status {
+                    for (int i = 0; i < 3; ++i) {
+                      GARDE_RETURN_IF_ERROR(tx.InsertPendingAudit(
+                          {0, i, Sid("x"),
+                           AuditLog::Encode(0, 1795341600, caller_,
+                                            {"subject.update", Sid("x"), "", "ok", {}, i})
+                               .substr(14)}));
+                    }
+                    return Status::Ok();
+                  })
+                  .ok());
   d_.reset();
   auto reopened = Deployment::Open(cfg_);
   ASSERT_TRUE(reopened.ok()) << reopened.status().message();
   d_ = std::move(reopened.value());
   EXPECT_EQ(d_->audit().Size().value(), 3u);
-  EXPECT_TRUE(VerifyAuditLog(d_->audit_store(), d_->signer().public_key(),
-                             d_->signer().origin(), {}, nullptr).ok());
+  EXPECT_TRUE(VerifyAuditLog(d_->audit_store(), d_->signer().public_key(), d_->signer().origin(),
+                             {}, nullptr)
+                  .ok());
 }
 
 TEST_F(AuditLogTest, TwoAppendersNeverLogAnEntryTwice) {
@@ -271,22 +292,27 @@ TEST_F(AuditLogTest, ConcurrentReadsAreAllLoggedInOneValidTree) {
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < 50; ++i) {
-        EXPECT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", Sid("y"), "customer_management", "ok",
-                                                           {"email"}, 1}).ok());
+        EXPECT_TRUE(
+            d_->audit()
+                .Record(nullptr, caller_,
+                        {"subject.read", Sid("y"), "customer_management", "ok", {"email"}, 1})
+                .ok());
       }
     });
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(d_->audit().Size().value(), 400u);
-  EXPECT_TRUE(VerifyAuditLog(d_->audit_store(), d_->signer().public_key(),
-                             d_->signer().origin(), {}, nullptr).ok());
+  EXPECT_TRUE(VerifyAuditLog(d_->audit_store(), d_->signer().public_key(), d_->signer().origin(),
+                             {}, nullptr)
+                  .ok());
 }
 
 // A read-journal record as AuditJournal writes it: header (magic, length), text, padding.
 std::string JournalRecord(const Caller& caller, int64_t ns, int count) {
   const std::string text =
       std::to_string(ns) + "\tsub_j\t" +
-      AuditLog::Encode(0, 1795341600, caller, {"subject.read", Sid("j"), "customer_management", "ok", {}, count})
+      AuditLog::Encode(0, 1795341600, caller,
+                       {"subject.read", Sid("j"), "customer_management", "ok", {}, count})
           .substr(14);
   const uint64_t header = (uint64_t{0x47414A31} << 32) | text.size();
   std::string out(reinterpret_cast<const char*>(&header), 8);
@@ -307,13 +333,15 @@ TEST_F(AuditLogFileTest, AJournalLeftByACrashedProcessIsLoggedOnceAndRemoved) {
   {
     std::ofstream(dir_ / "audit-journal-crashed00000000.log", std::ios::binary)
         << r1 << r2 << r3 << r4 << r5 << std::string(4096, '\0');
-    auto store = SqliteStore::Open({.path = cfg_.audit_database_path(),
-                                    .schema = SqliteSchema::kAudit});
+    auto store =
+        SqliteStore::Open({.path = cfg_.audit_database_path(), .schema = SqliteSchema::kAudit});
     ASSERT_TRUE(store.ok());
-    ASSERT_TRUE(store.value()->Write([&](WriteTx& tx) {
-      return tx.SetJournalImported("audit-journal-crashed00000000.log",
-                                   static_cast<int64_t>(r1.size()));
-    }).ok());
+    ASSERT_TRUE(store.value()
+                    ->Write([&](WriteTx& tx) {
+                      return tx.SetJournalImported("audit-journal-crashed00000000.log",
+                                                   static_cast<int64_t>(r1.size()));
+                    })
+                    .ok());
   }
   // A journal its (running) process holds locked is not touched.
   std::ofstream(dir_ / "audit-journal-live0000000000.log", std::ios::binary) << r1;
@@ -345,7 +373,10 @@ std::vector<std::string> JournalFiles(const std::filesystem::path& dir) {
 }
 
 TEST_F(AuditLogFileTest, ReadsGoToAJournalFileUntilImportedThenItIsRemoved) {
-  ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", Sid("k"), "customer_management", "ok", {"email"}, 1}).ok());
+  ASSERT_TRUE(d_->audit()
+                  .Record(nullptr, caller_,
+                          {"subject.read", Sid("k"), "customer_management", "ok", {"email"}, 1})
+                  .ok());
   const auto files = JournalFiles(dir_);
   ASSERT_FALSE(files.empty());
   bool found = false;
@@ -370,7 +401,10 @@ TEST_F(AuditLogTest, FullJournalsAreRotatedWithoutLosingOrRepeatingAnEntry) {
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < 100; ++i) {
-        EXPECT_TRUE(small.Record(nullptr, caller_, {"subject.read", Sid("r"), "customer_management", "ok", {}, i}).ok());
+        EXPECT_TRUE(small
+                        .Record(nullptr, caller_,
+                                {"subject.read", Sid("r"), "customer_management", "ok", {}, i})
+                        .ok());
       }
     });
   }
@@ -378,8 +412,9 @@ TEST_F(AuditLogTest, FullJournalsAreRotatedWithoutLosingOrRepeatingAnEntry) {
   EXPECT_EQ(small.Size().value(), 400u);
   small.Stop();
   EXPECT_TRUE(JournalFiles(dir_).empty());
-  EXPECT_TRUE(VerifyAuditLog(d_->audit_store(), d_->signer().public_key(),
-                             d_->signer().origin(), {}, nullptr).ok());
+  EXPECT_TRUE(VerifyAuditLog(d_->audit_store(), d_->signer().public_key(), d_->signer().origin(),
+                             {}, nullptr)
+                  .ok());
 }
 
 // Waits up to five seconds for `dir` to hold `n` journals.
@@ -396,11 +431,16 @@ TEST_F(AuditLogTest, TheNextJournalIsReadyBeforeTheCurrentOneFills) {
   // only come from the journal maker.
   AuditLog small(d_->store(), d_->audit_store(), d_->clock(), d_->signer(),
                  AuditLog::Options{dir_.string(), 600000, 4096});
-  ASSERT_TRUE(small.Record(nullptr, caller_, {"subject.read", Sid("s"), "customer_management", "ok", {}, 0}).ok());
+  ASSERT_TRUE(
+      small.Record(nullptr, caller_, {"subject.read", Sid("s"), "customer_management", "ok", {}, 0})
+          .ok());
   EXPECT_TRUE(JournalCountReaches(dir_, 2)) << "the current journal and a spare";
   // Fill the current journal (a dozen entries): the spare takes over, another is made.
   for (int i = 1; i < 20; ++i) {
-    ASSERT_TRUE(small.Record(nullptr, caller_, {"subject.read", Sid("s"), "customer_management", "ok", {}, i}).ok());
+    ASSERT_TRUE(small
+                    .Record(nullptr, caller_,
+                            {"subject.read", Sid("s"), "customer_management", "ok", {}, i})
+                    .ok());
   }
   EXPECT_TRUE(JournalCountReaches(dir_, 3)) << "the full one, the current one and a spare";
   EXPECT_EQ(small.Size().value(), 20u);
@@ -411,10 +451,12 @@ TEST_F(AuditLogTest, TheNextJournalIsReadyBeforeTheCurrentOneFills) {
 // Every entry of `subject` in the log, by a full scan: the oracle for the subject index.
 std::vector<uint64_t> ScanSeqsOf(AuditLog& log, const std::string& subject) {
   std::vector<uint64_t> seqs;
-  EXPECT_TRUE(log.Scan(0, UINT64_MAX, [&](const AuditRow& row) {
-                   if (row.subject == subject) seqs.push_back(row.seq);
-                   return true;
-                 }).ok());
+  EXPECT_TRUE(log.Scan(0, UINT64_MAX,
+                       [&](const AuditRow& row) {
+                         if (row.subject == subject) seqs.push_back(row.seq);
+                         return true;
+                       })
+                  .ok());
   return seqs;
 }
 
@@ -468,7 +510,10 @@ TEST_F(AuditLogFileTest, SubjectSearchesFindEveryEntryWhileTheIndexRunsMerge) {
     const int n = 1 + static_cast<int>(random() % 6);
     for (int i = 0; i < n; ++i) {
       const std::string& who = subjects[random() % subjects.size()];
-      ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", who, "customer_management", "ok", {}, i}).ok());
+      ASSERT_TRUE(
+          d_->audit()
+              .Record(nullptr, caller_, {"subject.read", who, "customer_management", "ok", {}, i})
+              .ok());
     }
     if (pass % 5 == 0) Append(1);  // entries without a subject are not indexed
     ASSERT_TRUE(d_->audit().Flush().ok());
@@ -495,15 +540,20 @@ TEST_F(AuditLogFileTest, ALargeImportStartsAtTheLevelOfItsSize) {
   AuditLog log(d_->store(), d_->audit_store(), d_->clock(), d_->signer(),
                AuditLog::Options{dir_.string(), 60000});
   for (int i = 0; i < 1500; ++i) {
-    ASSERT_TRUE(log.Record(nullptr, caller_, {"subject.read", Sid("big"), "customer_management", "ok", {}, i}).ok());
+    ASSERT_TRUE(log.Record(nullptr, caller_,
+                           {"subject.read", Sid("big"), "customer_management", "ok", {}, i})
+                    .ok());
   }
   ASSERT_TRUE(log.Flush().ok());
   for (int pass = 0; pass < 8; ++pass) {
-    ASSERT_TRUE(log.Record(nullptr, caller_, {"subject.read", Sid("big"), "customer_management", "ok", {}, pass}).ok());
+    ASSERT_TRUE(log.Record(nullptr, caller_,
+                           {"subject.read", Sid("big"), "customer_management", "ok", {}, pass})
+                    .ok());
     ASSERT_TRUE(log.Flush().ok());
   }
   log.MergeSubjectRuns();
-  const auto runs = IntRows(dir_ / "audit.db", "SELECT level, entries FROM audit_runs ORDER BY level");
+  const auto runs =
+      IntRows(dir_ / "audit.db", "SELECT level, entries FROM audit_runs ORDER BY level");
   // The eight small passes merged among themselves at level 0; the large run stayed whole.
   const std::vector<std::vector<int64_t>> expected{{0, 8}, {1, 1500}};
   EXPECT_EQ(runs, expected);
@@ -513,7 +563,10 @@ TEST_F(AuditLogFileTest, ALargeImportStartsAtTheLevelOfItsSize) {
 
 TEST_F(AuditLogFileTest, ALogIndexedTheOldWayGetsItsSubjectIndexAsOneRun) {
   for (int i = 0; i < 5; ++i) {
-    ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", Sid("old"), "customer_management", "ok", {}, i}).ok());
+    ASSERT_TRUE(d_->audit()
+                    .Record(nullptr, caller_,
+                            {"subject.read", Sid("old"), "customer_management", "ok", {}, i})
+                    .ok());
     Append(1);
   }
   ASSERT_TRUE(d_->audit().Flush().ok());
@@ -539,13 +592,19 @@ TEST_F(AuditLogFileTest, ALogIndexedTheOldWayGetsItsSubjectIndexAsOneRun) {
   EXPECT_EQ(SearchSeqsOf(d_->audit(), Sid("old"), 2), expected);
   EXPECT_EQ(CountRows(dir_ / "audit.db", "audit_runs"), 1);
   // New entries add runs beside it.
-  ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", Sid("old"), "customer_management", "ok", {}, 9}).ok());
+  ASSERT_TRUE(d_->audit()
+                  .Record(nullptr, caller_,
+                          {"subject.read", Sid("old"), "customer_management", "ok", {}, 9})
+                  .ok());
   EXPECT_EQ(SearchSeqsOf(d_->audit(), Sid("old"), 100).size(), 6u);
 }
 
 TEST_F(AuditLogFileTest, ALogKeptInTheVaultByAnEarlierVersionMovesToItsOwnFileOnce) {
   Append(3);
-  ASSERT_TRUE(d_->audit().Record(nullptr, caller_, {"subject.read", Sid("l"), "customer_management", "ok", {}, 1}).ok());
+  ASSERT_TRUE(
+      d_->audit()
+          .Record(nullptr, caller_, {"subject.read", Sid("l"), "customer_management", "ok", {}, 1})
+          .ok());
   // Signed as versions of that time signed: no actor counts.
   const std::string legacy_note = LegacyHeadNote(*d_);
   ASSERT_FALSE(legacy_note.empty());
@@ -554,14 +613,16 @@ TEST_F(AuditLogFileTest, ALogKeptInTheVaultByAnEarlierVersionMovesToItsOwnFileOn
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((dir_ / "garde.db").c_str(), &db), SQLITE_OK);
   const std::string attach = "ATTACH '" + (dir_ / "audit.db").string() + "' AS a;";
-  ASSERT_EQ(sqlite3_exec(db, (attach +
-                              "INSERT INTO main.audit_log SELECT * FROM a.audit_log;"
-                              "INSERT INTO main.audit_nodes SELECT * FROM a.audit_nodes;"
-                              "INSERT INTO main.audit_checkpoints "
-                              "  SELECT size, root, time, '" + legacy_note +
-                              "' FROM a.audit_checkpoints;"
-                              "DETACH a;")
-                                 .c_str(),
+  ASSERT_EQ(sqlite3_exec(db,
+                         (attach +
+                          "INSERT INTO main.audit_log SELECT * FROM a.audit_log;"
+                          "INSERT INTO main.audit_nodes SELECT * FROM a.audit_nodes;"
+                          "INSERT INTO main.audit_checkpoints "
+                          "  SELECT size, root, time, '" +
+                          legacy_note +
+                          "' FROM a.audit_checkpoints;"
+                          "DETACH a;")
+                             .c_str(),
                          nullptr, nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close(db);
@@ -574,14 +635,16 @@ TEST_F(AuditLogFileTest, ALogKeptInTheVaultByAnEarlierVersionMovesToItsOwnFileOn
   EXPECT_EQ(d_->audit().Size().value(), 4u);
   EXPECT_EQ(d_->audit().LatestCheckpoint().value()->size, 4u);
   EXPECT_EQ(SearchSeqsOf(d_->audit(), Sid("l"), 100), std::vector<uint64_t>{3});
-  auto report = VerifyAuditLog(d_->audit_store(), d_->signer().public_key(),
-                               d_->signer().origin(), {}, nullptr);
+  auto report = VerifyAuditLog(d_->audit_store(), d_->signer().public_key(), d_->signer().origin(),
+                               {}, nullptr);
   EXPECT_TRUE(report.ok()) << (report.problems.empty() ? "" : report.problems[0]);
   int64_t left = -1;
-  ASSERT_TRUE(d_->store().Read([&](ReadTx& tx) {
-    left = static_cast<int64_t>(tx.AuditSize().value());
-    return Status::Ok();
-  }).ok());
+  ASSERT_TRUE(d_->store()
+                  .Read([&](ReadTx& tx) {
+                    left = static_cast<int64_t>(tx.AuditSize().value());
+                    return Status::Ok();
+                  })
+                  .ok());
   EXPECT_EQ(left, 0) << "the old copy is emptied";
   // Opening again does not import twice.
   d_.reset();

@@ -40,12 +40,12 @@ class AuditScopeTest : public DeploymentFixture {
   // Logs one entry by `actor` ("" for none) about `subject`: a read, or with a change.
   void Log(const std::string& actor, int subject, bool with_change) {
     const Caller caller{actor, actor.empty() ? "" : "operator", {}, "req_s", ""};
-    const AccessEvent event{"subject.read", Sid(subject), "customer_management", "ok",
-                            {"email"}, 1};
+    const AccessEvent event{"subject.read", Sid(subject), "customer_management",
+                            "ok",           {"email"},    1};
     if (with_change) {
-      ASSERT_TRUE(d_->store().Write([&](WriteTx& tx) {
-        return d_->audit().Record(&tx, caller, event);
-      }).ok());
+      ASSERT_TRUE(d_->store()
+                      .Write([&](WriteTx& tx) { return d_->audit().Record(&tx, caller, event); })
+                      .ok());
     } else {
       ASSERT_TRUE(d_->audit().Record(nullptr, caller, event).ok());
     }
@@ -54,13 +54,18 @@ class AuditScopeTest : public DeploymentFixture {
   // The positions of `actor`'s entries below `size`, from every entry parsed on its own.
   std::vector<uint64_t> Reference(const std::string& actor, uint64_t size) {
     std::vector<uint64_t> out;
-    EXPECT_TRUE(d_->audit().Scan(0, size, [&](const AuditRow& row) {
-      auto entry = Poco::JSON::Parser().parse(row.entry).extract<Poco::JSON::Object::Ptr>();
-      if (!entry->isNull("actor") && entry->getValue<std::string>("actor") == actor) {
-        out.push_back(row.seq);
-      }
-      return true;
-    }).ok());
+    EXPECT_TRUE(
+        d_->audit()
+            .Scan(0, size,
+                  [&](const AuditRow& row) {
+                    auto entry =
+                        Poco::JSON::Parser().parse(row.entry).extract<Poco::JSON::Object::Ptr>();
+                    if (!entry->isNull("actor") && entry->getValue<std::string>("actor") == actor) {
+                      out.push_back(row.seq);
+                    }
+                    return true;
+                  })
+            .ok());
     return out;
   }
 
@@ -71,9 +76,8 @@ class AuditScopeTest : public DeploymentFixture {
   };
   Drawn Scope(const std::string& actor) {
     Drawn out;
-    auto scope = d_->audit().ScopeActor(actor, [&](const AuditRow& row) {
-      out.seqs.push_back(row.seq);
-    });
+    auto scope =
+        d_->audit().ScopeActor(actor, [&](const AuditRow& row) { out.seqs.push_back(row.seq); });
     out.ok = scope.ok();
     if (scope.ok()) {
       out.problems = scope->problems;
@@ -109,8 +113,8 @@ TEST_F(AuditScopeTest, EachActorsScopeIsEveryEntryOfItsAndNoOther) {
     const uint64_t size = d_->audit().LatestCheckpoint().value()->size;
     EXPECT_EQ(drawn.seqs, Reference(actor, size)) << actor;
   }
-  auto report = VerifyAuditLog(d_->audit_store(), d_->signer().public_key(),
-                               d_->signer().origin(), {}, nullptr);
+  auto report = VerifyAuditLog(d_->audit_store(), d_->signer().public_key(), d_->signer().origin(),
+                               {}, nullptr);
   EXPECT_TRUE(report.ok()) << report.problems.front();
   EXPECT_GT(report.checkpoints, 40u);
 }
@@ -144,7 +148,8 @@ TEST_F(AuditScopeTest, AnEntryOfTheActorRemovedMovedOrChangedOnDiskFailsItsScope
   const std::vector<Case> cases = {
       {"nothing changed (the control)", ""},
       {"an entry removed", "DELETE FROM audit_log WHERE seq = " + sixth},
-      {"its index row removed", "DELETE FROM audit_by_actor WHERE actor = 'key_a' AND seq = " + sixth},
+      {"its index row removed",
+       "DELETE FROM audit_by_actor WHERE actor = 'key_a' AND seq = " + sixth},
       {"the last entry and its index row removed",
        "DELETE FROM audit_log WHERE seq = " + last +
            "; DELETE FROM audit_by_actor WHERE actor = 'key_a' AND seq = " + last},
@@ -204,7 +209,8 @@ TEST_F(AuditScopeTest, AHeadFromBeforeTheCountsSendsTheScopeToTheWholeLog) {
   ASSERT_EQ(sqlite3_open((dir_ / "audit.db").c_str(), &db), SQLITE_OK);
   sqlite3_stmt* update = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db, "UPDATE audit_checkpoints SET note = ?, actors = ''", -1,
-                               &update, nullptr), SQLITE_OK);
+                               &update, nullptr),
+            SQLITE_OK);
   sqlite3_bind_text(update, 1, note.c_str(), -1, SQLITE_TRANSIENT);
   EXPECT_EQ(sqlite3_step(update), SQLITE_DONE);
   sqlite3_finalize(update);
@@ -226,8 +232,8 @@ TEST_F(AuditScopeTest, AHeadFromBeforeTheCountsSendsTheScopeToTheWholeLog) {
 // parser reads it.
 TEST(ActorCounts, AnyActorsCountsReadBackAndEntriesReadAsAParserReadsThem) {
   std::mt19937_64 rng(7);
-  const std::vector<std::string> alphabet = {"a", "b", " ", "\"", "\\", "\t", "\n", "/",
-                                             "\xc3\xa9", std::string(1, '\x01')};
+  const std::vector<std::string> alphabet = {"a",  "b",  " ", "\"",       "\\",
+                                             "\t", "\n", "/", "\xc3\xa9", std::string(1, '\x01')};
   for (int round = 0; round < 500; ++round) {
     ActorCounts counts;
     const int n = static_cast<int>(rng() % 6);
@@ -246,10 +252,10 @@ TEST(ActorCounts, AnyActorsCountsReadBackAndEntriesReadAsAParserReadsThem) {
     EXPECT_EQ(ParseActorCounts(text), counts) << text;
   }
   EXPECT_EQ(AuditEntryActor(R"({"v":1,"seq":3,"time":"t","actor":null,"role":"r"})"), std::nullopt);
-  EXPECT_EQ(ParseActorCounts("0 \"a\"\n"), std::nullopt);                // no zero counts
-  EXPECT_EQ(ParseActorCounts("1 \"b\"\n1 \"a\"\n"), std::nullopt);       // out of order
-  EXPECT_EQ(ParseActorCounts("1 \"a\"\n1 \"a\"\n"), std::nullopt);       // twice
-  EXPECT_EQ(ParseActorCounts("1 \"a\""), std::nullopt);                  // cut short
+  EXPECT_EQ(ParseActorCounts("0 \"a\"\n"), std::nullopt);           // no zero counts
+  EXPECT_EQ(ParseActorCounts("1 \"b\"\n1 \"a\"\n"), std::nullopt);  // out of order
+  EXPECT_EQ(ParseActorCounts("1 \"a\"\n1 \"a\"\n"), std::nullopt);  // twice
+  EXPECT_EQ(ParseActorCounts("1 \"a\""), std::nullopt);             // cut short
   EXPECT_EQ(ParseActorCounts("x \"a\"\n"), std::nullopt);
 }
 

@@ -41,8 +41,10 @@ std::set<size_t> Reference(const std::vector<int64_t>& t, const KeepPolicy& p) {
       std::set<std::string> newer_periods;
       for (size_t j = 0; j < t.size(); ++j) {
         if (!newer(j, i)) continue;
-        if (period(t[j]) == period(t[i])) newest_of_period = false;
-        else newer_periods.insert(period(t[j]));
+        if (period(t[j]) == period(t[i]))
+          newest_of_period = false;
+        else
+          newer_periods.insert(period(t[j]));
       }
       // Periods are ordered like time, so the periods of newer backups are the newer periods.
       if (newest_of_period && static_cast<int>(newer_periods.size()) < count) kept.insert(i);
@@ -60,8 +62,8 @@ TEST(BackupKeep, MatchesTheReferenceOnRandomHistories) {
   for (int round = 0; round < 3000; ++round) {
     std::uniform_int_distribution<int> n_dist(0, 40), k_dist(0, 6);
     // Spread over hours to a year, with duplicates now and then.
-    const int64_t span =
-        std::vector<int64_t>{3600, 86400 * 3, 86400 * 40, 86400 * 400}[static_cast<size_t>(round % 4)];
+    const int64_t span = std::vector<int64_t>{3600, 86400 * 3, 86400 * 40,
+                                              86400 * 400}[static_cast<size_t>(round % 4)];
     std::uniform_int_distribution<int64_t> t_dist(0, span);
     std::vector<int64_t> created(static_cast<size_t>(n_dist(rng)));
     for (auto& c : created) c = start + t_dist(rng);
@@ -69,8 +71,8 @@ TEST(BackupKeep, MatchesTheReferenceOnRandomHistories) {
     const KeepPolicy policy{std::max(1, k_dist(rng)), k_dist(rng), k_dist(rng), k_dist(rng)};
     const auto got = SelectKept(created, policy);
     EXPECT_EQ(std::set<size_t>(got.begin(), got.end()), Reference(created, policy))
-        << "round " << round << " last " << policy.last << " daily " << policy.daily
-        << " weekly " << policy.weekly << " monthly " << policy.monthly;
+        << "round " << round << " last " << policy.last << " daily " << policy.daily << " weekly "
+        << policy.weekly << " monthly " << policy.monthly;
     if (HasFailure()) return;
   }
 }
@@ -86,7 +88,7 @@ TEST(BackupKeep, AWeekOfDailyBackupsKeepsTheNewestNAndOnePerPeriod) {
   std::set<std::string> days;
   for (size_t i : kept) days.insert(FormatRfc3339(created[i]).substr(0, 10));
   EXPECT_EQ(days, (std::set<std::string>{"2026-12-06", "2026-12-05", "2026-12-04", "2026-11-29",
-                                          "2026-11-30"}));
+                                         "2026-11-30"}));
 }
 
 }  // namespace

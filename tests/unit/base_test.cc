@@ -71,14 +71,17 @@ TEST(IpAddress, TheClientBehindProxiesAsTheNetworkWouldHaveIt) {
       {"2001:db8::7",
        {"2001:db8::7", "2001:DB8::7", "2001:0db8:0000:0000:0000:0000:0000:0007", "2001:db8:0:0::7"},
        std::string("\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x07", 16)},
-      {"2001:db8:1::1", {"2001:db8:1::1", "2001:DB8:1:0:0:0:0:1"},
+      {"2001:db8:1::1",
+       {"2001:db8:1::1", "2001:DB8:1:0:0:0:0:1"},
        std::string("\x20\x01\x0d\xb8\0\x01\0\0\0\0\0\0\0\0\0\x01", 16)},
       {"::1", {"::1", "0:0:0:0:0:0:0:1"}, std::string("\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01", 16)},
-      {"fd00::2", {"fd00::2", "FD00:0::2"},
+      {"fd00::2",
+       {"fd00::2", "FD00:0::2"},
        std::string("\xfd\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x02", 16)},
   };
-  const std::vector<std::string> garbage = {"unknown", "nonsense", "1.2.3", "[2001:db8::7]:80",
-                                            "198.51.100.7:443", "x\"y", "_hidden", ""};
+  const std::vector<std::string> garbage = {
+      "unknown",          "nonsense", "1.2.3",   "[2001:db8::7]:80",
+      "198.51.100.7:443", "x\"y",     "_hidden", ""};
   std::mt19937_64 rng(20261203);
   auto uniform = [&](size_t n) { return static_cast<size_t>(rng() % n); };
   for (int round = 0; round < 20000; ++round) {
@@ -238,18 +241,38 @@ TEST(Encoding, Utf8Validation) {
 
 TEST(JsonWriter, EscapesAndNests) {
   JsonWriter w;
-  w.BeginObject().String("a", "q\"\\\n\x01").BeginArray("b").Int(1).Number(2.5)
-      .Bool(false).Null().EndArray().Number("c", 0.1).EndObject();
+  w.BeginObject()
+      .String("a", "q\"\\\n\x01")
+      .BeginArray("b")
+      .Int(1)
+      .Number(2.5)
+      .Bool(false)
+      .Null()
+      .EndArray()
+      .Number("c", 0.1)
+      .EndObject();
   EXPECT_EQ(w.str(), R"({"a":"q\"\\\n\u0001","b":[1,2.5,false,null],"c":0.1})");
 }
 
 TEST(Router, MatchesParametersAndCustomVerbs) {
   Router r;
   int hit = 0;
-  r.Add("POST", "/v1/subjects", [&](Exchange&) { hit = 1; return Status::Ok(); });
-  r.Add("POST", "/v1/subjects:batch", [&](Exchange&) { hit = 2; return Status::Ok(); });
-  r.Add("GET", "/v1/subjects/{id}", [&](Exchange&) { hit = 3; return Status::Ok(); });
-  r.Add("POST", "/v1/requests/{id}:verify", [&](Exchange&) { hit = 4; return Status::Ok(); });
+  r.Add("POST", "/v1/subjects", [&](Exchange&) {
+    hit = 1;
+    return Status::Ok();
+  });
+  r.Add("POST", "/v1/subjects:batch", [&](Exchange&) {
+    hit = 2;
+    return Status::Ok();
+  });
+  r.Add("GET", "/v1/subjects/{id}", [&](Exchange&) {
+    hit = 3;
+    return Status::Ok();
+  });
+  r.Add("POST", "/v1/requests/{id}:verify", [&](Exchange&) {
+    hit = 4;
+    return Status::Ok();
+  });
   std::map<std::string, std::string> p;
   std::vector<std::string> allowed;
   Exchange x;

@@ -28,9 +28,9 @@ TEST(Config, PrecedenceIsDefaultsThenFileThenEnvironmentThenFlags) {
   ::unsetenv("GARDE_MAX_THREADS");
   ASSERT_TRUE(cfg.ok()) << cfg.status().message();
   EXPECT_EQ(cfg->data_dir, "/from/file");
-  EXPECT_EQ(cfg->listen_port, 7000);           // flag beats file
-  EXPECT_EQ(cfg->max_threads, 32);             // environment beats file
-  EXPECT_EQ(cfg->max_queued, 256);             // default
+  EXPECT_EQ(cfg->listen_port, 7000);  // flag beats file
+  EXPECT_EQ(cfg->max_threads, 32);    // environment beats file
+  EXPECT_EQ(cfg->max_queued, 256);    // default
 }
 
 TEST(Config, BadSettingsAreRefusedWithTheirName) {

@@ -20,9 +20,13 @@ using namespace model;  // NOLINT: the model's vocabulary reads best unqualified
 
 class ConsentModelHarness : public DeploymentFixture {
  protected:
-  Caller Operator() { return Caller{"key_model_operator", "operator", {"customer_management"}, "req_model", ""}; }
+  Caller Operator() {
+    return Caller{"key_model_operator", "operator", {"customer_management"}, "req_model", ""};
+  }
   Caller Officer() { return Caller{"key_model_officer", "officer", {}, "req_model", ""}; }
-  Caller Marketing() { return Caller{"key_model_marketing", "marketing", {"marketing_email"}, "req_model", ""}; }
+  Caller Marketing() {
+    return Caller{"key_model_marketing", "marketing", {"marketing_email"}, "req_model", ""};
+  }
 
   std::string NewSubject() {
     garde::NewSubject s;
@@ -170,9 +174,9 @@ class ConsentModelHarness : public DeploymentFixture {
         const ConsentDecision& g = garde->front().decision;
         const Model::Decision want = m.Decide(p, c, now);
         if (g.allowed != want.allowed || g.reason != want.reason) {
-          return p.id + " channel='" + c + "': Garde " + (g.allowed ? "allows" : "denies") +
-                 " (" + g.reason + "), the model " + (want.allowed ? "allows" : "denies") +
-                 " (" + want.reason + ")";
+          return p.id + " channel='" + c + "': Garde " + (g.allowed ? "allows" : "denies") + " (" +
+                 g.reason + "), the model " + (want.allowed ? "allows" : "denies") + " (" +
+                 want.reason + ")";
         }
       }
     }

@@ -81,7 +81,8 @@ TEST_F(ConsentModelTest, GardeDecidesAsTheModelOverManyRandomSequences) {
     const std::vector<Op> small = Shrink(ops);
     std::ostringstream o;
     o << "sequence " << n << " differs from the model; shrunk to " << small.size() << " steps:\n";
-    for (size_t i = 0; i < small.size(); ++i) o << "  " << i + 1 << ". " << Describe(small[i]) << "\n";
+    for (size_t i = 0; i < small.size(); ++i)
+      o << "  " << i + 1 << ". " << Describe(small[i]) << "\n";
     o << "  then " << Run(small);
     ADD_FAILURE() << o.str();
   }

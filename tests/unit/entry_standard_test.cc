@@ -109,9 +109,9 @@ TEST_F(EntryStandardTest, TooLongValuesAreRefused) {
 }
 
 TEST(FieldValueCodec, RoundTripsEveryType) {
-  for (const FieldValue& v : {FieldValue::String("Zoë"), FieldValue::Number(12.5),
-                              FieldValue::Number(-3), FieldValue::Bool(true),
-                              FieldValue::Bool(false)}) {
+  for (const FieldValue& v :
+       {FieldValue::String("Zoë"), FieldValue::Number(12.5), FieldValue::Number(-3),
+        FieldValue::Bool(true), FieldValue::Bool(false)}) {
     auto back = DecodeFieldValue(EncodeFieldValue(v));
     ASSERT_TRUE(back.has_value());
     EXPECT_EQ(back->type, v.type);

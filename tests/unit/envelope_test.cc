@@ -90,8 +90,7 @@ TEST_F(EnvelopeTest, DataKeyWrapsAndUnwrapsOnlyForItsSubjectAndVersion) {
   EXPECT_EQ(0, std::memcmp(back.data(), dek_.data(), kKeyBytes));
   ScopedKey other;
   EXPECT_EQ(UnwrapDataKey(*ring_, 1, "sub_b", wrapped.value(), &other).code(), Code::kDamaged);
-  EXPECT_EQ(UnwrapDataKey(*ring_, 7, "sub_a", wrapped.value(), &other).code(),
-            Code::kUnavailable);
+  EXPECT_EQ(UnwrapDataKey(*ring_, 7, "sub_a", wrapped.value(), &other).code(), Code::kUnavailable);
 }
 
 TEST_F(EnvelopeTest, RotatedKeyringStillUnwrapsOldVersionUntilRetired) {

@@ -14,11 +14,11 @@
 #include <vector>
 
 #include "deployment_fixture.h"
-#include "gated_file_system.h"
-#include "test_dir.h"
 #include "garde/domain/audit_journal.h"
 #include "garde/domain/sealed_snapshot.h"
 #include "garde/domain/tombstone_log.h"
+#include "gated_file_system.h"
+#include "test_dir.h"
 
 namespace garde {
 namespace {
@@ -114,8 +114,8 @@ TEST_P(FileSystemConformance, TheTombstoneLogRunsOnIt) {
 // Appends that arrive while one is being synced share the next write and fsync, and each is
 // answered only once its own lines are synced: eight appends during a held fsync take two.
 TEST(TombstoneLogAppends, ThoseThatArriveDuringASyncShareTheNextOne) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("garde-tombstones-" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("garde-tombstones-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   GatedFileSystem fs("tombstones.log");
@@ -146,7 +146,7 @@ TEST(TombstoneLogAppends, ThoseThatArriveDuringASyncShareTheNextOne) {
     });
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(50));  // all seven queue behind it
-  EXPECT_EQ(answered.load(), 0);  // nobody is answered before the sync
+  EXPECT_EQ(answered.load(), 0);                               // nobody is answered before the sync
   fs.Let();
   for (auto& t : appends) t.join();
   EXPECT_EQ(fs.syncs_begun(), 2);
@@ -216,7 +216,8 @@ TEST_F(SnapshotInMemory, ChunksComeBackAndNoFileIsWritten) {
   auto fs = NewMemoryFileSystem();
   const std::string path = (dir_ / "memory.snapshot").string();
   SealedSnapshot snap(d_->store(), d_->keys(), path, "memory", *fs);
-  auto kept = snap.Save(2, [](size_t i) { return "chunk " + std::to_string(i); }, 0);
+  auto kept = snap.Save(
+      2, [](size_t i) { return "chunk " + std::to_string(i); }, 0);
   ASSERT_TRUE(kept.ok()) << kept.status().message();
   EXPECT_TRUE(kept.value());
   EXPECT_FALSE(std::filesystem::exists(path));

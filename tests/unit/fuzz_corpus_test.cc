@@ -14,7 +14,8 @@ namespace {
 TEST(FuzzCorpus, EveryInputGetsANon5xxAnswerAndProblemJsonErrors) {
   HttpFuzzHarness harness;
   int inputs = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(GARDE_TEST_FIXTURES "/../fuzz/corpus")) {
+  for (const auto& entry :
+       std::filesystem::directory_iterator(GARDE_TEST_FIXTURES "/../fuzz/corpus")) {
     std::ifstream in(entry.path(), std::ios::binary);
     std::stringstream ss;
     ss << in.rdbuf();

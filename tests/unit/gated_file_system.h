@@ -43,7 +43,9 @@ class GatedFileSystem final : public FileSystem {
     }
     return std::unique_ptr<File>(new GatedFile(*this, std::move(file).value()));
   }
-  Result<std::string> ReadAll(const std::string& p) override { return PosixFileSystem().ReadAll(p); }
+  Result<std::string> ReadAll(const std::string& p) override {
+    return PosixFileSystem().ReadAll(p);
+  }
   Status Rename(const std::string& from, const std::string& to) override {
     return PosixFileSystem().Rename(from, to);
   }

@@ -1,6 +1,8 @@
 // The group-commit queue's rules: one batch written at a time, the next one started while the
 // last is made durable, every writer answered with its own result. How the SQLite store uses
 // them (the WAL's fsync after the hand-over): store_conformance_test.cc, SqliteDurability.
+#include "garde/store/group_commit.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -13,7 +15,6 @@
 #include <vector>
 
 #include "eventually.h"
-#include "garde/store/group_commit.h"
 
 namespace garde {
 namespace {
@@ -57,7 +58,8 @@ TEST(GroupCommitQueue, TheNextBatchIsWrittenWhileOneIsMadeDurable) {
     }
     for (PendingWrite* w : batch) w->result = Status::Ok();
   };
-  std::thread first([&] { EXPECT_TRUE(queue.Submit(kNothing, Durability::kImmediate, commit).ok()); });
+  std::thread first(
+      [&] { EXPECT_TRUE(queue.Submit(kNothing, Durability::kImmediate, commit).ok()); });
   ASSERT_TRUE(Eventually([&] { return first_handed_over.load(); }));
   EXPECT_TRUE(queue.Submit(kNothing, Durability::kImmediate, commit).ok());
   first.join();

@@ -83,9 +83,9 @@ class ChoppySource : public ByteSource {
 // records.
 TEST(CsvStream, ReadsChunkByChunkAsTheWholeTextReads) {
   std::mt19937_64 rng(20261203);
-  const std::vector<std::string> pieces = {"a",   "Zoë",       ",",  ";",        "\n",
-                                           "\r\n", "\"q\"",     "\"x,\ny\"", "\"d\"\"q\"", " ",
-                                           "\"",  "\"o\"t", "\n\n", "é"};
+  const std::vector<std::string> pieces = {"a",    "Zoë",    ",",         ";",          "\n",
+                                           "\r\n", "\"q\"",  "\"x,\ny\"", "\"d\"\"q\"", " ",
+                                           "\"",   "\"o\"t", "\n\n",      "é"};
   for (int round = 0; round < 5000; ++round) {
     std::string file = rng() % 8 == 0 ? "\xEF\xBB\xBF" : "";
     for (size_t n = rng() % 40; n > 0; --n) file += pieces[rng() % pieces.size()];
@@ -129,7 +129,8 @@ TEST(CsvStream, RefusesARecordLongerThanItsBound) {
 TEST(SpreadsheetText, DecodesBomUtf8AndWindows1252) {
   EXPECT_EQ(SpreadsheetText("\xEF\xBB\xBFNo\xC3\xABl", "auto").value(), "No\xC3\xABl");
   // Windows-1252: é (0xE9), € (0x80), œ (0x9C).
-  EXPECT_EQ(SpreadsheetText("caf\xE9 \x80 \x9C", "auto").value(), "caf\xC3\xA9 \xE2\x82\xAC \xC5\x93");
+  EXPECT_EQ(SpreadsheetText("caf\xE9 \x80 \x9C", "auto").value(),
+            "caf\xC3\xA9 \xE2\x82\xAC \xC5\x93");
   EXPECT_EQ(SpreadsheetText("caf\xE9", "windows-1252").value(), "caf\xC3\xA9");
   EXPECT_EQ(SpreadsheetText("caf\xE9", "utf-8").status().code(), Code::kUnprocessable);
   // An overlong encoding is not UTF-8: read as Windows-1252, never passed on as is.
@@ -179,10 +180,11 @@ TEST(ImportMapping, ProblemsComeWithTheirLine) {
                      "m.yaml:8 date_format is for date fields",
                      "m.yaml:9 unknown key 'colour'",
                  }));
-  auto ok = ParseImportMapping("m.yaml",
-                               "columns:\n  Mail: email\n  Né: {field: birth_date, date_format: '%d/%m/%Y'}\n"
-                               "  Total: {field: total_spend, decimal: ','}\n",
-                               schema);
+  auto ok = ParseImportMapping(
+      "m.yaml",
+      "columns:\n  Mail: email\n  Né: {field: birth_date, date_format: '%d/%m/%Y'}\n"
+      "  Total: {field: total_spend, decimal: ','}\n",
+      schema);
   ASSERT_TRUE(ok.ok()) << ok.status().message();
   EXPECT_EQ(ok->columns.size(), 3u);
   EXPECT_EQ(ok->columns[2].decimal, ',');
@@ -200,7 +202,8 @@ TEST_F(ImporterTest, CellsBecomeNormalisedFieldsAndEveryProblemOfARowIsNamed) {
   ASSERT_TRUE(mapping.ok()) << mapping.status().message();
   const std::string file =
       "Courriel;Né le;Achats;Ville\r\n"
-      " Ana@Example.ORG ;03/04/1985;1\xC2\xA0" "234,50;Paris\r\n"
+      " Ana@Example.ORG ;03/04/1985;1\xC2\xA0"
+      "234,50;Paris\r\n"
       "bad-address;31/02/1990;douze;Lyon\r\n";
   Caller op{"k", "operator", {"customer_management"}, "r", ""};
   std::vector<ImportRowResult> rows;
@@ -227,7 +230,8 @@ TEST_F(ImporterTest, CellsBecomeNormalisedFieldsAndEveryProblemOfARowIsNamed) {
       EXPECT_EQ(e.message.find(value), std::string::npos) << e.message;  // never echoed
     }
   }
-  EXPECT_EQ(fields, (std::set<std::string>{"fields.email", "fields.birth_date", "fields.total_spend"}));
+  EXPECT_EQ(fields,
+            (std::set<std::string>{"fields.email", "fields.birth_date", "fields.total_spend"}));
 }
 
 TEST_F(ImporterTest, ANonCsvFileOrAMissingColumnWritesNothing) {
@@ -236,18 +240,21 @@ TEST_F(ImporterTest, ANonCsvFileOrAMissingColumnWritesNothing) {
   ASSERT_TRUE(mapping.ok());
   Caller op{"k", "operator", {}, "r", ""};
   Importer importer(*d_);
-  auto missing = importer.Run(op, mapping.value(), "Email,Town\na@example.org,Paris\n", {}, nullptr);
+  auto missing =
+      importer.Run(op, mapping.value(), "Email,Town\na@example.org,Paris\n", {}, nullptr);
   EXPECT_EQ(missing.status().code(), Code::kUnprocessable);
   ASSERT_EQ(missing.status().errors().size(), 1u);
   EXPECT_EQ(missing.status().errors()[0].field, "City");
-  auto broken = importer.Run(op, mapping.value(),
-                             "Email,City\na@example.org,Paris\n\"b@example.org,Lyon\n", {}, nullptr);
+  auto broken = importer.Run(
+      op, mapping.value(), "Email,City\na@example.org,Paris\n\"b@example.org,Lyon\n", {}, nullptr);
   EXPECT_EQ(broken.status().code(), Code::kUnprocessable);
   int64_t count = -1;
-  ASSERT_TRUE(d_->store().Read([&](ReadTx& tx) {
-    count = tx.CountSubjects().value();
-    return Status::Ok();
-  }).ok());
+  ASSERT_TRUE(d_->store()
+                  .Read([&](ReadTx& tx) {
+                    count = tx.CountSubjects().value();
+                    return Status::Ok();
+                  })
+                  .ok());
   EXPECT_EQ(count, 0);  // the good first row was not written either
 }
 
@@ -291,8 +298,10 @@ TEST_F(ImporterTest, OutcomesMatchAReferenceModelOnRandomFiles) {
     for (int i = 0; i < 1500; ++i) {
       const int person = static_cast<int>(rng() % static_cast<unsigned>(people));
       const bool bad = rng() % 10 == 0;
-      std::string email = "r" + std::to_string(round) + "p" + std::to_string(person) + "@Example.org";
-      if (rng() % 2) for (auto& c : email) c = static_cast<char>(std::toupper(c));
+      std::string email =
+          "r" + std::to_string(round) + "p" + std::to_string(person) + "@Example.org";
+      if (rng() % 2)
+        for (auto& c : email) c = static_cast<char>(std::toupper(c));
       if (rng() % 3 == 0) email = "  " + email + " ";
       file += email + ";" + (bad ? "n/a" : std::to_string(rng() % 100) + ",5") + "\r\n";
       rows.emplace_back(person, bad);

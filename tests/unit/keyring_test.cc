@@ -96,9 +96,9 @@ TEST(Keyring, ReadsItsFormatStrictlyWhateverTheLayout) {
   EXPECT_NE(loaded.value()->Root(2), nullptr);
   const std::string master = compact.substr(compact.find("\"master\":\"") + 10, 44);
   for (const std::string& broken : {
-           compact + "x",                                                    // trailing bytes
-           compact.substr(0, compact.size() / 2),                            // truncated
-           std::string(compact).replace(compact.find(master), 1, "\\u0041"),  // an escape
+           compact + "x",                                                       // trailing bytes
+           compact.substr(0, compact.size() / 2),                               // truncated
+           std::string(compact).replace(compact.find(master), 1, "\\u0041"),    // an escape
            std::string(compact).replace(compact.find(master) + 40, 4, "AAB="),  // non-canonical
            std::string(compact).replace(compact.find("\"current\":2"), 11, "\"current\":1"),
            std::string(compact).replace(compact.find("\"format\""), 8, "\"Format\""),

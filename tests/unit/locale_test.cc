@@ -43,19 +43,23 @@ TEST(Locale, TheCustomersLanguageComesFirstFromTheSubjectThenTheBrowser) {
 // template keeps values as they are, and unknown names are found.
 TEST(Locale, HtmlTemplatesEscapeEveryValue) {
   const std::map<std::string, std::string> values{
-      {"reason", "<script>alert(1)</script> & \"quotes\" 'too'"}, {"link", "https://x/r/a?b=1&c=2"}};
-  EXPECT_EQ(RenderTemplate("<p>{{reason}}</p><a href=\"{{ link }}\">go</a>", values, TemplateEscape::kHtml),
+      {"reason", "<script>alert(1)</script> & \"quotes\" 'too'"},
+      {"link", "https://x/r/a?b=1&c=2"}};
+  EXPECT_EQ(RenderTemplate("<p>{{reason}}</p><a href=\"{{ link }}\">go</a>", values,
+                           TemplateEscape::kHtml),
             "<p>&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quotes&quot; &#39;too&#39;</p>"
             "<a href=\"https://x/r/a?b=1&amp;c=2\">go</a>");
   EXPECT_EQ(RenderTemplate("Reason: {{reason}}", values, TemplateEscape::kNone),
             "Reason: <script>alert(1)</script> & \"quotes\" 'too'");
-  EXPECT_EQ(RenderTemplate("{{due_on}} {{ unclosed", values, TemplateEscape::kHtml), " {{ unclosed");
+  EXPECT_EQ(RenderTemplate("{{due_on}} {{ unclosed", values, TemplateEscape::kHtml),
+            " {{ unclosed");
   EXPECT_EQ(UnknownTemplateVariables("{{link}} {{password}} {{reason}} {{ x }}"),
             (std::vector<std::string>{"password", "x"}));
 }
 
 TEST(Locale, LanguageCodes) {
-  for (const char* good : {"fr", "en", "pt-br", "zh-hant", "ast"}) EXPECT_TRUE(IsLanguageCode(good)) << good;
+  for (const char* good : {"fr", "en", "pt-br", "zh-hant", "ast"})
+    EXPECT_TRUE(IsLanguageCode(good)) << good;
   for (const char* bad : {"", "f", "FR", "fr_FR", "french", "fr-", "fr-x", "../en"}) {
     EXPECT_FALSE(IsLanguageCode(bad)) << bad;
   }

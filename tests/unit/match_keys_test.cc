@@ -3,7 +3,6 @@
 #include "garde/domain/match_keys.h"
 
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <cstdio>
@@ -88,11 +87,11 @@ TEST(MatchKeys, ASpellingInTwoGroupsOrAnUnknownFieldIsAPolicyProblem) {
   auto without = LoadPolicies(dir.string());
   ASSERT_TRUE(without.ok());
   EXPECT_FALSE(without.value()->matching().enabled);
-  EXPECT_TRUE(MatchKeysOf(without.value()->matching(),
-                          {{"first_name", FieldValue::String("Rob")},
-                           {"last_name", FieldValue::String("Martin")},
-                           {"postal_code", FieldValue::String("75011")}})
-                  .empty());
+  EXPECT_TRUE(
+      MatchKeysOf(without.value()->matching(), {{"first_name", FieldValue::String("Rob")},
+                                                {"last_name", FieldValue::String("Martin")},
+                                                {"postal_code", FieldValue::String("75011")}})
+          .empty());
   fs::remove_all(dir);
 }
 
@@ -152,7 +151,8 @@ class PairMaker {
     const double kind = Uniform();
     if (kind < 0.4) {  // a family member at the same address
       q = p;
-      do q.given = Pick(kGiven); while (SameName(q.given, p.given));
+      do q.given = Pick(kGiven);
+      while (SameName(q.given, p.given));
     } else if (kind < 0.7) {  // a namesake elsewhere
       q = Someone();
       q.given = p.given;
@@ -168,6 +168,7 @@ class PairMaker {
   bool Chance(double p) { return Uniform() < p; }
 
  private:
+  // clang-format off
   static inline const std::vector<std::vector<std::string>> kGiven = {
       {"Robert", "Rob", "Bob", "Bobby"},       {"Catherine", "Kate", "Katherine", "Cathy"},
       {"Jean-Pierre", "J.-P.", "Jean Pierre"}, {"Stephen", "Steve", "Steven"},
@@ -179,13 +180,14 @@ class PairMaker {
       {"Noah"}, {"Mila"}, {"Adam"}, {"Rose"}, {"Gabriel"}, {"Jade"}, {"Raphaël"}, {"Lina"},
       {"Mario"}, {"Marie"}, {"Julien"}, {"Julie"}, {"Sophie"}, {"Pauline"}, {"Antoine"},
       {"Claire"}, {"Thomas", "Tom"}, {"Michael", "Mike"}, {"Daniel", "Dan", "Danny"}};
+  // clang-format on
   static inline const std::vector<std::string> kFamily = {
-      "Martin",  "Bernard", "Dubois",  "Thomas",   "Robert",  "Richard",   "Petit",
-      "Durand",  "Leroy",   "Moreau",  "Simon",    "Laurent", "Lefèvre",   "Michel",
-      "Garcia",  "David",   "Bertrand", "Roux",    "Vincent", "Fournier",  "Morel",
-      "Girard",  "André",   "Mercier", "Dupont",   "Lambert", "Bonnet",    "François",
-      "Martinez", "Smith",  "Johnson", "Williams", "Brown",   "Jones",     "Müller",
-      "Schmidt", "Meyer",   "O'Brien", "Nguyen",   "Da Silva", "Benoît",   "Chevalier"};
+      "Martin",   "Bernard", "Dubois",   "Thomas",   "Robert",   "Richard",  "Petit",
+      "Durand",   "Leroy",   "Moreau",   "Simon",    "Laurent",  "Lefèvre",  "Michel",
+      "Garcia",   "David",   "Bertrand", "Roux",     "Vincent",  "Fournier", "Morel",
+      "Girard",   "André",   "Mercier",  "Dupont",   "Lambert",  "Bonnet",   "François",
+      "Martinez", "Smith",   "Johnson",  "Williams", "Brown",    "Jones",    "Müller",
+      "Schmidt",  "Meyer",   "O'Brien",  "Nguyen",   "Da Silva", "Benoît",   "Chevalier"};
 
   std::string Pick(const std::vector<std::vector<std::string>>& groups) {
     const auto& g = groups[Index(groups.size())];
@@ -217,18 +219,21 @@ class PairMaker {
     return s;
   }
   static std::string Unaccent(std::string s) {
-    for (auto [from, to] : {std::pair<std::string, std::string>{"è", "e"}, {"é", "e"},
-                            {"ü", "u"}, {"î", "i"}, {"ç", "c"}}) {
+    for (auto [from, to] : {std::pair<std::string, std::string>{"è", "e"},
+                            {"é", "e"},
+                            {"ü", "u"},
+                            {"î", "i"},
+                            {"ç", "c"}}) {
       for (size_t at; (at = s.find(from)) != std::string::npos;) s.replace(at, from.size(), to);
     }
     return s;
   }
   std::string SoundAlike(const std::string& family) {
     static const std::map<std::string, std::vector<std::string>> kAlike = {
-        {"Dupont", {"Dupond"}},   {"Smith", {"Smyth"}},      {"Schmidt", {"Schmitt"}},
+        {"Dupont", {"Dupond"}},        {"Smith", {"Smyth"}},    {"Schmidt", {"Schmitt"}},
         {"Meyer", {"Mayer", "Meier"}}, {"Laurent", {"Lorent"}}, {"Girard", {"Girart"}},
-        {"Petit", {"Petitt"}},    {"Thomas", {"Tomas"}},     {"Leroy", {"Le Roy", "Leroi"}},
-        {"Mercier", {"Mercié"}},  {"Michel", {"Michell"}},   {"Philippe", {"Philipe"}}};
+        {"Petit", {"Petitt"}},         {"Thomas", {"Tomas"}},   {"Leroy", {"Le Roy", "Leroi"}},
+        {"Mercier", {"Mercié"}},       {"Michel", {"Michell"}}, {"Philippe", {"Philipe"}}};
     auto it = kAlike.find(family);
     return it == kAlike.end() ? family : it->second[Index(it->second.size())];
   }
@@ -243,7 +248,9 @@ class PairMaker {
   }
   std::string Abbreviate(std::string s) {
     for (auto [from, to] : {std::pair<std::string, std::string>{"rue", "r."},
-                            {"avenue", "av."}, {"boulevard", "bd"}, {"place", "pl."}}) {
+                            {"avenue", "av."},
+                            {"boulevard", "bd"},
+                            {"place", "pl."}}) {
       if (size_t at = s.find(from); at != std::string::npos) s.replace(at, from.size(), to);
     }
     return Chance(0.5) ? Recase(s) : s;
@@ -252,7 +259,7 @@ class PairMaker {
   std::string Phone() { return "+336" + std::to_string(10000000 + Index(89999999)); }
   std::string Street() {
     static const char* kWays[] = {"rue", "avenue", "boulevard", "place"};
-    static const char* kNames[] = {"de la Paix", "Victor Hugo", "du Four", "des Lilas",
+    static const char* kNames[] = {"de la Paix",  "Victor Hugo",      "du Four", "des Lilas",
                                    "Jean Jaurès", "de la République", "Pasteur", "du Moulin"};
     return std::to_string(1 + Index(120)) + " " + kWays[Index(4)] + " " + kNames[Index(8)];
   }

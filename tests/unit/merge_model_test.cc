@@ -101,8 +101,8 @@ class MergeModelTest : public ConsentModelHarness {
                  (g.allowed ? "allows" : "denies") + " (" + g.reason + "), before: " + da.reason;
         }
         if (gb.allowed != db.allowed || gb.reason != db.reason) {
-          return "after the revert, " + where + ": the merged " + gb.reason + ", before: " +
-                 db.reason;
+          return "after the revert, " + where + ": the merged " + gb.reason +
+                 ", before: " + db.reason;
         }
       }
     }

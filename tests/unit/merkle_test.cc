@@ -27,7 +27,13 @@ SubtreeSource MemorySource(const std::vector<Hash>& leaves) {
 }
 
 // RFC 6962 reference leaves and roots (Certificate Transparency test data).
-const char* kLeaves[] = {"", "00", "10", "2021", "3031", "40414243", "5051525354555657",
+const char* kLeaves[] = {"",
+                         "00",
+                         "10",
+                         "2021",
+                         "3031",
+                         "40414243",
+                         "5051525354555657",
                          "606162636465666768696a6b6c6d6e6f"};
 const char* kRoots[] = {
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",

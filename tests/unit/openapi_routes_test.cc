@@ -59,8 +59,8 @@ TEST_F(OpenApiRoutes, TheDocumentDescribesExactlyTheRoutes) {
   for (const auto& o : described) {
     if (routes.count(o) == 0) unrouted.insert(o);
   }
-  EXPECT_TRUE(undocumented.empty()) << "routes missing from the OpenAPI document: "
-                                    << ::testing::PrintToString(undocumented);
+  EXPECT_TRUE(undocumented.empty())
+      << "routes missing from the OpenAPI document: " << ::testing::PrintToString(undocumented);
   EXPECT_TRUE(unrouted.empty()) << "documented operations no route answers: "
                                 << ::testing::PrintToString(unrouted);
 }

@@ -13,11 +13,17 @@ TEST(PolicySet, DefaultPoliciesLoadAndCrossCheck) {
   auto set = LoadPolicies(GARDE_TEST_FIXTURES "/../../policies");
   ASSERT_TRUE(set.ok()) << set.status().message();
   const PolicySet& p = *set.value();
-  for (const char* f : {"first_name", "last_name", "email", "phone", "birth_date", "gender",
-                        "street", "postal_code", "city", "country", "household_size",
-                        "occupation", "legal_name", "sector", "legal_form", "turnover",
-                        "headcount", "contact_person", "total_spend", "spend_30d",
-                        "last_purchase", "preferred_products"}) {
+  for (const char* f : {"first_name",     "last_name",
+                        "email",          "phone",
+                        "birth_date",     "gender",
+                        "street",         "postal_code",
+                        "city",           "country",
+                        "household_size", "occupation",
+                        "legal_name",     "sector",
+                        "legal_form",     "turnover",
+                        "headcount",      "contact_person",
+                        "total_spend",    "spend_30d",
+                        "last_purchase",  "preferred_products"}) {
     EXPECT_NE(p.schema().Find(f), nullptr) << f;
   }
   EXPECT_TRUE(p.schema().Find("email")->unique);
@@ -67,8 +73,8 @@ TEST(PolicySet, ContentHashChangesWithContent) {
 // Found by the policy-files fuzzer: a register.yaml whose root is not a mapping made yaml-cpp
 // throw out of LoadPolicies (a crash of `garde serve` or `garde lint`).
 TEST(PolicySet, AFileOfTheWrongShapeIsAProblemNotACrash) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("garde-policy-shape-" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("garde-policy-shape-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   std::filesystem::copy(GARDE_TEST_FIXTURES "/../../policies", dir,

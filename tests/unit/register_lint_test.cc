@@ -24,7 +24,8 @@ TEST(RegisterLint, EveryRuleFiresWithItsLocation) {
   auto set = LoadPolicies(GARDE_TEST_FIXTURES "/lint_policies");
   ASSERT_TRUE(set.ok()) << set.status().message();
   const auto findings = LintRegister(*set.value());
-  auto has = [&](const std::string& rule, const std::string& location, const std::string& severity) {
+  auto has = [&](const std::string& rule, const std::string& location,
+                 const std::string& severity) {
     for (const auto& f : findings) {
       if (f.rule == rule && f.location == location && f.severity == severity && !f.hint.empty()) {
         return true;
@@ -32,10 +33,10 @@ TEST(RegisterLint, EveryRuleFiresWithItsLocation) {
     }
     return false;
   };
-  EXPECT_TRUE(has("field-not-covered", "schema.yaml:16", "error"));          // shoe_size
+  EXPECT_TRUE(has("field-not-covered", "schema.yaml:16", "error"));             // shoe_size
   EXPECT_TRUE(has("blind-index-low-cardinality", "schema.yaml:8", "warning"));  // gender
-  EXPECT_TRUE(has("purpose-unused", "purposes.yaml:8", "error"));            // orders
-  EXPECT_TRUE(has("consent-without-notice", "purposes.yaml:3", "error"));    // newsletter
+  EXPECT_TRUE(has("purpose-unused", "purposes.yaml:8", "error"));               // orders
+  EXPECT_TRUE(has("consent-without-notice", "purposes.yaml:3", "error"));       // newsletter
   EXPECT_TRUE(has("activity-without-retention", "register.yaml:5", "error"));
   EXPECT_TRUE(has("activity-without-legal-basis", "register.yaml:5", "error"));
   EXPECT_TRUE(has("special-category-without-art9", "register.yaml:5", "error"));
@@ -76,7 +77,8 @@ TEST(RegisterLint, MisspeltActivityKeyIsAnErrorWithItsLine) {
   std::string text = ReadRegister(dir);
   const size_t at = text.find("    retention: \"P3Y after last_interaction\"");
   ASSERT_NE(at, std::string::npos);
-  const int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<long>(at), '\n'));
+  const int line =
+      1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<long>(at), '\n'));
   text.replace(at, 14, "    retension:");
   std::ofstream(dir / "register.yaml", std::ios::trunc) << text;
   auto set = LoadPolicies(dir.string());
@@ -148,7 +150,8 @@ TEST(RegisterLint, RetentionAnchorsGardeCannotEvaluateAreRefused) {
         found = f.rule + "/" + f.severity;
       }
     }
-    EXPECT_EQ(found, std::string(c.finding).empty() ? "" : std::string(c.finding) + "/" + c.severity)
+    EXPECT_EQ(found,
+              std::string(c.finding).empty() ? "" : std::string(c.finding) + "/" + c.severity)
         << c.rule;
     std::filesystem::remove_all(dir);
   }
@@ -188,8 +191,11 @@ TEST(RegisterLint, AMissingTranslationIsReportedWithItsFileAndLine) {
   EXPECT_EQ(found["text 'rights.read' has no fr translation"].rfind("locales/en.yaml:", 0), 0u);
   EXPECT_EQ(found["text 'preferences.typo' is not in locales/en.yaml: nothing shows it"],
             "locales/de.yaml:6");
-  EXPECT_EQ(found["message 'request_extended' has no de template"], "mail/en/request_extended.txt:1");
-  EXPECT_EQ(found["the title of purpose 'marketing.email' has no de text"].rfind("purposes.yaml:", 0), 0u);
+  EXPECT_EQ(found["message 'request_extended' has no de template"],
+            "mail/en/request_extended.txt:1");
+  EXPECT_EQ(
+      found["the title of purpose 'marketing.email' has no de text"].rfind("purposes.yaml:", 0),
+      0u);
   EXPECT_TRUE(found.count("text 'rights.title' has no de translation"));
   // The page falls back to the source language for what is missing.
   EXPECT_EQ(set.value()->Text("fr", "rights.read"), "read");

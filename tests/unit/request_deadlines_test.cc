@@ -86,7 +86,8 @@ TEST(RequestDeadlines, ClosedRequestsCannotBeExtended) {
     RequestRow r = Open("2026-11-22T10:00:00Z", kGdpr);
     r.status = status;
     EXPECT_EQ(ExtendedDue(r, kGdpr, "P1M", At("2026-11-23T00:00:00Z")).status().code(),
-              Code::kConflict) << status;
+              Code::kConflict)
+        << status;
   }
 }
 

@@ -4,12 +4,12 @@
 // activity still keeps it at `at` — every rule that applies to it not yet run out — instead of
 // computing "until" dates as PlanRetention does.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
-#include <unistd.h>
 
 #include "garde/base/clock.h"
 #include "garde/domain/retention.h"
@@ -31,7 +31,8 @@ std::string Replace(std::string s, const std::string& from, const std::string& t
 std::shared_ptr<const PolicySet> Policies() {
   static std::shared_ptr<const PolicySet> set = [] {
     const fs::path src = GARDE_TEST_FIXTURES "/../../policies";
-    const fs::path dir = fs::temp_directory_path() / ("garde-retention-model-" + std::to_string(::getpid()));
+    const fs::path dir =
+        fs::temp_directory_path() / ("garde-retention-model-" + std::to_string(::getpid()));
     fs::create_directories(dir);
     fs::copy(src, dir, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
     std::stringstream ss;
@@ -124,8 +125,8 @@ Expected Model(const PolicySet& p, const RetentionFacts& f, int64_t at) {
   }
   if (e.erase.empty()) return e;
   if (e.erase.size() == f.fields.size()) {
-    e.action = f.held_erasure ? RetentionPlan::Action::kReleaseHold
-                              : RetentionPlan::Action::kEraseSubject;
+    e.action =
+        f.held_erasure ? RetentionPlan::Action::kReleaseHold : RetentionPlan::Action::kEraseSubject;
   } else {
     e.action = RetentionPlan::Action::kEraseFields;
   }

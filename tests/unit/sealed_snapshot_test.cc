@@ -16,12 +16,14 @@ class SealedSnapshotTest : public DeploymentFixture {
   SealedSnapshot Snapshot() { return SealedSnapshot(d_->store(), d_->keys(), path(), "test"); }
   int64_t Shreds() {
     int64_t n = -1;
-    EXPECT_TRUE(d_->store().Read([&](ReadTx& tx) -> Status {
-      auto c = tx.ShredCount();
-      if (!c.ok()) return c.status();
-      n = c.value();
-      return Status::Ok();
-    }).ok());
+    EXPECT_TRUE(d_->store()
+                    .Read([&](ReadTx& tx) -> Status {
+                      auto c = tx.ShredCount();
+                      if (!c.ok()) return c.status();
+                      n = c.value();
+                      return Status::Ok();
+                    })
+                    .ok());
     return n;
   }
   std::string FileText() {
@@ -30,10 +32,12 @@ class SealedSnapshotTest : public DeploymentFixture {
   }
   // A subject with one field, so that erasing something is possible.
   void AddSubjectWithField(const std::string& id) {
-    ASSERT_TRUE(d_->store().Write([&](WriteTx& tx) -> Status {
-      GARDE_RETURN_IF_ERROR(tx.InsertSubject(StandInRow(id)));
-      return tx.PutField(id, {"email", Bytes(40, 2)});
-    }).ok());
+    ASSERT_TRUE(d_->store()
+                    .Write([&](WriteTx& tx) -> Status {
+                      GARDE_RETURN_IF_ERROR(tx.InsertSubject(StandInRow(id)));
+                      return tx.PutField(id, {"email", Bytes(40, 2)});
+                    })
+                    .ok());
   }
   Status Delete(const std::string& id, const std::string& field) {
     return d_->store().Write([&](WriteTx& tx) { return tx.DeleteField(id, field); });
@@ -45,7 +49,8 @@ const std::vector<std::string> kChunks = {"head: three chunks", "first entries: 
 
 TEST_F(SealedSnapshotTest, ChunksComeBackAndThePlaintextIsNotInTheFile) {
   SealedSnapshot snap = Snapshot();
-  auto kept = snap.Save(kChunks.size(), [](size_t i) { return kChunks[i]; }, Shreds());
+  auto kept = snap.Save(
+      kChunks.size(), [](size_t i) { return kChunks[i]; }, Shreds());
   ASSERT_TRUE(kept.ok()) << kept.status().message();
   EXPECT_TRUE(kept.value());
   const std::string file = FileText();
@@ -65,7 +70,9 @@ TEST_F(SealedSnapshotTest, ChunksComeBackAndThePlaintextIsNotInTheFile) {
 
 TEST_F(SealedSnapshotTest, AnAlteredChunkFailsAuthentication) {
   SealedSnapshot snap = Snapshot();
-  ASSERT_TRUE(snap.Save(kChunks.size(), [](size_t i) { return kChunks[i]; }, Shreds()).ok());
+  ASSERT_TRUE(snap.Save(
+                      kChunks.size(), [](size_t i) { return kChunks[i]; }, Shreds())
+                  .ok());
   std::string file = FileText();
   file[file.size() - 5] ^= 0x01;  // inside the last chunk
   std::ofstream(path(), std::ios::binary | std::ios::trunc) << file;
@@ -80,13 +87,18 @@ TEST_F(SealedSnapshotTest, AnAlteredChunkFailsAuthentication) {
 TEST_F(SealedSnapshotTest, RemovingAFieldDestroysTheKeyAndTheFileCannotBeOpened) {
   AddSubjectWithField("sub_a");
   SealedSnapshot snap = Snapshot();
-  ASSERT_TRUE(snap.Save(kChunks.size(), [](size_t i) { return kChunks[i]; }, Shreds()).value());
+  ASSERT_TRUE(snap.Save(
+                      kChunks.size(), [](size_t i) { return kChunks[i]; }, Shreds())
+                  .value());
   ASSERT_TRUE(Delete("sub_a", "email").ok());
-  EXPECT_EQ(d_->store().Read([](ReadTx& tx) -> Status {
-    auto key = tx.GetSnapshotKey("test");
-    if (!key.ok()) return key.status();
-    return key.value() ? Status::Ok() : NotFound("gone");
-  }).code(), Code::kNotFound);
+  EXPECT_EQ(d_->store()
+                .Read([](ReadTx& tx) -> Status {
+                  auto key = tx.GetSnapshotKey("test");
+                  if (!key.ok()) return key.status();
+                  return key.value() ? Status::Ok() : NotFound("gone");
+                })
+                .code(),
+            Code::kNotFound);
   auto reader = snap.Open();
   EXPECT_EQ(reader.status().code(), Code::kNotFound);
   EXPECT_FALSE(std::filesystem::exists(path())) << "a file without its key is removed";
@@ -94,23 +106,30 @@ TEST_F(SealedSnapshotTest, RemovingAFieldDestroysTheKeyAndTheFileCannotBeOpened)
 
 TEST_F(SealedSnapshotTest, ContentReadBeforeAnErasureIsNeverGivenAKey) {
   AddSubjectWithField("sub_b");
-  const int64_t before = Shreds();  // the content is read now...
+  const int64_t before = Shreds();             // the content is read now...
   ASSERT_TRUE(Delete("sub_b", "email").ok());  // ...data is destroyed meanwhile...
   SealedSnapshot snap = Snapshot();
-  auto kept = snap.Save(kChunks.size(), [](size_t i) { return kChunks[i]; }, before);
+  auto kept = snap.Save(
+      kChunks.size(), [](size_t i) { return kChunks[i]; }, before);
   ASSERT_TRUE(kept.ok());
   EXPECT_FALSE(kept.value());  // ...so the snapshot is not kept
   EXPECT_FALSE(std::filesystem::exists(path()));
   EXPECT_EQ(snap.Open().status().code(), Code::kNotFound);
   // Content read after the erasure may be kept.
-  EXPECT_TRUE(snap.Save(kChunks.size(), [](size_t i) { return kChunks[i]; }, Shreds()).value());
+  EXPECT_TRUE(snap.Save(
+                      kChunks.size(), [](size_t i) { return kChunks[i]; }, Shreds())
+                  .value());
 }
 
 TEST_F(SealedSnapshotTest, AFileSealedUnderAnotherKeyIsIgnored) {
   SealedSnapshot snap = Snapshot();
-  ASSERT_TRUE(snap.Save(kChunks.size(), [](size_t i) { return kChunks[i]; }, Shreds()).value());
+  ASSERT_TRUE(snap.Save(
+                      kChunks.size(), [](size_t i) { return kChunks[i]; }, Shreds())
+                  .value());
   const std::string first = FileText();
-  ASSERT_TRUE(snap.Save(kChunks.size(), [](size_t i) { return kChunks[i]; }, Shreds()).value());
+  ASSERT_TRUE(snap.Save(
+                      kChunks.size(), [](size_t i) { return kChunks[i]; }, Shreds())
+                  .value());
   std::ofstream(path(), std::ios::binary | std::ios::trunc) << first;  // an older file back
   EXPECT_EQ(snap.Open().status().code(), Code::kNotFound);
 }

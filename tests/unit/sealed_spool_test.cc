@@ -49,8 +49,8 @@ class SealedSpoolTest : public ::testing::Test {
 
 TEST_F(SealedSpoolTest, ReadsBackWhatWasAppendedAndLeavesNoPlaintextNorName) {
   std::mt19937_64 rng(7);
-  for (size_t size : {size_t{0}, size_t{1}, size_t{65535}, size_t{65536}, size_t{65537},
-                      size_t{300000}}) {
+  for (size_t size :
+       {size_t{0}, size_t{1}, size_t{65535}, size_t{65536}, size_t{65537}, size_t{300000}}) {
     std::string body;
     while (body.size() < size) body += "Marguerite.Duras@example.org;";
     body.resize(size);

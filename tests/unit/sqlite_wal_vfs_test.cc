@@ -3,6 +3,8 @@
 // once, and found by SQLite's recovery in a copy of the files taken then — checked against a
 // map of what was committed, over random transactions that spill pages before their commit,
 // overwrite spilled frames in place and roll back; and the writes are in fact gathered.
+#include "garde/store/sqlite_wal_vfs.h"
+
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
@@ -11,7 +13,6 @@
 #include <random>
 #include <string>
 
-#include "garde/store/sqlite_wal_vfs.h"
 #include "test_dir.h"
 
 namespace garde {
@@ -22,8 +23,7 @@ namespace fs = std::filesystem;
 class Db {
  public:
   Db(const std::string& path, const char* vfs) {
-    EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                              vfs),
+    EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, vfs),
               SQLITE_OK);
   }
   ~Db() { sqlite3_close_v2(db_); }

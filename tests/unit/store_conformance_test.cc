@@ -20,10 +20,10 @@
 #include <thread>
 #include <tuple>
 
+#include "eventually.h"
 #include "garde/store/memory_store.h"
 #include "garde/store/postgres_store.h"
 #include "garde/store/sqlite_store.h"
-#include "eventually.h"
 #include "gated_file_system.h"
 #include "test_database.h"
 #include "test_dir.h"
@@ -189,23 +189,29 @@ INSTANTIATE_TEST_SUITE_P(Backends, StoreConformance, ::testing::ValuesIn(Backend
 
 TEST_P(StoreConformance, SubjectsAreKeptScannedAndCountedByRootKey) {
   Write(vault(), [](WriteTx& tx) -> Status {
-    for (const char* id : {"sub_c", "sub_a", "sub_b"}) GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject(id)));
+    for (const char* id : {"sub_c", "sub_a", "sub_b"})
+      GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject(id)));
     return tx.InsertSubject(Subject("sub_d", 2));
   });
   EXPECT_EQ(vault().Write([](WriteTx& tx) { return tx.InsertSubject(Subject("sub_a")); }).code(),
             Code::kConflict);
-  auto a = Get<std::optional<SubjectRow>>(vault(), [](ReadTx& tx) { return tx.GetSubject("sub_a"); });
+  auto a =
+      Get<std::optional<SubjectRow>>(vault(), [](ReadTx& tx) { return tx.GetSubject("sub_a"); });
   ASSERT_TRUE(a.has_value());
   EXPECT_EQ(*a, Subject("sub_a"));
-  EXPECT_FALSE(Get<std::optional<SubjectRow>>(vault(), [](ReadTx& tx) { return tx.GetSubject("sub_x"); }));
-  auto page = Get<std::vector<SubjectRow>>(vault(), [](ReadTx& tx) { return tx.ScanSubjects("sub_a", 2); });
+  EXPECT_FALSE(
+      Get<std::optional<SubjectRow>>(vault(), [](ReadTx& tx) { return tx.GetSubject("sub_x"); }));
+  auto page =
+      Get<std::vector<SubjectRow>>(vault(), [](ReadTx& tx) { return tx.ScanSubjects("sub_a", 2); });
   ASSERT_EQ(page.size(), 2u);
   EXPECT_EQ(page[0].id, "sub_b");
   EXPECT_EQ(page[1].id, "sub_c");
   EXPECT_EQ(Get<int64_t>(vault(), [](ReadTx& tx) { return tx.CountSubjects(); }), 4);
-  auto by_root = Get<std::map<uint32_t, int64_t>>(vault(), [](ReadTx& tx) { return tx.CountByRootKeyVersion(); });
+  auto by_root = Get<std::map<uint32_t, int64_t>>(
+      vault(), [](ReadTx& tx) { return tx.CountByRootKeyVersion(); });
   EXPECT_EQ(by_root, (std::map<uint32_t, int64_t>{{1, 3}, {2, 1}}));
-  auto old = Get<std::vector<SubjectRow>>(vault(), [](ReadTx& tx) { return tx.SubjectsNotWrappedBy(2, 10); });
+  auto old = Get<std::vector<SubjectRow>>(
+      vault(), [](ReadTx& tx) { return tx.SubjectsNotWrappedBy(2, 10); });
   EXPECT_EQ(old.size(), 3u);
 
   // Re-wrap is compare-and-set on the root version; shredding empties the wrapped key.
@@ -225,7 +231,8 @@ TEST_P(StoreConformance, SubjectsAreKeptScannedAndCountedByRootKey) {
   a = Get<std::optional<SubjectRow>>(vault(), [](ReadTx& tx) { return tx.GetSubject("sub_a"); });
   EXPECT_EQ(a->root_key_version, 2u);
   EXPECT_EQ(a->wrapped_dek, Bytes{9});
-  auto b = Get<std::optional<SubjectRow>>(vault(), [](ReadTx& tx) { return tx.GetSubject("sub_b"); });
+  auto b =
+      Get<std::optional<SubjectRow>>(vault(), [](ReadTx& tx) { return tx.GetSubject("sub_b"); });
   EXPECT_TRUE(b->wrapped_dek.empty());
 
   SubjectRow changed = Subject("sub_c");
@@ -235,7 +242,8 @@ TEST_P(StoreConformance, SubjectsAreKeptScannedAndCountedByRootKey) {
   changed.last_interaction_at = 8;
   changed.kind = "organisation";  // not updated
   Write(vault(), [&](WriteTx& tx) { return tx.UpdateSubject(changed); });
-  auto c = Get<std::optional<SubjectRow>>(vault(), [](ReadTx& tx) { return tx.GetSubject("sub_c"); });
+  auto c =
+      Get<std::optional<SubjectRow>>(vault(), [](ReadTx& tx) { return tx.GetSubject("sub_c"); });
   EXPECT_EQ(c->status, "restricted");
   EXPECT_EQ(c->source, "crm");
   EXPECT_EQ(c->last_interaction_at, 8);
@@ -247,13 +255,21 @@ TEST_P(StoreConformance, SubjectsAreKeptScannedAndCountedByRootKey) {
 TEST_P(StoreConformance, LookUpsByBytesThatAreNotUtf8FindNothing) {
   const std::string bad = std::string("sub_\xff\xfe") + '\0' + "x";
   Write(vault(), [](WriteTx& tx) { return tx.InsertSubject(Subject("sub_a")); });
-  EXPECT_FALSE(Get<std::optional<SubjectRow>>(vault(), [&](ReadTx& tx) { return tx.GetSubject(bad); }));
-  EXPECT_TRUE(Get<std::vector<std::string>>(vault(), [&](ReadTx& tx) { return tx.FindByIndex(bad, Bytes{1}); }).empty());
-  EXPECT_TRUE(Get<std::vector<ConsentEventRow>>(vault(), [&](ReadTx& tx) { return tx.ConsentEventsOf(bad); }).empty());
-  EXPECT_FALSE(Get<std::optional<RequestRow>>(vault(), [&](ReadTx& tx) { return tx.GetRequest(bad); }));
+  EXPECT_FALSE(
+      Get<std::optional<SubjectRow>>(vault(), [&](ReadTx& tx) { return tx.GetSubject(bad); }));
+  EXPECT_TRUE(Get<std::vector<std::string>>(vault(), [&](ReadTx& tx) {
+                return tx.FindByIndex(bad, Bytes{1});
+              }).empty());
+  EXPECT_TRUE(Get<std::vector<ConsentEventRow>>(vault(), [&](ReadTx& tx) {
+                return tx.ConsentEventsOf(bad);
+              }).empty());
+  EXPECT_FALSE(
+      Get<std::optional<RequestRow>>(vault(), [&](ReadTx& tx) { return tx.GetRequest(bad); }));
   RequestQuery q;
   q.subject = bad;
-  EXPECT_TRUE(Get<std::vector<RequestRow>>(vault(), [&](ReadTx& tx) { return tx.QueryRequests(q); }).empty());
+  EXPECT_TRUE(Get<std::vector<RequestRow>>(vault(), [&](ReadTx& tx) {
+                return tx.QueryRequests(q);
+              }).empty());
   Write(vault(), [&](WriteTx& tx) { return tx.DeleteIndexesOf(bad); });
   EXPECT_EQ(Get<int64_t>(vault(), [](ReadTx& tx) { return tx.CountSubjects(); }), 1);
 }
@@ -274,30 +290,42 @@ TEST_P(StoreConformance, FieldsAndBlindIndexes) {
     GARDE_RETURN_IF_ERROR(tx.PutIndex("sub_a", {"~email", Bytes{5}, 0}));
     return tx.PutIndex("sub_a", {"phone", Bytes{4}, 1});
   });
-  auto fields = Get<std::vector<SealedField>>(vault(), [](ReadTx& tx) { return tx.GetFields("sub_a"); });
+  auto fields =
+      Get<std::vector<SealedField>>(vault(), [](ReadTx& tx) { return tx.GetFields("sub_a"); });
   EXPECT_EQ(fields, (std::vector<SealedField>{{"email", Bytes{2}}, {"name", Bytes{3}}}));
   std::vector<std::string> scanned;
-  ASSERT_TRUE(vault().Read([&](ReadTx& tx) {
-    return tx.ScanFields("sub_b", "sub_c", [&](std::string_view s, std::string_view f,
-                                                const uint8_t* box, size_t n) {
-      scanned.push_back(std::string(s) + "/" + std::string(f) + "/" + std::to_string(n) +
-                        std::to_string(box[0]));
-    });
-  }).ok());
-  EXPECT_EQ(scanned, (std::vector<std::string>{"sub_b/email/12", "sub_b/name/11",
-                                                "sub_c/email/12", "sub_c/name/11"}));
-  auto found = Get<std::vector<std::string>>(vault(), [](ReadTx& tx) { return tx.FindByIndex("email", Bytes{7}); });
+  ASSERT_TRUE(vault()
+                  .Read([&](ReadTx& tx) {
+                    return tx.ScanFields(
+                        "sub_b", "sub_c",
+                        [&](std::string_view s, std::string_view f, const uint8_t* box, size_t n) {
+                          scanned.push_back(std::string(s) + "/" + std::string(f) + "/" +
+                                            std::to_string(n) + std::to_string(box[0]));
+                        });
+                  })
+                  .ok());
+  EXPECT_EQ(scanned, (std::vector<std::string>{"sub_b/email/12", "sub_b/name/11", "sub_c/email/12",
+                                               "sub_c/name/11"}));
+  auto found = Get<std::vector<std::string>>(
+      vault(), [](ReadTx& tx) { return tx.FindByIndex("email", Bytes{7}); });
   EXPECT_EQ(found, (std::vector<std::string>{"sub_a", "sub_b", "sub_c"}));
-  EXPECT_TRUE(Get<std::vector<std::string>>(vault(), [](ReadTx& tx) { return tx.FindByIndex("email", Bytes{6}); }).empty());
-  EXPECT_EQ(Get<std::vector<Bytes>>(vault(), [](ReadTx& tx) { return tx.IndexDigestsOf("sub_c", "email"); }),
+  EXPECT_TRUE(Get<std::vector<std::string>>(vault(), [](ReadTx& tx) {
+                return tx.FindByIndex("email", Bytes{6});
+              }).empty());
+  EXPECT_EQ(Get<std::vector<Bytes>>(vault(),
+                                    [](ReadTx& tx) { return tx.IndexDigestsOf("sub_c", "email"); }),
             std::vector<Bytes>{Bytes{7}});
 
   // Master rotation to 2: the digests under 1 are stale, the suppression digest (0) never.
   EXPECT_EQ(Get<int64_t>(vault(), [](ReadTx& tx) { return tx.CountStaleIndexes(2); }), 2);
-  EXPECT_EQ(Get<std::vector<std::string>>(vault(), [](ReadTx& tx) { return tx.SubjectsWithStaleIndexes(2, "", 10); }),
+  EXPECT_EQ(Get<std::vector<std::string>>(
+                vault(), [](ReadTx& tx) { return tx.SubjectsWithStaleIndexes(2, "", 10); }),
             std::vector<std::string>{"sub_a"});
-  EXPECT_TRUE(Get<std::vector<std::string>>(vault(), [](ReadTx& tx) { return tx.SubjectsWithStaleIndexes(2, "sub_a", 10); }).empty());
-  EXPECT_EQ(Get<std::vector<std::string>>(vault(), [](ReadTx& tx) { return tx.StaleIndexesOf("sub_a", 2); }),
+  EXPECT_TRUE(Get<std::vector<std::string>>(vault(), [](ReadTx& tx) {
+                return tx.SubjectsWithStaleIndexes(2, "sub_a", 10);
+              }).empty());
+  EXPECT_EQ(Get<std::vector<std::string>>(vault(),
+                                          [](ReadTx& tx) { return tx.StaleIndexesOf("sub_a", 2); }),
             (std::vector<std::string>{"email", "phone"}));
 
   Write(vault(), [](WriteTx& tx) -> Status {
@@ -305,10 +333,13 @@ TEST_P(StoreConformance, FieldsAndBlindIndexes) {
     GARDE_RETURN_IF_ERROR(tx.DeleteIndexesOf("sub_a"));
     return tx.DeleteField("sub_a", "name");
   });
-  EXPECT_EQ(Get<std::vector<std::string>>(vault(), [](ReadTx& tx) { return tx.FindByIndex("email", Bytes{7}); }),
+  EXPECT_EQ(Get<std::vector<std::string>>(
+                vault(), [](ReadTx& tx) { return tx.FindByIndex("email", Bytes{7}); }),
             std::vector<std::string>{"sub_c"});
   EXPECT_EQ(Get<int64_t>(vault(), [](ReadTx& tx) { return tx.CountStaleIndexes(2); }), 0);
-  EXPECT_EQ(Get<std::vector<SealedField>>(vault(), [](ReadTx& tx) { return tx.GetFields("sub_a"); }).size(), 1u);
+  EXPECT_EQ(Get<std::vector<SealedField>>(vault(), [](ReadTx& tx) { return tx.GetFields("sub_a"); })
+                .size(),
+            1u);
 }
 
 // A new subject's rows put at once are what PutField and PutIndex leave one by one (the
@@ -322,8 +353,8 @@ TEST_P(StoreConformance, ANewSubjectsRowsPutAtOnceAreThoseLeftOneByOne) {
     std::vector<SealedField> fields;
     std::vector<IndexEntry> entries;
     for (size_t n = rng() % 6; n > 0; --n) {
-      fields.push_back({names[rng() % names.size()],
-                        Bytes(1 + rng() % 40, static_cast<uint8_t>(rng()))});
+      fields.push_back(
+          {names[rng() % names.size()], Bytes(1 + rng() % 40, static_cast<uint8_t>(rng()))});
     }
     for (size_t n = rng() % 6; n > 0; --n) {
       entries.push_back({names[rng() % names.size()], Bytes{static_cast<uint8_t>(rng() % 4)},
@@ -342,14 +373,12 @@ TEST_P(StoreConformance, ANewSubjectsRowsPutAtOnceAreThoseLeftOneByOne) {
       return Get<std::vector<SealedField>>(vault(), [&](ReadTx& tx) { return tx.GetFields(id); });
     };
     const auto digests_of = [&](const std::string& id, const std::string& field) {
-      return Get<std::vector<Bytes>>(vault(), [&](ReadTx& tx) {
-        return tx.IndexDigestsOf(id, field);
-      });
+      return Get<std::vector<Bytes>>(vault(),
+                                     [&](ReadTx& tx) { return tx.IndexDigestsOf(id, field); });
     };
     const auto stale_of = [&](const std::string& id, uint32_t master) {
-      return Get<std::vector<std::string>>(vault(), [&](ReadTx& tx) {
-        return tx.StaleIndexesOf(id, master);
-      });
+      return Get<std::vector<std::string>>(
+          vault(), [&](ReadTx& tx) { return tx.StaleIndexesOf(id, master); });
     };
     EXPECT_EQ(fields_of(at_once), fields_of(one_by_one));
     for (const auto& name : names) {
@@ -363,7 +392,8 @@ TEST_P(StoreConformance, ANewSubjectsRowsPutAtOnceAreThoseLeftOneByOne) {
 
 TEST_P(StoreConformance, SharedMatchKeysPairSubjectsWithTheirRulesInOrder) {
   Write(vault(), [](WriteTx& tx) -> Status {
-    for (const char* id : {"sub_a", "sub_b", "sub_c", "sub_d"}) GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject(id)));
+    for (const char* id : {"sub_a", "sub_b", "sub_c", "sub_d"})
+      GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject(id)));
     GARDE_RETURN_IF_ERROR(tx.PutIndex("sub_a", {"=name_postcode", Bytes{1}, 1}));
     GARDE_RETURN_IF_ERROR(tx.PutIndex("sub_b", {"=name_postcode", Bytes{1}, 1}));
     GARDE_RETURN_IF_ERROR(tx.PutIndex("sub_c", {"=name_postcode", Bytes{1}, 1}));
@@ -372,41 +402,46 @@ TEST_P(StoreConformance, SharedMatchKeysPairSubjectsWithTheirRulesInOrder) {
     GARDE_RETURN_IF_ERROR(tx.PutIndex("sub_d", {"=name_phone", Bytes{3}, 1}));
     return tx.PutIndex("sub_d", {"email", Bytes{1}, 1});  // not a match key
   });
-  auto pairs = Get<std::vector<DuplicatePair>>(vault(), [](ReadTx& tx) { return tx.SharedMatchKeys("", "", 10); });
-  EXPECT_EQ(pairs, (std::vector<DuplicatePair>{
-                       {"sub_a", "sub_b", {"name_phone", "name_postcode"}},
-                       {"sub_a", "sub_c", {"name_postcode"}},
-                       {"sub_b", "sub_c", {"name_postcode"}}}));
-  auto next = Get<std::vector<DuplicatePair>>(vault(), [](ReadTx& tx) { return tx.SharedMatchKeys("sub_a", "sub_b", 1); });
+  auto pairs = Get<std::vector<DuplicatePair>>(
+      vault(), [](ReadTx& tx) { return tx.SharedMatchKeys("", "", 10); });
+  EXPECT_EQ(pairs, (std::vector<DuplicatePair>{{"sub_a", "sub_b", {"name_phone", "name_postcode"}},
+                                               {"sub_a", "sub_c", {"name_postcode"}},
+                                               {"sub_b", "sub_c", {"name_postcode"}}}));
+  auto next = Get<std::vector<DuplicatePair>>(
+      vault(), [](ReadTx& tx) { return tx.SharedMatchKeys("sub_a", "sub_b", 1); });
   EXPECT_EQ(next, (std::vector<DuplicatePair>{{"sub_a", "sub_c", {"name_postcode"}}}));
 }
 
 TEST_P(StoreConformance, TheChangeLogNamesEveryChangedSubjectWithoutGaps) {
   Write(vault(), [](WriteTx& tx) -> Status {
-    GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject("sub_a")));                  // 1
-    GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject("sub_b")));                  // 2
+    GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject("sub_a")));  // 1
+    GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject("sub_b")));  // 2
     GARDE_RETURN_IF_ERROR(tx.PutIndex("sub_b", {"~email", Bytes{5}, 0}));
-    return tx.InsertConsentEvent(Event("con_1", "sub_a", "granted", 10));      // 3
+    return tx.InsertConsentEvent(Event("con_1", "sub_a", "granted", 10));  // 3
   });
   // A failed write takes its numbers back with it.
-  EXPECT_FALSE(vault().Write([](WriteTx& tx) -> Status {
-    GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject("sub_z")));
-    return Conflict("changed my mind");
-  }).ok());
+  EXPECT_FALSE(vault()
+                   .Write([](WriteTx& tx) -> Status {
+                     GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject("sub_z")));
+                     return Conflict("changed my mind");
+                   })
+                   .ok());
   Write(vault(), [](WriteTx& tx) -> Status {
     GARDE_RETURN_IF_ERROR(tx.PutSuppression("email", Bytes{5}, "complaint", 11));  // 4: sub_b
     GARDE_RETURN_IF_ERROR(tx.PutSuppression("email", Bytes{5}, "again", 12));      // ignored
     SubjectRow a = Subject("sub_a");
     a.updated_at = 20;
-    GARDE_RETURN_IF_ERROR(tx.UpdateSubject(a));                                    // 5
-    GARDE_RETURN_IF_ERROR(tx.RewrapDataKey("sub_a", 1, 2, Bytes{1}).status());      // not logged
-    return tx.DeleteConsentEventsOf("sub_a");                                      // 6
+    GARDE_RETURN_IF_ERROR(tx.UpdateSubject(a));                                 // 5
+    GARDE_RETURN_IF_ERROR(tx.RewrapDataKey("sub_a", 1, 2, Bytes{1}).status());  // not logged
+    return tx.DeleteConsentEventsOf("sub_a");                                   // 6
   });
   auto tail = Get<ChangeTail>(vault(), [](ReadTx& tx) { return tx.ChangesAfter(0, 100); });
   EXPECT_TRUE(tail.complete);
   EXPECT_EQ(tail.last_seq, 6);
-  EXPECT_EQ(tail.changes, (std::vector<std::pair<int64_t, std::string>>{
-                              {1, "sub_a"}, {2, "sub_b"}, {3, "sub_a"}, {4, "sub_b"}, {5, "sub_a"}, {6, "sub_a"}}));
+  EXPECT_EQ(
+      tail.changes,
+      (std::vector<std::pair<int64_t, std::string>>{
+          {1, "sub_a"}, {2, "sub_b"}, {3, "sub_a"}, {4, "sub_b"}, {5, "sub_a"}, {6, "sub_a"}}));
   auto after = Get<ChangeTail>(vault(), [](ReadTx& tx) { return tx.ChangesAfter(4, 100); });
   EXPECT_EQ(after.changes.size(), 2u);
   EXPECT_TRUE(after.complete);
@@ -431,12 +466,17 @@ TEST_P(StoreConformance, DestroyingDataCountsAShredAndDropsSnapshotKeys) {
     return r.status();
   });
   EXPECT_TRUE(kept);
-  EXPECT_EQ(Get<std::optional<SnapshotKeyRow>>(vault(), [](ReadTx& tx) { return tx.GetSnapshotKey("audience"); }), key);
-  Write(vault(), [](WriteTx& tx) { return tx.PutField("sub_a", {"name", Bytes{2}}); });  // a rectification
+  EXPECT_EQ(Get<std::optional<SnapshotKeyRow>>(
+                vault(), [](ReadTx& tx) { return tx.GetSnapshotKey("audience"); }),
+            key);
+  Write(vault(), [](WriteTx& tx) {
+    return tx.PutField("sub_a", {"name", Bytes{2}});
+  });  // a rectification
   EXPECT_EQ(Get<int64_t>(vault(), [](ReadTx& tx) { return tx.ShredCount(); }), 0);
   Write(vault(), [](WriteTx& tx) { return tx.DeleteField("sub_a", "name"); });
   EXPECT_EQ(Get<int64_t>(vault(), [](ReadTx& tx) { return tx.ShredCount(); }), 1);
-  EXPECT_FALSE(Get<std::optional<SnapshotKeyRow>>(vault(), [](ReadTx& tx) { return tx.GetSnapshotKey("audience"); }));
+  EXPECT_FALSE(Get<std::optional<SnapshotKeyRow>>(
+      vault(), [](ReadTx& tx) { return tx.GetSnapshotKey("audience"); }));
   // A key offered under an older count is refused.
   Write(vault(), [&](WriteTx& tx) -> Status {
     auto r = tx.PutSnapshotKey(key, 0);
@@ -484,8 +524,8 @@ TEST_P(StoreConformance, ReplacingADataKeyIsLoggedAndCountedAsAShred) {
   EXPECT_TRUE(replaced);
   EXPECT_FALSE(stale);
   EXPECT_FALSE(same);
-  auto a = Get<std::optional<SubjectRow>>(vault(),
-                                          [](ReadTx& tx) { return tx.GetSubject("sub_a"); });
+  auto a =
+      Get<std::optional<SubjectRow>>(vault(), [](ReadTx& tx) { return tx.GetSubject("sub_a"); });
   ASSERT_TRUE(a.has_value());
   EXPECT_EQ(a->root_key_version, 3u);
   EXPECT_EQ(a->dek_version, 2u);
@@ -516,8 +556,11 @@ TEST_P(StoreConformance, AFailedWriteLeavesNothingAndRunsNoHooks) {
   EXPECT_EQ(s.code(), Code::kConflict);
   EXPECT_EQ(hooks, 0);
   EXPECT_EQ(Get<int64_t>(vault(), [](ReadTx& tx) { return tx.CountSubjects(); }), 0);
-  EXPECT_TRUE(Get<std::vector<ApiKeyRow>>(vault(), [](ReadTx& tx) { return tx.ListApiKeys(); }).empty());
-  EXPECT_TRUE(Get<std::vector<OutboxRow>>(vault(), [](ReadTx& tx) { return tx.ListOutbox(0, 10); }).empty());
+  EXPECT_TRUE(
+      Get<std::vector<ApiKeyRow>>(vault(), [](ReadTx& tx) { return tx.ListApiKeys(); }).empty());
+  EXPECT_TRUE(Get<std::vector<OutboxRow>>(vault(), [](ReadTx& tx) {
+                return tx.ListOutbox(0, 10);
+              }).empty());
   EXPECT_EQ(Get<int64_t>(vault(), [](ReadTx& tx) { return tx.CountPendingAudit(); }), 0);
   const uint64_t epoch = vault().ChangeEpoch();
   Write(vault(), [&](WriteTx& tx) {
@@ -537,17 +580,22 @@ TEST_P(StoreConformance, AFailedWriteLeavesNothingAndRunsNoHooks) {
 
 TEST_P(StoreConformance, ApiKeysAreFoundByHashRevokedOnceAndRehashedByCompareAndSet) {
   Write(vault(), [](WriteTx& tx) -> Status {
-    GARDE_RETURN_IF_ERROR(tx.InsertApiKey({"key_b", "crm", "operator", {"a", "b"}, Bytes{2}, 5, 0, 1}));
+    GARDE_RETURN_IF_ERROR(
+        tx.InsertApiKey({"key_b", "crm", "operator", {"a", "b"}, Bytes{2}, 5, 0, 1}));
     return tx.InsertApiKey({"key_a", "officer", "officer", {}, Bytes{1}, 5, 0, 1});
   });
-  EXPECT_EQ(vault().Write([](WriteTx& tx) {
-    return tx.InsertApiKey({"key_c", "dup", "admin", {}, Bytes{1}, 6, 0, 1});
-  }).code(), Code::kConflict);
+  EXPECT_EQ(vault()
+                .Write([](WriteTx& tx) {
+                  return tx.InsertApiKey({"key_c", "dup", "admin", {}, Bytes{1}, 6, 0, 1});
+                })
+                .code(),
+            Code::kConflict);
   auto list = Get<std::vector<ApiKeyRow>>(vault(), [](ReadTx& tx) { return tx.ListApiKeys(); });
   ASSERT_EQ(list.size(), 2u);
   EXPECT_EQ(list[0].id, "key_a");
   EXPECT_EQ(list[1].activities, (std::vector<std::string>{"a", "b"}));
-  auto found = Get<std::optional<ApiKeyRow>>(vault(), [](ReadTx& tx) { return tx.FindApiKeyByHash(Bytes{2}); });
+  auto found = Get<std::optional<ApiKeyRow>>(
+      vault(), [](ReadTx& tx) { return tx.FindApiKeyByHash(Bytes{2}); });
   ASSERT_TRUE(found);
   EXPECT_EQ(found->name, "crm");
   Write(vault(), [](WriteTx& tx) { return tx.RevokeApiKey("key_b", 9); });
@@ -565,24 +613,27 @@ TEST_P(StoreConformance, ApiKeysAreFoundByHashRevokedOnceAndRehashedByCompareAnd
     return Status::Ok();
   });
   EXPECT_EQ(swapped, (std::vector<bool>{true, false}));
-  found = Get<std::optional<ApiKeyRow>>(vault(), [](ReadTx& tx) { return tx.FindApiKeyByHash(Bytes{3}); });
+  found = Get<std::optional<ApiKeyRow>>(vault(),
+                                        [](ReadTx& tx) { return tx.FindApiKeyByHash(Bytes{3}); });
   ASSERT_TRUE(found);
   EXPECT_EQ(found->hash_master, 2u);
-  EXPECT_EQ(Get<std::optional<ApiKeyRow>>(vault(), [](ReadTx& tx) { return tx.FindApiKeyByHash(Bytes{2}); })->revoked_at, 9);
+  EXPECT_EQ(Get<std::optional<ApiKeyRow>>(vault(),
+                                          [](ReadTx& tx) { return tx.FindApiKeyByHash(Bytes{2}); })
+                ->revoked_at,
+            9);
 }
 
 TEST_P(StoreConformance, ConsoleSessionsAreKeptByCookieHashReplacedAndExpired) {
-  const ConsoleSessionRow a{Bytes(32, 1), "key_a", "officer", "compliance marketing", "c1",
-                            "csrf_a", "fr", 100, 150};
+  const ConsoleSessionRow a{
+      Bytes(32, 1), "key_a", "officer", "compliance marketing", "c1", "csrf_a", "fr", 100, 150};
   ConsoleSessionRow b{Bytes(32, 2), "key_b", "admin", "", "", "csrf_b", "en", 120, 125};
   Write(vault(), [&](WriteTx& tx) -> Status {
     GARDE_RETURN_IF_ERROR(tx.PutConsoleSession(a));
     return tx.PutConsoleSession(b);
   });
   auto get = [&](const Bytes& hash) {
-    return Get<std::optional<ConsoleSessionRow>>(vault(), [&](ReadTx& tx) {
-      return tx.GetConsoleSession(hash);
-    });
+    return Get<std::optional<ConsoleSessionRow>>(
+        vault(), [&](ReadTx& tx) { return tx.GetConsoleSession(hash); });
   };
   EXPECT_EQ(get(a.cookie_hash), a);
   EXPECT_EQ(get(b.cookie_hash), b);
@@ -609,10 +660,12 @@ TEST_P(StoreConformance, ConsoleSessionsAreKeptByCookieHashReplacedAndExpired) {
 
 TEST_P(StoreConformance, ConsentEventsKeepTheirOrderAndSuppressionFindsContacts) {
   Write(vault(), [](WriteTx& tx) -> Status {
-    for (const char* id : {"sub_a", "sub_b", "sub_c"}) GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject(id)));
+    for (const char* id : {"sub_a", "sub_b", "sub_c"})
+      GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject(id)));
     GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(Event("con_3", "sub_a", "withdrawn", 20)));
     GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(Event("con_1", "sub_a", "granted", 10)));
-    GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(Event("con_2", "sub_a", "objected", 20, "analytics")));
+    GARDE_RETURN_IF_ERROR(
+        tx.InsertConsentEvent(Event("con_2", "sub_a", "objected", 20, "analytics")));
     GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(Event("con_4", "sub_b", "granted", 5)));
     GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(Event("con_5", "sub_c", "granted", 5)));
     GARDE_RETURN_IF_ERROR(tx.PutIndex("sub_a", {"~email", Bytes{1}, 0}));
@@ -620,37 +673,49 @@ TEST_P(StoreConformance, ConsentEventsKeepTheirOrderAndSuppressionFindsContacts)
     GARDE_RETURN_IF_ERROR(tx.PutIndex("sub_c", {"~email", Bytes{1}, 0}));
     return tx.PutSuppression("email", Bytes{1}, "unsubscribed", 30);
   });
-  EXPECT_EQ(vault().Write([](WriteTx& tx) {
-    return tx.InsertConsentEvent(Event("con_1", "sub_b", "granted", 1));
-  }).code(), Code::kConflict);
-  auto events = Get<std::vector<ConsentEventRow>>(vault(), [](ReadTx& tx) { return tx.ConsentEventsOf("sub_a"); });
+  EXPECT_EQ(vault()
+                .Write([](WriteTx& tx) {
+                  return tx.InsertConsentEvent(Event("con_1", "sub_b", "granted", 1));
+                })
+                .code(),
+            Code::kConflict);
+  auto events = Get<std::vector<ConsentEventRow>>(
+      vault(), [](ReadTx& tx) { return tx.ConsentEventsOf("sub_a"); });
   ASSERT_EQ(events.size(), 3u);
   EXPECT_EQ(events[0].id, "con_1");
   EXPECT_EQ(events[1].id, "con_3");  // same time: in the order recorded
   EXPECT_EQ(events[2].id, "con_2");
   EXPECT_EQ(events[0], Event("con_1", "sub_a", "granted", 10));
-  auto facts = Get<std::vector<ConsentFactRow>>(vault(), [](ReadTx& tx) { return tx.ConsentFactsOf("sub_a"); });
+  auto facts = Get<std::vector<ConsentFactRow>>(
+      vault(), [](ReadTx& tx) { return tx.ConsentFactsOf("sub_a"); });
   EXPECT_EQ(facts, (std::vector<ConsentFactRow>{{"marketing.email", "email", "granted", 10, 0},
-                                                 {"marketing.email", "email", "withdrawn", 20, 0},
-                                                 {"analytics", "email", "objected", 20, 0}}));
+                                                {"marketing.email", "email", "withdrawn", 20, 0},
+                                                {"analytics", "email", "objected", 20, 0}}));
   std::vector<std::string> scanned;
-  ASSERT_TRUE(vault().Read([&](ReadTx& tx) {
-    return tx.ScanConsentFacts("sub_a", "sub_b", [&](std::string_view s, ConsentFactRow&& f) {
-      scanned.push_back(std::string(s) + ":" + f.event);
-    });
-  }).ok());
+  ASSERT_TRUE(vault()
+                  .Read([&](ReadTx& tx) {
+                    return tx.ScanConsentFacts("sub_a", "sub_b",
+                                               [&](std::string_view s, ConsentFactRow&& f) {
+                                                 scanned.push_back(std::string(s) + ":" + f.event);
+                                               });
+                  })
+                  .ok());
   EXPECT_EQ(scanned, (std::vector<std::string>{"sub_a:granted", "sub_a:withdrawn", "sub_a:objected",
-                                                "sub_b:granted"}));
-  EXPECT_EQ(Get<std::vector<std::string>>(vault(), [](ReadTx& tx) { return tx.ObjectedPurposesOf("sub_a"); }),
+                                               "sub_b:granted"}));
+  EXPECT_EQ(Get<std::vector<std::string>>(
+                vault(), [](ReadTx& tx) { return tx.ObjectedPurposesOf("sub_a"); }),
             std::vector<std::string>{"analytics"});
   EXPECT_TRUE(Get<bool>(vault(), [](ReadTx& tx) { return tx.IsSuppressed("email", Bytes{1}); }));
   EXPECT_FALSE(Get<bool>(vault(), [](ReadTx& tx) { return tx.IsSuppressed("phone", Bytes{2}); }));
-  EXPECT_EQ(Get<std::vector<std::string>>(vault(), [](ReadTx& tx) { return tx.SuppressedContactsOf("sub_a"); }),
+  EXPECT_EQ(Get<std::vector<std::string>>(
+                vault(), [](ReadTx& tx) { return tx.SuppressedContactsOf("sub_a"); }),
             std::vector<std::string>{"email"});
   using Pairs = std::vector<std::pair<std::string, std::string>>;
   EXPECT_EQ(Get<Pairs>(vault(), [](ReadTx& tx) { return tx.SuppressedContactsIn("", ""); }),
             (Pairs{{"sub_a", "email"}, {"sub_c", "email"}}));
-  EXPECT_EQ(Get<Pairs>(vault(), [](ReadTx& tx) { return tx.SuppressedContactsIn("sub_b", "sub_c"); }), Pairs{});
+  EXPECT_EQ(
+      Get<Pairs>(vault(), [](ReadTx& tx) { return tx.SuppressedContactsIn("sub_b", "sub_c"); }),
+      Pairs{});
 
   ConsentConfirmationRow pending;
   pending.id = "cnf_2";
@@ -664,18 +729,28 @@ TEST_P(StoreConformance, ConsentEventsKeepTheirOrderAndSuppressionFindsContacts)
     GARDE_RETURN_IF_ERROR(tx.PutConsentConfirmation(pending));
     return tx.PutConsentConfirmation(earlier);
   });
-  auto waiting = Get<std::vector<ConsentConfirmationRow>>(vault(), [](ReadTx& tx) { return tx.PendingConfirmationsOf("sub_a"); });
+  auto waiting = Get<std::vector<ConsentConfirmationRow>>(
+      vault(), [](ReadTx& tx) { return tx.PendingConfirmationsOf("sub_a"); });
   ASSERT_EQ(waiting.size(), 2u);
   EXPECT_EQ(waiting[0].id, "cnf_1");
   earlier.status = "confirmed";
   Write(vault(), [&](WriteTx& tx) { return tx.PutConsentConfirmation(earlier); });
-  EXPECT_EQ(Get<std::vector<ConsentConfirmationRow>>(vault(), [](ReadTx& tx) { return tx.PendingConfirmationsOf("sub_a"); }).size(), 1u);
-  EXPECT_EQ(Get<std::optional<ConsentConfirmationRow>>(vault(), [](ReadTx& tx) { return tx.GetConsentConfirmation("cnf_1"); }), earlier);
+  EXPECT_EQ(Get<std::vector<ConsentConfirmationRow>>(
+                vault(), [](ReadTx& tx) { return tx.PendingConfirmationsOf("sub_a"); })
+                .size(),
+            1u);
+  EXPECT_EQ(Get<std::optional<ConsentConfirmationRow>>(
+                vault(), [](ReadTx& tx) { return tx.GetConsentConfirmation("cnf_1"); }),
+            earlier);
   Write(vault(), [](WriteTx& tx) { return tx.DeleteConsentEventsOf("sub_a"); });
-  EXPECT_TRUE(Get<std::vector<ConsentEventRow>>(vault(), [](ReadTx& tx) { return tx.ConsentEventsOf("sub_a"); }).empty());
-  EXPECT_FALSE(Get<std::optional<ConsentConfirmationRow>>(vault(), [](ReadTx& tx) { return tx.GetConsentConfirmation("cnf_1"); }));
+  EXPECT_TRUE(Get<std::vector<ConsentEventRow>>(vault(), [](ReadTx& tx) {
+                return tx.ConsentEventsOf("sub_a");
+              }).empty());
+  EXPECT_FALSE(Get<std::optional<ConsentConfirmationRow>>(
+      vault(), [](ReadTx& tx) { return tx.GetConsentConfirmation("cnf_1"); }));
   // Its event ids are free again.
-  Write(vault(), [](WriteTx& tx) { return tx.InsertConsentEvent(Event("con_1", "sub_b", "granted", 1)); });
+  Write(vault(),
+        [](WriteTx& tx) { return tx.InsertConsentEvent(Event("con_1", "sub_b", "granted", 1)); });
 }
 
 TEST_P(StoreConformance, RequestsAreQueuedByDueDateAndPagedWithoutTheirPackages) {
@@ -687,7 +762,9 @@ TEST_P(StoreConformance, RequestsAreQueuedByDueDateAndPagedWithoutTheirPackages)
     erasure.type = "erasure";
     return tx.InsertRequest(erasure);
   });
-  EXPECT_EQ(vault().Write([](WriteTx& tx) { return tx.InsertRequest(Request("req_a", "sub_c", 1)); }).code(),
+  EXPECT_EQ(vault()
+                .Write([](WriteTx& tx) { return tx.InsertRequest(Request("req_a", "sub_c", 1)); })
+                .code(),
             Code::kConflict);
   RequestRow done = Request("req_b", "sub_a", 10, "completed");
   done.package = Bytes(100, 7);
@@ -695,9 +772,11 @@ TEST_P(StoreConformance, RequestsAreQueuedByDueDateAndPagedWithoutTheirPackages)
   done.extended = true;
   done.subject_id = "sub_zz";  // not updated
   Write(vault(), [&](WriteTx& tx) { return tx.UpdateRequest(done); });
-  EXPECT_EQ(vault().Write([](WriteTx& tx) { return tx.UpdateRequest(Request("req_x", "s", 1)); }).code(),
-            Code::kNotFound);
-  auto got = Get<std::optional<RequestRow>>(vault(), [](ReadTx& tx) { return tx.GetRequest("req_b"); });
+  EXPECT_EQ(
+      vault().Write([](WriteTx& tx) { return tx.UpdateRequest(Request("req_x", "s", 1)); }).code(),
+      Code::kNotFound);
+  auto got =
+      Get<std::optional<RequestRow>>(vault(), [](ReadTx& tx) { return tx.GetRequest("req_b"); });
   ASSERT_TRUE(got);
   EXPECT_EQ(got->package, Bytes(100, 7));
   EXPECT_EQ(got->package_bytes, 100);
@@ -715,25 +794,31 @@ TEST_P(StoreConformance, RequestsAreQueuedByDueDateAndPagedWithoutTheirPackages)
   EXPECT_EQ(all[0].package_bytes, 100);
   RequestQuery open;
   open.statuses = {"received"};
-  EXPECT_EQ(ids(Get<std::vector<RequestRow>>(vault(), [&](ReadTx& tx) { return tx.QueryRequests(open); })),
+  EXPECT_EQ(ids(Get<std::vector<RequestRow>>(vault(),
+                                             [&](ReadTx& tx) { return tx.QueryRequests(open); })),
             (std::vector<std::string>{"req_d", "req_c"}));
   RequestQuery page;
   page.after = std::make_pair(int64_t{30}, std::string("req_a"));
-  EXPECT_EQ(ids(Get<std::vector<RequestRow>>(vault(), [&](ReadTx& tx) { return tx.QueryRequests(page); })),
+  EXPECT_EQ(ids(Get<std::vector<RequestRow>>(vault(),
+                                             [&](ReadTx& tx) { return tx.QueryRequests(page); })),
             std::vector<std::string>{"req_c"});
   RequestQuery narrow;
   narrow.subject = "sub_b";
   narrow.type = "erasure";
   narrow.due_before = 21;
   narrow.limit = 5;
-  EXPECT_EQ(ids(Get<std::vector<RequestRow>>(vault(), [&](ReadTx& tx) { return tx.QueryRequests(narrow); })),
+  EXPECT_EQ(ids(Get<std::vector<RequestRow>>(vault(),
+                                             [&](ReadTx& tx) { return tx.QueryRequests(narrow); })),
             std::vector<std::string>{"req_d"});
-  auto counts = Get<std::pair<int64_t, int64_t>>(vault(), [](ReadTx& tx) { return tx.CountOpenRequests(25); });
+  auto counts = Get<std::pair<int64_t, int64_t>>(
+      vault(), [](ReadTx& tx) { return tx.CountOpenRequests(25); });
   EXPECT_EQ(counts, std::make_pair(int64_t{2}, int64_t{1}));
 
-  Write(vault(), [](WriteTx& tx) { return tx.ReassignRequest("req_c", "sub_b", Bytes{4}, Bytes{5}); });
-  EXPECT_EQ(vault().Write([](WriteTx& tx) { return tx.ReassignRequest("req_x", "s", {}, {}); }).code(),
-            Code::kNotFound);
+  Write(vault(),
+        [](WriteTx& tx) { return tx.ReassignRequest("req_c", "sub_b", Bytes{4}, Bytes{5}); });
+  EXPECT_EQ(
+      vault().Write([](WriteTx& tx) { return tx.ReassignRequest("req_x", "s", {}, {}); }).code(),
+      Code::kNotFound);
   got = Get<std::optional<RequestRow>>(vault(), [](ReadTx& tx) { return tx.GetRequest("req_c"); });
   EXPECT_EQ(got->subject_id, "sub_b");
   EXPECT_EQ(got->sealed, Bytes{4});
@@ -743,10 +828,14 @@ TEST_P(StoreConformance, RequestsAreQueuedByDueDateAndPagedWithoutTheirPackages)
     GARDE_RETURN_IF_ERROR(tx.InsertTombstone({"sub_a", "req_y", 40, {"invoice", "name"}}));
     return tx.InsertTombstone({"sub_b", "req_z", 60, {}});  // replaces
   });
-  auto stones = Get<std::vector<TombstoneRow>>(vault(), [](ReadTx& tx) { return tx.ListTombstones(0); });
+  auto stones =
+      Get<std::vector<TombstoneRow>>(vault(), [](ReadTx& tx) { return tx.ListTombstones(0); });
   EXPECT_EQ(stones, (std::vector<TombstoneRow>{{"sub_a", "req_y", 40, {"invoice", "name"}},
-                                                {"sub_b", "req_z", 60, {}}}));
-  EXPECT_EQ(Get<std::vector<TombstoneRow>>(vault(), [](ReadTx& tx) { return tx.ListTombstones(45); }).size(), 1u);
+                                               {"sub_b", "req_z", 60, {}}}));
+  EXPECT_EQ(
+      Get<std::vector<TombstoneRow>>(vault(), [](ReadTx& tx) { return tx.ListTombstones(45); })
+          .size(),
+      1u);
 }
 
 TEST_P(StoreConformance, MergesLinksSegmentsIncidentsImportsPoliciesRuns) {
@@ -766,10 +855,15 @@ TEST_P(StoreConformance, MergesLinksSegmentsIncidentsImportsPoliciesRuns) {
   EXPECT_EQ(of[0].id, "mrg_2");
   EXPECT_EQ(of[1].state, "reverted");
   EXPECT_EQ(of[1].into_id, "sub_a");
-  EXPECT_EQ(Get<std::vector<MergeRow>>(vault(), [](ReadTx& tx) { return tx.MergesInto("sub_c"); }).size(), 1u);
-  auto open = Get<std::vector<MergeRow>>(vault(), [](ReadTx& tx) { return tx.OpenMergesBefore(21, 10); });
+  EXPECT_EQ(
+      Get<std::vector<MergeRow>>(vault(), [](ReadTx& tx) { return tx.MergesInto("sub_c"); }).size(),
+      1u);
+  auto open =
+      Get<std::vector<MergeRow>>(vault(), [](ReadTx& tx) { return tx.OpenMergesBefore(21, 10); });
   EXPECT_EQ(open, std::vector<MergeRow>{m2});
-  EXPECT_TRUE(Get<std::vector<MergeRow>>(vault(), [](ReadTx& tx) { return tx.OpenMergesBefore(20, 10); }).empty());
+  EXPECT_TRUE(Get<std::vector<MergeRow>>(vault(), [](ReadTx& tx) {
+                return tx.OpenMergesBefore(20, 10);
+              }).empty());
 
   Write(vault(), [](WriteTx& tx) -> Status {
     GARDE_RETURN_IF_ERROR(tx.PutLink({"sub_org", "sub_p2", "buyer", 5}));
@@ -777,9 +871,10 @@ TEST_P(StoreConformance, MergesLinksSegmentsIncidentsImportsPoliciesRuns) {
     GARDE_RETURN_IF_ERROR(tx.PutLink({"sub_org", "sub_p1", "buyer", 9}));  // role only
     return tx.PutLink({"sub_other", "sub_p1", "buyer", 3});
   });
-  auto links = Get<std::vector<ContactLinkRow>>(vault(), [](ReadTx& tx) { return tx.LinksOf("sub_p1"); });
+  auto links =
+      Get<std::vector<ContactLinkRow>>(vault(), [](ReadTx& tx) { return tx.LinksOf("sub_p1"); });
   EXPECT_EQ(links, (std::vector<ContactLinkRow>{{"sub_other", "sub_p1", "buyer", 3},
-                                                 {"sub_org", "sub_p1", "buyer", 5}}));
+                                                {"sub_org", "sub_p1", "buyer", 5}}));
   bool deleted = false, again = true;
   Write(vault(), [&](WriteTx& tx) -> Status {
     deleted = tx.DeleteLink("sub_org", "sub_p2").value();
@@ -788,16 +883,19 @@ TEST_P(StoreConformance, MergesLinksSegmentsIncidentsImportsPoliciesRuns) {
   });
   EXPECT_TRUE(deleted);
   EXPECT_FALSE(again);
-  EXPECT_TRUE(Get<std::vector<ContactLinkRow>>(vault(), [](ReadTx& tx) { return tx.LinksOf("sub_org"); }).empty());
+  EXPECT_TRUE(Get<std::vector<ContactLinkRow>>(vault(), [](ReadTx& tx) {
+                return tx.LinksOf("sub_org");
+              }).empty());
 
   Write(vault(), [](WriteTx& tx) -> Status {
     GARDE_RETURN_IF_ERROR(tx.PutSegment({"women", "{}", "key_a", 1, 1}));
     GARDE_RETURN_IF_ERROR(tx.PutSegment({"big", "{}", "key_a", 2, 2}));
     return tx.PutSegment({"women", R"({"x":1})", "key_b", 3, 3});
   });
-  auto segments = Get<std::vector<SegmentRow>>(vault(), [](ReadTx& tx) { return tx.ListSegments(); });
+  auto segments =
+      Get<std::vector<SegmentRow>>(vault(), [](ReadTx& tx) { return tx.ListSegments(); });
   EXPECT_EQ(segments, (std::vector<SegmentRow>{{"big", "{}", "key_a", 2, 2},
-                                                {"women", R"({"x":1})", "key_a", 1, 3}}));
+                                               {"women", R"({"x":1})", "key_a", 1, 3}}));
 
   IncidentRow late, early;
   late.id = "inc_a";
@@ -810,15 +908,17 @@ TEST_P(StoreConformance, MergesLinksSegmentsIncidentsImportsPoliciesRuns) {
     GARDE_RETURN_IF_ERROR(tx.PutIncident(late));
     return tx.PutIncident(early);
   });
-  auto incidents = Get<std::vector<IncidentRow>>(vault(), [](ReadTx& tx) { return tx.ListIncidents(); });
+  auto incidents =
+      Get<std::vector<IncidentRow>>(vault(), [](ReadTx& tx) { return tx.ListIncidents(); });
   EXPECT_EQ(incidents, (std::vector<IncidentRow>{early, late}));
 
   Write(vault(), [](WriteTx& tx) -> Status {
     GARDE_RETURN_IF_ERROR(tx.InsertImportRow("imp_1", 2, "sub_a"));
     return tx.InsertImportRow("imp_1", 1, "sub_b");
   });
-  EXPECT_EQ(vault().Write([](WriteTx& tx) { return tx.InsertImportRow("imp_1", 2, "sub_c"); }).code(),
-            Code::kConflict);
+  EXPECT_EQ(
+      vault().Write([](WriteTx& tx) { return tx.InsertImportRow("imp_1", 2, "sub_c"); }).code(),
+      Code::kConflict);
   using Rows = std::map<int64_t, std::string>;
   EXPECT_EQ(Get<Rows>(vault(), [](ReadTx& tx) { return tx.ImportedRows("imp_1"); }),
             (Rows{{1, "sub_b"}, {2, "sub_a"}}));
@@ -827,7 +927,8 @@ TEST_P(StoreConformance, MergesLinksSegmentsIncidentsImportsPoliciesRuns) {
     GARDE_RETURN_IF_ERROR(tx.InsertPolicyVersion({0, "h1", 1, "start", "{}"}));
     return tx.InsertPolicyVersion({0, "h2", 2, "api", "{}"});
   });
-  auto versions = Get<std::vector<PolicyVersionRow>>(vault(), [](ReadTx& tx) { return tx.ListPolicyVersions(1); });
+  auto versions = Get<std::vector<PolicyVersionRow>>(
+      vault(), [](ReadTx& tx) { return tx.ListPolicyVersions(1); });
   EXPECT_EQ(versions, (std::vector<PolicyVersionRow>{{2, "h2", 2, "api", "{}"}}));
 
   Write(vault(), [](WriteTx& tx) -> Status {
@@ -835,20 +936,28 @@ TEST_P(StoreConformance, MergesLinksSegmentsIncidentsImportsPoliciesRuns) {
     GARDE_RETURN_IF_ERROR(tx.PutRetentionRun({0, "ret_2", 2, 2, 0, false, "", "{}"}));
     return tx.PutRetentionRun({0, "ret_1", 99, 99, 5, false, "sub_k", R"({"n":1})"});
   });
-  auto runs = Get<std::vector<RetentionRunRow>>(vault(), [](ReadTx& tx) { return tx.ListRetentionRuns(0, 10); });
-  EXPECT_EQ(runs, (std::vector<RetentionRunRow>{{2, "ret_2", 2, 2, 0, false, "", "{}"},
-                                                 {1, "ret_1", 1, 1, 5, true, "sub_k", R"({"n":1})"}}));
-  EXPECT_EQ(Get<std::vector<RetentionRunRow>>(vault(), [](ReadTx& tx) { return tx.ListRetentionRuns(2, 10); }).size(), 1u);
-  EXPECT_EQ(Get<std::optional<RetentionRunRow>>(vault(), [](ReadTx& tx) { return tx.GetRetentionRun("ret_2"); })->seq, 2);
+  auto runs = Get<std::vector<RetentionRunRow>>(
+      vault(), [](ReadTx& tx) { return tx.ListRetentionRuns(0, 10); });
+  EXPECT_EQ(runs,
+            (std::vector<RetentionRunRow>{{2, "ret_2", 2, 2, 0, false, "", "{}"},
+                                          {1, "ret_1", 1, 1, 5, true, "sub_k", R"({"n":1})"}}));
+  EXPECT_EQ(Get<std::vector<RetentionRunRow>>(
+                vault(), [](ReadTx& tx) { return tx.ListRetentionRuns(2, 10); })
+                .size(),
+            1u);
+  EXPECT_EQ(Get<std::optional<RetentionRunRow>>(
+                vault(), [](ReadTx& tx) { return tx.GetRetentionRun("ret_2"); })
+                ->seq,
+            2);
 }
 
 TEST_P(StoreConformance, InteractionsAndPurchasers) {
   std::vector<int64_t> seqs;
   Write(vault(), [&](WriteTx& tx) -> Status {
     for (const InteractionRow& r : {InteractionRow{"sub_b", "purchase", 20, Bytes{1}, 0},
-                                     InteractionRow{"sub_a", "purchase", 10, Bytes{2}, 0},
-                                     InteractionRow{"sub_a", "contact", 5, Bytes{}, 0},
-                                     InteractionRow{"sub_c", "purchase", 40, Bytes{3}, 0}}) {
+                                    InteractionRow{"sub_a", "purchase", 10, Bytes{2}, 0},
+                                    InteractionRow{"sub_a", "contact", 5, Bytes{}, 0},
+                                    InteractionRow{"sub_c", "purchase", 40, Bytes{3}, 0}}) {
       auto seq = tx.InsertInteraction(r);
       if (!seq.ok()) return seq.status();
       seqs.push_back(seq.value());
@@ -856,19 +965,26 @@ TEST_P(StoreConformance, InteractionsAndPurchasers) {
     return Status::Ok();
   });
   EXPECT_EQ(seqs, (std::vector<int64_t>{1, 2, 3, 4}));
-  auto of = Get<std::vector<InteractionRow>>(vault(), [](ReadTx& tx) { return tx.InteractionsOf("sub_a", 0); });
+  auto of = Get<std::vector<InteractionRow>>(
+      vault(), [](ReadTx& tx) { return tx.InteractionsOf("sub_a", 0); });
   EXPECT_EQ(of, (std::vector<InteractionRow>{{"sub_a", "contact", 5, Bytes{}, 3},
-                                              {"sub_a", "purchase", 10, Bytes{2}, 2}}));
-  EXPECT_EQ(Get<std::vector<std::string>>(vault(), [](ReadTx& tx) { return tx.PurchasersBetween(10, 40, "", 10); }),
+                                             {"sub_a", "purchase", 10, Bytes{2}, 2}}));
+  EXPECT_EQ(Get<std::vector<std::string>>(
+                vault(), [](ReadTx& tx) { return tx.PurchasersBetween(10, 40, "", 10); }),
             (std::vector<std::string>{"sub_a", "sub_b"}));
-  EXPECT_EQ(Get<std::vector<std::string>>(vault(), [](ReadTx& tx) { return tx.PurchasersBetween(0, 100, "sub_a", 1); }),
+  EXPECT_EQ(Get<std::vector<std::string>>(
+                vault(), [](ReadTx& tx) { return tx.PurchasersBetween(0, 100, "sub_a", 1); }),
             std::vector<std::string>{"sub_b"});
   Write(vault(), [](WriteTx& tx) -> Status {
     GARDE_RETURN_IF_ERROR(tx.DeleteInteraction(2));
     return tx.DeleteInteractionsOf("sub_c");
   });
-  EXPECT_EQ(Get<std::vector<InteractionRow>>(vault(), [](ReadTx& tx) { return tx.InteractionsOf("sub_a", 0); }).size(), 1u);
-  EXPECT_EQ(Get<std::vector<std::string>>(vault(), [](ReadTx& tx) { return tx.PurchasersBetween(0, 100, "", 10); }),
+  EXPECT_EQ(Get<std::vector<InteractionRow>>(
+                vault(), [](ReadTx& tx) { return tx.InteractionsOf("sub_a", 0); })
+                .size(),
+            1u);
+  EXPECT_EQ(Get<std::vector<std::string>>(
+                vault(), [](ReadTx& tx) { return tx.PurchasersBetween(0, 100, "", 10); }),
             std::vector<std::string>{"sub_b"});
 }
 
@@ -877,19 +993,25 @@ TEST_P(StoreConformance, OutboxAndDeliveriesInOrderPerSubject) {
     GARDE_RETURN_IF_ERROR(tx.InsertOutbox({"evt_1", "a", "{}", 1}));
     return tx.InsertOutbox({"evt_2", "b", "{}", 2});
   });
-  EXPECT_EQ(vault().Write([](WriteTx& tx) { return tx.InsertOutbox({"evt_1", "a", "{}", 3}); }).code(),
+  EXPECT_EQ(vault()
+                .Write([](WriteTx& tx) {
+                  return tx.InsertOutbox({"evt_1", "a", "{}", 3});
+                })
+                .code(),
             Code::kConflict);
-  auto events = Get<std::vector<OutboxRow>>(vault(), [](ReadTx& tx) { return tx.ListOutbox(1, 10); });
+  auto events =
+      Get<std::vector<OutboxRow>>(vault(), [](ReadTx& tx) { return tx.ListOutbox(1, 10); });
   EXPECT_EQ(events, (std::vector<OutboxRow>{{"evt_2", "b", "{}", 2, 2}}));
   EXPECT_EQ(Get<int64_t>(vault(), [](ReadTx& tx) { return tx.WebhookMark("crm"); }), 0);
   Write(vault(), [](WriteTx& tx) -> Status {
     GARDE_RETURN_IF_ERROR(tx.SetWebhookMark("crm", 2));
     GARDE_RETURN_IF_ERROR(tx.InsertDelivery(Delivery("crm", "evt_1", "sub_a", 100)));  // 1
-    GARDE_RETURN_IF_ERROR(tx.InsertDelivery(Delivery("crm", "evt_2", "sub_a", 0)));    // 2: waits for 1
-    GARDE_RETURN_IF_ERROR(tx.InsertDelivery(Delivery("crm", "evt_3", "sub_b", 0)));    // 3
-    GARDE_RETURN_IF_ERROR(tx.InsertDelivery(Delivery("crm", "evt_4", "", 0)));         // 4
-    GARDE_RETURN_IF_ERROR(tx.InsertDelivery(Delivery("mail", "evt_2", "sub_a", 0)));   // 5
-    return tx.InsertDelivery(Delivery("crm", "evt_3", "sub_b", 0));                    // ignored
+    GARDE_RETURN_IF_ERROR(
+        tx.InsertDelivery(Delivery("crm", "evt_2", "sub_a", 0)));  // 2: waits for 1
+    GARDE_RETURN_IF_ERROR(tx.InsertDelivery(Delivery("crm", "evt_3", "sub_b", 0)));   // 3
+    GARDE_RETURN_IF_ERROR(tx.InsertDelivery(Delivery("crm", "evt_4", "", 0)));        // 4
+    GARDE_RETURN_IF_ERROR(tx.InsertDelivery(Delivery("mail", "evt_2", "sub_a", 0)));  // 5
+    return tx.InsertDelivery(Delivery("crm", "evt_3", "sub_b", 0));                   // ignored
   });
   EXPECT_EQ(Get<int64_t>(vault(), [](ReadTx& tx) { return tx.WebhookMark("crm"); }), 2);
   auto ids = [](const std::vector<DeliveryRow>& rows) {
@@ -897,11 +1019,14 @@ TEST_P(StoreConformance, OutboxAndDeliveriesInOrderPerSubject) {
     for (const auto& r : rows) out.push_back(r.id);
     return out;
   };
-  EXPECT_EQ(ids(Get<std::vector<DeliveryRow>>(vault(), [](ReadTx& tx) { return tx.DueDeliveries(50, 10); })),
+  EXPECT_EQ(ids(Get<std::vector<DeliveryRow>>(vault(),
+                                              [](ReadTx& tx) { return tx.DueDeliveries(50, 10); })),
             (std::vector<int64_t>{3, 4, 5}));
-  EXPECT_EQ(ids(Get<std::vector<DeliveryRow>>(vault(), [](ReadTx& tx) { return tx.DueDeliveries(100, 2); })),
+  EXPECT_EQ(ids(Get<std::vector<DeliveryRow>>(vault(),
+                                              [](ReadTx& tx) { return tx.DueDeliveries(100, 2); })),
             (std::vector<int64_t>{1, 3}));
-  auto first = Get<std::optional<DeliveryRow>>(vault(), [](ReadTx& tx) { return tx.GetDelivery(1); });
+  auto first =
+      Get<std::optional<DeliveryRow>>(vault(), [](ReadTx& tx) { return tx.GetDelivery(1); });
   ASSERT_TRUE(first);
   DeliveryRow expected = Delivery("crm", "evt_1", "sub_a", 100);
   expected.id = 1;
@@ -911,13 +1036,15 @@ TEST_P(StoreConformance, OutboxAndDeliveriesInOrderPerSubject) {
   first->delivered_at = 60;
   first->last_error = "";
   Write(vault(), [&](WriteTx& tx) { return tx.UpdateDelivery(*first); });
-  EXPECT_EQ(ids(Get<std::vector<DeliveryRow>>(vault(), [](ReadTx& tx) { return tx.DueDeliveries(50, 10); })),
+  EXPECT_EQ(ids(Get<std::vector<DeliveryRow>>(vault(),
+                                              [](ReadTx& tx) { return tx.DueDeliveries(50, 10); })),
             (std::vector<int64_t>{2, 3, 4, 5}));
   DeliveryQuery q;
   q.endpoint = "crm";
   q.status = "pending";
   q.after_id = 2;
-  EXPECT_EQ(ids(Get<std::vector<DeliveryRow>>(vault(), [&](ReadTx& tx) { return tx.QueryDeliveries(q); })),
+  EXPECT_EQ(ids(Get<std::vector<DeliveryRow>>(vault(),
+                                              [&](ReadTx& tx) { return tx.QueryDeliveries(q); })),
             (std::vector<int64_t>{3, 4}));
   using Counts = std::map<std::string, int64_t>;
   EXPECT_EQ(Get<Counts>(vault(), [](ReadTx& tx) { return tx.CountDeliveries(); }),
@@ -930,7 +1057,8 @@ TEST_P(StoreConformance, PendingAuditEntriesWaitInTheVault) {
     GARDE_RETURN_IF_ERROR(tx.InsertPendingAudit({0, 6, "", "b"}));
     return tx.InsertPendingAudit({0, 7, "sub_b", "c"});
   });
-  auto rows = Get<std::vector<PendingAuditRow>>(vault(), [](ReadTx& tx) { return tx.ListPendingAudit(1, 10); });
+  auto rows = Get<std::vector<PendingAuditRow>>(
+      vault(), [](ReadTx& tx) { return tx.ListPendingAudit(1, 10); });
   EXPECT_EQ(rows, (std::vector<PendingAuditRow>{{2, 6, "", "b"}, {3, 7, "sub_b", "c"}}));
   Write(vault(), [](WriteTx& tx) -> Status {
     GARDE_RETURN_IF_ERROR(tx.DeletePendingAudit(2));
@@ -942,7 +1070,8 @@ TEST_P(StoreConformance, PendingAuditEntriesWaitInTheVault) {
     GARDE_RETURN_IF_ERROR(tx.ReservePendingAuditIds(4));  // never backwards
     return tx.InsertPendingAudit({0, 8, "", "d"});
   });
-  rows = Get<std::vector<PendingAuditRow>>(vault(), [](ReadTx& tx) { return tx.ListPendingAudit(0, 10); });
+  rows = Get<std::vector<PendingAuditRow>>(vault(),
+                                           [](ReadTx& tx) { return tx.ListPendingAudit(0, 10); });
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[1].id, 11);
 }
@@ -985,7 +1114,8 @@ TEST_P(StoreConformance, TheAuditLogItsTreeAndCheckpoints) {
 
   auto seqs = [&](const AuditQuery& q) {
     std::vector<uint64_t> out;
-    for (const auto& r : Get<std::vector<AuditRow>>(audit(), [&](ReadTx& tx) { return tx.QueryAudit(q); })) {
+    for (const auto& r :
+         Get<std::vector<AuditRow>>(audit(), [&](ReadTx& tx) { return tx.QueryAudit(q); })) {
       out.push_back(r.seq);
     }
     return out;
@@ -1008,20 +1138,29 @@ TEST_P(StoreConformance, TheAuditLogItsTreeAndCheckpoints) {
   first_two.limit = 2;
   EXPECT_EQ(seqs(first_two), (std::vector<uint64_t>{0, 1}));
   std::vector<AuditRow> scanned;
-  ASSERT_TRUE(audit().Read([&](ReadTx& tx) {
-    return tx.ScanAudit(1, UINT64_MAX, [&](const AuditRow& r) {
-      scanned.push_back(r);
-      return r.seq < 2;
-    });
-  }).ok());
+  ASSERT_TRUE(audit()
+                  .Read([&](ReadTx& tx) {
+                    return tx.ScanAudit(1, UINT64_MAX, [&](const AuditRow& r) {
+                      scanned.push_back(r);
+                      return r.seq < 2;
+                    });
+                  })
+                  .ok());
   EXPECT_EQ(scanned, (std::vector<AuditRow>{rows[1], rows[2]}));
 
-  auto checkpoints = Get<std::vector<CheckpointRow>>(audit(), [](ReadTx& tx) { return tx.ListCheckpoints(); });
-  EXPECT_EQ(checkpoints, (std::vector<CheckpointRow>{{2, Bytes{1}, 10, "two"}, {4, Bytes{2}, 20, "four"}}));
-  EXPECT_EQ(Get<std::optional<CheckpointRow>>(audit(), [](ReadTx& tx) { return tx.LatestCheckpoint(); })->note, "four");
+  auto checkpoints =
+      Get<std::vector<CheckpointRow>>(audit(), [](ReadTx& tx) { return tx.ListCheckpoints(); });
+  EXPECT_EQ(checkpoints,
+            (std::vector<CheckpointRow>{{2, Bytes{1}, 10, "two"}, {4, Bytes{2}, 20, "four"}}));
+  EXPECT_EQ(
+      Get<std::optional<CheckpointRow>>(audit(), [](ReadTx& tx) { return tx.LatestCheckpoint(); })
+          ->note,
+      "four");
   EXPECT_EQ(Get<int64_t>(audit(), [](ReadTx& tx) { return tx.AuditIntakeMark(); }), 42);
-  EXPECT_EQ(Get<int64_t>(audit(), [](ReadTx& tx) { return tx.JournalImportedTo("reads-1.log"); }), 100);
-  EXPECT_EQ(Get<int64_t>(audit(), [](ReadTx& tx) { return tx.JournalImportedTo("reads-2.log"); }), 0);
+  EXPECT_EQ(Get<int64_t>(audit(), [](ReadTx& tx) { return tx.JournalImportedTo("reads-1.log"); }),
+            100);
+  EXPECT_EQ(Get<int64_t>(audit(), [](ReadTx& tx) { return tx.JournalImportedTo("reads-2.log"); }),
+            0);
 }
 
 // An import pass writes thousands of audit rows in one transaction (PostgreSQL sends them as
@@ -1054,12 +1193,14 @@ TEST_P(StoreConformance, AnImportPassOfThousandsOfAuditRowsKeepsEveryByte) {
     return Status::Ok();
   });
   std::vector<AuditRow> scanned;
-  ASSERT_TRUE(audit().Read([&](ReadTx& tx) {
-    return tx.ScanAudit(0, UINT64_MAX, [&](const AuditRow& r) {
-      scanned.push_back(r);
-      return true;
-    });
-  }).ok());
+  ASSERT_TRUE(audit()
+                  .Read([&](ReadTx& tx) {
+                    return tx.ScanAudit(0, UINT64_MAX, [&](const AuditRow& r) {
+                      scanned.push_back(r);
+                      return true;
+                    });
+                  })
+                  .ok());
   EXPECT_EQ(scanned, rows);
   EXPECT_EQ(Get<Bytes>(audit(), [](ReadTx& tx) { return tx.AuditNode(1, 2499); }),
             Bytes(32, static_cast<uint8_t>(4999)));
@@ -1067,9 +1208,8 @@ TEST_P(StoreConformance, AnImportPassOfThousandsOfAuditRowsKeepsEveryByte) {
       audit(), [](ReadTx& tx) { return tx.AuditSeqsOfActor("key_odd", UINT64_MAX); });
   ASSERT_EQ(odd.size(), kRows / 2);
   EXPECT_EQ(odd.back(), kRows - 1);
-  EXPECT_EQ(Get<std::vector<uint64_t>>(audit(), [](ReadTx& tx) {
-              return tx.AuditSeqsOfActor("key \"even\"", 5);
-            }),
+  EXPECT_EQ(Get<std::vector<uint64_t>>(
+                audit(), [](ReadTx& tx) { return tx.AuditSeqsOfActor("key \"even\"", 5); }),
             (std::vector<uint64_t>{0, 2, 4}));
 }
 
@@ -1112,10 +1252,10 @@ TEST_P(SharedDatabase, AnotherNodeSeesACommitWithinASecond) {
   Write(vault(), [](WriteTx& tx) { return tx.InsertSubject(Subject("sub_a")); });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // its listener is connected
   const uint64_t before = other->ChangeEpoch();
-  const int64_t seen = Get<ChangeTail>(*other, [](ReadTx& tx) { return tx.ChangesAfter(0, 100); }).last_seq;
-  Write(vault(), [](WriteTx& tx) {
-    return tx.InsertConsentEvent(Event("con_1", "sub_a", "withdrawn", 5));
-  });
+  const int64_t seen =
+      Get<ChangeTail>(*other, [](ReadTx& tx) { return tx.ChangesAfter(0, 100); }).last_seq;
+  Write(vault(),
+        [](WriteTx& tx) { return tx.InsertConsentEvent(Event("con_1", "sub_a", "withdrawn", 5)); });
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
   uint64_t now = other->ChangeEpoch();
   while (now == before && std::chrono::steady_clock::now() < deadline) {
@@ -1141,7 +1281,9 @@ TEST_P(SharedDatabase, WithStrictReadsAnotherNodesCommitShowsAtOnce) {
   auto other = OpenAnother(GetParam(), dir_, stores_, /*strict_reads=*/true);
   ASSERT_TRUE(other);
   Write(vault(), [](WriteTx& tx) { return tx.InsertSubject(Subject("sub_a")); });
-  Write(vault(), [](WriteTx& tx) { return tx.InsertApiKey({"key_a", "n", "admin", {}, Bytes{1}, 1, 0, 1}); });
+  Write(vault(), [](WriteTx& tx) {
+    return tx.InsertApiKey({"key_a", "n", "admin", {}, Bytes{1}, 1, 0, 1});
+  });
   for (int i = 0; i < 20; ++i) {
     const uint64_t before = other->ChangeEpoch();
     EXPECT_EQ(other->ChangeEpoch(), before);  // nothing committed: it stays
@@ -1317,12 +1459,12 @@ void PlantRefusal(const std::string& backend, const std::filesystem::path& dir,
                   const std::string& uri) {
   if (backend == "postgresql") {
     PGconn* c = PQconnectdb(uri.c_str());
-    PGresult* res = PQexec(
-        c,
-        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN RAISE EXCEPTION 'refused'; END $$; "
-        "CREATE TRIGGER refuse_poison BEFORE INSERT ON subject_fields FOR EACH ROW "
-        "WHEN (NEW.field = 'poison') EXECUTE FUNCTION refuse_poison()");
+    PGresult* res =
+        PQexec(c,
+               "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS "
+               "$$ BEGIN RAISE EXCEPTION 'refused'; END $$; "
+               "CREATE TRIGGER refuse_poison BEFORE INSERT ON subject_fields FOR EACH ROW "
+               "WHEN (NEW.field = 'poison') EXECUTE FUNCTION refuse_poison()");
     EXPECT_EQ(PQresultStatus(res), PGRES_COMMAND_OK) << PQerrorMessage(c);
     PQclear(res);
     PQfinish(c);
@@ -1393,12 +1535,10 @@ TEST_P(GroupCommit, EachWriteOfABatchSucceedsOrFailsAlone) {
       const int kind = i % 6;
       const Status& s = results[static_cast<size_t>(i)];
       SCOPED_TRACE(id);
-      auto subject = Get<std::optional<SubjectRow>>(vault(), [&](ReadTx& tx) {
-        return tx.GetSubject(id);
-      });
-      auto fields = Get<std::vector<SealedField>>(vault(), [&](ReadTx& tx) {
-        return tx.GetFields(id);
-      });
+      auto subject =
+          Get<std::optional<SubjectRow>>(vault(), [&](ReadTx& tx) { return tx.GetSubject(id); });
+      auto fields =
+          Get<std::vector<SealedField>>(vault(), [&](ReadTx& tx) { return tx.GetFields(id); });
       if (kind < 4) {
         EXPECT_FALSE(s.ok());
         if (kind >= 2) {
@@ -1412,10 +1552,10 @@ TEST_P(GroupCommit, EachWriteOfABatchSucceedsOrFailsAlone) {
         EXPECT_TRUE(subject.has_value());
         ASSERT_EQ(fields.size(), 1u);
         EXPECT_EQ(fields[0].field, "email");
-        EXPECT_EQ(Get<std::vector<std::string>>(vault(), [&](ReadTx& tx) {
-                    return tx.FindByIndex("email", Digest(round, i));
-                  }),
-                  std::vector<std::string>{id});
+        EXPECT_EQ(
+            Get<std::vector<std::string>>(
+                vault(), [&](ReadTx& tx) { return tx.FindByIndex("email", Digest(round, i)); }),
+            std::vector<std::string>{id});
         EXPECT_EQ(hooks[static_cast<size_t>(i)], 1);
         ++expected_pending;
       }
@@ -1497,15 +1637,12 @@ TEST_P(GroupCommit, RerunnableWritesAfterAFailureRunAgainAndKeepOnlyTheirLastRun
       const std::string id = "sub_r" + std::to_string(round) + "_" + std::to_string(i);
       SCOPED_TRACE(id);
       const Drawn& d = drawn[k];
-      auto subject = Get<std::optional<SubjectRow>>(vault(), [&](ReadTx& tx) {
-        return tx.GetSubject(id);
-      });
-      auto fields = Get<std::vector<SealedField>>(vault(), [&](ReadTx& tx) {
-        return tx.GetFields(id);
-      });
-      auto indexed = Get<std::vector<std::string>>(vault(), [&](ReadTx& tx) {
-        return tx.FindByIndex("email", Digest(round + 100, i));
-      });
+      auto subject =
+          Get<std::optional<SubjectRow>>(vault(), [&](ReadTx& tx) { return tx.GetSubject(id); });
+      auto fields =
+          Get<std::vector<SealedField>>(vault(), [&](ReadTx& tx) { return tx.GetFields(id); });
+      auto indexed = Get<std::vector<std::string>>(
+          vault(), [&](ReadTx& tx) { return tx.FindByIndex("email", Digest(round + 100, i)); });
       if (d.rerunnable) {
         EXPECT_GE(runs[k], 1);
         reruns += runs[k] - 1;
@@ -1578,10 +1715,10 @@ TEST_P(GroupCommit, AHeldLookUpDigestIsAnsweredTrulyByTheWritesLastRun) {
       EXPECT_EQ(answers, (std::vector<bool>{false, true}));  // not waited for, then waited for
     }
     EXPECT_EQ(s.ok(), !duplicate) << s.message();
-    EXPECT_EQ(Get<std::optional<SubjectRow>>(vault(), [](ReadTx& tx) {
-                return tx.GetSubject("sub_b");
-              }).has_value(),
-              !duplicate);
+    EXPECT_EQ(
+        Get<std::optional<SubjectRow>>(vault(), [](ReadTx& tx) { return tx.GetSubject("sub_b"); })
+            .has_value(),
+        !duplicate);
   }
 }
 
@@ -1638,10 +1775,11 @@ TEST_P(GroupCommit, ALookUpReadsTheDigestsEntriesNotTheFieldsWhateverItsSizeWhen
   ASSERT_EQ(PQstatus(stats), CONNECTION_OK);
   auto counts = [&] {
     PQclear(PQexec(stats, "SELECT pg_stat_clear_snapshot()"));
-    PGresult* r = PQexec(stats,
-                         "SELECT i.idx_scan, i.idx_tup_read, t.seq_scan FROM pg_stat_user_indexes i "
-                         "JOIN pg_stat_user_tables t USING (relid) "
-                         "WHERE i.indexrelname = 'blind_index_pkey'");
+    PGresult* r =
+        PQexec(stats,
+               "SELECT i.idx_scan, i.idx_tup_read, t.seq_scan FROM pg_stat_user_indexes i "
+               "JOIN pg_stat_user_tables t USING (relid) "
+               "WHERE i.indexrelname = 'blind_index_pkey'");
     std::tuple<int64_t, int64_t, int64_t> got{-1, -1, -1};
     if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
       got = {std::atoll(PQgetvalue(r, 0, 0)), std::atoll(PQgetvalue(r, 0, 1)),
@@ -1675,20 +1813,23 @@ TEST_P(GroupCommit, ALookUpReadsTheDigestsEntriesNotTheFieldsWhateverItsSizeWhen
 TEST(MemoryStoreRerun, ARerunnableWriteRunsTwiceAndKeepsItsLastRunOnly) {
   MemoryStore store;
   int runs = 0, hooks = 0;
-  ASSERT_TRUE(store.WriteRerunnable([&](WriteTx& tx) -> Status {
-    ++runs;
-    GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject("sub_run" + std::to_string(runs))));
-    tx.AfterCommit([&] { ++hooks; });
-    return Status::Ok();
-  }).ok());
+  ASSERT_TRUE(store
+                  .WriteRerunnable([&](WriteTx& tx) -> Status {
+                    ++runs;
+                    GARDE_RETURN_IF_ERROR(
+                        tx.InsertSubject(Subject("sub_run" + std::to_string(runs))));
+                    tx.AfterCommit([&] { ++hooks; });
+                    return Status::Ok();
+                  })
+                  .ok());
   EXPECT_EQ(runs, 2);
   EXPECT_EQ(hooks, 1);
   EXPECT_FALSE(Get<std::optional<SubjectRow>>(store, [](ReadTx& tx) {
-    return tx.GetSubject("sub_run1");
-  }).has_value());
+                 return tx.GetSubject("sub_run1");
+               }).has_value());
   EXPECT_TRUE(Get<std::optional<SubjectRow>>(store, [](ReadTx& tx) {
-    return tx.GetSubject("sub_run2");
-  }).has_value());
+                return tx.GetSubject("sub_run2");
+              }).has_value());
   runs = 0;
   const Status failed = store.WriteRerunnable([&](WriteTx& tx) -> Status {
     GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject("sub_fail")));
@@ -1696,8 +1837,8 @@ TEST(MemoryStoreRerun, ARerunnableWriteRunsTwiceAndKeepsItsLastRunOnly) {
   });
   EXPECT_EQ(failed.code(), Code::kUnprocessable);
   EXPECT_FALSE(Get<std::optional<SubjectRow>>(store, [](ReadTx& tx) {
-    return tx.GetSubject("sub_fail");
-  }).has_value());
+                 return tx.GetSubject("sub_fail");
+               }).has_value());
   EXPECT_EQ(Get<int64_t>(store, [](ReadTx& tx) { return tx.CountSubjects(); }), 1);
 }
 
@@ -1718,9 +1859,8 @@ TEST_P(GroupCommit, AStatementFirstUsedAfterAFailureServesTheNextWrite) {
     return tx.PutIndex("sub_a", {"email", Digest(0, 0), 1});
   });
   EXPECT_TRUE(later.ok()) << later.message();
-  EXPECT_EQ(Get<std::vector<std::string>>(*other, [](ReadTx& tx) {
-              return tx.FindByIndex("email", Digest(0, 0));
-            }),
+  EXPECT_EQ(Get<std::vector<std::string>>(
+                *other, [](ReadTx& tx) { return tx.FindByIndex("email", Digest(0, 0)); }),
             std::vector<std::string>{"sub_a"});
 }
 
@@ -1748,9 +1888,10 @@ TEST(SqliteCheckpoints, TheLogIsCopiedAndStartsOverUnderSustainedWrites) {
           Status s = store.Write([&](WriteTx& tx) -> Status {
             GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject(id)));
             GARDE_RETURN_IF_ERROR(tx.PutField(id, {"email", Bytes(200, 7)}));
-            return tx.PutIndex(id, {"email", Bytes{static_cast<uint8_t>(t),
-                                                   static_cast<uint8_t>(i >> 8),
-                                                   static_cast<uint8_t>(i)}, 1});
+            return tx.PutIndex(id, {"email",
+                                    Bytes{static_cast<uint8_t>(t), static_cast<uint8_t>(i >> 8),
+                                          static_cast<uint8_t>(i)},
+                                    1});
           });
           EXPECT_TRUE(s.ok()) << s.message();
         }
@@ -1780,10 +1921,10 @@ TEST(SqliteCheckpoints, TheLogIsCopiedAndStartsOverUnderSustainedWrites) {
     Store& store = *reopened.value();
     EXPECT_EQ(Get<int64_t>(store, [](ReadTx& tx) { return tx.CountSubjects(); }),
               kThreads * kWrites);
-    EXPECT_EQ(Get<std::vector<SealedField>>(store, [](ReadTx& tx) {
-                return tx.GetFields("sub_7_399");
-              }).size(),
-              1u);
+    EXPECT_EQ(
+        Get<std::vector<SealedField>>(store, [](ReadTx& tx) { return tx.GetFields("sub_7_399"); })
+            .size(),
+        1u);
   }
   std::filesystem::remove_all(dir);
 }
@@ -1885,12 +2026,14 @@ class SqliteDurability : public ::testing::Test {
   }
   bool Has(const std::string& id) {
     bool found = false;
-    EXPECT_TRUE(store_->Read([&](ReadTx& tx) -> Status {
-      auto row = tx.GetSubject(id);
-      if (!row.ok()) return row.status();
-      found = row.value().has_value();
-      return Status::Ok();
-    }).ok());
+    EXPECT_TRUE(store_
+                    ->Read([&](ReadTx& tx) -> Status {
+                      auto row = tx.GetSubject(id);
+                      if (!row.ok()) return row.status();
+                      found = row.value().has_value();
+                      return Status::Ok();
+                    })
+                    .ok());
     return found;
   }
 
@@ -1967,8 +2110,8 @@ TEST_F(SqliteDurability, ADeferredWriteIsAnsweredAtOnceAndSyncedWithinItsWindow)
   fs_.Hold();
   const int before = fs_.syncs_begun();
   // Answered while every fsync is held: it waits for none.
-  auto deferred = std::async(std::launch::async,
-                             [&] { return Insert("sub_deferred", Durability::kDeferred); });
+  auto deferred =
+      std::async(std::launch::async, [&] { return Insert("sub_deferred", Durability::kDeferred); });
   ASSERT_EQ(deferred.wait_for(std::chrono::seconds(5)), std::future_status::ready);
   EXPECT_TRUE(deferred.get().ok());
   // The flusher's fsync follows within the window (20 ms here).
@@ -2008,8 +2151,8 @@ TEST_P(PostgresCrash, EveryAnsweredWriteOutlivesACrash) {
         writers.emplace_back([&, t] {
           for (int i = 0; !stop.load(); ++i) {
             const std::string id = "sub_" + tag + std::to_string(t) + "_" + std::to_string(i);
-            Status s = store.value()->Write(
-                [&](WriteTx& tx) { return tx.InsertSubject(Subject(id)); });
+            Status s =
+                store.value()->Write([&](WriteTx& tx) { return tx.InsertSubject(Subject(id)); });
             if (s.ok()) {
               std::lock_guard<std::mutex> lock(mu);
               answered.push_back(id);
@@ -2033,14 +2176,16 @@ TEST_P(PostgresCrash, EveryAnsweredWriteOutlivesACrash) {
     auto reopened = PostgresStore::Open(options);
     ASSERT_TRUE(reopened.ok()) << reopened.status().message();
     size_t lost = 0;
-    ASSERT_TRUE(reopened.value()->Read([&](ReadTx& tx) {
-      for (const auto& id : answered) {
-        auto got = tx.GetSubject(id);
-        if (!got.ok()) return got.status();
-        if (!got.value().has_value()) ++lost;
-      }
-      return Status::Ok();
-    }).ok());
+    ASSERT_TRUE(reopened.value()
+                    ->Read([&](ReadTx& tx) {
+                      for (const auto& id : answered) {
+                        auto got = tx.GetSubject(id);
+                        if (!got.ok()) return got.status();
+                        if (!got.value().has_value()) ++lost;
+                      }
+                      return Status::Ok();
+                    })
+                    .ok());
     EXPECT_EQ(lost, 0u) << "of " << answered.size() << " answered writes";
   }
 }
@@ -2150,7 +2295,9 @@ class Differential {
       }
       default: {
         const uint32_t version = static_cast<uint32_t>(Uniform(1, 2));
-        Both([&](WriteTx& tx) { return tx.RewrapDataKey(s, version, version + 1, Bytes{7}).status(); });
+        Both([&](WriteTx& tx) {
+          return tx.RewrapDataKey(s, version, version + 1, Bytes{7}).status();
+        });
         break;
       }
     }
@@ -2179,39 +2326,48 @@ class Differential {
     std::ostringstream out;
     Status s = store.Read([&](ReadTx& tx) -> Status {
       for (const auto& row : V(tx.ScanSubjects("", 1000))) {
-        out << row.id << ' ' << row.status << ' ' << row.root_key_version << ' '
-            << row.dek_version << ' ' << HexEncode(row.wrapped_dek) << ' ' << row.updated_at
-            << '\n';
+        out << row.id << ' ' << row.status << ' ' << row.root_key_version << ' ' << row.dek_version
+            << ' ' << HexEncode(row.wrapped_dek) << ' ' << row.updated_at << '\n';
       }
       for (const auto& id : subjects_) {
-        for (const auto& f : V(tx.GetFields(id))) out << id << " field " << f.field << HexEncode(f.box) << '\n';
-        for (const auto& e : V(tx.ConsentEventsOf(id))) out << id << " event " << e.id << e.event << e.at << '\n';
+        for (const auto& f : V(tx.GetFields(id)))
+          out << id << " field " << f.field << HexEncode(f.box) << '\n';
+        for (const auto& e : V(tx.ConsentEventsOf(id)))
+          out << id << " event " << e.id << e.event << e.at << '\n';
         for (const auto& p : V(tx.ObjectedPurposesOf(id))) out << id << " objected " << p << '\n';
-        for (const auto& k : V(tx.SuppressedContactsOf(id))) out << id << " suppressed " << k << '\n';
+        for (const auto& k : V(tx.SuppressedContactsOf(id)))
+          out << id << " suppressed " << k << '\n';
         for (const char* f : {"email", "~email", "=name_phone"}) {
-          for (const auto& d : V(tx.IndexDigestsOf(id, f))) out << id << ' ' << f << HexEncode(d) << '\n';
+          for (const auto& d : V(tx.IndexDigestsOf(id, f)))
+            out << id << ' ' << f << HexEncode(d) << '\n';
         }
         for (const auto& f : V(tx.StaleIndexesOf(id, 2))) out << id << " stale " << f << '\n';
       }
       for (int d = 0; d < 4; ++d) {
-        for (const auto& id : V(tx.FindByIndex("email", Bytes{static_cast<uint8_t>(d)}))) out << "find " << d << id << '\n';
+        for (const auto& id : V(tx.FindByIndex("email", Bytes{static_cast<uint8_t>(d)})))
+          out << "find " << d << id << '\n';
       }
       for (const auto& p : V(tx.SharedMatchKeys("", "", 100))) {
         out << "pair " << p.first << p.second;
         for (const auto& r : p.rules) out << ' ' << r;
         out << '\n';
       }
-      for (const auto& [id, kind] : V(tx.SuppressedContactsIn("", ""))) out << "in " << id << kind << '\n';
+      for (const auto& [id, kind] : V(tx.SuppressedContactsIn("", "")))
+        out << "in " << id << kind << '\n';
       const auto tail = V(tx.ChangesAfter(0, 100000));
       out << "changes " << tail.last_seq << tail.complete << '\n';
       for (const auto& [seq, id] : tail.changes) out << seq << id << ' ';
       out << "\nshreds " << V(tx.ShredCount()) << " stale " << V(tx.CountStaleIndexes(2)) << '\n';
-      for (const auto& r : V(tx.QueryRequests({}))) out << "req " << r.id << r.status << r.due_at << r.subject_id << '\n';
+      for (const auto& r : V(tx.QueryRequests({})))
+        out << "req " << r.id << r.status << r.due_at << r.subject_id << '\n';
       const auto open = V(tx.CountOpenRequests(3));
       out << "open " << open.first << '/' << open.second << '\n';
-      for (const auto& d : V(tx.DueDeliveries(3, 100))) out << "due " << d.id << d.endpoint << d.event_id << '\n';
-      for (const auto& [status, n] : V(tx.CountDeliveries())) out << "deliveries " << status << n << '\n';
-      for (const auto& [v, n] : V(tx.CountByRootKeyVersion())) out << "root " << v << '=' << n << '\n';
+      for (const auto& d : V(tx.DueDeliveries(3, 100)))
+        out << "due " << d.id << d.endpoint << d.event_id << '\n';
+      for (const auto& [status, n] : V(tx.CountDeliveries()))
+        out << "deliveries " << status << n << '\n';
+      for (const auto& [v, n] : V(tx.CountByRootKeyVersion()))
+        out << "root " << v << '=' << n << '\n';
       return Status::Ok();
     });
     EXPECT_TRUE(s.ok()) << s.message();

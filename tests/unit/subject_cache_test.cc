@@ -1,9 +1,8 @@
 #include "garde/domain/subject_cache.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
-
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <set>
@@ -47,32 +46,37 @@ class SubjectCacheTest : public ::testing::Test {
     ASSERT_TRUE(store.Write([&](WriteTx& tx) { return tx.InsertSubject(StandInRow(id)); }).ok());
   }
   static void SetStatus(Store& store, const std::string& id, const std::string& status) {
-    ASSERT_TRUE(store.Write([&](WriteTx& tx) -> Status {
-      auto row = tx.GetSubject(id);
-      if (!row.ok()) return row.status();
-      SubjectRow r = *row.value();
-      r.status = status;
-      return tx.UpdateSubject(r);
-    }).ok());
+    ASSERT_TRUE(store
+                    .Write([&](WriteTx& tx) -> Status {
+                      auto row = tx.GetSubject(id);
+                      if (!row.ok()) return row.status();
+                      SubjectRow r = *row.value();
+                      r.status = status;
+                      return tx.UpdateSubject(r);
+                    })
+                    .ok());
   }
 
   // The status as the cache answers it, counting loads.
   std::string StatusOf(const std::string& id) {
     std::string out;
-    EXPECT_TRUE(mine_->Read([&](ReadTx& tx) -> Status {
-      auto at = cache_.Sync(tx);
-      if (!at.ok()) return at.status();
-      auto v = cache_.Get(at.value(), id, [&]() -> Result<SubjectCache<std::string>::Ptr> {
-        ++loads_;
-        auto row = tx.GetSubject(id);
-        if (!row.ok()) return row.status();
-        if (!row.value()) return SubjectCache<std::string>::Ptr();
-        return std::make_shared<const std::string>(row.value()->status);
-      });
-      if (!v.ok()) return v.status();
-      out = v.value() ? *v.value() : "absent";
-      return Status::Ok();
-    }).ok());
+    EXPECT_TRUE(mine_
+                    ->Read([&](ReadTx& tx) -> Status {
+                      auto at = cache_.Sync(tx);
+                      if (!at.ok()) return at.status();
+                      auto v = cache_.Get(
+                          at.value(), id, [&]() -> Result<SubjectCache<std::string>::Ptr> {
+                            ++loads_;
+                            auto row = tx.GetSubject(id);
+                            if (!row.ok()) return row.status();
+                            if (!row.value()) return SubjectCache<std::string>::Ptr();
+                            return std::make_shared<const std::string>(row.value()->status);
+                          });
+                      if (!v.ok()) return v.status();
+                      out = v.value() ? *v.value() : "absent";
+                      return Status::Ok();
+                    })
+                    .ok());
     return out;
   }
 
@@ -90,23 +94,26 @@ TEST_F(SubjectCacheTest, KeepsAValueUntilAnotherWriterChangesThatSubject) {
   SetStatus(*other_, "sub_a", "restricted");
   EXPECT_EQ(StatusOf("sub_a"), "restricted");  // seen at once, though written elsewhere
   EXPECT_EQ(StatusOf("sub_b"), "active");
-  EXPECT_EQ(loads_, 3);                       // sub_b stayed kept
+  EXPECT_EQ(loads_, 3);  // sub_b stayed kept
 }
 
 TEST_F(SubjectCacheTest, ConsentEventsAndSuppressionsOfAContactAreChanges) {
   EXPECT_EQ(StatusOf("sub_a"), "active");
-  ASSERT_TRUE(other_->Write([](WriteTx& tx) {
-    return tx.InsertConsentEvent(Grant("cev_1", "sub_a"));
-  }).ok());
+  ASSERT_TRUE(
+      other_->Write([](WriteTx& tx) { return tx.InsertConsentEvent(Grant("cev_1", "sub_a")); })
+          .ok());
   EXPECT_EQ(StatusOf("sub_a"), "active");
   EXPECT_EQ(loads_, 2);
   const Bytes digest(16, 7);
-  ASSERT_TRUE(other_->Write([&](WriteTx& tx) { return tx.PutIndex("sub_b", {"~email", digest}); }).ok());
+  ASSERT_TRUE(other_->Write([&](WriteTx& tx) {
+                      return tx.PutIndex("sub_b", {"~email", digest});
+                    })
+                  .ok());
   EXPECT_EQ(StatusOf("sub_b"), "active");
   EXPECT_EQ(loads_, 3);
-  ASSERT_TRUE(other_->Write([&](WriteTx& tx) {
-    return tx.PutSuppression("email", digest, "test", 1);
-  }).ok());
+  ASSERT_TRUE(
+      other_->Write([&](WriteTx& tx) { return tx.PutSuppression("email", digest, "test", 1); })
+          .ok());
   EXPECT_EQ(StatusOf("sub_b"), "active");
   EXPECT_EQ(StatusOf("sub_a"), "active");
   EXPECT_EQ(loads_, 4);  // the suppression reached sub_b (through its digest), not sub_a
@@ -114,10 +121,12 @@ TEST_F(SubjectCacheTest, ConsentEventsAndSuppressionsOfAContactAreChanges) {
 
 TEST_F(SubjectCacheTest, AKeyRewrapIsNoChange) {
   EXPECT_EQ(StatusOf("sub_a"), "active");
-  ASSERT_TRUE(other_->Write([](WriteTx& tx) -> Status {
-    auto done = tx.RewrapDataKey("sub_a", 0, 2, Bytes(40, 2));
-    return done.ok() ? Status::Ok() : done.status();
-  }).ok());
+  ASSERT_TRUE(other_
+                  ->Write([](WriteTx& tx) -> Status {
+                    auto done = tx.RewrapDataKey("sub_a", 0, 2, Bytes(40, 2));
+                    return done.ok() ? Status::Ok() : done.status();
+                  })
+                  .ok());
   EXPECT_EQ(StatusOf("sub_a"), "active");
   EXPECT_EQ(loads_, 1);
 }
@@ -125,69 +134,87 @@ TEST_F(SubjectCacheTest, AKeyRewrapIsNoChange) {
 TEST_F(SubjectCacheTest, AValueReadBeforeAChangeItMissedIsNotKept) {
   // A reader loads sub_a in an old snapshot while another reader has already applied a
   // later change to it: the old value answers its own request and is not kept.
-  ASSERT_TRUE(mine_->Read([&](ReadTx& old_tx) -> Status {
-    auto at = cache_.Sync(old_tx);
-    if (!at.ok()) return at.status();
-    auto stale = old_tx.GetSubject("sub_a");  // pins the old snapshot
-    SetStatus(*other_, "sub_a", "restricted");
-    EXPECT_EQ(StatusOf("sub_a"), "restricted");  // a newer reader applies the change
-    int old_loads = 0;
-    auto v = cache_.Get(at.value(), "sub_a", [&]() -> Result<SubjectCache<std::string>::Ptr> {
-      ++old_loads;
-      return std::make_shared<const std::string>("active");
-    });
-    EXPECT_EQ(old_loads, 0);  // the newer value was kept and is newer still: use it
-    EXPECT_EQ(*v.value(), "restricted");
-    return Status::Ok();
-  }).ok());
+  ASSERT_TRUE(
+      mine_
+          ->Read([&](ReadTx& old_tx) -> Status {
+            auto at = cache_.Sync(old_tx);
+            if (!at.ok()) return at.status();
+            auto stale = old_tx.GetSubject("sub_a");  // pins the old snapshot
+            SetStatus(*other_, "sub_a", "restricted");
+            EXPECT_EQ(StatusOf("sub_a"), "restricted");  // a newer reader applies the change
+            int old_loads = 0;
+            auto v =
+                cache_.Get(at.value(), "sub_a", [&]() -> Result<SubjectCache<std::string>::Ptr> {
+                  ++old_loads;
+                  return std::make_shared<const std::string>("active");
+                });
+            EXPECT_EQ(old_loads, 0);  // the newer value was kept and is newer still: use it
+            EXPECT_EQ(*v.value(), "restricted");
+            return Status::Ok();
+          })
+          .ok());
   // Now the race the other way round: the old reader loads first.
   SubjectCache<std::string> cache(10);
-  ASSERT_TRUE(mine_->Read([&](ReadTx& old_tx) -> Status {
-    auto at = cache.Sync(old_tx);
-    if (!at.ok()) return at.status();
-    auto pin = old_tx.GetSubject("sub_b");
-    SetStatus(*other_, "sub_b", "erased");
-    EXPECT_TRUE(mine_->Read([&](ReadTx& new_tx) { return cache.Sync(new_tx).status(); }).ok());
-    auto v = cache.Get(at.value(), "sub_b", [&]() -> Result<SubjectCache<std::string>::Ptr> {
-      return std::make_shared<const std::string>(pin.value().value().status);
-    });
-    EXPECT_EQ(*v.value(), "active");  // answers its own request
-    return Status::Ok();
-  }).ok());
+  ASSERT_TRUE(
+      mine_
+          ->Read([&](ReadTx& old_tx) -> Status {
+            auto at = cache.Sync(old_tx);
+            if (!at.ok()) return at.status();
+            auto pin = old_tx.GetSubject("sub_b");
+            SetStatus(*other_, "sub_b", "erased");
+            EXPECT_TRUE(
+                mine_->Read([&](ReadTx& new_tx) { return cache.Sync(new_tx).status(); }).ok());
+            auto v =
+                cache.Get(at.value(), "sub_b", [&]() -> Result<SubjectCache<std::string>::Ptr> {
+                  return std::make_shared<const std::string>(pin.value().value().status);
+                });
+            EXPECT_EQ(*v.value(), "active");  // answers its own request
+            return Status::Ok();
+          })
+          .ok());
   EXPECT_EQ(cache.size(), 0u);  // the stale "active" was not kept
 }
 
 TEST_F(SubjectCacheTest, AReaderTooFarBehindStartsOver) {
   EXPECT_EQ(StatusOf("sub_a"), "active");
-  ASSERT_TRUE(other_->Write([](WriteTx& tx) -> Status {
-    for (int i = 0; i < 9000; ++i) {
-      GARDE_RETURN_IF_ERROR(tx.InsertSubject(StandInRow("sub_n" + std::to_string(i))));
-    }
-    return Status::Ok();
-  }).ok());
+  ASSERT_TRUE(other_
+                  ->Write([](WriteTx& tx) -> Status {
+                    for (int i = 0; i < 9000; ++i) {
+                      GARDE_RETURN_IF_ERROR(
+                          tx.InsertSubject(StandInRow("sub_n" + std::to_string(i))));
+                    }
+                    return Status::Ok();
+                  })
+                  .ok());
   EXPECT_EQ(StatusOf("sub_a"), "active");
   EXPECT_EQ(loads_, 2);  // more changes than it reads at once: everything kept was dropped
 }
 
 TEST_F(SubjectCacheTest, TheChangeLogKeepsItsNewestChangesOnly) {
-  ASSERT_TRUE(other_->Write([](WriteTx& tx) -> Status {
-    for (int64_t i = 0; i < kChangeLogKeep + 4000; ++i) {
-      GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(Grant("cev_" + std::to_string(i), "sub_a")));
-    }
-    return Status::Ok();
-  }).ok());
-  ASSERT_TRUE(mine_->Read([](ReadTx& tx) -> Status {
-    auto all = tx.ChangesAfter(0, 1000000);
-    EXPECT_TRUE(all.ok());
-    EXPECT_FALSE(all->complete);  // its oldest changes were trimmed
-    EXPECT_FALSE(tx.ChangesAfter(all->last_seq - kChangeLogKeep - 1, 1000000)->complete);
-    EXPECT_TRUE(tx.ChangesAfter(all->last_seq - kChangeLogKeep + 1, 1000000)->complete);
-    auto recent = tx.ChangesAfter(all->last_seq - 100, 1000);
-    EXPECT_TRUE(recent->complete);
-    EXPECT_EQ(recent->changes.size(), 100u);
-    EXPECT_EQ(recent->changes.back().second, "sub_a");
-    return Status::Ok();
-  }).ok());
+  ASSERT_TRUE(other_
+                  ->Write([](WriteTx& tx) -> Status {
+                    for (int64_t i = 0; i < kChangeLogKeep + 4000; ++i) {
+                      GARDE_RETURN_IF_ERROR(
+                          tx.InsertConsentEvent(Grant("cev_" + std::to_string(i), "sub_a")));
+                    }
+                    return Status::Ok();
+                  })
+                  .ok());
+  ASSERT_TRUE(
+      mine_
+          ->Read([](ReadTx& tx) -> Status {
+            auto all = tx.ChangesAfter(0, 1000000);
+            EXPECT_TRUE(all.ok());
+            EXPECT_FALSE(all->complete);  // its oldest changes were trimmed
+            EXPECT_FALSE(tx.ChangesAfter(all->last_seq - kChangeLogKeep - 1, 1000000)->complete);
+            EXPECT_TRUE(tx.ChangesAfter(all->last_seq - kChangeLogKeep + 1, 1000000)->complete);
+            auto recent = tx.ChangesAfter(all->last_seq - 100, 1000);
+            EXPECT_TRUE(recent->complete);
+            EXPECT_EQ(recent->changes.size(), 100u);
+            EXPECT_EQ(recent->changes.back().second, "sub_a");
+            return Status::Ok();
+          })
+          .ok());
 }
 
 TEST_F(SubjectCacheTest, TheChangeEpochMovesWithEveryCommitWhoeverMakesIt) {
@@ -205,8 +232,8 @@ TEST_F(SubjectCacheTest, TheChangeEpochMovesWithEveryCommitWhoeverMakesIt) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path_.string().c_str(), &db), SQLITE_OK);
   const uint64_t last = mine_->ChangeEpoch();
-  ASSERT_EQ(sqlite3_exec(db, "UPDATE subjects SET source = 'elsewhere' WHERE id = 'sub_b'",
-                         nullptr, nullptr, nullptr),
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE subjects SET source = 'elsewhere' WHERE id = 'sub_b'", nullptr,
+                         nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close(db);
   EXPECT_NE(mine_->ChangeEpoch(), last);
@@ -233,7 +260,7 @@ TEST_F(SubjectCacheTest, KeptValuesAreCurrentWithoutATransactionUntilTheNextComm
 
 // The statuses of a page of rows, as a Fill loader reads them.
 Result<std::vector<SubjectCache<std::string>::Ptr>> Statuses(ReadTx&,
-                                                              const std::vector<SubjectRow>& page) {
+                                                             const std::vector<SubjectRow>& page) {
   std::vector<SubjectCache<std::string>::Ptr> out;
   for (const auto& row : page) out.push_back(std::make_shared<const std::string>(row.status));
   return out;
@@ -268,11 +295,13 @@ TEST_F(SubjectCacheTest, FillingKeepsNothingThatChangedAfterWhatTheLoaderReadEar
   // The loader combines the page with something read at `read_at` (as the consent facts do
   // with the suppression list): a subject changed since then is not kept from that read.
   int64_t read_at = 0;
-  ASSERT_TRUE(mine_->Read([&](ReadTx& tx) -> Status {
-    auto at = cache_.Sync(tx);
-    read_at = at.value();
-    return at.status();
-  }).ok());
+  ASSERT_TRUE(mine_
+                  ->Read([&](ReadTx& tx) -> Status {
+                    auto at = cache_.Sync(tx);
+                    read_at = at.value();
+                    return at.status();
+                  })
+                  .ok());
   SetStatus(*other_, "sub_b", "restricted");
   auto filled = cache_.Fill(*mine_, Statuses, read_at);
   ASSERT_TRUE(filled.ok());

@@ -27,51 +27,56 @@ class SubjectRekeyTest : public DeploymentFixture {
 
   SubjectRow Row(const std::string& id) {
     std::optional<SubjectRow> row;
-    EXPECT_TRUE(d_->store().Read([&](ReadTx& tx) -> Status {
-                  auto r = tx.GetSubject(id);
-                  if (!r.ok()) return r.status();
-                  row = r.value();
-                  return Status::Ok();
-                }).ok());
+    EXPECT_TRUE(d_->store()
+                    .Read([&](ReadTx& tx) -> Status {
+                      auto r = tx.GetSubject(id);
+                      if (!r.ok()) return r.status();
+                      row = r.value();
+                      return Status::Ok();
+                    })
+                    .ok());
     return row.value_or(SubjectRow{});
   }
 
   // Every box sealed under the subject's data key, by what it is sealed for.
   std::map<std::string, Bytes> Boxes(const std::string& id) {
     std::map<std::string, Bytes> out;
-    EXPECT_TRUE(d_->store().Read([&](ReadTx& tx) -> Status {
-                  auto fields = tx.GetFields(id);
-                  if (!fields.ok()) return fields.status();
-                  for (const auto& f : fields.value()) out[f.field] = f.box;
-                  auto interactions = tx.InteractionsOf(id, 0);
-                  if (!interactions.ok()) return interactions.status();
-                  for (const auto& i : interactions.value()) {
-                    if (!i.sealed_amount.empty()) {
-                      out["~" + std::string(kInteractionAmountLabel) + "#" +
-                          std::to_string(i.seq)] = i.sealed_amount;
-                    }
-                  }
-                  RequestQuery q;
-                  q.subject = id;
-                  auto requests = tx.QueryRequests(q);
-                  if (!requests.ok()) return requests.status();
-                  for (const auto& listed : requests.value()) {
-                    auto r = tx.GetRequest(listed.id);
-                    if (!r.ok()) return r.status();
-                    if (!r.value()->sealed.empty()) {
-                      out["~" + RequestNotesLabel(listed.id)] = r.value()->sealed;
-                    }
-                    if (!r.value()->package.empty()) {
-                      out["~" + RequestPackageLabel(listed.id)] = r.value()->package;
-                    }
-                  }
-                  auto merges = tx.MergesInto(id);
-                  if (!merges.ok()) return merges.status();
-                  for (const auto& m : merges.value()) {
-                    if (!m.sealed.empty()) out["~" + MergeValuesLabel(m.id)] = m.sealed;
-                  }
-                  return Status::Ok();
-                }).ok());
+    EXPECT_TRUE(
+        d_->store()
+            .Read([&](ReadTx& tx) -> Status {
+              auto fields = tx.GetFields(id);
+              if (!fields.ok()) return fields.status();
+              for (const auto& f : fields.value()) out[f.field] = f.box;
+              auto interactions = tx.InteractionsOf(id, 0);
+              if (!interactions.ok()) return interactions.status();
+              for (const auto& i : interactions.value()) {
+                if (!i.sealed_amount.empty()) {
+                  out["~" + std::string(kInteractionAmountLabel) + "#" + std::to_string(i.seq)] =
+                      i.sealed_amount;
+                }
+              }
+              RequestQuery q;
+              q.subject = id;
+              auto requests = tx.QueryRequests(q);
+              if (!requests.ok()) return requests.status();
+              for (const auto& listed : requests.value()) {
+                auto r = tx.GetRequest(listed.id);
+                if (!r.ok()) return r.status();
+                if (!r.value()->sealed.empty()) {
+                  out["~" + RequestNotesLabel(listed.id)] = r.value()->sealed;
+                }
+                if (!r.value()->package.empty()) {
+                  out["~" + RequestPackageLabel(listed.id)] = r.value()->package;
+                }
+              }
+              auto merges = tx.MergesInto(id);
+              if (!merges.ok()) return merges.status();
+              for (const auto& m : merges.value()) {
+                if (!m.sealed.empty()) out["~" + MergeValuesLabel(m.id)] = m.sealed;
+              }
+              return Status::Ok();
+            })
+            .ok());
     return out;
   }
 
@@ -107,8 +112,9 @@ TEST_F(SubjectRekeyTest, EveryBoxOpensUnderTheNewKeyAndNoneUnderTheOld) {
                                 {"first_name", FieldValue::String("Anna")},
                                 {"city", FieldValue::String("Lyon")}});
   ASSERT_TRUE(d_->vault()
-                  .RecordInteractions(operator_, a, {{"purchase", d_->clock().Now() - 60, 42.5},
-                                                     {"visit", d_->clock().Now() - 30, {}}})
+                  .RecordInteractions(operator_, a,
+                                      {{"purchase", d_->clock().Now() - 60, 42.5},
+                                       {"visit", d_->clock().Now() - 30, {}}})
                   .ok());
   ASSERT_TRUE(d_->vault()
                   .RecordInteractions(operator_, b, {{"purchase", d_->clock().Now() - 90, 17.25}})

@@ -26,11 +26,11 @@ TEST(SubjectTokens, VerifiesOnlyUntamperedUnexpiredTokensOfItsKey) {
   SubjectTokens other(Key(2));
   EXPECT_FALSE(other.Verify(t, 1).ok());  // another deployment's key
   // Claims rewritten to another subject, with the original MAC.
-  const std::string forged = Base64UrlEncode(AsBytes("v1|sub_b|unsubscribe|marketing.email|1000")) +
-                             t.substr(t.find('.'));
+  const std::string forged =
+      Base64UrlEncode(AsBytes("v1|sub_b|unsubscribe|marketing.email|1000")) + t.substr(t.find('.'));
   EXPECT_FALSE(tokens.Verify(forged, 1).ok());
-  for (const std::string& bad : {std::string(""), std::string("."), std::string("abc"),
-                                t + "x", std::string(600, 'a')}) {
+  for (const std::string& bad :
+       {std::string(""), std::string("."), std::string("abc"), t + "x", std::string(600, 'a')}) {
     EXPECT_FALSE(tokens.Verify(bad, 1).ok()) << bad;
   }
 }

@@ -9,15 +9,14 @@
 #include <thread>
 
 #include "deployment_fixture.h"
-#include "garde/domain/consent_ledger.h"
 #include "garde/app/deployment.h"
+#include "garde/domain/consent_ledger.h"
 
 namespace garde {
 namespace {
 
 class SubjectVaultTest : public DeploymentFixture {
  protected:
-
   SubjectView MustCreate(FieldMap fields, const char* kind = "person") {
     auto r = d_->vault().Create(operator_, {kind, "web_form", std::nullopt, std::move(fields)});
     EXPECT_TRUE(r.ok()) << r.status().message();
@@ -97,7 +96,9 @@ TEST_F(SubjectVaultTest, SubjectsAndEventsCreatedTogetherShareTheirIdsRun) {
 }
 
 TEST_F(SubjectVaultTest, InvalidWriteStoresNothingAndListsEveryProblem) {
-  auto r = d_->vault().Create(operator_, {"person", "web_form", std::nullopt,
+  auto r = d_->vault().Create(operator_, {"person",
+                                          "web_form",
+                                          std::nullopt,
                                           {{"email", FieldValue::String("nope")},
                                            {"legal_name", FieldValue::String("ACME")},
                                            {"shoe_size", FieldValue::Number(42)},
@@ -106,15 +107,16 @@ TEST_F(SubjectVaultTest, InvalidWriteStoresNothingAndListsEveryProblem) {
   EXPECT_EQ(r.status().code(), Code::kUnprocessable);
   std::set<std::string> fields;
   for (const auto& e : r.status().errors()) fields.insert(e.field);
-  EXPECT_EQ(fields, (std::set<std::string>{"fields.email", "fields.legal_name",
-                                           "fields.shoe_size", "fields.household_size"}));
+  EXPECT_EQ(fields, (std::set<std::string>{"fields.email", "fields.legal_name", "fields.shoe_size",
+                                           "fields.household_size"}));
   EXPECT_EQ(CountSubjects(), 0);
 }
 
 TEST_F(SubjectVaultTest, DuplicateUniqueValueConflictsWithTheExistingId) {
   auto first = MustCreate({{"email", FieldValue::String("dup@example.org")}});
   auto second = d_->vault().Create(
-      operator_, {"person", "import", std::nullopt, {{"email", FieldValue::String(" DUP@example.org")}}});
+      operator_,
+      {"person", "import", std::nullopt, {{"email", FieldValue::String(" DUP@example.org")}}});
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), Code::kConflict);
   ASSERT_EQ(second.status().extras().size(), 1u);
@@ -125,10 +127,10 @@ TEST_F(SubjectVaultTest, DuplicateUniqueValueConflictsWithTheExistingId) {
 TEST_F(SubjectVaultTest, RectifySetsRemovesAndReindexes) {
   auto s = MustCreate({{"email", FieldValue::String("old@example.org")},
                        {"first_name", FieldValue::String("Ana")}});
-  auto r = d_->vault().Rectify(operator_, s.id,
-                               {{{"email", FieldValue::String("new@example.org")},
-                                 {"first_name", FieldValue::Null()}},
-                                std::nullopt});
+  auto r = d_->vault().Rectify(
+      operator_, s.id,
+      {{{"email", FieldValue::String("new@example.org")}, {"first_name", FieldValue::Null()}},
+       std::nullopt});
   ASSERT_TRUE(r.ok()) << r.status().message();
   auto read = d_->vault().Read(operator_, s.id, "customer_management");
   ASSERT_TRUE(read.ok());
@@ -162,18 +164,18 @@ TEST_F(SubjectVaultTest, SearchIntersectsCriteriaAndRefusesUnindexedFields) {
   ASSERT_TRUE(one.ok());
   ASSERT_EQ(one->size(), 1u);
   EXPECT_EQ(one->at(0).id, a.id);
-  EXPECT_EQ(d_->vault()
-                .Search(operator_, "customer_management",
-                        {{"first_name", FieldValue::String("Ana")}})
-                .status()
-                .code(),
-            Code::kUnprocessable);
+  EXPECT_EQ(
+      d_->vault()
+          .Search(operator_, "customer_management", {{"first_name", FieldValue::String("Ana")}})
+          .status()
+          .code(),
+      Code::kUnprocessable);
 }
 
 TEST_F(SubjectVaultTest, CiphertextCopiedToAnotherSubjectOrFieldReadsAsDamaged) {
   auto a = MustCreate({{"email", FieldValue::String("a@example.org")}});
-  auto b = MustCreate({{"email", FieldValue::String("b@example.org")},
-                       {"first_name", FieldValue::String("Bea")}});
+  auto b = MustCreate(
+      {{"email", FieldValue::String("b@example.org")}, {"first_name", FieldValue::String("Bea")}});
   Bytes a_email;
   ASSERT_TRUE(d_->store()
                   .Read([&](ReadTx& tx) {
@@ -183,13 +185,21 @@ TEST_F(SubjectVaultTest, CiphertextCopiedToAnotherSubjectOrFieldReadsAsDamaged) 
                   })
                   .ok());
   // Onto another subject's same field.
-  ASSERT_TRUE(d_->store().Write([&](WriteTx& tx) { return tx.PutField(b.id, {"email", a_email}); }).ok());
+  ASSERT_TRUE(d_->store()
+                  .Write([&](WriteTx& tx) {
+                    return tx.PutField(b.id, {"email", a_email});
+                  })
+                  .ok());
   auto r = d_->vault().Read(operator_, b.id, "customer_management");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Code::kDamaged);
   EXPECT_EQ(r.status().message().find("a@example.org"), std::string::npos);
   // Onto another field of the same subject.
-  ASSERT_TRUE(d_->store().Write([&](WriteTx& tx) { return tx.PutField(a.id, {"first_name", a_email}); }).ok());
+  ASSERT_TRUE(d_->store()
+                  .Write([&](WriteTx& tx) {
+                    return tx.PutField(a.id, {"first_name", a_email});
+                  })
+                  .ok());
   EXPECT_EQ(d_->vault().Read(operator_, a.id, "customer_management").status().code(),
             Code::kDamaged);
 }
@@ -203,10 +213,12 @@ TEST_F(SubjectVaultTest, MarketingCannotWrite) {
 TEST_F(SubjectVaultTest, RotationRewrapsWithoutChangingFields) {
   auto s = MustCreate({{"email", FieldValue::String("rot@example.org")}});
   Bytes before;
-  ASSERT_TRUE(d_->store().Read([&](ReadTx& tx) {
-                before = tx.GetFields(s.id).value().at(0).box;
-                return Status::Ok();
-              }).ok());
+  ASSERT_TRUE(d_->store()
+                  .Read([&](ReadTx& tx) {
+                    before = tx.GetFields(s.id).value().at(0).box;
+                    return Status::Ok();
+                  })
+                  .ok());
   ASSERT_TRUE(Keyring::AddVersion(cfg_.keyring_path()).ok());
   ASSERT_TRUE(d_->keys().Load().ok());
   auto n = d_->rotation().RewrapAll(10, nullptr);
@@ -217,10 +229,12 @@ TEST_F(SubjectVaultTest, RotationRewrapsWithoutChangingFields) {
   EXPECT_EQ(usage->count(1), 0u);
   EXPECT_EQ(usage->at(2), 1);
   Bytes after;
-  ASSERT_TRUE(d_->store().Read([&](ReadTx& tx) {
-                after = tx.GetFields(s.id).value().at(0).box;
-                return Status::Ok();
-              }).ok());
+  ASSERT_TRUE(d_->store()
+                  .Read([&](ReadTx& tx) {
+                    after = tx.GetFields(s.id).value().at(0).box;
+                    return Status::Ok();
+                  })
+                  .ok());
   EXPECT_EQ(before, after);  // no field was re-encrypted
   ASSERT_TRUE(Keyring::Retire(cfg_.keyring_path(), 1).ok());
   ASSERT_TRUE(d_->keys().Load().ok());
@@ -282,7 +296,9 @@ class MatchKeyRotationTest : public DeploymentFixture {
 TEST_F(MatchKeyRotationTest, RotatedWithTheBlindIndexesOrDroppedWhenNoLongerKept) {
   for (const char* name : {"Robert", "Bob", "Alice"}) {
     ASSERT_TRUE(d_->vault()
-                    .Create(operator_, {"person", "web_form", std::nullopt,
+                    .Create(operator_, {"person",
+                                        "web_form",
+                                        std::nullopt,
                                         {{"first_name", FieldValue::String(name)},
                                          {"last_name", FieldValue::String("Martin")},
                                          {"postal_code", FieldValue::String("69002")}}})

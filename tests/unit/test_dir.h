@@ -21,8 +21,8 @@ namespace garde {
 inline std::filesystem::path TestDir(const std::string& prefix) {
   std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
   std::replace(name.begin(), name.end(), '/', '_');
-  auto dir = std::filesystem::temp_directory_path() /
-             (prefix + std::to_string(::getpid()) + "-" + name);
+  auto dir =
+      std::filesystem::temp_directory_path() / (prefix + std::to_string(::getpid()) + "-" + name);
   std::filesystem::remove_all(dir);
   return dir;
 }

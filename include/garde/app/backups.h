@@ -38,10 +38,10 @@ struct BackupFile {
 };
 
 struct BackupInfo {
-  std::string id;    // "bk_20261202T071500Z_1a2b3c4d"
+  std::string id;  // "bk_20261202T071500Z_1a2b3c4d"
   std::string path;
   int64_t created_at = 0;
-  int64_t bytes = 0;        // of the backup file
+  int64_t bytes = 0;  // of the backup file
   int64_t subjects = 0;
   int64_t tombstones = 0;   // erasures in the vault's tombstones table at the time
   uint64_t audit_size = 0;  // entries in the audit log copy

@@ -26,9 +26,9 @@ struct IncidentView {
 };
 
 struct IncidentQuery {
-  std::string status;           // open | closed | "" (any)
-  bool overdue = false;         // the authority's deadline passed, not notified
-  int64_t due_within = -1;      // seconds; -1: no bound
+  std::string status;       // open | closed | "" (any)
+  bool overdue = false;     // the authority's deadline passed, not notified
+  int64_t due_within = -1;  // seconds; -1: no bound
 };
 
 struct BreachScope {

@@ -1,5 +1,6 @@
-// A deployment: one data directory (keyring, vault database, audit database) with its policies, opened and wired
-// into the domain services. `garde serve` and every CLI command that touches data open one.
+// A deployment: one data directory (keyring, vault database, audit database) with its policies,
+// opened and wired into the domain services. `garde serve` and every CLI command that touches data
+// open one.
 //
 //   auto d = Deployment::Open(config);          // fails with a clear message
 //   d.value()->vault().Read(caller, id, "customer_management");
@@ -14,17 +15,17 @@
 #include "garde/base/clock.h"
 #include "garde/base/file_system.h"
 #include "garde/config/config.h"
+#include "garde/crypto/checkpoint_signer.h"
 #include "garde/crypto/keyed_hash.h"
 #include "garde/crypto/keyring_source.h"
-#include "garde/crypto/checkpoint_signer.h"
 #include "garde/domain/access_journal.h"
-#include "garde/domain/audit_log.h"
 #include "garde/domain/api_keys.h"
+#include "garde/domain/audience.h"
+#include "garde/domain/audit_log.h"
+#include "garde/domain/consent_ledger.h"
 #include "garde/domain/entry_standard.h"
 #include "garde/domain/key_rotation.h"
 #include "garde/domain/retention.h"
-#include "garde/domain/audience.h"
-#include "garde/domain/consent_ledger.h"
 #include "garde/domain/subject_merges.h"
 #include "garde/domain/subject_requests.h"
 #include "garde/domain/subject_vault.h"
@@ -101,7 +102,7 @@ class Deployment {
   KeyringSource keys_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Store> audit_store_;  // audit.db
-  std::unique_ptr<FileSystem> files_;  // DeploymentStores::files; null: the machine's
+  std::unique_ptr<FileSystem> files_;   // DeploymentStores::files; null: the machine's
   FileSystem& files() { return files_ ? *files_ : PosixFileSystem(); }
   std::unique_ptr<PolicyHolder> policies_;
   std::unique_ptr<LookupKeys> lookup_;  // blind indexes, API-key hashes, link tokens

@@ -57,11 +57,11 @@ Result<ImportMapping> ParseImportMapping(const std::string& name, const std::str
                                          const Schema& schema);
 
 struct ImportRowResult {
-  int64_t row = 0;     // 1-based, the header excluded
-  size_t line = 0;     // the file's line where the row starts
-  std::string outcome; // created | updated | duplicate | invalid | failed
-  std::string id;      // the subject created, updated or duplicated
-  std::string detail;  // why, for the others (never a value from the file)
+  int64_t row = 0;      // 1-based, the header excluded
+  size_t line = 0;      // the file's line where the row starts
+  std::string outcome;  // created | updated | duplicate | invalid | failed
+  std::string id;       // the subject created, updated or duplicated
+  std::string detail;   // why, for the others (never a value from the file)
   std::vector<FieldError> errors;
   bool earlier = false;  // done by an earlier, interrupted run of the same import
   // A created (or, in a dry run, valid) row that is likely the same customer as a subject
@@ -74,7 +74,7 @@ struct ImportSummary {
   std::string id;
   bool dry_run = false;
   int64_t rows = 0, created = 0, updated = 0, duplicates = 0, invalid = 0, failed = 0;
-  int64_t resumed = 0;  // rows an earlier run had done
+  int64_t resumed = 0;            // rows an earlier run had done
   int64_t likely_duplicates = 0;  // created (or valid) rows flagged as likely duplicates
 };
 

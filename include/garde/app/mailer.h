@@ -22,7 +22,6 @@ class Deployment;
 
 inline constexpr const char* kMailEndpoint = "mail";
 
-
 struct MailOutcome {
   enum class Kind { kSent, kSkipped, kRetry, kFailed } kind = Kind::kRetry;
   // No personal data: an SMTP reply code, a transport error, or why nothing was sent.

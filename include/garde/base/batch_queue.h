@@ -28,8 +28,8 @@ class BatchQueue {
  public:
   // Runs `batch`. May call `hand_over` once, when the next batch may start (this one's callers
   // are still not answered); the next batch starts when it returns otherwise.
-  using RunFn = std::function<void(const std::vector<Item*>& batch,
-                                   const std::function<void()>& hand_over)>;
+  using RunFn =
+      std::function<void(const std::vector<Item*>& batch, const std::function<void()>& hand_over)>;
 
   explicit BatchQueue(size_t max_batch = std::numeric_limits<size_t>::max())
       : max_batch_(max_batch) {}

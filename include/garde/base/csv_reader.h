@@ -106,8 +106,8 @@ class CsvStream {
   char delimiter_ = ',';
   std::string buffer_;
   std::unique_ptr<char[]> chunk_;  // what one Read() fills
-  size_t start_ = 0;  // the first byte of buffer_ not yet returned
-  size_t line_ = 1;   // the line buffer_[start_] is on
+  size_t start_ = 0;               // the first byte of buffer_ not yet returned
+  size_t line_ = 1;                // the line buffer_[start_] is on
   size_t record_line_ = 0;
   std::string_view raw_;
   bool started_ = false, ended_ = false, bom_ = false;

@@ -47,9 +47,9 @@ class FileSystem {
     virtual int64_t size() const = 0;
   };
   enum class Mode {
-    kRead,     // an existing file (kNotFound when absent)
-    kCreate,   // created empty, or emptied
-    kAppend,   // created when absent, kept otherwise
+    kRead,    // an existing file (kNotFound when absent)
+    kCreate,  // created empty, or emptied
+    kAppend,  // created when absent, kept otherwise
   };
 
   virtual ~FileSystem() = default;

@@ -17,23 +17,23 @@ namespace garde {
 
 enum class Code {
   kOk,
-  kBadRequest,           // malformed syntax (400)
-  kUnauthenticated,      // missing or unknown credentials (401)
-  kPermissionDenied,     // role or activity does not allow the call (403)
-  kNotFound,             // unknown id or path (404)
-  kMoved,                // the resource lives at another id now (308)
-  kMethodNotAllowed,     // known path, other method (405)
-  kConflict,             // unique value already used, state conflict (409)
-  kDamaged,              // stored record fails authentication (409)
-  kPayloadTooLarge,      // body or batch over its limit (413)
-  kHeaderTooLarge,       // request line and headers over their limit (431)
-  kRequestTimeout,       // the request did not arrive whole in time (408)
-  kNotImplemented,       // a method the service does not know (501)
-  kVersionNotSupported,  // an HTTP major version other than 1 (505)
-  kUnsupportedMediaType, // wrong Content-Type (415)
-  kUnprocessable,        // well-formed but invalid content (422)
-  kUnavailable,          // database or keys not usable right now (503)
-  kInternal,             // a bug or an environment failure (500)
+  kBadRequest,            // malformed syntax (400)
+  kUnauthenticated,       // missing or unknown credentials (401)
+  kPermissionDenied,      // role or activity does not allow the call (403)
+  kNotFound,              // unknown id or path (404)
+  kMoved,                 // the resource lives at another id now (308)
+  kMethodNotAllowed,      // known path, other method (405)
+  kConflict,              // unique value already used, state conflict (409)
+  kDamaged,               // stored record fails authentication (409)
+  kPayloadTooLarge,       // body or batch over its limit (413)
+  kHeaderTooLarge,        // request line and headers over their limit (431)
+  kRequestTimeout,        // the request did not arrive whole in time (408)
+  kNotImplemented,        // a method the service does not know (501)
+  kVersionNotSupported,   // an HTTP major version other than 1 (505)
+  kUnsupportedMediaType,  // wrong Content-Type (415)
+  kUnprocessable,         // well-formed but invalid content (422)
+  kUnavailable,           // database or keys not usable right now (503)
+  kInternal,              // a bug or an environment failure (500)
 };
 
 // One field-level problem, named by its JSON path ("fields.email").
@@ -86,7 +86,7 @@ inline Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; 
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}         // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {}  // NOLINT: implicit by design
 
   bool ok() const { return std::holds_alternative<T>(v_); }
@@ -109,7 +109,8 @@ class [[nodiscard]] Result {
 #define GARDE_CONCAT(a, b) GARDE_CONCAT_INNER(a, b)
 // Returns the status of `expr` from the enclosing function unless it is Ok. The variable is
 // named after the line so that nested uses (inside a lambda) do not shadow each other.
-#define GARDE_RETURN_IF_ERROR(expr) GARDE_RETURN_IF_ERROR_IMPL(GARDE_CONCAT(garde_status_, __LINE__), expr)
+#define GARDE_RETURN_IF_ERROR(expr) \
+  GARDE_RETURN_IF_ERROR_IMPL(GARDE_CONCAT(garde_status_, __LINE__), expr)
 #define GARDE_RETURN_IF_ERROR_IMPL(var, expr) \
   do {                                        \
     ::garde::Status var = (expr);             \

@@ -7,20 +7,20 @@
 // usage errors.
 #pragma once
 
-#include "garde/base/status.h"
-
 #include <map>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "garde/base/status.h"
+
 namespace garde {
 
 struct CliArgs {
-  std::vector<std::string> words;                 // command words, e.g. {"apikey", "create"}
+  std::vector<std::string> words;                   // command words, e.g. {"apikey", "create"}
   std::multimap<std::string, std::string> options;  // --name value (repeatable)
-  std::set<std::string> switches;                 // --help, --json, ...
-  std::string error;                              // set when the arguments are malformed
+  std::set<std::string> switches;                   // --help, --json, ...
+  std::string error;                                // set when the arguments are malformed
 
   std::string Get(const std::string& name, const std::string& fallback = "") const;
   std::vector<std::string> All(const std::string& name) const;

@@ -23,16 +23,16 @@ struct Config {
   // The admin listener (GET /metrics); empty host: none.
   std::string admin_listen_host;
   uint16_t admin_listen_port = 0;
-  int io_threads = 0;            // threads owning the connections; 0: one per core
-  int max_threads = 128;         // workers for requests that may wait (writes, scans)
-  int max_queued = 256;          // requests waiting for a worker (503 above)
-  int max_connections = 10000;   // open connections; more are closed on arrival
+  int io_threads = 0;                     // threads owning the connections; 0: one per core
+  int max_threads = 128;                  // workers for requests that may wait (writes, scans)
+  int max_queued = 256;                   // requests waiting for a worker (503 above)
+  int max_connections = 10000;            // open connections; more are closed on arrival
   int max_connections_per_client = 1000;  // from one client address
   // Addresses (canonical text) of proxies whose X-Forwarded-For names the client (HAProxy in
   // front of the nodes); the audit log records the client's address digest, not the proxy's.
   std::vector<std::string> trusted_proxies;
-  int request_timeout = 15;      // seconds to receive a request or send a response
-  int keep_alive_timeout = 10;   // seconds an idle keep-alive connection is kept
+  int request_timeout = 15;     // seconds to receive a request or send a response
+  int keep_alive_timeout = 10;  // seconds an idle keep-alive connection is kept
   int max_keep_alive_requests = 10000;
   int64_t max_body_bytes = 1 << 20;
   int64_t max_batch_bytes = 16 << 20;
@@ -44,14 +44,14 @@ struct Config {
   // With PostgreSQL: answers from a node's memory confirm first that nothing changed
   // (read_consistency = strict), or follow other nodes' notifications (eventual).
   bool strict_reads = true;
-  bool durable = true;           // fsync every commit
-  int db_connections = 8;        // SQLite connections shared by the worker threads
-  int64_t db_mmap_bytes = 0;    // bytes of the database each connection memory-maps
-  int db_writer_cache_mib = 0;  // pages the writing connection keeps (0: the shared 16 MB)
+  bool durable = true;              // fsync every commit
+  int db_connections = 8;           // SQLite connections shared by the worker threads
+  int64_t db_mmap_bytes = 0;        // bytes of the database each connection memory-maps
+  int db_writer_cache_mib = 0;      // pages the writing connection keeps (0: the shared 16 MB)
   int db_checkpoint_frames = 4096;  // WAL frames a checkpointer thread copies (0: SQLite's own)
-  int deferred_sync_ms = 50;     // read-audit entries reach stable storage within this (ms)
-  int kept_subjects = 2000000;   // subjects whose consent facts stay in memory
-  int kept_records = 100000;     // sealed subject records (ciphertext) kept for reads
+  int deferred_sync_ms = 50;        // read-audit entries reach stable storage within this (ms)
+  int kept_subjects = 2000000;      // subjects whose consent facts stay in memory
+  int kept_records = 100000;        // sealed subject records (ciphertext) kept for reads
   std::string default_region = "FR";
   std::string log_level = "info";
   std::string log_file;
@@ -71,8 +71,8 @@ struct Config {
   std::string dsr_jurisdictions = "gdpr=P1M+P2M,uk_gdpr=P1M+P2M,ccpa=P45D+P45D";
   std::string dsr_jurisdiction = "gdpr";  // applied when a request names none
   // Backups (docs/operations.md): where, how often inside `serve` (0: never), which are kept.
-  std::string backup_dir;         // empty: data_dir/backups
-  int64_t backup_interval = 0;    // seconds, from an ISO 8601 duration
+  std::string backup_dir;       // empty: data_dir/backups
+  int64_t backup_interval = 0;  // seconds, from an ISO 8601 duration
   int backup_keep_last = 7;
   int backup_keep_daily = 7;
   int backup_keep_weekly = 4;
@@ -93,9 +93,9 @@ struct Config {
   std::string smtp_tls = "starttls";  // starttls (required) | none (tests, local relays)
   std::string smtp_ca_file;           // CA certificates for the server's; empty: the system's
   std::string smtp_user;
-  std::string smtp_password;          // from GARDE_SMTP_PASSWORD or smtp_password_file
-  std::string mail_from;              // "notices@example.com": the envelope and From address
-  int64_t mail_max_age = 3 * 86400;   // seconds a message is retried before it is failed
+  std::string smtp_password;         // from GARDE_SMTP_PASSWORD or smtp_password_file
+  std::string mail_from;             // "notices@example.com": the envelope and From address
+  int64_t mail_max_age = 3 * 86400;  // seconds a message is retried before it is failed
   int64_t mail_first_retry_ms = 30000;
   // Tests only: seconds added to every "now" of the service (expiry, deadlines, schedules).
   int64_t test_clock_offset = 0;
@@ -111,9 +111,9 @@ struct Config {
 };
 
 struct OptionDoc {
-  const char* name;     // config-file key; flag is --name with '_' as '-'
-  const char* env;      // environment variable
-  const char* fallback; // default, as text
+  const char* name;      // config-file key; flag is --name with '_' as '-'
+  const char* env;       // environment variable
+  const char* fallback;  // default, as text
   const char* help;
 };
 // Every option, for --help and docs/operations.md.

@@ -26,14 +26,14 @@ namespace garde {
 
 // Sub-key uses. Each has its own crypto_kdf context, so no two uses ever share a key.
 enum class KeyContext {
-  kBlindIndex,   // "gdblindx": per-field blind-index keys
-  kSuppression,  // "gdsuppr_": suppression-list hashes
-  kSubjectToken, // "gdtoken_": subject link tokens
-  kApiKeyHash,   // "gdapikey": stored API-key hashes
-  kSigning,      // "gdsignkp": Ed25519 seed for receipts and tree heads
-  kAuditDigest,  // "gdauditd": digests of malformed client values kept in the audit log
-  kBackup,       // "gdbackup": the key that seals backups (secretstream)
-  kIncident,     // "gdincidt": the key that seals the breach register's facts
+  kBlindIndex,    // "gdblindx": per-field blind-index keys
+  kSuppression,   // "gdsuppr_": suppression-list hashes
+  kSubjectToken,  // "gdtoken_": subject link tokens
+  kApiKeyHash,    // "gdapikey": stored API-key hashes
+  kSigning,       // "gdsignkp": Ed25519 seed for receipts and tree heads
+  kAuditDigest,   // "gdauditd": digests of malformed client values kept in the audit log
+  kBackup,        // "gdbackup": the key that seals backups (secretstream)
+  kIncident,      // "gdincidt": the key that seals the breach register's facts
 };
 
 struct RootKeyInfo {

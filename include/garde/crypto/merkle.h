@@ -42,8 +42,7 @@ class MerkleTree {
   // Hash of leaves [start, start + n): perfect aligned subtrees come from the source.
   Result<Hash> RangeHash(uint64_t start, uint64_t n) const;
   Status Path(uint64_t m, uint64_t start, uint64_t n, std::vector<Hash>* out) const;
-  Status SubProof(uint64_t m, uint64_t start, uint64_t n, bool whole,
-                  std::vector<Hash>* out) const;
+  Status SubProof(uint64_t m, uint64_t start, uint64_t n, bool whole, std::vector<Hash>* out) const;
   SubtreeSource source_;
 };
 
@@ -63,8 +62,8 @@ class MerkleAccumulator {
   Hash Root() const;
 
  private:
-  std::vector<Hash> stack_;        // perfect subtree roots, largest first
-  std::vector<unsigned> levels_;   // their levels
+  std::vector<Hash> stack_;       // perfect subtree roots, largest first
+  std::vector<unsigned> levels_;  // their levels
   uint64_t size_ = 0;
 };
 

@@ -49,11 +49,11 @@ class SealedSpool : public ByteSource {
   unsigned char key_[crypto_secretstream_xchacha20poly1305_KEYBYTES];
   unsigned char header_[crypto_secretstream_xchacha20poly1305_HEADERBYTES];
   crypto_secretstream_xchacha20poly1305_state state_;
-  std::string plain_;       // the chunk being filled, or the one being read
-  size_t plain_pos_ = 0;    // reading: bytes of plain_ handed out
-  int64_t size_ = 0;        // body bytes taken
-  int64_t file_end_ = 0;    // bytes written to the file
-  int64_t read_at_ = 0;     // reading: the next chunk's offset
+  std::string plain_;     // the chunk being filled, or the one being read
+  size_t plain_pos_ = 0;  // reading: bytes of plain_ handed out
+  int64_t size_ = 0;      // body bytes taken
+  int64_t file_end_ = 0;  // bytes written to the file
+  int64_t read_at_ = 0;   // reading: the next chunk's offset
   bool finished_ = false;
   bool final_read_ = false;  // reading: the final chunk was opened
 };

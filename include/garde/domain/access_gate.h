@@ -17,8 +17,8 @@ namespace garde {
 
 // Who is calling: an API key, or a customer holding a subject token, and the request it made.
 struct Caller {
-  std::string key_id;   // "subject-token" for a customer
-  std::string role;     // "subject" for a customer
+  std::string key_id;  // "subject-token" for a customer
+  std::string role;    // "subject" for a customer
   std::set<std::string> activities;
   std::string request_id;
   std::string subject;  // the token's subject, for a customer; empty for API keys
@@ -36,7 +36,7 @@ struct Caller {
 // Where a customer's call through a link came from: its request id and the digest of its
 // client address (Caller::client; "" when unknown).
 struct RequestOrigin {
-  RequestOrigin(const char* id) : request_id(id) {}  // NOLINT: a request id alone
+  RequestOrigin(const char* id) : request_id(id) {}              // NOLINT: a request id alone
   RequestOrigin(std::string id, std::string client_digest = "")  // NOLINT
       : request_id(std::move(id)), client(std::move(client_digest)) {}
   std::string request_id;

@@ -14,12 +14,12 @@
 namespace garde {
 
 struct AccessEvent {
-  std::string action;       // "subject.create", "subject.read", "apikey.create", ...
-  std::string subject_id;   // opaque id, never personal data
-  std::string activity;     // X-Purpose, when the call named one
-  std::string outcome;      // "ok", "denied", "not_found", "invalid", "conflict", "damaged"
+  std::string action;               // "subject.create", "subject.read", "apikey.create", ...
+  std::string subject_id;           // opaque id, never personal data
+  std::string activity;             // X-Purpose, when the call named one
+  std::string outcome;              // "ok", "denied", "not_found", "invalid", "conflict", "damaged"
   std::vector<std::string> fields;  // field names touched, never values
-  int64_t count = 0;        // rows, for batch and search calls
+  int64_t count = 0;                // rows, for batch and search calls
 };
 
 class AccessJournal {

@@ -48,9 +48,9 @@ struct AudienceMember {
 struct Audience {
   std::vector<std::string> fields;  // output columns
   std::vector<AudienceMember> members;
-  std::string list_sha256;          // SHA-256 of the sorted ids, one per line
+  std::string list_sha256;  // SHA-256 of the sorted ids, one per line
   int64_t scanned = 0;
-  int64_t matched = 0;              // matched the predicate, before consent
+  int64_t matched = 0;  // matched the predicate, before consent
 };
 
 struct BoundPredicate;  // a predicate bound to an AudienceIndex's columns
@@ -103,12 +103,12 @@ class AudienceBuilder {
   AccessJournal& journal_;
   const Clock& clock_;
   Mutex save_mu_ ACQUIRED_BEFORE(mu_);  // one snapshot written at a time
-  Mutex mu_;  // one build at a time
+  Mutex mu_;                            // one build at a time
   // Guarded by mu_; the build's helper thread reads it while the build holds mu_ for it.
   AudienceIndex index_;
   const std::unique_ptr<SealedSnapshot> snapshot_;
   bool snapshot_tried_ GUARDED_BY(mu_) = false;
-  std::thread saver_;            // the background save, if one was started
+  std::thread saver_;                // the background save, if one was started
   std::atomic<bool> saving_{false};  // saver_ started and not finished
   std::atomic<size_t> kept_{0};      // index_.size() after the last build or read
 };

@@ -91,7 +91,9 @@ class AudienceIndex {
   // Entries are distinct: two threads may ask for or attach to different ones at once.
   std::shared_ptr<const ConsentFacts> Facts(size_t i) const;
   // Facts read elsewhere (the ledger's, shared), kept until the entry changes.
-  void AttachFacts(size_t i, std::shared_ptr<const ConsentFacts> f) { all_.facts[i] = std::move(f); }
+  void AttachFacts(size_t i, std::shared_ptr<const ConsentFacts> f) {
+    all_.facts[i] = std::move(f);
+  }
   bool HasAttachedFacts(size_t i) const { return all_.facts[i] != nullptr; }
   // Opens `fields` (all held sealed) of entry i; kDamaged if they fail, or if the key
   // that wrapped its data key has been retired since (the caller then reads the vault).
@@ -113,12 +115,12 @@ class AudienceIndex {
     std::vector<std::vector<std::string_view>> boxes;  // parallel to sealed_ (empty: unset)
     std::vector<Wrapping> keys;
     std::vector<std::shared_ptr<const ConsentFacts>> facts;  // attached (AttachFacts)
-    std::vector<std::string_view> packed_facts;  // as recorded, unpacked by Facts()
+    std::vector<std::string_view> packed_facts;              // as recorded, unpacked by Facts()
     std::vector<std::string_view> records;
     std::vector<std::shared_ptr<Arena>> arenas;  // the one holding each record
-    std::shared_ptr<Arena> open_arena;            // where the next records go
-    size_t arena_block = 0;  // the size of a new arena (0: each record its own)
-    int64_t position = 0;  // every change of the log up to here is reflected
+    std::shared_ptr<Arena> open_arena;           // where the next records go
+    size_t arena_block = 0;                      // the size of a new arena (0: each record its own)
+    int64_t position = 0;                        // every change of the log up to here is reflected
 
     // Calls fn(mine, other's) for each of the parallel vectors above (columns and boxes
     // one by one); Zip(*this, ...) visits this part's own.
@@ -165,11 +167,11 @@ class AudienceIndex {
   std::vector<std::string> sealed_;  // sorted
   Part all_;
   bool complete_ = false;
-  int64_t shreds_ = 0;          // the store's shred count before the content was read
-  int64_t saved_position_ = -1; // the position of the last snapshot written or read
-  uint64_t generation_ = 0;     // changes whenever the index is rebuilt, read or dropped
-  int captures_ = 0;            // taken and not released
-  size_t retired_bytes_ = 0;    // records replaced or removed since the entries were packed
+  int64_t shreds_ = 0;           // the store's shred count before the content was read
+  int64_t saved_position_ = -1;  // the position of the last snapshot written or read
+  uint64_t generation_ = 0;      // changes whenever the index is rebuilt, read or dropped
+  int captures_ = 0;             // taken and not released
+  size_t retired_bytes_ = 0;     // records replaced or removed since the entries were packed
   uint64_t compactions_ = 0;
   std::vector<std::pair<std::string_view, std::shared_ptr<Arena>>> retired_;
 };

@@ -54,8 +54,12 @@ class AuditJournal {
  private:
   AuditJournal(FileSystem& fs, std::string path, std::string name,
                std::unique_ptr<FileSystem::Region> region)
-      : fs_(fs), path_(std::move(path)), name_(std::move(name)), region_(std::move(region)),
-        base_(region_->data()), capacity_(region_->size()) {}
+      : fs_(fs),
+        path_(std::move(path)),
+        name_(std::move(name)),
+        region_(std::move(region)),
+        base_(region_->data()),
+        capacity_(region_->size()) {}
 
   FileSystem& fs_;
   std::string path_, name_;

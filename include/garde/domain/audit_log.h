@@ -1,5 +1,6 @@
 // The audit log: every access event appended as an RFC 6962 Merkle-tree leaf, with signed
-// checkpoints and proofs. The log lives in its own database (audit.db), fed by one importer per process.
+// checkpoints and proofs. The log lives in its own database (audit.db), fed by one importer per
+// process.
 //
 //   AuditLog audit(vault_store, audit_store, clock, signer);
 //   audit.Record(&tx, caller, event);   // with a change: committed in its transaction
@@ -38,8 +39,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "garde/base/clock.h"
@@ -56,8 +57,8 @@ namespace garde {
 class AuditLog final : public AccessJournal {
  public:
   struct Options {
-    std::string journal_dir;       // where read journals are kept (the data directory)
-    int import_interval_ms = 50;   // how often entries move into the log
+    std::string journal_dir;          // where read journals are kept (the data directory)
+    int import_interval_ms = 50;      // how often entries move into the log
     int64_t journal_bytes = 8 << 20;  // size of one read journal (about 25k entries)
     // What the log keeps of client-supplied values (audit_values.h).
     AuditValues values{nullptr, nullptr};
@@ -142,7 +143,7 @@ class AuditLog final : public AccessJournal {
   Status ImportPass(bool pending) EXCLUDES(import_mu_);
   Status LoadIntakeMark() REQUIRES(import_mu_);  // reads intake_mark_ from the log
   void ImporterLoop();
-  void Kick();  // pending entries were committed: wake the importer
+  void Kick();            // pending entries were committed: wake the importer
   void EnsureImporter();  // starts the importer and the journal maker once
   // Keeps the next journal made and populated ahead of need, so that the append that fills
   // a journal only swaps pointers. Its own thread at normal priority: under a full load the
@@ -166,16 +167,16 @@ class AuditLog final : public AccessJournal {
 
   // Lock order: import_mu_, then mu_, then journal_mu_ (no code takes them the other way; a
   // ThreadSanitizer run of the suite checks it, and clang checks the annotations below).
-  Mutex import_mu_;               // one import at a time
+  Mutex import_mu_;                                                // one import at a time
   const AuditJournal* imported_ GUARDED_BY(import_mu_) = nullptr;  // imported last, and how far
   int64_t imported_to_ GUARDED_BY(import_mu_) = 0;
   int64_t intake_mark_ GUARDED_BY(import_mu_) = -1;  // last pending id logged (-1: not read)
-  int64_t trimmed_to_ = 0;        // pending rows deleted up to here (importer thread, Stop)
+  int64_t trimmed_to_ = 0;  // pending rows deleted up to here (importer thread, Stop)
   std::chrono::steady_clock::time_point last_trim_{};
 
   Mutex mu_;
-  std::condition_variable wake_cv_;  // the importer waits on it
-  std::condition_variable spare_cv_;  // the journal maker waits on it
+  std::condition_variable wake_cv_;          // the importer waits on it
+  std::condition_variable spare_cv_;         // the journal maker waits on it
   bool spare_taken_ GUARDED_BY(mu_) = true;  // the journal maker has a spare to make
   bool kicked_ GUARDED_BY(mu_) = false;
   // Written under mu_ and journal_mu_ together (Stop), so either one suffices to read it.
@@ -220,8 +221,8 @@ struct AuditVerification {
 // moved, inserted and truncated entries. `progress` is called with entries read so far;
 // `each`, when given, with every entry as it is checked (a scope drawn in the same pass).
 AuditVerification VerifyAuditLog(Store& store, const PublicKey& key, const std::string& origin,
-                                  const std::vector<std::string>& extra_checkpoints,
-                                  const std::function<void(uint64_t)>& progress,
-                                  const std::function<void(const AuditRow&)>& each = nullptr);
+                                 const std::vector<std::string>& extra_checkpoints,
+                                 const std::function<void(uint64_t)>& progress,
+                                 const std::function<void(const AuditRow&)>& each = nullptr);
 
 }  // namespace garde

@@ -48,17 +48,17 @@ struct ConsentFact {
 
 // What decisions need of one subject, as kept in memory between decisions.
 struct ConsentFacts {
-  std::string status;                             // active | restricted | erased
-  std::vector<std::string> suppressed_contacts;   // "email", "phone": digest suppressed
-  std::vector<ConsentFact> events;                // in recording order, without receipts
+  std::string status;                            // active | restricted | erased
+  std::vector<std::string> suppressed_contacts;  // "email", "phone": digest suppressed
+  std::vector<ConsentFact> events;               // in recording order, without receipts
 };
 
 struct ConsentDecision {
   bool allowed = false;
-  std::string reason;     // stable machine word
-  std::string basis;      // legal basis applied
-  int64_t since = 0;      // time of the event the answer rests on (0: none)
-  int64_t expires_at = 0; // 0: none
+  std::string reason;      // stable machine word
+  std::string basis;       // legal basis applied
+  int64_t since = 0;       // time of the event the answer rests on (0: none)
+  int64_t expires_at = 0;  // 0: none
 };
 
 // Art. 21(3): an objection to direct marketing is absolute — any `objected` event on a

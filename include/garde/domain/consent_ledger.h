@@ -22,25 +22,33 @@
 #include "garde/domain/consent_merge.h"
 #include "garde/domain/entry_standard.h"
 #include "garde/domain/subject_cache.h"
-#include "garde/domain/tombstone_log.h"
 #include "garde/domain/subject_vault.h"
+#include "garde/domain/tombstone_log.h"
 #include "garde/policy/policy_holder.h"
 #include "garde/store/store.h"
 
 namespace garde {
 
 // Collection methods a consent event may name.
-inline constexpr const char* kCollectionMethods[] = {
-    "web_form", "preference_centre", "one_click_unsubscribe", "phone", "import", "gpc",
-    "api", "in_store", "call_centre", "email", "data_subject_request"};
+inline constexpr const char* kCollectionMethods[] = {"web_form",
+                                                     "preference_centre",
+                                                     "one_click_unsubscribe",
+                                                     "phone",
+                                                     "import",
+                                                     "gpc",
+                                                     "api",
+                                                     "in_store",
+                                                     "call_centre",
+                                                     "email",
+                                                     "data_subject_request"};
 
 struct ConsentRequest {
   std::string purpose;
-  std::string channel;        // empty: every channel of the purpose
-  std::string event;          // granted | withdrawn | refused | objected
-  std::string notice_version; // required when granting a consent-based purpose
+  std::string channel;         // empty: every channel of the purpose
+  std::string event;           // granted | withdrawn | refused | objected
+  std::string notice_version;  // required when granting a consent-based purpose
   std::string method;
-  std::string collected_at;   // RFC 3339; empty: now
+  std::string collected_at;  // RFC 3339; empty: now
 };
 
 struct ConsentAnswer {
@@ -87,8 +95,7 @@ class ConsentLedger final : public ActivityConsent {
   // SPEC §3.4: whether `activity` may process the subject as far as its choices go — at least
   // one of the activity's purposes allowed on some channel (or as a whole). From the kept
   // facts while current. An unknown subject answers not_found.
-  Result<ConsentDecision> PermitsActivity(const PolicySet& policies,
-                                          const std::string& subject_id,
+  Result<ConsentDecision> PermitsActivity(const PolicySet& policies, const std::string& subject_id,
                                           const Activity& activity, ReadTx* tx) override;
   static ConsentDecision DecideActivityFrom(const ConsentFacts* facts, const PolicySet& policies,
                                             const Activity& activity, int64_t now);
@@ -131,8 +138,7 @@ class ConsentLedger final : public ActivityConsent {
   // where the previous page of the same range left off (0 for the first).
   static Result<std::vector<FactsPtr>> FactsOfPage(
       ReadTx& tx, const std::vector<SubjectRow>& page,
-      const std::vector<std::pair<std::string, std::string>>& suppressed,
-      size_t* next_suppressed);
+      const std::vector<std::pair<std::string, std::string>>& suppressed, size_t* next_suppressed);
   static ConsentAnswer DecideFrom(const ConsentFacts* facts, const PolicySet& policies,
                                   const std::string& id, const Purpose& purpose,
                                   const std::string& channel, int64_t now);
@@ -203,19 +209,16 @@ class ConsentLedger final : public ActivityConsent {
   ConsentEventRow MakeEvent(const PolicySet& policies, const Purpose& purpose,
                             const std::string& subject_id, const std::string& channel,
                             ConsentEventType type, const std::string& notice_version,
-                            const std::string& method, const std::string& actor,
-                            int64_t at, const std::string& id = "", int64_t requested_at = 0,
+                            const std::string& method, const std::string& actor, int64_t at,
+                            const std::string& id = "", int64_t requested_at = 0,
                             std::optional<int64_t> expires_at = std::nullopt) const;
   // Double opt-in: records the grant as waiting for the customer's click, puts the
   // confirmation message in the outbox and audits the request, inside the caller's
   // transaction. The confirmation's actor is the caller's key.
-  Result<ConsentConfirmationRow> AskConfirmationIn(WriteTx& tx, const Caller& caller,
-                                                   const Purpose& purpose,
-                                                   const std::string& subject_id,
-                                                   const std::string& channel,
-                                                   const std::string& notice_version,
-                                                   const std::string& method,
-                                                   const std::string& lang, int64_t at) const;
+  Result<ConsentConfirmationRow> AskConfirmationIn(
+      WriteTx& tx, const Caller& caller, const Purpose& purpose, const std::string& subject_id,
+      const std::string& channel, const std::string& notice_version, const std::string& method,
+      const std::string& lang, int64_t at) const;
   ConsentDeps d_;
   SubjectCache<ConsentFacts> facts_;
   mutable RandomIdRuns event_ids_{"cev_", kIdRunLength};  // as the vault's subject ids

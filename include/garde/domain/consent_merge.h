@@ -21,8 +21,8 @@ struct ConsentCorrection {
   std::string purpose;
   std::string channel;  // empty: the purpose as a whole
   ConsentEventType type = ConsentEventType::kWithdrawn;
-  int64_t expires_at = 0;       // a grant carried over keeps its own end
-  std::string notice_version;   // ... and the notice it was given under
+  int64_t expires_at = 0;      // a grant carried over keeps its own end
+  std::string notice_version;  // ... and the notice it was given under
 };
 
 // The most protective of the two subjects' current states, per purpose and decision channel,
@@ -37,10 +37,11 @@ std::vector<ConsentCorrection> MergeCorrections(const std::vector<ConsentEventRo
 // What undoes a merge's effect on the survivor: each (purpose, channel) the merge changed and
 // nothing has touched since goes back to the survivor's state before the merge; everything
 // else stays as it is. Events at or after `merged_at` other than the merge's own count as
-// touching, except those named in `before_merge` (recorded before it in its last second). An objection the merge carried stays (a "no" to direct marketing is never undone
-// on the customer's behalf), so marketing purposes are left alone when it is there.
-// Where the state before was "nothing", a consent purpose gets a withdrawal (still denied)
-// and a legitimate-interests purpose a grant (allowed again, as it was).
+// touching, except those named in `before_merge` (recorded before it in its last second). An
+// objection the merge carried stays (a "no" to direct marketing is never undone on the customer's
+// behalf), so marketing purposes are left alone when it is there. Where the state before was
+// "nothing", a consent purpose gets a withdrawal (still denied) and a legitimate-interests purpose
+// a grant (allowed again, as it was).
 std::vector<ConsentCorrection> RevertCorrections(const std::vector<ConsentEventRow>& survivor,
                                                  int64_t merged_at,
                                                  const std::set<std::string>& before_merge,

@@ -6,7 +6,9 @@
 // keys, as blind-index rows named "=<rule>". Two subjects sharing one are a candidate pair.
 //
 //   std::vector<MatchKey> keys = MatchKeysOf(policies.matching(), values);
-//   for (const auto& k : keys) tx.PutIndex(id, {"=" + k.rule, index.Digest("=" + k.rule, k.key, 16)});
+//   for (const auto& k : keys) {
+//     tx.PutIndex(id, {"=" + k.rule, index.Digest("=" + k.rule, k.key, 16)});
+//   }
 #pragma once
 
 #include <string>

@@ -31,12 +31,12 @@ namespace garde {
 
 // What the rules need of one subject.
 struct RetentionFacts {
-  std::string status;            // active | restricted | erased
-  std::string kind;              // person | organization
-  bool held_erasure = false;     // restricted by an erasure that kept fields under a hold
+  std::string status;         // active | restricted | erased
+  std::string kind;           // person | organization
+  bool held_erasure = false;  // restricted by an erasure that kept fields under a hold
   int64_t created_at = 0;
   int64_t last_interaction_at = 0;
-  std::set<std::string> fields;  // present schema fields
+  std::set<std::string> fields;          // present schema fields
   std::map<std::string, int64_t> dates;  // date fields present, as UTC midnight
   // Per activity resting on consent: when its consent ended (kStillGiven while it holds; no
   // entry when it was never given).
@@ -76,7 +76,7 @@ struct RetentionDeps {
   AccessJournal& journal;
   const Clock& clock;
   const TombstoneLog* tombstones = nullptr;
-  int64_t due_warning = 7 * 86400;  // requests due within this raise request.due_soon
+  int64_t due_warning = 7 * 86400;           // requests due within this raise request.due_soon
   int64_t merge_revert_period = 30 * 86400;  // merges older than this are completed
 };
 

@@ -32,8 +32,7 @@ class SealedSnapshot {
   // Seals `count` chunks, made one at a time by `chunk`, under a fresh key into the file,
   // then keeps the key if no data was destroyed since the shred count was `shreds` (read
   // before the content was). false: it was, and the file is removed.
-  Result<bool> Save(size_t count, const std::function<std::string(size_t)>& chunk,
-                    int64_t shreds);
+  Result<bool> Save(size_t count, const std::function<std::string(size_t)>& chunk, int64_t shreds);
 
   class Reader {
    public:

@@ -7,18 +7,20 @@
 //
 //   const uint64_t epoch = store.ChangeEpoch();
 //   if (cache.CurrentAt(epoch)) { if (auto f = cache.Find(id)) return Use(*f); }
-//   store.Read([&](ReadTx& tx) { auto at = cache.Sync(tx, epoch);
-//                                auto f = cache.Get(at.value(), id, [&] { return Load(tx, id); }); });
+//   store.Read([&](ReadTx& tx) {
+//     auto at = cache.Sync(tx, epoch);
+//     auto f = cache.Get(at.value(), id, [&] { return Load(tx, id); });
+//   });
 #pragma once
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <optional>
 #include <deque>
 #include <functional>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <unordered_map>
@@ -86,7 +88,9 @@ class SubjectCache {
     return loaded;
   }
   // The kept value, valid as of the last Sync or later; null if none.
-  Ptr Find(const std::string& id) const { return std::static_pointer_cast<const T>(core_.Find(id)); }
+  Ptr Find(const std::string& id) const {
+    return std::static_pointer_cast<const T>(core_.Find(id));
+  }
   // Keeps a value read in the transaction whose Sync returned `position`.
   void Keep(int64_t position, const std::string& id, Ptr value) {
     core_.Keep(position, id, std::move(value));
@@ -99,8 +103,8 @@ class SubjectCache {
   // `load_page` returns the values of a page's rows (null: not kept), read in that
   // transaction and from anything the caller read at `read_at` (a Sync position) or later.
   // What changes meanwhile is applied as for any other value. Returns the subjects loaded.
-  using PageLoader = std::function<Result<std::vector<Ptr>>(ReadTx& tx,
-                                                            const std::vector<SubjectRow>& page)>;
+  using PageLoader =
+      std::function<Result<std::vector<Ptr>>(ReadTx& tx, const std::vector<SubjectRow>& page)>;
   Result<size_t> Fill(Store& store, const PageLoader& load_page,
                       int64_t read_at = std::numeric_limits<int64_t>::max()) {
     constexpr size_t kPage = 1000;

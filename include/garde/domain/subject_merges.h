@@ -68,8 +68,8 @@ class SubjectMerges {
   // data) their consent histories go too. What a restore must erase again goes to *kept.
   // Completes `merge` (state `merged`) inside the caller's transaction (the retention sweep,
   // once the revert period is over).
-  static Status CompleteIn(WriteTx& tx, const SubjectVault& vault, MergeRow merge,
-                           int64_t now, TombstoneEntries* kept);
+  static Status CompleteIn(WriteTx& tx, const SubjectVault& vault, MergeRow merge, int64_t now,
+                           TombstoneEntries* kept);
   static Status CompleteMergesIn(WriteTx& tx, const SubjectVault& vault, const std::string& into,
                                  int64_t now, bool erase_history, TombstoneEntries* kept);
 

@@ -21,15 +21,15 @@
 #include "garde/base/clock.h"
 #include "garde/domain/audit_log.h"
 #include "garde/domain/consent_ledger.h"
-#include "garde/domain/tombstone_log.h"
 #include "garde/domain/subject_vault.h"
+#include "garde/domain/tombstone_log.h"
 #include "garde/policy/policy_holder.h"
 #include "garde/store/store.h"
 
 namespace garde {
 
-inline constexpr const char* kRequestTypes[] = {"access",      "portability", "rectification",
-                                                "erasure",     "restriction", "objection"};
+inline constexpr const char* kRequestTypes[] = {"access",  "portability", "rectification",
+                                                "erasure", "restriction", "objection"};
 inline constexpr const char* kOpenStatuses[] = {"received", "verified", "in_progress"};
 
 // How long a controller has to answer, per jurisdiction.
@@ -46,17 +46,17 @@ std::optional<int64_t> DueAt(int64_t received_at, const Jurisdiction& j);
 // The deadline after extending `request` by `by` (an ISO 8601 duration, counted from the
 // current deadline). Refused (409) when already extended or the deadline has passed, 422 when
 // `by` is not a duration or is longer than the jurisdiction allows.
-Result<int64_t> ExtendedDue(const RequestRow& request, const Jurisdiction& j,
-                            const std::string& by, int64_t now);
+Result<int64_t> ExtendedDue(const RequestRow& request, const Jurisdiction& j, const std::string& by,
+                            int64_t now);
 
 struct NewRequest {
   std::string type;
   std::string subject;
-  std::string jurisdiction;                // empty: the deployment's default
-  std::string note;                        // may hold personal data: sealed
-  std::optional<SubjectChanges> changes;   // rectification: the requested values
-  std::vector<std::string> purposes;       // objection: empty means every marketing purpose
-  bool suppress = false;                   // erasure: also never contact again
+  std::string jurisdiction;               // empty: the deployment's default
+  std::string note;                       // may hold personal data: sealed
+  std::optional<SubjectChanges> changes;  // rectification: the requested values
+  std::vector<std::string> purposes;      // objection: empty means every marketing purpose
+  bool suppress = false;                  // erasure: also never contact again
   // When the request reached the controller (a letter recorded days later); the deadline
   // counts from it. Not in the future; empty means now.
   std::optional<int64_t> received_at;
@@ -93,8 +93,7 @@ class RequestDesk {
   Result<RequestView> Get(const Caller& caller, const std::string& id);
   Result<std::vector<RequestRow>> List(const Caller& caller, const RequestQuery& query);
   // An officer checked the requester's identity; `note` says how (kept sealed).
-  Result<RequestView> Verify(const Caller& caller, const std::string& id,
-                             const std::string& note);
+  Result<RequestView> Verify(const Caller& caller, const std::string& id, const std::string& note);
   // The customer followed the DSR verification link minted for request `id`.
   Result<RequestView> VerifyByLink(const SubjectTokenClaims& claims, const RequestOrigin& origin);
   Result<RequestView> Start(const Caller& caller, const std::string& id);
@@ -106,8 +105,7 @@ class RequestDesk {
   // Carries the request out (package, rectification, erasure, restriction, objection) and
   // closes it, all in one transaction with its audit entries.
   // A rectification opened without its changes takes them here.
-  Result<RequestView> Complete(const Caller& caller, const std::string& id,
-                               const std::string& note,
+  Result<RequestView> Complete(const Caller& caller, const std::string& id, const std::string& note,
                                const std::optional<SubjectChanges>& changes = std::nullopt);
   // Lifts the restriction a completed restriction request put in place.
   Result<RequestView> Lift(const Caller& caller, const std::string& id);
@@ -131,19 +129,18 @@ class RequestDesk {
   // Loads a request the caller may work on; 404 for a customer asking about another's.
   Status Load(ReadTx& tx, const Caller& caller, const std::string& id, RequestRow* out,
               SubjectRow* subject) const;
-  Result<RequestView> Step(const Caller& caller, const std::string& id, const char* action,
-                           const std::function<Status(WriteTx&, RequestRow&, SubjectRow&,
-                                                      Texts&)>& fn);
+  Result<RequestView> Step(
+      const Caller& caller, const std::string& id, const char* action,
+      const std::function<Status(WriteTx&, RequestRow&, SubjectRow&, Texts&)>& fn);
   Result<RequestView> ViewOf(const RequestRow& row, const SubjectRow* subject) const;
-  Result<std::string> BuildPackage(ReadTx& tx, const PolicySet& policies,
-                                   const RequestRow& request, const SubjectRow& subject) const;
+  Result<std::string> BuildPackage(ReadTx& tx, const PolicySet& policies, const RequestRow& request,
+                                   const SubjectRow& subject) const;
   // Puts a notice for the customer in the outbox (topic subject.notice, for the mailer): the
   // request's ids and dates; the mailer adds the link (docs/operations.md, Messages).
   Status Notify(WriteTx& tx, const RequestRow& r, const char* notice) const;
   Status Erase(WriteTx& tx, const PolicySet& policies, const Caller& caller, RequestRow& request,
                SubjectRow& subject, bool suppress, std::string* result,
-               std::vector<std::string>* kept,
-               std::vector<SuppressionTombstone>* suppressed) const;
+               std::vector<std::string>* kept, std::vector<SuppressionTombstone>* suppressed) const;
 
   RequestDeps d_;
 };

@@ -11,8 +11,8 @@
 #include <memory>
 #include <optional>
 #include <span>
-#include <string_view>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "garde/base/clock.h"
@@ -241,11 +241,9 @@ class SubjectVault {
   // to `limit` subjects (id > after_id) that still have one under another master, in one
   // transaction. Returns the last subject done, "" when none was left; *digests counts the
   // digests written.
-  Result<std::string> ReindexAfter(const std::string& after_id, size_t limit,
-                                   int64_t* digests);
+  Result<std::string> ReindexAfter(const std::string& after_id, size_t limit, int64_t* digests);
   // ReindexAfter over every subject, `batch` at a time; the digests written.
-  Result<int64_t> ReindexAll(size_t batch,
-                             const std::function<void(int64_t)>& progress = nullptr);
+  Result<int64_t> ReindexAll(size_t batch, const std::function<void(int64_t)>& progress = nullptr);
 
   // Containment after a leak: each subject gets a fresh data key, wrapped under the current
   // root key, and every box sealed under the old one (fields, purchase amounts, requests'
@@ -261,8 +259,8 @@ class SubjectVault {
 
  private:
   struct Prepared {
-    FieldMap values;                  // normalised values to set
-    std::vector<std::string> removed; // fields to delete
+    FieldMap values;                   // normalised values to set
+    std::vector<std::string> removed;  // fields to delete
   };
 
  public:
@@ -281,8 +279,7 @@ class SubjectVault {
 
  private:
   Status Validate(const PolicySet& policies, const std::string& kind, const FieldMap& fields,
-                  const std::optional<FieldValue>& external_id, bool creating,
-                  Prepared* out) const;
+                  const std::optional<FieldValue>& external_id, bool creating, Prepared* out) const;
   Status CheckNewInto(const PolicySet& policies, const NewSubject& in, Prepared* out) const;
   // Match keys of likely duplicates (match_keys.h) from a subject's values, replacing the
   // ones it had (none when `fresh`); RefreshMatchKeys reads the values from the vault.
@@ -342,8 +339,8 @@ class SubjectVault {
   Result<RecordPtr> Record(const std::string& id, bool use_kept, bool* kept);
 
   // OK, or 403 when `activity` needs the subject's consent and does not have it.
-  Status ConsentAllows(const PolicySet& policies, const std::string& id,
-                       const Activity& activity, ReadTx* tx = nullptr) const;
+  Status ConsentAllows(const PolicySet& policies, const std::string& id, const Activity& activity,
+                       ReadTx* tx = nullptr) const;
 
   VaultDeps d_;
   ActivityConsent* consent_ = nullptr;

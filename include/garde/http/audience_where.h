@@ -6,9 +6,9 @@
 //   Predicate p = ParseWhere(obj->get("where"), "where", &problems);  // errors name their path
 #pragma once
 
-#include <string>
-
 #include <Poco/Dynamic/Var.h>
+
+#include <string>
 
 #include "garde/base/status.h"
 #include "garde/domain/audience.h"

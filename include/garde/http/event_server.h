@@ -58,12 +58,12 @@ struct EventServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 0;
   int io_threads = 2;
-  int workers = 128;          // threads for requests that may wait
-  int max_queued = 256;       // requests waiting for a worker (503 above)
+  int workers = 128;     // threads for requests that may wait
+  int max_queued = 256;  // requests waiting for a worker (503 above)
   int max_connections = 10000;
   // From one client address: one client's idle connections cannot take every slot.
   int max_connections_per_client = 1000;
-  std::chrono::milliseconds request_timeout{15000};   // to receive a request or send an answer
+  std::chrono::milliseconds request_timeout{15000};  // to receive a request or send an answer
   std::chrono::milliseconds keep_alive_timeout{10000};
   int max_keep_alive_requests = 10000;
   size_t max_head_bytes = 65536;

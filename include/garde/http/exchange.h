@@ -29,10 +29,10 @@ constexpr size_t kMaxPage = 1000;
 struct Exchange {
   // Request.
   std::string method;
-  std::string target;  // as received: path and query, percent-encoded
+  std::string target;                              // as received: path and query, percent-encoded
   std::chrono::steady_clock::time_point received;  // when the whole request was in
   std::string path;
-  std::string route;  // the matched pattern, safe to log (no tokens or ids)
+  std::string route;     // the matched pattern, safe to log (no tokens or ids)
   int route_index = -1;  // its position in the router (-1: none matched), for metrics
   std::map<std::string, std::string> params;
   std::map<std::string, std::string> query;
@@ -68,7 +68,9 @@ struct Exchange {
     auto it = headers.find(lower_name);
     return it == headers.end() ? std::string() : it->second;
   }
-  void Json(int http_status, std::string json) { Reply(http_status, "application/json", std::move(json)); }
+  void Json(int http_status, std::string json) {
+    Reply(http_status, "application/json", std::move(json));
+  }
   void Reply(int http_status, std::string type, std::string content) {
     status = http_status;
     reply_type = std::move(type);

@@ -51,7 +51,7 @@ class HttpService final : public ExchangeHandler {
   Deployment& d_;
   bool admin_;
   Router router_;
-  std::unique_ptr<RequestMetrics> metrics_;  // the public listener's; null on the admin one
+  std::unique_ptr<RequestMetrics> metrics_;   // the public listener's; null on the admin one
   std::unique_ptr<ConsoleSessions> console_;  // the officer console's sign-ins (public listener)
   std::unique_ptr<EventServer> server_;
   uint16_t port_ = 0;

@@ -29,8 +29,7 @@ void CheckMembers(const Poco::JSON::Object& obj, std::initializer_list<const cha
                   const std::string& prefix, Status* problems);
 FieldValue ToFieldValue(const Poco::Dynamic::Var& v);
 // Reads member `name` as an object of scalar values; problems go to `problems`.
-FieldMap ReadFieldMap(const Poco::JSON::Object& obj, const std::string& name,
-                      Status* problems);
+FieldMap ReadFieldMap(const Poco::JSON::Object& obj, const std::string& name, Status* problems);
 // Reads an optional string member; a non-string is a problem.
 std::optional<std::string> ReadString(const Poco::JSON::Object& obj, const std::string& name,
                                       const std::string& prefix, Status* problems);

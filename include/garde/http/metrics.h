@@ -25,9 +25,8 @@ class Deployment;
 class RequestMetrics {
  public:
   // Upper bounds of the latency histogram's buckets, in seconds (+Inf follows).
-  static constexpr std::array<double, 14> kBuckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-                                                      0.005,  0.01,    0.025,  0.05,  0.1,
-                                                      0.25,   0.5,     1,      5};
+  static constexpr std::array<double, 14> kBuckets = {
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5};
 
   explicit RequestMetrics(size_t routes);
   void Record(int route_index, int status, double seconds);
@@ -36,7 +35,7 @@ class RequestMetrics {
 
  private:
   struct Slot {
-    std::array<std::atomic<uint64_t>, 600> by_status{};  // index: the status code
+    std::array<std::atomic<uint64_t>, 600> by_status{};                // index: the status code
     std::array<std::atomic<uint64_t>, kBuckets.size() + 1> buckets{};  // last: above all
     std::atomic<uint64_t> nanoseconds{0};
   };

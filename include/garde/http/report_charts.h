@@ -24,7 +24,8 @@ std::string PlotFrame();
 // The ends of the last `months` calendar months before now's month, then now.
 std::vector<int64_t> MonthEnds(int64_t now, int months);
 // The share of customers allowed at each instant, as a line (groups under the floor left out).
-std::string ConsentRateSvg(const std::string& title, const std::vector<ConsentLedger::RateAt>& rates,
+std::string ConsentRateSvg(const std::string& title,
+                           const std::vector<ConsentLedger::RateAt>& rates,
                            const std::string& id = "");
 
 }  // namespace garde

@@ -35,8 +35,8 @@ Result<std::string> RightsSection(Deployment& d, const SubjectTokenClaims& claim
 // Handles a posted rights form (form=request, type=...); `message` says what happened, in
 // the page's words `t`.
 Status OpenRequestFromForm(Deployment& d, Exchange& x, const SubjectTokenClaims& claims,
-                           const std::multimap<std::string, std::string>& form,
-                           const PageWords& t, std::string* message);
+                           const std::multimap<std::string, std::string>& form, const PageWords& t,
+                           std::string* message);
 
 // /r/{token} and /r/{token}/requests/{id}/package (only with the link sent for the request).
 void AddRequestPages(Router& router, Deployment& d);

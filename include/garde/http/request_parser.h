@@ -24,11 +24,11 @@ namespace garde {
 
 struct ParsedRequest {
   std::string method;
-  std::string target;  // as sent: path and query, still percent-encoded
+  std::string target;     // as sent: path and query, still percent-encoded
   int minor_version = 1;  // HTTP/1.<minor>: 0 or 1
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-case, in order
   std::string body;
-  bool keep_alive = true;       // what the client asked for (version and Connection)
+  bool keep_alive = true;        // what the client asked for (version and Connection)
   bool expect_continue = false;  // Expect: 100-continue
 };
 
@@ -42,10 +42,10 @@ class RequestParser {
   };
 
   enum class Progress {
-    kNeedMore,   // nothing complete yet
-    kBodyNext,   // the head is parsed, (part of) the body has still to arrive
-    kDone,       // request() is complete
-    kFailed,     // error() says why; the connection must close after answering
+    kNeedMore,  // nothing complete yet
+    kBodyNext,  // the head is parsed, (part of) the body has still to arrive
+    kDone,      // request() is complete
+    kFailed,    // error() says why; the connection must close after answering
   };
 
   explicit RequestParser(Limits limits) : limits_(std::move(limits)) {}
@@ -68,7 +68,16 @@ class RequestParser {
   const Status& error() const { return error_; }
 
  private:
-  enum class State { kHead, kBody, kChunkSize, kChunkData, kChunkDataEnd, kTrailers, kDone, kFailed };
+  enum class State {
+    kHead,
+    kBody,
+    kChunkSize,
+    kChunkData,
+    kChunkDataEnd,
+    kTrailers,
+    kDone,
+    kFailed
+  };
 
   Progress Fail(Status s);
   Status ParseHead(std::string_view head);
@@ -77,8 +86,8 @@ class RequestParser {
 
   Limits limits_;
   State state_ = State::kHead;
-  size_t scanned_ = 0;       // head bytes already searched for the blank line
-  uint64_t remaining_ = 0;   // body or chunk bytes still to come
+  size_t scanned_ = 0;      // head bytes already searched for the blank line
+  uint64_t remaining_ = 0;  // body or chunk bytes still to come
   int64_t body_limit_ = 0;
   uint64_t body_taken_ = 0;  // bytes moved out by TakeBody()
   ParsedRequest request_;

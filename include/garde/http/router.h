@@ -32,8 +32,7 @@ struct Route {
 
 class Router {
  public:
-  void Add(std::string method, std::string pattern, Handler handler,
-           Pace pace = Pace::kMayWait);
+  void Add(std::string method, std::string pattern, Handler handler, Pace pace = Pace::kMayWait);
   // The route for method+path, filling params; nullptr when none. When the path matches other
   // methods only, `allowed` lists them (for 405 and the Allow header).
   const Route* Match(const std::string& method, const std::string& path,

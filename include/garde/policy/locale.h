@@ -40,8 +40,8 @@ struct MailTemplate {
 };
 
 struct Locale {
-  std::string code;  // "fr", "en", "pt-br"
-  std::string name;  // the language's own name ("Français")
+  std::string code;                          // "fr", "en", "pt-br"
+  std::string name;                          // the language's own name ("Français")
   std::map<std::string, std::string> texts;  // key -> text
   std::map<std::string, int> lines;          // key -> line in the file
   std::string file;                          // locales/<code>.yaml
@@ -54,14 +54,15 @@ const std::set<std::string>& TemplateVariables();
 enum class TemplateEscape { kNone, kHtml };
 // `tmpl` with every {{name}} replaced by values[name] ("" when absent). With kHtml every
 // value is escaped: a template cannot insert unescaped text.
-std::string RenderTemplate(const std::string& tmpl, const std::map<std::string, std::string>& values,
-                           TemplateEscape escape);
+std::string RenderTemplate(const std::string& tmpl,
+                           const std::map<std::string, std::string>& values, TemplateEscape escape);
 // The {{names}} a template uses that TemplateVariables() does not know.
 std::vector<std::string> UnknownTemplateVariables(const std::string& tmpl);
 
 // The best of `available` for an Accept-Language header (RFC 9110 §12.5.4, with q-values and
 // prefix matching: "fr-CH" picks "fr"); "" when none is acceptable.
-std::string BestLanguage(const std::string& accept_language, const std::set<std::string>& available);
+std::string BestLanguage(const std::string& accept_language,
+                         const std::set<std::string>& available);
 
 // The language to speak to a customer in, the first of these that `available` has: an
 // explicit choice on the page, the subject's `language` field, the browser's Accept-Language,

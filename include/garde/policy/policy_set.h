@@ -23,7 +23,12 @@
 namespace garde {
 
 enum class LegalBasis {
-  kConsent, kContract, kLegalObligation, kVitalInterests, kPublicTask, kLegitimateInterests,
+  kConsent,
+  kContract,
+  kLegalObligation,
+  kVitalInterests,
+  kPublicTask,
+  kLegitimateInterests,
 };
 const char* LegalBasisName(LegalBasis b);
 
@@ -37,7 +42,7 @@ struct NoticeVersion {
 
 struct Purpose {
   std::string id;
-  std::string title;        // in the source language (the API's catalogue)
+  std::string title;  // in the source language (the API's catalogue)
   std::string description;
   LocalText titles, descriptions;  // per language, for customers
   LegalBasis legal_basis = LegalBasis::kConsent;
@@ -99,7 +104,7 @@ struct RetentionRule {
   enum class Anchor { kCreated, kLastInteraction, kConsentEnded, kRequestClosed, kDateField };
   std::string duration;  // ISO 8601
   Anchor anchor = Anchor::kCreated;
-  std::string field;     // kDateField: the schema field holding the date
+  std::string field;  // kDateField: the schema field holding the date
 };
 // The rule, or nullopt with *problem saying why Garde cannot evaluate it.
 std::optional<RetentionRule> ParseRetentionRule(const std::string& text, const Schema& schema,

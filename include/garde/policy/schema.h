@@ -20,8 +20,17 @@ class RegularExpression;
 namespace garde {
 
 enum class FieldType {
-  kString, kEmail, kPhone, kDate, kNumber, kEnum, kBool,
-  kStreet, kPostalCode, kCity, kCountry,
+  kString,
+  kEmail,
+  kPhone,
+  kDate,
+  kNumber,
+  kEnum,
+  kBool,
+  kStreet,
+  kPostalCode,
+  kCity,
+  kCountry,
 };
 
 const char* FieldTypeName(FieldType t);
@@ -38,10 +47,10 @@ struct FieldSpec {
   FieldType type = FieldType::kString;
   std::string category;
   std::string description;
-  std::set<std::string> kinds;    // subject kinds that may carry the field
-  bool required = false;          // for every kind in `kinds`
-  bool unique = false;            // one subject per value (needs a blind index)
-  bool provided_by_subject = true;// counted in portability exports (Art. 20)
+  std::set<std::string> kinds;      // subject kinds that may carry the field
+  bool required = false;            // for every kind in `kinds`
+  bool unique = false;              // one subject per value (needs a blind index)
+  bool provided_by_subject = true;  // counted in portability exports (Art. 20)
   std::optional<size_t> min_length;
   std::optional<size_t> max_length;
   std::string pattern;

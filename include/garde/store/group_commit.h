@@ -60,8 +60,7 @@ struct SavepointSql {
 
 // Runs every write of `batch` on `tx` inside its own savepoint, collecting its after-commit hooks
 // through `set_hooks`; a write that fails (or throws) is rolled back to its savepoint alone.
-void RunInSavepoints(const std::vector<PendingWrite*>& batch, WriteTx& tx,
-                     const SavepointSql& sql,
+void RunInSavepoints(const std::vector<PendingWrite*>& batch, WriteTx& tx, const SavepointSql& sql,
                      const std::function<void(std::vector<std::function<void()>>*)>& set_hooks);
 
 // After the batch's COMMIT (Ok) or its failure: every write's result, and its hooks run once

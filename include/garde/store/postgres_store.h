@@ -7,10 +7,10 @@
 //   auto store = PostgresStore::Open({.conninfo = "postgresql:///garde?host=/run/postgresql"});
 //
 // Every write transaction first takes a transaction-level advisory lock (one per store: the
-// vault's, the audit log's), so writes are serialised across all nodes sharing the database, as SQLite serialises them: the domain's
-// read-check-write steps (uniqueness, compare-and-set) and the audit log's sequence numbers
-// stay correct with several nodes, and counters (the vault change log, pending audit ids) are
-// gapless. Reads run in REPEATABLE READ snapshots alongside.
+// vault's, the audit log's), so writes are serialised across all nodes sharing the database, as
+// SQLite serialises them: the domain's read-check-write steps (uniqueness, compare-and-set) and the
+// audit log's sequence numbers stay correct with several nodes, and counters (the vault change log,
+// pending audit ids) are gapless. Reads run in REPEATABLE READ snapshots alongside.
 //
 // Text columns collate "C" (byte order, as SQLite's BINARY): ids and cursors page the same way
 // on both backends whatever the database's locale.
@@ -106,14 +106,12 @@ class PostgresStore final : public Store {
   explicit PostgresStore(PostgresOptions options);
   Result<std::unique_ptr<PgConnection>> Acquire();
   void Release(std::unique_ptr<PgConnection> conn);
-  Status Submit(const std::function<Status(WriteTx&)>& fn, Durability durability,
-                bool rerunnable);
-  void CommitBatch(const std::vector<PendingWrite*>& batch,
-                   const std::function<void()>& hand_over);
+  Status Submit(const std::function<Status(WriteTx&)>& fn, Durability durability, bool rerunnable);
+  void CommitBatch(const std::vector<PendingWrite*>& batch, const std::function<void()>& hand_over);
   // Flushes the WAL past everything this connection committed (see visible_before_durable).
   static Status FlushWal(PgConnection& c);
-  void ListenLoop();  // the listener thread
-  void PeerLoop();    // runs what other nodes ask
+  void ListenLoop();                     // the listener thread
+  void PeerLoop();                       // runs what other nodes ask
   void Heard(std::string_view message);  // a garde_peers message, from the listener
   // strict_reads: the counters as of a query begun after this call (AskCounters), or after
   // the start of the thread's ReadScope (one query per request).
@@ -144,7 +142,7 @@ class PostgresStore final : public Store {
   std::atomic<bool> stopping_{false};
   std::thread listener_;
   const std::string node_id_;  // random, told apart from other nodes' in garde_peers
-  const int stop_fd_;  // an eventfd, written once when the store closes: wakes the listener
+  const int stop_fd_;          // an eventfd, written once when the store closes: wakes the listener
   std::atomic<uint64_t> keys_epoch_{0};
 
   // strict_reads: one query at a time, covering every call that arrived before it began.
@@ -161,7 +159,7 @@ class PostgresStore final : public Store {
   };
   std::deque<FreshWaiter> fresh_waiters_ GUARDED_BY(check_mu_);  // in ticket order
   std::condition_variable check_work_cv_;  // wakes the checker: waiters no query covers
-  std::thread checker_;  // started by the first WhenFresh
+  std::thread checker_;                    // started by the first WhenFresh
 
   struct Asked {
     std::string from, token;

@@ -12,8 +12,8 @@
 #include <deque>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "garde/base/file_system.h"
@@ -87,8 +87,7 @@ class SqliteStore final : public Store {
   void Release(std::unique_ptr<SqliteConnection> conn);
   // Runs a batch of queued writes in one transaction (the group-commit leader's job), hands
   // the lead over once committed, then makes the batch durable (the WAL's fsync) if it asks.
-  void CommitBatch(const std::vector<PendingWrite*>& batch,
-                   const std::function<void()>& hand_over);
+  void CommitBatch(const std::vector<PendingWrite*>& batch, const std::function<void()>& hand_over);
   // fsyncs the WAL: everything committed before the call is durable when it returns Ok. After
   // one failure every later call fails too: the kernel reports a lost write once, and what a
   // later fsync would vouch for can no longer be known (PostgreSQL's rule since 2018).

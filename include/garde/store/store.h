@@ -11,8 +11,8 @@
 // Rows hold ciphertext and keyed digests only; plaintext personal data never reaches a store.
 #pragma once
 
-#include <cstdint>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <optional>
@@ -63,7 +63,7 @@ struct ApiKeyRow {
   std::vector<std::string> activities;
   Bytes key_hash;
   int64_t created_at = 0;
-  int64_t revoked_at = 0;  // 0 while valid
+  int64_t revoked_at = 0;    // 0 while valid
   uint32_t hash_master = 1;  // the master-key version key_hash was computed under
 
   bool operator==(const ApiKeyRow&) const = default;
@@ -99,8 +99,7 @@ struct CheckpointRow {
 };
 
 struct ConsentEventRow {
-  std::string id, subject_id, purpose, channel, event, legal_basis, notice_version, method,
-      actor;
+  std::string id, subject_id, purpose, channel, event, legal_basis, notice_version, method, actor;
   int64_t at = 0;
   int64_t expires_at = 0;
   std::string receipt;
@@ -114,9 +113,9 @@ struct ConsentConfirmationRow {
   std::string id, subject_id, purpose, channel, notice_version, method, actor;
   std::string status;  // pending | confirmed
   int64_t requested_at = 0;
-  int64_t expires_at = 0;    // the link's end: a pending row past it is void
+  int64_t expires_at = 0;  // the link's end: a pending row past it is void
   int64_t confirmed_at = 0;
-  std::string event_id;      // the granted event, once confirmed
+  std::string event_id;  // the granted event, once confirmed
 
   bool operator==(const ConsentConfirmationRow&) const = default;
 };
@@ -140,10 +139,10 @@ struct RequestRow {
   int64_t due_at = 0;
   int64_t completed_at = 0;
   bool extended = false;
-  Bytes sealed;        // JSON {note, changes, extension_reason, rejection_reason, ...}
-  Bytes package;       // the access/portability package as delivered, sealed (GetRequest only)
+  Bytes sealed;   // JSON {note, changes, extension_reason, rejection_reason, ...}
+  Bytes package;  // the access/portability package as delivered, sealed (GetRequest only)
   int64_t package_bytes = 0;  // its stored size (also filled by QueryRequests)
-  std::string result;  // JSON, no personal data
+  std::string result;         // JSON, no personal data
 
   bool operator==(const RequestRow&) const = default;
 };
@@ -151,7 +150,7 @@ struct RequestRow {
 struct RequestQuery {
   std::vector<std::string> statuses;  // empty: any
   std::string type, subject;
-  int64_t due_before = 0;             // 0: no bound; otherwise due_at < due_before
+  int64_t due_before = 0;  // 0: no bound; otherwise due_at < due_before
   std::optional<std::pair<int64_t, std::string>> after;  // (due_at, id) of the last row seen
   size_t limit = 100;
 };
@@ -207,13 +206,13 @@ struct OutboxRow {
 
 // One event on its way to one webhook endpoint (Art. 19), at least once, in order per subject.
 struct DeliveryRow {
-  int64_t id = 0;  // assigned on insert; orders deliveries
+  int64_t id = 0;                                  // assigned on insert; orders deliveries
   std::string endpoint, event_id, topic, subject;  // subject: "" when the event has none
   std::string payload;
   int64_t created_at = 0;  // queued (or replayed): max_age counts from here
-  std::string status;  // pending | delivered | dead
+  std::string status;      // pending | delivered | dead
   int attempts = 0;
-  int64_t next_at = 0;  // milliseconds since the epoch
+  int64_t next_at = 0;     // milliseconds since the epoch
   std::string last_error;  // no personal data: a status code or a transport error
   int64_t delivered_at = 0;
 
@@ -273,14 +272,14 @@ struct InteractionRow {
 
 // One run of the retention sweep: where it stands, and what it did (counts only).
 struct RetentionRunRow {
-  int64_t seq = 0;      // assigned on insert; orders runs
-  std::string id;       // "ret_…"
+  int64_t seq = 0;  // assigned on insert; orders runs
+  std::string id;   // "ret_…"
   int64_t started_at = 0;
-  int64_t at = 0;       // the time the rules were evaluated at
+  int64_t at = 0;           // the time the rules were evaluated at
   int64_t finished_at = 0;  // 0 while running (or interrupted)
   bool dry_run = false;
-  std::string cursor;   // the last subject id done; resumes after it
-  std::string report;   // JSON, no personal data
+  std::string cursor;  // the last subject id done; resumes after it
+  std::string report;  // JSON, no personal data
 
   bool operator==(const RetentionRunRow&) const = default;
 };
@@ -348,7 +347,7 @@ class VaultReader {
                             const SealedVisitor& fn) = 0;
   // Subject ids whose blind-index digest for `field` equals `digest`.
   virtual Result<std::vector<std::string>> FindByIndex(const std::string& field,
-                                                        const Bytes& digest) = 0;
+                                                       const Bytes& digest) = 0;
   // Master-key rotation: subjects (id > after_id, in id order) with a look-up digest computed
   // under a master version other than `master`; the fields of one subject that have one; how
   // many such digests are left.
@@ -364,8 +363,7 @@ class VaultReader {
                                                              const std::string& after_second,
                                                              size_t limit) = 0;
   // Up to `limit` subjects whose DEK is wrapped by a root version other than `version`.
-  virtual Result<std::vector<SubjectRow>> SubjectsNotWrappedBy(uint32_t version,
-                                                               size_t limit) = 0;
+  virtual Result<std::vector<SubjectRow>> SubjectsNotWrappedBy(uint32_t version, size_t limit) = 0;
   virtual Result<std::map<uint32_t, int64_t>> CountByRootKeyVersion() = 0;
   virtual Result<int64_t> CountSubjects() = 0;
   // Up to `limit` subjects with id > after_id, in id order.
@@ -627,8 +625,7 @@ class AuditReader {
   // For metrics: audit entries waiting to be appended (vault database).
   virtual Result<int64_t> CountPendingAudit() = 0;
   // Audit entries waiting to be appended (vault database), id > after_id, in id order.
-  virtual Result<std::vector<PendingAuditRow>> ListPendingAudit(int64_t after_id,
-                                                                size_t limit) = 0;
+  virtual Result<std::vector<PendingAuditRow>> ListPendingAudit(int64_t after_id, size_t limit) = 0;
   // The last pending id already appended (audit database): ids up to it are in the log.
   virtual Result<int64_t> AuditIntakeMark() = 0;
   // Bytes of the named read journal already in the log (audit database; 0 if unknown).
@@ -806,15 +803,14 @@ class Store {
   // log the audit entries its journals hold) and waits, up to `limit`, until each has done
   // so: kUnavailable names how many did not answer in time. The nodes asked are those whose
   // store is open on the database now. One process alone has no one to ask: Ok at once.
-  virtual Status AskPeers(PeerEvent, std::chrono::milliseconds /*limit*/) {
-    return Status::Ok();
-  }
+  virtual Status AskPeers(PeerEvent, std::chrono::milliseconds /*limit*/) { return Status::Ok(); }
   // What this node does when another asks (run on a thread of the store, one at a time);
   // nullptr: nothing, answered at once.
   virtual void OnPeerAsk(std::function<void(PeerEvent)>) {}
 };
 
-inline Result<std::vector<ConsentFactRow>> ConsentReader::ConsentFactsOf(const std::string& subject_id) {
+inline Result<std::vector<ConsentFactRow>> ConsentReader::ConsentFactsOf(
+    const std::string& subject_id) {
   std::vector<ConsentFactRow> out;
   GARDE_RETURN_IF_ERROR(ScanConsentFacts(
       subject_id, subject_id,

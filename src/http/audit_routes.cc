@@ -62,12 +62,7 @@ Status SearchAudit(Deployment& d, Exchange& x) {
       q.after_seq = std::stoull(s.substr(2));
     }
   }
-  uint64_t limit = 100;
-  bool has_limit = false;
-  Status bad_limit = NumberParam(x, "limit", &limit, &has_limit);
-  if (!bad_limit.ok() || limit == 0 || limit > kMaxPage) {
-    invalid.AddError("limit", "must be from 1 to " + std::to_string(kMaxPage));
-  }
+  const size_t limit = PageLimit(x, &invalid);
   if (!invalid.errors().empty()) return invalid;
   q.limit = limit + 1;  // one more tells whether there is a next page
   auto rows = d.audit().Query(q);

@@ -199,15 +199,7 @@ Status ListRequests(Deployment& d, Exchange& x) {
       q.after = std::make_pair(std::stoll(s.substr(0, colon)), s.substr(colon + 1));
     }
   }
-  size_t limit = 100;
-  if (const std::string l = param("limit"); !l.empty()) {
-    if (l.size() > 4 || l.find_first_not_of("0123456789") != std::string::npos ||
-        std::stoul(l) == 0 || std::stoul(l) > kMaxPage) {
-      invalid.AddError("limit", "must be from 1 to " + std::to_string(kMaxPage));
-    } else {
-      limit = std::stoul(l);
-    }
-  }
+  const size_t limit = PageLimit(x, &invalid);
   if (!invalid.errors().empty()) return invalid;
   q.limit = limit + 1;  // one more tells whether there is a next page
   auto rows = d.requests().List(*x.caller, q);

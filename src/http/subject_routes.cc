@@ -417,16 +417,7 @@ Status ListDuplicates(Deployment& d, Exchange& x) {
       after_second = s.substr(comma + 1);
     }
   }
-  size_t limit = 100;
-  if (auto l = x.query.find("limit"); l != x.query.end()) {
-    const std::string& v = l->second;
-    if (v.empty() || v.size() > 4 || v.find_first_not_of("0123456789") != std::string::npos ||
-        std::stoul(v) == 0 || std::stoul(v) > kMaxPage) {
-      invalid.AddError("limit", "must be from 1 to " + std::to_string(kMaxPage));
-    } else {
-      limit = std::stoul(v);
-    }
-  }
+  const size_t limit = PageLimit(x, &invalid);
   if (!invalid.errors().empty()) return invalid;
   auto pairs = d.vault().Duplicates(*x.caller, after_first, after_second, limit + 1);
   if (!pairs.ok()) return pairs.status();

@@ -165,6 +165,34 @@ TEST_F(RequestsE2E, QueueFiltersOpenDueSoonAndOverdueWithCursorPages) {
   EXPECT_EQ(g_.Get("/v1/requests/dsr_00000000000000000000000000", officer_key_).status, 404);
 }
 
+// The three listings read `limit` alike: absent or empty (a form's blank field) is the default
+// page, 1 to 1000 is that page, anything else is a 422 naming `limit`.
+TEST_F(RequestsE2E, EveryListingReadsItsPageLimitTheSameWay) {
+  for (int i = 0; i < 3; ++i) {
+    const std::string id =
+        CreateSubject(R"({"email":"p)" + std::to_string(i) + R"(@example.org"})");
+    Open(R"({"type":"access","subject":")" + id + R"("})", operator_key_);
+  }
+  for (const char* listing : {"/v1/requests", "/v1/audit", "/v1/duplicates"}) {
+    const std::string base = std::string(listing) + "?limit=";
+    const HttpReply absent = g_.Get(listing, officer_key_);
+    ASSERT_EQ(absent.status, 200) << listing << " " << absent.body;
+    const HttpReply empty = g_.Get(base, officer_key_);
+    EXPECT_EQ(empty.status, 200) << base << " " << empty.body;
+    for (const char* good : {"1", "7", "1000", "0001", "00000000000000000000001"}) {
+      const HttpReply r = g_.Get(base + good, officer_key_);
+      EXPECT_EQ(r.status, 200) << base << good << " " << r.body;
+    }
+    for (const char* bad : {"0", "1001", "-1", "1.5", "abc", "%201", "1e3", "99999999999999999999",
+                            "18446744073709551617"}) {
+      const HttpReply r = g_.Get(base + bad, officer_key_);
+      EXPECT_EQ(r.status, 422) << base << bad << " " << r.body;
+      EXPECT_EQ(r.content_type, "application/problem+json") << base << bad;
+      EXPECT_NE(r.body.find(R"("field":"limit")"), std::string::npos) << base << bad << r.body;
+    }
+  }
+}
+
 TEST_F(RequestsE2E, EachOfTheSixTypesIsWorkedFromReceivedToCompleted) {
   const std::string id = CreateSubject(
       R"({"email":"six@example.org","first_name":"Six","city":"Lyon","phone":"+33611223344"})");

@@ -78,4 +78,10 @@ struct Exchange {
   }
 };
 
+// The page size a listing was asked for: `limit` from 1 to kMaxPage; kDefaultPage when the
+// parameter is absent or empty (a form's blank field). Anything else adds an error naming
+// `limit` to *invalid and gives kDefaultPage.
+constexpr size_t kDefaultPage = 100;
+size_t PageLimit(const Exchange& x, Status* invalid);
+
 }  // namespace garde

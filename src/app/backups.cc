@@ -208,15 +208,13 @@ Result<std::string> FileBlake2b(const std::string& path, int64_t* bytes) {
 // Size and root of an audit database.
 Status AuditHead(Store& log, uint64_t* size, Hash* root, std::optional<uint64_t> at = {}) {
   return log.Read([&](ReadTx& tx) -> Status {
-    auto n = tx.AuditSize();
-    if (!n.ok()) return n.status();
-    *size = n.value();
-    const uint64_t want = at.value_or(n.value());
-    if (want > n.value()) return NotFound("the log is shorter");
+    GARDE_ASSIGN_OR_RETURN(auto n, tx.AuditSize());
+    *size = n;
+    const uint64_t want = at.value_or(n);
+    if (want > n) return NotFound("the log is shorter");
     MerkleTree tree([&](unsigned l, uint64_t i) { return ToHash(tx.AuditNode(l, i)); });
-    auto r = tree.Root(want);
-    if (!r.ok()) return r.status();
-    *root = r.value();
+    GARDE_ASSIGN_OR_RETURN(auto r, tree.Root(want));
+    *root = r;
     return Status::Ok();
   });
 }
@@ -232,22 +230,18 @@ Result<std::unique_ptr<SqliteStore>> OpenCopy(const std::string& path, SqliteSch
 // The facts a manifest states, read from the two copies in `dir`.
 Status Describe(const std::string& dir, BackupInfo* info) {
   {
-    auto vault = OpenCopy(dir + "/garde.db", SqliteSchema::kVault);
-    if (!vault.ok()) return vault.status();
-    GARDE_RETURN_IF_ERROR(vault.value()->Read([&](ReadTx& tx) -> Status {
-      auto n = tx.CountSubjects();
-      if (!n.ok()) return n.status();
-      info->subjects = n.value();
-      auto t = tx.ListTombstones(0);
-      if (!t.ok()) return t.status();
-      info->tombstones = static_cast<int64_t>(t.value().size());
+    GARDE_ASSIGN_OR_RETURN(auto vault, OpenCopy(dir + "/garde.db", SqliteSchema::kVault));
+    GARDE_RETURN_IF_ERROR(vault->Read([&](ReadTx& tx) -> Status {
+      GARDE_ASSIGN_OR_RETURN(auto n, tx.CountSubjects());
+      info->subjects = n;
+      GARDE_ASSIGN_OR_RETURN(auto t, tx.ListTombstones(0));
+      info->tombstones = static_cast<int64_t>(t.size());
       return Status::Ok();
     }));
   }
-  auto log = OpenCopy(dir + "/audit.db", SqliteSchema::kAudit);
-  if (!log.ok()) return log.status();
+  GARDE_ASSIGN_OR_RETURN(auto log, OpenCopy(dir + "/audit.db", SqliteSchema::kAudit));
   Hash root{};
-  GARDE_RETURN_IF_ERROR(AuditHead(*log.value(), &info->audit_size, &root));
+  GARDE_RETURN_IF_ERROR(AuditHead(*log, &info->audit_size, &root));
   info->audit_root = HexOf(root.data(), root.size());
   return Status::Ok();
 }
@@ -502,9 +496,8 @@ Result<BackupInfo> Backups::Create(const std::function<void(int64_t, int64_t)>& 
   for (const char* name : kFiles) {
     BackupFile f;
     f.name = name;
-    auto digest = FileBlake2b(scratch.path() + "/" + name, &f.bytes);
-    if (!digest.ok()) return digest.status();
-    f.blake2b = digest.value();
+    GARDE_ASSIGN_OR_RETURN(auto digest, FileBlake2b(scratch.path() + "/" + name, &f.bytes));
+    f.blake2b = digest;
     info.files.push_back(f);
   }
 
@@ -566,11 +559,10 @@ Result<BackupInfo> Backups::Create(const std::function<void(int64_t, int64_t)>& 
 }
 
 Result<std::vector<std::string>> Backups::Prune(const KeepPolicy& policy) {
-  auto listed = ListBackups(d_.config(), dir_);
-  if (!listed.ok()) return listed.status();
+  GARDE_ASSIGN_OR_RETURN(auto listed, ListBackups(d_.config(), dir_));
   std::vector<int64_t> created;
   std::vector<const ListedBackup*> good;
-  for (const auto& b : listed.value()) {
+  for (const auto& b : listed) {
     if (!b.error.empty()) continue;  // never deleted by policy: an officer looks at it
     created.push_back(b.info.created_at);
     good.push_back(&b);
@@ -607,8 +599,7 @@ Result<std::vector<std::string>> Backups::Prune(const KeepPolicy& policy) {
 }
 
 Result<std::vector<ListedBackup>> ListBackups(const Config& config, const std::string& directory) {
-  auto key = BackupKeyOf(config);
-  if (!key.ok()) return key.status();
+  GARDE_ASSIGN_OR_RETURN(auto key, BackupKeyOf(config));
   std::vector<ListedBackup> out;
   std::error_code ec;
   if (!fs::is_directory(directory)) return out;
@@ -620,7 +611,7 @@ Result<std::vector<ListedBackup>> ListBackups(const Config& config, const std::s
     }
     ListedBackup b;
     SealedReader reader;
-    Status s = OpenBackup(entry.path().string(), *key.value(), &reader, &b.info);
+    Status s = OpenBackup(entry.path().string(), *key, &reader, &b.info);
     if (!s.ok()) {
       b.info.path = entry.path().string();
       b.error = s.message();
@@ -635,15 +626,14 @@ Result<std::vector<ListedBackup>> ListBackups(const Config& config, const std::s
 }
 
 Result<BackupCheck> VerifyBackup(const Config& config, const std::string& path) {
-  auto key = BackupKeyOf(config);
-  if (!key.ok()) return key.status();
+  GARDE_ASSIGN_OR_RETURN(auto key, BackupKeyOf(config));
   BackupCheck check;
   const std::string parent = fs::path(path).parent_path().string();
   uint8_t random[4];
   randombytes_buf(random, sizeof random);
   Scratch scratch((parent.empty() ? "." : parent) + "/.verify-" + HexOf(random, sizeof random));
   if (!scratch.ok()) return Unavailable("cannot create a scratch directory beside " + path);
-  Status s = Unseal(path, *key.value(), scratch.path(), &check.info);
+  Status s = Unseal(path, *key, scratch.path(), &check.info);
   if (!s.ok()) {
     check.info.path = path;
     check.problems.push_back(s.message());
@@ -677,9 +667,8 @@ Result<BackupCheck> VerifyBackup(const Config& config, const std::string& path) 
     sqlite3_close_v2(db);
   }
   // The audit log copy: every entry, the tree and the signed checkpoints, then the manifest.
-  auto ring = Keyring::Load(config.keyring_path());
-  if (!ring.ok()) return ring.status();
-  CheckpointSigner signer(ring.value()->Derive(KeyContext::kSigning), config.audit_origin);
+  GARDE_ASSIGN_OR_RETURN(auto ring, Keyring::Load(config.keyring_path()));
+  CheckpointSigner signer(ring->Derive(KeyContext::kSigning), config.audit_origin);
   auto log = OpenCopy(scratch.path() + "/audit.db", SqliteSchema::kAudit);
   if (log.ok()) {
     AuditVerification v =
@@ -770,21 +759,17 @@ Status RestoreBackup(const Config& config, const std::string& path, const std::s
   SyncDirectory(config.data_dir).IgnoreError();
 
   // Started on the restored files: erasures and "no"s made after the backup come back.
-  auto d = Deployment::Open(config);
-  if (!d.ok()) return d.status();
-  auto reapplied = d.value()->requests().ReapplyTombstones();
-  if (!reapplied.ok()) return reapplied.status();
-  report->reapplied = reapplied.value();
+  GARDE_ASSIGN_OR_RETURN(auto d, Deployment::Open(config));
+  GARDE_ASSIGN_OR_RETURN(auto reapplied, d->requests().ReapplyTombstones());
+  report->reapplied = reapplied;
   // A backup from before a master-key rotation holds look-up digests under a master that may
   // be gone: they are computed again, from the fields, under the current one. Its API keys
   // cannot be (only their holders know them): they are counted for the administrator.
-  auto reindexed = d.value()->vault().ReindexAll(500);
-  if (!reindexed.ok()) return reindexed.status();
-  report->reindexed = reindexed.value();
-  auto api_keys = d.value()->api_keys().List();
-  if (!api_keys.ok()) return api_keys.status();
-  const uint32_t master = d.value()->lookup().Current()->master;
-  for (const auto& k : api_keys.value()) {
+  GARDE_ASSIGN_OR_RETURN(auto reindexed, d->vault().ReindexAll(500));
+  report->reindexed = reindexed;
+  GARDE_ASSIGN_OR_RETURN(auto api_keys, d->api_keys().List());
+  const uint32_t master = d->lookup().Current()->master;
+  for (const auto& k : api_keys) {
     report->keys_under_old_master += k.revoked_at == 0 && k.hash_master != master ? 1 : 0;
   }
   // The reason is the administrator's text: it goes to restores.log beside the data, and
@@ -812,10 +797,10 @@ Status RestoreBackup(const Config& config, const std::string& path, const std::s
       report->backup.id, "backup_size:" + std::to_string(report->backup.audit_size),
       "live_size:" + std::to_string(report->live_audit_size), "restores_log:" + HexOf(digest, 16)};
   GARDE_RETURN_IF_ERROR(
-      d.value()->journal().Record(nullptr, system,
-                                  {"backup.restore", "", "", keep_live ? "consistent" : "forked",
-                                   facts, static_cast<int64_t>(report->reapplied)}));
-  return d.value()->audit().Flush();
+      d->journal().Record(nullptr, system,
+                          {"backup.restore", "", "", keep_live ? "consistent" : "forked", facts,
+                           static_cast<int64_t>(report->reapplied)}));
+  return d->audit().Flush();
 }
 
 }  // namespace garde

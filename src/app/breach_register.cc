@@ -82,15 +82,13 @@ Result<std::string> BreachRegister::Unseal(const IncidentRow& row) const {
 Result<IncidentView> BreachRegister::Load(const std::string& id) {
   std::optional<IncidentRow> row;
   GARDE_RETURN_IF_ERROR(d_.store().Read([&](ReadTx& tx) -> Status {
-    auto got = tx.GetIncident(id);
-    if (!got.ok()) return got.status();
-    row = std::move(got.value());
+    GARDE_ASSIGN_OR_RETURN(auto got, tx.GetIncident(id));
+    row = std::move(got);
     return Status::Ok();
   }));
   if (!row) return NotFound("no such incident");
-  auto facts = Unseal(*row);
-  if (!facts.ok()) return facts.status();
-  return IncidentView{std::move(*row), std::move(facts.value())};
+  GARDE_ASSIGN_OR_RETURN(auto facts, Unseal(*row));
+  return IncidentView{std::move(*row), std::move(facts)};
 }
 
 Result<IncidentView> BreachRegister::Save(const Caller& caller, IncidentRow row,
@@ -124,9 +122,8 @@ Result<std::vector<IncidentView>> BreachRegister::List(const Caller& caller,
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*d_.policies().Current(), caller, "incidents.manage"));
   std::vector<IncidentRow> rows;
   GARDE_RETURN_IF_ERROR(d_.store().Read([&](ReadTx& tx) -> Status {
-    auto got = tx.ListIncidents();
-    if (!got.ok()) return got.status();
-    rows = std::move(got.value());
+    GARDE_ASSIGN_OR_RETURN(auto got, tx.ListIncidents());
+    rows = std::move(got);
     return Status::Ok();
   }));
   const int64_t now = d_.clock().Now();
@@ -136,9 +133,8 @@ Result<std::vector<IncidentView>> BreachRegister::List(const Caller& caller,
     const bool waiting = row.authority_notified_at == 0 && row.status == "open";
     if (q.overdue && !(waiting && row.authority_due_at < now)) continue;
     if (q.due_within >= 0 && !(waiting && row.authority_due_at <= now + q.due_within)) continue;
-    auto facts = Unseal(row);
-    if (!facts.ok()) return facts.status();
-    out.push_back({std::move(row), std::move(facts.value())});
+    GARDE_ASSIGN_OR_RETURN(auto facts, Unseal(row));
+    out.push_back({std::move(row), std::move(facts)});
   }
   return out;
 }
@@ -152,16 +148,15 @@ Result<IncidentView> BreachRegister::Update(const Caller& caller, const std::str
                                             const std::string& changes,
                                             int64_t authority_notified_at, bool close) {
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*d_.policies().Current(), caller, "incidents.manage"));
-  auto view = Load(id);
-  if (!view.ok()) return view.status();
-  auto facts = ParseFacts(view->facts);
+  GARDE_ASSIGN_OR_RETURN(auto view, Load(id));
+  auto facts = ParseFacts(view.facts);
   auto patch = ParseFacts(changes);
   std::vector<std::string> changed;
   for (const auto& [k, v] : *patch) {
     facts->set(k, v);
     changed.push_back(k);
   }
-  IncidentRow row = view->row;
+  IncidentRow row = view.row;
   if (authority_notified_at != 0) {
     row.authority_notified_at = authority_notified_at;
     changed.push_back("authority_notified_at");
@@ -177,8 +172,7 @@ Result<IncidentView> BreachRegister::Update(const Caller& caller, const std::str
 Result<IncidentView> BreachRegister::Scope(const Caller& caller, const std::string& id,
                                            const BreachScope& scope) {
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*d_.policies().Current(), caller, "incidents.manage"));
-  auto view = Load(id);
-  if (!view.ok()) return view.status();
+  GARDE_ASSIGN_OR_RETURN(auto view, Load(id));
   // Everything logged so far under a head signed now. A key's or user's scope reads their
   // entries alone, through the actor index, each proved against that head and counted
   // against the head's signed count for the actor (AuditLog::ScopeActor); other scopes check
@@ -249,21 +243,19 @@ Result<IncidentView> BreachRegister::Scope(const Caller& caller, const std::stri
   };
   bool drawn = false;
   if (!scope.actor.empty()) {
-    auto checked = d_.audit().ScopeActor(scope.actor, draw);
-    if (!checked.ok()) return checked.status();
-    if (!checked->problems.empty()) {
-      return refused(checked->problems.size(), checked->problems.front());
+    GARDE_ASSIGN_OR_RETURN(auto checked, d_.audit().ScopeActor(scope.actor, draw));
+    if (!checked.problems.empty()) {
+      return refused(checked.problems.size(), checked.problems.front());
     }
-    drawn = checked->counted;
+    drawn = checked.counted;
     if (drawn) {
-      head = std::move(checked->head);
-      verified_entries = checked->entries;
+      head = std::move(checked.head);
+      verified_entries = checked.entries;
     }
   }
   if (!drawn) {
-    auto signed_now = d_.audit().Checkpoint();
-    if (!signed_now.ok()) return signed_now.status();
-    head = std::move(signed_now.value());
+    GARDE_ASSIGN_OR_RETURN(auto signed_now, d_.audit().Checkpoint());
+    head = std::move(signed_now);
     head_size = head.size;
     const AuditVerification verified = VerifyAuditLog(
         d_.audit_store(), d_.signer().public_key(), d_.signer().origin(), {}, [](uint64_t) {},
@@ -307,18 +299,17 @@ Result<IncidentView> BreachRegister::Scope(const Caller& caller, const std::stri
   Object::Ptr counts = new Object;
   for (const auto& [f, n] : by_field) counts->set(f, n);
   result->set("subjects_by_field", counts);
-  auto facts = ParseFacts(view->facts);
+  auto facts = ParseFacts(view.facts);
   facts->set("scope", result);
-  return Save(caller, view->row, Stringify(facts), "incident.scope",
+  return Save(caller, view.row, Stringify(facts), "incident.scope",
               {scope.actor, std::to_string(reached.size())});
 }
 
 Result<std::string> BreachRegister::Evidence(const Caller& caller, const std::string& id,
                                              const std::string& subject) {
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*d_.policies().Current(), caller, "incidents.manage"));
-  auto view = Load(id);
-  if (!view.ok()) return view.status();
-  auto facts = ParseFacts(view->facts);
+  GARDE_ASSIGN_OR_RETURN(auto view, Load(id));
+  auto facts = ParseFacts(view.facts);
   Object::Ptr scope = facts->getObject("scope");
   if (!scope || !scope->has("checkpoint")) {
     return Conflict("incident " + id + " has no scope with evidence yet: scope it first");
@@ -372,18 +363,16 @@ Result<std::string> BreachRegister::Evidence(const Caller& caller, const std::st
 Result<IncidentView> BreachRegister::RevokeKey(const Caller& caller, const std::string& id,
                                                const std::string& key_id) {
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*d_.policies().Current(), caller, "incidents.manage"));
-  auto view = Load(id);
-  if (!view.ok()) return view.status();
+  GARDE_ASSIGN_OR_RETURN(auto view, Load(id));
   GARDE_RETURN_IF_ERROR(d_.api_keys().Revoke(key_id));
   GARDE_RETURN_IF_ERROR(
       d_.journal().Record(nullptr, caller, {"apikey.revoke", "", "", "ok", {key_id, id}, 1}));
-  return AddContainment(caller, view.value(), "revoked API key " + key_id);
+  return AddContainment(caller, view, "revoked API key " + key_id);
 }
 
 Result<IncidentView> BreachRegister::RekeySubjects(const Caller& caller, const std::string& id) {
-  auto view = LoadForContainment(caller, id);
-  if (!view.ok()) return view.status();
-  auto facts = ParseFacts(view->facts);
+  GARDE_ASSIGN_OR_RETURN(auto view, LoadForContainment(caller, id));
+  auto facts = ParseFacts(view.facts);
   auto scope = facts->getObject("scope");
   if (!scope) return Conflict("draw the incident's scope first (:scope)");
   std::vector<std::string> ids;
@@ -393,15 +382,14 @@ Result<IncidentView> BreachRegister::RekeySubjects(const Caller& caller, const s
       if (entry) ids.push_back(entry->optValue<std::string>("subject", ""));
     }
   }
-  auto done = d_.vault().Rekey(caller, ids);
-  if (!done.ok()) return done.status();
+  GARDE_ASSIGN_OR_RETURN(auto done, d_.vault().Rekey(caller, ids));
   std::string action =
-      "re-keyed the data keys of " + std::to_string(done->rekeyed) + " subject(s) of the scope";
-  if (done->erased + done->unknown > 0) {
-    action += " (" + std::to_string(done->erased + done->unknown) +
+      "re-keyed the data keys of " + std::to_string(done.rekeyed) + " subject(s) of the scope";
+  if (done.erased + done.unknown > 0) {
+    action += " (" + std::to_string(done.erased + done.unknown) +
               " erased or gone: nothing left to re-key)";
   }
-  return AddContainment(caller, view.value(), action);
+  return AddContainment(caller, view, action);
 }
 
 Result<IncidentView> BreachRegister::AddContainment(const Caller& caller, const IncidentView& view,
@@ -432,16 +420,14 @@ Status BreachRegister::CheckContainment(const Caller& caller, const std::string&
 
 Result<IncidentView> BreachRegister::RecordContainment(const Caller& caller, const std::string& id,
                                                        const std::string& action) {
-  auto view = LoadForContainment(caller, id);
-  if (!view.ok()) return view.status();
-  return AddContainment(caller, view.value(), action);
+  GARDE_ASSIGN_OR_RETURN(auto view, LoadForContainment(caller, id));
+  return AddContainment(caller, view, action);
 }
 
 Result<IncidentView> BreachRegister::NotifySubjects(const Caller& caller, const std::string& id) {
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*d_.policies().Current(), caller, "incidents.manage"));
-  auto view = Load(id);
-  if (!view.ok()) return view.status();
-  auto facts = ParseFacts(view->facts);
+  GARDE_ASSIGN_OR_RETURN(auto view, Load(id));
+  auto facts = ParseFacts(view.facts);
   auto scope = facts->getObject("scope");
   if (!scope) return Conflict("draw the incident's scope first (:scope)");
   if (TextIn(*facts, "nature", "en").empty() || TextIn(*facts, "consequences", "en").empty() ||
@@ -453,7 +439,7 @@ Result<IncidentView> BreachRegister::NotifySubjects(const Caller& caller, const 
   }
   const int64_t now = d_.clock().Now();
   Array::Ptr told = new Array;
-  IncidentRow row = view->row;
+  IncidentRow row = view.row;
   row.subjects_notified_at = now;
   auto subjects = scope->getArray("subjects");
   GARDE_RETURN_IF_ERROR(d_.store().Write([&](WriteTx& tx) -> Status {
@@ -461,9 +447,8 @@ Result<IncidentView> BreachRegister::NotifySubjects(const Caller& caller, const 
     for (size_t i = 0; subjects && i < subjects->size(); ++i) {
       const std::string subject =
           subjects->getObject(static_cast<unsigned>(i))->optValue<std::string>("subject", "");
-      auto s = tx.GetSubject(subject);
-      if (!s.ok()) return s.status();
-      if (!s.value() || s.value()->status == "erased") continue;
+      GARDE_ASSIGN_OR_RETURN(auto s, tx.GetSubject(subject));
+      if (!s || s->status == "erased") continue;
       JsonWriter payload;
       payload.BeginObject()
           .String("notice", "breach_notice")
@@ -485,9 +470,8 @@ Result<IncidentView> BreachRegister::NotifySubjects(const Caller& caller, const 
 
 Result<std::vector<std::string>> BreachRegister::NoticeTexts(const std::string& id,
                                                              const std::string& lang) {
-  auto view = Load(id);
-  if (!view.ok()) return view.status();
-  auto facts = ParseFacts(view->facts);
+  GARDE_ASSIGN_OR_RETURN(auto view, Load(id));
+  auto facts = ParseFacts(view.facts);
   return std::vector<std::string>{TextIn(*facts, "nature", lang),
                                   TextIn(*facts, "consequences", lang),
                                   TextIn(*facts, "measures", lang)};

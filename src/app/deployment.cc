@@ -21,9 +21,8 @@ std::shared_ptr<const SubjectTokens> Deployment::tokens() const {
 Result<SubjectTokenClaims> Deployment::VerifySubjectToken(const std::string& token) {
   auto claims = tokens()->Verify(token, clock_.Now());
   if (!claims.ok() || claims->use == "confirm") return claims;
-  auto survivor = merges_->SurvivorOf(claims->subject);
-  if (!survivor.ok()) return survivor.status();
-  if (survivor.value()) claims->subject = *survivor.value();
+  GARDE_ASSIGN_OR_RETURN(auto survivor, merges_->SurvivorOf(claims->subject));
+  if (survivor) claims->subject = *survivor;
   return claims;
 }
 
@@ -42,15 +41,12 @@ Status Deployment::Initialise(const Config& config) {
   if (config.postgres()) {
     // Creates the schema. A database that already serves a deployment keeps its keys: a new
     // keyring could read none of its data.
-    auto stores = OpenPostgresStores(config);
-    if (!stores.ok()) return stores.status();
+    GARDE_ASSIGN_OR_RETURN(auto stores, OpenPostgresStores(config));
     bool used = false;
-    GARDE_RETURN_IF_ERROR(stores.value().vault->Read([&](ReadTx& tx) -> Status {
-      auto keys = tx.ListApiKeys();
-      if (!keys.ok()) return keys.status();
-      auto subjects = tx.CountSubjects();
-      if (!subjects.ok()) return subjects.status();
-      used = !keys.value().empty() || subjects.value() > 0;
+    GARDE_RETURN_IF_ERROR(stores.vault->Read([&](ReadTx& tx) -> Status {
+      GARDE_ASSIGN_OR_RETURN(auto keys, tx.ListApiKeys());
+      GARDE_ASSIGN_OR_RETURN(auto subjects, tx.CountSubjects());
+      used = !keys.empty() || subjects > 0;
       return Status::Ok();
     }));
     if (used) {
@@ -77,18 +73,16 @@ Result<DeploymentStores> OpenSqliteStores(const Config& config) {
   options.deferred_sync_ms = config.deferred_sync_ms;
   options.checkpoint_frames = config.db_checkpoint_frames;
   options.writer_cache_bytes = int64_t{config.db_writer_cache_mib} << 20;
-  auto store = SqliteStore::Open(options);
-  if (!store.ok()) return store.status();
+  GARDE_ASSIGN_OR_RETURN(auto store, SqliteStore::Open(options));
   // The audit log's own file: same durability, few connections (one appender, rare readers).
   SqliteOptions log = options;
   log.path = config.audit_database_path();
   log.schema = SqliteSchema::kAudit;
   log.writer_cache_bytes = 0;  // appends: the shared cache serves them
   log.max_connections = 4;
-  auto audit_store = SqliteStore::Open(log);
-  if (!audit_store.ok()) return audit_store.status();
-  GARDE_RETURN_IF_ERROR(audit_store.value()->ImportLegacyAudit(options.path));
-  return DeploymentStores{std::move(store).value(), std::move(audit_store).value()};
+  GARDE_ASSIGN_OR_RETURN(auto audit_store, SqliteStore::Open(log));
+  GARDE_RETURN_IF_ERROR(audit_store->ImportLegacyAudit(options.path));
+  return DeploymentStores{std::move(store), std::move(audit_store)};
 }
 
 Result<DeploymentStores> OpenPostgresStores(const Config& config) {
@@ -98,16 +92,14 @@ Result<DeploymentStores> OpenPostgresStores(const Config& config) {
   options.max_connections = config.db_connections;
   options.strict_reads = config.strict_reads;
   options.visible_before_durable = true;
-  auto store = PostgresStore::Open(options);
-  if (!store.ok()) return store.status();
+  GARDE_ASSIGN_OR_RETURN(auto store, PostgresStore::Open(options));
   // The audit log's tables live in the same database; its own few connections and write lock.
   options.max_connections = 4;
   options.write_lock = PostgresOptions::kAuditWriteLock;
   options.follow_changes = false;
   options.visible_before_durable = false;
-  auto audit_store = PostgresStore::Open(options);
-  if (!audit_store.ok()) return audit_store.status();
-  return DeploymentStores{std::move(store).value(), std::move(audit_store).value()};
+  GARDE_ASSIGN_OR_RETURN(auto audit_store, PostgresStore::Open(options));
+  return DeploymentStores{std::move(store), std::move(audit_store)};
 }
 
 Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config) {
@@ -131,11 +123,10 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config,
                          config.default_language + ".yaml");
   }
   GARDE_RETURN_IF_ERROR(d->keys_.Load());
-  auto stores = open_stores(config);
-  if (!stores.ok()) return stores.status();
-  d->store_ = std::move(stores.value().vault);
-  d->audit_store_ = std::move(stores.value().audit);
-  d->files_ = std::move(stores.value().files);
+  GARDE_ASSIGN_OR_RETURN(auto stores, open_stores(config));
+  d->store_ = std::move(stores.vault);
+  d->audit_store_ = std::move(stores.audit);
+  d->files_ = std::move(stores.files);
   d->policies_ = std::make_unique<PolicyHolder>(policies.value());
   const auto ring = d->keys_.Current();
   d->lookup_ = std::make_unique<LookupKeys>(*ring);
@@ -197,9 +188,9 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config,
   if (!config.webhooks_file.empty() || !config.smtp_host.empty()) {
     std::vector<WebhookEndpoint> endpoints;
     if (!config.webhooks_file.empty()) {
-      auto loaded = LoadWebhookEndpoints(config.webhooks_file, *d->policies_->Current());
-      if (!loaded.ok()) return loaded.status();
-      endpoints = std::move(loaded.value());
+      GARDE_ASSIGN_OR_RETURN(auto loaded,
+                             LoadWebhookEndpoints(config.webhooks_file, *d->policies_->Current()));
+      endpoints = std::move(loaded);
     }
     d->webhooks_ = std::make_unique<WebhookDispatcher>(*d, std::move(endpoints));
     if (!config.smtp_host.empty()) {

@@ -347,9 +347,8 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
   char delimiter = mapping.delimiter;
   {
     CsvStream csv(digesting);
-    auto first = csv.Start();
-    if (!first.ok()) return first.status();
-    if (delimiter == 0) delimiter = CsvReader::Detect(first.value());
+    GARDE_ASSIGN_OR_RETURN(auto first, csv.Start());
+    if (delimiter == 0) delimiter = CsvReader::Detect(first);
     csv.set_delimiter(delimiter);
     std::vector<std::string> cells;
     if (!csv.Next(&header)) {
@@ -365,15 +364,13 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
     if (!csv.error().empty()) return Unprocessable("the file is not valid CSV: " + csv.error());
     bom = csv.bom();
   }
-  auto is_windows_1252 = IsWindows1252(mapping.encoding, bom, utf8);
-  if (!is_windows_1252.ok()) return is_windows_1252.status();
-  const bool windows_1252 = is_windows_1252.value();
+  GARDE_ASSIGN_OR_RETURN(auto is_windows_1252, IsWindows1252(mapping.encoding, bom, utf8));
+  const bool windows_1252 = is_windows_1252;
   auto decode = [&](std::vector<std::string>& cells) -> Status {
     if (!windows_1252) return Status::Ok();
     for (auto& cell : cells) {
-      auto text = Utf8FromWindows1252(cell);
-      if (!text.ok()) return text.status();
-      cell = std::move(text).value();
+      GARDE_ASSIGN_OR_RETURN(auto text, Utf8FromWindows1252(cell));
+      cell = std::move(text);
     }
     return Status::Ok();
   };
@@ -403,9 +400,8 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
   std::map<int64_t, std::string> earlier;
   if (!options.dry_run) {
     GARDE_RETURN_IF_ERROR(d_.store().Read([&](ReadTx& tx) -> Status {
-      auto done = tx.ImportedRows(summary.id);
-      if (!done.ok()) return done.status();
-      earlier = std::move(done.value());
+      GARDE_ASSIGN_OR_RETURN(auto done, tx.ImportedRows(summary.id));
+      earlier = std::move(done);
       return Status::Ok();
     }));
   }

@@ -85,13 +85,12 @@ Result<ComposedMail> Mailer::Compose(const DeliveryRow& delivery, MailOutcome* s
   const std::string subject = Member(*payload, "subject");
   auto policies = d_.policies().Current();
   // Only ever to the address on file: never one a request supplied.
-  auto own = d_.vault().OwnFields(subject, {"email", "language"});
-  if (!own.ok()) return own.status();
-  auto email = own->find("email");
-  if (email == own->end() || email->second.text.empty()) return skip("no e-mail address on file");
-  auto language = own->find("language");
+  GARDE_ASSIGN_OR_RETURN(auto own, d_.vault().OwnFields(subject, {"email", "language"}));
+  auto email = own.find("email");
+  if (email == own.end() || email->second.text.empty()) return skip("no e-mail address on file");
+  auto language = own.find("language");
   const std::string lang =
-      ChooseLanguage(policies->languages(), "", language == own->end() ? "" : language->second.text,
+      ChooseLanguage(policies->languages(), "", language == own.end() ? "" : language->second.text,
                      Member(*payload, "lang"), d_.config().default_language);
 
   const auto& c = policies->controller();
@@ -130,9 +129,8 @@ Result<ComposedMail> Mailer::Compose(const DeliveryRow& delivery, MailOutcome* s
     const std::string id = Member(*payload, "confirmation");
     std::optional<ConsentConfirmationRow> confirmation;
     GARDE_RETURN_IF_ERROR(d_.store().Read([&](ReadTx& tx) -> Status {
-      auto row = tx.GetConsentConfirmation(id);
-      if (!row.ok()) return row.status();
-      confirmation = std::move(row.value());
+      GARDE_ASSIGN_OR_RETURN(auto row, tx.GetConsentConfirmation(id));
+      confirmation = std::move(row);
       return Status::Ok();
     }));
     if (!confirmation || confirmation->subject_id != subject)

@@ -131,9 +131,8 @@ Result<ReloadResult> ReloadHere(Deployment& d, const Caller& caller, const std::
   GARDE_RETURN_IF_ERROR(d.store().Write([&](WriteTx& tx) -> Status {
     if (r.changed) {
       // Each node of a deployment reloads: the version is recorded once, by the first.
-      auto last = tx.ListPolicyVersions(1);
-      if (!last.ok()) return last.status();
-      if (last->empty() || last->front().content_hash != r.after) {
+      GARDE_ASSIGN_OR_RETURN(auto last, tx.ListPolicyVersions(1));
+      if (last.empty() || last.front().content_hash != r.after) {
         GARDE_RETURN_IF_ERROR(
             tx.InsertPolicyVersion({0, r.after, d.clock().Now(), source, r.summary}));
       }
@@ -168,14 +167,13 @@ Result<ReloadResult> ReloadPolicies(Deployment& d, const Caller& caller,
 Status RecordStartingPolicies(Deployment& d) {
   auto current = d.policies().Current();
   return d.store().Write([&](WriteTx& tx) -> Status {
-    auto last = tx.ListPolicyVersions(1);
-    if (!last.ok()) return last.status();
-    if (!last->empty() && last->front().content_hash == current->content_hash()) {
+    GARDE_ASSIGN_OR_RETURN(auto last, tx.ListPolicyVersions(1));
+    if (!last.empty() && last.front().content_hash == current->content_hash()) {
       return Status::Ok();
     }
     return tx.InsertPolicyVersion(
         {0, current->content_hash(), d.clock().Now(), "start",
-         last->empty() ? "{\"first\":true}" : "{\"changed_offline\":true}"});
+         last.empty() ? "{\"first\":true}" : "{\"changed_offline\":true}"});
   });
 }
 

@@ -229,13 +229,11 @@ Status WebhookDispatcher::FanOut() {
   if (endpoints_.empty()) return Status::Ok();
   return d_.store().Write([&](WriteTx& tx) -> Status {
     for (const auto& e : endpoints_) {
-      auto mark = tx.WebhookMark(e.id);
-      if (!mark.ok()) return mark.status();
-      auto events = tx.ListOutbox(mark.value(), kFanOutBatch);
-      if (!events.ok()) return events.status();
-      if (events.value().empty()) continue;
+      GARDE_ASSIGN_OR_RETURN(auto mark, tx.WebhookMark(e.id));
+      GARDE_ASSIGN_OR_RETURN(auto events, tx.ListOutbox(mark, kFanOutBatch));
+      if (events.empty()) continue;
       const int64_t now = SystemClock().Now();
-      for (const auto& ev : events.value()) {
+      for (const auto& ev : events) {
         if (!e.events.count(ev.topic)) continue;
         // A message is due when its event happens: turning e-mail on does not send the past.
         if (e.id == kMailEndpoint && ev.created_at < now - e.max_age) continue;
@@ -255,7 +253,7 @@ Status WebhookDispatcher::FanOut() {
         }
         GARDE_RETURN_IF_ERROR(tx.InsertDelivery(row));
       }
-      GARDE_RETURN_IF_ERROR(tx.SetWebhookMark(e.id, events.value().back().seq));
+      GARDE_RETURN_IF_ERROR(tx.SetWebhookMark(e.id, events.back().seq));
     }
     return Status::Ok();
   });
@@ -320,9 +318,8 @@ Result<size_t> WebhookDispatcher::Pass() {
   GARDE_RETURN_IF_ERROR(FanOut());
   std::vector<DeliveryRow> due;
   GARDE_RETURN_IF_ERROR(d_.store().Read([&](ReadTx& tx) -> Status {
-    auto rows = tx.DueDeliveries(NowMs(), kDeliveryBatch);
-    if (!rows.ok()) return rows.status();
-    due = std::move(rows.value());
+    GARDE_ASSIGN_OR_RETURN(auto rows, tx.DueDeliveries(NowMs(), kDeliveryBatch));
+    due = std::move(rows);
     return Status::Ok();
   }));
   if (due.empty()) return size_t{0};
@@ -391,10 +388,9 @@ Result<size_t> WebhookDispatcher::Pass() {
 Result<DeliveryRow> WebhookDispatcher::Replay(int64_t delivery_id) {
   DeliveryRow replayed;
   GARDE_RETURN_IF_ERROR(d_.store().Write([&](WriteTx& tx) -> Status {
-    auto row = tx.GetDelivery(delivery_id);
-    if (!row.ok()) return row.status();
-    if (!row.value()) return NotFound("no such delivery");
-    DeliveryRow r = *row.value();
+    GARDE_ASSIGN_OR_RETURN(auto row, tx.GetDelivery(delivery_id));
+    if (!row) return NotFound("no such delivery");
+    DeliveryRow r = *row;
     if (r.status == "pending") return Conflict("the delivery is still pending");
     r.status = "pending";
     r.next_at = 0;

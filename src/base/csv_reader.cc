@@ -43,9 +43,8 @@ Result<std::string> SpreadsheetText(std::string_view bytes, std::string_view enc
   const bool bom = bytes.substr(0, kBom.size()) == kBom;
   if (bom) bytes.remove_prefix(kBom.size());
   const bool utf8 = !(encoding == "windows-1252" && !bom) && IsValidUtf8(bytes);
-  auto windows_1252 = IsWindows1252(encoding, bom, utf8);
-  if (!windows_1252.ok()) return windows_1252.status();
-  if (windows_1252.value()) return Utf8FromWindows1252(bytes);
+  GARDE_ASSIGN_OR_RETURN(auto windows_1252, IsWindows1252(encoding, bom, utf8));
+  if (windows_1252) return Utf8FromWindows1252(bytes);
   return std::string(bytes);
 }
 

@@ -121,15 +121,13 @@ class PosixRegion final : public FileSystem::Region {
 class Posix final : public FileSystem {
  public:
   Result<std::unique_ptr<File>> Open(const std::string& path, Mode mode) override {
-    auto file = OpenPosix(path, mode);
-    if (!file.ok()) return file.status();
-    return std::unique_ptr<File>(std::move(file).value());
+    GARDE_ASSIGN_OR_RETURN(auto file, OpenPosix(path, mode));
+    return std::unique_ptr<File>(std::move(file));
   }
 
   Result<std::string> ReadAll(const std::string& path) override {
-    auto file = OpenPosix(path, Mode::kRead);
-    if (!file.ok()) return file.status();
-    return file.value()->ReadToEnd();
+    GARDE_ASSIGN_OR_RETURN(auto file, OpenPosix(path, Mode::kRead));
+    return file->ReadToEnd();
   }
 
   Status Rename(const std::string& from, const std::string& to) override {
@@ -296,9 +294,8 @@ class Memory final : public FileSystem {
     return std::unique_ptr<File>(std::make_unique<MemoryFile>(it->second));
   }
   Result<std::string> ReadAll(const std::string& path) override {
-    auto bytes = Bytes(path);
-    if (!bytes.ok()) return bytes.status();
-    return bytes.value()->All();
+    GARDE_ASSIGN_OR_RETURN(auto bytes, Bytes(path));
+    return bytes->All();
   }
   Status Rename(const std::string& from, const std::string& to) override {
     MutexLock lock(&mu_);
@@ -323,10 +320,9 @@ class Memory final : public FileSystem {
     return std::unique_ptr<Region>(std::make_unique<MemoryRegion>(std::move(bytes), size));
   }
   Result<std::string> ReadUnlocked(const std::string& path) override {
-    auto bytes = Bytes(path);
-    if (!bytes.ok()) return bytes.status();
-    if (bytes.value()->HasRegion()) return Conflict(path + " in use");
-    return bytes.value()->All();
+    GARDE_ASSIGN_OR_RETURN(auto bytes, Bytes(path));
+    if (bytes->HasRegion()) return Conflict(path + " in use");
+    return bytes->All();
   }
   Result<std::vector<std::string>> List(const std::string& dir) override {
     MutexLock lock(&mu_);

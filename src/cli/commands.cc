@@ -657,9 +657,8 @@ Caller CliCaller(const char* request) { return Caller{"cli", "admin", {}, reques
 // `--incident ID` of the key commands: the incident must exist before anything is rotated.
 Status CheckIncident(const CliArgs& args, const Config& cfg) {
   if (args.Get("incident").empty()) return Status::Ok();
-  auto d = Deployment::Open(cfg);
-  if (!d.ok()) return d.status();
-  return d.value()->breaches().CheckContainment(CliCaller("keys-rotate"), args.Get("incident"));
+  GARDE_ASSIGN_OR_RETURN(auto d, Deployment::Open(cfg));
+  return d->breaches().CheckContainment(CliCaller("keys-rotate"), args.Get("incident"));
 }
 
 // Once the rotation is done: the step among the incident's containment.
@@ -710,9 +709,8 @@ int RunKeysRotateMaster(const CliArgs& args) {
       .IgnoreError();
   int64_t stale = 0;
   Status counted = d.value()->store().Read([&](ReadTx& tx) -> Status {
-    auto n = tx.CountStaleIndexes(current);
-    if (!n.ok()) return n.status();
-    stale = n.value();
+    GARDE_ASSIGN_OR_RETURN(auto n, tx.CountStaleIndexes(current));
+    stale = n;
     return Status::Ok();
   });
   if (!counted.ok()) return FailStatus(counted);
@@ -903,9 +901,8 @@ int RunAuditVerify(const CliArgs& args) {
     SqliteOptions options;
     options.path = cfg->audit_database_path();
     options.schema = SqliteSchema::kAudit;
-    auto file = SqliteStore::Open(options);
-    if (!file.ok()) return file.status();
-    return std::unique_ptr<Store>(std::move(file).value());
+    GARDE_ASSIGN_OR_RETURN(auto file, SqliteStore::Open(options));
+    return std::unique_ptr<Store>(std::move(file));
   }();
   if (!store.ok()) return FailStatus(store.status());
   const bool show = args.Has("progress") || isatty(STDERR_FILENO);
@@ -1021,9 +1018,8 @@ int RunBackupList(const CliArgs& args) {
 // --from names a file, or the id of a backup in the backup directory; absent: the newest.
 Result<std::string> BackupPath(const Config& cfg, const std::string& from) {
   if (!from.empty() && std::filesystem::is_regular_file(from)) return from;
-  auto listed = ListBackups(cfg, cfg.backup_directory());
-  if (!listed.ok()) return listed.status();
-  for (const auto& b : listed.value()) {
+  GARDE_ASSIGN_OR_RETURN(auto listed, ListBackups(cfg, cfg.backup_directory()));
+  for (const auto& b : listed) {
     if (b.error.empty() && (from.empty() || b.info.id == from)) return b.info.path;
   }
   return NotFound(from.empty() ? "no backup in " + cfg.backup_directory()

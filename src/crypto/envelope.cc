@@ -86,12 +86,12 @@ Status OpenFieldInto(const ScopedKey& dek, const FieldBinding& b, std::span<cons
 Result<Bytes> WrapDataKey(const Keyring& ring, uint32_t version, std::string_view subject_id,
                           const ScopedKey& dek) {
   if (const std::string* label = ring.TokenKey(version)) {
-    auto box = ring.token()->Seal(*label, WrapAd(subject_id, version), {dek.data(), kKeyBytes});
-    if (!box.ok()) return box.status();
+    GARDE_ASSIGN_OR_RETURN(
+        auto box, ring.token()->Seal(*label, WrapAd(subject_id, version), {dek.data(), kKeyBytes}));
     Bytes out;
-    out.reserve(1 + box->size());
+    out.reserve(1 + box.size());
     out.push_back(kTokenWrapFormat);
-    out.insert(out.end(), box->begin(), box->end());
+    out.insert(out.end(), box.begin(), box.end());
     return out;
   }
   ScopedKey kek;

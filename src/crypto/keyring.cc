@@ -403,15 +403,13 @@ Result<std::unique_ptr<SecretBuffer>> ReadKeyringBytes(const std::string& path) 
 }
 
 Status ReadKeyringFile(const std::string& path, KeyringFile* out) {
-  auto bytes = ReadKeyringBytes(path);
-  if (!bytes.ok()) return bytes.status();
-  const SecretBuffer& text = *bytes.value();
+  GARDE_ASSIGN_OR_RETURN(auto bytes, ReadKeyringBytes(path));
+  const SecretBuffer& text = *bytes;
   Status bad = Unavailable("keyring " + path + " is not a valid garde keyring");
   if (text.view().substr(0, kSealedFormat.size()) == kSealedFormat) {
-    auto opened = OpenSealed(path, text.view());
-    if (!opened.ok()) return opened.status();
+    GARDE_ASSIGN_OR_RETURN(auto opened, OpenSealed(path, text.view()));
     out->sealed = true;
-    if (!KeyringReader(opened.value()->view()).Parse(out)) return bad;
+    if (!KeyringReader(opened->view()).Parse(out)) return bad;
   } else if (!KeyringReader(text.view()).Parse(out)) {
     return bad;
   }
@@ -496,26 +494,24 @@ Status WriteKeyringFile(const std::string& path, const KeyringFile& kf, bool exc
   if (!current.token_key.empty()) {
     // The current root is on the token: the master key (and every other secret) is written
     // only as sealed by it.
-    auto token = TokenFor(path, kf.token_name);
-    if (!token.ok()) return token.status();
-    auto box = token.value()->Seal(current.token_key, MasterAd(kf.current),
-                                   {kf.master.data(), kf.master.size()});
-    if (!box.ok()) return box.status();
+    GARDE_ASSIGN_OR_RETURN(auto token, TokenFor(path, kf.token_name));
+    GARDE_ASSIGN_OR_RETURN(auto box, token->Seal(current.token_key, MasterAd(kf.current),
+                                                 {kf.master.data(), kf.master.size()}));
     text.Add("\"master_sealed\":\"")
-        .Add(Base64Encode(box->data(), box->size()))
+        .Add(Base64Encode(box.data(), box.size()))
         .Add("\",\"master_by\":")
         .Add(std::to_string(kf.current))
         .Add(",");
     for (const OtherSecret& o : kOtherSecrets) {
       const SecretBuffer* secret = to_write(o);
       if (secret == nullptr) continue;
-      auto sealed = token.value()->Seal(current.token_key, SecretAd(o.name, kf.current),
-                                        {secret->data(), secret->size()});
-      if (!sealed.ok()) return sealed.status();
+      GARDE_ASSIGN_OR_RETURN(auto sealed,
+                             token->Seal(current.token_key, SecretAd(o.name, kf.current),
+                                         {secret->data(), secret->size()}));
       text.Add("\"")
           .Add(o.name)
           .Add("_sealed\":\"")
-          .Add(Base64Encode(sealed->data(), sealed->size()))
+          .Add(Base64Encode(sealed.data(), sealed.size()))
           .Add("\",");
     }
   } else {
@@ -667,10 +663,11 @@ Result<std::shared_ptr<Pkcs11Token>> KeyringToken() {
   std::lock_guard<std::mutex> lock(t.mu);
   if (t.token) return t.token;
   if (!t.settings) return NotFound("no PKCS#11 token is configured");
-  auto token = Pkcs11Token::Connect(
-      *t.settings, std::string_view(reinterpret_cast<const char*>(t.pin->data()), t.pin_size));
-  if (!token.ok()) return token.status();
-  t.token = token.value();
+  GARDE_ASSIGN_OR_RETURN(
+      auto token,
+      Pkcs11Token::Connect(
+          *t.settings, std::string_view(reinterpret_cast<const char*>(t.pin->data()), t.pin_size)));
+  t.token = token;
   return t.token;
 }
 
@@ -679,18 +676,16 @@ Status Keyring::Create(const std::string& path) {
   KeyringFile kf;
   randombytes_buf(kf.master.data(), kKeyBytes);
   const bool on_token = HasKeyringToken();
-  auto v1 = NewVersion(path, &kf, 1, on_token);
-  if (!v1.ok()) return v1.status();
-  kf.versions[1] = std::move(v1.value());
+  GARDE_ASSIGN_OR_RETURN(auto v1, NewVersion(path, &kf, 1, on_token));
+  kf.versions[1] = std::move(v1);
   kf.current = 1;
   kf.sealed = !on_token && HasKeyringPassphrase();
   return WriteKeyringFile(path, kf, /*exclusive=*/true);
 }
 
 Result<KeyringForm> Keyring::Form(const std::string& path) {
-  auto bytes = ReadKeyringBytes(path);
-  if (!bytes.ok()) return bytes.status();
-  const std::string_view text = bytes.value()->view();
+  GARDE_ASSIGN_OR_RETURN(auto bytes, ReadKeyringBytes(path));
+  const std::string_view text = bytes->view();
   if (text.substr(0, kSealedFormat.size()) == kSealedFormat) return KeyringForm::kSealed;
   // Read, not opened: a master sealed by a token stays sealed here.
   KeyringFile kf;
@@ -749,9 +744,8 @@ Result<std::shared_ptr<const Keyring>> Keyring::Load(const std::string& path) {
     ring->info_[v] = ver.info;
     if (ver.key) ring->roots_.emplace(v, SecretKey::FromBytes(ver.key->data()));
     if (!ver.info.token_key.empty() && !ring->token_) {
-      auto token = TokenFor(path, kf.token_name);
-      if (!token.ok()) return token.status();
-      ring->token_ = token.value();
+      GARDE_ASSIGN_OR_RETURN(auto token, TokenFor(path, kf.token_name));
+      ring->token_ = token;
     }
   }
   return std::shared_ptr<const Keyring>(std::move(ring));
@@ -764,9 +758,8 @@ Result<uint32_t> Keyring::AddVersion(const std::string& path, RootHome home) {
   const bool on_token =
       home == RootHome::kToken ||
       (home == RootHome::kSameAsCurrent && !kf.versions.at(kf.current).info.token_key.empty());
-  auto v = NewVersion(path, &kf, next, on_token);
-  if (!v.ok()) return v.status();
-  kf.versions[next] = std::move(v.value());
+  GARDE_ASSIGN_OR_RETURN(auto v, NewVersion(path, &kf, next, on_token));
+  kf.versions[next] = std::move(v);
   kf.current = next;
   GARDE_RETURN_IF_ERROR(WriteKeyringFile(path, kf, /*exclusive=*/false));
   return next;
@@ -789,9 +782,8 @@ Status Keyring::Retire(const std::string& path, uint32_t version) {
   GARDE_RETURN_IF_ERROR(WriteKeyringFile(path, kf, /*exclusive=*/false));
   if (token_key.empty()) return Status::Ok();
   // The file no longer names it; now the token forgets it too.
-  auto token = KeyringToken();
-  if (!token.ok()) return token.status();
-  return token.value()->Destroy(token_key);
+  GARDE_ASSIGN_OR_RETURN(auto token, KeyringToken());
+  return token->Destroy(token_key);
 }
 
 bool Keyring::Usable(uint32_t version) const {

@@ -7,17 +7,16 @@ namespace garde {
 Status KeyringSource::Load() {
   struct stat st;
   const bool have_stat = ::stat(path_.c_str(), &st) == 0;
-  auto ring = Keyring::Load(path_);
-  if (!ring.ok()) return ring.status();
+  GARDE_ASSIGN_OR_RETURN(auto ring, Keyring::Load(path_));
   {
     std::lock_guard<std::mutex> lock(mu_);
-    ring_ = ring.value();
+    ring_ = ring;
     if (have_stat) {
       mtime_ = st.st_mtim;
       size_ = static_cast<long>(st.st_size);
     }
   }
-  if (on_load_) on_load_(*ring.value());
+  if (on_load_) on_load_(*ring);
   return Status::Ok();
 }
 

@@ -55,11 +55,9 @@ Result<Hash> MerkleTree::RangeHash(uint64_t start, uint64_t n) const {
     return source_(static_cast<unsigned>(std::countr_zero(n)), start / n);
   }
   const uint64_t k = SplitPoint(n);
-  auto left = RangeHash(start, k);
-  if (!left.ok()) return left.status();
-  auto right = RangeHash(start + k, n - k);
-  if (!right.ok()) return right.status();
-  return NodeHash(left.value(), right.value());
+  GARDE_ASSIGN_OR_RETURN(auto left, RangeHash(start, k));
+  GARDE_ASSIGN_OR_RETURN(auto right, RangeHash(start + k, n - k));
+  return NodeHash(left, right);
 }
 
 Result<Hash> MerkleTree::Root(uint64_t size) const {
@@ -72,14 +70,12 @@ Status MerkleTree::Path(uint64_t m, uint64_t start, uint64_t n, std::vector<Hash
   const uint64_t k = SplitPoint(n);
   if (m < k) {
     GARDE_RETURN_IF_ERROR(Path(m, start, k, out));
-    auto right = RangeHash(start + k, n - k);
-    if (!right.ok()) return right.status();
-    out->push_back(right.value());
+    GARDE_ASSIGN_OR_RETURN(auto right, RangeHash(start + k, n - k));
+    out->push_back(right);
   } else {
     GARDE_RETURN_IF_ERROR(Path(m - k, start + k, n - k, out));
-    auto left = RangeHash(start, k);
-    if (!left.ok()) return left.status();
-    out->push_back(left.value());
+    GARDE_ASSIGN_OR_RETURN(auto left, RangeHash(start, k));
+    out->push_back(left);
   }
   return Status::Ok();
 }
@@ -96,22 +92,19 @@ Status MerkleTree::SubProof(uint64_t m, uint64_t start, uint64_t n, bool whole,
                             std::vector<Hash>* out) const {
   if (m == n) {
     if (whole) return Status::Ok();
-    auto h = RangeHash(start, n);
-    if (!h.ok()) return h.status();
-    out->push_back(h.value());
+    GARDE_ASSIGN_OR_RETURN(auto h, RangeHash(start, n));
+    out->push_back(h);
     return Status::Ok();
   }
   const uint64_t k = SplitPoint(n);
   if (m <= k) {
     GARDE_RETURN_IF_ERROR(SubProof(m, start, k, whole, out));
-    auto right = RangeHash(start + k, n - k);
-    if (!right.ok()) return right.status();
-    out->push_back(right.value());
+    GARDE_ASSIGN_OR_RETURN(auto right, RangeHash(start + k, n - k));
+    out->push_back(right);
   } else {
     GARDE_RETURN_IF_ERROR(SubProof(m - k, start + k, n - k, false, out));
-    auto left = RangeHash(start, k);
-    if (!left.ok()) return left.status();
-    out->push_back(left.value());
+    GARDE_ASSIGN_OR_RETURN(auto left, RangeHash(start, k));
+    out->push_back(left);
   }
   return Status::Ok();
 }

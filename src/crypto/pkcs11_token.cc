@@ -377,14 +377,13 @@ Result<std::shared_ptr<Pkcs11Token>> Pkcs11Token::Connect(const Pkcs11Settings& 
                                                           std::string_view pin) {
   InitSodium();
   if (settings.token.empty()) return Unprocessable("pkcs11_token: the token's label is required");
-  auto file = ModuleFile(settings.module);
-  if (!file.ok()) return file.status();
+  GARDE_ASSIGN_OR_RETURN(auto file, ModuleFile(settings.module));
   std::shared_ptr<Pkcs11Token> token(new Pkcs11Token(settings));
   token->impl_ = std::make_unique<Impl>(settings, pin);
   token->impl_->token_label = settings.token;
-  token->impl_->fn = p11_kit_module_load(file.value().c_str(), 0);
+  token->impl_->fn = p11_kit_module_load(file.c_str(), 0);
   if (token->impl_->fn == nullptr) {
-    return Unavailable("cannot load the PKCS#11 module " + file.value() + ": " +
+    return Unavailable("cannot load the PKCS#11 module " + file + ": " +
                        (p11_kit_message() ? p11_kit_message() : "unknown error"));
   }
   std::lock_guard<std::mutex> lock(token->impl_->mu);
@@ -393,10 +392,9 @@ Result<std::shared_ptr<Pkcs11Token>> Pkcs11Token::Connect(const Pkcs11Settings& 
 }
 
 Status Pkcs11Token::Generate(const std::string& label) {
-  auto lease = impl_->Acquire();
-  if (!lease.ok()) return lease.status();
-  Impl::Held held{impl_.get(), lease.value()};
-  auto existing = impl_->Find(lease.value(), label);
+  GARDE_ASSIGN_OR_RETURN(auto lease, impl_->Acquire());
+  Impl::Held held{impl_.get(), lease};
+  auto existing = impl_->Find(lease, label);
   if (existing.ok()) return Conflict("the PKCS#11 token already holds a key '" + label + "'");
   if (existing.status().code() != Code::kNotFound) return existing.status();
   CK_MECHANISM mech{CKM_AES_KEY_GEN, nullptr, 0};
@@ -414,40 +412,37 @@ Status Pkcs11Token::Generate(const std::string& label) {
   };
   CK_OBJECT_HANDLE key = 0;
   const CK_RV rv =
-      impl_->fn->C_GenerateKey(lease->session, &mech, tmpl, sizeof tmpl / sizeof tmpl[0], &key);
-  if (rv != CKR_OK) return impl_->Failure(lease.value(), rv, "key generation");
+      impl_->fn->C_GenerateKey(lease.session, &mech, tmpl, sizeof tmpl / sizeof tmpl[0], &key);
+  if (rv != CKR_OK) return impl_->Failure(lease, rv, "key generation");
   return Status::Ok();
 }
 
 Status Pkcs11Token::Destroy(const std::string& label) {
-  auto lease = impl_->Acquire();
-  if (!lease.ok()) return lease.status();
-  Impl::Held held{impl_.get(), lease.value()};
-  auto key = impl_->Find(lease.value(), label);
+  GARDE_ASSIGN_OR_RETURN(auto lease, impl_->Acquire());
+  Impl::Held held{impl_.get(), lease};
+  auto key = impl_->Find(lease, label);
   if (!key.ok()) return key.status().code() == Code::kNotFound ? Status::Ok() : key.status();
-  const CK_RV rv = impl_->fn->C_DestroyObject(lease->session, key.value());
+  const CK_RV rv = impl_->fn->C_DestroyObject(lease.session, key.value());
   impl_->Forget(label);
-  if (rv != CKR_OK) return impl_->Failure(lease.value(), rv, "destroy");
+  if (rv != CKR_OK) return impl_->Failure(lease, rv, "destroy");
   return Status::Ok();
 }
 
 Result<Bytes> Pkcs11Token::Seal(const std::string& label, std::string_view aad,
                                 std::span<const uint8_t> plain) {
-  auto lease = impl_->Acquire();
-  if (!lease.ok()) return lease.status();
-  Impl::Held held{impl_.get(), lease.value()};
-  auto key = impl_->KeyFor(lease.value(), label);
-  if (!key.ok()) return key.status();
+  GARDE_ASSIGN_OR_RETURN(auto lease, impl_->Acquire());
+  Impl::Held held{impl_.get(), lease};
+  GARDE_ASSIGN_OR_RETURN(auto key, impl_->KeyFor(lease, label));
   Bytes box(kIvBytes + plain.size() + kTagBytes);
   randombytes_buf(box.data(), kIvBytes);
   CK_GCM_PARAMS params = Gcm(box.data(), aad);
   CK_MECHANISM mech{CKM_AES_GCM, &params, sizeof params};
-  CK_RV rv = impl_->fn->C_EncryptInit(lease->session, &mech, key.value());
-  if (rv != CKR_OK) return impl_->Failure(lease.value(), rv, "encrypt");
+  CK_RV rv = impl_->fn->C_EncryptInit(lease.session, &mech, key);
+  if (rv != CKR_OK) return impl_->Failure(lease, rv, "encrypt");
   CK_ULONG out_len = plain.size() + kTagBytes;
-  rv = impl_->fn->C_Encrypt(lease->session, const_cast<uint8_t*>(plain.data()), plain.size(),
+  rv = impl_->fn->C_Encrypt(lease.session, const_cast<uint8_t*>(plain.data()), plain.size(),
                             box.data() + kIvBytes, &out_len);
-  if (rv != CKR_OK) return impl_->Failure(lease.value(), rv, "encrypt");
+  if (rv != CKR_OK) return impl_->Failure(lease, rv, "encrypt");
   if (out_len != plain.size() + kTagBytes) return Internal("PKCS#11 encrypt: unexpected length");
   return box;
 }
@@ -463,18 +458,17 @@ Status Pkcs11Token::Open(const std::string& label, std::string_view aad,
     std::lock_guard<std::mutex> lock(impl_->mu);
     if (impl_->up && impl_->cache.Find(digest, out, out_len)) return Status::Ok();
   }
-  auto lease = impl_->Acquire();
-  if (!lease.ok()) return lease.status();
-  Impl::Held held{impl_.get(), lease.value()};
-  auto key = impl_->KeyFor(lease.value(), label);
+  GARDE_ASSIGN_OR_RETURN(auto lease, impl_->Acquire());
+  Impl::Held held{impl_.get(), lease};
+  auto key = impl_->KeyFor(lease, label);
   if (!key.ok()) return key.status();
   CK_GCM_PARAMS params = Gcm(box.data(), aad);
   CK_MECHANISM mech{CKM_AES_GCM, &params, sizeof params};
-  CK_RV rv = impl_->fn->C_DecryptInit(lease->session, &mech, key.value());
-  if (rv != CKR_OK) return impl_->Failure(lease.value(), rv, "decrypt");
+  CK_RV rv = impl_->fn->C_DecryptInit(lease.session, &mech, key.value());
+  if (rv != CKR_OK) return impl_->Failure(lease, rv, "decrypt");
   std::array<uint8_t, kMaxSealed + kTagBytes> clear{};
   CK_ULONG clear_len = clear.size();
-  rv = impl_->fn->C_Decrypt(lease->session, const_cast<uint8_t*>(box.data()) + kIvBytes,
+  rv = impl_->fn->C_Decrypt(lease.session, const_cast<uint8_t*>(box.data()) + kIvBytes,
                             box.size() - kIvBytes, clear.data(), &clear_len);
   if (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
       (rv == CKR_OK && clear_len != out_len)) {
@@ -483,7 +477,7 @@ Status Pkcs11Token::Open(const std::string& label, std::string_view aad,
   }
   if (rv != CKR_OK) {
     sodium_memzero(clear.data(), clear.size());
-    return impl_->Failure(lease.value(), rv, "decrypt");
+    return impl_->Failure(lease, rv, "decrypt");
   }
   std::memcpy(out, clear.data(), out_len);
   impl_->cache.Keep(digest, clear.data(), out_len);

@@ -64,9 +64,8 @@ Result<Caller> ApiKeys::Authenticate(const std::string& token) const {
   }
   std::optional<ApiKeyRow> row;
   Status read = store_.Read([&](ReadTx& tx) -> Status {
-    auto r = tx.FindApiKeyByHash(hash);
-    if (!r.ok()) return r.status();
-    row = std::move(r.value());
+    GARDE_ASSIGN_OR_RETURN(auto r, tx.FindApiKeyByHash(hash));
+    row = std::move(r);
     return Status::Ok();
   });
   GARDE_RETURN_IF_ERROR(read);
@@ -102,9 +101,8 @@ Result<Caller> ApiKeys::Authenticate(const std::string& token) const {
 Result<std::vector<ApiKeyRow>> ApiKeys::List() const {
   std::vector<ApiKeyRow> out;
   GARDE_RETURN_IF_ERROR(store_.Read([&](ReadTx& tx) -> Status {
-    auto r = tx.ListApiKeys();
-    if (!r.ok()) return r.status();
-    out = std::move(r.value());
+    GARDE_ASSIGN_OR_RETURN(auto r, tx.ListApiKeys());
+    out = std::move(r);
     return Status::Ok();
   }));
   return out;

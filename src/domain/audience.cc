@@ -219,18 +219,15 @@ void AudienceBuilder::WarmUp() {
 
 Result<FieldMap> AudienceBuilder::OpenFromVault(ReadTx& tx, const std::string& id,
                                                 const std::set<std::string>& fields) const {
-  auto row = tx.GetSubject(id);
-  if (!row.ok()) return row.status();
-  if (!row.value() || row.value()->status != "active") return NotFound("no such active subject");
-  auto sealed = tx.GetFields(id);
-  if (!sealed.ok()) return sealed.status();
-  return vault_.OpenFields(*row.value(), sealed.value(), fields);
+  GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(id));
+  if (!row || row->status != "active") return NotFound("no such active subject");
+  GARDE_ASSIGN_OR_RETURN(auto sealed, tx.GetFields(id));
+  return vault_.OpenFields(*row, sealed, fields);
 }
 
 Status AudienceBuilder::Evaluate(const Scan& scan, size_t begin, size_t end, Audience* out) {
   return store_.Read([&](ReadTx& tx) -> Status {
-    auto facts_at = ledger_.SyncFacts(tx);
-    if (!facts_at.ok()) return facts_at.status();
+    GARDE_ASSIGN_OR_RETURN(auto facts_at, ledger_.SyncFacts(tx));
     for (size_t i = begin; i < end; ++i) {
       ++out->scanned;
       if (!index_.eligible(i) || !Eval(scan.where, i)) continue;
@@ -244,11 +241,10 @@ Status AudienceBuilder::Evaluate(const Scan& scan, size_t begin, size_t end, Aud
       }
       if (facts == nullptr) facts = index_.Facts(i);
       if (facts == nullptr) {
-        auto read = ledger_.KeptFacts(tx, facts_at.value(), id);
-        if (!read.ok()) return read.status();
-        if (read.value() == nullptr) continue;  // gone meanwhile
-        facts = read.value();
-        index_.AttachFacts(i, std::move(read).value());
+        GARDE_ASSIGN_OR_RETURN(auto read, ledger_.KeptFacts(tx, facts_at, id));
+        if (read == nullptr) continue;  // gone meanwhile
+        facts = read;
+        index_.AttachFacts(i, std::move(read));
       }
       const auto decision = ConsentLedger::DecideFrom(facts.get(), scan.policies, id, scan.purpose,
                                                       scan.channel, scan.now);

@@ -292,9 +292,8 @@ Status AudienceIndex::Refresh(const std::set<std::string>& open,
     all_sealed.insert(sealed.begin(), sealed.end());
     return Rebuild(all_open, all_sealed);
   }
-  auto caught_up = CatchUp();
-  if (!caught_up.ok()) return caught_up.status();
-  if (!caught_up.value()) return Rebuild(all_open, all_sealed);
+  GARDE_ASSIGN_OR_RETURN(auto caught_up, CatchUp());
+  if (!caught_up) return Rebuild(all_open, all_sealed);
   return Status::Ok();
 }
 
@@ -304,12 +303,11 @@ Result<bool> AudienceIndex::CatchUp() {
   std::optional<ChangeTail> tail;
   Status s = store_.Read([&](ReadTx& tx) -> Status {
     // Read first: once the changes are applied, the index reflects every erasure counted.
-    auto counted = tx.ShredCount();
-    if (!counted.ok()) return counted.status();
-    shreds = counted.value();
-    auto t = tx.ChangesAfter(all_.position, std::max(kMaxChanges, size() / kMaxChangesShare));
-    if (!t.ok()) return t.status();
-    tail = std::move(t).value();
+    GARDE_ASSIGN_OR_RETURN(auto counted, tx.ShredCount());
+    shreds = counted;
+    GARDE_ASSIGN_OR_RETURN(
+        auto t, tx.ChangesAfter(all_.position, std::max(kMaxChanges, size() / kMaxChangesShare)));
+    tail = std::move(t);
     return Status::Ok();
   });
   if (s.ok() && !tail->complete) return false;  // only a rebuild can follow
@@ -363,12 +361,10 @@ Status AudienceIndex::Rebuild(const std::set<std::string>& open,
   int64_t count = 0, shreds = 0;
   GARDE_RETURN_IF_ERROR(store_.Read([&](ReadTx& tx) -> Status {
     // Before any range is read: an erasure after this may be missing from what they read.
-    auto counted = tx.ShredCount();
-    if (!counted.ok()) return counted.status();
-    shreds = counted.value();
-    auto n = tx.CountSubjects();
-    if (!n.ok()) return n.status();
-    count = n.value();
+    GARDE_ASSIGN_OR_RETURN(auto counted, tx.ShredCount());
+    shreds = counted;
+    GARDE_ASSIGN_OR_RETURN(auto n, tx.CountSubjects());
+    count = n;
     return Status::Ok();
   }));
   // Room for everyone up front: growing columns of a million entries copies them, and
@@ -443,13 +439,11 @@ bool AudienceIndex::Wanted(std::string_view field) const {
 
 Status AudienceIndex::ScanInto(ReadTx& tx, const std::string& from, const std::string& before,
                                Part* out) const {
-  auto at = tx.ChangesAfter(std::numeric_limits<int64_t>::max(), 0);
-  if (!at.ok()) return at.status();
-  out->position = at->last_seq;
+  GARDE_ASSIGN_OR_RETURN(auto at, tx.ChangesAfter(std::numeric_limits<int64_t>::max(), 0));
+  out->position = at.last_seq;
   // The consent facts come with the rows (one pass over the facts index per page), so that
   // the first audience decides consent without a look-up per subject either.
-  auto suppressed = tx.SuppressedContactsIn(from, before);
-  if (!suppressed.ok()) return suppressed.status();
+  GARDE_ASSIGN_OR_RETURN(auto suppressed, tx.SuppressedContactsIn(from, before));
   size_t next_suppressed = 0;
   std::string after = from;
   for (;;) {
@@ -476,12 +470,12 @@ Status AudienceIndex::ScanInto(ReadTx& tx, const std::string& from, const std::s
             sealed[row_at].push_back({std::string(field), Bytes(box, box + n)});
           }));
     }
-    auto facts = ConsentLedger::FactsOfPage(tx, page, suppressed.value(), &next_suppressed);
-    if (!facts.ok()) return facts.status();
+    GARDE_ASSIGN_OR_RETURN(auto facts,
+                           ConsentLedger::FactsOfPage(tx, page, suppressed, &next_suppressed));
     for (size_t i = 0; i < page.size(); ++i) {
       after = page[i].id;
       GARDE_RETURN_IF_ERROR(
-          ReadOne(std::move(page[i]), std::move(sealed[i]), std::move(facts.value()[i]), out));
+          ReadOne(std::move(page[i]), std::move(sealed[i]), std::move(facts[i]), out));
     }
   }
 }
@@ -546,26 +540,23 @@ Status AudienceIndex::ApplyChanges(const std::vector<std::pair<int64_t, std::str
         auto at = std::lower_bound(all_.ids.begin(), all_.ids.end(), id);
         const bool present = at != all_.ids.end() && *at == id;
         const auto i = static_cast<size_t>(at - all_.ids.begin());
-        auto row = tx.GetSubject(id);
-        if (!row.ok()) return row.status();
-        if (!row.value()) {
+        GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(id));
+        if (!row) {
           if (present) removed.push_back(i);
           continue;
         }
-        auto sealed = tx.GetFields(id);
-        if (!sealed.ok()) return sealed.status();
+        GARDE_ASSIGN_OR_RETURN(auto sealed, tx.GetFields(id));
         // The facts with the record, as a rebuild has them: an audience then decides a
         // changed subject without a read of its own, and leaves the ledger's cache alone
         // (under mixed load at a million subjects, reading them while evaluating took
         // 10-15 s against 3-4 s after a rebuild).
         std::shared_ptr<const ConsentFacts> facts;
-        if (row.value()->status == "active") {
-          auto read = ConsentLedger::LoadFacts(tx, *row.value());
-          if (!read.ok()) return read.status();
-          facts = std::move(read).value();
+        if (row->status == "active") {
+          GARDE_ASSIGN_OR_RETURN(auto read, ConsentLedger::LoadFacts(tx, *row));
+          facts = std::move(read);
         }
         GARDE_RETURN_IF_ERROR(
-            ReadOne(std::move(*row.value()), std::move(sealed).value(), std::move(facts), &fresh));
+            ReadOne(std::move(*row), std::move(sealed), std::move(facts), &fresh));
         targets.emplace_back(i, present);
       }
       return Status::Ok();
@@ -648,9 +639,8 @@ std::shared_ptr<const ConsentFacts> AudienceIndex::Facts(size_t i) const {
 Result<std::optional<AudienceIndex::Capture>> AudienceIndex::TakeCapture() {
   // First what changed since the last audience: an erasure among it would keep this
   // content from being given a key.
-  auto caught_up = CatchUp();
-  if (!caught_up.ok()) return caught_up.status();
-  if (!caught_up.value() || all_.position == saved_position_) return std::optional<Capture>();
+  GARDE_ASSIGN_OR_RETURN(auto caught_up, CatchUp());
+  if (!caught_up || all_.position == saved_position_) return std::optional<Capture>();
   Capture c;
   for (size_t from = 0; from < size(); from += kEntriesPerChunk) {
     c.counts.push_back(std::min(kEntriesPerChunk, size() - from));

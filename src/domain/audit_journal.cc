@@ -69,9 +69,8 @@ bool AuditJournal::IsJournalName(const std::string& n) {
 
 Result<int64_t> ReadOrphanJournal(FileSystem& fs, const std::string& path, int64_t from,
                                   const std::function<void(std::string_view)>& fn) {
-  auto read = fs.ReadUnlocked(path);
-  if (!read.ok()) return read.status();
-  const std::string& content = read.value();
+  GARDE_ASSIGN_OR_RETURN(auto read, fs.ReadUnlocked(path));
+  const std::string& content = read;
   // Records a crash interrupted have no header: step over them, 8 bytes at a time, to the
   // next complete one.
   const auto size = static_cast<int64_t>(content.size());

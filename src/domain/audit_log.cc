@@ -200,9 +200,8 @@ Status AppendEntry(WriteTx& tx, Frontier& frontier, uint64_t seq, const std::str
   // when (seq + 1) is a multiple of 2^L.
   uint64_t index = seq;
   for (unsigned level = 1; ((seq + 1) & ((uint64_t{1} << level) - 1)) == 0; ++level) {
-    auto left = frontier.Node(tx, level - 1, index - 1);
-    if (!left.ok()) return left.status();
-    node = NodeHash(left.value(), node);
+    GARDE_ASSIGN_OR_RETURN(auto left, frontier.Node(tx, level - 1, index - 1));
+    node = NodeHash(left, node);
     index /= 2;
     frontier.Made(level, index, node);
     GARDE_RETURN_IF_ERROR(tx.InsertAuditNode(level, index, ToBytes(node)));
@@ -221,9 +220,8 @@ struct Incoming {
 Status AppendInOrder(WriteTx& tx, std::vector<Incoming>& entries) {
   std::stable_sort(entries.begin(), entries.end(),
                    [](const Incoming& a, const Incoming& b) { return a.at_ns < b.at_ns; });
-  auto size = tx.AuditSize();
-  if (!size.ok()) return size.status();
-  uint64_t seq = size.value();
+  GARDE_ASSIGN_OR_RETURN(auto size, tx.AuditSize());
+  uint64_t seq = size;
   std::vector<std::pair<std::string, uint64_t>> postings;
   postings.reserve(entries.size());
   Frontier frontier;
@@ -287,10 +285,10 @@ Status AuditLog::RecordCanonical(WriteTx* tx, const Caller& caller, const Access
       if (spare_) {
         journal_ = std::move(spare_);
       } else {  // the first, or the maker is behind: unpopulated, so as not to hold the lock
-        auto made = AuditJournal::Create(fs(), options_.journal_dir, options_.journal_bytes,
-                                         /*populate=*/false);
-        if (!made.ok()) return made.status();
-        journal_ = std::move(made).value();
+        GARDE_ASSIGN_OR_RETURN(
+            auto made, AuditJournal::Create(fs(), options_.journal_dir, options_.journal_bytes,
+                                            /*populate=*/false));
+        journal_ = std::move(made);
       }
       if (!journal_->Append(text)) return Internal("audit entry larger than a journal");
     }
@@ -390,9 +388,8 @@ void ParseRecord(std::string_view text, std::vector<Incoming>& out) {
 
 // Reads a live journal's complete records from its recorded position; returns the new one.
 Result<int64_t> ReadJournal(WriteTx& tx, const AuditJournal& journal, std::vector<Incoming>& out) {
-  auto from = tx.JournalImportedTo(journal.name());
-  if (!from.ok()) return from.status();
-  return journal.Read(from.value(), [&](std::string_view text) { ParseRecord(text, out); });
+  GARDE_ASSIGN_OR_RETURN(auto from, tx.JournalImportedTo(journal.name()));
+  return journal.Read(from, [&](std::string_view text) { ParseRecord(text, out); });
 }
 
 // Forgets a journal whose every record is in the log: the file first, then its row (a row
@@ -423,9 +420,8 @@ void AuditLog::PrepareSpare() {
 Status AuditLog::LoadIntakeMark() {
   int64_t mark = 0;
   GARDE_RETURN_IF_ERROR(log_.Read([&](ReadTx& tx) -> Status {
-    auto read = tx.AuditIntakeMark();
-    if (!read.ok()) return read.status();
-    mark = read.value();
+    GARDE_ASSIGN_OR_RETURN(auto read, tx.AuditIntakeMark());
+    mark = read;
     return Status::Ok();
   }));
   intake_mark_ = mark;
@@ -440,9 +436,8 @@ Status AuditLog::ImportPass(bool pending) {
     if (pending) {
       const int64_t after = intake_mark_;
       GARDE_RETURN_IF_ERROR(vault_.Read([&](ReadTx& tx) -> Status {
-        auto list = tx.ListPendingAudit(after, kPendingBatch);
-        if (!list.ok()) return list.status();
-        rows = std::move(list.value());
+        GARDE_ASSIGN_OR_RETURN(auto list, tx.ListPendingAudit(after, kPendingBatch));
+        rows = std::move(list);
         return Status::Ok();
       }));
     }
@@ -463,10 +458,9 @@ Status AuditLog::ImportPass(bool pending) {
     // Entries leave the vault and the journals only once this commit is on stable storage.
     Status s = log_.Write(
         [&](WriteTx& tx) -> Status {
-          auto mark = tx.AuditIntakeMark();
-          if (!mark.ok()) return mark.status();
+          GARDE_ASSIGN_OR_RETURN(auto mark, tx.AuditIntakeMark());
           std::vector<Incoming> entries;
-          int64_t m = mark.value();
+          int64_t m = mark;
           for (auto& row : rows) {
             if (row.id <= m) continue;  // another process logged it
             entries.push_back({row.at_ns, std::move(row.subject), std::move(row.tail)});
@@ -474,21 +468,19 @@ Status AuditLog::ImportPass(bool pending) {
           }
           std::vector<std::pair<const AuditJournal*, int64_t>> read_to;
           for (const auto& j : retired) {
-            auto to = ReadJournal(tx, *j, entries);
-            if (!to.ok()) return to.status();
-            read_to.emplace_back(j.get(), to.value());
+            GARDE_ASSIGN_OR_RETURN(auto to, ReadJournal(tx, *j, entries));
+            read_to.emplace_back(j.get(), to);
           }
           if (current) {
-            auto to = ReadJournal(tx, *current, entries);
-            if (!to.ok()) return to.status();
-            read_to.emplace_back(current.get(), to.value());
-            current_to = to.value();
+            GARDE_ASSIGN_OR_RETURN(auto to, ReadJournal(tx, *current, entries));
+            read_to.emplace_back(current.get(), to);
+            current_to = to;
           }
           GARDE_RETURN_IF_ERROR(AppendInOrder(tx, entries));
           for (const auto& [j, to] : read_to) {
             GARDE_RETURN_IF_ERROR(tx.SetJournalImported(j->name(), to));
           }
-          if (m != mark.value()) GARDE_RETURN_IF_ERROR(tx.SetAuditIntakeMark(m));
+          if (m != mark) GARDE_RETURN_IF_ERROR(tx.SetAuditIntakeMark(m));
           mark_after = m;
           return Status::Ok();
         },
@@ -513,10 +505,9 @@ Status AuditLog::ImportPass(bool pending) {
 }
 
 Status AuditLog::Recover() {
-  auto listed = fs().List(options_.journal_dir);
-  if (!listed.ok()) return listed.status();
+  GARDE_ASSIGN_OR_RETURN(auto listed, fs().List(options_.journal_dir));
   std::vector<std::string> names;
-  for (const auto& name : listed.value()) {
+  for (const auto& name : listed) {
     if (AuditJournal::IsJournalName(name)) names.push_back(name);
   }
   std::sort(names.begin(), names.end());
@@ -526,10 +517,9 @@ Status AuditLog::Recover() {
     Status unread = Status::Ok();
     Status s = log_.Write(
         [&](WriteTx& tx) -> Status {
-          auto from = tx.JournalImportedTo(name);
-          if (!from.ok()) return from.status();
+          GARDE_ASSIGN_OR_RETURN(auto from, tx.JournalImportedTo(name));
           std::vector<Incoming> entries;
-          auto to = ReadOrphanJournal(fs(), path, from.value(),
+          auto to = ReadOrphanJournal(fs(), path, from,
                                       [&](std::string_view text) { ParseRecord(text, entries); });
           if (!to.ok()) {
             unread = to.status();  // kConflict: its process is running
@@ -583,9 +573,8 @@ void AuditLog::MergeSubjectRuns() {
     bool merged = false;
     const auto start = std::chrono::steady_clock::now();
     const Status s = log_.Write([&](WriteTx& tx) -> Status {
-      auto m = tx.MergeAuditSubjectRuns();
-      if (!m.ok()) return m.status();
-      merged = m.value();
+      GARDE_ASSIGN_OR_RETURN(auto m, tx.MergeAuditSubjectRuns());
+      merged = m;
       return Status::Ok();
     });
     if (!s.ok()) {
@@ -625,9 +614,8 @@ Result<uint64_t> AuditLog::Size() {
   GARDE_RETURN_IF_ERROR(Flush());
   uint64_t n = 0;
   GARDE_RETURN_IF_ERROR(log_.Read([&](ReadTx& tx) -> Status {
-    auto s = tx.AuditSize();
-    if (!s.ok()) return s.status();
-    n = s.value();
+    GARDE_ASSIGN_OR_RETURN(auto s, tx.AuditSize());
+    n = s;
     return Status::Ok();
   }));
   return n;
@@ -646,10 +634,9 @@ Result<Hash> AuditLog::Root(uint64_t size) {
 Result<std::vector<Hash>> AuditLog::InclusionProof(uint64_t index, uint64_t size) {
   Result<std::vector<Hash>> out = Internal("unset");
   GARDE_RETURN_IF_ERROR(log_.Read([&](ReadTx& tx) -> Status {
-    auto n = tx.AuditSize();
-    if (!n.ok()) return n.status();
-    if (size > n.value() || index >= size) {
-      return Unprocessable("need index < size <= " + std::to_string(n.value()));
+    GARDE_ASSIGN_OR_RETURN(auto n, tx.AuditSize());
+    if (size > n || index >= size) {
+      return Unprocessable("need index < size <= " + std::to_string(n));
     }
     MerkleTree tree([&](unsigned l, uint64_t i) { return ToHash(tx.AuditNode(l, i)); });
     out = tree.InclusionProof(index, size);
@@ -661,10 +648,9 @@ Result<std::vector<Hash>> AuditLog::InclusionProof(uint64_t index, uint64_t size
 Result<std::vector<Hash>> AuditLog::ConsistencyProof(uint64_t from, uint64_t to) {
   Result<std::vector<Hash>> out = Internal("unset");
   GARDE_RETURN_IF_ERROR(log_.Read([&](ReadTx& tx) -> Status {
-    auto n = tx.AuditSize();
-    if (!n.ok()) return n.status();
-    if (to > n.value() || from > to) {
-      return Unprocessable("need from <= to <= " + std::to_string(n.value()));
+    GARDE_ASSIGN_OR_RETURN(auto n, tx.AuditSize());
+    if (to > n || from > to) {
+      return Unprocessable("need from <= to <= " + std::to_string(n));
     }
     MerkleTree tree([&](unsigned l, uint64_t i) { return ToHash(tx.AuditNode(l, i)); });
     out = tree.ConsistencyProof(from, to);
@@ -677,21 +663,17 @@ Result<CheckpointRow> AuditLog::Checkpoint(bool import_first) {
   if (import_first) GARDE_RETURN_IF_ERROR(FlushEverywhere());
   CheckpointRow row;
   GARDE_RETURN_IF_ERROR(log_.Write([&](WriteTx& tx) -> Status {
-    auto latest = tx.LatestCheckpoint();
-    if (!latest.ok()) return latest.status();
-    auto n = tx.AuditSize();
-    if (!n.ok()) return n.status();
-    if (latest.value() && latest.value()->size == n.value()) {
-      row = *latest.value();
+    GARDE_ASSIGN_OR_RETURN(auto latest, tx.LatestCheckpoint());
+    GARDE_ASSIGN_OR_RETURN(auto n, tx.AuditSize());
+    if (latest && latest->size == n) {
+      row = *latest;
       return Status::Ok();
     }
     MerkleTree tree([&](unsigned l, uint64_t i) { return ToHash(tx.AuditNode(l, i)); });
-    auto root = tree.Root(n.value());
-    if (!root.ok()) return root.status();
-    auto actors = ActorCountsAt(tx, latest.value(), n.value());
-    if (!actors.ok()) return actors.status();
-    SignedHead head{n.value(), root.value(), clock_.Now(), ActorCountsDigest(actors.value())};
-    row = {head.size, ToBytes(head.root), head.time, signer_.Sign(head), actors.value()};
+    GARDE_ASSIGN_OR_RETURN(auto root, tree.Root(n));
+    GARDE_ASSIGN_OR_RETURN(auto actors, ActorCountsAt(tx, latest, n));
+    SignedHead head{n, root, clock_.Now(), ActorCountsDigest(actors)};
+    row = {head.size, ToBytes(head.root), head.time, signer_.Sign(head), actors};
     return tx.InsertCheckpoint(row);
   }));
   return row;
@@ -725,12 +707,10 @@ Result<std::string> AuditLog::ActorCountsAt(ReadTx& tx, const std::optional<Chec
 
 Result<AuditLog::ActorScope> AuditLog::ScopeActor(
     const std::string& actor, const std::function<void(const AuditRow&)>& each) {
-  auto prior = LatestCheckpoint();
-  if (!prior.ok()) return prior.status();
-  auto signed_now = Checkpoint();
-  if (!signed_now.ok()) return signed_now.status();
+  GARDE_ASSIGN_OR_RETURN(auto prior, LatestCheckpoint());
+  GARDE_ASSIGN_OR_RETURN(auto signed_now, Checkpoint());
   ActorScope scope;
-  scope.head = std::move(signed_now.value());
+  scope.head = std::move(signed_now);
   const uint64_t size = scope.head.size;
   auto problem = [&](std::string what) { scope.problems.push_back(std::move(what)); };
   auto head = ParseCheckpoint(scope.head.note, signer_.public_key(), signer_.origin());
@@ -752,8 +732,8 @@ Result<AuditLog::ActorScope> AuditLog::ScopeActor(
   GARDE_RETURN_IF_ERROR(log_.Read([&](ReadTx& tx) -> Status {
     MerkleTree tree([&](unsigned l, uint64_t i) { return ToHash(tx.AuditNode(l, i)); });
     // The tree now extends the one the previous head signed: entries before it are as signed.
-    if (prior.value() && prior.value()->size > 0 && prior.value()->size < size) {
-      const CheckpointRow& before = *prior.value();
+    if (prior && prior->size > 0 && prior->size < size) {
+      const CheckpointRow& before = *prior;
       auto earlier = ParseCheckpoint(before.note, signer_.public_key(), signer_.origin());
       auto proof = tree.ConsistencyProof(before.size, size);
       if (!earlier.ok() || earlier->size != before.size) {
@@ -764,9 +744,8 @@ Result<AuditLog::ActorScope> AuditLog::ScopeActor(
                 std::to_string(before.size));
       }
     }
-    auto seqs = tx.AuditSeqsOfActor(actor, size);
-    if (!seqs.ok()) return seqs.status();
-    for (const uint64_t seq : seqs.value()) {
+    GARDE_ASSIGN_OR_RETURN(auto seqs, tx.AuditSeqsOfActor(actor, size));
+    for (const uint64_t seq : seqs) {
       bool found = false;
       GARDE_RETURN_IF_ERROR(tx.ScanAudit(seq, seq + 1, [&](const AuditRow& row) {
         found = true;
@@ -801,9 +780,8 @@ Result<AuditLog::ActorScope> AuditLog::ScopeActor(
 Result<std::optional<CheckpointRow>> AuditLog::LatestCheckpoint() {
   std::optional<CheckpointRow> out;
   GARDE_RETURN_IF_ERROR(log_.Read([&](ReadTx& tx) -> Status {
-    auto latest = tx.LatestCheckpoint();
-    if (!latest.ok()) return latest.status();
-    out = std::move(latest.value());
+    GARDE_ASSIGN_OR_RETURN(auto latest, tx.LatestCheckpoint());
+    out = std::move(latest);
     return Status::Ok();
   }));
   return out;
@@ -824,9 +802,8 @@ Result<std::vector<AuditRow>> AuditLog::Query(const AuditQuery& query) {
 Result<std::vector<AuditRow>> AuditLog::QueryLogged(const AuditQuery& query) {
   std::vector<AuditRow> out;
   GARDE_RETURN_IF_ERROR(log_.Read([&](ReadTx& tx) -> Status {
-    auto rows = tx.QueryAudit(query);
-    if (!rows.ok()) return rows.status();
-    out = std::move(rows.value());
+    GARDE_ASSIGN_OR_RETURN(auto rows, tx.QueryAudit(query));
+    out = std::move(rows);
     return Status::Ok();
   }));
   return out;
@@ -868,9 +845,8 @@ AuditVerification VerifyAuditLog(Store& store, const PublicKey& key, const std::
   };
   std::vector<CheckpointRow> stored;
   Status read = store.Read([&](ReadTx& tx) -> Status {
-    auto list = tx.ListCheckpoints();
-    if (!list.ok()) return list.status();
-    stored = std::move(list.value());
+    GARDE_ASSIGN_OR_RETURN(auto list, tx.ListCheckpoints());
+    stored = std::move(list);
     return Status::Ok();
   });
   if (!read.ok()) {

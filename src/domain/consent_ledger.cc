@@ -203,13 +203,12 @@ Result<ConsentEvent> ConsentLedger::Record(const Caller& caller, const std::stri
   if (type == ConsentEventType::kGranted && NeedsConfirmation(*purpose, req.channel, req.method)) {
     ConsentEvent pending;
     Status asked = d_.store.Write([&](WriteTx& tx) -> Status {
-      auto row = tx.GetSubject(subject_id);
-      if (!row.ok()) return row.status();
-      if (!row.value()) return NotFound("no such subject");
-      GARDE_RETURN_IF_ERROR(RefuseGone(*row.value()));
-      auto confirmation = AskConfirmationIn(tx, caller, *purpose, subject_id, req.channel,
-                                            req.notice_version, req.method, "", at);
-      if (!confirmation.ok()) return confirmation.status();
+      GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(subject_id));
+      if (!row) return NotFound("no such subject");
+      GARDE_RETURN_IF_ERROR(RefuseGone(*row));
+      GARDE_ASSIGN_OR_RETURN(auto confirmation,
+                             AskConfirmationIn(tx, caller, *purpose, subject_id, req.channel,
+                                               req.notice_version, req.method, "", at));
       pending.subject_id = subject_id;
       pending.purpose = purpose->id;
       pending.channel = req.channel;
@@ -219,8 +218,8 @@ Result<ConsentEvent> ConsentLedger::Record(const Caller& caller, const std::stri
       pending.method = req.method;
       pending.actor = caller.key_id;
       pending.at = at;
-      pending.confirmation_id = confirmation->id;
-      pending.confirmation_expires_at = confirmation->expires_at;
+      pending.confirmation_id = confirmation.id;
+      pending.confirmation_expires_at = confirmation.expires_at;
       return Status::Ok();
     });
     if (!asked.ok()) return asked;
@@ -232,10 +231,9 @@ Result<ConsentEvent> ConsentLedger::Record(const Caller& caller, const std::stri
   TombstoneEntries kept;
   Status written = d_.store.WriteRerunnable([&](WriteTx& tx) -> Status {
     kept = {};
-    auto row = tx.GetSubject(subject_id);
-    if (!row.ok()) return row.status();
-    if (!row.value()) return NotFound("no such subject");
-    GARDE_RETURN_IF_ERROR(RefuseGone(*row.value()));
+    GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(subject_id));
+    if (!row) return NotFound("no such subject");
+    GARDE_RETURN_IF_ERROR(RefuseGone(*row));
     GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(row_to_add));
     GARDE_RETURN_IF_ERROR(EmitConsentChanged(tx, row_to_add));
     if (ConsentTombstone::Kept(row_to_add)) {
@@ -298,9 +296,8 @@ Result<ConsentConfirmationRow> ConsentLedger::AskConfirmationIn(
 Result<ConsentConfirmationRow> ConsentLedger::Confirmation(const SubjectTokenClaims& claims) {
   std::optional<ConsentConfirmationRow> found;
   GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
-    auto row = tx.GetConsentConfirmation(claims.scope);
-    if (!row.ok()) return row.status();
-    found = std::move(row.value());
+    GARDE_ASSIGN_OR_RETURN(auto row, tx.GetConsentConfirmation(claims.scope));
+    found = std::move(row);
     return Status::Ok();
   }));
   if (claims.use != "confirm" || !found || found->subject_id != claims.subject) {
@@ -316,19 +313,17 @@ Result<ConsentEvent> ConsentLedger::Confirm(const SubjectTokenClaims& claims,
   const int64_t now = d_.clock.Now();
   std::optional<ConsentEvent> out;
   Status done = d_.store.Write([&](WriteTx& tx) -> Status {
-    auto found = tx.GetConsentConfirmation(claims.scope);
-    if (!found.ok()) return found.status();
-    if (claims.use != "confirm" || !found.value() || found.value()->subject_id != claims.subject) {
+    GARDE_ASSIGN_OR_RETURN(auto found, tx.GetConsentConfirmation(claims.scope));
+    if (claims.use != "confirm" || !found || found->subject_id != claims.subject) {
       return NotFound("this link is not valid or has expired");
     }
-    ConsentConfirmationRow c = *found.value();
+    ConsentConfirmationRow c = *found;
     if (c.status != "pending" || c.expires_at < now) {
       return Conflict("this confirmation link has already been used or has expired");
     }
-    auto row = tx.GetSubject(c.subject_id);
-    if (!row.ok()) return row.status();
-    if (!row.value()) return Conflict("the subject has been erased");
-    GARDE_RETURN_IF_ERROR(RefuseGone(*row.value()));
+    GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(c.subject_id));
+    if (!row) return Conflict("the subject has been erased");
+    GARDE_RETURN_IF_ERROR(RefuseGone(*row));
     const Purpose* purpose = policies->FindPurpose(c.purpose);
     if (purpose == nullptr) return Conflict("the purpose is no longer offered");
     const ConsentEventRow e =
@@ -361,13 +356,11 @@ Status ConsentLedger::SuppressContactsIn(WriteTx& tx, const std::string& subject
   // record is erased. The digests were computed when the contacts were written.
   std::vector<std::string> kinds;
   for (const char* field : {"email", "phone"}) {
-    auto digests = tx.IndexDigestsOf(subject_id, "~" + std::string(field));
-    if (!digests.ok()) return digests.status();
+    GARDE_ASSIGN_OR_RETURN(auto digests, tx.IndexDigestsOf(subject_id, "~" + std::string(field)));
     bool added = false;
-    for (const auto& digest : digests.value()) {
-      auto already = tx.IsSuppressed(field, digest);
-      if (!already.ok()) return already.status();
-      if (already.value()) continue;  // told once, when it was first suppressed
+    for (const auto& digest : digests) {
+      GARDE_ASSIGN_OR_RETURN(auto already, tx.IsSuppressed(field, digest));
+      if (already) continue;  // told once, when it was first suppressed
       GARDE_RETURN_IF_ERROR(tx.PutSuppression(field, digest, reason, at));
       if (kept != nullptr) kept->push_back({field, digest, reason, at});
       added = true;
@@ -445,12 +438,10 @@ Result<std::vector<ConsentEvent>> ConsentLedger::History(const Caller& caller,
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "consents.read"));
   std::vector<ConsentEvent> out;
   GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
-    auto row = tx.GetSubject(subject_id);
-    if (!row.ok()) return row.status();
-    if (!row.value()) return NotFound("no such subject");
-    auto events = tx.ConsentEventsOf(subject_id);
-    if (!events.ok()) return events.status();
-    for (const auto& r : events.value()) out.push_back(ConsentEventFromRow(r));
+    GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(subject_id));
+    if (!row) return NotFound("no such subject");
+    GARDE_ASSIGN_OR_RETURN(auto events, tx.ConsentEventsOf(subject_id));
+    for (const auto& r : events) out.push_back(ConsentEventFromRow(r));
     return Status::Ok();
   }));
   GARDE_RETURN_IF_ERROR(d_.journal.Record(
@@ -487,21 +478,18 @@ Result<std::vector<ConsentLedger::RateAt>> ConsentLedger::RatesOver(
   std::vector<RateAt> out;
   for (int64_t t : instants) out.push_back({t, 0, 0});
   GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
-    auto suppressed = tx.SuppressedContactsIn("", "");
-    if (!suppressed.ok()) return suppressed.status();
+    GARDE_ASSIGN_OR_RETURN(auto suppressed, tx.SuppressedContactsIn("", ""));
     size_t next_suppressed = 0;
     ConsentFacts then;
     for (std::string after;;) {
-      auto page = tx.ScanSubjects(after, 1000);
-      if (!page.ok()) return page.status();
-      if (page->empty()) return Status::Ok();
-      auto facts = FactsOfPage(tx, page.value(), suppressed.value(), &next_suppressed);
-      if (!facts.ok()) return facts.status();
-      for (size_t i = 0; i < page->size(); ++i) {
-        const SubjectRow& row = page.value()[i];
+      GARDE_ASSIGN_OR_RETURN(auto page, tx.ScanSubjects(after, 1000));
+      if (page.empty()) return Status::Ok();
+      GARDE_ASSIGN_OR_RETURN(auto facts, FactsOfPage(tx, page, suppressed, &next_suppressed));
+      for (size_t i = 0; i < page.size(); ++i) {
+        const SubjectRow& row = page[i];
         after = row.id;
         if (row.status != "active" && row.status != "restricted") continue;
-        const ConsentFacts& now = *facts.value()[i];
+        const ConsentFacts& now = *facts[i];
         for (RateAt& r : out) {
           if (row.created_at > r.at) continue;
           then.status = now.status;
@@ -551,11 +539,9 @@ ConsentLedger::FactsPtr ConsentLedger::MakeFacts(const std::string& status,
 }
 
 Result<ConsentLedger::FactsPtr> ConsentLedger::LoadFacts(ReadTx& tx, const SubjectRow& row) {
-  auto suppressed = tx.SuppressedContactsOf(row.id);
-  if (!suppressed.ok()) return suppressed.status();
-  auto events = tx.ConsentFactsOf(row.id);
-  if (!events.ok()) return events.status();
-  return MakeFacts(row.status, std::move(suppressed).value(), std::move(events).value());
+  GARDE_ASSIGN_OR_RETURN(auto suppressed, tx.SuppressedContactsOf(row.id));
+  GARDE_ASSIGN_OR_RETURN(auto events, tx.ConsentFactsOf(row.id));
+  return MakeFacts(row.status, std::move(suppressed), std::move(events));
 }
 
 Result<std::vector<ConsentLedger::FactsPtr>> ConsentLedger::FactsOfPage(
@@ -591,12 +577,10 @@ Result<size_t> ConsentLedger::WarmUp() {
   std::vector<std::pair<std::string, std::string>> suppressed;
   int64_t read_at = 0;
   GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
-    auto position = facts_.Sync(tx);
-    if (!position.ok()) return position.status();
-    read_at = position.value();
-    auto list = tx.SuppressedContactsIn("", "");
-    if (!list.ok()) return list.status();
-    suppressed = std::move(list).value();
+    GARDE_ASSIGN_OR_RETURN(auto position, facts_.Sync(tx));
+    read_at = position;
+    GARDE_ASSIGN_OR_RETURN(auto list, tx.SuppressedContactsIn("", ""));
+    suppressed = std::move(list);
     return Status::Ok();
   }));
   size_t next_suppressed = 0;  // pages come in id order, and so does the list
@@ -611,10 +595,9 @@ Result<size_t> ConsentLedger::WarmUp() {
 Result<ConsentLedger::FactsPtr> ConsentLedger::KeptFacts(ReadTx& tx, int64_t position,
                                                          const std::string& id) {
   return facts_.Get(position, id, [&]() -> Result<FactsPtr> {
-    auto found = tx.GetSubject(id);
-    if (!found.ok()) return found.status();
-    if (!found.value()) return FactsPtr();
-    return LoadFacts(tx, *found.value());
+    GARDE_ASSIGN_OR_RETURN(auto found, tx.GetSubject(id));
+    if (!found) return FactsPtr();
+    return LoadFacts(tx, *found);
   });
 }
 
@@ -622,9 +605,8 @@ Result<ConsentAnswer> ConsentLedger::DecideKept(ReadTx& tx, int64_t position,
                                                 const PolicySet& policies, const std::string& id,
                                                 const Purpose& purpose, const std::string& channel,
                                                 int64_t now) {
-  auto kept = KeptFacts(tx, position, id);
-  if (!kept.ok()) return kept.status();
-  return DecideFrom(kept.value().get(), policies, id, purpose, channel, now);
+  GARDE_ASSIGN_OR_RETURN(auto kept, KeptFacts(tx, position, id));
+  return DecideFrom(kept.get(), policies, id, purpose, channel, now);
 }
 
 ConsentDecision ConsentLedger::DecideActivityFrom(const ConsentFacts* facts,
@@ -658,12 +640,11 @@ Result<ConsentDecision> ConsentLedger::PermitsActivity(const PolicySet& policies
   ConsentDecision out;
   // The epoch marks the kept facts current only for a transaction begun after it was read.
   auto decide = [&](ReadTx& tx) -> Status {
-    auto position = caller_tx != nullptr ? facts_.Sync(tx) : facts_.Sync(tx, epoch);
-    if (!position.ok()) return position.status();
-    auto kept = KeptFacts(tx, position.value(), subject_id);
-    if (!kept.ok()) return kept.status();
-    if (!kept.value()) return NotFound("no such subject");
-    out = DecideActivityFrom(kept.value().get(), policies, activity, now);
+    GARDE_ASSIGN_OR_RETURN(auto position,
+                           caller_tx != nullptr ? facts_.Sync(tx) : facts_.Sync(tx, epoch));
+    GARDE_ASSIGN_OR_RETURN(auto kept, KeptFacts(tx, position, subject_id));
+    if (!kept) return NotFound("no such subject");
+    out = DecideActivityFrom(kept.get(), policies, activity, now);
     return Status::Ok();
   };
   GARDE_RETURN_IF_ERROR(caller_tx != nullptr ? decide(*caller_tx) : d_.store.Read(decide));
@@ -673,10 +654,9 @@ Result<ConsentDecision> ConsentLedger::PermitsActivity(const PolicySet& policies
 Result<ConsentAnswer> ConsentLedger::Check(const Caller& caller, const std::string& subject_id,
                                            const std::string& purpose_id,
                                            const std::string& channel) {
-  auto batch = CheckMany(caller, {subject_id}, purpose_id, channel);
-  if (!batch.ok()) return batch.status();
-  if (batch->front().decision.reason == "not_found") return NotFound("no such subject");
-  return batch->front();
+  GARDE_ASSIGN_OR_RETURN(auto batch, CheckMany(caller, {subject_id}, purpose_id, channel));
+  if (batch.front().decision.reason == "not_found") return NotFound("no such subject");
+  return batch.front();
 }
 
 Result<std::vector<ConsentAnswer>> ConsentLedger::CheckMany(const Caller& caller,
@@ -706,12 +686,11 @@ Result<std::vector<ConsentAnswer>> ConsentLedger::CheckMany(const Caller& caller
       if (from == to) return Status::Ok();
     }
     return d_.store.Read([&](ReadTx& tx) -> Status {
-      auto position = facts_.Sync(tx, epoch);
-      if (!position.ok()) return position.status();
+      GARDE_ASSIGN_OR_RETURN(auto position, facts_.Sync(tx, epoch));
       for (size_t i = from; i < to; ++i) {
-        auto a = DecideKept(tx, position.value(), *policies, ids[i], *purpose, channel, now);
-        if (!a.ok()) return a.status();
-        out[i] = std::move(a.value());
+        GARDE_ASSIGN_OR_RETURN(auto a,
+                               DecideKept(tx, position, *policies, ids[i], *purpose, channel, now));
+        out[i] = std::move(a);
       }
       return Status::Ok();
     });
@@ -747,12 +726,11 @@ namespace {
 
 // The subject a token names, if it is still on file (an erased subject's links stop working).
 Result<SubjectRow> TokenSubject(ReadTx& tx, const SubjectTokenClaims& claims) {
-  auto row = tx.GetSubject(claims.subject);
-  if (!row.ok()) return row.status();
-  if (!row.value() || row.value()->status == "erased") {
+  GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(claims.subject));
+  if (!row || row->status == "erased") {
     return NotFound("this link is not valid or has expired");
   }
-  return *row.value();
+  return *row;
 }
 
 }  // namespace
@@ -772,14 +750,12 @@ Result<int> ConsentLedger::UnsubscribeByToken(const SubjectTokenClaims& claims,
   Status s = d_.store.Write([&](WriteTx& tx) -> Status {
     recorded = 0;
     kept = {};
-    auto row = TokenSubject(tx, claims);
-    if (!row.ok()) return row.status();
-    auto facts = LoadFacts(tx, row.value());
-    if (!facts.ok()) return facts.status();
+    GARDE_ASSIGN_OR_RETURN(auto row, TokenSubject(tx, claims));
+    GARDE_ASSIGN_OR_RETURN(auto facts, LoadFacts(tx, row));
     for (const Purpose* p : purposes) {
       // Idempotent (a mail client may POST twice): nothing to record once no channel is open.
       // A purpose-wide withdrawal overrides every earlier channel grant.
-      if (!ConsentOpenOnAnyChannel(facts.value()->events, *policies, *p, now)) continue;
+      if (!ConsentOpenOnAnyChannel(facts->events, *policies, *p, now)) continue;
       const ConsentEventRow e =
           MakeEvent(*policies, *p, claims.subject, "", ConsentEventType::kWithdrawn, "",
                     "one_click_unsubscribe", "subject-token", now);
@@ -814,24 +790,21 @@ Result<std::vector<ConsentLedger::Preference>> ConsentLedger::Preferences(
   std::vector<Preference> out;
   const int64_t now = d_.clock.Now();
   GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
-    auto row = TokenSubject(tx, claims);
-    if (!row.ok()) return row.status();
-    auto facts = LoadFacts(tx, row.value());
-    if (!facts.ok()) return facts.status();
+    GARDE_ASSIGN_OR_RETURN(auto row, TokenSubject(tx, claims));
+    GARDE_ASSIGN_OR_RETURN(auto facts, LoadFacts(tx, row));
     auto events = tx.ConsentEventsOf(claims.subject);
     if (!events.ok()) return events.status();
-    auto pending = tx.PendingConfirmationsOf(claims.subject);
-    if (!pending.ok()) return pending.status();
+    GARDE_ASSIGN_OR_RETURN(auto pending, tx.PendingConfirmationsOf(claims.subject));
     for (const auto& p : policies->purposes()) {
       if (!p.marketing) continue;
-      Preference pref{&p, ShownDecision(facts.value().get(), *policies, p, now), "", false};
+      Preference pref{&p, ShownDecision(facts.get(), *policies, p, now), "", false};
       if (pref.decision.allowed) {
         // The notice of the latest grant of the purpose (events are in recording order).
         for (const auto& e : events.value()) {
           if (e.purpose == p.id && e.event == "granted") pref.notice_version = e.notice_version;
         }
       }
-      for (const auto& c : pending.value()) {
+      for (const auto& c : pending) {
         pref.pending |= c.purpose == p.id && c.expires_at >= now;
       }
       out.push_back(std::move(pref));
@@ -855,17 +828,14 @@ Result<int> ConsentLedger::ApplyPreferences(const SubjectTokenClaims& claims,
     recorded = 0;
     if (asked != nullptr) *asked = 0;
     kept = {};
-    auto row = TokenSubject(tx, claims);
-    if (!row.ok()) return row.status();
-    auto facts = LoadFacts(tx, row.value());
-    if (!facts.ok()) return facts.status();
-    auto pending = tx.PendingConfirmationsOf(claims.subject);
-    if (!pending.ok()) return pending.status();
+    GARDE_ASSIGN_OR_RETURN(auto row, TokenSubject(tx, claims));
+    GARDE_ASSIGN_OR_RETURN(auto facts, LoadFacts(tx, row));
+    GARDE_ASSIGN_OR_RETURN(auto pending, tx.PendingConfirmationsOf(claims.subject));
     for (const auto& p : policies->purposes()) {
       if (!p.marketing) continue;
       // "On" while any channel is open: turning a purpose off (or a GPC signal) withdraws it
       // as a whole, which overrides channel grants; turning it on grants it as a whole.
-      const bool allowed = ConsentOpenOnAnyChannel(facts.value()->events, *policies, p, now);
+      const bool allowed = ConsentOpenOnAnyChannel(facts->events, *policies, p, now);
       bool want = allowed;
       std::string method = "preference_centre";
       if (wanted != nullptr) {
@@ -885,10 +855,10 @@ Result<int> ConsentLedger::ApplyPreferences(const SubjectTokenClaims& claims,
       }
       if (want && NeedsConfirmation(p, "", method)) {
         // Asked once: a second save before the click sends no second message.
-        const bool waiting = std::any_of(pending.value().begin(), pending.value().end(),
-                                         [&](const ConsentConfirmationRow& c) {
-                                           return c.purpose == p.id && c.expires_at >= now;
-                                         });
+        const bool waiting =
+            std::any_of(pending.begin(), pending.end(), [&](const ConsentConfirmationRow& c) {
+              return c.purpose == p.id && c.expires_at >= now;
+            });
         if (waiting) continue;
         auto confirmation =
             AskConfirmationIn(tx, subject, p, claims.subject, "", notice, method, lang, now);
@@ -926,9 +896,9 @@ Result<std::vector<bool>> ConsentLedger::Suppressed(const Caller& caller, const 
       std::string why;
       auto norm = d_.standard.Normalize(*spec, FieldValue::String(values[i]), &why);
       if (!norm) continue;
-      auto hit = tx.IsSuppressed(kind, SuppressionDigest(d_.suppression, kind, norm->text));
-      if (!hit.ok()) return hit.status();
-      out[i] = hit.value();
+      GARDE_ASSIGN_OR_RETURN(
+          auto hit, tx.IsSuppressed(kind, SuppressionDigest(d_.suppression, kind, norm->text)));
+      out[i] = hit;
     }
     return Status::Ok();
   }));

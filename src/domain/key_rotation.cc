@@ -12,18 +12,16 @@ Result<int64_t> KeyRotation::RewrapAll(size_t batch, const std::function<void(in
     int64_t in_batch = 0;
     int64_t skipped = 0;
     Status s = store_.Write([&](WriteTx& tx) -> Status {
-      auto rows = tx.SubjectsNotWrappedBy(target, batch);
-      if (!rows.ok()) return rows.status();
-      for (const auto& row : rows.value()) {
+      GARDE_ASSIGN_OR_RETURN(auto rows, tx.SubjectsNotWrappedBy(target, batch));
+      for (const auto& row : rows) {
         ScopedKey dek;
         Status unwrapped =
             UnwrapDataKey(*ring, row.root_key_version, row.id, row.wrapped_dek, &dek);
         if (!unwrapped.ok()) return unwrapped;
-        auto wrapped = WrapDataKey(*ring, target, row.id, dek);
-        if (!wrapped.ok()) return wrapped.status();
-        auto swapped = tx.RewrapDataKey(row.id, row.root_key_version, target, wrapped.value());
-        if (!swapped.ok()) return swapped.status();
-        if (swapped.value()) {
+        GARDE_ASSIGN_OR_RETURN(auto wrapped, WrapDataKey(*ring, target, row.id, dek));
+        GARDE_ASSIGN_OR_RETURN(auto swapped,
+                               tx.RewrapDataKey(row.id, row.root_key_version, target, wrapped));
+        if (swapped) {
           ++in_batch;
         } else {
           ++skipped;
@@ -41,9 +39,8 @@ Result<int64_t> KeyRotation::RewrapAll(size_t batch, const std::function<void(in
 Result<std::map<uint32_t, int64_t>> KeyRotation::Usage() {
   std::map<uint32_t, int64_t> out;
   GARDE_RETURN_IF_ERROR(store_.Read([&](ReadTx& tx) -> Status {
-    auto r = tx.CountByRootKeyVersion();
-    if (!r.ok()) return r.status();
-    out = std::move(r.value());
+    GARDE_ASSIGN_OR_RETURN(auto r, tx.CountByRootKeyVersion());
+    out = std::move(r);
     return Status::Ok();
   }));
   return out;

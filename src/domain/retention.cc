@@ -281,23 +281,20 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
   std::set<std::string> held;  // subjects restricted by an erasure that kept fields
   int64_t total = 0;
   GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
-    auto runs = tx.ListRetentionRuns(0, 50);
-    if (!runs.ok()) return runs.status();
-    for (const auto& r : runs.value()) {
+    GARDE_ASSIGN_OR_RETURN(auto runs, tx.ListRetentionRuns(0, 50));
+    for (const auto& r : runs) {
       if (r.finished_at == 0 && r.dry_run == options.dry_run && run.id.empty() &&
           (options.at == 0 || options.at == r.at)) {
         run = r;
       }
       if (r.finished_at != 0 && !r.dry_run && previous_at == 0) previous_at = r.at;
     }
-    auto tombstones = tx.ListTombstones(0);
-    if (!tombstones.ok()) return tombstones.status();
-    for (const auto& t : tombstones.value()) {
+    GARDE_ASSIGN_OR_RETURN(auto tombstones, tx.ListTombstones(0));
+    for (const auto& t : tombstones) {
       if (!t.kept.empty()) held.insert(t.subject_id);
     }
-    auto n = tx.CountSubjects();
-    if (!n.ok()) return n.status();
-    total = n.value();
+    GARDE_ASSIGN_OR_RETURN(auto n, tx.CountSubjects());
+    total = n;
     return Status::Ok();
   }));
   if (run.id.empty()) {
@@ -319,18 +316,16 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
     f.held_erasure = row.status == "restricted" && held.count(row.id) != 0;
     f.created_at = row.created_at;
     f.last_interaction_at = row.last_interaction_at;
-    auto sealed = tx.GetFields(row.id);
-    if (!sealed.ok()) return sealed.status();
+    GARDE_ASSIGN_OR_RETURN(auto sealed, tx.GetFields(row.id));
     bool dates = false;
-    for (const auto& s : sealed.value()) {
+    for (const auto& s : sealed) {
       if (s.field == kExternalIdField) continue;
       f.fields.insert(s.field);
       dates |= needs.date_fields.count(s.field) != 0;
     }
     if (dates && !row.wrapped_dek.empty()) {
-      auto opened = d_.vault.OpenAll(tx, row);
-      if (!opened.ok()) return opened.status();
-      for (auto& [name, value] : opened.value().fields) {
+      GARDE_ASSIGN_OR_RETURN(auto opened, d_.vault.OpenAll(tx, row));
+      for (auto& [name, value] : opened.fields) {
         if (needs.date_fields.count(name) != 0) {
           if (auto d = ParseIsoDate(value.text)) f.dates[name] = DaysFromCivil(*d) * 86400;
         }
@@ -338,18 +333,16 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
       }
     }
     if (needs.consent) {
-      auto events = tx.ConsentFactsOf(row.id);
-      if (!events.ok()) return events.status();
-      ConsentEnds(*policies, events.value(), at, &f);
+      GARDE_ASSIGN_OR_RETURN(auto events, tx.ConsentFactsOf(row.id));
+      ConsentEnds(*policies, events, at, &f);
     }
     if (needs.requests) {
       RequestQuery q;
       q.subject = row.id;
       q.statuses = {"completed", "rejected"};
       q.limit = 1000;
-      auto closed = tx.QueryRequests(q);
-      if (!closed.ok()) return closed.status();
-      for (const auto& r : closed.value()) {
+      GARDE_ASSIGN_OR_RETURN(auto closed, tx.QueryRequests(q));
+      for (const auto& r : closed) {
         f.request_closed_at = std::max(f.request_closed_at.value_or(0), r.completed_at);
       }
     }
@@ -380,15 +373,13 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
     int64_t expired = 0;
     std::vector<std::pair<std::string, ConsentFactRow>> expiring;
     GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
-      auto rows = tx.ScanSubjects(run.cursor, options.page);
-      if (!rows.ok()) return rows.status();
-      page = std::move(rows.value());
+      GARDE_ASSIGN_OR_RETURN(auto rows, tx.ScanSubjects(run.cursor, options.page));
+      page = std::move(rows);
       for (const auto& row : page) {
         if (row.status == "restricted" && held.count(row.id) == 0) ++counts.skipped_restricted;
         if (row.status == "erased") continue;
-        auto f = facts_of(tx, row);
-        if (!f.ok()) return f.status();
-        if (PlanRetention(*policies, f.value(), at).action != RetentionPlan::Action::kNothing) {
+        GARDE_ASSIGN_OR_RETURN(auto f, facts_of(tx, row));
+        if (PlanRetention(*policies, f, at).action != RetentionPlan::Action::kNothing) {
           due.push_back(row.id);
         }
       }
@@ -412,10 +403,9 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
     Status applied = d_.store.Write([&](WriteTx& tx) -> Status {
       none = {};
       for (const auto& id : due) {
-        auto row = tx.GetSubject(id);
-        if (!row.ok()) return row.status();
-        if (!row.value()) continue;
-        SubjectRow s = *row.value();
+        GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(id));
+        if (!row) continue;
+        SubjectRow s = *row;
         auto f = facts_of(tx, s);  // again, inside the write: nothing changed unseen
         if (!f.ok()) return f.status();
         const RetentionPlan plan = PlanRetention(*policies, f.value(), at);
@@ -449,10 +439,9 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
         }
         if (options.dry_run) continue;
         // The whole subject: its data key is destroyed, as for an erasure request.
-        auto objected = tx.ObjectedPurposesOf(s.id);
-        if (!objected.ok()) return objected.status();
+        GARDE_ASSIGN_OR_RETURN(auto objected, tx.ObjectedPurposesOf(s.id));
         bool marketing = false;
-        for (const auto& p : objected.value()) {
+        for (const auto& p : objected) {
           const Purpose* purpose = policies->FindPurpose(p);
           marketing |= purpose != nullptr && purpose->marketing;
         }
@@ -506,21 +495,19 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
     for (;;) {
       std::vector<std::string> ids;
       GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
-        auto got = tx.PurchasersBetween(since, at + 1, after, options.page);
-        if (!got.ok()) return got.status();
-        ids = std::move(got.value());
+        GARDE_ASSIGN_OR_RETURN(auto got, tx.PurchasersBetween(since, at + 1, after, options.page));
+        ids = std::move(got);
         return Status::Ok();
       }));
       if (ids.empty()) break;
       after = ids.back();
       GARDE_RETURN_IF_ERROR(d_.store.Write([&](WriteTx& tx) -> Status {
         for (const auto& id : ids) {
-          auto row = tx.GetSubject(id);
-          if (!row.ok()) return row.status();
-          if (!row.value() || row.value()->status != "active") continue;
-          auto changed = d_.vault.RefreshSpendIn(tx, *policies, system, *row.value(), at);
-          if (!changed.ok()) return changed.status();
-          counts.spend_refreshed += changed.value() ? 1 : 0;
+          GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(id));
+          if (!row || row->status != "active") continue;
+          GARDE_ASSIGN_OR_RETURN(auto changed,
+                                 d_.vault.RefreshSpendIn(tx, *policies, system, *row, at));
+          counts.spend_refreshed += changed ? 1 : 0;
         }
         return Status::Ok();
       }));
@@ -532,10 +519,10 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
     TombstoneEntries done;
     GARDE_RETURN_IF_ERROR(d_.store.Write([&](WriteTx& tx) -> Status {
       done = {};
-      auto open = tx.OpenMergesBefore(at - d_.merge_revert_period, options.page);
-      if (!open.ok()) return open.status();
-      more = open->size() == options.page && !options.dry_run;
-      for (const auto& m : open.value()) {
+      GARDE_ASSIGN_OR_RETURN(auto open,
+                             tx.OpenMergesBefore(at - d_.merge_revert_period, options.page));
+      more = open.size() == options.page && !options.dry_run;
+      for (const auto& m : open) {
         ++counts.merges_completed;
         if (options.dry_run) continue;
         GARDE_RETURN_IF_ERROR(SubjectMerges::CompleteIn(tx, d_.vault, m, now, &done));
@@ -553,9 +540,8 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
     RequestQuery q;
     q.due_before = at + d_.due_warning + 1;
     q.limit = 100000;
-    auto open = tx.QueryRequests(q);
-    if (!open.ok()) return open.status();
-    for (const auto& r : open.value()) {
+    GARDE_ASSIGN_OR_RETURN(auto open, tx.QueryRequests(q));
+    for (const auto& r : open) {
       if (!IsOpenRequest(r.status)) continue;
       const bool overdue = r.due_at <= at;
       const int64_t flagged_at = overdue ? r.due_at : r.due_at - d_.due_warning;

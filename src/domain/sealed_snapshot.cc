@@ -40,14 +40,13 @@ Result<bool> SealedSnapshot::Save(size_t count, const std::function<std::string(
   ScopedKey key;
   key.Randomize();
   const std::string key_id = RandomId("snk_");
-  auto wrapped = WrapDataKey(*ring, ring->current_version(), SnapshotSubject(key_id), key);
-  if (!wrapped.ok()) return wrapped.status();
+  GARDE_ASSIGN_OR_RETURN(auto wrapped,
+                         WrapDataKey(*ring, ring->current_version(), SnapshotSubject(key_id), key));
 
   const std::string temp = path_ + ".new";
-  auto file = fs_.Open(temp, FileSystem::Mode::kCreate);
-  if (!file.ok()) return file.status();
+  GARDE_ASSIGN_OR_RETURN(auto file, fs_.Open(temp, FileSystem::Mode::kCreate));
   auto fail = [&](Status s) {
-    file.value().reset();
+    file.reset();
     fs_.Remove(temp).IgnoreError();
     return s;
   };
@@ -59,24 +58,24 @@ Result<bool> SealedSnapshot::Save(size_t count, const std::function<std::string(
     std::string plain = chunk(i);
     Bytes box = SealField(key, {SnapshotSubject(key_id), ChunkName(i, count), 1}, plain);
     sodium_memzero(plain.data(), plain.size());
-    Status s = file.value()->WriteAt(offsets.back(), AsStringView(box));
+    Status s = file->WriteAt(offsets.back(), AsStringView(box));
     if (!s.ok()) return fail(s);
     offsets.push_back(offsets.back() + box.size());
   }
   for (uint64_t o : offsets) head.I64(static_cast<int64_t>(o));
-  Status s = file.value()->WriteAt(0, head.data());
-  if (s.ok()) s = file.value()->Sync();
+  Status s = file->WriteAt(0, head.data());
+  if (s.ok()) s = file->Sync();
   if (!s.ok()) return fail(s);
-  file.value().reset();
+  file.reset();
   if (Status renamed = fs_.Rename(temp, path_); !renamed.ok()) {
     fs_.Remove(temp).IgnoreError();
     return renamed;
   }
   bool kept = false;
   GARDE_RETURN_IF_ERROR(store_.Write([&](WriteTx& tx) -> Status {
-    auto put = tx.PutSnapshotKey({name_, key_id, ring->current_version(), wrapped.value()}, shreds);
-    if (!put.ok()) return put.status();
-    kept = put.value();
+    GARDE_ASSIGN_OR_RETURN(
+        auto put, tx.PutSnapshotKey({name_, key_id, ring->current_version(), wrapped}, shreds));
+    kept = put;
     return Status::Ok();
   }));
   if (!kept) Remove();
@@ -87,12 +86,10 @@ Result<std::unique_ptr<SealedSnapshot::Reader>> SealedSnapshot::Open() {
   std::optional<SnapshotKeyRow> row;
   std::unique_ptr<Reader> r(new Reader());  // private constructor
   GARDE_RETURN_IF_ERROR(store_.Read([&](ReadTx& tx) -> Status {
-    auto shreds = tx.ShredCount();
-    if (!shreds.ok()) return shreds.status();
-    r->shreds_ = shreds.value();
-    auto key = tx.GetSnapshotKey(name_);
-    if (!key.ok()) return key.status();
-    row = std::move(key).value();
+    GARDE_ASSIGN_OR_RETURN(auto shreds, tx.ShredCount());
+    r->shreds_ = shreds;
+    GARDE_ASSIGN_OR_RETURN(auto key, tx.GetSnapshotKey(name_));
+    row = std::move(key);
     return Status::Ok();
   }));
   if (!row) {

@@ -40,23 +40,22 @@ Result<int64_t> ChangeFollowingCache::Sync(ReadTx& tx, std::optional<uint64_t> e
     std::shared_lock lock(mu_);
     from = applied_;
   }
-  auto tail = tx.ChangesAfter(from, kMaxTail);
-  if (!tail.ok()) return tail.status();
-  if (tail->last_seq <= from) {  // nothing new in this snapshot
+  GARDE_ASSIGN_OR_RETURN(auto tail, tx.ChangesAfter(from, kMaxTail));
+  if (tail.last_seq <= from) {  // nothing new in this snapshot
     vouch();
-    return tail->last_seq;
+    return tail.last_seq;
   }
   std::unique_lock lock(mu_);
-  if (tail->last_seq <= applied_) {  // another reader was quicker
+  if (tail.last_seq <= applied_) {  // another reader was quicker
     vouch();
-    return tail->last_seq;
+    return tail.last_seq;
   }
-  if (!tail->complete) {
-    Reset(tail->last_seq);
+  if (!tail.complete) {
+    Reset(tail.last_seq);
     vouch();
-    return tail->last_seq;
+    return tail.last_seq;
   }
-  for (const auto& change : tail->changes) {
+  for (const auto& change : tail.changes) {
     if (change.first <= applied_) continue;
     values_.erase(change.second);
     ring_.push_back(change);
@@ -65,9 +64,9 @@ Result<int64_t> ChangeFollowingCache::Sync(ReadTx& tx, std::optional<uint64_t> e
     ring_floor_ = ring_.front().first;
     ring_.pop_front();
   }
-  applied_ = tail->last_seq;
+  applied_ = tail.last_seq;
   vouch();
-  return tail->last_seq;
+  return tail.last_seq;
 }
 
 std::shared_ptr<const void> ChangeFollowingCache::Find(const std::string& id) const {

@@ -148,19 +148,17 @@ bool SameValue(const FieldValue& a, const FieldValue& b) {
 }
 
 Result<SubjectRow> MustGet(ReadTx& tx, const std::string& id) {
-  auto row = tx.GetSubject(id);
-  if (!row.ok()) return row.status();
-  if (!row.value()) return NotFound("no subject " + id);
-  return *row.value();
+  GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(id));
+  if (!row) return NotFound("no subject " + id);
+  return *row;
 }
 
 // Moves a request from one subject to another, its sealed parts sealed again for it.
 Status MoveRequest(WriteTx& tx, const SubjectVault& vault, const std::string& id,
                    const SubjectRow& from, const SubjectRow& to) {
-  auto found = tx.GetRequest(id);
-  if (!found.ok()) return found.status();
-  if (!found.value() || found.value()->subject_id != from.id) return Status::Ok();
-  const RequestRow& r = *found.value();
+  GARDE_ASSIGN_OR_RETURN(auto found, tx.GetRequest(id));
+  if (!found || found->subject_id != from.id) return Status::Ok();
+  const RequestRow& r = *found;
   auto reseal = [&](const std::string& label, const Bytes& box) -> Result<Bytes> {
     if (box.empty()) return Bytes{};
     auto plain = vault.OpenFor(from, label, box);
@@ -169,11 +167,9 @@ Status MoveRequest(WriteTx& tx, const SubjectVault& vault, const std::string& id
     sodium_memzero(plain.value().data(), plain.value().size());
     return sealed;
   };
-  auto sealed = reseal(RequestNotesLabel(r.id), r.sealed);
-  if (!sealed.ok()) return sealed.status();
-  auto package = reseal(RequestPackageLabel(r.id), r.package);
-  if (!package.ok()) return package.status();
-  return tx.ReassignRequest(r.id, to.id, sealed.value(), package.value());
+  GARDE_ASSIGN_OR_RETURN(auto sealed, reseal(RequestNotesLabel(r.id), r.sealed));
+  GARDE_ASSIGN_OR_RETURN(auto package, reseal(RequestPackageLabel(r.id), r.package));
+  return tx.ReassignRequest(r.id, to.id, sealed, package);
 }
 
 // Moves interactions to another subject, their amounts sealed again for it; the new seqs.
@@ -184,16 +180,14 @@ Result<std::vector<int64_t>> MoveInteractions(WriteTx& tx, const SubjectVault& v
   for (const InteractionRow& r : rows) {
     InteractionRow moved{to.id, r.kind, r.at, {}, 0};
     if (!r.sealed_amount.empty()) {
-      auto amount = vault.OpenFor(from, kInteractionAmountLabel, r.sealed_amount);
-      if (!amount.ok()) return amount.status();
-      auto sealed = vault.SealFor(to, kInteractionAmountLabel, amount.value());
-      if (!sealed.ok()) return sealed.status();
-      moved.sealed_amount = std::move(sealed).value();
+      GARDE_ASSIGN_OR_RETURN(auto amount,
+                             vault.OpenFor(from, kInteractionAmountLabel, r.sealed_amount));
+      GARDE_ASSIGN_OR_RETURN(auto sealed, vault.SealFor(to, kInteractionAmountLabel, amount));
+      moved.sealed_amount = std::move(sealed);
     }
-    auto seq = tx.InsertInteraction(moved);
-    if (!seq.ok()) return seq.status();
+    GARDE_ASSIGN_OR_RETURN(auto seq, tx.InsertInteraction(moved));
     GARDE_RETURN_IF_ERROR(tx.DeleteInteraction(r.seq));
-    seqs.push_back(seq.value());
+    seqs.push_back(seq);
   }
   return seqs;
 }
@@ -278,15 +272,14 @@ Result<MergeRow> SubjectMerges::Merge(const Caller& caller, const std::string& m
       caller,
       [&](WriteTx& tx, const PolicySet& policies, MergeRow& m, TombstoneEntries& kept) -> Status {
         const int64_t now = d_.clock.Now();
-        auto b = MustGet(tx, merged_id);
-        if (!b.ok()) return b.status();
+        GARDE_ASSIGN_OR_RETURN(auto b, MustGet(tx, merged_id));
         auto a = tx.GetSubject(request.into);
         if (!a.ok()) return a.status();
         if (!a.value()) {
           return Status(Code::kUnprocessable, "the merge is not valid; nothing was changed")
               .AddError("into", "no such subject");
         }
-        SubjectRow survivor = *a.value(), merged = b.value();
+        SubjectRow survivor = *a.value(), merged = b;
         for (const SubjectRow* s : {&merged, &survivor}) {
           if (s->status != "active") {
             return Conflict("subject " + s->id + " is " + s->status +
@@ -312,12 +305,9 @@ Result<MergeRow> SubjectMerges::Merge(const Caller& caller, const std::string& m
         MergeRecord record;
 
         // Fields: the survivor's stay; what it lacks (or what `prefer` names) comes over.
-        auto vs = d_.vault.OpenAll(tx, survivor);
-        if (!vs.ok()) return vs.status();
-        auto vm = d_.vault.OpenAll(tx, merged);
-        if (!vm.ok()) return vm.status();
-        const FieldMap mine = ValuesWithExternalId(vs.value()),
-                       theirs = ValuesWithExternalId(vm.value());
+        GARDE_ASSIGN_OR_RETURN(auto vs, d_.vault.OpenAll(tx, survivor));
+        GARDE_ASSIGN_OR_RETURN(auto vm, d_.vault.OpenAll(tx, merged));
+        const FieldMap mine = ValuesWithExternalId(vs), theirs = ValuesWithExternalId(vm);
         ChangedValues changed;
         FieldMap writes;
         for (const auto& [name, value] : theirs) {
@@ -367,32 +357,28 @@ Result<MergeRow> SubjectMerges::Merge(const Caller& caller, const std::string& m
         }
 
         // Consent: the most protective of the two, as corrections on the survivor.
-        auto es = tx.ConsentEventsOf(survivor.id);
-        if (!es.ok()) return es.status();
-        auto em = tx.ConsentEventsOf(merged.id);
-        if (!em.ok()) return em.status();
+        GARDE_ASSIGN_OR_RETURN(auto es, tx.ConsentEventsOf(survivor.id));
+        GARDE_ASSIGN_OR_RETURN(auto em, tx.ConsentEventsOf(merged.id));
         int64_t at = now;
-        for (const auto* events : {&es.value(), &em.value()}) {
+        for (const auto* events : {&es, &em}) {
           for (const auto& e : *events) at = std::max(at, e.at);
         }
         record.consent_at = at;
-        for (const auto& e : es.value()) {
+        for (const auto& e : es) {
           if (e.at == at) record.consent_before.push_back(e.id);
         }
         GARDE_RETURN_IF_ERROR(d_.consents.RecordCorrectionsIn(
-            tx, policies, survivor.id, MergeCorrections(es.value(), em.value(), policies), "merge",
-            caller.key_id, at, &record.consent_events, &kept));
+            tx, policies, survivor.id, MergeCorrections(es, em, policies), "merge", caller.key_id,
+            at, &record.consent_events, &kept));
 
         // Purchases and visits follow the customer; the last 30 days' spending is counted again.
-        auto interactions = tx.InteractionsOf(merged.id, 0);
-        if (!interactions.ok()) return interactions.status();
-        if (!interactions->empty()) {
-          auto moved = MoveInteractions(tx, d_.vault, interactions.value(), merged, survivor);
-          if (!moved.ok()) return moved.status();
-          record.interactions = std::move(moved).value();
-          auto fresh = MustGet(tx, survivor.id);
-          if (!fresh.ok()) return fresh.status();
-          SubjectRow s = fresh.value();
+        GARDE_ASSIGN_OR_RETURN(auto interactions, tx.InteractionsOf(merged.id, 0));
+        if (!interactions.empty()) {
+          GARDE_ASSIGN_OR_RETURN(auto moved,
+                                 MoveInteractions(tx, d_.vault, interactions, merged, survivor));
+          record.interactions = std::move(moved);
+          GARDE_ASSIGN_OR_RETURN(auto fresh, MustGet(tx, survivor.id));
+          SubjectRow s = fresh;
           s.last_interaction_at = std::max(s.last_interaction_at, merged.last_interaction_at);
           GARDE_RETURN_IF_ERROR(tx.UpdateSubject(s));
           auto refreshed = d_.vault.RefreshSpendIn(tx, policies, caller, s, now);
@@ -403,21 +389,18 @@ Result<MergeRow> SubjectMerges::Merge(const Caller& caller, const std::string& m
         RequestQuery q;
         q.subject = merged.id;
         q.limit = 100000;
-        auto requests = tx.QueryRequests(q);
-        if (!requests.ok()) return requests.status();
-        for (const auto& r : requests.value()) {
+        GARDE_ASSIGN_OR_RETURN(auto requests, tx.QueryRequests(q));
+        for (const auto& r : requests) {
           GARDE_RETURN_IF_ERROR(MoveRequest(tx, d_.vault, r.id, merged, survivor));
           record.requests.push_back(r.id);
         }
-        auto links = tx.LinksOf(merged.id);
-        if (!links.ok()) return links.status();
-        auto own_links = tx.LinksOf(survivor.id);
-        if (!own_links.ok()) return own_links.status();
-        for (const auto& l : links.value()) {
+        GARDE_ASSIGN_OR_RETURN(auto links, tx.LinksOf(merged.id));
+        GARDE_ASSIGN_OR_RETURN(auto own_links, tx.LinksOf(survivor.id));
+        for (const auto& l : links) {
           const bool as_person = l.person_id == merged.id;
           const std::string org = as_person ? l.organisation_id : survivor.id;
           const std::string person = as_person ? survivor.id : l.person_id;
-          const bool create = org != person && !HasLink(own_links.value(), org, person);
+          const bool create = org != person && !HasLink(own_links, org, person);
           if (create) GARDE_RETURN_IF_ERROR(tx.PutLink({org, person, l.role, now}));
           auto removed = tx.DeleteLink(l.organisation_id, l.person_id);
           if (!removed.ok()) return removed.status();
@@ -450,11 +433,9 @@ Result<MergeRow> SubjectMerges::Revert(const Caller& caller, const std::string& 
           return Conflict("the merge is " + m.state + ": it cannot be reverted");
         auto record = MergeRecord::Parse(m.record);
         if (!record.ok()) return record.status();
-        auto a = MustGet(tx, m.into_id);
-        if (!a.ok()) return a.status();
-        auto b = MustGet(tx, m.merged_id);
-        if (!b.ok()) return b.status();
-        SubjectRow survivor = a.value(), merged = b.value();
+        GARDE_ASSIGN_OR_RETURN(auto a, MustGet(tx, m.into_id));
+        GARDE_ASSIGN_OR_RETURN(auto b, MustGet(tx, m.merged_id));
+        SubjectRow survivor = a, merged = b;
         GARDE_RETURN_IF_ERROR(RefuseGone(survivor));
 
         // Fields the merge wrote and nothing has changed since go back.
@@ -464,9 +445,8 @@ Result<MergeRow> SubjectMerges::Revert(const Caller& caller, const std::string& 
           auto changed = ChangedValues::Unpack(plain.value());
           sodium_memzero(plain.value().data(), plain.value().size());
           if (!changed.ok()) return changed.status();
-          auto now_values = d_.vault.OpenAll(tx, survivor);
-          if (!now_values.ok()) return now_values.status();
-          const FieldMap current = ValuesWithExternalId(now_values.value());
+          GARDE_ASSIGN_OR_RETURN(auto now_values, d_.vault.OpenAll(tx, survivor));
+          const FieldMap current = ValuesWithExternalId(now_values);
           FieldMap writes;
           for (const auto& [name, c] : changed->fields) {
             auto cur = current.find(name);
@@ -485,16 +465,15 @@ Result<MergeRow> SubjectMerges::Revert(const Caller& caller, const std::string& 
         GARDE_RETURN_IF_ERROR(d_.vault.RestoreIndexesIn(tx, policies, merged));
         GARDE_RETURN_IF_ERROR(tx.UpdateSubject(merged));
 
-        auto events = tx.ConsentEventsOf(survivor.id);
-        if (!events.ok()) return events.status();
+        GARDE_ASSIGN_OR_RETURN(auto events, tx.ConsentEventsOf(survivor.id));
         int64_t at = now;
-        for (const auto& e : events.value()) at = std::max(at, e.at);
+        for (const auto& e : events) at = std::max(at, e.at);
         const std::set<std::string> ids(record->consent_events.begin(),
                                         record->consent_events.end());
         std::vector<std::string> recorded;
         GARDE_RETURN_IF_ERROR(d_.consents.RecordCorrectionsIn(
             tx, policies, survivor.id,
-            RevertCorrections(events.value(), record->consent_at,
+            RevertCorrections(events, record->consent_at,
                               {record->consent_before.begin(), record->consent_before.end()}, ids,
                               policies),
             "merge_reverted", caller.key_id, at, &recorded, &kept));
@@ -503,18 +482,16 @@ Result<MergeRow> SubjectMerges::Revert(const Caller& caller, const std::string& 
           GARDE_RETURN_IF_ERROR(MoveRequest(tx, d_.vault, id, survivor, merged));
         }
         if (!record->interactions.empty()) {
-          auto all = tx.InteractionsOf(survivor.id, 0);
-          if (!all.ok()) return all.status();
+          GARDE_ASSIGN_OR_RETURN(auto all, tx.InteractionsOf(survivor.id, 0));
           const std::set<int64_t> seqs(record->interactions.begin(), record->interactions.end());
           std::vector<InteractionRow> back;
-          for (const auto& r : all.value()) {
+          for (const auto& r : all) {
             if (seqs.count(r.seq) != 0) back.push_back(r);
           }
           auto moved = MoveInteractions(tx, d_.vault, back, survivor, merged);
           if (!moved.ok()) return moved.status();
-          auto fresh = MustGet(tx, survivor.id);
-          if (!fresh.ok()) return fresh.status();
-          auto refreshed = d_.vault.RefreshSpendIn(tx, policies, caller, fresh.value(), now);
+          GARDE_ASSIGN_OR_RETURN(auto fresh, MustGet(tx, survivor.id));
+          auto refreshed = d_.vault.RefreshSpendIn(tx, policies, caller, fresh, now);
           if (!refreshed.ok()) return refreshed.status();
         }
         for (const auto& l : record->links) {
@@ -545,11 +522,10 @@ namespace {
 // Destroys the merged record's data; its row stays, `merged`, for the redirect.
 Status CompleteOne(WriteTx& tx, const SubjectVault& vault, MergeRow& m, int64_t now,
                    bool erase_history, TombstoneEntries* kept) {
-  auto merged = MustGet(tx, m.merged_id);
-  if (!merged.ok()) return merged.status();
-  GARDE_RETURN_IF_ERROR(vault.EraseIn(tx, merged.value(), {}));
+  GARDE_ASSIGN_OR_RETURN(auto merged, MustGet(tx, m.merged_id));
+  GARDE_RETURN_IF_ERROR(vault.EraseIn(tx, merged, {}));
   if (erase_history) GARDE_RETURN_IF_ERROR(tx.DeleteConsentEventsOf(m.merged_id));
-  SubjectRow row = merged.value();
+  SubjectRow row = merged;
   row.wrapped_dek.clear();
   row.updated_at = now;
   GARDE_RETURN_IF_ERROR(tx.UpdateSubject(row));
@@ -572,9 +548,8 @@ Status SubjectMerges::CompleteIn(WriteTx& tx, const SubjectVault& vault, MergeRo
 Status SubjectMerges::CompleteMergesIn(WriteTx& tx, const SubjectVault& vault,
                                        const std::string& into, int64_t now, bool erase_history,
                                        TombstoneEntries* kept) {
-  auto merges = tx.MergesInto(into);
-  if (!merges.ok()) return merges.status();
-  for (MergeRow& m : merges.value()) {
+  GARDE_ASSIGN_OR_RETURN(auto merges, tx.MergesInto(into));
+  for (MergeRow& m : merges) {
     if (m.state == "merged")
       GARDE_RETURN_IF_ERROR(CompleteOne(tx, vault, m, now, erase_history, kept));
   }
@@ -582,22 +557,21 @@ Status SubjectMerges::CompleteMergesIn(WriteTx& tx, const SubjectVault& vault,
 }
 
 Result<MergeRow> SubjectMerges::Complete(const Caller& caller, const std::string& merge_id) {
-  return Change(caller,
-                [&](WriteTx& tx, const PolicySet& /*policies*/, MergeRow& m,
-                    TombstoneEntries& kept) -> Status {
-                  auto found = tx.GetMerge(merge_id);
-                  if (!found.ok()) return found.status();
-                  if (!found.value()) return NotFound("no merge " + merge_id);
-                  if (found.value()->state != "merged") {
-                    return Conflict("the merge is " + found.value()->state +
-                                    ": there is nothing to complete");
-                  }
-                  m = *found.value();
-                  GARDE_RETURN_IF_ERROR(
-                      CompleteOne(tx, d_.vault, m, d_.clock.Now(), /*erase_history=*/false, &kept));
-                  return d_.journal.Record(
-                      &tx, caller, {"subject.merge_complete", m.merged_id, "", "ok", {}, 1});
-                });
+  return Change(
+      caller,
+      [&](WriteTx& tx, const PolicySet& /*policies*/, MergeRow& m,
+          TombstoneEntries& kept) -> Status {
+        GARDE_ASSIGN_OR_RETURN(auto found, tx.GetMerge(merge_id));
+        if (!found) return NotFound("no merge " + merge_id);
+        if (found->state != "merged") {
+          return Conflict("the merge is " + found->state + ": there is nothing to complete");
+        }
+        m = *found;
+        GARDE_RETURN_IF_ERROR(
+            CompleteOne(tx, d_.vault, m, d_.clock.Now(), /*erase_history=*/false, &kept));
+        return d_.journal.Record(&tx, caller,
+                                 {"subject.merge_complete", m.merged_id, "", "ok", {}, 1});
+      });
 }
 
 Result<MergeRow> SubjectMerges::Get(const Caller& caller, const std::string& merge_id) {
@@ -605,9 +579,8 @@ Result<MergeRow> SubjectMerges::Get(const Caller& caller, const std::string& mer
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "subjects.merge"));
   std::optional<MergeRow> m;
   GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
-    auto found = tx.GetMerge(merge_id);
-    if (!found.ok()) return found.status();
-    m = found.value();
+    GARDE_ASSIGN_OR_RETURN(auto found, tx.GetMerge(merge_id));
+    m = found;
     return Status::Ok();
   }));
   if (!m) return NotFound("no merge " + merge_id);
@@ -620,11 +593,10 @@ Result<std::optional<std::string>> SubjectMerges::SurvivorOf(const std::string& 
   std::optional<std::string> survivor;
   GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
     for (int hop = 0; hop < kMaxMergeHops; ++hop) {
-      auto merges = tx.MergesOf(survivor.value_or(id));
-      if (!merges.ok()) return merges.status();
-      auto live = std::find_if(merges->begin(), merges->end(),
+      GARDE_ASSIGN_OR_RETURN(auto merges, tx.MergesOf(survivor.value_or(id)));
+      auto live = std::find_if(merges.begin(), merges.end(),
                                [](const MergeRow& m) { return m.state != "reverted"; });
-      if (live == merges->end()) break;
+      if (live == merges.end()) break;
       survivor = live->into_id;
     }
     return Status::Ok();

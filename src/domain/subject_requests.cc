@@ -221,31 +221,26 @@ const Jurisdiction* RequestDesk::FindJurisdiction(const std::string& name) const
 
 Status RequestDesk::Load(ReadTx& tx, const Caller& caller, const std::string& id, RequestRow* out,
                          SubjectRow* subject) const {
-  auto row = tx.GetRequest(id);
-  if (!row.ok()) return row.status();
+  GARDE_ASSIGN_OR_RETURN(auto row, tx.GetRequest(id));
   // A customer never learns whether another subject's request exists.
-  if (!row.value() || (caller.is_subject() && row.value()->subject_id != caller.subject)) {
+  if (!row || (caller.is_subject() && row->subject_id != caller.subject)) {
     return NotFound("no such request");
   }
-  *out = *row.value();
-  auto s = tx.GetSubject(out->subject_id);
-  if (!s.ok()) return s.status();
-  if (!s.value()) return Internal("request " + id + " names a missing subject");
-  *subject = *s.value();
+  *out = *row;
+  GARDE_ASSIGN_OR_RETURN(auto s, tx.GetSubject(out->subject_id));
+  if (!s) return Internal("request " + id + " names a missing subject");
+  *subject = *s;
   return Status::Ok();
 }
 
 Result<RequestView> RequestDesk::ForNotice(const std::string& id) {
   std::optional<RequestView> out;
   GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
-    auto row = tx.GetRequest(id);
-    if (!row.ok()) return row.status();
-    if (!row.value()) return NotFound("no such request");
-    auto subject = tx.GetSubject(row.value()->subject_id);
-    if (!subject.ok()) return subject.status();
-    auto view = ViewOf(*row.value(), subject.value() ? &*subject.value() : nullptr);
-    if (!view.ok()) return view.status();
-    out = std::move(view.value());
+    GARDE_ASSIGN_OR_RETURN(auto row, tx.GetRequest(id));
+    if (!row) return NotFound("no such request");
+    GARDE_ASSIGN_OR_RETURN(auto subject, tx.GetSubject(row->subject_id));
+    GARDE_ASSIGN_OR_RETURN(auto view, ViewOf(*row, subject ? &*subject : nullptr));
+    out = std::move(view);
     return Status::Ok();
   }));
   return std::move(*out);
@@ -346,10 +341,9 @@ Result<RequestView> RequestDesk::Open(const Caller& caller, const NewRequest& in
   texts.suppress = in.suppress;
   std::optional<RequestView> view;
   Status written = d_.store.Write([&](WriteTx& tx) -> Status {
-    auto s = tx.GetSubject(subject_id);
-    if (!s.ok()) return s.status();
-    if (!s.value()) return NotFound("no such subject");
-    const SubjectRow& subject = *s.value();
+    GARDE_ASSIGN_OR_RETURN(auto s, tx.GetSubject(subject_id));
+    if (!s) return NotFound("no such subject");
+    const SubjectRow& subject = *s;
     GARDE_RETURN_IF_ERROR(RefuseGone(subject));
     if (in.changes) {
       Status bad = d_.vault.CheckChanges(subject.kind, *in.changes);
@@ -399,9 +393,8 @@ Result<RequestView> RequestDesk::Get(const Caller& caller, const std::string& id
     RequestRow row;
     SubjectRow subject;
     GARDE_RETURN_IF_ERROR(Load(tx, caller, id, &row, &subject));
-    auto v = ViewOf(row, &subject);
-    if (!v.ok()) return v.status();
-    view = std::move(v.value());
+    GARDE_ASSIGN_OR_RETURN(auto v, ViewOf(row, &subject));
+    view = std::move(v);
     return Status::Ok();
   }));
   return std::move(*view);
@@ -417,9 +410,8 @@ Result<std::vector<RequestRow>> RequestDesk::List(const Caller& caller, const Re
   }
   std::vector<RequestRow> out;
   GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
-    auto rows = tx.QueryRequests(query);
-    if (!rows.ok()) return rows.status();
-    out = std::move(rows.value());
+    GARDE_ASSIGN_OR_RETURN(auto rows, tx.QueryRequests(query));
+    out = std::move(rows);
     return Status::Ok();
   }));
   return out;
@@ -541,9 +533,9 @@ Result<RequestView> RequestDesk::Extend(const Caller& caller, const std::string&
                 if (j == nullptr)
                   return Conflict("jurisdiction " + r.jurisdiction + " is no longer configured");
                 // Without `by`, the longest extension the jurisdiction allows.
-                auto due = ExtendedDue(r, *j, by.empty() ? j->extension : by, d_.clock.Now());
-                if (!due.ok()) return due.status();
-                r.due_at = due.value();
+                GARDE_ASSIGN_OR_RETURN(
+                    auto due, ExtendedDue(r, *j, by.empty() ? j->extension : by, d_.clock.Now()));
+                r.due_at = due;
                 r.extended = true;
                 t.extension_reason = reason;
                 // Art. 12(3): the subject is told of the extension and its reasons.
@@ -628,9 +620,9 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
           GARDE_RETURN_IF_ERROR(imported);
           auto package = BuildPackage(tx, *policies, r, s);
           if (!package.ok()) return package.status();
-          auto sealed = d_.vault.SealFor(s, RequestPackageLabel(r.id), package.value());
-          if (!sealed.ok()) return sealed.status();
-          r.package = std::move(sealed.value());
+          GARDE_ASSIGN_OR_RETURN(auto sealed,
+                                 d_.vault.SealFor(s, RequestPackageLabel(r.id), package.value()));
+          r.package = std::move(sealed);
           result.BeginObject()
               .String("package_sha256", Sha256Hex(package.value()))
               .Int("package_bytes", static_cast<int64_t>(package.value().size()))
@@ -745,17 +737,15 @@ Result<size_t> RequestDesk::ReapplyTombstones() {
   // line lost to a crash between commit and append.
   TombstoneEntries logged;
   if (d_.tombstones != nullptr) {
-    auto read = d_.tombstones->Read();
-    if (!read.ok()) return read.status();
-    logged = std::move(read.value());
+    GARDE_ASSIGN_OR_RETURN(auto read, d_.tombstones->Read());
+    logged = std::move(read);
   }
   std::map<std::string, TombstoneRow> all;
   for (auto& t : logged.erasures) all[t.subject_id] = std::move(t);
   std::vector<TombstoneRow> in_db;
   GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
-    auto rows = tx.ListTombstones(0);
-    if (!rows.ok()) return rows.status();
-    in_db = std::move(rows.value());
+    GARDE_ASSIGN_OR_RETURN(auto rows, tx.ListTombstones(0));
+    in_db = std::move(rows);
     return Status::Ok();
   }));
   TombstoneEntries missing;
@@ -784,19 +774,16 @@ Result<size_t> RequestDesk::ReapplyTombstones() {
     const std::string& id = entry.first;
     const std::vector<const ConsentTombstone*>& events = entry.second;
     GARDE_RETURN_IF_ERROR(d_.store.Write([&](WriteTx& tx) -> Status {
-      auto row = tx.GetSubject(id);
-      if (!row.ok()) return row.status();
-      if (!row.value() || row.value()->status == "erased") return Status::Ok();
-      auto have = tx.ConsentEventsOf(id);
-      if (!have.ok()) return have.status();
+      GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(id));
+      if (!row || row->status == "erased") return Status::Ok();
+      GARDE_ASSIGN_OR_RETURN(auto have, tx.ConsentEventsOf(id));
       std::set<std::string> ids;
-      for (const auto& e : have.value()) ids.insert(e.id);
+      for (const auto& e : have) ids.insert(e.id);
       int64_t put_back = 0;
       for (const ConsentTombstone* c : events) {
         if (ids.count(c->event_id) != 0) continue;
-        auto done = d_.consents.Reinstate(tx, *policies, *c);
-        if (!done.ok()) return done.status();
-        put_back += done.value() ? 1 : 0;
+        GARDE_ASSIGN_OR_RETURN(auto done, d_.consents.Reinstate(tx, *policies, *c));
+        put_back += done ? 1 : 0;
       }
       if (put_back == 0) return Status::Ok();
       ++reapplied;
@@ -807,27 +794,24 @@ Result<size_t> RequestDesk::ReapplyTombstones() {
     const std::string& id = entry.first;
     const TombstoneRow& t = entry.second;
     GARDE_RETURN_IF_ERROR(d_.store.Write([&](WriteTx& tx) -> Status {
-      auto row = tx.GetSubject(id);
-      if (!row.ok()) return row.status();
-      if (!row.value()) return Status::Ok();
-      SubjectRow s = *row.value();
-      auto fields = tx.GetFields(id);
-      if (!fields.ok()) return fields.status();
+      GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(id));
+      if (!row) return Status::Ok();
+      SubjectRow s = *row;
+      GARDE_ASSIGN_OR_RETURN(auto fields, tx.GetFields(id));
       // What the erasure kept under a legal hold stays (if still there); nothing else.
       std::set<std::string> keep;
       bool extra = false;
-      for (const auto& f : fields.value()) {
+      for (const auto& f : fields) {
         if (std::find(t.kept.begin(), t.kept.end(), f.field) != t.kept.end()) {
           keep.insert(f.field);
         } else {
           extra = true;
         }
       }
-      auto events = tx.ConsentFactsOf(id);
-      if (!events.ok()) return events.status();
+      GARDE_ASSIGN_OR_RETURN(auto events, tx.ConsentFactsOf(id));
       const bool applied =
           keep.empty() ? s.status == "erased" && s.wrapped_dek.empty() : s.status == "restricted";
-      if (applied && !extra && events.value().empty()) return Status::Ok();
+      if (applied && !extra && events.empty()) return Status::Ok();
       GARDE_RETURN_IF_ERROR(d_.vault.EraseIn(tx, s, keep));
       GARDE_RETURN_IF_ERROR(tx.DeleteConsentEventsOf(id));
       if (keep.empty()) s.wrapped_dek.clear();
@@ -874,9 +858,8 @@ Status RequestDesk::Erase(WriteTx& tx, const PolicySet& policies, const Caller& 
     } else if (const FieldSpec* spec = policies.schema().Find(anchor);
                spec != nullptr && spec->type == FieldType::kDate && present.count(anchor)) {
       if (!plain) {
-        auto opened = d_.vault.OpenAll(tx, subject);
-        if (!opened.ok()) return opened.status();
-        plain = std::move(opened.value());
+        GARDE_ASSIGN_OR_RETURN(auto opened, d_.vault.OpenAll(tx, subject));
+        plain = std::move(opened);
       }
       auto it = plain->fields.find(anchor);
       if (it != plain->fields.end()) {
@@ -890,18 +873,16 @@ Status RequestDesk::Erase(WriteTx& tx, const PolicySet& policies, const Caller& 
   // purchase: no accounting record); a category's rule may end its hold sooner.
   for (const auto& a : policies.activities()) {
     if (a.legal_basis != LegalBasis::kLegalObligation || a.retention.empty()) continue;
-    auto main_until = runs_until(a.retention);
-    if (!main_until.ok()) return main_until.status();
-    if (!main_until.value() || *main_until.value() <= now) continue;
+    GARDE_ASSIGN_OR_RETURN(auto main_until, runs_until(a.retention));
+    if (!main_until || *main_until <= now) continue;
     for (const auto& field : a.fields) {
       if (present.count(field) == 0) continue;
-      int64_t until = *main_until.value();
+      int64_t until = *main_until;
       const FieldSpec* spec = policies.schema().Find(field);
       if (const std::string& rule = a.RetentionFor(spec != nullptr ? spec->category : "");
           rule != a.retention) {
-        auto shorter = runs_until(rule);
-        if (!shorter.ok()) return shorter.status();
-        if (shorter.value()) until = std::min(until, *shorter.value());
+        GARDE_ASSIGN_OR_RETURN(auto shorter, runs_until(rule));
+        if (shorter) until = std::min(until, *shorter);
       }
       if (until <= now) continue;
       Hold& h = holds[field];
@@ -915,9 +896,8 @@ Status RequestDesk::Erase(WriteTx& tx, const PolicySet& policies, const Caller& 
   // Contacts that must never be contacted again go to the suppression list before their
   // digests are destroyed.
   bool objected = suppress;
-  auto objections = tx.ObjectedPurposesOf(subject.id);
-  if (!objections.ok()) return objections.status();
-  for (const auto& purpose : objections.value()) {
+  GARDE_ASSIGN_OR_RETURN(auto objections, tx.ObjectedPurposesOf(subject.id));
+  for (const auto& purpose : objections) {
     const Purpose* p = policies.FindPurpose(purpose);
     objected |= p != nullptr && p->marketing;
   }
@@ -987,8 +967,7 @@ Status RequestDesk::Erase(WriteTx& tx, const PolicySet& policies, const Caller& 
 Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& policies,
                                               const RequestRow& request,
                                               const SubjectRow& subject) const {
-  auto view = d_.vault.OpenAll(tx, subject);
-  if (!view.ok()) return view.status();
+  GARDE_ASSIGN_OR_RETURN(auto view, d_.vault.OpenAll(tx, subject));
   const int64_t now = request.completed_at != 0 ? request.completed_at : d_.clock.Now();
   JsonWriter w;
   if (request.type == "portability") {
@@ -1017,7 +996,7 @@ Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& polic
         .String("kind", subject.kind)
         .String("generated_at", FormatRfc3339(now))
         .BeginObject("fields");
-    for (const auto& [name, value] : view->fields) {
+    for (const auto& [name, value] : view.fields) {
       if (portable.count(name) == 0) continue;
       w.Key(name);
       WriteFieldValue(w, value);
@@ -1033,12 +1012,11 @@ Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& polic
       .String("generated_at", FormatRfc3339(now))
       .Raw("organisation", policies.organisation_json())
       .Key("subject");
-  WriteSubjectJson(w, view.value());
+  WriteSubjectJson(w, view);
   // Purchases and contacts recorded for the subject, with their amounts.
   w.BeginArray("interactions");
-  auto interactions = tx.InteractionsOf(subject.id, INT64_MIN);
-  if (!interactions.ok()) return interactions.status();
-  for (const auto& i : interactions.value()) {
+  GARDE_ASSIGN_OR_RETURN(auto interactions, tx.InteractionsOf(subject.id, INT64_MIN));
+  for (const auto& i : interactions) {
     w.BeginObject().String("kind", i.kind).String("occurred_at", FormatRfc3339(i.at));
     if (!i.sealed_amount.empty()) {
       auto amount = d_.vault.OpenFor(subject, "interaction.amount", i.sealed_amount);
@@ -1050,9 +1028,8 @@ Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& polic
   w.EndArray();
   // The organisations the subject is a contact of (or, for an organisation, its contacts).
   w.BeginArray("contact_links");
-  auto links = tx.LinksOf(subject.id);
-  if (!links.ok()) return links.status();
-  for (const auto& l : links.value()) {
+  GARDE_ASSIGN_OR_RETURN(auto links, tx.LinksOf(subject.id));
+  for (const auto& l : links) {
     w.BeginObject()
         .String("organisation", l.organisation_id)
         .String("person", l.person_id)
@@ -1062,9 +1039,8 @@ Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& polic
   }
   w.EndArray();
   w.BeginArray("consents");
-  auto events = tx.ConsentEventsOf(subject.id);
-  if (!events.ok()) return events.status();
-  for (const auto& e : events.value()) {
+  GARDE_ASSIGN_OR_RETURN(auto events, tx.ConsentEventsOf(subject.id));
+  for (const auto& e : events) {
     w.BeginObject()
         .String("purpose", e.purpose)
         .StringOrNull("channel", e.channel)
@@ -1083,7 +1059,7 @@ Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& polic
   w.EndArray().BeginArray("processing");
   for (const auto& a : policies.activities()) {
     std::vector<std::string> used;
-    for (const auto& [name, _] : view->fields) {
+    for (const auto& [name, _] : view.fields) {
       if (a.fields.count(name)) used.push_back(name);
     }
     if (used.empty()) continue;
@@ -1114,9 +1090,8 @@ Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& polic
   RequestQuery rq;
   rq.subject = subject.id;
   rq.limit = 1000;
-  auto requests = tx.QueryRequests(rq);
-  if (!requests.ok()) return requests.status();
-  for (const auto& r : requests.value()) {
+  GARDE_ASSIGN_OR_RETURN(auto requests, tx.QueryRequests(rq));
+  for (const auto& r : requests) {
     w.BeginObject()
         .String("id", r.id)
         .String("type", r.type)
@@ -1155,7 +1130,7 @@ Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& polic
   w.BeginArray("automated_decisions");
   for (const auto& a : policies.activities()) {
     if (a.automated_decision.logic.empty()) continue;
-    const bool uses = std::any_of(view->fields.begin(), view->fields.end(),
+    const bool uses = std::any_of(view.fields.begin(), view.fields.end(),
                                   [&](const auto& f) { return a.fields.count(f.first) != 0; });
     if (!uses) continue;
     w.BeginObject()
@@ -1180,7 +1155,7 @@ Result<std::string> RequestDesk::BuildPackage(ReadTx& tx, const PolicySet& polic
     aq.after_seq = page.value().back().seq;
   }
   w.EndArray().EndObject();
-  for (auto& [_, v] : view->fields) sodium_memzero(v.text.data(), v.text.size());
+  for (auto& [_, v] : view.fields) sodium_memzero(v.text.data(), v.text.size());
   return w.Take();
 }
 
@@ -1208,9 +1183,9 @@ Result<std::string> RequestDesk::Package(const Caller& caller, const std::string
       if (row.package.empty() || subject.wrapped_dek.empty()) {
         return Conflict("the package was destroyed with the subject's data");
       }
-      auto plain = d_.vault.OpenFor(subject, RequestPackageLabel(row.id), row.package);
-      if (!plain.ok()) return plain.status();
-      package = std::move(plain.value());
+      GARDE_ASSIGN_OR_RETURN(auto plain,
+                             d_.vault.OpenFor(subject, RequestPackageLabel(row.id), row.package));
+      package = std::move(plain);
       return Status::Ok();
     }
     if (caller.is_subject()) return Conflict("the package is not ready yet");
@@ -1220,9 +1195,8 @@ Result<std::string> RequestDesk::Package(const Caller& caller, const std::string
     }
     GARDE_RETURN_IF_ERROR(RefuseGone(subject));
     GARDE_RETURN_IF_ERROR(imported);
-    auto built = BuildPackage(tx, *policies, row, subject);
-    if (!built.ok()) return built.status();
-    package = std::move(built.value());
+    GARDE_ASSIGN_OR_RETURN(auto built, BuildPackage(tx, *policies, row, subject));
+    package = std::move(built);
     return Status::Ok();
   }));
   GARDE_RETURN_IF_ERROR(d_.journal.Record(nullptr, caller,

@@ -129,9 +129,8 @@ Status SubjectVault::UnwrapFor(const SubjectRow& row, ScopedKey* dek) const {
 
 Result<std::optional<FieldValue>> SubjectVault::OpenOne(ReadTx& tx, const SubjectRow& row,
                                                         const std::string& field) const {
-  auto fields = tx.GetFields(row.id);
-  if (!fields.ok()) return fields.status();
-  for (const auto& sealed : fields.value()) {
+  GARDE_ASSIGN_OR_RETURN(auto fields, tx.GetFields(row.id));
+  for (const auto& sealed : fields) {
     if (sealed.field != field) continue;
     ScopedKey dek;
     GARDE_RETURN_IF_ERROR(UnwrapFor(row, &dek));
@@ -153,18 +152,15 @@ Status SubjectVault::CheckUnique(WriteTx& tx, const PolicySet& policies, const s
     const std::string text = IndexText(value);
     // Usually no other subject has the digest: one question, which a store may answer later.
     const std::vector<Bytes> digests = LookupDigests(name, text, spec->blind_index_bytes);
-    auto held = tx.IndexHeldByOthers(name, digests, self_id);
-    if (!held.ok()) return held.status();
-    if (!held.value()) continue;
-    auto ids = FindByDigests(tx, name, digests);
-    if (!ids.ok()) return ids.status();
-    for (const auto& id : ids.value()) {
+    GARDE_ASSIGN_OR_RETURN(auto held, tx.IndexHeldByOthers(name, digests, self_id));
+    if (!held) continue;
+    GARDE_ASSIGN_OR_RETURN(auto ids, FindByDigests(tx, name, digests));
+    for (const auto& id : ids) {
       if (id == self_id) continue;
-      auto row = tx.GetSubject(id);
-      if (!row.ok()) return row.status();
-      if (!row.value() || row.value()->status == "erased") continue;
+      GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(id));
+      if (!row || row->status == "erased") continue;
       // A truncated digest can collide: compare the real values, in constant time.
-      auto other = OpenOne(tx, *row.value(), name);
+      auto other = OpenOne(tx, *row, name);
       if (!other.ok()) continue;  // a damaged candidate cannot prove a duplicate
       if (other.value() && SameValue(IndexText(*other.value()), text)) {
         return Conflict("field '" + name + "' already belongs to another subject")
@@ -193,9 +189,8 @@ Result<std::vector<std::string>> SubjectVault::FindByDigests(ReadTx& tx, const s
                                                              const std::vector<Bytes>& digests) {
   std::vector<std::string> ids;
   for (const Bytes& digest : digests) {
-    auto found = tx.FindByIndex(field, digest);
-    if (!found.ok()) return found.status();
-    for (auto& id : found.value()) {
+    GARDE_ASSIGN_OR_RETURN(auto found, tx.FindByIndex(field, digest));
+    for (auto& id : found) {
       if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(std::move(id));
     }
   }
@@ -228,9 +223,8 @@ Status SubjectVault::RefreshMatchKeys(WriteTx& tx, const PolicySet& policies,
                                       const SubjectRow& row) const {
   FieldMap values;
   for (const std::string& field : policies.matching().fields()) {
-    auto value = OpenOne(tx, row, field);
-    if (!value.ok()) return value.status();
-    if (value.value()) values[field] = std::move(*value.value());
+    GARDE_ASSIGN_OR_RETURN(auto value, OpenOne(tx, row, field));
+    if (value) values[field] = std::move(*value);
   }
   return PutMatchKeys(tx, policies, row.id, values, /*fresh=*/false);
 }
@@ -303,9 +297,8 @@ Result<std::unique_ptr<SubjectVault::PendingCreate>> SubjectVault::PrepareCreate
   row.root_key_version = ring->current_version();
   row.dek_version = 1;
   p->dek.Randomize();
-  auto wrapped = WrapDataKey(*ring, row.root_key_version, row.id, p->dek);
-  if (!wrapped.ok()) return wrapped.status();
-  row.wrapped_dek = std::move(wrapped.value());
+  GARDE_ASSIGN_OR_RETURN(auto wrapped, WrapDataKey(*ring, row.root_key_version, row.id, p->dek));
+  row.wrapped_dek = std::move(wrapped);
   for (const auto& [name, value] : p->prepared.values) {
     std::string plain = EncodeFieldValue(value);
     p->sealed.push_back({name, SealField(p->dek, {row.id, name, row.dek_version}, plain)});
@@ -371,10 +364,9 @@ std::vector<Result<SubjectView>> SubjectVault::CommitCreates(
 }
 
 Result<SubjectView> SubjectVault::Create(const Caller& caller, const NewSubject& in) {
-  auto prepared = PrepareCreate(caller, in);
-  if (!prepared.ok()) return prepared.status();
+  GARDE_ASSIGN_OR_RETURN(auto prepared, PrepareCreate(caller, in));
   std::vector<std::unique_ptr<PendingCreate>> one;
-  one.push_back(std::move(prepared.value()));
+  one.push_back(std::move(prepared));
   return std::move(CommitCreates(caller, one).front());
 }
 
@@ -384,9 +376,8 @@ Result<SubjectView> SubjectVault::Rectify(const Caller& caller, const std::strin
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "subjects.write"));
   std::optional<SubjectView> result;
   Status written = d_.store.WriteRerunnable([&](WriteTx& tx) -> Status {
-    auto view = RectifyIn(tx, *policies, caller, id, changes);
-    if (!view.ok()) return view.status();
-    result = std::move(view.value());
+    GARDE_ASSIGN_OR_RETURN(auto view, RectifyIn(tx, *policies, caller, id, changes));
+    result = std::move(view);
     return Status::Ok();
   });
   if (!written.ok()) {
@@ -409,10 +400,9 @@ Status SubjectVault::CheckChanges(const std::string& kind, const SubjectChanges&
 Result<SubjectView> SubjectVault::RectifyIn(WriteTx& tx, const PolicySet& policies,
                                             const Caller& caller, const std::string& id,
                                             const SubjectChanges& changes) {
-  auto found = tx.GetSubject(id);
-  if (!found.ok()) return found.status();
-  if (!found.value()) return NotFound("no such subject");
-  SubjectRow row = *found.value();
+  GARDE_ASSIGN_OR_RETURN(auto found, tx.GetSubject(id));
+  if (!found) return NotFound("no such subject");
+  SubjectRow row = *found;
   GARDE_RETURN_IF_ERROR(RefuseGone(row));
   Prepared prepared;
   GARDE_RETURN_IF_ERROR(
@@ -475,10 +465,9 @@ Result<SubjectView> SubjectVault::RectifyIn(WriteTx& tx, const PolicySet& polici
 
 Result<SubjectView> SubjectVault::OpenAll(ReadTx& tx, const SubjectRow& row) const {
   std::set<std::string> all;
-  auto sealed = tx.GetFields(row.id);
-  if (!sealed.ok()) return sealed.status();
-  for (const auto& f : sealed.value()) all.insert(f.field);
-  return DecryptSealed(row, Refs(sealed.value()), all);
+  GARDE_ASSIGN_OR_RETURN(auto sealed, tx.GetFields(row.id));
+  for (const auto& f : sealed) all.insert(f.field);
+  return DecryptSealed(row, Refs(sealed), all);
 }
 
 FieldMap ValuesWithExternalId(const SubjectView& subject) {
@@ -509,9 +498,8 @@ Status RefuseGone(const SubjectRow& row) {
 
 Status SubjectVault::RestoreIndexesIn(WriteTx& tx, const PolicySet& policies,
                                       const SubjectRow& row) const {
-  auto view = OpenAll(tx, row);
-  if (!view.ok()) return view.status();
-  const FieldMap values = ValuesWithExternalId(view.value());
+  GARDE_ASSIGN_OR_RETURN(auto view, OpenAll(tx, row));
+  const FieldMap values = ValuesWithExternalId(view);
   GARDE_RETURN_IF_ERROR(CheckUnique(tx, policies, row.id, values));
   GARDE_RETURN_IF_ERROR(tx.DeleteIndexesOf(row.id));
   for (const auto& [name, value] : values) {
@@ -538,9 +526,8 @@ Result<std::string> SubjectVault::OpenFor(const SubjectRow& row, const std::stri
 
 Status SubjectVault::EraseIn(WriteTx& tx, const SubjectRow& row,
                              const std::set<std::string>& keep) const {
-  auto sealed = tx.GetFields(row.id);
-  if (!sealed.ok()) return sealed.status();
-  for (const auto& f : sealed.value()) {
+  GARDE_ASSIGN_OR_RETURN(auto sealed, tx.GetFields(row.id));
+  for (const auto& f : sealed) {
     if (keep.count(f.field) == 0) GARDE_RETURN_IF_ERROR(tx.DeleteField(row.id, f.field));
   }
   GARDE_RETURN_IF_ERROR(tx.DeleteIndexesOf(row.id));
@@ -554,10 +541,9 @@ namespace {
 
 // An active subject of `kind`, inside a write transaction.
 Result<SubjectRow> ActiveOfKind(WriteTx& tx, const std::string& id, const std::string& kind) {
-  auto found = tx.GetSubject(id);
-  if (!found.ok()) return found.status();
-  if (!found.value()) return NotFound("no subject " + id);
-  const SubjectRow& row = *found.value();
+  GARDE_ASSIGN_OR_RETURN(auto found, tx.GetSubject(id));
+  if (!found) return NotFound("no subject " + id);
+  const SubjectRow& row = *found;
   GARDE_RETURN_IF_ERROR(RefuseGone(row));
   if (row.status == "restricted") {
     return Conflict("subject " + id + " is restricted (Art. 18): nothing new is recorded");
@@ -602,9 +588,8 @@ Status SubjectVault::UnlinkContact(const Caller& caller, const std::string& orga
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "subjects.write"));
   bool deleted = false;
   GARDE_RETURN_IF_ERROR(d_.store.Write([&](WriteTx& tx) -> Status {
-    auto r = tx.DeleteLink(organisation_id, person_id);
-    if (!r.ok()) return r.status();
-    deleted = r.value();
+    GARDE_ASSIGN_OR_RETURN(auto r, tx.DeleteLink(organisation_id, person_id));
+    deleted = r;
     if (!deleted) return Status::Ok();
     return d_.journal.Record(&tx, caller, {"contact.unlink", person_id, "", "ok", {}, 0});
   }));
@@ -619,12 +604,10 @@ Result<std::vector<ContactLinkRow>> SubjectVault::Contacts(const Caller& caller,
   std::vector<ContactLinkRow> links;
   bool known = false;
   GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
-    auto row = tx.GetSubject(id);
-    if (!row.ok()) return row.status();
-    known = row.value().has_value();
-    auto r = tx.LinksOf(id);
-    if (!r.ok()) return r.status();
-    links = std::move(r.value());
+    GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(id));
+    known = row.has_value();
+    GARDE_ASSIGN_OR_RETURN(auto r, tx.LinksOf(id));
+    links = std::move(r);
     return Status::Ok();
   }));
   if (!known) return NotFound("no subject " + id);
@@ -655,20 +638,17 @@ Result<bool> SubjectVault::RefreshSpendIn(WriteTx& tx, const PolicySet& policies
   if (!InSchema(policies, "spend_30d", FieldType::kNumber) || row.wrapped_dek.empty()) {
     return false;
   }
-  auto recent = tx.InteractionsOf(row.id, now - kSpendWindow);
-  if (!recent.ok()) return recent.status();
+  GARDE_ASSIGN_OR_RETURN(auto recent, tx.InteractionsOf(row.id, now - kSpendWindow));
   double spend = 0;
-  for (const auto& i : recent.value()) {
+  for (const auto& i : recent) {
     if (i.kind != "purchase" || i.sealed_amount.empty() || i.at > now) continue;
-    auto text = OpenFor(row, kAmountLabel, i.sealed_amount);
-    if (!text.ok()) return text.status();
-    spend += std::strtod(text.value().c_str(), nullptr);
+    GARDE_ASSIGN_OR_RETURN(auto text, OpenFor(row, kAmountLabel, i.sealed_amount));
+    spend += std::strtod(text.c_str(), nullptr);
   }
   spend = std::round(spend * 100) / 100;
-  auto current = Decrypt(tx, row, {"spend_30d"});
-  if (!current.ok()) return current.status();
-  auto it = current.value().fields.find("spend_30d");
-  if (it != current.value().fields.end() && it->second.type == FieldValue::Type::kNumber &&
+  GARDE_ASSIGN_OR_RETURN(auto current, Decrypt(tx, row, {"spend_30d"}));
+  auto it = current.fields.find("spend_30d");
+  if (it != current.fields.end() && it->second.type == FieldValue::Type::kNumber &&
       it->second.number == spend) {
     return false;
   }
@@ -686,10 +666,9 @@ Result<SubjectView> SubjectVault::RecordInteractions(const Caller& caller, const
   const int64_t now = d_.clock.Now();
   std::optional<SubjectView> result;
   Status written = d_.store.Write([&](WriteTx& tx) -> Status {
-    auto found = tx.GetSubject(id);
-    if (!found.ok()) return found.status();
-    if (!found.value()) return NotFound("no such subject");
-    SubjectRow row = *found.value();
+    GARDE_ASSIGN_OR_RETURN(auto found, tx.GetSubject(id));
+    if (!found) return NotFound("no such subject");
+    SubjectRow row = *found;
     GARDE_RETURN_IF_ERROR(RefuseGone(row));
     if (row.status == "restricted") {
       return Conflict("subject " + id + " is restricted (Art. 18): nothing new is recorded");
@@ -702,9 +681,8 @@ Result<SubjectView> SubjectVault::RecordInteractions(const Caller& caller, const
       if (i.amount) {
         char text[64];
         std::snprintf(text, sizeof text, "%.2f", *i.amount);
-        auto sealed = SealFor(row, kAmountLabel, text);
-        if (!sealed.ok()) return sealed.status();
-        r.sealed_amount = std::move(sealed.value());
+        GARDE_ASSIGN_OR_RETURN(auto sealed, SealFor(row, kAmountLabel, text));
+        r.sealed_amount = std::move(sealed);
         added += *i.amount;
       }
       GARDE_RETURN_IF_ERROR(tx.InsertInteraction(r).status());
@@ -725,12 +703,11 @@ Result<SubjectView> SubjectVault::RecordInteractions(const Caller& caller, const
       // The aggregates the schema declares: a running total, the last purchase date, and the
       // spending of the last 30 days recomputed from the purchases themselves.
       SubjectChanges changes;
-      auto current = Decrypt(tx, row, {"total_spend", "last_purchase"});
-      if (!current.ok()) return current.status();
+      GARDE_ASSIGN_OR_RETURN(auto current, Decrypt(tx, row, {"total_spend", "last_purchase"}));
       if (InSchema(*policies, "total_spend", FieldType::kNumber)) {
-        auto it = current.value().fields.find("total_spend");
+        auto it = current.fields.find("total_spend");
         const double before =
-            it != current.value().fields.end() && it->second.type == FieldValue::Type::kNumber
+            it != current.fields.end() && it->second.type == FieldValue::Type::kNumber
                 ? it->second.number
                 : 0;
         changes.fields["total_spend"] =
@@ -738,30 +715,28 @@ Result<SubjectView> SubjectVault::RecordInteractions(const Caller& caller, const
       }
       if (InSchema(*policies, "last_purchase", FieldType::kDate)) {
         const std::string date = FormatRfc3339(last_purchase).substr(0, 10);
-        auto it = current.value().fields.find("last_purchase");
-        if (it == current.value().fields.end() || it->second.text < date) {
+        auto it = current.fields.find("last_purchase");
+        if (it == current.fields.end() || it->second.text < date) {
           changes.fields["last_purchase"] = FieldValue::String(date);
         }
       }
-      for (auto& [_, v] : current.value().fields) sodium_memzero(v.text.data(), v.text.size());
+      for (auto& [_, v] : current.fields) sodium_memzero(v.text.data(), v.text.size());
       if (!changes.fields.empty()) {
         auto done = RectifyIn(tx, *policies, caller, row.id, changes);
         if (!done.ok()) return done.status();
       }
-      auto fresh = tx.GetSubject(row.id);
-      if (!fresh.ok()) return fresh.status();
-      auto refreshed = RefreshSpendIn(tx, *policies, caller, *fresh.value(), now);
+      GARDE_ASSIGN_OR_RETURN(auto fresh, tx.GetSubject(row.id));
+      auto refreshed = RefreshSpendIn(tx, *policies, caller, *fresh, now);
       if (!refreshed.ok()) return refreshed.status();
     }
-    auto fresh = tx.GetSubject(row.id);
-    if (!fresh.ok()) return fresh.status();
+    GARDE_ASSIGN_OR_RETURN(auto fresh, tx.GetSubject(row.id));
     SubjectView view{row.id,
                      row.kind,
                      row.status,
                      row.source,
                      row.created_at,
-                     fresh.value()->updated_at,
-                     fresh.value()->last_interaction_at,
+                     fresh->updated_at,
+                     fresh->last_interaction_at,
                      std::nullopt,
                      {}};
     result = std::move(view);
@@ -773,9 +748,8 @@ Result<SubjectView> SubjectVault::RecordInteractions(const Caller& caller, const
 
 Result<SubjectView> SubjectVault::Decrypt(ReadTx& tx, const SubjectRow& row,
                                           const std::set<std::string>& allowed) const {
-  auto sealed = tx.GetFields(row.id);
-  if (!sealed.ok()) return sealed.status();
-  return DecryptSealed(row, Refs(sealed.value()), allowed);
+  GARDE_ASSIGN_OR_RETURN(auto sealed, tx.GetFields(row.id));
+  return DecryptSealed(row, Refs(sealed), allowed);
 }
 
 Result<SubjectView> SubjectVault::DecryptSealed(const SubjectRow& row,
@@ -792,9 +766,8 @@ Result<SubjectView> SubjectVault::DecryptSealed(const SubjectRow& row,
                    {}};
   std::set<std::string> wanted = allowed;
   wanted.insert(kExternalIdField);
-  auto fields = OpenRefs(row, sealed, wanted);
-  if (!fields.ok()) return fields.status();
-  view.fields = std::move(fields).value();
+  GARDE_ASSIGN_OR_RETURN(auto fields, OpenRefs(row, sealed, wanted));
+  view.fields = std::move(fields);
   auto external = view.fields.find(kExternalIdField);
   if (external != view.fields.end()) {
     view.external_id = std::move(external->second.text);
@@ -813,14 +786,11 @@ Result<FieldMap> SubjectVault::OwnFields(const std::string& id,
                                          const std::set<std::string>& fields) {
   FieldMap out;
   GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
-    auto row = tx.GetSubject(id);
-    if (!row.ok()) return row.status();
-    if (!row.value() || row.value()->status == "erased") return Status::Ok();
-    auto sealed = tx.GetFields(id);
-    if (!sealed.ok()) return sealed.status();
-    auto open = OpenFields(*row.value(), sealed.value(), fields);
-    if (!open.ok()) return open.status();
-    out = std::move(open.value());
+    GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(id));
+    if (!row || row->status == "erased") return Status::Ok();
+    GARDE_ASSIGN_OR_RETURN(auto sealed, tx.GetFields(id));
+    GARDE_ASSIGN_OR_RETURN(auto open, OpenFields(*row, sealed, fields));
+    out = std::move(open);
     return Status::Ok();
   }));
   return out;
@@ -900,15 +870,14 @@ bool SubjectVault::MayProcess(const SubjectRow& subject, const Activity& activit
 Status SubjectVault::ConsentAllows(const PolicySet& policies, const std::string& id,
                                    const Activity& activity, ReadTx* tx) const {
   if (consent_ == nullptr || !ActivityNeedsConsent(policies, activity)) return Status::Ok();
-  auto decision = consent_->PermitsActivity(policies, id, activity, tx);
-  if (!decision.ok()) return decision.status();
-  if (decision->allowed) return Status::Ok();
+  GARDE_ASSIGN_OR_RETURN(auto decision, consent_->PermitsActivity(policies, id, activity, tx));
+  if (decision.allowed) return Status::Ok();
   // SPEC §3.4: a consent-based activity reads only subjects whose consent allows it;
   // Art. 21(3): an objection to direct marketing is absolute.
   return PermissionDenied("activity '" + activity.id +
                           "' rests on the subject's consent or "
                           "choice, which does not allow it (" +
-                          decision->reason + ")");
+                          decision.reason + ")");
 }
 
 Result<SubjectView> SubjectVault::Read(const Caller& caller, const std::string& id,
@@ -1011,26 +980,22 @@ Result<SubjectVault::RecordPtr> SubjectVault::Record(const std::string& id, bool
   // after, so that other readers do not queue behind the decryption.
   RecordPtr record;
   Status s = d_.store.Read([&](ReadTx& tx) -> Status {
-    auto position = records_.Sync(tx, epoch);
-    if (!position.ok()) return position.status();
+    GARDE_ASSIGN_OR_RETURN(auto position, records_.Sync(tx, epoch));
     bool loaded = false;
     auto load = [&]() -> Result<RecordPtr> {
       loaded = true;
-      auto found = tx.GetSubject(id);
-      if (!found.ok()) return found.status();
-      if (!found.value()) return RecordPtr();
-      auto boxes = tx.GetFields(id);
-      if (!boxes.ok()) return boxes.status();
+      GARDE_ASSIGN_OR_RETURN(auto found, tx.GetSubject(id));
+      if (!found) return RecordPtr();
+      GARDE_ASSIGN_OR_RETURN(auto boxes, tx.GetFields(id));
       return std::make_shared<const SealedRecord>(
-          SealedRecord{std::move(*found.value()), SealedRecord::Pack(boxes.value())});
+          SealedRecord{std::move(*found), SealedRecord::Pack(boxes)});
     };
     // Synced: a kept record the changes since did not concern is current too.
-    auto got = use_kept ? records_.Get(position.value(), id, load) : load();
-    if (!got.ok()) return got.status();
-    if (got.value() == nullptr) return NotFound("no such subject");
-    if (!use_kept) records_.Keep(position.value(), id, got.value());
+    GARDE_ASSIGN_OR_RETURN(auto got, use_kept ? records_.Get(position, id, load) : load());
+    if (got == nullptr) return NotFound("no such subject");
+    if (!use_kept) records_.Keep(position, id, got);
     *kept = !loaded;
-    record = std::move(got).value();
+    record = std::move(got);
     return Status::Ok();
   });
   if (!s.ok()) return s;
@@ -1044,8 +1009,7 @@ Status SubjectVault::RekeyIn(WriteTx& tx, const SubjectRow& row) const {
   const auto ring = d_.keys.Current();
   const uint32_t root = ring->current_version();
   const uint32_t version = row.dek_version + 1;
-  auto wrapped = WrapDataKey(*ring, root, row.id, new_dek);
-  if (!wrapped.ok()) return wrapped.status();
+  GARDE_ASSIGN_OR_RETURN(auto wrapped, WrapDataKey(*ring, root, row.id, new_dek));
   // `bound`: what the box is sealed for (a field's name, or "~" and a SealFor label).
   auto reseal = [&](const std::string& bound, const Bytes& box) -> Result<Bytes> {
     if (box.empty()) return Bytes{};
@@ -1055,49 +1019,41 @@ Status SubjectVault::RekeyIn(WriteTx& tx, const SubjectRow& row) const {
     sodium_memzero(plain.value().data(), plain.value().size());
     return sealed;
   };
-  auto fields = tx.GetFields(row.id);
-  if (!fields.ok()) return fields.status();
-  for (const SealedField& f : fields.value()) {
-    auto box = reseal(f.field, f.box);
-    if (!box.ok()) return box.status();
-    GARDE_RETURN_IF_ERROR(tx.PutField(row.id, {f.field, std::move(box).value()}));
+  GARDE_ASSIGN_OR_RETURN(auto fields, tx.GetFields(row.id));
+  for (const SealedField& f : fields) {
+    GARDE_ASSIGN_OR_RETURN(auto box, reseal(f.field, f.box));
+    GARDE_RETURN_IF_ERROR(tx.PutField(row.id, {f.field, std::move(box)}));
   }
-  auto interactions = tx.InteractionsOf(row.id, 0);
-  if (!interactions.ok()) return interactions.status();
-  for (const InteractionRow& i : interactions.value()) {
+  GARDE_ASSIGN_OR_RETURN(auto interactions, tx.InteractionsOf(row.id, 0));
+  for (const InteractionRow& i : interactions) {
     if (i.sealed_amount.empty()) continue;
-    auto box = reseal(std::string("~") + kInteractionAmountLabel, i.sealed_amount);
-    if (!box.ok()) return box.status();
-    GARDE_RETURN_IF_ERROR(tx.ResealInteraction(i.seq, box.value()));
+    GARDE_ASSIGN_OR_RETURN(auto box,
+                           reseal(std::string("~") + kInteractionAmountLabel, i.sealed_amount));
+    GARDE_RETURN_IF_ERROR(tx.ResealInteraction(i.seq, box));
   }
   RequestQuery q;
   q.subject = row.id;
   q.limit = 100000;  // a subject's requests (as a merge moves them)
-  auto requests = tx.QueryRequests(q);
-  if (!requests.ok()) return requests.status();
-  for (const RequestRow& listed : requests.value()) {
+  GARDE_ASSIGN_OR_RETURN(auto requests, tx.QueryRequests(q));
+  for (const RequestRow& listed : requests) {
     auto full = tx.GetRequest(listed.id);  // with its package
     if (!full.ok()) return full.status();
     if (!full.value()) continue;
     const RequestRow& r = *full.value();
-    auto notes = reseal("~" + RequestNotesLabel(r.id), r.sealed);
-    if (!notes.ok()) return notes.status();
-    auto package = reseal("~" + RequestPackageLabel(r.id), r.package);
-    if (!package.ok()) return package.status();
-    GARDE_RETURN_IF_ERROR(tx.ReassignRequest(r.id, row.id, notes.value(), package.value()));
+    GARDE_ASSIGN_OR_RETURN(auto notes, reseal("~" + RequestNotesLabel(r.id), r.sealed));
+    GARDE_ASSIGN_OR_RETURN(auto package, reseal("~" + RequestPackageLabel(r.id), r.package));
+    GARDE_RETURN_IF_ERROR(tx.ReassignRequest(r.id, row.id, notes, package));
   }
-  auto merges = tx.MergesInto(row.id);
-  if (!merges.ok()) return merges.status();
-  for (MergeRow m : merges.value()) {
+  GARDE_ASSIGN_OR_RETURN(auto merges, tx.MergesInto(row.id));
+  for (MergeRow m : merges) {
     if (m.sealed.empty()) continue;
-    auto values = reseal("~" + MergeValuesLabel(m.id), m.sealed);
-    if (!values.ok()) return values.status();
-    m.sealed = std::move(values).value();
+    GARDE_ASSIGN_OR_RETURN(auto values, reseal("~" + MergeValuesLabel(m.id), m.sealed));
+    m.sealed = std::move(values);
     GARDE_RETURN_IF_ERROR(tx.PutMerge(m));
   }
-  auto replaced = tx.ReplaceDataKey(row.id, row.dek_version, root, version, wrapped.value());
-  if (!replaced.ok()) return replaced.status();
-  if (!replaced.value()) return Conflict("subject " + row.id + " was re-keyed meanwhile");
+  GARDE_ASSIGN_OR_RETURN(auto replaced,
+                         tx.ReplaceDataKey(row.id, row.dek_version, root, version, wrapped));
+  if (!replaced) return Conflict("subject " + row.id + " was re-keyed meanwhile");
   return Status::Ok();
 }
 
@@ -1112,14 +1068,13 @@ Result<SubjectVault::RekeyOutcome> SubjectVault::Rekey(const Caller& caller,
     GARDE_RETURN_IF_ERROR(d_.store.Write([&](WriteTx& tx) -> Status {
       part = {};
       for (size_t i = start; i < end; ++i) {
-        auto row = tx.GetSubject(ids[i]);
-        if (!row.ok()) return row.status();
-        if (!row.value()) {
+        GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(ids[i]));
+        if (!row) {
           ++part.unknown;
-        } else if (row.value()->wrapped_dek.empty()) {
+        } else if (row->wrapped_dek.empty()) {
           ++part.erased;  // crypto-shredded: nothing is left under any key
         } else {
-          GARDE_RETURN_IF_ERROR(RekeyIn(tx, *row.value()));
+          GARDE_RETURN_IF_ERROR(RekeyIn(tx, *row));
           GARDE_RETURN_IF_ERROR(
               d_.journal.Record(&tx, caller, {"subject.rekey", ids[i], "", "ok", {}, 0}));
           ++part.rekeyed;
@@ -1142,9 +1097,8 @@ Result<std::vector<SubjectVault::LikelyDuplicate>> SubjectVault::LikelyDuplicate
   std::map<std::string, std::set<std::string>> rules_of;  // subject -> rules
   GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
     for (const MatchKey& k : keys) {
-      auto ids = FindByIndex(tx, "=" + k.rule, k.key, kMatchKeyBytes);
-      if (!ids.ok()) return ids.status();
-      for (const auto& id : ids.value()) {
+      GARDE_ASSIGN_OR_RETURN(auto ids, FindByIndex(tx, "=" + k.rule, k.key, kMatchKeyBytes));
+      for (const auto& id : ids) {
         if (id != self) rules_of[id].insert(k.rule);
       }
     }
@@ -1162,9 +1116,8 @@ Result<std::vector<DuplicatePair>> SubjectVault::Duplicates(const Caller& caller
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "duplicates.read"));
   std::vector<DuplicatePair> pairs;
   GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
-    auto found = tx.SharedMatchKeys(after_first, after_second, limit);
-    if (!found.ok()) return found.status();
-    pairs = std::move(found.value());
+    GARDE_ASSIGN_OR_RETURN(auto found, tx.SharedMatchKeys(after_first, after_second, limit));
+    pairs = std::move(found);
     return Status::Ok();
   }));
   Audit(nullptr, caller, {"duplicates.list", "", "", "ok", {}, static_cast<int64_t>(pairs.size())});
@@ -1180,24 +1133,21 @@ Result<std::string> SubjectVault::ReindexAfter(const std::string& after_id, size
   GARDE_RETURN_IF_ERROR(d_.store.Write([&](WriteTx& tx) -> Status {
     last.clear();
     written = 0;
-    auto ids = tx.SubjectsWithStaleIndexes(keys->master, after_id, limit);
-    if (!ids.ok()) return ids.status();
-    for (const std::string& id : ids.value()) {
+    GARDE_ASSIGN_OR_RETURN(auto ids, tx.SubjectsWithStaleIndexes(keys->master, after_id, limit));
+    for (const std::string& id : ids) {
       last = id;
-      auto row = tx.GetSubject(id);
-      if (!row.ok()) return row.status();
-      auto fields = tx.StaleIndexesOf(id, keys->master);
-      if (!fields.ok()) return fields.status();
+      GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(id));
+      GARDE_ASSIGN_OR_RETURN(auto fields, tx.StaleIndexesOf(id, keys->master));
       bool match_keys = false;
-      for (const std::string& field : fields.value()) {
+      for (const std::string& field : fields) {
         if (field.rfind('=', 0) == 0) {  // match keys: computed again together, below
           match_keys = true;
           continue;
         }
         const FieldSpec* spec = SpecOf(*policies, field);
         std::optional<FieldValue> value;
-        if (row.value() && spec != nullptr && spec->blind_index_bytes > 0) {
-          auto opened = OpenOne(tx, *row.value(), field);
+        if (row && spec != nullptr && spec->blind_index_bytes > 0) {
+          auto opened = OpenOne(tx, *row, field);
           // A damaged field cannot be found by its value any more: its digest goes.
           if (!opened.ok() && opened.status().code() != Code::kDamaged) return opened.status();
           if (opened.ok()) value = std::move(opened.value());
@@ -1215,13 +1165,13 @@ Result<std::string> SubjectVault::ReindexAfter(const std::string& after_id, size
       if (match_keys) {
         // A damaged field, or a subject no longer held, leaves no match key (like a digest
         // above): PutMatchKeys of no values deletes them.
-        Status refreshed = row.value() ? RefreshMatchKeys(tx, *policies, *row.value())
-                                       : Status(Code::kDamaged, "no subject");
+        Status refreshed =
+            row ? RefreshMatchKeys(tx, *policies, *row) : Status(Code::kDamaged, "no subject");
         if (refreshed.code() == Code::kDamaged) {
           refreshed = PutMatchKeys(tx, *policies, id, {}, /*fresh=*/false);
         }
         GARDE_RETURN_IF_ERROR(refreshed);
-        if (row.value()) ++written;
+        if (row) ++written;
       }
     }
     return Status::Ok();
@@ -1235,9 +1185,8 @@ Result<int64_t> SubjectVault::ReindexAll(size_t batch,
   int64_t digests = 0;
   std::string after;
   do {
-    auto last = ReindexAfter(after, batch, &digests);
-    if (!last.ok()) return last.status();
-    after = last.value();
+    GARDE_ASSIGN_OR_RETURN(auto last, ReindexAfter(after, batch, &digests));
+    after = last;
     if (progress) progress(digests);
   } while (!after.empty());
   return digests;
@@ -1275,32 +1224,30 @@ Result<std::vector<SubjectView>> SubjectVault::Search(const Caller& caller,
     bool first = true;
     for (const auto& [name, value] : wanted) {
       const FieldSpec* spec = SpecOf(*policies, name);
-      auto ids = FindByIndex(tx, name, IndexText(value), spec->blind_index_bytes);
-      if (!ids.ok()) return ids.status();
-      std::sort(ids.value().begin(), ids.value().end());
+      GARDE_ASSIGN_OR_RETURN(auto ids,
+                             FindByIndex(tx, name, IndexText(value), spec->blind_index_bytes));
+      std::sort(ids.begin(), ids.end());
       if (first) {
-        candidates = std::move(ids.value());
+        candidates = std::move(ids);
         first = false;
       } else {
         std::vector<std::string> both;
-        std::set_intersection(candidates.begin(), candidates.end(), ids.value().begin(),
-                              ids.value().end(), std::back_inserter(both));
+        std::set_intersection(candidates.begin(), candidates.end(), ids.begin(), ids.end(),
+                              std::back_inserter(both));
         candidates = std::move(both);
       }
     }
     for (const auto& id : candidates) {
       if (results.size() >= kMaxSearchResults) break;
-      auto row = tx.GetSubject(id);
-      if (!row.ok()) return row.status();
-      if (!row.value() || row.value()->status == "erased" ||
-          !MayProcess(*row.value(), *activity.value()) ||
+      GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(id));
+      if (!row || row->status == "erased" || !MayProcess(*row, *activity.value()) ||
           !ConsentAllows(*policies, id, *activity.value(), &tx).ok()) {
         continue;
       }
       // Confirm every criterion on the decrypted value: truncated digests can collide.
       bool match = true;
       for (const auto& [name, value] : wanted) {
-        auto actual = OpenOne(tx, *row.value(), name);
+        auto actual = OpenOne(tx, *row, name);
         if (!actual.ok() || !actual.value() ||
             !SameValue(IndexText(*actual.value()), IndexText(value))) {
           match = false;
@@ -1308,9 +1255,8 @@ Result<std::vector<SubjectView>> SubjectVault::Search(const Caller& caller,
         }
       }
       if (!match) continue;
-      auto view = Decrypt(tx, *row.value(), activity.value()->fields);
-      if (!view.ok()) return view.status();
-      results.push_back(std::move(view.value()));
+      GARDE_ASSIGN_OR_RETURN(auto view, Decrypt(tx, *row, activity.value()->fields));
+      results.push_back(std::move(view));
     }
     return Status::Ok();
   });

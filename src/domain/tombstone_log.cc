@@ -77,10 +77,9 @@ Status TombstoneLog::Append(const TombstoneEntries& entries) const {
 }
 
 Status TombstoneLog::WriteAndSync(const std::string& text) const {
-  auto file = fs_.Open(path_, FileSystem::Mode::kAppend);
-  if (!file.ok()) return file.status();
-  GARDE_RETURN_IF_ERROR(file.value()->Append(text));
-  return file.value()->Sync();
+  GARDE_ASSIGN_OR_RETURN(auto file, fs_.Open(path_, FileSystem::Mode::kAppend));
+  GARDE_RETURN_IF_ERROR(file->Append(text));
+  return file->Sync();
 }
 
 Result<TombstoneEntries> TombstoneLog::Read() const {

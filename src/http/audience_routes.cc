@@ -17,36 +17,33 @@ std::string CellText(const FieldValue& v) {
 Status BuildAudience(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "audiences.build"));
   GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
-  auto obj = ParseJsonObject(x.body);
-  if (!obj.ok()) return obj.status();
+  GARDE_ASSIGN_OR_RETURN(auto obj, ParseJsonObject(x.body));
   Status problems(Code::kUnprocessable, "the audience request is not valid");
-  CheckMembers(*obj.value(), {"activity", "purpose", "channel", "where", "fields", "format"}, "",
+  CheckMembers(*obj, {"activity", "purpose", "channel", "where", "fields", "format"}, "",
                &problems);
   AudienceRequest req;
-  req.activity = ReadString(*obj.value(), "activity", "", &problems).value_or("");
-  req.purpose = ReadString(*obj.value(), "purpose", "", &problems).value_or("");
-  req.channel = ReadString(*obj.value(), "channel", "", &problems).value_or("");
+  req.activity = ReadString(*obj, "activity", "", &problems).value_or("");
+  req.purpose = ReadString(*obj, "purpose", "", &problems).value_or("");
+  req.channel = ReadString(*obj, "channel", "", &problems).value_or("");
   const std::string format =
-      ReadString(*obj.value(), "format", "", &problems)
+      ReadString(*obj, "format", "", &problems)
           .value_or(x.Header("accept").find("text/csv") != std::string::npos ? "csv" : "ndjson");
   if (format != "csv" && format != "ndjson") problems.AddError("format", "must be ndjson or csv");
   if (req.activity.empty()) problems.AddError("activity", "is required");
   if (req.purpose.empty()) problems.AddError("purpose", "is required");
-  if (obj.value()->has("where"))
-    req.where = ParseWhere(obj.value()->get("where"), "where", &problems);
-  req.fields = ReadStringArray(*obj.value(), "fields", "must be an array of field names", &problems)
+  if (obj->has("where")) req.where = ParseWhere(obj->get("where"), "where", &problems);
+  req.fields = ReadStringArray(*obj, "fields", "must be an array of field names", &problems)
                    .value_or(std::vector<std::string>{});
   if (!problems.errors().empty()) return problems;
-  auto audience = d.audiences().Build(*x.caller, req);
-  if (!audience.ok()) return audience.status();
+  GARDE_ASSIGN_OR_RETURN(auto audience, d.audiences().Build(*x.caller, req));
   std::string out;
   if (format == "csv") {
     out = "id";
-    for (const auto& f : audience->fields) out += "," + CsvCell(f);
+    for (const auto& f : audience.fields) out += "," + CsvCell(f);
     out += "\r\n";
-    for (const auto& m : audience->members) {
+    for (const auto& m : audience.members) {
       out += m.id;
-      for (const auto& f : audience->fields) {
+      for (const auto& f : audience.fields) {
         auto it = m.fields.find(f);
         out += "," + (it == m.fields.end() ? std::string() : CsvCell(CellText(it->second)));
       }
@@ -54,7 +51,7 @@ Status BuildAudience(Deployment& d, Exchange& x) {
     }
     x.reply_type = "text/csv; charset=utf-8";
   } else {
-    for (const auto& m : audience->members) {
+    for (const auto& m : audience.members) {
       JsonWriter w;
       w.BeginObject().String("id", m.id).BeginObject("fields");
       for (const auto& [name, v] : m.fields) {
@@ -75,8 +72,8 @@ Status BuildAudience(Deployment& d, Exchange& x) {
   }
   x.status = 200;
   x.reply = std::move(out);
-  x.reply_headers.emplace_back("X-Audience-Count", std::to_string(audience->members.size()));
-  x.reply_headers.emplace_back("X-Audience-Sha256", audience->list_sha256);
+  x.reply_headers.emplace_back("X-Audience-Count", std::to_string(audience.members.size()));
+  x.reply_headers.emplace_back("X-Audience-Sha256", audience.list_sha256);
   return Status::Ok();
 }
 

@@ -65,19 +65,18 @@ Status SearchAudit(Deployment& d, Exchange& x) {
   const size_t limit = PageLimit(x, &invalid);
   if (!invalid.errors().empty()) return invalid;
   q.limit = limit + 1;  // one more tells whether there is a next page
-  auto rows = d.audit().Query(q);
-  if (!rows.ok()) return rows.status();
-  const bool more = rows->size() > limit;
-  if (more) rows->pop_back();
+  GARDE_ASSIGN_OR_RETURN(auto rows, d.audit().Query(q));
+  const bool more = rows.size() > limit;
+  if (more) rows.pop_back();
   GARDE_RETURN_IF_ERROR(d.journal().Record(
       nullptr, *x.caller,
-      {"audit.search", q.subject, "", "ok", {}, static_cast<int64_t>(rows->size())}));
+      {"audit.search", q.subject, "", "ok", {}, static_cast<int64_t>(rows.size())}));
   JsonWriter w;
   w.BeginObject().BeginArray("items");
-  for (const auto& r : rows.value()) w.Raw(r.entry);
+  for (const auto& r : rows) w.Raw(r.entry);
   w.EndArray().Key("next_cursor");
   if (more) {
-    w.String(Base64UrlEncode(AsBytes("a:" + std::to_string(rows->back().seq))));
+    w.String(Base64UrlEncode(AsBytes("a:" + std::to_string(rows.back().seq))));
   } else {
     w.Null();
   }
@@ -93,9 +92,8 @@ Status ExportEntries(Deployment& d, Exchange& x) {
   bool has_start = false, has_end = false;
   GARDE_RETURN_IF_ERROR(NumberParam(x, "start", &start, &has_start));
   GARDE_RETURN_IF_ERROR(NumberParam(x, "end", &end, &has_end));
-  auto size = d.audit().Size();
-  if (!size.ok()) return size.status();
-  if (!has_end || end > size.value()) end = size.value();
+  GARDE_ASSIGN_OR_RETURN(auto size, d.audit().Size());
+  if (!has_end || end > size) end = size;
   if (end < start || end - start > 100000) {
     return Status(Code::kUnprocessable, "ask for at most 100000 entries, start <= end")
         .AddError("end", "out of range");
@@ -145,8 +143,7 @@ Status InclusionProof(Deployment& d, Exchange& x) {
   }
   auto proof = d.audit().InclusionProof(index, size);
   if (!proof.ok()) return proof.status();
-  auto root = d.audit().Root(size);
-  if (!root.ok()) return root.status();
+  GARDE_ASSIGN_OR_RETURN(auto root, d.audit().Root(size));
   std::string leaf_hash;
   GARDE_RETURN_IF_ERROR(d.audit().Scan(index, index + 1, [&](const AuditRow& r) {
     leaf_hash = Base64Encode(r.leaf_hash);
@@ -157,7 +154,7 @@ Status InclusionProof(Deployment& d, Exchange& x) {
       .Int("index", static_cast<int64_t>(index))
       .Int("size", static_cast<int64_t>(size))
       .String("leaf_hash", leaf_hash)
-      .String("root_hash", B64(root.value()))
+      .String("root_hash", B64(root))
       .BeginArray("proof");
   for (const auto& h : proof.value()) w.String(B64(h));
   w.EndArray().EndObject();

@@ -96,42 +96,39 @@ Status RecordConsent(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(Authenticate(d, x));
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*d.policies().Current(), *x.caller, "consents.write"));
   GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
-  auto obj = ParseJsonObject(x.body);
-  if (!obj.ok()) return obj.status();
+  GARDE_ASSIGN_OR_RETURN(auto obj, ParseJsonObject(x.body));
   Status problems(Code::kUnprocessable, "the consent event is not valid; nothing was stored");
-  CheckMembers(*obj.value(),
-               {"purpose", "channel", "event", "notice_version", "method", "collected_at"}, "",
-               &problems);
+  CheckMembers(*obj, {"purpose", "channel", "event", "notice_version", "method", "collected_at"},
+               "", &problems);
   ConsentRequest req;
-  req.purpose = ReadString(*obj.value(), "purpose", "", &problems).value_or("");
-  req.channel = ReadString(*obj.value(), "channel", "", &problems).value_or("");
-  req.event = ReadString(*obj.value(), "event", "", &problems).value_or("");
-  req.notice_version = ReadString(*obj.value(), "notice_version", "", &problems).value_or("");
-  req.method = ReadString(*obj.value(), "method", "", &problems).value_or("api");
-  req.collected_at = ReadString(*obj.value(), "collected_at", "", &problems).value_or("");
+  req.purpose = ReadString(*obj, "purpose", "", &problems).value_or("");
+  req.channel = ReadString(*obj, "channel", "", &problems).value_or("");
+  req.event = ReadString(*obj, "event", "", &problems).value_or("");
+  req.notice_version = ReadString(*obj, "notice_version", "", &problems).value_or("");
+  req.method = ReadString(*obj, "method", "", &problems).value_or("api");
+  req.collected_at = ReadString(*obj, "collected_at", "", &problems).value_or("");
   if (req.purpose.empty()) problems.AddError("purpose", "is required");
   if (req.event.empty()) problems.AddError("event", "is required");
   if (!problems.errors().empty()) return problems;
-  auto e = d.consents().Record(*x.caller, x.params["id"], req);
-  if (!e.ok()) return e.status();
-  if (!e->confirmation_id.empty()) {
+  GARDE_ASSIGN_OR_RETURN(auto e, d.consents().Record(*x.caller, x.params["id"], req));
+  if (!e.confirmation_id.empty()) {
     // Double opt-in: nothing counts until the customer follows the link sent to them.
     JsonWriter w;
     w.BeginObject()
         .String("status", "pending_confirmation")
-        .String("confirmation", e->confirmation_id)
-        .String("subject", e->subject_id)
-        .String("purpose", e->purpose)
-        .StringOrNull("channel", e->channel)
-        .StringOrNull("notice_version", e->notice_version)
-        .String("requested_at", FormatRfc3339(e->at))
-        .String("expires_at", FormatRfc3339(e->confirmation_expires_at))
+        .String("confirmation", e.confirmation_id)
+        .String("subject", e.subject_id)
+        .String("purpose", e.purpose)
+        .StringOrNull("channel", e.channel)
+        .StringOrNull("notice_version", e.notice_version)
+        .String("requested_at", FormatRfc3339(e.at))
+        .String("expires_at", FormatRfc3339(e.confirmation_expires_at))
         .EndObject();
     x.Json(202, w.Take());
     return Status::Ok();
   }
   JsonWriter w;
-  WriteEvent(w, e.value(), true);
+  WriteEvent(w, e, true);
   x.Json(201, w.Take());
   x.reply_headers.emplace_back("Location", "/v1/subjects/" + x.params["id"] + "/consents");
   return Status::Ok();
@@ -139,11 +136,10 @@ Status RecordConsent(Deployment& d, Exchange& x) {
 
 Status ConsentHistory(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(Authenticate(d, x));
-  auto events = d.consents().History(*x.caller, x.params["id"]);
-  if (!events.ok()) return events.status();
+  GARDE_ASSIGN_OR_RETURN(auto events, d.consents().History(*x.caller, x.params["id"]));
   // Current state: the latest event per purpose and channel.
   std::map<std::pair<std::string, std::string>, const ConsentEvent*> latest;
-  for (const auto& e : events.value()) {
+  for (const auto& e : events) {
     auto& slot = latest[{e.purpose, e.channel}];
     if (slot == nullptr || e.at >= slot->at) slot = &e;
   }
@@ -151,7 +147,7 @@ Status ConsentHistory(Deployment& d, Exchange& x) {
   w.BeginObject().String("subject", x.params["id"]).BeginArray("state");
   for (const auto& [key, e] : latest) WriteEvent(w, *e, false);
   w.EndArray().BeginArray("history");
-  for (const auto& e : events.value()) WriteEvent(w, e, true);
+  for (const auto& e : events) WriteEvent(w, e, true);
   w.EndArray().EndObject();
   x.Json(200, w.Take());
   return Status::Ok();
@@ -175,34 +171,31 @@ Status CheckOne(Deployment& d, Exchange& x) {
 Status CheckBatch(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "consent.check"));
   GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
-  auto obj = ParseJsonObject(x.body);
-  if (!obj.ok()) return obj.status();
+  GARDE_ASSIGN_OR_RETURN(auto obj, ParseJsonObject(x.body));
   Status problems(Code::kUnprocessable, "the consent check is not valid");
-  CheckMembers(*obj.value(), {"purpose", "channel", "subjects"}, "", &problems);
-  const std::string purpose = ReadString(*obj.value(), "purpose", "", &problems).value_or("");
-  const std::string channel = ReadString(*obj.value(), "channel", "", &problems).value_or("");
+  CheckMembers(*obj, {"purpose", "channel", "subjects"}, "", &problems);
+  const std::string purpose = ReadString(*obj, "purpose", "", &problems).value_or("");
+  const std::string channel = ReadString(*obj, "channel", "", &problems).value_or("");
   if (purpose.empty()) problems.AddError("purpose", "is required");
   const std::string kIdsMessage = "must be an array of subject ids";
-  const std::vector<std::string> ids =
-      ReadStringArray(*obj.value(), "subjects", kIdsMessage, &problems)
-          .value_or(std::vector<std::string>{});
-  if (!obj.value()->has("subjects")) problems.AddError("subjects", kIdsMessage);
+  const std::vector<std::string> ids = ReadStringArray(*obj, "subjects", kIdsMessage, &problems)
+                                           .value_or(std::vector<std::string>{});
+  if (!obj->has("subjects")) problems.AddError("subjects", kIdsMessage);
   if (!problems.errors().empty()) return problems;
-  auto answers = d.consents().CheckMany(*x.caller, ids, purpose, channel);
-  if (!answers.ok()) return answers.status();
+  GARDE_ASSIGN_OR_RETURN(auto answers, d.consents().CheckMany(*x.caller, ids, purpose, channel));
   JsonWriter w;
   int64_t allowed = 0;
   w.BeginObject()
       .String("purpose", purpose)
       .StringOrNull("channel", channel)
       .BeginArray("decisions");
-  for (const auto& a : answers.value()) {
+  for (const auto& a : answers) {
     WriteAnswer(w, a);
     allowed += a.decision.allowed ? 1 : 0;
   }
   w.EndArray()
       .Int("allowed", allowed)
-      .Int("denied", static_cast<int64_t>(answers->size()) - allowed)
+      .Int("denied", static_cast<int64_t>(answers.size()) - allowed)
       .EndObject();
   x.Json(200, w.Take());
   return Status::Ok();
@@ -213,14 +206,13 @@ Status CheckSuppressions(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(
       AccessGate::Require(*d.policies().Current(), *x.caller, "suppressions.check"));
   GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
-  auto obj = ParseJsonObject(x.body);
-  if (!obj.ok()) return obj.status();
+  GARDE_ASSIGN_OR_RETURN(auto obj, ParseJsonObject(x.body));
   Status problems(Code::kUnprocessable, "the suppression check is not valid");
-  CheckMembers(*obj.value(), {"emails", "phones"}, "", &problems);
+  CheckMembers(*obj, {"emails", "phones"}, "", &problems);
   std::map<std::string, std::vector<std::string>> lists;
   size_t total = 0;
   for (const char* member : {"emails", "phones"}) {
-    auto list = ReadStringArray(*obj.value(), member, "must be an array of strings", &problems);
+    auto list = ReadStringArray(*obj, member, "must be an array of strings", &problems);
     if (!list) continue;
     total += list->size();
     lists[member] = std::move(*list);
@@ -232,16 +224,15 @@ Status CheckSuppressions(Deployment& d, Exchange& x) {
   int64_t suppressed = 0;
   for (const auto& [member, kind] :
        {std::pair<std::string, std::string>{"emails", "email"}, {"phones", "phone"}}) {
-    auto result = d.consents().Suppressed(*x.caller, kind, lists[member]);
-    if (!result.ok()) return result.status();
+    GARDE_ASSIGN_OR_RETURN(auto result, d.consents().Suppressed(*x.caller, kind, lists[member]));
     // Answers by position: the response never repeats the contacts themselves.
     w.BeginArray(member);
-    for (size_t i = 0; i < result->size(); ++i) {
+    for (size_t i = 0; i < result.size(); ++i) {
       w.BeginObject()
           .Int("index", static_cast<int64_t>(i))
-          .Bool("suppressed", (*result)[i])
+          .Bool("suppressed", (result)[i])
           .EndObject();
-      suppressed += (*result)[i] ? 1 : 0;
+      suppressed += (result)[i] ? 1 : 0;
     }
     w.EndArray();
   }

@@ -66,9 +66,8 @@ std::optional<ConsoleSessions::Session> ConsoleSessions::Touch(const std::string
   const int64_t now = clock_.Now();
   std::optional<ConsoleSessionRow> row;
   Status read = store_.Read([&](ReadTx& tx) -> Status {
-    auto found = tx.GetConsoleSession(key);
-    if (!found.ok()) return found.status();
-    row = std::move(found).value();
+    GARDE_ASSIGN_OR_RETURN(auto found, tx.GetConsoleSession(key));
+    row = std::move(found);
     return Status::Ok();
   });
   if (!read.ok() || !row) return std::nullopt;
@@ -103,10 +102,9 @@ void ConsoleSessions::Update(const Bytes& key,
       .Write(
           [&](WriteTx& tx) -> Status {
             // Read again in the write: a session signed out meanwhile, on any node, stays out.
-            auto current = tx.GetConsoleSession(key);
-            if (!current.ok()) return current.status();
-            if (!current.value()) return Status::Ok();
-            ConsoleSessionRow row = std::move(*current.value());
+            GARDE_ASSIGN_OR_RETURN(auto current, tx.GetConsoleSession(key));
+            if (!current) return Status::Ok();
+            ConsoleSessionRow row = std::move(*current);
             change(row);
             return tx.PutConsoleSession(row);
           },
@@ -124,9 +122,8 @@ int64_t ConsoleSessions::size() const {
   int64_t n = 0;
   store_
       .Read([&](ReadTx& tx) -> Status {
-        auto count = tx.CountConsoleSessions();
-        if (!count.ok()) return count.status();
-        n = count.value();
+        GARDE_ASSIGN_OR_RETURN(auto count, tx.CountConsoleSessions());
+        n = count;
         return Status::Ok();
       })
       .IgnoreError();
@@ -432,9 +429,8 @@ Status SignIn(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
   caller->request_id = x.request_id;
   caller.value() = FromClient(d, x, std::move(caller.value()));
   x.caller = caller.value();
-  auto opened = sessions.Open(caller.value(), lang);
-  if (!opened.ok()) return opened.status();
-  const std::string cookie = std::move(opened).value();
+  GARDE_ASSIGN_OR_RETURN(auto opened, sessions.Open(caller.value(), lang));
+  const std::string cookie = std::move(opened);
   GARDE_RETURN_IF_ERROR(
       d.journal().Record(nullptr, caller.value(), {"console.sign_in", "", "", "ok", {}, 0}));
   SetCookie(d, x, cookie, false);
@@ -706,9 +702,8 @@ Status Register(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
   }
   std::vector<PolicyVersionRow> versions;
   GARDE_RETURN_IF_ERROR(d.store().Read([&](ReadTx& tx) -> Status {
-    auto list = tx.ListPolicyVersions(50);
-    if (!list.ok()) return list.status();
-    versions = std::move(list.value());
+    GARDE_ASSIGN_OR_RETURN(auto list, tx.ListPolicyVersions(50));
+    versions = std::move(list);
     return Status::Ok();
   }));
   body += "<h2>" + c->w("History of changes", "Historique des modifications") +
@@ -1238,9 +1233,8 @@ Status Duplicates(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
   std::string message;
   if (const std::string id = Param(x, "merge"); IsRandomId(id, "mrg_")) {
     auto m = d.store().Read([&](ReadTx& tx) -> Status {
-      auto row = tx.GetMerge(id);
-      if (!row.ok()) return row.status();
-      if (row.value()) message = MergeDone(*c, *row.value());
+      GARDE_ASSIGN_OR_RETURN(auto row, tx.GetMerge(id));
+      if (row) message = MergeDone(*c, *row);
       return Status::Ok();
     });
     m.IgnoreError();
@@ -1345,9 +1339,8 @@ Status Retention(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
   if (!c || !Require(*c, "retention.read")) return Status::Ok();
   std::vector<RetentionRunRow> runs;
   GARDE_RETURN_IF_ERROR(d.store().Read([&](ReadTx& tx) -> Status {
-    auto list = tx.ListRetentionRuns(0, 50);
-    if (!list.ok()) return list.status();
-    runs = std::move(list.value());
+    GARDE_ASSIGN_OR_RETURN(auto list, tx.ListRetentionRuns(0, 50));
+    runs = std::move(list);
     return Status::Ok();
   }));
   std::string body = "<table><caption>" + std::to_string(runs.size()) + " " +

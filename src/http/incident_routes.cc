@@ -148,10 +148,9 @@ Result<Object::Ptr> AuthenticatedJson(Deployment& d, Exchange& x) {
 
 Result<IncidentBody> ReadIncidentBody(Deployment& d, Exchange& x,
                                       std::initializer_list<const char*> extra, Status* problems) {
-  auto obj = AuthenticatedJson(d, x);
-  if (!obj.ok()) return obj.status();
+  GARDE_ASSIGN_OR_RETURN(auto obj, AuthenticatedJson(d, x));
   IncidentBody body;
-  body.obj = obj.value();
+  body.obj = obj;
   for (const auto& [key, _] : *body.obj) {
     bool known = false;
     for (const char* k : kFactMembers) known |= key == k;
@@ -164,9 +163,8 @@ Result<IncidentBody> ReadIncidentBody(Deployment& d, Exchange& x,
 
 Status OpenIncident(Deployment& d, Exchange& x) {
   Status problems(Code::kUnprocessable, "the incident is not valid; nothing was stored");
-  auto body = ReadIncidentBody(d, x, {"detected_at", "aware_at"}, &problems);
-  if (!body.ok()) return body.status();
-  const auto& obj = body->obj;
+  GARDE_ASSIGN_OR_RETURN(auto body, ReadIncidentBody(d, x, {"detected_at", "aware_at"}, &problems));
+  const auto& obj = body.obj;
   const int64_t now = d.clock().Now();
   auto detected = ReadTime(*obj, "detected_at", &problems);
   auto aware = ReadTime(*obj, "aware_at", &problems);
@@ -177,8 +175,8 @@ Status OpenIncident(Deployment& d, Exchange& x) {
   if (detected && *detected > now + 300) problems.AddError("detected_at", "is in the future");
   if (aware && *aware > now + 300) problems.AddError("aware_at", "is in the future");
   if (!problems.errors().empty()) return problems;
-  return Reply(
-      d, x, d.breaches().Open(*x.caller, body->FactsJson(), *detected, aware.value_or(now)), 201);
+  return Reply(d, x, d.breaches().Open(*x.caller, body.FactsJson(), *detected, aware.value_or(now)),
+               201);
 }
 
 Status ListIncidents(Deployment& d, Exchange& x) {
@@ -202,12 +200,11 @@ Status ListIncidents(Deployment& d, Exchange& x) {
     q.due_within = hours * 3600;
   }
   if (!problems.errors().empty()) return problems;
-  auto list = d.breaches().List(*x.caller, q);
-  if (!list.ok()) return list.status();
+  GARDE_ASSIGN_OR_RETURN(auto list, d.breaches().List(*x.caller, q));
   JsonWriter w;
   w.BeginObject().BeginArray("items");
-  for (const auto& v : list.value()) WriteIncident(w, v, d.clock().Now());
-  w.EndArray().Int("count", static_cast<int64_t>(list->size())).EndObject();
+  for (const auto& v : list) WriteIncident(w, v, d.clock().Now());
+  w.EndArray().Int("count", static_cast<int64_t>(list.size())).EndObject();
   x.Json(200, w.Take());
   return Status::Ok();
 }
@@ -234,30 +231,29 @@ Status GetIncident(Deployment& d, Exchange& x) {
 
 Status UpdateIncident(Deployment& d, Exchange& x) {
   Status problems(Code::kUnprocessable, "the change is not valid; nothing was stored");
-  auto body = ReadIncidentBody(d, x, {"authority_notified_at", "status"}, &problems);
-  if (!body.ok()) return body.status();
-  const auto& obj = body->obj;
+  GARDE_ASSIGN_OR_RETURN(auto body,
+                         ReadIncidentBody(d, x, {"authority_notified_at", "status"}, &problems));
+  const auto& obj = body.obj;
   auto notified = ReadTime(*obj, "authority_notified_at", &problems);
   const bool close = obj->has("status");
   if (close && obj->get("status").toString() != "closed") {
     problems.AddError("status", "only closed can be set");
   }
   if (!problems.errors().empty()) return problems;
-  return Reply(d, x,
-               d.breaches().Update(*x.caller, x.params["id"], body->FactsJson(),
-                                   notified.value_or(0), close),
-               200);
+  return Reply(
+      d, x,
+      d.breaches().Update(*x.caller, x.params["id"], body.FactsJson(), notified.value_or(0), close),
+      200);
 }
 
 Status ScopeIncident(Deployment& d, Exchange& x) {
-  auto obj = AuthenticatedJson(d, x);
-  if (!obj.ok()) return obj.status();
+  GARDE_ASSIGN_OR_RETURN(auto obj, AuthenticatedJson(d, x));
   Status problems(Code::kUnprocessable, "the scope is not valid");
-  CheckMembers(*obj.value(), {"actor", "activity", "client", "since", "until"}, "", &problems);
+  CheckMembers(*obj, {"actor", "activity", "client", "since", "until"}, "", &problems);
   BreachScope scope;
-  scope.actor = ReadString(*obj.value(), "actor", "", &problems).value_or("");
-  scope.activity = ReadString(*obj.value(), "activity", "", &problems).value_or("");
-  const std::string client = ReadString(*obj.value(), "client", "", &problems).value_or("");
+  scope.actor = ReadString(*obj, "actor", "", &problems).value_or("");
+  scope.activity = ReadString(*obj, "activity", "", &problems).value_or("");
+  const std::string client = ReadString(*obj, "client", "", &problems).value_or("");
   if (!client.empty()) {
     if (auto address = CanonicalAddress(client)) {
       scope.client = *address;
@@ -273,18 +269,17 @@ Status ScopeIncident(Deployment& d, Exchange& x) {
   if (!scope.activity.empty() && d.policies().Current()->FindActivity(scope.activity) == nullptr) {
     problems.AddError("activity", "is not an activity of the register");
   }
-  scope.since = ReadTime(*obj.value(), "since", &problems).value_or(0);
-  scope.until = ReadTime(*obj.value(), "until", &problems).value_or(0);
+  scope.since = ReadTime(*obj, "since", &problems).value_or(0);
+  scope.until = ReadTime(*obj, "until", &problems).value_or(0);
   if (!problems.errors().empty()) return problems;
   return Reply(d, x, d.breaches().Scope(*x.caller, x.params["id"], scope), 200);
 }
 
 Status RevokeKey(Deployment& d, Exchange& x) {
-  auto obj = AuthenticatedJson(d, x);
-  if (!obj.ok()) return obj.status();
+  GARDE_ASSIGN_OR_RETURN(auto obj, AuthenticatedJson(d, x));
   Status problems(Code::kUnprocessable, "the containment step is not valid");
-  CheckMembers(*obj.value(), {"key"}, "", &problems);
-  const std::string key = ReadString(*obj.value(), "key", "", &problems).value_or("");
+  CheckMembers(*obj, {"key"}, "", &problems);
+  const std::string key = ReadString(*obj, "key", "", &problems).value_or("");
   if (key.empty()) problems.AddError("key", "the id of the API key to revoke (key_...)");
   if (!problems.errors().empty()) return problems;
   return Reply(d, x, d.breaches().RevokeKey(*x.caller, x.params["id"], key), 200);
@@ -314,9 +309,9 @@ void AddIncidentRoutes(Router& router, Deployment& d) {
     if (subject == x.query.end() || subject->second.empty()) {
       return Status(Code::kUnprocessable, "name the subject").AddError("subject", "is required");
     }
-    auto evidence = d.breaches().Evidence(*x.caller, x.params["id"], subject->second);
-    if (!evidence.ok()) return evidence.status();
-    x.Json(200, std::move(evidence.value()));
+    GARDE_ASSIGN_OR_RETURN(auto evidence,
+                           d.breaches().Evidence(*x.caller, x.params["id"], subject->second));
+    x.Json(200, std::move(evidence));
     return Status::Ok();
   });
   router.Add("POST", "/v1/incidents/{id}:revoke-key",

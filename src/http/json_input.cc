@@ -144,13 +144,12 @@ bool IsJsonObject(const Poco::Dynamic::Var& v) {
 bool IsJsonArray(const Poco::Dynamic::Var& v) { return v.type() == typeid(Poco::JSON::Array::Ptr); }
 
 Result<Poco::JSON::Object::Ptr> ParseJsonObject(const std::string& text) {
-  auto v = ParseJson(text);
-  if (!v.ok()) return v.status();
-  if (!IsJsonObject(v.value())) {
+  GARDE_ASSIGN_OR_RETURN(auto v, ParseJson(text));
+  if (!IsJsonObject(v)) {
     return Status(Code::kUnprocessable, "the body must be a JSON object")
         .AddError("", "must be a JSON object");
   }
-  return v.value().extract<Poco::JSON::Object::Ptr>();
+  return v.extract<Poco::JSON::Object::Ptr>();
 }
 
 void CheckMembers(const Poco::JSON::Object& obj, std::initializer_list<const char*> allowed,

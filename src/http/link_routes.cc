@@ -73,11 +73,10 @@ Status ConfirmPage(Deployment& d, Exchange& x, bool post) {
   auto claims = d.VerifySubjectToken(x.params["token"]);
   if (!claims.ok() || claims->use != "confirm")
     return NotFound("this link is not valid or has expired");
-  auto confirmation = d.consents().Confirmation(claims.value());
-  if (!confirmation.ok()) return confirmation.status();
+  GARDE_ASSIGN_OR_RETURN(auto confirmation, d.consents().Confirmation(claims.value()));
   const PageWords t = CustomerWords(d, x, claims->subject);
-  const Purpose* p = t.policies().FindPurpose(confirmation->purpose);
-  const std::string title = p == nullptr ? confirmation->purpose : p->titles.In(t.lang());
+  const Purpose* p = t.policies().FindPurpose(confirmation.purpose);
+  const std::string title = p == nullptr ? confirmation.purpose : p->titles.In(t.lang());
   std::string body;
   if (post) {
     if (x.content_type != "application/x-www-form-urlencoded") {
@@ -89,12 +88,12 @@ Status ConfirmPage(Deployment& d, Exchange& x, bool post) {
     body = "<p class=\"status\" role=\"status\"" + std::string(done.ok() ? " data-confirmed" : "") +
            ">" + t.Html(done.ok() ? "confirm.done" : "confirm.gone") + "</p><p>" +
            HtmlEscape(title) + "</p>";
-  } else if (confirmation->status != "pending" || confirmation->expires_at < d.clock().Now()) {
+  } else if (confirmation.status != "pending" || confirmation.expires_at < d.clock().Now()) {
     body = "<p class=\"status\" role=\"status\">" + t.Html("confirm.gone") + "</p>";
   } else {
     body =
         "<p>" + t.Html("confirm.intro") + "</p><p><strong>" + HtmlEscape(title) + "</strong></p>";
-    const NoticeVersion* n = p == nullptr ? nullptr : p->FindNotice(confirmation->notice_version);
+    const NoticeVersion* n = p == nullptr ? nullptr : p->FindNotice(confirmation.notice_version);
     if (n != nullptr) {
       body += "<p class=\"notice\">" + HtmlEscape(n->texts.In(t.lang())) + " (" +
               t.Html("notice.version") + " " + HtmlEscape(n->version) + " — <a href=\"" +
@@ -112,8 +111,7 @@ Status ConfirmPage(Deployment& d, Exchange& x, bool post) {
 
 Status RenderPreferences(Deployment& d, Exchange& x, const SubjectTokenClaims& claims,
                          const PageWords& t, const std::string& status_message) {
-  auto prefs = d.consents().Preferences(claims);
-  if (!prefs.ok()) return prefs.status();
+  GARDE_ASSIGN_OR_RETURN(auto prefs, d.consents().Preferences(claims));
   std::string body = "<p>" + t.Html("preferences.intro") + "</p>";
   if (!status_message.empty()) {
     body += "<p class=\"status\" role=\"status\">" + status_message + "</p>";
@@ -122,7 +120,7 @@ Status RenderPreferences(Deployment& d, Exchange& x, const SubjectTokenClaims& c
           "\"><input type=\"hidden\" name=\"form\" value=\"preferences\">";
   const std::string today = FormatRfc3339(d.clock().Now()).substr(0, 10);
   int n = 0;
-  for (const auto& p : prefs.value()) {
+  for (const auto& p : prefs) {
     const std::string id = "p" + std::to_string(n++);
     // The notice a standing consent rests on; otherwise the one a choice now would rest on.
     const NoticeVersion* notice = p.notice_version.empty()
@@ -158,9 +156,8 @@ Status RenderPreferences(Deployment& d, Exchange& x, const SubjectTokenClaims& c
           "<form method=\"post\"><input type=\"hidden\" name=\"form\" value=\"unsubscribe_all\">"
           "<p><button type=\"submit\" class=\"secondary\">" +
           t.Html("preferences.unsubscribe_all") + "</button></p></form>";
-  auto rights = RightsSection(d, claims, t);
-  if (!rights.ok()) return rights.status();
-  CustomerPage(x, 200, t, t("preferences.title"), body + rights.value());
+  GARDE_ASSIGN_OR_RETURN(auto rights, RightsSection(d, claims, t));
+  CustomerPage(x, 200, t, t("preferences.title"), body + rights);
   return Status::Ok();
 }
 
@@ -230,16 +227,15 @@ Status MintLinks(Deployment& d, Exchange& x) {
   auto policies = d.policies().Current();
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, *x.caller, "links.mint"));
   GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
-  auto obj = ParseJsonObject(x.body);
-  if (!obj.ok()) return obj.status();
+  GARDE_ASSIGN_OR_RETURN(auto obj, ParseJsonObject(x.body));
   Status problems(Code::kUnprocessable, "the link request is not valid");
-  CheckMembers(*obj.value(), {"uses", "purpose", "ttl_days"}, "", &problems);
+  CheckMembers(*obj, {"uses", "purpose", "ttl_days"}, "", &problems);
   std::vector<std::string> uses;
-  if (obj.value()->has("uses")) {
-    if (!IsJsonArray(obj.value()->get("uses"))) {
+  if (obj->has("uses")) {
+    if (!IsJsonArray(obj->get("uses"))) {
       problems.AddError("uses", "must be an array");
     } else {
-      const auto& arr = *obj.value()->getArray("uses");
+      const auto& arr = *obj->getArray("uses");
       for (size_t i = 0; i < arr.size(); ++i) {
         const auto v = arr.get(static_cast<unsigned>(i));
         const std::string use = v.isString() ? v.extract<std::string>() : "";
@@ -254,7 +250,7 @@ Status MintLinks(Deployment& d, Exchange& x) {
   } else {
     uses = {"preferences", "unsubscribe"};
   }
-  const std::string scope = ReadString(*obj.value(), "purpose", "", &problems).value_or("*");
+  const std::string scope = ReadString(*obj, "purpose", "", &problems).value_or("*");
   if (scope != "*") {
     const Purpose* p = policies->FindPurpose(scope);
     if (p == nullptr || !p->marketing) {
@@ -262,8 +258,8 @@ Status MintLinks(Deployment& d, Exchange& x) {
     }
   }
   int64_t ttl = kDefaultTtl;
-  if (obj.value()->has("ttl_days")) {
-    const auto v = obj.value()->get("ttl_days");
+  if (obj->has("ttl_days")) {
+    const auto v = obj->get("ttl_days");
     if (!v.isInteger() || v.convert<int64_t>() < 1 || v.convert<int64_t>() * 86400 > kMaxTtl) {
       problems.AddError("ttl_days", "must be a whole number of days from 1 to 400");
     } else {
@@ -273,9 +269,8 @@ Status MintLinks(Deployment& d, Exchange& x) {
   if (!problems.errors().empty()) return problems;
   const std::string& id = x.params["id"];
   Status exists = d.store().Read([&](ReadTx& tx) -> Status {
-    auto row = tx.GetSubject(id);
-    if (!row.ok()) return row.status();
-    if (!row.value() || row.value()->status == "erased") return NotFound("no such subject");
+    GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(id));
+    if (!row || row->status == "erased") return NotFound("no such subject");
     return Status::Ok();
   });
   GARDE_RETURN_IF_ERROR(exists);

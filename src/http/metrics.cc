@@ -159,32 +159,25 @@ std::string MetricsText(Deployment& d, const RequestMetrics& requests,
   const auto ring = d.keys().Current();
   const uint32_t master = d.lookup().Current()->master;
   Status vault = d.store().Read([&](ReadTx& tx) -> Status {
-    auto r = tx.CountOpenRequests(now);
-    if (!r.ok()) return r.status();
-    open = r.value();
-    auto w = tx.CountDeliveries();
-    if (!w.ok()) return w.status();
-    deliveries = std::move(w.value());
-    auto p = tx.CountPendingAudit();
-    if (!p.ok()) return p.status();
-    backlog = p.value();
-    auto k = tx.CountByRootKeyVersion();
-    if (!k.ok()) return k.status();
-    by_root = std::move(k.value());
-    auto s = tx.CountStaleIndexes(master);
-    if (!s.ok()) return s.status();
-    stale = s.value();
+    GARDE_ASSIGN_OR_RETURN(auto r, tx.CountOpenRequests(now));
+    open = r;
+    GARDE_ASSIGN_OR_RETURN(auto w, tx.CountDeliveries());
+    deliveries = std::move(w);
+    GARDE_ASSIGN_OR_RETURN(auto p, tx.CountPendingAudit());
+    backlog = p;
+    GARDE_ASSIGN_OR_RETURN(auto k, tx.CountByRootKeyVersion());
+    by_root = std::move(k);
+    GARDE_ASSIGN_OR_RETURN(auto s, tx.CountStaleIndexes(master));
+    stale = s;
     return Status::Ok();
   });
   uint64_t log_size = 0;
   std::optional<CheckpointRow> checkpoint;
   Status audit = d.audit_store().Read([&](ReadTx& tx) -> Status {
-    auto n = tx.AuditSize();
-    if (!n.ok()) return n.status();
-    log_size = n.value();
-    auto c = tx.LatestCheckpoint();
-    if (!c.ok()) return c.status();
-    checkpoint = std::move(c.value());
+    GARDE_ASSIGN_OR_RETURN(auto n, tx.AuditSize());
+    log_size = n;
+    GARDE_ASSIGN_OR_RETURN(auto c, tx.LatestCheckpoint());
+    checkpoint = std::move(c);
     return Status::Ok();
   });
   e.Family("garde_state_up", "gauge",

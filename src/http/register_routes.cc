@@ -17,11 +17,11 @@ Status GetRegister(Deployment& d, Exchange& x) {
   const std::string format = x.query.count("format") ? x.query["format"] : "json";
   // An explicit ?lang= must be one the register speaks; otherwise Accept-Language decides.
   auto lang = x.query.find("lang");
-  auto doc = ExportRegister(*p, format, lang != x.query.end() ? lang->second : PageLanguage(x));
-  if (!doc.ok()) return doc.status();
+  GARDE_ASSIGN_OR_RETURN(
+      auto doc, ExportRegister(*p, format, lang != x.query.end() ? lang->second : PageLanguage(x)));
   x.status = 200;
-  x.reply_type = doc->content_type;
-  x.reply = std::move(doc->body);
+  x.reply_type = doc.content_type;
+  x.reply = std::move(doc.body);
   if (format == "html") {
     x.reply_headers.emplace_back("Content-Security-Policy",
                                  "default-src 'none'; style-src 'unsafe-inline'");
@@ -63,14 +63,13 @@ Status GetLint(Deployment& d, Exchange& x) {
 
 Status Reload(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "policies.reload"));
-  auto r = ReloadPolicies(d, *x.caller, "api");
-  if (!r.ok()) return r.status();
+  GARDE_ASSIGN_OR_RETURN(auto r, ReloadPolicies(d, *x.caller, "api"));
   JsonWriter w;
   w.BeginObject()
-      .Bool("changed", r->changed)
-      .String("before", r->before)
-      .String("after", r->after)
-      .Raw("summary", r->summary)
+      .Bool("changed", r.changed)
+      .String("before", r.before)
+      .String("after", r.after)
+      .Raw("summary", r.summary)
       .EndObject();
   x.Json(200, w.Take());
   return Status::Ok();
@@ -80,9 +79,8 @@ Status History(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "register.read"));
   std::vector<PolicyVersionRow> rows;
   GARDE_RETURN_IF_ERROR(d.store().Read([&](ReadTx& tx) -> Status {
-    auto list = tx.ListPolicyVersions(1000);
-    if (!list.ok()) return list.status();
-    rows = std::move(list.value());
+    GARDE_ASSIGN_OR_RETURN(auto list, tx.ListPolicyVersions(1000));
+    rows = std::move(list);
     return Status::Ok();
   }));
   const std::string current = d.policies().Current()->content_hash();

@@ -302,14 +302,13 @@ Status CustomerErrors(Deployment& d, Exchange& x, Status s) {
 
 Status SendPackage(Exchange& x, const std::string& json, const std::string& format,
                    const PageWords& t) {
-  auto pkg = ParsePackage(json);
-  if (!pkg.ok()) return pkg.status();
-  const std::string request = Member(*pkg.value(), "request").toString();
+  GARDE_ASSIGN_OR_RETURN(auto pkg, ParsePackage(json));
+  const std::string request = Member(*pkg, "request").toString();
   const std::string kind =
-      Member(*pkg.value(), "format").toString() == "garde-portability/1" ? "portability" : "access";
+      Member(*pkg, "format").toString() == "garde-portability/1" ? "portability" : "access";
   if (format == "html") {
     std::string title;
-    const std::string body = PackageHtml(*pkg.value(), t, &title);
+    const std::string body = PackageHtml(*pkg, t, &title);
     CustomerPage(x, 200, t, title, body);
     return Status::Ok();
   }
@@ -319,7 +318,7 @@ Status SendPackage(Exchange& x, const std::string& json, const std::string& form
     std::string csv =
         "\xEF\xBB\xBF"
         "field,value\r\n";
-    const auto fields = PackageFields(*pkg.value());
+    const auto fields = PackageFields(*pkg);
     if (IsObject(fields)) {
       for (const auto& [name, value] : *fields.extract<Object::Ptr>()) {
         csv += CsvCell(name) + "," + CsvCell(ValueText(value)) + "\r\n";
@@ -447,19 +446,18 @@ Result<std::string> RightsSection(Deployment& d, const SubjectTokenClaims& claim
   RequestQuery q;
   q.subject = claims.subject;
   q.limit = 50;
-  auto mine = d.requests().List(SubjectCaller(claims.subject, ""), q);
-  if (!mine.ok()) return mine.status();
+  GARDE_ASSIGN_OR_RETURN(auto mine, d.requests().List(SubjectCaller(claims.subject, ""), q));
   std::string out = "<section aria-labelledby=\"rights\"><h2 id=\"rights\">" +
                     t.Html("rights.title") + "</h2><p>" + t.Html("rights.intro") + "</p>";
   out += "<h3>" + t.Html("rights.requests") + "</h3>";
-  if (mine->empty()) {
+  if (mine.empty()) {
     out += "<p>" + t.Html("rights.none") + "</p>";
   } else {
     out += "<table><thead><tr><th scope=\"col\">" + t.Html("rights.type") +
            "</th><th scope=\"col\">" + t.Html("rights.status") + "</th><th scope=\"col\">" +
            t.Html("rights.received_on") + "</th><th scope=\"col\">" + t.Html("rights.answer_by") +
            "</th></tr></thead><tbody>";
-    for (const auto& r : mine.value()) {
+    for (const auto& r : mine) {
       std::string status = t.Html("status." + r.status);
       // A package opens only from the link sent for its request (never from this page's
       // link, which may have been forwarded).
@@ -541,19 +539,19 @@ namespace {
 
 // The package of a request, opened only with the dsr link sent for that request.
 Status CustomerPackage(Deployment& d, Exchange& x) {
-  auto claims = CustomerToken(d, x.params["token"], true);
-  if (!claims.ok()) return claims.status();
+  GARDE_ASSIGN_OR_RETURN(auto claims, CustomerToken(d, x.params["token"], true));
   auto it = x.query.find("format");
   const std::string format = it == x.query.end() || it->second.empty() ? "html" : it->second;
   if (format != "json" && format != "html" && format != "csv") {
     return Status(Code::kUnprocessable, "unknown package format")
         .AddError("format", "must be json, html or csv");
   }
-  auto package = d.requests().Package(
-      FromClient(d, x, SubjectCaller(claims->subject, x.request_id, claims->use, claims->scope)),
-      x.params["id"]);
-  if (!package.ok()) return package.status();
-  return SendPackage(x, package.value(), format, CustomerWords(d, x, claims->subject));
+  GARDE_ASSIGN_OR_RETURN(
+      auto package,
+      d.requests().Package(
+          FromClient(d, x, SubjectCaller(claims.subject, x.request_id, claims.use, claims.scope)),
+          x.params["id"]));
+  return SendPackage(x, package, format, CustomerWords(d, x, claims.subject));
 }
 
 // A DSR link: scope "*" is the customer's rights page; scope = a request id confirms it, then
@@ -564,20 +562,20 @@ Status DsrPage(Deployment& d, Exchange& x, const SubjectTokenClaims& claims, con
   std::string body;
   if (!message.empty()) body += "<p class=\"status\" role=\"status\">" + message + "</p>";
   if (claims.scope != "*") {
-    auto r = d.requests().Get(FromClient(d, x, SubjectCaller(claims.subject, x.request_id)),
-                              claims.scope);
-    if (!r.ok()) return r.status();
-    if (r->row.status == "received") {
-      body += "<p>" + t.Html("rights.confirm_intro") + "</p><p>" + t.Html("type." + r->row.type) +
+    GARDE_ASSIGN_OR_RETURN(
+        auto r, d.requests().Get(FromClient(d, x, SubjectCaller(claims.subject, x.request_id)),
+                                 claims.scope));
+    if (r.row.status == "received") {
+      body += "<p>" + t.Html("rights.confirm_intro") + "</p><p>" + t.Html("type." + r.row.type) +
               " — " + t.Html("rights.received_on") + " " +
-              HtmlEscape(CustomerDay(t, r->row.received_at)) +
+              HtmlEscape(CustomerDay(t, r.row.received_at)) +
               "</p><form method=\"post\"><input type=\"hidden\" "
               "name=\"form\" value=\"confirm\"><button type=\"submit\">" +
               t.Html("rights.confirm") + "</button></form>";
       CustomerPage(x, 200, t, t("rights.confirm_title"), body);
       return Status::Ok();
     }
-    body += RequestDetail(r.value(), path, t);
+    body += RequestDetail(r, path, t);
   }
   auto rights = RightsSection(d, claims, t);
   if (!rights.ok()) return rights.status();
@@ -586,33 +584,31 @@ Status DsrPage(Deployment& d, Exchange& x, const SubjectTokenClaims& claims, con
 }
 
 Status DsrGet(Deployment& d, Exchange& x) {
-  auto claims = CustomerToken(d, x.params["token"], true);
-  if (!claims.ok()) return claims.status();
-  return DsrPage(d, x, claims.value(), CustomerWords(d, x, claims->subject), "");
+  GARDE_ASSIGN_OR_RETURN(auto claims, CustomerToken(d, x.params["token"], true));
+  return DsrPage(d, x, claims, CustomerWords(d, x, claims.subject), "");
 }
 
 Status DsrPost(Deployment& d, Exchange& x) {
-  auto claims = CustomerToken(d, x.params["token"], true);
-  if (!claims.ok()) return claims.status();
+  GARDE_ASSIGN_OR_RETURN(auto claims, CustomerToken(d, x.params["token"], true));
   if (x.content_type != "application/x-www-form-urlencoded") {
     return Status(Code::kUnsupportedMediaType,
                   "send the form as application/x-www-form-urlencoded");
   }
-  const PageWords t = CustomerWords(d, x, claims->subject);
+  const PageWords t = CustomerWords(d, x, claims.subject);
   const auto form = FormPairs(x.body);
   auto kind = form.find("form");
   std::string message;
-  if (kind != form.end() && kind->second == "confirm" && claims->scope != "*") {
-    auto done = d.requests().VerifyByLink(claims.value(), Origin(d, x));
+  if (kind != form.end() && kind->second == "confirm" && claims.scope != "*") {
+    auto done = d.requests().VerifyByLink(claims, Origin(d, x));
     if (!done.ok()) return done.status();
     message = t.Html("rights.confirmed");
   } else if (kind != form.end() && kind->second == "request") {
-    GARDE_RETURN_IF_ERROR(OpenRequestFromForm(d, x, claims.value(), form, t, &message));
+    GARDE_RETURN_IF_ERROR(OpenRequestFromForm(d, x, claims, form, t, &message));
   } else {
     return Status(Code::kUnprocessable, "the form is not a request form")
         .AddError("form", "must be confirm or request");
   }
-  return DsrPage(d, x, claims.value(), t, message);
+  return DsrPage(d, x, claims, t, message);
 }
 
 }  // namespace

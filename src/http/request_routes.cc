@@ -73,9 +73,8 @@ std::optional<SubjectChanges> ReadRequestedChanges(const Poco::JSON::Object& obj
 Status OpenRequest(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(AuthenticateKeyOrSubject(d, x));
   GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
-  auto obj = ParseJsonObject(x.body);
-  if (!obj.ok()) return obj.status();
-  const auto& body = *obj.value();
+  GARDE_ASSIGN_OR_RETURN(auto obj, ParseJsonObject(x.body));
+  const auto& body = *obj;
   Status problems(Code::kUnprocessable, "the request is not valid; nothing was stored");
   CheckMembers(
       body,
@@ -109,23 +108,22 @@ Status OpenRequest(Deployment& d, Exchange& x) {
     }
   }
   if (!problems.errors().empty()) return problems;
-  auto opened = d.requests().Open(*x.caller, in);
-  if (!opened.ok()) return opened.status();
+  GARDE_ASSIGN_OR_RETURN(auto opened, d.requests().Open(*x.caller, in));
   JsonWriter w;
-  WriteRequestJson(w, opened.value(), d.clock().Now());
+  WriteRequestJson(w, opened, d.clock().Now());
   std::string json = w.Take();
-  if (opened->row.status == "received" && !x.caller->is_subject()) {
+  if (opened.row.status == "received" && !x.caller->is_subject()) {
     // The link to send to the customer's known contact: following it confirms the request.
     // Never to a subject link's holder: the link may have been forwarded, and the notice in
     // the outbox goes to the contact on file instead.
     const int64_t expires = d.clock().Now() + kVerificationTtl;
     const std::string token =
-        d.tokens()->Mint({opened->row.subject_id, "dsr", opened->row.id, expires});
+        d.tokens()->Mint({opened.row.subject_id, "dsr", opened.row.id, expires});
     json.pop_back();
     json += ",\"verification_url\":\"" + d.PublicBaseUrl() + "/r/" + token + "\"}";
   }
   x.Json(201, std::move(json));
-  x.reply_headers.emplace_back("Location", "/v1/requests/" + opened->row.id);
+  x.reply_headers.emplace_back("Location", "/v1/requests/" + opened.row.id);
   return Status::Ok();
 }
 
@@ -202,20 +200,19 @@ Status ListRequests(Deployment& d, Exchange& x) {
   const size_t limit = PageLimit(x, &invalid);
   if (!invalid.errors().empty()) return invalid;
   q.limit = limit + 1;  // one more tells whether there is a next page
-  auto rows = d.requests().List(*x.caller, q);
-  if (!rows.ok()) return rows.status();
-  const bool more = rows->size() > limit;
-  if (more) rows->resize(limit);
+  GARDE_ASSIGN_OR_RETURN(auto rows, d.requests().List(*x.caller, q));
+  const bool more = rows.size() > limit;
+  if (more) rows.resize(limit);
   JsonWriter w;
   w.BeginObject().BeginArray("items");
-  for (const auto& row : rows.value()) {
+  for (const auto& row : rows) {
     RequestView v;
     v.row = row;
     WriteRequestJson(w, v, now);
   }
-  w.EndArray().Int("count", static_cast<int64_t>(rows->size())).Key("next_cursor");
+  w.EndArray().Int("count", static_cast<int64_t>(rows.size())).Key("next_cursor");
   if (more) {
-    const RequestRow& last = rows->back();
+    const RequestRow& last = rows.back();
     const std::string c = std::to_string(last.due_at) + ":" + last.id;
     w.String(Base64UrlEncode(reinterpret_cast<const uint8_t*>(c.data()), c.size()));
   } else {
@@ -228,18 +225,16 @@ Status ListRequests(Deployment& d, Exchange& x) {
 
 Status GetRequest(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(AuthenticateKeyOrSubject(d, x));
-  auto v = d.requests().Get(*x.caller, x.params["id"]);
-  if (!v.ok()) return v.status();
-  x.Json(200, RequestJson(d, v.value()));
+  GARDE_ASSIGN_OR_RETURN(auto v, d.requests().Get(*x.caller, x.params["id"]));
+  x.Json(200, RequestJson(d, v));
   return Status::Ok();
 }
 
 // POST /v1/requests/{id}:verb with an optional JSON body of text members.
 Status RequestStep(Deployment& d, Exchange& x, const std::string& verb) {
   GARDE_RETURN_IF_ERROR(Authenticate(d, x));
-  auto obj = StepBody(x);
-  if (!obj.ok()) return obj.status();
-  const auto& body = *obj.value();
+  GARDE_ASSIGN_OR_RETURN(auto obj, StepBody(x));
+  const auto& body = *obj;
   Status problems(Code::kUnprocessable, "the " + verb + " step is not valid; nothing changed");
   const std::string& id = x.params["id"];
   Result<RequestView> done = Internal("unknown step");
@@ -295,10 +290,8 @@ Status GetPackage(Deployment& d, Exchange& x) {
     return Status(Code::kUnprocessable, "unknown package format")
         .AddError("format", "must be json, html or csv");
   }
-  auto package = d.requests().Package(*x.caller, x.params["id"]);
-  if (!package.ok()) return package.status();
-  return SendPackage(x, package.value(), format,
-                     PageWords(d.policies().Current(), PageLanguage(x)));
+  GARDE_ASSIGN_OR_RETURN(auto package, d.requests().Package(*x.caller, x.params["id"]));
+  return SendPackage(x, package, format, PageWords(d.policies().Current(), PageLanguage(x)));
 }
 
 }  // namespace

@@ -36,22 +36,20 @@ Status ListRuns(Deployment& d, Exchange& x) {
     }
   }
   constexpr size_t kPage = 50;
-  auto runs = d.retention().List(before, kPage);
-  if (!runs.ok()) return runs.status();
+  GARDE_ASSIGN_OR_RETURN(auto runs, d.retention().List(before, kPage));
   JsonWriter w;
   w.BeginObject().BeginArray("items");
-  for (const auto& r : runs.value()) WriteRun(w, r);
+  for (const auto& r : runs) WriteRun(w, r);
   w.EndArray().Key("next_cursor");
-  if (runs.value().size() == kPage) {
-    w.String(std::to_string(runs.value().back().seq));
+  if (runs.size() == kPage) {
+    w.String(std::to_string(runs.back().seq));
   } else {
     w.Null();
   }
   w.EndObject();
   x.Json(200, w.Take());
   return d.journal().Record(
-      nullptr, *x.caller,
-      {"retention.list", "", "", "ok", {}, static_cast<int64_t>(runs.value().size())});
+      nullptr, *x.caller, {"retention.list", "", "", "ok", {}, static_cast<int64_t>(runs.size())});
 }
 
 Status GetRun(Deployment& d, Exchange& x) {
@@ -71,14 +69,13 @@ Status StartRun(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "retention.run"));
   bool dry_run = false;
   if (!x.body.empty()) {
-    auto body = ParseJsonObject(x.body);
-    if (!body.ok()) return body.status();
+    GARDE_ASSIGN_OR_RETURN(auto body, ParseJsonObject(x.body));
     Status invalid(Code::kUnprocessable, "the run request is not valid");
-    for (const auto& name : body.value()->getNames()) {
+    for (const auto& name : body->getNames()) {
       if (name != "dry_run") invalid.AddError(name, "unknown field");
     }
-    if (body.value()->has("dry_run")) {
-      const auto v = body.value()->get("dry_run");
+    if (body->has("dry_run")) {
+      const auto v = body->get("dry_run");
       if (!v.isBoolean()) {
         invalid.AddError("dry_run", "must be true or false");
       } else {
@@ -89,10 +86,9 @@ Status StartRun(Deployment& d, Exchange& x) {
   }
   RetentionRunOptions options;
   options.dry_run = dry_run;
-  auto run = d.retention().Run(options);
-  if (!run.ok()) return run.status();
+  GARDE_ASSIGN_OR_RETURN(auto run, d.retention().Run(options));
   JsonWriter w;
-  WriteRun(w, run.value());
+  WriteRun(w, run);
   x.Json(201, w.Take());
   return Status::Ok();
 }
@@ -145,15 +141,13 @@ Status ListDeliveries(Deployment& d, Exchange& x) {
   }
   if (auto e = x.query.find("endpoint"); e != x.query.end()) q.endpoint = e->second;
   if (auto c = x.query.find("cursor"); c != x.query.end()) {
-    auto after = PositiveId(c->second, "cursor");
-    if (!after.ok()) return after.status();
-    q.after_id = after.value();
+    GARDE_ASSIGN_OR_RETURN(auto after, PositiveId(c->second, "cursor"));
+    q.after_id = after;
   }
   std::vector<DeliveryRow> rows;
   GARDE_RETURN_IF_ERROR(d.store().Read([&](ReadTx& tx) -> Status {
-    auto got = tx.QueryDeliveries(q);
-    if (!got.ok()) return got.status();
-    rows = std::move(got.value());
+    GARDE_ASSIGN_OR_RETURN(auto got, tx.QueryDeliveries(q));
+    rows = std::move(got);
     return Status::Ok();
   }));
   JsonWriter w;
@@ -177,13 +171,12 @@ Status ReplayDelivery(Deployment& d, Exchange& x) {
   if (!id.ok()) return NotFound("no such delivery");
   if (d.webhooks() == nullptr) return Conflict("no webhook endpoints are configured");
   // The row as the replay left it: read again, the dispatcher may already have sent it.
-  auto row = d.webhooks()->Replay(id.value());
-  if (!row.ok()) return row.status();
+  GARDE_ASSIGN_OR_RETURN(auto row, d.webhooks()->Replay(id.value()));
   JsonWriter w;
-  WriteDelivery(w, *row);
+  WriteDelivery(w, row);
   x.Json(200, w.Take());
   return d.journal().Record(nullptr, *x.caller,
-                            {"webhooks.replay", row->subject, "", "ok", {row->event_id}, 1});
+                            {"webhooks.replay", row.subject, "", "ok", {row.event_id}, 1});
 }
 
 }  // namespace

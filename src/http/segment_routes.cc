@@ -42,23 +42,20 @@ struct Definition {
 
 // Reads a definition from a request body or from storage; problems name their member.
 Result<Definition> ReadDefinition(const std::string& text) {
-  auto obj = ParseJsonObject(text);
-  if (!obj.ok()) return obj.status();
+  GARDE_ASSIGN_OR_RETURN(auto obj, ParseJsonObject(text));
   Status problems(Code::kUnprocessable, "the segment is not valid");
-  CheckMembers(*obj.value(), {"activity", "purpose", "channel", "where", "description"}, "",
-               &problems);
+  CheckMembers(*obj, {"activity", "purpose", "channel", "where", "description"}, "", &problems);
   Definition d;
-  d.request.activity = ReadString(*obj.value(), "activity", "", &problems).value_or("");
-  d.request.purpose = ReadString(*obj.value(), "purpose", "", &problems).value_or("");
-  d.request.channel = ReadString(*obj.value(), "channel", "", &problems).value_or("");
-  d.description = ReadString(*obj.value(), "description", "", &problems).value_or("");
+  d.request.activity = ReadString(*obj, "activity", "", &problems).value_or("");
+  d.request.purpose = ReadString(*obj, "purpose", "", &problems).value_or("");
+  d.request.channel = ReadString(*obj, "channel", "", &problems).value_or("");
+  d.description = ReadString(*obj, "description", "", &problems).value_or("");
   if (d.request.activity.empty()) problems.AddError("activity", "is required");
   if (d.request.purpose.empty()) problems.AddError("purpose", "is required");
   if (d.description.size() > 500) problems.AddError("description", "at most 500 characters");
-  if (obj.value()->has("where"))
-    d.request.where = ParseWhere(obj.value()->get("where"), "where", &problems);
+  if (obj->has("where")) d.request.where = ParseWhere(obj->get("where"), "where", &problems);
   if (!problems.errors().empty()) return problems;
-  d.json = obj.value();
+  d.json = obj;
   return d;
 }
 
@@ -96,33 +93,30 @@ Status PutSegment(Deployment& d, Exchange& x) {
     return Status(Code::kUnprocessable, "the segment's name is not valid")
         .AddError("name", "1 to 64 of a-z, 0-9, '-' and '_'");
   }
-  auto def = ReadDefinition(x.body);
-  if (!def.ok()) return def.status();
+  GARDE_ASSIGN_OR_RETURN(auto def, ReadDefinition(x.body));
   // Counting it checks the definition against the register and the schema as a campaign would.
-  auto members = Members(d, x, def.value(), {});
-  if (!members.ok()) return members.status();
+  GARDE_ASSIGN_OR_RETURN(auto members, Members(d, x, def, {}));
   const int64_t now = d.clock().Now();
   SegmentRow row{name, x.body, x.caller->key_id, now, now};
   bool created = false;
   GARDE_RETURN_IF_ERROR(d.store().Write([&](WriteTx& tx) -> Status {
-    auto existing = tx.GetSegment(name);
-    if (!existing.ok()) return existing.status();
-    created = !existing.value().has_value();
-    if (!created) row.created_at = existing.value()->created_at;
+    GARDE_ASSIGN_OR_RETURN(auto existing, tx.GetSegment(name));
+    created = !existing.has_value();
+    if (!created) row.created_at = existing->created_at;
     std::ostringstream json;
-    Poco::JSON::Stringifier::stringify(def->json, json);
+    Poco::JSON::Stringifier::stringify(def.json, json);
     row.definition = json.str();
     GARDE_RETURN_IF_ERROR(tx.PutSegment(row));
     return d.journal().Record(&tx, *x.caller,
                               {"segment.save",
                                "",
-                               def->request.activity,
+                               def.request.activity,
                                "ok",
                                {},
-                               static_cast<int64_t>(members->members.size())});
+                               static_cast<int64_t>(members.members.size())});
   }));
   JsonWriter w;
-  WriteSegment(w, row, def.value(), static_cast<int64_t>(members->members.size()));
+  WriteSegment(w, row, def, static_cast<int64_t>(members.members.size()));
   x.Json(created ? 201 : 200, w.Take());
   return Status::Ok();
 }
@@ -130,9 +124,8 @@ Status PutSegment(Deployment& d, Exchange& x) {
 Result<std::pair<SegmentRow, Definition>> Load(Deployment& d, const std::string& name) {
   std::optional<SegmentRow> row;
   GARDE_RETURN_IF_ERROR(d.store().Read([&](ReadTx& tx) -> Status {
-    auto r = tx.GetSegment(name);
-    if (!r.ok()) return r.status();
-    row = std::move(r.value());
+    GARDE_ASSIGN_OR_RETURN(auto r, tx.GetSegment(name));
+    row = std::move(r);
     return Status::Ok();
   }));
   if (!row) return NotFound("no segment named " + name);
@@ -143,12 +136,10 @@ Result<std::pair<SegmentRow, Definition>> Load(Deployment& d, const std::string&
 
 Status GetSegment(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "audiences.build"));
-  auto seg = Load(d, x.params["name"]);
-  if (!seg.ok()) return seg.status();
-  auto members = Members(d, x, seg->second, {});
-  if (!members.ok()) return members.status();
+  GARDE_ASSIGN_OR_RETURN(auto seg, Load(d, x.params["name"]));
+  GARDE_ASSIGN_OR_RETURN(auto members, Members(d, x, seg.second, {}));
   JsonWriter w;
-  WriteSegment(w, seg->first, seg->second, static_cast<int64_t>(members->members.size()));
+  WriteSegment(w, seg.first, seg.second, static_cast<int64_t>(members.members.size()));
   x.Json(200, w.Take());
   return Status::Ok();
 }
@@ -157,9 +148,8 @@ Status ListSegments(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "audiences.build"));
   std::vector<SegmentRow> rows;
   GARDE_RETURN_IF_ERROR(d.store().Read([&](ReadTx& tx) -> Status {
-    auto r = tx.ListSegments();
-    if (!r.ok()) return r.status();
-    rows = std::move(r.value());
+    GARDE_ASSIGN_OR_RETURN(auto r, tx.ListSegments());
+    rows = std::move(r);
     return Status::Ok();
   }));
   const bool counts = x.query.count("counts") != 0 && x.query["counts"] == "true";
@@ -170,9 +160,8 @@ Status ListSegments(Deployment& d, Exchange& x) {
     if (!def.ok()) continue;
     std::optional<int64_t> count;
     if (counts) {
-      auto members = Members(d, x, def.value(), {});
-      if (!members.ok()) return members.status();
-      count = static_cast<int64_t>(members->members.size());
+      GARDE_ASSIGN_OR_RETURN(auto members, Members(d, x, def.value(), {}));
+      count = static_cast<int64_t>(members.members.size());
     }
     WriteSegment(w, row, def.value(), count);
   }
@@ -186,9 +175,8 @@ Status DeleteSegment(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "audiences.build"));
   bool deleted = false;
   GARDE_RETURN_IF_ERROR(d.store().Write([&](WriteTx& tx) -> Status {
-    auto r = tx.DeleteSegment(x.params["name"]);
-    if (!r.ok()) return r.status();
-    deleted = r.value();
+    GARDE_ASSIGN_OR_RETURN(auto r, tx.DeleteSegment(x.params["name"]));
+    deleted = r;
     if (!deleted) return Status::Ok();
     return d.journal().Record(&tx, *x.caller, {"segment.delete", "", "", "ok", {}, 0});
   }));
@@ -346,10 +334,10 @@ Status InactivityReport(Deployment& d, Exchange& x, const SegmentRow& row, const
   const auto policies = d.policies().Current();
   const Activity* activity = policies->FindActivity(def.request.activity);
   const bool ages = activity != nullptr && activity->fields.count("birth_date") != 0;
-  auto members = Members(
-      d, x, def, ages ? std::vector<std::string>{"birth_date"} : std::vector<std::string>{});
-  if (!members.ok()) return members.status();
-  if (static_cast<int64_t>(members->members.size()) < kSmallestGroup) {
+  GARDE_ASSIGN_OR_RETURN(auto members, Members(d, x, def,
+                                               ages ? std::vector<std::string>{"birth_date"}
+                                                    : std::vector<std::string>{}));
+  if (static_cast<int64_t>(members.members.size()) < kSmallestGroup) {
     return Status(Code::kUnprocessable,
                   "the segment has fewer than 5 customers: no aggregate is given for so few")
         .AddError("segment", "fewer than 5 customers");
@@ -357,11 +345,10 @@ Status InactivityReport(Deployment& d, Exchange& x, const SegmentRow& row, const
   InactivityTable t;
   const int64_t now = d.clock().Now();
   GARDE_RETURN_IF_ERROR(d.store().Read([&](ReadTx& tx) -> Status {
-    for (const auto& m : members->members) {
-      auto subject = tx.GetSubject(m.id);
-      if (!subject.ok()) return subject.status();
-      if (!subject.value()) continue;  // erased since the audience was read
-      const SubjectRow& s = *subject.value();
+    for (const auto& m : members.members) {
+      GARDE_ASSIGN_OR_RETURN(auto subject, tx.GetSubject(m.id));
+      if (!subject) continue;  // erased since the audience was read
+      const SubjectRow& s = *subject;
       const int64_t since = s.last_interaction_at != 0 ? s.last_interaction_at : s.created_at;
       auto birth = m.fields.find("birth_date");
       ++t.cells[InactivityTable::InactivityBand(since, now)]
@@ -420,8 +407,7 @@ Status InactivityReport(Deployment& d, Exchange& x, const SegmentRow& row, const
 
 Status SegmentReport(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "audiences.build"));
-  auto seg = Load(d, x.params["name"]);
-  if (!seg.ok()) return seg.status();
+  GARDE_ASSIGN_OR_RETURN(auto seg, Load(d, x.params["name"]));
   const std::string report = x.query.count("report") ? x.query["report"] : "concentration";
   if (report != "concentration" && report != "inactivity") {
     return Status(Code::kUnprocessable, "the report is concentration or inactivity")
@@ -433,7 +419,7 @@ Status SegmentReport(Deployment& d, Exchange& x) {
       return Status(Code::kUnprocessable, "the format is json, csv or svg")
           .AddError("format", "json, csv or svg");
     }
-    return InactivityReport(d, x, seg->first, seg->second, format);
+    return InactivityReport(d, x, seg.first, seg.second, format);
   }
   const std::string measure = x.query.count("measure") ? x.query["measure"] : "total_spend";
   const auto policies = d.policies().Current();
@@ -447,16 +433,15 @@ Status SegmentReport(Deployment& d, Exchange& x) {
     return Status(Code::kUnprocessable, "the format is json, csv or svg")
         .AddError("format", "json, csv or svg");
   }
-  auto members = Members(d, x, seg->second, {measure});
-  if (!members.ok()) return members.status();
-  if (static_cast<int64_t>(members->members.size()) < kSmallestGroup) {
+  GARDE_ASSIGN_OR_RETURN(auto members, Members(d, x, seg.second, {measure}));
+  if (static_cast<int64_t>(members.members.size()) < kSmallestGroup) {
     return Status(Code::kUnprocessable,
                   "the segment has fewer than 5 customers: no aggregate is given for so few")
         .AddError("segment", "fewer than 5 customers");
   }
   std::vector<double> amounts;
-  amounts.reserve(members->members.size());
-  for (const auto& m : members->members) {
+  amounts.reserve(members.members.size());
+  for (const auto& m : members.members) {
     auto it = m.fields.find(measure);
     amounts.push_back(it != m.fields.end() && it->second.type == FieldValue::Type::kNumber
                           ? std::max(0.0, it->second.number)
@@ -465,9 +450,9 @@ Status SegmentReport(Deployment& d, Exchange& x) {
   const Concentration c = Concentrate(std::move(amounts));
   GARDE_RETURN_IF_ERROR(d.journal().Record(
       nullptr, *x.caller,
-      {"segment.report", "", seg->second.request.activity, "ok", {measure}, c.customers}));
+      {"segment.report", "", seg.second.request.activity, "ok", {measure}, c.customers}));
   if (format == "svg") {
-    x.Reply(200, "image/svg+xml", Svg(seg->first.name, c));
+    x.Reply(200, "image/svg+xml", Svg(seg.first.name, c));
     return Status::Ok();
   }
   if (format == "csv") {
@@ -488,7 +473,7 @@ Status SegmentReport(Deployment& d, Exchange& x) {
   }
   JsonWriter w;
   w.BeginObject()
-      .String("segment", seg->first.name)
+      .String("segment", seg.first.name)
       .String("measure", measure)
       .Int("customers", c.customers)
       .Number("revenue", c.revenue)

@@ -37,20 +37,18 @@ NewSubject ReadNewSubject(const Poco::JSON::Object& obj, const std::string& pref
 Status CreateSubject(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "subjects.write"));
   GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
-  auto obj = ParseJsonObject(x.body);
-  if (!obj.ok()) return obj.status();
+  GARDE_ASSIGN_OR_RETURN(auto obj, ParseJsonObject(x.body));
   Status problems(Code::kUnprocessable, "the subject is not valid; nothing was stored");
-  NewSubject in = ReadNewSubject(*obj.value(), "", &problems);
+  NewSubject in = ReadNewSubject(*obj, "", &problems);
   if (!problems.errors().empty()) {
     // List the field problems too: one answer names everything that is wrong.
     const Status fields = d.vault().CheckNew(in);
     for (const auto& e : fields.errors()) problems.AddError(e.field, e.message);
     return problems;
   }
-  auto created = d.vault().Create(*x.caller, in);
-  if (!created.ok()) return created.status();
-  x.Json(201, SubjectJson(created.value()));
-  x.reply_headers.emplace_back("Location", "/v1/subjects/" + created->id);
+  GARDE_ASSIGN_OR_RETURN(auto created, d.vault().Create(*x.caller, in));
+  x.Json(201, SubjectJson(created));
+  x.reply_headers.emplace_back("Location", "/v1/subjects/" + created.id);
   return Status::Ok();
 }
 
@@ -95,14 +93,13 @@ Interaction ReadInteraction(const Poco::Dynamic::Var& v, const std::string& pref
 Status RecordInteractions(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "subjects.write"));
   GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
-  auto obj = ParseJsonObject(x.body);
-  if (!obj.ok()) return obj.status();
+  GARDE_ASSIGN_OR_RETURN(auto obj, ParseJsonObject(x.body));
   Status problems(Code::kUnprocessable, "the interaction is not valid; nothing was stored");
   std::vector<Interaction> list;
   const int64_t now = d.clock().Now();
-  if (obj.value()->has("interactions")) {
-    CheckMembers(*obj.value(), {"interactions"}, "", &problems);
-    const auto arr = obj.value()->getArray("interactions");
+  if (obj->has("interactions")) {
+    CheckMembers(*obj, {"interactions"}, "", &problems);
+    const auto arr = obj->getArray("interactions");
     if (!arr || arr->size() == 0 || arr->size() > 1000) {
       problems.AddError("interactions", "an array of 1 to 1000 interactions");
     } else {
@@ -112,16 +109,15 @@ Status RecordInteractions(Deployment& d, Exchange& x) {
       }
     }
   } else {
-    list.push_back(ReadInteraction(Poco::Dynamic::Var(obj.value()), "", now, &problems));
+    list.push_back(ReadInteraction(Poco::Dynamic::Var(obj), "", now, &problems));
   }
   if (!problems.errors().empty()) return problems;
-  auto view = d.vault().RecordInteractions(*x.caller, x.params["id"], list);
-  if (!view.ok()) return view.status();
+  GARDE_ASSIGN_OR_RETURN(auto view, d.vault().RecordInteractions(*x.caller, x.params["id"], list));
   JsonWriter w;
   w.BeginObject()
-      .String("subject", view->id)
+      .String("subject", view.id)
       .Int("recorded", static_cast<int64_t>(list.size()))
-      .String("last_interaction_at", FormatRfc3339(view->last_interaction_at))
+      .String("last_interaction_at", FormatRfc3339(view.last_interaction_at))
       .EndObject();
   x.Json(201, w.Take());
   return Status::Ok();
@@ -224,10 +220,9 @@ Status BatchSubjects(Deployment& d, Exchange& x) {
       rows.push_back(std::move(v.value()));
     }
   } else {
-    auto v = ParseJson(x.body);
-    if (!v.ok()) return v.status();
-    if (!IsJsonArray(v.value())) return Unprocessable("the body must be a JSON array of rows");
-    const auto& arr = *v.value().extract<Poco::JSON::Array::Ptr>();
+    GARDE_ASSIGN_OR_RETURN(auto v, ParseJson(x.body));
+    if (!IsJsonArray(v)) return Unprocessable("the body must be a JSON array of rows");
+    const auto& arr = *v.extract<Poco::JSON::Array::Ptr>();
     for (size_t i = 0; i < arr.size(); ++i) rows.push_back(arr.get(static_cast<unsigned>(i)));
   }
   const auto max_rows = static_cast<size_t>(d.config().max_batch_rows);
@@ -248,12 +243,11 @@ Status BatchSubjects(Deployment& d, Exchange& x) {
 Status PutContact(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "subjects.write"));
   GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
-  auto obj = ParseJsonObject(x.body);
-  if (!obj.ok()) return obj.status();
+  GARDE_ASSIGN_OR_RETURN(auto obj, ParseJsonObject(x.body));
   Status problems(Code::kUnprocessable, "the contact is not valid");
-  CheckMembers(*obj.value(), {"role"}, "", &problems);
-  const std::string role = ReadString(*obj.value(), "role", "", &problems).value_or("");
-  if (!obj.value()->has("role")) problems.AddError("role", "is required");
+  CheckMembers(*obj, {"role"}, "", &problems);
+  const std::string role = ReadString(*obj, "role", "", &problems).value_or("");
+  if (!obj->has("role")) problems.AddError("role", "is required");
   if (!problems.errors().empty()) return problems;
   GARDE_RETURN_IF_ERROR(d.vault().LinkContact(*x.caller, x.params["id"], x.params["person"], role));
   JsonWriter w;
@@ -276,11 +270,10 @@ Status DeleteContact(Deployment& d, Exchange& x) {
 
 Status ListContacts(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "subjects.write"));
-  auto links = d.vault().Contacts(*x.caller, x.params["id"]);
-  if (!links.ok()) return links.status();
+  GARDE_ASSIGN_OR_RETURN(auto links, d.vault().Contacts(*x.caller, x.params["id"]));
   JsonWriter w;
   w.BeginObject().BeginArray("items");
-  for (const auto& l : links.value()) {
+  for (const auto& l : links) {
     w.BeginObject()
         .String("organisation", l.organisation_id)
         .String("person", l.person_id)
@@ -295,11 +288,10 @@ Status ListContacts(Deployment& d, Exchange& x) {
 
 // A merged id answers 308 to the record it is now part of.
 Status Redirected(Deployment& d, Exchange& x, Status moved) {
-  auto survivor = d.merges().SurvivorOf(x.params["id"]);
-  if (!survivor.ok()) return survivor.status();
-  if (!survivor.value()) return moved;
-  x.reply_headers.emplace_back("Location", "/v1/subjects/" + *survivor.value());
-  return moved.AddExtra("merged_into", *survivor.value());
+  GARDE_ASSIGN_OR_RETURN(auto survivor, d.merges().SurvivorOf(x.params["id"]));
+  if (!survivor) return moved;
+  x.reply_headers.emplace_back("Location", "/v1/subjects/" + *survivor);
+  return moved.AddExtra("merged_into", *survivor);
 }
 
 Status GetSubject(Deployment& d, Exchange& x) {
@@ -314,25 +306,22 @@ Status GetSubject(Deployment& d, Exchange& x) {
 Status PatchSubject(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "subjects.write"));
   GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
-  auto obj = ParseJsonObject(x.body);
-  if (!obj.ok()) return obj.status();
+  GARDE_ASSIGN_OR_RETURN(auto obj, ParseJsonObject(x.body));
   Status problems(Code::kUnprocessable, "the change is not valid; nothing was stored");
-  SubjectChanges changes = ReadChanges(*obj.value(), "", &problems, false);
+  SubjectChanges changes = ReadChanges(*obj, "", &problems, false);
   if (!problems.errors().empty()) return problems;
-  auto view = d.vault().Rectify(*x.caller, x.params["id"], changes);
-  if (!view.ok()) return view.status();
-  x.Json(200, SubjectJson(view.value()));
+  GARDE_ASSIGN_OR_RETURN(auto view, d.vault().Rectify(*x.caller, x.params["id"], changes));
+  x.Json(200, SubjectJson(view));
   return Status::Ok();
 }
 
 Status SearchSubjects(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "subjects.read"));
   GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
-  auto obj = ParseJsonObject(x.body);
-  if (!obj.ok()) return obj.status();
+  GARDE_ASSIGN_OR_RETURN(auto obj, ParseJsonObject(x.body));
   FieldMap criteria;
   Status problems(Code::kUnprocessable, "the search is not valid");
-  for (const auto& [name, value] : *obj.value()) {
+  for (const auto& [name, value] : *obj) {
     FieldValue v = ToFieldValue(value);
     if (v.type == FieldValue::Type::kComposite || v.is_null()) {
       problems.AddError(name, "must be a single value");
@@ -341,12 +330,11 @@ Status SearchSubjects(Deployment& d, Exchange& x) {
     criteria[name] = std::move(v);
   }
   if (!problems.errors().empty()) return problems;
-  auto found = d.vault().Search(*x.caller, x.Header("x-purpose"), criteria);
-  if (!found.ok()) return found.status();
+  GARDE_ASSIGN_OR_RETURN(auto found, d.vault().Search(*x.caller, x.Header("x-purpose"), criteria));
   JsonWriter w;
   w.BeginObject().BeginArray("items");
-  for (const auto& s : found.value()) WriteSubjectJson(w, s);
-  w.EndArray().Int("count", static_cast<int64_t>(found->size())).Null("next_cursor");
+  for (const auto& s : found) WriteSubjectJson(w, s);
+  w.EndArray().Int("count", static_cast<int64_t>(found.size())).Null("next_cursor");
   w.EndObject();
   x.Json(200, w.Take());
   return Status::Ok();
@@ -356,14 +344,13 @@ Status SearchSubjects(Deployment& d, Exchange& x) {
 Status MergeSubject(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "subjects.merge"));
   GARDE_RETURN_IF_ERROR(RequireJsonBody(x));
-  auto obj = ParseJsonObject(x.body);
-  if (!obj.ok()) return obj.status();
+  GARDE_ASSIGN_OR_RETURN(auto obj, ParseJsonObject(x.body));
   Status problems(Code::kUnprocessable, "the merge is not valid; nothing was changed");
-  CheckMembers(*obj.value(), {"into", "prefer"}, "", &problems);
+  CheckMembers(*obj, {"into", "prefer"}, "", &problems);
   MergeRequest request;
-  request.into = ReadString(*obj.value(), "into", "", &problems).value_or("");
-  if (obj.value()->has("prefer")) {
-    const Poco::Dynamic::Var prefer = obj.value()->get("prefer");
+  request.into = ReadString(*obj, "into", "", &problems).value_or("");
+  if (obj->has("prefer")) {
+    const Poco::Dynamic::Var prefer = obj->get("prefer");
     if (!IsJsonObject(prefer)) {
       problems.AddError("prefer", "must be an object of field names to \"merged\" or \"survivor\"");
     } else {
@@ -377,11 +364,10 @@ Status MergeSubject(Deployment& d, Exchange& x) {
     }
   }
   if (!problems.errors().empty()) return problems;
-  auto m = d.merges().Merge(*x.caller, x.params["id"], request);
-  if (!m.ok()) return m.status();
+  GARDE_ASSIGN_OR_RETURN(auto m, d.merges().Merge(*x.caller, x.params["id"], request));
   JsonWriter w;
-  WriteMergeJson(w, m.value());
-  x.reply_headers.emplace_back("Location", "/v1/merges/" + m->id);
+  WriteMergeJson(w, m);
+  x.reply_headers.emplace_back("Location", "/v1/merges/" + m.id);
   x.Json(201, w.Take());
   return Status::Ok();
 }
@@ -392,10 +378,9 @@ Status MergeStep(Deployment& d, Exchange& x, MergeStepFn step) {
   GARDE_RETURN_IF_ERROR(RequireCapability(d, x, "subjects.merge"));
   const std::string id = x.params["id"];
   if (!IsRandomId(id, "mrg_")) return NotFound("no merge " + id);
-  auto m = (d.merges().*step)(*x.caller, id);
-  if (!m.ok()) return m.status();
+  GARDE_ASSIGN_OR_RETURN(auto m, (d.merges().*step)(*x.caller, id));
   JsonWriter w;
-  WriteMergeJson(w, m.value());
+  WriteMergeJson(w, m);
   x.Json(200, w.Take());
   return Status::Ok();
 }
@@ -419,13 +404,13 @@ Status ListDuplicates(Deployment& d, Exchange& x) {
   }
   const size_t limit = PageLimit(x, &invalid);
   if (!invalid.errors().empty()) return invalid;
-  auto pairs = d.vault().Duplicates(*x.caller, after_first, after_second, limit + 1);
-  if (!pairs.ok()) return pairs.status();
-  const bool more = pairs->size() > limit;
-  if (more) pairs->resize(limit);
+  GARDE_ASSIGN_OR_RETURN(auto pairs,
+                         d.vault().Duplicates(*x.caller, after_first, after_second, limit + 1));
+  const bool more = pairs.size() > limit;
+  if (more) pairs.resize(limit);
   JsonWriter w;
   w.BeginObject().BeginArray("items");
-  for (const auto& p : pairs.value()) {
+  for (const auto& p : pairs) {
     w.BeginObject()
         .BeginArray("subjects")
         .String(p.first)
@@ -435,9 +420,9 @@ Status ListDuplicates(Deployment& d, Exchange& x) {
     for (const auto& rule : p.rules) w.String(rule);
     w.EndArray().EndObject();
   }
-  w.EndArray().Int("count", static_cast<int64_t>(pairs->size())).Key("next_cursor");
+  w.EndArray().Int("count", static_cast<int64_t>(pairs.size())).Key("next_cursor");
   if (more) {
-    const std::string c = pairs->back().first + "," + pairs->back().second;
+    const std::string c = pairs.back().first + "," + pairs.back().second;
     w.String(Base64UrlEncode(reinterpret_cast<const uint8_t*>(c.data()), c.size()));
   } else {
     w.Null();

@@ -285,9 +285,10 @@ Result<std::vector<TableCopy>> CopySqliteToPostgres(
     const std::function<void(const std::string& table, int64_t rows)>& progress) {
   if (!InitSodium()) return Unavailable("libsodium cannot be initialised");
   // The schema, created or migrated as a node would.
-  auto schema = PostgresStore::Open({conninfo, true, 1, PostgresOptions::kVaultWriteLock, false});
-  if (!schema.ok()) return schema.status();
-  schema.value().reset();
+  GARDE_ASSIGN_OR_RETURN(
+      auto schema,
+      PostgresStore::Open({conninfo, true, 1, PostgresOptions::kVaultWriteLock, false}));
+  schema.reset();
 
   Sqlite vault, audit;
   for (auto [path, db] : {std::pair{vault_path, &vault}, std::pair{audit_path, &audit}}) {
@@ -310,11 +311,11 @@ Result<std::vector<TableCopy>> CopySqliteToPostgres(
                                 std::to_string(PostgresOptions::kVaultWriteLock) + ")"));
   GARDE_RETURN_IF_ERROR(pg.Exec("SELECT pg_advisory_xact_lock(" +
                                 std::to_string(PostgresOptions::kAuditWriteLock) + ")"));
-  auto used = pg.Count(
-      "SELECT (SELECT COUNT(*) FROM subjects) + (SELECT COUNT(*) FROM api_keys) + "
-      "(SELECT COUNT(*) FROM audit_log)");
-  if (!used.ok()) return used.status();
-  if (used.value() != 0) {
+  GARDE_ASSIGN_OR_RETURN(
+      auto used,
+      pg.Count("SELECT (SELECT COUNT(*) FROM subjects) + (SELECT COUNT(*) FROM api_keys) + "
+               "(SELECT COUNT(*) FROM audit_log)"));
+  if (used != 0) {
     return Conflict(
         "the PostgreSQL database already holds a deployment: migrate into an "
         "empty one");
@@ -342,9 +343,8 @@ Result<std::vector<TableCopy>> CopySqliteToPostgres(
   std::vector<const TableSpec*> specs;
   auto copy_all = [&](sqlite3* src, const auto& tables) -> Status {
     for (const TableSpec& t : tables) {
-      auto c = CopyTable(src, pg, t, progress);
-      if (!c.ok()) return c.status();
-      copies.push_back(std::move(c).value());
+      GARDE_ASSIGN_OR_RETURN(auto c, CopyTable(src, pg, t, progress));
+      copies.push_back(std::move(c));
       specs.push_back(&t);
     }
     return Status::Ok();
@@ -383,9 +383,8 @@ Result<std::vector<TableCopy>> CopySqliteToPostgres(
   // Every table read back, before anything is committed.
   for (size_t i = 0; i < copies.size(); ++i) {
     int64_t rows = 0;
-    auto digest = DigestOnPostgres(pg, *specs[i], &rows);
-    if (!digest.ok()) return digest.status();
-    if (rows != copies[i].rows || digest.value() != copies[i].digest) {
+    GARDE_ASSIGN_OR_RETURN(auto digest, DigestOnPostgres(pg, *specs[i], &rows));
+    if (rows != copies[i].rows || digest != copies[i].digest) {
       return Internal(copies[i].table + " reads back differently from PostgreSQL (" +
                       std::to_string(rows) + " rows for " + std::to_string(copies[i].rows) +
                       "); nothing was committed");

@@ -752,10 +752,9 @@ class PgQuery {
       return conn_.Await();
     }
     GARDE_RETURN_IF_ERROR(conn_.SendHeld());
-    auto name = conn_.Prepared(sql_);
-    if (!name.ok()) return name.status();
+    GARDE_ASSIGN_OR_RETURN(auto name, conn_.Prepared(sql_));
     const Bound b = Bind();
-    res_ = PQexecPrepared(conn_.get(), name.value().c_str(), static_cast<int>(params_.size()),
+    res_ = PQexecPrepared(conn_.get(), name.c_str(), static_cast<int>(params_.size()),
                           b.values.data(), b.lengths.data(), formats_.data(), 1);
     const ExecStatusType st = PQresultStatus(res_);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return Status::Ok();
@@ -821,10 +820,9 @@ class PgQuery {
 
   // Sends the statement into the connection's pipeline.
   Status Dispatch(PgConnection::Check check, PGresult** keep) {
-    auto name = conn_.Prepared(sql_);
-    if (!name.ok()) return name.status();
+    GARDE_ASSIGN_OR_RETURN(auto name, conn_.Prepared(sql_));
     const Bound b = Bind();
-    return conn_.Defer(name.value(), b.values, b.lengths, formats_, check, keep);
+    return conn_.Defer(name, b.values, b.lengths, formats_, check, keep);
   }
 
   PgQuery& Add(std::string v, int format, bool null) {
@@ -1103,9 +1101,8 @@ class PgTx final : public WriteTx {
     }
     PgQuery q(c_, "SELECT garde_index_held($1, $2::bytea[], $3)::int");  // by key (migration 8)
     q.Text(field).Binary(array.Take()).Text(self);
-    auto held = q.FirstInt(0);
-    if (!held.ok()) return held.status();
-    return held.value() != 0;
+    GARDE_ASSIGN_OR_RETURN(auto held, q.FirstInt(0));
+    return held != 0;
   }
   // Whether IndexHeldByOthers may answer later (RunPipelined).
   void set_held_index_deferred(bool deferred) { held_index_deferred_ = deferred; }
@@ -1160,10 +1157,10 @@ class PgTx final : public WriteTx {
 
   Result<std::map<uint32_t, int64_t>> CountByRootKeyVersion() override {
     PgQuery q(c_, "SELECT root_key_version, COUNT(*) FROM subjects GROUP BY root_key_version");
-    auto rows = q.Rows<std::pair<uint32_t, int64_t>>(
-        [](const PgRow& r) { return std::make_pair(static_cast<uint32_t>(r.Int(0)), r.Int(1)); });
-    if (!rows.ok()) return rows.status();
-    return std::map<uint32_t, int64_t>(rows.value().begin(), rows.value().end());
+    GARDE_ASSIGN_OR_RETURN(auto rows, q.Rows<std::pair<uint32_t, int64_t>>([](const PgRow& r) {
+      return std::make_pair(static_cast<uint32_t>(r.Int(0)), r.Int(1));
+    }));
+    return std::map<uint32_t, int64_t>(rows.begin(), rows.end());
   }
 
   Result<int64_t> CountSubjects() override {
@@ -1189,9 +1186,8 @@ class PgTx final : public WriteTx {
     ChangeTail tail;
     {
       PgQuery q(c_, "SELECT value FROM counters WHERE name = 'vault_changes'");
-      auto last = q.FirstInt(0);
-      if (!last.ok()) return last.status();
-      tail.last_seq = last.value();
+      GARDE_ASSIGN_OR_RETURN(auto last, q.FirstInt(0));
+      tail.last_seq = last;
     }
     if (tail.last_seq <= after_seq) return tail;
     if (static_cast<uint64_t>(tail.last_seq - after_seq) > limit) {
@@ -1200,10 +1196,10 @@ class PgTx final : public WriteTx {
     }
     PgQuery q(c_, "SELECT seq, subject_id FROM vault_changes WHERE seq > $1 ORDER BY seq");
     q.Int(after_seq);
-    auto changes = q.Rows<std::pair<int64_t, std::string>>(
-        [](const PgRow& r) { return std::make_pair(r.Int(0), r.Text(1)); });
-    if (!changes.ok()) return changes.status();
-    tail.changes = std::move(changes).value();
+    GARDE_ASSIGN_OR_RETURN(auto changes,
+                           q.Rows<std::pair<int64_t, std::string>>(
+                               [](const PgRow& r) { return std::make_pair(r.Int(0), r.Text(1)); }));
+    tail.changes = std::move(changes);
     tail.complete = !tail.changes.empty() && tail.changes.front().first == after_seq + 1 &&
                     tail.changes.back().first == tail.last_seq;
     return tail;
@@ -1259,10 +1255,10 @@ class PgTx final : public WriteTx {
   Result<std::map<int64_t, std::string>> ImportedRows(const std::string& import_id) override {
     PgQuery q(c_, "SELECT row, subject_id FROM import_rows WHERE import_id = $1");
     q.Text(import_id);
-    auto rows = q.Rows<std::pair<int64_t, std::string>>(
-        [](const PgRow& r) { return std::make_pair(r.Int(0), r.Text(1)); });
-    if (!rows.ok()) return rows.status();
-    return std::map<int64_t, std::string>(rows.value().begin(), rows.value().end());
+    GARDE_ASSIGN_OR_RETURN(auto rows, q.Rows<std::pair<int64_t, std::string>>([](const PgRow& r) {
+      return std::make_pair(r.Int(0), r.Text(1));
+    }));
+    return std::map<int64_t, std::string>(rows.begin(), rows.end());
   }
 
   Status InsertSubject(const SubjectRow& r) override {
@@ -1360,9 +1356,8 @@ class PgTx final : public WriteTx {
   }
 
   Result<bool> PutSnapshotKey(const SnapshotKeyRow& key, int64_t shreds) override {
-    auto now = ShredCount();
-    if (!now.ok()) return now.status();
-    if (now.value() != shreds) return false;
+    GARDE_ASSIGN_OR_RETURN(auto now, ShredCount());
+    if (now != shreds) return false;
     PgQuery q(c_,
               "INSERT INTO snapshot_keys(name, key_id, root_key_version, wrapped_key) "
               "VALUES($1,$2,$3,$4) ON CONFLICT(name) DO UPDATE SET key_id = excluded.key_id, "
@@ -2040,10 +2035,10 @@ class PgTx final : public WriteTx {
 
   Result<std::map<std::string, int64_t>> CountDeliveries() override {
     PgQuery q(c_, "SELECT status, COUNT(*) FROM webhook_deliveries GROUP BY status");
-    auto rows = q.Rows<std::pair<std::string, int64_t>>(
-        [](const PgRow& r) { return std::make_pair(r.Text(0), r.Int(1)); });
-    if (!rows.ok()) return rows.status();
-    return std::map<std::string, int64_t>(rows.value().begin(), rows.value().end());
+    GARDE_ASSIGN_OR_RETURN(auto rows, q.Rows<std::pair<std::string, int64_t>>([](const PgRow& r) {
+      return std::make_pair(r.Text(0), r.Int(1));
+    }));
+    return std::map<std::string, int64_t>(rows.begin(), rows.end());
   }
 
   Status InsertDelivery(const DeliveryRow& r) override {
@@ -2081,9 +2076,8 @@ class PgTx final : public WriteTx {
 
   Result<uint64_t> AuditSize() override {
     PgQuery q(c_, "SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_log");
-    auto n = q.FirstInt(0);
-    if (!n.ok()) return n.status();
-    return static_cast<uint64_t>(n.value());
+    GARDE_ASSIGN_OR_RETURN(auto n, q.FirstInt(0));
+    return static_cast<uint64_t>(n);
   }
 
   Result<Bytes> AuditNode(unsigned level, uint64_t index) override {
@@ -2505,9 +2499,8 @@ Status PostgresStore::AskPeers(PeerEvent event, std::chrono::milliseconds limit)
   const std::string token = RandomId("ask_");
   std::set<std::string> others;
   {
-    auto conn = Acquire();
-    if (!conn.ok()) return conn.status();
-    PgQuery nodes(*conn.value(),
+    GARDE_ASSIGN_OR_RETURN(auto conn, Acquire());
+    PgQuery nodes(*conn,
                   "SELECT substr(application_name, 12) FROM pg_stat_activity "
                   "WHERE datname = current_database() AND application_name LIKE 'garde-node %'");
     auto names = nodes.Texts();
@@ -2519,9 +2512,9 @@ Status PostgresStore::AskPeers(PeerEvent event, std::chrono::milliseconds limit)
         MutexLock lock(&peers_mu_);
         awaiting_[token] = others;  // before asking: an answer may come at once
       }
-      s = NotifyPeers(*conn.value(), node_id_ + " ask " + PeerEventName(event) + " " + token);
+      s = NotifyPeers(*conn, node_id_ + " ask " + PeerEventName(event) + " " + token);
     }
-    Release(std::move(conn).value());
+    Release(std::move(conn));
     if (!s.ok() || others.empty()) {
       MutexLock lock(&peers_mu_);
       awaiting_.erase(token);
@@ -2627,23 +2620,21 @@ void PostgresStore::ListenLoop() {
 
 Result<std::unique_ptr<PostgresStore>> PostgresStore::Open(const PostgresOptions& options) {
   std::unique_ptr<PostgresStore> store(new PostgresStore(options));  // private constructor
-  auto conn = Connect(options);
-  if (!conn.ok()) return conn.status();
-  PgConnection& c = *conn.value();
+  GARDE_ASSIGN_OR_RETURN(auto conn, Connect(options));
+  PgConnection& c = *conn;
   GARDE_RETURN_IF_ERROR(c.Exec(kMigrationLock));
   Status s = [&]() -> Status {
     GARDE_RETURN_IF_ERROR(
         c.Exec("CREATE TABLE IF NOT EXISTS garde_schema_migrations(version BIGINT PRIMARY KEY, "
                "applied_at BIGINT NOT NULL)"));
     PgQuery current_q(c, "SELECT COALESCE(MAX(version), 0) FROM garde_schema_migrations");
-    auto current = current_q.FirstInt(0);
-    if (!current.ok()) return current.status();
+    GARDE_ASSIGN_OR_RETURN(auto current, current_q.FirstInt(0));
     const auto known = static_cast<int64_t>(std::size(kPgMigrations));
-    if (current.value() > known) {
-      return Unavailable("database schema version " + std::to_string(current.value()) +
+    if (current > known) {
+      return Unavailable("database schema version " + std::to_string(current) +
                          " is newer than this garde (" + std::to_string(known) + ")");
     }
-    for (int64_t v = current.value() + 1; v <= known; ++v) {
+    for (int64_t v = current + 1; v <= known; ++v) {
       GARDE_RETURN_IF_ERROR(c.Exec("BEGIN"));
       Status m = c.Exec(WithCollation(kPgMigrations[v - 1]));
       if (m.ok()) {
@@ -2677,7 +2668,7 @@ Result<std::unique_ptr<PostgresStore>> PostgresStore::Open(const PostgresOptions
               "before the next one starts");
     }
   }
-  store->Release(std::move(conn).value());
+  store->Release(std::move(conn));
   if (options.follow_changes) {
     PostgresStore* self = store.get();
     store->listener_ = std::thread([self] { self->ListenLoop(); });
@@ -2719,9 +2710,8 @@ void PostgresStore::Release(std::unique_ptr<PgConnection> conn) {
 }
 
 Status PostgresStore::Read(const std::function<Status(ReadTx&)>& fn) {
-  auto conn = Acquire();
-  if (!conn.ok()) return conn.status();
-  PgConnection& c = *conn.value();
+  GARDE_ASSIGN_OR_RETURN(auto conn, Acquire());
+  PgConnection& c = *conn;
   Status s = c.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
   if (s.ok()) {
     PgTx tx(c);
@@ -2732,7 +2722,7 @@ Status PostgresStore::Read(const std::function<Status(ReadTx&)>& fn) {
     }
     c.Exec("COMMIT").IgnoreError();  // read-only: nothing to lose
   }
-  Release(std::move(conn).value());
+  Release(std::move(conn));
   return s;
 }
 

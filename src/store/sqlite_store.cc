@@ -1035,10 +1035,10 @@ class SqliteTx final : public WriteTx {
     Query q(c_, std::string("SELECT ") + kConfirmationColumns +
                     " FROM consent_confirmations WHERE id = ?");
     q.Text(id);
-    auto rows = q.Rows<ConsentConfirmationRow>([&] { return ConfirmationFrom(q); });
-    if (!rows.ok()) return rows.status();
-    if (rows.value().empty()) return std::optional<ConsentConfirmationRow>();
-    return std::optional<ConsentConfirmationRow>(std::move(rows.value().front()));
+    GARDE_ASSIGN_OR_RETURN(auto rows,
+                           q.Rows<ConsentConfirmationRow>([&] { return ConfirmationFrom(q); }));
+    if (rows.empty()) return std::optional<ConsentConfirmationRow>();
+    return std::optional<ConsentConfirmationRow>(std::move(rows.front()));
   }
 
   Result<std::vector<ConsentConfirmationRow>> PendingConfirmationsOf(
@@ -1135,9 +1135,8 @@ class SqliteTx final : public WriteTx {
     ChangeTail tail;
     {
       Query q(c_, "SELECT seq FROM sqlite_sequence WHERE name = 'vault_changes'");
-      auto last = q.FirstInt(0);
-      if (!last.ok()) return last.status();
-      tail.last_seq = last.value();
+      GARDE_ASSIGN_OR_RETURN(auto last, q.FirstInt(0));
+      tail.last_seq = last;
     }
     if (tail.last_seq <= after_seq) return tail;
     if (static_cast<uint64_t>(tail.last_seq - after_seq) > limit) {
@@ -1146,10 +1145,10 @@ class SqliteTx final : public WriteTx {
     }
     Query q(c_, "SELECT seq, subject_id FROM vault_changes WHERE seq > ? ORDER BY seq");
     q.Int(after_seq);
-    auto changes = q.Rows<std::pair<int64_t, std::string>>(
-        [&] { return std::make_pair(q.ColInt(0), q.ColText(1)); });
-    if (!changes.ok()) return changes.status();
-    tail.changes = std::move(changes).value();
+    GARDE_ASSIGN_OR_RETURN(auto changes, q.Rows<std::pair<int64_t, std::string>>([&] {
+      return std::make_pair(q.ColInt(0), q.ColText(1));
+    }));
+    tail.changes = std::move(changes);
     // Numbers have no gaps: a missing first one was trimmed before this reader saw it.
     tail.complete = !tail.changes.empty() && tail.changes.front().first == after_seq + 1 &&
                     tail.changes.back().first == tail.last_seq;
@@ -1236,10 +1235,9 @@ class SqliteTx final : public WriteTx {
             "SELECT seq, id, started_at, at, finished_at, dry_run, cursor, report "
             "FROM retention_runs WHERE id = ?");
     q.Text(id);
-    auto rows = q.Rows<RetentionRunRow>([&] { return RunFrom(q); });
-    if (!rows.ok()) return rows.status();
-    if (rows.value().empty()) return std::optional<RetentionRunRow>();
-    return std::optional<RetentionRunRow>(std::move(rows.value().front()));
+    GARDE_ASSIGN_OR_RETURN(auto rows, q.Rows<RetentionRunRow>([&] { return RunFrom(q); }));
+    if (rows.empty()) return std::optional<RetentionRunRow>();
+    return std::optional<RetentionRunRow>(std::move(rows.front()));
   }
 
   Result<std::vector<PendingAuditRow>> ListPendingAudit(int64_t after_id, size_t limit) override {
@@ -1297,9 +1295,8 @@ class SqliteTx final : public WriteTx {
   Result<int64_t> WebhookMark(const std::string& endpoint) override {
     Query q(c_, "SELECT outbox_seq FROM webhook_marks WHERE endpoint = ?");
     q.Text(endpoint);
-    auto rows = q.Rows<int64_t>([&] { return q.ColInt(0); });
-    if (!rows.ok()) return rows.status();
-    return rows.value().empty() ? int64_t{0} : rows.value().front();
+    GARDE_ASSIGN_OR_RETURN(auto rows, q.Rows<int64_t>([&] { return q.ColInt(0); }));
+    return rows.empty() ? int64_t{0} : rows.front();
   }
 
   Result<std::vector<DeliveryRow>> DueDeliveries(int64_t now, size_t limit) override {
@@ -1329,10 +1326,9 @@ class SqliteTx final : public WriteTx {
     Query q(c_,
             std::string("SELECT ") + kDeliveryColumns + " FROM webhook_deliveries WHERE id = ?");
     q.Int(id);
-    auto rows = q.Rows<DeliveryRow>([&] { return DeliveryFrom(q); });
-    if (!rows.ok()) return rows.status();
-    if (rows.value().empty()) return std::optional<DeliveryRow>();
-    return std::optional<DeliveryRow>(std::move(rows.value().front()));
+    GARDE_ASSIGN_OR_RETURN(auto rows, q.Rows<DeliveryRow>([&] { return DeliveryFrom(q); }));
+    if (rows.empty()) return std::optional<DeliveryRow>();
+    return std::optional<DeliveryRow>(std::move(rows.front()));
   }
 
   static constexpr const char* kIncidentColumns =
@@ -1357,10 +1353,9 @@ class SqliteTx final : public WriteTx {
   Result<std::optional<IncidentRow>> GetIncident(const std::string& id) override {
     Query q(c_, std::string("SELECT ") + kIncidentColumns + " FROM incidents WHERE id = ?");
     q.Text(id);
-    auto rows = q.Rows<IncidentRow>([&] { return IncidentFrom(q); });
-    if (!rows.ok()) return rows.status();
-    if (rows.value().empty()) return std::optional<IncidentRow>();
-    return std::optional<IncidentRow>(std::move(rows.value().front()));
+    GARDE_ASSIGN_OR_RETURN(auto rows, q.Rows<IncidentRow>([&] { return IncidentFrom(q); }));
+    if (rows.empty()) return std::optional<IncidentRow>();
+    return std::optional<IncidentRow>(std::move(rows.front()));
   }
 
   Result<std::vector<IncidentRow>> ListIncidents() override {
@@ -1411,10 +1406,9 @@ class SqliteTx final : public WriteTx {
             "SELECT name, definition, created_by, created_at, updated_at FROM segments "
             "WHERE name = ?");
     q.Text(name);
-    auto rows = q.Rows<SegmentRow>([&] { return SegmentFrom(q); });
-    if (!rows.ok()) return rows.status();
-    if (rows.value().empty()) return std::optional<SegmentRow>();
-    return std::optional<SegmentRow>(std::move(rows.value().front()));
+    GARDE_ASSIGN_OR_RETURN(auto rows, q.Rows<SegmentRow>([&] { return SegmentFrom(q); }));
+    if (rows.empty()) return std::optional<SegmentRow>();
+    return std::optional<SegmentRow>(std::move(rows.front()));
   }
 
   Result<std::vector<SegmentRow>> ListSegments() override {
@@ -1451,10 +1445,9 @@ class SqliteTx final : public WriteTx {
   Result<std::optional<MergeRow>> GetMerge(const std::string& id) override {
     Query q(c_, std::string(kMergeSelect) + "WHERE id = ?");
     q.Text(id);
-    auto rows = q.Rows<MergeRow>([&] { return MergeFrom(q); });
-    if (!rows.ok()) return rows.status();
-    if (rows.value().empty()) return std::optional<MergeRow>();
-    return std::optional<MergeRow>(std::move(rows.value().front()));
+    GARDE_ASSIGN_OR_RETURN(auto rows, q.Rows<MergeRow>([&] { return MergeFrom(q); }));
+    if (rows.empty()) return std::optional<MergeRow>();
+    return std::optional<MergeRow>(std::move(rows.front()));
   }
 
   Result<std::vector<MergeRow>> MergesOf(const std::string& merged_id) override {
@@ -1779,9 +1772,8 @@ class SqliteTx final : public WriteTx {
   }
 
   Result<bool> PutSnapshotKey(const SnapshotKeyRow& key, int64_t shreds) override {
-    auto now = ShredCount();
-    if (!now.ok()) return now.status();
-    if (now.value() != shreds) return false;
+    GARDE_ASSIGN_OR_RETURN(auto now, ShredCount());
+    if (now != shreds) return false;
     Query q(c_,
             "INSERT OR REPLACE INTO snapshot_keys(name, key_id, root_key_version, wrapped_key) "
             "VALUES(?, ?, ?, ?)");
@@ -1854,12 +1846,11 @@ class SqliteTx final : public WriteTx {
   Status AppendAuditSubjectRun(std::vector<std::pair<std::string, uint64_t>> postings) override {
     if (postings.empty()) return Status::Ok();
     std::sort(postings.begin(), postings.end());
-    auto run = NextAuditRun();
-    if (!run.ok()) return run.status();
+    GARDE_ASSIGN_OR_RETURN(auto run, NextAuditRun());
     const auto entries = static_cast<int64_t>(postings.size());
-    GARDE_RETURN_IF_ERROR(InsertRun(run.value(), AuditRunLevel(entries), entries));
+    GARDE_RETURN_IF_ERROR(InsertRun(run, AuditRunLevel(entries), entries));
     for (const auto& [subject, seq] : postings) {
-      GARDE_RETURN_IF_ERROR(InsertPosting(run.value(), subject, static_cast<int64_t>(seq)));
+      GARDE_RETURN_IF_ERROR(InsertPosting(run, subject, static_cast<int64_t>(seq)));
     }
     return Status::Ok();
   }
@@ -2309,9 +2300,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& opti
   static std::once_flag configured;
   std::call_once(configured, [] { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
   std::unique_ptr<SqliteStore> store(new SqliteStore(options));  // private constructor
-  auto conn = store->Connect();
-  if (!conn.ok()) return conn.status();
-  SqliteConnection& c = *conn.value();
+  GARDE_ASSIGN_OR_RETURN(auto conn, store->Connect());
+  SqliteConnection& c = *conn;
   GARDE_RETURN_IF_ERROR(c.Exec("BEGIN IMMEDIATE"));
   GARDE_RETURN_IF_ERROR(
       c.Exec("CREATE TABLE IF NOT EXISTS schema_migrations(version INTEGER PRIMARY KEY, "
@@ -2348,9 +2338,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& opti
     // Batches commit without SQLite's own sync and then fsync the WAL here. SQLite syncs the
     // directory of a WAL it created with its first sync, which it no longer does: this does.
     FileSystem& fs = options.file_system ? *options.file_system : PosixFileSystem();
-    auto wal = fs.Open(options.path + "-wal", FileSystem::Mode::kRead);
-    if (!wal.ok()) return wal.status();
-    store->wal_ = std::move(wal).value();
+    GARDE_ASSIGN_OR_RETURN(auto wal, fs.Open(options.path + "-wal", FileSystem::Mode::kRead));
+    store->wal_ = std::move(wal);
     GARDE_RETURN_IF_ERROR(SyncDirectoryOf(options.path));
   }
   store->schema_version_ = known;
@@ -2358,15 +2347,14 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& opti
     MutexLock lock(&store->mu_);  // no other thread has the store yet
     store->open_connections_ = 1;
   }
-  store->Release(std::move(conn).value());
+  store->Release(std::move(conn));
   return store;
 }
 
 Status SqliteStore::ImportLegacyAudit(const std::string& vault_path) {
   if (options_.schema != SqliteSchema::kAudit) return Internal("not an audit database");
-  auto conn = Acquire();
-  if (!conn.ok()) return conn.status();
-  SqliteConnection& c = *conn.value();
+  GARDE_ASSIGN_OR_RETURN(auto conn, Acquire());
+  SqliteConnection& c = *conn;
   auto run = [&]() -> Status {
     {
       // Not COUNT(*): that reads the whole log, at every start.
@@ -2414,7 +2402,7 @@ Status SqliteStore::ImportLegacyAudit(const std::string& vault_path) {
     return s;
   };
   Status s = run();
-  Release(std::move(conn).value());
+  Release(std::move(conn));
   return s;
 }
 
@@ -2455,16 +2443,15 @@ void SqliteStore::Release(std::unique_ptr<SqliteConnection> conn) {
 }
 
 Status SqliteStore::Read(const std::function<Status(ReadTx&)>& fn) {
-  auto conn = Acquire();
-  if (!conn.ok()) return conn.status();
-  SqliteConnection& c = *conn.value();
+  GARDE_ASSIGN_OR_RETURN(auto conn, Acquire());
+  SqliteConnection& c = *conn;
   Status s = c.Run("BEGIN");
   if (s.ok()) {
     SqliteTx tx(c);
     s = fn(tx);
     c.Run("COMMIT").IgnoreError();  // read-only: nothing to lose
   }
-  Release(std::move(conn).value());
+  Release(std::move(conn));
   return s;
 }
 
@@ -2612,21 +2599,19 @@ uint64_t SqliteStore::ChangeEpoch() {
 }
 
 Status SqliteStore::CopyTo(const std::string& path) {
-  auto conn = Acquire();
-  if (!conn.ok()) return conn.status();
+  GARDE_ASSIGN_OR_RETURN(auto conn, Acquire());
   sqlite3_stmt* stmt = nullptr;
   Status s = Status::Ok();
-  if (sqlite3_prepare_v2(conn.value()->db(), "VACUUM INTO ?", -1, &stmt, nullptr) != SQLITE_OK) {
-    s = Unavailable(std::string("cannot copy the database: ") + sqlite3_errmsg(conn.value()->db()));
+  if (sqlite3_prepare_v2(conn->db(), "VACUUM INTO ?", -1, &stmt, nullptr) != SQLITE_OK) {
+    s = Unavailable(std::string("cannot copy the database: ") + sqlite3_errmsg(conn->db()));
   } else {
     sqlite3_bind_text(stmt, 1, path.c_str(), static_cast<int>(path.size()), SQLITE_TRANSIENT);
     if (sqlite3_step(stmt) != SQLITE_DONE) {
-      s = Unavailable(std::string("cannot copy the database: ") +
-                      sqlite3_errmsg(conn.value()->db()));
+      s = Unavailable(std::string("cannot copy the database: ") + sqlite3_errmsg(conn->db()));
     }
     sqlite3_finalize(stmt);
   }
-  Release(std::move(conn).value());
+  Release(std::move(conn));
   return s;
 }
 

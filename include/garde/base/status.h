@@ -1,8 +1,7 @@
 // Status and Result<T>: expected failures travel as values, not exceptions.
 //
-//   Result<Subject> r = vault.Read(caller, id, activity);
-//   if (!r.ok()) return r.status();
-//   Use(r.value());
+//   GARDE_ASSIGN_OR_RETURN(Subject s, vault.Read(caller, id, activity));
+//   Use(s);                                    // or, keeping the Result: if (!r.ok()) ...
 //
 // Each Code maps to one HTTP status and one problem+json type (see http/problem.h).
 #pragma once
@@ -116,5 +115,15 @@ class [[nodiscard]] Result {
     ::garde::Status var = (expr);             \
     if (!var.ok()) return var;                \
   } while (0)
+
+// Declares `lhs` from the value of the Result `expr`, or returns its status from the enclosing
+// function:   GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(id));   // row: the value itself
+// Several statements: a declaration, not usable as the body of an unbraced `if`.
+#define GARDE_ASSIGN_OR_RETURN(lhs, ...) \
+  GARDE_ASSIGN_OR_RETURN_IMPL(GARDE_CONCAT(garde_result_, __LINE__), lhs, __VA_ARGS__)
+#define GARDE_ASSIGN_OR_RETURN_IMPL(result, lhs, ...) \
+  auto result = (__VA_ARGS__);                        \
+  if (!result.ok()) return result.status();           \
+  lhs = std::move(result).value()
 
 }  // namespace garde

@@ -110,9 +110,8 @@ class SubjectCache {
     constexpr size_t kPage = 1000;
     int64_t subjects = 0;
     GARDE_RETURN_IF_ERROR(store.Read([&](ReadTx& tx) -> Status {
-      auto n = tx.CountSubjects();
-      if (!n.ok()) return n.status();
-      subjects = n.value();
+      GARDE_ASSIGN_OR_RETURN(auto n, tx.CountSubjects());
+      subjects = n;
       return Status::Ok();
     }));
     if (static_cast<size_t>(subjects) > core_.capacity()) return size_t{0};
@@ -121,18 +120,15 @@ class SubjectCache {
     bool more = true;
     while (more) {
       GARDE_RETURN_IF_ERROR(store.Read([&](ReadTx& tx) -> Status {
-        auto position = Sync(tx);
-        if (!position.ok()) return position.status();
-        auto rows = tx.ScanSubjects(after, kPage);
-        if (!rows.ok()) return rows.status();
-        const auto& page = rows.value();
+        GARDE_ASSIGN_OR_RETURN(auto position, Sync(tx));
+        GARDE_ASSIGN_OR_RETURN(auto rows, tx.ScanSubjects(after, kPage));
+        const auto& page = rows;
         more = page.size() == kPage;
         if (page.empty()) return Status::Ok();
-        auto values = load_page(tx, page);
-        if (!values.ok()) return values.status();
+        GARDE_ASSIGN_OR_RETURN(auto values, load_page(tx, page));
         for (size_t i = 0; i < page.size(); ++i) {
-          if (values.value()[i] == nullptr) continue;
-          Keep(std::min(position.value(), read_at), page[i].id, values.value()[i]);
+          if (values[i] == nullptr) continue;
+          Keep(std::min(position, read_at), page[i].id, values[i]);
         }
         after = page.back().id;
         loaded += page.size();

@@ -689,9 +689,8 @@ class WriteTx : public ReadTx,
                                          const std::vector<Bytes>& digests,
                                          const std::string& self) {
     for (const Bytes& digest : digests) {
-      auto ids = FindByIndex(field, digest);
-      if (!ids.ok()) return ids.status();
-      for (const auto& id : ids.value()) {
+      GARDE_ASSIGN_OR_RETURN(auto ids, FindByIndex(field, digest));
+      for (const auto& id : ids) {
         if (id != self) return true;
       }
     }

@@ -31,8 +31,41 @@ namespace {
 
 constexpr size_t kAuditPage = 1000;
 
-bool IsOpen(const std::string& status) {
-  return status == "received" || status == "verified" || status == "in_progress";
+bool IsOpenStatus(const std::string& status) {
+  const auto state = ParseRequestState(status);
+  return state && IsOpen(*state);
+}
+
+using S = RequestState;
+using Step = RequestStep;
+// The lifecycle (SPEC §2.5): each step, the state it may start from, and where it leads. A
+// step from any other state is refused.
+struct Move {
+  RequestStep step;
+  RequestState from, to;
+};
+constexpr Move kLifecycle[] = {
+    {Step::kVerify, S::kReceived, S::kVerified},
+    {Step::kStart, S::kVerified, S::kInProgress},
+    {Step::kExtend, S::kReceived, S::kReceived},
+    {Step::kExtend, S::kVerified, S::kVerified},
+    {Step::kExtend, S::kInProgress, S::kInProgress},
+    {Step::kReject, S::kReceived, S::kRejected},
+    {Step::kReject, S::kVerified, S::kRejected},
+    {Step::kReject, S::kInProgress, S::kRejected},
+    {Step::kComplete, S::kVerified, S::kCompleted},
+    {Step::kComplete, S::kInProgress, S::kCompleted},
+};
+constexpr const char* kStateNames[] = {"received", "verified", "in_progress", "completed",
+                                       "rejected"};
+
+// Why `step` is refused from `from`.
+std::string Refusal(RequestState from, RequestStep step) {
+  if (from == S::kReceived) return "verify the requester's identity first";
+  const std::string state = NameOf(from);
+  if (step == Step::kVerify) return "the request is " + state + ", not awaiting verification";
+  if (step == Step::kExtend) return "the request is " + state + "; it cannot be extended";
+  return "the request is " + state + (IsOpen(from) ? "" : " already");
 }
 
 std::string Sha256Hex(std::string_view data) {
@@ -68,6 +101,28 @@ std::pair<std::string, std::string> SplitRetention(const std::string& retention)
 
 }  // namespace
 
+const char* NameOf(RequestState state) { return kStateNames[static_cast<int>(state)]; }
+
+std::optional<RequestState> ParseRequestState(std::string_view name) {
+  for (int i = 0; i < static_cast<int>(std::size(kStateNames)); ++i) {
+    if (name == kStateNames[i]) return static_cast<RequestState>(i);
+  }
+  return std::nullopt;
+}
+
+bool IsOpen(RequestState state) {
+  return state == S::kReceived || state == S::kVerified || state == S::kInProgress;
+}
+
+Result<RequestState> Transition(std::string_view from, RequestStep step) {
+  const auto state = ParseRequestState(from);
+  if (!state) return Damaged("a request in the unknown state '" + std::string(from) + "'");
+  for (const Move& m : kLifecycle) {
+    if (m.step == step && m.from == *state) return m.to;
+  }
+  return Conflict(Refusal(*state, step));
+}
+
 Result<std::vector<Jurisdiction>> ParseJurisdictions(const std::string& spec) {
   std::vector<Jurisdiction> out;
   size_t start = 0;
@@ -97,7 +152,7 @@ std::optional<int64_t> DueAt(int64_t received_at, const Jurisdiction& j) {
 
 Result<int64_t> ExtendedDue(const RequestRow& r, const Jurisdiction& j, const std::string& by,
                             int64_t now) {
-  if (!IsOpen(r.status)) return Conflict("the request is " + r.status + "; it cannot be extended");
+  GARDE_RETURN_IF_ERROR(Transition(r.status, RequestStep::kExtend).status());
   if (r.extended)
     return Conflict("the request was extended already; only one extension is allowed");
   if (now >= r.due_at) {
@@ -196,7 +251,7 @@ void WriteRequestJson(JsonWriter& w, const RequestView& v, int64_t now) {
   time_or_null(r.verified_at);
   w.String("due_at", FormatRfc3339(r.due_at))
       .Bool("extended", r.extended)
-      .Bool("overdue", IsOpen(r.status) && now > r.due_at)
+      .Bool("overdue", IsOpenStatus(r.status) && now > r.due_at)
       .Key("completed_at");
   time_or_null(r.completed_at);
   w.String("opened_by", r.opened_by).StringOrNull("verification", r.verification);
@@ -334,7 +389,7 @@ Result<RequestView> RequestDesk::Open(const Caller& caller, const NewRequest& in
   // every newsletter, easily forwarded) proves nothing about who holds it now. A customer's
   // request is confirmed through a fresh, single-use link sent to the contact on file (the
   // notice below), an operator's through the link it sends or an officer's check.
-  row.status = "received";
+  row.status = NameOf(RequestState::kReceived);
   Texts texts;
   texts.note = in.note;
   texts.purposes = in.purposes;
@@ -480,17 +535,15 @@ Result<RequestView> RequestDesk::Verify(const Caller& caller, const std::string&
     return Status(Code::kUnprocessable, "the note is too long")
         .AddError("note", "at most 4000 bytes");
   }
-  return Step(caller, id, "request.verify",
-              [&](WriteTx&, RequestRow& r, SubjectRow&, Texts& t) -> Status {
-                if (r.status != "received") {
-                  return Conflict("the request is " + r.status + ", not awaiting verification");
-                }
-                r.status = "verified";
-                r.verification = "officer";
-                r.verified_at = d_.clock.Now();
-                t.verification_note = note;
-                return Status::Ok();
-              });
+  return Step(
+      caller, id, "request.verify", [&](WriteTx&, RequestRow& r, SubjectRow&, Texts& t) -> Status {
+        GARDE_ASSIGN_OR_RETURN(const RequestState next, Transition(r.status, RequestStep::kVerify));
+        r.status = NameOf(next);
+        r.verification = "officer";
+        r.verified_at = d_.clock.Now();
+        t.verification_note = note;
+        return Status::Ok();
+      });
 }
 
 Result<RequestView> RequestDesk::VerifyByLink(const SubjectTokenClaims& claims,
@@ -499,10 +552,9 @@ Result<RequestView> RequestDesk::VerifyByLink(const SubjectTokenClaims& claims,
   // Single use: the link only ever moves its request from received to verified.
   return Step(subject, claims.scope, "request.verify",
               [&](WriteTx&, RequestRow& r, SubjectRow&, Texts&) -> Status {
-                if (r.status != "received") {
-                  return Conflict("this request is already confirmed");
-                }
-                r.status = "verified";
+                auto next = Transition(r.status, RequestStep::kVerify);
+                if (!next.ok()) return Conflict("this request is already confirmed");
+                r.status = NameOf(*next);
                 r.verification = "subject_link";
                 r.verified_at = d_.clock.Now();
                 return Status::Ok();
@@ -510,15 +562,12 @@ Result<RequestView> RequestDesk::VerifyByLink(const SubjectTokenClaims& claims,
 }
 
 Result<RequestView> RequestDesk::Start(const Caller& caller, const std::string& id) {
-  return Step(caller, id, "request.start",
-              [&](WriteTx&, RequestRow& r, SubjectRow&, Texts&) -> Status {
-                if (r.status != "verified") {
-                  return Conflict(r.status == "received" ? "verify the requester's identity first"
-                                                         : "the request is " + r.status);
-                }
-                r.status = "in_progress";
-                return Status::Ok();
-              });
+  return Step(
+      caller, id, "request.start", [&](WriteTx&, RequestRow& r, SubjectRow&, Texts&) -> Status {
+        GARDE_ASSIGN_OR_RETURN(const RequestState next, Transition(r.status, RequestStep::kStart));
+        r.status = NameOf(next);
+        return Status::Ok();
+      });
 }
 
 Result<RequestView> RequestDesk::Extend(const Caller& caller, const std::string& id,
@@ -551,8 +600,9 @@ Result<RequestView> RequestDesk::Reject(const Caller& caller, const std::string&
   }
   return Step(caller, id, "request.reject",
               [&](WriteTx& tx, RequestRow& r, SubjectRow&, Texts& t) -> Status {
-                if (!IsOpen(r.status)) return Conflict("the request is " + r.status + " already");
-                r.status = "rejected";
+                GARDE_ASSIGN_OR_RETURN(const RequestState next,
+                                       Transition(r.status, RequestStep::kReject));
+                r.status = NameOf(next);
                 r.completed_at = d_.clock.Now();
                 t.rejection_reason = reason;
                 r.result = "{\"rejected\":true}";
@@ -565,7 +615,7 @@ Result<RequestView> RequestDesk::Reject(const Caller& caller, const std::string&
 Result<RequestView> RequestDesk::Lift(const Caller& caller, const std::string& id) {
   return Step(
       caller, id, "request.lift", [&](WriteTx& tx, RequestRow& r, SubjectRow& s, Texts&) -> Status {
-        if (r.type != "restriction" || r.status != "completed") {
+        if (r.type != "restriction" || r.status != NameOf(RequestState::kCompleted)) {
           return Conflict("only a completed restriction request can be lifted");
         }
         if (s.status != "restricted") return Conflict("the subject is not restricted");
@@ -604,12 +654,12 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
       caller, id, "request.complete",
       [&](WriteTx& tx, RequestRow& r, SubjectRow& s, Texts& t) -> Status {
         tombstones = {};
-        if (r.status == "received") return Conflict("verify the requester's identity first");
+        GARDE_ASSIGN_OR_RETURN(const RequestState next,
+                               Transition(r.status, RequestStep::kComplete));
         if (given && r.type != "rectification") {
           return Status(Code::kUnprocessable, "only a rectification carries changes")
               .AddError("changes", "not allowed for a " + r.type + " request");
         }
-        if (!IsOpen(r.status)) return Conflict("the request is " + r.status + " already");
         if (s.status == "erased")
           return Conflict("the subject has been erased; nothing is left to do");
         const int64_t now = d_.clock.Now();
@@ -697,7 +747,7 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
           }
           result.EndArray().Bool("contacts_suppressed", marketing).EndObject();
         }
-        r.status = "completed";
+        r.status = NameOf(next);
         r.completed_at = now;
         r.result = result.Take();
         // The answer, and for access and portability the only link that downloads the package.
@@ -1179,7 +1229,7 @@ Result<std::string> RequestDesk::Package(const Caller& caller, const std::string
     if (row.type != "access" && row.type != "portability") {
       return Conflict("a " + row.type + " request has no package");
     }
-    if (row.status == "completed") {
+    if (row.status == NameOf(RequestState::kCompleted)) {
       if (row.package.empty() || subject.wrapped_dek.empty()) {
         return Conflict("the package was destroyed with the subject's data");
       }
@@ -1189,10 +1239,8 @@ Result<std::string> RequestDesk::Package(const Caller& caller, const std::string
       return Status::Ok();
     }
     if (caller.is_subject()) return Conflict("the package is not ready yet");
-    if (row.status != "verified" && row.status != "in_progress") {
-      return Conflict(row.status == "received" ? "verify the requester's identity first"
-                                               : "the request is " + row.status);
-    }
+    // A preview for officers while the request could be completed.
+    GARDE_RETURN_IF_ERROR(Transition(row.status, RequestStep::kComplete).status());
     GARDE_RETURN_IF_ERROR(RefuseGone(subject));
     GARDE_RETURN_IF_ERROR(imported);
     GARDE_ASSIGN_OR_RETURN(auto built, BuildPackage(tx, *policies, row, subject));

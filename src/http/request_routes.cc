@@ -231,7 +231,7 @@ Status GetRequest(Deployment& d, Exchange& x) {
 }
 
 // POST /v1/requests/{id}:verb with an optional JSON body of text members.
-Status RequestStep(Deployment& d, Exchange& x, const std::string& verb) {
+Status StepRequest(Deployment& d, Exchange& x, const std::string& verb) {
   GARDE_RETURN_IF_ERROR(Authenticate(d, x));
   GARDE_ASSIGN_OR_RETURN(auto obj, StepBody(x));
   const auto& body = *obj;
@@ -303,7 +303,7 @@ void AddRequestRoutes(Router& router, Deployment& d) {
   for (const char* verb : {"verify", "start", "extend", "reject", "complete", "lift"}) {
     const std::string v = verb;
     router.Add("POST", "/v1/requests/{id}:" + v,
-               [&d, v](Exchange& x) { return RequestStep(d, x, v); });
+               [&d, v](Exchange& x) { return StepRequest(d, x, v); });
   }
   router.Add("GET", "/v1/requests/{id}/package", [&d](Exchange& x) { return GetPackage(d, x); });
 }

@@ -16,6 +16,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "garde/base/clock.h"
@@ -31,6 +32,17 @@ namespace garde {
 inline constexpr const char* kRequestTypes[] = {"access",  "portability", "rectification",
                                                 "erasure", "restriction", "objection"};
 inline constexpr const char* kOpenStatuses[] = {"received", "verified", "in_progress"};
+
+// The lifecycle as one table (subject_requests.cc): the state each step leads to from each
+// state, or the refusal (409) it meets there. States are stored and shown by their names.
+enum class RequestState { kReceived, kVerified, kInProgress, kCompleted, kRejected };
+enum class RequestStep { kVerify, kStart, kExtend, kReject, kComplete };
+const char* NameOf(RequestState state);
+std::optional<RequestState> ParseRequestState(std::string_view name);
+bool IsOpen(RequestState state);
+// The state `step` leads to from the stored status `from`: a Conflict naming why not, or
+// Damaged when `from` is no state of the lifecycle.
+Result<RequestState> Transition(std::string_view from, RequestStep step);
 
 // How long a controller has to answer, per jurisdiction.
 struct Jurisdiction {

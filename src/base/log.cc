@@ -8,8 +8,21 @@
 #include <ctime>
 
 namespace garde {
+namespace {
+
+// spdlog's registry is a function-local static inside libspdlog, whose guard ThreadSanitizer
+// cannot see (the library is not instrumented): a process's first two log lines, written by
+// two threads at once, looked like a race on it. Creating it under a guard of our own orders
+// every later use after its construction.
+void EnsureRegistry() {
+  static const bool created = spdlog::default_logger_raw() != nullptr;
+  (void)created;
+}
+
+}  // namespace
 
 void SetUpLogging(const std::string& level, const std::string& file) {
+  EnsureRegistry();
   std::vector<spdlog::sink_ptr> sinks;
   sinks.push_back(std::make_shared<spdlog::sinks::stderr_sink_mt>());
   if (!file.empty()) {
@@ -23,7 +36,7 @@ void SetUpLogging(const std::string& level, const std::string& file) {
 }
 
 LogLine::LogLine(spdlog::level::level_enum level, std::string_view msg)
-    : level_(level), enabled_(spdlog::should_log(level)) {
+    : level_(level), enabled_((EnsureRegistry(), spdlog::should_log(level))) {
   if (!enabled_) return;
   const auto now = std::chrono::system_clock::now();
   const auto ms =

@@ -1,7 +1,7 @@
 // Status and Result<T>: expected failures travel as values, not exceptions.
 //
 //   GARDE_ASSIGN_OR_RETURN(Subject s, vault.Read(caller, id, activity));
-//   Use(s);                                    // or, keeping the Result: if (!r.ok()) ...
+//   Use(s);
 //
 // Each Code maps to one HTTP status and one problem+json type (see http/problem.h).
 #pragma once

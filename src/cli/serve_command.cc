@@ -21,6 +21,7 @@
 #include "garde/app/deployment.h"
 #include "garde/app/policy_reload.h"
 #include "garde/base/log.h"
+#include "garde/base/thread_name.h"
 #include "garde/crypto/keyring.h"
 #include "garde/http/http_service.h"
 
@@ -104,6 +105,7 @@ class ServeApplication final : public Poco::Util::ServerApplication {
     // keep are loaded page by page, so that the first minute after a start is not spent
     // going to the database for each subject.
     std::thread warm_up([&] {
+      NameThisThread("garde-warm-up");
       d.value()->audiences().WarmUp();
       ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
       const auto start = std::chrono::steady_clock::now();
@@ -157,6 +159,7 @@ class ServeApplication final : public Poco::Util::ServerApplication {
     std::condition_variable cv;
     bool stopping = false;
     std::thread watcher([&] {
+      NameThisThread("garde-watcher");
       bool token_up = true;
       std::unique_lock<std::mutex> lock(mu);
       while (!cv.wait_for(lock, std::chrono::seconds(config_.keyring_watch_seconds),
@@ -190,6 +193,7 @@ class ServeApplication final : public Poco::Util::ServerApplication {
     // each second, so that requests pay for their entries then. At full load on two cores
     // this slows the backlog's growth without stopping it (docs/benchmarks.md).
     std::thread checkpointer([&] {
+      NameThisThread("garde-checkpts");
       constexpr size_t kCatchUpJournals = 8;
       auto last = std::chrono::steady_clock::now();
       std::unique_lock<std::mutex> lock(mu);
@@ -228,6 +232,7 @@ class ServeApplication final : public Poco::Util::ServerApplication {
     // that old, so a restart neither skips one nor makes one early. At idle priority:
     // copying the databases must not take the cores from requests.
     std::thread backer([&] {
+      NameThisThread("garde-backups");
       if (config_.backup_interval <= 0) return;
       YieldToRequests();
       Backups backups(*d.value(), config_.backup_directory());
@@ -273,6 +278,7 @@ class ServeApplication final : public Poco::Util::ServerApplication {
     // ten minutes after the start (or one interval, if shorter): a service that starts is busy
     // warming up, and one started for a few minutes' work is not swept under its feet.
     std::thread sweeper([&] {
+      NameThisThread("garde-retention");
       if (config_.retention_interval <= 0) return;
       YieldToRequests();
       std::unique_lock<std::mutex> lock(mu);
@@ -311,6 +317,7 @@ class ServeApplication final : public Poco::Util::ServerApplication {
     // Webhooks: fans the outbox out and delivers, as fast as the receivers take them, then
     // polls every 50 ms when idle.
     std::thread dispatcher([&] {
+      NameThisThread("garde-dispatch");
       WebhookDispatcher* webhooks = d.value()->webhooks();
       if (webhooks == nullptr) return;
       std::unique_lock<std::mutex> lock(mu);
@@ -358,6 +365,7 @@ class ServeApplication final : public Poco::Util::ServerApplication {
 
     // SIGHUP reloads the policies, linted first, exactly as POST /v1/admin/reload does.
     std::thread reloader([&] {
+      NameThisThread("garde-reloader");
       sigset_t hup;
       sigemptyset(&hup);
       sigaddset(&hup, SIGHUP);

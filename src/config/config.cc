@@ -54,7 +54,7 @@ const std::vector<OptionDoc>& ConfigOptions() {
        "HOST:PORT of the admin listener: GET /metrics for Prometheus, without API key"},
       {"io_threads", "GARDE_IO_THREADS", "0", "threads that own the connections (0: one per core)"},
       {"max_threads", "GARDE_MAX_THREADS", "128",
-       "worker threads for requests that may wait (writes, scans)"},
+       "most worker threads for requests that may wait (writes, scans)"},
       {"max_queued", "GARDE_MAX_QUEUED", "256", "requests waiting for a worker (503 above)"},
       {"max_connections", "GARDE_MAX_CONNECTIONS", "10000",
        "open connections (more are closed at once)"},

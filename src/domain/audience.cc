@@ -9,6 +9,7 @@
 #include "garde/base/clock.h"
 #include "garde/base/encoding.h"
 #include "garde/base/log.h"
+#include "garde/base/thread_name.h"
 
 namespace garde {
 namespace {
@@ -329,7 +330,10 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
   const size_t half = index_.size() / 2;
   Audience upper;
   Status upper_status = Status::Ok();
-  std::thread helper([&] { upper_status = Evaluate(scan, half, index_.size(), &upper); });
+  std::thread helper([&] {
+    NameThisThread("garde-helper");
+    upper_status = Evaluate(scan, half, index_.size(), &upper);
+  });
   Status lower_status = Evaluate(scan, 0, half, &out);
   helper.join();
   const auto evaluated = std::chrono::steady_clock::now();
@@ -347,6 +351,7 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
     if (!saving_.exchange(true)) {
       if (saver_.joinable()) saver_.join();  // finished: it no longer needs the lock
       saver_ = std::thread([this] {
+        NameThisThread("garde-aud-save");
         SaveSnapshot();
         saving_ = false;
       });

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "garde/base/byte_codec.h"
+#include "garde/base/thread_name.h"
 #include "garde/domain/consent_ledger.h"
 
 namespace garde {
@@ -419,7 +420,10 @@ Status AudienceIndex::Rebuild(const std::set<std::string>& open,
       append_ready(i);
     }
   };
-  std::thread helper(work);
+  std::thread helper([&] {
+    NameThisThread("garde-helper");
+    work();
+  });
   work();
   helper.join();
   for (const auto& r : results) GARDE_RETURN_IF_ERROR(r);
@@ -716,6 +720,7 @@ Result<bool> AudienceIndex::LoadFrom(SealedSnapshot& snapshot) {
     // this one.
     auto columns = std::move(all_.columns);
     std::thread sizing([&] {
+      NameThisThread("garde-helper");
       for (auto& c : columns) {
         ReserveHuge(c, total);
         c.resize(total);
@@ -749,7 +754,10 @@ Result<bool> AudienceIndex::LoadFrom(SealedSnapshot& snapshot) {
     }
     sodium_memzero(plain.data(), plain.size());
   };
-  std::thread helper(work);
+  std::thread helper([&] {
+    NameThisThread("garde-helper");
+    work();
+  });
   work();
   helper.join();
   // Chunks in id order, each in order: the whole must be too.

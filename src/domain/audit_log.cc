@@ -16,6 +16,7 @@
 #include "garde/base/encoding.h"
 #include "garde/base/json_writer.h"
 #include "garde/base/log.h"
+#include "garde/base/thread_name.h"
 
 namespace garde {
 namespace {
@@ -320,8 +321,14 @@ void AuditLog::EnsureImporter() {
   if (importer_started_.load(std::memory_order_acquire)) return;
   MutexLock lock(&mu_);
   if (stopping_ || importer_.joinable()) return;
-  importer_ = std::thread([this] { ImporterLoop(); });
-  journal_maker_ = std::thread([this] { JournalMakerLoop(); });
+  importer_ = std::thread([this] {
+    NameThisThread("garde-audit-in");
+    ImporterLoop();
+  });
+  journal_maker_ = std::thread([this] {
+    NameThisThread("garde-journals");
+    JournalMakerLoop();
+  });
   importer_started_.store(true, std::memory_order_release);
 }
 

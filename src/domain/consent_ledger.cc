@@ -5,6 +5,7 @@
 
 #include "garde/base/encoding.h"
 #include "garde/base/json_writer.h"
+#include "garde/base/thread_name.h"
 #include "garde/domain/subject_vault.h"
 
 namespace garde {
@@ -703,7 +704,10 @@ Result<std::vector<ConsentAnswer>> ConsentLedger::CheckMany(const Caller& caller
   } else {
     const size_t half = ids.size() / 2;
     Status second = Status::Ok();
-    std::thread helper([&] { second = decide_range(half, ids.size()); });
+    std::thread helper([&] {
+      NameThisThread("garde-helper");
+      second = decide_range(half, ids.size());
+    });
     Status first = decide_range(0, half);
     helper.join();
     GARDE_RETURN_IF_ERROR(first);

@@ -30,6 +30,7 @@
 #include "garde/base/encoding.h"
 #include "garde/base/log.h"
 #include "garde/base/mutex.h"
+#include "garde/base/thread_name.h"
 #include "garde/crypto/sealed_spool.h"
 #include "garde/http/request_parser.h"
 
@@ -90,25 +91,28 @@ struct Connection {
   Clock::time_point deadline;
 };
 
-// Requests that may wait, answered by a fixed set of threads in arrival order. The worker
-// that went idle last takes the next request: its stack, its malloc arena and the caches
-// are still warm (waking the longest-idle one made a 10k-subject batch check 2x slower).
+// Requests that may wait, answered by up to `threads` threads in arrival order. A thread is
+// started when a request finds every started one busy, so an idle service holds a few threads,
+// not max_threads of them (128 by default: starting them all cost 1.2 s of each start under
+// ThreadSanitizer, and their stacks at every start). Started threads stay. The worker that went
+// idle last takes the next request: its stack, its malloc arena and the caches are still warm
+// (waking the longest-idle one made a 10k-subject batch check 2x slower).
 class WorkerPool {
  public:
   WorkerPool(ExchangeHandler& handler, int threads, size_t max_queued)
-      : handler_(handler), max_queued_(max_queued), workers_(static_cast<size_t>(threads)) {
-    for (auto& w : workers_) threads_.emplace_back([this, &w] { Work(w); });
-  }
+      : handler_(handler), max_threads_(static_cast<size_t>(threads)), max_queued_(max_queued) {}
   ~WorkerPool() {
+    std::vector<std::thread> threads;
     {
       MutexLock lock(&mu_);
-      stopping_ = true;
+      stopping_ = true;  // no thread starts after this
+      for (auto& w : workers_) w->wake.notify_one();
+      threads.swap(threads_);
     }
-    for (auto& w : workers_) w.wake.notify_one();
-    for (auto& t : threads_) t.join();
+    for (auto& t : threads) t.join();
   }
 
-  // False when every worker is busy and the queue is full.
+  // False when every worker is busy, no other may start, and the queue is full.
   bool Submit(Loop* loop, Connection* c) {
     MutexLock lock(&mu_);
     if (!idle_.empty()) {
@@ -120,9 +124,15 @@ class WorkerPool {
       w->wake.notify_one();
       return true;
     }
+    if (!stopping_ && threads_.size() < max_threads_ && StartWorker({loop, c})) return true;
     if (queue_.size() >= max_queued_) return false;
     queue_.push_back({loop, c});
     return true;
+  }
+
+  size_t started() EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    return threads_.size();
   }
 
  private:
@@ -135,16 +145,31 @@ class WorkerPool {
     Job job;
     bool has_job = false;
   };
+  // A new thread whose first job is `job`; false when the system refuses one.
+  bool StartWorker(Job job) REQUIRES(mu_) {
+    workers_.push_back(std::make_unique<Worker>());
+    Worker* w = workers_.back().get();
+    w->job = job;
+    w->has_job = true;
+    try {
+      threads_.emplace_back([this, w] { Work(*w); });
+    } catch (const std::system_error&) {
+      workers_.pop_back();
+      return false;
+    }
+    return true;
+  }
   void Work(Worker& self);
 
   ExchangeHandler& handler_;
+  const size_t max_threads_;
   const size_t max_queued_;
   Mutex mu_;  // also guards each worker's job and has_job
   std::deque<Job> queue_ GUARDED_BY(mu_);
   std::vector<Worker*> idle_ GUARDED_BY(mu_);  // a stack: the last one idle is woken first
   bool stopping_ GUARDED_BY(mu_) = false;
-  std::vector<Worker> workers_;
-  std::vector<std::thread> threads_;
+  std::vector<std::unique_ptr<Worker>> workers_ GUARDED_BY(mu_);
+  std::vector<std::thread> threads_ GUARDED_BY(mu_);
 };
 
 // Open connections per client address, across the loops, so that one client's idle
@@ -747,10 +772,14 @@ class Loop {
 };
 
 void WorkerPool::Work(Worker& self) {
+  NameThisThread("garde-worker");
   MutexLock lock(&mu_);
   for (;;) {
     Job job;
-    if (!queue_.empty()) {
+    if (self.has_job) {  // its first, given as it started
+      job = self.job;
+      self.has_job = false;
+    } else if (!queue_.empty()) {
       job = queue_.front();
       queue_.pop_front();
     } else if (stopping_) {
@@ -805,7 +834,12 @@ class EventServer::Impl {
       loops_.push_back(std::move(loop));
     }
     for (auto& loop : loops_) loop->SetPeers(loops_);
-    for (auto& loop : loops_) threads_.emplace_back([l = loop.get()] { l->Run(); });
+    for (auto& loop : loops_) {
+      threads_.emplace_back([l = loop.get()] {
+        NameThisThread("garde-io");
+        l->Run();
+      });
+    }
     return Status::Ok();
   }
 

@@ -18,6 +18,7 @@
 
 #include "garde/base/encoding.h"
 #include "garde/base/log.h"
+#include "garde/base/thread_name.h"
 
 namespace garde {
 
@@ -2671,8 +2672,14 @@ Result<std::unique_ptr<PostgresStore>> PostgresStore::Open(const PostgresOptions
   store->Release(std::move(conn));
   if (options.follow_changes) {
     PostgresStore* self = store.get();
-    store->listener_ = std::thread([self] { self->ListenLoop(); });
-    store->peer_worker_ = std::thread([self] { self->PeerLoop(); });
+    store->listener_ = std::thread([self] {
+      NameThisThread("garde-pg-listen");
+      self->ListenLoop();
+    });
+    store->peer_worker_ = std::thread([self] {
+      NameThisThread("garde-pg-peers");
+      self->PeerLoop();
+    });
   }
   return store;
 }
@@ -2898,7 +2905,11 @@ PostgresStore::Counters PostgresStore::AskCounters() {
 uint64_t PostgresStore::WhenFresh(std::function<void()> ready) {
   if (!options_.strict_reads) return 0;
   MutexLock lock(&check_mu_);
-  if (!checker_.joinable()) checker_ = std::thread([this] { CheckLoop(); });
+  if (!checker_.joinable())
+    checker_ = std::thread([this] {
+      NameThisThread("garde-pg-check");
+      CheckLoop();
+    });
   const uint64_t ticket = ++check_requested_;
   fresh_waiters_.push_back({ticket, std::move(ready)});
   // A query running now began before this call: the checker asks again once it is done.

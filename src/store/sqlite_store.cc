@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "garde/base/log.h"
+#include "garde/base/thread_name.h"
 #include "garde/store/sqlite_wal_vfs.h"
 
 namespace garde {
@@ -2208,7 +2209,10 @@ int SqliteStore::OnWalCommit(void* store, sqlite3* db, const char* schema, int f
     } else {
       self->checkpoint_ = Checkpoint::kRunning;
       if (!self->checkpointer_.joinable()) {
-        self->checkpointer_ = std::thread([self] { self->CheckpointerLoop(); });
+        self->checkpointer_ = std::thread([self] {
+          NameThisThread("garde-wal-ckpt");
+          self->CheckpointerLoop();
+        });
       }
     }
   }
@@ -2558,7 +2562,11 @@ void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch,
       {
         MutexLock lock(&flush_mu_);
         deferred_pending_ = true;
-        if (!flusher_.joinable() && !stopping_) flusher_ = std::thread([this] { FlusherLoop(); });
+        if (!flusher_.joinable() && !stopping_)
+          flusher_ = std::thread([this] {
+            NameThisThread("garde-commits");
+            FlusherLoop();
+          });
       }
       flush_cv_.notify_all();
     }

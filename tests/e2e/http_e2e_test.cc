@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -198,6 +199,42 @@ TEST_F(HttpE2E, HundredsOfOpenConnectionsAreServedByAFewThreads) {
       g_.Post("/v1/subjects",
               R"({"kind":"person","fields":{"email":"many.connections@example.org"}})", key);
   EXPECT_EQ(created.status, 201) << created.body;
+}
+
+// Workers start as requests find the started ones busy: an idle service holds none of its
+// max_threads (128 by default), and however many requests wait, no more than max_threads start.
+TEST_F(HttpE2E, WorkerThreadsStartWhenRequestsWaitAndNeverMoreThanMaxThreads) {
+  const std::string key = g_.CreateKey("crm", "operator", {"customer_management"});
+  auto threads = [this] {  // the service's threads named garde-worker
+    int n = 0;
+    for (const auto& task :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(g_.pid()) + "/task")) {
+      n += ReadFile(task.path().string() + "/comm") == "garde-worker\n" ? 1 : 0;
+    }
+    return n;
+  };
+  g_.Start({"--io-threads", "1"});
+  EXPECT_EQ(threads(), 0) << "an idle service started its workers";
+  ASSERT_EQ(g_.Stop(), 0);
+
+  g_.Start({"--max-threads", "3", "--io-threads", "1"});
+  auto create = [&](int i) {
+    const std::string email = "w" + std::to_string(i) + "@example.org";
+    return g_.Post("/v1/subjects", R"({"kind":"person","fields":{"email":")" + email + R"("}})",
+                   key);
+  };
+  ASSERT_EQ(create(0).status, 201);
+  EXPECT_EQ(threads(), 1);
+  // Forty durable writes at once: they wait for their commits side by side.
+  std::vector<int> statuses(40);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 40; ++i) {
+    clients.emplace_back([&, i] { statuses[static_cast<size_t>(i)] = create(i + 1).status; });
+  }
+  for (auto& c : clients) c.join();
+  for (int status : statuses) EXPECT_EQ(status, 201);
+  EXPECT_LE(threads(), 3) << "more workers than --max-threads 3";
+  EXPECT_EQ(g_.CountRows("subjects"), 41);
 }
 
 // One client's idle connections cannot take every slot: beyond its share, its new connections

@@ -10,6 +10,7 @@
 #include "garde/base/encoding.h"
 #include "garde/base/json_writer.h"
 #include "garde/domain/subject_merges.h"
+#include "garde/domain/subject_requests.h"
 
 namespace garde {
 namespace {
@@ -113,10 +114,6 @@ struct Counts {
     return c;
   }
 };
-
-bool IsOpenRequest(const std::string& status) {
-  return status != "completed" && status != "rejected";
-}
 
 // What the sweep needs to know, for one run, about which facts to read per subject.
 struct Needs {
@@ -542,7 +539,7 @@ Result<RetentionRunRow> RetentionSweep::Run(const RetentionRunOptions& options) 
     q.limit = 100000;
     GARDE_ASSIGN_OR_RETURN(auto open, tx.QueryRequests(q));
     for (const auto& r : open) {
-      if (!IsOpenRequest(r.status)) continue;
+      if (!IsOpenStatus(r.status)) continue;
       const bool overdue = r.due_at <= at;
       const int64_t flagged_at = overdue ? r.due_at : r.due_at - d_.due_warning;
       if (flagged_at <= previous_at) continue;

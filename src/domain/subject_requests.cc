@@ -31,11 +31,6 @@ namespace {
 
 constexpr size_t kAuditPage = 1000;
 
-bool IsOpenStatus(const std::string& status) {
-  const auto state = ParseRequestState(status);
-  return state && IsOpen(*state);
-}
-
 using S = RequestState;
 using Step = RequestStep;
 // The lifecycle (SPEC §2.5): each step, the state it may start from, and where it leads. A
@@ -112,6 +107,11 @@ std::optional<RequestState> ParseRequestState(std::string_view name) {
 
 bool IsOpen(RequestState state) {
   return state == S::kReceived || state == S::kVerified || state == S::kInProgress;
+}
+
+bool IsOpenStatus(std::string_view status) {
+  const auto state = ParseRequestState(status);
+  return !state || IsOpen(*state);
 }
 
 Result<RequestState> Transition(std::string_view from, RequestStep step) {

@@ -520,9 +520,7 @@ Status Requests(Deployment& d, ConsoleSessions& sessions, Exchange& x) {
           c->w("Received", "Reçue") + "</th><th scope=\"col\">" + c->w("Due", "Échéance") +
           "</th><th scope=\"col\">" + c->w("Extended", "Prolongée") + "</th></tr></thead><tbody>";
   for (const RequestRow& r : rows.value()) {
-    const bool open = std::find(std::begin(kOpenStatuses), std::end(kOpenStatuses), r.status) !=
-                      std::end(kOpenStatuses);
-    const bool late = open && r.due_at < now;
+    const bool late = IsOpenStatus(r.status) && r.due_at < now;
     body += "<tr><td><a href=\"/console/requests/" + HtmlEscape(r.id) + "\">" + HtmlEscape(r.id) +
             "</a></td><td>" + HtmlEscape(r.type) + "</td><td>" + HtmlEscape(r.status) +
             "</td><td>" + Day(r.received_at) + "</td><td" + (late ? " class=\"overdue\"" : "") +
@@ -568,8 +566,7 @@ void RequestPage(Ctx& c, const std::string& id, const std::string& message, cons
     return "<label for=\"" + field + "\">" + label + "</label><textarea id=\"" + field +
            "\" name=\"" + name + "\" rows=\"2\"" + (required ? " required" : "") + "></textarea>";
   };
-  const bool open = std::find(std::begin(kOpenStatuses), std::end(kOpenStatuses), r.status) !=
-                    std::end(kOpenStatuses);
+  const bool open = IsOpenStatus(r.status);
   if (r.status == "received") {
     body +=
         form("verify", c.w("Verify the requester's identity", "Vérifier l'identité du demandeur"),

@@ -287,5 +287,23 @@ TEST(RequestModelCalendar, OneMonthClampsToTheMonthsEnd) {
   EXPECT_EQ(AddMonths(DaysFromCivil(2026, 12, 31) * 86400, 2), DaysFromCivil(2027, 2, 28) * 86400);
 }
 
+// The listings' filter of open statuses, the lifecycle's open states and the check on a stored
+// status (retention's warnings, the console, `overdue`) name the same states.
+TEST(RequestStates, TheOpenStatusesAreTheOpenStatesAndADamagedStatusCountsAsOpen) {
+  std::vector<std::string> open;
+  for (RequestState s :
+       {RequestState::kReceived, RequestState::kVerified, RequestState::kInProgress,
+        RequestState::kCompleted, RequestState::kRejected}) {
+    EXPECT_EQ(ParseRequestState(NameOf(s)), s);
+    EXPECT_EQ(IsOpenStatus(NameOf(s)), IsOpen(s)) << NameOf(s);
+    if (IsOpen(s)) open.push_back(NameOf(s));
+  }
+  EXPECT_EQ(open, std::vector<std::string>(std::begin(kOpenStatuses), std::end(kOpenStatuses)));
+  EXPECT_FALSE(IsOpenStatus("completed"));
+  EXPECT_FALSE(IsOpenStatus("rejected"));
+  EXPECT_TRUE(IsOpenStatus("Completed"));  // no state of the lifecycle: not taken as done
+  EXPECT_TRUE(IsOpenStatus(""));
+}
+
 }  // namespace
 }  // namespace garde

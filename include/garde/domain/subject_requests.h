@@ -40,6 +40,10 @@ enum class RequestStep { kVerify, kStart, kExtend, kReject, kComplete };
 const char* NameOf(RequestState state);
 std::optional<RequestState> ParseRequestState(std::string_view name);
 bool IsOpen(RequestState state);
+// Whether a stored status is open: anything but a closed state (completed, rejected). A status
+// that names no state of the lifecycle (a damaged row) counts as open, so that it is listed,
+// warned of and kept from the sweep rather than taken as done.
+bool IsOpenStatus(std::string_view status);
 // The state `step` leads to from the stored status `from`: a Conflict naming why not, or
 // Damaged when `from` is no state of the lifecycle.
 Result<RequestState> Transition(std::string_view from, RequestStep step);

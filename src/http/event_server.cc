@@ -130,11 +130,6 @@ class WorkerPool {
     return true;
   }
 
-  size_t started() EXCLUDES(mu_) {
-    MutexLock lock(&mu_);
-    return threads_.size();
-  }
-
  private:
   struct Job {
     Loop* loop = nullptr;

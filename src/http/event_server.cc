@@ -102,14 +102,14 @@ class WorkerPool {
   WorkerPool(ExchangeHandler& handler, int threads, size_t max_queued)
       : handler_(handler), max_threads_(static_cast<size_t>(threads)), max_queued_(max_queued) {}
   ~WorkerPool() {
-    std::vector<std::thread> threads;
+    std::vector<std::unique_ptr<Worker>> workers;
     {
       MutexLock lock(&mu_);
       stopping_ = true;  // no thread starts after this
       for (auto& w : workers_) w->wake.notify_one();
-      threads.swap(threads_);
+      workers.swap(workers_);
     }
-    for (auto& t : threads) t.join();
+    for (auto& w : workers) w->thread.join();
   }
 
   // False when every worker is busy, no other may start, and the queue is full.
@@ -124,7 +124,7 @@ class WorkerPool {
       w->wake.notify_one();
       return true;
     }
-    if (!stopping_ && threads_.size() < max_threads_ && StartWorker({loop, c})) return true;
+    if (!stopping_ && workers_.size() < max_threads_ && StartWorker({loop, c})) return true;
     if (queue_.size() >= max_queued_) return false;
     queue_.push_back({loop, c});
     return true;
@@ -139,6 +139,7 @@ class WorkerPool {
     std::condition_variable wake;
     Job job;
     bool has_job = false;
+    std::thread thread;  // running Work(*this)
   };
   // A new thread whose first job is `job`; false when the system refuses one.
   bool StartWorker(Job job) REQUIRES(mu_) {
@@ -147,7 +148,7 @@ class WorkerPool {
     w->job = job;
     w->has_job = true;
     try {
-      threads_.emplace_back([this, w] { Work(*w); });
+      w->thread = std::thread([this, w] { Work(*w); });
     } catch (const std::system_error&) {
       workers_.pop_back();
       return false;
@@ -163,8 +164,7 @@ class WorkerPool {
   std::deque<Job> queue_ GUARDED_BY(mu_);
   std::vector<Worker*> idle_ GUARDED_BY(mu_);  // a stack: the last one idle is woken first
   bool stopping_ GUARDED_BY(mu_) = false;
-  std::vector<std::unique_ptr<Worker>> workers_ GUARDED_BY(mu_);
-  std::vector<std::thread> threads_ GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<Worker>> workers_ GUARDED_BY(mu_);  // each started, never stopped
 };
 
 // Open connections per client address, across the loops, so that one client's idle

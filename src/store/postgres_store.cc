@@ -2905,11 +2905,12 @@ PostgresStore::Counters PostgresStore::AskCounters() {
 uint64_t PostgresStore::WhenFresh(std::function<void()> ready) {
   if (!options_.strict_reads) return 0;
   MutexLock lock(&check_mu_);
-  if (!checker_.joinable())
+  if (!checker_.joinable()) {
     checker_ = std::thread([this] {
       NameThisThread("garde-pg-check");
       CheckLoop();
     });
+  }
   const uint64_t ticket = ++check_requested_;
   fresh_waiters_.push_back({ticket, std::move(ready)});
   // A query running now began before this call: the checker asks again once it is done.

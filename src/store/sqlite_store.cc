@@ -2562,11 +2562,12 @@ void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch,
       {
         MutexLock lock(&flush_mu_);
         deferred_pending_ = true;
-        if (!flusher_.joinable() && !stopping_)
+        if (!flusher_.joinable() && !stopping_) {
           flusher_ = std::thread([this] {
             NameThisThread("garde-commits");
             FlusherLoop();
           });
+        }
       }
       flush_cv_.notify_all();
     }

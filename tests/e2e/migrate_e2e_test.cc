@@ -71,7 +71,7 @@ void ADeploymentMovesWithEveryAnswerAndItsVerifiedLog::TestBody() {
   EXPECT_EQ(g_.Stop(), 0);
 
   std::string error;
-  const std::string uri = CreateTestDatabase(&error);
+  const std::string uri = CreateTestDatabase(&error, /*with_schema=*/false);
   ASSERT_FALSE(uri.empty()) << error;
   RunResult moved = Migrate(uri);
   ASSERT_EQ(moved.exit_code, 0) << moved.out << moved.err;
@@ -115,7 +115,7 @@ void ALogThatDoesNotVerifyIsNotCopied::TestBody() {
   EXPECT_EQ(g_.Stop(), 0);
   g_.AuditSql("UPDATE audit_log SET entry = replace(entry, 'subject.create', 'subject.delete')");
   std::string error;
-  const std::string uri = CreateTestDatabase(&error);
+  const std::string uri = CreateTestDatabase(&error, /*with_schema=*/false);
   ASSERT_FALSE(uri.empty()) << error;
   RunResult moved = Migrate(uri);
   EXPECT_EQ(moved.exit_code, 1) << moved.out << moved.err;
@@ -176,7 +176,7 @@ void ACopyRefusedHalfwayLeavesNoDeployment::TestBody() {
   for (int i = 0; i < 6; ++i) Create("half" + std::to_string(i) + "@example.org");
   EXPECT_EQ(g_.Stop(), 0);
   std::string error;
-  const std::string uri = CreateTestDatabase(&error);
+  const std::string uri = CreateTestDatabase(&error, /*with_schema=*/false);
   ASSERT_FALSE(uri.empty()) << error;
   // The copy's inserts are pipelined: the database refuses the third row of the audit log's
   // actor index (planted, as soon as migrate creates that table), rows after it are skipped.
@@ -228,7 +228,7 @@ void ACopyWhoseServerProcessDiesFailsWithAMessage::TestBody() {
   Create("dies@example.org");
   EXPECT_EQ(g_.Stop(), 0);
   std::string error;
-  const std::string uri = CreateTestDatabase(&error);
+  const std::string uri = CreateTestDatabase(&error, /*with_schema=*/false);
   ASSERT_FALSE(uri.empty()) << error;
   // The copy's update of `shreds` (a statement of its own, not pipelined) sleeps.
   ASSERT_TRUE(PlantTrigger(uri, "sleep_long", "BEFORE UPDATE", "shreds",
@@ -244,8 +244,8 @@ void ACopyWhoseServerProcessDiesFailsWithAMessage::TestBody() {
   EXPECT_NE(died.err.find("postgresql: "), std::string::npos) << died.out << died.err;
   // The server restarts by itself after the death of one of its processes (crash recovery):
   // the tests after this one find it up.
-  EXPECT_TRUE(
-      WaitUntil([&] { return !CreateTestDatabase(&error).empty(); }, std::chrono::seconds(30)))
+  EXPECT_TRUE(WaitUntil([&] { return !CreateTestDatabase(&error, /*with_schema=*/false).empty(); },
+                        std::chrono::seconds(30)))
       << error;
 }
 

@@ -205,13 +205,26 @@ TEST_F(HttpE2E, HundredsOfOpenConnectionsAreServedByAFewThreads) {
 // max_threads (128 by default), and however many requests wait, no more than max_threads start.
 TEST_F(HttpE2E, WorkerThreadsStartWhenRequestsWaitAndNeverMoreThanMaxThreads) {
   const std::string key = g_.CreateKey("crm", "operator", {"customer_management"});
-  auto threads = [this] {  // the service's threads named garde-worker
+  auto named_workers = [this] {  // the service's threads named garde-worker
     int n = 0;
     for (const auto& task :
          std::filesystem::directory_iterator("/proc/" + std::to_string(g_.pid()) + "/task")) {
       n += ReadFile(task.path().string() + "/comm") == "garde-worker\n" ? 1 : 0;
     }
     return n;
+  };
+  // A thread a worker starts (the group commit's flusher, the audit importer) carries the
+  // worker's name until its first line names it: the count is taken once two reads 100 ms
+  // apart agree (a CI run once read 2 after one write).
+  auto threads = [&] {
+    int last = named_workers();
+    for (int i = 0; i < 50; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      const int now = named_workers();
+      if (now == last) break;
+      last = now;
+    }
+    return last;
   };
   g_.Start({"--io-threads", "1"});
   EXPECT_EQ(threads(), 0) << "an idle service started its workers";

@@ -37,7 +37,7 @@ inline bool Exec(PGconn* conn, const std::string& sql, std::string* error) {
 // The schema every test's database starts from: Garde's migrations, applied once per test
 // process by the store's own Open into a database that then serves as the template of the
 // others. A test's database is a copy of its files; applying the migrations to each (as
-// `garde init` would) cost about half a second of the server's time a test. Retried at the
+// `garde init` would) made that command about 0.4 s slower in each test. Retried at the
 // next call when the server could not make it (a fault test may have stopped it).
 inline std::string MigratedTemplate(PGconn* admin, std::string* error) {
   static std::mutex mu;

@@ -67,23 +67,28 @@ void Prepare(Predicate& p, const PolicySet& policies, const EntryStandard& stand
   }
 }
 
-int Compare(const FieldValue& a, const FieldValue& b) {
-  if (a.type == FieldValue::Type::kNumber && b.type == FieldValue::Type::kNumber) {
-    return a.number < b.number ? -1 : a.number > b.number ? 1 : 0;
+using Value = AudienceIndex::Value;
+
+// An entry's value against one of the request's.
+int Compare(const Value& a, const FieldValue& b) {
+  if (a.type() == FieldValue::Type::kNumber && b.type == FieldValue::Type::kNumber) {
+    const double x = a.number();
+    return x < b.number ? -1 : x > b.number ? 1 : 0;
   }
-  return a.text < b.text ? -1 : a.text > b.text ? 1 : 0;
+  const int c = a.text().compare(b.text);
+  return c < 0 ? -1 : c > 0 ? 1 : 0;
 }
 
-bool Same(const FieldValue& a, const FieldValue& b) {
-  return a.type == b.type && Compare(a, b) == 0 && a.boolean == b.boolean;
+bool Same(const Value& a, const FieldValue& b) {
+  return a.type() == b.type && Compare(a, b) == 0 && a.boolean() == b.boolean;
 }
 
 }  // namespace
 
 struct BoundPredicate {
   const Predicate* p = nullptr;
-  const std::vector<FieldValue>* column = nullptr;  // leaves: the field's values
-  std::string cutoff, today;                        // kWithin: the dates it accepts
+  const std::vector<Value>* column = nullptr;  // leaves: the field's values
+  std::string cutoff, today;                   // kWithin: the dates it accepts
   std::vector<BoundPredicate> children;
 };
 
@@ -116,7 +121,7 @@ bool Eval(const BoundPredicate& b, size_t i) {
     default: break;
   }
   if (b.column == nullptr) return false;
-  const FieldValue& v = (*b.column)[i];
+  const Value& v = (*b.column)[i];
   if (v.is_null()) return false;  // a missing value matches no comparison
   switch (p.kind) {
     case Kind::kEq: return Same(v, p.values[0]);
@@ -124,12 +129,12 @@ bool Eval(const BoundPredicate& b, size_t i) {
       return std::any_of(p.values.begin(), p.values.end(),
                          [&](const FieldValue& x) { return Same(v, x); });
     case Kind::kPrefix:
-      return v.type == FieldValue::Type::kString && v.text.rfind(p.values[0].text, 0) == 0;
-    case Kind::kGt: return v.type == p.values[0].type && Compare(v, p.values[0]) > 0;
-    case Kind::kGte: return v.type == p.values[0].type && Compare(v, p.values[0]) >= 0;
-    case Kind::kLt: return v.type == p.values[0].type && Compare(v, p.values[0]) < 0;
-    case Kind::kLte: return v.type == p.values[0].type && Compare(v, p.values[0]) <= 0;
-    case Kind::kWithin: return v.text >= b.cutoff && v.text <= b.today;
+      return v.type() == FieldValue::Type::kString && v.text().rfind(p.values[0].text, 0) == 0;
+    case Kind::kGt: return v.type() == p.values[0].type && Compare(v, p.values[0]) > 0;
+    case Kind::kGte: return v.type() == p.values[0].type && Compare(v, p.values[0]) >= 0;
+    case Kind::kLt: return v.type() == p.values[0].type && Compare(v, p.values[0]) < 0;
+    case Kind::kLte: return v.type() == p.values[0].type && Compare(v, p.values[0]) <= 0;
+    case Kind::kWithin: return v.text() >= b.cutoff && v.text() <= b.today;
     default: return false;
   }
 }
@@ -211,6 +216,7 @@ void AudienceBuilder::ReadSnapshotOnce() {
   auto read = index_.LoadFrom(*snapshot_);
   LogSnapshotStep("read", read, index_.size(), started);
   kept_ = index_.size();
+  kept_bytes_ = index_.bytes();
 }
 
 void AudienceBuilder::WarmUp() {
@@ -267,7 +273,7 @@ Status AudienceBuilder::Evaluate(const Scan& scan, size_t begin, size_t end, Aud
       }
       for (const auto& f : scan.fields) {
         const auto* column = index_.Column(f);
-        if (column != nullptr && !(*column)[i].is_null()) m.fields[f] = (*column)[i];
+        if (column != nullptr && !(*column)[i].is_null()) m.fields[f] = (*column)[i].ToFieldValue();
       }
       out->members.push_back(std::move(m));
     }
@@ -319,6 +325,7 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
   ReadSnapshotOnce();
   if (Status refreshed = index_.Refresh(filter_fields, output_only); !refreshed.ok()) {
     kept_ = index_.size();  // a failed rebuild has let the old index go
+    kept_bytes_ = index_.bytes();
     return refreshed;
   }
   const auto refreshed = std::chrono::steady_clock::now();
@@ -345,6 +352,7 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
            std::chrono::duration_cast<std::chrono::milliseconds>(evaluated - refreshed).count());
   index_.Trim();
   kept_ = index_.size();
+  kept_bytes_ = index_.bytes();
   if (snapshot_ != nullptr && index_.Unsaved()) {
     // Rebuilt: the next run should not have to do it again. Written once this build has
     // answered (the saver waits for the lock); a saver still waiting writes this state.

@@ -48,7 +48,9 @@ class AudienceIndex::Arena {
  public:
   // Blocks of 2 MiB and more are mapped on their own and may use transparent huge pages:
   // a million subjects' records fault in a few hundred pages rather than ~80 000.
-  explicit Arena(size_t capacity) : capacity_(capacity) {
+  // `counted` (may be null) adds the block's bytes while it lives.
+  Arena(size_t capacity, std::shared_ptr<std::atomic<size_t>> counted)
+      : capacity_(capacity), counted_(std::move(counted)) {
     if (capacity_ >= kHuge) {
       capacity_ = (capacity_ + kHuge - 1) / kHuge * kHuge;
       void* p =
@@ -63,10 +65,12 @@ class AudienceIndex::Arena {
       owned_ = std::make_unique<char[]>(capacity_);
       data_ = owned_.get();
     }
+    if (counted_) *counted_ += capacity_;
   }
   ~Arena() {
     sodium_memzero(data_, used_);
     if (mapped_) ::munmap(data_, capacity_);
+    if (counted_) *counted_ -= capacity_;
   }
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
@@ -87,6 +91,7 @@ class AudienceIndex::Arena {
   char* data_ = nullptr;
   bool mapped_ = false;
   std::unique_ptr<char[]> owned_;
+  std::shared_ptr<std::atomic<size_t>> counted_;
 };
 
 namespace {
@@ -101,15 +106,23 @@ void WriteValue(ByteWriter& w, const FieldValue& v) {
   }
 }
 
-bool ReadValue(ByteReader& r, FieldValue* v) {
-  const uint8_t type = r.U8();
-  if (type > static_cast<uint8_t>(FieldValue::Type::kComposite)) return false;
-  v->type = static_cast<FieldValue::Type>(type);
-  switch (v->type) {
-    case FieldValue::Type::kNumber: v->number = r.F64(); break;
-    case FieldValue::Type::kBool: v->boolean = r.U8() != 0; break;
+// Reads a value written by WriteValue as views into the reader's input.
+bool ReadValue(ByteReader& r, const char** at, uint32_t* size, uint8_t* type, bool* boolean) {
+  *type = r.U8();
+  if (*type > static_cast<uint8_t>(FieldValue::Type::kComposite)) return false;
+  switch (static_cast<FieldValue::Type>(*type)) {
+    case FieldValue::Type::kNumber:
+      *at = r.input().data() + r.at();
+      r.F64();
+      break;
+    case FieldValue::Type::kBool: *boolean = r.U8() != 0; break;
     case FieldValue::Type::kNull: break;
-    default: v->text = r.Str(); break;
+    default: {
+      const std::string_view text = r.Str();
+      *at = text.data();
+      *size = static_cast<uint32_t>(text.size());
+      break;
+    }
   }
   return !r.failed();
 }
@@ -158,17 +171,43 @@ bool ReadFacts(ByteReader& r, std::shared_ptr<const ConsentFacts>* out) {
 
 }  // namespace
 
+double AudienceIndex::Value::number() const {
+  if (type() != FieldValue::Type::kNumber) return 0;
+  ByteReader r(std::string_view(at_, sizeof(double)));
+  return r.F64();
+}
+
+FieldValue AudienceIndex::Value::ToFieldValue() const {
+  FieldValue v;
+  v.type = type();
+  switch (v.type) {
+    case FieldValue::Type::kNumber: v.number = number(); break;
+    case FieldValue::Type::kBool: v.boolean = boolean_; break;
+    case FieldValue::Type::kNull: break;
+    default: v.text = text(); break;
+  }
+  return v;
+}
+
+std::string_view AudienceIndex::IdOf(std::string_view record) {
+  ByteReader r(record);
+  return r.Str();
+}
+
 template <typename Fn>
 void AudienceIndex::Part::Zip(Part& other, Fn fn) {
-  fn(ids, other.ids);
-  fn(eligible, other.eligible);
-  fn(keys, other.keys);
-  fn(facts, other.facts);
-  fn(packed_facts, other.packed_facts);
   fn(records, other.records);
+  fn(eligible, other.eligible);
+  fn(facts, other.facts);
   fn(arenas, other.arenas);
   for (size_t k = 0; k < columns.size(); ++k) fn(columns[k], other.columns[k]);
-  for (size_t k = 0; k < boxes.size(); ++k) fn(boxes[k], other.boxes[k]);
+}
+
+size_t AudienceIndex::Part::bytes() const {
+  size_t n = 0;
+  const_cast<Part*>(this)->Zip(*const_cast<Part*>(this),
+                               [&n](auto& v, auto&) { n += v.capacity() * sizeof(v[0]); });
+  return n;
 }
 
 void AudienceIndex::Part::Append(Part& other, size_t j) {
@@ -212,65 +251,92 @@ void AudienceIndex::Part::Resize(size_t n) {
 
 bool AudienceIndex::Part::Set(size_t i, ByteReader& r, std::shared_ptr<Arena> arena) {
   const size_t begin = r.at();
-  ids[i] = r.Str();
+  r.Str();  // the id
   eligible[i] = r.U8();
   for (auto& column : columns) {
-    if (!ReadValue(r, &column[i])) return false;
+    Value& v = column[i];
+    v = Value();
+    if (!ReadValue(r, &v.at_, &v.size_, &v.type_, &v.boolean_)) return false;
   }
-  for (auto& b : boxes) b[i] = r.Str();
-  keys[i].root_key_version = r.U32();
-  keys[i].dek_version = r.U32();
-  keys[i].wrapped_dek = r.Str();
-  const size_t facts_at = r.at();
+  for (size_t k = 0; k < boxes; ++k) r.Str();
+  r.U32();  // the wrapping: root key version, data key version, the wrapped key
+  r.U32();
+  r.Str();
   if (!ReadFacts(r, nullptr)) return false;
   if (r.failed()) return false;
-  const std::string_view in = r.input();
-  packed_facts[i] = in[facts_at] != 0 ? in.substr(facts_at, r.at() - facts_at) : std::string_view();
-  records[i] = in.substr(begin, r.at() - begin);
+  records[i] = r.input().substr(begin, r.at() - begin);
   arenas[i] = std::move(arena);
+  return true;
+}
+
+bool AudienceIndex::ReadTail(size_t i, Tail* out) const {
+  ByteReader r(all_.records[i]);
+  r.Str();
+  r.U8();
+  const char* at;
+  uint32_t size;
+  uint8_t type;
+  bool boolean;
+  for (size_t k = 0; k < fields_.size(); ++k) {
+    if (!ReadValue(r, &at, &size, &type, &boolean)) return false;
+  }
+  out->boxes.clear();
+  for (size_t k = 0; k < sealed_.size(); ++k) out->boxes.push_back(r.Str());
+  out->root_key_version = r.U32();
+  out->dek_version = r.U32();
+  out->wrapped_dek = r.Str();
+  const size_t facts_at = r.at();
+  if (r.failed() || facts_at >= r.input().size()) return false;
+  out->facts = r.input()[facts_at] != 0 ? r.input().substr(facts_at) : std::string_view();
   return true;
 }
 
 bool AudienceIndex::Part::Add(std::string_view record) {
   if (open_arena == nullptr || open_arena->room() < record.size()) {
-    open_arena = std::make_shared<Arena>(std::max(record.size(), arena_block));
+    open_arena = std::make_shared<Arena>(std::max(record.size(), arena_block), arena_bytes);
   }
   ByteReader r(open_arena->Append(record));
-  Resize(ids.size() + 1);
-  return Set(ids.size() - 1, r, open_arena);
+  Resize(records.size() + 1);
+  return Set(records.size() - 1, r, open_arena);
 }
 
 AudienceIndex::Part AudienceIndex::Empty() const {
   Part p;
   p.columns.resize(fields_.size());
-  p.boxes.resize(sealed_.size());
+  p.boxes = sealed_.size();
+  p.arena_bytes = arena_bytes_;
   return p;
 }
 
-const std::vector<FieldValue>* AudienceIndex::Column(const std::string& field) const {
+size_t AudienceIndex::bytes() const { return *arena_bytes_ + all_.bytes(); }
+
+size_t AudienceIndex::column_bytes() const { return size() == 0 ? 0 : all_.bytes() / size(); }
+
+const std::vector<AudienceIndex::Value>* AudienceIndex::Column(const std::string& field) const {
   auto it = std::lower_bound(fields_.begin(), fields_.end(), field);
   if (it == fields_.end() || *it != field) return nullptr;
   return &all_.columns[static_cast<size_t>(it - fields_.begin())];
 }
 
 Result<FieldMap> AudienceIndex::OpenKept(size_t i, const std::set<std::string>& fields) const {
+  Tail tail;
+  if (!ReadTail(i, &tail)) return Damaged("an audience index record does not read back");
   SubjectRow row;
-  row.id = all_.ids[i];
-  row.root_key_version = all_.keys[i].root_key_version;
-  row.dek_version = all_.keys[i].dek_version;
-  row.wrapped_dek = AsBytes(all_.keys[i].wrapped_dek);
+  row.id = id(i);
+  row.root_key_version = tail.root_key_version;
+  row.dek_version = tail.dek_version;
+  row.wrapped_dek = AsBytes(tail.wrapped_dek);
   std::vector<SealedField> sealed;
   for (const auto& f : fields) {
     auto it = std::lower_bound(sealed_.begin(), sealed_.end(), f);
     if (it == sealed_.end() || *it != f) continue;
-    const std::string_view box = all_.boxes[static_cast<size_t>(it - sealed_.begin())][i];
+    const std::string_view box = tail.boxes[static_cast<size_t>(it - sealed_.begin())];
     if (!box.empty()) sealed.push_back({f, AsBytes(box)});
   }
   return open_(row, sealed, fields);
 }
 
 void AudienceIndex::Clear() {
-  WipeColumns(all_);
   all_ = Empty();
   retired_bytes_ = 0;
   complete_ = false;
@@ -340,16 +406,9 @@ void AudienceIndex::CompactIfWasteful() {
     if (!packed.Add(all_.records[i])) return;
   }
   packed.facts = std::move(all_.facts);  // the facts attached, entry for entry
-  WipeColumns(all_);
   all_ = std::move(packed);
   retired_bytes_ = 0;
   ++compactions_;
-}
-
-void AudienceIndex::WipeColumns(Part& part) {
-  for (auto& column : part.columns) {
-    for (auto& v : column) sodium_memzero(v.text.data(), v.text.size());
-  }
 }
 
 Status AudienceIndex::Rebuild(const std::set<std::string>& open,
@@ -541,9 +600,11 @@ Status AudienceIndex::ApplyChanges(const std::vector<std::pair<int64_t, std::str
     GARDE_RETURN_IF_ERROR(store_.Read([&](ReadTx& tx) -> Status {
       for (size_t n = 0; n < kChangesPerRead && next != changed.end(); ++n, ++next) {
         const std::string& id = *next;
-        auto at = std::lower_bound(all_.ids.begin(), all_.ids.end(), id);
-        const bool present = at != all_.ids.end() && *at == id;
-        const auto i = static_cast<size_t>(at - all_.ids.begin());
+        auto at = std::lower_bound(
+            all_.records.begin(), all_.records.end(), id,
+            [](std::string_view record, const std::string& key) { return IdOf(record) < key; });
+        const bool present = at != all_.records.end() && IdOf(*at) == id;
+        const auto i = static_cast<size_t>(at - all_.records.begin());
         GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(id));
         if (!row) {
           if (present) removed.push_back(i);
@@ -577,21 +638,23 @@ Status AudienceIndex::ApplyChanges(const std::vector<std::pair<int64_t, std::str
   }
   for (size_t i : removed) Retire(i);
   WipeRetired();
-  if (removed.empty() && added.ids.empty()) return Status::Ok();
-  // One pass merges the new subjects in and leaves the removed ones out.
+  if (removed.empty() && added.size() == 0) return Status::Ok();
+  // One pass merges the new subjects in and leaves the removed ones out, into columns of the
+  // exact size: grown one entry at a time, they would double past a power of two (a million
+  // and 50 000 entries in room for two million).
   Part merged = Empty();
   merged.position = all_.position;
-  merged.ids.reserve(all_.ids.size() + added.ids.size());
+  merged.Reserve(size() - removed.size() + added.size());
   size_t next_removed = 0, j = 0;
-  for (size_t i = 0; i < all_.ids.size(); ++i) {
+  for (size_t i = 0; i < size(); ++i) {
     if (next_removed < removed.size() && removed[next_removed] == i) {
       ++next_removed;
       continue;
     }
-    while (j < added.ids.size() && added.ids[j] < all_.ids[i]) merged.Append(added, j++);
+    while (j < added.size() && IdOf(added.records[j]) < id(i)) merged.Append(added, j++);
     merged.Append(all_, i);
   }
-  while (j < added.ids.size()) merged.Append(added, j++);
+  while (j < added.size()) merged.Append(added, j++);
   all_ = std::move(merged);
   return Status::Ok();
 }
@@ -618,10 +681,8 @@ std::string AudienceIndex::SerializeHead(const std::vector<size_t>& counts) cons
 void AudienceIndex::Retire(size_t i) {
   retired_bytes_ += all_.records[i].size();
   if (!all_.records[i].empty()) retired_.emplace_back(all_.records[i], all_.arenas[i]);
-  for (auto& c : all_.columns) {
-    sodium_memzero(c[i].text.data(), c[i].text.size());
-    c[i] = FieldValue{};
-  }
+  // The values are views into the record, wiped with it.
+  for (auto& c : all_.columns) c[i] = Value();
 }
 
 void AudienceIndex::WipeRetired() {
@@ -633,9 +694,11 @@ void AudienceIndex::WipeRetired() {
 }
 
 std::shared_ptr<const ConsentFacts> AudienceIndex::Facts(size_t i) const {
-  if (all_.facts[i] != nullptr || all_.packed_facts[i].empty()) return all_.facts[i];
+  if (all_.facts[i] != nullptr) return all_.facts[i];
+  Tail tail;
+  if (!ReadTail(i, &tail) || tail.facts.empty()) return nullptr;
   std::shared_ptr<const ConsentFacts> unpacked;
-  ByteReader r(all_.packed_facts[i]);
+  ByteReader r(tail.facts);
   if (!ReadFacts(r, &unpacked)) return nullptr;  // read from the ledger then
   return unpacked;
 }
@@ -743,10 +806,10 @@ Result<bool> AudienceIndex::LoadFrom(SealedSnapshot& snapshot) {
         break;
       }
       // The chunk's records stay where they are: the entries point into its arena.
-      auto arena = std::make_shared<Arena>(plain.size());
+      auto arena = std::make_shared<Arena>(plain.size(), arena_bytes_);
       ByteReader records(arena->Append(plain));
       for (size_t k = starts[i]; k < starts[i] + counts[i] && good; ++k) {
-        if (!all_.Set(k, records, arena) || (k > starts[i] && !(all_.ids[k - 1] < all_.ids[k]))) {
+        if (!all_.Set(k, records, arena) || (k > starts[i] && !(id(k - 1) < id(k)))) {
           good = false;
         }
       }
@@ -762,7 +825,7 @@ Result<bool> AudienceIndex::LoadFrom(SealedSnapshot& snapshot) {
   helper.join();
   // Chunks in id order, each in order: the whole must be too.
   for (size_t i = 1; good && i < chunks; ++i) {
-    if (counts[i - 1] > 0 && counts[i] > 0 && !(all_.ids[starts[i] - 1] < all_.ids[starts[i]])) {
+    if (counts[i - 1] > 0 && counts[i] > 0 && !(id(starts[i] - 1) < id(starts[i]))) {
       good = false;
     }
   }

@@ -236,6 +236,9 @@ std::string MetricsText(Deployment& d, const RequestMetrics& requests,
            static_cast<double>(d.vault().kept_records()));
   e.Sample("garde_kept_subjects", "cache=\"audience_index\"",
            static_cast<double>(d.audiences().kept_subjects()));
+  e.Family("garde_audience_index_bytes", "gauge",
+           "Memory the audience index holds (its records and columns), as of the last audience.")
+      .Sample("garde_audience_index_bytes", "", static_cast<double>(d.audiences().kept_bytes()));
   const Config& cfg = d.config();
   if (cfg.postgres()) return out;  // no files here: PostgreSQL's own statistics tell its size
   e.Family("garde_database_bytes", "gauge", "Size of each database file.");

@@ -76,6 +76,8 @@ class AudienceBuilder {
   void SaveSnapshot();
   // Subjects the index holds, as of the last build or snapshot read (for the metrics).
   size_t kept_subjects() const { return kept_.load(std::memory_order_relaxed); }
+  // The memory the index held then: its records and columns.
+  size_t kept_bytes() const { return kept_bytes_.load(std::memory_order_relaxed); }
 
  private:
   // One audience's question, prepared.
@@ -108,9 +110,10 @@ class AudienceBuilder {
   AudienceIndex index_;
   const std::unique_ptr<SealedSnapshot> snapshot_;
   bool snapshot_tried_ GUARDED_BY(mu_) = false;
-  std::thread saver_;                // the background save, if one was started
-  std::atomic<bool> saving_{false};  // saver_ started and not finished
-  std::atomic<size_t> kept_{0};      // index_.size() after the last build or read
+  std::thread saver_;                  // the background save, if one was started
+  std::atomic<bool> saving_{false};    // saver_ started and not finished
+  std::atomic<size_t> kept_{0};        // index_.size() after the last build or read
+  std::atomic<size_t> kept_bytes_{0};  // index_.bytes() then
 };
 
 }  // namespace garde

@@ -9,9 +9,10 @@
 //   index.Refresh({"gender", "postal_code"}, {"email"});  // rebuilds, or applies the changes
 //   const auto* gender = index.Column("gender");           // one value per entry, null if unset
 //   for (size_t i = 0; i < index.size(); ++i)
-//     if (index.eligible(i) && (*gender)[i].text == "F") index.OpenKept(i, {"email"});
+//     if (index.eligible(i) && (*gender)[i].text() == "F") index.OpenKept(i, {"email"});
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -33,6 +34,25 @@ class AudienceIndex {
   // Opens `fields` of one subject from its sealed boxes (kDamaged when they fail).
   using Opener = std::function<Result<FieldMap>(const SubjectRow&, const std::vector<SealedField>&,
                                                 const std::set<std::string>&)>;
+
+  // A field's value as an entry holds it: a view into the entry's record (16 bytes, where a
+  // FieldValue takes 56 and a copy of its text).
+  class Value {
+   public:
+    FieldValue::Type type() const { return static_cast<FieldValue::Type>(type_); }
+    bool is_null() const { return type() == FieldValue::Type::kNull; }
+    std::string_view text() const { return {at_, size_}; }  // a string's (empty otherwise)
+    double number() const;                                  // a number's (0 otherwise)
+    bool boolean() const { return boolean_; }
+    FieldValue ToFieldValue() const;
+
+   private:
+    friend class AudienceIndex;
+    const char* at_ = nullptr;  // a string's bytes, or a number's eight
+    uint32_t size_ = 0;
+    uint8_t type_ = 0;
+    bool boolean_ = false;
+  };
 
   // Keeps the index between refreshes while it holds at most `capacity` subjects.
   AudienceIndex(Store& store, Opener open, size_t capacity)
@@ -78,12 +98,12 @@ class AudienceIndex {
   // Rebuilt, and no snapshot written since.
   bool Unsaved() const { return complete_ && saved_position_ < 0; }
 
-  size_t size() const { return all_.ids.size(); }
-  std::string_view id(size_t i) const { return all_.ids[i]; }
+  size_t size() const { return all_.records.size(); }
+  std::string_view id(size_t i) const { return IdOf(all_.records[i]); }
   // Active, and its boxes open: a restricted, erased or damaged subject is never a member.
   bool eligible(size_t i) const { return all_.eligible[i] != 0; }
   // One value per entry (null when unset), or null if the field is not held.
-  const std::vector<FieldValue>* Column(const std::string& field) const;
+  const std::vector<Value>* Column(const std::string& field) const;
   // The consent facts of entry i: those attached since it was last read, else unpacked from
   // its record (a fresh copy each time, not kept: a million unpacked facts beside their
   // records and the consent ledger's own would be the largest thing in the process). Null
@@ -98,29 +118,27 @@ class AudienceIndex {
   // Opens `fields` (all held sealed) of entry i; kDamaged if they fail, or if the key
   // that wrapped its data key has been retired since (the caller then reads the vault).
   Result<FieldMap> OpenKept(size_t i, const std::set<std::string>& fields) const;
+  // Memory the index holds: its records' blocks and the entries' columns.
+  size_t bytes() const;
+  // The columns' share of bytes(), per entry held: a fixed cost, paid for every subject.
+  size_t column_bytes() const;
 
  private:
-  struct Wrapping {  // the subject's data key as wrapped in the vault
-    uint32_t root_key_version = 0;
-    uint32_t dek_version = 0;
-    std::string_view wrapped_dek;
-  };
   // Entries in id order. Each is one record — id, eligibility, the values of fields_, the
-  // boxes of sealed_, the wrapping, the consent facts (the snapshot's form) — in an arena;
-  // the columns below point into it, except the values, copied out for the predicates.
+  // boxes of sealed_, the wrapping, the consent facts (the snapshot's form) — in an arena.
+  // Only what every audience scans is a column (the values, as views into the record);
+  // the boxes, the wrapping and the facts are read from the record for members alone.
   struct Part {
-    std::vector<std::string_view> ids;
+    std::vector<std::string_view> records;  // the id first: id(i) reads it
     std::vector<uint8_t> eligible;
-    std::vector<std::vector<FieldValue>> columns;      // parallel to fields_
-    std::vector<std::vector<std::string_view>> boxes;  // parallel to sealed_ (empty: unset)
-    std::vector<Wrapping> keys;
+    std::vector<std::vector<Value>> columns;                 // parallel to fields_
     std::vector<std::shared_ptr<const ConsentFacts>> facts;  // attached (AttachFacts)
-    std::vector<std::string_view> packed_facts;              // as recorded, unpacked by Facts()
-    std::vector<std::string_view> records;
-    std::vector<std::shared_ptr<Arena>> arenas;  // the one holding each record
-    std::shared_ptr<Arena> open_arena;           // where the next records go
-    size_t arena_block = 0;                      // the size of a new arena (0: each record its own)
-    int64_t position = 0;                        // every change of the log up to here is reflected
+    std::vector<std::shared_ptr<Arena>> arenas;              // the one holding each record
+    size_t boxes = 0;                                        // sealed fields in each record
+    std::shared_ptr<Arena> open_arena;                       // where the next records go
+    size_t arena_block = 0;  // the size of a new arena (0: each record its own)
+    std::shared_ptr<std::atomic<size_t>> arena_bytes;  // the index's count of its blocks' bytes
+    int64_t position = 0;  // every change of the log up to here is reflected
 
     // Calls fn(mine, other's) for each of the parallel vectors above (columns and boxes
     // one by one); Zip(*this, ...) visits this part's own.
@@ -129,13 +147,25 @@ class AudienceIndex {
     void Append(Part& other, size_t j);         // moves other's entry j to the end
     void Extend(Part& other);                   // moves all of other's entries to the end
     void Put(size_t i, Part& other, size_t j);  // replaces entry i (same id) by other's j
+    size_t size() const { return records.size(); }
     void Reserve(size_t n);
     void Resize(size_t n);
     // Reads the record at r's position (into `arena`) as entry i; false if it is damaged.
     bool Set(size_t i, ByteReader& r, std::shared_ptr<Arena> arena);
+    size_t bytes() const;  // the columns' capacity
     // Copies `record` into the open arena and adds it as the last entry.
     bool Add(std::string_view record);
   };
+  // The parts of entry i's record beyond its columns.
+  struct Tail {
+    std::vector<std::string_view> boxes;  // parallel to sealed_ (empty: unset)
+    uint32_t root_key_version = 0;
+    uint32_t dek_version = 0;
+    std::string_view wrapped_dek;
+    std::string_view facts;  // as recorded (empty: none), unpacked by Facts()
+  };
+  bool ReadTail(size_t i, Tail* out) const;  // false if the record does not read back
+  static std::string_view IdOf(std::string_view record);
   Part Empty() const;  // with a column for each field held
   Status Rebuild(const std::set<std::string>& open, const std::set<std::string>& sealed);
   Status ScanInto(ReadTx& tx, const std::string& from, const std::string& before, Part* out) const;
@@ -157,7 +187,6 @@ class AudienceIndex {
   // Once the records replaced since the last rebuild or compaction take more than a quarter
   // of what the live ones do, copies the live ones together so that the old blocks are freed.
   void CompactIfWasteful();
-  static void WipeColumns(Part& part);  // the decrypted values, before they are let go
 
   Store& store_;
   const Opener open_;
@@ -174,6 +203,8 @@ class AudienceIndex {
   size_t retired_bytes_ = 0;     // records replaced or removed since the entries were packed
   uint64_t compactions_ = 0;
   std::vector<std::pair<std::string_view, std::shared_ptr<Arena>>> retired_;
+  // The bytes of the blocks this index's records live in, while any of them is alive.
+  std::shared_ptr<std::atomic<size_t>> arena_bytes_ = std::make_shared<std::atomic<size_t>>(0);
 };
 
 }  // namespace garde

@@ -417,6 +417,31 @@ TEST_F(AuditLogTest, FullJournalsAreRotatedWithoutLosingOrRepeatingAnEntry) {
                   .ok());
 }
 
+// An importer that fell behind by many journals catches up one journal a pass: every entry
+// logged once, in a log that verifies, and no pass holding more than a journal's entries.
+TEST_F(AuditLogTest, AnImporterFarBehindTakesOneJournalAPass) {
+  d_->audit().Stop();
+  // Journals of 4 KiB (a dozen entries) and an importer that does not run by itself.
+  AuditLog small(d_->store(), d_->audit_store(), d_->clock(), d_->signer(),
+                 AuditLog::Options{dir_.string(), 600000, 4096});
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_TRUE(small
+                    .Record(nullptr, caller_,
+                            {"subject.read", Sid("b"), "customer_management", "ok", {}, i})
+                    .ok());
+  }
+  EXPECT_GT(JournalFiles(dir_).size(), 20u);
+  ASSERT_TRUE(small.Flush().ok());
+  EXPECT_EQ(small.Size().value(), 300u);
+  EXPECT_GT(small.largest_import(), 0u);
+  EXPECT_LE(small.largest_import(), 20u);  // one 4 KiB journal's entries
+  small.Stop();
+  EXPECT_TRUE(JournalFiles(dir_).empty());
+  EXPECT_TRUE(VerifyAuditLog(d_->audit_store(), d_->signer().public_key(), d_->signer().origin(),
+                             {}, nullptr)
+                  .ok());
+}
+
 // Waits up to five seconds for `dir` to hold `n` journals.
 bool JournalCountReaches(const std::filesystem::path& dir, size_t n) {
   for (int i = 0; i < 500 && JournalFiles(dir).size() != n; ++i) {

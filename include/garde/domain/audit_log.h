@@ -87,6 +87,9 @@ class AuditLog final : public AccessJournal {
   // Logs every entry recorded so far: this process's journal and the vault's pending
   // entries (also those of other processes, such as CLI commands run beside the service).
   Status Flush();
+  // The most entries one import pass has appended: a pass takes at most one full journal
+  // (and a batch of the vault's pending entries), however far the importer fell behind.
+  size_t largest_import() const { return largest_import_.load(std::memory_order_relaxed); }
   // Flush, after every other node sharing the database has flushed its own journals (the
   // officer's queries, Query and Scan, and the checkpoints they fetch see every node's reads).
   Status FlushEverywhere();
@@ -191,6 +194,7 @@ class AuditLog final : public AccessJournal {
   std::vector<std::shared_ptr<AuditJournal>> retired_ GUARDED_BY(journal_mu_);
   std::atomic<bool> importer_started_{false};
   std::atomic<bool> runs_added_{false};  // the subject index got runs since the last merge
+  std::atomic<size_t> largest_import_{0};
   std::thread importer_;
   std::thread journal_maker_;
 };

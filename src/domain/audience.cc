@@ -240,13 +240,9 @@ Status AudienceBuilder::Evaluate(const Scan& scan, size_t begin, size_t end, Aud
       if (!index_.eligible(i) || !Eval(scan.where, i)) continue;
       ++out->matched;
       const std::string id(index_.id(i));
-      // The facts the ledger keeps for its checks, shared; else as the index read them; else
-      // read now.
-      std::shared_ptr<const ConsentFacts> facts;
-      if (!index_.HasAttachedFacts(i)) {
-        if ((facts = ledger_.FindKeptFacts(id)) != nullptr) index_.AttachFacts(i, facts);
-      }
-      if (facts == nullptr) facts = index_.Facts(i);
+      // The facts as the index read them with the subject (unpacked from its record, not
+      // kept); else read now, and kept with the entry.
+      std::shared_ptr<const ConsentFacts> facts = index_.Facts(i);
       if (facts == nullptr) {
         GARDE_ASSIGN_OR_RETURN(auto read, ledger_.KeptFacts(tx, facts_at, id));
         if (read == nullptr) continue;  // gone meanwhile

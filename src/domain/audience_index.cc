@@ -129,44 +129,17 @@ bool ReadValue(ByteReader& r, const char** at, uint32_t* size, uint8_t* type, bo
 
 void WriteFacts(ByteWriter& w, const ConsentFacts* f) {
   w.U8(f != nullptr ? 1 : 0);
-  if (f == nullptr) return;
-  w.Str(f->status).U32(static_cast<uint32_t>(f->suppressed_contacts.size()));
-  for (const auto& c : f->suppressed_contacts) w.Str(c);
-  w.U32(static_cast<uint32_t>(f->events.size()));
-  for (const auto& e : f->events) {
-    w.Str(e.purpose).Str(e.channel).U8(static_cast<uint8_t>(e.type)).I64(e.at).I64(e.expires_at);
-  }
+  if (f != nullptr) WriteConsentFacts(w, *f);
 }
 
 // Reads recorded facts into *out, or only checks and skips them when out is null.
 bool ReadFacts(ByteReader& r, std::shared_ptr<const ConsentFacts>* out) {
   if (r.U8() == 0) return !r.failed();
-  auto f = out != nullptr ? std::make_shared<ConsentFacts>() : nullptr;
-  const std::string_view status = r.Str();
-  if (f) f->status = status;
-  for (uint32_t n = r.U32(); n > 0 && !r.failed(); --n) {
-    const std::string_view contact = r.Str();
-    if (f) f->suppressed_contacts.emplace_back(contact);
-  }
-  const uint32_t events = r.U32();
-  if (f && !r.failed()) f->events.reserve(std::min<uint32_t>(events, 1024));
-  for (uint32_t k = 0; k < events && !r.failed(); ++k) {
-    ConsentFact e;
-    const std::string_view purpose = r.Str();
-    const std::string_view channel = r.Str();
-    const uint8_t type = r.U8();
-    if (type > static_cast<uint8_t>(ConsentEventType::kObjected)) return false;
-    e.type = static_cast<ConsentEventType>(type);
-    e.at = r.I64();
-    e.expires_at = r.I64();
-    if (f) {
-      e.purpose = purpose;
-      e.channel = channel;
-      f->events.push_back(std::move(e));
-    }
-  }
-  if (out != nullptr) *out = std::move(f);
-  return !r.failed();
+  if (out == nullptr) return ReadConsentFacts(r, nullptr);
+  auto f = std::make_shared<ConsentFacts>();
+  if (!ReadConsentFacts(r, f.get())) return false;
+  *out = std::move(f);
+  return true;
 }
 
 }  // namespace
@@ -662,7 +635,8 @@ Status AudienceIndex::ApplyChanges(const std::vector<std::pair<int64_t, std::str
 namespace {
 
 // Snapshot form version; a snapshot of another version is rebuilt from the vault.
-constexpr uint32_t kSnapshotFormat = 1;
+// 2: consent facts in WriteConsentFacts' compact form.
+constexpr uint32_t kSnapshotFormat = 2;
 constexpr size_t kEntriesPerChunk = 8192;  // ~2.5 MB: both threads busy to the end
 
 }  // namespace

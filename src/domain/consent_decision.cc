@@ -1,5 +1,7 @@
 #include "garde/domain/consent_decision.h"
 
+#include <iterator>
+
 namespace garde {
 
 const char* ConsentEventName(ConsentEventType t) {
@@ -21,6 +23,74 @@ bool ParseConsentEventType(const std::string& s, ConsentEventType* out) {
     }
   }
   return false;
+}
+
+namespace {
+
+// The usual statuses as one byte; any other is written out after kOtherStatus.
+constexpr const char* kStatuses[] = {"active", "restricted", "erased"};
+constexpr uint8_t kOtherStatus = 0xff;
+
+}  // namespace
+
+void WriteConsentFacts(ByteWriter& w, const ConsentFacts& f) {
+  uint8_t status = kOtherStatus;
+  for (uint8_t k = 0; k < std::size(kStatuses); ++k) {
+    if (f.status == kStatuses[k]) status = k;
+  }
+  w.U8(status);
+  if (status == kOtherStatus) w.VStr(f.status);
+  w.Var(f.suppressed_contacts.size());
+  for (const auto& c : f.suppressed_contacts) w.VStr(c);
+  w.Var(f.events.size());
+  for (const auto& e : f.events) {
+    w.VStr(e.purpose)
+        .VStr(e.channel)
+        .U8(static_cast<uint8_t>(e.type))
+        .SVar(e.at)
+        .SVar(e.expires_at);
+  }
+}
+
+bool ReadConsentFacts(ByteReader& r, ConsentFacts* out) {
+  const uint8_t status = r.U8();
+  if (status == kOtherStatus) {
+    const std::string_view s = r.VStr();
+    if (out != nullptr) out->status.assign(s.data(), s.size());
+  } else if (status < std::size(kStatuses)) {
+    if (out != nullptr) out->status = kStatuses[status];
+  } else {
+    return false;
+  }
+  // Counts are checked against the bytes left (each entry takes one at least) before any
+  // room is made for them.
+  const uint64_t contacts = r.Var();
+  if (r.failed() || contacts > r.input().size() - r.at()) return false;
+  if (out != nullptr) out->suppressed_contacts.resize(contacts);
+  for (uint64_t k = 0; k < contacts; ++k) {
+    const std::string_view c = r.VStr();
+    if (out != nullptr) out->suppressed_contacts[k].assign(c.data(), c.size());
+  }
+  const uint64_t events = r.Var();
+  if (r.failed() || events > r.input().size() - r.at()) return false;
+  if (out != nullptr) out->events.resize(events);
+  for (uint64_t k = 0; k < events && !r.failed(); ++k) {
+    const std::string_view purpose = r.VStr();
+    const std::string_view channel = r.VStr();
+    const uint8_t type = r.U8();
+    if (type > static_cast<uint8_t>(ConsentEventType::kObjected)) return false;
+    const int64_t at = r.SVar();
+    const int64_t expires_at = r.SVar();
+    if (out != nullptr) {
+      ConsentFact& e = out->events[k];
+      e.purpose.assign(purpose.data(), purpose.size());
+      e.channel.assign(channel.data(), channel.size());
+      e.type = static_cast<ConsentEventType>(type);
+      e.at = at;
+      e.expires_at = expires_at;
+    }
+  }
+  return !r.failed();
 }
 
 ConsentDecision Decide(const std::string& status, bool suppressed,

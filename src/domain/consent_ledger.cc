@@ -571,6 +571,40 @@ Result<std::vector<ConsentLedger::FactsPtr>> ConsentLedger::FactsOfPage(
   return out;
 }
 
+namespace {
+
+using Packed = std::shared_ptr<const std::string>;
+
+Packed Pack(const ConsentFacts& facts) {
+  ByteWriter w;
+  WriteConsentFacts(w, facts);
+  return std::make_shared<const std::string>(std::move(w.data()));
+}
+
+// Facts as kept: most active subjects have no event and nothing suppressed, and share one.
+Packed Pack(const ConsentLedger::FactsPtr& facts) {
+  if (facts == nullptr) return nullptr;
+  static const Packed kActiveBlank = Pack(ConsentFacts{"active", {}, {}});
+  const ConsentFacts& f = *facts;
+  if (f.status == "active" && f.suppressed_contacts.empty() && f.events.empty()) {
+    return kActiveBlank;
+  }
+  return Pack(f);
+}
+
+bool Unpack(const std::string& packed, ConsentFacts* out) {
+  ByteReader r(packed);
+  return ReadConsentFacts(r, out) && r.done();
+}
+
+// Where a decision unpacks kept facts: one per thread, its strings and vectors reused.
+ConsentFacts& Scratch() {
+  thread_local ConsentFacts facts;
+  return facts;
+}
+
+}  // namespace
+
 Result<size_t> ConsentLedger::WarmUp() {
   // The suppressed contacts once (the query walks the whole list whatever the range asked),
   // then pages of subjects with their facts; what is suppressed after `read_at` reaches the
@@ -587,27 +621,49 @@ Result<size_t> ConsentLedger::WarmUp() {
   size_t next_suppressed = 0;  // pages come in id order, and so does the list
   return facts_.Fill(
       d_.store,
-      [&](ReadTx& tx, const std::vector<SubjectRow>& page) {
-        return FactsOfPage(tx, page, suppressed, &next_suppressed);
+      [&](ReadTx& tx, const std::vector<SubjectRow>& page) -> Result<std::vector<Packed>> {
+        GARDE_ASSIGN_OR_RETURN(auto facts, FactsOfPage(tx, page, suppressed, &next_suppressed));
+        std::vector<Packed> packed;
+        packed.reserve(facts.size());
+        for (const auto& f : facts) packed.push_back(Pack(f));
+        return packed;
       },
       read_at);
 }
 
+bool ConsentLedger::FindKeptInto(const std::string& id, ConsentFacts* out) const {
+  auto kept = facts_.Find(id);
+  return kept != nullptr && Unpack(*kept, out);
+}
+
+Result<bool> ConsentLedger::KeptFactsInto(ReadTx& tx, int64_t position, const std::string& id,
+                                          ConsentFacts* out) {
+  GARDE_ASSIGN_OR_RETURN(auto kept, facts_.Get(position, id, [&]() -> Result<Packed> {
+    GARDE_ASSIGN_OR_RETURN(auto found, tx.GetSubject(id));
+    if (!found) return Packed();
+    GARDE_ASSIGN_OR_RETURN(auto facts, LoadFacts(tx, *found));
+    return Pack(facts);
+  }));
+  if (kept == nullptr) return false;
+  if (!Unpack(*kept, out)) return Internal("kept consent facts do not read back");
+  return true;
+}
+
 Result<ConsentLedger::FactsPtr> ConsentLedger::KeptFacts(ReadTx& tx, int64_t position,
                                                          const std::string& id) {
-  return facts_.Get(position, id, [&]() -> Result<FactsPtr> {
-    GARDE_ASSIGN_OR_RETURN(auto found, tx.GetSubject(id));
-    if (!found) return FactsPtr();
-    return LoadFacts(tx, *found);
-  });
+  auto facts = std::make_shared<ConsentFacts>();
+  GARDE_ASSIGN_OR_RETURN(auto found, KeptFactsInto(tx, position, id, facts.get()));
+  if (!found) return FactsPtr();
+  return FactsPtr(std::move(facts));
 }
 
 Result<ConsentAnswer> ConsentLedger::DecideKept(ReadTx& tx, int64_t position,
                                                 const PolicySet& policies, const std::string& id,
                                                 const Purpose& purpose, const std::string& channel,
                                                 int64_t now) {
-  GARDE_ASSIGN_OR_RETURN(auto kept, KeptFacts(tx, position, id));
-  return DecideFrom(kept.get(), policies, id, purpose, channel, now);
+  ConsentFacts& facts = Scratch();
+  GARDE_ASSIGN_OR_RETURN(auto found, KeptFactsInto(tx, position, id, &facts));
+  return DecideFrom(found ? &facts : nullptr, policies, id, purpose, channel, now);
 }
 
 ConsentDecision ConsentLedger::DecideActivityFrom(const ConsentFacts* facts,
@@ -633,19 +689,18 @@ Result<ConsentDecision> ConsentLedger::PermitsActivity(const PolicySet& policies
                                                        ReadTx* caller_tx) {
   const int64_t now = d_.clock.Now();
   const uint64_t epoch = d_.store.ChangeEpoch();
-  if (facts_.CurrentAt(epoch)) {
-    if (auto kept = facts_.Find(subject_id)) {
-      return DecideActivityFrom(kept.get(), policies, activity, now);
-    }
+  ConsentFacts& facts = Scratch();
+  if (facts_.CurrentAt(epoch) && FindKeptInto(subject_id, &facts)) {
+    return DecideActivityFrom(&facts, policies, activity, now);
   }
   ConsentDecision out;
   // The epoch marks the kept facts current only for a transaction begun after it was read.
   auto decide = [&](ReadTx& tx) -> Status {
     GARDE_ASSIGN_OR_RETURN(auto position,
                            caller_tx != nullptr ? facts_.Sync(tx) : facts_.Sync(tx, epoch));
-    GARDE_ASSIGN_OR_RETURN(auto kept, KeptFacts(tx, position, subject_id));
-    if (!kept) return NotFound("no such subject");
-    out = DecideActivityFrom(kept.get(), policies, activity, now);
+    GARDE_ASSIGN_OR_RETURN(auto found, KeptFactsInto(tx, position, subject_id, &facts));
+    if (!found) return NotFound("no such subject");
+    out = DecideActivityFrom(&facts, policies, activity, now);
     return Status::Ok();
   };
   GARDE_RETURN_IF_ERROR(caller_tx != nullptr ? decide(*caller_tx) : d_.store.Read(decide));
@@ -679,10 +734,10 @@ Result<std::vector<ConsentAnswer>> ConsentLedger::CheckMany(const Caller& caller
   auto decide_range = [&](size_t from, size_t to) {
     const uint64_t epoch = d_.store.ChangeEpoch();
     if (facts_.CurrentAt(epoch)) {
+      ConsentFacts& facts = Scratch();
       for (; from < to; ++from) {
-        auto kept = facts_.Find(ids[from]);
-        if (kept == nullptr) break;
-        out[from] = DecideFrom(kept.get(), *policies, ids[from], *purpose, channel, now);
+        if (!FindKeptInto(ids[from], &facts)) break;
+        out[from] = DecideFrom(&facts, *policies, ids[from], *purpose, channel, now);
       }
       if (from == to) return Status::Ok();
     }

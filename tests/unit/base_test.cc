@@ -6,6 +6,7 @@
 #include <set>
 #include <thread>
 
+#include "garde/base/byte_codec.h"
 #include "garde/base/clock.h"
 #include "garde/base/encoding.h"
 #include "garde/base/ip_address.h"
@@ -325,6 +326,42 @@ TEST(Exchange, WipeCredentialsOverwritesTheAuthorizationHeader) {
   EXPECT_EQ(after.data(), before);  // in place
   EXPECT_EQ(after, std::string(after.size(), '\0'));
   EXPECT_EQ(x.headers["x-purpose"], "crm");
+}
+
+// Variable-length integers at each length's edges, and input that never ends a number.
+TEST(ByteCodec, VarIntegersReadBackAtEveryLengthAndTenBytesOfContinuationAreRefused) {
+  std::vector<uint64_t> values = {0, 1, 127, 128, 16383, 16384, UINT64_MAX};
+  for (int bits = 7; bits < 64; bits += 7) {
+    values.push_back((uint64_t{1} << bits) - 1);
+    values.push_back(uint64_t{1} << bits);
+  }
+  for (uint64_t v : values) {
+    ByteWriter w;
+    w.Var(v).SVar(static_cast<int64_t>(v)).SVar(-static_cast<int64_t>(v)).VStr("ab");
+    ByteReader r(w.data());
+    EXPECT_EQ(r.Var(), v);
+    EXPECT_EQ(r.SVar(), static_cast<int64_t>(v));
+    EXPECT_EQ(r.SVar(), -static_cast<int64_t>(v));
+    EXPECT_EQ(r.VStr(), "ab");
+    EXPECT_TRUE(r.done() && !r.failed()) << v;
+  }
+  ByteWriter small;
+  small.Var(127).SVar(-64).SVar(63);
+  EXPECT_EQ(small.data().size(), 3u);
+  ByteWriter extremes;
+  extremes.SVar(INT64_MIN).SVar(INT64_MAX);
+  ByteReader e(extremes.data());
+  EXPECT_EQ(e.SVar(), INT64_MIN);
+  EXPECT_EQ(e.SVar(), INT64_MAX);
+  const std::string endless(11, '\x80');
+  ByteReader bad(endless);
+  EXPECT_EQ(bad.Var(), 0u);
+  EXPECT_TRUE(bad.failed());
+  ByteWriter longer;
+  longer.Var(5).data() += "abc";  // a length beyond the bytes left
+  ByteReader cut(longer.data());
+  EXPECT_EQ(cut.VStr(), "");
+  EXPECT_TRUE(cut.failed());
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 namespace garde {
 namespace {
 
@@ -128,6 +130,81 @@ TEST(ConsentDecision, AnswerSaysSinceAndExpiry) {
              *p, "email", kNow);
   EXPECT_EQ(d.since, 42);
   EXPECT_EQ(d.expires_at, 99999999);
+}
+
+bool SameFacts(const ConsentFacts& a, const ConsentFacts& b) {
+  if (a.status != b.status || a.suppressed_contacts != b.suppressed_contacts ||
+      a.events.size() != b.events.size()) {
+    return false;
+  }
+  for (size_t k = 0; k < a.events.size(); ++k) {
+    const ConsentFact &x = a.events[k], &y = b.events[k];
+    if (x.purpose != y.purpose || x.channel != y.channel || x.type != y.type || x.at != y.at ||
+        x.expires_at != y.expires_at) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// The compact form the facts are kept in: random facts (any status, contacts, up to 40
+// events with times of any sign and size) read back as written, into one reused object as
+// the checks do (fewer events after more, shorter strings after longer); every cut of the
+// bytes is refused, never read past.
+TEST(ConsentFactsBytes, RandomFactsReadBackAsWrittenAndACutNeverReads) {
+  std::mt19937_64 rng(20261206);
+  auto text = [&rng](size_t most) {
+    std::string s(rng() % (most + 1), 'x');
+    for (auto& c : s) c = static_cast<char>('a' + rng() % 26);
+    return s;
+  };
+  const char* statuses[] = {"active", "restricted", "erased", "pending_merge", ""};
+  const int64_t times[] = {0, 1, -1, 1764979200, INT64_MAX, INT64_MIN, 127, 128, -64, -65};
+  ConsentFacts into;  // reused, as a thread's scratch is
+  for (int round = 0; round < 2000; ++round) {
+    ConsentFacts f;
+    f.status = statuses[rng() % std::size(statuses)];
+    for (size_t n = rng() % 3; n > 0; --n) f.suppressed_contacts.push_back(text(8));
+    for (size_t n = rng() % (round % 10 == 0 ? 41 : 4); n > 0; --n) {
+      ConsentFact e;
+      e.purpose = text(rng() % 4 == 0 ? 200 : 20);
+      e.channel = text(6);
+      e.type = static_cast<ConsentEventType>(rng() % 4);
+      e.at = rng() % 3 == 0 ? times[rng() % std::size(times)] : static_cast<int64_t>(rng());
+      e.expires_at = rng() % 2 == 0 ? 0 : times[rng() % std::size(times)];
+      f.events.push_back(e);
+    }
+    ByteWriter w;
+    WriteConsentFacts(w, f);
+    const std::string bytes = w.data();
+    ByteReader r(bytes);
+    ASSERT_TRUE(ReadConsentFacts(r, &into)) << "round " << round;
+    ASSERT_TRUE(r.done());
+    ASSERT_TRUE(SameFacts(f, into)) << "round " << round;
+    ByteReader skip(bytes);
+    ASSERT_TRUE(ReadConsentFacts(skip, nullptr) && skip.done());
+    for (size_t cut = 0; cut < bytes.size(); ++cut) {
+      ConsentFacts scratch;
+      ByteReader part(std::string_view(bytes).substr(0, cut));
+      ASSERT_FALSE(ReadConsentFacts(part, &scratch) && part.done()) << cut;
+    }
+  }
+  // One event of a usual purpose takes about 30 bytes, where the structure takes two
+  // blocks of 96.
+  ConsentFacts one{
+      "active", {}, {Ev("marketing.email", "", ConsentEventType::kGranted, 1764979200)}};
+  ByteWriter w;
+  WriteConsentFacts(w, one);
+  EXPECT_LE(w.data().size(), 30u);
+}
+
+TEST(ConsentFactsBytes, ACountBeyondTheBytesLeftIsRefusedBeforeAnythingIsMade) {
+  ByteWriter w;
+  w.U8(0).Var(0).Var(uint64_t{1} << 40);  // "active", no contacts, 2^40 events
+  ConsentFacts out;
+  ByteReader r(w.data());
+  EXPECT_FALSE(ReadConsentFacts(r, &out));
+  EXPECT_TRUE(out.events.empty());
 }
 
 }  // namespace

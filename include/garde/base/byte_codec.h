@@ -32,6 +32,24 @@ class ByteWriter {
     out_.append(s);
     return *this;
   }
+  // An unsigned integer in groups of seven bits, the lowest first (LEB128): one byte below
+  // 128, five for a time in seconds.
+  ByteWriter& Var(uint64_t v) {
+    for (; v >= 0x80; v >>= 7) out_.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    out_.push_back(static_cast<char>(v));
+    return *this;
+  }
+  // A signed integer, zigzag-mapped (0, -1, 1, -2 … to 0, 1, 2, 3 …) so that small ones of
+  // either sign stay short.
+  ByteWriter& SVar(int64_t v) {
+    return Var((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63));
+  }
+  // A string after its length as a Var: one byte of length below 128 bytes.
+  ByteWriter& VStr(std::string_view s) {
+    Var(s.size());
+    out_.append(s);
+    return *this;
+  }
   std::string& data() { return out_; }
 
  private:
@@ -60,6 +78,30 @@ class ByteReader {
   std::string_view Str() {
     const uint32_t n = U32();
     if (!Take(n)) return {};
+    return in_.substr(at_ - n, n);
+  }
+  uint64_t Var() {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (!Take(1)) return 0;
+      const auto b = static_cast<uint8_t>(in_[at_ - 1]);
+      v |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if ((b & 0x80) == 0) return v;
+    }
+    failed_ = true;  // more than ten bytes: not one of ours
+    return 0;
+  }
+  int64_t SVar() {
+    const uint64_t u = Var();
+    return static_cast<int64_t>(u >> 1) ^ -static_cast<int64_t>(u & 1);
+  }
+  std::string_view VStr() {
+    const uint64_t n = Var();
+    if (failed_ || n > in_.size() - at_) {
+      failed_ = true;
+      return {};
+    }
+    at_ += n;
     return in_.substr(at_ - n, n);
   }
   bool failed() const { return failed_; }

@@ -110,11 +110,10 @@ class AudienceIndex {
   // when neither (the subject changed since, and nothing was attached).
   // Entries are distinct: two threads may ask for or attach to different ones at once.
   std::shared_ptr<const ConsentFacts> Facts(size_t i) const;
-  // Facts read elsewhere (the ledger's, shared), kept until the entry changes.
+  // Facts read from the vault for an entry whose record has none, kept until it changes.
   void AttachFacts(size_t i, std::shared_ptr<const ConsentFacts> f) {
     all_.facts[i] = std::move(f);
   }
-  bool HasAttachedFacts(size_t i) const { return all_.facts[i] != nullptr; }
   // Opens `fields` (all held sealed) of entry i; kDamaged if they fail, or if the key
   // that wrapped its data key has been retired since (the caller then reads the vault).
   Result<FieldMap> OpenKept(size_t i, const std::set<std::string>& fields) const;

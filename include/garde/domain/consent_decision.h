@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "garde/base/byte_codec.h"
 #include "garde/policy/policy_set.h"
 
 namespace garde {
@@ -52,6 +53,14 @@ struct ConsentFacts {
   std::vector<std::string> suppressed_contacts;  // "email", "phone": digest suppressed
   std::vector<ConsentFact> events;               // in recording order, without receipts
 };
+
+// The facts as bytes, the form in which they are kept for every subject (the consent
+// ledger's cache, the audience index's records and snapshot): about 30 bytes for one event,
+// where the structure takes two blocks of 96.
+void WriteConsentFacts(ByteWriter& w, const ConsentFacts& facts);
+// Reads what WriteConsentFacts wrote into *out, reusing its capacity; with out null, only
+// checks and skips it. False when the bytes are not such facts.
+bool ReadConsentFacts(ByteReader& r, ConsentFacts* out);
 
 struct ConsentDecision {
   bool allowed = false;

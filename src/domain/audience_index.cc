@@ -102,7 +102,7 @@ void WriteValue(ByteWriter& w, const FieldValue& v) {
     case FieldValue::Type::kNumber: w.F64(v.number); break;
     case FieldValue::Type::kBool: w.U8(v.boolean ? 1 : 0); break;
     case FieldValue::Type::kNull: break;
-    default: w.Str(v.text); break;
+    default: w.VStr(v.text); break;
   }
 }
 
@@ -118,7 +118,7 @@ bool ReadValue(ByteReader& r, const char** at, uint32_t* size, uint8_t* type, bo
     case FieldValue::Type::kBool: *boolean = r.U8() != 0; break;
     case FieldValue::Type::kNull: break;
     default: {
-      const std::string_view text = r.Str();
+      const std::string_view text = r.VStr();
       *at = text.data();
       *size = static_cast<uint32_t>(text.size());
       break;
@@ -164,7 +164,7 @@ FieldValue AudienceIndex::Value::ToFieldValue() const {
 
 std::string_view AudienceIndex::IdOf(std::string_view record) {
   ByteReader r(record);
-  return r.Str();
+  return r.VStr();
 }
 
 template <typename Fn>
@@ -224,17 +224,17 @@ void AudienceIndex::Part::Resize(size_t n) {
 
 bool AudienceIndex::Part::Set(size_t i, ByteReader& r, std::shared_ptr<Arena> arena) {
   const size_t begin = r.at();
-  r.Str();  // the id
+  r.VStr();  // the id
   eligible[i] = r.U8();
   for (auto& column : columns) {
     Value& v = column[i];
     v = Value();
     if (!ReadValue(r, &v.at_, &v.size_, &v.type_, &v.boolean_)) return false;
   }
-  for (size_t k = 0; k < boxes; ++k) r.Str();
-  r.U32();  // the wrapping: root key version, data key version, the wrapped key
-  r.U32();
-  r.Str();
+  for (size_t k = 0; k < boxes; ++k) r.VStr();
+  r.Var();  // the wrapping: root key version, data key version, the wrapped key
+  r.Var();
+  r.VStr();
   if (!ReadFacts(r, nullptr)) return false;
   if (r.failed()) return false;
   records[i] = r.input().substr(begin, r.at() - begin);
@@ -244,7 +244,7 @@ bool AudienceIndex::Part::Set(size_t i, ByteReader& r, std::shared_ptr<Arena> ar
 
 bool AudienceIndex::ReadTail(size_t i, Tail* out) const {
   ByteReader r(all_.records[i]);
-  r.Str();
+  r.VStr();
   r.U8();
   const char* at;
   uint32_t size;
@@ -254,10 +254,10 @@ bool AudienceIndex::ReadTail(size_t i, Tail* out) const {
     if (!ReadValue(r, &at, &size, &type, &boolean)) return false;
   }
   out->boxes.clear();
-  for (size_t k = 0; k < sealed_.size(); ++k) out->boxes.push_back(r.Str());
-  out->root_key_version = r.U32();
-  out->dek_version = r.U32();
-  out->wrapped_dek = r.Str();
+  for (size_t k = 0; k < sealed_.size(); ++k) out->boxes.push_back(r.VStr());
+  out->root_key_version = static_cast<uint32_t>(r.Var());
+  out->dek_version = static_cast<uint32_t>(r.Var());
+  out->wrapped_dek = r.VStr();
   const size_t facts_at = r.at();
   if (r.failed() || facts_at >= r.input().size()) return false;
   out->facts = r.input()[facts_at] != 0 ? r.input().substr(facts_at) : std::string_view();
@@ -533,7 +533,7 @@ Status AudienceIndex::ReadOne(SubjectRow&& row, std::vector<SealedField> sealed,
   }
   // The record, as a snapshot holds it; nothing but the id of an ineligible subject.
   ByteWriter w;
-  w.Str(row.id).U8(eligible ? 1 : 0);
+  w.VStr(row.id).U8(eligible ? 1 : 0);
   for (const auto& f : fields_) {
     auto it = values.find(f);
     WriteValue(w, eligible && it != values.end() ? it->second : FieldValue{});
@@ -543,12 +543,12 @@ Status AudienceIndex::ReadOne(SubjectRow&& row, std::vector<SealedField> sealed,
     for (const auto& f : sealed) {
       if (eligible && f.field == name) box = AsStringView(f.box);
     }
-    w.Str(box);
+    w.VStr(box);
   }
   if (eligible) {
-    w.U32(row.root_key_version).U32(row.dek_version).Str(AsStringView(row.wrapped_dek));
+    w.Var(row.root_key_version).Var(row.dek_version).VStr(AsStringView(row.wrapped_dek));
   } else {
-    w.U32(0).U32(0).Str("");
+    w.Var(0).Var(0).VStr("");
   }
   WriteFacts(w, eligible ? facts.get() : nullptr);
   for (auto& [_, v] : values) sodium_memzero(v.text.data(), v.text.size());
@@ -635,8 +635,9 @@ Status AudienceIndex::ApplyChanges(const std::vector<std::pair<int64_t, std::str
 namespace {
 
 // Snapshot form version; a snapshot of another version is rebuilt from the vault.
-// 2: consent facts in WriteConsentFacts' compact form.
-constexpr uint32_t kSnapshotFormat = 2;
+// 2: consent facts in WriteConsentFacts' compact form. 3: lengths and key versions in
+// records as varints (18 bytes a subject fewer).
+constexpr uint32_t kSnapshotFormat = 3;
 constexpr size_t kEntriesPerChunk = 8192;  // ~2.5 MB: both threads busy to the end
 
 }  // namespace

@@ -336,12 +336,14 @@ TEST(ByteCodec, VarIntegersReadBackAtEveryLengthAndTenBytesOfContinuationAreRefu
     values.push_back(uint64_t{1} << bits);
   }
   for (uint64_t v : values) {
+    // v and -v as signed (two's complement, computed unsigned: -INT64_MIN overflows).
+    const auto positive = static_cast<int64_t>(v), negative = static_cast<int64_t>(0 - v);
     ByteWriter w;
-    w.Var(v).SVar(static_cast<int64_t>(v)).SVar(-static_cast<int64_t>(v)).VStr("ab");
+    w.Var(v).SVar(positive).SVar(negative).VStr("ab");
     ByteReader r(w.data());
     EXPECT_EQ(r.Var(), v);
-    EXPECT_EQ(r.SVar(), static_cast<int64_t>(v));
-    EXPECT_EQ(r.SVar(), -static_cast<int64_t>(v));
+    EXPECT_EQ(r.SVar(), positive);
+    EXPECT_EQ(r.SVar(), negative);
     EXPECT_EQ(r.VStr(), "ab");
     EXPECT_TRUE(r.done() && !r.failed()) << v;
   }

@@ -215,8 +215,7 @@ void AudienceBuilder::ReadSnapshotOnce() {
   const auto started = std::chrono::steady_clock::now();
   auto read = index_.LoadFrom(*snapshot_);
   LogSnapshotStep("read", read, index_.size(), started);
-  kept_ = index_.size();
-  kept_bytes_ = index_.bytes();
+  CountKept();
 }
 
 void AudienceBuilder::WarmUp() {
@@ -320,8 +319,7 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
   const auto started = std::chrono::steady_clock::now();
   ReadSnapshotOnce();
   if (Status refreshed = index_.Refresh(filter_fields, output_only); !refreshed.ok()) {
-    kept_ = index_.size();  // a failed rebuild has let the old index go
-    kept_bytes_ = index_.bytes();
+    CountKept();  // a failed rebuild has let the old index go
     return refreshed;
   }
   const auto refreshed = std::chrono::steady_clock::now();
@@ -347,8 +345,7 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
       .Int("evaluate_ms",
            std::chrono::duration_cast<std::chrono::milliseconds>(evaluated - refreshed).count());
   index_.Trim();
-  kept_ = index_.size();
-  kept_bytes_ = index_.bytes();
+  CountKept();
   if (snapshot_ != nullptr && index_.Unsaved()) {
     // Rebuilt: the next run should not have to do it again. Written once this build has
     // answered (the saver waits for the lock); a saver still waiting writes this state.

@@ -106,27 +106,6 @@ void WriteValue(ByteWriter& w, const FieldValue& v) {
   }
 }
 
-// Reads a value written by WriteValue as views into the reader's input.
-bool ReadValue(ByteReader& r, const char** at, uint32_t* size, uint8_t* type, bool* boolean) {
-  *type = r.U8();
-  if (*type > static_cast<uint8_t>(FieldValue::Type::kComposite)) return false;
-  switch (static_cast<FieldValue::Type>(*type)) {
-    case FieldValue::Type::kNumber:
-      *at = r.input().data() + r.at();
-      r.F64();
-      break;
-    case FieldValue::Type::kBool: *boolean = r.U8() != 0; break;
-    case FieldValue::Type::kNull: break;
-    default: {
-      const std::string_view text = r.VStr();
-      *at = text.data();
-      *size = static_cast<uint32_t>(text.size());
-      break;
-    }
-  }
-  return !r.failed();
-}
-
 void WriteFacts(ByteWriter& w, const ConsentFacts* f) {
   w.U8(f != nullptr ? 1 : 0);
   if (f != nullptr) WriteConsentFacts(w, *f);
@@ -160,6 +139,47 @@ FieldValue AudienceIndex::Value::ToFieldValue() const {
     default: v.text = text(); break;
   }
   return v;
+}
+
+bool AudienceIndex::ReadValue(ByteReader& r, Value* v) {
+  *v = Value();
+  v->type_ = r.U8();
+  if (v->type_ > static_cast<uint8_t>(FieldValue::Type::kComposite)) return false;
+  switch (v->type()) {
+    case FieldValue::Type::kNumber:
+      v->at_ = r.input().data() + r.at();
+      r.F64();
+      break;
+    case FieldValue::Type::kBool: v->boolean_ = r.U8() != 0; break;
+    case FieldValue::Type::kNull: break;
+    default: {
+      const std::string_view text = r.VStr();
+      v->at_ = text.data();
+      v->size_ = static_cast<uint32_t>(text.size());
+      break;
+    }
+  }
+  return !r.failed();
+}
+
+bool AudienceIndex::ReadTailFrom(ByteReader& r, size_t sealed, Tail* out) {
+  if (out != nullptr) out->boxes.clear();
+  for (size_t k = 0; k < sealed; ++k) {
+    const std::string_view box = r.VStr();
+    if (out != nullptr) out->boxes.push_back(box);
+  }
+  const auto root_key_version = static_cast<uint32_t>(r.Var());
+  const auto dek_version = static_cast<uint32_t>(r.Var());
+  const std::string_view wrapped_dek = r.VStr();
+  const size_t facts_at = r.at();
+  // Skipping the facts checks them; a reader of them unpacks, and so checks, them anyway.
+  if (out == nullptr) return ReadFacts(r, nullptr) && !r.failed();
+  if (r.failed() || facts_at >= r.input().size()) return false;
+  out->root_key_version = root_key_version;
+  out->dek_version = dek_version;
+  out->wrapped_dek = wrapped_dek;
+  out->facts = r.input()[facts_at] != 0 ? r.input().substr(facts_at) : std::string_view();
+  return true;
 }
 
 std::string_view AudienceIndex::IdOf(std::string_view record) {
@@ -227,16 +247,9 @@ bool AudienceIndex::Part::Set(size_t i, ByteReader& r, std::shared_ptr<Arena> ar
   r.VStr();  // the id
   eligible[i] = r.U8();
   for (auto& column : columns) {
-    Value& v = column[i];
-    v = Value();
-    if (!ReadValue(r, &v.at_, &v.size_, &v.type_, &v.boolean_)) return false;
+    if (!ReadValue(r, &column[i])) return false;
   }
-  for (size_t k = 0; k < boxes; ++k) r.VStr();
-  r.Var();  // the wrapping: root key version, data key version, the wrapped key
-  r.Var();
-  r.VStr();
-  if (!ReadFacts(r, nullptr)) return false;
-  if (r.failed()) return false;
+  if (!ReadTailFrom(r, boxes, nullptr)) return false;
   records[i] = r.input().substr(begin, r.at() - begin);
   arenas[i] = std::move(arena);
   return true;
@@ -244,24 +257,13 @@ bool AudienceIndex::Part::Set(size_t i, ByteReader& r, std::shared_ptr<Arena> ar
 
 bool AudienceIndex::ReadTail(size_t i, Tail* out) const {
   ByteReader r(all_.records[i]);
-  r.VStr();
-  r.U8();
-  const char* at;
-  uint32_t size;
-  uint8_t type;
-  bool boolean;
+  r.VStr();  // the id
+  r.U8();    // eligibility
+  Value skipped;
   for (size_t k = 0; k < fields_.size(); ++k) {
-    if (!ReadValue(r, &at, &size, &type, &boolean)) return false;
+    if (!ReadValue(r, &skipped)) return false;
   }
-  out->boxes.clear();
-  for (size_t k = 0; k < sealed_.size(); ++k) out->boxes.push_back(r.VStr());
-  out->root_key_version = static_cast<uint32_t>(r.Var());
-  out->dek_version = static_cast<uint32_t>(r.Var());
-  out->wrapped_dek = r.VStr();
-  const size_t facts_at = r.at();
-  if (r.failed() || facts_at >= r.input().size()) return false;
-  out->facts = r.input()[facts_at] != 0 ? r.input().substr(facts_at) : std::string_view();
-  return true;
+  return ReadTailFrom(r, sealed_.size(), out);
 }
 
 bool AudienceIndex::Part::Add(std::string_view record) {

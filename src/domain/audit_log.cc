@@ -492,9 +492,7 @@ Status AuditLog::ImportPass(bool pending) {
             current_to = to;
           }
           GARDE_RETURN_IF_ERROR(AppendInOrder(tx, entries));
-          if (entries.size() > largest_import_.load(std::memory_order_relaxed)) {
-            largest_import_.store(entries.size(), std::memory_order_relaxed);
-          }
+          CountImported(entries.size());
           for (const auto& [j, to] : read_to) {
             GARDE_RETURN_IF_ERROR(tx.SetJournalImported(j->name(), to));
           }
@@ -544,9 +542,7 @@ Status AuditLog::Recover() {
             return Status::Ok();
           }
           GARDE_RETURN_IF_ERROR(AppendInOrder(tx, entries));
-          if (entries.size() > largest_import_.load(std::memory_order_relaxed)) {
-            largest_import_.store(entries.size(), std::memory_order_relaxed);
-          }
+          CountImported(entries.size());
           return tx.SetJournalImported(name, to.value());
         },
         Durability::kImmediate);

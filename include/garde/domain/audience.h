@@ -80,6 +80,11 @@ class AudienceBuilder {
   size_t kept_bytes() const { return kept_bytes_.load(std::memory_order_relaxed); }
 
  private:
+  // Notes what the index holds now, for the metrics.
+  void CountKept() REQUIRES(mu_) {
+    kept_ = index_.size();
+    kept_bytes_ = index_.bytes();
+  }
   // One audience's question, prepared.
   struct Scan {
     const PolicySet& policies;

@@ -164,6 +164,11 @@ class AudienceIndex {
     std::string_view facts;  // as recorded (empty: none), unpacked by Facts()
   };
   bool ReadTail(size_t i, Tail* out) const;  // false if the record does not read back
+  // Reads a value at r's position as a view into r's input; false if it is damaged.
+  static bool ReadValue(ByteReader& r, Value* v);
+  // Reads what follows the values (`sealed` boxes, the wrapping, the facts) into *out, r then
+  // holding that one record; with out null, checks and skips it. False if it is damaged.
+  static bool ReadTailFrom(ByteReader& r, size_t sealed, Tail* out);
   static std::string_view IdOf(std::string_view record);
   Part Empty() const;  // with a column for each field held
   Status Rebuild(const std::set<std::string>& open, const std::set<std::string>& sealed);

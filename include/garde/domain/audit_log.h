@@ -194,6 +194,12 @@ class AuditLog final : public AccessJournal {
   std::vector<std::shared_ptr<AuditJournal>> retired_ GUARDED_BY(journal_mu_);
   std::atomic<bool> importer_started_{false};
   std::atomic<bool> runs_added_{false};  // the subject index got runs since the last merge
+  // Notes an import transaction of n entries (largest_import).
+  void CountImported(size_t n) {
+    if (n > largest_import_.load(std::memory_order_relaxed)) {
+      largest_import_.store(n, std::memory_order_relaxed);
+    }
+  }
   std::atomic<size_t> largest_import_{0};
   std::thread importer_;
   std::thread journal_maker_;

@@ -761,7 +761,7 @@ Status RestoreBackup(const Config& config, const std::string& path, const std::s
   // Started on the restored files: erasures and "no"s made after the backup come back.
   GARDE_ASSIGN_OR_RETURN(auto d, Deployment::Open(config));
   GARDE_ASSIGN_OR_RETURN(auto reapplied, d->requests().ReapplyTombstones());
-  report->reapplied = reapplied;
+  report->reapplied = reapplied.subjects;
   // A backup from before a master-key rotation holds look-up digests under a master that may
   // be gone: they are computed again, from the fields, under the current one. Its API keys
   // cannot be (only their holders know them): they are counted for the administrator.

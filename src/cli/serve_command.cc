@@ -92,10 +92,14 @@ class ServeApplication final : public Poco::Util::ServerApplication {
       std::cerr << "garde: cannot re-apply erasures: " << reapplied.status().message() << "\n";
       return 1;
     }
-    if (reapplied.value() > 0) {
+    const RequestDesk::Reapplied& log = reapplied.value();
+    if (log.subjects > 0) {
       LogLine(spdlog::level::warn, "erasures re-applied from the tombstone log")
-          .Int("subjects", static_cast<int64_t>(reapplied.value()));
+          .Int("subjects", static_cast<int64_t>(log.subjects));
     }
+    LogLine(spdlog::level::info, "tombstone log checked")
+        .Int("from_byte", static_cast<int64_t>(log.checked_from))
+        .Int("bytes", static_cast<int64_t>(log.log_bytes - log.checked_from));
     if (Status recorded = RecordStartingPolicies(*d.value()); !recorded.ok()) {
       std::cerr << "garde: cannot record the policy version: " << recorded.message() << "\n";
       return 1;

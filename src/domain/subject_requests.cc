@@ -782,30 +782,56 @@ Status RequestDesk::Notify(WriteTx& tx, const RequestRow& r, const char* notice)
   return EmitEvent(tx, "subject.notice", w.Take(), d_.clock.Now());
 }
 
-Result<size_t> RequestDesk::ReapplyTombstones() {
+Result<RequestDesk::Reapplied> RequestDesk::ReapplyTombstones() {
   // Both sources: the log survives a database restored from backup; the table covers a log
   // line lost to a crash between commit and append.
-  TombstoneEntries logged;
+  std::string text;
   if (d_.tombstones != nullptr) {
-    GARDE_ASSIGN_OR_RETURN(auto read, d_.tombstones->Read());
-    logged = std::move(read);
+    GARDE_ASSIGN_OR_RETURN(auto read, d_.tombstones->ReadText());
+    text = std::move(read);
+    if (!text.empty() && text.back() != '\n') {
+      // A line torn by a crash: ended here, so that the next append starts a line of its own.
+      GARDE_RETURN_IF_ERROR(d_.tombstones->AppendText("\n"));
+      text += '\n';
+    }
   }
-  std::map<std::string, TombstoneRow> all;
-  for (auto& t : logged.erasures) all[t.subject_id] = std::move(t);
+  std::optional<TombstoneLogMark> mark;
   std::vector<TombstoneRow> in_db;
   GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
     GARDE_ASSIGN_OR_RETURN(auto rows, tx.ListTombstones(0));
     in_db = std::move(rows);
+    const std::string name = TombstoneLog::NameOf(text);
+    if (name.empty()) return Status::Ok();
+    GARDE_ASSIGN_OR_RETURN(auto found, tx.GetTombstoneLogMark(name));
+    mark = std::move(found);
     return Status::Ok();
   }));
+  // The lines before the mark are in this database already: an erasure's line is written
+  // after its commit, and the mark is moved only once every line before it was applied. A
+  // database restored from a backup brings the mark it had then.
+  Reapplied result;
+  result.checked_from = TombstoneLog::AppliedTo(text, mark);
+  result.log_bytes = text.size();
+  const std::string_view unapplied = std::string_view(text).substr(result.checked_from);
+  TombstoneEntries logged = TombstoneLog::Parse(unapplied);
+  const std::vector<std::string_view> in_log = TombstoneLog::ErasedIn(text);
+  std::map<std::string, TombstoneRow> all;
+  for (auto& t : logged.erasures) all[t.subject_id] = std::move(t);
   TombstoneEntries missing;
   for (const auto& t : in_db) {
-    if (all.emplace(t.subject_id, t).second) missing.erasures.push_back(t);
+    if (!std::binary_search(in_log.begin(), in_log.end(), t.subject_id) &&
+        all.emplace(t.subject_id, t).second) {
+      missing.erasures.push_back(t);
+    }
   }
-  if (d_.tombstones != nullptr) GARDE_RETURN_IF_ERROR(d_.tombstones->Append(missing));
+  if (d_.tombstones != nullptr && !missing.empty()) {
+    GARDE_ASSIGN_OR_RETURN(auto lines, TombstoneLog::Format(missing));
+    GARDE_RETURN_IF_ERROR(d_.tombstones->AppendText(lines));
+    text += lines;  // applied below with the rest
+  }
   const Caller system{"garde", "system", {}, "startup", ""};
   auto policies = d_.policies.Current();
-  size_t reapplied = 0;
+  size_t& reapplied = result.subjects;
   // Suppressions first: an erasure below destroys the digests a later objection would need.
   if (!logged.suppressions.empty()) {
     GARDE_RETURN_IF_ERROR(d_.store.Write([&](WriteTx& tx) -> Status {
@@ -874,7 +900,12 @@ Result<size_t> RequestDesk::ReapplyTombstones() {
                                {"subject.erase", id, "", "reapplied", {t.request_id}, 0});
     }));
   }
-  return reapplied;
+  // Everything up to here is in the database: the next start checks only what follows.
+  if (!text.empty()) {
+    GARDE_RETURN_IF_ERROR(d_.store.Write(
+        [&](WriteTx& tx) -> Status { return tx.PutTombstoneLogMark(TombstoneLog::MarkOf(text)); }));
+  }
+  return result;
 }
 
 Status RequestDesk::Erase(WriteTx& tx, const PolicySet& policies, const Caller& caller,

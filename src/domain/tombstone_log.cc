@@ -1,6 +1,9 @@
 #include "garde/domain/tombstone_log.h"
 
-#include <sstream>
+#include <sodium.h>
+
+#include <algorithm>
+#include <charconv>
 
 namespace garde {
 namespace {
@@ -17,18 +20,57 @@ bool IsWord(const std::string& s) {
 std::string Word(const std::string& s) { return s.empty() ? "-" : s; }
 std::string Unword(const std::string& s) { return s == "-" ? "" : s; }
 
-std::vector<std::string> SplitCommas(const std::string& s) {
+std::vector<std::string> SplitCommas(std::string_view s) {
   std::vector<std::string> out;
-  std::string cur;
-  for (char c : s) {
-    if (c == ',') {
-      if (!cur.empty()) out.push_back(cur);
-      cur.clear();
-    } else {
-      cur += c;
-    }
+  while (!s.empty()) {
+    const size_t comma = s.find(',');
+    const std::string_view part = s.substr(0, comma);
+    if (!part.empty()) out.emplace_back(part);
+    s.remove_prefix(comma == std::string_view::npos ? s.size() : comma + 1);
   }
-  if (!cur.empty()) out.push_back(cur);
+  return out;
+}
+
+// The words of a line, separated by any run of blanks.
+class Words {
+ public:
+  explicit Words(std::string_view line) : rest_(line) {}
+
+  bool Next(std::string_view* word) {
+    const size_t begin = rest_.find_first_not_of(kBlanks);
+    if (begin == std::string_view::npos) return false;
+    rest_.remove_prefix(begin);
+    const size_t end = std::min(rest_.find_first_of(kBlanks), rest_.size());
+    *word = rest_.substr(0, end);
+    rest_.remove_prefix(end);
+    return true;
+  }
+  bool Next(std::string* word) {
+    std::string_view w;
+    if (!Next(&w)) return false;
+    word->assign(w);
+    return true;
+  }
+  bool Next(int64_t* value) {
+    std::string_view w;
+    if (!Next(&w)) return false;
+    const auto [end, ec] = std::from_chars(w.data(), w.data() + w.size(), *value);
+    return ec == std::errc() && end == w.data() + w.size();
+  }
+  template <typename... T>
+  bool All(T*... out) {
+    return (Next(out) && ...);
+  }
+
+ private:
+  static constexpr std::string_view kBlanks = " \t\r\v\f";
+  std::string_view rest_;
+};
+
+Bytes DigestOf(std::string_view text, size_t bytes) {
+  Bytes out(bytes);
+  crypto_generichash(out.data(), out.size(), reinterpret_cast<const uint8_t*>(text.data()),
+                     text.size(), nullptr, 0);
   return out;
 }
 
@@ -43,8 +85,7 @@ ConsentTombstone ConsentTombstone::From(const ConsentEventRow& row) {
           row.method, row.actor,      row.notice_version, row.at};
 }
 
-Status TombstoneLog::Append(const TombstoneEntries& entries) const {
-  if (path_.empty() || entries.empty()) return Status::Ok();
+Result<std::string> TombstoneLog::Format(const TombstoneEntries& entries) {
   std::string text;
   for (const auto& t : entries.erasures) {
     text += t.subject_id + " " + t.request_id + " " + std::to_string(t.at);
@@ -65,6 +106,17 @@ Status TombstoneLog::Append(const TombstoneEntries& entries) const {
     text += "suppress " + s.kind + " " + HexEncode(s.digest) + " " + std::to_string(s.at) + " " +
             Word(s.reason) + "\n";
   }
+  return text;
+}
+
+Status TombstoneLog::Append(const TombstoneEntries& entries) const {
+  if (path_.empty() || entries.empty()) return Status::Ok();
+  GARDE_ASSIGN_OR_RETURN(auto text, Format(entries));
+  return AppendText(text);
+}
+
+Status TombstoneLog::AppendText(const std::string& text) const {
+  if (path_.empty() || text.empty()) return Status::Ok();
   PendingAppend me;
   me.text = &text;
   appends_.Run(&me, [this](const std::vector<PendingAppend*>& batch, const std::function<void()>&) {
@@ -82,25 +134,31 @@ Status TombstoneLog::WriteAndSync(const std::string& text) const {
   return file->Sync();
 }
 
-Result<TombstoneEntries> TombstoneLog::Read() const {
-  TombstoneEntries out;
-  if (path_.empty()) return out;
+Result<std::string> TombstoneLog::ReadText() const {
+  if (path_.empty()) return std::string();
   auto all = fs_.ReadAll(path_);
-  if (!all.ok()) {
-    if (all.status().code() == Code::kNotFound) return out;  // nothing erased yet
-    return all.status();
-  }
-  std::istringstream in(all.value());
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream words(line);
-    std::string first;
-    if (!(words >> first)) continue;
+  if (!all.ok() && all.status().code() == Code::kNotFound) return std::string();  // none yet
+  return all;
+}
+
+Result<TombstoneEntries> TombstoneLog::Read() const {
+  GARDE_ASSIGN_OR_RETURN(auto text, ReadText());
+  return Parse(text);
+}
+
+TombstoneEntries TombstoneLog::Parse(std::string_view text) {
+  TombstoneEntries out;
+  while (!text.empty()) {
+    const size_t end = text.find('\n');
+    Words words(text.substr(0, end));
+    text.remove_prefix(end == std::string_view::npos ? text.size() : end + 1);
+    std::string_view first;
+    if (!words.Next(&first)) continue;
     if (first == "consent") {
       ConsentTombstone c;
       std::string channel, method, actor, notice;
-      if (!(words >> c.event_id >> c.subject_id >> c.purpose >> channel >> c.event >> c.at >>
-            method >> actor >> notice)) {
+      if (!words.All(&c.event_id, &c.subject_id, &c.purpose, &channel, &c.event, &c.at, &method,
+                     &actor, &notice)) {
         continue;  // a line cut short by a crash
       }
       if (!IsRandomId(c.subject_id, "sub_") || !IsRandomId(c.event_id, "cev_")) continue;
@@ -112,7 +170,7 @@ Result<TombstoneEntries> TombstoneLog::Read() const {
     } else if (first == "suppress") {
       SuppressionTombstone s;
       std::string hex, reason;
-      if (!(words >> s.kind >> hex >> s.at >> reason)) continue;
+      if (!words.All(&s.kind, &hex, &s.at, &reason)) continue;
       auto digest = HexDecode(hex);
       if (!digest || digest->empty() || (s.kind != "email" && s.kind != "phone")) continue;
       s.digest = std::move(*digest);
@@ -121,14 +179,45 @@ Result<TombstoneEntries> TombstoneLog::Read() const {
     } else if (IsRandomId(first, "sub_")) {
       TombstoneRow t;
       t.subject_id = first;
-      std::string kept;
-      if (!(words >> t.request_id >> t.at)) continue;
-      words >> kept;  // absent for a full erasure (and in logs written before holds had one)
-      t.kept = SplitCommas(kept);
+      if (!words.All(&t.request_id, &t.at)) continue;
+      std::string_view kept;  // absent for a full erasure (and in logs written before holds)
+      if (words.Next(&kept)) t.kept = SplitCommas(kept);
       out.erasures.push_back(std::move(t));
     }
   }
   return out;
+}
+
+std::vector<std::string_view> TombstoneLog::ErasedIn(std::string_view text) {
+  std::vector<std::string_view> out;
+  while (!text.empty()) {
+    const size_t end = text.find('\n');
+    const std::string_view line = text.substr(0, end);
+    text.remove_prefix(end == std::string_view::npos ? text.size() : end + 1);
+    const std::string_view first = line.substr(0, line.find(' '));
+    if (IsRandomId(first, "sub_")) out.push_back(first);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string TombstoneLog::NameOf(std::string_view text) {
+  const size_t end = text.find('\n');
+  if (end == std::string_view::npos) return "";
+  return HexEncode(DigestOf(text.substr(0, end), 16));
+}
+
+size_t TombstoneLog::AppliedTo(std::string_view text, const std::optional<TombstoneLogMark>& mark) {
+  if (!mark || mark->applied_to <= 0 || static_cast<uint64_t>(mark->applied_to) > text.size()) {
+    return 0;
+  }
+  const auto to = static_cast<size_t>(mark->applied_to);
+  if (text[to - 1] != '\n' || DigestOf(text.substr(0, to), 32) != mark->digest) return 0;
+  return to;
+}
+
+TombstoneLogMark TombstoneLog::MarkOf(std::string_view text) {
+  return {NameOf(text), static_cast<int64_t>(text.size()), DigestOf(text, 32)};
 }
 
 }  // namespace garde

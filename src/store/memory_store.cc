@@ -43,6 +43,7 @@ struct MemoryStore::Tables {
   // Requests, tombstones, merges, and the officer's records.
   std::map<std::string, RequestRow> requests;
   std::map<std::string, TombstoneRow> tombstones;
+  std::map<std::string, TombstoneLogMark> tombstone_log_marks;
   std::map<std::string, std::pair<int64_t, MergeRow>> merges;  // id -> (insertion, row)
   int64_t merge_rowid = 0;
   std::map<std::string, IncidentRow> incidents;
@@ -831,6 +832,16 @@ class MemoryTx final : public WriteTx {
 
   Status InsertTombstone(const TombstoneRow& row) override {
     Put(t_.tombstones, row.subject_id, row);
+    return Status::Ok();
+  }
+
+  Result<std::optional<TombstoneLogMark>> GetTombstoneLogMark(const std::string& log) override {
+    auto it = t_.tombstone_log_marks.find(log);
+    return Found(it == t_.tombstone_log_marks.end() ? nullptr : &it->second);
+  }
+
+  Status PutTombstoneLogMark(const TombstoneLogMark& mark) override {
+    Put(t_.tombstone_log_marks, mark.log, mark);
     return Status::Ok();
   }
 

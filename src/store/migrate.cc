@@ -44,6 +44,7 @@ constexpr TableSpec kVaultTables[] = {
      "result",
      "id"},
     {"tombstones", "subject_id, request_id, at, kept", "subject_id"},
+    {"tombstone_log_marks", "log, applied_to, digest", "log"},
     {"merges", "id, merged_id, into_id, state, actor, created_at, finished_at, record, sealed",
      "rowid"},
     {"outbox", "seq, id, topic, payload, created_at", "seq"},

@@ -428,6 +428,14 @@ BEGIN
   END IF;
 END $$ LANGUAGE plpgsql;
 )sql",
+    // 9: how far each tombstones.log has been applied (SQLite vault 25).
+    R"sql(
+CREATE TABLE tombstone_log_marks(
+  log TEXT_C PRIMARY KEY,
+  applied_to BIGINT NOT NULL,
+  digest BYTEA NOT NULL
+);
+)sql",
 };
 
 // The SQLSTATE garde_index_free fails with.
@@ -1808,6 +1816,16 @@ class PgTx final : public WriteTx {
     });
   }
 
+  Result<std::optional<TombstoneLogMark>> GetTombstoneLogMark(const std::string& log) override {
+    PgQuery q(c_, "SELECT applied_to, digest FROM tombstone_log_marks WHERE log = $1");
+    q.Text(log);
+    GARDE_ASSIGN_OR_RETURN(auto rows, q.Rows<TombstoneLogMark>([&](const PgRow& r) {
+      return TombstoneLogMark{log, r.Int(0), r.Blob(1)};
+    }));
+    if (rows.empty()) return std::optional<TombstoneLogMark>();
+    return std::optional<TombstoneLogMark>(std::move(rows.front()));
+  }
+
   Status InsertTombstone(const TombstoneRow& r) override {
     PgQuery q(c_,
               "INSERT INTO tombstones(subject_id, request_id, at, kept) VALUES($1,$2,$3,$4) "
@@ -1815,6 +1833,15 @@ class PgTx final : public WriteTx {
               "at = excluded.at, kept = excluded.kept");
     q.Text(r.subject_id).Text(r.request_id).Int(r.at).Text(JoinList(r.kept, ','));
     return q.Send();
+  }
+
+  Status PutTombstoneLogMark(const TombstoneLogMark& m) override {
+    PgQuery q(c_,
+              "INSERT INTO tombstone_log_marks(log, applied_to, digest) VALUES($1,$2,$3) "
+              "ON CONFLICT(log) DO UPDATE SET applied_to = excluded.applied_to, "
+              "digest = excluded.digest");
+    q.Text(m.log).Int(m.applied_to).Blob(m.digest);
+    return q.Run();
   }
 
   Result<std::optional<MergeRow>> GetMerge(const std::string& id) override {

@@ -423,6 +423,15 @@ CREATE TRIGGER vault_changes_trim AFTER INSERT ON vault_changes BEGIN
   DELETE FROM vault_changes WHERE seq <= NEW.seq - 262144;
 END;
 )sql",
+    // 25: how far each tombstones.log has been applied to this database, so that a start
+    // re-checks only the lines added since (a restored backup, its own older mark onwards).
+    R"sql(
+CREATE TABLE tombstone_log_marks(
+  log TEXT PRIMARY KEY,
+  applied_to INTEGER NOT NULL,
+  digest BLOB NOT NULL
+) WITHOUT ROWID;
+)sql",
 };
 
 // The audit log's subject index: a level merges once it holds kAuditRunFanIn runs; a run of
@@ -1212,6 +1221,16 @@ class SqliteTx final : public WriteTx {
     });
   }
 
+  Result<std::optional<TombstoneLogMark>> GetTombstoneLogMark(const std::string& log) override {
+    Query q(c_, "SELECT applied_to, digest FROM tombstone_log_marks WHERE log = ?");
+    q.Text(log);
+    GARDE_ASSIGN_OR_RETURN(auto rows, q.Rows<TombstoneLogMark>([&] {
+      return TombstoneLogMark{log, q.ColInt(0), q.ColBlob(1)};
+    }));
+    if (rows.empty()) return std::optional<TombstoneLogMark>();
+    return std::optional<TombstoneLogMark>(std::move(rows.front()));
+  }
+
   Result<std::vector<PolicyVersionRow>> ListPolicyVersions(size_t limit) override {
     Query q(c_,
             "SELECT seq, content_hash, loaded_at, source, summary FROM policy_versions "
@@ -1582,6 +1601,13 @@ class SqliteTx final : public WriteTx {
     Query q(c_,
             "INSERT OR REPLACE INTO tombstones(subject_id, request_id, at, kept) VALUES(?,?,?,?)");
     q.Text(r.subject_id).Text(r.request_id).Int(r.at).Text(JoinList(r.kept, ','));
+    return q.Run();
+  }
+
+  Status PutTombstoneLogMark(const TombstoneLogMark& m) override {
+    Query q(c_,
+            "INSERT OR REPLACE INTO tombstone_log_marks(log, applied_to, digest) VALUES(?,?,?)");
+    q.Text(m.log).Int(m.applied_to).Blob(m.digest);
     return q.Run();
   }
 

@@ -836,6 +836,22 @@ TEST_P(StoreConformance, RequestsAreQueuedByDueDateAndPagedWithoutTheirPackages)
       Get<std::vector<TombstoneRow>>(vault(), [](ReadTx& tx) { return tx.ListTombstones(45); })
           .size(),
       1u);
+
+  // How far each node's tombstones.log is applied: one mark per log, replaced in place.
+  auto mark_of = [&](const std::string& log) {
+    return Get<std::optional<TombstoneLogMark>>(
+        vault(), [&](ReadTx& tx) { return tx.GetTombstoneLogMark(log); });
+  };
+  EXPECT_EQ(mark_of("log_a"), std::nullopt);
+  const TombstoneLogMark a{"log_a", 120, Bytes(32, 7)}, b{"log_b", 40, Bytes(32, 0)};
+  Write(vault(), [&](WriteTx& tx) -> Status {
+    GARDE_RETURN_IF_ERROR(tx.PutTombstoneLogMark({"log_a", 60, Bytes(32, 1)}));
+    GARDE_RETURN_IF_ERROR(tx.PutTombstoneLogMark(b));
+    return tx.PutTombstoneLogMark(a);  // replaces
+  });
+  EXPECT_EQ(mark_of("log_a"), a);
+  EXPECT_EQ(mark_of("log_b"), b);
+  EXPECT_EQ(mark_of("log_c"), std::nullopt);
 }
 
 TEST_P(StoreConformance, MergesLinksSegmentsIncidentsImportsPoliciesRuns) {

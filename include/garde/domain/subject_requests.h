@@ -125,9 +125,15 @@ class RequestDesk {
                                const std::optional<SubjectChanges>& changes = std::nullopt);
   // Lifts the restriction a completed restriction request put in place.
   Result<RequestView> Lift(const Caller& caller, const std::string& id);
-  // Re-applies every erasure of the tombstone log (and of the tombstones table) whose subject
-  // still has data, as after restoring a backup taken before it. Returns how many.
-  Result<size_t> ReapplyTombstones();
+  // Re-applies the erasures, "no"s and suppressions of the tombstone log that the database has
+  // lost, as after restoring a backup taken before them, and the erasures of the tombstones
+  // table the log lacks. Only the lines after the database's mark for the log are checked (all
+  // of them without one); the mark then moves to the log's end.
+  struct Reapplied {
+    size_t subjects = 0;                     // subjects whose erasure or "no"s were put back
+    size_t checked_from = 0, log_bytes = 0;  // the lines checked: [checked_from, log_bytes)
+  };
+  Result<Reapplied> ReapplyTombstones();
 
   // The access or portability package as JSON: the one delivered once completed, a preview
   // for officers before. Audited with its SHA-256.

@@ -2,13 +2,19 @@
 // (beside the keyring, `data_dir/tombstones.log`): erasures (with the fields an erasure kept
 // under a legal hold), the consent events that say no (withdrawn, refused, objected) and
 // suppression-list entries. A database restored from an older backup has lost them; at start
-// the service re-applies every line (RequestDesk::ReapplyTombstones).
+// the service re-applies the lines the database has not taken yet (RequestDesk::
+// ReapplyTombstones): the database keeps a mark of how far it has applied the log, with a
+// digest of that much of it, and a start re-checks the lines after the mark (all of them when
+// there is no mark, or when the log's text before the mark is not what the mark saw).
 //
 //   TombstoneLog log(dir + "/tombstones.log");
 //   TombstoneEntries add;
 //   add.consents.push_back(ConsentTombstone::From(row));
 //   log.Append(add);                        // after the commit; durable when it returns
 //   auto all = log.Read();                  // unreadable lines are skipped, never fatal
+//   std::string text = log.ReadText().value();
+//   size_t from = TombstoneLog::AppliedTo(text, mark);  // 0, or the end of the marked lines
+//   TombstoneEntries fresh = TombstoneLog::Parse(std::string_view(text).substr(from));
 //
 // One line per fact, ids, names, keyed digests and times only — never a value:
 //   sub_… req_… 1764000000[ kept,fields]              an erasure (the original format)
@@ -17,7 +23,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "garde/base/batch_queue.h"
@@ -59,7 +67,28 @@ class TombstoneLog {
   // being written wait, and the first of them writes all of theirs with one write and one
   // fsync (each withdrawal used to pay an fsync of its own). A path of "" keeps nothing.
   Status Append(const TombstoneEntries& entries) const;
+  // Appends text as it is: at start, the line break a line torn by a crash lacks, so that the
+  // next append does not run on from it.
+  Status AppendText(const std::string& text) const;
   Result<TombstoneEntries> Read() const;
+  // The whole file ("" when nothing was ever logged).
+  Result<std::string> ReadText() const;
+
+  // The entries of text that begins at a line; lines that cannot be read are skipped.
+  static TombstoneEntries Parse(std::string_view text);
+  // The subjects of text's erasure lines, sorted (views into text): a start reads no more of the
+  // lines a mark covers.
+  static std::vector<std::string_view> ErasedIn(std::string_view text);
+  // The lines Append writes for entries.
+  static Result<std::string> Format(const TombstoneEntries& entries);
+  // A log's name in the database's marks: a digest of its first line, which holds a random id
+  // ("" while the log has no whole line).
+  static std::string NameOf(std::string_view text);
+  // Where the lines a mark has not covered start: the mark's offset when the text before it is
+  // the text the mark was made over (and ends a line), else 0.
+  static size_t AppliedTo(std::string_view text, const std::optional<TombstoneLogMark>& mark);
+  // The mark saying that all of text is applied.
+  static TombstoneLogMark MarkOf(std::string_view text);
 
  private:
   struct PendingAppend {

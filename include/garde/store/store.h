@@ -195,6 +195,17 @@ struct TombstoneRow {
   bool operator==(const TombstoneRow&) const = default;
 };
 
+// How far a tombstones.log has been applied to this database: the log (named by a digest of
+// its first line, so that each node's log of a cluster has its own mark), the bytes applied,
+// and a digest of those bytes, so that a log replaced or rewritten is not taken as applied.
+struct TombstoneLogMark {
+  std::string log;
+  int64_t applied_to = 0;
+  Bytes digest;
+
+  bool operator==(const TombstoneLogMark&) const = default;
+};
+
 // An event for downstream systems (webhooks), written in the transaction of its change.
 struct OutboxRow {
   std::string id, topic, payload;
@@ -526,6 +537,7 @@ class RequestReader {
   // Ordered by (due_at, id).
   virtual Result<std::vector<RequestRow>> QueryRequests(const RequestQuery& query) = 0;
   virtual Result<std::vector<TombstoneRow>> ListTombstones(int64_t since) = 0;
+  virtual Result<std::optional<TombstoneLogMark>> GetTombstoneLogMark(const std::string& log) = 0;
   // For metrics: requests not completed or rejected, and those of them past their due date
   // at `now`.
   virtual Result<std::pair<int64_t, int64_t>> CountOpenRequests(int64_t now) = 0;
@@ -542,6 +554,8 @@ class RequestWriter {
   // Updates every column but id, type, subject_id and received_at.
   virtual Status UpdateRequest(const RequestRow& row) = 0;
   virtual Status InsertTombstone(const TombstoneRow& row) = 0;
+  // Inserts or replaces (by log).
+  virtual Status PutTombstoneLogMark(const TombstoneLogMark& mark) = 0;
 };
 
 // What officers keep besides: the breach register, saved segments, policy versions,

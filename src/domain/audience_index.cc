@@ -187,6 +187,15 @@ std::string_view AudienceIndex::IdOf(std::string_view record) {
   return r.VStr();
 }
 
+template <typename P, typename Fn>
+void AudienceIndex::Part::Each(P& part, Fn fn) {
+  fn(part.records);
+  fn(part.eligible);
+  fn(part.facts);
+  fn(part.arenas);
+  for (auto& column : part.columns) fn(column);
+}
+
 template <typename Fn>
 void AudienceIndex::Part::Zip(Part& other, Fn fn) {
   fn(records, other.records);
@@ -198,8 +207,7 @@ void AudienceIndex::Part::Zip(Part& other, Fn fn) {
 
 size_t AudienceIndex::Part::bytes() const {
   size_t n = 0;
-  const_cast<Part*>(this)->Zip(*const_cast<Part*>(this),
-                               [&n](auto& v, auto&) { n += v.capacity() * sizeof(v[0]); });
+  Each(*this, [&n](const auto& v) { n += v.capacity() * sizeof(v[0]); });
   return n;
 }
 
@@ -235,11 +243,11 @@ void ReserveHuge(V& v, size_t n) {
 }  // namespace
 
 void AudienceIndex::Part::Reserve(size_t n) {
-  Zip(*this, [n](auto& v, auto&) { ReserveHuge(v, n); });
+  Each(*this, [n](auto& v) { ReserveHuge(v, n); });
 }
 
 void AudienceIndex::Part::Resize(size_t n) {
-  Zip(*this, [n](auto& v, auto&) { v.resize(n); });
+  Each(*this, [n](auto& v) { v.resize(n); });
 }
 
 bool AudienceIndex::Part::Set(size_t i, ByteReader& r, std::shared_ptr<Arena> arena) {

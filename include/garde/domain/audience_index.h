@@ -139,8 +139,11 @@ class AudienceIndex {
     std::shared_ptr<std::atomic<size_t>> arena_bytes;  // the index's count of its blocks' bytes
     int64_t position = 0;  // every change of the log up to here is reflected
 
-    // Calls fn(mine, other's) for each of the parallel vectors above (columns and boxes
-    // one by one); Zip(*this, ...) visits this part's own.
+    // Calls fn(v) for each of the parallel vectors above (each column in turn), of a part
+    // or a const one.
+    template <typename P, typename Fn>
+    static void Each(P& part, Fn fn);
+    // Calls fn(mine, other's) for each of them.
     template <typename Fn>
     void Zip(Part& other, Fn fn);
     void Append(Part& other, size_t j);         // moves other's entry j to the end

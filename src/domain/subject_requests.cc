@@ -811,17 +811,17 @@ Result<RequestDesk::Reapplied> RequestDesk::ReapplyTombstones() {
   // database restored from a backup brings the mark it had then.
   Reapplied result;
   result.checked_from = TombstoneLog::AppliedTo(text, mark);
-  result.log_bytes = text.size();
-  const std::string_view unapplied = std::string_view(text).substr(result.checked_from);
-  TombstoneEntries logged = TombstoneLog::Parse(unapplied);
-  const std::vector<std::string_view> in_log = TombstoneLog::ErasedIn(text);
+  TombstoneEntries logged = TombstoneLog::Parse(std::string_view(text).substr(result.checked_from));
   std::map<std::string, TombstoneRow> all;
   for (auto& t : logged.erasures) all[t.subject_id] = std::move(t);
   TombstoneEntries missing;
-  for (const auto& t : in_db) {
-    if (!std::binary_search(in_log.begin(), in_log.end(), t.subject_id) &&
-        all.emplace(t.subject_id, t).second) {
-      missing.erasures.push_back(t);
+  {
+    const std::vector<std::string_view> in_log = TombstoneLog::ErasedIn(text);  // views of text
+    for (const auto& t : in_db) {
+      if (!std::binary_search(in_log.begin(), in_log.end(), t.subject_id) &&
+          all.emplace(t.subject_id, t).second) {
+        missing.erasures.push_back(t);
+      }
     }
   }
   if (d_.tombstones != nullptr && !missing.empty()) {
@@ -829,6 +829,7 @@ Result<RequestDesk::Reapplied> RequestDesk::ReapplyTombstones() {
     GARDE_RETURN_IF_ERROR(d_.tombstones->AppendText(lines));
     text += lines;  // applied below with the rest
   }
+  result.log_bytes = text.size();
   const Caller system{"garde", "system", {}, "startup", ""};
   auto policies = d_.policies.Current();
   size_t& reapplied = result.subjects;

@@ -279,6 +279,25 @@ TEST_F(TombstoneReplay, ALogRewrittenBeforeTheMarkIsCheckedWhole) {
   EXPECT_EQ(Held({a}).events[a], (std::set<std::string>{no_a, refused_a}));
 }
 
+// A crash between an erasure's commit and its line: the tombstones table has it, and the next
+// start writes the line back, so that a later restore re-applies it too.
+TEST_F(TombstoneReplay, AnErasureWhoseLineWasLostIsWrittenBackFromTheTable) {
+  const std::string a = NewCustomer(1), b = NewCustomer(2);
+  Consent(b, "withdrawn");
+  Complete(a);
+  ASSERT_EQ(Start().checked_from, 0u);
+  std::string text = LogText();
+  const size_t line = text.find(a + " ");
+  ASSERT_NE(line, std::string::npos);
+  text.erase(line, text.find('\n', line) + 1 - line);
+  d_.reset();
+  std::ofstream(LogPath(), std::ios::trunc) << text;
+  const RequestDesk::Reapplied r = Start();
+  EXPECT_EQ(r.log_bytes, LogSize());
+  EXPECT_NE(LogText().find(a + " "), std::string::npos);
+  EXPECT_EQ(Start().checked_from, LogSize());
+}
+
 TEST(TombstoneLogMarks, HoldOnlyOverTheTextTheyWereMadeOverAndAtALineEnd) {
   const std::string text = "sub_a req_1 10\nconsent x\n";
   const TombstoneLogMark mark = TombstoneLog::MarkOf(text);

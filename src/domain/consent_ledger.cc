@@ -573,26 +573,18 @@ Result<std::vector<ConsentLedger::FactsPtr>> ConsentLedger::FactsOfPage(
 
 namespace {
 
-using Packed = std::shared_ptr<const std::string>;
-
-Packed Pack(const ConsentFacts& facts) {
+std::string Pack(const ConsentFacts& facts) {
   ByteWriter w;
   WriteConsentFacts(w, facts);
-  return std::make_shared<const std::string>(std::move(w.data()));
+  return std::move(w.data());
 }
 
-// Facts as kept: most active subjects have no event and nothing suppressed, and share one.
-Packed Pack(const ConsentLedger::FactsPtr& facts) {
-  if (facts == nullptr) return nullptr;
-  static const Packed kActiveBlank = Pack(ConsentFacts{"active", {}, {}});
-  const ConsentFacts& f = *facts;
-  if (f.status == "active" && f.suppressed_contacts.empty() && f.events.empty()) {
-    return kActiveBlank;
-  }
-  return Pack(f);
+std::optional<std::string> Pack(const ConsentLedger::FactsPtr& facts) {
+  if (facts == nullptr) return std::nullopt;
+  return Pack(*facts);
 }
 
-bool Unpack(const std::string& packed, ConsentFacts* out) {
+bool Unpack(std::string_view packed, ConsentFacts* out) {
   ByteReader r(packed);
   return ReadConsentFacts(r, out) && r.done();
 }
@@ -621,9 +613,10 @@ Result<size_t> ConsentLedger::WarmUp() {
   size_t next_suppressed = 0;  // pages come in id order, and so does the list
   return facts_.Fill(
       d_.store,
-      [&](ReadTx& tx, const std::vector<SubjectRow>& page) -> Result<std::vector<Packed>> {
+      [&](ReadTx& tx,
+          const std::vector<SubjectRow>& page) -> Result<std::vector<std::optional<std::string>>> {
         GARDE_ASSIGN_OR_RETURN(auto facts, FactsOfPage(tx, page, suppressed, &next_suppressed));
-        std::vector<Packed> packed;
+        std::vector<std::optional<std::string>> packed;
         packed.reserve(facts.size());
         for (const auto& f : facts) packed.push_back(Pack(f));
         return packed;
@@ -632,20 +625,25 @@ Result<size_t> ConsentLedger::WarmUp() {
 }
 
 bool ConsentLedger::FindKeptInto(const std::string& id, ConsentFacts* out) const {
-  auto kept = facts_.Find(id);
-  return kept != nullptr && Unpack(*kept, out);
+  return facts_.Find(id, [&](std::string_view kept) { return Unpack(kept, out); });
 }
 
 Result<bool> ConsentLedger::KeptFactsInto(ReadTx& tx, int64_t position, const std::string& id,
                                           ConsentFacts* out) {
-  GARDE_ASSIGN_OR_RETURN(auto kept, facts_.Get(position, id, [&]() -> Result<Packed> {
-    GARDE_ASSIGN_OR_RETURN(auto found, tx.GetSubject(id));
-    if (!found) return Packed();
-    GARDE_ASSIGN_OR_RETURN(auto facts, LoadFacts(tx, *found));
-    return Pack(facts);
-  }));
-  if (kept == nullptr) return false;
-  if (!Unpack(*kept, out)) return Internal("kept consent facts do not read back");
+  bool unreadable = false;
+  if (facts_.Find(id, [&](std::string_view kept) {
+        unreadable = !Unpack(kept, out);
+        return true;
+      })) {
+    if (unreadable) return Internal("kept consent facts do not read back");
+    return true;
+  }
+  GARDE_ASSIGN_OR_RETURN(auto found, tx.GetSubject(id));
+  if (!found) return false;
+  GARDE_ASSIGN_OR_RETURN(auto facts, LoadFacts(tx, *found));
+  if (facts == nullptr) return false;
+  facts_.Keep(position, id, Pack(*facts));
+  *out = *facts;
   return true;
 }
 

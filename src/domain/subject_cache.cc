@@ -1,5 +1,6 @@
 #include "garde/domain/subject_cache.h"
 
+#include <algorithm>
 #include <chrono>
 #include <mutex>
 
@@ -57,7 +58,7 @@ Result<int64_t> ChangeFollowingCache::Sync(ReadTx& tx, std::optional<uint64_t> e
   }
   for (const auto& change : tail.changes) {
     if (change.first <= applied_) continue;
-    values_.erase(change.second);
+    values_.Erase(change.second);
     ring_.push_back(change);
   }
   while (ring_.size() > kRingSize) {
@@ -67,23 +68,6 @@ Result<int64_t> ChangeFollowingCache::Sync(ReadTx& tx, std::optional<uint64_t> e
   applied_ = tail.last_seq;
   vouch();
   return tail.last_seq;
-}
-
-std::shared_ptr<const void> ChangeFollowingCache::Find(const std::string& id) const {
-  std::shared_lock lock(mu_);
-  auto it = values_.find(id);
-  return it == values_.end() ? nullptr : it->second;
-}
-
-void ChangeFollowingCache::Keep(int64_t position, const std::string& id,
-                                std::shared_ptr<const void> value) {
-  if (capacity_ == 0) return;
-  std::unique_lock lock(mu_);
-  if (!UnchangedSince(position, id)) return;
-  if (values_.size() >= capacity_ && values_.count(id) == 0) {
-    values_.erase(values_.begin());  // full: make room (hash order, no recency kept)
-  }
-  values_[id] = std::move(value);
 }
 
 bool ChangeFollowingCache::UnchangedSince(int64_t position, const std::string& id) const {
@@ -96,14 +80,55 @@ bool ChangeFollowingCache::UnchangedSince(int64_t position, const std::string& i
 }
 
 void ChangeFollowingCache::Reset(int64_t position) {
-  values_.clear();
+  values_.Clear();
   ring_.clear();
   applied_ = ring_floor_ = position;
 }
 
 size_t ChangeFollowingCache::size() const {
   std::shared_lock lock(mu_);
-  return values_.size();
+  return values_.Size();
+}
+
+Result<size_t> ChangeFollowingCache::Fill(Store& store, const PageKeeper& keep_page,
+                                          int64_t read_at) {
+  constexpr size_t kPage = 1000;
+  int64_t subjects = 0;
+  GARDE_RETURN_IF_ERROR(store.Read([&](ReadTx& tx) -> Status {
+    GARDE_ASSIGN_OR_RETURN(auto n, tx.CountSubjects());
+    subjects = n;
+    return Status::Ok();
+  }));
+  if (static_cast<size_t>(subjects) > capacity_) return size_t{0};
+  size_t loaded = 0;
+  std::string after;
+  bool more = true;
+  while (more) {
+    GARDE_RETURN_IF_ERROR(store.Read([&](ReadTx& tx) -> Status {
+      GARDE_ASSIGN_OR_RETURN(auto position, Sync(tx));
+      GARDE_ASSIGN_OR_RETURN(auto page, tx.ScanSubjects(after, kPage));
+      more = page.size() == kPage;
+      if (page.empty()) return Status::Ok();
+      GARDE_RETURN_IF_ERROR(keep_page(tx, std::min(position, read_at), page));
+      after = page.back().id;
+      loaded += page.size();
+      return Status::Ok();
+    }));
+  }
+  return loaded;
+}
+
+Result<size_t> SubjectBytesCache::Fill(Store& store, const PageLoader& load_page, int64_t read_at) {
+  return core_.Fill(
+      store,
+      [&](ReadTx& tx, int64_t position, const std::vector<SubjectRow>& page) -> Status {
+        GARDE_ASSIGN_OR_RETURN(auto values, load_page(tx, page));
+        for (size_t i = 0; i < page.size(); ++i) {
+          if (values[i]) Keep(position, page[i].id, *values[i]);
+        }
+        return Status::Ok();
+      },
+      read_at);
 }
 
 }  // namespace garde

@@ -310,5 +310,77 @@ TEST_F(SubjectCacheTest, FillingKeepsNothingThatChangedAfterWhatTheLoaderReadEar
   EXPECT_EQ(StatusOf("sub_b"), "restricted");
 }
 
+// The byte cache the consent facts use shares the core: the same changes make its values
+// stale, it keeps what a read found, and it fills the same way.
+TEST_F(SubjectCacheTest, TheByteCacheFollowsChangesAndFillsLikeTheOther) {
+  SubjectBytesCache bytes(1000);
+  int loads = 0;
+  auto status_of = [&](const std::string& id) {
+    std::string out;
+    EXPECT_TRUE(mine_
+                    ->Read([&](ReadTx& tx) -> Status {
+                      auto at = bytes.Sync(tx);
+                      if (!at.ok()) return at.status();
+                      if (bytes.Find(id, [&](std::string_view kept) {
+                            out = std::string(kept);
+                            return true;
+                          })) {
+                        return Status::Ok();
+                      }
+                      ++loads;
+                      auto row = tx.GetSubject(id);
+                      if (!row.ok()) return row.status();
+                      out = row.value() ? row.value()->status : "absent";
+                      if (row.value()) bytes.Keep(at.value(), id, out);
+                      return Status::Ok();
+                    })
+                    .ok());
+    return out;
+  };
+  EXPECT_EQ(status_of("sub_a"), "active");
+  EXPECT_EQ(status_of("sub_a"), "active");
+  EXPECT_EQ(loads, 1);
+  SetStatus(*other_, "sub_a", "restricted");
+  EXPECT_EQ(status_of("sub_a"), "restricted");
+  EXPECT_EQ(loads, 2);
+  EXPECT_EQ(status_of("nobody"), "absent");
+  EXPECT_EQ(bytes.size(), 1u);
+  // A `use` that refuses the kept bytes makes Find answer false.
+  EXPECT_FALSE(bytes.Find("sub_a", [](std::string_view) { return false; }));
+
+  for (int i = 0; i < 1200; ++i) Insert(*other_, "sub_f" + std::to_string(10000 + i));
+  SubjectBytesCache all(5000);
+  auto filled = all.Fill(*mine_, [](ReadTx&, const std::vector<SubjectRow>& page) {
+    std::vector<std::optional<std::string>> out;
+    for (const auto& row : page) {
+      if (row.id == "sub_b") {
+        out.emplace_back();  // not kept
+      } else {
+        out.emplace_back(row.status + ":" + row.id);
+      }
+    }
+    return Result<std::vector<std::optional<std::string>>>(std::move(out));
+  });
+  ASSERT_TRUE(filled.ok()) << filled.status().message();
+  EXPECT_EQ(filled.value(), 1202u);
+  EXPECT_EQ(all.size(), 1201u);
+  std::string seen;
+  EXPECT_TRUE(all.Find("sub_f11199", [&](std::string_view kept) {
+    seen = kept;
+    return true;
+  }));
+  EXPECT_EQ(seen, "active:sub_f11199");
+  EXPECT_FALSE(all.Find("sub_b", [](std::string_view) { return true; }));
+  EXPECT_GT(all.bytes(), 1201u * 20);
+  SubjectBytesCache two(2);
+  ASSERT_TRUE(two.Fill(*mine_,
+                       [](ReadTx&, const std::vector<SubjectRow>& page) {
+                         return Result<std::vector<std::optional<std::string>>>(
+                             std::vector<std::optional<std::string>>(page.size(), "x"));
+                       })
+                  .ok());
+  EXPECT_EQ(two.size(), 0u);  // not every subject fits: none kept
+}
+
 }  // namespace
 }  // namespace garde

@@ -901,8 +901,10 @@ Result<RequestDesk::Reapplied> RequestDesk::ReapplyTombstones() {
                                {"subject.erase", id, "", "reapplied", {t.request_id}, 0});
     }));
   }
-  // Everything up to here is in the database: the next start checks only what follows.
-  if (!text.empty()) {
+  // Everything up to here is in the database: the next start checks only what follows. A
+  // start that found nothing after its mark (the usual restart) leaves the mark as it is.
+  const bool unmoved = mark.has_value() && result.checked_from == text.size();
+  if (!text.empty() && !unmoved) {
     GARDE_RETURN_IF_ERROR(d_.store.Write(
         [&](WriteTx& tx) -> Status { return tx.PutTombstoneLogMark(TombstoneLog::MarkOf(text)); }));
   }

@@ -192,10 +192,14 @@ std::vector<std::string_view> TombstoneLog::ErasedIn(std::string_view text) {
   std::vector<std::string_view> out;
   while (!text.empty()) {
     const size_t end = text.find('\n');
-    const std::string_view line = text.substr(0, end);
+    Words words(text.substr(0, end));
     text.remove_prefix(end == std::string_view::npos ? text.size() : end + 1);
-    const std::string_view first = line.substr(0, line.find(' '));
-    if (IsRandomId(first, "sub_")) out.push_back(first);
+    // As Parse reads an erasure: a line cut short by a crash does not count as logged.
+    std::string_view subject, request;
+    int64_t at = 0;
+    if (words.All(&subject, &request, &at) && IsRandomId(subject, "sub_")) {
+      out.push_back(subject);
+    }
   }
   std::sort(out.begin(), out.end());
   return out;

@@ -33,7 +33,13 @@ namespace fs = std::filesystem;
 struct ModelVault {
   std::map<std::string, std::set<std::string>> events;
   std::set<std::string> erased;
-  size_t mark = 0;  // how far the log had been applied when this state was started
+  size_t mark = 0;     // how far the log had been applied when this state was started
+  std::string marked;  // the log's text up to the mark, then
+  // Where a start from this state must check from: the mark, while the log's text before it
+  // is still what it was.
+  size_t CheckFrom(const std::string& log) const {
+    return mark <= log.size() && log.compare(0, mark, marked) == 0 ? mark : 0;
+  }
 };
 
 class TombstoneReplay : public DeploymentFixture {
@@ -139,6 +145,7 @@ class TombstoneReplay : public DeploymentFixture {
     std::set<std::string> erased_ever;
     ModelVault now;  // what the vault holds
     now.mark = Start().log_bytes;
+    now.marked = LogText();
     std::vector<ModelVault> backups;
     std::ostringstream trace;
     for (int step = 0; step < steps && !HasFailure(); ++step) {
@@ -174,13 +181,26 @@ class TombstoneReplay : public DeploymentFixture {
         now.erased.insert(id);
         now.events.erase(id);
         erased_ever.insert(id);
+        if (pick(3) == 0) {
+          // A crash part-way through the erasure's line, its commit done: only the table
+          // still has the erasure, and the start writes a whole line back.
+          trace << " torn";
+          ++steps_["torn erasure"];
+          d_.reset();
+          std::string text = LogText();
+          const size_t last = text.rfind('\n', text.size() - 2) + 1;
+          ASSERT_EQ(text.compare(last, id.size() + 1, id + " "), 0);
+          text.resize(last + id.size() + 5);  // "sub_… req_"
+          std::ofstream(LogPath(), std::ios::trunc) << text;
+          expected_from = now.CheckFrom(text);
+        }
       } else if (op < 70) {
         trace << " backup";
         ++steps_["backup"];
         d_.reset();
         CopyVault(Path("garde.db"), Path("backup" + std::to_string(backups.size()) + ".db"));
         backups.push_back(now);
-        expected_from = now.mark;
+        expected_from = now.CheckFrom(LogText());
       } else if (op < 82 && !backups.empty()) {
         const size_t k = pick(backups.size());
         trace << " restore" << k;
@@ -188,17 +208,17 @@ class TombstoneReplay : public DeploymentFixture {
         d_.reset();
         CopyVault(Path("backup" + std::to_string(k) + ".db"), Path("garde.db"));
         now = backups[k];
-        expected_from = now.mark;
+        expected_from = now.CheckFrom(LogText());
       } else if (op < 88) {
         trace << " tear";
         ++steps_["tear"];
         d_.reset();
         std::ofstream(LogPath(), std::ios::app) << "consent cev_";  // a crash mid-line
-        expected_from = now.mark;
+        expected_from = now.CheckFrom(LogText());
       } else {
         trace << " restart";
         ++steps_["restart"];
-        expected_from = now.mark;
+        expected_from = now.CheckFrom(LogText());
       }
       if (!expected_from) continue;
       const RequestDesk::Reapplied r = Start();
@@ -213,6 +233,7 @@ class TombstoneReplay : public DeploymentFixture {
         if (now.erased.count(who) == 0) now.events[who].insert(events.begin(), events.end());
       }
       now.mark = r.log_bytes;
+      now.marked = LogText();
       const ModelVault held = Held(ids);
       for (const auto& who : ids) {
         EXPECT_EQ(Suppressed(number[who]), objected.count(who) != 0)
@@ -240,8 +261,8 @@ TEST_F(TombstoneReplay, StartsPutBackEveryNoAndErasureAndCheckOnlyFromTheirMark)
     RunSequence(static_cast<uint32_t>(1 + i), 45);
   }
   // Every kind of step came up.
-  for (const char* step :
-       {"grant", "withdraw", "object", "erase", "backup", "restore", "tear", "restart"}) {
+  for (const char* step : {"grant", "withdraw", "object", "erase", "torn erasure", "backup",
+                           "restore", "tear", "restart"}) {
     EXPECT_GT(steps_[step], 0) << step;
   }
 }
@@ -279,23 +300,34 @@ TEST_F(TombstoneReplay, ALogRewrittenBeforeTheMarkIsCheckedWhole) {
   EXPECT_EQ(Held({a}).events[a], (std::set<std::string>{no_a, refused_a}));
 }
 
-// A crash between an erasure's commit and its line: the tombstones table has it, and the next
-// start writes the line back, so that a later restore re-applies it too.
-TEST_F(TombstoneReplay, AnErasureWhoseLineWasLostIsWrittenBackFromTheTable) {
-  const std::string a = NewCustomer(1), b = NewCustomer(2);
-  Consent(b, "withdrawn");
-  Complete(a);
-  ASSERT_EQ(Start().checked_from, 0u);
-  std::string text = LogText();
-  const size_t line = text.find(a + " ");
-  ASSERT_NE(line, std::string::npos);
-  text.erase(line, text.find('\n', line) + 1 - line);
-  d_.reset();
-  std::ofstream(LogPath(), std::ios::trunc) << text;
-  const RequestDesk::Reapplied r = Start();
-  EXPECT_EQ(r.log_bytes, LogSize());
-  EXPECT_NE(LogText().find(a + " "), std::string::npos);
-  EXPECT_EQ(Start().checked_from, LogSize());
+// A crash between an erasure's commit and its line, or part-way through the line: the
+// tombstones table has the erasure, a torn line is no record of it, and the next start writes
+// a whole line back, so that a later restore re-applies it too.
+TEST_F(TombstoneReplay, AnErasureWhoseLineWasLostOrTornIsWrittenBackFromTheTable) {
+  for (const bool torn : {false, true}) {
+    SCOPED_TRACE(torn ? "torn" : "lost");
+    const std::string a = NewCustomer(torn ? 3 : 1), b = NewCustomer(torn ? 4 : 2);
+    Consent(b, "withdrawn");
+    Complete(a);
+    Start();
+    std::string text = LogText();
+    const size_t line = text.find(a + " ");
+    ASSERT_NE(line, std::string::npos);
+    ASSERT_EQ(text.find('\n', line) + 1, text.size());  // the last line
+    if (torn) {
+      text.resize(line + a.size() + 5);  // "sub_… req_"
+    } else {
+      text.resize(line);
+    }
+    d_.reset();
+    std::ofstream(LogPath(), std::ios::trunc) << text;
+    const RequestDesk::Reapplied r = Start();
+    EXPECT_EQ(r.log_bytes, LogSize());
+    size_t whole_lines = 0;
+    for (const auto& e : TombstoneLog::Parse(LogText()).erasures) whole_lines += e.subject_id == a;
+    EXPECT_EQ(whole_lines, 1u);
+    EXPECT_EQ(Start().checked_from, LogSize());
+  }
 }
 
 TEST(TombstoneLogMarks, HoldOnlyOverTheTextTheyWereMadeOverAndAtALineEnd) {

@@ -21,13 +21,13 @@ int64_t SteadyNs() {
 
 }  // namespace
 
-bool ChangeFollowingCache::CurrentAt(uint64_t epoch) const {
+bool SubjectCache::CurrentAt(uint64_t epoch) const {
   const int64_t at = synced_at_ns_.load(std::memory_order_acquire);
   return at != 0 && synced_epoch_.load(std::memory_order_acquire) == epoch &&
          SteadyNs() - at < kTrustEpochNs;
 }
 
-Result<int64_t> ChangeFollowingCache::Sync(ReadTx& tx, std::optional<uint64_t> epoch) {
+Result<int64_t> SubjectCache::Sync(ReadTx& tx, std::optional<uint64_t> epoch) {
   // Everything committed before `epoch` was read is in this transaction's snapshot; once
   // applied, the epoch vouches for the kept values. (Two syncs racing may leave the older
   // epoch recorded: the next use then syncs again, never the reverse.)
@@ -70,7 +70,15 @@ Result<int64_t> ChangeFollowingCache::Sync(ReadTx& tx, std::optional<uint64_t> e
   return tail.last_seq;
 }
 
-bool ChangeFollowingCache::UnchangedSince(int64_t position, const std::string& id) const {
+void SubjectCache::Keep(int64_t position, const std::string& id, std::string_view bytes) {
+  if (capacity_ == 0) return;
+  std::unique_lock lock(mu_);
+  if (!UnchangedSince(position, id)) return;
+  if (values_.size() >= capacity_ && !values_.Find(id)) values_.EraseAny();
+  values_.Put(id, bytes);
+}
+
+bool SubjectCache::UnchangedSince(int64_t position, const std::string& id) const {
   if (position >= applied_) return true;
   if (position < ring_floor_) return false;  // cannot tell any more
   for (auto it = ring_.rbegin(); it != ring_.rend() && it->first > position; ++it) {
@@ -79,19 +87,23 @@ bool ChangeFollowingCache::UnchangedSince(int64_t position, const std::string& i
   return true;
 }
 
-void ChangeFollowingCache::Reset(int64_t position) {
+void SubjectCache::Reset(int64_t position) {
   values_.Clear();
   ring_.clear();
   applied_ = ring_floor_ = position;
 }
 
-size_t ChangeFollowingCache::size() const {
+size_t SubjectCache::size() const {
   std::shared_lock lock(mu_);
-  return values_.Size();
+  return values_.size();
 }
 
-Result<size_t> ChangeFollowingCache::Fill(Store& store, const PageKeeper& keep_page,
-                                          int64_t read_at) {
+size_t SubjectCache::bytes() const {
+  std::shared_lock lock(mu_);
+  return values_.bytes();
+}
+
+Result<size_t> SubjectCache::Fill(Store& store, const PageLoader& load_page, int64_t read_at) {
   constexpr size_t kPage = 1000;
   int64_t subjects = 0;
   GARDE_RETURN_IF_ERROR(store.Read([&](ReadTx& tx) -> Status {
@@ -109,26 +121,16 @@ Result<size_t> ChangeFollowingCache::Fill(Store& store, const PageKeeper& keep_p
       GARDE_ASSIGN_OR_RETURN(auto page, tx.ScanSubjects(after, kPage));
       more = page.size() == kPage;
       if (page.empty()) return Status::Ok();
-      GARDE_RETURN_IF_ERROR(keep_page(tx, std::min(position, read_at), page));
+      GARDE_ASSIGN_OR_RETURN(auto values, load_page(tx, page));
+      for (size_t i = 0; i < page.size(); ++i) {
+        if (values[i]) Keep(std::min(position, read_at), page[i].id, *values[i]);
+      }
       after = page.back().id;
       loaded += page.size();
       return Status::Ok();
     }));
   }
   return loaded;
-}
-
-Result<size_t> SubjectBytesCache::Fill(Store& store, const PageLoader& load_page, int64_t read_at) {
-  return core_.Fill(
-      store,
-      [&](ReadTx& tx, int64_t position, const std::vector<SubjectRow>& page) -> Status {
-        GARDE_ASSIGN_OR_RETURN(auto values, load_page(tx, page));
-        for (size_t i = 0; i < page.size(); ++i) {
-          if (values[i]) Keep(position, page[i].id, *values[i]);
-        }
-        return Status::Ok();
-      },
-      read_at);
 }
 
 }  // namespace garde

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "garde/base/byte_codec.h"
 #include "garde/base/encoding.h"
 #include "garde/base/json_writer.h"
 #include "garde/crypto/envelope.h"
@@ -832,6 +833,35 @@ std::vector<SubjectVault::SealedRef> SubjectVault::SealedRecord::Unpack() const 
   return out;
 }
 
+std::string SubjectVault::SealedRecord::Encode() const {
+  ByteWriter w;
+  w.VStr(row.kind).VStr(row.status).VStr(row.source);
+  w.SVar(row.created_at).SVar(row.updated_at).SVar(row.last_interaction_at);
+  w.Var(row.root_key_version).Var(row.dek_version);
+  w.VStr({reinterpret_cast<const char*>(row.wrapped_dek.data()), row.wrapped_dek.size()});
+  w.data().append(packed);
+  return std::move(w.data());
+}
+
+bool SubjectVault::SealedRecord::Decode(const std::string& id, std::string_view bytes) {
+  ByteReader r(bytes);
+  row.id = id;
+  row.kind = r.VStr();
+  row.status = r.VStr();
+  row.source = r.VStr();
+  row.created_at = r.SVar();
+  row.updated_at = r.SVar();
+  row.last_interaction_at = r.SVar();
+  const uint64_t root = r.Var(), dek = r.Var();
+  const std::string_view wrapped = r.VStr();
+  if (r.failed() || root > UINT32_MAX || dek > UINT32_MAX) return false;
+  row.root_key_version = static_cast<uint32_t>(root);
+  row.dek_version = static_cast<uint32_t>(dek);
+  row.wrapped_dek.assign(wrapped.begin(), wrapped.end());
+  packed.assign(bytes.substr(r.at()));
+  return true;
+}
+
 Result<FieldMap> SubjectVault::OpenRefs(const SubjectRow& row, const std::vector<SealedRef>& sealed,
                                         const std::set<std::string>& fields) const {
   FieldMap out;
@@ -891,14 +921,12 @@ Result<SubjectView> SubjectVault::Read(const Caller& caller, const std::string& 
   // The record kept is used when nothing has been committed since it was read; should it
   // not open (a key re-wrapped since, and its old root version retired), it is read again.
   Status s = Status::Ok();
+  // Decoded here, its strings' capacity reused from one read to the next: ciphertext only.
+  thread_local SealedRecord r;
   for (int attempt = 0; attempt < 2; ++attempt) {
     bool kept = false;
-    auto record = Record(id, attempt == 0, &kept);
-    if (!record.ok()) {
-      s = record.status();
-      break;
-    }
-    const SealedRecord& r = *record.value();
+    s = Record(id, attempt == 0, &kept, &r);
+    if (!s.ok()) break;
     if (r.row.status == "merged") {
       s = Status(Code::kMoved, "subject " + id + " has been merged into another record");
       break;
@@ -946,7 +974,8 @@ Result<SubjectView> SubjectVault::Read(const Caller& caller, const std::string& 
 Result<size_t> SubjectVault::WarmUp() {
   return records_.Fill(
       d_.store,
-      [](ReadTx& tx, const std::vector<SubjectRow>& page) -> Result<std::vector<RecordPtr>> {
+      [](ReadTx& tx,
+         const std::vector<SubjectRow>& page) -> Result<std::vector<std::optional<std::string>>> {
         // The page's boxes in one pass over the fields table, as Record reads one subject's.
         std::vector<std::vector<SealedField>> sealed(page.size());
         size_t k = 0;
@@ -956,50 +985,35 @@ Result<size_t> SubjectVault::WarmUp() {
               const size_t at = SeekSubjectRow(page, &k, subject);
               if (at < page.size()) sealed[at].push_back({std::string(field), Bytes(box, box + n)});
             }));
-        std::vector<RecordPtr> out;
+        std::vector<std::optional<std::string>> out;
         out.reserve(page.size());
         for (size_t i = 0; i < page.size(); ++i) {
-          out.push_back(std::make_shared<const SealedRecord>(
-              SealedRecord{page[i], SealedRecord::Pack(sealed[i])}));
+          out.emplace_back(SealedRecord{page[i], SealedRecord::Pack(sealed[i])}.Encode());
         }
         return out;
       });
 }
 
-Result<SubjectVault::RecordPtr> SubjectVault::Record(const std::string& id, bool use_kept,
-                                                     bool* kept) {
+Status SubjectVault::Record(const std::string& id, bool use_kept, bool* kept, SealedRecord* out) {
   const uint64_t epoch = d_.store.ChangeEpoch();
-  *kept = false;
-  if (use_kept && records_.CurrentAt(epoch)) {
-    if (auto found = records_.Find(id)) {
-      *kept = true;
-      return found;
-    }
-  }
+  auto decode = [&](std::string_view bytes) { return out->Decode(id, bytes); };
+  *kept = use_kept && records_.CurrentAt(epoch) && records_.Find(id, decode);
+  if (*kept) return Status::Ok();
   // The connection is held only to copy the row and its boxes out: opening them happens
   // after, so that other readers do not queue behind the decryption.
-  RecordPtr record;
-  Status s = d_.store.Read([&](ReadTx& tx) -> Status {
+  return d_.store.Read([&](ReadTx& tx) -> Status {
     GARDE_ASSIGN_OR_RETURN(auto position, records_.Sync(tx, epoch));
-    bool loaded = false;
-    auto load = [&]() -> Result<RecordPtr> {
-      loaded = true;
-      GARDE_ASSIGN_OR_RETURN(auto found, tx.GetSubject(id));
-      if (!found) return RecordPtr();
-      GARDE_ASSIGN_OR_RETURN(auto boxes, tx.GetFields(id));
-      return std::make_shared<const SealedRecord>(
-          SealedRecord{std::move(*found), SealedRecord::Pack(boxes)});
-    };
     // Synced: a kept record the changes since did not concern is current too.
-    GARDE_ASSIGN_OR_RETURN(auto got, use_kept ? records_.Get(position, id, load) : load());
-    if (got == nullptr) return NotFound("no such subject");
-    if (!use_kept) records_.Keep(position, id, got);
-    *kept = !loaded;
-    record = std::move(got);
+    *kept = use_kept && records_.Find(id, decode);
+    if (*kept) return Status::Ok();
+    GARDE_ASSIGN_OR_RETURN(auto found, tx.GetSubject(id));
+    if (!found) return NotFound("no such subject");
+    GARDE_ASSIGN_OR_RETURN(auto boxes, tx.GetFields(id));
+    out->row = std::move(*found);
+    out->packed = SealedRecord::Pack(boxes);
+    records_.Keep(position, id, out->Encode());
     return Status::Ok();
   });
-  if (!s.ok()) return s;
-  return record;
 }
 
 Status SubjectVault::RekeyIn(WriteTx& tx, const SubjectRow& row) const {

@@ -227,15 +227,24 @@ std::string MetricsText(Deployment& d, const RequestMetrics& requests,
   // Memory: the process as the kernel counts it, and what holds most of it.
   e.Family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.")
       .Sample("process_resident_memory_bytes", "", static_cast<double>(ResidentBytes()));
-  e.Family("garde_kept_subjects", "gauge",
+  using ByCache = std::vector<std::pair<const char*, size_t>>;
+  auto by_cache = [&](const char* family, const char* help, const ByCache& values) {
+    e.Family(family, "gauge", help);
+    for (const auto& [cache, value] : values) {
+      e.Sample(family, "cache=\"" + std::string(cache) + "\"", static_cast<double>(value));
+    }
+  };
+  by_cache("garde_kept_subjects",
            "Subjects whose data each in-memory view keeps: consent facts (checks), sealed "
-           "records (reads), the audience index.");
-  e.Sample("garde_kept_subjects", "cache=\"consent_facts\"",
-           static_cast<double>(d.consents().kept_facts()));
-  e.Sample("garde_kept_subjects", "cache=\"sealed_records\"",
-           static_cast<double>(d.vault().kept_records()));
-  e.Sample("garde_kept_subjects", "cache=\"audience_index\"",
-           static_cast<double>(d.audiences().kept_subjects()));
+           "records (reads), the audience index.",
+           {{"consent_facts", d.consents().kept_facts()},
+            {"sealed_records", d.vault().kept_records()},
+            {"audience_index", d.audiences().kept_subjects()}});
+  by_cache("garde_kept_bytes",
+           "Memory the per-subject caches hold: the kept values with their ids, and their "
+           "tables' slots.",
+           {{"consent_facts", d.consents().kept_facts_bytes()},
+            {"sealed_records", d.vault().kept_records_bytes()}});
   e.Family("garde_audience_index_bytes", "gauge",
            "Memory the audience index holds (its records and columns), as of the last audience.")
       .Sample("garde_audience_index_bytes", "", static_cast<double>(d.audiences().kept_bytes()));

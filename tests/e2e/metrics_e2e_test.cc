@@ -144,6 +144,10 @@ TEST(MetricsE2E, TheAdminListenerCountsWhatWasDoneAndTellsTheServicesState) {
   EXPECT_LE(m[R"(garde_kept_subjects{cache="sealed_records"})"], 5);
   EXPECT_GE(m[R"(garde_kept_subjects{cache="consent_facts"})"], 0);
   EXPECT_EQ(m[R"(garde_kept_subjects{cache="audience_index"})"], 0);
+  // Three records of five fields or so: more than their ids, less than a few KiB each.
+  EXPECT_GT(m[R"(garde_kept_bytes{cache="sealed_records"})"], 3 * 100);
+  EXPECT_LT(m[R"(garde_kept_bytes{cache="sealed_records"})"], 5 * 4096);
+  EXPECT_GE(m[R"(garde_kept_bytes{cache="consent_facts"})"], 0);
   EXPECT_EQ(m["garde_audience_index_bytes{}"], 0);
   EXPECT_GE(m["garde_audit_log_entries{}"], 0);
   EXPECT_GE(m["garde_audit_intake_backlog{}"], 0);

@@ -13,6 +13,26 @@
 namespace garde {
 namespace {
 
+// The bytes kept for `id`, or nullopt.
+std::optional<std::string> Kept(const SubjectCache& cache, const std::string& id) {
+  std::optional<std::string> out;
+  cache.Find(id, [&](std::string_view kept) {
+    out = std::string(kept);
+    return true;
+  });
+  return out;
+}
+
+// As a reader uses the cache: the kept bytes, else those `load` reads (nullopt: no such
+// subject), kept as of `position`.
+std::optional<std::string> Get(SubjectCache& cache, int64_t position, const std::string& id,
+                               const std::function<std::optional<std::string>()>& load) {
+  if (auto kept = Kept(cache, id)) return kept;
+  auto loaded = load();
+  if (loaded) cache.Keep(position, id, *loaded);
+  return loaded;
+}
+
 // Two stores on one real file stand for two processes (or two connections) sharing a vault.
 class SubjectCacheTest : public ::testing::Test {
  protected:
@@ -64,16 +84,13 @@ class SubjectCacheTest : public ::testing::Test {
                     ->Read([&](ReadTx& tx) -> Status {
                       auto at = cache_.Sync(tx);
                       if (!at.ok()) return at.status();
-                      auto v = cache_.Get(
-                          at.value(), id, [&]() -> Result<SubjectCache<std::string>::Ptr> {
-                            ++loads_;
-                            auto row = tx.GetSubject(id);
-                            if (!row.ok()) return row.status();
-                            if (!row.value()) return SubjectCache<std::string>::Ptr();
-                            return std::make_shared<const std::string>(row.value()->status);
-                          });
-                      if (!v.ok()) return v.status();
-                      out = v.value() ? *v.value() : "absent";
+                      auto v = Get(cache_, at.value(), id, [&]() -> std::optional<std::string> {
+                        ++loads_;
+                        auto row = tx.GetSubject(id);
+                        if (!row.ok() || !row.value()) return std::nullopt;
+                        return row.value()->status;
+                      });
+                      out = v.value_or("absent");
                       return Status::Ok();
                     })
                     .ok());
@@ -82,7 +99,7 @@ class SubjectCacheTest : public ::testing::Test {
 
   std::filesystem::path path_;
   std::unique_ptr<SqliteStore> mine_, other_;
-  SubjectCache<std::string> cache_{1000};
+  SubjectCache cache_{1000};
   int loads_ = 0;
 };
 
@@ -134,27 +151,26 @@ TEST_F(SubjectCacheTest, AKeyRewrapIsNoChange) {
 TEST_F(SubjectCacheTest, AValueReadBeforeAChangeItMissedIsNotKept) {
   // A reader loads sub_a in an old snapshot while another reader has already applied a
   // later change to it: the old value answers its own request and is not kept.
-  ASSERT_TRUE(
-      mine_
-          ->Read([&](ReadTx& old_tx) -> Status {
-            auto at = cache_.Sync(old_tx);
-            if (!at.ok()) return at.status();
-            auto stale = old_tx.GetSubject("sub_a");  // pins the old snapshot
-            SetStatus(*other_, "sub_a", "restricted");
-            EXPECT_EQ(StatusOf("sub_a"), "restricted");  // a newer reader applies the change
-            int old_loads = 0;
-            auto v =
-                cache_.Get(at.value(), "sub_a", [&]() -> Result<SubjectCache<std::string>::Ptr> {
-                  ++old_loads;
-                  return std::make_shared<const std::string>("active");
-                });
-            EXPECT_EQ(old_loads, 0);  // the newer value was kept and is newer still: use it
-            EXPECT_EQ(*v.value(), "restricted");
-            return Status::Ok();
-          })
-          .ok());
+  ASSERT_TRUE(mine_
+                  ->Read([&](ReadTx& old_tx) -> Status {
+                    auto at = cache_.Sync(old_tx);
+                    if (!at.ok()) return at.status();
+                    auto stale = old_tx.GetSubject("sub_a");  // pins the old snapshot
+                    SetStatus(*other_, "sub_a", "restricted");
+                    EXPECT_EQ(StatusOf("sub_a"),
+                              "restricted");  // a newer reader applies the change
+                    int old_loads = 0;
+                    auto v = Get(cache_, at.value(), "sub_a", [&]() -> std::optional<std::string> {
+                      ++old_loads;
+                      return "active";
+                    });
+                    EXPECT_EQ(old_loads, 0);  // the newer value was kept and is newer still: use it
+                    EXPECT_EQ(v.value(), "restricted");
+                    return Status::Ok();
+                  })
+                  .ok());
   // Now the race the other way round: the old reader loads first.
-  SubjectCache<std::string> cache(10);
+  SubjectCache cache(10);
   ASSERT_TRUE(
       mine_
           ->Read([&](ReadTx& old_tx) -> Status {
@@ -164,11 +180,10 @@ TEST_F(SubjectCacheTest, AValueReadBeforeAChangeItMissedIsNotKept) {
             SetStatus(*other_, "sub_b", "erased");
             EXPECT_TRUE(
                 mine_->Read([&](ReadTx& new_tx) { return cache.Sync(new_tx).status(); }).ok());
-            auto v =
-                cache.Get(at.value(), "sub_b", [&]() -> Result<SubjectCache<std::string>::Ptr> {
-                  return std::make_shared<const std::string>(pin.value().value().status);
-                });
-            EXPECT_EQ(*v.value(), "active");  // answers its own request
+            auto v = Get(cache, at.value(), "sub_b", [&]() -> std::optional<std::string> {
+              return pin.value().value().status;
+            });
+            EXPECT_EQ(v.value(), "active");  // answers its own request
             return Status::Ok();
           })
           .ok());
@@ -249,26 +264,26 @@ TEST_F(SubjectCacheTest, KeptValuesAreCurrentWithoutATransactionUntilTheNextComm
   EXPECT_FALSE(cache_.CurrentAt(mine_->ChangeEpoch()));  // a sync without an epoch vouches for none
   sync();
   EXPECT_TRUE(cache_.CurrentAt(mine_->ChangeEpoch()));
-  ASSERT_NE(cache_.Find("sub_a"), nullptr);
+  ASSERT_TRUE(Kept(cache_, "sub_a"));
   SetStatus(*other_, "sub_a", "restricted");
   EXPECT_FALSE(cache_.CurrentAt(mine_->ChangeEpoch()));  // a commit elsewhere: sync first
-  ASSERT_NE(cache_.Find("sub_a"), nullptr);              // (still kept until then)
+  ASSERT_TRUE(Kept(cache_, "sub_a"));                    // (still kept until then)
   sync();
   EXPECT_TRUE(cache_.CurrentAt(mine_->ChangeEpoch()));
-  EXPECT_EQ(cache_.Find("sub_a"), nullptr);  // the sync dropped the changed subject
+  EXPECT_FALSE(Kept(cache_, "sub_a"));  // the sync dropped the changed subject
 }
 
 // The statuses of a page of rows, as a Fill loader reads them.
-Result<std::vector<SubjectCache<std::string>::Ptr>> Statuses(ReadTx&,
-                                                             const std::vector<SubjectRow>& page) {
-  std::vector<SubjectCache<std::string>::Ptr> out;
-  for (const auto& row : page) out.push_back(std::make_shared<const std::string>(row.status));
+Result<std::vector<std::optional<std::string>>> Statuses(ReadTx&,
+                                                         const std::vector<SubjectRow>& page) {
+  std::vector<std::optional<std::string>> out;
+  for (const auto& row : page) out.emplace_back(row.status);
   return out;
 }
 
 TEST_F(SubjectCacheTest, FillingLoadsEverySubjectPageByPage) {
   for (int i = 0; i < 2498; ++i) Insert(*other_, "sub_f" + std::to_string(10000 + i));
-  SubjectCache<std::string> big(5000);
+  SubjectCache big(5000);
   int pages = 0;
   auto filled = big.Fill(*mine_, [&](ReadTx& tx, const std::vector<SubjectRow>& page) {
     ++pages;
@@ -278,13 +293,13 @@ TEST_F(SubjectCacheTest, FillingLoadsEverySubjectPageByPage) {
   EXPECT_EQ(filled.value(), 2500u);
   EXPECT_EQ(pages, 3);
   EXPECT_EQ(big.size(), 2500u);
-  ASSERT_NE(big.Find("sub_f12497"), nullptr);
-  EXPECT_EQ(*big.Find("sub_a"), "active");
+  ASSERT_TRUE(Kept(big, "sub_f12497"));
+  EXPECT_EQ(Kept(big, "sub_a"), "active");
 }
 
 TEST_F(SubjectCacheTest, FillingLoadsNothingWhenNotEverySubjectFits) {
   Insert(*other_, "sub_c");
-  SubjectCache<std::string> small(2);
+  SubjectCache small(2);
   auto filled = small.Fill(*mine_, Statuses);
   ASSERT_TRUE(filled.ok());
   EXPECT_EQ(filled.value(), 0u);
@@ -305,81 +320,30 @@ TEST_F(SubjectCacheTest, FillingKeepsNothingThatChangedAfterWhatTheLoaderReadEar
   SetStatus(*other_, "sub_b", "restricted");
   auto filled = cache_.Fill(*mine_, Statuses, read_at);
   ASSERT_TRUE(filled.ok());
-  EXPECT_NE(cache_.Find("sub_a"), nullptr);
-  EXPECT_EQ(cache_.Find("sub_b"), nullptr);
+  EXPECT_TRUE(Kept(cache_, "sub_a"));
+  EXPECT_FALSE(Kept(cache_, "sub_b"));
   EXPECT_EQ(StatusOf("sub_b"), "restricted");
 }
 
-// The byte cache the consent facts use shares the core: the same changes make its values
-// stale, it keeps what a read found, and it fills the same way.
-TEST_F(SubjectCacheTest, TheByteCacheFollowsChangesAndFillsLikeTheOther) {
-  SubjectBytesCache bytes(1000);
-  int loads = 0;
-  auto status_of = [&](const std::string& id) {
-    std::string out;
-    EXPECT_TRUE(mine_
-                    ->Read([&](ReadTx& tx) -> Status {
-                      auto at = bytes.Sync(tx);
-                      if (!at.ok()) return at.status();
-                      if (bytes.Find(id, [&](std::string_view kept) {
-                            out = std::string(kept);
-                            return true;
-                          })) {
-                        return Status::Ok();
-                      }
-                      ++loads;
-                      auto row = tx.GetSubject(id);
-                      if (!row.ok()) return row.status();
-                      out = row.value() ? row.value()->status : "absent";
-                      if (row.value()) bytes.Keep(at.value(), id, out);
-                      return Status::Ok();
-                    })
-                    .ok());
-    return out;
-  };
-  EXPECT_EQ(status_of("sub_a"), "active");
-  EXPECT_EQ(status_of("sub_a"), "active");
-  EXPECT_EQ(loads, 1);
-  SetStatus(*other_, "sub_a", "restricted");
-  EXPECT_EQ(status_of("sub_a"), "restricted");
-  EXPECT_EQ(loads, 2);
-  EXPECT_EQ(status_of("nobody"), "absent");
-  EXPECT_EQ(bytes.size(), 1u);
-  // A `use` that refuses the kept bytes makes Find answer false.
-  EXPECT_FALSE(bytes.Find("sub_a", [](std::string_view) { return false; }));
-
-  for (int i = 0; i < 1200; ++i) Insert(*other_, "sub_f" + std::to_string(10000 + i));
-  SubjectBytesCache all(5000);
+// A `use` that refuses the kept bytes (they do not decode) makes Find answer false, and a
+// page loader's nullopt keeps nothing for that row.
+TEST_F(SubjectCacheTest, UnusableBytesAreNotFoundAndNullPagesAreNotKept) {
+  EXPECT_EQ(StatusOf("sub_a"), "active");
+  EXPECT_TRUE(cache_.Find("sub_a", [](std::string_view) { return true; }));
+  EXPECT_FALSE(cache_.Find("sub_a", [](std::string_view) { return false; }));
+  EXPECT_GT(cache_.bytes(), 0u);
+  SubjectCache all(10);
   auto filled = all.Fill(*mine_, [](ReadTx&, const std::vector<SubjectRow>& page) {
     std::vector<std::optional<std::string>> out;
     for (const auto& row : page) {
-      if (row.id == "sub_b") {
-        out.emplace_back();  // not kept
-      } else {
-        out.emplace_back(row.status + ":" + row.id);
-      }
+      out.emplace_back(row.id == "sub_b" ? std::nullopt : std::optional(row.status + row.id));
     }
     return Result<std::vector<std::optional<std::string>>>(std::move(out));
   });
   ASSERT_TRUE(filled.ok()) << filled.status().message();
-  EXPECT_EQ(filled.value(), 1202u);
-  EXPECT_EQ(all.size(), 1201u);
-  std::string seen;
-  EXPECT_TRUE(all.Find("sub_f11199", [&](std::string_view kept) {
-    seen = kept;
-    return true;
-  }));
-  EXPECT_EQ(seen, "active:sub_f11199");
-  EXPECT_FALSE(all.Find("sub_b", [](std::string_view) { return true; }));
-  EXPECT_GT(all.bytes(), 1201u * 20);
-  SubjectBytesCache two(2);
-  ASSERT_TRUE(two.Fill(*mine_,
-                       [](ReadTx&, const std::vector<SubjectRow>& page) {
-                         return Result<std::vector<std::optional<std::string>>>(
-                             std::vector<std::optional<std::string>>(page.size(), "x"));
-                       })
-                  .ok());
-  EXPECT_EQ(two.size(), 0u);  // not every subject fits: none kept
+  EXPECT_EQ(filled.value(), 2u);
+  EXPECT_EQ(Kept(all, "sub_a"), "activesub_a");
+  EXPECT_FALSE(Kept(all, "sub_b"));
 }
 
 }  // namespace

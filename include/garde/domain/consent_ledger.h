@@ -126,6 +126,7 @@ class ConsentLedger final : public ActivityConsent {
   using FactsPtr = std::shared_ptr<const ConsentFacts>;
   Result<FactsPtr> KeptFacts(ReadTx& tx, int64_t position, const std::string& id);
   size_t kept_facts() const { return facts_.size(); }  // subjects whose facts are kept
+  size_t kept_facts_bytes() const { return facts_.bytes(); }
   // Facts from what the store returned of a subject (ConsentFactsOf, SuppressedContactsOf).
   static FactsPtr MakeFacts(const std::string& status, std::vector<std::string> suppressed,
                             std::vector<ConsentFactRow> rows);
@@ -226,7 +227,7 @@ class ConsentLedger final : public ActivityConsent {
   ConsentDeps d_;
   // Each subject's facts as WriteConsentFacts writes them, in one allocation with the id
   // and a table slot: about 75 bytes for a subject with one grant.
-  SubjectBytesCache facts_;
+  SubjectCache facts_;
   mutable RandomIdRuns event_ids_{"cev_", kIdRunLength};  // as the vault's subject ids
 };
 

@@ -145,6 +145,7 @@ class SubjectVault {
   // so in the background). Returns the subjects loaded (0: they do not all fit).
   Result<size_t> WarmUp();
   size_t kept_records() const { return records_.size(); }  // subjects whose record is kept
+  size_t kept_records_bytes() const { return records_.bytes(); }
 
   // Validates everything first: a write that fails is refused whole, every problem listed.
   Result<SubjectView> Create(const Caller& caller, const NewSubject& subject);
@@ -332,11 +333,15 @@ class SubjectVault {
     std::string packed;
     static std::string Pack(const std::vector<SealedField>& sealed);
     std::vector<SealedRef> Unpack() const;
+    // As the cache keeps it: the row but its id (the cache's key) in a ByteWriter's form,
+    // then the packed boxes; one allocation a subject instead of seven.
+    std::string Encode() const;
+    // Decodes kept bytes into this record (its strings' capacity reused); false if damaged.
+    bool Decode(const std::string& id, std::string_view bytes);
   };
-  using RecordPtr = std::shared_ptr<const SealedRecord>;
-  // A subject's record as of now: when `use_kept`, the kept one if still current (*kept
-  // set), else read from the vault (and kept).
-  Result<RecordPtr> Record(const std::string& id, bool use_kept, bool* kept);
+  // A subject's record as of now into *out: when `use_kept`, the kept one if still current
+  // (*kept set), else read from the vault (and kept).
+  Status Record(const std::string& id, bool use_kept, bool* kept, SealedRecord* out);
 
   // OK, or 403 when `activity` needs the subject's consent and does not have it.
   Status ConsentAllows(const PolicySet& policies, const std::string& id, const Activity& activity,
@@ -344,7 +349,7 @@ class SubjectVault {
 
   VaultDeps d_;
   ActivityConsent* consent_ = nullptr;
-  SubjectCache<SealedRecord> records_;
+  SubjectCache records_;
   // New subjects' ids, in runs: a batch of creates or an import window writes its rows, field
   // boxes and index-by-subject entries onto a few pages (encoding.h).
   mutable RandomIdRuns subject_ids_{"sub_", kIdRunLength};

@@ -1,5 +1,6 @@
 #include "garde/base/bytes_by_id.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -103,9 +104,32 @@ bool BytesById::Erase(std::string_view id) {
 
 void BytesById::EraseAny() {
   if (size_ == 0) return;
-  if (cursor_ >= slots_.size()) cursor_ = 0;
-  while (slots_[cursor_] == 0) cursor_ = Next(cursor_);
-  RemoveAt(cursor_);
+  // A slot drawn at random until one is taken: every entry as likely to go, so that the
+  // entries left are as spread out as random puts leave them. (A sweep packs the slots just
+  // ahead of it solid, filled for a whole lap; taking the first entry after a random slot
+  // favours the first of each run, and the runs grow.) A sparse table stops drawing and
+  // takes the next entry.
+  size_t i = 0;
+  for (int draw = 0; draw < 64; ++draw) {
+    random_ ^= random_ << 13;
+    random_ ^= random_ >> 7;
+    random_ ^= random_ << 17;
+    i = Home(random_);
+    if (slots_[i] != 0) break;
+  }
+  while (slots_[i] == 0) i = Next(i);
+  RemoveAt(i);
+}
+
+size_t BytesById::LongestRun() const {
+  size_t longest = 0, run = 0;
+  for (size_t pass = 0; pass < 2; ++pass) {  // twice round: a run may wrap past the end
+    for (const Slot s : slots_) {
+      run = s == 0 ? 0 : run + 1;
+      longest = std::max(longest, std::min(run, slots_.size()));
+    }
+  }
+  return longest;
 }
 
 void BytesById::RemoveAt(size_t i) {
@@ -147,7 +171,6 @@ void BytesById::Clear() {
   slots_.shrink_to_fit();
   size_ = 0;
   entry_bytes_ = 0;
-  cursor_ = 0;
 }
 
 }  // namespace garde

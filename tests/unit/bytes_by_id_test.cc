@@ -94,6 +94,23 @@ TEST(BytesById, KeepsEmptyValuesAndRefusesIdsTooLongForItsLengthByte) {
   EXPECT_FALSE(table.Find("sub_empty").has_value());
 }
 
+// A full cache evicts one entry for each it keeps, for as long as it runs: the table must
+// stay as spread out as random puts leave it. (Evicting in a sweep filled the slots just ahead
+// of the sweep solid: runs of thousands that every probe and shift there walked.)
+TEST(BytesById, EvictingForEveryPutKeepsRunsShort) {
+  BytesById table;
+  constexpr int kKept = 20000;
+  int next = 0;
+  for (; next < kKept; ++next) table.Put("sub_" + std::to_string(next), "v");
+  const size_t fresh = table.LongestRun();
+  for (int lap = 0; lap < 10 * kKept; ++lap, ++next) {
+    table.EraseAny();
+    table.Put("sub_" + std::to_string(next), "v");
+  }
+  EXPECT_EQ(table.size(), static_cast<size_t>(kKept));
+  EXPECT_LT(table.LongestRun(), std::max<size_t>(4 * fresh, 200)) << "fresh " << fresh;
+}
+
 // What a kept subject costs: the point of the table.
 TEST(BytesById, ManySubjectsCostLessThanEightyBytesEach) {
   BytesById table;

@@ -30,12 +30,14 @@ class BytesById {
   // dropped) for an id longer than kMaxIdSize.
   bool Put(std::string_view id, std::string_view value);
   bool Erase(std::string_view id);
-  // Drops one entry, from a cursor that moves through the table; nothing when empty.
+  // Drops one entry, from a random place in the table; nothing when empty.
   void EraseAny();
   void Clear();
   size_t size() const { return size_; }
   // The table's slots and the entries' bytes as allocated (jemalloc's size classes aside).
   size_t bytes() const { return slots_.capacity() * sizeof(Slot) + entry_bytes_; }
+  // The longest run of occupied slots: the most a probe or a deletion's shift may walk.
+  size_t LongestRun() const;
 
  private:
   // An entry's address in the low 48 bits, 16 bits of its id's hash above them; 0 is empty.
@@ -52,7 +54,7 @@ class BytesById {
   std::vector<Slot> slots_;
   size_t size_ = 0;
   size_t entry_bytes_ = 0;
-  size_t cursor_ = 0;  // EraseAny's
+  uint64_t random_ = 0x9e3779b97f4a7c15;  // EraseAny's xorshift state
 };
 
 }  // namespace garde

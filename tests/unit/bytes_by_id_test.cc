@@ -59,7 +59,9 @@ TEST(BytesById, AgreesWithAMapOverRandomOperations) {
           auto found = table.Find(id);
           auto it = model.find(id);
           ASSERT_EQ(found.has_value(), it != model.end()) << "seed " << seed << " step " << step;
-          if (found) ASSERT_EQ(*found, it->second);
+          if (found) {
+            ASSERT_EQ(*found, it->second);
+          }
         }
       }
       ASSERT_EQ(table.size(), model.size()) << "seed " << seed << " step " << step;
@@ -70,7 +72,9 @@ TEST(BytesById, AgreesWithAMapOverRandomOperations) {
       EXPECT_EQ(*found, v);
     }
     for (size_t k = 0; k < pool; ++k) {
-      if (model.count(id_of(k)) == 0) EXPECT_FALSE(table.Find(id_of(k)).has_value());
+      if (model.count(id_of(k)) == 0) {
+        EXPECT_FALSE(table.Find(id_of(k)).has_value());
+      }
     }
   }
 }

@@ -153,6 +153,9 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config,
   d->api_keys_ =
       std::make_unique<ApiKeys>(*d->store_, *d->lookup_, d->clock_, config.api_key_cache_seconds);
   d->tombstones_ = std::make_unique<TombstoneLog>(config.data_dir + "/tombstones.log", d->files());
+  // A "no" reaches the log before the database commits it (TombstoneLog::WriteAhead).
+  d->store_->SetWriteAhead(
+      [log = d->tombstones_.get()](const std::string& lines) { return log->AppendText(lines); });
   d->vault_ = std::make_unique<SubjectVault>(
       VaultDeps{*d->store_, d->keys_, *d->lookup_, *d->suppression_hash_, *d->standard_,
                 *d->policies_, *d->audit_, d->clock_},

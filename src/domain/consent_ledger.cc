@@ -244,12 +244,12 @@ Result<ConsentEvent> ConsentLedger::Record(const Caller& caller, const std::stri
       GARDE_RETURN_IF_ERROR(
           SuppressContactsIn(tx, subject_id, "objection", e.at, &kept.suppressions));
     }
+    GARDE_RETURN_IF_ERROR(TombstoneLog::WriteAhead(tx, kept));
     return d_.journal.Record(
         &tx, caller,
         {"consent.record", subject_id, "", "ok", {e.purpose, ConsentEventName(e.type)}, 1});
   });
   if (!written.ok()) return written;
-  GARDE_RETURN_IF_ERROR(KeepTombstones(kept));
   return e;
 }
 
@@ -345,7 +345,8 @@ Result<ConsentEvent> ConsentLedger::Confirm(const SubjectTokenClaims& claims,
 }
 
 Status ConsentLedger::KeepTombstones(const TombstoneEntries& entries) const {
-  // Committed already: should this fail, the answer says so, and the change stands.
+  // Committed already: should this fail, the answer says so, the change stands, and the next
+  // start copies the erasure out of the tombstones table.
   if (d_.tombstones == nullptr) return Status::Ok();
   return d_.tombstones->Append(entries);
 }
@@ -823,10 +824,9 @@ Result<int> ConsentLedger::UnsubscribeByToken(const SubjectTokenClaims& claims,
           &tx, subject, {"consent.unsubscribe", claims.subject, "", "ok", {p->id}, 1}));
       ++recorded;
     }
-    return Status::Ok();
+    return TombstoneLog::WriteAhead(tx, kept);
   });
   if (!s.ok()) return s;
-  GARDE_RETURN_IF_ERROR(KeepTombstones(kept));
   return recorded;
 }
 
@@ -934,10 +934,9 @@ Result<int> ConsentLedger::ApplyPreferences(const SubjectTokenClaims& claims,
           &tx, subject, {"consent.preferences", claims.subject, "", "ok", {p.id, e.event}, 1}));
       ++recorded;
     }
-    return Status::Ok();
+    return TombstoneLog::WriteAhead(tx, kept);
   });
   if (!s.ok()) return s;
-  GARDE_RETURN_IF_ERROR(KeepTombstones(kept));
   return recorded;
 }
 

@@ -246,10 +246,11 @@ Result<MergeRow> SubjectMerges::Change(const Caller& caller, const Step& step) {
   Status done = d_.store.Write([&](WriteTx& tx) -> Status {
     kept = {};
     m = {};
-    return step(tx, *policies, m, kept);
+    GARDE_RETURN_IF_ERROR(step(tx, *policies, m, kept));
+    return TombstoneLog::WriteAhead(tx, kept);
   });
   if (!done.ok()) return done;
-  GARDE_RETURN_IF_ERROR(d_.consents.KeepTombstones(kept));
+  GARDE_RETURN_IF_ERROR(d_.consents.KeepTombstones(kept.ErasuresOnly()));
   return m;
 }
 

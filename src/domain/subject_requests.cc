@@ -757,12 +757,13 @@ Result<RequestView> RequestDesk::Complete(const Caller& caller, const std::strin
                                             "\",\"subject\":\"" + s.id + "\",\"completed_at\":\"" +
                                             FormatRfc3339(now) + "\"}",
                                         now));
-        return Status::Ok();
+        // The "no"s and suppressions reach the log before the commit.
+        return TombstoneLog::WriteAhead(tx, tombstones);
       });
-  if (done.ok() && !tombstones.empty() && d_.tombstones != nullptr) {
-    // Committed; what a restore must re-apply also goes outside the database. Should this
-    // fail, an erasure is still in the tombstones table and the next start copies it out.
-    GARDE_RETURN_IF_ERROR(d_.tombstones->Append(tombstones));
+  if (done.ok() && !tombstones.erasures.empty() && d_.tombstones != nullptr) {
+    // Committed; an erasure also goes outside the database. Should this fail, it is still in
+    // the tombstones table and the next start copies it out.
+    GARDE_RETURN_IF_ERROR(d_.tombstones->Append(tombstones.ErasuresOnly()));
   }
   return done;
 }

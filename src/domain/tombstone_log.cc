@@ -109,6 +109,16 @@ Result<std::string> TombstoneLog::Format(const TombstoneEntries& entries) {
   return text;
 }
 
+Status TombstoneLog::WriteAhead(WriteTx& tx, const TombstoneEntries& entries) {
+  if (entries.consents.empty() && entries.suppressions.empty()) return Status::Ok();
+  TombstoneEntries ahead;
+  ahead.consents = entries.consents;
+  ahead.suppressions = entries.suppressions;
+  GARDE_ASSIGN_OR_RETURN(auto text, Format(ahead));
+  tx.WriteAhead(std::move(text));
+  return Status::Ok();
+}
+
 Status TombstoneLog::Append(const TombstoneEntries& entries) const {
   if (path_.empty() || entries.empty()) return Status::Ok();
   GARDE_ASSIGN_OR_RETURN(auto text, Format(entries));

@@ -2,34 +2,42 @@
 
 namespace garde {
 
-Status RunWrite(PendingWrite& w, WriteTx& tx,
-                const std::function<void(std::vector<std::function<void()>>*)>& set_hooks) {
+Status RunWrite(PendingWrite& w, WriteTx& tx, const std::function<void(PendingWrite*)>& set_write) {
   Status s;
-  set_hooks(&w.after_commit);
+  w.Reset();  // of an earlier run
+  set_write(&w);
   try {
     s = (*w.fn)(tx);
   } catch (const std::exception& e) {
     s = Internal(std::string("write failed: ") + e.what());
   }
-  set_hooks(nullptr);
+  set_write(nullptr);
   return s;
 }
 
 void RunInSavepoints(const std::vector<PendingWrite*>& batch, WriteTx& tx, const SavepointSql& sql,
-                     const std::function<void(std::vector<std::function<void()>>*)>& set_hooks) {
+                     const std::function<void(PendingWrite*)>& set_write) {
   for (PendingWrite* w : batch) {
     Status s = sql.begin();
     if (s.ok()) {
-      s = RunWrite(*w, tx, set_hooks);
+      s = RunWrite(*w, tx, set_write);
       if (s.ok()) s = sql.release();
       if (!s.ok()) {
         sql.rollback().IgnoreError();
         sql.release().IgnoreError();
-        w->after_commit.clear();
+        w->Reset();
       }
     }
     w->result = s;
   }
+}
+
+std::string AheadLines(const std::vector<PendingWrite*>& batch) {
+  std::string lines;
+  for (const PendingWrite* w : batch) {
+    if (w->result.ok()) lines += w->ahead;
+  }
+  return lines;
 }
 
 void FinishBatch(const std::vector<PendingWrite*>& batch, const Status& committed) {
@@ -38,7 +46,7 @@ void FinishBatch(const std::vector<PendingWrite*>& batch, const Status& committe
     if (committed.ok()) {
       for (auto& fn : w->after_commit) fn();
     }
-    w->after_commit.clear();
+    w->Reset();
   }
 }
 

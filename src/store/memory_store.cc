@@ -110,8 +110,8 @@ class MemoryTx final : public WriteTx {
  public:
   // `undo` is null for a read transaction.
   MemoryTx(MemoryStore::Tables& t, std::vector<std::function<void()>>* undo,
-           std::vector<std::function<void()>>* hooks)
-      : t_(t), undo_(undo), hooks_(hooks) {}
+           std::vector<std::function<void()>>* hooks, std::string* ahead = nullptr)
+      : t_(t), undo_(undo), hooks_(hooks), ahead_(ahead) {}
 
   // ---- Vault ----
 
@@ -1282,6 +1282,9 @@ class MemoryTx final : public WriteTx {
   void AfterCommit(std::function<void()> fn) override {
     if (hooks_ != nullptr) hooks_->push_back(std::move(fn));
   }
+  void WriteAhead(std::string lines) override {
+    if (ahead_ != nullptr) *ahead_ += lines;
+  }
 
  private:
   // Undo records: how to put back what a write is about to change.
@@ -1342,6 +1345,7 @@ class MemoryTx final : public WriteTx {
   MemoryStore::Tables& t_;
   std::vector<std::function<void()>>* undo_;
   std::vector<std::function<void()>>* hooks_;
+  std::string* ahead_;
 };
 
 // The store whose write this thread is running, if any.
@@ -1382,8 +1386,9 @@ Status MemoryStore::Run(const std::function<Status(WriteTx&)>& fn, int runs) {
     std::unique_lock lock(mu_);
     for (int run = 1; run <= runs; ++run) {
       std::vector<std::function<void()>> undo;
+      std::string ahead;
       hooks.clear();
-      MemoryTx tx(*tables_, &undo, &hooks);
+      MemoryTx tx(*tables_, &undo, &hooks, &ahead);
       tls_writing = this;
       try {
         s = fn(tx);
@@ -1391,6 +1396,7 @@ Status MemoryStore::Run(const std::function<Status(WriteTx&)>& fn, int runs) {
         s = Internal(std::string("write failed: ") + e.what());
       }
       tls_writing = nullptr;
+      if (s.ok() && run == runs) s = WriteAheadOf(ahead);  // kept only once written
       if (s.ok() && run == runs) {
         if (!undo.empty()) epoch_.fetch_add(1, std::memory_order_acq_rel);
       } else {

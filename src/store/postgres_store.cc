@@ -2313,9 +2313,12 @@ class PgTx final : public WriteTx {
   }
 
   void AfterCommit(std::function<void()> fn) override {
-    if (hooks_ != nullptr) hooks_->push_back(std::move(fn));
+    if (write_ != nullptr) write_->after_commit.push_back(std::move(fn));
   }
-  void set_hooks(std::vector<std::function<void()>>* hooks) { hooks_ = hooks; }
+  void WriteAhead(std::string lines) override {
+    if (write_ != nullptr) write_->ahead += lines;
+  }
+  void set_write(PendingWrite* w) { write_ = w; }
 
  private:
   bool held_index_deferred_ = false;
@@ -2365,7 +2368,7 @@ class PgTx final : public WriteTx {
 
   HeldAuditRows audit_;
   PgConnection& c_;
-  std::vector<std::function<void()>>* hooks_ = nullptr;
+  PendingWrite* write_ = nullptr;
 };
 
 Result<std::unique_ptr<PgConnection>> Connect(const PostgresOptions& o) {
@@ -2397,12 +2400,11 @@ Status RunPipelined(const std::vector<PendingWrite*>& batch, PgTx& tx, PgConnect
   size_t i = 0;
   while (i < batch.size()) {
     PendingWrite* w = batch[i];
-    w->after_commit.clear();  // of an earlier run
     c.set_write(i);
     tx.set_held_index_deferred(w->rerunnable && i != waited_look_ups);
     Status s = c.Exec("SAVEPOINT garde_write");
     if (s.ok()) {
-      s = RunWrite(*w, tx, [&](std::vector<std::function<void()>>* hooks) { tx.set_hooks(hooks); });
+      s = RunWrite(*w, tx, [&](PendingWrite* write) { tx.set_write(write); });
     }
     if (s.ok()) s = c.Exec("RELEASE SAVEPOINT garde_write");  // its held rows go first
     const bool synced = s.ok() && (i + 1 == batch.size() || !batch[i + 1]->rerunnable);
@@ -2426,7 +2428,7 @@ Status RunPipelined(const std::vector<PendingWrite*>& batch, PgTx& tx, PgConnect
       continue;
     }
     batch[failed]->result = std::move(failure);
-    batch[failed]->after_commit.clear();
+    batch[failed]->Reset();
     i = failed + 1;  // the writes after it (every one rerunnable: none waited) run again
   }
   return Status::Ok();
@@ -2821,9 +2823,13 @@ void PostgresStore::CommitBatch(const std::vector<PendingWrite*>& batch,
     if (piped.ok()) piped = std::move(exited);
   }
   tx.reset();
+  // The lines that must be durable before the batch commits (WriteTx::WriteAhead): should
+  // they fail, nothing of the batch is kept.
+  if (piped.ok()) piped = WriteAheadOf(AheadLines(batch));
   if (!piped.ok()) {
-    // What was sent cannot be vouched for: nothing of the batch is kept (a connection still in
-    // pipeline mode is not healthy, so Release closes it and the server rolls back).
+    // What was sent cannot be vouched for, or what had to go before it could not be written:
+    // nothing of the batch is kept (a connection still in pipeline mode is not healthy, so
+    // Release closes it and the server rolls back).
     c.Exec("ROLLBACK").IgnoreError();
     Release(std::move(conn).value());
     FinishBatch(batch, piped);

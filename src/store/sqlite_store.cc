@@ -1686,10 +1686,13 @@ class SqliteTx final : public WriteTx {
   }
 
   void AfterCommit(std::function<void()> fn) override {
-    if (hooks_ != nullptr) hooks_->push_back(std::move(fn));
+    if (write_ != nullptr) write_->after_commit.push_back(std::move(fn));
   }
-  // The current write's after-commit list (set by the group-commit leader per write).
-  void set_hooks(std::vector<std::function<void()>>* hooks) { hooks_ = hooks; }
+  void WriteAhead(std::string lines) override {
+    if (write_ != nullptr) write_->ahead += lines;
+  }
+  // The write being run, which collects its hooks and lines (set by the group-commit leader).
+  void set_write(PendingWrite* w) { write_ = w; }
 
   Status InsertOutbox(const OutboxRow& r) override {
     Query q(c_, "INSERT INTO outbox(id, topic, payload, created_at) VALUES(?,?,?,?)");
@@ -2161,7 +2164,7 @@ class SqliteTx final : public WriteTx {
 
  private:
   SqliteConnection& c_;
-  std::vector<std::function<void()>>* hooks_ = nullptr;
+  PendingWrite* write_ = nullptr;
 };
 
 Result<std::unique_ptr<SqliteConnection>> OpenConnection(const SqliteOptions& o) {
@@ -2547,12 +2550,20 @@ void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch,
             : SavepointSql{[&] { return c.Run("SAVEPOINT garde_write"); },
                            [&] { return c.Run("ROLLBACK TO garde_write"); },
                            [&] { return c.Run("RELEASE garde_write"); }};
-  RunInSavepoints(batch, tx, savepoints,
-                  [&](std::vector<std::function<void()>>* hooks) { tx.set_hooks(hooks); });
+  RunInSavepoints(batch, tx, savepoints, [&](PendingWrite* w) { tx.set_write(w); });
   if (alone && !batch.front()->result.ok()) {
     c.Run("ROLLBACK").IgnoreError();  // (already rolled back if SQLite did it itself)
     hand_over();
     FinishBatch(batch, Status::Ok());
+    return;
+  }
+  // The lines that must be durable before the batch commits (WriteTx::WriteAhead), written
+  // while the batch before may still be syncing the WAL. Should they fail, nothing of the
+  // batch is kept.
+  if (Status ahead = WriteAheadOf(AheadLines(batch)); !ahead.ok()) {
+    c.Run("ROLLBACK").IgnoreError();
+    hand_over();
+    FinishBatch(batch, ahead);
     return;
   }
   // The commit writes the batch's frames to the WAL and lets the next batch in; this batch's

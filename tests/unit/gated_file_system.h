@@ -1,5 +1,6 @@
 // A FileSystem for tests: the machine's files, with the fsync of chosen files held, failed or
-// counted (what a test needs to see who waits for a sync, and what a failed one does).
+// counted (what a test needs to see who waits for a sync, and what a failed one does), and an
+// append to them lost (a crash before the process wrote it).
 //
 //   GatedFileSystem fs("-wal");
 //   fs.Hold();  ...  fs.syncs_begun() ...  fs.Let();
@@ -33,6 +34,8 @@ class GatedFileSystem final : public FileSystem {
     cv_.notify_all();
   }
   void FailNext() { fail_next_ = true; }
+  // The next append writes nothing and fails.
+  void LoseNextAppend() { lose_append_ = true; }
   int syncs_begun() const { return syncs_begun_.load(); }
 
   Result<std::unique_ptr<File>> Open(const std::string& path, Mode mode) override {
@@ -68,7 +71,10 @@ class GatedFileSystem final : public FileSystem {
     Status WriteAt(uint64_t offset, std::string_view data) override {
       return file_->WriteAt(offset, data);
     }
-    Status Append(std::string_view data) override { return file_->Append(data); }
+    Status Append(std::string_view data) override {
+      if (fs_.lose_append_.exchange(false)) return Unavailable("input/output error (injected)");
+      return file_->Append(data);
+    }
     Status ReadAt(uint64_t offset, size_t n, void* out) const override {
       return file_->ReadAt(offset, n, out);
     }
@@ -92,6 +98,7 @@ class GatedFileSystem final : public FileSystem {
   std::condition_variable cv_;
   bool held_ = false;
   std::atomic<bool> fail_next_{false};
+  std::atomic<bool> lose_append_{false};
   std::atomic<int> syncs_begun_{0};
 };
 

@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <tuple>
@@ -576,6 +577,50 @@ TEST_P(StoreConformance, AFailedWriteLeavesNothingAndRunsNoHooks) {
   });
   EXPECT_EQ(s.code(), Code::kInternal);
   EXPECT_EQ(Get<int64_t>(vault(), [](ReadTx& tx) { return tx.CountSubjects(); }), 1);
+}
+
+// Lines a write hands to WriteAhead go to the store's function once, before its commit, and
+// only if the write succeeds (a rerun write's last run's); when the function fails, the write
+// fails with its error, leaves nothing and runs no hooks.
+TEST_P(StoreConformance, LinesWrittenAheadGoOutOnceBeforeTheCommitOrFailTheWrite) {
+  std::vector<std::string> out;
+  Status answer = Status::Ok();
+  vault().SetWriteAhead([&](const std::string& lines) {
+    out.push_back(lines);
+    return answer;
+  });
+  Status s = vault().Write([](WriteTx& tx) -> Status {
+    tx.WriteAhead("a\n");
+    GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject("sub_a")));
+    return tx.InsertSubject(Subject("sub_a"));  // conflict
+  });
+  EXPECT_EQ(s.code(), Code::kConflict);
+  EXPECT_TRUE(out.empty());
+  int runs = 0;
+  s = vault().WriteRerunnable([&](WriteTx& tx) -> Status {
+    tx.WriteAhead("b" + std::to_string(++runs) + "\n");
+    tx.WriteAhead("b\n");
+    return tx.InsertSubject(Subject("sub_b"));
+  });
+  EXPECT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(out, std::vector<std::string>{"b" + std::to_string(runs) + "\nb\n"});
+  Write(vault(), [](WriteTx& tx) { return tx.InsertSubject(Subject("sub_none")); });
+  EXPECT_EQ(out.size(), 1u);  // no lines, no call
+  answer = Unavailable("the log's disk is gone");
+  int hooks = 0;
+  s = vault().Write([&](WriteTx& tx) -> Status {
+    tx.WriteAhead("c\n");
+    tx.AfterCommit([&] { ++hooks; });
+    return tx.InsertSubject(Subject("sub_c"));
+  });
+  EXPECT_EQ(s.code(), Code::kUnavailable);
+  EXPECT_EQ(out.back(), "c\n");
+  EXPECT_EQ(hooks, 0);
+  EXPECT_FALSE(Get<std::optional<SubjectRow>>(vault(), [](ReadTx& tx) {
+                 return tx.GetSubject("sub_c");
+               }).has_value());
+  EXPECT_EQ(Get<int64_t>(vault(), [](ReadTx& tx) { return tx.CountSubjects(); }), 2);
+  vault().SetWriteAhead(nullptr);
 }
 
 TEST_P(StoreConformance, ApiKeysAreFoundByHashRevokedOnceAndRehashedByCompareAndSet) {
@@ -1509,10 +1554,21 @@ INSTANTIATE_TEST_SUITE_P(Backends, GroupCommit, ::testing::ValuesIn(SharedBacken
 // Writes from many threads at once share transactions (and, on PostgreSQL, a pipeline whose
 // statements are not waited for one by one). Whatever way a write fails — the database refusing
 // a statement, with reads after it or none; a row that already exists, with reads after it or
-// none — it fails alone, leaves nothing and runs no hooks, and every other write of its batch
-// keeps all it wrote and reads its own writes.
+// none — it fails alone, leaves nothing, runs no hooks and writes no line ahead, and every other
+// write of its batch keeps all it wrote, reads its own writes and has its line written once.
 TEST_P(GroupCommit, EachWriteOfABatchSucceedsOrFailsAlone) {
   PlantRefusal(GetParam(), dir_, stores_.uri);
+  std::mutex ahead_mu;
+  std::multiset<std::string> ahead;  // the lines handed over, one per write that succeeded
+  vault().SetWriteAhead([&](const std::string& lines) {
+    std::lock_guard<std::mutex> lock(ahead_mu);
+    for (size_t at = 0; at < lines.size();) {
+      const size_t end = lines.find('\n', at);
+      ahead.insert(lines.substr(at, end - at));
+      at = end + 1;
+    }
+    return Status::Ok();
+  });
   Write(vault(), [](WriteTx& tx) { return tx.InsertSubject(Subject("sub_taken")); });
   constexpr int kRounds = 6, kWriters = 36;
   int expected_pending = 0;
@@ -1528,6 +1584,7 @@ TEST_P(GroupCommit, EachWriteOfABatchSucceedsOrFailsAlone) {
         while (ready.load() < kWriters) std::this_thread::yield();
         results[static_cast<size_t>(i)] = vault().Write([&, i](WriteTx& tx) -> Status {
           const int kind = i % 6;
+          tx.WriteAhead(id + "\n");
           GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject(id)));
           GARDE_RETURN_IF_ERROR(tx.PutField(id, {"email", Bytes{1, 2}}));
           if (kind == 0 || kind == 1) {
@@ -1563,6 +1620,7 @@ TEST_P(GroupCommit, EachWriteOfABatchSucceedsOrFailsAlone) {
         EXPECT_FALSE(subject.has_value());
         EXPECT_TRUE(fields.empty());
         EXPECT_EQ(hooks[static_cast<size_t>(i)], 0);
+        EXPECT_EQ(ahead.count(id), 0u);
       } else {
         EXPECT_TRUE(s.ok()) << s.message();
         EXPECT_TRUE(subject.has_value());
@@ -1573,6 +1631,7 @@ TEST_P(GroupCommit, EachWriteOfABatchSucceedsOrFailsAlone) {
                 vault(), [&](ReadTx& tx) { return tx.FindByIndex("email", Digest(round, i)); }),
             std::vector<std::string>{id});
         EXPECT_EQ(hooks[static_cast<size_t>(i)], 1);
+        EXPECT_EQ(ahead.count(id), 1u);
         ++expected_pending;
       }
     }
@@ -1581,6 +1640,7 @@ TEST_P(GroupCommit, EachWriteOfABatchSucceedsOrFailsAlone) {
             expected_pending);
   EXPECT_EQ(Get<int64_t>(vault(), [](ReadTx& tx) { return tx.CountSubjects(); }),
             1 + expected_pending);
+  vault().SetWriteAhead(nullptr);
 }
 
 // Rerunnable writes mixed with plain ones, failing or not at random, from many threads at once:

@@ -1,12 +1,14 @@
 // What a start re-applies from tombstones.log, against a small reference model: random
 // sequences of grants, withdrawals and erasures on four customers, restarts, backups (the
-// SQLite file copied while closed), restores of any earlier backup, and lines torn by a crash.
+// SQLite file copied while closed), restores of any earlier backup, lines torn by a crash, and
+// withdrawals whose line the log could not take.
 // After every start the vault must hold exactly what the model says — every erasure and every
 // "no" ever given, and of the rest only what the database had — and the start must have
 // checked the log from the mark the database carries: the previous start's end, or the mark a
 // restored backup was taken with.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -16,12 +18,14 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "deployment_fixture.h"
 #include "garde/domain/consent_ledger.h"
 #include "garde/domain/subject_requests.h"
 #include "garde/domain/tombstone_log.h"
+#include "gated_file_system.h"
 
 namespace garde {
 namespace {
@@ -57,9 +61,16 @@ class TombstoneReplay : public DeploymentFixture {
   }
   size_t LogSize() const { return fs::exists(LogPath()) ? fs::file_size(LogPath()) : 0; }
 
+  // The service on the SQLite files, the log's appends and syncs through gate_.
   RequestDesk::Reapplied Start() {
     d_.reset();
-    auto d = Deployment::Open(cfg_);
+    auto d = Deployment::Open(cfg_, [this](const Config& c) -> Result<DeploymentStores> {
+      GARDE_ASSIGN_OR_RETURN(auto stores, OpenSqliteStores(c));
+      auto files = std::make_unique<GatedFileSystem>("tombstones.log");
+      gate_ = files.get();
+      stores.files = std::move(files);
+      return stores;
+    });
     EXPECT_TRUE(d.ok()) << d.status().message();
     d_ = std::move(d.value());
     auto r = d_->requests().ReapplyTombstones();
@@ -157,12 +168,24 @@ class TombstoneReplay : public DeploymentFixture {
         trace << " grant";
         ++steps_["grant"];
         now.events[id].insert(Consent(id, "granted"));
-      } else if (op < 50 && !erased) {
+      } else if (op < 45 && !erased) {
         trace << " withdraw";
         ++steps_["withdraw"];
         const std::string e = Consent(id, "withdrawn");
         now.events[id].insert(e);
         said_no[id].insert(e);
+      } else if (op < 50 && !erased) {
+        // The log cannot take the line (the process dies before writing it): the answer is an
+        // error, and a "no" the database holds all the same is in force, never to be lost.
+        trace << " lost";
+        ++steps_["lost line"];
+        gate_->LoseNextAppend();
+        ConsentRequest r{"marketing.email", "email", "withdrawn", "2026-01", "web_form", ""};
+        EXPECT_FALSE(d_->consents().Record(operator_, id, r).ok());
+        ModelVault after = Held({id});
+        for (const auto& e : after.events[id]) {
+          if (now.events[id].insert(e).second) said_no[id].insert(e);
+        }
       } else if (op < 54 && !erased) {
         trace << " object";
         ++steps_["object"];
@@ -220,6 +243,16 @@ class TombstoneReplay : public DeploymentFixture {
         ++steps_["restart"];
         expected_from = now.CheckFrom(LogText());
       }
+      {
+        const std::string log = LogText();
+        for (const auto& [who, events] : said_no) {
+          for (const auto& e : events) {
+            EXPECT_NE(log.find(" " + e + " "), std::string::npos)
+                << "seed " << seed << ", " << who << ": " << e
+                << " is not in the log:" << trace.str();
+          }
+        }
+      }
       if (!expected_from) continue;
       const RequestDesk::Reapplied r = Start();
       EXPECT_EQ(r.checked_from, *expected_from) << "seed " << seed << ":" << trace.str();
@@ -252,6 +285,7 @@ class TombstoneReplay : public DeploymentFixture {
   Caller officer_{"key_officer", "officer", {}, "req_t", ""};
   int made_ = 0;
   std::map<std::string, int> steps_;  // how often each kind of step was taken
+  GatedFileSystem* gate_ = nullptr;   // the files of the service Start opened
 };
 
 TEST_F(TombstoneReplay, StartsPutBackEveryNoAndErasureAndCheckOnlyFromTheirMark) {
@@ -261,10 +295,53 @@ TEST_F(TombstoneReplay, StartsPutBackEveryNoAndErasureAndCheckOnlyFromTheirMark)
     RunSequence(static_cast<uint32_t>(1 + i), 45);
   }
   // Every kind of step came up.
-  for (const char* step : {"grant", "withdraw", "object", "erase", "torn erasure", "backup",
-                           "restore", "tear", "restart"}) {
+  for (const char* step : {"grant", "withdraw", "lost line", "object", "erase", "torn erasure",
+                           "backup", "restore", "tear", "restart"}) {
     EXPECT_GT(steps_[step], 0) << step;
   }
+}
+
+// A "no" is in the log before it is in the database: while the log's fsync is held, no reader
+// sees the withdrawal; a crash then would leave it in the log alone, and the next start applies
+// it. Committed first and logged after, a crash in between left a "no" in force that a restore
+// from an older backup lost.
+TEST_F(TombstoneReplay, AWithdrawalIsInTheLogBeforeTheDatabaseCommitsIt) {
+  Start();
+  const std::string a = NewCustomer(1);
+  const std::string yes = Consent(a, "granted");
+  const int syncs = gate_->syncs_begun();
+  gate_->Hold();
+  std::string no;
+  std::thread withdraw([&] { no = Consent(a, "withdrawn"); });
+  while (gate_->syncs_begun() == syncs) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(Held({a}).events[a], std::set<std::string>{yes});  // the log's line comes first
+  gate_->Let();
+  withdraw.join();
+  ASSERT_FALSE(no.empty());
+  EXPECT_EQ(Held({a}).events[a], (std::set<std::string>{yes, no}));
+  EXPECT_NE(LogText().find(" " + no + " "), std::string::npos);
+}
+
+// The log cannot take a withdrawal's line: the withdrawal fails and changes nothing (a "no"
+// the database kept without its line would be lost by the next restore of an older backup).
+// Asked again, it is kept, and a restore of the backup made before it keeps it too.
+TEST_F(TombstoneReplay, AWithdrawalWhoseLineTheLogCannotTakeIsNotKept) {
+  Start();
+  const std::string a = NewCustomer(1);
+  const std::string yes = Consent(a, "granted");
+  d_.reset();
+  CopyVault(Path("garde.db"), Path("before.db"));
+  Start();
+  gate_->LoseNextAppend();
+  ConsentRequest r{"marketing.email", "email", "withdrawn", "2026-01", "web_form", ""};
+  const auto failed = d_->consents().Record(operator_, a, r);
+  EXPECT_FALSE(failed.ok());
+  EXPECT_EQ(Held({a}).events[a], std::set<std::string>{yes});
+  const std::string no = Consent(a, "withdrawn");
+  d_.reset();
+  CopyVault(Path("before.db"), Path("garde.db"));
+  Start();
+  EXPECT_EQ(Held({a}).events[a], (std::set<std::string>{yes, no}));
 }
 
 // The mark holds only for the text it was made over: a log whose earlier lines were rewritten

@@ -162,7 +162,8 @@ class ConsentLedger final : public ActivityConsent {
   // id and time, with a receipt signed now. False when the purpose left the catalogue.
   Result<bool> Reinstate(WriteTx& tx, const PolicySet& policies,
                          const ConsentTombstone& event) const;
-  // Appends to the tombstone log (after the commit of what it records).
+  // Appends erasures to the tombstone log, after their commit ("no"s go ahead of theirs:
+  // TombstoneLog::WriteAhead).
   Status KeepTombstones(const TombstoneEntries& entries) const;
   // The preference centre: each marketing purpose with the subject's current decision.
   struct Preference {

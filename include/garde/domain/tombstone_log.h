@@ -10,7 +10,8 @@
 //   TombstoneLog log(dir + "/tombstones.log");
 //   TombstoneEntries add;
 //   add.consents.push_back(ConsentTombstone::From(row));
-//   log.Append(add);                        // after the commit; durable when it returns
+//   TombstoneLog::WriteAhead(tx, add);      // in the write: durable before its commit
+//   log.Append(erasures);                   // after an erasure's commit; durable when it returns
 //   auto all = log.Read();                  // unreadable lines are skipped, never fatal
 //   std::string text = log.ReadText().value();
 //   size_t from = TombstoneLog::AppliedTo(text, mark);  // 0, or the end of the marked lines
@@ -56,6 +57,12 @@ struct TombstoneEntries {
   std::vector<ConsentTombstone> consents;
   std::vector<SuppressionTombstone> suppressions;
   bool empty() const { return erasures.empty() && consents.empty() && suppressions.empty(); }
+  // The erasures alone: their lines follow the commit, the rest go ahead of it (WriteAhead).
+  TombstoneEntries ErasuresOnly() const {
+    TombstoneEntries out;
+    out.erasures = erasures;
+    return out;
+  }
 };
 
 class TombstoneLog {
@@ -63,6 +70,12 @@ class TombstoneLog {
   explicit TombstoneLog(std::string path, FileSystem& fs = PosixFileSystem())
       : path_(std::move(path)), fs_(fs) {}
   const std::string& path() const { return path_; }
+  // Hands the lines of the entries' consent events and suppressions to tx (WriteTx::WriteAhead):
+  // on disk before tx commits, so that no crash leaves a "no" in force that the log lacks (one
+  // whose commit then fails is applied by the next start: a "no" asked for, never lost).
+  // Erasures are left out: an erasure's line follows its commit (Append), and the tombstones
+  // table covers a crash in between.
+  static Status WriteAhead(WriteTx& tx, const TombstoneEntries& entries);
   // Appends the entries; they are on disk when it returns Ok. Appends that arrive while one is
   // being written wait, and the first of them writes all of theirs with one write and one
   // fsync (each withdrawal used to pay an fsync of its own). A path of "" keeps nothing.

@@ -23,7 +23,16 @@ struct PendingWrite {
   bool rerunnable = false;  // Store::WriteRerunnable
   Status result;
   std::vector<std::function<void()>> after_commit;
+  std::string ahead;  // WriteTx::WriteAhead's lines
+  // Forgets what a run that failed, or will run again, collected.
+  void Reset() {
+    after_commit.clear();
+    ahead.clear();
+  }
 };
+
+// The lines of a batch's writes that succeeded, in order (WriteTx::WriteAhead).
+std::string AheadLines(const std::vector<PendingWrite*>& batch);
 
 class GroupCommitQueue {
  public:
@@ -47,10 +56,10 @@ class GroupCommitQueue {
   BatchQueue<PendingWrite> queue_{kMaxBatch};
 };
 
-// Runs w's function on tx, its after-commit hooks collected through `set_hooks`; a throw is a
-// failure. (The savepoint around it is the caller's.)
-Status RunWrite(PendingWrite& w, WriteTx& tx,
-                const std::function<void(std::vector<std::function<void()>>*)>& set_hooks);
+// Runs w's function on tx, its after-commit hooks and lines to write ahead collected into w
+// (`set_write` points tx at it, then at nothing); a throw is a failure. (The savepoint around it is
+// the caller's.)
+Status RunWrite(PendingWrite& w, WriteTx& tx, const std::function<void(PendingWrite*)>& set_write);
 
 // The statements a batch needs around each write (each store's SQL for them). `release` ends a
 // write that succeeded; after a failure, `rollback` then `release`.
@@ -59,9 +68,10 @@ struct SavepointSql {
 };
 
 // Runs every write of `batch` on `tx` inside its own savepoint, collecting its after-commit hooks
-// through `set_hooks`; a write that fails (or throws) is rolled back to its savepoint alone.
+// and lines to write ahead (`set_write`); a write that fails (or throws) is rolled back to its
+// savepoint alone.
 void RunInSavepoints(const std::vector<PendingWrite*>& batch, WriteTx& tx, const SavepointSql& sql,
-                     const std::function<void(std::vector<std::function<void()>>*)>& set_hooks);
+                     const std::function<void(PendingWrite*)>& set_write);
 
 // After the batch's COMMIT (Ok) or its failure: every write's result, and its hooks run once
 // committed.

@@ -694,6 +694,12 @@ class WriteTx : public ReadTx,
  public:
   // Runs fn once this write has committed (not if it rolls back). fn must not block.
   virtual void AfterCommit(std::function<void()> fn) = 0;
+  // Lines that must be on stable storage before this write commits (the tombstone log's "no"s:
+  // a crash between the commit and a later append would leave one in force that a restore
+  // then loses). The store hands the lines of every write of a batch that succeeded to the
+  // function set by Store::SetWriteAhead, once, before COMMIT; if it fails, the whole batch
+  // rolls back. Dropped when no function is set.
+  virtual void WriteAhead(std::string lines) = 0;
   // Whether a subject other than `self` has one of `digests` for `field` in the blind index
   // (a uniqueness check's first question: false settles it). A store may answer false at
   // once and ask later, in a rerunnable write only: if the answer turns out true, the write
@@ -820,6 +826,19 @@ class Store {
   // What this node does when another asks (run on a thread of the store, one at a time);
   // nullptr: nothing, answered at once.
   virtual void OnPeerAsk(std::function<void(PeerEvent)>) {}
+  // Where WriteTx::WriteAhead's lines go (set once, before the first write): durable when it
+  // returns Ok.
+  void SetWriteAhead(std::function<Status(const std::string&)> fn) { write_ahead_ = std::move(fn); }
+
+ protected:
+  // Makes a batch's lines durable before its commit (Ok when there are none, or nowhere to
+  // write them).
+  Status WriteAheadOf(const std::string& lines) const {
+    return lines.empty() || !write_ahead_ ? Status::Ok() : write_ahead_(lines);
+  }
+
+ private:
+  std::function<Status(const std::string&)> write_ahead_;
 };
 
 inline Result<std::vector<ConsentFactRow>> ConsentReader::ConsentFactsOf(

@@ -127,6 +127,11 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config,
   d->store_ = std::move(stores.vault);
   d->audit_store_ = std::move(stores.audit);
   d->files_ = std::move(stores.files);
+  // A "no" reaches the log before the database commits it (TombstoneLog::WriteAhead): set
+  // before anything that writes, or starts a thread that does.
+  d->tombstones_ = std::make_unique<TombstoneLog>(config.data_dir + "/tombstones.log", d->files());
+  d->store_->SetWriteAhead(
+      [log = d->tombstones_.get()](const std::string& lines) { return log->AppendText(lines); });
   d->policies_ = std::make_unique<PolicyHolder>(policies.value());
   const auto ring = d->keys_.Current();
   d->lookup_ = std::make_unique<LookupKeys>(*ring);
@@ -152,10 +157,6 @@ Result<std::unique_ptr<Deployment>> Deployment::Open(const Config& config,
   GARDE_RETURN_IF_ERROR(d->audit_->Flush());
   d->api_keys_ =
       std::make_unique<ApiKeys>(*d->store_, *d->lookup_, d->clock_, config.api_key_cache_seconds);
-  d->tombstones_ = std::make_unique<TombstoneLog>(config.data_dir + "/tombstones.log", d->files());
-  // A "no" reaches the log before the database commits it (TombstoneLog::WriteAhead).
-  d->store_->SetWriteAhead(
-      [log = d->tombstones_.get()](const std::string& lines) { return log->AppendText(lines); });
   d->vault_ = std::make_unique<SubjectVault>(
       VaultDeps{*d->store_, d->keys_, *d->lookup_, *d->suppression_hash_, *d->standard_,
                 *d->policies_, *d->audit_, d->clock_},

@@ -1989,8 +1989,10 @@ TEST(SqliteCheckpoints, TheLogIsCopiedAndStartsOverUnderSustainedWrites) {
   }
   // Without checkpoints these writes leave a log of about 260 MB; with them it stays near four
   // thresholds' worth (the most a committer lets it reach before copying it itself, unless the
-  // checkpointer is still at work), measured at 3.5-5.6 MB. Bounded at 32 MB, for slow runs.
-  EXPECT_LT(largest_log, uintmax_t{32} << 20);
+  // checkpointer is still at work), measured at 3.5-5.6 MB. Bounded at 96 MB for slow runs: in
+  // one CI rehearsal of sixteen, beside a test writing and syncing much, it reached 64.5 MB
+  // (the log restarts only once a checkpoint's own fsync of the database has returned).
+  EXPECT_LT(largest_log, uintmax_t{96} << 20);
   {
     auto reopened = SqliteStore::Open(o);
     ASSERT_TRUE(reopened.ok());

@@ -808,8 +808,9 @@ Result<RequestDesk::Reapplied> RequestDesk::ReapplyTombstones() {
     return Status::Ok();
   }));
   // The lines before the mark are in this database already: an erasure's line is written
-  // after its commit, and the mark is moved only once every line before it was applied. A
-  // database restored from a backup brings the mark it had then.
+  // after its commit, a "no"'s before it (one whose commit then failed is applied here, as a
+  // "no" the database lacks), and the mark is moved only here, once every line before it was
+  // applied. A database restored from a backup brings the mark it had then.
   Reapplied result;
   result.checked_from = TombstoneLog::AppliedTo(text, mark);
   TombstoneEntries logged = TombstoneLog::Parse(std::string_view(text).substr(result.checked_from));

@@ -1044,7 +1044,7 @@ std::vector<Row> LastPerField(const std::vector<Row>& rows) {
   return out;
 }
 
-class PgTx final : public WriteTx {
+class PgTx final : public GroupCommitTx {
  public:
   explicit PgTx(PgConnection& conn) : c_(conn) {
     c_.HoldRows([this] { return SendAuditRows(); });
@@ -2312,14 +2312,6 @@ class PgTx final : public WriteTx {
     return q.Run();
   }
 
-  void AfterCommit(std::function<void()> fn) override {
-    if (write_ != nullptr) write_->after_commit.push_back(std::move(fn));
-  }
-  void WriteAhead(std::string lines) override {
-    if (write_ != nullptr) write_->ahead += lines;
-  }
-  void set_write(PendingWrite* w) { write_ = w; }
-
  private:
   bool held_index_deferred_ = false;
   static CheckpointRow CheckpointFrom(const PgRow& r) {
@@ -2368,7 +2360,6 @@ class PgTx final : public WriteTx {
 
   HeldAuditRows audit_;
   PgConnection& c_;
-  PendingWrite* write_ = nullptr;
 };
 
 Result<std::unique_ptr<PgConnection>> Connect(const PostgresOptions& o) {

@@ -758,7 +758,7 @@ ApiKeyRow ReadApiKey(const Query& q) {
   return r;
 }
 
-class SqliteTx final : public WriteTx {
+class SqliteTx final : public GroupCommitTx {
  public:
   explicit SqliteTx(SqliteConnection& conn) : c_(conn) {}
 
@@ -1685,15 +1685,6 @@ class SqliteTx final : public WriteTx {
     return q.Run();
   }
 
-  void AfterCommit(std::function<void()> fn) override {
-    if (write_ != nullptr) write_->after_commit.push_back(std::move(fn));
-  }
-  void WriteAhead(std::string lines) override {
-    if (write_ != nullptr) write_->ahead += lines;
-  }
-  // The write being run, which collects its hooks and lines (set by the group-commit leader).
-  void set_write(PendingWrite* w) { write_ = w; }
-
   Status InsertOutbox(const OutboxRow& r) override {
     Query q(c_, "INSERT INTO outbox(id, topic, payload, created_at) VALUES(?,?,?,?)");
     q.Text(r.id).Text(r.topic).Text(r.payload).Int(r.created_at);
@@ -2164,7 +2155,6 @@ class SqliteTx final : public WriteTx {
 
  private:
   SqliteConnection& c_;
-  PendingWrite* write_ = nullptr;
 };
 
 Result<std::unique_ptr<SqliteConnection>> OpenConnection(const SqliteOptions& o) {

@@ -10,6 +10,8 @@
 #pragma once
 
 #include <functional>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "garde/base/batch_queue.h"
@@ -33,6 +35,23 @@ struct PendingWrite {
 
 // The lines of a batch's writes that succeeded, in order (WriteTx::WriteAhead).
 std::string AheadLines(const std::vector<PendingWrite*>& batch);
+
+// What a group-committing store's transaction keeps for the write it runs: its after-commit
+// hooks and its lines to write ahead go into that write (set by the batch's leader; nothing is
+// kept while none is set).
+class GroupCommitTx : public WriteTx {
+ public:
+  void AfterCommit(std::function<void()> fn) final {
+    if (write_ != nullptr) write_->after_commit.push_back(std::move(fn));
+  }
+  void WriteAhead(std::string lines) final {
+    if (write_ != nullptr) write_->ahead += lines;
+  }
+  void set_write(PendingWrite* w) { write_ = w; }
+
+ private:
+  PendingWrite* write_ = nullptr;
+};
 
 class GroupCommitQueue {
  public:

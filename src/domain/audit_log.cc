@@ -272,6 +272,7 @@ Status AuditLog::RecordCanonical(WriteTx* tx, const Caller& caller, const Access
     EnsureImporter();
     return Status::Ok();
   }
+  std::shared_ptr<AuditJournal> full;  // retired here: its pages are given back below
   {
     WriterLock lock(&journal_mu_);
     if (stopping_) {
@@ -282,7 +283,10 @@ Status AuditLog::RecordCanonical(WriteTx* tx, const Caller& caller, const Access
       });
     }
     if (!journal_ || !journal_->Append(text)) {  // none yet, or full: the next one
-      if (journal_) retired_.push_back(std::move(journal_));
+      if (journal_) {
+        full = journal_;
+        retired_.push_back(std::move(journal_));
+      }
       if (spare_) {
         journal_ = std::move(spare_);
       } else {  // the first, or the maker is behind: unpopulated, so as not to hold the lock
@@ -294,6 +298,9 @@ Status AuditLog::RecordCanonical(WriteTx* tx, const Caller& caller, const Access
       if (!journal_->Append(text)) return Internal("audit entry larger than a journal");
     }
   }
+  // Outside the lock (dropping 8 MiB of pages takes a moment): every append to it is over,
+  // and the importer reading it meanwhile reads the same bytes back from the file.
+  if (full) full->Evict();
   {
     MutexLock lock(&mu_);
     spare_taken_ = true;

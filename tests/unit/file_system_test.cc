@@ -175,6 +175,8 @@ TEST_P(FileSystemConformance, ARegionIsLockedWhileItLivesAndKeepsWhatWasWritten)
   auto names = fs().List(dir_.string());
   ASSERT_TRUE(names.ok()) << names.status().message();
   EXPECT_EQ(names.value(), std::vector<std::string>{"r.log"});
+  region.value()->Evict();  // its pages given back: read again from the file
+  EXPECT_EQ(std::string_view(region.value()->data() + 10, 7), "written");
   region.value().reset();  // the process that held it is gone
   auto left = fs().ReadUnlocked(Path("r.log"));
   ASSERT_TRUE(left.ok()) << left.status().message();

@@ -45,6 +45,10 @@ class FileSystem {
     virtual ~Region() = default;
     virtual char* data() = 0;
     virtual int64_t size() const = 0;
+    // Gives back this process's pages of the region: the bytes stay in the file (and the
+    // kernel's page cache), and touching the region again reads them back. For a region
+    // written to no more whose reader is behind: its pages are no longer the process's memory.
+    virtual void Evict() {}
   };
   enum class Mode {
     kRead,    // an existing file (kNotFound when absent)

@@ -44,6 +44,10 @@ class AuditJournal {
   int64_t Read(int64_t from, const std::function<void(std::string_view)>& fn) const;
   // True when a complete record starts at `at` (a position Read returned).
   bool HasRecordAt(int64_t at) const;
+  // Gives back the pages of a journal written to no more (full and retired): a backlog of
+  // journals waiting for the importer then costs the page cache, not the process's memory.
+  // Reading it afterwards reads them back from the file.
+  void Evict() { region_->Evict(); }
   // Deletes the file (call once every record is imported).
   void Remove();
 

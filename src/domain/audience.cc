@@ -240,13 +240,12 @@ Status AudienceBuilder::Evaluate(const Scan& scan, size_t begin, size_t end, Aud
       ++out->matched;
       const std::string id(index_.id(i));
       // The facts as the index read them with the subject (unpacked from its record, not
-      // kept); else read now, and kept with the entry.
+      // kept); else, for a record without them, from the ledger.
       std::shared_ptr<const ConsentFacts> facts = index_.Facts(i);
       if (facts == nullptr) {
         GARDE_ASSIGN_OR_RETURN(auto read, ledger_.KeptFacts(tx, facts_at, id));
         if (read == nullptr) continue;  // gone meanwhile
-        facts = read;
-        index_.AttachFacts(i, std::move(read));
+        facts = std::move(read);
       }
       const auto decision = ConsentLedger::DecideFrom(facts.get(), scan.policies, id, scan.purpose,
                                                       scan.channel, scan.now);
@@ -254,10 +253,10 @@ Status AudienceBuilder::Evaluate(const Scan& scan, size_t begin, size_t end, Aud
       AudienceMember m{id, {}};
       if (!scan.output_only.empty()) {
         // Contacts and other output fields are opened for members only (the index keeps
-        // their ciphertext).
+        // them sealed under its own key).
         auto more = index_.OpenKept(i, scan.output_only);
         if (!more.ok() && more.status().code() == Code::kDamaged) {
-          more = OpenFromVault(tx, id, scan.output_only);  // its key was re-wrapped since
+          more = OpenFromVault(tx, id, scan.output_only);  // the vault's copy, then
         }
         if (!more.ok()) {
           if (more.status().code() == Code::kDamaged) continue;   // never in a campaign

@@ -13,6 +13,7 @@
 
 #include "garde/base/byte_codec.h"
 #include "garde/base/thread_name.h"
+#include "garde/crypto/envelope.h"
 #include "garde/domain/consent_ledger.h"
 
 namespace garde {
@@ -41,6 +42,19 @@ const char* const kBounds[] = {"",      "sub_2", "sub_4", "sub_6", "sub_8", "sub
                                "sub_c", "sub_e", "sub_g", "sub_j", "sub_m", "sub_p",
                                "sub_r", "sub_t", "sub_w", "sub_y", ""};
 constexpr size_t kRanges = std::size(kBounds) - 1;
+
+// The "DEK version" an index box is bound to: no data key of the vault has it, so a box of
+// the index and one of the vault can never stand for each other.
+constexpr uint32_t kIndexBinding = 0;
+
+// The index's key as SealField and OpenField take one, on the stack and wiped on return.
+void CopyKey(const SecretKey& from, ScopedKey* to) {
+  std::memcpy(to->data(), from.data(), kKeyBytes);
+}
+
+std::span<const uint8_t> BytesOf(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
 
 }  // namespace
 
@@ -168,16 +182,10 @@ bool AudienceIndex::ReadTailFrom(ByteReader& r, size_t sealed, Tail* out) {
     const std::string_view box = r.VStr();
     if (out != nullptr) out->boxes.push_back(box);
   }
-  const auto root_key_version = static_cast<uint32_t>(r.Var());
-  const auto dek_version = static_cast<uint32_t>(r.Var());
-  const std::string_view wrapped_dek = r.VStr();
   const size_t facts_at = r.at();
   // Skipping the facts checks them; a reader of them unpacks, and so checks, them anyway.
   if (out == nullptr) return ReadFacts(r, nullptr) && !r.failed();
   if (r.failed() || facts_at >= r.input().size()) return false;
-  out->root_key_version = root_key_version;
-  out->dek_version = dek_version;
-  out->wrapped_dek = wrapped_dek;
   out->facts = r.input()[facts_at] != 0 ? r.input().substr(facts_at) : std::string_view();
   return true;
 }
@@ -191,8 +199,6 @@ template <typename P, typename Fn>
 void AudienceIndex::Part::Each(P& part, Fn fn) {
   fn(part.records);
   fn(part.eligible);
-  fn(part.facts);
-  fn(part.arenas);
   for (auto& column : part.columns) fn(column);
 }
 
@@ -200,8 +206,6 @@ template <typename Fn>
 void AudienceIndex::Part::Zip(Part& other, Fn fn) {
   fn(records, other.records);
   fn(eligible, other.eligible);
-  fn(facts, other.facts);
-  fn(arenas, other.arenas);
   for (size_t k = 0; k < columns.size(); ++k) fn(columns[k], other.columns[k]);
 }
 
@@ -219,6 +223,13 @@ void AudienceIndex::Part::Extend(Part& other) {
   Zip(other, [](auto& to, auto& from) {
     to.insert(to.end(), std::make_move_iterator(from.begin()), std::make_move_iterator(from.end()));
   });
+  Adopt(other);
+}
+
+void AudienceIndex::Part::Adopt(Part& other) {
+  blocks.insert(blocks.end(), std::make_move_iterator(other.blocks.begin()),
+                std::make_move_iterator(other.blocks.end()));
+  other.blocks.clear();
 }
 
 void AudienceIndex::Part::Put(size_t i, Part& other, size_t j) {
@@ -250,7 +261,7 @@ void AudienceIndex::Part::Resize(size_t n) {
   Each(*this, [n](auto& v) { v.resize(n); });
 }
 
-bool AudienceIndex::Part::Set(size_t i, ByteReader& r, std::shared_ptr<Arena> arena) {
+bool AudienceIndex::Part::Set(size_t i, ByteReader& r) {
   const size_t begin = r.at();
   r.VStr();  // the id
   eligible[i] = r.U8();
@@ -259,7 +270,6 @@ bool AudienceIndex::Part::Set(size_t i, ByteReader& r, std::shared_ptr<Arena> ar
   }
   if (!ReadTailFrom(r, boxes, nullptr)) return false;
   records[i] = r.input().substr(begin, r.at() - begin);
-  arenas[i] = std::move(arena);
   return true;
 }
 
@@ -277,10 +287,11 @@ bool AudienceIndex::ReadTail(size_t i, Tail* out) const {
 bool AudienceIndex::Part::Add(std::string_view record) {
   if (open_arena == nullptr || open_arena->room() < record.size()) {
     open_arena = std::make_shared<Arena>(std::max(record.size(), arena_block), arena_bytes);
+    blocks.push_back(open_arena);
   }
   ByteReader r(open_arena->Append(record));
   Resize(records.size() + 1);
-  return Set(records.size() - 1, r, open_arena);
+  return Set(records.size() - 1, r);
 }
 
 AudienceIndex::Part AudienceIndex::Empty() const {
@@ -304,22 +315,33 @@ const std::vector<AudienceIndex::Value>* AudienceIndex::Column(const std::string
 Result<FieldMap> AudienceIndex::OpenKept(size_t i, const std::set<std::string>& fields) const {
   Tail tail;
   if (!ReadTail(i, &tail)) return Damaged("an audience index record does not read back");
-  SubjectRow row;
-  row.id = id(i);
-  row.root_key_version = tail.root_key_version;
-  row.dek_version = tail.dek_version;
-  row.wrapped_dek = AsBytes(tail.wrapped_dek);
-  std::vector<SealedField> sealed;
+  ScopedKey key;
+  CopyKey(key_, &key);
+  FieldMap out;
+  std::string plain;
+  Status failed = Status::Ok();
   for (const auto& f : fields) {
     auto it = std::lower_bound(sealed_.begin(), sealed_.end(), f);
     if (it == sealed_.end() || *it != f) continue;
     const std::string_view box = tail.boxes[static_cast<size_t>(it - sealed_.begin())];
-    if (!box.empty()) sealed.push_back({f, AsBytes(box)});
+    if (box.empty()) continue;  // unset
+    Status s = OpenFieldInto(key, {id(i), f, kIndexBinding}, BytesOf(box), &plain);
+    std::optional<FieldValue> value;
+    if (s.ok()) value = DecodeFieldValue(plain);
+    sodium_memzero(plain.data(), plain.size());
+    if (!value) {
+      failed = Damaged("an audience index box does not open");
+      break;
+    }
+    out[f] = std::move(*value);
   }
-  return open_(row, sealed, fields);
+  if (failed.ok()) return out;
+  for (auto& [_, v] : out) sodium_memzero(v.text.data(), v.text.size());
+  return failed;
 }
 
 void AudienceIndex::Clear() {
+  DropBlocks();
   all_ = Empty();
   retired_bytes_ = 0;
   complete_ = false;
@@ -388,7 +410,7 @@ void AudienceIndex::CompactIfWasteful() {
     // Each record read back once already: it reads back again.
     if (!packed.Add(all_.records[i])) return;
   }
-  packed.facts = std::move(all_.facts);  // the facts attached, entry for entry
+  DropBlocks();
   all_ = std::move(packed);
   retired_bytes_ = 0;
   ++compactions_;
@@ -399,7 +421,10 @@ Status AudienceIndex::Rebuild(const std::set<std::string>& open,
   fields_.assign(open.begin(), open.end());
   fields_set_ = open;
   sealed_.assign(sealed.begin(), sealed.end());
+  opened_set_ = open;
+  opened_set_.insert(sealed.begin(), sealed.end());
   Clear();
+  key_ = SecretKey::Random();  // no record sealed under the last one is left
   saved_position_ = -1;
   int64_t count = 0, shreds = 0;
   GARDE_RETURN_IF_ERROR(store_.Read([&](ReadTx& tx) -> Status {
@@ -531,8 +556,8 @@ Status AudienceIndex::ReadOne(SubjectRow&& row, std::vector<SealedField> sealed,
   // Restricted and erased subjects are not processed: nothing of theirs is opened.
   bool eligible = row.status == "active";
   FieldMap values;
-  if (eligible && !fields_.empty()) {
-    auto opened = open_(row, sealed, fields_set_);
+  if (eligible && !opened_set_.empty()) {
+    auto opened = open_(row, sealed, opened_set_);
     if (opened.ok()) {
       values = std::move(opened).value();
     } else if (opened.status().code() == Code::kDamaged) {
@@ -548,17 +573,19 @@ Status AudienceIndex::ReadOne(SubjectRow&& row, std::vector<SealedField> sealed,
     auto it = values.find(f);
     WriteValue(w, eligible && it != values.end() ? it->second : FieldValue{});
   }
+  // The output fields sealed again, under the index's key (nothing of an ineligible one).
+  ScopedKey key;
+  if (eligible && !sealed_.empty()) CopyKey(key_, &key);
   for (const auto& name : sealed_) {
-    std::string_view box;
-    for (const auto& f : sealed) {
-      if (eligible && f.field == name) box = AsStringView(f.box);
+    auto it = values.find(name);
+    if (!eligible || it == values.end() || it->second.is_null()) {
+      w.VStr("");
+      continue;
     }
-    w.VStr(box);
-  }
-  if (eligible) {
-    w.Var(row.root_key_version).Var(row.dek_version).VStr(AsStringView(row.wrapped_dek));
-  } else {
-    w.Var(0).Var(0).VStr("");
+    std::string plain = EncodeFieldValue(it->second);
+    const Bytes box = SealField(key, {row.id, name, kIndexBinding}, plain);
+    sodium_memzero(plain.data(), plain.size());
+    w.VStr(AsStringView(box));
   }
   WriteFacts(w, eligible ? facts.get() : nullptr);
   for (auto& [_, v] : values) sodium_memzero(v.text.data(), v.text.size());
@@ -619,6 +646,7 @@ Status AudienceIndex::ApplyChanges(const std::vector<std::pair<int64_t, std::str
       added.Append(fresh, k);
     }
   }
+  all_.Adopt(fresh);  // the entries put in place, and the added ones, live in its blocks
   for (size_t i : removed) Retire(i);
   WipeRetired();
   if (removed.empty() && added.size() == 0) return Status::Ok();
@@ -638,6 +666,7 @@ Status AudienceIndex::ApplyChanges(const std::vector<std::pair<int64_t, std::str
     merged.Append(all_, i);
   }
   while (j < added.size()) merged.Append(added, j++);
+  merged.Adopt(all_);
   all_ = std::move(merged);
   return Status::Ok();
 }
@@ -646,15 +675,17 @@ namespace {
 
 // Snapshot form version; a snapshot of another version is rebuilt from the vault.
 // 2: consent facts in WriteConsentFacts' compact form. 3: lengths and key versions in
-// records as varints (18 bytes a subject fewer).
-constexpr uint32_t kSnapshotFormat = 3;
+// records as varints (18 bytes a subject fewer). 4: output fields under the index's key,
+// which the head carries, instead of each subject's wrapped data key (75 bytes fewer).
+constexpr uint32_t kSnapshotFormat = 4;
 constexpr size_t kEntriesPerChunk = 8192;  // ~2.5 MB: both threads busy to the end
 
 }  // namespace
 
 std::string AudienceIndex::SerializeHead(const std::vector<size_t>& counts) const {
   ByteWriter w;
-  w.U32(kSnapshotFormat).U32(static_cast<uint32_t>(fields_.size()));
+  w.U32(kSnapshotFormat).Str({reinterpret_cast<const char*>(key_.data()), kKeyBytes});
+  w.U32(static_cast<uint32_t>(fields_.size()));
   for (const auto& f : fields_) w.Str(f);
   w.U32(static_cast<uint32_t>(sealed_.size()));
   for (const auto& f : sealed_) w.Str(f);
@@ -665,7 +696,7 @@ std::string AudienceIndex::SerializeHead(const std::vector<size_t>& counts) cons
 
 void AudienceIndex::Retire(size_t i) {
   retired_bytes_ += all_.records[i].size();
-  if (!all_.records[i].empty()) retired_.emplace_back(all_.records[i], all_.arenas[i]);
+  if (!all_.records[i].empty()) retired_.push_back(all_.records[i]);
   // The values are views into the record, wiped with it.
   for (auto& c : all_.columns) c[i] = Value();
 }
@@ -673,13 +704,22 @@ void AudienceIndex::Retire(size_t i) {
 void AudienceIndex::WipeRetired() {
   if (captures_ > 0) return;  // a snapshot being written may still read them
   // The arena is this index's own memory: its records are written once, then only wiped.
-  for (auto& [record, _] : retired_)
-    sodium_memzero(const_cast<char*>(record.data()), record.size());
+  for (auto record : retired_) sodium_memzero(const_cast<char*>(record.data()), record.size());
   retired_.clear();
+  retired_blocks_.clear();
+}
+
+void AudienceIndex::DropBlocks() {
+  if (captures_ == 0) {
+    retired_.clear();  // wiped with the blocks that hold them
+    retired_blocks_.clear();
+    return;
+  }
+  for (auto& b : all_.blocks) retired_blocks_.push_back(std::move(b));
+  all_.blocks.clear();
 }
 
 std::shared_ptr<const ConsentFacts> AudienceIndex::Facts(size_t i) const {
-  if (all_.facts[i] != nullptr) return all_.facts[i];
   Tail tail;
   if (!ReadTail(i, &tail) || tail.facts.empty()) return nullptr;
   std::shared_ptr<const ConsentFacts> unpacked;
@@ -699,7 +739,7 @@ Result<std::optional<AudienceIndex::Capture>> AudienceIndex::TakeCapture() {
   }
   c.head = SerializeHead(c.counts);
   c.records = all_.records;
-  c.arenas = all_.arenas;
+  c.arenas = all_.blocks;
   c.position = all_.position;
   c.shreds = shreds_;
   c.generation = generation_;
@@ -723,7 +763,8 @@ Result<bool> AudienceIndex::Write(const Capture& c, SealedSnapshot& snapshot) {
       c.shreds);
 }
 
-void AudienceIndex::Release(const Capture& c, bool kept) {
+void AudienceIndex::Release(Capture& c, bool kept) {
+  sodium_memzero(c.head.data(), c.head.size());  // it holds the index's key
   --captures_;
   WipeRetired();
   if (kept && c.generation == generation_) saved_position_ = c.position;
@@ -740,10 +781,16 @@ Result<bool> AudienceIndex::LoadFrom(SealedSnapshot& snapshot) {
   Bytes head_box;
   std::string head;
   if (!reader.Chunk(0, &head_box, &head).ok()) return false;
+  struct Wipe {
+    std::string& s;
+    ~Wipe() { sodium_memzero(s.data(), s.size()); }
+  } wipe_head{head};  // it holds the index's key
   ByteReader r(head);
   std::vector<std::string> fields, sealed;
   std::vector<size_t> counts, starts;
   if (r.U32() != kSnapshotFormat) return false;
+  const std::string_view key = r.Str();
+  if (key.size() != kKeyBytes) return false;
   for (uint32_t n = r.U32(); n > 0 && !r.failed(); --n) fields.emplace_back(r.Str());
   for (uint32_t n = r.U32(); n > 0 && !r.failed(); --n) sealed.emplace_back(r.Str());
   const int64_t position = r.I64();
@@ -762,7 +809,12 @@ Result<bool> AudienceIndex::LoadFrom(SealedSnapshot& snapshot) {
   fields_ = std::move(fields);
   fields_set_ = std::set<std::string>(fields_.begin(), fields_.end());
   sealed_ = std::move(sealed);
+  opened_set_ = fields_set_;
+  opened_set_.insert(sealed_.begin(), sealed_.end());
+  key_ = SecretKey::FromBytes(reinterpret_cast<const uint8_t*>(key.data()));
+  DropBlocks();
   all_ = Empty();
+  all_.blocks.resize(chunks);  // chunk i's, filled by whichever thread reads it
   {
     // Every page of the columns is faulted in here: the columns on one thread, the rest on
     // this one.
@@ -793,8 +845,9 @@ Result<bool> AudienceIndex::LoadFrom(SealedSnapshot& snapshot) {
       // The chunk's records stay where they are: the entries point into its arena.
       auto arena = std::make_shared<Arena>(plain.size(), arena_bytes_);
       ByteReader records(arena->Append(plain));
+      all_.blocks[i] = std::move(arena);
       for (size_t k = starts[i]; k < starts[i] + counts[i] && good; ++k) {
-        if (!all_.Set(k, records, arena) || (k > starts[i] && !(id(k - 1) < id(k)))) {
+        if (!all_.Set(k, records) || (k > starts[i] && !(id(k - 1) < id(k)))) {
           good = false;
         }
       }

@@ -1,9 +1,16 @@
 // What audiences need of every subject, in columns held in memory and kept current by the
-// vault's change log: the decrypted values of the fields they filter on, and the sealed
-// boxes (ciphertext) of the fields they output with the wrapped key that opens them. An
-// audience after the first reads nothing from the database but what changed since, and
-// decrypts only its members' output fields. On disk it exists only as a SealedSnapshot,
-// whose key any erasure destroys.
+// vault's change log: the decrypted values of the fields they filter on, and the fields they
+// output sealed again under a key of the index's own (XChaCha20-Poly1305, bound to the
+// subject and the field). An audience after the first reads nothing from the database but
+// what changed since, and opens only its members' output fields. On disk it exists only as a
+// SealedSnapshot (the index's key inside it), whose key any erasure destroys.
+//
+// Why a key of its own rather than each subject's wrapped data key beside the vault's boxes:
+// the wrapping was 75 of the ~260 bytes a subject's record took (75 MB at a million
+// subjects); a member's output then opens with one decryption instead of an unwrap and one.
+// A reader of the process's memory or of the snapshot and its key gains nothing it could not
+// have before: the root key that unwraps every data key is in the same memory, and the
+// snapshot's key is wrapped by it.
 //
 //   AudienceIndex index(store, open, 1000000);
 //   index.Refresh({"gender", "postal_code"}, {"email"});  // rebuilds, or applies the changes
@@ -22,6 +29,7 @@
 #include <vector>
 
 #include "garde/base/byte_codec.h"
+#include "garde/crypto/secret.h"
 #include "garde/domain/consent_decision.h"
 #include "garde/domain/field_value.h"
 #include "garde/domain/sealed_snapshot.h"
@@ -31,7 +39,8 @@ namespace garde {
 
 class AudienceIndex {
  public:
-  // Opens `fields` of one subject from its sealed boxes (kDamaged when they fail).
+  // Opens `fields` of one subject from its sealed boxes (kDamaged when they fail). The index
+  // opens the fields it filters on and those it outputs of every active subject it reads.
   using Opener = std::function<Result<FieldMap>(const SubjectRow&, const std::vector<SealedField>&,
                                                 const std::set<std::string>&)>;
 
@@ -56,7 +65,7 @@ class AudienceIndex {
 
   // Keeps the index between refreshes while it holds at most `capacity` subjects.
   AudienceIndex(Store& store, Opener open, size_t capacity)
-      : store_(store), open_(std::move(open)), capacity_(capacity) {}
+      : store_(store), open_(std::move(open)), capacity_(capacity), key_(SecretKey::Random()) {}
 
   // Makes the index hold the values of `open` and the boxes of `sealed` (and what it held)
   // for every subject as of now: applies the changes committed since the last refresh, or
@@ -75,9 +84,9 @@ class AudienceIndex {
   // records stay as they are until Release: replaced ones are wiped only then).
   struct Capture {
     std::vector<size_t> counts;  // entries per chunk
-    std::string head;
+    std::string head;            // with the index's key: wiped by Release
     std::vector<std::string_view> records;
-    std::vector<std::shared_ptr<Arena>> arenas;
+    std::vector<std::shared_ptr<Arena>> arenas;  // the blocks they live in
     int64_t position = 0;
     int64_t shreds = 0;
     uint64_t generation = 0;
@@ -88,8 +97,9 @@ class AudienceIndex {
   // Seals a capture into `snapshot` (no lock needed); false when data was destroyed since
   // it was read.
   static Result<bool> Write(const Capture& capture, SealedSnapshot& snapshot);
-  // Ends a capture: wipes what was replaced meanwhile; `kept` marks the index saved.
-  void Release(const Capture& capture, bool kept);
+  // Ends a capture: wipes what was replaced meanwhile, and its head (the index's key);
+  // `kept` marks the index saved.
+  void Release(Capture& capture, bool kept);
   // Takes the snapshot's content when the index is empty; the next Refresh applies what
   // changed since. false when there is no usable snapshot (then the index stays empty).
   Result<bool> LoadFrom(SealedSnapshot& snapshot);
@@ -104,18 +114,13 @@ class AudienceIndex {
   bool eligible(size_t i) const { return all_.eligible[i] != 0; }
   // One value per entry (null when unset), or null if the field is not held.
   const std::vector<Value>* Column(const std::string& field) const;
-  // The consent facts of entry i: those attached since it was last read, else unpacked from
-  // its record (a fresh copy each time, not kept: a million unpacked facts beside their
-  // records and the consent ledger's own would be the largest thing in the process). Null
-  // when neither (the subject changed since, and nothing was attached).
-  // Entries are distinct: two threads may ask for or attach to different ones at once.
+  // The consent facts of entry i, unpacked from its record (a fresh copy each time, not
+  // kept: a million unpacked facts beside their records and the consent ledger's own would
+  // be the largest thing in the process). Null when the record has none (the caller reads
+  // them from the ledger). Thread-safe.
   std::shared_ptr<const ConsentFacts> Facts(size_t i) const;
-  // Facts read from the vault for an entry whose record has none, kept until it changes.
-  void AttachFacts(size_t i, std::shared_ptr<const ConsentFacts> f) {
-    all_.facts[i] = std::move(f);
-  }
-  // Opens `fields` (all held sealed) of entry i; kDamaged if they fail, or if the key
-  // that wrapped its data key has been retired since (the caller then reads the vault).
+  // Opens `fields` (all held sealed) of entry i; kDamaged if they fail (the caller then
+  // reads the vault).
   Result<FieldMap> OpenKept(size_t i, const std::set<std::string>& fields) const;
   // Memory the index holds: its records' blocks and the entries' columns.
   size_t bytes() const;
@@ -124,18 +129,20 @@ class AudienceIndex {
 
  private:
   // Entries in id order. Each is one record — id, eligibility, the values of fields_, the
-  // boxes of sealed_, the wrapping, the consent facts (the snapshot's form) — in an arena.
+  // boxes of sealed_ (under key_), the consent facts (the snapshot's form) — in an arena.
   // Only what every audience scans is a column (the values, as views into the record);
-  // the boxes, the wrapping and the facts are read from the record for members alone.
+  // the boxes and the facts are read from the record for members alone.
+  // The parallel vectors are all a subject costs beside its record: 33 bytes with one
+  // filter field. The blocks are the part's, not each entry's: an entry moved to another
+  // part is moved with Adopt of its blocks (Extend does it).
   struct Part {
     std::vector<std::string_view> records;  // the id first: id(i) reads it
     std::vector<uint8_t> eligible;
-    std::vector<std::vector<Value>> columns;                 // parallel to fields_
-    std::vector<std::shared_ptr<const ConsentFacts>> facts;  // attached (AttachFacts)
-    std::vector<std::shared_ptr<Arena>> arenas;              // the one holding each record
-    size_t boxes = 0;                                        // sealed fields in each record
-    std::shared_ptr<Arena> open_arena;                       // where the next records go
-    size_t arena_block = 0;  // the size of a new arena (0: each record its own)
+    std::vector<std::vector<Value>> columns;     // parallel to fields_
+    std::vector<std::shared_ptr<Arena>> blocks;  // where its records live
+    size_t boxes = 0;                            // sealed fields in each record
+    std::shared_ptr<Arena> open_arena;           // where the next records go
+    size_t arena_block = 0;                      // the size of a new arena (0: each record its own)
     std::shared_ptr<std::atomic<size_t>> arena_bytes;  // the index's count of its blocks' bytes
     int64_t position = 0;  // every change of the log up to here is reflected
 
@@ -148,12 +155,14 @@ class AudienceIndex {
     void Zip(Part& other, Fn fn);
     void Append(Part& other, size_t j);         // moves other's entry j to the end
     void Extend(Part& other);                   // moves all of other's entries to the end
+    void Adopt(Part& other);                    // takes other's blocks (and so its records)
     void Put(size_t i, Part& other, size_t j);  // replaces entry i (same id) by other's j
     size_t size() const { return records.size(); }
     void Reserve(size_t n);
     void Resize(size_t n);
-    // Reads the record at r's position (into `arena`) as entry i; false if it is damaged.
-    bool Set(size_t i, ByteReader& r, std::shared_ptr<Arena> arena);
+    // Reads the record at r's position (in one of the blocks) as entry i; false if it is
+    // damaged.
+    bool Set(size_t i, ByteReader& r);
     size_t bytes() const;  // the columns' capacity
     // Copies `record` into the open arena and adds it as the last entry.
     bool Add(std::string_view record);
@@ -161,15 +170,12 @@ class AudienceIndex {
   // The parts of entry i's record beyond its columns.
   struct Tail {
     std::vector<std::string_view> boxes;  // parallel to sealed_ (empty: unset)
-    uint32_t root_key_version = 0;
-    uint32_t dek_version = 0;
-    std::string_view wrapped_dek;
-    std::string_view facts;  // as recorded (empty: none), unpacked by Facts()
+    std::string_view facts;               // as recorded (empty: none), unpacked by Facts()
   };
   bool ReadTail(size_t i, Tail* out) const;  // false if the record does not read back
   // Reads a value at r's position as a view into r's input; false if it is damaged.
   static bool ReadValue(ByteReader& r, Value* v);
-  // Reads what follows the values (`sealed` boxes, the wrapping, the facts) into *out, r then
+  // Reads what follows the values (`sealed` boxes, the facts) into *out, r then
   // holding that one record; with out null, checks and skips it. False if it is damaged.
   static bool ReadTailFrom(ByteReader& r, size_t sealed, Tail* out);
   static std::string_view IdOf(std::string_view record);
@@ -191,6 +197,9 @@ class AudienceIndex {
   // holds it.
   void Retire(size_t i);
   void WipeRetired();
+  // Before all_ is replaced by entries in blocks of their own: its blocks go now (a block
+  // wipes itself as it goes), or once no capture holds the retired records in them.
+  void DropBlocks();
   // Once the records replaced since the last rebuild or compaction take more than a quarter
   // of what the live ones do, copies the live ones together so that the old blocks are freed.
   void CompactIfWasteful();
@@ -200,7 +209,11 @@ class AudienceIndex {
   const size_t capacity_;
   std::vector<std::string> fields_;  // sorted
   std::set<std::string> fields_set_;
-  std::vector<std::string> sealed_;  // sorted
+  std::vector<std::string> sealed_;   // sorted
+  std::set<std::string> opened_set_;  // fields_ and sealed_: what a subject read opens
+  // Seals the boxes of sealed_ in the records. Replaced only with all of them: a rebuild
+  // makes a new one, a snapshot read brings its own.
+  SecretKey key_;
   Part all_;
   bool complete_ = false;
   int64_t shreds_ = 0;           // the store's shred count before the content was read
@@ -209,7 +222,8 @@ class AudienceIndex {
   int captures_ = 0;             // taken and not released
   size_t retired_bytes_ = 0;     // records replaced or removed since the entries were packed
   uint64_t compactions_ = 0;
-  std::vector<std::pair<std::string_view, std::shared_ptr<Arena>>> retired_;
+  std::vector<std::string_view> retired_;  // in all_.blocks or retired_blocks_
+  std::vector<std::shared_ptr<Arena>> retired_blocks_;
   // The bytes of the blocks this index's records live in, while any of them is alive.
   std::shared_ptr<std::atomic<size_t>> arena_bytes_ = std::make_shared<std::atomic<size_t>>(0);
 };

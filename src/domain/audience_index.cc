@@ -46,6 +46,8 @@ constexpr size_t kRanges = std::size(kBounds) - 1;
 // The "DEK version" an index box is bound to: no data key of the vault has it, so a box of
 // the index and one of the vault can never stand for each other.
 constexpr uint32_t kIndexBinding = 0;
+// The field name a subject's output box is bound to: it holds all of sealed_.
+constexpr std::string_view kOutputBox = "audience output";
 
 // The index's key as SealField and OpenField take one, on the stack and wiped on return.
 void CopyKey(const SecretKey& from, ScopedKey* to) {
@@ -176,12 +178,9 @@ bool AudienceIndex::ReadValue(ByteReader& r, Value* v) {
   return !r.failed();
 }
 
-bool AudienceIndex::ReadTailFrom(ByteReader& r, size_t sealed, Tail* out) {
-  if (out != nullptr) out->boxes.clear();
-  for (size_t k = 0; k < sealed; ++k) {
-    const std::string_view box = r.VStr();
-    if (out != nullptr) out->boxes.push_back(box);
-  }
+bool AudienceIndex::ReadTailFrom(ByteReader& r, Tail* out) {
+  const std::string_view box = r.VStr();
+  if (out != nullptr) out->box = box;
   const size_t facts_at = r.at();
   // Skipping the facts checks them; a reader of them unpacks, and so checks, them anyway.
   if (out == nullptr) return ReadFacts(r, nullptr) && !r.failed();
@@ -268,7 +267,7 @@ bool AudienceIndex::Part::Set(size_t i, ByteReader& r) {
   for (auto& column : columns) {
     if (!ReadValue(r, &column[i])) return false;
   }
-  if (!ReadTailFrom(r, boxes, nullptr)) return false;
+  if (!ReadTailFrom(r, nullptr)) return false;
   records[i] = r.input().substr(begin, r.at() - begin);
   return true;
 }
@@ -281,7 +280,7 @@ bool AudienceIndex::ReadTail(size_t i, Tail* out) const {
   for (size_t k = 0; k < fields_.size(); ++k) {
     if (!ReadValue(r, &skipped)) return false;
   }
-  return ReadTailFrom(r, sealed_.size(), out);
+  return ReadTailFrom(r, out);
 }
 
 bool AudienceIndex::Part::Add(std::string_view record) {
@@ -297,7 +296,6 @@ bool AudienceIndex::Part::Add(std::string_view record) {
 AudienceIndex::Part AudienceIndex::Empty() const {
   Part p;
   p.columns.resize(fields_.size());
-  p.boxes = sealed_.size();
   p.arena_bytes = arena_bytes_;
   return p;
 }
@@ -318,23 +316,27 @@ Result<FieldMap> AudienceIndex::OpenKept(size_t i, const std::set<std::string>& 
   ScopedKey key;
   CopyKey(key_, &key);
   FieldMap out;
+  if (tail.box.empty()) return out;  // none of the output fields is set
   std::string plain;
-  Status failed = Status::Ok();
-  for (const auto& f : fields) {
-    auto it = std::lower_bound(sealed_.begin(), sealed_.end(), f);
-    if (it == sealed_.end() || *it != f) continue;
-    const std::string_view box = tail.boxes[static_cast<size_t>(it - sealed_.begin())];
-    if (box.empty()) continue;  // unset
-    Status s = OpenFieldInto(key, {id(i), f, kIndexBinding}, BytesOf(box), &plain);
-    std::optional<FieldValue> value;
-    if (s.ok()) value = DecodeFieldValue(plain);
-    sodium_memzero(plain.data(), plain.size());
+  Status failed = OpenFieldInto(key, {id(i), kOutputBox, kIndexBinding}, BytesOf(tail.box), &plain);
+  // The box holds each field of sealed_ in order: a presence byte, then the encoded value.
+  ByteReader r(plain);
+  for (size_t k = 0; k < sealed_.size() && failed.ok(); ++k) {
+    if (r.U8() == 0) continue;  // unset
+    const std::string_view encoded = r.VStr();
+    if (r.failed()) break;
+    if (!fields.contains(sealed_[k])) continue;
+    std::optional<FieldValue> value = DecodeFieldValue(encoded);
     if (!value) {
-      failed = Damaged("an audience index box does not open");
+      failed = Damaged("an audience index box does not read back");
       break;
     }
-    out[f] = std::move(*value);
+    out[sealed_[k]] = std::move(*value);
   }
+  if (failed.ok() && (r.failed() || !r.done())) {
+    failed = Damaged("an audience index box does not read back");
+  }
+  sodium_memzero(plain.data(), plain.size());
   if (failed.ok()) return out;
   for (auto& [_, v] : out) sodium_memzero(v.text.data(), v.text.size());
   return failed;
@@ -573,20 +575,30 @@ Status AudienceIndex::ReadOne(SubjectRow&& row, std::vector<SealedField> sealed,
     auto it = values.find(f);
     WriteValue(w, eligible && it != values.end() ? it->second : FieldValue{});
   }
-  // The output fields sealed again, under the index's key (nothing of an ineligible one).
-  ScopedKey key;
-  if (eligible && !sealed_.empty()) CopyKey(key_, &key);
+  // The output fields sealed again, together in one box under the index's key: each field
+  // of sealed_ in order, a presence byte then its encoded value. No box when none is set
+  // (nothing of an ineligible subject).
+  ByteWriter plain;
+  bool any = false;
   for (const auto& name : sealed_) {
     auto it = values.find(name);
-    if (!eligible || it == values.end() || it->second.is_null()) {
-      w.VStr("");
-      continue;
-    }
-    std::string plain = EncodeFieldValue(it->second);
-    const Bytes box = SealField(key, {row.id, name, kIndexBinding}, plain);
-    sodium_memzero(plain.data(), plain.size());
-    w.VStr(AsStringView(box));
+    const bool set = eligible && it != values.end() && !it->second.is_null();
+    plain.U8(set ? 1 : 0);
+    if (!set) continue;
+    std::string encoded = EncodeFieldValue(it->second);
+    plain.VStr(encoded);
+    sodium_memzero(encoded.data(), encoded.size());
+    any = true;
   }
+  if (any) {
+    ScopedKey key;
+    CopyKey(key_, &key);
+    const Bytes box = SealField(key, {row.id, kOutputBox, kIndexBinding}, plain.data());
+    w.VStr(AsStringView(box));
+  } else {
+    w.VStr("");
+  }
+  sodium_memzero(plain.data().data(), plain.data().size());
   WriteFacts(w, eligible ? facts.get() : nullptr);
   for (auto& [_, v] : values) sodium_memzero(v.text.data(), v.text.size());
   const bool added = out->Add(w.data());
@@ -677,7 +689,8 @@ namespace {
 // 2: consent facts in WriteConsentFacts' compact form. 3: lengths and key versions in
 // records as varints (18 bytes a subject fewer). 4: output fields under the index's key,
 // which the head carries, instead of each subject's wrapped data key (75 bytes fewer).
-constexpr uint32_t kSnapshotFormat = 4;
+// 5: a subject's output fields in one box (a nonce and a tag per subject, not per field).
+constexpr uint32_t kSnapshotFormat = 5;
 constexpr size_t kEntriesPerChunk = 8192;  // ~2.5 MB: both threads busy to the end
 
 }  // namespace

@@ -214,6 +214,39 @@ TEST_F(AudienceIndexTest, ARecordHoldsItsOutputSealedByTheIndexNotTheVaultsBoxes
   }
 }
 
+// A subject's output fields share one box under the index's key: another output field costs
+// its value and a few bytes of framing, not another nonce and tag (40 bytes each, the larger
+// part of a short value's box). Both indexes read the same vault.
+TEST_F(AudienceIndexTest, ASubjectsOutputFieldsShareOneBox) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i) ids.push_back(Create(std::to_string(40000 + i)));
+  auto record_bytes = [&](AudienceIndex& index) {
+    size_t n = 0;
+    auto capture = index.TakeCapture();
+    EXPECT_TRUE(capture.ok() && capture.value().has_value());
+    if (!capture.ok() || !capture.value()) return n;
+    for (auto record : capture.value()->records) n += record.size();
+    index.Release(*capture.value(), false);
+    return n;
+  };
+  AudienceIndex one = NewIndex();
+  ASSERT_TRUE(one.Refresh({"postal_code"}, {"email"}).ok());
+  AudienceIndex two = NewIndex();
+  ASSERT_TRUE(two.Refresh({"postal_code"}, {"email", "postal_code"}).ok());
+  const size_t more = record_bytes(two) - record_bytes(one);
+  EXPECT_LT(more, ids.size() * (24 + 16)) << more / ids.size() << " bytes a subject";
+  for (size_t i = 0; i < two.size(); ++i) {
+    auto opened = two.OpenKept(i, {"email", "postal_code"});
+    ASSERT_TRUE(opened.ok()) << opened.status().message();
+    const std::string postal_code(PostalCode(two, std::string(two.id(i))));
+    EXPECT_EQ(opened->at("postal_code").text, postal_code);
+    EXPECT_EQ(opened->at("email").text, postal_code + "@example.org");
+    auto email = two.OpenKept(i, {"email"});
+    ASSERT_TRUE(email.ok());
+    EXPECT_EQ(email->size(), 1u);  // what was asked, not all the box holds
+  }
+}
+
 // What every subject costs in columns, whatever its record holds: the value of each field held
 // open (a view into the record) and the entry's bookkeeping (its record and eligibility: 33
 // bytes with one field; the block an entry's record lives in is the part's, not the entry's).

@@ -1,9 +1,10 @@
 // What audiences need of every subject, in columns held in memory and kept current by the
 // vault's change log: the decrypted values of the fields they filter on, and the fields they
-// output sealed again under a key of the index's own (XChaCha20-Poly1305, bound to the
-// subject and the field). An audience after the first reads nothing from the database but
-// what changed since, and opens only its members' output fields. On disk it exists only as a
-// SealedSnapshot (the index's key inside it), whose key any erasure destroys.
+// output sealed again under a key of the index's own (XChaCha20-Poly1305; all of a subject's
+// output fields in one box bound to the subject, so one nonce and tag a subject, not a field). An
+// audience after the first reads nothing from the database but what changed since, and opens only
+// its members' output fields. On disk it exists only as a SealedSnapshot (the index's key inside
+// it), whose key any erasure destroys.
 //
 // Why a key of its own rather than each subject's wrapped data key beside the vault's boxes:
 // the wrapping was 75 of the ~260 bytes a subject's record took (75 MB at a million
@@ -67,9 +68,10 @@ class AudienceIndex {
   AudienceIndex(Store& store, Opener open, size_t capacity)
       : store_(store), open_(std::move(open)), capacity_(capacity), key_(SecretKey::Random()) {}
 
-  // Makes the index hold the values of `open` and the boxes of `sealed` (and what it held)
-  // for every subject as of now: applies the changes committed since the last refresh, or
-  // rebuilds (16 id ranges on two threads) when it is empty, lacks a field, or too much changed.
+  // Makes the index hold the values of `open` and the `sealed` fields in a box (and what it
+  // held) for every subject as of now: applies the changes committed since the last refresh,
+  // or rebuilds (16 id ranges on two threads) when it is empty, lacks a field, or too much
+  // changed.
   // Not thread-safe: one caller at a time.
   Status Refresh(const std::set<std::string>& open, const std::set<std::string>& sealed);
   // Applies the changes committed since the last refresh; false (nothing done) when the
@@ -128,10 +130,10 @@ class AudienceIndex {
   size_t column_bytes() const;
 
  private:
-  // Entries in id order. Each is one record — id, eligibility, the values of fields_, the
-  // boxes of sealed_ (under key_), the consent facts (the snapshot's form) — in an arena.
-  // Only what every audience scans is a column (the values, as views into the record);
-  // the boxes and the facts are read from the record for members alone.
+  // Entries in id order. Each is one record — id, eligibility, the values of fields_, one
+  // box of the fields of sealed_ (under key_), the consent facts (the snapshot's form) — in
+  // an arena. Only what every audience scans is a column (the values, as views into the
+  // record); the box and the facts are read from the record for members alone.
   // The parallel vectors are all a subject costs beside its record: 33 bytes with one
   // filter field. The blocks are the part's, not each entry's: an entry moved to another
   // part is moved with Adopt of its blocks (Extend does it).
@@ -140,7 +142,6 @@ class AudienceIndex {
     std::vector<uint8_t> eligible;
     std::vector<std::vector<Value>> columns;     // parallel to fields_
     std::vector<std::shared_ptr<Arena>> blocks;  // where its records live
-    size_t boxes = 0;                            // sealed fields in each record
     std::shared_ptr<Arena> open_arena;           // where the next records go
     size_t arena_block = 0;                      // the size of a new arena (0: each record its own)
     std::shared_ptr<std::atomic<size_t>> arena_bytes;  // the index's count of its blocks' bytes
@@ -169,15 +170,15 @@ class AudienceIndex {
   };
   // The parts of entry i's record beyond its columns.
   struct Tail {
-    std::vector<std::string_view> boxes;  // parallel to sealed_ (empty: unset)
-    std::string_view facts;               // as recorded (empty: none), unpacked by Facts()
+    std::string_view box;    // the fields of sealed_ (empty: none set)
+    std::string_view facts;  // as recorded (empty: none), unpacked by Facts()
   };
   bool ReadTail(size_t i, Tail* out) const;  // false if the record does not read back
   // Reads a value at r's position as a view into r's input; false if it is damaged.
   static bool ReadValue(ByteReader& r, Value* v);
-  // Reads what follows the values (`sealed` boxes, the facts) into *out, r then
-  // holding that one record; with out null, checks and skips it. False if it is damaged.
-  static bool ReadTailFrom(ByteReader& r, size_t sealed, Tail* out);
+  // Reads what follows the values (the output box, the facts) into *out, r then holding
+  // that one record; with out null, checks and skips it. False if it is damaged.
+  static bool ReadTailFrom(ByteReader& r, Tail* out);
   static std::string_view IdOf(std::string_view record);
   Part Empty() const;  // with a column for each field held
   Status Rebuild(const std::set<std::string>& open, const std::set<std::string>& sealed);
@@ -211,7 +212,7 @@ class AudienceIndex {
   std::set<std::string> fields_set_;
   std::vector<std::string> sealed_;   // sorted
   std::set<std::string> opened_set_;  // fields_ and sealed_: what a subject read opens
-  // Seals the boxes of sealed_ in the records. Replaced only with all of them: a rebuild
+  // Seals the output boxes in the records. Replaced only with all of them: a rebuild
   // makes a new one, a snapshot read brings its own.
   SecretKey key_;
   Part all_;

@@ -342,7 +342,9 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
       .Int("refresh_ms",
            std::chrono::duration_cast<std::chrono::milliseconds>(refreshed - started).count())
       .Int("evaluate_ms",
-           std::chrono::duration_cast<std::chrono::milliseconds>(evaluated - refreshed).count());
+           std::chrono::duration_cast<std::chrono::milliseconds>(evaluated - refreshed).count())
+      .Int("index_bytes", static_cast<int64_t>(index_.bytes()))
+      .Int("compactions", static_cast<int64_t>(index_.compactions()));
   index_.Trim();
   CountKept();
   if (snapshot_ != nullptr && index_.Unsaved()) {

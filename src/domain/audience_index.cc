@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "garde/base/byte_codec.h"
+#include "garde/base/splice.h"
 #include "garde/base/thread_name.h"
 #include "garde/crypto/envelope.h"
 #include "garde/domain/consent_ledger.h"
@@ -32,6 +33,10 @@ constexpr size_t kWholeBlock = size_t{4} << 20;
 constexpr size_t kChangeBlock = size_t{256} << 10;
 // Changed subjects read per read transaction when applying changes.
 constexpr size_t kChangesPerRead = 2048;
+
+// Room in the columns for n entries and 2 % more: the subjects added later by applying
+// changes go in without a copy of the columns to grow them.
+size_t WithRoom(size_t n) { return n + n / 50 + 16; }
 
 // Ids are "sub_" and random Crockford base32: these bounds cut them into 16 ranges of
 // about the same size ("" below the first and above the last: any id falls in exactly one).
@@ -407,7 +412,7 @@ void AudienceIndex::CompactIfWasteful() {
   Part packed = Empty();
   packed.arena_block = kWholeBlock;
   packed.position = all_.position;
-  packed.Reserve(size());
+  packed.Reserve(WithRoom(size()));
   for (size_t i = 0; i < size(); ++i) {
     // Each record read back once already: it reads back again.
     if (!packed.Add(all_.records[i])) return;
@@ -447,7 +452,7 @@ Status AudienceIndex::Rebuild(const std::set<std::string>& open,
   for (size_t i = 0; i < kRanges; ++i) {
     parts[i] = Empty();
     parts[i].arena_block = kWholeBlock;
-    parts[i].Reserve(i == 0 ? n + n / 50 + 16 : n / kRanges + n / (kRanges * 8) + 16);
+    parts[i].Reserve(i == 0 ? WithRoom(n) : n / kRanges + n / (kRanges * 8) + 16);
   }
   // Two threads, each on its own connection, take the ranges in turn. A range read is
   // appended to the index as soon as every range before it is: one thread appends while
@@ -662,24 +667,26 @@ Status AudienceIndex::ApplyChanges(const std::vector<std::pair<int64_t, std::str
   for (size_t i : removed) Retire(i);
   WipeRetired();
   if (removed.empty() && added.size() == 0) return Status::Ok();
-  // One pass merges the new subjects in and leaves the removed ones out, into columns of the
-  // exact size: grown one entry at a time, they would double past a power of two (a million
-  // and 50 000 entries in room for two million).
-  Part merged = Empty();
-  merged.position = all_.position;
-  merged.Reserve(size() - removed.size() + added.size());
-  size_t next_removed = 0, j = 0;
-  for (size_t i = 0; i < size(); ++i) {
-    if (next_removed < removed.size() && removed[next_removed] == i) {
-      ++next_removed;
-      continue;
+  // Where each added subject lands among those kept, in id order.
+  std::vector<size_t> at(added.size());
+  for (size_t j = 0, i = 0, next_removed = 0, kept = 0; j < added.size(); ++j) {
+    for (; i < size() && id(i) < IdOf(added.records[j]); ++i) {
+      if (next_removed < removed.size() && removed[next_removed] == i) {
+        ++next_removed;
+      } else {
+        ++kept;
+      }
     }
-    while (j < added.size() && IdOf(added.records[j]) < id(i)) merged.Append(added, j++);
-    merged.Append(all_, i);
+    at[j] = kept + j;
   }
-  while (j < added.size()) merged.Append(added, j++);
-  merged.Adopt(all_);
-  all_ = std::move(merged);
+  // The columns changed in place: a copy beside them would be tens of megabytes more at a
+  // million subjects. They grow, with room for more, only when they are full.
+  const size_t total = size() - removed.size() + added.size();
+  if (total > all_.records.capacity()) {
+    all_.Reserve(WithRoom(total));
+    ++column_growths_;
+  }
+  all_.Zip(added, [&](auto& to, auto& from) { SpliceInPlace(to, removed, from, at); });
   return Status::Ok();
 }
 
@@ -835,11 +842,11 @@ Result<bool> AudienceIndex::LoadFrom(SealedSnapshot& snapshot) {
     std::thread sizing([&] {
       NameThisThread("garde-helper");
       for (auto& c : columns) {
-        ReserveHuge(c, total);
+        ReserveHuge(c, WithRoom(total));
         c.resize(total);
       }
     });
-    all_.Reserve(total);
+    all_.Reserve(WithRoom(total));
     all_.Resize(total);
     sizing.join();
     all_.columns = std::move(columns);

@@ -11,11 +11,53 @@
 #include "garde/base/encoding.h"
 #include "garde/base/ip_address.h"
 #include "garde/base/json_writer.h"
+#include "garde/base/splice.h"
 #include "garde/http/problem.h"
 #include "garde/http/router.h"
 
 namespace garde {
 namespace {
+
+// Against a reference built beside it (erase, then insert in order), many random cases: a
+// splice keeps the survivors' order, lands each new entry where asked, and does not move the
+// vector while its capacity suffices.
+TEST(Splice, MatchesRemovingThenInsertingOneByOne) {
+  std::mt19937 rng(20261207);
+  for (int round = 0; round < 2000; ++round) {
+    const size_t n = rng() % 40;
+    std::vector<int> v;
+    for (size_t i = 0; i < n; ++i) v.push_back(static_cast<int>(2 * i));  // even: the old
+    std::vector<size_t> removed;
+    for (size_t i = 0; i < n; ++i) {
+      if (rng() % 3 == 0) removed.push_back(i);
+    }
+    std::vector<int> expected;
+    for (size_t i = 0, k = 0; i < n; ++i) {
+      if (k < removed.size() && removed[k] == i) {
+        ++k;
+      } else {
+        expected.push_back(v[i]);
+      }
+    }
+    std::vector<int> added;  // odd: new, between the old ones, in order
+    for (int x = -1; x < static_cast<int>(2 * n); x += 2) {
+      if (rng() % 3 == 0) added.push_back(x);
+    }
+    for (int x : added) expected.insert(std::upper_bound(expected.begin(), expected.end(), x), x);
+    std::vector<size_t> at;
+    for (int x : added) {
+      at.push_back(
+          static_cast<size_t>(std::find(expected.begin(), expected.end(), x) - expected.begin()));
+    }
+    v.reserve(v.size() + added.size());
+    const int* before = v.data();
+    SpliceInPlace(v, removed, added, at);
+    ASSERT_EQ(v, expected) << "round " << round;
+    if (n > 0) {
+      EXPECT_EQ(v.data(), before) << "round " << round;
+    }
+  }
+}
 
 TEST(IpAddress, EveryAddressHasOneText) {
   EXPECT_EQ(CanonicalAddress("203.0.113.7"), "203.0.113.7");

@@ -107,6 +107,8 @@ class AudienceIndex {
   Result<bool> LoadFrom(SealedSnapshot& snapshot);
   // Times the live records were copied together (CompactIfWasteful).
   uint64_t compactions() const { return compactions_; }
+  // Times the columns were full when changes added subjects, and so copied to grow.
+  uint64_t column_growths() const { return column_growths_; }
   // Rebuilt, and no snapshot written since.
   bool Unsaved() const { return complete_ && saved_position_ < 0; }
 
@@ -223,6 +225,7 @@ class AudienceIndex {
   int captures_ = 0;             // taken and not released
   size_t retired_bytes_ = 0;     // records replaced or removed since the entries were packed
   uint64_t compactions_ = 0;
+  uint64_t column_growths_ = 0;
   std::vector<std::string_view> retired_;  // in all_.blocks or retired_blocks_
   std::vector<std::shared_ptr<Arena>> retired_blocks_;
   // The bytes of the blocks this index's records live in, while any of them is alive.

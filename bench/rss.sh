@@ -80,10 +80,12 @@ samples=()
 for t in $(seq 30 30 "$DURATION"); do
   sleep 30
   if [ $((t % 60)) -eq 0 ]; then
-    code=$(curl -s -o /dev/null -w '%{http_code} in %{time_total} s' \
+    code=$(curl -s -o /dev/null -D "$WORK/audience.headers" \
+      -w '%{http_code} in %{time_total} s, %{size_download} bytes' \
       -H "Authorization: Bearer $MARKETING_KEY" \
       -H 'Content-Type: application/json' --data-binary "$AUDIENCE" \
       "http://127.0.0.1:$PORT/v1/audiences")
+    code="$code, $(tr -d '\r' < "$WORK/audience.headers" | awk -F': ' 'tolower($1) == "x-audience-count" {print $2}') members"
   else
     code=-
   fi

@@ -231,7 +231,8 @@ Result<FieldMap> AudienceBuilder::OpenFromVault(ReadTx& tx, const std::string& i
   return vault_.OpenFields(*row, sealed, fields);
 }
 
-Status AudienceBuilder::Evaluate(const Scan& scan, size_t begin, size_t end, Audience* out) {
+Status AudienceBuilder::Evaluate(const Scan& scan, size_t begin, size_t end, Audience* out,
+                                 std::vector<uint32_t>* at) {
   return store_.Read([&](ReadTx& tx) -> Status {
     GARDE_ASSIGN_OR_RETURN(auto facts_at, ledger_.SyncFacts(tx));
     for (size_t i = begin; i < end; ++i) {
@@ -269,12 +270,28 @@ Status AudienceBuilder::Evaluate(const Scan& scan, size_t begin, size_t end, Aud
         const auto* column = index_.Column(f);
         if (column != nullptr && !(*column)[i].is_null()) m.fields[f] = (*column)[i].ToFieldValue();
       }
-      out->members.push_back(std::move(m));
+      at->push_back(static_cast<uint32_t>(i));
+      if (scan.text == nullptr) {
+        out->members.push_back(std::move(m));
+        continue;
+      }
+      scan.text->member(scan.fields, m, &out->text);
+      for (auto& [_, v] : m.fields) sodium_memzero(v.text.data(), v.text.size());
     }
     return Status::Ok();
   });
 }
 Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequest& in) {
+  return Run(caller, in, nullptr);
+}
+
+Result<Audience> AudienceBuilder::BuildText(const Caller& caller, const AudienceRequest& in,
+                                            const AudienceText& text) {
+  return Run(caller, in, &text);
+}
+
+Result<Audience> AudienceBuilder::Run(const Caller& caller, const AudienceRequest& in,
+                                      const AudienceText* text) {
   auto policies = policies_.Current();
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "audiences.build"));
   auto activity = AccessGate::BindPurpose(*policies, caller, in.activity);
@@ -324,18 +341,32 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
   const auto refreshed = std::chrono::steady_clock::now();
   const int64_t now = clock_.Now();
   const BoundPredicate bound = Bind(where, index_, now);
-  Scan scan{*policies, *purpose, in.channel, bound, output_only, out.fields, now};
+  Scan scan{*policies, *purpose, in.channel, bound, output_only, out.fields, now, text};
+  if (text != nullptr) out.text = text->head(out.fields);
   // Two halves of the index on two connections and cores at once. Like a batch consent
   // check, a campaign list is no transaction: each half is decided as it is read then.
   const size_t half = index_.size() / 2;
   Audience upper;
+  std::vector<uint32_t> lower_at, upper_at;  // the members' entries: ids in order
   Status upper_status = Status::Ok();
   std::thread helper([&] {
     NameThisThread("garde-helper");
-    upper_status = Evaluate(scan, half, index_.size(), &upper);
+    upper_status = Evaluate(scan, half, index_.size(), &upper, &upper_at);
   });
-  Status lower_status = Evaluate(scan, 0, half, &out);
+  Status lower_status = Evaluate(scan, 0, half, &out, &lower_at);
   helper.join();
+  out.count = static_cast<int64_t>(lower_at.size() + upper_at.size());
+  // The list's hash, read before the index may be trimmed below. Its entries are in id order,
+  // the lower half's before the upper's: the ids come sorted.
+  crypto_hash_sha256_state st;
+  crypto_hash_sha256_init(&st);
+  for (const auto* half_at : {&lower_at, &upper_at}) {
+    for (uint32_t i : *half_at) {
+      const std::string_view id = index_.id(i);
+      crypto_hash_sha256_update(&st, reinterpret_cast<const uint8_t*>(id.data()), id.size());
+      crypto_hash_sha256_update(&st, reinterpret_cast<const uint8_t*>("\n"), 1);
+    }
+  }
   const auto evaluated = std::chrono::steady_clock::now();
   LogLine(spdlog::level::info, "audience built")
       .Int("subjects", static_cast<int64_t>(index_.size()))
@@ -365,15 +396,8 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
   out.matched += upper.matched;
   out.members.insert(out.members.end(), std::make_move_iterator(upper.members.begin()),
                      std::make_move_iterator(upper.members.end()));
-  std::vector<std::string> ids;
-  for (const auto& m : out.members) ids.push_back(m.id);
-  std::sort(ids.begin(), ids.end());
-  crypto_hash_sha256_state st;
-  crypto_hash_sha256_init(&st);
-  for (const auto& id : ids) {
-    crypto_hash_sha256_update(&st, reinterpret_cast<const uint8_t*>(id.data()), id.size());
-    crypto_hash_sha256_update(&st, reinterpret_cast<const uint8_t*>("\n"), 1);
-  }
+  out.text.append(upper.text);
+  sodium_memzero(upper.text.data(), upper.text.size());
   uint8_t digest[32];
   crypto_hash_sha256_final(&st, digest);
   out.list_sha256 = HexEncode(digest, sizeof digest);
@@ -381,8 +405,7 @@ Result<Audience> AudienceBuilder::Build(const Caller& caller, const AudienceRequ
   details.push_back("purpose:" + in.purpose);
   details.push_back("list_sha256:" + out.list_sha256);
   GARDE_RETURN_IF_ERROR(journal_.Record(
-      nullptr, caller,
-      {"audience.build", "", in.activity, "ok", details, static_cast<int64_t>(ids.size())}));
+      nullptr, caller, {"audience.build", "", in.activity, "ok", details, out.count}));
   return out;
 }
 

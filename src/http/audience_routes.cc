@@ -35,23 +35,27 @@ Status BuildAudience(Deployment& d, Exchange& x) {
   req.fields = ReadStringArray(*obj, "fields", "must be an array of field names", &problems)
                    .value_or(std::vector<std::string>{});
   if (!problems.errors().empty()) return problems;
-  GARDE_ASSIGN_OR_RETURN(auto audience, d.audiences().Build(*x.caller, req));
-  std::string out;
+  // Each member is written as it is decided (Audience::text), not kept with its fields.
+  AudienceText text;
   if (format == "csv") {
-    out = "id";
-    for (const auto& f : audience.fields) out += "," + CsvCell(f);
-    out += "\r\n";
-    for (const auto& m : audience.members) {
-      out += m.id;
-      for (const auto& f : audience.fields) {
+    text.head = [](const std::vector<std::string>& columns) {
+      std::string head = "id";
+      for (const auto& f : columns) head += "," + CsvCell(f);
+      return head + "\r\n";
+    };
+    text.member = [](const std::vector<std::string>& columns, const AudienceMember& m,
+                     std::string* out) {
+      *out += m.id;
+      for (const auto& f : columns) {
         auto it = m.fields.find(f);
-        out += "," + (it == m.fields.end() ? std::string() : CsvCell(CellText(it->second)));
+        *out += ',';
+        if (it != m.fields.end()) *out += CsvCell(CellText(it->second));
       }
-      out += "\r\n";
-    }
-    x.reply_type = "text/csv; charset=utf-8";
+      *out += "\r\n";
+    };
   } else {
-    for (const auto& m : audience.members) {
+    text.head = [](const std::vector<std::string>&) { return std::string(); };
+    text.member = [](const std::vector<std::string>&, const AudienceMember& m, std::string* out) {
       JsonWriter w;
       w.BeginObject().String("id", m.id).BeginObject("fields");
       for (const auto& [name, v] : m.fields) {
@@ -65,14 +69,15 @@ Status BuildAudience(Deployment& d, Exchange& x) {
         }
       }
       w.EndObject().EndObject();
-      out += w.str();
-      out += '\n';
-    }
-    x.reply_type = "application/x-ndjson";
+      *out += w.str();
+      *out += '\n';
+    };
   }
+  GARDE_ASSIGN_OR_RETURN(auto audience, d.audiences().BuildText(*x.caller, req, text));
+  x.reply_type = format == "csv" ? "text/csv; charset=utf-8" : "application/x-ndjson";
   x.status = 200;
-  x.reply = std::move(out);
-  x.reply_headers.emplace_back("X-Audience-Count", std::to_string(audience.members.size()));
+  x.reply = std::move(audience.text);
+  x.reply_headers.emplace_back("X-Audience-Count", std::to_string(audience.count));
   x.reply_headers.emplace_back("X-Audience-Sha256", audience.list_sha256);
   return Status::Ok();
 }

@@ -1,5 +1,6 @@
 // Campaign audiences against a brute-force oracle over a generated population.
 #include <gtest/gtest.h>
+#include <sodium.h>
 
 #include <chrono>
 #include <csignal>
@@ -136,6 +137,19 @@ TEST(AudienceE2E, WomenIn75WhoSpentOver500LastMonthAndMayBeEmailedMatchTheOracle
   EXPECT_EQ(r.body.find("spend_30d"), std::string::npos);
   EXPECT_NE(r.body.find("\"email\":\"pop"), std::string::npos);
 
+  // The list's hash: SHA-256 of the sorted ids, one a line.
+  crypto_hash_sha256_state st;
+  crypto_hash_sha256_init(&st);
+  for (const auto& id : expected) {  // a set: sorted
+    const std::string line = id + "\n";
+    crypto_hash_sha256_update(&st, reinterpret_cast<const unsigned char*>(line.data()),
+                              line.size());
+  }
+  unsigned char digest[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256_final(&st, digest);
+  char hex[2 * crypto_hash_sha256_BYTES + 1];
+  sodium_bin2hex(hex, sizeof hex, digest, sizeof digest);
+  EXPECT_EQ(r.headers["x-audience-sha256"], hex);
   // The campaign is audited with its size and list hash.
   HttpReply audit = g.Get("/v1/audit?action=audience.build", officer);
   EXPECT_NE(audit.body.find("list_sha256:" + r.headers["x-audience-sha256"]), std::string::npos)

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -45,10 +46,21 @@ struct AudienceMember {
   FieldMap fields;
 };
 
+// How BuildText writes an audience: a head, then each member (its id and output fields) at
+// the end of *out. Both are given the output columns.
+struct AudienceText {
+  std::function<std::string(const std::vector<std::string>& columns)> head;
+  std::function<void(const std::vector<std::string>& columns, const AudienceMember& member,
+                     std::string* out)>
+      member;
+};
+
 struct Audience {
-  std::vector<std::string> fields;  // output columns
-  std::vector<AudienceMember> members;
-  std::string list_sha256;  // SHA-256 of the sorted ids, one per line
+  std::vector<std::string> fields;      // output columns
+  std::vector<AudienceMember> members;  // in id order; none kept when written as text
+  std::string text;                     // BuildText: the head, then the members as written
+  int64_t count = 0;                    // members
+  std::string list_sha256;              // SHA-256 of the sorted ids, one per line
   int64_t scanned = 0;
   int64_t matched = 0;  // matched the predicate, before consent
 };
@@ -68,6 +80,11 @@ class AudienceBuilder {
 
   // Audiences are built one at a time (each uses both cores).
   Result<Audience> Build(const Caller& caller, const AudienceRequest& request);
+  // As Build, but each member is written into Audience::text as it is decided, and not kept:
+  // at hundreds of thousands of members, the members kept with their fields and the list
+  // written from them were most of the memory an audience took.
+  Result<Audience> BuildText(const Caller& caller, const AudienceRequest& request,
+                             const AudienceText& text);
   // Reads the last run's snapshot, if there is a usable one, so that the first audience of
   // this run need not (an audience meanwhile waits for it). Once per run.
   void WarmUp();
@@ -94,13 +111,18 @@ class AudienceBuilder {
     std::set<std::string> output_only;  // opened for members only, never kept
     const std::vector<std::string>& fields;
     int64_t now;
+    const AudienceText* text;  // null: members kept in Audience::members
   };
+  Result<Audience> Run(const Caller& caller, const AudienceRequest& request,
+                       const AudienceText* text);
   void ReadSnapshotOnce() REQUIRES(mu_);
   // The subject's `fields` read from the vault (kNotFound unless active).
   Result<FieldMap> OpenFromVault(ReadTx& tx, const std::string& id,
                                  const std::set<std::string>& fields) const;
-  // Adds the members among the index's entries [begin, end), in id order.
-  Status Evaluate(const Scan& scan, size_t begin, size_t end, Audience* out);
+  // Adds the members among the index's entries [begin, end), in id order, and their entries
+  // to *at.
+  Status Evaluate(const Scan& scan, size_t begin, size_t end, Audience* out,
+                  std::vector<uint32_t>* at);
 
   Store& store_;
   SubjectVault& vault_;

@@ -318,10 +318,10 @@ const std::vector<AudienceIndex::Value>* AudienceIndex::Column(const std::string
 Result<FieldMap> AudienceIndex::OpenKept(size_t i, const std::set<std::string>& fields) const {
   Tail tail;
   if (!ReadTail(i, &tail)) return Damaged("an audience index record does not read back");
-  ScopedKey key;
-  CopyKey(key_, &key);
   FieldMap out;
   if (tail.box.empty()) return out;  // none of the output fields is set
+  ScopedKey key;
+  CopyKey(key_, &key);
   std::string plain;
   Status failed = OpenFieldInto(key, {id(i), kOutputBox, kIndexBinding}, BytesOf(tail.box), &plain);
   // The box holds each field of sealed_ in order: a presence byte, then the encoded value.

@@ -6,28 +6,38 @@
 
 namespace garde {
 
+namespace {
+
+// The escape of a byte below 0x20, a quote, a backslash or DEL.
+const char* EscapeOf(unsigned char c, char (&buf)[8]) {
+  switch (c) {
+    case '"': return "\\\"";
+    case '\\': return "\\\\";
+    case '\n': return "\\n";
+    case '\r': return "\\r";
+    case '\t': return "\\t";
+    case '\b': return "\\b";
+    case '\f': return "\\f";
+    default: std::snprintf(buf, sizeof buf, "\\u%04x", c); return buf;
+  }
+}
+
+}  // namespace
+
+// Runs of bytes that stand for themselves are appended whole: a value is mostly one run.
 void AppendJsonString(std::string& out, std::string_view v) {
   out += '"';
-  for (char ch : v) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += ch;
-        }
-    }
+  size_t run = 0;
+  char buf[8];
+  for (size_t i = 0; i < v.size(); ++i) {
+    const auto c = static_cast<unsigned char>(v[i]);
+    if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f) continue;
+    const char* escaped = EscapeOf(c, buf);
+    out.append(v.data() + run, i - run);
+    out += escaped;
+    run = i + 1;
   }
+  out.append(v.data() + run, v.size() - run);
   out += '"';
 }
 

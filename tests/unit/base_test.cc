@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <optional>
 #include <random>
 #include <set>
@@ -295,6 +296,46 @@ TEST(JsonWriter, EscapesAndNests) {
       .Number("c", 0.1)
       .EndObject();
   EXPECT_EQ(w.str(), R"({"a":"q\"\\\n\u0001","b":[1,2.5,false,null],"c":0.1})");
+}
+
+// The escaping against a byte-by-byte reference (RFC 8259 §7: quote, backslash and controls
+// escaped; DEL too), over random strings dense in bytes that need it.
+TEST(JsonWriter, EscapesAsAByteByByteReferenceOnRandomStrings) {
+  auto reference = [](std::string_view v) {
+    std::string out = "\"";
+    for (char ch : v) {
+      const auto c = static_cast<unsigned char>(ch);
+      const std::map<unsigned char, std::string> named = {
+          {'"', "\\\""}, {'\\', "\\\\"}, {'\n', "\\n"}, {'\r', "\\r"},
+          {'\t', "\\t"}, {'\b', "\\b"},  {'\f', "\\f"}};
+      if (named.count(c)) {
+        out += named.at(c);
+      } else if (c < 0x20 || c == 0x7f) {
+        const char* hex = "0123456789abcdef";
+        out += "\\u00";
+        out += hex[c >> 4];
+        out += hex[c & 15];
+      } else {
+        out += static_cast<char>(c);
+      }
+    }
+    return out + "\"";
+  };
+  std::mt19937 rng(20261207);
+  const std::string special = std::string("\"\\\n\r\t\b\f\x7f\x01\x1f", 10) + '\0';
+  for (int round = 0; round < 5000; ++round) {
+    std::string v(rng() % 40, ' ');
+    for (char& ch : v) {
+      const unsigned pick = rng() % 4;
+      ch = pick == 0   ? special[rng() % special.size()]
+           : pick == 1 ? static_cast<char>(rng() % 256)
+                       : static_cast<char>('a' + rng() % 26);
+    }
+    std::string prefix = round % 2 == 0 ? "" : "[";
+    std::string out = prefix;
+    AppendJsonString(out, v);
+    ASSERT_EQ(out, prefix + reference(v)) << "round " << round;
+  }
 }
 
 TEST(Router, MatchesParametersAndCustomVerbs) {

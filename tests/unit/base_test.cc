@@ -1,12 +1,15 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <map>
 #include <optional>
 #include <random>
 #include <set>
 #include <thread>
 
+#include "garde/base/batch_queue.h"
 #include "garde/base/byte_codec.h"
 #include "garde/base/clock.h"
 #include "garde/base/encoding.h"
@@ -22,6 +25,52 @@ namespace {
 // Against a reference built beside it (erase, then insert in order), many random cases: a
 // splice keeps the survivors' order, lands each new entry where asked, and does not move the
 // vector while its capacity suffices.
+// Leader/follower batching from many threads at once: every item runs once, in a batch no
+// larger than the limit; a batch's first phase never overlaps another's (the next starts only
+// once it hands over); and a caller returns only once the whole batch holding its item has
+// run, hand-over or not.
+TEST(BatchQueue, RunsEachItemOnceAndAnswersOnlyOnceItsBatchHasRun) {
+  struct Item {
+    int runs = 0;
+    bool finished = false;  // its batch ran to the end
+  };
+  constexpr size_t kMaxBatch = 7;
+  BatchQueue<Item> queue(kMaxBatch);
+  std::atomic<int> in_first_phase{0}, overlaps{0}, too_large{0}, early{0};
+  std::atomic<int> batches{0};
+  constexpr int kThreads = 12, kItems = 400;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(static_cast<unsigned>(t) * 7919U + 1U);
+      for (int i = 0; i < kItems; ++i) {
+        Item item;
+        queue.Run(&item,
+                  [&](const std::vector<Item*>& batch, const std::function<void()>& hand_over) {
+                    ++batches;
+                    if (in_first_phase.fetch_add(1) != 0) ++overlaps;
+                    if (batch.size() > kMaxBatch) ++too_large;
+                    for (Item* it : batch) ++it->runs;
+                    if (rng() % 8 == 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+                    in_first_phase.fetch_sub(1);
+                    if (rng() % 2 == 0) {
+                      hand_over();  // the next batch may start while this one ends
+                    }
+                    if (rng() % 8 == 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+                    for (Item* it : batch) it->finished = true;
+                  });
+        if (item.runs != 1 || !item.finished) ++early;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(overlaps.load(), 0);
+  EXPECT_EQ(too_large.load(), 0);
+  EXPECT_EQ(early.load(), 0);
+  // Batching happened: fewer batches than items (twelve threads queueing at once).
+  EXPECT_LT(batches.load(), kThreads * kItems);
+}
+
 TEST(Splice, MatchesRemovingThenInsertingOneByOne) {
   std::mt19937 rng(20261207);
   for (int round = 0; round < 2000; ++round) {

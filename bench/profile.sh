@@ -2,7 +2,7 @@
 # Where one operation's CPU goes, or where its threads wait: `perf record` of the SQLite node for
 # a few seconds in the middle of a wrk round (2 threads × 64 connections) on a fresh copy of one
 # seeded vault, then the shares by library and the top symbols (--what cpu), or the number of
-# times a thread went to sleep a request and where (--what switches: the sched_switch
+# times a thread was switched out a request, how and where (--what switches: the sched_switch
 # tracepoint, its user-space stack). Needs perf (Debian: linux-perf) and the right to trace the
 # node (root, or kernel.perf_event_paranoid ≤ 1).
 #
@@ -35,7 +35,7 @@ wrk -t2 -c64 -d$(( SECONDS_RECORDED + 6 ))s -s "bench/$OP.lua" "http://127.0.0.1
 WRK=$!
 sleep 3
 perf record "${EVENT[@]}" -p "$GARDE_PID" -o "$DATA" -- sleep "$SECONDS_RECORDED" \
-  2> "$WORK/perf.err" > /dev/null || { cat "$WORK/perf.err" >&2; exit 1; }
+  2> "$WORK/perf.err" > /dev/null || { cat "$WORK/perf.err" >&2; kill "$WRK"; exit 1; }
 wait "$WRK"
 stop_sqlite_node
 grep '^RESULT' "$WORK/wrk.out"

@@ -22,9 +22,6 @@
 namespace garde {
 namespace {
 
-// Against a reference built beside it (erase, then insert in order), many random cases: a
-// splice keeps the survivors' order, lands each new entry where asked, and does not move the
-// vector while its capacity suffices.
 // Leader/follower batching from many threads at once: every item runs once, in a batch no
 // larger than the limit; a batch's first phase never overlaps another's (the next starts only
 // once it hands over); and a caller returns only once the whole batch holding its item has
@@ -71,6 +68,9 @@ TEST(BatchQueue, RunsEachItemOnceAndAnswersOnlyOnceItsBatchHasRun) {
   EXPECT_LT(batches.load(), kThreads * kItems);
 }
 
+// Against a reference built beside it (erase, then insert in order), many random cases: a
+// splice keeps the survivors' order, lands each new entry where asked, and does not move the
+// vector while its capacity suffices.
 TEST(Splice, MatchesRemovingThenInsertingOneByOne) {
   std::mt19937 rng(20261207);
   for (int round = 0; round < 2000; ++round) {
@@ -350,13 +350,13 @@ TEST(JsonWriter, EscapesAndNests) {
 // The escaping against a byte-by-byte reference (RFC 8259 §7: quote, backslash and controls
 // escaped; DEL too), over random strings dense in bytes that need it.
 TEST(JsonWriter, EscapesAsAByteByByteReferenceOnRandomStrings) {
-  auto reference = [](std::string_view v) {
+  const std::map<unsigned char, std::string> named = {{'"', "\\\""}, {'\\', "\\\\"}, {'\n', "\\n"},
+                                                      {'\r', "\\r"}, {'\t', "\\t"},  {'\b', "\\b"},
+                                                      {'\f', "\\f"}};
+  auto reference = [&named](std::string_view v) {
     std::string out = "\"";
     for (char ch : v) {
       const auto c = static_cast<unsigned char>(ch);
-      const std::map<unsigned char, std::string> named = {
-          {'"', "\\\""}, {'\\', "\\\\"}, {'\n', "\\n"}, {'\r', "\\r"},
-          {'\t', "\\t"}, {'\b', "\\b"},  {'\f', "\\f"}};
       if (named.count(c)) {
         out += named.at(c);
       } else if (c < 0x20 || c == 0x7f) {

@@ -9,6 +9,7 @@
 #include <iterator>
 #include <limits>
 #include <mutex>
+#include <numeric>
 #include <thread>
 
 #include "garde/base/byte_codec.h"
@@ -27,10 +28,6 @@ namespace {
 // took 13-25 s.
 constexpr size_t kMaxChanges = 8192;
 constexpr size_t kMaxChangesShare = 8;
-// Records go in blocks of this size when a rebuild or a compaction writes them all, and of
-// the smaller one when applied changes add a few.
-constexpr size_t kWholeBlock = size_t{4} << 20;
-constexpr size_t kChangeBlock = size_t{256} << 10;
 // Changed subjects read per read transaction when applying changes.
 constexpr size_t kChangesPerRead = 2048;
 
@@ -70,7 +67,7 @@ class AudienceIndex::Arena {
   // Blocks of 2 MiB and more are mapped on their own and may use transparent huge pages:
   // a million subjects' records fault in a few hundred pages rather than ~80 000.
   // `counted` (may be null) adds the block's bytes while it lives.
-  Arena(size_t capacity, std::shared_ptr<std::atomic<size_t>> counted)
+  Arena(size_t capacity, std::shared_ptr<BlockBytes> counted)
       : capacity_(capacity), counted_(std::move(counted)) {
     if (capacity_ >= kHuge) {
       capacity_ = (capacity_ + kHuge - 1) / kHuge * kHuge;
@@ -86,17 +83,24 @@ class AudienceIndex::Arena {
       owned_ = std::make_unique<char[]>(capacity_);
       data_ = owned_.get();
     }
-    if (counted_) *counted_ += capacity_;
+    if (counted_) {
+      const size_t now = counted_->now += capacity_;
+      size_t peak = counted_->peak;
+      while (now > peak && !counted_->peak.compare_exchange_weak(peak, now)) {
+      }
+    }
   }
   ~Arena() {
     sodium_memzero(data_, used_);
     if (mapped_) ::munmap(data_, capacity_);
-    if (counted_) *counted_ -= capacity_;
+    if (counted_) counted_->now -= capacity_;
   }
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
 
   size_t room() const { return capacity_ - used_; }
+  const char* begin() const { return data_; }
+  bool Holds(const char* p) const { return p >= data_ && p < data_ + used_; }
   // A copy of `bytes` at the end (bytes.size() <= room()).
   std::string_view Append(std::string_view bytes) {
     char* at = data_ + used_;
@@ -112,7 +116,7 @@ class AudienceIndex::Arena {
   char* data_ = nullptr;
   bool mapped_ = false;
   std::unique_ptr<char[]> owned_;
-  std::shared_ptr<std::atomic<size_t>> counted_;
+  std::shared_ptr<BlockBytes> counted_;
 };
 
 namespace {
@@ -301,11 +305,11 @@ bool AudienceIndex::Part::Add(std::string_view record) {
 AudienceIndex::Part AudienceIndex::Empty() const {
   Part p;
   p.columns.resize(fields_.size());
-  p.arena_bytes = arena_bytes_;
+  p.arena_bytes = block_bytes_;
   return p;
 }
 
-size_t AudienceIndex::bytes() const { return *arena_bytes_ + all_.bytes(); }
+size_t AudienceIndex::bytes() const { return block_bytes_->now + all_.bytes(); }
 
 size_t AudienceIndex::column_bytes() const { return size() == 0 ? 0 : all_.bytes() / size(); }
 
@@ -402,23 +406,68 @@ Result<bool> AudienceIndex::CatchUp() {
 }
 
 void AudienceIndex::CompactIfWasteful() {
-  constexpr size_t kMinWaste = size_t{64} << 10;
-  if (retired_bytes_ < kMinWaste) return;
+  constexpr size_t kWasteShare = 8;  // compacts once an eighth of the live bytes is replaced
+  if (retired_bytes_ < whole_block_ / 64) return;  // 64 KiB: not worth a pass
   size_t live = 0;
   for (const auto& r : all_.records) live += r.size();
-  if (retired_bytes_ * 4 < live) return;
-  // Every live record copied into blocks of its own; the old blocks, wiped, go with the
-  // last entry or capture that points into them.
-  Part packed = Empty();
-  packed.arena_block = kWholeBlock;
-  packed.position = all_.position;
-  packed.Reserve(WithRoom(size()));
+  if (retired_bytes_ * kWasteShare < live) return;
+  // Which block each live record is in (the blocks sorted by address).
+  auto& blocks = all_.blocks;
+  std::vector<size_t> by_address(blocks.size());
+  std::iota(by_address.begin(), by_address.end(), size_t{0});
+  std::sort(by_address.begin(), by_address.end(),
+            [&](size_t a, size_t b) { return blocks[a]->begin() < blocks[b]->begin(); });
+  std::vector<uint32_t> in_block(size());
+  std::vector<size_t> first(blocks.size() + 1, 0);  // where each block's entries start below
   for (size_t i = 0; i < size(); ++i) {
-    // Each record read back once already: it reads back again.
-    if (!packed.Add(all_.records[i])) return;
+    const char* p = all_.records[i].data();
+    auto it = std::upper_bound(by_address.begin(), by_address.end(), p,
+                               [&](const char* q, size_t b) { return q < blocks[b]->begin(); });
+    if (it == by_address.begin() || !blocks[*(it - 1)]->Holds(p)) return;  // in no block
+    in_block[i] = static_cast<uint32_t>(*(it - 1));
+    ++first[in_block[i] + 1];
   }
-  DropBlocks();
-  all_ = std::move(packed);
+  // The entries grouped by block, in id order within each (a counting sort).
+  std::partial_sum(first.begin(), first.end(), first.begin());
+  std::vector<uint32_t> order(size());
+  {
+    std::vector<size_t> next(first.begin(), first.end() - 1);
+    for (size_t i = 0; i < size(); ++i) order[next[in_block[i]]++] = static_cast<uint32_t>(i);
+  }
+  in_block = {};
+  // One block at a time: its live records copied into the new blocks, then it goes (wiping
+  // itself), or once no capture holds the retired records in it.
+  std::vector<std::shared_ptr<Arena>> packed;
+  std::vector<std::shared_ptr<Arena>> kept;  // a record that did not read back stays
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    bool moved = true;
+    for (size_t k = first[b]; k < first[b + 1]; ++k) {
+      const size_t i = order[k];
+      const std::string_view record = all_.records[i];
+      if (packed.empty() || packed.back()->room() < record.size()) {
+        packed.push_back(
+            std::make_shared<Arena>(std::max(record.size(), whole_block_), block_bytes_));
+      }
+      // Each record read back once already: it reads back again. Should it not, it stays
+      // where it is, and so does its block.
+      ByteReader copy(packed.back()->Append(record));
+      if (!all_.Set(i, copy)) {
+        ByteReader again(record);
+        all_.Set(i, again);
+        moved = false;
+      }
+    }
+    if (!moved) {
+      kept.push_back(std::move(blocks[b]));
+      continue;
+    }
+    if (captures_ > 0) retired_blocks_.push_back(std::move(blocks[b]));
+    blocks[b].reset();
+  }
+  if (captures_ == 0) retired_.clear();  // wiped with the blocks that held them
+  blocks = std::move(kept);
+  blocks.insert(blocks.end(), packed.begin(), packed.end());
+  all_.open_arena = packed.empty() ? nullptr : packed.back();  // not an old block: it is gone
   retired_bytes_ = 0;
   ++compactions_;
 }
@@ -451,7 +500,7 @@ Status AudienceIndex::Rebuild(const std::set<std::string>& open,
   // touched), for about its share in the others.
   for (size_t i = 0; i < kRanges; ++i) {
     parts[i] = Empty();
-    parts[i].arena_block = kWholeBlock;
+    parts[i].arena_block = whole_block_;
     parts[i].Reserve(i == 0 ? WithRoom(n) : n / kRanges + n / (kRanges * 8) + 16);
   }
   // Two threads, each on its own connection, take the ranges in turn. A range read is
@@ -616,7 +665,7 @@ Status AudienceIndex::ApplyChanges(const std::vector<std::pair<int64_t, std::str
   std::set<std::string> changed;
   for (const auto& c : changes) changed.insert(c.second);
   Part fresh = Empty();  // the changed subjects still on file, as read now
-  fresh.arena_block = kChangeBlock;
+  fresh.arena_block = change_block_;
   std::vector<std::pair<size_t, bool>> targets;  // per fresh entry: its index, and if present
   std::vector<size_t> removed;                   // ascending
   // A few thousand subjects per read transaction: one that lasts seconds keeps the WAL
@@ -863,7 +912,7 @@ Result<bool> AudienceIndex::LoadFrom(SealedSnapshot& snapshot) {
         break;
       }
       // The chunk's records stay where they are: the entries point into its arena.
-      auto arena = std::make_shared<Arena>(plain.size(), arena_bytes_);
+      auto arena = std::make_shared<Arena>(plain.size(), block_bytes_);
       ByteReader records(arena->Append(plain));
       all_.blocks[i] = std::move(arena);
       for (size_t k = starts[i]; k < starts[i] + counts[i] && good; ++k) {

@@ -64,9 +64,18 @@ class AudienceIndex {
     bool boolean_ = false;
   };
 
+  // The size of the blocks a rebuild or a compaction writes records into; applied changes
+  // write theirs into blocks a sixteenth of it.
+  static constexpr size_t kBlockBytes = size_t{4} << 20;
+
   // Keeps the index between refreshes while it holds at most `capacity` subjects.
-  AudienceIndex(Store& store, Opener open, size_t capacity)
-      : store_(store), open_(std::move(open)), capacity_(capacity), key_(SecretKey::Random()) {}
+  AudienceIndex(Store& store, Opener open, size_t capacity, size_t block_bytes = kBlockBytes)
+      : store_(store),
+        open_(std::move(open)),
+        capacity_(capacity),
+        whole_block_(block_bytes),
+        change_block_(std::max<size_t>(block_bytes / 16, 1)),
+        key_(SecretKey::Random()) {}
 
   // Makes the index hold the values of `open` and the `sealed` fields in a box (and what it
   // held) for every subject as of now: applies the changes committed since the last refresh,
@@ -82,6 +91,12 @@ class AudienceIndex {
   // Memory the entries' records live in (defined in the .cc): few large blocks rather than
   // several small allocations per subject, wiped when released.
   class Arena;
+  // The bytes of the blocks an index's records live in, while any of them is alive (a
+  // capture may keep some after the index let them go), and the most they came to at once.
+  struct BlockBytes {
+    std::atomic<size_t> now{0};
+    std::atomic<size_t> peak{0};
+  };
   // The content of a snapshot: taken under the caller's lock, written without it (the
   // records stay as they are until Release: replaced ones are wiped only then).
   struct Capture {
@@ -128,6 +143,9 @@ class AudienceIndex {
   Result<FieldMap> OpenKept(size_t i, const std::set<std::string>& fields) const;
   // Memory the index holds: its records' blocks and the entries' columns.
   size_t bytes() const;
+  // What the records' blocks hold now, and the most they have held at once.
+  size_t block_bytes() const { return block_bytes_->now; }
+  size_t peak_block_bytes() const { return block_bytes_->peak; }
   // The columns' share of bytes(), per entry held: a fixed cost, paid for every subject.
   size_t column_bytes() const;
 
@@ -146,8 +164,8 @@ class AudienceIndex {
     std::vector<std::shared_ptr<Arena>> blocks;  // where its records live
     std::shared_ptr<Arena> open_arena;           // where the next records go
     size_t arena_block = 0;                      // the size of a new arena (0: each record its own)
-    std::shared_ptr<std::atomic<size_t>> arena_bytes;  // the index's count of its blocks' bytes
-    int64_t position = 0;  // every change of the log up to here is reflected
+    std::shared_ptr<BlockBytes> arena_bytes;     // the index's count of its blocks' bytes
+    int64_t position = 0;                        // every change of the log up to here is reflected
 
     // Calls fn(v) for each of the parallel vectors above (each column in turn), of a part
     // or a const one.
@@ -203,13 +221,17 @@ class AudienceIndex {
   // Before all_ is replaced by entries in blocks of their own: its blocks go now (a block
   // wipes itself as it goes), or once no capture holds the retired records in them.
   void DropBlocks();
-  // Once the records replaced since the last rebuild or compaction take more than a quarter
-  // of what the live ones do, copies the live ones together so that the old blocks are freed.
+  // Once the records replaced since the last rebuild or compaction take more than an eighth
+  // of what the live ones do, copies the live ones together, one old block at a time, each
+  // freed once its live records are copied out: the copy costs a block more than the index
+  // holds, not the index twice.
   void CompactIfWasteful();
 
   Store& store_;
   const Opener open_;
   const size_t capacity_;
+  const size_t whole_block_;
+  const size_t change_block_;
   std::vector<std::string> fields_;  // sorted
   std::set<std::string> fields_set_;
   std::vector<std::string> sealed_;   // sorted
@@ -228,8 +250,7 @@ class AudienceIndex {
   uint64_t column_growths_ = 0;
   std::vector<std::string_view> retired_;  // in all_.blocks or retired_blocks_
   std::vector<std::shared_ptr<Arena>> retired_blocks_;
-  // The bytes of the blocks this index's records live in, while any of them is alive.
-  std::shared_ptr<std::atomic<size_t>> arena_bytes_ = std::make_shared<std::atomic<size_t>>(0);
+  std::shared_ptr<BlockBytes> block_bytes_ = std::make_shared<BlockBytes>();
 };
 
 }  // namespace garde

@@ -96,7 +96,7 @@ wait "$WRK_PID" || true
 WRK_PID=
 # What holds the memory at the end, and what each audience spent catching up or rebuilding.
 curl -s "http://127.0.0.1:$((PORT + 1))/metrics" |
-  grep -E '^(process_resident_memory_bytes|garde_kept_subjects|garde_kept_bytes|garde_audience_index_bytes)' || true
+  grep -E '^(process_resident_memory_bytes|garde_kept_subjects|garde_kept_bytes|garde_audience_index_bytes|garde_sqlite_cache_bytes)' || true
 grep '"audience built"' "$WORK/serve.err" | sed 's/.*"subjects"/audience: "subjects"/' || true
 grep -E "RESULT|Requests/sec|Non-2xx" "$WORK/wrk.out" || cat "$WORK/wrk.out"
 half=${samples[$(( ${#samples[@]} / 2 ))]}

@@ -70,6 +70,7 @@ Result<DeploymentStores> OpenSqliteStores(const Config& config) {
   options.synchronous_full = config.durable;
   options.max_connections = config.db_connections;
   options.mmap_bytes = config.db_mmap_bytes;
+  options.cache_bytes = int64_t{config.db_cache_mib} << 20;
   options.deferred_sync_ms = config.deferred_sync_ms;
   options.checkpoint_frames = config.db_checkpoint_frames;
   options.writer_cache_bytes = int64_t{config.db_writer_cache_mib} << 20;

@@ -84,6 +84,8 @@ const std::vector<OptionDoc>& ConfigOptions() {
        "database connections shared by the worker threads"},
       {"db_mmap_bytes", "GARDE_DB_MMAP_BYTES", "0",
        "bytes of the database file each connection memory-maps"},
+      {"db_cache_mib", "GARDE_DB_CACHE_MIB", "2",
+       "MiB of pages each reading database connection keeps"},
       {"db_writer_cache_mib", "GARDE_DB_WRITER_CACHE_MIB", "0",
        "MiB of pages the writing connection keeps (0: 16 for garde serve, 256 for garde import)"},
       {"db_checkpoint_frames", "GARDE_DB_CHECKPOINT_FRAMES", "4096",
@@ -289,6 +291,7 @@ Result<Config> ResolveConfig(const std::map<std::string, std::string>& raw_flags
   }
   int_opt("db_connections", 1, 256, &c.db_connections);
   int_opt("db_mmap_bytes", 0, int64_t{1} << 40, &c.db_mmap_bytes);
+  int_opt("db_cache_mib", 1, 1 << 20, &c.db_cache_mib);
   int_opt("db_writer_cache_mib", 0, 1 << 20, &c.db_writer_cache_mib);
   int_opt("db_checkpoint_frames", 0, 1 << 24, &c.db_checkpoint_frames);
   int_opt("deferred_sync_ms", 1, 10000, &c.deferred_sync_ms);

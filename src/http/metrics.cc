@@ -258,6 +258,12 @@ std::string MetricsText(Deployment& d, const RequestMetrics& requests,
         {"audit.db-wal", cfg.audit_database_path() + "-wal"}}) {
     e.Sample("garde_database_bytes", "file=\"" + file + "\"", static_cast<double>(FileBytes(path)));
   }
+  e.Family("garde_sqlite_cache_bytes", "gauge",
+           "Memory the connections to each database file hold in their page caches.");
+  e.Sample("garde_sqlite_cache_bytes", "file=\"garde.db\"",
+           static_cast<double>(d.store().CacheBytes()));
+  e.Sample("garde_sqlite_cache_bytes", "file=\"audit.db\"",
+           static_cast<double>(d.audit_store().CacheBytes()));
   return out;
 }
 

@@ -519,6 +519,13 @@ class SqliteConnection {
   }
 
   sqlite3* db() const { return db_; }
+  // What its page cache holds, and what CountCache last counted of it.
+  int64_t CacheUsed() const {
+    int now = 0, peak = 0;
+    sqlite3_db_status(db_, SQLITE_DBSTATUS_CACHE_USED, &now, &peak, 0);
+    return now;
+  }
+  int64_t counted_cache = 0;
 
   // A cached prepared statement, reset and with bindings cleared.
   sqlite3_stmt* Prepare(const std::string& sql) {
@@ -2170,7 +2177,8 @@ Result<std::unique_ptr<SqliteConnection>> OpenConnection(const SqliteOptions& o)
       conn->Exec(o.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
   GARDE_RETURN_IF_ERROR(conn->Exec("PRAGMA foreign_keys=ON"));
   GARDE_RETURN_IF_ERROR(conn->Exec(("PRAGMA mmap_size=" + std::to_string(o.mmap_bytes)).c_str()));
-  GARDE_RETURN_IF_ERROR(conn->Exec("PRAGMA cache_size=-16000"));
+  GARDE_RETURN_IF_ERROR(
+      conn->Exec(("PRAGMA cache_size=-" + std::to_string(o.cache_bytes >> 10)).c_str()));
   // Deleted content is overwritten where that costs no extra I/O (FAST): b-tree pages are
   // purged; whole pages freed by a delete may keep old bytes, which for subject data is
   // ciphertext under a key that erasure destroys (docs/security.md).
@@ -2453,7 +2461,14 @@ Result<std::unique_ptr<SqliteConnection>> SqliteStore::Acquire() {
   return opened;
 }
 
+void SqliteStore::CountCache(SqliteConnection& c) {
+  const int64_t now = c.CacheUsed();
+  cache_bytes_.fetch_add(now - c.counted_cache, std::memory_order_relaxed);
+  c.counted_cache = now;
+}
+
 void SqliteStore::Release(std::unique_ptr<SqliteConnection> conn) {
+  CountCache(*conn);
   MutexLock lock(&mu_);
   if (!waiters_.empty()) {
     Waiter* next = waiters_.front();
@@ -2504,9 +2519,10 @@ void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch,
     // ~28 000 pages of a large vault; the shared cache_size (16 MB) alone spilled after 4 000.
     // 100 000 rows: 39.5 s -> 33.6 s, peak RSS 136 -> 246 MiB (docs/benchmarks.md).
     if (s.ok()) s = conn.value()->Exec("PRAGMA cache_spill=16384");
-    if (s.ok() && options_.writer_cache_bytes > 0) {
-      s = conn.value()->Exec(
-          ("PRAGMA cache_size=-" + std::to_string(options_.writer_cache_bytes >> 10)).c_str());
+    const int64_t cache =
+        options_.writer_cache_bytes > 0 ? options_.writer_cache_bytes : int64_t{16} << 20;
+    if (s.ok()) {
+      s = conn.value()->Exec(("PRAGMA cache_size=-" + std::to_string(cache >> 10)).c_str());
     }
     // Statement journals (and any temporary table a write needs) in memory: past 64 KiB
     // SQLite spilled a savepoint's undo pages (ciphertext, digests) to an unlinked file in the
@@ -2577,6 +2593,7 @@ void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch,
   }
   Status committed = c.Run("COMMIT");
   if (!committed.ok()) c.Run("ROLLBACK").IgnoreError();
+  CountCache(c);
   const bool sync =
       committed.ok() && options_.synchronous_full && immediate && !durable_before_visible;
   if (sync) WalSyncBegins();  // before the hand-over: the next commit must see it

@@ -149,6 +149,10 @@ TEST(MetricsE2E, TheAdminListenerCountsWhatWasDoneAndTellsTheServicesState) {
   EXPECT_LT(m[R"(garde_kept_bytes{cache="sealed_records"})"], 5 * 4096);
   EXPECT_GE(m[R"(garde_kept_bytes{cache="consent_facts"})"], 0);
   EXPECT_EQ(m["garde_audience_index_bytes{}"], 0);
+  if (!g.postgres()) {  // the connections' page caches: pages were read and written
+    EXPECT_GT(m[R"(garde_sqlite_cache_bytes{file="garde.db"})"], 4096);
+    EXPECT_GT(m[R"(garde_sqlite_cache_bytes{file="audit.db"})"], 4096);
+  }
   EXPECT_GE(m["garde_audit_log_entries{}"], 0);
   EXPECT_GE(m["garde_audit_intake_backlog{}"], 0);
   EXPECT_EQ(m[R"(garde_build_info{version="0.1.0"})"], 1);

@@ -47,6 +47,7 @@ struct Config {
   bool durable = true;              // fsync every commit
   int db_connections = 8;           // SQLite connections shared by the worker threads
   int64_t db_mmap_bytes = 0;        // bytes of the database each connection memory-maps
+  int db_cache_mib = 2;             // pages each reading connection keeps
   int db_writer_cache_mib = 0;      // pages the writing connection keeps (0: the shared 16 MB)
   int db_checkpoint_frames = 4096;  // WAL frames a checkpointer thread copies (0: SQLite's own)
   int deferred_sync_ms = 50;        // read-audit entries reach stable storage within this (ms)

@@ -7,6 +7,7 @@
 //   if (!store.ok()) Fail(store.status());
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -45,9 +46,13 @@ struct SqliteOptions {
   int max_connections = 8;  // readers; every batch is written on one more (the writer)
   // Bytes of the file each connection memory-maps (0: read through its page cache).
   int64_t mmap_bytes = 0;
-  // Bytes of pages the writing connection keeps (0: the 16 MB every connection has). An
-  // import's window touches index pages all over a large vault: 256 MiB of them made
-  // `garde import` 1.2x faster (docs/benchmarks.md); a serving node keeps the small cache.
+  // Bytes of pages each reading connection keeps in its page cache. Reads of a large vault
+  // land all over the file; the system's page cache holds it once for every connection, where
+  // 16 MiB each held the same pages eight times over (docs/benchmarks.md).
+  int64_t cache_bytes = int64_t{2} << 20;
+  // Bytes of pages the writing connection keeps (0: 16 MiB). An import's window touches index
+  // pages all over a large vault: 256 MiB of them made `garde import` 1.2x faster
+  // (docs/benchmarks.md); a serving node keeps the small cache.
   int64_t writer_cache_bytes = 0;
   // WAL frames (pages) after which a checkpoint copies the log into the database, on a thread
   // of its own while writers go on; the last few are copied by the next committer, so that
@@ -73,6 +78,9 @@ class SqliteStore final : public Store {
   // connection of every process: its change counter and last frame move with each commit
   // (sqlite.org/walformat.html, "The WAL-Index Header").
   uint64_t ChangeEpoch() override;
+  size_t CacheBytes() const override {
+    return static_cast<size_t>(std::max<int64_t>(0, cache_bytes_.load(std::memory_order_relaxed)));
+  }
   // VACUUM INTO: one read transaction's snapshot, compacted; writers are not blocked (WAL).
   Status CopyTo(const std::string& path) override;
   // Audit databases only: copies the audit log a vault database kept before audit.db
@@ -85,6 +93,8 @@ class SqliteStore final : public Store {
   explicit SqliteStore(SqliteOptions options);
   Result<std::unique_ptr<SqliteConnection>> Acquire();
   void Release(std::unique_ptr<SqliteConnection> conn);
+  // Counts what c's page cache holds now into CacheBytes (by its owner, after a use).
+  void CountCache(SqliteConnection& c);
   // Runs a batch of queued writes in one transaction (the group-commit leader's job), hands
   // the lead over once committed, then makes the batch durable (the WAL's fsync) if it asks.
   void CommitBatch(const std::vector<PendingWrite*>& batch, const std::function<void()>& hand_over);
@@ -136,6 +146,7 @@ class SqliteStore final : public Store {
   // every descriptor open when it happened, so this one hears of it.
   std::unique_ptr<FileSystem::File> wal_;
   std::atomic<bool> wal_failed_{false};
+  std::atomic<int64_t> cache_bytes_{0};
   int wal_syncs_ GUARDED_BY(flush_mu_) = 0;
   std::condition_variable wal_synced_;
 

@@ -811,6 +811,9 @@ class Store {
     (void)ready;
     return 0;
   }
+  // Memory this process's connections hold in their page caches (as of each one's last use);
+  // 0 for a store that keeps none.
+  virtual size_t CacheBytes() const { return 0; }
   // Writes a consistent copy of the whole database, as of one moment, to a new file at `path`
   // while reads and writes go on (backups). A store that cannot answers kUnavailable.
   virtual Status CopyTo(const std::string& path) = 0;

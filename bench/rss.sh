@@ -3,8 +3,10 @@
 # minutes ≤ 400 MiB and flat): a vault of SUBJECTS seeded subjects (60 % consenting to e-mail
 # marketing), one `garde serve`, then DURATION seconds of wrk (2 threads × 64 connections,
 # bench/mixed.lua: consent checks, reads, consent events, creates) with an audience call
-# every minute; garde's VmRSS sampled every 30 s. Prints the samples, the request rates, and
-# the RSS at the end against the sample half-way (flat: the second half grows little).
+# every minute; garde's VmRSS sampled every 30 s (just after each audience, and between), and
+# every 5 s beside. Prints the 30-second samples, the request rates, the RSS at the end against
+# the sample half-way (flat: the second half grows little), and the median and largest of the
+# 5-second samples of the second half (a 30-second sample may catch an audience's answer).
 #
 #   bench/rss.sh [--subjects 1000000] [--duration 600] [--reuse DIR]
 # --reuse DIR keeps the seeded vault there (seeding 1M subjects takes minutes).
@@ -24,7 +26,7 @@ GARDE=$BUILD/garde
 WORK=$(mktemp -d /tmp/garde-rss.XXXXXX)
 PORT=18184
 cleanup() {
-  kill "${GARDE_PID:-}" "${WRK_PID:-}" 2>/dev/null || true
+  kill "${GARDE_PID:-}" "${WRK_PID:-}" "${SAMPLER_PID:-}" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$WORK"
 }
@@ -76,6 +78,11 @@ AUDIENCE='{"activity":"marketing_email","purpose":"marketing.email","channel":"e
  "where":{"all":[{"field":"postal_code","prefix":"75"}]},"fields":["email"]}'
 wrk -t2 -c64 -d"${DURATION}"s -s bench/mixed.lua "http://127.0.0.1:$PORT" > "$WORK/wrk.out" &
 WRK_PID=$!
+(
+  start=$(date +%s)
+  while sleep 5; do echo "$(($(date +%s) - start)) $(rss)"; done
+) > "$WORK/fine" &
+SAMPLER_PID=$!
 samples=()
 for t in $(seq 30 30 "$DURATION"); do
   sleep 30
@@ -94,6 +101,9 @@ for t in $(seq 30 30 "$DURATION"); do
 done
 wait "$WRK_PID" || true
 WRK_PID=
+kill "$SAMPLER_PID" 2>/dev/null || true
+wait "$SAMPLER_PID" 2>/dev/null || true
+SAMPLER_PID=
 # What holds the memory at the end, and what each audience spent catching up or rebuilding.
 curl -s "http://127.0.0.1:$((PORT + 1))/metrics" |
   grep -E '^(process_resident_memory_bytes|garde_kept_subjects|garde_kept_bytes|garde_audience_index_bytes|garde_sqlite_cache_bytes)' || true
@@ -101,5 +111,8 @@ grep '"audience built"' "$WORK/serve.err" | sed 's/.*"subjects"/audience: "subje
 grep -E "RESULT|Requests/sec|Non-2xx" "$WORK/wrk.out" || cat "$WORK/wrk.out"
 half=${samples[$(( ${#samples[@]} / 2 ))]}
 max=$(printf '%s\n' "${samples[@]}" | sort -n | tail -1)
+fine=$(awk -v from=$((DURATION / 2)) '$1 >= from && $2 != "" {print $2}' "$WORK/fine" | sort -n)
+fine_median=$(echo "$fine" | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}')
 echo "RESULT rss_end_mib=${samples[-1]} rss_half_mib=$half rss_max_mib=$max" \
+  "rss_5s_second_half_median_mib=$fine_median rss_5s_second_half_max_mib=$(echo "$fine" | tail -1)" \
   "subjects=$(wc -l < "$GARDE_IDS")"

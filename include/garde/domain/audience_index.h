@@ -64,8 +64,9 @@ class AudienceIndex {
     bool boolean_ = false;
   };
 
-  // The size of the blocks a rebuild or a compaction writes records into; applied changes
-  // write theirs into blocks a sixteenth of it.
+  // The size of the blocks a compaction writes records into, and a rebuild at most (a smaller
+  // vault's id ranges take about their share); applied changes write theirs into blocks a
+  // sixteenth of it.
   static constexpr size_t kBlockBytes = size_t{4} << 20;
 
   // Keeps the index between refreshes while it holds at most `capacity` subjects.

@@ -310,8 +310,8 @@ TEST_F(AudienceIndexTest, ACompactionHoldsOneBlockMoreThanTheIndexHeld) {
     }
     const uint64_t compactions = index.compactions();
     ASSERT_TRUE(index.Refresh({"postal_code"}, {"email"}).ok());
-    // The changed records went into blocks of their own (one each here: a sixteenth of a block
-    // is smaller than a record), then the compaction, if any, added one block at a time.
+    // The changed records went into blocks of their own (a sixteenth of a block, 256 bytes here:
+    // a record or two each), then the compaction, if any, added one block at a time.
     const size_t bound = held_before + static_cast<size_t>(changes) * 512 + kBlock;
     if (index.compactions() > compactions) {
       EXPECT_LE(index.peak_block_bytes(), std::max(peak_before, bound)) << "step " << step;

@@ -1,6 +1,7 @@
 // What the SQLite store's connections keep in their page caches: a reader keeps no more than
 // its `cache_bytes`, the writer its own 16 MiB, and CacheBytes counts both.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 

@@ -224,6 +224,9 @@ TEST_F(SecurityE2E, PlantedPersonalDataNeverReachesDatabaseWalOrLogs) {
   EXPECT_EQ(exported.out.find("ZQXEXT"), std::string::npos);
 }
 
+// The records are tampered with at rest, the server stopped: a running server may hold a
+// record's genuine copy for reads (warmed up from disk in the background at start, and kept
+// current through the vault's own change log, which a write from outside does not touch).
 TEST_F(SecurityE2E, CiphertextSwappedBetweenRecordsReadsAsDamagedNot5xx) {
   g_.Start();
   auto create = [&](const std::string& email) {
@@ -236,24 +239,26 @@ TEST_F(SecurityE2E, CiphertextSwappedBetweenRecordsReadsAsDamagedNot5xx) {
   };
   const std::string a = create("a@example.org");
   const std::string b = create("b@example.org");
+  const std::string c = create("c@example.org");
+  ASSERT_EQ(g_.Stop(), 0);
+  const std::string a_email =
+      "(SELECT box FROM subject_fields WHERE subject_id = '" + a + "' AND field = 'email')";
   // Another subject's email box onto b's email.
-  g_.Sql("UPDATE subject_fields SET box = (SELECT box FROM subject_fields WHERE subject_id = '" +
-         a + "' AND field = 'email') WHERE subject_id = '" + b + "' AND field = 'email'");
-  HttpReply r = g_.Get("/v1/subjects/" + b, operator_key_, "customer_management");
-  EXPECT_EQ(r.status, 409) << r.body;
-  EXPECT_TRUE(IsProblem(r));
-  EXPECT_NE(r.body.find("record-damaged"), std::string::npos);
-  EXPECT_NE(r.body.find("damaged"), std::string::npos);
-  EXPECT_EQ(r.body.find("a@example.org"), std::string::npos);
+  g_.Sql("UPDATE subject_fields SET box = " + a_email + " WHERE subject_id = '" + b +
+         "' AND field = 'email'");
   // The same subject's email box onto its first_name.
-  g_.Sql("UPDATE subject_fields SET box = (SELECT box FROM subject_fields WHERE subject_id = '" +
-         a + "' AND field = 'email') WHERE subject_id = '" + a + "' AND field = 'first_name'");
-  r = g_.Get("/v1/subjects/" + a, operator_key_, "customer_management");
-  EXPECT_EQ(r.status, 409) << r.body;
-  // A flipped byte in a wrapped data key.
-  g_.Sql("UPDATE subjects SET wrapped_dek = zeroblob(length(wrapped_dek)) WHERE id = '" + a + "'");
-  r = g_.Get("/v1/subjects/" + a, operator_key_, "customer_management");
-  EXPECT_EQ(r.status, 409) << r.body;
+  g_.Sql("UPDATE subject_fields SET box = " + a_email + " WHERE subject_id = '" + a +
+         "' AND field = 'first_name'");
+  // A wrapped data key zeroed.
+  g_.Sql("UPDATE subjects SET wrapped_dek = zeroblob(length(wrapped_dek)) WHERE id = '" + c + "'");
+  g_.Start();
+  for (const std::string& id : {b, a, c}) {
+    HttpReply r = g_.Get("/v1/subjects/" + id, operator_key_, "customer_management");
+    EXPECT_EQ(r.status, 409) << r.body;
+    EXPECT_TRUE(IsProblem(r));
+    EXPECT_NE(r.body.find("record-damaged"), std::string::npos);
+    EXPECT_EQ(r.body.find("@example.org"), std::string::npos);
+  }
   EXPECT_EQ(g_.Get("/healthz", "").status, 200);
 }
 

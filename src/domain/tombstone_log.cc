@@ -129,12 +129,7 @@ Status TombstoneLog::AppendText(const std::string& text) const {
   if (path_.empty() || text.empty()) return Status::Ok();
   PendingAppend me;
   me.text = &text;
-  appends_.Run(&me, [this](const std::vector<PendingAppend*>& batch, const std::function<void()>&) {
-    std::string all;
-    for (const PendingAppend* p : batch) all += *p->text;
-    const Status written = WriteAndSync(all);
-    for (PendingAppend* p : batch) p->result = written;
-  });
+  appends_.Run(&me);
   return me.result;
 }
 

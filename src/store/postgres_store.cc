@@ -2764,12 +2764,7 @@ Status PostgresStore::WriteRerunnable(const std::function<Status(WriteTx&)>& fn,
 
 Status PostgresStore::Submit(const std::function<Status(WriteTx&)>& fn, Durability durability,
                              bool rerunnable) {
-  return writes_.Submit(
-      fn, durability,
-      [this](const std::vector<PendingWrite*>& batch, const std::function<void()>& hand_over) {
-        CommitBatch(batch, hand_over);
-      },
-      rerunnable);
+  return writes_.Submit(fn, durability, rerunnable);
 }
 
 Status PostgresStore::FlushWal(PgConnection& c) {

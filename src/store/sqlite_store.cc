@@ -2190,6 +2190,7 @@ Result<std::unique_ptr<SqliteConnection>> OpenConnection(const SqliteOptions& o)
 
 SqliteStore::SqliteStore(SqliteOptions options) : options_(std::move(options)) {}
 SqliteStore::~SqliteStore() {
+  writes_.Stop();  // posted writes commit on the connections below
   std::thread flusher, checkpointer;
   {
     MutexLock lock(&flush_mu_);
@@ -2494,11 +2495,12 @@ Status SqliteStore::Read(const std::function<Status(ReadTx&)>& fn) {
 }
 
 Status SqliteStore::Write(const std::function<Status(WriteTx&)>& fn, Durability durability) {
-  return writes_.Submit(
-      fn, durability,
-      [this](const std::vector<PendingWrite*>& batch, const std::function<void()>& hand_over) {
-        CommitBatch(batch, hand_over);
-      });
+  return writes_.Submit(fn, durability);
+}
+
+void SqliteStore::WriteThen(std::function<Status(WriteTx&)> fn, Durability durability,
+                            bool rerunnable, std::function<void(Status)> done) {
+  writes_.Post(std::move(fn), durability, rerunnable, std::move(done));
 }
 
 void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch,

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <memory>
 #include <optional>
 #include <random>
 #include <set>
@@ -22,50 +23,97 @@
 namespace garde {
 namespace {
 
-// Leader/follower batching from many threads at once: every item runs once, in a batch no
-// larger than the limit; a batch's first phase never overlaps another's (the next starts only
-// once it hands over); and a caller returns only once the whole batch holding its item has
-// run, hand-over or not.
+// Leader/follower batching from many threads at once, some callers waiting for their items
+// (Run), others posting theirs (Post): every item runs once, in a batch no larger than the
+// limit; a batch's first phase never overlaps another's (the next starts only once it hands
+// over); a waiting caller returns, and a posted item's callback comes, only once the whole
+// batch holding it has run, hand-over or not; and Stop returns only once every posted item
+// has been answered.
 TEST(BatchQueue, RunsEachItemOnceAndAnswersOnlyOnceItsBatchHasRun) {
   struct Item {
     int runs = 0;
     bool finished = false;  // its batch ran to the end
+    int answers = 0;        // posted: its callback's calls
   };
   constexpr size_t kMaxBatch = 7;
-  BatchQueue<Item> queue(kMaxBatch);
   std::atomic<int> in_first_phase{0}, overlaps{0}, too_large{0}, early{0};
   std::atomic<int> batches{0};
-  constexpr int kThreads = 12, kItems = 400;
+  std::atomic<unsigned> seeds{1};
+  auto queue = std::make_unique<BatchQueue<Item>>(
+      kMaxBatch, [&](const std::vector<Item*>& batch, const std::function<void()>& hand_over) {
+        std::mt19937 rng(seeds.fetch_add(7919U));
+        ++batches;
+        if (in_first_phase.fetch_add(1) != 0) ++overlaps;
+        if (batch.size() > kMaxBatch) ++too_large;
+        for (Item* it : batch) ++it->runs;
+        if (rng() % 8 == 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+        in_first_phase.fetch_sub(1);
+        if (rng() % 2 == 0) {
+          hand_over();  // the next batch may start while this one ends
+        }
+        if (rng() % 8 == 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+        for (Item* it : batch) it->finished = true;
+      });
+  constexpr size_t kThreads = 12, kItems = 400;
+  // Posted items live until the end; each thread posts every other one.
+  std::vector<std::vector<Item>> posted(kThreads, std::vector<Item>(kItems));
   std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
+  for (size_t t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
-      std::mt19937 rng(static_cast<unsigned>(t) * 7919U + 1U);
-      for (int i = 0; i < kItems; ++i) {
+      for (size_t i = 0; i < kItems; ++i) {
+        if ((i + t) % 2 == 0) {
+          Item* item = &posted[t][i];
+          queue->Post(item, [item, &early] {
+            if (item->runs != 1 || !item->finished) ++early;
+            ++item->answers;
+          });
+          continue;
+        }
         Item item;
-        queue.Run(&item,
-                  [&](const std::vector<Item*>& batch, const std::function<void()>& hand_over) {
-                    ++batches;
-                    if (in_first_phase.fetch_add(1) != 0) ++overlaps;
-                    if (batch.size() > kMaxBatch) ++too_large;
-                    for (Item* it : batch) ++it->runs;
-                    if (rng() % 8 == 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
-                    in_first_phase.fetch_sub(1);
-                    if (rng() % 2 == 0) {
-                      hand_over();  // the next batch may start while this one ends
-                    }
-                    if (rng() % 8 == 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
-                    for (Item* it : batch) it->finished = true;
-                  });
+        queue->Run(&item);
         if (item.runs != 1 || !item.finished) ++early;
       }
     });
   }
   for (auto& th : threads) th.join();
+  queue->Stop();
+  int answered_once = 0, posted_items = 0;
+  for (size_t t = 0; t < kThreads; ++t) {
+    for (size_t i = 0; i < kItems; ++i) {
+      if ((i + t) % 2 != 0) continue;
+      ++posted_items;
+      answered_once += posted[t][i].answers == 1 && posted[t][i].runs == 1 ? 1 : 0;
+    }
+  }
+  EXPECT_EQ(answered_once, posted_items);
   EXPECT_EQ(overlaps.load(), 0);
   EXPECT_EQ(too_large.load(), 0);
   EXPECT_EQ(early.load(), 0);
   // Batching happened: fewer batches than items (twelve threads queueing at once).
-  EXPECT_LT(batches.load(), kThreads * kItems);
+  EXPECT_LT(static_cast<size_t>(batches.load()), kThreads * kItems);
+}
+
+// Items posted with nobody waiting are led by the queue's own threads: every one is answered
+// without any caller in Run, including those posted while a batch runs.
+TEST(BatchQueue, PostedItemsRunWithNobodyWaiting) {
+  struct Item {
+    std::atomic<int> answers{0};
+  };
+  std::atomic<int> ran{0};
+  BatchQueue<Item> queue(
+      4, [&](const std::vector<Item*>& batch, const std::function<void()>& hand_over) {
+        ran += static_cast<int>(batch.size());
+        hand_over();
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      });
+  std::vector<Item> items(100);
+  for (auto& item : items) {
+    queue.Post(&item, [&item] { ++item.answers; });
+  }
+  queue.Stop();
+  EXPECT_EQ(ran.load(), 100);
+  EXPECT_TRUE(std::all_of(items.begin(), items.end(),
+                          [](const Item& item) { return item.answers.load() == 1; }));
 }
 
 // Against a reference built beside it (erase, then insert in order), many random cases: a

@@ -43,7 +43,6 @@ class Answers {
 const std::function<Status(WriteTx&)> kNothing = [](WriteTx&) { return Status::Ok(); };
 
 TEST(GroupCommitQueue, TheNextBatchIsWrittenWhileOneIsMadeDurable) {
-  GroupCommitQueue queue;
   std::atomic<int> batches{0};
   std::atomic<bool> first_handed_over{false}, second_began{false}, overlapped{false};
   auto commit = [&](const std::vector<PendingWrite*>& batch,
@@ -58,10 +57,10 @@ TEST(GroupCommitQueue, TheNextBatchIsWrittenWhileOneIsMadeDurable) {
     }
     for (PendingWrite* w : batch) w->result = Status::Ok();
   };
-  std::thread first(
-      [&] { EXPECT_TRUE(queue.Submit(kNothing, Durability::kImmediate, commit).ok()); });
+  GroupCommitQueue queue(commit);
+  std::thread first([&] { EXPECT_TRUE(queue.Submit(kNothing, Durability::kImmediate).ok()); });
   ASSERT_TRUE(Eventually([&] { return first_handed_over.load(); }));
-  EXPECT_TRUE(queue.Submit(kNothing, Durability::kImmediate, commit).ok());
+  EXPECT_TRUE(queue.Submit(kNothing, Durability::kImmediate).ok());
   first.join();
   EXPECT_TRUE(overlapped.load()) << "the second batch waited for the first one's flush";
   EXPECT_EQ(batches.load(), 2);
@@ -70,7 +69,6 @@ TEST(GroupCommitQueue, TheNextBatchIsWrittenWhileOneIsMadeDurable) {
 // Random timings: batches that hand over or not, long and short flushes. Never two batches
 // written at once; every writer gets its own answer; batches form, and overlap.
 TEST(GroupCommitQueue, OneBatchWrittenAtATimeAndEveryWriterGetsItsOwnAnswer) {
-  GroupCommitQueue queue;
   Answers answers;
   std::atomic<int> writing{0}, most_writing{0}, flushing{0}, overlaps{0}, batched{0};
   auto commit = [&](const std::vector<PendingWrite*>& batch,
@@ -93,6 +91,7 @@ TEST(GroupCommitQueue, OneBatchWrittenAtATimeAndEveryWriterGetsItsOwnAnswer) {
       flushing.fetch_sub(1);
     }
   };
+  GroupCommitQueue queue(commit);
   constexpr int kThreads = 8, kWrites = 300;
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
@@ -101,7 +100,7 @@ TEST(GroupCommitQueue, OneBatchWrittenAtATimeAndEveryWriterGetsItsOwnAnswer) {
         const std::function<Status(WriteTx&)> fn = [](WriteTx&) { return Status::Ok(); };
         const std::string mine = std::to_string(t) + "/" + std::to_string(i);
         answers.Expect(&fn, mine);
-        Status s = queue.Submit(fn, Durability::kImmediate, commit);
+        Status s = queue.Submit(fn, Durability::kImmediate);
         EXPECT_EQ(s.message(), mine);
       }
     });

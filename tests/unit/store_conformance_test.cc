@@ -2170,6 +2170,99 @@ TEST_F(SqliteDurability, AnAuditBatchIsDurableBeforeItIsVisible) {
   EXPECT_EQ(audit_fs.syncs_begun(), 0);
 }
 
+// A posted write (Store::WriteThen, how a request is answered once its write is durable without
+// holding a thread): the poster returns at once, and the answer comes only after the log's
+// fsync has returned, as for a writer that waits.
+TEST_F(SqliteDurability, APostedWriteReturnsAtOnceAndIsAnsweredOnlyOnceTheLogIsSynced) {
+  fs_.Hold();
+  const int before = fs_.syncs_begun();
+  auto answered = std::make_shared<std::promise<Status>>();
+  auto answer = answered->get_future();
+  auto posted = std::async(std::launch::async, [&] {
+    store_->WriteThen([](WriteTx& tx) { return tx.InsertSubject(Subject("sub_posted")); },
+                      Durability::kImmediate, /*rerunnable=*/false,
+                      [answered](Status s) { answered->set_value(s); });
+  });
+  ASSERT_EQ(posted.wait_for(std::chrono::seconds(5)), std::future_status::ready)
+      << "the poster waited for its write";
+  ASSERT_TRUE(Eventually([&] { return fs_.syncs_begun() > before; }))
+      << "the posted write never asked for the WAL's fsync";
+  EXPECT_EQ(answer.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout)
+      << "answered before its fsync returned";
+  EXPECT_TRUE(Has("sub_posted"));  // committed; its durability is what the answer waits for
+  fs_.Let();
+  ASSERT_EQ(answer.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_TRUE(answer.get().ok());
+}
+
+// Writes posted from many threads, and writers waiting beside them, in the same batches: each
+// is answered once, with its own result (a failing one alone), and a store closed right after
+// commits every posted write before it closes.
+TEST_F(SqliteDurability, PostedAndWaitingWritesShareBatchesAndEachGetsItsOwnAnswer) {
+  constexpr size_t kThreads = 6, kEach = 40;
+  ASSERT_TRUE(Insert("sub_taken").ok());
+  std::vector<std::vector<std::atomic<int>>> answers(kThreads);
+  std::vector<std::vector<Status>> results(kThreads, std::vector<Status>(kEach));
+  for (auto& a : answers) a = std::vector<std::atomic<int>>(kEach);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (size_t i = 0; i < kEach; ++i) {
+        const std::string id = "sub_" + std::to_string(t) + "_" + std::to_string(i);
+        // Every seventh write fails (a duplicate id): alone.
+        const std::string insert = i % 7 == 3 ? "sub_taken" : id;
+        auto fn = [insert](WriteTx& tx) { return tx.InsertSubject(Subject(insert)); };
+        if (i % 3 == 0) {
+          results[t][i] = store_->Write(fn);
+          ++answers[t][i];
+        } else {
+          store_->WriteThen(fn, Durability::kImmediate, false, [&, t, i](Status s) {
+            results[t][i] = s;
+            ++answers[t][i];
+          });
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  store_.reset();  // closing: every posted write is committed and answered first
+  size_t once = 0, failed = 0;
+  for (size_t t = 0; t < kThreads; ++t) {
+    for (size_t i = 0; i < kEach; ++i) {
+      once += answers[t][i].load() == 1 ? 1u : 0u;
+      const bool should_fail = i % 7 == 3;
+      EXPECT_EQ(results[t][i].ok(), !should_fail)
+          << t << "/" << i << ": " << results[t][i].message();
+      failed += results[t][i].ok() ? 0u : 1u;
+    }
+  }
+  EXPECT_EQ(once, kThreads * kEach);
+  EXPECT_GT(failed, 0u);
+  SqliteOptions o;
+  o.path = (dir_ / "garde.db").string();
+  auto reopened = SqliteStore::Open(o);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().message();
+  store_ = std::move(reopened).value();
+  for (size_t t = 0; t < kThreads; ++t) {
+    for (size_t i = 0; i < kEach; ++i) {
+      if (i % 7 == 3) continue;
+      EXPECT_TRUE(Has("sub_" + std::to_string(t) + "_" + std::to_string(i))) << t << "/" << i;
+    }
+  }
+}
+
+TEST_F(SqliteDurability, AFailedSyncFailsAPostedWriteToo) {
+  ASSERT_TRUE(Insert("sub_before").ok());
+  fs_.FailNext();
+  auto answered = std::make_shared<std::promise<Status>>();
+  auto answer = answered->get_future();
+  store_->WriteThen([](WriteTx& tx) { return tx.InsertSubject(Subject("sub_lost")); },
+                    Durability::kImmediate, false,
+                    [answered](Status s) { answered->set_value(s); });
+  ASSERT_EQ(answer.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_EQ(answer.get().code(), Code::kUnavailable);
+}
+
 TEST_F(SqliteDurability, AFailedSyncFailsTheWriteAndEveryWriteAfterIt) {
   ASSERT_TRUE(Insert("sub_before").ok());
   fs_.FailNext();

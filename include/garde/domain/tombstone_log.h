@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -113,7 +114,14 @@ class TombstoneLog {
   std::string path_;
   FileSystem& fs_;
   // Appends that arrive while one is written wait, then go out together: one write, one fsync.
-  mutable BatchQueue<PendingAppend> appends_;
+  mutable BatchQueue<PendingAppend> appends_{
+      std::numeric_limits<size_t>::max(),
+      [this](const std::vector<PendingAppend*>& batch, const std::function<void()>&) {
+        std::string all;
+        for (const PendingAppend* p : batch) all += *p->text;
+        const Status written = WriteAndSync(all);
+        for (PendingAppend* p : batch) p->result = written;
+      }};
 };
 
 }  // namespace garde

@@ -4,12 +4,16 @@
 // one rolls back alone. A store whose flush can follow its commit (SQLite: the WAL's fsync)
 // hands the lead over before it, so that the next batch is written during the flush.
 //
-//   Status Write(fn, durability) { return queue_.Submit(fn, durability,
-//       [&](const std::vector<PendingWrite*>& batch, const std::function<void()>& hand_over) {
-//         CommitBatch(batch, hand_over); }); }
+//   GroupCommitQueue writes_{[this](const std::vector<PendingWrite*>& batch,
+//                                   const std::function<void()>& hand_over) {
+//     CommitBatch(batch, hand_over); }};
+//   Status Write(fn, durability) { return writes_.Submit(fn, durability); }
+//   void WriteThen(fn, durability, rerunnable, done) {
+//     writes_.Post(std::move(fn), durability, rerunnable, std::move(done)); }
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -59,20 +63,43 @@ class GroupCommitQueue {
   // the batch no longer needs the store's write lock (committed, not yet durable): the next
   // batch starts then. Submit hands over on its return otherwise.
   using CommitFn = BatchQueue<PendingWrite>::RunFn;
+  explicit GroupCommitQueue(CommitFn commit) : queue_(kMaxBatch, std::move(commit)) {}
+  // Commits every posted write, then stops: the store calls it first as it closes.
+  void Stop() { queue_.Stop(); }
+
   // Queues the write; runs batches (as their leader) until it is done; its result.
   Status Submit(const std::function<Status(WriteTx&)>& fn, Durability durability,
-                const CommitFn& commit, bool rerunnable = false) {
+                bool rerunnable = false) {
     PendingWrite me;
     me.fn = &fn;
     me.durability = durability;
     me.rerunnable = rerunnable;
-    queue_.Run(&me, commit);
+    queue_.Run(&me);
     return me.result;
+  }
+
+  // Queues the write and returns: `done` gets its result once it is committed (and as durable
+  // as asked), on the thread that led its batch.
+  void Post(std::function<Status(WriteTx&)> fn, Durability durability, bool rerunnable,
+            std::function<void(Status)> done) {
+    struct Posted {
+      std::function<Status(WriteTx&)> fn;
+      std::function<void(Status)> done;
+      PendingWrite write;
+    };
+    auto* p = new Posted{std::move(fn), std::move(done), {}};
+    p->write.fn = &p->fn;
+    p->write.durability = durability;
+    p->write.rerunnable = rerunnable;
+    queue_.Post(&p->write, [p] {
+      std::unique_ptr<Posted> owned(p);
+      owned->done(owned->write.result);
+    });
   }
 
  private:
   static constexpr size_t kMaxBatch = 256;
-  BatchQueue<PendingWrite> queue_{kMaxBatch};
+  BatchQueue<PendingWrite> queue_;
 };
 
 // Runs w's function on tx, its after-commit hooks and lines to write ahead collected into w

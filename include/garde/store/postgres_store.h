@@ -177,7 +177,10 @@ class PostgresStore final : public Store {
   ::pg_conn* lead_conn_ GUARDED_BY(lead_mu_) = nullptr;
   std::vector<Job> led_ GUARDED_BY(lead_mu_);
 
-  GroupCommitQueue writes_;
+  GroupCommitQueue writes_{
+      [this](const std::vector<PendingWrite*>& batch, const std::function<void()>& hand_over) {
+        CommitBatch(batch, hand_over);
+      }};
 };
 
 // A failed libpq call's reason on one line: the server's primary message (without its DETAIL,

@@ -73,6 +73,9 @@ class SqliteStore final : public Store {
   Status Read(const std::function<Status(ReadTx&)>& fn) override;
   Status Write(const std::function<Status(WriteTx&)>& fn,
                Durability durability = Durability::kImmediate) override;
+  void WriteThen(std::function<Status(WriteTx&)> fn, Durability durability, bool rerunnable,
+                 std::function<void(Status)> done) override;
+  bool PostsWrites() const override { return true; }
   Status Ping() override;
   // Read from the WAL-index header SQLite keeps in "<file>-shm", shared by every
   // connection of every process: its change counter and last frame move with each commit
@@ -155,7 +158,10 @@ class SqliteStore final : public Store {
   const unsigned char* wal_index_ = nullptr;
   std::atomic<uint64_t> no_epoch_{0};
 
-  GroupCommitQueue writes_;
+  GroupCommitQueue writes_{
+      [this](const std::vector<PendingWrite*>& batch, const std::function<void()>& hand_over) {
+        CommitBatch(batch, hand_over);
+      }};
   // The connection every batch is written on, used by one leader at a time (the queue hands
   // the lead over after the commit): its page cache stays valid from one batch to the next,
   // where a pooled connection finds it discarded after another connection's commit.

@@ -791,6 +791,16 @@ class Store {
                                  Durability durability = Durability::kImmediate) {
     return Write(fn, durability);
   }
+  // As Write (or WriteRerunnable, with `rerunnable`), without waiting: `done` gets the write's
+  // result once it is committed and as durable as asked, called once from the thread that
+  // committed it (or from this one, before WriteThen returns). A request answered when its
+  // write is durable holds no thread meanwhile. The default runs the write at once.
+  virtual void WriteThen(std::function<Status(WriteTx&)> fn, Durability durability, bool rerunnable,
+                         std::function<void(Status)> done) {
+    done(rerunnable ? WriteRerunnable(fn, durability) : Write(fn, durability));
+  }
+  // True when WriteThen returns before its write has run (the thread that posts never waits).
+  virtual bool PostsWrites() const { return false; }
   // Cheap check that the database answers (for /readyz).
   virtual Status Ping() = 0;
   // A number that differs from every earlier answer once a write has committed since,

@@ -60,12 +60,13 @@ class FixedExchange final : public garde::ExchangeHandler {
   explicit FixedExchange(int work_us) : work_us_(work_us) {}
   int64_t BodyLimit(std::string_view) const override { return 1 << 20; }
   bool AnswersAtOnce(const garde::Exchange&) const override { return true; }
-  void Answer(garde::Exchange& x, const garde::Status&) override {
+  bool Answer(garde::Exchange& x, const garde::Status&) override {
     const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(work_us_);
     while (work_us_ > 0 && std::chrono::steady_clock::now() < until) {
     }
     static const std::string body = std::string(kBody) + std::string(60 - sizeof(kBody) + 1, ' ');
     x.Json(200, body);
+    return true;
   }
 
  private:

@@ -1,6 +1,7 @@
 #include "garde/domain/consent_ledger.h"
 
 #include <algorithm>
+#include <future>
 #include <thread>
 
 #include "garde/base/encoding.h"
@@ -158,8 +159,22 @@ Status ConsentLedger::ValidatePurposeChannel(const PolicySet& policies, const st
 
 Result<ConsentEvent> ConsentLedger::Record(const Caller& caller, const std::string& subject_id,
                                            const ConsentRequest& req) {
+  // (The promise is the callback's too: it may still be setting it as this returns.)
+  auto recorded = std::make_shared<std::promise<Result<ConsentEvent>>>();
+  auto answer = recorded->get_future();
+  RecordThen(caller, subject_id, req,
+             [recorded](Result<ConsentEvent> e) { recorded->set_value(std::move(e)); });
+  return answer.get();
+}
+
+void ConsentLedger::RecordThen(const Caller& caller, const std::string& subject_id,
+                               const ConsentRequest& req,
+                               std::function<void(Result<ConsentEvent>)> done) {
   auto policies = d_.policies.Current();
-  GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "consents.write"));
+  if (Status may = AccessGate::Require(*policies, caller, "consents.write"); !may.ok()) {
+    done(may);
+    return;
+  }
   const Purpose* purpose = nullptr;
   Status invalid(Code::kUnprocessable, "the consent event is not valid; nothing was stored");
   Status pc = ValidatePurposeChannel(*policies, req.purpose, req.channel, &purpose);
@@ -199,58 +214,94 @@ Result<ConsentEvent> ConsentLedger::Record(const Caller& caller, const std::stri
                  [&](const NoticeVersion& n) { return n.version == req.notice_version; })) {
     invalid.AddError("notice_version", "is not a notice version of this purpose");
   }
-  if (!invalid.errors().empty()) return invalid;
-
-  if (type == ConsentEventType::kGranted && NeedsConfirmation(*purpose, req.channel, req.method)) {
-    ConsentEvent pending;
-    Status asked = d_.store.Write([&](WriteTx& tx) -> Status {
-      GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(subject_id));
-      if (!row) return NotFound("no such subject");
-      GARDE_RETURN_IF_ERROR(RefuseGone(*row));
-      GARDE_ASSIGN_OR_RETURN(auto confirmation,
-                             AskConfirmationIn(tx, caller, *purpose, subject_id, req.channel,
-                                               req.notice_version, req.method, "", at));
-      pending.subject_id = subject_id;
-      pending.purpose = purpose->id;
-      pending.channel = req.channel;
-      pending.type = type;
-      pending.legal_basis = LegalBasisName(purpose->legal_basis);
-      pending.notice_version = req.notice_version;
-      pending.method = req.method;
-      pending.actor = caller.key_id;
-      pending.at = at;
-      pending.confirmation_id = confirmation.id;
-      pending.confirmation_expires_at = confirmation.expires_at;
-      return Status::Ok();
-    });
-    if (!asked.ok()) return asked;
-    return pending;
+  if (!invalid.errors().empty()) {
+    done(invalid);
+    return;
   }
-  const ConsentEventRow row_to_add = MakeEvent(*policies, *purpose, subject_id, req.channel, type,
-                                               req.notice_version, req.method, caller.key_id, at);
-  ConsentEvent e = ConsentEventFromRow(row_to_add);
-  TombstoneEntries kept;
-  Status written = d_.store.WriteRerunnable([&](WriteTx& tx) -> Status {
-    kept = {};
-    GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(subject_id));
-    if (!row) return NotFound("no such subject");
-    GARDE_RETURN_IF_ERROR(RefuseGone(*row));
-    GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(row_to_add));
-    GARDE_RETURN_IF_ERROR(EmitConsentChanged(tx, row_to_add));
-    if (ConsentTombstone::Kept(row_to_add)) {
-      kept.consents.push_back(ConsentTombstone::From(row_to_add));
-    }
-    if (type == ConsentEventType::kObjected && purpose->marketing) {
-      GARDE_RETURN_IF_ERROR(
-          SuppressContactsIn(tx, subject_id, "objection", e.at, &kept.suppressions));
-    }
-    GARDE_RETURN_IF_ERROR(TombstoneLog::WriteAhead(tx, kept));
-    return d_.journal.Record(
-        &tx, caller,
-        {"consent.record", subject_id, "", "ok", {e.purpose, ConsentEventName(e.type)}, 1});
-  });
-  if (!written.ok()) return written;
-  return e;
+
+  // What the write needs, kept until it has committed (it may run again: Store::WriteRerunnable).
+  struct Write {
+    std::shared_ptr<const PolicySet> policies;
+    const Purpose* purpose;  // of `policies`
+    Caller caller;
+    std::string subject_id;
+    ConsentRequest req;
+    int64_t at;
+    ConsentEvent e;
+    ConsentEventRow row;
+    TombstoneEntries kept;
+  };
+  auto w =
+      std::make_shared<Write>(Write{policies, purpose, caller, subject_id, req, at, {}, {}, {}});
+  if (type == ConsentEventType::kGranted && NeedsConfirmation(*purpose, req.channel, req.method)) {
+    ConsentEvent& pending = w->e;
+    pending.subject_id = subject_id;
+    pending.purpose = purpose->id;
+    pending.channel = req.channel;
+    pending.type = type;
+    pending.legal_basis = LegalBasisName(purpose->legal_basis);
+    pending.notice_version = req.notice_version;
+    pending.method = req.method;
+    pending.actor = caller.key_id;
+    pending.at = at;
+    d_.store.WriteThen(
+        [this, w](WriteTx& tx) -> Status {
+          GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(w->subject_id));
+          if (!row) return NotFound("no such subject");
+          GARDE_RETURN_IF_ERROR(RefuseGone(*row));
+          GARDE_ASSIGN_OR_RETURN(
+              auto confirmation,
+              AskConfirmationIn(tx, w->caller, *w->purpose, w->subject_id, w->req.channel,
+                                w->req.notice_version, w->req.method, "", w->at));
+          w->e.confirmation_id = confirmation.id;
+          w->e.confirmation_expires_at = confirmation.expires_at;
+          return Status::Ok();
+        },
+        Durability::kImmediate, /*rerunnable=*/false,
+        [w, done = std::move(done)](Status asked) {
+          if (!asked.ok()) {
+            done(asked);
+          } else {
+            done(std::move(w->e));
+          }
+        });
+    return;
+  }
+  w->row = MakeEvent(*policies, *purpose, subject_id, req.channel, type, req.notice_version,
+                     req.method, caller.key_id, at);
+  w->e = ConsentEventFromRow(w->row);
+  d_.store.WriteThen(
+      [this, w](WriteTx& tx) -> Status {
+        w->kept = {};
+        GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(w->subject_id));
+        if (!row) return NotFound("no such subject");
+        GARDE_RETURN_IF_ERROR(RefuseGone(*row));
+        GARDE_RETURN_IF_ERROR(tx.InsertConsentEvent(w->row));
+        GARDE_RETURN_IF_ERROR(EmitConsentChanged(tx, w->row));
+        if (ConsentTombstone::Kept(w->row)) {
+          w->kept.consents.push_back(ConsentTombstone::From(w->row));
+        }
+        if (w->e.type == ConsentEventType::kObjected && w->purpose->marketing) {
+          GARDE_RETURN_IF_ERROR(
+              SuppressContactsIn(tx, w->subject_id, "objection", w->e.at, &w->kept.suppressions));
+        }
+        GARDE_RETURN_IF_ERROR(TombstoneLog::WriteAhead(tx, w->kept));
+        return d_.journal.Record(&tx, w->caller,
+                                 {"consent.record",
+                                  w->subject_id,
+                                  "",
+                                  "ok",
+                                  {w->e.purpose, ConsentEventName(w->e.type)},
+                                  1});
+      },
+      Durability::kImmediate, /*rerunnable=*/true,
+      [w, done = std::move(done)](Status written) {
+        if (!written.ok()) {
+          done(written);
+        } else {
+          done(std::move(w->e));
+        }
+      });
 }
 
 bool ConsentLedger::NeedsConfirmation(const Purpose& purpose, const std::string& channel,

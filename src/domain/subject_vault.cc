@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <future>
 
 #include "garde/base/byte_codec.h"
 #include "garde/base/encoding.h"
@@ -312,34 +313,38 @@ Result<std::unique_ptr<SubjectVault::PendingCreate>> SubjectVault::PrepareCreate
   return p;
 }
 
-std::vector<Result<SubjectView>> SubjectVault::CommitCreates(
-    const Caller& caller, std::vector<std::unique_ptr<PendingCreate>>& pending) {
-  std::vector<Result<SubjectView>> results;
-  std::vector<Status> outcome(pending.size(), Status::Ok());
+Status SubjectVault::WriteCreates(WriteTx& tx, const Caller& caller,
+                                  std::vector<std::unique_ptr<PendingCreate>>& pending,
+                                  std::vector<Status>& outcome) const {
   // Rerunnable: each run sets every outcome again and writes only through tx.
-  Status written = d_.store.WriteRerunnable([&](WriteTx& tx) -> Status {
-    for (size_t i = 0; i < pending.size(); ++i) {
-      PendingCreate& p = *pending[i];
-      const SubjectRow& row = p.row;
-      // Checked first, before anything of this one is written: a conflict fails it alone.
-      outcome[i] = CheckUnique(tx, *p.policies, row.id, p.prepared.values);
-      if (outcome[i].code() == Code::kConflict) continue;
-      GARDE_RETURN_IF_ERROR(outcome[i]);
-      GARDE_RETURN_IF_ERROR(tx.InsertSubject(row));
-      if (p.import_mark) {
-        GARDE_RETURN_IF_ERROR(
-            tx.InsertImportRow(p.import_mark->import_id, p.import_mark->row, row.id));
-      }
-      GARDE_RETURN_IF_ERROR(tx.PutNewSubjectRows(row.id, p.sealed, p.indexes));
-      GARDE_RETURN_IF_ERROR(d_.journal.Record(
-          &tx, caller, {"subject.create", row.id, "", "ok", Names(p.prepared.values), 0}));
+  outcome.assign(pending.size(), Status::Ok());
+  for (size_t i = 0; i < pending.size(); ++i) {
+    PendingCreate& p = *pending[i];
+    const SubjectRow& row = p.row;
+    // Checked first, before anything of this one is written: a conflict fails it alone.
+    outcome[i] = CheckUnique(tx, *p.policies, row.id, p.prepared.values);
+    if (outcome[i].code() == Code::kConflict) continue;
+    GARDE_RETURN_IF_ERROR(outcome[i]);
+    GARDE_RETURN_IF_ERROR(tx.InsertSubject(row));
+    if (p.import_mark) {
+      GARDE_RETURN_IF_ERROR(
+          tx.InsertImportRow(p.import_mark->import_id, p.import_mark->row, row.id));
     }
-    return Status::Ok();
-  });
+    GARDE_RETURN_IF_ERROR(tx.PutNewSubjectRows(row.id, p.sealed, p.indexes));
+    GARDE_RETURN_IF_ERROR(d_.journal.Record(
+        &tx, caller, {"subject.create", row.id, "", "ok", Names(p.prepared.values), 0}));
+  }
+  return Status::Ok();
+}
+
+std::vector<Result<SubjectView>> SubjectVault::CreatedViews(
+    const Caller& caller, std::vector<std::unique_ptr<PendingCreate>>& pending,
+    const std::vector<Status>& outcome, const Status& written) const {
+  std::vector<Result<SubjectView>> results;
   results.reserve(pending.size());
   for (size_t i = 0; i < pending.size(); ++i) {
     PendingCreate& p = *pending[i];
-    const Status s = written.ok() ? outcome[i] : written;
+    const Status s = written.ok() && i < outcome.size() ? outcome[i] : written;
     if (!s.ok()) {
       Audit(nullptr, caller,
             {"subject.create", "", "", s.code() == Code::kConflict ? "conflict" : "error", {}, 0});
@@ -364,11 +369,45 @@ std::vector<Result<SubjectView>> SubjectVault::CommitCreates(
   return results;
 }
 
+std::vector<Result<SubjectView>> SubjectVault::CommitCreates(
+    const Caller& caller, std::vector<std::unique_ptr<PendingCreate>>& pending) {
+  std::vector<Status> outcome;
+  const Status written = d_.store.WriteRerunnable(
+      [&](WriteTx& tx) -> Status { return WriteCreates(tx, caller, pending, outcome); });
+  return CreatedViews(caller, pending, outcome, written);
+}
+
 Result<SubjectView> SubjectVault::Create(const Caller& caller, const NewSubject& in) {
-  GARDE_ASSIGN_OR_RETURN(auto prepared, PrepareCreate(caller, in));
-  std::vector<std::unique_ptr<PendingCreate>> one;
-  one.push_back(std::move(prepared));
-  return std::move(CommitCreates(caller, one).front());
+  // (The promise is the callback's too: it may still be setting it as this returns.)
+  auto created = std::make_shared<std::promise<Result<SubjectView>>>();
+  auto answer = created->get_future();
+  CreateThen(caller, in,
+             [created](Result<SubjectView> view) { created->set_value(std::move(view)); });
+  return answer.get();
+}
+
+void SubjectVault::CreateThen(const Caller& caller, const NewSubject& in,
+                              std::function<void(Result<SubjectView>)> done) {
+  auto prepared = PrepareCreate(caller, in);
+  if (!prepared.ok()) {
+    done(prepared.status());
+    return;
+  }
+  // What the write needs, kept until it has committed.
+  struct Write {
+    Caller caller;
+    std::vector<std::unique_ptr<PendingCreate>> one;
+    std::vector<Status> outcome;
+  };
+  auto w = std::make_shared<Write>();
+  w->caller = caller;
+  w->one.push_back(std::move(prepared).value());
+  d_.store.WriteThen(
+      [this, w](WriteTx& tx) -> Status { return WriteCreates(tx, w->caller, w->one, w->outcome); },
+      Durability::kImmediate, /*rerunnable=*/true,
+      [this, w, done = std::move(done)](Status written) {
+        done(std::move(CreatedViews(w->caller, w->one, w->outcome, written).front()));
+      });
 }
 
 Result<SubjectView> SubjectVault::Rectify(const Caller& caller, const std::string& id,

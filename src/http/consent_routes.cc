@@ -92,6 +92,8 @@ Status ListPurposes(Deployment& d, Exchange& x) {
   return Status::Ok();
 }
 
+Status AnswerRecorded(Exchange& x, const std::string& id, Result<ConsentEvent>& recorded);
+
 Status RecordConsent(Deployment& d, Exchange& x) {
   GARDE_RETURN_IF_ERROR(Authenticate(d, x));
   GARDE_RETURN_IF_ERROR(AccessGate::Require(*d.policies().Current(), *x.caller, "consents.write"));
@@ -110,7 +112,19 @@ Status RecordConsent(Deployment& d, Exchange& x) {
   if (req.purpose.empty()) problems.AddError("purpose", "is required");
   if (req.event.empty()) problems.AddError("event", "is required");
   if (!problems.errors().empty()) return problems;
-  GARDE_ASSIGN_OR_RETURN(auto e, d.consents().Record(*x.caller, x.params["id"], req));
+  const std::string id = x.params["id"];
+  return AnswerWhenDone<Result<ConsentEvent>>(
+      x,
+      [&d, caller = *x.caller, id, req](std::function<void(Result<ConsentEvent>)> done) {
+        d.consents().RecordThen(caller, id, req, std::move(done));
+      },
+      [&x, id](Result<ConsentEvent>& recorded) { return AnswerRecorded(x, id, recorded); });
+}
+
+// The answer to a consent event once recorded (or asked to be confirmed).
+Status AnswerRecorded(Exchange& x, const std::string& id, Result<ConsentEvent>& recorded) {
+  GARDE_RETURN_IF_ERROR(recorded.status());
+  const ConsentEvent& e = recorded.value();
   if (!e.confirmation_id.empty()) {
     // Double opt-in: nothing counts until the customer follows the link sent to them.
     JsonWriter w;
@@ -130,7 +144,7 @@ Status RecordConsent(Deployment& d, Exchange& x) {
   JsonWriter w;
   WriteEvent(w, e, true);
   x.Json(201, w.Take());
-  x.reply_headers.emplace_back("Location", "/v1/subjects/" + x.params["id"] + "/consents");
+  x.reply_headers.emplace_back("Location", "/v1/subjects/" + id + "/consents");
   return Status::Ok();
 }
 
@@ -246,8 +260,9 @@ Status CheckSuppressions(Deployment& d, Exchange& x) {
 void AddConsentRoutes(Router& router, Deployment& d) {
   router.Add(
       "GET", "/v1/purposes", [&d](Exchange& x) { return ListPurposes(d, x); }, Pace::kAtOnce);
-  router.Add("POST", "/v1/subjects/{id}/consents",
-             [&d](Exchange& x) { return RecordConsent(d, x); });
+  router.Add(
+      "POST", "/v1/subjects/{id}/consents", [&d](Exchange& x) { return RecordConsent(d, x); },
+      Pace::kPostsItsWrite);
   router.Add("GET", "/v1/subjects/{id}/consents",
              [&d](Exchange& x) { return ConsentHistory(d, x); });
   router.Add(

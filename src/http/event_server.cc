@@ -302,6 +302,13 @@ class Loop {
     if (first) Wake();
   }
 
+  // A request answered off this loop's thread (by a worker, or later): serialised on the
+  // thread that filled it in, sent from here.
+  void SendLater(Connection* c) {
+    Serialize(c);
+    HandBack(c);
+  }
+
   // Writes the answer of c.x into c.out.
   void Serialize(Connection* c) const {
     const Exchange& x = c->x;
@@ -549,7 +556,7 @@ class Loop {
           c->phase = Connection::Phase::kAnswering;
           return;
         }
-        handler_.Answer(c->x, Status::Ok());
+        if (!AnswerHere(c)) return;
         if (!StartWrite(c)) return;
         continue;
       }
@@ -628,9 +635,17 @@ class Loop {
     for (Connection* c : ready) {
       if (!c->in_epoll) Rewatch(c, EPOLLIN);  // else still watched for input, as it was
       c->phase = Connection::Phase::kReading;
-      handler_.Answer(c->x, Status::Ok());
-      if (StartWrite(c)) Process(c);
+      if (AnswerHere(c) && StartWrite(c)) Process(c);
     }
+  }
+
+  // Answers c's request on this thread; false when the handler answers it later (c is then
+  // handed back, as from a worker, once its answer is filled in).
+  bool AnswerHere(Connection* c) {
+    c->x.send_later = [this, c] { SendLater(c); };
+    if (handler_.Answer(c->x, Status::Ok())) return true;
+    c->phase = Connection::Phase::kAnswering;
+    return false;
   }
 
   // Sends c.out (serialised by whoever answered); true when the connection is ready for its
@@ -790,9 +805,10 @@ void WorkerPool::Work(Worker& self) {
       self.has_job = false;
     }
     lock.Unlock();
-    handler_.Answer(job.connection->x, Status::Ok());
-    job.loop->Serialize(job.connection);
-    job.loop->HandBack(job.connection);
+    Connection* c = job.connection;
+    Loop* loop = job.loop;
+    c->x.send_later = [loop, c] { loop->SendLater(c); };
+    if (handler_.Answer(c->x, Status::Ok())) loop->SendLater(c);  // else once answered
     lock.Relock();
   }
 }

@@ -5,8 +5,10 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <thread>
 
 #include "garde/base/encoding.h"
@@ -88,7 +90,8 @@ Result<std::unique_ptr<SealedSpool>> HttpService::SpoolFor(std::string_view targ
 }
 
 bool HttpService::AnswersAtOnce(const Exchange& x) const {
-  return router_.AnswersAtOnce(x.method, x.target.substr(0, x.target.find('?')));
+  const Pace pace = router_.PaceOf(x.method, x.target.substr(0, x.target.find('?')));
+  return pace == Pace::kAtOnce || (pace == Pace::kPostsItsWrite && d_.store().PostsWrites());
 }
 
 bool HttpService::Defer(Exchange& x, std::function<void()> ready) {
@@ -99,12 +102,45 @@ bool HttpService::Defer(Exchange& x, std::function<void()> ready) {
   return x.fresh_ticket != 0;
 }
 
-void HttpService::Answer(Exchange& x, const Status& framing) {
+bool HttpService::Answer(Exchange& x, const Status& framing) {
   if (x.received == std::chrono::steady_clock::time_point{}) {
     x.received = std::chrono::steady_clock::now();
   }
   const std::string incoming_id = x.Header("x-request-id");
   x.request_id = ValidRequestId(incoming_id) ? incoming_id : NextRequestId();
+  // A route that answers later fills in its answer on another thread, perhaps before this
+  // one has returned from it: whichever of the two is done with x last sends it.
+  struct Later {
+    std::atomic<int> pending{2};
+    std::function<void()> send;
+  };
+  std::shared_ptr<Later> later;
+  if (x.send_later) {
+    later = std::make_shared<Later>();
+    later->send = std::move(x.send_later);
+    x.finish_later = [this, &x, later](const std::function<Status()>& fill) {
+      Status s;
+      try {
+        s = fill();
+      } catch (const std::exception& e) {
+        s = Internal(std::string("answer failed: ") + e.what());
+      } catch (...) {
+        s = Internal("answer failed");
+      }
+      if (!s.ok()) {
+        x.reply_headers.clear();
+        Fail(x, s);
+        if (x.status >= 500) {
+          LogLine(spdlog::level::err, "request failed")
+              .Str("request_id", x.request_id)
+              .Str("route", x.route)
+              .Str("detail", s.message());
+        }
+      }
+      Finish(x);
+      if (later->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) later->send();
+    };
+  }
   // A route that throws gets a plain 500; whatever it had built of its answer is dropped.
   auto answer_internal_error = [&x](const char* what) {
     LogLine(spdlog::level::err, "unhandled exception")
@@ -125,10 +161,21 @@ void HttpService::Answer(Exchange& x, const Status& framing) {
       Fail(x, read);
     }
   } catch (const std::exception& e) {
-    answer_internal_error(e.what());
+    if (!x.answering_later) answer_internal_error(e.what());
   } catch (...) {
-    answer_internal_error("(not a std::exception)");
+    if (!x.answering_later) answer_internal_error("(not a std::exception)");
   }
+  // (answering_later is this thread's own: the other thread never writes it.)
+  if (x.answering_later) {
+    if (later->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) later->send();
+    return false;
+  }
+  x.finish_later = nullptr;
+  Finish(x);
+  return true;
+}
+
+void HttpService::Finish(Exchange& x) {
   // W3C Server Timing: from having the whole request to having the whole answer ready,
   // without sending it (what a client cannot tell apart from the network).
   const double ms =
@@ -266,6 +313,8 @@ void HttpService::Dispatch(Exchange& x) {
     x.route = route->method + " " + route->pattern;
     x.route_index = static_cast<int>(route - router_.routes().data());
     s = route->handler(x);
+    // Answered later, on another thread: nothing of x is this thread's any more.
+    if (x.answering_later) return;
     if (s.code() == Code::kPermissionDenied && x.caller) {
       // Refusals are evidence too: who tried what, for which activity.
       auto subject = x.params.find("id");

@@ -60,11 +60,11 @@ const Route* Router::Match(const std::string& method, const std::string& path,
   return nullptr;
 }
 
-bool Router::AnswersAtOnce(const std::string& method, const std::string& path) const {
+Pace Router::PaceOf(const std::string& method, const std::string& path) const {
   std::map<std::string, std::string> params;
   std::vector<std::string> allowed;
   const Route* r = Match(method, path, &params, &allowed);
-  return r != nullptr && r->pace == Pace::kAtOnce;
+  return r != nullptr ? r->pace : Pace::kMayWait;
 }
 
 }  // namespace garde

@@ -46,10 +46,17 @@ Status CreateSubject(Deployment& d, Exchange& x) {
     for (const auto& e : fields.errors()) problems.AddError(e.field, e.message);
     return problems;
   }
-  GARDE_ASSIGN_OR_RETURN(auto created, d.vault().Create(*x.caller, in));
-  x.Json(201, SubjectJson(created));
-  x.reply_headers.emplace_back("Location", "/v1/subjects/" + created.id);
-  return Status::Ok();
+  return AnswerWhenDone<Result<SubjectView>>(
+      x,
+      [&d, caller = *x.caller, in = std::move(in)](std::function<void(Result<SubjectView>)> done) {
+        d.vault().CreateThen(caller, in, std::move(done));
+      },
+      [&x](Result<SubjectView>& created) -> Status {
+        GARDE_RETURN_IF_ERROR(created.status());
+        x.Json(201, SubjectJson(created.value()));
+        x.reply_headers.emplace_back("Location", "/v1/subjects/" + created.value().id);
+        return Status::Ok();
+      });
 }
 
 // An interaction ({kind, occurred_at?, amount?}); problems are prefixed.
@@ -435,7 +442,9 @@ Status ListDuplicates(Deployment& d, Exchange& x) {
 
 void AddSubjectRoutes(Router& router, Deployment& d) {
   router.Add("GET", "/v1/duplicates", [&d](Exchange& x) { return ListDuplicates(d, x); });
-  router.Add("POST", "/v1/subjects", [&d](Exchange& x) { return CreateSubject(d, x); });
+  router.Add(
+      "POST", "/v1/subjects", [&d](Exchange& x) { return CreateSubject(d, x); },
+      Pace::kPostsItsWrite);
   router.Add("POST", "/v1/subjects/{id}:merge", [&d](Exchange& x) { return MergeSubject(d, x); });
   router.Add("GET", "/v1/merges/{id}",
              [&d](Exchange& x) { return MergeStep(d, x, &SubjectMerges::Get); });

@@ -82,6 +82,11 @@ class ConsentLedger final : public ActivityConsent {
   // confirmation_id, and the grant counts from the click (Confirm).
   Result<ConsentEvent> Record(const Caller& caller, const std::string& subject_id,
                               const ConsentRequest& request);
+  // Record, without waiting for the write: `done` gets the event (or why not) once it is
+  // durable, on the thread that committed it, or on this one before RecordThen returns
+  // (Store::WriteThen).
+  void RecordThen(const Caller& caller, const std::string& subject_id,
+                  const ConsentRequest& request, std::function<void(Result<ConsentEvent>)> done);
   // Art. 7(1), double opt-in: a grant of a purpose that asks for it, covering e-mail, and not
   // carried over from elsewhere (an import brings its own proof).
   static bool NeedsConfirmation(const Purpose& purpose, const std::string& channel,

@@ -149,6 +149,11 @@ class SubjectVault {
 
   // Validates everything first: a write that fails is refused whole, every problem listed.
   Result<SubjectView> Create(const Caller& caller, const NewSubject& subject);
+  // Create, without waiting for the write: `done` gets the subject (or why not) once it is
+  // durable, on the thread that committed it, or on this one before CreateThen returns
+  // (Store::WriteThen).
+  void CreateThen(const Caller& caller, const NewSubject& subject,
+                  std::function<void(Result<SubjectView>)> done);
 
   // Creates in bulk (imports, batches): PrepareCreate does a create's work that needs no
   // transaction — validation and normalisation, a new data key wrapped — and may run on many
@@ -282,6 +287,13 @@ class SubjectVault {
   Status Validate(const PolicySet& policies, const std::string& kind, const FieldMap& fields,
                   const std::optional<FieldValue>& external_id, bool creating, Prepared* out) const;
   Status CheckNewInto(const PolicySet& policies, const NewSubject& in, Prepared* out) const;
+  // CommitCreates' write (each one's outcome set again at every run) and its answers.
+  Status WriteCreates(WriteTx& tx, const Caller& caller,
+                      std::vector<std::unique_ptr<PendingCreate>>& pending,
+                      std::vector<Status>& outcome) const;
+  std::vector<Result<SubjectView>> CreatedViews(
+      const Caller& caller, std::vector<std::unique_ptr<PendingCreate>>& pending,
+      const std::vector<Status>& outcome, const Status& written) const;
   // Match keys of likely duplicates (match_keys.h) from a subject's values, replacing the
   // ones it had (none when `fresh`); RefreshMatchKeys reads the values from the vault.
   static constexpr size_t kMatchKeyBytes = 16;

@@ -49,9 +49,12 @@ class ExchangeHandler {
     (void)ready;
     return false;
   }
-  // Fills in x's answer. With `framing` not ok the request could not be read (malformed,
-  // too large) and x holds what was parsed of it; the answer says why.
-  virtual void Answer(Exchange& x, const Status& framing) = 0;
+  // Fills in x's answer and returns true. With `framing` not ok the request could not be read
+  // (malformed, too large) and x holds what was parsed of it; the answer says why. When the
+  // server set x.send_later, the handler may instead return false and call send_later once,
+  // from any thread, when x's answer is filled in (and x no longer touched by it): a write
+  // acknowledged once durable then holds no thread meanwhile.
+  virtual bool Answer(Exchange& x, const Status& framing) = 0;
 };
 
 struct EventServerOptions {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -47,6 +48,21 @@ struct Exchange {
   // The vault store's ticket when the request waited for it to confirm its reads
   // (Store::WhenFresh); 0 when it did not.
   uint64_t fresh_ticket = 0;
+
+  // Answering later. A route whose answer waits for something outside (a write acknowledged
+  // once durable) can leave its thread instead of waiting: AnswerLater() gives it a function
+  // to call once, from any thread, with what fills in the answer (its status: a problem answer
+  // when not ok). Null when this exchange can only be answered before the route returns; the
+  // route then waits. `finish_later` is set by whoever hosts the route (HttpService).
+  using Finisher = std::function<void(const std::function<Status()>& fill)>;
+  Finisher finish_later;
+  std::function<void()> send_later;  // the server's (ExchangeHandler::Answer)
+  bool answering_later = false;      // AnswerLater was called: the route returned unanswered
+  Finisher AnswerLater() {
+    if (!finish_later) return nullptr;
+    answering_later = true;
+    return std::move(finish_later);
+  }
 
   // Answer.
   int status = 200;

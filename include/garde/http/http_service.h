@@ -8,6 +8,8 @@
 //   http.Stop();                             // stops accepting, lets requests finish
 #pragma once
 
+#include <functional>
+#include <future>
 #include <memory>
 #include <string>
 
@@ -44,10 +46,13 @@ class HttpService final : public ExchangeHandler {
   Result<std::unique_ptr<SealedSpool>> SpoolFor(std::string_view target) override;
   bool AnswersAtOnce(const Exchange& x) const override;
   bool Defer(Exchange& x, std::function<void()> ready) override;
-  void Answer(Exchange& x, const Status& framing) override;
+  bool Answer(Exchange& x, const Status& framing) override;
   Deployment& deployment() { return d_; }
 
  private:
+  // What every answer gets once filled in: its timing, metrics, headers and log line.
+  void Finish(Exchange& x);
+
   Deployment& d_;
   bool admin_;
   Router router_;
@@ -86,5 +91,28 @@ Status RequireCapability(Deployment& d, Exchange& x, const char* capability);
 std::string BearerCredential(const Exchange& x);
 // 415 unless the body is JSON (application/json or +json).
 Status RequireJsonBody(const Exchange& x);
+
+// Answers x once what `start` began (a write) is done: `start` gets the function to call with
+// its outcome, once, from any thread, and `fill` makes x's answer of it. When x can be answered
+// later (Exchange::AnswerLater), no thread waits meanwhile: `fill` runs on the thread that
+// calls back, and this returns at once; else this thread waits for the outcome. Whatever
+// `start` and `fill` need must outlive the call: they capture by value.
+template <typename Outcome>
+Status AnswerWhenDone(Exchange& x, const std::function<void(std::function<void(Outcome)>)>& start,
+                      std::function<Status(Outcome&)> fill) {
+  if (Exchange::Finisher finish = x.AnswerLater()) {
+    // Nothing of x is touched here once `start` has begun: it may be answered already.
+    start([finish = std::move(finish), fill = std::move(fill)](Outcome outcome) {
+      finish([&] { return fill(outcome); });
+    });
+    return Status::Ok();
+  }
+  auto done = std::make_shared<std::promise<Outcome>>();  // the callback's too: it may still be
+                                                          // setting it as this returns
+  auto outcome = done->get_future();
+  start([done](Outcome o) { done->set_value(std::move(o)); });
+  Outcome o = outcome.get();
+  return fill(o);
+}
 
 }  // namespace garde

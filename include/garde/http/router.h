@@ -19,8 +19,10 @@ using Handler = std::function<Status(Exchange&)>;
 
 // How long a route may take: kAtOnce routes answer from memory in microseconds and run on
 // the I/O thread that read the request; the others run on a worker, since they may wait
-// (a commit, a scan, a file).
-enum class Pace { kMayWait, kAtOnce };
+// (a commit, a scan, a file). kPostsItsWrite routes prepare one write in microseconds and are
+// answered once it is durable: on the I/O thread where the store posts its writes
+// (Store::PostsWrites), no thread waiting meanwhile; on a worker where it does not.
+enum class Pace { kMayWait, kAtOnce, kPostsItsWrite };
 
 struct Route {
   std::string method;
@@ -38,8 +40,8 @@ class Router {
   const Route* Match(const std::string& method, const std::string& path,
                      std::map<std::string, std::string>* params,
                      std::vector<std::string>* allowed) const;
-  // True when method+path (still percent-encoded) is a kAtOnce route.
-  bool AnswersAtOnce(const std::string& method, const std::string& path) const;
+  // The pace of the route for method+path (still percent-encoded); kMayWait when none matches.
+  Pace PaceOf(const std::string& method, const std::string& path) const;
   const std::vector<Route>& routes() const { return routes_; }
 
  private:

@@ -91,7 +91,13 @@ Result<std::unique_ptr<SealedSpool>> HttpService::SpoolFor(std::string_view targ
 
 bool HttpService::AnswersAtOnce(const Exchange& x) const {
   const Pace pace = router_.PaceOf(x.method, x.target.substr(0, x.target.find('?')));
-  return pace == Pace::kAtOnce || (pace == Pace::kPostsItsWrite && d_.store().PostsWrites());
+  if (pace != Pace::kPostsItsWrite) return pace == Pace::kAtOnce;
+  // A write prepared on the I/O thread must not wait there: for a store that posts its
+  // writes, and root keys in memory (a token's call, to wrap a new subject's key, may take
+  // the time of a network round trip).
+  if (!d_.store().PostsWrites()) return false;
+  const auto ring = d_.keys().Current();
+  return ring->TokenKey(ring->current_version()) == nullptr;
 }
 
 bool HttpService::Defer(Exchange& x, std::function<void()> ready) {

@@ -1,6 +1,7 @@
 // libFuzzer target: the event server's pipelining. The input becomes several requests sent at
-// once on one connection (GETs answered on the I/O thread, POSTs on a worker, answers of
-// random sizes up to a few hundred KB) while the client reads with pauses, so that answers
+// once on one connection (GETs answered on the I/O thread, POSTs on a worker, some of either
+// answered later from another thread, answers of random sizes up to a few hundred KB) while
+// the client reads with pauses, so that answers
 // wait for the socket to be writable with requests buffered behind them. Every request must be
 // answered, in order, and the connection must close after the last (Connection: close).
 #include <arpa/inet.h>
@@ -9,8 +10,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -18,21 +22,67 @@
 
 namespace {
 
+// Fills in an answer: the size asked, the sequence number echoed.
+void Echo(garde::Exchange& x) {
+  x.status = 200;
+  x.reply_type = "text/plain";
+  x.reply.assign(static_cast<size_t>(std::atoi(x.Header("x-size").c_str())), 'x');
+  x.reply_headers.emplace_back("X-Seq", x.Header("x-seq"));
+}
+
+// Answers requests marked X-Later later, from a thread of its own (as a write answered once
+// durable is), in the order they came.
+class Later {
+ public:
+  void Add(garde::Exchange* x) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.push_back(x);
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void Run() {
+    for (;;) {
+      garde::Exchange* x;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return !queue_.empty(); });
+        x = queue_.front();
+        queue_.pop_front();
+      }
+      Echo(*x);
+      auto send = std::move(x->send_later);
+      send();  // x is not touched after this
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<garde::Exchange*> queue_;
+  std::thread thread_{[this] { Run(); }};  // lives for the whole run
+};
+
 class EchoHandler final : public garde::ExchangeHandler {
  public:
   int64_t BodyLimit(std::string_view) const override { return 1 << 16; }
   bool AnswersAtOnce(const garde::Exchange& x) const override { return x.method == "GET"; }
-  void Answer(garde::Exchange& x, const garde::Status& framing) override {
+  bool Answer(garde::Exchange& x, const garde::Status& framing) override {
     if (!framing.ok()) {
       x.status = 400;
       x.reply = "bad";
-      return;
+      return true;
     }
-    x.status = 200;
-    x.reply_type = "text/plain";
-    x.reply.assign(static_cast<size_t>(std::atoi(x.Header("x-size").c_str())), 'x');
-    x.reply_headers.emplace_back("X-Seq", x.Header("x-seq"));
+    if (x.send_later && x.Header("x-later") == "1") {
+      later_->Add(&x);
+      return false;
+    }
+    Echo(x);
+    return true;
   }
+
+ private:
+  Later* later_ = new Later;  // lives for the whole run
 };
 
 garde::EventServer& Server() {
@@ -62,7 +112,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     wire += std::string(post ? "POST" : "GET") +
             " /x HTTP/1.1\r\nHost: f\r\nX-Seq: " + std::to_string(i) +
             "\r\nX-Size: " + std::to_string(bytes) + "\r\n" +
-            (post ? "Content-Length: 3\r\n" : "") +
+            ((b & 0x40) != 0 ? "X-Later: 1\r\n" : "") + (post ? "Content-Length: 3\r\n" : "") +
             (i + 1 == count ? "Connection: close\r\n" : "") + "\r\n" + (post ? "abc" : "");
   }
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);

@@ -1,9 +1,9 @@
 #include "garde/domain/consent_ledger.h"
 
 #include <algorithm>
-#include <future>
 #include <thread>
 
+#include "garde/base/await.h"
 #include "garde/base/encoding.h"
 #include "garde/base/json_writer.h"
 #include "garde/base/thread_name.h"
@@ -159,12 +159,9 @@ Status ConsentLedger::ValidatePurposeChannel(const PolicySet& policies, const st
 
 Result<ConsentEvent> ConsentLedger::Record(const Caller& caller, const std::string& subject_id,
                                            const ConsentRequest& req) {
-  // (The promise is the callback's too: it may still be setting it as this returns.)
-  auto recorded = std::make_shared<std::promise<Result<ConsentEvent>>>();
-  auto answer = recorded->get_future();
-  RecordThen(caller, subject_id, req,
-             [recorded](Result<ConsentEvent> e) { recorded->set_value(std::move(e)); });
-  return answer.get();
+  return Await<Result<ConsentEvent>>([&](std::function<void(Result<ConsentEvent>)> done) {
+    RecordThen(caller, subject_id, req, std::move(done));
+  });
 }
 
 void ConsentLedger::RecordThen(const Caller& caller, const std::string& subject_id,
@@ -233,6 +230,14 @@ void ConsentLedger::RecordThen(const Caller& caller, const std::string& subject_
   };
   auto w =
       std::make_shared<Write>(Write{policies, purpose, caller, subject_id, req, at, {}, {}, {}});
+  // Either write's answer: the event as recorded (or asked to be confirmed), or why not.
+  auto answer = [w, done = std::move(done)](Status written) {
+    if (!written.ok()) {
+      done(written);
+    } else {
+      done(std::move(w->e));
+    }
+  };
   if (type == ConsentEventType::kGranted && NeedsConfirmation(*purpose, req.channel, req.method)) {
     ConsentEvent& pending = w->e;
     pending.subject_id = subject_id;
@@ -257,14 +262,7 @@ void ConsentLedger::RecordThen(const Caller& caller, const std::string& subject_
           w->e.confirmation_expires_at = confirmation.expires_at;
           return Status::Ok();
         },
-        Durability::kImmediate, /*rerunnable=*/false,
-        [w, done = std::move(done)](Status asked) {
-          if (!asked.ok()) {
-            done(asked);
-          } else {
-            done(std::move(w->e));
-          }
-        });
+        Durability::kImmediate, /*rerunnable=*/false, std::move(answer));
     return;
   }
   w->row = MakeEvent(*policies, *purpose, subject_id, req.channel, type, req.notice_version,
@@ -294,14 +292,7 @@ void ConsentLedger::RecordThen(const Caller& caller, const std::string& subject_
                                   {w->e.purpose, ConsentEventName(w->e.type)},
                                   1});
       },
-      Durability::kImmediate, /*rerunnable=*/true,
-      [w, done = std::move(done)](Status written) {
-        if (!written.ok()) {
-          done(written);
-        } else {
-          done(std::move(w->e));
-        }
-      });
+      Durability::kImmediate, /*rerunnable=*/true, std::move(answer));
 }
 
 bool ConsentLedger::NeedsConfirmation(const Purpose& purpose, const std::string& channel,

@@ -7,8 +7,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <future>
 
+#include "garde/base/await.h"
 #include "garde/base/byte_codec.h"
 #include "garde/base/encoding.h"
 #include "garde/base/json_writer.h"
@@ -378,12 +378,9 @@ std::vector<Result<SubjectView>> SubjectVault::CommitCreates(
 }
 
 Result<SubjectView> SubjectVault::Create(const Caller& caller, const NewSubject& in) {
-  // (The promise is the callback's too: it may still be setting it as this returns.)
-  auto created = std::make_shared<std::promise<Result<SubjectView>>>();
-  auto answer = created->get_future();
-  CreateThen(caller, in,
-             [created](Result<SubjectView> view) { created->set_value(std::move(view)); });
-  return answer.get();
+  return Await<Result<SubjectView>>([&](std::function<void(Result<SubjectView>)> done) {
+    CreateThen(caller, in, std::move(done));
+  });
 }
 
 void SubjectVault::CreateThen(const Caller& caller, const NewSubject& in,

@@ -108,6 +108,21 @@ bool HttpService::Defer(Exchange& x, std::function<void()> ready) {
   return x.fresh_ticket != 0;
 }
 
+namespace {
+
+// A route that throws gets a plain 500; whatever it had built of its answer is dropped.
+void AnswerInternalError(Exchange& x, const char* what) {
+  LogLine(spdlog::level::err, "unhandled exception")
+      .Str("request_id", x.request_id)
+      .Str("route", x.route)
+      .Str("what", what);
+  x.caller.reset();
+  x.reply_headers.clear();
+  Fail(x, Internal("an unexpected error occurred; it has been logged"));
+}
+
+}  // namespace
+
 bool HttpService::Answer(Exchange& x, const Status& framing) {
   if (x.received == std::chrono::steady_clock::time_point{}) {
     x.received = std::chrono::steady_clock::now();
@@ -125,38 +140,17 @@ bool HttpService::Answer(Exchange& x, const Status& framing) {
     later = std::make_shared<Later>();
     later->send = std::move(x.send_later);
     x.finish_later = [this, &x, later](const std::function<Status()>& fill) {
-      Status s;
       try {
-        s = fill();
+        Conclude(x, fill());
       } catch (const std::exception& e) {
-        s = Internal(std::string("answer failed: ") + e.what());
+        AnswerInternalError(x, e.what());
       } catch (...) {
-        s = Internal("answer failed");
-      }
-      if (!s.ok()) {
-        x.reply_headers.clear();
-        Fail(x, s);
-        if (x.status >= 500) {
-          LogLine(spdlog::level::err, "request failed")
-              .Str("request_id", x.request_id)
-              .Str("route", x.route)
-              .Str("detail", s.message());
-        }
+        AnswerInternalError(x, "(not a std::exception)");
       }
       Finish(x);
       if (later->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) later->send();
     };
   }
-  // A route that throws gets a plain 500; whatever it had built of its answer is dropped.
-  auto answer_internal_error = [&x](const char* what) {
-    LogLine(spdlog::level::err, "unhandled exception")
-        .Str("request_id", x.request_id)
-        .Str("route", x.route)
-        .Str("what", what);
-    x.caller.reset();
-    x.reply_headers.clear();
-    Fail(x, Internal("an unexpected error occurred; it has been logged"));
-  };
   try {
     // What this request reads from memory is confirmed once (or was, when it was deferred).
     const ReadScope reads(&d_.store(), x.fresh_ticket);
@@ -167,9 +161,9 @@ bool HttpService::Answer(Exchange& x, const Status& framing) {
       Fail(x, read);
     }
   } catch (const std::exception& e) {
-    if (!x.answering_later) answer_internal_error(e.what());
+    if (!x.answering_later) AnswerInternalError(x, e.what());
   } catch (...) {
-    if (!x.answering_later) answer_internal_error("(not a std::exception)");
+    if (!x.answering_later) AnswerInternalError(x, "(not a std::exception)");
   }
   // (answering_later is this thread's own: the other thread never writes it.)
   if (x.answering_later) {
@@ -321,21 +315,25 @@ void HttpService::Dispatch(Exchange& x) {
     s = route->handler(x);
     // Answered later, on another thread: nothing of x is this thread's any more.
     if (x.answering_later) return;
-    if (s.code() == Code::kPermissionDenied && x.caller) {
-      // Refusals are evidence too: who tried what, for which activity.
-      auto subject = x.params.find("id");
-      d_.journal()
-          .Record(nullptr, *x.caller,
-                  {"access.denied",
-                   subject != x.params.end() && x.route.find("/subjects/") != std::string::npos
-                       ? subject->second
-                       : "",
-                   x.Header("x-purpose"),
-                   "denied",
-                   {x.route},
-                   0})
-          .IgnoreError();
-    }
+  }
+  Conclude(x, s);
+}
+
+void HttpService::Conclude(Exchange& x, const Status& s) {
+  if (s.code() == Code::kPermissionDenied && x.caller) {
+    // Refusals are evidence too: who tried what, for which activity.
+    auto subject = x.params.find("id");
+    d_.journal()
+        .Record(nullptr, *x.caller,
+                {"access.denied",
+                 subject != x.params.end() && x.route.find("/subjects/") != std::string::npos
+                     ? subject->second
+                     : "",
+                 x.Header("x-purpose"),
+                 "denied",
+                 {x.route},
+                 0})
+        .IgnoreError();
   }
   if (!s.ok()) Fail(x, s);
   if (x.status >= 500) {

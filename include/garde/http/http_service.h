@@ -9,11 +9,11 @@
 #pragma once
 
 #include <functional>
-#include <future>
 #include <memory>
 #include <string>
 
 #include "garde/app/deployment.h"
+#include "garde/base/await.h"
 #include "garde/http/event_server.h"
 #include "garde/http/router.h"
 
@@ -50,6 +50,9 @@ class HttpService final : public ExchangeHandler {
   Deployment& deployment() { return d_; }
 
  private:
+  // A route's status made its answer: a refusal audited, an error answered as a problem, a
+  // 5xx logged. Whether the route answered at once or later.
+  void Conclude(Exchange& x, const Status& s);
   // What every answer gets once filled in: its timing, metrics, headers and log line.
   void Finish(Exchange& x);
 
@@ -107,11 +110,7 @@ Status AnswerWhenDone(Exchange& x, const std::function<void(std::function<void(O
     });
     return Status::Ok();
   }
-  auto done = std::make_shared<std::promise<Outcome>>();  // the callback's too: it may still be
-                                                          // setting it as this returns
-  auto outcome = done->get_future();
-  start([done](Outcome o) { done->set_value(std::move(o)); });
-  Outcome o = outcome.get();
+  Outcome o = Await<Outcome>(start);
   return fill(o);
 }
 

@@ -97,7 +97,7 @@ const std::vector<OptionDoc>& ConfigOptions() {
        "subjects whose consent facts (and audience filter values) stay in memory"},
       {"kept_records", "GARDE_KEPT_RECORDS", "100000",
        "subjects whose sealed record (ciphertext only) stays in memory for reads; all are loaded "
-       "at start when they fit"},
+       "at start when they fit, a sixteenth of it is kept when the vault has more"},
       {"durable", "GARDE_DURABLE", "true",
        "fsync every commit (false: survive crashes, not power loss)"},
       {"default_region", "GARDE_DEFAULT_REGION", "FR",

@@ -74,8 +74,25 @@ void SubjectCache::Keep(int64_t position, const std::string& id, std::string_vie
   if (capacity_ == 0) return;
   std::unique_lock lock(mu_);
   if (!UnchangedSince(position, id)) return;
-  if (values_.size() >= capacity_ && !values_.Find(id)) values_.EraseAny();
+  if (values_.size() >= limit_ && !values_.Find(id)) {
+    // Every kept subject is current (a change drops its bytes): this one is one more.
+    if (limit_ > outgrown_) Outgrown();
+    if (limit_ == 0) return;
+    if (values_.size() >= limit_) values_.EraseAny();
+  }
   values_.Put(id, bytes);
+}
+
+void SubjectCache::Outgrown() {
+  // Starts again empty: the table's slots go with the entries, and what the traffic reads
+  // next is the likelier to be read again than what was loaded or read before.
+  values_.Clear();
+  limit_ = outgrown_;
+}
+
+size_t SubjectCache::limit() const {
+  std::shared_lock lock(mu_);
+  return limit_;
 }
 
 bool SubjectCache::UnchangedSince(int64_t position, const std::string& id) const {
@@ -111,7 +128,11 @@ Result<size_t> SubjectCache::Fill(Store& store, const PageLoader& load_page, int
     subjects = n;
     return Status::Ok();
   }));
-  if (static_cast<size_t>(subjects) > capacity_) return size_t{0};
+  if (static_cast<size_t>(subjects) > capacity_) {
+    std::unique_lock lock(mu_);
+    if (limit_ > outgrown_) Outgrown();
+    return size_t{0};
+  }
   size_t loaded = 0;
   std::string after;
   bool more = true;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <limits>
 #include <set>
 
 #include "deployment_fixture.h"
@@ -304,6 +305,38 @@ TEST_F(SubjectCacheTest, FillingLoadsNothingWhenNotEverySubjectFits) {
   ASSERT_TRUE(filled.ok());
   EXPECT_EQ(filled.value(), 0u);
   EXPECT_EQ(small.size(), 0u);
+}
+
+// A vault with more subjects than the cache may keep: at most `outgrown` are kept from then
+// on, whether Fill counted them at start or a subject not kept arrived while it was full.
+TEST_F(SubjectCacheTest, AVaultLargerThanTheCacheIsKeptOnlyInPart) {
+  for (int i = 0; i < 8; ++i) Insert(*other_, "sub_o" + std::to_string(i));  // 10 subjects
+  SubjectCache counted(9, 3);
+  auto filled = counted.Fill(*mine_, Statuses);
+  ASSERT_TRUE(filled.ok());
+  EXPECT_EQ(filled.value(), 0u);
+  EXPECT_EQ(counted.limit(), 3u);
+  for (int i = 0; i < 8; ++i) counted.Keep(0, "sub_o" + std::to_string(i), "active");
+  EXPECT_EQ(counted.size(), 3u);
+
+  SubjectCache filled_up(10, 4);
+  ASSERT_TRUE(filled_up.Fill(*mine_, Statuses).ok());
+  const int64_t now = std::numeric_limits<int64_t>::max();  // read after every change
+  EXPECT_EQ(filled_up.size(), 10u);                         // all fit: all kept
+  EXPECT_EQ(filled_up.limit(), 10u);
+  filled_up.Keep(now, "sub_o3", "restricted");  // one already kept: no new subject
+  EXPECT_EQ(filled_up.size(), 10u);
+  EXPECT_EQ(Kept(filled_up, "sub_o3"), "restricted");
+  filled_up.Keep(now, "sub_new", "active");  // an eleventh subject
+  EXPECT_EQ(filled_up.limit(), 4u);
+  EXPECT_EQ(Kept(filled_up, "sub_new"), "active");
+  for (int i = 0; i < 8; ++i) filled_up.Keep(now, "sub_o" + std::to_string(i), "active");
+  EXPECT_EQ(filled_up.size(), 4u);
+
+  SubjectCache unbounded(2);  // `outgrown` left out: keeps `capacity` at random, as before
+  for (int i = 0; i < 8; ++i) unbounded.Keep(0, "sub_o" + std::to_string(i), "active");
+  EXPECT_EQ(unbounded.size(), 2u);
+  EXPECT_EQ(unbounded.limit(), 2u);
 }
 
 TEST_F(SubjectCacheTest, FillingKeepsNothingThatChangedAfterWhatTheLoaderReadEarlier) {

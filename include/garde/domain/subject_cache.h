@@ -14,6 +14,7 @@
 //   });
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -32,9 +33,15 @@
 namespace garde {
 
 // Byte strings by subject id (one allocation each, in a BytesById), at most `capacity` of them.
+// `outgrown`: the most it keeps once the vault has shown more subjects than `capacity` (Fill
+// counted them, or a subject not kept arrived while it was full). Evicting at random, a cache
+// holding a tenth of a vault read evenly serves a tenth of the reads and costs as much memory
+// as one holding them all; past that point it keeps only a few, for subjects read again soon.
 class SubjectCache {
  public:
-  explicit SubjectCache(size_t capacity) : capacity_(capacity) {}
+  explicit SubjectCache(size_t capacity) : SubjectCache(capacity, capacity) {}
+  SubjectCache(size_t capacity, size_t outgrown)
+      : capacity_(capacity), outgrown_(std::min(outgrown, capacity)), limit_(capacity) {}
   SubjectCache(const SubjectCache&) = delete;
   SubjectCache& operator=(const SubjectCache&) = delete;
 
@@ -61,6 +68,8 @@ class SubjectCache {
   size_t size() const;
   size_t bytes() const;  // what the kept values and their table take
   size_t capacity() const { return capacity_; }
+  // What it keeps at most now: capacity(), or `outgrown` once the vault has outgrown it.
+  size_t limit() const;
 
   // Keeps every subject's bytes when they all fit (else none: an arbitrary part would only
   // push out, one miss at a time, what the traffic itself keeps), a page per read
@@ -76,8 +85,11 @@ class SubjectCache {
  private:
   bool UnchangedSince(int64_t position, const std::string& id) const;  // mu_ held
   void Reset(int64_t position);                                        // mu_ held
+  void Outgrown();                                                     // mu_ held
 
   const size_t capacity_;
+  const size_t outgrown_;
+  size_t limit_;  // mu_
   mutable std::shared_mutex mu_;
   BytesById values_;
   int64_t applied_ = 0;  // every change up to here has been applied

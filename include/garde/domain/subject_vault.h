@@ -132,9 +132,12 @@ class SubjectVault {
  public:
   // Keeps the sealed records (row and boxes: ciphertext and the wrapped data key, never a
   // plaintext) of up to `kept_records` subjects read, so that a read needs no transaction
-  // while nothing has been committed since.
+  // while nothing has been committed since; a sixteenth of that once the vault holds more
+  // subjects (SubjectCache: 1M subjects read at random were served as fast keeping none as
+  // keeping 100 000, which took 61.5 MB; docs/benchmarks.md).
+  static constexpr size_t kOutgrownShare = 16;
   explicit SubjectVault(VaultDeps deps, size_t kept_records = 100000)
-      : d_(deps), records_(kept_records) {}
+      : d_(deps), records_(kept_records, kept_records / kOutgrownShare) {}
 
   // The consent check for activities that need one (the deployment sets it once, before
   // serving; not owned).

@@ -5,6 +5,7 @@
 #include <random>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace garde {
 namespace {
@@ -16,7 +17,30 @@ TEST(BytesById, AgreesWithAMapOverRandomOperations) {
   for (uint32_t seed = 1; seed <= 20; ++seed) {
     std::mt19937 rng(seed);
     const size_t pool = 1 + rng() % 3000;
-    auto id_of = [&](size_t k) { return "sub_" + std::to_string(k * 7919 % 100003); };
+    // Subject ids as minted (stored packed) beside ids of other shapes, some one character
+    // away from a minted one (stored as they are): each must find only its own value.
+    std::vector<std::string> ids(pool);
+    const std::string alphabet = "0123456789abcdefghjkmnpqrstvwxyz";
+    for (size_t k = 0; k < pool; ++k) {
+      if (k % 3 == 0) {
+        ids[k] = "sub_" + std::to_string(k * 7919 % 100003);
+        continue;
+      }
+      std::string minted = "sub_";
+      for (int c = 0; c < 26; ++c) minted += alphabet[rng() % 32];
+      if (k % 3 == 2 && k > 0) {  // a neighbour of the previous id, or a near miss
+        minted = ids[k - 1];
+        switch (rng() % 5) {
+          case 0: minted[4 + rng() % 26] = 'A'; break;             // upper case
+          case 1: minted[4 + rng() % 26] = 'i'; break;             // not Crockford
+          case 2: minted[1] = 'x'; break;                          // another prefix
+          case 3: minted.pop_back(); break;                        // 25 characters
+          default: minted[4 + rng() % 26] = alphabet[rng() % 32];  // another minted id
+        }
+      }
+      ids[k] = minted;
+    }
+    auto id_of = [&](size_t k) { return ids[k]; };
     auto value_of = [&](size_t k) {
       return std::string(rng() % 70, static_cast<char>('a' + k % 26)) + std::to_string(rng());
     };
@@ -115,8 +139,11 @@ TEST(BytesById, EvictingForEveryPutKeepsRunsShort) {
   EXPECT_LT(table.LongestRun(), std::max<size_t>(4 * fresh, 200)) << "fresh " << fresh;
 }
 
-// What a kept subject costs: the point of the table.
-TEST(BytesById, ManySubjectsCostLessThanEightyBytesEach) {
+// What a kept subject costs, as the allocator counts it: the point of the table. The tests
+// allocate with glibc's malloc, whose usable size is 56 bytes for this entry's 46 (jemalloc's
+// in the service: 48), about 66 a subject with its slot; ids stored as they are made the
+// entry 62 bytes (72 usable), about 82 a subject.
+TEST(BytesById, ManySubjectsCostLessThanSeventyTwoBytesEach) {
   BytesById table;
   const std::string facts(27, 'f');
   for (int i = 0; i < 200000; ++i) {
@@ -125,7 +152,7 @@ TEST(BytesById, ManySubjectsCostLessThanEightyBytesEach) {
         facts));
   }
   EXPECT_EQ(table.size(), 200000u);
-  EXPECT_LT(table.bytes() / table.size(), 80u) << table.bytes();
+  EXPECT_LT(table.bytes() / table.size(), 72u) << table.bytes();
 }
 
 }  // namespace

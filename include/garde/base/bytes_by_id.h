@@ -1,8 +1,9 @@
 // Byte strings keyed by short ids, for caches holding a value for each of a million subjects.
-// Each entry is one allocation (the id's length, the id, the value's length, the value) and
-// an 8-byte slot of an open-addressing table with linear probing: about 75 bytes for a
-// 30-character id and 27 bytes of value, where std::unordered_map<std::string,
-// std::shared_ptr<const std::string>> takes four allocations and about 190.
+// Each entry is one allocation (the id, packed into 18 bytes when it is a minted subject id,
+// the value's length and the value) and an 8-byte slot of an open-addressing table with linear
+// probing: about 60 bytes for a subject id and 27 bytes of value, where
+// std::unordered_map<std::string, std::shared_ptr<const std::string>> takes four allocations
+// and about 190.
 //
 // Not thread-safe: the caller locks.
 #pragma once
@@ -17,7 +18,7 @@ namespace garde {
 
 class BytesById {
  public:
-  static constexpr size_t kMaxIdSize = 255;
+  static constexpr size_t kMaxIdSize = 254;
 
   BytesById() = default;
   BytesById(const BytesById&) = delete;
@@ -34,7 +35,7 @@ class BytesById {
   void EraseAny();
   void Clear();
   size_t size() const { return size_; }
-  // The table's slots and the entries' bytes as allocated (jemalloc's size classes aside).
+  // The table's slots and the entries' bytes as allocated (malloc_usable_size: the size class).
   size_t bytes() const { return slots_.capacity() * sizeof(Slot) + entry_bytes_; }
   // The longest run of occupied slots: the most a probe or a deletion's shift may walk.
   size_t LongestRun() const;
@@ -43,11 +44,11 @@ class BytesById {
   // An entry's address in the low 48 bits, 16 bits of its id's hash above them; 0 is empty.
   using Slot = uint64_t;
 
-  static uint64_t Hash(std::string_view id);
-  size_t Home(uint64_t hash) const;  // the slot an id's probe starts from
+  static uint64_t Hash(std::string_view stored);  // of an id's stored form
+  size_t Home(uint64_t hash) const;               // the slot an id's probe starts from
   size_t Next(size_t i) const { return i + 1 == slots_.size() ? 0 : i + 1; }
-  // The slot holding `id`, or the empty slot where its probe ended.
-  size_t Probe(std::string_view id, uint64_t hash) const;
+  // The slot holding the id stored as `stored`, or the empty slot where its probe ended.
+  size_t Probe(std::string_view stored, uint64_t hash) const;
   void RemoveAt(size_t i);  // backward-shift deletion: no tombstones
   void Grow();
 

@@ -396,6 +396,7 @@ Result<Audience> AudienceBuilder::Run(const Caller& caller, const AudienceReques
   out.matched += upper.matched;
   out.members.insert(out.members.end(), std::make_move_iterator(upper.members.begin()),
                      std::make_move_iterator(upper.members.end()));
+  out.text.reserve(out.text.size() + upper.text.size());  // not twice what it holds
   out.text.append(upper.text);
   sodium_memzero(upper.text.data(), upper.text.size());
   uint8_t digest[32];

@@ -79,7 +79,10 @@ Result<DeploymentStores> OpenSqliteStores(const Config& config) {
   SqliteOptions log = options;
   log.path = config.audit_database_path();
   log.schema = SqliteSchema::kAudit;
-  log.writer_cache_bytes = 0;  // appends: the shared cache serves them
+  // Appends, and the subject index's runs merged in order: a small cache serves them, and a
+  // merge writes its pages as it goes rather than holding up to 64 MiB of them.
+  log.writer_cache_bytes = int64_t{4} << 20;
+  log.writer_spill_pages = 0;
   log.max_connections = 4;
   GARDE_ASSIGN_OR_RETURN(auto audit_store, SqliteStore::Open(log));
   GARDE_RETURN_IF_ERROR(audit_store->ImportLegacyAudit(options.path));

@@ -2520,7 +2520,10 @@ void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch,
     // under a savepoint copied to a statement journal first. A 2 048-row import window changes
     // ~28 000 pages of a large vault; the shared cache_size (16 MB) alone spilled after 4 000.
     // 100 000 rows: 39.5 s -> 33.6 s, peak RSS 136 -> 246 MiB (docs/benchmarks.md).
-    if (s.ok()) s = conn.value()->Exec("PRAGMA cache_spill=16384");
+    if (s.ok() && options_.writer_spill_pages > 0) {
+      s = conn.value()->Exec(
+          ("PRAGMA cache_spill=" + std::to_string(options_.writer_spill_pages)).c_str());
+    }
     const int64_t cache =
         options_.writer_cache_bytes > 0 ? options_.writer_cache_bytes : int64_t{16} << 20;
     if (s.ok()) {

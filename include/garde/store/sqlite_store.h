@@ -54,6 +54,11 @@ struct SqliteOptions {
   // pages all over a large vault: 256 MiB of them made `garde import` 1.2x faster
   // (docs/benchmarks.md); a serving node keeps the small cache.
   int64_t writer_cache_bytes = 0;
+  // Changed pages a write transaction keeps in memory, beyond its cache, before it writes
+  // them to the WAL early (0: no more than the cache holds): 16 384 pages (64 MiB) keep a
+  // vault's import window from writing pages twice; the audit log's appends and its subject
+  // index's merges, written in order, gain nothing from it.
+  int writer_spill_pages = 16384;
   // WAL frames (pages) after which a checkpoint copies the log into the database, on a thread
   // of its own while writers go on; the last few are copied by the next committer, so that
   // the log starts over. 0: SQLite's own, by the committer, every 1 000 frames.

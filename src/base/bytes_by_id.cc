@@ -3,11 +3,13 @@
 #include <malloc.h>
 
 #include <algorithm>
-#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <new>
+
+#include "garde/base/byte_codec.h"
+#include "garde/base/encoding.h"
 
 namespace garde {
 namespace {
@@ -16,7 +18,8 @@ constexpr uint64_t kAddressBits = 48;
 constexpr uint64_t kAddressMask = (uint64_t{1} << kAddressBits) - 1;
 constexpr size_t kFirstSize = 16;
 
-// An entry: the id as stored (below), the value's length (a varint), the value.
+// An entry: the id as stored (below), then the value as ByteWriter::VStr writes it (its
+// length in a varint, read back by ValueOf).
 //
 // A subject id as minted ("sub_" and 26 characters of lower-case Crockford base32) is stored
 // as a marker byte and its 130 bits in 17 bytes; any other id as its length (at most
@@ -25,40 +28,16 @@ constexpr size_t kFirstSize = 16;
 // bytes an id where 31 took a size class of jemalloc's more (an e-mail grant's entry 51
 // bytes, the 64-byte class, where it took 67 and the 80; a subject without events 32 for 48).
 constexpr unsigned char kPackedId = 0xff;
-constexpr size_t kPackedBytes = 17;
+constexpr size_t kPackedBytes = kRandomIdBytes;
 constexpr std::string_view kPackedPrefix = "sub_";
 constexpr size_t kMaxStoredId = 1 + BytesById::kMaxIdSize;
 static_assert(BytesById::kMaxIdSize < kPackedId);
 
 // Writes id's stored form at out (room for kMaxStoredId bytes); its size.
 size_t StoreId(std::string_view id, char* out) {
-  static const auto kDigit = [] {
-    std::array<int8_t, 256> table;
-    table.fill(-1);
-    const char* alphabet = "0123456789abcdefghjkmnpqrstvwxyz";
-    for (int8_t v = 0; v < 32; ++v) table[static_cast<unsigned char>(alphabet[v])] = v;
-    return table;
-  }();
-  if (id.size() == kPackedPrefix.size() + 26 &&
-      id.substr(0, kPackedPrefix.size()) == kPackedPrefix) {
-    unsigned __int128 bits = 0;  // 26 digits: 130 bits, the top two in `high`
-    unsigned high = 0;
-    bool minted = true;
-    for (char c : id.substr(kPackedPrefix.size())) {
-      const int8_t v = kDigit[static_cast<unsigned char>(c)];
-      if (v < 0) {
-        minted = false;
-        break;
-      }
-      high = (high << 5 | static_cast<unsigned>(bits >> 123)) & 3;
-      bits = bits << 5 | static_cast<unsigned __int128>(static_cast<uint8_t>(v));
-    }
-    if (minted) {
-      out[0] = static_cast<char>(kPackedId);
-      out[1] = static_cast<char>(high);
-      for (size_t i = 0; i < 16; ++i) out[2 + i] = static_cast<char>(bits >> (8 * (15 - i)));
-      return 1 + kPackedBytes;
-    }
+  if (RandomIdBits(id, kPackedPrefix, reinterpret_cast<uint8_t*>(out + 1))) {
+    out[0] = static_cast<char>(kPackedId);
+    return 1 + kPackedBytes;
   }
   out[0] = static_cast<char>(id.size());
   std::memcpy(out + 1, id.data(), id.size());
@@ -119,9 +98,11 @@ bool BytesById::Put(std::string_view id, std::string_view value) {
   }
   char buffer[kMaxStoredId];
   const std::string_view stored(buffer, StoreId(id, buffer));
-  size_t length_bytes = 1;
-  for (size_t v = value.size(); v >= 0x80; v >>= 7) ++length_bytes;
-  auto* entry = static_cast<char*>(std::malloc(stored.size() + length_bytes + value.size()));
+  ByteWriter w;
+  w.data().append(stored);
+  w.VStr(value);
+  const std::string& bytes = w.data();
+  auto* entry = static_cast<char*>(std::malloc(bytes.size()));
   if (entry == nullptr) throw std::bad_alloc();
   const auto address = reinterpret_cast<uintptr_t>(entry);
   if ((address & ~kAddressMask) != 0) {  // an address the slot cannot hold: keep nothing
@@ -129,14 +110,7 @@ bool BytesById::Put(std::string_view id, std::string_view value) {
     Erase(id);
     return false;
   }
-  char* at = entry;
-  std::memcpy(at, stored.data(), stored.size());
-  at += stored.size();
-  for (size_t v = value.size();; v >>= 7) {
-    *at++ = static_cast<char>((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
-    if (v < 0x80) break;
-  }
-  if (!value.empty()) std::memcpy(at, value.data(), value.size());
+  std::memcpy(entry, bytes.data(), bytes.size());
 
   if ((size_ + 1) * 5 > slots_.size() * 4) Grow();  // at most 80 % full
   const uint64_t hash = Hash(stored);

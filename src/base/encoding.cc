@@ -106,17 +106,42 @@ std::string RandomIdRuns::Next() {
   return id;
 }
 
-bool IsRandomId(std::string_view s, std::string_view prefix) {
-  // Checked for every audit entry: one table lookup per character.
-  static const auto kIsCrockford = [] {
-    std::array<bool, 256> table{};
-    for (const char* p = kCrockford; *p; ++p) table[static_cast<unsigned char>(*p)] = true;
+namespace {
+
+// Each character's value in kCrockford, -1 for the others: one table lookup per character.
+const std::array<int8_t, 256>& CrockfordDigits() {
+  static const auto kDigits = [] {
+    std::array<int8_t, 256> table;
+    table.fill(-1);
+    for (int8_t v = 0; v < 32; ++v) table[static_cast<unsigned char>(kCrockford[v])] = v;
     return table;
   }();
+  return kDigits;
+}
+
+}  // namespace
+
+bool IsRandomId(std::string_view s, std::string_view prefix) {
+  // Checked for every audit entry.
   if (s.size() != prefix.size() + 26 || s.substr(0, prefix.size()) != prefix) return false;
+  const auto& digits = CrockfordDigits();
   for (char c : s.substr(prefix.size())) {
-    if (!kIsCrockford[static_cast<unsigned char>(c)]) return false;
+    if (digits[static_cast<unsigned char>(c)] < 0) return false;
   }
+  return true;
+}
+
+bool RandomIdBits(std::string_view s, std::string_view prefix, uint8_t out[kRandomIdBytes]) {
+  if (!IsRandomId(s, prefix)) return false;
+  const auto& digits = CrockfordDigits();
+  unsigned __int128 bits = 0;  // the low 128 of the 130 bits; the top two in `high`
+  uint8_t high = 0;
+  for (char c : s.substr(prefix.size())) {
+    high = static_cast<uint8_t>((high << 5 | static_cast<uint8_t>(bits >> 123)) & 3);
+    bits = bits << 5 | static_cast<uint8_t>(digits[static_cast<unsigned char>(c)]);
+  }
+  out[0] = high;
+  for (size_t i = 0; i < 16; ++i) out[1 + i] = static_cast<uint8_t>(bits >> (8 * (15 - i)));
   return true;
 }
 

@@ -324,6 +324,30 @@ TEST(Encoding, RandomIdsHaveTheContractShapeAndDoNotRepeat) {
   EXPECT_FALSE(IsRandomId("key_0123456789abcdefghjkmnpqrs", "sub_"));
 }
 
+// An id's 130 bits, big-endian: the last character the lowest five, the first the highest.
+TEST(Encoding, ARandomIdsBitsAreItsCharactersInOrder) {
+  uint8_t bits[kRandomIdBytes];
+  ASSERT_TRUE(RandomIdBits("sub_00000000000000000000000001", "sub_", bits));
+  EXPECT_EQ(Bytes(bits, bits + kRandomIdBytes),
+            Bytes({0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}));
+  ASSERT_TRUE(RandomIdBits("sub_z0000000000000000000000000", "sub_", bits));  // 31 << 125
+  EXPECT_EQ(Bytes(bits, bits + 2), Bytes({3, 0xe0}));
+  ASSERT_TRUE(RandomIdBits("sub_zzzzzzzzzzzzzzzzzzzzzzzzzz", "sub_", bits));
+  EXPECT_EQ(Bytes(bits, bits + kRandomIdBytes),
+            Bytes({3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                   0xff, 0xff, 0xff}));
+  std::set<Bytes> distinct;
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(RandomIdBits(RandomId("sub_"), "sub_", bits));
+    distinct.insert(Bytes(bits, bits + kRandomIdBytes));
+  }
+  EXPECT_EQ(distinct.size(), 1000u);
+  bits[0] = 7;
+  EXPECT_FALSE(RandomIdBits("sub_0000000000000000000000000I", "sub_", bits));  // not Crockford
+  EXPECT_FALSE(RandomIdBits("key_00000000000000000000000001", "sub_", bits));
+  EXPECT_EQ(bits[0], 7);  // nothing written
+}
+
 TEST(Encoding, IdsMintedInRunsShareARunsCharactersAndDrawTheRest) {
   RandomIdRuns runs("sub_", 100);
   std::vector<std::string> ids;

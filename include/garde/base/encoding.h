@@ -35,6 +35,10 @@ std::optional<Bytes> Base64UrlDecode(std::string_view text);
 std::string RandomId(std::string_view prefix);
 // True when text is prefix + 26 Crockford base32 characters.
 bool IsRandomId(std::string_view text, std::string_view prefix);
+// The 130 bits of such an id's 26 characters, big-endian in 17 bytes (the top six bits zero);
+// false, and nothing written, when text is not one.
+constexpr size_t kRandomIdBytes = 17;
+bool RandomIdBits(std::string_view text, std::string_view prefix, uint8_t out[kRandomIdBytes]);
 
 // Random ids minted in runs, for rows written many at a time (subjects, events): the
 // first three characters after the prefix (15 bits) are drawn once for a run of `run_length`

@@ -4,16 +4,18 @@
 # own checkpoint in the committing writer (db_checkpoint_frames = 0), rounds interleaved, beside
 # raw SQLite committing one 200-byte row per transaction (synchronous=FULL), the
 # one-fsync-per-write limit, measured in the same rounds. wrk 2 threads × 64 connections.
+# --against BINARY adds a round of another garde binary (the code before a change) to each.
 #
-#   bench/durable_writes.sh [--subjects 20000] [--duration 10] [--rounds 3]
+#   bench/durable_writes.sh [--subjects 20000] [--duration 10] [--rounds 3] [--against BINARY]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SUBJECTS=20000 DURATION=10 ROUNDS=3
+SUBJECTS=20000 DURATION=10 ROUNDS=3 AGAINST=
 while [ $# -gt 0 ]; do
   case "$1" in
     --subjects) SUBJECTS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
+    --against) AGAINST=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -21,9 +23,9 @@ PORT=18291
 . bench/sqlite_node.sh
 
 declare -A RESULTS
-round_of() {  # name, checkpoint frames: a fresh copy of the seeded vault, one wrk round
-  local name=$1 frames=$2
-  GARDE_DB_CHECKPOINT_FRAMES=$frames start_sqlite_node "$BUILD/garde"
+round_of() {  # name, checkpoint frames[, binary]: a fresh copy of the seeded vault, one wrk round
+  local name=$1 frames=$2 binary=${3:-$BUILD/garde}
+  GARDE_DB_CHECKPOINT_FRAMES=$frames start_sqlite_node "$binary"
   local line
   line=$(wrk -t2 -c64 -d"${DURATION}s" -s bench/post_subject.lua "http://127.0.0.1:$PORT" | grep '^RESULT')
   stop_sqlite_node
@@ -33,6 +35,7 @@ round_of() {  # name, checkpoint frames: a fresh copy of the seeded vault, one w
 for r in $(seq "$ROUNDS"); do
   round_of checkpointer 4096
   round_of sqlite_checkpoint 0
+  [ -z "$AGAINST" ] || round_of against 4096 "$AGAINST"
   line=$(python3 - "$WORK/raw.db" <<'PY'
 import os, sqlite3, sys, time
 path = sys.argv[1]
@@ -54,7 +57,7 @@ done
 field() { tr ' ' '\n' | grep "^$1=" | cut -d= -f2 | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo
 echo "median of $ROUNDS rounds: req/s, p50 ms, p99 ms"
-for name in checkpointer sqlite_checkpoint; do
+for name in checkpointer sqlite_checkpoint ${AGAINST:+against}; do
   echo "$name: $(field rps <<< "${RESULTS[$name]}") req/s, p50 $(field p50_ms <<< "${RESULTS[$name]}"), p99 $(field p99_ms <<< "${RESULTS[$name]}")"
 done
 echo "sqlite_one_row_per_commit: $(field rps <<< "${RESULTS[raw]}") commits/s"

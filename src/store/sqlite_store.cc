@@ -2252,17 +2252,41 @@ int SqliteStore::OnWalCommit(void* store, sqlite3* db, const char* schema, int f
   return SQLITE_OK;
 }
 
+// The thread's pass seldom reaches the end of a log that writers keep adding to, and SQLite
+// syncs the database only after a pass that does: the committer's last pass. Left to it, that
+// fsync would write out every page the thread copied — 17-23 ms measured at 7 000 creates/s,
+// with every commit queued behind it. The thread starts writing out what it copied itself,
+// without waiting for it or for the device's cache: an fsync of its own, measured, cost creates
+// a tenth of their rate, its flushes of the device's cache meeting the log's.
 void SqliteStore::CheckpointerLoop() {
   auto conn = OpenConnection(options_);  // no hook: it commits nothing
+  std::unique_ptr<FileSystem::File> database;
+  if (options_.synchronous_full) {
+    FileSystem& fs = options_.file_system ? *options_.file_system : PosixFileSystem();
+    auto opened = fs.Open(options_.path, FileSystem::Mode::kRead);
+    if (opened.ok()) database = std::move(opened.value());
+  }
   MutexLock lock(&flush_mu_);
   while (!stopping_) {
     while (!stopping_ && checkpoint_ != Checkpoint::kRunning) flush_cv_.wait(lock.native());
     if (stopping_) break;
     lock.Unlock();
     int log = -1, copied = -1;
-    const int rc = conn.ok() ? sqlite3_wal_checkpoint_v2(conn.value()->db(), "main",
-                                                         SQLITE_CHECKPOINT_PASSIVE, &log, &copied)
-                             : SQLITE_ERROR;
+    int rc = conn.ok() ? sqlite3_wal_checkpoint_v2(conn.value()->db(), "main",
+                                                   SQLITE_CHECKPOINT_PASSIVE, &log, &copied)
+                       : SQLITE_ERROR;
+    if (rc == SQLITE_OK && copied > 0 && database != nullptr) {
+      Status started = database->StartWriteback();
+      if (!started.ok()) {
+        // What the kernel could not write is reported once: no later fsync may be trusted.
+        wal_failed_.store(true, std::memory_order_release);
+        LogLine(spdlog::level::critical,
+                "the database file could not be written out; writes "
+                "refused")
+            .Str("error", started.message());
+        rc = SQLITE_IOERR;
+      }
+    }
     lock.Relock();
     checkpoint_ = rc == SQLITE_OK ? Checkpoint::kCopied : Checkpoint::kIdle;
     checkpointed_log_ = log;

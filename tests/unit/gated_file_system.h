@@ -1,6 +1,7 @@
 // A FileSystem for tests: the machine's files, with the fsync of chosen files held, failed or
-// counted (what a test needs to see who waits for a sync, and what a failed one does), and an
-// append to them lost (a crash before the process wrote it).
+// counted (and their write-back started, failed or counted) (what a test needs to see who waits for
+// a sync, and what a failed one does), and an append to them lost (a crash before the process wrote
+// it).
 //
 //   GatedFileSystem fs("-wal");
 //   fs.Hold();  ...  fs.syncs_begun() ...  fs.Let();
@@ -37,6 +38,7 @@ class GatedFileSystem final : public FileSystem {
   // The next append writes nothing and fails.
   void LoseNextAppend() { lose_append_ = true; }
   int syncs_begun() const { return syncs_begun_.load(); }
+  int writebacks_begun() const { return writebacks_begun_.load(); }
 
   Result<std::unique_ptr<File>> Open(const std::string& path, Mode mode) override {
     auto file = PosixFileSystem().Open(path, mode);
@@ -87,6 +89,11 @@ class GatedFileSystem final : public FileSystem {
       if (fs_.fail_next_.exchange(false)) return Unavailable("input/output error (injected)");
       return file_->Sync();
     }
+    Status StartWriteback() override {
+      fs_.writebacks_begun_.fetch_add(1);
+      if (fs_.fail_next_.exchange(false)) return Unavailable("input/output error (injected)");
+      return file_->StartWriteback();
+    }
 
    private:
     GatedFileSystem& fs_;
@@ -100,6 +107,7 @@ class GatedFileSystem final : public FileSystem {
   std::atomic<bool> fail_next_{false};
   std::atomic<bool> lose_append_{false};
   std::atomic<int> syncs_begun_{0};
+  std::atomic<int> writebacks_begun_{0};
 };
 
 }  // namespace garde

@@ -2007,6 +2007,77 @@ TEST(SqliteCheckpoints, TheLogIsCopiedAndStartsOverUnderSustainedWrites) {
   std::filesystem::remove_all(dir);
 }
 
+// The checkpointer's pass over a log that writers keep adding to does not reach its end, and
+// SQLite syncs the database only after a pass that does: the committer's last one, with every
+// commit queued behind it. The thread starts writing out the pages it copied itself (once at
+// least in this run), and a failure to do so refuses writes from then on, as a failed sync of
+// the log does.
+class SqliteCheckpointWriteBack : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = FreshDir("checkpoint-writeback");
+    SqliteOptions o;
+    o.path = (dir_ / "garde.db").string();
+    o.synchronous_full = true;
+    o.checkpoint_frames = 64;
+    o.file_system = &fs_;
+    auto opened = SqliteStore::Open(o);
+    ASSERT_TRUE(opened.ok()) << opened.status().message();
+    store_ = std::move(opened).value();
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  // Writes from four threads until `enough` says so or 4 000 are written; the failures seen.
+  int WriteUntil(const std::function<bool()>& enough) {
+    std::atomic<int> written{0}, failed{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 1000 && !enough(); ++i) {
+          const std::string id = "sub_" + std::to_string(t) + "_" + std::to_string(i);
+          Status s = store_->Write([&](WriteTx& tx) -> Status {
+            GARDE_RETURN_IF_ERROR(tx.InsertSubject(Subject(id)));
+            return tx.PutField(id, {"email", Bytes(900, static_cast<uint8_t>(i))});
+          });
+          (s.ok() ? written : failed).fetch_add(1);
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    return failed.load();
+  }
+
+  std::filesystem::path dir_;
+  GatedFileSystem fs_{"garde.db"};  // the database file; not its -wal
+  std::unique_ptr<SqliteStore> store_;
+};
+
+TEST_F(SqliteCheckpointWriteBack, TheCheckpointerWritesOutTheDatabaseItCopiedInto) {
+  EXPECT_EQ(WriteUntil([&] { return fs_.writebacks_begun() > 0; }), 0);
+  EXPECT_GT(fs_.writebacks_begun(), 0);
+}
+
+TEST_F(SqliteCheckpointWriteBack, AFailedWriteBackOfTheDatabaseRefusesWritesAfterIt) {
+  fs_.FailNext();
+  WriteUntil([&] { return fs_.writebacks_begun() > 0; });
+  ASSERT_GT(fs_.writebacks_begun(), 0);
+  // The store learns of the failure as the call returns: a write may still pass meanwhile.
+  auto insert = [&](const std::string& id) {
+    return store_->Write([&](WriteTx& tx) { return tx.InsertSubject(Subject(id)); });
+  };
+  Status refused;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  for (int i = 0; refused.ok() && std::chrono::steady_clock::now() < deadline; ++i) {
+    refused = insert("sub_after_" + std::to_string(i));
+    if (refused.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(refused.code(), Code::kUnavailable) << refused.message();
+  // And every write after it.
+  EXPECT_EQ(insert("sub_later").code(), Code::kUnavailable);
+}
+
 // ---- SQLite: a durable write is answered after the WAL's fsync, run after the hand-over ----
 
 // Files this process holds open in the system's temporary directories: SQLite's unlinked

@@ -409,23 +409,49 @@ void SubjectVault::CreateThen(const Caller& caller, const NewSubject& in,
 
 Result<SubjectView> SubjectVault::Rectify(const Caller& caller, const std::string& id,
                                           const SubjectChanges& changes) {
-  auto policies = d_.policies.Current();
-  GARDE_RETURN_IF_ERROR(AccessGate::Require(*policies, caller, "subjects.write"));
-  std::optional<SubjectView> result;
-  Status written = d_.store.WriteRerunnable([&](WriteTx& tx) -> Status {
-    GARDE_ASSIGN_OR_RETURN(auto view, RectifyIn(tx, *policies, caller, id, changes));
-    result = std::move(view);
-    return Status::Ok();
+  return Await<Result<SubjectView>>([&](std::function<void(Result<SubjectView>)> done) {
+    RectifyThen(caller, id, changes, std::move(done));
   });
-  if (!written.ok()) {
-    const char* outcome = written.code() == Code::kNotFound        ? "not_found"
-                          : written.code() == Code::kUnprocessable ? "invalid"
-                          : written.code() == Code::kConflict      ? "conflict"
-                                                                   : "error";
-    Audit(nullptr, caller, {"subject.rectify", id, "", outcome, {}, 0});
-    return written;
+}
+
+void SubjectVault::RectifyThen(const Caller& caller, const std::string& id,
+                               const SubjectChanges& changes,
+                               std::function<void(Result<SubjectView>)> done) {
+  // What the write needs, kept until it has committed.
+  struct Write {
+    std::shared_ptr<const PolicySet> policies;
+    Caller caller;
+    std::string id;
+    SubjectChanges changes;
+    std::optional<SubjectView> result;
+  };
+  auto w = std::make_shared<Write>(Write{d_.policies.Current(), caller, id, changes, {}});
+  Status allowed = AccessGate::Require(*w->policies, caller, "subjects.write");
+  if (!allowed.ok()) {
+    done(std::move(allowed));
+    return;
   }
-  return std::move(*result);
+  d_.store.WriteThen(
+      [this, w](WriteTx& tx) -> Status {
+        w->result.reset();  // a run again starts afresh
+        GARDE_ASSIGN_OR_RETURN(auto view,
+                               RectifyIn(tx, *w->policies, w->caller, w->id, w->changes));
+        w->result = std::move(view);
+        return Status::Ok();
+      },
+      Durability::kImmediate, /*rerunnable=*/true,
+      [this, w, done = std::move(done)](Status written) {
+        if (!written.ok()) {
+          const char* outcome = written.code() == Code::kNotFound        ? "not_found"
+                                : written.code() == Code::kUnprocessable ? "invalid"
+                                : written.code() == Code::kConflict      ? "conflict"
+                                                                         : "error";
+          Audit(nullptr, w->caller, {"subject.rectify", w->id, "", outcome, {}, 0});
+          done(std::move(written));
+          return;
+        }
+        done(std::move(*w->result));
+      });
 }
 
 Status SubjectVault::CheckChanges(const std::string& kind, const SubjectChanges& changes) const {

@@ -317,9 +317,17 @@ Status PatchSubject(Deployment& d, Exchange& x) {
   Status problems(Code::kUnprocessable, "the change is not valid; nothing was stored");
   SubjectChanges changes = ReadChanges(*obj, "", &problems, false);
   if (!problems.errors().empty()) return problems;
-  GARDE_ASSIGN_OR_RETURN(auto view, d.vault().Rectify(*x.caller, x.params["id"], changes));
-  x.Json(200, SubjectJson(view));
-  return Status::Ok();
+  return AnswerWhenDone<Result<SubjectView>>(
+      x,
+      [&d, caller = *x.caller, id = x.params["id"],
+       changes = std::move(changes)](std::function<void(Result<SubjectView>)> done) {
+        d.vault().RectifyThen(caller, id, changes, std::move(done));
+      },
+      [&x](Result<SubjectView>& changed) -> Status {
+        GARDE_RETURN_IF_ERROR(changed.status());
+        x.Json(200, SubjectJson(changed.value()));
+        return Status::Ok();
+      });
 }
 
 Status SearchSubjects(Deployment& d, Exchange& x) {
@@ -463,7 +471,9 @@ void AddSubjectRoutes(Router& router, Deployment& d) {
   router.Add("POST", "/v1/subjects:search", [&d](Exchange& x) { return SearchSubjects(d, x); });
   router.Add(
       "GET", "/v1/subjects/{id}", [&d](Exchange& x) { return GetSubject(d, x); }, Pace::kAtOnce);
-  router.Add("PATCH", "/v1/subjects/{id}", [&d](Exchange& x) { return PatchSubject(d, x); });
+  router.Add(
+      "PATCH", "/v1/subjects/{id}", [&d](Exchange& x) { return PatchSubject(d, x); },
+      Pace::kPostsItsWrite);
 }
 
 }  // namespace garde

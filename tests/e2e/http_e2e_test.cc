@@ -252,18 +252,30 @@ TEST_F(HttpE2E, WorkerThreadsStartWhenRequestsWaitAndNeverMoreThanMaxThreads) {
   for (int status : statuses) EXPECT_EQ(status, 201);
   EXPECT_EQ(threads(), 0) << "creates waited for their commits on workers";
   EXPECT_EQ(g_.CountRows("subjects"), 41);
-  // Rectifications run on workers: forty at once wait for their commits side by side.
-  clients.clear();
-  for (int i = 0; i < 40; ++i) {
-    clients.emplace_back([&, i] {
-      statuses[static_cast<size_t>(i)] =
-          g_.Patch("/v1/subjects/" + id,
-                   R"({"fields":{"city":"Lyon )" + std::to_string(i) + R"("}})", key)
-              .status;
-    });
-  }
-  for (auto& c : clients) c.join();
+  // So is a rectification.
+  auto in_turn = [&](const std::function<int(int)>& request) {
+    clients.clear();
+    for (int i = 0; i < 40; ++i) {
+      clients.emplace_back([&, i] { statuses[static_cast<size_t>(i)] = request(i); });
+    }
+    for (auto& c : clients) c.join();
+  };
+  in_turn([&](int i) {
+    return g_
+        .Patch("/v1/subjects/" + id, R"({"fields":{"city":"Lyon )" + std::to_string(i) + R"("}})",
+               key)
+        .status;
+  });
   for (int status : statuses) EXPECT_EQ(status, 200);
+  EXPECT_EQ(threads(), 0) << "rectifications waited for their commits on workers";
+  // Interactions run on workers: forty at once wait for their commits side by side.
+  in_turn([&](int i) {
+    return g_
+        .Post("/v1/subjects/" + id + "/interactions",
+              R"({"kind":"purchase","amount":)" + std::to_string(i + 1) + "}", key)
+        .status;
+  });
+  for (int status : statuses) EXPECT_EQ(status, 201);
   const int workers = threads();
   EXPECT_GE(workers, 1);
   EXPECT_LE(workers, 3) << "more workers than --max-threads 3";

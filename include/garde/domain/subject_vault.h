@@ -173,6 +173,10 @@ class SubjectVault {
   Status CheckNew(const NewSubject& subject, FieldMap* normalised = nullptr) const;
   Result<SubjectView> Rectify(const Caller& caller, const std::string& id,
                               const SubjectChanges& changes);
+  // Rectify, without waiting for the write: `done` gets the subject as changed (or why not)
+  // once it is durable, as CreateThen.
+  void RectifyThen(const Caller& caller, const std::string& id, const SubjectChanges& changes,
+                   std::function<void(Result<SubjectView>)> done);
   // Fields of `activity` only; 403 unless the caller is bound to it, for a restricted
   // subject unless the activity is flagged for legal claims, and for an activity that rests
   // on consent or legitimate interests unless the subject's choices allow it.

@@ -3,7 +3,10 @@
 // the sealed snapshot run on either.
 #include "garde/base/file_system.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -49,12 +52,30 @@ TEST_P(FileSystemConformance, WritesAtOffsetsAppendsAndReadsBack) {
   ASSERT_TRUE(f.value()->WriteAt(4, "body").ok());  // past the end: the gap is zeros
   ASSERT_TRUE(f.value()->WriteAt(0, "head").ok());
   ASSERT_TRUE(f.value()->Append("tail").ok());
+  ASSERT_TRUE(f.value()->StartWriteback().ok());
   ASSERT_TRUE(f.value()->Sync().ok());
   char got[4];
   ASSERT_TRUE(f.value()->ReadAt(4, 4, got).ok());
   EXPECT_EQ(std::string(got, 4), "body");
   EXPECT_EQ(f.value()->ReadAt(10, 4, got).code(), Code::kDamaged);  // 2 bytes left
   EXPECT_EQ(Read(Path("a")), "headbodytail");
+}
+
+// A file whose file system cannot start a write-out (here a FIFO: ESPIPE) leaves it to Sync: no
+// failure, which would refuse every write after it (the checkpointer's write-out).
+TEST(PosixFiles, AWriteBackTheFileSystemCannotStartIsNoFailure) {
+  const auto dir = TestDir("garde-fs-fifo-");
+  std::filesystem::create_directories(dir);
+  const std::string fifo = (dir / "fifo").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const int writer = ::open(fifo.c_str(), O_RDWR | O_CLOEXEC);  // opening to read then waits not
+  ASSERT_GE(writer, 0);
+  auto f = PosixFileSystem().Open(fifo, FileSystem::Mode::kRead);
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  Status started = f.value()->StartWriteback();
+  EXPECT_TRUE(started.ok()) << started.message();
+  ::close(writer);
+  std::filesystem::remove_all(dir);
 }
 
 TEST_P(FileSystemConformance, AppendKeepsCreateEmptiesReadNeedsTheFile) {

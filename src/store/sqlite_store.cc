@@ -2280,9 +2280,7 @@ void SqliteStore::CheckpointerLoop() {
       if (!started.ok()) {
         // What the kernel could not write is reported once: no later fsync may be trusted.
         wal_failed_.store(true, std::memory_order_release);
-        LogLine(spdlog::level::critical,
-                "the database file could not be written out; writes "
-                "refused")
+        LogLine(spdlog::level::critical, "the database could not be written out; writes refused")
             .Str("error", started.message());
         rc = SQLITE_IOERR;
       }

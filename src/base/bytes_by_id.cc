@@ -19,7 +19,7 @@ constexpr uint64_t kAddressMask = (uint64_t{1} << kAddressBits) - 1;
 constexpr size_t kFirstSize = 16;
 
 // An entry: the id as stored (below), then the value as ByteWriter::VStr writes it (its
-// length in a varint, read back by ValueOf).
+// length in a varint, PutVar's, read back by ValueOf).
 //
 // A subject id as minted ("sub_" and 26 characters of lower-case Crockford base32) is stored
 // as a marker byte and its 130 bits in 17 bytes; any other id as its length (at most
@@ -96,13 +96,10 @@ bool BytesById::Put(std::string_view id, std::string_view value) {
     Erase(id);
     return false;
   }
-  char buffer[kMaxStoredId];
+  char buffer[kMaxStoredId + kMaxVarBytes];  // the entry's head: the stored id, the length
   const std::string_view stored(buffer, StoreId(id, buffer));
-  ByteWriter w;
-  w.data().append(stored);
-  w.VStr(value);
-  const std::string& bytes = w.data();
-  auto* entry = static_cast<char*>(std::malloc(bytes.size()));
+  const size_t head = stored.size() + PutVar(value.size(), buffer + stored.size());
+  auto* entry = static_cast<char*>(std::malloc(head + value.size()));
   if (entry == nullptr) throw std::bad_alloc();
   const auto address = reinterpret_cast<uintptr_t>(entry);
   if ((address & ~kAddressMask) != 0) {  // an address the slot cannot hold: keep nothing
@@ -110,7 +107,8 @@ bool BytesById::Put(std::string_view id, std::string_view value) {
     Erase(id);
     return false;
   }
-  std::memcpy(entry, bytes.data(), bytes.size());
+  std::memcpy(entry, buffer, head);
+  if (!value.empty()) std::memcpy(entry + head, value.data(), value.size());
 
   if ((size_ + 1) * 5 > slots_.size() * 4) Grow();  // at most 80 % full
   const uint64_t hash = Hash(stored);

@@ -1,7 +1,6 @@
-// A FileSystem for tests: the machine's files, with the fsync of chosen files held, failed or
-// counted (and their write-back started, failed or counted) (what a test needs to see who waits for
-// a sync, and what a failed one does), and an append to them lost (a crash before the process wrote
-// it).
+// A FileSystem for tests: the machine's files, with the fsync and the write-back of chosen files
+// held (fsync only), failed or counted (what a test needs to see who waits for a sync, and what a
+// failed one does), and an append to them lost (a crash before the process wrote it).
 //
 //   GatedFileSystem fs("-wal");
 //   fs.Hold();  ...  fs.syncs_begun() ...  fs.Let();

@@ -14,6 +14,17 @@
 
 namespace garde {
 
+// The most bytes PutVar writes.
+constexpr size_t kMaxVarBytes = 10;
+// v in groups of seven bits, the lowest first (LEB128), at out (room for kMaxVarBytes); the
+// bytes written. ByteWriter::Var's form, for callers that write into memory of their own.
+inline size_t PutVar(uint64_t v, char* out) {
+  size_t n = 0;
+  for (; v >= 0x80; v >>= 7) out[n++] = static_cast<char>((v & 0x7f) | 0x80);
+  out[n++] = static_cast<char>(v);
+  return n;
+}
+
 class ByteWriter {
  public:
   ByteWriter& U8(uint8_t v) {
@@ -35,8 +46,8 @@ class ByteWriter {
   // An unsigned integer in groups of seven bits, the lowest first (LEB128): one byte below
   // 128, five for a time in seconds.
   ByteWriter& Var(uint64_t v) {
-    for (; v >= 0x80; v >>= 7) out_.push_back(static_cast<char>((v & 0x7f) | 0x80));
-    out_.push_back(static_cast<char>(v));
+    char bytes[kMaxVarBytes];
+    out_.append(bytes, PutVar(v, bytes));
     return *this;
   }
   // A signed integer, zigzag-mapped (0, -1, 1, -2 … to 0, 1, 2, 3 …) so that small ones of

@@ -749,7 +749,8 @@ namespace {
 // records as varints (18 bytes a subject fewer). 4: output fields under the index's key,
 // which the head carries, instead of each subject's wrapped data key (75 bytes fewer).
 // 5: a subject's output fields in one box (a nonce and a tag per subject, not per field).
-constexpr uint32_t kSnapshotFormat = 5;
+// 6: the usual purposes, channels and contacts of consent facts one byte each.
+constexpr uint32_t kSnapshotFormat = 6;
 constexpr size_t kEntriesPerChunk = 8192;  // ~2.5 MB: both threads busy to the end
 
 }  // namespace

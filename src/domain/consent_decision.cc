@@ -31,6 +31,43 @@ namespace {
 constexpr const char* kStatuses[] = {"active", "restricted", "erased"};
 constexpr uint8_t kOtherStatus = 0xff;
 
+// The words most facts repeat — the purposes and channels of the shipped policies, the
+// contacts — one byte each instead of their letters (a million subjects' events keep
+// "marketing.email" a million times). A word is written as Var(2 × its place here + 1), any
+// other text as Var(2 × its length) and its bytes. Only ever appended to: a word's place is
+// its code in the audience index's snapshots.
+constexpr std::string_view kWords[] = {"email",           "sms",
+                                       "phone",           "post",
+                                       "marketing.email", "marketing.sms",
+                                       "marketing.phone", "marketing.post",
+                                       "profiling",       "partners.sharing",
+                                       "service.orders",  "service.invoicing",
+                                       "loyalty",         "rights.handling",
+                                       "security.logging"};
+
+void WriteWord(ByteWriter& w, std::string_view s) {
+  for (size_t k = 0; k < std::size(kWords); ++k) {
+    if (s == kWords[k]) {
+      w.Var(2 * k + 1);
+      return;
+    }
+  }
+  w.Var(2 * uint64_t{s.size()}).Bytes(s);
+}
+
+// What WriteWord wrote, as a view of the bytes or of the word; false when it is neither.
+bool ReadWord(ByteReader& r, std::string_view* out) {
+  const uint64_t v = r.Var();
+  if (r.failed()) return false;
+  if (v % 2 == 1) {
+    if (v / 2 >= std::size(kWords)) return false;
+    *out = kWords[v / 2];
+    return true;
+  }
+  *out = r.Bytes(v / 2);
+  return !r.failed();
+}
+
 }  // namespace
 
 void WriteConsentFacts(ByteWriter& w, const ConsentFacts& f) {
@@ -41,14 +78,12 @@ void WriteConsentFacts(ByteWriter& w, const ConsentFacts& f) {
   w.U8(status);
   if (status == kOtherStatus) w.VStr(f.status);
   w.Var(f.suppressed_contacts.size());
-  for (const auto& c : f.suppressed_contacts) w.VStr(c);
+  for (const auto& c : f.suppressed_contacts) WriteWord(w, c);
   w.Var(f.events.size());
   for (const auto& e : f.events) {
-    w.VStr(e.purpose)
-        .VStr(e.channel)
-        .U8(static_cast<uint8_t>(e.type))
-        .SVar(e.at)
-        .SVar(e.expires_at);
+    WriteWord(w, e.purpose);
+    WriteWord(w, e.channel);
+    w.U8(static_cast<uint8_t>(e.type)).SVar(e.at).SVar(e.expires_at);
   }
 }
 
@@ -68,15 +103,16 @@ bool ReadConsentFacts(ByteReader& r, ConsentFacts* out) {
   if (r.failed() || contacts > r.input().size() - r.at()) return false;
   if (out != nullptr) out->suppressed_contacts.resize(contacts);
   for (uint64_t k = 0; k < contacts; ++k) {
-    const std::string_view c = r.VStr();
+    std::string_view c;
+    if (!ReadWord(r, &c)) return false;
     if (out != nullptr) out->suppressed_contacts[k].assign(c.data(), c.size());
   }
   const uint64_t events = r.Var();
   if (r.failed() || events > r.input().size() - r.at()) return false;
   if (out != nullptr) out->events.resize(events);
   for (uint64_t k = 0; k < events && !r.failed(); ++k) {
-    const std::string_view purpose = r.VStr();
-    const std::string_view channel = r.VStr();
+    std::string_view purpose, channel;
+    if (!ReadWord(r, &purpose) || !ReadWord(r, &channel)) return false;
     const uint8_t type = r.U8();
     if (type > static_cast<uint8_t>(ConsentEventType::kObjected)) return false;
     const int64_t at = r.SVar();

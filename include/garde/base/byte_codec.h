@@ -56,8 +56,9 @@ class ByteWriter {
     return Var((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63));
   }
   // A string after its length as a Var: one byte of length below 128 bytes.
-  ByteWriter& VStr(std::string_view s) {
-    Var(s.size());
+  ByteWriter& VStr(std::string_view s) { return Var(s.size()).Bytes(s); }
+  // The bytes alone, for a reader that knows their number from what came before.
+  ByteWriter& Bytes(std::string_view s) {
     out_.append(s);
     return *this;
   }
@@ -106,8 +107,9 @@ class ByteReader {
     const uint64_t u = Var();
     return static_cast<int64_t>(u >> 1) ^ -static_cast<int64_t>(u & 1);
   }
-  std::string_view VStr() {
-    const uint64_t n = Var();
+  std::string_view VStr() { return Bytes(Var()); }
+  // The next n bytes, as a view into the input (empty, and failed, past its end).
+  std::string_view Bytes(uint64_t n) {
     if (failed_ || n > in_.size() - at_) {
       failed_ = true;
       return {};

@@ -55,8 +55,8 @@ struct ConsentFacts {
 };
 
 // The facts as bytes, the form in which they are kept for every subject (the consent
-// ledger's cache, the audience index's records and snapshot): about 30 bytes for one event,
-// where the structure takes two blocks of 96.
+// ledger's cache, the audience index's records and snapshot): about 12 bytes for one event
+// of a usual purpose and channel, where the structure takes two blocks of 96.
 void WriteConsentFacts(ByteWriter& w, const ConsentFacts& facts);
 // Reads what WriteConsentFacts wrote into *out, reusing its capacity; with out null, only
 // checks and skips it. False when the bytes are not such facts.

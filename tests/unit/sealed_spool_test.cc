@@ -95,8 +95,12 @@ TEST_F(SealedSpoolTest, AChangedCutOrReorderedFileIsDamaged) {
   };
   {  // one byte changed
     auto s = make();
-    const char flip = 'Z';
-    ASSERT_EQ(::pwrite(s->fd(), &flip, 1, 70000), 1);
+    // Flip a bit of the byte found there: writing a fixed byte would leave the file as it
+    // was whenever the ciphertext already held that byte (one run in 256).
+    char byte = 0;
+    ASSERT_EQ(::pread(s->fd(), &byte, 1, 70000), 1);
+    byte = static_cast<char>(byte ^ 0x01);
+    ASSERT_EQ(::pwrite(s->fd(), &byte, 1, 70000), 1);
     EXPECT_EQ(read_all(*s).code(), Code::kDamaged);
     // Read as CSV (as an import reads it), damage is a read failure, not a CSV problem.
     ASSERT_TRUE(s->Rewind().ok());

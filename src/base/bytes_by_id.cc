@@ -19,7 +19,7 @@ constexpr uint64_t kAddressMask = (uint64_t{1} << kAddressBits) - 1;
 constexpr size_t kFirstSize = 16;
 
 // An entry: the id as stored (below), then the value as ByteWriter::VStr writes it (its
-// length in a varint, PutVar's, read back by ValueOf).
+// length in a varint, PutVar's, read back with GetVar).
 //
 // A subject id as minted ("sub_" and 26 characters of lower-case Crockford base32) is stored
 // as a marker byte and its 130 bits in 17 bytes; any other id as its length (at most
@@ -54,12 +54,8 @@ std::string_view StoredIdOf(const char* entry) {
 
 std::string_view ValueOf(const char* entry) {
   const char* at = entry + StoredIdOf(entry).size();
-  size_t size = 0;
-  for (int shift = 0;; shift += 7) {
-    const auto b = static_cast<unsigned char>(*at++);
-    size |= size_t{b & 0x7fu} << shift;
-    if ((b & 0x80) == 0) break;
-  }
+  uint64_t size = 0;
+  at += GetVar(at, &size);
   return {at, size};
 }
 

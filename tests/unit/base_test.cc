@@ -545,6 +545,11 @@ TEST(ByteCodec, VarIntegersReadBackAtEveryLengthAndTenBytesOfContinuationAreRefu
     ByteWriter w;
     w.Var(v).SVar(positive).SVar(negative).VStr("ab");
     ByteReader r(w.data());
+    // The same bytes through the unchecked reader of memory one wrote oneself.
+    char scratch[kMaxVarBytes];
+    uint64_t got = 0;
+    EXPECT_EQ(GetVar(w.data().data(), &got), PutVar(v, scratch));
+    EXPECT_EQ(got, v);
     EXPECT_EQ(r.Var(), v);
     EXPECT_EQ(r.SVar(), positive);
     EXPECT_EQ(r.SVar(), negative);

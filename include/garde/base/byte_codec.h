@@ -24,6 +24,19 @@ inline size_t PutVar(uint64_t v, char* out) {
   out[n++] = static_cast<char>(v);
   return n;
 }
+// PutVar's integer read back from memory the caller wrote with it, into *v; the bytes read.
+// Nothing is checked: input that may be damaged goes through ByteReader::Var.
+inline size_t GetVar(const char* in, uint64_t* v) {
+  uint64_t out = 0;
+  size_t n = 0;
+  for (int shift = 0;; shift += 7) {
+    const auto b = static_cast<unsigned char>(in[n++]);
+    out |= uint64_t{b & 0x7fu} << shift;
+    if ((b & 0x80) == 0) break;
+  }
+  *v = out;
+  return n;
+}
 
 class ByteWriter {
  public:

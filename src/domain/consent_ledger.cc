@@ -196,20 +196,21 @@ void ConsentLedger::RecordThen(const Caller& caller, const std::string& subject_
       at = *t;
     }
   }
-  if (purpose != nullptr && type == ConsentEventType::kGranted &&
-      purpose->legal_basis == LegalBasis::kConsent) {
+  if (purpose != nullptr) {
     const bool known =
         std::any_of(purpose->notices.begin(), purpose->notices.end(),
                     [&](const NoticeVersion& n) { return n.version == req.notice_version; });
-    if (!known) {
-      invalid.AddError("notice_version",
-                       "consent must name the notice version shown (see GET /v1/purposes)");
+    std::string versions;
+    for (const NoticeVersion& n : purpose->notices) {
+      versions += (versions.empty() ? "" : ", ") + n.version;
     }
-  } else if (purpose != nullptr && !req.notice_version.empty() &&
-             std::none_of(
-                 purpose->notices.begin(), purpose->notices.end(),
-                 [&](const NoticeVersion& n) { return n.version == req.notice_version; })) {
-    invalid.AddError("notice_version", "is not a notice version of this purpose");
+    versions = versions.empty() ? " (it has none)" : " (one of: " + versions + ")";
+    if (!req.notice_version.empty() && !known) {
+      invalid.AddError("notice_version", "is not a notice version of " + purpose->id + versions);
+    } else if (req.notice_version.empty() && type == ConsentEventType::kGranted &&
+               purpose->legal_basis == LegalBasis::kConsent) {
+      invalid.AddError("notice_version", "a grant must name the notice version shown" + versions);
+    }
   }
   if (!invalid.errors().empty()) {
     done(invalid);

@@ -324,6 +324,15 @@ TEST_F(ConsentE2E, BadConsentInputIsRefusedAndWritesNothing) {
       EXPECT_NE(r.body.find(std::string("\"field\":\"") + c.field), std::string::npos) << r.body;
     }
   }
+  // A version that is not the purpose's is named as such, with the ones there are.
+  for (const char* event : {"granted", "withdrawn"}) {
+    HttpReply r = Record(std::string(R"({"purpose":"marketing.email","event":")") + event +
+                         R"(","notice_version":"v1","method":"web_form"})");
+    EXPECT_EQ(r.status, 422) << r.body;
+    EXPECT_NE(r.body.find("is not a notice version of marketing.email (one of: 2026-01)"),
+              std::string::npos)
+        << r.body;
+  }
   EXPECT_EQ(g_.CountRows("consent_events"), 0);
   EXPECT_EQ(
       g_.Post("/v1/subjects/sub_0000000000000000000000000a/consents",

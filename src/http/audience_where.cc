@@ -13,6 +13,8 @@ Predicate ParseWhere(const Poco::Dynamic::Var& v, const std::string& path, Statu
     return p;
   }
   const auto& o = *v.extract<Poco::JSON::Object::Ptr>();
+  // An empty object filters nothing (as `{"all": []}`, or no `where` at all).
+  if (o.size() == 0) return p;
   for (const char* combinator : {"all", "any"}) {
     if (!o.has(combinator)) continue;
     p.kind = std::string(combinator) == "all" ? Kind::kAll : Kind::kAny;

@@ -214,6 +214,22 @@ TEST(AudienceE2E, WomenIn75WhoSpentOver500LastMonthAndMayBeEmailedMatchTheOracle
   r = g.Post("/v1/audiences", request, mkt);
   EXPECT_EQ(Ids(r.body), expected);
 
+  // An empty `where` filters nothing, as leaving it out does; under `not`, it keeps nobody.
+  const std::set<std::string> all_consenting = Ids(
+      g.Post("/v1/audiences", R"({"activity":"marketing_email","purpose":"marketing.email"})", mkt)
+          .body);
+  ASSERT_GT(all_consenting.size(), expected.size());  // more than the filtered audience
+  HttpReply empty_where =
+      g.Post("/v1/audiences",
+             R"({"activity":"marketing_email","purpose":"marketing.email","where":{}})", mkt);
+  ASSERT_EQ(empty_where.status, 200) << empty_where.body;
+  EXPECT_EQ(Ids(empty_where.body), all_consenting);
+  HttpReply nobody = g.Post(
+      "/v1/audiences",
+      R"({"activity":"marketing_email","purpose":"marketing.email","where":{"not":{}}})", mkt);
+  ASSERT_EQ(nobody.status, 200) << nobody.body;
+  EXPECT_TRUE(Ids(nobody.body).empty());
+
   // CSV for spreadsheets.
   HttpReply csv =
       g.Post("/v1/audiences",

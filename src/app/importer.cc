@@ -3,6 +3,7 @@
 #include <sodium.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
@@ -11,6 +12,7 @@
 #include <future>
 #include <sstream>
 #include <thread>
+#include <unordered_map>
 
 #include "garde/app/deployment.h"
 #include "garde/base/clock.h"
@@ -504,6 +506,60 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
     r.detail = outcome.message();
     r.errors = outcome.errors();
   };
+  // A dry run writes nothing, so a unique value repeated in the file is not met as a write
+  // would meet it (the first row creates, the later ones update it or are its duplicates):
+  // the rows are followed in file order by eight bytes of hash of their values' keyed digests
+  // (UniqueKeysOf), never the values. Earlier windows' keys are one sorted array, 16 bytes a
+  // value (a node-based map took about 50); the window's own go in a small map meanwhile.
+  std::vector<std::pair<uint64_t, int64_t>> earlier_keys;  // (hash, first row), sorted
+  auto predict_repeats = [&](std::vector<Prepared>& window) -> Status {
+    // What the writes would meet first: customers already there holding a unique value.
+    std::vector<Prepared*> valid;
+    std::vector<const FieldMap*> values;
+    for (Prepared& p : window) {
+      if (p.result.outcome != "valid") continue;
+      valid.push_back(&p);
+      values.push_back(&p.values);
+    }
+    GARDE_ASSIGN_OR_RETURN(auto holders, d_.vault().UniqueHoldersOf(values));
+    for (size_t i = 0; i < valid.size(); ++i) {
+      if (!holders[i]) continue;
+      valid[i]->result.outcome = mapping.update_existing ? "updated" : "duplicate";
+      valid[i]->result.id = holders[i]->id;
+    }
+    std::unordered_map<uint64_t, int64_t> added;
+    auto first_row = [&](uint64_t hash) -> int64_t {
+      auto at = std::lower_bound(earlier_keys.begin(), earlier_keys.end(),
+                                 std::make_pair(hash, int64_t{0}));
+      if (at != earlier_keys.end() && at->first == hash) return at->second;
+      auto here = added.find(hash);
+      return here == added.end() ? 0 : here->second;
+    };
+    for (Prepared& p : window) {
+      ImportRowResult& r = p.result;
+      if (r.outcome != "valid" && r.outcome != "updated" && r.outcome != "duplicate") continue;
+      const std::vector<std::string> keys = d_.vault().UniqueKeysOf(p.values);
+      if (r.outcome == "valid") {
+        for (const std::string& key : keys) {
+          const int64_t row = first_row(std::hash<std::string>{}(key));
+          if (row == 0) continue;
+          r.outcome = mapping.update_existing ? "updated" : "duplicate";
+          r.detail = "the same " + key.substr(0, key.find('\0')) + " as row " + std::to_string(row);
+          break;
+        }
+      }
+      if (r.outcome == "duplicate") continue;  // skipped: its values are written nowhere
+      for (const std::string& key : keys) {
+        const uint64_t hash = std::hash<std::string>{}(key);
+        if (first_row(hash) == 0) added.emplace(hash, r.row);
+      }
+    }
+    const auto middle = static_cast<std::ptrdiff_t>(earlier_keys.size());
+    earlier_keys.insert(earlier_keys.end(), added.begin(), added.end());
+    std::sort(earlier_keys.begin() + middle, earlier_keys.end());
+    std::inplace_merge(earlier_keys.begin(), earlier_keys.begin() + middle, earlier_keys.end());
+    return Status::Ok();
+  };
   // Not the same unique value, but perhaps the same customer (Rob / Robert, one address):
   // among the subjects there before the row, as row by row would find them
   // (created_in_window: the subjects the row's window created, id -> row number).
@@ -633,6 +689,7 @@ Result<ImportSummary> Importer::Run(const Caller& caller, const ImportMapping& m
       if (!p.conflict.ok()) outcome = settle_conflict(p, p.conflict);
       finish(p.result, outcome);
     }
+    if (options.dry_run) GARDE_RETURN_IF_ERROR(predict_repeats(window));
     created_in_window.clear();
     for (const auto& p : window) {
       if (p.result.outcome == "created" && !p.result.earlier)

@@ -156,22 +156,70 @@ Status SubjectVault::CheckUnique(WriteTx& tx, const PolicySet& policies, const s
     const std::vector<Bytes> digests = LookupDigests(name, text, spec->blind_index_bytes);
     GARDE_ASSIGN_OR_RETURN(auto held, tx.IndexHeldByOthers(name, digests, self_id));
     if (!held) continue;
-    GARDE_ASSIGN_OR_RETURN(auto ids, FindByDigests(tx, name, digests));
-    for (const auto& id : ids) {
-      if (id == self_id) continue;
-      GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(id));
-      if (!row || row->status == "erased") continue;
-      // A truncated digest can collide: compare the real values, in constant time.
-      auto other = OpenOne(tx, *row, name);
-      if (!other.ok()) continue;  // a damaged candidate cannot prove a duplicate
-      if (other.value() && SameValue(IndexText(*other.value()), text)) {
-        return Conflict("field '" + name + "' already belongs to another subject")
-            .AddError("fields." + name, "already belongs to another subject")
-            .AddExtra("existing_id", id);
-      }
+    GARDE_ASSIGN_OR_RETURN(auto holder, HolderOf(tx, name, text, digests, self_id));
+    if (holder) {
+      return Conflict("field '" + name + "' already belongs to another subject")
+          .AddError("fields." + name, "already belongs to another subject")
+          .AddExtra("existing_id", *holder);
     }
   }
   return Status::Ok();
+}
+
+Result<std::optional<std::string>> SubjectVault::HolderOf(ReadTx& tx, const std::string& name,
+                                                          const std::string& text,
+                                                          const std::vector<Bytes>& digests,
+                                                          const std::string& self_id) const {
+  GARDE_ASSIGN_OR_RETURN(auto ids, FindByDigests(tx, name, digests));
+  for (const auto& id : ids) {
+    if (id == self_id) continue;
+    GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(id));
+    if (!row || row->status == "erased") continue;
+    // A truncated digest can collide: compare the real values, in constant time.
+    auto other = OpenOne(tx, *row, name);
+    if (!other.ok()) continue;  // a damaged candidate cannot prove a duplicate
+    if (other.value() && SameValue(IndexText(*other.value()), text)) {
+      return std::optional<std::string>(id);
+    }
+  }
+  return std::optional<std::string>();
+}
+
+Result<std::vector<std::optional<SubjectVault::UniqueHolder>>> SubjectVault::UniqueHoldersOf(
+    const std::vector<const FieldMap*>& each) const {
+  const auto policies = d_.policies.Current();
+  std::vector<std::optional<UniqueHolder>> out(each.size());
+  GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
+    for (size_t i = 0; i < each.size(); ++i) {
+      for (const auto& [name, value] : *each[i]) {
+        const FieldSpec* spec = SpecOf(*policies, name);
+        if (spec == nullptr || !spec->unique) continue;
+        const std::string text = IndexText(value);
+        GARDE_ASSIGN_OR_RETURN(
+            auto holder,
+            HolderOf(tx, name, text, LookupDigests(name, text, spec->blind_index_bytes), ""));
+        if (holder) {
+          out[i] = UniqueHolder{name, *holder};
+          break;
+        }
+      }
+    }
+    return Status::Ok();
+  }));
+  return out;
+}
+
+std::vector<std::string> SubjectVault::UniqueKeysOf(const FieldMap& values) const {
+  const auto policies = d_.policies.Current();
+  const auto keys = d_.lookup.Current();
+  std::vector<std::string> out;
+  for (const auto& [name, value] : values) {
+    const FieldSpec* spec = SpecOf(*policies, name);
+    if (spec == nullptr || !spec->unique) continue;
+    const Bytes digest = keys->index.Digest(name, IndexText(value), spec->blind_index_bytes);
+    out.push_back(name + '\0' + std::string(digest.begin(), digest.end()));
+  }
+  return out;
 }
 
 std::vector<Bytes> SubjectVault::LookupDigests(const std::string& field, const std::string& text,

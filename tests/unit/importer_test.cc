@@ -258,29 +258,56 @@ TEST_F(ImporterTest, ANonCsvFileOrAMissingColumnWritesNothing) {
   EXPECT_EQ(count, 0);  // the good first row was not written either
 }
 
-// The reference: rows in file order, each either invalid (a bad cell), or the first with its
-// e-mail (created), or a later one (updated / duplicate of the first's subject).
+// The reference: rows in file order, each either invalid (a bad cell), or of a customer
+// already there (`known`: updated / duplicate of that subject), or the first with its e-mail
+// (created), or a later one (updated / duplicate of the first's subject).
 struct ModelRow {
   std::string outcome;
-  int first = -1;  // the row whose subject it is
+  int first = -1;        // the row whose subject it is
+  std::string known_id;  // or the subject already there
 };
-std::vector<ModelRow> Model(const std::vector<std::pair<int, bool>>& rows, bool update) {
+std::vector<ModelRow> Model(const std::vector<std::pair<int, bool>>& rows, bool update,
+                            const std::map<int, std::string>& known = {}) {
   std::vector<ModelRow> out;
   std::map<int, int> first;
   for (size_t i = 0; i < rows.size(); ++i) {
     const auto [person, bad] = rows[i];
     if (bad) {
-      out.push_back({"invalid", -1});
+      out.push_back({"invalid", -1, ""});
+      continue;
+    }
+    if (auto k = known.find(person); k != known.end()) {
+      out.push_back({update ? "updated" : "duplicate", -1, k->second});
       continue;
     }
     auto [it, fresh] = first.emplace(person, static_cast<int>(i));
-    out.push_back({fresh ? "created" : (update ? "updated" : "duplicate"), it->second});
+    out.push_back({fresh ? "created" : (update ? "updated" : "duplicate"), it->second, ""});
   }
   return out;
 }
 
+// A file of `count` rows over `people` customers of `round`, each address in a random
+// spelling, one row in ten with a bad amount; `rows` gets (person, bad) for each.
+std::string RandomFile(std::mt19937& rng, int round, int people, int count,
+                       std::vector<std::pair<int, bool>>* rows) {
+  std::string file = "Email;Spend\r\n";
+  for (int i = 0; i < count; ++i) {
+    const int person = static_cast<int>(rng() % static_cast<unsigned>(people));
+    const bool bad = rng() % 10 == 0;
+    std::string email = "r" + std::to_string(round) + "p" + std::to_string(person) + "@Example.org";
+    if (rng() % 2)
+      for (auto& c : email) c = static_cast<char>(std::toupper(c));
+    if (rng() % 3 == 0) email = "  " + email + " ";
+    file += email + ";" + (bad ? "n/a" : std::to_string(rng() % 100) + ",5") + "\r\n";
+    rows->emplace_back(person, bad);
+  }
+  return file;
+}
+
 TEST_F(ImporterTest, OutcomesMatchAReferenceModelOnRandomFiles) {
   std::mt19937 rng(20261202);
+  ImportOptions dry_run;
+  dry_run.dry_run = true;
   Caller op{"k", "operator", {}, "r", ""};
   for (int round = 0; round < 6; ++round) {
     const bool update = round % 2 == 0;
@@ -294,23 +321,23 @@ TEST_F(ImporterTest, OutcomesMatchAReferenceModelOnRandomFiles) {
     // 1 024-row windows), each address in a random spelling, some rows with a bad amount.
     const int people = 200 + round * 100;
     std::vector<std::pair<int, bool>> rows;
-    std::string file = "Email;Spend\r\n";
-    for (int i = 0; i < 1500; ++i) {
-      const int person = static_cast<int>(rng() % static_cast<unsigned>(people));
-      const bool bad = rng() % 10 == 0;
-      std::string email =
-          "r" + std::to_string(round) + "p" + std::to_string(person) + "@Example.org";
-      if (rng() % 2)
-        for (auto& c : email) c = static_cast<char>(std::toupper(c));
-      if (rng() % 3 == 0) email = "  " + email + " ";
-      file += email + ";" + (bad ? "n/a" : std::to_string(rng() % 100) + ",5") + "\r\n";
-      rows.emplace_back(person, bad);
+    const std::string file = RandomFile(rng, round, people, 1500, &rows);
+    const auto want = Model(rows, update);
+    // A dry run first: it writes nothing and foresees each row's outcome, a created row
+    // being "valid".
+    std::vector<ImportRowResult> foreseen;
+    auto dry = Importer(*d_).Run(op, mapping.value(), file, dry_run,
+                                 [&](const ImportRowResult& r) { foreseen.push_back(r); });
+    ASSERT_TRUE(dry.ok()) << dry.status().message();
+    ASSERT_EQ(foreseen.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+      ASSERT_EQ(foreseen[i].outcome, want[i].outcome == "created" ? "valid" : want[i].outcome)
+          << "dry run, round " << round << ", row " << i + 1;
     }
     std::vector<ImportRowResult> got;
     auto summary = Importer(*d_).Run(op, mapping.value(), file, {},
                                      [&](const ImportRowResult& r) { got.push_back(r); });
     ASSERT_TRUE(summary.ok()) << summary.status().message();
-    const auto want = Model(rows, update);
     ASSERT_EQ(got.size(), want.size());
     for (size_t i = 0; i < want.size(); ++i) {
       ASSERT_EQ(got[i].row, static_cast<int64_t>(i + 1));
@@ -329,6 +356,39 @@ TEST_F(ImporterTest, OutcomesMatchAReferenceModelOnRandomFiles) {
       if (want[i].outcome == "created") {
         EXPECT_TRUE(again[i].earlier);
         EXPECT_EQ(again[i].id, got[i].id);
+      }
+    }
+
+    // Another file over those customers and some new ones: the dry run names the subject
+    // already there that a row would update (or duplicate), and the import that follows does
+    // what it foresaw, row by row.
+    std::map<int, std::string> known;
+    for (size_t i = 0; i < want.size(); ++i) {
+      if (want[i].outcome == "created") known[rows[i].first] = got[i].id;
+    }
+    std::vector<std::pair<int, bool>> rows2;
+    const std::string file2 = RandomFile(rng, round, people + 50, 1500, &rows2);
+    const auto want2 = Model(rows2, update, known);
+    std::vector<ImportRowResult> foreseen2, got2;
+    ASSERT_TRUE(Importer(*d_)
+                    .Run(op, mapping.value(), file2, dry_run,
+                         [&](const ImportRowResult& r) { foreseen2.push_back(r); })
+                    .ok());
+    ASSERT_TRUE(Importer(*d_)
+                    .Run(op, mapping.value(), file2, {},
+                         [&](const ImportRowResult& r) { got2.push_back(r); })
+                    .ok());
+    ASSERT_EQ(foreseen2.size(), want2.size());
+    ASSERT_EQ(got2.size(), want2.size());
+    for (size_t i = 0; i < want2.size(); ++i) {
+      const std::string where =
+          "second file, round " + std::to_string(round) + ", row " + std::to_string(i + 1);
+      ASSERT_EQ(got2[i].outcome, want2[i].outcome) << where;
+      ASSERT_EQ(foreseen2[i].outcome, want2[i].outcome == "created" ? "valid" : want2[i].outcome)
+          << where;
+      if (!want2[i].known_id.empty()) {
+        ASSERT_EQ(foreseen2[i].id, want2[i].known_id) << where;
+        ASSERT_EQ(got2[i].id, want2[i].known_id) << where;
       }
     }
   }

@@ -245,6 +245,19 @@ class SubjectVault {
   };
   Result<std::vector<LikelyDuplicate>> LikelyDuplicatesOf(const FieldMap& values,
                                                           const std::string& self) const;
+  // For each of `each` (values normalised, as CheckNew gives them), the subject that holds
+  // one of its unique values, with that field: the subject its create would be refused for.
+  // Reads only, in one transaction: what a dry run predicts with.
+  struct UniqueHolder {
+    std::string field;
+    std::string id;
+  };
+  Result<std::vector<std::optional<UniqueHolder>>> UniqueHoldersOf(
+      const std::vector<const FieldMap*>& each) const;
+  // A key for each unique value among `values`, the same for the same value of a field: the
+  // field's name and the value's look-up digest (keyed), so that repeats can be told apart
+  // without keeping the values.
+  std::vector<std::string> UniqueKeysOf(const FieldMap& values) const;
   // Likely duplicates: pairs of subjects sharing a match key (match_keys.h), after the pair
   // (after_first, after_second), ids and rule names only. Needs duplicates.read; audited.
   Result<std::vector<DuplicatePair>> Duplicates(const Caller& caller,
@@ -319,6 +332,12 @@ class SubjectVault {
   const FieldSpec* SpecOf(const PolicySet& policies, const std::string& field) const;
   Status CheckUnique(WriteTx& tx, const PolicySet& policies, const std::string& self_id,
                      const FieldMap& values) const;
+  // The subject other than self_id, not erased, whose field `name` is `text` (whose look-up
+  // digests are `digests`), if any.
+  Result<std::optional<std::string>> HolderOf(ReadTx& tx, const std::string& name,
+                                              const std::string& text,
+                                              const std::vector<Bytes>& digests,
+                                              const std::string& self_id) const;
   // The look-up digests of `text` for `field`, one under each master in use.
   std::vector<Bytes> LookupDigests(const std::string& field, const std::string& text,
                                    size_t bytes) const;

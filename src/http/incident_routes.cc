@@ -44,6 +44,19 @@ bool IsText(const Poco::Dynamic::Var& v) {
   return texts->size() > 0;
 }
 
+// Whether a text (IsText's form) says something: not empty, not only spaces.
+bool SaysSomething(const Poco::Dynamic::Var& v) {
+  auto non_blank = [](const Poco::Dynamic::Var& t) {
+    return t.isString() && t.toString().find_first_not_of(" \t\r\n") != std::string::npos;
+  };
+  if (non_blank(v)) return true;
+  if (!IsJsonObject(v)) return false;
+  for (const auto& [_, text] : *v.extract<Object::Ptr>()) {
+    if (non_blank(text)) return true;
+  }
+  return false;
+}
+
 // Checks the facts of `obj` (the members kFactMembers lists) and copies them into *facts.
 void ReadFacts(const Object& obj, Object* facts, Status* problems) {
   for (const char* key : kFactMembers) {
@@ -169,11 +182,15 @@ Status OpenIncident(Deployment& d, Exchange& x) {
   auto detected = ReadTime(*obj, "detected_at", &problems);
   auto aware = ReadTime(*obj, "aware_at", &problems);
   if (!obj->has("detected_at")) problems.AddError("detected_at", "is required");
-  if (!obj->has("title") && !obj->has("nature")) {
+  const auto says = [&](const char* key) { return obj->has(key) && SaysSomething(obj->get(key)); };
+  if (!says("title") && !says("nature")) {
     problems.AddError("nature", "say what is known of the breach");
   }
   if (detected && *detected > now + 300) problems.AddError("detected_at", "is in the future");
   if (aware && *aware > now + 300) problems.AddError("aware_at", "is in the future");
+  if (detected && aware && *aware < *detected) {
+    problems.AddError("aware_at", "is before detected_at: awareness follows the detection");
+  }
   if (!problems.errors().empty()) return problems;
   return Reply(d, x, d.breaches().Open(*x.caller, body.FactsJson(), *detected, aware.value_or(now)),
                201);
@@ -235,6 +252,9 @@ Status UpdateIncident(Deployment& d, Exchange& x) {
                          ReadIncidentBody(d, x, {"authority_notified_at", "status"}, &problems));
   const auto& obj = body.obj;
   auto notified = ReadTime(*obj, "authority_notified_at", &problems);
+  if (notified && *notified > d.clock().Now() + 300) {
+    problems.AddError("authority_notified_at", "is in the future");
+  }
   const bool close = obj->has("status");
   if (close && obj->get("status").toString() != "closed") {
     problems.AddError("status", "only closed can be set");

@@ -392,6 +392,24 @@ TEST_F(BreachE2E, TheSeventyTwoHourClockAndATamperedLog) {
               officer_key_)
           .status,
       422);
+  // Times out of order, and a breach described by nothing, are refused and store nothing.
+  const std::string day_before = FormatRfc3339(SystemClock().Now() - 24 * 3600);
+  const std::string listed_before = g_.Get("/v1/incidents", officer_key_).body;
+  for (const std::string& bad : {R"({"detected_at":")" + FormatRfc3339Now() + R"(","aware_at":")" +
+                                     day_before + R"(","nature":"x"})",
+                                 R"({"detected_at":")" + day_before + R"(","nature":"  "})",
+                                 R"({"detected_at":")" + day_before + R"(","title":{"en":""}})"}) {
+    HttpReply r = g_.Post("/v1/incidents", bad, officer_key_);
+    EXPECT_EQ(r.status, 422) << bad << " -> " << r.body;
+  }
+  EXPECT_EQ(g_.Get("/v1/incidents", officer_key_).body, listed_before);
+  // The authority told before the breach was detected, or in the future.
+  for (const std::string& when : {FormatRfc3339(SystemClock().Now() - 90 * 3600),
+                                  FormatRfc3339(SystemClock().Now() + 24 * 3600)}) {
+    HttpReply r = g_.Patch("/v1/incidents/" + id, R"({"authority_notified_at":")" + when + R"("})",
+                           officer_key_);
+    EXPECT_EQ(r.status, 422) << when << " -> " << r.body;
+  }
   EXPECT_EQ(g_.Get("/v1/incidents", operator_key_).status, 403);
   EXPECT_EQ(g_.Get("/v1/incidents/inc_00000000000000000000000000", officer_key_).status, 404);
   // A key's reads, then one of them removed from the log: the key's scope (which reads its

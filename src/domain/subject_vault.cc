@@ -148,41 +148,40 @@ Result<std::optional<FieldValue>> SubjectVault::OpenOne(ReadTx& tx, const Subjec
 
 Status SubjectVault::CheckUnique(WriteTx& tx, const PolicySet& policies, const std::string& self_id,
                                  const FieldMap& values) const {
+  GARDE_ASSIGN_OR_RETURN(auto holder, UniqueHolderIn(tx, policies, self_id, values, &tx));
+  if (!holder) return Status::Ok();
+  return Conflict("field '" + holder->field + "' already belongs to another subject")
+      .AddError("fields." + holder->field, "already belongs to another subject")
+      .AddExtra("existing_id", holder->id);
+}
+
+Result<std::optional<SubjectVault::UniqueHolder>> SubjectVault::UniqueHolderIn(
+    ReadTx& tx, const PolicySet& policies, const std::string& self_id, const FieldMap& values,
+    WriteTx* write) const {
   for (const auto& [name, value] : values) {
     const FieldSpec* spec = SpecOf(policies, name);
     if (spec == nullptr || !spec->unique) continue;
     const std::string text = IndexText(value);
-    // Usually no other subject has the digest: one question, which a store may answer later.
     const std::vector<Bytes> digests = LookupDigests(name, text, spec->blind_index_bytes);
-    GARDE_ASSIGN_OR_RETURN(auto held, tx.IndexHeldByOthers(name, digests, self_id));
-    if (!held) continue;
-    GARDE_ASSIGN_OR_RETURN(auto holder, HolderOf(tx, name, text, digests, self_id));
-    if (holder) {
-      return Conflict("field '" + name + "' already belongs to another subject")
-          .AddError("fields." + name, "already belongs to another subject")
-          .AddExtra("existing_id", *holder);
+    if (write != nullptr) {
+      // Usually no other subject has the digest: one question, which a store may answer later.
+      GARDE_ASSIGN_OR_RETURN(auto held, write->IndexHeldByOthers(name, digests, self_id));
+      if (!held) continue;
+    }
+    GARDE_ASSIGN_OR_RETURN(auto ids, FindByDigests(tx, name, digests));
+    for (const auto& id : ids) {
+      if (id == self_id) continue;
+      GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(id));
+      if (!row || row->status == "erased") continue;
+      // A truncated digest can collide: compare the real values, in constant time.
+      auto other = OpenOne(tx, *row, name);
+      if (!other.ok()) continue;  // a damaged candidate cannot prove a duplicate
+      if (other.value() && SameValue(IndexText(*other.value()), text)) {
+        return std::optional<UniqueHolder>(UniqueHolder{name, id});
+      }
     }
   }
-  return Status::Ok();
-}
-
-Result<std::optional<std::string>> SubjectVault::HolderOf(ReadTx& tx, const std::string& name,
-                                                          const std::string& text,
-                                                          const std::vector<Bytes>& digests,
-                                                          const std::string& self_id) const {
-  GARDE_ASSIGN_OR_RETURN(auto ids, FindByDigests(tx, name, digests));
-  for (const auto& id : ids) {
-    if (id == self_id) continue;
-    GARDE_ASSIGN_OR_RETURN(auto row, tx.GetSubject(id));
-    if (!row || row->status == "erased") continue;
-    // A truncated digest can collide: compare the real values, in constant time.
-    auto other = OpenOne(tx, *row, name);
-    if (!other.ok()) continue;  // a damaged candidate cannot prove a duplicate
-    if (other.value() && SameValue(IndexText(*other.value()), text)) {
-      return std::optional<std::string>(id);
-    }
-  }
-  return std::optional<std::string>();
+  return std::optional<UniqueHolder>();
 }
 
 Result<std::vector<std::optional<SubjectVault::UniqueHolder>>> SubjectVault::UniqueHoldersOf(
@@ -191,18 +190,7 @@ Result<std::vector<std::optional<SubjectVault::UniqueHolder>>> SubjectVault::Uni
   std::vector<std::optional<UniqueHolder>> out(each.size());
   GARDE_RETURN_IF_ERROR(d_.store.Read([&](ReadTx& tx) -> Status {
     for (size_t i = 0; i < each.size(); ++i) {
-      for (const auto& [name, value] : *each[i]) {
-        const FieldSpec* spec = SpecOf(*policies, name);
-        if (spec == nullptr || !spec->unique) continue;
-        const std::string text = IndexText(value);
-        GARDE_ASSIGN_OR_RETURN(
-            auto holder,
-            HolderOf(tx, name, text, LookupDigests(name, text, spec->blind_index_bytes), ""));
-        if (holder) {
-          out[i] = UniqueHolder{name, *holder};
-          break;
-        }
-      }
+      GARDE_ASSIGN_OR_RETURN(out[i], UniqueHolderIn(tx, *policies, "", *each[i], nullptr));
     }
     return Status::Ok();
   }));

@@ -332,12 +332,12 @@ class SubjectVault {
   const FieldSpec* SpecOf(const PolicySet& policies, const std::string& field) const;
   Status CheckUnique(WriteTx& tx, const PolicySet& policies, const std::string& self_id,
                      const FieldMap& values) const;
-  // The subject other than self_id, not erased, whose field `name` is `text` (whose look-up
-  // digests are `digests`), if any.
-  Result<std::optional<std::string>> HolderOf(ReadTx& tx, const std::string& name,
-                                              const std::string& text,
-                                              const std::vector<Bytes>& digests,
-                                              const std::string& self_id) const;
+  // The first unique field of `values` that a subject other than self_id (not erased) holds,
+  // with that subject. With `write`, the write's IndexHeldByOthers is asked first (a store
+  // may answer it later: CheckUnique's fast path).
+  Result<std::optional<UniqueHolder>> UniqueHolderIn(ReadTx& tx, const PolicySet& policies,
+                                                     const std::string& self_id,
+                                                     const FieldMap& values, WriteTx* write) const;
   // The look-up digests of `text` for `field`, one under each master in use.
   std::vector<Bytes> LookupDigests(const std::string& field, const std::string& text,
                                    size_t bytes) const;

@@ -157,11 +157,11 @@ Result<IncidentView> BreachRegister::Update(const Caller& caller, const std::str
     changed.push_back(k);
   }
   IncidentRow row = view.row;
-  if (authority_notified_at != 0 && authority_notified_at < row.detected_at) {
-    return Status(Code::kUnprocessable, "the change is not valid; nothing was stored")
-        .AddError("authority_notified_at", "is before the breach was detected (detected_at)");
-  }
   if (authority_notified_at != 0) {
+    if (authority_notified_at < row.detected_at) {
+      return Status(Code::kUnprocessable, "the change is not valid; nothing was stored")
+          .AddError("authority_notified_at", "is before the breach was detected (detected_at)");
+    }
     row.authority_notified_at = authority_notified_at;
     changed.push_back("authority_notified_at");
   }

@@ -10,15 +10,9 @@
 
 #include "garde/base/byte_codec.h"
 #include "garde/base/encoding.h"
+#include "garde/base/sanitizers.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define GARDE_LSAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define GARDE_LSAN 1
-#endif
-#endif
-#ifdef GARDE_LSAN
+#ifdef GARDE_ADDRESS_SANITIZER
 #include <sanitizer/lsan_interface.h>
 #endif
 
@@ -114,7 +108,7 @@ bool BytesById::Put(std::string_view id, std::string_view value) {
     Erase(id);
     return false;
   }
-#ifdef GARDE_LSAN
+#ifdef GARDE_ADDRESS_SANITIZER
   // The slot keeps the address with a tag in its top bits, which LeakSanitizer does not take
   // for a pointer: the entry is the table's, freed by it (Erase, a replacement, Clear).
   __lsan_ignore_object(entry);

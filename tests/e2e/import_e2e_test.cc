@@ -10,6 +10,7 @@
 #include <random>
 #include <thread>
 
+#include "garde/base/sanitizers.h"
 #include "garde_process.h"
 
 namespace garde::testing {
@@ -232,14 +233,8 @@ TEST_F(ImportE2E, OverHttpWithTheShippedMappingAndBadUploadsChangeNothing) {
   EXPECT_EQ(Subjects(), 1);
 }
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if defined(GARDE_ADDRESS_SANITIZER) || defined(GARDE_THREAD_SANITIZER)
 constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
 #else
 constexpr bool kSanitized = false;
 #endif

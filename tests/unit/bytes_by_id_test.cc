@@ -9,15 +9,9 @@
 #include <vector>
 
 #include "garde/base/encoding.h"
+#include "garde/base/sanitizers.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define GARDE_TEST_LSAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define GARDE_TEST_LSAN 1
-#endif
-#endif
-#ifdef GARDE_TEST_LSAN
+#ifdef GARDE_ADDRESS_SANITIZER
 #include <sanitizer/lsan_interface.h>
 #endif
 
@@ -169,7 +163,7 @@ TEST(BytesById, ManySubjectsCostLessThanSeventyTwoBytesEach) {
   EXPECT_LT(table.bytes() / table.size(), 72u) << table.bytes();
 }
 
-#ifdef GARDE_TEST_LSAN
+#ifdef GARDE_ADDRESS_SANITIZER
 // A slot holds its entry's address with a tag in the top bits, which LeakSanitizer does not
 // take for a pointer: a check while the table holds entries (as libFuzzer runs between
 // inputs) must not report them as leaked.
